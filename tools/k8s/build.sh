@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the upstream control plane used by the e2e tests into a cache keyed by version:
+#   kube-apiserver, kube-scheduler, kubectl (Kubernetes $K8S_VERSION), etcd, helm, promtool.
+# A second run with the cache present only checks that the binaries are there.
+# Usage: tools/k8s/build.sh        -> prints the bin directory on its last line
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+K8S_VERSION=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$here/go.mod")
+ETCD_VERSION=$(awk '/go.etcd.io\/etcd\/server\/v3 v/ && !/indirect/ {print $NF}' "$here/etcd/go.mod" | head -1)
+HELM_VERSION=$(awk '/helm.sh\/helm\/v3 v/ && !/indirect/ {print $NF}' "$here/helm/go.mod" | head -1)
+bin=${RACKFIT_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/rackfit/k8s-$K8S_VERSION/bin}
+mkdir -p "$bin"
+minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+
+log() { echo "[k8s-build] $*" >&2; }
+
+build_k8s() {
+  local vpkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version
+  local ld="-s -w"
+  for p in $vpkg $cpkg; do
+    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  for cmd in kube-apiserver kube-scheduler kubectl; do
+    [ -x "$bin/$cmd" ] && continue
+    log "building $cmd $K8S_VERSION (cold: several minutes on 2 cores)"
+    (cd "$here" && go build -trimpath -ldflags "$ld" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+  done
+}
+
+build_etcd() {
+  [ -x "$bin/etcd" ] && return
+  log "building etcd $ETCD_VERSION"
+  (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_helm() {
+  [ -x "$bin/helm" ] && return
+  log "building helm $HELM_VERSION"
+  local p=helm.sh/helm/v3/internal/version
+  local ld="-s -w -X $p.version=$HELM_VERSION -X $p.gitTreeState=clean"
+  for q in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld="$ld -X $q.k8sVersionMajor=1 -X $q.k8sVersionMinor=$minor"
+  done
+  (cd "$here/helm" && go build -trimpath -ldflags "$ld" -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
+}
+
+fetch_promtool() {
+  [ -x "$bin/promtool" ] && return
+  log "extracting promtool from Debian's prometheus package"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download prometheus >/dev/null; }; } \
+     && dpkg-deb -x prometheus_*.deb x && cp x/usr/bin/promtool "$bin/promtool")
+  rm -rf "$tmp"
+}
+
+build_etcd
+build_helm
+fetch_promtool
+build_k8s
+for b in etcd kube-apiserver kube-scheduler kubectl helm promtool; do
+  [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
+done
+echo "$bin"
