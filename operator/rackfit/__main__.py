@@ -1,0 +1,7 @@
+"""`python -m rackfit` runs the CLI."""
+
+import sys
+
+from rackfit.cli import main
+
+sys.exit(main())

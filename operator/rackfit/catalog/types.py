@@ -1,0 +1,66 @@
+"""Catalog value objects: a GPU model and an instance type (a node shape)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from rackfit.units import GB, MiB
+
+Architecture = Literal["ampere", "hopper", "ada", "blackwell"]
+
+# Weight formats each architecture runs natively. FP8 tensor cores arrived with Ada and Hopper,
+# FP4 (NVFP4) with Blackwell; MXFP4 checkpoints (gpt-oss) also run on Hopper through weight-only kernels.
+_FORMATS: dict[str, frozenset[str]] = {
+    "ampere": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4"}),
+    "ada": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8"}),
+    "hopper": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8", "mxfp4"}),
+    "blackwell": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8", "mxfp4", "nvfp4"}),
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class GPU(_Frozen):
+    model: str
+    product: str = Field(description="nvidia.com/gpu.product label value")
+    memory_gb: float = Field(gt=0, description="vendor's nominal memory, decimal GB")
+    memory_mib: int = Field(gt=0, description="nvidia.com/gpu.memory label value")
+    architecture: Architecture
+    host_memory_gb: float = Field(0, ge=0, description="CPU memory reachable over NVLink-C2C (GH200)")
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MiB
+
+    @property
+    def host_memory_bytes(self) -> int:
+        return int(self.host_memory_gb * GB)
+
+    @property
+    def formats(self) -> frozenset[str]:
+        return _FORMATS[self.architecture]
+
+
+class InstanceType(_Frozen):
+    name: str
+    gpu: GPU
+    gpus_per_node: int = Field(gt=0)
+    nvlink_domain_gpus: int = Field(gt=0, description="GPUs joined by NVLink: 8 on HGX, 72 on NVL72, 1 on PCIe")
+    interconnect: str = ""
+    price_per_hour: float | None = Field(None, ge=0, description="per node, in the catalog's currency")
+    source: str = ""
+
+    @property
+    def nodes_per_domain(self) -> int:
+        """Nodes one NVLink domain spans (18 for an NVL72 rack of 4-GPU nodes, 1 for an HGX host)."""
+        return max(1, self.nvlink_domain_gpus // self.gpus_per_node)
+
+    @property
+    def tensor_parallel_limit(self) -> int:
+        """Largest tensor-parallel group that stays on NVLink: the domain, or one node when it has none."""
+        return self.nvlink_domain_gpus if self.nvlink_domain_gpus > 1 else 1
