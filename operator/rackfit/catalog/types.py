@@ -28,10 +28,10 @@ class _Frozen(BaseModel):
 class GPU(_Frozen):
     model: str
     product: str = Field(description="nvidia.com/gpu.product label value")
-    memory_gb: float = Field(gt=0, description="vendor's nominal memory, decimal GB")
-    memory_mib: int = Field(gt=0, description="nvidia.com/gpu.memory label value")
+    memory_gb: float = Field(gt=0, alias="memoryGB", description="vendor's nominal memory, decimal GB")
+    memory_mib: int = Field(gt=0, alias="memoryMiB", description="nvidia.com/gpu.memory label value")
     architecture: Architecture
-    host_memory_gb: float = Field(0, ge=0, description="CPU memory reachable over NVLink-C2C (GH200)")
+    host_memory_gb: float = Field(0, ge=0, alias="hostMemoryGB", description="CPU memory reachable over NVLink-C2C (GH200)")
 
     @property
     def memory_bytes(self) -> int:
@@ -50,7 +50,7 @@ class InstanceType(_Frozen):
     name: str
     gpu: GPU
     gpus_per_node: int = Field(gt=0)
-    nvlink_domain_gpus: int = Field(gt=0, description="GPUs joined by NVLink: 8 on HGX, 72 on NVL72, 1 on PCIe")
+    nvlink_domain_gpus: int = Field(gt=0, alias="nvlinkDomainGPUs", description="GPUs joined by NVLink: 8 on HGX, 72 on NVL72, 1 on PCIe")
     interconnect: str = ""
     price_per_hour: float | None = Field(None, ge=0, description="per node, in the catalog's currency")
     source: str = ""
