@@ -5,9 +5,15 @@
 # Usage: tools/k8s/build.sh        -> prints the bin directory on its last line
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-K8S_VERSION=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$here/go.mod")
-ETCD_VERSION=$(awk '/go.etcd.io\/etcd\/server\/v3 v/ && !/indirect/ {print $NF}' "$here/etcd/go.mod" | head -1)
-HELM_VERSION=$(awk '/helm.sh\/helm\/v3 v/ && !/indirect/ {print $NF}' "$here/helm/go.mod" | head -1)
+# `go mod tidy` marks modules reached only through `tool` lines as "// indirect", so match
+# the module path in any require line rather than a particular layout.
+modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$2"; }
+K8S_VERSION=$(modver k8s.io/kubernetes "$here/go.mod")
+ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")
+HELM_VERSION=$(modver helm.sh/helm/v3 "$here/helm/go.mod")
+for v in K8S_VERSION ETCD_VERSION HELM_VERSION; do
+  [ -n "${!v}" ] || { echo "[k8s-build] cannot read $v from tools/k8s go.mod files" >&2; exit 1; }
+done
 bin=${RACKFIT_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/rackfit/k8s-$K8S_VERSION/bin}
 mkdir -p "$bin"
 minor=$(echo "$K8S_VERSION" | cut -d. -f2)
