@@ -1,0 +1,325 @@
+"""`ControlPlane`: a real etcd + kube-apiserver + kube-scheduler on loopback, for tests and the demo.
+
+Used by the e2e fixtures (as a context manager, torn down with the test session) and by
+`python -m rackfit.devcluster up|down` (detached, its state kept in a directory). There is no
+kubelet and no kube-controller-manager: Nodes are plain API objects (see `fleet`), pods are
+bound by the scheduler but never run, and namespaces never finish deleting.
+
+Every component runs in its own session so it can be stopped as a process group; its log is
+`<data_dir>/logs/<name>.log`. An attached control plane is also stopped at interpreter exit, on
+SIGTERM/SIGHUP, and (through PR_SET_PDEATHSIG) when the process that started it dies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rackfit.devcluster import binaries
+from rackfit.devcluster.pki import write_pki
+from rackfit.devcluster.waiting import WaitTimeout, wait_for
+
+STATE_FILE = "state.json"
+_STOP_ORDER = ("kube-scheduler", "kube-apiserver", "etcd")  # clients before the store they use
+_LOG_TAIL_LINES = 25
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start or the state directory is unusable; the message has its log tail."""
+
+
+@dataclass
+class _Component:
+    name: str
+    pid: int
+    popen: subprocess.Popen | None = None  # None when re-attached from a state file
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:  # a detached child: make sure the pid still belongs to our binary before trusting it
+            return self.name in Path(f"/proc/{self.pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)  # the component leads its own session, so pgid == pid
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        try:
+            wait_for(lambda: not self.alive(), timeout, f"{self.name} to exit")
+            return True
+        except WaitTimeout:
+            return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL the child if the Python process that started it dies, even by SIGKILL."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "rackfit-dev", "cluster": {
+            "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "rackfit-dev", "context": {"cluster": "rackfit-dev", "user": user}}],
+        "current-context": "rackfit-dev",
+    })
+
+
+class ControlPlane:
+    """A local control plane. `with ControlPlane() as cp:` starts it; leaving the block stops it
+    and deletes `data_dir`. With `detach=True` the processes outlive this Python process and
+    `ControlPlane.attach(data_dir).stop()` ends them later."""
+
+    def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0):
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="rackfit-cp-"))
+        self.detach = detach
+        self.startup_timeout = startup_timeout
+        self.server = ""
+        self._components: list[_Component] = []
+        self._lock = threading.Lock()
+
+    # --- paths -------------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (a static token in `system:masters`)."""
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        bins = binaries.require("etcd", "kube-apiserver", "kube-scheduler")
+        if (self.data_dir / STATE_FILE).exists():
+            raise ControlPlaneError(f"{self.data_dir} already holds a control plane; stop it first")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.detach:
+            _register(self)
+        try:
+            self._start(bins)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, bins: dict[str, Path]) -> None:
+        pki = write_pki(self.data_dir / "pki")
+        admin_token, scheduler_token = secrets.token_hex(24), secrets.token_hex(24)
+        tokens = self.data_dir / "tokens.csv"
+        # Static token file format: token,user,uid,"group1,group2"
+        tokens.write_text(
+            f'{admin_token},rackfit-admin,rackfit-admin,"system:masters"\n'
+            f"{scheduler_token},system:kube-scheduler,system:kube-scheduler\n")
+        tokens.chmod(0o600)
+
+        etcd_port, peer_port, api_port, sched_port = (_free_port() for _ in range(4))
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn("etcd", [
+            bins["etcd"], f"--data-dir={self.data_dir / 'etcd'}", "--name=rackfit-dev",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=rackfit-dev=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ], _http_ok(f"{etcd_url}/health", None, None))
+
+        self.server = f"https://127.0.0.1:{api_port}"
+        ca = ssl.create_default_context(cafile=str(pki.ca_cert))
+        self._spawn("kube-apiserver", [
+            bins["kube-apiserver"], f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--cert-dir={pki.ca_cert.parent}", f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}", f"--client-ca-file={pki.ca_cert}",
+            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
+            # No kube-controller-manager creates `default` ServiceAccounts, so don't require them.
+            "--disable-admission-plugins=ServiceAccount",
+            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--service-account-issuer={self.server}", f"--service-account-key-file={pki.sa_key}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            # A one-member "cluster": don't maintain the kubernetes Service endpoints.
+            "--endpoint-reconciler-type=none", "--profiling=false",
+        ], _http_ok(f"{self.server}/readyz", ca, admin_token))
+
+        ca_pem = pki.ca_cert.read_bytes()
+        self.kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "rackfit-admin", admin_token))
+        sched_kubeconfig = self.data_dir / "kube-scheduler.kubeconfig"
+        sched_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "system:kube-scheduler", scheduler_token))
+        for path in (self.kubeconfig, sched_kubeconfig):
+            path.chmod(0o600)
+        self._spawn("kube-scheduler", [
+            bins["kube-scheduler"], f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}", f"--authorization-kubeconfig={sched_kubeconfig}",
+            # Don't look up request-header CAs in kube-system: none are configured, and it logs errors forever.
+            "--authentication-skip-lookup=true",
+            "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "--leader-elect=false",
+        ], _http_ok(f"https://127.0.0.1:{sched_port}/readyz", _insecure(), None))
+        self._write_state()
+
+    def _spawn(self, name: str, argv: list, probe) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        with log:  # the child keeps its own descriptor
+            popen = subprocess.Popen(
+                [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=None if self.detach else _die_with_parent)
+        component = _Component(name, popen.pid, popen)
+        with self._lock:
+            self._components.append(component)
+        try:
+            wait_for(lambda: not component.alive() or probe(), self.startup_timeout, f"{name} to become ready")
+        except WaitTimeout as e:
+            raise ControlPlaneError(f"{e}\n{self._log_tail(name)}") from None
+        if not component.alive():
+            raise ControlPlaneError(f"{name} exited with code {popen.returncode} while starting\n{self._log_tail(name)}")
+
+    def _log_tail(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        try:
+            lines = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        except OSError:
+            return f"(no log at {path})"
+        return f"last {len(lines)} lines of {path}:\n" + "\n".join(lines)
+
+    def _write_state(self) -> None:
+        state = {"server": self.server, "kubeconfig": str(self.kubeconfig),
+                 "pids": {c.name: c.pid for c in self._components}}
+        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def attach(cls, data_dir: Path) -> ControlPlane:
+        """The detached control plane recorded in `data_dir` (its processes may have died since)."""
+        try:
+            state = json.loads((Path(data_dir) / STATE_FILE).read_text())
+        except (OSError, ValueError) as e:
+            raise ControlPlaneError(f"no control plane state in {data_dir}: {e}") from None
+        cp = cls(Path(data_dir), detach=True)
+        cp.server = state["server"]
+        cp._components = [_Component(name, pid) for name, pid in state["pids"].items()]
+        return cp
+
+    def components(self) -> dict[str, bool]:
+        """Component name -> whether its process is alive."""
+        with self._lock:
+            return {c.name: c.alive() for c in self._components}
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every component (TERM, wait, then KILL the process group) and delete `data_dir`."""
+        with self._lock:
+            components, self._components = self._components, []
+        by_name = {c.name: c for c in components}
+        for wave in (_STOP_ORDER[:2], _STOP_ORDER[2:]):
+            running = [by_name[n] for n in wave if n in by_name and by_name[n].alive()]
+            for c in running:
+                c.signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for c in running:
+                if not c.wait(max(0.0, deadline - time.monotonic())):
+                    c.signal(signal.SIGKILL)
+                    c.wait(5.0)
+        _unregister(self)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None, token: str | None):
+    """A probe returning True once `url` answers 200."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def probe() -> bool:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2, context=context) as r:
+            return r.status == 200
+    return probe
+
+
+def _insecure() -> ssl.SSLContext:
+    # kube-scheduler serves /readyz with a certificate it makes up in memory; only liveness matters here.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# --- clean-up of attached control planes at exit and on SIGTERM/SIGHUP ------------------------
+_live: set[ControlPlane] = set()
+_hooks_installed = False
+
+
+def _stop_all() -> None:
+    for cp in list(_live):
+        cp.stop()
+
+
+def _on_signal(signum, _frame) -> None:
+    _stop_all()
+    signal.signal(signum, signal.SIG_DFL)  # then die of the same signal, as the sender intended
+    os.kill(os.getpid(), signum)
+
+
+def _register(cp: ControlPlane) -> None:
+    global _hooks_installed
+    _live.add(cp)
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_stop_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:  # never replace a handler someone else installed
+                signal.signal(sig, _on_signal)
+
+
+def _unregister(cp: ControlPlane) -> None:
+    _live.discard(cp)
+
+
+def api_client(kubeconfig: Path, pool_size: int = 16):
+    """A `kubernetes.client.ApiClient` for `kubeconfig`, with room for the fleet's parallel requests."""
+    from kubernetes import client, config  # the operator extra; only needed once a cluster is in play
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)

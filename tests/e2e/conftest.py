@@ -1,0 +1,95 @@
+"""Fixtures for the e2e tests: a real control plane with the simulated GPU fleet.
+
+`cluster` starts one `ControlPlane` plus the default fleet per test session, or uses the cluster
+in $RACKFIT_E2E_KUBECONFIG (e.g. `make kind-up`) as it is. Without the built binaries the tests
+are skipped with the reason, or fail when $CI is set, so a CI run can never pass by skipping.
+Every test gets a fresh `namespace`; `kubectl` runs the built kubectl against the cluster;
+`wait_for` polls with a deadline (tests never sleep a fixed time).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from rackfit.devcluster import binaries
+from rackfit.devcluster.controlplane import ControlPlane, api_client
+from rackfit.devcluster.fleet import apply_fleet, build_nodes
+from rackfit.devcluster.waiting import wait_for as _wait_for
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    api: client.ApiClient
+    local: bool  # True: our ControlPlane (known version, simulated fleet); False: $RACKFIT_E2E_KUBECONFIG
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    external = os.environ.get("RACKFIT_E2E_KUBECONFIG")
+    if external:
+        with api_client(Path(external)) as api:
+            yield Cluster(Path(external), api, local=False)
+        return
+    try:
+        binaries.require()
+    except binaries.BinariesMissing as e:
+        _unavailable(str(e))
+    with ControlPlane() as plane, api_client(plane.kubeconfig) as api:
+        apply_fleet(client.CoreV1Api(api), build_nodes())
+        yield Cluster(plane.kubeconfig, api, local=True)
+
+
+@pytest.fixture
+def core_v1(cluster: Cluster) -> client.CoreV1Api:
+    return client.CoreV1Api(cluster.api)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, core_v1: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace named after the test. Its pods are force-deleted afterwards: with no
+    kubelet they would otherwise hold their GPUs on the simulated nodes (and with no namespace
+    controller the namespace itself stays Terminating, which is harmless)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"e2e-{slug}-{secrets.token_hex(3)}"
+    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core_v1.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    core_v1.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess]:
+    """`kubectl("get", "nodes", input=None)` -> CompletedProcess (text, never raises on exit code)."""
+    built = binaries.bin_dir() / "kubectl"
+    path = str(built) if os.access(built, os.X_OK) else shutil.which("kubectl")
+    if not path:
+        _unavailable(f"no kubectl: {binaries.BUILD_HINT}")
+    # A private discovery cache, so a fresh CRD is never hidden by a stale ~/.kube/cache.
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "KUBECACHEDIR": str(tmp_path_factory.mktemp("kubecache"))}
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([path, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout)
+    return run
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable:
+    """`wait_for(predicate, timeout, what)` -> the predicate's first truthy value, or WaitTimeout."""
+    return _wait_for
