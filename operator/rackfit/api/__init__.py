@@ -1,0 +1,1 @@
+"""The LLMWorkload API (group rackfit.io): spec and status models, the source of the CRD."""

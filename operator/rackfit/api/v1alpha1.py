@@ -1,0 +1,212 @@
+"""LLMWorkload `spec` (rackfit.io/v1alpha1): the single source of truth for the CRD schema.
+
+Pydantic models with camelCase aliases. `parse_spec()` turns any document the CLI or the
+operator receives (a whole manifest or a bare spec) into a validated `LLMWorkloadSpec`, or raises
+`InvalidWorkload` naming every bad field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from rackfit.errors import InvalidWorkload
+from rackfit.units import parse_count
+
+GROUP, VERSION, KIND, PLURAL = "rackfit.io", "v1alpha1", "LLMWorkload", "llmworkloads"
+
+Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4"]
+KVPrecision = Literal["bf16", "fp16", "fp8"]
+Method = Literal["full", "lora", "qlora"]
+Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
+MasterWeights = Literal["fp32", "none"]
+Checkpointing = Literal["none", "selective", "full"]
+Objective = Literal["fewestGPUs", "lowestCost"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+    )
+
+
+Positive = Field(default=None, gt=0)
+
+
+class Architecture(_Model):
+    """Transformer shape, as in a Hugging Face config.json. Every field is optional here:
+    given with a preset, they override it; alone, the dense core (layers, sizes, heads, vocab) is required."""
+
+    num_layers: int | None = Positive
+    hidden_size: int | None = Positive
+    intermediate_size: int | None = Positive
+    num_attention_heads: int | None = Positive
+    num_key_value_heads: int | None = Positive
+    head_dim: int | None = Positive
+    vocab_size: int | None = Positive
+    tie_word_embeddings: bool | None = None
+    attention_bias: bool | None = Field(None, description="bias on q, k, v (Qwen2)")
+    gated_mlp: bool | None = Field(None, description="SwiGLU/GeGLU (3 matrices) rather than 2 (GELU, squared ReLU)")
+    # MoE
+    num_experts: int | None = Field(None, ge=0)
+    num_experts_per_token: int | None = Positive
+    moe_intermediate_size: int | None = Positive
+    num_shared_experts: int | None = Field(None, ge=0)
+    first_dense_layers: int | None = Field(None, ge=0)
+    # MLA (DeepSeek-V2/V3)
+    kv_lora_rank: int | None = Positive
+    q_lora_rank: int | None = Positive
+    qk_rope_head_dim: int | None = Positive
+    qk_nope_head_dim: int | None = Positive
+    v_head_dim: int | None = Positive
+    # sliding-window attention (Gemma-2, gpt-oss, Mistral v0.1)
+    sliding_window: int | None = Positive
+    sliding_window_layers: int | None = Field(None, ge=0)
+
+
+class ModelSource(_Model):
+    """Exactly one way to say which model: a preset (optionally overridden), an architecture,
+    a Hugging Face config.json, or a bare parameter count for the rule-of-thumb estimate."""
+
+    preset: str | None = None
+    architecture: Architecture | None = None
+    hugging_face_config: str | None = Field(
+        None, description="CLI: path to a config.json; operator: name of a ConfigMap key `config.json`"
+    )
+    parameters: int | None = Field(None, gt=0, description="bare parameter count, e.g. 70e9 or '70B'")
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        return None if v is None else parse_count(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if self.parameters is not None and (self.preset or self.architecture or self.hugging_face_config):
+            raise ValueError("`parameters` stands alone: give it without preset, architecture or huggingFaceConfig")
+        if self.preset and self.hugging_face_config:
+            raise ValueError("give either `preset` or `huggingFaceConfig`, not both")
+        if not (self.preset or self.architecture or self.hugging_face_config or self.parameters):
+            raise ValueError("give one of preset, architecture, huggingFaceConfig or parameters")
+        return self
+
+
+class Inference(_Model):
+    context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output")
+    concurrency: int = Field(1, gt=0, description="sequences resident at once")
+    kv_cache_precision: KVPrecision = "bf16"
+    prefill_chunk_tokens: int | None = Field(None, gt=0, description="default min(contextLength x concurrency, 8192)")
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.prefill_chunk_tokens or min(self.context_length * self.concurrency, 8192)
+
+
+class Training(_Model):
+    method: Method = "full"
+    optimizer: Optimizer = "adamw"
+    master_weights: MasterWeights = Field("fp32", description="fp32: mixed precision; none: pure 16-bit")
+    micro_batch_size: int = Field(1, gt=0)
+    sequence_length: int = Field(4096, gt=0)
+    activation_checkpointing: Checkpointing = "none"
+    lora_rank: int | None = Field(None, gt=0, description="default 16 for lora and qlora")
+    zero_stage: int = Field(0, ge=0, le=3, description="ZeRO sharding over the data-parallel GPUs")
+
+    @property
+    def rank(self) -> int:
+        return self.lora_rank or 16
+
+
+class Parallelism(_Model):
+    tensor: int = Field(1, gt=0)
+    pipeline: int = Field(1, gt=0)
+    data: int = Field(1, gt=0)
+    expert: int = Field(1, gt=0)
+
+    @property
+    def total_gpus(self) -> int:
+        # expert parallelism reuses the data-parallel (or tensor) GPUs, as in Megatron and vLLM
+        return self.tensor * self.pipeline * self.data
+
+
+class Placement(_Model):
+    instance_types: list[str] | None = Field(None, description="allowed types; default the whole catalog")
+    max_nodes: int | None = Field(None, gt=0)
+    headroom: float = Field(0.1, ge=0, lt=1, description="fraction of each GPU's memory left free")
+    objective: Objective = "fewestGPUs"
+    use_host_memory: bool = Field(False, description="count GH200's CPU-attached memory as capacity")
+
+
+class Target(_Model):
+    kind: Literal["Deployment", "StatefulSet", "Job"]
+    name: str = Field(min_length=1)
+
+
+class LLMWorkloadSpec(_Model):
+    model: ModelSource
+    workload: Literal["inference", "training"]
+    precision: Precision = "bf16"
+    inference: Inference | None = None
+    training: Training | None = None
+    parallelism: Parallelism | None = None
+    placement: Placement = Placement()
+    target: Target | None = Field(None, description="the Deployment, StatefulSet or Job the operator patches")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> LLMWorkloadSpec:
+        if self.workload == "inference":
+            if self.training is not None:
+                raise ValueError("`training` is only allowed with workload: training")
+            if self.inference is None:
+                object.__setattr__(self, "inference", Inference())
+        else:
+            if self.inference is not None:
+                raise ValueError("`inference` is only allowed with workload: inference")
+            if self.training is None:
+                object.__setattr__(self, "training", Training())
+            t = self.training
+            if t.method == "full" and t.lora_rank is not None:
+                raise ValueError("training.loraRank is only allowed with method lora or qlora")
+            if t.method == "qlora" and self.precision not in ("nf4", "int4"):
+                raise ValueError("training.method qlora needs precision nf4 (or int4)")
+            if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):
+                raise ValueError(f"a full fine-tune trains the weights: precision must be fp32, bf16 or fp16, "
+                                 f"not {self.precision}; use method qlora for 4-bit bases")
+            if t.zero_stage and self.parallelism and self.parallelism.data == 1:
+                pass  # ZeRO over one replica shards nothing; allowed, as DeepSpeed allows it
+        return self
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    return ".".join(["spec", *parts]) if parts else "spec"
+
+
+def validation_errors(e: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in e.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "literal_error":
+            msg = f"got {err.get('input')!r}; allowed: {err['ctx']['expected']}"
+        out.append((_path(err["loc"]), msg))
+    return out
+
+
+def parse_spec(doc: dict[str, Any]) -> LLMWorkloadSpec:
+    """A manifest (`kind: LLMWorkload`) or a bare spec -> LLMWorkloadSpec; InvalidWorkload otherwise."""
+    if not isinstance(doc, dict):
+        raise InvalidWorkload([("", "expected a mapping: an LLMWorkload manifest or its spec")])
+    if "kind" in doc or "apiVersion" in doc:
+        if doc.get("kind") != KIND:
+            raise InvalidWorkload([("kind", f"got {doc.get('kind')!r}; expected {KIND}")])
+        doc = doc.get("spec")
+        if not isinstance(doc, dict):
+            raise InvalidWorkload([("spec", "missing; an LLMWorkload needs a spec")])
+    try:
+        return LLMWorkloadSpec.model_validate(doc)
+    except ValidationError as e:
+        raise InvalidWorkload(validation_errors(e)) from None

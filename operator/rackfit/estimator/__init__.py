@@ -1,0 +1,104 @@
+"""The memory estimator: `estimate(spec, layout)` -> bytes per GPU at the peak, itemised.
+
+Pure: no I/O. The phases whose peaks compete are modelled separately (a training step peaks either
+at the loss backward, with every activation kept, or at the optimizer step, with every gradient),
+and the breakdown reports what is live at the larger one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rackfit.api.v1alpha1 import LLMWorkloadSpec
+from rackfit.estimator.activations import inference_activation_bytes, training_activations
+from rackfit.estimator.kvcache import kv_cache_bytes
+from rackfit.estimator.params import ParamCounts, count_params
+from rackfit.estimator.result import Breakdown, Estimate, Layout
+from rackfit.estimator.training import model_states
+from rackfit.estimator.weights import weight_bytes
+from rackfit.models import ModelArch, resolve
+
+__all__ = ["estimate", "estimate_arch", "Estimate", "Breakdown", "Layout"]
+
+# Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
+# with PyTorch 2.11 / CUDA 13 (../shared/data, `environment` row).
+CUDA_CONTEXT_BYTES = 751_632_384
+# NCCL communicators and buffers once more than one GPU talks (not measured here; NCCL's defaults
+# of 4 MiB per channel and peer, a few hundred MiB on an 8-GPU node).
+NCCL_BYTES = 512 << 20
+# The caching allocator holds freed blocks it cannot reuse for differently sized requests. Measured
+# slack, as a share of the memory allocated and freed during the step (../shared/data):
+SLACK_PREFILL = 0.20          # KV cache and activations of a prefill
+SLACK_TRAINING = 0.07         # activations freed layer by layer in the backward
+SLACK_RECOMPUTE = 0.28        # recomputed layers interleave allocations with the backward's frees
+SLACK_STATE_SPLIT = 0.15      # a full fine-tune's first step allocates optimizer states into the freed
+                              # activation blocks, splitting them (loss-phase peaks only)
+
+
+def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dict[str, Any] | None = None
+             ) -> Estimate:
+    """Per-GPU memory of `spec` on `layout` (default: the spec's parallelism, else one GPU)."""
+    if layout is None:
+        layout = Layout(**spec.parallelism.model_dump()) if spec.parallelism else Layout()
+    return estimate_arch(spec, resolve(spec.model, hf_config), layout)
+
+
+def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout) -> Estimate:
+    """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
+    p = count_params(arch)
+    weights = weight_bytes(p, spec.precision, layout, arch.num_layers)
+    comm = NCCL_BYTES if layout.total_gpus > 1 else 0
+    notes = []
+    if arch.rough:
+        notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
+                     "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
+    if spec.workload == "inference":
+        parts, phase = _inference(spec, arch, layout, weights)
+    else:
+        parts, phase = _training(spec, arch, p, layout, weights)
+        if spec.training.optimizer == "adamw8bit":
+            notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
+    # Loaders that tie embeddings materialise the output projection first and free it: the allocator
+    # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
+    load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0
+    overhead = CUDA_CONTEXT_BYTES + comm + max(load_slack, parts.pop("slack"))
+    breakdown = Breakdown(overhead_bytes=overhead, **parts)
+    return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
+                    active_parameters=p.active, peak_phase=phase, notes=notes)
+
+
+def _inference(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, weights: int) -> tuple[dict, str]:
+    inf = spec.inference
+    sequences = -(-inf.concurrency // layout.data)  # each replica serves its share
+    chunk = min(inf.chunk_tokens, sequences * inf.context_length)
+    kv = kv_cache_bytes(arch, inf.kv_cache_precision, layout, inf.context_length, sequences, chunk)
+    act = inference_activation_bytes(arch, layout, chunk, sequences)
+    return dict(weights_bytes=weights, kv_cache_bytes=kv, activations_bytes=act,
+                slack=int(SLACK_PREFILL * (kv + act))), "prefill"
+
+
+def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
+              ) -> tuple[dict, str]:
+    tr = spec.training
+    mixed = tr.method == "full" and tr.master_weights == "fp32"
+    states = model_states(arch, p, tr, spec.precision, layout, weights)
+    act = training_activations(arch, tr, layout, mixed)
+    logits_on_this_stage = layout.pipeline == 1
+    loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
+    # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
+    grads_during_backward = states.gradients if layout.data > 1 else 0
+    backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
+    step_peak = states.gradients
+    recompute = tr.activation_checkpointing != "none"
+    if backward_peak >= step_peak:
+        live_act, live_grads = act.layers + max(loss, act.recompute), grads_during_backward
+        phase = "loss backward" if loss >= act.recompute else "layer recompute"
+    else:
+        live_act, live_grads, phase = 0, states.gradients, "optimizer step"
+    transient = live_act + live_grads
+    share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
+    if recompute and tr.method == "full" and phase != "optimizer step":
+        share += SLACK_STATE_SPLIT
+    slack = int(share * transient)
+    return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
+                optimizer_states_bytes=states.optimizer, slack=slack), phase

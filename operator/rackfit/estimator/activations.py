@@ -1,0 +1,115 @@
+"""Activation memory per GPU: the inference peak of one prefill chunk, and what training keeps for
+the backward pass under each checkpointing policy, plus full-vocabulary logits and loss buffers.
+
+Attention is flash/SDPA everywhere (no s^2 score matrix). Sizes are elements per token per layer,
+counted from what PyTorch keeps alive (Korthikanti et al. 2022 with flash attention, SwiGLU and
+RMSNorm's fp32 upcast), then calibrated on ../shared/data (see bench/accuracy.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rackfit.api.v1alpha1 import Training
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+
+ACT_BYTES = 2  # bf16/fp16 activations
+
+
+def _dims(a: ModelArch) -> tuple[int, int]:
+    """Width of the query and of the key+value projections' outputs."""
+    if a.is_mla:
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        return a.num_attention_heads * qk, a.num_attention_heads * (qk + a.v_head_dim)
+    return a.num_attention_heads * a.head_dim, 2 * a.num_key_value_heads * a.head_dim
+
+
+def _expert_shard(layout: Layout) -> tuple[int, int]:
+    """(divisor of routed tokens, divisor of each expert's width) on one GPU."""
+    return (layout.expert, 1) if layout.expert > 1 else (1, layout.tensor)
+
+
+# --- inference -------------------------------------------------------------------------------------
+
+def inference_activation_bytes(a: ModelArch, layout: Layout, chunk_tokens: int, sequences: int) -> int:
+    """Peak transient memory of one prefill chunk: the widest layer's live tensors, plus the logits
+    of the chunk's last positions (bf16, then fp32 for sampling)."""
+    t, h = layout.tensor, a.hidden_size
+    q, kv = _dims(a)
+    # the residual stream, its normed copy and the block output stay live around each block
+    attention = 3 * h + 3 * (q + kv) / t
+    widths = [attention]
+    ffn_mult = 3 if a.gated_mlp else 2  # gate, up, act(gate) | fc1, act(fc1)
+    if a.num_layers > a.moe_layers:
+        widths.append(4 * h + ffn_mult * a.intermediate_size / t)
+    if a.is_moe:
+        tokens_div, width_div = _expert_shard(layout)
+        # every token is copied to its top-k experts; each copy holds its input, the fused gate/up
+        # output, the activation and the product (grouped-GEMM MoE kernels keep all copies live)
+        routed = a.num_experts_per_token * (h + (ffn_mult + 1) * a.moe_intermediate_size / width_div) / tokens_div
+        shared = a.num_shared_experts * ffn_mult * a.moe_intermediate_size / t
+        widths.append(4 * h + routed + shared)
+    logits = min(sequences, chunk_tokens) * a.vocab_size * (2 + 4)
+    return int(max(widths) * chunk_tokens * ACT_BYTES + logits)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+NORM_BYTES_PER_H = 16          # two RMSNorms per layer, each keeping its fp32-upcast input
+AUTOCAST_RESIDUAL_BYTES_PER_H = 20  # fp32 weights under bf16 autocast: the residual stream stays fp32
+# peft casts each adapted matrix's input to the adapters' fp32 dtype and keeps it for the adapter's
+# gradient; the frozen base no longer keeps some bf16 inputs, which offsets part of it
+LORA_INPUT_BYTES = 2.5
+
+
+@dataclass(frozen=True)
+class TrainingActivations:
+    layers: int        # kept for backward across all layers (the most loaded pipeline stage)
+    recompute: int     # one layer recomputed in the backward (checkpointing), after the loss is done
+    loss_forward: int  # logits bf16 + fp32 upcast + log-softmax, at the end of the forward
+    loss_backward: int  # saved log-softmax + its gradient + the logits' gradient
+
+
+def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> tuple[float, float]:
+    """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel."""
+    h = a.hidden_size
+    q, kv = _dims(a)
+    attention = ACT_BYTES * (2 * q + kv)  # SDPA keeps q, k, v and its output
+    ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
+    if a.is_moe:
+        mlp = a.num_experts_per_token * (ffn_saved * a.moe_intermediate_size + h) + \
+            a.num_shared_experts * ffn_saved * a.moe_intermediate_size
+    else:
+        mlp = ffn_saved * a.intermediate_size
+    per = attention + ACT_BYTES * mlp + NORM_BYTES_PER_H * h
+    if mixed:
+        per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
+    if tr.method != "full":
+        # inputs of q, k, v, o, gate, up, down copied to the adapters' dtype
+        inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
+        per += LORA_INPUT_BYTES * (5 * h + q + inter)
+    return per / t, attention / t
+
+
+def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool) -> TrainingActivations:
+    tokens = tr.micro_batch_size * tr.sequence_length
+    t = layout.tensor
+    per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
+    residual = (4 if mixed else ACT_BYTES) * a.hidden_size / t
+    layers = a.num_layers
+    recompute = 0.0
+    if tr.activation_checkpointing == "full":
+        # each layer's input is kept; the backward recomputes one layer at a time
+        kept, recompute = layers * residual, per_layer
+    elif tr.activation_checkpointing == "selective":
+        kept, recompute = layers * (per_layer - attention), attention  # attention recomputed (Korthikanti §4)
+    else:
+        kept = layers * per_layer
+    vocab = a.vocab_size / t  # vocab-parallel cross-entropy
+    return TrainingActivations(
+        layers=int(kept * tokens),
+        recompute=int(recompute * tokens),
+        loss_forward=int(tokens * vocab * (2 + 4 + 4)),
+        loss_backward=int(tokens * vocab * (4 + 4 + 4)),
+    )

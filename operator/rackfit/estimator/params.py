@@ -1,0 +1,72 @@
+"""Parameter counts from an architecture, split by what quantisation and sharding treat differently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rackfit.models import ModelArch
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    embedding: int      # input embedding (16-bit in quantised checkpoints)
+    lm_head: int        # output projection; 0 when tied to the embedding
+    attention: int      # all layers' attention projections (+ biases)
+    dense_mlp: int      # MLPs of dense layers
+    experts: int        # routed experts of all MoE layers (all resident)
+    shared: int         # shared experts + routers of MoE layers
+    norms: int
+    active_experts: int  # routed-expert parameters one token touches, all layers
+
+    @property
+    def total(self) -> int:
+        return (self.embedding + self.lm_head + self.attention + self.dense_mlp + self.experts
+                + self.shared + self.norms)
+
+    @property
+    def linear(self) -> int:
+        """Parameters in decoder-layer matrices: what weight quantisation compresses."""
+        return self.attention + self.dense_mlp + self.experts + self.shared
+
+    @property
+    def active(self) -> int:
+        return self.total - self.experts + self.active_experts
+
+
+def attention_params(a: ModelArch) -> int:
+    """One layer's attention projections."""
+    h, heads = a.hidden_size, a.num_attention_heads
+    if a.is_mla:
+        qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
+        q = h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * heads * qk_head if a.q_lora_rank \
+            else h * heads * qk_head
+        kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank \
+            + a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim)
+        return q + kv + heads * a.v_head_dim * h
+    q_dim, kv_dim = heads * a.head_dim, a.num_key_value_heads * a.head_dim
+    bias = q_dim + 2 * kv_dim if a.attention_bias else 0
+    return h * q_dim + 2 * h * kv_dim + q_dim * h + bias
+
+
+def mlp_params(hidden: int, inter: int, gated: bool) -> int:
+    return (3 if gated else 2) * hidden * inter
+
+
+def count_params(a: ModelArch) -> ParamCounts:
+    h, L = a.hidden_size, a.num_layers
+    dense_layers = L - a.moe_layers
+    expert = mlp_params(h, a.moe_intermediate_size, a.gated_mlp)
+    counts = ParamCounts(
+        embedding=a.vocab_size * h,
+        lm_head=0 if a.tie_word_embeddings else a.vocab_size * h,
+        attention=L * attention_params(a),
+        dense_mlp=dense_layers * mlp_params(h, a.intermediate_size, a.gated_mlp),
+        experts=a.moe_layers * a.num_experts * expert,
+        shared=a.moe_layers * (a.num_shared_experts * expert + a.num_experts * h),
+        norms=(2 * L + 1) * h,
+        active_experts=a.moe_layers * a.num_experts_per_token * expert,
+    )
+    if a.rough:  # only the total is known: scale every part to it
+        scale = a.declared_parameters / counts.total
+        counts = ParamCounts(**{k: int(v * scale) for k, v in counts.__dict__.items()})
+    return counts

@@ -1,0 +1,47 @@
+"""The estimate's value objects: what the CLI prints and the operator stores in `status.estimate`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Breakdown(_Out):
+    """Bytes per GPU live at the estimated peak, by what holds them."""
+
+    weights_bytes: int = Field(ge=0)
+    kv_cache_bytes: int = Field(0, ge=0)
+    activations_bytes: int = Field(0, ge=0, description="includes logits and loss buffers")
+    gradients_bytes: int = Field(0, ge=0)
+    optimizer_states_bytes: int = Field(0, ge=0)
+    overhead_bytes: int = Field(0, ge=0, description="CUDA context, cuBLAS/NCCL workspaces, allocator slack")
+
+    @property
+    def total(self) -> int:
+        return (self.weights_bytes + self.kv_cache_bytes + self.activations_bytes + self.gradients_bytes
+                + self.optimizer_states_bytes + self.overhead_bytes)
+
+
+class Layout(_Out):
+    tensor: int = 1
+    pipeline: int = 1
+    data: int = 1
+    expert: int = 1
+
+    @property
+    def total_gpus(self) -> int:
+        return self.tensor * self.pipeline * self.data
+
+
+class Estimate(_Out):
+    total_bytes: int = Field(description="per GPU, at the peak")
+    breakdown: Breakdown
+    layout: Layout
+    parameters: int
+    active_parameters: int
+    peak_phase: str = Field(description="when the peak happens, e.g. 'prefill' or 'loss backward'")
+    notes: list[str] = Field(default_factory=list)

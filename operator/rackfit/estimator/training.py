@@ -1,0 +1,79 @@
+"""Training model states per GPU: weights, gradients and optimizer states for each optimizer and
+master-weight choice, LoRA/QLoRA adapters, ZeRO 1-3 over the data-parallel GPUs.
+
+Mixed precision is PyTorch AMP as the Hugging Face Trainer runs it: fp32 weights (the master copy),
+fp32 gradients and optimizer states, bf16 compute. Pure 16-bit keeps everything in the weights' dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rackfit.api.v1alpha1 import Training
+from rackfit.estimator.params import ParamCounts
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+
+# Optimizer state elements per trainable parameter, and bytes per element.
+_STATE_ELEMS = {"adamw": 2, "adamw8bit": 2, "sgd": 1, "adafactor": 0}
+ADAPTER_BYTES = 4  # peft keeps LoRA adapters in fp32
+
+
+@dataclass(frozen=True)
+class ModelStates:
+    weights: int
+    gradients: int
+    optimizer: int
+    autocast_cache: int  # bf16 copies of fp32 weights made by autocast during the forward
+    trainable: int
+
+
+def lora_params(a: ModelArch, rank: int) -> int:
+    """r x (in + out) for q, k, v, o, gate, up, down of every layer (peft's usual target modules)."""
+    h = a.hidden_size
+    q = a.num_attention_heads * (a.head_dim or h // a.num_attention_heads)
+    kv = a.num_key_value_heads * a.head_dim
+    inter = a.intermediate_size
+    per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + inter) + (inter + h)
+    return a.num_layers * rank * per_layer
+
+
+def _optimizer_bytes(optimizer: str, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
+    if optimizer == "adamw8bit":
+        return n * 2  # two 8-bit states (+ negligible block scales)
+    if optimizer == "adafactor":
+        # factored second moment: a row and a column vector per matrix, about 2h per h^2 matrix
+        return int(n * 2 / a.hidden_size * state_dtype_bytes) + 1
+    return n * _STATE_ELEMS[optimizer] * state_dtype_bytes
+
+
+def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
+                 frozen_weight_bytes: int) -> ModelStates:
+    """`frozen_weight_bytes` is the per-GPU size of the weights in `precision` (from weights.py):
+    the trained weights for a full fine-tune in 16-bit, the frozen base for LoRA/QLoRA."""
+    shard = layout.tensor * layout.pipeline  # model-parallel split of every parameter
+    d = layout.data
+    zero = tr.zero_stage if d > 1 else 0
+    if tr.method == "full":
+        n = p.total // shard
+        mixed = tr.master_weights == "fp32"
+        wbytes = 4 if mixed else (4 if precision == "fp32" else 2)
+        weights = n * wbytes if mixed or precision == "fp32" else frozen_weight_bytes
+        grads = n * wbytes
+        optimizer = _optimizer_bytes(tr.optimizer, n, wbytes, a)
+        cache = n * 2 if mixed and precision != "fp32" else 0
+        trainable = n
+    else:
+        n = lora_params(a, tr.rank) // shard
+        weights = frozen_weight_bytes + n * ADAPTER_BYTES
+        grads = n * ADAPTER_BYTES
+        optimizer = _optimizer_bytes(tr.optimizer, n, ADAPTER_BYTES, a)
+        cache, trainable = 0, n
+    if zero >= 1:
+        optimizer //= d
+    if zero >= 2:
+        grads //= d
+    if zero >= 3:
+        weights //= d
+    return ModelStates(weights=weights, gradients=grads, optimizer=optimizer, autocast_cache=cache,
+                       trainable=trainable)

@@ -1,0 +1,191 @@
+"""Model architectures: built-in presets, Hugging Face config.json parsing, and resolution of a
+spec's `model` into one complete `ModelArch` that the estimator reads."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from rackfit.api.v1alpha1 import Architecture, ModelSource
+from rackfit.errors import InvalidWorkload
+
+
+class ModelArch(BaseModel):
+    """A complete transformer shape. Zero means absent (no experts, no MLA, no sliding window)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    gated_mlp: bool = True
+    num_experts: int = 0
+    num_experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    first_dense_layers: int = 0
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    sliding_window: int = 0
+    sliding_window_layers: int = 0
+    # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
+    declared_parameters: int = 0
+
+    @property
+    def rough(self) -> bool:
+        return self.declared_parameters > 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.first_dense_layers if self.is_moe else 0
+
+
+@cache
+def presets() -> dict[str, dict[str, Any]]:
+    text = resources.files("rackfit.models").joinpath("presets.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+# Hugging Face config.json keys -> our architecture fields (first match wins).
+_HF_KEYS: dict[str, tuple[str, ...]] = {
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "n_inner"),
+    "num_attention_heads": ("num_attention_heads", "n_head"),
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv"),
+    "head_dim": ("head_dim",),
+    "vocab_size": ("vocab_size",),
+    "tie_word_embeddings": ("tie_word_embeddings",),
+    "attention_bias": ("attention_bias",),
+    "num_experts": ("num_local_experts", "n_routed_experts", "num_experts"),
+    "num_experts_per_token": ("num_experts_per_tok", "experts_per_token", "moe_topk"),
+    "moe_intermediate_size": ("moe_intermediate_size",),
+    "num_shared_experts": ("n_shared_experts", "num_shared_experts"),
+    "first_dense_layers": ("first_k_dense_replace",),
+    "kv_lora_rank": ("kv_lora_rank",),
+    "q_lora_rank": ("q_lora_rank",),
+    "qk_rope_head_dim": ("qk_rope_head_dim",),
+    "qk_nope_head_dim": ("qk_nope_head_dim",),
+    "v_head_dim": ("v_head_dim",),
+    "sliding_window": ("sliding_window",),
+}
+
+
+def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
+    """A config.json dict -> Architecture. Unknown keys are ignored; missing ones stay unset."""
+    if not isinstance(config, dict):
+        raise InvalidWorkload([("spec.model.huggingFaceConfig", "expected a JSON object (config.json)")])
+    config = {**config.get("text_config", {}), **config}  # multimodal configs nest the language model
+    fields: dict[str, Any] = {}
+    for ours, theirs in _HF_KEYS.items():
+        for key in theirs:
+            if config.get(key) is not None:
+                fields[ours] = config[key]
+                break
+    if "qwen2" in str(config.get("model_type", "")) and "attention_bias" not in fields:
+        fields["attention_bias"] = True  # Qwen2 always has q/k/v bias; its config does not say so
+    act = str(config.get("hidden_act", config.get("hidden_activation", "silu")))
+    fields.setdefault("gated_mlp", act in ("silu", "swiglu", "gelu_pytorch_tanh", "geglu") or "glu" in act)
+    if fields.get("sliding_window"):
+        layer_types = config.get("layer_types")
+        if isinstance(layer_types, list):
+            fields["sliding_window_layers"] = sum(1 for t in layer_types if "sliding" in str(t))
+        elif config.get("use_sliding_window") is False:
+            fields.pop("sliding_window")
+    if fields.get("num_experts") and "moe_intermediate_size" not in fields and "intermediate_size" in fields:
+        fields["moe_intermediate_size"] = fields["intermediate_size"]
+    try:
+        return Architecture.model_validate(fields)
+    except Exception as e:  # pydantic ValidationError -> field-named message
+        raise InvalidWorkload([("spec.model.huggingFaceConfig", f"unusable config.json: {e}")]) from None
+
+
+_REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+
+
+def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> ModelArch:
+    """The complete architecture for a spec's `model`. `hf_config` is the parsed config.json that
+    the caller (CLI or operator) read for `huggingFaceConfig`; this function does no I/O."""
+    if source.parameters is not None:
+        return _rough_arch(source.parameters)
+    fields: dict[str, Any] = {}
+    name = "custom"
+    if source.preset:
+        key = source.preset.lower()
+        if key not in presets():
+            raise InvalidWorkload([("spec.model.preset", f"unknown preset {source.preset!r}; "
+                                    f"known: {', '.join(sorted(presets()))}")])
+        fields.update(Architecture.model_validate(presets()[key]).model_dump(exclude_none=True))
+        name = key
+    if source.hugging_face_config is not None:
+        if hf_config is None:
+            raise InvalidWorkload([("spec.model.huggingFaceConfig", "the config.json could not be read")])
+        fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
+        name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
+    if source.architecture is not None:
+        fields.update(source.architecture.model_dump(exclude_none=True))
+    missing = [f for f in _REQUIRED if f not in fields]
+    if missing:
+        from pydantic.alias_generators import to_camel
+        raise InvalidWorkload([(f"spec.model.architecture.{to_camel(f)}", "required without a preset")
+                               for f in missing])
+    fields.setdefault("num_key_value_heads", fields["num_attention_heads"])
+    fields.setdefault("head_dim", fields["hidden_size"] // fields["num_attention_heads"])
+    if fields.get("num_experts"):
+        fields.setdefault("num_experts_per_token", 2)
+        fields.setdefault("moe_intermediate_size", fields["intermediate_size"])
+    if fields.get("sliding_window") and "sliding_window_layers" not in fields:
+        fields["sliding_window_layers"] = fields["num_layers"]
+    arch = ModelArch(name=name, **fields)
+    _check(arch)
+    return arch
+
+
+def _check(a: ModelArch) -> None:
+    errs = []
+    base = "spec.model.architecture."
+    if a.num_attention_heads % a.num_key_value_heads:
+        errs.append((base + "numKeyValueHeads", f"{a.num_key_value_heads} does not divide "
+                     f"numAttentionHeads {a.num_attention_heads}"))
+    if a.is_moe and a.num_experts_per_token > a.num_experts:
+        errs.append((base + "numExpertsPerToken", f"{a.num_experts_per_token} exceeds numExperts {a.num_experts}"))
+    if a.first_dense_layers > a.num_layers:
+        errs.append((base + "firstDenseLayers", f"exceeds numLayers {a.num_layers}"))
+    if a.sliding_window_layers > a.num_layers:
+        errs.append((base + "slidingWindowLayers", f"exceeds numLayers {a.num_layers}"))
+    if errs:
+        raise InvalidWorkload(errs)
+
+
+def _rough_arch(params: int) -> ModelArch:
+    """A Llama-shaped stand-in with about `params` parameters, for the rule-of-thumb estimate:
+    hidden size from the Llama family's ratio params ~ 12.5 * L * h^2 with L ~ h / 128."""
+    h = max(256, int(round((params * 128 / 12.5) ** (1 / 3) / 128)) * 128)
+    layers = max(1, round(params / (12.5 * h * h)))
+    heads = max(1, h // 128)
+    return ModelArch(name=f"{params / 1e9:g}B parameters", num_layers=layers, hidden_size=h,
+                     intermediate_size=int(3.5 * h), num_attention_heads=heads,
+                     num_key_value_heads=max(1, min(8, heads)), head_dim=128, vocab_size=128256,
+                     declared_parameters=params)
