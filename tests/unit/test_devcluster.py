@@ -1,0 +1,53 @@
+"""Cluster-free pieces of rackfit.devcluster: the pinned version, the PKI, `wait_for`, binary lookup."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from rackfit.devcluster import binaries
+from rackfit.devcluster.pki import write_pki
+from rackfit.devcluster.waiting import WaitTimeout, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_pinned_version_matches_tools_k8s_go_mod():
+    go_mod = (REPO / "tools/k8s/go.mod").read_text()
+    assert re.search(rf"^\s*k8s\.io/kubernetes {re.escape(binaries.K8S_VERSION)}\b", go_mod, re.M)
+
+
+def test_bin_dir_honours_override_and_names_the_build_step(monkeypatch, tmp_path):
+    monkeypatch.setenv("RACKFIT_K8S_BIN", str(tmp_path))
+    assert binaries.bin_dir() == tmp_path
+    with pytest.raises(binaries.BinariesMissing, match=r"etcd, kube-apiserver.*make k8s-bin"):
+        binaries.require()
+
+
+def test_serving_certificate_is_signed_by_the_ca_for_loopback(tmp_path):
+    pki = write_pki(tmp_path)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    cert = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
+
+    cert.verify_directly_issued_by(ca)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert pki.sa_key.stat().st_mode & 0o077 == 0
+
+
+def test_wait_for_returns_the_first_truthy_value():
+    calls = iter([None, 0, "ready"])
+    assert wait_for(lambda: next(calls), 5, "the third call", interval=0) == "ready"
+
+
+def test_wait_for_names_what_it_waited_for_and_the_last_error():
+    def failing():
+        raise ConnectionError("refused")
+
+    with pytest.raises(WaitTimeout, match=r"waiting for the apiserver \(last error: refused\)"):
+        wait_for(failing, 0.05, "the apiserver", interval=0.01)
