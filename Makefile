@@ -16,3 +16,30 @@ unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
 # --- local control plane (tools/k8s, rackfit.devcluster) ---
+K8S_BIN_DIR := $(or $(RACKFIT_K8S_BIN),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rackfit/k8s-v1.34.4/bin)
+KIND_CLUSTER ?= rackfit
+KIND_FLEET ?= gb200-4x=2,gd-8xh100ib-i128=1
+KIND_KUBECONFIG := $(CURDIR)/.rackfit/kind/kubeconfig
+
+k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, helm, promtool (cached; ~6 min cold)
+	@tools/k8s/build.sh >/dev/null
+
+test: k8s-bin
+
+cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet; prints export KUBECONFIG=...
+	@$(PYTHON) -m rackfit.devcluster up
+	@echo "kubectl: $(K8S_BIN_DIR)/kubectl" >&2
+
+cluster-down: ## Stop the local control plane and delete .rackfit/cluster
+	@$(PYTHON) -m rackfit.devcluster down
+
+kind-up: ## Create a kind cluster labelled like the fleet (needs Docker/Podman/nerdctl)
+	@command -v kind >/dev/null || { echo "kind not found (go install sigs.k8s.io/kind@latest); it also needs a container engine" >&2; exit 1; }
+	@mkdir -p $(dir $(KIND_KUBECONFIG))
+	kind create cluster --name $(KIND_CLUSTER) --config tools/k8s/kind.yaml --kubeconfig $(KIND_KUBECONFIG)
+	$(PYTHON) -m rackfit.devcluster label --kubeconfig $(KIND_KUBECONFIG) --fleet $(KIND_FLEET)
+	@echo "export RACKFIT_E2E_KUBECONFIG=$(KIND_KUBECONFIG)"
+
+kind-down: ## Delete the kind cluster made by kind-up
+	kind delete cluster --name $(KIND_CLUSTER)
+	rm -rf $(dir $(KIND_KUBECONFIG))
