@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rackfit.models import ModelArch
 
@@ -52,6 +53,7 @@ def mlp_params(hidden: int, inter: int, gated: bool) -> int:
     return (3 if gated else 2) * hidden * inter
 
 
+@lru_cache(maxsize=256)
 def count_params(a: ModelArch) -> ParamCounts:
     h, L = a.hidden_size, a.num_layers
     dense_layers = L - a.moe_layers

@@ -7,29 +7,27 @@ compresses only the routed experts.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 
 # Bytes per parameter of a compressed matrix, scales included (memory-model.md §1.1).
-BYTES_PER_PARAM: dict[str, Fraction] = {
-    "fp32": Fraction(4),
-    "bf16": Fraction(2),
-    "fp16": Fraction(2),
-    "fp8": Fraction(1) + Fraction(4, 128 * 128),    # fp32 scale per 128x128 block (DeepSeek-style)
-    "int8": Fraction(1) + Fraction(2, 4096),       # 16-bit scale per output channel of ~4k inputs
-    "int4": Fraction(1, 2) + Fraction(5, 2 * 128),  # 4-bit + (fp16 scale + 4-bit zero) per group of 128
-    "nf4": Fraction(1, 2) + Fraction(1, 64) + Fraction(4, 64 * 256),  # 8-bit absmax/64 + fp32 per 256 blocks
-    "mxfp4": Fraction(1, 2) + Fraction(1, 32),     # 8-bit shared exponent per 32
-    "nvfp4": Fraction(1, 2) + Fraction(1, 16),     # fp8 scale per 16
+BYTES_PER_PARAM: dict[str, float] = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1 + 4 / (128 * 128),    # fp32 scale per 128x128 block (DeepSeek-style)
+    "int8": 1 + 2 / 4096,       # 16-bit scale per output channel of ~4k inputs
+    "int4": 0.5 + 2.5 / 128,  # 4-bit + (fp16 scale + 4-bit zero) per group of 128
+    "nf4": 0.5 + 1 / 64 + 4 / (64 * 256),  # 8-bit absmax/64 + fp32 per 256 blocks
+    "mxfp4": 0.5 + 1 / 32,     # 8-bit shared exponent per 32
+    "nvfp4": 0.5 + 1 / 16,     # fp8 scale per 16
 }
-HALF = Fraction(2)
+HALF = 2.0
 
 
-def unquantised_bytes(precision: str) -> Fraction:
+def unquantised_bytes(precision: str) -> float:
     """Parts a quantised checkpoint keeps in 16-bit; fp32 models keep everything in fp32."""
-    return Fraction(4) if precision == "fp32" else HALF
+    return 4.0 if precision == "fp32" else HALF
 
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int) -> int:

@@ -1,0 +1,150 @@
+"""The placement planner: `plan(spec, catalog, inventory)` picks instance type, node count and
+parallel layout, and with a live inventory one NVLink domain with enough free GPUs.
+
+Pure: the operator passes the inventory it read from Node objects; the CLI passes none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rackfit.api.v1alpha1 import LLMWorkloadSpec
+from rackfit.catalog import Catalog, InstanceType
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Estimate, Layout, estimate_arch
+from rackfit.models import ModelArch, resolve
+from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory
+from rackfit.planner.result import Option, Placement, Plan, Rejection
+from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need
+from rackfit.units import fmt_bytes
+
+__all__ = ["plan", "Plan", "Option", "Placement", "Rejection", "Inventory"]
+
+MAX_ALTERNATIVES = 3
+
+
+def usable_bytes(t: InstanceType, spec: LLMWorkloadSpec) -> int:
+    mem = t.gpu.memory_bytes + (t.gpu.host_memory_bytes if spec.placement.use_host_memory else 0)
+    return int(mem * (1 - spec.placement.headroom))
+
+
+def allowed_types(spec: LLMWorkloadSpec, catalog: Catalog) -> list[InstanceType]:
+    names = spec.placement.instance_types
+    if names is None:
+        return list(catalog.instance_types.values())
+    unknown = [n for n in names if n not in catalog.instance_types]
+    if unknown:
+        raise InvalidWorkload([("spec.placement.instanceTypes", f"unknown instance type {', '.join(unknown)}; "
+                                f"known: {', '.join(catalog.names())}")])
+    return [catalog.instance_types[n] for n in names]
+
+
+def _placement(t: InstanceType, layout: Layout, capacity: int) -> Placement:
+    n = layout.total_gpus
+    nodes = -(-n // t.gpus_per_node)
+    price = t.price_per_hour * nodes if t.price_per_hour is not None else None
+    return Placement(instance_type=t.name, gpus_per_node=min(n, t.gpus_per_node), nodes=nodes, total_gpus=n,
+                     tensor=layout.tensor, pipeline=layout.pipeline, data=layout.data, expert=layout.expert,
+                     gpu_memory_bytes=capacity, price_per_hour=price,
+                     node_selector={INSTANCE_TYPE_LABEL: t.name})
+
+
+def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[list[Option], str | None]:
+    """Options that fit on this type, or the reason none does."""
+    if spec.precision not in t.gpu.formats:
+        return [], (f"precision {spec.precision} is not supported by {t.gpu.model} ({t.gpu.architecture}); "
+                    f"it runs {', '.join(sorted(t.gpu.formats))}")
+    capacity = usable_bytes(t, spec)
+    max_nodes = spec.placement.max_nodes or DEFAULT_MAX_NODES
+    max_gpus = max_nodes * t.gpus_per_node
+    if spec.parallelism is not None:
+        layout = Layout(**spec.parallelism.model_dump())
+        problems = layout_problems(spec, a, t, layout)
+        if layout.total_gpus > max_gpus:
+            problems.append(f"{layout.total_gpus} GPUs exceed maxNodes {max_nodes} x {t.gpus_per_node}")
+        if problems:
+            return [], "; ".join(problems)
+        est = estimate_arch(spec, a, layout)
+        if est.total_bytes > capacity:
+            return [], (f"the fixed layout needs {fmt_bytes(est.total_bytes)} per GPU; {t.gpu.model} offers "
+                        f"{fmt_bytes(capacity)} after {spec.placement.headroom:.0%} headroom")
+        return [Option(placement=_placement(t, layout, capacity), estimate=est)], None
+    found = [Option(placement=_placement(t, layout, capacity), estimate=est)
+             for layout, est in candidates(spec, a, t, capacity, max_gpus)]
+    if not found:
+        need = smallest_need(spec, a, t, max_gpus)
+        lay = need.layout
+        return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB (maxNodes {max_nodes}): at "
+                    f"tensor {lay.tensor} x pipeline {lay.pipeline} each GPU still needs "
+                    f"{fmt_bytes(need.total_bytes)} of {fmt_bytes(capacity)} usable; tensor parallel is "
+                    f"limited to {min(t.nvlink_domain_gpus, a.num_attention_heads) if t.nvlink_domain_gpus > 1 else t.gpus_per_node} "
+                    f"per NVLink domain")
+    return found, None
+
+
+def _rank(spec: LLMWorkloadSpec, o: Option) -> tuple:
+    p = o.placement
+    by_gpus = (p.total_gpus, p.nodes, p.pipeline, -p.tensor, o.estimate.total_bytes / p.gpu_memory_bytes)
+    if spec.placement.objective == "lowestCost":
+        return (p.price_per_hour if p.price_per_hour is not None else float("inf"), *by_gpus)
+    return by_gpus
+
+
+def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | None = None,
+         hf_config: dict[str, Any] | None = None, arch: ModelArch | None = None,
+         prefer_domain: str | None = None) -> Plan:
+    """Every allowed type's best layouts, ranked; with an inventory, only those placeable in the free
+    capacity of one NVLink domain are chosen (a workload keeps `prefer_domain` while it still fits)."""
+    a = arch or resolve(spec.model, hf_config)
+    options: list[Option] = []
+    rejected: list[Rejection] = []
+    for t in allowed_types(spec, catalog):
+        found, why = _options_for(spec, a, t)
+        if why:
+            rejected.append(Rejection(instance_type=t.name, reason=why))
+        options.extend(sorted(found, key=lambda o: _rank(spec, o))[:MAX_ALTERNATIVES])
+    options.sort(key=lambda o: _rank(spec, o))
+    # alternatives show other instance types first: "which GPU" is the question they answer
+    if inventory is None:
+        return Plan(chosen=options[0] if options else None, alternatives=_alternatives(options),
+                    rejected=rejected)
+    placeable, unplaced = [], []
+    for o in options:
+        placed = _in_domain(o, catalog.get(o.placement.instance_type), inventory, prefer_domain)
+        if placed:
+            placeable.append(placed)
+        elif not any(u.instance_type == o.placement.instance_type for u in unplaced):
+            p = o.placement
+            unplaced.append(Rejection(instance_type=p.instance_type, reason=(
+                f"fits on {p.nodes} node(s) x {p.gpus_per_node} GPUs, but no NVLink domain of "
+                f"{p.instance_type} has that many free")))
+    return Plan(chosen=placeable[0] if placeable else None, alternatives=_alternatives(placeable),
+                rejected=rejected, unplaced=unplaced if not placeable else [])
+
+
+def _alternatives(ranked: list[Option]) -> list[Option]:
+    """The best option of each other instance type, then further layouts, after the chosen one."""
+    rest = ranked[1:]
+    seen = {ranked[0].placement.instance_type} if ranked else set()
+    first = []
+    for o in rest:
+        if o.placement.instance_type not in seen:
+            seen.add(o.placement.instance_type)
+            first.append(o)
+    return (first + [o for o in rest if o not in first])[:MAX_ALTERNATIVES]
+
+
+def _in_domain(o: Option, t: InstanceType, inventory: Inventory, prefer: str | None) -> Option | None:
+    p = o.placement
+    if p.nodes <= t.nodes_per_domain:
+        key = inventory.find_domain(t.name, p.nodes, p.gpus_per_node, prefer)
+        if key is None:
+            return None
+        label, value = key
+        selector = dict(p.node_selector)
+        if p.nodes > 1 or label != "kubernetes.io/hostname":
+            selector[label] = value  # pin multi-node jobs (and NVL72 jobs) to their domain
+        return o.model_copy(update={"placement": p.model_copy(
+            update={"nvlink_domain": f"{label}={value}", "node_selector": selector})})
+    # larger than one domain (multi-node HGX): tensor groups stay in each node; count free nodes
+    return o if inventory.free_nodes(t.name, p.gpus_per_node) >= p.nodes else None

@@ -1,0 +1,98 @@
+"""Layout search for one instance type: the smallest tensor x pipeline x data layout that fits.
+
+Tensor parallel stays inside one NVLink domain (one node on HGX and PCIe machines, a whole rack on
+NVL72) and divides the attention heads; pipeline stages and data-parallel replicas cross nodes.
+Per-GPU memory falls as pipeline stages are added, so the fewest stages are found by bisection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rackfit.api.v1alpha1 import LLMWorkloadSpec
+from rackfit.catalog import InstanceType
+from rackfit.estimator import Estimate, Layout, estimate_arch
+from rackfit.models import ModelArch
+
+DEFAULT_MAX_NODES = 128
+
+
+def tensor_limit(t: InstanceType) -> int:
+    """NVLink reach, or the node for PCIe cards (TP over PCIe inside one host still works)."""
+    return max(t.nvlink_domain_gpus, t.gpus_per_node if t.nvlink_domain_gpus == 1 else 1)
+
+
+def tensor_degrees(a: ModelArch, limit: int) -> list[int]:
+    """Degrees that divide the heads and split or evenly replicate the KV heads."""
+    kv = a.num_key_value_heads
+    return [t for t in range(1, limit + 1)
+            if a.num_attention_heads % t == 0 and (kv % t == 0 or t % kv == 0 or a.is_mla)]
+
+
+def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout) -> list[str]:
+    """Why a fixed layout is impossible on this type, if it is."""
+    out = []
+    if layout.tensor not in tensor_degrees(a, layout.tensor):
+        out.append(f"tensor {layout.tensor} must divide numAttentionHeads {a.num_attention_heads} and split "
+                   f"or replicate numKeyValueHeads {a.num_key_value_heads} evenly")
+    if layout.tensor > tensor_limit(t):
+        out.append(f"tensor {layout.tensor} exceeds the NVLink domain of {t.name} ({tensor_limit(t)} GPUs)")
+    if layout.pipeline > a.num_layers:
+        out.append(f"pipeline {layout.pipeline} exceeds numLayers {a.num_layers}")
+    if a.is_moe and layout.expert > 1 and a.num_experts % layout.expert:
+        out.append(f"expert {layout.expert} must divide numExperts {a.num_experts}")
+    return out
+
+
+def _fits(spec: LLMWorkloadSpec, a: ModelArch, layout: Layout, capacity: int) -> tuple[bool, Estimate]:
+    est = estimate_arch(spec, a, layout)
+    return est.total_bytes <= capacity, est
+
+
+def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
+               ) -> Iterator[tuple[Layout, Estimate]]:
+    """For each tensor degree (and data degree when ZeRO shards states), the fewest pipeline stages
+    that fit, rounded so that a job larger than a node fills whole nodes."""
+    zero = spec.training is not None and spec.training.zero_stage > 0
+    datas = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= max_gpus] if zero else [1]
+    fewest = max_gpus
+    for tensor in tensor_degrees(a, min(tensor_limit(t), max_gpus)):
+        if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
+            break
+        for data in datas:
+            def layout(p: int) -> Layout:
+                expert = tensor * data if a.is_moe and tensor * data > 1 and a.num_experts % (tensor * data) == 0 \
+                    else 1
+                return Layout(tensor=tensor, pipeline=p, data=data, expert=expert)
+
+            hi = min(a.num_layers, max_gpus // (tensor * data))
+            if hi < 1:
+                continue
+            ok, est = _fits(spec, a, layout(hi), capacity)
+            if not ok:
+                continue
+            lo = 1
+            while lo < hi:  # smallest p that fits
+                mid = (lo + hi) // 2
+                if _fits(spec, a, layout(mid), capacity)[0]:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            p = lo
+            n = tensor * p * data
+            if n > t.gpus_per_node and n % t.gpus_per_node:
+                step = next(s for s in range(1, t.gpus_per_node + 1) if (tensor * s * data) % t.gpus_per_node == 0)
+                p = -(-p // step) * step
+                if tensor * p * data > max_gpus or p > a.num_layers:
+                    continue
+            ok, est = _fits(spec, a, layout(p), capacity)
+            if ok:
+                fewest = min(fewest, tensor * p * data)
+                yield layout(p), est
+
+
+def smallest_need(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, max_gpus: int) -> Estimate:
+    """The lowest per-GPU estimate reachable on this type within `max_gpus`, for rejection messages."""
+    tensor = max(tensor_degrees(a, min(tensor_limit(t), max_gpus)))
+    pipeline = max(1, min(a.num_layers, max_gpus // tensor))
+    return estimate_arch(spec, a, Layout(tensor=tensor, pipeline=pipeline))
