@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,11 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     state_dir = args.state_dir.resolve()
     if not (state_dir / STATE_FILE).exists():
-        _say(f"no control plane recorded in {state_dir}")
+        if state_dir.exists():  # leftovers of a plane whose starter was killed before recording it
+            shutil.rmtree(state_dir)
+            _say(f"no control plane recorded; removed {state_dir}")
+        else:
+            _say(f"no control plane recorded in {state_dir}")
         return 0
     ControlPlane.attach(state_dir).stop()
     _say(f"stopped; removed {state_dir}")

@@ -135,8 +135,10 @@ class ControlPlane:
 
     def start(self) -> ControlPlane:
         bins = binaries.require("etcd", "kube-apiserver", "kube-scheduler")
-        if (self.data_dir / STATE_FILE).exists():
-            raise ControlPlaneError(f"{self.data_dir} already holds a control plane; stop it first")
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            # A running plane, or the leftovers of one killed hard; reusing its etcd data would mislead.
+            raise ControlPlaneError(f"{self.data_dir} is not empty: stop that control plane "
+                                    f"(python -m rackfit.devcluster down --state-dir {self.data_dir}) or remove it")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.detach:
             _register(self)
