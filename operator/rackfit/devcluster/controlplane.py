@@ -55,7 +55,8 @@ class _Component:
         if self.popen is not None:
             return self.popen.poll() is None
         try:  # a detached child: make sure the pid still belongs to our binary before trusting it
-            return self.name in Path(f"/proc/{self.pid}/cmdline").read_bytes().decode(errors="replace")
+            argv0 = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0]
+            return Path(argv0.decode(errors="replace")).name == self.name
         except OSError:
             return False
 
