@@ -15,6 +15,13 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
+bench: ## Estimator accuracy vs measured GPU memory, and planner latency (tables for the README)
+	$(PYTHON) bench/accuracy.py
+	$(PYTHON) bench/planner_speed.py
+
+demo: ## Plan an example workload on the built-in catalog
+	$(PYTHON) -m rackfit plan -f examples/llama-405b-bf16-serving.yaml
+
 # --- local control plane (tools/k8s, rackfit.devcluster) ---
 K8S_BIN_DIR := $(or $(RACKFIT_K8S_BIN),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rackfit/k8s-v1.34.4/bin)
 KIND_CLUSTER ?= rackfit
