@@ -95,7 +95,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
     else:
         live_act, live_grads, phase = 0, states.gradients, "optimizer step"
-    transient = live_act + live_grads
+    # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step
+    transient = live_act + (live_grads if layout.data == 1 else 0)
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase != "optimizer step":
         share += SLACK_STATE_SPLIT

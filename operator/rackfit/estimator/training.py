@@ -75,5 +75,6 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         grads //= d
     if zero >= 3:
         weights //= d
+        cache //= d  # each rank casts only the layers it gathers
     return ModelStates(weights=weights, gradients=grads, optimizer=optimizer, autocast_cache=cache,
                        trainable=trainable)

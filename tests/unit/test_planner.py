@@ -1,0 +1,157 @@
+"""Planner: NVLink-domain limits, ranking, rejection reasons, inventory, and the guide's table."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.api.v1alpha1 import ModelSource, parse_spec
+from rackfit.catalog import load_catalog
+from rackfit.errors import InvalidWorkload
+from rackfit.models import resolve
+from rackfit.planner import Inventory, plan
+from rackfit.planner.search import tensor_degrees, tensor_limit
+
+CATALOG = load_catalog()
+
+
+def inference(preset, precision="bf16", context=1024, concurrency=1, **placement):
+    return parse_spec(dict(model={"preset": preset}, workload="inference", precision=precision,
+                           inference=dict(contextLength=context, concurrency=concurrency), placement=placement))
+
+
+def zero3_training(preset, gpus, master="fp32", **placement):
+    """The guide's training assumption: the whole system's memory shares the model states (ZeRO-3)."""
+    return parse_spec(dict(model={"preset": preset}, workload="training", precision="bf16",
+                           training=dict(microBatchSize=1, sequenceLength=2048, activationCheckpointing="full",
+                                         zeroStage=3, masterWeights=master),
+                           parallelism=dict(data=gpus), placement=dict(headroom=0, **placement)))
+
+
+def test_tensor_parallel_stays_in_the_nvlink_domain():
+    assert tensor_limit(CATALOG.get("gd-8xh100ib-i128")) == 8
+    assert tensor_limit(CATALOG.get("gb200-4x")) == 72
+    assert tensor_limit(CATALOG.get("gd-8xl40s-i128")) == 8  # PCIe: inside the host
+    assert tensor_limit(CATALOG.get("gd-1xgh200")) == 1
+    p = plan(inference("llama-3.1-405b"), CATALOG)
+    for o in [p.chosen, *p.alternatives]:
+        assert o.placement.tensor <= tensor_limit(CATALOG.get(o.placement.instance_type))
+
+
+def test_tensor_degrees_divide_heads():
+    falcon = resolve(ModelSource(preset="falcon-180b"))  # 232 heads = 8 x 29
+    assert tensor_degrees(falcon, 72) == [1, 2, 4, 8]
+
+
+def test_405b_bf16_needs_several_hgx_nodes_or_one_nvl72_rack():
+    spec = inference("llama-3.1-405b", context=16384, concurrency=16, instanceTypes=["gd-8xh100ib-i128"])
+    p = plan(spec, CATALOG)
+    c = p.chosen.placement
+    assert c.nodes >= 2 and c.tensor <= 8 and c.total_gpus == c.nodes * 8
+    assert p.chosen.estimate.total_bytes <= c.gpu_memory_bytes
+
+
+def test_rejection_names_the_limit():
+    spec = inference("llama-3.1-405b", instanceTypes=["gd-8xl40s-i128"], maxNodes=1)
+    p = plan(spec, CATALOG)
+    assert p.chosen is None
+    (r,) = p.rejected
+    assert "maxNodes 1" in r.reason and "48 GB" in r.reason
+
+
+def test_precision_the_gpu_cannot_run_is_rejected():
+    p = plan(inference("llama-3.1-8b", "fp8", instanceTypes=["gd-8xa100-i128", "gd-8xh100ib-i128"]), CATALOG)
+    assert p.chosen.placement.instance_type == "gd-8xh100ib-i128"
+    assert any(r.instance_type == "gd-8xa100-i128" and "fp8" in r.reason for r in p.rejected)
+
+
+def test_unknown_instance_type_is_refused_with_the_field():
+    with pytest.raises(InvalidWorkload) as e:
+        plan(inference("llama-3.1-8b", instanceTypes=["h100"]), CATALOG)
+    assert e.value.errors[0][0] == "spec.placement.instanceTypes" and "gd-8xh100ib-i128" in e.value.errors[0][1]
+
+
+def test_lowest_cost_uses_prices():
+    priced = load_catalog("instanceTypes: {gd-8xh100ib-i128: {pricePerHour: 10}, gd-8xh200ib-i128: {pricePerHour: 50}}")
+    spec = inference("llama-3.1-70b", "fp8", instanceTypes=["gd-8xh100ib-i128", "gd-8xh200ib-i128"],
+                     objective="lowestCost")
+    assert plan(spec, priced).chosen.placement.instance_type == "gd-8xh100ib-i128"
+    fewest = inference("llama-3.1-70b", "fp8", instanceTypes=["gd-8xh100ib-i128", "gd-8xh200ib-i128"])
+    assert plan(fewest, priced).chosen.placement.instance_type == "gd-8xh200ib-i128"  # 1 GPU instead of 2
+
+
+def _rack(prefix, clique, nodes, free):
+    return [(f"{prefix}{i}", {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": clique},
+             4, 4 - free) for i in range(nodes)]
+
+
+def test_inventory_picks_one_domain_with_room():
+    inv = Inventory.from_nodes(_rack("a", "u.1", 18, free=0) + _rack("b", "u.2", 18, free=4))
+    spec = inference("llama-3.1-405b", context=16384, concurrency=16, instanceTypes=["gb200-4x"])
+    p = plan(spec, CATALOG, inv)
+    c = p.chosen.placement
+    assert c.nvlink_domain == "nvidia.com/gpu.clique=u.2"
+    assert c.node_selector["nvidia.com/gpu.clique"] == "u.2"
+    full = Inventory.from_nodes(_rack("a", "u.1", 18, free=0))
+    p = plan(spec, CATALOG, full)
+    assert p.chosen is None and p.fits and "no NVLink domain" in p.unplaced[0].reason
+
+
+def test_inventory_keeps_the_current_domain_while_it_fits():
+    inv = Inventory.from_nodes(_rack("a", "u.1", 18, free=4) + _rack("b", "u.2", 18, free=4))
+    spec = inference("llama-3.1-405b", context=16384, concurrency=16, instanceTypes=["gb200-4x"])
+    for prefer in ("u.1", "u.2"):
+        assert plan(spec, CATALOG, inv, prefer_domain=prefer).chosen.placement.nvlink_domain.endswith(prefer)
+
+
+def test_infiniband_labels_are_never_a_domain():
+    inv = Inventory.from_nodes([("n1", {"node.kubernetes.io/instance-type": "gd-8xh100ib-i128",
+                                        "ib.coreweave.cloud/leafgroup": "lg1", "kubernetes.io/hostname": "n1"}, 8, 0)])
+    assert inv.nodes[0].domain_label == "kubernetes.io/hostname"
+
+
+# The guide's "examples of models that fit", under its assumptions: FP8 (1 byte/parameter) for
+# inference with a short context, and the system's whole memory for training (ZeRO-3), no headroom.
+GUIDE_INFERENCE = [
+    ("b200-8x", "llama-3.1-405b", "fp8"), ("b200-8x", "nemotron-4-340b", "fp8"),
+    ("gd-8xh200ib-i128", "falcon-180b", "fp8"),
+    ("gd-8xh100ib-i128", "llama-3.1-405b", "fp8"), ("gd-8xh100ib-i128", "nemotron-4-340b", "fp8"),
+    ("rtxp6000-8x", "llama-3.1-70b", "fp8"), ("rtxp6000-8x", "mixtral-8x7b", "fp8"),
+    ("gd-8xl40s-i128", "qwen2.5-32b", "fp8"), ("gd-8xl40-i128", "qwen2.5-32b", "fp8"),
+    ("gd-8xa100-i128", "llama-3.1-405b", "int8"), ("gd-8xa100-i128", "falcon-180b", "int8"),  # no FP8 on A100
+]
+
+
+@pytest.mark.parametrize("itype,preset,precision", GUIDE_INFERENCE)
+def test_guide_inference_examples_fit(itype, preset, precision):
+    gpus = 1 if CATALOG.get(itype).nvlink_domain_gpus == 1 else 8  # the guide's "1 GPU" rows
+    spec = inference(preset, precision, instanceTypes=[itype], maxNodes=1, headroom=0)
+    p = plan(spec, CATALOG)
+    assert p.chosen is not None, p.rejected
+    assert p.chosen.placement.total_gpus <= gpus
+
+
+def test_guide_gh200_inference_needs_its_host_memory():
+    spec = inference("llama-3.1-405b", "fp8", instanceTypes=["gd-1xgh200"], maxNodes=1, headroom=0)
+    assert plan(spec, CATALOG).chosen is None
+    host = inference("llama-3.1-405b", "fp8", instanceTypes=["gd-1xgh200"], maxNodes=1, headroom=0,
+                     useHostMemory=True)
+    assert plan(host, CATALOG).chosen is not None
+
+
+@pytest.mark.parametrize("itype,gpus,nodes,preset", [
+    ("gb200-4x", 72, 18, "nemotron-4-340b"), ("gb200-4x", 72, 18, "llama-3.1-405b"),
+    ("b200-8x", 8, 1, "llama-3.1-70b"), ("b200-8x", 8, 1, "mixtral-8x7b"),
+])
+def test_guide_training_examples_fit(itype, gpus, nodes, preset):
+    p = plan(zero3_training(preset, gpus, instanceTypes=[itype], maxNodes=nodes), CATALOG)
+    assert p.chosen is not None, p.rejected
+
+
+@pytest.mark.parametrize("itype,preset", [
+    ("gd-8xh200ib-i128", "llama-3.1-70b"), ("gd-8xh100ib-i128", "qwen2.5-32b"), ("gd-8xa100-i128", "qwen2.5-32b"),
+])
+def test_guide_training_examples_at_its_limit_need_pure_bf16(itype, preset):
+    """16 bytes/parameter fills these systems exactly, leaving nothing for activations or the CUDA
+    context: with fp32 master weights they do not fit; in pure bf16 (8 bytes/parameter) they do."""
+    assert plan(zero3_training(preset, 8, instanceTypes=[itype], maxNodes=1), CATALOG).chosen is None
+    assert plan(zero3_training(preset, 8, master="none", instanceTypes=[itype], maxNodes=1), CATALOG).chosen
