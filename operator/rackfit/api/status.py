@@ -1,11 +1,44 @@
-"""The status views of results: one shape for `rackfit ... -o json|yaml` and `LLMWorkload.status`."""
+"""LLMWorkload `status`: its model (the CRD's status schema is generated from it) and the views of
+results that both `rackfit ... -o json|yaml` and the operator write. The estimate and placement are
+the estimator's and planner's own result models, so the CLI and the status cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from rackfit.estimator import Estimate
 from rackfit.planner import Placement, Plan
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(_Model):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field("", max_length=32768)
+    observed_generation: int = Field(0, ge=0)
+    last_transition_time: str
+
+
+class Alternative(_Model):
+    placement: Placement
+    total_bytes: int
+
+
+class LLMWorkloadStatus(_Model):
+    observed_generation: int | None = None
+    estimate: Estimate | None = None
+    placement: Placement | None = None
+    alternatives: list[Alternative] = Field(default_factory=list, max_length=3)
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
 
 
 def estimate_view(est: Estimate) -> dict[str, Any]:

@@ -210,3 +210,4 @@ def parse_spec(doc: dict[str, Any]) -> LLMWorkloadSpec:
         return LLMWorkloadSpec.model_validate(doc)
     except ValidationError as e:
         raise InvalidWorkload(validation_errors(e)) from None
+

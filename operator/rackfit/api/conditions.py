@@ -1,0 +1,49 @@
+"""Condition types and CamelCase reasons of LLMWorkload status, and `set_condition()` (pure).
+
+Conditions follow metav1.Condition: type, status, reason, message, observedGeneration,
+lastTransitionTime; the transition time changes only when the status does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+# types
+ESTIMATED, FITS, PLACED, OVERSUBSCRIBED = "Estimated", "Fits", "Placed", "Oversubscribed"
+CONDITION_TYPES = (ESTIMATED, FITS, PLACED, OVERSUBSCRIBED)
+
+# reasons
+ESTIMATE_READY = "EstimateReady"
+INVALID_SPEC = "InvalidSpec"
+FITS_INSTANCE_TYPE = "FitsInstanceType"
+NO_FEASIBLE_INSTANCE_TYPE = "NoFeasibleInstanceType"
+CAPACITY_FOUND = "CapacityFound"
+TARGET_PATCHED = "TargetPatched"
+WAITING_FOR_CAPACITY = "WaitingForCapacity"
+TARGET_NOT_FOUND = "TargetNotFound"
+NO_TARGET = "NoTarget"
+WITHIN_CAPACITY = "WithinCapacity"
+TARGET_UNDERSIZED = "TargetUndersized"
+DOMAIN_OVERCOMMITTED = "DomainOvercommitted"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict[str, Any]], type_: str, status: bool | str, reason: str, message: str,
+                  generation: int | None, at: str | None = None) -> list[dict[str, Any]]:
+    """A new list with `type_` set; other conditions kept in order."""
+    status = status if isinstance(status, str) else ("True" if status else "False")
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    changed = old is None or old.get("status") != status
+    new = {"type": type_, "status": status, "reason": reason, "message": message[:32768],
+           "observedGeneration": generation or 0,
+           "lastTransitionTime": (at or now()) if changed else old.get("lastTransitionTime") or now()}
+    out = [new if c.get("type") == type_ else c for c in conditions]
+    return out if old is not None else [*out, new]
+
+
+def condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)
