@@ -213,6 +213,17 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    import kopf  # noqa: PLC0415  (the operator extra; the calculator CLI runs without it)
+
+    import rackfit.operator  # noqa: F401,PLC0415  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    kopf.run(clusterwide=not args.namespace, namespaces=args.namespace or (), standalone=args.standalone,
+             peering_name=args.peering, liveness_endpoint=args.liveness)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rackfit", description="GPU memory and placement for LLM workloads")
     sub = p.add_subparsers(dest="command", required=True)
@@ -244,6 +255,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--check-guide", action="store_true", help="recompute the guide's table with its own rules")
     c.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     c.set_defaults(func=cmd_catalog)
+    op = sub.add_parser("operator", help="run the LLMWorkload operator (needs the operator extra)",
+                        description="Environment: RACKFIT_CATALOG, RACKFIT_TOLERATIONS (JSON), "
+                                    "RACKFIT_METRICS_PORT (9090; 0 = off), RACKFIT_REPLAN_SECONDS (15).")
+    op.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
+    op.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    op.add_argument("--peering", help="kopf peering name shared by replicas (default: kopf's, standalone if absent)")
+    op.add_argument("--liveness", help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    op.add_argument("-v", "--verbose", action="store_true")
+    op.set_defaults(func=cmd_operator)
     return p
 
 

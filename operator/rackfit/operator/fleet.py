@@ -1,0 +1,72 @@
+"""The live GPU fleet, kept by kopf indexes over Nodes and Pods, turned into a planner `Inventory`.
+
+Cordoned and NotReady nodes are left out; free GPUs = allocatable minus the GPU requests of the
+pods bound to the node that have not finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from rackfit.planner import Inventory
+from rackfit.planner.inventory import INSTANCE_TYPE_LABEL
+
+GPU = "nvidia.com/gpu"
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def pod_gpus(spec: Mapping[str, Any]) -> int:
+    total = 0
+    for c in spec.get("containers") or []:
+        res = c.get("resources") or {}
+        value = (res.get("requests") or {}).get(GPU) or (res.get("limits") or {}).get(GPU)
+        total += int(value) if value else 0
+    return total
+
+
+@kopf.index("nodes")
+def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+    allocatable = int((status.get("allocatable") or {}).get(GPU, 0) or 0)
+    if not allocatable or INSTANCE_TYPE_LABEL not in labels:
+        return None
+    return {name: {"labels": dict(labels), "allocatable": allocatable,
+                   "schedulable": not spec.get("unschedulable") and _ready(status)}}
+
+
+@kopf.index("pods")
+def gpu_pods(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+    node = spec.get("nodeName")
+    if not node or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    gpus = pod_gpus(spec)
+    return {node: gpus} if gpus else None
+
+
+def inventory(nodes: kopf.Index, pods: kopf.Index) -> tuple[Inventory, Inventory]:
+    """(schedulable capacity now, the same with nothing requested): the second tells whether a
+    placement still fits once its own pods are discounted."""
+    rows, empty = [], []
+    for name, infos in nodes.items():
+        for info in infos:
+            if not info["schedulable"]:
+                continue
+            requested = sum(pods.get(name, []))
+            rows.append((name, info["labels"], info["allocatable"], requested))
+            empty.append((name, info["labels"], info["allocatable"], 0))
+    return Inventory.from_nodes(rows), Inventory.from_nodes(empty)
+
+
+def domain_usage(nodes: kopf.Index, pods: kopf.Index) -> dict[tuple[str, str], tuple[int, int]]:
+    """(instance type, domain) -> (allocatable GPUs, requested GPUs), schedulable nodes only."""
+    inv, _ = inventory(nodes, pods)
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for n in inv.nodes:
+        alloc, used = out.get((n.instance_type, n.domain), (0, 0))
+        out[(n.instance_type, n.domain)] = (alloc + n.allocatable_gpus, used + n.allocatable_gpus - n.free_gpus)
+    return out

@@ -1,0 +1,70 @@
+"""The one module that calls the Kubernetes API with the official client: targets and ConfigMaps.
+(kopf itself watches LLMWorkloads, Nodes and Pods and writes status and Events.)"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+_TARGETS = {  # kind -> (API class, read method, patch method)
+    "Deployment": ("AppsV1Api", "read_namespaced_deployment", "patch_namespaced_deployment"),
+    "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
+    "Job": ("BatchV1Api", "read_namespaced_job", "patch_namespaced_job"),
+}
+TRANSIENT = {429, 500, 502, 503, 504}
+
+
+class TransientError(Exception):
+    """An API error worth retrying with backoff (kopf.TemporaryError at the handler)."""
+
+
+@cache
+def _client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+def _call(fn, *args, **kwargs) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as e:
+        if e.status in TRANSIENT:
+            raise TransientError(f"{e.status} {e.reason}") from e
+        raise
+
+
+def get_target(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    api, read, _ = _TARGETS[kind]
+    try:
+        resp = _call(getattr(getattr(kubernetes.client, api)(_client()), read), name, namespace,
+                     _preload_content=False)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return json.loads(resp.data)
+
+
+def patch_target(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """Strategic-merge patch (the client picks it for dict bodies on these kinds)."""
+    api, _, patch_fn = _TARGETS[kind]
+    _call(getattr(getattr(kubernetes.client, api)(_client()), patch_fn), name, namespace, patch)
+
+
+def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:
+    """`config.json` of a ConfigMap, parsed; None if the ConfigMap or the key is missing."""
+    try:
+        cm = _call(kubernetes.client.CoreV1Api(_client()).read_namespaced_config_map, configmap, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    raw = (cm.data or {}).get("config.json")
+    return json.loads(raw) if raw else None

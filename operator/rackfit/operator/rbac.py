@@ -1,0 +1,33 @@
+"""The API access the operator needs: the one list the Helm chart's ClusterRole and the RBAC tests use.
+
+Each rule is (apiGroups, resources, verbs). Keep it to what the code calls.
+"""
+
+from __future__ import annotations
+
+RULES: list[tuple[list[str], list[str], list[str]]] = [
+    # the custom resource, its status, and kopf's progress annotations on it
+    (["rackfit.io"], ["llmworkloads"], ["get", "list", "watch", "patch"]),
+    (["rackfit.io"], ["llmworkloads/status"], ["get", "patch"]),
+    # GPU inventory: nodes (labels, allocatable, cordon, Ready) and the GPU requests of bound pods
+    ([""], ["nodes"], ["get", "list", "watch"]),
+    ([""], ["pods"], ["get", "list", "watch"]),
+    # the targets it places
+    (["apps"], ["deployments", "statefulsets"], ["get", "patch"]),
+    (["batch"], ["jobs"], ["get", "patch"]),
+    # huggingFaceConfig read from a ConfigMap
+    ([""], ["configmaps"], ["get"]),
+    # Events recording each decision (kopf posts core/v1 and events.k8s.io)
+    ([""], ["events"], ["create"]),
+    (["events.k8s.io"], ["events"], ["create"]),
+    # kopf: discovery of the CRD, and peering between replicas (one acts at a time)
+    (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
+    (["kopf.dev"], ["clusterkopfpeerings"], ["get", "list", "watch", "patch"]),
+    ([""], ["namespaces"], ["get", "list", "watch"]),
+]
+
+
+def cluster_role(name: str) -> dict:
+    """A ClusterRole manifest with exactly RULES."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": [{"apiGroups": g, "resources": r, "verbs": v} for g, r, v in RULES]}

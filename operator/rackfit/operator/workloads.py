@@ -1,0 +1,119 @@
+"""kopf handlers for LLMWorkload: reconcile on create, spec change, resume and fleet change; undo
+the target patch on delete. Thin glue around `reconcile.decide()`."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import kopf
+
+from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION, parse_spec
+from rackfit.errors import RackfitError
+from rackfit.operator import kube, metrics, targets
+from rackfit.operator.fleet import domain_usage, inventory
+from rackfit.operator.reconcile import Decision, decide, invalid
+from rackfit.operator.startup import CONFIG, catalog
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+_fleet_seen: dict[str, str] = {}  # uid -> fingerprint of the fleet at its last plan
+
+
+def _fingerprint(gpu_nodes: kopf.Index) -> str:
+    """Changes when a GPU node is added, removed, cordoned or becomes (Not)Ready; not on pod churn."""
+    items = sorted((name, info["schedulable"], info["allocatable"], sorted(info["labels"].items()))
+                   for name, infos in gpu_nodes.items() for info in infos)
+    return hashlib.sha1(repr(items).encode()).hexdigest()
+
+
+def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods) -> None:
+    started = time.perf_counter()
+    generation = meta.get("generation", 0)
+    old = dict(status)
+    try:
+        workload = parse_spec(dict(spec))
+        hf = None
+        if workload.model.hugging_face_config:
+            hf = kube.read_hf_config(namespace, workload.model.hugging_face_config)
+        free, allocatable = inventory(gpu_nodes, gpu_pods)
+        usage = domain_usage(gpu_nodes, gpu_pods)
+        metrics.set_domains(usage)
+        target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
+        d = decide(name, workload, generation, old, catalog(), free, allocatable, target, usage,
+                   CONFIG.tolerations, hf)
+    except RackfitError as e:  # invalid spec or model: a status, never a crash loop
+        d = invalid(str(e), generation, old)
+    except kube.TransientError as e:
+        metrics.reconcile_errors.inc()
+        raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=10) from e
+    except Exception:
+        metrics.reconcile_errors.inc()
+        raise
+    _apply(d, body, namespace, name, patch, logger, workload_target(spec))
+    _fleet_seen[uid] = _fingerprint(gpu_nodes)
+    metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+def workload_target(spec: Any) -> tuple[str, str] | None:
+    t = spec.get("target") or None
+    return (t["kind"], t["name"]) if t else None
+
+
+def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None) -> None:
+    if target and d.target_patch is not None:
+        kube.patch_target(target[0], namespace, target[1], d.target_patch)
+        logger.info(f"patched {target[0]}/{target[1]}")
+    if target and d.unsuspend:
+        kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
+    patch.status.update(d.status)
+    if d.event:
+        kind, reason, message = d.event
+        (kopf.info if kind == "Normal" else kopf.warn)(body, reason=reason, message=message)
+    m = d.metrics
+    metrics.fits.labels(namespace, name).set(m.get("fits", 0))
+    metrics.placed.labels(namespace, name).set(m.get("placed", 0))
+    metrics.oversubscribed.labels(namespace, name).set(m.get("oversubscribed", 0))
+    if "required" in m:
+        metrics.memory_required.labels(namespace, name).set(m["required"])
+        metrics.memory_capacity.labels(namespace, name).set(m["capacity"])
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
+              gpu_pods: kopf.Index, **_: Any) -> None:
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods)
+
+
+@kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
+def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
+           gpu_pods: kopf.Index, **_: Any) -> None:
+    """Plans again when the fleet changed, or while the workload waits for capacity or its target."""
+    placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
+    if placed.get("status") == "True" and _fleet_seen.get(uid) == _fingerprint(gpu_nodes):
+        return
+    if placed.get("reason") == "InvalidSpec":
+        return
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods)
+
+
+@kopf.on.delete(*RESOURCE)
+def release(spec, namespace, name, uid, logger, **_: Any) -> None:
+    """Take back exactly what rackfit added to the target."""
+    metrics.forget_workload(namespace, name)
+    _fleet_seen.pop(uid, None)
+    target = workload_target(spec)
+    if not target:
+        return
+    try:
+        obj = kube.get_target(target[0], namespace, target[1])
+    except kube.TransientError as e:
+        raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=10) from e
+    if obj is None or obj.get("metadata", {}).get("annotations", {}).get(targets.WORKLOAD) != name:
+        return
+    undo = targets.unplace_patch(obj)
+    if undo:
+        kube.patch_target(target[0], namespace, target[1], undo)
+        logger.info(f"removed rackfit's node selector and limits from {target[0]}/{target[1]}")
