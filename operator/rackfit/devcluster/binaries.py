@@ -13,7 +13,7 @@ from pathlib import Path
 # Must equal the k8s.io/kubernetes version in tools/k8s/go.mod (a unit test checks it).
 K8S_VERSION = "v1.34.4"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl")
-BUILD_HINT = "run `make k8s-bin` (tools/k8s/build.sh; about 6 minutes cold on 2 cores, plus module downloads)"
+BUILD_HINT = "run `make k8s-bin` (tools/k8s/build.sh; about 6 minutes cold on 2 cores)"
 
 
 class BinariesMissing(RuntimeError):
