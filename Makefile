@@ -4,7 +4,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 install: ## Install rackfit with the operator and test extras into the current Python
 	$(PYTHON) -m pip install -q -e '.[operator,test]'
