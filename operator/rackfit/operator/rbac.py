@@ -9,9 +9,10 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     # the custom resource, its status, and kopf's progress annotations on it
     (["rackfit.io"], ["llmworkloads"], ["get", "list", "watch", "patch"]),
     (["rackfit.io"], ["llmworkloads/status"], ["get", "patch"]),
-    # GPU inventory: nodes (labels, allocatable, cordon, Ready) and the GPU requests of bound pods
+    # GPU inventory: nodes (labels, allocatable, cordon, Ready) and the GPU requests of bound pods;
+    # pods labelled rackfit.io/workload are pinned to their domain and ungated (patch)
     ([""], ["nodes"], ["get", "list", "watch"]),
-    ([""], ["pods"], ["get", "list", "watch"]),
+    ([""], ["pods"], ["get", "list", "watch", "patch"]),
     # the targets it places
     (["apps"], ["deployments", "statefulsets"], ["get", "patch"]),
     (["batch"], ["jobs"], ["get", "patch"]),

@@ -1,0 +1,227 @@
+"""The operator on a real control plane: status and conditions, target patching, pods bound inside
+one NVLink domain by kube-scheduler, fleet changes, restarts and bad objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from rackfit.cli import main as cli
+from rackfit.devcluster.fleet import apply_fleet, build_nodes
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """`rackfit operator` as a separate process, exactly as users run it."""
+
+    def __init__(self, kubeconfig: Path, log: Path):
+        self.kubeconfig, self.log, self.proc = kubeconfig, log, None
+        self.metrics_port = _free_port()
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "RACKFIT_METRICS_PORT": str(self.metrics_port),
+               "RACKFIT_REPLAN_SECONDS": "2", "PYTHONPATH": str(ROOT / "operator")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone", "-v"], env=env,
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-n:]) if self.log.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, kubectl, tmp_path_factory) -> Iterator[Operator]:
+    applied = kubectl("apply", "--server-side", "-f", str(CRD))
+    assert applied.returncode == 0, applied.stderr
+    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+    op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def custom(cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api)
+
+
+def _get(custom, ns, name) -> dict:
+    return custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+
+def _cond(obj, type_) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def _wait_condition(wait_for, custom, operator, ns, name, type_, status="True", timeout=60) -> dict:
+    def check():
+        obj = _get(custom, ns, name)
+        return obj if _cond(obj, type_).get("status") == status else None
+    try:
+        return wait_for(check, timeout, f"{name} {type_}={status}")
+    except Exception:
+        print(operator.tail(), file=sys.stderr)
+        raise
+
+
+def _apply(kubectl, ns, docs) -> None:
+    out = kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+    assert out.returncode == 0, out.stderr
+
+
+def _workload(name, spec) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name}, "spec": spec}
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_example_gets_the_cli_s_estimate(example, operator, kubectl, custom, namespace, wait_for, capsys):
+    doc = next(d for d in yaml.safe_load_all(example.read_text()) if d and d.get("kind") == "LLMWorkload")
+    _apply(kubectl, namespace, [doc])
+    obj = _wait_condition(wait_for, custom, operator, namespace, doc["metadata"]["name"], "Placed")
+    assert _cond(obj, "Estimated")["status"] == "True" and _cond(obj, "Fits")["status"] == "True"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert cli(["plan", "-f", str(example), "-o", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    # same code, same numbers: the fleet may move the placement, never the per-GPU estimate of a layout
+    if obj["status"]["placement"]["instanceType"] == planned["placement"]["instanceType"]:
+        assert obj["status"]["estimate"] == planned["estimate"]
+
+
+def _deployment(name, replicas):
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "server",
+                                                           "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+def test_multi_node_workload_lands_in_one_nvl72_rack(operator, kubectl, custom, core_v1, namespace, wait_for):
+    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+            "inference": {"contextLength": 16384, "concurrency": 16},
+            "placement": {"instanceTypes": ["gb200-4x"]}, "target": {"kind": "Deployment", "name": "llm"}}
+    dep = _deployment("llm", 2)
+    _apply(kubectl, namespace, [dep, _workload("w405", spec)])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "w405", "Placed")
+    placement = obj["status"]["placement"]
+    assert placement["instanceType"] == "gb200-4x" and placement["nodes"] == 2
+    label, clique = placement["nvlinkDomain"].split("=")
+    assert label == "nvidia.com/gpu.clique"
+    assert kubectl("wait", "--for=condition=Placed", "llmw/w405", "-n", namespace, "--timeout=5s").returncode == 0
+
+    def bound():
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="app=llm").items
+        nodes = [p.spec.node_name for p in pods if p.spec.node_name and p.metadata.deletion_timestamp is None
+                 and (p.spec.containers[0].resources.limits or {}).get("nvidia.com/gpu")]
+        return nodes if len(nodes) == 2 else None
+    nodes = wait_for(bound, 60, "2 patched pods bound")
+    for n in nodes:
+        labels = core_v1.read_node(n).metadata.labels
+        assert labels["node.kubernetes.io/instance-type"] == "gb200-4x"
+        assert labels["nvidia.com/gpu.clique"] == clique
+    cols = kubectl("get", "llmw", "w405", "-n", namespace).stdout.split("\n")[0].split()
+    assert cols[:5] == ["NAME", "MODEL", "WORKLOAD", "INSTANCE", "NODES"]
+
+    # deleting the workload takes back exactly what rackfit added
+    assert kubectl("delete", "llmw", "w405", "-n", namespace).returncode == 0
+    apps = client.AppsV1Api(core_v1.api_client)
+
+    def released():
+        pod = apps.read_namespaced_deployment("llm", namespace).spec.template.spec
+        return pod if not pod.node_selector and not (pod.containers[0].resources.limits or {}) else None
+    wait_for(released, 30, "node selector and GPU limit removed")
+
+
+def test_undersized_target_is_oversubscribed(operator, kubectl, custom, namespace, wait_for):
+    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+            "inference": {"contextLength": 16384, "concurrency": 16},
+            "placement": {"instanceTypes": ["gb200-4x"]}, "target": {"kind": "Deployment", "name": "small"}}
+    dep = _deployment("small", 1)
+    _apply(kubectl, namespace, [dep, _workload("under", spec)])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "under", "Oversubscribed")
+    assert _cond(obj, "Oversubscribed")["reason"] == "TargetUndersized"
+
+
+def test_invalid_object_reports_instead_of_crashing(operator, kubectl, custom, namespace, wait_for):
+    _apply(kubectl, namespace, [_workload("bad", {"model": {"preset": "llama-9"}, "workload": "inference"})])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "bad", "Estimated", "False")
+    c = _cond(obj, "Estimated")
+    assert c["reason"] == "InvalidSpec" and "spec.model.preset" in c["message"] and "llama-3.1-8b" in c["message"]
+    assert operator.proc.poll() is None  # still running
+
+
+def test_unplaceable_until_the_fleet_grows(operator, kubectl, custom, core_v1, namespace, wait_for):
+    spec = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "precision": "fp8",
+            "placement": {"instanceTypes": ["b200-8x"]}}  # no B200 nodes in the default fleet
+    _apply(kubectl, namespace, [_workload("wants-b200", spec)])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "wants-b200", "Fits")
+    assert _cond(obj, "Placed")["status"] == "False" and _cond(obj, "Placed")["reason"] == "WaitingForCapacity"
+    b200 = [n for n in build_nodes({"b200-8x": 1}) if n["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "b200-8x"]
+    for n in b200:
+        n["metadata"]["name"] = f"{namespace}-b200"
+        n["metadata"]["labels"]["kubernetes.io/hostname"] = n["metadata"]["name"]
+    apply_fleet(core_v1, b200)
+    try:
+        obj = _wait_condition(wait_for, custom, operator, namespace, "wants-b200", "Placed", timeout=30)
+        assert obj["status"]["placement"]["instanceType"] == "b200-8x"
+    finally:
+        core_v1.delete_node(f"{namespace}-b200")
+
+
+def test_restart_resumes_without_repatching(operator, kubectl, custom, cluster, namespace, wait_for):
+    spec = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+            "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}, "target": {"kind": "Deployment", "name": "one"}}
+    dep = _deployment("one", 1)
+    _apply(kubectl, namespace, [dep, _workload("restart", spec)])
+    before = _wait_condition(wait_for, custom, operator, namespace, "restart", "Placed")
+    apps = client.AppsV1Api(cluster.api)
+    version = apps.read_namespaced_deployment("one", namespace).metadata.resource_version
+    operator.stop()
+    operator.start()
+    # the resume handler runs once the operator is back: its metrics show the workload again
+    wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and 'name="restart"' in t, 30, "operator resumed")
+    after = _get(custom, namespace, "restart")
+    assert after["status"]["placement"] == before["status"]["placement"]
+    assert _cond(after, "Placed")["lastTransitionTime"] == _cond(before, "Placed")["lastTransitionTime"]
+    assert apps.read_namespaced_deployment("one", namespace).metadata.resource_version == version
+
+
+def urllib_ok(port: int) -> str | None:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+
+
+def test_metrics(operator, kubectl, custom, namespace, wait_for):
+    _apply(kubectl, namespace, [_workload("m", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"})])
+    _wait_condition(wait_for, custom, operator, namespace, "m", "Placed")
+    text = wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and f'name="m"' in t and t, 30, "metrics")
+    assert f'rackfit_workload_memory_required_bytes{{name="m",namespace="{namespace}"}}' in text
+    assert f'rackfit_workload_placed{{name="m",namespace="{namespace}"}} 1.0' in text
+    assert "rackfit_domain_gpus_allocatable{" in text and "rackfit_reconcile_duration_seconds_bucket" in text
