@@ -4,4 +4,4 @@ Run it with `rackfit operator` (or `kopf run -m rackfit.operator`). Importing th
 registers the handlers; the pure decisions live in `reconcile.py` and `targets.py`.
 """
 
-from rackfit.operator import fleet, startup, workloads  # noqa: F401  (registers handlers)
+from rackfit.operator import admission, fleet, startup, workloads  # noqa: F401  (registers handlers)

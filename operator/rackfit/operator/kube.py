@@ -68,3 +68,18 @@ def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:
         raise
     raw = (cm.data or {}).get("config.json")
     return json.loads(raw) if raw else None
+
+
+def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        resp = _call(kubernetes.client.CoreV1Api(_client()).read_namespaced_pod, name, namespace,
+                     _preload_content=False)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return json.loads(resp.data)
+
+
+def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    _call(kubernetes.client.CoreV1Api(_client()).patch_namespaced_pod, name, namespace, patch)

@@ -51,7 +51,7 @@ def invalid(message: str, generation: int, old: dict[str, Any]) -> Decision:
 def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any], catalog: Catalog,
            free: Inventory, allocatable: Inventory, target: dict[str, Any] | None,
            domain_usage: dict[tuple[str, str], tuple[int, int]], tolerations: list[dict[str, Any]],
-           hf_config: dict[str, Any] | None = None) -> Decision:
+           hf_config: dict[str, Any] | None = None, gated_pods: int = 0) -> Decision:
     anywhere: Plan = plan(spec, catalog, hf_config=hf_config)
     conds = list(old.get("conditions") or [])
     best = anywhere.chosen
@@ -84,8 +84,10 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
                             f"fits {b.instance_type}: {b.nodes} node(s) x {b.gpus_per_node} GPUs", generation)
     decision = Decision(status={})
     if placement is None:
+        gated = f"; {gated_pods} pod(s) stay gated (SchedulingGated) until capacity appears" if gated_pods else ""
         conds = c.set_condition(conds, c.PLACED, False, c.WAITING_FOR_CAPACITY,
-                                "no NVLink domain of an allowed instance type has enough free GPUs", generation)
+                                "no NVLink domain of an allowed instance type has enough free GPUs" + gated,
+                                generation)
     else:
         conds = _place_target(decision, conds, name, spec, placement, target, tolerations, generation)
     conds = _oversubscription(conds, placement, total, target, domain_usage, generation)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from rackfit.catalog import Catalog
+from rackfit.certs import write_serving_pair
 from rackfit.operator import metrics
 from rackfit.operator.config import OperatorConfig
 
@@ -31,6 +34,26 @@ def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     catalog()  # fail at start, not at the first workload, when the catalog file is bad
+    configure_webhooks(settings)
     metrics.serve(CONFIG.metrics_port)
     logger.info(f"rackfit operator: {len(catalog().instance_types)} instance types, "
                 f"metrics on :{CONFIG.metrics_port}")
+
+
+def configure_webhooks(settings: kopf.OperatorSettings) -> None:
+    """Serve the admission webhooks over TLS. In `url` mode kopf registers them itself (managed
+    configurations named rackfit.io, removed again on a clean exit); in `service` mode the chart owns
+    the configurations and the certificate."""
+    if CONFIG.webhooks == "off":
+        return
+    host = CONFIG.webhook_host if CONFIG.webhooks == "url" else None
+    cert_dir = CONFIG.webhook_cert_dir
+    if cert_dir is None or not (cert_dir / "tls.crt").exists():
+        cert_dir = Path(tempfile.mkdtemp(prefix="rackfit-webhook-"))
+        write_serving_pair(cert_dir, [host or "localhost", "127.0.0.1", "localhost"])
+    ca = cert_dir / "ca.crt"
+    settings.admission.server = kopf.WebhookServer(
+        addr=host or "0.0.0.0", host=host, port=CONFIG.webhook_port, certfile=str(cert_dir / "tls.crt"),
+        pkeyfile=str(cert_dir / "tls.key"), cafile=str(ca) if ca.exists() else None)
+    if CONFIG.webhooks == "url":
+        settings.admission.managed = "rackfit.io"

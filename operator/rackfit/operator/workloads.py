@@ -12,6 +12,7 @@ import kopf
 from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION, parse_spec
 from rackfit.errors import RackfitError
 from rackfit.operator import kube, metrics, targets
+from rackfit.operator.admission import ungate_pods
 from rackfit.operator.fleet import domain_usage, inventory
 from rackfit.operator.reconcile import Decision, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
@@ -27,7 +28,8 @@ def _fingerprint(gpu_nodes: kopf.Index) -> str:
     return hashlib.sha1(repr(items).encode()).hexdigest()
 
 
-def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods) -> None:
+def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods,
+               gated_pods) -> None:
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     old = dict(status)
@@ -40,8 +42,9 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gp
         usage = domain_usage(gpu_nodes, gpu_pods)
         metrics.set_domains(usage)
         target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
+        gated = len(gated_pods.get((namespace, name), []))
         d = decide(name, workload, generation, old, catalog(), free, allocatable, target, usage,
-                   CONFIG.tolerations, hf)
+                   CONFIG.tolerations, hf, gated)
     except RackfitError as e:  # invalid spec or model: a status, never a crash loop
         d = invalid(str(e), generation, old)
     except kube.TransientError as e:
@@ -51,6 +54,8 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gp
         metrics.reconcile_errors.inc()
         raise
     _apply(d, body, namespace, name, patch, logger, workload_target(spec))
+    if d.status.get("placement"):
+        ungate_pods(namespace, name, d.status["placement"], gated_pods, logger)
     _fleet_seen[uid] = _fingerprint(gpu_nodes)
     metrics.reconcile_duration.observe(time.perf_counter() - started)
 
@@ -83,20 +88,21 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
-              gpu_pods: kopf.Index, **_: Any) -> None:
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods)
+              gpu_pods: kopf.Index, gated_pods: kopf.Index, **_: Any) -> None:
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods, gated_pods)
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
 def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
-           gpu_pods: kopf.Index, **_: Any) -> None:
+           gpu_pods: kopf.Index, gated_pods: kopf.Index, **_: Any) -> None:
     """Plans again when the fleet changed, or while the workload waits for capacity or its target."""
     placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
-    if placed.get("status") == "True" and _fleet_seen.get(uid) == _fingerprint(gpu_nodes):
+    waiting_pods = gated_pods.get((namespace, name), [])
+    if placed.get("status") == "True" and _fleet_seen.get(uid) == _fingerprint(gpu_nodes) and not waiting_pods:
         return
     if placed.get("reason") == "InvalidSpec":
         return
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods)
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods, gated_pods)
 
 
 @kopf.on.delete(*RESOURCE)

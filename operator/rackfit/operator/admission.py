@@ -1,0 +1,118 @@
+"""Admission webhooks, served by the operator through kopf:
+
+- `validate-llmworkload` (failurePolicy Fail): refuses what cannot fit, with what would, and warns
+  on near misses. Only LLMWorkloads go through it, so an operator that is down blocks nothing else.
+- `mutate-pod` (failurePolicy Ignore, objectSelector `rackfit.io/workload` exists): gates pods of
+  workloads rackfit cannot patch through `spec.target` (LeaderWorkerSet, JobSet, RayCluster...),
+  and adds the instance-type selector, GPU limit and tolerations once the workload is placed. The
+  operator pins each gated pod to the workload's NVLink domain and then removes the gate
+  (`ungate_pods`). Pods without the label never reach the webhook.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kopf
+
+from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
+from rackfit.errors import RackfitError
+from rackfit.operator import kube
+from rackfit.operator.startup import CONFIG, catalog
+from rackfit.planner import admission
+
+WORKLOAD_LABEL = "rackfit.io/workload"
+GATE = "rackfit.io/placement"
+GPU = "nvidia.com/gpu"
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def placements(namespace: str, name: str, status: dict, **_: Any):
+    """(namespace, workload) -> its placement, once it has one."""
+    placement = status.get("placement")
+    return {(namespace, name): dict(placement)} if placement else None
+
+
+@kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
+def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
+    """(namespace, workload) -> names of its pods still carrying rackfit's gate."""
+    if any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
+        return {(namespace, labels[WORKLOAD_LABEL]): name}
+    return None
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-llmworkload", operations=["CREATE", "UPDATE"])
+def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any) -> None:
+    doc = dict(spec)
+    hf = None
+    try:
+        ref = (doc.get("model") or {}).get("huggingFaceConfig")
+        if ref:
+            hf = kube.read_hf_config(namespace, ref)
+        warnings.extend(admission.check(doc, catalog(), hf))
+    except RackfitError as e:
+        raise kopf.AdmissionError(str(e), code=422) from None
+
+
+def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
+    """Fields to set on a new pod: the gate always; selector, GPU limit and tolerations when placed."""
+    out: dict[str, Any] = {}
+    gates = list(pod_spec.get("schedulingGates") or [])
+    if not any(g.get("name") == GATE for g in gates):
+        out["schedulingGates"] = [*gates, {"name": GATE}]
+    if placement:
+        selector = {**(pod_spec.get("nodeSelector") or {}), "node.kubernetes.io/instance-type":
+                    placement["instanceType"]}
+        out["nodeSelector"] = selector
+        containers = copy.deepcopy(pod_spec.get("containers") or [])
+        if containers:
+            limits = containers[0].setdefault("resources", {}).setdefault("limits", {})
+            limits.setdefault(GPU, str(placement["gpusPerNode"]))
+            out["containers"] = containers
+        missing = [t for t in CONFIG.tolerations if t not in (pod_spec.get("tolerations") or [])]
+        if missing:
+            out["tolerations"] = [*(pod_spec.get("tolerations") or []), *missing]
+    return out
+
+
+@kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels={WORKLOAD_LABEL: kopf.PRESENT},
+                ignore_failures=True)
+def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index, **_: Any) -> None:
+    placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
+    for key, value in pod_hints(dict(spec), placement).items():
+        patch.spec[key] = value
+
+
+def ungate_patch(pod_spec: dict, placement: dict) -> dict[str, Any] | None:
+    """Pin a gated pod to the workload's domain and remove rackfit's gate, in one update (adding to
+    nodeSelector is allowed while a pod is gated; pod affinity is not)."""
+    gates = pod_spec.get("schedulingGates") or []
+    if not any(g.get("name") == GATE for g in gates):
+        return None
+    # strategic merge: selectors merge as a map; gates merge by name, so ours is deleted by directive
+    return {"spec": {"nodeSelector": dict(placement["nodeSelector"]),
+                     "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
+
+
+def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
+    """Ungate every gated pod of a placed workload; returns how many."""
+    done = 0
+    for pod_name in list(gated.get((namespace, workload), [])):
+        pod = kube.get_pod(namespace, pod_name)
+        patch = ungate_patch(pod.get("spec", {}), placement) if pod else None
+        if patch:
+            kube.patch_pod(namespace, pod_name, patch)
+            done += 1
+    if done:
+        logger.info(f"ungated {done} pod(s) of {workload} into {placement.get('nvlinkDomain') or 'its instance type'}")
+    return done
+
+
+@kopf.on.create("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
+def ungate_new_pod(spec: dict, labels: dict, namespace: str, name: str, placements: kopf.Index, logger, **_: Any):
+    """A pod created after its workload was placed is ungated at once."""
+    placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
+    patch = ungate_patch(dict(spec), placement) if placement else None
+    if patch:
+        kube.patch_pod(namespace, name, patch)
