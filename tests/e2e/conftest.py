@@ -1,7 +1,8 @@
 """Fixtures for the e2e tests: a real control plane with the simulated GPU fleet.
 
-`cluster` starts one `ControlPlane` plus the default fleet per test session, or uses the cluster
-in $RACKFIT_E2E_KUBECONFIG (e.g. `make kind-up`) as it is. Without the built binaries the tests
+`cluster` starts one `ControlPlane` (kube-controller-manager and the pod simulator included) plus
+the default fleet per test session, or uses the cluster in $RACKFIT_E2E_KUBECONFIG (e.g. `make
+kind-up`) as it is. Without the built binaries the tests
 are skipped with the reason, or fail when $CI is set, so a CI run can never pass by skipping.
 Every test gets a fresh `namespace`; `kubectl` runs the built kubectl against the cluster;
 `wait_for` polls with a deadline (tests never sleep a fixed time).
@@ -14,6 +15,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ class Cluster:
     kubeconfig: Path
     api: client.ApiClient
     local: bool  # True: our ControlPlane (known version, simulated fleet); False: $RACKFIT_E2E_KUBECONFIG
+    started: float  # time.monotonic() when the fixture had the cluster ready
 
 
 def _unavailable(message: str) -> None:
@@ -45,7 +48,7 @@ def cluster() -> Iterator[Cluster]:
     external = os.environ.get("RACKFIT_E2E_KUBECONFIG")
     if external:
         with api_client(Path(external)) as api:
-            yield Cluster(Path(external), api, local=False)
+            yield Cluster(Path(external), api, local=False, started=time.monotonic())
         return
     try:
         binaries.require()
@@ -53,7 +56,7 @@ def cluster() -> Iterator[Cluster]:
         _unavailable(str(e))
     with ControlPlane() as plane, api_client(plane.kubeconfig) as api:
         apply_fleet(client.CoreV1Api(api), build_nodes())
-        yield Cluster(plane.kubeconfig, api, local=True)
+        yield Cluster(plane.kubeconfig, api, local=True, started=time.monotonic())
 
 
 @pytest.fixture
@@ -63,9 +66,11 @@ def core_v1(cluster: Cluster) -> client.CoreV1Api:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, core_v1: client.CoreV1Api) -> Iterator[str]:
-    """A fresh namespace named after the test. Its pods are force-deleted afterwards: with no
-    kubelet they would otherwise hold their GPUs on the simulated nodes (and with no namespace
-    controller the namespace itself stays Terminating, which is harmless)."""
+    """A fresh namespace named after the test, deleted afterwards without waiting (kube-controller-manager
+    finishes that in seconds). Its pods are force-deleted first (grace period 0), so that their GPUs
+    on the simulated nodes are free for the next test at once, and so that a cluster with no kubelet
+    at all (a kind node that died, or a control plane without the pod simulator) cannot keep them
+    Terminating."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{slug}-{secrets.token_hex(3)}"
     core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))

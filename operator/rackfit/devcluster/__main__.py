@@ -77,8 +77,8 @@ def _status(args: argparse.Namespace) -> int:
     plane = ControlPlane.attach(state_dir)
     components = plane.components()
     for name, alive in components.items():
-        print(f"{name:15} {'running' if alive else 'STOPPED'}")
-    print(f"server          {plane.server}\nkubeconfig      {plane.kubeconfig}")
+        print(f"{name:24} {'running' if alive else 'STOPPED'}")
+    print(f"{'server':24} {plane.server}\n{'kubeconfig':24} {plane.kubeconfig}")
     return 0 if all(components.values()) else 1
 
 

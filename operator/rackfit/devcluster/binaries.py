@@ -12,7 +12,7 @@ from pathlib import Path
 
 # Must equal the k8s.io/kubernetes version in tools/k8s/go.mod (a unit test checks it).
 K8S_VERSION = "v1.34.4"
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 BUILD_HINT = "run `make k8s-bin` (tools/k8s/build.sh; about 6 minutes cold on 2 cores)"
 
 

@@ -1,9 +1,12 @@
-"""`ControlPlane`: a real etcd + kube-apiserver + kube-scheduler on loopback, for tests and the demo.
+"""`ControlPlane`: a real etcd + kube-apiserver + kube-controller-manager + kube-scheduler on loopback.
 
 Used by the e2e fixtures (as a context manager, torn down with the test session) and by
-`python -m rackfit.devcluster up|down` (detached, its state kept in a directory). There is no
-kubelet and no kube-controller-manager: Nodes are plain API objects (see `fleet`), pods are
-bound by the scheduler but never run, and namespaces never finish deleting.
+`python -m rackfit.devcluster up|down|dev-up|dev-down` (detached, its state kept in a directory).
+There are no kubelets: Nodes are plain API objects (see `fleet`), and the `pod-sim` component
+(`podsim`) reports bound pods as Running and Ready and finalises deleted ones, as a kubelet would,
+without running anything. kube-controller-manager runs every controller that works without
+kubelets, cloud or volumes (`CONTROLLERS`); in particular no node-lifecycle controller, which
+would taint and evict the simulated nodes for lack of heartbeats.
 
 Every component runs in its own session so it can be stopped as a process group; its log is
 `<data_dir>/logs/<name>.log`. An attached control plane is also stopped at interpreter exit, on
@@ -23,6 +26,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,7 +41,18 @@ from rackfit.devcluster.pki import write_pki
 from rackfit.devcluster.waiting import WaitTimeout, wait_for
 
 STATE_FILE = "state.json"
-_STOP_ORDER = ("kube-scheduler", "kube-apiserver", "etcd")  # clients before the store they use
+# Stopped in waves: clients (the operator, controllers, scheduler, pod-sim), then the API server, then etcd.
+_SERVERS = ("kube-apiserver", "etcd")
+# kube-controller-manager's controllers: the defaults, less those that need kubelets, a cloud or
+# volume plugins. node-lifecycle-controller must stay off: the simulated nodes send no heartbeats
+# or Leases, so it would mark them NotReady, taint them and evict their pods.
+CONTROLLERS = ",".join(["*"] + [f"-{c}" for c in (
+    "node-lifecycle-controller", "node-ipam-controller", "cloud-node-lifecycle-controller",
+    "service-lb-controller", "node-route-controller", "ttl-controller",
+    "persistentvolume-binder-controller", "persistentvolume-attach-detach-controller",
+    "persistentvolume-expander-controller", "ephemeral-volume-controller",
+    "persistentvolume-protection-controller", "persistentvolumeclaim-protection-controller",
+    "certificatesigningrequest-signing-controller")])
 _LOG_TAIL_LINES = 25
 
 
@@ -50,13 +65,14 @@ class _Component:
     name: str
     pid: int
     popen: subprocess.Popen | None = None  # None when re-attached from a state file
+    exe: str = ""  # basename of argv[0] when it is not `name` (a Python process)
 
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
         try:  # a detached child: make sure the pid still belongs to our binary before trusting it
             argv0 = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0]
-            return Path(argv0.decode(errors="replace")).name == self.name
+            return Path(argv0.decode(errors="replace")).name == (self.exe or self.name)
         except OSError:
             return False
 
@@ -135,7 +151,7 @@ class ControlPlane:
         self.stop()
 
     def start(self) -> ControlPlane:
-        bins = binaries.require("etcd", "kube-apiserver", "kube-scheduler")
+        bins = binaries.require("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             # A running plane, or the leftovers of one killed hard; reusing its etcd data would mislead.
             raise ControlPlaneError(f"{self.data_dir} is not empty: stop that control plane "
@@ -152,15 +168,19 @@ class ControlPlane:
 
     def _start(self, bins: dict[str, Path]) -> None:
         pki = write_pki(self.data_dir / "pki")
-        admin_token, scheduler_token = secrets.token_hex(24), secrets.token_hex(24)
+        admin_token, scheduler_token, kcm_token, sim_token = (secrets.token_hex(24) for _ in range(4))
         tokens = self.data_dir / "tokens.csv"
-        # Static token file format: token,user,uid,"group1,group2"
+        # Static token file format: token,user,uid,"group1,group2". kube-controller-manager runs every
+        # controller under its own identity (--use-service-account-credentials=false), so it gets
+        # system:masters rather than the bootstrap role meant for per-controller ServiceAccounts.
         tokens.write_text(
             f'{admin_token},rackfit-admin,rackfit-admin,"system:masters"\n'
-            f"{scheduler_token},system:kube-scheduler,system:kube-scheduler\n")
+            f"{scheduler_token},system:kube-scheduler,system:kube-scheduler\n"
+            f'{kcm_token},system:kube-controller-manager,system:kube-controller-manager,"system:masters"\n'
+            f'{sim_token},rackfit-pod-sim,rackfit-pod-sim,"system:masters"\n')
         tokens.chmod(0o600)
 
-        etcd_port, peer_port, api_port, sched_port = (_free_port() for _ in range(4))
+        etcd_port, peer_port, api_port, sched_port, kcm_port = (_free_port() for _ in range(5))
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn("etcd", [
             bins["etcd"], f"--data-dir={self.data_dir / 'etcd'}", "--name=rackfit-dev",
@@ -179,7 +199,8 @@ class ControlPlane:
             f"--cert-dir={pki.ca_cert.parent}", f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}", f"--client-ca-file={pki.ca_cert}",
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-            # No kube-controller-manager creates `default` ServiceAccounts, so don't require them.
+            # Pods never run, so they need no token volume; and a pod created right after its
+            # namespace must not race the controller that makes the `default` ServiceAccount.
             "--disable-admission-plugins=ServiceAccount",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
             f"--service-account-issuer={self.server}", f"--service-account-key-file={pki.sa_key}",
@@ -192,8 +213,22 @@ class ControlPlane:
         self.kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "rackfit-admin", admin_token))
         sched_kubeconfig = self.data_dir / "kube-scheduler.kubeconfig"
         sched_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "system:kube-scheduler", scheduler_token))
-        for path in (self.kubeconfig, sched_kubeconfig):
+        kcm_kubeconfig = self.data_dir / "kube-controller-manager.kubeconfig"
+        kcm_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "system:kube-controller-manager", kcm_token))
+        sim_kubeconfig = self.data_dir / "pod-sim.kubeconfig"
+        sim_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "rackfit-pod-sim", sim_token))
+        for path in (self.kubeconfig, sched_kubeconfig, kcm_kubeconfig, sim_kubeconfig):
             path.chmod(0o600)
+        self._spawn("kube-controller-manager", [
+            bins["kube-controller-manager"], f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--authentication-skip-lookup=true",
+            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", "--leader-elect=false",
+            f"--controllers={CONTROLLERS}", "--use-service-account-credentials=false",
+            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
+            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10", "--concurrent-job-syncs=10",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+        ], _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", _insecure(), None))
         self._spawn("kube-scheduler", [
             bins["kube-scheduler"], f"--kubeconfig={sched_kubeconfig}",
             f"--authentication-kubeconfig={sched_kubeconfig}", f"--authorization-kubeconfig={sched_kubeconfig}",
@@ -201,15 +236,26 @@ class ControlPlane:
             "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "--leader-elect=false",
         ], _http_ok(f"https://127.0.0.1:{sched_port}/readyz", _insecure(), None))
+        ready = self.data_dir / "pod-sim.ready"
+        self.add_process("pod-sim", [sys.executable, "-m", "rackfit.devcluster.podsim",
+                                     f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
+                         ready.exists, env=python_env())
+
+    def add_process(self, name: str, argv: list, probe, env: dict[str, str] | None = None) -> None:
+        """Start one more process that lives and dies with this control plane (e.g. the operator of
+        `dev-up`), wait until `probe()` is true, and record it in the state file. Its output goes to
+        `logs/<name>.log`; `stop()` stops it before the API server."""
+        self._spawn(name, argv, probe, env)
         self._write_state()
 
-    def _spawn(self, name: str, argv: list, probe) -> None:
+    def _spawn(self, name: str, argv: list, probe, env: dict[str, str] | None = None) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
         with log:  # the child keeps its own descriptor
             popen = subprocess.Popen(
-                [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True, preexec_fn=None if self.detach else _die_with_parent)
-        component = _Component(name, popen.pid, popen)
+        exe = Path(str(argv[0])).name
+        component = _Component(name, popen.pid, popen, "" if exe == name else exe)
         with self._lock:
             self._components.append(component)
         try:
@@ -229,7 +275,8 @@ class ControlPlane:
 
     def _write_state(self) -> None:
         state = {"server": self.server, "kubeconfig": str(self.kubeconfig),
-                 "pids": {c.name: c.pid for c in self._components}}
+                 "pids": {c.name: c.pid for c in self._components},
+                 "exes": {c.name: c.exe for c in self._components if c.exe}}
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
@@ -241,7 +288,8 @@ class ControlPlane:
             raise ControlPlaneError(f"no control plane state in {data_dir}: {e}") from None
         cp = cls(Path(data_dir), detach=True)
         cp.server = state["server"]
-        cp._components = [_Component(name, pid) for name, pid in state["pids"].items()]
+        exes = state.get("exes", {})
+        cp._components = [_Component(name, pid, exe=exes.get(name, "")) for name, pid in state["pids"].items()]
         return cp
 
     def components(self) -> dict[str, bool]:
@@ -253,9 +301,9 @@ class ControlPlane:
         """Stop every component (TERM, wait, then KILL the process group) and delete `data_dir`."""
         with self._lock:
             components, self._components = self._components, []
-        by_name = {c.name: c for c in components}
-        for wave in (_STOP_ORDER[:2], _STOP_ORDER[2:]):
-            running = [by_name[n] for n in wave if n in by_name and by_name[n].alive()]
+        clients = [c for c in components if c.name not in _SERVERS]
+        for wave in (clients, *([c for c in components if c.name == s] for s in _SERVERS)):
+            running = [c for c in wave if c.alive()]
             for c in running:
                 c.signal(signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -265,6 +313,13 @@ class ControlPlane:
                     c.wait(5.0)
         _unregister(self)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def python_env() -> dict[str, str]:
+    """The environment for a Python child that must import this `rackfit` (e.g. from a source tree)."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None, token: str | None):
