@@ -19,7 +19,7 @@ bench: ## Estimator accuracy vs measured GPU memory, and planner latency (tables
 	$(PYTHON) bench/accuracy.py
 	$(PYTHON) bench/planner_speed.py
 
-demo: ## Plan an example workload on the built-in catalog
+demo-cli: ## Plan an example workload on the built-in catalog (no cluster)
 	$(PYTHON) -m rackfit plan -f examples/llama-405b-bf16-serving.yaml
 
 # --- local control plane (tools/k8s, rackfit.devcluster) ---
@@ -39,6 +39,15 @@ cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet; prin
 
 cluster-down: ## Stop the local control plane and delete .rackfit/cluster
 	@$(PYTHON) -m rackfit.devcluster down
+
+dev-up: k8s-bin ## cluster-up + the CRDs + the operator in the background (logs in .rackfit/cluster/logs)
+	@$(PYTHON) -m rackfit.devcluster dev-up
+
+dev-down: ## Stop the operator and the local control plane; delete .rackfit/cluster
+	@$(PYTHON) -m rackfit.devcluster dev-down
+
+demo: k8s-bin ## dev-up, then examples/demo/ (NVL72, HGX, suspended Job): Placed, and where the pods landed
+	@$(PYTHON) -m rackfit.devcluster demo
 
 kind-up: ## Create a kind cluster labelled like the fleet (needs Docker/Podman/nerdctl)
 	@command -v kind >/dev/null || { echo "kind not found (go install sigs.k8s.io/kind@latest); it also needs a container engine" >&2; exit 1; }

@@ -1,26 +1,41 @@
-"""`python -m rackfit.devcluster up|down|status|label`: the commands behind `make cluster-up` and friends.
+"""`python -m rackfit.devcluster up|down|status|dev-up|dev-down|demo|label`: behind `make cluster-up` and friends.
 
 `up` starts a detached `ControlPlane` in the state dir (default `.rackfit/cluster`, or
 $RACKFIT_CLUSTER_DIR), applies the fleet and prints `export KUBECONFIG=<path>` as the only line on
 stdout (so `eval "$(python -m rackfit.devcluster up)"` works); progress goes to stderr.
+`dev-up` is `up`, then the CRDs in crds/ and `rackfit operator --standalone` in the background
+(a component of the control plane: logs/operator.log, stopped by `down`/`dev-down`).
+`demo` is `dev-up`, then examples/demo/ in namespace rackfit-demo, waiting until every workload
+is Placed, and a table of where the pods of each target were bound.
 `label` gives the nodes of an existing cluster (kind) the fleet's GPU labels and capacity.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import yaml
+
 from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import STATE_FILE, ControlPlane, ControlPlaneError, api_client
+from rackfit.devcluster.controlplane import STATE_FILE, ControlPlane, ControlPlaneError, api_client, python_env
 from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
+from rackfit.devcluster.waiting import WaitTimeout, wait_for
 from rackfit.errors import CatalogError
 
 _DEFAULT_FLEET_TEXT = ",".join(f"{k}={v}" for k, v in DEFAULT_FLEET.items())
+REPO = Path(__file__).resolve().parents[3]
+OPERATOR = "operator"  # the component name: logs/operator.log
+_OPERATOR_SETTLE_SECONDS = 3.0
+DEMO_NAMESPACE = "rackfit-demo"
 
 
 def _say(message: str) -> None:
@@ -28,14 +43,21 @@ def _say(message: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    plane = _cluster(args)
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> ControlPlane:
+    """The running control plane in the state dir, or a freshly started one with the fleet."""
     fleet = parse_fleet(args.fleet)
     state_dir = args.state_dir.resolve()
     if (state_dir / STATE_FILE).exists():
         running = ControlPlane.attach(state_dir)
-        if all(running.components().values()):
+        components = running.components()
+        if all(alive for name, alive in components.items() if name != OPERATOR):
             _say(f"already running: {running.server} (state in {state_dir})")
-            print(f"export KUBECONFIG={running.kubeconfig}")
-            return 0
+            return running
         _say(f"removing a stopped control plane's leftovers in {state_dir}")
         running.stop()
     started = time.monotonic()
@@ -51,8 +73,171 @@ def _up(args: argparse.Namespace) -> int:
     nodes = sum(fleet.values())
     _say(f"control plane {binaries.K8S_VERSION} at {plane.server} with {nodes} simulated nodes "
          f"({time.monotonic() - started:.1f}s); logs in {plane.log_dir}")
+    return plane
+
+
+def _kubectl(plane: ControlPlane, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    kubectl = binaries.require("kubectl")["kubectl"]
+    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "KUBECACHEDIR": str(plane.data_dir / "kubecache")}
+    out = subprocess.run([str(kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=180)
+    if check and out.returncode != 0:
+        raise ControlPlaneError(f"kubectl {' '.join(args)} failed:\n{out.stderr.strip()}")
+    return out
+
+
+def _crd_files(crd_dir: Path) -> list[Path]:
+    files = sorted(crd_dir.glob("*.yaml"))
+    if files:
+        return files
+    try:  # the CRD is generated from the pydantic spec; a fresh checkout may not have run the generator
+        from rackfit.api import crdgen  # type: ignore[attr-defined]
+    except ImportError:
+        raise ControlPlaneError(f"no CRDs in {crd_dir} and no rackfit.api.crdgen to generate them") from None
+    _say(f"no CRDs in {crd_dir}: generating them with python -m rackfit.api.crdgen")
+    subprocess.run([sys.executable, "-m", crdgen.__name__], cwd=REPO, env=python_env(), check=True)
+    return sorted(crd_dir.glob("*.yaml"))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_or_free(port: int, what: str) -> int:
+    if _port_free(port):
+        return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    _say(f"port {port} is taken: operator {what} on :{free} instead")
+    return free
+
+
+def _metrics_probe(port: int):
+    def probe() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return r.status == 200
+    return probe
+
+
+def _start_operator(plane: ControlPlane, args: argparse.Namespace) -> None:
+    if plane.components().get(OPERATOR):
+        _say(f"operator already running (log: {plane.log_dir / 'operator.log'})")
+        return
+    port, webhook_port = _port_or_free(args.metrics_port, "metrics"), _port_or_free(args.webhook_port, "webhook")
+    # Webhooks in url mode: the operator serves them on loopback and registers the configurations
+    # itself (removed again when it stops cleanly, which `down` does before stopping the API server).
+    env = {**python_env(), "KUBECONFIG": str(plane.kubeconfig), "RACKFIT_METRICS_PORT": str(port),
+           "RACKFIT_REPLAN_SECONDS": str(args.replan_seconds), "RACKFIT_WEBHOOKS": "url",
+           "RACKFIT_WEBHOOK_HOST": "127.0.0.1", "RACKFIT_WEBHOOK_PORT": str(webhook_port)}
+    started = time.monotonic()
+    log = plane.log_dir / "operator.log"
+    plane.add_process(OPERATOR, [sys.executable, "-m", "rackfit", "operator", "--standalone"],
+                      _metrics_probe(port), env=env)
+    # The metrics server starts in kopf's startup handler, before the watches and the webhook server:
+    # an operator that dies right after it must not be reported as running.
+    deadline = time.monotonic() + _OPERATOR_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        if not plane.components().get(OPERATOR):
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            raise ControlPlaneError(f"the operator exited right after starting; last lines of {log}:\n{tail}")
+        time.sleep(0.2)
+    _say(f"operator running ({time.monotonic() - started:.1f}s): metrics http://127.0.0.1:{port}/metrics, "
+         f"webhooks https://127.0.0.1:{webhook_port}, log {log}")
+
+
+def _dev(args: argparse.Namespace) -> ControlPlane:
+    started = time.monotonic()
+    plane = _cluster(args)
+    crds = _crd_files(args.crds)
+    for f in crds:
+        _kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(f))
+    names = [d["metadata"]["name"] for f in crds for d in yaml.safe_load_all(f.read_text())
+             if d and d.get("kind") == "CustomResourceDefinition"]
+    _kubectl(plane, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    _say(f"CRDs established: {', '.join(names)}")
+    _start_operator(plane, args)
+    _say(f"dev cluster ready in {time.monotonic() - started:.1f}s; kubectl: {binaries.bin_dir() / 'kubectl'}")
+    return plane
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    plane = _dev(args)
     print(f"export KUBECONFIG={plane.kubeconfig}")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    plane = _dev(args)
+    ns = args.namespace
+    files = sorted(args.manifests.glob("*.yaml"))
+    if not files:
+        raise ControlPlaneError(f"no manifests in {args.manifests}")
+    # A second run: wait out the deletion of a previous demo's namespace, then reuse or create it.
+    wait_for(lambda: _kubectl(plane, "get", "namespace", ns, "-o", "jsonpath={.metadata.deletionTimestamp}",
+                              check=False).stdout == "", 180, f"namespace {ns} to finish deleting", interval=1)
+    _kubectl(plane, "create", "namespace", ns, check=False)  # AlreadyExists on a second run is fine
+    for f in files:
+        _say(_kubectl(plane, "apply", "-n", ns, "-f", str(f)).stdout.strip())
+    placed = _kubectl(plane, "wait", "--for=condition=Placed", "llmw", "--all", "-n", ns, "--timeout=120s", check=False)
+    if placed.returncode != 0:
+        _say(f"not every workload was Placed within 120 s:\n{placed.stderr.strip()}\n"
+             f"operator log: {plane.log_dir / 'operator.log'}")
+    print(_kubectl(plane, "get", "llmw", "-A").stdout.rstrip())
+    print()
+    ok = _print_bindings(plane, ns, [d for f in files for d in yaml.safe_load_all(f.read_text())
+                                     if d and d.get("kind") == "LLMWorkload"])
+    _say(f"demo done in {time.monotonic() - started:.1f}s; `make dev-down` stops everything")
+    print(f"export KUBECONFIG={plane.kubeconfig}")
+    return 0 if ok and placed.returncode == 0 else 1
+
+
+def _get_json(plane: ControlPlane, *args: str) -> dict:
+    return json.loads(_kubectl(plane, "get", *args, "-o", "json").stdout)
+
+
+def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool:
+    """For each workload's target: its pods, once the patched ones are bound, with their node's labels."""
+    nodes = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in _get_json(plane, "nodes")["items"]}
+    rows = [("WORKLOAD", "TARGET", "POD", "GPUS", "NODE", "INSTANCE-TYPE", "GPU.CLIQUE")]
+    ok = True
+    for w in workloads:
+        name, target = w["metadata"]["name"], w["spec"].get("target")
+        if not target:
+            continue
+        kind = target["kind"]
+        placement = (_get_json(plane, "llmw", name, "-n", ns).get("status") or {}).get("placement") or {}
+        want, pinned = placement.get("nodes") or 1, placement.get("nodeSelector") or {}
+        obj = _get_json(plane, kind.lower(), target["name"], "-n", ns)
+        selector = ",".join(f"{k}={v}" for k, v in obj["spec"]["selector"]["matchLabels"].items())
+
+        def patched_pods(selector=selector, want=want, pinned=pinned):
+            # the pods of the patched template: bound, not being deleted, with rackfit's node selector
+            pods = [p for p in _get_json(plane, "pods", "-n", ns, "-l", selector)["items"]
+                    if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName")
+                    and pinned.items() <= (p["spec"].get("nodeSelector") or {}).items()]
+            return pods if pinned and len(pods) >= want else None
+        try:
+            pods = wait_for(patched_pods, 60, f"{want} patched pod(s) of {kind} {target['name']} bound", interval=0.5)
+        except WaitTimeout as e:
+            _say(str(e))
+            ok = False
+            pods = _get_json(plane, "pods", "-n", ns, "-l", selector)["items"]
+        for p in pods:
+            node = p["spec"].get("nodeName") or "-"
+            labels = nodes.get(node, {})
+            gpus = (p["spec"]["containers"][0].get("resources", {}).get("limits") or {}).get("nvidia.com/gpu", "-")
+            rows.append((name, f"{kind}/{target['name']}", p["metadata"]["name"], gpus, node,
+                         labels.get("node.kubernetes.io/instance-type", "-"), labels.get("nvidia.com/gpu.clique", "-")))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return ok
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -100,7 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane and the simulated fleet (detached)")
     up.add_argument("--fleet", help=f"TYPE=COUNT,... (default {_DEFAULT_FLEET_TEXT})")
-    for name, fn, help_text in (("down", _down, "stop it and delete its state"),
+    dev = sub.add_parser("dev-up", help="up, then the CRDs and the operator in the background")
+    demo = sub.add_parser("demo", help="dev-up, then examples/demo/; waits until Placed and shows where pods landed")
+    for p in (dev, demo):
+        p.add_argument("--fleet", help=f"TYPE=COUNT,... (default {_DEFAULT_FLEET_TEXT})")
+        p.add_argument("--crds", type=Path, default=REPO / "crds", help="directory of CRD YAML files")
+        p.add_argument("--metrics-port", type=int, default=9090, help="operator metrics (a free one if taken)")
+        p.add_argument("--webhook-port", type=int, default=9443, help="operator webhooks (a free one if taken)")
+        p.add_argument("--replan-seconds", type=float, default=5.0, help="RACKFIT_REPLAN_SECONDS for the operator")
+    demo.add_argument("--manifests", type=Path, default=REPO / "examples" / "demo")
+    demo.add_argument("-n", "--namespace", default=DEMO_NAMESPACE)
+    dev.set_defaults(fn=_dev_up)
+    demo.set_defaults(fn=_demo)
+    for name, fn, help_text in (("down", _down, "stop it (and the operator) and delete its state"),
+                                ("dev-down", _down, "the same as down"),
                                 ("status", _status, "show whether its components run")):
         sub.add_parser(name, help=help_text).set_defaults(fn=fn)
     up.set_defaults(fn=_up)
@@ -113,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
-    except (binaries.BinariesMissing, ControlPlaneError, CatalogError, ValueError) as e:
+    except (binaries.BinariesMissing, ControlPlaneError, CatalogError, ValueError, WaitTimeout) as e:
         _say(f"error: {e}")
         return 2
 
