@@ -1,0 +1,253 @@
+"""Parameter counts of every preset against memory-model.md §3, architecture overrides and
+Hugging Face config.json parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.api.v1alpha1 import Architecture, ModelSource
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator.params import count_params
+from rackfit.models import architecture_from_hf_config, presets, resolve
+
+
+def arch(preset: str, **overrides):
+    src = ModelSource(preset=preset, architecture=Architecture(**overrides) if overrides else None)
+    return resolve(src)
+
+
+# (preset, published total, rel tolerance): memory-model.md §3 "Params" column.
+TOTALS = [
+    ("llama-3.2-1b", 1.236e9, 5e-4),
+    ("llama-3.2-3b", 3.213e9, 5e-4),
+    ("llama-3.1-8b", 8.030e9, 5e-4),
+    ("llama-3.1-70b", 70.554e9, 5e-5),
+    ("llama-3.1-405b", 405.853e9, 5e-5),
+    ("qwen2.5-7b", 7.616e9, 5e-4),
+    ("qwen2.5-14b", 14.770e9, 5e-4),
+    ("qwen2.5-32b", 32.764e9, 5e-5),
+    ("qwen2.5-72b", 72.706e9, 5e-5),
+    ("mistral-7b-v0.3", 7.248e9, 5e-4),
+    ("mixtral-8x7b", 46.70e9, 5e-4),
+    ("falcon-180b", 178.6e9, 2e-3),
+    ("nemotron-4-340b", 341e9, 2e-3),
+    ("deepseek-v3", 671e9, 1e-3),
+    ("gpt-oss-120b", 116.8e9, 1e-3),
+    ("gemma-2-27b", 27.23e9, 5e-4),
+]
+
+
+def test_every_preset_has_a_pinned_count():
+    assert {p for p, _, _ in TOTALS} == set(presets())
+
+
+@pytest.mark.parametrize("preset,expected,rel", TOTALS, ids=[t[0] for t in TOTALS])
+def test_preset_parameter_count(preset, expected, rel):
+    assert count_params(arch(preset)).total == pytest.approx(expected, rel=rel)
+
+
+def test_qwen25_32b_exact():
+    assert count_params(arch("qwen2.5-32b")).total == 32_763_876_352
+
+
+def test_llama_8b_exact_and_dense_active_equals_total():
+    p = count_params(arch("llama-3.1-8b"))
+    assert p.total == 8_030_261_248
+    assert p.active == p.total and p.experts == 0
+
+
+def test_nemotron_embedding_share():
+    p = count_params(arch("nemotron-4-340b"))
+    assert p.embedding == pytest.approx(4.72e9, rel=1e-3)  # 256000 x 18432; untied: 9.4B with lm_head
+    assert p.embedding + p.lm_head == pytest.approx(9.4e9, rel=5e-3)
+    assert p.total - p.embedding - p.lm_head == pytest.approx(331.6e9, rel=2e-3)
+
+
+def test_mixtral_active():
+    p = count_params(arch("mixtral-8x7b"))
+    assert p.total == pytest.approx(46.70e9, rel=5e-4)
+    assert p.active == pytest.approx(12.88e9, rel=5e-4)
+
+
+def test_deepseek_v3_active():
+    p = count_params(arch("deepseek-v3"))
+    assert p.active == pytest.approx(37e9, rel=0.02)
+    assert p.experts > 0.9 * p.total  # routed experts dominate
+
+
+def test_gpt_oss_active_excluding_unembedding():
+    # OpenAI's model card: 5.13B active per token, counted without the (untied) embedding matrix
+    p = count_params(arch("gpt-oss-120b"))
+    assert p.active - p.embedding == pytest.approx(5.13e9, rel=0.01)
+
+
+def test_tied_embeddings_have_no_lm_head():
+    for name in ("llama-3.2-1b", "gemma-2-27b", "falcon-180b"):
+        p = count_params(arch(name))
+        assert p.lm_head == 0 and p.embedding > 0
+    p = count_params(arch("llama-3.1-8b"))
+    assert p.lm_head == p.embedding == 128256 * 4096
+
+
+# --- overrides -------------------------------------------------------------------------------------
+
+def test_override_layers_changes_count_by_whole_layers():
+    base, deeper = count_params(arch("llama-3.1-8b")), count_params(arch("llama-3.1-8b", num_layers=40))
+    per_layer = (base.total - base.embedding - base.lm_head - base.norms) // 32
+    assert deeper.total - base.total == 8 * per_layer + 8 * 2 * 4096  # 8 layers + their two norms each
+
+
+def test_override_keeps_other_preset_fields():
+    a = arch("llama-3.1-70b", vocab_size=32000)
+    assert (a.num_layers, a.hidden_size, a.num_key_value_heads, a.vocab_size) == (80, 8192, 8, 32000)
+    assert count_params(a).total < count_params(arch("llama-3.1-70b")).total
+
+
+def test_override_tie_embeddings():
+    untied, tied = count_params(arch("llama-3.1-8b")), count_params(arch("llama-3.1-8b", tie_word_embeddings=True))
+    assert untied.total - tied.total == 128256 * 4096
+
+
+def test_override_attention_bias_adds_q_k_v_biases():
+    a, b = count_params(arch("llama-3.1-8b")), count_params(arch("llama-3.1-8b", attention_bias=True))
+    assert b.total - a.total == 32 * (32 * 128 + 2 * 8 * 128)
+
+
+def test_override_num_experts_on_mixtral():
+    a = count_params(arch("mixtral-8x7b", num_experts=16))
+    b = count_params(arch("mixtral-8x7b"))
+    assert a.experts == 2 * b.experts
+    assert a.active_experts == b.active_experts
+
+
+def test_override_invalid_kv_heads_named():
+    with pytest.raises(InvalidWorkload) as e:
+        arch("llama-3.1-8b", num_key_value_heads=5)
+    assert [p for p, _ in e.value.errors] == ["spec.model.architecture.numKeyValueHeads"]
+
+
+def test_architecture_alone_needs_dense_core():
+    with pytest.raises(InvalidWorkload) as e:
+        resolve(ModelSource(architecture=Architecture(num_layers=2, hidden_size=64)))
+    paths = {p for p, _ in e.value.errors}
+    assert paths == {"spec.model.architecture.intermediateSize", "spec.model.architecture.numAttentionHeads",
+                     "spec.model.architecture.vocabSize"}
+
+
+def test_architecture_alone_defaults():
+    a = resolve(ModelSource(architecture=Architecture(num_layers=2, hidden_size=256, intermediate_size=512,
+                                                      num_attention_heads=4, vocab_size=1000)))
+    assert a.num_key_value_heads == 4 and a.head_dim == 64 and a.name == "custom"
+
+
+def test_preset_lookup_case_insensitive():
+    assert count_params(resolve(ModelSource(preset="Llama-3.1-8B"))).total == 8_030_261_248
+
+
+# --- Hugging Face config.json ----------------------------------------------------------------------
+
+LLAMA_8B_CONFIG = {
+    "_name_or_path": "meta-llama/Llama-3.1-8B", "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False,
+    "attention_bias": False, "rope_theta": 500000.0, "max_position_embeddings": 131072, "torch_dtype": "bfloat16",
+}
+
+MIXTRAL_CONFIG = {
+    "model_type": "mixtral", "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336,
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+    "num_local_experts": 8, "num_experts_per_tok": 2, "tie_word_embeddings": False, "sliding_window": None,
+}
+
+DEEPSEEK_V3_CONFIG = {
+    "model_type": "deepseek_v3", "hidden_act": "silu", "hidden_size": 7168, "intermediate_size": 18432,
+    "moe_intermediate_size": 2048, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "num_hidden_layers": 61, "vocab_size": 129280, "n_routed_experts": 256, "n_shared_experts": 1,
+    "num_experts_per_tok": 8, "first_k_dense_replace": 3, "kv_lora_rank": 512, "q_lora_rank": 1536,
+    "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "tie_word_embeddings": False,
+    "num_nextn_predict_layers": 1,
+}
+
+
+def from_hf(cfg):
+    return resolve(ModelSource(hugging_face_config="config.json"), cfg)
+
+
+def test_hf_llama_matches_preset():
+    a = from_hf(LLAMA_8B_CONFIG)
+    assert a.name == "meta-llama/Llama-3.1-8B"
+    assert a.head_dim == 128 and a.gated_mlp and not a.is_moe
+    assert count_params(a) == count_params(arch("llama-3.1-8b"))
+
+
+def test_hf_mixtral_matches_preset():
+    a = from_hf(MIXTRAL_CONFIG)
+    assert (a.num_experts, a.num_experts_per_token, a.moe_intermediate_size) == (8, 2, 14336)
+    assert a.sliding_window == 0
+    assert count_params(a) == count_params(arch("mixtral-8x7b"))
+
+
+def test_hf_deepseek_matches_preset():
+    a = from_hf(DEEPSEEK_V3_CONFIG)
+    assert a.is_mla and a.first_dense_layers == 3 and a.num_shared_experts == 1
+    assert count_params(a) == count_params(arch("deepseek-v3"))
+
+
+def test_hf_qwen2_gets_attention_bias():
+    cfg = {**LLAMA_8B_CONFIG, "model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944,
+           "num_attention_heads": 28, "num_key_value_heads": 4, "num_hidden_layers": 28, "vocab_size": 152064}
+    del cfg["attention_bias"]
+    a = architecture_from_hf_config(cfg)
+    assert a.attention_bias is True
+    assert count_params(from_hf(cfg)).total == count_params(arch("qwen2.5-7b")).total
+
+
+def test_hf_gelu_is_not_gated_and_gpt2_keys():
+    a = architecture_from_hf_config({"n_layer": 12, "n_embd": 768, "n_inner": 3072, "n_head": 12,
+                                     "vocab_size": 50257, "activation_function": "gelu_new",
+                                     "hidden_act": "gelu_new"})
+    assert (a.num_layers, a.hidden_size, a.intermediate_size, a.num_attention_heads) == (12, 768, 3072, 12)
+    assert a.gated_mlp is False
+
+
+def test_hf_nested_text_config():
+    a = architecture_from_hf_config({"model_type": "llava", "text_config": LLAMA_8B_CONFIG})
+    assert a.num_layers == 32 and a.vocab_size == 128256
+
+
+def test_hf_layer_types_count_sliding_layers():
+    cfg = {**LLAMA_8B_CONFIG, "sliding_window": 128, "layer_types": ["sliding_attention", "full_attention"] * 16}
+    assert from_hf(cfg).sliding_window_layers == 16
+
+
+def test_hf_architecture_override_wins():
+    a = resolve(ModelSource(hugging_face_config="c", architecture=Architecture(num_layers=2)), LLAMA_8B_CONFIG)
+    assert a.num_layers == 2 and a.hidden_size == 4096
+
+
+def test_hf_bad_values_named():
+    with pytest.raises(InvalidWorkload) as e:
+        architecture_from_hf_config({**LLAMA_8B_CONFIG, "num_hidden_layers": -1})
+    assert e.value.errors[0][0] == "spec.model.huggingFaceConfig"
+    with pytest.raises(InvalidWorkload) as e:
+        architecture_from_hf_config(["not", "a", "dict"])
+    assert e.value.errors[0][0] == "spec.model.huggingFaceConfig"
+
+
+def test_hf_missing_config_named():
+    with pytest.raises(InvalidWorkload) as e:
+        resolve(ModelSource(hugging_face_config="config.json"), None)
+    assert e.value.errors[0][0] == "spec.model.huggingFaceConfig"
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(InvalidWorkload) as e:
+        resolve(ModelSource(preset="llama-9"))
+    (path, msg), = e.value.errors
+    assert path == "spec.model.preset"
+    assert "llama-9" in msg and "llama-3.1-8b" in msg and "deepseek-v3" in msg
+
+
+def test_rough_mode_scales_to_declared_total():
+    p = count_params(resolve(ModelSource(parameters=70_000_000_000)))
+    assert p.total == pytest.approx(70e9, rel=1e-6)
