@@ -11,8 +11,9 @@ Why these shapes:
   is the LLMWorkload's namespace, not the operator's.
 - RackfitOperatorDown uses absent(up{...} == 1): it fires both when every scraped replica is down
   (up == 0) and when Prometheus scrapes no replica at all (Deployment scaled to 0, ServiceMonitor
-  not selected, target gone), which `up == 0` alone would miss. job is the Service's name (Prometheus
-  Operator's default job label for a ServiceMonitor).
+  not selected, target gone), which `up == 0` alone would miss; one replica up is enough to stay
+  silent (the others are standbys). job is the Service's name (Prometheus Operator's default job
+  label for a ServiceMonitor).
 */ -}}
 {{- define "rackfit.alertRules" -}}
 {{- $r := .Values.monitoring.prometheusRule.rules }}
@@ -68,9 +69,12 @@ groups:
         for: {{ .for }}
         labels:
           severity: {{ .severity }}
+          # absent() of a comparison carries no labels: name the operator's job and namespace here
+          job: {{ include "rackfit.fullname" $ }}
+          namespace: {{ $.Release.Namespace }}
           {{- with $extra }}{{ toYaml . | nindent 10 }}{{ end }}
         annotations:
           summary: "No rackfit operator replica is up"
-          description: {{ `Prometheus has scraped no healthy rackfit operator in {{ $labels.namespace }}: LLMWorkloads are neither estimated nor placed, and gated pods stay pending.` | quote }}
+          description: {{ printf "Prometheus has scraped no healthy rackfit operator (job %s) in namespace %s: LLMWorkloads are neither estimated nor placed, and gated pods stay pending." (include "rackfit.fullname" $) $.Release.Namespace | quote }}
       {{- end }}{{ end }}
 {{- end }}
