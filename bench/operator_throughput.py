@@ -42,8 +42,10 @@ def run(kind: str, n: int, kubeconfig: Path, api: client.ApiClient) -> float:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RACKFIT_METRICS_PORT": "0",
            "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}"}
-    cmd = ([sys.executable, "-m", "rackfit", "operator", "--standalone", "-n", ns] if kind == "rackfit" else
-           [sys.executable, "-m", "kopf", "run", "--standalone", "-n", ns, str(ROOT / "bench" / "noop_operator.py")])
+    # both cluster-wide: rackfit reads Nodes and Pods, which a namespaced kopf operator cannot watch
+    cmd = ([sys.executable, "-m", "rackfit", "operator", "--standalone"] if kind == "rackfit" else
+           [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+            str(ROOT / "bench" / "noop_operator.py")])
     log = open(kubeconfig.parent / f"{kind}.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -53,13 +55,13 @@ def run(kind: str, n: int, kubeconfig: Path, api: client.ApiClient) -> float:
             custom.create_namespaced_custom_object("rackfit.io", "v1alpha1", ns, "llmworkloads", workload(i, ns))
         created = time.perf_counter() - start
         deadline = start + 1200
-        done = 0
+        done, shown = 0, 0.0
         while done < n and time.perf_counter() < deadline:
             time.sleep(0.5)
             done = placed_count(custom, ns)
-            print(f"  {kind}: {done}/{n} placed after {time.perf_counter() - start:.1f} s", file=sys.stderr,
-                  end="\r")
-        print(file=sys.stderr)
+            if time.perf_counter() - shown > 10:  # progress every 10 s
+                shown = time.perf_counter()
+                print(f"  {kind}: {done}/{n} placed after {shown - start:.0f} s", file=sys.stderr)
         if done < n:
             raise SystemExit(f"{kind}: only {done}/{n} placed in 1200 s; see {log.name}")
         elapsed = time.perf_counter() - start
@@ -68,6 +70,8 @@ def run(kind: str, n: int, kubeconfig: Path, api: client.ApiClient) -> float:
     finally:
         proc.terminate()
         proc.wait(30)
+        # the next operator is cluster-wide too: leave it nothing of this run to resume
+        custom.delete_collection_namespaced_custom_object("rackfit.io", "v1alpha1", ns, "llmworkloads")
 
 
 def main() -> int:

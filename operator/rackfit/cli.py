@@ -219,8 +219,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import rackfit.operator  # noqa: F401,PLC0415  (registers the handlers)
 
     kopf.configure(verbose=args.verbose)
-    kopf.run(clusterwide=not args.namespace, namespaces=args.namespace or (), standalone=args.standalone,
-             peering_name=args.peering, liveness_endpoint=args.liveness)
+    # cluster-wide always: the GPU inventory comes from Nodes and the Pods of every namespace
+    kopf.run(clusterwide=True, standalone=args.standalone, peering_name=args.peering,
+             liveness_endpoint=args.liveness)
     return 0
 
 
@@ -258,7 +259,6 @@ def parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the LLMWorkload operator (needs the operator extra)",
                         description="Environment: RACKFIT_CATALOG, RACKFIT_TOLERATIONS (JSON), "
                                     "RACKFIT_METRICS_PORT (9090; 0 = off), RACKFIT_REPLAN_SECONDS (15).")
-    op.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
     op.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
     op.add_argument("--peering", help="kopf peering name shared by replicas (default: kopf's, standalone if absent)")
     op.add_argument("--liveness", help="health endpoint, e.g. http://0.0.0.0:8080/healthz")

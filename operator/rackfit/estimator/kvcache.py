@@ -25,7 +25,8 @@ def kv_cache_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int
     Sliding-window layers keep at most window + one prefill chunk tokens (vLLM's SlidingWindowSpec)."""
     per_layer = kv_bytes_per_token_layer(a, kv_precision, layout.tensor)
     window_tokens = min(context, a.sliding_window + chunk_tokens) if a.sliding_window else context
-    full_layers = a.num_layers - a.sliding_window_layers
-    tokens = full_layers * context + a.sliding_window_layers * window_tokens  # layer-tokens per sequence
-    # the pipeline stage with the most layers
-    return -(-tokens * per_layer * sequences // layout.pipeline)
+    # the heaviest pipeline stage: ceil(L / p) layers, full-attention ones first
+    stage_layers = -(-a.num_layers // layout.pipeline)
+    full_layers = min(stage_layers, a.num_layers - a.sliding_window_layers)
+    tokens = full_layers * context + (stage_layers - full_layers) * window_tokens  # layer-tokens per sequence
+    return tokens * per_layer * sequences

@@ -30,6 +30,11 @@ def unquantised_bytes(precision: str) -> float:
     return 4.0 if precision == "fp32" else HALF
 
 
+def stage_share(num_layers: int, pipeline: int) -> float:
+    """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
+    return -(-num_layers // pipeline) / num_layers
+
+
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int) -> int:
     """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage)."""
     q, u = BYTES_PER_PARAM[precision], unquantised_bytes(precision)
@@ -37,7 +42,8 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     dense_q = u if precision == "mxfp4" else q
     expert_shard = layout.expert if layout.expert > 1 else layout.tensor
     layers = (p.attention + p.dense_mlp + p.shared) * dense_q / layout.tensor + p.experts * experts_q / expert_shard
-    per_stage = layers / layout.pipeline + p.norms * u / layout.pipeline
+    stage = stage_share(num_layers, layout.pipeline)
+    per_stage = layers * stage + p.norms * u * stage
     # vocab-parallel embedding/lm_head; with pipelining the first stage holds the embedding, the last the
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
     vocab = (p.embedding + p.lm_head) if layout.pipeline == 1 else max(p.embedding, p.lm_head or p.embedding)
