@@ -22,6 +22,19 @@ bench: ## Estimator accuracy vs measured GPU memory, and planner latency (tables
 demo-cli: ## Plan an example workload on the built-in catalog (no cluster)
 	$(PYTHON) -m rackfit plan -f examples/llama-405b-bf16-serving.yaml
 
+# --- CRD (generated from rackfit.api: v1alpha1.py spec, status.py status) ---
+.PHONY: crds crds-check
+CRD_FILE := crds/rackfit.io_llmworkloads.yaml
+
+crds: ## Regenerate crds/rackfit.io_llmworkloads.yaml from the pydantic models
+	$(PYTHON) -m rackfit.api.crdgen --out-dir crds
+
+crds-check: ## Fail if the committed CRD differs from what `make crds` generates
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m rackfit.api.crdgen --out-dir "$$tmp" 2>/dev/null && \
+	diff -u $(CRD_FILE) "$$tmp/$(notdir $(CRD_FILE))" && echo "crds: up to date" || \
+	{ echo "$(CRD_FILE) is out of date with rackfit.api: run \`make crds\`" >&2; exit 1; }
+
 # --- local control plane (tools/k8s, rackfit.devcluster) ---
 K8S_BIN_DIR := $(or $(RACKFIT_K8S_BIN),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rackfit/k8s-v1.34.4/bin)
 KIND_CLUSTER ?= rackfit

@@ -1,0 +1,164 @@
+"""The generated LLMWorkload CRD on a real kube-apiserver: the examples are accepted, `kubectl get`
+shows the printer columns, bad objects are refused naming the field (OpenAPI checks and the CEL rules
+that mirror the pydantic validators), and the status the CLI/operator write is stored unpruned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rackfit.api import conditions as c
+from rackfit.api.status import LLMWorkloadStatus
+from rackfit.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+COLUMNS = ["NAME", "MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "FITS", "PLACED", "AGE"]
+
+
+@pytest.fixture(scope="module")
+def crd(kubectl):
+    """The CRD, applied idempotently (the apiserver is shared by the session) and Established."""
+    applied = kubectl("apply", "--server-side", "-f", str(CRD))
+    assert applied.returncode == 0, applied.stderr
+    waited = kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llmworkloads.rackfit.io")
+    assert waited.returncode == 0, waited.stderr
+
+
+def _workload(name, spec) -> dict:
+    return {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": name}, "spec": spec}
+
+
+def _apply(kubectl, ns, docs):
+    return kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def _examples() -> list[dict]:
+    return [d for p in EXAMPLES for d in yaml.safe_load_all(p.read_text()) if d and d.get("kind") == "LLMWorkload"]
+
+
+def test_examples_are_accepted_and_listed_with_the_columns(crd, kubectl, namespace):
+    docs = _examples()
+    assert len(docs) >= 5
+    out = _apply(kubectl, namespace, docs)
+    assert out.returncode == 0, out.stderr
+    listed = kubectl("get", "llmw", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == COLUMNS
+    assert sorted(r.split()[0] for r in rows) == sorted(d["metadata"]["name"] for d in docs)
+    # the category and the defaults the apiserver applies from the schema
+    assert kubectl("get", "rackfit", "-n", namespace, "-o", "name").stdout.count("llmworkload") == len(docs)
+    spec = json.loads(kubectl("get", "llmw", "-n", namespace, "-o", "json").stdout)["items"][0]["spec"]
+    assert spec["placement"]["headroom"] == 0.1 and spec["placement"]["objective"] == "fewestGPUs"
+
+
+GOOD = [
+    ("parameters-string", {"model": {"parameters": "70B"}, "workload": "inference"}),
+    ("parameters-int", {"model": {"parameters": 70_000_000_000}, "workload": "inference"}),
+    ("null-training-on-inference", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "training": None}),
+    ("lora-rank", {"model": {"preset": "qwen2.5-7b"}, "workload": "training",
+                   "training": {"method": "lora", "loraRank": 8}}),
+    ("defaults-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {}}),
+    ("arch-override", {"model": {"preset": "llama-3.1-8b", "architecture": {"numLayers": 16}}, "workload": "inference"}),
+]
+
+
+@pytest.mark.parametrize("name,spec", GOOD, ids=[g[0] for g in GOOD])
+def test_valid_edge_cases_are_accepted(crd, kubectl, namespace, name, spec):
+    out = _apply(kubectl, namespace, [_workload(name, spec)])
+    assert out.returncode == 0, out.stderr
+
+
+BAD = [
+    ("enum", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "precision": "fp9"},
+     ["spec.precision", "fp9", "bf16"]),
+    ("training-missing", {"model": {"preset": "llama-3.1-8b"}, "workload": "training"},
+     ["spec.training", "needs a `training` block"]),
+    ("training-on-inference", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                               "training": {"method": "lora"}},
+     ["spec.training", "only allowed with workload: training"]),
+    ("inference-on-training", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {},
+                               "inference": {"contextLength": 8192}},
+     ["spec.inference", "only allowed with workload: inference"]),
+    ("lora-rank-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                        "training": {"method": "full", "loraRank": 8}},
+     ["spec.training.loraRank", "only allowed with method lora or qlora"]),
+    ("lora-rank-default-method", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                                  "training": {"loraRank": 8}},
+     ["spec.training.loraRank", "only allowed with method lora or qlora"]),
+    ("qlora-bf16", {"model": {"preset": "llama-3.1-70b"}, "workload": "training", "training": {"method": "qlora"}},
+     ["spec.precision", "qlora needs precision nf4"]),
+    ("full-fp8", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "precision": "fp8",
+                  "training": {"method": "full"}},
+     ["spec.precision", "precision must be fp32, bf16 or fp16"]),
+    ("parameters-with-preset", {"model": {"preset": "llama-3.1-8b", "parameters": "8B"}, "workload": "inference"},
+     ["spec.model.parameters", "stands alone"]),
+    ("preset-and-hf", {"model": {"preset": "llama-3.1-8b", "huggingFaceConfig": "cfg"}, "workload": "inference"},
+     ["spec.model.huggingFaceConfig", "not both"]),
+    ("no-model", {"model": {}, "workload": "inference"},
+     ["spec.model", "give one of preset, architecture, huggingFaceConfig or parameters"]),
+    ("parameters-zero", {"model": {"parameters": 0}, "workload": "inference"},
+     ["spec.model.parameters", "greater than or equal to 1"]),
+    ("parameters-text", {"model": {"parameters": "lots"}, "workload": "inference"}, ["spec.model.parameters"]),
+    ("context-zero", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "inference": {"contextLength": 0}},
+     ["spec.inference.contextLength", "greater than 0"]),
+    ("headroom-one", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "placement": {"headroom": 1}},
+     ["spec.placement.headroom", "less than 1"]),
+    ("zero-stage", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {"zeroStage": 4}},
+     ["spec.training.zeroStage", "less than or equal to 3"]),
+    ("unknown-field", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "contextLength": 4096},
+     ["contextLength", "unknown field"]),
+    ("no-workload", {"model": {"preset": "llama-3.1-8b"}}, ["spec.workload", "Required value"]),
+]
+
+
+@pytest.mark.parametrize("name,spec,expected", BAD, ids=[b[0] for b in BAD])
+def test_invalid_objects_are_refused_naming_the_field(crd, kubectl, namespace, name, spec, expected):
+    out = _apply(kubectl, namespace, [_workload(name, spec)])
+    assert out.returncode != 0, f"{name} was accepted"
+    for text in expected:
+        assert text in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("example", ["llama-405b-bf16-serving", "llama-70b-qlora"])
+def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys, example):
+    path = ROOT / "examples" / f"{example}.yaml"
+    doc = next(d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "LLMWorkload")
+    name = doc["metadata"]["name"]
+    assert _apply(kubectl, namespace, [doc]).returncode == 0
+    assert cli(["plan", "-f", str(path), "-o", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["fits"] and planned["alternatives"], planned
+    conds: list = []
+    for type_, reason in ((c.ESTIMATED, c.ESTIMATE_READY), (c.FITS, c.FITS_INSTANCE_TYPE),
+                          (c.PLACED, c.CAPACITY_FOUND)):
+        conds = c.set_condition(conds, type_, True, reason, f"{type_} by test_crd", 1)
+    conds = c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "", 1)
+    status = {"observedGeneration": 1, "estimate": planned["estimate"], "placement": planned["placement"],
+              "alternatives": planned["alternatives"][:3], "conditions": conds}
+    LLMWorkloadStatus.model_validate(status)
+    out = kubectl("patch", "llmw", name, "-n", namespace, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": status}))
+    assert out.returncode == 0, out.stderr
+    stored = json.loads(kubectl("get", "llmw", name, "-n", namespace, "-o", "json").stdout)
+    assert stored["status"] == status  # nothing pruned, nothing defaulted
+
+    row = kubectl("get", "llmw", name, "-n", namespace, "--no-headers").stdout.split()
+    p, e = status["placement"], status["estimate"]
+    assert row[:9] == [name, doc["spec"]["model"]["preset"], doc["spec"]["workload"], p["instanceType"],
+                       str(p["nodes"]), str(p["totalGPUs"]), str(e["totalBytes"]), "True", "True"], row
+
+
+def test_status_refuses_what_the_schema_does_not_describe(crd, kubectl, namespace):
+    assert _apply(kubectl, namespace, [_workload("s", {"model": {"preset": "llama-3.1-8b"},
+                                                       "workload": "inference"})]).returncode == 0
+    bad = {"status": {"conditions": [{"type": "Fits", "status": "Maybe", "reason": "x y",
+                                      "lastTransitionTime": c.now()}]}}
+    out = kubectl("patch", "llmw", "s", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(bad))
+    assert out.returncode != 0
+    assert "status.conditions[0].status" in out.stderr and "status.conditions[0].reason" in out.stderr, out.stderr
