@@ -42,7 +42,6 @@ def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
     return None
 
 
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-llmworkload", operations=["CREATE", "UPDATE"])
 def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any) -> None:
     doc = dict(spec)
     hf = None
@@ -76,12 +75,18 @@ def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
     return out
 
 
-@kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels={WORKLOAD_LABEL: kopf.PRESENT},
-                ignore_failures=True)
 def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index, **_: Any) -> None:
     placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
     for key, value in pod_hints(dict(spec), placement).items():
         patch.spec[key] = value
+
+
+# kopf refuses to start with admission handlers but no server: register them only when served
+if CONFIG.webhooks != "off":
+    kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-llmworkload",
+                     operations=["CREATE", "UPDATE"])(validate_workload)
+    kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels={WORKLOAD_LABEL: kopf.PRESENT},
+                   ignore_failures=True)(mutate_pod)
 
 
 def ungate_patch(pod_spec: dict, placement: dict) -> dict[str, Any] | None:
