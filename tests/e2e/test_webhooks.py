@@ -1,0 +1,166 @@
+"""Admission webhooks on a real kube-apiserver, called over TLS at the operator's url (kopf's
+managed mode): bad manifests refused with messages, near-miss warnings, labelled pods gated then
+bound inside one NVLink domain, unlabelled pods untouched, and no operator = no blocked pods."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[subprocess.Popen]:
+    assert kubectl("apply", "--server-side", "-f", str(CRD)).returncode == 0
+    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+    log = tmp_path_factory.mktemp("webhooks") / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "RACKFIT_METRICS_PORT": "0",
+           "RACKFIT_REPLAN_SECONDS": "2", "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(_port()),
+           "PYTHONPATH": str(ROOT / "operator")}
+    proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+
+    def registered():
+        names = {w.metadata.name for w in admission.list_mutating_webhook_configuration().items}
+        return "rackfit.io" in names
+    try:
+        wait_for(registered, 60, "webhook configurations registered")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        print(log.read_text()[-3000:], file=sys.stderr)
+
+
+@pytest.fixture
+def custom_objects(cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api)
+
+
+def _workload(name, spec):
+    return {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": name}, "spec": spec}
+
+
+def _apply(kubectl, ns, doc):
+    return kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+
+
+def test_impossible_workload_refused_with_what_would_fit(webhook_operator, kubectl, namespace):
+    out = _apply(kubectl, namespace, _workload("huge", {
+        "model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+        "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "maxNodes": 1}}))
+    assert out.returncode != 0
+    assert "spec.placement" in out.stderr and "needs at least" in out.stderr and "maxNodes 1" in out.stderr
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"model": {"preset": "llama-9"}, "workload": "inference"}, "spec.model.preset"),
+    ({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+      "placement": {"instanceTypes": ["h100"]}}, "spec.placement.instanceTypes"),
+    ({"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "parallelism": {"tensor": 16},
+      "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}, "spec.parallelism.tensor"),
+    ({"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "parallelism": {"tensor": 1},
+      "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}, "spec.parallelism"),
+])
+def test_bad_manifests_show_the_field(webhook_operator, kubectl, namespace, spec, field):
+    out = _apply(kubectl, namespace, _workload("bad", spec))
+    assert out.returncode != 0 and field in out.stderr, out.stderr
+
+
+def test_near_miss_is_admitted_with_a_warning(webhook_operator, kubectl, namespace):
+    # one H100 with no headroom: context chosen so the estimate lands within 5% of the GPU's memory
+    spec = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "parallelism": {"tensor": 1},
+            "inference": {"contextLength": 104000, "concurrency": 4},
+            "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "headroom": 0}}
+    from rackfit.api.v1alpha1 import parse_spec
+    from rackfit.catalog import load_catalog
+    from rackfit.estimator import estimate
+    cap = load_catalog().get("gd-8xh100ib-i128").gpu.memory_bytes
+    total = estimate(parse_spec(spec)).total_bytes
+    assert 0.95 * cap < total <= cap, (total, cap)
+    out = _apply(kubectl, namespace, _workload("tight", spec))
+    assert out.returncode == 0, out.stderr
+    assert "Warning:" in out.stderr and "near miss" in out.stderr
+
+
+def _pod(name, labels=None):
+    return client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
+                        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]))
+
+
+def test_labelled_pods_are_gated_then_bound_in_one_domain(webhook_operator, kubectl, core_v1, namespace, wait_for):
+    # a LeaderWorkerSet-style group: rackfit cannot patch its owner, so it works on the pods
+    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+            "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}
+    assert _apply(kubectl, namespace, _workload("lws", spec)).returncode == 0
+    wait_for(lambda: kubectl("wait", "--for=condition=Placed", "llmw/lws", "-n", namespace,
+                             "--timeout=2s").returncode == 0, 60, "lws Placed")
+    for i in range(2):
+        core_v1.create_namespaced_pod(namespace, _pod(f"lws-{i}", {"rackfit.io/workload": "lws"}))
+
+    def bound():
+        pods = [core_v1.read_namespaced_pod(f"lws-{i}", namespace) for i in range(2)]
+        return pods if all(p.spec.node_name for p in pods) else None
+    pods = wait_for(bound, 60, "labelled pods bound")
+    cliques = {core_v1.read_node(p.spec.node_name).metadata.labels["nvidia.com/gpu.clique"] for p in pods}
+    assert len(cliques) == 1
+    for p in pods:
+        assert not p.spec.scheduling_gates
+        assert p.spec.containers[0].resources.limits["nvidia.com/gpu"] == "4"
+        assert p.spec.node_selector["node.kubernetes.io/instance-type"] == "gb200-4x"
+
+
+def test_pods_of_an_unplaced_workload_stay_gated(webhook_operator, kubectl, core_v1, custom_objects, namespace,
+                                                  wait_for):
+    spec = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "precision": "fp8",
+            "placement": {"instanceTypes": ["b200-8x"]}}  # no B200 nodes in the fleet
+    assert _apply(kubectl, namespace, _workload("later", spec)).returncode == 0
+    core_v1.create_namespaced_pod(namespace, _pod("later-0", {"rackfit.io/workload": "later"}))
+    pod = core_v1.read_namespaced_pod("later-0", namespace)
+    assert [g.name for g in pod.spec.scheduling_gates] == ["rackfit.io/placement"]
+
+    def says_gated():
+        obj = custom_objects.get_namespaced_custom_object("rackfit.io", "v1alpha1", namespace, "llmworkloads", "later")
+        placed = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Placed"), {})
+        return placed if "gated" in placed.get("message", "") else None
+    placed = wait_for(says_gated, 60, "status says the pod is gated")
+    assert placed["status"] == "False" and placed["reason"] == "WaitingForCapacity"
+    status = core_v1.read_namespaced_pod("later-0", namespace).status
+    assert any(c.reason == "SchedulingGated" for c in status.conditions or [])
+
+
+def test_unlabelled_pods_are_untouched(webhook_operator, core_v1, namespace):
+    core_v1.create_namespaced_pod(namespace, _pod("plain"))
+    pod = core_v1.read_namespaced_pod("plain", namespace)
+    assert not pod.spec.scheduling_gates and not pod.spec.node_selector
+
+
+def test_operator_down_blocks_no_pods(cluster, kubectl, core_v1, namespace, wait_for, webhook_operator):
+    """Leave the webhook configurations in place (as after a crash), kill the operator: pods,
+    labelled or not, are still admitted (failurePolicy Ignore)."""
+    webhook_operator.kill()  # no clean exit: kopf cannot remove its configurations
+    webhook_operator.wait(30)
+    core_v1.create_namespaced_pod(namespace, _pod("after-crash"))
+    core_v1.create_namespaced_pod(namespace, _pod("after-crash-labelled", {"rackfit.io/workload": "x"}))
+    assert core_v1.read_namespaced_pod("after-crash-labelled", namespace).metadata.name
+    # clean up what the killed operator left registered, so later tests start clean
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    admission.delete_mutating_webhook_configuration("rackfit.io")
+    admission.delete_validating_webhook_configuration("rackfit.io")
