@@ -72,3 +72,14 @@ kind-up: ## Create a kind cluster labelled like the fleet (needs Docker/Podman/n
 kind-down: ## Delete the kind cluster made by kind-up
 	kind delete cluster --name $(KIND_CLUSTER)
 	rm -rf $(dir $(KIND_KUBECONFIG))
+
+# --- Helm chart (charts/rackfit; docs/helm.md) ---
+.PHONY: chart chart-check
+
+chart: ## Regenerate the chart's generated parts: RBAC rules, LLMWorkload CRD, catalog copy
+	$(PYTHON) -m rackfit.operator.chartgen
+
+chart-check: ## Fail on stale generated chart files; helm lint; chart and alert unit tests (promtool)
+	$(PYTHON) -m rackfit.operator.chartgen --check
+	$(K8S_BIN_DIR)/helm lint --strict charts/rackfit
+	$(PYTHON) -m pytest -q tests/unit/test_chart.py tests/unit/test_alerts.py
