@@ -93,8 +93,8 @@ def _crd_files(crd_dir: Path) -> list[Path]:
         from rackfit.api import crdgen  # type: ignore[attr-defined]
     except ImportError:
         raise ControlPlaneError(f"no CRDs in {crd_dir} and no rackfit.api.crdgen to generate them") from None
-    _say(f"no CRDs in {crd_dir}: generating them with python -m rackfit.api.crdgen")
-    subprocess.run([sys.executable, "-m", crdgen.__name__], cwd=REPO, env=python_env(), check=True)
+    _say(f"no CRDs in {crd_dir}: generating them with python -m rackfit.api.crdgen --out-dir {crd_dir}")
+    subprocess.run([sys.executable, "-m", crdgen.__name__, "--out-dir", str(crd_dir)], cwd=REPO, env=python_env(), check=True)
     return sorted(crd_dir.glob("*.yaml"))
 
 
@@ -182,8 +182,13 @@ def _demo(args: argparse.Namespace) -> int:
     wait_for(lambda: _kubectl(plane, "get", "namespace", ns, "-o", "jsonpath={.metadata.deletionTimestamp}",
                               check=False).stdout == "", 180, f"namespace {ns} to finish deleting", interval=1)
     _kubectl(plane, "create", "namespace", ns, check=False)  # AlreadyExists on a second run is fine
-    for f in files:
-        _say(_kubectl(plane, "apply", "-n", ns, "-f", str(f)).stdout.strip())
+    for f in files:  # create what is missing; never re-apply over what the operator patched
+        out = _kubectl(plane, "create", "-n", ns, "-f", str(f), check=False)
+        errors = [line for line in out.stderr.splitlines() if line.strip() and "AlreadyExists" not in line]
+        if out.returncode != 0 and errors:
+            raise ControlPlaneError(f"kubectl create -f {f} failed:\n" + "\n".join(errors))
+        _say("\n".join(filter(None, [out.stdout.strip(), *(f"{f.name}: exists, left as it is"
+                                                            for line in out.stderr.splitlines() if "AlreadyExists" in line)])))
     placed = _kubectl(plane, "wait", "--for=condition=Placed", "llmw", "--all", "-n", ns, "--timeout=120s", check=False)
     if placed.returncode != 0:
         _say(f"not every workload was Placed within 120 s:\n{placed.stderr.strip()}\n"

@@ -66,13 +66,17 @@ class _Component:
     pid: int
     popen: subprocess.Popen | None = None  # None when re-attached from a state file
     exe: str = ""  # basename of argv[0] when it is not `name` (a Python process)
+    started: int | None = None  # start time in clock ticks since boot (/proc/PID/stat field 22)
 
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        try:  # a detached child: make sure the pid still belongs to our binary before trusting it
+        try:  # a detached child: make sure the pid still belongs to our process before trusting it
             argv0 = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0]
-            return Path(argv0.decode(errors="replace")).name == (self.exe or self.name)
+            if Path(argv0.decode(errors="replace")).name != (self.exe or self.name):
+                return False
+            # "python" matches any Python process: a reused pid is told apart by its start time
+            return self.started is None or _start_ticks(self.pid) == self.started
         except OSError:
             return False
 
@@ -94,6 +98,14 @@ class _Component:
             return True
         except WaitTimeout:
             return False
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the command in (...) may hold spaces
 
 
 def _free_port() -> int:
@@ -255,7 +267,7 @@ class ControlPlane:
                 [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True, preexec_fn=None if self.detach else _die_with_parent)
         exe = Path(str(argv[0])).name
-        component = _Component(name, popen.pid, popen, "" if exe == name else exe)
+        component = _Component(name, popen.pid, popen, "" if exe == name else exe, _start_ticks(popen.pid))
         with self._lock:
             self._components.append(component)
         try:
@@ -276,7 +288,8 @@ class ControlPlane:
     def _write_state(self) -> None:
         state = {"server": self.server, "kubeconfig": str(self.kubeconfig),
                  "pids": {c.name: c.pid for c in self._components},
-                 "exes": {c.name: c.exe for c in self._components if c.exe}}
+                 "exes": {c.name: c.exe for c in self._components if c.exe},
+                 "started": {c.name: c.started for c in self._components if c.started is not None}}
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
@@ -288,8 +301,9 @@ class ControlPlane:
             raise ControlPlaneError(f"no control plane state in {data_dir}: {e}") from None
         cp = cls(Path(data_dir), detach=True)
         cp.server = state["server"]
-        exes = state.get("exes", {})
-        cp._components = [_Component(name, pid, exe=exes.get(name, "")) for name, pid in state["pids"].items()]
+        exes, started = state.get("exes", {}), state.get("started", {})
+        cp._components = [_Component(name, pid, exe=exes.get(name, ""), started=started.get(name))
+                          for name, pid in state["pids"].items()]
         return cp
 
     def components(self) -> dict[str, bool]:
