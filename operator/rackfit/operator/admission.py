@@ -75,7 +75,9 @@ def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
     return out
 
 
-def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index, **_: Any) -> None:
+async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
+                     **_: Any) -> None:
+    # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
     placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
     for key, value in pod_hints(dict(spec), placement).items():
         patch.spec[key] = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -57,3 +58,4 @@ def configure_webhooks(settings: kopf.OperatorSettings) -> None:
         pkeyfile=str(cert_dir / "tls.key"), cafile=str(ca) if ca.exists() else None)
     if CONFIG.webhooks == "url":
         settings.admission.managed = "rackfit.io"
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission request is noise
