@@ -120,6 +120,9 @@ def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     if obj is None or obj.get("metadata", {}).get("annotations", {}).get(targets.WORKLOAD) != name:
         return
     undo = targets.unplace_patch(obj)
+    if undo and target[0] == "Job" and not obj.get("spec", {}).get("suspend"):
+        # a started Job's pod template is immutable: only rackfit's annotations can go
+        undo = {"metadata": undo["metadata"]}
     if undo:
         kube.patch_target(target[0], namespace, target[1], undo)
         logger.info(f"removed rackfit's node selector and limits from {target[0]}/{target[1]}")
