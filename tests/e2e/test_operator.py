@@ -225,3 +225,27 @@ def test_metrics(operator, kubectl, custom, namespace, wait_for):
     assert f'rackfit_workload_memory_required_bytes{{name="m",namespace="{namespace}"}}' in text
     assert f'rackfit_workload_placed{{name="m",namespace="{namespace}"}} 1.0' in text
     assert "rackfit_domain_gpus_allocatable{" in text and "rackfit_reconcile_duration_seconds_bucket" in text
+
+
+def test_suspended_job_is_placed_then_started(operator, kubectl, custom, core_v1, cluster, namespace, wait_for):
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train"},
+           "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [
+               {"name": "t", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+    spec = {"model": {"preset": "qwen2.5-7b"}, "workload": "training",
+            "training": {"method": "lora", "microBatchSize": 2, "sequenceLength": 2048},
+            "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}, "target": {"kind": "Job", "name": "train"}}
+    _apply(kubectl, namespace, [job, _workload("lora", spec)])
+    _wait_condition(wait_for, custom, operator, namespace, "lora", "Placed")
+    batch = client.BatchV1Api(cluster.api)
+    started = wait_for(lambda: (j := batch.read_namespaced_job("train", namespace)) and not j.spec.suspend and j,
+                       30, "job unsuspended")
+    assert started.spec.template.spec.node_selector["node.kubernetes.io/instance-type"] == "gd-8xh100ib-i128"
+
+    def bound():
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="job-name=train").items
+        return next((p.spec.node_name for p in pods if p.spec.node_name), None)
+    node = wait_for(bound, 60, "job pod bound")
+    assert core_v1.read_node(node).metadata.labels["node.kubernetes.io/instance-type"] == "gd-8xh100ib-i128"
+    # deleting the workload of a running Job does not wait on an immutable template
+    assert kubectl("delete", "llmw", "lora", "-n", namespace, "--timeout=20s").returncode == 0
