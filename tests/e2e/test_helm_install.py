@@ -77,6 +77,15 @@ def helm(cluster, kubectl, tmp_path_factory) -> Iterator[Helm]:
     assert out.returncode == 0, out.stderr
     yield h
     h("uninstall", RELEASE, "-n", NS, "--wait", check=False)
+    # The kept CRD's fields belong to helm now, and other modules' `kubectl apply --server-side -f crds/`
+    # would conflict on them (an atomic list, .spec.versions): hand the CRD back to kubectl as we found it.
+    crd = str(ROOT / "crds" / "rackfit.io_llmworkloads.yaml")
+    if kubectl("get", "crd", "llmworkloads.rackfit.io").returncode == 0:
+        out = kubectl("apply", "--server-side", "--force-conflicts", "-f", crd)
+        assert out.returncode == 0, out.stderr
+        kubectl("label", "crd", "llmworkloads.rackfit.io", "app.kubernetes.io/managed-by-")
+        kubectl("annotate", "crd", "llmworkloads.rackfit.io", "meta.helm.sh/release-name-",
+                "meta.helm.sh/release-namespace-", "helm.sh/resource-policy-")
     for path in sorted(STUBS.glob("*.yaml")):
         kubectl("delete", "--ignore-not-found", "-f", str(path))
     kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false")
