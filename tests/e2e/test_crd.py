@@ -139,7 +139,8 @@ def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys,
                           (c.PLACED, c.CAPACITY_FOUND)):
         conds = c.set_condition(conds, type_, True, reason, f"{type_} by test_crd", 1)
     conds = c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "", 1)
-    status = {"observedGeneration": 1, "estimate": planned["estimate"], "placement": planned["placement"],
+    status = {"observedGeneration": 1, "estimate": planned["estimate"], "memoryPerGPU": planned["memoryPerGPU"],
+              "placement": planned["placement"],
               "alternatives": planned["alternatives"][:3], "conditions": conds}
     LLMWorkloadStatus.model_validate(status)
     out = kubectl("patch", "llmw", name, "-n", namespace, "--subresource=status", "--type=merge",
@@ -149,9 +150,9 @@ def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys,
     assert stored["status"] == status  # nothing pruned, nothing defaulted
 
     row = kubectl("get", "llmw", name, "-n", namespace, "--no-headers").stdout.split()
-    p, e = status["placement"], status["estimate"]
-    assert row[:9] == [name, doc["spec"]["model"]["preset"], doc["spec"]["workload"], p["instanceType"],
-                       str(p["nodes"]), str(p["totalGPUs"]), str(e["totalBytes"]), "True", "True"], row
+    p = status["placement"]
+    assert row[:10] == [name, doc["spec"]["model"]["preset"], doc["spec"]["workload"], p["instanceType"],
+                        str(p["nodes"]), str(p["totalGPUs"]), *status["memoryPerGPU"].split(), "True", "True"], row
 
 
 def test_status_refuses_what_the_schema_does_not_describe(crd, kubectl, namespace):

@@ -200,7 +200,8 @@ def test_restart_resumes_without_repatching(operator, kubectl, custom, cluster, 
     _apply(kubectl, namespace, [dep, _workload("restart", spec)])
     before = _wait_condition(wait_for, custom, operator, namespace, "restart", "Placed")
     apps = client.AppsV1Api(cluster.api)
-    version = apps.read_namespaced_deployment("one", namespace).metadata.resource_version
+    # generation, not resourceVersion: the controllers keep updating the Deployment's status
+    version = apps.read_namespaced_deployment("one", namespace).metadata.generation
     operator.stop()
     operator.start()
     # the resume handler runs once the operator is back: its metrics show the workload again
@@ -208,7 +209,7 @@ def test_restart_resumes_without_repatching(operator, kubectl, custom, cluster, 
     after = _get(custom, namespace, "restart")
     assert after["status"]["placement"] == before["status"]["placement"]
     assert _cond(after, "Placed")["lastTransitionTime"] == _cond(before, "Placed")["lastTransitionTime"]
-    assert apps.read_namespaced_deployment("one", namespace).metadata.resource_version == version
+    assert apps.read_namespaced_deployment("one", namespace).metadata.generation == version
 
 
 def urllib_ok(port: int) -> str | None:

@@ -101,7 +101,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
 def test_status_schema(crd):
     status = _schema(crd)["properties"]["status"]
     props = status["properties"]
-    assert set(props) == {"observedGeneration", "estimate", "placement", "alternatives", "conditions"}
+    assert set(props) == {"observedGeneration", "estimate", "memoryPerGPU", "placement", "alternatives",
+                          "conditions"}
     conds = props["conditions"]
     assert conds["x-kubernetes-list-type"] == "map" and conds["x-kubernetes-list-map-keys"] == ["type"]
     assert conds["maxItems"] == 16 and "type" in conds["items"]["required"]
@@ -121,7 +122,7 @@ def test_names_and_columns(crd):
     assert (v["name"], v["served"], v["storage"], v["subresources"]) == (VERSION, True, True, {"status": {}})
     cols = {c["name"]: c for c in v["additionalPrinterColumns"]}
     assert list(cols) == ["MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "FITS", "PLACED", "AGE"]
-    assert cols["MEM/GPU"]["jsonPath"] == ".status.estimate.totalBytes" and cols["MEM/GPU"]["priority"] == 0
+    assert cols["MEM/GPU"]["jsonPath"] == ".status.memoryPerGPU" and cols["MEM/GPU"]["priority"] == 0
     assert cols["FITS"]["jsonPath"] == '.status.conditions[?(@.type=="Fits")].status'
     assert cols["AGE"]["type"] == "date"
 

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from rackfit.estimator import Estimate
 from rackfit.planner import Placement, Plan
+from rackfit.units import fmt_bytes
 
 
 class _Model(BaseModel):
@@ -36,6 +37,8 @@ class Alternative(_Model):
 class LLMWorkloadStatus(_Model):
     observed_generation: int | None = None
     estimate: Estimate | None = None
+    memory_per_gpu: str | None = Field(None, alias="memoryPerGPU",
+                                       description="estimate.totalBytes formatted for `kubectl get`")
     placement: Placement | None = None
     alternatives: list[Alternative] = Field(default_factory=list, max_length=3)
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
@@ -53,6 +56,7 @@ def plan_view(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {"fits": plan.fits}
     if plan.chosen:
         out["estimate"] = estimate_view(plan.chosen.estimate)
+        out["memoryPerGPU"] = fmt_bytes(plan.chosen.estimate.total_bytes)
         out["placement"] = placement_view(plan.chosen.placement)
     out["alternatives"] = [{"placement": placement_view(o.placement), "totalBytes": o.estimate.total_bytes}
                            for o in plan.alternatives]

@@ -42,8 +42,8 @@ def invalid(message: str, generation: int, old: dict[str, Any]) -> Decision:
     conds = c.set_condition(conds, c.ESTIMATED, False, c.INVALID_SPEC, message, generation)
     conds = c.set_condition(conds, c.FITS, "Unknown", c.INVALID_SPEC, "the spec is invalid", generation)
     conds = c.set_condition(conds, c.PLACED, False, c.INVALID_SPEC, "the spec is invalid", generation)
-    status = {"observedGeneration": generation, "estimate": None, "placement": None, "alternatives": [],
-              "conditions": conds}
+    status = {"observedGeneration": generation, "estimate": None, "memoryPerGPU": None, "placement": None,
+              "alternatives": [], "conditions": conds}
     return Decision(status=status, event=("Warning", c.INVALID_SPEC, message),
                     metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
@@ -60,8 +60,8 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
         conds = c.set_condition(conds, c.ESTIMATED, True, c.ESTIMATE_READY, "estimated", generation)
         conds = c.set_condition(conds, c.FITS, False, c.NO_FEASIBLE_INSTANCE_TYPE, reasons, generation)
         conds = c.set_condition(conds, c.PLACED, False, c.NO_FEASIBLE_INSTANCE_TYPE, "nothing to place", generation)
-        status = {"observedGeneration": generation, "estimate": None, "placement": None, "alternatives": [],
-                  "conditions": conds}
+        status = {"observedGeneration": generation, "estimate": None, "memoryPerGPU": None, "placement": None,
+                  "alternatives": [], "conditions": conds}
         return Decision(status=status, event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
                         metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
@@ -96,8 +96,8 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {placement['nodes']} node(s) x "
                           f"{placement['gpusPerNode']} GPUs" + (f" in {placement['nvlinkDomain']}"
                                                                   if placement.get("nvlinkDomain") else ""))
-    status = {"observedGeneration": generation, "estimate": estimate, "placement": placement,
-              "alternatives": alternatives, "conditions": conds}
+    status = {"observedGeneration": generation, "estimate": estimate, "memoryPerGPU": fmt_bytes(total),
+              "placement": placement, "alternatives": alternatives, "conditions": conds}
     LLMWorkloadStatus.model_validate(status)  # what we write is what the CRD schema describes
     over = c.condition(conds, c.OVERSUBSCRIBED)["status"] == "True"
     capacity = placement["gpuMemoryBytes"] if placement else b.gpu_memory_bytes
