@@ -116,9 +116,13 @@ def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Inde
     return done
 
 
-@kopf.on.create("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-def ungate_new_pod(spec: dict, labels: dict, namespace: str, name: str, placements: kopf.Index, logger, **_: Any):
-    """A pod created after its workload was placed is ungated at once."""
+@kopf.on.event("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
+def ungate_new_pod(type: str, spec: dict, labels: dict, namespace: str, name: str, placements: kopf.Index,
+                   **_: Any) -> None:
+    """A pod created after its workload was placed is ungated at once. An event handler, not a
+    create handler: kopf then stores no progress annotations on every labelled pod."""
+    if type == "DELETED":
+        return
     placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
     patch = ungate_patch(dict(spec), placement) if placement else None
     if patch:
