@@ -64,7 +64,8 @@ GOOD = [
     ("lora-rank", {"model": {"preset": "qwen2.5-7b"}, "workload": "training",
                    "training": {"method": "lora", "loraRank": 8}}),
     ("defaults-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {}}),
-    ("arch-override", {"model": {"preset": "llama-3.1-8b", "architecture": {"numLayers": 16}}, "workload": "inference"}),
+    ("arch-override", {"model": {"preset": "llama-3.1-8b", "architecture": {"numLayers": 16}},
+                       "workload": "inference"}),
 ]
 
 

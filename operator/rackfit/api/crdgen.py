@@ -32,7 +32,8 @@ SHORT_NAMES, CATEGORIES = ["llmw"], ["rackfit"]
 VALIDATIONS: dict[str, list[dict[str, str]]] = {
     # v1alpha1.ModelSource._one_source
     "ModelSource": [
-        {"rule": "!has(self.parameters) || !(has(self.preset) || has(self.architecture) || has(self.huggingFaceConfig))",
+        {"rule": "!has(self.parameters) || "
+                 "!(has(self.preset) || has(self.architecture) || has(self.huggingFaceConfig))",
          "message": "`parameters` stands alone: give it without preset, architecture or huggingFaceConfig",
          "fieldPath": ".parameters"},
         {"rule": "!(has(self.preset) && has(self.huggingFaceConfig))",
@@ -239,13 +240,14 @@ def render(doc: dict[str, Any] | None = None) -> str:
 
 
 def render_chart(doc: dict[str, Any] | None = None) -> str:
-    """The same CRD as a Helm template: installed when .Values.crds.enabled, kept on uninstall when .Values.crds.keep."""
+    """The same CRD as a Helm template: installed if .Values.crds.enabled, kept on uninstall if .Values.crds.keep."""
     body = yaml.safe_dump(doc or crd(), sort_keys=False, width=120, allow_unicode=True)
     if "{{" in body:
         raise ValueError("the CRD contains '{{', which Helm would template")
     meta = f"metadata:\n  name: {PLURAL}.{GROUP}\n"
     assert meta in body
-    annotated = meta + "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}\n"
+    keep = "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}\n"
+    annotated = meta + keep
     return "{{- if .Values.crds.enabled }}\n" + HEADER + body.replace(meta, annotated, 1) + "{{- end }}\n"
 
 
