@@ -30,7 +30,7 @@ def infer(preset="llama-3.1-8b", precision="bf16", layout=None, **inference):
 
 def train(preset="llama-3.1-8b", precision="bf16", layout=None, **training):
     spec = parse_spec(dict(model=dict(preset=preset), workload="training", precision=precision,
-                           training=training or None))
+                           training=training))
     return estimate(spec, layout)
 
 

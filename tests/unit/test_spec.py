@@ -33,8 +33,13 @@ def test_minimal_spec_defaults():
     assert s.placement.headroom == 0.1
 
 
+def test_training_block_required_like_the_crd_s_cel_rule():
+    path, msg = one_error(dict(BASE, workload="training"))
+    assert path == "spec" and "`training` is required" in msg
+
+
 def test_training_defaults():
-    s = parse_spec(dict(BASE, workload="training"))
+    s = parse_spec(dict(BASE, workload="training", training={}))
     assert s.inference is None
     t = s.training
     assert (t.method, t.optimizer, t.master_weights, t.zero_stage, t.rank) == ("full", "adamw", "fp32", 0, 16)
@@ -155,7 +160,7 @@ def test_qlora_needs_4bit():
 
 
 def test_full_fine_tune_of_quantised_refused():
-    path, msg = one_error(dict(BASE, workload="training", precision="fp8"))
+    path, msg = one_error(dict(BASE, workload="training", precision="fp8", training={}))
     assert "fp8" in msg and "qlora" in msg
 
 

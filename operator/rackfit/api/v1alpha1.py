@@ -164,8 +164,8 @@ class LLMWorkloadSpec(_Model):
         else:
             if self.inference is not None:
                 raise ValueError("`inference` is only allowed with workload: inference")
-            if self.training is None:
-                object.__setattr__(self, "training", Training())
+            if self.training is None:  # the CRD's CEL rule says the same
+                raise ValueError("`training` is required when workload is training (e.g. training: {method: full})")
             t = self.training
             if t.method == "full" and t.lora_rank is not None:
                 raise ValueError("training.loraRank is only allowed with method lora or qlora")
