@@ -44,9 +44,11 @@ def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout
     return out
 
 
-def _fits(spec: LLMWorkloadSpec, a: ModelArch, layout: Layout, capacity: int) -> tuple[bool, Estimate]:
-    est = estimate_arch(spec, a, layout)
-    return est.total_bytes <= capacity, est
+def _fits(spec: LLMWorkloadSpec, a: ModelArch, layout: Layout, capacity: int,
+          seen: dict[Layout, Estimate]) -> tuple[bool, Estimate]:
+    if layout not in seen:
+        seen[layout] = estimate_arch(spec, a, layout)
+    return seen[layout].total_bytes <= capacity, seen[layout]
 
 
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
@@ -56,6 +58,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     zero = spec.training is not None and spec.training.zero_stage > 0
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= max_gpus] if zero else [1]
     fewest = max_gpus
+    seen: dict[Layout, Estimate] = {}  # bisection and rounding revisit layouts
     for tensor in tensor_degrees(a, min(tensor_limit(t), max_gpus)):
         if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
             break
@@ -68,13 +71,13 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             hi = min(a.num_layers, max_gpus // (tensor * data))
             if hi < 1:
                 continue
-            ok, est = _fits(spec, a, layout(hi), capacity)
+            ok, est = _fits(spec, a, layout(hi), capacity, seen)
             if not ok:
                 continue
             lo = 1
             while lo < hi:  # smallest p that fits
                 mid = (lo + hi) // 2
-                if _fits(spec, a, layout(mid), capacity)[0]:
+                if _fits(spec, a, layout(mid), capacity, seen)[0]:
                     hi = mid
                 else:
                     lo = mid + 1
@@ -85,7 +88,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
                 p = -(-p // step) * step
                 if tensor * p * data > max_gpus or p > a.num_layers:
                     continue
-            ok, est = _fits(spec, a, layout(p), capacity)
+            ok, est = _fits(spec, a, layout(p), capacity, seen)
             if ok:
                 fewest = min(fewest, tensor * p * data)
                 yield layout(p), est
