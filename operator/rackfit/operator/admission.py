@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -28,14 +29,14 @@ GPU = "nvidia.com/gpu"
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def placements(namespace: str, name: str, status: dict, **_: Any):
+async def placements(namespace: str, name: str, status: dict, **_: Any):
     """(namespace, workload) -> its placement, once it has one."""
     placement = status.get("placement")
     return {(namespace, name): dict(placement)} if placement else None
 
 
 @kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
+async def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
     """(namespace, workload) -> names of its pods still carrying rackfit's gate."""
     if any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
         return {(namespace, labels[WORKLOAD_LABEL]): name}
@@ -117,8 +118,8 @@ def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Inde
 
 
 @kopf.on.event("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-def ungate_new_pod(type: str, spec: dict, labels: dict, namespace: str, name: str, placements: kopf.Index,
-                   **_: Any) -> None:
+async def ungate_new_pod(type: str, spec: dict, labels: dict, namespace: str, name: str, placements: kopf.Index,
+                         **_: Any) -> None:
     """A pod created after its workload was placed is ungated at once. An event handler, not a
     create handler: kopf then stores no progress annotations on every labelled pod."""
     if type == "DELETED":
@@ -126,4 +127,4 @@ def ungate_new_pod(type: str, spec: dict, labels: dict, namespace: str, name: st
     placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
     patch = ungate_patch(dict(spec), placement) if placement else None
     if patch:
-        kube.patch_pod(namespace, name, patch)
+        await asyncio.to_thread(kube.patch_pod, namespace, name, patch)  # the client is blocking

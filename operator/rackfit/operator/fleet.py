@@ -30,8 +30,10 @@ def pod_gpus(spec: Mapping[str, Any]) -> int:
     return total
 
 
+# Index functions are async (they only read the body): kopf then runs them on its event loop
+# instead of handing each watch event to a worker thread.
 @kopf.index("nodes")
-def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
     allocatable = int((status.get("allocatable") or {}).get(GPU, 0) or 0)
     if not allocatable or INSTANCE_TYPE_LABEL not in labels:
         return None
@@ -40,7 +42,7 @@ def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], sta
 
 
 @kopf.index("pods")
-def gpu_pods(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+async def gpu_pods(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
     node = spec.get("nodeName")
     if not node or status.get("phase") in ("Succeeded", "Failed"):
         return None
