@@ -117,6 +117,9 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     paths = [Path(p) for p in argv] or DEFAULT_DATA
+    if not paths:
+        print("no measurements found: pass JSONL files, or keep ../shared/data beside the repository", file=sys.stderr)
+        return 2
     results = measure(paths)
     print(table(results))
     errors = [err(r["est"].total_bytes, r["measured"]) for r in results]
