@@ -3,6 +3,7 @@ PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/operator:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
+.PHONY: help install test unit bench demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
