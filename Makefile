@@ -24,7 +24,6 @@ demo-cli: ## Plan an example workload on the built-in catalog (no cluster)
 	$(PYTHON) -m rackfit plan -f examples/llama-405b-bf16-serving.yaml
 
 # --- CRD (generated from rackfit.api: v1alpha1.py spec, status.py status) ---
-.PHONY: crds crds-check
 CRD_FILE := crds/rackfit.io_llmworkloads.yaml
 
 crds: ## Regenerate crds/rackfit.io_llmworkloads.yaml from the pydantic models
@@ -75,7 +74,6 @@ kind-down: ## Delete the kind cluster made by kind-up
 	rm -rf $(dir $(KIND_KUBECONFIG))
 
 # --- Helm chart (charts/rackfit; docs/helm.md) ---
-.PHONY: chart chart-check
 
 chart: ## Regenerate the chart's generated parts: RBAC rules, LLMWorkload CRD, catalog copy
 	$(PYTHON) -m rackfit.operator.chartgen
