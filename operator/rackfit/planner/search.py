@@ -2,7 +2,8 @@
 
 Tensor parallel stays inside one NVLink domain (one node on HGX and PCIe machines, a whole rack on
 NVL72) and divides the attention heads; pipeline stages and data-parallel replicas cross nodes.
-Per-GPU memory falls as pipeline stages are added, so the fewest stages are found by bisection.
+Per-GPU memory falls as pipeline stages are added, so the fewest stages are found by a search
+that starts from a lower bound.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout
 
 
 def _fits(spec: LLMWorkloadSpec, a: ModelArch, layout: Layout, capacity: int,
-          seen: dict[Layout, Estimate]) -> tuple[bool, Estimate]:
-    if layout not in seen:
-        seen[layout] = estimate_arch(spec, a, layout)
-    return seen[layout].total_bytes <= capacity, seen[layout]
+          seen: dict[tuple[int, int, int, int], Estimate]) -> tuple[bool, Estimate]:
+    key = (layout.tensor, layout.pipeline, layout.data, layout.expert)  # tuples hash faster than models
+    if key not in seen:
+        seen[key] = estimate_arch(spec, a, layout)
+    return seen[key].total_bytes <= capacity, seen[key]
 
 
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
@@ -58,7 +60,9 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     zero = spec.training is not None and spec.training.zero_stage > 0
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= max_gpus] if zero else [1]
     fewest = max_gpus
-    seen: dict[Layout, Estimate] = {}  # bisection and rounding revisit layouts
+    seen: dict[tuple[int, int, int, int], Estimate] = {}  # bisection and rounding revisit layouts
+    # n GPUs together hold at least what one would: a lower bound on the stages worth trying
+    single = _fits(spec, a, Layout(), capacity, seen)[1].total_bytes
     for tensor in tensor_degrees(a, min(tensor_limit(t), max_gpus)):
         if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
             break
@@ -71,16 +75,11 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             hi = min(a.num_layers, max_gpus // (tensor * data))
             if hi < 1:
                 continue
-            ok, est = _fits(spec, a, layout(hi), capacity, seen)
-            if not ok:
+            lo = min(hi, max(1, -(-single // (capacity * tensor * data))))
+            found = _fewest_stages(lambda p: _fits(spec, a, layout(p), capacity, seen)[0], lo, hi)
+            if found is None:
                 continue
-            lo = 1
-            while lo < hi:  # smallest p that fits
-                mid = (lo + hi) // 2
-                if _fits(spec, a, layout(mid), capacity, seen)[0]:
-                    hi = mid
-                else:
-                    lo = mid + 1
+            lo = found
             p = lo
             n = tensor * p * data
             if n > t.gpus_per_node and n % t.gpus_per_node:
@@ -92,6 +91,24 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             if ok:
                 fewest = min(fewest, tensor * p * data)
                 yield layout(p), est
+
+
+def _fewest_stages(fits, lo: int, hi: int) -> int | None:
+    """Smallest p in [lo, hi] with fits(p), memory falling as p grows: gallop up from the lower
+    bound (the answer is usually near it), then bisect."""
+    prev, cur = lo - 1, lo
+    while not fits(cur):
+        if cur == hi:
+            return None
+        prev, cur = cur, min(hi, max(cur + 1, 2 * cur))
+    lo, hi = prev + 1, cur
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def smallest_need(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, max_gpus: int) -> Estimate:
