@@ -40,46 +40,42 @@ def _call(fn, *args, **kwargs) -> Any:
         raise
 
 
-def get_target(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    api, read, _ = _TARGETS[kind]
+def _read(fn, name: str, namespace: str) -> dict[str, Any] | None:
+    """The object as the API serves it (camelCase dict, like kopf's bodies), or None when absent."""
     try:
-        resp = _call(getattr(getattr(kubernetes.client, api)(_client()), read), name, namespace,
-                     _preload_content=False)
+        resp = _call(fn, name, namespace, _preload_content=False)
     except ApiException as e:
         if e.status == 404:
             return None
         raise
     return json.loads(resp.data)
+
+
+def _api(cls: str):
+    return getattr(kubernetes.client, cls)(_client())
+
+
+def get_target(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    api, read, _ = _TARGETS[kind]
+    return _read(getattr(_api(api), read), name, namespace)
 
 
 def patch_target(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
     """Strategic-merge patch (the client picks it for dict bodies on these kinds)."""
     api, _, patch_fn = _TARGETS[kind]
-    _call(getattr(getattr(kubernetes.client, api)(_client()), patch_fn), name, namespace, patch)
+    _call(getattr(_api(api), patch_fn), name, namespace, patch)
 
 
 def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:
     """`config.json` of a ConfigMap, parsed; None if the ConfigMap or the key is missing."""
-    try:
-        cm = _call(kubernetes.client.CoreV1Api(_client()).read_namespaced_config_map, configmap, namespace)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-    raw = (cm.data or {}).get("config.json")
+    cm = _read(_api("CoreV1Api").read_namespaced_config_map, configmap, namespace)
+    raw = ((cm or {}).get("data") or {}).get("config.json")
     return json.loads(raw) if raw else None
 
 
 def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        resp = _call(kubernetes.client.CoreV1Api(_client()).read_namespaced_pod, name, namespace,
-                     _preload_content=False)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-    return json.loads(resp.data)
+    return _read(_api("CoreV1Api").read_namespaced_pod, name, namespace)
 
 
 def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    _call(kubernetes.client.CoreV1Api(_client()).patch_namespaced_pod, name, namespace, patch)
+    _call(_api("CoreV1Api").patch_namespaced_pod, name, namespace, patch)
