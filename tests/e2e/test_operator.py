@@ -250,3 +250,15 @@ def test_suspended_job_is_placed_then_started(operator, kubectl, custom, core_v1
     assert core_v1.read_node(node).metadata.labels["node.kubernetes.io/instance-type"] == "gd-8xh100ib-i128"
     # deleting the workload of a running Job does not wait on an immutable template
     assert kubectl("delete", "llmw", "lora", "-n", namespace, "--timeout=20s").returncode == 0
+
+
+def test_hugging_face_config_from_a_configmap(operator, kubectl, custom, namespace, wait_for):
+    config = {"model_type": "llama", "num_hidden_layers": 16, "hidden_size": 2048, "intermediate_size": 8192,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
+              "tie_word_embeddings": True}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tiny-llama"},
+          "data": {"config.json": json.dumps(config)}}
+    _apply(kubectl, namespace, [cm, _workload("hf", {"model": {"huggingFaceConfig": "tiny-llama"},
+                                                      "workload": "inference"})])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "hf", "Estimated")
+    assert obj["status"]["estimate"]["parameters"] == 1_235_814_400  # Llama-3.2-1B's shape
