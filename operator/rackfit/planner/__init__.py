@@ -15,7 +15,7 @@ from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
 from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory
 from rackfit.planner.result import Option, Placement, Plan, Rejection
-from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need
+from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need, tensor_limit
 from rackfit.units import fmt_bytes
 
 __all__ = ["plan", "Plan", "Option", "Placement", "Rejection", "Inventory"]
@@ -77,8 +77,7 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
         return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB (maxNodes {max_nodes}): at "
                     f"tensor {lay.tensor} x pipeline {lay.pipeline} each GPU still needs "
                     f"{fmt_bytes(need.total_bytes)} of {fmt_bytes(capacity)} usable; tensor parallel is "
-                    f"limited to {min(t.nvlink_domain_gpus, a.num_attention_heads) if t.nvlink_domain_gpus > 1 else t.gpus_per_node} "
-                    f"per NVLink domain")
+                    f"limited to {tensor_limit(t)} per NVLink domain")
     return found, None
 
 
