@@ -262,3 +262,29 @@ def test_hugging_face_config_from_a_configmap(operator, kubectl, custom, namespa
                                                       "workload": "inference"})])
     obj = _wait_condition(wait_for, custom, operator, namespace, "hf", "Estimated")
     assert obj["status"]["estimate"]["parameters"] == 1_235_814_400  # Llama-3.2-1B's shape
+
+
+def test_cordoning_its_rack_moves_it_and_other_changes_do_not(operator, kubectl, custom, core_v1, namespace,
+                                                              wait_for):
+    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+            "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}
+    _apply(kubectl, namespace, [_workload("mover", spec)])
+    first = _wait_condition(wait_for, custom, operator, namespace, "mover", "Placed")["status"]["placement"]
+    clique = first["nvlinkDomain"].split("=")[1]
+    # an unrelated fleet change (another rack's node cordoned) keeps the placement
+    other = next(n for n in core_v1.list_node(label_selector="node.kubernetes.io/instance-type=gb200-4x").items
+                 if n.metadata.labels["nvidia.com/gpu.clique"] != clique)
+    rack = core_v1.list_node(label_selector=f"nvidia.com/gpu.clique={clique}").items
+    try:
+        core_v1.patch_node(other.metadata.name, {"spec": {"unschedulable": True}})
+        with pytest.raises(Exception):
+            wait_for(lambda: _get(custom, namespace, "mover")["status"]["placement"] != first, 6, "no move")
+        # its own rack cordoned: it moves to the other one
+        for n in rack:
+            core_v1.patch_node(n.metadata.name, {"spec": {"unschedulable": True}})
+        moved = wait_for(lambda: (p := _get(custom, namespace, "mover")["status"]["placement"]) != first and p,
+                         30, "re-placed after its rack was cordoned")
+        assert moved["nvlinkDomain"] != first["nvlinkDomain"]
+    finally:
+        for n in [other, *rack]:
+            core_v1.patch_node(n.metadata.name, {"spec": {"unschedulable": False}})

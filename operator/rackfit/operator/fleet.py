@@ -32,13 +32,38 @@ def pod_gpus(spec: Mapping[str, Any]) -> int:
 
 # Index functions are async (they only read the body): kopf then runs them on its event loop
 # instead of handing each watch event to a worker thread.
-@kopf.index("nodes")
-async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+def _node_info(labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]) -> dict | None:
     allocatable = int((status.get("allocatable") or {}).get(GPU, 0) or 0)
     if not allocatable or INSTANCE_TYPE_LABEL not in labels:
         return None
-    return {name: {"labels": dict(labels), "allocatable": allocatable,
-                   "schedulable": not spec.get("unschedulable") and _ready(status)}}
+    return {"labels": dict(labels), "allocatable": allocatable,
+            "schedulable": not spec.get("unschedulable") and _ready(status)}
+
+
+@kopf.index("nodes")
+async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+    info = _node_info(labels, spec, status)
+    return {name: info} if info else None
+
+
+class FleetVersion:
+    """Counts changes of the GPU fleet (a GPU node added, removed, cordoned, NotReady, relabelled),
+    not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again."""
+
+    value = 0
+    _nodes: dict[str, dict | None] = {}
+
+    @classmethod
+    def observe(cls, name: str, info: dict | None) -> None:
+        if cls._nodes.get(name) != info:
+            cls._nodes[name] = info
+            cls.value += 1
+
+
+@kopf.on.event("nodes")
+async def track_fleet(type: str, name: str, labels: Mapping[str, str], spec: Mapping[str, Any],
+                      status: Mapping[str, Any], **_: Any) -> None:
+    FleetVersion.observe(name, None if type == "DELETED" else _node_info(labels, spec, status))
 
 
 @kopf.index("pods")

@@ -3,7 +3,6 @@ the target patch on delete. Thin glue around `reconcile.decide()`."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -13,19 +12,12 @@ from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION, parse_spec
 from rackfit.errors import RackfitError
 from rackfit.operator import kube, metrics, targets
 from rackfit.operator.admission import ungate_pods
-from rackfit.operator.fleet import domain_usage, inventory
+from rackfit.operator.fleet import FleetVersion, domain_usage, inventory
 from rackfit.operator.reconcile import Decision, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-_fleet_seen: dict[str, str] = {}  # uid -> fingerprint of the fleet at its last plan
-
-
-def _fingerprint(gpu_nodes: kopf.Index) -> str:
-    """Changes when a GPU node is added, removed, cordoned or becomes (Not)Ready; not on pod churn."""
-    items = sorted((name, info["schedulable"], info["allocatable"], sorted(info["labels"].items()))
-                   for name, infos in gpu_nodes.items() for info in infos)
-    return hashlib.sha1(repr(items).encode()).hexdigest()
+_fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan
 
 
 def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods,
@@ -56,7 +48,7 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gp
     _apply(d, body, namespace, name, patch, logger, workload_target(spec))
     if d.status.get("placement"):
         ungate_pods(namespace, name, d.status["placement"], gated_pods, logger)
-    _fleet_seen[uid] = _fingerprint(gpu_nodes)
+    _fleet_seen[uid] = FleetVersion.value
     metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
@@ -98,7 +90,7 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_no
     """Plans again when the fleet changed, or while the workload waits for capacity or its target."""
     placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
     waiting_pods = gated_pods.get((namespace, name), [])
-    if placed.get("status") == "True" and _fleet_seen.get(uid) == _fingerprint(gpu_nodes) and not waiting_pods:
+    if placed.get("status") == "True" and _fleet_seen.get(uid) == FleetVersion.value and not waiting_pods:
         return
     if placed.get("reason") == "InvalidSpec":
         return
