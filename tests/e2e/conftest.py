@@ -27,6 +27,7 @@ from rackfit.devcluster import binaries
 from rackfit.devcluster.controlplane import ControlPlane, api_client
 from rackfit.devcluster.fleet import apply_fleet, build_nodes
 from rackfit.devcluster.waiting import wait_for as _wait_for
+from tooling import unavailable
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,6 @@ class Cluster:
     api: client.ApiClient
     local: bool  # True: our ControlPlane (known version, simulated fleet); False: $RACKFIT_E2E_KUBECONFIG
     started: float  # time.monotonic() when the fixture had the cluster ready
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +48,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         binaries.require()
     except binaries.BinariesMissing as e:
-        _unavailable(str(e))
+        unavailable(str(e))
     with ControlPlane() as plane, api_client(plane.kubeconfig) as api:
         apply_fleet(client.CoreV1Api(api), build_nodes())
         yield Cluster(plane.kubeconfig, api, local=True, started=time.monotonic())
@@ -85,7 +80,7 @@ def kubectl(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Calla
     built = binaries.bin_dir() / "kubectl"
     path = str(built) if os.access(built, os.X_OK) else shutil.which("kubectl")
     if not path:
-        _unavailable(f"no kubectl: {binaries.BUILD_HINT}")
+        unavailable(f"no kubectl: {binaries.BUILD_HINT}")
     # A private discovery cache, so a fresh CRD is never hidden by a stale ~/.kube/cache.
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "KUBECACHEDIR": str(tmp_path_factory.mktemp("kubecache"))}
 

@@ -8,7 +8,6 @@ failed instead under $CI (a CI run must not pass by skipping).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rackfit.devcluster import binaries
+from tooling import built_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"
@@ -28,24 +27,14 @@ RULE_KEYS = {"RackfitWorkloadOversubscribed": "workloadOversubscribed",
              "RackfitWorkloadUnplaceable": "workloadUnplaceable", "RackfitOperatorDown": "operatorDown"}
 
 
-def _tool(name: str) -> str:
-    path = binaries.bin_dir() / name
-    if os.access(path, os.X_OK):
-        return str(path)
-    message = f"no {name} in {binaries.bin_dir()}: {binaries.BUILD_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def helm() -> str:
-    return _tool("helm")
+    return built_tool("helm")
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return _tool("promtool")
+    return built_tool("promtool")
 
 
 def rule_spec(helm: str, *sets: str) -> dict:

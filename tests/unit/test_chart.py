@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 from functools import cache
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from rackfit.catalog import builtin_catalog_text, load_catalog
-from rackfit.devcluster import binaries
+from tooling import built_tool
 from rackfit.operator import chartgen
 from rackfit.operator.rbac import RULES
 
@@ -31,19 +30,9 @@ CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 
-def _helm() -> str:
-    path = binaries.bin_dir() / "helm"
-    if os.access(path, os.X_OK):
-        return str(path)
-    message = f"no helm in {binaries.bin_dir()}: {binaries.BUILD_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @cache
 def _render(sets: tuple[str, ...], api_versions: tuple[str, ...]) -> tuple[dict, ...]:
-    args = [_helm(), "template", "rackfit", str(CHART), "-n", "rackfit"]
+    args = [built_tool("helm"), "template", "rackfit", str(CHART), "-n", "rackfit"]
     for s in sets:
         args += ["--set", s]
     for a in api_versions:
@@ -181,7 +170,7 @@ def test_schema_closes_every_level_and_covers_every_value():
 # --- rendered chart --------------------------------------------------------------------------------
 
 def test_helm_lint():
-    out = subprocess.run([_helm(), "lint", str(CHART), "--strict"], capture_output=True, text=True)
+    out = subprocess.run([built_tool("helm"), "lint", str(CHART), "--strict"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -417,6 +406,6 @@ def test_dashboard():
 
 
 def test_schema_rejects_a_typo_at_install():
-    out = subprocess.run([_helm(), "template", "rackfit", str(CHART), "--set", "operator.replica=3"],
+    out = subprocess.run([built_tool("helm"), "template", "rackfit", str(CHART), "--set", "operator.replica=3"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "replica" in out.stderr
