@@ -39,7 +39,7 @@ def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dic
              ) -> Estimate:
     """Per-GPU memory of `spec` on `layout` (default: the spec's parallelism, else one GPU)."""
     if layout is None:
-        layout = Layout(**spec.parallelism.model_dump()) if spec.parallelism else Layout()
+        layout = spec.parallelism or Layout()
     return estimate_arch(spec, resolve(spec.model, hf_config), layout)
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from rackfit.api.v1alpha1 import Parallelism as Layout  # the spec's parallelism is the layout estimated
+
+__all__ = ["Breakdown", "Estimate", "Layout"]
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
@@ -24,17 +28,6 @@ class Breakdown(_Out):
     def total(self) -> int:
         return (self.weights_bytes + self.kv_cache_bytes + self.activations_bytes + self.gradients_bytes
                 + self.optimizer_states_bytes + self.overhead_bytes)
-
-
-class Layout(_Out):
-    tensor: int = 1
-    pipeline: int = 1
-    data: int = 1
-    expert: int = 1
-
-    @property
-    def total_gpus(self) -> int:
-        return self.tensor * self.pipeline * self.data
 
 
 class Estimate(_Out):

@@ -58,7 +58,7 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     max_nodes = spec.placement.max_nodes or DEFAULT_MAX_NODES
     max_gpus = max_nodes * t.gpus_per_node
     if spec.parallelism is not None:
-        layout = Layout(**spec.parallelism.model_dump())
+        layout = spec.parallelism
         problems = layout_problems(spec, a, t, layout)
         if layout.total_gpus > max_gpus:
             problems.append(f"{layout.total_gpus} GPUs exceed maxNodes {max_nodes} x {t.gpus_per_node}")
