@@ -96,6 +96,10 @@ def _workload(name, spec) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name}, "spec": spec}
 
 
+# Llama 3.1 405B in bf16: 2 GB200 nodes x 4 GPUs, inside one NVL72 rack
+NVL72_405B = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+              "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}
+
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
@@ -122,9 +126,7 @@ def _deployment(name, replicas):
 
 
 def test_multi_node_workload_lands_in_one_nvl72_rack(operator, kubectl, custom, core_v1, namespace, wait_for):
-    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
-            "inference": {"contextLength": 16384, "concurrency": 16},
-            "placement": {"instanceTypes": ["gb200-4x"]}, "target": {"kind": "Deployment", "name": "llm"}}
+    spec = {**NVL72_405B, "target": {"kind": "Deployment", "name": "llm"}}
     dep = _deployment("llm", 2)
     _apply(kubectl, namespace, [dep, _workload("w405", spec)])
     obj = _wait_condition(wait_for, custom, operator, namespace, "w405", "Placed")
@@ -158,9 +160,7 @@ def test_multi_node_workload_lands_in_one_nvl72_rack(operator, kubectl, custom, 
 
 
 def test_undersized_target_is_oversubscribed(operator, kubectl, custom, namespace, wait_for):
-    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
-            "inference": {"contextLength": 16384, "concurrency": 16},
-            "placement": {"instanceTypes": ["gb200-4x"]}, "target": {"kind": "Deployment", "name": "small"}}
+    spec = {**NVL72_405B, "target": {"kind": "Deployment", "name": "small"}}
     dep = _deployment("small", 1)
     _apply(kubectl, namespace, [dep, _workload("under", spec)])
     obj = _wait_condition(wait_for, custom, operator, namespace, "under", "Oversubscribed")
@@ -222,7 +222,7 @@ def urllib_ok(port: int) -> str | None:
 def test_metrics(operator, kubectl, custom, namespace, wait_for):
     _apply(kubectl, namespace, [_workload("m", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"})])
     _wait_condition(wait_for, custom, operator, namespace, "m", "Placed")
-    text = wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and f'name="m"' in t and t, 30, "metrics")
+    text = wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and 'name="m"' in t and t, 30, "metrics")
     assert f'rackfit_workload_memory_required_bytes{{name="m",namespace="{namespace}"}}' in text
     assert f'rackfit_workload_placed{{name="m",namespace="{namespace}"}} 1.0' in text
     assert "rackfit_domain_gpus_allocatable{" in text and "rackfit_reconcile_duration_seconds_bucket" in text
@@ -266,9 +266,7 @@ def test_hugging_face_config_from_a_configmap(operator, kubectl, custom, namespa
 
 def test_cordoning_its_rack_moves_it_and_other_changes_do_not(operator, kubectl, custom, core_v1, namespace,
                                                               wait_for):
-    spec = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
-            "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}
-    _apply(kubectl, namespace, [_workload("mover", spec)])
+    _apply(kubectl, namespace, [_workload("mover", NVL72_405B)])
     first = _wait_condition(wait_for, custom, operator, namespace, "mover", "Placed")["status"]["placement"]
     clique = first["nvlinkDomain"].split("=")[1]
     # an unrelated fleet change (another rack's node cordoned) keeps the placement

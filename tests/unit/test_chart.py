@@ -27,6 +27,10 @@ from rackfit.operator.rbac import RULES
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+# a catalog entry added through values: an 8 x H100 node type of the user's own
+MY_H100 = tuple(f"catalog.override.instanceTypes.my-h100.{k}" for k in (
+    "gpu.model=H100", "gpu.product=NVIDIA-H100-80GB-HBM3", "gpu.memoryGB=80", "gpu.memoryMiB=81559",
+    "gpu.architecture=hopper", "gpusPerNode=8", "nvlinkDomainGPUs=8"))
 MONITORING = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 
@@ -278,13 +282,7 @@ def test_catalog_configmap_merges_like_load_catalog():
     assert cm["data"]["instances.yaml"].strip() == builtin_catalog_text().strip()
     assert load_catalog(cm["data"]["catalog.yaml"]) == load_catalog()
     docs = render("catalog.override.instanceTypes.gd-8xh100ib-i128.pricePerHour=49.24",
-                  "catalog.override.instanceTypes.my-h100.gpu.model=H100",
-                  "catalog.override.instanceTypes.my-h100.gpu.product=NVIDIA-H100-80GB-HBM3",
-                  "catalog.override.instanceTypes.my-h100.gpu.memoryGB=80",
-                  "catalog.override.instanceTypes.my-h100.gpu.memoryMiB=81559",
-                  "catalog.override.instanceTypes.my-h100.gpu.architecture=hopper",
-                  "catalog.override.instanceTypes.my-h100.gpusPerNode=8",
-                  "catalog.override.instanceTypes.my-h100.nvlinkDomainGPUs=8")
+                  *MY_H100)
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rackfit-catalog")
     catalog = load_catalog(cm["data"]["catalog.yaml"])
     assert catalog.get("gd-8xh100ib-i128").price_per_hour == pytest.approx(49.24)
@@ -293,13 +291,7 @@ def test_catalog_configmap_merges_like_load_catalog():
     dep = one(docs, "Deployment")
     assert dep["spec"]["template"]["metadata"]["annotations"]["checksum/catalog"] != \
         one(render(), "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/catalog"]
-    replaced = render("catalog.override.replace=true", "catalog.override.instanceTypes.my-h100.gpu.model=H100",
-                      "catalog.override.instanceTypes.my-h100.gpu.product=NVIDIA-H100-80GB-HBM3",
-                      "catalog.override.instanceTypes.my-h100.gpu.memoryGB=80",
-                      "catalog.override.instanceTypes.my-h100.gpu.memoryMiB=81559",
-                      "catalog.override.instanceTypes.my-h100.gpu.architecture=hopper",
-                      "catalog.override.instanceTypes.my-h100.gpusPerNode=8",
-                      "catalog.override.instanceTypes.my-h100.nvlinkDomainGPUs=8")
+    replaced = render("catalog.override.replace=true", *MY_H100)
     cm = next(d for d in replaced if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rackfit-catalog")
     assert load_catalog(cm["data"]["catalog.yaml"]).names() == ["my-h100"]
 

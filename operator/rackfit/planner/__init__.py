@@ -11,7 +11,7 @@ from typing import Any
 from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Estimate, Layout, estimate_arch
+from rackfit.estimator import Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
 from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory
 from rackfit.planner.result import Option, Placement, Plan, Rejection
