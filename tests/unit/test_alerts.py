@@ -121,8 +121,8 @@ def test_alert_metrics_are_exported_by_the_operator(helm):
     import re
 
     from rackfit.operator import metrics
-    exported = {m.describe()[0].name for m in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed,
-                                                 metrics.fits, metrics.placed, metrics.domain_allocatable,
-                                                 metrics.domain_requested)}
+    exported = {f.name for m in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed,
+                                                 metrics.fits, metrics.placed, metrics.domains)
+                for f in m.describe()}
     used = {m for r in _alerts(rule_spec(helm)).values() for m in re.findall(r"rackfit_[a-z_]+", r["expr"])}
     assert used and used <= exported, used - exported

@@ -387,7 +387,7 @@ def test_dashboard():
     assert any("rackfit_domain_gpus_requested" in e and "rackfit_domain_gpus_allocatable" in e for e in exprs.values())
     exported = set()
     for collector in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed, metrics.fits,
-                      metrics.placed, metrics.domain_allocatable, metrics.domain_requested,
+                      metrics.placed, metrics.domains,
                       metrics.reconcile_duration, metrics.reconcile_errors):
         exported |= {s.name for fam in collector.collect() for s in fam.samples} | \
             {fam.name for fam in collector.collect()}

@@ -106,7 +106,7 @@ def test_inventory_keeps_the_current_domain_while_it_fits():
 def test_infiniband_labels_are_never_a_domain():
     inv = Inventory.from_nodes([("n1", {"node.kubernetes.io/instance-type": "gd-8xh100ib-i128",
                                         "ib.coreweave.cloud/leafgroup": "lg1", "kubernetes.io/hostname": "n1"}, 8, 0)])
-    assert inv.nodes[0].domain_label == "kubernetes.io/hostname"
+    assert inv.nodes["n1"].domain.label == "kubernetes.io/hostname"
 
 
 # The guide's "examples of models that fit", under its assumptions: FP8 (1 byte/parameter) for

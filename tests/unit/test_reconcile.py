@@ -5,8 +5,9 @@ from __future__ import annotations
 from rackfit.api.conditions import condition
 from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
-from rackfit.operator.reconcile import decide, invalid
+from rackfit.operator.reconcile import Inputs, decide, invalid, reservation_of
 from rackfit.planner import Inventory
+from rackfit.planner.inventory import NodeInfo, PodUse
 
 CATALOG = load_catalog()
 SPEC = parse_spec({"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
@@ -17,18 +18,28 @@ TARGET = {"kind": "Deployment", "metadata": {"name": "llm"},
           "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "vllm"}]}}}}
 
 
-def racks(free_per_rack):
-    nodes = []
+OWNER = ("ns", "w")
+
+
+def racks(free_per_rack, owned_by_w=()):
+    """Two or more NVL72 racks; `free` GPUs left per node of each rack; pods on the racks listed in
+    `owned_by_w` belong to the workload under test."""
+    inv = Inventory()
     for r, free in enumerate(free_per_rack):
         for i in range(18):
             labels = {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": f"u.{r}"}
-            nodes.append((f"r{r}n{i}", labels, 4, 4 - free))
-    return Inventory.from_nodes(nodes), Inventory.from_nodes([(n, l, a, 0) for n, l, a, _ in nodes])
+            inv.set_node(f"r{r}n{i}", NodeInfo.from_labels(f"r{r}n{i}", labels, 4))
+            if free < 4:
+                inv.set_pod(f"r{r}n{i}-pod", PodUse(f"r{r}n{i}", 4 - free, OWNER if r in owned_by_w else None))
+    return inv
 
 
-def run(free, old=None, target=TARGET, generation=1, usage=None):
-    inv, alloc = racks(free)
-    return decide("w", SPEC, generation, old or {}, CATALOG, inv, alloc, target, usage or {}, [])
+def run(free, old=None, target=TARGET, generation=1, owned_by_w=(), inv=None):
+    inv = inv or racks(free, owned_by_w)
+    if old and old.get("placement"):
+        inv.reserve(OWNER, reservation_of(old["placement"]))
+    return decide(Inputs(name="w", spec=SPEC, generation=generation, old=old or {}, catalog=CATALOG,
+                         fleet=inv.view(OWNER), target=target))
 
 
 def cond(d, t):
@@ -47,7 +58,7 @@ def test_places_in_a_domain_with_room_and_patches_the_target():
 
 def test_keeps_its_placement_while_it_fits_even_when_its_pods_fill_the_domain():
     first = run([0, 4])
-    again = run([4, 0], old=first.status)  # its own pods now use rack 1; rack 0 looks emptier
+    again = run([4, 0], old=first.status, owned_by_w={1})  # its own pods now fill rack 1
     assert again.status["placement"] == first.status["placement"]
     assert again.event is None  # no new decision to record
     assert cond(again, "Placed")["lastTransitionTime"] == cond(first, "Placed")["lastTransitionTime"]
@@ -79,15 +90,19 @@ def test_undersized_target_is_oversubscribed():
 
 def test_overcommitted_domain_is_oversubscribed():
     first = run([0, 4])
-    d = run([0, 4], old=first.status, usage={("gb200-4x", "u.1"): (72, 80)})
+    inv = racks([0, 4])
+    for n in range(first.status["placement"]["nodes"]):  # its pods run in rack 1
+        inv.set_pod(f"w-{n}", PodUse(f"r1n{n}", 4, OWNER))
+    inv.set_pod("by-hand", PodUse("r1n0", 4))  # a pod bound by hand (nodeName) onto one of its nodes
+    d = run([0, 4], old=first.status, inv=inv)
     assert cond(d, "Oversubscribed")["reason"] == "DomainOvercommitted"
+    assert cond(d, "Placed")["status"] == "True"  # its own placement is kept while the rack still holds it
 
 
 def test_nothing_fits():
     spec = parse_spec({"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
                        "placement": {"instanceTypes": ["gd-8xl40s-i128"], "maxNodes": 1}})
-    inv, alloc = racks([4])
-    d = decide("w", spec, 1, {}, CATALOG, inv, alloc, None, {}, [])
+    d = decide(Inputs(name="w", spec=spec, generation=1, old={}, catalog=CATALOG, fleet=racks([4]).view(OWNER)))
     assert cond(d, "Fits")["status"] == "False" and "gd-8xl40s-i128" in cond(d, "Fits")["message"]
 
 

@@ -20,19 +20,9 @@ import kopf
 from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
 from rackfit.errors import RackfitError
 from rackfit.operator import kube
+from rackfit.operator.names import GATE, GPU, WORKLOAD_LABEL
 from rackfit.operator.startup import CONFIG, catalog
 from rackfit.planner import admission
-
-WORKLOAD_LABEL = "rackfit.io/workload"
-GATE = "rackfit.io/placement"
-GPU = "nvidia.com/gpu"
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-async def placements(namespace: str, name: str, status: dict, **_: Any):
-    """(namespace, workload) -> its placement, once it has one."""
-    placement = status.get("placement")
-    return {(namespace, name): dict(placement)} if placement else None
 
 
 @kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})

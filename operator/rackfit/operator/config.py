@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rackfit.catalog import Catalog, load_catalog
+from rackfit.operator.names import GPU_NODE_SELECTOR
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"         # RACKFIT_WEBHOOK_HOST (url mode)
     webhook_port: int = 9443                 # RACKFIT_WEBHOOK_PORT
     webhook_cert_dir: Path | None = None     # RACKFIT_WEBHOOK_CERT_DIR: tls.crt, tls.key (+ ca.crt); else generated
+    # RACKFIT_NODE_SELECTOR: label selector of the GPU nodes to watch ("" watches every node)
+    node_selector: str = GPU_NODE_SELECTOR
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -40,7 +43,8 @@ class OperatorConfig:
                    replan_seconds=float(env.get("RACKFIT_REPLAN_SECONDS", "15")),
                    webhooks=webhooks, webhook_host=env.get("RACKFIT_WEBHOOK_HOST", "127.0.0.1"),
                    webhook_port=int(env.get("RACKFIT_WEBHOOK_PORT", "9443")),
-                   webhook_cert_dir=Path(cert_dir) if cert_dir else None)
+                   webhook_cert_dir=Path(cert_dir) if cert_dir else None,
+                   node_selector=env.get("RACKFIT_NODE_SELECTOR", GPU_NODE_SELECTOR))
 
     def catalog(self) -> Catalog:
         return load_catalog(self.catalog_file.read_text() if self.catalog_file else None)

@@ -1,7 +1,13 @@
-"""The live GPU fleet, kept by kopf indexes over Nodes and Pods, turned into a planner `Inventory`.
+"""The live GPU fleet: one `Inventory` ledger fed from the Node, Pod and LLMWorkload watches.
 
-Cordoned and NotReady nodes are left out; free GPUs = allocatable minus the GPU requests of the
-pods bound to the node that have not finished.
+Index functions feed it (kopf runs them for every object of the initial listing before any
+reconcile, so the first decision after a start or a takeover already sees every node, pod and held
+placement); event handlers take out what was deleted (kopf calls no index function for that). Each
+update is O(1); the functions return None, so kopf's own indexes hold nothing per object.
+
+Cordoned and NotReady nodes hold no free capacity; bound, unfinished pods count on their node
+whoever owns them; an LLMWorkload's placement holds its GPUs from the moment it is decided
+(`workloads.py` reserves it) until the workload is deleted or moved.
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from typing import Any
 
 import kopf
 
-from rackfit.planner import Inventory
-from rackfit.planner.inventory import INSTANCE_TYPE_LABEL
+from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
+from rackfit.operator.names import GPU, WORKLOAD_LABEL
+from rackfit.operator.reconcile import reservation_of
+from rackfit.planner.inventory import Inventory, NodeInfo, PodUse
 
-GPU = "nvidia.com/gpu"
+LEDGER = Inventory()
+
+
+class FleetVersion:
+    """Counts changes of the schedulable GPU fleet (a node added, removed, cordoned, NotReady,
+    relabelled), not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again."""
+
+    value = 0
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
@@ -30,70 +45,62 @@ def pod_gpus(spec: Mapping[str, Any]) -> int:
     return total
 
 
-# Index functions are async (they only read the body): kopf then runs them on its event loop
-# instead of handing each watch event to a worker thread.
-def _node_info(labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]) -> dict | None:
+def node_info(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]
+              ) -> NodeInfo | None:
     allocatable = int((status.get("allocatable") or {}).get(GPU, 0) or 0)
-    if not allocatable or INSTANCE_TYPE_LABEL not in labels:
-        return None
-    return {"labels": dict(labels), "allocatable": allocatable,
-            "schedulable": not spec.get("unschedulable") and _ready(status)}
+    return NodeInfo.from_labels(name, dict(labels), allocatable,
+                                schedulable=not spec.get("unschedulable") and _ready(status))
 
 
-@kopf.index("nodes")
-async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
-    info = _node_info(labels, spec, status)
-    return {name: info} if info else None
-
-
-class FleetVersion:
-    """Counts changes of the GPU fleet (a GPU node added, removed, cordoned, NotReady, relabelled),
-    not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again."""
-
-    value = 0
-    _nodes: dict[str, dict | None] = {}
-
-    @classmethod
-    def observe(cls, name: str, info: dict | None) -> None:
-        if cls._nodes.get(name) != info:
-            cls._nodes[name] = info
-            cls.value += 1
-
-
-@kopf.on.event("nodes")
-async def track_fleet(type: str, name: str, labels: Mapping[str, str], spec: Mapping[str, Any],
-                      status: Mapping[str, Any], **_: Any) -> None:
-    FleetVersion.observe(name, None if type == "DELETED" else _node_info(labels, spec, status))
-
-
-@kopf.index("pods")
-async def gpu_pods(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+def pod_use(labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any], namespace: str
+            ) -> PodUse | None:
     node = spec.get("nodeName")
     if not node or status.get("phase") in ("Succeeded", "Failed"):
         return None
     gpus = pod_gpus(spec)
-    return {node: gpus} if gpus else None
+    if not gpus:
+        return None
+    workload = labels.get(WORKLOAD_LABEL)
+    return PodUse(node=node, gpus=gpus, owner=(namespace, workload) if workload else None)
 
 
-def inventory(nodes: kopf.Index, pods: kopf.Index) -> tuple[Inventory, Inventory]:
-    """(schedulable capacity now, the same with nothing requested): the second tells whether a
-    placement still fits once its own pods are discounted."""
-    rows, empty = [], []
-    for name, infos in nodes.items():
-        for info in infos:
-            if not info["schedulable"]:
-                continue
-            requested = sum(pods.get(name, []))
-            rows.append((name, info["labels"], info["allocatable"], requested))
-            empty.append((name, info["labels"], info["allocatable"], 0))
-    return Inventory.from_nodes(rows), Inventory.from_nodes(empty)
+def _observe_node(name: str, info: NodeInfo | None) -> None:
+    if LEDGER.set_node(name, info):
+        FleetVersion.value += 1
 
 
-def domain_usage(nodes: kopf.Index, pods: kopf.Index) -> dict[tuple[str, str], tuple[int, int]]:
-    """(instance type, domain) -> (allocatable GPUs, requested GPUs), schedulable nodes only."""
-    inv, _ = inventory(nodes, pods)
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for n in inv.nodes:
-        alloc, used = out.get((n.instance_type, n.domain), (0, 0))
-        out[(n.instance_type, n.domain)] = (alloc + n.allocatable_gpus, used + n.allocatable_gpus - n.free_gpus)
-    return out
+# Index functions are async (they only read the body): kopf then runs them on its event loop
+# instead of handing each watch event to a worker thread.
+@kopf.index("nodes")
+async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any],
+                    **_: Any) -> None:
+    _observe_node(name, node_info(name, labels, spec, status))
+
+
+@kopf.on.event("nodes")
+async def node_gone(type: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        _observe_node(name, None)
+
+
+@kopf.index("pods")
+async def gpu_pods(uid: str, namespace: str, labels: Mapping[str, str], spec: Mapping[str, Any],
+                   status: Mapping[str, Any], **_: Any) -> None:
+    LEDGER.set_pod(uid, pod_use(labels, spec, status, namespace))
+
+
+@kopf.on.event("pods")
+async def pod_gone(type: str, uid: str, **_: Any) -> None:
+    if type == "DELETED":  # deleted, or finished (out of the watch's field selector)
+        LEDGER.set_pod(uid, None)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+async def placements(namespace: str, name: str, status: Mapping[str, Any], **_: Any):
+    """(namespace, workload) -> its placement, once it has one. Also rebuilds the ledger's
+    reservations from status after a restart or a takeover."""
+    placement = status.get("placement")
+    if placement:
+        LEDGER.reserve((namespace, name), reservation_of(placement))
+        return {(namespace, name): dict(placement)}
+    return None

@@ -5,7 +5,11 @@ Label values are bounded: namespace and name of LLMWorkloads, instance type and 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Callable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _WL = ["namespace", "name"]
 memory_required = Gauge("rackfit_workload_memory_required_bytes",
@@ -16,9 +20,6 @@ oversubscribed = Gauge("rackfit_workload_oversubscribed", "1 when the workload n
 fits = Gauge("rackfit_workload_fits", "1 when some allowed instance type can hold the workload", _WL)
 placed = Gauge("rackfit_workload_placed", "1 when capacity was found and the target patched", _WL)
 _DOMAIN = ["instance_type", "domain"]
-domain_allocatable = Gauge("rackfit_domain_gpus_allocatable", "Allocatable GPUs of schedulable nodes per NVLink domain",
-                           _DOMAIN)
-domain_requested = Gauge("rackfit_domain_gpus_requested", "GPUs requested by bound pods per NVLink domain", _DOMAIN)
 reconcile_duration = Histogram("rackfit_reconcile_duration_seconds", "Time to estimate, plan and patch one workload",
                                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 reconcile_errors = Counter("rackfit_reconcile_errors_total", "Reconciles that ended in an error")
@@ -34,12 +35,39 @@ def forget_workload(namespace: str, name: str) -> None:
             pass
 
 
-def set_domains(usage: dict[tuple[str, str], tuple[int, int]]) -> None:
-    domain_allocatable.clear()
-    domain_requested.clear()
-    for (itype, domain), (alloc, used) in usage.items():
-        domain_allocatable.labels(itype, domain).set(alloc)
-        domain_requested.labels(itype, domain).set(used)
+class _Domains(Collector):
+    """Per-domain gauges read from the ledger when Prometheus scrapes: O(fleet) per scrape, nothing
+    per reconcile."""
+
+    def __init__(self) -> None:
+        self.usage: Callable[[], dict] = dict
+
+    def describe(self):
+        return list(self._families({}))
+
+    def collect(self):
+        return self._families(self.usage())
+
+    @staticmethod
+    def _families(usage: dict):
+        alloc = GaugeMetricFamily("rackfit_domain_gpus_allocatable",
+                                  "Allocatable GPUs of schedulable nodes per NVLink domain", labels=_DOMAIN)
+        taken = GaugeMetricFamily("rackfit_domain_gpus_requested", "GPUs per NVLink domain taken by bound pods "
+                                  "(anyone's) and held by placements whose pods are not bound yet", labels=_DOMAIN)
+        for (itype, domain), (a, used) in usage.items():
+            alloc.add_metric([itype, domain.value], a)
+            taken.add_metric([itype, domain.value], used)
+        yield alloc
+        yield taken
+
+
+domains = _Domains()
+REGISTRY.register(domains)
+
+
+def watch_domains(usage: Callable[[], dict]) -> None:
+    """Export the ledger's per-domain usage (`Inventory.usage`)."""
+    domains.usage = usage
 
 
 def serve(port: int) -> None:

@@ -10,9 +10,26 @@ from rackfit.api import conditions as c
 from rackfit.api.status import LLMWorkloadStatus, estimate_view, placement_view
 from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import Catalog
-from rackfit.planner import Inventory, Plan, plan
+from rackfit.planner import Plan, plan
+from rackfit.planner.inventory import Domain, InventoryView, Reservation
 from rackfit.operator import targets
 from rackfit.units import fmt_bytes
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything one reconcile reads: the workload, the fleet as it sees it, its target."""
+
+    name: str
+    spec: LLMWorkloadSpec
+    generation: int
+    old: dict[str, Any]                  # the status as it is
+    catalog: Catalog
+    fleet: InventoryView                 # the ledger, its own holdings discounted
+    target: dict[str, Any] | None = None
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    hf_config: dict[str, Any] | None = None
+    gated_pods: int = 0
 
 
 @dataclass
@@ -22,19 +39,17 @@ class Decision:
     unsuspend: bool = False
     event: tuple[str, str, str] | None = None  # (type Normal|Warning, reason, message)
     metrics: dict[str, float] = field(default_factory=dict)
+    reservation: Reservation | None = None     # what the workload holds in the ledger from now on
+    waits_for: frozenset[str] | None = None    # instance types it queues for (None: it does not wait)
 
 
-def _keep(old: dict[str, Any], generation: int, allocatable: Inventory) -> bool:
-    """A placed workload keeps its placement while its spec is unchanged and its domain still holds
-    it (capacity counted without anyone's pods, since its own pods sit there)."""
-    placement = old.get("placement")
-    if not placement or old.get("observedGeneration") != generation:
-        return False
-    if not placement.get("nvlinkDomain"):
-        return allocatable.free_nodes(placement["instanceType"], placement["gpusPerNode"]) >= placement["nodes"]
-    label, value = placement["nvlinkDomain"].split("=", 1)
-    members = allocatable.domains(placement["instanceType"]).get((label, value), [])
-    return sum(1 for n in members if n.allocatable_gpus >= placement["gpusPerNode"]) >= placement["nodes"]
+def reservation_of(placement: dict[str, Any] | None) -> Reservation | None:
+    """The GPUs a status placement holds: its pods in its NVLink domain."""
+    if not placement:
+        return None
+    domain = placement.get("nvlinkDomain")
+    return Reservation(instance_type=placement["instanceType"], domain=Domain.parse(domain) if domain else None,
+                       pods=placement["nodes"], gpus_per_pod=placement["gpusPerNode"])
 
 
 def invalid(message: str, generation: int, old: dict[str, Any]) -> Decision:
@@ -48,11 +63,9 @@ def invalid(message: str, generation: int, old: dict[str, Any]) -> Decision:
                     metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
 
-def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any], catalog: Catalog,
-           free: Inventory, allocatable: Inventory, target: dict[str, Any] | None,
-           domain_usage: dict[tuple[str, str], tuple[int, int]], tolerations: list[dict[str, Any]],
-           hf_config: dict[str, Any] | None = None, gated_pods: int = 0) -> Decision:
-    anywhere: Plan = plan(spec, catalog, hf_config=hf_config)
+def decide(i: Inputs) -> Decision:
+    spec, generation, old = i.spec, i.generation, i.old
+    anywhere: Plan = plan(spec, i.catalog, hf_config=i.hf_config)
     conds = list(old.get("conditions") or [])
     best = anywhere.chosen
     if best is None:
@@ -65,12 +78,14 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
         return Decision(status=status, event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
                         metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
-    kept = _keep(old, generation, allocatable)
+    held = reservation_of(old.get("placement"))
+    # a placed workload keeps its placement while its spec is unchanged and its domain still holds it
+    kept = held is not None and old.get("observedGeneration") == generation and i.fleet.holds(held)
     if kept:
         placement, estimate, alternatives = old["placement"], old["estimate"], old.get("alternatives") or []
     else:
-        prefer = (old.get("placement") or {}).get("nvlinkDomain")
-        here = plan(spec, catalog, free, hf_config=hf_config, prefer_domain=prefer.split("=", 1)[1] if prefer else None)
+        prefer = held.domain.value if held and held.domain else None
+        here = plan(spec, i.catalog, i.fleet, hf_config=i.hf_config, prefer_domain=prefer)
         chosen = here.chosen
         placement = placement_view(chosen.placement) if chosen else None
         estimate = estimate_view((chosen or best).estimate)
@@ -82,15 +97,21 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
                             f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak", generation)
     conds = c.set_condition(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                             f"fits {b.instance_type}: {b.nodes} node(s) x {b.gpus_per_node} GPUs", generation)
-    decision = Decision(status={})
+    decision = Decision(status={}, reservation=reservation_of(placement))
     if placement is None:
-        gated = f"; {gated_pods} pod(s) stay gated (SchedulingGated) until capacity appears" if gated_pods else ""
+        fitting = {t for t in (spec.placement.instance_types or i.catalog.names())} - {
+            r.instance_type for r in anywhere.rejected}
+        decision.waits_for = frozenset(fitting)
+        blocked = sorted(fitting & i.fleet.blocked)
+        gated = f"; {i.gated_pods} pod(s) stay gated (SchedulingGated) until capacity appears" if i.gated_pods else ""
+        queued = f"; older workloads wait first for {', '.join(blocked)}" if blocked else ""
         conds = c.set_condition(conds, c.PLACED, False, c.WAITING_FOR_CAPACITY,
-                                "no NVLink domain of an allowed instance type has enough free GPUs" + gated,
-                                generation)
+                                f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({b.nodes} node(s) x "
+                                f"{b.gpus_per_node}) in one NVLink domain, or another allowed type"
+                                + queued + gated, generation)
     else:
-        conds = _place_target(decision, conds, name, spec, placement, target, tolerations, generation)
-    conds = _oversubscription(conds, placement, total, target, domain_usage, generation)
+        conds = _place_target(decision, conds, i, placement)
+    conds = _oversubscription(conds, i, placement, decision.reservation, total, generation)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     if placement and not kept and placed:
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {placement['nodes']} node(s) x "
@@ -107,8 +128,8 @@ def decide(name: str, spec: LLMWorkloadSpec, generation: int, old: dict[str, Any
     return decision
 
 
-def _place_target(decision: Decision, conds: list, name: str, spec: LLMWorkloadSpec, placement: dict,
-                  target: dict | None, tolerations: list, generation: int) -> list:
+def _place_target(decision: Decision, conds: list, i: Inputs, placement: dict) -> list:
+    spec, target, generation = i.spec, i.target, i.generation
     if spec.target is None:
         return c.set_condition(conds, c.PLACED, True, c.CAPACITY_FOUND,
                                "capacity found; no spec.target to patch: use status.placement.nodeSelector",
@@ -117,8 +138,8 @@ def _place_target(decision: Decision, conds: list, name: str, spec: LLMWorkloadS
     if target is None:
         return c.set_condition(conds, c.PLACED, False, c.TARGET_NOT_FOUND, f"{ref} not found", generation)
     is_job = spec.target.kind == "Job"
-    patch = targets.place_patch(target, name, placement["nodeSelector"], placement["gpusPerNode"], tolerations,
-                                set_limits=not is_job)
+    patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
+                                i.tolerations, set_limits=not is_job)
     if is_job and patch is not None and not target.get("spec", {}).get("suspend"):
         return c.set_condition(conds, c.PLACED, False, "TargetNotSuspended",
                                f"{ref} already runs; create Jobs with suspend: true so rackfit can place them",
@@ -130,8 +151,9 @@ def _place_target(decision: Decision, conds: list, name: str, spec: LLMWorkloadS
                            generation)
 
 
-def _oversubscription(conds: list, placement: dict | None, total: int, target: dict | None,
-                      domain_usage: dict, generation: int) -> list:
+def _oversubscription(conds: list, i: Inputs, placement: dict | None, held: Reservation | None, total: int,
+                      generation: int) -> list:
+    target = i.target
     if placement and target is not None:
         # rackfit sets the GPU limit of Deployments and StatefulSets; a Job keeps its own
         per_pod = None if target.get("kind") == "Job" else placement["gpusPerNode"]
@@ -140,10 +162,13 @@ def _oversubscription(conds: list, placement: dict | None, total: int, target: d
             return c.set_condition(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
                                    f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
                                    f"({fmt_bytes(total)} each)", generation)
-    if placement and placement.get("nvlinkDomain"):
-        domain = placement["nvlinkDomain"].split("=", 1)[1]
-        alloc, used = domain_usage.get((placement["instanceType"], domain), (0, 0))
-        if used > alloc:
+    if held is not None and held.domain is not None:
+        # pods and reservations of everyone in the domain, this one's included: pods placed by hand
+        # (nodeName set, no scheduler) can overcommit a node even where the domain has room
+        frees = i.fleet.inventory.domains(held.instance_type).get(held.domain, [])
+        over = [-f for f in frees if f < 0]
+        if over:
             return c.set_condition(conds, c.OVERSUBSCRIBED, True, c.DOMAIN_OVERCOMMITTED,
-                                   f"pods ask for {used} GPUs in {domain}, which has {alloc}", generation)
+                                   f"pods and reservations ask for {sum(over)} GPUs more than {len(over)} node(s) "
+                                   f"of {held.domain.value} have", generation)
     return c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "within capacity", generation)

@@ -14,6 +14,8 @@ from rackfit.catalog import Catalog
 from rackfit.certs import write_serving_pair
 from rackfit.operator import metrics
 from rackfit.operator.config import OperatorConfig
+from rackfit.operator.fleet import LEDGER
+from rackfit.operator.names import ACTIVE_POD_FIELD_SELECTOR
 
 CONFIG = OperatorConfig.from_env()
 
@@ -30,12 +32,27 @@ def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="rackfit.io", key="last-handled-configuration")
     settings.posting.level = 20  # INFO and up become Events
+    # Sized for 5,000 GPU nodes and 50,000 pods (bench/scale.py measures it):
+    # - No cap on per-object workers. kopf starts one per object of the initial listing, and each
+    #   waits until every object of every indexed kind is indexed; a cap below the object count
+    #   deadlocks the start (nolar/kopf#1243: a cap of 64 left clusters above 64 nodes unserved).
+    #   Workers are coroutines that exit after `idle_timeout`, a few KB each.
+    settings.queueing.worker_limit = None
+    # - Threads for the synchronous handlers (reconcile, delete): they wait on the API server, and
+    #   the ledger's lock serialises the decisions themselves.
     settings.execution.max_workers = 16
-    settings.batching.worker_limit = 64
+    # - The initial listing in pages, so neither side holds 50,000 pods in one response.
+    settings.watching.chunk_size = 500
+    # - Only what the ledger needs crosses the wire: GPU nodes (GPU Feature Discovery's label),
+    #   pods that have not finished.
+    if CONFIG.node_selector:
+        settings.watching.label_selectors["nodes"] = CONFIG.node_selector
+    settings.watching.field_selectors["pods"] = ACTIVE_POD_FIELD_SELECTOR
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     catalog()  # fail at start, not at the first workload, when the catalog file is bad
     configure_webhooks(settings)
+    metrics.watch_domains(LEDGER.usage)
     metrics.serve(CONFIG.metrics_port)
     logger.info(f"rackfit operator: {len(catalog().instance_types)} instance types, "
                 f"metrics on :{CONFIG.metrics_port}")

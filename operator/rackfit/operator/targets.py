@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-APPLIED = "rackfit.io/applied"
-WORKLOAD = "rackfit.io/workload"
-GPU = "nvidia.com/gpu"
+from rackfit.operator.names import APPLIED_ANNOTATION as APPLIED
+from rackfit.operator.names import GPU
+from rackfit.operator.names import WORKLOAD_ANNOTATION as WORKLOAD
 
 
 def _template(target: dict[str, Any]) -> dict[str, Any]:

@@ -12,33 +12,39 @@ from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION, parse_spec
 from rackfit.errors import RackfitError
 from rackfit.operator import kube, metrics, targets
 from rackfit.operator.admission import ungate_pods
-from rackfit.operator.fleet import FleetVersion, domain_usage, inventory
-from rackfit.operator.reconcile import Decision, decide, invalid
+from rackfit.operator.fleet import LEDGER, FleetVersion
+from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 _fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan
 
 
-def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods,
-               gated_pods) -> None:
+def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods) -> None:
     started = time.perf_counter()
     generation = meta.get("generation", 0)
+    owner = (namespace, name)
     old = dict(status)
     try:
         workload = parse_spec(dict(spec))
         hf = None
         if workload.model.hugging_face_config:
             hf = kube.read_hf_config(namespace, workload.model.hugging_face_config)
-        free, allocatable = inventory(gpu_nodes, gpu_pods)
-        usage = domain_usage(gpu_nodes, gpu_pods)
-        metrics.set_domains(usage)
         target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
-        gated = len(gated_pods.get((namespace, name), []))
-        d = decide(name, workload, generation, old, catalog(), free, allocatable, target, usage,
-                   CONFIG.tolerations, hf, gated)
+        since = meta.get("creationTimestamp") or ""
+        # Decide and reserve under the ledger's lock: two reconciles (kopf runs them in a thread
+        # pool) can never both take the last room in a domain. One active operator holds the
+        # ledger (kopf peering), so an in-process lock is enough; deciding takes milliseconds.
+        with LEDGER.lock:
+            fleet = LEDGER.view(owner, LEDGER.blocked_types(owner, since))
+            d = decide(Inputs(name=name, spec=workload, generation=generation, old=old, catalog=catalog(),
+                              fleet=fleet, target=target, tolerations=CONFIG.tolerations, hf_config=hf,
+                              gated_pods=len(gated_pods.get(owner, []))))
+            LEDGER.reserve(owner, d.reservation)
+            LEDGER.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
     except RackfitError as e:  # invalid spec or model: a status, never a crash loop
         d = invalid(str(e), generation, old)
+        LEDGER.forget(owner)
     except kube.TransientError as e:
         metrics.reconcile_errors.inc()
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=10) from e
@@ -79,14 +85,14 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
-              gpu_pods: kopf.Index, gated_pods: kopf.Index, **_: Any) -> None:
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods, gated_pods)
+def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
+              **_: Any) -> None:
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
-def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes: kopf.Index,
-           gpu_pods: kopf.Index, gated_pods: kopf.Index, **_: Any) -> None:
+def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
+           **_: Any) -> None:
     """Plans again when the fleet changed, or while the workload waits for capacity or its target."""
     placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
     waiting_pods = gated_pods.get((namespace, name), [])
@@ -94,13 +100,14 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_no
         return
     if placed.get("reason") == "InvalidSpec":
         return
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gpu_nodes, gpu_pods, gated_pods)
+    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
 
 
 @kopf.on.delete(*RESOURCE)
 def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     """Take back exactly what rackfit added to the target."""
     metrics.forget_workload(namespace, name)
+    LEDGER.forget((namespace, name))  # its GPUs are free for the next waiting workload
     _fleet_seen.pop(uid, None)
     target = workload_target(spec)
     if not target:

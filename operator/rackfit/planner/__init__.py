@@ -13,7 +13,7 @@ from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
-from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory
+from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory, InventoryView
 from rackfit.planner.result import Option, Placement, Plan, Rejection
 from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need, tensor_limit
 from rackfit.units import fmt_bytes
@@ -89,7 +89,7 @@ def _rank(spec: LLMWorkloadSpec, o: Option) -> tuple:
     return by_gpus
 
 
-def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | None = None,
+def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | InventoryView | None = None,
          hf_config: dict[str, Any] | None = None, arch: ModelArch | None = None,
          prefer_domain: str | None = None) -> Plan:
     """Every allowed type's best layouts, ranked; with an inventory, only those placeable in the free
@@ -133,17 +133,17 @@ def _alternatives(ranked: list[Option]) -> list[Option]:
     return (first + [o for o in rest if o not in first])[:MAX_ALTERNATIVES]
 
 
-def _in_domain(o: Option, t: InstanceType, inventory: Inventory, prefer: str | None) -> Option | None:
+def _in_domain(o: Option, t: InstanceType, inventory: Inventory | InventoryView, prefer: str | None
+               ) -> Option | None:
     p = o.placement
     if p.nodes <= t.nodes_per_domain:
-        key = inventory.find_domain(t.name, p.nodes, p.gpus_per_node, prefer)
-        if key is None:
+        domain = inventory.find_domain(t.name, p.nodes, p.gpus_per_node, prefer)
+        if domain is None:
             return None
-        label, value = key
-        selector = dict(p.node_selector)
-        if p.nodes > 1 or label != "kubernetes.io/hostname":
-            selector[label] = value  # pin multi-node jobs (and NVL72 jobs) to their domain
+        # pinned to the domain it holds (a single HGX node too: its GPUs are reserved there, so a pod
+        # bound to another node would take GPUs the ledger counts as free)
+        selector = {**p.node_selector, domain.label: domain.value}
         return o.model_copy(update={"placement": p.model_copy(
-            update={"nvlink_domain": f"{label}={value}", "node_selector": selector})})
+            update={"nvlink_domain": str(domain), "node_selector": selector})})
     # larger than one domain (multi-node HGX): tensor groups stay in each node; count free nodes
     return o if inventory.free_nodes(t.name, p.gpus_per_node) >= p.nodes else None
