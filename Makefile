@@ -16,8 +16,9 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
-bench: ## Estimator accuracy vs measured GPU memory, and planner latency (tables for the README)
+bench: ## Estimator accuracy vs measured GPU memory, its fitted constants re-derived, planner latency (README tables)
 	$(PYTHON) bench/accuracy.py
+	$(PYTHON) bench/calibrate.py
 	$(PYTHON) bench/planner_speed.py
 
 demo-cli: ## Plan an example workload on the built-in catalog (no cluster)

@@ -3,7 +3,8 @@
 For each measured row, the estimate of the same workload on one GPU is compared with what the GPU
 held at its peak: the caching allocator's peak reservation plus the CUDA context
 (`max_reserved_bytes + used_after_cublas_bytes`). The guide's rules and accelerate's rule are shown
-beside it. Usage: python bench/accuracy.py [DATA.jsonl ...]  (default: ../shared/data/*.jsonl)
+beside it. Usage: python bench/accuracy.py [DATA.jsonl ...]  (default: bench/cases/h200/*.jsonl,
+the H200 rows described in bench/cases/h200/README.md)
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from rackfit.estimator import estimate
 from rackfit.units import GB
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = sorted((ROOT.parent / "shared" / "data").glob("*.jsonl")) + sorted(
-    (ROOT / "tests" / "data" / "measurements").glob("*.jsonl"))
+CASES = ROOT / "bench" / "cases" / "h200"
+DEFAULT_DATA = sorted(CASES.glob("*.jsonl"))
 
 _MODES = {
     "full_bf16_adamw": dict(method="full", masterWeights="none"),
@@ -118,7 +119,7 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     paths = [Path(p) for p in argv] or DEFAULT_DATA
     if not paths:
-        print("no measurements found: pass JSONL files, or keep ../shared/data beside the repository", file=sys.stderr)
+        print(f"no measurements found in {CASES}: pass JSONL files", file=sys.stderr)
         return 2
     results = measure(paths)
     print(table(results))

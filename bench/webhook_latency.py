@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -21,17 +20,11 @@ from pathlib import Path
 from kubernetes import client
 
 from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import ControlPlane, api_client
+from rackfit.devcluster.controlplane import ControlPlane, api_client, free_port
 from rackfit.devcluster.fleet import apply_fleet, build_nodes
 from rackfit.devcluster.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def create_pods(core: client.CoreV1Api, ns: str, n: int, concurrency: int) -> dict[bool, list[float]]:
@@ -86,7 +79,7 @@ def main() -> int:
         subprocess.run([str(binaries.bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig), "apply",
                         "--server-side", "-f", str(ROOT / "crds" / "rackfit.io_llmworkloads.yaml")],
                        check=True, capture_output=True)
-        port = _port()
+        port = free_port()
         env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "RACKFIT_METRICS_PORT": "0",
                "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(port), "PYTHONPATH": str(ROOT / "operator")}
         proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=env,

@@ -40,3 +40,9 @@ def fmt_count(n: int) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number: count(1, "node") -> '1 node', count(8, "GPU") -> '8 GPUs'.
+    Human messages use this, never 'node(s)'. `plural` for irregular nouns."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -4,10 +4,7 @@ one NVLink domain by kube-scheduler, fleet changes, restarts and bad objects."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,39 +14,11 @@ from kubernetes import client
 
 from rackfit.cli import main as cli
 from rackfit.devcluster.fleet import apply_fleet, build_nodes
+from rackfit_process import Operator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Operator:
-    """`rackfit operator` as a separate process, exactly as users run it."""
-
-    def __init__(self, kubeconfig: Path, log: Path):
-        self.kubeconfig, self.log, self.proc = kubeconfig, log, None
-        self.metrics_port = _free_port()
-
-    def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "RACKFIT_METRICS_PORT": str(self.metrics_port),
-               "RACKFIT_REPLAN_SECONDS": "2", "PYTHONPATH": str(ROOT / "operator")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone", "-v"], env=env,
-                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-n:]) if self.log.exists() else ""
 
 
 @pytest.fixture(scope="module")
@@ -205,24 +174,17 @@ def test_restart_resumes_without_repatching(operator, kubectl, custom, cluster, 
     operator.stop()
     operator.start()
     # the resume handler runs once the operator is back: its metrics show the workload again
-    wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and 'name="restart"' in t, 30, "operator resumed")
+    wait_for(lambda: (t := operator.metrics()) and 'name="restart"' in t, 30, "operator resumed")
     after = _get(custom, namespace, "restart")
     assert after["status"]["placement"] == before["status"]["placement"]
     assert _cond(after, "Placed")["lastTransitionTime"] == _cond(before, "Placed")["lastTransitionTime"]
     assert apps.read_namespaced_deployment("one", namespace).metadata.generation == version
 
 
-def urllib_ok(port: int) -> str | None:
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-
-
 def test_metrics(operator, kubectl, custom, namespace, wait_for):
     _apply(kubectl, namespace, [_workload("m", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"})])
     _wait_condition(wait_for, custom, operator, namespace, "m", "Placed")
-    text = wait_for(lambda: (t := urllib_ok(operator.metrics_port)) and 'name="m"' in t and t, 30, "metrics")
+    text = wait_for(lambda: (t := operator.metrics()) and 'name="m"' in t and t, 30, "metrics")
     assert f'rackfit_workload_memory_required_bytes{{name="m",namespace="{namespace}"}}' in text
     assert f'rackfit_workload_placed{{name="m",namespace="{namespace}"}} 1.0' in text
     assert "rackfit_domain_gpus_allocatable{" in text and "rackfit_reconcile_duration_seconds_bucket" in text

@@ -5,7 +5,6 @@ bound inside one NVLink domain, unlabelled pods untouched, and no operator = no 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,14 +14,10 @@ import pytest
 import yaml
 from kubernetes import client
 
+from rackfit.devcluster.controlplane import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[s
     assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
     log = tmp_path_factory.mktemp("webhooks") / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "RACKFIT_METRICS_PORT": "0",
-           "RACKFIT_REPLAN_SECONDS": "2", "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(_port()),
+           "RACKFIT_REPLAN_SECONDS": "2", "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(free_port()),
            "PYTHONPATH": str(ROOT / "operator")}
     proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)

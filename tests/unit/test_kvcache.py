@@ -1,4 +1,4 @@
-"""KV cache bytes per token and per GPU against memory-model.md §1.4 and §3."""
+"""KV cache bytes per token and per GPU against docs/reference/memory-model.md §1.4 and §3."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def per_token(preset: str, tensor: int = 1, precision: str = "bf16") -> int:
     return kv_bytes_per_token_layer(a, precision, tensor) * a.num_layers
 
 
-# memory-model.md §3 "KV B/token", bf16, TP = 1 (nominal: sliding windows not applied)
+# docs/reference/memory-model.md §3 "KV B/token", bf16, TP = 1 (nominal: sliding windows not applied)
 TABLE = {
     "llama-3.2-1b": 32_768, "llama-3.2-3b": 114_688, "llama-3.1-8b": 131_072, "llama-3.1-70b": 327_680,
     "llama-3.1-405b": 516_096, "qwen2.5-7b": 57_344, "qwen2.5-14b": 196_608, "qwen2.5-32b": 262_144,

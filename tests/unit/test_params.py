@@ -1,4 +1,4 @@
-"""Parameter counts of every preset against memory-model.md §3, architecture overrides and
+"""Parameter counts of every preset against docs/reference/memory-model.md §3, architecture overrides and
 Hugging Face config.json parsing."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def arch(preset: str, **overrides):
     return resolve(src)
 
 
-# (preset, published total, rel tolerance): memory-model.md §3 "Params" column.
+# (preset, published total, rel tolerance): docs/reference/memory-model.md §3 "Params" column.
 TOTALS = [
     ("llama-3.2-1b", 1.236e9, 5e-4),
     ("llama-3.2-3b", 3.213e9, 5e-4),

@@ -35,6 +35,8 @@ def merge(obj, patch):
                     go(mine, c)
             elif isinstance(v, dict) and isinstance(dst.get(k), dict):
                 go(dst[k], v)
+                if not dst[k]:
+                    dst.pop(k)  # the API server drops a map emptied by a patch
             else:
                 dst[k] = copy.deepcopy(v)
     go(out, patch)
@@ -93,3 +95,12 @@ def test_nothing_to_undo_without_the_annotation():
 def test_requested_gpus_counts_replicas():
     assert targets.requested_gpus(deployment(limit="8", replicas=3)) == 24
     assert targets.requested_gpus(deployment(limit="8", replicas=3), per_pod=4) == 12
+
+
+def test_the_pod_template_gets_the_workload_label_and_loses_it_on_undo():
+    original = deployment()
+    patch = targets.place_patch(original, "w", {"k": "v"}, 4, [])
+    placed = merge(original, patch)
+    assert placed["spec"]["template"]["metadata"]["labels"] == {"rackfit.io/workload": "w"}
+    assert targets.place_patch(placed, "w", {"k": "v"}, 4, []) is None
+    assert "metadata" not in merge(placed, targets.unplace_patch(placed))["spec"]["template"]

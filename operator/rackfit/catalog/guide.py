@@ -4,12 +4,14 @@ memory, and list the rows where the guide's printed figures disagree with those 
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from rackfit.catalog import Catalog
+from rackfit.units import GB, fmt_count
 
 # The guide's table as printed: (instance type, GPUs in the system, total TB, max inference params,
-# max training params). Source: ../shared/reference/instance-selection-guide.md, "Instance comparison".
+# max training params). Source: docs/reference/instance-selection-guide.md, "Instance comparison".
 GUIDE_ROWS: list[tuple[str, int, float, float, float]] = [
     ("gb300-4x", 72, 20.7e12, 10.3e12, 1.3e12),
     ("gb300-4x", 64, 18.4e12, 9.2e12, 1.15e12),
@@ -30,13 +32,19 @@ TOLERANCE = 0.15  # the single-GPU rows keep ~10% back for overhead; beyond 15% 
 
 
 class GuideRow(BaseModel):
+    """One row of the guide's table, recomputed. Memory is the vendor's nominal (decimal) size, as the
+    guide quotes it; parameter counts are whole numbers. JSON keys are camelCase, as everywhere."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
     instance_type: str
     gpus: int
     memory_bytes: int
-    inference_params: float
-    training_params: float
-    guide_inference_params: float
-    guide_training_params: float
+    guide_memory_bytes: int
+    inference_params: int
+    training_params: int
+    guide_inference_params: int
+    guide_training_params: int
     disagreements: list[str]
 
 
@@ -44,18 +52,20 @@ def check_guide(catalog: Catalog) -> list[GuideRow]:
     rows = []
     for name, gpus, guide_total, guide_inf, guide_train in GUIDE_ROWS:
         gpu = catalog.get(name).gpu
-        memory = int((gpu.memory_gb + gpu.host_memory_gb) * 1e9 * gpus)
-        inf = memory / INFERENCE_BYTES_PER_PARAM
-        train = memory / TRAINING_BYTES_PER_PARAM
+        memory = round((gpu.memory_gb + gpu.host_memory_gb) * GB * gpus)
+        inf = memory // INFERENCE_BYTES_PER_PARAM
+        train = memory // TRAINING_BYTES_PER_PARAM
         problems = []
         if abs(memory - guide_total) > TOLERANCE * guide_total:
-            problems.append(f"total memory: {gpus} x {gpu.memory_gb:g} GB = {memory / 1e12:.2f} TB, "
+            problems.append(f"total memory: {gpus} x {gpu.memory_gb:g} GB (vendor) = {memory / 1e12:.2f} TB, "
                             f"the guide says {guide_total / 1e12:.2f} TB")
         if abs(inf - guide_inf) > TOLERANCE * inf:
-            problems.append(f"inference at FP8 (1 B/param) gives {inf / 1e9:,.0f}B, the guide says {guide_inf / 1e9:,.0f}B")
+            problems.append(f"inference at FP8 (1 byte/param) gives {fmt_count(inf)} parameters, "
+                            f"the guide says {fmt_count(round(guide_inf))}")
         if abs(train - guide_train) > TOLERANCE * train:
-            problems.append(f"training at 16 B/param gives {train / 1e9:,.0f}B, the guide says {guide_train / 1e9:,.0f}B")
-        rows.append(GuideRow(instance_type=name, gpus=gpus, memory_bytes=memory, inference_params=inf,
-                             training_params=train, guide_inference_params=guide_inf,
-                             guide_training_params=guide_train, disagreements=problems))
+            problems.append(f"training at 16 bytes/param gives {fmt_count(train)} parameters, "
+                            f"the guide says {fmt_count(round(guide_train))}")
+        rows.append(GuideRow(instance_type=name, gpus=gpus, memory_bytes=memory, guide_memory_bytes=round(guide_total),
+                             inference_params=inf, training_params=train, guide_inference_params=round(guide_inf),
+                             guide_training_params=round(guide_train), disagreements=problems))
     return rows

@@ -26,10 +26,12 @@ from pathlib import Path
 import yaml
 
 from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import STATE_FILE, ControlPlane, ControlPlaneError, api_client, python_env
+from rackfit.devcluster.controlplane import (STATE_FILE, ControlPlane, ControlPlaneError, api_client, free_port,
+                                             python_env)
 from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
 from rackfit.devcluster.waiting import WaitTimeout, wait_for
 from rackfit.errors import CatalogError
+from rackfit.units import count
 
 _DEFAULT_FLEET_TEXT = ",".join(f"{k}={v}" for k, v in DEFAULT_FLEET.items())
 REPO = Path(__file__).resolve().parents[3]
@@ -110,9 +112,7 @@ def _port_free(port: int) -> bool:
 def _port_or_free(port: int, what: str) -> int:
     if _port_free(port):
         return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = free_port()
     _say(f"port {port} is taken: operator {what} on :{free} instead")
     return free
 
@@ -228,7 +228,7 @@ def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool
                     and pinned.items() <= (p["spec"].get("nodeSelector") or {}).items()]
             return pods if pinned and len(pods) >= want else None
         try:
-            pods = wait_for(patched_pods, 60, f"{want} patched pod(s) of {kind} {target['name']} bound", interval=0.5)
+            pods = wait_for(patched_pods, 60, f"{count(want, 'patched pod')} of {kind} {target['name']} bound", interval=0.5)
         except WaitTimeout as e:
             _say(str(e))
             ok = False

@@ -108,7 +108,8 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the command in (...) may hold spaces
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now (the harness's one helper for it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -192,7 +193,7 @@ class ControlPlane:
             f'{sim_token},rackfit-pod-sim,rackfit-pod-sim,"system:masters"\n')
         tokens.chmod(0o600)
 
-        etcd_port, peer_port, api_port, sched_port, kcm_port = (_free_port() for _ in range(5))
+        etcd_port, peer_port, api_port, sched_port, kcm_port = (free_port() for _ in range(5))
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn("etcd", [
             bins["etcd"], f"--data-dir={self.data_dir / 'etcd'}", "--name=rackfit-dev",

@@ -21,18 +21,28 @@ from rackfit.models import ModelArch, resolve
 __all__ = ["estimate", "estimate_arch", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
-# with PyTorch 2.11 / CUDA 13 (../shared/data, `environment` row).
+# with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
+# used_after_cublas_bytes).
 CUDA_CONTEXT_BYTES = 751_632_384
 # NCCL communicators and buffers once more than one GPU talks (not measured here; NCCL's defaults
 # of 4 MiB per channel and peer, a few hundred MiB on an 8-GPU node).
 NCCL_BYTES = 512 << 20
 # The caching allocator holds freed blocks it cannot reuse for differently sized requests. Measured
-# slack, as a share of the memory allocated and freed during the step (../shared/data):
+# slack, as a share of the memory allocated and freed during the step: per row of
+# bench/cases/h200/h200-memory-calibration.jsonl, (max_reserved_bytes - allocated peak) / the bytes the
+# share applies to, median over the rows named (bench/calibrate.py re-derives each):
 SLACK_PREFILL = 0.20          # KV cache and activations of a prefill
+                              # rows: all 11 `prefill` rows (median 0.203)
 SLACK_TRAINING = 0.07         # activations freed layer by layer in the backward
+                              # rows: the 5 `train` rows without checkpointing; their median is 0.057, so
+                              # 0.07 is not re-derived: it is the median (0.069) of the 4 besides full_mixed_adamw
 SLACK_RECOMPUTE = 0.28        # recomputed layers interleave allocations with the backward's frees
+                              # rows: checkpointed lora_r16 (Llama-3.2-1B b4, Llama-3.1-8B b4, Qwen2.5-7B b4) and
+                              # full_* peaking at the optimizer step (Llama-3.1-8B b1 both modes): median 0.280
 SLACK_STATE_SPLIT = 0.15      # a full fine-tune's first step allocates optimizer states into the freed
                               # activation blocks, splitting them (loss-phase peaks only)
+                              # rows: checkpointed full_* Llama-3.2-1B b4 (both modes), Llama-3.2-3B
+                              # full_mixed b2 and full_bf16 b8: median share 0.431, less SLACK_RECOMPUTE
 
 
 def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dict[str, Any] | None = None

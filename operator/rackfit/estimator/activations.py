@@ -3,7 +3,8 @@ the backward pass under each checkpointing policy, plus full-vocabulary logits a
 
 Attention is flash/SDPA everywhere (no s^2 score matrix). Sizes are elements per token per layer,
 counted from what PyTorch keeps alive (Korthikanti et al. 2022 with flash attention, SwiGLU and
-RMSNorm's fp32 upcast), then calibrated on ../shared/data (see bench/accuracy.py).
+RMSNorm's fp32 upcast), then calibrated on bench/cases/h200/h200-memory-calibration.jsonl: the
+constants below name their rows; bench/calibrate.py re-derives them, bench/accuracy.py checks the totals.
 """
 
 from __future__ import annotations
@@ -56,10 +57,16 @@ def inference_activation_bytes(a: ModelArch, layout: Layout, chunk_tokens: int, 
 
 # --- training --------------------------------------------------------------------------------------
 
+# Each value below is solved per row so that the estimated allocated peak equals max(step_peak_bytes),
+# the other constants held; median over the `train` rows (checkpointing false) whose estimate it moves.
 NORM_BYTES_PER_H = 16          # two RMSNorms per layer, each keeping its fp32-upcast input
+                               # rows: all 5 without checkpointing (15.5-16.8, median 15.5)
 AUTOCAST_RESIDUAL_BYTES_PER_H = 20  # fp32 weights under bf16 autocast: the residual stream stays fp32
+# rows: only Llama-3.2-1B full_mixed_adamw b4 s2048 moves it, and solves to 18.8: 20 is not re-derived
+# (it overestimates that row's allocated peak by 0.33 GB)
 # peft casts each adapted matrix's input to the adapters' fp32 dtype and keeps it for the adapter's
-# gradient; the frozen base no longer keeps some bf16 inputs, which offsets part of it
+# gradient; the frozen base no longer keeps some bf16 inputs, which offsets part of it.
+# rows: lora_r16 Llama-3.2-1B b4 s2048, Llama-3.2-3B b8 s2048, Llama-3.1-8B b2 s2048 (2.45-2.49, median 2.45)
 LORA_INPUT_BYTES = 2.5
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 
-# Bytes per parameter of a compressed matrix, scales included (memory-model.md §1.1).
+# Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1).
 BYTES_PER_PARAM: dict[str, float] = {
     "fp32": 4.0,
     "bf16": 2.0,

@@ -20,7 +20,9 @@ import kopf
 from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
 from rackfit.errors import RackfitError
 from rackfit.operator import kube
+from rackfit.operator.fleet import pod_gpus
 from rackfit.operator.names import GATE, GPU, WORKLOAD_LABEL
+from rackfit.units import count
 from rackfit.operator.startup import CONFIG, catalog
 from rackfit.planner import admission
 
@@ -82,11 +84,18 @@ if CONFIG.webhooks != "off":
                    ignore_failures=True)(mutate_pod)
 
 
+def stale(pod_spec: dict, placement: dict) -> bool:
+    """Made before its workload was placed, so without the GPUs of the placement (a pod's resources
+    cannot change): it must not run, and its controller makes it again from the patched template."""
+    return pod_gpus(pod_spec) < placement["gpusPerNode"]
+
+
 def ungate_patch(pod_spec: dict, placement: dict) -> dict[str, Any] | None:
     """Pin a gated pod to the workload's domain and remove rackfit's gate, in one update (adding to
-    nodeSelector is allowed while a pod is gated; pod affinity is not)."""
+    nodeSelector is allowed while a pod is gated; pod affinity is not). None for a pod without the
+    gate or a stale one."""
     gates = pod_spec.get("schedulingGates") or []
-    if not any(g.get("name") == GATE for g in gates):
+    if not any(g.get("name") == GATE for g in gates) or stale(pod_spec, placement):
         return None
     # strategic merge: selectors merge as a map; gates merge by name, so ours is deleted by directive
     return {"spec": {"nodeSelector": dict(placement["nodeSelector"]),
@@ -94,16 +103,24 @@ def ungate_patch(pod_spec: dict, placement: dict) -> dict[str, Any] | None:
 
 
 def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
-    """Ungate every gated pod of a placed workload; returns how many."""
+    """Ungate every gated pod of a placed workload; a stale one that a controller owns is deleted
+    (made again, placed, by its ReplicaSet, StatefulSet or Job). Returns how many were ungated."""
     done = 0
     for pod_name in list(gated.get((namespace, workload), [])):
         pod = kube.get_pod(namespace, pod_name)
-        patch = ungate_patch(pod.get("spec", {}), placement) if pod else None
+        if not pod:
+            continue
+        spec = pod.get("spec", {})
+        if stale(spec, placement) and pod["metadata"].get("ownerReferences"):
+            kube.delete_pod(namespace, pod_name)
+            logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
+            continue
+        patch = ungate_patch(spec, placement)
         if patch:
             kube.patch_pod(namespace, pod_name, patch)
             done += 1
     if done:
-        logger.info(f"ungated {done} pod(s) of {workload} into {placement.get('nvlinkDomain') or 'its instance type'}")
+        logger.info(f"ungated {count(done, 'pod')} of {workload} into {placement.get('nvlinkDomain') or 'its instance type'}")
     return done
 
 

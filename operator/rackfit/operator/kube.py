@@ -79,3 +79,11 @@ def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
 
 def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
     _call(_api("CoreV1Api").patch_namespaced_pod, name, namespace, patch)
+
+
+def delete_pod(namespace: str, name: str) -> None:
+    try:
+        _call(_api("CoreV1Api").delete_namespaced_pod, name, namespace)
+    except ApiException as e:
+        if e.status != 404:
+            raise

@@ -13,7 +13,7 @@ from rackfit.catalog import Catalog
 from rackfit.planner import Plan, plan
 from rackfit.planner.inventory import Domain, InventoryView, Reservation
 from rackfit.operator import targets
-from rackfit.units import fmt_bytes
+from rackfit.units import count, fmt_bytes
 
 
 @dataclass(frozen=True)
@@ -96,17 +96,17 @@ def decide(i: Inputs) -> Decision:
     conds = c.set_condition(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
                             f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak", generation)
     conds = c.set_condition(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
-                            f"fits {b.instance_type}: {b.nodes} node(s) x {b.gpus_per_node} GPUs", generation)
+                            f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}", generation)
     decision = Decision(status={}, reservation=reservation_of(placement))
     if placement is None:
         fitting = {t for t in (spec.placement.instance_types or i.catalog.names())} - {
             r.instance_type for r in anywhere.rejected}
         decision.waits_for = frozenset(fitting)
         blocked = sorted(fitting & i.fleet.blocked)
-        gated = f"; {i.gated_pods} pod(s) stay gated (SchedulingGated) until capacity appears" if i.gated_pods else ""
+        gated = f"; {count(i.gated_pods, 'pod')} stay gated (SchedulingGated) until capacity appears" if i.gated_pods else ""
         queued = f"; older workloads wait first for {', '.join(blocked)}" if blocked else ""
         conds = c.set_condition(conds, c.PLACED, False, c.WAITING_FOR_CAPACITY,
-                                f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({b.nodes} node(s) x "
+                                f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({count(b.nodes, 'node')} x "
                                 f"{b.gpus_per_node}) in one NVLink domain, or another allowed type"
                                 + queued + gated, generation)
     else:
@@ -114,8 +114,8 @@ def decide(i: Inputs) -> Decision:
     conds = _oversubscription(conds, i, placement, decision.reservation, total, generation)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     if placement and not kept and placed:
-        decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {placement['nodes']} node(s) x "
-                          f"{placement['gpusPerNode']} GPUs" + (f" in {placement['nvlinkDomain']}"
+        decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
+                          f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
                                                                   if placement.get("nvlinkDomain") else ""))
     status = {"observedGeneration": generation, "estimate": estimate, "memoryPerGPU": fmt_bytes(total),
               "placement": placement, "alternatives": alternatives, "conditions": conds}
@@ -169,6 +169,6 @@ def _oversubscription(conds: list, i: Inputs, placement: dict | None, held: Rese
         over = [-f for f in frees if f < 0]
         if over:
             return c.set_condition(conds, c.OVERSUBSCRIBED, True, c.DOMAIN_OVERCOMMITTED,
-                                   f"pods and reservations ask for {sum(over)} GPUs more than {len(over)} node(s) "
+                                   f"pods and reservations ask for {count(sum(over), 'GPU')} more than {count(len(over), 'node')} "
                                    f"of {held.domain.value} have", generation)
     return c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "within capacity", generation)

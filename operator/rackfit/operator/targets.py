@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from rackfit.operator.names import APPLIED_ANNOTATION as APPLIED
-from rackfit.operator.names import GPU
+from rackfit.operator.names import GPU, WORKLOAD_LABEL
 from rackfit.operator.names import WORKLOAD_ANNOTATION as WORKLOAD
 
 
@@ -50,13 +50,26 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
         record["gpuLimit"] = {"container": first["name"], "value": str(gpus_per_pod), "previous": previous}
         if limits.get(GPU) != str(gpus_per_pod):
             spec["containers"] = [{"name": first["name"], "resources": {"limits": {GPU: str(gpus_per_pod)}}}]
+    # the workload label on the pod template: its pods are counted as the workload's in the ledger
+    # and, with the webhooks, gated at creation until they are pinned to the placement
+    labels = target.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    if labels.get(WORKLOAD_LABEL) != workload:
+        record["podLabel"] = True
+    elif before.get("podLabel"):
+        record["podLabel"] = True
     annotations = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
     current = target.get("metadata", {}).get("annotations") or {}
-    if not spec and all(current.get(k) == v for k, v in annotations.items()):
+    relabel = labels.get(WORKLOAD_LABEL) != workload
+    if not spec and not relabel and all(current.get(k) == v for k, v in annotations.items()):
         return None
     patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
+    template: dict[str, Any] = {}
     if spec:
-        patch["spec"] = {"template": {"spec": spec}}
+        template["spec"] = spec
+    if relabel:
+        template["metadata"] = {"labels": {WORKLOAD_LABEL: workload}}
+    if template:
+        patch["spec"] = {"template": template}
     return patch
 
 
@@ -80,8 +93,13 @@ def unplace_patch(target: dict[str, Any]) -> dict[str, Any] | None:
         if limits.get(GPU) == gpu["value"]:
             spec["containers"] = [{"name": gpu["container"], "resources": {"limits": {GPU: gpu["previous"]}}}]
     patch: dict[str, Any] = {"metadata": {"annotations": {APPLIED: None, WORKLOAD: None}}}
+    template: dict[str, Any] = {}
     if spec:
-        patch["spec"] = {"template": {"spec": spec}}
+        template["spec"] = spec
+    if before.get("podLabel"):
+        template["metadata"] = {"labels": {WORKLOAD_LABEL: None}}
+    if template:
+        patch["spec"] = {"template": template}
     return patch
 
 

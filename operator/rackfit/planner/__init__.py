@@ -16,7 +16,7 @@ from rackfit.models import ModelArch, resolve
 from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory, InventoryView
 from rackfit.planner.result import Option, Placement, Plan, Rejection
 from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need, tensor_limit
-from rackfit.units import fmt_bytes
+from rackfit.units import count, fmt_bytes
 
 __all__ = ["plan", "Plan", "Option", "Placement", "Rejection", "Inventory"]
 
@@ -74,7 +74,7 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     if not found:
         need = smallest_need(spec, a, t, max_gpus)
         lay = need.layout
-        return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB (maxNodes {max_nodes}): at "
+        return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB (vendor size; maxNodes {max_nodes}): at "
                     f"tensor {lay.tensor} x pipeline {lay.pipeline} each GPU still needs "
                     f"{fmt_bytes(need.total_bytes)} of {fmt_bytes(capacity)} usable; tensor parallel is "
                     f"limited to {tensor_limit(t)} per NVLink domain")
@@ -115,7 +115,7 @@ def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | Invento
         elif not any(u.instance_type == o.placement.instance_type for u in unplaced):
             p = o.placement
             unplaced.append(Rejection(instance_type=p.instance_type, reason=(
-                f"fits on {p.nodes} node(s) x {p.gpus_per_node} GPUs, but no NVLink domain of "
+                f"fits on {count(p.nodes, 'node')} x {count(p.gpus_per_node, 'GPU')}, but no NVLink domain of "
                 f"{p.instance_type} has that many free")))
     return Plan(chosen=placeable[0] if placeable else None, alternatives=_alternatives(placeable),
                 rejected=rejected, unplaced=unplaced if not placeable else [])

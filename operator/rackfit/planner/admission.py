@@ -14,7 +14,7 @@ from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
 from rackfit.planner import allowed_types, plan
 from rackfit.planner.search import DEFAULT_MAX_NODES, tensor_limit
-from rackfit.units import fmt_bytes
+from rackfit.units import count, fmt_bytes
 
 NEAR_MISS = 0.05  # fits, but with less than this fraction of the GPU's memory left
 
@@ -52,7 +52,7 @@ def check(doc: dict[str, Any], catalog: Catalog, hf_config: dict[str, Any] | Non
         if anywhere:
             p = anywhere.placement
             hint = (f"needs at least {p.total_gpus} x {catalog.get(p.instance_type).gpu.model} "
-                    f"{catalog.get(p.instance_type).gpu.memory_gb:g}GB ({p.nodes} node(s)); ")
+                    f"{catalog.get(p.instance_type).gpu.memory_gb:g} GB ({count(p.nodes, 'node')}); ")
         reasons = "; ".join(f"{r.instance_type}: {r.reason}" for r in result.rejected)
         raise InvalidWorkload([(field, f"{hint}allowed: {_capacity_text(spec, catalog)}. {reasons}")])
     warnings = []

@@ -1,0 +1,313 @@
+"""The operator at fleet scale, on the local control plane with simulated GPU nodes.
+
+For each fleet size: N GPU nodes (72% GB200 NVL72 racks, 20% HGX H100, 8% HGX H200), P pods per node
+already running (one in four nodes fully used by a GPU pod, the rest daemon-like pods without GPUs),
+then the operator starts (webhooks on) and a burst of W LLMWorkloads arrives, each with a
+Deployment whose pod template carries the workload label (gated until placed). Measured:
+
+- ready: operator start -> a workload created before it is Placed (every object indexed);
+- settled: first creation -> every workload Placed or WaitingForCapacity, and per workload;
+- reconcile latency p50/p99 (the operator's histogram), operator RSS peak and CPU seconds;
+- API requests per workload the operator makes (the apiserver's request counters, operator verbs);
+- with --restart: the operator killed halfway through the burst and started again: placements made
+  before the kill unchanged, no Deployment patched twice (generation 2), no domain over capacity;
+- the mutating webhook's pod-creation latency with every pod of the fleet in the operator's watch.
+
+Usage: python bench/scale.py [--sizes 64,1000,5000] [--pods-per-node 4] [--workloads 1000] [--restart]
+Needs the binaries of `make k8s-bin`. Takes about ... minutes at 5,000 nodes on 2 cores (docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client
+from webhook_latency import create_pods, pct
+
+from rackfit.api.v1alpha1 import parse_spec
+from rackfit.catalog import load_catalog
+from rackfit.devcluster import binaries
+from rackfit.devcluster.controlplane import ControlPlane, api_client, free_port
+from rackfit.devcluster.fleet import apply_fleet, build_nodes
+from rackfit.devcluster.waiting import wait_for
+from rackfit.planner import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
+NS = "bench-scale"
+MIX = [  # (share of the burst, spec): small jobs most, some whole nodes, some multi-node racks
+    (5, {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+         "placement": {"instanceTypes": ["gd-8xh100ib-i128", "gd-8xh200ib-i128"]}}),
+    (3, {"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
+         "inference": {"contextLength": 32768, "concurrency": 32}, "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}),
+    (2, {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+         "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}),
+]
+# operator requests: its own reads and patches (controllers use watches and PUT/update)
+OPERATOR_VERBS = {("llmworkloads", "", "PATCH"), ("llmworkloads", "status", "PATCH"), ("deployments", "", "GET"),
+                  ("deployments", "", "PATCH"), ("pods", "", "GET"), ("pods", "", "PATCH"), ("pods", "", "DELETE")}
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fleet(n: int) -> dict[str, int]:
+    gb200 = max(18, round(n * 0.72 / 18) * 18)
+    h100 = max(1, round(n * 0.20))
+    return {"gb200-4x": gb200, "gd-8xh100ib-i128": h100, "gd-8xh200ib-i128": max(1, n - gb200 - h100)}
+
+
+def pods_for(nodes: list[dict], per_node: int) -> list[dict]:
+    out = []
+    for i, node in enumerate(nodes):
+        name, gpus = node["metadata"]["name"], int(node["status"]["allocatable"]["nvidia.com/gpu"])
+        for j in range(per_node):
+            container = {"name": "c", "image": "registry.k8s.io/pause:3.10"}
+            if j == 0 and i % 4 == 0:
+                container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
+            out.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-p{j}"},
+                        "spec": {"nodeName": name, "containers": [container]}})
+    return out
+
+
+def workload_docs(i: int) -> list[dict]:
+    weights = [w for w, _ in MIX]
+    spec = MIX[next(k for k in range(len(MIX)) if i % sum(weights) < sum(weights[:k + 1]))][1]
+    name = f"w{i:05d}"
+    nodes = plan(parse_spec(spec), load_catalog()).chosen.placement.nodes
+    labels = {"app": name, "rackfit.io/workload": name}
+    return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name, "namespace": NS},
+             "spec": {**spec, "target": {"kind": "Deployment", "name": name}}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+             "spec": {"replicas": nodes, "selector": {"matchLabels": {"app": name}},
+                      "template": {"metadata": {"labels": labels},
+                                   "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}}}}]
+
+
+def create_all(api: client.ApiClient, docs: list[dict], workers: int = 8) -> None:
+    core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+
+    def one(d: dict) -> None:
+        ns = d["metadata"].get("namespace", NS)
+        if d["kind"] == "Pod":
+            core.create_namespaced_pod(ns, d)
+        elif d["kind"] == "Deployment":
+            apps.create_namespaced_deployment(ns, d)
+        else:
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, d)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, docs))
+
+
+def statuses(custom: client.CustomObjectsApi) -> dict[str, dict]:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"]
+    return {o["metadata"]["name"]: o.get("status") or {} for o in items}
+
+
+def settled(status: dict) -> bool:
+    placed = next((c for c in status.get("conditions") or [] if c["type"] == "Placed"), None)
+    return bool(placed) and (placed["status"] == "True" or placed["reason"] == "WaitingForCapacity")
+
+
+def apiserver_requests(api: client.ApiClient) -> Counter:
+    resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
+    data = resp[0].data.decode()
+    out: Counter = Counter()
+    for line in data.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.rindex("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        out[(labels.get("resource", ""), labels.get("subresource", ""), labels.get("verb", ""))] += \
+            float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class Proc:
+    """The operator process, with its RSS peak and CPU time from /proc."""
+
+    def __init__(self, kubeconfig: Path, log: Path, metrics_port: int, webhook_port: int):
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RACKFIT_METRICS_PORT": str(metrics_port),
+                    "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(webhook_port),
+                    "RACKFIT_REPLAN_SECONDS": "15", "PYTHONPATH": f"{ROOT / 'operator'}"}
+        self.log, self.metrics_port, self.proc, self.cpu = log, metrics_port, None, 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=self.env,
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def usage(self) -> tuple[float, float]:
+        """(RSS peak MiB, CPU seconds) of the running process."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return hwm / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.cpu += self.usage()[1]
+            (self.proc.kill if kill else self.proc.terminate)()
+            self.proc.wait(60)
+
+    def reconcile_quantiles(self) -> tuple[float, float]:
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        buckets = []
+        for line in text.splitlines():
+            if line.startswith("rackfit_reconcile_duration_seconds_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+        total = buckets[-1][1] if buckets else 0
+
+        def q(p: float) -> float:  # the upper bound of the bucket holding the quantile
+            return next((le for le, c in buckets if c >= p * total), float("nan"))
+        return q(0.5), q(0.99)
+
+
+def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int) -> dict:
+    row: dict = {"nodes": n}
+    with ControlPlane() as plane, api_client(plane.kubeconfig, pool_size=32) as api:
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        t = time.monotonic()
+        nodes = build_nodes(fleet(n))
+        apply_fleet(core, nodes, workers=16)
+        say(f"[{n}] {len(nodes)} nodes in {time.monotonic() - t:.0f}s")
+        kubectl = str(binaries.bin_dir() / "kubectl")
+        for args in (["apply", "--server-side", "-f", str(CRD)],
+                     ["wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io"]):
+            subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *args], check=True, capture_output=True)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        t = time.monotonic()
+        pods = pods_for(nodes, per_node)
+        for start in range(0, len(pods), 2000):
+            create_all(api, [{**p, "metadata": {**p["metadata"], "namespace": "default"}}
+                             for p in pods[start:start + 2000]], workers=16)
+            say(f"[{n}] {start + len(pods[start:start + 2000])}/{len(pods)} pods created")
+
+        def running() -> int | None:
+            listed = json.loads(core.list_namespaced_pod("default", field_selector="status.phase=Running",
+                                                         _preload_content=False).data)
+            return len(listed["items"]) if len(listed["items"]) >= len(pods) else None
+        wait_for(running, 1800, f"{len(pods)} pods Running", interval=5)
+        row["pods"] = len(pods)
+        say(f"[{n}] {len(pods)} pods running in {time.monotonic() - t:.0f}s")
+
+        create_all(api, workload_docs(burst))  # the sentinel, created before the operator starts
+        op = Proc(plane.kubeconfig, plane.log_dir / "operator.log", free_port(), free_port())
+        started = time.monotonic()
+        op.start()
+        wait_for(lambda: settled(statuses(custom).get(f"w{burst:05d}", {})), 600, "operator ready", interval=0.5)
+        row["ready_s"] = time.monotonic() - started
+        say(f"[{n}] operator ready in {row['ready_s']:.1f}s")
+
+        before = apiserver_requests(api)
+        docs = [d for i in range(burst) for d in workload_docs(i)]
+        created: dict[str, float] = {}
+        first = time.monotonic()
+        done: dict[str, float] = {}
+        killed_at, kept = None, {}
+        with ThreadPoolExecutor(1) as creator:
+            job = creator.submit(create_all, api, docs)
+            while len(done) < burst:
+                time.sleep(1)
+                now = time.monotonic()
+                current = statuses(custom)
+                for name in current:
+                    created.setdefault(name, now)
+                for name, s in current.items():
+                    if name not in done and name != f"w{burst:05d}" and settled(s):
+                        done[name] = now
+                if restart and killed_at is None and len(done) >= burst // 2:
+                    kept = {k: current[k].get("placement") for k in done if current[k].get("placement")}
+                    op.stop(kill=True)
+                    killed_at = time.monotonic()
+                    op.start()
+                    say(f"[{n}] operator killed and restarted at {len(done)}/{burst} settled")
+                if now - first > 1800:
+                    raise SystemExit(f"only {len(done)}/{burst} settled in 1800 s; see {op.log}")
+                if int(now - first) % 15 == 0:
+                    say(f"[{n}] {len(done)}/{burst} settled after {now - first:.0f}s")
+            job.result()
+        row["settled_s"] = time.monotonic() - first
+        row["per_workload_ms"] = row["settled_s"] / burst * 1000
+        lat = sorted(done[k] - created[k] for k in done)
+        row["settle_p50_s"], row["settle_p99_s"] = pct(lat, 50), pct(lat, 99)
+        row["reconcile_p50_s"], row["reconcile_p99_s"] = op.reconcile_quantiles()
+        after = apiserver_requests(api)
+        delta = {k: after[k] - before[k] for k in OPERATOR_VERBS}
+        row["requests_per_workload"] = sum(delta.values()) / burst
+        row["requests"] = {f"{r}{'/' + s if s else ''} {v}": round(c / burst, 2) for (r, s, v), c in delta.items() if c}
+        final = statuses(custom)
+        row["placed"] = sum(1 for s in final.values() if s.get("placement"))
+        row["waiting"] = sum(1 for s in final.values() if settled(s) and not s.get("placement"))
+        if restart:
+            moved = [k for k, p in kept.items() if final[k].get("placement") != p]
+            apps = client.AppsV1Api(api)
+            twice = [d.metadata.name for d in apps.list_namespaced_deployment(NS).items
+                     if d.metadata.generation > 2]
+            row["restart"] = {"moved": len(moved), "patched_twice": len(twice)}
+        # no domain over capacity: reservations by domain against allocatable
+        alloc: Counter = Counter()
+        for node in nodes:
+            labels = node["metadata"]["labels"]
+            alloc[labels.get("nvidia.com/gpu.clique") or node["metadata"]["name"]] += \
+                int(node["status"]["allocatable"]["nvidia.com/gpu"])
+        held: Counter = Counter()
+        for s in final.values():
+            p = s.get("placement")
+            if p:
+                held[p["nvlinkDomain"].split("=", 1)[1]] += p["totalGPUs"]
+        row["domains_over"] = sum(1 for d, g in held.items() if g > alloc[d])
+        rss, cpu = op.usage()
+        row["rss_mib"], row["cpu_s"] = rss, op.cpu + cpu
+        if webhook_pods:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench-webhook")))
+            samples = create_pods(core, "bench-webhook", webhook_pods, 20)
+            row["webhook_p50_ms"] = pct(samples[True], 50) - pct(samples[False], 50)
+            row["webhook_p99_ms"] = pct(samples[True], 99) - pct(samples[False], 99)
+        op.stop()
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="64,1000,5000", help="fleet sizes in nodes (default 64,1000,5000)")
+    parser.add_argument("--pods-per-node", type=int, default=4)
+    parser.add_argument("--workloads", type=int, default=1000)
+    parser.add_argument("--restart", action="store_true", help="kill and restart the operator mid-burst")
+    parser.add_argument("--webhook-pods", type=int, default=200, help="labelled + unlabelled pods timed (0: skip)")
+    args = parser.parse_args()
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        rows.append(run_size(n, args.pods_per_node, args.workloads, args.restart, args.webhook_pods))
+        say(json.dumps(rows[-1]))
+    base = rows[0]["per_workload_ms"]
+    print(f"| nodes | pods | ready (s) | {args.workloads} settled (s) | per workload (ms) | vs {rows[0]['nodes']} nodes "
+          "| settle p50/p99 (s) | reconcile p50/p99 (s) | placed / waiting | RSS peak (MiB) | CPU (s) "
+          "| API requests per workload | webhook overhead p50/p99 (ms) |")
+    print("|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---|")
+    for r in rows:
+        hook = f"{r['webhook_p50_ms']:.1f} / {r['webhook_p99_ms']:.1f}" if "webhook_p50_ms" in r else "-"
+        print(f"| {r['nodes']} | {r['pods']} | {r['ready_s']:.1f} | {r['settled_s']:.1f} | {r['per_workload_ms']:.1f} "
+              f"| {r['per_workload_ms'] / base:.2f}x | {r['settle_p50_s']:.1f} / {r['settle_p99_s']:.1f} "
+              f"| {r['reconcile_p50_s']} / {r['reconcile_p99_s']} | {r['placed']} / {r['waiting']} "
+              f"| {r['rss_mib']:.0f} | {r['cpu_s']:.0f} | {r['requests_per_workload']:.1f} | {hook} |")
+    for r in rows:
+        print(f"{r['nodes']} nodes: requests per workload {r['requests']}; domains over capacity {r['domains_over']}"
+              + (f"; restart: {r['restart']}" if "restart" in r else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`rackfit operator` as a separate process, exactly as users run it, for the e2e tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from rackfit.devcluster.controlplane import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Operator:
+    """Started with `start()`, stopped with `stop()` (SIGTERM, as kubelet does) or `kill()`."""
+
+    def __init__(self, kubeconfig: Path, log: Path, webhooks: bool = False, replan_seconds: float = 2):
+        self.kubeconfig, self.log, self.proc = kubeconfig, log, None
+        self.metrics_port = free_port()
+        self.webhook_port = free_port()
+        self.webhooks, self.replan_seconds = webhooks, replan_seconds
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "RACKFIT_METRICS_PORT": str(self.metrics_port),
+               "RACKFIT_REPLAN_SECONDS": str(self.replan_seconds), "PYTHONPATH": str(ROOT / "operator"),
+               "RACKFIT_WEBHOOKS": "url" if self.webhooks else "off", "RACKFIT_WEBHOOK_PORT": str(self.webhook_port)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone", "-v"], env=env,
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def metrics(self) -> str | None:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return None
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-n:]) if self.log.exists() else ""
