@@ -107,21 +107,33 @@ def _nodes(core_v1):
             for n in core_v1.list_node().items}
 
 
+@pytest.fixture
+def released(kubectl, namespace) -> Iterator[None]:
+    """Each case gives the fleet back before the next starts: its workloads deleted, and so released
+    (the operator's finalizer runs first)."""
+    yield
+    kubectl("delete", "llmw", "--all", "-n", namespace, "--wait=true", "--timeout=90s", timeout=120)
+
+
 @pytest.mark.parametrize("spec,kind,count,placed", [
     (TRAIN_405B, "StatefulSet", 3, 2),       # 12 nodes x 4 GPUs each: one per NVL72 rack, the third waits
     (TRAIN_405B, "StatefulSet", 10, 2),      # ten of them: still one per rack, eight wait
     (SERVE_70B_H100, "Deployment", 20, 16),  # one whole 8-GPU HGX node each: 16 nodes, four wait
 ], ids=["nvl72-3", "nvl72-10", "hgx-20"])
-def test_competing_workloads_never_share_a_domain(operator, kubectl, core_v1, cluster, namespace, wait_for,
-                                                  spec, kind, count, placed):
+def test_competing_workloads_never_share_a_domain(operator, released, kubectl, core_v1, cluster, namespace,
+                                                  wait_for, spec, kind, count, placed):
     p = _planned(spec)
     names = [f"w{i}" for i in range(count)]
     docs = [d for n in names for d in _manifests(n, spec, kind, p.nodes)]
     out = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs))  # one apply, as users do
     assert out.returncode == 0, out.stderr
     custom = client.CustomObjectsApi(cluster.api)
-    statuses = wait_for(lambda: _settled(custom, namespace, names, placed), 120,
-                        f"{placed} of {count} placed, the rest waiting")
+    try:
+        statuses = wait_for(lambda: _settled(custom, namespace, names, placed), 120,
+                            f"{placed} of {count} placed, the rest waiting")
+    except Exception:
+        print({n: v[:2] for n, v in _status(custom, namespace, names).items()}, file=sys.stderr)
+        raise
     held = [v[2]["nvlinkDomain"] for v in statuses.values() if v[0] == "True"]
     assert len(set(held)) == len(held), f"a domain booked twice: {held}"
     nodes = _nodes(core_v1)

@@ -36,10 +36,10 @@ def racks(free_per_rack, owned_by_w=()):
 
 def run(free, old=None, target=TARGET, generation=1, owned_by_w=(), inv=None):
     inv = inv or racks(free, owned_by_w)
-    if old and old.get("placement"):
-        inv.reserve(OWNER, reservation_of(old["placement"]))
+    held = reservation_of((old or {}).get("placement"))
+    inv.reserve(OWNER, held)
     return decide(Inputs(name="w", spec=SPEC, generation=generation, old=old or {}, catalog=CATALOG,
-                         fleet=inv.view(OWNER), target=target))
+                         fleet=inv.view(OWNER), held=held, target=target))
 
 
 def cond(d, t):
@@ -110,3 +110,13 @@ def test_invalid_spec_is_a_status_not_a_crash():
     d = invalid("spec.precision: got 'fp9'", 3, {})
     assert cond(d, "Estimated")["status"] == "False" and cond(d, "Estimated")["reason"] == "InvalidSpec"
     assert d.status["observedGeneration"] == 3
+
+
+def test_a_status_that_lags_the_ledger_plans_again_into_the_domain_it_holds():
+    first = run([4, 4])
+    inv = racks([4, 4])
+    held = reservation_of(first.status["placement"])
+    inv.reserve(OWNER, held)
+    lagging = decide(Inputs(name="w", spec=SPEC, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                            held=held, target=TARGET))
+    assert reservation_of(lagging.status["placement"]) == held

@@ -26,6 +26,7 @@ class Inputs:
     old: dict[str, Any]                  # the status as it is
     catalog: Catalog
     fleet: InventoryView                 # the ledger, its own holdings discounted
+    held: Reservation | None = None      # what the ledger holds for it (the truth; status may lag)
     target: dict[str, Any] | None = None
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     hf_config: dict[str, Any] | None = None
@@ -78,9 +79,12 @@ def decide(i: Inputs) -> Decision:
         return Decision(status=status, event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
                         metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
-    held = reservation_of(old.get("placement"))
+    held = i.held
     # a placed workload keeps its placement while its spec is unchanged and its domain still holds it
-    kept = held is not None and old.get("observedGeneration") == generation and i.fleet.holds(held)
+    # (a status that lags the ledger, as when a timer runs before the last decision is written, plans
+    # again, preferring the domain it holds)
+    kept = (held is not None and reservation_of(old.get("placement")) == held
+            and old.get("observedGeneration") == generation and i.fleet.holds(held))
     if kept:
         placement, estimate, alternatives = old["placement"], old["estimate"], old.get("alternatives") or []
     else:

@@ -3,6 +3,7 @@ the target patch on delete. Thin glue around `reconcile.decide()`."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -18,6 +19,13 @@ from rackfit.operator.startup import CONFIG, catalog
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 _fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan
+# kopf runs a resource's timer alongside its change handlers: one reconcile per workload at a time
+# (a change waits; a timer tick finding one in progress skips)
+_one_at_a_time: dict[str, threading.Lock] = {}
+
+
+def _lock(uid: str) -> threading.Lock:
+    return _one_at_a_time.setdefault(uid, threading.Lock())
 
 
 def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods) -> None:
@@ -36,10 +44,12 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
         # pool) can never both take the last room in a domain. One active operator holds the
         # ledger (kopf peering), so an in-process lock is enough; deciding takes milliseconds.
         with LEDGER.lock:
-            fleet = LEDGER.view(owner, LEDGER.blocked_types(owner, since))
+            held = LEDGER.reservation(owner)
+            # strict FIFO for those without a place; one that holds a domain is never queued out of it
+            blocked = frozenset() if held else LEDGER.blocked_types(owner, since)
             d = decide(Inputs(name=name, spec=workload, generation=generation, old=old, catalog=catalog(),
-                              fleet=fleet, target=target, tolerations=CONFIG.tolerations, hf_config=hf,
-                              gated_pods=len(gated_pods.get(owner, []))))
+                              fleet=LEDGER.view(owner, blocked), held=held, target=target,
+                              tolerations=CONFIG.tolerations, hf_config=hf, gated_pods=len(gated_pods.get(owner, []))))
             LEDGER.reserve(owner, d.reservation)
             LEDGER.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
     except RackfitError as e:  # invalid spec or model: a status, never a crash loop
@@ -87,7 +97,8 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
               **_: Any) -> None:
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
+    with _lock(uid):
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
@@ -100,7 +111,13 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_
         return
     if placed.get("reason") == "InvalidSpec":
         return
-    _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
+    lock = _lock(uid)
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
+    finally:
+        lock.release()
 
 
 @kopf.on.delete(*RESOURCE)
@@ -109,6 +126,7 @@ def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     metrics.forget_workload(namespace, name)
     LEDGER.forget((namespace, name))  # its GPUs are free for the next waiting workload
     _fleet_seen.pop(uid, None)
+    _one_at_a_time.pop(uid, None)
     target = workload_target(spec)
     if not target:
         return
