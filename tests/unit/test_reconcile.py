@@ -120,3 +120,17 @@ def test_a_status_that_lags_the_ledger_plans_again_into_the_domain_it_holds():
     lagging = decide(Inputs(name="w", spec=SPEC, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
                             held=held, target=TARGET))
     assert reservation_of(lagging.status["placement"]) == held
+
+
+def test_pods_pending_after_placement_say_why_with_the_scheduler_s_message():
+    first = run([4, 4])
+    assert cond(first, "PodsScheduled")["status"] == "True"
+    inv = racks([4, 4])
+    held = reservation_of(first.status["placement"])
+    inv.reserve(OWNER, held)
+    msg = "0/36 nodes are available: 36 Insufficient nvidia.com/gpu."
+    d = decide(Inputs(name="w", spec=SPEC, generation=1, old=first.status, catalog=CATALOG, fleet=inv.view(OWNER),
+                      held=held, target=TARGET, unschedulable=[msg, msg]))
+    c = cond(d, "PodsScheduled")
+    assert c["status"] == "False" and c["reason"] == "Unschedulable" and c["message"] == f"2 pods Pending: {msg}"
+    assert cond(run([0, 0]), "PodsScheduled")["status"] == "Unknown"

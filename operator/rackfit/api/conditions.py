@@ -11,7 +11,8 @@ from typing import Any
 
 # types
 ESTIMATED, FITS, PLACED, OVERSUBSCRIBED = "Estimated", "Fits", "Placed", "Oversubscribed"
-CONDITION_TYPES = (ESTIMATED, FITS, PLACED, OVERSUBSCRIBED)
+PODS_SCHEDULED = "PodsScheduled"  # the placed workload's pods: bound, or why kube-scheduler keeps them Pending
+CONDITION_TYPES = (ESTIMATED, FITS, PLACED, OVERSUBSCRIBED, PODS_SCHEDULED)
 
 # reasons
 ESTIMATE_READY = "EstimateReady"
@@ -26,6 +27,9 @@ NO_TARGET = "NoTarget"
 WITHIN_CAPACITY = "WithinCapacity"
 TARGET_UNDERSIZED = "TargetUndersized"
 DOMAIN_OVERCOMMITTED = "DomainOvercommitted"
+UNSCHEDULABLE = "Unschedulable"  # kube-scheduler's own reason on the pods' PodScheduled condition
+NONE_UNSCHEDULABLE = "NoneUnschedulable"
+NOT_PLACED = "NotPlaced"
 
 
 def now() -> str:

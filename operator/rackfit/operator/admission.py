@@ -35,6 +35,17 @@ async def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: A
     return None
 
 
+@kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
+async def unschedulable_pods(namespace: str, labels: dict, spec: dict, status: dict, **_: Any):
+    """(namespace, workload) -> kube-scheduler's message for each of its pods it cannot place."""
+    if spec.get("nodeName"):
+        return None
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+    if cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        return {(namespace, labels[WORKLOAD_LABEL]): cond.get("message") or "Unschedulable"}
+    return None
+
+
 def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any) -> None:
     doc = dict(spec)
     hf = None

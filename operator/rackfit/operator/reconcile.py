@@ -31,6 +31,7 @@ class Inputs:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     hf_config: dict[str, Any] | None = None
     gated_pods: int = 0
+    unschedulable: list[str] = field(default_factory=list)  # the scheduler's message for each Pending pod
 
 
 @dataclass
@@ -117,6 +118,7 @@ def decide(i: Inputs) -> Decision:
         conds = _place_target(decision, conds, i, placement)
     conds = _oversubscription(conds, i, placement, decision.reservation, total, generation)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
+    conds = _pods_scheduled(conds, placed, i.unschedulable, generation)
     if placement and not kept and placed:
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
                           f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
@@ -153,6 +155,16 @@ def _place_target(decision: Decision, conds: list, i: Inputs, placement: dict) -
     return c.set_condition(conds, c.PLACED, True, c.TARGET_PATCHED,
                            f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}",
                            generation)
+
+
+def _pods_scheduled(conds: list, placed: bool, unschedulable: list[str], generation: int) -> list:
+    if not placed:
+        return c.set_condition(conds, c.PODS_SCHEDULED, "Unknown", c.NOT_PLACED, "not placed yet", generation)
+    if unschedulable:
+        return c.set_condition(conds, c.PODS_SCHEDULED, False, c.UNSCHEDULABLE,
+                               f"{count(len(unschedulable), 'pod')} Pending: {unschedulable[0]}", generation)
+    return c.set_condition(conds, c.PODS_SCHEDULED, True, c.NONE_UNSCHEDULABLE,
+                           "no pod of the workload is unschedulable", generation)
 
 
 def _oversubscription(conds: list, i: Inputs, placement: dict | None, held: Reservation | None, total: int,

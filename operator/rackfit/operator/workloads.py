@@ -28,7 +28,8 @@ def _lock(uid: str) -> threading.Lock:
     return _one_at_a_time.setdefault(uid, threading.Lock())
 
 
-def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods) -> None:
+def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods
+               ) -> None:
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     owner = (namespace, name)
@@ -49,7 +50,8 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
             blocked = frozenset() if held else LEDGER.blocked_types(owner, since)
             d = decide(Inputs(name=name, spec=workload, generation=generation, old=old, catalog=catalog(),
                               fleet=LEDGER.view(owner, blocked), held=held, target=target,
-                              tolerations=CONFIG.tolerations, hf_config=hf, gated_pods=len(gated_pods.get(owner, []))))
+                              tolerations=CONFIG.tolerations, hf_config=hf, gated_pods=len(gated_pods.get(owner, [])),
+                              unschedulable=sorted(unschedulable_pods.get(owner, []))))
             LEDGER.reserve(owner, d.reservation)
             LEDGER.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
     except RackfitError as e:  # invalid spec or model: a status, never a crash loop
@@ -96,18 +98,21 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
-              **_: Any) -> None:
+              unschedulable_pods: kopf.Index, **_: Any) -> None:
     with _lock(uid):
-        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods)
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
 def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
-           **_: Any) -> None:
-    """Plans again when the fleet changed, or while the workload waits for capacity or its target."""
-    placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
-    waiting_pods = gated_pods.get((namespace, name), [])
-    if placed.get("status") == "True" and _fleet_seen.get(uid) == FleetVersion.value and not waiting_pods:
+           unschedulable_pods: kopf.Index, **_: Any) -> None:
+    """Plans again when the fleet changed, while the workload waits for capacity or its target, and
+    while its pods wait (gated, or unschedulable) or were last seen so."""
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    placed = conds.get("Placed", {})
+    pods_waiting = gated_pods.get((namespace, name), []) or unschedulable_pods.get((namespace, name), []) or \
+        conds.get("PodsScheduled", {}).get("status") == "False"
+    if placed.get("status") == "True" and _fleet_seen.get(uid) == FleetVersion.value and not pods_waiting:
         return
     if placed.get("reason") == "InvalidSpec":
         return
@@ -115,7 +120,7 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_
     if not lock.acquire(blocking=False):
         return
     try:
-        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods)
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods)
     finally:
         lock.release()
 

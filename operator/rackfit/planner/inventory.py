@@ -107,7 +107,10 @@ class Inventory:
     Thread-safe: every method takes `lock`; a caller that must decide and reserve atomically (the
     operator: plan, then `reserve`) holds `lock` around both (it is re-entrant)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fit: str = "best") -> None:
+        if fit not in ("best", "first"):
+            raise ValueError(f"fit={fit!r}; allowed: best, first")
+        self.fit = fit  # "first" only to compare against (bench/placement_policy.py)
         self.lock = threading.RLock()
         self._nodes: dict[str, NodeInfo] = {}
         self._members: dict[str, dict[Domain, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -257,7 +260,7 @@ class Inventory:
                 continue
             if prefer is not None and domain.value == prefer:
                 return domain
-            key = (sum(f for f in frees if f > 0), domain.value, domain)
+            key = (sum(f for f in frees if f > 0) if self.fit == "best" else 0, domain.value, domain)
             if best is None or key < best:
                 best = key
         return best[2] if best else None
