@@ -10,9 +10,10 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     (["rackfit.io"], ["llmworkloads"], ["get", "list", "watch", "patch"]),
     (["rackfit.io"], ["llmworkloads/status"], ["get", "patch"]),
     # GPU inventory: nodes (labels, allocatable, cordon, Ready) and the GPU requests of bound pods;
-    # pods labelled rackfit.io/workload are pinned to their domain and ungated (patch)
+    # pods labelled rackfit.io/workload are pinned to their domain and ungated (patch); one made
+    # before its workload was placed, without the GPUs, is deleted so its controller makes it again
     ([""], ["nodes"], ["get", "list", "watch"]),
-    ([""], ["pods"], ["get", "list", "watch", "patch"]),
+    ([""], ["pods"], ["get", "list", "watch", "patch", "delete"]),
     # the targets it places
     (["apps"], ["deployments", "statefulsets"], ["get", "patch"]),
     (["batch"], ["jobs"], ["get", "patch"]),
