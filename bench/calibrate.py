@@ -29,7 +29,7 @@ from rackfit.api.v1alpha1 import parse_spec
 from rackfit.estimator import estimate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import accuracy  # noqa: E402  (bench/accuracy.py: row reading, specs, row names)
+import accuracy
 
 
 @dataclass

@@ -104,7 +104,7 @@ def main() -> int:
           f"seed {args.seed}\n")
     print("| hour | GPUs allocated first / best | largest NVL72 job first / best | waiting first / best |")
     print("|---:|---:|---:|---:|")
-    for a, b in zip(*runs.values()):
+    for a, b in zip(*runs.values(), strict=True):
         if a[0] % 6 == 0:
             print(f"| {a[0]:.0f} | {a[1]} / {b[1]} | {a[2]} / {b[2]} | {a[3]} / {b[3]} |")
     print("\n| policy | mean GPUs allocated | mean largest NVL72 job (GPUs) | mean waiting |")

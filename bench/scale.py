@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubernetes import client
-from webhook_latency import create_pods, pct
 
 from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
@@ -40,6 +38,7 @@ from rackfit.devcluster.controlplane import ControlPlane, api_client, free_port
 from rackfit.devcluster.fleet import apply_fleet, build_nodes
 from rackfit.devcluster.waiting import wait_for
 from rackfit.planner import plan
+from webhook_latency import create_pods, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"

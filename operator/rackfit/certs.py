@@ -37,7 +37,7 @@ def sans_for(names: list[str]) -> tuple[x509.GeneralName, ...]:
 
 def make_cert(subject: str, public_key, issuer: x509.Name | None, signer, *, ca: bool, validity: dt.timedelta,
               sans: tuple[x509.GeneralName, ...] = ()) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
         x509.CertificateBuilder()

@@ -319,7 +319,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     try:
-        import kopf  # noqa: PLC0415  (the operator extra; the calculator CLI runs without it)
+        import kopf
 
         importlib.import_module(OPERATOR_MODULE)  # registers the handlers
     except ImportError as e:
@@ -340,7 +340,7 @@ def _version() -> str:
     try:
         return importlib.metadata.version("rackfit")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        from rackfit import __version__  # noqa: PLC0415
+        from rackfit import __version__
 
         return __version__
 

@@ -29,7 +29,6 @@ from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes
 from rackfit.devcluster.waiting import wait_for as _wait_for
 from tooling import unavailable
 
-
 # Every e2e claim holds on a fleet larger than the demo's 64 nodes and beyond any per-object limit
 # (a cap of 64 kopf workers once left the operator idle on bigger clusters): the demo fleet plus
 # 320 nodes of instance types the tests do not ask for.

@@ -47,3 +47,26 @@ class Operator:
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text().splitlines()[-n:]) if self.log.exists() else ""
+
+
+_BAD_WORKLOAD = {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": "webhook-probe"},
+                 "spec": {"model": {"preset": "no-such-model"}, "workload": "inference"}}
+_LABELLED_POD = {"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "webhook-probe", "labels": {"rackfit.io/workload": "webhook-probe"}},
+                 "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
+
+
+def webhooks_in_effect(kubectl) -> bool:
+    """True once the API server calls both webhooks: a server-side dry run of a bad LLMWorkload is
+    refused by the validator, and one of a labelled pod comes back gated by the mutator. (A
+    configuration that exists is not yet one the API server uses: its informer lags under load.)"""
+    import json
+
+    import yaml
+    bad = kubectl("apply", "--dry-run=server", "-n", "default", "-f", "-", input=yaml.safe_dump(_BAD_WORKLOAD))
+    if bad.returncode == 0 or "no-such-model" not in bad.stderr:
+        return False
+    pod = kubectl("create", "--dry-run=server", "-n", "default", "-o", "json", "-f", "-",
+                  input=yaml.safe_dump(_LABELLED_POD))
+    return pod.returncode == 0 and any(g["name"] == "rackfit.io/placement"
+                                       for g in json.loads(pod.stdout)["spec"].get("schedulingGates") or [])

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from kubernetes import client
+from rackfit_process import ROOT, Operator, webhooks_in_effect
 
 from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
 from rackfit.planner import plan
-from rackfit_process import ROOT, Operator
 
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
@@ -32,9 +32,7 @@ def operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[Operator]
     assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
     op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("contention") / "operator.log", webhooks=True)
     op.start()
-    admission = client.AdmissionregistrationV1Api(cluster.api)
-    wait_for(lambda: any(w.metadata.name == "rackfit.io" for w in admission.list_mutating_webhook_configuration().items),
-             60, "webhooks registered")
+    wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect")
     yield op
     op.stop()
     print(op.tail(60), file=sys.stderr)

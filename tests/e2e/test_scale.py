@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 from kubernetes import client
-
 from rackfit_process import ROOT, Operator
 
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
@@ -89,6 +88,7 @@ def test_hundreds_of_nodes_and_pods_then_every_workload_placed(cluster, kubectl,
         assert max(asked.values()) <= 8
         # best fit: the workloads fill the half-used nodes before they open empty ones
         assert all(where[n] in a100[:BYSTANDERS] for n in where)
-    finally:
+    finally:  # released while the operator runs: its finalizer must not outlive it
+        kubectl("delete", "llmw", "--all", "-n", namespace, "--wait=true", "--timeout=90s", timeout=120)
         op.stop()
         print(op.tail(20), file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
+from rackfit_process import webhooks_in_effect
 
 from rackfit.devcluster.controlplane import free_port
 
@@ -30,13 +31,9 @@ def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[s
            "PYTHONPATH": str(ROOT / "operator")}
     proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    admission = client.AdmissionregistrationV1Api(cluster.api)
 
-    def registered():
-        names = {w.metadata.name for w in admission.list_mutating_webhook_configuration().items}
-        return "rackfit.io" in names
     try:
-        wait_for(registered, 60, "webhook configurations registered")
+        wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect")
         yield proc
     finally:
         proc.terminate()

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from rackfit.catalog import builtin_catalog_text, load_catalog
-from tooling import built_tool
 from rackfit.operator import chartgen
 from rackfit.operator.rbac import RULES
+from tooling import built_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"

@@ -28,8 +28,11 @@ inference_precisions = st.sampled_from(["fp32", "bf16", "fp16", "fp8", "int8", "
 pow2 = st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 32768, 131072])
 
 
+DATA_DEGREES = st.sampled_from([1, 2, 4, 8])
+
+
 @st.composite
-def layouts(draw, preset, data=st.sampled_from([1, 2, 4, 8])):
+def layouts(draw, preset, data=DATA_DEGREES):
     tensors, pipelines = MODELS[preset]
     return Layout(tensor=draw(st.sampled_from(tensors)), pipeline=draw(st.sampled_from(pipelines)), data=draw(data))
 

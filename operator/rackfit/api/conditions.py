@@ -6,7 +6,7 @@ lastTransitionTime; the transition time changes only when the status does.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # types
@@ -33,7 +33,7 @@ NOT_PLACED = "NotPlaced"
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(conditions: list[dict[str, Any]], type_: str, status: bool | str, reason: str, message: str,

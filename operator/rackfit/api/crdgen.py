@@ -253,7 +253,7 @@ def render_chart(doc: dict[str, Any] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rackfit.api.crdgen", description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", type=Path, default=Path("crds"), help="where to write %s (default ./crds)" % FILENAME)
+    ap.add_argument("--out-dir", type=Path, default=Path("crds"), help=f"where to write {FILENAME} (default ./crds)")
     ap.add_argument("--chart-dir", type=Path, help="also write a Helm-wrapped copy here (charts/rackfit/templates)")
     args = ap.parse_args(argv)
     doc = crd()

@@ -26,8 +26,14 @@ from pathlib import Path
 import yaml
 
 from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import (STATE_FILE, ControlPlane, ControlPlaneError, api_client, free_port,
-                                             python_env)
+from rackfit.devcluster.controlplane import (
+    STATE_FILE,
+    ControlPlane,
+    ControlPlaneError,
+    api_client,
+    free_port,
+    python_env,
+)
 from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
 from rackfit.devcluster.waiting import WaitTimeout, wait_for
 from rackfit.errors import CatalogError
@@ -241,7 +247,7 @@ def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool
                          labels.get("node.kubernetes.io/instance-type", "-"), labels.get("nvidia.com/gpu.clique", "-")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return ok
 
 

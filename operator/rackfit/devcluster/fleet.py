@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rackfit.catalog import Catalog, load_catalog
@@ -146,7 +146,7 @@ def _apply_node(core_v1, node: dict[str, Any]) -> None:
 
 
 def _with_heartbeat(status: dict[str, Any]) -> dict[str, Any]:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     conditions = [{**c, "lastHeartbeatTime": now, "lastTransitionTime": now} for c in status["conditions"]]
     return {**status, "conditions": conditions}
 
@@ -162,7 +162,7 @@ def label_nodes(core_v1, node_names_in_cluster: list[str], fleet: Mapping[str, i
     if len(simulated) > len(node_names_in_cluster):
         raise ValueError(f"the fleet has {len(simulated)} nodes but the cluster only {len(node_names_in_cluster)}")
     mapping = {}
-    for real, sim in zip(node_names_in_cluster, simulated):
+    for real, sim in zip(node_names_in_cluster, simulated, strict=False):  # more nodes than the fleet: the rest stay
         labels = {k: v for k, v in sim["metadata"]["labels"].items() if k != "kubernetes.io/hostname"}
         core_v1.patch_node(real, {"metadata": {"labels": labels}})
         # Extended resources are advertised by patching status; a kubelet keeps ones it does not manage.

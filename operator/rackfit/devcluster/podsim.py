@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rackfit.devcluster.fleet import SIMULATED_LABEL
@@ -33,7 +33,7 @@ _WATCH_SECONDS = 240
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def running_status(pod: dict, now: str) -> dict:

@@ -22,9 +22,9 @@ from rackfit.errors import RackfitError
 from rackfit.operator import kube
 from rackfit.operator.fleet import pod_gpus
 from rackfit.operator.names import GATE, GPU, WORKLOAD_LABEL
-from rackfit.units import count
 from rackfit.operator.startup import CONFIG, catalog
 from rackfit.planner import admission
+from rackfit.units import count
 
 
 @kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})

@@ -10,9 +10,9 @@ from rackfit.api import conditions as c
 from rackfit.api.status import LLMWorkloadStatus, estimate_view, placement_view
 from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import Catalog
+from rackfit.operator import targets
 from rackfit.planner import Plan, plan
 from rackfit.planner.inventory import Domain, InventoryView, Reservation
-from rackfit.operator import targets
 from rackfit.units import count, fmt_bytes
 
 

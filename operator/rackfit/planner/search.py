@@ -67,7 +67,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
             break
         for data in datas:
-            def layout(p: int) -> Layout:
+            def layout(p: int, tensor: int = tensor, data: int = data) -> Layout:
                 expert = tensor * data if a.is_moe and tensor * data > 1 and a.num_experts % (tensor * data) == 0 \
                     else 1
                 return Layout(tensor=tensor, pipeline=p, data=data, expert=expert)
