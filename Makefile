@@ -1,6 +1,7 @@
 # rackfit: `make help` lists the targets.
 PYTHON ?= python3
-export PYTHONPATH := $(CURDIR)/operator:$(PYTHONPATH)
+# the package (operator/) and the test harness (harness/: control plane, simulated fleet; never shipped)
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/harness:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test unit bench demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
@@ -36,7 +37,7 @@ crds-check: ## Fail if the committed CRD differs from what `make crds` generates
 	diff -u $(CRD_FILE) "$$tmp/$(notdir $(CRD_FILE))" && echo "crds: up to date" || \
 	{ echo "$(CRD_FILE) is out of date with rackfit.api: run \`make crds\`" >&2; exit 1; }
 
-# --- local control plane (tools/k8s, rackfit.devcluster) ---
+# --- local control plane (tools/k8s, devcluster) ---
 K8S_BIN_DIR := $(or $(RACKFIT_K8S_BIN),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rackfit/k8s-v1.34.4/bin)
 KIND_CLUSTER ?= rackfit
 KIND_FLEET ?= gb200-4x=2,gd-8xh100ib-i128=1
@@ -48,26 +49,26 @@ k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, helm, promtool 
 test: k8s-bin
 
 cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet; prints export KUBECONFIG=...
-	@$(PYTHON) -m rackfit.devcluster up
+	@$(PYTHON) -m devcluster up
 	@echo "kubectl: $(K8S_BIN_DIR)/kubectl" >&2
 
 cluster-down: ## Stop the local control plane and delete .rackfit/cluster
-	@$(PYTHON) -m rackfit.devcluster down
+	@$(PYTHON) -m devcluster down
 
 dev-up: k8s-bin ## cluster-up + the CRDs + the operator in the background (logs in .rackfit/cluster/logs)
-	@$(PYTHON) -m rackfit.devcluster dev-up
+	@$(PYTHON) -m devcluster dev-up
 
 dev-down: ## Stop the operator and the local control plane; delete .rackfit/cluster
-	@$(PYTHON) -m rackfit.devcluster dev-down
+	@$(PYTHON) -m devcluster dev-down
 
 demo: k8s-bin ## dev-up, then examples/demo/ (NVL72, HGX, suspended Job): Placed, and where the pods landed
-	@$(PYTHON) -m rackfit.devcluster demo
+	@$(PYTHON) -m devcluster demo
 
 kind-up: ## Create a kind cluster labelled like the fleet (needs Docker/Podman/nerdctl)
 	@command -v kind >/dev/null || { echo "kind not found (go install sigs.k8s.io/kind@latest); it also needs a container engine" >&2; exit 1; }
 	@mkdir -p $(dir $(KIND_KUBECONFIG))
 	kind create cluster --name $(KIND_CLUSTER) --config tools/k8s/kind.yaml --kubeconfig $(KIND_KUBECONFIG)
-	$(PYTHON) -m rackfit.devcluster label --kubeconfig $(KIND_KUBECONFIG) --fleet $(KIND_FLEET)
+	$(PYTHON) -m devcluster label --kubeconfig $(KIND_KUBECONFIG) --fleet $(KIND_FLEET)
 	@echo "export RACKFIT_E2E_KUBECONFIG=$(KIND_KUBECONFIG)"
 
 kind-down: ## Delete the kind cluster made by kind-up

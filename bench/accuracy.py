@@ -14,8 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.estimator import estimate
+from rackfit.spec import parse_spec
 from rackfit.units import GB
 
 ROOT = Path(__file__).resolve().parents[1]

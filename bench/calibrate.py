@@ -25,8 +25,8 @@ from pathlib import Path
 
 import rackfit.estimator as est_mod
 import rackfit.estimator.activations as act_mod
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.estimator import estimate
+from rackfit.spec import parse_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from kubernetes import client
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import ControlPlane, api_client
-from rackfit.devcluster.fleet import apply_fleet, build_nodes
+from devcluster import binaries
+from devcluster.controlplane import ControlPlane, api_client
+from devcluster.fleet import apply_fleet, build_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"

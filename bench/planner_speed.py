@@ -7,9 +7,9 @@ import statistics
 import sys
 import time
 
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
 from rackfit.planner import Inventory, plan
+from rackfit.spec import parse_spec
 
 SPECS = {
     "llama-3.1-70b fp8 serving": dict(model={"preset": "llama-3.1-70b"}, workload="inference", precision="fp8",

@@ -31,13 +31,13 @@ from pathlib import Path
 
 from kubernetes import client
 
-from rackfit.api.v1alpha1 import parse_spec
+from devcluster import binaries
+from devcluster.controlplane import ControlPlane, api_client, free_port
+from devcluster.fleet import apply_fleet, build_nodes
+from devcluster.waiting import wait_for
 from rackfit.catalog import load_catalog
-from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import ControlPlane, api_client, free_port
-from rackfit.devcluster.fleet import apply_fleet, build_nodes
-from rackfit.devcluster.waiting import wait_for
 from rackfit.planner import plan
+from rackfit.spec import parse_spec
 from webhook_latency import create_pods, pct
 
 ROOT = Path(__file__).resolve().parents[1]

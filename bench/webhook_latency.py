@@ -19,10 +19,10 @@ from pathlib import Path
 
 from kubernetes import client
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import ControlPlane, api_client, free_port
-from rackfit.devcluster.fleet import apply_fleet, build_nodes
-from rackfit.devcluster.waiting import wait_for
+from devcluster import binaries
+from devcluster.controlplane import ControlPlane, api_client, free_port
+from devcluster.fleet import apply_fleet, build_nodes
+from devcluster.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rackfit.devcluster import binaries
+from devcluster import binaries
 
 
 def unavailable(message: str) -> None:

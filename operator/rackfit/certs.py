@@ -1,7 +1,7 @@
 """X.509 certificates made with `cryptography`: a throwaway CA and serving certificates it signs.
 
 Used by the operator to serve its admission webhooks when no certificate is mounted, and by the
-local control plane. (kopf's own self-signed path needs oscrypto, which fails on OpenSSL 3.)
+local control plane (harness/devcluster: the kube-apiserver's serving pair and ServiceAccount key). (kopf's own self-signed path needs oscrypto, which fails on OpenSSL 3.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -65,7 +65,7 @@ def write_serving_pair(directory: Path, names: list[str], validity: dt.timedelta
     """ca.crt, tls.crt and tls.key (for `names`: DNS names or IPs) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = make_cert("rackfit-webhook-ca", ca_key.public_key(), None, ca_key, ca=True, validity=validity)
+    ca = make_cert("rackfit-ca", ca_key.public_key(), None, ca_key, ca=True, validity=validity)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = make_cert(names[0], key.public_key(), ca.subject, ca_key, ca=False, validity=validity,
                      sans=sans_for(names))
@@ -75,3 +75,11 @@ def write_serving_pair(directory: Path, names: list[str], validity: dt.timedelta
     paths[2].write_bytes(pem_key(key))
     paths[2].chmod(0o600)
     return paths
+
+
+def write_rsa_key(path: Path) -> Path:
+    """An RSA key (PKCS#8 PEM, mode 600): Kubernetes signs ServiceAccount tokens RS256 by default."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pem_key(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    path.chmod(0o600)
+    return path

@@ -20,17 +20,17 @@ from typing import Any, get_args
 import yaml
 
 from rackfit.api.status import estimate_view, plan_view
-from rackfit.api.v1alpha1 import Checkpointing, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
 from rackfit.catalog import Catalog, load_catalog
 from rackfit.catalog.guide import check_guide
 from rackfit.errors import InvalidWorkload, RackfitError
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
 from rackfit.planner import Plan, plan, usable_bytes
+from rackfit.spec import Checkpointing, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
 from rackfit.units import count, fmt_bytes, fmt_count
 
 # The module `rackfit operator` imports to register its kopf handlers.
-OPERATOR_MODULE = "rackfit.operator"
+OPERATOR_MODULE = "rackfit.operator.handlers"
 # Top-level modules of the `operator` extra: an ImportError naming one of them means the extra is missing.
 OPERATOR_EXTRA = ("kopf", "kubernetes", "prometheus_client", "cryptography")
 

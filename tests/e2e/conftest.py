@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import ControlPlane, api_client
-from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes
-from rackfit.devcluster.waiting import wait_for as _wait_for
+from devcluster import binaries
+from devcluster.controlplane import ControlPlane, api_client
+from devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes
+from devcluster.waiting import wait_for as _wait_for
 from tooling import unavailable
 
 # Every e2e claim holds on a fleet larger than the demo's 64 nodes and beyond any per-object limit

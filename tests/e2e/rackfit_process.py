@@ -8,7 +8,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from rackfit.devcluster.controlplane import free_port
+from devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ import yaml
 from kubernetes import client
 from rackfit_process import ROOT, Operator, webhooks_in_effect
 
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
 from rackfit.planner import plan
+from rackfit.spec import parse_spec
 
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"

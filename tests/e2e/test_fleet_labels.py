@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from rackfit.devcluster.fleet import label_nodes
+from devcluster.fleet import label_nodes
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rackfit.devcluster.binaries import K8S_VERSION
-from rackfit.devcluster.fleet import SIMULATED_LABEL
+from devcluster.binaries import K8S_VERSION
+from devcluster.fleet import SIMULATED_LABEL
 
 H100 = "gd-8xh100ib-i128"
 

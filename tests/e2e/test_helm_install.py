@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from rackfit.devcluster import binaries
+from devcluster import binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"

@@ -14,8 +14,8 @@ import yaml
 from kubernetes import client
 from rackfit_process import Operator
 
+from devcluster.fleet import apply_fleet, build_nodes
 from rackfit.cli import main as cli
-from rackfit.devcluster.fleet import apply_fleet, build_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"

@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client
 from rackfit_process import webhooks_in_effect
 
-from rackfit.devcluster.controlplane import free_port
+from devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
@@ -81,9 +81,9 @@ def test_near_miss_is_admitted_with_a_warning(webhook_operator, kubectl, namespa
     spec = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "parallelism": {"tensor": 1},
             "inference": {"contextLength": 104000, "concurrency": 4},
             "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "headroom": 0}}
-    from rackfit.api.v1alpha1 import parse_spec
     from rackfit.catalog import load_catalog
     from rackfit.estimator import estimate
+    from rackfit.spec import parse_spec
     cap = load_catalog().get("gd-8xh100ib-i128").gpu.memory_bytes
     total = estimate(parse_spec(spec)).total_bytes
     assert 0.95 * cap < total <= cap, (total, cap)

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from rackfit.api import crdgen
-from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
+from rackfit.names import GROUP, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / crdgen.FILENAME

@@ -1,4 +1,4 @@
-"""Cluster-free pieces of rackfit.devcluster: the pinned version, the PKI, `wait_for`, binary lookup."""
+"""Cluster-free pieces of devcluster: the pinned version, the PKI, `wait_for`, binary lookup."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.pki import write_pki
-from rackfit.devcluster.waiting import WaitTimeout, wait_for
+from devcluster import binaries
+from devcluster.waiting import WaitTimeout, wait_for
+from rackfit.certs import write_rsa_key, write_serving_pair
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,15 +29,16 @@ def test_bin_dir_honours_override_and_names_the_build_step(monkeypatch, tmp_path
 
 
 def test_serving_certificate_is_signed_by_the_ca_for_loopback(tmp_path):
-    pki = write_pki(tmp_path)
-    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    cert = x509.load_pem_x509_certificate(pki.serving_cert.read_bytes())
+    ca_path, cert_path, key_path = write_serving_pair(tmp_path, ["127.0.0.1", "localhost"])
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
 
     cert.verify_directly_issued_by(ca)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert pki.sa_key.stat().st_mode & 0o077 == 0
+    assert key_path.stat().st_mode & 0o077 == 0
+    assert write_rsa_key(tmp_path / "sa.key").stat().st_mode & 0o077 == 0
 
 
 def test_wait_for_returns_the_first_truthy_value():

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rackfit.api.v1alpha1 import ModelSource, Training, parse_spec
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.params import count_params
 from rackfit.estimator.training import model_states
 from rackfit.estimator.weights import BYTES_PER_PARAM
 from rackfit.models import resolve
+from rackfit.spec import ModelSource, Training, parse_spec
 from rackfit.units import GiB
 
 REPO = Path(__file__).resolve().parents[2]

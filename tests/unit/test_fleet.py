@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
+from devcluster.fleet import DEFAULT_FLEET, build_nodes, node_names, parse_fleet
 from rackfit.catalog import load_catalog
-from rackfit.devcluster.fleet import DEFAULT_FLEET, build_nodes, node_names, parse_fleet
 from rackfit.errors import CatalogError
 
 CATALOG = load_catalog()

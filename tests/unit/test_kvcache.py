@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rackfit.api.v1alpha1 import Architecture, ModelSource, parse_spec
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
 from rackfit.models import resolve
+from rackfit.spec import Architecture, ModelSource, parse_spec
 
 
 def arch(preset: str, **overrides):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from rackfit.api.v1alpha1 import Architecture, ModelSource
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator.params import count_params
 from rackfit.models import architecture_from_hf_config, presets, resolve
+from rackfit.spec import Architecture, ModelSource
 
 
 def arch(preset: str, **overrides):

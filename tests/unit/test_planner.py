@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rackfit.api.v1alpha1 import ModelSource, parse_spec
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
 from rackfit.planner import Inventory, plan
 from rackfit.planner.search import tensor_degrees, tensor_limit
+from rackfit.spec import ModelSource, parse_spec
 
 CATALOG = load_catalog()
 

@@ -1,8 +1,8 @@
-"""The pod simulator's decisions (rackfit.devcluster.podsim), without a cluster."""
+"""The pod simulator's decisions (devcluster.podsim), without a cluster."""
 
 from __future__ import annotations
 
-from rackfit.devcluster.podsim import action, running_status, terminated_status
+from devcluster.podsim import action, running_status, terminated_status
 
 NODES = {"gd-8xh100ib-i128-000"}
 

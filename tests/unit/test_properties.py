@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.estimator import Layout, estimate
+from rackfit.spec import parse_spec
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

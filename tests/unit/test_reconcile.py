@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from rackfit.api.conditions import condition
-from rackfit.api.v1alpha1 import parse_spec
 from rackfit.catalog import load_catalog
 from rackfit.operator.reconcile import Inputs, decide, invalid, reservation_of
 from rackfit.planner import Inventory
 from rackfit.planner.inventory import NodeInfo, PodUse
+from rackfit.spec import parse_spec
 
 CATALOG = load_catalog()
 SPEC = parse_spec({"model": {"preset": "llama-3.1-405b"}, "workload": "inference",

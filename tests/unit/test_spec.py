@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rackfit.api.v1alpha1 import KIND, parse_spec
 from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
+from rackfit.names import KIND
+from rackfit.spec import parse_spec
 
 BASE = dict(model=dict(preset="llama-3.1-8b"), workload="inference")
 

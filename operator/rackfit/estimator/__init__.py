@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
@@ -17,6 +16,7 @@ from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import model_states
 from rackfit.estimator.weights import weight_bytes
 from rackfit.models import ModelArch, resolve
+from rackfit.spec import LLMWorkloadSpec
 
 __all__ = ["estimate", "estimate_arch", "Estimate", "Breakdown", "Layout"]
 

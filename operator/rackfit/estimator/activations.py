@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rackfit.api.v1alpha1 import Training
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
+from rackfit.spec import Training
 
 ACT_BYTES = 2  # bf16/fp16 activations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from rackfit.api.v1alpha1 import Parallelism as Layout  # the spec's parallelism is the layout estimated
+from rackfit.spec import Parallelism as Layout  # the spec's parallelism is the layout estimated
 
 __all__ = ["Breakdown", "Estimate", "Layout"]
 

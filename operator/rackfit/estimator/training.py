@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rackfit.api.v1alpha1 import Training
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
+from rackfit.spec import Training
 
 # Optimizer state elements per trainable parameter, and bytes per element.
 _STATE_ELEMS = {"adamw": 2, "adamw8bit": 2, "sgd": 1, "adafactor": 0}

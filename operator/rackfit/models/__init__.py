@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from rackfit.api.v1alpha1 import Architecture, ModelSource
 from rackfit.errors import InvalidWorkload
+from rackfit.spec import Architecture, ModelSource
 
 
 class ModelArch(BaseModel):

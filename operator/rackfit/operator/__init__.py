@@ -1,7 +1,3 @@
-"""The rackfit operator: kopf handlers over LLMWorkloads, with the GPU fleet read from Nodes and Pods.
-
-Run it with `rackfit operator` (or `kopf run -m rackfit.operator`). Importing this package
-registers the handlers; the pure decisions live in `reconcile.py` and `targets.py`.
-"""
-
-from rackfit.operator import admission, fleet, startup, workloads  # noqa: F401  (registers handlers)
+"""The Kubernetes side of rackfit: kopf handlers over LLMWorkloads, with the GPU fleet read from
+Nodes and Pods. Importing this package registers nothing: `rackfit operator` loads
+`rackfit.operator.handlers`, which does. The decisions are pure (`reconcile.py`, `targets.py`)."""

@@ -17,11 +17,10 @@ from typing import Any
 
 import kopf
 
-from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
 from rackfit.errors import RackfitError
+from rackfit.names import GATE, GPU, GROUP, PLURAL, VERSION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.fleet import pod_gpus
-from rackfit.operator.names import GATE, GPU, WORKLOAD_LABEL
 from rackfit.operator.startup import CONFIG, catalog
 from rackfit.planner import admission
 from rackfit.units import count

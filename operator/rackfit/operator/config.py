@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rackfit.catalog import Catalog, load_catalog
-from rackfit.operator.names import GPU_NODE_SELECTOR
+from rackfit.names import GPU_NODE_SELECTOR
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ from typing import Any
 
 import kopf
 
-from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION
-from rackfit.operator.names import GPU, WORKLOAD_LABEL
+from rackfit.names import GPU, GROUP, PLURAL, VERSION, WORKLOAD_LABEL
 from rackfit.operator.reconcile import reservation_of
 from rackfit.planner.inventory import Inventory, NodeInfo, PodUse
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from rackfit.api import conditions as c
 from rackfit.api.status import LLMWorkloadStatus, estimate_view, placement_view
-from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import Catalog
 from rackfit.operator import targets
 from rackfit.planner import Plan, plan
 from rackfit.planner.inventory import Domain, InventoryView, Reservation
+from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
 

@@ -12,10 +12,10 @@ import kopf
 
 from rackfit.catalog import Catalog
 from rackfit.certs import write_serving_pair
+from rackfit.names import ACTIVE_POD_FIELD_SELECTOR
 from rackfit.operator import metrics
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.fleet import LEDGER
-from rackfit.operator.names import ACTIVE_POD_FIELD_SELECTOR
 
 CONFIG = OperatorConfig.from_env()
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rackfit.operator.names import APPLIED_ANNOTATION as APPLIED
-from rackfit.operator.names import GPU, WORKLOAD_LABEL
-from rackfit.operator.names import WORKLOAD_ANNOTATION as WORKLOAD
+from rackfit.names import APPLIED_ANNOTATION as APPLIED
+from rackfit.names import GPU, WORKLOAD_LABEL
+from rackfit.names import WORKLOAD_ANNOTATION as WORKLOAD
 
 
 def _template(target: dict[str, Any]) -> dict[str, Any]:

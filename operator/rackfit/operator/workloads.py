@@ -9,13 +9,14 @@ from typing import Any
 
 import kopf
 
-from rackfit.api.v1alpha1 import GROUP, PLURAL, VERSION, parse_spec
 from rackfit.errors import RackfitError
+from rackfit.names import GROUP, PLURAL, VERSION
 from rackfit.operator import kube, metrics, targets
 from rackfit.operator.admission import ungate_pods
 from rackfit.operator.fleet import LEDGER, FleetVersion
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
+from rackfit.spec import parse_spec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 _fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
-from rackfit.planner.inventory import INSTANCE_TYPE_LABEL, Inventory, InventoryView
+from rackfit.names import INSTANCE_TYPE_LABEL
+from rackfit.planner.inventory import Inventory, InventoryView
 from rackfit.planner.result import Option, Placement, Plan, Rejection
 from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need, tensor_limit
+from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
 __all__ = ["plan", "Plan", "Option", "Placement", "Rejection", "Inventory"]

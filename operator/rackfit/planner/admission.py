@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rackfit.api.v1alpha1 import LLMWorkloadSpec, parse_spec
 from rackfit.catalog import Catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
 from rackfit.planner import allowed_types, plan
 from rackfit.planner.search import DEFAULT_MAX_NODES, tensor_limit
+from rackfit.spec import LLMWorkloadSpec, parse_spec
 from rackfit.units import count, fmt_bytes
 
 NEAR_MISS = 0.05  # fits, but with less than this fraction of the GPU's memory left

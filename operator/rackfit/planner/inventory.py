@@ -27,11 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-CLIQUE_LABEL = "nvidia.com/gpu.clique"
-COREWEAVE_DOMAIN_LABEL = "ds.coreweave.com/nvlink.domain"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
-DOMAIN_LABELS = (CLIQUE_LABEL, COREWEAVE_DOMAIN_LABEL)
+from rackfit.names import DOMAIN_LABELS, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL
 
 Owner = tuple[str, str]  # (namespace, LLMWorkload name)
 

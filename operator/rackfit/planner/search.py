@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rackfit.api.v1alpha1 import LLMWorkloadSpec
 from rackfit.catalog import InstanceType
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch
+from rackfit.spec import LLMWorkloadSpec
 
 DEFAULT_MAX_NODES = 128
 

@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from rackfit.errors import InvalidWorkload
+from rackfit.names import KIND
 from rackfit.units import parse_count
-
-GROUP, VERSION, KIND, PLURAL = "rackfit.io", "v1alpha1", "LLMWorkload", "llmworkloads"
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4"]
 KVPrecision = Literal["bf16", "fp16", "fp8"]

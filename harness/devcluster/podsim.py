@@ -1,4 +1,4 @@
-"""`python -m rackfit.devcluster.podsim --kubeconfig K --ready-file F`: the kubelet's part of a pod's life, faked.
+"""`python -m devcluster.podsim --kubeconfig K --ready-file F`: the kubelet's part of a pod's life, faked.
 
 The simulated nodes have no kubelet, so without this a bound pod stays `Pending` forever, a
 Deployment rollout never completes (new pods never become available, so old ones are never scaled
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rackfit.devcluster.fleet import SIMULATED_LABEL
+from devcluster.fleet import SIMULATED_LABEL
 
 log = logging.getLogger("rackfit.podsim")
 _WATCH_SECONDS = 240
@@ -160,12 +160,12 @@ class PodSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rackfit.devcluster.podsim", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devcluster.podsim", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--ready-file", type=Path, help="touched after the first full list of pods")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    from rackfit.devcluster.controlplane import api_client
+    from devcluster.controlplane import api_client
 
     with api_client(args.kubeconfig) as api:
         PodSimulator(api).run(args.ready_file)

@@ -1,7 +1,7 @@
 """`ControlPlane`: a real etcd + kube-apiserver + kube-controller-manager + kube-scheduler on loopback.
 
 Used by the e2e fixtures (as a context manager, torn down with the test session) and by
-`python -m rackfit.devcluster up|down|dev-up|dev-down` (detached, its state kept in a directory).
+`python -m devcluster up|down|dev-up|dev-down` (detached, its state kept in a directory).
 There are no kubelets: Nodes are plain API objects (see `fleet`), and the `pod-sim` component
 (`podsim`) reports bound pods as Running and Ready and finalises deleted ones, as a kubelet would,
 without running anything. kube-controller-manager runs every controller that works without
@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
+import datetime as dt
 import json
 import os
 import secrets
@@ -36,9 +37,9 @@ from pathlib import Path
 
 import yaml
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.pki import write_pki
-from rackfit.devcluster.waiting import WaitTimeout, wait_for
+from devcluster import binaries
+from devcluster.waiting import WaitTimeout, wait_for
+from rackfit.certs import write_rsa_key, write_serving_pair
 
 STATE_FILE = "state.json"
 # Stopped in waves: clients (the operator, controllers, scheduler, pod-sim), then the API server, then etcd.
@@ -168,7 +169,7 @@ class ControlPlane:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             # A running plane, or the leftovers of one killed hard; reusing its etcd data would mislead.
             raise ControlPlaneError(f"{self.data_dir} is not empty: stop that control plane "
-                                    f"(python -m rackfit.devcluster down --state-dir {self.data_dir}) or remove it")
+                                    f"(python -m devcluster down --state-dir {self.data_dir}) or remove it")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.detach:
             _register(self)
@@ -180,7 +181,10 @@ class ControlPlane:
         return self
 
     def _start(self, bins: dict[str, Path]) -> None:
-        pki = write_pki(self.data_dir / "pki")
+        # the data dir lives for one test session or one `cluster-up`
+        ca_cert, serving_cert, serving_key = write_serving_pair(self.data_dir / "pki", ["127.0.0.1", "localhost"],
+                                                                validity=dt.timedelta(days=7))
+        sa_key = write_rsa_key(self.data_dir / "pki" / "sa.key")
         admin_token, scheduler_token, kcm_token, sim_token = (secrets.token_hex(24) for _ in range(4))
         tokens = self.data_dir / "tokens.csv"
         # Static token file format: token,user,uid,"group1,group2". kube-controller-manager runs every
@@ -205,24 +209,24 @@ class ControlPlane:
         ], _http_ok(f"{etcd_url}/health", None, None))
 
         self.server = f"https://127.0.0.1:{api_port}"
-        ca = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ca = ssl.create_default_context(cafile=str(ca_cert))
         self._spawn("kube-apiserver", [
             bins["kube-apiserver"], f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--cert-dir={pki.ca_cert.parent}", f"--tls-cert-file={pki.serving_cert}",
-            f"--tls-private-key-file={pki.serving_key}", f"--client-ca-file={pki.ca_cert}",
+            f"--cert-dir={ca_cert.parent}", f"--tls-cert-file={serving_cert}",
+            f"--tls-private-key-file={serving_key}", f"--client-ca-file={ca_cert}",
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
             # Pods never run, so they need no token volume; and a pod created right after its
             # namespace must not race the controller that makes the `default` ServiceAccount.
             "--disable-admission-plugins=ServiceAccount",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            f"--service-account-issuer={self.server}", f"--service-account-key-file={pki.sa_key}",
-            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-account-issuer={self.server}", f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
             # A one-member "cluster": don't maintain the kubernetes Service endpoints.
             "--endpoint-reconciler-type=none", "--profiling=false",
         ], _http_ok(f"{self.server}/readyz", ca, admin_token))
 
-        ca_pem = pki.ca_cert.read_bytes()
+        ca_pem = ca_cert.read_bytes()
         self.kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "rackfit-admin", admin_token))
         sched_kubeconfig = self.data_dir / "kube-scheduler.kubeconfig"
         sched_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "system:kube-scheduler", scheduler_token))
@@ -238,7 +242,7 @@ class ControlPlane:
             "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", "--leader-elect=false",
             f"--controllers={CONTROLLERS}", "--use-service-account-credentials=false",
-            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
+            f"--service-account-private-key-file={sa_key}", f"--root-ca-file={ca_cert}",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10", "--concurrent-job-syncs=10",
             "--kube-api-qps=200", "--kube-api-burst=400",
         ], _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", _insecure(), None))
@@ -250,7 +254,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "--leader-elect=false",
         ], _http_ok(f"https://127.0.0.1:{sched_port}/readyz", _insecure(), None))
         ready = self.data_dir / "pod-sim.ready"
-        self.add_process("pod-sim", [sys.executable, "-m", "rackfit.devcluster.podsim",
+        self.add_process("pod-sim", [sys.executable, "-m", "devcluster.podsim",
                                      f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
                          ready.exists, env=python_env())
 
@@ -330,11 +334,14 @@ class ControlPlane:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def python_env() -> dict[str, str]:
-    """The environment for a Python child that must import this `rackfit` (e.g. from a source tree)."""
-    root = str(Path(__file__).resolve().parents[2])
+    """The environment for a Python child that must import this checkout's `rackfit` and `devcluster`."""
+    roots = [str(REPO / "operator"), str(REPO / "harness")]
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*roots, path] if path else roots)}
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None, token: str | None):

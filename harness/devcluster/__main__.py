@@ -1,8 +1,8 @@
-"""`python -m rackfit.devcluster up|down|status|dev-up|dev-down|demo|label`: behind `make cluster-up` and friends.
+"""`python -m devcluster up|down|status|dev-up|dev-down|demo|label`: behind `make cluster-up` and friends.
 
 `up` starts a detached `ControlPlane` in the state dir (default `.rackfit/cluster`, or
 $RACKFIT_CLUSTER_DIR), applies the fleet and prints `export KUBECONFIG=<path>` as the only line on
-stdout (so `eval "$(python -m rackfit.devcluster up)"` works); progress goes to stderr.
+stdout (so `eval "$(python -m devcluster up)"` works); progress goes to stderr.
 `dev-up` is `up`, then the CRDs in crds/ and `rackfit operator --standalone` in the background
 (a component of the control plane: logs/operator.log, stopped by `down`/`dev-down`).
 `demo` is `dev-up`, then examples/demo/ in namespace rackfit-demo, waiting until every workload
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from rackfit.devcluster import binaries
-from rackfit.devcluster.controlplane import (
+from devcluster import binaries
+from devcluster.controlplane import (
+    REPO,
     STATE_FILE,
     ControlPlane,
     ControlPlaneError,
@@ -34,13 +35,13 @@ from rackfit.devcluster.controlplane import (
     free_port,
     python_env,
 )
-from rackfit.devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
-from rackfit.devcluster.waiting import WaitTimeout, wait_for
+from devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
+from devcluster.waiting import WaitTimeout, wait_for
 from rackfit.errors import CatalogError
+from rackfit.names import GPU
 from rackfit.units import count
 
 _DEFAULT_FLEET_TEXT = ",".join(f"{k}={v}" for k, v in DEFAULT_FLEET.items())
-REPO = Path(__file__).resolve().parents[3]
 OPERATOR = "operator"  # the component name: logs/operator.log
 _OPERATOR_SETTLE_SECONDS = 3.0
 DEMO_NAMESPACE = "rackfit-demo"
@@ -97,12 +98,10 @@ def _crd_files(crd_dir: Path) -> list[Path]:
     files = sorted(crd_dir.glob("*.yaml"))
     if files:
         return files
-    try:  # the CRD is generated from the pydantic spec; a fresh checkout may not have run the generator
-        from rackfit.api import crdgen  # type: ignore[attr-defined]
-    except ImportError:
-        raise ControlPlaneError(f"no CRDs in {crd_dir} and no rackfit.api.crdgen to generate them") from None
+    # the CRD is generated from the pydantic spec; a fresh checkout may not have run the generator
     _say(f"no CRDs in {crd_dir}: generating them with python -m rackfit.api.crdgen --out-dir {crd_dir}")
-    subprocess.run([sys.executable, "-m", crdgen.__name__, "--out-dir", str(crd_dir)], cwd=REPO, env=python_env(), check=True)
+    subprocess.run([sys.executable, "-m", "rackfit.api.crdgen", "--out-dir", str(crd_dir)], cwd=REPO,
+                   env=python_env(), check=True)
     return sorted(crd_dir.glob("*.yaml"))
 
 
@@ -242,7 +241,7 @@ def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool
         for p in pods:
             node = p["spec"].get("nodeName") or "-"
             labels = nodes.get(node, {})
-            gpus = (p["spec"]["containers"][0].get("resources", {}).get("limits") or {}).get("nvidia.com/gpu", "-")
+            gpus = (p["spec"]["containers"][0].get("resources", {}).get("limits") or {}).get(GPU, "-")
             rows.append((name, f"{kind}/{target['name']}", p["metadata"]["name"], gpus, node,
                          labels.get("node.kubernetes.io/instance-type", "-"), labels.get("nvidia.com/gpu.clique", "-")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
@@ -291,7 +290,7 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rackfit.devcluster", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__.split("\n\n")[0])
     default_dir = Path(os.environ.get("RACKFIT_CLUSTER_DIR", ".rackfit/cluster"))
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane and the simulated fleet (detached)")

@@ -1,6 +1,6 @@
 """Where the control-plane binaries built by `tools/k8s/build.sh` live, and a clear error when they don't.
 
-Called by `ControlPlane`, the `python -m rackfit.devcluster` commands and the e2e conftest
+Called by `ControlPlane`, the `python -m devcluster` commands and the e2e conftest
 (which needs the matching kubectl). The cache path mirrors build.sh:
 `$RACKFIT_K8S_BIN`, else `${XDG_CACHE_HOME:-~/.cache}/rackfit/k8s-<version>/bin`.
 """

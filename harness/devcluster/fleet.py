@@ -3,7 +3,7 @@
 `build_nodes()` is pure (fleet spec in, Node dicts out; unit-tested). `apply_fleet()` creates them
 through the `kubernetes` client on a control plane without kubelets, and `label_nodes()` copies the
 same labels and GPU capacity onto the real nodes of a kind cluster. Callers: `python -m
-rackfit.devcluster up|label` and the e2e `cluster` fixture.
+devcluster up|label` and the e2e `cluster` fixture.
 
 Labels follow GPU Feature Discovery and CKS (docs/local-cluster.md): product, memory (MiB), count,
 instance type, zone, hostname, and `nvidia.com/gpu.clique` on multi-node NVLink types only (NVL72:
@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rackfit.catalog import Catalog, load_catalog
+from rackfit.names import CLIQUE_LABEL, GPU, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL
 
 DEFAULT_FLEET: dict[str, int] = {
     "gb200-4x": 36,           # two NVL72 racks of 18 nodes
@@ -33,7 +34,7 @@ DEFAULT_FLEET: dict[str, int] = {
 }
 DEFAULT_ZONE = "US-EAST-04A"
 SIMULATED_LABEL = "devcluster.rackfit.io/simulated"
-GPU_RESOURCE = "nvidia.com/gpu"
+
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 # The catalog describes GPUs only; hosts get one plausible CPU/memory shape (the planner counts GPUs).
 HOST_CAPACITY = {"cpu": "128", "memory": "2Ti", "pods": "110", "ephemeral-storage": "7Ti"}
@@ -88,8 +89,8 @@ def build_nodes(fleet: Mapping[str, int] | None = None, *, catalog: Catalog | No
         for i in range(count):
             name = next(names)
             labels = {
-                "kubernetes.io/hostname": name,
-                "node.kubernetes.io/instance-type": itype.name,
+                HOSTNAME_LABEL: name,
+                INSTANCE_TYPE_LABEL: itype.name,
                 "topology.kubernetes.io/zone": zone,
                 "nvidia.com/gpu.product": itype.gpu.product,
                 "nvidia.com/gpu.memory": str(itype.gpu.memory_mib),
@@ -97,8 +98,8 @@ def build_nodes(fleet: Mapping[str, int] | None = None, *, catalog: Catalog | No
                 SIMULATED_LABEL: "true",
             }
             if multi_node_domain:
-                labels["nvidia.com/gpu.clique"] = f"{fabric_uuid}.{i // itype.nodes_per_domain}"
-            capacity = {**HOST_CAPACITY, GPU_RESOURCE: str(itype.gpus_per_node)}
+                labels[CLIQUE_LABEL] = f"{fabric_uuid}.{i // itype.nodes_per_domain}"
+            capacity = {**HOST_CAPACITY, GPU: str(itype.gpus_per_node)}
             nodes.append({
                 "apiVersion": "v1",
                 "kind": "Node",
@@ -166,7 +167,7 @@ def label_nodes(core_v1, node_names_in_cluster: list[str], fleet: Mapping[str, i
         labels = {k: v for k, v in sim["metadata"]["labels"].items() if k != "kubernetes.io/hostname"}
         core_v1.patch_node(real, {"metadata": {"labels": labels}})
         # Extended resources are advertised by patching status; a kubelet keeps ones it does not manage.
-        gpus = {GPU_RESOURCE: sim["status"]["capacity"][GPU_RESOURCE]}
+        gpus = {GPU: sim["status"]["capacity"][GPU]}
         core_v1.patch_node_status(real, {"status": {"capacity": gpus, "allocatable": gpus}})
         mapping[real] = sim["metadata"]["name"]
     return mapping
