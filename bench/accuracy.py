@@ -98,7 +98,8 @@ def err(pred: float, meas: float) -> float:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| workload (1 x H200) | measured GB | rackfit GB | error | guide rule GB | error | accelerate GB | error |",
+    lines = ["| workload (1 x H200) | measured GB | rackfit GB | error "
+             "| guide rule GB | error | accelerate GB | error |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         m, e = r["measured"], r["est"].total_bytes

@@ -86,7 +86,8 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             adm = client.AdmissionregistrationV1Api(api)
-            wait_for(lambda: any(w.metadata.name == "rackfit.io" for w in adm.list_mutating_webhook_configuration().items),
+            wait_for(lambda: any(w.metadata.name == "rackfit.io"
+                                 for w in adm.list_mutating_webhook_configuration().items),
                      60, "webhook registered")
             for ns in ("bench-warmup", "bench"):
                 core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))

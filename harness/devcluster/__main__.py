@@ -85,7 +85,9 @@ def _cluster(args: argparse.Namespace) -> ControlPlane:
     return plane
 
 
-def _kubectl(plane: ControlPlane, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def _kubectl(
+    plane: ControlPlane, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     kubectl = binaries.require("kubectl")["kubectl"]
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "KUBECACHEDIR": str(plane.data_dir / "kubecache")}
     out = subprocess.run([str(kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=180)
@@ -192,8 +194,8 @@ def _demo(args: argparse.Namespace) -> int:
         errors = [line for line in out.stderr.splitlines() if line.strip() and "AlreadyExists" not in line]
         if out.returncode != 0 and errors:
             raise ControlPlaneError(f"kubectl create -f {f} failed:\n" + "\n".join(errors))
-        _say("\n".join(filter(None, [out.stdout.strip(), *(f"{f.name}: exists, left as it is"
-                                                            for line in out.stderr.splitlines() if "AlreadyExists" in line)])))
+        exists = [f"{f.name}: exists, left as it is" for line in out.stderr.splitlines() if "AlreadyExists" in line]
+        _say("\n".join(filter(None, [out.stdout.strip(), *exists])))
     placed = _kubectl(plane, "wait", "--for=condition=Placed", "llmw", "--all", "-n", ns, "--timeout=120s", check=False)
     if placed.returncode != 0:
         _say(f"not every workload was Placed within 120 s:\n{placed.stderr.strip()}\n"
@@ -233,7 +235,8 @@ def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool
                     and pinned.items() <= (p["spec"].get("nodeSelector") or {}).items()]
             return pods if pinned and len(pods) >= want else None
         try:
-            pods = wait_for(patched_pods, 60, f"{count(want, 'patched pod')} of {kind} {target['name']} bound", interval=0.5)
+            pods = wait_for(patched_pods, 60, f"{count(want, 'patched pod')} of {kind} {target['name']} bound",
+                            interval=0.5)
         except WaitTimeout as e:
             _say(str(e))
             ok = False

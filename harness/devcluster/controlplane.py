@@ -280,7 +280,8 @@ class ControlPlane:
         except WaitTimeout as e:
             raise ControlPlaneError(f"{e}\n{self._log_tail(name)}") from None
         if not component.alive():
-            raise ControlPlaneError(f"{name} exited with code {popen.returncode} while starting\n{self._log_tail(name)}")
+            raise ControlPlaneError(f"{name} exited with code {popen.returncode} while starting\n"
+                                    f"{self._log_tail(name)}")
 
     def _log_tail(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

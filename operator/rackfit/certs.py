@@ -1,7 +1,8 @@
 """X.509 certificates made with `cryptography`: a throwaway CA and serving certificates it signs.
 
 Used by the operator to serve its admission webhooks when no certificate is mounted, and by the
-local control plane (harness/devcluster: the kube-apiserver's serving pair and ServiceAccount key). (kopf's own self-signed path needs oscrypto, which fails on OpenSSL 3.)
+local control plane (harness/devcluster: the kube-apiserver's serving pair and ServiceAccount key).
+(kopf's own self-signed path needs oscrypto, which fails on OpenSSL 3.)
 """
 
 from __future__ import annotations

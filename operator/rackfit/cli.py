@@ -37,7 +37,8 @@ OPERATOR_EXTRA = ("kopf", "kubernetes", "prometheus_client", "cryptography")
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process that SIGPIPE ended
 BAR_WIDTH = 40
 _PARTS = [("weights", "weightsBytes", "W"), ("KV cache", "kvCacheBytes", "K"), ("activations", "activationsBytes", "A"),
-          ("gradients", "gradientsBytes", "G"), ("optimizer", "optimizerStatesBytes", "O"), ("overhead", "overheadBytes", ".")]
+          ("gradients", "gradientsBytes", "G"), ("optimizer", "optimizerStatesBytes", "O"),
+          ("overhead", "overheadBytes", ".")]
 
 # Flags that set a spec field: (dest, flag, {workload: path in the spec}). A flag with no path for the
 # workload does not apply to it, and is an error rather than ignored.

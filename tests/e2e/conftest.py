@@ -87,7 +87,8 @@ def kubectl(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Calla
     if not path:
         unavailable(f"no kubectl: {binaries.BUILD_HINT}")
     # A private discovery cache, so a fresh CRD is never hidden by a stale ~/.kube/cache.
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "KUBECACHEDIR": str(tmp_path_factory.mktemp("kubecache"))}
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+           "KUBECACHEDIR": str(tmp_path_factory.mktemp("kubecache"))}
 
     def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([path, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout)

@@ -126,7 +126,8 @@ def test_pod_asking_for_more_gpus_than_any_node_has_stays_pending(core_v1, names
 
 
 def test_a_token_without_rbac_is_forbidden(cluster, core_v1, namespace):
-    core_v1.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    core_v1.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
     token = core_v1.create_namespaced_service_account_token(
         "nobody", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
             audiences=[], expiration_seconds=600))).status.token
@@ -194,7 +195,8 @@ def test_a_changed_template_rolls_out(cluster, core_v1, namespace, wait_for):
                 and d.status.available_replicas == 2 and len(pods) == 2)
         return pods if done else None
     pods = wait_for(rolled, 60, "the rollout of roll to finish and the old pods to go")
-    assert {core_v1.read_node(p.spec.node_name).metadata.labels["node.kubernetes.io/instance-type"] for p in pods} == {H100}
+    types = {core_v1.read_node(p.spec.node_name).metadata.labels["node.kubernetes.io/instance-type"] for p in pods}
+    assert types == {H100}
 
 
 def test_suspended_job_creates_pods_only_once_resumed(cluster, core_v1, namespace, wait_for):
@@ -244,7 +246,8 @@ def test_simulated_nodes_stay_schedulable_and_keep_their_pods(cluster, core_v1, 
     if not cluster.local:
         pytest.skip("a real cluster's nodes have kubelets")
     core_v1.create_namespaced_pod(namespace, _gpu_pod("stays", 8, {"node.kubernetes.io/instance-type": H100}))
-    pod = wait_for(lambda: (p := core_v1.read_namespaced_pod("stays", namespace)).spec.node_name and p, 30, "pod stays bound")
+    pod = wait_for(lambda: (p := core_v1.read_namespaced_pod("stays", namespace)).spec.node_name and p,
+                   30, "pod stays bound")
 
     wait_for(lambda: time.monotonic() - cluster.started >= _PAST_NODE_GRACE, _PAST_NODE_GRACE + 5,
              f"the control plane to be {_PAST_NODE_GRACE:g} s old")

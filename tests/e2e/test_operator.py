@@ -151,7 +151,8 @@ def test_unplaceable_until_the_fleet_grows(operator, kubectl, custom, core_v1, n
     _apply(kubectl, namespace, [_workload("wants-b200", spec)])
     obj = _wait_condition(wait_for, custom, operator, namespace, "wants-b200", "Fits")
     assert _cond(obj, "Placed")["status"] == "False" and _cond(obj, "Placed")["reason"] == "WaitingForCapacity"
-    b200 = [n for n in build_nodes({"b200-8x": 1}) if n["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "b200-8x"]
+    b200 = [n for n in build_nodes({"b200-8x": 1})
+            if n["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "b200-8x"]
     for n in b200:
         n["metadata"]["name"] = f"{namespace}-b200"
         n["metadata"]["labels"]["kubernetes.io/hostname"] = n["metadata"]["name"]
@@ -221,8 +222,13 @@ def test_hugging_face_config_from_a_configmap(operator, kubectl, custom, namespa
               "tie_word_embeddings": True}
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tiny-llama"},
           "data": {"config.json": json.dumps(config)}}
-    _apply(kubectl, namespace, [cm, _workload("hf", {"model": {"huggingFaceConfig": "tiny-llama"},
-                                                      "workload": "inference"})])
+    # the workload first: it waits for its ConfigMap, saying which, then is estimated once it exists
+    _apply(kubectl, namespace, [_workload("hf", {"model": {"huggingFaceConfig": "tiny-llama"},
+                                                  "workload": "inference"})])
+    missing = _wait_condition(wait_for, custom, operator, namespace, "hf", "Estimated", status="False")
+    assert _cond(missing, "Estimated")["reason"] == "ConfigMapNotFound"
+    assert f"{namespace}/tiny-llama" in _cond(missing, "Estimated")["message"]
+    _apply(kubectl, namespace, [cm])
     obj = _wait_condition(wait_for, custom, operator, namespace, "hf", "Estimated")
     assert obj["status"]["estimate"]["parameters"] == 1_235_814_400  # Llama-3.2-1B's shape
 

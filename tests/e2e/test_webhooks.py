@@ -94,7 +94,8 @@ def test_near_miss_is_admitted_with_a_warning(webhook_operator, kubectl, namespa
 
 def _pod(name, labels=None):
     return client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
-                        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]))
+                        spec=client.V1PodSpec(containers=[
+                            client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]))
 
 
 def test_labelled_pods_are_gated_then_bound_in_one_domain(webhook_operator, kubectl, core_v1, namespace, wait_for):

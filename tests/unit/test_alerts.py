@@ -20,7 +20,8 @@ from tooling import built_tool
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"
 CASES = ROOT / "tests" / "data" / "alerts"
-ALERTS = {"RackfitWorkloadOversubscribed": "workload_oversubscribed", "RackfitDomainOversubscribed": "domain_oversubscribed",
+ALERTS = {"RackfitWorkloadOversubscribed": "workload_oversubscribed",
+          "RackfitDomainOversubscribed": "domain_oversubscribed",
           "RackfitWorkloadUnplaceable": "workload_unplaceable", "RackfitOperatorDown": "operator_down"}
 RULE_KEYS = {"RackfitWorkloadOversubscribed": "workloadOversubscribed",
              "RackfitDomainOversubscribed": "domainOversubscribed",

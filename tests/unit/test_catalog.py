@@ -56,7 +56,7 @@ def test_nvlink_domain(catalog):
     assert catalog.get("gb200-4x").nodes_per_domain == 18
     assert catalog.get("gb300-4x").tensor_parallel_limit == 72
     assert catalog.get("b200-8x").nodes_per_domain == 1
-    assert catalog.get("rtxp6000-8x").tensor_parallel_limit == 1
+    assert catalog.get("rtxp6000-8x").tensor_parallel_limit == 8  # PCIe: inside the host
 
 
 def test_formats(catalog):

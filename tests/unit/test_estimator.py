@@ -123,7 +123,8 @@ def test_adafactor_is_small():
 
 
 def test_optimizer_ordering():
-    o = {opt: train(optimizer=opt).breakdown.optimizer_states_bytes for opt in ("adamw", "adamw8bit", "sgd", "adafactor")}
+    o = {opt: train(optimizer=opt).breakdown.optimizer_states_bytes
+         for opt in ("adamw", "adamw8bit", "sgd", "adafactor")}
     assert o["adamw"] > o["sgd"] > o["adamw8bit"] > o["adafactor"] > 0
 
 

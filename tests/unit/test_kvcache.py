@@ -96,10 +96,10 @@ def test_gemma_short_context_is_nominal():
 def test_gemma_long_context_capped():
     context, chunk = 131_072, 8192
     got = cache("gemma-2-27b", context, chunk=chunk)
-    nominal = 376_832 * context
     per_layer = 376_832 // 46
     assert got == 23 * per_layer * context + 23 * per_layer * (4096 + chunk)
-    assert got < 0.55 * nominal
+    # the saving against the estimator's own count with the windows off (not a constant of this test)
+    assert got < 0.55 * cache("gemma-2-27b", context, chunk=chunk, sliding_window_layers=0)
 
 
 def test_gpt_oss_long_context_capped():
@@ -107,7 +107,7 @@ def test_gpt_oss_long_context_capped():
     got = cache("gpt-oss-120b", context, chunk=chunk)
     per_layer = 73_728 // 36
     assert got == 18 * per_layer * context + 18 * per_layer * (128 + chunk)
-    assert got < 0.6 * 73_728 * context
+    assert got < 0.6 * cache("gpt-oss-120b", context, chunk=chunk, sliding_window_layers=0)
 
 
 def test_window_never_exceeds_context():

@@ -8,7 +8,7 @@ from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
 from rackfit.planner import Inventory, plan
-from rackfit.planner.search import tensor_degrees, tensor_limit
+from rackfit.planner.search import tensor_degrees
 from rackfit.spec import ModelSource, parse_spec
 
 CATALOG = load_catalog()
@@ -28,13 +28,13 @@ def zero3_training(preset, gpus, master="fp32", **placement):
 
 
 def test_tensor_parallel_stays_in_the_nvlink_domain():
-    assert tensor_limit(CATALOG.get("gd-8xh100ib-i128")) == 8
-    assert tensor_limit(CATALOG.get("gb200-4x")) == 72
-    assert tensor_limit(CATALOG.get("gd-8xl40s-i128")) == 8  # PCIe: inside the host
-    assert tensor_limit(CATALOG.get("gd-1xgh200")) == 1
+    assert CATALOG.get("gd-8xh100ib-i128").tensor_parallel_limit == 8
+    assert CATALOG.get("gb200-4x").tensor_parallel_limit == 72
+    assert CATALOG.get("gd-8xl40s-i128").tensor_parallel_limit == 8  # PCIe: inside the host
+    assert CATALOG.get("gd-1xgh200").tensor_parallel_limit == 1
     p = plan(inference("llama-3.1-405b"), CATALOG)
     for o in [p.chosen, *p.alternatives]:
-        assert o.placement.tensor <= tensor_limit(CATALOG.get(o.placement.instance_type))
+        assert o.placement.tensor <= CATALOG.get(o.placement.instance_type).tensor_parallel_limit
 
 
 def test_tensor_degrees_divide_heads():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rackfit.api.conditions import condition
 from rackfit.catalog import load_catalog
 from rackfit.operator.reconcile import Inputs, decide, invalid, reservation_of
@@ -58,15 +60,21 @@ def test_places_in_a_domain_with_room_and_patches_the_target():
 
 def test_keeps_its_placement_while_it_fits_even_when_its_pods_fill_the_domain():
     first = run([0, 4])
-    again = run([4, 0], old=first.status, owned_by_w={1})  # its own pods now fill rack 1
+    # an earlier transition time than any this run could write: both runs fall in the same second,
+    # so comparing with first's own time would hold even if the time were reset
+    placed_at = "2026-01-01T00:00:00Z"
+    old = {**first.status, "conditions": [{**x, "lastTransitionTime": placed_at} for x in first.status["conditions"]]}
+    again = run([4, 0], old=old, owned_by_w={1})  # its own pods now fill rack 1
     assert again.status["placement"] == first.status["placement"]
     assert again.event is None  # no new decision to record
-    assert cond(again, "Placed")["lastTransitionTime"] == cond(first, "Placed")["lastTransitionTime"]
+    assert cond(again, "Placed")["lastTransitionTime"] == placed_at
 
 
 def test_a_spec_change_plans_again():
     first = run([0, 4])
-    assert run([4, 4], old=first.status, generation=2).status["observedGeneration"] == 2
+    assert run([4, 4], old=first.status).event is None  # same generation: the placement is kept
+    again = run([4, 4], old=first.status, generation=2)
+    assert again.event is not None and again.event[1] == "Placed"  # planned again: a new decision recorded
 
 
 def test_waits_for_capacity():
@@ -134,3 +142,35 @@ def test_pods_pending_after_placement_say_why_with_the_scheduler_s_message():
     c = cond(d, "PodsScheduled")
     assert c["status"] == "False" and c["reason"] == "Unschedulable" and c["message"] == f"2 pods Pending: {msg}"
     assert cond(run([0, 0]), "PodsScheduled")["status"] == "Unknown"
+
+
+def test_a_restart_between_target_patch_and_status_keeps_the_domain_the_target_is_pinned_to():
+    """The operator patched the target for rack 0, then died before writing status: planning again
+    from the target's record lands in rack 0 again, with no second patch."""
+    first = run([4, 4])
+    target = merge_patch(TARGET, first.target_patch)
+    pinned = first.status["placement"]["nvlinkDomain"].split("=", 1)[1]
+    inv = racks([4, 4])
+    for n in range(10):  # rack 1 is now the best fit
+        inv.set_pod(f"other-{n}", PodUse(f"r1n{n}", 4))
+    assert inv.find_domain("gb200-4x", 2, 4).value == "u.1" and pinned == "u.0"
+    again = decide(Inputs(name="w", spec=SPEC, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                          target=target))
+    assert again.status["placement"]["nvlinkDomain"].endswith(pinned)
+    assert again.target_patch is None
+
+
+def merge_patch(obj, patch):
+    out = json.loads(json.dumps(obj))
+
+    def go(dst, src):
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                go(dst[k], v)
+            elif k == "containers":
+                for c in v:
+                    go(next(x for x in dst[k] if x["name"] == c["name"]), c)
+            else:
+                dst[k] = v
+    go(out, patch)
+    return out

@@ -30,6 +30,7 @@ DOMAIN_OVERCOMMITTED = "DomainOvercommitted"
 UNSCHEDULABLE = "Unschedulable"  # kube-scheduler's own reason on the pods' PodScheduled condition
 NONE_UNSCHEDULABLE = "NoneUnschedulable"
 NOT_PLACED = "NotPlaced"
+CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # spec.model.huggingFaceConfig names one that is not there (yet)
 
 
 def now() -> str:

@@ -44,6 +44,14 @@ class LLMWorkloadStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
 
 
+def status_view(**fields: Any) -> dict[str, Any]:
+    """The status to write, built as the typed model (so it is what the CRD schema describes) and
+    dumped: absent values inside are left out; top-level ones are null, which a merge patch clears."""
+    status = LLMWorkloadStatus.model_validate(fields)
+    out = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {**{k: None for k in ("estimate", "memoryPerGPU", "placement")}, **out}
+
+
 def estimate_view(est: Estimate) -> dict[str, Any]:
     return est.model_dump(by_alias=True, mode="json")
 

@@ -31,7 +31,8 @@ class GPU(_Frozen):
     memory_gb: float = Field(gt=0, alias="memoryGB", description="vendor's nominal memory, decimal GB")
     memory_mib: int = Field(gt=0, alias="memoryMiB", description="nvidia.com/gpu.memory label value")
     architecture: Architecture
-    host_memory_gb: float = Field(0, ge=0, alias="hostMemoryGB", description="CPU memory reachable over NVLink-C2C (GH200)")
+    host_memory_gb: float = Field(0, ge=0, alias="hostMemoryGB",
+                                  description="CPU memory reachable over NVLink-C2C (GH200)")
 
     @property
     def memory_bytes(self) -> int:
@@ -50,7 +51,8 @@ class InstanceType(_Frozen):
     name: str
     gpu: GPU
     gpus_per_node: int = Field(gt=0)
-    nvlink_domain_gpus: int = Field(gt=0, alias="nvlinkDomainGPUs", description="GPUs joined by NVLink: 8 on HGX, 72 on NVL72, 1 on PCIe")
+    nvlink_domain_gpus: int = Field(gt=0, alias="nvlinkDomainGPUs",
+                                    description="GPUs joined by NVLink: 8 on HGX, 72 on NVL72, 1 on PCIe")
     interconnect: str = ""
     price_per_hour: float | None = Field(None, ge=0, description="per node, in the catalog's currency")
     source: str = ""
@@ -62,5 +64,6 @@ class InstanceType(_Frozen):
 
     @property
     def tensor_parallel_limit(self) -> int:
-        """Largest tensor-parallel group that stays on NVLink: the domain, or one node when it has none."""
-        return self.nvlink_domain_gpus if self.nvlink_domain_gpus > 1 else 1
+        """Largest tensor-parallel group: the NVLink domain, or the host for PCIe cards (TP over PCIe
+        inside one host works, as vLLM runs it on 8 x L40S; across hosts it does not pay)."""
+        return max(self.nvlink_domain_gpus, self.gpus_per_node)

@@ -52,6 +52,10 @@ def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any)
         ref = (doc.get("model") or {}).get("huggingFaceConfig")
         if ref:
             hf = kube.read_hf_config(namespace, ref)
+            if hf is None:  # applied together with its ConfigMap, it may come first: the operator waits
+                warnings.append(f"ConfigMap {namespace}/{ref} with key config.json not found yet: the model is "
+                                "checked once it exists")
+                return
         warnings.extend(admission.check(doc, catalog(), hf))
     except RackfitError as e:
         raise kopf.AdmissionError(str(e), code=422) from None
@@ -113,24 +117,28 @@ def ungate_patch(pod_spec: dict, placement: dict) -> dict[str, Any] | None:
 
 
 def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
-    """Ungate every gated pod of a placed workload; a stale one that a controller owns is deleted
-    (made again, placed, by its ReplicaSet, StatefulSet or Job). Returns how many were ungated."""
+    """Ungate every gated pod of a placed workload (stale ones excepted). Returns how many."""
     done = 0
     for pod_name in list(gated.get((namespace, workload), [])):
         pod = kube.get_pod(namespace, pod_name)
         if not pod:
             continue
         spec = pod.get("spec", {})
-        if stale(spec, placement) and pod["metadata"].get("ownerReferences"):
-            kube.delete_pod(namespace, pod_name)
-            logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
+        if stale(spec, placement):
+            # a StatefulSet's rolling update waits on it, so it goes; a ReplicaSet's goes with the
+            # Deployment's rollout of the patched template; others (no controller) stay gated
+            owners = {o.get("kind") for o in pod["metadata"].get("ownerReferences") or []}
+            if "StatefulSet" in owners:
+                kube.delete_pod(namespace, pod_name)
+                logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
             continue
         patch = ungate_patch(spec, placement)
         if patch:
             kube.patch_pod(namespace, pod_name, patch)
             done += 1
     if done:
-        logger.info(f"ungated {count(done, 'pod')} of {workload} into {placement.get('nvlinkDomain') or 'its instance type'}")
+        into = placement.get("nvlinkDomain") or "its instance type"
+        logger.info(f"ungated {count(done, 'pod')} of {workload} into {into}")
     return done
 
 

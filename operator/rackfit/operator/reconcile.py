@@ -3,14 +3,15 @@ the patch for the target and the Event out. The kopf handlers (workloads.py) do 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rackfit.api import conditions as c
-from rackfit.api.status import LLMWorkloadStatus, estimate_view, placement_view
+from rackfit.api.status import estimate_view, placement_view, status_view
 from rackfit.catalog import Catalog
 from rackfit.operator import targets
-from rackfit.planner import Plan, plan
+from rackfit.planner import Plan, place, plan
 from rackfit.planner.inventory import Domain, InventoryView, Reservation
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
@@ -32,6 +33,8 @@ class Inputs:
     hf_config: dict[str, Any] | None = None
     gated_pods: int = 0
     unschedulable: list[str] = field(default_factory=list)  # the scheduler's message for each Pending pod
+    now: str | None = None               # RFC 3339, for condition transition times
+    anywhere: Plan | None = None         # plan(spec, catalog) without the fleet, made before the ledger's lock
 
 
 @dataclass
@@ -54,30 +57,39 @@ def reservation_of(placement: dict[str, Any] | None) -> Reservation | None:
                        pods=placement["nodes"], gpus_per_pod=placement["gpusPerNode"])
 
 
-def invalid(message: str, generation: int, old: dict[str, Any]) -> Decision:
+def conditions_at(generation: int, now: str | None) -> Callable[..., list]:
+    """`set_condition` for one reconcile: its generation, and its time (the caller reads the clock)."""
+    return lambda conds, *args: c.set_condition(conds, *args, generation, at=now)
+
+
+def invalid(message: str, generation: int, old: dict[str, Any], reason: str = c.INVALID_SPEC,
+            now: str | None = None) -> Decision:
+    """Nothing to estimate: the spec is invalid, or (`CONFIG_MAP_NOT_FOUND`) its model's config.json is
+    not there yet, which the operator retries."""
+    why = "the spec is invalid" if reason == c.INVALID_SPEC else "the model's config.json is missing"
+    put = conditions_at(generation, now)
     conds = old.get("conditions") or []
-    conds = c.set_condition(conds, c.ESTIMATED, False, c.INVALID_SPEC, message, generation)
-    conds = c.set_condition(conds, c.FITS, "Unknown", c.INVALID_SPEC, "the spec is invalid", generation)
-    conds = c.set_condition(conds, c.PLACED, False, c.INVALID_SPEC, "the spec is invalid", generation)
-    status = {"observedGeneration": generation, "estimate": None, "memoryPerGPU": None, "placement": None,
-              "alternatives": [], "conditions": conds}
-    return Decision(status=status, event=("Warning", c.INVALID_SPEC, message),
+    conds = put(conds, c.ESTIMATED, False, reason, message)
+    conds = put(conds, c.FITS, "Unknown", reason, why)
+    conds = put(conds, c.PLACED, False, reason, why)
+    return Decision(status=status_view(observedGeneration=generation, conditions=conds),
+                    event=("Warning", reason, message),
                     metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
 
 def decide(i: Inputs) -> Decision:
     spec, generation, old = i.spec, i.generation, i.old
-    anywhere: Plan = plan(spec, i.catalog, hf_config=i.hf_config)
+    put = conditions_at(generation, i.now)
+    anywhere: Plan = i.anywhere or plan(spec, i.catalog, hf_config=i.hf_config)
     conds = list(old.get("conditions") or [])
     best = anywhere.chosen
     if best is None:
         reasons = "; ".join(f"{r.instance_type}: {r.reason}" for r in anywhere.rejected)
-        conds = c.set_condition(conds, c.ESTIMATED, True, c.ESTIMATE_READY, "estimated", generation)
-        conds = c.set_condition(conds, c.FITS, False, c.NO_FEASIBLE_INSTANCE_TYPE, reasons, generation)
-        conds = c.set_condition(conds, c.PLACED, False, c.NO_FEASIBLE_INSTANCE_TYPE, "nothing to place", generation)
-        status = {"observedGeneration": generation, "estimate": None, "memoryPerGPU": None, "placement": None,
-                  "alternatives": [], "conditions": conds}
-        return Decision(status=status, event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
+        conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY, "estimated")
+        conds = put(conds, c.FITS, False, c.NO_FEASIBLE_INSTANCE_TYPE, reasons)
+        conds = put(conds, c.PLACED, False, c.NO_FEASIBLE_INSTANCE_TYPE, "nothing to place")
+        return Decision(status=status_view(observedGeneration=generation, conditions=conds),
+                        event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
                         metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
     held = i.held
@@ -89,8 +101,10 @@ def decide(i: Inputs) -> Decision:
     if kept:
         placement, estimate, alternatives = old["placement"], old["estimate"], old.get("alternatives") or []
     else:
-        prefer = held.domain.value if held and held.domain else None
-        here = plan(spec, i.catalog, i.fleet, hf_config=i.hf_config, prefer_domain=prefer)
+        # the domain it holds, else the one its target was last pinned to (a restart between patching
+        # the target and writing the status must not move it)
+        prefer = held.domain.value if held and held.domain else targets.pinned_domain(i.target)
+        here = place(anywhere, i.catalog, i.fleet, prefer_domain=prefer)
         chosen = here.chosen
         placement = placement_view(chosen.placement) if chosen else None
         estimate = estimate_view((chosen or best).estimate)
@@ -98,34 +112,33 @@ def decide(i: Inputs) -> Decision:
                         for o in (here.alternatives if chosen else anywhere.alternatives)]
     total = estimate["totalBytes"]
     b = best.placement
-    conds = c.set_condition(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
-                            f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak", generation)
-    conds = c.set_condition(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
-                            f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}", generation)
+    conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
+                f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak")
+    conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
+                f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
     decision = Decision(status={}, reservation=reservation_of(placement))
     if placement is None:
         fitting = {t for t in (spec.placement.instance_types or i.catalog.names())} - {
             r.instance_type for r in anywhere.rejected}
         decision.waits_for = frozenset(fitting)
         blocked = sorted(fitting & i.fleet.blocked)
-        gated = f"; {count(i.gated_pods, 'pod')} stay gated (SchedulingGated) until capacity appears" if i.gated_pods else ""
+        gated = (f"; {count(i.gated_pods, 'pod')} stay gated (SchedulingGated) until capacity appears"
+                 if i.gated_pods else "")
         queued = f"; older workloads wait first for {', '.join(blocked)}" if blocked else ""
-        conds = c.set_condition(conds, c.PLACED, False, c.WAITING_FOR_CAPACITY,
-                                f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({count(b.nodes, 'node')} x "
-                                f"{b.gpus_per_node}) in one NVLink domain, or another allowed type"
-                                + queued + gated, generation)
+        conds = put(conds, c.PLACED, False, c.WAITING_FOR_CAPACITY,
+                    f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({count(b.nodes, 'node')} x "
+                    f"{b.gpus_per_node}) in one NVLink domain, or another allowed type" + queued + gated)
     else:
-        conds = _place_target(decision, conds, i, placement)
-    conds = _oversubscription(conds, i, placement, decision.reservation, total, generation)
+        conds = _place_target(put, decision, conds, i, placement)
+    conds = _oversubscription(put, conds, i, placement, decision.reservation, total)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
-    conds = _pods_scheduled(conds, placed, i.unschedulable, generation)
+    conds = _pods_scheduled(put, conds, placed, i.unschedulable)
     if placement and not kept and placed:
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
                           f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
                                                                   if placement.get("nvlinkDomain") else ""))
-    status = {"observedGeneration": generation, "estimate": estimate, "memoryPerGPU": fmt_bytes(total),
-              "placement": placement, "alternatives": alternatives, "conditions": conds}
-    LLMWorkloadStatus.model_validate(status)  # what we write is what the CRD schema describes
+    status = status_view(observedGeneration=generation, estimate=estimate, memoryPerGPU=fmt_bytes(total),
+                         placement=placement, alternatives=alternatives, conditions=conds)
     over = c.condition(conds, c.OVERSUBSCRIBED)["status"] == "True"
     capacity = placement["gpuMemoryBytes"] if placement else b.gpu_memory_bytes
     decision.status = status
@@ -134,57 +147,55 @@ def decide(i: Inputs) -> Decision:
     return decision
 
 
-def _place_target(decision: Decision, conds: list, i: Inputs, placement: dict) -> list:
-    spec, target, generation = i.spec, i.target, i.generation
+def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict) -> list:
+    spec, target = i.spec, i.target
     if spec.target is None:
-        return c.set_condition(conds, c.PLACED, True, c.CAPACITY_FOUND,
-                               "capacity found; no spec.target to patch: use status.placement.nodeSelector",
-                               generation)
+        return put(conds, c.PLACED, True, c.CAPACITY_FOUND,
+                   "capacity found; no spec.target to patch: use status.placement.nodeSelector")
     ref = f"{spec.target.kind}/{spec.target.name}"
     if target is None:
-        return c.set_condition(conds, c.PLACED, False, c.TARGET_NOT_FOUND, f"{ref} not found", generation)
+        return put(conds, c.PLACED, False, c.TARGET_NOT_FOUND, f"{ref} not found")
     is_job = spec.target.kind == "Job"
     patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
                                 i.tolerations, set_limits=not is_job)
     if is_job and patch is not None and not target.get("spec", {}).get("suspend"):
-        return c.set_condition(conds, c.PLACED, False, "TargetNotSuspended",
-                               f"{ref} already runs; create Jobs with suspend: true so rackfit can place them",
-                               generation)
+        return put(conds, c.PLACED, False, "TargetNotSuspended",
+                   f"{ref} already runs; create Jobs with suspend: true so rackfit can place them")
     decision.target_patch = patch
     decision.unsuspend = is_job and bool(target.get("spec", {}).get("suspend"))
-    return c.set_condition(conds, c.PLACED, True, c.TARGET_PATCHED,
-                           f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}",
-                           generation)
+    return put(conds, c.PLACED, True, c.TARGET_PATCHED,
+               f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}")
 
 
-def _pods_scheduled(conds: list, placed: bool, unschedulable: list[str], generation: int) -> list:
+def _pods_scheduled(put, conds: list, placed: bool, unschedulable: list[str]) -> list:
     if not placed:
-        return c.set_condition(conds, c.PODS_SCHEDULED, "Unknown", c.NOT_PLACED, "not placed yet", generation)
+        return put(conds, c.PODS_SCHEDULED, "Unknown", c.NOT_PLACED, "not placed yet")
     if unschedulable:
-        return c.set_condition(conds, c.PODS_SCHEDULED, False, c.UNSCHEDULABLE,
-                               f"{count(len(unschedulable), 'pod')} Pending: {unschedulable[0]}", generation)
-    return c.set_condition(conds, c.PODS_SCHEDULED, True, c.NONE_UNSCHEDULABLE,
-                           "no pod of the workload is unschedulable", generation)
+        return put(conds, c.PODS_SCHEDULED, False, c.UNSCHEDULABLE,
+                   f"{count(len(unschedulable), 'pod')} Pending: {unschedulable[0]}")
+    return put(conds, c.PODS_SCHEDULED, True, c.NONE_UNSCHEDULABLE,
+               "no pod of the workload is unschedulable")
 
 
-def _oversubscription(conds: list, i: Inputs, placement: dict | None, held: Reservation | None, total: int,
-                      generation: int) -> list:
+def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held: Reservation | None,
+                      total: int) -> list:
     target = i.target
     if placement and target is not None:
         # rackfit sets the GPU limit of Deployments and StatefulSets; a Job keeps its own
         per_pod = None if target.get("kind") == "Job" else placement["gpusPerNode"]
         asked = targets.requested_gpus(target, per_pod)
         if asked < placement["totalGPUs"]:
-            return c.set_condition(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
-                                   f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
-                                   f"({fmt_bytes(total)} each)", generation)
+            return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
+                       f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
+                       f"({fmt_bytes(total)} each)")
     if held is not None and held.domain is not None:
         # pods and reservations of everyone in the domain, this one's included: pods placed by hand
         # (nodeName set, no scheduler) can overcommit a node even where the domain has room
         frees = i.fleet.inventory.domains(held.instance_type).get(held.domain, [])
         over = [-f for f in frees if f < 0]
         if over:
-            return c.set_condition(conds, c.OVERSUBSCRIBED, True, c.DOMAIN_OVERCOMMITTED,
-                                   f"pods and reservations ask for {count(sum(over), 'GPU')} more than {count(len(over), 'node')} "
-                                   f"of {held.domain.value} have", generation)
-    return c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "within capacity", generation)
+            return put(conds, c.OVERSUBSCRIBED, True, c.DOMAIN_OVERCOMMITTED,
+                       f"pods and reservations ask for {count(sum(over), 'GPU')} more than "
+                       f"{count(len(over), 'node')} "
+                       f"of {held.domain.value} have")
+    return put(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "within capacity")

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from rackfit.names import APPLIED_ANNOTATION as APPLIED
-from rackfit.names import GPU, WORKLOAD_LABEL
+from rackfit.names import DOMAIN_LABELS, GPU, HOSTNAME_LABEL, WORKLOAD_LABEL
 from rackfit.names import WORKLOAD_ANNOTATION as WORKLOAD
 
 
@@ -101,6 +101,12 @@ def unplace_patch(target: dict[str, Any]) -> dict[str, Any] | None:
     if template:
         patch["spec"] = {"template": template}
     return patch
+
+
+def pinned_domain(target: dict[str, Any] | None) -> str | None:
+    """The NVLink domain value rackfit last pinned the target to (from its applied record)."""
+    selector = applied(target or {}).get("nodeSelector") or {}
+    return next((selector[k] for k in (*DOMAIN_LABELS, HOSTNAME_LABEL) if k in selector), None)
 
 
 def requested_gpus(target: dict[str, Any], per_pod: int | None = None) -> int:

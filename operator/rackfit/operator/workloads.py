@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from rackfit.api.conditions import CONFIG_MAP_NOT_FOUND, now
 from rackfit.errors import RackfitError
 from rackfit.names import GROUP, PLURAL, VERSION
 from rackfit.operator import kube, metrics, targets
@@ -16,9 +17,16 @@ from rackfit.operator.admission import ungate_pods
 from rackfit.operator.fleet import LEDGER, FleetVersion
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
+from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+class MissingConfig(Exception):
+    """The huggingFaceConfig ConfigMap (or its config.json key) is not there yet."""
+
+
 _fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan
 # kopf runs a resource's timer alongside its change handlers: one reconcile per workload at a time
 # (a change waits; a timer tick finding one in progress skips)
@@ -40,8 +48,12 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
         hf = None
         if workload.model.hugging_face_config:
             hf = kube.read_hf_config(namespace, workload.model.hugging_face_config)
+            if hf is None:  # retried by the timer until it appears
+                raise MissingConfig(f"spec.model.huggingFaceConfig: ConfigMap {namespace}/"
+                                    f"{workload.model.hugging_face_config} with key config.json not found")
         target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
         since = meta.get("creationTimestamp") or ""
+        anywhere = plan(workload, catalog(), hf_config=hf)  # the estimates, before the ledger's lock
         # Decide and reserve under the ledger's lock: two reconciles (kopf runs them in a thread
         # pool) can never both take the last room in a domain. One active operator holds the
         # ledger (kopf peering), so an in-process lock is enough; deciding takes milliseconds.
@@ -52,9 +64,13 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
             d = decide(Inputs(name=name, spec=workload, generation=generation, old=old, catalog=catalog(),
                               fleet=LEDGER.view(owner, blocked), held=held, target=target,
                               tolerations=CONFIG.tolerations, hf_config=hf, gated_pods=len(gated_pods.get(owner, [])),
-                              unschedulable=sorted(unschedulable_pods.get(owner, []))))
+                              unschedulable=sorted(unschedulable_pods.get(owner, [])), now=now(),
+                              anywhere=anywhere))
             LEDGER.reserve(owner, d.reservation)
             LEDGER.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
+    except MissingConfig as e:
+        d = invalid(str(e), generation, old, reason=CONFIG_MAP_NOT_FOUND)
+        LEDGER.forget(owner)
     except RackfitError as e:  # invalid spec or model: a status, never a crash loop
         d = invalid(str(e), generation, old)
         LEDGER.forget(owner)

@@ -15,11 +15,11 @@ from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
 from rackfit.planner.result import Option, Placement, Plan, Rejection
-from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need, tensor_limit
+from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
-__all__ = ["plan", "Plan", "Option", "Placement", "Rejection", "Inventory"]
+__all__ = ["plan", "place", "Plan", "Option", "Placement", "Rejection", "Inventory"]
 
 MAX_ALTERNATIVES = 3
 
@@ -75,10 +75,11 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     if not found:
         need = smallest_need(spec, a, t, max_gpus)
         lay = need.layout
-        return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB (vendor size; maxNodes {max_nodes}): at "
+        return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB "
+                    f"(vendor size; maxNodes {max_nodes}): at "
                     f"tensor {lay.tensor} x pipeline {lay.pipeline} each GPU still needs "
                     f"{fmt_bytes(need.total_bytes)} of {fmt_bytes(capacity)} usable; tensor parallel is "
-                    f"limited to {tensor_limit(t)} per NVLink domain")
+                    f"limited to {t.tensor_parallel_limit} per NVLink domain")
     return found, None
 
 
@@ -105,11 +106,17 @@ def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | Invento
         options.extend(sorted(found, key=lambda o: _rank(spec, o))[:MAX_ALTERNATIVES])
     options.sort(key=lambda o: _rank(spec, o))
     # alternatives show other instance types first: "which GPU" is the question they answer
-    if inventory is None:
-        return Plan(chosen=options[0] if options else None, alternatives=_alternatives(options),
-                    rejected=rejected)
+    anywhere = Plan(chosen=options[0] if options else None, alternatives=_alternatives(options),
+                    rejected=rejected, options=options)
+    return anywhere if inventory is None else place(anywhere, catalog, inventory, prefer_domain)
+
+
+def place(anywhere: Plan, catalog: Catalog, inventory: Inventory | InventoryView, prefer_domain: str | None = None
+          ) -> Plan:
+    """`anywhere` (a plan without inventory) narrowed to what one NVLink domain can hold now. No
+    estimating: the operator calls this under its ledger's lock, and estimates before taking it."""
     placeable, unplaced = [], []
-    for o in options:
+    for o in anywhere.options:
         placed = _in_domain(o, catalog.get(o.placement.instance_type), inventory, prefer_domain)
         if placed:
             placeable.append(placed)
@@ -119,7 +126,7 @@ def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | Invento
                 f"fits on {count(p.nodes, 'node')} x {count(p.gpus_per_node, 'GPU')}, but no NVLink domain of "
                 f"{p.instance_type} has that many free")))
     return Plan(chosen=placeable[0] if placeable else None, alternatives=_alternatives(placeable),
-                rejected=rejected, unplaced=unplaced if not placeable else [])
+                rejected=anywhere.rejected, unplaced=unplaced if not placeable else [], options=placeable)
 
 
 def _alternatives(ranked: list[Option]) -> list[Option]:

@@ -12,7 +12,7 @@ from rackfit.catalog import Catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.models import resolve
 from rackfit.planner import allowed_types, plan
-from rackfit.planner.search import DEFAULT_MAX_NODES, tensor_limit
+from rackfit.planner.search import DEFAULT_MAX_NODES
 from rackfit.spec import LLMWorkloadSpec, parse_spec
 from rackfit.units import count, fmt_bytes
 
@@ -34,11 +34,11 @@ def check(doc: dict[str, Any], catalog: Catalog, hf_config: dict[str, Any] | Non
     arch = resolve(spec.model, hf_config)
     types = allowed_types(spec, catalog)  # unknown instance types raise here
     if spec.parallelism is not None:
-        widest = max(tensor_limit(t) for t in types)
+        widest = max(t.tensor_parallel_limit for t in types)
         if spec.parallelism.tensor > widest:
             raise InvalidWorkload([("spec.parallelism.tensor", (
                 f"{spec.parallelism.tensor} exceeds the NVLink domain of every allowed instance type "
-                f"(at most {widest}: {', '.join(f'{t.name} {tensor_limit(t)}' for t in types)})"))])
+                f"(at most {widest}: {', '.join(f'{t.name} {t.tensor_parallel_limit}' for t in types)})"))])
     result = plan(spec, catalog, arch=arch)
     if result.chosen is None:
         field = "spec.parallelism" if spec.parallelism is not None else "spec.placement"

@@ -42,6 +42,8 @@ class Plan(_Out):
     alternatives: list[Option] = Field(default_factory=list, description="the next best, ranked")
     rejected: list[Rejection] = Field(default_factory=list)
     unplaced: list[Rejection] = Field(default_factory=list, description="fit, but no domain has free capacity")
+    options: list[Option] = Field(default_factory=list, exclude=True,
+                                  description="every ranked option (up to 3 per type), for `place`")
 
     @property
     def fits(self) -> bool:

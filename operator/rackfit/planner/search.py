@@ -18,11 +18,6 @@ from rackfit.spec import LLMWorkloadSpec
 DEFAULT_MAX_NODES = 128
 
 
-def tensor_limit(t: InstanceType) -> int:
-    """NVLink reach, or the node for PCIe cards (TP over PCIe inside one host still works)."""
-    return max(t.nvlink_domain_gpus, t.gpus_per_node if t.nvlink_domain_gpus == 1 else 1)
-
-
 def tensor_degrees(a: ModelArch, limit: int) -> list[int]:
     """Degrees that divide the heads and split or evenly replicate the KV heads."""
     kv = a.num_key_value_heads
@@ -36,8 +31,8 @@ def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout
     if layout.tensor not in tensor_degrees(a, layout.tensor):
         out.append(f"tensor {layout.tensor} must divide numAttentionHeads {a.num_attention_heads} and split "
                    f"or replicate numKeyValueHeads {a.num_key_value_heads} evenly")
-    if layout.tensor > tensor_limit(t):
-        out.append(f"tensor {layout.tensor} exceeds the NVLink domain of {t.name} ({tensor_limit(t)} GPUs)")
+    if layout.tensor > t.tensor_parallel_limit:
+        out.append(f"tensor {layout.tensor} exceeds the NVLink domain of {t.name} ({t.tensor_parallel_limit} GPUs)")
     if layout.pipeline > a.num_layers:
         out.append(f"pipeline {layout.pipeline} exceeds numLayers {a.num_layers}")
     if a.is_moe and layout.expert > 1 and a.num_experts % layout.expert:
@@ -63,7 +58,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     seen: dict[tuple[int, int, int, int], Estimate] = {}  # bisection and rounding revisit layouts
     # n GPUs together hold at least what one would: a lower bound on the stages worth trying
     single = _fits(spec, a, Layout(), capacity, seen)[1].total_bytes
-    for tensor in tensor_degrees(a, min(tensor_limit(t), max_gpus)):
+    for tensor in tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)):
         if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
             break
         for data in datas:
@@ -113,6 +108,6 @@ def _fewest_stages(fits, lo: int, hi: int) -> int | None:
 
 def smallest_need(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, max_gpus: int) -> Estimate:
     """The lowest per-GPU estimate reachable on this type within `max_gpus`, for rejection messages."""
-    tensor = max(tensor_degrees(a, min(tensor_limit(t), max_gpus)))
+    tensor = max(tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)))
     pipeline = max(1, min(a.num_layers, max_gpus // tensor))
     return estimate_arch(spec, a, Layout(tensor=tensor, pipeline=pipeline))
