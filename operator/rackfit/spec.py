@@ -81,6 +81,18 @@ class ModelSource(_Model):
     def _count(cls, v: Any) -> Any:
         return None if v is None else parse_count(v)
 
+    @property
+    def label(self) -> str:
+        """What `kubectl get llmw` shows in its MODEL column."""
+        if self.preset:
+            return self.preset + (" (modified)" if self.architecture else "")
+        if self.hugging_face_config:
+            return f"config.json from {self.hugging_face_config}"
+        if self.parameters:
+            return f"{self.parameters / 1e9:g}B parameters"
+        a = self.architecture
+        return f"custom ({a.num_layers} layers x {a.hidden_size})" if a else "custom"
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
         if self.parameters is not None and (self.preset or self.architecture or self.hugging_face_config):

@@ -153,3 +153,27 @@ def test_competing_workloads_never_share_a_domain(operator, released, kubectl, c
         after = wait_for(lambda: _settled(custom, namespace, rest, placed), 120, f"{waiting[0]} placed after {first}")
         assert after[waiting[0]][0] == "True"
         wait_for(lambda: _check_pods(core_v1, namespace, after, _nodes(core_v1)), 120, "its pods bound")
+
+
+def test_a_restart_mid_burst_ends_in_the_same_state(operator, released, kubectl, core_v1, cluster, namespace,
+                                                    wait_for):
+    """Killed (SIGKILL) while 20 HGX workloads arrive and started again: what was placed before stays
+    where it was, no target is patched twice, and the burst ends as it would have: 16 placed in 16
+    distinct hosts, 4 waiting. The ledger is rebuilt from status and pods before any decision."""
+    names = [f"r{i}" for i in range(20)]
+    docs = [d for n in names for d in _manifests(n, SERVE_70B_H100, "Deployment", 1)]
+    assert kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs)).returncode == 0
+    custom = client.CustomObjectsApi(cluster.api)
+    before = wait_for(lambda: (s := {n: v[2] for n, v in _status(custom, namespace, names).items() if v[0] == "True"})
+                      and len(s) >= 5 and s, 120, "five placed")
+    operator.kill()
+    operator.start()
+    after = wait_for(lambda: _settled(custom, namespace, names, 16), 180, "16 placed, 4 waiting after the restart")
+    for name, placement in before.items():
+        assert after[name][2]["nvlinkDomain"] == placement["nvlinkDomain"], f"{name} moved"
+    held = [v[2]["nvlinkDomain"] for v in after.values() if v[0] == "True"]
+    assert len(set(held)) == 16
+    apps = client.AppsV1Api(cluster.api)
+    twice = [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items if d.metadata.generation > 2]
+    assert not twice, f"patched twice: {twice}"
+    wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect again")

@@ -101,7 +101,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
 def test_status_schema(crd):
     status = _schema(crd)["properties"]["status"]
     props = status["properties"]
-    assert set(props) == {"observedGeneration", "estimate", "memoryPerGPU", "placement", "alternatives",
+    assert set(props) == {"observedGeneration", "model", "estimate", "memoryPerGPU", "placement", "alternatives",
                           "conditions"}
     conds = props["conditions"]
     assert conds["x-kubernetes-list-type"] == "map" and conds["x-kubernetes-list-map-keys"] == ["type"]

@@ -217,3 +217,14 @@ def test_target_kind():
     parse_spec(dict(BASE, target=dict(kind="StatefulSet", name="vllm")))
     assert one_error(dict(BASE, target=dict(kind="Pod", name="x")))[0] == "spec.target.kind"
     assert one_error(dict(BASE, target=dict(kind="Job", name="")))[0] == "spec.target.name"
+
+
+def test_every_model_source_has_a_label_for_the_model_column():
+    def label(model):
+        return parse_spec({"model": model, "workload": "inference"}).model.label
+    assert label({"preset": "llama-3.1-8b"}) == "llama-3.1-8b"
+    assert label({"huggingFaceConfig": "tiny-llama"}) == "config.json from tiny-llama"
+    assert label({"parameters": "70B"}) == "70B parameters"
+    arch = {"num_layers": 16, "hidden_size": 2048, "intermediate_size": 8192, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "vocab_size": 128256}
+    assert label({"architecture": arch}) == "custom (16 layers x 2048)"

@@ -190,7 +190,7 @@ def _condition_column(type_: str) -> dict[str, Any]:
 
 
 PRINTER_COLUMNS = [
-    {"name": "MODEL", "type": "string", "jsonPath": ".spec.model.preset"},
+    {"name": "MODEL", "type": "string", "jsonPath": ".status.model"},
     {"name": "WORKLOAD", "type": "string", "jsonPath": ".spec.workload"},
     {"name": "INSTANCE", "type": "string", "jsonPath": ".status.placement.instanceType"},
     {"name": "NODES", "type": "integer", "jsonPath": ".status.placement.nodes"},

@@ -36,6 +36,7 @@ class Alternative(_Model):
 
 class LLMWorkloadStatus(_Model):
     observed_generation: int | None = None
+    model: str | None = Field(None, description="the model, as `kubectl get` shows it (preset, config.json, size)")
     estimate: Estimate | None = None
     memory_per_gpu: str | None = Field(None, alias="memoryPerGPU",
                                        description="estimate.totalBytes formatted for `kubectl get`")

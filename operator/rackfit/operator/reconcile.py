@@ -137,7 +137,8 @@ def decide(i: Inputs) -> Decision:
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
                           f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
                                                                   if placement.get("nvlinkDomain") else ""))
-    status = status_view(observedGeneration=generation, estimate=estimate, memoryPerGPU=fmt_bytes(total),
+    status = status_view(observedGeneration=generation, model=spec.model.label, estimate=estimate,
+                         memoryPerGPU=fmt_bytes(total),
                          placement=placement, alternatives=alternatives, conditions=conds)
     over = c.condition(conds, c.OVERSUBSCRIBED)["status"] == "True"
     capacity = placement["gpuMemoryBytes"] if placement else b.gpu_memory_bytes

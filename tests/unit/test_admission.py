@@ -1,0 +1,256 @@
+"""Admission, without a cluster: the validating webhook's verdict (rackfit.planner.admission.check) and
+the pod webhook's patches (rackfit.operator.admission: the hints added to a new pod, and the patch that
+pins a gated pod to its domain and lifts rackfit's gate)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import math
+
+import kopf
+import pytest
+
+from rackfit.catalog import load_catalog
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import estimate
+from rackfit.names import GATE, GPU, WORKLOAD_LABEL
+from rackfit.operator import admission as webhook
+from rackfit.planner import plan
+from rackfit.planner.admission import check
+from rackfit.spec import parse_spec
+from rackfit.units import MiB
+
+CATALOG = load_catalog()
+SMALL = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"}
+TOO_BIG = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+           "placement": {"instanceTypes": ["gd-8xl40s-i128"], "maxNodes": 1}}
+
+
+def refused(doc, catalog=CATALOG) -> tuple[str, str]:
+    with pytest.raises(InvalidWorkload) as e:
+        check(doc, catalog)
+    (error,) = e.value.errors
+    return error
+
+
+# --- the validating webhook's verdict -------------------------------------------------------------
+
+def test_a_normal_workload_is_admitted_without_warnings():
+    assert check(SMALL, CATALOG) == []
+    manifest = {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": "x"}, "spec": SMALL}
+    assert check(manifest, CATALOG) == []
+
+
+def test_an_impossible_workload_is_refused_naming_the_field_and_what_would_fit():
+    field, msg = refused(TOO_BIG)
+    assert field == "spec.placement"
+    # what the allowed type holds under the limit, and how many of its GPUs it would take without it
+    assert "gd-8xl40s-i128 with maxNodes 1 holds at most 8 x 48 GB" in msg
+    unlimited = {**TOO_BIG, "placement": {"instanceTypes": ["gd-8xl40s-i128"]}}
+    need = plan(parse_spec(unlimited), CATALOG).chosen.placement
+    assert need.total_gpus > 8
+    assert f"needs at least {need.total_gpus} x L40S 48 GB ({need.nodes} nodes)" in msg
+    assert "gd-8xl40s-i128: needs more than 8 GPUs" in msg  # the planner's own reason follows
+
+
+def test_a_fixed_layout_that_does_not_fit_is_refused_on_spec_parallelism():
+    doc = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "parallelism": {"tensor": 1},
+           "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}
+    field, msg = refused(doc)
+    assert field == "spec.parallelism"
+    assert "needs at least" in msg and "H100 80 GB" in msg and "the fixed layout needs" in msg
+
+
+def test_tensor_parallel_wider_than_every_nvlink_domain_is_refused():
+    doc = {**SMALL, "parallelism": {"tensor": 16}, "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}
+    field, msg = refused(doc)
+    assert field == "spec.parallelism.tensor"
+    assert "16 exceeds" in msg and "at most 8" in msg and "gd-8xh100ib-i128 8" in msg
+
+
+def test_an_unknown_instance_type_is_refused_with_the_field_and_the_known_ones():
+    field, msg = refused({**SMALL, "placement": {"instanceTypes": ["gd-8xh100ib-i128", "h100-80g"]}})
+    assert field == "spec.placement.instanceTypes"
+    assert "h100-80g" in msg and "gd-8xh100ib-i128" in msg and "b200-8x" in msg
+
+
+def test_an_unknown_preset_is_refused_with_the_field_and_the_known_ones():
+    field, msg = refused({**SMALL, "model": {"preset": "llama-9"}})
+    assert field == "spec.model.preset"
+    assert "llama-9" in msg and "llama-3.1-8b" in msg
+
+
+def test_an_invalid_spec_is_refused_with_the_field():
+    assert refused({**SMALL, "precision": "fp6"})[0] == "spec.precision"
+
+
+def _one_gpu_type(total_bytes: int, fraction: float):
+    """A catalog of one single-GPU type whose memory the workload's `total_bytes` fills to `fraction`."""
+    mib = math.ceil(total_bytes / fraction / MiB)
+    return load_catalog(f"""replace: true
+instanceTypes:
+  tight-1x:
+    gpu: {{model: T1, product: NVIDIA-T1, memoryGB: {mib * MiB / 1e9:.3f}, memoryMiB: {mib}, architecture: hopper}}
+    gpusPerNode: 1
+    nvlinkDomainGPUs: 1
+""")
+
+
+# one GPU only (maxNodes 1 of a one-GPU type), no headroom: the chosen estimate is the one-GPU estimate
+TIGHT = {**SMALL, "inference": {"contextLength": 32768, "concurrency": 8},
+         "placement": {"instanceTypes": ["tight-1x"], "maxNodes": 1, "headroom": 0}}
+
+
+@pytest.mark.parametrize("fraction", [0.97, 0.999])
+def test_a_near_miss_is_admitted_with_a_warning(fraction):
+    total = estimate(parse_spec(TIGHT)).total_bytes
+    catalog = _one_gpu_type(total, fraction)
+    assert plan(parse_spec(TIGHT), catalog).chosen.estimate.total_bytes == total
+    (warning,) = check(TIGHT, catalog)
+    assert warning.startswith("near miss:") and "under 5%" in warning and "tight-1x" in warning
+
+
+@pytest.mark.parametrize("fraction", [0.80, 0.94])
+def test_five_percent_or_more_to_spare_is_no_near_miss(fraction):
+    catalog = _one_gpu_type(estimate(parse_spec(TIGHT)).total_bytes, fraction)
+    assert check(TIGHT, catalog) == []
+
+
+def test_the_same_workload_one_gpu_too_small_is_refused():
+    catalog = _one_gpu_type(estimate(parse_spec(TIGHT)).total_bytes, 1.02)
+    field, msg = refused(TIGHT, catalog)
+    assert field == "spec.placement" and "tight-1x with maxNodes 1 holds at most 1 x" in msg
+
+
+# --- the pod webhook's patches --------------------------------------------------------------------
+
+PLACEMENT = {"instanceType": "gb200-4x", "gpusPerNode": 4, "nodes": 2, "nvlinkDomain": "nvidia.com/gpu.clique=u.1",
+             "nodeSelector": {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.1"}}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+OTHER_GATE = {"name": "example.com/quota"}
+
+
+def pod(gpus=None, requests=None, gates=(), selector=None, tolerations=None, sidecar=True) -> dict:
+    main = {"name": "worker", "image": "vllm/vllm-openai"}
+    resources = {}
+    if gpus is not None:
+        resources["limits"] = {GPU: str(gpus), "cpu": "16"}
+    if requests is not None:
+        resources["requests"] = {GPU: str(requests)}
+    if resources:
+        main["resources"] = resources
+    spec = {"containers": [main, {"name": "sidecar", "image": "busybox"}] if sidecar else [main]}
+    if gates:
+        spec["schedulingGates"] = [dict(g) for g in gates]
+    if selector:
+        spec["nodeSelector"] = dict(selector)
+    if tolerations is not None:
+        spec["tolerations"] = [dict(t) for t in tolerations]
+    return spec
+
+
+@pytest.fixture
+def tolerations(monkeypatch):
+    """Set the operator's placement tolerations (RACKFIT_TOLERATIONS) for one test; none by default."""
+    def set_to(value):
+        monkeypatch.setattr(webhook, "CONFIG", dataclasses.replace(webhook.CONFIG, tolerations=value))
+    set_to([])
+    return set_to
+
+
+def test_an_unplaced_workload_s_pod_gets_only_the_gate(tolerations):
+    tolerations([GPU_TOLERATION])
+    assert webhook.pod_hints(pod(), None) == {"schedulingGates": [{"name": GATE}]}
+
+
+def test_the_gate_is_added_after_other_gates_and_never_twice(tolerations):
+    assert webhook.pod_hints(pod(gates=[OTHER_GATE]), None) == {"schedulingGates": [OTHER_GATE, {"name": GATE}]}
+    assert webhook.pod_hints(pod(gates=[OTHER_GATE, {"name": GATE}]), None) == {}
+
+
+def test_a_placed_workload_s_pod_gets_the_instance_type_gpu_limit_and_tolerations(tolerations):
+    tolerations([GPU_TOLERATION])
+    spec = pod(selector={"team": "a"}, tolerations=[{"key": "x", "operator": "Exists"}])
+    before = copy.deepcopy(spec)
+    hints = webhook.pod_hints(spec, PLACEMENT)
+    assert spec == before  # the pod it was given is left as it is
+    assert hints["schedulingGates"] == [{"name": GATE}]
+    # the instance type only: the NVLink domain is pinned when the gate is lifted (ungate_patch)
+    assert hints["nodeSelector"] == {"team": "a", "node.kubernetes.io/instance-type": "gb200-4x"}
+    main, sidecar = hints["containers"]
+    assert main["resources"]["limits"] == {GPU: "4"}
+    assert sidecar == before["containers"][1]  # only the first container gets the GPUs
+    assert hints["tolerations"] == [{"key": "x", "operator": "Exists"}, GPU_TOLERATION]
+
+
+def test_an_existing_gpu_limit_selector_and_toleration_are_kept(tolerations):
+    tolerations([GPU_TOLERATION])
+    spec = pod(gpus=8, gates=[{"name": GATE}], selector={"node.kubernetes.io/instance-type": "gb200-4x", "team": "a"},
+               tolerations=[GPU_TOLERATION])
+    hints = webhook.pod_hints(spec, PLACEMENT)
+    assert "schedulingGates" not in hints  # already gated
+    assert hints["containers"][0]["resources"]["limits"] == {GPU: "8", "cpu": "16"}  # never overridden
+    assert hints["nodeSelector"] == {"node.kubernetes.io/instance-type": "gb200-4x", "team": "a"}
+    assert "tolerations" not in hints  # nothing missing
+
+
+def test_no_tolerations_configured_adds_none(tolerations):
+    hints = webhook.pod_hints(pod(), PLACEMENT)
+    assert "tolerations" not in hints
+    assert set(hints) == {"schedulingGates", "nodeSelector", "containers"}
+
+
+def test_mutate_pod_writes_the_hints_of_its_workload_s_placement(tolerations):
+    labels = {WORKLOAD_LABEL: "llm"}
+    placed, unplaced = kopf.Patch(), kopf.Patch()
+    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=placed,
+                                   placements={("ns", "llm"): [PLACEMENT]}))
+    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=unplaced,
+                                   placements={("other", "llm"): [PLACEMENT]}))
+    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT)
+    assert placed["spec"]["containers"][0]["resources"]["limits"] == {GPU: "4"}
+    assert unplaced["spec"] == {"schedulingGates": [{"name": GATE}]}
+
+
+def strategic_merge(spec: dict, patch: dict) -> dict:
+    """What the API server does with ungate_patch: nodeSelector merges as a map; schedulingGates
+    merge by name, `$patch: delete` removing the one named."""
+    out = copy.deepcopy(spec)
+    out["nodeSelector"] = {**(out.get("nodeSelector") or {}), **patch["spec"]["nodeSelector"]}
+    deleted = {g["name"] for g in patch["spec"]["schedulingGates"] if g.get("$patch") == "delete"}
+    assert all(g.get("$patch") == "delete" for g in patch["spec"]["schedulingGates"]), "only deletions expected"
+    out["schedulingGates"] = [g for g in out.get("schedulingGates") or [] if g["name"] not in deleted]
+    return out
+
+
+def test_ungate_patch_pins_the_domain_and_deletes_only_rackfit_s_gate():
+    spec = pod(gpus=4, gates=[OTHER_GATE, {"name": GATE}], selector={"team": "a"})
+    patch = webhook.ungate_patch(spec, PLACEMENT)
+    assert patch == {"spec": {"nodeSelector": PLACEMENT["nodeSelector"],
+                              "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
+    after = strategic_merge(spec, patch)
+    assert after["schedulingGates"] == [OTHER_GATE]
+    assert after["nodeSelector"] == {"team": "a", "node.kubernetes.io/instance-type": "gb200-4x",
+                                     "nvidia.com/gpu.clique": "u.1"}
+    patch["spec"]["nodeSelector"]["nvidia.com/gpu.clique"] = "u.9"
+    assert PLACEMENT["nodeSelector"]["nvidia.com/gpu.clique"] == "u.1"  # a copy, not the placement's own map
+
+
+def test_ungate_patch_counts_gpu_requests_and_accepts_more_than_the_placement():
+    assert webhook.ungate_patch(pod(requests=4, gates=[{"name": GATE}]), PLACEMENT) is not None
+    assert webhook.ungate_patch(pod(gpus=8, gates=[{"name": GATE}]), PLACEMENT) is not None
+
+
+def test_nothing_to_ungate_without_rackfit_s_gate():
+    assert webhook.ungate_patch(pod(gpus=4), PLACEMENT) is None
+    assert webhook.ungate_patch(pod(gpus=4, gates=[OTHER_GATE]), PLACEMENT) is None
+
+
+@pytest.mark.parametrize("gpus", [None, 0, 1, 3])
+def test_a_stale_pod_below_the_placement_s_gpus_is_not_ungated(gpus):
+    """Made before its workload was placed (a pod's resources cannot change): its controller makes it again."""
+    spec = pod(gpus=gpus, gates=[{"name": GATE}])
+    assert webhook.stale(spec, PLACEMENT)
+    assert webhook.ungate_patch(spec, PLACEMENT) is None
