@@ -7,7 +7,7 @@ operator receives (a whole manifest or a bare spec) into a validated `LLMWorkloa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -32,6 +32,52 @@ class _Model(BaseModel):
 
 
 Positive = Field(default=None, gt=0)
+
+
+class Rule(NamedTuple):
+    """A cross-field rule: pydantic's model validator raises `message`; the CRD carries `cel` with
+    the same message (api/crdgen.py), so `kubectl apply` and the operator say the same thing."""
+
+    cel: str
+    message: str
+    field: str = ""  # the field the error names, relative to the model (e.g. ".precision")
+
+
+# By the model (its `$defs` name) whose validator checks them. Defaults are applied before CEL
+# runs, so `method` and `precision` are always set there.
+RULES: dict[str, dict[str, Rule]] = {
+    "ModelSource": {
+        "parameters_alone": Rule(
+            "!has(self.parameters) || !(has(self.preset) || has(self.architecture) || has(self.huggingFaceConfig))",
+            "`parameters` stands alone: give it without preset, architecture or huggingFaceConfig", ".parameters"),
+        "preset_or_config": Rule("!(has(self.preset) && has(self.huggingFaceConfig))",
+                                 "give either `preset` or `huggingFaceConfig`, not both", ".huggingFaceConfig"),
+        "one_source": Rule(
+            "has(self.preset) || has(self.architecture) || has(self.huggingFaceConfig) || has(self.parameters)",
+            "give one of preset, architecture, huggingFaceConfig or parameters"),
+    },
+    "LLMWorkloadSpec": {
+        "training_block": Rule("self.workload == 'training' || !has(self.training)",
+                               "`training` is only allowed with workload: training", ".training"),
+        "inference_block": Rule("self.workload == 'inference' || !has(self.inference)",
+                                "`inference` is only allowed with workload: inference", ".inference"),
+        "training_needed": Rule("self.workload != 'training' || has(self.training)",
+                                "workload: training needs a `training` block (method full, lora or qlora)",
+                                ".training"),
+        "qlora_precision": Rule(
+            "!has(self.training) || self.training.method != 'qlora' || self.precision in ['nf4', 'int4']",
+            "training.method qlora needs precision nf4 (or int4)", ".precision"),
+        "full_precision": Rule(
+            "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
+            "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
+            "use method qlora for 4-bit bases", ".precision"),
+    },
+    "Training": {
+        "lora_rank": Rule("!has(self.loraRank) || self.method != 'full'",
+                          "training.loraRank is only allowed with method lora or qlora", ".loraRank"),
+    },
+}
+_FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
 
 
 class Architecture(_Model):
@@ -96,11 +142,11 @@ class ModelSource(_Model):
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
         if self.parameters is not None and (self.preset or self.architecture or self.hugging_face_config):
-            raise ValueError("`parameters` stands alone: give it without preset, architecture or huggingFaceConfig")
+            raise ValueError(RULES["ModelSource"]["parameters_alone"].message)
         if self.preset and self.hugging_face_config:
-            raise ValueError("give either `preset` or `huggingFaceConfig`, not both")
+            raise ValueError(RULES["ModelSource"]["preset_or_config"].message)
         if not (self.preset or self.architecture or self.hugging_face_config or self.parameters):
-            raise ValueError("give one of preset, architecture, huggingFaceConfig or parameters")
+            raise ValueError(RULES["ModelSource"]["one_source"].message)
         return self
 
 
@@ -167,24 +213,24 @@ class LLMWorkloadSpec(_Model):
 
     @model_validator(mode="after")
     def _cross_field(self) -> LLMWorkloadSpec:
+        rules = RULES["LLMWorkloadSpec"]
         if self.workload == "inference":
             if self.training is not None:
-                raise ValueError("`training` is only allowed with workload: training")
+                raise ValueError(rules["training_block"].message)
             if self.inference is None:
                 object.__setattr__(self, "inference", Inference())
         else:
             if self.inference is not None:
-                raise ValueError("`inference` is only allowed with workload: inference")
-            if self.training is None:  # the CRD's CEL rule says the same
-                raise ValueError("`training` is required when workload is training (e.g. training: {method: full})")
+                raise ValueError(rules["inference_block"].message)
+            if self.training is None:
+                raise ValueError(rules["training_needed"].message)
             t = self.training
             if t.method == "full" and t.lora_rank is not None:
-                raise ValueError("training.loraRank is only allowed with method lora or qlora")
+                raise ValueError(RULES["Training"]["lora_rank"].message)
             if t.method == "qlora" and self.precision not in ("nf4", "int4"):
-                raise ValueError("training.method qlora needs precision nf4 (or int4)")
+                raise ValueError(rules["qlora_precision"].message)
             if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):
-                raise ValueError(f"a full fine-tune trains the weights: precision must be fp32, bf16 or fp16, "
-                                 f"not {self.precision}; use method qlora for 4-bit bases")
+                raise ValueError(rules["full_precision"].message)
             if t.zero_stage and self.parallelism and self.parallelism.data == 1:
                 pass  # ZeRO over one replica shards nothing; allowed, as DeepSpeed allows it
         return self
@@ -199,11 +245,12 @@ def validation_errors(e: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in e.errors():
         msg = err["msg"].removeprefix("Value error, ")
+        field = _FIELD_OF.get(msg, "")  # a cross-field rule names its field, as its CEL rule's fieldPath does
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] == "literal_error":
             msg = f"got {err.get('input')!r}; allowed: {err['ctx']['expected']}"
-        out.append((_path(err["loc"]), msg))
+        out.append((_path(err["loc"]) + field, msg))
     return out
 
 
