@@ -4,7 +4,7 @@ PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/harness:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit bench demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
+.PHONY: help install test unit bench bench-cluster bench-scale demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -17,10 +17,18 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
-bench: ## Estimator accuracy vs measured GPU memory, its fitted constants re-derived, planner latency (README tables)
+bench: ## Estimator accuracy, its fitted constants re-derived, planner latency, placement policy (docs/ tables)
 	$(PYTHON) bench/accuracy.py
 	$(PYTHON) bench/calibrate.py
 	$(PYTHON) bench/planner_speed.py
+	$(PYTHON) bench/placement_policy.py --rate 40
+
+bench-cluster: k8s-bin ## Benchmarks on a local control plane: operator throughput, webhook latency (minutes)
+	$(PYTHON) bench/operator_throughput.py 1000
+	$(PYTHON) bench/webhook_latency.py 500 20
+
+bench-scale: k8s-bin ## The operator on 64, 1,000 and 5,000 simulated GPU nodes (about 40 min; docs/scale.md)
+	$(PYTHON) bench/scale.py --sizes 64,1000,5000 --workloads 1000 --restart
 
 demo-cli: ## Plan an example workload on the built-in catalog (no cluster)
 	$(PYTHON) -m rackfit plan -f examples/llama-405b-bf16-serving.yaml

@@ -1,4 +1,4 @@
-"""Estimator accuracy against real GPU measurements -> a markdown table (README's accuracy table).
+"""Estimator accuracy against real GPU measurements -> a markdown table (docs/accuracy.md).
 
 For each measured row, the estimate of the same workload on one GPU is compared with what the GPU
 held at its peak: the caching allocator's peak reservation plus the CUDA context

@@ -99,7 +99,7 @@ def workload_docs(i: int) -> list[dict]:
 def create_all(api: client.ApiClient, docs: list[dict], workers: int = 8) -> None:
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
 
-    def one(d: dict) -> None:
+    def create(d: dict) -> None:
         ns = d["metadata"].get("namespace", NS)
         if d["kind"] == "Pod":
             core.create_namespaced_pod(ns, d)
@@ -107,6 +107,18 @@ def create_all(api: client.ApiClient, docs: list[dict], workers: int = 8) -> Non
             apps.create_namespaced_deployment(ns, d)
         else:
             custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, d)
+
+    def one(d: dict) -> None:
+        # as a client would: retried while the validating webhook is away (an operator restart)
+        for attempt in range(60):
+            try:
+                return create(d)
+            except client.ApiException as e:
+                if e.status == 409:
+                    return
+                if e.status < 500 or attempt == 59:
+                    raise
+                time.sleep(1)
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, docs))
 
@@ -223,6 +235,8 @@ def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int
             job = creator.submit(create_all, api, docs)
             while len(done) < burst:
                 time.sleep(1)
+                if job.done() and job.exception():
+                    raise job.exception()
                 now = time.monotonic()
                 current = statuses(custom)
                 for name in current:
