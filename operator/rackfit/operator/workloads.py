@@ -3,6 +3,7 @@ the target patch on delete. Thin glue around `reconcile.decide()`."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -17,7 +18,7 @@ from rackfit.operator.admission import ungate_pods
 from rackfit.operator.fleet import LEDGER, FleetVersion
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
 from rackfit.operator.startup import CONFIG, catalog
-from rackfit.planner import plan
+from rackfit.planner import Plan, plan
 from rackfit.spec import parse_spec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -28,6 +29,10 @@ class MissingConfig(Exception):
 
 
 _fleet_seen: dict[str, int] = {}  # uid -> FleetVersion at its last plan
+_freed_seen: dict[str, int] = {}  # uid -> LEDGER.freed at its last plan
+# uid -> ((generation, config.json), its plan without the fleet): estimates are made once per spec,
+# not at every re-plan of a waiting workload
+_plans: dict[str, tuple[tuple, Plan]] = {}
 # kopf runs a resource's timer alongside its change handlers: one reconcile per workload at a time
 # (a change waits; a timer tick finding one in progress skips)
 _one_at_a_time: dict[str, threading.Lock] = {}
@@ -42,6 +47,7 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     owner = (namespace, name)
+    freed = -1  # not planned against the ledger: plan again at the next tick
     old = dict(status)
     try:
         workload = parse_spec(dict(spec))
@@ -53,11 +59,15 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
                                     f"{workload.model.hugging_face_config} with key config.json not found")
         target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
         since = meta.get("creationTimestamp") or ""
-        anywhere = plan(workload, catalog(), hf_config=hf)  # the estimates, before the ledger's lock
+        key = (generation, json.dumps(hf, sort_keys=True) if hf else None)
+        cached = _plans.get(uid)
+        anywhere = cached[1] if cached and cached[0] == key else plan(workload, catalog(), hf_config=hf)
+        _plans[uid] = (key, anywhere)  # the estimates, made before the ledger's lock
         # Decide and reserve under the ledger's lock: two reconciles (kopf runs them in a thread
         # pool) can never both take the last room in a domain. One active operator holds the
         # ledger (kopf peering), so an in-process lock is enough; deciding takes milliseconds.
         with LEDGER.lock:
+            freed = LEDGER.freed  # what it has seen: a later release must wake it
             held = LEDGER.reservation(owner)
             # strict FIFO for those without a place; one that holds a domain is never queued out of it
             blocked = frozenset() if held else LEDGER.blocked_types(owner, since)
@@ -84,6 +94,7 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
     if d.status.get("placement"):
         ungate_pods(namespace, name, d.status["placement"], gated_pods, logger)
     _fleet_seen[uid] = FleetVersion.value
+    _freed_seen[uid] = freed
     metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
@@ -131,6 +142,9 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_
         conds.get("PodsScheduled", {}).get("status") == "False"
     if placed.get("status") == "True" and _fleet_seen.get(uid) == FleetVersion.value and not pods_waiting:
         return
+    if placed.get("reason") == "WaitingForCapacity" and _freed_seen.get(uid) == LEDGER.freed and \
+            _fleet_seen.get(uid) == FleetVersion.value:
+        return  # nothing was freed since it last looked
     if placed.get("reason") == "InvalidSpec":
         return
     lock = _lock(uid)
@@ -149,6 +163,8 @@ def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     LEDGER.forget((namespace, name))  # its GPUs are free for the next waiting workload
     _fleet_seen.pop(uid, None)
     _one_at_a_time.pop(uid, None)
+    _freed_seen.pop(uid, None)
+    _plans.pop(uid, None)
     target = workload_target(spec)
     if not target:
         return

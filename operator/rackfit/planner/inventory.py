@@ -120,6 +120,9 @@ class Inventory:
         self._waiting: dict[Owner, tuple[str, frozenset[str]]] = {}
         self._cache: dict[Domain, list[int]] = {}
         self._seq = 0
+        # counts the changes that can let a waiting workload in: capacity added or freed, a
+        # reservation released or moved, the queue shortened (waiting ones skip re-planning otherwise)
+        self.freed = 0
 
     # --- building (tests and the CLI) ---
 
@@ -154,12 +157,17 @@ class Inventory:
                 self._cache.pop(info.domain, None)
             else:
                 self._nodes.pop(name, None)
+            if info and info.schedulable and (not old or not old.schedulable or info.allocatable > old.allocatable
+                                              or info.domain != old.domain):
+                self.freed += 1
             return True
 
     def set_pod(self, key: str, use: PodUse | None) -> None:
         """Record a bound pod's GPUs, or (None) forget a pod that finished, was deleted or unbound."""
         with self.lock:
             old = self._pods.pop(key, None)
+            if old and (not use or use.gpus < old.gpus or use.node != old.node):
+                self.freed += 1
             if old:
                 self._node_used[old.node] -= old.gpus
                 if old.owner:
@@ -183,6 +191,7 @@ class Inventory:
                 return
             if old:
                 self._unindex(owner, old)
+                self.freed += 1
             if reservation:
                 self._reservations[owner] = reservation
                 if reservation.domain is None:
@@ -201,7 +210,8 @@ class Inventory:
         `since` None takes it out of the queue (placed, deleted or invalid)."""
         with self.lock:
             if since is None:
-                self._waiting.pop(owner, None)
+                if self._waiting.pop(owner, None):
+                    self.freed += 1  # a younger workload it blocked may go now
             else:
                 self._waiting[owner] = (since, frozenset(instance_types))
 
