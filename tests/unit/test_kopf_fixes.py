@@ -27,7 +27,7 @@ def test_readiness_waiters_are_woken_when_the_set_turns_on_and_not_before():
         ready.is_on = counting  # count what the waiters (and the drops) evaluate
         for t in toggles[:-1]:
             await ready.drop_toggle(t)
-        await asyncio.sleep(0)
+            await asyncio.sleep(0)  # as in kopf, other objects' workers run between two drops
         early = any(w.done() for w in waiters)
         await ready.drop_toggle(toggles[-1])
         await asyncio.wait_for(asyncio.gather(*waiters), 5)
