@@ -13,6 +13,7 @@ import yaml
 from rackfit.api import conditions as c
 from rackfit.api.status import LLMWorkloadStatus
 from rackfit.cli import main as cli
+from rackfit.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
@@ -140,7 +141,9 @@ def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys,
                           (c.PLACED, c.CAPACITY_FOUND)):
         conds = c.set_condition(conds, type_, True, reason, f"{type_} by test_crd", 1)
     conds = c.set_condition(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "", 1)
-    status = {"observedGeneration": 1, "estimate": planned["estimate"], "memoryPerGPU": planned["memoryPerGPU"],
+    model = parse_spec(doc).model.label  # what the MODEL column shows
+    status = {"observedGeneration": 1, "model": model, "estimate": planned["estimate"],
+              "memoryPerGPU": planned["memoryPerGPU"],
               "placement": planned["placement"],
               "alternatives": planned["alternatives"][:3], "conditions": conds}
     LLMWorkloadStatus.model_validate(status)
@@ -152,7 +155,7 @@ def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys,
 
     row = kubectl("get", "llmw", name, "-n", namespace, "--no-headers").stdout.split()
     p = status["placement"]
-    assert row[:10] == [name, doc["spec"]["model"]["preset"], doc["spec"]["workload"], p["instanceType"],
+    assert row[:10] == [name, model, doc["spec"]["workload"], p["instanceType"],
                         str(p["nodes"]), str(p["totalGPUs"]), *status["memoryPerGPU"].split(), "True", "True"], row
 
 
