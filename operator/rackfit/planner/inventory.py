@@ -284,13 +284,6 @@ class Inventory:
                     out[(itype, domain)] = (alloc, alloc - sum(frees))
         return out
 
-    def domain_usage(self, instance_type: str, domain: Domain, exclude: Owner | None = None) -> tuple[int, int]:
-        """(allocatable, taken) of one domain (see `usage`), `exclude`'s pods and reservation left out."""
-        with self.lock:
-            frees = self.domains(instance_type, exclude).get(domain, [])
-            alloc = sum(self._nodes[n].allocatable for n in self._schedulable(domain, instance_type))
-            return alloc, alloc - sum(frees)
-
     @property
     def nodes(self) -> dict[str, NodeInfo]:
         return dict(self._nodes)
@@ -380,9 +373,6 @@ class InventoryView:
         if instance_type in self.blocked:
             return 0
         return self.inventory.free_nodes(instance_type, gpus_per_node, self.owner)
-
-    def domain_usage(self, instance_type: str, domain: Domain) -> tuple[int, int]:
-        return self.inventory.domain_usage(instance_type, domain, self.owner)
 
     def holds(self, r: Reservation) -> bool:
         """Would `r` still fit, its own holdings discounted (a placement is kept while this holds)?"""
