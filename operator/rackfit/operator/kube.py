@@ -10,6 +10,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from rackfit.names import GROUP, PLURAL, VERSION
+
 _TARGETS = {  # kind -> (API class, read method, patch method)
     "Deployment": ("AppsV1Api", "read_namespaced_deployment", "patch_namespaced_deployment"),
     "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
@@ -87,3 +89,9 @@ def delete_pod(namespace: str, name: str) -> None:
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch an LLMWorkload's status now (kopf writes the rest after the handler)."""
+    _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
+          {"status": status})

@@ -105,6 +105,9 @@ def workload_target(spec: Any) -> tuple[str, str] | None:
 
 def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None) -> None:
     if target and d.target_patch is not None:
+        # the placement is in status before the target moves: an operator that dies between the two
+        # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
+        kube.patch_status(namespace, name, {"placement": d.status["placement"]})
         kube.patch_target(target[0], namespace, target[1], d.target_patch)
         logger.info(f"patched {target[0]}/{target[1]}")
     if target and d.unsuspend:
