@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from devcluster.controlplane import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 
 
 class Operator:
@@ -70,3 +73,25 @@ def webhooks_in_effect(kubectl) -> bool:
                   input=yaml.safe_dump(_LABELLED_POD))
     return pod.returncode == 0 and any(g["name"] == "rackfit.io/placement"
                                        for g in json.loads(pod.stdout)["spec"].get("schedulingGates") or [])
+
+
+def install_crd(kubectl) -> None:
+    applied = kubectl("apply", "--server-side", "-f", str(CRD))
+    assert applied.returncode == 0, applied.stderr
+    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+
+
+@contextmanager
+def running_operator(cluster, kubectl, wait_for, log: Path, webhooks: bool = False) -> Iterator[Operator]:
+    """The CRD installed and an operator started (with webhooks: until the API server calls them);
+    stopped afterwards, its log's tail printed."""
+    install_crd(kubectl)
+    op = Operator(cluster.kubeconfig, log, webhooks=webhooks)
+    op.start()
+    try:
+        if webhooks:
+            wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect")
+        yield op
+    finally:
+        op.stop()
+        print(op.tail(60), file=sys.stderr)

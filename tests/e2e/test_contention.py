@@ -12,14 +12,13 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from kubernetes import client
-from rackfit_process import ROOT, Operator, webhooks_in_effect
+from rackfit_process import Operator, running_operator, webhooks_in_effect
 
 from rackfit.catalog import load_catalog
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
-CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 TRAIN_405B = {"model": {"preset": "llama-3.1-405b"}, "workload": "training",
               "training": {"method": "full", "zeroStage": 3}, "placement": {"instanceTypes": ["gb200-4x"]}}
 SERVE_70B_H100 = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
@@ -29,14 +28,9 @@ SERVE_70B_H100 = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
 
 @pytest.fixture(scope="module")
 def operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[Operator]:
-    assert kubectl("apply", "--server-side", "-f", str(CRD)).returncode == 0
-    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
-    op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("contention") / "operator.log", webhooks=True)
-    op.start()
-    wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect")
-    yield op
-    op.stop()
-    print(op.tail(60), file=sys.stderr)
+    log = tmp_path_factory.mktemp("contention") / "operator.log"
+    with running_operator(cluster, kubectl, wait_for, log, webhooks=True) as op:
+        yield op
 
 
 def _planned(spec: dict):

@@ -12,25 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from rackfit_process import Operator
+from rackfit_process import Operator, running_operator
 
 from devcluster.fleet import apply_fleet, build_nodes
 from rackfit.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
 
 
 @pytest.fixture(scope="module")
-def operator(cluster, kubectl, tmp_path_factory) -> Iterator[Operator]:
-    applied = kubectl("apply", "--server-side", "-f", str(CRD))
-    assert applied.returncode == 0, applied.stderr
-    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
-    op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    op.start()
-    yield op
-    op.stop()
+def operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[Operator]:
+    with running_operator(cluster, kubectl, wait_for, tmp_path_factory.mktemp("operator") / "operator.log") as op:
+        yield op
 
 
 @pytest.fixture

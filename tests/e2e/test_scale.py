@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 from kubernetes import client
-from rackfit_process import ROOT, Operator
+from rackfit_process import Operator, install_crd
 
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
-CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 A100 = "gd-8xa100-i128"
 BYSTANDERS, LABELLED, WORKLOADS = 150, 80, 40
 
@@ -43,8 +42,7 @@ def _pairs(i: int) -> list[dict]:
 
 def test_hundreds_of_nodes_and_pods_then_every_workload_placed(cluster, kubectl, core_v1, namespace, wait_for,
                                                                 tmp_path):
-    assert kubectl("apply", "--server-side", "-f", str(CRD)).returncode == 0
-    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+    install_crd(kubectl)
     nodes = {n.metadata.name: n for n in core_v1.list_node(label_selector="nvidia.com/gpu.product").items}
     assert len(nodes) > 300
     a100 = sorted(n for n in nodes if n.startswith(A100))

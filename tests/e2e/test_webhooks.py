@@ -4,41 +4,19 @@ bound inside one NVLink domain, unlabelled pods untouched, and no operator = no 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
-from rackfit_process import webhooks_in_effect
-
-from devcluster.controlplane import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
+from rackfit_process import Operator, running_operator
 
 
 @pytest.fixture(scope="module")
-def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[subprocess.Popen]:
-    assert kubectl("apply", "--server-side", "-f", str(CRD)).returncode == 0
-    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("webhooks") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "RACKFIT_METRICS_PORT": "0",
-           "RACKFIT_REPLAN_SECONDS": "2", "RACKFIT_WEBHOOKS": "url", "RACKFIT_WEBHOOK_PORT": str(free_port()),
-           "PYTHONPATH": str(ROOT / "operator")}
-    proc = subprocess.Popen([sys.executable, "-m", "rackfit", "operator", "--standalone"], env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
-
-    try:
-        wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect")
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        print(log.read_text()[-3000:], file=sys.stderr)
+    with running_operator(cluster, kubectl, wait_for, log, webhooks=True) as op:
+        yield op
 
 
 @pytest.fixture
@@ -149,7 +127,6 @@ def test_operator_down_blocks_no_pods(cluster, kubectl, core_v1, namespace, wait
     """Leave the webhook configurations in place (as after a crash), kill the operator: pods,
     labelled or not, are still admitted (failurePolicy Ignore)."""
     webhook_operator.kill()  # no clean exit: kopf cannot remove its configurations
-    webhook_operator.wait(30)
     core_v1.create_namespaced_pod(namespace, _pod("after-crash"))
     core_v1.create_namespaced_pod(namespace, _pod("after-crash-labelled", {"rackfit.io/workload": "x"}))
     assert core_v1.read_namespaced_pod("after-crash-labelled", namespace).metadata.name

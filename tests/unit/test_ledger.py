@@ -141,3 +141,16 @@ def test_freed_counts_only_what_can_let_a_waiting_workload_in():
     assert inv.freed == start + 3  # the queue shortened
     inv.set_node("r0n2", NodeInfo(GB200, d, 4))
     assert inv.freed == start + 4  # a node added
+
+
+def test_a_job_larger_than_one_domain_holds_whole_hosts_of_its_type():
+    inv = Inventory()
+    for i in range(3):
+        inv.set_node(f"h{i}", NodeInfo("gd-8xh100ib-i128", Domain("kubernetes.io/hostname", f"h{i}"), 8))
+    big = Reservation("gd-8xh100ib-i128", None, 2, 8)
+    inv.reserve(("ns", "big"), big)
+    assert inv.free_nodes("gd-8xh100ib-i128", 8) == 1
+    inv.set_pod("big-0", PodUse("h2", 8, ("ns", "big")))  # one of its pods bound: still two hosts held
+    assert inv.free_nodes("gd-8xh100ib-i128", 8) == 1
+    assert inv.view(("ns", "big")).holds(big)
+    assert not inv.view(("ns", "other")).holds(big)

@@ -53,13 +53,11 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
     # the workload label on the pod template: its pods are counted as the workload's in the ledger
     # and, with the webhooks, gated at creation until they are pinned to the placement
     labels = target.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-    if labels.get(WORKLOAD_LABEL) != workload:
-        record["podLabel"] = True
-    elif before.get("podLabel"):
+    relabel = labels.get(WORKLOAD_LABEL) != workload
+    if relabel or before.get("podLabel"):  # rackfit added it (now or earlier): undo removes it
         record["podLabel"] = True
     annotations = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
     current = target.get("metadata", {}).get("annotations") or {}
-    relabel = labels.get(WORKLOAD_LABEL) != workload
     if not spec and not relabel and all(current.get(k) == v for k, v in annotations.items()):
         return None
     patch: dict[str, Any] = {"metadata": {"annotations": annotations}}

@@ -248,10 +248,10 @@ class Inventory:
         """Domain -> free GPUs of each schedulable node, after pods and reservations (other than
         `exclude`'s); values go negative where reservations overcommit the domain."""
         with self.lock:
-            out = {d: self._frees(d, exclude) for d in self._members.get(instance_type, {})}
+            out = {d: self._frees(instance_type, d, exclude) for d in self._members.get(instance_type, {})}
             wide = [o for o in self._typewide.get(instance_type, ()) if o != exclude]
             if wide:
-                self._lay_typewide(instance_type, out, wide, exclude)
+                self._lay_typewide(instance_type, out, wide)
             return out
 
     def find_domain(self, instance_type: str, nodes: int, gpus_per_node: int, prefer: str | None = None,
@@ -309,14 +309,13 @@ class Inventory:
         """How many of `owner`'s pods are bound on `nodes` (None: on any node)."""
         return sum(1 for k in self._owner_pods.get(owner, ()) if nodes is None or self._pods[k].node in nodes)
 
-    def _frees(self, domain: Domain, exclude: Owner | None) -> list[int]:
+    def _frees(self, itype: str, domain: Domain, exclude: Owner | None) -> list[int]:
         mine = exclude is not None and (exclude in self._reserved_in.get(domain, ()) or any(
             self._nodes.get(self._pods[k].node, None) and self._nodes[self._pods[k].node].domain == domain
             for k in self._owner_pods.get(exclude, ())))
         if not mine and domain in self._cache:
             return self._cache[domain]
-        itype = next((t for t, doms in self._members.items() if domain in doms), None)
-        names = self._schedulable(domain, itype) if itype else []
+        names = self._schedulable(domain, itype)
         free = {n: self._nodes[n].allocatable - self._node_used.get(n, 0) for n in names}
         if mine:
             for k in self._owner_pods.get(exclude, ()):
@@ -333,16 +332,17 @@ class Inventory:
             self._cache[domain] = out
         return out
 
-    def _lay_typewide(self, instance_type: str, out: dict[Domain, list[int]], owners: list[Owner],
-                      exclude: Owner | None) -> None:
+    def _lay_typewide(self, instance_type: str, out: dict[Domain, list[int]], owners: list[Owner]) -> None:
         """Lay type-wide reservations' unbound pods over every domain of the type (uncached: rare)."""
         flat = {(d, i): f for d, frees in out.items() for i, f in enumerate(frees)}
+        in_type = {n for members in self._members.get(instance_type, {}).values() for n in members}
         for owner in sorted(owners, key=lambda o: self._order.get(o, 0)):
             r = self._reservations[owner]
-            in_type = {n for n, info in self._nodes.items() if info.instance_type == instance_type}
             _lay(flat, r.pods - self._bound(owner, in_type), r.gpus_per_pod)
-        for d in out:
-            out[d] = sorted(f for (dd, _), f in flat.items() if dd == d)
+        regrouped: dict[Domain, list[int]] = {d: [] for d in out}
+        for (d, _), f in flat.items():
+            regrouped[d].append(f)
+        out.update({d: sorted(frees) for d, frees in regrouped.items()})
 
 
 def _lay(free: dict, pods: int, gpus: int) -> None:
