@@ -39,11 +39,12 @@ def spec_for(row: dict, arch: dict | None) -> dict:
         return dict(model=model, workload="training", precision="bf16", training=training)
     if row["case"] == "prefill":
         tokens = row["batch"] * row["seq"]
-        inference = dict(contextLength=row["seq"], concurrency=row["batch"], prefillChunkTokens=tokens)
+        inference = dict(engine="transformers", contextLength=row["seq"], concurrency=row["batch"],
+                         prefillChunkTokens=tokens)
         return dict(model=model, workload="inference", precision="bf16", inference=inference)
     # a bare load of the weights: an inference of one token
     return dict(model=model, workload="inference", precision="bf16",
-                inference=dict(contextLength=1, concurrency=1))
+                inference=dict(engine="transformers", contextLength=1, concurrency=1))
 
 
 def rules_of_thumb(row: dict, n_params: int) -> tuple[float, float]:

@@ -23,6 +23,8 @@ Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
 MasterWeights = Literal["fp32", "none"]
 Checkpointing = Literal["none", "selective", "full"]
 Objective = Literal["fewestGPUs", "lowestCost"]
+Engine = Literal["vllm", "sglang", "tensorrt-llm", "transformers"]
+Framework = Literal["transformers", "fsdp", "deepspeed", "megatron"]
 
 
 class _Model(BaseModel):
@@ -71,6 +73,16 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
             "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
             "use method qlora for 4-bit bases", ".precision"),
+    },
+    "Inference": {
+        "engine_settings": Rule(
+            "self.engine != 'transformers' || !(has(self.gpuMemoryUtilization) || has(self.maxNumBatchedTokens) "
+            "|| has(self.maxNumSeqs))",
+            "gpuMemoryUtilization, maxNumBatchedTokens and maxNumSeqs are serving-engine settings: "
+            "not allowed with engine transformers", ".engine"),
+        "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
+                              "prefillChunkTokens is only allowed with engine transformers; the serving engines "
+                              "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
     },
     "Training": {
         "lora_rank": Rule("!has(self.loraRank) || self.method != 'full'",
@@ -151,23 +163,57 @@ class ModelSource(_Model):
 
 
 class Inference(_Model):
-    context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output")
-    concurrency: int = Field(1, gt=0, description="sequences resident at once")
+    engine: Engine = Field("vllm", description=(
+        "the serving runtime whose memory plan is modelled: vllm (V1), sglang, tensorrt-llm, or transformers "
+        "(Hugging Face generate: no preallocated KV pool)"))
+    context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output (the engine's "
+                                "max_model_len)")
+    concurrency: int = Field(1, gt=0, description="sequences that must fit at full contextLength at once")
     kv_cache_precision: KVPrecision = "bf16"
-    prefill_chunk_tokens: int | None = Field(None, gt=0, description="default min(contextLength x concurrency, 8192)")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
+        "the engine's memory fraction: vLLM's --gpu-memory-utilization (default 0.9), SGLang's "
+        "--mem-fraction-static (default from the GPU's memory), TensorRT-LLM's free_gpu_memory_fraction "
+        "(default 0.9, of the memory free after weights)"))
+    max_num_batched_tokens: int | None = Field(None, gt=0, description=(
+        "tokens per engine step (vLLM's --max-num-batched-tokens, SGLang's --chunked-prefill-size, "
+        "TensorRT-LLM's max_num_tokens); default as the engine picks it for the GPU"))
+    max_num_seqs: int | None = Field(None, gt=0, description=(
+        "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
+        "max_batch_size); default as the engine picks it for the GPU"))
+    cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
+        "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
 
     @property
     def chunk_tokens(self) -> int:
         return self.prefill_chunk_tokens or min(self.context_length * self.concurrency, 8192)
 
+    @model_validator(mode="after")
+    def _engine_settings(self) -> Inference:
+        rules = RULES["Inference"]
+        if self.engine == "transformers" and (self.gpu_memory_utilization or self.max_num_batched_tokens
+                                              or self.max_num_seqs):
+            raise ValueError(rules["engine_settings"].message)
+        if self.engine != "transformers" and self.prefill_chunk_tokens is not None:
+            raise ValueError(rules["prefill_chunk"].message)
+        return self
+
 
 class Training(_Model):
+    framework: Framework = Field("transformers", description=(
+        "the training runtime whose memory is modelled: transformers (HF Trainer / accelerate, autocast over "
+        "fp32 weights), fsdp (FSDP2 as torchtitan, torchtune and accelerate run it), deepspeed (ZeRO 1-3), "
+        "megatron (Megatron-LM / Megatron-Core: tensor and sequence parallel, distributed optimizer)"))
+    compile: bool = Field(False, description="torch.compile: fused kernels save fewer intermediates")
     method: Method = "full"
     optimizer: Optimizer = "adamw"
     master_weights: MasterWeights = Field("fp32", description="fp32: mixed precision; none: pure 16-bit")
     micro_batch_size: int = Field(1, gt=0)
     sequence_length: int = Field(4096, gt=0)
-    activation_checkpointing: Checkpointing = "none"
+    activation_checkpointing: Checkpointing = Field("none", description=(
+        "selective means what the framework means by it: transformers and deepspeed, recomputing the "
+        "attention core (Korthikanti et al.); fsdp, torchtitan's per-op policy (saves matmul and attention "
+        "outputs except every second matmul); megatron, core attention only (--recompute-granularity selective)"))
     lora_rank: int | None = Field(None, gt=0, description="default 16 for lora and qlora")
     zero_stage: int = Field(0, ge=0, le=3, description="ZeRO sharding over the data-parallel GPUs")
 

@@ -36,7 +36,7 @@ def test_estimate_json_shape_and_sum(capsys):
     est = json.loads(capsys.readouterr().out)["estimate"]
     parts = est["breakdown"]
     assert set(parts) == {"weightsBytes", "kvCacheBytes", "activationsBytes", "gradientsBytes",
-                          "optimizerStatesBytes", "overheadBytes"}
+                          "optimizerStatesBytes", "cudaGraphBytes", "nonTorchBytes", "overheadBytes"}
     assert sum(parts.values()) == est["totalBytes"]
     assert est["layout"]["tensor"] == 4
 

@@ -22,12 +22,15 @@ class Breakdown(_Out):
     activations_bytes: int = Field(0, ge=0, description="includes logits and loss buffers")
     gradients_bytes: int = Field(0, ge=0)
     optimizer_states_bytes: int = Field(0, ge=0)
+    cuda_graph_bytes: int = Field(0, ge=0, description="captured CUDA graphs' memory pool (serving engines)")
+    non_torch_bytes: int = Field(0, ge=0, description="memory outside PyTorch's allocator: NCCL and custom "
+                                 "all-reduce buffers (serving engines)")
     overhead_bytes: int = Field(0, ge=0, description="CUDA context, cuBLAS/NCCL workspaces, allocator slack")
 
     @property
     def total(self) -> int:
         return (self.weights_bytes + self.kv_cache_bytes + self.activations_bytes + self.gradients_bytes
-                + self.optimizer_states_bytes + self.overhead_bytes)
+                + self.optimizer_states_bytes + self.cuda_graph_bytes + self.non_torch_bytes + self.overhead_bytes)
 
 
 class Estimate(_Out):
@@ -37,4 +40,11 @@ class Estimate(_Out):
     parameters: int
     active_parameters: int
     peak_phase: str = Field(description="when the peak happens, e.g. 'prefill' or 'loss backward'")
+    engine_budget_bytes: int | None = Field(None, description=(
+        "serving engines on a known GPU: the memory the engine claims per GPU (vLLM: gpuMemoryUtilization x "
+        "total); the KV cache takes what the rest leaves"))
+    kv_cache_tokens: int | None = Field(None, description="serving engines on a known GPU: tokens the KV cache "
+                                        "holds per replica")
+    max_concurrency: float | None = Field(None, description="serving engines on a known GPU: contextLength "
+                                          "requests that fit at once (vLLM's 'Maximum concurrency')")
     notes: list[str] = Field(default_factory=list)
