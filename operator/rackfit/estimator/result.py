@@ -7,7 +7,7 @@ from pydantic.alias_generators import to_camel
 
 from rackfit.spec import Parallelism as Layout  # the spec's parallelism is the layout estimated
 
-__all__ = ["Breakdown", "Estimate", "Layout"]
+__all__ = ["Breakdown", "EngineSettings", "Estimate", "Layout"]
 
 
 class _Out(BaseModel):
@@ -33,6 +33,18 @@ class Breakdown(_Out):
                 + self.optimizer_states_bytes + self.cuda_graph_bytes + self.non_torch_bytes + self.overhead_bytes)
 
 
+class EngineSettings(_Out):
+    """A serving engine's settings as it will run them on the planned GPU: the spec's values, else the
+    engine's own defaults for that GPU. The operator hands them to the containers (RACKFIT_* variables)."""
+
+    engine: str
+    gpu_memory_utilization: float = Field(description="vLLM's gpu_memory_utilization, SGLang's "
+                                          "mem_fraction_static, TensorRT-LLM's free_gpu_memory_fraction")
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    max_model_len: int
+
+
 class Estimate(_Out):
     total_bytes: int = Field(description="per GPU, at the peak")
     breakdown: Breakdown
@@ -43,6 +55,8 @@ class Estimate(_Out):
     engine_budget_bytes: int | None = Field(None, description=(
         "serving engines on a known GPU: the memory the engine claims per GPU (vLLM: gpuMemoryUtilization x "
         "total); the KV cache takes what the rest leaves"))
+    engine: EngineSettings | None = Field(None, description="serving engines on a known GPU: the settings "
+                                          "estimated, defaults resolved")
     kv_cache_tokens: int | None = Field(None, description="serving engines on a known GPU: tokens the KV cache "
                                         "holds per replica")
     max_concurrency: float | None = Field(None, description="serving engines on a known GPU: contextLength "
