@@ -270,7 +270,8 @@ def test_image_runs_as_the_chart_s_user():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^USER 65532:65532$", text, re.M)
     assert re.search(r'^ENTRYPOINT \["rackfit"\]$', text, re.M) and re.search(r'^CMD \["operator"\]$', text, re.M)
-    assert re.search(r"^FROM python:3\.11-slim AS build$", text, re.M) and "pip wheel --no-deps" in text
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS build$", text, re.M) and "--no-index --find-links" in text
     assert '[operator]' in text
     pod = one(render(), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 65532 and pod["securityContext"]["runAsGroup"] == 65532

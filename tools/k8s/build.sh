@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the upstream control plane used by the e2e tests into a cache keyed by version:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes $K8S_VERSION), etcd, helm, promtool.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes $K8S_VERSION), etcd, helm, promtool;
+#   kubelet and kube-proxy for the optional real node (harness/devcluster/realnode.py, `make test-real`).
 # A second run with the cache present only checks that the binaries are there.
 # Usage: tools/k8s/build.sh        -> prints the bin directory on its last line
 set -euo pipefail
@@ -27,7 +28,7 @@ build_k8s() {
   for p in $vpkg $cpkg; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     [ -x "$bin/$cmd" ] && continue
     log "building $cmd $K8S_VERSION (cold: several minutes on 2 cores)"
     (cd "$here" && go build -trimpath -ldflags "$ld" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
@@ -64,7 +65,7 @@ build_etcd
 build_helm
 fetch_promtool
 build_k8s
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm promtool; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm promtool; do
   [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
 done
 echo "$bin"
