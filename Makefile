@@ -4,7 +4,7 @@ PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/harness:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit bench bench-cluster bench-scale demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
+.PHONY: image test-real help install test unit bench bench-cluster bench-scale demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -56,8 +56,8 @@ k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, helm, promtool 
 
 test: k8s-bin
 
-cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet; prints export KUBECONFIG=...
-	@$(PYTHON) -m devcluster up
+cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet (REAL_NODE=1: + a real node); prints export KUBECONFIG=...
+	@$(PYTHON) -m devcluster up $(if $(REAL_NODE),--real-node)
 	@echo "kubectl: $(K8S_BIN_DIR)/kubectl" >&2
 
 cluster-down: ## Stop the local control plane and delete .rackfit/cluster
@@ -82,6 +82,13 @@ kind-up: ## Create a kind cluster labelled like the fleet (needs Docker/Podman/n
 kind-down: ## Delete the kind cluster made by kind-up
 	kind delete cluster --name $(KIND_CLUSTER)
 	rm -rf $(dir $(KIND_KUBECONFIG))
+
+# --- the operator image and a real node (tools/image, harness/devcluster/realnode.py; docs/helm.md) ---
+image: ## Build the operator image rackfit:<version> (tools/image/build.sh; starts a container engine if none runs)
+	@tools/image/build.sh >/dev/null
+
+test-real: k8s-bin image ## The chart on a real node: pods, probes, peering, webhooks, Prometheus alerts, uninstall (root; ~6 min)
+	$(PYTHON) -m pytest -q -p no:cacheprovider --e2e tests/real
 
 # --- Helm chart (charts/rackfit; docs/helm.md) ---
 

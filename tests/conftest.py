@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 _E2E_DIR = Path(__file__).parent / "e2e"
+_REAL_DIR = Path(__file__).parent / "real"  # the chart on a real node (tests/real/conftest.py): e2e too
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="run with --e2e")
     run_e2e = config.getoption("--e2e")
     for item in items:
-        if _E2E_DIR in item.path.parents:
+        if _E2E_DIR in item.path.parents or _REAL_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
         if not run_e2e and item.get_closest_marker("e2e"):
             item.add_marker(skip)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import binaries
+from devcluster import binaries, realnode
 from devcluster.controlplane import (
     REPO,
     STATE_FILE,
@@ -37,6 +37,7 @@ from devcluster.controlplane import (
 )
 from devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
 from devcluster.waiting import WaitTimeout, wait_for
+from rackfit import __version__
 from rackfit.errors import CatalogError
 from rackfit.names import GPU
 from rackfit.units import count
@@ -68,21 +69,46 @@ def _cluster(args: argparse.Namespace) -> ControlPlane:
             _say(f"already running: {running.server} (state in {state_dir})")
             return running
         _say(f"removing a stopped control plane's leftovers in {state_dir}")
-        running.stop()
+        _stop(running)
     started = time.monotonic()
-    plane = ControlPlane(state_dir, detach=True).start()
+    real_node = getattr(args, "real_node", False)
+    plane = ControlPlane(state_dir, detach=True, node_ip=realnode.host_ip() if real_node else None).start()
     try:
         with api_client(plane.kubeconfig) as api:
             from kubernetes import client
 
             apply_fleet(client.CoreV1Api(api), build_nodes(fleet))
+        if real_node:
+            _start_real_node(plane)
     except BaseException:
-        plane.stop()
+        _stop(plane)
         raise
     nodes = sum(fleet.values())
     _say(f"control plane {binaries.K8S_VERSION} at {plane.server} with {nodes} simulated nodes "
          f"({time.monotonic() - started:.1f}s); logs in {plane.log_dir}")
     return plane
+
+
+def _start_real_node(plane: ControlPlane) -> None:
+    """A real node (kubelet + containerd) beside the simulated fleet, with the operator image if built."""
+    engine = realnode.engine()
+    node = realnode.RealNode(plane, data_dir=plane.data_dir.with_name(plane.data_dir.name + "-node"))
+    node.record()
+    node.start(engine)
+    image = f"rackfit:{__version__}"
+    if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode == 0:
+        node.load_image(engine, image)
+        _say(f"real node {node.name}: loaded {image} from {engine}")
+    else:
+        _say(f"real node {node.name}: no {image} in {engine} to load (make image)")
+    _say(f"real node {node.name} Ready, tainted {realnode.TAINT['key']}={realnode.TAINT['value']}:NoSchedule")
+
+
+def _stop(plane: ControlPlane) -> None:
+    """Stop a control plane, draining and stopping its real node first if it has one."""
+    if node := realnode.RealNode.recorded(plane):
+        node.stop()
+    plane.stop()
 
 
 def _kubectl(
@@ -262,7 +288,7 @@ def _down(args: argparse.Namespace) -> int:
         else:
             _say(f"no control plane recorded in {state_dir}")
         return 0
-    ControlPlane.attach(state_dir).stop()
+    _stop(ControlPlane.attach(state_dir))
     _say(f"stopped; removed {state_dir}")
     return 0
 
@@ -298,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane and the simulated fleet (detached)")
     up.add_argument("--fleet", help=f"TYPE=COUNT,... (default {_DEFAULT_FLEET_TEXT})")
+    up.add_argument("--real-node", action="store_true",
+                    help="also join a real node (kubelet, containerd; root) for the operator's pods")
     dev = sub.add_parser("dev-up", help="up, then the CRDs and the operator in the background")
     demo = sub.add_parser("demo", help="dev-up, then examples/demo/; waits until Placed and shows where pods landed")
     for p in (dev, demo):
@@ -324,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
-    except (binaries.BinariesMissing, ControlPlaneError, CatalogError, ValueError, WaitTimeout) as e:
+    except (binaries.BinariesMissing, ControlPlaneError, CatalogError, ValueError, WaitTimeout,
+            realnode.RealNodeUnavailable) as e:
         _say(f"error: {e}")
         return 2
 

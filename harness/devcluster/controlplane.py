@@ -139,8 +139,14 @@ class ControlPlane:
     and deletes `data_dir`. With `detach=True` the processes outlive this Python process and
     `ControlPlane.attach(data_dir).stop()` ends them later."""
 
-    def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0):
+    def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0,
+                 node_ip: str | None = None):
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="rackfit-cp-"))
+        # For a real node (realnode.RealNode): an address of this host that its kubelet and pods reach
+        # the API server on. The API server then also listens there, advertises it as the `kubernetes`
+        # Service's endpoint (kube-proxy routes 10.0.0.1 to it), mounts ServiceAccount tokens into pods
+        # (the ServiceAccount admission plugin is on) and reaches kubelets at their InternalIP.
+        self.node_ip = node_ip
         self.detach = detach
         self.startup_timeout = startup_timeout
         self.server = ""
@@ -182,7 +188,11 @@ class ControlPlane:
 
     def _start(self, bins: dict[str, Path]) -> None:
         # the data dir lives for one test session or one `cluster-up`
-        ca_cert, serving_cert, serving_key = write_serving_pair(self.data_dir / "pki", ["127.0.0.1", "localhost"],
+        names = ["127.0.0.1", "localhost"]
+        if self.node_ip:  # pods verify the API server as 10.0.0.1 / kubernetes.default.svc
+            names += [self.node_ip, "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                      "kubernetes.default.svc.cluster.local"]
+        ca_cert, serving_cert, serving_key = write_serving_pair(self.data_dir / "pki", names,
                                                                 validity=dt.timedelta(days=7))
         sa_key = write_rsa_key(self.data_dir / "pki" / "sa.key")
         admin_token, scheduler_token, kcm_token, sim_token = (secrets.token_hex(24) for _ in range(4))
@@ -210,20 +220,26 @@ class ControlPlane:
 
         self.server = f"https://127.0.0.1:{api_port}"
         ca = ssl.create_default_context(cafile=str(ca_cert))
-        self._spawn("kube-apiserver", [
-            bins["kube-apiserver"], f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--cert-dir={ca_cert.parent}", f"--tls-cert-file={serving_cert}",
-            f"--tls-private-key-file={serving_key}", f"--client-ca-file={ca_cert}",
-            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
+        real_node = [
+            "--bind-address=0.0.0.0", f"--advertise-address={self.node_ip}",
+            "--endpoint-reconciler-type=lease", "--kubelet-preferred-address-types=InternalIP",
+        ] if self.node_ip else [
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
             # Pods never run, so they need no token volume; and a pod created right after its
             # namespace must not race the controller that makes the `default` ServiceAccount.
             "--disable-admission-plugins=ServiceAccount",
+            # A one-member "cluster": don't maintain the kubernetes Service endpoints.
+            "--endpoint-reconciler-type=none",
+        ]
+        self._spawn("kube-apiserver", [
+            bins["kube-apiserver"], f"--etcd-servers={etcd_url}",
+            *real_node, f"--secure-port={api_port}",
+            f"--cert-dir={ca_cert.parent}", f"--tls-cert-file={serving_cert}",
+            f"--tls-private-key-file={serving_key}", f"--client-ca-file={ca_cert}",
+            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
             f"--service-account-issuer={self.server}", f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            # A one-member "cluster": don't maintain the kubernetes Service endpoints.
-            "--endpoint-reconciler-type=none", "--profiling=false",
+            f"--service-account-signing-key-file={sa_key}", "--profiling=false",
         ], _http_ok(f"{self.server}/readyz", ca, admin_token))
 
         ca_pem = ca_cert.read_bytes()
@@ -311,6 +327,20 @@ class ControlPlane:
         cp._components = [_Component(name, pid, exe=exes.get(name, ""), started=started.get(name))
                           for name, pid in state["pids"].items()]
         return cp
+
+    def stop_component(self, name: str, timeout: float = 15.0) -> None:
+        """Stop one component (TERM, wait, then KILL its process group), e.g. a real node's kubelet
+        before its container runtime; `stop()` stops whatever is left."""
+        with self._lock:
+            found = [c for c in self._components if c.name == name]
+            self._components = [c for c in self._components if c.name != name]
+        for c in found:
+            c.signal(signal.SIGTERM)
+            if not c.wait(timeout):
+                c.signal(signal.SIGKILL)
+                c.wait(5.0)
+        if found and self.detach:
+            self._write_state()
 
     def components(self) -> dict[str, bool]:
         """Component name -> whether its process is alive."""
