@@ -26,7 +26,8 @@ from rackfit.errors import InvalidWorkload, RackfitError
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
 from rackfit.planner import Plan, plan, usable_bytes
-from rackfit.spec import Checkpointing, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
+from rackfit.planner.search import device
+from rackfit.spec import Checkpointing, Engine, Framework, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
 from rackfit.units import count, fmt_bytes, fmt_count
 
 # The module `rackfit operator` imports to register its kopf handlers.
@@ -38,6 +39,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process that SIGPIPE ended
 BAR_WIDTH = 40
 _PARTS = [("weights", "weightsBytes", "W"), ("KV cache", "kvCacheBytes", "K"), ("activations", "activationsBytes", "A"),
           ("gradients", "gradientsBytes", "G"), ("optimizer", "optimizerStatesBytes", "O"),
+          ("CUDA graphs", "cudaGraphBytes", "C"), ("non-torch", "nonTorchBytes", "N"),
           ("overhead", "overheadBytes", ".")]
 
 # Flags that set a spec field: (dest, flag, {workload: path in the spec}). A flag with no path for the
@@ -48,6 +50,9 @@ _SPEC_FLAGS: list[tuple[str, str, dict[str, tuple[str, ...]]]] = [
                               "training": ("training", "sequenceLength")}),
     ("concurrency", "--concurrency", {"inference": ("inference", "concurrency")}),
     ("kv_precision", "--kv-precision", {"inference": ("inference", "kvCachePrecision")}),
+    ("engine", "--engine", {"inference": ("inference", "engine")}),
+    ("gpu_memory_utilization", "--gpu-memory-utilization", {"inference": ("inference", "gpuMemoryUtilization")}),
+    ("framework", "--framework", {"training": ("training", "framework")}),
     ("method", "--method", {"training": ("training", "method")}),
     ("batch", "--batch", {"training": ("training", "microBatchSize")}),
     ("checkpointing", "--checkpointing", {"training": ("training", "activationCheckpointing")}),
@@ -201,6 +206,13 @@ def _estimate_text(est: Estimate, title: str, capacity: int | None = None) -> st
             lines.append(f"  {ch} {name:<12} {fmt_bytes(view['breakdown'][key]):>10}")
     cap = f" of {fmt_bytes(capacity)} usable" if capacity else ""
     lines.append(f"    {'total/GPU':<12} {fmt_bytes(est.total_bytes):>10}{cap}")
+    if est.engine:
+        e = est.engine
+        lines.append(f"  {e.engine}: memory fraction {e.gpu_memory_utilization:g}, {e.max_num_batched_tokens} batched "
+                     f"tokens, {e.max_num_seqs} sequences, max_model_len {e.max_model_len}")
+    if est.kv_cache_tokens is not None:
+        lines.append(f"  KV cache: {est.kv_cache_tokens:,} tokens per replica; maximum concurrency for "
+                     f"{est.engine.max_model_len} tokens per request: {est.max_concurrency:g}x")
     lines.append(f"  {_bar(view, capacity)}")
     lines += [f"  note: {n}" for n in est.notes]
     return "\n".join(lines)
@@ -272,7 +284,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                   f"{_nodes_text(c.nodes, c.gpus_per_node, c.total_gpus)}; --gpus N fixes another")
             est, capacity = p.chosen.estimate, c.gpu_memory_bytes
         else:
-            est, capacity = estimate_arch(spec, arch, layout), usable_bytes(catalog.get(args.instance_type), spec)
+            t = catalog.get(args.instance_type)
+            est = estimate_arch(spec, arch, layout, device(t, spec))
+            capacity = est.engine_budget_bytes or usable_bytes(t, spec)
     else:
         est = estimate_arch(spec, arch, layout or Layout())
     title = f"{arch.name}: {spec.workload} on {count(est.layout.total_gpus, 'GPU')}"
@@ -372,8 +386,12 @@ def parser() -> argparse.ArgumentParser:
         i = sp.add_argument_group("inference only")
         i.add_argument("--concurrency", type=int, metavar="N", help="sequences resident at once (default 1)")
         i.add_argument("--kv-precision", metavar=_choices(KVPrecision), help="KV cache precision (default bf16)")
+        i.add_argument("--engine", metavar=_choices(Engine), help="serving engine (default vllm)")
+        i.add_argument("--gpu-memory-utilization", type=float, metavar="F",
+                       help="the engine's memory fraction (default: the engine's own)")
         t = sp.add_argument_group("training only")
         t.add_argument("--method", metavar=_choices(Method), help="fine-tuning method (default full)")
+        t.add_argument("--framework", metavar=_choices(Framework), help="training framework (default transformers)")
         t.add_argument("--batch", type=int, metavar="N", help="micro-batch size (default 1)")
         t.add_argument("--checkpointing", metavar=_choices(Checkpointing),
                        help="activation checkpointing (default none)")

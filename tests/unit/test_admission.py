@@ -60,7 +60,8 @@ def test_a_fixed_layout_that_does_not_fit_is_refused_on_spec_parallelism():
            "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}
     field, msg = refused(doc)
     assert field == "spec.parallelism"
-    assert "needs at least" in msg and "H100 80 GB" in msg and "the fixed layout needs" in msg
+    assert "needs at least" in msg and "H100 80 GB" in msg and "the fixed layout does not fit" in msg
+    assert "leaving nothing of the vllm budget" in msg
 
 
 def test_tensor_parallel_wider_than_every_nvlink_domain_is_refused():
@@ -99,7 +100,7 @@ instanceTypes:
 
 
 # one GPU only (maxNodes 1 of a one-GPU type), no headroom: the chosen estimate is the one-GPU estimate
-TIGHT = {**SMALL, "inference": {"contextLength": 32768, "concurrency": 8},
+TIGHT = {**SMALL, "inference": {"engine": "transformers", "contextLength": 32768, "concurrency": 8},
          "placement": {"instanceTypes": ["tight-1x"], "maxNodes": 1, "headroom": 0}}
 
 
@@ -116,6 +117,20 @@ def test_a_near_miss_is_admitted_with_a_warning(fraction):
 def test_five_percent_or_more_to_spare_is_no_near_miss(fraction):
     catalog = _one_gpu_type(estimate(parse_spec(TIGHT)).total_bytes, fraction)
     assert check(TIGHT, catalog) == []
+
+
+def test_a_serving_engine_near_miss_counts_requests():
+    """vLLM on an H100: the concurrency that just fits warns, one fewer does not."""
+    doc = {**SMALL, "inference": {"contextLength": 32768, "concurrency": 1},
+           "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "maxNodes": 1}, "parallelism": {"tensor": 1}}
+    most = int(plan(parse_spec(doc), CATALOG).chosen.estimate.max_concurrency)
+    at_most = {**doc, "inference": {"contextLength": 32768, "concurrency": most}}
+    fewer = {**doc, "inference": {"contextLength": 32768, "concurrency": int(most * 0.9)}}
+    (warning,) = check(at_most, CATALOG)
+    assert warning.startswith("near miss:") and f"{most} needed" in warning
+    assert check(fewer, CATALOG) == []
+    field, msg = refused({**doc, "inference": {"contextLength": 32768, "concurrency": most + 1}})
+    assert field == "spec.parallelism" and "requests of contextLength 32768" in msg
 
 
 def test_the_same_workload_one_gpu_too_small_is_refused():

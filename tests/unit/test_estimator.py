@@ -22,8 +22,9 @@ DATA = REPO / "bench" / "cases" / "h200"  # the H200 calibration rows, kept in t
 
 
 def infer(preset="llama-3.1-8b", precision="bf16", layout=None, **inference):
+    """The transformers engine (the model these tests pin); tests/unit/test_engines.py has the others."""
     spec = parse_spec(dict(model=dict(preset=preset), workload="inference", precision=precision,
-                           inference=inference or None))
+                           inference={"engine": "transformers", **inference}))
     return estimate(spec, layout)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
+from rackfit.estimator.engines import serve
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
@@ -45,15 +47,16 @@ SLACK_STATE_SPLIT = 0.15      # a full fine-tune's first step allocates optimize
                               # full_mixed b2 and full_bf16 b8: median share 0.431, less SLACK_RECOMPUTE
 
 
-def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dict[str, Any] | None = None
-             ) -> Estimate:
-    """Per-GPU memory of `spec` on `layout` (default: the spec's parallelism, else one GPU)."""
+def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dict[str, Any] | None = None,
+             gpu: GPU | None = None) -> Estimate:
+    """Per-GPU memory of `spec` on `layout` (default: the spec's parallelism, else one GPU). With `gpu`,
+    a serving engine's KV cache is sized as the engine sizes it there (kvCacheTokens, maxConcurrency)."""
     if layout is None:
         layout = spec.parallelism or Layout()
-    return estimate_arch(spec, resolve(spec.model, hf_config), layout)
+    return estimate_arch(spec, resolve(spec.model, hf_config), layout, gpu)
 
 
-def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout) -> Estimate:
+def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
     p = count_params(arch)
     weights = weight_bytes(p, spec.precision, layout, arch.num_layers)
@@ -62,6 +65,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout) -> Est
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
+    if spec.workload == "inference" and spec.inference.engine != "transformers":
+        return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":
         parts, phase = _inference(spec, arch, layout, weights)
     else:
@@ -75,6 +80,32 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout) -> Est
     breakdown = Breakdown(overhead_bytes=overhead, **parts)
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase=phase, notes=notes)
+
+
+def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int, gpu: GPU | None,
+            notes: list[str]) -> Estimate:
+    """A serving engine: the cache `concurrency` requests need, beside what the engine would allocate."""
+    inf = spec.inference
+    s = serve(inf, arch, layout, weights, CUDA_CONTEXT_BYTES, gpu)
+    breakdown = Breakdown(weights_bytes=weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
+                          cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch,
+                          overhead_bytes=CUDA_CONTEXT_BYTES)
+    if gpu is None:
+        notes.append("no GPU given: the KV cache shown is what `concurrency` requests need; give an instance "
+                     "type to see what the engine allocates (kvCacheTokens, maxConcurrency)")
+    elif s.max_concurrency < 1:
+        notes.append(_refusal(inf.engine, inf.context_length, s.kv_tokens))
+    return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
+                    active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
+                    engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
+
+
+def _refusal(engine: str, context: int, kv_tokens: int) -> str:
+    """What the engine says when one full-length request does not fit (vLLM: vllm/v1/core/kv_cache_utils.py,
+    check_enough_kv_cache_memory)."""
+    return (f"{engine} would refuse to start: one request of contextLength {context} needs more KV cache than "
+            f"the {kv_tokens} tokens left on this GPU; the largest context that fits is about {kv_tokens} tokens "
+            "(raise gpuMemoryUtilization, lower contextLength, or use more GPUs)")
 
 
 def _inference(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, weights: int) -> tuple[dict, str]:

@@ -10,12 +10,12 @@ from typing import Any
 
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Layout, estimate_arch
+from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
 from rackfit.planner.result import Option, Placement, Plan, Rejection
-from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, layout_problems, smallest_need
+from rackfit.planner.search import DEFAULT_MAX_NODES, candidates, device, fits, layout_problems, smallest_need
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
@@ -38,6 +38,27 @@ def allowed_types(spec: LLMWorkloadSpec, catalog: Catalog) -> list[InstanceType]
         raise InvalidWorkload([("spec.placement.instanceTypes", f"unknown instance type {', '.join(unknown)}; "
                                 f"known: {', '.join(catalog.names())}")])
     return [catalog.instance_types[n] for n in names]
+
+
+def _option(t: InstanceType, est: Estimate, capacity: int) -> Option:
+    # a serving engine's budget is its own fraction of the GPU, whatever the headroom
+    usable = est.engine_budget_bytes or capacity
+    return Option(placement=_placement(t, est.layout, usable), estimate=est)
+
+
+def _shortfall(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> str:
+    """Why `est` does not fit: the engine's KV cache, else bytes against capacity."""
+    if est.max_concurrency is not None:
+        need = -(-spec.inference.concurrency // est.layout.data)
+        if not est.kv_cache_tokens:
+            b = est.breakdown
+            rest = b.weights_bytes + b.activations_bytes + b.cuda_graph_bytes + b.non_torch_bytes
+            return (f"weights, activations and buffers take {fmt_bytes(rest)} per GPU, leaving nothing of the "
+                    f"{spec.inference.engine} budget of {fmt_bytes(est.engine_budget_bytes)} for the KV cache")
+        return (f"the {spec.inference.engine} KV cache holds {est.kv_cache_tokens} tokens per replica: "
+                f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
+                f"{need} needed")
+    return f"each GPU needs {fmt_bytes(est.total_bytes)} of {fmt_bytes(capacity)} usable"
 
 
 def _placement(t: InstanceType, layout: Layout, capacity: int) -> Placement:
@@ -65,21 +86,18 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
             problems.append(f"{layout.total_gpus} GPUs exceed maxNodes {max_nodes} x {t.gpus_per_node}")
         if problems:
             return [], "; ".join(problems)
-        est = estimate_arch(spec, a, layout)
-        if est.total_bytes > capacity:
-            return [], (f"the fixed layout needs {fmt_bytes(est.total_bytes)} per GPU; {t.gpu.model} offers "
-                        f"{fmt_bytes(capacity)} after {spec.placement.headroom:.0%} headroom")
-        return [Option(placement=_placement(t, layout, capacity), estimate=est)], None
-    found = [Option(placement=_placement(t, layout, capacity), estimate=est)
-             for layout, est in candidates(spec, a, t, capacity, max_gpus)]
+        est = estimate_arch(spec, a, layout, device(t, spec))
+        if not fits(spec, est, capacity):
+            return [], f"the fixed layout does not fit {t.gpu.model}: {_shortfall(spec, est, capacity)}"
+        return [_option(t, est, capacity)], None
+    found = [_option(t, est, capacity) for _, est in candidates(spec, a, t, capacity, max_gpus)]
     if not found:
         need = smallest_need(spec, a, t, max_gpus)
         lay = need.layout
         return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB "
                     f"(vendor size; maxNodes {max_nodes}): at "
-                    f"tensor {lay.tensor} x pipeline {lay.pipeline} each GPU still needs "
-                    f"{fmt_bytes(need.total_bytes)} of {fmt_bytes(capacity)} usable; tensor parallel is "
-                    f"limited to {t.tensor_parallel_limit} per NVLink domain")
+                    f"tensor {lay.tensor} x pipeline {lay.pipeline} {_shortfall(spec, need, capacity)}; "
+                    f"tensor parallel is limited to {t.tensor_parallel_limit} per NVLink domain")
     return found, None
 
 

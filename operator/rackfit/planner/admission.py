@@ -58,7 +58,13 @@ def check(doc: dict[str, Any], catalog: Catalog, hf_config: dict[str, Any] | Non
     warnings = []
     p, est = result.chosen.placement, result.chosen.estimate
     raw = catalog.get(p.instance_type).gpu.memory_bytes
-    if est.total_bytes > raw * (1 - NEAR_MISS):
+    if est.max_concurrency is not None:
+        need = -(-spec.inference.concurrency // p.data)
+        if est.max_concurrency < need * (1 + NEAR_MISS):
+            warnings.append(f"near miss: the {spec.inference.engine} KV cache on {p.instance_type} holds "
+                            f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
+                            f"{need} needed: under {NEAR_MISS:.0%} to spare")
+    elif est.total_bytes > raw * (1 - NEAR_MISS):
         warnings.append(f"near miss: {fmt_bytes(est.total_bytes)} per GPU leaves under {NEAR_MISS:.0%} of "
                         f"{p.instance_type}'s {fmt_bytes(raw)} free; a longer context or larger batch will not fit")
     return warnings

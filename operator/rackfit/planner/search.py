@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rackfit.catalog import InstanceType
+from rackfit.catalog.types import GPU
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch
 from rackfit.spec import LLMWorkloadSpec
+from rackfit.units import MiB
 
 DEFAULT_MAX_NODES = 128
 
@@ -40,12 +42,28 @@ def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout
     return out
 
 
-def _fits(spec: LLMWorkloadSpec, a: ModelArch, layout: Layout, capacity: int,
+def device(t: InstanceType, spec: LLMWorkloadSpec) -> GPU:
+    """The GPU as the estimate sees it: with placement.useHostMemory, GH200's CPU memory counts, as
+    vLLM's --cpu-offload-gb ("a virtual way to increase the GPU memory size", vllm/config/cache.py) uses it."""
+    if not (spec.placement.use_host_memory and t.gpu.host_memory_gb):
+        return t.gpu
+    return t.gpu.model_copy(update={"memory_mib": t.gpu.memory_mib + t.gpu.host_memory_bytes // MiB})
+
+
+def fits(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> bool:
+    """A serving engine fits when its KV cache holds `concurrency` full-length requests per replica
+    (and so at least one: the engines refuse to start otherwise); anything else when the peak fits."""
+    if est.max_concurrency is not None:
+        return est.max_concurrency >= -(-spec.inference.concurrency // est.layout.data)
+    return est.total_bytes <= capacity
+
+
+def _fits(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout, capacity: int,
           seen: dict[tuple[int, int, int, int], Estimate]) -> tuple[bool, Estimate]:
     key = (layout.tensor, layout.pipeline, layout.data, layout.expert)  # tuples hash faster than models
     if key not in seen:
-        seen[key] = estimate_arch(spec, a, layout)
-    return seen[key].total_bytes <= capacity, seen[key]
+        seen[key] = estimate_arch(spec, a, layout, device(t, spec))
+    return fits(spec, seen[key], capacity), seen[key]
 
 
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
@@ -57,7 +75,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     fewest = max_gpus
     seen: dict[tuple[int, int, int, int], Estimate] = {}  # bisection and rounding revisit layouts
     # n GPUs together hold at least what one would: a lower bound on the stages worth trying
-    single = _fits(spec, a, Layout(), capacity, seen)[1].total_bytes
+    single = _fits(spec, a, t, Layout(), capacity, seen)[1].total_bytes
     for tensor in tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)):
         if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
             break
@@ -71,7 +89,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             if hi < 1:
                 continue
             lo = min(hi, max(1, -(-single // (capacity * tensor * data))))
-            found = _fewest_stages(lambda p: _fits(spec, a, layout(p), capacity, seen)[0], lo, hi)
+            found = _fewest_stages(lambda p: _fits(spec, a, t, layout(p), capacity, seen)[0], lo, hi)
             if found is None:
                 continue
             lo = found
@@ -82,7 +100,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
                 p = -(-p // step) * step
                 if tensor * p * data > max_gpus or p > a.num_layers:
                     continue
-            ok, est = _fits(spec, a, layout(p), capacity, seen)
+            ok, est = _fits(spec, a, t, layout(p), capacity, seen)
             if ok:
                 fewest = min(fewest, tensor * p * data)
                 yield layout(p), est
@@ -110,4 +128,4 @@ def smallest_need(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, max_gpus
     """The lowest per-GPU estimate reachable on this type within `max_gpus`, for rejection messages."""
     tensor = max(tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)))
     pipeline = max(1, min(a.num_layers, max_gpus // tensor))
-    return estimate_arch(spec, a, Layout(tensor=tensor, pipeline=pipeline))
+    return estimate_arch(spec, a, Layout(tensor=tensor, pipeline=pipeline), device(t, spec))

@@ -1,0 +1,198 @@
+"""Serving engines' own memory plans: vLLM (V1), SGLang and TensorRT-LLM.
+
+These engines do not grow a KV cache per request as `transformers` does: at start-up each measures
+what the model needs (weights, a profile forward, buffers) and hands the rest of a fixed budget to
+a preallocated KV cache. The question a workload asks is then how many tokens that cache holds,
+and how many `contextLength` requests fit at once (vLLM's "Maximum concurrency").
+
+Pure: no I/O. Every mechanism names the engine source it comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator.activations import _dims
+from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
+from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Inference
+from rackfit.units import GiB, MiB
+
+ACT_BYTES = 2  # bf16/fp16 activations
+# cudaMemGetInfo's total is below the GPU Feature Discovery label (nvidia.com/gpu.memory): the driver
+# keeps some. Published pairs (bench/cases/public/public-measurements.md, "What each logged number is"):
+# H100 80GB 81,559 MiB label vs 79.22 GiB in vLLM's logs (0.43 GiB less), A100 40GB 40,960 vs 39.38-39.50
+# (0.50-0.62), L40S 46,068 vs 44.42 (0.57). The median of the three, 0.5 GiB, is used for every GPU.
+DRIVER_RESERVED = GiB // 2
+# Memory outside PyTorch's allocator on one GPU (cuBLAS/cuDNN handles, the sampler's workspaces):
+# vLLM logs non_torch_memory 0.10 GiB on one A100 (row S4).
+NON_TORCH_BASE = GiB // 10
+# NCCL communicators per peer in the tensor-parallel group: 0.30 GiB at tensor 2 (row S3) = base + 0.2.
+NCCL_PER_PEER = GiB // 5
+# vLLM's block size (vllm/config/cache.py: block_size 16 on CUDA): the cache holds whole blocks.
+BLOCK_TOKENS = 16
+# vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
+# max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
+# of the ~67 sizes x (layers + 1) piecewise graphs keeps a little private memory (estimated, not measured).
+GRAPH_MAX_TOKENS = 512
+GRAPH_SIZES = 67
+GRAPH_PRIVATE_BYTES = 64 << 10
+# TensorRT-LLM's defaults (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9,
+# BuildConfig max_num_tokens 8192, max_batch_size 2048).
+TRTLLM_FRACTION = 0.9
+TRTLLM_MAX_TOKENS = 8192
+TRTLLM_MAX_BATCH = 2048
+
+
+def cuda_total_bytes(gpu: GPU) -> int:
+    """Total memory as CUDA reports it on this GPU: what the engines' fractions multiply."""
+    return gpu.memory_bytes - DRIVER_RESERVED
+
+
+def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int) -> EngineSettings:
+    """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
+    total = cuda_total_bytes(gpu) if gpu else None
+    if inf.engine == "vllm":
+        # vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults (for `vllm serve`): GPUs of 70 GiB or
+        # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
+        # GPU the large defaults are assumed.
+        large = total is None or (total >= 70 * GiB and "A100" not in gpu.model)
+        util, tokens, seqs = 0.9, (8192 if large else 2048), (1024 if large else 256)
+    elif inf.engine == "sglang":
+        tokens, seqs = _sglang_defaults(total)
+        util = _sglang_fraction(total, tokens, _sglang_graph_bs(total, tensor), tensor, pipeline) if total else 0.88
+    else:
+        util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
+    return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
+                          max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
+                          max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
+
+
+def _sglang_defaults(total: int | None) -> tuple[int, int]:
+    """python/sglang/srt/server_args.py, _handle_gpu_memory_settings: chunked_prefill_size by the
+    GPU's memory (2048 below 35 GB, 4096 below 60, 8192 below 160, else 16384); max_running_requests
+    is bounded by the KV pool rather than a default, so the CUDA graph batch size stands in for it."""
+    gb = (total or 80 * GiB) / 1e9
+    tokens = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
+    return tokens, _sglang_graph_bs(total, 1)
+
+
+def _sglang_graph_bs(total: int | None, tensor: int) -> int:
+    gb = (total or 80 * GiB) / 1e9
+    if gb < 35:
+        return 80 if tensor < 4 else 160
+    if gb < 60:
+        return 128 if tensor < 4 else 256
+    return 256 if tensor < 4 else 512
+
+
+def _sglang_fraction(total: int, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static (server_args.py): what is left after a reserve in MB for
+    metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups."""
+    mb = total / MiB
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024
+    return round((mb - reserved) / mb, 3)
+
+
+def non_torch_bytes(layout: Layout) -> int:
+    """NCCL communicators grow with the tensor-parallel group (and the pipeline's send/recv peers)."""
+    peers = layout.tensor - 1 + (1 if layout.pipeline > 1 else 0)
+    return NON_TORCH_BASE + NCCL_PER_PEER * peers
+
+
+def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
+    """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
+    residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
+    output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
+    SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
+    (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3)."""
+    t, h = layout.tensor, a.hidden_size
+    q, kv = _dims(a)
+    widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
+    mult = 3 if a.gated_mlp else 2
+    if a.num_layers > a.moe_layers:
+        widths.append(mult * a.intermediate_size / t)
+    if a.is_moe:
+        width = a.moe_intermediate_size / (1 if layout.expert > 1 else t)
+        widths.append(a.num_experts_per_token * (mult * width + h)
+                      + a.num_shared_experts * mult * a.moe_intermediate_size / t)
+    return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
+
+
+def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int) -> int:
+    """The profile run's sampler: logits of each request's last token (bf16, gathered over tensor
+    parallel), their fp32 copy, the softmax and the exponential noise of the Gumbel sampler
+    (vllm/v1/sample/sampler.py, ops/topk_topp_sampler.py); only the last pipeline stage samples."""
+    shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
+    return requests * (a.vocab_size * (2 + 3 * 4) + shard * 2)
+
+
+def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    tokens = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
+    stage_layers = -(-a.num_layers // layout.pipeline)
+    return forward_peak_bytes(a, layout, tokens) + GRAPH_SIZES * (stage_layers + 1) * GRAPH_PRIVATE_BYTES
+
+
+@dataclass(frozen=True)
+class Served:
+    """One engine rank's memory plan. `kv_needed` is the cache `concurrency` full-length requests
+    take; `kv_pool` what the engine allocates on `gpu` (None without one)."""
+
+    settings: EngineSettings
+    activations: int
+    cuda_graphs: int
+    non_torch: int
+    kv_needed: int
+    per_token: int  # KV bytes per token on this rank, all its layers
+    per_request: int  # KV bytes of one contextLength request (sliding windows capped)
+    budget: int | None = None
+    kv_pool: int | None = None
+
+    @property
+    def kv_tokens(self) -> int | None:
+        if self.kv_pool is None:
+            return None
+        return self.kv_pool // (BLOCK_TOKENS * self.per_token) * BLOCK_TOKENS
+
+    @property
+    def max_concurrency(self) -> float | None:
+        return None if self.kv_pool is None else round(self.kv_pool / self.per_request, 2)
+
+
+def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
+          ) -> Served:
+    """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts)."""
+    s = settings(inf, gpu, layout.tensor, layout.pipeline)
+    requests = min(s.max_num_batched_tokens, s.max_num_seqs)
+    sampler = sampler_peak_bytes(a, layout, requests) + requests * a.hidden_size * ACT_BYTES
+    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
+    graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
+    nt = non_torch_bytes(layout)
+    sequences = -(-inf.concurrency // layout.data)
+    per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens)
+    per_token = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor) * -(-a.num_layers // layout.pipeline)
+    plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request)
+    if gpu is None:
+        return plan
+    total = cuda_total_bytes(gpu)
+    if inf.engine == "vllm":
+        # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
+        # util x total less weights, the profile run's torch peak, non-torch memory and (in releases
+        # that count it, as current ones do) the CUDA graph pool. The CUDA context predates the
+        # baseline snapshot and is not counted.
+        budget = int(s.gpu_memory_utilization * total)
+        pool = budget - weights - act - nt - graphs
+    elif inf.engine == "sglang":
+        # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
+        # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.
+        budget = int(s.gpu_memory_utilization * total)
+        pool = budget - (context + weights + nt)
+    else:
+        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator: free_gpu_memory_fraction of what is
+        # free after the weights and a profiled forward of max_num_tokens.
+        free = total - context - weights - act - nt - graphs
+        pool = int(s.gpu_memory_utilization * free)
+        budget = weights + act + nt + graphs + max(pool, 0)
+    return Served(s, act, graphs, nt, per_request * sequences, per_token, per_request, budget, max(pool, 0))

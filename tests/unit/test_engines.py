@@ -1,0 +1,108 @@
+"""Serving engines' memory plans (estimator/engines.py): what moves the KV cache, and fit by concurrency."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.catalog import load_catalog
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Layout, estimate
+from rackfit.estimator.engines import cuda_total_bytes, settings
+from rackfit.planner import plan
+from rackfit.spec import parse_spec
+
+CATALOG = load_catalog()
+H100 = CATALOG.get("gd-8xh100ib-i128").gpu
+L40S = CATALOG.get("gd-8xl40s-i128").gpu
+
+
+def serve(preset="llama-3.1-8b", gpu=H100, layout=None, precision="bf16", **inference):
+    spec = parse_spec(dict(model=dict(preset=preset), workload="inference", precision=precision,
+                           inference=inference or None))
+    return estimate(spec, layout, gpu=gpu)
+
+
+def test_vllm_budget_is_the_fraction_of_cuda_total_and_the_kv_cache_the_rest():
+    e = serve(contextLength=8192)
+    b = e.breakdown
+    assert e.engine_budget_bytes == int(0.9 * cuda_total_bytes(H100))
+    pool = e.engine_budget_bytes - b.weights_bytes - b.activations_bytes - b.non_torch_bytes - b.cuda_graph_bytes
+    per_token = 32 * 2 * 8 * 128 * 2  # layers x (K, V) x KV heads x head_dim x bf16
+    assert pool // per_token - 16 < e.kv_cache_tokens <= pool // per_token
+    assert e.kv_cache_tokens % 16 == 0  # whole blocks
+    assert e.max_concurrency == pytest.approx(pool / (per_token * 8192), abs=0.01)
+
+
+def test_vllm_defaults_depend_on_the_gpu():
+    inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference"}).inference
+    big, small = settings(inf, H100, 1, 1), settings(inf, L40S, 1, 1)
+    assert (big.max_num_batched_tokens, big.max_num_seqs) == (8192, 1024)
+    assert (small.max_num_batched_tokens, small.max_num_seqs) == (2048, 256)
+    assert big.gpu_memory_utilization == small.gpu_memory_utilization == 0.9
+
+
+def test_what_the_profile_run_takes_is_taken_from_the_kv_cache():
+    base = serve(contextLength=8192)
+    assert serve(contextLength=8192, maxNumBatchedTokens=32768).kv_cache_tokens < base.kv_cache_tokens
+    assert serve(contextLength=8192, cudaGraphs=False).kv_cache_tokens > base.kv_cache_tokens
+    assert serve(contextLength=8192, gpuMemoryUtilization=0.5).kv_cache_tokens < base.kv_cache_tokens / 2
+    # contextLength does not change what the engine allocates, only how many requests it holds
+    assert serve(contextLength=32768).kv_cache_tokens == base.kv_cache_tokens
+    assert serve(contextLength=32768).max_concurrency == pytest.approx(base.max_concurrency / 4, abs=0.01)
+
+
+def test_tensor_parallel_halves_weights_and_adds_nccl_buffers():
+    one, two = serve(contextLength=8192), serve(contextLength=8192, layout=Layout(tensor=2))
+    assert two.breakdown.weights_bytes < one.breakdown.weights_bytes * 0.51
+    assert two.breakdown.non_torch_bytes > one.breakdown.non_torch_bytes
+    assert two.kv_cache_tokens > 2 * one.kv_cache_tokens  # half the KV heads per rank, more room
+
+
+def test_one_request_that_does_not_fit_is_the_engines_refusal():
+    e = serve("llama-3.1-70b", precision="fp8", contextLength=131072, gpu=L40S, layout=Layout(tensor=2))
+    assert e.max_concurrency < 1
+    assert any("would refuse to start" in n and f"about {e.kv_cache_tokens} tokens" in n for n in e.notes)
+
+
+def test_without_a_gpu_the_cache_is_what_the_requests_need():
+    e = serve(contextLength=8192, concurrency=4, gpu=None)
+    assert e.kv_cache_tokens is None and e.max_concurrency is None
+    assert e.breakdown.kv_cache_bytes == 4 * 8192 * 32 * 2 * 8 * 128 * 2
+    assert e.total_bytes == e.breakdown.total
+
+
+def test_sglang_default_fraction_follows_its_formula():
+    s = settings(parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                             "inference": {"engine": "sglang"}}).inference, H100, 1, 1)
+    mb = cuda_total_bytes(H100) / 2**20
+    reserve = 512 + 8192 * 1.5 + 256 * 2 + 1 / 8 * 1024  # metadata, prefill chunk, graphs, tp x pp / 8
+    assert s.gpu_memory_utilization == round((mb - reserve) / mb, 3)
+    e = serve(engine="sglang", contextLength=8192)
+    # the static fraction holds weights and the pool; activations and graphs live outside it
+    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * cuda_total_bytes(H100))
+
+
+def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
+    e = serve(engine="tensorrt-llm", contextLength=8192)
+    b = e.breakdown
+    free = cuda_total_bytes(H100) - b.overhead_bytes - b.weights_bytes - b.activations_bytes - b.non_torch_bytes \
+        - b.cuda_graph_bytes
+    per_token = 32 * 2 * 8 * 128 * 2
+    assert abs(e.kv_cache_tokens * per_token - 0.9 * free) < 16 * per_token
+
+
+def test_engine_settings_are_refused_with_transformers():
+    with pytest.raises(InvalidWorkload) as e:
+        parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                    "inference": {"engine": "transformers", "gpuMemoryUtilization": 0.8}})
+    (field, msg), = e.value.errors
+    assert field == "spec.inference.engine" and "serving-engine settings" in msg
+
+
+def test_host_memory_counts_for_vllm_on_gh200_only_when_asked():
+    spec = dict(model=dict(preset="llama-3.1-70b"), workload="inference", precision="fp8",
+                placement=dict(instanceTypes=["gd-1xgh200"], maxNodes=1))
+    without = plan(parse_spec(spec), CATALOG).chosen.estimate.kv_cache_tokens
+    spec["placement"]["useHostMemory"] = True
+    with_host = plan(parse_spec(spec), CATALOG).chosen.estimate.kv_cache_tokens
+    assert with_host > 2 * without
