@@ -121,7 +121,9 @@ def test_names_and_columns(crd):
     v = _version(crd)
     assert (v["name"], v["served"], v["storage"], v["subresources"]) == (VERSION, True, True, {"status": {}})
     cols = {c["name"]: c for c in v["additionalPrinterColumns"]}
-    assert list(cols) == ["MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "FITS", "PLACED", "AGE"]
+    assert list(cols) == ["MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "MAX-CONC", "FITS", "PLACED",
+                          "AGE"]
+    assert cols["MAX-CONC"]["jsonPath"] == ".status.estimate.maxConcurrency"  # serving engines only
     assert cols["MEM/GPU"]["jsonPath"] == ".status.memoryPerGPU" and cols["MEM/GPU"]["priority"] == 0
     assert cols["FITS"]["jsonPath"] == '.status.conditions[?(@.type=="Fits")].status'
     assert cols["AGE"]["type"] == "date"

@@ -168,6 +168,8 @@ PRINTER_COLUMNS = [
     {"name": "GPUS", "type": "integer", "jsonPath": ".status.placement.totalGPUs"},
     {"name": "MEM/GPU", "type": "string", "jsonPath": ".status.memoryPerGPU", "priority": 0,
      "description": "estimated memory per GPU at the peak (status.estimate.totalBytes, formatted)"},
+    {"name": "MAX-CONC", "type": "number", "jsonPath": ".status.estimate.maxConcurrency",
+     "description": "serving engines: contextLength requests the KV cache holds at once per replica"},
     {**_condition_column("Fits"), "name": "FITS"},
     {**_condition_column("Placed"), "name": "PLACED"},
     {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
