@@ -183,8 +183,12 @@ def test_default_render():
     assert sorted(kinds(docs)) == sorted([
         "ServiceAccount", "Secret", "ConfigMap", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
         "Service", "Deployment", "ClusterKopfPeering", "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration"])
+        "MutatingWebhookConfiguration", "Job"])
     assert len(kinds(docs)["ConfigMap"]) == 2  # catalog, dashboard
+    # the uninstall hook (release of kopf's finalizers), and nothing else, is a Helm hook
+    hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+    assert [(d["kind"], d["metadata"]["annotations"]["helm.sh/hook"]) for d in hooks] == [("Job", "pre-delete")]
+    assert "Job" not in kinds(render("uninstall.releaseWorkloads=false"))
 
 
 def test_cluster_role_is_exactly_the_operator_rules():

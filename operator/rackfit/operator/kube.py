@@ -95,3 +95,25 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch an LLMWorkload's status now (kopf writes the rest after the handler)."""
     _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
           {"status": status})
+
+
+# --- the uninstall hook (rackfit.operator.release) ---------------------------------------------
+def list_workloads() -> list[dict[str, Any]]:
+    """Every LLMWorkload in the cluster."""
+    return _call(_api("CustomObjectsApi").list_cluster_custom_object, GROUP, VERSION, PLURAL)["items"]
+
+
+def set_finalizers(namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    """Replace an LLMWorkload's finalizers, if it is still at `resource_version` (409 otherwise)."""
+    _call(_api("CustomObjectsApi").patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+          {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+          _content_type="application/merge-patch+json")
+
+
+def scale_deployment(namespace: str, name: str, replicas: int) -> None:
+    _call(_api("AppsV1Api").patch_namespaced_deployment, name, namespace, {"spec": {"replicas": replicas}})
+
+
+def pod_names(namespace: str, label_selector: str) -> list[str]:
+    return [p.metadata.name for p in _call(_api("CoreV1Api").list_namespaced_pod, namespace,
+                                           label_selector=label_selector).items]

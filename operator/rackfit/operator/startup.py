@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
     settings.watching.field_selectors["pods"] = ACTIVE_POD_FIELD_SELECTOR
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # The replicas of one peering need distinct priorities: kopf pauses every operator that sees a
+    # live peer of its own priority (0 for all by default), so two replicas would both stand by
+    # (seen with the chart's 2 replicas on a real node). The older replica ranks higher: a replica
+    # that starts later (a rollout, a replaced pod) stands by instead of taking over a working one.
+    settings.peering.priority = -(time.time_ns() // 1000)
     catalog()  # fail at start, not at the first workload, when the catalog file is bad
     configure_webhooks(settings)
     metrics.watch_domains(LEDGER.usage)
