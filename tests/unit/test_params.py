@@ -34,6 +34,10 @@ TOTALS = [
     ("deepseek-v3", 671e9, 1e-3),
     ("gpt-oss-120b", 116.8e9, 1e-3),
     ("gemma-2-27b", 27.23e9, 5e-4),
+    # published quantized checkpoints: the base shape (tests/unit/test_quantized.py checks their bytes)
+    ("llama-3.1-405b-instruct-fp8", 405.853e9, 5e-5),
+    ("deepseek-v3-fp8", 671e9, 1e-3),
+    ("gpt-oss-120b-mxfp4", 116.8e9, 1e-3),
 ]
 
 

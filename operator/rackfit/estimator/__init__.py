@@ -59,9 +59,9 @@ def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dic
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
     p = count_params(arch)
-    weights = weight_bytes(p, spec.precision, layout, arch.num_layers)
+    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
-    notes = []
+    notes = [arch.quantization.note(spec.precision)] if arch.quantization is not None else []
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")

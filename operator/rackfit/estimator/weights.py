@@ -1,26 +1,27 @@
-"""Weight bytes per GPU for each precision, quantisation scales included.
+"""Weight bytes per GPU, module by module, quantisation scales included.
 
-Quantised checkpoints compress the decoder's matrices; embeddings, lm_head, norms and MoE routers
-stay 16-bit (GPTQ/AWQ, bitsandbytes, FP8 and MXFP4 checkpoints all do this). MXFP4 (gpt-oss)
-compresses only the routed experts.
+What each module stores comes from `rackfit.models.quantization`: a pre-quantized checkpoint's
+`quantization_config` when the architecture carries one (`ModelArch.quantization`), else the spec's
+`precision` on every decoder linear layer with embeddings, lm_head, norms and MoE routers 16-bit (GPTQ/AWQ,
+bitsandbytes, FP8 and MXFP4 checkpoints all keep those; MXFP4, as gpt-oss, compresses only the routed
+experts). Attention, dense MLPs and shared experts split over tensor parallel, routed experts over
+expert parallel (else tensor), routers are replicated (vLLM's `ReplicatedLinear`).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+from rackfit.models.quantization import PRECISION_FORMATS, Quantization, uniform
 
-# Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1).
+# Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
+# the formats are in rackfit/models/quantization.py.
 BYTES_PER_PARAM: dict[str, float] = {
-    "fp32": 4.0,
-    "bf16": 2.0,
-    "fp16": 2.0,
-    "fp8": 1 + 4 / (128 * 128),    # fp32 scale per 128x128 block (DeepSeek-style)
-    "int8": 1 + 2 / 4096,       # 16-bit scale per output channel of ~4k inputs
-    "int4": 0.5 + 2.5 / 128,  # 4-bit + (fp16 scale + 4-bit zero) per group of 128
-    "nf4": 0.5 + 1 / 64 + 4 / (64 * 256),  # 8-bit absmax/64 + fp32 per 256 blocks
-    "mxfp4": 0.5 + 1 / 32,     # 8-bit shared exponent per 32
-    "nvfp4": 0.5 + 1 / 16,     # fp8 scale per 16
+    name: f.value_bytes + (f.scale_bytes / (f.rows * f.cols) if f.rows and f.cols else 0.0)
+    for name, f in PRECISION_FORMATS.items()
 }
 HALF = 2.0
 
@@ -35,16 +36,50 @@ def stage_share(num_layers: int, pipeline: int) -> float:
     return -(-num_layers // pipeline) / num_layers
 
 
-def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int) -> int:
-    """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage)."""
-    q, u = BYTES_PER_PARAM[precision], unquantised_bytes(precision)
-    experts_q = q
-    dense_q = u if precision == "mxfp4" else q
+_uniform = lru_cache(maxsize=64)(uniform)
+
+
+def quantization_of(arch: ModelArch | None, precision: str, num_layers: int) -> Quantization:
+    """What the weights store: the checkpoint's quantization_config wins over the spec's precision."""
+    if arch is not None and arch.quantization is not None:
+        return arch.quantization
+    return _uniform(precision, num_layers)
+
+
+def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> list[tuple[float, ...]]:
+    """(attention, dense MLP, routed experts, shared experts, router) parameters of each decoder layer.
+    Without the architecture every layer gets an equal share and routers stay inside `shared`."""
+    L = num_layers
+    if arch is None or not arch.is_moe:
+        even = (p.attention / L, p.dense_mlp / L, p.experts / L, p.shared / L, 0.0)
+        return [even] * L
+    moe = arch.moe_layers
+    dense = L - moe
+    per_expert = (3 if arch.gated_mlp else 2) * arch.moe_intermediate_size
+    router = p.shared * arch.num_experts / (arch.num_experts + arch.num_shared_experts * per_expert)
+    dense_layer = (p.attention / L, p.dense_mlp / dense if dense else 0.0, 0.0, 0.0, 0.0)
+    moe_layer = (p.attention / L, 0.0, p.experts / moe, (p.shared - router) / moe, router / moe)
+    return [dense_layer] * dense + [moe_layer] * moe
+
+
+def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
+                 arch: ModelArch | None = None) -> int:
+    """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage).
+
+    `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
+    every layer is alike and stored in `precision`."""
+    q = quantization_of(arch, precision, num_layers)
     expert_shard = layout.expert if layout.expert > 1 else layout.tensor
-    layers = (p.attention + p.dense_mlp + p.shared) * dense_q / layout.tensor + p.experts * experts_q / expert_shard
-    stage = stage_share(num_layers, layout.pipeline)
-    per_stage = layers * stage + p.norms * u * stage
+    per_layer = []
+    for (attn, mlp, experts, shared, router), b in zip(_layer_params(p, num_layers, arch), q.layers, strict=True):
+        per_layer.append((attn * b.attention + mlp * b.mlp + shared * b.shared) / layout.tensor
+                         + experts * b.experts / expert_shard + router * b.router)
+    # pipeline stages hold ceil(L / p) consecutive layers; the heaviest stage counts
+    per_stage_layers = -(-num_layers // layout.pipeline)
+    heaviest = max(sum(per_layer[s:s + per_stage_layers]) for s in range(0, num_layers, per_stage_layers))
+    per_stage = heaviest + p.norms * q.dtype_bytes * stage_share(num_layers, layout.pipeline)
     # vocab-parallel embedding/lm_head; with pipelining the first stage holds the embedding, the last the
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
-    vocab = (p.embedding + p.lm_head) if layout.pipeline == 1 else max(p.embedding, p.lm_head or p.embedding)
-    return int(per_stage + vocab * u / layout.tensor)
+    emb, head = p.embedding * q.embedding, (p.lm_head or p.embedding) * q.lm_head
+    vocab = p.embedding * q.embedding + p.lm_head * q.lm_head if layout.pipeline == 1 else max(emb, head)
+    return int(per_stage + vocab / layout.tensor)

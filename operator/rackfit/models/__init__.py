@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from rackfit.errors import InvalidWorkload
+from rackfit.models.quantization import Quantization, checkpoint_quantization
 from rackfit.spec import Architecture, ModelSource
 
 
@@ -44,6 +45,8 @@ class ModelArch(BaseModel):
     sliding_window_layers: int = 0
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
+    # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
+    quantization: Quantization | None = None
 
     @property
     def rough(self) -> bool:
@@ -65,7 +68,12 @@ class ModelArch(BaseModel):
 @cache
 def presets() -> dict[str, dict[str, Any]]:
     text = resources.files("rackfit.models").joinpath("presets.yaml").read_text()
-    return yaml.safe_load(text)
+    return {k: v for k, v in yaml.safe_load(text).items() if not k.startswith(".")}  # ".name": YAML anchors
+
+
+# Preset keys that describe the published checkpoint rather than the shape: its config.json's
+# `quantization_config` and `torch_dtype`, as Hugging Face writes them.
+_CHECKPOINT_KEYS = ("quantizationConfig", "torchDtype")
 
 
 # Hugging Face config.json keys -> our architecture fields (first match wins).
@@ -132,18 +140,28 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         return _rough_arch(source.parameters)
     fields: dict[str, Any] = {}
     name = "custom"
+    quant: tuple[str, dict[str, Any], Any] | None = None  # (field, quantization_config, torch_dtype)
     if source.preset:
         key = source.preset.lower()
         if key not in presets():
             raise InvalidWorkload([("spec.model.preset", f"unknown preset {source.preset!r}; "
                                     f"known: {', '.join(sorted(presets()))}")])
-        fields.update(Architecture.model_validate(presets()[key]).model_dump(exclude_none=True))
+        entry = dict(presets()[key])
+        checkpoint = {k: entry.pop(k) for k in _CHECKPOINT_KEYS if k in entry}
+        fields.update(Architecture.model_validate(entry).model_dump(exclude_none=True))
         name = key
+        if "quantizationConfig" in checkpoint:
+            quant = ("spec.model.preset", checkpoint["quantizationConfig"], checkpoint.get("torchDtype"))
     if source.hugging_face_config is not None:
         if hf_config is None:
             raise InvalidWorkload([("spec.model.huggingFaceConfig", "the config.json could not be read")])
         fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
+        qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
+        if qc:
+            dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") \
+                or (hf_config.get("text_config") or {}).get("torch_dtype")
+            quant = ("spec.model.huggingFaceConfig", qc, dtype)
     if source.architecture is not None:
         fields.update(source.architecture.model_dump(exclude_none=True))
     missing = [f for f in _REQUIRED if f not in fields]
@@ -160,6 +178,15 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         fields["sliding_window_layers"] = fields["num_layers"]
     arch = ModelArch(name=name, **fields)
     _check(arch)
+    if quant is not None:
+        where, config, dtype = quant
+        if not isinstance(config, dict):
+            raise InvalidWorkload([(where, "quantization_config: expected a JSON object")])
+        try:
+            q = checkpoint_quantization(arch, config, dtype)
+        except (ValueError, TypeError, KeyError, ZeroDivisionError) as e:
+            raise InvalidWorkload([(where, f"quantization_config: {e}")]) from None
+        arch = arch.model_copy(update={"quantization": q})
     return arch
 
 

@@ -1,0 +1,340 @@
+"""Pre-quantized checkpoints: what a config.json's `quantization_config` stores, module by module.
+
+`checkpoint_quantization(arch, config)` reads the config the way the loaders do and returns a
+`Quantization`: bytes per parameter, scales and zero points included, for each module class
+(attention projections, dense MLP, routed experts, shared experts, router) of each decoder layer,
+and for the embedding and lm_head. `uniform(precision, layers)` is the same object for a spec's
+`precision` applied to every linear layer (what rackfit assumed before it read checkpoints).
+estimator/weights.py multiplies these by the parameter counts and shards them.
+
+Mechanisms, each as the runtime implements it (vLLM `model_executor/layers/quantization/`, Hugging Face
+transformers `quantizers/` and `integrations/`, compressed-tensors, ModelOpt):
+
+- Which modules a method converts. Every decoder Linear (attention, MLP, experts, shared experts)
+  for fp8, fbgemm_fp8, compressed-tensors, modelopt, awq, gptq and bitsandbytes; MoE routers stay in
+  the model dtype (vLLM builds them with `quant_config=None`, DeepSeek's `MoEGate` is no Linear);
+  mxfp4 converts only the routed experts (vLLM `Mxfp4Config` gives Linear layers
+  `UnquantizedLinearMethod`; gpt-oss's config excludes self_attn, router, embed_tokens, lm_head). The
+  embedding is never quantized, the lm_head only by GPTQ with `lm_head: true` (vLLM quantizes
+  `ParallelLMHead` only there; the other methods quantize `LinearBase` layers alone).
+- Which modules a config leaves alone: `modules_to_not_convert` (fp8, fbgemm_fp8, awq, mxfp4,
+  transformers' quantizers), `ignored_layers` (vLLM `Fp8Config`), `ignore` (compressed-tensors, `re:`
+  prefix = regex), `exclude_modules` (modelopt, globs), `llm_int8_skip_modules` (bitsandbytes), GPTQ's
+  `dynamic` `-:` regexes and `modules_in_block_to_quantize`. Names are matched as the loaders do:
+  exact or a parent module, a suffix, a regex from the start (transformers' `should_convert_module`),
+  a glob (modelopt), a substring (vLLM's `is_layer_skipped_awq`).
+- What a converted matrix stores, per (out, in) weight:
+  fbgemm_fp8: fp8 + one fp32 scale per output row (vLLM `FBGEMMFp8LinearMethod`, ChannelQuantScaleParameter);
+  fp8: fp8 + fp32 `weight_scale_inv` per `weight_block_size` block (DeepSeek-V3, Qwen3-FP8: 128x128), else one
+  per-tensor scale (vLLM `Fp8LinearMethod`);
+  compressed-tensors: `num_bits` values (int4 packed 8 per int32), a scale per tensor, channel, `group_size`
+  group, block (`block_structure`) or 16-value tensor_group (NVFP4: fp8 scales); zero points when
+  `symmetric` is false;
+  modelopt: FP8 with per-tensor scales, NVFP4 with an fp8 scale per 16 values (`group_size`);
+  awq: 4-bit packed + fp16 scale and packed 4-bit zero per `group_size` inputs of each output
+  (vLLM `AWQLinearMethod`: qweight, qzeros, scales);
+  gptq: `bits` packed + fp16 scale and packed zero per group (qzeros are stored even when `sym`);
+  `group_size: -1` is one group per row (vLLM `GPTQLinearMethod`);
+  bitsandbytes: 4-bit: 0.5 B + one absmax per 64 values, fp32, or with `bnb_4bit_use_double_quant` 8-bit plus one
+  fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
+  mxfp4: 4-bit values + one E8M0 (1 B) scale per 32 (OCP MX; gpt-oss `*_blocks` / `*_scales` tensors).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "float": 4.0, "half": 2.0}
+CLASSES = ("attention", "mlp", "experts", "shared", "router")
+
+
+class Format(NamedTuple):
+    """How one quantized matrix is stored: `value_bytes` per weight plus `scale_bytes` per block of
+    `rows` x `cols` weights (0 = the whole dimension: (1, 0) is one scale per output row, (0, 0) one per
+    matrix, (1, 128) a group of 128 inputs, (128, 128) a DeepSeek-style block)."""
+
+    name: str
+    value_bytes: float
+    scale_bytes: float = 0.0
+    rows: int = 0
+    cols: int = 0
+
+    def matrix_bytes(self, out: int, inp: int) -> float:
+        blocks = math.ceil(out / (self.rows or out)) * math.ceil(inp / (self.cols or inp))
+        return out * inp * self.value_bytes + blocks * self.scale_bytes
+
+
+# The formats of a spec's `precision` (estimator/weights.py BYTES_PER_PARAM is derived from these).
+PRECISION_FORMATS: dict[str, Format] = {
+    "fp32": Format("fp32", 4.0),
+    "bf16": Format("bf16", 2.0),
+    "fp16": Format("fp16", 2.0),
+    "fp8": Format("fp8", 1.0, 4.0, 128, 128),           # fp32 scale per 128x128 block (DeepSeek-style)
+    "int8": Format("int8", 1.0, 2.0, 1, 4096),          # 16-bit scale per output channel of ~4k inputs
+    "int4": Format("int4", 0.5, 2.5, 1, 128),           # fp16 scale + 4-bit zero per group of 128 (AWQ/GPTQ)
+    "nf4": Format("nf4", 0.5, 1 + 4 / 256, 1, 64),      # 8-bit absmax per 64 + fp32 per 256 blocks (double quant)
+    "mxfp4": Format("mxfp4", 0.5, 1.0, 1, 32),          # E8M0 shared exponent per 32
+    "nvfp4": Format("nvfp4", 0.5, 1.0, 1, 16),          # fp8 scale per 16
+}
+
+
+class LayerBytes(NamedTuple):
+    """Bytes per parameter of each module class in one decoder layer."""
+
+    attention: float
+    mlp: float
+    experts: float
+    shared: float
+    router: float
+
+
+class Quantization(BaseModel):
+    """Bytes per parameter, module by module, of the weights as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str                  # quant_method as the config names it, or the spec's precision
+    dtype_bytes: float = 2.0     # modules left unquantized, and norms: torch_dtype
+    layers: tuple[LayerBytes, ...]
+    embedding: float
+    lm_head: float
+    checkpoint: bool = False     # from a checkpoint's quantization_config (else the spec's precision)
+    summary: str = ""            # what was read, for the Estimate's note
+
+    def note(self, precision: str) -> str:
+        return (f"weights as the checkpoint stores them ({self.summary}); spec.precision {precision} is not "
+                f"applied to them: the quantization_config decides each module, unquantized ones keep torch_dtype")
+
+
+def uniform(precision: str, num_layers: int) -> Quantization:
+    """A spec's `precision` on every decoder linear layer; embeddings, lm_head and routers 16-bit (fp32
+    models: everything fp32). MXFP4 compresses only routed experts, as gpt-oss does."""
+    u = 4.0 if precision == "fp32" else 2.0
+    f = PRECISION_FORMATS[precision]
+    q = f.value_bytes + (f.scale_bytes / (f.rows * f.cols) if f.rows and f.cols else 0.0)
+    dense = u if precision == "mxfp4" else q
+    layer = LayerBytes(attention=dense, mlp=dense, experts=q, shared=dense, router=u)
+    return Quantization(method=precision, dtype_bytes=u, layers=(layer,) * num_layers, embedding=u, lm_head=u)
+
+
+# --- module names --------------------------------------------------------------------------------------
+
+class Projection(NamedTuple):
+    names: tuple[str, ...]   # the module's name as it may appear in a checkpoint (aliases across families)
+    out: int
+    inp: int
+
+
+def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
+    """Each module class of decoder layer `layer` as its matrices, named as Hugging Face checkpoints name them
+    (Llama/Qwen/DeepSeek `self_attn.q_proj`, `mlp.experts.0.gate_proj`; Mixtral `block_sparse_moe.experts.0.w1`;
+    gpt-oss `mlp.router`). `a` is a ModelArch."""
+    h, p = a.hidden_size, f"model.layers.{layer}."
+
+    def names(*suffixes: str) -> tuple[str, ...]:
+        return tuple(p + s for s in suffixes)
+
+    heads = a.num_attention_heads
+    if a.is_mla:
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        q = [Projection(names("self_attn.q_a_proj"), a.q_lora_rank, h),
+             Projection(names("self_attn.q_b_proj"), heads * qk, a.q_lora_rank)] if a.q_lora_rank \
+            else [Projection(names("self_attn.q_proj"), heads * qk, h)]
+        kv_b = heads * (a.qk_nope_head_dim + a.v_head_dim)
+        attn = q + [Projection(names("self_attn.kv_a_proj_with_mqa"), a.kv_lora_rank + a.qk_rope_head_dim, h),
+                    Projection(names("self_attn.kv_b_proj"), kv_b, a.kv_lora_rank),
+                    Projection(names("self_attn.o_proj"), h, heads * a.v_head_dim)]
+    else:
+        qd, kvd = heads * a.head_dim, a.num_key_value_heads * a.head_dim
+        attn = [Projection(names("self_attn.q_proj"), qd, h), Projection(names("self_attn.k_proj"), kvd, h),
+                Projection(names("self_attn.v_proj"), kvd, h), Projection(names("self_attn.o_proj"), h, qd)]
+
+    def mlp(prefixes: tuple[str, ...], inter: int, mixtral: bool = False) -> list[Projection]:
+        def proj(name: str, w: str, out: int, inp: int) -> Projection:
+            aliases = ("block_sparse_moe.experts.0." + w,) if mixtral else ()
+            return Projection(names(*(f + name for f in prefixes), *aliases), out, inp)
+        gate = [proj("gate_proj", "w1", inter, h)] if a.gated_mlp else []
+        return gate + [proj("up_proj", "w3", inter, h), proj("down_proj", "w2", h, inter)]
+
+    out: dict[str, list[Projection]] = {"attention": attn}
+    if layer < a.num_layers - a.moe_layers:
+        out["mlp"] = mlp(("mlp.",), a.intermediate_size)
+    else:
+        out["experts"] = mlp(("mlp.experts.0.",), a.moe_intermediate_size, mixtral=True)
+        if a.num_shared_experts:
+            out["shared"] = mlp(("mlp.shared_experts.", "mlp.shared_expert."),
+                                a.moe_intermediate_size * a.num_shared_experts)
+        out["router"] = [Projection(names("mlp.gate", "mlp.router", "block_sparse_moe.gate"), a.num_experts, h)]
+    return out
+
+
+def matches(entry: str, name: str, substring: bool = False) -> bool:
+    """Whether an ignore-list entry names module `name` (or a parent of it)."""
+    entry = entry.removesuffix(".weight")
+    if entry.startswith("re:"):  # compressed-tensors / vLLM: a regex matched from the start
+        return re.match(entry[3:], name) is not None
+    if name == entry or name.startswith(entry + ".") or name.endswith("." + entry) or (substring and entry in name):
+        return True
+    if any(c in entry for c in "*?["):  # modelopt globs, gpt-oss "model.layers.*.self_attn"
+        return fnmatch.fnmatchcase(name, entry) or fnmatch.fnmatchcase(name, entry + ".*")
+    return False
+
+
+# --- reading quantization_config ------------------------------------------------------------------------
+
+class _Scheme(NamedTuple):
+    fmt: Format
+    ignore: tuple[str, ...] = ()
+    substring: bool = False            # AWQ's substring match
+    experts_only: bool = False         # mxfp4
+    targets: tuple[str, ...] = ()      # compressed-tensors / GPTQ: only these (regex or names); () = every Linear
+    lm_head: bool = False              # GPTQ lm_head: true
+
+
+def _list(v: Any) -> tuple[str, ...]:
+    return tuple(str(x) for x in v) if isinstance(v, list | tuple) else ()
+
+
+def _ct_format(weights: dict[str, Any], fmt: str) -> Format:
+    """compressed-tensors `QuantizationArgs` of the weights -> storage."""
+    bits = int(weights.get("num_bits", 8))
+    strategy = str(weights.get("strategy", "tensor"))
+    is_float = weights.get("type", "int") == "float"
+    value = bits / 8
+    if bits == 4 and (is_float or "nvfp4" in fmt):  # NVFP4: fp8 scale per 16 (+ a per-tensor global)
+        return Format("nvfp4", 0.5, 1.0, 1, int(weights.get("group_size") or 16))
+    scale = 2.0  # scales in the model's dtype
+    zero = 0.0 if weights.get("symmetric", True) else bits / 8
+    name = f"{'fp' if is_float else 'int'}{bits}"
+    if strategy in ("group", "tensor_group"):
+        return Format(name, value, scale + zero, 1, int(weights.get("group_size") or 128))
+    if strategy == "block":
+        r, c = (weights.get("block_structure") or [128, 128])[:2]
+        return Format(name, value, scale + zero, int(r), int(c))
+    if strategy == "channel":
+        return Format(name, value, scale + zero, 1, 0)
+    return Format(name, value, scale + zero, 0, 0)
+
+
+def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
+    method = str(cfg.get("quant_method", "")).lower().replace("_", "-")
+    not_convert = _list(cfg.get("modules_to_not_convert"))
+    if method == "fbgemm-fp8":
+        return [_Scheme(Format("fp8", 1.0, 4.0, 1, 0), not_convert)], "fbgemm_fp8: fp8, fp32 scale per row"
+    if method == "fp8":
+        block = cfg.get("weight_block_size")
+        ignore = not_convert or _list(cfg.get("ignored_layers"))
+        if block:
+            return [_Scheme(Format("fp8", 1.0, 4.0, int(block[0]), int(block[1])), ignore)], \
+                f"fp8, fp32 scale per {block[0]}x{block[1]} block"
+        return [_Scheme(Format("fp8", 1.0, 4.0, 0, 0), ignore)], "fp8, per-tensor scale"
+    if method == "mxfp4":
+        return [_Scheme(PRECISION_FORMATS["mxfp4"], not_convert, experts_only=True)], \
+            "mxfp4 experts, E8M0 scale per 32; the rest torch_dtype"
+    if method == "awq":
+        bits = int(cfg.get("bits", cfg.get("w_bit", 4)))
+        g = int(cfg.get("group_size", cfg.get("q_group_size", 128)))
+        zero = bits / 8 if cfg.get("zero_point", True) else 0.0
+        fmt = Format(f"int{bits}", bits / 8, 2.0 + zero, 1, g if g > 0 else 0)
+        return [_Scheme(fmt, not_convert, substring=True)], \
+            f"awq int{bits}, fp16 scale{' + zero' if zero else ''} per {g if g > 0 else 'row'}"
+    if method == "gptq":
+        bits, g = int(cfg.get("bits", 4)), int(cfg.get("group_size", 128))
+        ignore = not_convert + tuple("re:" + k[2:] for k in (cfg.get("dynamic") or {}) if str(k).startswith("-:"))
+        block = [x for grp in (cfg.get("modules_in_block_to_quantize") or []) for x in _list(grp)]
+        return [_Scheme(Format(f"int{bits}", bits / 8, 2.0 + bits / 8, 1, g if g > 0 else 0), ignore,
+                        targets=tuple(block), lm_head=bool(cfg.get("lm_head")))], \
+            f"gptq int{bits}, fp16 scale + zero per {g if g > 0 else 'row'}"
+    if method == "bitsandbytes" or cfg.get("load_in_4bit") or cfg.get("load_in_8bit"):
+        skip = _list(cfg.get("llm_int8_skip_modules")) or not_convert
+        if cfg.get("load_in_4bit"):
+            double = bool(cfg.get("bnb_4bit_use_double_quant"))
+            kind = str(cfg.get("bnb_4bit_quant_type", "fp4"))
+            scale = 1 + 4 / 256 if double else 4.0
+            return [_Scheme(Format(kind, 0.5, scale, 1, 64), skip, substring=True)], \
+                f"bitsandbytes {kind}, absmax per 64{' (double quant)' if double else ''}"
+        return [_Scheme(Format("int8", 1.0, 4.0, 1, 0), skip, substring=True)], "bitsandbytes int8, fp32 scale per row"
+    if method == "modelopt":
+        inner = cfg.get("quantization") if isinstance(cfg.get("quantization"), dict) else cfg
+        algo = str(inner.get("quant_algo", "FP8")).upper()
+        exclude = _list(inner.get("exclude_modules")) or _list(cfg.get("exclude_modules"))
+        if "NVFP4" in algo or "FP4" in algo:
+            g = int(inner.get("group_size", 16))
+            return [_Scheme(Format("nvfp4", 0.5, 1.0, 1, g), exclude)], f"modelopt NVFP4, fp8 scale per {g}"
+        if "PER_CHANNEL" in algo:
+            return [_Scheme(Format("fp8", 1.0, 4.0, 1, 0), exclude)], "modelopt FP8, fp32 scale per row"
+        if "PB" in algo or "BLOCK" in algo:
+            return [_Scheme(Format("fp8", 1.0, 4.0, 128, 128), exclude)], "modelopt FP8, scale per 128x128 block"
+        return [_Scheme(Format("fp8", 1.0, 4.0, 0, 0), exclude)], "modelopt FP8, per-tensor scale"
+    if method == "compressed-tensors":
+        ignore = _list(cfg.get("ignore"))
+        fmt = str(cfg.get("format", ""))
+        out = []
+        for group in (cfg.get("config_groups") or {}).values():
+            w = group.get("weights") if isinstance(group, dict) else None
+            if not w:
+                continue
+            targets = tuple(t for t in _list(group.get("targets")) if t != "Linear")
+            out.append(_Scheme(_ct_format(w, str(group.get("format") or fmt)), ignore, targets=targets))
+        names = ", ".join(sorted({s.fmt.name for s in out})) or "none"
+        return out, f"compressed-tensors {names}" + (f" ({fmt})" if fmt else "")
+    raise ValueError(f"quantization_config: quant_method {cfg.get('quant_method')!r} is not modelled; "
+                     "known: fp8, fbgemm_fp8, compressed-tensors, modelopt, awq, gptq, bitsandbytes, mxfp4")
+
+
+def _stored(schemes: list[_Scheme], klass: str, proj: Projection, dtype: float) -> float:
+    """Bytes of one matrix as stored: the first scheme that targets it and does not ignore it."""
+    for s in schemes:
+        if s.experts_only and klass != "experts":
+            continue
+        if klass == "router" and not s.targets:
+            continue  # routers are never quantized unless a scheme names them
+        if s.targets and not any(matches(t, n) for t in s.targets for n in proj.names):
+            continue
+        if any(matches(i, n, s.substring) for i in s.ignore for n in proj.names):
+            continue
+        return s.fmt.matrix_bytes(proj.out, proj.inp)
+    return proj.out * proj.inp * dtype
+
+
+def checkpoint_quantization(a: Any, config: dict[str, Any], torch_dtype: Any = None) -> Quantization:
+    """The stored bytes of a checkpoint whose config.json has `config` as `quantization_config`.
+    `a` is the resolved ModelArch; `torch_dtype` the config's (dtype of what is left unquantized)."""
+    schemes, summary = _schemes(config)
+    dtype = DTYPE_BYTES.get(str(torch_dtype or "bfloat16").removeprefix("torch."), 2.0)
+    layers, present = [], []
+    for i in range(a.num_layers):
+        per = dict.fromkeys(CLASSES, dtype)
+        projs_of = projections(a, i)
+        present.append(set(projs_of))
+        for klass, projs in projs_of.items():
+            params = sum(p.out * p.inp for p in projs)
+            per[klass] = sum(_stored(schemes, klass, p, dtype) for p in projs) / params
+        layers.append(LayerBytes(**per))
+    head = Projection(("lm_head",), a.vocab_size, a.hidden_size)
+    lm_head = dtype
+    for s in schemes:
+        if s.lm_head and not any(matches(i, "lm_head") for i in s.ignore):
+            lm_head = s.fmt.matrix_bytes(head.out, head.inp) / (head.out * head.inp)
+    kept = [f"{klass} of layers {_ranges(idx)}" for klass in ("attention", "mlp", "experts", "shared")
+            if (idx := [i for i, lb in enumerate(layers) if getattr(lb, klass) == dtype and klass in present[i]])]
+    if kept:
+        summary += "; left in torch_dtype: " + ", ".join(kept)
+    return Quantization(method=str(config.get("quant_method", "")), dtype_bytes=dtype, layers=tuple(layers),
+                        embedding=dtype, lm_head=lm_head, checkpoint=True, summary=summary)
+
+
+def _ranges(idx: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
