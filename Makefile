@@ -20,6 +20,7 @@ unit: ## Unit tests only (seconds; no cluster)
 bench: ## Estimator accuracy, its fitted constants re-derived, planner latency, placement policy (docs/ tables)
 	$(PYTHON) bench/accuracy.py
 	$(PYTHON) bench/calibrate.py
+	$(PYTHON) bench/public_serving.py
 	$(PYTHON) bench/planner_speed.py
 	$(PYTHON) bench/placement_policy.py --rate 40
 

@@ -1,0 +1,90 @@
+"""Serving engines against their own logs -> a markdown table (docs/accuracy.md, "Public serving").
+
+Each row of bench/cases/public/serving.yaml is an engine's start-up log: the KV cache it allocated, in
+bytes or tokens, on a known GPU. rackfit's engine model (estimator/engines.py) sizes the same cache; the
+rule of thumb beside it is what a user computes from the guide's "2 bytes per parameter" (1 at fp8, half
+at 4-bit): the engine's budget less those weights. Usage: python bench/public_serving.py [serving.yaml]
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator import estimate
+from rackfit.estimator.engines import cuda_total_bytes, serve
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
+from rackfit.spec import parse_spec
+from rackfit.units import GiB
+
+RULE = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "nf4": 0.5, "mxfp4": 0.5, "nvfp4": 0.5}
+CASES = Path(__file__).resolve().parent / "cases" / "public" / "serving.yaml"
+
+
+def _bytes(v) -> float:
+    m = re.fullmatch(r"([\d.]+)GiB", str(v))
+    return float(m.group(1)) * GiB if m else float(v)
+
+
+def rows(path: Path):
+    for row in yaml.safe_load(path.read_text()):
+        g = row["gpu"]
+        gpu = GPU(model=g["model"], product=g["model"], memoryGB=g["memoryMiB"] / 954, memoryMiB=g["memoryMiB"],
+                  architecture=g["architecture"])
+        spec = parse_spec(row["spec"])
+        est = estimate(spec, gpu=gpu)
+        p = count_params(resolve(spec.model)).total
+        tensor = spec.parallelism.tensor if spec.parallelism else 1
+        rule_kv = est.engine.gpu_memory_utilization * cuda_total_bytes(gpu) - RULE[spec.precision] * p / tensor
+        pool = serve(spec.inference, resolve(spec.model), est.layout, est.breakdown.weights_bytes,
+                     est.breakdown.overhead_bytes, gpu).kv_pool
+        yield row, est, pool, rule_kv
+
+
+def _err(pred: float, meas: float) -> float:
+    return (pred - meas) / meas * 100
+
+
+def table(path: Path = CASES) -> tuple[str, list[float]]:
+    lines = ["| row | engine | setup | logged | rackfit | error | rule: budget - 2 B/param | error |",
+             "|---|---|---|---|---|---:|---|---:|"]
+    errors = []
+    for row, est, pool, rule_kv in rows(path):
+        m = row["measured"]
+        spec = row["spec"]
+        setup = (f"{spec['model'].get('preset', 'Qwen3-235B-A22B')} {spec.get('precision', 'bf16')}, "
+                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}, "
+                 f"{row['version']}")
+        if "kvCacheTokens" in m:
+            ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
+            tokens_per_byte = est.kv_cache_tokens / pool
+            rule = rule_kv * tokens_per_byte
+            cells = (f"{logged:,} tokens", f"{ours:,}", _err(ours, logged), f"{rule:,.0f}", _err(rule, logged))
+        elif "kvCacheBytes" in m:
+            logged = _bytes(m["kvCacheBytes"])
+            ours = pool
+            cells = (f"KV {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), f"{rule_kv / GiB:.2f}",
+                     _err(rule_kv, logged))
+        else:
+            logged, ours = _bytes(m["weightsBytes"]), est.breakdown.weights_bytes
+            cells = (f"weights {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), "", 0.0)
+        errors.append(cells[2])
+        rule = f"{cells[3]} | {cells[4]:+.1f}%" if cells[3] else " | "
+        lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} | {cells[2]:+.1f}% | "
+                     f"{rule} |")
+    lines.append("")
+    lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
+                 f"largest overestimate of the cache {max(errors):+.1f}%, largest underestimate {min(errors):+.1f}% "
+                 f"({len(errors)} rows)")
+    return "\n".join(lines), errors
+
+
+if __name__ == "__main__":
+    text, _ = table(Path(sys.argv[1]) if len(sys.argv) > 1 else CASES)
+    print(text)
