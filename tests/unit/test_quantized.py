@@ -241,3 +241,14 @@ def test_gpt_oss_mxfp4_checkpoint():
     p = count_params(resolve(ModelSource(preset="gpt-oss-120b")))
     assert w == pytest.approx(p.experts * (0.5 + 1 / 32) + (p.total - p.experts) * 2, rel=1e-6)
     assert w == weights(preset="gpt-oss-120b-mxfp4")[0] == weights(preset="gpt-oss-120b", precision="mxfp4")[0]
+
+
+def test_qwen_72b_awq_checkpoint_pads_its_mlp():
+    """Qwen2.5-72B-Instruct-AWQ's config: intermediate_size 29696 (the base model's 29568 padded to whole groups of
+    128 per tensor-parallel rank), AWQ int4 with fp16 scales and 4-bit zeros per 128 inputs."""
+    a = resolve(ModelSource(preset="qwen2.5-72b-instruct-awq"))
+    p = count_params(a)
+    assert a.intermediate_size == 29696
+    w, _ = weights(preset="qwen2.5-72b-instruct-awq")
+    assert w == pytest.approx(p.linear * (0.5 + 2.5 / 128) + (p.embedding + p.lm_head + p.norms) * 2, rel=1e-3)
+    assert w > weights(preset="qwen2.5-72b", precision="int4")[0]
