@@ -17,8 +17,9 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
-bench: ## Estimator accuracy, its fitted constants re-derived, planner latency, placement policy (docs/ tables)
+bench: ## Estimator accuracy (H200, public training), its fitted constants re-derived, planner latency, placement policy (docs/ tables)
 	$(PYTHON) bench/accuracy.py
+	$(PYTHON) bench/public_training.py
 	$(PYTHON) bench/calibrate.py
 	$(PYTHON) bench/public_serving.py
 	$(PYTHON) bench/planner_speed.py

@@ -87,6 +87,22 @@ RULES: dict[str, dict[str, Rule]] = {
     "Training": {
         "lora_rank": Rule("!has(self.loraRank) || self.method != 'full'",
                           "training.loraRank is only allowed with method lora or qlora", ".loraRank"),
+        "zero_stage": Rule(
+            "self.zeroStage == 0 || self.framework in ['transformers', 'deepspeed']",
+            "training.zeroStage is DeepSpeed's: only with framework deepspeed or transformers (accelerate's "
+            "DeepSpeed plugin); fsdp shards parameters, gradients and states over parallelism.data, megatron's "
+            "distributed optimizer shards its states over it", ".zeroStage"),
+        "megatron_full": Rule("self.framework != 'megatron' || self.method == 'full'",
+                              "framework megatron trains every weight: method must be full", ".method"),
+        "megatron_optimizer": Rule("self.framework != 'megatron' || self.optimizer in ['adamw', 'sgd']",
+                                   "framework megatron offers adamw and sgd (--optimizer adam|sgd)", ".optimizer"),
+        "megatron_compile": Rule("self.framework != 'megatron' || !self.compile",
+                                 "framework megatron does not run torch.compile (Transformer Engine fuses its "
+                                 "kernels): compile must be false", ".compile"),
+        "sequence_parallel": Rule("!self.sequenceParallel || self.framework == 'megatron'",
+                                  "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
+                                  "megatron (fsdp's tensor parallel is always sequence parallel)",
+                                  ".sequenceParallel"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -215,7 +231,30 @@ class Training(_Model):
         "attention core (Korthikanti et al.); fsdp, torchtitan's per-op policy (saves matmul and attention "
         "outputs except every second matmul); megatron, core attention only (--recompute-granularity selective)"))
     lora_rank: int | None = Field(None, gt=0, description="default 16 for lora and qlora")
-    zero_stage: int = Field(0, ge=0, le=3, description="ZeRO sharding over the data-parallel GPUs")
+    zero_stage: int = Field(0, ge=0, le=3, description=(
+        "ZeRO sharding over the data-parallel GPUs: framework deepspeed, or transformers with accelerate's "
+        "DeepSpeed plugin"))
+    sequence_parallel: bool = Field(False, description=(
+        "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too)"))
+    loss_chunks: int | None = Field(None, gt=0, description=(
+        "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
+        "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
+
+    @model_validator(mode="after")
+    def _framework_rules(self) -> Training:
+        rules = RULES["Training"]
+        if self.zero_stage and self.framework not in ("transformers", "deepspeed"):
+            raise ValueError(rules["zero_stage"].message)
+        if self.framework == "megatron":
+            if self.method != "full":
+                raise ValueError(rules["megatron_full"].message)
+            if self.optimizer not in ("adamw", "sgd"):
+                raise ValueError(rules["megatron_optimizer"].message)
+            if self.compile:
+                raise ValueError(rules["megatron_compile"].message)
+        elif self.sequence_parallel:
+            raise ValueError(rules["sequence_parallel"].message)
+        return self
 
     @property
     def rank(self) -> int:

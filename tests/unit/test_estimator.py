@@ -108,8 +108,38 @@ def test_mixed_needs_more_than_pure():
 
 @pytest.mark.parametrize("optimizer,elems", [("adamw", 2), ("sgd", 1)])
 def test_optimizer_states_per_param(optimizer, elems):
-    e = train(optimizer=optimizer, masterWeights="fp32")
-    assert e.breakdown.optimizer_states_bytes == elems * 4 * e.parameters
+    a = resolve(ModelSource(preset="llama-3.1-8b"))
+    p = count_params(a)
+    s = model_states(a, p, Training(optimizer=optimizer), "bf16", Layout(), 0)
+    assert s.optimizer == elems * 4 * p.total
+
+
+def test_fused_adamw_step_allocates_nothing():
+    """transformers' Trainer runs fused AdamW: a step peak holds the states and gradients, no temporaries."""
+    e = train(optimizer="adamw", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
+    assert e.peak_phase == "optimizer step"
+    assert e.breakdown.optimizer_states_bytes == 8 * e.parameters
+
+
+def test_sgd_step_copies_the_gradients():
+    """torch.optim.SGD (foreach) builds a new gradient list (weight decay, Nesterov): one fp32 copy per
+    parameter beside the momentum, at the optimizer step."""
+    e = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
+    assert e.peak_phase == "optimizer step"
+    assert e.breakdown.optimizer_states_bytes == (4 + 4) * e.parameters
+
+
+def test_adafactor_step_upcasts_the_largest_parameter():
+    """transformers' Adafactor loops over parameters; for a 16-bit weight it makes fp32 copies of the
+    gradient, its square, the factored update and the weight: 16 bytes per element of the largest (the
+    embedding), which an 8B pure-bf16 fine-tune peaks on."""
+    e = train(optimizer="adafactor", masterWeights="none", sequenceLength=512, activationCheckpointing="full")
+    a = resolve(ModelSource(preset="llama-3.1-8b"))
+    embedding = count_params(a).embedding
+    assert e.peak_phase == "optimizer step"
+    assert e.breakdown.optimizer_states_bytes - train(optimizer="adafactor", masterWeights="none",
+                                                      microBatchSize=64).breakdown.optimizer_states_bytes \
+        == 16 * embedding
 
 
 def test_adamw8bit_is_two_bytes_and_noted():
@@ -124,7 +154,9 @@ def test_adafactor_is_small():
 
 
 def test_optimizer_ordering():
-    o = {opt: train(optimizer=opt).breakdown.optimizer_states_bytes
+    a = resolve(ModelSource(preset="llama-3.1-8b"))
+    p = count_params(a)
+    o = {opt: model_states(a, p, Training(optimizer=opt), "bf16", Layout(), 0).optimizer
          for opt in ("adamw", "adamw8bit", "sgd", "adafactor")}
     assert o["adamw"] > o["sgd"] > o["adamw8bit"] > o["adafactor"] > 0
 

@@ -12,10 +12,11 @@ from typing import Any
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.engines import serve
+from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
-from rackfit.estimator.training import model_states
+from rackfit.estimator.training import model_states, step_temporary_bytes
 from rackfit.estimator.weights import weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
@@ -121,6 +122,8 @@ def _inference(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, weights: 
 def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
               ) -> tuple[dict, str]:
     tr = spec.training
+    if tr.framework != "transformers":
+        return _runtime(spec, arch, p, layout, weights)
     mixed = tr.method == "full" and tr.master_weights == "fp32"
     states = model_states(arch, p, tr, spec.precision, layout, weights)
     act = training_activations(arch, tr, layout, mixed)
@@ -129,18 +132,36 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
     grads_during_backward = states.gradients if layout.data > 1 else 0
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
-    step_peak = states.gradients
+    trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
+    stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
+    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes, arch, p, trained_bytes)
+    step_peak = states.gradients + temp
     recompute = tr.activation_checkpointing != "none"
+    optimizer = states.optimizer
     if backward_peak >= step_peak:
         live_act, live_grads = act.layers + max(loss, act.recompute), grads_during_backward
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
     else:
         live_act, live_grads, phase = 0, states.gradients, "optimizer step"
+        optimizer += temp
     # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step
-    transient = live_act + (live_grads if layout.data == 1 else 0)
+    transient = live_act + (live_grads if layout.data == 1 else 0) + (temp if phase == "optimizer step" else 0)
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase != "optimizer step":
         share += SLACK_STATE_SPLIT
     slack = int(share * transient)
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
-                optimizer_states_bytes=states.optimizer, slack=slack), phase
+                optimizer_states_bytes=optimizer, slack=slack), phase
+
+
+def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
+             ) -> tuple[dict, str]:
+    """fsdp, deepspeed, megatron (estimator/frameworks.py). The allocator's slack is the caching allocator's
+    measured share (the H200 rows' constants above); with expandable segments (torchtitan) a recomputed
+    layer's allocations reuse the pages the backward frees, so the share without checkpointing applies."""
+    tr = spec.training
+    r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
+    recompute = tr.activation_checkpointing != "none"
+    share = SLACK_RECOMPUTE if recompute and not r.expandable_segments else SLACK_TRAINING
+    return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
+                optimizer_states_bytes=r.optimizer, slack=int(share * r.transient)), r.phase

@@ -114,9 +114,10 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     else:
         kept = layers * per_layer
     vocab = a.vocab_size / t  # vocab-parallel cross-entropy
+    chunks = tr.loss_chunks or 1  # chunked cross-entropy: 16-bit logits whole, fp32 buffers per chunk
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (2 + 4 + 4)),
-        loss_backward=int(tokens * vocab * (4 + 4 + 4)),
+        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks)),
+        loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0))),
     )

@@ -38,7 +38,8 @@ def lora_params(a: ModelArch, rank: int) -> int:
     return a.num_layers * rank * per_layer
 
 
-def _optimizer_bytes(optimizer: str, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
+def optimizer_state_bytes(optimizer: str, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
+    """Optimizer states of `n` trainable parameters kept in `state_dtype_bytes` (the master dtype)."""
     if optimizer == "adamw8bit":
         return n * 2  # two 8-bit states (+ negligible block scales)
     if optimizer == "adafactor":
@@ -60,14 +61,14 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         wbytes = 4 if mixed else (4 if precision == "fp32" else 2)
         weights = n * wbytes if mixed or precision == "fp32" else frozen_weight_bytes
         grads = n * wbytes
-        optimizer = _optimizer_bytes(tr.optimizer, n, wbytes, a)
+        optimizer = optimizer_state_bytes(tr.optimizer, n, wbytes, a)
         cache = n * 2 if mixed and precision != "fp32" else 0
         trainable = n
     else:
         n = lora_params(a, tr.rank) // shard
         weights = frozen_weight_bytes + n * ADAPTER_BYTES
         grads = n * ADAPTER_BYTES
-        optimizer = _optimizer_bytes(tr.optimizer, n, ADAPTER_BYTES, a)
+        optimizer = optimizer_state_bytes(tr.optimizer, n, ADAPTER_BYTES, a)
         cache, trainable = 0, n
     if zero >= 1:
         optimizer //= d
@@ -78,3 +79,38 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         cache //= d  # each rank casts only the layers it gathers
     return ModelStates(weights=weights, gradients=grads, optimizer=optimizer, autocast_cache=cache,
                        trainable=trainable)
+
+
+def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int, a: ModelArch,
+                         p: ParamCounts, param_bytes: int) -> int:
+    """Memory the optimizer step allocates and frees beyond its states, for `trainable` parameters on
+    this GPU whose states are `state_bytes` wide (`param_bytes`: the trained weights' width).
+
+    - AdamW fused (transformers' Trainer default optim adamw_torch_fused; DeepSpeed's FusedAdam; Megatron's
+      TE/apex FusedAdam): none, the kernel updates in place. AdamW foreach (torch.optim.AdamW's default on
+      CUDA, what torchtitan, torchtune and accelerate's FSDP loops construct): torch/optim/adam.py
+      `_multi_tensor_adam` makes `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one
+      state-sized tensor per parameter, all at once.
+    - SGD (torch.optim.SGD, foreach on CUDA): torch/optim/sgd.py `_multi_tensor_sgd` makes a new gradient
+      list for weight decay (`torch._foreach_add(device_grads, device_params, alpha=weight_decay)`) and
+      for Nesterov momentum: one copy of the gradients in the master dtype.
+    - Adafactor: under transformers, the Trainer's optim adafactor is transformers.optimization.Adafactor,
+      whose step loops over parameters: for the largest, `grad.float()` (16-bit weights), `grad**2 + eps`,
+      the factored estimate `_approx_sq_grad` and `p.float()` (16-bit weights), fp32 each, one parameter
+      at a time. Elsewhere torch.optim.Adafactor (torch/optim/_adafactor.py `_multi_tensor_adafactor`):
+      `var_estimate = row_var @ col_var` per parameter, all at once: one state-dtype copy of every
+      parameter.
+    - adamw8bit (bitsandbytes): blockwise kernels in place.
+    """
+    if optimizer == "adamw":
+        return trainable * state_bytes if framework == "fsdp" else 0
+    if optimizer == "sgd":
+        return trainable * state_bytes
+    if optimizer == "adafactor":
+        if framework != "transformers":
+            return trainable * state_bytes
+        # the largest trained matrix: the embedding in a full fine-tune, one adapter under LoRA
+        largest = p.embedding if trainable >= p.embedding else trainable // (7 * a.num_layers)
+        copies = 2 + (2 if param_bytes < 4 else 0)
+        return largest * 4 * copies
+    return 0

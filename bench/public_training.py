@@ -1,0 +1,108 @@
+"""rackfit against public training measurements (bench/cases/public/training.yaml) -> a markdown table.
+
+Each published number is compared with the estimate's comparable quantity, as the runtime logged it:
+- max_reserved (torchtitan): the estimate less the CUDA context and NCCL buffers (allocated + allocator slack);
+- max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack);
+- steady: the model states kept between steps (weights, gradients, optimizer states);
+- device_used (nvidia-smi): the whole estimate.
+Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
+GPUs the model is sharded over. Out of sample: no constant of the estimator was set from these rows
+(see docs/accuracy.md, "Public training measurements").
+Usage: python bench/public_training.py [CASES.yaml]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, estimate
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
+from rackfit.spec import parse_spec
+from rackfit.units import GiB
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ROOT / "bench" / "cases" / "public" / "training.yaml"
+
+
+def _merge(spec: dict, training: dict | None) -> dict:
+    return {**spec, "training": {**spec["training"], **(training or {})}} if training else spec
+
+
+def comparable(quantity: str, spec, est) -> int:
+    """The part of the estimate that the logged number measures (bytes)."""
+    if quantity == "device_used":
+        return est.total_bytes
+    if quantity == "max_allocated":
+        return est.total_bytes - est.breakdown.overhead_bytes
+    if quantity == "max_reserved":
+        nccl = NCCL_BYTES if est.layout.total_gpus > 1 else 0
+        return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
+    if quantity == "steady":
+        arch = resolve(spec.model)
+        return runtime_peak(arch, count_params(arch), spec.training, spec.precision, est.layout, 0).states
+    raise ValueError(f"unknown quantity {quantity!r}")
+
+
+def summary(spec, est) -> str:
+    """framework, layout, micro-batch x sequence, checkpointing, precision regime, in a few words."""
+    tr, lay = spec.training, est.layout
+    split = " x ".join(f"{k[0].upper()}{v}" for k, v in (("data", lay.data), ("tensor", lay.tensor),
+                                                         ("pipeline", lay.pipeline)) if v > 1)
+    extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "", "compile" if tr.compile else "",
+              "fp32 masters" if tr.master_weights == "fp32" else "pure bf16",
+              f"{tr.activation_checkpointing} AC"]
+    return (f"{tr.framework} {spec.model.label}, {split or 'one GPU'}, b{tr.micro_batch_size} "
+            f"s{tr.sequence_length}, " + ", ".join(x for x in extras if x))
+
+
+def measure(path: Path = CASES) -> list[dict]:
+    out = []
+    for case in yaml.safe_load(path.read_text())["cases"]:
+        for m in case["measured"]:
+            spec = parse_spec(_merge(case["spec"], m.get("training")))
+            est = estimate(spec)
+            gpus = est.layout.total_gpus
+            guide = 8 * est.parameters / gpus
+            out.append(dict(id=case["id"], variant=m["variant"], quantity=m["quantity"], setup=summary(spec, est),
+                            measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est),
+                            guide=guide, phase=est.peak_phase,
+                            approximated=m.get("approximated") or case.get("approximated")))
+    return out
+
+
+def err(pred: float, meas: float) -> float:
+    return (pred - meas) / meas * 100
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| row | setup (rackfit spec) | logged as | measured GiB | rackfit GiB | error | guide rule GiB | error |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        row = f"{r['id']} {r['variant']}".strip()
+        lines.append(f"| {row} | {r['setup']} | {r['quantity']} | {r['measured'] / GiB:.2f} | "
+                     f"{r['rackfit'] / GiB:.2f} | {err(r['rackfit'], r['measured']):+.1f}% | "
+                     f"{r['guide'] / GiB:.1f} | {err(r['guide'], r['measured']):+.0f}% |")
+    errors = [err(r["rackfit"], r["measured"]) for r in results]
+    guide = [err(r["guide"], r["measured"]) for r in results]
+    lines += ["", f"rackfit: {len(errors)} numbers, median |error| {statistics.median(map(abs, errors)):.1f}%, "
+              f"worst underestimate {min(errors):+.1f}%, worst overestimate {max(errors):+.1f}%, "
+              f"within +-10%: {sum(abs(x) <= 10 for x in errors)}/{len(errors)}. "
+              f"Guide rule: median |error| {statistics.median(map(abs, guide)):.0f}%, "
+              f"worst underestimate {min(guide):+.0f}%."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    results = measure(Path(argv[0]) if argv else CASES)
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,314 @@
+"""Training runtimes other than Hugging Face transformers: what FSDP2, DeepSpeed ZeRO and Megatron-LM
+keep on each GPU during a step. `_training` in estimator/__init__.py calls `runtime_peak` for
+`spec.training.framework` fsdp, deepspeed and megatron; `transformers` keeps the H200-calibrated model.
+
+Each runtime differs from transformers' autocast-over-fp32 regime in its own mechanisms, each taken
+from the runtime's source (cited where used):
+- mixed precision: a bf16 compute copy of the weights (FSDP2 gathers it per layer; DeepSpeed and
+  Megatron cast the module) beside fp32 master weights held by the optimizer, sharded; no autocast
+  copies and no fp32 residual stream;
+- what each checkpointing policy saves (torchtitan's per-op SAC; Megatron's core-attention recompute;
+  Korthikanti et al. activations per layer with tensor and sequence parallelism);
+- the loss (fp32 log-softmax as torch computes it; Megatron's in-place vocab-parallel softmax);
+- the transient buffers of each sharding scheme (FSDP2's gathered layers, ZeRO-3's live parameters,
+  prefetch and reduce buckets, DeepSpeed's fp32 gradient partition at the step);
+- the pipeline schedule (1F1B: the first stage holds `pipeline` micro-batches);
+- optimizer step temporaries (foreach vs fused AdamW: training.py).
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rackfit.estimator.activations import ACT_BYTES, NORM_BYTES_PER_H, _dims, _layer_bytes_per_token
+from rackfit.estimator.params import ParamCounts
+from rackfit.estimator.result import Layout
+from rackfit.estimator.training import lora_params, optimizer_state_bytes, step_temporary_bytes
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+# --- DeepSpeed ZeRO defaults (deepspeed/runtime/zero/config.py, DeepSpeedZeroConfig) --------------------
+ZERO_MAX_LIVE_PARAMETERS = 1_000_000_000   # stage3_max_live_parameters: gathered elements kept at once
+ZERO_PREFETCH_BUCKET = 50_000_000          # stage3_prefetch_bucket_size: elements fetched ahead
+ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elements per reduce(-scatter)
+ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2, after the step)
+ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
+
+# A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
+# input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
+FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
+# Megatron's hidden dropout (megatron/training/arguments.py --hidden-dropout 0.1): a 1-byte mask after
+# the attention projection and after the MLP (Korthikanti et al. 2022, Table 2: 2sbh of the 34sbh).
+MEGATRON_DROPOUT_MASK_BYTES = 1
+
+
+@dataclass(frozen=True)
+class RuntimePeak:
+    """What is live at the runtime's peak (bytes per GPU), and what the allocator's slack applies to."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    phase: str
+    states: int                  # weights, gradients and optimizer states kept between steps
+    transient: int               # allocated and freed during the step (what allocator slack is a share of)
+    expandable_segments: bool    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by the runtime
+
+
+# --- activations ----------------------------------------------------------------------------------------
+
+def _tokens(tr: Training) -> int:
+    return tr.micro_batch_size * tr.sequence_length
+
+
+def _mlp_widths(a: ModelArch) -> tuple[float, float]:
+    """(fc1 output width, activation output width) per token: SwiGLU's gate+up and act*up; GELU's fc1 and
+    act; MoE counts every routed copy (top-k) and the shared experts."""
+    gated = a.gated_mlp
+    if a.is_moe:
+        inter = a.num_experts_per_token * a.moe_intermediate_size + a.num_shared_experts * a.moe_intermediate_size
+    else:
+        inter = a.intermediate_size
+    return (2 * inter if gated else inter), inter
+
+
+def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """Bytes one layer keeps per token without checkpointing in eager PyTorch with 16-bit weights (no
+    autocast residual): activations.py's calibrated count, whose norms are transformers' RMSNorm (an fp32
+    upcast kept per norm). torchtitan's models use nn.RMSNorm (torchtitan/models/llama3/model/model.py),
+    whose fused CUDA kernel (aten._fused_rms_norm) keeps only the 16-bit input and the per-token rstd."""
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
+    if tr.framework == "fsdp":
+        per -= (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size / t
+    return per
+
+
+def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """As eager, under torch.compile: RMSNorm keeps its input only, SwiGLU keeps gate and up (the product
+    and the activation are recomputed inside the fused backward)."""
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
+    per -= (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size / t
+    if a.gated_mlp:
+        _, inter = _mlp_widths(a)
+        per -= 2 * ACT_BYTES * inter / t   # act(gate) and act(gate)*up
+    return per
+
+
+def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    return compiled_layer_bytes(a, tr, t) if tr.compile else eager_layer_bytes(a, tr, t)
+
+
+def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """torchtitan's per-op selective AC (torchtitan/distributed/activation_checkpoint.py, `_custom_policy`,
+    was torchtitan/models/llama3/parallelize_llama.py): inside each checkpointed block, outputs of ops in
+    `_save_list` (aten.mm, SDPA flash/efficient) are saved, except every second aten.mm (the count restarts
+    per block); everything else is recomputed. The block's input is kept by the checkpoint itself. The mm
+    order is wq, wk, wv, wo, then w1 (gate), w3 (up), w2 (down) (torchtitan/models/llama3/model/model.py)."""
+    h = a.hidden_size
+    q, kv = _dims(a)
+    fc1, inter = _mlp_widths(a)
+    if a.gated_mlp:
+        mms = [q, kv / 2, kv / 2, h, fc1 / 2, fc1 / 2, h]
+    else:
+        mms = [q, kv / 2, kv / 2, h, fc1, h]
+    saved = sum(w for i, w in enumerate(mms) if i % 2 == 0)  # the 1st, 3rd, 5th... mm of the block
+    saved += q + h  # SDPA output; the block's input
+    lora = 0.0
+    if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
+        lora = eager_layer_bytes(a, tr, 1) - _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}),
+                                                                    1, mixed=False)[0]
+    return (ACT_BYTES * saved + lora) / t
+
+
+def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
+    """(bytes one layer keeps per token, of which core attention's) in Megatron-Core with Transformer
+    Engine and flash/fused attention: Korthikanti et al. 2022 (arXiv 2205.05198) eq. 2 and 4,
+    sbh(10 + 24/t + 5as/(ht)) with sequence parallel dividing the 10 by t too; the 5as/(ht) score terms
+    vanish with flash attention (only q, k, v and the output are kept). Generalised to GQA and SwiGLU:
+    replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two dropout masks (2 x 1h);
+    split over t: q, k, v (2q + 2kv), the attention output (2q), fc1 output and activation output."""
+    h = a.hidden_size
+    q, kv = _dims(a)
+    fc1, inter = _mlp_widths(a)
+    replicated = ACT_BYTES * (2 * h + h + h) + 2 * MEGATRON_DROPOUT_MASK_BYTES * h
+    core_attention = ACT_BYTES * (2 * q + kv)  # q, k, v and the attention output
+    split = core_attention + ACT_BYTES * (fc1 + inter)
+    per = (replicated / t if sp else replicated) + split / t
+    return per, ACT_BYTES * q / t  # selective recompute drops the core attention's output
+
+
+@dataclass(frozen=True)
+class Activations:
+    kept: int        # saved for the backward, all layers of the most loaded stage
+    recompute: int   # recomputed/backward working set of one layer
+    loss_forward: int
+    loss_backward: int
+
+
+def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float) -> tuple[int, int]:
+    """Loss buffers per token x vocabulary entry (vocab split over t). `lossChunks` > 1: the 16-bit logits
+    stay whole, the fp32 buffers exist for one chunk at a time (chunked cross-entropy)."""
+    n = _tokens(tr) * a.vocab_size / t
+    c = tr.loss_chunks or 1
+    if c > 1:
+        return int(n * (ACT_BYTES + (fwd_bytes - ACT_BYTES) / c)), int(n * (ACT_BYTES + bwd_bytes / c))
+    return int(n * fwd_bytes), int(n * bwd_bytes)
+
+
+def runtime_activations(a: ModelArch, tr: Training, layout: Layout) -> Activations:
+    t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
+    ckpt = tr.activation_checkpointing
+    if tr.framework == "megatron":
+        sp = tr.sequence_parallel and t > 1
+        per, core = megatron_layer_bytes(a, tr, t, sp)
+        stage_layers = math.ceil(L / layout.pipeline)
+        in_flight = layout.pipeline  # 1F1B warm-up: the first stage runs `pipeline` forwards before a backward
+        # (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
+        # num_warmup_microbatches = pipeline_parallel_size - rank - 1, plus the one in steady state)
+        if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
+            kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
+        elif ckpt == "selective":  # --recompute-granularity selective (core_attn): flash keeps no scores
+            kept_per, recompute = per - core, core
+        else:
+            kept_per, recompute = per, 0.0
+        kept = stage_layers * in_flight * kept_per
+        # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
+        # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
+        fwd, bwd = _loss(a, tr, t, 2 + 4, 4 + 2)
+        if layout.pipeline > 1:  # the loss is on the last stage, which holds one micro-batch
+            last = stage_layers * kept_per * tokens + max(fwd, bwd)
+            first = kept * tokens
+            if first >= last:
+                fwd = bwd = 0
+            else:
+                kept = stage_layers * kept_per
+        return Activations(int(kept * tokens), int(recompute * tokens), fwd, bwd)
+    per = layer_bytes(a, tr, t)
+    if ckpt == "full":
+        kept_per, recompute = ACT_BYTES * a.hidden_size / t, per
+    elif ckpt == "selective" and tr.framework == "fsdp":
+        kept_per = torchtitan_sac_bytes(a, tr, t)
+        recompute = max(per - kept_per, 0.0)
+    elif ckpt == "selective":  # DeepSpeed with transformers models: Korthikanti's attention recompute
+        _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
+        kept_per, recompute = per - attention, attention
+    else:
+        kept_per, recompute = per, 0.0
+    # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
+    # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py)
+    fwd, bwd = _loss(a, tr, t, 2 + 4 + 4, 4 + 4 + 4)
+    return Activations(int(L * kept_per * tokens), int(recompute * tokens), fwd, bwd)
+
+
+# --- model states and sharding buffers ------------------------------------------------------------------
+
+def _largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
+    return max(p.total - 2 * p.embedding, 0) // max(a.num_layers, 1)
+
+
+def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
+                 frozen_weight_bytes: int) -> RuntimePeak:
+    """The step's peak per GPU for framework fsdp, deepspeed or megatron."""
+    act = runtime_activations(a, tr, layout)
+    full = tr.method == "full"
+    mixed = full and tr.master_weights == "fp32"
+    t, pp, d = layout.tensor, layout.pipeline, layout.data
+    compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
+    state_bytes = 4 if mixed or precision == "fp32" else 2
+    n = (p.total // (t * pp)) if full else lora_params(a, tr.rank) // (t * pp)
+    layer = _largest_layer_params(a, p) // t
+    output = p.embedding // t  # the output projection's parameters on this rank
+    if not full:
+        state_bytes = 4  # peft/torchtune keep adapters in fp32
+    optimizer = optimizer_state_bytes(tr.optimizer, n, state_bytes, a)
+    masters = n * 4 if mixed else 0
+    fw = tr.framework
+    gathered = buckets = step_extra = 0
+    if fw == "fsdp":
+        # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
+        # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
+        # parameters are the fp32 masters and each block's bf16 copy is all-gathered before use and freed
+        # after (reshard_after_forward=True), the next block prefetched: two blocks in flight. The root
+        # (embeddings, output) is gathered for the loss; its gradients wait for the end of the backward.
+        if full:
+            weights = n * state_bytes // d
+            grads = n * state_bytes // d
+            optimizer //= d
+            reduce_bytes = 4 if mixed else compute_bytes
+            gathered = 2 * layer * compute_bytes + output * compute_bytes
+            buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
+        else:  # LoRA under FSDP: the frozen base is sharded too, adapters replicated in fp32
+            weights = frozen_weight_bytes // d + n * state_bytes
+            grads = n * state_bytes
+            gathered = 2 * layer * compute_bytes + output * compute_bytes
+        trainable_here = n // d if full else n
+    elif fw == "deepspeed":
+        zero = tr.zero_stage if d > 1 else 0
+        trainable_here = n
+        if full:
+            # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
+            # (runtime/zero/stage_1_and_2.py single_partition_of_fp32_groups; stage3.py fp32_partitioned_groups_flat)
+            weights = n * compute_bytes
+            grads = n * compute_bytes
+            master = masters if mixed else 0
+            if zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
+                grads = n * 4 if mixed else grads
+                optimizer += master
+            else:
+                optimizer = (optimizer + master) // d
+                trainable_here = n // d
+                # the step upcasts the gradient partition to fp32 (stage_1_and_2.py: .float() of the
+                # flat partition; stage3.py: one sub_group_size at a time)
+                part = n // d
+                step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
+            if zero >= 2:
+                grads //= d
+            if zero >= 3:
+                weights //= d
+        else:
+            weights = frozen_weight_bytes + n * state_bytes
+            grads = n * state_bytes
+            if zero >= 1:
+                optimizer //= d
+            if zero >= 2:
+                grads //= d
+            if zero >= 3:
+                weights = (frozen_weight_bytes + n * state_bytes) // d
+        if zero >= 1:
+            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: ipg bucket; stage 3:
+            # the reduce-scatter bucket), beside one layer's unpartitioned gradients as autograd makes them
+            buckets = min(ZERO_REDUCE_BUCKET, n) * compute_bytes + layer * compute_bytes
+        if zero == 3:
+            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket
+            gathered = (min(ZERO_MAX_LIVE_PARAMETERS, p.total) + min(ZERO_PREFETCH_BUCKET, p.total)) * compute_bytes
+        elif zero in (1, 2):
+            step_extra += min(ZERO_ALLGATHER_BUCKET, n) * compute_bytes  # the updated partitions' all-gather
+    else:  # megatron
+        # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
+        # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
+        # megatron/training/arguments.py); the distributed optimizer
+        # (megatron/core/optimizer/distrib_optimizer.py) shards fp32 main parameters and Adam states over data.
+        weights = n * compute_bytes
+        grads = n * (4 if mixed else compute_bytes)
+        optimizer = (optimizer + masters) // d
+        trainable_here = n // d
+    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes, a, p, compute_bytes)
+    loss = max(act.loss_backward, act.loss_forward)
+    backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
+    step_transient = step_extra + temp
+    if backward_transient >= step_transient:
+        phase = "loss backward" if loss >= act.recompute else "layer recompute"
+        live_act = act.kept + max(loss, act.recompute)
+        weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
+        transient = backward_transient
+    else:
+        phase, live_act = "optimizer step", 0
+        weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
+        transient = step_transient
+    return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
+                       phase=phase, states=weights + grads + optimizer, transient=transient,
+                       # torchtitan's launcher (run_train.sh) exports expandable_segments:True
+                       expandable_segments=fw == "fsdp")

@@ -1,0 +1,197 @@
+"""The training runtimes (estimator/frameworks.py): each mechanism moves the estimate the way the
+runtime's source says it should, transformers stays the H200-calibrated model, and the spec refuses
+combinations a runtime cannot run."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Layout, estimate
+from rackfit.estimator.frameworks import (
+    ZERO_MAX_LIVE_PARAMETERS,
+    ZERO_PREFETCH_BUCKET,
+    runtime_activations,
+    runtime_peak,
+)
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
+from rackfit.spec import ModelSource, Training, parse_spec
+
+REPO = Path(__file__).resolve().parents[2]
+LLAMA = resolve(ModelSource(preset="llama-3.1-8b"))
+P = count_params(LLAMA)
+
+
+def spec(framework: str, layout: dict | None = None, **training):
+    return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="bf16",
+                           training=dict(framework=framework, **training), parallelism=layout))
+
+
+def peak(framework: str, layout: Layout, **training):
+    return runtime_peak(LLAMA, P, Training(framework=framework, **training), "bf16", layout, 0)
+
+
+def acts(framework: str, layout: Layout | None = None, **training):
+    return runtime_activations(LLAMA, Training(framework=framework, **training), layout or Layout())
+
+
+# --- transformers is the calibrated model ---------------------------------------------------------------
+
+def test_transformers_is_the_default_and_unchanged():
+    default = estimate(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training",
+                                       training=dict(microBatchSize=2))))
+    assert estimate(spec("transformers", microBatchSize=2)) == default
+
+
+# --- FSDP -------------------------------------------------------------------------------------------------
+
+def test_fsdp_states_shrink_as_one_over_data():
+    """FSDP2 shards fp32 masters, fp32 gradients and Adam states: 16 B/param over `data`."""
+    s8, s16 = peak("fsdp", Layout(data=8)).states, peak("fsdp", Layout(data=16)).states
+    assert s8 == pytest.approx(16 * P.total / 8, rel=1e-6)
+    assert s8 / s16 == pytest.approx(2, rel=1e-6)
+
+
+def test_fsdp_gathers_two_layers_and_the_output_in_16_bit():
+    """The transient gathered weights do not shrink with `data`: each GPU holds whole bf16 layers."""
+    small, large = peak("fsdp", Layout(data=8), microBatchSize=2), peak("fsdp", Layout(data=128), microBatchSize=2)
+    gathered_small = small.weights - 4 * P.total // 8
+    gathered_large = large.weights - 4 * P.total // 128
+    assert gathered_small == gathered_large
+    layer = (P.total - 2 * P.embedding) // LLAMA.num_layers
+    assert gathered_small == 2 * layer * 2 + P.embedding * 2
+
+
+def test_fsdp_selective_saves_between_full_and_none():
+    """torchtitan's per-op SAC keeps every second matmul and the attention output: more than full
+    checkpointing (the layer input), less than none."""
+    none, sel, full = (acts("fsdp", activationCheckpointing=c).kept for c in ("none", "selective", "full"))
+    assert full < sel < none
+    # Llama 3 8B: wq, wv, w1, w2 outputs + SDPA output + block input = 31,744 bf16 values per token per layer
+    assert sel == 32 * 31_744 * 2 * 4096
+
+
+def test_compile_reduces_activations():
+    eager, compiled = acts("fsdp", microBatchSize=2), acts("fsdp", microBatchSize=2, compile=True)
+    assert compiled.kept < eager.kept
+    # fully recomputed layers: the recompute working set shrinks too
+    assert acts("fsdp", activationCheckpointing="full", compile=True).recompute < \
+        acts("fsdp", activationCheckpointing="full").recompute
+
+
+def test_fsdp_foreach_adamw_step_temporary():
+    """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
+    sequence, after the backward)."""
+    r = peak("fsdp", Layout(data=2), sequenceLength=256, activationCheckpointing="full")
+    assert r.phase == "optimizer step"
+    assert r.optimizer == (8 + 4) * P.total // 2
+
+
+# --- Megatron ---------------------------------------------------------------------------------------------
+
+def test_megatron_sequence_parallel_activations_shrink_with_tensor():
+    """Korthikanti et al.: with sequence parallel every stored activation is split over t."""
+    t2, t4 = (acts("megatron", Layout(tensor=t), sequenceParallel=True).kept for t in (2, 4))
+    assert t2 / t4 == pytest.approx(2, rel=1e-3)
+    # without it, norms, dropout masks and the linear inputs (10sbh) stay whole on every rank
+    n2, n4 = (acts("megatron", Layout(tensor=t)).kept for t in (2, 4))
+    assert n4 > t4 and 1 < n2 / n4 < 2
+
+
+def test_megatron_layer_matches_korthikanti_for_gpt():
+    """A GPT layer (MHA, GELU 4h) with flash attention keeps sbh(10 + 24/t) bytes, sbh(34)/t with SP."""
+    gpt = resolve(ModelSource(architecture=dict(numLayers=1, hiddenSize=4096, intermediateSize=16384,
+                                                numAttentionHeads=32, numKeyValueHeads=32, headDim=128,
+                                                vocabSize=32000, gatedMlp=False)))
+    tr = Training(framework="megatron", sequenceLength=1024)
+    sbh = 1024 * 4096
+    assert runtime_activations(gpt, tr, Layout(tensor=4)).kept == pytest.approx(sbh * (10 + 24 / 4))
+    sp = tr.model_copy(update={"sequence_parallel": True})
+    assert runtime_activations(gpt, sp, Layout(tensor=4)).kept == pytest.approx(sbh * 34 / 4)
+
+
+def test_megatron_selective_recomputes_core_attention_only():
+    none = acts("megatron", Layout(tensor=2))
+    sel = acts("megatron", Layout(tensor=2), activationCheckpointing="selective")
+    assert sel.kept < none.kept
+    assert none.kept - sel.kept == pytest.approx(32 * 4096 * 4096 * 2 / 2, rel=1e-6)  # the attention output
+
+
+def test_megatron_first_stage_holds_pipeline_micro_batches():
+    """1F1B: the first of `pipeline` stages runs `pipeline` forwards before its first backward, so its
+    L/p layers hold p micro-batches: as much as the whole model's activations of one micro-batch."""
+    one = acts("megatron", Layout(tensor=1))
+    for pp in (2, 4):
+        staged = acts("megatron", Layout(pipeline=pp))
+        assert staged.kept == one.kept
+        assert staged.loss_backward == 0  # the logits live on the last stage, which holds less
+
+
+def test_megatron_loss_is_in_place():
+    """Megatron's vocab-parallel cross-entropy reuses its fp32 softmax as the gradient: 6 bytes per
+    logit, against torch's 12 (fp32 log-softmax, nll's gradient, log-softmax's gradient)."""
+    assert acts("megatron").loss_backward * 2 == acts("fsdp").loss_backward
+
+
+def test_megatron_distributed_optimizer_shards_states_over_data():
+    """bf16 params and fp32 grads on every data rank; fp32 masters and Adam states (12 B) sharded."""
+    one, four = peak("megatron", Layout(data=1)).states, peak("megatron", Layout(data=4)).states
+    assert one == pytest.approx(18 * P.total, rel=1e-6)
+    assert four == pytest.approx((6 + 12 / 4) * P.total, rel=1e-6)
+
+
+# --- DeepSpeed --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeed_stages_shard_more(stage):
+    lower = peak("deepspeed", Layout(data=8), zeroStage=stage - 1).states
+    assert peak("deepspeed", Layout(data=8), zeroStage=stage).states < lower
+
+
+def test_zero3_live_parameters_are_bounded():
+    """stage3_max_live_parameters (1e9) plus the prefetch bucket (5e7) gathered in 16 bit, whatever the model."""
+    r = peak("deepspeed", Layout(data=8), zeroStage=3)
+    assert r.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
+
+
+def test_loss_chunks_shrink_the_loss():
+    assert acts("fsdp", lossChunks=8).loss_backward < acts("fsdp").loss_backward / 3
+
+
+# --- validation -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("framework,training,field", [
+    ("fsdp", dict(zeroStage=3), "spec.training.zeroStage"),
+    ("megatron", dict(zeroStage=1), "spec.training.zeroStage"),
+    ("megatron", dict(method="lora"), "spec.training.method"),
+    ("megatron", dict(optimizer="adafactor"), "spec.training.optimizer"),
+    ("megatron", dict(compile=True), "spec.training.compile"),
+    ("fsdp", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
+])
+def test_meaningless_combinations_are_refused(framework, training, field):
+    with pytest.raises(InvalidWorkload) as e:
+        spec(framework, **training)
+    assert [path for path, _ in e.value.errors] == [field]
+
+
+@pytest.mark.parametrize("framework", ["transformers", "deepspeed"])
+def test_zero_stage_with_deepspeed_runtimes(framework):
+    assert spec(framework, dict(data=4), zeroStage=2).training.zero_stage == 2
+
+
+# --- the public measurements (bench/public_training.py) -----------------------------------------------
+
+def test_public_training_rows_stay_within_the_issue_targets():
+    """A regression guard on the public rows (the held-back ones judge the estimator): median |error|
+    at most 10%."""
+    loc = importlib.util.spec_from_file_location("rackfit_bench_public_training", REPO / "bench" / "public_training.py")
+    mod = importlib.util.module_from_spec(loc)
+    loc.loader.exec_module(mod)
+    errors = [mod.err(r["rackfit"], r["measured"]) for r in mod.measure()]
+    assert len(errors) >= 16
+    assert statistics.median(abs(e) for e in errors) <= 10
