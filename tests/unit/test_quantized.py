@@ -164,6 +164,18 @@ def test_modelopt_nvfp4_block_scales_and_excludes():
     assert fp8 == pytest.approx(P8.linear + VOCAB_16BIT, rel=1e-6)  # per-tensor scales only
 
 
+def test_modelopt_int4_awq_group_scales():
+    qc = {"quant_method": "modelopt", "quant_algo": "W4A16_AWQ", "group_size": 128, "exclude_modules": ["lm_head"]}
+    w, _ = weights(with_quant(qc))
+    assert w == pytest.approx(P8.linear * (0.5 + 2 / 128) + VOCAB_16BIT, rel=1e-6)
+
+
+def test_an_unknown_integer_method_is_read_by_its_bits():
+    w, e = weights(with_quant({"quant_method": "some_int4", "bits": 4, "group_size": 64}))
+    assert w == pytest.approx(P8.linear * (0.5 + 2.5 / 64) + VOCAB_16BIT, rel=1e-6)
+    assert any("some_int4 read as int4" in n for n in e.notes)
+
+
 def test_unknown_quant_method_is_refused_naming_the_field():
     with pytest.raises(InvalidWorkload) as err:
         weights(with_quant({"quant_method": "quip#"}))
@@ -252,3 +264,22 @@ def test_qwen_72b_awq_checkpoint_pads_its_mlp():
     w, _ = weights(preset="qwen2.5-72b-instruct-awq")
     assert w == pytest.approx(p.linear * (0.5 + 2.5 / 128) + (p.embedding + p.lm_head + p.norms) * 2, rel=1e-3)
     assert w > weights(preset="qwen2.5-72b", precision="int4")[0]
+
+
+def test_qwen3_moe_fp8_config_keeps_routers_and_norms():
+    """Qwen/Qwen3-235B-A22B-FP8's config: fp8 with 128x128 block scales; its modules_to_not_convert name lm_head,
+    each layer's norms and router (`mlp.gate`), which must not reach the experts' `gate_proj`."""
+    ignore = ["lm_head"] + [f"model.layers.{i}.{m}" for i in range(94)
+                            for m in ("input_layernorm", "mlp.gate", "post_attention_layernorm")]
+    config = {"model_type": "qwen3_moe", "num_hidden_layers": 94, "hidden_size": 4096, "intermediate_size": 12288,
+              "moe_intermediate_size": 1536, "num_experts": 128, "num_experts_per_tok": 8, "head_dim": 128,
+              "num_attention_heads": 64, "num_key_value_heads": 4, "vocab_size": 151936, "torch_dtype": "bfloat16",
+              "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                      "weight_block_size": [128, 128], "modules_to_not_convert": ignore}}
+    a = resolve(ModelSource(hugging_face_config="config.json"), config)
+    p = count_params(a)
+    assert p.total == pytest.approx(235e9, rel=0.01)
+    assert all(lb.router == 2 and lb.experts < 1.001 and lb.attention < 1.001 for lb in a.quantization.layers)
+    w, _ = weights(config, layout=Layout(tensor=4))
+    assert w / GiB == pytest.approx((p.total - p.embedding - p.lm_head) / 4 / GiB + 2 * 2 * p.embedding / 4 / GiB,
+                                    rel=0.01)

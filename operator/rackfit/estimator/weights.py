@@ -46,20 +46,19 @@ def quantization_of(arch: ModelArch | None, precision: str, num_layers: int) -> 
     return _uniform(precision, num_layers)
 
 
-def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> list[tuple[float, ...]]:
-    """(attention, dense MLP, routed experts, shared experts, router) parameters of each decoder layer.
-    Without the architecture every layer gets an equal share and routers stay inside `shared`."""
+def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> list[tuple[int, tuple[float, ...]]]:
+    """(count, (attention, dense MLP, routed experts, shared experts, router) parameters of one layer)
+    runs of decoder layers: the dense layers first, then the MoE ones. Without the architecture every
+    layer gets an equal share and routers stay inside `shared`."""
     L = num_layers
     if arch is None or not arch.is_moe:
-        even = (p.attention / L, p.dense_mlp / L, p.experts / L, p.shared / L, 0.0)
-        return [even] * L
+        return [(L, (p.attention / L, p.dense_mlp / L, p.experts / L, p.shared / L, 0.0))]
     moe = arch.moe_layers
     dense = L - moe
     per_expert = (3 if arch.gated_mlp else 2) * arch.moe_intermediate_size
     router = p.shared * arch.num_experts / (arch.num_experts + arch.num_shared_experts * per_expert)
-    dense_layer = (p.attention / L, p.dense_mlp / dense if dense else 0.0, 0.0, 0.0, 0.0)
-    moe_layer = (p.attention / L, 0.0, p.experts / moe, (p.shared - router) / moe, router / moe)
-    return [dense_layer] * dense + [moe_layer] * moe
+    runs = [(dense, (p.attention / L, p.dense_mlp / dense, 0.0, 0.0, 0.0))] if dense else []
+    return [*runs, (moe, (p.attention / L, 0.0, p.experts / moe, (p.shared - router) / moe, router / moe))]
 
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
@@ -69,11 +68,19 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
     every layer is alike and stored in `precision`."""
     q = quantization_of(arch, precision, num_layers)
-    expert_shard = layout.expert if layout.expert > 1 else layout.tensor
-    per_layer = []
-    for (attn, mlp, experts, shared, router), b in zip(_layer_params(p, num_layers, arch), q.layers, strict=True):
-        per_layer.append((attn * b.attention + mlp * b.mlp + shared * b.shared) / layout.tensor
-                         + experts * b.experts / expert_shard + router * b.router)
+    tensor = layout.tensor
+    expert_shard = layout.expert if layout.expert > 1 else tensor
+    per_layer: list[float] = []
+    # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
+    params, quant = _layer_params(p, num_layers, arch), list(q.runs)
+    while params:
+        (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
+        n = min(n_p, n_q)
+        one = ((attn * b.attention + mlp * b.mlp + shared * b.shared) / tensor
+               + experts * b.experts / expert_shard + router * b.router)
+        per_layer.extend([one] * n)
+        params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
+        params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
     # pipeline stages hold ceil(L / p) consecutive layers; the heaviest stage counts
     per_stage_layers = -(-num_layers // layout.pipeline)
     heaviest = max(sum(per_layer[s:s + per_stage_layers]) for s in range(0, num_layers, per_stage_layers))

@@ -47,7 +47,7 @@ import math
 import re
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "float": 4.0, "half": 2.0}
 CLASSES = ("attention", "mlp", "experts", "shared", "router")
@@ -105,6 +105,20 @@ class Quantization(BaseModel):
     lm_head: float
     checkpoint: bool = False     # from a checkpoint's quantization_config (else the spec's precision)
     summary: str = ""            # what was read, for the Estimate's note
+
+    # `layers` as (count, bytes) runs of alike consecutive layers, filled on construction (weights.py walks these)
+    runs: tuple[tuple[int, LayerBytes], ...] = Field(default=(), exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _runs(self) -> Quantization:
+        out: list[tuple[int, LayerBytes]] = []
+        for lb in self.layers:
+            if out and out[-1][1] == lb:
+                out[-1] = (out[-1][0] + 1, lb)
+            else:
+                out.append((1, lb))
+        object.__setattr__(self, "runs", tuple(out))
+        return self
 
     def note(self, precision: str) -> str:
         return (f"weights as the checkpoint stores them ({self.summary}); spec.precision {precision} is not "
@@ -263,6 +277,9 @@ def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
         inner = cfg.get("quantization") if isinstance(cfg.get("quantization"), dict) else cfg
         algo = str(inner.get("quant_algo", "FP8")).upper()
         exclude = _list(inner.get("exclude_modules")) or _list(cfg.get("exclude_modules"))
+        if "AWQ" in algo or "INT4" in algo:  # W4A16_AWQ, W4A8_AWQ: int4 + a 16-bit scale per group
+            g = int(inner.get("group_size", 128))
+            return [_Scheme(Format("int4", 0.5, 2.0, 1, g), exclude)], f"modelopt {algo}, 16-bit scale per {g}"
         if "NVFP4" in algo or "FP4" in algo:
             g = int(inner.get("group_size", 16))
             return [_Scheme(Format("nvfp4", 0.5, 1.0, 1, g), exclude)], f"modelopt NVFP4, fp8 scale per {g}"
@@ -283,7 +300,11 @@ def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
             out.append(_Scheme(_ct_format(w, str(group.get("format") or fmt)), ignore, targets=targets))
         names = ", ".join(sorted({s.fmt.name for s in out})) or "none"
         return out, f"compressed-tensors {names}" + (f" ({fmt})" if fmt else "")
-    raise ValueError(f"quantization_config: quant_method {cfg.get('quant_method')!r} is not modelled; "
+    if isinstance(cfg.get("bits"), int):  # another integer method: `bits` with a 16-bit scale and a zero per group
+        bits, g = int(cfg["bits"]), int(cfg.get("group_size") or 128)
+        return [_Scheme(Format(f"int{bits}", bits / 8, 2.0 + bits / 8, 1, g if g > 0 else 0), not_convert)], \
+            f"{cfg.get('quant_method')} read as int{bits} with a scale and zero per {g if g > 0 else 'row'}"
+    raise ValueError(f"quant_method {cfg.get('quant_method')!r} is not modelled; "
                      "known: fp8, fbgemm_fp8, compressed-tensors, modelopt, awq, gptq, bitsandbytes, mxfp4")
 
 
