@@ -277,7 +277,9 @@ class Placement(_Model):
     instance_types: list[str] | None = Field(None, description="allowed types; default the whole catalog")
     max_nodes: int | None = Field(None, gt=0)
     headroom: float = Field(0.1, ge=0, lt=1, description="fraction of each GPU's memory left free")
-    objective: Objective = "fewestGPUs"
+    objective: Objective = Field("lowestCost", description=(
+        "lowestCost: cheapest for the whole job by the catalog's pricePerHour; without prices, the least GPU "
+        "memory reserved, older generations first (small jobs to small GPUs); fewestGPUs: fewest GPUs, then nodes"))
     use_host_memory: bool = Field(False, description="count GH200's CPU-attached memory as capacity")
 
 

@@ -210,7 +210,7 @@ def test_plan_text_counts_and_units(capsys):
 def test_single_node_and_moe_wording(capsys):
     assert main(["plan", "-f", str(EXAMPLE["deepseek-v3-fp8-moe"])]) == 0
     out = capsys.readouterr().out
-    assert "(s)" not in out and " on 1 node " in out
+    assert "(s)" not in out and "1 node x 8 GPUs" in out and " on 2 nodes " in out
     assert "B active)" in out.splitlines()[1]  # MoE: active parameters shown
     assert main(["estimate", "--model", "llama-3.1-8b", "--gpus", "1"]) == 0
     out = capsys.readouterr().out

@@ -77,7 +77,7 @@ def test_enums_and_bounds(crd):
     assert (ctx["minimum"], ctx["exclusiveMinimum"], ctx["default"]) == (0, True, 4096)
     zero = spec["training"]["properties"]["zeroStage"]
     assert (zero["minimum"], zero["maximum"]) == (0, 3)
-    assert spec["placement"]["default"] == {"headroom": 0.1, "objective": "fewestGPUs", "useHostMemory": False}
+    assert spec["placement"]["default"] == {"headroom": 0.1, "objective": "lowestCost", "useHostMemory": False}
     params = spec["model"]["properties"]["parameters"]
     assert params["x-kubernetes-int-or-string"] is True and "type" not in params
     assert _schema(crd)["properties"]["spec"]["required"] == ["model", "workload"]

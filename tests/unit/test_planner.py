@@ -75,7 +75,8 @@ def test_lowest_cost_uses_prices():
     spec = inference("llama-3.1-70b", "fp8", instanceTypes=["gd-8xh100ib-i128", "gd-8xh200ib-i128"],
                      objective="lowestCost")
     assert plan(spec, priced).chosen.placement.instance_type == "gd-8xh100ib-i128"
-    fewest = inference("llama-3.1-70b", "fp8", instanceTypes=["gd-8xh100ib-i128", "gd-8xh200ib-i128"])
+    fewest = inference("llama-3.1-70b", "fp8", instanceTypes=["gd-8xh100ib-i128", "gd-8xh200ib-i128"],
+                       objective="fewestGPUs")
     assert plan(fewest, priced).chosen.placement.instance_type == "gd-8xh200ib-i128"  # 1 GPU instead of 2
 
 
@@ -155,3 +156,61 @@ def test_guide_training_examples_at_its_limit_need_pure_bf16(itype, preset):
     context: with fp32 master weights they do not fit; in pure bf16 (8 bytes/parameter) they do."""
     assert plan(zero3_training(preset, 8, instanceTypes=[itype], maxNodes=1), CATALOG).chosen is None
     assert plan(zero3_training(preset, 8, master="none", instanceTypes=[itype], maxNodes=1), CATALOG).chosen
+
+
+# --- layouts the engines run, and which GPU (issue 12) ----------------------------------------------
+
+def test_405b_fp8_on_one_h100_node_is_tensor_8_not_a_pipeline_of_7():
+    """The guide's example: 405B at fp8 fits one 8 x H100 node, served at tensor parallel 8."""
+    c = plan(inference("llama-3.1-405b", "fp8", instanceTypes=["gd-8xh100ib-i128"]), CATALOG).chosen.placement
+    assert (c.nodes, c.total_gpus, c.tensor, c.pipeline) == (1, 8, 8, 1)
+
+
+def test_deepseek_v3_fp8_on_h200_fills_the_node_with_tensor_and_expert_parallel():
+    c = plan(inference("deepseek-v3", "fp8", instanceTypes=["gd-8xh200ib-i128"]), CATALOG).chosen
+    p = c.placement
+    assert (p.tensor, p.pipeline, p.expert) == (8, 1, 8)
+    assert c.estimate.max_concurrency >= 1
+
+
+def test_planned_tensor_degrees_are_powers_of_two_and_pipelines_cross_nodes():
+    for preset, precision, itype in [("llama-3.1-405b", "bf16", "gd-8xh100ib-i128"),
+                                     ("llama-3.1-70b", "bf16", "gd-8xl40s-i128"),
+                                     ("qwen2.5-72b", "bf16", "gd-8xa100-i128")]:
+        p = plan(inference(preset, precision, instanceTypes=[itype]), CATALOG).chosen.placement
+        assert p.tensor & (p.tensor - 1) == 0, (preset, p)
+        if p.pipeline > 1:  # stages only once tensor parallel fills the node
+            assert p.tensor == p.gpus_per_node and p.total_gpus % p.gpus_per_node == 0, (preset, p)
+
+
+def test_a_fixed_layout_may_use_any_degree_the_engine_accepts():
+    spec = parse_spec(dict(model={"preset": "llama-3.1-70b"}, workload="inference", parallelism={"tensor": 4},
+                           placement={"instanceTypes": ["gd-8xh100ib-i128"]}))
+    assert plan(spec, CATALOG).chosen.placement.tensor == 4
+    six = spec.model_copy(update={"parallelism": spec.parallelism.model_copy(update={"tensor": 6})})
+    assert "must divide numAttentionHeads 64" in plan(six, CATALOG).rejected[0].reason
+
+
+@pytest.mark.parametrize("doc", [
+    {"model": {"preset": "qwen2.5-7b"}, "workload": "training", "training": {"method": "lora"}},
+    {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"},
+])
+def test_small_jobs_go_to_small_gpus_not_the_newest_racks(doc):
+    p = plan(parse_spec(doc), CATALOG).chosen.placement
+    assert p.instance_type not in ("gb300-4x", "gb200-4x", "b200-8x"), p
+    assert p.total_gpus <= 2
+
+
+def test_fewest_gpus_keeps_the_old_ranking():
+    doc = {"model": {"preset": "qwen2.5-7b"}, "workload": "training", "training": {"method": "lora"}}
+    cheap = plan(parse_spec(doc), CATALOG).chosen.placement
+    fewest = plan(parse_spec({**doc, "placement": {"objective": "fewestGPUs"}}), CATALOG).chosen.placement
+    assert fewest.total_gpus == 1 and fewest.total_gpus <= cheap.total_gpus
+
+
+def test_prices_rank_the_whole_job_before_the_proxy():
+    """A priced catalog: the cheapest job wins even on the newest GPU."""
+    priced = load_catalog("instanceTypes: {gb300-4x: {pricePerHour: 1}}")
+    spec = inference("llama-3.1-8b")
+    assert plan(spec, priced).chosen.placement.instance_type == "gb300-4x"
+    assert plan(spec, CATALOG).chosen.placement.instance_type != "gb300-4x"

@@ -101,12 +101,26 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     return found, None
 
 
-def _rank(spec: LLMWorkloadSpec, o: Option) -> tuple:
-    p = o.placement
-    by_gpus = (p.total_gpus, p.nodes, p.pipeline, -p.tensor, o.estimate.total_bytes / p.gpu_memory_bytes)
-    if spec.placement.objective == "lowestCost":
-        return (p.price_per_hour if p.price_per_hour is not None else float("inf"), *by_gpus)
-    return by_gpus
+# Without prices, lowestCost ranks a job held by one NVLink domain before one that crosses domains over
+# the network, then by the GPU memory it reserves (GPUs x memory each) weighted by generation (x1 Ampere,
+# x1.25 Ada, x1.5 Hopper, x1.75 Blackwell): a proxy for price that sends a small job to the smallest GPU
+# that holds it and keeps the newest, largest GPUs for what needs them (docs/placement.md, "Which GPU").
+GENERATION_WEIGHT = {"ampere": 1.0, "ada": 1.25, "hopper": 1.5, "blackwell": 1.75}
+
+
+def _ranking(spec: LLMWorkloadSpec, catalog: Catalog):
+    """The sort key for options of this spec: fewestGPUs, or lowestCost by price, else by the proxy."""
+    def key(o: Option) -> tuple:
+        p = o.placement
+        by_gpus = (p.total_gpus, p.nodes, p.pipeline, -p.tensor, o.estimate.total_bytes / p.gpu_memory_bytes)
+        if spec.placement.objective == "fewestGPUs":
+            return by_gpus
+        t = catalog.get(p.instance_type)
+        if p.price_per_hour is not None:  # priced types first, cheapest job first
+            return (0, p.price_per_hour, *by_gpus)
+        return (1, p.nodes > t.nodes_per_domain, p.total_gpus * t.gpu.memory_mib * GENERATION_WEIGHT[t.gpu.architecture],
+                *by_gpus)
+    return key
 
 
 def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | InventoryView | None = None,
@@ -117,12 +131,13 @@ def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | Invento
     a = arch or resolve(spec.model, hf_config)
     options: list[Option] = []
     rejected: list[Rejection] = []
+    rank = _ranking(spec, catalog)
     for t in allowed_types(spec, catalog):
         found, why = _options_for(spec, a, t)
         if why:
             rejected.append(Rejection(instance_type=t.name, reason=why))
-        options.extend(sorted(found, key=lambda o: _rank(spec, o))[:MAX_ALTERNATIVES])
-    options.sort(key=lambda o: _rank(spec, o))
+        options.extend(sorted(found, key=rank)[:MAX_ALTERNATIVES])
+    options.sort(key=rank)
     # alternatives show other instance types first: "which GPU" is the question they answer
     anywhere = Plan(chosen=options[0] if options else None, alternatives=_alternatives(options),
                     rejected=rejected, options=options)

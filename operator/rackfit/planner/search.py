@@ -20,17 +20,21 @@ from rackfit.units import MiB
 DEFAULT_MAX_NODES = 128
 
 
-def tensor_degrees(a: ModelArch, limit: int) -> list[int]:
-    """Degrees that divide the heads and split or evenly replicate the KV heads."""
+def tensor_degrees(a: ModelArch, limit: int, powers_of_two: bool = True) -> list[int]:
+    """Degrees that divide the attention heads and split or evenly replicate the KV heads (vLLM
+    replicates KV heads when tensor exceeds them: vllm/model_executor/layers/linear.py,
+    QKVParallelLinear). The planner proposes powers of two, the degrees the engines' kernels and
+    NCCL rings are tuned for; a fixed layout may use any degree the engine accepts."""
     kv = a.num_key_value_heads
     return [t for t in range(1, limit + 1)
-            if a.num_attention_heads % t == 0 and (kv % t == 0 or t % kv == 0 or a.is_mla)]
+            if (not powers_of_two or t & (t - 1) == 0)
+            and a.num_attention_heads % t == 0 and (kv % t == 0 or t % kv == 0 or a.is_mla)]
 
 
 def layout_problems(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout) -> list[str]:
     """Why a fixed layout is impossible on this type, if it is."""
     out = []
-    if layout.tensor not in tensor_degrees(a, layout.tensor):
+    if layout.tensor not in tensor_degrees(a, layout.tensor, powers_of_two=False):
         out.append(f"tensor {layout.tensor} must divide numAttentionHeads {a.num_attention_heads} and split "
                    f"or replicate numKeyValueHeads {a.num_key_value_heads} evenly")
     if layout.tensor > t.tensor_parallel_limit:
@@ -66,44 +70,64 @@ def _fits(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout, 
     return fits(spec, seen[key], capacity), seen[key]
 
 
+def sharded_data(spec: LLMWorkloadSpec) -> bool:
+    """Whether data parallelism shrinks each GPU's share: FSDP, and ZeRO (DeepSpeed, or its accelerate
+    plugin under transformers) shard states over the data-parallel GPUs; Megatron's distributed optimizer
+    shards the optimizer states."""
+    tr = spec.training
+    return tr is not None and (tr.zero_stage > 0 or tr.framework in ("fsdp", "megatron"))
+
+
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
                ) -> Iterator[tuple[Layout, Estimate]]:
-    """For each tensor degree (and data degree when ZeRO shards states), the fewest pipeline stages
-    that fit, rounded so that a job larger than a node fills whole nodes."""
-    zero = spec.training is not None and spec.training.zero_stage > 0
-    datas = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= max_gpus] if zero else [1]
-    fewest = max_gpus
+    """Layouts as the engines and frameworks run them, fewest GPUs first for each data degree:
+    - one pipeline stage, at the smallest tensor degree that fits inside the NVLink domain;
+    - else tensor fills the domain (a whole HGX node, or up to 64 GPUs of an NVL72 rack) and pipeline
+      stages cross nodes, rounded to whole nodes (vLLM's multi-node recipe: tensor parallel within the
+      node, pipeline parallel across; Megatron's the same).
+    Data parallelism is tried first where it shards the states (FSDP, ZeRO, Megatron's distributed
+    optimizer); elsewhere a replica must hold the whole model."""
+    datas = [d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= max_gpus] if sharded_data(spec) else [1]
+    degrees = tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus))
     seen: dict[tuple[int, int, int, int], Estimate] = {}  # bisection and rounding revisit layouts
     # n GPUs together hold at least what one would: a lower bound on the stages worth trying
     single = _fits(spec, a, t, Layout(), capacity, seen)[1].total_bytes
-    for tensor in tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)):
-        if tensor > fewest:  # a wider tensor group can no longer use fewer GPUs
-            break
-        for data in datas:
-            def layout(p: int, tensor: int = tensor, data: int = data) -> Layout:
-                expert = tensor * data if a.is_moe and tensor * data > 1 and a.num_experts % (tensor * data) == 0 \
-                    else 1
-                return Layout(tensor=tensor, pipeline=p, data=data, expert=expert)
+    fewest = max_gpus + 1
+    for data in datas:
+        def layout(p: int, tensor: int, data: int = data) -> Layout:
+            expert = tensor * data if a.is_moe and tensor * data > 1 and a.num_experts % (tensor * data) == 0 \
+                else 1
+            return Layout(tensor=tensor, pipeline=p, data=data, expert=expert)
 
-            hi = min(a.num_layers, max_gpus // (tensor * data))
-            if hi < 1:
-                continue
-            lo = min(hi, max(1, -(-single // (capacity * tensor * data))))
-            found = _fewest_stages(lambda p: _fits(spec, a, t, layout(p), capacity, seen)[0], lo, hi)
-            if found is None:
-                continue
-            lo = found
-            p = lo
-            n = tensor * p * data
-            if n > t.gpus_per_node and n % t.gpus_per_node:
-                step = next(s for s in range(1, t.gpus_per_node + 1) if (tensor * s * data) % t.gpus_per_node == 0)
-                p = -(-p // step) * step
-                if tensor * p * data > max_gpus or p > a.num_layers:
-                    continue
-            ok, est = _fits(spec, a, t, layout(p), capacity, seen)
+        found = False
+        for tensor in degrees:
+            if tensor * data >= fewest:
+                break
+            ok, est = _fits(spec, a, t, layout(1, tensor), capacity, seen)
             if ok:
-                fewest = min(fewest, tensor * p * data)
-                yield layout(p), est
+                fewest, found = tensor * data, True
+                yield est.layout, est
+                break
+        if found or not degrees:
+            continue
+        tensor = degrees[-1]
+        hi = min(a.num_layers, max_gpus // (tensor * data))
+        if hi < 2:
+            continue
+        lo = min(hi, max(2, -(-single // (capacity * tensor * data))))
+        p = _fewest_stages(lambda p: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
+        if p is None:
+            continue
+        n = tensor * p * data
+        if n % t.gpus_per_node:  # whole nodes: more stages, each lighter
+            step = next(s for s in range(1, t.gpus_per_node + 1) if (tensor * s * data) % t.gpus_per_node == 0)
+            p = -(-p // step) * step
+            if tensor * p * data > max_gpus or p > a.num_layers:
+                continue
+        ok, est = _fits(spec, a, t, layout(p, tensor), capacity, seen)
+        if ok and tensor * p * data < fewest:
+            fewest = tensor * p * data
+            yield est.layout, est
 
 
 def _fewest_stages(fits, lo: int, hi: int) -> int | None:
