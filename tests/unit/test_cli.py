@@ -22,6 +22,16 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yam
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_says_what_rackfit_plan_gives(example, capsys):
+    """Each example's `# rackfit plan:` comment is what `rackfit plan` prints for it today."""
+    said = [line.split(": ", 1)[1] for line in example.read_text().splitlines()
+            if line.startswith("# rackfit plan: ")]
+    assert main(["plan", "-f", str(example)]) == 0
+    head, layout = capsys.readouterr().out.splitlines()[:2]
+    assert said == [f"{head}, {layout.split('layout: ')[1].split('   peak')[0]}"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_plans(example, capsys):
     assert main(["plan", "-f", str(example), "-o", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -95,8 +105,8 @@ def test_catalog_check_guide_flags_gb300_and_gh200(capsys):
 # --- flags: applied, overriding with a note, or refused; never dropped ----------------------------
 
 EXAMPLE = {p.stem: p for p in EXAMPLES}
-SERVING = str(EXAMPLE["llama-70b-fp8-serving"])  # fp8, contextLength 8192, concurrency 32, kv fp8
-LORA = str(EXAMPLE["qwen-7b-lora"])
+SERVING = str(EXAMPLE["vllm-llama-3.1-70b"])  # fp8, contextLength 8192, concurrency 32, kv fp8
+LORA = str(EXAMPLE["lora-qwen-7b-job"])
 
 
 @pytest.mark.parametrize("argv,words", [
@@ -208,9 +218,9 @@ def test_plan_text_counts_and_units(capsys):
 
 
 def test_single_node_and_moe_wording(capsys):
-    assert main(["plan", "-f", str(EXAMPLE["deepseek-v3-fp8-moe"])]) == 0
+    assert main(["plan", "-f", str(EXAMPLE["sglang-deepseek-v3"])]) == 0
     out = capsys.readouterr().out
-    assert "(s)" not in out and "1 node x 8 GPUs" in out and " on 2 nodes " in out
+    assert "(s)" not in out and "1 node x 8 GPUs" in out
     assert "B active)" in out.splitlines()[1]  # MoE: active parameters shown
     assert main(["estimate", "--model", "llama-3.1-8b", "--gpus", "1"]) == 0
     out = capsys.readouterr().out
@@ -243,7 +253,7 @@ def _keys(node, skip=("nodeSelector",)):
 
 @pytest.mark.parametrize("argv", [
     ["estimate", "--model", "llama-3.1-8b"],
-    ["plan", "-f", str(EXAMPLE["deepseek-v3-fp8-moe"])],
+    ["plan", "-f", str(EXAMPLE["sglang-deepseek-v3"])],
     ["catalog"],
     ["catalog", "--check-guide"],
 ])
