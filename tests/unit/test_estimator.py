@@ -129,17 +129,13 @@ def test_sgd_step_copies_the_gradients():
     assert e.breakdown.optimizer_states_bytes == (4 + 4) * e.parameters
 
 
-def test_adafactor_step_upcasts_the_largest_parameter():
-    """transformers' Adafactor loops over parameters; for a 16-bit weight it makes fp32 copies of the
-    gradient, its square, the factored update and the weight: 16 bytes per element of the largest (the
-    embedding), which an 8B pure-bf16 fine-tune peaks on."""
-    e = train(optimizer="adafactor", masterWeights="none", sequenceLength=512, activationCheckpointing="full")
-    a = resolve(ModelSource(preset="llama-3.1-8b"))
-    embedding = count_params(a).embedding
+def test_adafactor_step_makes_a_full_size_estimate_per_matrix():
+    """torch.optim.Adafactor (foreach) forms row_var @ col_var for every matrix at once: one fp32 copy of
+    the parameters at the step of a mixed-precision fine-tune, though its states are tiny."""
+    e = train(optimizer="adafactor", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
     assert e.peak_phase == "optimizer step"
-    assert e.breakdown.optimizer_states_bytes - train(optimizer="adafactor", masterWeights="none",
-                                                      microBatchSize=64).breakdown.optimizer_states_bytes \
-        == 16 * embedding
+    states = train(optimizer="adafactor", masterWeights="fp32", microBatchSize=64).breakdown.optimizer_states_bytes
+    assert e.breakdown.optimizer_states_bytes - states == 4 * e.parameters
 
 
 def test_adamw8bit_is_two_bytes_and_noted():
@@ -149,7 +145,7 @@ def test_adamw8bit_is_two_bytes_and_noted():
 
 
 def test_adafactor_is_small():
-    e = train(optimizer="adafactor")
+    e = train(optimizer="adafactor", microBatchSize=8)  # a backward peak: the step's temporaries are freed
     assert 0 < e.breakdown.optimizer_states_bytes < 0.01 * e.parameters
 
 

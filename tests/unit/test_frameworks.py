@@ -84,6 +84,21 @@ def test_compile_reduces_activations():
         acts("fsdp", activationCheckpointing="full").recompute
 
 
+@pytest.mark.parametrize("framework", ["transformers", "fsdp", "deepspeed", "megatron"])
+def test_checkpointing_never_costs_memory(framework):
+    """selective <= none and full <= selective, on the whole estimate (slack included)."""
+    layout = dict(data=8) if framework != "megatron" else dict(tensor=4, pipeline=2, data=2)
+    totals = [estimate(spec(framework, layout, microBatchSize=2, sequenceLength=8192,
+                            activationCheckpointing=c)).total_bytes for c in ("none", "selective", "full")]
+    assert totals[0] >= totals[1] >= totals[2]
+
+
+def test_compile_reduces_transformers_activations_too():
+    eager = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048))
+    compiled = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048, compile=True))
+    assert compiled.breakdown.activations_bytes < eager.breakdown.activations_bytes
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""

@@ -134,9 +134,10 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
-    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes, arch, p, trained_bytes)
+    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes)
     step_peak = states.gradients + temp
-    recompute = tr.activation_checkpointing != "none"
+    # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
+    recompute = tr.activation_checkpointing == "full"
     optimizer = states.optimizer
     if backward_peak >= step_peak:
         live_act, live_grads = act.layers + max(loss, act.recompute), grads_during_backward
@@ -157,11 +158,12 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
 def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
              ) -> tuple[dict, str]:
     """fsdp, deepspeed, megatron (estimator/frameworks.py). The allocator's slack is the caching allocator's
-    measured share (the H200 rows' constants above); with expandable segments (torchtitan) a recomputed
-    layer's allocations reuse the pages the backward frees, so the share without checkpointing applies."""
+    measured share (the H200 rows' constants above): SLACK_RECOMPUTE where whole layers are recomputed
+    (full checkpointing, as on the rows that set it), else SLACK_TRAINING; with expandable segments
+    (torchtitan) a recomputed layer's allocations reuse the pages the backward frees, so SLACK_TRAINING."""
     tr = spec.training
     r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
-    recompute = tr.activation_checkpointing != "none"
+    recompute = tr.activation_checkpointing == "full"
     share = SLACK_RECOMPUTE if recompute and not r.expandable_segments else SLACK_TRAINING
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
                 optimizer_states_bytes=r.optimizer, slack=int(share * r.transient)), r.phase

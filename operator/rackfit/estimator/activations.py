@@ -70,6 +70,23 @@ AUTOCAST_RESIDUAL_BYTES_PER_H = 20  # fp32 weights under bf16 autocast: the resi
 LORA_INPUT_BYTES = 2.5
 
 
+# A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
+# input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
+FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
+
+
+def compile_savings(a: ModelArch, t: int) -> float:
+    """Bytes per token per layer that torch.compile does not keep: Inductor's min-cut partitioner
+    (torch/_functorch/partitioners.py) recomputes pointwise ops in the backward, so the norms keep their
+    input only and SwiGLU keeps gate and up (not act(gate) nor the product)."""
+    saved = (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size
+    if a.gated_mlp:
+        inter = a.moe_intermediate_size * (a.num_experts_per_token + a.num_shared_experts) if a.is_moe \
+            else a.intermediate_size
+        saved += 2 * ACT_BYTES * inter
+    return saved / t
+
+
 @dataclass(frozen=True)
 class TrainingActivations:
     layers: int        # kept for backward across all layers (the most loaded pipeline stage)
@@ -103,6 +120,8 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     tokens = tr.micro_batch_size * tr.sequence_length
     t = layout.tensor
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
+    if tr.compile:
+        per_layer -= compile_savings(a, t)
     residual = (4 if mixed else ACT_BYTES) * a.hidden_size / t
     layers = a.num_layers
     recompute = 0.0

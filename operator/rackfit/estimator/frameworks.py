@@ -22,7 +22,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rackfit.estimator.activations import ACT_BYTES, NORM_BYTES_PER_H, _dims, _layer_bytes_per_token
+from rackfit.estimator.activations import (
+    ACT_BYTES,
+    FUSED_NORM_BYTES_PER_H,
+    NORM_BYTES_PER_H,
+    _dims,
+    _layer_bytes_per_token,
+    compile_savings,
+)
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import lora_params, optimizer_state_bytes, step_temporary_bytes
@@ -36,9 +43,6 @@ ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elemen
 ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2, after the step)
 ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
 
-# A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
-# input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
-FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 # Megatron's hidden dropout (megatron/training/arguments.py --hidden-dropout 0.1): a 1-byte mask after
 # the attention projection and after the MLP (Korthikanti et al. 2022, Table 2: 2sbh of the 34sbh).
 MEGATRON_DROPOUT_MASK_BYTES = 1
@@ -87,14 +91,8 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    """As eager, under torch.compile: RMSNorm keeps its input only, SwiGLU keeps gate and up (the product
-    and the activation are recomputed inside the fused backward)."""
-    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
-    per -= (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size / t
-    if a.gated_mlp:
-        _, inter = _mlp_widths(a)
-        per -= 2 * ACT_BYTES * inter / t   # act(gate) and act(gate)*up
-    return per
+    """As eager, under torch.compile (activations.compile_savings)."""
+    return _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
 
 
 def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
@@ -295,7 +293,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         grads = n * (4 if mixed else compute_bytes)
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
-    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes, a, p, compute_bytes)
+    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp

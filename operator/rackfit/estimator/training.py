@@ -81,36 +81,28 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
-def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int, a: ModelArch,
-                         p: ParamCounts, param_bytes: int) -> int:
+def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int) -> int:
     """Memory the optimizer step allocates and frees beyond its states, for `trainable` parameters on
-    this GPU whose states are `state_bytes` wide (`param_bytes`: the trained weights' width).
+    this GPU whose states are `state_bytes` wide. PyTorch's optimizers default to their foreach
+    implementation on CUDA (torch/optim/optimizer.py `_default_to_fused_or_foreach`), whose list ops
+    return new tensors for every parameter of a group at once:
 
-    - AdamW fused (transformers' Trainer default optim adamw_torch_fused; DeepSpeed's FusedAdam; Megatron's
-      TE/apex FusedAdam): none, the kernel updates in place. AdamW foreach (torch.optim.AdamW's default on
-      CUDA, what torchtitan, torchtune and accelerate's FSDP loops construct): torch/optim/adam.py
-      `_multi_tensor_adam` makes `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one
-      state-sized tensor per parameter, all at once.
-    - SGD (torch.optim.SGD, foreach on CUDA): torch/optim/sgd.py `_multi_tensor_sgd` makes a new gradient
-      list for weight decay (`torch._foreach_add(device_grads, device_params, alpha=weight_decay)`) and
-      for Nesterov momentum: one copy of the gradients in the master dtype.
-    - Adafactor: under transformers, the Trainer's optim adafactor is transformers.optimization.Adafactor,
-      whose step loops over parameters: for the largest, `grad.float()` (16-bit weights), `grad**2 + eps`,
-      the factored estimate `_approx_sq_grad` and `p.float()` (16-bit weights), fp32 each, one parameter
-      at a time. Elsewhere torch.optim.Adafactor (torch/optim/_adafactor.py `_multi_tensor_adafactor`):
-      `var_estimate = row_var @ col_var` per parameter, all at once: one state-dtype copy of every
-      parameter.
+    - AdamW fused (the H200 rows' torch AdamW(fused=True); transformers' Trainer default optim
+      adamw_torch_fused; DeepSpeed's FusedAdam; Megatron's TE/apex FusedAdam): none, the kernel updates in
+      place. AdamW foreach (torch.optim.AdamW without fused=True, as torchtitan's 2024 default and
+      accelerate's FSDP loops construct it): torch/optim/adam.py `_multi_tensor_adam` makes
+      `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized tensor per parameter.
+    - SGD (torch/optim/sgd.py `_multi_tensor_sgd`): a new gradient list for weight decay
+      (`torch._foreach_add(device_grads, device_params, alpha=weight_decay)`) and for Nesterov momentum:
+      one copy of the gradients in the master dtype.
+    - Adafactor (torch/optim/_adafactor.py `_multi_tensor_adafactor`): `var_estimate = row_var @ col_var`
+      per matrix, then rsqrt and the update in place: one copy of every parameter in the state dtype.
+      transformers' own Adafactor (transformers/optimization.py) loops over parameters and makes its fp32
+      copies one parameter at a time, so it needs less: the estimate is then on the high side.
     - adamw8bit (bitsandbytes): blockwise kernels in place.
     """
     if optimizer == "adamw":
         return trainable * state_bytes if framework == "fsdp" else 0
-    if optimizer == "sgd":
+    if optimizer in ("sgd", "adafactor"):
         return trainable * state_bytes
-    if optimizer == "adafactor":
-        if framework != "transformers":
-            return trainable * state_bytes
-        # the largest trained matrix: the embedding in a full fine-tune, one adapter under LoRA
-        largest = p.embedding if trainable >= p.embedding else trainable // (7 * a.num_layers)
-        copies = 2 + (2 if param_bytes < 4 else 0)
-        return largest * 4 * copies
     return 0
