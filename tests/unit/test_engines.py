@@ -106,3 +106,12 @@ def test_host_memory_counts_for_vllm_on_gh200_only_when_asked():
     spec["placement"]["useHostMemory"] = True
     with_host = plan(parse_spec(spec), CATALOG).chosen.estimate.kv_cache_tokens
     assert with_host > 2 * without
+
+
+def test_the_plan_refuses_as_the_engine_would_with_the_largest_context():
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-70b"), workload="inference", precision="fp8",
+                           inference=dict(contextLength=131072), parallelism=dict(tensor=2),
+                           placement=dict(instanceTypes=["gd-8xl40s-i128"])))
+    (rejection,) = plan(spec, CATALOG).rejected
+    assert "vllm would refuse to start" in rejection.reason
+    assert "the largest context that fits is about" in rejection.reason

@@ -55,6 +55,8 @@ def _shortfall(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> str:
             rest = b.weights_bytes + b.activations_bytes + b.cuda_graph_bytes + b.non_torch_bytes
             return (f"weights, activations and buffers take {fmt_bytes(rest)} per GPU, leaving nothing of the "
                     f"{spec.inference.engine} budget of {fmt_bytes(est.engine_budget_bytes)} for the KV cache")
+        if est.max_concurrency < 1:  # the engine's own refusal, with the largest context that fits
+            return next(n for n in est.notes if "would refuse to start" in n)
         return (f"the {spec.inference.engine} KV cache holds {est.kv_cache_tokens} tokens per replica: "
                 f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
                 f"{need} needed")
@@ -118,8 +120,8 @@ def _ranking(spec: LLMWorkloadSpec, catalog: Catalog):
         t = catalog.get(p.instance_type)
         if p.price_per_hour is not None:  # priced types first, cheapest job first
             return (0, p.price_per_hour, *by_gpus)
-        return (1, p.nodes > t.nodes_per_domain, p.total_gpus * t.gpu.memory_mib * GENERATION_WEIGHT[t.gpu.architecture],
-                *by_gpus)
+        reserved = p.total_gpus * t.gpu.memory_mib * GENERATION_WEIGHT[t.gpu.architecture]
+        return (1, p.nodes > t.nodes_per_domain, reserved, *by_gpus)
     return key
 
 

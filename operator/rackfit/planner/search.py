@@ -115,7 +115,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         if hi < 2:
             continue
         lo = min(hi, max(2, -(-single // (capacity * tensor * data))))
-        p = _fewest_stages(lambda p: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
+        p = _fewest_stages(lambda p, tensor=tensor: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
         if p is None:
             continue
         n = tensor * p * data
