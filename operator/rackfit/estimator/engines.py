@@ -44,6 +44,8 @@ GRAPH_PRIVATE_BYTES = 64 << 10
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
+# Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
+ASSUMED_TOTAL = 80 * GiB
 
 
 def cuda_total_bytes(gpu: GPU) -> int:
@@ -61,8 +63,9 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int) -> Eng
         large = total is None or (total >= 70 * GiB and "A100" not in gpu.model)
         util, tokens, seqs = 0.9, (8192 if large else 2048), (1024 if large else 256)
     elif inf.engine == "sglang":
-        tokens, seqs = _sglang_defaults(total)
-        util = _sglang_fraction(total, tokens, _sglang_graph_bs(total, tensor), tensor, pipeline) if total else 0.88
+        sized = total or ASSUMED_TOTAL
+        tokens, seqs = _sglang_defaults(sized)
+        util = _sglang_fraction(sized, tokens, _sglang_graph_bs(sized, tensor), tensor, pipeline)
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
@@ -70,17 +73,17 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int) -> Eng
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
 
 
-def _sglang_defaults(total: int | None) -> tuple[int, int]:
+def _sglang_defaults(total: int) -> tuple[int, int]:
     """python/sglang/srt/server_args.py, _handle_gpu_memory_settings: chunked_prefill_size by the
     GPU's memory (2048 below 35 GB, 4096 below 60, 8192 below 160, else 16384); max_running_requests
     is bounded by the KV pool rather than a default, so the CUDA graph batch size stands in for it."""
-    gb = (total or 80 * GiB) / 1e9
+    gb = total / 1e9
     tokens = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
     return tokens, _sglang_graph_bs(total, 1)
 
 
-def _sglang_graph_bs(total: int | None, tensor: int) -> int:
-    gb = (total or 80 * GiB) / 1e9
+def _sglang_graph_bs(total: int, tensor: int) -> int:
+    gb = total / 1e9
     if gb < 35:
         return 80 if tensor < 4 else 160
     if gb < 60:
@@ -179,9 +182,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     total = cuda_total_bytes(gpu)
     if inf.engine == "vllm":
         # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
-        # util x total less weights, the profile run's torch peak, non-torch memory and (in releases
-        # that count it, as current ones do) the CUDA graph pool. The CUDA context predates the
-        # baseline snapshot and is not counted.
+        # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
+        # graph pool (counted by default since v0.21.0; before, graphs came out of the 1 - util).
+        # The CUDA context predates the baseline snapshot and is not counted.
         budget = int(s.gpu_memory_utilization * total)
         pool = budget - weights - act - nt - graphs
     elif inf.engine == "sglang":
