@@ -170,8 +170,17 @@ def test_deepspeed_stages_shard_more(stage):
 
 def test_zero3_live_parameters_are_bounded():
     """stage3_max_live_parameters (1e9) plus the prefetch bucket (5e7) gathered in 16 bit, whatever the model."""
-    r = peak("deepspeed", Layout(data=8), zeroStage=3)
+    r = peak("deepspeed", Layout(data=8), zeroStage=3, activationCheckpointing="full")
     assert r.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
+
+
+def test_zero3_without_checkpointing_keeps_every_layers_weights():
+    """torch's linear saves weight.t(), a view of the gathered storage: without DeepSpeed's memory-efficient
+    linear every layer's bf16 weights outlive their release until the backward; checkpointing drops them."""
+    none = peak("deepspeed", Layout(data=8), zeroStage=3)
+    full = peak("deepspeed", Layout(data=8), zeroStage=3, activationCheckpointing="full")
+    assert none.weights - 2 * P.total // 8 == 2 * P.total
+    assert full.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
 
 
 def test_loss_chunks_shrink_the_loss():

@@ -282,6 +282,15 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         if zero == 3:
             # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket
             gathered = (min(ZERO_MAX_LIVE_PARAMETERS, p.total) + min(ZERO_PREFETCH_BUCKET, p.total)) * compute_bytes
+            if tr.activation_checkpointing != "full":
+                # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
+                # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
+                # until their backward. DeepSpeed's LinearFunctionForZeroStage3 (runtime/zero/linear.py),
+                # which saves the parameter itself, replaces F.linear when a zero.Init context is entered
+                # (runtime/zero/partition_parameters.py, patch_init_and_builtins; it then persists), not for
+                # a model built outside zero.Init and handed to deepspeed.initialize: counted as the latter
+                # (the upper bound). A checkpointed layer saves nothing but its input.
+                gathered = max(gathered, p.total // (t * pp) * compute_bytes)
         elif zero in (1, 2):
             step_extra += min(ZERO_ALLGATHER_BUCKET, n) * compute_bytes  # the updated partitions' all-gather
     else:  # megatron
