@@ -7,6 +7,8 @@ There are no kubelets: Nodes are plain API objects (see `fleet`), and the `pod-s
 without running anything. kube-controller-manager runs every controller that works without
 kubelets, cloud or volumes (`CONTROLLERS`); in particular no node-lifecycle controller, which
 would taint and evict the simulated nodes for lack of heartbeats.
+With `run_addons` (the default) the LeaderWorkerSet and JobSet controllers run beside them, with
+their CRDs and webhooks (`addons`).
 
 Every component runs in its own session so it can be stopped as a process group; its log is
 `<data_dir>/logs/<name>.log`. An attached control plane is also stopped at interpreter exit, on
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import binaries
+from devcluster import addons, binaries
 from devcluster.waiting import WaitTimeout, wait_for
 from rackfit.certs import write_rsa_key, write_serving_pair
 
@@ -140,8 +142,9 @@ class ControlPlane:
     `ControlPlane.attach(data_dir).stop()` ends them later."""
 
     def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0,
-                 node_ip: str | None = None):
+                 node_ip: str | None = None, run_addons: bool = True):
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="rackfit-cp-"))
+        self.run_addons = run_addons  # the LeaderWorkerSet and JobSet controllers, CRDs and webhooks (`addons`)
         # For a real node (realnode.RealNode): an address of this host that its kubelet and pods reach
         # the API server on. The API server then also listens there, advertises it as the `kubernetes`
         # Service's endpoint (kube-proxy routes 10.0.0.1 to it), mounts ServiceAccount tokens into pods
@@ -172,6 +175,8 @@ class ControlPlane:
 
     def start(self) -> ControlPlane:
         bins = binaries.require("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        if self.run_addons:
+            addons.require()
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             # A running plane, or the leftovers of one killed hard; reusing its etcd data would mislead.
             raise ControlPlaneError(f"{self.data_dir} is not empty: stop that control plane "
@@ -273,6 +278,8 @@ class ControlPlane:
         self.add_process("pod-sim", [sys.executable, "-m", "devcluster.podsim",
                                      f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
                          ready.exists, env=python_env())
+        if self.run_addons:
+            addons.start(self)
 
     def add_process(self, name: str, argv: list, probe, env: dict[str, str] | None = None) -> None:
         """Start one more process that lives and dies with this control plane (e.g. the operator of

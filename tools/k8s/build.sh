@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the upstream control plane used by the e2e tests into a cache keyed by version:
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes $K8S_VERSION), etcd, helm, promtool;
-#   kubelet and kube-proxy for the optional real node (harness/devcluster/realnode.py, `make test-real`).
+#   kubelet and kube-proxy for the optional real node (harness/devcluster/realnode.py, `make test-real`);
+#   the LeaderWorkerSet and JobSet controllers with their CRDs (tools/k8s/lws, tools/k8s/jobset).
 # A second run with the cache present only checks that the binaries are there.
 # Usage: tools/k8s/build.sh        -> prints the bin directory on its last line
 set -euo pipefail
@@ -12,7 +13,9 @@ modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$2"; }
 K8S_VERSION=$(modver k8s.io/kubernetes "$here/go.mod")
 ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")
 HELM_VERSION=$(modver helm.sh/helm/v3 "$here/helm/go.mod")
-for v in K8S_VERSION ETCD_VERSION HELM_VERSION; do
+LWS_VERSION=$(modver sigs.k8s.io/lws "$here/lws/go.mod")
+JOBSET_VERSION=$(modver sigs.k8s.io/jobset "$here/jobset/go.mod")
+for v in K8S_VERSION ETCD_VERSION HELM_VERSION LWS_VERSION JOBSET_VERSION; do
   [ -n "${!v}" ] || { echo "[k8s-build] cannot read $v from tools/k8s go.mod files" >&2; exit 1; }
 done
 bin=${RACKFIT_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/rackfit/k8s-$K8S_VERSION/bin}
@@ -61,10 +64,31 @@ fetch_promtool() {
   rm -rf "$tmp"
 }
 
+# The LeaderWorkerSet and JobSet controllers (harness/devcluster/addons.py runs them), each from its own
+# module (their Kubernetes libraries are not $K8S_VERSION's), into addons/<name>-<version>/ beside bin/:
+# the controller as `manager`, and the module's config/ (CRDs, webhook manifests) it is installed from.
+addons=$(dirname "$bin")/addons
+build_addon() {  # name module main-package version
+  local name=$1 mod=$2 pkg=$3 version=$4 out=$addons/$1-$4 src
+  [ -x "$out/manager" ] && return
+  log "building the $name controller $version"
+  rm -rf "$out" && mkdir -p "$out"
+  (cd "$here/$name" && go build -trimpath -ldflags "-s -w -X $mod/pkg/version.GitVersion=$version" \
+     -o "$out/manager.tmp" "$pkg")
+  src=$(cd "$here/$name" && go list -m -f '{{.Dir}}' "$mod")
+  cp -r "$src/config" "$out/config" && chmod -R u+w "$out/config"
+  mv "$out/manager.tmp" "$out/manager"
+}
+
 build_etcd
 build_helm
 fetch_promtool
 build_k8s
+build_addon lws sigs.k8s.io/lws sigs.k8s.io/lws/cmd "$LWS_VERSION"
+build_addon jobset sigs.k8s.io/jobset sigs.k8s.io/jobset "$JOBSET_VERSION"
+for a in "lws-$LWS_VERSION" "jobset-$JOBSET_VERSION"; do
+  [ -x "$addons/$a/manager" ] || { log "missing $addons/$a/manager"; exit 1; }
+done
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm promtool; do
   [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
 done
