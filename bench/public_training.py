@@ -3,6 +3,7 @@
 Each published number is compared with the estimate's comparable quantity, as the runtime logged it:
 - max_reserved (torchtitan): the estimate less the CUDA context and NCCL buffers (allocated + allocator slack);
 - max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack);
+  Megatron logs its last rank, so with pipeline stages the last stage's (one micro-batch, the loss);
 - steady: the model states kept between steps (weights, gradients, optimizer states);
 - device_used (nvidia-smi): the whole estimate.
 Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
@@ -22,6 +23,8 @@ import yaml
 from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, estimate
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
+from rackfit.estimator.training import model_states
+from rackfit.estimator.weights import weight_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
@@ -39,13 +42,25 @@ def comparable(quantity: str, spec, est) -> int:
     if quantity == "device_used":
         return est.total_bytes
     if quantity == "max_allocated":
+        if spec.training.framework == "megatron" and est.layout.pipeline > 1:
+            # Megatron logs its last rank, the last pipeline stage: one micro-batch in flight, the loss
+            arch = resolve(spec.model)
+            p = count_params(arch)
+            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
+            r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen, stage="last")
+            return r.weights + r.gradients + r.optimizer + r.activations
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
         nccl = NCCL_BYTES if est.layout.total_gpus > 1 else 0
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
     if quantity == "steady":
         arch = resolve(spec.model)
-        return runtime_peak(arch, count_params(arch), spec.training, spec.precision, est.layout, 0).states
+        p = count_params(arch)
+        frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
+        if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
+            s = model_states(arch, p, spec.training, spec.precision, est.layout, frozen)
+            return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0)
+        return runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen).states
     raise ValueError(f"unknown quantity {quantity!r}")
 
 
@@ -55,6 +70,7 @@ def summary(spec, est) -> str:
     split = " x ".join(f"{k[0].upper()}{v}" for k, v in (("data", lay.data), ("tensor", lay.tensor),
                                                          ("pipeline", lay.pipeline)) if v > 1)
     extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "", "compile" if tr.compile else "",
+              f"{tr.method} r{tr.rank}" if tr.method != "full" else
               "fp32 masters" if tr.master_weights == "fp32" else "pure bf16",
               f"{tr.activation_checkpointing} AC"]
     return (f"{tr.framework} {spec.model.label}, {split or 'one GPU'}, b{tr.micro_batch_size} "

@@ -36,8 +36,8 @@ def peak(framework: str, layout: Layout, **training):
     return runtime_peak(LLAMA, P, Training(framework=framework, **training), "bf16", layout, 0)
 
 
-def acts(framework: str, layout: Layout | None = None, **training):
-    return runtime_activations(LLAMA, Training(framework=framework, **training), layout or Layout())
+def acts(framework: str, layout: Layout | None = None, stage: str = "max", **training):
+    return runtime_activations(LLAMA, Training(framework=framework, **training), layout or Layout(), stage)
 
 
 # --- transformers is the calibrated model ---------------------------------------------------------------
@@ -145,6 +145,12 @@ def test_megatron_first_stage_holds_pipeline_micro_batches():
         staged = acts("megatron", Layout(pipeline=pp))
         assert staged.kept == one.kept
         assert staged.loss_backward == 0  # the logits live on the last stage, which holds less
+
+
+def test_megatron_last_stage_holds_one_micro_batch_and_the_loss():
+    first = acts("megatron", Layout(pipeline=4), stage="first")
+    last = acts("megatron", Layout(pipeline=4), stage="last")
+    assert last.kept * 4 == first.kept and last.loss_backward > 0 == first.loss_backward
 
 
 def test_megatron_loss_is_in_place():

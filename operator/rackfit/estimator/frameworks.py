@@ -156,7 +156,9 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
     return int(n * fwd_bytes), int(n * bwd_bytes)
 
 
-def runtime_activations(a: ModelArch, tr: Training, layout: Layout) -> Activations:
+def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
+    """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
+    (Megatron logs its last rank's memory)."""
     t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
     ckpt = tr.activation_checkpointing
     if tr.framework == "megatron":
@@ -179,7 +181,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout) -> Activatio
         if layout.pipeline > 1:  # the loss is on the last stage, which holds one micro-batch
             last = stage_layers * kept_per * tokens + max(fwd, bwd)
             first = kept * tokens
-            if first >= last:
+            if stage == "first" or (stage == "max" and first >= last):
                 fwd = bwd = 0
             else:
                 kept = stage_layers * kept_per
@@ -208,9 +210,9 @@ def _largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
 
 
 def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
-                 frozen_weight_bytes: int) -> RuntimePeak:
-    """The step's peak per GPU for framework fsdp, deepspeed or megatron."""
-    act = runtime_activations(a, tr, layout)
+                 frozen_weight_bytes: int, stage: str = "max") -> RuntimePeak:
+    """The step's peak per GPU for framework fsdp, deepspeed or megatron (`stage`: runtime_activations)."""
+    act = runtime_activations(a, tr, layout, stage)
     full = tr.method == "full"
     mixed = full and tr.master_weights == "fp32"
     t, pp, d = layout.tensor, layout.pipeline, layout.data
