@@ -99,6 +99,22 @@ def test_compile_reduces_transformers_activations_too():
     assert compiled.breakdown.activations_bytes < eager.breakdown.activations_bytes
 
 
+def test_step_temporaries_take_new_segments_without_expandable_segments():
+    """The default allocator keeps the backward's per-layer blocks cached; the step's foreach lists are
+    larger, so the reservation is the backward's plus the step's. torchtitan (fsdp + per-op SAC) sets
+    expandable segments: the step reuses the freed pages."""
+    from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, SLACK_RECOMPUTE, SLACK_TRAINING
+    for ckpt, layout in (("full", Layout(data=2)), ("selective", Layout(data=2))):
+        e = estimate(spec("fsdp", dict(data=2), activationCheckpointing=ckpt, sequenceLength=1024))
+        r = peak("fsdp", layout, activationCheckpointing=ckpt, sequenceLength=1024)
+        slack = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
+        if ckpt == "full":
+            assert not r.expandable_segments
+            assert slack == int(r.backward_transient * (1 + SLACK_RECOMPUTE) + r.step_transient) - r.transient
+        else:
+            assert r.expandable_segments and slack == int(SLACK_TRAINING * r.transient)
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""

@@ -157,13 +157,20 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
 
 def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
              ) -> tuple[dict, str]:
-    """fsdp, deepspeed, megatron (estimator/frameworks.py). The allocator's slack is the caching allocator's
-    measured share (the H200 rows' constants above): SLACK_RECOMPUTE where whole layers are recomputed
-    (full checkpointing, as on the rows that set it), else SLACK_TRAINING; with expandable segments
-    (torchtitan) a recomputed layer's allocations reuse the pages the backward frees, so SLACK_TRAINING."""
+    """fsdp, deepspeed, megatron (estimator/frameworks.py), and the caching allocator's reservation.
+
+    The backward leaves its blocks cached: SLACK_RECOMPUTE of them where whole layers are recomputed (full
+    checkpointing, as on the H200 rows that set it), else SLACK_TRAINING, is stranded. Without expandable
+    segments the optimizer step's temporaries (a foreach list per parameter, a flat fp32 partition) are
+    larger than those cached per-layer blocks, so they take new segments: the reservation is the
+    backward's plus the step's. With expandable segments (torchtitan) freed pages are remapped for any
+    size: the step reuses them, and recomputation strands no more than the backward does."""
     tr = spec.training
     r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
-    recompute = tr.activation_checkpointing == "full"
-    share = SLACK_RECOMPUTE if recompute and not r.expandable_segments else SLACK_TRAINING
+    if r.expandable_segments:
+        slack = int(SLACK_TRAINING * r.transient)
+    else:
+        share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
+        slack = int(r.backward_transient * (1 + share) + r.step_transient) - r.transient
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
-                optimizer_states_bytes=r.optimizer, slack=int(share * r.transient)), r.phase
+                optimizer_states_bytes=r.optimizer, slack=slack), r.phase

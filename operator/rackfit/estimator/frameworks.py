@@ -58,7 +58,9 @@ class RuntimePeak:
     activations: int
     phase: str
     states: int                  # weights, gradients and optimizer states kept between steps
-    transient: int               # allocated and freed during the step (what allocator slack is a share of)
+    transient: int               # allocated and freed at the peak phase: max(backward, step)
+    backward_transient: int      # activations, loss, gathered weights and buckets of the backward
+    step_transient: int          # the optimizer step's temporaries (fp32 partitions, foreach lists)
     expandable_segments: bool    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by the runtime
 
 
@@ -319,5 +321,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         transient = step_transient
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + grads + optimizer, transient=transient,
-                       # torchtitan's launcher (run_train.sh) exports expandable_segments:True
-                       expandable_segments=fw == "fsdp")
+                       backward_transient=backward_transient, step_transient=step_transient,
+                       # torchtitan's launcher (run_train.sh) exports expandable_segments:True; per-op SAC
+                       # (fsdp + selective) is torchtitan's. accelerate and torchtune keep the default.
+                       expandable_segments=fw == "fsdp" and tr.activation_checkpointing == "selective")
