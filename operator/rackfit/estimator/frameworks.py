@@ -124,20 +124,23 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
-    """(bytes one layer keeps per token, of which core attention's) in Megatron-Core with Transformer
-    Engine and flash/fused attention: Korthikanti et al. 2022 (arXiv 2205.05198) eq. 2 and 4,
+    """(bytes one layer keeps per token, of which core attention alone keeps) in Megatron-Core with
+    Transformer Engine and flash/fused attention: Korthikanti et al. 2022 (arXiv 2205.05198) eq. 2 and 4,
     sbh(10 + 24/t + 5as/(ht)) with sequence parallel dividing the 10 by t too; the 5as/(ht) score terms
-    vanish with flash attention (only q, k, v and the output are kept). Generalised to GQA and SwiGLU:
-    replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two dropout masks (2 x 1h);
-    split over t: q, k, v (2q + 2kv), the attention output (2q), fc1 output and activation output."""
+    vanish with flash attention (q, k, v, the output and the softmax statistics are kept). Generalised to
+    GQA and SwiGLU: replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two
+    dropout masks (2 x 1h); split over t: q, k, v (2q + 2kv), the attention output (2q, the projection's
+    input), fc1 output and activation output. Recomputing core attention (selective) still keeps its
+    inputs q, k, v (the checkpoint's) and its output (the projection's): only the per-head fp32 softmax
+    statistics go."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     replicated = ACT_BYTES * (2 * h + h + h) + 2 * MEGATRON_DROPOUT_MASK_BYTES * h
-    core_attention = ACT_BYTES * (2 * q + kv)  # q, k, v and the attention output
-    split = core_attention + ACT_BYTES * (fc1 + inter)
+    lse = 4 * a.num_attention_heads  # fp32 log-sum-exp per head
+    split = ACT_BYTES * (2 * q + kv) + lse + ACT_BYTES * (fc1 + inter)
     per = (replicated / t if sp else replicated) + split / t
-    return per, ACT_BYTES * q / t  # selective recompute drops the core attention's output
+    return per, lse / t
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
             kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
         elif ckpt == "selective":  # --recompute-granularity selective (core_attn): flash keeps no scores
-            kept_per, recompute = per - core, core
+            # the recomputed output lives only within its layer's backward, like the activation gradients
+            # not counted without checkpointing either
+            kept_per, recompute = per - core, 0.0
         else:
             kept_per, recompute = per, 0.0
         kept = stage_layers * in_flight * kept_per
