@@ -122,8 +122,8 @@ def test_fused_adamw_step_allocates_nothing():
 
 
 def test_sgd_step_copies_the_gradients():
-    """torch.optim.SGD (foreach) builds a new gradient list (weight decay, Nesterov): one fp32 copy per
-    parameter beside the momentum, at the optimizer step."""
+    """torch.optim.SGD (foreach) with weight decay builds a new gradient list: one fp32 copy per parameter
+    beside the momentum, at the optimizer step."""
     e = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
     assert e.peak_phase == "optimizer step"
     assert e.breakdown.optimizer_states_bytes == (4 + 4) * e.parameters

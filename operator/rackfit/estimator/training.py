@@ -92,9 +92,10 @@ def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_b
       place. AdamW foreach (torch.optim.AdamW without fused=True, as torchtitan's 2024 default and
       accelerate's FSDP loops construct it): torch/optim/adam.py `_multi_tensor_adam` makes
       `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized tensor per parameter.
-    - SGD (torch/optim/sgd.py `_multi_tensor_sgd`): a new gradient list for weight decay
-      (`torch._foreach_add(device_grads, device_params, alpha=weight_decay)`) and for Nesterov momentum:
-      one copy of the gradients in the master dtype.
+    - SGD (torch/optim/sgd.py `_multi_tensor_sgd`): with weight decay, a new gradient list
+      (`device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)`): one copy of
+      the gradients in the master dtype. Counted always (fine-tuning sets a weight decay); without one
+      the step allocates nothing and the estimate is that much high.
     - Adafactor (torch/optim/_adafactor.py `_multi_tensor_adafactor`): `var_estimate = row_var @ col_var`
       per matrix, then rsqrt and the update in place: one copy of every parameter in the state dtype.
       transformers' own Adafactor (transformers/optimization.py) loops over parameters and makes its fp32
