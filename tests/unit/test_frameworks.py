@@ -211,6 +211,13 @@ def test_loss_chunks_shrink_the_loss():
     assert acts("fsdp", lossChunks=8).loss_backward < acts("fsdp").loss_backward / 3
 
 
+def test_the_estimate_says_what_it_assumed_of_the_runtime():
+    assert any("torchtitan" in n for n in estimate(spec("fsdp", activationCheckpointing="selective")).notes)
+    assert any("default allocator" in n for n in estimate(spec("fsdp")).notes)
+    assert any("distributed optimizer" in n for n in estimate(spec("megatron")).notes)
+    assert not estimate(spec("transformers")).notes
+
+
 # --- validation -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("framework,training,field", [

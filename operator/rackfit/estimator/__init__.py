@@ -12,7 +12,7 @@ from typing import Any
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.engines import serve
-from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.frameworks import runtime_notes, runtime_peak
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
@@ -74,6 +74,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         parts, phase = _training(spec, arch, p, layout, weights)
         if spec.training.optimizer == "adamw8bit":
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
+        notes.extend(runtime_notes(spec.training, layout))
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
     # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
     load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0

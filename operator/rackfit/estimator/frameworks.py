@@ -330,3 +330,21 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        # torchtitan's launcher (run_train.sh) exports expandable_segments:True; per-op SAC
                        # (fsdp + selective) is torchtitan's. accelerate and torchtune keep the default.
                        expandable_segments=fw == "fsdp" and tr.activation_checkpointing == "selective")
+
+
+def runtime_notes(tr: Training, layout: Layout) -> list[str]:
+    """What the estimate assumed about the runtime that the spec does not say."""
+    if tr.framework == "fsdp":
+        if tr.activation_checkpointing == "selective":
+            return ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable segments, "
+                    "foreach AdamW"]
+        return ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (accelerate, torchtune); "
+                "torchtitan with expandable segments and fused AdamW needs less"]
+    if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
+            and tr.activation_checkpointing != "full":
+        return ["ZeRO-3 without full checkpointing: every layer's gathered weights are counted until their backward "
+                "(a model built outside deepspeed.zero.Init); HF from_pretrained under zero.Init needs less"]
+    if tr.framework == "megatron":
+        sp = "sequence parallel" if tr.sequence_parallel else "no sequence parallel (sequenceParallel: false)"
+        return [f"megatron is modelled with the distributed optimizer, flash attention, hidden dropout and {sp}"]
+    return []
