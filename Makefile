@@ -89,7 +89,7 @@ kind-down: ## Delete the kind cluster made by kind-up
 image: ## Build the operator image rackfit:<version> (tools/image/build.sh; starts a container engine if none runs)
 	@tools/image/build.sh >/dev/null
 
-test-real: k8s-bin image ## The chart on a real node: pods, probes, peering, webhooks, Prometheus alerts, uninstall (root; ~6 min)
+test-real: k8s-bin ## The chart on a real node (builds the image): pods, probes, peering, webhooks, Prometheus alerts, uninstall (root)
 	$(PYTHON) -m pytest -q -p no:cacheprovider --e2e tests/real
 
 # --- Helm chart (charts/rackfit; docs/helm.md) ---
