@@ -284,7 +284,10 @@ class Placement(_Model):
 
 
 class Target(_Model):
-    kind: Literal["Deployment", "StatefulSet", "Job"]
+    kind: Literal["Deployment", "StatefulSet", "Job", "LeaderWorkerSet", "JobSet"] = Field(description=(
+        "Deployment or StatefulSet: pods that each hold a whole model replica (one node); LeaderWorkerSet "
+        "(leaderworkerset.x-k8s.io/v1): multi-node serving, one group of nodes; JobSet (jobset.x-k8s.io/v1alpha2) "
+        "or Job, created suspended: training"))
     name: str = Field(min_length=1)
 
 
@@ -296,7 +299,8 @@ class LLMWorkloadSpec(_Model):
     training: Training | None = None
     parallelism: Parallelism | None = None
     placement: Placement = Placement()
-    target: Target | None = Field(None, description="the Deployment, StatefulSet or Job the operator patches")
+    target: Target | None = Field(None, description="the Deployment, StatefulSet, Job, LeaderWorkerSet or "
+                                   "JobSet the operator patches")
 
     @model_validator(mode="after")
     def _cross_field(self) -> LLMWorkloadSpec:

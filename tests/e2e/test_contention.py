@@ -41,6 +41,19 @@ def _manifests(name: str, spec: dict, kind: str, replicas: int) -> list[dict]:
     """An LLMWorkload and its target, whose pod template carries the workload label (so its pods are
     gated until placed, as the README asks)."""
     labels = {"app": name, "rackfit.io/workload": name}
+    if kind == "JobSet":  # training across nodes: one pod per node, created suspended, with the plan's GPUs
+        p = _planned(spec)
+        limits = {"nvidia.com/gpu": str(p.gpus_per_node)}
+        pod = {"restartPolicy": "Never",
+               "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": limits}}]}
+        job = {"parallelism": replicas, "completions": replicas, "backoffLimit": 0,
+               "template": {"metadata": {"labels": labels}, "spec": pod}}
+        target = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": kind, "metadata": {"name": name},
+                  "spec": {"suspend": True, "replicatedJobs": [{"name": "workers", "replicas": 1,
+                                                                "template": {"spec": job}}]}}
+        workload = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name},
+                    "spec": {**spec, "target": {"kind": kind, "name": name}}}
+        return [workload, target]
     target = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                        "template": {"metadata": {"labels": labels},
@@ -112,8 +125,8 @@ def released(kubectl, namespace) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("spec,kind,count,placed", [
-    (TRAIN_405B, "StatefulSet", 3, 2),       # 12 nodes x 4 GPUs each: one per NVL72 rack, the third waits
-    (TRAIN_405B, "StatefulSet", 10, 2),      # ten of them: still one per rack, eight wait
+    (TRAIN_405B, "JobSet", 3, 2),            # 12+ nodes x 4 GPUs each: one per NVL72 rack, the third waits
+    (TRAIN_405B, "JobSet", 10, 2),           # ten of them: still one per rack, eight wait
     (SERVE_70B_H100, "Deployment", 20, 16),  # one whole 8-GPU HGX node each: 16 nodes, four wait
 ], ids=["nvl72-3", "nvl72-10", "hgx-20"])
 def test_competing_workloads_never_share_a_domain(operator, released, kubectl, core_v1, cluster, namespace,

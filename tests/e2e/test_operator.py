@@ -89,13 +89,19 @@ def _deployment(name, replicas):
                                                            "image": "registry.k8s.io/pause:3.10"}]}}}}
 
 
+# Llama 3.1 70B in bf16 as two data-parallel replicas of tensor 4, each whole on one 4-GPU GB200 node:
+# a Deployment of 2 serves it (a model that spans nodes needs a LeaderWorkerSet: test_multinode.py)
+NVL72_70B_X2 = {"model": {"preset": "llama-3.1-70b"}, "workload": "inference", "parallelism": {"tensor": 4, "data": 2},
+                "placement": {"instanceTypes": ["gb200-4x"]}}
+
+
 def test_multi_node_workload_lands_in_one_nvl72_rack(operator, kubectl, custom, core_v1, namespace, wait_for):
-    spec = {**NVL72_405B, "target": {"kind": "Deployment", "name": "llm"}}
+    spec = {**NVL72_70B_X2, "target": {"kind": "Deployment", "name": "llm"}}
     dep = _deployment("llm", 2)
     _apply(kubectl, namespace, [dep, _workload("w405", spec)])
     obj = _wait_condition(wait_for, custom, operator, namespace, "w405", "Placed")
     placement = obj["status"]["placement"]
-    assert placement["instanceType"] == "gb200-4x" and placement["nodes"] == 2
+    assert placement["instanceType"] == "gb200-4x" and placement["nodes"] == 2 and placement["data"] == 2
     label, clique = placement["nvlinkDomain"].split("=")
     assert label == "nvidia.com/gpu.clique"
     assert kubectl("wait", "--for=condition=Placed", "llmw/w405", "-n", namespace, "--timeout=5s").returncode == 0
@@ -124,7 +130,7 @@ def test_multi_node_workload_lands_in_one_nvl72_rack(operator, kubectl, custom, 
 
 
 def test_undersized_target_is_oversubscribed(operator, kubectl, custom, namespace, wait_for):
-    spec = {**NVL72_405B, "target": {"kind": "Deployment", "name": "small"}}
+    spec = {**NVL72_70B_X2, "target": {"kind": "Deployment", "name": "small"}}
     dep = _deployment("small", 1)
     _apply(kubectl, namespace, [dep, _workload("under", spec)])
     obj = _wait_condition(wait_for, custom, operator, namespace, "under", "Oversubscribed")

@@ -220,13 +220,27 @@ def test_no_tolerations_configured_adds_none(tolerations):
 def test_mutate_pod_writes_the_hints_of_its_workload_s_placement(tolerations):
     labels = {WORKLOAD_LABEL: "llm"}
     placed, unplaced = kopf.Patch(), kopf.Patch()
+    env = {"RACKFIT_TENSOR_PARALLEL_SIZE": "8", "RACKFIT_NNODES": "2"}
     asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=placed,
-                                   placements={("ns", "llm"): [PLACEMENT]}))
+                                   placements={("ns", "llm"): [PLACEMENT]}, plan_envs={("ns", "llm"): [env]}))
     asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=unplaced,
-                                   placements={("other", "llm"): [PLACEMENT]}))
-    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT)
+                                   placements={("other", "llm"): [PLACEMENT]}, plan_envs={("other", "llm"): [env]}))
+    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT, env)
     assert placed["spec"]["containers"][0]["resources"]["limits"] == {GPU: "4"}
+    assert placed["spec"]["containers"][0]["env"] == [{"name": k, "value": v} for k, v in env.items()]
     assert unplaced["spec"] == {"schedulingGates": [{"name": GATE}]}
+
+
+def test_the_plan_s_variables_go_to_every_container_that_does_not_set_them(tolerations):
+    spec = pod()
+    spec["containers"][1]["env"] = [{"name": "RACKFIT_NNODES", "value": "1"}, {"name": "OTHER", "value": "x"}]
+    hints = webhook.pod_hints(spec, PLACEMENT, {"RACKFIT_TENSOR_PARALLEL_SIZE": "8", "RACKFIT_NNODES": "2"})
+    first, sidecar = hints["containers"]
+    assert first["env"] == [{"name": "RACKFIT_TENSOR_PARALLEL_SIZE", "value": "8"},
+                            {"name": "RACKFIT_NNODES", "value": "2"}]
+    assert sidecar["env"] == [{"name": "RACKFIT_NNODES", "value": "1"}, {"name": "OTHER", "value": "x"},
+                              {"name": "RACKFIT_TENSOR_PARALLEL_SIZE", "value": "8"}]  # never overridden
+    assert "env" not in webhook.pod_hints(pod(), None, {"RACKFIT_NNODES": "2"}).get("containers", [{}])[0]
 
 
 def strategic_merge(spec: dict, patch: dict) -> dict:

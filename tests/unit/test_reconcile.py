@@ -15,9 +15,10 @@ CATALOG = load_catalog()
 SPEC = parse_spec({"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
                    "inference": {"contextLength": 16384, "concurrency": 16},
                    "placement": {"instanceTypes": ["gb200-4x"]},
-                   "target": {"kind": "Deployment", "name": "llm"}})
-TARGET = {"kind": "Deployment", "metadata": {"name": "llm"},
-          "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "vllm"}]}}}}
+                   "target": {"kind": "LeaderWorkerSet", "name": "llm"}})
+TARGET = {"kind": "LeaderWorkerSet", "metadata": {"name": "llm"},
+          "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "workerTemplate": {
+              "spec": {"containers": [{"name": "vllm"}]}}}}}
 
 
 OWNER = ("ns", "w")
@@ -52,7 +53,9 @@ def test_places_in_a_domain_with_room_and_patches_the_target():
     d = run([0, 4])
     p = d.status["placement"]
     assert p["nvlinkDomain"] == "nvidia.com/gpu.clique=u.1"
-    assert d.target_patch["spec"]["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.clique"] == "u.1"
+    workers = d.target_patch["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    assert workers["nodeSelector"]["nvidia.com/gpu.clique"] == "u.1"
+    assert d.target_patch["spec"]["leaderWorkerTemplate"]["size"] == p["nodes"] == 2
     for t, s in (("Estimated", "True"), ("Fits", "True"), ("Placed", "True"), ("Oversubscribed", "False")):
         assert cond(d, t)["status"] == s and cond(d, t)["observedGeneration"] == 1
     assert d.event[1] == "Placed"
@@ -89,11 +92,92 @@ def test_missing_target():
     assert cond(d, "Placed")["reason"] == "TargetNotFound"
 
 
+def deployment(replicas):
+    return {"kind": "Deployment", "metadata": {"name": "llm"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "vllm"}]}}}}
+
+
+# two data-parallel replicas of 70B, each whole on one 4-GPU node: a Deployment of 2 serves it
+DATA_PARALLEL = parse_spec({"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
+                            "parallelism": {"tensor": 4, "data": 2}, "placement": {"instanceTypes": ["gb200-4x"]},
+                            "target": {"kind": "Deployment", "name": "llm"}})
+
+
 def test_undersized_target_is_oversubscribed():
-    one = {**TARGET, "spec": {**TARGET["spec"], "replicas": 1}}
-    d = run([4, 4], target=one)
-    assert d.status["placement"]["nodes"] >= 2
+    inv = racks([4, 4])
+    d = decide(Inputs(name="w", spec=DATA_PARALLEL, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                      target=deployment(1)))
+    assert d.status["placement"]["nodes"] == 2 and cond(d, "Placed")["status"] == "True"
     assert cond(d, "Oversubscribed")["status"] == "True" and cond(d, "Oversubscribed")["reason"] == "TargetUndersized"
+    d = decide(Inputs(name="w", spec=DATA_PARALLEL, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                      target=deployment(2)))
+    assert cond(d, "Oversubscribed")["status"] == "False"
+
+
+def test_a_deployment_of_a_model_that_spans_nodes_is_refused_naming_the_kinds_that_can_run_it():
+    spec = parse_spec({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                       "target": {"kind": "Deployment", "name": "llm"}})
+    d = decide(Inputs(name="w", spec=spec, generation=1, old={}, catalog=CATALOG, fleet=racks([4, 4]).view(OWNER),
+                      target=deployment(2)))
+    placed = cond(d, "Placed")
+    assert placed["status"] == "False" and placed["reason"] == "TargetNotMultiNode"
+    assert placed["message"].startswith("spec.target.kind: one replica of the model spans 2 nodes")
+    assert "LeaderWorkerSet" in placed["message"] and "JobSet" in placed["message"]
+    assert "each replica holds the whole model" in placed["message"]
+    assert d.target_patch is None and not d.unsuspend
+
+
+TRAIN = parse_spec({"model": {"preset": "llama-3.1-70b"}, "workload": "training",
+                    "training": {"method": "full", "zeroStage": 3}, "placement": {"instanceTypes": ["gb200-4x"]},
+                    "target": {"kind": "JobSet", "name": "train"}})
+
+
+def jobset(parallelism, suspend=True):
+    return {"kind": "JobSet", "metadata": {"name": "train"}, "spec": {"suspend": suspend, "replicatedJobs": [
+        {"name": "workers", "replicas": 1, "template": {"spec": {
+            "parallelism": parallelism, "completions": parallelism, "template": {"spec": {"containers": [
+                {"name": "torchrun", "resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}}}}]}}
+
+
+def test_a_suspended_jobset_is_pinned_then_started():
+    d = decide(Inputs(name="w", spec=TRAIN, generation=1, old={}, catalog=CATALOG, fleet=racks([4, 4]).view(OWNER),
+                      target=jobset(2)))
+    assert cond(d, "Placed")["status"] == "True" and d.unsuspend
+    assert cond(d, "Oversubscribed")["status"] == "False"
+    placed = merge_patch(jobset(2), d.target_patch)
+    template = placed["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert template["spec"]["nodeSelector"]["nvidia.com/gpu.clique"] == \
+        d.status["placement"]["nvlinkDomain"].split("=")[1]
+    assert template["metadata"]["labels"] == {"rackfit.io/workload": "w"}
+    # scheduling fields only (all a suspended JobSet allows): no limits, no variables
+    del template["spec"]["nodeSelector"], template["metadata"]
+    assert placed["spec"] == jobset(2)["spec"]
+
+
+def test_a_jobset_with_fewer_pods_than_nodes_is_refused_naming_the_field():
+    d = decide(Inputs(name="w", spec=TRAIN, generation=1, old={}, catalog=CATALOG, fleet=racks([4, 4]).view(OWNER),
+                      target=jobset(1)))
+    placed = cond(d, "Placed")
+    assert placed["reason"] == "TargetShapeMismatch" and d.target_patch is None and not d.unsuspend
+    assert placed["message"].startswith("spec.replicatedJobs[workers]: 1 pods")
+    assert "parallelism and completions 2" in placed["message"]
+
+
+def test_a_running_jobset_is_not_placed():
+    d = decide(Inputs(name="w", spec=TRAIN, generation=1, old={}, catalog=CATALOG, fleet=racks([4, 4]).view(OWNER),
+                      target=jobset(2, suspend=False)))
+    assert cond(d, "Placed")["reason"] == "TargetNotSuspended" and "create JobSets with suspend: true" in \
+        cond(d, "Placed")["message"]
+
+
+def test_the_plan_reaches_the_containers_as_variables():
+    d = run([4, 4])
+    env = {e["name"]: e["value"] for e in d.target_patch["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"][
+        "containers"][0]["env"]}
+    p = d.status["placement"]
+    assert env["RACKFIT_TENSOR_PARALLEL_SIZE"] == str(p["tensor"]) and env["RACKFIT_NNODES"] == "2"
+    assert env["RACKFIT_GPUS_PER_NODE"] == "4" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
+    assert env["RACKFIT_MAX_MODEL_LEN"] == "16384"
 
 
 def test_overcommitted_domain_is_oversubscribed():
@@ -161,16 +245,16 @@ def test_a_restart_between_target_patch_and_status_keeps_the_domain_the_target_i
 
 
 def merge_patch(obj, patch):
+    """RFC 7386, as the API server applies the operator's patches: maps merge, None deletes, lists whole."""
     out = json.loads(json.dumps(obj))
 
     def go(dst, src):
         for k, v in src.items():
-            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            if v is None:
+                dst.pop(k, None)
+            elif isinstance(v, dict) and isinstance(dst.get(k), dict):
                 go(dst[k], v)
-            elif k == "containers":
-                for c in v:
-                    go(next(x for x in dst[k] if x["name"] == c["name"]), c)
             else:
-                dst[k] = v
+                dst[k] = json.loads(json.dumps(v))
     go(out, patch)
     return out

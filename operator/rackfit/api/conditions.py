@@ -31,6 +31,11 @@ UNSCHEDULABLE = "Unschedulable"  # kube-scheduler's own reason on the pods' PodS
 NONE_UNSCHEDULABLE = "NoneUnschedulable"
 NOT_PLACED = "NotPlaced"
 CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # spec.model.huggingFaceConfig names one that is not there (yet)
+TARGET_NOT_SUSPENDED = "TargetNotSuspended"  # a Job or JobSet that already runs: its pods cannot be placed
+# a Deployment or StatefulSet target of a placement where one model replica spans nodes: its pods would be
+# independent servers each holding part of the model (use a LeaderWorkerSet or JobSet)
+TARGET_NOT_MULTI_NODE = "TargetNotMultiNode"
+TARGET_SHAPE_MISMATCH = "TargetShapeMismatch"  # a JobSet whose GPU pods are not as many as the placement's nodes
 
 
 def now() -> str:

@@ -3,8 +3,9 @@
 - `validate-llmworkload` (failurePolicy Fail): refuses what cannot fit, with what would, and warns
   on near misses. Only LLMWorkloads go through it, so an operator that is down blocks nothing else.
 - `mutate-pod` (failurePolicy Ignore, objectSelector `rackfit.io/workload` exists): gates pods of
-  workloads rackfit cannot patch through `spec.target` (LeaderWorkerSet, JobSet, RayCluster...),
-  and adds the instance-type selector, GPU limit and tolerations once the workload is placed. The
+  workloads (those of a `spec.target` and those rackfit cannot patch through it: RayCluster...),
+  and adds the instance-type selector, GPU limit, tolerations and the plan's `RACKFIT_*` variables
+  once the workload is placed (the variables reach the pods of Jobs and JobSets only this way). The
   operator pins each gated pod to the workload's NVLink domain and then removes the gate
   (`ungate_pods`). Pods without the label never reach the webhook.
 """
@@ -22,7 +23,9 @@ from rackfit.names import GATE, GPU, GROUP, PLURAL, VERSION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.fleet import pod_gpus
 from rackfit.operator.startup import CONFIG, catalog
+from rackfit.operator.targets import plan_env
 from rackfit.planner import admission
+from rackfit.spec import parse_spec
 from rackfit.units import count
 
 
@@ -61,8 +64,22 @@ def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any)
         raise kopf.AdmissionError(str(e), code=422) from None
 
 
-def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
-    """Fields to set on a new pod: the gate always; selector, GPU limit and tolerations when placed."""
+@kopf.index(GROUP, VERSION, PLURAL)
+async def plan_envs(namespace: str, name: str, spec: dict, status: dict, **_: Any):
+    """(namespace, workload) -> the `RACKFIT_*` variables of its placement, for the pods it admits."""
+    placement = status.get("placement")
+    if not placement:
+        return None
+    try:
+        workload = parse_spec(dict(spec))
+    except RackfitError:
+        return None
+    return {(namespace, name): plan_env(placement, status.get("estimate"), workload)}
+
+
+def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Fields to set on a new pod: the gate always; selector, GPU limit, tolerations and the plan's
+    variables (`env`, on every container that does not set them) when placed."""
     out: dict[str, Any] = {}
     gates = list(pod_spec.get("schedulingGates") or [])
     if not any(g.get("name") == GATE for g in gates):
@@ -75,6 +92,11 @@ def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
         if containers:
             limits = containers[0].setdefault("resources", {}).setdefault("limits", {})
             limits.setdefault(GPU, str(placement["gpusPerNode"]))
+            for c in containers:
+                have = {e.get("name") for e in c.get("env") or []}
+                missing_env = [{"name": k, "value": v} for k, v in (env or {}).items() if k not in have]
+                if missing_env:
+                    c["env"] = [*(c.get("env") or []), *missing_env]
             out["containers"] = containers
         missing = [t for t in CONFIG.tolerations if t not in (pod_spec.get("tolerations") or [])]
         if missing:
@@ -83,10 +105,12 @@ def pod_hints(pod_spec: dict, placement: dict | None) -> dict[str, Any]:
 
 
 async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
-                     **_: Any) -> None:
+                     plan_envs: kopf.Index, **_: Any) -> None:
     # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
-    placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
-    for key, value in pod_hints(dict(spec), placement).items():
+    owner = (namespace, labels[WORKLOAD_LABEL])
+    placement = next(iter(placements.get(owner, [])), None)
+    env = next(iter(plan_envs.get(owner, [])), None)
+    for key, value in pod_hints(dict(spec), placement, env).items():
         patch.spec[key] = value
 
 

@@ -10,14 +10,30 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from rackfit.names import GROUP, PLURAL, VERSION
+from rackfit.names import (
+    GROUP,
+    JOBSET_GROUP,
+    JOBSET_PLURAL,
+    JOBSET_VERSION,
+    LWS_GROUP,
+    LWS_PLURAL,
+    LWS_VERSION,
+    PLURAL,
+    VERSION,
+)
 
 _TARGETS = {  # kind -> (API class, read method, patch method)
     "Deployment": ("AppsV1Api", "read_namespaced_deployment", "patch_namespaced_deployment"),
     "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
     "Job": ("BatchV1Api", "read_namespaced_job", "patch_namespaced_job"),
 }
-TRANSIENT = {429, 500, 502, 503, 504}
+_CUSTOM_TARGETS = {  # kind -> (group, version, plural)
+    "LeaderWorkerSet": (LWS_GROUP, LWS_VERSION, LWS_PLURAL),
+    "JobSet": (JOBSET_GROUP, JOBSET_VERSION, JOBSET_PLURAL),
+}
+MERGE_PATCH = "application/merge-patch+json"
+# 409: the target changed since it was read (its patches carry the resourceVersion read): read it again
+TRANSIENT = {409, 429, 500, 502, 503, 504}
 
 
 class TransientError(Exception):
@@ -58,14 +74,25 @@ def _api(cls: str):
 
 
 def get_target(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The target as the API serves it; None when it (or, for LeaderWorkerSet and JobSet, its CRD) is absent."""
+    if kind in _CUSTOM_TARGETS:
+        group, version, plural = _CUSTOM_TARGETS[kind]
+        api = _api("CustomObjectsApi")
+        return _read(lambda n, ns, **kw: api.get_namespaced_custom_object(group, version, ns, plural, n, **kw),
+                     name, namespace)
     api, read, _ = _TARGETS[kind]
     return _read(getattr(_api(api), read), name, namespace)
 
 
 def patch_target(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """Strategic-merge patch (the client picks it for dict bodies on these kinds)."""
+    """JSON merge patch (RFC 7386), for built-in kinds and custom resources alike (targets.py builds them)."""
+    if kind in _CUSTOM_TARGETS:
+        group, version, plural = _CUSTOM_TARGETS[kind]
+        _call(_api("CustomObjectsApi").patch_namespaced_custom_object, group, version, namespace, plural, name,
+              patch, _content_type=MERGE_PATCH)
+        return
     api, _, patch_fn = _TARGETS[kind]
-    _call(getattr(_api(api), patch_fn), name, namespace, patch)
+    _call(getattr(_api(api), patch_fn), name, namespace, patch, _content_type=MERGE_PATCH)
 
 
 def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:

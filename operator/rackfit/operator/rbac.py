@@ -17,6 +17,9 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     # the targets it places
     (["apps"], ["deployments", "statefulsets"], ["get", "patch"]),
     (["batch"], ["jobs"], ["get", "patch"]),
+    # multi-node targets (the operator reads and patches them; list and watch for their informers)
+    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch", "patch"]),
+    (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "patch"]),
     # huggingFaceConfig read from a ConfigMap
     ([""], ["configmaps"], ["get"]),
     # Events recording each decision (kopf posts core/v1 and events.k8s.io)

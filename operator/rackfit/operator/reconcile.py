@@ -129,7 +129,7 @@ def decide(i: Inputs) -> Decision:
                     f"waiting for {b.total_gpus} x {b.instance_type} GPUs ({count(b.nodes, 'node')} x "
                     f"{b.gpus_per_node}) in one NVLink domain, or another allowed type" + queued + gated)
     else:
-        conds = _place_target(put, decision, conds, i, placement)
+        conds = _place_target(put, decision, conds, i, placement, estimate)
     conds = _oversubscription(put, conds, i, placement, decision.reservation, total)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     conds = _pods_scheduled(put, conds, placed, i.unschedulable)
@@ -148,22 +148,28 @@ def decide(i: Inputs) -> Decision:
     return decision
 
 
-def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict) -> list:
+def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict, estimate: dict) -> list:
     spec, target = i.spec, i.target
     if spec.target is None:
         return put(conds, c.PLACED, True, c.CAPACITY_FOUND,
                    "capacity found; no spec.target to patch: use status.placement.nodeSelector")
-    ref = f"{spec.target.kind}/{spec.target.name}"
+    kind = spec.target.kind
+    ref = f"{kind}/{spec.target.name}"
     if target is None:
         return put(conds, c.PLACED, False, c.TARGET_NOT_FOUND, f"{ref} not found")
-    is_job = spec.target.kind == "Job"
+    problem = targets.shape_problem(target, ref, placement)
+    if problem:
+        reason = c.TARGET_NOT_MULTI_NODE if kind in targets.SINGLE_NODE else c.TARGET_SHAPE_MISMATCH
+        return put(conds, c.PLACED, False, reason, problem)
+    suspendable = kind in targets.SCHEDULING_ONLY
     patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
-                                i.tolerations, set_limits=not is_job)
-    if is_job and patch is not None and not target.get("spec", {}).get("suspend"):
-        return put(conds, c.PLACED, False, "TargetNotSuspended",
-                   f"{ref} already runs; create Jobs with suspend: true so rackfit can place them")
+                                i.tolerations, env=targets.plan_env(placement, estimate, spec),
+                                group_size=placement["nodes"] if kind == "LeaderWorkerSet" else None)
+    if suspendable and patch is not None and not target.get("spec", {}).get("suspend"):
+        return put(conds, c.PLACED, False, c.TARGET_NOT_SUSPENDED,
+                   f"{ref} already runs; create {kind}s with suspend: true so rackfit can place them")
     decision.target_patch = patch
-    decision.unsuspend = is_job and bool(target.get("spec", {}).get("suspend"))
+    decision.unsuspend = suspendable and bool(target.get("spec", {}).get("suspend"))
     return put(conds, c.PLACED, True, c.TARGET_PATCHED,
                f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}")
 
@@ -182,9 +188,12 @@ def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held:
                       total: int) -> list:
     target = i.target
     if placement and target is not None:
-        # rackfit sets the GPU limit of Deployments and StatefulSets; a Job keeps its own
-        per_pod = None if target.get("kind") == "Job" else placement["gpusPerNode"]
-        asked = targets.requested_gpus(target, per_pod)
+        # rackfit sets the GPU limit of Deployments, StatefulSets and LeaderWorkerSets (and the group
+        # size of the latter); a Job or JobSet keeps its own
+        kind = target.get("kind")
+        per_pod = None if kind in targets.SCHEDULING_ONLY else placement["gpusPerNode"]
+        asked = targets.requested_gpus(target, per_pod,
+                                       group_size=placement["nodes"] if kind == "LeaderWorkerSet" else None)
         if asked < placement["totalGPUs"]:
             return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
                        f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "

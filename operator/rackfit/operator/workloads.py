@@ -104,14 +104,17 @@ def workload_target(spec: Any) -> tuple[str, str] | None:
 
 
 def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None) -> None:
-    if target and d.target_patch is not None:
-        # the placement is in status before the target moves: an operator that dies between the two
-        # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
-        kube.patch_status(namespace, name, {"placement": d.status["placement"]})
-        kube.patch_target(target[0], namespace, target[1], d.target_patch)
-        logger.info(f"patched {target[0]}/{target[1]}")
-    if target and d.unsuspend:
-        kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
+    try:
+        if target and d.target_patch is not None:
+            # the placement is in status before the target moves: an operator that dies between the two
+            # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
+            kube.patch_status(namespace, name, {"placement": d.status["placement"]})
+            kube.patch_target(target[0], namespace, target[1], d.target_patch)
+            logger.info(f"patched {target[0]}/{target[1]}")
+        if target and d.unsuspend:
+            kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
+    except kube.TransientError as e:  # e.g. the target changed since it was read: read it again soon
+        raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
     patch.status.update(d.status)
     if d.event:
         kind, reason, message = d.event
@@ -177,10 +180,12 @@ def release(spec, namespace, name, uid, logger, **_: Any) -> None:
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=10) from e
     if obj is None or obj.get("metadata", {}).get("annotations", {}).get(targets.WORKLOAD) != name:
         return
-    undo = targets.unplace_patch(obj)
-    if undo and target[0] == "Job" and not obj.get("spec", {}).get("suspend"):
-        # a started Job's pod template is immutable: only rackfit's annotations can go
-        undo = {"metadata": undo["metadata"]}
+    # a started Job's or JobSet's pod templates are immutable: only rackfit's annotations can go
+    started = target[0] in targets.SCHEDULING_ONLY and not obj.get("spec", {}).get("suspend")
+    undo = targets.unplace_patch(obj, scheduling=not started)
     if undo:
-        kube.patch_target(target[0], namespace, target[1], undo)
-        logger.info(f"removed rackfit's node selector and limits from {target[0]}/{target[1]}")
+        try:
+            kube.patch_target(target[0], namespace, target[1], undo)
+        except kube.TransientError as e:
+            raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
+        logger.info(f"removed rackfit's node selector, limits and variables from {target[0]}/{target[1]}")
