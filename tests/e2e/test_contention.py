@@ -120,6 +120,10 @@ def released(kubectl, namespace) -> Iterator[None]:
     yield
     try:
         kubectl("delete", "llmw", "--all", "-n", namespace, "--wait=true", "--timeout=90s", timeout=120)
+        # a Job's pods keep its tracking finalizer until the Job controller counts them: delete the
+        # JobSets with their pods here, or a loaded machine's next case can find a rack still held
+        kubectl("delete", "jobsets", "--all", "-n", namespace, "--cascade=foreground", "--wait=true",
+                "--timeout=90s", timeout=120)
     except subprocess.TimeoutExpired:  # cleanup: the namespace's deletion finishes the job
         pass
 
