@@ -251,8 +251,7 @@ def _print_bindings(plane: ControlPlane, ns: str, workloads: list[dict]) -> bool
         kind = target["kind"]
         placement = (_get_json(plane, "llmw", name, "-n", ns).get("status") or {}).get("placement") or {}
         want, pinned = placement.get("nodes") or 1, placement.get("nodeSelector") or {}
-        obj = _get_json(plane, kind.lower(), target["name"], "-n", ns)
-        selector = ",".join(f"{k}={v}" for k, v in obj["spec"]["selector"]["matchLabels"].items())
+        selector = f"rackfit.io/workload={name}"  # on every target's pod template once placed (LWS has no selector)
 
         def patched_pods(selector=selector, want=want, pinned=pinned):
             # the pods of the patched template: bound, not being deleted, with rackfit's node selector
