@@ -53,7 +53,7 @@ KIND_CLUSTER ?= rackfit
 KIND_FLEET ?= gb200-4x=2,gd-8xh100ib-i128=1
 KIND_KUBECONFIG := $(CURDIR)/.rackfit/kind/kubeconfig
 
-k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, helm, promtool (cached; ~6 min cold)
+k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, kubelet, kube-proxy, helm, promtool, prometheus (cached)
 	@tools/k8s/build.sh >/dev/null
 
 test: k8s-bin

@@ -1,4 +1,8 @@
-"""`Prometheus`: Debian's Prometheus server as a process beside a local `ControlPlane`, for tests/real.
+"""`Prometheus`: the Prometheus server as a process beside a local `ControlPlane`, for tests/real.
+
+The server is upstream Prometheus built from its Go module by tools/k8s/build.sh: Debian's
+`prometheus` 2.42 is built without Kubernetes service discovery ("field kubernetes_sd_configs not
+found in type config.ScrapeConfig").
 
 It discovers scrape targets with Kubernetes service discovery against the plane's API server (the
 admin token), and scrapes what a Prometheus Operator would scrape for a ServiceMonitor: the
@@ -18,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from devcluster import binaries
 from devcluster.controlplane import ControlPlane, free_port
 
-PROMETHEUS = "/usr/bin/prometheus"
 INTERVAL = "2s"
 
 
@@ -70,9 +74,9 @@ class Prometheus:
     """`Prometheus(plane, service_monitor, prometheus_rule).start()`; `query()`, `alerts()`."""
 
     def __init__(self, plane: ControlPlane, service_monitor: dict, prometheus_rule: dict):
-        if not os.access(PROMETHEUS, os.X_OK):
-            raise PrometheusUnavailable(f"no {PROMETHEUS}: apt-get install prometheus (Debian's server; "
-                                        "its service need not run)")
+        self.binary = binaries.bin_dir() / "prometheus"
+        if not os.access(self.binary, os.X_OK):
+            raise PrometheusUnavailable(f"no prometheus in {binaries.bin_dir()}: {binaries.BUILD_HINT}")
         self.plane = plane
         self.dir = plane.data_dir / "prometheus"
         self.service_monitor, self.rules = service_monitor, prometheus_rule["spec"]
@@ -94,7 +98,7 @@ class Prometheus:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.plane.add_process("prometheus", [
-            PROMETHEUS, f"--config.file={self.dir / 'prometheus.yaml'}", f"--storage.tsdb.path={self.dir / 'data'}",
+            self.binary, f"--config.file={self.dir / 'prometheus.yaml'}", f"--storage.tsdb.path={self.dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
         ], self._ready)
         return self

@@ -13,6 +13,7 @@ modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$2"; }
 K8S_VERSION=$(modver k8s.io/kubernetes "$here/go.mod")
 ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")
 HELM_VERSION=$(modver helm.sh/helm/v3 "$here/helm/go.mod")
+PROMETHEUS_MODULE=$(modver github.com/prometheus/prometheus "$here/prometheus/go.mod")  # v0.316.0 = Prometheus 3.16.0
 LWS_VERSION=$(modver sigs.k8s.io/lws "$here/lws/go.mod")
 JOBSET_VERSION=$(modver sigs.k8s.io/jobset "$here/jobset/go.mod")
 for v in K8S_VERSION ETCD_VERSION HELM_VERSION LWS_VERSION JOBSET_VERSION; do
@@ -55,6 +56,16 @@ build_helm() {
   (cd "$here/helm" && go build -trimpath -ldflags "$ld" -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
 }
 
+# The Prometheus server for tests/real (harness/devcluster/prometheus.py): Debian's package has no
+# Kubernetes service discovery. Its module tags v0.3MM.P are releases 3.MM.P. Cold: ~10 min on 2 cores.
+build_prometheus() {
+  [ -x "$bin/prometheus" ] && return
+  local release; release=$(echo "$PROMETHEUS_MODULE" | awk -F. '{printf "%d.%d.%s", substr($2,1,1), substr($2,2)+0, $3}')
+  log "building prometheus $release (module $PROMETHEUS_MODULE)"
+  (cd "$here/prometheus" && go build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" \
+     -o "$bin/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+}
+
 fetch_promtool() {
   [ -x "$bin/promtool" ] && return
   log "extracting promtool from Debian's prometheus package"
@@ -84,12 +95,13 @@ build_etcd
 build_helm
 fetch_promtool
 build_k8s
+build_prometheus
 build_addon lws sigs.k8s.io/lws sigs.k8s.io/lws/cmd "$LWS_VERSION"
 build_addon jobset sigs.k8s.io/jobset sigs.k8s.io/jobset "$JOBSET_VERSION"
 for a in "lws-$LWS_VERSION" "jobset-$JOBSET_VERSION"; do
   [ -x "$addons/$a/manager" ] || { log "missing $addons/$a/manager"; exit 1; }
 done
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm promtool; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm promtool prometheus; do
   [ -x "$bin/$b" ] || { log "missing $bin/$b"; exit 1; }
 done
 echo "$bin"
