@@ -242,15 +242,19 @@ def test_deleting_the_active_replica_fails_over(release, real, core, custom, kub
     peers = _peers(custom)
     pods = {p.metadata.name for p in _operator_pods(core)}
     active = max((n for n in peers if n in pods), key=lambda n: peers[n]["priority"])
+    core.delete_namespaced_pod(active, NS)  # graceful: preStop sleep, SIGTERM, kopf leaves the peering
+    # only once the active replica is gone (it serves through its preStop sleep) is the other alone
+    wait_for(lambda: active not in {p.metadata.name for p in _operator_pods(core)}, 60, f"{active} gone")
     started = time.monotonic()
-    core.delete_namespaced_pod(active, NS)  # graceful: SIGTERM, kopf leaves the peering
     out = kubectl("apply", "-n", namespace, "-f", "-",
                   input=yaml.safe_dump_all([_deployment("after", "after"), _workload("after", "after")]))
     assert out.returncode == 0, out.stderr
     wait_for(_placed(custom, namespace, "after"), FAILOVER_BOUND_S, "a workload placed by the standby")
     took = time.monotonic() - started
-    _timing("active replica deleted -> new workload Placed by the other", took)
+    _timing("active replica gone -> a new workload Placed by the other", took)
     assert took < FAILOVER_BOUND_S
+    standby = (pods - {active}).pop()
+    assert _peers(custom).get(standby), "the standby is still in the peering"
     wait_for(lambda: client.AppsV1Api(real.api).read_namespaced_deployment(RELEASE, NS).status.ready_replicas == 2,
              120, "the Deployment back to 2 ready replicas")
 

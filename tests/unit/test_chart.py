@@ -245,8 +245,12 @@ def test_deployment_contract_with_the_operator():
     from rackfit.operator.config import OperatorConfig
     config = OperatorConfig.from_env({k: v for k, v in e.items() if v is not None})
     assert (config.metrics_port, config.webhooks, config.webhook_port) == (9090, "service", 9443)
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # ready once the webhooks are served; kept serving 5 s after a rollout marks it terminating
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    off = container(render("webhooks.enabled=false"))
+    assert off["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 9090, "webhook": 9443}
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False
