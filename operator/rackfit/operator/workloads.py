@@ -42,8 +42,8 @@ def _lock(uid: str) -> threading.Lock:
     return _one_at_a_time.setdefault(uid, threading.Lock())
 
 
-def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods
-               ) -> None:
+def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods,
+               seen=None) -> None:
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     owner = (namespace, name)
@@ -90,7 +90,7 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
     except Exception:
         metrics.reconcile_errors.inc()
         raise
-    _apply(d, body, namespace, name, patch, logger, workload_target(spec))
+    _apply(d, body, namespace, name, patch, logger, workload_target(spec), seen)
     if d.status.get("placement"):
         ungate_pods(namespace, name, d.status["placement"], gated_pods, logger)
     _fleet_seen[uid] = FleetVersion.value
@@ -103,15 +103,22 @@ def workload_target(spec: Any) -> tuple[str, str] | None:
     return (t["kind"], t["name"]) if t else None
 
 
-def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None) -> None:
+def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None,
+           seen=None) -> None:
     try:
         if target and d.target_patch is not None:
             # the placement is in status before the target moves: an operator that dies between the two
             # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
-            kube.patch_status(namespace, name, {"placement": d.status["placement"]})
+            kube.patch_status(namespace, name, {"placement": d.status["placement"],
+                                                "estimate": d.status.get("estimate")})
             kube.patch_target(target[0], namespace, target[1], d.target_patch)
             logger.info(f"patched {target[0]}/{target[1]}")
         if target and d.unsuspend:
+            # a Job's or JobSet's pods get the GPU limit and the plan's variables from the webhook only:
+            # start it once the webhook's indexes hold this placement (the status watch lags the patch)
+            if seen is not None and not _wait(lambda: seen((namespace, name), d.status["placement"]), 10):
+                raise kopf.TemporaryError("waiting for the webhook to see the placement before starting the "
+                                          f"{target[0]}", delay=1)
             kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
     except kube.TransientError as e:  # e.g. the target changed since it was read: read it again soon
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
@@ -128,18 +135,35 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
         metrics.memory_capacity.labels(namespace, name).set(m["capacity"])
 
 
+def _wait(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _seen(placements: kopf.Index, plan_envs: kopf.Index):
+    """Whether the indexes the pod webhook reads hold a workload's placement (and its variables)."""
+    def seen(key: tuple[str, str], placement: dict) -> bool:
+        return next(iter(placements.get(key, [])), None) == placement and bool(plan_envs.get(key))
+    return seen
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
-              unschedulable_pods: kopf.Index, **_: Any) -> None:
+              unschedulable_pods: kopf.Index, placements: kopf.Index, plan_envs: kopf.Index, **_: Any) -> None:
     with _lock(uid):
-        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods)
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods,
+                   _seen(placements, plan_envs))
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.replan_seconds, initial_delay=CONFIG.replan_seconds)
 def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods: kopf.Index,
-           unschedulable_pods: kopf.Index, **_: Any) -> None:
+           unschedulable_pods: kopf.Index, placements: kopf.Index, plan_envs: kopf.Index, **_: Any) -> None:
     """Plans again when the fleet changed, while the workload waits for capacity or its target, and
     while its pods wait (gated, or unschedulable) or were last seen so."""
     conds = {c.get("type"): c for c in status.get("conditions") or []}
@@ -157,7 +181,8 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_
     if not lock.acquire(blocking=False):
         return
     try:
-        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods)
+        _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods,
+                   _seen(placements, plan_envs))
     finally:
         lock.release()
 
