@@ -2,7 +2,7 @@
 
 The server is upstream Prometheus built from its Go module by tools/k8s/build.sh: Debian's
 `prometheus` 2.42 is built without Kubernetes service discovery ("field kubernetes_sd_configs not
-found in type config.ScrapeConfig").
+found in type config.ScrapeConfig"). Only the Kubernetes discovery is compiled in.
 
 It discovers scrape targets with Kubernetes service discovery against the plane's API server (the
 admin token), and scrapes what a Prometheus Operator would scrape for a ServiceMonitor: the
