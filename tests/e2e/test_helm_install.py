@@ -121,8 +121,10 @@ def _adopt_existing_crd(kubectl) -> None:
 def release(helm, kubectl, cluster) -> Iterator[None]:
     _adopt_existing_crd(kubectl)
     # --wait: the Deployment's pods are scheduled on the simulated fleet and reported Ready by the
-    # pod simulator (no container runs), so the rollout itself completes
-    helm("install", RELEASE, str(CHART), "-n", NS, "--wait", "--timeout", "120s")
+    # pod simulator (no container runs), so the rollout itself completes. No container runs, so the
+    # uninstall hook's Job would never complete here: it is off (tests/real runs it for real).
+    helm("install", RELEASE, str(CHART), "-n", NS, "--wait", "--timeout", "120s",
+         "--set", "uninstall.releaseWorkloads=false")
     yield
 
 
