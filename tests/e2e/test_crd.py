@@ -18,7 +18,7 @@ from rackfit.spec import parse_spec
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-COLUMNS = ["NAME", "MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "FITS", "PLACED", "AGE"]
+COLUMNS = ["NAME", "MODEL", "WORKLOAD", "INSTANCE", "NODES", "GPUS", "MEM/GPU", "MAX-CONC", "FITS", "PLACED", "AGE"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_examples_are_accepted_and_listed_with_the_columns(crd, kubectl, namespa
     # the category and the defaults the apiserver applies from the schema
     assert kubectl("get", "rackfit", "-n", namespace, "-o", "name").stdout.count("llmworkload") == len(docs)
     spec = json.loads(kubectl("get", "llmw", "-n", namespace, "-o", "json").stdout)["items"][0]["spec"]
-    assert spec["placement"]["headroom"] == 0.1 and spec["placement"]["objective"] == "fewestGPUs"
+    assert spec["placement"]["headroom"] == 0.1 and spec["placement"]["objective"] == "lowestCost"
 
 
 GOOD = [
@@ -155,8 +155,10 @@ def test_status_from_the_cli_is_stored_unpruned(crd, kubectl, namespace, capsys,
 
     row = kubectl("get", "llmw", name, "-n", namespace, "--no-headers").stdout.split()
     p = status["placement"]
-    assert row[:10] == [name, model, doc["spec"]["workload"], p["instanceType"],
-                        str(p["nodes"]), str(p["totalGPUs"]), *status["memoryPerGPU"].split(), "True", "True"], row
+    conc = status["estimate"].get("maxConcurrency")  # serving engines only; kubectl leaves the cell blank
+    assert row == [name, model, doc["spec"]["workload"], p["instanceType"], str(p["nodes"]), str(p["totalGPUs"]),
+                   *status["memoryPerGPU"].split(), *([] if conc is None else [f"{conc:g}"]), "True", "True",
+                   row[-1]], row
 
 
 def test_status_refuses_what_the_schema_does_not_describe(crd, kubectl, namespace):

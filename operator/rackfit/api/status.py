@@ -54,7 +54,8 @@ def status_view(**fields: Any) -> dict[str, Any]:
 
 
 def estimate_view(est: Estimate) -> dict[str, Any]:
-    return est.model_dump(by_alias=True, mode="json")
+    """The estimate as status and `-o json` give it: engine fields only where an engine sized them."""
+    return est.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def placement_view(p: Placement) -> dict[str, Any]:
