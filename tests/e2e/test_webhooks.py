@@ -55,19 +55,18 @@ def test_bad_manifests_show_the_field(webhook_operator, kubectl, namespace, spec
 
 
 def test_near_miss_is_admitted_with_a_warning(webhook_operator, kubectl, namespace):
-    # one H100 with no headroom: context chosen so the estimate lands within 5% of the GPU's memory
-    spec = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "parallelism": {"tensor": 1},
-            "inference": {"contextLength": 104000, "concurrency": 4},
-            "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "headroom": 0}}
+    # vLLM on one H100: as many 32k-token requests as its KV cache holds, so under 5% to spare
     from rackfit.catalog import load_catalog
-    from rackfit.estimator import estimate
+    from rackfit.planner import plan
     from rackfit.spec import parse_spec
-    cap = load_catalog().get("gd-8xh100ib-i128").gpu.memory_bytes
-    total = estimate(parse_spec(spec)).total_bytes
-    assert 0.95 * cap < total <= cap, (total, cap)
+    spec = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "parallelism": {"tensor": 1},
+            "inference": {"contextLength": 32768, "concurrency": 1},
+            "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}
+    most = int(plan(parse_spec(spec), load_catalog()).chosen.estimate.max_concurrency)
+    spec["inference"]["concurrency"] = most
     out = _apply(kubectl, namespace, _workload("tight", spec))
     assert out.returncode == 0, out.stderr
-    assert "Warning:" in out.stderr and "near miss" in out.stderr
+    assert "Warning:" in out.stderr and "near miss" in out.stderr and f"{most} needed" in out.stderr
 
 
 def _pod(name, labels=None):
