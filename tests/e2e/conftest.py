@@ -65,6 +65,11 @@ def core_v1(cluster: Cluster) -> client.CoreV1Api:
 
 
 @pytest.fixture
+def custom_objects(cluster: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api)
+
+
+@pytest.fixture
 def namespace(request: pytest.FixtureRequest, core_v1: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace named after the test, deleted afterwards without waiting (kube-controller-manager
     finishes that in seconds). Its pods are force-deleted first (grace period 0), so that their GPUs

@@ -37,11 +37,6 @@ def operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[Operator]
         yield op
 
 
-@pytest.fixture
-def custom(cluster) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(cluster.api)
-
-
 def _apply(kubectl, ns, docs) -> None:
     out = kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
     assert out.returncode == 0, out.stderr
@@ -52,9 +47,9 @@ def _workload(name, spec, kind, target) -> dict:
             "spec": {**spec, "target": {"kind": kind, "name": target}}}
 
 
-def _placed(wait_for, custom, operator, ns, name, status="True", timeout=90) -> dict:
+def _placed(wait_for, custom_objects, operator, ns, name, status="True", timeout=90) -> dict:
     def check():
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        obj = custom_objects.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
         placed = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Placed"), {})
         return obj if placed.get("status") == status else None
     try:
@@ -87,10 +82,10 @@ def _deployment(name, replicas) -> dict:
                                   "spec": {"containers": [{"name": "server", "image": PAUSE}]}}}}
 
 
-def test_the_plan_reaches_the_pods_follows_a_replan_and_goes_on_delete(operator, kubectl, custom, core_v1,
+def test_the_plan_reaches_the_pods_follows_a_replan_and_goes_on_delete(operator, kubectl, custom_objects, core_v1,
                                                                         namespace, wait_for):
     _apply(kubectl, namespace, [_deployment("llama", 1), _workload("llama", SERVE_70B, "Deployment", "llama")])
-    obj = _placed(wait_for, custom, operator, namespace, "llama")
+    obj = _placed(wait_for, custom_objects, operator, namespace, "llama")
     p = obj["status"]["placement"]
 
     def pods_with(tensor):
@@ -135,15 +130,15 @@ def _lws(name) -> dict:
                                                              "workerTemplate": template}}}
 
 
-def test_a_leader_worker_set_of_405b_is_placed_and_bound_in_one_rack(operator, kubectl, custom, core_v1,
+def test_a_leader_worker_set_of_405b_is_placed_and_bound_in_one_rack(operator, kubectl, custom_objects, core_v1,
                                                                      namespace, wait_for):
     _apply(kubectl, namespace, [_lws("llama-405b"), _workload("llama-405b", SERVE_405B, "LeaderWorkerSet",
                                                               "llama-405b")])
-    obj = _placed(wait_for, custom, operator, namespace, "llama-405b")
+    obj = _placed(wait_for, custom_objects, operator, namespace, "llama-405b")
     p = obj["status"]["placement"]
     assert p["nodes"] == 2 and p["tensor"] * p["pipeline"] > p["gpusPerNode"]  # one model across two nodes
     clique = p["nvlinkDomain"].split("=", 1)[1]
-    lws = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets",
+    lws = custom_objects.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets",
                                               "llama-405b")
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
 
@@ -162,8 +157,8 @@ def test_a_leader_worker_set_of_405b_is_placed_and_bound_in_one_rack(operator, k
     assert kubectl("delete", "llmw", "llama-405b", "-n", namespace).returncode == 0
 
     def released():
-        lws = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets",
-                                                  "llama-405b")
+        lws = custom_objects.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace,
+                                                          "leaderworkersets", "llama-405b")
         lwt = lws["spec"]["leaderWorkerTemplate"]
         worker = lwt["workerTemplate"]["spec"]
         return lws if lwt["size"] == 1 and not worker.get("nodeSelector") and \
@@ -181,15 +176,15 @@ def _jobset(name, pods, gpus) -> dict:
                 "parallelism": pods, "completions": pods, "backoffLimit": 0, "template": template}}}]}}
 
 
-def test_a_jobset_training_job_is_pinned_and_started(operator, kubectl, custom, core_v1, namespace, wait_for):
+def test_a_jobset_training_job_is_pinned_and_started(operator, kubectl, custom_objects, core_v1, namespace, wait_for):
     planned = plan(parse_spec(TRAIN_70B), load_catalog()).chosen.placement
     assert planned.nodes > 1
     _apply(kubectl, namespace, [_jobset("train", planned.nodes, planned.gpus_per_node),
                                 _workload("train", TRAIN_70B, "JobSet", "train")])
-    obj = _placed(wait_for, custom, operator, namespace, "train")
+    obj = _placed(wait_for, custom_objects, operator, namespace, "train")
     p = obj["status"]["placement"]
     assert p["nodes"] == planned.nodes
-    js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "train")
+    js = custom_objects.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "train")
     assert js["spec"]["suspend"] is False  # started once pinned
 
     pods = wait_for(lambda: _running(core_v1, namespace, "jobset.sigs.k8s.io/jobset-name=train", p["nodes"]), 120,
@@ -201,20 +196,20 @@ def test_a_jobset_training_job_is_pinned_and_started(operator, kubectl, custom, 
         assert "RACKFIT_MAX_MODEL_LEN" not in env  # serving engines only
 
 
-def test_a_jobset_with_the_wrong_number_of_pods_is_refused(operator, kubectl, custom, namespace, wait_for):
+def test_a_jobset_with_the_wrong_number_of_pods_is_refused(operator, kubectl, custom_objects, namespace, wait_for):
     planned = plan(parse_spec(TRAIN_70B), load_catalog()).chosen.placement
     _apply(kubectl, namespace, [_jobset("short", planned.nodes - 1, planned.gpus_per_node),
                                 _workload("short", TRAIN_70B, "JobSet", "short")])
-    obj = _placed(wait_for, custom, operator, namespace, "short", status="False")
+    obj = _placed(wait_for, custom_objects, operator, namespace, "short", status="False")
     placed = next(c for c in obj["status"]["conditions"] if c["type"] == "Placed")
     assert placed["reason"] == "TargetShapeMismatch" and "spec.replicatedJobs[workers]" in placed["message"]
-    js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "short")
+    js = custom_objects.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "short")
     assert js["spec"]["suspend"] is True
 
 
-def test_a_multi_node_deployment_is_refused(operator, kubectl, custom, core_v1, namespace, wait_for):
+def test_a_multi_node_deployment_is_refused(operator, kubectl, custom_objects, core_v1, namespace, wait_for):
     _apply(kubectl, namespace, [_deployment("big", 2), _workload("big", SERVE_405B, "Deployment", "big")])
-    obj = _placed(wait_for, custom, operator, namespace, "big", status="False")
+    obj = _placed(wait_for, custom_objects, operator, namespace, "big", status="False")
     placed = next(c for c in obj["status"]["conditions"] if c["type"] == "Placed")
     assert placed["reason"] == "TargetNotMultiNode"
     assert placed["message"].startswith("spec.target.kind:") and "LeaderWorkerSet" in placed["message"]

@@ -19,11 +19,6 @@ def webhook_operator(cluster, kubectl, wait_for, tmp_path_factory) -> Iterator[O
         yield op
 
 
-@pytest.fixture
-def custom_objects(cluster) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(cluster.api)
-
-
 def _workload(name, spec):
     return {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": name}, "spec": spec}
 
