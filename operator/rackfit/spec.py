@@ -204,6 +204,10 @@ class Inference(_Model):
     def chunk_tokens(self) -> int:
         return self.prefill_chunk_tokens or min(self.context_length * self.concurrency, 8192)
 
+    def per_replica(self, data: int) -> int:
+        """The sequences each of `data` data-parallel replicas must hold at once."""
+        return -(-self.concurrency // data)
+
     @model_validator(mode="after")
     def _engine_settings(self) -> Inference:
         rules = RULES["Inference"]

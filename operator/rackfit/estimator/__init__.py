@@ -21,7 +21,7 @@ from rackfit.estimator.weights import weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
-__all__ = ["estimate", "estimate_arch", "Estimate", "Breakdown", "Layout"]
+__all__ = ["estimate", "estimate_arch", "refusal", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -96,13 +96,13 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
         notes.append("no GPU given: the KV cache shown is what `concurrency` requests need; give an instance "
                      "type to see what the engine allocates (kvCacheTokens, maxConcurrency)")
     elif s.max_concurrency < 1:
-        notes.append(_refusal(inf.engine, inf.context_length, s.kv_tokens))
+        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
 
 
-def _refusal(engine: str, context: int, kv_tokens: int) -> str:
+def refusal(engine: str, context: int, kv_tokens: int) -> str:
     """What the engine says when one full-length request does not fit (vLLM: vllm/v1/core/kv_cache_utils.py,
     check_enough_kv_cache_memory)."""
     return (f"{engine} would refuse to start: one request of contextLength {context} needs more KV cache than "
@@ -112,7 +112,7 @@ def _refusal(engine: str, context: int, kv_tokens: int) -> str:
 
 def _inference(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, weights: int) -> tuple[dict, str]:
     inf = spec.inference
-    sequences = -(-inf.concurrency // layout.data)  # each replica serves its share
+    sequences = inf.per_replica(layout.data)
     chunk = min(inf.chunk_tokens, sequences * inf.context_length)
     kv = kv_cache_bytes(arch, inf.kv_cache_precision, layout, inf.context_length, sequences, chunk)
     act = inference_activation_bytes(arch, layout, chunk, sequences)

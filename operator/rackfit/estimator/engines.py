@@ -10,7 +10,7 @@ Pure: no I/O. Every mechanism names the engine source it comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import _dims
@@ -173,7 +173,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
     nt = non_torch_bytes(layout)
-    sequences = -(-inf.concurrency // layout.data)
+    sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens)
     per_token = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor) * -(-a.num_layers // layout.pipeline)
     plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request)
@@ -198,4 +198,4 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         free = total - context - weights - act - nt - graphs
         pool = int(s.gpu_memory_utilization * free)
         budget = weights + act + nt + graphs + max(pool, 0)
-    return Served(s, act, graphs, nt, per_request * sequences, per_token, per_request, budget, max(pool, 0))
+    return replace(plan, budget=budget, kv_pool=max(pool, 0))

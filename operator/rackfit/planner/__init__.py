@@ -10,7 +10,7 @@ from typing import Any
 
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Estimate, Layout, estimate_arch
+from rackfit.estimator import Estimate, Layout, estimate_arch, refusal
 from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
@@ -49,14 +49,14 @@ def _option(t: InstanceType, est: Estimate, capacity: int) -> Option:
 def _shortfall(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> str:
     """Why `est` does not fit: the engine's KV cache, else bytes against capacity."""
     if est.max_concurrency is not None:
-        need = -(-spec.inference.concurrency // est.layout.data)
+        need = spec.inference.per_replica(est.layout.data)
         if not est.kv_cache_tokens:
             b = est.breakdown
             rest = b.weights_bytes + b.activations_bytes + b.cuda_graph_bytes + b.non_torch_bytes
             return (f"weights, activations and buffers take {fmt_bytes(rest)} per GPU, leaving nothing of the "
                     f"{spec.inference.engine} budget of {fmt_bytes(est.engine_budget_bytes)} for the KV cache")
         if est.max_concurrency < 1:  # the engine's own refusal, with the largest context that fits
-            return next(n for n in est.notes if "would refuse to start" in n)
+            return refusal(spec.inference.engine, spec.inference.context_length, est.kv_cache_tokens)
         return (f"the {spec.inference.engine} KV cache holds {est.kv_cache_tokens} tokens per replica: "
                 f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
                 f"{need} needed")

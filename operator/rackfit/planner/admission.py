@@ -59,7 +59,7 @@ def check(doc: dict[str, Any], catalog: Catalog, hf_config: dict[str, Any] | Non
     p, est = result.chosen.placement, result.chosen.estimate
     raw = catalog.get(p.instance_type).gpu.memory_bytes
     if est.max_concurrency is not None:
-        need = -(-spec.inference.concurrency // p.data)
+        need = spec.inference.per_replica(p.data)
         if est.max_concurrency < need * (1 + NEAR_MISS):
             warnings.append(f"near miss: the {spec.inference.engine} KV cache on {p.instance_type} holds "
                             f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "

@@ -58,7 +58,7 @@ def fits(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> bool:
     """A serving engine fits when its KV cache holds `concurrency` full-length requests per replica
     (and so at least one: the engines refuse to start otherwise); anything else when the peak fits."""
     if est.max_concurrency is not None:
-        return est.max_concurrency >= -(-spec.inference.concurrency // est.layout.data)
+        return est.max_concurrency >= spec.inference.per_replica(est.layout.data)
     return est.total_bytes <= capacity
 
 
