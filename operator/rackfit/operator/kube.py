@@ -134,7 +134,7 @@ def set_finalizers(namespace: str, name: str, finalizers: list[str], resource_ve
     """Replace an LLMWorkload's finalizers, if it is still at `resource_version` (409 otherwise)."""
     _call(_api("CustomObjectsApi").patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
           {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-          _content_type="application/merge-patch+json")
+          _content_type=MERGE_PATCH)
 
 
 def scale_deployment(namespace: str, name: str, replicas: int) -> None:

@@ -148,6 +148,11 @@ def decide(i: Inputs) -> Decision:
     return decision
 
 
+def _group_size(kind: str, placement: dict) -> int | None:
+    """The LeaderWorkerSet group size rackfit sets: one pod per planned node."""
+    return placement["nodes"] if kind == "LeaderWorkerSet" else None
+
+
 def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict, estimate: dict) -> list:
     spec, target = i.spec, i.target
     if spec.target is None:
@@ -164,7 +169,7 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
     suspendable = kind in targets.SCHEDULING_ONLY
     patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
                                 i.tolerations, env=targets.plan_env(placement, estimate, spec),
-                                group_size=placement["nodes"] if kind == "LeaderWorkerSet" else None)
+                                group_size=_group_size(kind, placement))
     if suspendable and patch is not None and not target.get("spec", {}).get("suspend"):
         return put(conds, c.PLACED, False, c.TARGET_NOT_SUSPENDED,
                    f"{ref} already runs; create {kind}s with suspend: true so rackfit can place them")
@@ -193,7 +198,7 @@ def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held:
         kind = target.get("kind")
         per_pod = None if kind in targets.SCHEDULING_ONLY else placement["gpusPerNode"]
         asked = targets.requested_gpus(target, per_pod,
-                                       group_size=placement["nodes"] if kind == "LeaderWorkerSet" else None)
+                                       group_size=_group_size(kind, placement))
         if asked < placement["totalGPUs"]:
             return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
                        f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
