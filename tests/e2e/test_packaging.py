@@ -1,6 +1,7 @@
-"""What the Dockerfile does, without a container engine (none runs on the build machines): build the
-wheel with `pip wheel --no-deps`, check it carries the package data, install it with the `operator`
-extra into a clean venv, and run `rackfit catalog` and `rackfit operator --help` from there.
+"""What the Dockerfile does inside its build, checked without a container engine (tests/real builds
+the image itself): build the wheel with `pip wheel --no-deps`, check it carries the package data,
+install it with the `operator` extra into a clean venv, and run `rackfit catalog` and
+`rackfit operator --help` from there.
 
 Slow-ish (the venv downloads kopf, kubernetes, ... from the package index), hence under tests/e2e.
 Without the index the test skips, or fails under $CI.

@@ -85,6 +85,12 @@ def _operator_pods(core: client.CoreV1Api) -> list:
     return core.list_namespaced_pod(NS, label_selector=selector).items
 
 
+def _admission_answers(kubectl) -> bool:
+    """A server dry run of a valid workload, which only passes when the validating webhook answers."""
+    out = kubectl("create", "-n", "default", "--dry-run=server", "-f", "-", input=json.dumps(_workload("probe", None)))
+    return out.returncode == 0
+
+
 def _peers(custom) -> dict:
     return custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "rackfit").get("status") or {}
 
@@ -100,7 +106,7 @@ def core(real) -> client.CoreV1Api:
 
 
 @pytest.fixture(scope="module")
-def release(real, helm, kubectl, tmp_path_factory) -> Path:
+def release(real, helm, kubectl, wait_for, tmp_path_factory) -> Path:
     """`helm install --wait` into namespace rackfit, which enforces the restricted Pod Security Standard."""
     out = kubectl("create", "namespace", NS)
     assert out.returncode == 0, out.stderr
@@ -111,6 +117,8 @@ def release(real, helm, kubectl, tmp_path_factory) -> Path:
     started = time.monotonic()
     helm("install", RELEASE, str(CHART), "-n", NS, "-f", str(values), "--wait", "--timeout", "180s")
     _timing(f"helm install --wait (2 replicas Ready on {realnode.NODE_NAME})", time.monotonic() - started)
+    wait_for(lambda: _admission_answers(kubectl), 60, "the webhook answering through the Service")
+    _timing("install -> the webhook answering through the Service", time.monotonic() - started)
     return values
 
 
@@ -318,6 +326,9 @@ def test_uninstall_then_workloads_namespaces_and_the_crd_delete(release, real, h
     client.AppsV1Api(real.api).patch_namespaced_deployment(RELEASE, NS, {"spec": {"replicas": 2}})
     wait_for(lambda: client.AppsV1Api(real.api).read_namespaced_deployment(RELEASE, NS).status.ready_replicas == 2,
              120, "2 ready replicas again")
+    # Ready pods are not yet reachable: the EndpointSlice and then kube-proxy's rules follow a moment
+    # later, and until then the Service's ClusterIP refuses connections (a CI run met exactly that).
+    wait_for(lambda: _admission_answers(kubectl), 60, "the webhook answering through the Service again")
     held = []
     for ns in ("keep-a", "keep-b"):
         assert kubectl("create", "namespace", ns).returncode == 0
