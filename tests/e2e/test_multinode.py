@@ -166,6 +166,25 @@ def test_a_leader_worker_set_of_405b_is_placed_and_bound_in_one_rack(operator, k
     wait_for(released, 30, "the group size, selector and variables given back")
 
 
+def test_a_leader_worker_set_of_two_groups_is_refused(operator, kubectl, custom_objects, core_v1, namespace,
+                                                      wait_for):
+    """rackfit books one group per LLMWorkload: the second would run on GPUs nobody booked."""
+    two = _lws("two")
+    two["spec"]["replicas"] = 2
+    _apply(kubectl, namespace, [two, _workload("two", SERVE_405B, "LeaderWorkerSet", "two")])
+    obj = _placed(wait_for, custom_objects, operator, namespace, "two", status="False")
+    placed = next(c for c in obj["status"]["conditions"] if c["type"] == "Placed")
+    assert placed["reason"] == "TargetShapeMismatch" and placed["message"].startswith("spec.replicas: 2 groups")
+    lws = custom_objects.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets",
+                                                      "two")
+    assert "nodeSelector" not in lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]  # not pinned
+    # LeaderWorkerSet's controller makes both leaders; the webhook gates them until placed, so none is bound
+    pods = wait_for(lambda: (ps := core_v1.list_namespaced_pod(
+        namespace, label_selector="leaderworkerset.sigs.k8s.io/name=two").items) and len(ps) >= 2 and ps, 60,
+                    "both groups' leaders created")
+    assert all(p_.spec.scheduling_gates and not p_.spec.node_name for p_ in pods)
+
+
 def _jobset(name, pods, gpus) -> dict:
     template = {"metadata": {"labels": {"rackfit.io/workload": name}},
                 "spec": {"restartPolicy": "Never", "containers": [{

@@ -227,6 +227,10 @@ def test_shape_problems_name_the_field_and_what_is_allowed():
     data_parallel = {**PLACEMENT, "tensor": 4, "data": 2}
     assert targets.shape_problem(deployment(replicas=2), "Deployment/d", data_parallel) is None
     assert targets.shape_problem(lws(), "LeaderWorkerSet/l", PLACEMENT) is None
+    assert targets.shape_problem(lws(replicas=None), "LeaderWorkerSet/l", PLACEMENT) is None  # LWS defaults to 1
+    msg = targets.shape_problem(lws(replicas=2), "LeaderWorkerSet/l", PLACEMENT)
+    assert msg.startswith("spec.replicas: 2 groups in LeaderWorkerSet/l") and "allowed: 1" in msg
+    assert "spec.parallelism.data" in msg
     assert targets.shape_problem(js(parallelism=2), "JobSet/t", PLACEMENT) is None
     msg = targets.shape_problem(js(parallelism=3), "JobSet/t", PLACEMENT)
     assert msg.startswith("spec.replicatedJobs[workers]: 3 pods") and "allowed: 2" in msg

@@ -35,7 +35,7 @@ TARGET_NOT_SUSPENDED = "TargetNotSuspended"  # a Job or JobSet that already runs
 # a Deployment or StatefulSet target of a placement where one model replica spans nodes: its pods would be
 # independent servers each holding part of the model (use a LeaderWorkerSet or JobSet)
 TARGET_NOT_MULTI_NODE = "TargetNotMultiNode"
-TARGET_SHAPE_MISMATCH = "TargetShapeMismatch"  # a JobSet whose GPU pods are not as many as the placement's nodes
+TARGET_SHAPE_MISMATCH = "TargetShapeMismatch"  # a JobSet whose GPU pods are not the planned nodes; LWS groups > 1
 
 
 def now() -> str:

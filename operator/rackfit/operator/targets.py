@@ -325,8 +325,9 @@ def requested_gpus(target: dict[str, Any], per_pod: int | None = None, group_siz
 def shape_problem(target: dict[str, Any], ref: str, placement: dict[str, Any]) -> str | None:
     """Why this kind of target cannot run this placement, naming the field to change; None if it can.
     A Deployment's or StatefulSet's pods are independent servers, so one model replica (tensor x
-    pipeline GPUs) must fit on one node; a JobSet's GPU pods must be as many as the nodes (its
-    replicated Jobs cannot change after creation, so rackfit cannot set them)."""
+    pipeline GPUs) must fit on one node; a LeaderWorkerSet is one group, the one rackfit books (a
+    second group would run on GPUs nobody booked); a JobSet's GPU pods must be as many as the nodes
+    (its replicated Jobs cannot change after creation, so rackfit cannot set them)."""
     kind = target.get("kind")
     per_node, nodes = placement["gpusPerNode"], placement["nodes"]
     replica = placement["tensor"] * placement["pipeline"]
@@ -337,6 +338,12 @@ def shape_problem(target: dict[str, Any], ref: str, placement: dict[str, Any]) -
                 f"(serving: one leader and {nodes - 1} workers per group) or JobSet (training), or, for data-"
                 f"parallel replicas of a {kind}, a layout where each replica holds the whole model on one node "
                 f"(spec.parallelism with tensor x pipeline <= {per_node})")
+    groups = (target.get("spec") or {}).get("replicas")
+    if kind == "LeaderWorkerSet" and groups not in (None, 1):
+        return (f"spec.replicas: {groups} groups in {ref}, and rackfit books one group ({nodes} nodes x {per_node} "
+                f"GPUs in one NVLink domain) per LLMWorkload; allowed: 1 (for more copies of the model, set the "
+                f"LLMWorkload's spec.parallelism.data: its replicas run inside the one group as the engine's data "
+                f"parallelism, RACKFIT_DATA_PARALLEL_SIZE; or give each LeaderWorkerSet its own LLMWorkload)")
     if kind == "JobSet":
         jobs = _gpu_jobs(target)
         pods = sum(_job_pods(rj) for rj in jobs)
