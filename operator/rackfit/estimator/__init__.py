@@ -16,7 +16,7 @@ from rackfit.estimator.frameworks import runtime_notes, runtime_peak
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
-from rackfit.estimator.training import model_states, step_temporary_bytes
+from rackfit.estimator.training import largest_parameter, model_states, step_temporary_bytes
 from rackfit.estimator.weights import weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
@@ -135,7 +135,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
-    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes)
+    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes,
+                                largest_parameter(arch, tr, layout.tensor * layout.pipeline))
     step_peak = states.gradients + temp
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"
@@ -146,8 +147,9 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     else:
         live_act, live_grads, phase = 0, states.gradients, "optimizer step"
         optimizer += temp
-    # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step
-    transient = live_act + (live_grads if layout.data == 1 else 0) + (temp if phase == "optimizer step" else 0)
+    # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step.
+    # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
+    transient = live_act + (live_grads if layout.data == 1 else 0)
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase != "optimizer step":
         share += SLACK_STATE_SPLIT

@@ -32,7 +32,7 @@ from rackfit.estimator.activations import (
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
-from rackfit.estimator.training import lora_params, optimizer_state_bytes, step_temporary_bytes
+from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
@@ -311,7 +311,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         grads = n * (4 if mixed else compute_bytes)
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
-    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes)
+    # the largest tensor the step holds: as sharded as the trained parameters here
+    largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
+    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes, largest)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp

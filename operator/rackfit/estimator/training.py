@@ -81,11 +81,20 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
-def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int) -> int:
+def largest_parameter(a: ModelArch, tr: Training, shard: int) -> int:
+    """Elements of the largest trained tensor on one GPU, `shard` the model-parallel split: the
+    embedding or LM head (vocab x hidden) or an MLP matrix for a full fine-tune; a LoRA B or A matrix."""
+    if tr.method != "full":
+        return tr.rank * max(a.hidden_size, a.intermediate_size, a.num_attention_heads * a.head_dim) // shard
+    return max(a.vocab_size * a.hidden_size, a.intermediate_size * a.hidden_size) // shard
+
+
+def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int, largest: int) -> int:
     """Memory the optimizer step allocates and frees beyond its states, for `trainable` parameters on
-    this GPU whose states are `state_bytes` wide. PyTorch's optimizers default to their foreach
-    implementation on CUDA (torch/optim/optimizer.py `_default_to_fused_or_foreach`), whose list ops
-    return new tensors for every parameter of a group at once:
+    this GPU whose states are `state_bytes` wide, `largest` the elements of the largest of them.
+    PyTorch's optimizers default to their foreach implementation on CUDA
+    (torch/optim/optimizer.py `_default_to_fused_or_foreach`), whose list ops return new tensors for
+    every parameter of a group at once; a per-parameter loop holds one parameter's temporaries at a time:
 
     - AdamW fused (the H200 rows' torch AdamW(fused=True); transformers' Trainer default optim
       adamw_torch_fused; DeepSpeed's FusedAdam; Megatron's TE/apex FusedAdam): none, the kernel updates in
@@ -96,14 +105,18 @@ def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_b
       (`device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)`): one copy of
       the gradients in the master dtype. Counted always (fine-tuning sets a weight decay); without one
       the step allocates nothing and the estimate is that much high.
-    - Adafactor (torch/optim/_adafactor.py `_multi_tensor_adafactor`): `var_estimate = row_var @ col_var`
-      per matrix, then rsqrt and the update in place: one copy of every parameter in the state dtype.
-      transformers' own Adafactor (transformers/optimization.py) loops over parameters and makes its fp32
-      copies one parameter at a time, so it needs less: the estimate is then on the high side.
+    - Adafactor loops over parameters: transformers' (transformers/optimization.py, the Trainer's
+      optim="adafactor") makes fp32 copies of a 16-bit gradient and parameter, the update, its factored
+      replacement (`_approx_sq_grad`) before the old one is freed, and `-update`: four fp32 tensors of the
+      parameter's size live at once, two for fp32 parameters (no copies). torch.optim.Adafactor also
+      defaults to its per-parameter loop (foreach only when asked, torch/optim/_adafactor.py) and needs
+      less (one tensor in the parameter's dtype), so it is counted as transformers' (the high side).
     - adamw8bit (bitsandbytes): blockwise kernels in place.
     """
     if optimizer == "adamw":
         return trainable * state_bytes if framework == "fsdp" else 0
-    if optimizer in ("sgd", "adafactor"):
+    if optimizer == "sgd":
         return trainable * state_bytes
+    if optimizer == "adafactor":
+        return largest * 4 * (4 if state_bytes == 2 else 2)
     return 0
