@@ -99,6 +99,10 @@ RULES: dict[str, dict[str, Rule]] = {
         "megatron_compile": Rule("self.framework != 'megatron' || !self.compile",
                                  "framework megatron does not run torch.compile (Transformer Engine fuses its "
                                  "kernels): compile must be false", ".compile"),
+        "expandable_segments": Rule(
+            "self.framework != 'transformers' || !has(self.expandableSegments)",
+            "training.expandableSegments is only allowed with framework fsdp, deepspeed or megatron (the "
+            "transformers model is measured with PyTorch's default allocator)", ".expandableSegments"),
         "sequence_parallel": Rule("!self.sequenceParallel || self.framework == 'megatron'",
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
@@ -240,6 +244,11 @@ class Training(_Model):
         "DeepSpeed plugin"))
     sequence_parallel: bool = Field(False, description=(
         "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too)"))
+    expandable_segments: bool | None = Field(None, description=(
+        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
+        "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
+        "and the optimizer step. Default: true for fsdp with selective checkpointing (modelled as torchtitan), "
+        "else false (PyTorch's default). fsdp, deepspeed and megatron only"))
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
@@ -258,6 +267,8 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel:
             raise ValueError(rules["sequence_parallel"].message)
+        if self.framework == "transformers" and self.expandable_segments is not None:
+            raise ValueError(rules["expandable_segments"].message)
         return self
 
     @property

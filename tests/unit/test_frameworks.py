@@ -115,6 +115,25 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
             assert r.expandable_segments and slack == int(SLACK_TRAINING * r.transient)
 
 
+def test_expandable_segments_as_the_spec_says():
+    """training.expandableSegments overrides the default (torchtitan's per-op SAC sets it, the rest not);
+    with it the full-checkpointing reservation is the larger phase plus SLACK_TRAINING of it, less than
+    the default allocator's backward-plus-step; the transformers model refuses it, naming the field."""
+    from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, SLACK_TRAINING
+    kw = dict(activationCheckpointing="full", sequenceLength=1024)
+    default = estimate(spec("fsdp", dict(data=2), **kw))
+    expandable = estimate(spec("fsdp", dict(data=2), expandableSegments=True, **kw))
+    r = peak("fsdp", Layout(data=2), expandableSegments=True, **kw)
+    assert r.expandable_segments
+    assert expandable.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES == int(SLACK_TRAINING * r.transient)
+    assert expandable.total_bytes < default.total_bytes
+    assert not any("expandable" in n for n in expandable.notes)
+    assert not peak("fsdp", Layout(data=2), expandableSegments=False, activationCheckpointing="selective",
+                    sequenceLength=1024).expandable_segments
+    with pytest.raises(InvalidWorkload, match="spec.training.expandableSegments: training.expandableSegments is only"):
+        spec("transformers", expandableSegments=True)
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""

@@ -329,19 +329,26 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
-                       # torchtitan's launcher (run_train.sh) exports expandable_segments:True; per-op SAC
-                       # (fsdp + selective) is torchtitan's. accelerate and torchtune keep the default.
-                       expandable_segments=fw == "fsdp" and tr.activation_checkpointing == "selective")
+                       expandable_segments=expandable_segments(tr))
+
+
+def expandable_segments(tr: Training) -> bool:
+    """The spec's expandableSegments, else: torchtitan's launcher (run_train.sh) exports
+    expandable_segments:True and per-op SAC (fsdp + selective) is torchtitan's; accelerate and
+    torchtune keep PyTorch's default."""
+    if tr.expandable_segments is not None:
+        return tr.expandable_segments
+    return tr.framework == "fsdp" and tr.activation_checkpointing == "selective"
 
 
 def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     """What the estimate assumed about the runtime that the spec does not say."""
-    if tr.framework == "fsdp":
+    if tr.framework == "fsdp" and tr.expandable_segments is None:
         if tr.activation_checkpointing == "selective":
             return ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable segments, "
                     "foreach AdamW"]
         return ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (accelerate, torchtune); "
-                "torchtitan with expandable segments and fused AdamW needs less"]
+                "torchtitan exports expandable segments (set training.expandableSegments: true), which needs less"]
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
             and tr.activation_checkpointing != "full":
         return ["ZeRO-3 without full checkpointing: every layer's gathered weights are counted until their backward "
