@@ -139,6 +139,16 @@ def test_undersized_target_is_oversubscribed(operator, kubectl, custom, namespac
     assert _cond(obj, "Oversubscribed")["reason"] == "TargetUndersized"
 
 
+def test_oversized_target_is_placed_with_what_is_booked(operator, kubectl, custom, namespace, wait_for):
+    """A third replica of a two-replica plan: placed, and the condition says its GPUs are not booked."""
+    spec = {**NVL72_70B_X2, "target": {"kind": "Deployment", "name": "big"}}
+    _apply(kubectl, namespace, [_deployment("big", 3), _workload("over", spec)])
+    obj = _wait_condition(wait_for, custom, operator, namespace, "over", "Placed")
+    message = _cond(obj, "Placed")["message"]
+    assert "it asks for 12 GPUs and 8 are booked" in message and "spec.parallelism.data" in message
+    assert _cond(obj, "Oversubscribed")["status"] == "False"
+
+
 def test_invalid_object_reports_instead_of_crashing(operator, kubectl, custom, namespace, wait_for):
     _apply(kubectl, namespace, [_workload("bad", {"model": {"preset": "llama-9"}, "workload": "inference"})])
     obj = _wait_condition(wait_for, custom, operator, namespace, "bad", "Estimated", "False")

@@ -258,3 +258,22 @@ def merge_patch(obj, patch):
                 dst[k] = json.loads(json.dumps(v))
     go(out, patch)
     return out
+
+
+def test_a_target_asking_for_more_than_is_booked_is_placed_with_a_warning():
+    """A Deployment of more single-node replicas than the plan books: placed (each pod holds the model),
+    and the Placed message says how many GPUs are booked and what to change."""
+    spec = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                       "inference": {"contextLength": 8192, "concurrency": 8},
+                       "placement": {"instanceTypes": ["gb200-4x"]}, "target": {"kind": "Deployment", "name": "d"}})
+    deployment = {"kind": "Deployment", "metadata": {"name": "d"},
+                  "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "vllm"}]}}}}
+    inv = racks([4, 4])
+    d = decide(Inputs(name="w", spec=spec, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                      held=None, target=deployment))
+    placed, p = cond(d, "Placed"), d.status["placement"]
+    assert placed["status"] == "True" and placed["reason"] == "TargetPatched"
+    booked = p["totalGPUs"]
+    assert f"it asks for {3 * p['gpusPerNode']} GPUs and {booked} are booked" in placed["message"]
+    assert "spec.parallelism.data" in placed["message"]
+    assert "booked" not in cond(run([0, 4]), "Placed")["message"]  # a target of the planned size: no warning

@@ -175,8 +175,20 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
                    f"{ref} already runs; create {kind}s with suspend: true so rackfit can place them")
     decision.target_patch = patch
     decision.unsuspend = suspendable and bool(target.get("spec", {}).get("suspend"))
-    return put(conds, c.PLACED, True, c.TARGET_PATCHED,
-               f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}")
+    message = f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}"
+    asked, booked = _asked_gpus(target, placement), placement["totalGPUs"]
+    if asked > booked:  # more pods than the plan: the ledger holds only the plan's GPUs for them
+        message += (f"; it asks for {asked} GPUs and {booked} are booked: its pods beyond them wait for room or take "
+                    f"GPUs booked for others (lower its replicas, or raise spec.parallelism.data so they are booked)")
+    return put(conds, c.PLACED, True, c.TARGET_PATCHED, message)
+
+
+def _asked_gpus(target: dict, placement: dict) -> int:
+    """GPUs the target asks for once patched: rackfit sets the GPU limit of Deployments, StatefulSets
+    and LeaderWorkerSets (and the group size of the latter); a Job or JobSet keeps its own."""
+    kind = target.get("kind")
+    per_pod = None if kind in targets.SCHEDULING_ONLY else placement["gpusPerNode"]
+    return targets.requested_gpus(target, per_pod, group_size=_group_size(kind, placement))
 
 
 def _pods_scheduled(put, conds: list, placed: bool, unschedulable: list[str]) -> list:
@@ -193,12 +205,7 @@ def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held:
                       total: int) -> list:
     target = i.target
     if placement and target is not None:
-        # rackfit sets the GPU limit of Deployments, StatefulSets and LeaderWorkerSets (and the group
-        # size of the latter); a Job or JobSet keeps its own
-        kind = target.get("kind")
-        per_pod = None if kind in targets.SCHEDULING_ONLY else placement["gpusPerNode"]
-        asked = targets.requested_gpus(target, per_pod,
-                                       group_size=_group_size(kind, placement))
+        asked = _asked_gpus(target, placement)
         if asked < placement["totalGPUs"]:
             return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
                        f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
