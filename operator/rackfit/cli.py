@@ -52,6 +52,7 @@ _SPEC_FLAGS: list[tuple[str, str, dict[str, tuple[str, ...]]]] = [
     ("kv_precision", "--kv-precision", {"inference": ("inference", "kvCachePrecision")}),
     ("engine", "--engine", {"inference": ("inference", "engine")}),
     ("gpu_memory_utilization", "--gpu-memory-utilization", {"inference": ("inference", "gpuMemoryUtilization")}),
+    ("engine_version", "--engine-version", {"inference": ("inference", "engineVersion")}),
     ("framework", "--framework", {"training": ("training", "framework")}),
     ("method", "--method", {"training": ("training", "method")}),
     ("batch", "--batch", {"training": ("training", "microBatchSize")}),
@@ -389,6 +390,8 @@ def parser() -> argparse.ArgumentParser:
         i.add_argument("--engine", metavar=_choices(Engine), help="serving engine (default vllm)")
         i.add_argument("--gpu-memory-utilization", type=float, metavar="F",
                        help="the engine's memory fraction (default: the engine's own)")
+        i.add_argument("--engine-version", metavar="X.Y.Z",
+                       help="vLLM release, for releases that planned memory differently (default: current)")
         t = sp.add_argument_group("training only")
         t.add_argument("--method", metavar=_choices(Method), help="fine-tuning method (default full)")
         t.add_argument("--framework", metavar=_choices(Framework), help="training framework (default transformers)")

@@ -80,6 +80,9 @@ RULES: dict[str, dict[str, Rule]] = {
             "|| has(self.maxNumSeqs))",
             "gpuMemoryUtilization, maxNumBatchedTokens and maxNumSeqs are serving-engine settings: "
             "not allowed with engine transformers", ".engine"),
+        "engine_version": Rule("self.engine == 'vllm' || !has(self.engineVersion)",
+                               "engineVersion is modelled for engine vllm only (other engines: their current "
+                               "releases)", ".engineVersion"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -184,7 +187,8 @@ class ModelSource(_Model):
 
 class Inference(_Model):
     engine: Engine = Field("vllm", description=(
-        "the serving runtime whose memory plan is modelled: vllm (V1), sglang, tensorrt-llm, or transformers "
+        "the serving runtime whose memory plan is modelled: vllm (V1; engineVersion for older releases), sglang, "
+        "tensorrt-llm, or transformers "
         "(Hugging Face generate: no preallocated KV pool)"))
     context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output (the engine's "
                                 "max_model_len)")
@@ -201,6 +205,11 @@ class Inference(_Model):
         "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+        "vLLM's release, e.g. 0.7.3, where it planned memory differently: before 0.8.0 (the V0 engine) the "
+        "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.21.0 the CUDA "
+        "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget. Default: current "
+        "releases"))
     prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
         "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
 
@@ -220,7 +229,15 @@ class Inference(_Model):
             raise ValueError(rules["engine_settings"].message)
         if self.engine != "transformers" and self.prefill_chunk_tokens is not None:
             raise ValueError(rules["prefill_chunk"].message)
+        if self.engine != "vllm" and self.engine_version is not None:
+            raise ValueError(rules["engine_version"].message)
         return self
+
+    def vllm_before(self, release: tuple[int, ...]) -> bool:
+        """The spec names a vLLM release older than `release` (unset: a current one)."""
+        if self.engine_version is None:
+            return False
+        return tuple(int(x) for x in self.engine_version.split(".")) < release
 
 
 class Training(_Model):

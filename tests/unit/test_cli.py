@@ -51,6 +51,18 @@ def test_estimate_json_shape_and_sum(capsys):
     assert est["layout"]["tensor"] == 4
 
 
+def test_engine_version_plans_an_older_vllm(capsys):
+    """--engine-version 0.7.3: the V0 profile run of max(context, 2048) tokens leaves a smaller cache."""
+    base = ["estimate", "--model", "llama-3.1-8b", "--context", "32768", "--instance-type", "gd-8xh100ib-i128",
+            "--gpus", "1", "-o", "json"]
+    assert main(base) == 0
+    current = json.loads(capsys.readouterr().out)["estimate"]
+    assert main([*base, "--engine-version", "0.7.3"]) == 0
+    v0 = json.loads(capsys.readouterr().out)["estimate"]
+    assert v0["engine"]["maxNumBatchedTokens"] == 32768 and v0["engine"]["maxNumSeqs"] == 256
+    assert v0["kvCacheTokens"] < current["kvCacheTokens"]
+
+
 def test_gpus_1_is_one_gpu_no_parallelism(capsys):
     assert main(["estimate", "--model", "llama-3.1-8b", "--gpus", "1", "-o", "yaml"]) == 0
     layout = yaml.safe_load(capsys.readouterr().out)["estimate"]["layout"]

@@ -91,6 +91,33 @@ def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
     assert abs(e.kv_cache_tokens * per_token - 0.9 * free) < 16 * per_token
 
 
+def test_older_vllm_releases_plan_as_they_did():
+    """Before 0.8.0 (V0) the profile run took max(contextLength, 2048) tokens and 256 sequences; before
+    0.21.0 the CUDA graphs came out of the 1 - util share, so the KV cache did not give them room."""
+    inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                      "inference": {"contextLength": 16384, "engineVersion": "0.7.3"}}).inference
+    v0 = settings(inf, H100, 1, 1)
+    assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (16384, 256)
+    assert settings(inf.model_copy(update={"context_length": 1024}), H100, 1, 1).max_num_batched_tokens == 2048
+    current, v010 = serve(contextLength=8192), serve(contextLength=8192, engineVersion="0.10.1")
+    assert current.breakdown.cuda_graph_bytes == v010.breakdown.cuda_graph_bytes > 0
+    per_token = 32 * 2 * 8 * 128 * 2
+    graphs_in_tokens = current.breakdown.cuda_graph_bytes // per_token
+    assert graphs_in_tokens - 16 <= v010.kv_cache_tokens - current.kv_cache_tokens <= graphs_in_tokens + 16
+    assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == current.kv_cache_tokens
+
+
+@pytest.mark.parametrize("inference,field,words", [
+    ({"engine": "sglang", "engineVersion": "0.4.6"}, "spec.inference.engineVersion", "engine vllm only"),
+    ({"engineVersion": "v0.7"}, "spec.inference.engineVersion", "pattern"),
+])
+def test_engine_version_is_vllm_s_and_a_release_number(inference, field, words):
+    with pytest.raises(InvalidWorkload) as e:
+        parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "inference": inference})
+    (got, msg), = e.value.errors
+    assert got == field and words in msg
+
+
 def test_engine_settings_are_refused_with_transformers():
     with pytest.raises(InvalidWorkload) as e:
         parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",

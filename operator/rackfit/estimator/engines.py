@@ -44,6 +44,10 @@ GRAPH_PRIVATE_BYTES = 64 << 10
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
+# vLLM releases where its memory plan changed: V1 the default engine (VLLM_USE_V1) from 0.8.0; the CUDA
+# graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
+V1_DEFAULT = (0, 8)
+GRAPHS_IN_BUDGET = (0, 21)
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 
@@ -56,7 +60,11 @@ def cuda_total_bytes(gpu: GPU) -> int:
 def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int) -> EngineSettings:
     """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
     total = cuda_total_bytes(gpu) if gpu else None
-    if inf.engine == "vllm":
+    if inf.engine == "vllm" and inf.vllm_before(V1_DEFAULT):
+        # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
+        # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences
+        util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
+    elif inf.engine == "vllm":
         # vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults (for `vllm serve`): GPUs of 70 GiB or
         # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
         # GPU the large defaults are assumed.
@@ -183,10 +191,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if inf.engine == "vllm":
         # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
         # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
-        # graph pool (counted by default since v0.21.0; before, graphs came out of the 1 - util).
-        # The CUDA context predates the baseline snapshot and is not counted.
+        # graph pool (counted since v0.21.0; before, the graphs were captured after the cache was
+        # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
         budget = int(s.gpu_memory_utilization * total)
-        pool = budget - weights - act - nt - graphs
+        pool = budget - weights - act - nt - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
         # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.
