@@ -217,6 +217,12 @@ class Inference(_Model):
     def chunk_tokens(self) -> int:
         return self.prefill_chunk_tokens or min(self.context_length * self.concurrency, 8192)
 
+    @property
+    def serving_engine(self) -> bool:
+        """vllm, sglang or tensorrt-llm: an engine that preallocates its KV cache and takes the serving
+        settings (transformers grows its cache per request)."""
+        return self.engine != "transformers"
+
     def per_replica(self, data: int) -> int:
         """The sequences each of `data` data-parallel replicas must hold at once."""
         return -(-self.concurrency // data)

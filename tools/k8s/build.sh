@@ -16,7 +16,7 @@ HELM_VERSION=$(modver helm.sh/helm/v3 "$here/helm/go.mod")
 PROMETHEUS_MODULE=$(modver github.com/prometheus/prometheus "$here/prometheus/go.mod")  # v0.316.0 = Prometheus 3.16.0
 LWS_VERSION=$(modver sigs.k8s.io/lws "$here/lws/go.mod")
 JOBSET_VERSION=$(modver sigs.k8s.io/jobset "$here/jobset/go.mod")
-for v in K8S_VERSION ETCD_VERSION HELM_VERSION LWS_VERSION JOBSET_VERSION; do
+for v in K8S_VERSION ETCD_VERSION HELM_VERSION PROMETHEUS_MODULE LWS_VERSION JOBSET_VERSION; do
   [ -n "${!v}" ] || { echo "[k8s-build] cannot read $v from tools/k8s go.mod files" >&2; exit 1; }
 done
 bin=${RACKFIT_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/rackfit/k8s-$K8S_VERSION/bin}

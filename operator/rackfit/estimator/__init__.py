@@ -66,7 +66,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
-    if spec.workload == "inference" and spec.inference.engine != "transformers":
+    if spec.workload == "inference" and spec.inference.serving_engine:
         return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":
         parts, phase = _inference(spec, arch, layout, weights)

@@ -30,12 +30,10 @@ from rackfit.names import DOMAIN_LABELS, GPU, HOSTNAME_LABEL, WORKLOAD_LABEL
 from rackfit.names import WORKLOAD_ANNOTATION as WORKLOAD
 from rackfit.spec import LLMWorkloadSpec
 
-KINDS = ("Deployment", "StatefulSet", "Job", "LeaderWorkerSet", "JobSet")
 # kinds whose pod template takes only scheduling fields, and only while suspended
 SCHEDULING_ONLY = frozenset({"Job", "JobSet"})
 # kinds whose pods are independent replicas: one replica must fit on one node
 SINGLE_NODE = frozenset({"Deployment", "StatefulSet"})
-SERVING_ENGINES = ("vllm", "sglang", "tensorrt-llm")  # engines that take the serving variables
 _MISSING = object()
 
 
@@ -66,7 +64,7 @@ def plan_env(placement: dict[str, Any], estimate: dict[str, Any] | None, spec: L
            n.ENV_EXPERT: placement["expert"], n.ENV_NNODES: placement["nodes"],
            n.ENV_GPUS_PER_NODE: placement["gpusPerNode"], n.ENV_INSTANCE_TYPE: placement["instanceType"]}
     inference = spec.inference if spec.workload == "inference" else None
-    if inference is not None and inference.engine in SERVING_ENGINES:
+    if inference is not None and inference.serving_engine:
         engine = (estimate or {}).get("engine") or {}
         env[n.ENV_MAX_MODEL_LEN] = engine.get("maxModelLen") or inference.context_length
         # without an engine estimate: the spec's fraction, else what the plan leaves the GPU (1 - headroom)
@@ -289,15 +287,20 @@ def _pod_gpus(template: dict[str, Any] | None) -> int:
     return total
 
 
+def _job_spec(rj: dict[str, Any]) -> dict[str, Any]:
+    """A replicated Job's JobSpec (its `template.spec`)."""
+    return (rj.get("template") or {}).get("spec") or {}
+
+
 def _gpu_jobs(target: dict[str, Any]) -> list[dict[str, Any]]:
     """A JobSet's replicated Jobs whose pods ask for GPUs (all of them when none does)."""
     jobs = (target.get("spec") or {}).get("replicatedJobs") or []
-    with_gpus = [rj for rj in jobs if _pod_gpus(((rj.get("template") or {}).get("spec") or {}).get("template"))]
+    with_gpus = [rj for rj in jobs if _pod_gpus(_job_spec(rj).get("template"))]
     return with_gpus or jobs
 
 
 def _job_pods(rj: dict[str, Any]) -> int:
-    parallelism = ((rj.get("template") or {}).get("spec") or {}).get("parallelism")
+    parallelism = _job_spec(rj).get("parallelism")
     return rj.get("replicas", 1) * (1 if parallelism is None else parallelism)
 
 
@@ -314,8 +317,7 @@ def requested_gpus(target: dict[str, Any], per_pod: int | None = None, group_siz
         replicas = spec.get("replicas")
         return (1 if replicas is None else replicas) * (leader + (size - 1) * workers)
     if kind == "JobSet":
-        return sum(_job_pods(rj) * _pod_gpus(((rj.get("template") or {}).get("spec") or {}).get("template"))
-                   for rj in _gpu_jobs(target))
+        return sum(_job_pods(rj) * _pod_gpus(_job_spec(rj).get("template")) for rj in _gpu_jobs(target))
     pods = spec.get("parallelism", 1) if kind == "Job" else spec.get("replicas", 1)
     if per_pod is None:
         per_pod = _pod_gpus(spec.get("template"))

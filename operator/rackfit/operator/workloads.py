@@ -43,7 +43,7 @@ def _lock(uid: str) -> threading.Lock:
 
 
 def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods,
-               seen=None) -> None:
+               seen) -> None:
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     owner = (namespace, name)
@@ -104,7 +104,7 @@ def workload_target(spec: Any) -> tuple[str, str] | None:
 
 
 def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: tuple[str, str] | None,
-           seen=None) -> None:
+           seen) -> None:
     try:
         if target and d.target_patch is not None:
             # the placement is in status before the target moves: an operator that dies between the two
@@ -116,7 +116,7 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
         if target and d.unsuspend:
             # a Job's or JobSet's pods get the GPU limit and the plan's variables from the webhook only:
             # start it once the webhook's indexes hold this placement (the status watch lags the patch)
-            if seen is not None and not _wait(lambda: seen((namespace, name), d.status["placement"]), 10):
+            if not _wait(lambda: seen((namespace, name), d.status["placement"]), 10):
                 raise kopf.TemporaryError("waiting for the webhook to see the placement before starting the "
                                           f"{target[0]}", delay=1)
             kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
