@@ -279,6 +279,8 @@ class Training(_Model):
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
+        if self.method == "full" and self.lora_rank is not None:
+            raise ValueError(rules["lora_rank"].message)
         if self.zero_stage and self.framework not in ("transformers", "deepspeed"):
             raise ValueError(rules["zero_stage"].message)
         if self.framework == "megatron":
@@ -354,8 +356,6 @@ class LLMWorkloadSpec(_Model):
             if self.training is None:
                 raise ValueError(rules["training_needed"].message)
             t = self.training
-            if t.method == "full" and t.lora_rank is not None:
-                raise ValueError(RULES["Training"]["lora_rank"].message)
             if t.method == "qlora" and self.precision not in ("nf4", "int4"):
                 raise ValueError(rules["qlora_precision"].message)
             if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):

@@ -146,7 +146,8 @@ def test_inference_block_on_training():
 
 def test_lora_rank_on_full_fine_tune():
     path, msg = one_error(dict(BASE, workload="training", training=dict(method="full", loraRank=8)))
-    assert "loraRank" in msg
+    assert path == "spec.training.loraRank"
+    assert msg == "training.loraRank is only allowed with method lora or qlora"
 
 
 def test_lora_rank_default_and_given():
