@@ -89,6 +89,18 @@ def test_chartgen_check_notices_drift(tmp_path):
     assert chartgen.main(["--root", str(tmp_path), "--check"]) == 1
 
 
+def test_crd_template_is_the_crd_gated_and_kept():
+    """No helm: with both switches on, the chart's CRD template is crdgen's CRD plus the keep annotation."""
+    from rackfit.api import crdgen
+    chart = chartgen.crd_template()
+    assert chart.startswith("{{- if .Values.crds.enabled }}\n") and chart.rstrip().endswith("{{- end }}")
+    assert "{{- if .Values.crds.keep }}" in chart and "helm.sh/resource-policy: keep" in chart
+    rendered = "\n".join(line for line in chart.splitlines() if "{{" not in line)
+    doc = yaml.safe_load(rendered)
+    assert doc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert doc["spec"] == crdgen.crd()["spec"]
+
+
 def test_catalog_copy_is_the_builtin_catalog():
     assert (CHART / "files" / "instances.yaml").read_text() == builtin_catalog_text()
 

@@ -1,6 +1,7 @@
 """The LLMWorkload CustomResourceDefinition, generated from the pydantic models (pure but for `main`).
 
-`python -m rackfit.api.crdgen` (or `make crds`) writes crds/rackfit.io_llmworkloads.yaml.
+`python -m rackfit.api.crdgen` (or `make crds`) writes crds/rackfit.io_llmworkloads.yaml; the chart's copy
+is written by `rackfit.operator.chartgen` (make chart) alone, from `crd()`.
 `structural()` turns a pydantic JSON schema (draft 2020-12) into a Kubernetes structural OpenAPI v3
 schema: `$ref`s inlined, `anyOf: [X, null]` -> X, `title` dropped, `const` -> a one-value enum,
 numeric `exclusiveMinimum` -> `minimum` + `exclusiveMinimum: true`, dicts -> `additionalProperties`,
@@ -37,7 +38,7 @@ VALIDATIONS: dict[str, list[dict[str, str]]] = {
 
 # Per-property schemas pydantic cannot express, by (model, alias).
 OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
-    # v1alpha1.ModelSource._count parses 70e9 as well as '70B', '1.5T' (rackfit.units.parse_count)
+    # rackfit.spec.ModelSource._count parses 70e9 as well as '70B', '1.5T' (rackfit.units.parse_count)
     ("ModelSource", "parameters"): {
         "x-kubernetes-int-or-string": True,
         "description": "bare parameter count, e.g. 70e9 or '70B'",
@@ -213,32 +214,14 @@ def render(doc: dict[str, Any] | None = None) -> str:
     return HEADER + yaml.safe_dump(doc or crd(), sort_keys=False, width=120, allow_unicode=True)
 
 
-def render_chart(doc: dict[str, Any] | None = None) -> str:
-    """The same CRD as a Helm template: installed if .Values.crds.enabled, kept on uninstall if .Values.crds.keep."""
-    body = yaml.safe_dump(doc or crd(), sort_keys=False, width=120, allow_unicode=True)
-    if "{{" in body:
-        raise ValueError("the CRD contains '{{', which Helm would template")
-    meta = f"metadata:\n  name: {PLURAL}.{GROUP}\n"
-    assert meta in body
-    keep = "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}\n"
-    annotated = meta + keep
-    return "{{- if .Values.crds.enabled }}\n" + HEADER + body.replace(meta, annotated, 1) + "{{- end }}\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rackfit.api.crdgen", description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=Path("crds"), help=f"where to write {FILENAME} (default ./crds)")
-    ap.add_argument("--chart-dir", type=Path, help="also write a Helm-wrapped copy here (charts/rackfit/templates)")
     args = ap.parse_args(argv)
     doc = crd()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / FILENAME).write_text(render(doc))
-    written = [args.out_dir / FILENAME]
-    if args.chart_dir:
-        args.chart_dir.mkdir(parents=True, exist_ok=True)
-        (args.chart_dir / f"crd-{PLURAL}.yaml").write_text(render_chart(doc))
-        written.append(args.chart_dir / f"crd-{PLURAL}.yaml")
-    print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    print(f"wrote {args.out_dir / FILENAME}", file=sys.stderr)
     return 0
 
 

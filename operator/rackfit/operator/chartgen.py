@@ -1,9 +1,9 @@
 """The generated parts of the Helm chart (charts/rackfit), each written from the code that owns the fact:
 
 - `templates/_rbac-rules.tpl`: the ClusterRole's rules, exactly `rackfit.operator.rbac.RULES`;
-- `templates/crd-llmworkloads.yaml`: the LLMWorkload CRD as `rackfit.api.crdgen.render_chart()` wraps it
-  (the same text `python -m rackfit.api.crdgen --chart-dir` writes; crds/ holds the plain copy): gated by
-  `crds.enabled`, annotated `helm.sh/resource-policy: keep` when `crds.keep` (as cert-manager does);
+- `templates/crd-llmworkloads.yaml`: the LLMWorkload CRD, `rackfit.api.crdgen.crd()` (crds/ holds the plain
+  copy, written by `make crds`), gated by `crds.enabled`, annotated `helm.sh/resource-policy: keep` when
+  `crds.keep` (as cert-manager does). This module is the only writer of the chart's copy;
 - `files/instances.yaml`: the built-in catalog (`rackfit/catalog/instances.yaml`), shown in the catalog
   ConfigMap next to the values' override.
 
@@ -18,8 +18,13 @@ import json
 import sys
 from pathlib import Path
 
+from typing import Any
+
+import yaml
+
 from rackfit.api import crdgen
 from rackfit.catalog import builtin_catalog_text
+from rackfit.names import GROUP, PLURAL
 from rackfit.operator.rbac import RULES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,11 +41,24 @@ def rbac_rules_tpl() -> str:
     return "\n".join([*lines, "{{- end }}", ""])
 
 
+def crd_template(doc: dict[str, Any] | None = None) -> str:
+    """The CRD as a Helm template: installed if .Values.crds.enabled, kept on uninstall if .Values.crds.keep."""
+    body = yaml.safe_dump(doc or crdgen.crd(), sort_keys=False, width=120, allow_unicode=True)
+    if "{{" in body:
+        raise ValueError("the CRD contains '{{', which Helm would template")
+    meta = f"metadata:\n  name: {PLURAL}.{GROUP}\n"
+    if meta not in body:
+        raise ValueError(f"the CRD has no {meta!r} to annotate")
+    keep = "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}\n"
+    header = f"# {HEADER.format(src='rackfit.api.crdgen.crd()')}\n"
+    return "{{- if .Values.crds.enabled }}\n" + header + body.replace(meta, meta + keep, 1) + "{{- end }}\n"
+
+
 def generated() -> dict[Path, str]:
     """Chart-relative path -> content of every generated file."""
     return {
         CHART / "templates" / "_rbac-rules.tpl": rbac_rules_tpl(),
-        CHART / "templates" / "crd-llmworkloads.yaml": crdgen.render_chart(),
+        CHART / "templates" / "crd-llmworkloads.yaml": crd_template(),
         CHART / "files" / "instances.yaml": builtin_catalog_text(),
     }
 
