@@ -144,6 +144,10 @@ class Architecture(_Model):
     # sliding-window attention (Gemma-2, gpt-oss, Mistral v0.1)
     sliding_window: int | None = Positive
     sliding_window_layers: int | None = Field(None, ge=0)
+    max_position_embeddings: int | None = Field(None, gt=0, description=(
+        "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
+        "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "
+        "An inference contextLength above it is refused, as vLLM refuses such a max_model_len"))
 
 
 class ModelSource(_Model):
@@ -256,7 +260,10 @@ class Training(_Model):
     optimizer: Optimizer = "adamw"
     master_weights: MasterWeights = Field("fp32", description="fp32: mixed precision; none: pure 16-bit")
     micro_batch_size: int = Field(1, gt=0)
-    sequence_length: int = Field(4096, gt=0)
+    sequence_length: int = Field(4096, gt=0, description=(
+        "tokens per sample as the runtime feeds them: the length it pads or packs every sample to (HF "
+        "Trainer pads each batch to its longest sample, or to max_length with padding='max_length'; packed "
+        "datasets fill every row). Memory follows this padded length, not the average sample"))
     activation_checkpointing: Checkpointing = Field("none", description=(
         "selective means what the framework means by it: transformers and deepspeed, recomputing the "
         "attention core (Korthikanti et al.); fsdp, torchtitan's per-op policy (saves matmul and attention "

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rackfit.estimator import Layout, estimate
+from rackfit.models import presets as preset_table
 from rackfit.spec import parse_spec
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
@@ -41,7 +42,7 @@ def layouts(draw, preset, data=DATA_DEGREES):
 def inference_specs(draw):
     preset = draw(presets)
     doc = dict(model=dict(preset=preset), workload="inference", precision=draw(inference_precisions),
-               inference=dict(contextLength=draw(st.integers(1, 200_000)), concurrency=draw(st.integers(1, 64)),
+               inference=dict(contextLength=draw(st.integers(1, longest(preset))), concurrency=draw(st.integers(1, 64)),
                               kvCachePrecision=draw(st.sampled_from(["bf16", "fp16", "fp8"]))))
     return preset, doc
 
@@ -61,6 +62,11 @@ def training_specs(draw):
     else:
         training["loraRank"] = draw(st.sampled_from([4, 16, 64]))
     return preset, dict(model=dict(preset=preset), workload="training", precision=draw(precision), training=training)
+
+
+def longest(preset: str) -> int:
+    """The model's maximum context: a longer inference contextLength is refused (test_context_limit.py)."""
+    return preset_table()[preset]["maxPositionEmbeddings"]
 
 
 any_specs = st.one_of(inference_specs(), training_specs())
@@ -90,7 +96,8 @@ def test_breakdown_nonnegative_and_sums(case, data):
 def test_monotone_in_context_length(case, data, more):
     preset, doc = case
     layout = data.draw(layouts(preset))
-    bigger = with_(doc, "inference", contextLength=doc["inference"]["contextLength"] + more)
+    context = min(doc["inference"]["contextLength"] + more, longest(preset))
+    bigger = with_(doc, "inference", contextLength=context)
     assert est(bigger, layout).total_bytes >= est(doc, layout).total_bytes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rackfit.catalog.types import GPU
+from rackfit.errors import InvalidWorkload
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.engines import serve
 from rackfit.estimator.frameworks import runtime_notes, runtime_peak
@@ -21,7 +22,7 @@ from rackfit.estimator.weights import weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
-__all__ = ["estimate", "estimate_arch", "refusal", "Estimate", "Breakdown", "Layout"]
+__all__ = ["estimate", "estimate_arch", "refusal", "check_context", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -59,6 +60,7 @@ def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dic
 
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
+    check_context(spec, arch)
     p = count_params(arch)
     weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
@@ -96,17 +98,33 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
         notes.append("no GPU given: the KV cache shown is what `concurrency` requests need; give an instance "
                      "type to see what the engine allocates (kvCacheTokens, maxConcurrency)")
     elif s.max_concurrency < 1:
-        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens))
+        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, arch.max_position_embeddings))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
 
 
-def refusal(engine: str, context: int, kv_tokens: int) -> str:
+def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
+    """An inference contextLength beyond the model's maximum is refused, as vLLM refuses a max_model_len
+    above the one it derives from config.json (vllm/config.py, _get_and_verify_max_len: "User-specified
+    max_model_len ... is greater than the derived max_model_len"); SGLang and TensorRT-LLM refuse it too."""
+    longest = arch.max_position_embeddings
+    if spec.workload != "inference" or not longest or spec.inference.context_length <= longest:
+        return
+    source = ("config.json's max_position_embeddings (rope_scaling applied)" if spec.model.hugging_face_config
+              else f"maxPositionEmbeddings of preset {spec.model.preset}" if spec.model.preset
+              else "spec.model.architecture.maxPositionEmbeddings")
+    raise InvalidWorkload([("spec.inference.contextLength",
+                            f"{spec.inference.context_length} exceeds the model's maximum context of {longest} "
+                            f"tokens ({source}); the engines refuse a longer max_model_len")])
+
+
+def refusal(engine: str, context: int, kv_tokens: int, max_context: int = 0) -> str:
     """What the engine says when one full-length request does not fit (vLLM: vllm/v1/core/kv_cache_utils.py,
-    check_enough_kv_cache_memory)."""
+    check_enough_kv_cache_memory); the largest context that fits is capped by the model's maximum."""
+    largest = min(kv_tokens, max_context) if max_context else kv_tokens
     return (f"{engine} would refuse to start: one request of contextLength {context} needs more KV cache than "
-            f"the {kv_tokens} tokens left on this GPU; the largest context that fits is about {kv_tokens} tokens "
+            f"the {kv_tokens} tokens left on this GPU; the largest context that fits is about {largest} tokens "
             "(raise gpuMemoryUtilization, lower contextLength, or use more GPUs)")
 
 

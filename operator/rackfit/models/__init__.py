@@ -43,6 +43,7 @@ class ModelArch(BaseModel):
     v_head_dim: int = 0
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    max_position_embeddings: int = 0  # the longest context supported (0: unknown)
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -124,10 +125,39 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
             fields.pop("sliding_window")
     if fields.get("num_experts") and "moe_intermediate_size" not in fields and "intermediate_size" in fields:
         fields["moe_intermediate_size"] = fields["intermediate_size"]
+    longest = max_context_from_hf_config(config)
+    if longest:
+        fields["max_position_embeddings"] = longest
     try:
         return Architecture.model_validate(fields)
     except Exception as e:  # pydantic ValidationError -> field-named message
         raise InvalidWorkload([("spec.model.huggingFaceConfig", f"unusable config.json: {e}")]) from None
+
+
+# The keys vLLM reads for a model's maximum length, the smallest one winning (vllm/config.py,
+# _get_and_verify_max_len; vllm/config/model.py in later releases).
+_MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                 "max_sequence_length", "max_seq_length", "seq_len")
+
+
+def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
+    """The longest max_model_len vLLM accepts for this config.json (None when it names none): the smallest
+    of its length keys, then rope_scaling as _get_and_verify_max_len applies it. Types su, longrope and
+    llama3 already state the scaled length; yarn scales original_max_position_embeddings by its factor;
+    the others (linear, dynamic) scale the length itself."""
+    lengths = [config[k] for k in _MAX_LEN_KEYS if isinstance(config.get(k), int) and config[k] > 0]
+    if not lengths:
+        return None
+    longest: float = min(lengths)
+    rope = config.get("rope_scaling")
+    if isinstance(rope, dict):
+        kind = rope.get("rope_type") or rope.get("type") or "default"
+        if kind not in ("su", "longrope", "llama3", "default"):
+            factor = rope.get("factor") or 1.0
+            if kind == "yarn" and rope.get("original_max_position_embeddings"):
+                longest = rope["original_max_position_embeddings"]
+            longest *= factor
+    return int(longest)
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
