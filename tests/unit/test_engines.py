@@ -68,7 +68,7 @@ def test_without_a_gpu_the_cache_is_what_the_requests_need():
     e = serve(contextLength=8192, concurrency=4, gpu=None)
     assert e.kv_cache_tokens is None and e.max_concurrency is None
     assert e.breakdown.kv_cache_bytes == 4 * 8192 * 32 * 2 * 8 * 128 * 2
-    assert e.total_bytes == e.breakdown.total
+    assert e.engine_budget_bytes is None  # no GPU, no fraction of it to claim
 
 
 def test_sglang_default_fraction_follows_its_formula():
