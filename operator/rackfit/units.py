@@ -23,10 +23,6 @@ def parse_count(value: int | float | str) -> int:
     return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
 
 
-def gib(n_bytes: int) -> float:
-    return n_bytes / GiB
-
-
 def fmt_bytes(n_bytes: int) -> str:
     """Binary units, as nvidia-smi and PyTorch print them."""
     for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):

@@ -23,12 +23,6 @@ BYTES_PER_PARAM: dict[str, float] = {
     name: f.value_bytes + (f.scale_bytes / (f.rows * f.cols) if f.rows and f.cols else 0.0)
     for name, f in PRECISION_FORMATS.items()
 }
-HALF = 2.0
-
-
-def unquantised_bytes(precision: str) -> float:
-    """Parts a quantised checkpoint keeps in 16-bit; fp32 models keep everything in fp32."""
-    return 4.0 if precision == "fp32" else HALF
 
 
 def stage_share(num_layers: int, pipeline: int) -> float:

@@ -30,9 +30,3 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     (["kopf.dev"], ["clusterkopfpeerings"], ["get", "list", "watch", "patch"]),
     ([""], ["namespaces"], ["get", "list", "watch"]),
 ]
-
-
-def cluster_role(name: str) -> dict:
-    """A ClusterRole manifest with exactly RULES."""
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-            "rules": [{"apiGroups": g, "resources": r, "verbs": v} for g, r, v in RULES]}
