@@ -25,6 +25,7 @@ from rackfit.catalog.guide import check_guide
 from rackfit.errors import InvalidWorkload, RackfitError
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
+from rackfit.operator.config import environment_help
 from rackfit.planner import Plan, plan, usable_bytes
 from rackfit.planner.search import device
 from rackfit.spec import Checkpointing, Engine, Framework, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
@@ -429,10 +430,7 @@ def parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the LLMWorkload operator (needs the operator extra)",
                         description="Run the LLMWorkload operator (kopf, cluster-wide). Needs the operator "
                                     "extra: pip install 'rackfit[operator]'.",
-                        epilog="environment: RACKFIT_CATALOG, RACKFIT_TOLERATIONS (JSON), RACKFIT_NODE_SELECTOR, "
-                               "RACKFIT_METRICS_PORT (9090; 0 = off), RACKFIT_REPLAN_SECONDS (15), "
-                               "RACKFIT_WEBHOOKS (off, url, service), RACKFIT_WEBHOOK_HOST, RACKFIT_WEBHOOK_PORT "
-                               "(9443), RACKFIT_WEBHOOK_CERT_DIR.")
+                        epilog=environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     peering = op.add_mutually_exclusive_group()
     peering.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
     peering.add_argument("--peering", metavar="NAME",
