@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
 from typing import Any
 
 import yaml
