@@ -17,11 +17,12 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
-bench: ## Estimator accuracy (H200, public training), its fitted constants re-derived, planner latency, placement policy (docs/ tables)
+bench: ## Estimator accuracy (H200, public training and serving), its fitted constants re-derived, each regime's error band (estimator/measured_bands.py), planner latency, placement policy (docs/ tables)
 	$(PYTHON) bench/accuracy.py
 	$(PYTHON) bench/public_training.py
 	$(PYTHON) bench/calibrate.py
 	$(PYTHON) bench/public_serving.py
+	$(PYTHON) bench/error_bands.py
 	$(PYTHON) bench/planner_speed.py
 	$(PYTHON) bench/placement_policy.py --rate 40
 

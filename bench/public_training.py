@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "bench" / "cases" / "public" / "training.yaml"
 
 
-def _merge(spec: dict, training: dict | None) -> dict:
-    return {**spec, "training": {**spec["training"], **(training or {})}} if training else spec
+def _merge(spec: dict, m: dict) -> dict:
+    """The case's spec with a measurement's `training` and `parallelism` overrides."""
+    out = {**spec, "training": {**spec["training"], **m.get("training", {})}}
+    if "parallelism" in m:
+        out["parallelism"] = {**spec.get("parallelism", {}), **m["parallelism"]}
+    return out
 
 
 def comparable(quantity: str, spec, est) -> int:
@@ -81,11 +85,12 @@ def measure(path: Path = CASES) -> list[dict]:
     out = []
     for case in yaml.safe_load(path.read_text())["cases"]:
         for m in case["measured"]:
-            spec = parse_spec(_merge(case["spec"], m.get("training")))
+            spec = parse_spec(_merge(case["spec"], m))
             est = estimate(spec)
             gpus = est.layout.total_gpus
             guide = 8 * est.parameters / gpus
             out.append(dict(id=case["id"], variant=m["variant"], quantity=m["quantity"], setup=summary(spec, est),
+                            framework=spec.training.framework, gpu=case.get("gpu"),
                             measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est),
                             guide=guide, phase=est.peak_phase,
                             approximated=m.get("approximated") or case.get("approximated")))
@@ -107,7 +112,8 @@ def table(results: list[dict]) -> str:
     errors = [err(r["rackfit"], r["measured"]) for r in results]
     guide = [err(r["guide"], r["measured"]) for r in results]
     lines += ["", f"rackfit: {len(errors)} numbers, median |error| {statistics.median(map(abs, errors)):.1f}%, "
-              f"worst underestimate {min(errors):+.1f}%, worst overestimate {max(errors):+.1f}%, "
+              f"worst unsafe error (memory underestimated) {min(errors):+.1f}%, "
+              f"worst overestimate {max(errors):+.1f}%, "
               f"within +-10%: {sum(abs(x) <= 10 for x in errors)}/{len(errors)}. "
               f"Guide rule: median |error| {statistics.median(map(abs, guide)):.0f}%, "
               f"worst underestimate {min(guide):+.0f}%."]

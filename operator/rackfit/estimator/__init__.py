@@ -13,6 +13,7 @@ from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.engines import serve
+from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import runtime_notes, runtime_peak
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
@@ -83,7 +84,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     overhead = CUDA_CONTEXT_BYTES + comm + max(load_slack, parts.pop("slack"))
     breakdown = Breakdown(overhead_bytes=overhead, **parts)
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
-                    active_parameters=p.active, peak_phase=phase, notes=notes)
+                    active_parameters=p.active, peak_phase=phase, notes=notes, error_band=error_band(spec, gpu))
 
 
 def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int, gpu: GPU | None,
@@ -101,6 +102,7 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
         notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, arch.max_position_embeddings))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
+                    error_band=error_band(spec, gpu),
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
 
 

@@ -61,4 +61,9 @@ class Estimate(_Out):
                                         "holds per replica")
     max_concurrency: float | None = Field(None, description="serving engines on a known GPU: contextLength "
                                           "requests that fit at once (vLLM's 'Maximum concurrency')")
+    error_band: str | None = Field(None, description=(
+        "the measured error of this estimate's regime (runtime, workload kind, GPU family) on make bench's rows, "
+        "e.g. '-4.5%..+3.9% of memory on 14 measured rows (...)', or 'unmeasured' where no row was measured; "
+        "for serving engines the error is of the KV cache (positive: more cache promised than the engine "
+        "allocates)"))
     notes: list[str] = Field(default_factory=list)

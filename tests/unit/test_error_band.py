@@ -1,0 +1,63 @@
+"""Every estimate carries the measured error of its regime, from make bench's own tables, or "unmeasured"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rackfit.catalog import load_catalog
+from rackfit.estimator import estimate
+from rackfit.estimator.errorband import regime
+from rackfit.estimator.measured_bands import BANDS
+from rackfit.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_bands_are_what_the_bench_measures_now():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "error_bands.py"), "--check"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def _gpu(architecture: str):
+    return next(t.gpu for t in load_catalog().instance_types.values() if t.gpu.architecture == architecture)
+
+
+def _spec(runtime: str, workload: str):
+    if workload == "training":
+        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training",
+                               training=dict(framework=runtime, method="full")))
+    return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine=runtime, contextLength=4096)))
+
+
+def test_each_measured_regime_gives_its_band_with_its_row_count():
+    for (runtime, workload, family), (lo, hi, rows, quantity) in BANDS.items():
+        spec = _spec(runtime, workload)
+        gpu = None if family == "any" else _gpu(family)
+        assert regime(spec, gpu) == (runtime, workload, family)
+        band = estimate(spec, gpu=gpu).error_band
+        assert band.startswith(f"{lo:+.1f}%..{hi:+.1f}% of {quantity} on {rows} measured row"), band
+        assert lo <= hi
+
+
+def test_a_regime_without_rows_is_unmeasured_not_guessed():
+    measured = {k[:2] for k in BANDS}
+    assert ("tensorrt-llm", "inference") not in measured  # no TensorRT-LLM row in the bench yet
+    band = estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("hopper")).error_band
+    assert band.startswith("unmeasured") and "tensorrt-llm" in band
+    families = {k[2] for k in BANDS if k[:2] == ("megatron", "training")}
+    missing = next(f for f in ("ampere", "ada", "hopper", "blackwell") if f not in families)
+    assert estimate(_spec("megatron", "training"), gpu=_gpu(missing)).error_band.startswith("unmeasured")
+
+
+def test_serving_bands_name_the_unsafe_direction_of_the_cache():
+    for (runtime, workload, family), (_, _, _, quantity) in BANDS.items():
+        if workload == "inference" and runtime != "transformers":
+            assert quantity == "kv cache"
+            gpu = None if family == "any" else _gpu(family)
+            assert "more KV cache promised" in estimate(_spec(runtime, workload), gpu=gpu).error_band
