@@ -216,6 +216,8 @@ def _estimate_text(est: Estimate, title: str, capacity: int | None = None) -> st
         lines.append(f"  KV cache: {est.kv_cache_tokens:,} tokens per replica; maximum concurrency for "
                      f"{est.engine.max_model_len} tokens per request: {est.max_concurrency:g}x")
     lines.append(f"  {_bar(view, capacity)}")
+    if est.error_band:
+        lines.append(f"  measured error of this regime: {est.error_band}")
     lines += [f"  note: {n}" for n in est.notes]
     return "\n".join(lines)
 

@@ -61,3 +61,13 @@ def test_serving_bands_name_the_unsafe_direction_of_the_cache():
             assert quantity == "kv cache"
             gpu = None if family == "any" else _gpu(family)
             assert "more KV cache promised" in estimate(_spec(runtime, workload), gpu=gpu).error_band
+
+
+def test_the_cli_prints_the_band_and_refuses_a_context_past_the_maximum(capsys):
+    from rackfit.cli import main
+    assert main(["estimate", "--model", "llama-3.1-8b", "--instance-type", "gd-8xh100ib-i128", "--gpus", "1"]) == 0
+    spec = _spec("vllm", "inference")
+    expected = estimate(spec, gpu=_gpu("hopper")).error_band
+    assert f"measured error of this regime: {expected}" in capsys.readouterr().out
+    assert main(["estimate", "--model", "llama-3.1-8b", "--context", "99999999999"]) == 2
+    assert "spec.inference.contextLength" in capsys.readouterr().err
