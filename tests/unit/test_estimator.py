@@ -123,12 +123,15 @@ def test_fused_adamw_step_allocates_nothing():
     assert e.breakdown.optimizer_states_bytes == 8 * e.parameters
 
 
-def test_sgd_step_copies_the_gradients():
+def test_sgd_step_copies_the_gradients_only_where_the_framework_sets_a_weight_decay():
     """torch.optim.SGD (foreach) with weight decay builds a new gradient list: one fp32 copy per parameter
-    beside the momentum, at the optimizer step."""
+    beside the momentum, at the optimizer step. HF Trainer's default weight decay is 0: no copy there."""
     e = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
     assert e.peak_phase == "optimizer step"
-    assert e.breakdown.optimizer_states_bytes == (4 + 4) * e.parameters
+    assert e.breakdown.optimizer_states_bytes == 4 * e.parameters  # the momentum only
+    fsdp = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full",
+                 framework="fsdp")
+    assert fsdp.breakdown.optimizer_states_bytes > 4 * fsdp.parameters  # momentum + the decayed gradient copy
 
 
 def test_adafactor_step_holds_fp32_temporaries_of_the_largest_parameter():

@@ -103,8 +103,10 @@ def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_b
       `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized tensor per parameter.
     - SGD (torch/optim/sgd.py `_multi_tensor_sgd`): with weight decay, a new gradient list
       (`device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)`): one copy of
-      the gradients in the master dtype. Counted always (fine-tuning sets a weight decay); without one
-      the step allocates nothing and the estimate is that much high.
+      the gradients in the master dtype; without one the momentum update is in place and the step
+      allocates nothing. The framework's default decides: HF Trainer's is 0 (transformers/training_args.py,
+      `weight_decay: float = 0.0`), so `transformers` counts none; the other frameworks' recipes set one
+      (torchtitan's optimizer config 0.1, Megatron's --weight-decay 0.01), so they count the copy.
     - Adafactor loops over parameters: transformers' (transformers/optimization.py, the Trainer's
       optim="adafactor") makes fp32 copies of a 16-bit gradient and parameter, the update, its factored
       replacement (`_approx_sq_grad`) before the old one is freed, and `-update`: four fp32 tensors of the
@@ -116,7 +118,7 @@ def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_b
     if optimizer == "adamw":
         return trainable * state_bytes if framework == "fsdp" else 0
     if optimizer == "sgd":
-        return trainable * state_bytes
+        return 0 if framework == "transformers" else trainable * state_bytes
     if optimizer == "adafactor":
         return largest * 4 * (4 if state_bytes == 2 else 2)
     return 0
