@@ -7,6 +7,9 @@ WORKLOAD_LABEL = "rackfit.io/workload"         # on pods (and pod templates): th
 WORKLOAD_ANNOTATION = "rackfit.io/workload"    # on a target: the LLMWorkload that patched it
 APPLIED_ANNOTATION = "rackfit.io/applied"      # on a target: what rackfit added, to take exactly that back
 GATE = "rackfit.io/placement"                  # scheduling gate held until the pod is pinned to its domain
+# on a pod: the domain (or instance type) rackfit pinned it to when it lifted the gate. A bound labelled
+# pod without it escaped the gate (made while the webhook was not in effect, or ungated by hand)
+PLACED_ANNOTATION = "rackfit.io/placed-into"
 # GPU Feature Discovery's product label: the Node watch asks the API server only for nodes carrying it
 GPU_NODE_SELECTOR = "nvidia.com/gpu.product"
 # finished pods hold no GPUs: the Pod watch leaves them out server-side

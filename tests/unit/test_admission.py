@@ -15,10 +15,11 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
-from rackfit.names import GATE, GPU, WORKLOAD_LABEL
+from rackfit.names import GATE, GPU, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import admission as webhook
 from rackfit.planner import plan
 from rackfit.planner.admission import check
+from rackfit.planner.inventory import NodeInfo
 from rackfit.spec import parse_spec
 from rackfit.units import MiB
 
@@ -254,10 +255,11 @@ def strategic_merge(spec: dict, patch: dict) -> dict:
     return out
 
 
-def test_ungate_patch_pins_the_domain_and_deletes_only_rackfit_s_gate():
+def test_ungate_patch_pins_the_domain_deletes_only_rackfit_s_gate_and_marks_the_pod_placed():
     spec = pod(gpus=4, gates=[OTHER_GATE, {"name": GATE}], selector={"team": "a"})
-    patch = webhook.ungate_patch(spec, PLACEMENT)
-    assert patch == {"spec": {"nodeSelector": PLACEMENT["nodeSelector"],
+    patch = webhook.ungate_patch({"spec": spec}, PLACEMENT)
+    assert patch == {"metadata": {"annotations": {PLACED_ANNOTATION: "nvidia.com/gpu.clique=u.1"}},
+                     "spec": {"nodeSelector": PLACEMENT["nodeSelector"],
                               "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
     after = strategic_merge(spec, patch)
     assert after["schedulingGates"] == [OTHER_GATE]
@@ -268,13 +270,13 @@ def test_ungate_patch_pins_the_domain_and_deletes_only_rackfit_s_gate():
 
 
 def test_ungate_patch_counts_gpu_requests_and_accepts_more_than_the_placement():
-    assert webhook.ungate_patch(pod(requests=4, gates=[{"name": GATE}]), PLACEMENT) is not None
-    assert webhook.ungate_patch(pod(gpus=8, gates=[{"name": GATE}]), PLACEMENT) is not None
+    assert webhook.ungate_patch({"spec": pod(requests=4, gates=[{"name": GATE}])}, PLACEMENT) is not None
+    assert webhook.ungate_patch({"spec": pod(gpus=8, gates=[{"name": GATE}])}, PLACEMENT) is not None
 
 
 def test_nothing_to_ungate_without_rackfit_s_gate():
-    assert webhook.ungate_patch(pod(gpus=4), PLACEMENT) is None
-    assert webhook.ungate_patch(pod(gpus=4, gates=[OTHER_GATE]), PLACEMENT) is None
+    assert webhook.ungate_patch({"spec": pod(gpus=4)}, PLACEMENT) is None
+    assert webhook.ungate_patch({"spec": pod(gpus=4, gates=[OTHER_GATE])}, PLACEMENT) is None
 
 
 @pytest.mark.parametrize("gpus", [None, 0, 1, 3])
@@ -282,4 +284,54 @@ def test_a_stale_pod_below_the_placement_s_gpus_is_not_ungated(gpus):
     """Made before its workload was placed (a pod's resources cannot change): its controller makes it again."""
     spec = pod(gpus=gpus, gates=[{"name": GATE}])
     assert webhook.stale(spec, PLACEMENT)
-    assert webhook.ungate_patch(spec, PLACEMENT) is None
+    assert webhook.ungate_patch({"spec": spec}, PLACEMENT) is None
+
+
+def owned(spec: dict, kind: str, annotations: dict | None = None, node: str | None = None) -> dict:
+    meta = {"name": "p", "labels": {WORKLOAD_LABEL: "llm"},
+            "ownerReferences": [{"kind": kind, "name": "x", "controller": True, "uid": "u"}]}
+    if annotations:
+        meta["annotations"] = annotations
+    if node:
+        spec = {**spec, "nodeName": node}
+    return {"metadata": meta, "spec": spec, "status": {"phase": "Running" if node else "Pending"}}
+
+
+@pytest.mark.parametrize("kind", ["ReplicaSet", "StatefulSet"])
+def test_a_pod_of_a_template_rackfit_pins_is_ungated_only_as_the_pinned_template_makes_it(kind):
+    """A Deployment's pod made before the template was patched (8 GPUs where the plan books 4, or
+    without the domain's selector) would hold GPUs its replacement needs: it is never ungated."""
+    pinned = dict(PLACEMENT["nodeSelector"])
+    assert webhook.ungate_patch(owned(pod(gpus=4, gates=[{"name": GATE}], selector=pinned), kind), PLACEMENT)
+    assert webhook.ungate_patch(owned(pod(gpus=8, gates=[{"name": GATE}], selector=pinned), kind), PLACEMENT) is None
+    assert webhook.ungate_patch(owned(pod(gpus=4, gates=[{"name": GATE}]), kind), PLACEMENT) is None
+    # a Job's pods keep the user's GPU limit, which may be larger
+    assert webhook.ungate_patch(owned(pod(gpus=8, gates=[{"name": GATE}]), "Job"), PLACEMENT)
+
+
+RACK1 = NodeInfo.from_labels("n1", {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.1"}, 4)
+RACK2 = NodeInfo.from_labels("n2", {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.2"}, 4)
+
+
+def test_a_bound_pod_that_escaped_the_gate_is_found_with_why():
+    pinned = dict(PLACEMENT["nodeSelector"])
+    inside = owned(pod(gpus=4, selector=pinned), "ReplicaSet", node="n1")
+    assert webhook.escaped(inside, PLACEMENT, RACK1) is None  # as rackfit would have placed it (an older operator)
+    assert "is not placed" in webhook.escaped(inside, None, RACK1)
+    assert "outside the placement" in webhook.escaped(inside, PLACEMENT, RACK2)
+    assert "outside the placement" in webhook.escaped(inside, PLACEMENT, None)  # not a GPU node of the fleet
+    bigger = owned(pod(gpus=8, selector=pinned), "ReplicaSet", node="n1")
+    assert "with 8 GPUs where" in webhook.escaped(bigger, PLACEMENT, RACK1)
+
+
+def test_a_pod_rackfit_placed_or_one_holding_no_gpus_is_never_taken_for_an_escape():
+    placed = owned(pod(gpus=4), "ReplicaSet", annotations={PLACED_ANNOTATION: "nvidia.com/gpu.clique=u.1"}, node="n2")
+    assert webhook.escaped(placed, PLACEMENT, RACK2) is None  # an earlier placement: its rollout replaces it
+    assert webhook.escaped(owned(pod(), "ReplicaSet", node="n2"), None, RACK2) is None  # no GPUs
+    assert webhook.escaped(owned(pod(gpus=4), "ReplicaSet"), None, None) is None  # not bound
+    done = owned(pod(gpus=4), "Job", node="n2")
+    done["status"]["phase"] = "Succeeded"
+    assert webhook.escaped(done, None, RACK2) is None
+    going = owned(pod(gpus=4), "Job", node="n2")
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert webhook.escaped(going, None, RACK2) is None

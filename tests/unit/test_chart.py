@@ -195,7 +195,7 @@ def test_default_render():
     assert sorted(kinds(docs)) == sorted([
         "ServiceAccount", "Secret", "ConfigMap", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
         "Service", "Deployment", "ClusterKopfPeering", "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration", "Job"])
+        "MutatingWebhookConfiguration", "Job", "PodDisruptionBudget"])
     assert len(kinds(docs)["ConfigMap"]) == 2  # catalog, dashboard
     # the uninstall hook (release of kopf's finalizers), and nothing else, is a Helm hook
     hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
@@ -334,11 +334,19 @@ def test_webhook_configurations():
     assert m["clientConfig"]["service"]["path"] == "/mutate-pod"
     assert m["rules"][0]["resources"] == ["pods"] and m["rules"][0]["operations"] == ["CREATE"]
     assert m["objectSelector"] == {"matchExpressions": [{"key": "rackfit.io/workload", "operator": "Exists"}]}
-    assert (m["failurePolicy"], m["reinvocationPolicy"], m["sideEffects"]) == ("Ignore", "Never", "None")
+    # fail closed for labelled pods only: the objectSelector keeps every other pod away from it
+    assert (m["failurePolicy"], m["reinvocationPolicy"], m["sideEffects"]) == ("Fail", "Never", "None")
     assert _webhooks(render("webhooks.timeoutSeconds=5"))[0]["timeoutSeconds"] == 5
     svc = one(docs, "Service")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == \
         {"webhook": (443, "webhook"), "metrics": (9090, "metrics")}
+
+
+def test_a_disruption_budget_keeps_a_webhook_server_while_there_are_replicas_to_spare():
+    pdb = one(render(), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == one(render(), "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not [d for d in render("operator.replicas=1") if d["kind"] == "PodDisruptionBudget"]
 
 
 def test_generated_certificate_serves_the_service_and_matches_the_ca_bundle():

@@ -277,3 +277,41 @@ def test_a_target_asking_for_more_than_is_booked_is_placed_with_a_warning():
     assert f"it asks for {3 * p['gpusPerNode']} GPUs and {booked} are booked" in placed["message"]
     assert "spec.parallelism.data" in placed["message"]
     assert "booked" not in cond(run([0, 4]), "Placed")["message"]  # a target of the planned size: no warning
+
+
+SERVE_70B = parse_spec({"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
+                        "inference": {"contextLength": 8192, "concurrency": 8},
+                        "placement": {"instanceTypes": ["gd-8xh100ib-i128"]},
+                        "target": {"kind": "Deployment", "name": "llm"}})
+
+
+def hgx(hosts: int, own_pod_gpus: int) -> Inventory:
+    """HGX H100 hosts h0..; the workload's own older pod of `own_pod_gpus` GPUs runs on h0."""
+    inv = Inventory()
+    for i in range(hosts):
+        labels = {"node.kubernetes.io/instance-type": "gd-8xh100ib-i128", "kubernetes.io/hostname": f"h{i}"}
+        inv.set_node(f"h{i}", NodeInfo.from_labels(f"h{i}", labels, 8))
+    inv.set_pod("old", PodUse("h0", own_pod_gpus, OWNER))
+    return inv
+
+
+def test_new_pods_go_where_they_fit_beside_the_target_s_older_pods():
+    """A Deployment's 8-GPU pod runs on h0 (made before its placement): the plan books 4 GPUs on a host
+    where the rollout's new pod fits beside it, not on h0, where it would wait for the old pod forever."""
+    d = decide(Inputs(name="w", spec=SERVE_70B, generation=1, old={}, catalog=CATALOG, fleet=hgx(2, 8).view(OWNER),
+                      target=deployment(1)))
+    p = d.status["placement"]
+    assert p["gpusPerNode"] < 8 and p["nvlinkDomain"] == "kubernetes.io/hostname=h1"
+    assert cond(d, "PodsScheduled")["status"] == "True"
+
+
+def test_a_rollout_its_older_pods_block_says_so():
+    """Only h0 exists: the plan books it (the old pod goes with the rollout only if the strategy allows),
+    and once the new pod is Pending the status names the older pods instead of a bare Unschedulable."""
+    msg = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    d = decide(Inputs(name="w", spec=SERVE_70B, generation=1, old={}, catalog=CATALOG, fleet=hgx(1, 8).view(OWNER),
+                      target=deployment(1), unschedulable=[msg]))
+    assert d.status["placement"]["nvlinkDomain"] == "kubernetes.io/hostname=h0"
+    c = cond(d, "PodsScheduled")
+    assert c["status"] == "False" and c["reason"] == "RolloutBlocked"
+    assert "1 older pod of the target hold 8 GPUs on h0" in c["message"] and msg in c["message"]

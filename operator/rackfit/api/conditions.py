@@ -27,6 +27,12 @@ NO_TARGET = "NoTarget"
 WITHIN_CAPACITY = "WithinCapacity"
 TARGET_UNDERSIZED = "TargetUndersized"
 DOMAIN_OVERCOMMITTED = "DomainOvercommitted"
+# pods of the target from before its placement (other GPUs, or outside the domain) hold GPUs its new
+# pods wait for: a rolling update that waits for new pods before removing old ones would never finish
+ROLLOUT_BLOCKED = "RolloutBlocked"
+# Event reason on a labelled pod that was bound without rackfit's placement and deleted (its controller
+# makes it again, gated)
+OUTSIDE_PLACEMENT = "OutsidePlacement"
 UNSCHEDULABLE = "Unschedulable"  # kube-scheduler's own reason on the pods' PodScheduled condition
 NONE_UNSCHEDULABLE = "NoneUnschedulable"
 NOT_PLACED = "NotPlaced"

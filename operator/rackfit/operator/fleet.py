@@ -19,6 +19,7 @@ import kopf
 
 from rackfit.names import GPU, GROUP, PLURAL, VERSION, WORKLOAD_LABEL
 from rackfit.operator.reconcile import reservation_of
+from rackfit.operator.targets import pod_gpus
 from rackfit.planner.inventory import Inventory, NodeInfo, PodUse
 
 LEDGER = Inventory()
@@ -33,15 +34,6 @@ class FleetVersion:
 
 def _ready(status: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
-def pod_gpus(spec: Mapping[str, Any]) -> int:
-    total = 0
-    for c in spec.get("containers") or []:
-        res = c.get("resources") or {}
-        value = (res.get("requests") or {}).get(GPU) or (res.get("limits") or {}).get(GPU)
-        total += int(value) if value else 0
-    return total
 
 
 def node_info(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]
@@ -95,9 +87,12 @@ async def pod_gone(type: str, uid: str, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-async def placements(namespace: str, name: str, status: Mapping[str, Any], **_: Any):
+async def placements(namespace: str, name: str, meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
     """(namespace, workload) -> its placement, once it has one. Also rebuilds the ledger's
-    reservations from status after a restart or a takeover."""
+    reservations from status after a restart or a takeover. A workload being deleted holds nothing:
+    its delete handler released it, and a later event of it (kopf's own patches) must not book again."""
+    if meta.get("deletionTimestamp"):
+        return None
     placement = status.get("placement")
     if placement:
         LEDGER.reserve((namespace, name), reservation_of(placement))

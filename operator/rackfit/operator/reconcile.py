@@ -12,7 +12,7 @@ from rackfit.api.status import estimate_view, placement_view, status_view
 from rackfit.catalog import Catalog
 from rackfit.operator import targets
 from rackfit.planner import Plan, place, plan
-from rackfit.planner.inventory import Domain, InventoryView, Reservation
+from rackfit.planner.inventory import Domain, InventoryView, PodUse, Reservation
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
@@ -104,7 +104,12 @@ def decide(i: Inputs) -> Decision:
         # the domain it holds, else the one its target was last pinned to (a restart between patching
         # the target and writing the status must not move it)
         prefer = held.domain.value if held and held.domain else targets.pinned_domain(i.target)
-        here = place(anywhere, i.catalog, i.fleet, prefer_domain=prefer)
+        # with pods of its own running (an earlier placement, or pods that escaped the gate), a domain
+        # where the new pods fit beside them first: a rolling update removes old pods only once new
+        # ones run, so new pods pinned onto GPUs its old pods hold would wait forever
+        here = place(anywhere, i.catalog, i.fleet.with_own_pods(), prefer_domain=prefer) if _own_pods(i) else None
+        if here is None or here.chosen is None:
+            here = place(anywhere, i.catalog, i.fleet, prefer_domain=prefer)
         chosen = here.chosen
         placement = placement_view(chosen.placement) if chosen else None
         estimate = estimate_view((chosen or best).estimate)
@@ -132,7 +137,7 @@ def decide(i: Inputs) -> Decision:
         conds = _place_target(put, decision, conds, i, placement, estimate)
     conds = _oversubscription(put, conds, i, placement, decision.reservation, total)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
-    conds = _pods_scheduled(put, conds, placed, i.unschedulable)
+    conds = _pods_scheduled(put, conds, placed, i.unschedulable, _old_pods(i, placement) if placed else [])
     if placement and not kept and placed:
         decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
                           f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
@@ -191,9 +196,34 @@ def _asked_gpus(target: dict, placement: dict) -> int:
     return targets.requested_gpus(target, per_pod, group_size=_group_size(kind, placement))
 
 
-def _pods_scheduled(put, conds: list, placed: bool, unschedulable: list[str]) -> list:
+def _own_pods(i: Inputs) -> list[PodUse]:
+    return i.fleet.inventory.owner_pods(i.fleet.owner) if i.fleet.owner else []
+
+
+def _old_pods(i: Inputs, placement: dict) -> list[PodUse]:
+    """The workload's bound pods that are not its placement's: other GPUs, or outside its domain."""
+    inv, domain = i.fleet.inventory, placement.get("nvlinkDomain")
+    out = []
+    for pod in _own_pods(i):
+        node = inv.node(pod.node)
+        inside = node is not None and node.instance_type == placement["instanceType"] and (
+            not domain or str(node.domain) == domain)
+        if not inside or pod.gpus != placement["gpusPerNode"]:
+            out.append(pod)
+    return out
+
+
+def _pods_scheduled(put, conds: list, placed: bool, unschedulable: list[str], old: list[PodUse]) -> list:
     if not placed:
         return put(conds, c.PODS_SCHEDULED, "Unknown", c.NOT_PLACED, "not placed yet")
+    if unschedulable and old:
+        nodes = ", ".join(sorted({p.node for p in old})[:3])
+        return put(conds, c.PODS_SCHEDULED, False, c.ROLLOUT_BLOCKED,
+                   f"{count(len(unschedulable), 'pod')} Pending while {count(len(old), 'older pod')} of the target "
+                   f"hold {count(sum(p.gpus for p in old), 'GPU')} on {nodes} that are not the placement's "
+                   f"(other GPUs, or outside its domain): a rolling update removes them only once new pods run, "
+                   f"and no domain had room for both; delete the older pods, or allow the rollout maxUnavailable >= 1 "
+                   f"(Pending: {unschedulable[0]})")
     if unschedulable:
         return put(conds, c.PODS_SCHEDULED, False, c.UNSCHEDULABLE,
                    f"{count(len(unschedulable), 'pod')} Pending: {unschedulable[0]}")

@@ -279,12 +279,19 @@ def pinned_domain(target: dict[str, Any] | None) -> str | None:
     return next((selector[k] for k in (*DOMAIN_LABELS, HOSTNAME_LABEL) if k in selector), None)
 
 
-def _pod_gpus(template: dict[str, Any] | None) -> int:
+def pod_gpus(pod_spec: dict[str, Any] | None) -> int:
+    """GPUs a pod (spec) asks for: each container's request, else its limit (the API server defaults an
+    extended resource's request to its limit, and they must be equal when both are set)."""
     total = 0
-    for c in ((template or {}).get("spec") or {}).get("containers") or []:
-        limit = ((c.get("resources") or {}).get("limits") or {}).get(GPU)
-        total += int(limit) if limit else 0
+    for c in (pod_spec or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        value = (res.get("requests") or {}).get(GPU) or (res.get("limits") or {}).get(GPU)
+        total += int(value) if value else 0
     return total
+
+
+def _pod_gpus(template: dict[str, Any] | None) -> int:
+    return pod_gpus((template or {}).get("spec"))
 
 
 def _job_spec(rj: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,9 @@ _plans: dict[str, tuple[tuple, Plan]] = {}
 # kopf runs a resource's timer alongside its change handlers: one reconcile per workload at a time
 # (a change waits; a timer tick finding one in progress skips)
 _one_at_a_time: dict[str, threading.Lock] = {}
+# uids whose delete handler released them: a timer's reconcile already in flight (a thread kopf cannot
+# cancel) must not book them again after the release
+_released: set[str] = set()
 
 
 def _lock(uid: str) -> threading.Lock:
@@ -44,6 +47,8 @@ def _lock(uid: str) -> threading.Lock:
 
 def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, gated_pods, unschedulable_pods,
                seen) -> None:
+    if uid in _released:
+        return
     started = time.perf_counter()
     generation = meta.get("generation", 0)
     owner = (namespace, name)
@@ -191,9 +196,10 @@ def replan(body, spec, meta, status, namespace, name, uid, patch, logger, gated_
 def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     """Take back exactly what rackfit added to the target."""
     metrics.forget_workload(namespace, name)
-    LEDGER.forget((namespace, name))  # its GPUs are free for the next waiting workload
+    with _lock(uid):  # after a reconcile in flight, which would otherwise book it again
+        _released.add(uid)
+        LEDGER.forget((namespace, name))  # its GPUs are free for the next waiting workload
     _fleet_seen.pop(uid, None)
-    _one_at_a_time.pop(uid, None)
     _freed_seen.pop(uid, None)
     _plans.pop(uid, None)
     target = workload_target(spec)

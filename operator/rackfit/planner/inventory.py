@@ -225,6 +225,14 @@ class Inventory:
     def reservation(self, owner: Owner) -> Reservation | None:
         return self._reservations.get(owner)
 
+    def node(self, name: str) -> NodeInfo | None:
+        return self._nodes.get(name)
+
+    def owner_pods(self, owner: Owner) -> list[PodUse]:
+        """The bound, unfinished pods that carry `owner`'s label."""
+        with self.lock:
+            return [self._pods[k] for k in self._owner_pods.get(owner, ())]
+
     def blocked_types(self, owner: Owner, since: str) -> frozenset[str]:
         """Instance types an older waiting workload waits for: `owner` may not take them (strict FIFO
         per instance type, so a stream of small jobs never starves a large one)."""
@@ -244,24 +252,26 @@ class Inventory:
     def instance_types(self) -> list[str]:
         return [t for t, doms in self._members.items() if doms]
 
-    def domains(self, instance_type: str, exclude: Owner | None = None) -> dict[Domain, list[int]]:
+    def domains(self, instance_type: str, exclude: Owner | None = None, keep_pods: bool = False
+                ) -> dict[Domain, list[int]]:
         """Domain -> free GPUs of each schedulable node, after pods and reservations (other than
-        `exclude`'s); values go negative where reservations overcommit the domain."""
+        `exclude`'s reservation, and its pods unless `keep_pods`); values go negative where
+        reservations overcommit the domain."""
         with self.lock:
-            out = {d: self._frees(instance_type, d, exclude) for d in self._members.get(instance_type, {})}
+            out = {d: self._frees(instance_type, d, exclude, keep_pods) for d in self._members.get(instance_type, {})}
             wide = [o for o in self._typewide.get(instance_type, ()) if o != exclude]
             if wide:
                 self._lay_typewide(instance_type, out, wide)
             return out
 
     def find_domain(self, instance_type: str, nodes: int, gpus_per_node: int, prefer: str | None = None,
-                    exclude: Owner | None = None) -> Domain | None:
+                    exclude: Owner | None = None, keep_pods: bool = False) -> Domain | None:
         """A domain of this type with `nodes` nodes of `gpus_per_node` free GPUs each. `prefer` (the
         value of a domain already holding the workload) wins while it fits; otherwise best fit: the
         domain with the fewest free GPUs that still holds the job, keeping whole domains free for
         large jobs (Kueue's BestFit)."""
         best: tuple[int, str, Domain] | None = None
-        for domain, frees in self.domains(instance_type, exclude).items():
+        for domain, frees in self.domains(instance_type, exclude, keep_pods).items():
             if sum(1 for f in frees if f >= gpus_per_node) < nodes:
                 continue
             if prefer is not None and domain.value == prefer:
@@ -271,8 +281,10 @@ class Inventory:
                 best = key
         return best[2] if best else None
 
-    def free_nodes(self, instance_type: str, gpus_per_node: int, exclude: Owner | None = None) -> int:
-        return sum(1 for frees in self.domains(instance_type, exclude).values() for f in frees if f >= gpus_per_node)
+    def free_nodes(self, instance_type: str, gpus_per_node: int, exclude: Owner | None = None,
+                   keep_pods: bool = False) -> int:
+        return sum(1 for frees in self.domains(instance_type, exclude, keep_pods).values()
+                   for f in frees if f >= gpus_per_node)
 
     def usage(self) -> dict[tuple[str, Domain], tuple[int, int]]:
         """(instance type, domain) -> (allocatable GPUs, GPUs taken by pods and reservations)."""
@@ -305,19 +317,23 @@ class Inventory:
             self._reserved_in[r.domain].discard(owner)
             self._cache.pop(r.domain, None)
 
-    def _bound(self, owner: Owner, nodes: set[str] | None) -> int:
-        """How many of `owner`'s pods are bound on `nodes` (None: on any node)."""
-        return sum(1 for k in self._owner_pods.get(owner, ()) if nodes is None or self._pods[k].node in nodes)
+    def _bound(self, owner: Owner, nodes: set[str] | None, gpus: int) -> int:
+        """How many of `owner`'s pods of at least `gpus` GPUs (the reservation's pods; a smaller one
+        is an older pod its rollout replaces) are bound on `nodes` (None: on any node)."""
+        return sum(1 for k in self._owner_pods.get(owner, ())
+                   if (nodes is None or self._pods[k].node in nodes) and self._pods[k].gpus >= gpus)
 
-    def _frees(self, itype: str, domain: Domain, exclude: Owner | None) -> list[int]:
-        mine = exclude is not None and (exclude in self._reserved_in.get(domain, ()) or any(
+    def _frees(self, itype: str, domain: Domain, exclude: Owner | None, keep_pods: bool = False) -> list[int]:
+        held = exclude is not None and exclude in self._reserved_in.get(domain, ())
+        pods = exclude is not None and not keep_pods and any(
             self._nodes.get(self._pods[k].node, None) and self._nodes[self._pods[k].node].domain == domain
-            for k in self._owner_pods.get(exclude, ())))
+            for k in self._owner_pods.get(exclude, ()))
+        mine = held or pods
         if not mine and domain in self._cache:
             return self._cache[domain]
         names = self._schedulable(domain, itype)
         free = {n: self._nodes[n].allocatable - self._node_used.get(n, 0) for n in names}
-        if mine:
+        if pods:
             for k in self._owner_pods.get(exclude, ()):
                 if self._pods[k].node in free:
                     free[self._pods[k].node] += self._pods[k].gpus
@@ -326,7 +342,7 @@ class Inventory:
             if owner == exclude:
                 continue
             r = self._reservations[owner]
-            _lay(free, r.pods - self._bound(owner, members), r.gpus_per_pod)
+            _lay(free, r.pods - self._bound(owner, members, r.gpus_per_pod), r.gpus_per_pod)
         out = sorted(free.values())
         if not mine:
             self._cache[domain] = out
@@ -338,7 +354,7 @@ class Inventory:
         in_type = {n for members in self._members.get(instance_type, {}).values() for n in members}
         for owner in sorted(owners, key=lambda o: self._order.get(o, 0)):
             r = self._reservations[owner]
-            _lay(flat, r.pods - self._bound(owner, in_type), r.gpus_per_pod)
+            _lay(flat, r.pods - self._bound(owner, in_type, r.gpus_per_pod), r.gpus_per_pod)
         regrouped: dict[Domain, list[int]] = {d: [] for d in out}
         for (d, _), f in flat.items():
             regrouped[d].append(f)
@@ -360,19 +376,24 @@ class InventoryView:
     """`Inventory` seen by one workload planning again (its own holdings excluded, blocked types
     empty): what the planner queries."""
 
-    def __init__(self, inventory: Inventory, owner: Owner | None, blocked: frozenset[str]):
-        self.inventory, self.owner, self.blocked = inventory, owner, blocked
+    def __init__(self, inventory: Inventory, owner: Owner | None, blocked: frozenset[str], keep_pods: bool = False):
+        self.inventory, self.owner, self.blocked, self.keep_pods = inventory, owner, blocked, keep_pods
+
+    def with_own_pods(self) -> InventoryView:
+        """The same view with the owner's bound pods counted as used: where its new pods fit beside
+        its old ones, as a rolling update needs (it removes old pods only once new ones run)."""
+        return InventoryView(self.inventory, self.owner, self.blocked, keep_pods=True)
 
     def find_domain(self, instance_type: str, nodes: int, gpus_per_node: int, prefer: str | None = None
                     ) -> Domain | None:
         if instance_type in self.blocked:
             return None
-        return self.inventory.find_domain(instance_type, nodes, gpus_per_node, prefer, self.owner)
+        return self.inventory.find_domain(instance_type, nodes, gpus_per_node, prefer, self.owner, self.keep_pods)
 
     def free_nodes(self, instance_type: str, gpus_per_node: int) -> int:
         if instance_type in self.blocked:
             return 0
-        return self.inventory.free_nodes(instance_type, gpus_per_node, self.owner)
+        return self.inventory.free_nodes(instance_type, gpus_per_node, self.owner, self.keep_pods)
 
     def holds(self, r: Reservation) -> bool:
         """Would `r` still fit, its own holdings discounted (a placement is kept while this holds)?"""
