@@ -212,8 +212,9 @@ class Inference(_Model):
     engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "vLLM's release, e.g. 0.7.3, where it planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.21.0 the CUDA "
-        "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget. Default: current "
-        "releases"))
+        "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
+        "by itself above 32768 tokens (2048 per step); before 0.7.1 MLA models cached full K and V per head, not "
+        "the latent. Default: current releases"))
     prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
         "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
 

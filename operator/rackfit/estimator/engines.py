@@ -48,6 +48,15 @@ TRTLLM_MAX_BATCH = 2048
 # graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
 V1_DEFAULT = (0, 8)
 GRAPHS_IN_BUDGET = (0, 21)
+# MLA cached as its latent (kv_lora_rank + rope dims, one "head") from v0.7.1, the release that brought MLA to
+# vLLM's DeepSeek models; before it, deepseek_v2.py's DeepseekV2Attention cached full K and V per head at
+# qk_head_dim (V zero-padded from v_head_dim to qk_nope + qk_rope).
+MLA_LATENT = (0, 7, 1)
+# V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py, _set_default_args_v0:
+# max_model_len > 32768, no sliding window, not MLA), with SchedulerConfig's default chunk of 2048 tokens
+# (vllm/config.py, _DEFAULT_MAX_NUM_BATCHED_TOKENS): the profile run is then one chunk, not the whole context.
+V0_LONG_CONTEXT = 32768
+V0_CHUNK_TOKENS = 2048
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 
@@ -57,13 +66,16 @@ def cuda_total_bytes(gpu: GPU) -> int:
     return gpu.memory_bytes - DRIVER_RESERVED
 
 
-def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int) -> EngineSettings:
+def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: ModelArch | None = None
+             ) -> EngineSettings:
     """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
     total = cuda_total_bytes(gpu) if gpu else None
     if inf.engine == "vllm" and inf.vllm_before(V1_DEFAULT):
         # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
-        # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences
+        # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
+        if inf.context_length > V0_LONG_CONTEXT and a is not None and not (a.sliding_window or a.is_mla):
+            tokens = V0_CHUNK_TOKENS
     elif inf.engine == "vllm":
         # vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults (for `vllm serve`): GPUs of 70 GiB or
         # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
@@ -175,15 +187,18 @@ class Served:
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
           ) -> Served:
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts)."""
-    s = settings(inf, gpu, layout.tensor, layout.pipeline)
+    s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
+    latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = min(s.max_num_batched_tokens, s.max_num_seqs)
     sampler = sampler_peak_bytes(a, layout, requests) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
     nt = non_torch_bytes(layout)
     sequences = inf.per_replica(layout.data)
-    per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens)
-    per_token = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor) * -(-a.num_layers // layout.pipeline)
+    per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
+                                 mla_latent=latent)
+    per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
+                 * -(-a.num_layers // layout.pipeline))
     plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request)
     if gpu is None:
         return plan
