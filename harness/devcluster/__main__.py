@@ -32,10 +32,10 @@ from devcluster.controlplane import (
     ControlPlane,
     ControlPlaneError,
     api_client,
-    free_port,
     python_env,
 )
 from devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
+from devcluster.ports import free_port
 from devcluster.waiting import WaitTimeout, wait_for
 from rackfit import __version__
 from rackfit.errors import CatalogError

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from devcluster import binaries
+from devcluster.ports import free_port
 from devcluster.waiting import wait_for
 from rackfit.certs import write_serving_pair
 
@@ -156,8 +157,6 @@ def config_file(addon: Addon, webhook_port: int, cert_dir: Path, health_port: in
 def start(plane, kubectl: Path | None = None) -> None:
     """Install the CRDs and webhooks of LeaderWorkerSet and JobSet and run their controllers as
     components of `plane` (a started `ControlPlane`); returns once the API server calls their webhooks."""
-    from devcluster.controlplane import free_port
-
     require()
     kubectl = kubectl or binaries.require("kubectl")["kubectl"]
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}

@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from devcluster import addons, binaries
+from devcluster.ports import free_port
 from devcluster.waiting import WaitTimeout, wait_for
 from rackfit.certs import write_rsa_key, write_serving_pair
 
@@ -109,13 +109,6 @@ def _start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the command in (...) may hold spaces
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (the harness's one helper for it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:

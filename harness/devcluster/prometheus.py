@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from devcluster import binaries
-from devcluster.controlplane import ControlPlane, free_port
+from devcluster.controlplane import ControlPlane
+from devcluster.ports import free_port
 
 INTERVAL = "2s"
 

@@ -40,7 +40,8 @@ from pathlib import Path
 import yaml
 
 from devcluster import binaries
-from devcluster.controlplane import REPO, ControlPlane, api_client, free_port
+from devcluster.controlplane import REPO, ControlPlane, api_client
+from devcluster.ports import free_port
 from devcluster.waiting import wait_for
 
 NODE_NAME = "rackfit-real-0"
