@@ -59,9 +59,15 @@ def test_rejection_names_the_limit():
 
 
 def test_precision_the_gpu_cannot_run_is_rejected():
-    p = plan(inference("llama-3.1-8b", "fp8", instanceTypes=["gd-8xa100-i128", "gd-8xh100ib-i128"]), CATALOG)
-    assert p.chosen.placement.instance_type == "gd-8xh100ib-i128"
-    assert any(r.instance_type == "gd-8xa100-i128" and "fp8" in r.reason for r in p.rejected)
+    p = plan(inference("llama-3.1-8b", "nvfp4", instanceTypes=["gd-8xh100ib-i128", "b200-8x"]), CATALOG)
+    assert p.chosen.placement.instance_type == "b200-8x"
+    assert any(r.instance_type == "gd-8xh100ib-i128" and "nvfp4" in r.reason for r in p.rejected)
+
+
+def test_fp8_serves_on_ampere_weight_only():
+    """vLLM runs fp8 checkpoints on A100 through its FP8 Marlin kernel: planned, not refused."""
+    p = plan(inference("llama-3.1-8b", "fp8", instanceTypes=["gd-8xa100-i128"]), CATALOG)
+    assert p.chosen.placement.instance_type == "gd-8xa100-i128"
 
 
 def test_unknown_instance_type_is_refused_with_the_field():

@@ -11,10 +11,13 @@ from rackfit.units import GB, MiB
 
 Architecture = Literal["ampere", "hopper", "ada", "blackwell"]
 
-# Weight formats each architecture runs natively. FP8 tensor cores arrived with Ada and Hopper,
-# FP4 (NVFP4) with Blackwell; MXFP4 checkpoints (gpt-oss) also run on Hopper through weight-only kernels.
+# Weight formats each architecture runs. FP8 tensor cores arrived with Ada and Hopper, FP4 (NVFP4) with
+# Blackwell; MXFP4 checkpoints (gpt-oss) also run on Hopper through weight-only kernels. FP8 checkpoints run on
+# Ampere weight-only: vLLM's Fp8LinearMethod falls back to the FP8 Marlin kernel below compute capability 8.9
+# (vllm/model_executor/layers/quantization/fp8.py, `use_marlin = not current_platform.has_device_capability(89)`),
+# the weights stored in fp8 as on Hopper; the estimate notes that other runtimes need 8.9 (estimator/__init__.py).
 _FORMATS: dict[str, frozenset[str]] = {
-    "ampere": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4"}),
+    "ampere": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8"}),
     "ada": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8"}),
     "hopper": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8", "mxfp4"}),
     "blackwell": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8", "mxfp4", "nvfp4"}),

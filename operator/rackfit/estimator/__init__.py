@@ -69,6 +69,11 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
+    if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
+        runs = spec.workload == "inference" and spec.inference.engine in ("vllm", "sglang")
+        notes.append("fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)"
+                     if runs else "fp8 on Ampere runs only weight-only in vLLM and SGLang (Marlin kernels); "
+                     "this runtime needs compute capability 8.9 (Ada, Hopper) for fp8")
     if spec.workload == "inference" and spec.inference.serving_engine:
         return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":
@@ -104,6 +109,11 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
+
+
+def _fp8_weights(spec: LLMWorkloadSpec, arch: ModelArch) -> bool:
+    q = arch.quantization
+    return q.method in ("fp8", "fbgemm_fp8") if q is not None else spec.precision == "fp8"
 
 
 def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
