@@ -129,6 +129,8 @@ def test_a_serving_engine_near_miss_counts_requests():
     fewer = {**doc, "inference": {"contextLength": 32768, "concurrency": int(most * 0.9)}}
     (warning,) = check(at_most, CATALOG)
     assert warning.startswith("near miss:") and f"{most} needed" in warning
+    band = plan(parse_spec(at_most), CATALOG).chosen.estimate.error_band
+    assert f"this regime's measured error is {band}" in warning  # the KV cache's band, or "unmeasured"
     assert check(fewer, CATALOG) == []
     field, msg = refused({**doc, "inference": {"contextLength": 32768, "concurrency": most + 1}})
     assert field == "spec.parallelism" and "requests of contextLength 32768" in msg

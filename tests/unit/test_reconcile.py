@@ -83,6 +83,8 @@ def test_a_spec_change_plans_again():
 def test_waits_for_capacity():
     d = run([0, 0])
     assert cond(d, "Fits")["status"] == "True"
+    band = d.status["estimate"]["errorBand"]
+    assert band and cond(d, "Fits")["message"].endswith(f"this regime's measured error: {band}")
     assert cond(d, "Placed")["status"] == "False" and cond(d, "Placed")["reason"] == "WaitingForCapacity"
     assert d.target_patch is None
 

@@ -119,8 +119,9 @@ def decide(i: Inputs) -> Decision:
     b = best.placement
     conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
                 f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak")
+    band = f"; this regime's measured error: {best.estimate.error_band}" if best.estimate.error_band else ""
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
-                f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
+                f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}{band}")
     decision = Decision(status={}, reservation=reservation_of(placement))
     if placement is None:
         fitting = {t for t in (spec.placement.instance_types or i.catalog.names())} - {

@@ -63,9 +63,11 @@ def check(doc: dict[str, Any], catalog: Catalog, hf_config: dict[str, Any] | Non
         if est.max_concurrency < need * (1 + NEAR_MISS):
             warnings.append(f"near miss: the {spec.inference.engine} KV cache on {p.instance_type} holds "
                             f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
-                            f"{need} needed: under {NEAR_MISS:.0%} to spare")
+                            f"{need} needed: under {NEAR_MISS:.0%} to spare; this regime's measured error is "
+                            f"{est.error_band}")
     elif est.total_bytes > raw * (1 - NEAR_MISS):
         warnings.append(f"near miss: {fmt_bytes(est.total_bytes)} per GPU leaves under {NEAR_MISS:.0%} of "
-                        f"{p.instance_type}'s {fmt_bytes(raw)} free; a longer context or larger batch will not fit")
+                        f"{p.instance_type}'s {fmt_bytes(raw)} free; a longer context or larger batch will not fit; "
+                        f"this regime's measured error is {est.error_band}")
     return warnings
 
