@@ -23,11 +23,6 @@ COREWEAVE_DOMAIN_LABEL = "ds.coreweave.com/nvlink.domain"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 DOMAIN_LABELS = (CLIQUE_LABEL, COREWEAVE_DOMAIN_LABEL)
 
-# Multi-node targets: LeaderWorkerSet (serving: one leader and size-1 workers per group) and JobSet
-# (training: replicated Jobs), both placed like Deployments through spec.target
-LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
-JOBSET_GROUP, JOBSET_VERSION, JOBSET_PLURAL = "jobset.x-k8s.io", "v1alpha2", "jobsets"
-
 # The plan handed to the containers (set on pod templates by the operator, on labelled pods by the
 # webhook): `vllm serve --tensor-parallel-size $(RACKFIT_TENSOR_PARALLEL_SIZE)`, `torchrun --nnodes
 # $(RACKFIT_NNODES) --nproc-per-node $(RACKFIT_GPUS_PER_NODE)` follow every re-plan

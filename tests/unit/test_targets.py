@@ -253,3 +253,15 @@ def test_plan_env_takes_the_engine_s_estimate_else_the_spec():
     training = parse_spec({"model": {"preset": "qwen2.5-7b"}, "workload": "training",
                            "training": {"method": "lora"}})
     assert "RACKFIT_MAX_MODEL_LEN" not in targets.plan_env(PLACEMENT, None, training)
+
+
+def test_the_kinds_the_spec_allows_are_the_registered_adapters():
+    """Adding a kind is one module and one line in targets/registry.py; the spec's enum follows it."""
+    from typing import get_args
+
+    from rackfit.operator.rbac import RULES
+    from rackfit.spec import Target
+    assert set(get_args(Target.model_fields["kind"].annotation)) == set(targets.ADAPTERS)
+    for kind in targets.ADAPTERS.values():  # every kind's own verbs reach the ClusterRole
+        assert ([kind.group], [kind.plural], list(kind.verbs)) in RULES
+        assert kind.editable or kind.suspendable  # a kind whose templates rackfit can never edit must start suspended

@@ -1,4 +1,4 @@
-"""The one module that calls the Kubernetes API with the official client: targets and ConfigMaps.
+"""The one module that calls the Kubernetes API with the official client: targets, pods, ConfigMaps.
 (kopf itself watches LLMWorkloads, Nodes and Pods and writes status and Events.)"""
 
 from __future__ import annotations
@@ -10,27 +10,9 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from rackfit.names import (
-    GROUP,
-    JOBSET_GROUP,
-    JOBSET_PLURAL,
-    JOBSET_VERSION,
-    LWS_GROUP,
-    LWS_PLURAL,
-    LWS_VERSION,
-    PLURAL,
-    VERSION,
-)
+from rackfit.names import GROUP, PLURAL, VERSION
+from rackfit.operator.targets import TargetKind
 
-_TARGETS = {  # kind -> (API class, read method, patch method)
-    "Deployment": ("AppsV1Api", "read_namespaced_deployment", "patch_namespaced_deployment"),
-    "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set", "patch_namespaced_stateful_set"),
-    "Job": ("BatchV1Api", "read_namespaced_job", "patch_namespaced_job"),
-}
-_CUSTOM_TARGETS = {  # kind -> (group, version, plural)
-    "LeaderWorkerSet": (LWS_GROUP, LWS_VERSION, LWS_PLURAL),
-    "JobSet": (JOBSET_GROUP, JOBSET_VERSION, JOBSET_PLURAL),
-}
 MERGE_PATCH = "application/merge-patch+json"
 # 409: the target changed since it was read (its patches carry the resourceVersion read): read it again
 TRANSIENT = {409, 429, 500, 502, 503, 504}
@@ -73,26 +55,18 @@ def _api(cls: str):
     return getattr(kubernetes.client, cls)(_client())
 
 
-def get_target(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The target as the API serves it; None when it (or, for LeaderWorkerSet and JobSet, its CRD) is absent."""
-    if kind in _CUSTOM_TARGETS:
-        group, version, plural = _CUSTOM_TARGETS[kind]
-        api = _api("CustomObjectsApi")
-        return _read(lambda n, ns, **kw: api.get_namespaced_custom_object(group, version, ns, plural, n, **kw),
-                     name, namespace)
-    api, read, _ = _TARGETS[kind]
-    return _read(getattr(_api(api), read), name, namespace)
+def get_target(kind: TargetKind, namespace: str, name: str) -> dict[str, Any] | None:
+    """The target as the API serves it; None when it (or its CRD) is absent. Every kind through the
+    custom-objects client: built-in kinds of named groups (apps, batch) have the same paths."""
+    api = _api("CustomObjectsApi")
+    return _read(lambda n, ns, **kw: api.get_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, n,
+                                                                       **kw), name, namespace)
 
 
-def patch_target(kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """JSON merge patch (RFC 7386), for built-in kinds and custom resources alike (targets.py builds them)."""
-    if kind in _CUSTOM_TARGETS:
-        group, version, plural = _CUSTOM_TARGETS[kind]
-        _call(_api("CustomObjectsApi").patch_namespaced_custom_object, group, version, namespace, plural, name,
-              patch, _content_type=MERGE_PATCH)
-        return
-    api, _, patch_fn = _TARGETS[kind]
-    _call(getattr(_api(api), patch_fn), name, namespace, patch, _content_type=MERGE_PATCH)
+def patch_target(kind: TargetKind, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """JSON merge patch (RFC 7386), for built-in kinds and custom resources alike (targets.patches builds them)."""
+    _call(_api("CustomObjectsApi").patch_namespaced_custom_object, kind.group, kind.version, namespace, kind.plural,
+          name, patch, _content_type=MERGE_PATCH)
 
 
 def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:
@@ -110,9 +84,11 @@ def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
     _call(_api("CoreV1Api").patch_namespaced_pod, name, namespace, patch)
 
 
-def delete_pod(namespace: str, name: str) -> None:
+def delete_pod(namespace: str, name: str, uid: str | None = None) -> None:
+    """Delete a pod; with `uid`, only that pod (not one made again under its name)."""
+    body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid)) if uid else None
     try:
-        _call(_api("CoreV1Api").delete_namespaced_pod, name, namespace)
+        _call(_api("CoreV1Api").delete_namespaced_pod, name, namespace, body=body)
     except ApiException as e:
         if e.status != 404:
             raise

@@ -5,6 +5,8 @@ Each rule is (apiGroups, resources, verbs). Keep it to what the code calls.
 
 from __future__ import annotations
 
+from rackfit.operator.targets import ADAPTERS
+
 RULES: list[tuple[list[str], list[str], list[str]]] = [
     # the custom resource, its status, and kopf's progress annotations on it
     (["rackfit.io"], ["llmworkloads"], ["get", "list", "watch", "patch"]),
@@ -14,12 +16,8 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     # before its workload was placed, without the GPUs, is deleted so its controller makes it again
     ([""], ["nodes"], ["get", "list", "watch"]),
     ([""], ["pods"], ["get", "list", "watch", "patch", "delete"]),
-    # the targets it places
-    (["apps"], ["deployments", "statefulsets"], ["get", "patch"]),
-    (["batch"], ["jobs"], ["get", "patch"]),
-    # multi-node targets (the operator reads and patches them; list and watch for their informers)
-    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch", "patch"]),
-    (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "patch"]),
+    # the targets it places: each kind's own verbs (targets/registry.py)
+    *(([k.group], [k.plural], list(k.verbs)) for k in ADAPTERS.values()),
     # huggingFaceConfig read from a ConfigMap
     ([""], ["configmaps"], ["get"]),
     # Events recording each decision (kopf posts core/v1 and events.k8s.io)

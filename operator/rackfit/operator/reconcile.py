@@ -154,47 +154,33 @@ def decide(i: Inputs) -> Decision:
     return decision
 
 
-def _group_size(kind: str, placement: dict) -> int | None:
-    """The LeaderWorkerSet group size rackfit sets: one pod per planned node."""
-    return placement["nodes"] if kind == "LeaderWorkerSet" else None
-
-
 def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict, estimate: dict) -> list:
     spec, target = i.spec, i.target
     if spec.target is None:
         return put(conds, c.PLACED, True, c.CAPACITY_FOUND,
                    "capacity found; no spec.target to patch: use status.placement.nodeSelector")
-    kind = spec.target.kind
-    ref = f"{kind}/{spec.target.name}"
+    kind = targets.adapter(spec.target.kind)
+    ref = f"{kind.kind}/{spec.target.name}"
     if target is None:
         return put(conds, c.PLACED, False, c.TARGET_NOT_FOUND, f"{ref} not found")
-    problem = targets.shape_problem(target, ref, placement)
+    problem = kind.shape_problem(target, ref, placement)
     if problem:
-        reason = c.TARGET_NOT_MULTI_NODE if kind in targets.SINGLE_NODE else c.TARGET_SHAPE_MISMATCH
+        reason = c.TARGET_NOT_MULTI_NODE if kind.single_node else c.TARGET_SHAPE_MISMATCH
         return put(conds, c.PLACED, False, reason, problem)
-    suspendable = kind in targets.SCHEDULING_ONLY
     patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
                                 i.tolerations, env=targets.plan_env(placement, estimate, spec),
-                                group_size=_group_size(kind, placement))
-    if suspendable and patch is not None and not target.get("spec", {}).get("suspend"):
+                                group_size=kind.group_size(placement))
+    if kind.suspendable and patch is not None and not kind.suspended(target):
         return put(conds, c.PLACED, False, c.TARGET_NOT_SUSPENDED,
-                   f"{ref} already runs; create {kind}s with suspend: true so rackfit can place them")
+                   f"{ref} already runs; create {kind.kind}s with suspend: true so rackfit can place them")
     decision.target_patch = patch
-    decision.unsuspend = suspendable and bool(target.get("spec", {}).get("suspend"))
+    decision.unsuspend = kind.suspended(target)
     message = f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}"
-    asked, booked = _asked_gpus(target, placement), placement["totalGPUs"]
+    asked, booked = kind.asked_gpus(target, placement), placement["totalGPUs"]
     if asked > booked:  # more pods than the plan: the ledger holds only the plan's GPUs for them
         message += (f"; it asks for {asked} GPUs and {booked} are booked: its pods beyond them wait for room or take "
                     f"GPUs booked for others (lower its replicas, or raise spec.parallelism.data so they are booked)")
     return put(conds, c.PLACED, True, c.TARGET_PATCHED, message)
-
-
-def _asked_gpus(target: dict, placement: dict) -> int:
-    """GPUs the target asks for once patched: rackfit sets the GPU limit of Deployments, StatefulSets
-    and LeaderWorkerSets (and the group size of the latter); a Job or JobSet keeps its own."""
-    kind = target.get("kind")
-    per_pod = None if kind in targets.SCHEDULING_ONLY else placement["gpusPerNode"]
-    return targets.requested_gpus(target, per_pod, group_size=_group_size(kind, placement))
 
 
 def _own_pods(i: Inputs) -> list[PodUse]:
@@ -236,7 +222,7 @@ def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held:
                       total: int) -> list:
     target = i.target
     if placement and target is not None:
-        asked = _asked_gpus(target, placement)
+        asked = targets.adapter(i.spec.target.kind).asked_gpus(target, placement)
         if asked < placement["totalGPUs"]:
             return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
                        f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "

@@ -12,7 +12,7 @@ import kopf
 
 from rackfit.api.conditions import CONFIG_MAP_NOT_FOUND, now
 from rackfit.errors import RackfitError
-from rackfit.names import GROUP, PLURAL, VERSION
+from rackfit.names import GROUP, PLURAL, VERSION, WORKLOAD_ANNOTATION
 from rackfit.operator import kube, metrics, targets
 from rackfit.operator.admission import ungate_pods
 from rackfit.operator.fleet import LEDGER, FleetVersion
@@ -62,7 +62,8 @@ def _reconcile(body, spec, meta, status, namespace, name, uid, patch, logger, ga
             if hf is None:  # retried by the timer until it appears
                 raise MissingConfig(f"spec.model.huggingFaceConfig: ConfigMap {namespace}/"
                                     f"{workload.model.hugging_face_config} with key config.json not found")
-        target = kube.get_target(workload.target.kind, namespace, workload.target.name) if workload.target else None
+        target = kube.get_target(targets.adapter(workload.target.kind), namespace, workload.target.name) \
+            if workload.target else None
         since = meta.get("creationTimestamp") or ""
         key = (generation, json.dumps(hf, sort_keys=True) if hf else None)
         cached = _plans.get(uid)
@@ -116,7 +117,7 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
             # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
             kube.patch_status(namespace, name, {"placement": d.status["placement"],
                                                 "estimate": d.status.get("estimate")})
-            kube.patch_target(target[0], namespace, target[1], d.target_patch)
+            kube.patch_target(targets.adapter(target[0]), namespace, target[1], d.target_patch)
             logger.info(f"patched {target[0]}/{target[1]}")
         if target and d.unsuspend:
             # a Job's or JobSet's pods get the GPU limit and the plan's variables from the webhook only:
@@ -124,7 +125,8 @@ def _apply(d: Decision, body, namespace: str, name: str, patch, logger, target: 
             if not _wait(lambda: seen((namespace, name), d.status["placement"]), 10):
                 raise kopf.TemporaryError("waiting for the webhook to see the placement before starting the "
                                           f"{target[0]}", delay=1)
-            kube.patch_target(target[0], namespace, target[1], {"spec": {"suspend": False}})
+            kind = targets.adapter(target[0])
+            kube.patch_target(kind, namespace, target[1], kind.resume_patch())
     except kube.TransientError as e:  # e.g. the target changed since it was read: read it again soon
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
     patch.status.update(d.status)
@@ -205,18 +207,19 @@ def release(spec, namespace, name, uid, logger, **_: Any) -> None:
     target = workload_target(spec)
     if not target:
         return
+    kind = targets.adapter(target[0])
     try:
-        obj = kube.get_target(target[0], namespace, target[1])
+        obj = kube.get_target(kind, namespace, target[1])
     except kube.TransientError as e:
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=10) from e
-    if obj is None or obj.get("metadata", {}).get("annotations", {}).get(targets.WORKLOAD) != name:
+    if obj is None or obj.get("metadata", {}).get("annotations", {}).get(WORKLOAD_ANNOTATION) != name:
         return
     # a started Job's or JobSet's pod templates are immutable: only rackfit's annotations can go
-    started = target[0] in targets.SCHEDULING_ONLY and not obj.get("spec", {}).get("suspend")
+    started = kind.suspendable and not kind.suspended(obj)
     undo = targets.unplace_patch(obj, scheduling=not started)
     if undo:
         try:
-            kube.patch_target(target[0], namespace, target[1], undo)
+            kube.patch_target(kind, namespace, target[1], undo)
         except kube.TransientError as e:
             raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
         logger.info(f"removed rackfit's node selector, limits and variables from {target[0]}/{target[1]}")

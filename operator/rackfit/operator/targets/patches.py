@@ -1,13 +1,10 @@
 """What rackfit adds to a target's pod templates, and how to take exactly that back (pure).
 
-Targets and their pod templates: a Deployment, StatefulSet or Job has one (`spec.template`); a
-LeaderWorkerSet has the leader's and the workers' (`spec.leaderWorkerTemplate.{leaderTemplate,
-workerTemplate}`, the workers' alone when there is no leader template) and its group size; a JobSet
-has one per replicated Job. Every template gets the node selector, tolerations and the workload
-label. Where the template may change (Deployment, StatefulSet, LeaderWorkerSet) its first container
-also gets the GPU limit and every container the plan's `RACKFIT_*` variables (`plan_env`); a Job's
-or JobSet's template takes only scheduling fields (while suspended), so their pods get the limit and
-variables from the mutating webhook instead. A LeaderWorkerSet's group size is set to the nodes.
+Every template gets the node selector, tolerations and the workload label. Where the kind's
+templates are editable (Deployment, StatefulSet, LeaderWorkerSet) its first container also gets the
+GPU limit and every container the plan's `RACKFIT_*` variables (`env.plan_env`); a Job's or JobSet's
+template takes only scheduling fields (while suspended), so their pods get the limit and variables
+from the pod webhook instead. A kind with a group size (LeaderWorkerSet) gets it set to the nodes.
 
 Patches are JSON merge patches (RFC 7386; lists are given whole), built as the difference between
 the target and the target as placed, so one function serves built-in kinds and custom resources.
@@ -24,55 +21,17 @@ import copy
 import json
 from typing import Any
 
-from rackfit import names as n
 from rackfit.names import APPLIED_ANNOTATION as APPLIED
 from rackfit.names import DOMAIN_LABELS, GPU, HOSTNAME_LABEL, WORKLOAD_LABEL
 from rackfit.names import WORKLOAD_ANNOTATION as WORKLOAD
-from rackfit.spec import LLMWorkloadSpec
+from rackfit.operator.targets.registry import adapter
 
-# kinds whose pod template takes only scheduling fields, and only while suspended
-SCHEDULING_ONLY = frozenset({"Job", "JobSet"})
-# kinds whose pods are independent replicas: one replica must fit on one node
-SINGLE_NODE = frozenset({"Deployment", "StatefulSet"})
 _MISSING = object()
 
 
 def applied(target: dict[str, Any]) -> dict[str, Any]:
     raw = (target.get("metadata", {}).get("annotations") or {}).get(APPLIED)
     return json.loads(raw) if raw else {}
-
-
-def pod_templates(target: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, PodTemplateSpec) of each pod template of the target, in place (missing specs created,
-    so call it on a copy when the target must stay as it is)."""
-    spec = target.setdefault("spec", {})
-    kind = target.get("kind")
-    if kind == "LeaderWorkerSet":
-        lwt = spec.setdefault("leaderWorkerTemplate", {})
-        return [(k, lwt[k]) for k in ("leaderTemplate", "workerTemplate") if lwt.get(k)]
-    if kind == "JobSet":
-        return [(f"replicatedJobs[{rj.get('name')}]",
-                 rj.setdefault("template", {}).setdefault("spec", {}).setdefault("template", {}))
-                for rj in spec.get("replicatedJobs") or []]
-    return [("template", spec.setdefault("template", {}))]
-
-
-def plan_env(placement: dict[str, Any], estimate: dict[str, Any] | None, spec: LLMWorkloadSpec) -> dict[str, str]:
-    """The `RACKFIT_*` variables of a placement: the layout, nodes and instance type; for serving
-    engines also the engine settings estimated for the GPU (`estimate.engine`), else the spec's."""
-    env = {n.ENV_TENSOR: placement["tensor"], n.ENV_PIPELINE: placement["pipeline"], n.ENV_DATA: placement["data"],
-           n.ENV_EXPERT: placement["expert"], n.ENV_NNODES: placement["nodes"],
-           n.ENV_GPUS_PER_NODE: placement["gpusPerNode"], n.ENV_INSTANCE_TYPE: placement["instanceType"]}
-    inference = spec.inference if spec.workload == "inference" else None
-    if inference is not None and inference.serving_engine:
-        engine = (estimate or {}).get("engine") or {}
-        env[n.ENV_MAX_MODEL_LEN] = engine.get("maxModelLen") or inference.context_length
-        # without an engine estimate: the spec's fraction, else what the plan leaves the GPU (1 - headroom)
-        utilization = engine.get("gpuMemoryUtilization") or inference.gpu_memory_utilization or \
-            round(1 - spec.placement.headroom, 4)
-        env[n.ENV_GPU_MEMORY_UTILIZATION] = f"{utilization:g}"
-        env[n.ENV_MAX_NUM_SEQS] = engine.get("maxNumSeqs") or inference.max_num_seqs or inference.concurrency
-    return {k: str(v) for k, v in env.items()}
 
 
 def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -141,9 +100,9 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
                 group_size: int | None = None) -> dict[str, Any] | None:
     """A merge patch that makes the target match the placement, or None if it already does.
     `set_limits` (GPU limit and `env`) defaults to the kind: False for Jobs and JobSets, whose pod
-    templates allow only scheduling fields to change. `group_size` is a LeaderWorkerSet's size."""
-    kind = target.get("kind")
-    editable = kind not in SCHEDULING_ONLY if set_limits is None else set_limits
+    templates allow only scheduling fields to change. `group_size`: the kind's group size, where it has one."""
+    kind = adapter(target.get("kind"))
+    editable = kind.editable if set_limits is None else set_limits
     env = env or {}
     new = copy.deepcopy(target)
     before = applied(target)
@@ -151,7 +110,7 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
     gpu_before = _gpu_records(before)
     env_before, theirs_before = before.get("env") or {}, before.get("envPrevious") or {}
     gpu_limits, theirs_after, relabel = [], {}, False
-    for name, template in pod_templates(new):
+    for name, template in kind.pod_templates(new):
         pod = template.setdefault("spec", {})
         selector = dict(pod.get("nodeSelector") or {})
         for key, value in (before.get("nodeSelector") or {}).items():  # keys of an earlier placement
@@ -191,11 +150,9 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
         record["env"] = env
     if theirs_after:
         record["envPrevious"] = theirs_after
-    if kind == "LeaderWorkerSet" and group_size is not None:
-        lwt = new["spec"]["leaderWorkerTemplate"]
-        previous = (before.get("groupSize") or {}).get("previous", lwt.get("size"))
-        record["groupSize"] = {"value": group_size, "previous": previous}
-        lwt["size"] = group_size
+    size = kind.set_group_size(new, before, group_size) if group_size is not None else None
+    if size:
+        record["groupSize"] = size
     if relabel or before.get("podLabel"):  # rackfit added it (now or earlier): undo removes it
         record["podLabel"] = True
     annotations = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
@@ -225,9 +182,10 @@ def unplace_patch(target: dict[str, Any], scheduling: bool = True) -> dict[str, 
     if not scheduling:
         return _with_metadata(target, annotations, {})
     new = copy.deepcopy(target)
+    kind = adapter(target.get("kind"))
     gpus = _gpu_records(before)
     env, theirs = before.get("env") or {}, before.get("envPrevious") or {}
-    for name, template in pod_templates(new):
+    for name, template in kind.pod_templates(new):
         pod = template.setdefault("spec", {})
         selector = pod.get("nodeSelector") or {}
         for key, value in (before.get("nodeSelector") or {}).items():
@@ -255,13 +213,7 @@ def unplace_patch(target: dict[str, Any], scheduling: bool = True) -> dict[str, 
         _drop_empty(pod, "nodeSelector", "tolerations")
         _drop_empty(template.get("metadata") or {}, "labels")
         _drop_empty(template, "metadata")
-    size = before.get("groupSize")
-    lwt = new["spec"].get("leaderWorkerTemplate") or {}
-    if size and lwt.get("size") == size["value"]:
-        if size["previous"] is None:
-            lwt.pop("size", None)
-        else:
-            lwt["size"] = size["previous"]
+    kind.unset_group_size(new, before.get("groupSize"))
     return _with_metadata(target, annotations, merge_diff(target.get("spec") or {}, new["spec"]))
 
 
@@ -277,88 +229,3 @@ def pinned_domain(target: dict[str, Any] | None) -> str | None:
     """The NVLink domain value rackfit last pinned the target to (from its applied record)."""
     selector = applied(target or {}).get("nodeSelector") or {}
     return next((selector[k] for k in (*DOMAIN_LABELS, HOSTNAME_LABEL) if k in selector), None)
-
-
-def pod_gpus(pod_spec: dict[str, Any] | None) -> int:
-    """GPUs a pod (spec) asks for: each container's request, else its limit (the API server defaults an
-    extended resource's request to its limit, and they must be equal when both are set)."""
-    total = 0
-    for c in (pod_spec or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        value = (res.get("requests") or {}).get(GPU) or (res.get("limits") or {}).get(GPU)
-        total += int(value) if value else 0
-    return total
-
-
-def _pod_gpus(template: dict[str, Any] | None) -> int:
-    return pod_gpus((template or {}).get("spec"))
-
-
-def _job_spec(rj: dict[str, Any]) -> dict[str, Any]:
-    """A replicated Job's JobSpec (its `template.spec`)."""
-    return (rj.get("template") or {}).get("spec") or {}
-
-
-def _gpu_jobs(target: dict[str, Any]) -> list[dict[str, Any]]:
-    """A JobSet's replicated Jobs whose pods ask for GPUs (all of them when none does)."""
-    jobs = (target.get("spec") or {}).get("replicatedJobs") or []
-    with_gpus = [rj for rj in jobs if _pod_gpus(_job_spec(rj).get("template"))]
-    return with_gpus or jobs
-
-
-def _job_pods(rj: dict[str, Any]) -> int:
-    parallelism = _job_spec(rj).get("parallelism")
-    return rj.get("replicas", 1) * (1 if parallelism is None else parallelism)
-
-
-def requested_gpus(target: dict[str, Any], per_pod: int | None = None, group_size: int | None = None) -> int:
-    """GPUs the target asks for in all: its pods x the GPU limits of their template (`per_pod` when
-    rackfit sets the limit; `group_size` a LeaderWorkerSet's size as rackfit sets it)."""
-    spec = target.get("spec", {})
-    kind = target.get("kind")
-    if kind == "LeaderWorkerSet":
-        lwt = spec.get("leaderWorkerTemplate") or {}
-        size = group_size if group_size is not None else lwt.get("size", 1)
-        workers = _pod_gpus(lwt.get("workerTemplate")) if per_pod is None else per_pod
-        leader = _pod_gpus(lwt.get("leaderTemplate") or lwt.get("workerTemplate")) if per_pod is None else per_pod
-        replicas = spec.get("replicas")
-        return (1 if replicas is None else replicas) * (leader + (size - 1) * workers)
-    if kind == "JobSet":
-        return sum(_job_pods(rj) * _pod_gpus(_job_spec(rj).get("template")) for rj in _gpu_jobs(target))
-    pods = spec.get("parallelism", 1) if kind == "Job" else spec.get("replicas", 1)
-    if per_pod is None:
-        per_pod = _pod_gpus(spec.get("template"))
-    return (pods if pods is not None else 1) * per_pod
-
-
-def shape_problem(target: dict[str, Any], ref: str, placement: dict[str, Any]) -> str | None:
-    """Why this kind of target cannot run this placement, naming the field to change; None if it can.
-    A Deployment's or StatefulSet's pods are independent servers, so one model replica (tensor x
-    pipeline GPUs) must fit on one node; a LeaderWorkerSet is one group, the one rackfit books (a
-    second group would run on GPUs nobody booked); a JobSet's GPU pods must be as many as the nodes
-    (its replicated Jobs cannot change after creation, so rackfit cannot set them)."""
-    kind = target.get("kind")
-    per_node, nodes = placement["gpusPerNode"], placement["nodes"]
-    replica = placement["tensor"] * placement["pipeline"]
-    if kind in SINGLE_NODE and replica > per_node:
-        return (f"spec.target.kind: one replica of the model spans {nodes} nodes (tensor {placement['tensor']} x "
-                f"pipeline {placement['pipeline']} on {per_node}-GPU {placement['instanceType']} nodes), and the "
-                f"pods of {ref} are independent servers, each with {per_node} GPUs; allowed: LeaderWorkerSet "
-                f"(serving: one leader and {nodes - 1} workers per group) or JobSet (training), or, for data-"
-                f"parallel replicas of a {kind}, a layout where each replica holds the whole model on one node "
-                f"(spec.parallelism with tensor x pipeline <= {per_node})")
-    groups = (target.get("spec") or {}).get("replicas")
-    if kind == "LeaderWorkerSet" and groups not in (None, 1):
-        return (f"spec.replicas: {groups} groups in {ref}, and rackfit books one group ({nodes} nodes x {per_node} "
-                f"GPUs in one NVLink domain) per LLMWorkload; allowed: 1 (for more copies of the model, set the "
-                f"LLMWorkload's spec.parallelism.data: its replicas run inside the one group as the engine's data "
-                f"parallelism, RACKFIT_DATA_PARALLEL_SIZE; or give each LeaderWorkerSet its own LLMWorkload)")
-    if kind == "JobSet":
-        jobs = _gpu_jobs(target)
-        pods = sum(_job_pods(rj) for rj in jobs)
-        if pods != nodes:
-            names = ", ".join(f"spec.replicatedJobs[{rj.get('name')}]" for rj in jobs) or "spec.replicatedJobs"
-            return (f"{names}: {pods} pods (replicas x template.spec.parallelism) for a placement of {nodes} nodes "
-                    f"x {per_node} GPUs; allowed: {nodes} (parallelism and completions {nodes} with replicas 1): "
-                    f"create {ref} again, suspended (a JobSet's replicated Jobs cannot change after creation)")
-    return None
