@@ -1,6 +1,7 @@
-"""Best fit against first fit on the same trace, with the operator's ledger (planner.inventory) and
-its queue rule (strict FIFO per instance type): a burst of 500 workloads of mixed sizes onto a
-5,000-GPU simulated fleet, then a live stream of arrivals and departures.
+"""Best fit against first fit on the same trace: the planner's two fit policies (planner.fit:
+`FirstFit`, `BestFit`) on its capacity accounting (planner.inventory), with the operator's queue rule
+(strict FIFO per instance type): a burst of 500 workloads of mixed sizes onto a 5,000-GPU simulated
+fleet, then a live stream of arrivals and departures.
 
 Fleet: 40 GB200 NVL72 racks (18 nodes x 4 GPUs), 200 HGX H100 and 65 HGX H200 nodes (8 GPUs each).
 Printed: GPUs allocated, the largest job one NVL72 rack could take, and workloads waiting, over time;
@@ -14,6 +15,7 @@ import heapq
 import random
 import statistics
 
+from rackfit.planner.fit import BestFit, FirstFit, FitPolicy
 from rackfit.planner.inventory import Domain, Inventory, NodeInfo, Reservation
 
 GB200, H100, H200 = "gb200-4x", "gd-8xh100ib-i128", "gd-8xh200ib-i128"
@@ -24,7 +26,7 @@ SIZES = [(GB200, 1, 1, 8), (GB200, 1, 4, 8), (GB200, 2, 4, 10), (GB200, 4, 4, 6)
          (H100, 1, 8, 10), (H200, 1, 8, 5), (H200, 1, 4, 4)]
 
 
-def fleet(fit: str) -> Inventory:
+def fleet(fit: FitPolicy) -> Inventory:
     inv = Inventory(fit=fit)
     for r in range(40):
         for i in range(18):
@@ -53,7 +55,7 @@ def largest_rack_job(inv: Inventory) -> int:
     return max((sum(1 for f in frees if f >= 4) * 4 for frees in inv.domains(GB200).values()), default=0)
 
 
-def simulate(fit: str, jobs: list, hours: float, step: float = 2.0) -> list[tuple[float, int, int, int]]:
+def simulate(fit: FitPolicy, jobs: list, hours: float, step: float = 2.0) -> list[tuple[float, int, int, int]]:
     inv = fleet(fit)
     events = [(t, 0, i) for t, i, _, _ in jobs]  # (time, kind 0 arrive / -1 depart, job)
     heapq.heapify(events)
@@ -98,7 +100,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=60, help="arrivals per hour after the burst (mean 8 h each)")
     args = parser.parse_args()
     jobs = trace(args.seed, args.burst, args.hours, args.rate)
-    runs = {fit: simulate(fit, jobs, args.hours) for fit in ("first", "best")}
+    runs = {fit.name: simulate(fit, jobs, args.hours) for fit in (FirstFit(), BestFit())}
     total = 40 * 72 + 265 * 8
     print(f"{len(jobs)} workloads ({args.burst} at once, then {args.rate:g} an hour) on {total} GPUs, "
           f"seed {args.seed}\n")

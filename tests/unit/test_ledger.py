@@ -1,4 +1,5 @@
-"""The ledger (planner.inventory.Inventory): reservations, pods counted once, best fit, FIFO."""
+"""The pure ledger (planner.inventory.Inventory): reservations, pods counted once, best fit, FIFO.
+Its lock and change counter are the operator's (test_operator_ledger.py)."""
 
 from __future__ import annotations
 
@@ -123,24 +124,6 @@ def test_reserved_never_exceeds_allocatable_and_nothing_leaks(steps):
             inv.set_pod(f"{owner[1]}-{i}", None)
     assert all(used == 0 for _, used in inv.usage().values())
     assert not inv._reservations and not inv._pods
-
-
-def test_freed_counts_only_what_can_let_a_waiting_workload_in():
-    inv = rack_fleet(racks=1, nodes=2)
-    d = Domain("nvidia.com/gpu.clique", "u.0")
-    start = inv.freed
-    inv.reserve(("ns", "a"), Reservation(GB200, d, 1, 4))
-    inv.set_pod("p", PodUse("r0n0", 4, ("ns", "a")))
-    inv.wait(("ns", "b"), "2026-01-01T00:00:00Z", {GB200})
-    assert inv.freed == start  # taking capacity or queueing frees nothing
-    inv.set_pod("p", None)
-    assert inv.freed == start + 1  # a pod gone
-    inv.forget(("ns", "a"))
-    assert inv.freed == start + 2  # a reservation released
-    inv.wait(("ns", "b"), None)
-    assert inv.freed == start + 3  # the queue shortened
-    inv.set_node("r0n2", NodeInfo(GB200, d, 4))
-    assert inv.freed == start + 4  # a node added
 
 
 def test_a_job_larger_than_one_domain_holds_whole_hosts_of_its_type():
