@@ -269,3 +269,35 @@ def test_public_training_rows_stay_within_the_issue_targets():
     errors = [mod.err(r["rackfit"], r["measured"]) for r in mod.measure()]
     assert len(errors) >= 16
     assert statistics.median(abs(e) for e in errors) <= 10
+
+
+def _lora_fsdp(precision: str, method: str, data: int = 8, **training):
+    arch = resolve(ModelSource(preset="llama-3.1-70b"))
+    p = count_params(arch)
+    from rackfit.estimator.weights import weight_bytes
+    layout = Layout(data=data)
+    frozen = weight_bytes(p, precision, layout, arch.num_layers, arch)
+    tr = Training(framework="fsdp", method=method, microBatchSize=2, sequenceLength=2048,
+                  activationCheckpointing="full", **training)
+    return runtime_peak(arch, p, tr, precision, layout, frozen), frozen
+
+
+def test_lora_under_fsdp_shards_the_adapters_and_keeps_no_base_states():
+    """torchtune's FSDP2 LoRA: base and adapters sharded per layer, states for the adapters only."""
+    r8, frozen = _lora_fsdp("bf16", "lora", masterWeights="none")
+    r1, _ = _lora_fsdp("bf16", "lora", data=1, masterWeights="none")
+    assert r8.optimizer * 8 == pytest.approx(r1.optimizer, rel=0.01)
+    assert r8.optimizer < 0.01 * frozen * 8   # adapters' AdamW states only: no base states, no masters
+
+
+def test_16bit_adapters_need_less_than_peft_fp32_adapters():
+    bf16, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
+    fp32, _ = _lora_fsdp("bf16", "lora", masterWeights="fp32")
+    assert bf16.optimizer * 2 == pytest.approx(fp32.optimizer, rel=0.01)
+    assert bf16.activations <= fp32.activations   # no fp32 copy of the adapted inputs
+
+
+def test_qlora_gathers_the_base_in_4_bit():
+    lora, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
+    qlora, _ = _lora_fsdp("nf4", "qlora", masterWeights="none")
+    assert qlora.weights < 0.45 * lora.weights

@@ -193,6 +193,12 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
             else:
                 kept = stage_layers * kept_per
         return Activations(int(kept * tokens), int(recompute * tokens), fwd, bwd)
+    if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
+        # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
+        # (LORA_INPUT_BYTES) does not happen; lora_a saves the same input tensor the base linear received
+        # (torchtune/modules/peft/lora.py, LoRALinear.forward; lora_dropout 0.0 is nn.Identity), which a
+        # full fine-tune keeps too, and lora_b's rank-wide input is negligible.
+        tr = tr.model_copy(update={"method": "full"})
     per = layer_bytes(a, tr, t)
     if ckpt == "full":
         kept_per, recompute = ACT_BYTES * a.hidden_size / t, per
@@ -216,6 +222,31 @@ def _largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
     return max(p.total - 2 * p.embedding, 0) // max(a.num_layers, 1)
 
 
+def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t: int) -> int:
+    """Bytes of one decoder layer of the frozen base on this tensor rank, as stored (16-bit, or 4-bit with
+    scales for QLoRA): the weights less the 16-bit embeddings and output, over the layers."""
+    vocab = (p.embedding + p.lm_head) * ACT_BYTES // t
+    return max(frozen_weight_bytes - vocab, 0) // max(a.num_layers, 1)
+
+
+def largest_matrix(a: ModelArch) -> int:
+    """Elements of the largest linear weight of a decoder layer (an MLP matrix, or the query projection)."""
+    inter = a.moe_intermediate_size if a.is_moe else a.intermediate_size
+    q, _ = _dims(a)
+    return a.hidden_size * max(inter, q)
+
+
+def adapter_bytes(tr: Training, compute_bytes: int) -> int:
+    """Bytes per LoRA adapter element. fsdp: `masterWeights` says the adapters' dtype: torchtune builds the
+    whole model, adapters included, in the recipe's dtype (`dtype: bf16`, torchtune/training/precision.py
+    set_default_dtype), so `none` keeps them, their gradients and AdamW states 16-bit; peft upcasts adapters
+    to fp32 (peft/tuners/lora/layer.py, autocast_adapter_dtype=True), which `fp32` (the default) means.
+    Other runtimes: peft's fp32."""
+    if tr.framework == "fsdp" and tr.master_weights == "none":
+        return compute_bytes
+    return 4
+
+
 def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
                  frozen_weight_bytes: int, stage: str = "max") -> RuntimePeak:
     """The step's peak per GPU for framework fsdp, deepspeed or megatron (`stage`: runtime_activations)."""
@@ -229,7 +260,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     layer = _largest_layer_params(a, p) // t
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
-        state_bytes = 4  # peft/torchtune keep adapters in fp32
+        state_bytes = adapter_bytes(tr, compute_bytes)
     optimizer = optimizer_state_bytes(tr.optimizer, n, state_bytes, a)
     masters = n * 4 if mixed else 0
     fw = tr.framework
@@ -247,11 +278,23 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             reduce_bytes = 4 if mixed else compute_bytes
             gathered = 2 * layer * compute_bytes + output * compute_bytes
             buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
-        else:  # LoRA under FSDP: the frozen base is sharded too, adapters replicated in fp32
-            weights = frozen_weight_bytes // d + n * state_bytes
-            grads = n * state_bytes
-            gathered = 2 * layer * compute_bytes + output * compute_bytes
-        trainable_here = n // d if full else n
+        else:
+            # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
+            # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
+            # are parameters of the same layer, so both are sharded over `data`; the base gets no gradient,
+            # no master and no optimizer state (the optimizer is built over the adapters only). The base is
+            # all-gathered in the dtype it is stored in: 16-bit for LoRA; for QLoRA, torchao's NF4Tensor
+            # (torchao/dtypes/nf4tensor.py, fsdp_pre_all_gather/fsdp_post_all_gather) gathers its 4-bit data
+            # and scales, and LinearNF4 dequantizes one matrix at a time (`weight.to(input.dtype)`, freed
+            # after the matmul, again in the backward). Embeddings and the output stay 16-bit in the root.
+            weights = frozen_weight_bytes // d + n * state_bytes // d
+            grads = n * state_bytes // d
+            optimizer //= d
+            stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes, t)
+            gathered = 2 * stored_layer + output * compute_bytes
+            if tr.method == "qlora":
+                gathered += largest_matrix(a) // t * compute_bytes
+        trainable_here = n // d
     elif fw == "deepspeed":
         zero = tr.zero_stage if d > 1 else 0
         trainable_here = n
