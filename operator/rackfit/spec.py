@@ -259,7 +259,9 @@ class Training(_Model):
     compile: bool = Field(False, description="torch.compile: fused kernels save fewer intermediates")
     method: Method = "full"
     optimizer: Optimizer = "adamw"
-    master_weights: MasterWeights = Field("fp32", description="fp32: mixed precision; none: pure 16-bit")
+    master_weights: MasterWeights = Field("fp32", description=(
+        "fp32: mixed precision; none: pure 16-bit. For lora/qlora under framework fsdp it is the adapters' dtype: "
+        "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them"))
     micro_batch_size: int = Field(1, gt=0)
     sequence_length: int = Field(4096, gt=0, description=(
         "tokens per sample as the runtime feeds them: the length it pads or packs every sample to (HF "
