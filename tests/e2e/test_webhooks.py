@@ -1,6 +1,7 @@
 """Admission webhooks on a real kube-apiserver, called over TLS at the operator's url (kopf's
 managed mode): bad manifests refused with messages, near-miss warnings, labelled pods gated then
-bound inside one NVLink domain, unlabelled pods untouched, and no operator = no blocked pods."""
+bound inside one NVLink domain, unlabelled pods untouched, and no operator = labelled pods refused,
+no other pod blocked."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from kubernetes import client
-from rackfit_process import Operator, running_operator
+from rackfit_process import Operator, running_operator, webhooks_in_effect
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +118,18 @@ def test_unlabelled_pods_are_untouched(webhook_operator, core_v1, namespace):
     assert not pod.spec.scheduling_gates and not pod.spec.node_selector
 
 
-def test_operator_down_blocks_no_pods(cluster, kubectl, core_v1, namespace, wait_for, webhook_operator):
-    """Leave the webhook configurations in place (as after a crash), kill the operator: pods,
-    labelled or not, are still admitted (failurePolicy Ignore)."""
+def test_operator_down_refuses_labelled_pods_and_no_others(cluster, kubectl, core_v1, namespace, wait_for,
+                                                           webhook_operator):
+    """Leave the webhook configurations in place (as after a crash), kill the operator: unlabelled pods
+    are admitted; a labelled one is refused (failurePolicy Fail), never admitted ungated; with the
+    operator back it is admitted, gated."""
     webhook_operator.kill()  # no clean exit: kopf cannot remove its configurations
     core_v1.create_namespaced_pod(namespace, _pod("after-crash"))
+    with pytest.raises(client.ApiException) as refused:
+        core_v1.create_namespaced_pod(namespace, _pod("after-crash-labelled", {"rackfit.io/workload": "x"}))
+    assert "mutate-pod" in refused.value.body
+    webhook_operator.start()
+    wait_for(lambda: webhooks_in_effect(kubectl), 60, "the webhooks in effect again")
     core_v1.create_namespaced_pod(namespace, _pod("after-crash-labelled", {"rackfit.io/workload": "x"}))
-    assert core_v1.read_namespaced_pod("after-crash-labelled", namespace).metadata.name
-    # clean up what the killed operator left registered, so later tests start clean
-    admission = client.AdmissionregistrationV1Api(cluster.api)
-    admission.delete_mutating_webhook_configuration("rackfit.io")
-    admission.delete_validating_webhook_configuration("rackfit.io")
+    pod = core_v1.read_namespaced_pod("after-crash-labelled", namespace)
+    assert [g.name for g in pod.spec.scheduling_gates] == ["rackfit.io/placement"]
