@@ -31,7 +31,7 @@ from rackfit.planner.search import device
 from rackfit.spec import Checkpointing, Engine, Framework, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
 from rackfit.units import count, fmt_bytes, fmt_count
 
-# The module `rackfit operator` imports to register its kopf handlers.
+# The module `rackfit operator` imports and runs (`run(...)`: registers the kopf handlers, runs kopf).
 OPERATOR_MODULE = "rackfit.operator.handlers"
 # Top-level modules of the `operator` extra: an ImportError naming one of them means the extra is missing.
 OPERATOR_EXTRA = ("kopf", "kubernetes", "prometheus_client", "cryptography")
@@ -338,9 +338,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     try:
-        import kopf
-
-        importlib.import_module(OPERATOR_MODULE)  # registers the handlers
+        handlers = importlib.import_module(OPERATOR_MODULE)
     except ImportError as e:
         missing = (e.name or "").partition(".")[0]
         if missing not in OPERATOR_EXTRA:
@@ -348,10 +346,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         raise RackfitError(f"`rackfit operator` needs the operator extra ({missing} is not installed): "
                            "pip install 'rackfit[operator]'") from None
 
-    kopf.configure(verbose=args.verbose)
-    # cluster-wide always: the GPU inventory comes from Nodes and the Pods of every namespace
-    kopf.run(clusterwide=True, standalone=args.standalone, peering_name=args.peering,
-             liveness_endpoint=args.liveness)
+    handlers.run(standalone=args.standalone, peering=args.peering, liveness=args.liveness, verbose=args.verbose)
     return 0
 
 

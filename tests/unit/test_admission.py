@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import math
 
 import kopf
 import pytest
+from prometheus_client.registry import CollectorRegistry
 
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
 from rackfit.names import GATE, GPU, PLACED_ANNOTATION, WORKLOAD_LABEL
-from rackfit.operator import admission as webhook
+from rackfit.operator import gating as webhook
+from rackfit.operator.config import OperatorConfig
+from rackfit.operator.context import OperatorContext
 from rackfit.planner import plan
 from rackfit.planner.admission import check
 from rackfit.planner.inventory import NodeInfo
@@ -170,17 +172,18 @@ def pod(gpus=None, requests=None, gates=(), selector=None, tolerations=None, sid
 
 
 @pytest.fixture
-def tolerations(monkeypatch):
-    """Set the operator's placement tolerations (RACKFIT_TOLERATIONS) for one test; none by default."""
+def tolerations():
+    """The operator's placement tolerations (RACKFIT_TOLERATIONS) for one test: `tolerations(value)` sets
+    them, `tolerations.value` reads them; none by default."""
     def set_to(value):
-        monkeypatch.setattr(webhook, "CONFIG", dataclasses.replace(webhook.CONFIG, tolerations=value))
+        set_to.value = value
     set_to([])
     return set_to
 
 
 def test_an_unplaced_workload_s_pod_gets_only_the_gate(tolerations):
     tolerations([GPU_TOLERATION])
-    assert webhook.pod_hints(pod(), None) == {"schedulingGates": [{"name": GATE}]}
+    assert webhook.pod_hints(pod(), None, None, tolerations.value) == {"schedulingGates": [{"name": GATE}]}
 
 
 def test_the_gate_is_added_after_other_gates_and_never_twice(tolerations):
@@ -192,7 +195,7 @@ def test_a_placed_workload_s_pod_gets_the_instance_type_gpu_limit_and_toleration
     tolerations([GPU_TOLERATION])
     spec = pod(selector={"team": "a"}, tolerations=[{"key": "x", "operator": "Exists"}])
     before = copy.deepcopy(spec)
-    hints = webhook.pod_hints(spec, PLACEMENT)
+    hints = webhook.pod_hints(spec, PLACEMENT, None, tolerations.value)
     assert spec == before  # the pod it was given is left as it is
     assert hints["schedulingGates"] == [{"name": GATE}]
     # the instance type only: the NVLink domain is pinned when the gate is lifted (ungate_patch)
@@ -207,7 +210,7 @@ def test_an_existing_gpu_limit_selector_and_toleration_are_kept(tolerations):
     tolerations([GPU_TOLERATION])
     spec = pod(gpus=8, gates=[{"name": GATE}], selector={"node.kubernetes.io/instance-type": "gb200-4x", "team": "a"},
                tolerations=[GPU_TOLERATION])
-    hints = webhook.pod_hints(spec, PLACEMENT)
+    hints = webhook.pod_hints(spec, PLACEMENT, None, tolerations.value)
     assert "schedulingGates" not in hints  # already gated
     assert hints["containers"][0]["resources"]["limits"] == {GPU: "8", "cpu": "16"}  # never overridden
     assert hints["nodeSelector"] == {"node.kubernetes.io/instance-type": "gb200-4x", "team": "a"}
@@ -215,7 +218,7 @@ def test_an_existing_gpu_limit_selector_and_toleration_are_kept(tolerations):
 
 
 def test_no_tolerations_configured_adds_none(tolerations):
-    hints = webhook.pod_hints(pod(), PLACEMENT)
+    hints = webhook.pod_hints(pod(), PLACEMENT, None, tolerations.value)
     assert "tolerations" not in hints
     assert set(hints) == {"schedulingGates", "nodeSelector", "containers"}
 
@@ -224,9 +227,10 @@ def test_mutate_pod_writes_the_hints_of_its_workload_s_placement(tolerations):
     labels = {WORKLOAD_LABEL: "llm"}
     placed, unplaced = kopf.Patch(), kopf.Patch()
     env = {"RACKFIT_TENSOR_PARALLEL_SIZE": "8", "RACKFIT_NNODES": "2"}
-    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=placed,
+    memo = kopf.Memo(ctx=OperatorContext.build(OperatorConfig(tolerations=tolerations.value), CollectorRegistry()))
+    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=placed, memo=memo,
                                    placements={("ns", "llm"): [PLACEMENT]}, plan_envs={("ns", "llm"): [env]}))
-    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=unplaced,
+    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=unplaced, memo=memo,
                                    placements={("other", "llm"): [PLACEMENT]}, plan_envs={("other", "llm"): [env]}))
     assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT, env)
     assert placed["spec"]["containers"][0]["resources"]["limits"] == {GPU: "4"}

@@ -121,7 +121,10 @@ def test_operator_down_selects_the_service_monitor_job(helm):
 def test_alert_metrics_are_exported_by_the_operator(helm):
     import re
 
-    from rackfit.operator import metrics
+    from prometheus_client.registry import CollectorRegistry
+
+    from rackfit.operator.metrics import Metrics
+    metrics = Metrics(CollectorRegistry())
     exported = {f.name for m in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed,
                                                  metrics.fits, metrics.placed, metrics.domains)
                 for f in m.describe()}

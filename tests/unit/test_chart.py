@@ -405,7 +405,10 @@ def test_service_monitor_scrapes_the_metrics_port_keeping_workload_namespaces():
 
 
 def test_dashboard():
-    from rackfit.operator import metrics
+    from prometheus_client.registry import CollectorRegistry
+
+    from rackfit.operator.metrics import Metrics
+    metrics = Metrics(CollectorRegistry())
     cm = next(d for d in render() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rackfit-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dash = json.loads(cm["data"]["rackfit.json"])

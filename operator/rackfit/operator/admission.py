@@ -1,62 +1,19 @@
-"""Admission webhooks, served by the operator through kopf:
-
-- `validate-llmworkload` (failurePolicy Fail): refuses what cannot fit, with what would, and warns
-  on near misses. Only LLMWorkloads go through it, so an operator that is down blocks nothing else.
-- `mutate-pod` (failurePolicy Fail, objectSelector `rackfit.io/workload` exists): gates pods of
-  workloads (those of a `spec.target` and those rackfit cannot patch through it: RayCluster...),
-  whether or not the operator has seen their LLMWorkload yet, and adds the instance-type selector,
-  GPU limit, tolerations and the plan's `RACKFIT_*` variables once the workload is placed (the
-  variables reach the pods of Jobs and JobSets only this way). The operator pins each gated pod to
-  the workload's NVLink domain and then removes the gate (`ungate_pods`), marking it placed. Pods
-  without the label never reach the webhook, so an operator that is down blocks no other pod; a
-  labelled pod is refused while no replica answers (its controller retries) rather than admitted
-  ungated onto GPUs another workload holds (docs/placement.md).
-- the backstop (`ungate_new_pod`): a labelled pod bound without rackfit's mark, outside its
-  workload's placement or while the workload is not placed, escaped the gate; it is deleted (its
-  controller makes it again, gated) with an Event saying why.
-"""
+"""The validating webhook `validate-llmworkload` (failurePolicy Fail), served by the operator through
+kopf: refuses what cannot fit, with what would, and warns on near misses. Only LLMWorkloads go
+through it, so an operator that is down blocks nothing else. (The pod webhook: gating.py.)"""
 
 from __future__ import annotations
 
-import asyncio
-import copy
 from typing import Any
 
 import kopf
 
-from rackfit.api.conditions import OUTSIDE_PLACEMENT
 from rackfit.errors import RackfitError
-from rackfit.names import GATE, GPU, GROUP, PLACED_ANNOTATION, PLURAL, VERSION, WORKLOAD_LABEL
 from rackfit.operator import kube
-from rackfit.operator.fleet import LEDGER
-from rackfit.operator.startup import CONFIG, catalog
-from rackfit.operator.targets import plan_env, pod_gpus
 from rackfit.planner import admission
-from rackfit.planner.inventory import NodeInfo
-from rackfit.spec import parse_spec
-from rackfit.units import count
 
 
-@kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-async def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
-    """(namespace, workload) -> names of its pods still carrying rackfit's gate."""
-    if any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
-        return {(namespace, labels[WORKLOAD_LABEL]): name}
-    return None
-
-
-@kopf.index("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-async def unschedulable_pods(namespace: str, labels: dict, spec: dict, status: dict, **_: Any):
-    """(namespace, workload) -> kube-scheduler's message for each of its pods it cannot place."""
-    if spec.get("nodeName"):
-        return None
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
-    if cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-        return {(namespace, labels[WORKLOAD_LABEL]): cond.get("message") or "Unschedulable"}
-    return None
-
-
-def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any) -> None:
+def validate_workload(spec: dict, namespace: str, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
     doc = dict(spec)
     hf = None
     try:
@@ -67,172 +24,6 @@ def validate_workload(spec: dict, namespace: str, warnings: list[str], **_: Any)
                 warnings.append(f"ConfigMap {namespace}/{ref} with key config.json not found yet: the model is "
                                 "checked once it exists")
                 return
-        warnings.extend(admission.check(doc, catalog(), hf))
+        warnings.extend(admission.check(doc, memo.ctx.catalog, hf))
     except RackfitError as e:
         raise kopf.AdmissionError(str(e), code=422) from None
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-async def plan_envs(namespace: str, name: str, spec: dict, status: dict, **_: Any):
-    """(namespace, workload) -> the `RACKFIT_*` variables of its placement, for the pods it admits."""
-    placement = status.get("placement")
-    if not placement:
-        return None
-    try:
-        workload = parse_spec(dict(spec))
-    except RackfitError:
-        return None
-    return {(namespace, name): plan_env(placement, status.get("estimate"), workload)}
-
-
-def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Fields to set on a new pod: the gate always; selector, GPU limit, tolerations and the plan's
-    variables (`env`, on every container that does not set them) when placed."""
-    out: dict[str, Any] = {}
-    gates = list(pod_spec.get("schedulingGates") or [])
-    if not any(g.get("name") == GATE for g in gates):
-        out["schedulingGates"] = [*gates, {"name": GATE}]
-    if placement:
-        selector = {**(pod_spec.get("nodeSelector") or {}), "node.kubernetes.io/instance-type":
-                    placement["instanceType"]}
-        out["nodeSelector"] = selector
-        containers = copy.deepcopy(pod_spec.get("containers") or [])
-        if containers:
-            limits = containers[0].setdefault("resources", {}).setdefault("limits", {})
-            limits.setdefault(GPU, str(placement["gpusPerNode"]))
-            for c in containers:
-                have = {e.get("name") for e in c.get("env") or []}
-                missing_env = [{"name": k, "value": v} for k, v in (env or {}).items() if k not in have]
-                if missing_env:
-                    c["env"] = [*(c.get("env") or []), *missing_env]
-            out["containers"] = containers
-        missing = [t for t in CONFIG.tolerations if t not in (pod_spec.get("tolerations") or [])]
-        if missing:
-            out["tolerations"] = [*(pod_spec.get("tolerations") or []), *missing]
-    return out
-
-
-async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
-                     plan_envs: kopf.Index, **_: Any) -> None:
-    # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
-    owner = (namespace, labels[WORKLOAD_LABEL])
-    placement = next(iter(placements.get(owner, [])), None)
-    env = next(iter(plan_envs.get(owner, [])), None)
-    for key, value in pod_hints(dict(spec), placement, env).items():
-        patch.spec[key] = value
-
-
-# kopf refuses to start with admission handlers but no server: register them only when served
-if CONFIG.webhooks != "off":
-    kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-llmworkload",
-                     operations=["CREATE", "UPDATE"])(validate_workload)
-    # fail closed: a labelled pod is refused while no replica answers, never admitted ungated
-    kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels={WORKLOAD_LABEL: kopf.PRESENT},
-                   ignore_failures=False)(mutate_pod)
-
-
-# controllers whose pod templates rackfit edits (Deployments' ReplicaSets; StatefulSets, also a
-# LeaderWorkerSet's): their pods made before the template was pinned are not the placement's
-_TEMPLATED = frozenset({"ReplicaSet", "StatefulSet"})
-
-
-def _controller(pod: dict) -> str | None:
-    return next((o.get("kind") for o in (pod.get("metadata") or {}).get("ownerReferences") or []
-                 if o.get("controller")), None)
-
-
-def stale(pod_spec: dict, placement: dict, templated: bool = False) -> bool:
-    """Not a pod of the placement, so it must not run: made before its workload was placed, without
-    the placement's GPUs (a pod's resources cannot change). A `templated` pod (of a template rackfit
-    pins) must have exactly the placement's GPUs and its node selector, or it is one its controller
-    replaces in the rollout of the patched template: run, it would hold GPUs the new pods wait for."""
-    gpus = pod_gpus(pod_spec)
-    if not templated:
-        return gpus < placement["gpusPerNode"]
-    selector = pod_spec.get("nodeSelector") or {}
-    return gpus != placement["gpusPerNode"] or any(selector.get(k) != v for k, v in placement["nodeSelector"].items())
-
-
-def ungate_patch(pod: dict, placement: dict) -> dict[str, Any] | None:
-    """Pin a gated pod to the workload's domain, remove rackfit's gate and mark it placed, in one
-    update (adding to nodeSelector is allowed while a pod is gated; pod affinity is not). None for a
-    pod without the gate or a stale one."""
-    spec = pod.get("spec") or {}
-    gates = spec.get("schedulingGates") or []
-    if not any(g.get("name") == GATE for g in gates) or stale(spec, placement, _controller(pod) in _TEMPLATED):
-        return None
-    # strategic merge: selectors merge as a map; gates merge by name, so ours is deleted by directive
-    into = placement.get("nvlinkDomain") or placement["instanceType"]
-    return {"metadata": {"annotations": {PLACED_ANNOTATION: into}},
-            "spec": {"nodeSelector": dict(placement["nodeSelector"]),
-                     "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
-
-
-def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | None:
-    """Why a labelled pod holds GPUs outside its workload's placement, having escaped the gate (made
-    while no webhook was in effect, or ungated by hand); None for a pod rackfit placed, one not bound,
-    finished or going, one without GPUs, and one that runs inside the placement as it should."""
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    where = spec.get("nodeName")
-    if (not where or meta.get("deletionTimestamp") or PLACED_ANNOTATION in (meta.get("annotations") or {})
-            or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or not pod_gpus(spec)):
-        return None
-    workload = (meta.get("labels") or {}).get(WORKLOAD_LABEL)
-    if placement is None:
-        return f"bound to {where} while LLMWorkload {workload} is not placed"
-    domain = placement.get("nvlinkDomain")
-    if node is None or node.instance_type != placement["instanceType"] or (domain and str(node.domain) != domain):
-        return (f"bound to {where}, outside the placement of LLMWorkload {workload} "
-                f"({domain or placement['instanceType']})")
-    if stale(spec, placement, _controller(pod) in _TEMPLATED):
-        return (f"bound to {where} with {pod_gpus(spec)} GPUs where LLMWorkload {workload}'s placement books "
-                f"{placement['gpusPerNode']} per pod: its replacement from the pinned template needs them")
-    return None
-
-
-def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
-    """Ungate every gated pod of a placed workload (stale ones excepted). Returns how many."""
-    done = 0
-    for pod_name in list(gated.get((namespace, workload), [])):
-        pod = kube.get_pod(namespace, pod_name)
-        if not pod:
-            continue
-        spec = pod.get("spec", {})
-        if stale(spec, placement, _controller(pod) in _TEMPLATED):
-            # a StatefulSet's rolling update waits on it, so it goes; a ReplicaSet's goes with the
-            # Deployment's rollout of the patched template; others (no controller) stay gated
-            owners = {o.get("kind") for o in pod["metadata"].get("ownerReferences") or []}
-            if "StatefulSet" in owners:
-                kube.delete_pod(namespace, pod_name)
-                logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
-            continue
-        patch = ungate_patch(pod, placement)
-        if patch:
-            kube.patch_pod(namespace, pod_name, patch)
-            done += 1
-    if done:
-        into = placement.get("nvlinkDomain") or "its instance type"
-        logger.info(f"ungated {count(done, 'pod')} of {workload} into {into}")
-    return done
-
-
-@kopf.on.event("pods", labels={WORKLOAD_LABEL: kopf.PRESENT})
-async def ungate_new_pod(type: str, body: dict, labels: dict, namespace: str, name: str, uid: str,
-                         placements: kopf.Index, logger, **_: Any) -> None:
-    """A pod created after its workload was placed is ungated at once; one that escaped the gate is
-    deleted. An event handler, not a create handler: kopf then stores no progress annotations on every
-    labelled pod, and it sees every pod again in the listing after a restart."""
-    if type == "DELETED":
-        return
-    placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
-    why = escaped(body, placement, LEDGER.node(body.get("spec", {}).get("nodeName") or ""))
-    if why:
-        # the uid as precondition: a StatefulSet's pod made again under the same name is never taken
-        await asyncio.to_thread(kube.delete_pod, namespace, name, uid)
-        message = f"deleted: {why}; its controller makes it again, gated until it is placed"
-        kopf.warn(dict(body), reason=OUTSIDE_PLACEMENT, message=message)
-        logger.warning(f"pod {name} {message}")
-        return
-    patch = ungate_patch(body, placement) if placement else None
-    if patch:
-        await asyncio.to_thread(kube.patch_pod, namespace, name, patch)  # the client is blocking

@@ -1,4 +1,5 @@
-"""The live GPU fleet: one `Inventory` ledger fed from the Node, Pod and LLMWorkload watches.
+"""The live GPU fleet: the operator's ledger (`memo.ctx.ledger`) fed from the Node, Pod and LLMWorkload
+watches.
 
 Index functions feed it (kopf runs them for every object of the initial listing before any
 reconcile, so the first decision after a start or a takeover already sees every node, pod and held
@@ -17,19 +18,11 @@ from typing import Any
 
 import kopf
 
-from rackfit.names import GPU, GROUP, PLURAL, VERSION, WORKLOAD_LABEL
+from rackfit.names import GPU, WORKLOAD_LABEL
+from rackfit.operator.context import OperatorContext
 from rackfit.operator.reconcile import reservation_of
 from rackfit.operator.targets import pod_gpus
-from rackfit.planner.inventory import Inventory, NodeInfo, PodUse
-
-LEDGER = Inventory()
-
-
-class FleetVersion:
-    """Counts changes of the schedulable GPU fleet (a node added, removed, cordoned, NotReady,
-    relabelled), not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again."""
-
-    value = 0
+from rackfit.planner.inventory import NodeInfo, PodUse
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
@@ -55,39 +48,35 @@ def pod_use(labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[
     return PodUse(node=node, gpus=gpus, owner=(namespace, workload) if workload else None)
 
 
-def _observe_node(name: str, info: NodeInfo | None) -> None:
-    if LEDGER.set_node(name, info):
-        FleetVersion.value += 1
+def _observe_node(ctx: OperatorContext, name: str, info: NodeInfo | None) -> None:
+    if ctx.ledger.set_node(name, info):
+        ctx.fleet_version += 1
 
 
 # Index functions are async (they only read the body): kopf then runs them on its event loop
-# instead of handing each watch event to a worker thread.
-@kopf.index("nodes")
+# instead of handing each watch event to a worker thread. Registered by handlers.register().
 async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any],
-                    **_: Any) -> None:
-    _observe_node(name, node_info(name, labels, spec, status))
+                    memo: kopf.Memo, **_: Any) -> None:
+    _observe_node(memo.ctx, name, node_info(name, labels, spec, status))
 
 
-@kopf.on.event("nodes")
-async def node_gone(type: str, name: str, **_: Any) -> None:
+async def node_gone(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
-        _observe_node(name, None)
+        _observe_node(memo.ctx, name, None)
 
 
-@kopf.index("pods")
 async def gpu_pods(uid: str, namespace: str, labels: Mapping[str, str], spec: Mapping[str, Any],
-                   status: Mapping[str, Any], **_: Any) -> None:
-    LEDGER.set_pod(uid, pod_use(labels, spec, status, namespace))
+                   status: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    memo.ctx.ledger.set_pod(uid, pod_use(labels, spec, status, namespace))
 
 
-@kopf.on.event("pods")
-async def pod_gone(type: str, uid: str, **_: Any) -> None:
+async def pod_gone(type: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":  # deleted, or finished (out of the watch's field selector)
-        LEDGER.set_pod(uid, None)
+        memo.ctx.ledger.set_pod(uid, None)
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-async def placements(namespace: str, name: str, meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any):
+async def placements(namespace: str, name: str, meta: Mapping[str, Any], status: Mapping[str, Any],
+                     memo: kopf.Memo, **_: Any):
     """(namespace, workload) -> its placement, once it has one. Also rebuilds the ledger's
     reservations from status after a restart or a takeover. A workload being deleted holds nothing:
     its delete handler released it, and a later event of it (kopf's own patches) must not book again."""
@@ -95,6 +84,6 @@ async def placements(namespace: str, name: str, meta: Mapping[str, Any], status:
         return None
     placement = status.get("placement")
     if placement:
-        LEDGER.reserve((namespace, name), reservation_of(placement))
+        memo.ctx.ledger.reserve((namespace, name), reservation_of(placement))
         return {(namespace, name): dict(placement)}
     return None

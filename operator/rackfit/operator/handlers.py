@@ -1,10 +1,62 @@
-"""The one module that registers the operator's kopf handlers (`rackfit operator`, or
-`kopf run -m rackfit.operator.handlers`): importing each module below registers its handlers."""
+"""The one place that registers the operator's kopf handlers, into a registry built at start from the
+configuration (`register`), and runs kopf with the operator context as its memo (`run`, what
+`rackfit operator` calls). Nothing registers or reads configuration at import."""
 
-from rackfit.operator import kopf_fixes
+from __future__ import annotations
 
-kopf_fixes.apply()  # before kopf starts: index readiness in O(n) (kopf_fixes.py)
+from typing import Any
 
-from rackfit.operator import admission, fleet, startup, workloads  # noqa: E402  (registers after the fix)
+import kopf
 
-__all__ = ["admission", "fleet", "startup", "workloads"]
+from rackfit.names import GROUP, PLURAL, VERSION, WORKLOAD_LABEL
+from rackfit.operator import admission, fleet, gating, kopf_fixes, startup, workloads
+from rackfit.operator.config import OperatorConfig
+from rackfit.operator.context import OperatorContext
+
+LLMWORKLOADS = (GROUP, VERSION, PLURAL)
+LABELLED = {WORKLOAD_LABEL: kopf.PRESENT}
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    r: dict[str, Any] = {"registry": registry}
+    # a registry of our own starts without the login kopf's default one has: the official client's
+    # (in-cluster service account, else kubeconfig)
+    kopf.on.login(**r)(kopf.login_via_client)
+    kopf.on.startup(**r)(startup.configure)
+    # the fleet: the ledger's nodes, pods and held placements
+    kopf.index("nodes", **r)(fleet.gpu_nodes)
+    kopf.on.event("nodes", **r)(fleet.node_gone)
+    kopf.index("pods", **r)(fleet.gpu_pods)
+    kopf.on.event("pods", **r)(fleet.pod_gone)
+    kopf.index(*LLMWORKLOADS, **r)(fleet.placements)
+    # pod gating
+    kopf.index("pods", labels=LABELLED, **r)(gating.gated_pods)
+    kopf.index("pods", labels=LABELLED, **r)(gating.unschedulable_pods)
+    kopf.index(*LLMWORKLOADS, **r)(gating.plan_envs)
+    kopf.on.event("pods", labels=LABELLED, **r)(gating.ungate_new_pod)
+    # LLMWorkloads
+    for on in (kopf.on.resume, kopf.on.create):
+        on(*LLMWORKLOADS, **r)(workloads.reconcile)
+    kopf.on.update(*LLMWORKLOADS, field="spec", **r)(workloads.reconcile)
+    kopf.timer(*LLMWORKLOADS, interval=config.replan_seconds, initial_delay=config.replan_seconds,
+               **r)(workloads.replan)
+    kopf.on.delete(*LLMWORKLOADS, **r)(workloads.release)
+    # kopf refuses to start with admission handlers but no server: register them only when served
+    if config.webhooks != "off":
+        kopf.on.validate(*LLMWORKLOADS, id="validate-llmworkload", operations=["CREATE", "UPDATE"],
+                         **r)(admission.validate_workload)
+        # fail closed: a labelled pod is refused while no replica answers, never admitted ungated
+        kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels=LABELLED, ignore_failures=False,
+                       **r)(gating.mutate_pod)
+
+
+def run(standalone: bool, peering: str | None, liveness: str | None, verbose: bool) -> None:
+    config = OperatorConfig.from_env()
+    ctx = OperatorContext.build(config)  # a bad catalog file fails here, at start
+    registry = kopf.OperatorRegistry()
+    register(registry, config)
+    kopf_fixes.apply()  # before kopf starts: index readiness in O(n) (kopf_fixes.py)
+    kopf.configure(verbose=verbose)
+    # cluster-wide always: the GPU inventory comes from Nodes and the Pods of every namespace
+    kopf.run(registry=registry, memo=kopf.Memo(ctx=ctx), clusterwide=True, standalone=standalone,
+             peering_name=peering, liveness_endpoint=liveness)

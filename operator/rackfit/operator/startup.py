@@ -1,33 +1,21 @@
-"""Operator settings at start-up: kopf configuration, the catalog, the metrics server."""
+"""Operator start-up: kopf's settings, the webhook server, the metrics server (from `memo.ctx`)."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from rackfit.catalog import Catalog
 from rackfit.certs import write_serving_pair
 from rackfit.names import ACTIVE_POD_FIELD_SELECTOR
-from rackfit.operator import metrics
 from rackfit.operator.config import OperatorConfig
-from rackfit.operator.fleet import LEDGER
-
-CONFIG = OperatorConfig.from_env()
 
 
-@cache
-def catalog() -> Catalog:
-    return CONFIG.catalog()
-
-
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any) -> None:
     # progress in annotations, so that status stays exactly the CRD's schema
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rackfit.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -46,8 +34,9 @@ def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
     settings.watching.chunk_size = 500
     # - Only what the ledger needs crosses the wire: GPU nodes (GPU Feature Discovery's label),
     #   pods that have not finished.
-    if CONFIG.node_selector:
-        settings.watching.label_selectors["nodes"] = CONFIG.node_selector
+    ctx = memo.ctx
+    if ctx.config.node_selector:
+        settings.watching.label_selectors["nodes"] = ctx.config.node_selector
     settings.watching.field_selectors["pods"] = ACTIVE_POD_FIELD_SELECTOR
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
@@ -56,29 +45,27 @@ def configure(settings: kopf.OperatorSettings, logger, **_: Any) -> None:
     # (seen with the chart's 2 replicas on a real node). The older replica ranks higher: a replica
     # that starts later (a rollout, a replaced pod) stands by instead of taking over a working one.
     settings.peering.priority = -(time.time_ns() // 1000)
-    catalog()  # fail at start, not at the first workload, when the catalog file is bad
-    configure_webhooks(settings)
-    metrics.watch_domains(LEDGER.usage)
-    metrics.serve(CONFIG.metrics_port)
-    logger.info(f"rackfit operator: {len(catalog().instance_types)} instance types, "
-                f"metrics on :{CONFIG.metrics_port}")
+    configure_webhooks(settings, ctx.config)
+    ctx.metrics.serve(ctx.config.metrics_port)
+    logger.info(f"rackfit operator: {len(ctx.catalog.instance_types)} instance types, "
+                f"metrics on :{ctx.config.metrics_port}")
 
 
-def configure_webhooks(settings: kopf.OperatorSettings) -> None:
+def configure_webhooks(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """Serve the admission webhooks over TLS. In `url` mode kopf registers them itself (managed
     configurations named rackfit.io, removed again on a clean exit); in `service` mode the chart owns
     the configurations and the certificate."""
-    if CONFIG.webhooks == "off":
+    if config.webhooks == "off":
         return
-    host = CONFIG.webhook_host if CONFIG.webhooks == "url" else None
-    cert_dir = CONFIG.webhook_cert_dir
+    host = config.webhook_host if config.webhooks == "url" else None
+    cert_dir = config.webhook_cert_dir
     if cert_dir is None or not (cert_dir / "tls.crt").exists():
         cert_dir = Path(tempfile.mkdtemp(prefix="rackfit-webhook-"))
         write_serving_pair(cert_dir, [host or "localhost", "127.0.0.1", "localhost"])
     ca = cert_dir / "ca.crt"
     settings.admission.server = kopf.WebhookServer(
-        addr=host or "0.0.0.0", host=host, port=CONFIG.webhook_port, certfile=str(cert_dir / "tls.crt"),
+        addr=host or "0.0.0.0", host=host, port=config.webhook_port, certfile=str(cert_dir / "tls.crt"),
         pkeyfile=str(cert_dir / "tls.key"), cafile=str(ca) if ca.exists() else None)
-    if CONFIG.webhooks == "url":
+    if config.webhooks == "url":
         settings.admission.managed = "rackfit.io"
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission request is noise

@@ -1,0 +1,30 @@
+"""What the operator builds once at start and hands to every handler through kopf's memo (`memo.ctx`):
+configuration, catalog, the ledger and metrics. Nothing is read at import, so tests build their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY
+from prometheus_client.registry import CollectorRegistry
+
+from rackfit.catalog import Catalog
+from rackfit.operator.config import OperatorConfig
+from rackfit.operator.ledger import Ledger
+from rackfit.operator.metrics import Metrics
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    catalog: Catalog
+    ledger: Ledger
+    metrics: Metrics
+    # counts changes of the schedulable GPU fleet (a node added, removed, cordoned, NotReady,
+    # relabelled), not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again
+    fleet_version: int = 0
+
+    @classmethod
+    def build(cls, config: OperatorConfig, registry: CollectorRegistry = REGISTRY) -> OperatorContext:
+        ledger = Ledger()
+        return cls(config=config, catalog=config.catalog(), ledger=ledger, metrics=Metrics(registry, ledger.usage))
