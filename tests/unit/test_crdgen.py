@@ -103,7 +103,7 @@ def test_status_schema(crd):
     status = _schema(crd)["properties"]["status"]
     props = status["properties"]
     assert set(props) == {"observedGeneration", "model", "estimate", "memoryPerGPU", "placement", "alternatives",
-                          "conditions"}
+                          "conditions", "observed"}
     conds = props["conditions"]
     assert conds["x-kubernetes-list-type"] == "map" and conds["x-kubernetes-list-map-keys"] == ["type"]
     assert conds["maxItems"] == 16 and "type" in conds["items"]["required"]

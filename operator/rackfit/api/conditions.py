@@ -12,7 +12,9 @@ from typing import Any
 # types
 ESTIMATED, FITS, PLACED, OVERSUBSCRIBED = "Estimated", "Fits", "Placed", "Oversubscribed"
 PODS_SCHEDULED = "PodsScheduled"  # the placed workload's pods: bound, or why kube-scheduler keeps them Pending
-CONDITION_TYPES = (ESTIMATED, FITS, PLACED, OVERSUBSCRIBED, PODS_SCHEDULED)
+# what the workload really uses (Prometheus: dcgm-exporter, vLLM, SGLang) against the estimate (rackfit.observed)
+ESTIMATE_HOLDS = "EstimateHolds"
+CONDITION_TYPES = (ESTIMATED, FITS, PLACED, OVERSUBSCRIBED, PODS_SCHEDULED, ESTIMATE_HOLDS)
 
 # reasons
 ESTIMATE_READY = "EstimateReady"
@@ -42,6 +44,13 @@ TARGET_NOT_SUSPENDED = "TargetNotSuspended"  # a Job or JobSet that already runs
 # independent servers each holding part of the model (use a LeaderWorkerSet or JobSet)
 TARGET_NOT_MULTI_NODE = "TargetNotMultiNode"
 TARGET_SHAPE_MISMATCH = "TargetShapeMismatch"  # a JobSet whose GPU pods are not the planned nodes; LWS groups > 1
+
+# EstimateHolds
+WITHIN_ESTIMATE = "WithinEstimate"
+OBSERVED_ABOVE_ESTIMATE = "ObservedAboveEstimate"  # training: peak framebuffer use above estimate.totalBytes
+ENGINE_KV_CACHE_SMALLER = "EngineKVCacheSmaller"  # serving: fewer KV tokens than concurrency x contextLength
+NO_OBSERVATIONS = "NoObservations"  # no series for its pods (exporter absent, pod mapping off, not started)
+PROMETHEUS_UNREACHABLE = "PrometheusUnreachable"  # no answer yet from observed.prometheusURL
 
 
 def now() -> str:

@@ -34,6 +34,24 @@ class Alternative(_Model):
     total_bytes: int
 
 
+class Observed(_Model):
+    """What the workload really uses, from Prometheus (the operator's observed.prometheusURL); docs/observed.md."""
+
+    gpu_memory_bytes: int | None = Field(None, ge=0, description=(
+        "peak framebuffer use of the workload's busiest GPU over the query window (dcgm-exporter's "
+        "DCGM_FI_DEV_FB_USED, MiB, in bytes); compared with estimate.totalBytes for training and engine "
+        "transformers only: vLLM and SGLang fill gpuMemoryUtilization of every GPU by design"))
+    kv_cache_tokens: int | None = Field(None, ge=0, description=(
+        "KV cache the serving engine allocated per replica, in tokens (vLLM's vllm:cache_config_info "
+        "kv_cache_size_tokens, else num_gpu_blocks x block_size; SGLang's sglang:max_total_num_tokens); "
+        "the smallest replica's"))
+    max_concurrency: float | None = Field(None, ge=0, description=(
+        "contextLength requests that fit in that KV cache at once (vLLM's kv_cache_max_concurrency, else "
+        "kvCacheTokens / contextLength)"))
+    source: str = Field("", description="the series these figures come from")
+    observed_at: str = Field(description="when Prometheus evaluated them (RFC 3339)")
+
+
 class LLMWorkloadStatus(_Model):
     observed_generation: int | None = None
     model: str | None = Field(None, description="the model, as `kubectl get` shows it (preset, config.json, size)")
@@ -43,6 +61,7 @@ class LLMWorkloadStatus(_Model):
     placement: Placement | None = None
     alternatives: list[Alternative] = Field(default_factory=list, max_length=3)
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    observed: Observed | None = None
 
 
 def status_view(**fields: Any) -> dict[str, Any]:
