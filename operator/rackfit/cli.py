@@ -25,7 +25,7 @@ from rackfit.catalog.guide import check_guide
 from rackfit.errors import InvalidWorkload, RackfitError
 from rackfit.estimator import Estimate, Layout, estimate_arch
 from rackfit.models import ModelArch, resolve
-from rackfit.operator.config import environment_help
+from rackfit.operator.config import environment_help, setting_help
 from rackfit.planner import Plan, plan, usable_bytes
 from rackfit.planner.search import device
 from rackfit.spec import Checkpointing, Engine, Framework, KVPrecision, LLMWorkloadSpec, Method, Precision, parse_spec
@@ -346,6 +346,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
         raise RackfitError(f"`rackfit operator` needs the operator extra ({missing} is not installed): "
                            "pip install 'rackfit[operator]'") from None
 
+    if args.prometheus_url is not None:
+        os.environ["RACKFIT_PROMETHEUS_URL"] = args.prometheus_url
     handlers.run(standalone=args.standalone, peering=args.peering, liveness=args.liveness, verbose=args.verbose)
     return 0
 
@@ -434,6 +436,7 @@ def parser() -> argparse.ArgumentParser:
                          help="kopf peering name shared by replicas (default: kopf's, standalone if absent)")
     op.add_argument("--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
     op.add_argument("-v", "--verbose", action="store_true", help="kopf's verbose logging")
+    op.add_argument("--prometheus-url", metavar="URL", help=setting_help("prometheus_url"))
     op.set_defaults(func=cmd_operator)
     return p
 

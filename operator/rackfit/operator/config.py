@@ -30,6 +30,14 @@ class OperatorConfig:
     tolerations: list[dict[str, Any]] = _setting("RACKFIT_TOLERATIONS", factory=list,
                                                  help="JSON list of tolerations added to the pods it places")
     metrics_port: int = _setting("RACKFIT_METRICS_PORT", 9090, help="0 turns the metrics server off")
+    prometheus_url: str = _setting("RACKFIT_PROMETHEUS_URL", "", help=(
+        "Prometheus to read what workloads really use (status.observed, EstimateHolds; docs/observed.md); "
+        '"" turns it off (--prometheus-url)'))
+    observed_seconds: float = _setting("RACKFIT_OBSERVED_SECONDS", 60.0, help=(
+        "how often the one batched Prometheus query for all workloads runs"))
+    observed_window: str = _setting("RACKFIT_OBSERVED_WINDOW", "1h", help=(
+        "the window of the peak framebuffer use (PromQL duration)"))
+    prometheus_timeout: float = _setting("RACKFIT_PROMETHEUS_TIMEOUT", 5.0, help="seconds a query may take")
     replan_seconds: float = _setting("RACKFIT_REPLAN_SECONDS", 15.0, help="how often fleet changes are checked")
     webhooks: str = _setting("RACKFIT_WEBHOOKS", "off", help=(
         "off | url (registered at https://HOST:PORT, as on the local control plane) | service (the chart's)"))
@@ -54,6 +62,10 @@ class OperatorConfig:
         return cls(catalog_file=Path(env["RACKFIT_CATALOG"]) if env.get("RACKFIT_CATALOG") else None,
                    tolerations=tolerations,
                    metrics_port=int(env.get("RACKFIT_METRICS_PORT", default.metrics_port)),
+                   prometheus_url=env.get("RACKFIT_PROMETHEUS_URL", default.prometheus_url),
+                   observed_seconds=float(env.get("RACKFIT_OBSERVED_SECONDS", default.observed_seconds)),
+                   observed_window=env.get("RACKFIT_OBSERVED_WINDOW", default.observed_window),
+                   prometheus_timeout=float(env.get("RACKFIT_PROMETHEUS_TIMEOUT", default.prometheus_timeout)),
                    replan_seconds=float(env.get("RACKFIT_REPLAN_SECONDS", default.replan_seconds)),
                    webhooks=webhooks, webhook_host=env.get("RACKFIT_WEBHOOK_HOST", default.webhook_host),
                    webhook_port=int(env.get("RACKFIT_WEBHOOK_PORT", default.webhook_port)),
@@ -62,6 +74,12 @@ class OperatorConfig:
 
     def catalog(self) -> Catalog:
         return load_catalog(self.catalog_file.read_text() if self.catalog_file else None)
+
+
+def setting_help(name: str) -> str:
+    """One field's help, for a command-line flag that sets the same variable."""
+    f = next(f for f in fields(OperatorConfig) if f.name == name)
+    return f"{f.metadata['help']} (env {f.metadata['env']})"
 
 
 def environment_help() -> str:

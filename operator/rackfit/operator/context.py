@@ -12,6 +12,7 @@ from rackfit.catalog import Catalog
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.ledger import Ledger
 from rackfit.operator.metrics import Metrics
+from rackfit.operator.observed import Observer
 
 
 @dataclass
@@ -23,8 +24,13 @@ class OperatorContext:
     # counts changes of the schedulable GPU fleet (a node added, removed, cordoned, NotReady,
     # relabelled), not pod churn or heartbeats, so that timers can tell in O(1) whether to plan again
     fleet_version: int = 0
+    # the last answer of the batched Prometheus query (observed.py); None without a Prometheus URL
+    observer: Observer | None = None
 
     @classmethod
     def build(cls, config: OperatorConfig, registry: CollectorRegistry = REGISTRY) -> OperatorContext:
         ledger = Ledger()
-        return cls(config=config, catalog=config.catalog(), ledger=ledger, metrics=Metrics(registry, ledger.usage))
+        metrics = Metrics(registry, ledger.usage)
+        observer = Observer(config.prometheus_url, config.observed_seconds, config.observed_window,
+                            config.prometheus_timeout, metrics) if config.prometheus_url else None
+        return cls(config=config, catalog=config.catalog(), ledger=ledger, metrics=metrics, observer=observer)

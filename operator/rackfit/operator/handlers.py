@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from rackfit.names import GROUP, PLURAL, VERSION, WORKLOAD_LABEL
-from rackfit.operator import admission, fleet, gating, kopf_fixes, startup, workloads
+from rackfit.operator import admission, fleet, gating, kopf_fixes, observed, startup, workloads
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.context import OperatorContext
 
@@ -41,6 +41,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kopf.timer(*LLMWORKLOADS, interval=config.replan_seconds, initial_delay=config.replan_seconds,
                **r)(workloads.replan)
     kopf.on.delete(*LLMWORKLOADS, **r)(workloads.release)
+    # estimate beside observed (observed.py): the series PromQL joins on, always; status.observed and
+    # EstimateHolds from one batched Prometheus query, with a Prometheus URL
+    kopf.index("pods", labels=LABELLED, **r)(observed.pod_workloads)
+    kopf.on.event("pods", labels=LABELLED, **r)(observed.pod_gone)
+    kopf.index(*LLMWORKLOADS, **r)(observed.estimates)
+    if config.prometheus_url:
+        kopf.on.startup(**r)(observed.start)
+        kopf.on.cleanup(**r)(observed.stop)
+        kopf.timer(*LLMWORKLOADS, interval=config.observed_seconds, initial_delay=config.observed_seconds,
+                   **r)(observed.write)
     # kopf refuses to start with admission handlers but no server: register them only when served
     if config.webhooks != "off":
         kopf.on.validate(*LLMWORKLOADS, id="validate-llmworkload", operations=["CREATE", "UPDATE"],

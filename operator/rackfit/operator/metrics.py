@@ -1,7 +1,12 @@
 """Prometheus metrics of the operator (prometheus-client), served on RACKFIT_METRICS_PORT. Built once at
 start (`Metrics(registry)`, held by the operator context), so tests make their own registry.
 
-Label values are bounded: namespace and name of LLMWorkloads, instance type and NVLink domain.
+Label values are bounded: namespace and name of LLMWorkloads, instance type and NVLink domain, and the
+pods of placed workloads (rackfit_pod_workload_info, one series per pod).
+
+The series that join what a workload really uses to what rackfit estimated (docs/observed.md) carry a
+`workload` label, not `name`, so that PromQL joins them with rackfit_pod_workload_info on (namespace,
+workload) and with dcgm-exporter's and the engines' series on (namespace, pod).
 """
 
 from __future__ import annotations
@@ -14,6 +19,30 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 _WL = ["namespace", "name"]
 _DOMAIN = ["instance_type", "domain"]
+_OBS = ["namespace", "workload"]
+
+
+class _PodWorkloads(Collector):
+    """rackfit_pod_workload_info{namespace,pod,workload} 1 for each bound pod carrying a workload's label,
+    from the pod watch (`Metrics.pod_workload`); read when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self.pods: dict[tuple[str, str], str] = {}
+
+    def describe(self):
+        return list(self._families({}))
+
+    def collect(self):
+        return self._families(dict(self.pods))  # a copy: the watch changes it from the event loop
+
+    @staticmethod
+    def _families(pods: dict):
+        info = GaugeMetricFamily("rackfit_pod_workload_info", "1 for each bound pod of an LLMWorkload: joins "
+                                 "dcgm-exporter's and the serving engines' per-pod series to workloads",
+                                 labels=["namespace", "pod", "workload"])
+        for (ns, pod), workload in pods.items():
+            info.add_metric([ns, pod, workload], 1)
+        yield info
 
 
 class _Domains(Collector):
@@ -42,6 +71,13 @@ class _Domains(Collector):
         yield taken
 
 
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass
+
+
 class Metrics:
     """The operator's metrics in one registry; `usage` is the ledger's per-domain usage (`Inventory.usage`)."""
 
@@ -62,6 +98,25 @@ class Metrics:
         self.reconcile_errors = Counter("rackfit_reconcile_errors_total", "Reconciles that ended in an error", **g)
         self.domains = _Domains(usage)
         registry.register(self.domains)
+        # estimate beside observed (issue 21; rackfit.observed.compare.EstimateFigures)
+        self.estimate_bytes = Gauge("rackfit_workload_estimate_bytes", "Estimated peak GPU memory per GPU "
+                                    "(status.estimate.totalBytes); compare: framebuffer (training, engine "
+                                    "transformers) or kv_cache (preallocating engines: compare the KV cache)",
+                                    [*_OBS, "compare"], **g)
+        self.estimate_kv_tokens = Gauge("rackfit_workload_estimate_kv_tokens", "KV cache tokens per replica "
+                                        "rackfit estimated the serving engine allocates (status.estimate."
+                                        "kvCacheTokens)", _OBS, **g)
+        self.required_kv_tokens = Gauge("rackfit_workload_required_kv_tokens", "KV cache tokens per replica the "
+                                        "spec needs: concurrency per replica x contextLength", _OBS, **g)
+        self.observed_kv_tokens = Gauge("rackfit_workload_observed_kv_tokens", "KV cache tokens per replica the "
+                                        "engine allocated, as the operator last read them from Prometheus (vLLM "
+                                        "publishes them as labels, which PromQL cannot compare)",
+                                        [*_OBS, "source"], **g)
+        self.observed_queries = Counter("rackfit_observed_queries_total", "Batched Prometheus queries of what "
+                                        "workloads use, by outcome (ok, error)", ["outcome"], **g)
+        self._observed_source: dict[tuple[str, str], str] = {}
+        self.pods = _PodWorkloads()
+        registry.register(self.pods)
 
     @property
     def workload_gauges(self) -> tuple[Gauge, ...]:
@@ -82,6 +137,39 @@ class Metrics:
                 g.remove(namespace, name)
             except KeyError:
                 pass
+        self.set_estimate(namespace, name, None)
+        self.set_observed_kv_tokens(namespace, name, None)
+
+    def set_estimate(self, namespace: str, name: str, figures) -> None:
+        """A workload's `EstimateFigures` (None: no estimate, or gone)."""
+        for compare in ("framebuffer", "kv_cache"):
+            if figures is None or figures.compare != compare:
+                _remove(self.estimate_bytes, namespace, name, compare)
+        if figures is not None:
+            self.estimate_bytes.labels(namespace, name, figures.compare).set(figures.estimate_bytes)
+        for gauge, value in ((self.estimate_kv_tokens, figures and figures.estimate_kv_tokens),
+                             (self.required_kv_tokens, figures and figures.compare == "kv_cache"
+                              and figures.required_kv_tokens)):
+            if value:
+                gauge.labels(namespace, name).set(value)
+            else:
+                _remove(gauge, namespace, name)
+
+    def set_observed_kv_tokens(self, namespace: str, name: str, tokens: int | None, source: str = "") -> None:
+        old = self._observed_source.get((namespace, name))
+        if old is not None and (tokens is None or old != source):
+            _remove(self.observed_kv_tokens, namespace, name, old)
+            del self._observed_source[(namespace, name)]
+        if tokens is not None:
+            self.observed_kv_tokens.labels(namespace, name, source).set(tokens)
+            self._observed_source[(namespace, name)] = source
+
+    def pod_workload(self, namespace: str, pod: str, workload: str | None) -> None:
+        """A bound pod of `workload`, or (None) a pod that is gone, finished or not bound."""
+        if workload:
+            self.pods.pods[(namespace, pod)] = workload
+        else:
+            self.pods.pods.pop((namespace, pod), None)
 
     def serve(self, port: int) -> None:
         if port:
