@@ -225,7 +225,9 @@ def test_an_undersized_target_fires_workload_oversubscribed(prometheus, custom, 
 
 def _every_dashboard_query_returns_data(prometheus, core, wait_for):
     dashboard = json.loads(core.read_namespaced_config_map(f"{RELEASE}-dashboard", NS).data["rackfit.json"])
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if t.get("expr")]
+    # the estimate-vs-observed panels need dcgm-exporter's and the engines' series: test_observed.py checks them
+    exprs = [t["expr"] for p in dashboard["panels"] if not p["title"].startswith("Estimate vs observed")
+             for t in p.get("targets", []) if t.get("expr")]
     assert len(exprs) >= 10
     variables = {"$namespace": ".*", "${namespace}": ".*", "$instance_type": ".*", "${instance_type}": ".*",
                  "$__rate_interval": "1m", "$__range": "5m"}

@@ -22,10 +22,13 @@ CHART = ROOT / "charts" / "rackfit"
 CASES = ROOT / "tests" / "data" / "alerts"
 ALERTS = {"RackfitWorkloadOversubscribed": "workload_oversubscribed",
           "RackfitDomainOversubscribed": "domain_oversubscribed",
-          "RackfitWorkloadUnplaceable": "workload_unplaceable", "RackfitOperatorDown": "operator_down"}
+          "RackfitWorkloadUnplaceable": "workload_unplaceable", "RackfitOperatorDown": "operator_down",
+          "RackfitObservedAboveEstimate": "observed_above_estimate",
+          "RackfitObservedMissing": "observed_above_estimate"}
 RULE_KEYS = {"RackfitWorkloadOversubscribed": "workloadOversubscribed",
              "RackfitDomainOversubscribed": "domainOversubscribed",
-             "RackfitWorkloadUnplaceable": "workloadUnplaceable", "RackfitOperatorDown": "operatorDown"}
+             "RackfitWorkloadUnplaceable": "workloadUnplaceable", "RackfitOperatorDown": "operatorDown",
+             "RackfitObservedAboveEstimate": "observedAboveEstimate", "RackfitObservedMissing": "observedMissing"}
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +61,14 @@ def _workdir(tmp_path: Path, spec: dict) -> Path:
 
 
 def _alerts(spec: dict) -> dict[str, dict]:
-    return {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
+    return {r["alert"]: r for g in spec["groups"] for r in g["rules"] if "alert" in r}
 
 
 def test_rendered_rules_pass_promtool_check(helm, promtool, tmp_path):
     work = _workdir(tmp_path, rule_spec(helm))
     out = subprocess.run([promtool, "check", "rules", "rules.yaml"], cwd=work, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 4 rules found" in out.stdout
+    assert "SUCCESS: 12 rules found" in out.stdout  # 7 alerts (RackfitObservedAboveEstimate twice), 5 records
 
 
 @pytest.mark.parametrize("alert", sorted(ALERTS))
@@ -108,7 +111,8 @@ def test_per_rule_values(helm):
     defaults = _alerts(rule_spec(helm))
     assert {a: r["for"] for a, r in defaults.items()} == {
         "RackfitWorkloadOversubscribed": "5m", "RackfitDomainOversubscribed": "5m",
-        "RackfitWorkloadUnplaceable": "15m", "RackfitOperatorDown": "5m"}
+        "RackfitWorkloadUnplaceable": "15m", "RackfitOperatorDown": "5m", "RackfitObservedAboveEstimate": "5m",
+        "RackfitObservedMissing": "30m"}
 
 
 def test_operator_down_selects_the_service_monitor_job(helm):
@@ -126,7 +130,19 @@ def test_alert_metrics_are_exported_by_the_operator(helm):
     from rackfit.operator.metrics import Metrics
     metrics = Metrics(CollectorRegistry())
     exported = {f.name for m in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed,
-                                                 metrics.fits, metrics.placed, metrics.domains)
+                                                 metrics.fits, metrics.placed, metrics.domains, metrics.pods,
+                                                 metrics.estimate_bytes, metrics.estimate_kv_tokens,
+                                                 metrics.required_kv_tokens, metrics.observed_kv_tokens)
                 for f in m.describe()}
-    used = {m for r in _alerts(rule_spec(helm)).values() for m in re.findall(r"rackfit_[a-z_]+", r["expr"])}
+    rules = [r for g in rule_spec(helm)["groups"] for r in g["rules"]]
+    used = {m for r in rules for m in re.findall(r"(?<![:\w])rackfit_[a-z_]+", r["expr"])}
     assert used and used <= exported, used - exported
+
+
+def test_observed_window_and_the_engines_series(helm):
+    """The recording rules take observed.window; they read the exporters' own names (docs/observed.md)."""
+    spec = rule_spec(helm, "observed.window=10m")
+    records = {r["record"]: r["expr"] for g in spec["groups"] for r in g["rules"] if "record" in r}
+    assert "max_over_time(DCGM_FI_DEV_FB_USED[10m])" in records["rackfit:workload_observed_gpu_memory_bytes:max"]
+    assert "sglang:max_total_num_tokens" in records["rackfit:workload_engine_kv_tokens:min"]
+    assert "FB_TOTAL" not in str(spec)  # not in dcgm-exporter's default field set

@@ -420,11 +420,16 @@ def test_dashboard():
     exported = set()
     for collector in (metrics.memory_required, metrics.memory_capacity, metrics.oversubscribed, metrics.fits,
                       metrics.placed, metrics.domains,
-                      metrics.reconcile_duration, metrics.reconcile_errors):
+                      metrics.reconcile_duration, metrics.reconcile_errors, metrics.pods, metrics.estimate_bytes,
+                      metrics.estimate_kv_tokens, metrics.required_kv_tokens):
         exported |= {s.name for fam in collector.collect() for s in fam.samples} | \
             {fam.name for fam in collector.collect()}
     used = set(re.findall(r"rackfit_[a-z_]+", " ".join(exprs.values())))
     assert used <= exported, used - exported
+    # recorded series the panels read are the chart's recording rules
+    recorded = set(re.findall(r"rackfit:[a-z_:]+", " ".join(exprs.values())))
+    rules = next(d for d in render("monitoring.prometheusRule.enabled=true") if d["kind"] == "PrometheusRule")
+    assert recorded and recorded <= {r["record"] for g in rules["spec"]["groups"] for r in g["rules"] if "record" in r}
     assert "ConfigMap" in kinds(render("monitoring.dashboard.enabled=false"))
     assert not any(d["metadata"]["name"] == "rackfit-dashboard" for d in render("monitoring.dashboard.enabled=false"))
 

@@ -148,7 +148,9 @@ class Metrics:
         if figures is not None:
             self.estimate_bytes.labels(namespace, name, figures.compare).set(figures.estimate_bytes)
         for gauge, value in ((self.estimate_kv_tokens, figures and figures.estimate_kv_tokens),
-                             (self.required_kv_tokens, figures and figures.compare == "kv_cache"
+                             # only for the engines that publish their KV cache (vLLM, SGLang): the alerts
+                             # compare it, and RackfitObservedMissing would fire forever for TensorRT-LLM
+                             (self.required_kv_tokens, figures and figures.engine in ("vllm", "sglang")
                               and figures.required_kv_tokens)):
             if value:
                 gauge.labels(namespace, name).set(value)
