@@ -8,7 +8,9 @@ without running anything. kube-controller-manager runs every controller that wor
 kubelets, cloud or volumes (`CONTROLLERS`); in particular no node-lifecycle controller, which
 would taint and evict the simulated nodes for lack of heartbeats.
 With `run_addons` (the default) the LeaderWorkerSet and JobSet controllers run beside them, with
-their CRDs and webhooks (`addons`).
+their CRDs and webhooks (`addons`). With `compute_domains` (the default) the ComputeDomain CRD of
+NVIDIA's DRA driver is installed and `compute-domain-sim` publishes what the driver would (channel
+devices on the NVL72 nodes, each ComputeDomain's ResourceClaimTemplate: `computedomains`).
 
 Every component runs in its own session so it can be stopped as a process group; its log is
 `<data_dir>/logs/<name>.log`. An attached control plane is also stopped at interpreter exit, on
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import addons, binaries
+from devcluster import addons, binaries, computedomains
 from devcluster.ports import free_port
 from devcluster.waiting import WaitTimeout, wait_for
 from rackfit.certs import write_rsa_key, write_serving_pair
@@ -135,9 +137,11 @@ class ControlPlane:
     `ControlPlane.attach(data_dir).stop()` ends them later."""
 
     def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0,
-                 node_ip: str | None = None, run_addons: bool = True):
+                 node_ip: str | None = None, run_addons: bool = True, compute_domains: bool = True):
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="rackfit-cp-"))
         self.run_addons = run_addons  # the LeaderWorkerSet and JobSet controllers, CRDs and webhooks (`addons`)
+        # the ComputeDomain CRD, the channel's DeviceClass, and the DRA driver's stand-in (`computedomains`)
+        self.compute_domains = compute_domains
         # For a real node (realnode.RealNode): an address of this host that its kubelet and pods reach
         # the API server on. The API server then also listens there, advertises it as the `kubernetes`
         # Service's endpoint (kube-proxy routes 10.0.0.1 to it), mounts ServiceAccount tokens into pods
@@ -271,6 +275,13 @@ class ControlPlane:
         self.add_process("pod-sim", [sys.executable, "-m", "devcluster.podsim",
                                      f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
                          ready.exists, env=python_env())
+        if self.compute_domains:
+            computedomains.install(binaries.require("kubectl")["kubectl"],
+                                   {**os.environ, "KUBECONFIG": str(self.kubeconfig)})
+            ready = self.data_dir / "compute-domain-sim.ready"
+            self.add_process("compute-domain-sim", [sys.executable, "-m", "devcluster.computedomains",
+                                                    f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
+                             ready.exists, env=python_env())
         if self.run_addons:
             addons.start(self)
 

@@ -33,3 +33,10 @@ ENV_NNODES, ENV_GPUS_PER_NODE, ENV_INSTANCE_TYPE = "RACKFIT_NNODES", "RACKFIT_GP
 # serving engines only (vllm, sglang, tensorrt-llm)
 ENV_MAX_MODEL_LEN, ENV_GPU_MEMORY_UTILIZATION = "RACKFIT_MAX_MODEL_LEN", "RACKFIT_GPU_MEMORY_UTILIZATION"
 ENV_MAX_NUM_SEQS = "RACKFIT_MAX_NUM_SEQS"
+
+# NVIDIA's DRA driver (github.com/NVIDIA/k8s-dra-driver-gpu): a ComputeDomain gives the pods of one job
+# on several nodes of an NVL72 rack their IMEX channel (NVLink between nodes); its pods claim the channel
+# through the ResourceClaimTemplate the driver makes (api/nvidia.com/resource/v1beta1/computedomain.go)
+COMPUTE_DOMAIN_GROUP, COMPUTE_DOMAIN_VERSION = "resource.nvidia.com", "v1beta1"
+COMPUTE_DOMAIN_KIND, COMPUTE_DOMAIN_PLURAL = "ComputeDomain", "computedomains"
+CHANNEL_CLAIM = "rackfit-imex-channel"  # the pod's name for that claim (spec.resourceClaims, resources.claims)

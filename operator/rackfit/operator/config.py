@@ -17,6 +17,7 @@ from rackfit.catalog import Catalog, load_catalog
 from rackfit.names import GPU_NODE_SELECTOR
 
 WEBHOOK_MODES = ("off", "url", "service")
+SWITCHES = ("auto", "on", "off")  # auto: on where the API server serves the resource it needs
 
 
 def _setting(env: str, default: Any = None, *, factory: Any = None, help: str = "") -> Any:
@@ -47,6 +48,9 @@ class OperatorConfig:
                                              help="tls.crt, tls.key (+ ca.crt); else generated")
     node_selector: str = _setting("RACKFIT_NODE_SELECTOR", GPU_NODE_SELECTOR,
                                   help='label selector of the GPU nodes to watch ("" watches every node)')
+    compute_domains: str = _setting("RACKFIT_COMPUTE_DOMAINS", "auto", help=(
+        "auto | on | off: a ComputeDomain (NVIDIA's DRA driver) for each placement across nodes of one NVL72 "
+        "rack; auto: where the API server serves the CRD"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -59,6 +63,9 @@ class OperatorConfig:
         if webhooks not in WEBHOOK_MODES:
             raise ValueError(f"RACKFIT_WEBHOOKS={webhooks!r}; allowed: {', '.join(WEBHOOK_MODES)}")
         cert_dir = env.get("RACKFIT_WEBHOOK_CERT_DIR")
+        compute_domains = env.get("RACKFIT_COMPUTE_DOMAINS", default.compute_domains)
+        if compute_domains not in SWITCHES:
+            raise ValueError(f"RACKFIT_COMPUTE_DOMAINS={compute_domains!r}; allowed: {', '.join(SWITCHES)}")
         return cls(catalog_file=Path(env["RACKFIT_CATALOG"]) if env.get("RACKFIT_CATALOG") else None,
                    tolerations=tolerations,
                    metrics_port=int(env.get("RACKFIT_METRICS_PORT", default.metrics_port)),
@@ -70,7 +77,8 @@ class OperatorConfig:
                    webhooks=webhooks, webhook_host=env.get("RACKFIT_WEBHOOK_HOST", default.webhook_host),
                    webhook_port=int(env.get("RACKFIT_WEBHOOK_PORT", default.webhook_port)),
                    webhook_cert_dir=Path(cert_dir) if cert_dir else None,
-                   node_selector=env.get("RACKFIT_NODE_SELECTOR", default.node_selector))
+                   node_selector=env.get("RACKFIT_NODE_SELECTOR", default.node_selector),
+                   compute_domains=compute_domains)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.catalog_file.read_text() if self.catalog_file else None)

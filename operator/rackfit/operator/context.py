@@ -26,6 +26,9 @@ class OperatorContext:
     fleet_version: int = 0
     # the last answer of the batched Prometheus query (observed.py); None without a Prometheus URL
     observer: Observer | None = None
+    # ComputeDomains for placements across nodes of one NVL72 rack (computedomains.py): set at start
+    # from the configuration and API discovery
+    compute_domains: bool = False
 
     @classmethod
     def build(cls, config: OperatorConfig, registry: CollectorRegistry = REGISTRY) -> OperatorContext:

@@ -29,6 +29,7 @@ from rackfit.errors import RackfitError
 from rackfit.names import GATE, GPU, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.targets import plan_env, pod_gpus
+from rackfit.operator.targets.computedomain import channel_claim, pod_claim
 from rackfit.planner.inventory import NodeInfo
 from rackfit.spec import parse_spec
 from rackfit.units import count
@@ -97,7 +98,10 @@ async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch
     owner = (namespace, labels[WORKLOAD_LABEL])
     placement = next(iter(placements.get(owner, [])), None)
     env = next(iter(plan_envs.get(owner, [])), None)
-    for key, value in pod_hints(dict(spec), placement, env, memo.ctx.config.tolerations).items():
+    hints = pod_hints(dict(spec), placement, env, memo.ctx.config.tolerations)
+    if memo.ctx.compute_domains:  # the ComputeDomain's channel (a Job's or JobSet's pods get it only here)
+        hints |= pod_claim({**spec, **hints}, channel_claim(owner[1], placement))
+    for key, value in hints.items():
         patch.spec[key] = value
 
 

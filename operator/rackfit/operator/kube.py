@@ -31,10 +31,13 @@ def _client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient()
 
 
-def _call(fn, *args, **kwargs) -> Any:
+def _call(fn, *args, _allow: int | None = None, **kwargs) -> Any:
+    """`fn(...)`; an error worth retrying raised as TransientError, one of status `_allow` ignored (None)."""
     try:
         return fn(*args, **kwargs)
     except ApiException as e:
+        if e.status == _allow:
+            return None
         if e.status in TRANSIENT:
             raise TransientError(f"{e.status} {e.reason}") from e
         raise
@@ -120,3 +123,27 @@ def scale_deployment(namespace: str, name: str, replicas: int) -> None:
 def pod_names(namespace: str, label_selector: str) -> list[str]:
     return [p.metadata.name for p in _call(_api("CoreV1Api").list_namespaced_pod, namespace,
                                            label_selector=label_selector).items]
+
+
+# --- objects rackfit owns beside the target (ComputeDomains: computedomains.py) -------------------
+def serves(group: str, version: str, plural: str) -> bool:
+    """Whether the API server serves the resource (API discovery; False when the group is absent)."""
+    resources = _call(_api("CustomObjectsApi").get_api_resources, group, version, _preload_content=False,
+                      _allow=404)
+    served = json.loads(resources.data).get("resources") or [] if resources is not None else []
+    return any(r.get("name") == plural for r in served)
+
+
+def list_names(api: tuple[str, str, str], namespace: str, label_selector: str) -> list[str]:
+    items = _call(_api("CustomObjectsApi").list_namespaced_custom_object, *api[:2], namespace, api[2],
+                  label_selector=label_selector)["items"]
+    return [o["metadata"]["name"] for o in items if not o["metadata"].get("deletionTimestamp")]
+
+
+def create_object(api: tuple[str, str, str], namespace: str, body: dict[str, Any]) -> None:
+    """Create a namespaced custom object; one of that name already there is left as it is."""
+    _call(_api("CustomObjectsApi").create_namespaced_custom_object, *api[:2], namespace, api[2], body, _allow=409)
+
+
+def delete_object(api: tuple[str, str, str], namespace: str, name: str) -> None:
+    _call(_api("CustomObjectsApi").delete_namespaced_custom_object, *api[:2], namespace, api[2], name, _allow=404)

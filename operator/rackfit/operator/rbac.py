@@ -18,6 +18,9 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     ([""], ["pods"], ["get", "list", "watch", "patch", "delete"]),
     # the targets it places: each kind's own verbs (targets/registry.py)
     *(([k.group], [k.plural], list(k.verbs)) for k in ADAPTERS.values()),
+    # a ComputeDomain (NVIDIA's DRA driver) per placement across nodes of one NVL72 rack: listed by the
+    # workload's label, created, deleted when the placement moves (computedomains.py)
+    (["resource.nvidia.com"], ["computedomains"], ["list", "create", "delete"]),
     # huggingFaceConfig read from a ConfigMap
     ([""], ["configmaps"], ["get"]),
     # Events recording each decision (kopf posts core/v1 and events.k8s.io)

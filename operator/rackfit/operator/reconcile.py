@@ -11,6 +11,7 @@ from rackfit.api import conditions as c
 from rackfit.api.status import estimate_view, placement_view, status_view
 from rackfit.catalog import Catalog
 from rackfit.operator import targets
+from rackfit.operator.targets.computedomain import channel_claim
 from rackfit.planner import Plan, place, plan
 from rackfit.planner.inventory import Domain, InventoryView, PodUse, Reservation
 from rackfit.spec import LLMWorkloadSpec
@@ -35,6 +36,7 @@ class Inputs:
     unschedulable: list[str] = field(default_factory=list)  # the scheduler's message for each Pending pod
     now: str | None = None               # RFC 3339, for condition transition times
     anywhere: Plan | None = None         # plan(spec, catalog) without the fleet, made before the ledger's lock
+    compute_domains: bool = False        # pods of placements across NVL72 nodes claim a ComputeDomain's channel
 
 
 @dataclass
@@ -169,7 +171,8 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
         return put(conds, c.PLACED, False, reason, problem)
     patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
                                 i.tolerations, env=targets.plan_env(placement, estimate, spec),
-                                group_size=kind.group_size(placement))
+                                group_size=kind.group_size(placement),
+                                claim=channel_claim(i.name, placement) if i.compute_domains else None)
     if kind.suspendable and patch is not None and not kind.suspended(target):
         return put(conds, c.PLACED, False, c.TARGET_NOT_SUSPENDED,
                    f"{ref} already runs; create {kind.kind}s with suspend: true so rackfit can place them")

@@ -12,6 +12,7 @@ import kopf
 
 from rackfit.certs import write_serving_pair
 from rackfit.names import ACTIVE_POD_FIELD_SELECTOR
+from rackfit.operator import computedomains
 from rackfit.operator.config import OperatorConfig
 
 
@@ -46,9 +47,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any
     # that starts later (a rollout, a replaced pod) stands by instead of taking over a working one.
     settings.peering.priority = -(time.time_ns() // 1000)
     configure_webhooks(settings, ctx.config)
+    ctx.compute_domains = computedomains.enabled(ctx.config.compute_domains)
     ctx.metrics.serve(ctx.config.metrics_port)
     logger.info(f"rackfit operator: {len(ctx.catalog.instance_types)} instance types, "
-                f"metrics on :{ctx.config.metrics_port}")
+                f"metrics on :{ctx.config.metrics_port}, ComputeDomains {'on' if ctx.compute_domains else 'off'}")
 
 
 def configure_webhooks(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:

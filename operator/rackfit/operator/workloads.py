@@ -18,7 +18,7 @@ import kopf
 from rackfit.api.conditions import CONFIG_MAP_NOT_FOUND, now
 from rackfit.errors import RackfitError
 from rackfit.names import WORKLOAD_ANNOTATION
-from rackfit.operator import kube, targets
+from rackfit.operator import computedomains, kube, targets
 from rackfit.operator.context import OperatorContext
 from rackfit.operator.gating import ungate_pods
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
@@ -89,7 +89,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               tolerations=ctx.config.tolerations, hf_config=g.hf,
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
                               unschedulable=sorted(indexes["unschedulable_pods"].get(owner, [])), now=now(),
-                              anywhere=memo.plan))
+                              anywhere=memo.plan, compute_domains=ctx.compute_domains))
             ledger.reserve(owner, d.reservation)
             since = meta.get("creationTimestamp") or ""
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
@@ -124,6 +124,8 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
           target: tuple[targets.TargetKind, str] | None, indexes: dict[str, kopf.Index]) -> None:
     """Write what `decide` said: status, the target's patch, its start, the pods, metrics."""
     try:
+        if ctx.compute_domains:  # before the target: its pods claim the ComputeDomain's channel
+            computedomains.reconcile(namespace, name, body["metadata"]["uid"], d.status, logger)
         if target and d.target_patch is not None:
             # the placement is in status before the target moves: an operator that dies between the two
             # rebuilds its ledger from status, so the domain stays held and the target is not patched twice

@@ -5,12 +5,14 @@ templates are editable (Deployment, StatefulSet, LeaderWorkerSet) its first cont
 GPU limit and every container the plan's `RACKFIT_*` variables (`env.plan_env`); a Job's or JobSet's
 template takes only scheduling fields (while suspended), so their pods get the limit and variables
 from the pod webhook instead. A kind with a group size (LeaderWorkerSet) gets it set to the nodes.
+Editable templates of a placement across NVL72 nodes also claim its ComputeDomain's IMEX channel
+(`spec.resourceClaims` and every container's `resources.claims`; computedomain.py).
 
 Patches are JSON merge patches (RFC 7386; lists are given whole), built as the difference between
 the target and the target as placed, so one function serves built-in kinds and custom resources.
 The additions are recorded in the target's `rackfit.io/applied` annotation: node selector keys,
 tolerations, each GPU limit with its previous value, the variables with any value of the user's that
-they replaced, the group size with its previous value. Re-applying the same placement yields no
+they replaced, the group size with its previous value, the channel claim. Re-applying the same placement yields no
 patch; deleting the LLMWorkload removes what the annotation lists and nothing the user owns (a value
 the user changed since is left alone).
 """
@@ -95,12 +97,41 @@ def _gpu_records(before: dict[str, Any]) -> dict[str, dict]:
     return {r["template"]: r for r in before.get("gpuLimits") or []}
 
 
+def _set_claim(pod: dict[str, Any], claim: dict[str, str] | None, before: dict[str, str] | None) -> None:
+    """The pod template claims `claim` (an entry of `spec.resourceClaims`) in every container, and no
+    longer the claim of an earlier placement (`before`) that differs (in place)."""
+    if before and before != claim:
+        _unset_claim(pod, before)
+    if claim is None:
+        return
+    claims = [c for c in pod.get("resourceClaims") or [] if c.get("name") != claim["name"]]
+    pod["resourceClaims"] = [*claims, dict(claim)]
+    for c in pod.get("containers") or []:
+        resources = c.setdefault("resources", {})
+        if not any(x.get("name") == claim["name"] for x in resources.get("claims") or []):
+            resources["claims"] = [*(resources.get("claims") or []), {"name": claim["name"]}]
+
+
+def _unset_claim(pod: dict[str, Any], claim: dict[str, str]) -> None:
+    if claim not in (pod.get("resourceClaims") or []):
+        return  # not ours any more (the user changed it): left alone
+    pod["resourceClaims"] = [c for c in pod["resourceClaims"] if c != claim]
+    for c in pod.get("containers") or []:
+        resources = c.get("resources") or {}
+        if resources.get("claims"):
+            resources["claims"] = [x for x in resources["claims"] if x.get("name") != claim["name"]]
+            _drop_empty(resources, "claims")
+        _drop_empty(c, "resources")
+    _drop_empty(pod, "resourceClaims")
+
+
 def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, str], gpus_per_pod: int,
                 tolerations: list[dict[str, Any]], set_limits: bool | None = None, env: dict[str, str] | None = None,
-                group_size: int | None = None) -> dict[str, Any] | None:
+                group_size: int | None = None, claim: dict[str, str] | None = None) -> dict[str, Any] | None:
     """A merge patch that makes the target match the placement, or None if it already does.
-    `set_limits` (GPU limit and `env`) defaults to the kind: False for Jobs and JobSets, whose pod
-    templates allow only scheduling fields to change. `group_size`: the kind's group size, where it has one."""
+    `set_limits` (GPU limit, `env` and `claim`) defaults to the kind: False for Jobs and JobSets, whose pod
+    templates allow only scheduling fields to change. `group_size`: the kind's group size, where it has one.
+    `claim`: the ComputeDomain channel every pod claims (computedomains.channel_claim), or None."""
     kind = adapter(target.get("kind"))
     editable = kind.editable if set_limits is None else set_limits
     env = env or {}
@@ -144,10 +175,13 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
                     del c["env"]
                 if theirs:
                     theirs_after[where] = theirs
+            _set_claim(pod, claim, before.get("resourceClaim"))
     if gpu_limits:
         record["gpuLimits"] = gpu_limits
     if editable and env:
         record["env"] = env
+    if editable and claim:
+        record["resourceClaim"] = claim
     if theirs_after:
         record["envPrevious"] = theirs_after
     size = kind.set_group_size(new, before, group_size) if group_size is not None else None
@@ -205,6 +239,8 @@ def unplace_patch(target: dict[str, Any], scheduling: bool = True) -> dict[str, 
                     del limits[GPU]
                 else:
                     limits[GPU] = gpu["previous"]
+        if before.get("resourceClaim"):
+            _unset_claim(pod, before["resourceClaim"])
         for c in containers:
             if env and c.get("env"):
                 c["env"] = _unset_env(c["env"], env, theirs.get(f"{name}/{c['name']}", {}))

@@ -1,0 +1,78 @@
+"""The ComputeDomain a placement needs and the claim its pods carry (pure; the operator's
+computedomains.py creates and deletes them, and says why)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from rackfit.names import (
+    CHANNEL_CLAIM,
+    COMPUTE_DOMAIN_GROUP,
+    COMPUTE_DOMAIN_KIND,
+    COMPUTE_DOMAIN_PLURAL,
+    COMPUTE_DOMAIN_VERSION,
+    DOMAIN_LABELS,
+    GROUP,
+    KIND,
+    VERSION,
+    WORKLOAD_LABEL,
+)
+
+API = (COMPUTE_DOMAIN_GROUP, COMPUTE_DOMAIN_VERSION, COMPUTE_DOMAIN_PLURAL)
+_NAME_MAX = 63 - 9  # <workload>-<8 hex>, a DNS label
+
+
+def needs_one(placement: dict[str, Any] | None) -> bool:
+    """More than one node inside one multi-node NVLink domain (an NVL72 clique)."""
+    if not placement or placement.get("nodes", 1) < 2 or not placement.get("nvlinkDomain"):
+        return False
+    return placement["nvlinkDomain"].partition("=")[0] in DOMAIN_LABELS
+
+
+def name(workload: str, placement: dict[str, Any]) -> str:
+    """The ComputeDomain of `workload` for this placement: a new one when the domain or nodes change."""
+    digest = hashlib.sha256(f"{placement['nvlinkDomain']}/{placement['nodes']}".encode()).hexdigest()[:8]
+    return f"{workload[:_NAME_MAX].rstrip('-.')}-{digest}"
+
+
+def channel_claim(workload: str, placement: dict[str, Any] | None) -> dict[str, str] | None:
+    """The pod's claim of the placement's channel (an entry of `spec.resourceClaims`), or None."""
+    if not needs_one(placement):
+        return None
+    return {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": f"{name(workload, placement)}-channel"}
+
+
+def compute_domain(namespace: str, workload: str, uid: str, placement: dict[str, Any]) -> dict[str, Any]:
+    """The ComputeDomain a placement needs (pure)."""
+    claim = channel_claim(workload, placement)
+    assert claim is not None
+    return {"apiVersion": f"{COMPUTE_DOMAIN_GROUP}/{COMPUTE_DOMAIN_VERSION}", "kind": COMPUTE_DOMAIN_KIND,
+            "metadata": {"name": name(workload, placement), "namespace": namespace,
+                         "labels": {WORKLOAD_LABEL: workload},
+                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": workload,
+                                              "uid": uid, "controller": True}]},
+            "spec": {"numNodes": placement["nodes"],
+                     "channel": {"resourceClaimTemplate": {"name": claim["resourceClaimTemplateName"]},
+                                 "allocationMode": "Single"}}}
+
+
+def changes(existing: list[str], wanted: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the ComputeDomain to create, or None; the names to delete), from the names the workload has
+    and the one it needs (pure)."""
+    keep = wanted["metadata"]["name"] if wanted else None
+    return (wanted if keep and keep not in existing else None), sorted(n for n in existing if n != keep)
+
+
+def pod_claim(pod_spec: dict[str, Any], claim: dict[str, str] | None) -> dict[str, Any]:
+    """Fields to set on a new pod so every container holds the channel: `resourceClaims` and
+    `containers` (only those that change; empty when it already claims it or there is none)."""
+    if claim is None or any(c.get("name") == claim["name"] for c in pod_spec.get("resourceClaims") or []):
+        return {}
+    containers = [dict(c) for c in pod_spec.get("containers") or []]
+    for c in containers:
+        resources = dict(c.get("resources") or {})
+        if not any(x.get("name") == claim["name"] for x in resources.get("claims") or []):
+            resources["claims"] = [*(resources.get("claims") or []), {"name": claim["name"]}]
+        c["resources"] = resources
+    return {"resourceClaims": [*(pod_spec.get("resourceClaims") or []), dict(claim)], "containers": containers}
