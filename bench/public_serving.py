@@ -8,6 +8,7 @@ at 4-bit): the engine's budget less those weights. Usage: python bench/public_se
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import sys
@@ -32,8 +33,17 @@ def _bytes(v) -> float:
     return float(m.group(1)) * GiB if m else float(v)
 
 
+def load_cases(path: Path) -> list[dict]:
+    """A YAML list (bench/cases/public/serving.yaml), or JSON lines as `rackfit observed -o jsonl` writes them
+    (rows without a serving engine's KV cache, e.g. training rows, are skipped)."""
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if "kvCacheTokens" in r.get("measured", {}) or "kvCacheBytes" in r.get("measured", {})]
+    return yaml.safe_load(path.read_text())
+
+
 def rows(path: Path):
-    for row in yaml.safe_load(path.read_text()):
+    for row in load_cases(path):
         g = row["gpu"]
         gpu = GPU(model=g["model"], product=g["model"], memoryGB=g["memoryMiB"] / 954, memoryMiB=g["memoryMiB"],
                   architecture=g["architecture"])
@@ -105,5 +115,8 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
 
 
 if __name__ == "__main__":
-    text, _ = table(Path(sys.argv[1]) if len(sys.argv) > 1 else CASES)
+    args = sys.argv[1:]
+    if args[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
+        args = args[1:]
+    text, _ = table(Path(args[0]) if args else CASES)
     print(text)

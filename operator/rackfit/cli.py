@@ -352,6 +352,46 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_observed(args: argparse.Namespace) -> int:
+    try:
+        from rackfit.operator import kube
+    except ImportError as e:
+        raise RackfitError("`rackfit observed` reads LLMWorkloads from the cluster: it needs the operator extra "
+                           "(pip install 'rackfit[operator]')") from e
+    from rackfit.observed.rows import case, row
+
+    def key(o: dict[str, Any]) -> tuple[str, str]:
+        m = o.get("metadata") or {}
+        return m.get("namespace", ""), m.get("name", "")
+    items = sorted((o for o in kube.list_workloads() if not args.namespace or key(o)[0] == args.namespace), key=key)
+    if args.output == "jsonl":
+        catalog = load_catalog()
+        for o in items:
+            c = case(o, catalog)
+            if c is not None:
+                print(json.dumps(c))
+        return 0
+    rows = [row(o) for o in items]
+    if args.output == "json":
+        print(json.dumps({"workloads": rows}, indent=2))
+        return 0
+
+    def fig(d: dict[str, Any], k: str) -> str:
+        v = d.get(k)
+        return "-" if v is None else fmt_bytes(v) if k == "gpuMemoryBytes" else f"{v:,}"
+    text = [f"{'NAMESPACE':<14} {'NAME':<22} {'COMPARES':<12} {'ESTIMATE':>12} {'NEEDED':>10} {'OBSERVED':>12} "
+            f"{'RATIO':>6}  ESTIMATEHOLDS"]
+    for r in rows:
+        est, obs = r.get("estimate") or {}, r.get("observed") or {}
+        k = "gpuMemoryBytes" if r["compare"] == "framebuffer" else "kvCacheTokens"
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
+        text.append(f"{r['namespace']:<14} {r['name']:<22} {r['compare'] or '-':<12} {fig(est, k):>12} "
+                    f"{fig(est, 'requiredKVTokens'):>10} {fig(obs, k):>12} {ratio:>6}  "
+                    f"{r['estimateHolds']} {r['reason']}")
+    print("\n".join(text))
+    return 0
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("rackfit")
@@ -426,6 +466,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--check-guide", action="store_true", help="recompute the guide's table with its own rules")
     output(c)
     c.set_defaults(func=cmd_catalog)
+    ob = sub.add_parser("observed", help="estimate beside what each workload really uses (from the cluster)",
+                        description="Each LLMWorkload's estimate beside status.observed and EstimateHolds "
+                                    "(docs/observed.md). -o jsonl writes calibration rows in the format of "
+                                    "bench/cases/ (python bench/public_serving.py --cases FILE).")
+    ob.add_argument("-n", "--namespace", help="only this namespace (default: all)")
+    ob.add_argument("-o", "--output", choices=["table", "json", "jsonl"], default="table")
+    ob.set_defaults(func=cmd_observed)
     op = sub.add_parser("operator", help="run the LLMWorkload operator (needs the operator extra)",
                         description="Run the LLMWorkload operator (kopf, cluster-wide). Needs the operator "
                                     "extra: pip install 'rackfit[operator]'.",
