@@ -60,15 +60,15 @@ k8s-bin: ## Build etcd, kube-apiserver, kube-scheduler, kubectl, kubelet, kube-p
 
 test: k8s-bin
 
-cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet (REAL_NODE=1: + a real node); prints export KUBECONFIG=...
-	@$(PYTHON) -m devcluster up $(if $(REAL_NODE),--real-node)
+cluster-up: k8s-bin ## Start the local control plane + simulated GPU fleet (REAL_NODE=1: + a real node; KUEUE=1: + Kueue); prints export KUBECONFIG=...
+	@$(PYTHON) -m devcluster up $(if $(REAL_NODE),--real-node) $(if $(KUEUE),--kueue)
 	@echo "kubectl: $(K8S_BIN_DIR)/kubectl" >&2
 
 cluster-down: ## Stop the local control plane and delete .rackfit/cluster
 	@$(PYTHON) -m devcluster down
 
-dev-up: k8s-bin ## cluster-up + the CRDs + the operator in the background (logs in .rackfit/cluster/logs)
-	@$(PYTHON) -m devcluster dev-up
+dev-up: k8s-bin ## cluster-up + the CRDs + the operator in the background (logs in .rackfit/cluster/logs; KUEUE=1: + Kueue)
+	@$(PYTHON) -m devcluster dev-up $(if $(KUEUE),--kueue)
 
 dev-down: ## Stop the operator and the local control plane; delete .rackfit/cluster
 	@$(PYTHON) -m devcluster dev-down

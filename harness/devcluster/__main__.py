@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import binaries, realnode
+from devcluster import addons, binaries, realnode
 from devcluster.controlplane import (
     REPO,
     STATE_FILE,
@@ -72,12 +72,17 @@ def _cluster(args: argparse.Namespace) -> ControlPlane:
         _stop(running)
     started = time.monotonic()
     real_node = getattr(args, "real_node", False)
-    plane = ControlPlane(state_dir, detach=True, node_ip=realnode.host_ip() if real_node else None).start()
+    kueue = getattr(args, "kueue", False)
+    plane = ControlPlane(state_dir, detach=True, node_ip=realnode.host_ip() if real_node else None,
+                         kueue=kueue).start()
     try:
         with api_client(plane.kubeconfig) as api:
             from kubernetes import client
 
             apply_fleet(client.CoreV1Api(api), build_nodes(fleet))
+            if kueue:  # the simulated fleet's topology for Kueue's TAS
+                client.CustomObjectsApi(api).create_cluster_custom_object(
+                    "kueue.x-k8s.io", "v1beta2", "topologies", addons.kueue_topology())
         if real_node:
             _start_real_node(plane)
     except BaseException:
@@ -326,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--real-node", action="store_true",
                     help="also join a real node (kubelet, containerd; root) for the operator's pods")
     dev = sub.add_parser("dev-up", help="up, then the CRDs and the operator in the background")
+    for p in (up, dev):
+        p.add_argument("--kueue", action="store_true",
+                       help="also run Kueue (sigs.k8s.io/kueue) with a Topology of the fleet (block/rack/host)")
     demo = sub.add_parser("demo", help="dev-up, then examples/demo/; waits until Placed and shows where pods landed")
     for p in (dev, demo):
         p.add_argument("--fleet", help=f"TYPE=COUNT,... (default {_DEFAULT_FLEET_TEXT})")

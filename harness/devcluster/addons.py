@@ -83,15 +83,29 @@ JOBSET = Addon("jobset-controller", JOBSET_VERSION, "config.jobset.x-k8s.io/v1al
                "spec.network.subdomain")
 ADDONS = (LWS, JOBSET)
 
+# Kueue (sigs.k8s.io/kueue; tools/k8s/kueue/go.mod pins it), opt-in: `ControlPlane(kueue=True)`, `make
+# dev-up KUEUE=1`. Integrations: Jobs, JobSets, LeaderWorkerSets and their pods (Kueue gates an LWS's
+# pods through its pod integration); only their webhooks and Kueue's own are registered (a webhook
+# of an integration that is off would be called and answer 404, refusing every such object). Its pod
+# webhooks leave kube-system and kueue-system alone, as its kustomize patch does.
+KUEUE_VERSION = "v0.17.0"
+KUEUE_FRAMEWORKS = ("batch/job", "jobset.x-k8s.io/jobset", "leaderworkerset.x-k8s.io/leaderworkerset", "pod")
+_KUEUE_RESOURCES = {("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+                    ("", "pods")}
+KUEUE = Addon("kueue-controller", KUEUE_VERSION, "config.kueue.x-k8s.io/v1beta2", "components/crd/bases",
+              "components/webhook", (),
+              # a suspended Job is only ever created suspended by Kueue's mutating webhook: probed separately
+              {}, "")
+
 
 def addons_dir() -> Path:
     """Where build.sh puts the controllers: `addons/` beside the control plane's `bin/`."""
     return binaries.bin_dir().parent / "addons"
 
 
-def require() -> None:
+def require(addons: tuple[Addon, ...] = ADDONS) -> None:
     """Raises `BinariesMissing` naming every controller that has not been built."""
-    missing = [str(a.home / "manager") for a in ADDONS if not (a.home / "manager").exists()]
+    missing = [str(a.home / "manager") for a in addons if not (a.home / "manager").exists()]
     if missing:
         raise binaries.BinariesMissing(f"missing {', '.join(missing)}: {binaries.BUILD_HINT}")
 
@@ -105,6 +119,8 @@ def webhook_configurations(addon: Addon, url: str, ca_bundle: bytes) -> list[dic
     named after the addon, calling `url` + each webhook's path (pure but for reading the files)."""
     where = addon.home / "config" / addon.webhook_dir
     docs = [d for d in yaml.safe_load_all((where / "manifests.yaml").read_text()) if d]
+    if addon is KUEUE:
+        docs = [kueue_webhooks(d) for d in docs]
     for name in addon.patches:
         ops = yaml.safe_load((where / name).read_text())
         kind = "MutatingWebhookConfiguration" if "mutating" in name else "ValidatingWebhookConfiguration"
@@ -145,19 +161,52 @@ def point_at(config: dict[str, Any], name: str, url: str, ca_bundle: bytes) -> d
     return out
 
 
+# Kueue's topology of the simulated fleet, for topology-aware scheduling (TAS): zone (block), NVL72 clique
+# (rack), host; a ResourceFlavor names it with `topologyName` (examples/kueue/)
+TOPOLOGY_LEVELS = ("topology.kubernetes.io/zone", "nvidia.com/gpu.clique", "kubernetes.io/hostname")
+
+
+def kueue_topology(name: str = "nvl72") -> dict[str, Any]:
+    return {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Topology", "metadata": {"name": name},
+            "spec": {"levels": [{"nodeLabel": label} for label in TOPOLOGY_LEVELS]}}
+
+
+def kueue_webhooks(config: dict[str, Any]) -> dict[str, Any]:
+    """Kueue's webhook configuration less the webhooks of integrations that are off (pure)."""
+    out = copy.deepcopy(config)
+    keep = []
+    for hook in out["webhooks"]:
+        resources = {(g, r.split("/")[0]) for rule in hook["rules"] for g in rule["apiGroups"]
+                     for r in rule["resources"]}
+        if any(g == "kueue.x-k8s.io" for g, _ in resources) or resources & _KUEUE_RESOURCES:
+            if ("", "pods") in resources:
+                hook["namespaceSelector"] = {"matchExpressions": [{"key": "kubernetes.io/metadata.name",
+                                                                   "operator": "NotIn",
+                                                                   "values": ["kube-system", "kueue-system"]}]}
+            keep.append(hook)
+    out["webhooks"] = keep
+    return out
+
+
 def config_file(addon: Addon, webhook_port: int, cert_dir: Path, health_port: int) -> dict[str, Any]:
-    return {"apiVersion": addon.config_kind, "kind": "Configuration",
+    conf = {"apiVersion": addon.config_kind, "kind": "Configuration",
             "leaderElection": {"leaderElect": False},
             "internalCertManagement": {"enable": False},
             "webhook": {"host": "127.0.0.1", "port": webhook_port, "certDir": str(cert_dir)},
             "metrics": {"bindAddress": "0"},
             "health": {"healthProbeBindAddress": f"127.0.0.1:{health_port}"}}
+    if addon is KUEUE:
+        conf |= {"namespace": "kueue-system", "manageJobsWithoutQueueName": False,
+                 "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
+                 "clientConnection": {"qps": 100, "burst": 200}}
+    return conf
 
 
-def start(plane, kubectl: Path | None = None) -> None:
-    """Install the CRDs and webhooks of LeaderWorkerSet and JobSet and run their controllers as
-    components of `plane` (a started `ControlPlane`); returns once the API server calls their webhooks."""
-    require()
+def start(plane, kubectl: Path | None = None, addons: tuple[Addon, ...] = ADDONS) -> None:
+    """Install the CRDs and webhooks of `addons` (LeaderWorkerSet and JobSet; Kueue after them) and run
+    their controllers as components of `plane` (a started `ControlPlane`); returns once the API server
+    calls their webhooks."""
+    require(addons)
     kubectl = kubectl or binaries.require("kubectl")["kubectl"]
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
     pki = plane.data_dir / "pki" / "addons"
@@ -166,7 +215,9 @@ def start(plane, kubectl: Path | None = None) -> None:
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([str(kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=60)
 
-    for addon in ADDONS:
+    if KUEUE in addons:
+        run("create", "namespace", "kueue-system")
+    for addon in addons:
         applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(crds(addon)))
         if applied.returncode:
             raise RuntimeError(f"{addon.name}: CRDs not applied: {applied.stderr}")
@@ -175,15 +226,32 @@ def start(plane, kubectl: Path | None = None) -> None:
         port, health = free_port(), free_port()
         conf = plane.data_dir / f"{addon.name}.yaml"
         conf.write_text(yaml.safe_dump(config_file(addon, port, pki, health)))
+        # Kueue: its visibility API server (an aggregated API on a fixed port, with self-made certificates
+        # under /visibility) off; its metrics certificate from the harness PKI (tools/k8s/build.sh)
+        extra = ["--feature-gates=VisibilityOnDemand=false"] if addon is KUEUE else []
         plane.add_process(addon.name, [addon.home / "manager", f"--config={conf}",
-                                       f"--kubeconfig={plane.kubeconfig}", "--zap-log-level=info"],
-                          _healthy(f"http://127.0.0.1:{health}/readyz"), env=env)
+                                       f"--kubeconfig={plane.kubeconfig}", "--zap-log-level=info", *extra],
+                          _healthy(f"http://127.0.0.1:{health}/readyz"),
+                          env={**env, "KUEUE_METRICS_CERT_DIR": str(pki)} if addon is KUEUE else env)
         hooks = webhook_configurations(addon, f"https://127.0.0.1:{port}", ca.read_bytes())
         applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(hooks))
         if applied.returncode:
             raise RuntimeError(f"{addon.name}: webhooks not applied: {applied.stderr}")
-    for addon in ADDONS:
-        wait_for(lambda a=addon: _refused_by_webhook(run, a), _READY_SECONDS, f"the {addon.name} webhooks in effect")
+    for addon in addons:
+        ready = (lambda: _suspended_by_kueue(run)) if addon is KUEUE else (lambda a=addon: _refused_by_webhook(run, a))
+        wait_for(ready, _READY_SECONDS, f"the {addon.name} webhooks in effect")
+
+
+_QUEUED_JOB = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": "kueue-probe", "labels": {"kueue.x-k8s.io/queue-name": "probe"}},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                   {"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+def _suspended_by_kueue(run) -> bool:
+    """Kueue's mutating webhook suspends a Job that names a queue (a server-side dry run)."""
+    out = run("create", "--dry-run=server", "-n", "default", "-o", "json", "-f", "-", input=json.dumps(_QUEUED_JOB))
+    return out.returncode == 0 and json.loads(out.stdout)["spec"].get("suspend") is True
 
 
 def _refused_by_webhook(run, addon: Addon) -> bool:

@@ -137,11 +137,13 @@ class ControlPlane:
     `ControlPlane.attach(data_dir).stop()` ends them later."""
 
     def __init__(self, data_dir: Path | None = None, *, detach: bool = False, startup_timeout: float = 60.0,
-                 node_ip: str | None = None, run_addons: bool = True, compute_domains: bool = True):
+                 node_ip: str | None = None, run_addons: bool = True, compute_domains: bool = True,
+                 kueue: bool = False):
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="rackfit-cp-"))
         self.run_addons = run_addons  # the LeaderWorkerSet and JobSet controllers, CRDs and webhooks (`addons`)
         # the ComputeDomain CRD, the channel's DeviceClass, and the DRA driver's stand-in (`computedomains`)
         self.compute_domains = compute_domains
+        self.kueue = kueue  # Kueue's controller, CRDs and webhooks, after the other addons (opt-in)
         # For a real node (realnode.RealNode): an address of this host that its kubelet and pods reach
         # the API server on. The API server then also listens there, advertises it as the `kubernetes`
         # Service's endpoint (kube-proxy routes 10.0.0.1 to it), mounts ServiceAccount tokens into pods
@@ -174,6 +176,8 @@ class ControlPlane:
         bins = binaries.require("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
         if self.run_addons:
             addons.require()
+        if self.kueue:
+            addons.require((addons.KUEUE,))
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             # A running plane, or the leftovers of one killed hard; reusing its etcd data would mislead.
             raise ControlPlaneError(f"{self.data_dir} is not empty: stop that control plane "
@@ -284,6 +288,8 @@ class ControlPlane:
                              ready.exists, env=python_env())
         if self.run_addons:
             addons.start(self)
+        if self.kueue:
+            addons.start(self, addons=(addons.KUEUE,))
 
     def add_process(self, name: str, argv: list, probe, env: dict[str, str] | None = None) -> None:
         """Start one more process that lives and dies with this control plane (e.g. the operator of

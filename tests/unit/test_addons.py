@@ -16,7 +16,8 @@ TOOLS = Path(__file__).resolve().parents[2] / "tools" / "k8s"
 
 
 @pytest.mark.parametrize(("module", "version", "where"), [("sigs.k8s.io/lws", addons.LWS_VERSION, "lws"),
-                                                          ("sigs.k8s.io/jobset", addons.JOBSET_VERSION, "jobset")])
+                                                          ("sigs.k8s.io/jobset", addons.JOBSET_VERSION, "jobset"),
+                                                          ("sigs.k8s.io/kueue", addons.KUEUE_VERSION, "kueue")])
 def test_pinned_versions_match_their_go_mod(module, version, where):
     go_mod = (TOOLS / where / "go.mod").read_text()
     assert re.search(rf"^\s*{re.escape(module)} {re.escape(version)}\b", go_mod, re.M)
@@ -82,3 +83,24 @@ def test_missing_controllers_name_the_build_step(tmp_path, monkeypatch):
     monkeypatch.setenv("RACKFIT_K8S_BIN", str(tmp_path / "bin"))
     with pytest.raises(addons.binaries.BinariesMissing, match=r"lws-v.*manager.*make k8s-bin"):
         addons.require()
+
+
+def test_kueue_registers_only_the_webhooks_of_its_integrations_and_its_own():
+    config = {"webhooks": [
+        {"name": "mjob.kb.io", "rules": [{"apiGroups": ["batch"], "resources": ["jobs"]}]},
+        {"name": "mpod.kb.io", "rules": [{"apiGroups": [""], "resources": ["pods"]}]},
+        {"name": "mdeployment.kb.io", "rules": [{"apiGroups": ["apps"], "resources": ["deployments"]}]},
+        {"name": "mrayjob.kb.io", "rules": [{"apiGroups": ["ray.io"], "resources": ["rayjobs"]}]},
+        {"name": "vworkload.kb.io", "rules": [{"apiGroups": ["kueue.x-k8s.io"],
+                                              "resources": ["workloads", "workloads/status"]}]}]}
+    kept = addons.kueue_webhooks(config)["webhooks"]
+    assert [h["name"] for h in kept] == ["mjob.kb.io", "mpod.kb.io", "vworkload.kb.io"]
+    assert kept[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "kueue-system"]
+    conf = addons.config_file(addons.KUEUE, 1, Path("/c"), 2)
+    assert conf["integrations"]["frameworks"] == list(addons.KUEUE_FRAMEWORKS)
+    assert conf["manageJobsWithoutQueueName"] is False and conf["internalCertManagement"] == {"enable": False}
+
+
+def test_the_topology_is_block_rack_host_on_the_fleet_s_labels():
+    levels = [lvl["nodeLabel"] for lvl in addons.kueue_topology()["spec"]["levels"]]
+    assert levels == ["topology.kubernetes.io/zone", "nvidia.com/gpu.clique", "kubernetes.io/hostname"]

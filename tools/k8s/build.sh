@@ -2,7 +2,7 @@
 # Builds the upstream control plane used by the e2e tests into a cache keyed by version:
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes $K8S_VERSION), etcd, helm, promtool;
 #   kubelet and kube-proxy for the optional real node (harness/devcluster/realnode.py, `make test-real`);
-#   the LeaderWorkerSet and JobSet controllers with their CRDs (tools/k8s/lws, tools/k8s/jobset).
+#   the LeaderWorkerSet, JobSet and Kueue controllers with their CRDs (tools/k8s/lws, tools/k8s/jobset, tools/k8s/kueue).
 # A second run with the cache present only checks that the binaries are there.
 # Usage: tools/k8s/build.sh        -> prints the bin directory on its last line
 set -euo pipefail
@@ -16,7 +16,8 @@ HELM_VERSION=$(modver helm.sh/helm/v3 "$here/helm/go.mod")
 PROMETHEUS_MODULE=$(modver github.com/prometheus/prometheus "$here/prometheus/go.mod")  # v0.316.0 = Prometheus 3.16.0
 LWS_VERSION=$(modver sigs.k8s.io/lws "$here/lws/go.mod")
 JOBSET_VERSION=$(modver sigs.k8s.io/jobset "$here/jobset/go.mod")
-for v in K8S_VERSION ETCD_VERSION HELM_VERSION PROMETHEUS_MODULE LWS_VERSION JOBSET_VERSION; do
+KUEUE_VERSION=$(modver sigs.k8s.io/kueue "$here/kueue/go.mod")
+for v in K8S_VERSION ETCD_VERSION HELM_VERSION PROMETHEUS_MODULE LWS_VERSION JOBSET_VERSION KUEUE_VERSION; do
   [ -n "${!v}" ] || { echo "[k8s-build] cannot read $v from tools/k8s go.mod files" >&2; exit 1; }
 done
 bin=${RACKFIT_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/rackfit/k8s-$K8S_VERSION/bin}
@@ -81,12 +82,13 @@ fetch_promtool() {
 # module (their Kubernetes libraries are not $K8S_VERSION's), into addons/<name>-<version>/ beside bin/:
 # the controller as `manager`, and the module's config/ (CRDs, webhook manifests) it is installed from.
 addons=$(dirname "$bin")/addons
-build_addon() {  # name module main-package version
+build_addon() {  # name module main-package version [go build flags...]
   local name=$1 mod=$2 pkg=$3 version=$4 out=$addons/$1-$4 src
+  shift 4
   [ -x "$out/manager" ] && return
   log "building the $name controller $version"
   rm -rf "$out" && mkdir -p "$out"
-  (cd "$here/$name" && go build -trimpath -ldflags "-s -w -X $mod/pkg/version.GitVersion=$version" \
+  (cd "$here/$name" && go build -trimpath -ldflags "-s -w -X $mod/pkg/version.GitVersion=$version" "$@" \
      -o "$out/manager.tmp" "$pkg")
   src=$(cd "$here/$name" && go list -m -f '{{.Dir}}' "$mod")
   cp -r "$src/config" "$out/config" && chmod -R u+w "$out/config"
@@ -100,7 +102,25 @@ build_k8s
 build_prometheus
 build_addon lws sigs.k8s.io/lws sigs.k8s.io/lws/cmd "$LWS_VERSION"
 build_addon jobset sigs.k8s.io/jobset sigs.k8s.io/jobset "$JOBSET_VERSION"
-for a in "lws-$LWS_VERSION" "jobset-$JOBSET_VERSION"; do
+# Kueue: with internal certificate management off, cmd/kueue/main.go reads its metrics certificate from
+# the fixed path /etc/kueue/metrics/certs (a mounted Secret in a cluster), which a test machine lacks and
+# an unprivileged user cannot create. The build compiles that one file, copied from the module with the
+# path made $KUEUE_METRICS_CERT_DIR when set (the harness sets it), as package main of tools/k8s/kueue
+# (kueue-main/, generated, not committed; Go refuses -overlay for files in the module cache); every other
+# package is the module's own.
+build_kueue() {
+  local src out=$addons/kueue-$KUEUE_VERSION
+  [ -x "$out/manager" ] && return
+  src=$(cd "$here/kueue" && go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" | awk -F'"' '/"Dir"/ {print $4}')
+  mkdir -p "$here/kueue/kueue-main"
+  sed 's|metricsCertPath := "/etc/kueue/metrics/certs"|metricsCertPath := "/etc/kueue/metrics/certs"; if d := os.Getenv("KUEUE_METRICS_CERT_DIR"); d != "" { metricsCertPath = d }|' \
+    "$src/cmd/kueue/main.go" > "$here/kueue/kueue-main/main.go"
+  grep -q KUEUE_METRICS_CERT_DIR "$here/kueue/kueue-main/main.go" || {
+    log "kueue $KUEUE_VERSION: cmd/kueue/main.go no longer sets metricsCertPath as expected"; exit 1; }
+  build_addon kueue sigs.k8s.io/kueue ./kueue-main "$KUEUE_VERSION"
+}
+build_kueue
+for a in "lws-$LWS_VERSION" "jobset-$JOBSET_VERSION" "kueue-$KUEUE_VERSION"; do
   [ -x "$addons/$a/manager" ] || { log "missing $addons/$a/manager"; exit 1; }
 done
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm promtool prometheus; do

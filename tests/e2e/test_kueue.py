@@ -1,0 +1,136 @@
+"""Kueue (sigs.k8s.io/kueue, the real controller, its CRDs and webhooks) in a local control plane of its
+own (`ControlPlane(kueue=True)`, as `make dev-up KUEUE=1`), with the simulated fleet's Topology (zone,
+NVL72 clique, host) for topology-aware scheduling: a JobSet that names a LocalQueue and asks for one
+rack is admitted by Kueue and its pods bound inside one clique; one too big for the quota waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from devcluster import addons, binaries
+from devcluster.controlplane import ControlPlane, api_client
+from devcluster.fleet import apply_fleet, build_nodes
+from devcluster.waiting import wait_for
+from tooling import unavailable
+
+KUEUE = ("kueue.x-k8s.io", "v1beta2")
+FLEET = {"gb200-4x": 36, "gd-8xh100ib-i128": 4}  # two NVL72 racks of 18 nodes
+PAUSE = "registry.k8s.io/pause:3.10"
+RACK = "nvidia.com/gpu.clique"
+
+
+@dataclass
+class KueuePlane:
+    api: client.ApiClient
+    kubeconfig: Path
+    kubectl: Callable[..., subprocess.CompletedProcess]
+
+
+def queues(gpus: int = 144) -> list[dict]:
+    """A GB200 flavor on the fleet's topology, a ClusterQueue with `gpus` of it, a LocalQueue `gpu`."""
+    return [{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "gb200"},
+             "spec": {"nodeLabels": {"node.kubernetes.io/instance-type": "gb200-4x"}, "topologyName": "nvl72"}},
+            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "gpus"},
+             "spec": {"namespaceSelector": {}, "resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [
+                 {"name": "gb200", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": gpus}]}]}]}}]
+
+
+def local_queue(ns: str) -> dict:
+    return {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "gpu", "namespace": ns},
+            "spec": {"clusterQueue": "gpus"}}
+
+
+@pytest.fixture(scope="module")
+def kueue_plane() -> Iterator[KueuePlane]:
+    try:
+        binaries.require()
+        addons.require((addons.KUEUE,))
+    except binaries.BinariesMissing as e:
+        unavailable(str(e))
+    with ControlPlane(kueue=True) as plane, api_client(plane.kubeconfig) as api:
+        apply_fleet(client.CoreV1Api(api), build_nodes(FLEET))
+        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
+
+        def kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+            return subprocess.run([str(binaries.bin_dir() / "kubectl"), *args], input=input, capture_output=True,
+                                  text=True, env=env, timeout=60)
+        out = kubectl("apply", "--server-side", "-f", "-",
+                      input=yaml.safe_dump_all([addons.kueue_topology(), *queues()]))
+        assert out.returncode == 0, out.stderr
+        yield KueuePlane(api, plane.kubeconfig, kubectl)
+
+
+@pytest.fixture
+def kns(kueue_plane) -> Iterator[str]:
+    import secrets
+    core = client.CoreV1Api(kueue_plane.api)
+    name = f"kueue-{secrets.token_hex(3)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    out = kueue_plane.kubectl("apply", "-f", "-", input=json.dumps(local_queue(name)))
+    assert out.returncode == 0, out.stderr
+    yield name
+    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    core.delete_namespace(name)
+
+
+def queued_jobset(name: str, pods: int, gpus: int = 4, annotations: dict | None = None) -> dict:
+    template = {"metadata": {"annotations": annotations or {}},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "torchrun", "image": PAUSE, "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": "gpu"}},
+            "spec": {"replicatedJobs": [{"name": "workers", "replicas": 1, "template": {"spec": {
+                "parallelism": pods, "completions": pods, "backoffLimit": 0, "template": template}}}]}}
+
+
+def bound(core: client.CoreV1Api, ns: str, selector: str, count: int):
+    pods = [p for p in core.list_namespaced_pod(ns, label_selector=selector).items if p.metadata.deletion_timestamp
+            is None]
+    ok = [p for p in pods if p.spec.node_name and p.status.phase == "Running"]
+    return ok if len(ok) == count == len(pods) else None
+
+
+def workload_of(custom: client.CustomObjectsApi, ns: str, owner: str) -> dict | None:
+    for w in custom.list_namespaced_custom_object(*KUEUE, ns, "workloads")["items"]:
+        if any(o["name"] == owner for o in w["metadata"].get("ownerReferences") or []):
+            return w
+    return None
+
+
+def condition(obj: dict | None, type_: str) -> dict:
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_kueue_admits_a_jobset_into_one_rack_by_topology(kueue_plane, kns):
+    """Kueue alone (no rackfit): TAS picks one clique for the 40 GPUs, its ungater pins each pod there."""
+    core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
+    js = queued_jobset("train", 10, annotations={"kueue.x-k8s.io/podset-required-topology": RACK})
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-", input=json.dumps(js))
+    assert out.returncode == 0, out.stderr
+    w = wait_for(lambda: (lambda w: w if condition(w, "Admitted").get("status") == "True" else None)(
+        workload_of(custom, kns, "train")), 60, "Kueue to admit the JobSet's Workload")
+    assignment = w["status"]["admission"]["podSetAssignments"][0]
+    assert assignment["flavors"] == {"nvidia.com/gpu": "gb200"} and assignment["topologyAssignment"]
+    pods = wait_for(lambda: bound(core, kns, "jobset.sigs.k8s.io/jobset-name=train", 10), 90, "10 pods bound")
+    racks = {core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods}
+    assert len(racks) == 1  # TAS kept the 40 GPUs inside one NVL72 rack
+
+
+def test_a_jobset_beyond_the_quota_waits_in_kueue(kueue_plane, kns):
+    custom = client.CustomObjectsApi(kueue_plane.api)
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-", input=json.dumps(queued_jobset("huge", 40)))
+    assert out.returncode == 0, out.stderr  # 160 GPUs, the queue has 144
+    w = wait_for(lambda: (lambda w: w if condition(w, "QuotaReserved").get("status") == "False" else None)(
+        workload_of(custom, kns, "huge")), 60, "Kueue to keep it pending")
+    assert "insufficient" in condition(w, "QuotaReserved")["message"].lower()
+    js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", "huge")
+    assert js["spec"]["suspend"] is True  # Kueue suspended it at creation
