@@ -40,3 +40,11 @@ ENV_MAX_NUM_SEQS = "RACKFIT_MAX_NUM_SEQS"
 COMPUTE_DOMAIN_GROUP, COMPUTE_DOMAIN_VERSION = "resource.nvidia.com", "v1beta1"
 COMPUTE_DOMAIN_KIND, COMPUTE_DOMAIN_PLURAL = "ComputeDomain", "computedomains"
 CHANNEL_CLAIM = "rackfit-imex-channel"  # the pod's name for that claim (spec.resourceClaims, resources.claims)
+
+# Kueue (sigs.k8s.io/kueue): a target with the queue label is Kueue's; rackfit is the controller of the
+# AdmissionChecks whose spec.controllerName is KUEUE_CONTROLLER, and hands its plan to Kueue's pods in
+# the podSetUpdates annotation KUEUE_PLAN_ANNOTATION (the pod webhook turns it into RACKFIT_* variables)
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_CONTROLLER = "rackfit.io/fit"
+KUEUE_PLAN_ANNOTATION = "rackfit.io/kueue-plan"

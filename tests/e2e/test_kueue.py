@@ -78,7 +78,10 @@ def kns(kueue_plane) -> Iterator[str]:
     out = kueue_plane.kubectl("apply", "-f", "-", input=json.dumps(local_queue(name)))
     assert out.returncode == 0, out.stderr
     yield name
+    # the JobSets first, so no Job makes its pods again: the next test finds the racks free
+    kueue_plane.kubectl("delete", "jobsets,llmworkloads", "--all", "-n", name, "--wait=true")
     core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    wait_for(lambda: not core.list_namespaced_pod(name).items, 60, f"the pods of {name} gone")
     core.delete_namespace(name)
 
 
@@ -134,3 +137,112 @@ def test_a_jobset_beyond_the_quota_waits_in_kueue(kueue_plane, kns):
     assert "insufficient" in condition(w, "QuotaReserved")["message"].lower()
     js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", "huge")
     assert js["spec"]["suspend"] is True  # Kueue suspended it at creation
+
+
+# --- rackfit as the controller of Kueue's admission check rackfit.io/fit ------------------------------
+TRAIN_8B_40 = {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {"method": "full"},
+               "parallelism": {"tensor": 4, "data": 10}, "placement": {"instanceTypes": ["gb200-4x"]}}
+TRAIN_70B = {"model": {"preset": "llama-3.1-70b"}, "workload": "training", "training": {"method": "full"},
+             "placement": {"instanceTypes": ["gb200-4x"]}}
+
+
+def checked_queue() -> list[dict]:
+    """An AdmissionCheck `rackfit` answered by rackfit, and a ClusterQueue `checked` that requires it."""
+    return [{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "AdmissionCheck", "metadata": {"name": "rackfit"},
+             "spec": {"controllerName": "rackfit.io/fit"}},
+            {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "checked"},
+             "spec": {"namespaceSelector": {}, "admissionChecksStrategy": {"admissionChecks": [{"name": "rackfit"}]},
+                      "resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [
+                          {"name": "gb200", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": 144}]}]}]}}]
+
+
+@pytest.fixture(scope="module")
+def rackfit_on_kueue(kueue_plane, tmp_path_factory):
+    from rackfit_process import running_operator
+    out = kueue_plane.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(checked_queue()))
+    assert out.returncode == 0, out.stderr
+    log = tmp_path_factory.mktemp("kueue") / "operator.log"
+    with running_operator(kueue_plane, kueue_plane.kubectl, wait_for, log, webhooks=True) as op:
+        custom = client.CustomObjectsApi(kueue_plane.api)
+        wait_for(lambda: condition(custom.get_cluster_custom_object(*KUEUE, "clusterqueues", "checked"),
+                                   "Active").get("status") == "True", 60, "the check Active, the ClusterQueue active")
+        yield op
+
+
+def fit_queue(kueue_plane, ns: str) -> None:
+    lq = {**local_queue(ns), "metadata": {"name": "fit", "namespace": ns}, "spec": {"clusterQueue": "checked"}}
+    out = kueue_plane.kubectl("apply", "-f", "-", input=json.dumps(lq))
+    assert out.returncode == 0, out.stderr
+
+
+def llmworkload(name: str, spec: dict, target: str) -> dict:
+    return {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": name},
+            "spec": {**spec, "target": {"kind": "JobSet", "name": target}}}
+
+
+def check_state(w: dict | None) -> dict:
+    return next((c for c in ((w or {}).get("status") or {}).get("admissionChecks") or [] if c["name"] == "rackfit"),
+                {})
+
+
+def placed(custom, ns: str, name: str) -> dict:
+    obj = custom.get_namespaced_custom_object("rackfit.io", "v1alpha1", ns, "llmworkloads", name)
+    return condition(obj, "Placed")
+
+
+def test_the_check_rejects_a_jobset_smaller_than_its_plan_with_rackfit_s_message(kueue_plane, rackfit_on_kueue, kns):
+    custom = client.CustomObjectsApi(kueue_plane.api)
+    fit_queue(kueue_plane, kns)
+    js = queued_jobset("small", 1)
+    js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "fit"
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-",
+                              input=yaml.safe_dump_all([llmworkload("small", TRAIN_70B, "small"), js]))
+    assert out.returncode == 0, out.stderr
+    state = wait_for(lambda: (lambda s: s if s.get("state") == "Rejected" else None)(check_state(
+        workload_of(custom, kns, "small"))), 60, "rackfit to reject the check")
+    assert state["message"].startswith("needs 2 x 4 GPUs of gb200-4x") and "asks for 1 pod" in state["message"]
+    p = wait_for(lambda: (lambda c: c if c.get("reason") == "PendingInKueue" else None)(placed(custom, kns, "small")),
+                 30, "Placed=False PendingInKueue")
+    assert p["status"] == "False"
+    js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", "small")
+    assert js["spec"]["suspend"] is True and "rackfit.io/applied" not in js["metadata"].get("annotations", {})
+
+
+def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_third_pending(
+        kueue_plane, rackfit_on_kueue, kns):
+    core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
+    fit_queue(kueue_plane, kns)
+    docs = []
+    for name in ("a", "b", "c"):
+        js = queued_jobset(name, 10, annotations={"kueue.x-k8s.io/podset-required-topology": RACK})
+        js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "fit"
+        docs += [llmworkload(name, TRAIN_8B_40, name), js]
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-", input=yaml.safe_dump_all(docs))
+    assert out.returncode == 0, out.stderr
+
+    def admitted():
+        ws = {n: workload_of(custom, kns, n) for n in ("a", "b", "c")}
+        done = [n for n, w in ws.items() if condition(w, "Admitted").get("status") == "True"]
+        return done if len(done) == 2 else None
+    done = wait_for(admitted, 90, "two of three admitted")
+    (left,) = {"a", "b", "c"} - set(done)
+    racks = set()
+    for name in done:
+        w = workload_of(custom, kns, name)
+        assert check_state(w)["state"] == "Ready"
+        pods = wait_for(lambda n=name: bound(core, kns, f"jobset.sigs.k8s.io/jobset-name={n}", 10), 90,
+                        f"{name}'s 10 pods bound")
+        mine = {core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods}
+        assert len(mine) == 1  # each inside one NVL72 rack (Kueue's TAS)
+        racks |= mine
+        for pod in pods:  # the plan's layout, from the check's podSetUpdates through rackfit's pod webhook
+            env = {e.name: e.value for e in pod.spec.containers[0].env or []}
+            assert env["RACKFIT_NNODES"] == "10" and env["RACKFIT_TENSOR_PARALLEL_SIZE"] == "4"
+            assert env["RACKFIT_DATA_PARALLEL_SIZE"] == "10" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
+            assert pod.metadata.labels["rackfit.io/workload"] == name
+            assert not any(g.name == "rackfit.io/placement" for g in pod.spec.scheduling_gates or [])
+        wait_for(lambda n=name: placed(custom, kns, n).get("reason") == "AdmittedByKueue", 30, f"{name} admitted")
+    assert len(racks) == 2  # 40 + 40 GPUs do not fit one 72-GPU rack
+    w = workload_of(custom, kns, left)
+    assert condition(w, "Admitted").get("status") != "True"  # the third waits in Kueue: no rack has 40 free
+    wait_for(lambda: placed(custom, kns, left).get("reason") == "PendingInKueue", 30, f"{left} PendingInKueue")

@@ -44,6 +44,9 @@ TARGET_NOT_SUSPENDED = "TargetNotSuspended"  # a Job or JobSet that already runs
 # independent servers each holding part of the model (use a LeaderWorkerSet or JobSet)
 TARGET_NOT_MULTI_NODE = "TargetNotMultiNode"
 TARGET_SHAPE_MISMATCH = "TargetShapeMismatch"  # a JobSet whose GPU pods are not the planned nodes; LWS groups > 1
+# a target with kueue.x-k8s.io/queue-name is Kueue's: placed (admitted) by Kueue, rackfit its admission check
+ADMITTED_BY_KUEUE = "AdmittedByKueue"
+PENDING_IN_KUEUE = "PendingInKueue"
 
 # EstimateHolds
 WITHIN_ESTIMATE = "WithinEstimate"

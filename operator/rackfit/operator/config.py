@@ -51,6 +51,9 @@ class OperatorConfig:
     compute_domains: str = _setting("RACKFIT_COMPUTE_DOMAINS", "auto", help=(
         "auto | on | off: a ComputeDomain (NVIDIA's DRA driver) for each placement across nodes of one NVL72 "
         "rack; auto: where the API server serves the CRD"))
+    kueue: str = _setting("RACKFIT_KUEUE", "auto", help=(
+        "auto | on | off: rackfit answers Kueue's admission checks of controllerName rackfit.io/fit and leaves "
+        "targets with kueue.x-k8s.io/queue-name to Kueue; auto: where the API server serves AdmissionChecks"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -63,9 +66,11 @@ class OperatorConfig:
         if webhooks not in WEBHOOK_MODES:
             raise ValueError(f"RACKFIT_WEBHOOKS={webhooks!r}; allowed: {', '.join(WEBHOOK_MODES)}")
         cert_dir = env.get("RACKFIT_WEBHOOK_CERT_DIR")
-        compute_domains = env.get("RACKFIT_COMPUTE_DOMAINS", default.compute_domains)
-        if compute_domains not in SWITCHES:
-            raise ValueError(f"RACKFIT_COMPUTE_DOMAINS={compute_domains!r}; allowed: {', '.join(SWITCHES)}")
+        switches = {}
+        for name, var in (("compute_domains", "RACKFIT_COMPUTE_DOMAINS"), ("kueue", "RACKFIT_KUEUE")):
+            switches[name] = env.get(var, getattr(default, name))
+            if switches[name] not in SWITCHES:
+                raise ValueError(f"{var}={switches[name]!r}; allowed: {', '.join(SWITCHES)}")
         return cls(catalog_file=Path(env["RACKFIT_CATALOG"]) if env.get("RACKFIT_CATALOG") else None,
                    tolerations=tolerations,
                    metrics_port=int(env.get("RACKFIT_METRICS_PORT", default.metrics_port)),
@@ -78,7 +83,7 @@ class OperatorConfig:
                    webhook_port=int(env.get("RACKFIT_WEBHOOK_PORT", default.webhook_port)),
                    webhook_cert_dir=Path(cert_dir) if cert_dir else None,
                    node_selector=env.get("RACKFIT_NODE_SELECTOR", default.node_selector),
-                   compute_domains=compute_domains)
+                   **switches)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.catalog_file.read_text() if self.catalog_file else None)

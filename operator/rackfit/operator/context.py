@@ -29,6 +29,8 @@ class OperatorContext:
     # ComputeDomains for placements across nodes of one NVL72 rack (computedomains.py): set at start
     # from the configuration and API discovery
     compute_domains: bool = False
+    # rackfit answers Kueue's admission checks and leaves Kueue's targets to it (kueue.py): set at start
+    kueue: bool = False
 
     @classmethod
     def build(cls, config: OperatorConfig, registry: CollectorRegistry = REGISTRY) -> OperatorContext:

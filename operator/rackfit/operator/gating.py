@@ -26,8 +26,9 @@ import kopf
 
 from rackfit.api.conditions import OUTSIDE_PLACEMENT
 from rackfit.errors import RackfitError
-from rackfit.names import GATE, GPU, PLACED_ANNOTATION, WORKLOAD_LABEL
+from rackfit.names import GATE, GPU, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import kube
+from rackfit.operator.kueuecheck import kueue_pod_env
 from rackfit.operator.targets import plan_env, pod_gpus
 from rackfit.operator.targets.computedomain import channel_claim, pod_claim
 from rackfit.planner.inventory import NodeInfo
@@ -93,8 +94,12 @@ def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None
 
 
 async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
-                     plan_envs: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
+                     plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None = None, **_: Any) -> None:
     # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
+    if KUEUE_PLAN_ANNOTATION in (annotations or {}):  # Kueue's pod: the plan's variables only, never a gate
+        for key, value in kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION]).items():
+            patch.spec[key] = value
+        return
     owner = (namespace, labels[WORKLOAD_LABEL])
     placement = next(iter(placements.get(owner, [])), None)
     env = next(iter(plan_envs.get(owner, [])), None)
@@ -149,6 +154,7 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     where = spec.get("nodeName")
     if (not where or meta.get("deletionTimestamp") or PLACED_ANNOTATION in (meta.get("annotations") or {})
+            or KUEUE_PLAN_ANNOTATION in (meta.get("annotations") or {})  # Kueue placed it
             or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or not pod_gpus(spec)):
         return None
     workload = (meta.get("labels") or {}).get(WORKLOAD_LABEL)

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from rackfit.names import GROUP, PLURAL, VERSION, WORKLOAD_LABEL
-from rackfit.operator import admission, fleet, gating, kopf_fixes, observed, startup, workloads
+from rackfit.operator import admission, fleet, gating, kopf_fixes, kueue, observed, startup, workloads
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.context import OperatorContext
 
@@ -17,7 +17,7 @@ LLMWORKLOADS = (GROUP, VERSION, PLURAL)
 LABELLED = {WORKLOAD_LABEL: kopf.PRESENT}
 
 
-def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig, with_kueue: bool = False) -> None:
     r: dict[str, Any] = {"registry": registry}
     # a registry of our own starts without the login kopf's default one has: the official client's
     # (in-cluster service account, else kubeconfig)
@@ -41,6 +41,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kopf.timer(*LLMWORKLOADS, interval=config.replan_seconds, initial_delay=config.replan_seconds,
                **r)(workloads.replan)
     kopf.on.delete(*LLMWORKLOADS, **r)(workloads.release)
+    if with_kueue:  # the admission check controller (kueue.py), where Kueue's CRDs are served
+        kopf.index(*kueue.ADMISSION_CHECKS, **r)(kueue.our_checks)
+        for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+            on(*kueue.ADMISSION_CHECKS, **r)(kueue.check_active)
+        kopf.on.event(*kueue.WORKLOADS, **r)(kueue.workload_checks)
     # estimate beside observed (observed.py): the series PromQL joins on, always; status.observed and
     # EstimateHolds from one batched Prometheus query, with a Prometheus URL
     kopf.index("pods", labels=LABELLED, **r)(observed.pod_workloads)
@@ -63,8 +68,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 def run(standalone: bool, peering: str | None, liveness: str | None, verbose: bool) -> None:
     config = OperatorConfig.from_env()
     ctx = OperatorContext.build(config)  # a bad catalog file fails here, at start
+    ctx.kueue = kueue.enabled(config.kueue)  # API discovery, before the handlers are registered
     registry = kopf.OperatorRegistry()
-    register(registry, config)
+    register(registry, config, with_kueue=ctx.kueue)
     kopf_fixes.apply()  # before kopf starts: index readiness in O(n) (kopf_fixes.py)
     kopf.configure(verbose=verbose)
     # cluster-wide always: the GPU inventory comes from Nodes and the Pods of every namespace

@@ -147,3 +147,24 @@ def create_object(api: tuple[str, str, str], namespace: str, body: dict[str, Any
 
 def delete_object(api: tuple[str, str, str], namespace: str, name: str) -> None:
     _call(_api("CustomObjectsApi").delete_namespaced_custom_object, *api[:2], namespace, api[2], name, _allow=404)
+
+
+# --- Kueue (kueue.py): its Workloads' admission checks, AdmissionChecks, ResourceFlavors --------------
+def get_cluster_object(api: tuple[str, str, str], name: str) -> dict[str, Any] | None:
+    co = _api("CustomObjectsApi")
+    return _read(lambda n, _ns, **kw: co.get_cluster_custom_object(*api, n, **kw), name, "")
+
+
+def patch_cluster_status(api: tuple[str, str, str], name: str, patch: dict[str, Any]) -> None:
+    _call(_api("CustomObjectsApi").patch_cluster_custom_object_status, *api, name, patch,
+          _content_type=MERGE_PATCH)
+
+
+def patch_namespaced_status(api: tuple[str, str, str], namespace: str, name: str, patch: dict[str, Any]) -> None:
+    _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, *api[:2], namespace, api[2], name, patch,
+          _content_type=MERGE_PATCH)
+
+
+def list_namespaced_workloads(namespace: str) -> list[dict[str, Any]]:
+    """The LLMWorkloads of a namespace."""
+    return _call(_api("CustomObjectsApi").list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)["items"]

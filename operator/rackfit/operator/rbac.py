@@ -31,3 +31,16 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     (["kopf.dev"], ["clusterkopfpeerings"], ["get", "list", "watch", "patch"]),
     ([""], ["namespaces"], ["get", "list", "watch"]),
 ]
+
+# With Kueue (chart value kueue.enabled: on, or auto where the cluster serves Kueue's AdmissionChecks):
+# rackfit answers the admission checks of controllerName rackfit.io/fit (kueue.py)
+KUEUE_RULES: list[tuple[list[str], list[str], list[str]]] = [
+    # its checks: watched, marked Active
+    (["kueue.x-k8s.io"], ["admissionchecks"], ["get", "list", "watch"]),
+    (["kueue.x-k8s.io"], ["admissionchecks/status"], ["get", "patch"]),
+    # Kueue's Workloads: watched, their admission check states written
+    (["kueue.x-k8s.io"], ["workloads"], ["get", "list", "watch"]),
+    (["kueue.x-k8s.io"], ["workloads/status"], ["get", "patch"]),
+    # the flavor Kueue assigned: its node labels give the instance type
+    (["kueue.x-k8s.io"], ["resourceflavors"], ["get"]),
+]

@@ -10,7 +10,7 @@ from typing import Any
 from rackfit.api import conditions as c
 from rackfit.api.status import estimate_view, placement_view, status_view
 from rackfit.catalog import Catalog
-from rackfit.operator import targets
+from rackfit.operator import kueuecheck, targets
 from rackfit.operator.targets.computedomain import channel_claim
 from rackfit.planner import Plan, place, plan
 from rackfit.planner.inventory import Domain, InventoryView, PodUse, Reservation
@@ -37,6 +37,7 @@ class Inputs:
     now: str | None = None               # RFC 3339, for condition transition times
     anywhere: Plan | None = None         # plan(spec, catalog) without the fleet, made before the ledger's lock
     compute_domains: bool = False        # pods of placements across NVL72 nodes claim a ComputeDomain's channel
+    kueue: bool = False                  # targets with kueue.x-k8s.io/queue-name are Kueue's (kueuecheck.py)
 
 
 @dataclass
@@ -94,6 +95,8 @@ def decide(i: Inputs) -> Decision:
                         event=("Warning", c.NO_FEASIBLE_INSTANCE_TYPE, reasons[:1024]),
                         metrics={"fits": 0, "placed": 0, "oversubscribed": 0})
 
+    if i.kueue and spec.target and kueuecheck.is_kueues(i.target):
+        return _kueues(put, conds, i, best, anywhere)
     held = i.held
     # a placed workload keeps its placement while its spec is unchanged and its domain still holds it
     # (a status that lags the ledger, as when a timer runs before the last decision is written, plans
@@ -184,6 +187,39 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
         message += (f"; it asks for {asked} GPUs and {booked} are booked: its pods beyond them wait for room or take "
                     f"GPUs booked for others (lower its replicas, or raise spec.parallelism.data so they are booked)")
     return put(conds, c.PLACED, True, c.TARGET_PATCHED, message)
+
+
+def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
+    """A target that names a Kueue queue: Kueue queues, admits and places it (its topology-aware
+    scheduling picks the rack), rackfit answers its admission check and books nothing in the ledger."""
+    kind = targets.adapter(i.spec.target.kind)
+    ref = f"{kind.kind}/{i.spec.target.name}"
+    queue = i.target["metadata"]["labels"][kueuecheck.KUEUE_QUEUE_LABEL]
+    estimate = estimate_view(best.estimate)
+    conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
+                f"{fmt_bytes(estimate['totalBytes'])} per GPU at the {estimate['peakPhase']} peak")
+    b = best.placement
+    conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
+                f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
+    if kind.suspendable and kind.suspended(i.target):
+        conds = put(conds, c.PLACED, False, c.PENDING_IN_KUEUE,
+                    f"{ref} waits in Kueue's LocalQueue {queue}; rackfit answers its admission check "
+                    f"{kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns")
+    elif kind.suspendable:
+        conds = put(conds, c.PLACED, True, c.ADMITTED_BY_KUEUE, f"{ref} admitted by Kueue (LocalQueue {queue})")
+    else:
+        conds = put(conds, c.PLACED, "Unknown", c.PENDING_IN_KUEUE,
+                    f"{ref} is Kueue's (LocalQueue {queue}): Kueue gates its pods until it admits them")
+    conds = put(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "Kueue holds the quota")
+    placed = c.condition(conds, c.PLACED)["status"] == "True"
+    conds = _pods_scheduled(put, conds, placed, i.unschedulable, [])
+    alternatives = [{"placement": placement_view(o.placement), "totalBytes": o.estimate.total_bytes}
+                    for o in anywhere.alternatives]
+    status = status_view(observedGeneration=i.generation, model=i.spec.model.label, estimate=estimate,
+                         memoryPerGPU=fmt_bytes(estimate["totalBytes"]), placement=None, alternatives=alternatives,
+                         conditions=conds)
+    return Decision(status=status, metrics={"required": estimate["totalBytes"], "capacity": b.gpu_memory_bytes,
+                                            "fits": 1, "placed": int(placed), "oversubscribed": 0})
 
 
 def _own_pods(i: Inputs) -> list[PodUse]:

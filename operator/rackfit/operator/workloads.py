@@ -89,7 +89,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               tolerations=ctx.config.tolerations, hf_config=g.hf,
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
                               unschedulable=sorted(indexes["unschedulable_pods"].get(owner, [])), now=now(),
-                              anywhere=memo.plan, compute_domains=ctx.compute_domains))
+                              anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue))
             ledger.reserve(owner, d.reservation)
             since = meta.get("creationTimestamp") or ""
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())

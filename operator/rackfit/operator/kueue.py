@@ -1,0 +1,93 @@
+"""rackfit as Kueue's admission check controller (`rackfit.io/fit`): the kopf handlers and their I/O
+around the pure decisions of kueuecheck.py. Registered only where Kueue's AdmissionCheck CRD is served
+(API discovery at start) and `RACKFIT_KUEUE` (chart value `kueue.enabled`) is `auto` or `on`.
+
+- `check_active`: every AdmissionCheck with `spec.controllerName: rackfit.io/fit` gets the condition
+  `Active=True` (Kueue keeps a ClusterQueue whose checks are not active from admitting anything), and
+  the `our_checks` index holds their names;
+- `workload_checks`: for each Kueue Workload with such a check `Pending` once quota is reserved, the
+  verdict (Ready with the plan, Retry while the LLMWorkload is missing, Rejected with the estimate's
+  message) is written to its `status.admissionChecks`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from rackfit.api.conditions import now
+from rackfit.errors import RackfitError
+from rackfit.names import KUEUE_CONTROLLER, KUEUE_GROUP, KUEUE_VERSION
+from rackfit.operator import kube
+from rackfit.operator.kueuecheck import assigned_flavors, owner, pending, verdict, with_state
+from rackfit.spec import parse_spec
+
+ADMISSION_CHECKS = (KUEUE_GROUP, KUEUE_VERSION, "admissionchecks")
+WORKLOADS = (KUEUE_GROUP, KUEUE_VERSION, "workloads")
+FLAVORS = (KUEUE_GROUP, KUEUE_VERSION, "resourceflavors")
+
+
+def enabled(setting: str) -> bool:
+    """`RACKFIT_KUEUE`: on, off, or auto (on where the API server serves Kueue's AdmissionChecks)."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    return kube.serves(*ADMISSION_CHECKS)
+
+
+async def our_checks(name: str, spec: dict, **_: Any):
+    """The AdmissionChecks rackfit is the controller of."""
+    return {None: name} if spec.get("controllerName") == KUEUE_CONTROLLER else None
+
+
+def check_active(name: str, spec: dict, status: dict, logger, **_: Any) -> None:
+    if spec.get("controllerName") != KUEUE_CONTROLLER:
+        return
+    active = next((c for c in status.get("conditions") or [] if c.get("type") == "Active"), {})
+    if active.get("status") == "True":
+        return
+    kube.patch_cluster_status(ADMISSION_CHECKS, name, {"status": {"conditions": [{
+        "type": "Active", "status": "True", "reason": "Active", "message": "rackfit answers this check",
+        "lastTransitionTime": now(), "observedGeneration": 0}]}})
+    logger.info(f"AdmissionCheck {name}: Active")
+
+
+def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Index, memo: kopf.Memo, logger,
+                    **_: Any) -> None:
+    checks = pending(body, set(our_checks.get(None, [])))
+    if not checks:
+        return
+    ctx = memo.ctx
+    target = owner(body)
+    workload = _llmworkload(namespace, target)
+    spec, hf = None, None
+    try:
+        if workload is not None:
+            spec = parse_spec(dict(workload["spec"]))
+            if spec.model.hugging_face_config:
+                hf = kube.read_hf_config(namespace, spec.model.hugging_face_config)
+    except RackfitError as e:
+        new = {"state": "Rejected", "message": f"LLMWorkload {workload['metadata']['name']}: {e}"[:1024]}
+    else:
+        flavors = [kube.get_cluster_object(FLAVORS, f) or {} for f in assigned_flavors(body)]
+        labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
+        new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf)
+    status = body.get("status") or {}
+    for check in checks:
+        status = {**status, "admissionChecks": with_state({"status": status}, check, new, now())}
+    try:
+        kube.patch_namespaced_status(WORKLOADS, namespace, name, {"status": {
+            "admissionChecks": status["admissionChecks"]}})
+    except kube.TransientError as e:
+        raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
+    logger.info(f"Kueue Workload {name}: {', '.join(checks)} {new['state']}: {new['message']}")
+
+
+def _llmworkload(namespace: str, target: tuple[str, str] | None) -> dict | None:
+    if target is None:
+        return None
+    for w in kube.list_namespaced_workloads(namespace):
+        t = (w.get("spec") or {}).get("target") or {}
+        if (t.get("kind"), t.get("name")) == target:
+            return w
+    return None
