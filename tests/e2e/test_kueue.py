@@ -246,3 +246,23 @@ def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_thi
     w = workload_of(custom, kns, left)
     assert condition(w, "Admitted").get("status") != "True"  # the third waits in Kueue: no rack has 40 free
     wait_for(lambda: placed(custom, kns, left).get("reason") == "PendingInKueue", 30, f"{left} PendingInKueue")
+
+
+def test_without_the_queue_label_rackfit_places_as_before(kueue_plane, rackfit_on_kueue, kns):
+    """Beside Kueue, a JobSet that names no queue is rackfit's: booked, pinned to one rack, started."""
+    core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
+    js = queued_jobset("plain", 2)
+    del js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]
+    js["spec"]["suspend"] = True
+    js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]["labels"] = {
+        "rackfit.io/workload": "plain"}
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-",
+                              input=yaml.safe_dump_all([llmworkload("plain", TRAIN_70B, "plain"), js]))
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: placed(custom, kns, "plain").get("reason") == "TargetPatched", 60, "rackfit to place it")
+    obj = custom.get_namespaced_custom_object("rackfit.io", "v1alpha1", kns, "llmworkloads", "plain")
+    clique = obj["status"]["placement"]["nvlinkDomain"].split("=", 1)[1]
+    pods = wait_for(lambda: bound(core, kns, "jobset.sigs.k8s.io/jobset-name=plain", 2), 90, "its pods bound")
+    assert {core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods} == {clique}
+    assert all(p.metadata.annotations.get("rackfit.io/placed-into") for p in pods)  # rackfit's gate lifted
+    assert workload_of(custom, kns, "plain") is None  # Kueue left it alone
