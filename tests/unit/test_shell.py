@@ -148,21 +148,23 @@ def test_a_delete_frees_the_gpus_and_takes_back_what_was_added(kind, api):
 
 def test_the_fleet_watch_feeds_the_ledger_and_counts_only_fleet_changes():
     ctx = OperatorContext.build(OperatorConfig(), CollectorRegistry())
-    memo = kopf.Memo(ctx=ctx)
     labels = {"node.kubernetes.io/instance-type": "gd-8xh100ib-i128", "nvidia.com/gpu.product": "H100"}
     ready = {"allocatable": {"nvidia.com/gpu": "8"}, "conditions": [{"type": "Ready", "status": "True"}]}
-    asyncio.run(fleet.gpu_nodes(name="h0", labels=labels, spec={}, status=ready, memo=memo))
+    node = {"metadata": {"name": "h0", "labels": labels}, "spec": {}, "status": ready}
+    fleet.observe_node(ctx, "h0", node)
     assert ctx.fleet_version == 1 and ctx.ledger.node("h0").allocatable == 8
-    asyncio.run(fleet.gpu_nodes(name="h0", labels=labels, spec={}, status=ready, memo=memo))
+    fleet.observe_node(ctx, "h0", node)
     assert ctx.fleet_version == 1  # a heartbeat is no change
-    pod = {"nodeName": "h0", "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "3"}}}]}
-    asyncio.run(fleet.gpu_pods(uid="p", namespace=NS, labels={"rackfit.io/workload": "w"}, spec=pod,
-                               status={"phase": "Running"}, memo=memo))
+    pod = {"metadata": {"namespace": NS, "labels": {"rackfit.io/workload": "w"}}, "status": {"phase": "Running"},
+           "spec": {"nodeName": "h0", "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "3"}}}]}}
+    fleet.observe_pod(ctx, "p", pod)
     assert [p.gpus for p in ctx.ledger.owner_pods((NS, "w"))] == [3] and ctx.fleet_version == 1
-    asyncio.run(fleet.pod_gone(type="DELETED", uid="p", memo=memo))
+    fleet.observe_pod(ctx, "p", None)
     assert ctx.ledger.owner_pods((NS, "w")) == []
-    asyncio.run(fleet.gpu_nodes(name="h0", labels=labels, spec={"unschedulable": True}, status=ready, memo=memo))
+    fleet.observe_node(ctx, "h0", {**node, "spec": {"unschedulable": True}})
     assert ctx.fleet_version == 2  # cordoned
+    fleet.observe_node(ctx, "h0", None)
+    assert ctx.fleet_version == 3 and ctx.ledger.node("h0") is None
 
 
 def test_a_workload_being_deleted_books_nothing_from_a_late_event():

@@ -1,10 +1,7 @@
-"""The live GPU fleet: the operator's ledger (`memo.ctx.ledger`) fed from the Node, Pod and LLMWorkload
-watches.
-
-Index functions feed it (kopf runs them for every object of the initial listing before any
-reconcile, so the first decision after a start or a takeover already sees every node, pod and held
-placement); event handlers take out what was deleted (kopf calls no index function for that). Each
-update is O(1); the functions return None, so kopf's own indexes hold nothing per object.
+"""The live GPU fleet: the operator's ledger (`memo.ctx.ledger`) fed from the Node and Pod informers
+(informer.py: a plain list-and-watch, listed before kopf starts, so the first decision after a start
+or a takeover already sees every node and pod) and kopf's LLMWorkload index (held placements,
+rebuilt from status). Each update is O(1).
 
 Cordoned and NotReady nodes hold no free capacity; bound, unfinished pods count on their node
 whoever owns them; an LLMWorkload's placement holds its GPUs from the moment it is decided
@@ -13,16 +10,22 @@ whoever owns them; an LLMWorkload's placement holds its GPUs from the moment it 
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from rackfit.names import GPU, WORKLOAD_LABEL
+from rackfit.names import ACTIVE_POD_FIELD_SELECTOR, GPU, WORKLOAD_LABEL
 from rackfit.operator.context import OperatorContext
+from rackfit.operator.informer import Informer
 from rackfit.operator.reconcile import reservation_of
 from rackfit.operator.targets import pod_gpus
 from rackfit.planner.inventory import NodeInfo, PodUse
+
+log = logging.getLogger(__name__)
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
@@ -53,26 +56,33 @@ def _observe_node(ctx: OperatorContext, name: str, info: NodeInfo | None) -> Non
         ctx.fleet_version += 1
 
 
-# Index functions are async (they only read the body): kopf then runs them on its event loop
-# instead of handing each watch event to a worker thread. Registered by handlers.register().
-async def gpu_nodes(name: str, labels: Mapping[str, str], spec: Mapping[str, Any], status: Mapping[str, Any],
-                    memo: kopf.Memo, **_: Any) -> None:
-    _observe_node(memo.ctx, name, node_info(name, labels, spec, status))
+def observe_node(ctx: OperatorContext, name: str, node: Mapping[str, Any] | None) -> None:
+    """A node listed, changed or (None) gone."""
+    info = None if node is None else node_info(name, (node.get("metadata") or {}).get("labels") or {},
+                                               node.get("spec") or {}, node.get("status") or {})
+    _observe_node(ctx, name, info)
 
 
-async def node_gone(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":
-        _observe_node(memo.ctx, name, None)
+def observe_pod(ctx: OperatorContext, uid: str, pod: Mapping[str, Any] | None) -> None:
+    """A pod listed, changed or (None) gone: deleted, or finished (out of the watch's field selector)."""
+    meta = (pod or {}).get("metadata") or {}
+    use = None if pod is None else pod_use(meta.get("labels") or {}, pod.get("spec") or {}, pod.get("status") or {},
+                                           meta.get("namespace", ""))
+    ctx.ledger.set_pod(uid, use)
 
 
-async def gpu_pods(uid: str, namespace: str, labels: Mapping[str, str], spec: Mapping[str, Any],
-                   status: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    memo.ctx.ledger.set_pod(uid, pod_use(labels, spec, status, namespace))
-
-
-async def pod_gone(type: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":  # deleted, or finished (out of the watch's field selector)
-        memo.ctx.ledger.set_pod(uid, None)
+def start_informers(ctx: OperatorContext, stop: threading.Event) -> None:
+    """List GPU nodes and unfinished pods into the ledger (blocking: before any decision), then keep
+    watching them in two threads."""
+    nodes = Informer("nodes", lambda key, obj: observe_node(ctx, key, obj), lambda o: o["metadata"]["name"],
+                     label_selector=ctx.config.node_selector)
+    pods = Informer("pods", lambda key, obj: observe_pod(ctx, key, obj), lambda o: o["metadata"]["uid"],
+                    field_selector=ACTIVE_POD_FIELD_SELECTOR)
+    for informer in (nodes, pods):
+        started = time.monotonic()
+        count = informer.relist()
+        log.info(f"listed {count} {informer.kind} in {time.monotonic() - started:.1f}s")
+        informer.start(stop)
 
 
 async def placements(namespace: str, name: str, meta: Mapping[str, Any], status: Mapping[str, Any],

@@ -4,6 +4,7 @@ configuration (`register`), and runs kopf with the operator context as its memo 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import kopf
@@ -23,13 +24,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, with_kueue
     # (in-cluster service account, else kubeconfig)
     kopf.on.login(**r)(kopf.login_via_client)
     kopf.on.startup(**r)(startup.configure)
-    # the fleet: the ledger's nodes, pods and held placements
-    kopf.index("nodes", **r)(fleet.gpu_nodes)
-    kopf.on.event("nodes", **r)(fleet.node_gone)
-    kopf.index("pods", **r)(fleet.gpu_pods)
-    kopf.on.event("pods", **r)(fleet.pod_gone)
+    # the fleet: held placements (nodes and pods come from fleet.start_informers, not kopf)
     kopf.index(*LLMWORKLOADS, **r)(fleet.placements)
-    # pod gating
+    # pod gating: kopf watches labelled pods only (startup.configure)
     kopf.index("pods", labels=LABELLED, **r)(gating.gated_pods)
     kopf.index("pods", labels=LABELLED, **r)(gating.unschedulable_pods)
     kopf.index(*LLMWORKLOADS, **r)(gating.plan_envs)
@@ -68,6 +65,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, with_kueue
 def run(standalone: bool, peering: str | None, liveness: str | None, verbose: bool) -> None:
     config = OperatorConfig.from_env()
     ctx = OperatorContext.build(config)  # a bad catalog file fails here, at start
+    fleet.start_informers(ctx, threading.Event())  # the fleet in the ledger before kopf starts deciding
     ctx.kueue = kueue.enabled(config.kueue)  # API discovery, before the handlers are registered
     registry = kopf.OperatorRegistry()
     register(registry, config, with_kueue=ctx.kueue)

@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 import kubernetes
+import kubernetes.watch
 from kubernetes.client.rest import ApiException
 
 from rackfit.names import GROUP, PLURAL, VERSION
@@ -168,3 +169,50 @@ def patch_namespaced_status(api: tuple[str, str, str], namespace: str, name: str
 def list_namespaced_workloads(namespace: str) -> list[dict[str, Any]]:
     """The LLMWorkloads of a namespace."""
     return _call(_api("CustomObjectsApi").list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)["items"]
+
+
+# --- list and watch for the lean inventory (informer.py) ------------------------------------------
+class Gone(Exception):
+    """410: the resourceVersion is older than the API server keeps; list again."""
+
+
+_LISTS = {"pods": "list_pod_for_all_namespaces", "nodes": "list_node"}
+
+
+def list_page(kind: str, *, label_selector: str = "", field_selector: str = "", limit: int = 500,
+              cont: str | None = None) -> tuple[list[dict[str, Any]], str | None, str]:
+    """One page of nodes or pods as raw dicts: (items, continue token, the list's resourceVersion)."""
+    fn = getattr(_api("CoreV1Api"), _LISTS[kind])
+    kw: dict[str, Any] = {"limit": limit, "label_selector": label_selector, "field_selector": field_selector}
+    if cont:
+        kw["_continue"] = cont
+    try:
+        resp = _call(fn, _preload_content=False, **kw)
+    except ApiException as e:
+        if e.status == 410:  # the continue token expired
+            raise Gone(str(e.reason)) from e
+        raise
+    data = json.loads(resp.data)
+    meta = data.get("metadata") or {}
+    return data.get("items") or [], meta.get("continue") or None, meta.get("resourceVersion", "")
+
+
+def watch_events(kind: str, resource_version: str, *, label_selector: str = "", field_selector: str = "",
+                 timeout_seconds: int = 300):
+    """The watch's events from `resource_version` as raw dicts ({"type", "object"}), bookmarks included;
+    ends when the server closes it (timeout); `Gone` when the version is too old."""
+    fn = getattr(_api("CoreV1Api"), _LISTS[kind])
+    resp = _call(fn, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+                 label_selector=label_selector, field_selector=field_selector, timeout_seconds=timeout_seconds,
+                 _preload_content=False)
+    try:
+        for line in kubernetes.watch.watch.iter_resp_lines(resp):
+            event = json.loads(line)
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                if status.get("code") == 410:
+                    raise Gone(status.get("message", "410 Gone"))
+                raise TransientError(f"watch error: {status.get('message')}")
+            yield event
+    finally:
+        resp.release_conn()

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from rackfit.certs import write_serving_pair
-from rackfit.names import ACTIVE_POD_FIELD_SELECTOR
+from rackfit.names import ACTIVE_POD_FIELD_SELECTOR, WORKLOAD_LABEL
 from rackfit.operator import computedomains
 from rackfit.operator.config import OperatorConfig
 
@@ -33,11 +33,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any
     settings.execution.max_workers = 16
     # - The initial listing in pages, so neither side holds 50,000 pods in one response.
     settings.watching.chunk_size = 500
-    # - Only what the ledger needs crosses the wire: GPU nodes (GPU Feature Discovery's label),
-    #   pods that have not finished.
-    ctx = memo.ctx
-    if ctx.config.node_selector:
-        settings.watching.label_selectors["nodes"] = ctx.config.node_selector
+    # - kopf watches only the pods it gates (server-side label selector) and no nodes: the ledger's
+    #   nodes and pods come from fleet.start_informers, which keeps no per-object state
+    settings.watching.label_selectors["pods"] = WORKLOAD_LABEL
     settings.watching.field_selectors["pods"] = ACTIVE_POD_FIELD_SELECTOR
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
@@ -46,6 +44,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any
     # (seen with the chart's 2 replicas on a real node). The older replica ranks higher: a replica
     # that starts later (a rollout, a replaced pod) stands by instead of taking over a working one.
     settings.peering.priority = -(time.time_ns() // 1000)
+    ctx = memo.ctx
     configure_webhooks(settings, ctx.config)
     ctx.compute_domains = computedomains.enabled(ctx.config.compute_domains)
     ctx.metrics.serve(ctx.config.metrics_port)
