@@ -2,11 +2,13 @@
 
 For each fleet size: N GPU nodes (72% GB200 NVL72 racks, 20% HGX H100, 8% HGX H200), P pods per node
 already running (one in four nodes fully used by a GPU pod, the rest daemon-like pods without GPUs),
-then the operator starts (webhooks on) and a burst of W LLMWorkloads arrives, each with a
-Deployment whose pod template carries the workload label (gated until placed). Measured:
+then the operator starts (webhooks on) and a burst of W LLMWorkloads arrives, each with its target
+whose pod templates carry the workload label (gated until placed): a Deployment for the models that
+fit one node, a LeaderWorkerSet for the 405B that spans a rack. Measured:
 
 - ready: operator start -> a workload created before it is Placed (every object indexed);
-- settled: first creation -> every workload Placed or WaitingForCapacity, and per workload;
+- settled: first creation -> every workload decided (status written for its generation: Placed, or
+  why not), and per workload;
 - reconcile latency p50/p99 (the operator's histogram), operator RSS peak and CPU seconds;
 - API requests per workload the operator makes (the apiserver's request counters, operator verbs);
 - with --restart: the operator killed halfway through the burst and started again: placements made
@@ -44,19 +46,22 @@ ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
 GROUP, VERSION, PLURAL = "rackfit.io", "v1alpha1", "llmworkloads"
 NS = "bench-scale"
-MIX = [  # (share of the burst, spec): small jobs most, some whole nodes, some multi-node racks
-    (5, {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
-         "placement": {"instanceTypes": ["gd-8xh100ib-i128", "gd-8xh200ib-i128"]}}),
-    (3, {"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
-         "inference": {"contextLength": 32768, "concurrency": 32},
-         "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}),
-    (2, {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
-         "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}),
+MIX = [  # (share of the burst, target kind, spec): small jobs most, some whole nodes, some multi-node racks
+    (5, "Deployment", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                       "placement": {"instanceTypes": ["gd-8xh100ib-i128", "gd-8xh200ib-i128"]}}),
+    (3, "Deployment", {"model": {"preset": "llama-3.1-70b"}, "workload": "inference",
+                       "inference": {"contextLength": 32768, "concurrency": 32},
+                       "placement": {"instanceTypes": ["gd-8xh100ib-i128"]}}),
+    (2, "LeaderWorkerSet", {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+                            "inference": {"contextLength": 16384, "concurrency": 16},
+                            "placement": {"instanceTypes": ["gb200-4x"]}}),
 ]
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
 # operator requests: its own reads and patches (controllers use watches and PUT/update)
 # (pods DELETE is left out: in this burst of Deployments the ReplicaSet controller makes them all)
 OPERATOR_VERBS = {("llmworkloads", "", "PATCH"), ("llmworkloads", "status", "PATCH"), ("deployments", "", "GET"),
-                  ("deployments", "", "PATCH"), ("pods", "", "GET"), ("pods", "", "PATCH")}
+                  ("deployments", "", "PATCH"), ("leaderworkersets", "", "GET"), ("leaderworkersets", "", "PATCH"),
+                  ("pods", "", "GET"), ("pods", "", "PATCH")}
 
 
 def say(msg: str) -> None:
@@ -83,17 +88,21 @@ def pods_for(nodes: list[dict], per_node: int) -> list[dict]:
 
 
 def workload_docs(i: int) -> list[dict]:
-    weights = [w for w, _ in MIX]
-    spec = MIX[next(k for k in range(len(MIX)) if i % sum(weights) < sum(weights[:k + 1]))][1]
+    weights = [w for w, _, _ in MIX]
+    _, kind, spec = MIX[next(k for k in range(len(MIX)) if i % sum(weights) < sum(weights[:k + 1]))]
     name = f"w{i:05d}"
-    nodes = plan(parse_spec(spec), load_catalog()).chosen.placement.nodes
     labels = {"app": name, "rackfit.io/workload": name}
-    return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name, "namespace": NS},
-             "spec": {**spec, "target": {"kind": "Deployment", "name": name}}},
-            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
-             "spec": {"replicas": nodes, "selector": {"matchLabels": {"app": name}},
-                      "template": {"metadata": {"labels": labels},
-                                   "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}}}}]
+    template = {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}}
+    workload = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMWorkload", "metadata": {"name": name, "namespace": NS},
+                "spec": {**spec, "target": {"kind": kind, "name": name}}}
+    if kind == "LeaderWorkerSet":  # one group: rackfit sets its size to the planned nodes
+        meta = {"name": name, "namespace": NS}
+        return [workload, {"apiVersion": f"{LWS[0]}/{LWS[1]}", "kind": kind, "metadata": meta,
+                           "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "workerTemplate": template}}}]
+    nodes = plan(parse_spec(spec), load_catalog()).chosen.placement.nodes
+    return [workload, {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": NS},
+                       "spec": {"replicas": nodes, "selector": {"matchLabels": {"app": name}}, "template": template}}]
 
 
 def create_all(api: client.ApiClient, docs: list[dict], workers: int = 8) -> None:
@@ -105,6 +114,8 @@ def create_all(api: client.ApiClient, docs: list[dict], workers: int = 8) -> Non
             core.create_namespaced_pod(ns, d)
         elif d["kind"] == "Deployment":
             apps.create_namespaced_deployment(ns, d)
+        elif d["kind"] == "LeaderWorkerSet":
+            custom.create_namespaced_custom_object(*LWS[:2], ns, LWS[2], d)
         else:
             custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, d)
 
@@ -128,9 +139,14 @@ def statuses(custom: client.CustomObjectsApi) -> dict[str, dict]:
     return {o["metadata"]["name"]: o.get("status") or {} for o in items}
 
 
-def settled(status: dict) -> bool:
+def placed_reason(status: dict) -> str | None:
     placed = next((c for c in status.get("conditions") or [] if c["type"] == "Placed"), None)
-    return bool(placed) and (placed["status"] == "True" or placed["reason"] == "WaitingForCapacity")
+    return None if placed is None else ("Placed" if placed["status"] == "True" else placed["reason"])
+
+
+def settled(status: dict) -> bool:
+    """Decided: the operator wrote its verdict for the spec (placed, waiting, or why it cannot be)."""
+    return bool(status.get("observedGeneration")) and placed_reason(status) is not None
 
 
 def apiserver_requests(kubeconfig: Path) -> Counter:
@@ -265,8 +281,9 @@ def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int
         row["requests_per_workload"] = sum(delta.values()) / burst
         row["requests"] = {f"{r}{'/' + s if s else ''} {v}": round(c / burst, 2) for (r, s, v), c in delta.items() if c}
         final = statuses(custom)
-        row["placed"] = sum(1 for s in final.values() if s.get("placement"))
-        row["waiting"] = sum(1 for s in final.values() if settled(s) and not s.get("placement"))
+        row["verdicts"] = dict(Counter(placed_reason(s) for s in final.values()))
+        row["placed"] = row["verdicts"].get("Placed", 0)
+        row["waiting"] = row["verdicts"].get("WaitingForCapacity", 0)
         if restart:
             moved = [k for k, p in kept.items() if final[k].get("placement") != p]
             apps = client.AppsV1Api(api)
@@ -322,7 +339,8 @@ def main() -> int:
               f"| {r['reconcile_p50_s']} / {r['reconcile_p99_s']} | {r['placed']} / {r['waiting']} "
               f"| {r['rss_mib']:.0f} | {r['cpu_s']:.0f} | {r['requests_per_workload']:.1f} | {hook} |")
     for r in rows:
-        print(f"{r['nodes']} nodes: requests per workload {r['requests']}; domains over capacity {r['domains_over']}"
+        print(f"{r['nodes']} nodes: verdicts {r['verdicts']}; requests per workload {r['requests']}; "
+              f"domains over capacity {r['domains_over']}"
               + (f"; restart: {r['restart']}" if "restart" in r else ""))
     return 0
 
