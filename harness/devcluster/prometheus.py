@@ -74,14 +74,19 @@ def scrape_config(service_monitor: dict, api_server: str, ca_file: Path, token_f
 class Prometheus:
     """`Prometheus(plane, service_monitor, prometheus_rule).start()`; `query()`, `alerts()`."""
 
-    def __init__(self, plane: ControlPlane, service_monitor: dict, prometheus_rule: dict):
+    def __init__(self, plane: ControlPlane, service_monitor: dict, prometheus_rule: dict, *,
+                 more_monitors: tuple[dict, ...] = (), host: str = "127.0.0.1"):
+        """`more_monitors`: further ServiceMonitors to scrape (e.g. an exporter's); `host`: the address
+        it listens on (the plane's node_ip, for the operator's pods to query it)."""
         self.binary = binaries.bin_dir() / "prometheus"
         if not os.access(self.binary, os.X_OK):
             raise PrometheusUnavailable(f"no prometheus in {binaries.bin_dir()}: {binaries.BUILD_HINT}")
         self.plane = plane
         self.dir = plane.data_dir / "prometheus"
         self.service_monitor, self.rules = service_monitor, prometheus_rule["spec"]
-        self.url = ""
+        self.more_monitors, self.host = tuple(more_monitors), host
+        self.port = free_port()  # kept across stop() and start(): the same URL after a restart
+        self.url = f"http://{host}:{self.port}"
 
     def start(self) -> Prometheus:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -93,14 +98,12 @@ class Prometheus:
         (self.dir / "prometheus.yaml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
             "rule_files": [str(self.dir / "rules.yaml")],
-            "scrape_configs": [scrape_config(self.service_monitor, self.plane.server,
-                                             self.plane.data_dir / "pki" / "ca.crt", token)],
+            "scrape_configs": [scrape_config(m, self.plane.server, self.plane.data_dir / "pki" / "ca.crt", token)
+                               for m in (self.service_monitor, *self.more_monitors)],
         }, sort_keys=False))
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
         self.plane.add_process("prometheus", [
             self.binary, f"--config.file={self.dir / 'prometheus.yaml'}", f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
+            f"--web.listen-address={self.host}:{self.port}", "--storage.tsdb.retention.time=1h",
         ], self._ready)
         return self
 
