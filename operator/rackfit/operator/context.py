@@ -13,6 +13,7 @@ from rackfit.operator.config import OperatorConfig
 from rackfit.operator.ledger import Ledger
 from rackfit.operator.metrics import Metrics
 from rackfit.operator.observed import Observer
+from rackfit.operator.scheduler import Scheduler
 
 
 @dataclass
@@ -31,6 +32,8 @@ class OperatorContext:
     compute_domains: bool = False
     # rackfit answers Kueue's admission checks and leaves Kueue's targets to it (kueue.py): set at start
     kueue: bool = False
+    # decisions in cycles under the ledger's lock (scheduler.py)
+    scheduler: Scheduler | None = None
 
     @classmethod
     def build(cls, config: OperatorConfig, registry: CollectorRegistry = REGISTRY) -> OperatorContext:
@@ -38,4 +41,5 @@ class OperatorContext:
         metrics = Metrics(registry, ledger.usage)
         observer = Observer(config.prometheus_url, config.observed_seconds, config.observed_window,
                             config.prometheus_timeout, metrics) if config.prometheus_url else None
-        return cls(config=config, catalog=config.catalog(), ledger=ledger, metrics=metrics, observer=observer)
+        return cls(config=config, catalog=config.catalog(), ledger=ledger, metrics=metrics, observer=observer,
+                   scheduler=Scheduler(ledger.lock, metrics.decision_cycle.observe))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import kopf
@@ -36,11 +37,17 @@ from rackfit.spec import parse_spec
 from rackfit.units import count
 
 
-async def gated_pods(namespace: str, name: str, labels: dict, spec: dict, **_: Any):
-    """(namespace, workload) -> names of its pods still carrying rackfit's gate."""
-    if any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
-        return {(namespace, labels[WORKLOAD_LABEL]): name}
-    return None
+async def gated_pods(namespace: str, name: str, labels: dict, meta: dict, spec: dict, **_: Any):
+    """(namespace, workload) -> its pods still carrying rackfit's gate, with what ungating them needs (their
+    controller, GPUs, node selector and gates), so that placing a workload reads no pod again."""
+    if not any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
+        return None
+    owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+    containers = [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []]
+    pod = {"metadata": {"name": name, "ownerReferences": owners},
+           "spec": {k: v for k, v in (("schedulingGates", spec.get("schedulingGates")), ("containers", containers),
+                                      ("nodeSelector", spec.get("nodeSelector"))) if v}}
+    return {(namespace, labels[WORKLOAD_LABEL]): pod}
 
 
 async def unschedulable_pods(namespace: str, labels: dict, spec: dict, status: dict, **_: Any):
@@ -96,6 +103,15 @@ def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None
 async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
                      plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None = None, **_: Any) -> None:
     # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
+    started = time.perf_counter()
+    try:
+        _mutate(spec, labels, namespace, patch, placements, plan_envs, memo, annotations)
+    finally:
+        memo.ctx.metrics.webhook_duration.observe(time.perf_counter() - started)
+
+
+def _mutate(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
+            plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None) -> None:
     if KUEUE_PLAN_ANNOTATION in (annotations or {}):  # Kueue's pod: the plan's variables only, never a gate
         for key, value in kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION]).items():
             patch.spec[key] = value
@@ -173,11 +189,8 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
 def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
     """Ungate every gated pod of a placed workload (stale ones excepted). Returns how many."""
     done = 0
-    for pod_name in list(gated.get((namespace, workload), [])):
-        pod = kube.get_pod(namespace, pod_name)
-        if not pod:
-            continue
-        spec = pod.get("spec", {})
+    for pod in list(gated.get((namespace, workload), [])):
+        pod_name, spec = pod["metadata"]["name"], pod.get("spec", {})
         if stale(spec, placement, _controller(pod) in _TEMPLATED):
             # a StatefulSet's rolling update waits on it, so it goes; a ReplicaSet's goes with the
             # Deployment's rollout of the patched template; others (no controller) stay gated
@@ -187,8 +200,7 @@ def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Inde
                 logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
             continue
         patch = ungate_patch(pod, placement)
-        if patch:
-            kube.patch_pod(namespace, pod_name, patch)
+        if patch and kube.patch_pod(namespace, pod_name, patch):
             done += 1
     if done:
         into = placement.get("nvlinkDomain") or "its instance type"

@@ -80,12 +80,16 @@ def read_hf_config(namespace: str, configmap: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
-    return _read(_api("CoreV1Api").read_namespaced_pod, name, namespace)
-
-
-def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    _call(_api("CoreV1Api").patch_namespaced_pod, name, namespace, patch)
+def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    """Strategic-merge patch a pod; False when it is gone (404) or no longer takes the patch (422: a
+    pod that left its gate since it was indexed has an immutable node selector)."""
+    try:
+        _call(_api("CoreV1Api").patch_namespaced_pod, name, namespace, patch)
+    except ApiException as e:
+        if e.status in (404, 422):
+            return False
+        raise
+    return True
 
 
 def delete_pod(namespace: str, name: str, uid: str | None = None) -> None:

@@ -11,11 +11,12 @@ RULES: list[tuple[list[str], list[str], list[str]]] = [
     # the custom resource, its status, and kopf's progress annotations on it
     (["rackfit.io"], ["llmworkloads"], ["get", "list", "watch", "patch"]),
     (["rackfit.io"], ["llmworkloads/status"], ["get", "patch"]),
-    # GPU inventory: nodes (labels, allocatable, cordon, Ready) and the GPU requests of bound pods;
-    # pods labelled rackfit.io/workload are pinned to their domain and ungated (patch); one made
-    # before its workload was placed, without the GPUs, is deleted so its controller makes it again
-    ([""], ["nodes"], ["get", "list", "watch"]),
-    ([""], ["pods"], ["get", "list", "watch", "patch", "delete"]),
+    # GPU inventory (informer.py lists and watches): nodes (labels, allocatable, cordon, Ready) and
+    # the GPU requests of bound pods; pods labelled rackfit.io/workload are pinned to their domain
+    # and ungated (patch); one made before its workload was placed, or one that escaped the gate, is
+    # deleted so its controller makes it again
+    ([""], ["nodes"], ["list", "watch"]),
+    ([""], ["pods"], ["list", "watch", "patch", "delete"]),
     # the targets it places: each kind's own verbs (targets/registry.py)
     *(([k.group], [k.plural], list(k.verbs)) for k in ADAPTERS.values()),
     # a ComputeDomain (NVIDIA's DRA driver) per placement across nodes of one NVL72 rack: listed by the

@@ -76,14 +76,16 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
         key = (generation, json.dumps(g.hf, sort_keys=True) if g.hf else None)
         if memo.get("plan_key") != key:
             memo.plan, memo.plan_key = plan(g.spec, ctx.catalog, hf_config=g.hf), key
-        # Decide and reserve under the ledger's lock: two reconciles (kopf runs them in a thread
-        # pool) can never both take the last room in a domain. One active operator holds the
-        # ledger (kopf peering), so an in-process lock is enough; deciding takes milliseconds.
-        with ledger.lock:
-            freed = ledger.freed  # what it has seen: a later release must wake it
+        # Decide and reserve under the ledger's lock, in the next scheduling cycle (scheduler.py): two
+        # reconciles can never both take the last room in a domain, and a burst is decided oldest first.
+        # One active operator holds the ledger (kopf peering), so an in-process lock is enough.
+        since = meta.get("creationTimestamp") or ""
+
+        def decide_and_book() -> tuple[Decision, int]:
+            seen = ledger.freed  # what it has seen: a later release must wake it
             held = ledger.reservation(owner)
             # strict FIFO for those without a place; one that holds a domain is never queued out of it
-            blocked = frozenset() if held else ledger.blocked_types(owner, meta.get("creationTimestamp") or "")
+            blocked = frozenset() if held else ledger.blocked_types(owner, since)
             d = decide(Inputs(name=name, spec=g.spec, generation=generation, old=old, catalog=ctx.catalog,
                               fleet=ledger.view(owner, blocked), held=held, target=g.target,
                               tolerations=ctx.config.tolerations, hf_config=g.hf,
@@ -91,8 +93,9 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               unschedulable=sorted(indexes["unschedulable_pods"].get(owner, [])), now=now(),
                               anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue))
             ledger.reserve(owner, d.reservation)
-            since = meta.get("creationTimestamp") or ""
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
+            return d, seen
+        d, freed = ctx.scheduler.decide((since, namespace, name), decide_and_book)
     except MissingConfig as e:
         d = invalid(str(e), generation, old, reason=CONFIG_MAP_NOT_FOUND)
         ledger.forget(owner)
