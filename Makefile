@@ -4,7 +4,7 @@ PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/harness:$(PYTHONPATH)
 
 .DEFAULT_GOAL := help
-.PHONY: image test-real help install test unit bench bench-cluster bench-scale demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
+.PHONY: image test-real help install test unit bench bench-cluster bench-cluster-smoke bench-scale demo-cli crds crds-check k8s-bin cluster-up cluster-down dev-up dev-down demo kind-up kind-down chart chart-check
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -29,6 +29,11 @@ bench: ## Estimator accuracy (H200, public training and serving), its fitted con
 bench-cluster: k8s-bin ## Benchmarks on a local control plane: operator throughput, webhook latency (minutes)
 	$(PYTHON) bench/operator_throughput.py 1000
 	$(PYTHON) bench/webhook_latency.py 500 20
+
+bench-cluster-smoke: k8s-bin ## Every cluster benchmark at a small size (CI): fails when one cannot finish
+	$(PYTHON) bench/scale.py --sizes 64 --workloads 40 --webhook-pods 20
+	$(PYTHON) bench/operator_throughput.py 40
+	$(PYTHON) bench/webhook_latency.py 40 5
 
 bench-scale: k8s-bin ## The operator on 64, 1,000 and 5,000 simulated GPU nodes (about 40 min; docs/scale.md)
 	$(PYTHON) bench/scale.py --sizes 64,1000,5000 --workloads 1000 --restart
