@@ -217,26 +217,30 @@ def start(plane, kubectl: Path | None = None, addons: tuple[Addon, ...] = ADDONS
 
     if KUEUE in addons:
         run("create", "namespace", "kueue-system")
+    # every addon's CRDs in one apply, their controllers started together, then their webhooks: the
+    # start-ups overlap instead of adding up
+    docs = [c for addon in addons for c in crds(addon)]
+    applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
+    if applied.returncode:
+        raise RuntimeError(f"{', '.join(a.name for a in addons)}: CRDs not applied: {applied.stderr}")
+    run("wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{c['metadata']['name']}" for c in docs))
+    processes, hooks = [], []
     for addon in addons:
-        applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(crds(addon)))
-        if applied.returncode:
-            raise RuntimeError(f"{addon.name}: CRDs not applied: {applied.stderr}")
-        names = [c["metadata"]["name"] for c in crds(addon)]
-        run("wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{n}" for n in names))
         port, health = free_port(), free_port()
         conf = plane.data_dir / f"{addon.name}.yaml"
         conf.write_text(yaml.safe_dump(config_file(addon, port, pki, health)))
         # Kueue: its visibility API server (an aggregated API on a fixed port, with self-made certificates
         # under /visibility) off; its metrics certificate from the harness PKI (tools/k8s/build.sh)
         extra = ["--feature-gates=VisibilityOnDemand=false"] if addon is KUEUE else []
-        plane.add_process(addon.name, [addon.home / "manager", f"--config={conf}",
-                                       f"--kubeconfig={plane.kubeconfig}", "--zap-log-level=info", *extra],
+        processes.append((addon.name, [addon.home / "manager", f"--config={conf}", f"--kubeconfig={plane.kubeconfig}",
+                                       "--zap-log-level=info", *extra],
                           _healthy(f"http://127.0.0.1:{health}/readyz"),
-                          env={**env, "KUEUE_METRICS_CERT_DIR": str(pki)} if addon is KUEUE else env)
-        hooks = webhook_configurations(addon, f"https://127.0.0.1:{port}", ca.read_bytes())
-        applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(hooks))
-        if applied.returncode:
-            raise RuntimeError(f"{addon.name}: webhooks not applied: {applied.stderr}")
+                          {**env, "KUEUE_METRICS_CERT_DIR": str(pki)} if addon is KUEUE else env))
+        hooks += webhook_configurations(addon, f"https://127.0.0.1:{port}", ca.read_bytes())
+    plane.add_processes(processes)
+    applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(hooks))
+    if applied.returncode:
+        raise RuntimeError(f"{', '.join(a.name for a in addons)}: webhooks not applied: {applied.stderr}")
     for addon in addons:
         ready = (lambda: _suspended_by_kueue(run)) if addon is KUEUE else (lambda a=addon: _refused_by_webhook(run, a))
         wait_for(ready, _READY_SECONDS, f"the {addon.name} webhooks in effect")

@@ -37,6 +37,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -258,7 +259,8 @@ class ControlPlane:
         sim_kubeconfig.write_text(_kubeconfig(self.server, ca_pem, "rackfit-pod-sim", sim_token))
         for path in (self.kubeconfig, sched_kubeconfig, kcm_kubeconfig, sim_kubeconfig):
             path.chmod(0o600)
-        self._spawn("kube-controller-manager", [
+        # what needs only the API server starts together
+        self._spawn_all([("kube-controller-manager", [
             bins["kube-controller-manager"], f"--kubeconfig={kcm_kubeconfig}",
             f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
             "--authentication-skip-lookup=true",
@@ -267,18 +269,17 @@ class ControlPlane:
             f"--service-account-private-key-file={sa_key}", f"--root-ca-file={ca_cert}",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10", "--concurrent-job-syncs=10",
             "--kube-api-qps=200", "--kube-api-burst=400",
-        ], _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", _insecure(), None))
-        self._spawn("kube-scheduler", [
+        ], _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", _insecure(), None), None), ("kube-scheduler", [
             bins["kube-scheduler"], f"--kubeconfig={sched_kubeconfig}",
             f"--authentication-kubeconfig={sched_kubeconfig}", f"--authorization-kubeconfig={sched_kubeconfig}",
             # Don't look up request-header CAs in kube-system: none are configured, and it logs errors forever.
             "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "--leader-elect=false",
-        ], _http_ok(f"https://127.0.0.1:{sched_port}/readyz", _insecure(), None))
-        ready = self.data_dir / "pod-sim.ready"
-        self.add_process("pod-sim", [sys.executable, "-m", "devcluster.podsim",
-                                     f"--kubeconfig={sim_kubeconfig}", f"--ready-file={ready}"],
-                         ready.exists, env=python_env())
+        ], _http_ok(f"https://127.0.0.1:{sched_port}/readyz", _insecure(), None), None),
+            ("pod-sim", [sys.executable, "-m", "devcluster.podsim", f"--kubeconfig={sim_kubeconfig}",
+                         f"--ready-file={self.data_dir / 'pod-sim.ready'}"],
+             (self.data_dir / "pod-sim.ready").exists, python_env())])
+        self._write_state()
         if self.compute_domains:
             computedomains.install(binaries.require("kubectl")["kubectl"],
                                    {**os.environ, "KUBECONFIG": str(self.kubeconfig)})
@@ -299,22 +300,37 @@ class ControlPlane:
         self._write_state()
 
     def _spawn(self, name: str, argv: list, probe, env: dict[str, str] | None = None) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        with log:  # the child keeps its own descriptor
-            popen = subprocess.Popen(
-                [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=None if self.detach else _die_with_parent)
-        exe = Path(str(argv[0])).name
-        component = _Component(name, popen.pid, popen, "" if exe == name else exe, _start_ticks(popen.pid))
-        with self._lock:
-            self._components.append(component)
-        try:
-            wait_for(lambda: not component.alive() or probe(), self.startup_timeout, f"{name} to become ready")
-        except WaitTimeout as e:
-            raise ControlPlaneError(f"{e}\n{self._log_tail(name)}") from None
-        if not component.alive():
-            raise ControlPlaneError(f"{name} exited with code {popen.returncode} while starting\n"
-                                    f"{self._log_tail(name)}")
+        self._spawn_all([(name, argv, probe, env)])
+
+    def _spawn_all(self, specs: list[tuple[str, list, Any, dict[str, str] | None]]) -> None:
+        """Start processes that need only what already runs, all at once, then wait until each is
+        ready: their start-ups overlap instead of adding up."""
+        started = []
+        for name, argv, probe, env in specs:
+            log = (self.log_dir / f"{name}.log").open("ab")
+            with log:  # the child keeps its own descriptor
+                popen = subprocess.Popen(
+                    [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=env, start_new_session=True, preexec_fn=None if self.detach else _die_with_parent)
+            exe = Path(str(argv[0])).name
+            component = _Component(name, popen.pid, popen, "" if exe == name else exe, _start_ticks(popen.pid))
+            with self._lock:
+                self._components.append(component)
+            started.append((name, probe, component, popen))
+        for name, probe, component, popen in started:
+            try:
+                wait_for(lambda c=component, p=probe: not c.alive() or p(), self.startup_timeout,
+                         f"{name} to become ready")
+            except WaitTimeout as e:
+                raise ControlPlaneError(f"{e}\n{self._log_tail(name)}") from None
+            if not component.alive():
+                raise ControlPlaneError(f"{name} exited with code {popen.returncode} while starting\n"
+                                        f"{self._log_tail(name)}")
+
+    def add_processes(self, specs: list[tuple[str, list, Any, dict[str, str] | None]]) -> None:
+        """`add_process` for several at once (started together, then each awaited)."""
+        self._spawn_all(specs)
+        self._write_state()
 
     def _log_tail(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
