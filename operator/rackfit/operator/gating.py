@@ -44,7 +44,7 @@ async def gated_pods(namespace: str, name: str, labels: dict, meta: dict, spec: 
         return None
     owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
     containers = [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []]
-    pod = {"metadata": {"name": name, "ownerReferences": owners},
+    pod = {"metadata": {"name": name, "uid": meta.get("uid"), "ownerReferences": owners},
            "spec": {k: v for k, v in (("schedulingGates", spec.get("schedulingGates")), ("containers", containers),
                                       ("nodeSelector", spec.get("nodeSelector"))) if v}}
     return {(namespace, labels[WORKLOAD_LABEL]): pod}
@@ -186,11 +186,15 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
     return None
 
 
-def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger) -> int:
-    """Ungate every gated pod of a placed workload (stale ones excepted). Returns how many."""
-    done = 0
+def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger,
+                ungated: set[str] | None = None) -> int:
+    """Ungate every gated pod of a placed workload (stale ones excepted, and those in `ungated`: let go
+    already, the index not caught up yet; each uid let go is added). Returns how many."""
+    done, ungated = 0, set() if ungated is None else ungated
     for pod in list(gated.get((namespace, workload), [])):
-        pod_name, spec = pod["metadata"]["name"], pod.get("spec", {})
+        pod_name, spec, uid = pod["metadata"]["name"], pod.get("spec", {}), pod["metadata"].get("uid")
+        if uid in ungated:
+            continue
         if stale(spec, placement, _controller(pod) in _TEMPLATED):
             # a StatefulSet's rolling update waits on it, so it goes; a ReplicaSet's goes with the
             # Deployment's rollout of the patched template; others (no controller) stay gated
@@ -202,6 +206,8 @@ def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Inde
         patch = ungate_patch(pod, placement)
         if patch and kube.patch_pod(namespace, pod_name, patch):
             done += 1
+            if uid:
+                ungated.add(uid)
     if done:
         into = placement.get("nvlinkDomain") or "its instance type"
         logger.info(f"ungated {count(done, 'pod')} of {workload} into {into}")

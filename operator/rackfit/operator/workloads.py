@@ -43,6 +43,7 @@ def _state(memo: kopf.Memo) -> kopf.Memo:
     """This workload's own state, in its resource memo. dict.setdefault is atomic, so a timer and a
     change handler starting together share one lock."""
     memo.setdefault("lock", threading.Lock())  # one reconcile per workload at a time
+    memo.setdefault("ungated", set())
     return memo
 
 
@@ -108,8 +109,9 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
     except Exception:
         ctx.metrics.reconcile_errors.inc()
         raise
-    apply(ctx, d, body, namespace, name, patch, logger, workload_target(spec), indexes)
+    apply(ctx, d, body, namespace, name, patch, logger, workload_target(spec), indexes, memo.ungated)
     memo.fleet_seen, memo.freed_seen = ctx.fleet_version, freed
+    memo.unschedulable_seen = tuple(sorted(indexes["unschedulable_pods"].get(owner, [])))
     ctx.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
@@ -124,8 +126,9 @@ def _seen(indexes: dict[str, kopf.Index], key: tuple[str, str], placement: dict)
 
 
 def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, patch, logger,
-          target: tuple[targets.TargetKind, str] | None, indexes: dict[str, kopf.Index]) -> None:
-    """Write what `decide` said: status, the target's patch, its start, the pods, metrics."""
+          target: tuple[targets.TargetKind, str] | None, indexes: dict[str, kopf.Index], ungated: set[str]) -> None:
+    """Write what `decide` said: status, the target's patch, its start, the pods (`ungated`: the uids
+    already let go, whose gate the pods index may still show while it catches up), metrics."""
     try:
         if ctx.compute_domains:  # before the target: its pods claim the ComputeDomain's channel
             computedomains.reconcile(namespace, name, body["metadata"]["uid"], d.status, logger)
@@ -147,13 +150,21 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
             kube.patch_target(target[0], namespace, target[1], target[0].resume_patch())
     except kube.TransientError as e:  # e.g. the target changed since it was read: read it again soon
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
-    patch.status.update(d.status)
+    if _changed(d.status, body.get("status") or {}):  # an unchanged verdict is not written again
+        patch.status.update(d.status)
     if d.event:
         kind, reason, message = d.event
         (kopf.info if kind == "Normal" else kopf.warn)(body, reason=reason, message=message)
     if d.status.get("placement"):
-        ungate_pods(namespace, name, d.status["placement"], indexes["gated_pods"], logger)
+        ungate_pods(namespace, name, d.status["placement"], indexes["gated_pods"], logger, ungated)
     ctx.metrics.record(namespace, name, d.metrics)
+
+
+def _changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether writing `new` would change the status (absent and empty fields alike)."""
+    def shown(v: Any) -> bool:
+        return v not in (None, [], {})
+    return any((new[k] if shown(new[k]) else None) != (old.get(k) if shown(old.get(k)) else None) for k in new)
 
 
 def _indexes(kw: dict[str, Any]) -> dict[str, kopf.Index]:
@@ -168,17 +179,24 @@ def reconcile(body, spec, meta, status, namespace, name, patch, logger, memo: ko
 
 
 def replan(body, spec, meta, status, namespace, name, patch, logger, memo: kopf.Memo, **kw: Any) -> None:
-    """The timer: plans again when the fleet changed, while the workload waits for capacity or its
-    target, and while its pods wait (gated, or unschedulable) or were last seen so."""
+    """The timer: plans again when the fleet changed, while the workload waits for capacity (and
+    something was freed) or for its target, and when what the scheduler says of its pods changed;
+    a placed workload's newly gated pods are let go without planning again."""
     ctx, state, indexes = memo.ctx, _state(memo), _indexes(kw)
     conds = {c.get("type"): c for c in status.get("conditions") or []}
     placed = conds.get("Placed", {})
     key = (namespace, name)
-    pods_waiting = indexes["gated_pods"].get(key, []) or indexes["unschedulable_pods"].get(key, []) or \
-        conds.get("PodsScheduled", {}).get("status") == "False"
     fleet_same = state.get("fleet_seen") == ctx.fleet_version
-    if placed.get("status") == "True" and fleet_same and not pods_waiting:
-        return
+    if placed.get("status") == "True" and fleet_same:
+        # placed, and the fleet is as it was: plan again only when what the scheduler says of its pods
+        # changed (PodsScheduled); pods gated since are let go without reading or writing anything else
+        if tuple(sorted(indexes["unschedulable_pods"].get(key, []))) == state.get("unschedulable_seen", ()):
+            if status.get("placement") and state.lock.acquire(blocking=False):
+                try:
+                    ungate_pods(namespace, name, status["placement"], indexes["gated_pods"], logger, state.ungated)
+                finally:
+                    state.lock.release()
+            return
     if placed.get("reason") == "WaitingForCapacity" and state.get("freed_seen") == ctx.ledger.freed and fleet_same:
         return  # nothing was freed since it last looked
     if placed.get("reason") == "InvalidSpec":
