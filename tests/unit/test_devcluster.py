@@ -52,3 +52,12 @@ def test_wait_for_names_what_it_waited_for_and_the_last_error():
 
     with pytest.raises(WaitTimeout, match=r"waiting for the apiserver \(last error: refused\)"):
         wait_for(failing, 0.05, "the apiserver", interval=0.01)
+
+
+def test_no_two_test_modules_share_a_basename():
+    """pytest imports test modules by basename (rootdir, no packages): two of one name make `make test`
+    stop at collection, as tests/unit and tests/e2e once did."""
+    from collections import Counter
+    from pathlib import Path
+    names = Counter(p.name for p in (Path(__file__).parents[1]).rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1]
