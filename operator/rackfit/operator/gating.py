@@ -148,13 +148,18 @@ def stale(pod_spec: dict, placement: dict, templated: bool = False) -> bool:
     return gpus != placement["gpusPerNode"] or any(selector.get(k) != v for k, v in placement["nodeSelector"].items())
 
 
+def _stale_pod(pod: dict, placement: dict) -> bool:
+    """`stale` for a pod (its spec, and whether its controller's template is one rackfit pins)."""
+    return stale(pod.get("spec") or {}, placement, _controller(pod) in _TEMPLATED)
+
+
 def ungate_patch(pod: dict, placement: dict) -> dict[str, Any] | None:
     """Pin a gated pod to the workload's domain, remove rackfit's gate and mark it placed, in one
     update (adding to nodeSelector is allowed while a pod is gated; pod affinity is not). None for a
     pod without the gate or a stale one."""
     spec = pod.get("spec") or {}
     gates = spec.get("schedulingGates") or []
-    if not any(g.get("name") == GATE for g in gates) or stale(spec, placement, _controller(pod) in _TEMPLATED):
+    if not any(g.get("name") == GATE for g in gates) or _stale_pod(pod, placement):
         return None
     # strategic merge: selectors merge as a map; gates merge by name, so ours is deleted by directive
     into = placement.get("nvlinkDomain") or placement["instanceType"]
@@ -180,7 +185,7 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
     if node is None or node.instance_type != placement["instanceType"] or (domain and str(node.domain) != domain):
         return (f"bound to {where}, outside the placement of LLMWorkload {workload} "
                 f"({domain or placement['instanceType']})")
-    if stale(spec, placement, _controller(pod) in _TEMPLATED):
+    if _stale_pod(pod, placement):
         return (f"bound to {where} with {pod_gpus(spec)} GPUs where LLMWorkload {workload}'s placement books "
                 f"{placement['gpusPerNode']} per pod: its replacement from the pinned template needs them")
     return None
@@ -189,18 +194,22 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
 def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger,
                 ungated: set[str] | None = None) -> int:
     """Ungate every gated pod of a placed workload (stale ones excepted, and those in `ungated`: let go
-    already, the index not caught up yet; each uid let go is added). Returns how many."""
-    done, ungated = 0, set() if ungated is None else ungated
-    for pod in list(gated.get((namespace, workload), [])):
-        pod_name, spec, uid = pod["metadata"]["name"], pod.get("spec", {}), pod["metadata"].get("uid")
+    already, the index not caught up yet; each uid let go is added, and one the index no longer shows
+    gated is dropped). Returns how many."""
+    pods = list(gated.get((namespace, workload), []))
+    ungated = set() if ungated is None else ungated
+    ungated.intersection_update(p["metadata"].get("uid") for p in pods)
+    done = 0
+    for pod in pods:
+        pod_name, uid = pod["metadata"]["name"], pod["metadata"].get("uid")
         if uid in ungated:
             continue
-        if stale(spec, placement, _controller(pod) in _TEMPLATED):
-            # a StatefulSet's rolling update waits on it, so it goes; a ReplicaSet's goes with the
-            # Deployment's rollout of the patched template; others (no controller) stay gated
-            owners = {o.get("kind") for o in pod["metadata"].get("ownerReferences") or []}
-            if "StatefulSet" in owners:
-                kube.delete_pod(namespace, pod_name)
+        if _stale_pod(pod, placement):
+            # a StatefulSet's rolling update waits on it, so it goes (this pod, not one made again under
+            # its name); a ReplicaSet's goes with the Deployment's rollout of the patched template;
+            # others (no controller) stay gated
+            if _controller(pod) == "StatefulSet":
+                kube.delete_pod(namespace, pod_name, uid)
                 logger.info(f"deleted {pod_name}: made before the placement, without its GPUs")
             continue
         patch = ungate_patch(pod, placement)

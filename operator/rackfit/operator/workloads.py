@@ -70,6 +70,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
     ledger = ctx.ledger
     freed = -1  # not planned against the ledger: plan again at the next tick
     old = dict(status)
+    unschedulable = tuple(sorted(indexes["unschedulable_pods"].get(owner, [])))
     try:
         g = gather(spec, namespace)
         # estimates are made once per spec (and config.json), not at every re-plan of a waiting workload,
@@ -91,7 +92,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               fleet=ledger.view(owner, blocked), held=held, target=g.target,
                               tolerations=ctx.config.tolerations, hf_config=g.hf,
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
-                              unschedulable=sorted(indexes["unschedulable_pods"].get(owner, [])), now=now(),
+                              unschedulable=list(unschedulable), now=now(),
                               anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue))
             ledger.reserve(owner, d.reservation)
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
@@ -111,7 +112,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
         raise
     apply(ctx, d, body, namespace, name, patch, logger, workload_target(spec), indexes, memo.ungated)
     memo.fleet_seen, memo.freed_seen = ctx.fleet_version, freed
-    memo.unschedulable_seen = tuple(sorted(indexes["unschedulable_pods"].get(owner, [])))
+    memo.unschedulable_seen = unschedulable
     ctx.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
 
