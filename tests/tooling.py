@@ -22,3 +22,13 @@ def built_tool(name: str) -> str:
     if not os.access(path, os.X_OK):
         unavailable(f"no {name} in {binaries.bin_dir()}: {binaries.BUILD_HINT}")
     return str(path)
+
+
+def placement(**fields):
+    """A planner `Placement` for tests of the shell: a 2-node gb200-4x rack unless `fields` say
+    otherwise (status spelling, e.g. gpusPerNode=8)."""
+    from rackfit.planner import Placement
+    base = {"instanceType": "gb200-4x", "gpusPerNode": 4, "nodes": 2, "totalGPUs": 8, "tensor": 8, "pipeline": 1,
+            "data": 1, "expert": 1, "gpuMemoryBytes": 170 * 2**30, "nvlinkDomain": "nvidia.com/gpu.clique=u.1",
+            "nodeSelector": {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.1"}}
+    return Placement.model_validate({**base, **fields})

@@ -24,6 +24,7 @@ from rackfit.planner.admission import check
 from rackfit.planner.inventory import NodeInfo
 from rackfit.spec import parse_spec
 from rackfit.units import MiB
+from tooling import placement
 
 CATALOG = load_catalog()
 SMALL = {"model": {"preset": "llama-3.1-8b"}, "workload": "inference"}
@@ -146,8 +147,7 @@ def test_the_same_workload_one_gpu_too_small_is_refused():
 
 # --- the pod webhook's patches --------------------------------------------------------------------
 
-PLACEMENT = {"instanceType": "gb200-4x", "gpusPerNode": 4, "nodes": 2, "nvlinkDomain": "nvidia.com/gpu.clique=u.1",
-             "nodeSelector": {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.1"}}
+PLACEMENT = placement()
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 OTHER_GATE = {"name": "example.com/quota"}
 
@@ -265,14 +265,14 @@ def test_ungate_patch_pins_the_domain_deletes_only_rackfit_s_gate_and_marks_the_
     spec = pod(gpus=4, gates=[OTHER_GATE, {"name": GATE}], selector={"team": "a"})
     patch = webhook.ungate_patch({"spec": spec}, PLACEMENT)
     assert patch == {"metadata": {"annotations": {PLACED_ANNOTATION: "nvidia.com/gpu.clique=u.1"}},
-                     "spec": {"nodeSelector": PLACEMENT["nodeSelector"],
+                     "spec": {"nodeSelector": PLACEMENT.node_selector,
                               "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
     after = strategic_merge(spec, patch)
     assert after["schedulingGates"] == [OTHER_GATE]
     assert after["nodeSelector"] == {"team": "a", "node.kubernetes.io/instance-type": "gb200-4x",
                                      "nvidia.com/gpu.clique": "u.1"}
     patch["spec"]["nodeSelector"]["nvidia.com/gpu.clique"] = "u.9"
-    assert PLACEMENT["nodeSelector"]["nvidia.com/gpu.clique"] == "u.1"  # a copy, not the placement's own map
+    assert PLACEMENT.node_selector["nvidia.com/gpu.clique"] == "u.1"  # a copy, not the placement's own map
 
 
 def test_ungate_patch_counts_gpu_requests_and_accepts_more_than_the_placement():
@@ -307,7 +307,7 @@ def owned(spec: dict, kind: str, annotations: dict | None = None, node: str | No
 def test_a_pod_of_a_template_rackfit_pins_is_ungated_only_as_the_pinned_template_makes_it(kind):
     """A Deployment's pod made before the template was patched (8 GPUs where the plan books 4, or
     without the domain's selector) would hold GPUs its replacement needs: it is never ungated."""
-    pinned = dict(PLACEMENT["nodeSelector"])
+    pinned = dict(PLACEMENT.node_selector)
     assert webhook.ungate_patch(owned(pod(gpus=4, gates=[{"name": GATE}], selector=pinned), kind), PLACEMENT)
     assert webhook.ungate_patch(owned(pod(gpus=8, gates=[{"name": GATE}], selector=pinned), kind), PLACEMENT) is None
     assert webhook.ungate_patch(owned(pod(gpus=4, gates=[{"name": GATE}]), kind), PLACEMENT) is None
@@ -320,7 +320,7 @@ RACK2 = NodeInfo.from_labels("n2", {"node.kubernetes.io/instance-type": "gb200-4
 
 
 def test_a_bound_pod_that_escaped_the_gate_is_found_with_why():
-    pinned = dict(PLACEMENT["nodeSelector"])
+    pinned = dict(PLACEMENT.node_selector)
     inside = owned(pod(gpus=4, selector=pinned), "ReplicaSet", node="n1")
     assert webhook.escaped(inside, PLACEMENT, RACK1) is None  # as rackfit would have placed it (an older operator)
     assert "is not placed" in webhook.escaped(inside, None, RACK1)

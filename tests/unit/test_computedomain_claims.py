@@ -12,19 +12,20 @@ from devcluster import computedomains as sim
 from rackfit.operator import targets
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.targets.computedomain import changes, channel_claim, compute_domain, name, needs_one, pod_claim
+from tooling import placement
 
-RACK = {"instanceType": "gb200-4x", "nodes": 2, "gpusPerNode": 4, "nvlinkDomain": "nvidia.com/gpu.clique=u.1",
-        "nodeSelector": {"node.kubernetes.io/instance-type": "gb200-4x", "nvidia.com/gpu.clique": "u.1"}}
-HGX = {"instanceType": "gd-8xh100ib-i128", "nodes": 1, "gpusPerNode": 8,
-       "nvlinkDomain": "kubernetes.io/hostname=h-0", "nodeSelector": {"kubernetes.io/hostname": "h-0"}}
-SEL, TOL = RACK["nodeSelector"], []
+RACK = placement()
+HGX = placement(instanceType="gd-8xh100ib-i128", nodes=1, gpusPerNode=8, nvlinkDomain="kubernetes.io/hostname=h-0",
+                nodeSelector={"kubernetes.io/hostname": "h-0"})
+SEL, TOL = RACK.node_selector, []
 
 
 def test_only_placements_across_nodes_of_one_multi_node_domain_get_one():
     assert needs_one(RACK)
-    assert needs_one({**RACK, "nvlinkDomain": "ds.coreweave.com/nvlink.domain=d"})
-    assert not needs_one({**RACK, "nodes": 1})  # single node: NVLink inside the node needs no IMEX
-    assert not needs_one(HGX) and not needs_one({**HGX, "nodes": 2, "nvlinkDomain": None})  # HGX across nodes
+    assert needs_one(placement(nvlinkDomain="ds.coreweave.com/nvlink.domain=d"))
+    assert not needs_one(placement(nodes=1))  # single node: NVLink inside the node needs no IMEX
+    assert not needs_one(HGX)
+    assert not needs_one(HGX.model_copy(update={"nodes": 2, "nvlink_domain": None}))  # HGX across nodes
     assert not needs_one(None)
     assert channel_claim("w", HGX) is None
 
@@ -41,8 +42,8 @@ def test_the_compute_domain_is_sized_named_and_owned_from_the_placement():
     assert claim["name"] == "rackfit-imex-channel"
     # the same placement, the same name; another domain or node count, another ComputeDomain
     assert name("llama-405b", RACK) == cd["metadata"]["name"] and cd["metadata"]["name"].startswith("llama-405b-")
-    assert name("llama-405b", {**RACK, "nvlinkDomain": "nvidia.com/gpu.clique=u.2"}) != cd["metadata"]["name"]
-    assert name("llama-405b", {**RACK, "nodes": 3}) != cd["metadata"]["name"]
+    assert name("llama-405b", placement(nvlinkDomain="nvidia.com/gpu.clique=u.2")) != cd["metadata"]["name"]
+    assert name("llama-405b", placement(nodes=3)) != cd["metadata"]["name"]
     assert len(name("x" * 253, RACK)) <= 63
 
 
@@ -83,7 +84,7 @@ def test_every_template_claims_the_channel_and_undo_takes_exactly_that_back():
     assert targets.place_patch(placed, "l", SEL, 4, TOL, group_size=2, claim=claim) is None
 
     # a move: the new ComputeDomain's claim replaces the old one's
-    moved = {**RACK, "nvlinkDomain": "nvidia.com/gpu.clique=u.2"}
+    moved = placement(nvlinkDomain="nvidia.com/gpu.clique=u.2")
     other = channel_claim("l", moved)
     again = merge(placed, targets.place_patch(placed, "l", SEL, 4, TOL, group_size=2, claim=other))
     pod = again["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]

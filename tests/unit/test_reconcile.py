@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rackfit.api.conditions import condition
+from rackfit.api.status import placement_of
 from rackfit.catalog import load_catalog
 from rackfit.operator.reconcile import Inputs, decide, invalid, reservation_of
 from rackfit.planner import Inventory
@@ -39,7 +40,7 @@ def racks(free_per_rack, owned_by_w=()):
 
 def run(free, old=None, target=TARGET, generation=1, owned_by_w=(), inv=None):
     inv = inv or racks(free, owned_by_w)
-    held = reservation_of((old or {}).get("placement"))
+    held = reservation_of(placement_of(old or {}))
     inv.reserve(OWNER, held)
     return decide(Inputs(name="w", spec=SPEC, generation=generation, old=old or {}, catalog=CATALOG,
                          fleet=inv.view(OWNER), held=held, target=target))
@@ -209,18 +210,18 @@ def test_invalid_spec_is_a_status_not_a_crash():
 def test_a_status_that_lags_the_ledger_plans_again_into_the_domain_it_holds():
     first = run([4, 4])
     inv = racks([4, 4])
-    held = reservation_of(first.status["placement"])
+    held = reservation_of(first.placement)
     inv.reserve(OWNER, held)
     lagging = decide(Inputs(name="w", spec=SPEC, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
                             held=held, target=TARGET))
-    assert reservation_of(lagging.status["placement"]) == held
+    assert reservation_of(lagging.placement) == held
 
 
 def test_pods_pending_after_placement_say_why_with_the_scheduler_s_message():
     first = run([4, 4])
     assert cond(first, "PodsScheduled")["status"] == "True"
     inv = racks([4, 4])
-    held = reservation_of(first.status["placement"])
+    held = reservation_of(first.placement)
     inv.reserve(OWNER, held)
     msg = "0/36 nodes are available: 36 Insufficient nvidia.com/gpu."
     d = decide(Inputs(name="w", spec=SPEC, generation=1, old=first.status, catalog=CATALOG, fleet=inv.view(OWNER),

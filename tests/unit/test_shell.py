@@ -12,6 +12,7 @@ import kopf
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
+from rackfit.api.status import placement_of
 from rackfit.catalog import load_catalog
 from rackfit.operator import fleet, kube, targets, workloads
 from rackfit.operator.config import OperatorConfig
@@ -111,7 +112,7 @@ def test_a_reconcile_places_each_kind_of_target_through_its_adapter(kind, api):
         assert pin[0] == kind and pin[1]["metadata"]["annotations"]["rackfit.io/workload"] == "w"
         api.calls.clear()
         api.objects[kind]["metadata"]["annotations"] = pin[1]["metadata"]["annotations"]  # the pin, applied
-        seen = {(NS, "w"): [placement]}
+        seen = {(NS, "w"): [placement_of(status[0])]}
         patch = _reconcile(ctx, memo, spec, _indexes(seen), status=status[0])
         assert ("target", kind, adapter.resume_patch()) in api.calls
     else:
@@ -169,7 +170,8 @@ def test_the_fleet_watch_feeds_the_ledger_and_counts_only_fleet_changes():
 
 def test_a_workload_being_deleted_books_nothing_from_a_late_event():
     ctx = OperatorContext.build(OperatorConfig(), CollectorRegistry())
-    placement = {"instanceType": "gb200-4x", "nvlinkDomain": "nvidia.com/gpu.clique=u.0", "nodes": 2, "gpusPerNode": 4}
+    placement = {"instanceType": "gb200-4x", "nvlinkDomain": "nvidia.com/gpu.clique=u.0", "nodes": 2, "gpusPerNode": 4,
+                 "totalGPUs": 8, "tensor": 8, "pipeline": 1, "data": 1, "expert": 1, "gpuMemoryBytes": 1}
     memo = kopf.Memo(ctx=ctx)
     assert asyncio.run(fleet.placements(namespace=NS, name="w", meta={"deletionTimestamp": "x"},
                                         status={"placement": placement}, memo=memo)) is None

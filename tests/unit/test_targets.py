@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 
+from rackfit.estimator.result import EngineSettings, Estimate
 from rackfit.operator import targets
+from tooling import placement
 
 
 def deployment(selector=None, limit=None, tolerations=None, replicas=1):
@@ -217,14 +219,13 @@ def test_a_jobset_gets_scheduling_fields_in_every_replicated_job_and_loses_them_
     assert set(targets.unplace_patch(started, scheduling=False)) == {"metadata"}
 
 
-PLACEMENT = {"tensor": 8, "pipeline": 1, "data": 1, "expert": 1, "nodes": 2, "gpusPerNode": 4,
-             "instanceType": "gb200-4x"}
+PLACEMENT = placement()
 
 
 def test_shape_problems_name_the_field_and_what_is_allowed():
     assert targets.shape_problem(deployment(replicas=2), "Deployment/d", PLACEMENT).startswith(
         "spec.target.kind: one replica of the model spans 2 nodes (tensor 8 x pipeline 1 on 4-GPU gb200-4x nodes)")
-    data_parallel = {**PLACEMENT, "tensor": 4, "data": 2}
+    data_parallel = placement(tensor=4, data=2)
     assert targets.shape_problem(deployment(replicas=2), "Deployment/d", data_parallel) is None
     assert targets.shape_problem(lws(), "LeaderWorkerSet/l", PLACEMENT) is None
     assert targets.shape_problem(lws(replicas=None), "LeaderWorkerSet/l", PLACEMENT) is None  # LWS defaults to 1
@@ -240,15 +241,15 @@ def test_plan_env_takes_the_engine_s_estimate_else_the_spec():
     from rackfit.spec import parse_spec
     spec = parse_spec({"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
                        "inference": {"contextLength": 16384, "concurrency": 16}})
-    env = targets.plan_env(PLACEMENT, {"engine": None}, spec)
+    env = targets.plan_env(PLACEMENT, Estimate.model_construct(engine=None), spec)
     assert env == {"RACKFIT_TENSOR_PARALLEL_SIZE": "8", "RACKFIT_PIPELINE_PARALLEL_SIZE": "1",
                    "RACKFIT_DATA_PARALLEL_SIZE": "1", "RACKFIT_EXPERT_PARALLEL_SIZE": "1", "RACKFIT_NNODES": "2",
                    "RACKFIT_GPUS_PER_NODE": "4", "RACKFIT_INSTANCE_TYPE": "gb200-4x",
                    "RACKFIT_MAX_MODEL_LEN": "16384", "RACKFIT_GPU_MEMORY_UTILIZATION": "0.9",
                    "RACKFIT_MAX_NUM_SEQS": "16"}
-    engine = {"engine": "vllm", "gpuMemoryUtilization": 0.92, "maxNumBatchedTokens": 8192, "maxNumSeqs": 256,
-              "maxModelLen": 16384}
-    env = targets.plan_env(PLACEMENT, {"engine": engine}, spec)
+    engine = EngineSettings(engine="vllm", gpu_memory_utilization=0.92, max_num_batched_tokens=8192, max_num_seqs=256,
+                            max_model_len=16384)
+    env = targets.plan_env(PLACEMENT, Estimate.model_construct(engine=engine), spec)
     assert env["RACKFIT_GPU_MEMORY_UTILIZATION"] == "0.92" and env["RACKFIT_MAX_NUM_SEQS"] == "256"
     training = parse_spec({"model": {"preset": "qwen2.5-7b"}, "workload": "training",
                            "training": {"method": "lora"}})

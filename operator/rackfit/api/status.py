@@ -4,6 +4,7 @@ the estimator's and planner's own result models, so the CLI and the status canno
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,6 +80,17 @@ def estimate_view(est: Estimate) -> dict[str, Any]:
 
 def placement_view(p: Placement) -> dict[str, Any]:
     return p.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def placement_of(status: Mapping[str, Any]) -> Placement | None:
+    """A status's placement, typed again (the status is the truth a restarted operator reads)."""
+    placement = status.get("placement")
+    return Placement.model_validate(placement) if placement else None
+
+
+def estimate_of(status: Mapping[str, Any]) -> Estimate | None:
+    estimate = status.get("estimate")
+    return Estimate.model_validate(estimate) if estimate else None
 
 
 def plan_view(plan: Plan) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rackfit.api.conditions import ESTIMATE_HOLDS, condition
+from rackfit.api.status import placement_of
 from rackfit.catalog import Catalog
 from rackfit.observed.compare import FRAMEBUFFER, estimate_figures
 
@@ -37,14 +38,13 @@ def case(obj: dict[str, Any], catalog: Catalog) -> dict[str, Any] | None:
     """A calibration row (bench/cases format: id, source, version, gpu, spec, measured, meaning) for a
     workload with an observation on a catalog instance type; None otherwise."""
     meta, spec, status = obj.get("metadata") or {}, dict(obj.get("spec") or {}), obj.get("status") or {}
-    obs, placement = status.get("observed") or {}, status.get("placement") or {}
+    obs, placement = status.get("observed") or {}, placement_of(status)
     f = estimate_figures(spec, status)
-    itype = catalog.instance_types.get(placement.get("instanceType", ""))
+    itype = catalog.instance_types.get(placement.instance_type) if placement else None
     if f is None or itype is None or not obs:
         return None
     spec.pop("target", None)
-    spec["parallelism"] = {k: v for k, v in placement.items() if k in ("tensor", "pipeline", "data", "expert")} \
-        or spec.get("parallelism")
+    spec["parallelism"] = placement.model_dump(include={"tensor", "pipeline", "data", "expert"})
     gpu = itype.gpu
     base = {"id": f"{meta.get('namespace')}/{meta.get('name')}",
             "source": f"rackfit observed: {obs.get('source', '')} at {obs.get('observedAt', '')}",

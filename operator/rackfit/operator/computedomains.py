@@ -33,9 +33,10 @@ from rackfit.api.conditions import PLACED
 from rackfit.names import WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.targets.computedomain import API, changes, compute_domain, needs_one
+from rackfit.planner import Placement
 
 
-def sync(namespace: str, workload: str, uid: str, placement: dict[str, Any] | None) -> tuple[str | None, list[str]]:
+def sync(namespace: str, workload: str, uid: str, placement: Placement | None) -> tuple[str | None, list[str]]:
     """Make the workload's ComputeDomains what `placement` (None: not placed) needs: create the one it
     needs, delete the others. Returns (created, deleted)."""
     wanted = compute_domain(namespace, workload, uid, placement) if needs_one(placement) else None
@@ -47,11 +48,12 @@ def sync(namespace: str, workload: str, uid: str, placement: dict[str, Any] | No
     return (create["metadata"]["name"] if create else None), delete
 
 
-def reconcile(namespace: str, workload: str, uid: str, status: dict[str, Any], logger) -> None:
+def reconcile(namespace: str, workload: str, uid: str, status: dict[str, Any], placement: Placement | None,
+              logger) -> None:
     """After a decision, before the target is patched: the ComputeDomain of a placed workload's
     placement, none for one not placed (status `Placed` not True)."""
     placed = any(c.get("type") == PLACED and c.get("status") == "True" for c in status.get("conditions") or [])
-    created, deleted = sync(namespace, workload, uid, status.get("placement") if placed else None)
+    created, deleted = sync(namespace, workload, uid, placement if placed else None)
     if created:
         logger.info(f"created ComputeDomain {created}")
     if deleted:

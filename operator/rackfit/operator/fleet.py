@@ -18,6 +18,7 @@ from typing import Any
 
 import kopf
 
+from rackfit.api.status import placement_of
 from rackfit.names import ACTIVE_POD_FIELD_SELECTOR, GPU, WORKLOAD_LABEL
 from rackfit.operator.context import OperatorContext
 from rackfit.operator.informer import Informer
@@ -92,8 +93,8 @@ async def placements(namespace: str, name: str, meta: Mapping[str, Any], status:
     its delete handler released it, and a later event of it (kopf's own patches) must not book again."""
     if meta.get("deletionTimestamp"):
         return None
-    placement = status.get("placement")
-    if placement:
-        memo.ctx.ledger.reserve((namespace, name), reservation_of(placement))
-        return {(namespace, name): dict(placement)}
-    return None
+    placement = placement_of(status)
+    if placement is None:
+        return None
+    memo.ctx.ledger.reserve((namespace, name), reservation_of(placement))
+    return {(namespace, name): placement}

@@ -26,12 +26,14 @@ from typing import Any
 import kopf
 
 from rackfit.api.conditions import OUTSIDE_PLACEMENT
+from rackfit.api.status import estimate_of, placement_of
 from rackfit.errors import RackfitError
 from rackfit.names import GATE, GPU, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.kueuecheck import kueue_pod_env
 from rackfit.operator.targets import plan_env, pod_gpus
 from rackfit.operator.targets.computedomain import channel_claim, pod_claim
+from rackfit.planner import Placement
 from rackfit.planner.inventory import NodeInfo
 from rackfit.spec import parse_spec
 from rackfit.units import count
@@ -62,17 +64,17 @@ async def unschedulable_pods(namespace: str, labels: dict, spec: dict, status: d
 
 async def plan_envs(namespace: str, name: str, spec: dict, status: dict, **_: Any):
     """(namespace, workload) -> the `RACKFIT_*` variables of its placement, for the pods it admits."""
-    placement = status.get("placement")
-    if not placement:
+    placement = placement_of(status)
+    if placement is None:
         return None
     try:
         workload = parse_spec(dict(spec))
     except RackfitError:
         return None
-    return {(namespace, name): plan_env(placement, status.get("estimate"), workload)}
+    return {(namespace, name): plan_env(placement, estimate_of(status), workload)}
 
 
-def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None = None,
+def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] | None = None,
               tolerations: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """Fields to set on a new pod: the gate always; selector, GPU limit, `tolerations` and the plan's
     variables (`env`, on every container that does not set them) when placed."""
@@ -82,12 +84,12 @@ def pod_hints(pod_spec: dict, placement: dict | None, env: dict[str, str] | None
         out["schedulingGates"] = [*gates, {"name": GATE}]
     if placement:
         selector = {**(pod_spec.get("nodeSelector") or {}), "node.kubernetes.io/instance-type":
-                    placement["instanceType"]}
+                    placement.instance_type}
         out["nodeSelector"] = selector
         containers = copy.deepcopy(pod_spec.get("containers") or [])
         if containers:
             limits = containers[0].setdefault("resources", {}).setdefault("limits", {})
-            limits.setdefault(GPU, str(placement["gpusPerNode"]))
+            limits.setdefault(GPU, str(placement.gpus_per_node))
             for c in containers:
                 have = {e.get("name") for e in c.get("env") or []}
                 missing_env = [{"name": k, "value": v} for k, v in (env or {}).items() if k not in have]
@@ -136,24 +138,24 @@ def _controller(pod: dict) -> str | None:
                  if o.get("controller")), None)
 
 
-def stale(pod_spec: dict, placement: dict, templated: bool = False) -> bool:
+def stale(pod_spec: dict, placement: Placement, templated: bool = False) -> bool:
     """Not a pod of the placement, so it must not run: made before its workload was placed, without
     the placement's GPUs (a pod's resources cannot change). A `templated` pod (of a template rackfit
     pins) must have exactly the placement's GPUs and its node selector, or it is one its controller
     replaces in the rollout of the patched template: run, it would hold GPUs the new pods wait for."""
     gpus = pod_gpus(pod_spec)
     if not templated:
-        return gpus < placement["gpusPerNode"]
+        return gpus < placement.gpus_per_node
     selector = pod_spec.get("nodeSelector") or {}
-    return gpus != placement["gpusPerNode"] or any(selector.get(k) != v for k, v in placement["nodeSelector"].items())
+    return gpus != placement.gpus_per_node or any(selector.get(k) != v for k, v in placement.node_selector.items())
 
 
-def _stale_pod(pod: dict, placement: dict) -> bool:
+def _stale_pod(pod: dict, placement: Placement) -> bool:
     """`stale` for a pod (its spec, and whether its controller's template is one rackfit pins)."""
     return stale(pod.get("spec") or {}, placement, _controller(pod) in _TEMPLATED)
 
 
-def ungate_patch(pod: dict, placement: dict) -> dict[str, Any] | None:
+def ungate_patch(pod: dict, placement: Placement) -> dict[str, Any] | None:
     """Pin a gated pod to the workload's domain, remove rackfit's gate and mark it placed, in one
     update (adding to nodeSelector is allowed while a pod is gated; pod affinity is not). None for a
     pod without the gate or a stale one."""
@@ -162,13 +164,12 @@ def ungate_patch(pod: dict, placement: dict) -> dict[str, Any] | None:
     if not any(g.get("name") == GATE for g in gates) or _stale_pod(pod, placement):
         return None
     # strategic merge: selectors merge as a map; gates merge by name, so ours is deleted by directive
-    into = placement.get("nvlinkDomain") or placement["instanceType"]
-    return {"metadata": {"annotations": {PLACED_ANNOTATION: into}},
-            "spec": {"nodeSelector": dict(placement["nodeSelector"]),
+    return {"metadata": {"annotations": {PLACED_ANNOTATION: placement.where}},
+            "spec": {"nodeSelector": dict(placement.node_selector),
                      "schedulingGates": [{"$patch": "delete", "name": GATE}]}}
 
 
-def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | None:
+def escaped(pod: dict, placement: Placement | None, node: NodeInfo | None) -> str | None:
     """Why a labelled pod holds GPUs outside its workload's placement, having escaped the gate (made
     while no webhook was in effect, or ungated by hand); None for a pod rackfit placed, one not bound,
     finished or going, one without GPUs, and one that runs inside the placement as it should."""
@@ -181,17 +182,16 @@ def escaped(pod: dict, placement: dict | None, node: NodeInfo | None) -> str | N
     workload = (meta.get("labels") or {}).get(WORKLOAD_LABEL)
     if placement is None:
         return f"bound to {where} while LLMWorkload {workload} is not placed"
-    domain = placement.get("nvlinkDomain")
-    if node is None or node.instance_type != placement["instanceType"] or (domain and str(node.domain) != domain):
-        return (f"bound to {where}, outside the placement of LLMWorkload {workload} "
-                f"({domain or placement['instanceType']})")
+    domain = placement.domain
+    if node is None or node.instance_type != placement.instance_type or (domain and node.domain != domain):
+        return f"bound to {where}, outside the placement of LLMWorkload {workload} ({placement.where})"
     if _stale_pod(pod, placement):
         return (f"bound to {where} with {pod_gpus(spec)} GPUs where LLMWorkload {workload}'s placement books "
-                f"{placement['gpusPerNode']} per pod: its replacement from the pinned template needs them")
+                f"{placement.gpus_per_node} per pod: its replacement from the pinned template needs them")
     return None
 
 
-def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Index, logger,
+def ungate_pods(namespace: str, workload: str, placement: Placement, gated: kopf.Index, logger,
                 ungated: set[str] | None = None) -> int:
     """Ungate every gated pod of a placed workload (stale ones excepted, and those in `ungated`: let go
     already, the index not caught up yet; each uid let go is added, and one the index no longer shows
@@ -218,8 +218,7 @@ def ungate_pods(namespace: str, workload: str, placement: dict, gated: kopf.Inde
             if uid:
                 ungated.add(uid)
     if done:
-        into = placement.get("nvlinkDomain") or "its instance type"
-        logger.info(f"ungated {count(done, 'pod')} of {workload} into {into}")
+        logger.info(f"ungated {count(done, 'pod')} of {workload} into {placement.where}")
     return done
 
 

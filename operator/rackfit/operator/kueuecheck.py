@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rackfit.api.status import placement_view
 from rackfit.catalog import Catalog
 from rackfit.names import (
     INSTANCE_TYPE_LABEL,
@@ -111,8 +110,7 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
             f"needs {pl.nodes} x {pl.gpus_per_node} GPUs of {instance_type} ({fmt_bytes(best.estimate.total_bytes)} "
             f"per GPU, tensor {pl.tensor} x pipeline {pl.pipeline} x data {pl.data}); the Workload asks for "
             f"{count(asked, 'pod')}")}
-    view = placement_view(pl)
-    env = plan_env(view, None, spec)
+    env = plan_env(pl, best.estimate, spec)  # the engine's settings as estimated, as for pods rackfit places
     annotations = {KUEUE_PLAN_ANNOTATION: json.dumps(env, sort_keys=True)}
     updates = [{"name": ps["name"], "labels": {WORKLOAD_LABEL: name}, "annotations": annotations}
                for ps in (workload.get("spec") or {}).get("podSets") or []]

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rackfit.api import conditions as c
-from rackfit.api.status import estimate_view, placement_view, status_view
+from rackfit.api.status import estimate_of, placement_of, status_view
 from rackfit.catalog import Catalog
+from rackfit.estimator import Estimate
 from rackfit.operator import kueuecheck, targets
 from rackfit.operator.targets.computedomain import channel_claim
-from rackfit.planner import Plan, place, plan
-from rackfit.planner.inventory import Domain, InventoryView, PodUse, Reservation
+from rackfit.planner import Placement, Plan, place, plan
+from rackfit.planner.inventory import InventoryView, PodUse, Reservation
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import count, fmt_bytes
 
@@ -43,6 +44,7 @@ class Inputs:
 @dataclass
 class Decision:
     status: dict[str, Any]
+    placement: Placement | None = None         # status.placement, typed
     target_patch: dict[str, Any] | None = None
     unsuspend: bool = False
     event: tuple[str, str, str] | None = None  # (type Normal|Warning, reason, message)
@@ -51,13 +53,12 @@ class Decision:
     waits_for: frozenset[str] | None = None    # instance types it queues for (None: it does not wait)
 
 
-def reservation_of(placement: dict[str, Any] | None) -> Reservation | None:
-    """The GPUs a status placement holds: its pods in its NVLink domain."""
-    if not placement:
+def reservation_of(placement: Placement | None) -> Reservation | None:
+    """The GPUs a placement holds: its pods in its NVLink domain."""
+    if placement is None:
         return None
-    domain = placement.get("nvlinkDomain")
-    return Reservation(instance_type=placement["instanceType"], domain=Domain.parse(domain) if domain else None,
-                       pods=placement["nodes"], gpus_per_pod=placement["gpusPerNode"])
+    return Reservation(instance_type=placement.instance_type, domain=placement.domain, pods=placement.nodes,
+                       gpus_per_pod=placement.gpus_per_node)
 
 
 def conditions_at(generation: int, now: str | None) -> Callable[..., list]:
@@ -101,10 +102,11 @@ def decide(i: Inputs) -> Decision:
     # a placed workload keeps its placement while its spec is unchanged and its domain still holds it
     # (a status that lags the ledger, as when a timer runs before the last decision is written, plans
     # again, preferring the domain it holds)
-    kept = (held is not None and reservation_of(old.get("placement")) == held
+    placement: Placement | None = placement_of(old) if held is not None else None
+    kept = (placement is not None and reservation_of(placement) == held
             and old.get("observedGeneration") == generation and i.fleet.holds(held))
     if kept:
-        placement, estimate, alternatives = old["placement"], old["estimate"], old.get("alternatives") or []
+        estimate, alternatives = estimate_of(old), old.get("alternatives") or []
     else:
         # the domain it holds, else the one its target was last pinned to (a restart between patching
         # the target and writing the status must not move it)
@@ -116,18 +118,18 @@ def decide(i: Inputs) -> Decision:
         if here is None or here.chosen is None:
             here = place(anywhere, i.catalog, i.fleet, prefer_domain=prefer)
         chosen = here.chosen
-        placement = placement_view(chosen.placement) if chosen else None
-        estimate = estimate_view((chosen or best).estimate)
-        alternatives = [{"placement": placement_view(o.placement), "totalBytes": o.estimate.total_bytes}
+        placement = chosen.placement if chosen else None
+        estimate = (chosen or best).estimate
+        alternatives = [{"placement": o.placement, "totalBytes": o.estimate.total_bytes}
                         for o in (here.alternatives if chosen else anywhere.alternatives)]
-    total = estimate["totalBytes"]
+    total = estimate.total_bytes
     b = best.placement
     conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
-                f"{fmt_bytes(total)} per GPU at the {estimate['peakPhase']} peak")
+                f"{fmt_bytes(total)} per GPU at the {estimate.peak_phase} peak")
     band = f"; this regime's measured error: {best.estimate.error_band}" if best.estimate.error_band else ""
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                 f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}{band}")
-    decision = Decision(status={}, reservation=reservation_of(placement))
+    decision = Decision(status={}, placement=placement, reservation=reservation_of(placement))
     if placement is None:
         fitting = {t for t in (spec.placement.instance_types or i.catalog.names())} - {
             r.instance_type for r in anywhere.rejected}
@@ -145,21 +147,22 @@ def decide(i: Inputs) -> Decision:
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     conds = _pods_scheduled(put, conds, placed, i.unschedulable, _old_pods(i, placement) if placed else [])
     if placement and not kept and placed:
-        decision.event = ("Normal", "Placed", f"{placement['instanceType']}: {count(placement['nodes'], 'node')} x "
-                          f"{count(placement['gpusPerNode'], 'GPU')}" + (f" in {placement['nvlinkDomain']}"
-                                                                  if placement.get("nvlinkDomain") else ""))
+        decision.event = ("Normal", "Placed", f"{placement.instance_type}: {count(placement.nodes, 'node')} x "
+                          f"{count(placement.gpus_per_node, 'GPU')}" + (f" in {placement.nvlink_domain}"
+                                                                       if placement.nvlink_domain else ""))
     status = status_view(observedGeneration=generation, model=spec.model.label, estimate=estimate,
                          memoryPerGPU=fmt_bytes(total),
                          placement=placement, alternatives=alternatives, conditions=conds)
     over = c.condition(conds, c.OVERSUBSCRIBED)["status"] == "True"
-    capacity = placement["gpuMemoryBytes"] if placement else b.gpu_memory_bytes
+    capacity = (placement or b).gpu_memory_bytes
     decision.status = status
     decision.metrics = {"required": total, "capacity": capacity, "fits": 1, "placed": int(placed),
                         "oversubscribed": int(over)}
     return decision
 
 
-def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: dict, estimate: dict) -> list:
+def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: Placement, estimate: Estimate
+                  ) -> list:
     spec, target = i.spec, i.target
     if spec.target is None:
         return put(conds, c.PLACED, True, c.CAPACITY_FOUND,
@@ -172,7 +175,7 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
     if problem:
         reason = c.TARGET_NOT_MULTI_NODE if kind.single_node else c.TARGET_SHAPE_MISMATCH
         return put(conds, c.PLACED, False, reason, problem)
-    patch = targets.place_patch(target, i.name, placement["nodeSelector"], placement["gpusPerNode"],
+    patch = targets.place_patch(target, i.name, placement.node_selector, placement.gpus_per_node,
                                 i.tolerations, env=targets.plan_env(placement, estimate, spec),
                                 group_size=kind.group_size(placement),
                                 claim=channel_claim(i.name, placement) if i.compute_domains else None)
@@ -181,8 +184,8 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: di
                    f"{ref} already runs; create {kind.kind}s with suspend: true so rackfit can place them")
     decision.target_patch = patch
     decision.unsuspend = kind.suspended(target)
-    message = f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement['nodeSelector'].items())}"
-    asked, booked = kind.asked_gpus(target, placement), placement["totalGPUs"]
+    message = f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement.node_selector.items())}"
+    asked, booked = kind.asked_gpus(target, placement), placement.total_gpus
     if asked > booked:  # more pods than the plan: the ledger holds only the plan's GPUs for them
         message += (f"; it asks for {asked} GPUs and {booked} are booked: its pods beyond them wait for room or take "
                     f"GPUs booked for others (lower its replicas, or raise spec.parallelism.data so they are booked)")
@@ -195,9 +198,9 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     kind = targets.adapter(i.spec.target.kind)
     ref = f"{kind.kind}/{i.spec.target.name}"
     queue = i.target["metadata"]["labels"][kueuecheck.KUEUE_QUEUE_LABEL]
-    estimate = estimate_view(best.estimate)
+    estimate = best.estimate
     conds = put(conds, c.ESTIMATED, True, c.ESTIMATE_READY,
-                f"{fmt_bytes(estimate['totalBytes'])} per GPU at the {estimate['peakPhase']} peak")
+                f"{fmt_bytes(estimate.total_bytes)} per GPU at the {estimate.peak_phase} peak")
     b = best.placement
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                 f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
@@ -213,12 +216,12 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     conds = put(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "Kueue holds the quota")
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     conds = _pods_scheduled(put, conds, placed, i.unschedulable, [])
-    alternatives = [{"placement": placement_view(o.placement), "totalBytes": o.estimate.total_bytes}
+    alternatives = [{"placement": o.placement, "totalBytes": o.estimate.total_bytes}
                     for o in anywhere.alternatives]
     status = status_view(observedGeneration=i.generation, model=i.spec.model.label, estimate=estimate,
-                         memoryPerGPU=fmt_bytes(estimate["totalBytes"]), placement=None, alternatives=alternatives,
+                         memoryPerGPU=fmt_bytes(estimate.total_bytes), placement=None, alternatives=alternatives,
                          conditions=conds)
-    return Decision(status=status, metrics={"required": estimate["totalBytes"], "capacity": b.gpu_memory_bytes,
+    return Decision(status=status, metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
                                             "fits": 1, "placed": int(placed), "oversubscribed": 0})
 
 
@@ -226,15 +229,15 @@ def _own_pods(i: Inputs) -> list[PodUse]:
     return i.fleet.inventory.owner_pods(i.fleet.owner) if i.fleet.owner else []
 
 
-def _old_pods(i: Inputs, placement: dict) -> list[PodUse]:
+def _old_pods(i: Inputs, placement: Placement) -> list[PodUse]:
     """The workload's bound pods that are not its placement's: other GPUs, or outside its domain."""
-    inv, domain = i.fleet.inventory, placement.get("nvlinkDomain")
+    inv, domain = i.fleet.inventory, placement.domain
     out = []
     for pod in _own_pods(i):
         node = inv.node(pod.node)
-        inside = node is not None and node.instance_type == placement["instanceType"] and (
-            not domain or str(node.domain) == domain)
-        if not inside or pod.gpus != placement["gpusPerNode"]:
+        inside = node is not None and node.instance_type == placement.instance_type and (
+            not domain or node.domain == domain)
+        if not inside or pod.gpus != placement.gpus_per_node:
             out.append(pod)
     return out
 
@@ -257,14 +260,14 @@ def _pods_scheduled(put, conds: list, placed: bool, unschedulable: list[str], ol
                "no pod of the workload is unschedulable")
 
 
-def _oversubscription(put, conds: list, i: Inputs, placement: dict | None, held: Reservation | None,
+def _oversubscription(put, conds: list, i: Inputs, placement: Placement | None, held: Reservation | None,
                       total: int) -> list:
     target = i.target
     if placement and target is not None:
         asked = targets.adapter(i.spec.target.kind).asked_gpus(target, placement)
-        if asked < placement["totalGPUs"]:
+        if asked < placement.total_gpus:
             return put(conds, c.OVERSUBSCRIBED, True, c.TARGET_UNDERSIZED,
-                       f"the target asks for {asked} GPUs; the estimate needs {placement['totalGPUs']} "
+                       f"the target asks for {asked} GPUs; the estimate needs {placement.total_gpus} "
                        f"({fmt_bytes(total)} each)")
     if held is not None and held.domain is not None:
         # pods and reservations of everyone in the domain, this one's included: pods placed by hand

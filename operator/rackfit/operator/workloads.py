@@ -16,13 +16,14 @@ from typing import Any
 import kopf
 
 from rackfit.api.conditions import CONFIG_MAP_NOT_FOUND, now
+from rackfit.api.status import placement_of
 from rackfit.errors import RackfitError
 from rackfit.names import WORKLOAD_ANNOTATION
 from rackfit.operator import computedomains, kube, targets
 from rackfit.operator.context import OperatorContext
 from rackfit.operator.gating import ungate_pods
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
-from rackfit.planner import plan
+from rackfit.planner import Placement, plan
 from rackfit.spec import LLMWorkloadSpec, parse_spec
 
 
@@ -121,7 +122,7 @@ def workload_target(spec: Any) -> tuple[targets.TargetKind, str] | None:
     return (targets.adapter(t["kind"]), t["name"]) if t else None
 
 
-def _seen(indexes: dict[str, kopf.Index], key: tuple[str, str], placement: dict) -> bool:
+def _seen(indexes: dict[str, kopf.Index], key: tuple[str, str], placement: Placement | None) -> bool:
     """Whether the indexes the pod webhook reads hold a workload's placement (and its variables)."""
     return next(iter(indexes["placements"].get(key, [])), None) == placement and bool(indexes["plan_envs"].get(key))
 
@@ -132,7 +133,7 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
     already let go, whose gate the pods index may still show while it catches up), metrics."""
     try:
         if ctx.compute_domains:  # before the target: its pods claim the ComputeDomain's channel
-            computedomains.reconcile(namespace, name, body["metadata"]["uid"], d.status, logger)
+            computedomains.reconcile(namespace, name, body["metadata"]["uid"], d.status, d.placement, logger)
         if target and d.target_patch is not None:
             # the placement is in status before the target moves: an operator that dies between the two
             # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
@@ -145,7 +146,7 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
             # start it once the webhook's indexes hold this placement (the status watch lags the patch);
             # until then kopf calls again shortly (a retry, not a wait in a thread), and Placed is not
             # written before it has started
-            if not _seen(indexes, (namespace, name), d.status["placement"]):
+            if not _seen(indexes, (namespace, name), d.placement):
                 raise kopf.TemporaryError(f"waiting for the webhook to see the placement before starting the "
                                           f"{target[0].kind}", delay=1)
             kube.patch_target(target[0], namespace, target[1], target[0].resume_patch())
@@ -156,8 +157,8 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
     if d.event:
         kind, reason, message = d.event
         (kopf.info if kind == "Normal" else kopf.warn)(body, reason=reason, message=message)
-    if d.status.get("placement"):
-        ungate_pods(namespace, name, d.status["placement"], indexes["gated_pods"], logger, ungated)
+    if d.placement is not None:
+        ungate_pods(namespace, name, d.placement, indexes["gated_pods"], logger, ungated)
     ctx.metrics.record(namespace, name, d.metrics)
 
 
@@ -192,9 +193,10 @@ def replan(body, spec, meta, status, namespace, name, patch, logger, memo: kopf.
         # placed, and the fleet is as it was: plan again only when what the scheduler says of its pods
         # changed (PodsScheduled); pods gated since are let go without reading or writing anything else
         if tuple(sorted(indexes["unschedulable_pods"].get(key, []))) == state.get("unschedulable_seen", ()):
-            if status.get("placement") and state.lock.acquire(blocking=False):
+            placement = placement_of(status)
+            if placement is not None and state.lock.acquire(blocking=False):
                 try:
-                    ungate_pods(namespace, name, status["placement"], indexes["gated_pods"], logger, state.ungated)
+                    ungate_pods(namespace, name, placement, indexes["gated_pods"], logger, state.ungated)
                 finally:
                     state.lock.release()
             return

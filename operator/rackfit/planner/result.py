@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from rackfit.estimator.result import Estimate
+from rackfit.planner.nodes import Domain
 
 
 class _Out(BaseModel):
@@ -25,6 +26,15 @@ class Placement(_Out):
     price_per_hour: float | None = Field(None, description="for all nodes, when the catalog has prices")
     nvlink_domain: str | None = Field(None, description="label=value of the chosen domain (with an inventory)")
     node_selector: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def domain(self) -> Domain | None:
+        return Domain.parse(self.nvlink_domain) if self.nvlink_domain else None
+
+    @property
+    def where(self) -> str:
+        """Its NVLink domain, else its instance type: where its pods go, for messages."""
+        return self.nvlink_domain or self.instance_type
 
 
 class Option(_Out):

@@ -5,6 +5,7 @@ from rackfit.operator.targets.base import TargetKind, pod_gpus
 from rackfit.operator.targets.env import plan_env
 from rackfit.operator.targets.patches import APPLIED, applied, merge_diff, pinned_domain, place_patch, unplace_patch
 from rackfit.operator.targets.registry import ADAPTERS, adapter
+from rackfit.planner import Placement
 
 
 def requested_gpus(target: dict, per_pod: int | None = None, group_size: int | None = None) -> int:
@@ -12,7 +13,7 @@ def requested_gpus(target: dict, per_pod: int | None = None, group_size: int | N
     return adapter(target.get("kind")).requested_gpus(target, per_pod, group_size)
 
 
-def shape_problem(target: dict, ref: str, placement: dict) -> str | None:
+def shape_problem(target: dict, ref: str, placement: Placement) -> str | None:
     """Why this target cannot run this placement, naming the field to change; None if it can."""
     return adapter(target.get("kind")).shape_problem(target, ref, placement)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rackfit.names import GPU
+from rackfit.planner import Placement
 
 Template = tuple[str, dict[str, Any]]  # (name in the patch record, PodTemplateSpec)
 
@@ -53,7 +54,7 @@ class TargetKind:
         replicas = (target.get("spec") or {}).get("replicas", 1)
         return 1 if replicas is None else replicas
 
-    def group_size(self, placement: dict[str, Any]) -> int | None:
+    def group_size(self, placement: Placement) -> int | None:
         """The group size rackfit sets for this placement (None: the kind has none)."""
         return None
 
@@ -70,12 +71,12 @@ class TargetKind:
         spec = target.get("spec") or {}
         return self.pods(target) * (template_gpus(spec.get("template")) if per_pod is None else per_pod)
 
-    def shape_problem(self, target: dict[str, Any], ref: str, placement: dict[str, Any]) -> str | None:
+    def shape_problem(self, target: dict[str, Any], ref: str, placement: Placement) -> str | None:
         """Why it cannot run this placement, naming the field to change; None if it can."""
-        per_node, nodes = placement["gpusPerNode"], placement["nodes"]
-        if self.single_node and placement["tensor"] * placement["pipeline"] > per_node:
-            return (f"spec.target.kind: one replica of the model spans {nodes} nodes (tensor {placement['tensor']} x "
-                    f"pipeline {placement['pipeline']} on {per_node}-GPU {placement['instanceType']} nodes), and the "
+        per_node, nodes = placement.gpus_per_node, placement.nodes
+        if self.single_node and placement.tensor * placement.pipeline > per_node:
+            return (f"spec.target.kind: one replica of the model spans {nodes} nodes (tensor {placement.tensor} x "
+                    f"pipeline {placement.pipeline} on {per_node}-GPU {placement.instance_type} nodes), and the "
                     f"pods of {ref} are independent servers, each with {per_node} GPUs; allowed: LeaderWorkerSet "
                     f"(serving: one leader and {nodes - 1} workers per group) or JobSet (training), or, for data-"
                     f"parallel replicas of a {self.kind}, a layout where each replica holds the whole model on one "
@@ -88,8 +89,8 @@ class TargetKind:
     def resume_patch(self) -> dict[str, Any]:
         return {"spec": {"suspend": False}}
 
-    def asked_gpus(self, target: dict[str, Any], placement: dict[str, Any]) -> int:
+    def asked_gpus(self, target: dict[str, Any], placement: Placement) -> int:
         """GPUs it asks for once patched for `placement`: rackfit sets the limit of editable templates
         (and the group size where the kind has one); other kinds keep their own."""
-        per_pod = placement["gpusPerNode"] if self.editable else None
+        per_pod = placement.gpus_per_node if self.editable else None
         return self.requested_gpus(target, per_pod, self.group_size(placement))

@@ -18,32 +18,32 @@ from rackfit.names import (
     VERSION,
     WORKLOAD_LABEL,
 )
+from rackfit.planner import Placement
 
 API = (COMPUTE_DOMAIN_GROUP, COMPUTE_DOMAIN_VERSION, COMPUTE_DOMAIN_PLURAL)
 _NAME_MAX = 63 - 9  # <workload>-<8 hex>, a DNS label
 
 
-def needs_one(placement: dict[str, Any] | None) -> bool:
+def needs_one(placement: Placement | None) -> bool:
     """More than one node inside one multi-node NVLink domain (an NVL72 clique)."""
-    if not placement or placement.get("nodes", 1) < 2 or not placement.get("nvlinkDomain"):
-        return False
-    return placement["nvlinkDomain"].partition("=")[0] in DOMAIN_LABELS
+    domain = placement.domain if placement else None
+    return placement is not None and placement.nodes >= 2 and domain is not None and domain.label in DOMAIN_LABELS
 
 
-def name(workload: str, placement: dict[str, Any]) -> str:
+def name(workload: str, placement: Placement) -> str:
     """The ComputeDomain of `workload` for this placement: a new one when the domain or nodes change."""
-    digest = hashlib.sha256(f"{placement['nvlinkDomain']}/{placement['nodes']}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{placement.nvlink_domain}/{placement.nodes}".encode()).hexdigest()[:8]
     return f"{workload[:_NAME_MAX].rstrip('-.')}-{digest}"
 
 
-def channel_claim(workload: str, placement: dict[str, Any] | None) -> dict[str, str] | None:
+def channel_claim(workload: str, placement: Placement | None) -> dict[str, str] | None:
     """The pod's claim of the placement's channel (an entry of `spec.resourceClaims`), or None."""
-    if not needs_one(placement):
+    if placement is None or not needs_one(placement):
         return None
     return {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": f"{name(workload, placement)}-channel"}
 
 
-def compute_domain(namespace: str, workload: str, uid: str, placement: dict[str, Any]) -> dict[str, Any]:
+def compute_domain(namespace: str, workload: str, uid: str, placement: Placement) -> dict[str, Any]:
     """The ComputeDomain a placement needs (pure)."""
     claim = channel_claim(workload, placement)
     assert claim is not None
@@ -52,7 +52,7 @@ def compute_domain(namespace: str, workload: str, uid: str, placement: dict[str,
                          "labels": {WORKLOAD_LABEL: workload},
                          "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": workload,
                                               "uid": uid, "controller": True}]},
-            "spec": {"numNodes": placement["nodes"],
+            "spec": {"numNodes": placement.nodes,
                      "channel": {"resourceClaimTemplate": {"name": claim["resourceClaimTemplateName"]},
                                  "allocationMode": "Single"}}}
 

@@ -5,6 +5,7 @@ nodes instead of setting them."""
 from typing import Any
 
 from rackfit.operator.targets.base import TargetKind, Template, template_gpus
+from rackfit.planner import Placement
 
 
 def _job_spec(rj: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +43,8 @@ class JobSet(TargetKind):
                        ) -> int:
         return sum(_job_pods(rj) * template_gpus(_job_spec(rj).get("template")) for rj in self.gpu_jobs(target))
 
-    def shape_problem(self, target: dict[str, Any], ref: str, placement: dict[str, Any]) -> str | None:
-        nodes, per_node = placement["nodes"], placement["gpusPerNode"]
+    def shape_problem(self, target: dict[str, Any], ref: str, placement: Placement) -> str | None:
+        nodes, per_node = placement.nodes, placement.gpus_per_node
         jobs = self.gpu_jobs(target)
         pods = self.pods(target)
         if pods == nodes:

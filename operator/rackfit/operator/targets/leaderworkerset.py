@@ -4,6 +4,7 @@ per group; rackfit sets the group size to the planned nodes and books one group.
 from typing import Any
 
 from rackfit.operator.targets.base import TargetKind, Template, template_gpus
+from rackfit.planner import Placement
 
 
 class LeaderWorkerSet(TargetKind):
@@ -14,8 +15,8 @@ class LeaderWorkerSet(TargetKind):
         lwt = target.setdefault("spec", {}).setdefault("leaderWorkerTemplate", {})
         return [(k, lwt[k]) for k in ("leaderTemplate", "workerTemplate") if lwt.get(k)]
 
-    def group_size(self, placement: dict[str, Any]) -> int | None:
-        return placement["nodes"]  # one pod per planned node
+    def group_size(self, placement: Placement) -> int | None:
+        return placement.nodes  # one pod per planned node
 
     def set_group_size(self, new: dict[str, Any], before: dict[str, Any], size: int) -> dict[str, Any] | None:
         lwt = new["spec"]["leaderWorkerTemplate"]
@@ -41,12 +42,12 @@ class LeaderWorkerSet(TargetKind):
         replicas = spec.get("replicas")
         return (1 if replicas is None else replicas) * (leader + (size - 1) * workers)
 
-    def shape_problem(self, target: dict[str, Any], ref: str, placement: dict[str, Any]) -> str | None:
+    def shape_problem(self, target: dict[str, Any], ref: str, placement: Placement) -> str | None:
         """One group, the one rackfit books: a second would run on GPUs nobody booked."""
         groups = (target.get("spec") or {}).get("replicas")
         if groups in (None, 1):
             return None
-        nodes, per_node = placement["nodes"], placement["gpusPerNode"]
+        nodes, per_node = placement.nodes, placement.gpus_per_node
         return (f"spec.replicas: {groups} groups in {ref}, and rackfit books one group ({nodes} nodes x {per_node} "
                 f"GPUs in one NVLink domain) per LLMWorkload; allowed: 1 (for more copies of the model, set the "
                 f"LLMWorkload's spec.parallelism.data: its replicas run inside the one group as the engine's data "
