@@ -81,11 +81,11 @@ def measure(path: Path = CASES) -> list[dict]:
 def table(path: Path = CASES) -> tuple[str, list[float]]:
     lines = ["| row | engine | setup | logged | rackfit | error | rule: budget - 2 B/param | error |",
              "|---|---|---|---|---|---:|---|---:|"]
-    errors, kv_errors = [], []
+    errors, kv_errors, facts = [], [], []
     for row, est, pool, rule_kv in rows(path):
         m = row["measured"]
         spec = row["spec"]
-        setup = (f"{spec['model'].get('preset', 'Qwen3-235B-A22B')} {spec.get('precision', 'bf16')}, "
+        setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
                  f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}, "
                  f"{row['version']}")
         if "kvCacheTokens" in m:
@@ -102,6 +102,8 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
             logged, ours = _bytes(m["weightsBytes"]), est.breakdown.weights_bytes
             cells = (f"weights {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), "", 0.0)
         errors.append(cells[2])
+        if "starts" in m:  # a fit/no-fit fact: the engine started, or refused / died at graph capture
+            facts.append((row["id"], bool(m["starts"]), est.max_concurrency is not None and est.max_concurrency >= 1))
         if "kvCacheTokens" in m or "kvCacheBytes" in m:
             kv_errors.append(cells[2])
         rule = f"{cells[3]} | {cells[4]:+.1f}%" if cells[3] else " | "
@@ -111,6 +113,11 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
     lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
                  f"worst unsafe error (more KV cache promised than the engine allocated) {max(kv_errors):+.1f}%, "
                  f"worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
+    if facts:
+        wrong = [f"{i} ({'started' if started else 'did not start'}, rackfit: {'fits' if said else 'no fit'})"
+                 for i, started, said in facts if started != said]
+        lines.append(f"fit/no-fit facts right: {len(facts) - len(wrong)} of {len(facts)}"
+                     + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
     return "\n".join(lines), errors
 
 

@@ -16,7 +16,7 @@ def vllm(preset: str, context: int, version: str | None, tensor: int = 1):
 
 
 def test_v0_chunks_its_profile_run_above_32k_tokens():
-    long = estimate(vllm("llama-3.1-8b", V0_LONG_CONTEXT * 2, "0.6.4")).engine
+    long = estimate(vllm("llama-3.1-8b", V0_LONG_CONTEXT * 2, "0.7.0")).engine
     edge = estimate(vllm("llama-3.1-8b", V0_LONG_CONTEXT, "0.6.4")).engine
     assert long.max_num_batched_tokens == V0_CHUNK_TOKENS
     assert edge.max_num_batched_tokens == V0_LONG_CONTEXT  # not above 32K: the whole context, as before

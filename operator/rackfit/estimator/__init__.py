@@ -103,7 +103,9 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     if gpu is None:
         notes.append("no GPU given: the KV cache shown is what `concurrency` requests need; give an instance "
                      "type to see what the engine allocates (kvCacheTokens, maxConcurrency)")
-    elif s.max_concurrency < 1:
+    if s.refused:  # the engine would not start on this layout, whatever its cache holds
+        notes.append(s.refused)
+    elif gpu is not None and s.max_concurrency < 1:
         notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, arch.max_position_embeddings))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,

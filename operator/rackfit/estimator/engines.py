@@ -57,6 +57,10 @@ MLA_LATENT = (0, 7, 1)
 # (vllm/config.py, _DEFAULT_MAX_NUM_BATCHED_TOKENS): the profile run is then one chunk, not the whole context.
 V0_LONG_CONTEXT = 32768
 V0_CHUNK_TOKENS = 2048
+# ...512 tokens before v0.6.5: PR 10544 ("Update default max_num_batch_tokens for chunked prefill to 2048", merged
+# 2024-11-21, first released in v0.6.5) raised SchedulerConfig's chunked-prefill default from 512.
+V0_CHUNK_2048 = (0, 6, 5)
+V0_CHUNK_TOKENS_BEFORE = 512
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 
@@ -75,7 +79,7 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
         if inf.context_length > V0_LONG_CONTEXT and a is not None and not (a.sliding_window or a.is_mla):
-            tokens = V0_CHUNK_TOKENS
+            tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
     elif inf.engine == "vllm":
         # vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults (for `vllm serve`): GPUs of 70 GiB or
         # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
@@ -158,6 +162,57 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
     return forward_peak_bytes(a, layout, tokens) + GRAPH_SIZES * (stage_layers + 1) * GRAPH_PRIVATE_BYTES
 
 
+def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
+    """A block-scaled fp8 checkpoint (`weight_block_size`, e.g. 128x128) split over tensor parallel so that a rank's
+    share of a quantized MLP is not a whole number of blocks: vLLM refuses to load it (quantization/fp8.py,
+    Fp8MoEMethod.create_weights: "The output_size of gate's and up's weight = 192 is not divisible by weight
+    quantization block_n = 128"; dense layers: validate_fp8_block_shape, output_partition_size % block_n and, split
+    over tensor, input_size_per_partition % block_k), and SGLang's fp8.py the same. Routed experts under expert
+    parallelism keep their whole width."""
+    q = a.quantization
+    t = layout.tensor
+    if q is None or q.weight_block is None or t == 1:
+        return None
+    block_n, block_k = q.weight_block
+    widths = []
+    if a.is_moe and layout.expert == 1 and any(lb.experts < q.dtype_bytes for lb in q.layers):
+        widths.append(("routed experts' gate and up", a.moe_intermediate_size))
+    if a.is_moe and a.num_shared_experts and any(lb.shared < q.dtype_bytes for lb in q.layers):
+        widths.append(("shared experts' gate and up", a.num_shared_experts * a.moe_intermediate_size))
+    if a.num_layers > a.moe_layers and any(lb.mlp < q.dtype_bytes for lb in q.layers):
+        widths.append(("dense MLP's gate and up", a.intermediate_size))
+    for what, width in widths:
+        if width % t or (width // t) % block_n or (width // t) % block_k:
+            share = width / t
+            fits = [d for d in range(1, 9) if width % d == 0 and (width // d) % block_n == 0
+                    and (d == 1 or (width // d) % block_k == 0)]
+            return (f"{engine} would refuse to start: the checkpoint's fp8 weights are scaled per {block_n}x{block_k} "
+                    f"block, and tensor {t} gives the {what} projections {share:g} columns per GPU, not a multiple of "
+                    f"{block_n} (vLLM: \"output_size of gate's and up's weight = {share:g} is not divisible by weight "
+                    f"quantization block_n = {block_n}\"); tensor degrees that divide it: "
+                    f"{', '.join(map(str, fits)) or 'none'}" + (", or expert parallelism" if "routed" in what else ""))
+    return None
+
+
+def graph_capture_refusal(inf: Inference, total: int, budget: int, activations: int, graphs: int, sampler: int,
+                          context: int) -> str | None:
+    """vLLM before 0.21.0 sized the KV cache first and captured CUDA graphs afterwards (gpu_worker.py
+    compile_or_warm_up_model: capture_model, then the sampler's warm-up, "called after capture_model on purpose"):
+    the graph pool and the sampler's buffers must fit in what the cache left free, the 1 - gpuMemoryUtilization
+    share plus the profile run's freed activations, less the CUDA context. Where they do not, the engine dies at
+    graph capture with CUDA out of memory although its KV cache was sized ('--enforce-eager' avoids it)."""
+    if inf.engine != "vllm" or not inf.cuda_graphs or not inf.vllm_before(GRAPHS_IN_BUDGET):
+        return None
+    free = total - budget + activations - context
+    if graphs + sampler <= free:
+        return None
+    return (f"vllm {inf.engine_version or ''} would die at CUDA graph capture: the graphs ({graphs / GiB:.2f} GiB) and "
+            f"the sampler's warm-up ({sampler / GiB:.2f} GiB) need more than the {max(free, 0) / GiB:.2f} GiB that "
+            f"gpuMemoryUtilization {inf.gpu_memory_utilization or 0.9:g} leaves once the KV cache is allocated "
+            "(releases before 0.21.0 capture graphs outside the budget); lower gpuMemoryUtilization or set "
+            "cudaGraphs: false")
+
+
 @dataclass(frozen=True)
 class Served:
     """One engine rank's memory plan. `kv_needed` is the cache `concurrency` full-length requests
@@ -172,6 +227,7 @@ class Served:
     per_request: int  # KV bytes of one contextLength request (sliding windows capped)
     budget: int | None = None
     kv_pool: int | None = None
+    refused: str | None = None  # why the engine would not start on this layout (then no request fits)
 
     @property
     def kv_tokens(self) -> int | None:
@@ -181,7 +237,9 @@ class Served:
 
     @property
     def max_concurrency(self) -> float | None:
-        return None if self.kv_pool is None else round(self.kv_pool / self.per_request, 2)
+        if self.kv_pool is None:
+            return None
+        return 0.0 if self.refused else round(self.kv_pool / self.per_request, 2)
 
 
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
@@ -199,7 +257,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                  mla_latent=latent)
     per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
                  * -(-a.num_layers // layout.pipeline))
-    plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request)
+    plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request,
+                  refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None)
     if gpu is None:
         return plan
     total = cuda_total_bytes(gpu)
@@ -210,6 +269,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
         budget = int(s.gpu_memory_utilization * total)
         pool = budget - weights - act - nt - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
+        if plan.refused is None:
+            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler, context))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
         # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.

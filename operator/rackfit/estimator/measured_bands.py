@@ -20,7 +20,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'any'): (-4.5, 3.9, 14, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (7.2, 26.8, 2, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (77.3, 77.3, 1, 'kv cache'),
-    ('vllm', 'inference', 'any'): (3.9, 77.3, 4, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (3.9, 3.9, 1, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-4.9, 77.3, 5, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-4.9, 77.3, 9, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (3.9, 65.9, 2, 'kv cache'),
 }

@@ -105,6 +105,9 @@ class Quantization(BaseModel):
     lm_head: float
     checkpoint: bool = False     # from a checkpoint's quantization_config (else the spec's precision)
     summary: str = ""            # what was read, for the Estimate's note
+    # fp8 `weight_block_size` (block_n, block_k) of a block-scaled checkpoint: the engines refuse a tensor-parallel
+    # shard of a quantized matrix that is not a whole number of blocks (estimator/engines.py `fp8_block_refusal`)
+    weight_block: tuple[int, int] | None = None
 
     # `layers` as (count, bytes) runs of alike consecutive layers, filled on construction (weights.py walks these)
     runs: tuple[tuple[int, LayerBytes], ...] = Field(default=(), exclude=True, repr=False)
@@ -346,8 +349,11 @@ def checkpoint_quantization(a: Any, config: dict[str, Any], torch_dtype: Any = N
             if (idx := [i for i, lb in enumerate(layers) if getattr(lb, klass) == dtype and klass in present[i]])]
     if kept:
         summary += "; left in torch_dtype: " + ", ".join(kept)
+    block = config.get("weight_block_size")
+    weight_block = (int(block[0]), int(block[1])) if str(config.get("quant_method", "")).lower() == "fp8" and block \
+        else None
     return Quantization(method=str(config.get("quant_method", "")), dtype_bytes=dtype, layers=tuple(layers),
-                        embedding=dtype, lm_head=lm_head, checkpoint=True, summary=summary)
+                        embedding=dtype, lm_head=lm_head, checkpoint=True, summary=summary, weight_block=weight_block)
 
 
 def _ranges(idx: list[int]) -> str:
