@@ -283,3 +283,18 @@ def test_qwen3_moe_fp8_config_keeps_routers_and_norms():
     w, _ = weights(config, layout=Layout(tensor=4))
     assert w / GiB == pytest.approx((p.total - p.embedding - p.lm_head) / 4 / GiB + 2 * 2 * p.embedding / 4 / GiB,
                                     rel=0.01)
+
+
+def test_mxfp4_expert_width_is_padded_per_tensor_rank():
+    """vLLM's Mxfp4MoEMethod rounds each rank's expert width up to 64: gpt-oss-120b's 2880 (45 x 64) is whole at
+    tensor 1, 1440 at tensor 2 is stored as 1472, 360 at tensor 8 as 384."""
+    from rackfit.estimator.weights import MXFP4_WIDTH_ALIGN, mxfp4_expert_padding
+    a = resolve(ModelSource(preset="gpt-oss-120b-mxfp4"))
+    assert MXFP4_WIDTH_ALIGN == 64
+    assert mxfp4_expert_padding(a, a.quantization, 1, 1) == 1.0
+    assert mxfp4_expert_padding(a, a.quantization, 2, 2) == 1472 / 1440
+    assert mxfp4_expert_padding(a, a.quantization, 8, 8) == 384 / 360
+    assert mxfp4_expert_padding(a, a.quantization, 8, 1) == 1.0  # expert parallel: experts whole
+    w1 = weights(preset="gpt-oss-120b-mxfp4")[0]
+    w8 = weights(preset="gpt-oss-120b-mxfp4", layout=Layout(tensor=8))[0]
+    assert w8 > w1 / 8 * 1.05

@@ -25,6 +25,21 @@ BYTES_PER_PARAM: dict[str, float] = {
 }
 
 
+# vLLM's Mxfp4MoEMethod.create_weights (quantization/mxfp4.py) rounds each rank's expert width up to a multiple of
+# 2 x the MX block of 32 on CUDA ("to hold non-uniform sharded tensor as well as swizzling"): gpt-oss-120b's 2880
+# split over tensor 8 is 360 columns, stored as 384. (The FlashInfer MXFP4 backends round to 256, the hidden size
+# too; ROCm to 128 or 256.)
+MXFP4_WIDTH_ALIGN = 64
+
+
+def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: int, tensor: int) -> float:
+    """Stored over logical bytes of an MXFP4 checkpoint's routed experts on one rank (1.0 for anything else)."""
+    if arch is None or not arch.is_moe or q.method != "mxfp4" or expert_shard != tensor:
+        return 1.0
+    width = -(-arch.moe_intermediate_size // tensor)
+    return -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN / (arch.moe_intermediate_size / tensor)
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -64,6 +79,7 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     q = quantization_of(arch, precision, num_layers)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
+    pad = mxfp4_expert_padding(arch, q, expert_shard, tensor)
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
@@ -71,7 +87,7 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
         n = min(n_p, n_q)
         one = ((attn * b.attention + mlp * b.mlp + shared * b.shared) / tensor
-               + experts * b.experts / expert_shard + router * b.router)
+               + experts * b.experts * pad / expert_shard + router * b.router)
         per_layer.extend([one] * n)
         params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
