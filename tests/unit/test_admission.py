@@ -228,14 +228,32 @@ def test_mutate_pod_writes_the_hints_of_its_workload_s_placement(tolerations):
     placed, unplaced = kopf.Patch(), kopf.Patch()
     env = {"RACKFIT_TENSOR_PARALLEL_SIZE": "8", "RACKFIT_NNODES": "2"}
     memo = kopf.Memo(ctx=OperatorContext.build(OperatorConfig(tolerations=tolerations.value), CollectorRegistry()))
-    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=placed, memo=memo,
+    asyncio.run(webhook.mutate_pod(spec=pod(), meta={}, labels=labels, namespace="ns", patch=placed, memo=memo,
                                    placements={("ns", "llm"): [PLACEMENT]}, plan_envs={("ns", "llm"): [env]}))
-    asyncio.run(webhook.mutate_pod(spec=pod(), labels=labels, namespace="ns", patch=unplaced, memo=memo,
+    asyncio.run(webhook.mutate_pod(spec=pod(), meta={}, labels=labels, namespace="ns", patch=unplaced, memo=memo,
                                    placements={("other", "llm"): [PLACEMENT]}, plan_envs={("other", "llm"): [env]}))
-    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT, env)
+    # placed already: pinned to the domain and marked placed, never gated
+    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT, env, pin=True)
+    assert "schedulingGates" not in placed["spec"]
+    assert placed["spec"]["nodeSelector"] == PLACEMENT.node_selector  # the instance type and the domain
+    assert placed["metadata"]["annotations"] == {PLACED_ANNOTATION: "nvidia.com/gpu.clique=u.1"}
     assert placed["spec"]["containers"][0]["resources"]["limits"] == {GPU: "4"}
     assert placed["spec"]["containers"][0]["env"] == [{"name": k, "value": v} for k, v in env.items()]
-    assert unplaced["spec"] == {"schedulingGates": [{"name": GATE}]}
+    assert unplaced["spec"] == {"schedulingGates": [{"name": GATE}]} and "metadata" not in unplaced
+
+
+def test_a_stale_pod_of_a_placed_workload_stays_gated(tolerations):
+    """A ReplicaSet's pod from the template before it was pinned (8 GPUs where the plan books 4, no
+    domain selector) is one the rollout replaces: it is gated, not pinned."""
+    memo = kopf.Memo(ctx=OperatorContext.build(OperatorConfig(tolerations=tolerations.value), CollectorRegistry()))
+    meta = {"ownerReferences": [{"kind": "ReplicaSet", "name": "d-1", "controller": True}]}
+    old, new = kopf.Patch(), kopf.Patch()
+    for spec, patch in ((pod(gpus=8), old), (pod(gpus=4, selector=dict(PLACEMENT.node_selector)), new)):
+        asyncio.run(webhook.mutate_pod(spec=spec, meta=meta, labels={WORKLOAD_LABEL: "llm"}, namespace="ns",
+                                       patch=patch, memo=memo, placements={("ns", "llm"): [PLACEMENT]},
+                                       plan_envs={}))
+    assert old["spec"]["schedulingGates"] == [{"name": GATE}] and "metadata" not in old
+    assert "schedulingGates" not in new["spec"] and PLACED_ANNOTATION in new["metadata"]["annotations"]
 
 
 def test_the_plan_s_variables_go_to_every_container_that_does_not_set_them(tolerations):

@@ -3,9 +3,10 @@ then pinned to its NVLink domain and let go; one that escaped the gate is delete
 
 - `mutate_pod`, the `mutate-pod` webhook (failurePolicy Fail, objectSelector `rackfit.io/workload`
   exists): gates pods of workloads (those of a `spec.target` and those rackfit cannot patch through
-  it: RayCluster...), whether or not the operator has seen their LLMWorkload yet, and adds the
-  instance-type selector, GPU limit, tolerations and the plan's `RACKFIT_*` variables once the
-  workload is placed (the variables reach the pods of Jobs and JobSets only this way). Pods without
+  it: RayCluster...) until the operator has placed their LLMWorkload; a pod of a workload already
+  placed is pinned to its domain and marked placed at once instead. Once placed, it also adds the
+  instance-type selector, GPU limit, tolerations and the plan's `RACKFIT_*` variables (the variables
+  reach the pods of Jobs and JobSets only this way). Pods without
   the label never reach the webhook, so an operator that is down blocks no other pod; a labelled
   pod is refused while no replica answers (its controller retries) rather than admitted ungated
   onto GPUs another workload holds (docs/placement.md).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from typing import Any
 
@@ -28,7 +30,7 @@ import kopf
 from rackfit.api.conditions import OUTSIDE_PLACEMENT
 from rackfit.api.status import estimate_of, placement_of
 from rackfit.errors import RackfitError
-from rackfit.names import GATE, GPU, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
+from rackfit.names import GATE, GPU, KUEUE_CLAIM_ANNOTATION, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.kueuecheck import kueue_pod_env
 from rackfit.operator.targets import plan_env, pod_gpus
@@ -75,16 +77,20 @@ async def plan_envs(namespace: str, name: str, spec: dict, status: dict, **_: An
 
 
 def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] | None = None,
-              tolerations: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """Fields to set on a new pod: the gate always; selector, GPU limit, `tolerations` and the plan's
-    variables (`env`, on every container that does not set them) when placed."""
+              tolerations: list[dict[str, Any]] = (), pin: bool = False) -> dict[str, Any]:
+    """Fields to set on a new pod: the gate, unless `pin`; when placed, the instance-type selector (with
+    `pin`, the domain's too), GPU limit, `tolerations` and the plan's variables (`env`, on every
+    container that does not set them)."""
     out: dict[str, Any] = {}
     gates = list(pod_spec.get("schedulingGates") or [])
-    if not any(g.get("name") == GATE for g in gates):
+    ours = any(g.get("name") == GATE for g in gates)
+    if pin and ours:
+        out["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
+    elif not pin and not ours:
         out["schedulingGates"] = [*gates, {"name": GATE}]
     if placement:
         selector = {**(pod_spec.get("nodeSelector") or {}), "node.kubernetes.io/instance-type":
-                    placement.instance_type}
+                    placement.instance_type, **(placement.node_selector if pin else {})}
         out["nodeSelector"] = selector
         containers = copy.deepcopy(pod_spec.get("containers") or [])
         if containers:
@@ -102,26 +108,37 @@ def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] |
     return out
 
 
-async def mutate_pod(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
-                     plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None = None, **_: Any) -> None:
+async def mutate_pod(spec: dict, meta: dict, labels: dict, namespace: str, patch: kopf.Patch,
+                     placements: kopf.Index, plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None = None,
+                     **_: Any) -> None:
     # async: pure and quick, so it runs on the event loop instead of hopping to a worker thread
     started = time.perf_counter()
     try:
-        _mutate(spec, labels, namespace, patch, placements, plan_envs, memo, annotations)
+        _mutate(spec, meta, labels, namespace, patch, placements, plan_envs, memo, annotations)
     finally:
         memo.ctx.metrics.webhook_duration.observe(time.perf_counter() - started)
 
 
-def _mutate(spec: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
+def _mutate(spec: dict, meta: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
             plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None) -> None:
     if KUEUE_PLAN_ANNOTATION in (annotations or {}):  # Kueue's pod: the plan's variables only, never a gate
-        for key, value in kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION]).items():
+        hints = kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION])
+        if memo.ctx.compute_domains and KUEUE_CLAIM_ANNOTATION in annotations:  # the clique's ComputeDomain
+            hints |= pod_claim({**spec, **hints}, json.loads(annotations[KUEUE_CLAIM_ANNOTATION]))
+        for key, value in hints.items():
             patch.spec[key] = value
         return
     owner = (namespace, labels[WORKLOAD_LABEL])
     placement = next(iter(placements.get(owner, [])), None)
     env = next(iter(plan_envs.get(owner, [])), None)
-    hints = pod_hints(dict(spec), placement, env, memo.ctx.config.tolerations)
+    tolerations = memo.ctx.config.tolerations
+    hints = pod_hints(dict(spec), placement, env, tolerations)
+    # a pod of a workload already placed is pinned to its domain now, as `ungate_patch` would right after
+    # (one update and one scheduling round less per pod), unless it is stale: that one stays gated
+    pin = placement is not None and not _stale_pod({"metadata": meta, "spec": {**spec, **hints}}, placement)
+    if pin:
+        hints = pod_hints(dict(spec), placement, env, tolerations, pin=True)
+        patch.metadata.annotations[PLACED_ANNOTATION] = placement.where
     if memo.ctx.compute_domains:  # the ComputeDomain's channel (a Job's or JobSet's pods get it only here)
         hints |= pod_claim({**spec, **hints}, channel_claim(owner[1], placement))
     for key, value in hints.items():
