@@ -26,14 +26,16 @@ bench: ## Estimator accuracy (H200, public training and serving), its fitted con
 	$(PYTHON) bench/planner_speed.py
 	$(PYTHON) bench/placement_policy.py --rate 40
 
-bench-cluster: k8s-bin ## Benchmarks on a local control plane: operator throughput, webhook latency (minutes)
+bench-cluster: k8s-bin ## Benchmarks on a local control plane: operator throughput, webhook latency, the observed loop at 1,000 workloads (minutes)
 	$(PYTHON) bench/operator_throughput.py 1000
 	$(PYTHON) bench/webhook_latency.py 500 20
+	$(PYTHON) bench/observed_scale.py 1000
 
 bench-cluster-smoke: k8s-bin ## Every cluster benchmark at a small size (CI): fails when one cannot finish
 	$(PYTHON) bench/scale.py --sizes 64 --workloads 40 --webhook-pods 20
 	$(PYTHON) bench/operator_throughput.py 40
 	$(PYTHON) bench/webhook_latency.py 40 5
+	$(PYTHON) bench/observed_scale.py 30
 
 bench-scale: k8s-bin ## The operator on 64, 1,000 and 5,000 simulated GPU nodes (about 40 min; docs/scale.md)
 	$(PYTHON) bench/scale.py --sizes 64,1000,5000 --workloads 1000 --restart
