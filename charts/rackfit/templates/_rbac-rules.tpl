@@ -58,7 +58,7 @@
   verbs: ["get", "patch"]
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["workloads"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["workloads/status"]
   verbs: ["get", "patch"]
