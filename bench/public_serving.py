@@ -3,7 +3,11 @@
 Each row of bench/cases/public/serving.yaml is an engine's start-up log: the KV cache it allocated, in
 bytes or tokens, on a known GPU. rackfit's engine model (estimator/engines.py) sizes the same cache; the
 rule of thumb beside it is what a user computes from the guide's "2 bytes per parameter" (1 at fp8, half
-at 4-bit): the engine's budget less those weights. Usage: python bench/public_serving.py [serving.yaml]
+at 4-bit): the engine's budget less those weights.
+Usage: python bench/public_serving.py [--cases] [serving.yaml | ROWS.jsonl]
+A .jsonl file holds rows of your own cluster as `rackfit observed -o jsonl` writes them
+(rackfit.observed.rows.case); its serving rows (the KV cache the engine allocated) are compared here, its
+training rows by bench/public_training.py.
 """
 
 from __future__ import annotations
@@ -125,5 +129,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
         args = args[1:]
-    text, _ = table(Path(args[0]) if args else CASES)
+    path = Path(args[0]) if args else CASES
+    if not load_cases(path):
+        print(f"no serving rows (an engine's KV cache) in {path}")
+        sys.exit(0)
+    text, _ = table(path)
     print(text)

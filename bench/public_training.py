@@ -9,11 +9,15 @@ Each published number is compared with the estimate's comparable quantity, as th
 Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
 GPUs the model is sharded over. Out of sample: no constant of the estimator was set from these rows
 (see docs/accuracy.md, "Public training measurements").
-Usage: python bench/public_training.py [CASES.yaml]
+Usage: python bench/public_training.py [--cases] [CASES.yaml | ROWS.jsonl]
+A .jsonl file holds rows of your own cluster as `rackfit observed -o jsonl` writes them
+(rackfit.observed.rows.case); its training rows are compared here, each a `device_used` number (the peak of
+DCGM_FI_DEV_FB_USED is what nvidia-smi shows), and its serving rows by bench/public_serving.py.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -81,9 +85,32 @@ def summary(spec, est) -> str:
             f"s{tr.sequence_length}, " + ", ".join(x for x in extras if x))
 
 
+def observed_case(row: dict) -> dict | None:
+    """A `rackfit observed -o jsonl` row as a case of training.yaml: a training workload's peak framebuffer use
+    of its busiest GPU (`measured.peakBytes`) is what nvidia-smi shows, quantity device_used. None for other
+    rows: the serving engines' KV cache (bench/public_serving.py), and serving with engine transformers,
+    whose framebuffer peak no bench compares yet."""
+    peak = (row.get("measured") or {}).get("peakBytes")
+    spec = row.get("spec") or {}
+    if peak is None or spec.get("workload") != "training":
+        return None
+    gpu = row.get("gpu")
+    return {"id": row["id"], "source": row.get("source", ""), "gpu": gpu.get("architecture") if isinstance(gpu, dict)
+            else gpu, "setup": row.get("meaning", ""), "spec": spec,
+            "measured": [{"variant": "", "quantity": "device_used", "gib": peak / GiB}]}
+
+
+def load_cases(path: Path) -> list[dict]:
+    """training.yaml's cases, or the training rows of a `rackfit observed -o jsonl` file (.jsonl)."""
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [c for c in map(observed_case, rows) if c is not None]
+    return yaml.safe_load(path.read_text())["cases"]
+
+
 def measure(path: Path = CASES) -> list[dict]:
     out = []
-    for case in yaml.safe_load(path.read_text())["cases"]:
+    for case in load_cases(path):
         for m in case["measured"]:
             spec = parse_spec(_merge(case["spec"], m))
             est = estimate(spec)
@@ -127,7 +154,13 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
 
 
 def main(argv: list[str]) -> int:
-    results = measure(Path(argv[0]) if argv else CASES)
+    if argv[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
+        argv = argv[1:]
+    path = Path(argv[0]) if argv else CASES
+    results = measure(path)
+    if not results:
+        print(f"no training rows in {path}")
+        return 0
     print(table(results))
     if not argv:
         print(IN_SAMPLE)

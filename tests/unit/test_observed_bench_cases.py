@@ -1,0 +1,110 @@
+"""`make bench CASES=FILE` (issue 21): the rows `rackfit observed -o jsonl` writes (rackfit.observed.rows.case)
+feed bench/public_serving.py (an engine's KV cache) and bench/public_training.py (a training peak, as
+nvidia-smi shows it), end to end: rows written by rows.case, read by each bench's loader and measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rackfit.api.status import plan_view
+from rackfit.catalog import load_catalog
+from rackfit.estimator import estimate
+from rackfit.observed.rows import case
+from rackfit.planner import plan
+from rackfit.spec import parse_spec
+from rackfit.units import GiB
+
+ROOT = Path(__file__).resolve().parents[2]
+AT = "2026-01-01T00:00:00Z"
+
+
+def _bench(name: str):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def _workload(example: str, name: str, observed: dict, **inference) -> dict:
+    """An LLMWorkload as the API serves it once placed and observed."""
+    doc = next(d for d in yaml.safe_load_all((ROOT / "examples" / example).read_text()) if d and
+               d.get("kind") == "LLMWorkload")
+    spec = doc["spec"]
+    if inference:
+        spec = {**spec, "inference": {**spec["inference"], **inference}}
+    view = plan_view(plan(parse_spec(spec), load_catalog()))
+    status = {"estimate": view["estimate"], "placement": view["placement"], "observed": {**observed, "observedAt": AT}}
+    return {"metadata": {"namespace": "ml", "name": name}, "spec": spec, "status": status}
+
+
+@pytest.fixture
+def rows_file(tmp_path) -> Path:
+    catalog = load_catalog()
+    objs = [_workload("vllm-llama-3.1-70b.yaml", "chat", {"kvCacheTokens": 150000, "maxConcurrency": 18.3,
+                                                          "source": "vllm:cache_config_info"}),
+            _workload("llama-8b-full-training.yaml", "train", {"gpuMemoryBytes": 70 * GiB,
+                                                               "source": "DCGM_FI_DEV_FB_USED (max over 1h)"}),
+            # serving with transformers: its framebuffer peak is observed, but no bench compares it yet
+            _workload("vllm-llama-3.1-70b.yaml", "hf", {"gpuMemoryBytes": 60 * GiB,
+                                                        "source": "DCGM_FI_DEV_FB_USED (max over 1h)"},
+                      engine="transformers")]
+    rows = [case(o, catalog) for o in objs]
+    assert all(rows)
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_serving_rows_feed_public_serving(rows_file):
+    public_serving = _bench("public_serving")
+    cases = public_serving.load_cases(rows_file)
+    assert [c["id"] for c in cases] == ["ml/chat"]
+    [result] = public_serving.measure(rows_file)
+    assert result["quantity"] == "kv cache" and result["engine"] == "vllm"
+    text, errors = public_serving.table(rows_file)
+    assert len(errors) == 1 and "| ml/chat |" in text and "150,000 tokens" in text
+
+
+def test_training_rows_feed_public_training(rows_file):
+    public_training = _bench("public_training")
+    [c] = public_training.load_cases(rows_file)
+    row = next(json.loads(line) for line in rows_file.read_text().splitlines() if '"ml/train"' in line)
+    assert c["id"] == "ml/train" and c["gpu"] == row["gpu"]["architecture"]  # the regime's GPU family
+    assert c["measured"] == [{"variant": "", "quantity": "device_used", "gib": 70.0}]
+    [r] = public_training.measure(rows_file)
+    # device_used: the whole estimate, as the operator made it for the placed layout
+    assert r["rackfit"] == estimate(parse_spec(c["spec"])).total_bytes
+    assert r["measured"] == 70 * GiB and r["framework"] == c["spec"]["training"]["framework"]
+    assert "| ml/train |" in public_training.table([r])
+
+
+def test_make_bench_cases_runs_both_benches_on_the_file(rows_file):
+    dry = subprocess.run(["make", "-n", "bench", f"CASES={rows_file}"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert f"bench/public_training.py --cases {rows_file}" in dry
+    assert f"bench/public_serving.py --cases {rows_file}" in dry
+    assert "--cases" not in subprocess.run(["make", "-n", "bench"], cwd=ROOT, capture_output=True, text=True,
+                                           check=True).stdout
+    env = {"PYTHONPATH": f"{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"}
+    for bench, row in (("public_serving.py", "| ml/chat |"), ("public_training.py", "| ml/train |")):
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / bench), "--cases", str(rows_file)], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert row in out.stdout and "ml/hf" not in out.stdout
+
+
+def test_a_file_without_rows_of_its_kind_is_said_not_failed(tmp_path):
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    env = {"PYTHONPATH": f"{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"}
+    for bench in ("public_serving.py", "public_training.py"):
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / bench), "--cases", str(empty)], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "no " in out.stdout, out.stderr
