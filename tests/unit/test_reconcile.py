@@ -207,6 +207,24 @@ def test_invalid_spec_is_a_status_not_a_crash():
     assert d.status["observedGeneration"] == 3
 
 
+def test_a_status_that_lags_while_its_pods_run_keeps_the_domain_they_run_in():
+    """Planned again before its status shows the placement (kopf writes it after the handler), with
+    its pods already running there and no room beside them: they are the placement's own pods, not
+    older ones a rollout needs room beside, so it stays (moving it re-rolled a running target)."""
+    first = run([0, 4])
+    held = reservation_of(first.placement)
+    inv = racks([4, 4])
+    rack1 = [f"r1n{i}" for i in range(18)]
+    for n in rack1[:held.pods]:  # its pods, one per planned node
+        inv.set_pod(f"{n}-mine", PodUse(n, held.gpus_per_pod, OWNER))
+    for n in rack1[held.pods:]:  # the rest of its rack full; rack 0 empty
+        inv.set_pod(f"{n}-other", PodUse(n, 4, ("ns", "other")))
+    inv.reserve(OWNER, held)
+    lagging = decide(Inputs(name="w", spec=SPEC, generation=1, old={}, catalog=CATALOG, fleet=inv.view(OWNER),
+                            held=held, target=TARGET))
+    assert reservation_of(lagging.placement) == held
+
+
 def test_a_status_that_lags_the_ledger_plans_again_into_the_domain_it_holds():
     first = run([4, 4])
     inv = racks([4, 4])

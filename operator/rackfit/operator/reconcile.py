@@ -117,7 +117,10 @@ def decide(i: Inputs) -> Decision:
         # with pods of its own running (an earlier placement, or pods that escaped the gate), a domain
         # where the new pods fit beside them first: a rolling update removes old pods only once new
         # ones run, so new pods pinned onto GPUs its old pods hold would wait forever
-        here = place(anywhere, i.catalog, i.fleet.with_own_pods(), prefer_domain=prefer) if _own_pods(i) else None
+        # (its own pods of the reservation it holds are not old ones: planning again while they run, as
+        # when the status lags, must not move it away from them)
+        here = place(anywhere, i.catalog, i.fleet.with_own_pods(), prefer_domain=prefer) \
+            if _old_pods(i, held) else None
         if here is None or here.chosen is None:
             here = place(anywhere, i.catalog, i.fleet, prefer_domain=prefer)
         chosen = here.chosen
@@ -148,7 +151,7 @@ def decide(i: Inputs) -> Decision:
         conds = _place_target(put, decision, conds, i, placement, estimate)
     conds = _oversubscription(put, conds, i, placement, decision.reservation, total)
     placed = c.condition(conds, c.PLACED)["status"] == "True"
-    conds = _pods_scheduled(put, conds, placed, i.unschedulable, _old_pods(i, placement) if placed else [])
+    conds = _pods_scheduled(put, conds, placed, i.unschedulable, _old_pods(i, decision.reservation) if placed else [])
     if placement and not kept and placed:
         decision.event = ("Normal", "Placed", f"{placement.instance_type}: {count(placement.nodes, 'node')} x "
                           f"{count(placement.gpus_per_node, 'GPU')}" + (f" in {placement.nvlink_domain}"
@@ -249,15 +252,18 @@ def _own_pods(i: Inputs) -> list[PodUse]:
     return i.fleet.inventory.owner_pods(i.fleet.owner) if i.fleet.owner else []
 
 
-def _old_pods(i: Inputs, placement: Placement) -> list[PodUse]:
-    """The workload's bound pods that are not its placement's: other GPUs, or outside its domain."""
-    inv, domain = i.fleet.inventory, placement.domain
+def _old_pods(i: Inputs, r: Reservation | None) -> list[PodUse]:
+    """The workload's bound pods that are not those of reservation `r` (its placement's): other GPUs,
+    or outside its domain; all of them without one."""
+    if r is None:
+        return _own_pods(i)
+    inv = i.fleet.inventory
     out = []
     for pod in _own_pods(i):
         node = inv.node(pod.node)
-        inside = node is not None and node.instance_type == placement.instance_type and (
-            not domain or node.domain == domain)
-        if not inside or pod.gpus != placement.gpus_per_node:
+        inside = node is not None and node.instance_type == r.instance_type and (
+            r.domain is None or node.domain == r.domain)
+        if not inside or pod.gpus != r.gpus_per_pod:
             out.append(pod)
     return out
 
