@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,9 +77,18 @@ def webhooks_in_effect(kubectl) -> bool:
 
 
 def install_crd(kubectl) -> None:
+    """Apply the CRD and wait until it is Established. `kubectl wait` exits at once on an error from
+    the API server (seen under load, right after the control plane starts), so it is asked again
+    until its own 30 s wait says the condition holds or 60 s have passed; the last error is shown."""
     applied = kubectl("apply", "--server-side", "-f", str(CRD))
     assert applied.returncode == 0, applied.stderr
-    assert kubectl("wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io").returncode == 0
+    deadline = time.monotonic() + 60
+    while True:
+        waited = kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/llmworkloads.rackfit.io")
+        if waited.returncode == 0:
+            return
+        assert time.monotonic() < deadline, f"the CRD is not Established: {waited.stderr}"
+        time.sleep(1)
 
 
 @contextmanager
