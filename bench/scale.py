@@ -36,10 +36,12 @@ from pathlib import Path
 from kubernetes import client
 
 from devcluster import binaries
+from devcluster.addons import KUEUE_VERSION, TOPOLOGY_LEVELS, kueue_topology
 from devcluster.controlplane import ControlPlane, api_client, free_port
 from devcluster.fleet import apply_fleet, build_nodes
-from devcluster.waiting import wait_for
+from devcluster.waiting import WaitTimeout, wait_for
 from rackfit.catalog import load_catalog
+from rackfit.names import CLIQUE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, KUEUE_QUEUE_LABEL
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 from webhook_latency import create_pods, pct
@@ -166,6 +168,14 @@ def apiserver_requests(kubeconfig: Path) -> Counter:
     return out
 
 
+def usage_of(pid: int) -> tuple[float, float]:
+    """(RSS peak MiB, CPU seconds) of process `pid`, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Proc:
     """The operator process, with its RSS peak and CPU time from /proc."""
 
@@ -181,10 +191,7 @@ class Proc:
 
     def usage(self) -> tuple[float, float]:
         """(RSS peak MiB, CPU seconds) of the running process."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return hwm / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return usage_of(self.proc.pid)
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
@@ -208,33 +215,45 @@ class Proc:
         return q(0.5), q(0.99)
 
 
+def make_nodes(core: client.CoreV1Api, n: int) -> list[dict]:
+    """The simulated fleet of `n` GPU nodes, created."""
+    t = time.monotonic()
+    nodes = build_nodes(fleet(n))
+    apply_fleet(core, nodes, workers=16)
+    say(f"[{n}] {len(nodes)} nodes in {time.monotonic() - t:.0f}s")
+    return nodes
+
+
+def run_pods(api: client.ApiClient, core: client.CoreV1Api, n: int, nodes: list[dict], per_node: int) -> list[dict]:
+    """`per_node` pods on each node (`pods_for`), in the default namespace; returns once all are Running."""
+    t = time.monotonic()
+    pods = pods_for(nodes, per_node)
+    for start in range(0, len(pods), 2000):
+        create_all(api, [{**p, "metadata": {**p["metadata"], "namespace": "default"}}
+                         for p in pods[start:start + 2000]], workers=16)
+        say(f"[{n}] {start + len(pods[start:start + 2000])}/{len(pods)} pods created")
+
+    def running() -> int | None:
+        listed = json.loads(core.list_namespaced_pod("default", field_selector="status.phase=Running",
+                                                     _preload_content=False).data)
+        return len(listed["items"]) if len(listed["items"]) >= len(pods) else None
+    wait_for(running, 1800, f"{len(pods)} pods Running", interval=5)
+    say(f"[{n}] {len(pods)} pods running in {time.monotonic() - t:.0f}s")
+    return pods
+
+
 def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int) -> dict:
     row: dict = {"nodes": n}
     with ControlPlane() as plane, api_client(plane.kubeconfig, pool_size=32) as api:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        t = time.monotonic()
-        nodes = build_nodes(fleet(n))
-        apply_fleet(core, nodes, workers=16)
-        say(f"[{n}] {len(nodes)} nodes in {time.monotonic() - t:.0f}s")
+        nodes = make_nodes(core, n)
         kubectl = str(binaries.bin_dir() / "kubectl")
         for args in (["apply", "--server-side", "-f", str(CRD)],
                      ["wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io"]):
             subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *args], check=True, capture_output=True)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        t = time.monotonic()
-        pods = pods_for(nodes, per_node)
-        for start in range(0, len(pods), 2000):
-            create_all(api, [{**p, "metadata": {**p["metadata"], "namespace": "default"}}
-                             for p in pods[start:start + 2000]], workers=16)
-            say(f"[{n}] {start + len(pods[start:start + 2000])}/{len(pods)} pods created")
-
-        def running() -> int | None:
-            listed = json.loads(core.list_namespaced_pod("default", field_selector="status.phase=Running",
-                                                         _preload_content=False).data)
-            return len(listed["items"]) if len(listed["items"]) >= len(pods) else None
-        wait_for(running, 1800, f"{len(pods)} pods Running", interval=5)
+        pods = run_pods(api, core, n, nodes, per_node)
         row["pods"] = len(pods)
-        say(f"[{n}] {len(pods)} pods running in {time.monotonic() - t:.0f}s")
 
         create_all(api, workload_docs(burst))  # the sentinel, created before the operator starts
         op = Proc(plane.kubeconfig, plane.log_dir / "operator.log", free_port(), free_port())
@@ -322,6 +341,211 @@ def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int
         op.stop()
     return row
 
+# --- --kueue: the same fleet and burst admitted by Kueue's topology-aware scheduling, without rackfit ------
+KUEUE = ("kueue.x-k8s.io", "v1beta2")
+QUEUE = "gpu"
+REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
+
+
+def kueue_queues(nodes: list[dict], pods: list[dict]) -> list[dict]:
+    """Kueue's side of the fleet: a Topology per node shape (NVL72: zone, clique, host; HGX: zone, host, as
+    TAS leaves out a node lacking a level's label), a ResourceFlavor per instance type on it, and a
+    ClusterQueue whose nvidia.com/gpu quota for each flavor is that type's free GPUs (pure)."""
+    free: Counter = Counter()
+    racked: set[str] = set()
+    for node in nodes:
+        labels = node["metadata"]["labels"]
+        free[labels[INSTANCE_TYPE_LABEL]] += int(node["status"]["allocatable"]["nvidia.com/gpu"])
+        if CLIQUE_LABEL in labels:
+            racked.add(labels[INSTANCE_TYPE_LABEL])
+    by_node = {node["metadata"]["name"]: node["metadata"]["labels"][INSTANCE_TYPE_LABEL] for node in nodes}
+    for pod in pods:
+        for c in pod["spec"]["containers"]:
+            free[by_node[pod["spec"]["nodeName"]]] -= int((c.get("resources") or {}).get("limits", {}).get(
+                "nvidia.com/gpu", 0))
+    hgx = {"apiVersion": f"{KUEUE[0]}/{KUEUE[1]}", "kind": "Topology", "metadata": {"name": "hgx"},
+           "spec": {"levels": [{"nodeLabel": label} for label in TOPOLOGY_LEVELS if label != CLIQUE_LABEL]}}
+    flavors = [{"apiVersion": f"{KUEUE[0]}/{KUEUE[1]}", "kind": "ResourceFlavor", "metadata": {"name": itype},
+                "spec": {"nodeLabels": {INSTANCE_TYPE_LABEL: itype},
+                         "topologyName": "nvl72" if itype in racked else "hgx"}} for itype in sorted(free)]
+    queue = {"apiVersion": f"{KUEUE[0]}/{KUEUE[1]}", "kind": "ClusterQueue", "metadata": {"name": QUEUE},
+             "spec": {"namespaceSelector": {}, "resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [
+                 {"name": itype, "resources": [{"name": "nvidia.com/gpu", "nominalQuota": free[itype]}]}
+                 for itype in sorted(free)]}]}}
+    return [kueue_topology("nvl72"), hgx, *flavors, queue,
+            {"apiVersion": f"{KUEUE[0]}/{KUEUE[1]}", "kind": "LocalQueue", "metadata": {"name": QUEUE, "namespace": NS},
+             "spec": {"clusterQueue": QUEUE}}]
+
+
+def kueue_docs(i: int) -> list[dict]:
+    """Workload i of the burst for Kueue alone: the same target as `workload_docs` (a Deployment for a model
+    on one node, a LeaderWorkerSet for the 405B), sized by the same plan, in the LocalQueue, asking TAS for
+    one clique (GB200) or one host (HGX); no LLMWorkload. A Deployment's pods are admitted one by one by
+    Kueue's pod integration, a LeaderWorkerSet's group as one Workload by its own integration."""
+    weights = [w for w, _, _ in MIX]
+    _, kind, spec = MIX[next(k for k in range(len(MIX)) if i % sum(weights) < sum(weights[:k + 1]))]
+    name = f"w{i:05d}"
+    chosen = plan(parse_spec(spec), load_catalog()).chosen.placement
+    types = spec["placement"]["instanceTypes"]
+    racked = load_catalog().get(chosen.instance_type).nodes_per_domain > 1
+    template = {"metadata": {"labels": {"app": name, KUEUE_QUEUE_LABEL: QUEUE},
+                             "annotations": {REQUIRED_TOPOLOGY: CLIQUE_LABEL if racked else HOSTNAME_LABEL}},
+                "spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": types}]}]}}},
+                         "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {
+                             "limits": {"nvidia.com/gpu": str(chosen.gpus_per_node)}}}]}}
+    meta = {"name": name, "namespace": NS, "labels": {KUEUE_QUEUE_LABEL: QUEUE}}
+    if kind == "LeaderWorkerSet":  # the queue on the LeaderWorkerSet only: Kueue labels its pods with their group
+        del template["metadata"]["labels"][KUEUE_QUEUE_LABEL]  # (and leaves a pod that names a queue alone)
+        return [{"apiVersion": f"{LWS[0]}/{LWS[1]}", "kind": kind, "metadata": meta,
+                 "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": chosen.nodes, "workerTemplate": template}}}]
+    return [{"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+             "spec": {"replicas": chosen.nodes, "selector": {"matchLabels": {"app": name}}, "template": template}}]
+
+
+def kueue_workloads(custom: client.CustomObjectsApi) -> dict[str, tuple[str, dict]]:
+    """Kueue Workload name -> (the target it belongs to, its conditions by type)."""
+    listed = json.loads(custom.list_namespaced_custom_object(*KUEUE, NS, "workloads", _preload_content=False).data)
+    out = {}
+    for w in listed["items"]:
+        owner = next((o["name"] for o in w["metadata"].get("ownerReferences") or []), "")
+        target = owner.split("-", 1)[0]  # a Deployment's pod w00012-<hash>-<id>, or the LeaderWorkerSet
+        out[w["metadata"]["name"]] = (target, {c["type"]: c for c in (w.get("status") or {}).get("conditions") or []})
+    return out
+
+
+def kueue_verdict(conditions: dict) -> str | None:
+    """Admitted, Pending (Kueue tried and left it waiting: QuotaReserved=False), or None (not tried yet)."""
+    if conditions.get("Admitted", {}).get("status") == "True":
+        return "Admitted"
+    reserved = conditions.get("QuotaReserved")
+    return None if reserved is None else ("QuotaReserved" if reserved["status"] == "True" else "Pending")
+
+
+def run_size_kueue(n: int, per_node: int, burst: int) -> dict:
+    """The same fleet and burst, admitted by Kueue (ControlPlane(kueue=True)); no rackfit operator."""
+    row: dict = {"nodes": n}
+    with ControlPlane(kueue=True) as plane, api_client(plane.kubeconfig, pool_size=32) as api:
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        pid = json.loads((plane.data_dir / "state.json").read_text())["pids"]["kueue-controller"]
+        nodes = make_nodes(core, n)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        pods = run_pods(api, core, n, nodes, per_node)
+        row["pods"] = len(pods)
+
+        # ready: the queues applied -> the sentinel (created first) admitted
+        cpu_before = usage_of(pid)[1]
+        started = time.monotonic()
+        queues = kueue_queues(nodes, pods)
+        subprocess.run([str(binaries.bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig), "apply",
+                        "--server-side", "-f", "-"], input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                       "items": queues}),
+                       check=True, capture_output=True, text=True)
+        row["quota"] = {f["name"]: f["resources"][0]["nominalQuota"] for q in queues if q["kind"] == "ClusterQueue"
+                        for f in q["spec"]["resourceGroups"][0]["flavors"]}
+        sentinel = f"w{burst:05d}"
+        create_all(api, kueue_docs(burst))
+        wait_for(lambda: any(t == sentinel and kueue_verdict(c) == "Admitted"
+                             for t, c in kueue_workloads(custom).values()), 600, "Kueue ready", interval=0.5)
+        row["ready_s"] = time.monotonic() - started
+        say(f"[{n}] Kueue ready (sentinel admitted) in {row['ready_s']:.1f}s")
+
+        before = apiserver_requests(plane.kubeconfig)
+        docs = [d for i in range(burst) for d in kueue_docs(i)]
+        seen: dict[str, float] = {}
+        done: dict[str, float] = {}
+        first = time.monotonic()
+        with ThreadPoolExecutor(1) as creator:
+            job = creator.submit(create_all, api, docs)
+            while len(done) < burst:
+                time.sleep(1)
+                if job.done() and job.exception():
+                    raise job.exception()
+                now = time.monotonic()
+                if job.done() and "created_s" not in row:
+                    row["created_s"] = now - first  # within a second: when the load generator was done
+                current = {k: v for k, v in kueue_workloads(custom).items() if v[0] != sentinel}
+                for name, (_, conditions) in current.items():
+                    seen.setdefault(name, now)
+                    if name not in done and kueue_verdict(conditions):
+                        done[name] = now
+                if now - first > 1800:
+                    raise SystemExit(f"only {len(done)}/{burst} Kueue Workloads decided in 1800 s; see "
+                                     f"{plane.log_dir / 'kueue-controller.log'}")
+                if int(now - first) % 15 == 0:
+                    say(f"[{n}] {len(done)}/{burst} Kueue Workloads decided after {now - first:.0f}s")
+            job.result()
+        row["settled_s"] = time.monotonic() - first
+        row.setdefault("created_s", row["settled_s"])
+        lat = sorted(done[k] - seen[k] for k in done)
+        row["settle_p50_s"], row["settle_p99_s"] = pct(lat, 50), pct(lat, 99)
+        final = {k: v for k, v in kueue_workloads(custom).items() if v[0] != sentinel}
+        row["verdicts"] = dict(Counter(kueue_verdict(c) for _, c in final.values()))
+        row["admitted"] = sum(1 for _, c in final.values() if kueue_verdict(c) in ("Admitted", "QuotaReserved"))
+        row["pending"] = row["verdicts"].get("Pending", 0)
+        after = apiserver_requests(plane.kubeconfig)
+        delta = {k: after[k] - before[k] for k in after if k[0] == "workloads" and after[k] > before[k]}
+        row.update(kueue_bound(core, custom, nodes, first))
+        row["workload_requests"] = {f"{r}{'/' + s if s else ''} {v}": round(c / burst, 2)
+                                    for (r, s, v), c in delta.items()}
+        rss, cpu = usage_of(pid)
+        row["rss_mib"], row["cpu_s"] = rss, cpu - cpu_before
+    return row
+
+
+def kueue_bound(core: client.CoreV1Api, custom: client.CustomObjectsApi, nodes: list[dict], first: float) -> dict:
+    """After the measurement: the admitted Workloads' pods bound and Running (seconds since the first creation,
+    None if not within 600 s), nodes holding more GPUs than they have, LeaderWorkerSet groups split over racks."""
+    listed = custom.list_namespaced_custom_object(*KUEUE, NS, "workloads")["items"]
+    expected = sum(ps["count"] for w in listed if kueue_verdict(
+        {c["type"]: c for c in (w.get("status") or {}).get("conditions") or []}) == "Admitted"
+        for ps in w["spec"]["podSets"])
+
+    def running() -> list | None:
+        pods = json.loads(core.list_namespaced_pod(NS, field_selector="status.phase=Running",
+                                                   _preload_content=False).data)["items"]
+        return pods if len(pods) >= expected else None
+    out: dict = {"bound_s": None}
+    try:
+        wait_for(running, 600, f"{expected} admitted pods Running", interval=2)
+        out["bound_s"] = time.monotonic() - first
+    except WaitTimeout:
+        pass
+    held: Counter = Counter()
+    racks: dict[str, set] = {}
+    labels = {node["metadata"]["name"]: node["metadata"]["labels"] for node in nodes}
+    for pod in json.loads(core.list_pod_for_all_namespaces(_preload_content=False).data)["items"]:
+        where = pod["spec"].get("nodeName")
+        if not where or pod["status"].get("phase") in ("Succeeded", "Failed"):
+            continue
+        held[where] += sum(int((c.get("resources") or {}).get("limits", {}).get("nvidia.com/gpu", 0))
+                           for c in pod["spec"]["containers"])
+        group = (pod["metadata"].get("labels") or {}).get("leaderworkerset.sigs.k8s.io/name")
+        if group:
+            racks.setdefault(group, set()).add(labels[where].get(CLIQUE_LABEL))
+    out["nodes_over"] = sum(1 for node in nodes if held[node["metadata"]["name"]] >
+                            int(node["status"]["allocatable"]["nvidia.com/gpu"]))
+    out["groups_split"] = sum(1 for r in racks.values() if len(r) > 1)
+    return out
+
+
+def print_kueue(rows: list[dict], burst: int) -> None:
+    print(f"| admitted by | nodes | pods | ready (s) | {burst} created (s) | {burst} decided (s) | workloads a second "
+          "| per workload (ms) | decide p50/p99 (s) | admitted / pending | admitted pods Running (s) | RSS peak (MiB) "
+          "| CPU (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| Kueue {KUEUE_VERSION} TAS | {r['nodes']} | {r['pods']} | {r['ready_s']:.1f} | {r['created_s']:.0f} "
+              f"| {r['settled_s']:.1f} | {burst / r['settled_s']:.1f} | {r['settled_s'] / burst * 1000:.1f} "
+              f"| {r['settle_p50_s']:.1f} / {r['settle_p99_s']:.1f} | {r['admitted']} / {r['pending']} "
+              f"| {'not within 600' if r['bound_s'] is None else format(r['bound_s'], '.0f')} "
+              f"| {r['rss_mib']:.0f} | {r['cpu_s']:.0f} |")
+    for r in rows:
+        print(f"{r['nodes']} nodes (Kueue): verdicts {r['verdicts']}; quota {r['quota']}; "
+              f"Workload API requests per workload {r['workload_requests']}; "
+              f"nodes over capacity {r['nodes_over']}; LeaderWorkerSet groups split over racks {r['groups_split']}")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -330,8 +554,17 @@ def main() -> int:
     parser.add_argument("--workloads", type=int, default=1000)
     parser.add_argument("--restart", action="store_true", help="kill and restart the operator mid-burst")
     parser.add_argument("--webhook-pods", type=int, default=200, help="labelled + unlabelled pods timed (0: skip)")
+    parser.add_argument("--kueue", action="store_true",
+                        help="the same fleet and burst admitted by Kueue's TAS alone (no rackfit operator)")
     args = parser.parse_args()
     rows = []
+    if args.kueue:
+        for n in (int(s) for s in args.sizes.split(",")):
+            rows.append(run_size_kueue(n, args.pods_per_node, args.workloads))
+            say(json.dumps(rows[-1]))
+        print_kueue(rows, args.workloads)
+        # a Kueue row only counts if what Kueue admitted runs where TAS put it
+        return int(any(r["bound_s"] is None or r["nodes_over"] or r["groups_split"] for r in rows))
     for n in (int(s) for s in args.sizes.split(",")):
         rows.append(run_size(n, args.pods_per_node, args.workloads, args.restart, args.webhook_pods))
         say(json.dumps(rows[-1]))
