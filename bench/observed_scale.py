@@ -275,8 +275,16 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
         apply_fleet(core, build_nodes({INSTANCE_TYPE: math.ceil((n + 1) * 1.1 / 8) + 1}), workers=16)
         kubectl = str(binaries.bin_dir() / "kubectl")
         for cmd in (["apply", "--server-side", "-f", str(CRD)],
-                    ["wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io"]):
-            subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *cmd], check=True, capture_output=True)
+                    ["wait", "--for=condition=Established", "--timeout=300s", "crd/llmworkloads.rackfit.io"]):
+            for _attempt in range(3):  # on a loaded machine the CRD may not be listed yet when `wait` looks
+                out = subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *cmd], capture_output=True,
+                                     text=True)
+                if out.returncode == 0:
+                    break
+                say(f"  {kind}: kubectl {cmd[0]}: {out.stderr.strip()}")
+                time.sleep(2)
+            else:
+                raise SystemExit(f"{kind}: kubectl {' '.join(cmd)} failed: {out.stderr.strip()}")
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         create_all(api, workload_docs(SENTINEL, 0, ns))
 
@@ -291,6 +299,8 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
             op.start()
             deadline = started + args.timeout
 
+            progress: dict[str, int] = {}
+
             def poll(what: str, done) -> None:
                 shown = time.monotonic()
                 while not done():
@@ -300,7 +310,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
                         raise SystemExit(f"{kind}: {what} not reached in {args.timeout:.0f} s; see {op.log}")
                     if time.monotonic() - shown > 15:
                         shown = time.monotonic()
-                        say(f"  {kind}: waiting for {what} ({shown - started:.0f} s)")
+                        say(f"  {kind}: waiting for {what} ({shown - started:.0f} s; {progress})")
                     time.sleep(1)
 
             poll("the sentinel Placed", lambda: any(is_placed(o) for o in listed(custom, ns)
@@ -325,6 +335,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
                     seen.setdefault(name, now)
                     if name not in placed and is_placed(o):
                         placed[name] = now
+                progress.update(created=len(seen), placed=len(placed))
                 return len(placed) >= n
             poll(f"all {n} Placed", all_placed)
             creator.join()
@@ -337,6 +348,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
                 def all_observed() -> bool:
                     items = [o for o in listed(custom, ns) if o["metadata"]["name"] != SENTINEL]
                     row["observed"] = sum(1 for o in items if (o.get("status") or {}).get("observed"))
+                    progress.update(observed=row["observed"])
                     row["holds"] = dict(Counter(
                         next((c["status"] for c in (o.get("status") or {}).get("conditions") or []
                               if c["type"] == "EstimateHolds"), "none") for o in items))
@@ -360,8 +372,9 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
     row["other_queries"] = sum(prom.other.values())
     row["other"] = {q: c for q, c in prom.other.items()}
     row["run_s"] = ended - started
-    # the intervals begun since the operator started (its first query goes out at once)
-    row["intervals"] = math.ceil(row["run_s"] / args.interval)
+    # the intervals begun since the first query (the operator sends it once started), else since it started
+    row["intervals"] = (1 + math.floor((ended - times[0]) / args.interval) if times
+                        else math.ceil(row["run_s"] / args.interval))
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     row["min_gap_s"] = min(gaps) if gaps else None
     # the most queries in any window of one interval
