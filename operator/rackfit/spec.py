@@ -106,6 +106,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "self.framework != 'transformers' || !has(self.expandableSegments)",
             "training.expandableSegments is only allowed with framework fsdp, deepspeed or megatron (the "
             "transformers model is measured with PyTorch's default allocator)", ".expandableSegments"),
+        "fsdp_version": Rule("self.framework == 'fsdp' || !has(self.fsdpVersion)",
+                             "training.fsdpVersion says which FSDP runs framework fsdp: only with framework fsdp",
+                             ".fsdpVersion"),
+        "compile_loss": Rule("!has(self.compileLoss) || (self.framework == 'fsdp' && self.compile)",
+                             "training.compileLoss is only allowed with framework fsdp and compile: true",
+                             ".compileLoss"),
         "sequence_parallel": Rule("!self.sequenceParallel || self.framework == 'megatron'",
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
@@ -276,12 +282,27 @@ class Training(_Model):
         "ZeRO sharding over the data-parallel GPUs: framework deepspeed, or transformers with accelerate's "
         "DeepSpeed plugin"))
     sequence_parallel: bool = Field(False, description=(
-        "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too)"))
+        "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too). "
+        "fsdp with tensor > 1 is torchtitan's tensor-parallel plan, always sequence parallel (norms and the "
+        "residual split over the sequence, each norm's output all-gathered for the next matmuls)"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
-        "and the optimizer step. Default: true for fsdp with selective checkpointing (modelled as torchtitan), "
+        "and the optimizer step. Default: true for fsdp (FSDP2) with selective checkpointing (modelled as torchtitan), "
         "else false (PyTorch's default). fsdp, deepspeed and megatron only"))
+    fsdp_version: int | None = Field(None, ge=1, le=2, description=(
+        "framework fsdp: which PyTorch FSDP shards the model. 2 (default): FSDP2, fully_shard (torchtitan, "
+        "torchtune, accelerate with fsdp_version: 2): per-parameter shards, each block's 16-bit copy gathered before "
+        "use, the models' own code (torchtitan's fused nn.RMSNorm). 1: FullyShardedDataParallel (accelerate's FSDP "
+        "plugin and HF Trainer --fsdp by default, llama-recipes / llama-cookbook): one FlatParameter per wrapped "
+        "unit, the root unit (embeddings, final norm, output) kept unsharded from the forward to the end of the "
+        "backward, at most two all-gathers in flight (limit_all_gathers), the current unit's unsharded gradient in "
+        "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm), and PyTorch's default allocator "
+        "unless expandableSegments says otherwise"))
+    compile_loss: bool | None = Field(None, description=(
+        "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
+        "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "
+        "2025 (components model and loss) and torchtune compiles its loss; false for torchtitan before that"))
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
@@ -304,11 +325,25 @@ class Training(_Model):
             raise ValueError(rules["sequence_parallel"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)
+        if self.fsdp_version is not None and self.framework != "fsdp":
+            raise ValueError(rules["fsdp_version"].message)
+        if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):
+            raise ValueError(rules["compile_loss"].message)
         return self
 
     @property
     def rank(self) -> int:
         return self.lora_rank or 16
+
+    @property
+    def fsdp(self) -> int:
+        """The FSDP version of framework fsdp (fsdpVersion, default 2)."""
+        return self.fsdp_version or 2
+
+    @property
+    def loss_compiled(self) -> bool:
+        """fsdp + compile compiles the loss unless compileLoss says not."""
+        return self.framework == "fsdp" and self.compile and self.compile_loss is not False
 
 
 class Parallelism(_Model):

@@ -91,7 +91,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert any("'full'" in r and "'fp32', 'bf16', 'fp16'" in r for r in rules)
     training = spec["properties"]["training"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in training] == [".loraRank", ".zeroStage", ".method", ".optimizer", ".compile",
-                                                  ".expandableSegments", ".sequenceParallel"]
+                                                  ".expandableSegments", ".fsdpVersion", ".compileLoss",
+                                                  ".sequenceParallel"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)
     for node in (spec, spec["properties"]["training"], spec["properties"]["model"]):
