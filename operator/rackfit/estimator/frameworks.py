@@ -81,20 +81,42 @@ def _mlp_widths(a: ModelArch) -> tuple[float, float]:
     return (2 * inter if gated else inter), inter
 
 
+# The 16-bit output of each of a block's two fused RMSNorms, the input its matmuls save (wq/wk/wv share the
+# attention norm's, w1/w3 the MLP norm's). transformers' eager RMSNorm count (NORM_BYTES_PER_H) includes it.
+NORM_OUTPUT_BYTES_PER_H = 2 * ACT_BYTES
+
+
+def torchtitan(tr: Training) -> bool:
+    """framework fsdp as FSDP2 runs it with torchtitan's (or torchtune's) model code; fsdpVersion 1 is FSDP1 with
+    Hugging Face transformers' models (accelerate, llama-recipes)."""
+    return tr.framework == "fsdp" and tr.fsdp == 2
+
+
 def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
     """Bytes one layer keeps per token without checkpointing in eager PyTorch with 16-bit weights (no
     autocast residual): activations.py's calibrated count, whose norms are transformers' RMSNorm (an fp32
     upcast kept per norm). torchtitan's models use nn.RMSNorm (torchtitan/models/llama3/model/model.py),
-    whose fused CUDA kernel (aten._fused_rms_norm) keeps only the 16-bit input and the per-token rstd."""
+    whose fused CUDA kernel (aten._fused_rms_norm) keeps the 16-bit input and the per-token rstd; its 16-bit
+    output is what the next matmuls save. Under tensor parallel, torchtitan's plan (parallelize.py, apply_tp)
+    is sequence parallel: the norms and the block's input are split over the sequence (SequenceParallel, Shard(1)),
+    and each norm's output is all-gathered (PrepareModuleInput, Shard(1) -> Replicate) before the colwise
+    matmuls, which save the gathered whole-sequence tensor: those two outputs are not divided by the tensor degree."""
     per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
-    if tr.framework == "fsdp":
+    if torchtitan(tr):
         per -= (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size / t
+        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size
     return per
 
 
 def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    """As eager, under torch.compile (activations.compile_savings)."""
-    return _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
+    """As eager, under torch.compile (activations.compile_savings: the partitioner recomputes a norm's output
+    from its input). Under torchtitan's tensor parallel the gathered norm outputs stay saved: the all-gather is
+    not among the ops the min-cut partitioner recomputes (torch/_functorch/partitioners.py, recomputable ops are
+    pointwise, views and cheap reductions)."""
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
+    if torchtitan(tr) and t > 1:
+        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+    return per
 
 
 def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
@@ -102,25 +124,31 @@ def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    """torchtitan's per-op selective AC (torchtitan/distributed/activation_checkpoint.py, `_custom_policy`,
-    was torchtitan/models/llama3/parallelize_llama.py): inside each checkpointed block, outputs of ops in
-    `_save_list` (aten.mm, SDPA flash/efficient) are saved, except every second aten.mm (the count restarts
-    per block); everything else is recomputed. The block's input is kept by the checkpoint itself. The mm
-    order is wq, wk, wv, wo, then w1 (gate), w3 (up), w2 (down) (torchtitan/models/llama3/model/model.py)."""
+    """torchtitan's per-op selective AC (torchtitan/distributed/activation_checkpoint.py, `_custom_policy` /
+    SelectiveAC, was torchtitan/models/llama3/parallelize_llama.py): inside each checkpointed block, outputs of
+    ops in the save list (aten.mm / aten.linear, SDPA, reduce_scatter_tensor) are saved, except every second mm
+    (the count restarts per block); everything else is recomputed. The block's input is kept by the checkpoint
+    itself. The mm order is wq, wk, wv, wo, then w1 (gate), w3 (up), w2 (down)
+    (torchtitan/models/llama3/model/model.py): wq, wv, w1 and w2 are saved.
+    Under torchtitan's tensor parallel (sequence parallel, apply_tp) the colwise outputs are split over t, the
+    rowwise w2's saved output is the whole sequence's partial sum (before its reduce-scatter), the
+    reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
+    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list)."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
-    if a.gated_mlp:
-        mms = [q, kv / 2, kv / 2, h, fc1 / 2, fc1 / 2, h]
-    else:
-        mms = [q, kv / 2, kv / 2, h, fc1, h]
-    saved = sum(w for i, w in enumerate(mms) if i % 2 == 0)  # the 1st, 3rd, 5th... mm of the block
-    saved += q + h  # SDPA output; the block's input
+    # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
+    mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
+    mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
+    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms) if i % 2 == 0)
+    saved += (q + h) / t  # SDPA output; the block's input
+    if t > 1:
+        saved += 2 * h / t  # the reduce-scatter outputs of wo and w2
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
-        lora = eager_layer_bytes(a, tr, 1) - _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}),
-                                                                    1, mixed=False)[0]
-    return (ACT_BYTES * saved + lora) / t
+        lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
+            _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}), 1, mixed=False)[0]
+    return ACT_BYTES * saved + lora / t
 
 
 def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
@@ -161,6 +189,25 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
     return int(n * fwd_bytes), int(n * bwd_bytes)
 
 
+def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str
+              ) -> tuple[int, int, int]:
+    """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
+    of its layers and no loss, "last" one micro-batch and the loss, "max" the larger. 1F1B as Megatron runs it
+    (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
+    num_warmup_microbatches = pipeline_parallel_size - rank - 1, plus the one in steady state), DeepSpeed's
+    PipelineModule (deepspeed/runtime/pipe/schedule.py, TrainSchedule.num_pipe_buffers = min(stages - stage_id,
+    micro_batches); the loss only on the last stage, engine.py _exec_forward_pass) and torchtitan's 1F1B."""
+    fwd, bwd = loss
+    if pipeline == 1:
+        return int(L * kept_per * tokens), fwd, bwd
+    stage_layers = math.ceil(L / pipeline)
+    first = int(stage_layers * pipeline * kept_per * tokens)
+    last = int(stage_layers * kept_per * tokens)
+    if stage == "first" or (stage == "max" and first >= last + max(fwd, bwd)):
+        return first, 0, 0
+    return last, fwd, bwd
+
+
 def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
     """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
     (Megatron logs its last rank's memory)."""
@@ -169,10 +216,6 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     if tr.framework == "megatron":
         sp = tr.sequence_parallel and t > 1
         per, core = megatron_layer_bytes(a, tr, t, sp)
-        stage_layers = math.ceil(L / layout.pipeline)
-        in_flight = layout.pipeline  # 1F1B warm-up: the first stage runs `pipeline` forwards before a backward
-        # (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
-        # num_warmup_microbatches = pipeline_parallel_size - rank - 1, plus the one in steady state)
         if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
             kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
         elif ckpt == "selective":  # --recompute-granularity selective (core_attn): flash keeps no scores
@@ -181,18 +224,10 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
             kept_per, recompute = per - core, 0.0
         else:
             kept_per, recompute = per, 0.0
-        kept = stage_layers * in_flight * kept_per
         # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
         # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
-        fwd, bwd = _loss(a, tr, t, 2 + 4, 4 + 2)
-        if layout.pipeline > 1:  # the loss is on the last stage, which holds one micro-batch
-            last = stage_layers * kept_per * tokens + max(fwd, bwd)
-            first = kept * tokens
-            if stage == "first" or (stage == "max" and first >= last):
-                fwd = bwd = 0
-            else:
-                kept = stage_layers * kept_per
-        return Activations(int(kept * tokens), int(recompute * tokens), fwd, bwd)
+        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage)
+        return Activations(kept, int(recompute * tokens), fwd, bwd)
     if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
         # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
         # (LORA_INPUT_BYTES) does not happen; lora_a saves the same input tensor the base linear received
@@ -202,18 +237,27 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     per = layer_bytes(a, tr, t)
     if ckpt == "full":
         kept_per, recompute = ACT_BYTES * a.hidden_size / t, per
-    elif ckpt == "selective" and tr.framework == "fsdp":
+    elif ckpt == "selective" and torchtitan(tr):
         kept_per = torchtitan_sac_bytes(a, tr, t)
         recompute = max(per - kept_per, 0.0)
-    elif ckpt == "selective":  # DeepSpeed with transformers models: Korthikanti's attention recompute
+    elif ckpt == "selective":  # DeepSpeed, FSDP1 with transformers models: Korthikanti's attention recompute
         _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
         kept_per, recompute = per - attention, attention
     else:
         kept_per, recompute = per, 0.0
-    # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
-    # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py)
-    fwd, bwd = _loss(a, tr, t, 2 + 4 + 4, 4 + 4 + 4)
-    return Activations(int(L * kept_per * tokens), int(recompute * tokens), fwd, bwd)
+    if tr.loss_compiled:
+        # torch.compile over cross_entropy(logits.float()) (torchtitan components/loss.py, compiled with the model
+        # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
+        # the log-softmax, saving the 16-bit logits and per-token statistics; the backward writes the 16-bit
+        # gradient from them. No fp32 buffer per logit, chunked or not.
+        n = _tokens(tr) * a.vocab_size / t
+        loss = int(n * ACT_BYTES), int(n * 2 * ACT_BYTES)
+    else:
+        # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
+        # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py)
+        loss = _loss(a, tr, t, 2 + 4 + 4, 4 + 4 + 4)
+    kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage)
+    return Activations(kept, int(recompute * tokens), fwd, bwd)
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -271,7 +315,26 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # parameters are the fp32 masters and each block's bf16 copy is all-gathered before use and freed
         # after (reshard_after_forward=True), the next block prefetched: two blocks in flight. The root
         # (embeddings, output) is gathered for the loss; its gradients wait for the end of the backward.
-        if full:
+        if full and tr.fsdp == 1:
+            # FSDP1 (torch/distributed/fsdp/_flat_param.py, _runtime_utils.py): one FlatParameter per wrapped unit
+            # (each decoder layer under accelerate's TRANSFORMER_BASED_WRAP; the root holds the embeddings, final
+            # norm and output). The unit's sharded flat parameter is cast to the 16-bit MixedPrecision param_dtype
+            # (_mp_shard, freed after the all-gather) and all-gathered into _full_param_padded. limit_all_gathers
+            # (_limiter_utils._FreeEventQueue, _max_num_inflight_all_gathers = 2) keeps at most two units gathered
+            # ahead of their free; the backward's BACKWARD_PRE prefetch holds the current and the next unit. The
+            # root is not resharded after the forward (_post_forward_reshard: `not state._is_root`), so the
+            # embeddings and output stay gathered to the end of the backward, and the root's flat gradient
+            # (output first, embeddings last) is reduced only when the whole unit's gradient is ready. Each
+            # unit's unsharded gradient is in the param dtype and reduce-scattered in the reduce dtype
+            # (accelerate's MixedPrecision: param, reduce and buffer dtype all bf16), then cast to the fp32
+            # shard (_cast_grad_to_param_dtype).
+            weights = n * state_bytes // d
+            grads = n * state_bytes // d
+            optimizer //= d
+            root = (p.embedding + p.lm_head) // t
+            gathered = 2 * layer * compute_bytes + layer * compute_bytes // d + root * compute_bytes
+            buckets = layer * compute_bytes + layer * compute_bytes // d + output * compute_bytes
+        elif full:
             weights = n * state_bytes // d
             grads = n * state_bytes // d
             optimizer //= d
@@ -381,17 +444,28 @@ def expandable_segments(tr: Training) -> bool:
     torchtune keep PyTorch's default."""
     if tr.expandable_segments is not None:
         return tr.expandable_segments
-    return tr.framework == "fsdp" and tr.activation_checkpointing == "selective"
+    return torchtitan(tr) and tr.activation_checkpointing == "selective"
 
 
 def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     """What the estimate assumed about the runtime that the spec does not say."""
+    if tr.framework == "fsdp" and tr.fsdp == 1:
+        return ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
+                "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
+                "transformers' model code" + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
+    notes = []
+    if tr.framework == "fsdp" and layout.tensor > 1:
+        notes.append("fsdp with tensor parallel is modelled as torchtitan's plan: sequence parallel norms, "
+                     "all-gathered norm outputs, loss parallel")
     if tr.framework == "fsdp" and tr.expandable_segments is None:
         if tr.activation_checkpointing == "selective":
-            return ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable segments, "
-                    "foreach AdamW"]
-        return ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (accelerate, torchtune); "
-                "torchtitan exports expandable segments (set training.expandableSegments: true), which needs less"]
+            return notes + ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable "
+                            "segments, foreach AdamW"]
+        return notes + ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (torchtune, accelerate "
+                        "with FSDP2; set fsdpVersion: 1 for accelerate's default FSDP1); torchtitan exports expandable "
+                        "segments (set training.expandableSegments: true), which needs less"]
+    if notes:
+        return notes
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
             and tr.activation_checkpointing != "full":
         return ["ZeRO-3 without full checkpointing: every layer's gathered weights are counted until their backward "

@@ -1,0 +1,137 @@
+"""Issue 22, training side: torchtitan's tensor-parallel plan under FSDP2, its per-op SAC per tensor rank, the
+compiled loss, FSDP1 (fsdpVersion: 1) and pipeline stages outside Megatron. Each test checks the mechanism the
+runtime's source gives (estimator/frameworks.py cites it), not a fitted number."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Layout, estimate
+from rackfit.estimator.activations import ACT_BYTES
+from rackfit.estimator.frameworks import (
+    NORM_OUTPUT_BYTES_PER_H,
+    eager_layer_bytes,
+    runtime_activations,
+    runtime_peak,
+    torchtitan_sac_bytes,
+)
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
+from rackfit.spec import ModelSource, Training, parse_spec
+
+LLAMA = resolve(ModelSource(preset="llama-3.1-8b"))
+P = count_params(LLAMA)
+H = LLAMA.hidden_size
+
+
+def spec(framework: str = "fsdp", layout: dict | None = None, **training):
+    return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="bf16",
+                           training=dict(framework=framework, **training), parallelism=layout))
+
+
+def tr(**training) -> Training:
+    return Training(framework=training.pop("framework", "fsdp"), **training)
+
+
+# --- torchtitan's tensor parallel (apply_tp: sequence parallel, gathered norm outputs, loss parallel) ------
+
+def test_gathered_norm_outputs_are_not_split_by_tensor():
+    """Per token, a layer keeps the split part over t plus both norms' whole-sequence outputs."""
+    t1, t4 = eager_layer_bytes(LLAMA, tr(), 1), eager_layer_bytes(LLAMA, tr(), 4)
+    replicated = NORM_OUTPUT_BYTES_PER_H * H
+    assert t4 - replicated == pytest.approx((t1 - replicated) / 4)
+
+
+def test_tensor_parallel_activations_shrink_less_than_one_over_t():
+    one = runtime_activations(LLAMA, tr(microBatchSize=2, sequenceLength=4096), Layout(data=8))
+    four = runtime_activations(LLAMA, tr(microBatchSize=2, sequenceLength=4096), Layout(data=2, tensor=4))
+    assert one.kept / 4 < four.kept < one.kept / 2
+
+
+def test_sac_under_tensor_parallel_keeps_w2s_partial_sum_and_the_reduce_scatters():
+    """w2 is the 7th mm (saved): its rowwise output is the whole sequence's partial sum; the reduce-scatter
+    outputs of wo and w2 are saved split over the sequence."""
+    t1, t2 = torchtitan_sac_bytes(LLAMA, tr(), 1), torchtitan_sac_bytes(LLAMA, tr(), 2)
+    whole = ACT_BYTES * H                      # w2's saved partial sum, on every tensor rank
+    assert t2 == pytest.approx((t1 - whole) / 2 + whole + 2 * ACT_BYTES * H / 2)
+
+
+def test_full_checkpointing_under_tensor_parallel_keeps_the_sequence_split_input():
+    a = runtime_activations(LLAMA, tr(activationCheckpointing="full", sequenceLength=4096), Layout(tensor=4))
+    assert a.kept == LLAMA.num_layers * ACT_BYTES * H * 4096 // 4
+
+
+def test_loss_parallel_splits_the_logits_over_tensor():
+    one = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout())
+    four = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout(tensor=4))
+    assert four.loss_backward == pytest.approx(one.loss_backward / 4, rel=1e-6)
+
+
+def test_tensor_parallel_estimate_says_it_is_torchtitans_plan():
+    notes = estimate(spec(layout=dict(data=2, tensor=4))).notes
+    assert any("torchtitan's plan" in n for n in notes)
+
+
+# --- the compiled loss (torchtitan since April 2025, torchtune) --------------------------------------------
+
+def test_compiled_loss_keeps_16_bit_logits_and_gradient():
+    n = 4096 * LLAMA.vocab_size
+    compiled = runtime_activations(LLAMA, tr(compile=True, sequenceLength=4096), Layout())
+    assert (compiled.loss_forward, compiled.loss_backward) == (2 * n, 4 * n)
+    eager_loss = runtime_activations(LLAMA, tr(compile=True, compileLoss=False, sequenceLength=4096), Layout())
+    assert eager_loss.loss_backward == 12 * n
+
+
+def test_compile_loss_only_with_fsdp_and_compile():
+    for framework, training in (("fsdp", dict(compileLoss=True)), ("deepspeed", dict(compile=True, compileLoss=True))):
+        with pytest.raises(InvalidWorkload) as e:
+            spec(framework, **training)
+        assert [path for path, _ in e.value.errors] == ["spec.training.compileLoss"]
+
+
+# --- FSDP1 (fsdpVersion: 1) ---------------------------------------------------------------------------------
+
+def test_fsdp_version_only_with_fsdp():
+    with pytest.raises(InvalidWorkload) as e:
+        spec("deepspeed", fsdpVersion=1)
+    assert [path for path, _ in e.value.errors] == ["spec.training.fsdpVersion"]
+    assert spec(fsdpVersion=1).training.fsdp == 1
+    assert spec().training.fsdp == 2
+
+
+def test_fsdp1_keeps_the_root_unit_gathered():
+    """The root (embeddings and output) is not resharded after the forward: both stay gathered in 16-bit."""
+    two = runtime_peak(LLAMA, P, tr(fsdpVersion=2), "bf16", Layout(data=8), 0)
+    one = runtime_peak(LLAMA, P, tr(fsdpVersion=1), "bf16", Layout(data=8), 0)
+    assert one.weights - two.weights >= P.embedding * 2
+
+
+def test_fsdp1_runs_transformers_model_code():
+    """accelerate and llama-recipes run transformers' LlamaForCausalLM: its eager RMSNorm keeps fp32 upcasts,
+    more than torchtitan's fused nn.RMSNorm."""
+    one = runtime_activations(LLAMA, tr(fsdpVersion=1, sequenceLength=4096), Layout(data=8))
+    two = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout(data=8))
+    assert one.kept > two.kept
+
+
+def test_fsdp1_selective_is_not_torchtitans_per_op_sac():
+    assert estimate(spec(fsdpVersion=1, activationCheckpointing="selective")).notes[0].startswith("fsdp (FSDP1)")
+    assert not runtime_peak(LLAMA, P, tr(fsdpVersion=1, activationCheckpointing="selective"), "bf16",
+                            Layout(data=8), 0).expandable_segments
+
+
+# --- pipeline stages outside Megatron (DeepSpeed PipelineModule, torchtitan PP) ------------------------------
+
+@pytest.mark.parametrize("framework", ["deepspeed", "fsdp"])
+def test_pipeline_stages_hold_their_layers_and_the_loss_only_last(framework):
+    t = tr(framework=framework, sequenceLength=4096, activationCheckpointing="full")
+    whole = runtime_activations(LLAMA, t, Layout(data=2))
+    first = runtime_activations(LLAMA, t, Layout(data=2, pipeline=4), stage="first")
+    last = runtime_activations(LLAMA, t, Layout(data=2, pipeline=4), stage="last")
+    assert first.loss_backward == 0 and last.loss_backward == whole.loss_backward
+    assert last.kept == whole.kept // 4
+    assert first.kept == 4 * last.kept  # 1F1B: the first stage holds `pipeline` micro-batches
+    worst = runtime_activations(LLAMA, t, Layout(data=2, pipeline=4))
+    assert worst.kept + max(worst.loss_forward, worst.loss_backward) == max(
+        first.kept, last.kept + max(last.loss_forward, last.loss_backward))
