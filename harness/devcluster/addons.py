@@ -209,7 +209,10 @@ def start(plane, kubectl: Path | None = None, addons: tuple[Addon, ...] = ADDONS
     require(addons)
     kubectl = kubectl or binaries.require("kubectl")["kubectl"]
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
-    pki = plane.data_dir / "pki" / "addons"
+    # a directory of its own for each call: the controllers reload their serving certificate when its file
+    # changes, so a second call (Kueue's, after LWS and JobSet) writing a new pair over the first would leave
+    # the earlier webhooks serving a certificate their configuration's CA bundle does not sign
+    pki = plane.data_dir / "pki" / ("kueue" if KUEUE in addons else "addons")
     ca, _, _ = write_serving_pair(pki, ["127.0.0.1", "localhost"], validity=dt.timedelta(days=7))
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
