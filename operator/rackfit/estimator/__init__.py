@@ -110,7 +110,8 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
-                    engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency)
+                    engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency,
+                    refused=s.refused)
 
 
 def _fp8_weights(spec: LLMWorkloadSpec, arch: ModelArch) -> bool:

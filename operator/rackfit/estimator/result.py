@@ -61,6 +61,9 @@ class Estimate(_Out):
                                         "holds per replica")
     max_concurrency: float | None = Field(None, description="serving engines on a known GPU: contextLength "
                                           "requests that fit at once (vLLM's 'Maximum concurrency')")
+    refused: str | None = Field(None, description=(
+        "serving engines: why the engine would not start on this layout whatever its KV cache holds (then "
+        "maxConcurrency is 0), e.g. fp8 blocks split across tensor ranks, CUDA graphs beyond the budget"))
     error_band: str | None = Field(None, description=(
         "the measured error of this estimate's regime (runtime, workload kind, GPU family) on make bench's rows, "
         "e.g. '-4.5%..+3.9% of memory on 14 measured rows (...)', or 'unmeasured' where no row was measured; "

@@ -50,6 +50,8 @@ def _shortfall(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> str:
     """Why `est` does not fit: the engine's KV cache, else bytes against capacity."""
     if est.max_concurrency is not None:
         need = spec.inference.per_replica(est.layout.data)
+        if est.refused:  # the engine would not start, whatever its cache holds
+            return est.refused
         if not est.kv_cache_tokens:
             b = est.breakdown
             rest = b.weights_bytes + b.activations_bytes + b.cuda_graph_bytes + b.non_torch_bytes
@@ -95,6 +97,8 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     found = [_option(t, est, capacity) for _, est in candidates(spec, a, t, capacity, max_gpus)]
     if not found:
         need = smallest_need(spec, a, t, max_gpus)
+        if need.refused:  # the engine refuses even the largest layout: its reason says what to change
+            return [], need.refused
         lay = need.layout
         return [], (f"needs more than {max_gpus} GPUs of {t.gpu.memory_gb:g} GB "
                     f"(vendor size; maxNodes {max_nodes}): at "
