@@ -21,7 +21,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="rackfit.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="rackfit.io", key="last-handled-configuration")
-    settings.posting.level = 20  # INFO and up become Events
+    settings.posting.level = 20  # kopf.info/warn Events (Placed...) are posted; log lines are not (posting.loggers)
     # Sized for 5,000 GPU nodes and 50,000 pods (bench/scale.py measures it):
     # - No cap on per-object workers. kopf starts one per object of the initial listing, and each
     #   waits until every object of every indexed kind is indexed; a cap below the object count
