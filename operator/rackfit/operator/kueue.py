@@ -8,10 +8,10 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
 - `workload_checks`: for each Kueue Workload with such a check `Pending` once quota is reserved, the
   verdict (Ready with the plan, Retry while the LLMWorkload is missing, Rejected with the estimate's
   message) is written to its `status.admissionChecks`. Before `Ready`: `Retry` while the target's
-  templates lack the TAS annotations rackfit writes (its reconcile has not run yet) or the Workload was
-  built before them (kueuecheck.topology_stale); the ComputeDomain of a placement across nodes of the
-  clique TAS reserved is created (owned by the LLMWorkload) and its channel named in podSetUpdates;
-- `drop_stale`: a Workload that holds no quota and was built before the TAS annotations rackfit wrote
+  templates lack the TAS annotations rackfit writes (its reconcile has not run yet); the ComputeDomain
+  of a placement across nodes of the clique TAS reserved is created (owned by the LLMWorkload) and its
+  channel named in podSetUpdates;
+- `drop_stale`: a Workload not admitted yet and built before the TAS annotations rackfit wrote
   on its target is deleted (its finalizer taken off first, as Kueue does with a Workload that no longer
   matches its job: pkg/controller/jobframework/reconciler.go, ensureOneWorkload), so that Kueue builds
   it again with the topology request;
@@ -20,6 +20,7 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -30,10 +31,10 @@ from rackfit.names import KUEUE_CONTROLLER, KUEUE_GROUP, KUEUE_VERSION, KUEUE_WO
 from rackfit.operator import computedomains, kube, targets
 from rackfit.operator.kueuecheck import (
     RETRY,
+    admitted,
     assigned_flavors,
     owner,
     pending,
-    reserved,
     topology_for,
     topology_missing,
     topology_stale,
@@ -47,6 +48,7 @@ from rackfit.spec import parse_spec
 ADMISSION_CHECKS = (KUEUE_GROUP, KUEUE_VERSION, "admissionchecks")
 WORKLOADS = (KUEUE_GROUP, KUEUE_VERSION, "workloads")
 FLAVORS = (KUEUE_GROUP, KUEUE_VERSION, "resourceflavors")
+log = logging.getLogger("rackfit.kueue")
 
 
 def enabled(setting: str) -> bool:
@@ -74,10 +76,13 @@ def check_active(name: str, spec: dict, status: dict, logger, **_: Any) -> None:
 
 
 def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Index, memo: kopf.Memo, logger,
-                    **_: Any) -> None:
+                    type: str | None = None, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    if drop_stale(body, namespace, name, logger):
+        return
     checks = pending(body, set(our_checks.get(None, [])))
     if not checks:
-        drop_stale(body, namespace, name, logger)
         return
     ctx = memo.ctx
     target = owner(body)
@@ -137,23 +142,21 @@ def _topology_wait(body: dict, namespace: str, target: tuple[str, str] | None, l
     if wanted and topology_missing(obj, wanted):
         return {"state": RETRY, "message": f"{kind.kind}/{target[1]}: rackfit has not written its topology "
                                            f"annotations on the pod templates yet"}
-    if targets.applied(obj).get("templateAnnotations") and topology_stale(body, obj):
-        return {"state": RETRY, "message": f"Kueue built this Workload before rackfit's topology annotations "
-                                           f"were on {kind.kind}/{target[1]}: it is built again with them"}
     return None
 
 
-def drop_stale(body: dict, namespace: str, name: str, logger) -> None:
-    """Delete a Workload that holds no quota and was built before rackfit's TAS annotations were on its
-    target: Kueue builds it again from the annotated target."""
-    target = owner(body)
-    kind = targets.ADAPTERS.get(target[0]) if target else None
+def drop_stale(body: dict, namespace: str, name: str, logger, target: dict | None = None) -> bool:
+    """Delete a Workload that Kueue has not admitted and that was built before rackfit's TAS annotations
+    were on its target (`target`: read when not given); Kueue builds it again from the annotated target
+    (its quota, if reserved, is released with it; the target is suspended or its pods gated). Whether it did."""
+    ref = owner(body)
+    kind = targets.ADAPTERS.get(ref[0]) if ref else None
     meta = body.get("metadata") or {}
-    if kind is None or reserved(body) or meta.get("deletionTimestamp") or _finished(body):
-        return
-    obj = kube.get_target(kind, namespace, target[1])
+    if kind is None or admitted(body) or meta.get("deletionTimestamp") or _finished(body):
+        return False
+    obj = target if target is not None else kube.get_target(kind, namespace, ref[1])
     if obj is None or not targets.applied(obj).get("templateAnnotations") or not topology_stale(body, obj):
-        return
+        return False
     finalizers = [f for f in meta.get("finalizers") or [] if f != KUEUE_WORKLOAD_FINALIZER]
     try:
         kube.patch_object(WORKLOADS, namespace, name, {"metadata": {
@@ -161,8 +164,9 @@ def drop_stale(body: dict, namespace: str, name: str, logger) -> None:
         kube.delete_object(WORKLOADS, namespace, name)
     except kube.TransientError as e:
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
-    logger.info(f"Kueue Workload {name}: built before rackfit's topology annotations on {kind.kind}/{target[1]}; "
-                f"deleted so that Kueue builds it again")
+    (logger or log).info(f"Kueue Workload {name}: built before rackfit's topology annotations on {kind.kind}/"
+                         f"{ref[1]}; deleted so that Kueue builds it again")
+    return True
 
 
 def _finished(body: dict) -> bool:
@@ -171,11 +175,14 @@ def _finished(body: dict) -> bool:
 
 
 def workload_for(namespace: str, target: dict) -> dict | None:
-    """Kueue's Workload of `target` (owned by it), newest first; None if Kueue has made none."""
+    """Kueue's Workload of `target` (owned by it), newest first; None if Kueue has made none (or the one
+    it made was built before rackfit's topology annotations and is deleted now, to be built again: the
+    LLMWorkload's reconcile runs while it waits, so a Workload whose events have stopped goes too)."""
     uid = (target.get("metadata") or {}).get("uid")
     mine = [w for w in kube.list_objects(WORKLOADS, namespace)
             if any(r.get("uid") == uid for r in (w.get("metadata") or {}).get("ownerReferences") or [])
             and not (w.get("metadata") or {}).get("deletionTimestamp")]
+    mine = [w for w in mine if not drop_stale(w, namespace, w["metadata"]["name"], None, target)]
     return max(mine, key=lambda w: w["metadata"].get("creationTimestamp") or "", default=None)
 
 
