@@ -79,13 +79,16 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
                     type: str | None = None, **_: Any) -> None:
     if type == "DELETED":
         return
-    if drop_stale(body, namespace, name, logger):
+    target = owner(body)
+    kind = targets.ADAPTERS.get(target[0]) if target else None
+    # read once: the verdict must see the templates drop_stale saw (the reconcile may patch them between)
+    obj = kube.get_target(kind, namespace, target[1]) if kind else None
+    if obj is not None and drop_stale(body, namespace, name, logger, obj):
         return
     checks = pending(body, set(our_checks.get(None, [])))
     if not checks:
         return
     ctx = memo.ctx
-    target = owner(body)
     workload = _llmworkload(namespace, target)
     spec, hf = None, None
     try:
@@ -97,11 +100,10 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
         new = {"state": "Rejected", "message": f"LLMWorkload {workload['metadata']['name']}: {e}"[:1024]}
     else:
         llmw = workload["metadata"]["name"] if workload else ""
-        new = _topology_wait(body, namespace, target, llmw, spec, ctx.catalog, hf) if spec else None
+        new = _topology_wait(body, target, obj, llmw, spec, ctx.catalog, hf) if spec else None
         if new is None:
             flavors = [kube.get_cluster_object(FLAVORS, f) or {} for f in assigned_flavors(body)]
             labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
-            kind = targets.ADAPTERS.get(target[0]) if target else None
             new = verdict(llmw, spec, ctx.catalog, body, labels, hf, node_domain=_domain_of(ctx),
                           claim=bool(ctx.compute_domains and kind and kind.suspendable))
         placement = new.pop("placement", None)
@@ -128,20 +130,21 @@ def _domain_of(ctx):
     return domain
 
 
-def _topology_wait(body: dict, namespace: str, target: tuple[str, str] | None, llmw: str, spec, catalog, hf
+def _topology_wait(body: dict, target: tuple[str, str] | None, obj: dict | None, llmw: str, spec, catalog, hf
                    ) -> dict | None:
-    """`Retry` while the target's templates lack the TAS annotations its plan wants, or the Workload was
-    built before them; None when the topology Kueue reserved is the one asked for."""
-    kind = targets.ADAPTERS.get(target[0]) if target else None
-    obj = kube.get_target(kind, namespace, target[1]) if kind else None
+    """`Retry` while the target's templates (`obj`) lack the TAS annotations its plan wants, or the
+    Workload was built before them; None when the topology Kueue reserved is the one asked for."""
     best = plan(spec, catalog, hf_config=hf).chosen if obj is not None else None
     if best is None:
         return None
-    p = best.placement
+    kind, p = targets.adapter(target[0]), best.placement
     wanted = topology_for(kind, obj, llmw, p, catalog.get(p.instance_type).nodes_per_domain)
     if wanted and topology_missing(obj, wanted):
         return {"state": RETRY, "message": f"{kind.kind}/{target[1]}: rackfit has not written its topology "
                                            f"annotations on the pod templates yet"}
+    if targets.applied(obj).get("templateAnnotations") and topology_stale(body, obj):
+        return {"state": RETRY, "message": f"Kueue built this Workload before rackfit's topology annotations "
+                                           f"were on {kind.kind}/{target[1]}: it is built again with them"}
     return None
 
 
