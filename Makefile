@@ -33,6 +33,7 @@ bench-cluster: k8s-bin ## Benchmarks on a local control plane: operator throughp
 
 bench-cluster-smoke: k8s-bin ## Every cluster benchmark at a small size (CI): fails when one cannot finish
 	$(PYTHON) bench/scale.py --sizes 64 --workloads 40 --webhook-pods 20
+	$(PYTHON) bench/scale.py --kueue --sizes 64 --workloads 40
 	$(PYTHON) bench/operator_throughput.py 40
 	$(PYTHON) bench/webhook_latency.py 40 5
 	$(PYTHON) bench/observed_scale.py 30

@@ -17,13 +17,19 @@ fit one node, a LeaderWorkerSet for the 405B that spans a rack. Measured:
   before the kill unchanged, no Deployment patched twice (generation 2), no domain over capacity;
 - the mutating webhook's pod-creation latency with every pod of the fleet in the operator's watch.
 
-Usage: python bench/scale.py [--sizes 64,1000,5000] [--pods-per-node 4] [--workloads 1000] [--restart]
+With --kueue, no rackfit operator: the same fleet and burst shapes admitted by Kueue's topology-aware
+scheduling (`ControlPlane(kueue=True)`; `run_size_kueue`, docs/scale.md "Beside Kueue"): first creation
+-> every Kueue Workload decided (Admitted, or Pending after Kueue tried it), then its admitted pods
+Running; exit status 1 when they do not run, or run over a node's GPUs or split over racks.
+
+Usage: python bench/scale.py [--sizes 64,1000,5000] [--pods-per-node 4] [--workloads 1000] [--restart] [--kueue]
 Needs the binaries of `make k8s-bin`. Takes about 40 minutes for the three default sizes on 2 cores (docs/scale.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -455,7 +461,7 @@ def run_size_kueue(n: int, per_node: int, burst: int) -> dict:
         docs = [d for i in range(burst) for d in kueue_docs(i)]
         seen: dict[str, float] = {}
         done: dict[str, float] = {}
-        first = time.monotonic()
+        first, first_wall = time.monotonic(), time.time()
         with ThreadPoolExecutor(1) as creator:
             job = creator.submit(create_all, api, docs)
             while len(done) < burst:
@@ -480,6 +486,10 @@ def run_size_kueue(n: int, per_node: int, burst: int) -> dict:
         row.setdefault("created_s", row["settled_s"])
         lat = sorted(done[k] - seen[k] for k in done)
         row["settle_p50_s"], row["settle_p99_s"] = pct(lat, 50), pct(lat, 99)
+        row["last_seen_s"] = max(seen.values()) - first  # the last Workload made (a Deployment's after its pod)
+        made = [dt.datetime.fromisoformat(p["metadata"]["creationTimestamp"]).timestamp() for p in json.loads(
+            core.list_namespaced_pod(NS, _preload_content=False).data)["items"]]
+        row["last_pod_s"] = max(made) - first_wall  # the last pod made (to the second): its controller's pace
         final = {k: v for k, v in kueue_workloads(custom).items() if v[0] != sentinel}
         row["verdicts"] = dict(Counter(kueue_verdict(c) for _, c in final.values()))
         row["admitted"] = sum(1 for _, c in final.values() if kueue_verdict(c) in ("Admitted", "QuotaReserved"))
@@ -543,6 +553,7 @@ def print_kueue(rows: list[dict], burst: int) -> None:
               f"| {r['rss_mib']:.0f} | {r['cpu_s']:.0f} |")
     for r in rows:
         print(f"{r['nodes']} nodes (Kueue): verdicts {r['verdicts']}; quota {r['quota']}; "
+              f"the last pod made after {r['last_pod_s']:.0f} s, the last Workload after {r['last_seen_s']:.0f} s; "
               f"Workload API requests per workload {r['workload_requests']}; "
               f"nodes over capacity {r['nodes_over']}; LeaderWorkerSet groups split over racks {r['groups_split']}")
 
