@@ -106,7 +106,8 @@ def workload_docs(name: str, i: int, namespace: str) -> list[dict]:
 
 
 def listed(custom: client.CustomObjectsApi, namespace: str) -> list[dict]:
-    return json.loads(custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+    """Every LLMWorkload of the namespace, from the API server's watch cache (resourceVersion 0: no etcd read)."""
+    return json.loads(custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, resource_version="0",
                                                            _preload_content=False).data)["items"]
 
 
@@ -142,7 +143,7 @@ class FakePrometheus:
         text = urllib.request.urlopen(self.metrics_url, timeout=10).read().decode()
         info = [s for s in _series(text) if s[0] == "rackfit_pod_workload_info"]
         pods = json.loads(self.core.list_namespaced_pod(self.namespace, label_selector="rackfit.io/workload",
-                                                        _preload_content=False).data)["items"]
+                                                        resource_version="0", _preload_content=False).data)["items"]
         workloads = {o["metadata"]["name"]: o for o in listed(self.custom, self.namespace)}
         ex = exporters.Exporters(host="127.0.0.1")
         for pod in pods:
@@ -299,11 +300,20 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
             op.start()
             deadline = started + args.timeout
 
-            progress: dict[str, int] = {}
+            progress: dict[str, int] = {}  # what the last look saw, and the looks the API server did not answer
+
+            def looked(done) -> bool:
+                try:
+                    return done()
+                except client.ApiException as e:  # an API server too busy to answer one list: look again
+                    if e.status < 500:
+                        raise
+                    progress["api_errors"] = progress.get("api_errors", 0) + 1
+                    return False
 
             def poll(what: str, done) -> None:
                 shown = time.monotonic()
-                while not done():
+                while not looked(done):
                     if op.proc.poll() is not None:
                         raise SystemExit(f"{kind}: the operator exited ({op.proc.returncode}); see {op.log}")
                     if time.monotonic() > deadline:
@@ -311,7 +321,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
                     if time.monotonic() - shown > 15:
                         shown = time.monotonic()
                         say(f"  {kind}: waiting for {what} ({shown - started:.0f} s; {progress})")
-                    time.sleep(1)
+                    time.sleep(2)  # each look lists every LLMWorkload: not too often
 
             poll("the sentinel Placed", lambda: any(is_placed(o) for o in listed(custom, ns)
                                                   if o["metadata"]["name"] == SENTINEL))
@@ -364,6 +374,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
             row["operator_queries"] = operator_counter(metrics_port, "rackfit_observed_queries")
             row["rss_mib"], cpu = op.usage()
             row["cpu_s"] = op.cpu + cpu
+            row["api_errors"] = progress.get("api_errors", 0)
         finally:
             op.stop()
             prom.stop()
@@ -427,7 +438,8 @@ def main() -> int:
           f"{per_interval:.2f} (design: one batched query per interval for all workloads, docs/observed.md); "
           f"smallest gap between two queries {obs['min_gap_s'] or float('nan'):.2f} s; "
           f"the operator's own count: {obs['operator_queries']}; stand-in scrapes {obs['scrapes']} "
-          f"({obs['scrape_errors']} failed)")
+          f"({obs['scrape_errors']} failed); lists the API server did not answer (5xx) without / with: "
+          f"{plain['api_errors']} / {obs['api_errors']}")
     for f in failures:
         print(f"FAILED: {f}")
     return 1 if failures else 0
