@@ -14,7 +14,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from rackfit.api.status import placement_of
 from rackfit.catalog import load_catalog
-from rackfit.operator import fleet, kube, targets, workloads
+from rackfit.operator import fleet, gating, kube, targets, workloads
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.context import OperatorContext
 from rackfit.planner import plan
@@ -178,3 +178,65 @@ def test_a_workload_being_deleted_books_nothing_from_a_late_event():
     assert ctx.ledger.reservation((NS, "w")) is None
     assert asyncio.run(fleet.placements(namespace=NS, name="w", meta={}, status={"placement": placement}, memo=memo))
     assert ctx.ledger.reservation((NS, "w")) is not None
+
+
+def test_a_timer_tick_before_the_change_handler_decided_does_nothing(api, monkeypatch):
+    """A burst: the create handler waits for a thread and its decision cycle while the timer ticks.
+    The tick must not decide too (it did, doubling reads and status writes); once the handler has
+    decided the generation, ticks plan again as before."""
+    read = []
+    monkeypatch.setattr(kube, "get_target", lambda kind, ns, name: read.append(name) or
+                        copy.deepcopy(api.objects.get(kind.kind)))
+    spec = {**SERVE_8B, "target": {"kind": "Deployment", "name": "w"}}
+    api.objects["Deployment"] = _target("Deployment", SERVE_8B)
+    ctx = _context()
+    memo = kopf.Memo(ctx=ctx)
+    meta = {"generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"}
+    body = {"apiVersion": "rackfit.io/v1alpha1", "kind": "LLMWorkload", "metadata": {"name": "w", "namespace": NS}}
+
+    def tick(status):
+        workloads.replan(body=body, spec=spec, meta=meta, status=status, namespace=NS, name="w",
+                         patch=kopf.Patch(), logger=LOG, memo=memo, **_indexes())
+    tick({})
+    assert read == [] and api.calls == []
+    patch = _reconcile(ctx, memo, spec, _indexes())
+    assert read == ["w"]
+    ctx.fleet_version += 1  # a node changed: a placed workload's tick plans again
+    tick(dict(patch["status"]))
+    assert read == ["w", "w"]
+
+
+def test_a_conflicting_target_patch_is_made_again_on_the_target_read_again(api, monkeypatch):
+    """The Deployment's controller writes it between the read and the patch (its pods churn): the
+    same placement is patched onto the target read again, at once, not a whole decision later."""
+    spec = {**SERVE_8B, "target": {"kind": "Deployment", "name": "w"}}
+    api.objects["Deployment"] = _target("Deployment", SERVE_8B)
+    tries = []
+
+    def patch_target(kind, ns, name, patch):
+        tries.append(patch["metadata"]["resourceVersion"])
+        if len(tries) < 3:
+            api.objects["Deployment"]["metadata"]["resourceVersion"] = str(len(tries) + 1)  # written meanwhile
+            raise kube.Conflict("409 Conflict")
+        api.calls.append(("target", kind.kind, patch))
+    monkeypatch.setattr(kube, "patch_target", patch_target)
+    ctx = _context()
+    patch = _reconcile(ctx, kopf.Memo(ctx=ctx), spec, _indexes())
+    assert tries == ["1", "2", "3"]
+    conds = {c["type"]: c for c in patch["status"]["conditions"]}
+    assert conds["Placed"]["reason"] == "TargetPatched"
+
+
+def test_without_webhooks_a_pod_outside_the_placement_is_not_deleted(monkeypatch):
+    """Nothing would gate the pod its controller makes again: deleting it only churns."""
+    deleted = []
+    monkeypatch.setattr(kube, "delete_pod", lambda ns, name, uid=None: deleted.append(name))
+    monkeypatch.setattr(kopf, "warn", lambda *a, **k: None)
+    pod = {"metadata": {"name": "p", "namespace": NS, "labels": {"rackfit.io/workload": "w"}},
+           "spec": {"nodeName": "h0", "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}
+    for webhooks, expected in (("off", []), ("url", ["p"])):
+        ctx = OperatorContext.build(OperatorConfig(webhooks=webhooks), CollectorRegistry())
+        deleted.clear()
+        asyncio.run(gating.ungate_new_pod(type="ADDED", body=pod, labels=pod["metadata"]["labels"], namespace=NS,
+                                          name="p", uid="u", placements={}, memo=kopf.Memo(ctx=ctx), logger=LOG))
+        assert deleted == expected, webhooks

@@ -4,6 +4,7 @@ through it, so an operator that is down blocks nothing else. (The pod webhook: g
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -13,13 +14,16 @@ from rackfit.operator import kube
 from rackfit.planner import admission
 
 
-def validate_workload(spec: dict, namespace: str, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+async def validate_workload(spec: dict, namespace: str, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+    # async: the check is pure and takes milliseconds, so it runs on the event loop; as a sync handler it
+    # waited for one of kopf's worker threads, which a burst of reconciles (each waiting for its decision
+    # cycle) holds, and every LLMWorkload's creation waited with it
     doc = dict(spec)
     hf = None
     try:
         ref = (doc.get("model") or {}).get("huggingFaceConfig")
         if ref:
-            hf = kube.read_hf_config(namespace, ref)
+            hf = await asyncio.to_thread(kube.read_hf_config, namespace, ref)  # the client blocks
             if hf is None:  # applied together with its ConfigMap, it may come first: the operator waits
                 warnings.append(f"ConfigMap {namespace}/{ref} with key config.json not found yet: the model is "
                                 "checked once it exists")

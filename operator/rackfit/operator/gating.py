@@ -248,7 +248,9 @@ async def ungate_new_pod(type: str, body: dict, labels: dict, namespace: str, na
         return
     placement = next(iter(placements.get((namespace, labels[WORKLOAD_LABEL]), [])), None)
     why = escaped(body, placement, memo.ctx.ledger.node(body.get("spec", {}).get("nodeName") or ""))
-    if why:
+    # without the webhooks nothing gates the pod its controller makes again: deleting it would only
+    # churn (a pod made, bound and deleted every few hundred milliseconds until the template is pinned)
+    if why and memo.ctx.config.webhooks != "off":
         # the uid as precondition: a StatefulSet's pod made again under the same name is never taken
         await asyncio.to_thread(kube.delete_pod, namespace, name, uid)
         message = f"deleted: {why}; its controller makes it again, gated until it is placed"

@@ -23,6 +23,10 @@ class TransientError(Exception):
     """An API error worth retrying with backoff (kopf.TemporaryError at the handler)."""
 
 
+class Conflict(TransientError):
+    """409: the object changed since it was read (a patch with its resourceVersion)."""
+
+
 @cache
 def _client() -> kubernetes.client.ApiClient:
     try:
@@ -39,6 +43,8 @@ def _call(fn, *args, _allow: int | None = None, **kwargs) -> Any:
     except ApiException as e:
         if e.status == _allow:
             return None
+        if e.status == 409:
+            raise Conflict(f"{e.status} {e.reason}") from e
         if e.status in TRANSIENT:
             raise TransientError(f"{e.status} {e.reason}") from e
         raise

@@ -49,6 +49,7 @@ class Decision:
     # not in status, as Kueue, not rackfit's ledger, holds it
     placement: Placement | None = None
     target_patch: dict[str, Any] | None = None
+    repatch: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None  # the same patch for the target read again
     unsuspend: bool = False
     event: tuple[str, str, str] | None = None  # (type Normal|Warning, reason, message)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -181,14 +182,17 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: Pl
     if problem:
         reason = c.TARGET_NOT_MULTI_NODE if kind.single_node else c.TARGET_SHAPE_MISMATCH
         return put(conds, c.PLACED, False, reason, problem)
-    patch = targets.place_patch(target, i.name, placement.node_selector, placement.gpus_per_node,
-                                i.tolerations, env=targets.plan_env(placement, estimate, spec),
-                                group_size=kind.group_size(placement),
-                                claim=channel_claim(i.name, placement) if i.compute_domains else None)
+    env, claim = targets.plan_env(placement, estimate, spec), \
+        channel_claim(i.name, placement) if i.compute_domains else None
+
+    def repatch(t: dict[str, Any]) -> dict[str, Any] | None:
+        return targets.place_patch(t, i.name, placement.node_selector, placement.gpus_per_node, i.tolerations,
+                                   env=env, group_size=kind.group_size(placement), claim=claim)
+    patch = repatch(target)
     if kind.suspendable and patch is not None and not kind.suspended(target):
         return put(conds, c.PLACED, False, c.TARGET_NOT_SUSPENDED,
                    f"{ref} already runs; create {kind.kind}s with suspend: true so rackfit can place them")
-    decision.target_patch = patch
+    decision.target_patch, decision.repatch = patch, repatch
     decision.unsuspend = kind.suspended(target)
     message = f"{ref} pinned to {', '.join(f'{k}={v}' for k, v in placement.node_selector.items())}"
     asked, booked = kind.asked_gpus(target, placement), placement.total_gpus

@@ -130,6 +130,26 @@ def _seen(indexes: dict[str, kopf.Index], key: tuple[str, str], placement: Place
     return next(iter(indexes["placements"].get(key, [])), None) == placement and bool(indexes["plan_envs"].get(key))
 
 
+def _patch_target(kind: targets.TargetKind, namespace: str, name: str, d: Decision, attempts: int = 5) -> bool:
+    """Patch the target as decided; on a conflict (its controller wrote it since it was read: a
+    Deployment's status while its pods churn) read it again and patch the same placement at once, as
+    client-go's RetryOnConflict does, rather than deciding again seconds later into the same race.
+    False when the target read again needs no patch."""
+    patch = d.target_patch
+    for attempt in range(attempts):
+        try:
+            kube.patch_target(kind, namespace, name, patch)
+            return True
+        except kube.Conflict:
+            fresh = kube.get_target(kind, namespace, name)
+            if attempt == attempts - 1 or fresh is None or d.repatch is None:
+                raise
+            patch = d.repatch(fresh)
+            if patch is None:
+                return False
+    return False
+
+
 def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, patch, logger,
           target: tuple[targets.TargetKind, str] | None, indexes: dict[str, kopf.Index], ungated: set[str]) -> None:
     """Write what `decide` said: status, the target's patch, its start, the pods (`ungated`: the uids
@@ -142,8 +162,8 @@ def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, pa
             # rebuilds its ledger from status, so the domain stays held and the target is not patched twice
             kube.patch_status(namespace, name, {"placement": d.status["placement"],
                                                 "estimate": d.status.get("estimate")})
-            kube.patch_target(target[0], namespace, target[1], d.target_patch)
-            logger.info(f"patched {target[0].kind}/{target[1]}")
+            if _patch_target(target[0], namespace, target[1], d):
+                logger.info(f"patched {target[0].kind}/{target[1]}")
         if target and d.unsuspend:
             # a Job's or JobSet's pods get the GPU limit and the plan's variables from the webhook only:
             # start it once the webhook's indexes hold this placement (the status watch lags the patch);
@@ -181,6 +201,7 @@ def reconcile(body, spec, meta, status, namespace, name, patch, logger, memo: ko
     state = _state(memo)
     with state.lock:
         _reconcile(memo.ctx, state, body, spec, meta, status, namespace, name, patch, logger, _indexes(kw))
+    state.decided = meta.get("generation")  # raised (a retry kopf makes): not yet
 
 
 def replan(body, spec, meta, status, namespace, name, patch, logger, memo: kopf.Memo, **kw: Any) -> None:
@@ -188,6 +209,11 @@ def replan(body, spec, meta, status, namespace, name, patch, logger, memo: kopf.
     something was freed) or for its target, and when what the scheduler says of its pods changed;
     a placed workload's newly gated pods are let go without planning again."""
     ctx, state, indexes = memo.ctx, _state(memo), _indexes(kw)
+    if state.get("decided") != meta.get("generation"):
+        # its change handler (create, spec update, resume) has not decided this generation yet: it will
+        # (kopf retries it until it does), so a tick now would only decide twice; in a burst where
+        # handlers wait for threads and decision cycles, ticks did, doubling reads and status writes
+        return
     conds = {c.get("type"): c for c in status.get("conditions") or []}
     placed = conds.get("Placed", {})
     key = (namespace, name)
