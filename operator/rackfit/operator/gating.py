@@ -83,14 +83,11 @@ def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] |
     container that does not set them)."""
     out: dict[str, Any] = {}
     gates = list(pod_spec.get("schedulingGates") or [])
-    ours = any(g.get("name") == GATE for g in gates)
-    if pin and ours:
-        out["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
-    elif not pin and not ours:
+    if not any(g.get("name") == GATE for g in gates):
         out["schedulingGates"] = [*gates, {"name": GATE}]
     if placement:
         selector = {**(pod_spec.get("nodeSelector") or {}), "node.kubernetes.io/instance-type":
-                    placement.instance_type, **(placement.node_selector if pin else {})}
+                    placement.instance_type}
         out["nodeSelector"] = selector
         containers = copy.deepcopy(pod_spec.get("containers") or [])
         if containers:
@@ -105,6 +102,18 @@ def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] |
         missing = [t for t in tolerations if t not in (pod_spec.get("tolerations") or [])]
         if missing:
             out["tolerations"] = [*(pod_spec.get("tolerations") or []), *missing]
+    return _pinned(pod_spec, out, placement) if pin and placement else out
+
+
+def _pinned(pod_spec: dict, hints: dict[str, Any], placement: Placement) -> dict[str, Any]:
+    """`hints` for a pod pinned at once: the domain's selector too, and no gate of ours."""
+    out = {**hints, "nodeSelector": {**hints["nodeSelector"], **placement.node_selector}}
+    gates = list(pod_spec.get("schedulingGates") or [])
+    kept = [g for g in gates if g.get("name") != GATE]
+    if kept != gates:
+        out["schedulingGates"] = kept
+    else:
+        out.pop("schedulingGates", None)
     return out
 
 
@@ -137,7 +146,7 @@ def _mutate(spec: dict, meta: dict, labels: dict, namespace: str, patch: kopf.Pa
     # (one update and one scheduling round less per pod), unless it is stale: that one stays gated
     pin = placement is not None and not _stale_pod({"metadata": meta, "spec": {**spec, **hints}}, placement)
     if pin:
-        hints = pod_hints(dict(spec), placement, env, tolerations, pin=True)
+        hints = _pinned(spec, hints, placement)
         patch.metadata.annotations[PLACED_ANNOTATION] = placement.where
     if memo.ctx.compute_domains:  # the ComputeDomain's channel (a Job's or JobSet's pods get it only here)
         hints |= pod_claim({**spec, **hints}, channel_claim(owner[1], placement))

@@ -101,8 +101,8 @@ class Metrics:
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128), **g)
         self.webhook_duration = Histogram("rackfit_webhook_duration_seconds", "The pod webhook's own service "
                                           "time: from the request kopf hands it to the patch it returns",
-                                          buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                   0.05, 0.1), **g)
+                                          buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005,
+                                                   0.01, 0.025, 0.05, 0.1), **g)
         self.domains = _Domains(usage)
         registry.register(self.domains)
         # estimate beside observed (issue 21; rackfit.observed.compare.EstimateFigures)
