@@ -185,3 +185,31 @@ def test_config_prometheus_settings():
     assert (cfg.prometheus_url, cfg.observed_seconds, cfg.observed_window) == ("http://prom:9090", 30.0, "1h")
     assert OperatorConfig.from_env({}).prometheus_url == ""
     assert "RACKFIT_PROMETHEUS_URL" in environment_help()
+
+
+def test_the_timer_writes_only_onto_the_version_it_read(monkeypatch):
+    """Conditions are one list and a merge patch replaces it whole: written from a stale body it
+    dropped the Placed the reconcile had written since. The write carries the body's resourceVersion;
+    a conflict is left to the next tick, never raised."""
+    import kopf
+    from kubernetes.client.exceptions import ApiException
+
+    from rackfit.operator import kube, observed
+    from rackfit.operator.context import OperatorContext
+
+    sent = []
+
+    class Api:
+        def patch_namespaced_custom_object_status(self, group, version, ns, plural, name, body):
+            sent.append(body)
+            if body["metadata"]["resourceVersion"] != "7":
+                raise ApiException(status=409, reason="Conflict")
+    monkeypatch.setattr(kube, "_api", lambda name: Api())
+    ctx = OperatorContext.build(OperatorConfig(), CollectorRegistry())
+    ctx.observer = _observer(_fb("job", 30 * 1024))
+    for version in ("6", "7"):
+        asyncio.run(observed.write(spec=TRAIN_SPEC, status=TRAIN_STATUS, meta={"generation": 3, "resourceVersion":
+                                   version}, namespace="ml", name="job", patch=kopf.Patch(),
+                                   memo=kopf.Memo(ctx=ctx)))
+    assert [b["metadata"]["resourceVersion"] for b in sent] == ["6", "7"]
+    assert c.condition(sent[1]["status"]["conditions"], c.ESTIMATE_HOLDS)["status"] == "True"

@@ -29,7 +29,7 @@ import kopf
 from rackfit.api import conditions as c
 from rackfit.names import WORKLOAD_LABEL
 from rackfit.observed import Observation, batched_query, estimate_figures, observed_view, parse_result, verdict
-from rackfit.operator import promquery
+from rackfit.operator import kube, promquery
 from rackfit.operator.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -185,4 +185,8 @@ async def write(spec, status, meta, namespace: str, name: str, patch, memo: kopf
         return  # the first query has not come back yet
     out = status_patch(spec, status, meta.get("generation") or 0, observer, (namespace, name), time.time())
     if out:
-        patch.status.update(out)
+        # conditions are one list, which a merge patch replaces whole: written from this body only if
+        # the object is still the version it was read at, so a Placed the reconcile wrote since is never
+        # dropped (it was, under load, and the re-decisions that followed fed the backlog); on a conflict
+        # the next tick writes from the fresher body
+        await asyncio.to_thread(kube.patch_status, namespace, name, out, meta.get("resourceVersion"))
