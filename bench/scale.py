@@ -248,6 +248,19 @@ def run_pods(api: client.ApiClient, core: client.CoreV1Api, n: int, nodes: list[
     return pods
 
 
+def burst_ticks(job, first: float, row: dict):
+    """The time, each second while a burst is created and decided; the load generator's failure is
+    raised, and when it finished is recorded as `created_s` (within a second)."""
+    while True:
+        time.sleep(1)
+        if job.done() and job.exception():
+            raise job.exception()
+        now = time.monotonic()
+        if job.done() and "created_s" not in row:
+            row["created_s"] = now - first
+        yield now
+
+
 def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int) -> dict:
     row: dict = {"nodes": n}
     with ControlPlane() as plane, api_client(plane.kubeconfig, pool_size=32) as api:
@@ -277,13 +290,9 @@ def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int
         killed_at, kept = None, {}
         with ThreadPoolExecutor(1) as creator:
             job = creator.submit(create_all, api, docs)
+            ticks = burst_ticks(job, first, row)
             while len(done) < burst:
-                time.sleep(1)
-                if job.done() and job.exception():
-                    raise job.exception()
-                now = time.monotonic()
-                if job.done() and "created_s" not in row:
-                    row["created_s"] = now - first  # within a second: when the load generator was done
+                now = next(ticks)
                 current = statuses(custom)
                 for name in current:
                     created.setdefault(name, now)
@@ -464,13 +473,9 @@ def run_size_kueue(n: int, per_node: int, burst: int) -> dict:
         first, first_wall = time.monotonic(), time.time()
         with ThreadPoolExecutor(1) as creator:
             job = creator.submit(create_all, api, docs)
+            ticks = burst_ticks(job, first, row)
             while len(done) < burst:
-                time.sleep(1)
-                if job.done() and job.exception():
-                    raise job.exception()
-                now = time.monotonic()
-                if job.done() and "created_s" not in row:
-                    row["created_s"] = now - first  # within a second: when the load generator was done
+                now = next(ticks)
                 current = {k: v for k, v in kueue_workloads(custom).items() if v[0] != sentinel}
                 for name, (_, conditions) in current.items():
                     seen.setdefault(name, now)

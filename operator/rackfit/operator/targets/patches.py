@@ -173,13 +173,7 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
                                "previous": previous})
             limits[GPU] = str(gpus_per_pod)
         if editable:
-            for c in containers:
-                where = f"{name}/{c['name']}"
-                c["env"], theirs = _set_env(c.get("env") or [], env, env_before, theirs_before.get(where, {}))
-                if not c["env"]:
-                    del c["env"]
-                if theirs:
-                    theirs_after[where] = theirs
+            _env_on(containers, name, env, env_before, theirs_before, theirs_after)
             _set_claim(pod, claim, before.get("resourceClaim"))
     if gpu_limits:
         record["gpuLimits"] = gpu_limits
@@ -200,6 +194,19 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
     if not spec and all(current.get(k) == v for k, v in annotations.items()):
         return None
     return _with_metadata(target, annotations, spec)
+
+
+def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str], env_before: dict[str, str],
+            theirs_before: dict[str, dict], theirs_after: dict[str, dict]) -> None:
+    """Set `env` on every container of one template (in place), giving back what an earlier `env_before`
+    added; the user's own values it replaced are kept in `theirs_after` by `template/container`."""
+    for c in containers:
+        where = f"{template}/{c['name']}"
+        c["env"], theirs = _set_env(c.get("env") or [], env, env_before, theirs_before.get(where, {}))
+        if not c["env"]:
+            del c["env"]
+        if theirs:
+            theirs_after[where] = theirs
 
 
 def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]],
@@ -236,13 +243,8 @@ def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, di
                 (template.get("metadata") or {}).pop("annotations", None)
                 _drop_empty(template, "metadata")
         if env or env_before:
-            for c in (template.setdefault("spec", {}).get("containers") or []):
-                where = f"{name}/{c['name']}"
-                c["env"], theirs = _set_env(c.get("env") or [], env, env_before, theirs_before.get(where, {}))
-                if not c["env"]:
-                    del c["env"]
-                if theirs:
-                    theirs_after[where] = theirs
+            _env_on(template.setdefault("spec", {}).get("containers") or [], name, env, env_before, theirs_before,
+                    theirs_after)
     record: dict[str, Any] = {}
     if added:
         record["templateAnnotations"] = added
