@@ -48,20 +48,3 @@ KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_CONTROLLER = "rackfit.io/fit"
 KUEUE_PLAN_ANNOTATION = "rackfit.io/kueue-plan"
-# Kueue's topology-aware scheduling (TAS) annotations on a pod template (apis/kueue/v1beta2/topology_types.go):
-# all pods of the pod set inside one domain of that node-label level; or each slice of `slice-size` pods
-# inside one; pod sets of one group name (a LeaderWorkerSet's leader and workers) fitted together
-KUEUE_REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
-KUEUE_PREFERRED_TOPOLOGY = "kueue.x-k8s.io/podset-preferred-topology"
-KUEUE_UNCONSTRAINED_TOPOLOGY = "kueue.x-k8s.io/podset-unconstrained-topology"
-KUEUE_SLICE_TOPOLOGY = "kueue.x-k8s.io/podset-slice-required-topology"
-KUEUE_SLICE_SIZE = "kueue.x-k8s.io/podset-slice-size"
-KUEUE_SLICE_CONSTRAINTS = "kueue.x-k8s.io/podset-slice-required-topology-constraints"
-KUEUE_GROUP_NAME = "kueue.x-k8s.io/podset-group-name"
-KUEUE_TAS_ANNOTATIONS = (KUEUE_REQUIRED_TOPOLOGY, KUEUE_PREFERRED_TOPOLOGY, KUEUE_UNCONSTRAINED_TOPOLOGY,
-                         KUEUE_SLICE_TOPOLOGY, KUEUE_SLICE_SIZE, KUEUE_SLICE_CONSTRAINTS, KUEUE_GROUP_NAME)
-# the finalizer Kueue puts on the Workloads it makes (pkg/controller/jobframework/interface.go)
-KUEUE_WORKLOAD_FINALIZER = "kueue.x-k8s.io/resource-in-use"
-# podSetUpdates annotation: the ComputeDomain channel's ResourceClaimTemplate the pods of a Kueue-admitted
-# placement across NVL72 nodes claim (the pod webhook adds the claim)
-KUEUE_CLAIM_ANNOTATION = "rackfit.io/kueue-channel"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rackfit.api.conditions import PENDING_IN_KUEUE, PLACED
+from rackfit.api.conditions import PLACED
 from rackfit.names import WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.targets.computedomain import API, changes, compute_domain, needs_one
@@ -51,10 +51,8 @@ def sync(namespace: str, workload: str, uid: str, placement: Placement | None) -
 def reconcile(namespace: str, workload: str, uid: str, status: dict[str, Any], placement: Placement | None,
               logger) -> None:
     """After a decision, before the target is patched: the ComputeDomain of a placed workload's
-    placement, none for one not placed (status `Placed` not True). A Kueue target's placement is the
-    rack Kueue reserved once rackfit's check named the channel: kept while Kueue admits it."""
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == PLACED), {})
-    placed = cond.get("status") == "True" or (cond.get("reason") == PENDING_IN_KUEUE and placement is not None)
+    placement, none for one not placed (status `Placed` not True)."""
+    placed = any(c.get("type") == PLACED and c.get("status") == "True" for c in status.get("conditions") or [])
     created, deleted = sync(namespace, workload, uid, placement if placed else None)
     if created:
         logger.info(f"created ComputeDomain {created}")

@@ -186,18 +186,6 @@ def patch_namespaced_status(api: tuple[str, str, str], namespace: str, name: str
           _content_type=MERGE_PATCH)
 
 
-def patch_object(api: tuple[str, str, str], namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """Merge-patch a namespaced custom object (a Kueue Workload's finalizers, with its resourceVersion)."""
-    _call(_api("CustomObjectsApi").patch_namespaced_custom_object, *api[:2], namespace, api[2], name, patch,
-          _content_type=MERGE_PATCH, _allow=404)
-
-
-def list_objects(api: tuple[str, str, str], namespace: str) -> list[dict[str, Any]]:
-    """The namespaced custom objects of a kind ([] where its CRD is not served)."""
-    out = _call(_api("CustomObjectsApi").list_namespaced_custom_object, *api[:2], namespace, api[2], _allow=404)
-    return out["items"] if out else []
-
-
 def list_namespaced_workloads(namespace: str) -> list[dict[str, Any]]:
     """The LLMWorkloads of a namespace."""
     return _call(_api("CustomObjectsApi").list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)["items"]

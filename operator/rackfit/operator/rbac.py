@@ -39,9 +39,8 @@ KUEUE_RULES: list[tuple[list[str], list[str], list[str]]] = [
     # its checks: watched, marked Active
     (["kueue.x-k8s.io"], ["admissionchecks"], ["get", "list", "watch"]),
     (["kueue.x-k8s.io"], ["admissionchecks/status"], ["get", "patch"]),
-    # Kueue's Workloads: watched, their admission check states written; one built before rackfit's
-    # topology annotations were on its target deleted (its finalizer taken off first: patch)
-    (["kueue.x-k8s.io"], ["workloads"], ["get", "list", "watch", "patch", "delete"]),
+    # Kueue's Workloads: watched, their admission check states written
+    (["kueue.x-k8s.io"], ["workloads"], ["get", "list", "watch"]),
     (["kueue.x-k8s.io"], ["workloads/status"], ["get", "patch"]),
     # the flavor Kueue assigned: its node labels give the instance type
     (["kueue.x-k8s.io"], ["resourceflavors"], ["get"]),

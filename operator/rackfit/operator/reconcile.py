@@ -39,15 +39,12 @@ class Inputs:
     anywhere: Plan | None = None         # plan(spec, catalog) without the fleet, made before the ledger's lock
     compute_domains: bool = False        # pods of placements across NVL72 nodes claim a ComputeDomain's channel
     kueue: bool = False                  # targets with kueue.x-k8s.io/queue-name are Kueue's (kueuecheck.py)
-    kueue_workload: dict[str, Any] | None = None  # Kueue's Workload of such a target, once Kueue made it
 
 
 @dataclass
 class Decision:
     status: dict[str, Any]
-    # status.placement, typed; for a Kueue target, the rack Kueue reserved for it (its ComputeDomain's):
-    # not in status, as Kueue, not rackfit's ledger, holds it
-    placement: Placement | None = None
+    placement: Placement | None = None         # status.placement, typed
     target_patch: dict[str, Any] | None = None
     repatch: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None  # the same patch for the target read again
     unsuspend: bool = False
@@ -204,9 +201,7 @@ def _place_target(put, decision: Decision, conds: list, i: Inputs, placement: Pl
 
 def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     """A target that names a Kueue queue: Kueue queues, admits and places it (its topology-aware
-    scheduling picks the rack), rackfit answers its admission check and books nothing in the ledger.
-    The target's templates get the TAS annotations that keep the plan inside NVLink domains (and, where
-    rackfit may edit them, the plan's variables); `Placed` tells Kueue's own word on its Workload."""
+    scheduling picks the rack), rackfit answers its admission check and books nothing in the ledger."""
     kind = targets.adapter(i.spec.target.kind)
     ref = f"{kind.kind}/{i.spec.target.name}"
     queue = i.target["metadata"]["labels"][kueuecheck.KUEUE_QUEUE_LABEL]
@@ -216,40 +211,25 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     b = best.placement
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                 f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
-    topology = kueuecheck.topology_for(kind, i.target, i.name, b, i.catalog.get(b.instance_type).nodes_per_domain)
-    patch = targets.kueue_patch(i.target, i.name, topology, env=targets.plan_env(b, estimate, i.spec))
-    wl = i.kueue_workload
-    node = i.fleet.inventory.node
-
-    def domain_of(name: str):
-        info = node(name)
-        return info.domain if info else None
-    placement = None
-    if wl is None:
-        admitted = kind.suspendable and not kind.suspended(i.target)  # Kueue started it
-        why = (f"{ref} admitted by Kueue (LocalQueue {queue})" if admitted else
-               f"{ref} waits in Kueue's LocalQueue {queue} (no Kueue Workload yet); rackfit answers its admission "
-               f"check {kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns")
+    if kind.suspendable and kind.suspended(i.target):
+        conds = put(conds, c.PLACED, False, c.PENDING_IN_KUEUE,
+                    f"{ref} waits in Kueue's LocalQueue {queue}; rackfit answers its admission check "
+                    f"{kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns")
+    elif kind.suspendable:
+        conds = put(conds, c.PLACED, True, c.ADMITTED_BY_KUEUE, f"{ref} admitted by Kueue (LocalQueue {queue})")
     else:
-        admitted = kueuecheck.admitted(wl)
-        why = (f"{ref} admitted by Kueue (LocalQueue {queue}): " if admitted else
-               f"{ref} waits in Kueue's LocalQueue {queue}: ") + kueuecheck.admission_summary(wl, domain_of)
-        if i.compute_domains and kueuecheck.reserved(wl):  # the rack TAS reserved, where the check named a channel
-            placement = kueuecheck.channel_placement(wl, i.name, anywhere.options, domain_of)
-    if topology and patch is not None:
-        why += "; rackfit writes its TAS annotations on the pod templates (" + ", ".join(
-            sorted({f"{k}: {v}" for ann in topology.values() for k, v in ann.items()})) + ")"
-    conds = put(conds, c.PLACED, admitted, c.ADMITTED_BY_KUEUE if admitted else c.PENDING_IN_KUEUE, why)
+        conds = put(conds, c.PLACED, "Unknown", c.PENDING_IN_KUEUE,
+                    f"{ref} is Kueue's (LocalQueue {queue}): Kueue gates its pods until it admits them")
     conds = put(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "Kueue holds the quota")
-    conds = _pods_scheduled(put, conds, admitted, i.unschedulable, [])
+    placed = c.condition(conds, c.PLACED)["status"] == "True"
+    conds = _pods_scheduled(put, conds, placed, i.unschedulable, [])
     alternatives = [{"placement": o.placement, "totalBytes": o.estimate.total_bytes}
                     for o in anywhere.alternatives]
     status = status_view(observedGeneration=i.generation, model=i.spec.model.label, estimate=estimate,
                          memoryPerGPU=fmt_bytes(estimate.total_bytes), placement=None, alternatives=alternatives,
                          conditions=conds)
-    return Decision(status=status, placement=placement, target_patch=patch,
-                    metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
-                             "fits": 1, "placed": int(admitted), "oversubscribed": 0})
+    return Decision(status=status, metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
+                                            "fits": 1, "placed": int(placed), "oversubscribed": 0})
 
 
 def _own_pods(i: Inputs) -> list[PodUse]:

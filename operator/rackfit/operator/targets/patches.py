@@ -15,11 +15,6 @@ tolerations, each GPU limit with its previous value, the variables with any valu
 they replaced, the group size with its previous value, the channel claim. Re-applying the same placement yields no
 patch; deleting the LLMWorkload removes what the annotation lists and nothing the user owns (a value
 the user changed since is left alone).
-
-A target that is Kueue's (`kueue_patch`) gets only what Kueue's topology-aware scheduling reads from its
-pod templates (`kueue.x-k8s.io/podset-*` annotations, added where the user set none) and, on editable
-templates (a LeaderWorkerSet's), the plan's variables; recorded as `templateAnnotations` and `env` in
-the same annotation and taken back by `unplace_patch` like the rest.
 """
 
 from __future__ import annotations
@@ -209,62 +204,6 @@ def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str]
             theirs_after[where] = theirs
 
 
-def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]],
-                env: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """A merge patch that puts `annotations` (template name -> Kueue's TAS annotations) on the target's
-    pod templates and, where the kind's templates are editable, `env` on every container; None if the
-    target already carries them. A key the user set on a template is never overwritten (and stays the
-    user's: only what rackfit added is recorded)."""
-    kind = adapter(target.get("kind"))
-    new = copy.deepcopy(target)
-    before = applied(target)
-    if set(before) - {"templateAnnotations", "env", "envPrevious"}:
-        return None  # placed by rackfit before it named a queue: its release takes that back
-    ours_before = before.get("templateAnnotations") or {}
-    env = (env or {}) if kind.editable else {}
-    env_before, theirs_before = before.get("env") or {}, before.get("envPrevious") or {}
-    added: dict[str, dict[str, str]] = {}
-    theirs_after: dict[str, dict] = {}
-    for name, template in kind.pod_templates(new):
-        current = (template.get("metadata") or {}).get("annotations") or {}
-        mine = ours_before.get(name) or {}
-        # ours from an earlier plan that no longer applies: taken back (unless the user changed it)
-        keep = {k: v for k, v in current.items() if not (k in mine and mine[k] == v and k not in
-                                                          (annotations.get(name) or {}))}
-        for key, value in (annotations.get(name) or {}).items():
-            if key in current and mine.get(key) != current[key]:
-                continue  # the user's own value stands
-            keep[key] = value
-            added.setdefault(name, {})[key] = value
-        if keep != current:
-            if keep:
-                template.setdefault("metadata", {})["annotations"] = keep
-            else:
-                (template.get("metadata") or {}).pop("annotations", None)
-                _drop_empty(template, "metadata")
-        if env or env_before:
-            _env_on(template.setdefault("spec", {}).get("containers") or [], name, env, env_before, theirs_before,
-                    theirs_after)
-    record: dict[str, Any] = {}
-    if added:
-        record["templateAnnotations"] = added
-    if env:
-        record["env"] = env
-    if theirs_after:
-        record["envPrevious"] = theirs_after
-    spec = merge_diff(target.get("spec") or {}, new["spec"])
-    current = target.get("metadata", {}).get("annotations") or {}
-    if not record:
-        if not before:
-            return None
-        annotations_out: dict[str, Any] = {APPLIED: None, WORKLOAD: None}
-    else:
-        annotations_out = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
-    if not spec and all(current.get(k) == v for k, v in annotations_out.items()):
-        return None
-    return _with_metadata(target, annotations_out, spec)
-
-
 def _with_metadata(target: dict[str, Any], annotations: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     # the target as read: a concurrent change makes the patch fail (409) and the reconcile retry,
     # instead of lists given whole overwriting it
@@ -309,13 +248,6 @@ def unplace_patch(target: dict[str, Any], scheduling: bool = True) -> dict[str, 
                     limits[GPU] = gpu["previous"]
         if before.get("resourceClaim"):
             _unset_claim(pod, before["resourceClaim"])
-        mine = (before.get("templateAnnotations") or {}).get(name) or {}
-        theirs_meta = (template.get("metadata") or {}).get("annotations") or {}
-        for key, value in mine.items():
-            if theirs_meta.get(key) == value:
-                del theirs_meta[key]
-        if mine:
-            _drop_empty(template.get("metadata") or {}, "annotations")
         for c in containers:
             if env and c.get("env"):
                 c["env"] = _unset_env(c["env"], env, theirs.get(f"{name}/{c['name']}", {}))
