@@ -298,3 +298,30 @@ def test_mxfp4_expert_width_is_padded_per_tensor_rank():
     w1 = weights(preset="gpt-oss-120b-mxfp4")[0]
     w8 = weights(preset="gpt-oss-120b-mxfp4", layout=Layout(tensor=8))[0]
     assert w8 > w1 / 8 * 1.05
+
+
+def _vllm_weights(gpu_arch, tensor=1):
+    from rackfit.catalog.types import GPU
+    gpu = GPU(model="g", product="g", memoryGB=200, memoryMiB=190000, architecture=gpu_arch)
+    spec = parse_spec(dict(model={"preset": "gpt-oss-120b-mxfp4"}, workload="inference", precision="mxfp4",
+                           parallelism={"tensor": tensor}, inference={"contextLength": 8192}))
+    return estimate(spec, gpu=gpu).breakdown.weights_bytes
+
+
+def test_vllm_mxfp4_backend_pads_width_and_hidden():
+    """vLLM's Mxfp4MoEMethod.create_weights pads per backend: Marlin (below compute capability 9.0, and Hopper
+    without triton_kernels) the expert width to 128 and the hidden size to 256; FlashInfer on Blackwell both to 256.
+    gpt-oss-120b at tensor 1 on Hopper: 2880 x 2880 stored as 2944 x 3072. SGLang keeps the width to 64."""
+    from rackfit.estimator.weights import mxfp4_align, mxfp4_expert_padding
+    a = resolve(ModelSource(preset="gpt-oss-120b-mxfp4"))
+    assert mxfp4_align("vllm", "hopper") == mxfp4_align("vllm", "ampere") == mxfp4_align("vllm", None) == (128, 256)
+    assert mxfp4_align("vllm", "blackwell") == (256, 256)
+    assert mxfp4_align("sglang", "hopper") == (64, 1)
+    assert mxfp4_expert_padding(a, a.quantization, 1, 1, (128, 256)) == pytest.approx(2944 * 3072 / 2880 ** 2)
+    assert mxfp4_expert_padding(a, a.quantization, 8, 8, (256, 256)) == pytest.approx(512 / 360 * 3072 / 2880)
+    # expert parallel keeps experts whole, still padded to the backend's alignment
+    assert mxfp4_expert_padding(a, a.quantization, 8, 1, (128, 256)) == pytest.approx(2944 * 3072 / 2880 ** 2)
+    hopper = _vllm_weights("hopper")
+    # vLLM 0.10.1 on an H100 (issue 23278, Marlin) logged 65.97 GiB; the checkpoint's logical bytes are 60.7 GiB
+    assert 65.5 * GiB < hopper < 66.2 * GiB
+    assert _vllm_weights("blackwell", 8) > _vllm_weights("hopper", 8) * 1.25

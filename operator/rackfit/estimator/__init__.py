@@ -63,7 +63,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
     check_context(spec, arch)
     p = count_params(arch)
-    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch)
+    runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
+    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
+                           gpu.architecture if gpu is not None else None)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
     notes = [arch.quantization.note(spec.precision)] if arch.quantization is not None else []
     if arch.rough:

@@ -25,19 +25,44 @@ BYTES_PER_PARAM: dict[str, float] = {
 }
 
 
-# vLLM's Mxfp4MoEMethod.create_weights (quantization/mxfp4.py) rounds each rank's expert width up to a multiple of
-# 2 x the MX block of 32 on CUDA ("to hold non-uniform sharded tensor as well as swizzling"): gpt-oss-120b's 2880
-# split over tensor 8 is 360 columns, stored as 384. (The FlashInfer MXFP4 backends round to 256, the hidden size
-# too; ROCm to 128 or 256.)
+# vLLM's Mxfp4MoEMethod.create_weights (quantization/mxfp4.py) pads each rank's expert width (the intermediate size
+# per tensor rank, or the whole one under expert parallelism) and, for some backends, the hidden size, before it
+# allocates w13 (E, 2 x width, hidden / 2), w2 (E, hidden, width / 2) and their E8M0 scales (one per 32 along the
+# same axes): every expert tensor grows by (padded width / width) x (padded hidden / hidden). The padding is the
+# backend's (get_mxfp4_backend), which follows the GPU:
+# - Marlin (compute capability below 9.0, and Hopper when the triton_kernels package is absent, as a plain
+#   `pip install vllm` leaves it: vLLM 0.10.1 on H100 logged "Weight-only FP4 compression will be used leveraging
+#   the Marlin kernel"): "The moe marlin kernel requires that for each linear n % 256 == 0 and k % 128 == 0":
+#   width to 128, hidden to 256. gpt-oss-120b at tensor 1: 2880 x 2880 stored as 2944 x 3072 (+9.0%).
+# - Triton (Hopper with triton_kernels): width to 64 (2 x the MX block, "to hold non-uniform sharded tensor as well
+#   as swizzling"); triton_kernels' HopperMXValueLayout then pads the swizzled bytes by release (64 x 64 in some,
+#   64 x 256 in others), never beyond Marlin's: Marlin's is taken for Hopper, the upper bound.
+# - FlashInfer on Blackwell (SM100_FI_MXFP4_BF16, the default there with FlashInfer): width and hidden to 256.
+# Other runtimes (SGLang, transformers) keep the width to 64 alone.
 MXFP4_WIDTH_ALIGN = 64
+MXFP4_MARLIN_ALIGN = (128, 256)       # (width, hidden)
+MXFP4_FLASHINFER_ALIGN = (256, 256)
 
 
-def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: int, tensor: int) -> float:
+def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
+    """(width, hidden) alignment of an MXFP4 checkpoint's routed experts as `runtime` stores them on a GPU of
+    `architecture` (None: not known, taken as Marlin's, the Ampere/Ada/Hopper case)."""
+    if runtime != "vllm":
+        return MXFP4_WIDTH_ALIGN, 1
+    if architecture == "blackwell":
+        return MXFP4_FLASHINFER_ALIGN
+    return MXFP4_MARLIN_ALIGN
+
+
+def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: int, tensor: int,
+                         align: tuple[int, int] = (MXFP4_WIDTH_ALIGN, 1)) -> float:
     """Stored over logical bytes of an MXFP4 checkpoint's routed experts on one rank (1.0 for anything else)."""
-    if arch is None or not arch.is_moe or q.method != "mxfp4" or expert_shard != tensor:
+    if arch is None or not arch.is_moe or q.method != "mxfp4":
         return 1.0
-    width = -(-arch.moe_intermediate_size // tensor)
-    return -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN / (arch.moe_intermediate_size / tensor)
+    exact = arch.moe_intermediate_size / tensor if expert_shard == tensor else arch.moe_intermediate_size
+    width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
+    h = arch.hidden_size
+    return (-(-width // align[0]) * align[0] / exact) * (-(-h // align[1]) * align[1] / h)
 
 
 def stage_share(num_layers: int, pipeline: int) -> float:
@@ -71,15 +96,16 @@ def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> li
 
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
-                 arch: ModelArch | None = None) -> int:
+                 arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None) -> int:
     """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage).
 
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
-    every layer is alike and stored in `precision`."""
+    every layer is alike and stored in `precision`. `runtime` (the serving engine or training framework) and the
+    GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`)."""
     q = quantization_of(arch, precision, num_layers)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
-    pad = mxfp4_expert_padding(arch, q, expert_shard, tensor)
+    pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
