@@ -325,3 +325,22 @@ def test_vllm_mxfp4_backend_pads_width_and_hidden():
     # vLLM 0.10.1 on an H100 (issue 23278, Marlin) logged 65.97 GiB; the checkpoint's logical bytes are 60.7 GiB
     assert 65.5 * GiB < hopper < 66.2 * GiB
     assert _vllm_weights("blackwell", 8) > _vllm_weights("hopper", 8) * 1.25
+
+
+def test_vllm_dequantizes_bitsandbytes_double_quant():
+    """vLLM's bitsandbytes loader dequantizes a double-quantized checkpoint's nested absmax to fp32 at load
+    (bitsandbytes_loader.py, dequantize_dq): under vllm the quantized layers hold 0.5 B + 4 B per 64 values, as a
+    single-quant checkpoint does; transformers keeps the 8-bit absmax plus an fp32 per 256 blocks."""
+    qc = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+          "bnb_4bit_use_double_quant": True}
+
+    def served(engine):
+        spec = parse_spec(dict(model={"huggingFaceConfig": "config.json"}, workload="inference", precision="nf4",
+                               inference=dict(engine=engine)))
+        return estimate(spec, Layout(), hf_config=with_quant(qc))
+
+    vllm, hf = served("vllm"), served("transformers")
+    assert hf.breakdown.weights_bytes == pytest.approx(P8.linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + VOCAB_16BIT,
+                                                       rel=1e-6)
+    assert vllm.breakdown.weights_bytes == pytest.approx(P8.linear * (0.5 + 4 / 64) + VOCAB_16BIT, rel=1e-6)
+    assert any("dequantized to fp32 by vLLM" in n for n in vllm.notes)

@@ -19,7 +19,7 @@ from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import largest_parameter, model_states, step_temporary_bytes
-from rackfit.estimator.weights import weight_bytes
+from rackfit.estimator.weights import quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
@@ -67,7 +67,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
                            gpu.architecture if gpu is not None else None)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
-    notes = [arch.quantization.note(spec.precision)] if arch.quantization is not None else []
+    notes = ([quantization_of(arch, spec.precision, arch.num_layers, runtime).note(spec.precision)]
+             if arch.quantization is not None else [])
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")

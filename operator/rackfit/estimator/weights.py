@@ -73,10 +73,13 @@ def stage_share(num_layers: int, pipeline: int) -> float:
 _uniform = lru_cache(maxsize=64)(uniform)
 
 
-def quantization_of(arch: ModelArch | None, precision: str, num_layers: int) -> Quantization:
-    """What the weights store: the checkpoint's quantization_config wins over the spec's precision."""
+def quantization_of(arch: ModelArch | None, precision: str, num_layers: int, runtime: str | None = None
+                    ) -> Quantization:
+    """What the weights store: the checkpoint's quantization_config wins over the spec's precision; `runtime` vllm
+    takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32)."""
     if arch is not None and arch.quantization is not None:
-        return arch.quantization
+        q = arch.quantization
+        return q.vllm if runtime == "vllm" and q.vllm is not None else q
     return _uniform(precision, num_layers)
 
 
@@ -102,7 +105,7 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
     every layer is alike and stored in `precision`. `runtime` (the serving engine or training framework) and the
     GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`)."""
-    q = quantization_of(arch, precision, num_layers)
+    q = quantization_of(arch, precision, num_layers, runtime)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
     pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))

@@ -36,7 +36,8 @@ transformers `quantizers/` and `integrations/`, compressed-tensors, ModelOpt):
   gptq: `bits` packed + fp16 scale and packed zero per group (qzeros are stored even when `sym`);
   `group_size: -1` is one group per row (vLLM `GPTQLinearMethod`);
   bitsandbytes: 4-bit: 0.5 B + one absmax per 64 values, fp32, or with `bnb_4bit_use_double_quant` 8-bit plus one
-  fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
+  fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64), which vLLM's loader dequantizes back to fp32 per 64
+  (`Quantization.vllm`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
   mxfp4: 4-bit values + one E8M0 (1 B) scale per 32 (OCP MX; gpt-oss `*_blocks` / `*_scales` tensors).
 """
 
@@ -108,6 +109,10 @@ class Quantization(BaseModel):
     # fp8 `weight_block_size` (block_n, block_k) of a block-scaled checkpoint: the engines refuse a tensor-parallel
     # shard of a quantized matrix that is not a whole number of blocks (estimator/engines.py `fp8_block_refusal`)
     weight_block: tuple[int, int] | None = None
+    # what vLLM holds instead, where its loader changes what the checkpoint stores: a bitsandbytes 4-bit checkpoint
+    # with double quantization has its nested absmax dequantized to fp32 per 64 values at load
+    # (model_loader/bitsandbytes_loader.py, dequantize_dq: "This comes at the cost of increased memory usage")
+    vllm: Quantization | None = None
 
     # `layers` as (count, bytes) runs of alike consecutive layers, filled on construction (weights.py walks these)
     runs: tuple[tuple[int, LayerBytes], ...] = Field(default=(), exclude=True, repr=False)
@@ -352,8 +357,14 @@ def checkpoint_quantization(a: Any, config: dict[str, Any], torch_dtype: Any = N
     block = config.get("weight_block_size")
     weight_block = (int(block[0]), int(block[1])) if str(config.get("quant_method", "")).lower() == "fp8" and block \
         else None
+    vllm = None
+    if config.get("load_in_4bit") and config.get("bnb_4bit_use_double_quant"):
+        single = checkpoint_quantization(a, {**config, "bnb_4bit_use_double_quant": False}, torch_dtype)
+        vllm = single.model_copy(update={"summary": single.summary.replace(
+            "absmax per 64", "absmax per 64 (double quant, dequantized to fp32 by vLLM's loader)", 1)})
     return Quantization(method=str(config.get("quant_method", "")), dtype_bytes=dtype, layers=tuple(layers),
-                        embedding=dtype, lm_head=lm_head, checkpoint=True, summary=summary, weight_block=weight_block)
+                        embedding=dtype, lm_head=lm_head, checkpoint=True, summary=summary, weight_block=weight_block,
+                        vllm=vllm)
 
 
 def _ranges(idx: list[int]) -> str:
