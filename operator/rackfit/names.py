@@ -48,3 +48,26 @@ KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_CONTROLLER = "rackfit.io/fit"
 KUEUE_PLAN_ANNOTATION = "rackfit.io/kueue-plan"
+# Kueue's topology-aware scheduling (TAS) annotations on a pod template (apis/kueue/v1beta2/topology_types.go):
+# all pods of the pod set inside one domain of that node-label level; or each slice of `slice-size` pods
+# inside one; pod sets of one group name (a LeaderWorkerSet's leader and workers) fitted together
+KUEUE_REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
+KUEUE_PREFERRED_TOPOLOGY = "kueue.x-k8s.io/podset-preferred-topology"
+KUEUE_UNCONSTRAINED_TOPOLOGY = "kueue.x-k8s.io/podset-unconstrained-topology"
+KUEUE_SLICE_TOPOLOGY = "kueue.x-k8s.io/podset-slice-required-topology"
+KUEUE_SLICE_SIZE = "kueue.x-k8s.io/podset-slice-size"
+KUEUE_SLICE_CONSTRAINTS = "kueue.x-k8s.io/podset-slice-required-topology-constraints"
+KUEUE_GROUP_NAME = "kueue.x-k8s.io/podset-group-name"
+KUEUE_TAS_ANNOTATIONS = (KUEUE_REQUIRED_TOPOLOGY, KUEUE_PREFERRED_TOPOLOGY, KUEUE_UNCONSTRAINED_TOPOLOGY,
+                         KUEUE_SLICE_TOPOLOGY, KUEUE_SLICE_SIZE, KUEUE_SLICE_CONSTRAINTS, KUEUE_GROUP_NAME)
+# written with the TAS annotations on a suspended Job's or JobSet's templates: a toleration of a taint
+# nobody sets. Kueue brings a Workload it has not admitted up to date with its job only when the pod sets
+# differ in counts, containers or tolerations, not annotations (pkg/util/equality/podset.go), and a
+# suspended job's containers are immutable; this is the change that makes Kueue rebuild it itself
+KUEUE_TOPOLOGY_TOLERATION = {"key": "rackfit.io/topology", "operator": "Exists", "effect": "NoSchedule"}
+# podSetUpdates annotation: the ComputeDomain channel's ResourceClaimTemplate the pods of a Kueue-admitted
+# placement across NVL72 nodes claim (the pod webhook adds the claim)
+KUEUE_CLAIM_ANNOTATION = "rackfit.io/kueue-channel"
+# the label of a ComputeDomain made for a Kueue Workload (owned by it, not by the LLMWorkload: Kueue, not
+# rackfit, picks and frees its rack)
+KUEUE_WORKLOAD_LABEL = "rackfit.io/kueue-workload"

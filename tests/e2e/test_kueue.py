@@ -198,12 +198,15 @@ def test_the_check_rejects_a_jobset_smaller_than_its_plan_with_rackfit_s_message
     out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-",
                               input=yaml.safe_dump_all([llmworkload("small", TRAIN_70B, "small"), js]))
     assert out.returncode == 0, out.stderr
-    state = wait_for(lambda: (lambda s: s if s.get("state") == "Rejected" else None)(check_state(
-        workload_of(custom, kns, "small"))), 60, "rackfit to reject the check")
-    assert state["message"].startswith("needs 2 x 4 GPUs of gb200-4x") and "asks for 1 pod" in state["message"]
-    p = wait_for(lambda: (lambda c: c if c.get("reason") == "PendingInKueue" else None)(placed(custom, kns, "small")),
-                 30, "Placed=False PendingInKueue")
-    assert p["status"] == "False"
+    # Rejected deactivates the Workload; Kueue then resets its checks to Pending (pkg/workload/admissionchecks.go
+    # resetChecksOnEviction), so rackfit's word stays in the Workload's eviction and the LLMWorkload's Placed
+    w = wait_for(lambda: (lambda w: w if w and w["spec"].get("active") is False else None)(
+        workload_of(custom, kns, "small")), 60, "Kueue to deactivate the Workload rackfit rejected")
+    assert "Previously: Rejected" in check_state(w).get("message", "") or check_state(w).get("state") == "Rejected"
+    p = wait_for(lambda: (lambda c: c if c.get("reason") == "TargetShapeMismatch" and "deactivated" in c["message"]
+                          else None)(placed(custom, kns, "small")), 30, "Placed=False TargetShapeMismatch, deactivated")
+    assert p["status"] == "False" and "1 pods (replicas x template.spec.parallelism) for a placement of 2 nodes" in \
+        p["message"]
     js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", "small")
     assert js["spec"]["suspend"] is True and "rackfit.io/applied" not in js["metadata"].get("annotations", {})
 
@@ -213,8 +216,8 @@ def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_thi
     core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
     fit_queue(kueue_plane, kns)
     docs = []
-    for name in ("a", "b", "c"):
-        js = queued_jobset(name, 10, annotations={"kueue.x-k8s.io/podset-required-topology": RACK})
+    for name in ("a", "b", "c"):  # no TAS annotation of their own: rackfit writes what the plan needs
+        js = queued_jobset(name, 10)
         js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "fit"
         docs += [llmworkload(name, TRAIN_8B_40, name), js]
     out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-", input=yaml.safe_dump_all(docs))
@@ -230,6 +233,17 @@ def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_thi
     for name in done:
         w = workload_of(custom, kns, name)
         assert check_state(w)["state"] == "Ready"
+        assert w["spec"]["podSets"][0]["topologyRequest"]["required"] == RACK  # from rackfit's annotation
+        js = custom.get_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", name)
+        assert json.loads(js["metadata"]["annotations"]["rackfit.io/applied"])["templateAnnotations"] == {
+            "replicatedJobs[workers]": {"kueue.x-k8s.io/podset-required-topology": RACK}}
+        # the ComputeDomain of the rack TAS reserved, owned by Kueue's Workload, sized to the plan's nodes
+        (cd,) = custom.list_namespaced_custom_object(
+            "resource.nvidia.com", "v1beta1", kns, "computedomains",
+            label_selector=f"rackfit.io/kueue-workload={w['metadata']['name']}")["items"]
+        assert cd["spec"]["numNodes"] == 10
+        assert cd["metadata"]["ownerReferences"][0]["uid"] == w["metadata"]["uid"]
+        channel = cd["spec"]["channel"]["resourceClaimTemplate"]["name"]
         pods = wait_for(lambda n=name: bound(core, kns, f"jobset.sigs.k8s.io/jobset-name={n}", 10), 90,
                         f"{name}'s 10 pods bound")
         mine = {core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods}
@@ -241,11 +255,25 @@ def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_thi
             assert env["RACKFIT_DATA_PARALLEL_SIZE"] == "10" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
             assert pod.metadata.labels["rackfit.io/workload"] == name
             assert not any(g.name == "rackfit.io/placement" for g in pod.spec.scheduling_gates or [])
-        wait_for(lambda n=name: placed(custom, kns, n).get("reason") == "AdmittedByKueue", 30, f"{name} admitted")
+            claims = pod.spec.resource_claims or []
+            assert [(x.name, x.resource_claim_template_name) for x in claims] == [("rackfit-imex-channel", channel)]
+            assert [x.name for x in pod.spec.containers[0].resources.claims] == ["rackfit-imex-channel"]
+        p = wait_for(lambda n=name: (lambda c: c if c.get("reason") == "AdmittedByKueue" else None)(
+            placed(custom, kns, n)), 30, f"{name} admitted")
+        assert "flavor gb200 (nvidia.com/gpu)" in p["message"] and "10 pods in nvidia.com/gpu.clique=" in p["message"]
     assert len(racks) == 2  # 40 + 40 GPUs do not fit one 72-GPU rack
     w = workload_of(custom, kns, left)
     assert condition(w, "Admitted").get("status") != "True"  # the third waits in Kueue: no rack has 40 free
     wait_for(lambda: placed(custom, kns, left).get("reason") == "PendingInKueue", 30, f"{left} PendingInKueue")
+    assert not custom.list_namespaced_custom_object(
+        "resource.nvidia.com", "v1beta1", kns, "computedomains",
+        label_selector=f"rackfit.io/kueue-workload={w['metadata']['name']}")["items"]  # no rack: no ComputeDomain
+    # deleting a JobSet deletes its Workload, and with it (the garbage collector) its ComputeDomain
+    gone = workload_of(custom, kns, done[0])["metadata"]["name"]
+    custom.delete_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", kns, "jobsets", done[0])
+    wait_for(lambda: not custom.list_namespaced_custom_object(
+        "resource.nvidia.com", "v1beta1", kns, "computedomains", label_selector=f"rackfit.io/kueue-workload={gone}"
+    )["items"], 60, "the deleted JobSet's ComputeDomain gone")
 
 
 def test_without_the_queue_label_rackfit_places_as_before(kueue_plane, rackfit_on_kueue, kns):

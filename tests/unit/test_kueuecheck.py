@@ -17,13 +17,19 @@ TRAIN_70B = {"model": {"preset": "llama-3.1-70b"}, "workload": "training", "trai
 GB200 = {"node.kubernetes.io/instance-type": "gb200-4x"}
 
 
+def one_rack(pods: int) -> dict:
+    """A topology assignment of every pod to one NVL72 clique (Kueue's TAS)."""
+    return {"levels": ["nvidia.com/gpu.clique"], "slices": [{"domainCount": 1, "valuesPerLevel": [
+        {"universal": "rack-a"}], "podCounts": {"universal": pods}}]}
+
+
 def workload(pods: int, state: str = "Pending", admitted: bool = True) -> dict:
     template = {"spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}
     owner = [{"kind": "JobSet", "name": "t", "controller": True}]
     return {"metadata": {"name": "jobset-t-1", "ownerReferences": owner},
             "spec": {"podSets": [{"name": "workers", "count": pods, "template": template}]},
             "status": {**({"admission": {"podSetAssignments": [{"name": "workers", "flavors": {
-                "nvidia.com/gpu": "gb200"}}]}} if admitted else {}),
+                "nvidia.com/gpu": "gb200"}, "topologyAssignment": one_rack(pods)}]}} if admitted else {}),
                 "admissionChecks": [{"name": "rackfit", "state": state, "message": ""},
                                     {"name": "other", "state": "Pending", "message": ""}]}}
 
@@ -71,16 +77,23 @@ def test_kueue_s_pods_get_the_variables_that_they_do_not_set():
     assert k.kueue_pod_env({**pod, **out}, json.dumps({"RACKFIT_NNODES": "2"})) == {}
 
 
-def _decide(suspend: bool) -> dict:
+def _decide(suspend: bool, pods: int = 2) -> dict:
+    template = {"spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}
     target = {"kind": "JobSet", "metadata": {"name": "t", "labels": {"kueue.x-k8s.io/queue-name": "q"}},
-              "spec": {"suspend": suspend, "replicatedJobs": []}}
+              "spec": {"suspend": suspend, "replicatedJobs": [{"name": "w", "replicas": 1, "template": {"spec": {
+                  "parallelism": pods, "completions": pods, "template": template}}}]}}
     d = decide(Inputs(name="train", spec=parse_spec(TRAIN_70B), generation=1, old={}, catalog=CATALOG,
                       fleet=Inventory().view(), target=target, kueue=True))
-    assert d.reservation is None and d.target_patch is None and not d.unsuspend  # nothing booked or patched
+    assert d.reservation is None and not d.unsuspend  # nothing booked or started
+    # no pinning: at most the topology Kueue's TAS reads, while suspended
+    patched = (d.target_patch or {}).get("spec", {}).get("replicatedJobs", [{}])[0]
+    assert "nodeSelector" not in json.dumps(patched) and (suspend and pods == 2 or d.target_patch is None)
     return next(c for c in d.status["conditions"] if c["type"] == "Placed")
 
 
 def test_a_kueue_target_is_placed_by_kueue_not_by_rackfit():
     assert _decide(True)["reason"] == "PendingInKueue"
+    wrong = _decide(True, pods=1)  # the check rejects it; Placed says what to change
+    assert wrong["reason"] == "TargetShapeMismatch" and "1 pods" in wrong["message"]
     admitted = _decide(False)
     assert (admitted["status"], admitted["reason"]) == ("True", "AdmittedByKueue")

@@ -30,17 +30,19 @@ from __future__ import annotations
 from typing import Any
 
 from rackfit.api.conditions import PLACED
-from rackfit.names import WORKLOAD_LABEL
+from rackfit.names import GROUP, KIND, KUEUE_GROUP, KUEUE_VERSION, KUEUE_WORKLOAD_LABEL, VERSION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.targets.computedomain import API, changes, compute_domain, needs_one
 from rackfit.planner import Placement
 
 
-def sync(namespace: str, workload: str, uid: str, placement: Placement | None) -> tuple[str | None, list[str]]:
+def sync(namespace: str, workload: str, uid: str, placement: Placement | None,
+         owner: tuple[str, str, str] | None = None) -> tuple[str | None, list[str]]:
     """Make the workload's ComputeDomains what `placement` (None: not placed) needs: create the one it
-    needs, delete the others. Returns (created, deleted)."""
-    wanted = compute_domain(namespace, workload, uid, placement) if needs_one(placement) else None
-    create, delete = changes(kube.list_names(API, namespace, f"{WORKLOAD_LABEL}={workload}"), wanted)
+    needs, delete the others. Returns (created, deleted). `owner`: as `compute_domain`'s."""
+    owner = owner or (f"{GROUP}/{VERSION}", KIND, WORKLOAD_LABEL)
+    wanted = compute_domain(namespace, workload, uid, placement, owner) if needs_one(placement) else None
+    create, delete = changes(kube.list_names(API, namespace, f"{owner[2]}={workload}"), wanted)
     if create:
         kube.create_object(API, namespace, create)
     for old in delete:
@@ -58,6 +60,14 @@ def reconcile(namespace: str, workload: str, uid: str, status: dict[str, Any], p
         logger.info(f"created ComputeDomain {created}")
     if deleted:
         logger.info(f"deleted ComputeDomain {', '.join(deleted)}")
+
+
+def for_kueue(kueue_workload: dict[str, Any], placement: Placement) -> tuple[str | None, list[str]]:
+    """The ComputeDomain of a placement Kueue admitted into one clique, owned by Kueue's Workload (the
+    garbage collector deletes it with the Workload; one of an earlier admission elsewhere goes now)."""
+    meta = kueue_workload["metadata"]
+    return sync(meta["namespace"], meta["name"], meta["uid"], placement,
+                (f"{KUEUE_GROUP}/{KUEUE_VERSION}", "Workload", KUEUE_WORKLOAD_LABEL))
 
 
 def enabled(setting: str) -> bool:

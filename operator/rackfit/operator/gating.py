@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from typing import Any
 
@@ -29,7 +30,7 @@ import kopf
 from rackfit.api.conditions import OUTSIDE_PLACEMENT
 from rackfit.api.status import estimate_of, placement_of
 from rackfit.errors import RackfitError
-from rackfit.names import GATE, GPU, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
+from rackfit.names import GATE, GPU, KUEUE_CLAIM_ANNOTATION, KUEUE_PLAN_ANNOTATION, PLACED_ANNOTATION, WORKLOAD_LABEL
 from rackfit.operator import kube
 from rackfit.operator.kueuecheck import kueue_pod_env
 from rackfit.operator.targets import plan_env, pod_gpus
@@ -130,7 +131,10 @@ async def mutate_pod(spec: dict, meta: dict, labels: dict, namespace: str, patch
 def _mutate(spec: dict, meta: dict, labels: dict, namespace: str, patch: kopf.Patch, placements: kopf.Index,
             plan_envs: kopf.Index, memo: kopf.Memo, annotations: dict | None) -> None:
     if KUEUE_PLAN_ANNOTATION in (annotations or {}):  # Kueue's pod: the plan's variables only, never a gate
-        for key, value in kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION]).items():
+        hints = kueue_pod_env(dict(spec), annotations[KUEUE_PLAN_ANNOTATION])
+        if memo.ctx.compute_domains and KUEUE_CLAIM_ANNOTATION in annotations:  # the clique's ComputeDomain
+            hints |= pod_claim({**spec, **hints}, json.loads(annotations[KUEUE_CLAIM_ANNOTATION]))
+        for key, value in hints.items():
             patch.spec[key] = value
         return
     owner = (namespace, labels[WORKLOAD_LABEL])

@@ -181,9 +181,26 @@ def patch_cluster_status(api: tuple[str, str, str], name: str, patch: dict[str, 
           _content_type=MERGE_PATCH)
 
 
-def patch_namespaced_status(api: tuple[str, str, str], namespace: str, name: str, patch: dict[str, Any]) -> None:
-    _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, *api[:2], namespace, api[2], name, patch,
-          _content_type=MERGE_PATCH)
+def patch_namespaced_status(api: tuple[str, str, str], namespace: str, name: str, patch: dict[str, Any],
+                            resource_version: str | None = None) -> bool:
+    """Merge-patch a custom object's status; with `resource_version`, only if the object is still that
+    version: False when it changed since (409)."""
+    if resource_version:
+        patch = {**patch, "metadata": {"resourceVersion": resource_version}}
+    try:
+        _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, *api[:2], namespace, api[2], name,
+              patch, _content_type=MERGE_PATCH)
+    except Conflict:
+        if resource_version is None:
+            raise
+        return False
+    return True
+
+
+def list_objects(api: tuple[str, str, str], namespace: str) -> list[dict[str, Any]]:
+    """The namespaced custom objects of a kind ([] where its CRD is not served)."""
+    out = _call(_api("CustomObjectsApi").list_namespaced_custom_object, *api[:2], namespace, api[2], _allow=404)
+    return out["items"] if out else []
 
 
 def list_namespaced_workloads(namespace: str) -> list[dict[str, Any]]:

@@ -6,8 +6,12 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
   `Active=True` (Kueue keeps a ClusterQueue whose checks are not active from admitting anything), and
   the `our_checks` index holds their names;
 - `workload_checks`: for each Kueue Workload with such a check `Pending` once quota is reserved, the
-  verdict (Ready with the plan, Retry while the LLMWorkload is missing, Rejected with the estimate's
-  message) is written to its `status.admissionChecks`.
+  verdict (Ready with the plan, Retry while the LLMWorkload is missing or the Workload does not ask for
+  the topology the plan needs, Rejected with the estimate's message) is written to its
+  `status.admissionChecks`. Before `Ready` for a placement across nodes of the NVL72 clique TAS
+  reserved, the ComputeDomain is made (`computedomains.for_kueue`): owned by Kueue's Workload, as Kueue,
+  not rackfit, holds and frees that rack, so it goes when the Workload goes;
+- `workload_for`: the Kueue Workload of a target, for the LLMWorkload's reconcile (what `Placed` says).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import kopf
 from rackfit.api.conditions import now
 from rackfit.errors import RackfitError
 from rackfit.names import KUEUE_CONTROLLER, KUEUE_GROUP, KUEUE_VERSION
-from rackfit.operator import kube
-from rackfit.operator.kueuecheck import assigned_flavors, owner, pending, verdict, with_state
+from rackfit.operator import computedomains, kube, targets
+from rackfit.operator.kueuecheck import PENDING, assigned_flavors, owner, pending, verdict, with_state
 from rackfit.spec import parse_spec
 
 ADMISSION_CHECKS = (KUEUE_GROUP, KUEUE_VERSION, "admissionchecks")
@@ -53,12 +57,15 @@ def check_active(name: str, spec: dict, status: dict, logger, **_: Any) -> None:
 
 
 def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Index, memo: kopf.Memo, logger,
-                    **_: Any) -> None:
+                    type: str | None = None, **_: Any) -> None:
+    if type == "DELETED":
+        return
     checks = pending(body, set(our_checks.get(None, [])))
     if not checks:
         return
     ctx = memo.ctx
     target = owner(body)
+    kind = targets.ADAPTERS.get(target[0]) if target else None
     workload = _llmworkload(namespace, target)
     spec, hf = None, None
     try:
@@ -71,16 +78,48 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
     else:
         flavors = [kube.get_cluster_object(FLAVORS, f) or {} for f in assigned_flavors(body)]
         labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
-        new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf)
+        obj = kube.get_target(kind, namespace, target[1]) if kind and spec else None
+        new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf,
+                      target=obj, node_domain=_domain_of(ctx), claim=ctx.compute_domains)
+        placement = new.pop("placement", None)
+        if placement is not None and ctx.compute_domains:
+            # before Ready: the channel exists before Kueue starts the pods that claim it
+            created, deleted = computedomains.for_kueue(body, placement)
+            for what, names in (("created", [created] if created else []), ("deleted", deleted)):
+                if names:
+                    logger.info(f"{what} ComputeDomain {', '.join(names)} for Kueue Workload {name}")
+    if new["state"] == PENDING:  # Kueue replaces this Workload (kueuecheck.topology_wait): no answer
+        logger.info(f"Kueue Workload {name}: {', '.join(checks)} left Pending: {new['message']}")
+        return
     status = body.get("status") or {}
     for check in checks:
         status = {**status, "admissionChecks": with_state({"status": status}, check, new, now())}
     try:
-        kube.patch_namespaced_status(WORKLOADS, namespace, name, {"status": {
-            "admissionChecks": status["admissionChecks"]}})
+        # only onto the version decided on: an answer to a Workload Kueue has evicted since (its checks
+        # reset to Pending) would stick, and it is never reserved again
+        written = kube.patch_namespaced_status(WORKLOADS, namespace, name, {"status": {
+            "admissionChecks": status["admissionChecks"]}}, (body.get("metadata") or {}).get("resourceVersion"))
     except kube.TransientError as e:
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
-    logger.info(f"Kueue Workload {name}: {', '.join(checks)} {new['state']}: {new['message']}")
+    if written:
+        logger.info(f"Kueue Workload {name}: {', '.join(checks)} {new['state']}: {new['message']}")
+
+
+def _domain_of(ctx):
+    def domain(node: str):
+        info = ctx.ledger.node(node)
+        return info.domain if info else None
+    return domain
+
+
+def workload_for(namespace: str, target: dict) -> dict | None:
+    """Kueue's Workload of `target` (owned by it, not being deleted), newest first; None if Kueue has
+    made none."""
+    uid = (target.get("metadata") or {}).get("uid")
+    mine = [w for w in kube.list_objects(WORKLOADS, namespace)
+            if any(r.get("uid") == uid for r in (w.get("metadata") or {}).get("ownerReferences") or [])
+            and not (w.get("metadata") or {}).get("deletionTimestamp")]
+    return max(mine, key=lambda w: w["metadata"].get("creationTimestamp") or "", default=None)
 
 
 def _llmworkload(namespace: str, target: tuple[str, str] | None) -> dict | None:

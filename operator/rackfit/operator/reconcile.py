@@ -39,6 +39,7 @@ class Inputs:
     anywhere: Plan | None = None         # plan(spec, catalog) without the fleet, made before the ledger's lock
     compute_domains: bool = False        # pods of placements across NVL72 nodes claim a ComputeDomain's channel
     kueue: bool = False                  # targets with kueue.x-k8s.io/queue-name are Kueue's (kueuecheck.py)
+    kueue_workload: dict[str, Any] | None = None  # Kueue's Workload of such a target, once Kueue made it
 
 
 @dataclass
@@ -211,15 +212,25 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     b = best.placement
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                 f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
-    if kind.suspendable and kind.suspended(i.target):
+    queued = i.kueue_workload
+    said = f": {kueuecheck.admission_summary(queued, _node_domain(i))}" if queued else ""
+    patch = None
+    problem = targets.shape_problem(i.target, ref, b)
+    if problem:  # the check rejects it too (Kueue then deactivates its Workload): say here what to change
+        reason = c.TARGET_NOT_MULTI_NODE if kind.single_node else c.TARGET_SHAPE_MISMATCH
+        conds = put(conds, c.PLACED, False, reason, f"{problem}{said}")
+    elif kind.suspendable and kind.suspended(i.target) and not kueuecheck.admitted(queued):
+        # the TAS annotations its plan needs, while Kueue can still build its Workload again from them
+        patch = targets.kueue_patch(i.target, i.name, kueuecheck.topology_for(
+            kind, i.target, i.name, b, i.catalog.get(b.instance_type).nodes_per_domain))
         conds = put(conds, c.PLACED, False, c.PENDING_IN_KUEUE,
                     f"{ref} waits in Kueue's LocalQueue {queue}; rackfit answers its admission check "
-                    f"{kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns")
-    elif kind.suspendable:
-        conds = put(conds, c.PLACED, True, c.ADMITTED_BY_KUEUE, f"{ref} admitted by Kueue (LocalQueue {queue})")
+                    f"{kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns{said}")
+    elif kind.suspendable or kueuecheck.admitted(queued):
+        conds = put(conds, c.PLACED, True, c.ADMITTED_BY_KUEUE, f"{ref} admitted by Kueue (LocalQueue {queue}){said}")
     else:
         conds = put(conds, c.PLACED, "Unknown", c.PENDING_IN_KUEUE,
-                    f"{ref} is Kueue's (LocalQueue {queue}): Kueue gates its pods until it admits them")
+                    f"{ref} is Kueue's (LocalQueue {queue}): Kueue gates its pods until it admits them{said}")
     conds = put(conds, c.OVERSUBSCRIBED, False, c.WITHIN_CAPACITY, "Kueue holds the quota")
     placed = c.condition(conds, c.PLACED)["status"] == "True"
     conds = _pods_scheduled(put, conds, placed, i.unschedulable, [])
@@ -228,8 +239,17 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     status = status_view(observedGeneration=i.generation, model=i.spec.model.label, estimate=estimate,
                          memoryPerGPU=fmt_bytes(estimate.total_bytes), placement=None, alternatives=alternatives,
                          conditions=conds)
-    return Decision(status=status, metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
-                                            "fits": 1, "placed": int(placed), "oversubscribed": 0})
+    return Decision(status=status, target_patch=patch,
+                    metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
+                             "fits": 1, "placed": int(placed), "oversubscribed": 0})
+
+
+def _node_domain(i: Inputs) -> Callable[[str], Any]:
+    """A node's NVLink domain in the fleet the reconcile sees (None for a node it does not know)."""
+    def domain(node: str):
+        info = i.fleet.inventory.node(node)
+        return info.domain if info else None
+    return domain
 
 
 def _own_pods(i: Inputs) -> list[PodUse]:

@@ -19,7 +19,7 @@ from rackfit.api.conditions import CONFIG_MAP_NOT_FOUND, now
 from rackfit.api.status import placement_of
 from rackfit.errors import RackfitError
 from rackfit.names import WORKLOAD_ANNOTATION
-from rackfit.operator import computedomains, kube, targets
+from rackfit.operator import computedomains, kube, kueue, kueuecheck, targets
 from rackfit.operator.context import OperatorContext
 from rackfit.operator.gating import ungate_pods
 from rackfit.operator.reconcile import Decision, Inputs, decide, invalid
@@ -74,6 +74,8 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
     unschedulable = tuple(sorted(indexes["unschedulable_pods"].get(owner, [])))
     try:
         g = gather(spec, namespace)
+        # a Kueue target: Kueue's Workload of it, for what Placed says (reconcile._kueues)
+        queued = kueue.workload_for(namespace, g.target) if ctx.kueue and kueuecheck.is_kueues(g.target) else None
         # estimates are made once per spec (and config.json), not at every re-plan of a waiting workload,
         # and before the ledger's lock
         key = (generation, json.dumps(g.hf, sort_keys=True) if g.hf else None)
@@ -94,7 +96,8 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               tolerations=ctx.config.tolerations, hf_config=g.hf,
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
                               unschedulable=list(unschedulable), now=now(),
-                              anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue))
+                              anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue,
+                              kueue_workload=queued))
             ledger.reserve(owner, d.reservation)
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
             return d, seen

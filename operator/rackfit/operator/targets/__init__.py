@@ -3,7 +3,15 @@ pin them to a placement and take that back (`patches`), and the plan's variables
 
 from rackfit.operator.targets.base import TargetKind, pod_gpus
 from rackfit.operator.targets.env import plan_env
-from rackfit.operator.targets.patches import APPLIED, applied, merge_diff, pinned_domain, place_patch, unplace_patch
+from rackfit.operator.targets.patches import (
+    APPLIED,
+    applied,
+    kueue_patch,
+    merge_diff,
+    pinned_domain,
+    place_patch,
+    unplace_patch,
+)
 from rackfit.operator.targets.registry import ADAPTERS, adapter
 from rackfit.planner import Placement
 
@@ -18,5 +26,5 @@ def shape_problem(target: dict, ref: str, placement: Placement) -> str | None:
     return adapter(target.get("kind")).shape_problem(target, ref, placement)
 
 
-__all__ = ["ADAPTERS", "APPLIED", "TargetKind", "adapter", "applied", "merge_diff", "pinned_domain", "place_patch",
-           "plan_env", "pod_gpus", "requested_gpus", "shape_problem", "unplace_patch"]
+__all__ = ["ADAPTERS", "APPLIED", "TargetKind", "adapter", "applied", "kueue_patch", "merge_diff", "pinned_domain",
+           "place_patch", "plan_env", "pod_gpus", "requested_gpus", "shape_problem", "unplace_patch"]

@@ -43,6 +43,9 @@ class TargetKind:
     suspendable: ClassVar[bool] = False  # created suspended; rackfit starts it once placed
     # its pods are independent replicas (servers): one model replica must fit in one pod's node
     single_node: ClassVar[bool] = False
+    # its pod templates are one unit of placement (a LeaderWorkerSet's leader and workers): under Kueue,
+    # `podset-group-name` keeps them in one topology domain
+    grouped: ClassVar[bool] = False
 
     def pod_templates(self, target: dict[str, Any]) -> list[Template]:
         """(name, PodTemplateSpec) of each pod template, in place (missing specs created, so call it on

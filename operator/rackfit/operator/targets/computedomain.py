@@ -43,14 +43,17 @@ def channel_claim(workload: str, placement: Placement | None) -> dict[str, str] 
     return {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": f"{name(workload, placement)}-channel"}
 
 
-def compute_domain(namespace: str, workload: str, uid: str, placement: Placement) -> dict[str, Any]:
-    """The ComputeDomain a placement needs (pure)."""
+def compute_domain(namespace: str, workload: str, uid: str, placement: Placement,
+                   owner: tuple[str, str, str] = (f"{GROUP}/{VERSION}", KIND, WORKLOAD_LABEL)) -> dict[str, Any]:
+    """The ComputeDomain a placement needs (pure). `owner`: (apiVersion, kind, label key) of the object
+    `workload` names, which owns it (an LLMWorkload; a Kueue Workload for a placement Kueue admitted)."""
     claim = channel_claim(workload, placement)
     assert claim is not None
+    api_version, kind, label = owner
     return {"apiVersion": f"{COMPUTE_DOMAIN_GROUP}/{COMPUTE_DOMAIN_VERSION}", "kind": COMPUTE_DOMAIN_KIND,
             "metadata": {"name": name(workload, placement), "namespace": namespace,
-                         "labels": {WORKLOAD_LABEL: workload},
-                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": workload,
+                         "labels": {label: workload},
+                         "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": workload,
                                               "uid": uid, "controller": True}]},
             "spec": {"numNodes": placement.nodes,
                      "channel": {"resourceClaimTemplate": {"name": claim["resourceClaimTemplateName"]},

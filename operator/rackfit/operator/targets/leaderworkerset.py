@@ -10,6 +10,7 @@ from rackfit.planner import Placement
 class LeaderWorkerSet(TargetKind):
     kind, group, version, plural = "LeaderWorkerSet", "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
     verbs = ("get", "list", "watch", "patch")
+    grouped = True
 
     def pod_templates(self, target: dict[str, Any]) -> list[Template]:
         lwt = target.setdefault("spec", {}).setdefault("leaderWorkerTemplate", {})

@@ -15,6 +15,11 @@ tolerations, each GPU limit with its previous value, the variables with any valu
 they replaced, the group size with its previous value, the channel claim. Re-applying the same placement yields no
 patch; deleting the LLMWorkload removes what the annotation lists and nothing the user owns (a value
 the user changed since is left alone).
+
+A suspended Job or JobSet that is Kueue's (`kueue_patch`) gets only what Kueue's topology-aware
+scheduling reads from its pod templates (`kueue.x-k8s.io/podset-*` annotations, added where the user set
+none) and rackfit's topology toleration (names.KUEUE_TOPOLOGY_TOLERATION, why there), recorded as
+`templateAnnotations` and `tolerations` in the same annotation and taken back by `unplace_patch`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 from typing import Any
 
 from rackfit.names import APPLIED_ANNOTATION as APPLIED
-from rackfit.names import DOMAIN_LABELS, GPU, HOSTNAME_LABEL, WORKLOAD_LABEL
+from rackfit.names import DOMAIN_LABELS, GPU, HOSTNAME_LABEL, KUEUE_TOPOLOGY_TOLERATION, WORKLOAD_LABEL
 from rackfit.names import WORKLOAD_ANNOTATION as WORKLOAD
 from rackfit.operator.targets.registry import adapter
 
@@ -204,6 +209,40 @@ def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str]
             theirs_after[where] = theirs
 
 
+def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]]
+                ) -> dict[str, Any] | None:
+    """A merge patch that puts `annotations` (template name -> Kueue's TAS annotations) and the topology
+    toleration on the target's pod templates; None if it carries them. A key the user set on a template
+    is never overwritten (and stays the user's: only what rackfit added is recorded)."""
+    before = applied(target)
+    if set(before) - {"templateAnnotations", "tolerations"}:
+        return None  # placed by rackfit before it named a queue: its release takes that back
+    new = copy.deepcopy(target)
+    ours_before = before.get("templateAnnotations") or {}
+    added: dict[str, dict[str, str]] = {}
+    for name, template in adapter(target.get("kind")).pod_templates(new):
+        current = (template.get("metadata") or {}).get("annotations") or {}
+        mine = ours_before.get(name) or {}
+        for key, value in (annotations.get(name) or {}).items():
+            if key in current and mine.get(key) != current[key]:
+                continue  # the user's own value stands
+            template.setdefault("metadata", {}).setdefault("annotations", {})[key] = value
+            added.setdefault(name, {})[key] = value
+        if name in added:
+            pod = template.setdefault("spec", {})
+            if KUEUE_TOPOLOGY_TOLERATION not in (pod.get("tolerations") or []):
+                pod["tolerations"] = [*(pod.get("tolerations") or []), dict(KUEUE_TOPOLOGY_TOLERATION)]
+    if not added:
+        return None
+    record = {"templateAnnotations": added, "tolerations": [KUEUE_TOPOLOGY_TOLERATION]}
+    out = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
+    current = target.get("metadata", {}).get("annotations") or {}
+    spec = merge_diff(target.get("spec") or {}, new["spec"])
+    if not spec and all(current.get(k) == v for k, v in out.items()):
+        return None
+    return _with_metadata(target, out, spec)
+
+
 def _with_metadata(target: dict[str, Any], annotations: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     # the target as read: a concurrent change makes the patch fail (409) and the reconcile retry,
     # instead of lists given whole overwriting it
@@ -248,6 +287,12 @@ def unplace_patch(target: dict[str, Any], scheduling: bool = True) -> dict[str, 
                     limits[GPU] = gpu["previous"]
         if before.get("resourceClaim"):
             _unset_claim(pod, before["resourceClaim"])
+        mine = (before.get("templateAnnotations") or {}).get(name) or {}
+        theirs_meta = (template.get("metadata") or {}).get("annotations") or {}
+        for key, value in mine.items():
+            if theirs_meta.get(key) == value:
+                del theirs_meta[key]
+        _drop_empty(template.get("metadata") or {}, "annotations")
         for c in containers:
             if env and c.get("env"):
                 c["env"] = _unset_env(c["env"], env, theirs.get(f"{name}/{c['name']}", {}))
