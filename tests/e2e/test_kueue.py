@@ -294,3 +294,41 @@ def test_without_the_queue_label_rackfit_places_as_before(kueue_plane, rackfit_o
     assert {core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods} == {clique}
     assert all(p.metadata.annotations.get("rackfit.io/placed-into") for p in pods)  # rackfit's gate lifted
     assert workload_of(custom, kns, "plain") is None  # Kueue left it alone
+
+
+SERVE_405B = {"model": {"preset": "llama-3.1-405b"}, "workload": "inference",
+              "inference": {"contextLength": 16384, "concurrency": 16}, "placement": {"instanceTypes": ["gb200-4x"]}}
+
+
+def queued_lws(name: str, size: int = 2) -> dict:
+    """A LeaderWorkerSet of one group, naming the LocalQueue `fit`, with no TAS annotation of its own."""
+    template = {"spec": {"containers": [{"name": "vllm", "image": PAUSE,
+                                         "resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}
+    return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+            "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": "fit"}},
+            "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": size, "leaderTemplate": template,
+                                                             "workerTemplate": template}}}
+
+
+def test_a_leaderworkerset_gets_its_topology_and_variables_at_creation_and_kueue_keeps_its_group_in_one_rack(
+        kueue_plane, rackfit_on_kueue, kns):
+    core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
+    fit_queue(kueue_plane, kns)
+    llmw = {**llmworkload("llama", SERVE_405B, "llama"), "spec": {**SERVE_405B, "target": {
+        "kind": "LeaderWorkerSet", "name": "llama"}}}
+    out = kueue_plane.kubectl("apply", "-n", kns, "-f", "-", input=yaml.safe_dump_all([llmw, queued_lws("llama")]))
+    assert out.returncode == 0, out.stderr
+    lws = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", kns, "leaderworkersets", "llama")
+    for t in ("leaderTemplate", "workerTemplate"):  # written by rackfit's webhook as it was created
+        annotations = lws["spec"]["leaderWorkerTemplate"][t]["metadata"]["annotations"]  # Kueue's webhook adds its own
+        assert annotations["kueue.x-k8s.io/podset-required-topology"] == RACK
+        assert annotations["kueue.x-k8s.io/podset-group-name"] == "llama"
+    pods = wait_for(lambda: bound(core, kns, "leaderworkerset.sigs.k8s.io/name=llama", 2), 90,
+                    "the group's 2 pods bound")
+    assert len({core.read_node(p.spec.node_name).metadata.labels[RACK] for p in pods}) == 1  # one NVL72 rack
+    for pod in pods:
+        env = {e.name: e.value for e in pod.spec.containers[0].env or []}
+        assert env["RACKFIT_NNODES"] == "2" and env["RACKFIT_TENSOR_PARALLEL_SIZE"] == "8"  # NVLink across nodes
+        assert env["RACKFIT_PIPELINE_PARALLEL_SIZE"] == "1" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
+    w = workload_of(custom, kns, "llama")
+    assert check_state(w)["state"] == "Ready" and condition(w, "Admitted")["status"] == "True"

@@ -342,6 +342,17 @@ def test_webhook_configurations():
         {"webhook": (443, "webhook"), "metrics": (9090, "metrics")}
 
 
+def test_a_kueue_leaderworkerset_s_webhook_only_where_kueue_is():
+    assert len(one(render(), "MutatingWebhookConfiguration")["webhooks"]) == 1  # auto, no Kueue: none
+    for docs in (render("kueue.enabled=true"), render(api_versions=("kueue.x-k8s.io/v1beta2/AdmissionCheck",))):
+        _, lws = one(docs, "MutatingWebhookConfiguration")["webhooks"]
+        assert lws["clientConfig"]["service"]["path"] == "/mutate-kueue-target"  # kopf serves /<handler id>
+        assert lws["rules"][0]["resources"] == ["leaderworkersets"] and lws["rules"][0]["operations"] == ["CREATE"]
+        assert lws["objectSelector"] == {"matchExpressions": [{"key": "kueue.x-k8s.io/queue-name",
+                                                                "operator": "Exists"}]}
+        assert lws["failurePolicy"] == "Ignore"
+
+
 def test_a_disruption_budget_keeps_a_webhook_server_while_there_are_replicas_to_spare():
     pdb = one(render(), "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1

@@ -11,7 +11,7 @@ import json
 from rackfit.catalog import load_catalog
 from rackfit.operator import kueuecheck as k
 from rackfit.operator.reconcile import Inputs, decide
-from rackfit.operator.targets import adapter, kueue_patch, unplace_patch
+from rackfit.operator.targets import adapter, applied, kueue_patch, unplace_patch
 from rackfit.operator.targets.computedomain import channel_claim, compute_domain
 from rackfit.planner import plan
 from rackfit.planner.inventory import Inventory
@@ -299,6 +299,47 @@ def test_the_pod_webhook_gives_a_kueue_pod_the_variables_and_the_channel_claim()
             assert spec["containers"][0]["resources"]["claims"] == [{"name": "rackfit-imex-channel"}]
         else:
             assert "resourceClaims" not in spec
+
+
+class _Log:
+    def info(self, *_):
+        pass
+
+
+def test_a_template_carrying_another_type_s_plan_is_rejected():
+    wl = admitted_workload(["gb200-1", "gb200-2"], admitted=False)
+    wl["spec"]["podSets"][0]["template"]["spec"]["containers"][0]["env"] = [{"name": "RACKFIT_NNODES", "value": "1"}]
+    v = k.verdict("train", parse_spec(TRAIN_8B_8), CATALOG, wl, GB200, node_domain=HOSTS.get)
+    assert v["state"] == "Rejected" and "RACKFIT_NNODES=1" in v["message"] and "RACKFIT_NNODES=2" in v["message"]
+
+
+def test_a_leaderworkerset_gets_its_plan_s_topology_and_variables_as_it_is_created(monkeypatch):
+    from types import SimpleNamespace
+
+    import kopf
+
+    from rackfit.operator import kueue
+    llmw = {"metadata": {"name": "llama"}, "spec": SERVE_405B}
+    monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: [llmw])
+    body = lws(env=[{"name": "RACKFIT_NNODES", "value": "9"}])
+    patch = kopf.Patch()
+    kueue.mutate_target(body, patch, "ns", SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG)), _Log())
+    lwt = patch["spec"]["leaderWorkerTemplate"]
+    assert lwt["size"] == 2 and "nodeSelector" not in lwt["workerTemplate"]["spec"]  # no group size, no pin
+    for t in ("leaderTemplate", "workerTemplate"):
+        assert lwt[t]["metadata"]["annotations"] == {REQUIRED: CLIQUE, GROUP: "llama"}
+        env = {e["name"]: e["value"] for e in lwt[t]["spec"]["containers"][0]["env"]}
+        assert env["RACKFIT_NNODES"] == "2" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
+        assert "tolerations" not in lwt[t]["spec"]  # Kueue builds a LeaderWorkerSet's Workloads once: no rebuild
+    placed = _merge(body, {"spec": patch["spec"], "metadata": patch["metadata"]})
+    assert applied(placed)["envPrevious"]["workerTemplate/c"]["RACKFIT_NNODES"] == {"name": "RACKFIT_NNODES",
+                                                                                    "value": "9"}
+    assert _merge(placed, unplace_patch(placed))["spec"] == body["spec"]  # the user's value given back
+    # no LLMWorkload names it (yet): left as it is
+    monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: [])
+    untouched = kopf.Patch()
+    kueue.mutate_target(lws(), untouched, "ns", SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG)), _Log())
+    assert not untouched
 
 
 class _Log:

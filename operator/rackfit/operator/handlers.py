@@ -9,8 +9,8 @@ from typing import Any
 
 import kopf
 
-from rackfit.names import GROUP, PLURAL, VERSION, WORKLOAD_LABEL
-from rackfit.operator import admission, fleet, gating, kopf_fixes, kueue, observed, startup, workloads
+from rackfit.names import GROUP, KUEUE_QUEUE_LABEL, PLURAL, VERSION, WORKLOAD_LABEL
+from rackfit.operator import admission, fleet, gating, kopf_fixes, kueue, observed, startup, targets, workloads
 from rackfit.operator.config import OperatorConfig
 from rackfit.operator.context import OperatorContext
 
@@ -60,6 +60,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, with_kueue
         # fail closed: a labelled pod is refused while no replica answers, never admitted ungated
         kopf.on.mutate("pods", id="mutate-pod", operations=["CREATE"], labels=LABELLED, ignore_failures=False,
                        **r)(gating.mutate_pod)
+        if with_kueue:  # a LeaderWorkerSet that names a queue: its plan's topology and variables at creation
+            lws = targets.adapter("LeaderWorkerSet")
+            kopf.on.mutate(lws.group, lws.version, lws.plural, id="mutate-kueue-target", operations=["CREATE"],
+                           labels={KUEUE_QUEUE_LABEL: kopf.PRESENT}, ignore_failures=True, **r)(kueue.mutate_target)
 
 
 def run(standalone: bool, peering: str | None, liveness: str | None, verbose: bool) -> None:

@@ -11,11 +11,17 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
   `status.admissionChecks`. Before `Ready` for a placement across nodes of the NVL72 clique TAS
   reserved, the ComputeDomain is made (`computedomains.for_kueue`): owned by Kueue's Workload, as Kueue,
   not rackfit, holds and frees that rack, so it goes when the Workload goes;
-- `workload_for`: the Kueue Workload of a target, for the LLMWorkload's reconcile (what `Placed` says).
+- `workload_for`: the Kueue Workload of a target, for the LLMWorkload's reconcile (what `Placed` says);
+- `mutate_target`, the `mutate-kueue-target` webhook: a LeaderWorkerSet that names a queue gets, as it
+  is created, the TAS annotations and the plan's variables of the LLMWorkload that targets it. Kueue
+  makes its Workloads once per group from the templates as created
+  (pkg/controller/jobs/leaderworkerset/leaderworkerset_reconciler.go) and its pods exist, gated, before
+  Kueue admits them, so neither can be added later.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import kopf
@@ -24,7 +30,16 @@ from rackfit.api.conditions import now
 from rackfit.errors import RackfitError
 from rackfit.names import KUEUE_CONTROLLER, KUEUE_GROUP, KUEUE_VERSION
 from rackfit.operator import computedomains, kube, targets
-from rackfit.operator.kueuecheck import PENDING, assigned_flavors, owner, pending, verdict, with_state
+from rackfit.operator.kueuecheck import (
+    PENDING,
+    assigned_flavors,
+    owner,
+    pending,
+    topology_for,
+    verdict,
+    with_state,
+)
+from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
 ADMISSION_CHECKS = (KUEUE_GROUP, KUEUE_VERSION, "admissionchecks")
@@ -80,7 +95,9 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
         labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
         obj = kube.get_target(kind, namespace, target[1]) if kind and spec else None
         new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf,
-                      target=obj, node_domain=_domain_of(ctx), claim=ctx.compute_domains)
+                      target=obj, node_domain=_domain_of(ctx),
+                      # a Job's or JobSet's pods are made once Kueue admits it, and can claim the channel then
+                      claim=ctx.compute_domains and kind is not None and kind.suspendable)
         placement = new.pop("placement", None)
         if placement is not None and ctx.compute_domains:
             # before Ready: the channel exists before Kueue starts the pods that claim it
@@ -120,6 +137,53 @@ def workload_for(namespace: str, target: dict) -> dict | None:
             if any(r.get("uid") == uid for r in (w.get("metadata") or {}).get("ownerReferences") or [])
             and not (w.get("metadata") or {}).get("deletionTimestamp")]
     return max(mine, key=lambda w: w["metadata"].get("creationTimestamp") or "", default=None)
+
+
+def mutate_target(body: dict, patch: kopf.Patch, namespace: str, memo: kopf.Memo, logger, **_: Any) -> None:
+    try:
+        _mutate_target(copy.deepcopy(dict(body)), patch, namespace, memo, logger)
+    except Exception as e:  # never refuse the user's object: the check then says what it lacks
+        logger.warning(f"{body.get('kind')}/{(body.get('metadata') or {}).get('name')} admitted as written: {e!r}")
+
+
+def _mutate_target(body: dict, patch: kopf.Patch, namespace: str, memo: kopf.Memo, logger) -> None:
+    kind = targets.adapter(body.get("kind"))
+    name = (body.get("metadata") or {}).get("name")
+    # a list, not an index: the LLMWorkload applied just before its target is there (kopf's watch may lag)
+    workload = _llmworkload(namespace, (kind.kind, name))
+    if workload is None:
+        return  # created before its LLMWorkload: the check refuses it, saying what to write
+    try:
+        spec = parse_spec(dict(workload["spec"]))
+        hf = kube.read_hf_config(namespace, spec.model.hugging_face_config) if spec.model.hugging_face_config else None
+    except RackfitError:
+        return  # the LLMWorkload's own status says what is wrong with it
+    best = plan(spec, memo.ctx.catalog, hf_config=hf).chosen
+    if best is None:
+        return
+    p, llmw = best.placement, workload["metadata"]["name"]
+    wanted = topology_for(kind, body, llmw, p, memo.ctx.catalog.get(p.instance_type).nodes_per_domain)
+    change = targets.kueue_patch(body, llmw, wanted, targets.plan_env(p, best.estimate, spec))
+    if change is None:
+        return
+    for key, value in change.get("spec", {}).items():
+        patch.spec[key] = _merged((body.get("spec") or {}).get(key), value)
+    for key, value in change["metadata"]["annotations"].items():
+        patch.metadata.annotations[key] = value
+    logger.info(f"{kind.kind}/{name}: the topology and variables of LLMWorkload {llmw}'s plan")
+
+
+def _merged(old: Any, patch: Any) -> Any:
+    """RFC 7386: `old` with the merge patch applied (an admission patch replaces whole values)."""
+    if not isinstance(patch, dict) or not isinstance(old, dict):
+        return patch
+    out = dict(old)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merged(old.get(k), v)
+    return out
 
 
 def _llmworkload(namespace: str, target: tuple[str, str] | None) -> dict | None:

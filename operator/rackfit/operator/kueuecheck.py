@@ -160,6 +160,13 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
         return {"state": RETRY, "message": f"the plan needs its {count(pl.nodes, 'node')} inside one NVLink domain "
                                            f"of {per_domain} nodes; Kueue assigned {where}"}
     env = plan_env(pl, best.estimate, spec)  # the engine's settings as estimated, as for pods rackfit places
+    carried = _env_conflict(workload, env)
+    if carried:
+        var = carried.split("=")[0]
+        return {"state": REJECTED, "message": f"the pod templates carry {carried}, the plan for another instance "
+                                              f"type; Kueue assigned {instance_type}, where the plan sets "
+                                              f"{var}={env[var]}: allow only one instance type in "
+                                              f"spec.placement.instanceTypes"}
     annotations = {KUEUE_PLAN_ANNOTATION: json.dumps(env, sort_keys=True)}
     placed = pl.model_copy(update={"nvlink_domain": str(domain) if domain else None,
                                    "node_selector": {domain.label: domain.value} if domain else {}})
@@ -173,6 +180,17 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
                for ps in (workload.get("spec") or {}).get("podSets") or []]
     return {"state": READY, "podSetUpdates": updates, "message": message,
             "placement": placed if needs_one(placed) else None}
+
+
+def _env_conflict(workload: dict[str, Any], env: dict[str, str]) -> str | None:
+    """`NAME=value` of a plan variable the Workload's pod templates set otherwise (a LeaderWorkerSet's
+    templates carry the plan of the type rackfit planned before Kueue chose the flavor)."""
+    for ps in (workload.get("spec") or {}).get("podSets") or []:
+        for c in ((ps.get("template") or {}).get("spec") or {}).get("containers") or []:
+            for e in c.get("env") or []:
+                if e.get("name") in env and "value" in e and e["value"] != env[e["name"]]:
+                    return f"{e['name']}={e['value']}"
+    return None
 
 
 # --- topology-aware scheduling: what the target's templates ask of Kueue, and where it put them ---------

@@ -16,10 +16,11 @@ they replaced, the group size with its previous value, the channel claim. Re-app
 patch; deleting the LLMWorkload removes what the annotation lists and nothing the user owns (a value
 the user changed since is left alone).
 
-A suspended Job or JobSet that is Kueue's (`kueue_patch`) gets only what Kueue's topology-aware
-scheduling reads from its pod templates (`kueue.x-k8s.io/podset-*` annotations, added where the user set
-none) and rackfit's topology toleration (names.KUEUE_TOPOLOGY_TOLERATION, why there), recorded as
-`templateAnnotations` and `tolerations` in the same annotation and taken back by `unplace_patch`.
+A target that is Kueue's (`kueue_patch`) gets only what Kueue's topology-aware scheduling reads from its
+pod templates (`kueue.x-k8s.io/podset-*` annotations, added where the user set none): a suspended Job or
+JobSet from the reconcile, with rackfit's topology toleration (names.KUEUE_TOPOLOGY_TOLERATION, why
+there); a LeaderWorkerSet at its creation (the webhook), with the plan's variables. Recorded as
+`templateAnnotations`, `tolerations` and `env` in the same annotation and taken back by `unplace_patch`.
 """
 
 from __future__ import annotations
@@ -209,18 +210,22 @@ def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str]
             theirs_after[where] = theirs
 
 
-def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]]
-                ) -> dict[str, Any] | None:
-    """A merge patch that puts `annotations` (template name -> Kueue's TAS annotations) and the topology
-    toleration on the target's pod templates; None if it carries them. A key the user set on a template
-    is never overwritten (and stays the user's: only what rackfit added is recorded)."""
+def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]],
+                env: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """A merge patch that puts `annotations` (template name -> Kueue's TAS annotations) on the target's
+    pod templates, with the topology toleration on a suspendable kind's (names.KUEUE_TOPOLOGY_TOLERATION)
+    and `env` on every container of an editable kind's; None if it carries them. A key the user set on a
+    template is never overwritten (and stays the user's: only what rackfit added is recorded)."""
+    kind = adapter(target.get("kind"))
     before = applied(target)
-    if set(before) - {"templateAnnotations", "tolerations"}:
+    if set(before) - {"templateAnnotations", "tolerations", "env", "envPrevious"}:
         return None  # placed by rackfit before it named a queue: its release takes that back
     new = copy.deepcopy(target)
     ours_before = before.get("templateAnnotations") or {}
+    env = (env or {}) if kind.editable else {}
     added: dict[str, dict[str, str]] = {}
-    for name, template in adapter(target.get("kind")).pod_templates(new):
+    theirs_after: dict[str, dict] = {}
+    for name, template in kind.pod_templates(new):
         current = (template.get("metadata") or {}).get("annotations") or {}
         mine = ours_before.get(name) or {}
         for key, value in (annotations.get(name) or {}).items():
@@ -228,13 +233,23 @@ def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, di
                 continue  # the user's own value stands
             template.setdefault("metadata", {}).setdefault("annotations", {})[key] = value
             added.setdefault(name, {})[key] = value
-        if name in added:
-            pod = template.setdefault("spec", {})
-            if KUEUE_TOPOLOGY_TOLERATION not in (pod.get("tolerations") or []):
-                pod["tolerations"] = [*(pod.get("tolerations") or []), dict(KUEUE_TOPOLOGY_TOLERATION)]
-    if not added:
+        pod = template.setdefault("spec", {})
+        if name in added and kind.suspendable and KUEUE_TOPOLOGY_TOLERATION not in (pod.get("tolerations") or []):
+            pod["tolerations"] = [*(pod.get("tolerations") or []), dict(KUEUE_TOPOLOGY_TOLERATION)]
+        if env:
+            _env_on(pod.get("containers") or [], name, env, before.get("env") or {}, before.get("envPrevious") or {},
+                    theirs_after)
+    record: dict[str, Any] = {}
+    if added:
+        record["templateAnnotations"] = added
+        if kind.suspendable:
+            record["tolerations"] = [KUEUE_TOPOLOGY_TOLERATION]
+    if env:
+        record["env"] = env
+    if theirs_after:
+        record["envPrevious"] = theirs_after
+    if not record:
         return None
-    record = {"templateAnnotations": added, "tolerations": [KUEUE_TOPOLOGY_TOLERATION]}
     out = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
     current = target.get("metadata", {}).get("annotations") or {}
     spec = merge_diff(target.get("spec") or {}, new["spec"])
