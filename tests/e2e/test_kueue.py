@@ -78,8 +78,9 @@ def kns(kueue_plane) -> Iterator[str]:
     out = kueue_plane.kubectl("apply", "-f", "-", input=json.dumps(local_queue(name)))
     assert out.returncode == 0, out.stderr
     yield name
-    # the JobSets first, so no Job makes its pods again: the next test finds the racks free
-    kueue_plane.kubectl("delete", "jobsets,llmworkloads", "--all", "-n", name, "--wait=true")
+    # the JobSets and LeaderWorkerSets first, so no controller makes its pods again: the next test finds
+    # the racks free
+    kueue_plane.kubectl("delete", "jobsets,leaderworkersets,llmworkloads", "--all", "-n", name, "--wait=true")
     core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     wait_for(lambda: not core.list_namespaced_pod(name).items, 60, f"the pods of {name} gone")
     core.delete_namespace(name)
