@@ -221,6 +221,11 @@ class Inference(_Model):
         "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
         "by itself above 32768 tokens (2048 per step); before 0.7.1 MLA models cached full K and V per head, not "
         "the latent. Default: current releases"))
+    flashinfer_sampler: bool | None = Field(None, description=(
+        "vLLM V1: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
+        "top-k sampling\"; the official images install it) or PyTorch's native sort, whose profile run holds twice "
+        "the bytes per logit. Default: what `pip install vllm` of engineVersion runs (native before 0.13.0, "
+        "FlashInfer after)"))
     prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
         "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
 

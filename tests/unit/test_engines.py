@@ -99,7 +99,8 @@ def test_older_vllm_releases_plan_as_they_did():
     v0 = settings(inf, H100, 1, 1)
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (16384, 256)
     assert settings(inf.model_copy(update={"context_length": 1024}), H100, 1, 1).max_num_batched_tokens == 2048
-    current, v010 = serve(contextLength=8192), serve(contextLength=8192, engineVersion="0.10.1")
+    # the same sampler (FlashInfer's): 0.10.1's pip install samples natively, which test_engine_profile.py checks
+    current, v010 = serve(contextLength=8192), serve(contextLength=8192, engineVersion="0.10.1", flashinferSampler=True)
     assert current.breakdown.cuda_graph_bytes == v010.breakdown.cuda_graph_bytes > 0
     per_token = 32 * 2 * 8 * 128 * 2
     graphs_in_tokens = current.breakdown.cuda_graph_bytes // per_token

@@ -63,6 +63,23 @@ V0_CHUNK_2048 = (0, 6, 5)
 V0_CHUNK_TOKENS_BEFORE = 512
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
+# The profile run's sampler (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k and top_p set for every
+# dummy request, so both filters run). FlashInfer's path (vllm/v1/sample/ops/topk_topp_sampler.py flashinfer_sample,
+# top_k_top_p_sampling_from_logits): the bf16 logits, their fp32 copy, the masked logits and the softmax, 14 bytes a
+# logit. PyTorch's native path (apply_top_k_top_p) sorts: at its peak, the scatter back, the bf16 logits (2), the fp32
+# logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p softmax (4) and the
+# scattered logits (4): 28 bytes a logit. FlashInfer is only an extra of the vllm wheel up to 0.11.0 ("Requires-Dist:
+# flashinfer-python; extra == 'flashinfer'"), a requirement from 0.11.1, whose sampler is opt-in
+# (VLLM_USE_FLASHINFER_SAMPLER) through 0.12.0; the current source uses it by default. So `pip install vllm` of a V1
+# release before 0.13.0 samples natively (checked in the 0.8.5, 0.9.2, 0.10.1.1, 0.11.0, 0.11.1, 0.12.0 wheels).
+FLASHINFER_SAMPLER_BYTES = 14
+NATIVE_SAMPLER_BYTES = 28
+NATIVE_SAMPLER_UNTIL = (0, 13)
+# V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
+# holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
+# mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
+# (memory_profiling against the snapshot taken at init_device, after the context) it is not.
+V1_CONTEXT_IN_BUDGET_UNTIL = (0, 9, 1)
 
 
 def cuda_total_bytes(gpu: GPU) -> int:
@@ -148,12 +165,26 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
 
 
-def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int) -> int:
+def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, native: bool = False) -> int:
     """The profile run's sampler: logits of each request's last token (bf16, gathered over tensor
-    parallel), their fp32 copy, the softmax and the exponential noise of the Gumbel sampler
-    (vllm/v1/sample/sampler.py, ops/topk_topp_sampler.py); only the last pipeline stage samples."""
+    parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
+    ops/topk_topp_sampler.py): FlashInfer's path with the bf16 shard still alive at its peak, or PyTorch's
+    native sort, whose peak (the scatter back) comes after the shard is freed. Only the last pipeline
+    stage samples."""
+    if native:
+        return requests * a.vocab_size * NATIVE_SAMPLER_BYTES
     shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
-    return requests * (a.vocab_size * (2 + 3 * 4) + shard * 2)
+    return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
+
+
+def native_sampler(inf: Inference) -> bool:
+    """vLLM V1 sampling top-k/top-p natively: as the spec says (`flashinferSampler`), else the releases whose
+    `pip install` does (NATIVE_SAMPLER_UNTIL)."""
+    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+        return False
+    if inf.flashinfer_sampler is not None:
+        return not inf.flashinfer_sampler
+    return inf.vllm_before(NATIVE_SAMPLER_UNTIL)
 
 
 def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
@@ -248,7 +279,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = min(s.max_num_batched_tokens, s.max_num_seqs)
-    sampler = sampler_peak_bytes(a, layout, requests) + requests * a.hidden_size * ACT_BYTES
+    sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
     nt = non_torch_bytes(layout)
@@ -268,9 +299,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # graph pool (counted since v0.21.0; before, the graphs were captured after the cache was
         # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
         budget = int(s.gpu_memory_utilization * total)
-        pool = budget - weights - act - nt - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
+        # V1 before 0.9.1 counted the CUDA context inside the budget (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache
+        # leaves free for graph capture is total - budget + the freed activations, the context already paid
+        in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
+        pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if plan.refused is None:
-            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler, context))
+            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
+                                                               context - in_budget))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
         # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.

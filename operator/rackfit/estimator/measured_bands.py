@@ -19,8 +19,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'any'): (-4.5, 3.9, 14, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (7.2, 26.8, 2, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-4.9, 77.3, 5, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-4.9, 77.3, 9, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (3.9, 65.9, 2, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (7.2, 20.9, 2, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.3, 77.3, 9, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (3.9, 41.5, 2, 'kv cache'),
 }
