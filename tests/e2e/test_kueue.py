@@ -311,7 +311,7 @@ def queued_lws(name: str, size: int = 2) -> dict:
                                                              "workerTemplate": template}}}
 
 
-def test_a_leaderworkerset_gets_its_topology_and_variables_at_creation_and_kueue_keeps_its_group_in_one_rack(
+def test_a_leaderworkerset_gets_its_topology_variables_and_channel_at_creation_and_kueue_keeps_it_in_one_rack(
         kueue_plane, rackfit_on_kueue, kns):
     core, custom = client.CoreV1Api(kueue_plane.api), client.CustomObjectsApi(kueue_plane.api)
     fit_queue(kueue_plane, kns)
@@ -333,3 +333,11 @@ def test_a_leaderworkerset_gets_its_topology_and_variables_at_creation_and_kueue
         assert env["RACKFIT_PIPELINE_PARALLEL_SIZE"] == "1" and env["RACKFIT_INSTANCE_TYPE"] == "gb200-4x"
     w = workload_of(custom, kns, "llama")
     assert check_state(w)["state"] == "Ready" and condition(w, "Admitted")["status"] == "True"
+    # its pods were made claiming the group's channel; the check made its ComputeDomain for the admitted rack
+    (cd,) = custom.list_namespaced_custom_object(
+        "resource.nvidia.com", "v1beta1", kns, "computedomains",
+        label_selector=f"rackfit.io/kueue-workload={w['metadata']['name']}")["items"]
+    assert cd["spec"]["numNodes"] == 2 and cd["metadata"]["ownerReferences"][0]["uid"] == w["metadata"]["uid"]
+    for pod in pods:
+        assert [(x.name, x.resource_claim_template_name) for x in pod.spec.resource_claims or []] == [
+            ("rackfit-imex-channel", cd["spec"]["channel"]["resourceClaimTemplate"]["name"])]

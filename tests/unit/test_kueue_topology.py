@@ -12,7 +12,7 @@ from rackfit.catalog import load_catalog
 from rackfit.operator import kueuecheck as k
 from rackfit.operator.reconcile import Inputs, decide
 from rackfit.operator.targets import adapter, applied, kueue_patch, unplace_patch
-from rackfit.operator.targets.computedomain import channel_claim, compute_domain
+from rackfit.operator.targets.computedomain import channel_claim, compute_domain, group_claim
 from rackfit.planner import plan
 from rackfit.planner.inventory import Inventory
 from rackfit.planner.nodes import Domain
@@ -305,6 +305,8 @@ class _Log:
     def info(self, *_):
         pass
 
+    warning = info
+
 
 def test_a_template_carrying_another_type_s_plan_is_rejected():
     wl = admitted_workload(["gb200-1", "gb200-2"], admitted=False)
@@ -323,8 +325,13 @@ def test_a_leaderworkerset_gets_its_plan_s_topology_and_variables_as_it_is_creat
     monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: [llmw])
     body = lws(env=[{"name": "RACKFIT_NNODES", "value": "9"}])
     patch = kopf.Patch()
-    kueue.mutate_target(body, patch, "ns", SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG)), _Log())
+    memo = SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG, compute_domains=True))
+    kueue.mutate_target(body, patch, "ns", memo, _Log())
     lwt = patch["spec"]["leaderWorkerTemplate"]
+    claim = group_claim("lws", 2)  # one group across two nodes of a rack: the channel its ComputeDomain will have
+    for t in ("leaderTemplate", "workerTemplate"):
+        assert lwt[t]["spec"]["resourceClaims"] == [claim]
+        assert lwt[t]["spec"]["containers"][0]["resources"]["claims"] == [{"name": "rackfit-imex-channel"}]
     assert lwt["size"] == 2 and "nodeSelector" not in lwt["workerTemplate"]["spec"]  # no group size, no pin
     for t in ("leaderTemplate", "workerTemplate"):
         assert lwt[t]["metadata"]["annotations"] == {REQUIRED: CLIQUE, GROUP: "llama"}
@@ -334,14 +341,29 @@ def test_a_leaderworkerset_gets_its_plan_s_topology_and_variables_as_it_is_creat
     placed = _merge(body, {"spec": patch["spec"], "metadata": patch["metadata"]})
     assert applied(placed)["envPrevious"]["workerTemplate/c"]["RACKFIT_NNODES"] == {"name": "RACKFIT_NNODES",
                                                                                     "value": "9"}
+    assert applied(placed)["resourceClaim"] == claim
     assert _merge(placed, unplace_patch(placed))["spec"] == body["spec"]  # the user's value given back
-    # no LLMWorkload names it (yet): left as it is
+    # several groups would share one channel across racks: no claim then
+    two = kopf.Patch()
+    kueue.mutate_target({**body, "spec": {**body["spec"], "replicas": 2}}, two, "ns", memo, _Log())
+    assert "resourceClaims" not in two["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    # the check's ComputeDomain for the rack Kueue admits the group into has that channel
+    cd = compute_domain("ns", "lws-group-0", "w2", best(SERVE_405B).placement.model_copy(
+        update={"nvlink_domain": f"{CLIQUE}=rack-a"}), ("kueue.x-k8s.io/v1beta2", "Workload", "l"), claim)
+    assert cd["spec"]["channel"]["resourceClaimTemplate"]["name"] == claim["resourceClaimTemplateName"]
+    assert cd["metadata"]["name"] + "-channel" == claim["resourceClaimTemplateName"]
+    # no LLMWorkload names it (yet), or anything fails: left as it is, never refused
     monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: [])
     untouched = kopf.Patch()
-    kueue.mutate_target(lws(), untouched, "ns", SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG)), _Log())
+    kueue.mutate_target(lws(), untouched, "ns", memo, _Log())
+    assert not untouched
+    monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: 1 / 0)
+    kueue.mutate_target(lws(), untouched, "ns", memo, _Log())
     assert not untouched
 
 
 class _Log:
     def info(self, *_):
         pass
+
+    warning = info

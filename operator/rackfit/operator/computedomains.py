@@ -37,11 +37,12 @@ from rackfit.planner import Placement
 
 
 def sync(namespace: str, workload: str, uid: str, placement: Placement | None,
-         owner: tuple[str, str, str] | None = None) -> tuple[str | None, list[str]]:
+         owner: tuple[str, str, str] | None = None, claim: dict[str, str] | None = None
+         ) -> tuple[str | None, list[str]]:
     """Make the workload's ComputeDomains what `placement` (None: not placed) needs: create the one it
-    needs, delete the others. Returns (created, deleted). `owner`: as `compute_domain`'s."""
+    needs, delete the others. Returns (created, deleted). `owner`, `claim`: as `compute_domain`'s."""
     owner = owner or (f"{GROUP}/{VERSION}", KIND, WORKLOAD_LABEL)
-    wanted = compute_domain(namespace, workload, uid, placement, owner) if needs_one(placement) else None
+    wanted = compute_domain(namespace, workload, uid, placement, owner, claim) if needs_one(placement) else None
     create, delete = changes(kube.list_names(API, namespace, f"{owner[2]}={workload}"), wanted)
     if create:
         kube.create_object(API, namespace, create)
@@ -62,12 +63,14 @@ def reconcile(namespace: str, workload: str, uid: str, status: dict[str, Any], p
         logger.info(f"deleted ComputeDomain {', '.join(deleted)}")
 
 
-def for_kueue(kueue_workload: dict[str, Any], placement: Placement) -> tuple[str | None, list[str]]:
+def for_kueue(kueue_workload: dict[str, Any], placement: Placement, claim: dict[str, str] | None = None
+              ) -> tuple[str | None, list[str]]:
     """The ComputeDomain of a placement Kueue admitted into one clique, owned by Kueue's Workload (the
-    garbage collector deletes it with the Workload; one of an earlier admission elsewhere goes now)."""
+    garbage collector deletes it with the Workload; one of an earlier admission elsewhere goes now).
+    `claim`: the channel the pods were made with (a LeaderWorkerSet's, `group_claim`)."""
     meta = kueue_workload["metadata"]
     return sync(meta["namespace"], meta["name"], meta["uid"], placement,
-                (f"{KUEUE_GROUP}/{KUEUE_VERSION}", "Workload", KUEUE_WORKLOAD_LABEL))
+                (f"{KUEUE_GROUP}/{KUEUE_VERSION}", "Workload", KUEUE_WORKLOAD_LABEL), claim)
 
 
 def enabled(setting: str) -> bool:

@@ -13,7 +13,9 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
   not rackfit, holds and frees that rack, so it goes when the Workload goes;
 - `workload_for`: the Kueue Workload of a target, for the LLMWorkload's reconcile (what `Placed` says);
 - `mutate_target`, the `mutate-kueue-target` webhook: a LeaderWorkerSet that names a queue gets, as it
-  is created, the TAS annotations and the plan's variables of the LLMWorkload that targets it. Kueue
+  is created, the TAS annotations and the plan's variables of the LLMWorkload that targets it, and for
+  one group across nodes of an NVL72 rack the claim of a channel whose ComputeDomain the check makes
+  for the rack Kueue admits it into. Kueue
   makes its Workloads once per group from the templates as created
   (pkg/controller/jobs/leaderworkerset/leaderworkerset_reconciler.go) and its pods exist, gated, before
   Kueue admits them, so neither can be added later.
@@ -39,6 +41,7 @@ from rackfit.operator.kueuecheck import (
     verdict,
     with_state,
 )
+from rackfit.operator.targets.computedomain import group_claim
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -99,9 +102,11 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
                       # a Job's or JobSet's pods are made once Kueue admits it, and can claim the channel then
                       claim=ctx.compute_domains and kind is not None and kind.suspendable)
         placement = new.pop("placement", None)
-        if placement is not None and ctx.compute_domains:
+        # a LeaderWorkerSet's pods were made claiming the channel its webhook named (mutate_target)
+        made_with = targets.applied(obj).get("resourceClaim") if obj and kind and not kind.suspendable else None
+        if placement is not None and ctx.compute_domains and kind is not None and (kind.suspendable or made_with):
             # before Ready: the channel exists before Kueue starts the pods that claim it
-            created, deleted = computedomains.for_kueue(body, placement)
+            created, deleted = computedomains.for_kueue(body, placement, made_with)
             for what, names in (("created", [created] if created else []), ("deleted", deleted)):
                 if names:
                     logger.info(f"{what} ComputeDomain {', '.join(names)} for Kueue Workload {name}")
@@ -162,8 +167,14 @@ def _mutate_target(body: dict, patch: kopf.Patch, namespace: str, memo: kopf.Mem
     if best is None:
         return
     p, llmw = best.placement, workload["metadata"]["name"]
-    wanted = topology_for(kind, body, llmw, p, memo.ctx.catalog.get(p.instance_type).nodes_per_domain)
-    change = targets.kueue_patch(body, llmw, wanted, targets.plan_env(p, best.estimate, spec))
+    per_domain = memo.ctx.catalog.get(p.instance_type).nodes_per_domain
+    wanted = topology_for(kind, body, llmw, p, per_domain)
+    # one group across nodes of an NVL72 rack: its pods claim the ComputeDomain the check makes for the
+    # rack Kueue admits it into (several groups would share one channel across racks: none then)
+    one_group = ((body.get("spec") or {}).get("replicas", 1) == 1)
+    claim = group_claim(name, p.nodes) if (memo.ctx.compute_domains and one_group
+                                          and 2 <= p.nodes <= per_domain) else None
+    change = targets.kueue_patch(body, llmw, wanted, targets.plan_env(p, best.estimate, spec), claim)
     if change is None:
         return
     for key, value in change.get("spec", {}).items():

@@ -43,21 +43,30 @@ def channel_claim(workload: str, placement: Placement | None) -> dict[str, str] 
     return {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": f"{name(workload, placement)}-channel"}
 
 
+def group_claim(target: str, nodes: int) -> dict[str, str]:
+    """The channel claim written into a Kueue LeaderWorkerSet's templates as it is created, before any
+    rack is known (one group: its ComputeDomain is made for the rack Kueue admits it into)."""
+    digest = hashlib.sha256(f"kueue-group/{nodes}".encode()).hexdigest()[:8]
+    return {"name": CHANNEL_CLAIM, "resourceClaimTemplateName": f"{target[:_NAME_MAX].rstrip('-.')}-{digest}-channel"}
+
+
 def compute_domain(namespace: str, workload: str, uid: str, placement: Placement,
-                   owner: tuple[str, str, str] = (f"{GROUP}/{VERSION}", KIND, WORKLOAD_LABEL)) -> dict[str, Any]:
+                   owner: tuple[str, str, str] = (f"{GROUP}/{VERSION}", KIND, WORKLOAD_LABEL),
+                   claim: dict[str, str] | None = None) -> dict[str, Any]:
     """The ComputeDomain a placement needs (pure). `owner`: (apiVersion, kind, label key) of the object
-    `workload` names, which owns it (an LLMWorkload; a Kueue Workload for a placement Kueue admitted)."""
-    claim = channel_claim(workload, placement)
+    `workload` names, which owns it (an LLMWorkload; a Kueue Workload for a placement Kueue admitted);
+    `claim`: the channel its pods claim, where they were made with it (`group_claim`)."""
+    claim = claim or channel_claim(workload, placement)
     assert claim is not None
     api_version, kind, label = owner
+    template = claim["resourceClaimTemplateName"]
     return {"apiVersion": f"{COMPUTE_DOMAIN_GROUP}/{COMPUTE_DOMAIN_VERSION}", "kind": COMPUTE_DOMAIN_KIND,
-            "metadata": {"name": name(workload, placement), "namespace": namespace,
+            "metadata": {"name": template.removesuffix("-channel"), "namespace": namespace,
                          "labels": {label: workload},
                          "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": workload,
                                               "uid": uid, "controller": True}]},
             "spec": {"numNodes": placement.nodes,
-                     "channel": {"resourceClaimTemplate": {"name": claim["resourceClaimTemplateName"]},
-                                 "allocationMode": "Single"}}}
+                     "channel": {"resourceClaimTemplate": {"name": template}, "allocationMode": "Single"}}}
 
 
 def changes(existing: list[str], wanted: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str]]:

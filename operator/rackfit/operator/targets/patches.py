@@ -211,14 +211,15 @@ def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str]
 
 
 def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, dict[str, str]],
-                env: dict[str, str] | None = None) -> dict[str, Any] | None:
+                env: dict[str, str] | None = None, claim: dict[str, str] | None = None) -> dict[str, Any] | None:
     """A merge patch that puts `annotations` (template name -> Kueue's TAS annotations) on the target's
     pod templates, with the topology toleration on a suspendable kind's (names.KUEUE_TOPOLOGY_TOLERATION)
-    and `env` on every container of an editable kind's; None if it carries them. A key the user set on a
-    template is never overwritten (and stays the user's: only what rackfit added is recorded)."""
+    and `env` and `claim` (a ComputeDomain channel) on an editable kind's; None if it carries them. A key
+    the user set on a template is never overwritten (and stays the user's: only what rackfit added is
+    recorded)."""
     kind = adapter(target.get("kind"))
     before = applied(target)
-    if set(before) - {"templateAnnotations", "tolerations", "env", "envPrevious"}:
+    if set(before) - {"templateAnnotations", "tolerations", "env", "envPrevious", "resourceClaim"}:
         return None  # placed by rackfit before it named a queue: its release takes that back
     new = copy.deepcopy(target)
     ours_before = before.get("templateAnnotations") or {}
@@ -239,6 +240,8 @@ def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, di
         if env:
             _env_on(pod.get("containers") or [], name, env, before.get("env") or {}, before.get("envPrevious") or {},
                     theirs_after)
+        if kind.editable and claim:
+            _set_claim(pod, claim, before.get("resourceClaim"))
     record: dict[str, Any] = {}
     if added:
         record["templateAnnotations"] = added
@@ -248,6 +251,8 @@ def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, di
         record["env"] = env
     if theirs_after:
         record["envPrevious"] = theirs_after
+    if kind.editable and claim:
+        record["resourceClaim"] = claim
     if not record:
         return None
     out = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
