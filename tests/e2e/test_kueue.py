@@ -263,6 +263,13 @@ def test_three_40_gpu_jobsets_on_two_racks_two_admitted_each_in_one_rack_the_thi
             placed(custom, kns, n)), 30, f"{name} admitted")
         assert "flavor gb200 (nvidia.com/gpu)" in p["message"] and "10 pods in nvidia.com/gpu.clique=" in p["message"]
     assert len(racks) == 2  # 40 + 40 GPUs do not fit one 72-GPU rack
+
+    def requested(rack: str) -> float:  # the domain gauge counts Kueue's bound pods like any others
+        line = next((x for x in (rackfit_on_kueue.metrics() or "").splitlines()
+                     if x.startswith("rackfit_domain_gpus_requested{") and f'"{rack}"' in x), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+    for rack in racks:
+        wait_for(lambda r=rack: requested(r) == 40, 30, f"rackfit_domain_gpus_requested 40 in {rack}")
     w = workload_of(custom, kns, left)
     assert condition(w, "Admitted").get("status") != "True"  # the third waits in Kueue: no rack has 40 free
     wait_for(lambda: placed(custom, kns, left).get("reason") == "PendingInKueue", 30, f"{left} PendingInKueue")
