@@ -233,7 +233,7 @@ def test_mutate_pod_writes_the_hints_of_its_workload_s_placement(tolerations):
     asyncio.run(webhook.mutate_pod(spec=pod(), meta={}, labels=labels, namespace="ns", patch=unplaced, memo=memo,
                                    placements={("other", "llm"): [PLACEMENT]}, plan_envs={("other", "llm"): [env]}))
     # placed already: pinned to the domain and marked placed, never gated
-    assert placed["spec"] == webhook.pod_hints(pod(), PLACEMENT, env, pin=True)
+    assert placed["spec"] == webhook.pinned(pod(), webhook.pod_hints(pod(), PLACEMENT, env), PLACEMENT)
     assert "schedulingGates" not in placed["spec"]
     assert placed["spec"]["nodeSelector"] == PLACEMENT.node_selector  # the instance type and the domain
     assert placed["metadata"]["annotations"] == {PLACED_ANNOTATION: "nvidia.com/gpu.clique=u.1"}

@@ -77,10 +77,9 @@ async def plan_envs(namespace: str, name: str, spec: dict, status: dict, **_: An
 
 
 def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] | None = None,
-              tolerations: list[dict[str, Any]] = (), pin: bool = False) -> dict[str, Any]:
-    """Fields to set on a new pod: the gate, unless `pin`; when placed, the instance-type selector (with
-    `pin`, the domain's too), GPU limit, `tolerations` and the plan's variables (`env`, on every
-    container that does not set them)."""
+              tolerations: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Fields to set on a new pod: the gate; when placed, the instance-type selector, GPU limit,
+    `tolerations` and the plan's variables (`env`, on every container that does not set them)."""
     out: dict[str, Any] = {}
     gates = list(pod_spec.get("schedulingGates") or [])
     if not any(g.get("name") == GATE for g in gates):
@@ -102,10 +101,10 @@ def pod_hints(pod_spec: dict, placement: Placement | None, env: dict[str, str] |
         missing = [t for t in tolerations if t not in (pod_spec.get("tolerations") or [])]
         if missing:
             out["tolerations"] = [*(pod_spec.get("tolerations") or []), *missing]
-    return _pinned(pod_spec, out, placement) if pin and placement else out
+    return out
 
 
-def _pinned(pod_spec: dict, hints: dict[str, Any], placement: Placement) -> dict[str, Any]:
+def pinned(pod_spec: dict, hints: dict[str, Any], placement: Placement) -> dict[str, Any]:
     """`hints` for a pod pinned at once: the domain's selector too, and no gate of ours."""
     out = {**hints, "nodeSelector": {**hints["nodeSelector"], **placement.node_selector}}
     gates = list(pod_spec.get("schedulingGates") or [])
@@ -146,7 +145,7 @@ def _mutate(spec: dict, meta: dict, labels: dict, namespace: str, patch: kopf.Pa
     # (one update and one scheduling round less per pod), unless it is stale: that one stays gated
     pin = placement is not None and not _stale_pod({"metadata": meta, "spec": {**spec, **hints}}, placement)
     if pin:
-        hints = _pinned(spec, hints, placement)
+        hints = pinned(spec, hints, placement)
         patch.metadata.annotations[PLACED_ANNOTATION] = placement.where
     if memo.ctx.compute_domains:  # the ComputeDomain's channel (a Job's or JobSet's pods get it only here)
         hints |= pod_claim({**spec, **hints}, channel_claim(owner[1], placement))

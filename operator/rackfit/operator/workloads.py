@@ -136,18 +136,19 @@ def _patch_target(kind: targets.TargetKind, namespace: str, name: str, d: Decisi
     client-go's RetryOnConflict does, rather than deciding again seconds later into the same race.
     False when the target read again needs no patch."""
     patch = d.target_patch
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             kube.patch_target(kind, namespace, name, patch)
             return True
         except kube.Conflict:
             fresh = kube.get_target(kind, namespace, name)
-            if attempt == attempts - 1 or fresh is None or d.repatch is None:
+            if fresh is None or d.repatch is None:
                 raise
             patch = d.repatch(fresh)
             if patch is None:
                 return False
-    return False
+    kube.patch_target(kind, namespace, name, patch)  # the last attempt: a conflict goes to kopf's retry
+    return True
 
 
 def apply(ctx: OperatorContext, d: Decision, body, namespace: str, name: str, patch, logger,
