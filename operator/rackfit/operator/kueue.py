@@ -6,19 +6,19 @@ around the pure decisions of kueuecheck.py. Registered only where Kueue's Admiss
   `Active=True` (Kueue keeps a ClusterQueue whose checks are not active from admitting anything), and
   the `our_checks` index holds their names;
 - `workload_checks`: for each Kueue Workload with such a check `Pending` once quota is reserved, the
-  verdict (Ready with the plan, Retry while the LLMWorkload is missing or the Workload does not ask for
-  the topology the plan needs, Rejected with the estimate's message) is written to its
-  `status.admissionChecks`. Before `Ready` for a placement across nodes of the NVL72 clique TAS
-  reserved, the ComputeDomain is made (`computedomains.for_kueue`): owned by Kueue's Workload, as Kueue,
-  not rackfit, holds and frees that rack, so it goes when the Workload goes;
+  verdict (kueuecheck.verdict: Ready with the plan, Retry while the LLMWorkload is missing, Rejected
+  with the estimate's message; no answer while Kueue builds a Workload again with the topology the plan
+  needs) is written to its `status.admissionChecks`, onto the version read. Before `Ready` for a
+  placement across nodes of the NVL72 clique TAS reserved, the ComputeDomain is made
+  (`computedomains.for_kueue`): owned by Kueue's Workload, as Kueue, not rackfit, holds and frees that
+  rack, so it goes when the Workload goes;
 - `workload_for`: the Kueue Workload of a target, for the LLMWorkload's reconcile (what `Placed` says);
 - `mutate_target`, the `mutate-kueue-target` webhook: a LeaderWorkerSet that names a queue gets, as it
   is created, the TAS annotations and the plan's variables of the LLMWorkload that targets it, and for
   one group across nodes of an NVL72 rack the claim of a channel whose ComputeDomain the check makes
-  for the rack Kueue admits it into. Kueue
-  makes its Workloads once per group from the templates as created
-  (pkg/controller/jobs/leaderworkerset/leaderworkerset_reconciler.go) and its pods exist, gated, before
-  Kueue admits them, so neither can be added later.
+  for the rack Kueue admits it into. Kueue makes its Workloads once per group from the templates as
+  created (pkg/controller/jobs/leaderworkerset/leaderworkerset_reconciler.go) and its pods exist, gated,
+  before Kueue admits them, so none of these can be added later.
 """
 
 from __future__ import annotations
