@@ -150,7 +150,9 @@ def table(results: list[dict]) -> str:
 IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row was more than 15% off, their "
              "amounts from the runtimes' source: fused RMSNorm under fsdp (T3 no AC), ZeRO-3 weights kept by "
              "autograd without checkpointing (T5 no AC), the step's temporaries in new segments without "
-             "expandable segments (T6 nvidia-smi), torchtitan's compiled loss (T10, +40% before). "
+             "expandable segments (T6 nvidia-smi), torchtitan's compiled loss (T10, +40% before), DTensor's "
+             "loss-parallel buffers and the final norm's output (T12, -27% before), FSDP2 keeping a pipeline "
+             "stage's layers gathered and gradients unsharded (T13, -54% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 

@@ -10,6 +10,8 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.activations import ACT_BYTES
 from rackfit.estimator.frameworks import (
+    LOSS_PARALLEL_BACKWARD_BYTES,
+    LOSS_PARALLEL_FORWARD_BYTES,
     NORM_OUTPUT_BYTES_PER_H,
     eager_layer_bytes,
     runtime_activations,
@@ -62,10 +64,17 @@ def test_full_checkpointing_under_tensor_parallel_keeps_the_sequence_split_input
     assert a.kept == LLAMA.num_layers * ACT_BYTES * H * 4096 // 4
 
 
-def test_loss_parallel_splits_the_logits_over_tensor():
+def test_loss_parallel_splits_the_logits_over_tensor_with_dtensors_buffers():
+    """Loss parallel splits the logits over t, and DTensor's decomposed log-softmax and fused nll/log-softmax
+    backward (torch/distributed/tensor/parallel/loss.py) hold 14 and 16 bytes a logit where the fused kernels at
+    tensor 1 hold 10 and 12; the final norm's output, saved by the output projection, is the whole sequence."""
+    n, final = 4096 * LLAMA.vocab_size, 4096 * H * ACT_BYTES
     one = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout())
     four = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout(tensor=4))
-    assert four.loss_backward == pytest.approx(one.loss_backward / 4, rel=1e-6)
+    assert (one.loss_forward, one.loss_backward) == (10 * n + final, 12 * n + final)
+    assert four.loss_forward == pytest.approx(LOSS_PARALLEL_FORWARD_BYTES * n / 4 + final, rel=1e-9)
+    assert four.loss_backward == pytest.approx(LOSS_PARALLEL_BACKWARD_BYTES * n / 4 + final, rel=1e-9)
+    assert (LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES) == (14, 16)
 
 
 def test_tensor_parallel_estimate_says_it_is_torchtitans_plan():
@@ -76,11 +85,11 @@ def test_tensor_parallel_estimate_says_it_is_torchtitans_plan():
 # --- the compiled loss (torchtitan since April 2025, torchtune) --------------------------------------------
 
 def test_compiled_loss_keeps_16_bit_logits_and_gradient():
-    n = 4096 * LLAMA.vocab_size
+    n, final = 4096 * LLAMA.vocab_size, 4096 * H * ACT_BYTES   # final: the output projection's saved input
     compiled = runtime_activations(LLAMA, tr(compile=True, sequenceLength=4096), Layout())
-    assert (compiled.loss_forward, compiled.loss_backward) == (2 * n, 4 * n)
+    assert (compiled.loss_forward, compiled.loss_backward) == (2 * n + final, 4 * n + final)
     eager_loss = runtime_activations(LLAMA, tr(compile=True, compileLoss=False, sequenceLength=4096), Layout())
-    assert eager_loss.loss_backward == 12 * n
+    assert eager_loss.loss_backward == 12 * n + final
 
 
 def test_compile_loss_only_with_fsdp_and_compile():
@@ -135,3 +144,22 @@ def test_pipeline_stages_hold_their_layers_and_the_loss_only_last(framework):
     worst = runtime_activations(LLAMA, t, Layout(data=2, pipeline=4))
     assert worst.kept + max(worst.loss_forward, worst.loss_backward) == max(
         first.kept, last.kept + max(last.loss_forward, last.loss_backward))
+
+
+def test_fsdp2_pipeline_stages_keep_their_layers_gathered_and_their_gradients_unsharded():
+    """torchtitan's FSDP2 under pipeline stages: reshard_after_forward False for every layer (apply_fsdp), and the
+    schedule's no-sync backwards keep every parameter's unsharded gradient, in the fp32 reduce dtype, to the last
+    micro-batch (pipelining/stage.py backward_maybe_with_nosync; _fsdp_param.py to_accumulated_grad_if_needed)."""
+    t = tr(sequenceLength=4096, activationCheckpointing="full")
+    layer = (P.total - 2 * P.embedding) // LLAMA.num_layers
+    flat = runtime_peak(LLAMA, P, t, "bf16", Layout(data=8), 0)
+    staged = runtime_peak(LLAMA, P, t, "bf16", Layout(data=8, pipeline=4), 0)
+    stage_layers = LLAMA.num_layers // 4
+    sharded = 4 * (P.total // 4) // 8          # the fp32 masters of this stage, over data
+    assert staged.weights - sharded == stage_layers * layer * 2 + P.embedding * 2
+    assert flat.weights - 4 * P.total // 8 == 2 * layer * 2 + P.embedding * 2   # two layers in flight without PP
+    unsharded_grads = staged.gradients - 4 * (P.total // 4) // 8
+    assert unsharded_grads == (stage_layers * layer + P.embedding) * 4 + layer * 2
+    pure = runtime_peak(LLAMA, P, tr(sequenceLength=4096, activationCheckpointing="full", masterWeights="none"),
+                        "bf16", Layout(data=8, pipeline=4), 0)
+    assert pure.gradients - 2 * (P.total // 4) // 8 == (stage_layers * layer + P.embedding) * 2 + layer * 2

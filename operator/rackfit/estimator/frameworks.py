@@ -81,6 +81,11 @@ def _mlp_widths(a: ModelArch) -> tuple[float, float]:
     return (2 * inter if gated else inter), inter
 
 
+# Bytes a logit of DTensor's loss-parallel cross-entropy (torch/distributed/tensor/parallel/loss.py)
+LOSS_PARALLEL_FORWARD_BYTES = 2 + 4 + 4 + 4
+LOSS_PARALLEL_BACKWARD_BYTES = 4 + 4 + 4 + 4
+
+
 # The 16-bit output of each of a block's two fused RMSNorms, the input its matmuls save (wq/wk/wv share the
 # attention norm's, w1/w3 the MLP norm's). transformers' eager RMSNorm count (NORM_BYTES_PER_H) includes it.
 NORM_OUTPUT_BYTES_PER_H = 2 * ACT_BYTES
@@ -252,10 +257,24 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # gradient from them. No fp32 buffer per logit, chunked or not.
         n = _tokens(tr) * a.vocab_size / t
         loss = int(n * ACT_BYTES), int(n * 2 * ACT_BYTES)
+    elif torchtitan(tr) and t > 1:
+        # loss parallel (torchtitan's default under tensor parallel: the output stays Shard(-1) and the loss runs in
+        # torch.distributed.tensor.parallel.loss_parallel()): DTensor's own ops replace the fused kernels
+        # (torch/distributed/tensor/parallel/loss.py). `_log_softmax` keeps the fp32 input, `shifted = x - x_max` and
+        # `torch.exp(shifted)` at once beside the 16-bit logits: 2 + 4 + 4 + 4 bytes a logit forward;
+        # `_nll_loss_and_log_softmax_backward` holds the saved log-softmax, `grad_input = torch.zeros_like(x)`,
+        # `grad_input + torch.exp(x)` and its product with the gradient: 4 x 4 bytes backward.
+        loss = _loss(a, tr, t, LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES)
     else:
         # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
         # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py)
         loss = _loss(a, tr, t, 2 + 4 + 4, 4 + 4 + 4)
+    if torchtitan(tr):
+        # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
+        # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
+        # input_layouts=Shard(1), so its input is all-gathered), alive through the loss forward and backward
+        final = tokens * a.hidden_size * ACT_BYTES
+        loss = loss[0] + final, loss[1] + final
     kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage)
     return Activations(kept, int(recompute * tokens), fwd, bwd)
 
@@ -339,8 +358,22 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             reduce_bytes = 4 if mixed else compute_bytes
-            gathered = 2 * layer * compute_bytes + output * compute_bytes
-            buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
+            if pp > 1:
+                # FSDP2 under pipeline stages, as torchtitan applies it (torchtitan/distributed/fsdp.py, apply_fsdp;
+                # parallelize_llama.py in 2024): "For PP, do not reshard after forward to avoid per-microbatch
+                # all-gathers" (reshard_after_forward = not pp_enabled), so every layer of the stage stays gathered
+                # in 16-bit from its first forward to the step. The schedule runs each micro-batch's backward with
+                # set_requires_gradient_sync(False) and set_reshard_after_backward(False) until the last one
+                # (torch/distributed/pipelining/stage.py, backward_maybe_with_nosync), and FSDP2 keeps those
+                # unsharded gradients, cast to the reduce dtype (fp32 with fp32 masters) and accumulated
+                # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
+                # every parameter of the stage until the last micro-batch's reduce-scatter.
+                stage_layers = math.ceil(a.num_layers / pp)
+                gathered = stage_layers * layer * compute_bytes + output * compute_bytes
+                buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
+            else:
+                gathered = 2 * layer * compute_bytes + output * compute_bytes
+                buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
             # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
