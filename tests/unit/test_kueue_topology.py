@@ -323,6 +323,8 @@ def test_a_leaderworkerset_gets_its_plan_s_topology_and_variables_as_it_is_creat
     from rackfit.operator import kueue
     llmw = {"metadata": {"name": "llama"}, "spec": SERVE_405B}
     monkeypatch.setattr(kueue.kube, "list_namespaced_workloads", lambda ns: [llmw])
+    monkeypatch.setattr(kueue.kube, "list_cluster_objects", lambda api: [
+        {"metadata": {"name": "nvl72"}, "spec": {"levels": [{"nodeLabel": CLIQUE}]}}])
     body = lws(env=[{"name": "RACKFIT_NNODES", "value": "9"}])
     patch = kopf.Patch()
     memo = SimpleNamespace(ctx=SimpleNamespace(catalog=CATALOG, compute_domains=True))
@@ -367,3 +369,20 @@ class _Log:
         pass
 
     warning = info
+
+
+def test_without_a_clique_topology_in_kueue_nothing_asks_for_one_and_the_check_says_so():
+    # a Topology without the clique level: a pod set asking for it would never be admitted
+    assert not k.has_clique_level({"spec": {"levels": [{"nodeLabel": "kubernetes.io/hostname"}]}})
+    assert k.has_clique_level({"spec": {"levels": [{"nodeLabel": "cloud.provider.com/block"},
+                                                   {"nodeLabel": CLIQUE}]}})
+    inv = Inventory.from_nodes([(h, {"node.kubernetes.io/instance-type": "gb200-4x", CLIQUE: d.value,
+                                     "kubernetes.io/hostname": h}, 4, 0) for h, d in HOSTS.items()])
+    d = decide(Inputs(name="train", spec=parse_spec(TRAIN_8B_40), generation=1, old={}, catalog=CATALOG,
+                      fleet=inv.view(), target=jobset(), kueue=True, kueue_tas=False))
+    assert d.target_patch is None
+    no_topology = admitted_workload(["gb200-3", "gb200-30"], admitted=False, topology={})
+    no_topology["status"]["admission"]["podSetAssignments"][0].pop("topologyAssignment")
+    v = k.verdict("train", parse_spec(TRAIN_8B_8), CATALOG, no_topology, GB200, target=jobset(2),
+                  node_domain=HOSTS.get, tas=False)
+    assert v["state"] == "Ready" and "nothing keeps the pods in one rack" in v["message"]

@@ -65,4 +65,7 @@
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["resourceflavors"]
   verbs: ["get"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["topologies"]
+  verbs: ["get", "list"]
 {{- end }}

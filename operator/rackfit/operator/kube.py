@@ -176,6 +176,12 @@ def get_cluster_object(api: tuple[str, str, str], name: str) -> dict[str, Any] |
     return _read(lambda n, _ns, **kw: co.get_cluster_custom_object(*api, n, **kw), name, "")
 
 
+def list_cluster_objects(api: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """The cluster-scoped custom objects of a kind ([] where its CRD is not served)."""
+    out = _call(_api("CustomObjectsApi").list_cluster_custom_object, *api, _allow=404)
+    return out["items"] if out else []
+
+
 def patch_cluster_status(api: tuple[str, str, str], name: str, patch: dict[str, Any]) -> None:
     _call(_api("CustomObjectsApi").patch_cluster_custom_object_status, *api, name, patch,
           _content_type=MERGE_PATCH)

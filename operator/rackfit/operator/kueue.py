@@ -35,6 +35,7 @@ from rackfit.operator import computedomains, kube, targets
 from rackfit.operator.kueuecheck import (
     PENDING,
     assigned_flavors,
+    has_clique_level,
     owner,
     pending,
     topology_for,
@@ -48,6 +49,16 @@ from rackfit.spec import parse_spec
 ADMISSION_CHECKS = (KUEUE_GROUP, KUEUE_VERSION, "admissionchecks")
 WORKLOADS = (KUEUE_GROUP, KUEUE_VERSION, "workloads")
 FLAVORS = (KUEUE_GROUP, KUEUE_VERSION, "resourceflavors")
+TOPOLOGIES = (KUEUE_GROUP, KUEUE_VERSION, "topologies")
+
+
+def clique_tas(flavors: list[dict] | None = None) -> bool:
+    """Whether Kueue's TAS can keep a job inside one NVL72 rack: a Topology with a level on the clique
+    label (of these ResourceFlavors' `topologyName`s, or any). Without one, a pod set that asks for that
+    level is never admitted (Kueue finds no flavor with the topology), so rackfit asks for nothing."""
+    names = {(f.get("spec") or {}).get("topologyName") for f in flavors} if flavors is not None else None
+    return any(has_clique_level(t) for t in kube.list_cluster_objects(TOPOLOGIES)
+               if names is None or t["metadata"]["name"] in names)
 
 
 def enabled(setting: str) -> bool:
@@ -98,7 +109,7 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
         labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
         obj = kube.get_target(kind, namespace, target[1]) if kind and spec else None
         new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf,
-                      target=obj, node_domain=_domain_of(ctx),
+                      target=obj, node_domain=_domain_of(ctx), tas=clique_tas([f for f in flavors if f]),
                       # a Job's or JobSet's pods are made once Kueue admits it, and can claim the channel then
                       claim=ctx.compute_domains and kind is not None and kind.suspendable)
         placement = new.pop("placement", None)
@@ -168,7 +179,7 @@ def _mutate_target(body: dict, patch: kopf.Patch, namespace: str, memo: kopf.Mem
         return
     p, llmw = best.placement, workload["metadata"]["name"]
     per_domain = memo.ctx.catalog.get(p.instance_type).nodes_per_domain
-    wanted = topology_for(kind, body, llmw, p, per_domain)
+    wanted = topology_for(kind, body, llmw, p, per_domain) if clique_tas() else {}
     # one group across nodes of an NVL72 rack: its pods claim the ComputeDomain the check makes for the
     # rack Kueue admits it into (several groups would share one channel across racks: none then)
     one_group = ((body.get("spec") or {}).get("replicas", 1) == 1)

@@ -117,12 +117,13 @@ def pods_asked(workload: dict[str, Any]) -> int:
 def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload: dict[str, Any],
             flavor_labels: dict[str, str] | None, hf: dict[str, Any] | None = None,
             target: dict[str, Any] | None = None, node_domain: Callable[[str], Domain | None] | None = None,
-            claim: bool = False) -> dict[str, Any]:
+            claim: bool = False, tas: bool = True) -> dict[str, Any]:
     """The check's new state for Kueue's Workload: {state, message, podSetUpdates?}, and for `Ready` also
     `placement` (not for the status: where TAS put it, typed; kueue.py takes it out). `target`: the
     object the Workload is Kueue's record of, as read; `node_domain`: a node's NVLink domain (the
     ledger's), to read the rack of a topology assignment by host; `claim`: name the ComputeDomain
-    channel of a placement across nodes of one clique (ComputeDomains on)."""
+    channel of a placement across nodes of one clique (ComputeDomains on); `tas`: the assigned flavor's
+    Topology has a level on the clique label (else nothing keeps the pods in one rack: said, not held)."""
     if spec is None:
         return {"state": RETRY, "message": f"no LLMWorkload has spec.target {'/'.join(owner(workload) or ())} "
                                            f"in this namespace yet"}
@@ -149,12 +150,12 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
             f"per GPU, tensor {pl.tensor} x pipeline {pl.pipeline} x data {pl.data}); the Workload asks for "
             f"{count(asked, 'pod')}")}
     per_domain = catalog.get(instance_type).nodes_per_domain
-    if target is not None:
+    if target is not None and tas:
         waiting = topology_wait(workload, target, name, pl, per_domain)
         if waiting:
             return waiting
     domain = admitted_domain(workload, node_domain or (lambda _: None))
-    if 2 <= pl.nodes <= per_domain and domain is None:
+    if 2 <= pl.nodes <= per_domain and domain is None and tas:
         where = "; ".join(f"{count(n, 'pod')} in {d}" for d, n in sorted(assigned_domains(
             workload, node_domain or (lambda _: None)).items())) or "no topology assignment"
         return {"state": RETRY, "message": f"the plan needs its {count(pl.nodes, 'node')} inside one NVLink domain "
@@ -172,6 +173,9 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
                                    "node_selector": {domain.label: domain.value} if domain else {}})
     message = (f"fits {instance_type}: {count(pl.nodes, 'node')} x {count(pl.gpus_per_node, 'GPU')}, "
                f"{fmt_bytes(best.estimate.total_bytes)} per GPU")
+    if 2 <= pl.nodes <= per_domain and not tas:
+        message += (f"; the plan needs one NVLink domain, and the flavor's Topology has no {CLIQUE_LABEL} level: "
+                    f"nothing keeps the pods in one rack")
     channel = channel_claim((workload.get("metadata") or {}).get("name", name), placed) if claim else None
     if channel:
         annotations[KUEUE_CLAIM_ANNOTATION] = json.dumps(channel, sort_keys=True)
@@ -180,6 +184,11 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
                for ps in (workload.get("spec") or {}).get("podSets") or []]
     return {"state": READY, "podSetUpdates": updates, "message": message,
             "placement": placed if needs_one(placed) else None}
+
+
+def has_clique_level(topology: dict[str, Any]) -> bool:
+    """A Kueue Topology with a level on an NVLink-domain label (TAS can keep pods in one rack)."""
+    return any(level.get("nodeLabel") in DOMAIN_LABELS for level in (topology.get("spec") or {}).get("levels") or [])
 
 
 def _env_conflict(workload: dict[str, Any], env: dict[str, str]) -> str | None:

@@ -42,6 +42,8 @@ KUEUE_RULES: list[tuple[list[str], list[str], list[str]]] = [
     # Kueue's Workloads: watched, their admission check states written
     (["kueue.x-k8s.io"], ["workloads"], ["get", "list", "watch"]),
     (["kueue.x-k8s.io"], ["workloads/status"], ["get", "patch"]),
-    # the flavor Kueue assigned: its node labels give the instance type
+    # the flavor Kueue assigned: its node labels give the instance type; its Topology, whether Kueue's TAS
+    # can keep a job inside one NVL72 rack (a level on the clique label)
     (["kueue.x-k8s.io"], ["resourceflavors"], ["get"]),
+    (["kueue.x-k8s.io"], ["topologies"], ["get", "list"]),
 ]

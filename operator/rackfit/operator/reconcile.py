@@ -40,6 +40,7 @@ class Inputs:
     compute_domains: bool = False        # pods of placements across NVL72 nodes claim a ComputeDomain's channel
     kueue: bool = False                  # targets with kueue.x-k8s.io/queue-name are Kueue's (kueuecheck.py)
     kueue_workload: dict[str, Any] | None = None  # Kueue's Workload of such a target, once Kueue made it
+    kueue_tas: bool = True               # a Kueue Topology has a level on the clique label (kueue.clique_tas)
 
 
 @dataclass
@@ -222,7 +223,7 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     elif kind.suspendable and kind.suspended(i.target) and not kueuecheck.admitted(queued):
         # the TAS annotations its plan needs, while Kueue can still build its Workload again from them
         patch = targets.kueue_patch(i.target, i.name, kueuecheck.topology_for(
-            kind, i.target, i.name, b, i.catalog.get(b.instance_type).nodes_per_domain))
+            kind, i.target, i.name, b, i.catalog.get(b.instance_type).nodes_per_domain) if i.kueue_tas else {})
         conds = put(conds, c.PLACED, False, c.PENDING_IN_KUEUE,
                     f"{ref} waits in Kueue's LocalQueue {queue}; rackfit answers its admission check "
                     f"{kueuecheck.KUEUE_CONTROLLER} with the plan for the flavor Kueue assigns{said}")

@@ -75,7 +75,8 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
     try:
         g = gather(spec, namespace)
         # a Kueue target: Kueue's Workload of it, for what Placed says (reconcile._kueues)
-        queued = kueue.workload_for(namespace, g.target) if ctx.kueue and kueuecheck.is_kueues(g.target) else None
+        kueues = ctx.kueue and kueuecheck.is_kueues(g.target)
+        queued = kueue.workload_for(namespace, g.target) if kueues else None
         # estimates are made once per spec (and config.json), not at every re-plan of a waiting workload,
         # and before the ledger's lock
         key = (generation, json.dumps(g.hf, sort_keys=True) if g.hf else None)
@@ -97,7 +98,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
                               unschedulable=list(unschedulable), now=now(),
                               anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue,
-                              kueue_workload=queued))
+                              kueue_workload=queued, kueue_tas=kueues and kueue.clique_tas()))
             ledger.reserve(owner, d.reservation)
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
             return d, seen
