@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,33 @@ def configure_webhooks(settings: kopf.OperatorSettings, config: OperatorConfig) 
         cert_dir = Path(tempfile.mkdtemp(prefix="rackfit-webhook-"))
         write_serving_pair(cert_dir, [host or "localhost", "127.0.0.1", "localhost"])
     ca = cert_dir / "ca.crt"
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = RecyclingWebhookServer(
         addr=host or "0.0.0.0", host=host, port=config.webhook_port, certfile=str(cert_dir / "tls.crt"),
         pkeyfile=str(cert_dir / "tls.key"), cafile=str(ca) if ca.exists() else None)
     if config.webhooks == "url":
         settings.admission.managed = "rackfit.io"
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission request is noise
+
+
+class RecyclingWebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, whose connections live at most `max_age` seconds: a response on an older
+    one says `Connection: close`. The API server keeps reusing a keep-alive connection to a replica
+    that a rollout is stopping after its endpoint is gone (the preStop pause does not end it), and the
+    request in flight when that replica closes it fails ("use of closed network connection", seen in
+    tests/real during `helm upgrade`: Go's client retries no POST). Recycled, every connection is a
+    fresh one to a live endpoint within `max_age`, well inside the preStop pause; costing one TLS
+    handshake a connection every `max_age` seconds."""
+
+    max_age = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def _serve(self, fn, request):  # type: ignore[override]  # kopf's, per request (kopf 1.45)
+        response = await kopf.WebhookServer._serve(fn, request)
+        if request.transport is not None:
+            born = self._born.setdefault(request.transport, time.monotonic())
+            if time.monotonic() - born >= self.max_age:
+                response.force_close()
+        return response

@@ -1,0 +1,44 @@
+"""The webhook server recycles its connections (startup.RecyclingWebhookServer): a response on a
+connection older than `max_age` closes it, so the API server's next admission opens a new one to a live
+replica."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import kopf
+
+from rackfit.operator.startup import RecyclingWebhookServer
+
+
+class _Transport:  # a connection (weak-referenceable, as asyncio's transports are)
+    def get_extra_info(self, name: str):
+        return None
+
+
+def _request(transport: _Transport):
+    async def text() -> str:
+        return "{}"
+    return SimpleNamespace(headers={}, transport=transport, match_info={"id": "mutate-pod"}, text=text)
+
+
+def test_a_connection_older_than_max_age_is_closed_after_its_response():
+    server = RecyclingWebhookServer(port=1)
+    server.max_age = 0.05
+
+    async def fn(data, **_):
+        return {"response": {"allowed": True}}
+
+    async def run():
+        old, new = _Transport(), _Transport()
+        first = await server._serve(fn, _request(old))
+        assert first.keep_alive is not False  # a young connection is kept
+        await asyncio.sleep(0.06)
+        aged = await server._serve(fn, _request(old))
+        fresh = await server._serve(fn, _request(new))
+        return aged, fresh
+    aged, fresh = asyncio.run(run())
+    assert aged.keep_alive is False  # "Connection: close"
+    assert fresh.keep_alive is not False
+    assert isinstance(server, kopf.WebhookServer)
