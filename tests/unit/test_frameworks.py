@@ -231,6 +231,16 @@ def test_loss_chunks_shrink_the_loss():
     assert acts("fsdp", lossChunks=8).loss_backward < acts("fsdp").loss_backward / 3
 
 
+def test_a_compiled_chunked_loss_frees_each_chunks_logits_in_the_backward():
+    """torchtune's chunked output and compiled CEWithChunkedOutputLoss: a chunk's 16-bit logits are freed once its
+    gradient is written, so the backward holds the whole 16-bit gradient and one chunk more, not both whole."""
+    n = 2 * 2048 * LLAMA.vocab_size
+    whole = acts("fsdp", compile=True, microBatchSize=2, sequenceLength=2048)
+    chunked = acts("fsdp", compile=True, microBatchSize=2, sequenceLength=2048, lossChunks=8)
+    assert whole.loss_backward - chunked.loss_backward == pytest.approx(2 * n * (1 - 1 / 8), abs=2)
+    assert chunked.loss_forward == whole.loss_forward
+
+
 def test_the_estimate_says_what_it_assumed_of_the_runtime():
     assert any("torchtitan" in n for n in estimate(spec("fsdp", activationCheckpointing="selective")).notes)
     assert any("default allocator" in n for n in estimate(spec("fsdp")).notes)

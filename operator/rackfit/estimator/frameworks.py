@@ -255,8 +255,17 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
         # the log-softmax, saving the 16-bit logits and per-token statistics; the backward writes the 16-bit
         # gradient from them. No fp32 buffer per logit, chunked or not.
+        # Chunked (`lossChunks` c > 1), each chunk is its own tensor and its own compiled call: torchtune's
+        # chunked_output applies the output projection per chunk (torchtune/modules/transformer.py), and
+        # CEWithChunkedOutputLoss calls its compiled compute_cross_entropy once a chunk
+        # (torchtune/modules/loss/ce_chunked_output_loss.py; training/_compile.py compile_loss compiles that method
+        # alone; the recipe's `del logits` drops its own references). A chunk's saved logits are freed when its
+        # backward has written its gradient, so the backward holds the whole 16-bit gradient and one chunk more at
+        # most (the gradient chunks wait for the output projection's backward), not the logits and the gradient
+        # whole. c = 1 is the unchunked case: 2 x 16-bit a logit.
         n = _tokens(tr) * a.vocab_size / t
-        loss = int(n * ACT_BYTES), int(n * 2 * ACT_BYTES)
+        c = tr.loss_chunks or 1
+        loss = int(n * ACT_BYTES), int(n * ACT_BYTES * (1 + 1 / c))
     elif torchtitan(tr) and t > 1:
         # loss parallel (torchtitan's default under tensor parallel: the output stays Shard(-1) and the loss runs in
         # torch.distributed.tensor.parallel.loss_parallel()): DTensor's own ops replace the fused kernels

@@ -7,9 +7,9 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-26.8, 14.5, 7, 'memory'),
-    ('fsdp', 'training', 'ampere'): (1.6, 33.2, 5, 'memory'),
-    ('fsdp', 'training', 'any'): (-12.7, 33.2, 21, 'memory'),
-    ('fsdp', 'training', 'blackwell'): (0.9, 20.9, 3, 'memory'),
+    ('fsdp', 'training', 'ampere'): (1.6, 31.0, 5, 'memory'),
+    ('fsdp', 'training', 'any'): (-12.7, 31.0, 21, 'memory'),
+    ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.7, 5.5, 13, 'memory'),
     ('megatron', 'training', 'any'): (-2.5, -1.8, 2, 'memory'),
     ('megatron', 'training', 'hopper'): (-2.5, -1.8, 2, 'memory'),
