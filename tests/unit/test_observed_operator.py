@@ -200,7 +200,7 @@ def test_the_timer_writes_only_onto_the_version_it_read(monkeypatch):
     sent = []
 
     class Api:
-        def patch_namespaced_custom_object_status(self, group, version, ns, plural, name, body):
+        def patch_namespaced_custom_object_status(self, group, version, ns, plural, name, body, **_):
             sent.append(body)
             if body["metadata"]["resourceVersion"] != "7":
                 raise ApiException(status=409, reason="Conflict")

@@ -109,19 +109,9 @@ def delete_pod(namespace: str, name: str, uid: str | None = None) -> None:
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None) -> bool:
-    """Merge-patch an LLMWorkload's status now (kopf writes the rest after the handler). With
-    `resource_version`, only if the object is still that version: False when it changed (409)."""
-    body: dict[str, Any] = {"status": status}
-    if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
-    try:
-        _call(_api("CustomObjectsApi").patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL,
-              name, body)
-    except Conflict:
-        if resource_version is None:
-            raise
-        return False
-    return True
+    """Merge-patch an LLMWorkload's status now (kopf writes the rest after the handler); with
+    `resource_version`, as `patch_namespaced_status`."""
+    return patch_namespaced_status((GROUP, VERSION, PLURAL), namespace, name, {"status": status}, resource_version)
 
 
 # --- the uninstall hook (rackfit.operator.release) ---------------------------------------------

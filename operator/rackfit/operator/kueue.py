@@ -35,6 +35,7 @@ from rackfit.operator import computedomains, kube, targets
 from rackfit.operator.kueuecheck import (
     PENDING,
     assigned_flavors,
+    domain_lookup,
     has_clique_level,
     owner,
     pending,
@@ -109,7 +110,7 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
         labels = next(((f.get("spec") or {}).get("nodeLabels") for f in flavors if f), None)
         obj = kube.get_target(kind, namespace, target[1]) if kind and spec else None
         new = verdict(workload["metadata"]["name"] if workload else "", spec, ctx.catalog, body, labels, hf,
-                      target=obj, node_domain=_domain_of(ctx), tas=clique_tas([f for f in flavors if f]),
+                      target=obj, node_domain=domain_lookup(ctx.ledger), tas=clique_tas([f for f in flavors if f]),
                       # a Job's or JobSet's pods are made once Kueue admits it, and can claim the channel then
                       claim=ctx.compute_domains and kind is not None and kind.suspendable)
         placement = new.pop("placement", None)
@@ -136,13 +137,6 @@ def workload_checks(body: dict, namespace: str, name: str, our_checks: kopf.Inde
         raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=2) from e
     if written:
         logger.info(f"Kueue Workload {name}: {', '.join(checks)} {new['state']}: {new['message']}")
-
-
-def _domain_of(ctx):
-    def domain(node: str):
-        info = ctx.ledger.node(node)
-        return info.domain if info else None
-    return domain
 
 
 def workload_for(namespace: str, target: dict) -> dict | None:

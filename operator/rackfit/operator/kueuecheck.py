@@ -154,10 +154,11 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
         waiting = topology_wait(workload, target, name, pl, per_domain)
         if waiting:
             return waiting
-    domain = admitted_domain(workload, node_domain or (lambda _: None))
+    node_domain = node_domain or (lambda _: None)
+    domain = admitted_domain(workload, node_domain)
     if 2 <= pl.nodes <= per_domain and domain is None and tas:
         where = "; ".join(f"{count(n, 'pod')} in {d}" for d, n in sorted(assigned_domains(
-            workload, node_domain or (lambda _: None)).items())) or "no topology assignment"
+            workload, node_domain).items())) or "no topology assignment"
         return {"state": RETRY, "message": f"the plan needs its {count(pl.nodes, 'node')} inside one NVLink domain "
                                            f"of {per_domain} nodes; Kueue assigned {where}"}
     env = plan_env(pl, best.estimate, spec)  # the engine's settings as estimated, as for pods rackfit places
@@ -184,6 +185,15 @@ def verdict(name: str, spec: LLMWorkloadSpec | None, catalog: Catalog, workload:
                for ps in (workload.get("spec") or {}).get("podSets") or []]
     return {"state": READY, "podSetUpdates": updates, "message": message,
             "placement": placed if needs_one(placed) else None}
+
+
+def domain_lookup(nodes: Any) -> Callable[[str], Domain | None]:
+    """A node's NVLink domain in `nodes` (the ledger, or a fleet view: anything with `.node(name)`), None
+    for a node it does not know: how a topology assignment by host is read as racks."""
+    def domain(node: str) -> Domain | None:
+        info = nodes.node(node)
+        return info.domain if info else None
+    return domain
 
 
 def has_clique_level(topology: dict[str, Any]) -> bool:
@@ -309,22 +319,25 @@ def topology_domains(assignment: dict[str, Any] | None, node_domain: Callable[[s
     return out
 
 
+def _gpu_assignments(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Kueue's assignments of the Workload's GPU pod sets."""
+    gpu = {ps["name"] for ps in _gpu_podsets(workload)}
+    return [a for a in ((workload.get("status") or {}).get("admission") or {}).get("podSetAssignments") or []
+            if a.get("name") in gpu]
+
+
 def assigned_domains(workload: dict[str, Any], node_domain: Callable[[str], Domain | None]) -> Counter[str]:
     """Pods per topology domain over the Workload's GPU pod sets ({} where Kueue assigned no topology)."""
-    gpu = {ps["name"] for ps in _gpu_podsets(workload)}
     out: Counter[str] = Counter()
-    for a in ((workload.get("status") or {}).get("admission") or {}).get("podSetAssignments") or []:
-        if a.get("name") in gpu:
-            out += topology_domains(a.get("topologyAssignment"), node_domain)
+    for a in _gpu_assignments(workload):
+        out += topology_domains(a.get("topologyAssignment"), node_domain)
     return out
 
 
 def admitted_domain(workload: dict[str, Any], node_domain: Callable[[str], Domain | None]) -> Domain | None:
     """The one multi-node NVLink domain (an NVL72 clique) Kueue's TAS put every GPU pod of the Workload
     in; None when it assigned no topology, several domains, or hosts of no such domain."""
-    gpu = {ps["name"] for ps in _gpu_podsets(workload)}
-    assignments = [a for a in ((workload.get("status") or {}).get("admission") or {}).get("podSetAssignments") or []
-                   if a.get("name") in gpu]
+    assignments = _gpu_assignments(workload)
     if not assignments or any(not a.get("topologyAssignment") for a in assignments):
         return None
     seen = set(assigned_domains(workload, node_domain))

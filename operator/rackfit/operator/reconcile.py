@@ -214,7 +214,7 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     conds = put(conds, c.FITS, True, c.FITS_INSTANCE_TYPE,
                 f"fits {b.instance_type}: {count(b.nodes, 'node')} x {count(b.gpus_per_node, 'GPU')}")
     queued = i.kueue_workload
-    said = f": {kueuecheck.admission_summary(queued, _node_domain(i))}" if queued else ""
+    said = f": {kueuecheck.admission_summary(queued, kueuecheck.domain_lookup(i.fleet.inventory))}" if queued else ""
     patch = None
     problem = targets.shape_problem(i.target, ref, b)
     if problem:  # the check rejects it too (Kueue then deactivates its Workload): say here what to change
@@ -243,14 +243,6 @@ def _kueues(put, conds: list, i: Inputs, best, anywhere: Plan) -> Decision:
     return Decision(status=status, target_patch=patch,
                     metrics={"required": estimate.total_bytes, "capacity": b.gpu_memory_bytes,
                              "fits": 1, "placed": int(placed), "oversubscribed": 0})
-
-
-def _node_domain(i: Inputs) -> Callable[[str], Any]:
-    """A node's NVLink domain in the fleet the reconcile sees (None for a node it does not know)."""
-    def domain(node: str):
-        info = i.fleet.inventory.node(node)
-        return info.domain if info else None
-    return domain
 
 
 def _own_pods(i: Inputs) -> list[PodUse]:

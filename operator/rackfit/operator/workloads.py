@@ -98,7 +98,9 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
                               gated_pods=len(indexes["gated_pods"].get(owner, [])),
                               unschedulable=list(unschedulable), now=now(),
                               anywhere=memo.plan, compute_domains=ctx.compute_domains, kueue=ctx.kueue,
-                              kueue_workload=queued, kueue_tas=kueues and kueue.clique_tas()))
+                              # Topologies read only while the target can still take the annotations
+                              kueue_workload=queued,
+                              kueue_tas=kueues and not kueuecheck.admitted(queued) and kueue.clique_tas()))
             ledger.reserve(owner, d.reservation)
             ledger.wait(owner, since if d.waits_for is not None else None, d.waits_for or ())
             return d, seen

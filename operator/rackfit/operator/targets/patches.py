@@ -189,12 +189,7 @@ def place_patch(target: dict[str, Any], workload: str, node_selector: dict[str, 
         record["groupSize"] = size
     if relabel or before.get("podLabel"):  # rackfit added it (now or earlier): undo removes it
         record["podLabel"] = True
-    annotations = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
-    current = target.get("metadata", {}).get("annotations") or {}
-    spec = merge_diff(target.get("spec") or {}, new["spec"])
-    if not spec and all(current.get(k) == v for k, v in annotations.items()):
-        return None
-    return _with_metadata(target, annotations, spec)
+    return _recorded(target, new, record, workload)
 
 
 def _env_on(containers: list[dict[str, Any]], template: str, env: dict[str, str], env_before: dict[str, str],
@@ -255,12 +250,19 @@ def kueue_patch(target: dict[str, Any], workload: str, annotations: dict[str, di
         record["resourceClaim"] = claim
     if not record:
         return None
-    out = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
+    return _recorded(target, new, record, workload)
+
+
+def _recorded(target: dict[str, Any], new: dict[str, Any], record: dict[str, Any], workload: str
+              ) -> dict[str, Any] | None:
+    """The merge patch from `target` to `new`, with `record` as what rackfit applied; None if nothing
+    would change."""
+    annotations = {APPLIED: json.dumps(record, sort_keys=True), WORKLOAD: workload}
     current = target.get("metadata", {}).get("annotations") or {}
     spec = merge_diff(target.get("spec") or {}, new["spec"])
-    if not spec and all(current.get(k) == v for k, v in out.items()):
+    if not spec and all(current.get(k) == v for k, v in annotations.items()):
         return None
-    return _with_metadata(target, out, spec)
+    return _with_metadata(target, annotations, spec)
 
 
 def _with_metadata(target: dict[str, Any], annotations: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
