@@ -109,6 +109,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "fsdp_version": Rule("self.framework == 'fsdp' || !has(self.fsdpVersion)",
                              "training.fsdpVersion says which FSDP runs framework fsdp: only with framework fsdp",
                              ".fsdpVersion"),
+        "sgd_momentum": Rule("!has(self.sgdMomentum) || self.optimizer == 'sgd'",
+                             "training.sgdMomentum is only allowed with optimizer sgd", ".sgdMomentum"),
         "compile_loss": Rule("!has(self.compileLoss) || (self.framework == 'fsdp' && self.compile)",
                              "training.compileLoss is only allowed with framework fsdp and compile: true",
                              ".compileLoss"),
@@ -270,6 +272,10 @@ class Training(_Model):
     compile: bool = Field(False, description="torch.compile: fused kernels save fewer intermediates")
     method: Method = "full"
     optimizer: Optimizer = "adamw"
+    sgd_momentum: bool | None = Field(None, description=(
+        "optimizer sgd: whether it keeps a momentum buffer (one state per trained parameter, in the master "
+        "dtype). Default: the framework's own. false for transformers, fsdp and deepspeed (torch.optim.SGD's "
+        "momentum=0, which HF Trainer's optim='sgd' keeps); true for megatron (--sgd-momentum 0.9)"))
     master_weights: MasterWeights = Field("fp32", description=(
         "fp32: mixed precision; none: pure 16-bit. For lora/qlora under framework fsdp it is the adapters' dtype: "
         "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them"))
@@ -332,6 +338,8 @@ class Training(_Model):
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":
             raise ValueError(rules["fsdp_version"].message)
+        if self.sgd_momentum is not None and self.optimizer != "sgd":
+            raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):
             raise ValueError(rules["compile_loss"].message)
         return self
@@ -339,6 +347,11 @@ class Training(_Model):
     @property
     def rank(self) -> int:
         return self.lora_rank or 16
+
+    @property
+    def momentum(self) -> bool:
+        """optimizer sgd keeps a momentum buffer: sgdMomentum, else the framework's default."""
+        return self.sgd_momentum if self.sgd_momentum is not None else self.framework == "megatron"
 
     @property
     def fsdp(self) -> int:

@@ -91,7 +91,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert any("'full'" in r and "'fp32', 'bf16', 'fp16'" in r for r in rules)
     training = spec["properties"]["training"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in training] == [".loraRank", ".zeroStage", ".method", ".optimizer", ".compile",
-                                                  ".expandableSegments", ".fsdpVersion", ".compileLoss",
+                                                  ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)

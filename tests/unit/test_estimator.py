@@ -108,12 +108,36 @@ def test_mixed_needs_more_than_pure():
     assert train(masterWeights="fp32").total_bytes > train(masterWeights="none").total_bytes
 
 
-@pytest.mark.parametrize("optimizer,elems", [("adamw", 2), ("sgd", 1)])
-def test_optimizer_states_per_param(optimizer, elems):
+@pytest.mark.parametrize("training,elems", [
+    (dict(optimizer="adamw"), 2),
+    (dict(optimizer="sgd", sgdMomentum=True), 1),
+    (dict(optimizer="sgd"), 0),  # torch.optim.SGD's momentum=0 (HF Trainer's optim="sgd")
+    (dict(optimizer="sgd", framework="megatron"), 1),  # --sgd-momentum 0.9
+])
+def test_optimizer_states_per_param(training, elems):
     a = resolve(ModelSource(preset="llama-3.1-8b"))
     p = count_params(a)
-    s = model_states(a, p, Training(optimizer=optimizer), "bf16", Layout(), 0)
+    s = model_states(a, p, Training(**training), "bf16", Layout(), 0)
     assert s.optimizer == elems * 4 * p.total
+
+
+def test_sgd_without_momentum_keeps_no_state_and_splits_no_block():
+    """torch.optim.SGD creates a momentum buffer only when momentum != 0: with none, a checkpointed full
+    fine-tune holds weights, gradients and activations, and its first step allocates no state into the
+    freed activation blocks (no SLACK_STATE_SPLIT)."""
+    kw = dict(optimizer="sgd", masterWeights="none", microBatchSize=4, sequenceLength=2048,
+              activationCheckpointing="full")
+    plain, momentum = train("llama-3.2-1b", **kw), train("llama-3.2-1b", sgdMomentum=True, **kw)
+    assert plain.breakdown.optimizer_states_bytes == 0
+    assert momentum.breakdown.optimizer_states_bytes == 2 * momentum.parameters
+    assert plain.peak_phase == momentum.peak_phase == "loss backward"
+    # the momentum, and the split share of the transient on top of it
+    assert momentum.total_bytes - plain.total_bytes > 2 * momentum.parameters
+
+
+def test_sgd_momentum_only_with_sgd():
+    with pytest.raises(ValueError, match="sgdMomentum is only allowed with optimizer sgd"):
+        Training(optimizer="adamw", sgdMomentum=True)
 
 
 def test_fused_adamw_step_allocates_nothing():
@@ -126,11 +150,12 @@ def test_fused_adamw_step_allocates_nothing():
 def test_sgd_step_copies_the_gradients_only_where_the_framework_sets_a_weight_decay():
     """torch.optim.SGD (foreach) with weight decay builds a new gradient list: one fp32 copy per parameter
     beside the momentum, at the optimizer step. HF Trainer's default weight decay is 0: no copy there."""
-    e = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full")
+    e = train(optimizer="sgd", sgdMomentum=True, masterWeights="fp32", sequenceLength=512,
+              activationCheckpointing="full")
     assert e.peak_phase == "optimizer step"
     assert e.breakdown.optimizer_states_bytes == 4 * e.parameters  # the momentum only
-    fsdp = train(optimizer="sgd", masterWeights="fp32", sequenceLength=512, activationCheckpointing="full",
-                 framework="fsdp")
+    fsdp = train(optimizer="sgd", sgdMomentum=True, masterWeights="fp32", sequenceLength=512,
+                 activationCheckpointing="full", framework="fsdp")
     assert fsdp.breakdown.optimizer_states_bytes > 4 * fsdp.parameters  # momentum + the decayed gradient copy
 
 
@@ -160,7 +185,8 @@ def test_adafactor_is_small():
 def test_optimizer_ordering():
     a = resolve(ModelSource(preset="llama-3.1-8b"))
     p = count_params(a)
-    o = {opt: model_states(a, p, Training(optimizer=opt), "bf16", Layout(), 0).optimizer
+    o = {opt: model_states(a, p, Training(optimizer=opt, sgdMomentum=True if opt == "sgd" else None), "bf16",
+                           Layout(), 0).optimizer
          for opt in ("adamw", "adamw8bit", "sgd", "adafactor")}
     assert o["adamw"] > o["sgd"] > o["adamw8bit"] > o["adafactor"] > 0
 
@@ -196,11 +222,13 @@ def test_qlora_nf4_base():
                                               ("qlora", "int4")])
 @pytest.mark.parametrize("optimizer", ["adamw", "adamw8bit", "sgd", "adafactor"])
 def test_every_method_and_optimizer(method, precision, optimizer):
-    e = train(precision=precision, method=method, optimizer=optimizer)
+    momentum = dict(sgdMomentum=True) if optimizer == "sgd" else {}
+    e = train(precision=precision, method=method, optimizer=optimizer, **momentum)
     states = e.breakdown.optimizer_states_bytes
     assert states > 0
     if method != "full":  # the optimizer holds states for the adapters only
-        assert states < 0.01 * train(method="full", optimizer=optimizer).breakdown.optimizer_states_bytes
+        full = train(method="full", optimizer=optimizer, **momentum)
+        assert states < 0.01 * full.breakdown.optimizer_states_bytes
     assert e.breakdown.activations_bytes > 0 or e.peak_phase == "optimizer step"
 
 

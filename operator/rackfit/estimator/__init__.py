@@ -45,7 +45,8 @@ SLACK_RECOMPUTE = 0.28        # recomputed layers interleave allocations with th
                               # rows: checkpointed lora_r16 (Llama-3.2-1B b4, Llama-3.1-8B b4, Qwen2.5-7B b4) and
                               # full_* peaking at the optimizer step (Llama-3.1-8B b1 both modes): median 0.280
 SLACK_STATE_SPLIT = 0.15      # a full fine-tune's first step allocates optimizer states into the freed
-                              # activation blocks, splitting them (loss-phase peaks only)
+                              # activation blocks, splitting them (loss-phase peaks only; none where the
+                              # optimizer keeps no state: SGD without momentum)
                               # rows: checkpointed full_* Llama-3.2-1B b4 (both modes), Llama-3.2-3B
                               # full_mixed b2 and full_bf16 b8: median share 0.431, less SLACK_RECOMPUTE
 
@@ -187,7 +188,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
     transient = live_act + (live_grads if layout.data == 1 else 0)
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
-    if recompute and tr.method == "full" and phase != "optimizer step":
+    if recompute and tr.method == "full" and phase != "optimizer step" and states.optimizer:
         share += SLACK_STATE_SPLIT
     slack = int(share * transient)
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,

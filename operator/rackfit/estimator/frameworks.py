@@ -333,7 +333,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
-    optimizer = optimizer_state_bytes(tr.optimizer, n, state_bytes, a)
+    optimizer = optimizer_state_bytes(tr, n, state_bytes, a)
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = 0

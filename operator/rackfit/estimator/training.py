@@ -14,7 +14,8 @@ from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
-# Optimizer state elements per trainable parameter, and bytes per element.
+# Optimizer state elements per trainable parameter, and bytes per element. SGD's one is its momentum
+# buffer, which torch.optim.SGD creates only when momentum != 0 (torch/optim/sgd.py, `_init_group`).
 _STATE_ELEMS = {"adamw": 2, "adamw8bit": 2, "sgd": 1, "adafactor": 0}
 ADAPTER_BYTES = 4  # peft keeps LoRA adapters in fp32
 
@@ -38,8 +39,11 @@ def lora_params(a: ModelArch, rank: int) -> int:
     return a.num_layers * rank * per_layer
 
 
-def optimizer_state_bytes(optimizer: str, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
+def optimizer_state_bytes(tr: Training, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
     """Optimizer states of `n` trainable parameters kept in `state_dtype_bytes` (the master dtype)."""
+    optimizer = tr.optimizer
+    if optimizer == "sgd" and not tr.momentum:
+        return 0
     if optimizer == "adamw8bit":
         return n * 2  # two 8-bit states (+ negligible block scales)
     if optimizer == "adafactor":
@@ -61,14 +65,14 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         wbytes = 4 if mixed else (4 if precision == "fp32" else 2)
         weights = n * wbytes if mixed or precision == "fp32" else frozen_weight_bytes
         grads = n * wbytes
-        optimizer = optimizer_state_bytes(tr.optimizer, n, wbytes, a)
+        optimizer = optimizer_state_bytes(tr, n, wbytes, a)
         cache = n * 2 if mixed and precision != "fp32" else 0
         trainable = n
     else:
         n = lora_params(a, tr.rank) // shard
         weights = frozen_weight_bytes + n * ADAPTER_BYTES
         grads = n * ADAPTER_BYTES
-        optimizer = optimizer_state_bytes(tr.optimizer, n, ADAPTER_BYTES, a)
+        optimizer = optimizer_state_bytes(tr, n, ADAPTER_BYTES, a)
         cache, trainable = 0, n
     if zero >= 1:
         optimizer //= d
