@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from rackfit.errors import InvalidWorkload
@@ -83,6 +83,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "engine_version": Rule("self.engine == 'vllm' || !has(self.engineVersion)",
                                "engineVersion is modelled for engine vllm only (other engines: their current "
                                "releases)", ".engineVersion"),
+        "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
+                                    "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
+                                    "with engine vllm", ".extensibleKvCache"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -197,6 +200,10 @@ class ModelSource(_Model):
         return self
 
 
+# vLLM's extensible KV cache, on by default from 0.34.0 (vllm/config/vllm.py, _resolve_extensible_kv_cache).
+EXTENSIBLE_KV_CACHE = (0, 34)
+
+
 class Inference(_Model):
     engine: Engine = Field("vllm", description=(
         "the serving runtime whose memory plan is modelled: vllm (V1; engineVersion for older releases), sglang, "
@@ -207,7 +214,8 @@ class Inference(_Model):
     concurrency: int = Field(1, gt=0, description="sequences that must fit at full contextLength at once")
     kv_cache_precision: KVPrecision = "bf16"
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
-        "the engine's memory fraction: vLLM's --gpu-memory-utilization (default 0.9), SGLang's "
+        "the engine's memory fraction: vLLM's --gpu-memory-utilization (default 0.9 before 0.20.0, 0.92 from "
+        "0.20.0, 1.0 with the extensible KV cache of 0.34.0), SGLang's "
         "--mem-fraction-static (default from the GPU's memory), TensorRT-LLM's free_gpu_memory_fraction "
         "(default 0.9, of the memory free after weights)"))
     max_num_batched_tokens: int | None = Field(None, gt=0, description=(
@@ -228,6 +236,14 @@ class Inference(_Model):
         "top-k sampling\"; the official images install it) or PyTorch's native sort, whose profile run holds twice "
         "the bytes per logit. Default: what `pip install vllm` of engineVersion runs (native before 0.13.0, "
         "FlashInfer after)"))
+    extensible_kv_cache: bool | None = Field(None, description=(
+        "vLLM from 0.34.0: the extensible KV cache (--enable-extensible-kv-cache), sized from the memory measured "
+        "after warmup and CUDA graph capture, keeping free the profiled activation peak and a margin of "
+        "max(1 GiB, 0.75 x that peak); gpuMemoryUtilization then defaults to 1.0. Default: on where engineVersion "
+        "is 0.34.0 or later (vLLM turns it on wherever it is supported; a KV connector sharing the cache through "
+        "CUDA IPC, such as LMCache, or kv_cache_memory_bytes turn it off: say false then). Without engineVersion "
+        "rackfit plans vLLM at gpuMemoryUtilization 0.92, which every release accepts and which caps 0.34.0's "
+        "cache the same way (RACKFIT_GPU_MEMORY_UTILIZATION hands it to the container)"))
     prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
         "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
 
@@ -255,7 +271,28 @@ class Inference(_Model):
             raise ValueError(rules["prefill_chunk"].message)
         if self.engine != "vllm" and self.engine_version is not None:
             raise ValueError(rules["engine_version"].message)
+        if self.extensible_kv_cache is not None and self.engine != "vllm":
+            raise ValueError(rules["extensible_kv_cache"].message)
         return self
+
+    @field_validator("extensible_kv_cache")
+    @classmethod
+    def _extensible_release(cls, on: bool | None, info: ValidationInfo) -> bool | None:
+        release = info.data.get("engine_version")
+        if on and release and tuple(int(x) for x in release.split(".")) < EXTENSIBLE_KV_CACHE:
+            raise ValueError(f"vLLM {release} has no extensible KV cache (it came with 0.34.0): leave it unset or "
+                             "give engineVersion 0.34.0 or later")
+        return on
+
+    @property
+    def extensible(self) -> bool:
+        """vLLM sizes its KV cache as the extensible KV cache does: asked for, or a named release from 0.34.0 on
+        that does not turn it off. Unset, the release is not known, and a utilization every release accepts
+        (0.92) is planned and handed to the container instead of 0.34.0's 1.0, which older releases refuse."""
+        if self.engine != "vllm" or self.extensible_kv_cache is False:
+            return False
+        return bool(self.extensible_kv_cache) or (self.engine_version is not None
+                                                  and not self.vllm_before(EXTENSIBLE_KV_CACHE))
 
     def vllm_before(self, release: tuple[int, ...]) -> bool:
         """The spec names a vLLM release older than `release` (unset: a current one)."""

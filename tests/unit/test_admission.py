@@ -125,18 +125,22 @@ def test_five_percent_or_more_to_spare_is_no_near_miss(fraction):
 
 def test_a_serving_engine_near_miss_counts_requests():
     """vLLM on an H100: the concurrency that just fits warns, one fewer does not."""
-    doc = {**SMALL, "inference": {"contextLength": 32768, "concurrency": 1},
+    doc = {**SMALL, "inference": {"contextLength": 4096, "concurrency": 1},
            "placement": {"instanceTypes": ["gd-8xh100ib-i128"], "maxNodes": 1}, "parallelism": {"tensor": 1}}
+    # a context that ten requests just fill: the cache holds 10.0x, within 5% of 10
+    context = plan(parse_spec(doc), CATALOG).chosen.estimate.kv_cache_tokens // 10 // 16 * 16
+    doc["inference"]["contextLength"] = context
     most = int(plan(parse_spec(doc), CATALOG).chosen.estimate.max_concurrency)
-    at_most = {**doc, "inference": {"contextLength": 32768, "concurrency": most}}
-    fewer = {**doc, "inference": {"contextLength": 32768, "concurrency": int(most * 0.9)}}
+    assert most == 10
+    at_most = {**doc, "inference": {"contextLength": context, "concurrency": most}}
+    fewer = {**doc, "inference": {"contextLength": context, "concurrency": most - 1}}
     (warning,) = check(at_most, CATALOG)
     assert warning.startswith("near miss:") and f"{most} needed" in warning
     band = plan(parse_spec(at_most), CATALOG).chosen.estimate.error_band
     assert f"this regime's measured error is {band}" in warning  # the KV cache's band, or "unmeasured"
     assert check(fewer, CATALOG) == []
-    field, msg = refused({**doc, "inference": {"contextLength": 32768, "concurrency": most + 1}})
-    assert field == "spec.parallelism" and "requests of contextLength 32768" in msg
+    field, msg = refused({**doc, "inference": {"contextLength": context, "concurrency": most + 1}})
+    assert field == "spec.parallelism" and f"requests of contextLength {context}" in msg
 
 
 def test_the_same_workload_one_gpu_too_small_is_refused():

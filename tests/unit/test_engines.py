@@ -23,9 +23,9 @@ def serve(preset="llama-3.1-8b", gpu=H100, layout=None, precision="bf16", **infe
 
 
 def test_vllm_budget_is_the_fraction_of_cuda_total_and_the_kv_cache_the_rest():
-    e = serve(contextLength=8192)
+    e = serve(contextLength=8192, engineVersion="0.33.0")
     b = e.breakdown
-    assert e.engine_budget_bytes == int(0.9 * cuda_total_bytes(H100))
+    assert e.engine_budget_bytes == int(0.92 * cuda_total_bytes(H100))
     pool = e.engine_budget_bytes - b.weights_bytes - b.activations_bytes - b.non_torch_bytes - b.cuda_graph_bytes
     per_token = 32 * 2 * 8 * 128 * 2  # layers x (K, V) x KV heads x head_dim x bf16
     assert pool // per_token - 16 < e.kv_cache_tokens <= pool // per_token
@@ -38,7 +38,40 @@ def test_vllm_defaults_depend_on_the_gpu():
     big, small = settings(inf, H100, 1, 1), settings(inf, L40S, 1, 1)
     assert (big.max_num_batched_tokens, big.max_num_seqs) == (8192, 1024)
     assert (small.max_num_batched_tokens, small.max_num_seqs) == (2048, 256)
-    assert big.gpu_memory_utilization == small.gpu_memory_utilization == 0.9
+    # no release named: 0.92, which every release accepts (0.34.0's extensible cache would take 1.0)
+    assert big.gpu_memory_utilization == small.gpu_memory_utilization == 0.92
+
+
+@pytest.mark.parametrize("version,util", [("0.19.0", 0.9), ("0.20.0", 0.92), ("0.33.0", 0.92), ("0.34.0", 1.0),
+                                          (None, 0.92)])
+def test_vllm_default_utilization_by_release(version, util):
+    """vllm/config/cache.py: 0.9 through 0.19.x, 0.92 from 0.20.0, 1.0 with the extensible KV cache (0.34.0)."""
+    inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                      "inference": {"engineVersion": version} if version else {}}).inference
+    assert settings(inf, H100, 1, 1).gpu_memory_utilization == util
+
+
+def test_the_extensible_kv_cache_takes_what_warmup_leaves_less_the_activation_peak_and_a_margin():
+    """vLLM 0.34.0, measure_kv_cache_bytes: min(util x total - held, free - margin) - the profiled activation peak,
+    the margin max(1 GiB, 0.75 x that peak); at the default utilization 1.0 the margin decides."""
+    from rackfit.estimator import CUDA_CONTEXT_BYTES
+    from rackfit.units import GiB
+    e = serve(contextLength=8192, engineVersion="0.34.0")
+    b = e.breakdown
+    total = cuda_total_bytes(H100)
+    held = b.weights_bytes + b.non_torch_bytes + b.cuda_graph_bytes
+    pool = total - CUDA_CONTEXT_BYTES - held - max(GiB, int(0.75 * b.activations_bytes)) - b.activations_bytes
+    per_token = 32 * 2 * 8 * 128 * 2
+    assert pool // per_token - 16 < e.kv_cache_tokens <= pool // per_token
+    # an explicit utilization caps it: 0.9 of the GPU less what the engine holds
+    capped = serve(contextLength=8192, engineVersion="0.34.0", gpuMemoryUtilization=0.9)
+    pool = int(0.9 * total) - held - b.activations_bytes
+    assert pool // per_token - 16 < capped.kv_cache_tokens <= pool // per_token
+    assert serve(contextLength=8192, extensibleKvCache=True).kv_cache_tokens == e.kv_cache_tokens
+    # turned off, or no release named, 0.34.0 plans as 0.33.0 did
+    off = serve(contextLength=8192, engineVersion="0.34.0", extensibleKvCache=False)
+    v033 = serve(contextLength=8192, engineVersion="0.33.0")
+    assert off.kv_cache_tokens == v033.kv_cache_tokens == serve(contextLength=8192).kv_cache_tokens < e.kv_cache_tokens
 
 
 def test_what_the_profile_run_takes_is_taken_from_the_kv_cache():
@@ -99,17 +132,20 @@ def test_older_vllm_releases_plan_as_they_did():
     v0 = settings(inf, H100, 1, 1)
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (16384, 256)
     assert settings(inf.model_copy(update={"context_length": 1024}), H100, 1, 1).max_num_batched_tokens == 2048
-    # the same sampler (FlashInfer's): 0.10.1's pip install samples natively, which test_engine_profile.py checks
-    current, v010 = serve(contextLength=8192), serve(contextLength=8192, engineVersion="0.10.1", flashinferSampler=True)
-    assert current.breakdown.cuda_graph_bytes == v010.breakdown.cuda_graph_bytes > 0
+    # the same utilization (0.92) and sampler (FlashInfer's), the graphs counted inside the budget or not
+    in_budget = serve(contextLength=8192, engineVersion="0.21.0")
+    v020 = serve(contextLength=8192, engineVersion="0.20.0")
+    assert in_budget.breakdown.cuda_graph_bytes == v020.breakdown.cuda_graph_bytes > 0
     per_token = 32 * 2 * 8 * 128 * 2
-    graphs_in_tokens = current.breakdown.cuda_graph_bytes // per_token
-    assert graphs_in_tokens - 16 <= v010.kv_cache_tokens - current.kv_cache_tokens <= graphs_in_tokens + 16
-    assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == current.kv_cache_tokens
+    graphs_in_tokens = in_budget.breakdown.cuda_graph_bytes // per_token
+    assert graphs_in_tokens - 16 <= v020.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
+    assert serve(contextLength=8192, engineVersion="0.33.0").kv_cache_tokens == in_budget.kv_cache_tokens
 
 
 @pytest.mark.parametrize("inference,field,words", [
     ({"engine": "sglang", "engineVersion": "0.4.6"}, "spec.inference.engineVersion", "engine vllm only"),
+    ({"engine": "sglang", "extensibleKvCache": True}, "spec.inference.extensibleKvCache", "only with engine vllm"),
+    ({"engineVersion": "0.33.0", "extensibleKvCache": True}, "spec.inference.extensibleKvCache", "came with 0.34.0"),
     ({"engineVersion": "v0.7"}, "spec.inference.engineVersion", "pattern"),
 ])
 def test_engine_version_is_vllm_s_and_a_release_number(inference, field, words):

@@ -80,6 +80,16 @@ NATIVE_SAMPLER_UNTIL = (0, 13)
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
 # (memory_profiling against the snapshot taken at init_device, after the context) it is not.
 V1_CONTEXT_IN_BUDGET_UNTIL = (0, 9, 1)
+# vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
+# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); 1.0 with the extensible KV cache
+# (CacheConfig.resolved_gpu_memory_utilization, 0.34.0).
+VLLM_UTIL_092 = (0, 20)
+# The extensible KV cache (0.34.0, spec.EXTENSIBLE_KV_CACHE) is sized from the memory measured after warmup and
+# CUDA graph capture (vllm/v1/worker/extensible_kv_cache.py, measure_kv_cache_bytes): min(requested - what the
+# engine holds, free - margin) less the profiled activation peak, the margin max(KV_CACHE_MARGIN_FLOOR_BYTES 1 GiB,
+# KV_CACHE_MARGIN_FRACTION 0.75 x that peak).
+EXTENSIBLE_MARGIN_FLOOR = GiB
+EXTENSIBLE_MARGIN_FRACTION = 0.75
 
 
 def cuda_total_bytes(gpu: GPU) -> int:
@@ -102,7 +112,8 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
         # GPU the large defaults are assumed.
         large = total is None or (total >= 70 * GiB and "A100" not in gpu.model)
-        util, tokens, seqs = 0.9, (8192 if large else 2048), (1024 if large else 256)
+        util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
+        tokens, seqs = (8192 if large else 2048), (1024 if large else 256)
     elif inf.engine == "sglang":
         sized = total or ASSUMED_TOTAL
         tokens, seqs = _sglang_defaults(sized)
@@ -303,6 +314,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # leaves free for graph capture is total - budget + the freed activations, the context already paid
         in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
         pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
+        if inf.extensible:
+            held = weights + nt + graphs
+            margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
+            pool = min(budget - held, total - context - held - margin) - act
         if plan.refused is None:
             plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
                                                                context - in_budget))
