@@ -77,7 +77,9 @@ def summary(spec, est) -> str:
     tr, lay = spec.training, est.layout
     split = " x ".join(f"{k[0].upper()}{v}" for k, v in (("data", lay.data), ("tensor", lay.tensor),
                                                          ("pipeline", lay.pipeline)) if v > 1)
-    extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "", "compile" if tr.compile else "",
+    extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "",
+              f"{tr.virtual_stages} chunks a stage" if tr.virtual_stages and lay.pipeline > 1 else "",
+              "compile" if tr.compile else "",
               f"{tr.method} r{tr.rank}" if tr.method != "full" else
               "fp32 masters" if tr.master_weights == "fp32" else "pure bf16",
               f"{tr.activation_checkpointing} AC"]

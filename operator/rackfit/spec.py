@@ -116,6 +116,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
                                   ".sequenceParallel"),
+        "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
+                               "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
+                               "framework megatron", ".virtualStages"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -290,6 +293,11 @@ class Training(_Model):
         "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too). "
         "fsdp with tensor > 1 is torchtitan's tensor-parallel plan, always sequence parallel (norms and the "
         "residual split over the sequence, each norm's output all-gathered for the next matmuls)"))
+    virtual_stages: int | None = Field(None, gt=0, description=(
+        "framework megatron with parallelism.pipeline > 1: model chunks per GPU of the interleaved pipeline schedule "
+        "(--virtual-pipeline-model-parallel-size; with --num-layers-per-virtual-pipeline-stage k it is "
+        "numLayers / (pipeline x k)). Interleaving keeps more micro-batches' activations in flight on every stage. "
+        "Default 1: the plain 1F1B schedule"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
@@ -328,6 +336,8 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel:
             raise ValueError(rules["sequence_parallel"].message)
+        if self.virtual_stages is not None and self.framework != "megatron":
+            raise ValueError(rules["virtual_stages"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":

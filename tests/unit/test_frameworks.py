@@ -190,6 +190,27 @@ def test_megatron_last_stage_holds_one_micro_batch_and_the_loss():
     assert last.kept * 4 == first.kept and last.loss_backward > 0 == first.loss_backward
 
 
+def test_megatron_interleaved_stages_hold_their_warmup_chunks():
+    """Megatron's interleaved schedule (schedules.py get_pp_rank_microbatches): 2 (p - rank - 1) + (v - 1) p warmup
+    forwards of one model chunk (L / (p v) layers) each, plus one: with 8 chunks on 4 stages the last stage holds
+    29 one-layer chunks where 1F1B holds 8 layers of one micro-batch, the first 35."""
+    plain = acts("megatron", Layout(pipeline=4), stage="last").kept
+    last = acts("megatron", Layout(pipeline=4), stage="last", virtualStages=8).kept
+    first = acts("megatron", Layout(pipeline=4), stage="first", virtualStages=8).kept
+    assert last == pytest.approx(plain * 29 / 8, rel=1e-6)
+    assert first == pytest.approx(plain * 35 / 8, rel=1e-6)
+    assert acts("megatron", Layout(pipeline=1), virtualStages=8).kept == acts("megatron").kept
+
+
+def test_megatron_end_stages_hold_their_layers_and_a_vocabulary_matrix():
+    """gpt_model.py builds the embedding on the first stage and the output layer on the last: each end stage
+    holds its L/p layers and one vocabulary matrix, more than a p-th of the model."""
+    layers = P.total - P.embedding - P.lm_head
+    stage = 8 * layers // 32 + P.embedding
+    assert peak("megatron", Layout(pipeline=4)).states == pytest.approx(18 * stage, rel=1e-6)
+    assert stage > P.total / 4
+
+
 def test_megatron_loss_is_in_place():
     """Megatron's vocab-parallel cross-entropy reuses its fp32 softmax as the gradient: 6 bytes per
     logit, against torch's 12 (fp32 log-softmax, nll's gradient, log-softmax's gradient), as deepspeed
@@ -257,6 +278,7 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("megatron", dict(optimizer="adafactor"), "spec.training.optimizer"),
     ("megatron", dict(compile=True), "spec.training.compile"),
     ("fsdp", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
+    ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:
