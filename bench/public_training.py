@@ -38,8 +38,10 @@ CASES = ROOT / "bench" / "cases" / "public" / "training.yaml"
 
 
 def _merge(spec: dict, m: dict) -> dict:
-    """The case's spec with a measurement's `training` and `parallelism` overrides."""
+    """The case's spec with a measurement's `model` (in place of the case's), `training` and `parallelism` overrides."""
     out = {**spec, "training": {**spec["training"], **m.get("training", {})}}
+    if "model" in m:
+        out["model"] = m["model"]
     if "parallelism" in m:
         out["parallelism"] = {**spec.get("parallelism", {}), **m["parallelism"]}
     return out

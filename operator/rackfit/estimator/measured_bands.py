@@ -7,8 +7,8 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-26.8, 14.5, 7, 'memory'),
-    ('fsdp', 'training', 'ampere'): (1.6, 31.0, 5, 'memory'),
-    ('fsdp', 'training', 'any'): (-12.7, 31.0, 21, 'memory'),
+    ('fsdp', 'training', 'ampere'): (-20.1, 31.0, 22, 'memory'),
+    ('fsdp', 'training', 'any'): (-20.1, 31.0, 38, 'memory'),
     ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.7, 5.5, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
@@ -17,7 +17,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('sglang', 'inference', 'hopper'): (3.7, 3.7, 1, 'kv cache'),
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
-    ('transformers', 'training', 'any'): (-4.5, 3.9, 14, 'memory'),
+    ('transformers', 'training', 'ampere'): (-30.3, 7.5, 12, 'memory'),
+    ('transformers', 'training', 'any'): (-30.3, 7.5, 26, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (7.2, 20.9, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
