@@ -119,6 +119,11 @@ RULES: dict[str, dict[str, Rule]] = {
         "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
                                "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
                                "framework megatron", ".virtualStages"),
+        "adamw_implementation": Rule(
+            "!has(self.adamwImplementation) || "
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp'])",
+            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
+            "transformers or fsdp (DeepSpeed's and Megatron's AdamW are fused)", ".adamwImplementation"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -319,6 +324,12 @@ class Training(_Model):
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
+    adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
+        "optimizer adamw under framework transformers or fsdp: which torch AdamW runs the step. fused "
+        "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
+        "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
+        "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
+        "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
@@ -338,6 +349,9 @@ class Training(_Model):
             raise ValueError(rules["sequence_parallel"].message)
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
+        if self.adamw_implementation is not None and not (
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp")):
+            raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":

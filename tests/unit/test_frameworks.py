@@ -134,6 +134,20 @@ def test_expandable_segments_as_the_spec_says():
         spec("transformers", expandableSegments=True)
 
 
+def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
+    """torch's foreach AdamW (_multi_tensor_adam: _foreach_sqrt of the second moments) makes one state-sized
+    temporary, the fused kernel none: HF Trainer's adamw_torch before torch 2.8 is the foreach one."""
+    one = dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="bf16")
+    short = dict(method="full", masterWeights="none", sequenceLength=1024, activationCheckpointing="full")
+    fused = estimate(parse_spec(dict(one, training=short)))
+    foreach = estimate(parse_spec(dict(one, training=dict(short, adamwImplementation="foreach"))))
+    assert foreach.peak_phase == "optimizer step"
+    assert foreach.breakdown.optimizer_states_bytes - fused.breakdown.optimizer_states_bytes == P.total * 2
+    assert peak("fsdp", Layout(data=8), adamwImplementation="fused").step_transient == 0
+    assert peak("fsdp", Layout(data=8)).step_transient == peak("fsdp", Layout(data=8),
+                                                               adamwImplementation="foreach").step_transient > 0
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""
@@ -279,6 +293,8 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("megatron", dict(compile=True), "spec.training.compile"),
     ("fsdp", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
     ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
+    ("megatron", dict(adamwImplementation="fused"), "spec.training.adamwImplementation"),
+    ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

@@ -10,7 +10,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp', 'training', 'ampere'): (-20.1, 31.0, 22, 'memory'),
     ('fsdp', 'training', 'any'): (-20.1, 31.0, 38, 'memory'),
     ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
-    ('fsdp', 'training', 'hopper'): (-12.7, 5.5, 13, 'memory'),
+    ('fsdp', 'training', 'hopper'): (-12.7, 3.6, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
     ('megatron', 'training', 'hopper'): (-5.9, -1.2, 4, 'memory'),
     ('sglang', 'inference', 'any'): (3.7, 3.7, 1, 'kv cache'),

@@ -81,6 +81,17 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
+def adamw_foreach(tr: Training) -> bool:
+    """Whether optimizer adamw's step is torch's foreach implementation (torch/optim/adam.py `_multi_tensor_adam`:
+    `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized temporary per parameter at once)
+    rather than the fused kernel (in place): `training.adamwImplementation`, else fused under transformers (the H200
+    rows' torch AdamW(fused=True); HF Trainer's adamw_torch_fused from torch 2.8) and foreach under fsdp.
+    step_temporary_bytes counts the default; the callers apply this choice."""
+    if tr.adamw_implementation is not None:
+        return tr.adamw_implementation == "foreach"
+    return tr.framework == "fsdp"
+
+
 def largest_parameter(a: ModelArch, tr: Training, shard: int) -> int:
     """Elements of the largest trained tensor on one GPU, `shard` the model-parallel split: the
     embedding or LM head (vocab x hidden) or an MLP matrix for a full fine-tune; a LoRA B or A matrix."""
