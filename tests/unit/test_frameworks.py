@@ -346,6 +346,15 @@ def test_16bit_adapters_need_less_than_peft_fp32_adapters():
     assert bf16.activations <= fp32.activations   # no fp32 copy of the adapted inputs
 
 
+def test_lora_under_fsdp1_keeps_the_root_unit_gathered():
+    """peft + accelerate's FSDP1: the root unit (embeddings, output) is not resharded after the forward
+    (_runtime_utils._post_forward_reshard), so the embeddings stay gathered beside the output FSDP2 gathers."""
+    two, _ = _lora_fsdp("bf16", "lora")
+    one, _ = _lora_fsdp("bf16", "lora", fsdpVersion=1)
+    p70 = count_params(resolve(ModelSource(preset="llama-3.1-70b")))
+    assert one.weights - two.weights == p70.lm_head * 2
+
+
 def test_qlora_gathers_the_base_in_4_bit():
     lora, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
     qlora, _ = _lora_fsdp("nf4", "qlora", masterWeights="none")

@@ -430,7 +430,11 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes, t)
-            gathered = 2 * stored_layer + output * compute_bytes
+            # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
+            # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
+            # full fine-tune; FSDP2 gathers the output for the loss
+            root = output if tr.fsdp == 2 else (p.embedding + p.lm_head) // t
+            gathered = 2 * stored_layer + root * compute_bytes
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
