@@ -156,7 +156,10 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "autograd without checkpointing (T5 no AC), the step's temporaries in new segments without "
              "expandable segments (T6 nvidia-smi), torchtitan's compiled loss (T10, +40% before), DTensor's "
              "loss-parallel buffers and the final norm's output (T12, -27% before), FSDP2 keeping a pipeline "
-             "stage's layers gathered and gradients unsharded (T13, -54% before). "
+             "stage's layers gathered and gradients unsharded (T13, -54% before), pipeline end stages holding a "
+             "vocabulary matrix and Megatron's interleaved schedule (T14, -19% / -42% before), the foreach AdamW "
+             "temporary as adamwImplementation says (T15 one GPU, -20% before), FSDP1's root unit under LoRA "
+             "(T16/T17, -8% to -20% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 
