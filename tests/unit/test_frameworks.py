@@ -148,6 +148,18 @@ def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
                                                                adamwImplementation="foreach").step_transient > 0
 
 
+def test_qlora_under_transformers_keeps_an_fp32_residual_stream():
+    """peft's prepare_model_for_kbit_training leaves the norms fp32, bitsandbytes' Linear4bit returns its input's
+    dtype, so the residual (each checkpointed layer's input) is fp32: 2 bytes more a hidden element than LoRA's."""
+    training = dict(microBatchSize=4, sequenceLength=4096, activationCheckpointing="full")
+    one = dict(model=dict(preset="llama-3.1-8b"), workload="training")
+    qlora = estimate(parse_spec(dict(one, precision="nf4", training=dict(training, method="qlora"))))
+    lora = estimate(parse_spec(dict(one, precision="bf16", training=dict(training, method="lora"))))
+    assert qlora.peak_phase == lora.peak_phase
+    kept = LLAMA.num_layers * 4 * 4096 * LLAMA.hidden_size
+    assert qlora.breakdown.activations_bytes - lora.breakdown.activations_bytes == pytest.approx(2 * kept, rel=1e-6)
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""
