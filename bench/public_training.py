@@ -38,8 +38,10 @@ CASES = ROOT / "bench" / "cases" / "public" / "training.yaml"
 
 
 def _merge(spec: dict, m: dict) -> dict:
-    """The case's spec with a measurement's `training` and `parallelism` overrides."""
+    """The case's spec with a measurement's `model` (in place of the case's), `training` and `parallelism` overrides."""
     out = {**spec, "training": {**spec["training"], **m.get("training", {})}}
+    if "model" in m:
+        out["model"] = m["model"]
     if "parallelism" in m:
         out["parallelism"] = {**spec.get("parallelism", {}), **m["parallelism"]}
     return out
@@ -77,7 +79,9 @@ def summary(spec, est) -> str:
     tr, lay = spec.training, est.layout
     split = " x ".join(f"{k[0].upper()}{v}" for k, v in (("data", lay.data), ("tensor", lay.tensor),
                                                          ("pipeline", lay.pipeline)) if v > 1)
-    extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "", "compile" if tr.compile else "",
+    extras = [f"ZeRO-{tr.zero_stage}" if tr.zero_stage else "",
+              f"{tr.virtual_stages} chunks a stage" if tr.virtual_stages and lay.pipeline > 1 else "",
+              "compile" if tr.compile else "",
               f"{tr.method} r{tr.rank}" if tr.method != "full" else
               "fp32 masters" if tr.master_weights == "fp32" else "pure bf16",
               f"{tr.activation_checkpointing} AC"]
@@ -152,7 +156,10 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "autograd without checkpointing (T5 no AC), the step's temporaries in new segments without "
              "expandable segments (T6 nvidia-smi), torchtitan's compiled loss (T10, +40% before), DTensor's "
              "loss-parallel buffers and the final norm's output (T12, -27% before), FSDP2 keeping a pipeline "
-             "stage's layers gathered and gradients unsharded (T13, -54% before). "
+             "stage's layers gathered and gradients unsharded (T13, -54% before), pipeline end stages holding a "
+             "vocabulary matrix and Megatron's interleaved schedule (T14, -19% / -42% before), the foreach AdamW "
+             "temporary as adamwImplementation says (T15 one GPU, -20% before), FSDP1's root unit under LoRA "
+             "(T16/T17, -8% to -20% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 

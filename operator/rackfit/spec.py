@@ -121,6 +121,14 @@ RULES: dict[str, dict[str, Rule]] = {
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
                                   ".sequenceParallel"),
+        "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
+                               "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
+                               "framework megatron", ".virtualStages"),
+        "adamw_implementation": Rule(
+            "!has(self.adamwImplementation) || "
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp'])",
+            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
+            "transformers or fsdp (DeepSpeed's and Megatron's AdamW are fused)", ".adamwImplementation"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -333,6 +341,11 @@ class Training(_Model):
         "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too). "
         "fsdp with tensor > 1 is torchtitan's tensor-parallel plan, always sequence parallel (norms and the "
         "residual split over the sequence, each norm's output all-gathered for the next matmuls)"))
+    virtual_stages: int | None = Field(None, gt=0, description=(
+        "framework megatron with parallelism.pipeline > 1: model chunks per GPU of the interleaved pipeline schedule "
+        "(--virtual-pipeline-model-parallel-size; with --num-layers-per-virtual-pipeline-stage k it is "
+        "numLayers / (pipeline x k)). Interleaving keeps more micro-batches' activations in flight on every stage. "
+        "Default 1: the plain 1F1B schedule"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
@@ -354,6 +367,12 @@ class Training(_Model):
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
+    adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
+        "optimizer adamw under framework transformers or fsdp: which torch AdamW runs the step. fused "
+        "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
+        "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
+        "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
+        "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
@@ -371,6 +390,11 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel:
             raise ValueError(rules["sequence_parallel"].message)
+        if self.virtual_stages is not None and self.framework != "megatron":
+            raise ValueError(rules["virtual_stages"].message)
+        if self.adamw_implementation is not None and not (
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp")):
+            raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":

@@ -134,6 +134,32 @@ def test_expandable_segments_as_the_spec_says():
         spec("transformers", expandableSegments=True)
 
 
+def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
+    """torch's foreach AdamW (_multi_tensor_adam: _foreach_sqrt of the second moments) makes one state-sized
+    temporary, the fused kernel none: HF Trainer's adamw_torch before torch 2.8 is the foreach one."""
+    one = dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="bf16")
+    short = dict(method="full", masterWeights="none", sequenceLength=1024, activationCheckpointing="full")
+    fused = estimate(parse_spec(dict(one, training=short)))
+    foreach = estimate(parse_spec(dict(one, training=dict(short, adamwImplementation="foreach"))))
+    assert foreach.peak_phase == "optimizer step"
+    assert foreach.breakdown.optimizer_states_bytes - fused.breakdown.optimizer_states_bytes == P.total * 2
+    assert peak("fsdp", Layout(data=8), adamwImplementation="fused").step_transient == 0
+    assert peak("fsdp", Layout(data=8)).step_transient == peak("fsdp", Layout(data=8),
+                                                               adamwImplementation="foreach").step_transient > 0
+
+
+def test_qlora_under_transformers_keeps_an_fp32_residual_stream():
+    """peft's prepare_model_for_kbit_training leaves the norms fp32, bitsandbytes' Linear4bit returns its input's
+    dtype, so the residual (each checkpointed layer's input) is fp32: 2 bytes more a hidden element than LoRA's."""
+    training = dict(microBatchSize=4, sequenceLength=4096, activationCheckpointing="full")
+    one = dict(model=dict(preset="llama-3.1-8b"), workload="training")
+    qlora = estimate(parse_spec(dict(one, precision="nf4", training=dict(training, method="qlora"))))
+    lora = estimate(parse_spec(dict(one, precision="bf16", training=dict(training, method="lora"))))
+    assert qlora.peak_phase == lora.peak_phase
+    kept = LLAMA.num_layers * 4 * 4096 * LLAMA.hidden_size
+    assert qlora.breakdown.activations_bytes - lora.breakdown.activations_bytes == pytest.approx(2 * kept, rel=1e-6)
+
+
 def test_fsdp_foreach_adamw_step_temporary():
     """torch.optim.AdamW's foreach step makes one state-sized sqrt per parameter (the peak of a short
     sequence, after the backward)."""
@@ -188,6 +214,27 @@ def test_megatron_last_stage_holds_one_micro_batch_and_the_loss():
     first = acts("megatron", Layout(pipeline=4), stage="first")
     last = acts("megatron", Layout(pipeline=4), stage="last")
     assert last.kept * 4 == first.kept and last.loss_backward > 0 == first.loss_backward
+
+
+def test_megatron_interleaved_stages_hold_their_warmup_chunks():
+    """Megatron's interleaved schedule (schedules.py get_pp_rank_microbatches): 2 (p - rank - 1) + (v - 1) p warmup
+    forwards of one model chunk (L / (p v) layers) each, plus one: with 8 chunks on 4 stages the last stage holds
+    29 one-layer chunks where 1F1B holds 8 layers of one micro-batch, the first 35."""
+    plain = acts("megatron", Layout(pipeline=4), stage="last").kept
+    last = acts("megatron", Layout(pipeline=4), stage="last", virtualStages=8).kept
+    first = acts("megatron", Layout(pipeline=4), stage="first", virtualStages=8).kept
+    assert last == pytest.approx(plain * 29 / 8, rel=1e-6)
+    assert first == pytest.approx(plain * 35 / 8, rel=1e-6)
+    assert acts("megatron", Layout(pipeline=1), virtualStages=8).kept == acts("megatron").kept
+
+
+def test_megatron_end_stages_hold_their_layers_and_a_vocabulary_matrix():
+    """gpt_model.py builds the embedding on the first stage and the output layer on the last: each end stage
+    holds its L/p layers and one vocabulary matrix, more than a p-th of the model."""
+    layers = P.total - P.embedding - P.lm_head
+    stage = 8 * layers // 32 + P.embedding
+    assert peak("megatron", Layout(pipeline=4)).states == pytest.approx(18 * stage, rel=1e-6)
+    assert stage > P.total / 4
 
 
 def test_megatron_loss_is_in_place():
@@ -257,6 +304,9 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("megatron", dict(optimizer="adafactor"), "spec.training.optimizer"),
     ("megatron", dict(compile=True), "spec.training.compile"),
     ("fsdp", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
+    ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
+    ("megatron", dict(adamwImplementation="fused"), "spec.training.adamwImplementation"),
+    ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:
@@ -306,6 +356,15 @@ def test_16bit_adapters_need_less_than_peft_fp32_adapters():
     fp32, _ = _lora_fsdp("bf16", "lora", masterWeights="fp32")
     assert bf16.optimizer * 2 == pytest.approx(fp32.optimizer, rel=0.01)
     assert bf16.activations <= fp32.activations   # no fp32 copy of the adapted inputs
+
+
+def test_lora_under_fsdp1_keeps_the_root_unit_gathered():
+    """peft + accelerate's FSDP1: the root unit (embeddings, output) is not resharded after the forward
+    (_runtime_utils._post_forward_reshard), so the embeddings stay gathered beside the output FSDP2 gathers."""
+    two, _ = _lora_fsdp("bf16", "lora")
+    one, _ = _lora_fsdp("bf16", "lora", fsdpVersion=1)
+    p70 = count_params(resolve(ModelSource(preset="llama-3.1-70b")))
+    assert one.weights - two.weights == p70.lm_head * 2
 
 
 def test_qlora_gathers_the_base_in_4_bit():

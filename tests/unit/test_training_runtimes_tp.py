@@ -155,11 +155,13 @@ def test_fsdp2_pipeline_stages_keep_their_layers_gathered_and_their_gradients_un
     flat = runtime_peak(LLAMA, P, t, "bf16", Layout(data=8), 0)
     staged = runtime_peak(LLAMA, P, t, "bf16", Layout(data=8, pipeline=4), 0)
     stage_layers = LLAMA.num_layers // 4
-    sharded = 4 * (P.total // 4) // 8          # the fp32 masters of this stage, over data
+    # the fp32 masters of this stage, over data: its layers and the embeddings (the first) or output (the last)
+    stage = stage_layers * (P.total - 2 * P.embedding) // LLAMA.num_layers + P.embedding
+    sharded = 4 * stage // 8
     assert staged.weights - sharded == stage_layers * layer * 2 + P.embedding * 2
     assert flat.weights - 4 * P.total // 8 == 2 * layer * 2 + P.embedding * 2   # two layers in flight without PP
-    unsharded_grads = staged.gradients - 4 * (P.total // 4) // 8
+    unsharded_grads = staged.gradients - 4 * stage // 8
     assert unsharded_grads == (stage_layers * layer + P.embedding) * 4 + layer * 2
     pure = runtime_peak(LLAMA, P, tr(sequenceLength=4096, activationCheckpointing="full", masterWeights="none"),
                         "bf16", Layout(data=8, pipeline=4), 0)
-    assert pure.gradients - 2 * (P.total // 4) // 8 == (stage_layers * layer + P.embedding) * 2 + layer * 2
+    assert pure.gradients - 2 * stage // 8 == (stage_layers * layer + P.embedding) * 2 + layer * 2

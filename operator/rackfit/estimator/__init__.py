@@ -18,7 +18,13 @@ from rackfit.estimator.frameworks import runtime_notes, runtime_peak
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
-from rackfit.estimator.training import largest_parameter, model_states, step_temporary_bytes
+from rackfit.estimator.training import (
+    adamw_foreach,
+    kbit_fp32_residual,
+    largest_parameter,
+    model_states,
+    step_temporary_bytes,
+)
 from rackfit.estimator.weights import quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
@@ -164,7 +170,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
         return _runtime(spec, arch, p, layout, weights)
     mixed = tr.method == "full" and tr.master_weights == "fp32"
     states = model_states(arch, p, tr, spec.precision, layout, weights)
-    act = training_activations(arch, tr, layout, mixed)
+    act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr))
     logits_on_this_stage = layout.pipeline == 1
     loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
@@ -174,6 +180,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
     temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes,
                                 largest_parameter(arch, tr, layout.tensor * layout.pipeline))
+    if tr.optimizer == "adamw" and adamw_foreach(tr):  # HF Trainer's adamw_torch (before torch 2.8)
+        temp = stepping * trained_bytes
     step_peak = states.gradients + temp
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"

@@ -32,7 +32,13 @@ from rackfit.estimator.activations import (
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
-from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
+from rackfit.estimator.training import (
+    adamw_foreach,
+    largest_parameter,
+    lora_params,
+    optimizer_state_bytes,
+    step_temporary_bytes,
+)
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
@@ -194,20 +200,31 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
     return int(n * fwd_bytes), int(n * bwd_bytes)
 
 
-def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str
-              ) -> tuple[int, int, int]:
+def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,
+              virtual: int = 1) -> tuple[int, int, int]:
     """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
     of its layers and no loss, "last" one micro-batch and the loss, "max" the larger. 1F1B as Megatron runs it
     (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
     num_warmup_microbatches = pipeline_parallel_size - rank - 1, plus the one in steady state), DeepSpeed's
     PipelineModule (deepspeed/runtime/pipe/schedule.py, TrainSchedule.num_pipe_buffers = min(stages - stage_id,
-    micro_batches); the loss only on the last stage, engine.py _exec_forward_pass) and torchtitan's 1F1B."""
+    micro_batches); the loss only on the last stage, engine.py _exec_forward_pass) and torchtitan's 1F1B.
+    Megatron's interleaved schedule (`virtual` model chunks of L / (pipeline x virtual) layers a GPU;
+    schedules.py get_pp_rank_microbatches, forward_backward_pipelining_with_interleaving) runs
+    2 (pipeline - rank - 1) + (virtual - 1) x microbatch_group_size_per_vp_stage warmup forwards of one chunk
+    each (the group size defaults to the pipeline size, megatron/core/model_parallel_config.py), plus the one in steady
+    state: the last stage holds (virtual - 1) pipeline + 1 chunks' activations, the first 2 (pipeline - 1) more
+    (fewer when the step has fewer micro-batches than that, which the spec does not say: the upper bound)."""
     fwd, bwd = loss
     if pipeline == 1:
         return int(L * kept_per * tokens), fwd, bwd
     stage_layers = math.ceil(L / pipeline)
-    first = int(stage_layers * pipeline * kept_per * tokens)
-    last = int(stage_layers * kept_per * tokens)
+    if virtual > 1:
+        chunk_layers = stage_layers / virtual
+        first = int((2 * (pipeline - 1) + (virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
+        last = int(((virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
+    else:
+        first = int(stage_layers * pipeline * kept_per * tokens)
+        last = int(stage_layers * kept_per * tokens)
     if stage == "first" or (stage == "max" and first >= last + max(fwd, bwd)):
         return first, 0, 0
     return last, fwd, bwd
@@ -231,7 +248,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
             kept_per, recompute = per, 0.0
         # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
         # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
-        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage)
+        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
+                                   tr.virtual_stages or 1)
         return Activations(kept, int(recompute * tokens), fwd, bwd)
     if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
         # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
@@ -294,6 +312,22 @@ def _largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
     return max(p.total - 2 * p.embedding, 0) // max(a.num_layers, 1)
 
 
+def stage_params(a: ModelArch, p: ParamCounts, tr: Training, pipeline: int) -> int:
+    """Parameters of the most loaded pipeline stage (before the tensor split). Megatron builds the embedding on
+    the first stage and the output layer on the last (megatron/core/models/gpt/gpt_model.py: `pre_process` /
+    `post_process`; with tied weights the last stage keeps its own copy of the word embeddings,
+    `shared_embedding_or_output_weight`), and torchtitan's pipeline split does the same (the embeddings in the
+    first stage's module, the norm and output in the last's): each end stage holds its ceil(L / pipeline) layers
+    and one vocabulary matrix, not a pipeline-th of the whole model. DeepSpeed's PipelineModule partitions its
+    layers by parameter count (deepspeed/runtime/pipe/module.py, partition_method "parameters"): an even split."""
+    if pipeline == 1:
+        return p.total
+    if tr.framework not in ("megatron", "fsdp"):
+        return p.total // pipeline
+    layers = p.total - p.embedding - p.lm_head
+    return math.ceil(a.num_layers / pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
+
+
 def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t: int) -> int:
     """Bytes of one decoder layer of the frozen base on this tensor rank, as stored (16-bit, or 4-bit with
     scales for QLoRA): the weights less the 16-bit embeddings and output, over the layers."""
@@ -328,7 +362,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     t, pp, d = layout.tensor, layout.pipeline, layout.data
     compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
     state_bytes = 4 if mixed or precision == "fp32" else 2
-    n = (p.total // (t * pp)) if full else lora_params(a, tr.rank) // (t * pp)
+    n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr.rank) // (t * pp)
     layer = _largest_layer_params(a, p) // t
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
@@ -396,7 +430,11 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes, t)
-            gathered = 2 * stored_layer + output * compute_bytes
+            # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
+            # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
+            # full fine-tune; FSDP2 gathers the output for the loss
+            root = output if tr.fsdp == 2 else (p.embedding + p.lm_head) // t
+            gathered = 2 * stored_layer + root * compute_bytes
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
@@ -462,6 +500,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes, largest)
+    if tr.optimizer == "adamw" and fw == "fsdp":  # training.adamwImplementation (default foreach)
+        temp = trainable_here * state_bytes if adamw_foreach(tr) else 0
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp

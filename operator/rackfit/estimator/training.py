@@ -85,6 +85,28 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
+def kbit_fp32_residual(tr: Training) -> bool:
+    """QLoRA under transformers (HF Trainer with peft and bitsandbytes, unsharded: not ZeRO-3) runs with an fp32
+    residual stream. peft's prepare_model_for_kbit_training (peft/utils/other.py), which TRL's SFTTrainer applies to a
+    4-bit model it does not shard (trl/trainer/sft_trainer.py), casts every parameter that is not 4-bit to fp32; with
+    --bf16 TRL's peft_module_casting_to_bf16 casts the embeddings and head back but keeps the norms fp32. A norm's fp32
+    output makes bitsandbytes' Linear4bit return fp32 (bitsandbytes/nn/modules.py, Linear4bit.forward:
+    `out.to(inp_dtype)`), so the MLP's down projection adds an fp32 tensor into the residual and every layer's input
+    (what checkpointing keeps) is fp32, as under autocast over fp32 weights."""
+    return tr.framework == "transformers" and tr.method == "qlora" and tr.zero_stage < 3
+
+
+def adamw_foreach(tr: Training) -> bool:
+    """Whether optimizer adamw's step is torch's foreach implementation (torch/optim/adam.py `_multi_tensor_adam`:
+    `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized temporary per parameter at once)
+    rather than the fused kernel (in place): `training.adamwImplementation`, else fused under transformers (the H200
+    rows' torch AdamW(fused=True); HF Trainer's adamw_torch_fused from torch 2.8) and foreach under fsdp.
+    step_temporary_bytes counts the default; the callers apply this choice."""
+    if tr.adamw_implementation is not None:
+        return tr.adamw_implementation == "foreach"
+    return tr.framework == "fsdp"
+
+
 def largest_parameter(a: ModelArch, tr: Training, shard: int) -> int:
     """Elements of the largest trained tensor on one GPU, `shard` the model-parallel split: the
     embedding or LM head (vocab x hidden) or an MLP matrix for a full fine-tune; a LoRA B or A matrix."""
