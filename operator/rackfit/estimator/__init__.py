@@ -19,7 +19,6 @@ from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
-    adamw_foreach,
     kbit_fp32_residual,
     largest_parameter,
     model_states,
@@ -178,10 +177,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
-    temp = step_temporary_bytes(tr.optimizer, "transformers", stepping, trained_bytes,
-                                largest_parameter(arch, tr, layout.tensor * layout.pipeline))
-    if tr.optimizer == "adamw" and adamw_foreach(tr):  # HF Trainer's adamw_torch (before torch 2.8)
-        temp = stepping * trained_bytes
+    largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
+    temp = step_temporary_bytes(tr, stepping, trained_bytes, largest)
     step_peak = states.gradients + temp
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"

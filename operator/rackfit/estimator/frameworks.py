@@ -32,13 +32,7 @@ from rackfit.estimator.activations import (
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
-from rackfit.estimator.training import (
-    adamw_foreach,
-    largest_parameter,
-    lora_params,
-    optimizer_state_bytes,
-    step_temporary_bytes,
-)
+from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
@@ -499,9 +493,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         trainable_here = n // d
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
-    temp = step_temporary_bytes(tr.optimizer, fw, trainable_here, state_bytes, largest)
-    if tr.optimizer == "adamw" and fw == "fsdp":  # training.adamwImplementation (default foreach)
-        temp = trainable_here * state_bytes if adamw_foreach(tr) else 0
+    temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp

@@ -101,7 +101,9 @@ def adamw_foreach(tr: Training) -> bool:
     `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized temporary per parameter at once)
     rather than the fused kernel (in place): `training.adamwImplementation`, else fused under transformers (the H200
     rows' torch AdamW(fused=True); HF Trainer's adamw_torch_fused from torch 2.8) and foreach under fsdp.
-    step_temporary_bytes counts the default; the callers apply this choice."""
+    DeepSpeed's FusedAdam and Megatron's TE/apex FusedAdam are fused."""
+    if tr.framework not in ("transformers", "fsdp"):
+        return False
     if tr.adamw_implementation is not None:
         return tr.adamw_implementation == "foreach"
     return tr.framework == "fsdp"
@@ -115,7 +117,7 @@ def largest_parameter(a: ModelArch, tr: Training, shard: int) -> int:
     return max(a.vocab_size * a.hidden_size, a.intermediate_size * a.hidden_size) // shard
 
 
-def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_bytes: int, largest: int) -> int:
+def step_temporary_bytes(tr: Training, trainable: int, state_bytes: int, largest: int) -> int:
     """Memory the optimizer step allocates and frees beyond its states, for `trainable` parameters on
     this GPU whose states are `state_bytes` wide, `largest` the elements of the largest of them.
     PyTorch's optimizers default to their foreach implementation on CUDA
@@ -141,10 +143,11 @@ def step_temporary_bytes(optimizer: str, framework: str, trainable: int, state_b
       less (one tensor in the parameter's dtype), so it is counted as transformers' (the high side).
     - adamw8bit (bitsandbytes): blockwise kernels in place.
     """
+    optimizer = tr.optimizer
     if optimizer == "adamw":
-        return trainable * state_bytes if framework == "fsdp" else 0
+        return trainable * state_bytes if adamw_foreach(tr) else 0
     if optimizer == "sgd":
-        return 0 if framework == "transformers" else trainable * state_bytes
+        return 0 if tr.framework == "transformers" else trainable * state_bytes
     if optimizer == "adafactor":
         return largest * 4 * (4 if state_bytes == 2 else 2)
     return 0
