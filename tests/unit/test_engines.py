@@ -58,6 +58,29 @@ def test_tensor_parallel_halves_weights_and_adds_nccl_buffers():
     assert two.kv_cache_tokens > 2 * one.kv_cache_tokens  # half the KV heads per rank, more room
 
 
+def test_nccl_buffers_over_nvlink_are_one_flat_group_cost_over_pcie_per_peer():
+    """NCCL_NVLINK_GROUP: a tensor rank on NVLink (SXM) holds about 1.8 GiB of NCCL channel buffers whatever the
+    group's size (vLLM 0.19.0 logged 2.07 GiB of non-torch memory at tensor 2 and 2.13 at 4 on H100, 0.25 alone);
+    over PCIe (L40S) the buffers stay small and grow per peer."""
+    from rackfit.estimator.engines import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+    nt = {(gpu.model, t): serve(contextLength=8192, gpu=gpu, layout=Layout(tensor=t)).breakdown.non_torch_bytes
+          for gpu in (H100, L40S) for t in (1, 2, 4)}
+    assert nt["H100", 1] == nt["L40S", 1] == NON_TORCH_BASE
+    assert nt["H100", 2] == nt["H100", 4] == NON_TORCH_BASE + NCCL_NVLINK_GROUP
+    assert nt["L40S", 2] == NON_TORCH_BASE + NCCL_PER_PEER and nt["L40S", 4] == NON_TORCH_BASE + 3 * NCCL_PER_PEER
+    # and the KV cache pays for it: Llama 3.1 8B at tensor 2 on H100, util 0.95, vLLM 0.19.0 (row S15): 63.76 GiB
+    e = serve(contextLength=8192, layout=Layout(tensor=2), gpuMemoryUtilization=0.95, engineVersion="0.19.0")
+    assert e.kv_cache_tokens == pytest.approx(1_044_688, rel=0.02)
+
+
+def test_gpus_joined_by_nvlink():
+    nvlink = {it.gpu.model: it.gpu.nvlink for it in CATALOG.instance_types.values()}
+    assert nvlink["H100"] and nvlink["H200"] and nvlink["B200"] and nvlink["A100"]
+    assert not nvlink["L40S"] and not nvlink["L40"] and not nvlink["RTX Pro 6000 Blackwell"]
+    pcie = H100.model_copy(update={"product": "NVIDIA-H100-PCIe"})
+    assert not pcie.nvlink
+
+
 def test_one_request_that_does_not_fit_is_the_engines_refusal():
     e = serve("llama-3.1-70b", precision="fp8", contextLength=131072, gpu=L40S, layout=Layout(tensor=2))
     assert e.max_concurrency < 1

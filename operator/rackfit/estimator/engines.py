@@ -29,8 +29,19 @@ DRIVER_RESERVED = GiB // 2
 # Memory outside PyTorch's allocator on one GPU (cuBLAS/cuDNN handles, the sampler's workspaces):
 # vLLM logs non_torch_memory 0.10 GiB on one A100 (row S4).
 NON_TORCH_BASE = GiB // 10
-# NCCL communicators per peer in the tensor-parallel group: 0.30 GiB at tensor 2 (row S3) = base + 0.2.
+# NCCL communicators per peer in the tensor-parallel group over PCIe: 0.30 GiB at tensor 2 on L40S (row S3)
+# = base + 0.2.
 NCCL_PER_PEER = GiB // 5
+# ...and over NVLink (GPU.nvlink: SXM boards), one flat 1.82 GiB per rank whatever the group's size. NCCL gives each
+# channel, for each peer a rank connects to, a receive buffer per protocol (src/init.cc: DEFAULT_BUFFSIZE 4 MiB for
+# Simple, DEFAULT_LL128_BUFFSIZE 120 x 640 x 8 x 8 B = 4.69 MiB, DEFAULT_LL_BUFFSIZE 512 KiB), and opens up to
+# MAXCHANNELS (32) channels where the links are fast (NVLink) but a few over PCIe; a rank of a ring or tree connects
+# to the same neighbours at tensor 2 as at 8, so the total does not grow with the group. vLLM runs NCCL without cuMem
+# (env_override.py NCCL_CUMEM_ENABLE=0: no NVLS buffers) and holds two communicators per tensor group (PyNccl and
+# the torch process group). Set by row S15 (vLLM 0.19.0, Llama 3.1 8B at tensor 2 on H100: "2.07 GiB for non-torch
+# memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
+# more at tensor 2.
+NCCL_NVLINK_GROUP = int(1.82 * GiB)
 # vLLM's block size (vllm/config/cache.py: block_size 16 on CUDA): the cache holds whole blocks.
 BLOCK_TOKENS = 16
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
@@ -140,10 +151,14 @@ def _sglang_fraction(total: int, chunk: int, graph_bs: int, tensor: int, pipelin
     return round((mb - reserved) / mb, 3)
 
 
-def non_torch_bytes(layout: Layout) -> int:
-    """NCCL communicators grow with the tensor-parallel group (and the pipeline's send/recv peers)."""
-    peers = layout.tensor - 1 + (1 if layout.pipeline > 1 else 0)
-    return NON_TORCH_BASE + NCCL_PER_PEER * peers
+def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
+    """NCCL communicators: over PCIe they grow with the tensor-parallel group's peers, over NVLink a tensor group
+    costs NCCL_NVLINK_GROUP whatever its size (without a GPU, an NVLink one is assumed, as ASSUMED_TOTAL assumes an
+    H100); the pipeline's send/recv peer counts as one PCIe peer."""
+    pipe = 1 if layout.pipeline > 1 else 0
+    if layout.tensor > 1 and (gpu is None or gpu.nvlink):
+        return NON_TORCH_BASE + NCCL_NVLINK_GROUP + NCCL_PER_PEER * pipe
+    return NON_TORCH_BASE + NCCL_PER_PEER * (layout.tensor - 1 + pipe)
 
 
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
@@ -282,7 +297,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
-    nt = non_torch_bytes(layout)
+    nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
                                  mla_latent=latent)
