@@ -114,6 +114,25 @@ def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
     assert abs(e.kv_cache_tokens * per_token - 0.9 * free) < 16 * per_token
 
 
+def test_tensorrt_llm_samples_only_its_few_dummy_requests():
+    """TensorRT-LLM's estimation run fills max_num_tokens with requests of max_seq_len - 1 tokens (KvCacheCreator.
+    _create_dummy_context_requests): two at 8,192 tokens, so its activations are the forward's, not 2,048 requests'
+    logits (3.4 GiB for Llama 3.1 8B at 14 bytes a logit), which vLLM's _dummy_sampler_run would take."""
+    from rackfit.estimator.engines import forward_peak_bytes, profile_requests, sampler_peak_bytes
+    from rackfit.models import resolve
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine="tensorrt-llm", contextLength=8192)))
+    s = settings(spec.inference, H100, 1, 1)
+    assert profile_requests(spec.inference, s) == 2
+    short = spec.inference.model_copy(update={"context_length": 1024})
+    assert profile_requests(short, settings(short, H100, 1, 1)) == 9  # 8 of 1,023 tokens and one of 8
+    a = resolve(spec.model)
+    e = serve(engine="tensorrt-llm", contextLength=8192)
+    assert e.breakdown.activations_bytes == max(forward_peak_bytes(a, Layout(), 8192),
+                                                sampler_peak_bytes(a, Layout(), 2) + 2 * 4096 * 2)
+    assert e.breakdown.activations_bytes < 1 << 30
+
+
 def test_older_vllm_releases_plan_as_they_did():
     """Before 0.8.0 (V0) the profile run took max(contextLength, 2048) tokens and 256 sequences; before
     0.21.0 the CUDA graphs came out of the 1 - util share, so the KV cache did not give them room."""

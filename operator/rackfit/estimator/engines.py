@@ -288,12 +288,24 @@ class Served:
         return 0.0 if self.refused else round(self.kv_pool / self.per_request, 2)
 
 
+def profile_requests(inf: Inference, s: EngineSettings) -> int:
+    """The requests whose logits the engine's profile run samples. vLLM V1's _dummy_sampler_run: one per sequence slot
+    (max_num_seqs, at most max_num_batched_tokens). TensorRT-LLM's PyTorch backend estimates the KV cache with dummy
+    context requests of min(max_num_tokens, max_seq_len - 1) tokens until max_num_tokens are used, each generating one
+    token (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._create_dummy_context_requests, called with
+    net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048."""
+    if inf.engine == "tensorrt-llm":
+        per_request = max(1, min(s.max_num_batched_tokens, s.max_model_len - 1))
+        return -(-s.max_num_batched_tokens // per_request)
+    return min(s.max_num_batched_tokens, s.max_num_seqs)
+
+
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
           ) -> Served:
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts)."""
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
-    requests = min(s.max_num_batched_tokens, s.max_num_seqs)
+    requests = profile_requests(inf, s)
     sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
@@ -327,8 +339,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         budget = int(s.gpu_memory_utilization * total)
         pool = budget - (context + weights + nt)
     else:
-        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator: free_gpu_memory_fraction of what is
-        # free after the weights and a profiled forward of max_num_tokens.
+        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
+        # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
+        # (weights, the dummy requests' forward of max_num_tokens, that temporary cache) plus everything outside torch
+        # once the run is done (CUDA context, NCCL, CUDA graphs): the fraction of what that run leaves free.
         free = total - context - weights - act - nt - graphs
         pool = int(s.gpu_memory_utilization * free)
         budget = weights + act + nt + graphs + max(pool, 0)
