@@ -87,6 +87,18 @@ def test_one_request_that_does_not_fit_is_the_engines_refusal():
     assert any("would refuse to start" in n and f"about {e.kv_cache_tokens} tokens" in n for n in e.notes)
 
 
+def test_sglang_starts_with_a_pool_shorter_than_one_request():
+    """SGLang caps each request at its pool (tp_worker.py: max_req_len = min(context_len - 1, max_total_num_tokens -
+    1), asserting only that it is positive), so it starts where vLLM refuses; the workload still does not fit."""
+    args = dict(preset="llama-3.1-70b", precision="fp8", contextLength=131072, gpu=L40S, layout=Layout(tensor=2))
+    vllm, sglang = serve(**args), serve(engine="sglang", **args)
+    assert vllm.max_concurrency < 1 and vllm.engine_starts is False
+    assert 0 < sglang.max_concurrency < 1 and sglang.engine_starts is True
+    assert any("sglang would start but reject requests longer than" in n for n in sglang.notes)
+    assert serve(contextLength=8192).engine_starts is True
+    assert serve(contextLength=8192, gpu=None).engine_starts is None
+
+
 def test_without_a_gpu_the_cache_is_what_the_requests_need():
     e = serve(contextLength=8192, concurrency=4, gpu=None)
     assert e.kv_cache_tokens is None and e.max_concurrency is None

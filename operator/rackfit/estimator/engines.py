@@ -86,6 +86,11 @@ ASSUMED_TOTAL = 80 * GiB
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
 NATIVE_SAMPLER_UNTIL = (0, 13)
+# SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
+# caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
+# max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
+# request ("Input length ... exceeds the maximum allowed length"). vLLM refuses a max_model_len its cache cannot hold.
+SGLANG_MIN_POOL_TOKENS = 7
 # V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
 # holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
@@ -286,6 +291,19 @@ class Served:
         if self.kv_pool is None:
             return None
         return 0.0 if self.refused else round(self.kv_pool / self.per_request, 2)
+
+    @property
+    def starts(self) -> bool | None:
+        """Whether the engine process starts on this GPU (None without one): not when it refuses the layout; vLLM and
+        TensorRT-LLM not below one contextLength request; SGLang whenever its pool holds SGLANG_MIN_POOL_TOKENS, capping
+        each request at what it holds."""
+        if self.kv_pool is None:
+            return None
+        if self.refused:
+            return False
+        if self.settings.engine == "sglang":
+            return self.kv_pool // self.per_token >= SGLANG_MIN_POOL_TOKENS
+        return self.max_concurrency >= 1
 
 
 def profile_requests(inf: Inference, s: EngineSettings) -> int:
