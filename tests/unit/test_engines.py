@@ -107,14 +107,24 @@ def test_without_a_gpu_the_cache_is_what_the_requests_need():
 
 
 def test_sglang_default_fraction_follows_its_formula():
-    s = settings(parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
-                             "inference": {"engine": "sglang"}}).inference, H100, 1, 1)
-    mb = cuda_total_bytes(H100) / 2**20
+    """ServerArgs._handle_gpu_memory_settings: nvidia-smi's MiB (the label), a reserve for metadata, the prefill chunk,
+    the CUDA graph batch and tp x pp, at least 10 GiB above 60 GiB. SGLang logged 0.851 on an L40S."""
+    inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                      "inference": {"engine": "sglang"}}).inference
+    s = settings(inf, H100, 1, 1)
     reserve = 512 + 8192 * 1.5 + 256 * 2 + 1 / 8 * 1024  # metadata, prefill chunk, graphs, tp x pp / 8
-    assert s.gpu_memory_utilization == round((mb - reserve) / mb, 3)
+    assert s.gpu_memory_utilization == round((H100.memory_mib - reserve) / H100.memory_mib, 3)
+    l40s = settings(inf, L40S, 1, 1)
+    assert (l40s.max_num_batched_tokens, l40s.max_num_seqs, l40s.gpu_memory_utilization) == (4096, 32, 0.851)
+    # a 2,048-token chunk (--chunked-prefill-size) reserves 512 + 3,072 + 512 + 128 MiB: the 10 GiB floor applies
+    small = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                        "inference": {"engine": "sglang", "maxNumBatchedTokens": 2048}}).inference
+    assert settings(small, H100, 1, 1).gpu_memory_utilization == round((81559 - 10 * 1024) / 81559, 3)
     e = serve(engine="sglang", contextLength=8192)
-    # the static fraction holds weights and the pool; activations and graphs live outside it
-    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * cuda_total_bytes(H100))
+    # the fraction is of what was free before loading (model_runner_kv_cache_mixin.py profile_max_num_token)
+    b = e.breakdown
+    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - b.overhead_bytes
+                                                                      - b.non_torch_bytes))
 
 
 def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():

@@ -120,9 +120,11 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         large = total is None or (total >= 70 * GiB and "A100" not in gpu.model)
         util, tokens, seqs = 0.9, (8192 if large else 2048), (1024 if large else 256)
     elif inf.engine == "sglang":
-        sized = total or ASSUMED_TOTAL
-        tokens, seqs = _sglang_defaults(sized)
-        util = _sglang_fraction(sized, tokens, _sglang_graph_bs(sized, tensor), tensor, pipeline)
+        # SGLang sizes its defaults by nvidia-smi's memory.total (utils get_nvgpu_memory_capacity), the label's MiB
+        mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
+        tokens, seqs = _sglang_defaults(mib, tensor)
+        # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
+        util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
@@ -130,30 +132,33 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
 
 
-def _sglang_defaults(total: int) -> tuple[int, int]:
-    """python/sglang/srt/server_args.py, _handle_gpu_memory_settings: chunked_prefill_size by the
-    GPU's memory (2048 below 35 GB, 4096 below 60, 8192 below 160, else 16384); max_running_requests
-    is bounded by the KV pool rather than a default, so the CUDA graph batch size stands in for it."""
-    gb = total / 1e9
-    tokens = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
-    return tokens, _sglang_graph_bs(total, 1)
+def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:
+    """python/sglang/srt/server_args.py, ServerArgs._handle_gpu_memory_settings (SGLang of late 2025, v0.5): by the
+    GPU's memory in MiB, chunked_prefill_size 2048 below 35 GiB, 4096 below 60, 8192 below 160, else 16384; and
+    cuda_graph_max_bs 8 below 20 GiB, 24 below 35 (80 from tensor 4), 32 below 60 (160), 256 below 160 (512), else 512.
+    max_running_requests is bounded by the KV pool rather than a default, so the graph batch stands in for it."""
+    gib = mib / 1024
+    wide = tensor >= 4
+    if gib < 20:
+        return 2048, 8
+    if gib < 35:
+        return 2048, 80 if wide else 24
+    if gib < 60:
+        return 4096, 160 if wide else 32
+    if gib < 160:
+        return 8192, 512 if wide else 256
+    return 16384, 512
 
 
-def _sglang_graph_bs(total: int, tensor: int) -> int:
-    gb = total / 1e9
-    if gb < 35:
-        return 80 if tensor < 4 else 160
-    if gb < 60:
-        return 128 if tensor < 4 else 256
-    return 256 if tensor < 4 else 512
-
-
-def _sglang_fraction(total: int, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
-    """SGLang's default mem_fraction_static (server_args.py): what is left after a reserve in MB for
-    metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups."""
-    mb = total / MiB
+def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static (the same _handle_gpu_memory_settings): what is left after a reserve in MiB
+    for metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups (tp x pp / 8 GiB),
+    at least 10 GiB on GPUs above 60 GiB. On an L40S (46,068 MiB) that is 0.851, which SGLang logged there
+    (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851)."""
     reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024
-    return round((mb - reserved) / mb, 3)
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
@@ -352,10 +357,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
                                                                context - in_budget))
     elif inf.engine == "sglang":
-        # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
-        # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.
-        budget = int(s.gpu_memory_utilization * total)
-        pool = budget - (context + weights + nt)
+        # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
+        # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
+        # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
+        budget = int(s.gpu_memory_utilization * (total - context - nt))
+        pool = budget - weights
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
