@@ -89,9 +89,10 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
     for row, est, pool, rule_kv in rows(path):
         m = row["measured"]
         spec = row["spec"]
+        pipeline = spec.get('parallelism', {}).get('pipeline', 1)
         setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
-                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}, "
-                 f"{row['version']}")
+                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}"
+                 f"{f' x pipeline {pipeline}' if pipeline > 1 else ''}, {row['version']}")
         if "kvCacheTokens" in m:
             ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
             tokens_per_byte = est.kv_cache_tokens / pool
