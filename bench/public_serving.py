@@ -89,9 +89,10 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
     for row, est, pool, rule_kv in rows(path):
         m = row["measured"]
         spec = row["spec"]
+        pipeline = spec.get('parallelism', {}).get('pipeline', 1)
         setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
-                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}, "
-                 f"{row['version']}")
+                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}"
+                 f"{f' x pipeline {pipeline}' if pipeline > 1 else ''}, {row['version']}")
         if "kvCacheTokens" in m:
             ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
             tokens_per_byte = est.kv_cache_tokens / pool
@@ -107,7 +108,7 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
             cells = (f"weights {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), "", 0.0)
         errors.append(cells[2])
         if "starts" in m:  # a fit/no-fit fact: the engine started, or refused / died at graph capture
-            facts.append((row["id"], bool(m["starts"]), est.max_concurrency is not None and est.max_concurrency >= 1))
+            facts.append((row["id"], bool(m["starts"]), bool(est.engine_starts)))
         if "kvCacheTokens" in m or "kvCacheBytes" in m:
             kv_errors.append(cells[2])
         rule = f"{cells[3]} | {cells[4]:+.1f}%" if cells[3] else " | "

@@ -91,10 +91,45 @@ def test_tensor_parallel_halves_weights_and_adds_nccl_buffers():
     assert two.kv_cache_tokens > 2 * one.kv_cache_tokens  # half the KV heads per rank, more room
 
 
+def test_nccl_buffers_over_nvlink_are_one_flat_group_cost_over_pcie_per_peer():
+    """NCCL_NVLINK_GROUP: a tensor rank on NVLink (SXM) holds about 1.8 GiB of NCCL channel buffers whatever the
+    group's size (vLLM 0.19.0 logged 2.07 GiB of non-torch memory at tensor 2 and 2.13 at 4 on H100, 0.25 alone);
+    over PCIe (L40S) the buffers stay small and grow per peer."""
+    from rackfit.estimator.engines import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+    nt = {(gpu.model, t): serve(contextLength=8192, gpu=gpu, layout=Layout(tensor=t)).breakdown.non_torch_bytes
+          for gpu in (H100, L40S) for t in (1, 2, 4)}
+    assert nt["H100", 1] == nt["L40S", 1] == NON_TORCH_BASE
+    assert nt["H100", 2] == nt["H100", 4] == NON_TORCH_BASE + NCCL_NVLINK_GROUP
+    assert nt["L40S", 2] == NON_TORCH_BASE + NCCL_PER_PEER and nt["L40S", 4] == NON_TORCH_BASE + 3 * NCCL_PER_PEER
+    # and the KV cache pays for it: Llama 3.1 8B at tensor 2 on H100, util 0.95, vLLM 0.19.0 (row S15): 63.76 GiB
+    e = serve(contextLength=8192, layout=Layout(tensor=2), gpuMemoryUtilization=0.95, engineVersion="0.19.0")
+    assert e.kv_cache_tokens == pytest.approx(1_044_688, rel=0.02)
+
+
+def test_gpus_joined_by_nvlink():
+    nvlink = {it.gpu.model: it.gpu.nvlink for it in CATALOG.instance_types.values()}
+    assert nvlink["H100"] and nvlink["H200"] and nvlink["B200"] and nvlink["A100"]
+    assert not nvlink["L40S"] and not nvlink["L40"] and not nvlink["RTX Pro 6000 Blackwell"]
+    pcie = H100.model_copy(update={"product": "NVIDIA-H100-PCIe"})
+    assert not pcie.nvlink
+
+
 def test_one_request_that_does_not_fit_is_the_engines_refusal():
     e = serve("llama-3.1-70b", precision="fp8", contextLength=131072, gpu=L40S, layout=Layout(tensor=2))
     assert e.max_concurrency < 1
     assert any("would refuse to start" in n and f"about {e.kv_cache_tokens} tokens" in n for n in e.notes)
+
+
+def test_sglang_starts_with_a_pool_shorter_than_one_request():
+    """SGLang caps each request at its pool (tp_worker.py: max_req_len = min(context_len - 1, max_total_num_tokens -
+    1), asserting only that it is positive), so it starts where vLLM refuses; the workload still does not fit."""
+    args = dict(preset="llama-3.1-70b", precision="fp8", contextLength=131072, gpu=L40S, layout=Layout(tensor=2))
+    vllm, sglang = serve(**args), serve(engine="sglang", **args)
+    assert vllm.max_concurrency < 1 and vllm.engine_starts is False
+    assert 0 < sglang.max_concurrency < 1 and sglang.engine_starts is True
+    assert any("sglang would start but reject requests longer than" in n for n in sglang.notes)
+    assert serve(contextLength=8192).engine_starts is True
+    assert serve(contextLength=8192, gpu=None).engine_starts is None
 
 
 def test_without_a_gpu_the_cache_is_what_the_requests_need():
@@ -105,14 +140,24 @@ def test_without_a_gpu_the_cache_is_what_the_requests_need():
 
 
 def test_sglang_default_fraction_follows_its_formula():
-    s = settings(parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
-                             "inference": {"engine": "sglang"}}).inference, H100, 1, 1)
-    mb = cuda_total_bytes(H100) / 2**20
+    """ServerArgs._handle_gpu_memory_settings: nvidia-smi's MiB (the label), a reserve for metadata, the prefill chunk,
+    the CUDA graph batch and tp x pp, at least 10 GiB above 60 GiB. SGLang logged 0.851 on an L40S."""
+    inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                      "inference": {"engine": "sglang"}}).inference
+    s = settings(inf, H100, 1, 1)
     reserve = 512 + 8192 * 1.5 + 256 * 2 + 1 / 8 * 1024  # metadata, prefill chunk, graphs, tp x pp / 8
-    assert s.gpu_memory_utilization == round((mb - reserve) / mb, 3)
+    assert s.gpu_memory_utilization == round((H100.memory_mib - reserve) / H100.memory_mib, 3)
+    l40s = settings(inf, L40S, 1, 1)
+    assert (l40s.max_num_batched_tokens, l40s.max_num_seqs, l40s.gpu_memory_utilization) == (4096, 32, 0.851)
+    # a 2,048-token chunk (--chunked-prefill-size) reserves 512 + 3,072 + 512 + 128 MiB: the 10 GiB floor applies
+    small = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                        "inference": {"engine": "sglang", "maxNumBatchedTokens": 2048}}).inference
+    assert settings(small, H100, 1, 1).gpu_memory_utilization == round((81559 - 10 * 1024) / 81559, 3)
     e = serve(engine="sglang", contextLength=8192)
-    # the static fraction holds weights and the pool; activations and graphs live outside it
-    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * cuda_total_bytes(H100))
+    # the fraction is of what was free before loading (model_runner_kv_cache_mixin.py profile_max_num_token)
+    b = e.breakdown
+    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - b.overhead_bytes
+                                                                      - b.non_torch_bytes))
 
 
 def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
@@ -122,6 +167,25 @@ def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
         - b.cuda_graph_bytes
     per_token = 32 * 2 * 8 * 128 * 2
     assert abs(e.kv_cache_tokens * per_token - 0.9 * free) < 16 * per_token
+
+
+def test_tensorrt_llm_samples_only_its_few_dummy_requests():
+    """TensorRT-LLM's estimation run fills max_num_tokens with requests of max_seq_len - 1 tokens (KvCacheCreator.
+    _create_dummy_context_requests): two at 8,192 tokens, so its activations are the forward's, not 2,048 requests'
+    logits (3.4 GiB for Llama 3.1 8B at 14 bytes a logit), which vLLM's _dummy_sampler_run would take."""
+    from rackfit.estimator.engines import forward_peak_bytes, profile_requests, sampler_peak_bytes
+    from rackfit.models import resolve
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine="tensorrt-llm", contextLength=8192)))
+    s = settings(spec.inference, H100, 1, 1)
+    assert profile_requests(spec.inference, s) == 2
+    short = spec.inference.model_copy(update={"context_length": 1024})
+    assert profile_requests(short, settings(short, H100, 1, 1)) == 9  # 8 of 1,023 tokens and one of 8
+    a = resolve(spec.model)
+    e = serve(engine="tensorrt-llm", contextLength=8192)
+    assert e.breakdown.activations_bytes == max(forward_peak_bytes(a, Layout(), 8192),
+                                                sampler_peak_bytes(a, Layout(), 2) + 2 * 4096 * 2)
+    assert e.breakdown.activations_bytes < 1 << 30
 
 
 def test_older_vllm_releases_plan_as_they_did():

@@ -24,6 +24,12 @@ _FORMATS: dict[str, frozenset[str]] = {
 }
 
 
+# GPUs that HGX/SXM boards join by NVLink (NVSwitch) inside a node: A100 SXM, H100 SXM, H200, GH200, B200, B300,
+# GB200, GB300. Their PCIe variants (product label "...-PCIe-..." / "...-PCIE-...") and the PCIe-only cards (L4,
+# L40S, A10, RTX) talk over PCIe. NCCL opens many more channels over NVLink (estimator/engines.py, NCCL_NVLINK_GROUP).
+_NVLINK_MODELS = ("A100", "H100", "H200", "GH200", "B200", "B300", "GB200", "GB300")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -48,6 +54,11 @@ class GPU(_Frozen):
     @property
     def formats(self) -> frozenset[str]:
         return _FORMATS[self.architecture]
+
+    @property
+    def nvlink(self) -> bool:
+        """GPUs of this kind are joined by NVLink inside a node (SXM boards), not by PCIe."""
+        return self.model.upper().startswith(_NVLINK_MODELS) and "PCIE" not in self.product.upper()
 
 
 class InstanceType(_Frozen):

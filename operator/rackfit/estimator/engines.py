@@ -29,16 +29,32 @@ DRIVER_RESERVED = GiB // 2
 # Memory outside PyTorch's allocator on one GPU (cuBLAS/cuDNN handles, the sampler's workspaces):
 # vLLM logs non_torch_memory 0.10 GiB on one A100 (row S4).
 NON_TORCH_BASE = GiB // 10
-# NCCL communicators per peer in the tensor-parallel group: 0.30 GiB at tensor 2 (row S3) = base + 0.2.
+# NCCL communicators per peer in the tensor-parallel group over PCIe: 0.30 GiB at tensor 2 on L40S (row S3)
+# = base + 0.2.
 NCCL_PER_PEER = GiB // 5
+# ...and over NVLink (GPU.nvlink: SXM boards), one flat 1.82 GiB per rank whatever the group's size. NCCL gives each
+# channel, for each peer a rank connects to, a receive buffer per protocol (src/init.cc: DEFAULT_BUFFSIZE 4 MiB for
+# Simple, DEFAULT_LL128_BUFFSIZE 120 x 640 x 8 x 8 B = 4.69 MiB, DEFAULT_LL_BUFFSIZE 512 KiB), and opens up to
+# MAXCHANNELS (32) channels where the links are fast (NVLink) but a few over PCIe; a rank of a ring or tree connects
+# to the same neighbours at tensor 2 as at 8, so the total does not grow with the group. vLLM runs NCCL without cuMem
+# (env_override.py NCCL_CUMEM_ENABLE=0: no NVLS buffers) and holds two communicators per tensor group (PyNccl and
+# the torch process group). Set by row S15 (vLLM 0.19.0, Llama 3.1 8B at tensor 2 on H100: "2.07 GiB for non-torch
+# memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
+# more at tensor 2.
+NCCL_NVLINK_GROUP = int(1.82 * GiB)
 # vLLM's block size (vllm/config/cache.py: block_size 16 on CUDA): the cache holds whole blocks.
 BLOCK_TOKENS = 16
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
 # max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
-# of the ~67 sizes x (layers + 1) piecewise graphs keeps a little private memory (estimated, not measured).
+# of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14
+# (vLLM 0.19.0, Llama 3.1 8B on one H100: "Graph capturing finished in 3 secs, took 0.91 GiB", less the 512-token
+# forward, over 67 x 33 pieces; it was 64 KiB, an estimate, 0.18 GiB where the log says 0.91). The other 0.19.0 logs
+# read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.87 and 0.86). It counts inside the KV cache's budget from
+# GRAPHS_IN_BUDGET (vLLM's own estimate there, "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and
+# in the graph-capture verdict before it.
 GRAPH_MAX_TOKENS = 512
 GRAPH_SIZES = 67
-GRAPH_PRIVATE_BYTES = 64 << 10
+GRAPH_PRIVATE_BYTES = 408 << 10
 # TensorRT-LLM's defaults (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9,
 # BuildConfig max_num_tokens 8192, max_batch_size 2048).
 TRTLLM_FRACTION = 0.9
@@ -75,6 +91,11 @@ ASSUMED_TOTAL = 80 * GiB
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
 NATIVE_SAMPLER_UNTIL = (0, 13)
+# SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
+# caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
+# max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
+# request ("Input length ... exceeds the maximum allowed length"). vLLM refuses a max_model_len its cache cannot hold.
+SGLANG_MIN_POOL_TOKENS = 7
 # V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
 # holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
@@ -115,9 +136,11 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
         tokens, seqs = (8192 if large else 2048), (1024 if large else 256)
     elif inf.engine == "sglang":
-        sized = total or ASSUMED_TOTAL
-        tokens, seqs = _sglang_defaults(sized)
-        util = _sglang_fraction(sized, tokens, _sglang_graph_bs(sized, tensor), tensor, pipeline)
+        # SGLang sizes its defaults by nvidia-smi's memory.total (utils get_nvgpu_memory_capacity), the label's MiB
+        mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
+        tokens, seqs = _sglang_defaults(mib, tensor)
+        # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
+        util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
@@ -125,36 +148,43 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
 
 
-def _sglang_defaults(total: int) -> tuple[int, int]:
-    """python/sglang/srt/server_args.py, _handle_gpu_memory_settings: chunked_prefill_size by the
-    GPU's memory (2048 below 35 GB, 4096 below 60, 8192 below 160, else 16384); max_running_requests
-    is bounded by the KV pool rather than a default, so the CUDA graph batch size stands in for it."""
-    gb = total / 1e9
-    tokens = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
-    return tokens, _sglang_graph_bs(total, 1)
+def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:
+    """python/sglang/srt/server_args.py, ServerArgs._handle_gpu_memory_settings (SGLang of late 2025, v0.5): by the
+    GPU's memory in MiB, chunked_prefill_size 2048 below 35 GiB, 4096 below 60, 8192 below 160, else 16384; and
+    cuda_graph_max_bs 8 below 20 GiB, 24 below 35 (80 from tensor 4), 32 below 60 (160), 256 below 160 (512), else 512.
+    max_running_requests is bounded by the KV pool rather than a default, so the graph batch stands in for it."""
+    gib = mib / 1024
+    wide = tensor >= 4
+    if gib < 20:
+        return 2048, 8
+    if gib < 35:
+        return 2048, 80 if wide else 24
+    if gib < 60:
+        return 4096, 160 if wide else 32
+    if gib < 160:
+        return 8192, 512 if wide else 256
+    return 16384, 512
 
 
-def _sglang_graph_bs(total: int, tensor: int) -> int:
-    gb = total / 1e9
-    if gb < 35:
-        return 80 if tensor < 4 else 160
-    if gb < 60:
-        return 128 if tensor < 4 else 256
-    return 256 if tensor < 4 else 512
-
-
-def _sglang_fraction(total: int, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
-    """SGLang's default mem_fraction_static (server_args.py): what is left after a reserve in MB for
-    metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups."""
-    mb = total / MiB
+def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static (the same _handle_gpu_memory_settings): what is left after a reserve in MiB
+    for metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups (tp x pp / 8 GiB),
+    at least 10 GiB on GPUs above 60 GiB. On an L40S (46,068 MiB) that is 0.851, which SGLang logged there
+    (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851)."""
     reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024
-    return round((mb - reserved) / mb, 3)
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
 
 
-def non_torch_bytes(layout: Layout) -> int:
-    """NCCL communicators grow with the tensor-parallel group (and the pipeline's send/recv peers)."""
-    peers = layout.tensor - 1 + (1 if layout.pipeline > 1 else 0)
-    return NON_TORCH_BASE + NCCL_PER_PEER * peers
+def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
+    """NCCL communicators: over PCIe they grow with the tensor-parallel group's peers, over NVLink a tensor group
+    costs NCCL_NVLINK_GROUP whatever its size (without a GPU, an NVLink one is assumed, as ASSUMED_TOTAL assumes an
+    H100); the pipeline's send/recv peer counts as one PCIe peer."""
+    pipe = 1 if layout.pipeline > 1 else 0
+    if layout.tensor > 1 and (gpu is None or gpu.nvlink):
+        return NON_TORCH_BASE + NCCL_NVLINK_GROUP + NCCL_PER_PEER * pipe
+    return NON_TORCH_BASE + NCCL_PER_PEER * (layout.tensor - 1 + pipe)
 
 
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
@@ -283,17 +313,42 @@ class Served:
             return None
         return 0.0 if self.refused else round(self.kv_pool / self.per_request, 2)
 
+    @property
+    def starts(self) -> bool | None:
+        """Whether the engine process starts on this GPU (None without one): not when it refuses the layout; vLLM and
+        TensorRT-LLM not below one contextLength request; SGLang whenever its pool holds SGLANG_MIN_POOL_TOKENS, capping
+        each request at what it holds."""
+        if self.kv_pool is None:
+            return None
+        if self.refused:
+            return False
+        if self.settings.engine == "sglang":
+            return self.kv_pool // self.per_token >= SGLANG_MIN_POOL_TOKENS
+        return self.max_concurrency >= 1
+
+
+def profile_requests(inf: Inference, s: EngineSettings) -> int:
+    """The requests whose logits the engine's profile run samples. vLLM V1's _dummy_sampler_run: one per sequence slot
+    (max_num_seqs, at most max_num_batched_tokens). TensorRT-LLM's PyTorch backend estimates the KV cache with dummy
+    context requests of min(max_num_tokens, max_seq_len - 1) tokens until max_num_tokens are used, each generating one
+    token (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._create_dummy_context_requests, called with
+    net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048."""
+    if inf.engine == "tensorrt-llm":
+        per_request = max(1, min(s.max_num_batched_tokens, s.max_model_len - 1))
+        return -(-s.max_num_batched_tokens // per_request)
+    return min(s.max_num_batched_tokens, s.max_num_seqs)
+
 
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
           ) -> Served:
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts)."""
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
-    requests = min(s.max_num_batched_tokens, s.max_num_seqs)
+    requests = profile_requests(inf, s)
     sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
-    nt = non_torch_bytes(layout)
+    nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
                                  mla_latent=latent)
@@ -322,13 +377,16 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
                                                                context - in_budget))
     elif inf.engine == "sglang":
-        # python/sglang/srt/model_executor/model_runner.py, profile_max_num_token: the pool is what is
-        # free after loading, less (1 - mem_fraction_static) x total; activations and graphs live there.
-        budget = int(s.gpu_memory_utilization * total)
-        pool = budget - (context + weights + nt)
+        # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
+        # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
+        # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
+        budget = int(s.gpu_memory_utilization * (total - context - nt))
+        pool = budget - weights
     else:
-        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator: free_gpu_memory_fraction of what is
-        # free after the weights and a profiled forward of max_num_tokens.
+        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
+        # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
+        # (weights, the dummy requests' forward of max_num_tokens, that temporary cache) plus everything outside torch
+        # once the run is done (CUDA context, NCCL, CUDA graphs): the fraction of what that run leaves free.
         free = total - context - weights - act - nt - graphs
         pool = int(s.gpu_memory_utilization * free)
         budget = weights + act + nt + graphs + max(pool, 0)

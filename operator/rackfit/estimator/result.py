@@ -64,6 +64,10 @@ class Estimate(_Out):
     refused: str | None = Field(None, description=(
         "serving engines: why the engine would not start on this layout whatever its KV cache holds (then "
         "maxConcurrency is 0), e.g. fp8 blocks split across tensor ranks, CUDA graphs beyond the budget"))
+    engine_starts: bool | None = Field(None, description=(
+        "serving engines on a known GPU: whether the engine process would start on this layout. vLLM refuses a KV "
+        "cache that holds less than one contextLength request; SGLang starts with any pool of a few tokens and "
+        "rejects requests longer than it holds (then maxConcurrency is below 1 although it starts)"))
     error_band: str | None = Field(None, description=(
         "the measured error of this estimate's regime (runtime, workload kind, GPU family) on make bench's rows, "
         "e.g. '-4.5%..+3.9% of memory on 14 measured rows (...)', or 'unmeasured' where no row was measured; "
