@@ -68,6 +68,19 @@ def test_fp8_serves_on_ampere_weight_only():
     """vLLM runs fp8 checkpoints on A100 through its FP8 Marlin kernel: planned, not refused."""
     p = plan(inference("llama-3.1-8b", "fp8", instanceTypes=["gd-8xa100-i128"]), CATALOG)
     assert p.chosen.placement.instance_type == "gd-8xa100-i128"
+    assert any("weight-only" in n for n in p.chosen.estimate.notes)
+
+
+@pytest.mark.parametrize("engine", ["tensorrt-llm", "transformers"])
+def test_fp8_on_ampere_is_refused_for_runtimes_without_marlin(engine):
+    """TensorRT-LLM's and transformers' fp8 kernels need compute capability 8.9: A100 is rejected, Hopper chosen."""
+    spec = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "precision": "fp8",
+                       "inference": {"engine": engine},
+                       "placement": {"instanceTypes": ["gd-8xa100-i128", "gd-8xh100ib-i128"]}})
+    p = plan(spec, CATALOG)
+    assert p.chosen.placement.instance_type == "gd-8xh100ib-i128"
+    (why,) = [r.reason for r in p.rejected if r.instance_type == "gd-8xa100-i128"]
+    assert f"{engine} needs compute capability 8.9" in why
 
 
 def test_unknown_instance_type_is_refused_with_the_field():

@@ -28,7 +28,8 @@ from rackfit.estimator.weights import quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
-__all__ = ["estimate", "estimate_arch", "refusal", "check_context", "Estimate", "Breakdown", "Layout"]
+__all__ = ["estimate", "estimate_arch", "refusal", "check_context", "fp8_unsupported", "Estimate", "Breakdown",
+           "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -79,10 +80,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
     if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
-        runs = spec.workload == "inference" and spec.inference.engine in ("vllm", "sglang")
-        notes.append("fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)"
-                     if runs else "fp8 on Ampere runs only weight-only in vLLM and SGLang (Marlin kernels); "
-                     "this runtime needs compute capability 8.9 (Ada, Hopper) for fp8")
+        notes.append(fp8_unsupported(spec, arch, gpu) or
+                     "fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)")
     if spec.workload == "inference" and spec.inference.serving_engine:
         return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":
@@ -121,6 +120,20 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
                     error_band=error_band(spec, gpu),
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency,
                     refused=s.refused, engine_starts=s.starts)
+
+
+def fp8_unsupported(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU) -> str | None:
+    """Why fp8 weights cannot run on this GPU for this runtime, or None. Below compute capability 8.9 (Ampere) only
+    vLLM and SGLang run them, weight-only through FP8 Marlin kernels (vllm/model_executor/layers/quantization/fp8.py,
+    `use_marlin = not current_platform.has_device_capability(89)`; SGLang's fp8.py the same); TensorRT-LLM's fp8
+    kernels and transformers' (FbgemmFp8, FineGrainedFP8) need 8.9."""
+    if gpu.architecture != "ampere" or not _fp8_weights(spec, arch):
+        return None
+    if spec.workload == "inference" and spec.inference.engine in ("vllm", "sglang"):
+        return None
+    runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
+    return (f"fp8 weights on {gpu.model} ({gpu.architecture}) run only weight-only in vLLM and SGLang (Marlin "
+            f"kernels); {runtime} needs compute capability 8.9 (Ada, Hopper) for fp8")
 
 
 def _fp8_weights(spec: LLMWorkloadSpec, arch: ModelArch) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Estimate, Layout, estimate_arch, refusal
+from rackfit.estimator import Estimate, Layout, estimate_arch, fp8_unsupported, refusal
 from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
@@ -81,6 +81,8 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
     if spec.precision not in t.gpu.formats:
         return [], (f"precision {spec.precision} is not supported by {t.gpu.model} ({t.gpu.architecture}); "
                     f"it runs {', '.join(sorted(t.gpu.formats))}")
+    if why := fp8_unsupported(spec, a, t.gpu):
+        return [], why
     capacity = usable_bytes(t, spec)
     max_nodes = spec.placement.max_nodes or DEFAULT_MAX_NODES
     max_gpus = max_nodes * t.gpus_per_node
