@@ -74,6 +74,12 @@ LORA_INPUT_BYTES = 2.5
 # input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
 FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 
+# Hugging Face transformers before 4.49.0 (loss/loss_utils.py, ForCausalLMLoss): `logits = logits.float()`, then
+# `shift_logits = logits[..., :-1, :].contiguous()` and cross_entropy over it, so the fp32 upcast, its shifted copy
+# and the log-softmax are alive at once beside the 16-bit logits: 4 bytes a logit more at the end of the forward.
+# transformers PR 35646 pads the labels instead; the backward (saved log-softmax and the gradients) is unchanged.
+SHIFT_COPY_BYTES = 4
+
 
 def compile_savings(a: ModelArch, t: int) -> float:
     """Bytes per token per layer that torch.compile does not keep: Inductor's min-cut partitioner
@@ -134,9 +140,12 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
         kept = layers * per_layer
     vocab = a.vocab_size / t  # vocab-parallel cross-entropy
     chunks = tr.loss_chunks or 1  # chunked cross-entropy: 16-bit logits whole, fp32 buffers per chunk
+    # transformers before 4.49: ForCausalLMLoss's `logits[..., :-1, :].contiguous()` of the fp32 upcast, alive with it
+    # and the log-softmax until the loss returns (an unchunked loss only)
+    shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks)),
+        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks + shift_copy)),
         loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0))),
     )
