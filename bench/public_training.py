@@ -188,7 +188,8 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "vocabulary matrix and Megatron's interleaved schedule (T14, -19% / -42% before), the foreach AdamW "
              "temporary as adamwImplementation says (T15 one GPU, -20% before), FSDP1's root unit under LoRA "
              "(T16/T17, -8% to -20% before), transformers' shifted fp32 logits copy before 4.49 (T16/T17 under "
-             "FSDP1, -10% to -16% before). "
+             "FSDP1, -10% to -16% before), the norm outputs and SwiGLU product that Inductor's partitioner may not "
+             "recompute (T18 compiled, -16% / -20% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 

@@ -93,6 +93,19 @@ def test_checkpointing_never_costs_memory(framework):
     assert totals[0] >= totals[1] >= totals[2]
 
 
+def test_compile_keeps_what_the_backward_matmuls_need():
+    """Inductor's partitioner never recomputes a tensor a matmul's weight gradient needs (is_materialized_backwards):
+    each norm keeps its 16-bit input and output (8 bytes a hidden element for two norms, against the eager fp32
+    count), SwiGLU keeps gate, up and product and recomputes only act(gate)."""
+    from rackfit.estimator.activations import NORM_BYTES_PER_H, training_activations
+
+    tokens = 2 * 2048
+    eager, compiled = (training_activations(LLAMA, Training(microBatchSize=2, sequenceLength=2048, compile=c),
+                                            Layout(), mixed=False) for c in (False, True))
+    per_layer = (NORM_BYTES_PER_H - 8) * LLAMA.hidden_size + 2 * LLAMA.intermediate_size
+    assert eager.layers - compiled.layers == pytest.approx(tokens * LLAMA.num_layers * per_layer, abs=64)
+
+
 def test_compile_reduces_transformers_activations_too():
     eager = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048))
     compiled = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048, compile=True))

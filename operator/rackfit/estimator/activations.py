@@ -81,15 +81,24 @@ FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 SHIFT_COPY_BYTES = 4
 
 
+# Under torch.compile a norm keeps its 16-bit input and its 16-bit output: the output feeds the next matmuls, whose
+# weight gradient (an mm in the backward) needs it, so the partitioner may not recompute it (below).
+COMPILED_NORM_BYTES_PER_H = 2 * 2 * ACT_BYTES   # two norms per layer, input and output each
+
+
 def compile_savings(a: ModelArch, t: int) -> float:
-    """Bytes per token per layer that torch.compile does not keep: Inductor's min-cut partitioner
-    (torch/_functorch/partitioners.py) recomputes pointwise ops in the backward, so the norms keep their
-    input only and SwiGLU keeps gate and up (not act(gate) nor the product)."""
-    saved = (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size
+    """Bytes per token per layer that torch.compile does not keep. Inductor's min-cut partitioner
+    (torch/_functorch/partitioners.py, min_cut_rematerialization_partition) recomputes pointwise ops in the
+    backward, but `should_ban_recomputation` bans any node that `is_materialized_backwards`, one a non-fusible op
+    (the matmuls' weight-gradient mm, through views) uses in the backward (torch/_functorch/config.py:
+    ban_recompute_materialized_backward = True). So each norm keeps its 16-bit input and its 16-bit output (the
+    q/k/v and gate/up matmuls' input), not its fp32 upcast; SwiGLU keeps gate, up and their product (down's
+    input) and recomputes only act(gate)."""
+    saved = (NORM_BYTES_PER_H - COMPILED_NORM_BYTES_PER_H) * a.hidden_size
     if a.gated_mlp:
         inter = a.moe_intermediate_size * (a.num_experts_per_token + a.num_shared_experts) if a.is_moe \
             else a.intermediate_size
-        saved += 2 * ACT_BYTES * inter
+        saved += ACT_BYTES * inter
     return saved / t
 
 

@@ -115,13 +115,12 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    """As eager, under torch.compile (activations.compile_savings: the partitioner recomputes a norm's output
-    from its input). Under torchtitan's tensor parallel the gathered norm outputs stay saved: the all-gather is
-    not among the ops the min-cut partitioner recomputes (torch/_functorch/partitioners.py, recomputable ops are
-    pointwise, views and cheap reductions)."""
+    """As eager, under torch.compile (activations.compile_savings: each norm keeps its 16-bit input and output, the
+    fp32 upcast and SwiGLU's act(gate) are recomputed). Under torchtitan's tensor parallel the saved norm outputs
+    are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them."""
     per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
     if torchtitan(tr) and t > 1:
-        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size * (1 - 1 / t)
     return per
 
 
