@@ -47,6 +47,10 @@ class Rule(NamedTuple):
 
 # By the model (its `$defs` name) whose validator checks them. Defaults are applied before CEL
 # runs, so `method` and `precision` are always set there.
+# transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
+# merged after 4.48.0 of January 2025)
+HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+
 RULES: dict[str, dict[str, Rule]] = {
     "ModelSource": {
         "parameters_alone": Rule(
@@ -129,6 +133,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp'])",
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
             "transformers or fsdp (DeepSpeed's and Megatron's AdamW are fused)", ".adamwImplementation"),
+        "transformers_version": Rule(
+            "!has(self.transformersVersion) || self.framework == 'transformers' || "
+            "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
+            "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: "
+            "only with framework transformers, or fsdp with fsdpVersion 1 (accelerate's FSDP over transformers "
+            "models)", ".transformersVersion"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -374,6 +384,12 @@ class Training(_Model):
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
         "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
 
+    transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+        "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
+        "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
+        "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
+        "logit more at the end of the forward. Default: current releases"))
+
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
@@ -399,6 +415,9 @@ class Training(_Model):
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":
             raise ValueError(rules["fsdp_version"].message)
+        if self.transformers_version is not None and not (
+                self.framework == "transformers" or (self.framework == "fsdp" and self.fsdp_version == 1)):
+            raise ValueError(rules["transformers_version"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):
@@ -418,6 +437,15 @@ class Training(_Model):
     def fsdp(self) -> int:
         """The FSDP version of framework fsdp (fsdpVersion, default 2)."""
         return self.fsdp_version or 2
+
+    @property
+    def copies_shifted_logits(self) -> bool:
+        """Hugging Face transformers before 4.49.0: ForCausalLMLoss (loss/loss_utils.py) shifts the fp32 logits with
+        `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
+        transformers PR 35646, which pads the labels instead)."""
+        if self.transformers_version is None:
+            return False
+        return tuple(int(x) for x in self.transformers_version.split(".")[:2]) < HF_LOSS_WITHOUT_SHIFT_COPY
 
     @property
     def loss_compiled(self) -> bool:

@@ -93,6 +93,19 @@ def test_checkpointing_never_costs_memory(framework):
     assert totals[0] >= totals[1] >= totals[2]
 
 
+def test_compile_keeps_what_the_backward_matmuls_need():
+    """Inductor's partitioner never recomputes a tensor a matmul's weight gradient needs (is_materialized_backwards):
+    each norm keeps its 16-bit input and output (8 bytes a hidden element for two norms, against the eager fp32
+    count), SwiGLU keeps gate, up and product and recomputes only act(gate)."""
+    from rackfit.estimator.activations import NORM_BYTES_PER_H, training_activations
+
+    tokens = 2 * 2048
+    eager, compiled = (training_activations(LLAMA, Training(microBatchSize=2, sequenceLength=2048, compile=c),
+                                            Layout(), mixed=False) for c in (False, True))
+    per_layer = (NORM_BYTES_PER_H - 8) * LLAMA.hidden_size + 2 * LLAMA.intermediate_size
+    assert eager.layers - compiled.layers == pytest.approx(tokens * LLAMA.num_layers * per_layer, abs=64)
+
+
 def test_compile_reduces_transformers_activations_too():
     eager = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048))
     compiled = estimate(spec("transformers", microBatchSize=2, sequenceLength=2048, compile=True))
@@ -288,6 +301,22 @@ def test_a_compiled_chunked_loss_frees_each_chunks_logits_in_the_backward():
     assert chunked.loss_forward == whole.loss_forward
 
 
+def test_transformers_before_4_49_copies_the_shifted_fp32_logits():
+    """ForCausalLMLoss before transformers 4.49 (`logits[..., :-1, :].contiguous()` of the fp32 upcast): 4 bytes a logit
+    more at the end of the forward, under FSDP1 over transformers models and under transformers; not from 4.49, not
+    unset (current releases), and the backward is unchanged."""
+    from rackfit.estimator.activations import training_activations
+
+    n = 2 * 4096 * LLAMA.vocab_size
+    fsdp1 = dict(fsdpVersion=1, microBatchSize=2, sequenceLength=4096)
+    old, new, unset = (acts("fsdp", transformersVersion=v, **fsdp1) for v in ("4.48.1", "4.49.0", None))
+    assert old.loss_forward - unset.loss_forward == pytest.approx(4 * n, abs=2)
+    assert new.loss_forward == unset.loss_forward and old.loss_backward == unset.loss_backward
+    hf = [training_activations(LLAMA, Training(microBatchSize=2, sequenceLength=4096, **v), Layout(), mixed=False)
+          for v in (dict(transformersVersion="4.48.1"), {})]
+    assert hf[0].loss_forward - hf[1].loss_forward == pytest.approx(4 * n, abs=2)
+
+
 def test_the_estimate_says_what_it_assumed_of_the_runtime():
     assert any("torchtitan" in n for n in estimate(spec("fsdp", activationCheckpointing="selective")).notes)
     assert any("default allocator" in n for n in estimate(spec("fsdp")).notes)
@@ -307,6 +336,8 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
     ("megatron", dict(adamwImplementation="fused"), "spec.training.adamwImplementation"),
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
+    ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
+    ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

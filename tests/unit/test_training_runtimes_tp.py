@@ -13,6 +13,7 @@ from rackfit.estimator.frameworks import (
     LOSS_PARALLEL_BACKWARD_BYTES,
     LOSS_PARALLEL_FORWARD_BYTES,
     NORM_OUTPUT_BYTES_PER_H,
+    compiled_layer_bytes,
     eager_layer_bytes,
     runtime_activations,
     runtime_peak,
@@ -41,6 +42,14 @@ def tr(**training) -> Training:
 def test_gathered_norm_outputs_are_not_split_by_tensor():
     """Per token, a layer keeps the split part over t plus both norms' whole-sequence outputs."""
     t1, t4 = eager_layer_bytes(LLAMA, tr(), 1), eager_layer_bytes(LLAMA, tr(), 4)
+    replicated = NORM_OUTPUT_BYTES_PER_H * H
+    assert t4 - replicated == pytest.approx((t1 - replicated) / 4)
+
+
+def test_compiled_norm_outputs_are_saved_whole_under_tensor_parallel_and_split_without():
+    """Under compile the partitioner saves each norm's output (the matmuls' weight gradients need it); under
+    torchtitan's tensor parallel that is the gathered whole sequence on every rank, the rest split over t."""
+    t1, t4 = compiled_layer_bytes(LLAMA, tr(), 1), compiled_layer_bytes(LLAMA, tr(), 4)
     replicated = NORM_OUTPUT_BYTES_PER_H * H
     assert t4 - replicated == pytest.approx((t1 - replicated) / 4)
 

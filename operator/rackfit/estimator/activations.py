@@ -74,16 +74,31 @@ LORA_INPUT_BYTES = 2.5
 # input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
 FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 
+# Hugging Face transformers before 4.49.0 (loss/loss_utils.py, ForCausalLMLoss): `logits = logits.float()`, then
+# `shift_logits = logits[..., :-1, :].contiguous()` and cross_entropy over it, so the fp32 upcast, its shifted copy
+# and the log-softmax are alive at once beside the 16-bit logits: 4 bytes a logit more at the end of the forward.
+# transformers PR 35646 pads the labels instead; the backward (saved log-softmax and the gradients) is unchanged.
+SHIFT_COPY_BYTES = 4
+
+
+# Under torch.compile a norm keeps its 16-bit input and its 16-bit output: the output feeds the next matmuls, whose
+# weight gradient (an mm in the backward) needs it, so the partitioner may not recompute it (below).
+COMPILED_NORM_BYTES_PER_H = 2 * 2 * ACT_BYTES   # two norms per layer, input and output each
+
 
 def compile_savings(a: ModelArch, t: int) -> float:
-    """Bytes per token per layer that torch.compile does not keep: Inductor's min-cut partitioner
-    (torch/_functorch/partitioners.py) recomputes pointwise ops in the backward, so the norms keep their
-    input only and SwiGLU keeps gate and up (not act(gate) nor the product)."""
-    saved = (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size
+    """Bytes per token per layer that torch.compile does not keep. Inductor's min-cut partitioner
+    (torch/_functorch/partitioners.py, min_cut_rematerialization_partition) recomputes pointwise ops in the
+    backward, but `should_ban_recomputation` bans any node that `is_materialized_backwards`, one a non-fusible op
+    (the matmuls' weight-gradient mm, through views) uses in the backward (torch/_functorch/config.py:
+    ban_recompute_materialized_backward = True). So each norm keeps its 16-bit input and its 16-bit output (the
+    q/k/v and gate/up matmuls' input), not its fp32 upcast; SwiGLU keeps gate, up and their product (down's
+    input) and recomputes only act(gate)."""
+    saved = (NORM_BYTES_PER_H - COMPILED_NORM_BYTES_PER_H) * a.hidden_size
     if a.gated_mlp:
         inter = a.moe_intermediate_size * (a.num_experts_per_token + a.num_shared_experts) if a.is_moe \
             else a.intermediate_size
-        saved += 2 * ACT_BYTES * inter
+        saved += ACT_BYTES * inter
     return saved / t
 
 
@@ -134,9 +149,12 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
         kept = layers * per_layer
     vocab = a.vocab_size / t  # vocab-parallel cross-entropy
     chunks = tr.loss_chunks or 1  # chunked cross-entropy: 16-bit logits whole, fp32 buffers per chunk
+    # transformers before 4.49: ForCausalLMLoss's `logits[..., :-1, :].contiguous()` of the fp32 upcast, alive with it
+    # and the log-softmax until the loss returns (an unchunked loss only)
+    shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks)),
+        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks + shift_copy)),
         loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0))),
     )

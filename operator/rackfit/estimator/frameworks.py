@@ -26,6 +26,7 @@ from rackfit.estimator.activations import (
     ACT_BYTES,
     FUSED_NORM_BYTES_PER_H,
     NORM_BYTES_PER_H,
+    SHIFT_COPY_BYTES,
     _dims,
     _layer_bytes_per_token,
     compile_savings,
@@ -114,13 +115,12 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    """As eager, under torch.compile (activations.compile_savings: the partitioner recomputes a norm's output
-    from its input). Under torchtitan's tensor parallel the gathered norm outputs stay saved: the all-gather is
-    not among the ops the min-cut partitioner recomputes (torch/_functorch/partitioners.py, recomputable ops are
-    pointwise, views and cheap reductions)."""
+    """As eager, under torch.compile (activations.compile_savings: each norm keeps its 16-bit input and output, the
+    fp32 upcast and SwiGLU's act(gate) are recomputed). Under torchtitan's tensor parallel the saved norm outputs
+    are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them."""
     per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
     if torchtitan(tr) and t > 1:
-        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size * (1 - 1 / t)
     return per
 
 
@@ -288,8 +288,10 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         loss = _loss(a, tr, t, LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES)
     else:
         # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
-        # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py)
-        loss = _loss(a, tr, t, 2 + 4 + 4, 4 + 4 + 4)
+        # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py).
+        # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
+        shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
+        loss = _loss(a, tr, t, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
     if torchtitan(tr):
         # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with

@@ -7,8 +7,8 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-26.8, 14.5, 7, 'memory'),
-    ('fsdp', 'training', 'ampere'): (-19.0, 31.0, 22, 'memory'),
-    ('fsdp', 'training', 'any'): (-19.0, 31.0, 38, 'memory'),
+    ('fsdp', 'training', 'ampere'): (-19.0, 32.9, 22, 'memory'),
+    ('fsdp', 'training', 'any'): (-19.0, 32.9, 38, 'memory'),
     ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.7, 3.6, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
@@ -17,8 +17,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('sglang', 'inference', 'hopper'): (-2.5, -2.5, 1, 'kv cache'),
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
-    ('transformers', 'training', 'ampere'): (-7.1, 7.5, 12, 'memory'),
-    ('transformers', 'training', 'any'): (-7.1, 7.5, 26, 'memory'),
+    ('transformers', 'training', 'ampere'): (-5.3, 7.5, 16, 'memory'),
+    ('transformers', 'training', 'any'): (-5.3, 7.5, 30, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (7.2, 20.9, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
