@@ -90,7 +90,9 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
         m = row["measured"]
         spec = row["spec"]
         pipeline = spec.get('parallelism', {}).get('pipeline', 1)
-        setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
+        # a preset reshaped by `architecture` (gpt-oss-20b: gpt-oss-120b-mxfp4, fewer layers) goes by the row's name
+        name = (row.get('name') if spec['model'].get('architecture') else None) or spec['model'].get('preset')
+        setup = (f"{name or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
                  f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}"
                  f"{f' x pipeline {pipeline}' if pipeline > 1 else ''}, {row['version']}")
         if "kvCacheTokens" in m:

@@ -243,3 +243,35 @@ def test_the_plan_refuses_as_the_engine_would_with_the_largest_context():
     (rejection,) = plan(spec, CATALOG).rejected
     assert "vllm would refuse to start" in rejection.reason
     assert "the largest context that fits is about" in rejection.reason
+
+
+def test_vllm_capture_sizes_by_release():
+    from rackfit.estimator.engines import graph_capture_sizes
+    # VllmConfig._set_cudagraph_sizes: every 8 up to 512 through 0.11.0 (67), every 16 from 256 on from 0.11.1 (51,
+    # what 0.19.0 logged: "PIECEWISE=51 (largest=512)"); gpt-oss's 1024 gives 83 ("PIECEWISE=83 (largest=1024)"), its
+    # own list of 0.10.1-0.11.0 up to 992 gives 81
+    assert graph_capture_sizes(512, step16=False) == 67
+    assert graph_capture_sizes(512, step16=True) == 51
+    assert graph_capture_sizes(1024, step16=True) == 83
+    assert graph_capture_sizes(992, step16=True) == 81
+    assert graph_capture_sizes(128, step16=True) == graph_capture_sizes(128, step16=False) == 19
+
+
+def test_gpt_oss_captures_larger_cuda_graphs_under_vllm():
+    # GptOssForCausalLMConfig.verify_and_update_config raises the largest capture to 1024 tokens (992 before 0.11.1):
+    # the same shapes under another name keep vLLM's default 512
+    arch = {"numLayers": 24, "numExperts": 32, "slidingWindowLayers": 12}
+
+    def graphs(preset, version, engine="vllm"):
+        inference = {"contextLength": 8192, "engine": engine}
+        if engine == "vllm":
+            inference["engineVersion"] = version
+        spec = parse_spec(dict(model=dict(preset=preset, architecture=arch), workload="inference", precision="mxfp4",
+                               inference=inference))
+        return estimate(spec, gpu=H100).breakdown.cuda_graph_bytes
+
+    piece = 67 * 25 * (408 << 10)  # GRAPH_SIZES x (layers + 1) x GRAPH_PRIVATE_BYTES at the default capture
+    gpt = graphs("gpt-oss-120b-mxfp4", "0.19.0")
+    assert gpt - graphs("gpt-oss-120b-mxfp4", "0.19.0", engine="sglang") > piece * (83 / 51 - 1) * 0.99
+    assert graphs("gpt-oss-120b-mxfp4", "0.10.1") - graphs("gpt-oss-120b-mxfp4", "0.10.1", engine="sglang") > \
+        piece * (81 / 67 - 1) * 0.99

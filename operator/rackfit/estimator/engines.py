@@ -55,6 +55,16 @@ BLOCK_TOKENS = 16
 GRAPH_MAX_TOKENS = 512
 GRAPH_SIZES = 67
 GRAPH_PRIVATE_BYTES = 408 << 10
+# The sizes vLLM captures (vllm/config/vllm.py VllmConfig._set_cudagraph_sizes): 1, 2, 4, then every 8 up to the largest
+# (min(2 x max_num_seqs, 512)) through 0.11.0; from 0.11.1 every 8 below 256 and every 16 from 256 on (51 sizes at 512,
+# where S14 logged "PIECEWISE=51 (largest=512)"), filtered by max_num_batched_tokens. gpt-oss raises the largest
+# (vllm/model_executor/models/config.py GptOssForCausalLMConfig.verify_and_update_config, unless the user set capture
+# sizes): to 992 in 0.10.1-0.11.0 ("from 67 to 81" graphs) and 1024 from 0.11.1 ("from 67 to 83"; S37 logged
+# "PIECEWISE=83 (largest=1024), FULL=83"). GRAPH_SIZES and GRAPH_PRIVATE_BYTES stay what S14's default gives; a larger
+# capture scales the pieces by the release's count of sizes over its default count (83 / 51 for gpt-oss from 0.11.1).
+GRAPH_SIZES_STEP16 = (0, 11, 1)
+GPT_OSS_CAPTURE_TOKENS = 1024
+GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
 # TensorRT-LLM's defaults (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9,
 # BuildConfig max_num_tokens 8192, max_batch_size 2048).
 TRTLLM_FRACTION = 0.9
@@ -228,10 +238,35 @@ def native_sampler(inf: Inference) -> bool:
     return inf.vllm_before(NATIVE_SAMPLER_UNTIL)
 
 
-def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
-    tokens = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
+def graph_capture_sizes(largest: int, step16: bool) -> int:
+    """How many batch sizes vLLM captures up to `largest` (VllmConfig._set_cudagraph_sizes): 1, 2, 4, then every 8,
+    from 0.11.1 (`step16`) every 16 from 256 on."""
+    if largest < 8:
+        return sum(1 for n in (1, 2, 4) if n <= largest)
+    if not step16 or largest < 256:
+        return 3 + len(range(8, largest + 1, 8))
+    return 3 + len(range(8, 256, 8)) + len(range(256, largest + 1, 16))
+
+
+def gpt_oss(a: ModelArch) -> bool:
+    """A gpt-oss checkpoint by its name (preset, config.json's _name_or_path or model_type): vLLM's GptOssForCausalLM,
+    which captures larger CUDA graphs. A bare `architecture` has no name and is taken as any other model."""
+    return "gpt-oss" in a.name.lower() or "gpt_oss" in a.name.lower()
+
+
+def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None) -> int:
+    """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
+    (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger capture adds)."""
+    default = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
+    tokens, sizes = default, GRAPH_SIZES
+    if inf is not None and inf.engine == "vllm" and gpt_oss(a):
+        # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
+        step16 = not inf.vllm_before(GRAPH_SIZES_STEP16)
+        tokens = min(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, s.max_num_batched_tokens)
+        # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / graph_capture_sizes(default, step16)
     stage_layers = -(-a.num_layers // layout.pipeline)
-    return forward_peak_bytes(a, layout, tokens) + GRAPH_SIZES * (stage_layers + 1) * GRAPH_PRIVATE_BYTES
+    return forward_peak_bytes(a, layout, tokens) + int(sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
 
 
 def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
@@ -347,7 +382,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     requests = profile_requests(inf, s)
     sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
-    graphs = cuda_graph_bytes(a, layout, s) if inf.cuda_graphs else 0
+    graphs = cuda_graph_bytes(a, layout, s, inf) if inf.cuda_graphs else 0
     nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,

@@ -22,6 +22,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (7.2, 20.9, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.3, 77.3, 32, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (0.1, 26.3, 25, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.3, 77.3, 40, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (0.1, 35.8, 33, 'kv cache'),
 }
