@@ -289,7 +289,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
     sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
     IntermediateTensors buffer it receives into (gpu_model_runner.py _dummy_run: make_empty_intermediate_tensors of
-    max_num_tokens, hidden states and residual; read in 0.9.2 and 0.19.0). Other engines and V0: the sampled rows."""
+    max_num_tokens, hidden states and residual: pipeline_buffer_bytes). Other engines and V0: the sampled rows."""
     rows = requests * a.hidden_size * ACT_BYTES
     if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
         return rows
@@ -303,7 +303,9 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
 
 def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
     """vLLM V1 on a pipeline stage after the first: the IntermediateTensors buffer (hidden states and residual of
-    max_num_tokens tokens) that _dummy_run allocates and keeps (gpu_model_runner.py, self.intermediate_tensors)."""
+    max_num_tokens tokens) that _dummy_run allocates and keeps (gpu_model_runner.py, self.intermediate_tensors; read in
+    0.8.5, 0.9.2 and 0.19.0). 0.34.0's runner allocates it when loading the model (v1/worker/gpu/model_runner.py), so
+    its log counts it with the weights; either way it comes out of the KV cache's budget."""
     if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or layout.pipeline == 1:
         return 0
     return 2 * s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
