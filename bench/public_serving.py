@@ -128,6 +128,33 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
     return "\n".join(lines), errors
 
 
+COMPONENTS = [("weights", "weightsBytes", "weights_bytes"),
+              ("activation peak", "activationsBytes", "activations_bytes"),
+              ("non-torch", "nonTorchBytes", "non_torch_bytes"),
+              ("CUDA graphs", "cudaGraphBytes", "cuda_graph_bytes")]
+
+
+def components(path: Path = CASES) -> str:
+    """vLLM's own split of a rank's memory (rows whose log gives weights, activation peak, non-torch memory and CUDA
+    graphs) against rackfit's, GiB: logged / rackfit (difference)."""
+    lines = ["| row | setup | " + " | ".join(f"{name}: logged / rackfit" for name, _, _ in COMPONENTS) + " |",
+             "|---|---|" + "---:|" * len(COMPONENTS)]
+    for row, est, _pool, _rule in rows(path):
+        m = row["measured"]
+        if not all(key in m for _, key, _ in COMPONENTS):
+            continue
+        spec = row["spec"]
+        par = spec.get("parallelism", {})
+        setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')}, tensor {par.get('tensor', 1)}"
+                 + (f" x pipeline {par['pipeline']}" if par.get("pipeline", 1) > 1 else ""))
+        cells = []
+        for _, key, field in COMPONENTS:
+            logged, ours = _bytes(m[key]) / GiB, getattr(est.breakdown, field) / GiB
+            cells.append(f"{logged:.2f} / {ours:.2f} ({ours - logged:+.2f})")
+        lines.append(f"| {row['id']} | {setup} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
@@ -138,3 +165,7 @@ if __name__ == "__main__":
         sys.exit(0)
     text, _ = table(path)
     print(text)
+    split = components(path)
+    if split:
+        print("\nvLLM's logged split of a rank's memory against rackfit's, GiB (logged / rackfit (difference)):\n")
+        print(split)

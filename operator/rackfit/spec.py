@@ -251,9 +251,10 @@ class Inference(_Model):
         "the latent. Default: current releases"))
     flashinfer_sampler: bool | None = Field(None, description=(
         "vLLM V1: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
-        "top-k sampling\"; the official images install it) or PyTorch's native sort, whose profile run holds twice "
-        "the bytes per logit. Default: what `pip install vllm` of engineVersion runs (native before 0.13.0, "
-        "FlashInfer after)"))
+        "top-k sampling\"; before 0.11.1 where it is installed, as in the official images, then only with "
+        "VLLM_USE_FLASHINFER_SAMPLER=1 until 0.21.0) or natively: by a sort before "
+        "0.17.0, whose profile run holds twice the bytes per logit, by a Triton kernel from it. Default: what "
+        "`pip install vllm` of engineVersion runs (native before 0.21.0, FlashInfer from it)"))
     extensible_kv_cache: bool | None = Field(None, description=(
         "vLLM from 0.34.0: the extensible KV cache (--enable-extensible-kv-cache), sized from the memory measured "
         "after warmup and CUDA graph capture, keeping free the profiled activation peak and a margin of "

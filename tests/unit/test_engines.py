@@ -197,13 +197,14 @@ def test_older_vllm_releases_plan_as_they_did():
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (16384, 256)
     assert settings(inf.model_copy(update={"context_length": 1024}), H100, 1, 1).max_num_batched_tokens == 2048
     # the same utilization (0.92) and sampler (FlashInfer's), the graphs counted inside the budget or not
-    in_budget = serve(contextLength=8192, engineVersion="0.21.0")
-    v020 = serve(contextLength=8192, engineVersion="0.20.0")
+    in_budget = serve(contextLength=8192, engineVersion="0.21.0", flashinferSampler=True)
+    v020 = serve(contextLength=8192, engineVersion="0.20.0", flashinferSampler=True)
     assert in_budget.breakdown.cuda_graph_bytes == v020.breakdown.cuda_graph_bytes > 0
     per_token = 32 * 2 * 8 * 128 * 2
     graphs_in_tokens = in_budget.breakdown.cuda_graph_bytes // per_token
     assert graphs_in_tokens - 16 <= v020.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
     assert serve(contextLength=8192, engineVersion="0.33.0").kv_cache_tokens == in_budget.kv_cache_tokens
+    assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == in_budget.kv_cache_tokens
 
 
 @pytest.mark.parametrize("inference,field,words", [

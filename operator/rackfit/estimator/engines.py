@@ -90,17 +90,45 @@ V0_CHUNK_TOKENS_BEFORE = 512
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 # The profile run's sampler (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k and top_p set for every
-# dummy request, so both filters run). FlashInfer's path (vllm/v1/sample/ops/topk_topp_sampler.py flashinfer_sample,
-# top_k_top_p_sampling_from_logits): the bf16 logits, their fp32 copy, the masked logits and the softmax, 14 bytes a
-# logit. PyTorch's native path (apply_top_k_top_p) sorts: at its peak, the scatter back, the bf16 logits (2), the fp32
-# logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p softmax (4) and the
-# scattered logits (4): 28 bytes a logit. FlashInfer is only an extra of the vllm wheel up to 0.11.0 ("Requires-Dist:
-# flashinfer-python; extra == 'flashinfer'"), a requirement from 0.11.1, whose sampler is opt-in
-# (VLLM_USE_FLASHINFER_SAMPLER) through 0.12.0; the current source uses it by default. So `pip install vllm` of a V1
-# release before 0.13.0 samples natively (checked in the 0.8.5, 0.9.2, 0.10.1.1, 0.11.0, 0.11.1, 0.12.0 wheels).
+# dummy request, so both filters run), by the path each release takes on CUDA (v1/sample/ops/topk_topp_sampler.py):
+# - FlashInfer (flashinfer_sample, top_k_top_p_sampling_from_logits): the bf16 logits, their fp32 copy, the masked
+#   logits and the softmax, 14 bytes a logit.
+# - PyTorch's sort (apply_top_k_top_p before 0.17.0, read in 0.8.5-0.13.0): at its peak, the scatter back, the bf16
+#   logits (2), the fp32 logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p
+#   softmax (4) and the scattered logits (4): 28 bytes a logit.
+# - Triton from 0.17.0 (apply_top_k_top_p_triton for batches of 8 or more, read in 0.17.0-0.20.0 and 0.34.0): masks
+#   the fp32 logits in place, so the bf16 logits (2, still held by _dummy_sampler_run), the fp32 logits (4),
+#   forward_native's softmax (4) and random_sample's exponential draws (4): 14 bytes a logit, plus the kernel's
+#   per-program buffer of fp32 logits rows (_TRITON_BUFFER_CACHE: min(next_power_of_2(batch), SMs) x vocab x 4).
+# FlashInfer is only an extra of the vllm wheel up to 0.11.0 ("Requires-Dist: flashinfer-python; extra ==
+# 'flashinfer'"), a requirement from 0.11.1, and its sampler opt-in (VLLM_USE_FLASHINFER_SAMPLER unset: None) through
+# 0.20.0 (read in the 0.8.5-0.20.0 wheels; 0.19.0's log: "FlashInfer top-p/top-k sampling is available but disabled
+# by default"); from 0.21.0 envs.py defaults it to True. So `pip install vllm` of a V1 release before 0.21.0 samples
+# natively: by sort before 0.17.0, by the Triton kernel from it.
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
-NATIVE_SAMPLER_UNTIL = (0, 13)
+TRITON_SAMPLER_BYTES = 14
+TRITON_SAMPLER_FROM = (0, 17)
+TRITON_SAMPLER_MIN_BATCH = 8
+FLASHINFER_SAMPLER_DEFAULT = (0, 21)
+# Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
+# GPUs take an H100's, as ASSUMED_TOTAL does.
+SM_COUNT = {"A10": 72, "A100": 108, "B200": 148, "GB200": 148, "GH200": 132, "H100": 132, "H200": 132, "L4": 58,
+            "L40": 142, "L40S": 142, "RTX 3090": 82, "RTX Pro 6000 Blackwell": 188}
+ASSUMED_SMS = 132
+# What the profile run holds while the sampler runs (vllm/v1/worker/gpu_model_runner.py profile_run): from 0.9.2
+# _dummy_run returns the whole forward's hidden states beside the sampled rows (`return hidden_states,
+# hidden_states[logit_indices]`) and profile_run keeps both until `del hidden_states, output` (read in 0.9.2, 0.19.0
+# and, in the v2 runner, 0.34.0; 0.8.5-0.9.1 return only the sampled rows); from 0.9.0 _dummy_sampler_run adds its
+# torch.rand_like copy of those rows (read in 0.9.0, 0.9.1, 0.9.2 and 0.19.0; not in 0.8.5).
+FULL_HIDDEN_HELD = (0, 9, 2)
+SAMPLER_RANDOM_ROWS = (0, 9)
+# From 0.14.0 the fused-MoE layers run as a FusedMoEModularKernel (TritonExperts on Hopper for bf16 and fp8) whose
+# workspaces come from the process-wide WorkspaceManager (fused_moe/modular_kernel.py _allocate_buffers,
+# v1/worker/workspace.py get_simultaneous): one buffer, grown to the largest request and never freed, so the profile's
+# 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
+# caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
+MOE_WORKSPACE_HELD = (0, 14)
 # SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
 # caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
@@ -216,26 +244,81 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
 
 
-def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, native: bool = False) -> int:
+def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = "flashinfer",
+                       gpu: GPU | None = None) -> int:
     """The profile run's sampler: logits of each request's last token (bf16, gathered over tensor
     parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
-    ops/topk_topp_sampler.py): FlashInfer's path with the bf16 shard still alive at its peak, or PyTorch's
-    native sort, whose peak (the scatter back) comes after the shard is freed. Only the last pipeline
-    stage samples."""
-    if native:
+    ops/topk_topp_sampler.py), by `path` (sampler_path): FlashInfer's with the bf16 shard still alive at its peak,
+    PyTorch's native sort, whose peak (the scatter back) comes after the shard is freed, or the Triton kernel's
+    in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline stage
+    samples."""
+    if path == "sort":
         return requests * a.vocab_size * NATIVE_SAMPLER_BYTES
+    if path == "triton":
+        sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
+        rows = min(1 << max(0, requests - 1).bit_length(), sms)
+        return requests * a.vocab_size * TRITON_SAMPLER_BYTES + rows * a.vocab_size * 4
     shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
     return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
 
 
-def native_sampler(inf: Inference) -> bool:
-    """vLLM V1 sampling top-k/top-p natively: as the spec says (`flashinferSampler`), else the releases whose
-    `pip install` does (NATIVE_SAMPLER_UNTIL)."""
+def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
+    """How vLLM V1 samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
+    release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
+    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. Other engines and V0 take
+    FlashInfer's count."""
     if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
-        return False
-    if inf.flashinfer_sampler is not None:
-        return not inf.flashinfer_sampler
-    return inf.vllm_before(NATIVE_SAMPLER_UNTIL)
+        return "flashinfer"
+    flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
+                  else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
+    if flashinfer:
+        return "flashinfer"
+    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
+
+
+def native_sampler(inf: Inference) -> bool:
+    """vLLM V1 sampling top-k/top-p natively (sort or Triton), not through FlashInfer."""
+    return sampler_path(inf) != "flashinfer"
+
+
+def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
+    """The fused-MoE workspace a forward of `tokens` tokens leaves in vLLM's WorkspaceManager (MOE_WORKSPACE_HELD):
+    TritonExperts.workspace_shapes (fused_moe/fused_moe.py; experts/triton_moe.py in 0.34.0) with M tokens, top-k,
+    N the gate/up output width on this rank and K the hidden size: workspace13 (M, top_k, max(activation out, K)),
+    also holding the output (M, K), and workspace2 (M, top_k, max(N, K)), in the activations' dtype."""
+    if not a.is_moe:
+        return 0
+    width = a.moe_intermediate_size / (1 if layout.expert > 1 else layout.tensor)
+    n = (2 if a.gated_mlp else 1) * width
+    h = a.hidden_size
+    return int(tokens * a.num_experts_per_token * (max(width, h) + max(n, h)) * ACT_BYTES)
+
+
+def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int) -> int:
+    """What vLLM V1's profile run holds beside the sampler's own tensors on the last pipeline stage: the dummy
+    forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
+    sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
+    IntermediateTensors buffer it receives into (gpu_model_runner.py _dummy_run: make_empty_intermediate_tensors of
+    max_num_tokens, hidden states and residual: pipeline_buffer_bytes). Other engines and V0: the sampled rows."""
+    rows = requests * a.hidden_size * ACT_BYTES
+    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+        return rows
+    tokens = s.max_num_batched_tokens
+    held = rows + (0 if inf.vllm_before(SAMPLER_RANDOM_ROWS) else rows)
+    held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
+    if not inf.vllm_before(MOE_WORKSPACE_HELD):
+        held += moe_workspace_bytes(a, layout, tokens)
+    return held + pipeline_buffer_bytes(inf, a, layout, s)
+
+
+def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """vLLM V1 on a pipeline stage after the first: the IntermediateTensors buffer (hidden states and residual of
+    max_num_tokens tokens) that _dummy_run allocates and keeps (gpu_model_runner.py, self.intermediate_tensors; read in
+    0.8.5, 0.9.2 and 0.19.0). 0.34.0's runner allocates it when loading the model (v1/worker/gpu/model_runner.py), so
+    its log counts it with the weights; either way it comes out of the KV cache's budget."""
+    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or layout.pipeline == 1:
+        return 0
+    return 2 * s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
 
 
 def graph_capture_sizes(largest: int, step16: bool) -> int:
@@ -380,8 +463,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
-    sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
-    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
+    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests), gpu)
+               + profile_held_bytes(inf, a, layout, s, requests))
+    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s),
+              sampler)
     graphs = cuda_graph_bytes(a, layout, s, inf) if inf.cuda_graphs else 0
     nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)

@@ -23,5 +23,5 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ada'): (7.2, 20.9, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
     ('vllm', 'inference', 'any'): (-20.3, 77.3, 40, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (0.1, 35.8, 33, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-0.7, 33.8, 33, 'kv cache'),
 }
