@@ -188,6 +188,23 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     assert e.breakdown.activations_bytes < 1 << 30
 
 
+def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
+    """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
+    all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
+    vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
+    from rackfit.estimator.engines import cuda_graph_bytes, forward_peak_bytes
+    from rackfit.models import resolve
+    a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
+    e = serve(engine="tensorrt-llm", contextLength=8192)
+    assert e.breakdown.cuda_graph_bytes == forward_peak_bytes(a, Layout(), 128) + 128 * a.vocab_size * 2
+    assert e.breakdown.cuda_graph_bytes < 100 << 20
+    vllm = serve(contextLength=8192)
+    assert vllm.breakdown.cuda_graph_bytes == cuda_graph_bytes(a, Layout(), vllm.engine,
+                                                               parse_spec(dict(model=dict(preset="llama-3.1-8b"),
+                                                                               workload="inference")).inference)
+    assert serve(engine="tensorrt-llm", contextLength=8192, cudaGraphs=False).breakdown.cuda_graph_bytes == 0
+
+
 def test_older_vllm_releases_plan_as_they_did():
     """Before 0.8.0 (V0) the profile run took max(contextLength, 2048) tokens and 256 sequences; before
     0.21.0 the CUDA graphs came out of the 1 - util share, so the KV cache did not give them room."""

@@ -70,6 +70,12 @@ GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
+# TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
+# (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128, sizes 1-31, 32, 64, 128), every graph in
+# one shared pool (tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py CUDAGraphRunner.capture:
+# torch.cuda.graph(graph, pool=self.memory_pool), outputs kept as weak refs): the pool is the largest capture's forward
+# and logits. vLLM's piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
+TRTLLM_GRAPH_MAX_BATCH = 128
 # vLLM releases where its memory plan changed: V1 the default engine (VLLM_USE_V1) from 0.8.0; the CUDA
 # graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
 V1_DEFAULT = (0, 8)
@@ -269,6 +275,13 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
     return forward_peak_bytes(a, layout, tokens) + int(sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
 
 
+def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """TensorRT-LLM's CUDA graph pool (TRTLLM_GRAPH_MAX_BATCH): the decode forward of the largest captured batch, one
+    token a request, and its logits (the output the shared pool keeps)."""
+    batch = min(TRTLLM_GRAPH_MAX_BATCH, s.max_num_seqs)
+    return forward_peak_bytes(a, layout, batch) + batch * a.vocab_size * ACT_BYTES
+
+
 def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
     """A block-scaled fp8 checkpoint (`weight_block_size`, e.g. 128x128) split over tensor parallel so that a rank's
     share of a quantized MLP is not a whole number of blocks: vLLM refuses to load it (quantization/fp8.py,
@@ -383,6 +396,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     sampler = sampler_peak_bytes(a, layout, requests, native_sampler(inf)) + requests * a.hidden_size * ACT_BYTES
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens), sampler)
     graphs = cuda_graph_bytes(a, layout, s, inf) if inf.cuda_graphs else 0
+    if inf.engine == "tensorrt-llm" and inf.cuda_graphs:
+        graphs = trtllm_graph_bytes(a, layout, s)
     nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
