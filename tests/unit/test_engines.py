@@ -7,7 +7,7 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import cuda_total_bytes, settings
+from rackfit.estimator.engines import CONTEXT_BEFORE_CUBLAS, NON_TORCH_BASE, cuda_total_bytes, settings
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -156,8 +156,21 @@ def test_sglang_default_fraction_follows_its_formula():
     e = serve(engine="sglang", contextLength=8192)
     # the fraction is of what was free before loading (model_runner_kv_cache_mixin.py profile_max_num_token)
     b = e.breakdown
-    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - b.overhead_bytes
-                                                                      - b.non_torch_bytes))
+    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS
+                                                                      - b.non_torch_bytes + NON_TORCH_BASE))
+
+
+def test_sglang_baseline_is_taken_before_cublas_and_the_workspaces():
+    """ModelRunner.__init__ reads the free memory after init_torch_distributed and calls init_cublas() only after
+    init_memory_pool: the bare CUDA context and NCCL's communicators are outside the fraction, cuBLAS's workspace and
+    NON_TORCH_BASE are not (they come out of the 1 - mem_fraction_static reserve)."""
+    one = serve(engine="sglang", contextLength=8192, gpuMemoryUtilization=0.88)
+    assert one.breakdown.non_torch_bytes == NON_TORCH_BASE and one.breakdown.overhead_bytes > CONTEXT_BEFORE_CUBLAS
+    assert one.engine_budget_bytes == int(0.88 * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS))
+    four = serve(engine="sglang", contextLength=8192, gpuMemoryUtilization=0.88, layout=Layout(tensor=4))
+    nccl = four.breakdown.non_torch_bytes - NON_TORCH_BASE
+    assert nccl > 0
+    assert four.engine_budget_bytes == int(0.88 * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS - nccl))
 
 
 def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():

@@ -112,6 +112,10 @@ NATIVE_SAMPLER_UNTIL = (0, 13)
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
 # request ("Input length ... exceeds the maximum allowed length"). vLLM refuses a max_model_len its cache cannot hold.
 SGLANG_MIN_POOL_TOKENS = 7
+# The CUDA context alone, before cuBLAS creates its handle and workspace: 552,402,944 B on the H200 that measured
+# CUDA_CONTEXT_BYTES (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row: used_before_bytes;
+# used_after_cublas_bytes is CUDA_CONTEXT_BYTES). SGLang takes its baseline before cuBLAS exists (below).
+CONTEXT_BEFORE_CUBLAS = 552_402_944
 # V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
 # holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
@@ -430,7 +434,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
         # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
-        budget = int(s.gpu_memory_utilization * (total - context - nt))
+        # ModelRunner.__init__ (model_runner.py, 0.2 through 0.5) calls init_cublas() after init_memory_pool: cuBLAS's
+        # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
+        # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
+        before = min(context, CONTEXT_BEFORE_CUBLAS) + nt - NON_TORCH_BASE
+        budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
