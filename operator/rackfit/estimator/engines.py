@@ -71,10 +71,11 @@ TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
 # TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
-# (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128, sizes 1-31, 32, 64, 128), every graph in
-# one shared pool (tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py CUDAGraphRunner.capture:
-# torch.cuda.graph(graph, pool=self.memory_pool), outputs kept as weak refs): the pool is the largest capture's forward
-# and logits. vLLM's piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
+# (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128; sizes 1-31, 32, 64, 128, or with
+# enable_padding 1, 2, 4 and every 8), every graph in one shared pool
+# (tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py CUDAGraphRunner.capture: torch.cuda.graph(graph,
+# pool=self.memory_pool), outputs kept as weak refs): the pool is the largest capture's forward and logits. vLLM's
+# piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
 TRTLLM_GRAPH_MAX_BATCH = 128
 # vLLM releases where its memory plan changed: V1 the default engine (VLLM_USE_V1) from 0.8.0; the CUDA
 # graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
