@@ -7,7 +7,7 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import cuda_total_bytes, settings
+from rackfit.estimator.engines import CONTEXT_BEFORE_CUBLAS, NON_TORCH_BASE, cuda_total_bytes, settings
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -156,8 +156,21 @@ def test_sglang_default_fraction_follows_its_formula():
     e = serve(engine="sglang", contextLength=8192)
     # the fraction is of what was free before loading (model_runner_kv_cache_mixin.py profile_max_num_token)
     b = e.breakdown
-    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - b.overhead_bytes
-                                                                      - b.non_torch_bytes))
+    assert e.engine_budget_bytes == int(s.gpu_memory_utilization * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS
+                                                                      - b.non_torch_bytes + NON_TORCH_BASE))
+
+
+def test_sglang_baseline_is_taken_before_cublas_and_the_workspaces():
+    """ModelRunner.__init__ reads the free memory after init_torch_distributed and calls init_cublas() only after
+    init_memory_pool: the bare CUDA context and NCCL's communicators are outside the fraction, cuBLAS's workspace and
+    NON_TORCH_BASE are not (they come out of the 1 - mem_fraction_static reserve)."""
+    one = serve(engine="sglang", contextLength=8192, gpuMemoryUtilization=0.88)
+    assert one.breakdown.non_torch_bytes == NON_TORCH_BASE and one.breakdown.overhead_bytes > CONTEXT_BEFORE_CUBLAS
+    assert one.engine_budget_bytes == int(0.88 * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS))
+    four = serve(engine="sglang", contextLength=8192, gpuMemoryUtilization=0.88, layout=Layout(tensor=4))
+    nccl = four.breakdown.non_torch_bytes - NON_TORCH_BASE
+    assert nccl > 0
+    assert four.engine_budget_bytes == int(0.88 * (cuda_total_bytes(H100) - CONTEXT_BEFORE_CUBLAS - nccl))
 
 
 def test_tensorrt_llm_gives_the_cache_a_fraction_of_what_is_free():
@@ -186,6 +199,23 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     assert e.breakdown.activations_bytes == max(forward_peak_bytes(a, Layout(), 8192),
                                                 sampler_peak_bytes(a, Layout(), 2) + 2 * 4096 * 2)
     assert e.breakdown.activations_bytes < 1 << 30
+
+
+def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
+    """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
+    all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
+    vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
+    from rackfit.estimator.engines import cuda_graph_bytes, forward_peak_bytes
+    from rackfit.models import resolve
+    a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
+    e = serve(engine="tensorrt-llm", contextLength=8192)
+    assert e.breakdown.cuda_graph_bytes == forward_peak_bytes(a, Layout(), 128) + 128 * a.vocab_size * 2
+    assert e.breakdown.cuda_graph_bytes < 100 << 20
+    vllm = serve(contextLength=8192)
+    assert vllm.breakdown.cuda_graph_bytes == cuda_graph_bytes(a, Layout(), vllm.engine,
+                                                               parse_spec(dict(model=dict(preset="llama-3.1-8b"),
+                                                                               workload="inference")).inference)
+    assert serve(engine="tensorrt-llm", contextLength=8192, cudaGraphs=False).breakdown.cuda_graph_bytes == 0
 
 
 def test_older_vllm_releases_plan_as_they_did():

@@ -70,6 +70,13 @@ GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
+# TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
+# (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128; sizes 1-31, 32, 64, 128, or with
+# enable_padding 1, 2, 4 and every 8), every graph in one shared pool
+# (tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py CUDAGraphRunner.capture: torch.cuda.graph(graph,
+# pool=self.memory_pool), outputs kept as weak refs): the pool is the largest capture's forward and logits. vLLM's
+# piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
+TRTLLM_GRAPH_MAX_BATCH = 128
 # vLLM releases where its memory plan changed: V1 the default engine (VLLM_USE_V1) from 0.8.0; the CUDA
 # graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
 V1_DEFAULT = (0, 8)
@@ -134,6 +141,10 @@ MOE_WORKSPACE_HELD = (0, 14)
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
 # request ("Input length ... exceeds the maximum allowed length"). vLLM refuses a max_model_len its cache cannot hold.
 SGLANG_MIN_POOL_TOKENS = 7
+# The CUDA context alone, before cuBLAS creates its handle and workspace: 552,402,944 B on the H200 that measured
+# CUDA_CONTEXT_BYTES (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row: used_before_bytes;
+# used_after_cublas_bytes is CUDA_CONTEXT_BYTES). SGLang takes its baseline before cuBLAS exists (below).
+CONTEXT_BEFORE_CUBLAS = 552_402_944
 # V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
 # holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
@@ -352,6 +363,13 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
     return forward_peak_bytes(a, layout, tokens) + int(sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
 
 
+def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """TensorRT-LLM's CUDA graph pool (TRTLLM_GRAPH_MAX_BATCH): the decode forward of the largest captured batch, one
+    token a request, and its logits (the output the shared pool keeps)."""
+    batch = min(TRTLLM_GRAPH_MAX_BATCH, s.max_num_seqs)
+    return forward_peak_bytes(a, layout, batch) + batch * a.vocab_size * ACT_BYTES
+
+
 def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
     """A block-scaled fp8 checkpoint (`weight_block_size`, e.g. 128x128) split over tensor parallel so that a rank's
     share of a quantized MLP is not a whole number of blocks: vLLM refuses to load it (quantization/fp8.py,
@@ -468,6 +486,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s),
               sampler)
     graphs = cuda_graph_bytes(a, layout, s, inf) if inf.cuda_graphs else 0
+    if inf.engine == "tensorrt-llm" and inf.cuda_graphs:
+        graphs = trtllm_graph_bytes(a, layout, s)
     nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
@@ -500,7 +520,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
         # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
-        budget = int(s.gpu_memory_utilization * (total - context - nt))
+        # ModelRunner.__init__ (model_runner.py, 0.2 through 0.5) calls init_cublas() after init_memory_pool: cuBLAS's
+        # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
+        # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
+        before = min(context, CONTEXT_BEFORE_CUBLAS) + nt - NON_TORCH_BASE
+        budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
