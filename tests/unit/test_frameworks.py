@@ -287,6 +287,15 @@ def test_zero3_without_checkpointing_keeps_every_layers_weights():
     assert full.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
 
 
+def test_zero3_keeps_its_reduce_bucket_between_steps():
+    """stage3.py allocates one IPG bucket of reduce_bucket_size 16-bit elements at init (contiguous_gradients) and
+    keeps it: it is part of what stays allocated between steps, sized by the config, not by the model."""
+    default = peak("deepspeed", Layout(data=8), zeroStage=3)
+    small = peak("deepspeed", Layout(data=8), zeroStage=3, reduceBucketSize=50_000_000)
+    assert default.states - small.states == (500_000_000 - 50_000_000) * 2
+    assert small.states == pytest.approx(16 * P.total / 8 + 50_000_000 * 2, rel=1e-6)
+
+
 def test_loss_chunks_shrink_the_loss():
     assert acts("fsdp", lossChunks=8).loss_backward < acts("fsdp").loss_backward / 3
 
@@ -338,6 +347,7 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
+    ("fsdp", dict(reduceBucketSize=50_000_000), "spec.training.reduceBucketSize"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

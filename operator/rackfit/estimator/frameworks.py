@@ -466,10 +466,21 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 grads //= d
             if zero >= 3:
                 weights = (frozen_weight_bytes + n * state_bytes) // d
-        if zero >= 1:
-            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: ipg bucket; stage 3:
-            # the reduce-scatter bucket), beside one layer's unpartitioned gradients as autograd makes them
-            buckets = min(ZERO_REDUCE_BUCKET, n) * compute_bytes + layer * compute_bytes
+        reduce_bucket = tr.reduce_bucket_size or ZERO_REDUCE_BUCKET
+        if zero == 3:
+            # stage3.py (DeepSpeedZeroOptimizer_Stage3.__init__): with contiguous_gradients (DeepSpeed's default) one
+            # IPG bucket of reduce_bucket_size elements per communication dtype (the model's 16-bit dtype unless
+            # communication_data_type says otherwise, engine.py) is allocated with torch.empty when the optimizer is
+            # built and kept for the run: the gradients are copied into it and reduce-scattered from it. Kept
+            # between steps, whatever the model's size; beside it one layer's unpartitioned gradients as autograd
+            # makes them.
+            ipg = reduce_bucket * compute_bytes
+            grads += ipg
+            buckets = layer * compute_bytes
+        elif zero >= 1:
+            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: the ipg bucket), beside one
+            # layer's unpartitioned gradients as autograd makes them
+            buckets = min(reduce_bucket, n) * compute_bytes + layer * compute_bytes
         if zero == 3:
             # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket
             gathered = (min(ZERO_MAX_LIVE_PARAMETERS, p.total) + min(ZERO_PREFETCH_BUCKET, p.total)) * compute_bytes
