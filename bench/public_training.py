@@ -200,7 +200,8 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "(T16/T17, -8% to -20% before), transformers' shifted fp32 logits copy before 4.49 (T16/T17 under "
              "FSDP1, -10% to -16% before), the norm outputs and SwiGLU product that Inductor's partitioner may not "
              "recompute (T18 compiled, -16% / -20% before), ZeRO-3's reduce bucket kept from its start as "
-             "reduceBucketSize says, with train.py's last logits in its steady reading (T7 steady, -27% before). "
+             "reduceBucketSize says, with train.py's last logits in its steady reading, and ZeRO run on one GPU "
+             "as DeepSpeed runs it (T7 steady, -27% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 

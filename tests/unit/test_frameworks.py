@@ -278,6 +278,19 @@ def test_zero3_live_parameters_are_bounded():
     assert r.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
 
 
+def test_zero3_gathers_at_most_the_whole_model():
+    """A model smaller than stage3_max_live_parameters plus the prefetch bucket is gathered whole once, not
+    whole plus a prefetch bucket more."""
+    small = resolve(ModelSource(architecture=dict(numLayers=12, hiddenSize=1024, intermediateSize=4096,
+                                                  numAttentionHeads=16, numKeyValueHeads=16, headDim=64,
+                                                  vocabSize=50000, tieWordEmbeddings=False, gatedMlp=False)))
+    ps = count_params(small)
+    r = runtime_peak(small, ps, Training(framework="deepspeed", zero_stage=3, activation_checkpointing="full"),
+                     "bf16", Layout(data=8), 0)
+    assert ps.total < ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET
+    assert r.weights - 2 * ps.total // 8 == 2 * ps.total
+
+
 def test_zero3_without_checkpointing_keeps_every_layers_weights():
     """torch's linear saves weight.t(), a view of the gathered storage: without DeepSpeed's memory-efficient
     linear every layer's bf16 weights outlive their release until the backward; checkpointing drops them."""
@@ -294,6 +307,14 @@ def test_zero3_keeps_its_reduce_bucket_between_steps():
     small = peak("deepspeed", Layout(data=8), zeroStage=3, reduceBucketSize=50_000_000)
     assert default.states - small.states == (500_000_000 - 50_000_000) * 2
     assert small.states == pytest.approx(16 * P.total / 8 + 50_000_000 * 2, rel=1e-6)
+
+
+def test_zero_runs_its_stage_on_one_gpu_too():
+    """DeepSpeed picks its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
+    _do_optimizer_sanity_check): ZeRO-3 on one GPU keeps 16-bit gradient partitions (16 bytes a parameter with
+    fp32 masters and Adam), not the bf16 optimizer's fp32 gradients (18)."""
+    one = peak("deepspeed", Layout(data=1), zeroStage=3, reduceBucketSize=1)
+    assert one.states == pytest.approx(16 * P.total + 2, rel=1e-6)
 
 
 def test_loss_chunks_shrink_the_loss():

@@ -435,7 +435,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
     elif fw == "deepspeed":
-        zero = tr.zero_stage if d > 1 else 0
+        # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
+        # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
+        zero = tr.zero_stage
         trainable_here = n
         if full:
             # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
@@ -482,8 +484,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             # layer's unpartitioned gradients as autograd makes them
             buckets = min(reduce_bucket, n) * compute_bytes + layer * compute_bytes
         if zero == 3:
-            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket
-            gathered = (min(ZERO_MAX_LIVE_PARAMETERS, p.total) + min(ZERO_PREFETCH_BUCKET, p.total)) * compute_bytes
+            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
+            # fetched ahead of their module), and never more than the whole model's 16-bit weights
+            gathered = min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, p.total) * compute_bytes
             if tr.activation_checkpointing != "full":
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
