@@ -223,6 +223,36 @@ def test_megatron_first_stage_holds_pipeline_micro_batches():
         assert staged.loss_backward == 0  # the logits live on the last stage, which holds less
 
 
+def test_torch_pipelining_keeps_every_micro_batchs_buffers_and_outputs():
+    """torch.distributed.pipelining (torchtitan's pipeline parallel) allocates a gradient receive buffer for every
+    micro-batch's output (all stages but the last) and an input receive buffer for every micro-batch (all but the
+    first), and keeps every micro-batch's output in output_chunks until the step ends: the first stage holds
+    2 x pipeline 16-bit stage outputs beside its activations, the last pipeline input buffers and pipeline
+    micro-batches' 16-bit logits."""
+    tr = dict(microBatchSize=2, sequenceLength=4096, activationCheckpointing="full")
+    first = acts("fsdp", Layout(pipeline=4), stage="first", **tr)
+    last = acts("fsdp", Layout(pipeline=4), stage="last", **tr)
+    tokens = 2 * 4096
+    stage_layers = LLAMA.num_layers // 4
+    output = tokens * LLAMA.hidden_size * 2
+    assert first.kept == 4 * stage_layers * output + 2 * 4 * output
+    assert last.kept == stage_layers * output + 4 * output + 4 * tokens * LLAMA.vocab_size * 2
+    # Megatron's schedule is its own: no such buffers
+    assert acts("megatron", Layout(pipeline=4), stage="first", **tr).kept == 4 * stage_layers * output
+
+
+def test_the_most_loaded_pipeline_stage_is_compared_at_each_stages_peak():
+    """The first stage peaks in a layer's recompute on top of its micro-batches' inputs, the last in its loss: the
+    most loaded stage is the larger of the two sums (T13's first stage, torchtitan's 405B at TP 8 x PP 8)."""
+    big = resolve(ModelSource(preset="llama-3.1-405b"))
+    t = Training(framework="fsdp", microBatchSize=4, sequenceLength=8192, activationCheckpointing="full",
+                 compile=True, compileLoss=False)
+    layout = Layout(data=8, tensor=8, pipeline=8)
+    first, last = (runtime_activations(big, t, layout, s) for s in ("first", "last"))
+    assert first.kept + first.recompute > last.kept + max(last.loss_backward, last.loss_forward, last.recompute)
+    assert runtime_activations(big, t, layout).kept == first.kept
+
+
 def test_megatron_last_stage_holds_one_micro_batch_and_the_loss():
     first = acts("megatron", Layout(pipeline=4), stage="first")
     last = acts("megatron", Layout(pipeline=4), stage="last")
