@@ -5,6 +5,8 @@ Each published number is compared with the estimate's comparable quantity, as th
 - max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack);
   Megatron logs its last rank, so with pipeline stages the last stage's (one micro-batch, the loss);
 - steady: the model states kept between steps (weights, gradients, optimizer states);
+- steady_with_logits: the states plus the last micro-batch's 16-bit logits, where the script reads
+  memory_allocated() while its loop variable still holds them (DeepSpeedExamples' train.py);
 - device_used (nvidia-smi): the whole estimate.
 Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
 GPUs the model is sharded over. Out of sample: no constant of the estimator was set from these rows
@@ -63,6 +65,14 @@ def comparable(quantity: str, spec, est) -> int:
     if quantity == "max_reserved":
         nccl = NCCL_BYTES if est.layout.total_gpus > 1 else 0
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
+    if quantity == "steady_with_logits":
+        # memory_allocated() read after the training loop while the script's loop variable still holds the last
+        # micro-batch's logits (DeepSpeedExamples training/bf16_master_weight/train.py: `logits = model_engine(...)`
+        # in the loop, get_memory_stats() after it): the states plus those 16-bit logits (the module is bf16)
+        arch = resolve(spec.model)
+        tr = spec.training
+        logits = tr.micro_batch_size * tr.sequence_length * arch.vocab_size * 2 // est.layout.tensor
+        return comparable("steady", spec, est) + logits
     if quantity == "steady":
         arch = resolve(spec.model)
         p = count_params(arch)
@@ -189,7 +199,9 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "temporary as adamwImplementation says (T15 one GPU, -20% before), FSDP1's root unit under LoRA "
              "(T16/T17, -8% to -20% before), transformers' shifted fp32 logits copy before 4.49 (T16/T17 under "
              "FSDP1, -10% to -16% before), the norm outputs and SwiGLU product that Inductor's partitioner may not "
-             "recompute (T18 compiled, -16% / -20% before). "
+             "recompute (T18 compiled, -16% / -20% before), ZeRO-3's reduce bucket kept from its start as "
+             "reduceBucketSize says, with train.py's last logits in its steady reading, and ZeRO run on one GPU "
+             "as DeepSpeed runs it (T7 steady, -27% before). "
              "Allocator slack shares: "
              "the H200 rows' (docs/accuracy.md).")
 

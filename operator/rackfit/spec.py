@@ -139,6 +139,9 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: "
             "only with framework transformers, or fsdp with fsdpVersion 1 (accelerate's FSDP over transformers "
             "models)", ".transformersVersion"),
+        "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
+                                   "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
+                                   "only with framework deepspeed", ".reduceBucketSize"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -385,6 +388,11 @@ class Training(_Model):
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
         "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
 
+    reduce_bucket_size: int | None = Field(None, gt=0, description=(
+        "framework deepspeed: zero_optimization.reduce_bucket_size of the DeepSpeed config, in elements. With ZeRO-3 "
+        "and contiguous_gradients (DeepSpeed's default) the optimizer allocates a gradient bucket of this many "
+        "16-bit elements when it starts and keeps it for the whole run; ZeRO-1 and 2 reduce gradients through "
+        "buckets of this size. Default 500000000 (5e8, DeepSpeed's default: about 0.93 GiB in bf16 per GPU)"))
     transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
@@ -419,6 +427,8 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.fsdp_version == 1)):
             raise ValueError(rules["transformers_version"].message)
+        if self.reduce_bucket_size is not None and self.framework != "deepspeed":
+            raise ValueError(rules["reduce_bucket_size"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):

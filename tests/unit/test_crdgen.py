@@ -93,7 +93,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert [r["fieldPath"] for r in training] == [".loraRank", ".zeroStage", ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".virtualStages",
-                                                  ".adamwImplementation", ".transformersVersion"]
+                                                  ".adamwImplementation", ".transformersVersion", ".reduceBucketSize"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)
     for node in (spec, spec["properties"]["training"], spec["properties"]["model"]):

@@ -223,6 +223,36 @@ def test_megatron_first_stage_holds_pipeline_micro_batches():
         assert staged.loss_backward == 0  # the logits live on the last stage, which holds less
 
 
+def test_torch_pipelining_keeps_every_micro_batchs_buffers_and_outputs():
+    """torch.distributed.pipelining (torchtitan's pipeline parallel) allocates a gradient receive buffer for every
+    micro-batch's output (all stages but the last) and an input receive buffer for every micro-batch (all but the
+    first), and keeps every micro-batch's output in output_chunks until the step ends: the first stage holds
+    2 x pipeline 16-bit stage outputs beside its activations, the last pipeline input buffers and pipeline
+    micro-batches' 16-bit logits."""
+    tr = dict(microBatchSize=2, sequenceLength=4096, activationCheckpointing="full")
+    first = acts("fsdp", Layout(pipeline=4), stage="first", **tr)
+    last = acts("fsdp", Layout(pipeline=4), stage="last", **tr)
+    tokens = 2 * 4096
+    stage_layers = LLAMA.num_layers // 4
+    output = tokens * LLAMA.hidden_size * 2
+    assert first.kept == 4 * stage_layers * output + 2 * 4 * output
+    assert last.kept == stage_layers * output + 4 * output + 4 * tokens * LLAMA.vocab_size * 2
+    # Megatron's schedule is its own: no such buffers
+    assert acts("megatron", Layout(pipeline=4), stage="first", **tr).kept == 4 * stage_layers * output
+
+
+def test_the_most_loaded_pipeline_stage_is_compared_at_each_stages_peak():
+    """The first stage peaks in a layer's recompute on top of its micro-batches' inputs, the last in its loss: the
+    most loaded stage is the larger of the two sums (T13's first stage, torchtitan's 405B at TP 8 x PP 8)."""
+    big = resolve(ModelSource(preset="llama-3.1-405b"))
+    t = Training(framework="fsdp", microBatchSize=4, sequenceLength=8192, activationCheckpointing="full",
+                 compile=True, compileLoss=False)
+    layout = Layout(data=8, tensor=8, pipeline=8)
+    first, last = (runtime_activations(big, t, layout, s) for s in ("first", "last"))
+    assert first.kept + first.recompute > last.kept + max(last.loss_backward, last.loss_forward, last.recompute)
+    assert runtime_activations(big, t, layout).kept == first.kept
+
+
 def test_megatron_last_stage_holds_one_micro_batch_and_the_loss():
     first = acts("megatron", Layout(pipeline=4), stage="first")
     last = acts("megatron", Layout(pipeline=4), stage="last")
@@ -278,6 +308,19 @@ def test_zero3_live_parameters_are_bounded():
     assert r.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
 
 
+def test_zero3_gathers_at_most_the_whole_model():
+    """A model smaller than stage3_max_live_parameters plus the prefetch bucket is gathered whole once, not
+    whole plus a prefetch bucket more."""
+    small = resolve(ModelSource(architecture=dict(numLayers=12, hiddenSize=1024, intermediateSize=4096,
+                                                  numAttentionHeads=16, numKeyValueHeads=16, headDim=64,
+                                                  vocabSize=50000, tieWordEmbeddings=False, gatedMlp=False)))
+    ps = count_params(small)
+    r = runtime_peak(small, ps, Training(framework="deepspeed", zero_stage=3, activation_checkpointing="full"),
+                     "bf16", Layout(data=8), 0)
+    assert ps.total < ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET
+    assert r.weights - 2 * ps.total // 8 == 2 * ps.total
+
+
 def test_zero3_without_checkpointing_keeps_every_layers_weights():
     """torch's linear saves weight.t(), a view of the gathered storage: without DeepSpeed's memory-efficient
     linear every layer's bf16 weights outlive their release until the backward; checkpointing drops them."""
@@ -285,6 +328,23 @@ def test_zero3_without_checkpointing_keeps_every_layers_weights():
     full = peak("deepspeed", Layout(data=8), zeroStage=3, activationCheckpointing="full")
     assert none.weights - 2 * P.total // 8 == 2 * P.total
     assert full.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
+
+
+def test_zero3_keeps_its_reduce_bucket_between_steps():
+    """stage3.py allocates one IPG bucket of reduce_bucket_size 16-bit elements at init (contiguous_gradients) and
+    keeps it: it is part of what stays allocated between steps, sized by the config, not by the model."""
+    default = peak("deepspeed", Layout(data=8), zeroStage=3)
+    small = peak("deepspeed", Layout(data=8), zeroStage=3, reduceBucketSize=50_000_000)
+    assert default.states - small.states == (500_000_000 - 50_000_000) * 2
+    assert small.states == pytest.approx(16 * P.total / 8 + 50_000_000 * 2, rel=1e-6)
+
+
+def test_zero_runs_its_stage_on_one_gpu_too():
+    """DeepSpeed picks its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
+    _do_optimizer_sanity_check): ZeRO-3 on one GPU keeps 16-bit gradient partitions (16 bytes a parameter with
+    fp32 masters and Adam), not the bf16 optimizer's fp32 gradients (18)."""
+    one = peak("deepspeed", Layout(data=1), zeroStage=3, reduceBucketSize=1)
+    assert one.states == pytest.approx(16 * P.total + 2, rel=1e-6)
 
 
 def test_loss_chunks_shrink_the_loss():
@@ -338,6 +398,7 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
+    ("fsdp", dict(reduceBucketSize=50_000_000), "spec.training.reduceBucketSize"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

@@ -195,7 +195,7 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
 
 
 def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,
-              virtual: int = 1) -> tuple[int, int, int]:
+              virtual: int = 1, held: tuple[int, int] = (0, 0), recompute: int = 0) -> tuple[int, int, int]:
     """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
     of its layers and no loss, "last" one micro-batch and the loss, "max" the larger. 1F1B as Megatron runs it
     (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
@@ -207,7 +207,11 @@ def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[i
     2 (pipeline - rank - 1) + (virtual - 1) x microbatch_group_size_per_vp_stage warmup forwards of one chunk
     each (the group size defaults to the pipeline size, megatron/core/model_parallel_config.py), plus the one in steady
     state: the last stage holds (virtual - 1) pipeline + 1 chunks' activations, the first 2 (pipeline - 1) more
-    (fewer when the step has fewer micro-batches than that, which the spec does not say: the upper bound)."""
+    (fewer when the step has fewer micro-batches than that, which the spec does not say: the upper bound).
+    `held`: what the runtime's schedule keeps beside the activations on the (first, last) stage (fsdp:
+    torch.distributed.pipelining's buffers and output chunks), counted with the kept activations. "max" compares
+    each end stage at its own peak: the first's kept activations and a layer's recompute, the last's and the larger
+    of its loss and a recompute."""
     fwd, bwd = loss
     if pipeline == 1:
         return int(L * kept_per * tokens), fwd, bwd
@@ -219,7 +223,8 @@ def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[i
     else:
         first = int(stage_layers * pipeline * kept_per * tokens)
         last = int(stage_layers * kept_per * tokens)
-    if stage == "first" or (stage == "max" and first >= last + max(fwd, bwd)):
+    first, last = first + held[0], last + held[1]
+    if stage == "first" or (stage == "max" and first + recompute >= last + max(fwd, bwd, recompute)):
         return first, 0, 0
     return last, fwd, bwd
 
@@ -298,8 +303,34 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # input_layouts=Shard(1), so its input is all-gathered), alive through the loss forward and backward
         final = tokens * a.hidden_size * ACT_BYTES
         loss = loss[0] + final, loss[1] + final
-    kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage)
+    held = (0, 0)
+    if tr.framework == "fsdp" and layout.pipeline > 1:
+        held = pipelining_held(a, tr, layout)
+    kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage, held=held,
+                               recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def pipelining_held(a: ModelArch, tr: Training, layout: Layout) -> tuple[int, int]:
+    """Bytes torch.distributed.pipelining (torchtitan's pipeline parallel) keeps on the (first, last) stage beside the
+    activations, for `pipeline` micro-batches a step (torchtitan's default, pipeline_parallel_microbatches unset),
+    read in torch 2.6's pipelining/stage.py and schedules.py:
+    - `PipelineStage._prepare_backward_infra` allocates a gradient receive buffer for every micro-batch's output on
+      every stage but the last, and `_prepare_forward_infra` an input receive buffer for every micro-batch on every
+      stage but the first (`_make_tensor_from_meta`), once, kept across steps;
+    - `forward_one_chunk` appends each micro-batch's output to `output_chunks`, which `clear_runtime_states` empties
+      only at the next step's start (`PipelineScheduleSingle.step`, which merges them on the last stage): every
+      micro-batch's stage output is kept through the step. A stage's output is its last block's, a 16-bit
+      [micro-batch, sequence / tensor, hidden] tensor under torchtitan's sequence parallel; the last stage's is the
+      16-bit logits (vocabulary over tensor under loss parallel), beside the loss buffers of the one in its
+      backward.
+    So the first stage holds 2 x pipeline outputs (gradient buffers and output chunks), the last stage pipeline
+    input buffers and pipeline micro-batches' 16-bit logits."""
+    m, t = layout.pipeline, layout.tensor
+    tokens = _tokens(tr)
+    block_output = tokens * a.hidden_size * ACT_BYTES // t
+    logits = tokens * a.vocab_size * ACT_BYTES // t
+    return 2 * m * block_output, m * block_output + m * logits
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -435,7 +466,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
     elif fw == "deepspeed":
-        zero = tr.zero_stage if d > 1 else 0
+        # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
+        # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
+        zero = tr.zero_stage
         trainable_here = n
         if full:
             # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
@@ -466,13 +499,25 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 grads //= d
             if zero >= 3:
                 weights = (frozen_weight_bytes + n * state_bytes) // d
-        if zero >= 1:
-            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: ipg bucket; stage 3:
-            # the reduce-scatter bucket), beside one layer's unpartitioned gradients as autograd makes them
-            buckets = min(ZERO_REDUCE_BUCKET, n) * compute_bytes + layer * compute_bytes
+        reduce_bucket = tr.reduce_bucket_size or ZERO_REDUCE_BUCKET
         if zero == 3:
-            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket
-            gathered = (min(ZERO_MAX_LIVE_PARAMETERS, p.total) + min(ZERO_PREFETCH_BUCKET, p.total)) * compute_bytes
+            # stage3.py (DeepSpeedZeroOptimizer_Stage3.__init__): with contiguous_gradients (DeepSpeed's default) one
+            # IPG bucket of reduce_bucket_size elements per communication dtype (the model's 16-bit dtype unless
+            # communication_data_type says otherwise, engine.py) is allocated with torch.empty when the optimizer is
+            # built and kept for the run: the gradients are copied into it and reduce-scattered from it. Kept
+            # between steps, whatever the model's size; beside it one layer's unpartitioned gradients as autograd
+            # makes them.
+            ipg = reduce_bucket * compute_bytes
+            grads += ipg
+            buckets = layer * compute_bytes
+        elif zero >= 1:
+            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: the ipg bucket), beside one
+            # layer's unpartitioned gradients as autograd makes them
+            buckets = min(reduce_bucket, n) * compute_bytes + layer * compute_bytes
+        if zero == 3:
+            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
+            # fetched ahead of their module), and never more than the whole model's 16-bit weights
+            gathered = min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, p.total) * compute_bytes
             if tr.activation_checkpointing != "full":
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay

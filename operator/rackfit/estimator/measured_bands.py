@@ -6,7 +6,7 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'any'): (-26.8, 14.5, 7, 'memory'),
+    ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
     ('fsdp', 'training', 'ampere'): (-19.0, 32.9, 22, 'memory'),
     ('fsdp', 'training', 'any'): (-19.0, 32.9, 38, 'memory'),
     ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
