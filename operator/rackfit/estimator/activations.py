@@ -77,7 +77,8 @@ FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 # Hugging Face transformers before 4.49.0 (loss/loss_utils.py, ForCausalLMLoss): `logits = logits.float()`, then
 # `shift_logits = logits[..., :-1, :].contiguous()` and cross_entropy over it, so the fp32 upcast, its shifted copy
 # and the log-softmax are alive at once beside the 16-bit logits: 4 bytes a logit more at the end of the forward.
-# transformers PR 35646 pads the labels instead; the backward (saved log-softmax and the gradients) is unchanged.
+# transformers PR 35646 pads the labels instead (read in the 4.48.3 and 4.49.0 wheels); the backward (saved
+# log-softmax and the gradients) is unchanged.
 SHIFT_COPY_BYTES = 4
 
 
