@@ -594,7 +594,8 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     if tr.framework == "fsdp" and tr.fsdp == 1:
         return ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
                 "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
-                "transformers' model code" + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
+                "transformers' model code and reentrant checkpointing"
+                + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
     notes = []
     if tr.framework == "fsdp" and layout.tensor > 1:
         notes.append("fsdp with tensor parallel is modelled as torchtitan's plan: sequence parallel norms, "
