@@ -372,8 +372,9 @@ class Training(_Model):
         "plugin and HF Trainer --fsdp by default, llama-recipes / llama-cookbook): one FlatParameter per wrapped "
         "unit, the root unit (embeddings, final norm, output) kept unsharded from the forward to the end of the "
         "backward, at most two all-gathers in flight (limit_all_gathers), the current unit's unsharded gradient in "
-        "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm), and PyTorch's default allocator "
-        "unless expandableSegments says otherwise"))
+        "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm) with its reentrant gradient "
+        "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
+        "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
     compile_loss: bool | None = Field(None, description=(
         "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
         "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "

@@ -459,6 +459,29 @@ def test_lora_under_fsdp1_keeps_the_root_unit_gathered():
     assert one.weights - two.weights == p70.lm_head * 2
 
 
+def test_frozen_fsdp1_units_keep_every_later_layers_input_gradient_under_reentrant_checkpointing():
+    """FSDP1's reshard-only hook on a frozen unit's detached checkpoint inputs (register_multi_grad_hook keeps their
+    grad accumulators, which keep the inputs and the .grad written into them) is removed only at the end of the
+    backward: at layer 0's recompute, L - 1 16-bit input gradients beside the checkpointed inputs. Not for FSDP2, not
+    for a full fine-tune under FSDP1 (the hook is on the trainable flat parameter), not without checkpointing."""
+    arch = resolve(ModelSource(preset="llama-3.1-70b"))
+    half = arch.model_copy(update={"num_layers": arch.num_layers // 2})   # one layer's recompute is the same
+    layout = Layout(data=2)
+
+    def grown(**training):
+        """How much one layer's backward working set grows from 40 layers to 80."""
+        tr = Training(**{"framework": "fsdp", "method": "qlora", "microBatchSize": 2, "sequenceLength": 4096,
+                         "activationCheckpointing": "full", **training})
+        return runtime_activations(arch, tr, layout).recompute - runtime_activations(half, tr, layout).recompute
+
+    grads = arch.num_layers // 2 * 2 * 4096 * arch.hidden_size * 2   # 40 more 16-bit input gradients
+    assert grown(fsdpVersion=1) == grads
+    assert grown(fsdpVersion=1, method="lora") == grads
+    assert grown(fsdpVersion=2) == 0
+    assert grown(fsdpVersion=1, method="full") == 0
+    assert grown(fsdpVersion=1, activationCheckpointing="none") == 0
+
+
 def test_qlora_gathers_the_base_in_4_bit():
     lora, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
     qlora, _ = _lora_fsdp("nf4", "qlora", masterWeights="none")

@@ -234,6 +234,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     (Megatron logs its last rank's memory)."""
     t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
     ckpt = tr.activation_checkpointing
+    frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
     if tr.framework == "megatron":
         sp = tr.sequence_parallel and t > 1
         per, core = megatron_layer_bytes(a, tr, t, sp)
@@ -267,6 +268,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         kept_per, recompute = per - attention, attention
     else:
         kept_per, recompute = per, 0.0
+    if frozen_fsdp1_units:
+        recompute += fsdp1_held_input_grads(a, t)
     if tr.loss_compiled:
         # torch.compile over cross_entropy(logits.float()) (torchtitan components/loss.py, compiled with the model
         # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
@@ -309,6 +312,24 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:
+    """Bytes a token that FSDP1 keeps through the backward of LoRA/QLoRA under transformers' reentrant checkpointing,
+    at the first layer's recompute: every later layer's 16-bit input gradient. Read in torch 2.4.1 and transformers
+    4.48.1: `gradient_checkpointing_enable` defaults to `use_reentrant: True` (modeling_utils.py), whose backward
+    (torch/utils/checkpoint.py, CheckpointFunction.backward) runs the layer on `detach_variable` copies of its inputs,
+    leaf tensors, and returns their `.grad`. The layer is an FSDP1 unit (accelerate's transformer-layer wrap) whose
+    flat parameter is frozen (peft's fsdp_auto_wrap_policy gives the adapters their own units), so its pre-forward
+    registers `_register_post_backward_reshard_only_hook` (fsdp/_runtime_utils.py): `register_multi_grad_hook` on
+    those detached inputs (autograd/graph.py), whose hook closure keeps the inputs' grad accumulators
+    (`_get_grad_fn_or_grad_acc`), and an AccumulateGrad node holds its variable (autograd/functions/accumulate_grad.h,
+    `Variable variable`). The hook is removed only by `_finalize_params` in the end-of-backward callback
+    (`_post_backward_hook_state[-1].remove()`), so each layer's detached input, with the `.grad` the layer's backward
+    wrote into it, stays until the whole backward ends: at layer 0's recompute the inputs (counted as the
+    checkpointed ones) and L - 1 input gradients. A unit whose flat parameter requires gradients (a full
+    fine-tune) registers its hook on the flat parameter instead and keeps nothing."""
+    return (a.num_layers - 1) * a.hidden_size * ACT_BYTES / t
 
 
 def pipelining_held(a: ModelArch, tr: Training, layout: Layout) -> tuple[int, int]:
@@ -573,7 +594,8 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     if tr.framework == "fsdp" and tr.fsdp == 1:
         return ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
                 "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
-                "transformers' model code" + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
+                "transformers' model code and reentrant checkpointing"
+                + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
     notes = []
     if tr.framework == "fsdp" and layout.tensor > 1:
         notes.append("fsdp with tensor parallel is modelled as torchtitan's plan: sequence parallel norms, "
