@@ -135,20 +135,27 @@ COMPONENTS = [("weights", "weightsBytes", "weights_bytes"),
 
 
 def components(path: Path = CASES) -> str:
-    """vLLM's own split of a rank's memory (rows whose log gives weights, activation peak, non-torch memory and CUDA
-    graphs) against rackfit's, GiB: logged / rackfit (difference)."""
+    """vLLM's own split of a rank's memory (rows whose log gives the activation peak and non-torch memory, and the
+    weights and CUDA graphs where it gives them) against rackfit's, GiB: logged / rackfit (difference), blank where
+    the log gives none."""
     lines = ["| row | setup | " + " | ".join(f"{name}: logged / rackfit" for name, _, _ in COMPONENTS) + " |",
              "|---|---|" + "---:|" * len(COMPONENTS)]
     for row, est, _pool, _rule in rows(path):
         m = row["measured"]
-        if not all(key in m for _, key, _ in COMPONENTS):
+        if not all(key in m for key in ("activationsBytes", "nonTorchBytes")):
             continue
         spec = row["spec"]
         par = spec.get("parallelism", {})
-        setup = (f"{spec['model'].get('preset') or row.get('name', 'custom')}, tensor {par.get('tensor', 1)}"
+        # a preset whose architecture the row overrides (S46: gpt-oss-20b on gpt-oss-120b's) goes by the row's name
+        shape = (row.get("name") if spec["model"].get("architecture") and row.get("name")
+                 else spec["model"].get("preset") or row.get("name", "custom"))
+        setup = (f"{shape}, tensor {par.get('tensor', 1)}"
                  + (f" x pipeline {par['pipeline']}" if par.get("pipeline", 1) > 1 else ""))
         cells = []
         for _, key, field in COMPONENTS:
+            if key not in m:
+                cells.append("")
+                continue
             logged, ours = _bytes(m[key]) / GiB, getattr(est.breakdown, field) / GiB
             cells.append(f"{logged:.2f} / {ours:.2f} ({ours - logged:+.2f})")
         lines.append(f"| {row['id']} | {setup} | " + " | ".join(cells) + " |")

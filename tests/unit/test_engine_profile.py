@@ -10,6 +10,8 @@ from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engines import (
     FLASHINFER_SAMPLER_BYTES,
     NATIVE_SAMPLER_BYTES,
+    NATIVE_SORT_PEAK_BYTES,
+    NATIVE_SORT_TEMP_BYTES,
     moe_workspace_bytes,
     native_sampler,
     sampler_path,
@@ -40,12 +42,22 @@ def test_native_sampler_holds_28_bytes_a_logit_where_pip_has_no_flashinfer():
     assert not native_sampler(spec(engineVersion="0.9.2", flashinferSampler=True).inference)
     assert native_sampler(spec(flashinferSampler=False).inference)
     a, layout = resolve(spec().model), Layout(tensor=2)
-    assert sampler_peak_bytes(a, layout, 1024, "sort") == 1024 * 151936 * 28
-    # H100 defaults: 1,024 dummy requests; the native sort takes 14 more bytes a logit, less the bf16 shard it outlives
+    assert sampler_peak_bytes(a, layout, 1024, "sort") == 1024 * 151936 * 38
+    # H100 defaults: 1,024 dummy requests; the native sort takes 24 more bytes a logit, less the bf16 shard it outlives
     native, flashinfer = pool(engineVersion="0.9.2"), pool(engineVersion="0.9.2", flashinferSampler=True)
     per_token = 32 * 2 * 4 * 128 * 2
-    freed = 1024 * 151936 * 14 - 1024 * (151936 // 2) * 2
+    freed = 1024 * 151936 * 24 - 1024 * (151936 // 2) * 2
     assert abs((flashinfer - native) * per_token - freed) <= 16 * per_token
+
+
+def test_native_sort_peaks_inside_the_segmented_cub_sort():
+    """PyTorch's segmented sort (SortStable.cu segmented_sort_pairs: an int64 reverse index a logit) and CUB's
+    temporary storage (an alternate fp32 key and int64 value a logit) live beside the bf16 and fp32 logits and the
+    sort's outputs: 38 bytes a logit, above the 28 at the scatter back (vLLM 0.11.0's logs, S40/S45/S46)."""
+    assert NATIVE_SORT_TEMP_BYTES == 20 and NATIVE_SORT_PEAK_BYTES == 38
+    a = resolve(spec().model)
+    assert sampler_peak_bytes(a, Layout(), 1024, "sort") == 1024 * 151936 * 38
+    assert sampler_peak_bytes(a, Layout(), 1024, "sort") > 1024 * 151936 * NATIVE_SAMPLER_BYTES
 
 
 def test_sampler_path_by_release():
@@ -74,9 +86,9 @@ def test_triton_sampler_holds_14_bytes_a_logit_and_a_row_per_sm():
     a100 = GPU(model="A100", product="A100-SXM4-80GB", memoryGB=80, memoryMiB=81920, architecture="ampere")
     assert sampler_peak_bytes(a, Layout(), 1024, "triton", a100) == 1024 * v * 14 + 108 * v * 4
     assert sampler_peak_bytes(a, Layout(), 20, "triton", H100) == 20 * v * 14 + 32 * v * 4
-    # on an H100 at tensor 2, 0.19.0 holds 14 bytes a logit and 132 rows where 0.16.0 sorted at 28
+    # on an H100 at tensor 2, 0.19.0 holds 14 bytes a logit and 132 rows where 0.16.0 sorted at 38
     per_token = 32 * 2 * 4 * 128 * 2
-    saved = 1024 * v * 14 - 132 * v * 4
+    saved = 1024 * v * 24 - 132 * v * 4
     assert abs((pool(engineVersion="0.19.0") - pool(engineVersion="0.16.0")) * per_token - saved) <= 16 * per_token
 
 

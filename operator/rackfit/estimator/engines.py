@@ -100,9 +100,18 @@ ASSUMED_TOTAL = 80 * GiB
 # dummy request, so both filters run), by the path each release takes on CUDA (v1/sample/ops/topk_topp_sampler.py):
 # - FlashInfer (flashinfer_sample, top_k_top_p_sampling_from_logits): the bf16 logits, their fp32 copy, the masked
 #   logits and the softmax, 14 bytes a logit.
-# - PyTorch's sort (apply_top_k_top_p before 0.17.0, read in 0.8.5-0.13.0): at its peak, the scatter back, the bf16
-#   logits (2), the fp32 logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p
-#   softmax (4) and the scattered logits (4): 28 bytes a logit.
+# - PyTorch's sort (apply_top_k_top_p before 0.17.0, read in 0.8.5-0.13.0): at the scatter back, the bf16 logits (2),
+#   the fp32 logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p softmax (4)
+#   and the scattered logits (4): 28 bytes a logit (NATIVE_SAMPLER_BYTES). The peak is earlier, inside
+#   `logits.sort()` itself (NATIVE_SORT_PEAK_BYTES): PyTorch sorts 128 rows or more as one segmented CUB sort
+#   (aten/src/ATen/native/cuda/SortStable.cu launch_stable_sort_kernel -> segmented_sort_pairs), which allocates an
+#   int64 index per logit to sort beside the keys (reverse_indices, 8), and CUB's DeviceSegmentedRadixSort::SortPairs
+#   without a DoubleBuffer (at::cuda::cub::segmented_sort_pairs, aten/src/ATen/cuda/cub.cuh) takes temporary storage
+#   for an alternate copy of the keys (fp32, 4) and the values (int64, 8): with the bf16 and fp32 logits and the
+#   sort's outputs, 2 + 4 + 4 + 8 + 8 + 4 + 8 = 38 bytes a logit (NATIVE_SORT_TEMP_BYTES the 20 of them that live
+#   only during the sort). vLLM 0.11.0's logs (S40, S45, S46: 5.64, 4.76, 7.38 GiB of activation peak, 38.4-38.9
+#   bytes a logit with the hidden states held) agree; nothing was fitted to them. Below 128 rows PyTorch takes
+#   segmented_sort_pairs_by_full_sort, whose buffers differ; rackfit counts the segmented sort's for every batch.
 # - Triton from 0.17.0 (apply_top_k_top_p_triton for batches of 8 or more, read in 0.17.0-0.20.0 and 0.34.0): masks
 #   the fp32 logits in place, so the bf16 logits (2, still held by _dummy_sampler_run), the fp32 logits (4),
 #   forward_native's softmax (4) and random_sample's exponential draws (4): 14 bytes a logit, plus the kernel's
@@ -114,6 +123,8 @@ ASSUMED_TOTAL = 80 * GiB
 # natively: by sort before 0.17.0, by the Triton kernel from it.
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
+NATIVE_SORT_TEMP_BYTES = 8 + 4 + 8
+NATIVE_SORT_PEAK_BYTES = 2 + 4 + 4 + 8 + NATIVE_SORT_TEMP_BYTES
 TRITON_SAMPLER_BYTES = 14
 TRITON_SAMPLER_FROM = (0, 17)
 TRITON_SAMPLER_MIN_BATCH = 8
@@ -260,11 +271,12 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     """The profile run's sampler: logits of each request's last token (bf16, gathered over tensor
     parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
     ops/topk_topp_sampler.py), by `path` (sampler_path): FlashInfer's with the bf16 shard still alive at its peak,
-    PyTorch's native sort, whose peak (the scatter back) comes after the shard is freed, or the Triton kernel's
-    in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline stage
-    samples."""
+    PyTorch's native sort, whose peak (inside the segmented CUB sort) comes after the shard is freed, or the Triton
+    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline
+    stage samples."""
     if path == "sort":
-        return requests * a.vocab_size * NATIVE_SAMPLER_BYTES
+        # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
+        return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
     if path == "triton":
         sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
         rows = min(1 << max(0, requests - 1).bit_length(), sms)
