@@ -497,9 +497,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                + profile_held_bytes(inf, a, layout, s, requests))
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s),
               sampler)
-    graphs = cuda_graph_bytes(a, layout, s, inf) if inf.cuda_graphs else 0
-    if inf.engine == "tensorrt-llm" and inf.cuda_graphs:
+    if not inf.cuda_graphs:
+        graphs = 0
+    elif inf.engine == "tensorrt-llm":
         graphs = trtllm_graph_bytes(a, layout, s)
+    else:
+        graphs = cuda_graph_bytes(a, layout, s, inf)
     nt = non_torch_bytes(layout, gpu)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
@@ -520,11 +523,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # V1 before 0.9.1 counted the CUDA context inside the budget (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache
         # leaves free for graph capture is total - budget + the freed activations, the context already paid
         in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
-        pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if inf.extensible:
             held = weights + nt + graphs
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
             pool = min(budget - held, total - context - held - margin) - act
+        else:
+            pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if plan.refused is None:
             plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
                                                                context - in_budget))
