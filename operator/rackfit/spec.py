@@ -225,6 +225,11 @@ class ModelSource(_Model):
 EXTENSIBLE_KV_CACHE = (0, 34)
 
 
+def _older(version: str | None, release: tuple[int, ...]) -> bool:
+    """A named release ("0.8.5", "4.48") older than `release`; unset means a current one."""
+    return version is not None and tuple(int(x) for x in version.split(".")) < release
+
+
 class Inference(_Model):
     engine: Engine = Field("vllm", description=(
         "the serving runtime whose memory plan is modelled: vllm (V1; engineVersion for older releases), sglang, "
@@ -301,7 +306,7 @@ class Inference(_Model):
     @classmethod
     def _extensible_release(cls, on: bool | None, info: ValidationInfo) -> bool | None:
         release = info.data.get("engine_version")
-        if on and release and tuple(int(x) for x in release.split(".")) < EXTENSIBLE_KV_CACHE:
+        if on and _older(release, EXTENSIBLE_KV_CACHE):
             raise ValueError(f"vLLM {release} has no extensible KV cache (it came with 0.34.0): leave it unset or "
                              "give engineVersion 0.34.0 or later")
         return on
@@ -318,9 +323,7 @@ class Inference(_Model):
 
     def vllm_before(self, release: tuple[int, ...]) -> bool:
         """The spec names a vLLM release older than `release` (unset: a current one)."""
-        if self.engine_version is None:
-            return False
-        return tuple(int(x) for x in self.engine_version.split(".")) < release
+        return _older(self.engine_version, release)
 
 
 class Training(_Model):
@@ -455,9 +458,7 @@ class Training(_Model):
         """Hugging Face transformers before 4.49.0: ForCausalLMLoss (loss/loss_utils.py) shifts the fp32 logits with
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
         transformers PR 35646, which pads the labels instead)."""
-        if self.transformers_version is None:
-            return False
-        return tuple(int(x) for x in self.transformers_version.split(".")[:2]) < HF_LOSS_WITHOUT_SHIFT_COPY
+        return _older(self.transformers_version, HF_LOSS_WITHOUT_SHIFT_COPY)
 
     @property
     def loss_compiled(self) -> bool:
