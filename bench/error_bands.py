@@ -77,10 +77,15 @@ def main(argv: list[str]) -> int:
         print("error bands: up to date")
         return 0
     OUT.write_text(text)
-    print("| regime | rows | measured error | compared |\n|---|---:|---|---|")
-    for (runtime, workload, family), (lo, hi, n, q) in bands().items():
-        print(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | {q} |")
+    print(table())
     return 0
+
+
+def table() -> str:
+    lines = ["| regime | rows | measured error | compared |", "|---|---:|---|---|"]
+    for (runtime, workload, family), (lo, hi, n, q) in bands().items():
+        lines.append(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | {q} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -162,17 +162,21 @@ def components(path: Path = CASES) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
-        args = args[1:]
-    path = Path(args[0]) if args else CASES
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
+        argv = argv[1:]
+    path = Path(argv[0]) if argv else CASES
     if not load_cases(path):
         print(f"no serving rows (an engine's KV cache) in {path}")
-        sys.exit(0)
+        return 0
     text, _ = table(path)
     print(text)
     split = components(path)
     if split:
         print("\nvLLM's logged split of a rank's memory against rackfit's, GiB (logged / rackfit (difference)):\n")
         print(split)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
