@@ -258,9 +258,10 @@ class Inference(_Model):
         "by itself above 32768 tokens (2048 per step); before 0.7.1 MLA models cached full K and V per head, not "
         "the latent. Default: current releases"))
     flashinfer_sampler: bool | None = Field(None, description=(
-        "vLLM V1: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
+        "vLLM: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
         "top-k sampling\"; before 0.11.1 where it is installed, as in the official images, then only with "
-        "VLLM_USE_FLASHINFER_SAMPLER=1 until 0.21.0) or natively: by a sort before "
+        "VLLM_USE_FLASHINFER_SAMPLER=1 until 0.21.0; V0, before 0.8.0, only with VLLM_USE_FLASHINFER_SAMPLER=1) or "
+        "natively: by a sort before "
         "0.17.0, whose profile run holds twice the bytes per logit, by a Triton kernel from it. Default: what "
         "`pip install vllm` of engineVersion runs (native before 0.21.0, FlashInfer from it)"))
     extensible_kv_cache: bool | None = Field(None, description=(

@@ -1,10 +1,11 @@
 """Older vLLM releases planned memory differently (inference.engineVersion): V0's own chunked prefill above 32K
-tokens, and MLA cached as full K/V before v0.7.1."""
+tokens and its sampler, MLA cached as full K/V before v0.7.1, and V1's batch defaults by release."""
 
 from __future__ import annotations
 
+from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import MLA_LATENT, V0_CHUNK_TOKENS, V0_LONG_CONTEXT, serve
+from rackfit.estimator.engines import MLA_LATENT, V0_CHUNK_TOKENS, V0_LONG_CONTEXT, serve, settings
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 
@@ -39,3 +40,46 @@ def test_mla_is_cached_as_full_heads_before_the_release_that_brought_it():
         heads = a.num_attention_heads // tensor
         assert old_tok == a.num_layers * 2 * heads * (a.qk_nope_head_dim + a.qk_rope_head_dim) * 2
         assert old_tok > new_tok
+
+
+def test_v0_chunks_mla_models_too():
+    """0.7.1-0.7.3 turned chunked prefill on above 32K before VllmConfig switched it off again for MLA, leaving
+    max_num_batched_tokens at the chunk: DeepSeek's profile run is one chunk, as any other model's."""
+    assert estimate(vllm("deepseek-v3", V0_LONG_CONTEXT * 2, "0.7.2", tensor=8)).engine.max_num_batched_tokens \
+        == V0_CHUNK_TOKENS
+
+
+def test_v0_samples_by_sort_on_the_driver_and_holds_the_forwards_hidden_states():
+    """V0's Sampler.forward sorts the fp32 logits of its 256 dummy sequences (_apply_top_k_top_p; FlashInfer only with
+    VLLM_USE_FLASHINFER_SAMPLER), gathered whole to the driver rank, while execute_model keeps the forward's hidden
+    states: 38 bytes a logit and max_num_batched_tokens hidden rows, at tensor 1 as at 2 (S1 and S2 logged 1.26 GiB
+    for Llama 3 8B at 8,192 tokens on both)."""
+    a = resolve(vllm("llama-3.1-8b", 8192, None).model)
+    for tensor in (1, 2):
+        plan = serve(vllm("llama-3.1-8b", 8192, "0.6.4", tensor).inference, a, Layout(tensor=tensor), 0, 0, None)
+        assert plan.activations == 256 * a.vocab_size * 38 + 8192 * a.hidden_size * 2
+        inf = vllm("llama-3.1-8b", 8192, "0.6.4", tensor).inference
+        flashinfer = inf.model_copy(update={"flashinfer_sampler": True})
+        assert serve(flashinfer, a, Layout(tensor=tensor), 0, 0, None).activations < plan.activations
+    assert abs(plan.activations / 2**30 - 1.26) < 0.05
+
+
+def test_v1_batch_defaults_by_release():
+    """_set_default_args_v1: 0.8.0-0.8.3 8192 tokens on devices named H100/H200 and 1024 sequences everywhere; 0.8.4
+    those names 8192/1024, the rest 2048/256; 0.8.5 any device of 70 GiB or more; from 0.9.0 not A100."""
+    b200 = GPU(model="B200", product="B200", memoryGB=180, memoryMiB=183359, architecture="blackwell")
+    gh200 = GPU(model="GH200", product="GH200", memoryGB=96, memoryMiB=97871, architecture="hopper")
+    a100 = GPU(model="A100", product="A100-SXM4-80GB", memoryGB=80, memoryMiB=81920, architecture="ampere")
+    l40s = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
+
+    def batch(gpu, version):
+        inf = vllm("llama-3.1-8b", 8192, version).inference
+        s = settings(inf, gpu, 1, 1)
+        return s.max_num_batched_tokens, s.max_num_seqs
+
+    assert [batch(b200, v) for v in ("0.8.3", "0.8.4", "0.8.5", "0.9.0")] \
+        == [(2048, 1024), (2048, 256), (8192, 1024), (8192, 1024)]
+    assert [batch(gh200, v) for v in ("0.8.3", "0.8.4", "0.8.5", "0.9.0")] == [(8192, 1024)] * 4
+    assert [batch(a100, v) for v in ("0.8.4", "0.8.5", "0.9.0", None)] \
+        == [(2048, 256), (8192, 1024), (2048, 256), (2048, 256)]
+    assert [batch(l40s, v) for v in ("0.8.0", "0.8.4", None)] == [(2048, 1024), (2048, 256), (2048, 256)]
