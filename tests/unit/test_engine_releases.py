@@ -83,3 +83,51 @@ def test_v1_batch_defaults_by_release():
     assert [batch(a100, v) for v in ("0.8.4", "0.8.5", "0.9.0", None)] \
         == [(2048, 256), (8192, 1024), (2048, 256), (2048, 256)]
     assert [batch(l40s, v) for v in ("0.8.0", "0.8.4", None)] == [(2048, 1024), (2048, 256), (2048, 256)]
+
+
+def sglang(gpu: GPU, tensor: int, version: str | None, pipeline: int = 1):
+    inf = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                          parallelism=dict(tensor=tensor, pipeline=pipeline),
+                          inference=dict(engine="sglang", **({"engineVersion": version} if version else {})))).inference
+    return settings(inf, gpu, tensor, pipeline)
+
+
+L4 = GPU(model="L4", product="L4", memoryGB=24, memoryMiB=23034, architecture="ada")
+H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
+H200 = GPU(model="H200", product="H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
+
+
+def test_sglang_mem_fraction_static_by_tensor_size_before_0_4_6():
+    """server_args.py ServerArgs.__post_init__ of 0.4.0-0.4.5: 0.88, 0.87, 0.85, 0.81, 0.79 at 1, 2, 4, 8, 16 ranks
+    whatever the GPU (0.82 at 8 in 0.3.x); S72 (0.4.3.post4, 4 x L4) logged 0.85, S73 (0.4.4, H100) 0.88."""
+    assert [sglang(H100, t, "0.4.4").gpu_memory_utilization for t in (1, 2, 4, 8, 16)] \
+        == [0.88, 0.87, 0.85, 0.81, 0.79]
+    assert sglang(H100, 8, "0.3.6").gpu_memory_utilization == 0.82
+    assert sglang(L4, 4, "0.4.3").gpu_memory_utilization == 0.85
+    assert sglang(H200, 1, "0.4.5").gpu_memory_utilization == 0.88
+    # the chunk and graph batch of those releases: 2048 and 8 (80 from tensor 4) below 25,000 MiB, else 8192 and 160
+    s = sglang(L4, 4, "0.4.3")
+    assert (s.max_num_batched_tokens, s.max_num_seqs) == (2048, 80)
+    # the current formula plans less on the same L4s (reserve of chunk and graphs): the release decides
+    assert sglang(L4, 4, None).gpu_memory_utilization < 0.85
+
+
+def test_sglang_mem_fraction_static_from_0_4_6_to_0_5_2():
+    """0.4.6: the table up to 81,920 MiB, (memory - 13 GiB) / memory above; 0.4.7: tensor x pipeline, and above 96 GiB
+    min(f + 48 GiB (1 - f) / memory, (memory - 18 GiB) / memory); 0.4.8-0.5.2: memory less 9.5 + ranks / 2 GiB below 90
+    GiB, 12 + ranks / 2 below 160."""
+    assert sglang(H200, 1, "0.4.6").gpu_memory_utilization == (143771 - 13 * 1024) / 143771
+    assert sglang(H100, 2, "0.4.7", pipeline=2).gpu_memory_utilization == 0.85  # 4 ranks
+    assert sglang(H100, 2, "0.4.6", pipeline=2).gpu_memory_utilization == 0.87  # tensor alone
+    h200 = min(0.88 + 48 * 1024 * 0.12 / 143771, (143771 - 18 * 1024) / 143771)
+    assert sglang(H200, 1, "0.4.7").gpu_memory_utilization == h200
+    assert sglang(H100, 8, "0.4.8").gpu_memory_utilization == round((81559 - 13.5 * 1024) / 81559, 3)
+    assert sglang(H200, 1, "0.5.2").gpu_memory_utilization == round((143771 - 12.5 * 1024) / 143771, 3)
+    assert sglang(H200, 1, "0.5.3").gpu_memory_utilization == sglang(H200, 1, None).gpu_memory_utilization
+
+
+def test_engine_version_of_sglang_leaves_vllm_releases_alone():
+    inf = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                          inference=dict(engine="sglang", engineVersion="0.4.3"))).inference
+    assert not inf.vllm_before((0, 8)) and inf.sglang_before((0, 4, 6))
+    assert not vllm("llama-3.1-8b", 8192, "0.4.3").inference.sglang_before((0, 4, 6))

@@ -168,6 +168,15 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
+# SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
+# the 0.3.6, 0.4.0-0.4.10, 0.5.0rc0, 0.5.1-0.5.6 and 0.5.8 wheels; _sglang_fraction_before): by tensor size before
+# 0.4.6 (0.82 at 8 ranks before 0.4.0), capped by memory from 0.4.6, by tensor x pipeline from 0.4.7, memory less a
+# reserve table from 0.4.8, the reserve formula of _sglang_fraction from 0.5.3 (_handle_gpu_memory_settings).
+SGLANG_081 = (0, 4, 0)
+SGLANG_BY_MEMORY = (0, 4, 6)
+SGLANG_TP_PP = (0, 4, 7)
+SGLANG_RESERVE_TABLE = (0, 4, 8)
+SGLANG_RESERVE_FORMULA = (0, 5, 3)
 # SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
 # caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
@@ -215,9 +224,13 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
     elif inf.engine == "sglang":
         # SGLang sizes its defaults by nvidia-smi's memory.total (utils get_nvgpu_memory_capacity), the label's MiB
         mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
-        tokens, seqs = _sglang_defaults(mib, tensor)
-        # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
-        util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
+        if inf.sglang_before(SGLANG_RESERVE_FORMULA):
+            tokens, seqs = _sglang_defaults_before(inf, mib, tensor)
+            util = _sglang_fraction_before(inf, mib, tensor, pipeline)
+        else:
+            tokens, seqs = _sglang_defaults(mib, tensor)
+            # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
+            util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
@@ -266,6 +279,49 @@ def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipelin
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((mib - reserved) / mib, 3)
+
+
+def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static before SGLANG_RESERVE_FORMULA (ServerArgs.__post_init__ in
+    python/sglang/srt/server_args.py, by the GPU's memory in MiB, get_nvgpu_memory_capacity):
+    - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 before 0.4.0), 0.85 from 4, 0.87 from
+      2, 0.88 on one (0.3.6-0.4.5 read); S72-S74 logged 0.85 at tensor 4 (0.4.3.post4), 0.88 at 1 (0.4.4, early 2025);
+    - 0.4.6: that table up to 81,920 MiB, (memory - 13 GiB) / memory above it;
+    - 0.4.7: the table by tensor x pipeline up to 81,920 MiB, 0.88 above; then 0.79 above 180,000 MiB, and above 96 GiB
+      min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
+    - 0.4.8-0.5.2: memory less a reserve in GiB of 2.8 + tensor x pipeline / 10 below 35 GiB, 9.5 + tp x pp / 2 below
+      90, 12 + tp x pp / 2 below 160, else 32 (rounded to 3 places).
+    Speculative decoding and DP attention, which reserve more, are not modelled."""
+    ranks = tensor * pipeline
+    if inf.sglang_before(SGLANG_RESERVE_TABLE):
+        by_size = [(16, 0.79), (8, 0.81 if not inf.sglang_before(SGLANG_081) else 0.82), (4, 0.85), (2, 0.87)]
+        size = ranks if not inf.sglang_before(SGLANG_TP_PP) else tensor
+        frac = next((f for n, f in by_size if size >= n), 0.88)
+        if not inf.sglang_before(SGLANG_TP_PP):  # 0.4.7
+            frac = frac if mib <= 81920 else 0.88
+            if mib > 180_000:
+                return 0.79
+            if mib > 96 * 1024:
+                return min(frac + 48 * 1024 * (1 - frac) / mib, (mib - 18 * 1024) / mib)
+            return frac
+        if not inf.sglang_before(SGLANG_BY_MEMORY) and mib > 81920:  # 0.4.6
+            return (mib - 13 * 1024) / mib
+        return frac
+    gib = 2.8 + ranks / 10 if mib < 35 * 1024 else 9.5 + ranks / 2 if mib < 90 * 1024 else \
+        12 + ranks / 2 if mib < 160 * 1024 else 32
+    return round((mib - gib * 1024) / mib, 3)
+
+
+def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and cuda_graph_max_bs before SGLANG_RESERVE_FORMULA (server_args.py): a chunk of
+    2048 below 25,000 MiB (below 35 GiB from 0.4.8), else 8192 (16384 above 180,000 MiB in 0.4.7, from 160 GiB from
+    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else the capture's default 160."""
+    small = mib < (35 * 1024 if not inf.sglang_before(SGLANG_RESERVE_TABLE) else 25_000)
+    if small:
+        return 2048, 8 if tensor < 4 else 80
+    large = (mib >= 160 * 1024) if not inf.sglang_before(SGLANG_RESERVE_TABLE) else \
+        (mib > 180_000 and not inf.sglang_before(SGLANG_TP_PP))
+    return (16384 if large else 8192), 160
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
