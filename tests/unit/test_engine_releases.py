@@ -98,11 +98,13 @@ H200 = GPU(model="H200", product="H200", memoryGB=141, memoryMiB=143771, archite
 
 
 def test_sglang_mem_fraction_static_by_tensor_size_before_0_4_6():
-    """server_args.py ServerArgs.__post_init__ of 0.4.0-0.4.5: 0.88, 0.87, 0.85, 0.81, 0.79 at 1, 2, 4, 8, 16 ranks
-    whatever the GPU (0.82 at 8 in 0.3.x); S72 (0.4.3.post4, 4 x L4) logged 0.85, S73 (0.4.4, H100) 0.88."""
+    """server_args.py ServerArgs.__post_init__ of 0.4.0-0.4.5: 0.88, 0.87, 0.85, 0.81, 0.79 at 1, 2, 4, 8, 16
+    ranks whatever the GPU (at 8: 0.82 in 0.3.6, 0.83 before); S72 (0.4.3.post4, 4 x L4) logged 0.85, S73 (0.4.4,
+    H100) 0.88."""
     assert [sglang(H100, t, "0.4.4").gpu_memory_utilization for t in (1, 2, 4, 8, 16)] \
         == [0.88, 0.87, 0.85, 0.81, 0.79]
     assert sglang(H100, 8, "0.3.6").gpu_memory_utilization == 0.82
+    assert sglang(H100, 8, "0.3.5").gpu_memory_utilization == 0.83
     assert sglang(L4, 4, "0.4.3").gpu_memory_utilization == 0.85
     assert sglang(H200, 1, "0.4.5").gpu_memory_utilization == 0.88
     # the chunk and graph batch of those releases: 2048 and 8 (80 from tensor 4) below 25,000 MiB, else 8192 and 160

@@ -169,9 +169,11 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
 # SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
-# the 0.3.6, 0.4.0-0.4.10, 0.5.0rc0, 0.5.1-0.5.6 and 0.5.8 wheels; _sglang_fraction_before): by tensor size before
-# 0.4.6 (0.82 at 8 ranks before 0.4.0), capped by memory from 0.4.6, by tensor x pipeline from 0.4.7, memory less a
-# reserve table from 0.4.8, the reserve formula of _sglang_fraction from 0.5.3 (_handle_gpu_memory_settings).
+# the 0.2.15, 0.3.0, 0.3.3, 0.3.5, 0.3.6, 0.4.0-0.4.10, 0.5.0rc0, 0.5.1-0.5.6 and 0.5.8 wheels;
+# _sglang_fraction_before): by tensor size before 0.4.6 (at 8 ranks 0.83 before 0.3.6, 0.82 in 0.3.6), capped by
+# memory from 0.4.6, by tensor x pipeline from 0.4.7, memory less a reserve table from 0.4.8, the reserve formula of
+# _sglang_fraction from 0.5.3 (_handle_gpu_memory_settings).
+SGLANG_082 = (0, 3, 6)
 SGLANG_081 = (0, 4, 0)
 SGLANG_BY_MEMORY = (0, 4, 6)
 SGLANG_TP_PP = (0, 4, 7)
@@ -284,8 +286,9 @@ def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipelin
 def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int) -> float:
     """SGLang's default mem_fraction_static before SGLANG_RESERVE_FORMULA (ServerArgs.__post_init__ in
     python/sglang/srt/server_args.py, by the GPU's memory in MiB, get_nvgpu_memory_capacity):
-    - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 before 0.4.0), 0.85 from 4, 0.87 from
-      2, 0.88 on one (0.3.6-0.4.5 read); S72-S74 logged 0.85 at tensor 4 (0.4.3.post4), 0.88 at 1 (0.4.4, early 2025);
+    - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 in 0.3.6, 0.83 before it), 0.85 from
+      4, 0.87 from 2, 0.88 on one (0.2.15-0.4.5 read, not every post-release); S72-S74 logged 0.85 at tensor 4
+      (0.4.3.post4), 0.88 at 1;
     - 0.4.6: that table up to 81,920 MiB, (memory - 13 GiB) / memory above it;
     - 0.4.7: the table by tensor x pipeline up to 81,920 MiB, 0.88 above; then 0.79 above 180,000 MiB, and above 96 GiB
       min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
@@ -294,7 +297,8 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
     Speculative decoding and DP attention, which reserve more, are not modelled."""
     ranks = tensor * pipeline
     if inf.sglang_before(SGLANG_RESERVE_TABLE):
-        by_size = [(16, 0.79), (8, 0.81 if not inf.sglang_before(SGLANG_081) else 0.82), (4, 0.85), (2, 0.87)]
+        eight = 0.83 if inf.sglang_before(SGLANG_082) else 0.82 if inf.sglang_before(SGLANG_081) else 0.81
+        by_size = [(16, 0.79), (8, eight), (4, 0.85), (2, 0.87)]
         size = ranks if not inf.sglang_before(SGLANG_TP_PP) else tensor
         frac = next((f for n, f in by_size if size >= n), 0.88)
         if not inf.sglang_before(SGLANG_TP_PP):  # 0.4.7
