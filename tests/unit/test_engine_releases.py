@@ -133,3 +133,16 @@ def test_engine_version_of_sglang_leaves_vllm_releases_alone():
                           inference=dict(engine="sglang", engineVersion="0.4.3"))).inference
     assert not inf.vllm_before((0, 8)) and inf.sglang_before((0, 4, 6))
     assert not vllm("llama-3.1-8b", 8192, "0.4.3").inference.sglang_before((0, 4, 6))
+
+
+def test_v0_warms_no_sampler_up_after_graph_capture():
+    """V0's Worker.compile_or_warm_up_model only captures graphs (worker/worker.py, 0.6.4-0.7.3); V1 before 0.21.0
+    warms the sampler up after them: at 0.97 of a 24 GB card the V1 release dies at capture, the V0 one starts."""
+    rtx3090 = GPU(model="RTX 3090", product="RTX 3090", memoryGB=24, memoryMiB=24576, architecture="ampere")
+
+    def starts(version):
+        spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                               inference=dict(contextLength=8192, engineVersion=version, gpuMemoryUtilization=0.97)))
+        return estimate(spec, gpu=rtx3090).engine_starts
+
+    assert starts("0.7.0") and not starts("0.10.1")

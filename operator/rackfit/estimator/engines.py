@@ -626,7 +626,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         else:
             pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if plan.refused is None:
-            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
+            # V0 warms no sampler up after capture_model (worker/worker.py compile_or_warm_up_model in 0.6.4-0.7.3)
+            warm_up = 0 if inf.vllm_before(V1_DEFAULT) else sampler
+            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, warm_up,
                                                                context - in_budget))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
