@@ -84,9 +84,9 @@ RULES: dict[str, dict[str, Rule]] = {
             "|| has(self.maxNumSeqs))",
             "gpuMemoryUtilization, maxNumBatchedTokens and maxNumSeqs are serving-engine settings: "
             "not allowed with engine transformers", ".engine"),
-        "engine_version": Rule("self.engine == 'vllm' || !has(self.engineVersion)",
-                               "engineVersion is modelled for engine vllm only (other engines: their current "
-                               "releases)", ".engineVersion"),
+        "engine_version": Rule("self.engine in ['vllm', 'sglang'] || !has(self.engineVersion)",
+                               "engineVersion is modelled for engines vllm and sglang only (other engines: their "
+                               "current releases)", ".engineVersion"),
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
@@ -252,15 +252,18 @@ class Inference(_Model):
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
     engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
-        "vLLM's release, e.g. 0.7.3, where it planned memory differently: before 0.8.0 (the V0 engine) the "
+        "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.21.0 the CUDA "
         "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
         "by itself above 32768 tokens (2048 per step); before 0.7.1 MLA models cached full K and V per head, not "
-        "the latent. Default: current releases"))
+        "the latent. SGLang (engine sglang) chose its default --mem-fraction-static by tensor size before 0.4.8, "
+        "from a table of the GPU's memory before 0.5.3, by its reserve formula from 0.5.3 (a .postN is its "
+        "release). Default: current releases"))
     flashinfer_sampler: bool | None = Field(None, description=(
-        "vLLM V1: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
+        "vLLM: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
         "top-k sampling\"; before 0.11.1 where it is installed, as in the official images, then only with "
-        "VLLM_USE_FLASHINFER_SAMPLER=1 until 0.21.0) or natively: by a sort before "
+        "VLLM_USE_FLASHINFER_SAMPLER=1 until 0.21.0; V0, before 0.8.0, only with VLLM_USE_FLASHINFER_SAMPLER=1) or "
+        "natively: by a sort before "
         "0.17.0, whose profile run holds twice the bytes per logit, by a Triton kernel from it. Default: what "
         "`pip install vllm` of engineVersion runs (native before 0.21.0, FlashInfer from it)"))
     extensible_kv_cache: bool | None = Field(None, description=(
@@ -296,7 +299,7 @@ class Inference(_Model):
             raise ValueError(rules["engine_settings"].message)
         if self.engine != "transformers" and self.prefill_chunk_tokens is not None:
             raise ValueError(rules["prefill_chunk"].message)
-        if self.engine != "vllm" and self.engine_version is not None:
+        if self.engine not in ("vllm", "sglang") and self.engine_version is not None:
             raise ValueError(rules["engine_version"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":
             raise ValueError(rules["extensible_kv_cache"].message)
@@ -322,8 +325,12 @@ class Inference(_Model):
                                                   and not self.vllm_before(EXTENSIBLE_KV_CACHE))
 
     def vllm_before(self, release: tuple[int, ...]) -> bool:
-        """The spec names a vLLM release older than `release` (unset: a current one)."""
-        return _older(self.engine_version, release)
+        """The spec names a vLLM release older than `release` (unset, or another engine: a current one)."""
+        return self.engine == "vllm" and _older(self.engine_version, release)
+
+    def sglang_before(self, release: tuple[int, ...]) -> bool:
+        """The spec names an SGLang release older than `release` (unset, or another engine: a current one)."""
+        return self.engine == "sglang" and _older(self.engine_version, release)
 
 
 class Training(_Model):

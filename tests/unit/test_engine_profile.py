@@ -38,7 +38,8 @@ def test_native_sampler_holds_28_bytes_a_logit_where_pip_has_no_flashinfer():
     assert native_sampler(spec(engineVersion="0.9.2").inference)
     assert native_sampler(spec(engineVersion="0.12.0").inference)
     assert not native_sampler(spec().inference)  # current releases: FlashInfer by default
-    assert not native_sampler(spec(engineVersion="0.7.3").inference)  # V0's sampler is another model
+    assert native_sampler(spec(engineVersion="0.7.3").inference)  # V0 sorts too (sampler.py _apply_top_k_top_p)
+    assert not native_sampler(spec(engineVersion="0.7.3", flashinferSampler=True).inference)
     assert not native_sampler(spec(engineVersion="0.9.2", flashinferSampler=True).inference)
     assert native_sampler(spec(flashinferSampler=False).inference)
     a, layout = resolve(spec().model), Layout(tensor=2)
@@ -66,7 +67,7 @@ def test_sampler_path_by_release():
     it, for batches of 8 or more."""
     path = {v: sampler_path(spec(engineVersion=v).inference, 1024)
             for v in ("0.7.3", "0.9.2", "0.13.0", "0.16.0", "0.17.0", "0.19.0", "0.20.0", "0.21.0")}
-    assert path == {"0.7.3": "flashinfer", "0.9.2": "sort", "0.13.0": "sort", "0.16.0": "sort", "0.17.0": "triton",
+    assert path == {"0.7.3": "sort", "0.9.2": "sort", "0.13.0": "sort", "0.16.0": "sort", "0.17.0": "triton",
                     "0.19.0": "triton", "0.20.0": "triton", "0.21.0": "flashinfer"}
     assert sampler_path(spec().inference, 1024) == "flashinfer"
     assert sampler_path(spec(flashinferSampler=False).inference, 1024) == "triton"

@@ -238,12 +238,13 @@ def test_older_vllm_releases_plan_as_they_did():
 
 
 @pytest.mark.parametrize("inference,field,words", [
-    ({"engine": "sglang", "engineVersion": "0.4.6"}, "spec.inference.engineVersion", "engine vllm only"),
+    ({"engine": "tensorrt-llm", "engineVersion": "1.2.1"}, "spec.inference.engineVersion",
+     "engines vllm and sglang only"),
     ({"engine": "sglang", "extensibleKvCache": True}, "spec.inference.extensibleKvCache", "only with engine vllm"),
     ({"engineVersion": "0.33.0", "extensibleKvCache": True}, "spec.inference.extensibleKvCache", "came with 0.34.0"),
     ({"engineVersion": "v0.7"}, "spec.inference.engineVersion", "pattern"),
 ])
-def test_engine_version_is_vllm_s_and_a_release_number(inference, field, words):
+def test_engine_version_is_vllm_s_or_sglang_s_and_a_release_number(inference, field, words):
     with pytest.raises(InvalidWorkload) as e:
         parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "inference": inference})
     (got, msg), = e.value.errors

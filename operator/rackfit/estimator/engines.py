@@ -81,13 +81,26 @@ TRTLLM_GRAPH_MAX_BATCH = 128
 # graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
 V1_DEFAULT = (0, 8)
 GRAPHS_IN_BUDGET = (0, 21)
+# V1's batch defaults for `vllm serve` by release (vllm/engine/arg_utils.py _set_default_args_v1, read in the
+# 0.8.0-0.8.5, 0.9.0, 0.9.2, 0.10.0 and 0.10.1 wheels): 0.8.0-0.8.3 gave 8192 batched tokens to devices whose name
+# holds "h100" or "h200" (current_platform.get_device_name(); GH200 included, B200 not) and 2048 to the rest, and 1024
+# sequences to all; 0.8.4 the same names 8192 and 1024, the rest 2048 and 256; 0.8.5 by memory
+# (get_device_total_memory() of 70 GiB or more: 8192 and 1024, A100 80GB included); from 0.9.0 by memory, not A100.
+V1_SEQS_BY_DEVICE = (0, 8, 4)
+V1_LARGE_BY_MEMORY = (0, 8, 5)
+V1_LARGE_NOT_A100 = (0, 9)
+V1_LARGE_DEVICE_NAMES = ("h100", "h200")
 # MLA cached as its latent (kv_lora_rank + rope dims, one "head") from v0.7.1, the release that brought MLA to
 # vLLM's DeepSeek models; before it, deepseek_v2.py's DeepseekV2Attention cached full K and V per head at
 # qk_head_dim (V zero-padded from v_head_dim to qk_nope + qk_rope).
 MLA_LATENT = (0, 7, 1)
-# V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py, _set_default_args_v0:
-# max_model_len > 32768, no sliding window, not MLA), with SchedulerConfig's default chunk of 2048 tokens
-# (vllm/config.py, _DEFAULT_MAX_NUM_BATCHED_TOKENS): the profile run is then one chunk, not the whole context.
+# V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py EngineArgs.create_engine_config,
+# 0.5.5-0.7.3: max_model_len > 32768, no sliding window, no LoRA or speculative model), with SchedulerConfig's default
+# chunk of 2048 tokens (vllm/config.py SchedulerConfig.__post_init__): the profile run is then one chunk, not the
+# whole context. MLA models (0.7.1-0.7.3) then had chunked prefill switched off again by VllmConfig.__post_init__
+# ("MLA is enabled; forcing chunked prefill and prefix caching to be disabled"), after SchedulerConfig had already
+# set max_num_batched_tokens to the chunk, so their profile run is one chunk too (read in the 0.7.0-0.7.3 wheels; from
+# 0.8.0 _set_default_args_v0 leaves MLA out, but 0.8 is V1 here).
 V0_LONG_CONTEXT = 32768
 V0_CHUNK_TOKENS = 2048
 # ...512 tokens before v0.6.5: PR 10544 ("Update default max_num_batch_tokens for chunked prefill to 2048", merged
@@ -121,6 +134,14 @@ ASSUMED_TOTAL = 80 * GiB
 # 0.20.0 (read in the 0.8.5-0.20.0 wheels; 0.19.0's log: "FlashInfer top-p/top-k sampling is available but disabled
 # by default"); from 0.21.0 envs.py defaults it to True. So `pip install vllm` of a V1 release before 0.21.0 samples
 # natively: by sort before 0.17.0, by the Triton kernel from it.
+# V0 (before 0.8.0) sorts the same way (vllm/model_executor/layers/sampler.py Sampler.forward: the bf16 logits, still
+# held by ModelRunner.execute_model, `logits.to(torch.float)`, then _apply_top_k_top_p's `logits.sort()` over the
+# profile's 256 dummy sequences, whose SamplingParams(top_p=0.99, top_k=vocab_size - 1) turn both filters on);
+# FlashInfer only with VLLM_USE_FLASHINFER_SAMPLER set (envs.py: None) and flashinfer installed. The logits are
+# gathered to the driver rank under tensor parallel (logits_processor.py tensor_model_parallel_gather), which alone
+# samples, and execute_model keeps the whole forward's hidden states alive meanwhile (read in the 0.6.4, 0.7.0 and
+# 0.7.1 wheels). S1 and S2 (PR 10511: "PyTorch activation peak memory 1.26GiB" for Llama 3 8B at 8,192 tokens, tensor
+# 1 and 2) agree: 1.23 GiB with the sort, 0.78 (the forward) without it; sets nothing. V0_SORT_SAMPLER names this note.
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
 NATIVE_SORT_TEMP_BYTES = 8 + 4 + 8
@@ -147,6 +168,17 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
+# SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
+# the 0.2.15, 0.3.0, 0.3.3, 0.3.5, 0.3.6, 0.4.0-0.4.10, 0.5.0rc0, 0.5.1-0.5.6 and 0.5.8 wheels;
+# _sglang_fraction_before): by tensor size before 0.4.6 (at 8 ranks 0.83 before 0.3.6, 0.82 in 0.3.6), capped by
+# memory from 0.4.6, by tensor x pipeline from 0.4.7, memory less a reserve table from 0.4.8, the reserve formula of
+# _sglang_fraction from 0.5.3 (_handle_gpu_memory_settings).
+SGLANG_082 = (0, 3, 6)
+SGLANG_081 = (0, 4, 0)
+SGLANG_BY_MEMORY = (0, 4, 6)
+SGLANG_TP_PP = (0, 4, 7)
+SGLANG_RESERVE_TABLE = (0, 4, 8)
+SGLANG_RESERVE_FORMULA = (0, 5, 3)
 # SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
 # caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
@@ -186,26 +218,40 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
         # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
-        if inf.context_length > V0_LONG_CONTEXT and a is not None and not (a.sliding_window or a.is_mla):
+        if inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window:
             tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
     elif inf.engine == "vllm":
-        # vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults (for `vllm serve`): GPUs of 70 GiB or
-        # more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and 256. Without a
-        # GPU the large defaults are assumed.
-        large = total is None or (total >= 70 * GiB and "A100" not in gpu.model)
         util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
-        tokens, seqs = (8192 if large else 2048), (1024 if large else 256)
+        tokens, seqs = _v1_batch_defaults(inf, gpu, total)
     elif inf.engine == "sglang":
         # SGLang sizes its defaults by nvidia-smi's memory.total (utils get_nvgpu_memory_capacity), the label's MiB
         mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
-        tokens, seqs = _sglang_defaults(mib, tensor)
-        # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
-        util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
+        if inf.sglang_before(SGLANG_RESERVE_FORMULA):
+            tokens, seqs = _sglang_defaults_before(inf, mib, tensor)
+            util = _sglang_fraction_before(inf, mib, tensor, pipeline)
+        else:
+            tokens, seqs = _sglang_defaults(mib, tensor)
+            # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
+            util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
+
+
+def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tuple[int, int]:
+    """vLLM V1's max_num_batched_tokens and max_num_seqs for `vllm serve` (EngineArgs.get_batch_defaults, before it
+    _set_default_args_v1): GPUs of 70 GiB or more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and
+    256; releases before 0.9.0 decided otherwise (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100). Without
+    a GPU the large defaults are assumed."""
+    if total is None:
+        return 8192, 1024
+    if inf.vllm_before(V1_LARGE_BY_MEMORY):
+        large = any(name in gpu.model.lower() for name in V1_LARGE_DEVICE_NAMES)
+        return (8192, 1024) if large else (2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256)
+    large = total >= 70 * GiB and (inf.vllm_before(V1_LARGE_NOT_A100) or "A100" not in gpu.model)
+    return (8192, 1024) if large else (2048, 256)
 
 
 def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:
@@ -235,6 +281,51 @@ def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipelin
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((mib - reserved) / mib, 3)
+
+
+def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static before SGLANG_RESERVE_FORMULA (ServerArgs.__post_init__ in
+    python/sglang/srt/server_args.py, by the GPU's memory in MiB, get_nvgpu_memory_capacity):
+    - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 in 0.3.6, 0.83 before it), 0.85 from
+      4, 0.87 from 2, 0.88 on one (0.2.15-0.4.5 read, not every post-release); S72-S74 logged 0.85 at tensor 4
+      (0.4.3.post4), 0.88 at 1;
+    - 0.4.6: that table up to 81,920 MiB, (memory - 13 GiB) / memory above it;
+    - 0.4.7: the table by tensor x pipeline up to 81,920 MiB, 0.88 above; then 0.79 above 180,000 MiB, and above 96 GiB
+      min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
+    - 0.4.8-0.5.2: memory less a reserve in GiB of 2.8 + tensor x pipeline / 10 below 35 GiB, 9.5 + tp x pp / 2 below
+      90, 12 + tp x pp / 2 below 160, else 32 (rounded to 3 places).
+    Speculative decoding and DP attention, which reserve more, are not modelled."""
+    ranks = tensor * pipeline
+    if inf.sglang_before(SGLANG_RESERVE_TABLE):
+        eight = 0.83 if inf.sglang_before(SGLANG_082) else 0.82 if inf.sglang_before(SGLANG_081) else 0.81
+        by_size = [(16, 0.79), (8, eight), (4, 0.85), (2, 0.87)]
+        size = ranks if not inf.sglang_before(SGLANG_TP_PP) else tensor
+        frac = next((f for n, f in by_size if size >= n), 0.88)
+        if not inf.sglang_before(SGLANG_TP_PP):  # 0.4.7
+            frac = frac if mib <= 81920 else 0.88
+            if mib > 180_000:
+                return 0.79
+            if mib > 96 * 1024:
+                return min(frac + 48 * 1024 * (1 - frac) / mib, (mib - 18 * 1024) / mib)
+            return frac
+        if not inf.sglang_before(SGLANG_BY_MEMORY) and mib > 81920:  # 0.4.6
+            return (mib - 13 * 1024) / mib
+        return frac
+    gib = 2.8 + ranks / 10 if mib < 35 * 1024 else 9.5 + ranks / 2 if mib < 90 * 1024 else \
+        12 + ranks / 2 if mib < 160 * 1024 else 32
+    return round((mib - gib * 1024) / mib, 3)
+
+
+def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and cuda_graph_max_bs before SGLANG_RESERVE_FORMULA (server_args.py): a chunk of
+    2048 below 25,000 MiB (below 35 GiB from 0.4.8), else 8192 (16384 above 180,000 MiB in 0.4.7, from 160 GiB from
+    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else the capture's default 160."""
+    small = mib < (35 * 1024 if not inf.sglang_before(SGLANG_RESERVE_TABLE) else 25_000)
+    if small:
+        return 2048, 8 if tensor < 4 else 80
+    large = (mib >= 160 * 1024) if not inf.sglang_before(SGLANG_RESERVE_TABLE) else \
+        (mib > 180_000 and not inf.sglang_before(SGLANG_TP_PP))
+    return (16384 if large else 8192), 160
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
@@ -286,14 +377,16 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
 
 
 def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
-    """How vLLM V1 samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
+    """How vLLM samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
     release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
-    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. Other engines and V0 take
-    FlashInfer's count."""
-    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. V0 sorts too (V0_SORT_SAMPLER).
+    Other engines take FlashInfer's count."""
+    if inf.engine != "vllm":
         return "flashinfer"
     flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
                   else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
+    if inf.vllm_before(V1_DEFAULT):
+        return "flashinfer" if flashinfer else "sort"
     if flashinfer:
         return "flashinfer"
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
@@ -322,10 +415,13 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
     sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
     IntermediateTensors buffer it receives into (gpu_model_runner.py _dummy_run: make_empty_intermediate_tensors of
-    max_num_tokens, hidden states and residual: pipeline_buffer_bytes). Other engines and V0: the sampled rows."""
+    max_num_tokens, hidden states and residual: pipeline_buffer_bytes). V0 holds the whole forward's hidden states
+    (V0_SORT_SAMPLER); other engines the sampled rows."""
     rows = requests * a.hidden_size * ACT_BYTES
-    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm":
         return rows
+    if inf.vllm_before(V1_DEFAULT):
+        return s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
     tokens = s.max_num_batched_tokens
     held = rows + (0 if inf.vllm_before(SAMPLER_RANDOM_ROWS) else rows)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
@@ -530,7 +626,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         else:
             pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if plan.refused is None:
-            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, sampler,
+            # V0 warms no sampler up after capture_model (worker/worker.py compile_or_warm_up_model in 0.6.4-0.7.3)
+            warm_up = 0 if inf.vllm_before(V1_DEFAULT) else sampler
+            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, warm_up,
                                                                context - in_budget))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
