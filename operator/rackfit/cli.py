@@ -431,7 +431,7 @@ def parser() -> argparse.ArgumentParser:
         i.add_argument("--gpu-memory-utilization", type=float, metavar="F",
                        help="the engine's memory fraction (default: the engine's own)")
         i.add_argument("--engine-version", metavar="X.Y.Z",
-                       help="vLLM release, for releases that planned memory differently (default: current)")
+                       help="vLLM or SGLang release, for releases that planned memory differently (default: current)")
         t = sp.add_argument_group("training only")
         t.add_argument("--method", metavar=_choices(Method), help="fine-tuning method (default full)")
         t.add_argument("--framework", metavar=_choices(Framework), help="training framework (default transformers)")
