@@ -115,3 +115,21 @@ def test_v0_chunk_was_512_tokens_before_0_6_5():
         return estimate(spec).engine.max_num_batched_tokens
     assert chunk("0.6.4") == V0_CHUNK_TOKENS_BEFORE == 512
     assert chunk("0.6.5") == chunk("0.7.3") == V0_CHUNK_TOKENS == 2048
+
+
+def test_v0_runs_nothing_after_its_graphs_v1_warms_the_sampler_up():
+    """V0's _warm_up_model (worker.py, 0.6.4) captures the graphs and stops; V1's compile_or_warm_up_model runs the
+    sampler's warm-up after capture_model: with 1 GiB left, 0.8 GiB of graphs fit on V0, not with 0.5 GiB of sampler."""
+    from rackfit.estimator.startup import warmup_refusal
+    from rackfit.units import GiB
+    inf = parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",
+                          inference=dict(contextLength=4096, engineVersion="0.6.4"))).inference
+    room = dict(util=0.9, total=10 * GiB, budget=9 * GiB, activations=0, graphs=int(0.8 * GiB), sampler=GiB // 2,
+                outside=0, graphs_outside=True)
+    assert warmup_refusal(inf, v1=False, **room) is None
+    reason = warmup_refusal(inf, v1=True, **room)
+    assert "would die warming up the sampler" in reason and "need 1.30 GiB, more than the 1.00 GiB left" in reason
+    # graphs larger than the room: it dies at capture, before the sampler
+    assert "would die at CUDA graph capture" in warmup_refusal(inf, v1=False, **{**room, "graphs": 2 * GiB})
+    # graphs inside the budget (from GRAPHS_IN_BUDGET): only the sampler's warm-up has to fit
+    assert warmup_refusal(inf, v1=True, **{**room, "graphs_outside": False}) is None
