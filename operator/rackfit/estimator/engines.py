@@ -420,7 +420,7 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
 
 
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
-                    graphs: int, sampler: int, context: int) -> str | None:
+                    graphs: int, sampler: int, context: int, moe: bool = False) -> str | None:
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
     graph pool (before GRAPHS_IN_BUDGET) and V1's sampler warm-up in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
@@ -430,7 +430,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     v1 = not inf.vllm_before(V1_DEFAULT)
     if v1 and not inf.vllm_before(INIT_FREE_CHECK):
         context = min(context, CONTEXT_BEFORE_CUBLAS)
-    outside = outside_budget_bytes(inf, layout, gpu, context)
+    outside = outside_budget_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
         inf.cuda_graphs and inf.vllm_before(GRAPHS_IN_BUDGET), v1)
@@ -534,7 +534,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
         if plan.refused is None and not inf.extensible:
             plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
-                                                         context - in_budget))
+                                                         context - in_budget, a.is_moe))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA

@@ -35,15 +35,24 @@ NCCL_BEFORE_SNAPSHOT = (0, 11)
 # S35 and S36 (pipeline 2 and 4) 1.43 and 1.48 check it. MoE models logged 2.01-2.07 GiB there (S22's Mixtral, S38's
 # gpt-oss-20b): 0.48 GiB more that rackfit does not model. Over PCIe no log gives it; rackfit counts none there.
 NCCL_INIT_NVLINK = int(1.02 * GiB)
+# ...and the expert-parallel group's communicator beside it: initialize_model_parallel
+# (vllm/distributed/parallel_state.py) builds an "ep" GroupCoordinator over data x prefill-context x tensor ranks, for
+# every model through 0.13.0 and, from 0.14.0, only when model_config.is_moe ("Don't create EP group for dense models";
+# read in 0.11.0-0.19.0). 0.48 GiB on an NVLink node, set by S22's run (Mixtral at tensor 2: "cuda_memory=2.01GiB"
+# against S15's 1.53); S38 (gpt-oss-20b, tensor 2) and the sweep's Kimi-VL-A3B run (2.01) and Llama-4-Scout run at
+# tensor 4 (2.07 against S16's 1.55) check it.
+NCCL_EP_GROUP_NVLINK = int(0.48 * GiB)
+EP_GROUP_MOE_ONLY = (0, 14)
 
 
-def outside_budget_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int) -> int:
+def outside_budget_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int, moe: bool = False) -> int:
     """What the process holds that the KV cache's budget does not count (`context` is the CUDA context when the release
-    keeps it outside, 0 when inside): NCCL's communicators from NCCL_BEFORE_SNAPSHOT on a multi-GPU NVLink group."""
-    multi = layout.tensor * layout.pipeline > 1
-    nccl = NCCL_INIT_NVLINK if (multi and gpu is not None and gpu.nvlink
-                                and not inf.vllm_before(NCCL_BEFORE_SNAPSHOT)) else 0
-    return context + nccl
+    keeps it outside, 0 when inside): NCCL's communicators from NCCL_BEFORE_SNAPSHOT on a multi-GPU NVLink group, with
+    the expert-parallel group's over the tensor ranks (every model before EP_GROUP_MOE_ONLY, MoE models from it)."""
+    if gpu is None or not gpu.nvlink or inf.vllm_before(NCCL_BEFORE_SNAPSHOT) or layout.tensor * layout.pipeline == 1:
+        return context
+    ep = layout.tensor > 1 and (moe or inf.vllm_before(EP_GROUP_MOE_ONLY))
+    return context + NCCL_INIT_NVLINK + (NCCL_EP_GROUP_NVLINK if ep else 0)
 
 
 def init_refusal(inf: Inference, total: int, util: float, held: int) -> str | None:
