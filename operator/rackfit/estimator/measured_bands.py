@@ -26,6 +26,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (7.2, 19.4, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.3, 77.3, 45, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 38, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.3, 77.3, 50, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 43, 'kv cache'),
 }
