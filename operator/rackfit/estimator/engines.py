@@ -52,7 +52,7 @@ BLOCK_TOKENS = 16
 # forward, over 67 x 33 pieces; it was 64 KiB, an estimate, 0.18 GiB where the log says 0.91). The other 0.19.0 logs
 # read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.87 and 0.86). It counts inside the KV cache's budget from
 # GRAPHS_IN_BUDGET (vLLM's own estimate there, "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and
-# in the graph-capture verdict before it.
+# in the start-up verdict (startup.py) before it.
 GRAPH_MAX_TOKENS = 512
 GRAPH_SIZES = 67
 GRAPH_PRIVATE_BYTES = 408 << 10
