@@ -253,7 +253,7 @@ class Inference(_Model):
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
     engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
-        "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.21.0 the CUDA "
+        "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "
         "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
         "by itself above 32768 tokens (2048 per step); before 0.7.1 MLA models cached full K and V per head, not "
         "the latent. SGLang (engine sglang) chose its default --mem-fraction-static by tensor size before 0.4.8, "

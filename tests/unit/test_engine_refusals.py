@@ -1,6 +1,7 @@
 """Where a serving engine would not start although its KV cache was sized: a block-scaled fp8 checkpoint split
-into shards that are not whole blocks (vLLM/SGLang fp8.py), and, before vLLM 0.21.0, CUDA graphs captured after the
-cache in what gpuMemoryUtilization leaves (engines.py `fp8_block_refusal`, `graph_capture_refusal`)."""
+into shards that are not whole blocks (vLLM/SGLang fp8.py), and vLLM's start-up outside the KV cache's budget: the
+free-memory check at init_device, CUDA graphs captured after the cache before 0.20.0 and the sampler's warm-up after
+them (engines.py `fp8_block_refusal`, `startup_refusal`; startup.py)."""
 
 from __future__ import annotations
 
@@ -56,18 +57,59 @@ def llama_on_3090(version, util, graphs=True):
 
 
 def test_graphs_captured_outside_the_budget_must_fit_in_what_it_leaves():
-    # 0.98 of a 24 GB card leaves ~0.47 GiB: less than the CUDA context, the graph pool and the sampler's warm-up
-    old = llama_on_3090("0.10.1", 0.98)
-    assert old.max_concurrency == 0 and any("would die at CUDA graph capture" in n for n in old.notes)
-    assert llama_on_3090("0.10.1", 0.90).max_concurrency > 1          # the default 0.9 leaves room
-    assert llama_on_3090("0.10.1", 0.98, graphs=False).max_concurrency > 1  # --enforce-eager captures none
+    # 0.97 of a 24 GB card leaves ~0.7 GiB: with the profile's freed activations, room for the graph pool (0.9 GiB as
+    # vLLM 0.19.0 logged it, GRAPH_PRIVATE_BYTES) but not for the sampler's warm-up after it
+    old = llama_on_3090("0.10.1", 0.97)
+    assert old.max_concurrency == 0 and not old.engine_starts
+    assert any("would die warming up the sampler" in n and "the CUDA graphs (0.91 GiB)" in n for n in old.notes)
+    assert llama_on_3090("0.10.1", 0.90).engine_starts                  # the default 0.9 leaves room
+    assert llama_on_3090("0.10.1", 0.97, graphs=False).engine_starts    # --enforce-eager captures none
     # before 0.9.1 the context was inside the budget (engines.py V1_CONTEXT_IN_BUDGET_UNTIL): at 0.96 it leaves room
-    # for the graph pool (0.9 GiB as vLLM 0.19.0 logged it, GRAPH_PRIVATE_BYTES) on 0.8.5, not on 0.10.1
-    assert llama_on_3090("0.8.5", 0.96).max_concurrency > 1
-    assert llama_on_3090("0.10.1", 0.96).max_concurrency == 0
-    assert llama_on_3090("0.8.5", 0.98).max_concurrency == 0
-    assert llama_on_3090(None, 0.98).max_concurrency > 1              # current releases count graphs in the budget
-    assert llama_on_3090("0.21.0", 0.98).max_concurrency > 1
+    # on 0.8.5, not on 0.10.1
+    assert llama_on_3090("0.8.5", 0.96).engine_starts
+    assert not llama_on_3090("0.10.1", 0.96).engine_starts
+    assert not llama_on_3090("0.8.5", 0.98).engine_starts
+    # from 0.20.0 the graphs are inside the budget (GRAPHS_IN_BUDGET): only the sampler's warm-up comes after the cache
+    for version in (None, "0.20.0", "0.21.0"):
+        assert llama_on_3090(version, 0.97).engine_starts
+    assert not llama_on_3090("0.19.1", 0.97).engine_starts
+
+
+def test_free_memory_at_start_up_must_cover_the_requested_share():
+    """vLLM from 0.9.1 refuses to start when util x total exceeds what is free at init_device (request_memory: "Free
+    memory on device ... is less than desired GPU memory utilization"): the bare CUDA context (CONTEXT_BEFORE_CUBLAS,
+    0.51 GiB as vLLM 0.19.0's init snapshot logs it) is more than 2% of a 24 GB card. 0.8.5 has no such check."""
+    for version in ("0.9.2", "0.10.1", "0.19.0", "0.21.0", None):
+        e = llama_on_3090(version, 0.98, graphs=False)
+        assert not e.engine_starts and any("would refuse to start: at start-up" in n for n in e.notes)
+    assert llama_on_3090("0.8.5", 0.98, graphs=False).engine_starts
+    assert llama_on_3090("0.19.0", 0.97, graphs=False).engine_starts
+
+
+def test_nccl_before_the_snapshot_comes_out_of_the_headroom():
+    """From 0.11.0 NCCL's communicators are set up before vLLM's baseline snapshot (startup.py NCCL_BEFORE_SNAPSHOT):
+    outside the budget, they shrink what the graph capture and the sampler's warm-up have, not the KV cache."""
+    from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK, NCCL_INIT_NVLINK, outside_budget_bytes
+    inf = lambda v: parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",  # noqa: E731
+                                    inference=dict(contextLength=8192, engineVersion=v))).inference
+    # the expert-parallel group's communicator: every model through 0.13.0, MoE models only from 0.14.0
+    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), H100, 7) == 7 + NCCL_INIT_NVLINK
+    with_ep = 7 + NCCL_INIT_NVLINK + NCCL_EP_GROUP_NVLINK
+    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), H100, 7, moe=True) == with_ep
+    assert outside_budget_bytes(inf("0.13.0"), Layout(tensor=2), H100, 7) == with_ep
+    assert outside_budget_bytes(inf("0.14.0"), Layout(pipeline=2), H100, 7, moe=True) == 7 + NCCL_INIT_NVLINK
+    assert outside_budget_bytes(inf("0.10.1"), Layout(tensor=2), H100, 7) == 7       # snapshot before NCCL
+    assert outside_budget_bytes(inf("0.11.0"), Layout(), H100, 7) == 7               # one GPU: no communicator
+    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), RTX_3090, 7) == 7   # PCIe: not modelled
+
+    def llama_70b(version, util):
+        spec = parse_spec(dict(model={"preset": "llama-3.1-70b"}, workload="inference", precision="fp8",
+                               parallelism={"tensor": 2},
+                               inference=dict(contextLength=8192, engineVersion=version, gpuMemoryUtilization=util)))
+        return estimate(spec, Layout(tensor=2), gpu=H100)
+    # the same cache on 0.10.1 and 0.11.0 (NCCL outside the snapshot changes no budget), less headroom on 0.11.0
+    assert llama_70b("0.10.1", 0.96).kv_cache_tokens == llama_70b("0.11.0", 0.96).kv_cache_tokens
+    assert llama_70b("0.10.1", 0.96).engine_starts and not llama_70b("0.11.0", 0.96).engine_starts
 
 
 def test_v0_chunk_was_512_tokens_before_0_6_5():
@@ -77,3 +119,21 @@ def test_v0_chunk_was_512_tokens_before_0_6_5():
         return estimate(spec).engine.max_num_batched_tokens
     assert chunk("0.6.4") == V0_CHUNK_TOKENS_BEFORE == 512
     assert chunk("0.6.5") == chunk("0.7.3") == V0_CHUNK_TOKENS == 2048
+
+
+def test_v0_runs_nothing_after_its_graphs_v1_warms_the_sampler_up():
+    """V0's _warm_up_model (worker.py, 0.6.4) captures the graphs and stops; V1's compile_or_warm_up_model runs the
+    sampler's warm-up after capture_model: with 1 GiB left, 0.8 GiB of graphs fit on V0, not with 0.5 GiB of sampler."""
+    from rackfit.estimator.startup import warmup_refusal
+    from rackfit.units import GiB
+    inf = parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",
+                          inference=dict(contextLength=4096, engineVersion="0.6.4"))).inference
+    room = dict(util=0.9, total=10 * GiB, budget=9 * GiB, activations=0, graphs=int(0.8 * GiB), sampler=GiB // 2,
+                outside=0, graphs_outside=True)
+    assert warmup_refusal(inf, v1=False, **room) is None
+    reason = warmup_refusal(inf, v1=True, **room)
+    assert "would die warming up the sampler" in reason and "need 1.30 GiB, more than the 1.00 GiB left" in reason
+    # graphs larger than the room: it dies at capture, before the sampler
+    assert "would die at CUDA graph capture" in warmup_refusal(inf, v1=False, **{**room, "graphs": 2 * GiB})
+    # graphs inside the budget (from GRAPHS_IN_BUDGET): only the sampler's warm-up has to fit
+    assert warmup_refusal(inf, v1=True, **{**room, "graphs_outside": False}) is None

@@ -220,19 +220,20 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
 
 def test_older_vllm_releases_plan_as_they_did():
     """Before 0.8.0 (V0) the profile run took max(contextLength, 2048) tokens and 256 sequences; before
-    0.21.0 the CUDA graphs came out of the 1 - util share, so the KV cache did not give them room."""
+    0.20.0 the CUDA graphs came out of the 1 - util share, so the KV cache did not give them room."""
     inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
                       "inference": {"contextLength": 16384, "engineVersion": "0.7.3"}}).inference
     v0 = settings(inf, H100, 1, 1)
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (16384, 256)
     assert settings(inf.model_copy(update={"context_length": 1024}), H100, 1, 1).max_num_batched_tokens == 2048
-    # the same utilization (0.92) and sampler (FlashInfer's), the graphs counted inside the budget or not
-    in_budget = serve(contextLength=8192, engineVersion="0.21.0", flashinferSampler=True)
-    v020 = serve(contextLength=8192, engineVersion="0.20.0", flashinferSampler=True)
-    assert in_budget.breakdown.cuda_graph_bytes == v020.breakdown.cuda_graph_bytes > 0
+    # the same utilization (0.92) and sampler (FlashInfer's), the graphs counted inside the budget (0.20.0's envs.py
+    # turns VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on) or not (0.19.1's leaves it off)
+    in_budget = serve(contextLength=8192, engineVersion="0.20.0", flashinferSampler=True)
+    v019 = serve(contextLength=8192, engineVersion="0.19.1", flashinferSampler=True, gpuMemoryUtilization=0.92)
+    assert in_budget.breakdown.cuda_graph_bytes == v019.breakdown.cuda_graph_bytes > 0
     per_token = 32 * 2 * 8 * 128 * 2
     graphs_in_tokens = in_budget.breakdown.cuda_graph_bytes // per_token
-    assert graphs_in_tokens - 16 <= v020.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
+    assert graphs_in_tokens - 16 <= v019.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
     assert serve(contextLength=8192, engineVersion="0.33.0").kv_cache_tokens == in_budget.kv_cache_tokens
     assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == in_budget.kv_cache_tokens
 

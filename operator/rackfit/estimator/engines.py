@@ -16,6 +16,7 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import _dims
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
 from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.startup import INIT_FREE_CHECK, init_refusal, outside_budget_bytes, warmup_refusal
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
@@ -51,7 +52,7 @@ BLOCK_TOKENS = 16
 # forward, over 67 x 33 pieces; it was 64 KiB, an estimate, 0.18 GiB where the log says 0.91). The other 0.19.0 logs
 # read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.87 and 0.86). It counts inside the KV cache's budget from
 # GRAPHS_IN_BUDGET (vLLM's own estimate there, "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and
-# in the graph-capture verdict before it.
+# in the start-up verdict (startup.py) before it.
 GRAPH_MAX_TOKENS = 512
 GRAPH_SIZES = 67
 GRAPH_PRIVATE_BYTES = 408 << 10
@@ -78,9 +79,13 @@ TRTLLM_MAX_BATCH = 2048
 # piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
 TRTLLM_GRAPH_MAX_BATCH = 128
 # vLLM releases where its memory plan changed: V1 the default engine (VLLM_USE_V1) from 0.8.0; the CUDA
-# graph pool counted inside the KV cache's budget from 0.21.0 (gpu_worker.py determine_available_memory).
+# graph pool counted inside the KV cache's budget from 0.20.0: determine_available_memory subtracts the
+# profile_cudagraph_memory estimate (PR 30515, "Account for CUDA graphs during memory profiling", opt-in) when
+# VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS is set, and envs.py defaults it to "0" through 0.19.1 and to "1" from 0.20.0
+# (read in the 0.19.0, 0.19.1, 0.20.0-0.20.2 and 0.21.0 wheels; 0.20.0's own log line says "default since v0.21.0",
+# but its envs.py already turns it on). S14-S39's 0.19.0 logs print the variable False.
 V1_DEFAULT = (0, 8)
-GRAPHS_IN_BUDGET = (0, 21)
+GRAPHS_IN_BUDGET = (0, 20)
 # V1's batch defaults for `vllm serve` by release (vllm/engine/arg_utils.py _set_default_args_v1, read in the
 # 0.8.0-0.8.5, 0.9.0, 0.9.2, 0.10.0 and 0.10.1 wheels): 0.8.0-0.8.3 gave 8192 batched tokens to devices whose name
 # holds "h100" or "h200" (current_platform.get_device_name(); GH200 included, B200 not) and 2048 to the rest, and 1024
@@ -510,23 +515,21 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
     return None
 
 
-def graph_capture_refusal(inf: Inference, total: int, budget: int, activations: int, graphs: int, sampler: int,
-                          context: int) -> str | None:
-    """vLLM before 0.21.0 sized the KV cache first and captured CUDA graphs afterwards (gpu_worker.py
-    compile_or_warm_up_model: capture_model, then the sampler's warm-up, "called after capture_model on purpose"):
-    the graph pool and the sampler's buffers must fit in what the cache left free, the 1 - gpuMemoryUtilization
-    share plus the profile run's freed activations, less the CUDA context. Where they do not, the engine dies at
-    graph capture with CUDA out of memory although its KV cache was sized ('--enforce-eager' avoids it)."""
-    if inf.engine != "vllm" or not inf.cuda_graphs or not inf.vllm_before(GRAPHS_IN_BUDGET):
+def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
+                    graphs: int, sampler: int, context: int, moe: bool = False) -> str | None:
+    """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
+    graph pool (before GRAPHS_IN_BUDGET) and V1's sampler warm-up in what the allocated cache leaves. From
+    INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
+    comes later, inside the non-torch count), and from NCCL_BEFORE_SNAPSHOT NCCL's communicators."""
+    if inf.engine != "vllm":
         return None
-    free = total - budget + activations - context
-    if graphs + sampler <= free:
-        return None
-    return (f"vllm {inf.engine_version or ''} would die at CUDA graph capture: the graphs ({graphs / GiB:.2f} GiB) and "
-            f"the sampler's warm-up ({sampler / GiB:.2f} GiB) need more than the {max(free, 0) / GiB:.2f} GiB that "
-            f"gpuMemoryUtilization {inf.gpu_memory_utilization or 0.9:g} leaves once the KV cache is allocated "
-            "(releases before 0.21.0 capture graphs outside the budget); lower gpuMemoryUtilization or set "
-            "cudaGraphs: false")
+    v1 = not inf.vllm_before(V1_DEFAULT)
+    if v1 and not inf.vllm_before(INIT_FREE_CHECK):
+        context = min(context, CONTEXT_BEFORE_CUBLAS)
+    outside = outside_budget_bytes(inf, layout, gpu, context, moe)
+    return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
+        inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
+        inf.cuda_graphs and inf.vllm_before(GRAPHS_IN_BUDGET), v1)
 
 
 @dataclass(frozen=True)
@@ -613,7 +616,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if inf.engine == "vllm":
         # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
         # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
-        # graph pool (counted since v0.21.0; before, the graphs were captured after the cache was
+        # graph pool (counted since v0.20.0; before, the graphs were captured after the cache was
         # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
         budget = int(s.gpu_memory_utilization * total)
         # V1 before 0.9.1 counted the CUDA context inside the budget (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache
@@ -625,11 +628,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             pool = min(budget - held, total - context - held - margin) - act
         else:
             pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
-        if plan.refused is None:
-            # V0 warms no sampler up after capture_model (worker/worker.py compile_or_warm_up_model in 0.6.4-0.7.3)
-            warm_up = 0 if inf.vllm_before(V1_DEFAULT) else sampler
-            plan = replace(plan, refused=graph_capture_refusal(inf, total, budget, act, graphs, warm_up,
-                                                               context - in_budget))
+        if plan.refused is None and not inf.extensible:
+            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
+                                                         context - in_budget, a.is_moe))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA

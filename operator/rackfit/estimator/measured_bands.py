@@ -26,6 +26,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.6, 19.4, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 73.3, 6, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.3, 73.3, 41, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 33, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.3, 73.3, 51, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 43, 'kv cache'),
 }
