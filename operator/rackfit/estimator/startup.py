@@ -33,7 +33,7 @@ NCCL_BEFORE_SNAPSHOT = (0, 11)
 # ...its size on an NVLink node: 1.02 GiB, set by S15's run (vLLM 0.19.0, Llama 3.1 8B at tensor 2 on H100: "worker init
 # memory snapshot: ... cuda_memory=1.53GiB" against 0.51 GiB for S14's tensor 1, the bare context); S16 (tensor 4) 1.55,
 # S35 and S36 (pipeline 2 and 4) 1.43 and 1.48 check it. MoE models logged 2.01-2.07 GiB there (S22's Mixtral, S38's
-# gpt-oss-20b): 0.48 GiB more that rackfit does not model. Over PCIe no log gives it; rackfit counts none there.
+# gpt-oss-20b): the expert-parallel group below. Over PCIe no log gives it; rackfit counts none there.
 NCCL_INIT_NVLINK = int(1.02 * GiB)
 # ...and the expert-parallel group's communicator beside it: initialize_model_parallel
 # (vllm/distributed/parallel_state.py) builds an "ep" GroupCoordinator over data x prefill-context x tensor ranks, for
@@ -43,6 +43,10 @@ NCCL_INIT_NVLINK = int(1.02 * GiB)
 # tensor 4 (2.07 against S16's 1.55) check it.
 NCCL_EP_GROUP_NVLINK = int(0.48 * GiB)
 EP_GROUP_MOE_ONLY = (0, 14)
+
+
+def _vllm(inf: Inference) -> str:
+    return f"vllm {inf.engine_version}" if inf.engine_version else "vllm"
 
 
 def outside_budget_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int, moe: bool = False) -> int:
@@ -63,7 +67,7 @@ def init_refusal(inf: Inference, total: int, util: float, held: int) -> str | No
     requested = util * total
     if total - held >= requested:
         return None
-    return (f"vllm {inf.engine_version or ''} would refuse to start: at start-up {(total - held) / GiB:.2f} GiB of "
+    return (f"{_vllm(inf)} would refuse to start: at start-up {(total - held) / GiB:.2f} GiB of "
             f"{total / GiB:.2f} GiB are free (the CUDA context and NCCL hold {held / GiB:.2f} GiB), less than "
             f"gpuMemoryUtilization {util:g} x total = {requested / GiB:.2f} GiB (vLLM: \"Free memory on device ... is "
             "less than desired GPU memory utilization\"); lower gpuMemoryUtilization")
@@ -81,7 +85,7 @@ def warmup_refusal(inf: Inference, util: float, total: int, budget: int, activat
     parts = ([f"the CUDA graphs ({graphs / GiB:.2f} GiB)"] if graphs_outside else []) + (
         [f"the sampler's warm-up after them ({sampler / GiB:.2f} GiB)"] if v1 else [])
     where = "at CUDA graph capture" if graphs_outside and graphs > free else "warming up the sampler"
-    return (f"vllm {inf.engine_version or ''} would die {where}: {' and '.join(parts)} need "
+    return (f"{_vllm(inf)} would die {where}: {' and '.join(parts)} need "
             f"{need / GiB:.2f} GiB, more than the {max(free, 0) / GiB:.2f} GiB left once the KV cache is allocated "
             f"(1 - gpuMemoryUtilization {util:g} of the GPU and the profile run's freed "
             f"activations, less {outside / GiB:.2f} GiB the budget never counts: CUDA context, NCCL); lower "
