@@ -24,8 +24,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-5.3, 7.5, 16, 'memory'),
     ('transformers', 'training', 'any'): (-5.3, 7.5, 30, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (7.2, 19.4, 2, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-20.3, 77.3, 5, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.3, 77.3, 40, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 33, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (7.1, 19.2, 2, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.5, 77.0, 5, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 77.0, 42, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 8.1, 35, 'kv cache'),
 }

@@ -65,6 +65,26 @@ def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: 
     return (-(-width // align[0]) * align[0] / exact) * (-(-h // align[1]) * align[1] / h)
 
 
+# vLLM's RotaryEmbedding (model_executor/layers/rotary_embedding/base.py, RotaryEmbedding.__init__ ->
+# _compute_cos_sin_cache over torch.arange(max_position_embeddings), `cache.to(dtype)`, register_buffer) precomputes
+# cos and sin of every position the config allows, rotary_dim values a position, in the model's 16-bit dtype, on every
+# rank; get_rope (rotary_embedding/__init__.py, _ROPE_DICT) hands one instance to all the layers. It is loaded with
+# the model, so vLLM's "Model loading took" counts it. For most models it is 8-40 MiB (Llama 3.1: 131,072 x 128 x 2 B
+# = 32 MiB, the 0.03 GiB the 0.19.0 rows' weights were short by); Llama 4 declares 10,485,760 positions (Scout;
+# config.json max_position_embeddings, used as is by llama4.py Llama4Attention's get_rope): 2.5 GiB a rank. Read in
+# 0.19.0; the class is the same from V0 on. SGLang's copy keeps the cache in fp32 on CUDA and later grows it on
+# demand; it is not modelled.
+ROPE_CACHE_BYTES = 2
+
+
+def rope_cache_bytes(arch: ModelArch | None, runtime: str | None) -> int:
+    """The cos/sin cache vLLM's rotary embedding holds on each rank (0 for other runtimes, or an unknown length)."""
+    if arch is None or runtime != "vllm":
+        return 0
+    rotary = arch.qk_rope_head_dim if arch.is_mla else arch.head_dim
+    return arch.max_position_embeddings * rotary * ROPE_CACHE_BYTES
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -128,4 +148,4 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
     emb, head = p.embedding * q.embedding, (p.lm_head or p.embedding) * q.lm_head
     vocab = p.embedding * q.embedding + p.lm_head * q.lm_head if layout.pipeline == 1 else max(emb, head)
-    return int(per_stage + vocab / layout.tensor)
+    return int(per_stage + vocab / layout.tensor) + rope_cache_bytes(arch, runtime)
