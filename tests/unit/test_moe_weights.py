@@ -33,3 +33,14 @@ def test_rope_cache_of_a_preset_and_of_mla():
     assert rope_cache_bytes(llama, "vllm") == 131072 * 128 * 2  # 32 MiB: S14's 0.03 GiB
     ds = resolve(_spec({"preset": "deepseek-v3"}).model)
     assert rope_cache_bytes(ds, "vllm") == 163840 * 64 * 2  # MLA rotates only qk_rope_head_dim
+
+
+def test_vllm_keeps_16_bit_copies_of_a_quantized_mla_up_projection():
+    # DeepSeek-V3's block-fp8 kv_b_proj: vLLM holds W_UK_T and W_UV dequantized beside it (512 x 16 heads x 256 x 2 B
+    # a layer at tensor 8); the bf16 model's are views, and other runtimes hold none
+    def w(preset, engine):
+        return estimate(_spec({"preset": preset}, engine, 8)).breakdown.weights_bytes
+    copies = 61 * 512 * (128 // 8) * (128 + 128) * 2
+    rope = 163840 * 64 * 2
+    assert w("deepseek-v3-fp8", "vllm") - w("deepseek-v3-fp8", "sglang") == copies + rope
+    assert w("deepseek-v3", "vllm") - w("deepseek-v3", "sglang") == rope

@@ -85,6 +85,26 @@ def rope_cache_bytes(arch: ModelArch | None, runtime: str | None) -> int:
     return arch.max_position_embeddings * rotary * ROPE_CACHE_BYTES
 
 
+# vLLM's MLA attention (model_executor/layers/attention/mla_attention.py, MLAAttention.process_weights_after_loading;
+# v1/attention/backends/mla/common.py before) keeps W_UK_T and W_UV, the split of kv_b_proj's weight, for its decode
+# bmm's: "we currently do not have quantized bmm's ... we just store fp16/bf16 copies". For an unquantized kv_b_proj
+# they are views of its weight (get_and_maybe_dequant_weights returns `weight.to(out_dtype)`), for a quantized one
+# (DeepSeek-V3/R1's block fp8) a dequantized 16-bit copy held beside the fp8 weight the prefill still uses:
+# kv_lora_rank x heads per rank x (qk_nope_head_dim + v_head_dim) x 2 B a layer (0.24 GiB a rank for DeepSeek-V3 at
+# tensor 8). Read in 0.8.0, 0.8.5, 0.10.1 and 0.19.0; 0.7.x multiplied the up-projections into q and o instead
+# (W_Q_UK, W_UV_O; not modelled), so this counts the 0.8.0 copies for every vLLM release.
+MLA_COPY_BYTES = 2
+
+
+def mla_dequant_copy_bytes(arch: ModelArch | None, layout: Layout, attention_bytes: float, dtype_bytes: float,
+                           runtime: str | None) -> float:
+    """One layer's 16-bit W_UK_T/W_UV copies on a rank under vLLM when the checkpoint quantizes its attention."""
+    if arch is None or not arch.is_mla or runtime != "vllm" or attention_bytes >= dtype_bytes:
+        return 0.0
+    heads = arch.num_attention_heads / layout.tensor
+    return arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) * MLA_COPY_BYTES
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -136,7 +156,8 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
         n = min(n_p, n_q)
         one = ((attn * b.attention + mlp * b.mlp + shared * b.shared) / tensor
-               + experts * b.experts * pad / expert_shard + router * b.router)
+               + experts * b.experts * pad / expert_shard + router * b.router
+               + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime))
         per_layer.extend([one] * n)
         params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
