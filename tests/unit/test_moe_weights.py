@@ -23,6 +23,7 @@ def test_rope_cache_is_every_declared_position_on_every_rank():
     a = resolve(_spec({"architecture": SCOUT}).model)
     assert rope_cache_bytes(a, "vllm") == 10485760 * 128 * ROPE_CACHE_BYTES == 5 * 2 ** 29
     assert rope_cache_bytes(a, "sglang") == 0 and rope_cache_bytes(None, "vllm") == 0
+    assert resolve(_spec({"preset": "llama-4-scout"}).model).model_copy(update={"name": a.name}) == a
     w = {t: estimate(_spec({"architecture": SCOUT}, tensor=t)).breakdown.weights_bytes for t in (2, 4)}
     plain = {t: estimate(_spec({"architecture": SCOUT}, "sglang", t)).breakdown.weights_bytes for t in (2, 4)}
     assert w[4] - plain[4] == w[2] - plain[2] == rope_cache_bytes(a, "vllm")
