@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rackfit.estimator import estimate
 from rackfit.estimator.weights import ROPE_CACHE_BYTES, rope_cache_bytes
 from rackfit.models import resolve
@@ -45,3 +47,18 @@ def test_vllm_keeps_16_bit_copies_of_a_quantized_mla_up_projection():
     rope = 163840 * 64 * 2
     assert w("deepseek-v3-fp8", "vllm") - w("deepseek-v3-fp8", "sglang") == copies + rope
     assert w("deepseek-v3", "vllm") - w("deepseek-v3", "sglang") == rope
+
+
+def test_mla_down_projections_are_whole_on_every_rank():
+    # vLLM and SGLang keep q_a_proj and kv_a_proj_with_mqa replicated: 7168 x (1536 + 512 + 64) a layer of
+    # DeepSeek-V3, held whole by each of 8 ranks instead of an eighth
+    from rackfit.estimator.weights import mla_replicated_params
+    ds = resolve(_spec({"preset": "deepseek-v3"}).model)
+    assert mla_replicated_params(ds, "sglang") == 7168 * 2112
+    assert mla_replicated_params(ds, "tensorrt-llm") == 0
+    assert mla_replicated_params(resolve(_spec({"preset": "llama-3.1-8b"}).model), "vllm") == 0
+
+    def w(engine, tensor=8):
+        return estimate(_spec({"preset": "deepseek-v3"}, engine, tensor)).breakdown.weights_bytes
+    assert w("sglang") - w("tensorrt-llm") == pytest.approx(61 * 7168 * 2112 * 2 * 7 / 8, abs=64)
+    assert w("sglang", 1) == w("tensorrt-llm", 1)  # one rank holds everything either way

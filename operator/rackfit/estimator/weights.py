@@ -105,6 +105,22 @@ def mla_dequant_copy_bytes(arch: ModelArch | None, layout: Layout, attention_byt
     return arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) * MLA_COPY_BYTES
 
 
+# MLA's down-projections are not split over tensor parallel: vLLM's DeepseekV2MLAAttention (models/deepseek_v2.py)
+# builds q_a_proj and kv_a_proj_with_mqa as ReplicatedLinear (read in 0.8.5) or fuses them into
+# DeepSeekV2FusedQkvAProjLinear, a MergedColumnParallelLinear with disable_tp=True (0.19.0); SGLang's
+# DeepseekV2AttentionMLA keeps them ReplicatedLinear too. Every rank holds hidden x (q_lora_rank + kv_lora_rank +
+# qk_rope_head_dim) a layer: for DeepSeek-V3 at tensor 8, 15.1M parameters a layer, 0.75 GiB of fp8 a rank more than
+# an even split.
+REPLICATED_MLA_RUNTIMES = ("vllm", "sglang")
+
+
+def mla_replicated_params(arch: ModelArch | None, runtime: str | None) -> int:
+    """One layer's attention parameters every tensor rank holds whole (MLA's q_a and kv_a projections)."""
+    if arch is None or not arch.is_mla or runtime not in REPLICATED_MLA_RUNTIMES:
+        return 0
+    return arch.hidden_size * (arch.q_lora_rank + arch.kv_lora_rank + arch.qk_rope_head_dim)
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -155,7 +171,8 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     while params:
         (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
         n = min(n_p, n_q)
-        one = ((attn * b.attention + mlp * b.mlp + shared * b.shared) / tensor
+        whole = min(attn, mla_replicated_params(arch, runtime)) if attn else 0
+        one = (((attn - whole) * b.attention + mlp * b.mlp + shared * b.shared) / tensor + whole * b.attention
                + experts * b.experts * pad / expert_shard + router * b.router
                + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime))
         per_layer.extend([one] * n)
