@@ -4,8 +4,10 @@ What each module stores comes from `rackfit.models.quantization`: a pre-quantize
 `quantization_config` when the architecture carries one (`ModelArch.quantization`), else the spec's
 `precision` on every decoder linear layer with embeddings, lm_head, norms and MoE routers 16-bit (GPTQ/AWQ,
 bitsandbytes, FP8 and MXFP4 checkpoints all keep those; MXFP4, as gpt-oss, compresses only the routed
-experts). Attention, dense MLPs and shared experts split over tensor parallel, routed experts over
-expert parallel (else tensor), routers are replicated (vLLM's `ReplicatedLinear`).
+experts). Attention, dense MLPs and shared experts split over tensor parallel (MLA's q_a/kv_a down-projections
+stay whole under vLLM and SGLang), routed experts over expert parallel (else tensor), routers are replicated (vLLM's
+`ReplicatedLinear`). Under vLLM a rank also holds what it builds at load beside the checkpoint's tensors: the rotary
+cos/sin cache and, for a quantized MLA up-projection, its 16-bit W_UK_T/W_UV copies.
 """
 
 from __future__ import annotations
