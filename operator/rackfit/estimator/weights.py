@@ -18,6 +18,7 @@ from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.models.quantization import PRECISION_FORMATS, Quantization, uniform
+from rackfit.spec import Inference
 
 # Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
 # the formats are in rackfit/models/quantization.py.
@@ -44,6 +45,19 @@ BYTES_PER_PARAM: dict[str, float] = {
 MXFP4_WIDTH_ALIGN = 64
 MXFP4_MARLIN_ALIGN = (128, 256)       # (width, hidden)
 MXFP4_FLASHINFER_ALIGN = (256, 256)
+# From 0.12.0 the vllm wheel ships triton_kernels (vllm/third_party/triton_kernels; utils/import_utils.py falls back to
+# it), so get_mxfp4_backend (quantization/mxfp4.py, read in 0.12.0) takes Triton on Hopper: "triton_kernels are only
+# confirmed to work on SM90 and SM100", torch 2.8 or newer, VLLM_MXFP4_USE_MARLIN unset. Before 0.12.0 a plain `pip
+# install vllm` had no triton_kernels and took Marlin (S12, 0.10.1), the vllm/vllm-openai image had them (Triton):
+# Marlin's padding, the larger, is kept for those releases.
+MXFP4_TRITON_FROM = (0, 12)
+# Triton's process_weights_after_loading (read in 0.11.0 and 0.14.1) swizzles values and scales into new tensors
+# (mxfp4_utils.py _swizzle_mxfp4) and deletes the unswizzled values but not w13_weight_scale/w2_weight_scale: the E8M0
+# scales are held twice, the swizzled copy with its rows padded to 256 (triton_kernels HopperMXScaleLayout:
+# SWIZZLE_ALIGN_M = 2 x num_warps 8 x 2 x 8); HopperMXValueLayout pads the packed values to 16 x 32 bytes only, which
+# gpt-oss's shapes already are. The expert width per rank is rounded to 64 (create_weights), the hidden size not.
+MXFP4_TRITON_SCALE_ROWS = 256
+MXFP4_SCALE_BYTES_PER_VALUE = 1 / 32
 
 
 def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
@@ -123,6 +137,26 @@ def mla_replicated_params(arch: ModelArch | None, runtime: str | None) -> int:
     return arch.hidden_size * (arch.q_lora_rank + arch.kv_lora_rank + arch.qk_rope_head_dim)
 
 
+def mxfp4_triton(runtime: str | None, architecture: str | None, inference: Inference | None) -> bool:
+    """vLLM's MXFP4 MoE on this GPU takes the Triton backend (Hopper, from MXFP4_TRITON_FROM)."""
+    return (runtime == "vllm" and architecture == "hopper" and inference is not None
+            and not inference.vllm_before(MXFP4_TRITON_FROM))
+
+
+def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int) -> float:
+    """Stored over logical bytes of MXFP4 routed experts under vLLM's Triton backend on Hopper: the width per rank
+    rounded to 64 and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS)."""
+    fmt = PRECISION_FORMATS["mxfp4"]
+    b = fmt.value_bytes + MXFP4_SCALE_BYTES_PER_VALUE
+    exact = arch.moe_intermediate_size / tensor if expert_shard == tensor else arch.moe_intermediate_size
+    width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
+    width = -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN
+    h, mult, rows = arch.hidden_size, (2 if arch.gated_mlp else 1), MXFP4_TRITON_SCALE_ROWS
+    stored = ((mult + 1) * width * h * b
+              + (-(-mult * width // rows) * rows * h + -(-h // rows) * rows * width) * MXFP4_SCALE_BYTES_PER_VALUE)
+    return stored / ((mult + 1) * exact * h * b)
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -157,16 +191,20 @@ def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> li
 
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
-                 arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None) -> int:
+                 arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None,
+                 inference: Inference | None = None) -> int:
     """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage).
 
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
     every layer is alike and stored in `precision`. `runtime` (the serving engine or training framework) and the
-    GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`)."""
+    GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`), and a serving
+    spec's `inference` (its vLLM release) which MXFP4 backend vLLM takes on Hopper (`mxfp4_triton`)."""
     q = quantization_of(arch, precision, num_layers, runtime)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
     pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))
+    if pad != 1.0 and arch is not None and mxfp4_triton(runtime, architecture, inference):
+        pad = mxfp4_triton_expert_factor(arch, expert_shard, tensor)
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
