@@ -34,6 +34,7 @@ TOTALS = [
     ("deepseek-v3", 671e9, 1e-3),
     ("gpt-oss-120b", 116.8e9, 1e-3),
     ("gemma-2-27b", 27.23e9, 5e-4),
+    ("llama-4-scout", 107.77e9, 5e-4),  # (computed) text only: Meta's "109B total" adds the ~0.87B vision tower
     # published quantized checkpoints: the base shape (tests/unit/test_quantized.py checks their bytes)
     ("llama-3.1-405b-instruct-fp8", 405.853e9, 5e-5),
     ("deepseek-v3-fp8", 671e9, 1e-3),
@@ -256,3 +257,32 @@ def test_unknown_preset_lists_known():
 def test_rough_mode_scales_to_declared_total():
     p = count_params(resolve(ModelSource(parameters=70_000_000_000)))
     assert p.total == pytest.approx(70e9, rel=1e-6)
+
+
+# meta-llama/Llama-4-Scout-17B-16E-Instruct config.json (text_config), as Hugging Face publishes it
+SCOUT_CONFIG = {"model_type": "llama4", "text_config": {
+    "model_type": "llama4_text", "num_hidden_layers": 48, "hidden_size": 5120, "intermediate_size": 8192,
+    "intermediate_size_mlp": 16384, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+    "vocab_size": 202048, "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+    "max_position_embeddings": 10485760}}
+
+
+def test_hf_llama4_gets_its_shared_expert():
+    """vLLM's llama4.py builds one shared expert per MoE layer that config.json does not mention."""
+    a = from_hf(SCOUT_CONFIG)
+    assert (a.num_experts, a.num_shared_experts, a.moe_intermediate_size, a.moe_layers) == (16, 1, 8192, 48)
+    assert count_params(a) == count_params(arch("llama-4-scout"))
+
+
+def test_hf_llama4_maverick_interleaves_dense_layers():
+    text = {**SCOUT_CONFIG["text_config"], "num_local_experts": 128, "interleave_moe_layer_step": 2}
+    a = from_hf({"model_type": "llama4", "text_config": text})
+    assert a.moe_layers == 24 and a.first_dense_layers == 24 and a.intermediate_size == 16384
+
+
+def test_hf_qwen2_moe_counts_its_shared_expert_in_expert_widths():
+    a = from_hf({"model_type": "qwen2_moe", "num_hidden_layers": 24, "hidden_size": 2048, "intermediate_size": 5632,
+                 "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632, "num_experts": 60,
+                 "num_experts_per_tok": 4, "num_attention_heads": 16, "num_key_value_heads": 16,
+                 "vocab_size": 151936})
+    assert a.num_shared_experts == 4 and a.attention_bias

@@ -300,11 +300,12 @@ def test_mxfp4_expert_width_is_padded_per_tensor_rank():
     assert w8 > w1 / 8 * 1.05
 
 
-def _vllm_weights(gpu_arch, tensor=1):
+def _vllm_weights(gpu_arch, tensor=1, release=None):
     from rackfit.catalog.types import GPU
     gpu = GPU(model="g", product="g", memoryGB=200, memoryMiB=190000, architecture=gpu_arch)
+    inference = {"contextLength": 8192, **({"engineVersion": release} if release else {})}
     spec = parse_spec(dict(model={"preset": "gpt-oss-120b-mxfp4"}, workload="inference", precision="mxfp4",
-                           parallelism={"tensor": tensor}, inference={"contextLength": 8192}))
+                           parallelism={"tensor": tensor}, inference=inference))
     return estimate(spec, gpu=gpu).breakdown.weights_bytes
 
 
@@ -321,10 +322,29 @@ def test_vllm_mxfp4_backend_pads_width_and_hidden():
     assert mxfp4_expert_padding(a, a.quantization, 8, 8, (256, 256)) == pytest.approx(512 / 360 * 3072 / 2880)
     # expert parallel keeps experts whole, still padded to the backend's alignment
     assert mxfp4_expert_padding(a, a.quantization, 8, 1, (128, 256)) == pytest.approx(2944 * 3072 / 2880 ** 2)
-    hopper = _vllm_weights("hopper")
+    hopper = _vllm_weights("hopper", release="0.10.1")
     # vLLM 0.10.1 on an H100 (issue 23278, Marlin) logged 65.97 GiB; the checkpoint's logical bytes are 60.7 GiB
     assert 65.5 * GiB < hopper < 66.2 * GiB
-    assert _vllm_weights("blackwell", 8) > _vllm_weights("hopper", 8) * 1.25
+    assert _vllm_weights("blackwell", 8) > _vllm_weights("hopper", 8, "0.10.1") * 1.25
+
+
+def test_vllm_mxfp4_triton_backend_on_hopper_from_0_12():
+    """From 0.12.0 vLLM ships triton_kernels and takes its Triton MXFP4 backend on Hopper: the width rounded to 64 (none
+    for 2880), no hidden padding, and a second copy of the E8M0 scales with its rows padded to 256. gpt-oss-120b on
+    one H100: 0.14.1 logged 64.38 GiB (issue 33155, "Using Triton backend"); Marlin's count was 65.8."""
+    from rackfit.estimator.weights import mxfp4_triton, mxfp4_triton_expert_factor
+    from rackfit.spec import Inference
+    a = resolve(ModelSource(preset="gpt-oss-120b-mxfp4"))
+    assert mxfp4_triton("vllm", "hopper", Inference(engineVersion="0.12.0"))
+    assert not mxfp4_triton("vllm", "hopper", Inference(engineVersion="0.11.0"))
+    assert not mxfp4_triton("vllm", "ampere", Inference()) and not mxfp4_triton("sglang", "hopper", Inference())
+    rows13, rows2 = 5888, 3072  # 2 x 2880 and 2880 rounded to 256
+    scales = (rows13 * 2880 + rows2 * 2880) / 32
+    assert mxfp4_triton_expert_factor(a, 1, 1) == pytest.approx(
+        (3 * 2880 * 2880 * (0.5 + 1 / 32) + scales) / (3 * 2880 * 2880 * (0.5 + 1 / 32)))
+    assert 64.0 * GiB < _vllm_weights("hopper") < 64.38 * GiB < _vllm_weights("hopper", release="0.11.0")
+    # at tensor 8 the width 360 is rounded to 384 as Marlin rounds it to 384, without Marlin's hidden padding
+    assert _vllm_weights("hopper", 8) < _vllm_weights("hopper", 8, "0.11.0")
 
 
 def test_vllm_dequantizes_bitsandbytes_double_quant():

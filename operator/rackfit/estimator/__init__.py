@@ -72,7 +72,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
-                           gpu.architecture if gpu is not None else None)
+                           gpu.architecture if gpu is not None else None,
+                           spec.inference if spec.workload == "inference" else None)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
     notes = ([quantization_of(arch, spec.precision, arch.num_layers, runtime).note(spec.precision)]
              if arch.quantization is not None else [])

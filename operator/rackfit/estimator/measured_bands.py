@@ -24,8 +24,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-5.3, 7.5, 16, 'memory'),
     ('transformers', 'training', 'any'): (-5.3, 7.5, 30, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (0.6, 19.4, 2, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-20.3, 73.3, 6, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.3, 73.3, 51, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.2, 8.4, 43, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (0.5, 19.2, 2, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 6, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 53, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 8.1, 45, 'kv cache'),
 }

@@ -4,8 +4,10 @@ What each module stores comes from `rackfit.models.quantization`: a pre-quantize
 `quantization_config` when the architecture carries one (`ModelArch.quantization`), else the spec's
 `precision` on every decoder linear layer with embeddings, lm_head, norms and MoE routers 16-bit (GPTQ/AWQ,
 bitsandbytes, FP8 and MXFP4 checkpoints all keep those; MXFP4, as gpt-oss, compresses only the routed
-experts). Attention, dense MLPs and shared experts split over tensor parallel, routed experts over
-expert parallel (else tensor), routers are replicated (vLLM's `ReplicatedLinear`).
+experts). Attention, dense MLPs and shared experts split over tensor parallel (MLA's q_a/kv_a down-projections
+stay whole under vLLM and SGLang), routed experts over expert parallel (else tensor), routers are replicated (vLLM's
+`ReplicatedLinear`). Under vLLM a rank also holds what it builds at load beside the checkpoint's tensors: the rotary
+cos/sin cache and, for a quantized MLA up-projection, its 16-bit W_UK_T/W_UV copies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.models.quantization import PRECISION_FORMATS, Quantization, uniform
+from rackfit.spec import Inference
 
 # Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
 # the formats are in rackfit/models/quantization.py.
@@ -42,6 +45,19 @@ BYTES_PER_PARAM: dict[str, float] = {
 MXFP4_WIDTH_ALIGN = 64
 MXFP4_MARLIN_ALIGN = (128, 256)       # (width, hidden)
 MXFP4_FLASHINFER_ALIGN = (256, 256)
+# From 0.12.0 the vllm wheel ships triton_kernels (vllm/third_party/triton_kernels; utils/import_utils.py falls back to
+# it), so get_mxfp4_backend (quantization/mxfp4.py, read in 0.12.0) takes Triton on Hopper: "triton_kernels are only
+# confirmed to work on SM90 and SM100", torch 2.8 or newer, VLLM_MXFP4_USE_MARLIN unset. Before 0.12.0 a plain `pip
+# install vllm` had no triton_kernels and took Marlin (S12, 0.10.1), the vllm/vllm-openai image had them (Triton):
+# Marlin's padding, the larger, is kept for those releases.
+MXFP4_TRITON_FROM = (0, 12)
+# Triton's process_weights_after_loading (read in 0.11.0 and 0.14.1) swizzles values and scales into new tensors
+# (mxfp4_utils.py _swizzle_mxfp4) and deletes the unswizzled values but not w13_weight_scale/w2_weight_scale: the E8M0
+# scales are held twice, the swizzled copy with its rows padded to 256 (triton_kernels HopperMXScaleLayout:
+# SWIZZLE_ALIGN_M = 2 x num_warps 8 x 2 x 8); HopperMXValueLayout pads the packed values to 16 x 32 bytes only, which
+# gpt-oss's shapes already are. The expert width per rank is rounded to 64 (create_weights), the hidden size not.
+MXFP4_TRITON_SCALE_ROWS = 256
+MXFP4_SCALE_BYTES_PER_VALUE = 1 / 32
 
 
 def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
@@ -63,6 +79,82 @@ def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: 
     width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
     h = arch.hidden_size
     return (-(-width // align[0]) * align[0] / exact) * (-(-h // align[1]) * align[1] / h)
+
+
+# vLLM's RotaryEmbedding (model_executor/layers/rotary_embedding/base.py, RotaryEmbedding.__init__ ->
+# _compute_cos_sin_cache over torch.arange(max_position_embeddings), `cache.to(dtype)`, register_buffer) precomputes
+# cos and sin of every position the config allows, rotary_dim values a position, in the model's 16-bit dtype, on every
+# rank; get_rope (rotary_embedding/__init__.py, _ROPE_DICT) hands one instance to all the layers. It is loaded with
+# the model, so vLLM's "Model loading took" counts it. For most models it is 8-40 MiB (Llama 3.1: 131,072 x 128 x 2 B
+# = 32 MiB, the 0.03 GiB the 0.19.0 rows' weights were short by); Llama 4 declares 10,485,760 positions (Scout;
+# config.json max_position_embeddings, used as is by llama4.py Llama4Attention's get_rope): 2.5 GiB a rank. Read in
+# 0.19.0; the class is the same from V0 on. SGLang's copy keeps the cache in fp32 on CUDA and later grows it on
+# demand; it is not modelled.
+ROPE_CACHE_BYTES = 2
+
+
+def rope_cache_bytes(arch: ModelArch | None, runtime: str | None) -> int:
+    """The cos/sin cache vLLM's rotary embedding holds on each rank (0 for other runtimes, or an unknown length)."""
+    if arch is None or runtime != "vllm":
+        return 0
+    rotary = arch.qk_rope_head_dim if arch.is_mla else arch.head_dim
+    return arch.max_position_embeddings * rotary * ROPE_CACHE_BYTES
+
+
+# vLLM's MLA attention (model_executor/layers/attention/mla_attention.py, MLAAttention.process_weights_after_loading;
+# v1/attention/backends/mla/common.py before) keeps W_UK_T and W_UV, the split of kv_b_proj's weight, for its decode
+# bmm's: "we currently do not have quantized bmm's ... we just store fp16/bf16 copies". For an unquantized kv_b_proj
+# they are views of its weight (get_and_maybe_dequant_weights returns `weight.to(out_dtype)`), for a quantized one
+# (DeepSeek-V3/R1's block fp8) a dequantized 16-bit copy held beside the fp8 weight the prefill still uses:
+# kv_lora_rank x heads per rank x (qk_nope_head_dim + v_head_dim) x 2 B a layer (0.24 GiB a rank for DeepSeek-V3 at
+# tensor 8). Read in 0.8.0, 0.8.5, 0.10.1 and 0.19.0; 0.7.x multiplied the up-projections into q and o instead
+# (W_Q_UK, W_UV_O; not modelled), so this counts the 0.8.0 copies for every vLLM release.
+MLA_COPY_BYTES = 2
+
+
+def mla_dequant_copy_bytes(arch: ModelArch | None, layout: Layout, attention_bytes: float, dtype_bytes: float,
+                           runtime: str | None) -> float:
+    """One layer's 16-bit W_UK_T/W_UV copies on a rank under vLLM when the checkpoint quantizes its attention."""
+    if arch is None or not arch.is_mla or runtime != "vllm" or attention_bytes >= dtype_bytes:
+        return 0.0
+    heads = arch.num_attention_heads / layout.tensor
+    return arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) * MLA_COPY_BYTES
+
+
+# MLA's down-projections are not split over tensor parallel: vLLM's DeepseekV2MLAAttention (models/deepseek_v2.py)
+# builds q_a_proj and kv_a_proj_with_mqa as ReplicatedLinear (read in 0.8.5) or fuses them into
+# DeepSeekV2FusedQkvAProjLinear, a MergedColumnParallelLinear with disable_tp=True (0.19.0); SGLang's
+# DeepseekV2AttentionMLA keeps them ReplicatedLinear too. Every rank holds hidden x (q_lora_rank + kv_lora_rank +
+# qk_rope_head_dim) a layer: for DeepSeek-V3 at tensor 8, 15.1M parameters a layer, 0.75 GiB of fp8 a rank more than
+# an even split.
+REPLICATED_MLA_RUNTIMES = ("vllm", "sglang")
+
+
+def mla_replicated_params(arch: ModelArch | None, runtime: str | None) -> int:
+    """One layer's attention parameters every tensor rank holds whole (MLA's q_a and kv_a projections)."""
+    if arch is None or not arch.is_mla or runtime not in REPLICATED_MLA_RUNTIMES:
+        return 0
+    return arch.hidden_size * (arch.q_lora_rank + arch.kv_lora_rank + arch.qk_rope_head_dim)
+
+
+def mxfp4_triton(runtime: str | None, architecture: str | None, inference: Inference | None) -> bool:
+    """vLLM's MXFP4 MoE on this GPU takes the Triton backend (Hopper, from MXFP4_TRITON_FROM)."""
+    return (runtime == "vllm" and architecture == "hopper" and inference is not None
+            and not inference.vllm_before(MXFP4_TRITON_FROM))
+
+
+def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int) -> float:
+    """Stored over logical bytes of MXFP4 routed experts under vLLM's Triton backend on Hopper: the width per rank
+    rounded to 64 and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS)."""
+    fmt = PRECISION_FORMATS["mxfp4"]
+    b = fmt.value_bytes + MXFP4_SCALE_BYTES_PER_VALUE
+    exact = arch.moe_intermediate_size / tensor if expert_shard == tensor else arch.moe_intermediate_size
+    width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
+    width = -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN
+    h, mult, rows = arch.hidden_size, (2 if arch.gated_mlp else 1), MXFP4_TRITON_SCALE_ROWS
+    stored = ((mult + 1) * width * h * b
+              + (-(-mult * width // rows) * rows * h + -(-h // rows) * rows * width) * MXFP4_SCALE_BYTES_PER_VALUE)
+    return stored / ((mult + 1) * exact * h * b)
 
 
 def stage_share(num_layers: int, pipeline: int) -> float:
@@ -99,24 +191,30 @@ def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> li
 
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
-                 arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None) -> int:
+                 arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None,
+                 inference: Inference | None = None) -> int:
     """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage).
 
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
     every layer is alike and stored in `precision`. `runtime` (the serving engine or training framework) and the
-    GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`)."""
+    GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`), and a serving
+    spec's `inference` (its vLLM release) which MXFP4 backend vLLM takes on Hopper (`mxfp4_triton`)."""
     q = quantization_of(arch, precision, num_layers, runtime)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
     pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))
+    if pad != 1.0 and arch is not None and mxfp4_triton(runtime, architecture, inference):
+        pad = mxfp4_triton_expert_factor(arch, expert_shard, tensor)
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
     while params:
         (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
         n = min(n_p, n_q)
-        one = ((attn * b.attention + mlp * b.mlp + shared * b.shared) / tensor
-               + experts * b.experts * pad / expert_shard + router * b.router)
+        whole = min(attn, mla_replicated_params(arch, runtime)) if attn else 0
+        one = (((attn - whole) * b.attention + mlp * b.mlp + shared * b.shared) / tensor + whole * b.attention
+               + experts * b.experts * pad / expert_shard + router * b.router
+               + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime))
         per_layer.extend([one] * n)
         params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
@@ -128,4 +226,4 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
     emb, head = p.embedding * q.embedding, (p.lm_head or p.embedding) * q.lm_head
     vocab = p.embedding * q.embedding + p.lm_head * q.lm_head if layout.pipeline == 1 else max(emb, head)
-    return int(per_stage + vocab / layout.tensor)
+    return int(per_stage + vocab / layout.tensor) + rope_cache_bytes(arch, runtime)

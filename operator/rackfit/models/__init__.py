@@ -123,6 +123,21 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
             fields["sliding_window_layers"] = sum(1 for t in layer_types if "sliding" in str(t))
         elif config.get("use_sliding_window") is False:
             fields.pop("sliding_window")
+    if str(config.get("model_type", "")).startswith("llama4") and fields.get("num_experts"):
+        # vLLM's llama4.py Llama4MoE: one shared expert (n_shared_experts 1, not in config.json) of the expert width;
+        # Llama4DecoderLayer: a layer is MoE when (i + 1) % interleave_moe_layer_step == 0, else a dense MLP of
+        # intermediate_size_mlp (taken here as first_dense_layers: the counts are right, not their order)
+        step = int(config.get("interleave_moe_layer_step") or 1)
+        fields.setdefault("num_shared_experts", 1)
+        fields["moe_intermediate_size"] = fields.get("intermediate_size", 0)
+        if step > 1 and config.get("intermediate_size_mlp"):
+            fields["first_dense_layers"] = fields["num_layers"] - fields["num_layers"] // step
+            fields["intermediate_size"] = config["intermediate_size_mlp"]
+    shared = config.get("shared_expert_intermediate_size")
+    if shared and fields.get("moe_intermediate_size") and "num_shared_experts" not in fields:
+        # Qwen2-MoE (Qwen1.5-MoE-A2.7B: 5632 of 1408, Qwen2-57B-A14B: 20480 of 2560): one shared expert of that width,
+        # vLLM's qwen2_moe.py Qwen2MoeSparseMoeBlock.shared_expert; rackfit counts shared experts in expert widths
+        fields["num_shared_experts"] = -(-int(shared) // int(fields["moe_intermediate_size"]))
     if fields.get("num_experts") and "moe_intermediate_size" not in fields and "intermediate_size" in fields:
         fields["moe_intermediate_size"] = fields["intermediate_size"]
     longest = max_context_from_hf_config(config)
