@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Layout, estimate
+from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, Layout, estimate
 from rackfit.estimator.frameworks import (
     ZERO_MAX_LIVE_PARAMETERS,
     ZERO_PREFETCH_BUCKET,
@@ -123,9 +123,31 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
         slack = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
         if ckpt == "full":
             assert not r.expandable_segments
-            assert slack == int(r.backward_transient * (1 + SLACK_RECOMPUTE) + r.step_transient) - r.transient
+            assert slack == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
+                                + r.step_transient) - r.transient
         else:
-            assert r.expandable_segments and slack == int(SLACK_TRAINING * r.transient)
+            reused = r.reused if r.transient == r.backward_transient else 0
+            assert r.expandable_segments and slack == int(SLACK_TRAINING * (r.transient - reused))
+
+
+def test_fsdp_gathered_parameters_strand_no_slack():
+    """FSDP frees and re-requests each layer's unsharded storage at the same sizes (FSDPParam.alloc_storage /
+    free_storage; FSDP1's _full_param_padded), so the allocator's slack share applies to the backward's transient
+    memory less the gathered parameters; DeepSpeed ZeRO-3's per-parameter gathers get no such reuse."""
+    from rackfit.estimator import SLACK_RECOMPUTE
+    from rackfit.estimator.frameworks import fsdp_gathered_reuse
+    lora = dict(method="lora", masterWeights="none", activationCheckpointing="full", microBatchSize=2,
+                sequenceLength=2048)
+    r = peak("fsdp", Layout(data=8), **lora)
+    assert r.phase != "optimizer step" and r.reused > 0
+    assert r.reused == r.weights - (r.states - r.gradients - r.optimizer)  # the gathered part of the live weights
+    e = estimate(spec("fsdp", dict(data=8), **lora))
+    stranded = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
+    assert stranded == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
+                           + r.step_transient) - r.transient
+    assert stranded < SLACK_RECOMPUTE * r.backward_transient
+    assert fsdp_gathered_reuse(Training(framework="deepspeed", zeroStage=3), 1 << 30) == 0
+    assert fsdp_gathered_reuse(Training(framework="fsdp", fsdpVersion=1), 1 << 30) == 1 << 30
 
 
 def test_expandable_segments_as_the_spec_says():

@@ -63,6 +63,8 @@ class RuntimePeak:
     backward_transient: int      # activations, loss, gathered weights and buckets of the backward
     step_transient: int          # the optimizer step's temporaries (fp32 partitions, foreach lists)
     expandable_segments: bool    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by the runtime
+    # of backward_transient, the gathered parameters that strand no allocator slack (fsdp_gathered_reuse)
+    reused: int = 0
 
 
 # --- activations ----------------------------------------------------------------------------------------
@@ -577,7 +579,21 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
-                       expandable_segments=expandable_segments(tr))
+                       expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered))
+
+
+def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
+    """Bytes of the gathered parameters on which the caching allocator strands no slack: FSDP's, whose unsharded
+    storage is freed and re-requested at the same sizes layer after layer, so each request is served by the block the
+    previous layer freed. FSDP2 allocates each parameter's all-gather output once (torch/distributed/fsdp/
+    _fully_shard/_fsdp_param.py, FSDPParam.init_all_gather_outputs) and frees and re-allocates its storage with
+    `free_storage` / `alloc_storage` (`storage.resize_`) at every reshard and unshard; its decoder layers are
+    alike, so the sizes repeat. FSDP1 does the same with each unit's padded flat parameter
+    (torch/distributed/fsdp/_flat_param.py, FlatParamHandle `_full_param_padded`, `_alloc_storage` /
+    `_free_storage`). The allocator's slack shares (estimator/__init__.py, set on the H200 rows, single GPU, where the
+    step's transient memory is activations of every size) then apply to the rest of the backward's transient memory.
+    DeepSpeed ZeRO-3 gathers parameter by parameter into buffers of varying sizes: no such reuse is assumed."""
+    return gathered if tr.framework == "fsdp" else 0
 
 
 def expandable_segments(tr: Training) -> bool:
