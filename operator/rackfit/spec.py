@@ -125,6 +125,12 @@ RULES: dict[str, dict[str, Rule]] = {
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
                                   ".sequenceParallel"),
+        "activation_offloading": Rule(
+            "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
+            "self.activationCheckpointing == 'full')",
+            "training.activationOffloading is torchtune's enable_activation_offloading, modelled with full "
+            "activation checkpointing (only the checkpointed layer inputs go to CPU): only with framework fsdp or "
+            "transformers and activationCheckpointing full", ".activationOffloading"),
         "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
                                "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
                                "framework megatron", ".virtualStages"),
@@ -378,6 +384,13 @@ class Training(_Model):
         "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm) with its reentrant gradient "
         "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
         "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
+    activation_offloading: bool = Field(False, description=(
+        "torchtune's enable_activation_offloading (training/_activation_offloading.py, OffloadActivations) with full "
+        "activation checkpointing: each checkpointed layer's input is copied to pinned CPU memory as the forward goes "
+        "and brought back in the backward; the last 5 stay on the GPU (max_fwd_stash_size) until the backward reaches "
+        "them, so the layer inputs kept on the GPU are at most 5 instead of one per layer. framework fsdp "
+        "(torchtune's distributed recipes) or transformers (its single-device recipes) with activationCheckpointing "
+        "full. Default false"))
     compile_loss: bool | None = Field(None, description=(
         "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
         "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "
@@ -419,6 +432,9 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel:
             raise ValueError(rules["sequence_parallel"].message)
+        if self.activation_offloading and not (
+                self.framework in ("fsdp", "transformers") and self.activation_checkpointing == "full"):
+            raise ValueError(rules["activation_offloading"].message)
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (

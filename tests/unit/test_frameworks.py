@@ -130,6 +130,28 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
             assert r.expandable_segments and slack == int(SLACK_TRAINING * (r.transient - reused))
 
 
+def test_activation_offloading_keeps_five_checkpointed_inputs():
+    """torchtune's OffloadActivations keeps its forward stash (max_fwd_stash_size 5) of checkpointed layer inputs on
+    the GPU, the rest on CPU: the kept activations are 5 layers' inputs, not one per layer, under fsdp and under the
+    transformers model; nothing else moves."""
+    from rackfit.estimator.activations import OFFLOAD_FWD_STASH, training_activations
+    lora = dict(method="lora", masterWeights="none", activationCheckpointing="full", microBatchSize=2,
+                sequenceLength=4096)
+    layer_input = 2 * 4096 * LLAMA.hidden_size * 2
+    base = acts("fsdp", Layout(data=8), **lora)
+    off = acts("fsdp", Layout(data=8), activationOffloading=True, **lora)
+    assert base.kept == LLAMA.num_layers * layer_input and off.kept == OFFLOAD_FWD_STASH * layer_input
+    assert (off.recompute, off.loss_forward, off.loss_backward) == \
+        (base.recompute, base.loss_forward, base.loss_backward)
+    tr = Training(framework="transformers", **lora)
+    t_base = training_activations(LLAMA, tr, Layout(), mixed=False)
+    t_off = training_activations(LLAMA, tr.model_copy(update={"activation_offloading": True}), Layout(), mixed=False)
+    assert t_base.layers == LLAMA.num_layers * layer_input and t_off.layers == OFFLOAD_FWD_STASH * layer_input
+    e_base = estimate(spec("fsdp", dict(data=8), **lora))
+    e_off = estimate(spec("fsdp", dict(data=8), activationOffloading=True, **lora))
+    assert e_off.total_bytes < e_base.total_bytes
+
+
 def test_fsdp_gathered_parameters_strand_no_slack():
     """FSDP frees and re-requests each layer's unsharded storage at the same sizes (FSDPParam.alloc_storage /
     free_storage; FSDP1's _full_param_padded), so the allocator's slack share applies to the backward's transient
@@ -421,6 +443,10 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("fsdp", dict(reduceBucketSize=50_000_000), "spec.training.reduceBucketSize"),
+    ("fsdp", dict(activationOffloading=True, activationCheckpointing="selective"),
+     "spec.training.activationOffloading"),
+    ("deepspeed", dict(activationOffloading=True, activationCheckpointing="full"),
+     "spec.training.activationOffloading"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

@@ -30,6 +30,7 @@ from rackfit.estimator.activations import (
     _dims,
     _layer_bytes_per_token,
     compile_savings,
+    kept_input_layers,
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -311,7 +312,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:
         held = pipelining_held(a, tr, layout)
-    kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage, held=held,
+    # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
+    kept_layers = kept_input_layers(tr, L) if ckpt == "full" and layout.pipeline == 1 else L
+    kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
 
