@@ -602,7 +602,8 @@ def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
 def expandable_segments(tr: Training) -> bool:
     """The spec's expandableSegments, else: torchtitan's launcher (run_train.sh) exports
     expandable_segments:True and per-op SAC (fsdp + selective) is torchtitan's; accelerate and
-    torchtune keep PyTorch's default."""
+    torchtune's releases keep PyTorch's default (torchtune's main sets expandable_segments:True when imported since
+    June 2025, torchtune/__init__.py, PR 2841: such runs say expandableSegments: true)."""
     if tr.expandable_segments is not None:
         return tr.expandable_segments
     return torchtitan(tr) and tr.activation_checkpointing == "selective"
@@ -625,7 +626,8 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                             "segments, foreach AdamW"]
         return notes + ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (torchtune, accelerate "
                         "with FSDP2; set fsdpVersion: 1 for accelerate's default FSDP1); torchtitan exports expandable "
-                        "segments (set training.expandableSegments: true), which needs less"]
+                        "segments (set training.expandableSegments: true), as torchtune's main does since June "
+                        "2025, which needs less"]
     if notes:
         return notes
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
