@@ -152,6 +152,26 @@ def test_activation_offloading_keeps_five_checkpointed_inputs():
     assert e_off.total_bytes < e_base.total_bytes
 
 
+def test_chunked_ce_loss_with_per_chunk_backward():
+    """torchtitan's ChunkedCELoss (lossChunkBackward): one chunk's logits at a time, beside a 16-bit copy of the hidden
+    states and their fp32 gradient accumulator, and for a full fine-tune the output's unsharded fp32 gradient kept
+    across chunks; far less than keeping every chunk's 16-bit logits once the vocabulary outgrows the hidden size."""
+    from rackfit.estimator.frameworks import chunk_backward_loss
+    base = dict(compile=True, lossChunks=8, microBatchSize=2, sequenceLength=8192, activationCheckpointing="full")
+    kept = acts("fsdp", Layout(data=8), **base)
+    per_chunk = acts("fsdp", Layout(data=8), lossChunkBackward=True, **base)
+    tokens, h, v = 2 * 8192, LLAMA.hidden_size, LLAMA.vocab_size
+    final = tokens * h * 2  # the final norm's output, counted either way
+    during = tokens * h * 6 + tokens * v / 8 * 4 + tokens * h * 2 / 8 + v * h * 4
+    assert per_chunk.loss_forward - final == pytest.approx(during, abs=8)
+    assert per_chunk.loss_backward - final == tokens * h * 2
+    assert per_chunk.loss_forward < kept.loss_backward
+    lora = chunk_backward_loss(LLAMA, Training(framework="fsdp", method="lora", **base, lossChunkBackward=True), 1)
+    assert lora[0] == pytest.approx(during - v * h * 4, abs=8)  # a frozen output keeps no gradient
+    with pytest.raises(InvalidWorkload):
+        spec("fsdp", lossChunkBackward=True)  # needs lossChunks above 1
+
+
 def test_fsdp_gathered_parameters_strand_no_slack():
     """FSDP frees and re-requests each layer's unsharded storage at the same sizes (FSDPParam.alloc_storage /
     free_storage; FSDP1's _full_param_padded), so the allocator's slack share applies to the backward's transient

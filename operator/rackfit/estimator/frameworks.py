@@ -303,6 +303,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
         shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
         loss = _loss(a, tr, t, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
+    if tr.loss_chunk_backward:
+        loss = chunk_backward_loss(a, tr, t)
     if torchtitan(tr):
         # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
@@ -317,6 +319,34 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def chunk_backward_loss(a: ModelArch, tr: Training, t: int) -> tuple[int, int]:
+    """(during the loss call, after it) for torchtitan's ChunkedCELoss (torchtitan/components/loss.py, PR 2937, April
+    2026; `lossChunkBackward`). `__call__` redistributes the hidden states to Replicate over tensor parallel (whole
+    sequence), makes `lossChunks` contiguous 16-bit copies of their chunks up front (`h_chunks`) and a GradAccumulator
+    whose buffer is `torch.zeros_like(hidden, dtype=torch.float32)`; then, chunk by chunk, `logits = lm_head(h_chunk)`,
+    the (compiled) cross-entropy and `chunk_loss.backward()`, whose gradient for the chunk is copied into the buffer:
+    one chunk's logits and loss buffers at a time (16-bit logits and their 16-bit gradient when compiled; else the
+    fp32 upcast, log-softmax and gradients beside the 16-bit logits the loop variable holds; loss parallel's under
+    tensor parallel). After the loop the buffer is cast to 16 bits (`accumulated_grad`) and saved by
+    _DecoderOutputGradientBackProp for the decoder's backward. The hidden states themselves are the final norm's
+    output, counted by the caller. For a full fine-tune the loop also sets `lm_head.set_requires_gradient_sync(False)`
+    until the last chunk, so FSDP2 keeps the output's unsharded gradient across chunks, accumulated in the reduce dtype
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param.py, to_accumulated_grad_if_needed: fp32, torchtitan's
+    mixed_precision_reduce) beside each chunk's 16-bit gradient (counted with the gathered output)."""
+    tokens, h, c = _tokens(tr), a.hidden_size, tr.loss_chunks or 1
+    chunk = tokens * a.vocab_size / t / c  # one chunk's logits on this rank
+    if tr.loss_compiled:
+        per_logit = 2 * ACT_BYTES
+    elif t > 1:
+        per_logit = ACT_BYTES + LOSS_PARALLEL_BACKWARD_BYTES
+    else:
+        per_logit = ACT_BYTES + 4 + 4 + 4
+    during = tokens * h * (ACT_BYTES + 4) + chunk * per_logit + tokens * h * ACT_BYTES / c  # + the chunk's h grad
+    if tr.method == "full":
+        during += a.vocab_size * h / t * 4
+    return int(during), int(tokens * h * ACT_BYTES)
 
 
 def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:

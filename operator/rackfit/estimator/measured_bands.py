@@ -8,8 +8,8 @@
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
     ('fsdp', 'training', 'ampere'): (-24.8, 27.2, 33, 'memory'),
-    ('fsdp', 'training', 'any'): (-24.8, 27.2, 49, 'memory'),
-    ('fsdp', 'training', 'blackwell'): (0.7, 13.6, 3, 'memory'),
+    ('fsdp', 'training', 'any'): (-24.8, 27.2, 57, 'memory'),
+    ('fsdp', 'training', 'blackwell'): (-3.6, 13.7, 11, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.8, 3.3, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
     ('megatron', 'training', 'hopper'): (-5.9, -1.2, 4, 'memory'),
