@@ -204,8 +204,9 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "recompute (T18 compiled, -16% / -20% before), ZeRO-3's reduce bucket kept from its start as "
              "reduceBucketSize says, with train.py's last logits in its steady reading, and ZeRO run on one GPU "
              "as DeepSpeed runs it (T7 steady, -27% before), FSDP's gathered parameters stranding no allocator slack "
-             "(T9, +33% before). torchtitan's ChunkedCELoss (lossChunkBackward) was read for T3's rows (+14% before "
-             "on selective AC). Allocator slack shares: the H200 rows' (docs/accuracy.md).")
+             "(T9, +33% before). torchtitan's ChunkedCELoss (lossChunkBackward) and compiled per-op SAC "
+             "not keeping the down projection's output (T3 selective, +14% before). "
+             "Allocator slack shares: the H200 rows' (docs/accuracy.md).")
 
 
 def main(argv: list[str]) -> int:

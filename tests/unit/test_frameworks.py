@@ -130,6 +130,28 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
             assert r.expandable_segments and slack == int(SLACK_TRAINING * (r.transient - reused))
 
 
+def test_compiled_per_op_sac_does_not_keep_the_down_projection_output():
+    """Eager, torchtitan's per-op SAC stores every MUST_SAVE output (wq, wv, w1, w2 by the every-second-mm count,
+    the attention output, the block input); compiled, the partitioner keeps only what the backward needs, and w2's
+    output feeds only the residual add: one hidden-sized tensor a token a layer less (and, under tensor parallel, w2's
+    whole-sequence partial sum and its reduce-scatter output)."""
+    from rackfit.estimator.frameworks import torchtitan_sac_bytes
+    h = LLAMA.hidden_size
+    eager = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective"), 1)
+    compiled = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective",
+                                                    compile=True), 1)
+    assert eager - compiled == 2 * h
+    eager_tp = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective"), 4)
+    compiled_tp = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective",
+                                                       compile=True), 4)
+    assert eager_tp - compiled_tp == 2 * (h + h / 4)
+    tokens = 2 * 4096
+    kept_eager = acts("fsdp", activationCheckpointing="selective", microBatchSize=2, sequenceLength=4096).kept
+    kept_comp = acts("fsdp", activationCheckpointing="selective", microBatchSize=2, sequenceLength=4096,
+                     compile=True).kept
+    assert kept_eager - kept_comp == pytest.approx(LLAMA.num_layers * tokens * 2 * h, abs=64)
+
+
 def test_activation_offloading_keeps_five_checkpointed_inputs():
     """torchtune's OffloadActivations keeps its forward stash (max_fwd_stash_size 5) of checkpointed layer inputs on
     the GPU, the rest on CPU: the kept activations are 5 layers' inputs, not one per layer, under fsdp and under the

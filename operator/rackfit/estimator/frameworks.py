@@ -141,17 +141,26 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     Under torchtitan's tensor parallel (sequence parallel, apply_tp) the colwise outputs are split over t, the
     rowwise w2's saved output is the whole sequence's partial sum (before its reduce-scatter), the
     reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
-    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list)."""
+    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list).
+    Eager, the policy's dispatch mode stores every MUST_SAVE output for the recompute
+    (torch/utils/checkpoint.py, _CachingTorchDispatchMode). Compiled (torchtitan compiles each checkpointed block),
+    the tags only ban recomputing those outputs: the min-cut partitioner (torch/_functorch/partitioners.py) saves the
+    nodes the backward needs, and the down projection's output (w2, saved by the count) feeds only the residual add,
+    whose backward needs no value, so it is not kept (nor, under tensor parallel, its reduce-scatter output); wo's
+    reduce-scatter output is, since the MLP norm's input h = x + attention output is recomputed from it."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
     mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
     mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
-    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms) if i % 2 == 0)
+    last_saved = (len(mms) - 1) % 2 == 0  # the down projection's output is in the save list
+    unused = tr.compile and last_saved  # ... but compiled, the backward does not need it
+    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms)
+                if i % 2 == 0 and not (unused and i == len(mms) - 1))
     saved += (q + h) / t  # SDPA output; the block's input
     if t > 1:
-        saved += 2 * h / t  # the reduce-scatter outputs of wo and w2
+        saved += (1 if unused else 2) * h / t  # the reduce-scatter outputs of wo and w2
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
         lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
