@@ -203,9 +203,10 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "product that Inductor's partitioner may not "
              "recompute (T18 compiled, -16% / -20% before), ZeRO-3's reduce bucket kept from its start as "
              "reduceBucketSize says, with train.py's last logits in its steady reading, and ZeRO run on one GPU "
-             "as DeepSpeed runs it (T7 steady, -27% before). "
-             "Allocator slack shares: "
-             "the H200 rows' (docs/accuracy.md).")
+             "as DeepSpeed runs it (T7 steady, -27% before), FSDP's gathered parameters stranding no allocator slack "
+             "(T9, +33% before). torchtitan's ChunkedCELoss (lossChunkBackward) and compiled per-op SAC "
+             "not keeping the down projection's output (T3 selective, +14% before). "
+             "Allocator slack shares: the H200 rows' (docs/accuracy.md).")
 
 
 def main(argv: list[str]) -> int:

@@ -125,6 +125,16 @@ RULES: dict[str, dict[str, Rule]] = {
                                   "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
                                   "megatron (fsdp's tensor parallel is always sequence parallel)",
                                   ".sequenceParallel"),
+        "activation_offloading": Rule(
+            "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
+            "self.activationCheckpointing == 'full')",
+            "training.activationOffloading is torchtune's enable_activation_offloading, modelled with full "
+            "activation checkpointing (only the checkpointed layer inputs go to CPU): only with framework fsdp or "
+            "transformers and activationCheckpointing full", ".activationOffloading"),
+        "loss_chunk_backward": Rule(
+            "!has(self.lossChunkBackward) || (self.framework == 'fsdp' && has(self.lossChunks) && self.lossChunks > 1)",
+            "training.lossChunkBackward is torchtitan's ChunkedCELoss, which runs each chunk's backward in the loss: "
+            "only with framework fsdp and lossChunks above 1", ".lossChunkBackward"),
         "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
                                "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
                                "framework megatron", ".virtualStages"),
@@ -385,6 +395,13 @@ class Training(_Model):
         "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm) with its reentrant gradient "
         "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
         "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
+    activation_offloading: bool = Field(False, description=(
+        "torchtune's enable_activation_offloading (training/_activation_offloading.py, OffloadActivations) with full "
+        "activation checkpointing: each checkpointed layer's input is copied to pinned CPU memory as the forward goes "
+        "and brought back in the backward; the last 5 stay on the GPU (max_fwd_stash_size) until the backward reaches "
+        "them, so the layer inputs kept on the GPU are at most 5 instead of one per layer. framework fsdp "
+        "(torchtune's distributed recipes) or transformers (its single-device recipes) with activationCheckpointing "
+        "full. Default false"))
     compile_loss: bool | None = Field(None, description=(
         "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
         "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "
@@ -392,6 +409,12 @@ class Training(_Model):
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
+    loss_chunk_backward: bool | None = Field(None, description=(
+        "framework fsdp with lossChunks > 1: the loss computes each chunk's logits from the hidden states and runs "
+        "that chunk's backward before the next one (torchtitan's ChunkedCELoss, components/loss.py, from April 2026), "
+        "so one chunk's logits exist at a time, beside a 16-bit copy of the hidden states split into chunks and an "
+        "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
+        "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
         "optimizer adamw under framework transformers or fsdp: which torch AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
@@ -426,6 +449,12 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel:
             raise ValueError(rules["sequence_parallel"].message)
+        if self.activation_offloading and not (
+                self.framework in ("fsdp", "transformers") and self.activation_checkpointing == "full"):
+            raise ValueError(rules["activation_offloading"].message)
+        if self.loss_chunk_backward is not None and not (
+                self.framework == "fsdp" and (self.loss_chunks or 1) > 1):
+            raise ValueError(rules["loss_chunk_backward"].message)
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (

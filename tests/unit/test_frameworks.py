@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Layout, estimate
+from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, Layout, estimate
 from rackfit.estimator.frameworks import (
     ZERO_MAX_LIVE_PARAMETERS,
     ZERO_PREFETCH_BUCKET,
@@ -123,9 +123,95 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
         slack = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
         if ckpt == "full":
             assert not r.expandable_segments
-            assert slack == int(r.backward_transient * (1 + SLACK_RECOMPUTE) + r.step_transient) - r.transient
+            assert slack == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
+                                + r.step_transient) - r.transient
         else:
-            assert r.expandable_segments and slack == int(SLACK_TRAINING * r.transient)
+            reused = r.reused if r.transient == r.backward_transient else 0
+            assert r.expandable_segments and slack == int(SLACK_TRAINING * (r.transient - reused))
+
+
+def test_compiled_per_op_sac_does_not_keep_the_down_projection_output():
+    """Eager, torchtitan's per-op SAC stores every MUST_SAVE output (wq, wv, w1, w2 by the every-second-mm count,
+    the attention output, the block input); compiled, the partitioner keeps only what the backward needs, and w2's
+    output feeds only the residual add: one hidden-sized tensor a token a layer less (and, under tensor parallel, w2's
+    whole-sequence partial sum and its reduce-scatter output)."""
+    from rackfit.estimator.frameworks import torchtitan_sac_bytes
+    h = LLAMA.hidden_size
+    eager = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective"), 1)
+    compiled = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective",
+                                                    compile=True), 1)
+    assert eager - compiled == 2 * h
+    eager_tp = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective"), 4)
+    compiled_tp = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective",
+                                                       compile=True), 4)
+    assert eager_tp - compiled_tp == 2 * (h + h / 4)
+    tokens = 2 * 4096
+    kept_eager = acts("fsdp", activationCheckpointing="selective", microBatchSize=2, sequenceLength=4096).kept
+    kept_comp = acts("fsdp", activationCheckpointing="selective", microBatchSize=2, sequenceLength=4096,
+                     compile=True).kept
+    assert kept_eager - kept_comp == pytest.approx(LLAMA.num_layers * tokens * 2 * h, abs=64)
+
+
+def test_activation_offloading_keeps_five_checkpointed_inputs():
+    """torchtune's OffloadActivations keeps its forward stash (max_fwd_stash_size 5) of checkpointed layer inputs on
+    the GPU, the rest on CPU: the kept activations are 5 layers' inputs, not one per layer, under fsdp and under the
+    transformers model; nothing else moves."""
+    from rackfit.estimator.activations import OFFLOAD_FWD_STASH, training_activations
+    lora = dict(method="lora", masterWeights="none", activationCheckpointing="full", microBatchSize=2,
+                sequenceLength=4096)
+    layer_input = 2 * 4096 * LLAMA.hidden_size * 2
+    base = acts("fsdp", Layout(data=8), **lora)
+    off = acts("fsdp", Layout(data=8), activationOffloading=True, **lora)
+    assert base.kept == LLAMA.num_layers * layer_input and off.kept == OFFLOAD_FWD_STASH * layer_input
+    assert (off.recompute, off.loss_forward, off.loss_backward) == \
+        (base.recompute, base.loss_forward, base.loss_backward)
+    tr = Training(framework="transformers", **lora)
+    t_base = training_activations(LLAMA, tr, Layout(), mixed=False)
+    t_off = training_activations(LLAMA, tr.model_copy(update={"activation_offloading": True}), Layout(), mixed=False)
+    assert t_base.layers == LLAMA.num_layers * layer_input and t_off.layers == OFFLOAD_FWD_STASH * layer_input
+    e_base = estimate(spec("fsdp", dict(data=8), **lora))
+    e_off = estimate(spec("fsdp", dict(data=8), activationOffloading=True, **lora))
+    assert e_off.total_bytes < e_base.total_bytes
+
+
+def test_chunked_ce_loss_with_per_chunk_backward():
+    """torchtitan's ChunkedCELoss (lossChunkBackward): one chunk's logits at a time, beside a 16-bit copy of the hidden
+    states and their fp32 gradient accumulator, and for a full fine-tune the output's unsharded fp32 gradient kept
+    across chunks; far less than keeping every chunk's 16-bit logits once the vocabulary outgrows the hidden size."""
+    from rackfit.estimator.frameworks import chunk_backward_loss
+    base = dict(compile=True, lossChunks=8, microBatchSize=2, sequenceLength=8192, activationCheckpointing="full")
+    kept = acts("fsdp", Layout(data=8), **base)
+    per_chunk = acts("fsdp", Layout(data=8), lossChunkBackward=True, **base)
+    tokens, h, v = 2 * 8192, LLAMA.hidden_size, LLAMA.vocab_size
+    final = tokens * h * 2  # the final norm's output, counted either way
+    during = tokens * h * 6 + tokens * v / 8 * 4 + tokens * h * 2 / 8 + v * h * 4
+    assert per_chunk.loss_forward - final == pytest.approx(during, abs=8)
+    assert per_chunk.loss_backward - final == tokens * h * 2
+    assert per_chunk.loss_forward < kept.loss_backward
+    lora = chunk_backward_loss(LLAMA, Training(framework="fsdp", method="lora", **base, lossChunkBackward=True), 1)
+    assert lora[0] == pytest.approx(during - v * h * 4, abs=8)  # a frozen output keeps no gradient
+    with pytest.raises(InvalidWorkload):
+        spec("fsdp", lossChunkBackward=True)  # needs lossChunks above 1
+
+
+def test_fsdp_gathered_parameters_strand_no_slack():
+    """FSDP frees and re-requests each layer's unsharded storage at the same sizes (FSDPParam.alloc_storage /
+    free_storage; FSDP1's _full_param_padded), so the allocator's slack share applies to the backward's transient
+    memory less the gathered parameters; DeepSpeed ZeRO-3's per-parameter gathers get no such reuse."""
+    from rackfit.estimator import SLACK_RECOMPUTE
+    from rackfit.estimator.frameworks import fsdp_gathered_reuse
+    lora = dict(method="lora", masterWeights="none", activationCheckpointing="full", microBatchSize=2,
+                sequenceLength=2048)
+    r = peak("fsdp", Layout(data=8), **lora)
+    assert r.phase != "optimizer step" and r.reused > 0
+    assert r.reused == r.weights - (r.states - r.gradients - r.optimizer)  # the gathered part of the live weights
+    e = estimate(spec("fsdp", dict(data=8), **lora))
+    stranded = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
+    assert stranded == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
+                           + r.step_transient) - r.transient
+    assert stranded < SLACK_RECOMPUTE * r.backward_transient
+    assert fsdp_gathered_reuse(Training(framework="deepspeed", zeroStage=3), 1 << 30) == 0
+    assert fsdp_gathered_reuse(Training(framework="fsdp", fsdpVersion=1), 1 << 30) == 1 << 30
 
 
 def test_expandable_segments_as_the_spec_says():
@@ -399,6 +485,10 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("fsdp", dict(reduceBucketSize=50_000_000), "spec.training.reduceBucketSize"),
+    ("fsdp", dict(activationOffloading=True, activationCheckpointing="selective"),
+     "spec.training.activationOffloading"),
+    ("deepspeed", dict(activationOffloading=True, activationCheckpointing="full"),
+     "spec.training.activationOffloading"),
 ])
 def test_meaningless_combinations_are_refused(framework, training, field):
     with pytest.raises(InvalidWorkload) as e:

@@ -228,13 +228,14 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     segments the optimizer step's temporaries (a foreach list per parameter, a flat fp32 partition) are
     larger than those cached per-layer blocks, so they take new segments: the reservation is the
     backward's plus the step's. With expandable segments (torchtitan) freed pages are remapped for any
-    size: the step reuses them, and recomputation strands no more than the backward does."""
+    size: the step reuses them, and recomputation strands no more than the backward does. FSDP's gathered parameters
+    (`reused`, frameworks.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
     tr = spec.training
     r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
     if r.expandable_segments:
-        slack = int(SLACK_TRAINING * r.transient)
+        slack = int(SLACK_TRAINING * (r.transient - (r.reused if r.transient == r.backward_transient else 0)))
     else:
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
-        slack = int(r.backward_transient * (1 + share) + r.step_transient) - r.transient
+        slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + r.step_transient) - r.transient
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
                 optimizer_states_bytes=r.optimizer, slack=slack), r.phase

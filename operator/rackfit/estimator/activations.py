@@ -103,6 +103,22 @@ def compile_savings(a: ModelArch, t: int) -> float:
     return saved / t
 
 
+# torchtune's activation offloading (torchtune/training/_activation_offloading.py, OffloadActivations): its
+# saved-tensor hook copies every saved tensor of 1 KiB or more to pinned CPU memory; with full checkpointing those are
+# the checkpointed layers' inputs (torchtune's memory tutorial: "only the checkpointed tensors will be offloaded"). With
+# streams (torch >= 2.5.1) pack_tensor keeps the GPU tensor in its forward stash until max_fwd_stash_size (default 5)
+# newer ones were packed, so the last 5 stay on the GPU through the loss and are freed at the first offloaded tensor's
+# backward node (the hook deletes the whole stash); earlier ones come back one at a time in the backward, the previous
+# node's freed when the next one runs. The kept inputs at the peak (the loss or the last layer's recompute): 5 layers'.
+OFFLOAD_FWD_STASH = 5
+
+
+def kept_input_layers(tr: Training, layers: int) -> int:
+    """Layers whose checkpointed input is on the GPU at the backward's peak: all of them, or with
+    `activationOffloading` at most OffloadActivations' forward stash."""
+    return min(layers, OFFLOAD_FWD_STASH) if tr.activation_offloading else layers
+
+
 @dataclass(frozen=True)
 class TrainingActivations:
     layers: int        # kept for backward across all layers (the most loaded pipeline stage)
@@ -143,7 +159,7 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     recompute = 0.0
     if tr.activation_checkpointing == "full":
         # each layer's input is kept; the backward recomputes one layer at a time
-        kept, recompute = layers * residual, per_layer
+        kept, recompute = kept_input_layers(tr, layers) * residual, per_layer
     elif tr.activation_checkpointing == "selective":
         kept, recompute = layers * (per_layer - attention), attention  # attention recomputed (Korthikanti §4)
     else:

@@ -30,6 +30,7 @@ from rackfit.estimator.activations import (
     _dims,
     _layer_bytes_per_token,
     compile_savings,
+    kept_input_layers,
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -63,6 +64,8 @@ class RuntimePeak:
     backward_transient: int      # activations, loss, gathered weights and buckets of the backward
     step_transient: int          # the optimizer step's temporaries (fp32 partitions, foreach lists)
     expandable_segments: bool    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by the runtime
+    # of backward_transient, the gathered parameters that strand no allocator slack (fsdp_gathered_reuse)
+    reused: int = 0
 
 
 # --- activations ----------------------------------------------------------------------------------------
@@ -138,17 +141,26 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     Under torchtitan's tensor parallel (sequence parallel, apply_tp) the colwise outputs are split over t, the
     rowwise w2's saved output is the whole sequence's partial sum (before its reduce-scatter), the
     reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
-    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list)."""
+    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list).
+    Eager, the policy's dispatch mode stores every MUST_SAVE output for the recompute
+    (torch/utils/checkpoint.py, _CachingTorchDispatchMode). Compiled (torchtitan compiles each checkpointed block),
+    the tags only ban recomputing those outputs: the min-cut partitioner (torch/_functorch/partitioners.py) saves the
+    nodes the backward needs, and the down projection's output (w2, saved by the count) feeds only the residual add,
+    whose backward needs no value, so it is not kept (nor, under tensor parallel, its reduce-scatter output); wo's
+    reduce-scatter output is, since the MLP norm's input h = x + attention output is recomputed from it."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
     mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
     mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
-    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms) if i % 2 == 0)
+    last_saved = (len(mms) - 1) % 2 == 0  # the down projection's output is in the save list
+    unused = tr.compile and last_saved  # ... but compiled, the backward does not need it
+    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms)
+                if i % 2 == 0 and not (unused and i == len(mms) - 1))
     saved += (q + h) / t  # SDPA output; the block's input
     if t > 1:
-        saved += 2 * h / t  # the reduce-scatter outputs of wo and w2
+        saved += (1 if unused else 2) * h / t  # the reduce-scatter outputs of wo and w2
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
         lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
@@ -300,6 +312,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
         shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
         loss = _loss(a, tr, t, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
+    if tr.loss_chunk_backward:
+        loss = chunk_backward_loss(a, tr, t)
     if torchtitan(tr):
         # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
@@ -309,9 +323,39 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:
         held = pipelining_held(a, tr, layout)
-    kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage, held=held,
+    # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
+    kept_layers = kept_input_layers(tr, L) if ckpt == "full" and layout.pipeline == 1 else L
+    kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def chunk_backward_loss(a: ModelArch, tr: Training, t: int) -> tuple[int, int]:
+    """(during the loss call, after it) for torchtitan's ChunkedCELoss (torchtitan/components/loss.py, PR 2937, April
+    2026; `lossChunkBackward`). `__call__` redistributes the hidden states to Replicate over tensor parallel (whole
+    sequence), makes `lossChunks` contiguous 16-bit copies of their chunks up front (`h_chunks`) and a GradAccumulator
+    whose buffer is `torch.zeros_like(hidden, dtype=torch.float32)`; then, chunk by chunk, `logits = lm_head(h_chunk)`,
+    the (compiled) cross-entropy and `chunk_loss.backward()`, whose gradient for the chunk is copied into the buffer:
+    one chunk's logits and loss buffers at a time (16-bit logits and their 16-bit gradient when compiled; else the
+    fp32 upcast, log-softmax and gradients beside the 16-bit logits the loop variable holds; loss parallel's under
+    tensor parallel). After the loop the buffer is cast to 16 bits (`accumulated_grad`) and saved by
+    _DecoderOutputGradientBackProp for the decoder's backward. The hidden states themselves are the final norm's
+    output, counted by the caller. For a full fine-tune the loop also sets `lm_head.set_requires_gradient_sync(False)`
+    until the last chunk, so FSDP2 keeps the output's unsharded gradient across chunks, accumulated in the reduce dtype
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param.py, to_accumulated_grad_if_needed: fp32, torchtitan's
+    mixed_precision_reduce) beside each chunk's 16-bit gradient (counted with the gathered output)."""
+    tokens, h, c = _tokens(tr), a.hidden_size, tr.loss_chunks or 1
+    chunk = tokens * a.vocab_size / t / c  # one chunk's logits on this rank
+    if tr.loss_compiled:
+        per_logit = 2 * ACT_BYTES
+    elif t > 1:
+        per_logit = ACT_BYTES + LOSS_PARALLEL_BACKWARD_BYTES
+    else:
+        per_logit = ACT_BYTES + 4 + 4 + 4
+    during = tokens * h * (ACT_BYTES + 4) + chunk * per_logit + tokens * h * ACT_BYTES / c  # + the chunk's h grad
+    if tr.method == "full":
+        during += a.vocab_size * h / t * 4
+    return int(during), int(tokens * h * ACT_BYTES)
 
 
 def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:
@@ -577,13 +621,28 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
-                       expandable_segments=expandable_segments(tr))
+                       expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered))
+
+
+def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
+    """Bytes of the gathered parameters on which the caching allocator strands no slack: FSDP's, whose unsharded
+    storage is freed and re-requested at the same sizes layer after layer, so each request is served by the block the
+    previous layer freed. FSDP2 allocates each parameter's all-gather output once (torch/distributed/fsdp/
+    _fully_shard/_fsdp_param.py, FSDPParam.init_all_gather_outputs) and frees and re-allocates its storage with
+    `free_storage` / `alloc_storage` (`storage.resize_`) at every reshard and unshard; its decoder layers are
+    alike, so the sizes repeat. FSDP1 does the same with each unit's padded flat parameter
+    (torch/distributed/fsdp/_flat_param.py, FlatParamHandle `_full_param_padded`, `_alloc_storage` /
+    `_free_storage`). The allocator's slack shares (estimator/__init__.py, set on the H200 rows, single GPU, where the
+    step's transient memory is activations of every size) then apply to the rest of the backward's transient memory.
+    DeepSpeed ZeRO-3 gathers parameter by parameter into buffers of varying sizes: no such reuse is assumed."""
+    return gathered if tr.framework == "fsdp" else 0
 
 
 def expandable_segments(tr: Training) -> bool:
     """The spec's expandableSegments, else: torchtitan's launcher (run_train.sh) exports
     expandable_segments:True and per-op SAC (fsdp + selective) is torchtitan's; accelerate and
-    torchtune keep PyTorch's default."""
+    torchtune's releases keep PyTorch's default (torchtune's main sets expandable_segments:True when imported since
+    June 2025, torchtune/__init__.py, PR 2841: such runs say expandableSegments: true)."""
     if tr.expandable_segments is not None:
         return tr.expandable_segments
     return torchtitan(tr) and tr.activation_checkpointing == "selective"
@@ -606,7 +665,8 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                             "segments, foreach AdamW"]
         return notes + ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (torchtune, accelerate "
                         "with FSDP2; set fsdpVersion: 1 for accelerate's default FSDP1); torchtitan exports expandable "
-                        "segments (set training.expandableSegments: true), which needs less"]
+                        "segments (set training.expandableSegments: true), as torchtune's main does since June "
+                        "2025, which needs less"]
     if notes:
         return notes
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \

@@ -7,10 +7,10 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
-    ('fsdp', 'training', 'ampere'): (-2.8, 32.9, 22, 'memory'),
-    ('fsdp', 'training', 'any'): (-12.7, 32.9, 38, 'memory'),
-    ('fsdp', 'training', 'blackwell'): (0.9, 13.8, 3, 'memory'),
-    ('fsdp', 'training', 'hopper'): (-12.7, 3.6, 13, 'memory'),
+    ('fsdp', 'training', 'ampere'): (-24.8, 27.2, 33, 'memory'),
+    ('fsdp', 'training', 'any'): (-24.8, 27.2, 57, 'memory'),
+    ('fsdp', 'training', 'blackwell'): (-3.6, 3.2, 11, 'memory'),
+    ('fsdp', 'training', 'hopper'): (-12.8, -0.1, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
     ('megatron', 'training', 'hopper'): (-5.9, -1.2, 4, 'memory'),
     ('sglang', 'inference', 'ada'): (-12.5, -12.5, 1, 'kv cache'),
