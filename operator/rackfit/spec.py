@@ -22,6 +22,8 @@ Method = Literal["full", "lora", "qlora"]
 Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
 MasterWeights = Literal["fp32", "none"]
 Checkpointing = Literal["none", "selective", "full"]
+LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
+LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 Objective = Literal["fewestGPUs", "lowestCost"]
 Engine = Literal["vllm", "sglang", "tensorrt-llm", "transformers"]
 Framework = Literal["transformers", "fsdp", "deepspeed", "megatron"]
@@ -97,6 +99,10 @@ RULES: dict[str, dict[str, Rule]] = {
     "Training": {
         "lora_rank": Rule("!has(self.loraRank) || self.method != 'full'",
                           "training.loraRank is only allowed with method lora or qlora", ".loraRank"),
+        "lora_targets": Rule("!has(self.loraTargets) || self.method != 'full'",
+                             "training.loraTargets is only allowed with method lora or qlora", ".loraTargets"),
+        "lora_dropout": Rule("!has(self.loraDropout) || self.method != 'full'",
+                             "training.loraDropout is only allowed with method lora or qlora", ".loraDropout"),
         "zero_stage": Rule(
             "self.zeroStage == 0 || self.framework in ['transformers', 'deepspeed']",
             "training.zeroStage is DeepSpeed's: only with framework deepspeed or transformers (accelerate's "
@@ -368,6 +374,16 @@ class Training(_Model):
         "attention core (Korthikanti et al.); fsdp, torchtitan's per-op policy (saves matmul and attention "
         "outputs except every second matmul); megatron, core attention only (--recompute-granularity selective)"))
     lora_rank: int | None = Field(None, gt=0, description="default 16 for lora and qlora")
+    lora_targets: list[LoraTarget] | None = Field(None, min_length=1, description=(
+        "the projections that carry adapters, by role, lora and qlora only: q, k, v, o (attention) and gate, up, "
+        "down (MLP; a non-gated MLP has up and down). peft's target_modules q_proj, k_proj, v_proj, o_proj, gate_proj, "
+        "up_proj, down_proj ('all-linear' is all seven; peft's own default for Llama-style models is q and v); "
+        "torchtune's lora_attn_modules (q_proj, k_proj, v_proj, output_proj) with apply_lora_to_mlp for gate, up, "
+        "down. Default: all seven"))
+    lora_dropout: float | None = Field(None, ge=0, lt=1, description=(
+        "the adapters' dropout probability (peft's and torchtune's lora_dropout), lora and qlora only. Default 0, as "
+        "peft's LoraConfig and torchtune's LoRA builders; above 0 each adapted layer keeps its dropped copy of the "
+        "input and a 1-byte mask for the backward"))
     zero_stage: int = Field(0, ge=0, le=3, description=(
         "ZeRO sharding over the data-parallel GPUs: framework deepspeed, or transformers with accelerate's "
         "DeepSpeed plugin"))
@@ -438,6 +454,10 @@ class Training(_Model):
         rules = RULES["Training"]
         if self.method == "full" and self.lora_rank is not None:
             raise ValueError(rules["lora_rank"].message)
+        if self.method == "full" and self.lora_dropout is not None:
+            raise ValueError(rules["lora_dropout"].message)
+        if self.method == "full" and self.lora_targets is not None:
+            raise ValueError(rules["lora_targets"].message)
         if self.zero_stage and self.framework not in ("transformers", "deepspeed"):
             raise ValueError(rules["zero_stage"].message)
         if self.framework == "megatron":
@@ -478,6 +498,10 @@ class Training(_Model):
     @property
     def rank(self) -> int:
         return self.lora_rank or 16
+
+    @property
+    def targets(self) -> frozenset[str]:
+        return frozenset(self.lora_targets or LORA_TARGETS)
 
     @property
     def momentum(self) -> bool:

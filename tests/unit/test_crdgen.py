@@ -90,7 +90,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert any("qlora" in r and "'nf4'" in r for r in rules)
     assert any("'full'" in r and "'fp32', 'bf16', 'fp16'" in r for r in rules)
     training = spec["properties"]["training"]["x-kubernetes-validations"]
-    assert [r["fieldPath"] for r in training] == [".loraRank", ".zeroStage", ".method", ".optimizer", ".compile",
+    assert [r["fieldPath"] for r in training] == [".loraRank", ".loraTargets", ".loraDropout", ".zeroStage",
+                                                  ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",

@@ -142,10 +142,29 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
-        # inputs of q, k, v, o, gate, up, down copied to the adapters' dtype
-        inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
-        per += LORA_INPUT_BYTES * (5 * h + q + inter)
+        # inputs of q, k, v, o, gate, up, down copied to the adapters' fp32 dtype
+        per += LORA_INPUT_BYTES * lora_input_width(a, tr) + lora_dropout_bytes(a, tr, 4)
     return per / t, attention / t
+
+
+def lora_input_width(a: ModelArch, tr: Training) -> int:
+    """Elements per token of the adapted projections' inputs (training.loraTargets): the hidden size for q, k, v, gate
+    and up, the attention's width for o, the MLP's (a token's routed experts under MoE) for down."""
+    q, _ = _dims(a)
+    inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
+    width = {"o": q, "down": inter}
+    return sum(width.get(role, a.hidden_size) for role in tr.targets if role != "gate" or a.gated_mlp)
+
+
+def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
+    """Bytes per token per layer that lora_dropout > 0 keeps: peft's LoRA Linear.forward computes
+    lora_B(lora_A(dropout(x))) (peft/tuners/lora/layer.py; torchtune's LoRALinear, torchtune/modules/peft/lora.py,
+    lora_a(dropout(x))). At 0 the dropout is nn.Identity and lora_A saves x itself; above 0 it is nn.Dropout, whose
+    output, a new tensor in the adapters' dtype, lora_A saves for its weight gradient, beside the 1-byte mask
+    aten.native_dropout keeps for the backward."""
+    if tr.method == "full" or not tr.lora_dropout:
+        return 0.0
+    return (adapter_bytes + 1) * lora_input_width(a, tr)
 
 
 def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool) -> TrainingActivations:

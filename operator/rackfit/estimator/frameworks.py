@@ -31,6 +31,7 @@ from rackfit.estimator.activations import (
     _layer_bytes_per_token,
     compile_savings,
     kept_input_layers,
+    lora_dropout_bytes,
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -263,13 +264,15 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
                                    tr.virtual_stages or 1)
         return Activations(kept, int(recompute * tokens), fwd, bwd)
+    dropout = 0.0
     if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
         # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
         # (LORA_INPUT_BYTES) does not happen; lora_a saves the same input tensor the base linear received
         # (torchtune/modules/peft/lora.py, LoRALinear.forward; lora_dropout 0.0 is nn.Identity), which a
-        # full fine-tune keeps too, and lora_b's rank-wide input is negligible.
+        # full fine-tune keeps too, and lora_b's rank-wide input is negligible; a dropout's copy is 16-bit.
+        dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t
         tr = tr.model_copy(update={"method": "full"})
-    per = layer_bytes(a, tr, t)
+    per = layer_bytes(a, tr, t) + dropout
     if ckpt == "full":
         kept_per, recompute = ACT_BYTES * a.hidden_size / t, per
     elif ckpt == "selective" and torchtitan(tr):
@@ -454,7 +457,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     t, pp, d = layout.tensor, layout.pipeline, layout.data
     compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
     state_bytes = 4 if mixed or precision == "fp32" else 2
-    n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr.rank) // (t * pp)
+    n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr) // (t * pp)
     layer = _largest_layer_params(a, p) // t
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:

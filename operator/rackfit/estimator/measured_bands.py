@@ -7,8 +7,8 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
-    ('fsdp', 'training', 'ampere'): (-24.8, 27.2, 33, 'memory'),
-    ('fsdp', 'training', 'any'): (-24.8, 27.2, 57, 'memory'),
+    ('fsdp', 'training', 'ampere'): (-25.3, 27.2, 33, 'memory'),
+    ('fsdp', 'training', 'any'): (-25.3, 27.2, 57, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-3.6, 3.2, 11, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.8, -0.1, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
@@ -21,8 +21,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('tensorrt-llm', 'inference', 'any'): (2.8, 2.8, 2, 'kv cache'),
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
-    ('transformers', 'training', 'ampere'): (-5.3, 7.5, 16, 'memory'),
-    ('transformers', 'training', 'any'): (-5.3, 7.5, 30, 'memory'),
+    ('transformers', 'training', 'ampere'): (-5.3, 0.9, 16, 'memory'),
+    ('transformers', 'training', 'any'): (-5.3, 3.9, 30, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 6, 'kv cache'),

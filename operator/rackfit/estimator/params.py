@@ -49,6 +49,18 @@ def attention_params(a: ModelArch) -> int:
     return h * q_dim + 2 * h * kv_dim + q_dim * h + bias
 
 
+def lora_projections(a: ModelArch, targets: frozenset[str]) -> list[tuple[int, int]]:
+    """(in, out) features of one layer's adapted projections, by role (spec.LORA_TARGETS; no gate without a gated
+    MLP). The MLP's width is the dense one, as peft's target names match it."""
+    h = a.hidden_size
+    q = a.num_attention_heads * (a.head_dim or h // a.num_attention_heads)
+    kv = a.num_key_value_heads * (a.head_dim or h // a.num_attention_heads)
+    inter = a.intermediate_size
+    widths = {"q": (h, q), "k": (h, kv), "v": (h, kv), "o": (q, h), "gate": (h, inter), "up": (h, inter),
+              "down": (inter, h)}
+    return [w for role, w in widths.items() if role in targets and (role != "gate" or a.gated_mlp)]
+
+
 def mlp_params(hidden: int, inter: int, gated: bool) -> int:
     return (3 if gated else 2) * hidden * inter
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rackfit.estimator.params import ParamCounts
+from rackfit.estimator.params import ParamCounts, lora_projections
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
@@ -29,14 +29,9 @@ class ModelStates:
     trainable: int
 
 
-def lora_params(a: ModelArch, rank: int) -> int:
-    """r x (in + out) for q, k, v, o, gate, up, down of every layer (peft's usual target modules)."""
-    h = a.hidden_size
-    q = a.num_attention_heads * (a.head_dim or h // a.num_attention_heads)
-    kv = a.num_key_value_heads * a.head_dim
-    inter = a.intermediate_size
-    per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + inter) + (inter + h)
-    return a.num_layers * rank * per_layer
+def lora_params(a: ModelArch, tr: Training) -> int:
+    """r x (in + out) for each adapted projection (training.loraTargets, all seven by default) of every layer."""
+    return a.num_layers * tr.rank * sum(i + o for i, o in lora_projections(a, tr.targets))
 
 
 def optimizer_state_bytes(tr: Training, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
@@ -69,7 +64,7 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         cache = n * 2 if mixed and precision != "fp32" else 0
         trainable = n
     else:
-        n = lora_params(a, tr.rank) // shard
+        n = lora_params(a, tr) // shard
         weights = frozen_weight_bytes + n * ADAPTER_BYTES
         grads = n * ADAPTER_BYTES
         optimizer = optimizer_state_bytes(tr, n, ADAPTER_BYTES, a)
