@@ -22,7 +22,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'ampere'): (-5.3, 7.5, 16, 'memory'),
-    ('transformers', 'training', 'any'): (-5.3, 7.5, 30, 'memory'),
+    ('transformers', 'training', 'any'): (-5.3, 7.5, 31, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.6, 19.4, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.3, 73.3, 6, 'kv cache'),
