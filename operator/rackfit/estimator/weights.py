@@ -117,8 +117,8 @@ def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: 
 def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout: Layout, training: bool
                           ) -> str | None:
     """The note of `mxfp4_dequantized` for `layout`, None where MXFP4 experts stay MXFP4."""
-    expert = layout.expert if layout.expert > 1 else 1
-    return MXFP4_DEQUANTIZED_NOTE[training] if mxfp4_dequantized(runtime, architecture, expert, training) else None
+    return MXFP4_DEQUANTIZED_NOTE[training] if mxfp4_dequantized(runtime, architecture, layout.expert, training) \
+        else None
 
 
 def stage_share(num_layers: int, pipeline: int) -> float:
