@@ -312,12 +312,11 @@ def _vllm_weights(gpu_arch, tensor=1, release=None):
 def test_vllm_mxfp4_backend_pads_width_and_hidden():
     """vLLM's Mxfp4MoEMethod.create_weights pads per backend: Marlin (below compute capability 9.0, and Hopper
     without triton_kernels) the expert width to 128 and the hidden size to 256; FlashInfer on Blackwell both to 256.
-    gpt-oss-120b at tensor 1 on Hopper: 2880 x 2880 stored as 2944 x 3072. SGLang keeps the width to 64."""
+    gpt-oss-120b at tensor 1 on Hopper: 2880 x 2880 stored as 2944 x 3072 (SGLang: test_mxfp4_runtimes.py)."""
     from rackfit.estimator.weights import mxfp4_align, mxfp4_expert_padding
     a = resolve(ModelSource(preset="gpt-oss-120b-mxfp4"))
     assert mxfp4_align("vllm", "hopper") == mxfp4_align("vllm", "ampere") == mxfp4_align("vllm", None) == (128, 256)
     assert mxfp4_align("vllm", "blackwell") == (256, 256)
-    assert mxfp4_align("sglang", "hopper") == (64, 1)
     assert mxfp4_expert_padding(a, a.quantization, 1, 1, (128, 256)) == pytest.approx(2944 * 3072 / 2880 ** 2)
     assert mxfp4_expert_padding(a, a.quantization, 8, 8, (256, 256)) == pytest.approx(512 / 360 * 3072 / 2880)
     # expert parallel keeps experts whole, still padded to the backend's alignment

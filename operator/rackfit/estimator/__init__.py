@@ -24,7 +24,7 @@ from rackfit.estimator.training import (
     model_states,
     step_temporary_bytes,
 )
-from rackfit.estimator.weights import quantization_of, weight_bytes
+from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
@@ -71,12 +71,15 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     check_context(spec, arch)
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
-    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
-                           gpu.architecture if gpu is not None else None,
-                           spec.inference if spec.workload == "inference" else None)
+    gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
+    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime, gpu_arch,
+                           spec.inference if spec.workload == "inference" else None, training)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
-    notes = ([quantization_of(arch, spec.precision, arch.num_layers, runtime).note(spec.precision)]
-             if arch.quantization is not None else [])
+    dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
+    q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize)
+    notes = [q.note(spec.precision)] if arch.quantization is not None else []
+    if dequantize and q.method == "mxfp4" and arch.quantization is None:
+        notes.append(dequantize)
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")

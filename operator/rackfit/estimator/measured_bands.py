@@ -22,7 +22,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'ampere'): (-5.3, 0.9, 16, 'memory'),
-    ('transformers', 'training', 'any'): (-5.3, 3.9, 30, 'memory'),
+    ('transformers', 'training', 'any'): (-5.3, 3.9, 31, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 6, 'kv cache'),

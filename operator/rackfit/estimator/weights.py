@@ -17,7 +17,7 @@ from functools import lru_cache
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
-from rackfit.models.quantization import PRECISION_FORMATS, Quantization, uniform
+from rackfit.models.quantization import PRECISION_FORMATS, Quantization, dequantized_experts, uniform
 from rackfit.spec import Inference
 
 # Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
@@ -37,11 +37,11 @@ BYTES_PER_PARAM: dict[str, float] = {
 #   `pip install vllm` leaves it: vLLM 0.10.1 on H100 logged "Weight-only FP4 compression will be used leveraging
 #   the Marlin kernel"): "The moe marlin kernel requires that for each linear n % 256 == 0 and k % 128 == 0":
 #   width to 128, hidden to 256. gpt-oss-120b at tensor 1: 2880 x 2880 stored as 2944 x 3072 (+9.0%).
-# - Triton (Hopper with triton_kernels): width to 64 (2 x the MX block, "to hold non-uniform sharded tensor as well
-#   as swizzling"); triton_kernels' HopperMXValueLayout then pads the swizzled bytes by release (64 x 64 in some,
-#   64 x 256 in others), never beyond Marlin's: Marlin's is taken for Hopper, the upper bound.
+# - Triton (Hopper with triton_kernels, from MXFP4_TRITON_FROM below): width to 64 (2 x the MX block, "to hold
+#   non-uniform sharded tensor as well as swizzling") and the scales kept twice (`mxfp4_triton_expert_factor`);
+#   before that release Marlin's padding, the larger, is taken for Hopper.
 # - FlashInfer on Blackwell (SM100_FI_MXFP4_BF16, the default there with FlashInfer): width and hidden to 256.
-# Other runtimes (SGLang, transformers) keep the width to 64 alone.
+# Other runtimes: `mxfp4_align_other` (SGLang, transformers, the training frameworks).
 MXFP4_WIDTH_ALIGN = 64
 MXFP4_MARLIN_ALIGN = (128, 256)       # (width, hidden)
 MXFP4_FLASHINFER_ALIGN = (256, 256)
@@ -58,16 +58,65 @@ MXFP4_TRITON_FROM = (0, 12)
 # gpt-oss's shapes already are. The expert width per rank is rounded to 64 (create_weights), the hidden size not.
 MXFP4_TRITON_SCALE_ROWS = 256
 MXFP4_SCALE_BYTES_PER_VALUE = 1 / 32
+MXFP4_BLOCK = 32                      # OCP MX block: one E8M0 scale per 32 values
 
 
 def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
     """(width, hidden) alignment of an MXFP4 checkpoint's routed experts as `runtime` stores them on a GPU of
     `architecture` (None: not known, taken as Marlin's, the Ampere/Ada/Hopper case)."""
     if runtime != "vllm":
-        return MXFP4_WIDTH_ALIGN, 1
+        return mxfp4_align_other(runtime, architecture)
     if architecture == "blackwell":
         return MXFP4_FLASHINFER_ALIGN
     return MXFP4_MARLIN_ALIGN
+
+
+# MXFP4 checkpoints (gpt-oss) outside vLLM.
+# SGLang (python/sglang/srt/layers/quantization/mxfp4.py, Mxfp4MoEMethod; server_args.py picks the MoE runner for
+# GptOssForCausalLM when --moe-runner-backend is auto):
+# - Blackwell (SM100): flashinfer_mxfp4 (trtllm-gen); create_weights rounds the width and the hidden size up to 256,
+#   as vLLM's FlashInfer backend does: MXFP4_FLASHINFER_ALIGN.
+# - otherwise with expert parallel 1 and the triton_kernels package (SGLang's images carry it): triton_kernel; the
+#   width is rounded up to the MX block (32: "make intermediate_size_per_partition_after_pad the same as the
+#   per_rank_intermediate_size during weight loading") and _swizzle_mxfp4 re-lays the MXFP4 bytes out for the GPU
+#   (triton_kernels' Hopper layout tiles them by at most 32 bytes a side: not counted). Ampere and Ada take this
+#   path too (SGLang's Mxfp4Config.get_min_capability is 80).
+# - otherwise (expert parallel above 1, where triton_kernel is refused): process_weights_after_loading upcasts the
+#   experts with upcast_from_mxfp to bf16, drops the scales and the Triton MoE runs bf16 experts: 4x the MXFP4
+#   bytes (`mxfp4_dequantized`).
+# Hugging Face transformers (quantizers/quantizer_mxfp4.py Mxfp4HfQuantizer, integrations/mxfp4.py): with triton
+# >= 3.4, the `kernels` package and a GPU of compute capability 7.5 or more (every catalog GPU) it keeps the
+# checkpoint's MXFP4 tensors, swizzled for triton_kernels' matmul_ogs, unpadded (the width is kept to 64 under tensor
+# parallelism, as rackfit did before: not checked against transformers' tp_plan); without them, or with
+# Mxfp4Config(dequantize=True), it dequantizes the experts to bf16 at load (Mxfp4Dequantize). The quantizer is not
+# trainable ("MXFP4 quantization don't support training, please consider dequantizing the model first by passing
+# quantization_config=Mxfp4Config(dequantize=True)"), and that is what the fine-tuning recipes pass: OpenAI's
+# cookbook "Fine-tuning with gpt-oss and Hugging Face Transformers" and Axolotl's examples/gpt-oss configs
+# (`model_quantization_config_kwargs: {dequantize: true}`); FSDP and DeepSpeed load through the same quantizer, and
+# Megatron-Bridge's gpt-oss bridge dequantizes the blocks at import (conversion/quantization_utils.py
+# dequantize_mxfp4). So a training workload holds bf16 experts; serving under transformers is taken with its kernels
+# installed (the gpt-oss model card's setup).
+def mxfp4_align_other(runtime: str | None, architecture: str | None) -> tuple[int, int]:
+    """(width, hidden) alignment of an MXFP4 checkpoint's routed experts under a runtime other than vLLM."""
+    if runtime == "sglang":
+        return MXFP4_FLASHINFER_ALIGN if architecture == "blackwell" else (MXFP4_BLOCK, 1)
+    return MXFP4_WIDTH_ALIGN, 1    # transformers: the checkpoint's shapes (gpt-oss's 2880 is 45 x 64); as before
+
+
+def mxfp4_dequantized(runtime: str | None, architecture: str | None, expert: int, training: bool) -> bool:
+    """Whether `runtime` holds an MXFP4 checkpoint's routed experts dequantized to torch_dtype: any training
+    workload, and SGLang off Blackwell with expert parallelism (no MXFP4 MoE runner there)."""
+    if training:
+        return True
+    return runtime == "sglang" and architecture != "blackwell" and expert > 1
+
+
+MXFP4_DEQUANTIZED_NOTE = {
+    True: "MXFP4 experts dequantized to bf16 at load (training needs Mxfp4Config(dequantize=True): transformers' "
+          "MXFP4 quantizer is not trainable)",
+    False: "MXFP4 experts dequantized to bf16 at load (SGLang: no MXFP4 MoE runner with expert parallelism "
+           "off Blackwell, upcast_from_mxfp)",
+}
 
 
 def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: int, tensor: int,
@@ -157,6 +206,13 @@ def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int) 
     return stored / ((mult + 1) * exact * h * b)
 
 
+def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout: Layout, training: bool
+                          ) -> str | None:
+    """The note of `mxfp4_dequantized` for `layout`, None where MXFP4 experts stay MXFP4."""
+    return MXFP4_DEQUANTIZED_NOTE[training] if mxfp4_dequantized(runtime, architecture, layout.expert, training) \
+        else None
+
+
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
     return -(-num_layers // pipeline) / num_layers
@@ -165,14 +221,20 @@ def stage_share(num_layers: int, pipeline: int) -> float:
 _uniform = lru_cache(maxsize=64)(uniform)
 
 
-def quantization_of(arch: ModelArch | None, precision: str, num_layers: int, runtime: str | None = None
-                    ) -> Quantization:
+def quantization_of(arch: ModelArch | None, precision: str, num_layers: int, runtime: str | None = None,
+                    dequantize: str | None = None) -> Quantization:
     """What the weights store: the checkpoint's quantization_config wins over the spec's precision; `runtime` vllm
-    takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32)."""
+    takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32).
+    `dequantize` (a note, from `mxfp4_dequantized`): MXFP4 experts held in torch_dtype instead."""
     if arch is not None and arch.quantization is not None:
         q = arch.quantization
-        return q.vllm if runtime == "vllm" and q.vllm is not None else q
-    return _uniform(precision, num_layers)
+        q = q.vllm if runtime == "vllm" and q.vllm is not None else q
+    else:
+        q = _uniform(precision, num_layers)
+    return _dequantized(q, dequantize) if dequantize and q.method == "mxfp4" else q
+
+
+_dequantized = lru_cache(maxsize=16)(dequantized_experts)
 
 
 def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> list[tuple[int, tuple[float, ...]]]:
@@ -192,14 +254,16 @@ def _layer_params(p: ParamCounts, num_layers: int, arch: ModelArch | None) -> li
 
 def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int,
                  arch: ModelArch | None = None, runtime: str | None = None, architecture: str | None = None,
-                 inference: Inference | None = None) -> int:
+                 inference: Inference | None = None, training: bool = False) -> int:
     """Per-GPU weight bytes under tensor, pipeline and expert sharding (the most loaded stage).
 
     `arch` brings a checkpoint's per-module quantization and which layers are dense or MoE; without it,
     every layer is alike and stored in `precision`. `runtime` (the serving engine or training framework) and the
     GPU's `architecture` decide how a runtime pads what it stores (MXFP4 experts: `mxfp4_align`), and a serving
-    spec's `inference` (its vLLM release) which MXFP4 backend vLLM takes on Hopper (`mxfp4_triton`)."""
-    q = quantization_of(arch, precision, num_layers, runtime)
+    spec's `inference` (its vLLM release) which MXFP4 backend vLLM takes on Hopper (`mxfp4_triton`), and,
+    with `training`, whether it dequantizes MXFP4 experts (`mxfp4_dequantized`)."""
+    q = quantization_of(arch, precision, num_layers, runtime, mxfp4_dequantize_note(runtime, architecture, layout,
+                                                                                   training))
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
     pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))

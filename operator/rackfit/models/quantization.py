@@ -39,6 +39,8 @@ transformers `quantizers/` and `integrations/`, compressed-tensors, ModelOpt):
   fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64), which vLLM's loader dequantizes back to fp32 per 64
   (`Quantization.vllm`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
   mxfp4: 4-bit values + one E8M0 (1 B) scale per 32 (OCP MX; gpt-oss `*_blocks` / `*_scales` tensors).
+- What a runtime holds instead: an MXFP4 checkpoint's experts dequantized to torch_dtype at load where the runtime
+  runs no MXFP4 kernel or trains (`dequantized_experts`; when, in estimator/weights.py `mxfp4_dequantized`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,17 @@ def uniform(precision: str, num_layers: int) -> Quantization:
     layer = LayerBytes(attention=dense, mlp=dense, experts=q, shared=dense, router=u)
     return Quantization(method=precision, dtype_bytes=u, layers=(layer,) * num_layers, embedding=u, lm_head=u)
 
+
+
+def dequantized_experts(q: Quantization, how: str) -> Quantization:
+    """`q` with its routed experts held in torch_dtype (`dtype_bytes`), the rest as `q` stores it: what a runtime
+    keeps once it has dequantized an MXFP4 checkpoint's experts at load (estimator/weights.py `mxfp4_dequantized`
+    says when: transformers' `Mxfp4Config(dequantize=True)` for training, SGLang's `upcast_from_mxfp` where no
+    MXFP4 MoE kernel runs). `how` is appended to the summary."""
+    layers = tuple(lb._replace(experts=q.dtype_bytes) for lb in q.layers)
+    summary = f"{q.summary}; {how}" if q.summary else how
+    return Quantization(method=q.method, dtype_bytes=q.dtype_bytes, layers=layers, embedding=q.embedding,
+                        lm_head=q.lm_head, checkpoint=q.checkpoint, summary=summary, weight_block=q.weight_block)
 
 # --- module names --------------------------------------------------------------------------------------
 
