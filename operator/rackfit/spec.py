@@ -125,6 +125,11 @@ RULES: dict[str, dict[str, Rule]] = {
                                   "self.framework in ['megatron', 'fsdp']",
                                   "training.sequenceParallel says how tensor parallel splits the norms and the "
                                   "residual: only with framework megatron or fsdp", ".sequenceParallel"),
+        "reshard_after_forward": Rule(
+            "!has(self.reshardAfterForward) || (self.framework == 'fsdp' && self.method == 'full' && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.reshardAfterForward is FSDP2's fully_shard option: only with framework fsdp (fsdpVersion 2) "
+            "and method full", ".reshardAfterForward"),
         "loss_parallel": Rule("!has(self.lossParallel) || self.framework == 'fsdp'",
                               "training.lossParallel says whether fsdp's tensor parallel keeps the logits split over "
                               "the vocabulary: only with framework fsdp", ".lossParallel"),
@@ -368,8 +373,15 @@ class Training(_Model):
         "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too); "
         "default false. framework fsdp with tensor > 1: whether the tensor-parallel plan splits the norms and the "
         "residual over the sequence (SequenceParallel, each norm's output all-gathered for the next matmuls), as "
-        "torchtitan's and torchtune's plans do (default true); false is a plan without it, such as Hugging Face "
-        "transformers' tp_plan (accelerate): every tensor rank keeps the whole sequence's block inputs and norms"))
+        "torchtitan's and torchtune's plans do (default true); false is a plan without it (torchtitan's "
+        "enable_sequence_parallel false; Hugging Face transformers' tp_plan as accelerate applies it): every tensor "
+        "rank keeps the whole sequence's block inputs and norms"))
+    reshard_after_forward: bool | None = Field(None, description=(
+        "framework fsdp (FSDP2), method full: fully_shard's reshard_after_forward. false (torchtitan's "
+        "fsdp_reshard_after_forward never, torchtune's and accelerate's fsdp_reshard_after_forward: false) keeps each "
+        "block's 16-bit parameters gathered from its forward to its backward: the whole model's 16-bit copy (over "
+        "tensor and pipeline) is on every GPU when the backward starts. Default: true, except under pipeline stages, "
+        "where torchtitan does not reshard (its default policy)"))
     loss_parallel: bool | None = Field(None, description=(
         "framework fsdp with tensor > 1: the output projection's logits stay split over the vocabulary and the "
         "cross-entropy runs on the shards (torch's loss_parallel; torchtitan's default). false: the output is "
@@ -437,6 +449,9 @@ class Training(_Model):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel and self.framework != "fsdp":
             raise ValueError(rules["sequence_parallel"].message)
+        if self.reshard_after_forward is not None and not (
+                self.framework == "fsdp" and self.method == "full" and self.fsdp == 2):
+            raise ValueError(rules["reshard_after_forward"].message)
         if self.loss_parallel is not None and self.framework != "fsdp":
             raise ValueError(rules["loss_parallel"].message)
         if self.virtual_stages is not None and self.framework != "megatron":

@@ -92,7 +92,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     training = spec["properties"]["training"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in training] == [".loraRank", ".zeroStage", ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
-                                                  ".sequenceParallel", ".lossParallel", ".virtualStages",
+                                                  ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
+                                                  ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion", ".reduceBucketSize"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)

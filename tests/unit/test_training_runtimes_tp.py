@@ -128,6 +128,35 @@ def test_tensor_parallel_plan_fields_only_with_fsdp():
     assert any("no sequence parallel" in n and "whole vocabulary" in n for n in notes)
 
 
+def test_compiled_sac_does_not_keep_what_the_backward_never_reads():
+    """Eager, SAC's cache keeps every MUST_SAVE output; compiled, AOTAutograd's partitioner saves only what the
+    backward reads: w2's output (and its reduce-scatter under sequence parallel) feeds only the residual add."""
+    for t in (1, 2):
+        eager, compiled = torchtitan_sac_bytes(LLAMA, tr(), t), torchtitan_sac_bytes(LLAMA, tr(compile=True), t)
+        dropped = ACT_BYTES * H + (ACT_BYTES * H / t if t > 1 else 0)
+        assert eager - compiled == pytest.approx(dropped)
+
+
+def test_reshard_after_forward_false_keeps_every_block_gathered():
+    """fully_shard(reshard_after_forward=False) (torchtitan's fsdp_reshard_after_forward never): each block's 16-bit
+    copy stays from its forward to its backward, so every block is gathered when the backward starts, not two."""
+    layer = (P.total - 2 * P.embedding) // LLAMA.num_layers
+    t = dict(sequenceLength=4096, activationCheckpointing="full")
+    default = runtime_peak(LLAMA, P, tr(**t), "bf16", Layout(data=8), 0)
+    never = runtime_peak(LLAMA, P, tr(reshardAfterForward=False, **t), "bf16", Layout(data=8), 0)
+    assert never.weights - default.weights == (LLAMA.num_layers - 2) * layer * 2
+    assert runtime_peak(LLAMA, P, tr(reshardAfterForward=True, **t), "bf16", Layout(data=8), 0) == default
+    staged = runtime_peak(LLAMA, P, tr(**t), "bf16", Layout(data=8, pipeline=4), 0)
+    always = runtime_peak(LLAMA, P, tr(reshardAfterForward=True, **t), "bf16", Layout(data=8, pipeline=4), 0)
+    assert staged.weights - always.weights == (LLAMA.num_layers // 4 - 2) * layer * 2
+    for framework, training in (("deepspeed", dict(reshardAfterForward=False)),
+                                ("fsdp", dict(reshardAfterForward=False, method="lora")),
+                                ("fsdp", dict(reshardAfterForward=False, fsdpVersion=1))):
+        with pytest.raises(InvalidWorkload) as e:
+            spec(framework, **training)
+        assert [path for path, _ in e.value.errors] == ["spec.training.reshardAfterForward"]
+
+
 def test_tensor_parallel_estimate_says_it_is_torchtitans_plan():
     notes = estimate(spec(layout=dict(data=2, tensor=4))).notes
     assert any("torchtitan's plan" in n for n in notes)

@@ -167,18 +167,28 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
     over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list). Without
     sequence parallel the block's input is the whole sequence and the rowwise outputs are all-reduced (all_reduce is
-    not in the save list either): no reduce-scatter output is saved."""
+    not in the save list either): no reduce-scatter output is saved.
+    Eager, the policy's cache (torch/utils/checkpoint.py, _CachingTorchDispatchMode) stores every MUST_SAVE output
+    whether the backward uses it or not. Under torch.compile (torchtitan compiles each checkpointed block) the policy
+    only tags the traced graph, and AOTAutograd's partitioner (torch/_functorch/partitioners.py,
+    min_cut_rematerialization_partition) saves the forward values the backward graph reads, MUST_SAVE ones being
+    banned from recomputation: w2's output, and its reduce-scatter under sequence parallel, feed only the residual
+    add, whose backward reads nothing, so they are not kept (wo's reduce-scatter output is: the MLP norm's input is
+    recomputed from it)."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
     mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
     mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
-    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms) if i % 2 == 0)
+    saved_mms = [(w, rowwise) for i, (w, rowwise) in enumerate(mms) if i % 2 == 0]
+    if tr.compile and saved_mms[-1] == (h, True):
+        saved_mms.pop()  # w2 (the block's last mm): its output feeds only the residual add
+    saved = sum(w if rowwise else w / t for w, rowwise in saved_mms)
     sp = sequence_parallel(tr, t)
     saved += q / t + (h / t if sp else h)  # SDPA output; the block's input
     if sp:
-        saved += 2 * h / t  # the reduce-scatter outputs of wo and w2
+        saved += (1 if tr.compile else 2) * h / t  # the reduce-scatter outputs of wo and w2 (wo's alone compiled)
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
         lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
@@ -493,10 +503,17 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
                 # every parameter of the stage until the last micro-batch's reduce-scatter.
                 stage_layers = math.ceil(a.num_layers / pp)
-                gathered = stage_layers * layer * compute_bytes + output * compute_bytes
+                held = 2 if tr.reshard_after_forward else stage_layers  # "always" reshards under PP too
+                gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
             else:
-                gathered = 2 * layer * compute_bytes + output * compute_bytes
+                # reshardAfterForward false (fully_shard(reshard_after_forward=False); torchtitan's
+                # fsdp_reshard_after_forward "never", torchtune's and accelerate's fsdp_reshard_after_forward): each
+                # block stays gathered from its forward until its backward (FSDPParamGroup.post_forward skips the
+                # reshard; post_backward reshards, reshard_after_backward=True), so the backward starts with every
+                # block's 16-bit copy on the GPU, not two
+                held = 2 if tr.reshard_after_forward is not False else a.num_layers
+                gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
