@@ -8,8 +8,8 @@
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
     ('fsdp', 'training', 'ampere'): (-2.8, 32.9, 22, 'memory'),
-    ('fsdp', 'training', 'any'): (-12.7, 32.9, 48, 'memory'),
-    ('fsdp', 'training', 'blackwell'): (-1.3, 6.5, 13, 'memory'),
+    ('fsdp', 'training', 'any'): (-12.7, 32.9, 53, 'memory'),
+    ('fsdp', 'training', 'blackwell'): (-2.9, 6.5, 18, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.7, 1.1, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
     ('megatron', 'training', 'hopper'): (-5.9, -1.2, 4, 'memory'),
