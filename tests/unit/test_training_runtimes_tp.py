@@ -13,6 +13,7 @@ from rackfit.estimator.frameworks import (
     LOSS_PARALLEL_BACKWARD_BYTES,
     LOSS_PARALLEL_FORWARD_BYTES,
     NORM_OUTPUT_BYTES_PER_H,
+    SDPA_LSE_BYTES,
     compiled_layer_bytes,
     eager_layer_bytes,
     pipelining_held,
@@ -67,6 +68,9 @@ def test_sac_under_tensor_parallel_keeps_w2s_partial_sum_and_the_reduce_scatters
     t1, t2 = torchtitan_sac_bytes(LLAMA, tr(), 1), torchtitan_sac_bytes(LLAMA, tr(), 2)
     whole = ACT_BYTES * H                      # w2's saved partial sum, on every tensor rank
     assert t2 == pytest.approx((t1 - whole) / 2 + whole + 2 * ACT_BYTES * H / 2)
+    # SDPA's fp32 log-sum-exp: one a head (split over t), not a head_dim
+    lse = SDPA_LSE_BYTES * LLAMA.num_attention_heads
+    assert t1 == ACT_BYTES * 31_744 + lse
 
 
 def test_full_checkpointing_under_tensor_parallel_keeps_the_sequence_split_input():

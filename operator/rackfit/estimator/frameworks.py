@@ -83,6 +83,10 @@ def _mlp_widths(a: ModelArch) -> tuple[float, float]:
     return (2 * inter if gated else inter), inter
 
 
+# aten._scaled_dot_product_flash_attention / _efficient_attention return the fp32 log-sum-exp [batch, heads, seq] beside
+# the output, saved with it by per-op SAC: 4 bytes a head and token, not a head_dim
+SDPA_LSE_BYTES = 4
+
 # Bytes a logit of DTensor's loss-parallel cross-entropy (torch/distributed/tensor/parallel/loss.py)
 LOSS_PARALLEL_FORWARD_BYTES = 2 + 4 + 4 + 4
 LOSS_PARALLEL_BACKWARD_BYTES = 4 + 4 + 4 + 4
@@ -189,11 +193,13 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     saved += q / t + (h / t if sp else h)  # SDPA output; the block's input
     if sp:
         saved += (1 if tr.compile else 2) * h / t  # the reduce-scatter outputs of wo and w2 (wo's alone compiled)
+    # SDPA's saved outputs include the flash kernel's fp32 log-sum-exp, one a head and token (heads split over t)
+    lse = SDPA_LSE_BYTES * a.num_attention_heads / t
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
         lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
             _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}), 1, mixed=False)[0]
-    return ACT_BYTES * saved + lora / t
+    return ACT_BYTES * saved + lse + lora / t
 
 
 def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
