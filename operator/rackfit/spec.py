@@ -127,10 +127,18 @@ RULES: dict[str, dict[str, Rule]] = {
         "compile_loss": Rule("!has(self.compileLoss) || (self.framework == 'fsdp' && self.compile)",
                              "training.compileLoss is only allowed with framework fsdp and compile: true",
                              ".compileLoss"),
-        "sequence_parallel": Rule("!self.sequenceParallel || self.framework == 'megatron'",
-                                  "training.sequenceParallel is Megatron's --sequence-parallel: only with framework "
-                                  "megatron (fsdp's tensor parallel is always sequence parallel)",
-                                  ".sequenceParallel"),
+        "sequence_parallel": Rule("!has(self.sequenceParallel) || !self.sequenceParallel || "
+                                  "self.framework in ['megatron', 'fsdp']",
+                                  "training.sequenceParallel says how tensor parallel splits the norms and the "
+                                  "residual: only with framework megatron or fsdp", ".sequenceParallel"),
+        "reshard_after_forward": Rule(
+            "!has(self.reshardAfterForward) || (self.framework == 'fsdp' && self.method == 'full' && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.reshardAfterForward is FSDP2's fully_shard option: only with framework fsdp (fsdpVersion 2) "
+            "and method full", ".reshardAfterForward"),
+        "loss_parallel": Rule("!has(self.lossParallel) || self.framework == 'fsdp'",
+                              "training.lossParallel says whether fsdp's tensor parallel keeps the logits split over "
+                              "the vocabulary: only with framework fsdp", ".lossParallel"),
         "activation_offloading": Rule(
             "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
             "self.activationCheckpointing == 'full')",
@@ -387,10 +395,25 @@ class Training(_Model):
     zero_stage: int = Field(0, ge=0, le=3, description=(
         "ZeRO sharding over the data-parallel GPUs: framework deepspeed, or transformers with accelerate's "
         "DeepSpeed plugin"))
-    sequence_parallel: bool = Field(False, description=(
-        "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too). "
-        "fsdp with tensor > 1 is torchtitan's tensor-parallel plan, always sequence parallel (norms and the "
-        "residual split over the sequence, each norm's output all-gathered for the next matmuls)"))
+    sequence_parallel: bool | None = Field(None, description=(
+        "framework megatron: --sequence-parallel (norms, dropout and the layer inputs split over tensor too); "
+        "default false. framework fsdp with tensor > 1: whether the tensor-parallel plan splits the norms and the "
+        "residual over the sequence (SequenceParallel, each norm's output all-gathered for the next matmuls), as "
+        "torchtitan's and torchtune's plans do (default true); false is a plan without it (torchtitan's "
+        "enable_sequence_parallel false; Hugging Face transformers' tp_plan as accelerate applies it): every tensor "
+        "rank keeps the whole sequence's block inputs and norms"))
+    reshard_after_forward: bool | None = Field(None, description=(
+        "framework fsdp (FSDP2), method full: fully_shard's reshard_after_forward. false (torchtitan's "
+        "fsdp_reshard_after_forward never, torchtune's and accelerate's fsdp_reshard_after_forward: false) keeps each "
+        "block's 16-bit parameters gathered from its forward to its backward: the whole model's 16-bit copy (over "
+        "tensor and pipeline) is on every GPU when the backward starts. Default: true, except under pipeline stages, "
+        "where torchtitan does not reshard (its default policy)"))
+    loss_parallel: bool | None = Field(None, description=(
+        "framework fsdp with tensor > 1: the output projection's logits stay split over the vocabulary and the "
+        "cross-entropy runs on the shards (torch's loss_parallel; torchtitan's default). false: the output is "
+        "all-gathered to the whole vocabulary on every tensor rank before the loss (torchtune's tensor-parallel "
+        "plan, output_layouts=Replicate(); transformers' lm_head colwise_rep; torchtitan's "
+        "disable_loss_parallel), so each rank holds the whole logits and loss buffers. Default true"))
     virtual_stages: int | None = Field(None, gt=0, description=(
         "framework megatron with parallelism.pipeline > 1: model chunks per GPU of the interleaved pipeline schedule "
         "(--virtual-pipeline-model-parallel-size; with --num-layers-per-virtual-pipeline-stage k it is "
@@ -467,7 +490,7 @@ class Training(_Model):
                 raise ValueError(rules["megatron_optimizer"].message)
             if self.compile:
                 raise ValueError(rules["megatron_compile"].message)
-        elif self.sequence_parallel:
+        elif self.sequence_parallel and self.framework != "fsdp":
             raise ValueError(rules["sequence_parallel"].message)
         if self.activation_offloading and not (
                 self.framework in ("fsdp", "transformers") and self.activation_checkpointing == "full"):
@@ -475,6 +498,11 @@ class Training(_Model):
         if self.loss_chunk_backward is not None and not (
                 self.framework == "fsdp" and (self.loss_chunks or 1) > 1):
             raise ValueError(rules["loss_chunk_backward"].message)
+        if self.reshard_after_forward is not None and not (
+                self.framework == "fsdp" and self.method == "full" and self.fsdp == 2):
+            raise ValueError(rules["reshard_after_forward"].message)
+        if self.loss_parallel is not None and self.framework != "fsdp":
+            raise ValueError(rules["loss_parallel"].message)
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (

@@ -93,7 +93,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert [r["fieldPath"] for r in training] == [".loraRank", ".loraTargets", ".loraDropout", ".zeroStage",
                                                   ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
-                                                  ".sequenceParallel", ".activationOffloading", ".lossChunkBackward",
+                                                  ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
+                                                  ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion", ".reduceBucketSize"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]

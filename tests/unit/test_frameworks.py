@@ -72,8 +72,9 @@ def test_fsdp_selective_saves_between_full_and_none():
     checkpointing (the layer input), less than none."""
     none, sel, full = (acts("fsdp", activationCheckpointing=c).kept for c in ("none", "selective", "full"))
     assert full < sel < none
-    # Llama 3 8B: wq, wv, w1, w2 outputs + SDPA output + block input = 31,744 bf16 values per token per layer
-    assert sel == 32 * 31_744 * 2 * 4096
+    # Llama 3 8B: wq, wv, w1, w2 outputs + SDPA output + block input = 31,744 bf16 values per token per layer, and
+    # SDPA's fp32 log-sum-exp, one a head (32)
+    assert sel == 32 * (31_744 * 2 + 32 * 4) * 4096
 
 
 def test_compile_reduces_activations():
@@ -478,7 +479,8 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("megatron", dict(method="lora"), "spec.training.method"),
     ("megatron", dict(optimizer="adafactor"), "spec.training.optimizer"),
     ("megatron", dict(compile=True), "spec.training.compile"),
-    ("fsdp", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
+    ("deepspeed", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
+    ("megatron", dict(lossParallel=False), "spec.training.lossParallel"),
     ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
     ("megatron", dict(adamwImplementation="fused"), "spec.training.adamwImplementation"),
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),

@@ -8,11 +8,12 @@ import pytest
 
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.activations import ACT_BYTES
+from rackfit.estimator.activations import ACT_BYTES, FUSED_NORM_BYTES_PER_H
 from rackfit.estimator.frameworks import (
     LOSS_PARALLEL_BACKWARD_BYTES,
     LOSS_PARALLEL_FORWARD_BYTES,
     NORM_OUTPUT_BYTES_PER_H,
+    SDPA_LSE_BYTES,
     compiled_layer_bytes,
     eager_layer_bytes,
     pipelining_held,
@@ -67,6 +68,9 @@ def test_sac_under_tensor_parallel_keeps_w2s_partial_sum_and_the_reduce_scatters
     t1, t2 = torchtitan_sac_bytes(LLAMA, tr(), 1), torchtitan_sac_bytes(LLAMA, tr(), 2)
     whole = ACT_BYTES * H                      # w2's saved partial sum, on every tensor rank
     assert t2 == pytest.approx((t1 - whole) / 2 + whole + 2 * ACT_BYTES * H / 2)
+    # SDPA's fp32 log-sum-exp: one a head (split over t), not a head_dim
+    lse = SDPA_LSE_BYTES * LLAMA.num_attention_heads
+    assert t1 == ACT_BYTES * 31_744 + lse
 
 
 def test_full_checkpointing_under_tensor_parallel_keeps_the_sequence_split_input():
@@ -85,6 +89,76 @@ def test_loss_parallel_splits_the_logits_over_tensor_with_dtensors_buffers():
     assert four.loss_forward == pytest.approx(LOSS_PARALLEL_FORWARD_BYTES * n / 4 + final, rel=1e-9)
     assert four.loss_backward == pytest.approx(LOSS_PARALLEL_BACKWARD_BYTES * n / 4 + final, rel=1e-9)
     assert (LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES) == (14, 16)
+
+
+def test_without_sequence_parallel_norms_and_block_inputs_are_whole_on_every_rank():
+    """sequenceParallel: false (transformers' tp_plan as accelerate applies it): the norms' inputs and the
+    checkpointed block inputs are the whole sequence on every tensor rank; the colwise/rowwise parts still split."""
+    sp, whole = tr(), tr(sequenceParallel=False)
+    assert eager_layer_bytes(LLAMA, whole, 4) - eager_layer_bytes(LLAMA, sp, 4) == pytest.approx(
+        FUSED_NORM_BYTES_PER_H * H * (1 - 1 / 4))
+    assert compiled_layer_bytes(LLAMA, whole, 4) - compiled_layer_bytes(LLAMA, sp, 4) == pytest.approx(
+        FUSED_NORM_BYTES_PER_H * H * (1 - 1 / 4))
+    assert eager_layer_bytes(LLAMA, whole, 1) == eager_layer_bytes(LLAMA, sp, 1)
+    full = runtime_activations(LLAMA, tr(activationCheckpointing="full", sequenceLength=4096, sequenceParallel=False),
+                               Layout(tensor=4))
+    assert full.kept == LLAMA.num_layers * ACT_BYTES * H * 4096
+    # per-op SAC: the whole block input, and no reduce-scatter outputs (the rowwise outputs are all-reduced)
+    assert torchtitan_sac_bytes(LLAMA, whole, 4) - torchtitan_sac_bytes(LLAMA, sp, 4) == pytest.approx(
+        ACT_BYTES * H * (1 - 1 / 4) - 2 * ACT_BYTES * H / 4)
+
+
+def test_without_loss_parallel_every_rank_holds_the_whole_vocabulary():
+    """lossParallel: false (torchtune's plan: output ColwiseParallel(output_layouts=Replicate()); transformers'
+    lm_head colwise_rep): the logits are gathered whole and torch's cross-entropy runs on them on every rank."""
+    n, final = 4096 * LLAMA.vocab_size, 4096 * H * ACT_BYTES
+    gathered = runtime_activations(LLAMA, tr(sequenceLength=4096, lossParallel=False), Layout(tensor=4))
+    one = runtime_activations(LLAMA, tr(sequenceLength=4096), Layout())
+    assert (gathered.loss_forward, gathered.loss_backward) == (one.loss_forward, one.loss_backward)
+    assert (gathered.loss_forward, gathered.loss_backward) == (10 * n + final, 12 * n + final)
+    compiled = runtime_activations(LLAMA, tr(compile=True, sequenceLength=4096, lossParallel=False), Layout(tensor=4))
+    assert compiled.loss_backward == 4 * n + final
+    t = tr(sequenceLength=4096, lossParallel=False, activationCheckpointing="full")
+    held = pipelining_held(LLAMA, t, Layout(tensor=4, pipeline=2))
+    assert held[1] == 2 * 4096 * H * ACT_BYTES // 4 + 2 * n * ACT_BYTES
+
+
+def test_tensor_parallel_plan_fields_only_with_fsdp():
+    for framework, training in (("megatron", dict(lossParallel=True)), ("deepspeed", dict(sequenceParallel=True))):
+        with pytest.raises(InvalidWorkload):
+            spec(framework, **training)
+    assert spec(sequenceParallel=True, lossParallel=False).training.loss_parallel is False
+    notes = estimate(spec(layout=dict(data=2, tensor=4), sequenceParallel=False, lossParallel=False)).notes
+    assert any("no sequence parallel" in n and "whole vocabulary" in n for n in notes)
+
+
+def test_compiled_sac_does_not_keep_what_the_backward_never_reads():
+    """Eager, SAC's cache keeps every MUST_SAVE output; compiled, AOTAutograd's partitioner saves only what the
+    backward reads: w2's output (and its reduce-scatter under sequence parallel) feeds only the residual add."""
+    for t in (1, 2):
+        eager, compiled = torchtitan_sac_bytes(LLAMA, tr(), t), torchtitan_sac_bytes(LLAMA, tr(compile=True), t)
+        dropped = ACT_BYTES * H + (ACT_BYTES * H / t if t > 1 else 0)
+        assert eager - compiled == pytest.approx(dropped)
+
+
+def test_reshard_after_forward_false_keeps_every_block_gathered():
+    """fully_shard(reshard_after_forward=False) (torchtitan's fsdp_reshard_after_forward never): each block's 16-bit
+    copy stays from its forward to its backward, so every block is gathered when the backward starts, not two."""
+    layer = (P.total - 2 * P.embedding) // LLAMA.num_layers
+    t = dict(sequenceLength=4096, activationCheckpointing="full")
+    default = runtime_peak(LLAMA, P, tr(**t), "bf16", Layout(data=8), 0)
+    never = runtime_peak(LLAMA, P, tr(reshardAfterForward=False, **t), "bf16", Layout(data=8), 0)
+    assert never.weights - default.weights == (LLAMA.num_layers - 2) * layer * 2
+    assert runtime_peak(LLAMA, P, tr(reshardAfterForward=True, **t), "bf16", Layout(data=8), 0) == default
+    staged = runtime_peak(LLAMA, P, tr(**t), "bf16", Layout(data=8, pipeline=4), 0)
+    always = runtime_peak(LLAMA, P, tr(reshardAfterForward=True, **t), "bf16", Layout(data=8, pipeline=4), 0)
+    assert staged.weights - always.weights == (LLAMA.num_layers // 4 - 2) * layer * 2
+    for framework, training in (("deepspeed", dict(reshardAfterForward=False)),
+                                ("fsdp", dict(reshardAfterForward=False, method="lora")),
+                                ("fsdp", dict(reshardAfterForward=False, fsdpVersion=1))):
+        with pytest.raises(InvalidWorkload) as e:
+            spec(framework, **training)
+        assert [path for path, _ in e.value.errors] == ["spec.training.reshardAfterForward"]
 
 
 def test_tensor_parallel_estimate_says_it_is_torchtitans_plan():

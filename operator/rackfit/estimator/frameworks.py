@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from rackfit.estimator.activations import (
     ACT_BYTES,
+    COMPILED_NORM_BYTES_PER_H,
     FUSED_NORM_BYTES_PER_H,
     NORM_BYTES_PER_H,
     SHIFT_COPY_BYTES,
@@ -86,6 +87,10 @@ def _mlp_widths(a: ModelArch) -> tuple[float, float]:
     return (2 * inter if gated else inter), inter
 
 
+# aten._scaled_dot_product_flash_attention / _efficient_attention return the fp32 log-sum-exp [batch, heads, seq] beside
+# the output, saved with it by per-op SAC: 4 bytes a head and token, not a head_dim
+SDPA_LSE_BYTES = 4
+
 # Bytes a logit of DTensor's loss-parallel cross-entropy (torch/distributed/tensor/parallel/loss.py)
 LOSS_PARALLEL_FORWARD_BYTES = 2 + 4 + 4 + 4
 LOSS_PARALLEL_BACKWARD_BYTES = 4 + 4 + 4 + 4
@@ -102,6 +107,27 @@ def torchtitan(tr: Training) -> bool:
     return tr.framework == "fsdp" and tr.fsdp == 2
 
 
+def sequence_parallel(tr: Training, t: int) -> bool:
+    """Tensor parallel under fsdp splits the norms and the residual over the sequence unless `sequenceParallel: false`:
+    torchtitan's plan (torchtitan/models/llama3/infra/parallelize.py, apply_tp: SequenceParallel norms, the block's
+    input Shard(1)) and torchtune's (torchtune/models/llama3/_parallelism.py, BASE_LLAMA_TP_TRAINING_PLAN) are;
+    transformers' tp_plan (LlamaConfig.base_model_tp_plan: colwise / rowwise linears only, as accelerate applies
+    it) is not, so every tensor rank keeps the whole sequence's block inputs and norms. Megatron: its flag."""
+    if t == 1:
+        return False
+    if tr.framework == "fsdp":
+        return tr.sequence_parallel is not False
+    return bool(tr.sequence_parallel)
+
+
+def loss_parallel(tr: Training, t: int) -> bool:
+    """fsdp under tensor parallel keeps the logits split over the vocabulary unless `lossParallel: false`: torchtitan's
+    "output" is ColwiseParallel(output_layouts=Shard(-1)) with the loss in loss_parallel() (disable_loss_parallel
+    false by default); torchtune's training plan gathers it (ColwiseParallel(input_layouts=Shard(1),
+    output_layouts=Replicate())) and transformers' lm_head is "colwise_rep": the whole vocabulary on every rank."""
+    return t > 1 and tr.loss_parallel is not False
+
+
 def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
     """Bytes one layer keeps per token without checkpointing in eager PyTorch with 16-bit weights (no
     autocast residual): activations.py's calibrated count, whose norms are transformers' RMSNorm (an fp32
@@ -110,21 +136,26 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
     output is what the next matmuls save. Under tensor parallel, torchtitan's plan (parallelize.py, apply_tp)
     is sequence parallel: the norms and the block's input are split over the sequence (SequenceParallel, Shard(1)),
     and each norm's output is all-gathered (PrepareModuleInput, Shard(1) -> Replicate) before the colwise
-    matmuls, which save the gathered whole-sequence tensor: those two outputs are not divided by the tensor degree."""
+    matmuls, which save the gathered whole-sequence tensor: those two outputs are not divided by the tensor degree.
+    Without sequence parallel (`sequenceParallel: false`) the norms' inputs are the whole sequence on every rank too
+    (the rowwise outputs are all-reduced, Replicate)."""
     per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
     if torchtitan(tr):
-        per -= (NORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H) * a.hidden_size / t
-        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+        norm_split = t if sequence_parallel(tr, t) else 1
+        per -= NORM_BYTES_PER_H * a.hidden_size / t
+        per += FUSED_NORM_BYTES_PER_H * a.hidden_size / norm_split + NORM_OUTPUT_BYTES_PER_H * a.hidden_size
     return per
 
 
 def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
     """As eager, under torch.compile (activations.compile_savings: each norm keeps its 16-bit input and output, the
     fp32 upcast and SwiGLU's act(gate) are recomputed). Under torchtitan's tensor parallel the saved norm outputs
-    are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them."""
+    are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them; without
+    sequence parallel the norms' inputs are whole too (COMPILED_NORM_BYTES_PER_H: input and output)."""
     per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
     if torchtitan(tr) and t > 1:
-        per += NORM_OUTPUT_BYTES_PER_H * a.hidden_size * (1 - 1 / t)
+        whole = NORM_OUTPUT_BYTES_PER_H if sequence_parallel(tr, t) else COMPILED_NORM_BYTES_PER_H
+        per += whole * a.hidden_size * (1 - 1 / t)
     return per
 
 
@@ -142,31 +173,37 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     Under torchtitan's tensor parallel (sequence parallel, apply_tp) the colwise outputs are split over t, the
     rowwise w2's saved output is the whole sequence's partial sum (before its reduce-scatter), the
     reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
-    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list).
-    Eager, the policy's dispatch mode stores every MUST_SAVE output for the recompute
-    (torch/utils/checkpoint.py, _CachingTorchDispatchMode). Compiled (torchtitan compiles each checkpointed block),
-    the tags only ban recomputing those outputs: the min-cut partitioner (torch/_functorch/partitioners.py) saves the
-    nodes the backward needs, and the down projection's output (w2, saved by the count) feeds only the residual add,
-    whose backward needs no value, so it is not kept (nor, under tensor parallel, its reduce-scatter output); wo's
-    reduce-scatter output is, since the MLP norm's input h = x + attention output is recomputed from it."""
+    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list). Without
+    sequence parallel the block's input is the whole sequence and the rowwise outputs are all-reduced (all_reduce is
+    not in the save list either): no reduce-scatter output is saved.
+    Eager, the policy's cache (torch/utils/checkpoint.py, _CachingTorchDispatchMode) stores every MUST_SAVE output
+    whether the backward uses it or not. Under torch.compile (torchtitan compiles each checkpointed block) the policy
+    only tags the traced graph, and AOTAutograd's partitioner (torch/_functorch/partitioners.py,
+    min_cut_rematerialization_partition) saves the forward values the backward graph reads, MUST_SAVE ones being
+    banned from recomputation: w2's output, and its reduce-scatter under sequence parallel, feed only the residual
+    add, whose backward reads nothing, so they are not kept (wo's reduce-scatter output is: the MLP norm's input is
+    recomputed from it)."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
     mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
     mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
-    last_saved = (len(mms) - 1) % 2 == 0  # the down projection's output is in the save list
-    unused = tr.compile and last_saved  # ... but compiled, the backward does not need it
-    saved = sum(w if rowwise else w / t for i, (w, rowwise) in enumerate(mms)
-                if i % 2 == 0 and not (unused and i == len(mms) - 1))
-    saved += (q + h) / t  # SDPA output; the block's input
-    if t > 1:
-        saved += (1 if unused else 2) * h / t  # the reduce-scatter outputs of wo and w2
+    saved_mms = [(w, rowwise) for i, (w, rowwise) in enumerate(mms) if i % 2 == 0]
+    if tr.compile and saved_mms[-1] == (h, True):
+        saved_mms.pop()  # w2 (the block's last mm): its output feeds only the residual add
+    saved = sum(w if rowwise else w / t for w, rowwise in saved_mms)
+    sp = sequence_parallel(tr, t)
+    saved += q / t + (h / t if sp else h)  # SDPA output; the block's input
+    if sp:
+        saved += (1 if tr.compile else 2) * h / t  # the reduce-scatter outputs of wo and w2 (wo's alone compiled)
+    # SDPA's saved outputs include the flash kernel's fp32 log-sum-exp, one a head and token (heads split over t)
+    lse = SDPA_LSE_BYTES * a.num_attention_heads / t
     lora = 0.0
     if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
         lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
             _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}), 1, mixed=False)[0]
-    return ACT_BYTES * saved + lora / t
+    return ACT_BYTES * saved + lse + lora / t
 
 
 def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
@@ -249,7 +286,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     ckpt = tr.activation_checkpointing
     frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
     if tr.framework == "megatron":
-        sp = tr.sequence_parallel and t > 1
+        sp = sequence_parallel(tr, t)
         per, core = megatron_layer_bytes(a, tr, t, sp)
         if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
             kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
@@ -273,8 +310,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t
         tr = tr.model_copy(update={"method": "full"})
     per = layer_bytes(a, tr, t) + dropout
-    if ckpt == "full":
-        kept_per, recompute = ACT_BYTES * a.hidden_size / t, per
+    if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
+        split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
+        kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
     elif ckpt == "selective" and torchtitan(tr):
         kept_per = torchtitan_sac_bytes(a, tr, t)
         recompute = max(per - kept_per, 0.0)
@@ -285,6 +323,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         kept_per, recompute = per, 0.0
     if frozen_fsdp1_units:
         recompute += fsdp1_held_input_grads(a, t)
+    # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
+    vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
     if tr.loss_compiled:
         # torch.compile over cross_entropy(logits.float()) (torchtitan components/loss.py, compiled with the model
         # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
@@ -298,10 +338,10 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # backward has written its gradient, so the backward holds the whole 16-bit gradient and one chunk more at
         # most (the gradient chunks wait for the output projection's backward), not the logits and the gradient
         # whole. c = 1 is the unchunked case: 2 x 16-bit a logit.
-        n = _tokens(tr) * a.vocab_size / t
+        n = _tokens(tr) * a.vocab_size / vocab_split
         c = tr.loss_chunks or 1
         loss = int(n * ACT_BYTES), int(n * ACT_BYTES * (1 + 1 / c))
-    elif torchtitan(tr) and t > 1:
+    elif torchtitan(tr) and loss_parallel(tr, t):
         # loss parallel (torchtitan's default under tensor parallel: the output stays Shard(-1) and the loss runs in
         # torch.distributed.tensor.parallel.loss_parallel()): DTensor's own ops replace the fused kernels
         # (torch/distributed/tensor/parallel/loss.py). `_log_softmax` keeps the fp32 input, `shifted = x - x_max` and
@@ -314,9 +354,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py).
         # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
         shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
-        loss = _loss(a, tr, t, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
+        loss = _loss(a, tr, vocab_split, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
     if tr.loss_chunk_backward:
-        loss = chunk_backward_loss(a, tr, t)
+        loss = chunk_backward_loss(a, tr, vocab_split)
     if torchtitan(tr):
         # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
@@ -396,8 +436,8 @@ def pipelining_held(a: ModelArch, tr: Training, layout: Layout) -> tuple[int, in
     input buffers and pipeline micro-batches' 16-bit logits."""
     m, t = layout.pipeline, layout.tensor
     tokens = _tokens(tr)
-    block_output = tokens * a.hidden_size * ACT_BYTES // t
-    logits = tokens * a.vocab_size * ACT_BYTES // t
+    block_output = tokens * a.hidden_size * ACT_BYTES // (t if sequence_parallel(tr, t) else 1)
+    logits = tokens * a.vocab_size * ACT_BYTES // (t if loss_parallel(tr, t) else 1)
     return 2 * m * block_output, m * block_output + m * logits
 
 
@@ -507,10 +547,17 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
                 # every parameter of the stage until the last micro-batch's reduce-scatter.
                 stage_layers = math.ceil(a.num_layers / pp)
-                gathered = stage_layers * layer * compute_bytes + output * compute_bytes
+                held = 2 if tr.reshard_after_forward else stage_layers  # "always" reshards under PP too
+                gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
             else:
-                gathered = 2 * layer * compute_bytes + output * compute_bytes
+                # reshardAfterForward false (fully_shard(reshard_after_forward=False); torchtitan's
+                # fsdp_reshard_after_forward "never", torchtune's and accelerate's fsdp_reshard_after_forward): each
+                # block stays gathered from its forward until its backward (FSDPParamGroup.post_forward skips the
+                # reshard; post_backward reshards, reshard_after_backward=True), so the backward starts with every
+                # block's 16-bit copy on the GPU, not two
+                held = 2 if tr.reshard_after_forward is not False else a.num_layers
+                gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
@@ -660,8 +707,12 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                 + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
     notes = []
     if tr.framework == "fsdp" and layout.tensor > 1:
-        notes.append("fsdp with tensor parallel is modelled as torchtitan's plan: sequence parallel norms, "
-                     "all-gathered norm outputs, loss parallel")
+        t = layout.tensor
+        sp = "sequence parallel norms" if sequence_parallel(tr, t) else "no sequence parallel (whole-sequence norms " \
+            "and block inputs on every rank)"
+        lp = "loss parallel" if loss_parallel(tr, t) else "the logits gathered to the whole vocabulary on every rank"
+        plan = "torchtitan's plan" if sequence_parallel(tr, t) and loss_parallel(tr, t) else "its tensor-parallel plan"
+        notes.append(f"fsdp with tensor parallel is modelled as {plan}: {sp}, all-gathered norm outputs, {lp}")
     if tr.framework == "fsdp" and tr.expandable_segments is None:
         if tr.activation_checkpointing == "selective":
             return notes + ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable "
