@@ -22,7 +22,8 @@ import yaml
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
-from rackfit.estimator.engines import cuda_total_bytes, serve
+from rackfit.estimator.engine_defaults import cuda_total_bytes
+from rackfit.estimator.engines import serve
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
 from rackfit.spec import parse_spec

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import (
+from rackfit.estimator.engine_profile import (
     FLASHINFER_SAMPLER_BYTES,
     NATIVE_SAMPLER_BYTES,
     NATIVE_SORT_PEAK_BYTES,

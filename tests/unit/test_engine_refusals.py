@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import V0_CHUNK_TOKENS, V0_CHUNK_TOKENS_BEFORE, V0_LONG_CONTEXT
+from rackfit.estimator.engine_defaults import V0_CHUNK_TOKENS, V0_CHUNK_TOKENS_BEFORE, V0_LONG_CONTEXT
 from rackfit.spec import parse_spec
 
 # Qwen/Qwen3-30B-A3B-FP8's config.json, the parts rackfit reads: 128 experts of width 768, fp8 per 128x128 block

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import MLA_LATENT, V0_CHUNK_TOKENS, V0_LONG_CONTEXT, serve, settings
+from rackfit.estimator.engine_defaults import V0_CHUNK_TOKENS, V0_LONG_CONTEXT, settings
+from rackfit.estimator.engines import MLA_LATENT, serve
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 

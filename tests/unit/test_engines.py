@@ -7,7 +7,9 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engines import CONTEXT_BEFORE_CUBLAS, NON_TORCH_BASE, cuda_total_bytes, settings
+from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
+from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.engines import CONTEXT_BEFORE_CUBLAS
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -95,7 +97,7 @@ def test_nccl_buffers_over_nvlink_are_one_flat_group_cost_over_pcie_per_peer():
     """NCCL_NVLINK_GROUP: a tensor rank on NVLink (SXM) holds about 1.8 GiB of NCCL channel buffers whatever the
     group's size (vLLM 0.19.0 logged 2.07 GiB of non-torch memory at tensor 2 and 2.13 at 4 on H100, 0.25 alone);
     over PCIe (L40S) the buffers stay small and grow per peer."""
-    from rackfit.estimator.engines import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+    from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
     nt = {(gpu.model, t): serve(contextLength=8192, gpu=gpu, layout=Layout(tensor=t)).breakdown.non_torch_bytes
           for gpu in (H100, L40S) for t in (1, 2, 4)}
     assert nt["H100", 1] == nt["L40S", 1] == NON_TORCH_BASE
@@ -186,7 +188,8 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     """TensorRT-LLM's estimation run fills max_num_tokens with requests of max_seq_len - 1 tokens (KvCacheCreator.
     _create_dummy_context_requests): two at 8,192 tokens, so its activations are the forward's, not 2,048 requests'
     logits (3.4 GiB for Llama 3.1 8B at 14 bytes a logit), which vLLM's _dummy_sampler_run would take."""
-    from rackfit.estimator.engines import forward_peak_bytes, profile_requests, sampler_peak_bytes
+    from rackfit.estimator.engine_profile import forward_peak_bytes, sampler_peak_bytes
+    from rackfit.estimator.engines import profile_requests
     from rackfit.models import resolve
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="tensorrt-llm", contextLength=8192)))
@@ -205,7 +208,7 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
     """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
     all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
     vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
-    from rackfit.estimator.engines import cuda_graph_bytes, forward_peak_bytes
+    from rackfit.estimator.engine_profile import cuda_graph_bytes, forward_peak_bytes
     from rackfit.models import resolve
     a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
     e = serve(engine="tensorrt-llm", contextLength=8192)
@@ -279,7 +282,7 @@ def test_the_plan_refuses_as_the_engine_would_with_the_largest_context():
 
 
 def test_vllm_capture_sizes_by_release():
-    from rackfit.estimator.engines import graph_capture_sizes
+    from rackfit.estimator.engine_profile import graph_capture_sizes
     # VllmConfig._set_cudagraph_sizes: every 8 up to 512 through 0.11.0 (67), every 16 from 256 on from 0.11.1 (51,
     # what 0.19.0 logged: "PIECEWISE=51 (largest=512)"); gpt-oss's 1024 gives 83 ("PIECEWISE=83 (largest=1024)"), its
     # own list of 0.10.1-0.11.0 up to 992 gives 81

@@ -1,0 +1,188 @@
+"""The serving engines' settings on a GPU: the spec's, else each engine's defaults by release and GPU (vLLM V0 and V1,
+SGLang, TensorRT-LLM), and the memory CUDA reports, which their fractions multiply.
+
+Pure: no I/O. Every default names the engine source and the releases it was read in.
+"""
+
+from __future__ import annotations
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator.result import EngineSettings
+from rackfit.models import ModelArch
+from rackfit.spec import Inference
+from rackfit.units import GiB, MiB
+
+# cudaMemGetInfo's total is below the GPU Feature Discovery label (nvidia.com/gpu.memory): the driver
+# keeps some. Published pairs (bench/cases/public/public-measurements.md, "What each logged number is"):
+# H100 80GB 81,559 MiB label vs 79.22 GiB in vLLM's logs (0.43 GiB less), A100 40GB 40,960 vs 39.38-39.50
+# (0.50-0.62), L40S 46,068 vs 44.42 (0.57). The median of the three, 0.5 GiB, is used for every GPU.
+DRIVER_RESERVED = GiB // 2
+# TensorRT-LLM's defaults (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9,
+# BuildConfig max_num_tokens 8192, max_batch_size 2048).
+TRTLLM_FRACTION = 0.9
+TRTLLM_MAX_TOKENS = 8192
+TRTLLM_MAX_BATCH = 2048
+# vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, V0 (vllm/worker/).
+V1_DEFAULT = (0, 8)
+# V1's batch defaults for `vllm serve` by release (vllm/engine/arg_utils.py _set_default_args_v1, read in the
+# 0.8.0-0.8.5, 0.9.0, 0.9.2, 0.10.0 and 0.10.1 wheels): 0.8.0-0.8.3 gave 8192 batched tokens to devices whose name
+# holds "h100" or "h200" (current_platform.get_device_name(); GH200 included, B200 not) and 2048 to the rest, and 1024
+# sequences to all; 0.8.4 the same names 8192 and 1024, the rest 2048 and 256; 0.8.5 by memory
+# (get_device_total_memory() of 70 GiB or more: 8192 and 1024, A100 80GB included); from 0.9.0 by memory, not A100.
+V1_SEQS_BY_DEVICE = (0, 8, 4)
+V1_LARGE_BY_MEMORY = (0, 8, 5)
+V1_LARGE_NOT_A100 = (0, 9)
+V1_LARGE_DEVICE_NAMES = ("h100", "h200")
+# V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py EngineArgs.create_engine_config,
+# 0.5.5-0.7.3: max_model_len > 32768, no sliding window, no LoRA or speculative model), with SchedulerConfig's default
+# chunk of 2048 tokens (vllm/config.py SchedulerConfig.__post_init__): the profile run is then one chunk, not the
+# whole context. MLA models (0.7.1-0.7.3) then had chunked prefill switched off again by VllmConfig.__post_init__
+# ("MLA is enabled; forcing chunked prefill and prefix caching to be disabled"), after SchedulerConfig had already
+# set max_num_batched_tokens to the chunk, so their profile run is one chunk too (read in the 0.7.0-0.7.3 wheels; from
+# 0.8.0 _set_default_args_v0 leaves MLA out, but 0.8 is V1 here).
+V0_LONG_CONTEXT = 32768
+V0_CHUNK_TOKENS = 2048
+# ...512 tokens before v0.6.5: PR 10544 ("Update default max_num_batch_tokens for chunked prefill to 2048", merged
+# 2024-11-21, first released in v0.6.5) raised SchedulerConfig's chunked-prefill default from 512.
+V0_CHUNK_2048 = (0, 6, 5)
+V0_CHUNK_TOKENS_BEFORE = 512
+# Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
+ASSUMED_TOTAL = 80 * GiB
+# SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
+# the 0.2.15, 0.3.0, 0.3.3, 0.3.5, 0.3.6, 0.4.0-0.4.10, 0.5.0rc0, 0.5.1-0.5.6 and 0.5.8 wheels;
+# _sglang_fraction_before): by tensor size before 0.4.6 (at 8 ranks 0.83 before 0.3.6, 0.82 in 0.3.6), capped by
+# memory from 0.4.6, by tensor x pipeline from 0.4.7, memory less a reserve table from 0.4.8, the reserve formula of
+# _sglang_fraction from 0.5.3 (_handle_gpu_memory_settings).
+SGLANG_082 = (0, 3, 6)
+SGLANG_081 = (0, 4, 0)
+SGLANG_BY_MEMORY = (0, 4, 6)
+SGLANG_TP_PP = (0, 4, 7)
+SGLANG_RESERVE_TABLE = (0, 4, 8)
+SGLANG_RESERVE_FORMULA = (0, 5, 3)
+# vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
+# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); 1.0 with the extensible KV cache
+# (CacheConfig.resolved_gpu_memory_utilization, 0.34.0).
+VLLM_UTIL_092 = (0, 20)
+
+
+def cuda_total_bytes(gpu: GPU) -> int:
+    """Total memory as CUDA reports it on this GPU: what the engines' fractions multiply."""
+    return gpu.memory_bytes - DRIVER_RESERVED
+
+
+def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: ModelArch | None = None
+             ) -> EngineSettings:
+    """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
+    total = cuda_total_bytes(gpu) if gpu else None
+    if inf.engine == "vllm" and inf.vllm_before(V1_DEFAULT):
+        # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
+        # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
+        util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
+        if inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window:
+            tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
+    elif inf.engine == "vllm":
+        util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
+        tokens, seqs = _v1_batch_defaults(inf, gpu, total)
+    elif inf.engine == "sglang":
+        # SGLang sizes its defaults by nvidia-smi's memory.total (utils get_nvgpu_memory_capacity), the label's MiB
+        mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
+        if inf.sglang_before(SGLANG_RESERVE_FORMULA):
+            tokens, seqs = _sglang_defaults_before(inf, mib, tensor)
+            util = _sglang_fraction_before(inf, mib, tensor, pipeline)
+        else:
+            tokens, seqs = _sglang_defaults(mib, tensor)
+            # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
+            util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
+    else:
+        util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
+    return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
+                          max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
+                          max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
+
+
+def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tuple[int, int]:
+    """vLLM V1's max_num_batched_tokens and max_num_seqs for `vllm serve` (EngineArgs.get_batch_defaults, before it
+    _set_default_args_v1): GPUs of 70 GiB or more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and
+    256; releases before 0.9.0 decided otherwise (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100). Without
+    a GPU the large defaults are assumed."""
+    if total is None:
+        return 8192, 1024
+    if inf.vllm_before(V1_LARGE_BY_MEMORY):
+        large = any(name in gpu.model.lower() for name in V1_LARGE_DEVICE_NAMES)
+        return (8192, 1024) if large else (2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256)
+    large = total >= 70 * GiB and (inf.vllm_before(V1_LARGE_NOT_A100) or "A100" not in gpu.model)
+    return (8192, 1024) if large else (2048, 256)
+
+
+def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:
+    """python/sglang/srt/server_args.py, ServerArgs._handle_gpu_memory_settings (SGLang of late 2025, v0.5): by the
+    GPU's memory in MiB, chunked_prefill_size 2048 below 35 GiB, 4096 below 60, 8192 below 160, else 16384; and
+    cuda_graph_max_bs 8 below 20 GiB, 24 below 35 (80 from tensor 4), 32 below 60 (160), 256 below 160 (512), else 512.
+    max_running_requests is bounded by the KV pool rather than a default, so the graph batch stands in for it."""
+    gib = mib / 1024
+    wide = tensor >= 4
+    if gib < 20:
+        return 2048, 8
+    if gib < 35:
+        return 2048, 80 if wide else 24
+    if gib < 60:
+        return 4096, 160 if wide else 32
+    if gib < 160:
+        return 8192, 512 if wide else 256
+    return 16384, 512
+
+
+def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static (the same _handle_gpu_memory_settings): what is left after a reserve in MiB
+    for metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups (tp x pp / 8 GiB),
+    at least 10 GiB on GPUs above 60 GiB. On an L40S (46,068 MiB) that is 0.851, which SGLang logged there
+    (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851)."""
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
+
+
+def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int) -> float:
+    """SGLang's default mem_fraction_static before SGLANG_RESERVE_FORMULA (ServerArgs.__post_init__ in
+    python/sglang/srt/server_args.py, by the GPU's memory in MiB, get_nvgpu_memory_capacity):
+    - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 in 0.3.6, 0.83 before it), 0.85 from
+      4, 0.87 from 2, 0.88 on one (0.2.15-0.4.5 read, not every post-release); S72-S74 logged 0.85 at tensor 4
+      (0.4.3.post4), 0.88 at 1;
+    - 0.4.6: that table up to 81,920 MiB, (memory - 13 GiB) / memory above it;
+    - 0.4.7: the table by tensor x pipeline up to 81,920 MiB, 0.88 above; then 0.79 above 180,000 MiB, and above 96 GiB
+      min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
+    - 0.4.8-0.5.2: memory less a reserve in GiB of 2.8 + tensor x pipeline / 10 below 35 GiB, 9.5 + tp x pp / 2 below
+      90, 12 + tp x pp / 2 below 160, else 32 (rounded to 3 places).
+    Speculative decoding and DP attention, which reserve more, are not modelled."""
+    ranks = tensor * pipeline
+    if inf.sglang_before(SGLANG_RESERVE_TABLE):
+        eight = 0.83 if inf.sglang_before(SGLANG_082) else 0.82 if inf.sglang_before(SGLANG_081) else 0.81
+        by_size = [(16, 0.79), (8, eight), (4, 0.85), (2, 0.87)]
+        size = ranks if not inf.sglang_before(SGLANG_TP_PP) else tensor
+        frac = next((f for n, f in by_size if size >= n), 0.88)
+        if not inf.sglang_before(SGLANG_TP_PP):  # 0.4.7
+            frac = frac if mib <= 81920 else 0.88
+            if mib > 180_000:
+                return 0.79
+            if mib > 96 * 1024:
+                return min(frac + 48 * 1024 * (1 - frac) / mib, (mib - 18 * 1024) / mib)
+            return frac
+        if not inf.sglang_before(SGLANG_BY_MEMORY) and mib > 81920:  # 0.4.6
+            return (mib - 13 * 1024) / mib
+        return frac
+    gib = 2.8 + ranks / 10 if mib < 35 * 1024 else 9.5 + ranks / 2 if mib < 90 * 1024 else \
+        12 + ranks / 2 if mib < 160 * 1024 else 32
+    return round((mib - gib * 1024) / mib, 3)
+
+
+def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and cuda_graph_max_bs before SGLANG_RESERVE_FORMULA (server_args.py): a chunk of
+    2048 below 25,000 MiB (below 35 GiB from 0.4.8), else 8192 (16384 above 180,000 MiB in 0.4.7, from 160 GiB from
+    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else the capture's default 160."""
+    small = mib < (35 * 1024 if not inf.sglang_before(SGLANG_RESERVE_TABLE) else 25_000)
+    if small:
+        return 2048, 8 if tensor < 4 else 80
+    large = (mib >= 160 * 1024) if not inf.sglang_before(SGLANG_RESERVE_TABLE) else \
+        (mib > 180_000 and not inf.sglang_before(SGLANG_TP_PP))
+    return (16384 if large else 8192), 160

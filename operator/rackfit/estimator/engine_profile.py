@@ -1,0 +1,271 @@
+"""What a serving engine measures or holds beside its KV cache: the profile run's forward peak, its sampler and what
+it keeps alive, the fused-MoE workspace, the pipeline's receive buffer, memory outside PyTorch's allocator (NCCL), and
+the CUDA graph pool.
+
+Pure: no I/O. Every mechanism names the engine source it comes from.
+"""
+
+from __future__ import annotations
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator.activations import _dims
+from rackfit.estimator.engine_defaults import V1_DEFAULT
+from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Inference
+from rackfit.units import GiB
+
+ACT_BYTES = 2  # bf16/fp16 activations
+# Memory outside PyTorch's allocator on one GPU (cuBLAS/cuDNN handles, the sampler's workspaces):
+# vLLM logs non_torch_memory 0.10 GiB on one A100 (row S4).
+NON_TORCH_BASE = GiB // 10
+# NCCL communicators per peer in the tensor-parallel group over PCIe: 0.30 GiB at tensor 2 on L40S (row S3)
+# = base + 0.2.
+NCCL_PER_PEER = GiB // 5
+# ...and over NVLink (GPU.nvlink: SXM boards), one flat 1.82 GiB per rank whatever the group's size. NCCL gives each
+# channel, for each peer a rank connects to, a receive buffer per protocol (src/init.cc: DEFAULT_BUFFSIZE 4 MiB for
+# Simple, DEFAULT_LL128_BUFFSIZE 120 x 640 x 8 x 8 B = 4.69 MiB, DEFAULT_LL_BUFFSIZE 512 KiB), and opens up to
+# MAXCHANNELS (32) channels where the links are fast (NVLink) but a few over PCIe; a rank of a ring or tree connects
+# to the same neighbours at tensor 2 as at 8, so the total does not grow with the group. vLLM runs NCCL without cuMem
+# (env_override.py NCCL_CUMEM_ENABLE=0: no NVLS buffers) and holds two communicators per tensor group (PyNccl and
+# the torch process group). Set by row S15 (vLLM 0.19.0, Llama 3.1 8B at tensor 2 on H100: "2.07 GiB for non-torch
+# memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
+# more at tensor 2.
+NCCL_NVLINK_GROUP = int(1.82 * GiB)
+# vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
+# max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
+# of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14
+# (vLLM 0.19.0, Llama 3.1 8B on one H100: "Graph capturing finished in 3 secs, took 0.91 GiB", less the 512-token
+# forward, over 67 x 33 pieces; it was 64 KiB, an estimate, 0.18 GiB where the log says 0.91). The other 0.19.0 logs
+# read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.87 and 0.86). It counts inside the KV cache's budget from
+# GRAPHS_IN_BUDGET (vLLM's own estimate there, "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and
+# in the start-up verdict (startup.py) before it.
+GRAPH_MAX_TOKENS = 512
+GRAPH_SIZES = 67
+GRAPH_PRIVATE_BYTES = 408 << 10
+# The sizes vLLM captures (vllm/config/vllm.py VllmConfig._set_cudagraph_sizes): 1, 2, 4, then every 8 up to the largest
+# (min(2 x max_num_seqs, 512)) through 0.11.0; from 0.11.1 every 8 below 256 and every 16 from 256 on (51 sizes at 512,
+# where S14 logged "PIECEWISE=51 (largest=512)"), filtered by max_num_batched_tokens. gpt-oss raises the largest
+# (vllm/model_executor/models/config.py GptOssForCausalLMConfig.verify_and_update_config, unless the user set capture
+# sizes): to 992 in 0.10.1-0.11.0 ("from 67 to 81" graphs) and 1024 from 0.11.1 ("from 67 to 83"; S37 logged
+# "PIECEWISE=83 (largest=1024), FULL=83"). GRAPH_SIZES and GRAPH_PRIVATE_BYTES stay what S14's default gives; a larger
+# capture scales the pieces by the release's count of sizes over its default count (83 / 51 for gpt-oss from 0.11.1).
+GRAPH_SIZES_STEP16 = (0, 11, 1)
+GPT_OSS_CAPTURE_TOKENS = 1024
+GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
+# TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
+# (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128; sizes 1-31, 32, 64, 128, or with
+# enable_padding 1, 2, 4 and every 8), every graph in one shared pool
+# (tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py CUDAGraphRunner.capture: torch.cuda.graph(graph,
+# pool=self.memory_pool), outputs kept as weak refs): the pool is the largest capture's forward and logits. vLLM's
+# piecewise pieces (GRAPH_PRIVATE_BYTES per layer and size) do not apply.
+TRTLLM_GRAPH_MAX_BATCH = 128
+# The profile run's sampler (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k and top_p set for every
+# dummy request, so both filters run), by the path each release takes on CUDA (v1/sample/ops/topk_topp_sampler.py):
+# - FlashInfer (flashinfer_sample, top_k_top_p_sampling_from_logits): the bf16 logits, their fp32 copy, the masked
+#   logits and the softmax, 14 bytes a logit.
+# - PyTorch's sort (apply_top_k_top_p before 0.17.0, read in 0.8.5-0.13.0): at the scatter back, the bf16 logits (2),
+#   the fp32 logits (4), the sorted values (4) and their int64 indices (8), both bool masks (2), the top-p softmax (4)
+#   and the scattered logits (4): 28 bytes a logit (NATIVE_SAMPLER_BYTES). The peak is earlier, inside
+#   `logits.sort()` itself (NATIVE_SORT_PEAK_BYTES): PyTorch sorts 128 rows or more as one segmented CUB sort
+#   (aten/src/ATen/native/cuda/SortStable.cu launch_stable_sort_kernel -> segmented_sort_pairs), which allocates an
+#   int64 index per logit to sort beside the keys (reverse_indices, 8), and CUB's DeviceSegmentedRadixSort::SortPairs
+#   without a DoubleBuffer (at::cuda::cub::segmented_sort_pairs, aten/src/ATen/cuda/cub.cuh) takes temporary storage
+#   for an alternate copy of the keys (fp32, 4) and the values (int64, 8): with the bf16 and fp32 logits and the
+#   sort's outputs, 2 + 4 + 4 + 8 + 8 + 4 + 8 = 38 bytes a logit (NATIVE_SORT_TEMP_BYTES the 20 of them that live
+#   only during the sort). vLLM 0.11.0's logs (S40, S45, S46: 5.64, 4.76, 7.38 GiB of activation peak, 38.4-38.9
+#   bytes a logit with the hidden states held) agree; nothing was fitted to them. Below 128 rows PyTorch takes
+#   segmented_sort_pairs_by_full_sort, whose buffers differ; rackfit counts the segmented sort's for every batch.
+# - Triton from 0.17.0 (apply_top_k_top_p_triton for batches of 8 or more, read in 0.17.0-0.20.0 and 0.34.0): masks
+#   the fp32 logits in place, so the bf16 logits (2, still held by _dummy_sampler_run), the fp32 logits (4),
+#   forward_native's softmax (4) and random_sample's exponential draws (4): 14 bytes a logit, plus the kernel's
+#   per-program buffer of fp32 logits rows (_TRITON_BUFFER_CACHE: min(next_power_of_2(batch), SMs) x vocab x 4).
+# FlashInfer is only an extra of the vllm wheel up to 0.11.0 ("Requires-Dist: flashinfer-python; extra ==
+# 'flashinfer'"), a requirement from 0.11.1, and its sampler opt-in (VLLM_USE_FLASHINFER_SAMPLER unset: None) through
+# 0.20.0 (read in the 0.8.5-0.20.0 wheels; 0.19.0's log: "FlashInfer top-p/top-k sampling is available but disabled
+# by default"); from 0.21.0 envs.py defaults it to True. So `pip install vllm` of a V1 release before 0.21.0 samples
+# natively: by sort before 0.17.0, by the Triton kernel from it.
+# V0 (before 0.8.0) sorts the same way (vllm/model_executor/layers/sampler.py Sampler.forward: the bf16 logits, still
+# held by ModelRunner.execute_model, `logits.to(torch.float)`, then _apply_top_k_top_p's `logits.sort()` over the
+# profile's 256 dummy sequences, whose SamplingParams(top_p=0.99, top_k=vocab_size - 1) turn both filters on);
+# FlashInfer only with VLLM_USE_FLASHINFER_SAMPLER set (envs.py: None) and flashinfer installed. The logits are
+# gathered to the driver rank under tensor parallel (logits_processor.py tensor_model_parallel_gather), which alone
+# samples, and execute_model keeps the whole forward's hidden states alive meanwhile (read in the 0.6.4, 0.7.0 and
+# 0.7.1 wheels). S1 and S2 (PR 10511: "PyTorch activation peak memory 1.26GiB" for Llama 3 8B at 8,192 tokens, tensor
+# 1 and 2) agree: 1.23 GiB with the sort, 0.78 (the forward) without it; sets nothing. V0_SORT_SAMPLER names this note.
+FLASHINFER_SAMPLER_BYTES = 14
+NATIVE_SAMPLER_BYTES = 28
+NATIVE_SORT_TEMP_BYTES = 8 + 4 + 8
+NATIVE_SORT_PEAK_BYTES = 2 + 4 + 4 + 8 + NATIVE_SORT_TEMP_BYTES
+TRITON_SAMPLER_BYTES = 14
+TRITON_SAMPLER_FROM = (0, 17)
+TRITON_SAMPLER_MIN_BATCH = 8
+FLASHINFER_SAMPLER_DEFAULT = (0, 21)
+# Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
+# GPUs take an H100's, as ASSUMED_TOTAL does.
+SM_COUNT = {"A10": 72, "A100": 108, "B200": 148, "GB200": 148, "GH200": 132, "H100": 132, "H200": 132, "L4": 58,
+            "L40": 142, "L40S": 142, "RTX 3090": 82, "RTX Pro 6000 Blackwell": 188}
+ASSUMED_SMS = 132
+# What the profile run holds while the sampler runs (vllm/v1/worker/gpu_model_runner.py profile_run): from 0.9.2
+# _dummy_run returns the whole forward's hidden states beside the sampled rows (`return hidden_states,
+# hidden_states[logit_indices]`) and profile_run keeps both until `del hidden_states, output` (read in 0.9.2, 0.19.0
+# and, in the v2 runner, 0.34.0; 0.8.5-0.9.1 return only the sampled rows); from 0.9.0 _dummy_sampler_run adds its
+# torch.rand_like copy of those rows (read in 0.9.0, 0.9.1, 0.9.2 and 0.19.0; not in 0.8.5).
+FULL_HIDDEN_HELD = (0, 9, 2)
+SAMPLER_RANDOM_ROWS = (0, 9)
+# From 0.14.0 the fused-MoE layers run as a FusedMoEModularKernel (TritonExperts on Hopper for bf16 and fp8) whose
+# workspaces come from the process-wide WorkspaceManager (fused_moe/modular_kernel.py _allocate_buffers,
+# v1/worker/workspace.py get_simultaneous): one buffer, grown to the largest request and never freed, so the profile's
+# 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
+# caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
+MOE_WORKSPACE_HELD = (0, 14)
+
+
+def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
+    """NCCL communicators: over PCIe they grow with the tensor-parallel group's peers, over NVLink a tensor group
+    costs NCCL_NVLINK_GROUP whatever its size (without a GPU, an NVLink one is assumed, as ASSUMED_TOTAL assumes an
+    H100); the pipeline's send/recv peer counts as one PCIe peer."""
+    pipe = 1 if layout.pipeline > 1 else 0
+    if layout.tensor > 1 and (gpu is None or gpu.nvlink):
+        return NON_TORCH_BASE + NCCL_NVLINK_GROUP + NCCL_PER_PEER * pipe
+    return NON_TORCH_BASE + NCCL_PER_PEER * (layout.tensor - 1 + pipe)
+
+
+def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
+    """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
+    residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
+    output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
+    SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
+    (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3)."""
+    t, h = layout.tensor, a.hidden_size
+    q, kv = _dims(a)
+    widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
+    mult = 3 if a.gated_mlp else 2
+    if a.num_layers > a.moe_layers:
+        widths.append(mult * a.intermediate_size / t)
+    if a.is_moe:
+        width = a.moe_intermediate_size / (1 if layout.expert > 1 else t)
+        widths.append(a.num_experts_per_token * (mult * width + h)
+                      + a.num_shared_experts * mult * a.moe_intermediate_size / t)
+    return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
+
+
+def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = "flashinfer",
+                       gpu: GPU | None = None) -> int:
+    """The profile run's sampler: logits of each request's last token (bf16, gathered over tensor
+    parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
+    ops/topk_topp_sampler.py), by `path` (sampler_path): FlashInfer's with the bf16 shard still alive at its peak,
+    PyTorch's native sort, whose peak (inside the segmented CUB sort) comes after the shard is freed, or the Triton
+    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline
+    stage samples."""
+    if path == "sort":
+        # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
+        return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
+    if path == "triton":
+        sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
+        rows = min(1 << max(0, requests - 1).bit_length(), sms)
+        return requests * a.vocab_size * TRITON_SAMPLER_BYTES + rows * a.vocab_size * 4
+    shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
+    return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
+
+
+def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
+    """How vLLM samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
+    release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
+    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. V0 sorts too (V0_SORT_SAMPLER).
+    Other engines take FlashInfer's count."""
+    if inf.engine != "vllm":
+        return "flashinfer"
+    flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
+                  else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
+    if inf.vllm_before(V1_DEFAULT):
+        return "flashinfer" if flashinfer else "sort"
+    if flashinfer:
+        return "flashinfer"
+    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
+
+
+def native_sampler(inf: Inference) -> bool:
+    """vLLM V1 sampling top-k/top-p natively (sort or Triton), not through FlashInfer."""
+    return sampler_path(inf) != "flashinfer"
+
+
+def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
+    """The fused-MoE workspace a forward of `tokens` tokens leaves in vLLM's WorkspaceManager (MOE_WORKSPACE_HELD):
+    TritonExperts.workspace_shapes (fused_moe/fused_moe.py; experts/triton_moe.py in 0.34.0) with M tokens, top-k,
+    N the gate/up output width on this rank and K the hidden size: workspace13 (M, top_k, max(activation out, K)),
+    also holding the output (M, K), and workspace2 (M, top_k, max(N, K)), in the activations' dtype."""
+    if not a.is_moe:
+        return 0
+    width = a.moe_intermediate_size / (1 if layout.expert > 1 else layout.tensor)
+    n = (2 if a.gated_mlp else 1) * width
+    h = a.hidden_size
+    return int(tokens * a.num_experts_per_token * (max(width, h) + max(n, h)) * ACT_BYTES)
+
+
+def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int) -> int:
+    """What vLLM V1's profile run holds beside the sampler's own tensors on the last pipeline stage: the dummy
+    forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
+    sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
+    IntermediateTensors buffer it receives into (gpu_model_runner.py _dummy_run: make_empty_intermediate_tensors of
+    max_num_tokens, hidden states and residual: pipeline_buffer_bytes). V0 holds the whole forward's hidden states
+    (V0_SORT_SAMPLER); other engines the sampled rows."""
+    rows = requests * a.hidden_size * ACT_BYTES
+    if inf.engine != "vllm":
+        return rows
+    if inf.vllm_before(V1_DEFAULT):
+        return s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
+    tokens = s.max_num_batched_tokens
+    held = rows + (0 if inf.vllm_before(SAMPLER_RANDOM_ROWS) else rows)
+    held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
+    if not inf.vllm_before(MOE_WORKSPACE_HELD):
+        held += moe_workspace_bytes(a, layout, tokens)
+    return held + pipeline_buffer_bytes(inf, a, layout, s)
+
+
+def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """vLLM V1 on a pipeline stage after the first: the IntermediateTensors buffer (hidden states and residual of
+    max_num_tokens tokens) that _dummy_run allocates and keeps (gpu_model_runner.py, self.intermediate_tensors; read in
+    0.8.5, 0.9.2 and 0.19.0). 0.34.0's runner allocates it when loading the model (v1/worker/gpu/model_runner.py), so
+    its log counts it with the weights; either way it comes out of the KV cache's budget."""
+    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or layout.pipeline == 1:
+        return 0
+    return 2 * s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
+
+
+def graph_capture_sizes(largest: int, step16: bool) -> int:
+    """How many batch sizes vLLM captures up to `largest` (VllmConfig._set_cudagraph_sizes): 1, 2, 4, then every 8,
+    from 0.11.1 (`step16`) every 16 from 256 on."""
+    if largest < 8:
+        return sum(1 for n in (1, 2, 4) if n <= largest)
+    if not step16 or largest < 256:
+        return 3 + len(range(8, largest + 1, 8))
+    return 3 + len(range(8, 256, 8)) + len(range(256, largest + 1, 16))
+
+
+def gpt_oss(a: ModelArch) -> bool:
+    """A gpt-oss checkpoint by its name (preset, config.json's _name_or_path or model_type): vLLM's GptOssForCausalLM,
+    which captures larger CUDA graphs. A bare `architecture` has no name and is taken as any other model."""
+    return "gpt-oss" in a.name.lower() or "gpt_oss" in a.name.lower()
+
+
+def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None) -> int:
+    """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
+    (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger capture adds)."""
+    default = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
+    tokens, sizes = default, GRAPH_SIZES
+    if inf is not None and inf.engine == "vllm" and gpt_oss(a):
+        # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
+        step16 = not inf.vllm_before(GRAPH_SIZES_STEP16)
+        tokens = min(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, s.max_num_batched_tokens)
+        # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / graph_capture_sizes(default, step16)
+    stage_layers = -(-a.num_layers // layout.pipeline)
+    return forward_peak_bytes(a, layout, tokens) + int(sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
+
+
+def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """TensorRT-LLM's CUDA graph pool (TRTLLM_GRAPH_MAX_BATCH): the decode forward of the largest captured batch, one
+    token a request, and its logits (the output the shared pool keeps)."""
+    batch = min(TRTLLM_GRAPH_MAX_BATCH, s.max_num_seqs)
+    return forward_peak_bytes(a, layout, batch) + batch * a.vocab_size * ACT_BYTES
