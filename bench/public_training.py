@@ -7,7 +7,9 @@ Each published number is compared with the estimate's comparable quantity, as th
 - steady: the model states kept between steps (weights, gradients, optimizer states);
 - steady_with_logits: the states plus the last micro-batch's 16-bit logits, where the script reads
   memory_allocated() while its loop variable still holds them (DeepSpeedExamples' train.py);
-- device_used (nvidia-smi): the whole estimate.
+- device_used (nvidia-smi): the whole estimate;
+- wrap_reserved: torch.cuda.memory_reserved() read as FSDP1's constructor returns (fsdp_qlora's train.py logs it,
+  reserved_after_model_wrap): the wrap's peak and the blocks it leaves cached (frameworks.fsdp1_wrap_peak).
 Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
 GPUs the model is sharded over. Out of sample: no constant of the estimator was set from these rows
 (see docs/accuracy.md, "Public training measurements").
@@ -73,6 +75,12 @@ def comparable(quantity: str, spec, est) -> int:
         tr = spec.training
         logits = tr.micro_batch_size * tr.sequence_length * arch.vocab_size * 2 // est.layout.tensor
         return comparable("steady", spec, est) + logits
+    if quantity == "wrap_reserved":
+        arch = resolve(spec.model)
+        p = count_params(arch)
+        frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
+        r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen)
+        return r.load + r.load_cached
     if quantity == "steady":
         arch = resolve(spec.model)
         p = count_params(arch)

@@ -240,5 +240,10 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     else:
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
         slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + r.step_transient) - r.transient
+    if r.load + r.load_cached > r.weights + r.activations + r.gradients + r.optimizer + slack:
+        # FSDP1's wrap (frameworks.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
+        # does not run, and the blocks it leaves cached are reserved when the step begins
+        return dict(weights_bytes=r.load, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
+                    slack=r.load_cached), "load"
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
                 optimizer_states_bytes=r.optimizer, slack=slack), r.phase

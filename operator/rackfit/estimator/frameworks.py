@@ -68,6 +68,8 @@ class RuntimePeak:
     expandable_segments: bool    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by the runtime
     # of backward_transient, the gathered parameters that strand no allocator slack (fsdp_gathered_reuse)
     reused: int = 0
+    load: int = 0                # FSDP1's wrap: what is allocated at its peak (fsdp1_wrap_peak), 0 elsewhere
+    load_cached: int = 0         # and what the allocator holds free beside it then
 
 
 # --- activations ----------------------------------------------------------------------------------------
@@ -505,7 +507,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     optimizer = optimizer_state_bytes(tr, n, state_bytes, a)
     masters = n * 4 if mixed else 0
     fw = tr.framework
-    gathered = buckets = step_extra = 0
+    gathered = buckets = step_extra = load = load_cached = 0
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -531,6 +533,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             root = (p.embedding + p.lm_head) // t
             gathered = 2 * layer * compute_bytes + layer * compute_bytes // d + root * compute_bytes
             buckets = layer * compute_bytes + layer * compute_bytes // d + output * compute_bytes
+            load, load_cached = fsdp1_wrap_peak(weights, layer * state_bytes, root * state_bytes)
         elif full:
             weights = n * state_bytes // d
             grads = n * state_bytes // d
@@ -577,6 +580,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             # full fine-tune; FSDP2 gathers the output for the loss
             root = output if tr.fsdp == 2 else (p.embedding + p.lm_head) // t
             gathered = 2 * stored_layer + root * compute_bytes
+            if tr.fsdp == 1:
+                load, load_cached = fsdp1_wrap_peak(weights, stored_layer, root * compute_bytes)
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
@@ -671,7 +676,23 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
-                       expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered))
+                       expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
+                       load=load, load_cached=load_cached)
+
+
+def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int, int]:
+    """FSDP1's wrap of a model that is not yet on the GPU (on CPU, or on meta and materialised by `param_init_fn`,
+    as accelerate's and Answer.AI's fsdp_qlora loaders hand it over), unit by unit, children first
+    (torch/distributed/fsdp/_init_utils.py, `_init_param_handle_from_module`): the unit's parameters are moved to
+    (or materialised on) the GPU (`_move_module_to_device` / `_materialize_with_param_init_fn`), broadcast from rank
+    0 with sync_module_states, then flattened into one padded flat parameter (FlatParamHandle.flatten_tensors:
+    `torch.cat`, a second unsharded copy) while `managed_params` still holds the originals, and `handle.shard()`
+    clones this rank's chunk before it frees the flat storage (`orig_storage._resize_(0)`). So at the root, wrapped
+    last, the GPU holds every shard (`resident`) and the root's unsharded parameters twice; the decoder layers'
+    blocks of the same two kinds, freed, stay cached (the next layer reused them) until the step.
+    Returns (allocated at that peak, cached beside it). `resident`: the sharded states as the step keeps them (no
+    gradients or optimizer states yet: torch.optim builds AdamW's lazily)."""
+    return resident + 2 * max(root_unit, layer_unit), 2 * min(root_unit, layer_unit)
 
 
 def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
