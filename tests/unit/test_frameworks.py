@@ -12,12 +12,8 @@ import pytest
 
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, Layout, estimate
-from rackfit.estimator.frameworks import (
-    ZERO_MAX_LIVE_PARAMETERS,
-    ZERO_PREFETCH_BUCKET,
-    runtime_activations,
-    runtime_peak,
-)
+from rackfit.estimator.framework_activations import runtime_activations
+from rackfit.estimator.frameworks import ZERO_MAX_LIVE_PARAMETERS, ZERO_PREFETCH_BUCKET, runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training, parse_spec
@@ -136,7 +132,7 @@ def test_compiled_per_op_sac_does_not_keep_the_down_projection_output():
     the attention output, the block input); compiled, the partitioner keeps only what the backward needs, and w2's
     output feeds only the residual add: one hidden-sized tensor a token a layer less (and, under tensor parallel, w2's
     whole-sequence partial sum and its reduce-scatter output)."""
-    from rackfit.estimator.frameworks import torchtitan_sac_bytes
+    from rackfit.estimator.framework_activations import torchtitan_sac_bytes
     h = LLAMA.hidden_size
     eager = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective"), 1)
     compiled = torchtitan_sac_bytes(LLAMA, Training(framework="fsdp", activationCheckpointing="selective",
@@ -179,7 +175,7 @@ def test_chunked_ce_loss_with_per_chunk_backward():
     """torchtitan's ChunkedCELoss (lossChunkBackward): one chunk's logits at a time, beside a 16-bit copy of the hidden
     states and their fp32 gradient accumulator, and for a full fine-tune the output's unsharded fp32 gradient kept
     across chunks; far less than keeping every chunk's 16-bit logits once the vocabulary outgrows the hidden size."""
-    from rackfit.estimator.frameworks import chunk_backward_loss
+    from rackfit.estimator.framework_activations import chunk_backward_loss
     base = dict(compile=True, lossChunks=8, microBatchSize=2, sequenceLength=8192, activationCheckpointing="full")
     kept = acts("fsdp", Layout(data=8), **base)
     per_chunk = acts("fsdp", Layout(data=8), lossChunkBackward=True, **base)

@@ -9,7 +9,7 @@ import pytest
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.activations import ACT_BYTES, FUSED_NORM_BYTES_PER_H
-from rackfit.estimator.frameworks import (
+from rackfit.estimator.framework_activations import (
     LOSS_PARALLEL_BACKWARD_BYTES,
     LOSS_PARALLEL_FORWARD_BYTES,
     NORM_OUTPUT_BYTES_PER_H,
@@ -18,9 +18,9 @@ from rackfit.estimator.frameworks import (
     eager_layer_bytes,
     pipelining_held,
     runtime_activations,
-    runtime_peak,
     torchtitan_sac_bytes,
 )
+from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training, parse_spec

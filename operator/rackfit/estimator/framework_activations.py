@@ -1,0 +1,400 @@
+"""What each training runtime other than Hugging Face transformers keeps for the backward, per GPU: torchtitan's
+FSDP2 (eager, compiled, per-op SAC, tensor and sequence parallel, loss parallel, pipelining), Megatron-LM
+(Korthikanti et al. with tensor and sequence parallelism, core-attention recompute), DeepSpeed and FSDP1 over
+transformers models; the loss buffers and each pipeline schedule's micro-batches. frameworks.py adds the model states
+and sharding buffers and picks the peak. Each mechanism cites the runtime's source.
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rackfit.estimator.activations import (
+    ACT_BYTES,
+    COMPILED_NORM_BYTES_PER_H,
+    FUSED_NORM_BYTES_PER_H,
+    NORM_BYTES_PER_H,
+    SHIFT_COPY_BYTES,
+    _dims,
+    _layer_bytes_per_token,
+    compile_savings,
+    kept_input_layers,
+    lora_dropout_bytes,
+)
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+# Megatron's hidden dropout (megatron/training/arguments.py --hidden-dropout 0.1): a 1-byte mask after
+# the attention projection and after the MLP (Korthikanti et al. 2022, Table 2: 2sbh of the 34sbh).
+MEGATRON_DROPOUT_MASK_BYTES = 1
+
+def _tokens(tr: Training) -> int:
+    return tr.micro_batch_size * tr.sequence_length
+
+
+def _mlp_widths(a: ModelArch) -> tuple[float, float]:
+    """(fc1 output width, activation output width) per token: SwiGLU's gate+up and act*up; GELU's fc1 and
+    act; MoE counts every routed copy (top-k) and the shared experts."""
+    gated = a.gated_mlp
+    if a.is_moe:
+        inter = a.num_experts_per_token * a.moe_intermediate_size + a.num_shared_experts * a.moe_intermediate_size
+    else:
+        inter = a.intermediate_size
+    return (2 * inter if gated else inter), inter
+
+
+# aten._scaled_dot_product_flash_attention / _efficient_attention return the fp32 log-sum-exp [batch, heads, seq] beside
+# the output, saved with it by per-op SAC: 4 bytes a head and token, not a head_dim
+SDPA_LSE_BYTES = 4
+
+# Bytes a logit of DTensor's loss-parallel cross-entropy (torch/distributed/tensor/parallel/loss.py)
+LOSS_PARALLEL_FORWARD_BYTES = 2 + 4 + 4 + 4
+LOSS_PARALLEL_BACKWARD_BYTES = 4 + 4 + 4 + 4
+
+
+# The 16-bit output of each of a block's two fused RMSNorms, the input its matmuls save (wq/wk/wv share the
+# attention norm's, w1/w3 the MLP norm's). transformers' eager RMSNorm count (NORM_BYTES_PER_H) includes it.
+NORM_OUTPUT_BYTES_PER_H = 2 * ACT_BYTES
+
+
+def torchtitan(tr: Training) -> bool:
+    """framework fsdp as FSDP2 runs it with torchtitan's (or torchtune's) model code; fsdpVersion 1 is FSDP1 with
+    Hugging Face transformers' models (accelerate, llama-recipes)."""
+    return tr.framework == "fsdp" and tr.fsdp == 2
+
+
+def sequence_parallel(tr: Training, t: int) -> bool:
+    """Tensor parallel under fsdp splits the norms and the residual over the sequence unless `sequenceParallel: false`:
+    torchtitan's plan (torchtitan/models/llama3/infra/parallelize.py, apply_tp: SequenceParallel norms, the block's
+    input Shard(1)) and torchtune's (torchtune/models/llama3/_parallelism.py, BASE_LLAMA_TP_TRAINING_PLAN) are;
+    transformers' tp_plan (LlamaConfig.base_model_tp_plan: colwise / rowwise linears only, as accelerate applies
+    it) is not, so every tensor rank keeps the whole sequence's block inputs and norms. Megatron: its flag."""
+    if t == 1:
+        return False
+    if tr.framework == "fsdp":
+        return tr.sequence_parallel is not False
+    return bool(tr.sequence_parallel)
+
+
+def loss_parallel(tr: Training, t: int) -> bool:
+    """fsdp under tensor parallel keeps the logits split over the vocabulary unless `lossParallel: false`: torchtitan's
+    "output" is ColwiseParallel(output_layouts=Shard(-1)) with the loss in loss_parallel() (disable_loss_parallel
+    false by default); torchtune's training plan gathers it (ColwiseParallel(input_layouts=Shard(1),
+    output_layouts=Replicate())) and transformers' lm_head is "colwise_rep": the whole vocabulary on every rank."""
+    return t > 1 and tr.loss_parallel is not False
+
+
+def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """Bytes one layer keeps per token without checkpointing in eager PyTorch with 16-bit weights (no
+    autocast residual): activations.py's calibrated count, whose norms are transformers' RMSNorm (an fp32
+    upcast kept per norm). torchtitan's models use nn.RMSNorm (torchtitan/models/llama3/model/model.py),
+    whose fused CUDA kernel (aten._fused_rms_norm) keeps the 16-bit input and the per-token rstd; its 16-bit
+    output is what the next matmuls save. Under tensor parallel, torchtitan's plan (parallelize.py, apply_tp)
+    is sequence parallel: the norms and the block's input are split over the sequence (SequenceParallel, Shard(1)),
+    and each norm's output is all-gathered (PrepareModuleInput, Shard(1) -> Replicate) before the colwise
+    matmuls, which save the gathered whole-sequence tensor: those two outputs are not divided by the tensor degree.
+    Without sequence parallel (`sequenceParallel: false`) the norms' inputs are the whole sequence on every rank too
+    (the rowwise outputs are all-reduced, Replicate)."""
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0]
+    if torchtitan(tr):
+        norm_split = t if sequence_parallel(tr, t) else 1
+        per -= NORM_BYTES_PER_H * a.hidden_size / t
+        per += FUSED_NORM_BYTES_PER_H * a.hidden_size / norm_split + NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+    return per
+
+
+def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """As eager, under torch.compile (activations.compile_savings: each norm keeps its 16-bit input and output, the
+    fp32 upcast and SwiGLU's act(gate) are recomputed). Under torchtitan's tensor parallel the saved norm outputs
+    are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them; without
+    sequence parallel the norms' inputs are whole too (COMPILED_NORM_BYTES_PER_H: input and output)."""
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
+    if torchtitan(tr) and t > 1:
+        whole = NORM_OUTPUT_BYTES_PER_H if sequence_parallel(tr, t) else COMPILED_NORM_BYTES_PER_H
+        per += whole * a.hidden_size * (1 - 1 / t)
+    return per
+
+
+def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    return compiled_layer_bytes(a, tr, t) if tr.compile else eager_layer_bytes(a, tr, t)
+
+
+def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """torchtitan's per-op selective AC (torchtitan/distributed/activation_checkpoint.py, `_custom_policy` /
+    SelectiveAC, was torchtitan/models/llama3/parallelize_llama.py): inside each checkpointed block, outputs of
+    ops in the save list (aten.mm / aten.linear, SDPA, reduce_scatter_tensor) are saved, except every second mm
+    (the count restarts per block); everything else is recomputed. The block's input is kept by the checkpoint
+    itself. The mm order is wq, wk, wv, wo, then w1 (gate), w3 (up), w2 (down)
+    (torchtitan/models/llama3/model/model.py): wq, wv, w1 and w2 are saved.
+    Under torchtitan's tensor parallel (sequence parallel, apply_tp) the colwise outputs are split over t, the
+    rowwise w2's saved output is the whole sequence's partial sum (before its reduce-scatter), the
+    reduce_scatter_tensor outputs of wo and w2 are saved (split over the sequence), the block's input is split
+    over the sequence, and the all-gathered norm outputs are recomputed (all_gather is not in the list). Without
+    sequence parallel the block's input is the whole sequence and the rowwise outputs are all-reduced (all_reduce is
+    not in the save list either): no reduce-scatter output is saved.
+    Eager, the policy's cache (torch/utils/checkpoint.py, _CachingTorchDispatchMode) stores every MUST_SAVE output
+    whether the backward uses it or not. Under torch.compile (torchtitan compiles each checkpointed block) the policy
+    only tags the traced graph, and AOTAutograd's partitioner (torch/_functorch/partitioners.py,
+    min_cut_rematerialization_partition) saves the forward values the backward graph reads, MUST_SAVE ones being
+    banned from recomputation: w2's output, and its reduce-scatter under sequence parallel, feed only the residual
+    add, whose backward reads nothing, so they are not kept (wo's reduce-scatter output is: the MLP norm's input is
+    recomputed from it)."""
+    h = a.hidden_size
+    q, kv = _dims(a)
+    fc1, inter = _mlp_widths(a)
+    # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
+    mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
+    mms += [(fc1 / 2, False), (fc1 / 2, False), (h, True)] if a.gated_mlp else [(fc1, False), (h, True)]
+    saved_mms = [(w, rowwise) for i, (w, rowwise) in enumerate(mms) if i % 2 == 0]
+    if tr.compile and saved_mms[-1] == (h, True):
+        saved_mms.pop()  # w2 (the block's last mm): its output feeds only the residual add
+    saved = sum(w if rowwise else w / t for w, rowwise in saved_mms)
+    sp = sequence_parallel(tr, t)
+    saved += q / t + (h / t if sp else h)  # SDPA output; the block's input
+    if sp:
+        saved += (1 if tr.compile else 2) * h / t  # the reduce-scatter outputs of wo and w2 (wo's alone compiled)
+    # SDPA's saved outputs include the flash kernel's fp32 log-sum-exp, one a head and token (heads split over t)
+    lse = SDPA_LSE_BYTES * a.num_attention_heads / t
+    lora = 0.0
+    if tr.method != "full":  # peft/torchtune adapters' fp32 inputs are saved as in eager
+        lora = _layer_bytes_per_token(a, tr, 1, mixed=False)[0] - \
+            _layer_bytes_per_token(a, tr.model_copy(update={"method": "full"}), 1, mixed=False)[0]
+    return ACT_BYTES * saved + lse + lora / t
+
+
+def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
+    """(bytes one layer keeps per token, of which core attention alone keeps) in Megatron-Core with
+    Transformer Engine and flash/fused attention: Korthikanti et al. 2022 (arXiv 2205.05198) eq. 2 and 4,
+    sbh(10 + 24/t + 5as/(ht)) with sequence parallel dividing the 10 by t too; the 5as/(ht) score terms
+    vanish with flash attention (q, k, v, the output and the softmax statistics are kept). Generalised to
+    GQA and SwiGLU: replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two
+    dropout masks (2 x 1h); split over t: q, k, v (2q + 2kv), the attention output (2q, the projection's
+    input), fc1 output and activation output. Recomputing core attention (selective) still keeps its
+    inputs q, k, v (the checkpoint's) and its output (the projection's): only the per-head fp32 softmax
+    statistics go."""
+    h = a.hidden_size
+    q, kv = _dims(a)
+    fc1, inter = _mlp_widths(a)
+    replicated = ACT_BYTES * (2 * h + h + h) + 2 * MEGATRON_DROPOUT_MASK_BYTES * h
+    lse = 4 * a.num_attention_heads  # fp32 log-sum-exp per head
+    split = ACT_BYTES * (2 * q + kv) + lse + ACT_BYTES * (fc1 + inter)
+    per = (replicated / t if sp else replicated) + split / t
+    return per, lse / t
+
+
+@dataclass(frozen=True)
+class Activations:
+    kept: int        # saved for the backward, all layers of the most loaded stage
+    recompute: int   # recomputed/backward working set of one layer
+    loss_forward: int
+    loss_backward: int
+
+
+def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float) -> tuple[int, int]:
+    """Loss buffers per token x vocabulary entry (vocab split over t). `lossChunks` > 1: the 16-bit logits
+    stay whole, the fp32 buffers exist for one chunk at a time (chunked cross-entropy)."""
+    n = _tokens(tr) * a.vocab_size / t
+    c = tr.loss_chunks or 1
+    if c > 1:
+        return int(n * (ACT_BYTES + (fwd_bytes - ACT_BYTES) / c)), int(n * (ACT_BYTES + bwd_bytes / c))
+    return int(n * fwd_bytes), int(n * bwd_bytes)
+
+
+def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,
+              virtual: int = 1, held: tuple[int, int] = (0, 0), recompute: int = 0) -> tuple[int, int, int]:
+    """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
+    of its layers and no loss, "last" one micro-batch and the loss, "max" the larger. 1F1B as Megatron runs it
+    (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
+    num_warmup_microbatches = pipeline_parallel_size - rank - 1, plus the one in steady state), DeepSpeed's
+    PipelineModule (deepspeed/runtime/pipe/schedule.py, TrainSchedule.num_pipe_buffers = min(stages - stage_id,
+    micro_batches); the loss only on the last stage, engine.py _exec_forward_pass) and torchtitan's 1F1B.
+    Megatron's interleaved schedule (`virtual` model chunks of L / (pipeline x virtual) layers a GPU;
+    schedules.py get_pp_rank_microbatches, forward_backward_pipelining_with_interleaving) runs
+    2 (pipeline - rank - 1) + (virtual - 1) x microbatch_group_size_per_vp_stage warmup forwards of one chunk
+    each (the group size defaults to the pipeline size, megatron/core/model_parallel_config.py), plus the one in steady
+    state: the last stage holds (virtual - 1) pipeline + 1 chunks' activations, the first 2 (pipeline - 1) more
+    (fewer when the step has fewer micro-batches than that, which the spec does not say: the upper bound).
+    `held`: what the runtime's schedule keeps beside the activations on the (first, last) stage (fsdp:
+    torch.distributed.pipelining's buffers and output chunks), counted with the kept activations. "max" compares
+    each end stage at its own peak: the first's kept activations and a layer's recompute, the last's and the larger
+    of its loss and a recompute."""
+    fwd, bwd = loss
+    if pipeline == 1:
+        return int(L * kept_per * tokens), fwd, bwd
+    stage_layers = math.ceil(L / pipeline)
+    if virtual > 1:
+        chunk_layers = stage_layers / virtual
+        first = int((2 * (pipeline - 1) + (virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
+        last = int(((virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
+    else:
+        first = int(stage_layers * pipeline * kept_per * tokens)
+        last = int(stage_layers * kept_per * tokens)
+    first, last = first + held[0], last + held[1]
+    if stage == "first" or (stage == "max" and first + recompute >= last + max(fwd, bwd, recompute)):
+        return first, 0, 0
+    return last, fwd, bwd
+
+
+def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
+    """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
+    (Megatron logs its last rank's memory)."""
+    t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
+    ckpt = tr.activation_checkpointing
+    frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
+    if tr.framework == "megatron":
+        sp = sequence_parallel(tr, t)
+        per, core = megatron_layer_bytes(a, tr, t, sp)
+        if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
+            kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
+        elif ckpt == "selective":  # --recompute-granularity selective (core_attn): flash keeps no scores
+            # the recomputed output lives only within its layer's backward, like the activation gradients
+            # not counted without checkpointing either
+            kept_per, recompute = per - core, 0.0
+        else:
+            kept_per, recompute = per, 0.0
+        # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
+        # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
+        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
+                                   tr.virtual_stages or 1)
+        return Activations(kept, int(recompute * tokens), fwd, bwd)
+    dropout = 0.0
+    if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
+        # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
+        # (LORA_INPUT_BYTES) does not happen; lora_a saves the same input tensor the base linear received
+        # (torchtune/modules/peft/lora.py, LoRALinear.forward; lora_dropout 0.0 is nn.Identity), which a
+        # full fine-tune keeps too, and lora_b's rank-wide input is negligible; a dropout's copy is 16-bit.
+        dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t
+        tr = tr.model_copy(update={"method": "full"})
+    per = layer_bytes(a, tr, t) + dropout
+    if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
+        split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
+        kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
+    elif ckpt == "selective" and torchtitan(tr):
+        kept_per = torchtitan_sac_bytes(a, tr, t)
+        recompute = max(per - kept_per, 0.0)
+    elif ckpt == "selective":  # DeepSpeed, FSDP1 with transformers models: Korthikanti's attention recompute
+        _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
+        kept_per, recompute = per - attention, attention
+    else:
+        kept_per, recompute = per, 0.0
+    if frozen_fsdp1_units:
+        recompute += fsdp1_held_input_grads(a, t)
+    # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
+    vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
+    if tr.loss_compiled:
+        # torch.compile over cross_entropy(logits.float()) (torchtitan components/loss.py, compiled with the model
+        # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
+        # the log-softmax, saving the 16-bit logits and per-token statistics; the backward writes the 16-bit
+        # gradient from them. No fp32 buffer per logit, chunked or not.
+        # Chunked (`lossChunks` c > 1), each chunk is its own tensor and its own compiled call: torchtune's
+        # chunked_output applies the output projection per chunk (torchtune/modules/transformer.py), and
+        # CEWithChunkedOutputLoss calls its compiled compute_cross_entropy once a chunk
+        # (torchtune/modules/loss/ce_chunked_output_loss.py; training/_compile.py compile_loss compiles that method
+        # alone; the recipe's `del logits` drops its own references). A chunk's saved logits are freed when its
+        # backward has written its gradient, so the backward holds the whole 16-bit gradient and one chunk more at
+        # most (the gradient chunks wait for the output projection's backward), not the logits and the gradient
+        # whole. c = 1 is the unchunked case: 2 x 16-bit a logit.
+        n = _tokens(tr) * a.vocab_size / vocab_split
+        c = tr.loss_chunks or 1
+        loss = int(n * ACT_BYTES), int(n * ACT_BYTES * (1 + 1 / c))
+    elif torchtitan(tr) and loss_parallel(tr, t):
+        # loss parallel (torchtitan's default under tensor parallel: the output stays Shard(-1) and the loss runs in
+        # torch.distributed.tensor.parallel.loss_parallel()): DTensor's own ops replace the fused kernels
+        # (torch/distributed/tensor/parallel/loss.py). `_log_softmax` keeps the fp32 input, `shifted = x - x_max` and
+        # `torch.exp(shifted)` at once beside the 16-bit logits: 2 + 4 + 4 + 4 bytes a logit forward;
+        # `_nll_loss_and_log_softmax_backward` holds the saved log-softmax, `grad_input = torch.zeros_like(x)`,
+        # `grad_input + torch.exp(x)` and its product with the gradient: 4 x 4 bytes backward.
+        loss = _loss(a, tr, t, LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES)
+    else:
+        # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
+        # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py).
+        # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
+        shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
+        loss = _loss(a, tr, vocab_split, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
+    if tr.loss_chunk_backward:
+        loss = chunk_backward_loss(a, tr, vocab_split)
+    if torchtitan(tr):
+        # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
+        # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
+        # input_layouts=Shard(1), so its input is all-gathered), alive through the loss forward and backward
+        final = tokens * a.hidden_size * ACT_BYTES
+        loss = loss[0] + final, loss[1] + final
+    held = (0, 0)
+    if tr.framework == "fsdp" and layout.pipeline > 1:
+        held = pipelining_held(a, tr, layout)
+    # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
+    kept_layers = kept_input_layers(tr, L) if ckpt == "full" and layout.pipeline == 1 else L
+    kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
+                               recompute=int(recompute * tokens))
+    return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def chunk_backward_loss(a: ModelArch, tr: Training, t: int) -> tuple[int, int]:
+    """(during the loss call, after it) for torchtitan's ChunkedCELoss (torchtitan/components/loss.py, PR 2937, April
+    2026; `lossChunkBackward`). `__call__` redistributes the hidden states to Replicate over tensor parallel (whole
+    sequence), makes `lossChunks` contiguous 16-bit copies of their chunks up front (`h_chunks`) and a GradAccumulator
+    whose buffer is `torch.zeros_like(hidden, dtype=torch.float32)`; then, chunk by chunk, `logits = lm_head(h_chunk)`,
+    the (compiled) cross-entropy and `chunk_loss.backward()`, whose gradient for the chunk is copied into the buffer:
+    one chunk's logits and loss buffers at a time (16-bit logits and their 16-bit gradient when compiled; else the
+    fp32 upcast, log-softmax and gradients beside the 16-bit logits the loop variable holds; loss parallel's under
+    tensor parallel). After the loop the buffer is cast to 16 bits (`accumulated_grad`) and saved by
+    _DecoderOutputGradientBackProp for the decoder's backward. The hidden states themselves are the final norm's
+    output, counted by the caller. For a full fine-tune the loop also sets `lm_head.set_requires_gradient_sync(False)`
+    until the last chunk, so FSDP2 keeps the output's unsharded gradient across chunks, accumulated in the reduce dtype
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param.py, to_accumulated_grad_if_needed: fp32, torchtitan's
+    mixed_precision_reduce) beside each chunk's 16-bit gradient (counted with the gathered output)."""
+    tokens, h, c = _tokens(tr), a.hidden_size, tr.loss_chunks or 1
+    chunk = tokens * a.vocab_size / t / c  # one chunk's logits on this rank
+    if tr.loss_compiled:
+        per_logit = 2 * ACT_BYTES
+    elif t > 1:
+        per_logit = ACT_BYTES + LOSS_PARALLEL_BACKWARD_BYTES
+    else:
+        per_logit = ACT_BYTES + 4 + 4 + 4
+    during = tokens * h * (ACT_BYTES + 4) + chunk * per_logit + tokens * h * ACT_BYTES / c  # + the chunk's h grad
+    if tr.method == "full":
+        during += a.vocab_size * h / t * 4
+    return int(during), int(tokens * h * ACT_BYTES)
+
+
+def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:
+    """Bytes a token that FSDP1 keeps through the backward of LoRA/QLoRA under transformers' reentrant checkpointing,
+    at the first layer's recompute: every later layer's 16-bit input gradient. Read in torch 2.4.1 and transformers
+    4.48.1: `gradient_checkpointing_enable` defaults to `use_reentrant: True` (modeling_utils.py), whose backward
+    (torch/utils/checkpoint.py, CheckpointFunction.backward) runs the layer on `detach_variable` copies of its inputs,
+    leaf tensors, and returns their `.grad`. The layer is an FSDP1 unit (accelerate's transformer-layer wrap) whose
+    flat parameter is frozen (peft's fsdp_auto_wrap_policy gives the adapters their own units), so its pre-forward
+    registers `_register_post_backward_reshard_only_hook` (fsdp/_runtime_utils.py): `register_multi_grad_hook` on
+    those detached inputs (autograd/graph.py), whose hook closure keeps the inputs' grad accumulators
+    (`_get_grad_fn_or_grad_acc`), and an AccumulateGrad node holds its variable (autograd/functions/accumulate_grad.h,
+    `Variable variable`). The hook is removed only by `_finalize_params` in the end-of-backward callback
+    (`_post_backward_hook_state[-1].remove()`), so each layer's detached input, with the `.grad` the layer's backward
+    wrote into it, stays until the whole backward ends: at layer 0's recompute the inputs (counted as the
+    checkpointed ones) and L - 1 input gradients. A unit whose flat parameter requires gradients (a full
+    fine-tune) registers its hook on the flat parameter instead and keeps nothing."""
+    return (a.num_layers - 1) * a.hidden_size * ACT_BYTES / t
+
+
+def pipelining_held(a: ModelArch, tr: Training, layout: Layout) -> tuple[int, int]:
+    """Bytes torch.distributed.pipelining (torchtitan's pipeline parallel) keeps on the (first, last) stage beside the
+    activations, for `pipeline` micro-batches a step (torchtitan's default, pipeline_parallel_microbatches unset),
+    read in torch 2.6's pipelining/stage.py and schedules.py:
+    - `PipelineStage._prepare_backward_infra` allocates a gradient receive buffer for every micro-batch's output on
+      every stage but the last, and `_prepare_forward_infra` an input receive buffer for every micro-batch on every
+      stage but the first (`_make_tensor_from_meta`), once, kept across steps;
+    - `forward_one_chunk` appends each micro-batch's output to `output_chunks`, which `clear_runtime_states` empties
+      only at the next step's start (`PipelineScheduleSingle.step`, which merges them on the last stage): every
+      micro-batch's stage output is kept through the step. A stage's output is its last block's, a 16-bit
+      [micro-batch, sequence / tensor, hidden] tensor under torchtitan's sequence parallel; the last stage's is the
+      16-bit logits (vocabulary over tensor under loss parallel), beside the loss buffers of the one in its
+      backward.
+    So the first stage holds 2 x pipeline outputs (gradient buffers and output chunks), the last stage pipeline
+    input buffers and pipeline micro-batches' 16-bit logits."""
+    m, t = layout.pipeline, layout.tensor
+    tokens = _tokens(tr)
+    block_output = tokens * a.hidden_size * ACT_BYTES // (t if sequence_parallel(tr, t) else 1)
+    logits = tokens * a.vocab_size * ACT_BYTES // (t if loss_parallel(tr, t) else 1)
+    return 2 * m * block_output, m * block_output + m * logits
