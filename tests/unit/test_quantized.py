@@ -155,6 +155,26 @@ def test_bitsandbytes_double_quant_and_skip_modules():
     assert int8 == pytest.approx(P8.linear + (ATTN_ROWS + MLP_ROWS) * 4 + VOCAB_16BIT, abs=2)
 
 
+def test_bitsandbytes_skip_modules_named_under_a_multimodal_wrapper():
+    """unsloth's dynamic quants of vision models list their 16-bit decoder modules as the runtime names them,
+    under the language model's wrapper (Mllama `language_model.model.layers.N`, transformers' Qwen2.5-VL
+    `model.language_model.layers.N`): those modules are 16-bit, as `model.layers.N` entries are; a vision tower's
+    own `layers.N` names no decoder layer."""
+    nf4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+           "bnb_4bit_use_double_quant": True}
+    plain, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["lm_head", "vision_tower"]}))
+    wrapped, e = weights(with_quant({**nf4, "llm_int8_skip_modules": [
+        "lm_head", "vision_tower", "language_model.model.layers.1.mlp", "model.language_model.layers.2.self_attn",
+        "vision_model.encoder.layers.3.mlp"]}))
+    bare, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["model.layers.1.mlp", "model.layers.2.self_attn"]}))
+    per = 0.5 + 1 / 64 + 4 / (64 * 256)
+    assert wrapped == pytest.approx(bare, rel=1e-9)
+    assert wrapped - plain == pytest.approx((P8.dense_mlp + P8.attention) / L * (2 - per), rel=1e-6)
+    assert any("mlp of layers 1" in n and "attention of layers 2" in n for n in e.notes)
+    assert matches("language_model.model.embed_tokens", "model.embed_tokens")
+    assert not matches("vision_model.encoder.layers.3.mlp", "model.layers.3.mlp.up_proj", substring=True)
+
+
 def test_modelopt_nvfp4_block_scales_and_excludes():
     qc = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16,
           "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}

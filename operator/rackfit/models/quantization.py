@@ -208,9 +208,28 @@ def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
     return out
 
 
+# A multimodal checkpoint names its language model under a wrapper: Mllama and Llava
+# `language_model.model.layers.N`, transformers >= 4.52's Qwen2.5-VL, Gemma 3 and Llava
+# `model.language_model.layers.N`, some `text_model.`. The loaders match an ignore list against those names (vLLM's
+# `is_layer_skipped_bnb` against its own prefixes, `language_model.model.layers.N.mlp.gate_up_proj` for Mllama;
+# transformers against `named_modules()`), so unsloth's dynamic quants list the 16-bit decoder modules of a vision
+# model that way. rackfit names decoder modules `model.layers.N...` (`projections`): the wrapper is dropped before
+# matching. Only the language model's wrappers: a vision tower's `vision_model.encoder.layers.N` stays as it is.
+_TEXT_WRAPPER = re.compile(r"^(?:model\.)?(?:language_model|text_model)\.(?:model\.)?")
+
+
+def text_model_name(entry: str) -> str:
+    """An ignore-list entry with a multimodal language-model wrapper, as rackfit names the module."""
+    m = _TEXT_WRAPPER.match(entry)
+    if not m:
+        return entry
+    rest = entry[m.end():]
+    return "model." + rest if rest.startswith(("layers.", "embed_tokens", "norm")) else rest
+
+
 def matches(entry: str, name: str, substring: bool = False) -> bool:
     """Whether an ignore-list entry names module `name` (or a parent of it)."""
-    entry = entry.removesuffix(".weight")
+    entry = text_model_name(entry.removesuffix(".weight"))
     if entry.startswith("re:"):  # compressed-tensors / vLLM: a regex matched from the start
         return re.match(entry[3:], name) is not None
     if name == entry or name.startswith(entry + ".") or name.endswith("." + entry) or (substring and entry in name):
