@@ -151,6 +151,8 @@ def test_bitsandbytes_double_quant_and_skip_modules():
     assert double == pytest.approx(P8.linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + VOCAB_16BIT, rel=1e-6)
     skip, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["lm_head", "mlp"]}))
     assert skip - plain == pytest.approx(P8.dense_mlp * (2 - 0.5 - 4 / 64), rel=1e-6)
+    fp4, _ = weights(preset="llama-3-8b-bnb-4bit-fp4")  # row S91's checkpoint: fp4, no double quant
+    assert fp4 == pytest.approx(plain, rel=1e-9)
     int8, _ = weights(with_quant({"quant_method": "bitsandbytes", "load_in_8bit": True}))
     assert int8 == pytest.approx(P8.linear + (ATTN_ROWS + MLP_ROWS) * 4 + VOCAB_16BIT, abs=2)
 
@@ -383,3 +385,10 @@ def test_vllm_dequantizes_bitsandbytes_double_quant():
                                                        rel=1e-6)
     assert vllm.breakdown.weights_bytes == pytest.approx(P8.linear * (0.5 + 4 / 64) + VOCAB_16BIT, rel=1e-6)
     assert any("dequantized to fp32 by vLLM" in n for n in vllm.notes)
+    # before 0.10.0 (no `_dequantize_dq`) vLLM holds the nested QuantState as the checkpoint stores it
+    old = estimate(parse_spec(dict(model={"huggingFaceConfig": "config.json"}, workload="inference",
+                                   precision="nf4", inference=dict(engine="vllm", engineVersion="0.9.2"))),
+                   Layout(), hf_config=with_quant(qc))
+    assert old.breakdown.weights_bytes == pytest.approx(hf.breakdown.weights_bytes, abs=64 << 20)
+    assert old.breakdown.weights_bytes < vllm.breakdown.weights_bytes - (300 << 20)
+    assert not any("dequantized to fp32 by vLLM" in n for n in old.notes)
