@@ -392,3 +392,19 @@ def test_vllm_dequantizes_bitsandbytes_double_quant():
     assert old.breakdown.weights_bytes == pytest.approx(hf.breakdown.weights_bytes, abs=64 << 20)
     assert old.breakdown.weights_bytes < vllm.breakdown.weights_bytes - (300 << 20)
     assert not any("dequantized to fp32 by vLLM" in n for n in old.notes)
+
+
+def test_vllm_in_flight_bitsandbytes_holds_fp32_absmax():
+    """`precision: nf4` on a 16-bit checkpoint is in-flight bitsandbytes: vLLM quantizes each shard with
+    quantize_4bit(compress_statistics=True) and, from 0.10.0, dequantizes the nested absmax when it binds it
+    (0.5 B + 4 B per 64 values); vLLM before 0.10.0 and SGLang keep the nesting (8-bit absmax + fp32 per 256)."""
+    def served(engine, version=None):
+        inference = dict(engine=engine, **({"engineVersion": version} if version else {}))
+        spec = parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference", precision="nf4",
+                               inference=inference))
+        return estimate(spec, Layout()).breakdown.weights_bytes
+
+    nested, fp32 = 0.5 + 1 / 64 + 4 / (64 * 256), 0.5 + 4 / 64
+    assert served("vllm") - served("vllm", "0.9.2") == pytest.approx(P8.linear * (fp32 - nested), rel=1e-6)
+    assert served("sglang") == pytest.approx(P8.linear * nested + VOCAB_16BIT, rel=1e-3)
+    assert served("transformers") == pytest.approx(P8.linear * nested + VOCAB_16BIT, rel=1e-6)

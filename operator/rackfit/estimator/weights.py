@@ -17,7 +17,13 @@ from functools import lru_cache
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
-from rackfit.models.quantization import PRECISION_FORMATS, Quantization, dequantized_experts, uniform
+from rackfit.models.quantization import (
+    NF4_FP32_ABSMAX,
+    PRECISION_FORMATS,
+    Quantization,
+    dequantized_experts,
+    uniform,
+)
 from rackfit.spec import Inference
 
 # Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
@@ -235,12 +241,12 @@ def quantization_of(arch: ModelArch | None, precision: str, num_layers: int, run
     takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32,
     from BNB_DEQUANTIZED_ABSMAX_FROM: `inference` names the release). `dequantize` (a note, from
     `mxfp4_dequantized`): MXFP4 experts held in torch_dtype instead."""
+    held = runtime == "vllm" and (inference is None or not inference.vllm_before(BNB_DEQUANTIZED_ABSMAX_FROM))
     if arch is not None and arch.quantization is not None:
         q = arch.quantization
-        held = inference is None or not inference.vllm_before(BNB_DEQUANTIZED_ABSMAX_FROM)
-        q = q.vllm if runtime == "vllm" and q.vllm is not None and held else q
-    else:
-        q = _uniform(precision, num_layers)
+        q = q.vllm if held and q.vllm is not None else q
+    else:  # `precision: nf4` on a 16-bit checkpoint: vLLM's in-flight bitsandbytes, absmax fp32 from 0.10.0
+        q = _uniform(precision, num_layers, NF4_FP32_ABSMAX if held and precision == "nf4" else None)
     return _dequantized(q, dequantize) if dequantize and q.method == "mxfp4" else q
 
 
