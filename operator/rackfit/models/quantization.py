@@ -37,7 +37,7 @@ transformers `quantizers/` and `integrations/`, compressed-tensors, ModelOpt):
   `group_size: -1` is one group per row (vLLM `GPTQLinearMethod`);
   bitsandbytes: 4-bit: 0.5 B + one absmax per 64 values, fp32, or with `bnb_4bit_use_double_quant` 8-bit plus one
   fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64), which vLLM's loader dequantizes back to fp32 per 64
-  (`Quantization.vllm`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
+  from 0.10.0 (`Quantization.vllm`, `NF4_FP32_ABSMAX`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
   mxfp4: 4-bit values + one E8M0 (1 B) scale per 32 (OCP MX; gpt-oss `*_blocks` / `*_scales` tensors).
 - What a runtime holds instead: an MXFP4 checkpoint's experts dequantized to torch_dtype at load where the runtime
   runs no MXFP4 kernel or trains (`dequantized_experts`; when, in estimator/weights.py `mxfp4_dequantized`).
