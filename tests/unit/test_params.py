@@ -39,6 +39,7 @@ TOTALS = [
     ("llama-3.1-405b-instruct-fp8", 405.853e9, 5e-5),
     ("deepseek-v3-fp8", 671e9, 1e-3),
     ("gpt-oss-120b-mxfp4", 116.8e9, 1e-3),
+    ("llama-3-8b-bnb-4bit-fp4", 8.030e9, 5e-4),  # Llama 3 8B: the published count, as llama-3.1-8b
     ("qwen2.5-72b-instruct-awq", 72.958e9, 5e-5),  # (computed) its MLP padded to 29696
 ]
 

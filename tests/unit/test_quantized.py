@@ -151,8 +151,30 @@ def test_bitsandbytes_double_quant_and_skip_modules():
     assert double == pytest.approx(P8.linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + VOCAB_16BIT, rel=1e-6)
     skip, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["lm_head", "mlp"]}))
     assert skip - plain == pytest.approx(P8.dense_mlp * (2 - 0.5 - 4 / 64), rel=1e-6)
+    fp4, _ = weights(preset="llama-3-8b-bnb-4bit-fp4")  # row S91's checkpoint: fp4, no double quant
+    assert fp4 == pytest.approx(plain, rel=1e-9)
     int8, _ = weights(with_quant({"quant_method": "bitsandbytes", "load_in_8bit": True}))
     assert int8 == pytest.approx(P8.linear + (ATTN_ROWS + MLP_ROWS) * 4 + VOCAB_16BIT, abs=2)
+
+
+def test_bitsandbytes_skip_modules_named_under_a_multimodal_wrapper():
+    """unsloth's dynamic quants of vision models list their 16-bit decoder modules as the runtime names them,
+    under the language model's wrapper (Mllama `language_model.model.layers.N`, transformers' Qwen2.5-VL
+    `model.language_model.layers.N`): those modules are 16-bit, as `model.layers.N` entries are; a vision tower's
+    own `layers.N` names no decoder layer."""
+    nf4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+           "bnb_4bit_use_double_quant": True}
+    plain, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["lm_head", "vision_tower"]}))
+    wrapped, e = weights(with_quant({**nf4, "llm_int8_skip_modules": [
+        "lm_head", "vision_tower", "language_model.model.layers.1.mlp", "model.language_model.layers.2.self_attn",
+        "vision_model.encoder.layers.3.mlp"]}))
+    bare, _ = weights(with_quant({**nf4, "llm_int8_skip_modules": ["model.layers.1.mlp", "model.layers.2.self_attn"]}))
+    per = 0.5 + 1 / 64 + 4 / (64 * 256)
+    assert wrapped == pytest.approx(bare, rel=1e-9)
+    assert wrapped - plain == pytest.approx((P8.dense_mlp + P8.attention) / L * (2 - per), rel=1e-6)
+    assert any("mlp of layers 1" in n and "attention of layers 2" in n for n in e.notes)
+    assert matches("language_model.model.embed_tokens", "model.embed_tokens")
+    assert not matches("vision_model.encoder.layers.3.mlp", "model.layers.3.mlp.up_proj", substring=True)
 
 
 def test_modelopt_nvfp4_block_scales_and_excludes():
@@ -363,3 +385,26 @@ def test_vllm_dequantizes_bitsandbytes_double_quant():
                                                        rel=1e-6)
     assert vllm.breakdown.weights_bytes == pytest.approx(P8.linear * (0.5 + 4 / 64) + VOCAB_16BIT, rel=1e-6)
     assert any("dequantized to fp32 by vLLM" in n for n in vllm.notes)
+    # before 0.10.0 (no `_dequantize_dq`) vLLM holds the nested QuantState as the checkpoint stores it
+    old = estimate(parse_spec(dict(model={"huggingFaceConfig": "config.json"}, workload="inference",
+                                   precision="nf4", inference=dict(engine="vllm", engineVersion="0.9.2"))),
+                   Layout(), hf_config=with_quant(qc))
+    assert old.breakdown.weights_bytes == pytest.approx(hf.breakdown.weights_bytes, abs=64 << 20)
+    assert old.breakdown.weights_bytes < vllm.breakdown.weights_bytes - (300 << 20)
+    assert not any("dequantized to fp32 by vLLM" in n for n in old.notes)
+
+
+def test_vllm_in_flight_bitsandbytes_holds_fp32_absmax():
+    """`precision: nf4` on a 16-bit checkpoint is in-flight bitsandbytes: vLLM quantizes each shard with
+    quantize_4bit(compress_statistics=True) and, from 0.10.0, dequantizes the nested absmax when it binds it
+    (0.5 B + 4 B per 64 values); vLLM before 0.10.0 and SGLang keep the nesting (8-bit absmax + fp32 per 256)."""
+    def served(engine, version=None):
+        inference = dict(engine=engine, **({"engineVersion": version} if version else {}))
+        spec = parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference", precision="nf4",
+                               inference=inference))
+        return estimate(spec, Layout()).breakdown.weights_bytes
+
+    nested, fp32 = 0.5 + 1 / 64 + 4 / (64 * 256), 0.5 + 4 / 64
+    assert served("vllm") - served("vllm", "0.9.2") == pytest.approx(P8.linear * (fp32 - nested), rel=1e-6)
+    assert served("sglang") == pytest.approx(P8.linear * nested + VOCAB_16BIT, rel=1e-3)
+    assert served("transformers") == pytest.approx(P8.linear * nested + VOCAB_16BIT, rel=1e-6)

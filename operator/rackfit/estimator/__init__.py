@@ -76,7 +76,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
                            spec.inference if spec.workload == "inference" else None, training)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
-    q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize)
+    q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize,
+                        spec.inference if spec.workload == "inference" else None)
     notes = [q.note(spec.precision)] if arch.quantization is not None else []
     if dequantize and q.method == "mxfp4" and arch.quantization is None:
         notes.append(dequantize)

@@ -17,7 +17,13 @@ from functools import lru_cache
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
-from rackfit.models.quantization import PRECISION_FORMATS, Quantization, dequantized_experts, uniform
+from rackfit.models.quantization import (
+    NF4_FP32_ABSMAX,
+    PRECISION_FORMATS,
+    Quantization,
+    dequantized_experts,
+    uniform,
+)
 from rackfit.spec import Inference
 
 # Bytes per parameter of a compressed matrix, scales included (docs/reference/memory-model.md §1.1);
@@ -221,16 +227,26 @@ def stage_share(num_layers: int, pipeline: int) -> float:
 _uniform = lru_cache(maxsize=64)(uniform)
 
 
+# vLLM's bitsandbytes loader dequantizes a double-quantized checkpoint's nested absmax to fp32 at load from 0.10.0
+# (model_loader/bitsandbytes_loader.py `_dequantize_dq`, called from `_bind_quant_states_to_params` and
+# `_fuse_moe_quant_states`); 0.5.x-0.9.2 (model_loader/loader.py, then bitsandbytes_loader.py) keep the QuantState as
+# the checkpoint stores it (`QuantState.from_dict`: uint8 absmax, fp32 `state2.absmax` per 256 blocks) and
+# bitsandbytes' `dequantize_4bit` undoes the nesting per call, a transient. Read in the wheels of 0.9.2 and 0.10.0.
+BNB_DEQUANTIZED_ABSMAX_FROM = (0, 10)
+
+
 def quantization_of(arch: ModelArch | None, precision: str, num_layers: int, runtime: str | None = None,
-                    dequantize: str | None = None) -> Quantization:
+                    dequantize: str | None = None, inference: Inference | None = None) -> Quantization:
     """What the weights store: the checkpoint's quantization_config wins over the spec's precision; `runtime` vllm
-    takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32).
-    `dequantize` (a note, from `mxfp4_dequantized`): MXFP4 experts held in torch_dtype instead."""
+    takes what vLLM's loader holds where it differs (a double-quantized bitsandbytes checkpoint's absmax in fp32,
+    from BNB_DEQUANTIZED_ABSMAX_FROM: `inference` names the release). `dequantize` (a note, from
+    `mxfp4_dequantized`): MXFP4 experts held in torch_dtype instead."""
+    held = runtime == "vllm" and (inference is None or not inference.vllm_before(BNB_DEQUANTIZED_ABSMAX_FROM))
     if arch is not None and arch.quantization is not None:
         q = arch.quantization
-        q = q.vllm if runtime == "vllm" and q.vllm is not None else q
-    else:
-        q = _uniform(precision, num_layers)
+        q = q.vllm if held and q.vllm is not None else q
+    else:  # `precision: nf4` on a 16-bit checkpoint: vLLM's in-flight bitsandbytes, absmax fp32 from 0.10.0
+        q = _uniform(precision, num_layers, NF4_FP32_ABSMAX if held and precision == "nf4" else None)
     return _dequantized(q, dequantize) if dequantize and q.method == "mxfp4" else q
 
 
@@ -263,7 +279,7 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     spec's `inference` (its vLLM release) which MXFP4 backend vLLM takes on Hopper (`mxfp4_triton`), and,
     with `training`, whether it dequantizes MXFP4 experts (`mxfp4_dequantized`)."""
     q = quantization_of(arch, precision, num_layers, runtime, mxfp4_dequantize_note(runtime, architecture, layout,
-                                                                                   training))
+                                                                                   training), inference)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
     pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))

@@ -37,7 +37,7 @@ transformers `quantizers/` and `integrations/`, compressed-tensors, ModelOpt):
   `group_size: -1` is one group per row (vLLM `GPTQLinearMethod`);
   bitsandbytes: 4-bit: 0.5 B + one absmax per 64 values, fp32, or with `bnb_4bit_use_double_quant` 8-bit plus one
   fp32 per 256 blocks (bitsandbytes `Params4bit`, blocksize 64), which vLLM's loader dequantizes back to fp32 per 64
-  (`Quantization.vllm`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
+  from 0.10.0 (`Quantization.vllm`, `NF4_FP32_ABSMAX`); 8-bit: int8 + fp32 `SCB` per row (`Int8Params`);
   mxfp4: 4-bit values + one E8M0 (1 B) scale per 32 (OCP MX; gpt-oss `*_blocks` / `*_scales` tensors).
 - What a runtime holds instead: an MXFP4 checkpoint's experts dequantized to torch_dtype at load where the runtime
   runs no MXFP4 kernel or trains (`dequantized_experts`; when, in estimator/weights.py `mxfp4_dequantized`).
@@ -135,11 +135,20 @@ class Quantization(BaseModel):
                 f"applied to them: the quantization_config decides each module, unquantized ones keep torch_dtype")
 
 
-def uniform(precision: str, num_layers: int) -> Quantization:
+# bitsandbytes 4-bit with its absmax in fp32, one per 64 values: a checkpoint without double quantization, and what
+# vLLM holds of a double-quantized one from 0.10.0 (`_dequantize_dq`, estimator/weights.py BNB_DEQUANTIZED_ABSMAX_FROM),
+# the in-flight path included: vLLM's `_unquantized_generator` quantizes each rank's shard with
+# `quantize_4bit(compress_statistics=True, quant_type="nf4")` and dequantizes the nested absmax when it binds it.
+# SGLang's loader (srt/model_loader/loader.py, 0.5.x) does the same quantize_4bit and keeps the nesting: `nf4`.
+NF4_FP32_ABSMAX = Format("nf4", 0.5, 4.0, 1, 64)
+
+
+def uniform(precision: str, num_layers: int, fmt: Format | None = None) -> Quantization:
     """A spec's `precision` on every decoder linear layer; embeddings, lm_head and routers 16-bit (fp32
-    models: everything fp32). MXFP4 compresses only routed experts, as gpt-oss does."""
+    models: everything fp32). MXFP4 compresses only routed experts, as gpt-oss does. `fmt` stores the quantized
+    layers in another format than the precision's own (NF4_FP32_ABSMAX under vLLM)."""
     u = 4.0 if precision == "fp32" else 2.0
-    f = PRECISION_FORMATS[precision]
+    f = fmt or PRECISION_FORMATS[precision]
     q = f.value_bytes + (f.scale_bytes / (f.rows * f.cols) if f.rows and f.cols else 0.0)
     dense = u if precision == "mxfp4" else q
     layer = LayerBytes(attention=dense, mlp=dense, experts=q, shared=dense, router=u)
@@ -208,9 +217,30 @@ def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
     return out
 
 
+# A multimodal checkpoint names its language model under a wrapper: Mllama and Llava
+# `language_model.model.layers.N`, transformers >= 4.52's Qwen2.5-VL, Gemma 3 and Llava
+# `model.language_model.layers.N`, some `text_model.`. The loaders match an ignore list against those names (vLLM's
+# `is_layer_skipped_bnb` against its own prefixes, `language_model.model.layers.N.mlp.gate_up_proj` for Mllama;
+# transformers against `named_modules()`), so unsloth's dynamic quants list the 16-bit decoder modules of a vision
+# model that way (unsloth/models/_utils.py, `patched_should_convert_module` and `_remap_text_only_skip_modules`:
+# gemma-3-4b-it-unsloth-bnb-4bit "encode[s] skip paths as language_model.model.layers.*", unsloth issue 4208).
+# rackfit names decoder modules `model.layers.N...` (`projections`): the wrapper is dropped before matching. Only the
+# language model's wrappers: a vision tower's `vision_model.encoder.layers.N` stays as it is.
+_TEXT_WRAPPER = re.compile(r"^(?:model\.)?(?:language_model|text_model)\.(?:model\.)?")
+
+
+def text_model_name(entry: str) -> str:
+    """An ignore-list entry with a multimodal language-model wrapper, as rackfit names the module."""
+    m = _TEXT_WRAPPER.match(entry)
+    if not m:
+        return entry
+    rest = entry[m.end():]
+    return "model." + rest if rest.startswith(("layers.", "embed_tokens", "norm")) else rest
+
+
 def matches(entry: str, name: str, substring: bool = False) -> bool:
     """Whether an ignore-list entry names module `name` (or a parent of it)."""
-    entry = entry.removesuffix(".weight")
+    entry = text_model_name(entry.removesuffix(".weight"))
     if entry.startswith("re:"):  # compressed-tensors / vLLM: a regex matched from the start
         return re.match(entry[3:], name) is not None
     if name == entry or name.startswith(entry + ".") or name.endswith("." + entry) or (substring and entry in name):
@@ -290,7 +320,7 @@ def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
         if cfg.get("load_in_4bit"):
             double = bool(cfg.get("bnb_4bit_use_double_quant"))
             kind = str(cfg.get("bnb_4bit_quant_type", "fp4"))
-            scale = 1 + 4 / 256 if double else 4.0
+            scale = 1 + 4 / 256 if double else NF4_FP32_ABSMAX.scale_bytes
             return [_Scheme(Format(kind, 0.5, scale, 1, 64), skip, substring=True)], \
                 f"bitsandbytes {kind}, absmax per 64{' (double quant)' if double else ''}"
         return [_Scheme(Format("int8", 1.0, 4.0, 1, 0), skip, substring=True)], "bitsandbytes int8, fp32 scale per row"
