@@ -200,6 +200,11 @@ class Architecture(_Model):
     # sliding-window attention (Gemma-2, gpt-oss, Mistral v0.1)
     sliding_window: int | None = Positive
     sliding_window_layers: int | None = Field(None, ge=0)
+    vision_parameters: int | None = Field(None, ge=0, description=(
+        "parameters of a multimodal checkpoint's vision encoder and its projector to the language model, stored in "
+        "the checkpoint's 16-bit dtype whatever the text layers' quantization (bitsandbytes' and unsloth's skip "
+        "lists, AWQ/GPTQ/compressed-tensors ignore lists leave it unconverted), split over tensor parallel, on the "
+        "first pipeline stage. Read from a huggingFaceConfig's vision_config; 0 for text-only models"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "

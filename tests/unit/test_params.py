@@ -287,3 +287,38 @@ def test_hf_qwen2_moe_counts_its_shared_expert_in_expert_widths():
                  "num_experts_per_tok": 4, "num_attention_heads": 16, "num_key_value_heads": 16,
                  "vocab_size": 151936})
     assert a.num_shared_experts == 4 and a.attention_bias
+
+
+# Qwen/Qwen2.5-VL-7B-Instruct config.json's vision_config (the text keys as Qwen2-7B's)
+QWEN25_VL_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "hidden_act": "silu",
+                    "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
+                    "spatial_merge_size": 2, "temporal_patch_size": 2}
+
+
+def test_hf_vision_tower_is_counted_from_vision_config():
+    """Qwen2.5-VL-7B's vision tower is about 0.67B parameters (32 SwiGLU ViT blocks of width 1280, the merger)."""
+    text = {"model_type": "qwen2_5_vl", "num_hidden_layers": 28, "hidden_size": 3584, "intermediate_size": 18944,
+            "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064}
+    a = from_hf({**text, "vision_config": QWEN25_VL_VISION})
+    assert 0.64e9 < a.vision_parameters < 0.70e9
+    assert count_params(a).total - count_params(from_hf(text)).total == a.vision_parameters
+    # Gemma 3's SigLIP (so400m: 27 GELU blocks of width 1152): about 0.41B
+    gemma = from_hf({"model_type": "gemma3", "text_config": {"num_hidden_layers": 34, "hidden_size": 2560,
+                                                             "intermediate_size": 10240, "num_attention_heads": 8,
+                                                             "num_key_value_heads": 4, "head_dim": 256,
+                                                             "vocab_size": 262208},
+                     "vision_config": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                                       "hidden_act": "gelu_pytorch_tanh", "patch_size": 14}})
+    assert 0.40e9 < gemma.vision_parameters < 0.43e9
+
+
+def test_a_quantized_checkpoint_keeps_its_vision_tower_in_16_bit():
+    from rackfit.estimator.result import Layout
+    from rackfit.estimator.weights import weight_bytes
+    text = {"model_type": "qwen2_5_vl", "num_hidden_layers": 28, "hidden_size": 3584, "intermediate_size": 18944,
+            "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064}
+    with_vision, without = from_hf({**text, "vision_config": QWEN25_VL_VISION}), from_hf(text)
+    for layout in (Layout(tensor=1, pipeline=1, data=1), Layout(tensor=2, pipeline=2, data=1)):
+        extra = weight_bytes(count_params(with_vision), "nf4", layout, 28, with_vision) - \
+            weight_bytes(count_params(without), "nf4", layout, 28, without)
+        assert extra == pytest.approx(with_vision.vision_parameters * 2 / layout.tensor, rel=1e-3)

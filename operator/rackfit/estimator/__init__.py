@@ -84,6 +84,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if arch.rough:
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
+    if arch.vision_parameters:
+        notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; the "
+                     "images' activations (and a serving engine's multimodal profile run) are not")
     if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
         notes.append(fp8_unsupported(spec, arch, gpu) or
                      "fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)")

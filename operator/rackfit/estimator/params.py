@@ -18,11 +18,12 @@ class ParamCounts:
     shared: int         # shared experts + routers of MoE layers
     norms: int
     active_experts: int  # routed-expert parameters one token touches, all layers
+    vision: int = 0     # a multimodal checkpoint's vision tower and projector (16-bit in quantised checkpoints)
 
     @property
     def total(self) -> int:
         return (self.embedding + self.lm_head + self.attention + self.dense_mlp + self.experts
-                + self.shared + self.norms)
+                + self.shared + self.norms + self.vision)
 
     @property
     def linear(self) -> int:
@@ -79,6 +80,7 @@ def count_params(a: ModelArch) -> ParamCounts:
         shared=a.moe_layers * (a.num_shared_experts * expert + a.num_experts * h),
         norms=(2 * L + 1) * h,
         active_experts=a.moe_layers * a.num_experts_per_token * expert,
+        vision=a.vision_parameters,
     )
     if a.rough:  # only the total is known: scale every part to it
         scale = a.declared_parameters / counts.total

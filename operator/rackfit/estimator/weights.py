@@ -300,7 +300,11 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
     # pipeline stages hold ceil(L / p) consecutive layers; the heaviest stage counts
     per_stage_layers = -(-num_layers // layout.pipeline)
-    heaviest = max(sum(per_layer[s:s + per_stage_layers]) for s in range(0, num_layers, per_stage_layers))
+    stages = [sum(per_layer[s:s + per_stage_layers]) for s in range(0, num_layers, per_stage_layers)]
+    # a vision tower stays in the checkpoint's 16-bit dtype (quantization configs skip it), split over tensor
+    # parallel as vLLM's encoders build their layers, on the first stage with the embedding
+    stages[0] += p.vision * q.dtype_bytes / layout.tensor
+    heaviest = max(stages)
     per_stage = heaviest + p.norms * q.dtype_bytes * stage_share(num_layers, layout.pipeline)
     # vocab-parallel embedding/lm_head; with pipelining the first stage holds the embedding, the last the
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).

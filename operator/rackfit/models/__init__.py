@@ -44,6 +44,7 @@ class ModelArch(BaseModel):
     sliding_window: int = 0
     sliding_window_layers: int = 0
     max_position_embeddings: int = 0  # the longest context supported (0: unknown)
+    vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -140,6 +141,9 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
         fields["num_shared_experts"] = -(-int(shared) // int(fields["moe_intermediate_size"]))
     if fields.get("num_experts") and "moe_intermediate_size" not in fields and "intermediate_size" in fields:
         fields["moe_intermediate_size"] = fields["intermediate_size"]
+    vision = vision_parameters_from_hf_config(config)
+    if vision:
+        fields["vision_parameters"] = vision
     longest = max_context_from_hf_config(config)
     if longest:
         fields["max_position_embeddings"] = longest
@@ -147,6 +151,33 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
         return Architecture.model_validate(fields)
     except Exception as e:  # pydantic ValidationError -> field-named message
         raise InvalidWorkload([("spec.model.huggingFaceConfig", f"unusable config.json: {e}")]) from None
+
+
+def vision_parameters_from_hf_config(config: dict[str, Any]) -> int:
+    """A multimodal config.json's vision tower from its vision_config: a ViT of `depth`/`num_hidden_layers` (plus
+    mllama's `num_global_layers`) blocks of q, k, v, o and an MLP (SwiGLU when hidden_act is silu: Qwen2.5-VL), the
+    patch embedding, and a projector to the text model's width (Qwen's merger first mixes spatial_merge_size^2
+    patches: a square matrix of that width). The width is `embed_dim` where set (Qwen2-VL, whose vision hidden_size
+    is the text model's), else `hidden_size`. Counted from the shapes, as vLLM's qwen2_5_vl.py, siglip.py (Gemma 3),
+    clip.py (LLaVA) and mllama.py build them; norms, biases and position embeddings (under 1%) are left out."""
+    v = config.get("vision_config")
+    if not isinstance(v, dict):
+        return 0
+    width = v.get("embed_dim") or v.get("hidden_size") or v.get("width")
+    layers = (v.get("depth") or v.get("num_hidden_layers") or v.get("num_layers") or 0) + \
+        (v.get("num_global_layers") or 0)
+    if not width or not layers:
+        return 0
+    inter = v.get("intermediate_size") or int(width * (v.get("mlp_ratio") or 4))
+    gated = str(v.get("hidden_act", "gelu")) in ("silu", "swiglu")
+    block = 4 * width * width + (3 if gated else 2) * width * inter
+    channels = v.get("in_channels") or v.get("in_chans") or v.get("num_channels") or 3
+    patch = channels * (v.get("patch_size") or 14) ** 2 * (v.get("temporal_patch_size") or 1) * width
+    merged = width * (v.get("spatial_merge_size") or 1) ** 2
+    text = config.get("text_config", {}).get("hidden_size") or config.get("hidden_size") or width
+    projector = (v.get("vision_output_dim") or merged) * (v.get("out_hidden_size") or text) + \
+        (merged * merged if merged != width else 0)
+    return int(layers * block + patch + projector)
 
 
 # The keys vLLM reads for a model's maximum length, the smallest one winning (vllm/config.py,
