@@ -34,7 +34,7 @@ TOTALS = [
     ("deepseek-v3", 671e9, 1e-3),
     ("gpt-oss-120b", 116.8e9, 1e-3),
     ("gemma-2-27b", 27.23e9, 5e-4),
-    ("llama-4-scout", 107.77e9, 5e-4),  # (computed) text only: Meta's "109B total" adds the ~0.87B vision tower
+    ("llama-4-scout", 109e9, 5e-3),  # Meta's "109B total": 107.77B of text and the 0.83B vision tower
     # published quantized checkpoints: the base shape (tests/unit/test_quantized.py checks their bytes)
     ("llama-3.1-405b-instruct-fp8", 405.853e9, 5e-5),
     ("deepseek-v3-fp8", 671e9, 1e-3),
@@ -265,7 +265,9 @@ SCOUT_CONFIG = {"model_type": "llama4", "text_config": {
     "model_type": "llama4_text", "num_hidden_layers": 48, "hidden_size": 5120, "intermediate_size": 8192,
     "intermediate_size_mlp": 16384, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
     "vocab_size": 202048, "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
-    "max_position_embeddings": 10485760}}
+    "max_position_embeddings": 10485760},
+    "vision_config": {"hidden_size": 1408, "intermediate_size": 5632, "num_hidden_layers": 34, "hidden_act": "gelu",
+                      "patch_size": 14, "num_channels": 3, "vision_output_dim": 4096}}
 
 
 def test_hf_llama4_gets_its_shared_expert():
