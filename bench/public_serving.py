@@ -126,9 +126,10 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
         lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} | {cells[2]:+.1f}% | "
                      f"{rule} |")
     lines.append("")
-    lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
-                 f"worst unsafe error (more KV cache promised than the engine allocated) {max(kv_errors):+.1f}%, "
-                 f"worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
+    if errors:  # a file of fit/no-fit facts alone has no error to sum up
+        lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
+                     f"worst unsafe error (more KV cache promised than the engine allocated) "
+                     f"{max(kv_errors, default=0):+.1f}%, worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
     if facts:
         wrong = [f"{i} ({'started' if started else 'did not start'}, rackfit: {'fits' if said else 'no fit'})"
                  for i, started, said in facts if started != said]
