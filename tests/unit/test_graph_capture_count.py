@@ -56,3 +56,9 @@ def test_v1_largest_capture_is_twice_max_num_seqs():
 def test_sglang_graphs_unchanged_by_the_vllm_count():
     a, g = _graphs("0.4.4", seqs=16, engine="sglang")
     assert g == forward_peak_bytes(a, Layout(), 32) + GRAPH_SIZES * (a.num_layers + 1) * GRAPH_PRIVATE_BYTES
+
+
+def test_v1_before_0_10_captured_up_to_512_whatever_max_num_seqs():
+    a, default = _graphs("0.9.2")
+    assert _graphs("0.9.2", seqs=16)[1] == default   # 0.9.2: cuda_graph_sizes [512]
+    assert _graphs("0.10.0", seqs=16)[1] < default   # 0.10.0: [min(max_num_seqs * 2, 512)]
