@@ -76,8 +76,10 @@ def measure(path: Path = CASES) -> list[dict]:
             quantity, error = "kv cache", _err(est.kv_cache_tokens, m["kvCacheTokens"])
         elif "kvCacheBytes" in m:
             quantity, error = "kv cache", _err(pool, _bytes(m["kvCacheBytes"]))
-        else:
+        elif "weightsBytes" in m:
             quantity, error = "weights", _err(est.breakdown.weights_bytes, _bytes(m["weightsBytes"]))
+        else:  # a fit/no-fit fact alone (the log says whether it started, no number): no error to band
+            continue
         out.append(dict(id=row["id"], engine=est.engine.engine, gpu=row["gpu"]["architecture"], quantity=quantity,
                         error=error))
     return out
@@ -106,21 +108,28 @@ def table(path: Path = CASES) -> tuple[str, list[float]]:
             ours = pool
             cells = (f"KV {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), f"{rule_kv / GiB:.2f}",
                      _err(rule_kv, logged))
-        else:
+        elif "weightsBytes" in m:
             logged, ours = _bytes(m["weightsBytes"]), est.breakdown.weights_bytes
             cells = (f"weights {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), "", 0.0)
-        errors.append(cells[2])
+        else:  # a fit/no-fit fact alone: the log (or its reporter) says whether the server came up, no number
+            cells = ("started" if m["starts"] else "did not start",
+                     "fits" if est.engine_starts else "no fit", None, "", 0.0)
         if "starts" in m:  # a fit/no-fit fact: the engine started, or refused / died at graph capture
             facts.append((row["id"], bool(m["starts"]), bool(est.engine_starts)))
+        if cells[2] is None:
+            lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} |  |  |  |")
+            continue
+        errors.append(cells[2])
         if "kvCacheTokens" in m or "kvCacheBytes" in m:
             kv_errors.append(cells[2])
         rule = f"{cells[3]} | {cells[4]:+.1f}%" if cells[3] else " | "
         lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} | {cells[2]:+.1f}% | "
                      f"{rule} |")
     lines.append("")
-    lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
-                 f"worst unsafe error (more KV cache promised than the engine allocated) {max(kv_errors):+.1f}%, "
-                 f"worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
+    if errors:  # a file of fit/no-fit facts alone has no error to sum up
+        lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
+                     f"worst unsafe error (more KV cache promised than the engine allocated) "
+                     f"{max(kv_errors, default=0):+.1f}%, worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
     if facts:
         wrong = [f"{i} ({'started' if started else 'did not start'}, rackfit: {'fits' if said else 'no fit'})"
                  for i, started, said in facts if started != said]

@@ -119,6 +119,15 @@ def test_v0_chunk_was_512_tokens_before_0_6_5():
         return estimate(spec).engine.max_num_batched_tokens
     assert chunk("0.6.4") == V0_CHUNK_TOKENS_BEFORE == 512
     assert chunk("0.6.5") == chunk("0.7.3") == V0_CHUNK_TOKENS == 2048
+    # chunked prefill by itself above 32K only from 0.5.3 (arg_utils.py use_long_context): 0.5.2 profiles the whole
+    # context, so it sizes a smaller cache for the same 34,768 tokens than 0.5.3
+    assert chunk("0.5.3") == 512 and chunk("0.5.2") == V0_LONG_CONTEXT + 2000
+
+    def tokens(version):
+        spec = parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",
+                               inference=dict(contextLength=V0_LONG_CONTEXT + 2000, engineVersion=version)))
+        return estimate(spec, gpu=H100).kv_cache_tokens
+    assert tokens("0.5.2") < tokens("0.5.3")
 
 
 def test_v0_runs_nothing_after_its_graphs_v1_warms_the_sampler_up():

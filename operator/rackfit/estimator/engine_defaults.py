@@ -34,13 +34,16 @@ V1_LARGE_BY_MEMORY = (0, 8, 5)
 V1_LARGE_NOT_A100 = (0, 9)
 V1_LARGE_DEVICE_NAMES = ("h100", "h200")
 # V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py EngineArgs.create_engine_config,
-# 0.5.5-0.7.3: max_model_len > 32768, no sliding window, no LoRA or speculative model), with SchedulerConfig's default
+# 0.5.3-0.7.3: max_model_len > 32768, no sliding window, no LoRA or speculative model; read in the 0.5.3, 0.5.3.post1,
+# 0.5.4 and 0.5.5 wheels, absent from 0.5.0-0.5.2 and 0.4.3, so before V0_AUTO_CHUNK the profile run is the whole
+# max(max_model_len, 2048) tokens at any length), with SchedulerConfig's default
 # chunk of 2048 tokens (vllm/config.py SchedulerConfig.__post_init__): the profile run is then one chunk, not the
 # whole context. MLA models (0.7.1-0.7.3) then had chunked prefill switched off again by VllmConfig.__post_init__
 # ("MLA is enabled; forcing chunked prefill and prefix caching to be disabled"), after SchedulerConfig had already
 # set max_num_batched_tokens to the chunk, so their profile run is one chunk too (read in the 0.7.0-0.7.3 wheels; from
 # 0.8.0 _set_default_args_v0 leaves MLA out, but 0.8 is V1 here).
 V0_LONG_CONTEXT = 32768
+V0_AUTO_CHUNK = (0, 5, 3)
 V0_CHUNK_TOKENS = 2048
 # ...512 tokens before v0.6.5: PR 10544 ("Update default max_num_batch_tokens for chunked prefill to 2048", merged
 # 2024-11-21, first released in v0.6.5) raised SchedulerConfig's chunked-prefill default from 512.
@@ -78,7 +81,8 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
         # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
-        if inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window:
+        if (inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window
+                and not inf.vllm_before(V0_AUTO_CHUNK)):
             tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
     elif inf.engine == "vllm":
         util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92

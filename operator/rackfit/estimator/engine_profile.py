@@ -51,6 +51,15 @@ GRAPH_PRIVATE_BYTES = 408 << 10
 # "PIECEWISE=83 (largest=1024), FULL=83"). GRAPH_SIZES and GRAPH_PRIVATE_BYTES stay what S14's default gives; a larger
 # capture scales the pieces by the release's count of sizes over its default count (83 / 51 for gpt-oss from 0.11.1).
 GRAPH_SIZES_STEP16 = (0, 11, 1)
+# The capture list follows max_num_seqs: V1's largest size is min(2 x max_num_seqs, 512) from 0.10.0 (SchedulerConfig
+# cuda_graph_sizes, "default set to [min(max_num_seqs * 2, 512)]"; 0.8.5-0.9.2 capture up to 512 whatever max_num_seqs,
+# V1_CAPTURE_BY_SEQS), each list filtered by max_num_batched_tokens, so a --max-num-seqs under 256 captures fewer
+# sizes; V0 (vllm/worker/model_runner.py capture_model, read in 0.5.3 and 0.6.4) captures one
+# whole-model decode graph for each of _BATCH_SIZES_TO_CAPTURE (1, 2, 4, then every 8 up to V0_GRAPH_MAX_BATCH) up to
+# _get_graph_batch_size(max_num_seqs), a batch of that many one-token sequences. Either count scales the pieces
+# against its release's default count, so the default settings give what S14 set.
+V0_GRAPH_MAX_BATCH = 256
+V1_CAPTURE_BY_SEQS = (0, 10)
 GPT_OSS_CAPTURE_TOKENS = 1024
 GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
 # TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
@@ -251,15 +260,26 @@ def gpt_oss(a: ModelArch) -> bool:
 
 def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None) -> int:
     """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
-    (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger capture adds)."""
+    (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger or smaller capture
+    has: gpt-oss's, a max_num_seqs under 256, V0's list of decode batches)."""
     default = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
     tokens, sizes = default, GRAPH_SIZES
-    if inf is not None and inf.engine == "vllm" and gpt_oss(a):
+    vllm = inf is not None and inf.engine == "vllm"
+    step16 = vllm and not inf.vllm_before(GRAPH_SIZES_STEP16)
+    full = graph_capture_sizes(GRAPH_MAX_TOKENS, step16)  # the default's count, which GRAPH_SIZES stands for
+    if vllm:
+        largest = GRAPH_MAX_TOKENS if inf.vllm_before(V1_CAPTURE_BY_SEQS) else default
+        tokens = min(largest, s.max_num_batched_tokens)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16) / full
+    if vllm and inf.vllm_before(V1_DEFAULT):
+        # V0: the padded max_num_seqs, capped at V0_GRAPH_MAX_BATCH, is the largest batch (one token a sequence)
+        tokens = min(V0_GRAPH_MAX_BATCH, s.max_num_seqs if s.max_num_seqs <= 4 else -(-s.max_num_seqs // 8) * 8)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
+    elif vllm and gpt_oss(a):
         # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
-        step16 = not inf.vllm_before(GRAPH_SIZES_STEP16)
         tokens = min(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, s.max_num_batched_tokens)
         # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
-        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / graph_capture_sizes(default, step16)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / full
     stage_layers = -(-a.num_layers // layout.pipeline)
     return forward_peak_bytes(a, layout, tokens) + int(sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
 
