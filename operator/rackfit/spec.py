@@ -154,9 +154,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                "framework megatron", ".virtualStages"),
         "adamw_implementation": Rule(
             "!has(self.adamwImplementation) || "
-            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp'])",
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed'])",
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
-            "transformers or fsdp (DeepSpeed's and Megatron's AdamW are fused)", ".adamwImplementation"),
+            "transformers, fsdp or deepspeed (Megatron's AdamW is fused)", ".adamwImplementation"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework == 'transformers' || "
             "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
@@ -460,11 +460,14 @@ class Training(_Model):
         "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
         "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
-        "optimizer adamw under framework transformers or fsdp: which torch AdamW runs the step. fused "
+        "optimizer adamw under framework transformers, fsdp or deepspeed: which torch AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
         "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
-        "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
+        "of the optimizer's second moments. Under framework deepspeed, foreach is the torch AdamW that HF Trainer "
+        "hands DeepSpeed when the DeepSpeed config names no optimizer (LLaMA-Factory's and the Trainer's example "
+        "configs): it steps on ZeRO's flat fp32 partition, so its temporary is the whole partition's size. Default: "
+        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp"))
 
     reduce_bucket_size: int | None = Field(None, gt=0, description=(
         "framework deepspeed: zero_optimization.reduce_bucket_size of the DeepSpeed config, in elements. With ZeRO-3 "
@@ -511,7 +514,7 @@ class Training(_Model):
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (
-                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp")):
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed")):
             raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)

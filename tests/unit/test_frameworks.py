@@ -244,6 +244,19 @@ def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
                                                                adamwImplementation="foreach").step_transient > 0
 
 
+def test_a_client_torch_adamw_under_zero_steps_on_the_whole_fp32_partition():
+    """HF Trainer hands DeepSpeed its torch AdamW when the config names no optimizer; ZeRO points its param groups at
+    the flat fp32 partition, so the step's temporary is the partition's size (LlamaFactory issue 1221: 3.14 GiB for
+    LLaMA-7B over 8 GPUs). DeepSpeed's FusedAdam (the default) makes none."""
+    for zero in (1, 2, 3):
+        fused = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32")
+        client = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32",
+                      adamwImplementation="foreach")
+        assert client.step_transient - fused.step_transient == P.total // 8 * 4
+    with pytest.raises(InvalidWorkload, match="spec.training.adamwImplementation"):
+        spec("deepspeed", zeroStage=2, optimizer="sgd", adamwImplementation="foreach")
+
+
 def test_qlora_under_transformers_keeps_an_fp32_residual_stream():
     """peft's prepare_model_for_kbit_training leaves the norms fp32, bitsandbytes' Linear4bit returns its input's
     dtype, so the residual (each checkpointed layer's input) is fp32: 2 bytes more a hidden element than LoRA's."""
