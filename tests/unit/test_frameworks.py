@@ -587,3 +587,29 @@ def test_qlora_gathers_the_base_in_4_bit():
     lora, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
     qlora, _ = _lora_fsdp("nf4", "qlora", masterWeights="none")
     assert qlora.weights < 0.45 * lora.weights
+
+
+def test_megatron_unfused_attention_keeps_five_bytes_a_score():
+    """flashAttention false (--transformer-impl local without --use-flash-attn): the softmax output, the dropout mask
+    and the dropped-out probabilities, 5 bytes per score (Korthikanti's 5as^2b) a layer, split over tensor; selective
+    recompute (core_attn) drops them; the default (flash) keeps an fp32 statistic per head only."""
+    b, s = 2, 2048
+    flash = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s)
+    eager = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s, flashAttention=False)
+    scores = 5 * LLAMA.num_attention_heads * s * s * b // 2 * LLAMA.num_layers
+    assert abs((eager.kept - flash.kept) - (scores - 4 * LLAMA.num_attention_heads * b * s // 2 * LLAMA.num_layers)) \
+        < LLAMA.num_layers
+    selective = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s, flashAttention=False,
+                     activationCheckpointing="selective")
+    assert selective.kept == acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s,
+                                  activationCheckpointing="selective").kept
+    with pytest.raises(InvalidWorkload, match="spec.training.flashAttention"):
+        spec("fsdp", flashAttention=False)
+
+
+def test_megatron_fp16_keeps_16_bit_gradients():
+    """--fp16 leaves accumulate_allreduce_grads_in_fp32 False (Megatron forces it for --bf16 only): the gradient
+    buffer is fp16, half of bf16's fp32 buffer."""
+    bf16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "bf16", Layout(data=8), 0)
+    fp16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "fp16", Layout(data=8), 0)
+    assert bf16.states - fp16.states == P.total * 2
