@@ -152,9 +152,6 @@ RULES: dict[str, dict[str, Rule]] = {
         "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
                                "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
                                "framework megatron", ".virtualStages"),
-        "flash_attention": Rule("!has(self.flashAttention) || self.framework == 'megatron'",
-                                "training.flashAttention says whether Megatron's attention keeps its score matrix: "
-                                "only with framework megatron", ".flashAttention"),
         "adamw_implementation": Rule(
             "!has(self.adamwImplementation) || "
             "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed'])",
@@ -428,11 +425,12 @@ class Training(_Model):
         "numLayers / (pipeline x k)). Interleaving keeps more micro-batches' activations in flight on every stage. "
         "Default 1: the plain 1F1B schedule"))
     flash_attention: bool | None = Field(None, description=(
-        "framework megatron: whether attention runs a fused kernel that keeps no score matrix (--use-flash-attn, or "
-        "Transformer Engine's flash/fused attention under --transformer-impl transformer_engine). false: the unfused "
-        "attention (--transformer-impl local without --use-flash-attn) keeps its softmax output, dropout mask and "
-        "dropped-out probabilities for the backward, 5 bytes per score, micro-batch x heads x sequence^2 a layer "
-        "(split over tensor). Default true"))
+        "whether attention runs a fused kernel that keeps no score matrix for the backward (flash attention, SDPA; "
+        "Megatron's --use-flash-attn or Transformer Engine's fused attention). false keeps micro-batch x heads x "
+        "sequence^2 scores a layer (split over tensor): Megatron's unfused attention (--transformer-impl local "
+        "without --use-flash-attn) 5 bytes a score (softmax output, dropout mask, dropped-out probabilities); Hugging "
+        "Face models' eager attention (attn_implementation eager, the only one before transformers 4.36 made SDPA "
+        "the default) 8 (the masked scores, the fp32 softmax and its 16-bit copy). Default true"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
@@ -522,8 +520,6 @@ class Training(_Model):
             raise ValueError(rules["loss_parallel"].message)
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
-        if self.flash_attention is not None and self.framework != "megatron":
-            raise ValueError(rules["flash_attention"].message)
         if self.adamw_implementation is not None and not (
                 self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed")):
             raise ValueError(rules["adamw_implementation"].message)

@@ -603,8 +603,6 @@ def test_megatron_unfused_attention_keeps_five_bytes_a_score():
                      activationCheckpointing="selective")
     assert selective.kept == acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s,
                                   activationCheckpointing="selective").kept
-    with pytest.raises(InvalidWorkload, match="spec.training.flashAttention"):
-        spec("fsdp", flashAttention=False)
 
 
 def test_megatron_fp16_keeps_16_bit_gradients():
@@ -613,3 +611,17 @@ def test_megatron_fp16_keeps_16_bit_gradients():
     bf16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "bf16", Layout(data=8), 0)
     fp16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "fp16", Layout(data=8), 0)
     assert bf16.states - fp16.states == P.total * 2
+
+
+def test_eager_attention_keeps_eight_bytes_a_score():
+    """flashAttention false outside Megatron: Hugging Face models' eager attention (transformers 4.28 LlamaAttention)
+    keeps the masked 16-bit scores, the fp32 softmax and its 16-bit copy, 8 bytes a score a layer; checkpointing
+    keeps only the layers' inputs either way."""
+    b, s = 1, 512
+    sdpa = acts("fsdp", Layout(data=4), fsdpVersion=1, microBatchSize=b, sequenceLength=s)
+    eager = acts("fsdp", Layout(data=4), fsdpVersion=1, microBatchSize=b, sequenceLength=s, flashAttention=False)
+    assert eager.kept - sdpa.kept == pytest.approx(8 * LLAMA.num_attention_heads * s * s * b * LLAMA.num_layers,
+                                                   abs=LLAMA.num_layers)
+    full = dict(microBatchSize=b, sequenceLength=s, activationCheckpointing="full")
+    assert acts("fsdp", Layout(data=4), fsdpVersion=1, flashAttention=False, **full).kept == \
+        acts("fsdp", Layout(data=4), fsdpVersion=1, **full).kept
