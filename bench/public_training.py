@@ -213,7 +213,11 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "reduceBucketSize says, with train.py's last logits in its steady reading, and ZeRO run on one GPU "
              "as DeepSpeed runs it (T7 steady, -27% before), FSDP's gathered parameters stranding no allocator slack "
              "(T9, +33% before). torchtitan's ChunkedCELoss (lossChunkBackward) and compiled per-op SAC "
-             "not keeping the down projection's output (T3 selective, +14% before). "
+             "not keeping the down projection's output (T3 selective, +14% before). Fit/no-fit facts: HF "
+             "Trainer's torch AdamW stepping on ZeRO's flat fp32 partition (T27 ZeRO-2, said fits before), "
+             "Megatron's unfused attention keeping 5 bytes a score and --fp16's 16-bit gradient buffer (T25, "
+             "said fits before); Hugging Face eager attention's 8 bytes a score (T28, still wrong: 26.6 -> 28.8 GiB "
+             "on 31.75). "
              "Allocator slack shares: the H200 rows' (docs/accuracy.md).")
 
 

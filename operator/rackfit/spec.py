@@ -154,9 +154,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                "framework megatron", ".virtualStages"),
         "adamw_implementation": Rule(
             "!has(self.adamwImplementation) || "
-            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp'])",
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed'])",
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
-            "transformers or fsdp (DeepSpeed's and Megatron's AdamW are fused)", ".adamwImplementation"),
+            "transformers, fsdp or deepspeed (Megatron's AdamW is fused)", ".adamwImplementation"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework == 'transformers' || "
             "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
@@ -424,6 +424,13 @@ class Training(_Model):
         "(--virtual-pipeline-model-parallel-size; with --num-layers-per-virtual-pipeline-stage k it is "
         "numLayers / (pipeline x k)). Interleaving keeps more micro-batches' activations in flight on every stage. "
         "Default 1: the plain 1F1B schedule"))
+    flash_attention: bool | None = Field(None, description=(
+        "whether attention runs a fused kernel that keeps no score matrix for the backward (flash attention, SDPA; "
+        "Megatron's --use-flash-attn or Transformer Engine's fused attention). false keeps micro-batch x heads x "
+        "sequence^2 scores a layer (split over tensor): Megatron's unfused attention (--transformer-impl local "
+        "without --use-flash-attn) 5 bytes a score (softmax output, dropout mask, dropped-out probabilities); Hugging "
+        "Face models' eager attention (attn_implementation eager, the only one before transformers 4.36 made SDPA "
+        "the default) 8 (the masked scores, the fp32 softmax and its 16-bit copy). Default true"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
@@ -460,11 +467,14 @@ class Training(_Model):
         "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
         "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
-        "optimizer adamw under framework transformers or fsdp: which torch AdamW runs the step. fused "
+        "optimizer adamw under framework transformers, fsdp or deepspeed: which torch AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
         "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
-        "of the optimizer's second moments. Default: fused for transformers, foreach for fsdp"))
+        "of the optimizer's second moments. Under framework deepspeed, foreach is the torch AdamW that HF Trainer "
+        "hands DeepSpeed when the DeepSpeed config names no optimizer (LLaMA-Factory's and the Trainer's example "
+        "configs): it steps on ZeRO's flat fp32 partition, so its temporary is the whole partition's size. Default: "
+        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp"))
 
     reduce_bucket_size: int | None = Field(None, gt=0, description=(
         "framework deepspeed: zero_optimization.reduce_bucket_size of the DeepSpeed config, in elements. With ZeRO-3 "
@@ -511,7 +521,7 @@ class Training(_Model):
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (
-                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp")):
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed")):
             raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)

@@ -244,6 +244,19 @@ def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
                                                                adamwImplementation="foreach").step_transient > 0
 
 
+def test_a_client_torch_adamw_under_zero_steps_on_the_whole_fp32_partition():
+    """HF Trainer hands DeepSpeed its torch AdamW when the config names no optimizer; ZeRO points its param groups at
+    the flat fp32 partition, so the step's temporary is the partition's size (LlamaFactory issue 1221: 3.14 GiB for
+    LLaMA-7B over 8 GPUs). DeepSpeed's FusedAdam (the default) makes none."""
+    for zero in (1, 2, 3):
+        fused = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32")
+        client = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32",
+                      adamwImplementation="foreach")
+        assert client.step_transient - fused.step_transient == P.total // 8 * 4
+    with pytest.raises(InvalidWorkload, match="spec.training.adamwImplementation"):
+        spec("deepspeed", zeroStage=2, optimizer="sgd", adamwImplementation="foreach")
+
+
 def test_qlora_under_transformers_keeps_an_fp32_residual_stream():
     """peft's prepare_model_for_kbit_training leaves the norms fp32, bitsandbytes' Linear4bit returns its input's
     dtype, so the residual (each checkpointed layer's input) is fp32: 2 bytes more a hidden element than LoRA's."""
@@ -574,3 +587,41 @@ def test_qlora_gathers_the_base_in_4_bit():
     lora, _ = _lora_fsdp("bf16", "lora", masterWeights="none")
     qlora, _ = _lora_fsdp("nf4", "qlora", masterWeights="none")
     assert qlora.weights < 0.45 * lora.weights
+
+
+def test_megatron_unfused_attention_keeps_five_bytes_a_score():
+    """flashAttention false (--transformer-impl local without --use-flash-attn): the softmax output, the dropout mask
+    and the dropped-out probabilities, 5 bytes per score (Korthikanti's 5as^2b) a layer, split over tensor; selective
+    recompute (core_attn) drops them; the default (flash) keeps an fp32 statistic per head only."""
+    b, s = 2, 2048
+    flash = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s)
+    eager = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s, flashAttention=False)
+    scores = 5 * LLAMA.num_attention_heads * s * s * b // 2 * LLAMA.num_layers
+    assert abs((eager.kept - flash.kept) - (scores - 4 * LLAMA.num_attention_heads * b * s // 2 * LLAMA.num_layers)) \
+        < LLAMA.num_layers
+    selective = acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s, flashAttention=False,
+                     activationCheckpointing="selective")
+    assert selective.kept == acts("megatron", Layout(tensor=2), microBatchSize=b, sequenceLength=s,
+                                  activationCheckpointing="selective").kept
+
+
+def test_megatron_fp16_keeps_16_bit_gradients():
+    """--fp16 leaves accumulate_allreduce_grads_in_fp32 False (Megatron forces it for --bf16 only): the gradient
+    buffer is fp16, half of bf16's fp32 buffer."""
+    bf16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "bf16", Layout(data=8), 0)
+    fp16 = runtime_peak(LLAMA, P, Training(framework="megatron"), "fp16", Layout(data=8), 0)
+    assert bf16.states - fp16.states == P.total * 2
+
+
+def test_eager_attention_keeps_eight_bytes_a_score():
+    """flashAttention false outside Megatron: Hugging Face models' eager attention (transformers 4.28 LlamaAttention)
+    keeps the masked 16-bit scores, the fp32 softmax and its 16-bit copy, 8 bytes a score a layer; checkpointing
+    keeps only the layers' inputs either way."""
+    b, s = 1, 512
+    sdpa = acts("fsdp", Layout(data=4), fsdpVersion=1, microBatchSize=b, sequenceLength=s)
+    eager = acts("fsdp", Layout(data=4), fsdpVersion=1, microBatchSize=b, sequenceLength=s, flashAttention=False)
+    assert eager.kept - sdpa.kept == pytest.approx(8 * LLAMA.num_attention_heads * s * s * b * LLAMA.num_layers,
+                                                   abs=LLAMA.num_layers)
+    full = dict(microBatchSize=b, sequenceLength=s, activationCheckpointing="full")
+    assert acts("fsdp", Layout(data=4), fsdpVersion=1, flashAttention=False, **full).kept == \
+        acts("fsdp", Layout(data=4), fsdpVersion=1, **full).kept

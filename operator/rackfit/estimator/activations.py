@@ -16,6 +16,7 @@ from rackfit.models import ModelArch
 from rackfit.spec import Training
 
 ACT_BYTES = 2  # bf16/fp16 activations
+EAGER_SCORE_BYTES = 8  # eager attention: masked 16-bit scores, fp32 softmax output, its 16-bit copy (a score)
 
 
 def _dims(a: ModelArch) -> tuple[int, int]:
@@ -132,6 +133,12 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
     h = a.hidden_size
     q, kv = _dims(a)
     attention = ACT_BYTES * (2 * q + kv)  # SDPA keeps q, k, v and its output
+    if tr.flash_attention is False:
+        # eager attention (transformers 4.28 LlamaAttention.forward, the eager path of later releases): matmul scores,
+        # `attn_weights + attention_mask`, `torch.max(attn_weights, finfo.min)` (saves its 16-bit input), `softmax(...,
+        # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
+        # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
+        attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
     ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
     if a.is_moe:
         mlp = a.num_experts_per_token * (ffn_saved * a.moe_intermediate_size + h) + \

@@ -30,6 +30,9 @@ from rackfit.spec import Training
 # Megatron's hidden dropout (megatron/training/arguments.py --hidden-dropout 0.1): a 1-byte mask after
 # the attention projection and after the MLP (Korthikanti et al. 2022, Table 2: 2sbh of the 34sbh).
 MEGATRON_DROPOUT_MASK_BYTES = 1
+# Unfused attention's score bytes (Korthikanti et al. 2022, Table 2, 5as^2b): softmax output 2, dropout mask 1,
+# dropped-out probabilities 2.
+MEGATRON_UNFUSED_SCORE_BYTES = 5
 
 def _tokens(tr: Training) -> int:
     return tr.micro_batch_size * tr.sequence_length
@@ -179,10 +182,17 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
     replicated = ACT_BYTES * (2 * h + h + h) + 2 * MEGATRON_DROPOUT_MASK_BYTES * h
-    lse = 4 * a.num_attention_heads  # fp32 log-sum-exp per head
-    split = ACT_BYTES * (2 * q + kv) + lse + ACT_BYTES * (fc1 + inter)
+    if tr.flash_attention is False:
+        # unfused attention (legacy megatron/model/transformer.py CoreAttention, megatron/core/transformer/
+        # dot_product_attention.py DotProductAttention): baddbmm scores, FusedScaleMaskSoftmax saving its 16-bit
+        # output, attention_dropout (--attention-dropout 0.1: a 1-byte mask and the 16-bit dropped-out
+        # probabilities that the bmm with the values saves): Korthikanti's 5as/(ht) per token, no softmax statistics
+        core = MEGATRON_UNFUSED_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
+    else:
+        core = 4 * a.num_attention_heads  # flash: an fp32 log-sum-exp per head
+    split = ACT_BYTES * (2 * q + kv) + core + ACT_BYTES * (fc1 + inter)
     per = (replicated / t if sp else replicated) + split / t
-    return per, lse / t
+    return per, core / t
 
 
 @dataclass(frozen=True)
@@ -249,7 +259,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         per, core = megatron_layer_bytes(a, tr, t, sp)
         if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
             kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
-        elif ckpt == "selective":  # --recompute-granularity selective (core_attn): flash keeps no scores
+        elif ckpt == "selective":  # --recompute-granularity selective (core_attn): drops the scores or statistics
             # the recomputed output lives only within its layer's backward, like the activation gradients
             # not counted without checkpointing either
             kept_per, recompute = per - core, 0.0

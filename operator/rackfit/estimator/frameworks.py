@@ -273,8 +273,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
         # megatron/training/arguments.py); the distributed optimizer
         # (megatron/core/optimizer/distrib_optimizer.py) shards fp32 main parameters and Adam states over data.
+        # --fp16 leaves accumulate_allreduce_grads_in_fp32 False (arguments.py forces it for bf16 only; Megatron-LM
+        # issue 525's log prints it False), so the gradient buffer is fp16 (the main_grad dtype is params_dtype).
         weights = n * compute_bytes
-        grads = n * (4 if mixed else compute_bytes)
+        grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
     # the largest tensor the step holds: as sharded as the trained parameters here

@@ -96,8 +96,15 @@ def adamw_foreach(tr: Training) -> bool:
     `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized temporary per parameter at once)
     rather than the fused kernel (in place): `training.adamwImplementation`, else fused under transformers (the H200
     rows' torch AdamW(fused=True); HF Trainer's adamw_torch_fused from torch 2.8) and foreach under fsdp.
-    DeepSpeed's FusedAdam and Megatron's TE/apex FusedAdam are fused."""
-    if tr.framework not in ("transformers", "fsdp"):
+    DeepSpeed's FusedAdam and Megatron's TE/apex FusedAdam are fused. Under deepspeed, `foreach` is a client torch
+    AdamW: HF Trainer builds one when the DeepSpeed config has no "optimizer" block (transformers/integrations/
+    deepspeed.py `deepspeed_optim_sched`: `optimizer = trainer.create_optimizer()`), and ZeRO points its param groups
+    at its flat fp32 partitions (deepspeed/runtime/zero/stage_1_and_2.py: `param_group['params'] =
+    [self.single_partition_of_fp32_groups[i]]`; stage3.py `fp32_partitioned_groups_flat`), so torch's step
+    (`denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)` in `_single_tensor_adam`, `_foreach_sqrt` in
+    `_multi_tensor_adam`) allocates one temporary the size of the GPU's whole fp32 partition: the 3.14 GiB a
+    LLaMA-7B ZeRO-2 run over 8 V100 failed to allocate in LlamaFactory issue 1221 (6.74e9 / 8 x 4 bytes)."""
+    if tr.framework not in ("transformers", "fsdp", "deepspeed"):
         return False
     if tr.adamw_implementation is not None:
         return tr.adamw_implementation == "foreach"
