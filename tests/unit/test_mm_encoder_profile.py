@@ -104,3 +104,20 @@ def test_encoder_profile_shrinks_the_kv_cache_only_for_multimodal_configs():
     vision_weights = a.vision_parameters * 2
     lost = (plain.kv_cache_tokens - vl.kv_cache_tokens) * per_token - vision_weights
     assert lost > 0
+
+
+def test_profile_peak_is_the_encoder_or_the_text_profile_with_the_cache_held():
+    """engines.py serve: the activation peak is max(encoder forward, text forward + cache, sampler + cache); Gemma 3
+    27B under 0.11.0 holds 31-32 widened outputs (2.6 GiB) through the text profile, 0.10.1 only their 256 rows."""
+    from rackfit.estimator.engine_profile import ACT_BYTES
+    from rackfit.estimator.engines import serve
+    text = {k: v for k, v in GEMMA3_27B.items() if k != "vision_config"}
+    for version in ("0.10.1", "0.11.0", "0.19.0"):
+        inf, a, s = parts(GEMMA3_27B, engineVersion=version)
+        _, plain_arch, _ = parts(text, engineVersion=version)
+        vl = serve(inf, a, Layout(), 0, 0, None).activations
+        plain = serve(inf, plain_arch, Layout(), 0, 0, None).activations
+        cache = encoder_cache_bytes(inf, a, s)
+        assert vl == max(plain + cache, encoder_peak_bytes(inf, a, Layout(), s))
+    inf, a, s = parts(GEMMA3_27B, engineVersion="0.11.0")
+    assert encoder_cache_bytes(inf, a, s) == 32 * s.max_num_batched_tokens * 5376 * ACT_BYTES
