@@ -221,8 +221,9 @@ class Architecture(_Model):
     vision_tokens_per_item: int | None = Field(None, ge=0, description=(
         "the language-model tokens (encoder output rows, each of hiddenSize) one such largest image becomes: vLLM's "
         "max tokens per multimodal item (Qwen2.5-VL 16384 at default max_pixels, Gemma 3 mm_tokens_per_image 256, "
-        "LLaVA-1.5 576). It sets the encoder cache's budget and how many images vLLM's profile run encodes. 0 or "
-        "unset for text-only models, or to model --limit-mm-per-prompt image=0 (no encoder profile)"))
+        "LLaVA-1.5 576). It sets the encoder cache's budget and how many images vLLM's profile run encodes; counted "
+        "with visionHiddenSize and visionPatchesPerItem, all three set. 0 or unset for text-only models, or to model "
+        "--limit-mm-per-prompt image=0 (no encoder profile)"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "
