@@ -54,6 +54,12 @@ def test_vision_encoder_fields_from_config():
         "depth": 32, "embed_dim": 1280, "hidden_size": 3584, "mlp_ratio": 4, "hidden_act": "quick_gelu",
         "patch_size": 14, "spatial_merge_size": 2}})
     assert (q2.vision_hidden_size, q2.vision_intermediate_size, q2.vision_gated_mlp) == (1280, 5120, False)
+    # llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14 at 336 px, 576 patches and as many tokens
+    llava = architecture_from_hf_config({
+        "model_type": "llava", "text_config": {k: v for k, v in QWEN25_VL_7B.items() if k != "vision_config"},
+        "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096,
+                          "num_hidden_layers": 24, "patch_size": 14, "projection_dim": 768}})
+    assert (llava.vision_hidden_size, llava.vision_patches_per_item, llava.vision_tokens_per_item) == (1024, 576, 576)
     # a text-only config and an unmodelled multimodal type keep no encoder profile
     text = {k: v for k, v in QWEN25_VL_7B.items() if k != "vision_config"}
     assert architecture_from_hf_config(text).vision_tokens_per_item is None
