@@ -205,6 +205,25 @@ class Architecture(_Model):
         "the checkpoint's 16-bit dtype whatever the text layers' quantization (bitsandbytes' and unsloth's skip "
         "lists, AWQ/GPTQ/compressed-tensors ignore lists leave it unconverted), split over tensor parallel, on the "
         "first pipeline stage. Read from a huggingFaceConfig's vision_config; 0 for text-only models"))
+    vision_hidden_size: int | None = Field(None, ge=0, description=(
+        "width of the vision encoder's transformer (vision_config embed_dim or hidden_size): with "
+        "visionPatchesPerItem it sizes what vLLM's profile run spends on the encoder's forward. Read from a "
+        "huggingFaceConfig's vision_config; 0 or unset for text-only models (no encoder profile)"))
+    vision_intermediate_size: int | None = Field(None, ge=0, description=(
+        "the vision encoder's MLP width (vision_config intermediate_size; else mlp_ratio x visionHiddenSize)"))
+    vision_gated_mlp: bool | None = Field(None, description=(
+        "the vision encoder's MLP is gated (SwiGLU, 3 matrices: Qwen2.5-VL's silu) rather than 2 (GELU: CLIP, "
+        "SigLIP, Qwen2-VL)"))
+    vision_patches_per_item: int | None = Field(None, ge=0, description=(
+        "patches the vision encoder runs over for one image of the largest size the processor accepts (its sequence "
+        "length): Qwen2-VL/Qwen2.5-VL max_pixels / patch_size^2 (65536 at the processor's default max_pixels "
+        "12845056), SigLIP/CLIP (image_size / patch_size)^2. 0 or unset: no encoder profile"))
+    vision_tokens_per_item: int | None = Field(None, ge=0, description=(
+        "the language-model tokens (encoder output rows, each of hiddenSize) one such largest image becomes: vLLM's "
+        "max tokens per multimodal item (Qwen2.5-VL 16384 at default max_pixels, Gemma 3 mm_tokens_per_image 256, "
+        "LLaVA-1.5 576). It sets the encoder cache's budget and how many images vLLM's profile run encodes; counted "
+        "with visionHiddenSize and visionPatchesPerItem, all three set. 0 or unset for text-only models, or to model "
+        "--limit-mm-per-prompt image=0 (no encoder profile)"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "

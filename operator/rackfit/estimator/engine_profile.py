@@ -289,3 +289,70 @@ def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:
     token a request, and its logits (the output the shared pool keeps)."""
     batch = min(TRTLLM_GRAPH_MAX_BATCH, s.max_num_seqs)
     return forward_peak_bytes(a, layout, batch) + batch * a.vocab_size * ACT_BYTES
+
+
+# vLLM V1's multimodal profile (vllm/v1/worker/gpu_model_runner.py profile_run, read in 0.8.5, 0.10.1, 0.11.0 and
+# 0.19.0): before the text forward, a multimodal model runs its encoder over `items` copies of the largest item of the
+# modality with the most tokens (_get_mm_dummy_batch), keeps the outputs in self.encoder_cache through _dummy_run and
+# _dummy_sampler_run, and clears it after. The encoder budget is max(max_num_batched_tokens, the largest item's tokens)
+# (v1/core/encoder_cache_manager.py compute_encoder_budget / compute_mm_encoder_budget: max_num_encoder_input_tokens
+# and encoder_cache_size both default to max_num_batched_tokens), and the items are that budget over the item's
+# tokens, rounded up (cdiv) through 0.9.2 and down from 0.10.0 (MM_ITEMS_FLOOR; v1/worker/utils.py
+# MultiModalBudget.get_max_items from 0.10.1), at least 1 and at most max_num_seqs x the items a prompt holds
+# (limit_mm_per_prompt, 999 for V1: vllm/config/multimodal.py get_limit_per_prompt; from 0.10.0 also at most
+# max_model_len // the item's tokens, at least 1). From 0.11.0 through 0.12.0 (MM_OUTPUTS_EXPANDED) each output
+# shorter than the budget is copied into a zeroed (budget, hidden) tensor before it is cached (read in 0.11.0-0.12.0;
+# not in 0.10.2 or 0.13.0). skip_mm_profiling and --limit-mm-per-prompt image=0 skip it (visionTokensPerItem 0).
+MM_ITEMS_FLOOR = (0, 10)
+MM_OUTPUTS_EXPANDED = ((0, 11), (0, 13))
+MM_LIMIT_PER_PROMPT = 999
+
+
+def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
+    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or not (a.vision_tokens_per_item and
+                                                                    a.vision_patches_per_item and a.vision_hidden_size):
+        return 0
+    tokens = a.vision_tokens_per_item
+    budget = max(s.max_num_batched_tokens, tokens)
+    per_prompt = MM_LIMIT_PER_PROMPT
+    if inf.vllm_before(MM_ITEMS_FLOOR):
+        by_budget = -(-budget // tokens)
+    else:
+        by_budget = budget // tokens
+        per_prompt = max(1, min(per_prompt, s.max_model_len // tokens))
+    return max(1, min(by_budget, s.max_num_seqs * per_prompt))
+
+
+def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The encoder outputs vLLM V1's profile run keeps in self.encoder_cache during the text forward and the
+    sampler: `items` outputs of the item's tokens at the language model's width (16-bit), each widened to the encoder
+    budget in MM_OUTPUTS_EXPANDED's releases."""
+    items = mm_profile_items(inf, a, s)
+    if not items:
+        return 0
+    rows = a.vision_tokens_per_item
+    first, until = MM_OUTPUTS_EXPANDED
+    if not inf.vllm_before(first) and inf.vllm_before(until):
+        rows = max(s.max_num_batched_tokens, rows)
+    return items * rows * a.hidden_size * ACT_BYTES
+
+
+def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """The encoder's forward over the profile's items (get_multimodal_embeddings / embed_multimodal: Qwen2-VL and
+    Qwen2.5-VL concatenate every image's patches into one ViT sequence, SigLIP and CLIP batch the images), at its
+    widest block on one rank: the residual and its normed copy, plus the attention's q/k/v and output or the MLP's
+    fc1 (gate/up) output and its activation, split over tensor parallel as vLLM builds qwen2_5_vl.py, siglip.py and
+    clip.py (Column/RowParallelLinear); the attention runs flash/SDPA kernels, no scores kept. The outputs already
+    written (the encoder cache) sit beside it. Left out: the pixel values and rotary tables (a width of 1176 or less
+    a patch against the block's 2 x width + 4 x width) and the Qwen merger's last projection (a quarter of the
+    patches)."""
+    items = mm_profile_items(inf, a, s)
+    if not items:
+        return 0
+    t, w = layout.tensor, a.vision_hidden_size
+    inter = a.vision_intermediate_size or 4 * w
+    widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
+    patches = items * a.vision_patches_per_item
+    outputs = items * a.vision_tokens_per_item * a.hidden_size * ACT_BYTES
+    return int(patches * (2 * w + widest) * ACT_BYTES) + outputs

@@ -17,6 +17,8 @@ from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, sett
 from rackfit.estimator.engine_profile import (
     NON_TORCH_BASE,
     cuda_graph_bytes,
+    encoder_cache_bytes,
+    encoder_peak_bytes,
     forward_peak_bytes,
     non_torch_bytes,
     pipeline_buffer_bytes,
@@ -175,10 +177,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
+    # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
+    # then its outputs stay in the encoder cache through the text forward and the sampler
+    cache = encoder_cache_bytes(inf, a, s)
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests), gpu)
-               + profile_held_bytes(inf, a, layout, s, requests))
-    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s),
-              sampler)
+               + profile_held_bytes(inf, a, layout, s, requests) + cache)
+    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
+              + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
     if not inf.cuda_graphs:
         graphs = 0
     elif inf.engine == "tensorrt-llm":

@@ -26,6 +26,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 2, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 6, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.5, 73.0, 53, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 8.1, 45, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 54, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 8.1, 46, 'kv cache'),
 }

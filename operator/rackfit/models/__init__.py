@@ -45,6 +45,12 @@ class ModelArch(BaseModel):
     sliding_window_layers: int = 0
     max_position_embeddings: int = 0  # the longest context supported (0: unknown)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
+    # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, engine_profile.py)
+    vision_hidden_size: int = 0
+    vision_intermediate_size: int = 0
+    vision_gated_mlp: bool = False
+    vision_patches_per_item: int = 0
+    vision_tokens_per_item: int = 0
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -144,6 +150,7 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     vision = vision_parameters_from_hf_config(config)
     if vision:
         fields["vision_parameters"] = vision
+        fields.update(vision_encoder_from_hf_config(config))
     longest = max_context_from_hf_config(config)
     if longest:
         fields["max_position_embeddings"] = longest
@@ -178,6 +185,48 @@ def vision_parameters_from_hf_config(config: dict[str, Any]) -> int:
     projector = (v.get("vision_output_dim") or merged) * (v.get("out_hidden_size") or text) + \
         (merged * merged if merged != width else 0)
     return int(layers * block + patch + projector)
+
+
+# The largest image a Qwen2-VL / Qwen2.5-VL processor accepts: max_pixels 12845056 (28 x 28 x 16384) in the
+# checkpoints' preprocessor_config.json (Qwen/Qwen2-VL-7B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct and their siblings),
+# not in config.json. vLLM's qwen2_vl.py Qwen2VLProcessingInfo.get_image_size_with_most_features resizes to it
+# (smart_resize: 3584 x 3584), so get_max_image_tokens is 12845056 / 14^2 = 65536 patches, merged 2 x 2 into 16384
+# tokens (Qwen2_5_VLProcessingInfo inherits it).
+QWEN_VL_MAX_PIXELS = 12845056
+# The model types whose largest image rackfit reads (others keep no encoder profile: mllama's tiles, LLaVA-NeXT's
+# anyres grids, Pixtral's and InternVL's dynamic sizes are not modelled).
+_QWEN_VL = ("qwen2_vl", "qwen2_5_vl")
+_FIXED_IMAGE = ("gemma3", "llava")
+
+
+def vision_encoder_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The vision encoder's shape and its largest image, for vLLM's encoder profile (estimator/engine_profile.py
+    mm_profile_items): the ViT's width and MLP as vision_parameters_from_hf_config reads them, and per model_type the
+    patches and language-model tokens of one largest image. Qwen2-VL/Qwen2.5-VL: QWEN_VL_MAX_PIXELS over
+    patch_size^2, merged spatial_merge_size^2 to a token. Gemma 3 (SigLIP, pan-and-scan off by default): (image_size /
+    patch_size)^2 patches pooled to config.json's mm_tokens_per_image (vLLM's gemma3_mm.py). LLaVA-1.5 (CLIP):
+    (image_size / patch_size)^2 patches and as many tokens (vision_feature_select_strategy "default" drops the CLS
+    token; vLLM's llava.py get_num_image_tokens). Empty for other model types."""
+    v = config.get("vision_config")
+    kind = str(config.get("model_type", ""))
+    if not isinstance(v, dict) or kind not in _QWEN_VL + _FIXED_IMAGE:
+        return {}
+    width = v.get("embed_dim") or v.get("hidden_size")
+    if not width:
+        return {}
+    patch = v.get("patch_size") or 14
+    if kind in _QWEN_VL:
+        patches = QWEN_VL_MAX_PIXELS // (patch * patch)
+        tokens = patches // (v.get("spatial_merge_size") or 2) ** 2
+    else:
+        patches = (int(v.get("image_size") or 0) // patch) ** 2
+        tokens = int(config.get("mm_tokens_per_image") or 0) if kind == "gemma3" else patches
+    if not patches or not tokens:
+        return {}
+    return {"vision_hidden_size": width,
+            "vision_intermediate_size": v.get("intermediate_size") or int(width * (v.get("mlp_ratio") or 4)),
+            "vision_gated_mlp": str(v.get("hidden_act", "gelu")) in ("silu", "swiglu"),
+            "vision_patches_per_item": patches, "vision_tokens_per_item": tokens}
 
 
 # The keys vLLM reads for a model's maximum length, the smallest one winning (vllm/config.py,
