@@ -12,6 +12,7 @@ from typing import Any
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
+from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import runtime_notes, runtime_peak
@@ -85,8 +86,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
     if arch.vision_parameters:
-        notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; the "
-                     "images' activations (and a serving engine's multimodal profile run) are not")
+        profiled = spec.workload == "inference" and encoder_profiled(spec.inference, arch)
+        notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; "
+                     + ("vLLM's profile of its images (encoder peak and cache) is counted" if profiled else
+                        "the images' activations are not counted"))
     if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
         notes.append(fp8_unsupported(spec, arch, gpu) or
                      "fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)")

@@ -308,10 +308,15 @@ MM_OUTPUTS_EXPANDED = ((0, 11), (0, 13))
 MM_LIMIT_PER_PROMPT = 999
 
 
+def encoder_profiled(inf: Inference, a: ModelArch) -> bool:
+    """Whether vLLM V1's profile run encodes images that rackfit can size (the vision encoder's fields set)."""
+    return (inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+            and bool(a.vision_tokens_per_item and a.vision_patches_per_item and a.vision_hidden_size))
+
+
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
-    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or not (a.vision_tokens_per_item and
-                                                                    a.vision_patches_per_item and a.vision_hidden_size):
+    if not encoder_profiled(inf, a):
         return 0
     tokens = a.vision_tokens_per_item
     budget = max(s.max_num_batched_tokens, tokens)
