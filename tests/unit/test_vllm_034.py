@@ -109,3 +109,17 @@ def test_older_releases_do_not_move_on_b200(version):
     """The gates leave a named older release as it was: 8192 tokens and the 512-token capture on a B200."""
     s = serve(B200, contextLength=8192, engineVersion=version)
     assert s.engine.max_num_batched_tokens == 8192
+
+
+def test_the_new_runner_samples_natively_through_triton_and_gumbel_at_6_bytes_a_logit():
+    """0.34.0 without FlashInfer: apply_top_k_top_p_triton at any batch and gumbel.py's Triton draws, so the bf16 logits
+    and their fp32 copy (6 bytes a logit) and the kernel's buffer rows; 0.33.0's runner held 14 and sorted below 8."""
+    from rackfit.estimator.engine_profile import sampler_path, sampler_peak_bytes
+    a = resolve(inference_spec().model)
+    now, old = inference(flashinferSampler=False), inference(engineVersion="0.33.0", flashinferSampler=False)
+    assert sampler_path(now, 1024) == sampler_path(now, 4) == "gumbel"
+    assert sampler_path(old, 1024) == "triton" and sampler_path(old, 4) == "sort"
+    buffer = 132 * a.vocab_size * 4
+    assert sampler_peak_bytes(a, Layout(), 1024, "gumbel", H100) == 1024 * a.vocab_size * 6 + buffer
+    assert sampler_peak_bytes(a, Layout(), 1024, "triton", H100) == 1024 * a.vocab_size * 14 + buffer
+    assert sampler_path(inference()) == "flashinfer"  # the default: FlashInfer's 14 bytes, as from 0.21.0

@@ -148,8 +148,13 @@ MOE_WORKSPACE_HELD = (0, 14)
 #   whole vocabulary, "can be very large, taking up GBs of GPU memory", and prompt_bin_mask, one bit a token in int32
 #   words; structured_outputs.py StructuredOutputsWorker.grammar_bitmask, one bit a token): memory_profiling's
 #   total_consumed counts it against the KV cache (sampler_state_bytes); 0.49 GiB for Llama 3's 128,256-token vocabulary
-#   at 1,024 sequences.
+#   at 1,024 sequences;
+# - without FlashInfer (flashinferSampler: false) it masks through apply_top_k_top_p_triton at every batch size
+#   (topk_topp_sampler.py apply_top_k_top_p: Triton whenever HAS_TRITON) and draws in gumbel.py's Triton kernel, which
+#   allocates nothing the size of the logits: the bf16 logits and the fp32 copy, 6 bytes a logit
+#   (V2_NATIVE_SAMPLER_BYTES), plus the Triton kernel's buffer rows (path "gumbel").
 V2_RUNNER = (0, 34)
+V2_NATIVE_SAMPLER_BYTES = 2 + 4
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
@@ -187,15 +192,17 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
     ops/topk_topp_sampler.py), by `path` (sampler_path): FlashInfer's with the bf16 shard still alive at its peak,
     PyTorch's native sort, whose peak (inside the segmented CUB sort) comes after the shard is freed, or the Triton
-    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline
+    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows, with the old runner's
+    softmax and exponential draws ("triton") or the new runner's Gumbel kernel ("gumbel"). Only the last pipeline
     stage samples."""
     if path == "sort":
         # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
         return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
-    if path == "triton":
+    if path in ("triton", "gumbel"):
         sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
         rows = min(1 << max(0, requests - 1).bit_length(), sms)
-        return requests * a.vocab_size * TRITON_SAMPLER_BYTES + rows * a.vocab_size * 4
+        per_logit = TRITON_SAMPLER_BYTES if path == "triton" else V2_NATIVE_SAMPLER_BYTES
+        return requests * a.vocab_size * per_logit + rows * a.vocab_size * 4
     shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
     return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
 
@@ -203,7 +210,8 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
 def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
     """How vLLM samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
     release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
-    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. V0 sorts too (V0_SORT_SAMPLER).
+    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it, and from V2_RUNNER by the
+    Triton kernel and Gumbel draws at any batch ("gumbel"). V0 sorts too (V0_SORT_SAMPLER).
     Other engines take FlashInfer's count."""
     if inf.engine != "vllm":
         return "flashinfer"
@@ -213,6 +221,8 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> st
         return "flashinfer" if flashinfer else "sort"
     if flashinfer:
         return "flashinfer"
+    if not inf.vllm_before(V2_RUNNER):
+        return "gumbel"
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
 
 
