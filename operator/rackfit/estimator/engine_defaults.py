@@ -70,8 +70,9 @@ SGLANG_TP_PP = (0, 4, 7)
 SGLANG_RESERVE_TABLE = (0, 4, 8)
 SGLANG_RESERVE_FORMULA = (0, 5, 3)
 # vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
-# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); 1.0 with the extensible KV cache
-# (CacheConfig.resolved_gpu_memory_utilization, 0.34.0).
+# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); in 0.34.0 1.0 with the extensible KV cache, on by default
+# (CacheConfig.resolved_gpu_memory_utilization, VllmConfig._resolve_extensible_kv_cache), else
+# DEFAULT_GPU_MEMORY_UTILIZATION 0.92.
 VLLM_UTIL_092 = (0, 20)
 
 
