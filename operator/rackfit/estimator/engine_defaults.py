@@ -33,6 +33,13 @@ V1_SEQS_BY_DEVICE = (0, 8, 4)
 V1_LARGE_BY_MEMORY = (0, 8, 5)
 V1_LARGE_NOT_A100 = (0, 9)
 V1_LARGE_DEVICE_NAMES = ("h100", "h200")
+# From 0.28.0 GPUs of 160 GiB or more (get_device_total_memory: B200, GB200, B300, GB300; not H200's 140) get the
+# largest defaults under `vllm serve` too, 16384 batched tokens and 1024 sequences (EngineArgs.get_batch_defaults: "for
+# GPUs like B200/B300 with >= 160GB memory, use the largest defaults"; read in the 0.28.0-0.34.0 wheels, absent from
+# 0.19.0-0.27.0). 0.33.0 also keeps GB10 (DGX Spark, capability 12.1) on the small tier; no catalog GPU is a GB10.
+V1_LARGEST_BY_MEMORY = (0, 28)
+V1_LARGEST_MEMORY = 160 * GiB
+V1_LARGEST_TOKENS = 16384
 # V0 turned chunked prefill on by itself above 32K tokens (vllm/engine/arg_utils.py EngineArgs.create_engine_config,
 # 0.5.3-0.7.3: max_model_len > 32768, no sliding window, no LoRA or speculative model; read in the 0.5.3, 0.5.3.post1,
 # 0.5.4 and 0.5.5 wheels, absent from 0.5.0-0.5.2 and 0.4.3, so before V0_AUTO_CHUNK the profile run is the whole
@@ -63,8 +70,9 @@ SGLANG_TP_PP = (0, 4, 7)
 SGLANG_RESERVE_TABLE = (0, 4, 8)
 SGLANG_RESERVE_FORMULA = (0, 5, 3)
 # vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
-# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); 1.0 with the extensible KV cache
-# (CacheConfig.resolved_gpu_memory_utilization, 0.34.0).
+# (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); in 0.34.0 1.0 with the extensible KV cache, on by default
+# (CacheConfig.resolved_gpu_memory_utilization, VllmConfig._resolve_extensible_kv_cache), else
+# DEFAULT_GPU_MEMORY_UTILIZATION 0.92.
 VLLM_UTIL_092 = (0, 20)
 
 
@@ -107,10 +115,12 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
 def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tuple[int, int]:
     """vLLM V1's max_num_batched_tokens and max_num_seqs for `vllm serve` (EngineArgs.get_batch_defaults, before it
     _set_default_args_v1): GPUs of 70 GiB or more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and
-    256; releases before 0.9.0 decided otherwise (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100). Without
-    a GPU the large defaults are assumed."""
+    256; from V1_LARGEST_BY_MEMORY GPUs of 160 GiB or more get 16384 and 1024; releases before 0.9.0 decided otherwise
+    (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100). Without a GPU the large defaults are assumed."""
     if total is None:
         return 8192, 1024
+    if total >= V1_LARGEST_MEMORY and not inf.vllm_before(V1_LARGEST_BY_MEMORY):
+        return V1_LARGEST_TOKENS, 1024
     if inf.vllm_before(V1_LARGE_BY_MEMORY):
         large = any(name in gpu.model.lower() for name in V1_LARGE_DEVICE_NAMES)
         return (8192, 1024) if large else (2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256)

@@ -60,6 +60,13 @@ GRAPH_SIZES_STEP16 = (0, 11, 1)
 # against its release's default count, so the default settings give what S14 set.
 V0_GRAPH_MAX_BATCH = 256
 V1_CAPTURE_BY_SEQS = (0, 10)
+# From 0.28.0 the default largest capture is min(2 x max_num_seqs, 1024) on data-center Blackwell
+# (VllmConfig._set_cudagraph_sizes: `1024 if current_platform.is_device_capability_family(100) else 512`; read in the
+# 0.28.0-0.34.0 wheels, absent from 0.20.0-0.27.0): B200, GB200, B300 and GB300 (SM100/SM103), not the RTX Pro 6000
+# (SM120). 83 sizes where the 512 ceiling has 51, scaled as gpt-oss's are.
+GRAPH_SM100_FROM = (0, 28)
+GRAPH_MAX_TOKENS_SM100 = 1024
+SM100_MODELS = ("B200", "GB200", "B300", "GB300")
 GPT_OSS_CAPTURE_TOKENS = 1024
 GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
 # TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
@@ -128,6 +135,26 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
+# 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
+# _make_model_runner no longer imports gpu_model_runner.py; 0.28.0-0.33.x chose it by model and
+# VLLM_USE_V2_MODEL_RUNNER, which rackfit does not follow, so the gate is the release where it is the only runner).
+# What changes for the memory:
+# - its _dummy_sampler_run computes the logits and samples them twice (a default pass on the bf16 logits, then one with
+#   SamplingParams.for_sampler_warmup: the fp32 copy of apply_sampling_params, penalties, bias, min-p and temperature
+#   in place, FlashInfer's top_k_top_p_sampling_from_logits, Triton log-probs), so its peak is FlashInfer's 14 bytes a
+#   logit as before, but it makes no torch.rand_like copy of the sampled rows (SAMPLER_RANDOM_ROWS ends);
+# - its Sampler, built in load_model on the last pipeline stage after "Model loading took", keeps per-request state for
+#   max_num_seqs requests for the engine's life (sample/penalties.py PenaltiesState: output_bin_counts, int32 over the
+#   whole vocabulary, "can be very large, taking up GBs of GPU memory", and prompt_bin_mask, one bit a token in int32
+#   words; structured_outputs.py StructuredOutputsWorker.grammar_bitmask, one bit a token): memory_profiling's
+#   total_consumed counts it against the KV cache (sampler_state_bytes); 0.49 GiB for Llama 3's 128,256-token vocabulary
+#   at 1,024 sequences;
+# - without FlashInfer (flashinferSampler: false) it masks through apply_top_k_top_p_triton at every batch size
+#   (topk_topp_sampler.py apply_top_k_top_p: Triton whenever HAS_TRITON) and draws in gumbel.py's Triton kernel, which
+#   allocates nothing the size of the logits: the bf16 logits and the fp32 copy, 6 bytes a logit
+#   (V2_NATIVE_SAMPLER_BYTES), plus the Triton kernel's buffer rows (path "gumbel").
+V2_RUNNER = (0, 34)
+V2_NATIVE_SAMPLER_BYTES = 2 + 4
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
@@ -165,15 +192,17 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     parallel) and what top-k/top-p sampling keeps beside them (vllm/v1/sample/sampler.py,
     ops/topk_topp_sampler.py), by `path` (sampler_path): FlashInfer's with the bf16 shard still alive at its peak,
     PyTorch's native sort, whose peak (inside the segmented CUB sort) comes after the shard is freed, or the Triton
-    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows. Only the last pipeline
+    kernel's in-place masking and its buffer of min(next_power_of_2(requests), SMs) fp32 rows, with the old runner's
+    softmax and exponential draws ("triton") or the new runner's Gumbel kernel ("gumbel"). Only the last pipeline
     stage samples."""
     if path == "sort":
         # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
         return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
-    if path == "triton":
+    if path in ("triton", "gumbel"):
         sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
         rows = min(1 << max(0, requests - 1).bit_length(), sms)
-        return requests * a.vocab_size * TRITON_SAMPLER_BYTES + rows * a.vocab_size * 4
+        per_logit = TRITON_SAMPLER_BYTES if path == "triton" else V2_NATIVE_SAMPLER_BYTES
+        return requests * a.vocab_size * per_logit + rows * a.vocab_size * 4
     shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
     return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
 
@@ -181,7 +210,8 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
 def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
     """How vLLM samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
     release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
-    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it. V0 sorts too (V0_SORT_SAMPLER).
+    TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it, and from V2_RUNNER by the
+    Triton kernel and Gumbel draws at any batch ("gumbel"). V0 sorts too (V0_SORT_SAMPLER).
     Other engines take FlashInfer's count."""
     if inf.engine != "vllm":
         return "flashinfer"
@@ -191,6 +221,8 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> st
         return "flashinfer" if flashinfer else "sort"
     if flashinfer:
         return "flashinfer"
+    if not inf.vllm_before(V2_RUNNER):
+        return "gumbel"
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
 
 
@@ -225,11 +257,21 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     if inf.vllm_before(V1_DEFAULT):
         return s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
     tokens = s.max_num_batched_tokens
-    held = rows + (0 if inf.vllm_before(SAMPLER_RANDOM_ROWS) else rows)
+    random_rows = not inf.vllm_before(SAMPLER_RANDOM_ROWS) and inf.vllm_before(V2_RUNNER)
+    held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
     if not inf.vllm_before(MOE_WORKSPACE_HELD):
         held += moe_workspace_bytes(a, layout, tokens)
     return held + pipeline_buffer_bytes(inf, a, layout, s)
+
+
+def sampler_state_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The new runner's per-request sampler state (V2_RUNNER), held on every rank of the last pipeline stage from load
+    to exit: output_bin_counts (max_num_seqs x vocab int32), prompt_bin_mask and the grammar bitmask (max_num_seqs x
+    ceil(vocab / 32) int32 each). Older runners and other engines: none counted."""
+    if inf.engine != "vllm" or inf.vllm_before(V2_RUNNER):
+        return 0
+    return s.max_num_seqs * (a.vocab_size + 2 * -(-a.vocab_size // 32)) * 4
 
 
 def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
@@ -258,11 +300,20 @@ def gpt_oss(a: ModelArch) -> bool:
     return "gpt-oss" in a.name.lower() or "gpt_oss" in a.name.lower()
 
 
-def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None) -> int:
+def graph_ceiling(inf: Inference | None, gpu: GPU | None) -> int:
+    """vLLM's default largest capture before max_num_seqs: 1024 tokens on SM100 GPUs from GRAPH_SM100_FROM, else 512."""
+    sm100 = gpu is not None and gpu.model.upper() in SM100_MODELS
+    if sm100 and inf is not None and inf.engine == "vllm" and not inf.vllm_before(GRAPH_SM100_FROM):
+        return GRAPH_MAX_TOKENS_SM100
+    return GRAPH_MAX_TOKENS
+
+
+def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None,
+                     gpu: GPU | None = None) -> int:
     """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
     (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger or smaller capture
-    has: gpt-oss's, a max_num_seqs under 256, V0's list of decode batches)."""
-    default = min(GRAPH_MAX_TOKENS, 2 * s.max_num_seqs)
+    has: gpt-oss's, SM100's ceiling (graph_ceiling), a max_num_seqs under 256, V0's list of decode batches)."""
+    default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
     tokens, sizes = default, GRAPH_SIZES
     vllm = inf is not None and inf.engine == "vllm"
     step16 = vllm and not inf.vllm_before(GRAPH_SIZES_STEP16)
@@ -277,7 +328,8 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
         sizes = GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
     elif vllm and gpt_oss(a):
         # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
-        tokens = min(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, s.max_num_batched_tokens)
+        tokens = min(max(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, default),
+                     s.max_num_batched_tokens)
         # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
         sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / full
     stage_layers = -(-a.num_layers // layout.pipeline)

@@ -25,11 +25,19 @@ from rackfit.estimator.engine_profile import (
     profile_held_bytes,
     sampler_path,
     sampler_peak_bytes,
+    sampler_state_bytes,
     trtllm_graph_bytes,
 )
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
 from rackfit.estimator.result import EngineSettings, Layout
-from rackfit.estimator.startup import INIT_FREE_CHECK, init_refusal, outside_budget_bytes, warmup_refusal
+from rackfit.estimator.startup import (
+    CUBLAS_BEFORE_SNAPSHOT,
+    INIT_FREE_CHECK,
+    budgeted_non_torch,
+    init_refusal,
+    outside_budget_bytes,
+    warmup_refusal,
+)
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -63,7 +71,9 @@ V1_CONTEXT_IN_BUDGET_UNTIL = (0, 9, 1)
 # The extensible KV cache (0.34.0, spec.EXTENSIBLE_KV_CACHE) is sized from the memory measured after warmup and
 # CUDA graph capture (vllm/v1/worker/extensible_kv_cache.py, measure_kv_cache_bytes): min(requested - what the
 # engine holds, free - margin) less the profiled activation peak, the margin max(KV_CACHE_MARGIN_FLOOR_BYTES 1 GiB,
-# KV_CACHE_MARGIN_FRACTION 0.75 x that peak).
+# KV_CACHE_MARGIN_FRACTION 0.75 x that peak). The free memory it measures is after everything the process holds,
+# the baseline's too (CUDA context, NCCL's communicators from startup.NCCL_BEFORE_SNAPSHOT, cuBLAS's handles from
+# startup.CUBLAS_BEFORE_SNAPSHOT: startup.outside_budget_bytes), and at the default utilization of 1.0 that side binds.
 EXTENSIBLE_MARGIN_FLOOR = GiB
 EXTENSIBLE_MARGIN_FRACTION = 0.75
 
@@ -105,11 +115,12 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
     graph pool (before GRAPHS_IN_BUDGET) and V1's sampler warm-up in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
-    comes later, inside the non-torch count), and from NCCL_BEFORE_SNAPSHOT NCCL's communicators."""
+    comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
+    communicators."""
     if inf.engine != "vllm":
         return None
     v1 = not inf.vllm_before(V1_DEFAULT)
-    if v1 and not inf.vllm_before(INIT_FREE_CHECK):
+    if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
         context = min(context, CONTEXT_BEFORE_CUBLAS)
     outside = outside_budget_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
@@ -123,7 +134,7 @@ class Served:
     take; `kv_pool` what the engine allocates on `gpu` (None without one)."""
 
     settings: EngineSettings
-    activations: int
+    activations: int  # the profile run's peak and, from engine_profile.V2_RUNNER, the sampler's persistent state
     cuda_graphs: int
     non_torch: int
     kv_needed: int
@@ -189,14 +200,15 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     elif inf.engine == "tensorrt-llm":
         graphs = trtllm_graph_bytes(a, layout, s)
     else:
-        graphs = cuda_graph_bytes(a, layout, s, inf)
-    nt = non_torch_bytes(layout, gpu)
+        graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
+    nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
+    state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
                                  mla_latent=latent)
     per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
                  * -(-a.num_layers // layout.pipeline))
-    plan = Served(s, act, graphs, nt, per_request * sequences, per_token, per_request,
+    plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
                   refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None)
     if gpu is None:
         return plan
@@ -211,11 +223,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # leaves free for graph capture is total - budget + the freed activations, the context already paid
         in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
         if inf.extensible:
-            held = weights + nt + graphs
+            held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
-            pool = min(budget - held, total - context - held - margin) - act
+            baseline = outside_budget_bytes(inf, layout, gpu, context, a.is_moe)
+            pool = min(budget - held, total - baseline - held - margin) - act
         else:
-            pool = budget - weights - act - nt - in_budget - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs)
+            pool = (budget - weights - act - state - nt - in_budget
+                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs))
         if plan.refused is None and not inf.extensible:
             plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
                                                          context - in_budget, a.is_moe))

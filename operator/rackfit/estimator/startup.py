@@ -16,6 +16,7 @@ Pure: no I/O. engines.serve passes the sizes it has computed.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.engine_profile import NON_TORCH_BASE
 from rackfit.estimator.result import Layout
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -43,6 +44,13 @@ NCCL_INIT_NVLINK = int(1.02 * GiB)
 # tensor 4 (2.07 against S16's 1.55) check it.
 NCCL_EP_GROUP_NVLINK = int(0.48 * GiB)
 EP_GROUP_MOE_ONLY = (0, 14)
+# From 0.33.0 init_device creates cuBLAS's and cuBLASLt's handles before the snapshot ("Create the handles now, before
+# the snapshot, so they count as baseline like the NCCL buffers": a torch.mm and a biased linear on 16 x 16; read in
+# 0.33.0 and 0.34.0, absent from 0.30.0-0.32.0): their memory leaves the profile's non-torch count, which the KV cache's
+# budget pays, for the baseline, which it does not, and the free-memory check at start-up sees it taken. The H200
+# calibration measured them at 0.19 GiB (CUDA_CONTEXT_BYTES less engines.CONTEXT_BEFORE_CUBLAS), more than
+# NON_TORCH_BASE (0.10 GiB, "cuBLAS/cuDNN handles"), so all of NON_TORCH_BASE moves out (budgeted_non_torch).
+CUBLAS_BEFORE_SNAPSHOT = (0, 33)
 
 
 def _vllm(inf: Inference) -> str:
@@ -57,6 +65,14 @@ def outside_budget_bytes(inf: Inference, layout: Layout, gpu: GPU | None, contex
         return context
     ep = layout.tensor > 1 and (moe or inf.vllm_before(EP_GROUP_MOE_ONLY))
     return context + NCCL_INIT_NVLINK + (NCCL_EP_GROUP_NVLINK if ep else 0)
+
+
+def budgeted_non_torch(inf: Inference, non_torch: int) -> int:
+    """The non-torch memory vLLM's profile counts inside the KV cache's budget: all of it before CUBLAS_BEFORE_SNAPSHOT,
+    less NON_TORCH_BASE (cuBLAS's handles, now in the baseline) from it."""
+    if inf.engine == "vllm" and not inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
+        return max(0, non_torch - NON_TORCH_BASE)
+    return non_torch
 
 
 def init_refusal(inf: Inference, total: int, util: float, held: int) -> str | None:
