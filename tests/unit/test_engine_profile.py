@@ -13,7 +13,6 @@ from rackfit.estimator.engine_profile import (
     NATIVE_SORT_PEAK_BYTES,
     NATIVE_SORT_TEMP_BYTES,
     moe_workspace_bytes,
-    native_sampler,
     sampler_path,
     sampler_peak_bytes,
 )
@@ -35,13 +34,13 @@ def pool(**inference):
 
 def test_native_sampler_holds_28_bytes_a_logit_where_pip_has_no_flashinfer():
     assert (NATIVE_SAMPLER_BYTES, FLASHINFER_SAMPLER_BYTES) == (28, 14)
-    assert native_sampler(spec(engineVersion="0.9.2").inference)
-    assert native_sampler(spec(engineVersion="0.12.0").inference)
-    assert not native_sampler(spec().inference)  # current releases: FlashInfer by default
-    assert native_sampler(spec(engineVersion="0.7.3").inference)  # V0 sorts too (sampler.py _apply_top_k_top_p)
-    assert not native_sampler(spec(engineVersion="0.7.3", flashinferSampler=True).inference)
-    assert not native_sampler(spec(engineVersion="0.9.2", flashinferSampler=True).inference)
-    assert native_sampler(spec(flashinferSampler=False).inference)
+    assert sampler_path(spec(engineVersion="0.9.2").inference) != "flashinfer"
+    assert sampler_path(spec(engineVersion="0.12.0").inference) != "flashinfer"
+    assert sampler_path(spec().inference) == "flashinfer"  # current releases: FlashInfer by default
+    assert sampler_path(spec(engineVersion="0.7.3").inference) == "sort"  # V0 sorts too (sampler.py _apply_top_k_top_p)
+    assert sampler_path(spec(engineVersion="0.7.3", flashinferSampler=True).inference) == "flashinfer"
+    assert sampler_path(spec(engineVersion="0.9.2", flashinferSampler=True).inference) == "flashinfer"
+    assert sampler_path(spec(flashinferSampler=False).inference) != "flashinfer"
     a, layout = resolve(spec().model), Layout(tensor=2)
     assert sampler_peak_bytes(a, layout, 1024, "sort") == 1024 * 151936 * 38
     # H100 defaults: 1,024 dummy requests; the native sort takes 24 more bytes a logit, less the bf16 shard it outlives

@@ -226,11 +226,6 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> st
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
 
 
-def native_sampler(inf: Inference) -> bool:
-    """vLLM V1 sampling top-k/top-p natively (sort or Triton), not through FlashInfer."""
-    return sampler_path(inf) != "flashinfer"
-
-
 def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     """The fused-MoE workspace a forward of `tokens` tokens leaves in vLLM's WorkspaceManager (MOE_WORKSPACE_HELD):
     TritonExperts.workspace_shapes (fused_moe/fused_moe.py; experts/triton_moe.py in 0.34.0) with M tokens, top-k,
