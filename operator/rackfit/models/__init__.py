@@ -160,23 +160,29 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
         raise InvalidWorkload([("spec.model.huggingFaceConfig", f"unusable config.json: {e}")]) from None
 
 
+def _vision_block(v: dict[str, Any]) -> tuple[int, int, bool]:
+    """A vision_config's ViT block: (width, MLP width, SwiGLU). The width is `embed_dim` where set (Qwen2-VL, whose
+    vision hidden_size is the text model's), else `hidden_size` (or `width`); the MLP's `intermediate_size`, else
+    `mlp_ratio` (4) x the width; SwiGLU when hidden_act is silu (Qwen2.5-VL)."""
+    width = v.get("embed_dim") or v.get("hidden_size") or v.get("width") or 0
+    inter = v.get("intermediate_size") or int(width * (v.get("mlp_ratio") or 4))
+    return width, inter, str(v.get("hidden_act", "gelu")) in ("silu", "swiglu")
+
+
 def vision_parameters_from_hf_config(config: dict[str, Any]) -> int:
     """A multimodal config.json's vision tower from its vision_config: a ViT of `depth`/`num_hidden_layers` (plus
-    mllama's `num_global_layers`) blocks of q, k, v, o and an MLP (SwiGLU when hidden_act is silu: Qwen2.5-VL), the
-    patch embedding, and a projector to the text model's width (Qwen's merger first mixes spatial_merge_size^2
-    patches: a square matrix of that width). The width is `embed_dim` where set (Qwen2-VL, whose vision hidden_size
-    is the text model's), else `hidden_size`. Counted from the shapes, as vLLM's qwen2_5_vl.py, siglip.py (Gemma 3),
-    clip.py (LLaVA) and mllama.py build them; norms, biases and position embeddings (under 1%) are left out."""
+    mllama's `num_global_layers`) blocks of q, k, v, o and an MLP (`_vision_block`), the patch embedding, and a
+    projector to the text model's width (Qwen's merger first mixes spatial_merge_size^2 patches: a square matrix of
+    that width). Counted from the shapes, as vLLM's qwen2_5_vl.py, siglip.py (Gemma 3), clip.py (LLaVA) and mllama.py
+    build them; norms, biases and position embeddings (under 1%) are left out."""
     v = config.get("vision_config")
     if not isinstance(v, dict):
         return 0
-    width = v.get("embed_dim") or v.get("hidden_size") or v.get("width")
+    width, inter, gated = _vision_block(v)
     layers = (v.get("depth") or v.get("num_hidden_layers") or v.get("num_layers") or 0) + \
         (v.get("num_global_layers") or 0)
     if not width or not layers:
         return 0
-    inter = v.get("intermediate_size") or int(width * (v.get("mlp_ratio") or 4))
-    gated = str(v.get("hidden_act", "gelu")) in ("silu", "swiglu")
     block = 4 * width * width + (3 if gated else 2) * width * inter
     channels = v.get("in_channels") or v.get("in_chans") or v.get("num_channels") or 3
     patch = channels * (v.get("patch_size") or 14) ** 2 * (v.get("temporal_patch_size") or 1) * width
@@ -211,7 +217,7 @@ def vision_encoder_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
     kind = str(config.get("model_type", ""))
     if not isinstance(v, dict) or kind not in _QWEN_VL + _FIXED_IMAGE:
         return {}
-    width = v.get("embed_dim") or v.get("hidden_size")
+    width, inter, gated = _vision_block(v)
     if not width:
         return {}
     patch = v.get("patch_size") or 14
@@ -223,9 +229,7 @@ def vision_encoder_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
         tokens = int(config.get("mm_tokens_per_image") or 0) if kind == "gemma3" else patches
     if not patches or not tokens:
         return {}
-    return {"vision_hidden_size": width,
-            "vision_intermediate_size": v.get("intermediate_size") or int(width * (v.get("mlp_ratio") or 4)),
-            "vision_gated_mlp": str(v.get("hidden_act", "gelu")) in ("silu", "swiglu"),
+    return {"vision_hidden_size": width, "vision_intermediate_size": inter, "vision_gated_mlp": gated,
             "vision_patches_per_item": patches, "vision_tokens_per_item": tokens}
 
 
