@@ -7,7 +7,7 @@ operator receives (a whole manifest or a bare spec) into a validated `LLMWorkloa
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -23,7 +23,7 @@ Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
 MasterWeights = Literal["fp32", "none"]
 Checkpointing = Literal["none", "selective", "full"]
 LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
-LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+LORA_TARGETS: tuple[str, ...] = get_args(LoraTarget)
 Objective = Literal["fewestGPUs", "lowestCost"]
 Engine = Literal["vllm", "sglang", "tensorrt-llm", "transformers"]
 Framework = Literal["transformers", "fsdp", "deepspeed", "megatron"]
@@ -509,12 +509,10 @@ class Training(_Model):
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
-        if self.method == "full" and self.lora_rank is not None:
-            raise ValueError(rules["lora_rank"].message)
-        if self.method == "full" and self.lora_dropout is not None:
-            raise ValueError(rules["lora_dropout"].message)
-        if self.method == "full" and self.lora_targets is not None:
-            raise ValueError(rules["lora_targets"].message)
+        if self.method == "full":
+            for adapter_field in ("lora_rank", "lora_dropout", "lora_targets"):
+                if getattr(self, adapter_field) is not None:
+                    raise ValueError(rules[adapter_field].message)
         if self.zero_stage and self.framework not in ("transformers", "deepspeed"):
             raise ValueError(rules["zero_stage"].message)
         if self.framework == "megatron":
