@@ -63,8 +63,9 @@ MXFP4_TRITON_FROM = (0, 12)
 # SWIZZLE_ALIGN_M = 2 x num_warps 8 x 2 x 8); HopperMXValueLayout pads the packed values to 16 x 32 bytes only, which
 # gpt-oss's shapes already are. The expert width per rank is rounded to 64 (create_weights), the hidden size not.
 MXFP4_TRITON_SCALE_ROWS = 256
-MXFP4_SCALE_BYTES_PER_VALUE = 1 / 32
-MXFP4_BLOCK = 32                      # OCP MX block: one E8M0 scale per 32 values
+# the OCP MX block, as models/quantization.py stores MXFP4: one E8M0 scale (1 B) per 32 values
+MXFP4_BLOCK = PRECISION_FORMATS["mxfp4"].cols
+MXFP4_SCALE_BYTES_PER_VALUE = PRECISION_FORMATS["mxfp4"].scale_bytes / MXFP4_BLOCK
 
 
 def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
@@ -130,10 +131,18 @@ def mxfp4_expert_padding(arch: ModelArch | None, q: Quantization, expert_shard: 
     """Stored over logical bytes of an MXFP4 checkpoint's routed experts on one rank (1.0 for anything else)."""
     if arch is None or not arch.is_moe or q.method != "mxfp4":
         return 1.0
-    exact = arch.moe_intermediate_size / tensor if expert_shard == tensor else arch.moe_intermediate_size
-    width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
+    exact, width = _expert_width(arch, expert_shard, tensor)
     h = arch.hidden_size
     return (-(-width // align[0]) * align[0] / exact) * (-(-h // align[1]) * align[1] / h)
+
+
+def _expert_width(arch: ModelArch, expert_shard: int, tensor: int) -> tuple[float, int]:
+    """A routed expert's width on one rank: (the exact share, the rows a rank allocates before any alignment). Under
+    tensor parallel (no expert parallel) each rank takes ceil(width / tensor) of every expert; under expert
+    parallel whole experts."""
+    if expert_shard == tensor:
+        return arch.moe_intermediate_size / tensor, -(-arch.moe_intermediate_size // tensor)
+    return arch.moe_intermediate_size, arch.moe_intermediate_size
 
 
 # vLLM's RotaryEmbedding (model_executor/layers/rotary_embedding/base.py, RotaryEmbedding.__init__ ->
@@ -203,8 +212,7 @@ def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int) 
     rounded to 64 and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS)."""
     fmt = PRECISION_FORMATS["mxfp4"]
     b = fmt.value_bytes + MXFP4_SCALE_BYTES_PER_VALUE
-    exact = arch.moe_intermediate_size / tensor if expert_shard == tensor else arch.moe_intermediate_size
-    width = -(-arch.moe_intermediate_size // tensor) if expert_shard == tensor else arch.moe_intermediate_size
+    exact, width = _expert_width(arch, expert_shard, tensor)
     width = -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN
     h, mult, rows = arch.hidden_size, (2 if arch.gated_mlp else 1), MXFP4_TRITON_SCALE_ROWS
     stored = ((mult + 1) * width * h * b
