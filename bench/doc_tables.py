@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     status, stale = 0, []
     for name, bench in BENCHES.items():
         if check and bench is error_bands.main:  # the same table, without rewriting measured_bands.py
-            rc, text = 0, error_bands.table()
+            rc, text = 0, error_bands.table(error_bands.bands())
         else:
             rc, text = run(bench, [])
         status |= rc

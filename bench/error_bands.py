@@ -60,16 +60,24 @@ def bands() -> dict[tuple[str, str, str], tuple[float, float, int, str]]:
     return {k: (min(v), max(v), len(v), quantity[k]) for k, v in sorted(groups.items())}
 
 
-def render() -> str:
+def render(measured: dict[tuple[str, str, str], tuple[float, float, int, str]]) -> str:
     lines = [HEADER.rstrip("\n")]
-    for key, value in bands().items():
+    for key, value in measured.items():
         lines.append(f"    {key!r}: {value!r},")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
+def table(measured: dict[tuple[str, str, str], tuple[float, float, int, str]]) -> str:
+    lines = ["| regime | rows | measured error | compared |", "|---|---:|---|---|"]
+    for (runtime, workload, family), (lo, hi, n, q) in measured.items():
+        lines.append(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | {q} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    text = render()
+    measured = bands()  # every bench row's estimate, once
+    text = render(measured)
     if "--check" in argv:
         if OUT.read_text() != text:
             print(f"{OUT.relative_to(ROOT)} is stale: run `python bench/error_bands.py` (make bench)", file=sys.stderr)
@@ -77,15 +85,8 @@ def main(argv: list[str]) -> int:
         print("error bands: up to date")
         return 0
     OUT.write_text(text)
-    print(table())
+    print(table(measured))
     return 0
-
-
-def table() -> str:
-    lines = ["| regime | rows | measured error | compared |", "|---|---:|---|---|"]
-    for (runtime, workload, family), (lo, hi, n, q) in bands().items():
-        lines.append(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | {q} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
