@@ -73,12 +73,11 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
-    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime, gpu_arch,
-                           spec.inference if spec.workload == "inference" else None, training)
+    inference = None if training else spec.inference
+    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime, gpu_arch, inference, training)
     comm = NCCL_BYTES if layout.total_gpus > 1 else 0
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
-    q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize,
-                        spec.inference if spec.workload == "inference" else None)
+    q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize, inference)
     notes = [q.note(spec.precision)] if arch.quantization is not None else []
     if dequantize and q.method == "mxfp4" and arch.quantization is None:
         notes.append(dequantize)
@@ -86,7 +85,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.append("only a parameter count was given: weights are exact, KV cache and activations are rough "
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
     if arch.vision_parameters:
-        profiled = spec.workload == "inference" and encoder_profiled(spec.inference, arch)
+        profiled = inference is not None and encoder_profiled(inference, arch)
         notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; "
                      + ("vLLM's profile of its images (encoder peak and cache) is counted" if profiled else
                         "the images' activations are not counted"))

@@ -41,7 +41,6 @@ ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2, 
 ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
 
 
-
 @dataclass(frozen=True)
 class RuntimePeak:
     """What is live at the runtime's peak (bytes per GPU), and what the allocator's slack applies to."""

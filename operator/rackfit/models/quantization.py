@@ -155,7 +155,6 @@ def uniform(precision: str, num_layers: int, fmt: Format | None = None) -> Quant
     return Quantization(method=precision, dtype_bytes=u, layers=(layer,) * num_layers, embedding=u, lm_head=u)
 
 
-
 def dequantized_experts(q: Quantization, how: str) -> Quantization:
     """`q` with its routed experts held in torch_dtype (`dtype_bytes`), the rest as `q` stores it: what a runtime
     keeps once it has dequantized an MXFP4 checkpoint's experts at load (estimator/weights.py `mxfp4_dequantized`
@@ -165,6 +164,7 @@ def dequantized_experts(q: Quantization, how: str) -> Quantization:
     summary = f"{q.summary}; {how}" if q.summary else how
     return Quantization(method=q.method, dtype_bytes=q.dtype_bytes, layers=layers, embedding=q.embedding,
                         lm_head=q.lm_head, checkpoint=q.checkpoint, summary=summary, weight_block=q.weight_block)
+
 
 # --- module names --------------------------------------------------------------------------------------
 
