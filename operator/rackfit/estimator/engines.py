@@ -76,6 +76,15 @@ V1_CONTEXT_IN_BUDGET_UNTIL = (0, 9, 1)
 # startup.CUBLAS_BEFORE_SNAPSHOT: startup.outside_budget_bytes), and at the default utilization of 1.0 that side binds.
 EXTENSIBLE_MARGIN_FLOOR = GiB
 EXTENSIBLE_MARGIN_FRACTION = 0.75
+# vLLM 0.14.0-0.16.x check one max_model_len request against the WHOLE model's KV cache under pipeline parallel:
+# vllm/v1/core/kv_cache_utils.py get_kv_cache_configs merges every stage's layer specs (merged_kv_cache_specs), builds
+# the global groups and calls _check_enough_kv_cache_memory(min(available_memory), _max_memory_usage_bytes_from_groups
+# over those global groups, ...) (read in the 0.14.0, 0.15.0 and 0.16.0 wheels), so a stage must hold the cache of
+# every layer of the model for one request ("To serve at least one request with the models's max seq len (L), (X GiB
+# KV cache is needed ..."). 0.13.0 checked each worker's own layers (check_enough_kv_cache_memory per
+# kv_cache_spec_one_worker) and 0.17.0 again checks each worker's projected groups (_project_kv_cache_groups_to_worker);
+# vllm-project/vllm issues 32105 and 34076 report it. The cache itself is still sized per stage.
+PP_WHOLE_MODEL_CHECK = ((0, 14), (0, 17))
 
 
 def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
@@ -170,6 +179,23 @@ class Served:
         return self.max_concurrency >= 1
 
 
+def pipeline_check_refusal(inf: Inference, a: ModelArch, layout: Layout, pool: int, chunk: int, latent: bool
+                           ) -> str | None:
+    """vLLM 0.14.0-0.16.x under pipeline parallel (PP_WHOLE_MODEL_CHECK): one contextLength request of the whole model's
+    layers must fit in a stage's KV cache, though each stage caches only its own layers."""
+    first, fixed = PP_WHOLE_MODEL_CHECK
+    if layout.pipeline == 1 or inf.vllm_before(first) or not inf.vllm_before(fixed):
+        return None
+    whole = kv_cache_bytes(a, inf.kv_cache_precision, layout.model_copy(update={"pipeline": 1}), inf.context_length,
+                           1, chunk, mla_latent=latent)
+    if whole <= pool:
+        return None
+    return (f"vllm {inf.engine_version} would refuse to start: under pipeline parallel it checks one request of "
+            f"contextLength {inf.context_length} against the whole model's KV cache ({whole / GiB:.2f} GiB, every "
+            f"stage's layers), more than one stage's {max(pool, 0) / GiB:.2f} GiB (fixed in vLLM 0.17.0); lower "
+            f"contextLength or use a newer release")
+
+
 def profile_requests(inf: Inference, s: EngineSettings) -> int:
     """The requests whose logits the engine's profile run samples. vLLM V1's _dummy_sampler_run: one per sequence slot
     (max_num_seqs, at most max_num_batched_tokens). TensorRT-LLM's PyTorch backend estimates the KV cache with dummy
@@ -233,6 +259,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if plan.refused is None and not inf.extensible:
             plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
                                                          context - in_budget, a.is_moe))
+        if plan.refused is None:
+            plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
