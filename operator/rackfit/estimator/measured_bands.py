@@ -24,8 +24,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-5.3, 0.9, 16, 'memory'),
     ('transformers', 'training', 'any'): (-5.3, 3.9, 31, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (0.5, 19.2, 2, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 6, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.5, 73.0, 54, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 8.1, 46, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 57, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 14.1, 47, 'kv cache'),
 }
