@@ -119,6 +119,9 @@ def test_gpus_joined_by_nvlink():
     assert not nvlink["L40S"] and not nvlink["L40"] and not nvlink["RTX Pro 6000 Blackwell"]
     pcie = H100.model_copy(update={"product": "NVIDIA-H100-PCIe"})
     assert not pcie.nvlink
+    # HGX H20 is an NVLink board; L20 is a PCIe card
+    assert H100.model_copy(update={"model": "H20", "product": "NVIDIA-H20"}).nvlink
+    assert not H100.model_copy(update={"model": "L20", "product": "NVIDIA-L20"}).nvlink
 
 
 def test_one_request_that_does_not_fit_is_the_engines_refusal():
