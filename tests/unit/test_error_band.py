@@ -46,10 +46,10 @@ def test_each_measured_regime_gives_its_band_with_its_row_count():
 
 
 def test_a_regime_without_rows_is_unmeasured_not_guessed():
-    # TensorRT-LLM's public rows (S70, S71) ran on Ada: on Hopper its band is not borrowed from them
+    # TensorRT-LLM's public rows (S70, S71 on Ada, S100 on Hopper): on Blackwell its band is not borrowed from them
     assert ("tensorrt-llm", "inference", "ada") in BANDS
-    assert ("tensorrt-llm", "inference", "hopper") not in BANDS
-    band = estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("hopper")).error_band
+    assert ("tensorrt-llm", "inference", "blackwell") not in BANDS
+    band = estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("blackwell")).error_band
     assert band.startswith("unmeasured") and "tensorrt-llm" in band
     families = {k[2] for k in BANDS if k[:2] == ("megatron", "training")}
     missing = next(f for f in ("ampere", "ada", "hopper", "blackwell") if f not in families)

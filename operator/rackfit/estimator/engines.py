@@ -38,6 +38,7 @@ from rackfit.estimator.startup import (
     outside_budget_bytes,
     warmup_refusal,
 )
+from rackfit.estimator.trtllm import TOKENS_PER_BLOCK, allreduce_workspace_bytes, estimation_refusal
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -167,15 +168,17 @@ class Served:
 
     @property
     def starts(self) -> bool | None:
-        """Whether the engine process starts on this GPU (None without one): not when it refuses the layout; vLLM and
-        TensorRT-LLM not below one contextLength request; SGLang whenever its pool holds SGLANG_MIN_POOL_TOKENS, capping
-        each request at what it holds."""
+        """Whether the engine process starts on this GPU (None without one): not when it refuses the layout; vLLM
+        not below one contextLength request; SGLang whenever its pool holds SGLANG_MIN_POOL_TOKENS, TensorRT-LLM
+        whenever its cache holds a block, each capping requests at what the cache holds."""
         if self.kv_pool is None:
             return None
         if self.refused:
             return False
         if self.settings.engine == "sglang":
             return self.kv_pool // self.per_token >= SGLANG_MIN_POOL_TOKENS
+        if self.settings.engine == "tensorrt-llm":  # caps max_seq_len to the cache (trtllm.TOKENS_PER_BLOCK)
+            return self.kv_pool // self.per_token >= TOKENS_PER_BLOCK
         return self.max_concurrency >= 1
 
 
@@ -228,6 +231,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     else:
         graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
+    if inf.engine == "tensorrt-llm":
+        nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
@@ -279,4 +284,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         free = total - context - weights - act - nt - graphs
         pool = int(s.gpu_memory_utilization * free)
         budget = weights + act + nt + graphs + max(pool, 0)
+        if plan.refused is None:
+            plan = replace(plan, refused=estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt,
+                                                            per_token, s.max_num_batched_tokens, s.max_model_len))
     return replace(plan, budget=budget, kv_pool=max(pool, 0))

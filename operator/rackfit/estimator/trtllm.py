@@ -1,0 +1,68 @@
+"""TensorRT-LLM's PyTorch backend (what `trtllm-serve` runs by default): what its KV cache estimation leaves out of
+the cache besides weights, the profiling forward and CUDA graphs (engines.py), and when it starts at all.
+
+Pure: no I/O. Every mechanism names the TensorRT-LLM source it was read in.
+"""
+
+from __future__ import annotations
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator.result import Layout
+from rackfit.units import MiB
+
+# The custom all-reduce's IPC workspace at tensor parallel above 1 (tensorrt_llm/_torch/distributed/ops.py
+# AllReduce.__init__ -> get_allreduce_workspace, once per TP group, for every strategy but UB):
+# CustomAllReduceHelper.allocate_allreduce_fusion_workspace (tensorrt_llm/_torch/distributed/allreduce_helper.py;
+# tensorrt_llm/plugin/plugin.py before it) cudaMallocs, outside torch, an IPC buffer of size x tp_size, the Lamport
+# buffers of 3 x size x tp_size and barriers of 256 x tp_size bytes on every rank. `size` is
+# max_workspace_size_auto: 64 MiB in the current allreduce_helper.py ("Default (67,108,864 = 64 MiB) supports models
+# up to hidden_size=4096 with max_num_tokens=8192"; TRTLLM_ALLREDUCE_FUSION_WORKSPACE_SIZE overrides it); earlier
+# sources (plugin.py, and allreduce_helper.py's first versions) had 16,000,000 bytes at tp_size <= 2 and 8,000,000
+# above, a quarter to an eighth of it. The model is built before the KV cache estimation, so the workspace is in its
+# "Memory used outside torch" and off the cache.
+ALLREDUCE_FUSION_WORKSPACE = 64 * MiB
+ALLREDUCE_LAMPORT_BUFFERS = 3
+ALLREDUCE_BARRIER_BYTES = 256
+# IpcMemory (tensorrt_llm/_ipc_utils.py) allocates only where the TP peers can access each other
+# (can_access_peer: cudaDeviceCanAccessPeer, same node); otherwise the pointers are 0 and NCCL does the reduce.
+# rackfit takes NVLink for peer access (engine_profile.non_torch_bytes assumes the same without a GPU).
+
+# The paged cache's block (KvCacheConfig.tokens_per_block, 32 in the PyTorch backend's logs: "Number of tokens per
+# block: 32."). KVCacheManager.__init__ (tensorrt_llm/_torch/pyexecutor/resource_manager.py,
+# _validate_and_adjust_attention_windows) does not refuse a cache smaller than one max_seq_len request: it warns
+# "Attention window size ... exceeds upper bound ... for available blocks" and "Adjusted max_seq_len to N", and the
+# server starts capped at N tokens a request (the DGX Spark log of gpt-oss-120b at 131,072: 86,720).
+TOKENS_PER_BLOCK = 32
+
+
+def allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
+    """Bytes one rank's custom all-reduce workspace holds outside torch (ALLREDUCE_FUSION_WORKSPACE)."""
+    t = layout.tensor
+    if t == 1 or (gpu is not None and not gpu.nvlink):
+        return 0
+    return (1 + ALLREDUCE_LAMPORT_BUFFERS) * ALLREDUCE_FUSION_WORKSPACE * t + ALLREDUCE_BARRIER_BYTES * t
+
+
+def estimation_request_tokens(max_num_tokens: int, max_seq_len: int) -> int:
+    """Tokens one dummy request of the KV cache estimation holds in the temporary cache
+    (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._get_token_num_for_estimation: each request of
+    min(max_num_tokens, max_seq_len - 1) tokens plus the generated one, rounded up to whole blocks)."""
+    tokens = min(max_num_tokens, max(1, max_seq_len - 1)) + 1
+    return -(-tokens // TOKENS_PER_BLOCK) * TOKENS_PER_BLOCK
+
+
+def estimation_refusal(fraction: float, free_after_load: int, per_token: int, max_num_tokens: int,
+                       max_seq_len: int) -> str | None:
+    """TensorRT-LLM cannot run its KV cache estimation when the temporary cache it sizes before the estimation run,
+    free_gpu_memory_fraction x the memory free after loading (_get_token_num_for_estimation: `free_mem, _ =
+    torch.cuda.mem_get_info()`, `max_memory = free_gpu_memory_fraction * free_mem`), holds less than one of its dummy
+    requests: the scheduler cannot place it, and the estimation never completes."""
+    need = estimation_request_tokens(max_num_tokens, max_seq_len)
+    holds = int(fraction * max(free_after_load, 0)) // per_token
+    if holds >= need:
+        return None
+    return (f"tensorrt-llm would not finish its KV cache estimation: its temporary cache "
+            f"(free_gpu_memory_fraction {fraction:g} of the memory free after loading) holds about {holds} tokens, "
+            f"less than one of its {need}-token dummy requests (min(max_num_tokens, max_seq_len - 1) + 1, in "
+            f"{TOKENS_PER_BLOCK}-token blocks); raise gpuMemoryUtilization, lower maxNumBatchedTokens, or use more "
+            "GPUs")
