@@ -24,10 +24,10 @@ _FORMATS: dict[str, frozenset[str]] = {
 }
 
 
-# GPUs that HGX/SXM boards join by NVLink (NVSwitch) inside a node: A100 SXM, H100 SXM, H20 (HGX H20, NVLink 900
-# GB/s), H200, GH200, B200, B300, GB200, GB300. Their PCIe variants (product label "...-PCIe-..." / "...-PCIE-...") and the PCIe-only cards (L4,
-# L40S, A10, RTX) talk over PCIe. NCCL opens many more channels over NVLink (estimator/engine_profile.py,
-# NCCL_NVLINK_GROUP).
+# GPUs that HGX/SXM boards join by NVLink (NVSwitch) inside a node: A100 SXM, H100 SXM, H20 (HGX H20, NVLink
+# 900 GB/s), H200, GH200, B200, B300, GB200, GB300. Their PCIe variants (product label "...-PCIe-..." /
+# "...-PCIE-...") and the PCIe-only cards (L4, L20, L40S, A10, RTX) talk over PCIe. NCCL opens many more channels
+# over NVLink (estimator/engine_profile.py, NCCL_NVLINK_GROUP).
 _NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200", "GB300")
 
 
