@@ -221,13 +221,14 @@ CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
 
 def torchtune_tp_chunked_loss(tr: Training, t: int) -> bool:
     """fsdp (FSDP2) under tensor parallel with `lossChunks` > 1 and no per-chunk backward is torchtune's chunked
-    cross-entropy (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025), which runs eager there:
-    its apply_compile_strategy skips compile "as it is not supported with both masking and tensor parallelism enabled"
-    (mask_ignored_tokens is True by default; torchtune/modules/loss/cross_entropy_loss.py; the recipe sets
-    `tp_enabled` in _setup_model before compile_loss), whatever `compile` says. torchtitan's own chunked loss
-    (ChunkedCELoss) runs each chunk's backward inside the loss (`lossChunkBackward`). Without tensor parallel the
-    chunked loss keeps `_loss`'s model (16-bit logits whole, fp32 buffers one chunk at a time): the same saved
-    log-softmax applies there when the loss is not compiled, but no public row checks it (issue 22, not done)."""
+    cross-entropy (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025), which runs eager there
+    (since PR 2782, June 2025): its apply_compile_strategy skips compile "as it is not supported with both masking
+    and tensor parallelism enabled" (mask_ignored_tokens is True by default; torchtune/modules/loss/
+    cross_entropy_loss.py; the recipe sets `tp_enabled` in _setup_model before compile_loss), whatever `compile`
+    says. torchtitan's own chunked loss (ChunkedCELoss) runs each chunk's backward inside the loss
+    (`lossChunkBackward`). Without tensor parallel the chunked loss keeps `_loss`'s model (16-bit logits whole, fp32
+    buffers one chunk at a time): the same saved log-softmax applies there when the loss is not compiled, but no
+    public row checks it (issue 22, not done)."""
     return torchtitan(tr) and t > 1 and (tr.loss_chunks or 1) > 1 and not tr.loss_chunk_backward
 
 
