@@ -213,6 +213,43 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
     return int(n * fwd_bytes), int(n * bwd_bytes)
 
 
+# The fp32 log-softmax each chunk of an eager chunked cross-entropy keeps for the backward: torch's _log_softmax saves
+# its `result` (tools/autograd/derivatives.yaml) and nll_loss saves the same tensor as `self`; DTensor's loss-parallel
+# _log_softmax returns it as the DTensor the same ops save (torch/distributed/tensor/parallel/loss.py)
+CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
+
+
+def torchtune_tp_chunked_loss(tr: Training, t: int) -> bool:
+    """fsdp (FSDP2) under tensor parallel with `lossChunks` > 1 and no per-chunk backward is torchtune's chunked
+    cross-entropy (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025), which runs eager there
+    (since PR 2782, June 2025): its apply_compile_strategy skips compile "as it is not supported with both masking
+    and tensor parallelism enabled" (mask_ignored_tokens is True by default; torchtune/modules/loss/
+    cross_entropy_loss.py; the recipe sets `tp_enabled` in _setup_model before compile_loss), whatever `compile`
+    says. torchtitan's own chunked loss (ChunkedCELoss) runs each chunk's backward inside the loss
+    (`lossChunkBackward`). Without tensor parallel the chunked loss keeps `_loss`'s model (16-bit logits whole, fp32
+    buffers one chunk at a time): the same saved log-softmax applies there when the loss is not compiled, but no
+    public row checks it (issue 22, not done)."""
+    return torchtitan(tr) and t > 1 and (tr.loss_chunks or 1) > 1 and not tr.loss_chunk_backward
+
+
+def eager_chunked_loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float) -> tuple[int, int]:
+    """(forward, backward) loss buffers of torchtune's eager chunked cross-entropy, the logits on this rank split over
+    `t`. LinearCrossEntropyLoss.forward (torchtune/modules/loss/cross_entropy_loss.py) runs, chunk after chunk, the
+    output projection and `F.cross_entropy(logits.float(), ...)` and sums the chunks' losses; the recipe calls
+    `loss.backward()` once, after the loop (recipes/full_finetune_distributed.py, _loss_step and train). So every
+    chunk's fp32 log-softmax stays saved until the backward (CHUNK_SAVED_LOG_SOFTMAX_BYTES a logit, all chunks), and the
+    cross-entropy's other buffers (`fwd_bytes`, `bwd_bytes` a logit, less the saved one) exist for one chunk at a time:
+    the last chunk's forward, the first chunk's backward. The 16-bit logits of a chunk are not saved (the projection
+    saves its input, `.float()` nothing); the inputs it saves, the whole sequence's hidden states, are counted with the
+    final norm's output. Under tensor parallel (PR 2782, June 2025) patch_tp_plan makes the projection
+    ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False) and the recipe runs the
+    loss in loss_parallel(): DTensor's buffers over the vocabulary's t-th."""
+    n = _tokens(tr) * a.vocab_size / t
+    c = tr.loss_chunks or 1
+    s = CHUNK_SAVED_LOG_SOFTMAX_BYTES
+    return int(n * (s + (fwd_bytes - s) / c)), int(n * (s + (bwd_bytes - s) / c))
+
+
 def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,
               virtual: int = 1, held: tuple[int, int] = (0, 0), recompute: int = 0) -> tuple[int, int, int]:
     """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
@@ -294,7 +331,13 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         recompute += fsdp1_held_input_grads(a, t)
     # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
     vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
-    if tr.loss_compiled:
+    if torchtune_tp_chunked_loss(tr, t):
+        # torchtune's chunked loss under tensor parallel: eager, every chunk's log-softmax kept for the one backward;
+        # DTensor's buffers under loss parallel, torch's fused kernels on the whole vocabulary without
+        fwd, bwd = (LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES) if loss_parallel(tr, t) \
+            else (2 + 4 + 4, 4 + 4 + 4)
+        loss = eager_chunked_loss(a, tr, vocab_split, fwd, bwd)
+    elif tr.loss_compiled:
         # torch.compile over cross_entropy(logits.float()) (torchtitan components/loss.py, compiled with the model
         # since April 2025, build_cross_entropy_loss; torchtune's compile_loss): Inductor fuses the upcast and
         # the log-softmax, saving the 16-bit logits and per-token statistics; the backward writes the 16-bit

@@ -26,7 +26,13 @@ from rackfit.estimator.activations import (
     ACT_BYTES,
     _dims,
 )
-from rackfit.estimator.framework_activations import loss_parallel, runtime_activations, sequence_parallel, torchtitan
+from rackfit.estimator.framework_activations import (
+    loss_parallel,
+    runtime_activations,
+    sequence_parallel,
+    torchtitan,
+    torchtune_tp_chunked_loss,
+)
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
@@ -354,6 +360,10 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
         lp = "loss parallel" if loss_parallel(tr, t) else "the logits gathered to the whole vocabulary on every rank"
         plan = "torchtitan's plan" if sequence_parallel(tr, t) and loss_parallel(tr, t) else "its tensor-parallel plan"
         notes.append(f"fsdp with tensor parallel is modelled as {plan}: {sp}, all-gathered norm outputs, {lp}")
+        if torchtune_tp_chunked_loss(tr, t):
+            notes.append("lossChunks under tensor parallel is modelled as torchtune's LinearCrossEntropyLoss: eager "
+                         "(it skips compile under tensor parallel), every chunk's fp32 log-softmax kept until the "
+                         "backward")
     if tr.framework == "fsdp" and tr.expandable_segments is None:
         if tr.activation_checkpointing == "selective":
             return notes + ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable "
