@@ -75,3 +75,31 @@ def test_peft_adapters_and_full_fine_tunes_do_not_move():
     full = Training(framework="fsdp", microBatchSize=2, sequenceLength=2048, activationCheckpointing="none")
     assert runtime_activations(LLAMA_8B, full, layout).kept == \
         runtime_activations(LLAMA_8B, lora(None, activationCheckpointing="none"), layout).kept
+
+
+def _lora_peak(preset: str, precision: str = "bf16", method: str = "lora", data: int = 8):
+    from rackfit.estimator.frameworks import frozen_layer_bytes, largest_matrix, runtime_peak
+    from rackfit.estimator.params import count_params
+    from rackfit.estimator.weights import weight_bytes
+    arch = resolve(ModelSource(preset=preset))
+    p = count_params(arch)
+    layout = Layout(data=data)
+    frozen = weight_bytes(p, precision, layout, arch.num_layers, arch)
+    tr = Training(framework="fsdp", method=method, masterWeights="none", loraRank=16, microBatchSize=2,
+                  sequenceLength=2048, activationCheckpointing="full")
+    r = runtime_peak(arch, p, tr, precision, layout, frozen)
+    dequantized = largest_matrix(arch) * 2 if method == "qlora" else 0
+    return r, p, 2 * frozen_layer_bytes(arch, p, frozen, 1) + dequantized
+
+
+def test_torchtunes_fsdp2_root_keeps_embeddings_and_output_gathered():
+    """torchtune's shard_model applies fully_shard to the whole model last, and the root is not resharded after the
+    forward (torch _fsdp_state._lazy_init; torchtune sets reshard_after_forward=False for it): the 16-bit embeddings
+    and output of an untied model (Llama 3.1 70B: 2 x 128256 x 8192 x 2 bytes) stay gathered beside two layers,
+    whatever `data` is; a tied model (Llama 3.2 3B) holds its one matrix once."""
+    r, p, layers = _lora_peak("llama-3.1-70b")
+    assert r.reused == 2 * 128256 * 8192 * 2 + layers
+    r3, p3, layers3 = _lora_peak("llama-3.2-3b")
+    assert p3.lm_head == 0 and r3.reused == 128256 * 3072 * 2 + layers3
+    rq, _, layers_q = _lora_peak("llama-3.1-70b", "nf4", "qlora")
+    assert rq.reused == 2 * 128256 * 8192 * 2 + layers_q
