@@ -285,6 +285,34 @@ def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[i
     return last, fwd, bwd
 
 
+def frozen_input_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """Bytes per token and layer that a full fine-tune's count keeps only as the input of a projection that LoRA
+    leaves frozen and unadapted (training.loraTargets): no weight gradient, so nothing saves it. PyTorch's autograd
+    saves a matmul's input only for its weight's gradient: tools/autograd/gen_variable_type.py `guard_for` guards a
+    saved variable used by a single derivative with `grad_fn->should_compute_output(...)`, and `mm`'s `self` is used
+    only by `mat2`'s (tools/autograd/derivatives.yaml, `mm_mat2_backward(grad, self, ...)`); torchtune freezes the
+    base and its norms (torchtune/modules/peft/_utils.py set_trainable_params: only the adapters require grad), so
+    F.linear over a frozen weight (torchtune/modules/peft/lora.py, LoRALinear without an adapter is nn.Linear;
+    FrozenNF4Linear for QLoRA) saves nothing but its weight, and Inductor's partitioner has no weight-gradient mm to
+    ban from recomputation (activations.compile_savings). What goes: the MLP norm's 16-bit output when neither gate
+    nor up carries an adapter, the attention norm's when none of q, k, v does (an eager norm's frozen scale saves no
+    output either: `x_normed * self.scale`), and down's input (SwiGLU's act(gate) x up, or the act of a plain MLP)
+    when down carries none; o's input is the attention output that SDPA saves for itself. Dense MLPs only: an MoE's
+    experts are not adapted linears."""
+    targets = tr.targets
+    h = a.hidden_size
+    norm_out = NORM_OUTPUT_BYTES_PER_H / 2 * h  # one norm's 16-bit output, whole under torchtitan's tensor parallel
+    saved = 0.0
+    if not targets & {"q", "k", "v"}:
+        saved += norm_out
+    if not a.is_moe:
+        if not targets & {"gate", "up"}:
+            saved += norm_out
+        if "down" not in targets:
+            saved += ACT_BYTES * a.intermediate_size / t
+    return saved
+
+
 def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
     """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
     (Megatron logs its last rank's memory)."""
@@ -313,7 +341,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # (LORA_INPUT_BYTES) does not happen; lora_a saves the same input tensor the base linear received
         # (torchtune/modules/peft/lora.py, LoRALinear.forward; lora_dropout 0.0 is nn.Identity), which a
         # full fine-tune keeps too, and lora_b's rank-wide input is negligible; a dropout's copy is 16-bit.
-        dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t
+        dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t - frozen_input_bytes(a, tr, t)
         tr = tr.model_copy(update={"method": "full"})
     per = layer_bytes(a, tr, t) + dropout
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel

@@ -201,8 +201,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes, t)
             # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
             # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
-            # full fine-tune; FSDP2 gathers the output for the loss
-            root = output if tr.fsdp == 2 else (p.embedding + p.lm_head) // t
+            # full fine-tune. So does FSDP2 under torchtune: shard_model (torchtune/training/_distributed.py) applies
+            # fully_shard to each decoder layer and then to the whole model, which holds the embeddings, final norm
+            # and output, and the root is not resharded after the forward (torch's _fsdp_state.py `_lazy_init`: "For
+            # the root, do not reshard after forward", post_forward_mesh_info = None; torchtune sets the root's
+            # reshard_after_forward=False itself since 2025); its custom_sharded_layers (PR 2072, commented out in the
+            # 70B configs) is not modelled. Tied embeddings are one matrix (lm_head 0).
+            root = (p.embedding + p.lm_head) // t
             gathered = 2 * stored_layer + root * compute_bytes
             if tr.fsdp == 1:
                 load, load_cached = fsdp1_wrap_peak(weights, stored_layer, root * compute_bytes)
