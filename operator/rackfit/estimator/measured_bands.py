@@ -29,5 +29,5 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
     ('vllm', 'inference', 'any'): (-20.5, 73.0, 57, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 14.1, 47, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 47, 'kv cache'),
 }

@@ -61,21 +61,46 @@ MXFP4_TRITON_FROM = (0, 12)
 # (mxfp4_utils.py _swizzle_mxfp4) and deletes the unswizzled values but not w13_weight_scale/w2_weight_scale: the E8M0
 # scales are held twice, the swizzled copy with its rows padded to 256 (triton_kernels HopperMXScaleLayout:
 # SWIZZLE_ALIGN_M = 2 x num_warps 8 x 2 x 8); HopperMXValueLayout pads the packed values to 16 x 32 bytes only, which
-# gpt-oss's shapes already are. The expert width per rank is rounded to 64 (create_weights), the hidden size not.
+# gpt-oss's shapes already are (0.17.0-0.21.x: to 64 x 64 first, MXFP4_TRITON_VALUE_PREPAD below). The expert width
+# per rank is rounded to 64 (create_weights), the hidden size not.
 MXFP4_TRITON_SCALE_ROWS = 256
 # the OCP MX block, as models/quantization.py stores MXFP4: one E8M0 scale (1 B) per 32 values
 MXFP4_BLOCK = PRECISION_FORMATS["mxfp4"].cols
 MXFP4_SCALE_BYTES_PER_VALUE = PRECISION_FORMATS["mxfp4"].scale_bytes / MXFP4_BLOCK
 
 
-def mxfp4_align(runtime: str | None, architecture: str | None) -> tuple[int, int]:
+def mxfp4_align(runtime: str | None, architecture: str | None, inference: Inference | None = None
+                ) -> tuple[int, int]:
     """(width, hidden) alignment of an MXFP4 checkpoint's routed experts as `runtime` stores them on a GPU of
-    `architecture` (None: not known, taken as Marlin's, the Ampere/Ada/Hopper case)."""
+    `architecture` (None: not known, taken as Marlin's, the Ampere/Ada/Hopper case); `inference` names the vLLM
+    release (Blackwell without FlashInfer: `mxfp4_vllm_backend`)."""
     if runtime != "vllm":
         return mxfp4_align_other(runtime, architecture)
-    if architecture == "blackwell":
+    if architecture == "blackwell" and mxfp4_vllm_backend(architecture, inference) == "flashinfer":
         return MXFP4_FLASHINFER_ALIGN
     return MXFP4_MARLIN_ALIGN
+
+
+# Blackwell without FlashInfer (vLLM 0.10.2-0.11.0, quantization/mxfp4.py get_mxfp4_backend): the SM100 FlashInfer
+# backends need has_flashinfer(), which `pip install vllm` left out until 0.11.1 (the wheels' METADATA: 0.10.2 and
+# 0.11.0 `flashinfer-python; extra == "flashinfer"`, 0.11.1 `flashinfer-python==0.5.2`), and without it "If FlashInfer
+# is not available, try either Marlin or Triton": Marlin there, triton_kernels not being installed before 0.12.0.
+# 0.10.1's Mxfp4MoEMethod._should_use_marlin never took Marlin on SM100 (its wheel for gpt-oss carried FlashInfer).
+# A spec that says flashinfer_sampler: true has FlashInfer installed (the images): FlashInfer there too.
+MXFP4_BLACKWELL_MARLIN = ((0, 10, 2), (0, 11, 1))
+
+
+def mxfp4_vllm_backend(architecture: str | None, inference: Inference | None) -> str:
+    """The MXFP4 MoE backend vLLM's get_mxfp4_backend (select_mxfp4_moe_backend from the fused_moe oracle) picks
+    on a GPU of `architecture` in `inference`'s release: "flashinfer" (Blackwell), "triton" (Hopper, from
+    MXFP4_TRITON_FROM) or "marlin" (below Hopper; Hopper before MXFP4_TRITON_FROM; Blackwell without FlashInfer)."""
+    if architecture == "blackwell":
+        start, end = MXFP4_BLACKWELL_MARLIN
+        if (inference is not None and inference.vllm_before(end) and not inference.vllm_before(start)
+                and not inference.flashinfer_sampler):
+            return "marlin"
+        return "flashinfer"
+    return "triton" if mxfp4_triton("vllm", architecture, inference) else "marlin"
 
 
 # MXFP4 checkpoints (gpt-oss) outside vLLM.
@@ -207,17 +232,67 @@ def mxfp4_triton(runtime: str | None, architecture: str | None, inference: Infer
             and not inference.vllm_before(MXFP4_TRITON_FROM))
 
 
-def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int) -> float:
-    """Stored over logical bytes of MXFP4 routed experts under vLLM's Triton backend on Hopper: the width per rank
-    rounded to 64 and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS)."""
-    fmt = PRECISION_FORMATS["mxfp4"]
-    b = fmt.value_bytes + MXFP4_SCALE_BYTES_PER_VALUE
+def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int,
+                               inference: Inference | None = None) -> float:
+    """Stored over logical bytes of MXFP4 routed experts' values and scales under vLLM's Triton backend on Hopper:
+    the width per rank rounded to 64, the swizzled values' padding (MXFP4_TRITON_VALUE_TILE; MXFP4_TRITON_VALUE_PREPAD
+    in 0.17.0-0.21.x) and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS); the biases are
+    `mxfp4_vllm_expert_factor`'s."""
+    return mxfp4_vllm_expert_factor(arch, expert_shard, tensor, "triton", inference, biases=False)
+
+
+# vLLM's Mxfp4MoEMethod.create_weights also allocates the experts' biases, w13_bias (E, 2 x padded width) and w2_bias
+# (E, padded hidden), bf16 (every release from 0.10.1; from 0.19.0, whose fused_moe oracle picks the backend, when the
+# model has them: `moe.has_bias`, gpt-oss does). process_weights_after_loading keeps them bf16 for Marlin
+# (marlin_utils_fp4.py prepare_moe_fp4_layer_for_marlin: `.to(param_dtype)`) and casts them to fp32 for Triton
+# (`w13_bias.to(torch.float32)`) and FlashInfer (`w13_bias.data.to(torch.float32)`, shuffled into new tensors): read
+# in 0.11.0 and 0.19.0 (fused_moe/oracle/mxfp4.py convert_to_mxfp4_moe_kernel_format). gpt-oss-120b: 36 x 128 x
+# 8,640 values, 0.15 GiB in fp32 at tensor 1, the most of what S13's 64.38 GiB was short by.
+MXFP4_BIAS_BYTES = {"marlin": 2, "triton": 4, "flashinfer": 4}
+# Triton on Hopper: _swizzle_mxfp4 (quantization/utils/mxfp4_utils.py) hands the packed values, transposed to (E, K / 2
+# bytes, N), to triton_kernels' HopperMXValueLayout.swizzle_data, which pads them to its mma tiles: N to 16 and the
+# packed K to 32 bytes (k_tile x warp_tile x threads x scott_trick: MXFP4_TRITON_VALUE_TILE). The copy vLLM vendors
+# (vllm/third_party/triton_kernels/tensor_details/layout_details/hopper_value.py) in 0.17.0-0.21.x first pre-pads
+# "both matrix dims to multiples of 64" (SWIZZLE_ALIGN_M = SWIZZLE_ALIGN_K = 64, on (K / 2, N)): gpt-oss's packed
+# hidden size (w13) and width (w2), 1,440 bytes, become 1,472, +2.2% of the values (read in the 0.16.0, 0.17.0,
+# 0.21.0 and 0.22.0 wheels: absent before 0.17.0 and from 0.22.0). gpt-oss-20b on 0.19.0 (S37-S39): +0.20 GiB.
+MXFP4_TRITON_VALUE_TILE = (16, 32)            # (N, packed K) bytes
+MXFP4_TRITON_VALUE_PREPAD = ((0, 17), (0, 22))
+MXFP4_TRITON_VALUE_PREPAD_BYTES = 64
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def mxfp4_vllm_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, backend: str,
+                             inference: Inference | None = None, biases: bool = True) -> float:
+    """Stored over logical bytes of MXFP4 routed experts on one rank under vLLM's `backend` (`mxfp4_vllm_backend`):
+    create_weights' padded width and hidden size, the backend's layout of values and scales, and the experts'
+    biases (MXFP4_BIAS_BYTES). The logical bytes are the checkpoint's values and scales of the rank's exact share."""
     exact, width = _expert_width(arch, expert_shard, tensor)
-    width = -(-width // MXFP4_WIDTH_ALIGN) * MXFP4_WIDTH_ALIGN
-    h, mult, rows = arch.hidden_size, (2 if arch.gated_mlp else 1), MXFP4_TRITON_SCALE_ROWS
-    stored = ((mult + 1) * width * h * b
-              + (-(-mult * width // rows) * rows * h + -(-h // rows) * rows * width) * MXFP4_SCALE_BYTES_PER_VALUE)
-    return stored / ((mult + 1) * exact * h * b)
+    h, mult = arch.hidden_size, (2 if arch.gated_mlp else 1)
+    block = MXFP4_BLOCK
+    if backend == "triton":
+        w = _round_up(width, MXFP4_WIDTH_ALIGN)
+        n_al, k_al = MXFP4_TRITON_VALUE_TILE
+        if inference is not None and not inference.vllm_before(MXFP4_TRITON_VALUE_PREPAD[0]) \
+                and inference.vllm_before(MXFP4_TRITON_VALUE_PREPAD[1]):
+            n_al = k_al = MXFP4_TRITON_VALUE_PREPAD_BYTES
+        values = (_round_up(mult * w, n_al) * _round_up(h // 2, k_al) + _round_up(h, n_al) * _round_up(w // 2, k_al))
+        rows = MXFP4_TRITON_SCALE_ROWS
+        scales = ((mult * w * h + h * w) // block                                 # w13/w2_weight_scale, kept
+                  + _round_up(mult * w, rows) * _round_up(h // block, 2)        # the swizzled copy
+                  + _round_up(h, rows) * _round_up(w // block, 2))
+        hp = h
+    else:
+        wa, ha = MXFP4_FLASHINFER_ALIGN if backend == "flashinfer" else MXFP4_MARLIN_ALIGN
+        w, hp = _round_up(width, wa), _round_up(h, ha)
+        values = (mult + 1) * w * hp // 2
+        scales = (mult + 1) * w * hp // block
+    bias = (mult * w + hp) * MXFP4_BIAS_BYTES[backend] if biases else 0
+    logical = (mult + 1) * exact * h * (PRECISION_FORMATS["mxfp4"].value_bytes + MXFP4_SCALE_BYTES_PER_VALUE)
+    return (values + scales + bias) / logical
 
 
 def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout: Layout, training: bool
@@ -290,9 +365,11 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
                                                                                    training), inference)
     tensor = layout.tensor
     expert_shard = layout.expert if layout.expert > 1 else tensor
-    pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture))
-    if pad != 1.0 and arch is not None and mxfp4_triton(runtime, architecture, inference):
-        pad = mxfp4_triton_expert_factor(arch, expert_shard, tensor)
+    pad = mxfp4_expert_padding(arch, q, expert_shard, tensor, mxfp4_align(runtime, architecture, inference))
+    if runtime == "vllm" and arch is not None and arch.is_moe and q.method == "mxfp4" and not training:
+        # what vLLM's backend for the GPU and release stores, biases included (mxfp4_vllm_expert_factor)
+        pad = mxfp4_vllm_expert_factor(arch, expert_shard, tensor, mxfp4_vllm_backend(architecture, inference),
+                                       inference)
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
