@@ -154,9 +154,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                "framework megatron", ".virtualStages"),
         "adamw_implementation": Rule(
             "!has(self.adamwImplementation) || "
-            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed'])",
-            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
-            "transformers, fsdp or deepspeed (Megatron's AdamW is fused)", ".adamwImplementation"),
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed', 'megatron'])",
+            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw",
+            ".adamwImplementation"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework == 'transformers' || "
             "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
@@ -486,14 +486,17 @@ class Training(_Model):
         "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
         "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
-        "optimizer adamw under framework transformers, fsdp or deepspeed: which torch AdamW runs the step. fused "
+        "optimizer adamw under framework transformers, fsdp, deepspeed or megatron: which AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
         "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
         "of the optimizer's second moments. Under framework deepspeed, foreach is the torch AdamW that HF Trainer "
         "hands DeepSpeed when the DeepSpeed config names no optimizer (LLaMA-Factory's and the Trainer's example "
         "configs): it steps on ZeRO's flat fp32 partition, so its temporary is the whole partition's size. Default: "
-        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp"))
+        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp. Under framework megatron, "
+        "fused is Transformer Engine's or Apex's FusedAdam (the default); foreach is torch.optim.AdamW, which "
+        "Megatron-Core falls back to when neither Transformer Engine nor Apex is installed (a pip install of "
+        "megatron-core alone, as with --transformer-impl local)"))
 
     reduce_bucket_size: int | None = Field(None, gt=0, description=(
         "framework deepspeed: zero_optimization.reduce_bucket_size of the DeepSpeed config, in elements. With ZeRO-3 "
@@ -538,7 +541,7 @@ class Training(_Model):
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (
-                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed")):
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed", "megatron")):
             raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)

@@ -1,0 +1,70 @@
+"""Megatron-LM at tensor and pipeline parallel (issue 22, rows T50-T52): the step's temporary when Megatron-Core runs
+torch's AdamW, and the model states of a pipeline end stage, each against bytes computed by hand from the source."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Layout
+from rackfit.estimator.frameworks import runtime_peak, stage_params
+from rackfit.estimator.params import count_params
+from rackfit.estimator.training import adamw_foreach
+from rackfit.models import ModelArch
+from rackfit.spec import Training, parse_spec
+
+# T52: the GPT "70B" of gnosia93/slurm-on-aws lesson 9 (80 x 8192, 64 heads, GELU 4h, vocab 32256, tied)
+GPT70 = ModelArch(name="gpt-70b", num_layers=80, hidden_size=8192, intermediate_size=32768, num_attention_heads=64,
+                  num_key_value_heads=64, head_dim=128, vocab_size=32256, tie_word_embeddings=True, gated_mlp=False)
+T52 = dict(framework="megatron", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=1,
+           sequenceLength=4096, activationCheckpointing="full", sequenceParallel=False, flashAttention=False)
+
+
+def test_megatron_adamw_is_fused_unless_torch_runs_it():
+    """megatron/core/optimizer/__init__.py: TE's FusedAdam, else Apex's, else torch.optim.AdamW (foreach on CUDA)."""
+    assert not adamw_foreach(Training(**T52))
+    assert not adamw_foreach(Training(**T52, adamwImplementation="fused"))
+    assert adamw_foreach(Training(**T52, adamwImplementation="foreach"))
+
+
+def test_torch_adamw_under_megatron_makes_one_fp32_temporary_of_the_rank_s_parameters():
+    """T52's first stage (TP 4 x PP 8, no distributed optimizer, DP 1): 10 of the 80 layers and the word embeddings,
+    a fourth of each on the rank; torch's _multi_tensor_adam makes exp_avg_sq_sqrt = _foreach_sqrt(exp_avg_sqs), one
+    fp32 tensor per main parameter. By hand: a layer is 4 h^2 (attention) + 2 h x 4h (MLP) + 2 h (norms) =
+    805,322,752; the stage an eighth of the 80 layers and the final norm (8192), + 32256 x 8192 = 8,317,469,696; the rank a fourth, 2,079,367,424; the temporary
+    4 bytes each, 8,317,469,696 bytes (7.75 GiB), and the middle stages log 7,675 MiB above their states."""
+    p = count_params(GPT70)
+    layer = 4 * 8192 ** 2 + 2 * 8192 * 32768 + 2 * 8192
+    assert layer == 805_322_752
+    stage = (80 * layer + 8192) // 8 + 32256 * 8192
+    assert stage_params(GPT70, p, Training(**T52), 8) == stage == 8_317_469_696
+    lay = Layout(tensor=4, pipeline=8)
+    fused = runtime_peak(GPT70, p, Training(**T52), "bf16", lay, 0, stage="first")
+    torch_adamw = runtime_peak(GPT70, p, Training(**T52, adamwImplementation="foreach"), "bf16", lay, 0,
+                               stage="first")
+    assert fused.step_transient == 0
+    assert torch_adamw.step_transient == stage // 4 * 4
+    assert torch_adamw.phase == "optimizer step"
+    # the states, 18 bytes a parameter without the distributed optimizer over one data rank: bf16 weights, fp32
+    # gradient buffer, fp32 main weights and two Adam moments
+    assert torch_adamw.states == fused.states == stage // 4 * (2 + 4 + 12)
+    # the first stage logged 38,921.15 MiB allocated and 47,104.31 MiB max, 8,183 MiB between them; the learned
+    # position embeddings (4096 x 8192 on every tensor rank, 128 MiB more in fp32) are not counted
+    assert torch_adamw.step_transient / 2**20 == pytest.approx(8183, rel=0.04)
+
+
+def test_the_distributed_optimizer_steps_torch_adamw_on_its_shard():
+    """With --use-distributed-optimizer the torch optimizer's parameters are the fp32 shard of the data rank, so the
+    temporary is a data-th of it (distrib_optimizer.py: shard_fp32_from_float16_groups)."""
+    p = count_params(GPT70)
+    lay = Layout(tensor=4, pipeline=8, data=4)
+    r = runtime_peak(GPT70, p, Training(**T52, adamwImplementation="foreach"), "bf16", lay, 0, stage="first")
+    assert r.step_transient == 8_317_469_696 // 4 // 4 * 4
+
+
+def test_the_spec_takes_adamw_implementation_under_megatron_for_adamw_only():
+    base = dict(model=dict(preset="llama-3.2-1b"), workload="training", precision="bf16")
+    assert parse_spec(dict(base, training=dict(framework="megatron", adamwImplementation="foreach"))) \
+        .training.adamw_implementation == "foreach"
+    with pytest.raises(InvalidWorkload, match="spec.training.adamwImplementation"):
+        parse_spec(dict(base, training=dict(framework="megatron", optimizer="sgd", adamwImplementation="foreach")))
