@@ -31,8 +31,9 @@ def test_torch_adamw_under_megatron_makes_one_fp32_temporary_of_the_rank_s_param
     """T52's first stage (TP 4 x PP 8, no distributed optimizer, DP 1): 10 of the 80 layers and the word embeddings,
     a fourth of each on the rank; torch's _multi_tensor_adam makes exp_avg_sq_sqrt = _foreach_sqrt(exp_avg_sqs), one
     fp32 tensor per main parameter. By hand: a layer is 4 h^2 (attention) + 2 h x 4h (MLP) + 2 h (norms) =
-    805,322,752; the stage an eighth of the 80 layers and the final norm (8192), + 32256 x 8192 = 8,317,469,696; the rank a fourth, 2,079,367,424; the temporary
-    4 bytes each, 8,317,469,696 bytes (7.75 GiB), and the middle stages log 7,675 MiB above their states."""
+    805,322,752; the stage an eighth of the 80 layers and the final norm (8192), + 32256 x 8192 = 8,317,469,696;
+    the rank a fourth, 2,079,367,424; the temporary 4 bytes each, 8,317,469,696 bytes (7.75 GiB), and the middle
+    stages log 7,675 MiB above their states."""
     p = count_params(GPT70)
     layer = 4 * 8192 ** 2 + 2 * 8192 * 32768 + 2 * 8192
     assert layer == 805_322_752
