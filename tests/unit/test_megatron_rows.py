@@ -69,3 +69,30 @@ def test_the_spec_takes_adamw_implementation_under_megatron_for_adamw_only():
         .training.adamw_implementation == "foreach"
     with pytest.raises(InvalidWorkload, match="spec.training.adamwImplementation"):
         parse_spec(dict(base, training=dict(framework="megatron", optimizer="sgd", adamwImplementation="foreach")))
+
+
+def test_megatron_splits_routed_experts_over_expert_parallel():
+    """Mixtral 8x7B at TP 2, PP 4, DP 8, EP 8 (--expert-tensor-parallel-size defaulting to TP 2): a stage holds 8 of
+    the 32 layers; its routed experts (8 x 3 x 4096 x 14336 a layer) are split over EP x ETP = 16 ranks, the rest of
+    the stage (attention, routers, norms, one vocabulary matrix) over TP 2. The fp32 main copies and moments of the
+    dense part are sharded over DP 8, the experts' over the expert data-parallel group, 2 x 8 / (8 x 2) = 1 rank."""
+    from rackfit.estimator.frameworks import megatron_expert_split
+    from rackfit.models import resolve
+    from rackfit.spec import ModelSource
+
+    a = resolve(ModelSource(preset="mixtral-8x7b"))
+    p = count_params(a)
+    tr = Training(framework="megatron", method="full", masterWeights="fp32", optimizer="adamw",
+                  sequenceLength=4096, sequenceParallel=True)
+    lay = Layout(tensor=2, pipeline=4, data=8, expert=8)
+    assert p.experts == 32 * 8 * 3 * 4096 * 14336
+    stage_experts = p.experts * 8 // 32
+    dense, experts, edp = megatron_expert_split(a, p, tr, lay)
+    assert experts == stage_experts // 16
+    assert dense == (stage_params(a, p, tr, 4) - stage_experts) // 2
+    assert edp == 1
+    r = runtime_peak(a, p, tr, "bf16", lay, 0)
+    assert r.states == (dense + experts) * (2 + 4) + dense * 12 // 8 + experts * 12 // 1
+    # without expert parallelism every rank keeps the stage's experts (split over TP only)
+    flat = runtime_peak(a, p, tr, "bf16", Layout(tensor=2, pipeline=4, data=8), 0)
+    assert flat.states == stage_params(a, p, tr, 4) // 2 * (2 + 4) + stage_params(a, p, tr, 4) // 2 * 12 // 8
