@@ -166,6 +166,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
                                    "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
                                    "only with framework deepspeed", ".reduceBucketSize"),
+        "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
+                               "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
+                               ".hiddenDropout"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -508,6 +511,11 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    hidden_dropout: float | None = Field(None, ge=0, lt=1, description=(
+        "framework megatron: --hidden-dropout, the dropout after each layer's attention projection and MLP. Above 0 "
+        "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
+        "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
+        "configs and many recipes set 0.0"))
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
@@ -552,6 +560,8 @@ class Training(_Model):
             raise ValueError(rules["transformers_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
+        if self.hidden_dropout is not None and self.framework != "megatron":
+            raise ValueError(rules["hidden_dropout"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):

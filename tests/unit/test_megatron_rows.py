@@ -96,3 +96,22 @@ def test_megatron_splits_routed_experts_over_expert_parallel():
     # without expert parallelism every rank keeps the stage's experts (split over TP only)
     flat = runtime_peak(a, p, tr, "bf16", Layout(tensor=2, pipeline=4, data=8), 0)
     assert flat.states == stage_params(a, p, tr, 4) // 2 * (2 + 4) + stage_params(a, p, tr, 4) // 2 * 12 // 8
+
+
+def test_hidden_dropout_zero_keeps_no_masks():
+    """--hidden-dropout 0.0 (Megatron-Bridge's providers, T50-T51): no 1-byte mask after the attention projection or
+    the MLP. Llama-3.2-1B at TP 2: 2 x 2048 bytes a token and layer without sequence parallel, a TP-th of it with."""
+    from rackfit.estimator.framework_activations import megatron_dropout_masks, megatron_layer_bytes
+    from rackfit.models import resolve
+    from rackfit.spec import ModelSource
+
+    a = resolve(ModelSource(preset="llama-3.2-1b"))
+    base = dict(framework="megatron", method="full", masterWeights="fp32", optimizer="adamw", sequenceLength=1024)
+    default, off = Training(**base), Training(**base, hiddenDropout=0.0)
+    assert megatron_dropout_masks(default) == 2 and megatron_dropout_masks(off) == 0
+    assert megatron_dropout_masks(Training(**base, hiddenDropout=0.1)) == 2
+    assert megatron_layer_bytes(a, default, 2, False)[0] - megatron_layer_bytes(a, off, 2, False)[0] == 2 * 2048
+    assert megatron_layer_bytes(a, default, 2, True)[0] - megatron_layer_bytes(a, off, 2, True)[0] == 2 * 2048 / 2
+    with pytest.raises(InvalidWorkload, match="spec.training.hiddenDropout"):
+        parse_spec(dict(model=dict(preset="llama-3.2-1b"), workload="training", precision="bf16",
+                        training=dict(framework="fsdp", hiddenDropout=0.0)))
