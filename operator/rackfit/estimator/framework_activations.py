@@ -185,9 +185,9 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     vanish with flash attention (q, k, v, the output and the softmax statistics are kept). Generalised to
     GQA and SwiGLU: replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two
     dropout masks (2 x 1h) unless --hidden-dropout is 0 (megatron_dropout_masks); split over t: q, k, v
-    (2q + 2kv), the attention output (2q, the projection's input), fc1 output and activation output. Recomputing core attention (selective) still keeps its
-    inputs q, k, v (the checkpoint's) and its output (the projection's): only the per-head fp32 softmax
-    statistics go."""
+    (2q + 2kv), the attention output (2q, the projection's input), fc1 output and activation output.
+    Recomputing core attention (selective) still keeps its inputs q, k, v (the checkpoint's) and its output
+    (the projection's): only the per-head fp32 softmax statistics go."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
