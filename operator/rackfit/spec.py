@@ -154,9 +154,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                "framework megatron", ".virtualStages"),
         "adamw_implementation": Rule(
             "!has(self.adamwImplementation) || "
-            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed'])",
-            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw and framework "
-            "transformers, fsdp or deepspeed (Megatron's AdamW is fused)", ".adamwImplementation"),
+            "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed', 'megatron'])",
+            "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw",
+            ".adamwImplementation"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework == 'transformers' || "
             "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
@@ -166,6 +166,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
                                    "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
                                    "only with framework deepspeed", ".reduceBucketSize"),
+        "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
+                               "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
+                               ".hiddenDropout"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -486,14 +489,17 @@ class Training(_Model):
         "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
         "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
-        "optimizer adamw under framework transformers, fsdp or deepspeed: which torch AdamW runs the step. fused "
+        "optimizer adamw under framework transformers, fsdp, deepspeed or megatron: which AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
         "torchtitan's implementation fused) updates in place; foreach (torch.optim.AdamW's default on CUDA; HF "
         "Trainer's default adamw_torch before torch 2.8; accelerate and torchtune loops) makes one temporary the size "
         "of the optimizer's second moments. Under framework deepspeed, foreach is the torch AdamW that HF Trainer "
         "hands DeepSpeed when the DeepSpeed config names no optimizer (LLaMA-Factory's and the Trainer's example "
         "configs): it steps on ZeRO's flat fp32 partition, so its temporary is the whole partition's size. Default: "
-        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp"))
+        "fused for transformers and deepspeed (DeepSpeed's FusedAdam), foreach for fsdp. Under framework megatron, "
+        "fused is Transformer Engine's or Apex's FusedAdam (the default); foreach is torch.optim.AdamW, which "
+        "Megatron-Core falls back to when neither Transformer Engine nor Apex is installed (a pip install of "
+        "megatron-core alone, as with --transformer-impl local)"))
 
     reduce_bucket_size: int | None = Field(None, gt=0, description=(
         "framework deepspeed: zero_optimization.reduce_bucket_size of the DeepSpeed config, in elements. With ZeRO-3 "
@@ -505,6 +511,11 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    hidden_dropout: float | None = Field(None, ge=0, lt=1, description=(
+        "framework megatron: --hidden-dropout, the dropout after each layer's attention projection and MLP. Above 0 "
+        "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
+        "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
+        "configs and many recipes set 0.0"))
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
@@ -538,7 +549,7 @@ class Training(_Model):
         if self.virtual_stages is not None and self.framework != "megatron":
             raise ValueError(rules["virtual_stages"].message)
         if self.adamw_implementation is not None and not (
-                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed")):
+                self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed", "megatron")):
             raise ValueError(rules["adamw_implementation"].message)
         if self.framework == "transformers" and self.expandable_segments is not None:
             raise ValueError(rules["expandable_segments"].message)
@@ -549,6 +560,8 @@ class Training(_Model):
             raise ValueError(rules["transformers_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
+        if self.hidden_dropout is not None and self.framework != "megatron":
+            raise ValueError(rules["hidden_dropout"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):

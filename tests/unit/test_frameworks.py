@@ -491,7 +491,7 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("deepspeed", dict(sequenceParallel=True), "spec.training.sequenceParallel"),
     ("megatron", dict(lossParallel=False), "spec.training.lossParallel"),
     ("deepspeed", dict(virtualStages=2), "spec.training.virtualStages"),
-    ("megatron", dict(adamwImplementation="fused"), "spec.training.adamwImplementation"),
+    ("megatron", dict(optimizer="sgd", adamwImplementation="fused"), "spec.training.adamwImplementation"),
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
     ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),

@@ -168,20 +168,30 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     return ACT_BYTES * saved + lse + lora / t
 
 
+def megatron_dropout_masks(tr: Training) -> int:
+    """Dropout masks a Megatron layer keeps: one after the attention projection and one after the MLP when
+    --hidden-dropout is above 0 (its default 0.1, `training.hiddenDropout`). At 0 there are none: Megatron-Core's
+    bias-dropout-add (megatron/core/fusions/fused_bias_dropout.py, `_bias_dropout_add_func`) calls
+    torch.nn.functional.dropout(p=prob), and torch returns the input unmasked at p = 0 (aten/src/ATen/native/
+    Dropout.cpp: the fused kernel only for 0 < p < 1, `_dropout_impl` returning the input when p == 0; under
+    torch.compile, Megatron's jit_fuser, the dropout decomposition does the same)."""
+    return 0 if tr.hidden_dropout == 0 else 2
+
+
 def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which core attention alone keeps) in Megatron-Core with
     Transformer Engine and flash/fused attention: Korthikanti et al. 2022 (arXiv 2205.05198) eq. 2 and 4,
     sbh(10 + 24/t + 5as/(ht)) with sequence parallel dividing the 10 by t too; the 5as/(ht) score terms
     vanish with flash attention (q, k, v, the output and the softmax statistics are kept). Generalised to
     GQA and SwiGLU: replicated: two norm inputs (2 x 2h), the QKV input (2h), the fc1 input (2h), two
-    dropout masks (2 x 1h); split over t: q, k, v (2q + 2kv), the attention output (2q, the projection's
-    input), fc1 output and activation output. Recomputing core attention (selective) still keeps its
-    inputs q, k, v (the checkpoint's) and its output (the projection's): only the per-head fp32 softmax
-    statistics go."""
+    dropout masks (2 x 1h) unless --hidden-dropout is 0 (megatron_dropout_masks); split over t: q, k, v
+    (2q + 2kv), the attention output (2q, the projection's input), fc1 output and activation output.
+    Recomputing core attention (selective) still keeps its inputs q, k, v (the checkpoint's) and its output
+    (the projection's): only the per-head fp32 softmax statistics go."""
     h = a.hidden_size
     q, kv = _dims(a)
     fc1, inter = _mlp_widths(a)
-    replicated = ACT_BYTES * (2 * h + h + h) + 2 * MEGATRON_DROPOUT_MASK_BYTES * h
+    replicated = ACT_BYTES * (2 * h + h + h) + megatron_dropout_masks(tr) * MEGATRON_DROPOUT_MASK_BYTES * h
     if tr.flash_attention is False:
         # unfused attention (legacy megatron/model/transformer.py CoreAttention, megatron/core/transformer/
         # dot_product_attention.py DotProductAttention): baddbmm scores, FusedScaleMaskSoftmax saving its 16-bit

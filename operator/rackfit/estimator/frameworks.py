@@ -89,6 +89,25 @@ def stage_params(a: ModelArch, p: ParamCounts, tr: Training, pipeline: int) -> i
     return math.ceil(a.num_layers / pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
 
 
+def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: Layout) -> tuple[int, int, int]:
+    """(parameters of the rank outside the routed experts, routed-expert parameters of the rank, the expert
+    data-parallel size) for a Megatron MoE with expert parallelism (`parallelism.expert`,
+    --expert-model-parallel-size).
+    Megatron-Core splits the routed experts over the expert-parallel group and each expert over the expert-tensor
+    group (megatron/core/transformer/moe/experts.py: num_local_experts = num_experts / ep; TEGroupedMLP's linears
+    over expert_tensor_parallel_size, which megatron/training/arguments.py sets to the tensor-parallel size when
+    --expert-tensor-parallel-size is not given), and the rest of the layer (attention, router, shared experts)
+    over tensor parallel only. The distributed optimizer shards the dense parameters' fp32 copies and moments over
+    the data-parallel group and the experts' over the expert data-parallel group (distrib_optimizer.py, one buffer
+    per group: `expert_data_parallel_group`, of world / (expert tensor x expert parallel x pipeline) ranks). A
+    stage's share of the experts is its share of the layers."""
+    t, pp, d, ep = layout.tensor, layout.pipeline, layout.data, layout.expert
+    stage = stage_params(a, p, tr, pp)
+    stage_experts = p.experts * math.ceil(a.num_layers / pp) // max(a.num_layers, 1) if pp > 1 else p.experts
+    edp = max(t * d // (ep * t), 1)
+    return (stage - stage_experts) // t, stage_experts // (ep * t), edp
+
+
 def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t: int) -> int:
     """Bytes of one decoder layer of the frozen base on this tensor rank, as stored (16-bit, or 4-bit with
     scales for QLoRA): the weights less the 16-bit embeddings and output, over the layers."""
@@ -289,6 +308,14 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
+        if full and a.is_moe and layout.expert > 1:
+            dense_n, expert_n, edp = megatron_expert_split(a, p, tr, layout)
+            n = dense_n + expert_n
+            weights = n * compute_bytes
+            grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
+            optimizer = (optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)) // d + \
+                (optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)) // edp
+            trainable_here = dense_n // d + expert_n // edp
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
@@ -385,5 +412,10 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                 "(a model built outside deepspeed.zero.Init); HF from_pretrained under zero.Init needs less"]
     if tr.framework == "megatron":
         sp = "sequence parallel" if tr.sequence_parallel else "no sequence parallel (sequenceParallel: false)"
-        return [f"megatron is modelled with the distributed optimizer, flash attention, hidden dropout and {sp}"]
+        notes = [f"megatron is modelled with the distributed optimizer, flash attention, hidden dropout and {sp}"]
+        if layout.expert > 1:
+            notes.append("megatron's routed experts are split over expert parallel x tensor parallel (Megatron's "
+                         "default --expert-tensor-parallel-size, the tensor-parallel size), their optimizer states "
+                         "over the expert data-parallel group")
+        return notes
     return []

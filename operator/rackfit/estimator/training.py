@@ -104,6 +104,12 @@ def adamw_foreach(tr: Training) -> bool:
     (`denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)` in `_single_tensor_adam`, `_foreach_sqrt` in
     `_multi_tensor_adam`) allocates one temporary the size of the GPU's whole fp32 partition: the 3.14 GiB a
     LLaMA-7B ZeRO-2 run over 8 V100 failed to allocate in LlamaFactory issue 1221 (6.74e9 / 8 x 4 bytes)."""
+    if tr.framework == "megatron":
+        # Megatron-Core imports Transformer Engine's FusedAdam, else Apex's, else falls back to torch.optim.AdamW
+        # (megatron/core/optimizer/__init__.py: USING_PYTORCH_OPTIMIZER, "Transformer Engine and Apex are not
+        # installed. Falling back to Torch optimizers."), built without `fused` or `foreach`, so torch's foreach
+        # step runs over the optimizer's fp32 main parameters (the distributed optimizer's shard): `foreach` says so
+        return tr.adamw_implementation == "foreach"
     if tr.framework not in ("transformers", "fsdp", "deepspeed"):
         return False
     if tr.adamw_implementation is not None:
