@@ -439,7 +439,7 @@ class Training(_Model):
         "framework fsdp with tensor > 1: the output projection's logits stay split over the vocabulary and the "
         "cross-entropy runs on the shards (torch's loss_parallel; torchtitan's default). false: the output is "
         "all-gathered to the whole vocabulary on every tensor rank before the loss (torchtune's tensor-parallel "
-        "plan, output_layouts=Replicate(); transformers' lm_head colwise_rep; torchtitan's "
+        "plan before June 2025, output_layouts=Replicate(); transformers' lm_head colwise_rep; torchtitan's "
         "disable_loss_parallel), so each rank holds the whole logits and loss buffers. Default true"))
     virtual_stages: int | None = Field(None, gt=0, description=(
         "framework megatron with parallelism.pipeline > 1: model chunks per GPU of the interleaved pipeline schedule "
@@ -478,7 +478,8 @@ class Training(_Model):
     compile_loss: bool | None = Field(None, description=(
         "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
         "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "
-        "2025 (components model and loss) and torchtune compiles its loss; false for torchtitan before that"))
+        "2025 (components model and loss) and torchtune compiles its loss (not under tensor parallel since June "
+        "2025: that loss runs eager whatever this says); false for torchtitan before that"))
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
@@ -486,8 +487,9 @@ class Training(_Model):
         "framework fsdp with lossChunks > 1: the loss computes each chunk's logits from the hidden states and runs "
         "that chunk's backward before the next one (torchtitan's ChunkedCELoss, components/loss.py, from April 2026), "
         "so one chunk's logits exist at a time, beside a 16-bit copy of the hidden states split into chunks and an "
-        "fp32 gradient accumulator the size of the hidden states. Default false: the chunks' 16-bit logits are all "
-        "kept and only the fp32 loss buffers are per chunk (torchtune's CEWithChunkedOutputLoss)"))
+        "fp32 gradient accumulator the size of the hidden states. Default false: torchtune's chunked loss, one "
+        "backward after all chunks: compiled, each chunk's 16-bit logits kept until its backward; eager (loss not "
+        "compiled, or under tensor parallel), every chunk's fp32 log-softmax kept until the backward"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
         "optimizer adamw under framework transformers, fsdp, deepspeed or megatron: which AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "

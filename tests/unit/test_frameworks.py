@@ -443,8 +443,14 @@ def test_zero_runs_its_stage_on_one_gpu_too():
     assert one.states == pytest.approx(16 * P.total + 2, rel=1e-6)
 
 
-def test_loss_chunks_shrink_the_loss():
-    assert acts("fsdp", lossChunks=8).loss_backward < acts("fsdp").loss_backward / 3
+def test_eager_chunked_loss_keeps_every_chunks_log_softmax():
+    """torchtune's eager chunked cross-entropy (fsdp, lossChunks, loss not compiled): each chunk's fp32 log-softmax is
+    saved until the one backward (4 bytes a logit, all chunks), the other buffers of torch's cross-entropy (the
+    16-bit logits and fp32 copy forward, 4 + 4 bytes backward) exist one chunk at a time."""
+    n = 4096 * LLAMA.vocab_size
+    whole, chunked = acts("fsdp"), acts("fsdp", lossChunks=8)
+    assert whole.loss_backward - chunked.loss_backward == pytest.approx(n * (12 - (4 + 8 / 8)), abs=2)
+    assert whole.loss_forward - chunked.loss_forward == pytest.approx(n * (10 - (4 + 6 / 8)), abs=2)
 
 
 def test_a_compiled_chunked_loss_frees_each_chunks_logits_in_the_backward():

@@ -229,17 +229,16 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
 CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
 
 
-def torchtune_tp_chunked_loss(tr: Training, t: int) -> bool:
-    """fsdp (FSDP2) under tensor parallel with `lossChunks` > 1 and no per-chunk backward is torchtune's chunked
-    cross-entropy (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025), which runs eager there
-    (since PR 2782, June 2025): its apply_compile_strategy skips compile "as it is not supported with both masking
-    and tensor parallelism enabled" (mask_ignored_tokens is True by default; torchtune/modules/loss/
-    cross_entropy_loss.py; the recipe sets `tp_enabled` in _setup_model before compile_loss), whatever `compile`
-    says. torchtitan's own chunked loss (ChunkedCELoss) runs each chunk's backward inside the loss
-    (`lossChunkBackward`). Without tensor parallel the chunked loss keeps `_loss`'s model (16-bit logits whole, fp32
-    buffers one chunk at a time): the same saved log-softmax applies there when the loss is not compiled, but no
-    public row checks it (issue 22, not done)."""
-    return torchtitan(tr) and t > 1 and (tr.loss_chunks or 1) > 1 and not tr.loss_chunk_backward
+def torchtune_eager_chunked_loss(tr: Training, t: int) -> bool:
+    """fsdp (FSDP2) with `lossChunks` > 1 and no per-chunk backward is torchtune's chunked cross-entropy
+    (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025; CEWithChunkedOutputLoss before it),
+    eager unless compiled: under tensor parallel always (since PR 2782, June 2025, its apply_compile_strategy skips
+    compile "as it is not supported with both masking and tensor parallelism enabled"; mask_ignored_tokens is True by
+    default, torchtune/modules/loss/cross_entropy_loss.py; the recipe sets `tp_enabled` in _setup_model before
+    compile_loss), whatever `compile` says; without it when the loss is not compiled. torchtitan's own chunked loss
+    (ChunkedCELoss) runs each chunk's backward inside the loss (`lossChunkBackward`)."""
+    return torchtitan(tr) and (tr.loss_chunks or 1) > 1 and not tr.loss_chunk_backward \
+        and (t > 1 or not tr.loss_compiled)
 
 
 def eager_chunked_loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float) -> tuple[int, int]:
@@ -369,9 +368,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         recompute += fsdp1_held_input_grads(a, t)
     # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
     vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
-    if torchtune_tp_chunked_loss(tr, t):
-        # torchtune's chunked loss under tensor parallel: eager, every chunk's log-softmax kept for the one backward;
-        # DTensor's buffers under loss parallel, torch's fused kernels on the whole vocabulary without
+    if torchtune_eager_chunked_loss(tr, t):
+        # torchtune's eager chunked loss: every chunk's log-softmax kept for the one backward; DTensor's buffers under
+        # loss parallel, torch's fused kernels on the whole vocabulary without
         fwd, bwd = (LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES) if loss_parallel(tr, t) \
             else (2 + 4 + 4, 4 + 4 + 4)
         loss = eager_chunked_loss(a, tr, vocab_split, fwd, bwd)
