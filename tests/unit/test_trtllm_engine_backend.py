@@ -16,6 +16,7 @@ from rackfit.estimator.trtllm import (
     ENGINE_TOKENS_PER_BLOCK,
     engine_allreduce_workspace_bytes,
     engine_cache_bytes,
+    engine_decoder_bytes,
     engine_logits_bytes,
 )
 from rackfit.spec import parse_spec
@@ -37,6 +38,15 @@ def test_logits_buffer_is_max_batch_by_padded_vocab_in_fp32():
     assert engine_logits_bytes(32000, 1, 8, beam=4) == 8 * 4 * 32000 * 4
 
 
+def test_decoder_state_logits_and_penalty_workspace():
+    # decoderState.cpp: ids, parentIds, logProbs [B, beam, S] and logProbsTiled [S, B, beam], 4 bytes each; embedding
+    # bias [B, Vpad] and the workspace's runtime logits [B, 1, beam, Vpad] in float32; penaltyLayer.cpp's int32
+    # workspace [B, 1, beam, V]
+    assert engine_decoder_bytes(32000, 1, 4096, 4098) == (4096 * 4098 * 16 + 4096 * 32000 * 4 * 2
+                                                          + 4096 * 32000 * 4)
+    assert engine_decoder_bytes(32000, 3, 8, 100, beam=2) == (8 * 2 * 100 * 16 + 8 * 32001 * 4 * 3 + 8 * 2 * 32000 * 4)
+
+
 def test_cache_is_fraction_of_free_in_whole_64_token_blocks():
     block = ENGINE_TOKENS_PER_BLOCK * LLAMA8_TOKEN  # 8 MiB
     free = 70 * 2**30 + 12345
@@ -54,14 +64,16 @@ def test_engine_backend_pool_by_hand():
     est = estimate(spec(tensorrtLlmBackend="trt", contextLength=4096, maxNumBatchedTokens=4096, maxNumSeqs=64),
                    gpu=H100)
     # weights, then the execution context (the widest layer's live tensors for 4,096 tokens: residual and normed copy
-    # 2 x 4096 plus the fused gate/up output and its activation 3 x 14336, bf16) and the logits of 64 sequences
+    # 2 x 4096 plus the fused gate/up output and its activation 3 x 14336, bf16), the logits of 64 sequences and the
+    # decoder's state of 64 slots x 4,096 tokens
     context_memory = 4096 * (2 * 4096 + 3 * 14336) * 2
     logits = 64 * 128256 * 4
-    free = (cuda_total_bytes(H100) - est.breakdown.overhead_bytes - est.breakdown.weights_bytes - context_memory
-            - logits - NON_TORCH_BASE)
+    decoder = 64 * 4096 * 16 + 64 * 128256 * 4 * 3
+    held = context_memory + logits + decoder
+    free = cuda_total_bytes(H100) - est.breakdown.overhead_bytes - est.breakdown.weights_bytes - held - NON_TORCH_BASE
     block = 64 * LLAMA8_TOKEN
     assert est.kv_cache_tokens is not None
-    assert est.engine_budget_bytes - est.breakdown.weights_bytes - context_memory - logits - NON_TORCH_BASE == (
+    assert est.engine_budget_bytes - est.breakdown.weights_bytes - held - NON_TORCH_BASE == (
         int(0.9 * free) // block * block)
     assert est.breakdown.cuda_graph_bytes == 0  # the C++ executor captures no CUDA graphs by default
 

@@ -43,6 +43,7 @@ from rackfit.estimator.trtllm import (
     allreduce_workspace_bytes,
     engine_allreduce_workspace_bytes,
     engine_cache_bytes,
+    engine_decoder_bytes,
     engine_logits_bytes,
     estimation_refusal,
 )
@@ -241,9 +242,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens (no profile run, no sampler of torch's), the runtime buffers the logits of
-        # max_batch_size sequences; the C++ executor captures no CUDA graphs unless asked (cudaGraphMode false)
-        act = forward_peak_bytes(a, layout, s.max_num_batched_tokens) + engine_logits_bytes(
-            a.vocab_size, layout.tensor, s.max_num_seqs)
+        # max_batch_size sequences, the decoder its per-slot state (trtllm.engine_decoder_bytes); the C++ executor
+        # captures no CUDA graphs unless asked (cudaGraphMode false)
+        act = (forward_peak_bytes(a, layout, s.max_num_batched_tokens)
+               + engine_logits_bytes(a.vocab_size, layout.tensor, s.max_num_seqs)
+               + engine_decoder_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
         nt += engine_allreduce_workspace_bytes(layout, gpu)
     elif inf.engine == "tensorrt-llm":

@@ -102,6 +102,25 @@ def engine_logits_bytes(vocab_size: int, tensor: int, max_batch_size: int, beam:
     return max_batch_size * beam * padded * ENGINE_LOGITS_BYTES
 
 
+def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int, beam: int = 1) -> int:
+    """What createDecoder allocates before the cache ("Allocated X GPU memory for decoder"), as read in the current
+    source: DecoderState::reshapeBuffers (runtime/decoderState.cpp) holds output ids, parent ids and log probs of
+    [max_batch_size, beam, max_seq_len] and the tiled log probs of [max_seq_len, max_batch_size, beam], 4 bytes each
+    (int32 and float32), and an embedding bias of [max_batch_size, vocabSizePadded]; the DecodingLayerWorkspace
+    (runtime/decodingLayerWorkspace.cpp, built by GptDecoder's constructor, runtime/gptDecoder.cpp) holds the runtime
+    logits [max_batch_size, 1, beam, vocabSizePadded], both in the logits dtype; the penalty layer
+    (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
+    an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
+    (DynamicDecodeLayer::getWorkspaceSize: top-k/top-p's sort of every slot's logits) is not counted, so this is
+    below what the log prints: 1.71 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots,
+    4,098 tokens, 32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder"."""
+    padded = -(-vocab_size // tensor) * tensor
+    per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
+    return (max_batch_size * beam * max_seq_len * per_slot_token
+            + max_batch_size * padded * ENGINE_LOGITS_BYTES * (1 + beam)
+            + max_batch_size * beam * vocab_size * 4)
+
+
 def engine_allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
     """allreduce_workspace_bytes at the C++ runtime's size (ENGINE_ALLREDUCE_SMALL_TP / ENGINE_ALLREDUCE_LARGE_TP)."""
     t = layout.tensor
