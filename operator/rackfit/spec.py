@@ -336,8 +336,8 @@ class Inference(_Model):
         "an engine built by trtllm-build and run by the C++ executor (Triton's tensorrtllm_backend, trtllm-serve "
         "before the PyTorch backend became its default): the engine's activation memory, sized at build time for "
         "max_num_tokens (maxNumBatchedTokens), and the logits and decoder buffers of max_batch_size (maxNumSeqs) "
-        "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of what is free then; "
-        "no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built (trtllm-build's defaults "
+        "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
+        "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built (trtllm-build's defaults "
         "8192 and 2048)"))
 
     @property
