@@ -337,8 +337,8 @@ class Inference(_Model):
         "before the PyTorch backend became its default): the engine's activation memory, sized at build time for "
         "max_num_tokens (maxNumBatchedTokens), and the logits and decoder buffers of max_batch_size (maxNumSeqs) "
         "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
-        "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built (trtllm-build's defaults "
-        "8192 and 2048)"))
+        "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built "
+        "(trtllm-build's defaults 8192 and 2048)"))
 
     @property
     def chunk_tokens(self) -> int:
