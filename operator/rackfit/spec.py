@@ -26,6 +26,7 @@ LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
 LORA_TARGETS: tuple[str, ...] = get_args(LoraTarget)
 Objective = Literal["fewestGPUs", "lowestCost"]
 Engine = Literal["vllm", "sglang", "tensorrt-llm", "transformers"]
+TrtllmBackend = Literal["pytorch", "trt"]
 Framework = Literal["transformers", "fsdp", "deepspeed", "megatron"]
 
 
@@ -89,6 +90,11 @@ RULES: dict[str, dict[str, Rule]] = {
         "engine_version": Rule("self.engine in ['vllm', 'sglang'] || !has(self.engineVersion)",
                                "engineVersion is modelled for engines vllm and sglang only (other engines: their "
                                "current releases)", ".engineVersion"),
+        "tensorrt_llm_backend": Rule("self.engine == 'tensorrt-llm' || !has(self.tensorrtLlmBackend)",
+                                     "tensorrtLlmBackend is TensorRT-LLM's runtime (trtllm-serve --backend): only "
+                                     "with engine tensorrt-llm; pytorch (the default) or trt (a trtllm-build engine "
+                                     "run by the C++ executor, as Triton's tensorrtllm_backend runs it)",
+                                     ".tensorrtLlmBackend"),
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
@@ -327,6 +333,15 @@ class Inference(_Model):
         "cache the same way (RACKFIT_GPU_MEMORY_UTILIZATION hands it to the container)"))
     prefill_chunk_tokens: int | None = Field(None, gt=0, description=(
         "engine transformers: tokens per prefill chunk; default min(contextLength x concurrency, 8192)"))
+    tensorrt_llm_backend: TrtllmBackend | None = Field(None, description=(
+        "engine tensorrt-llm: which of its runtimes serves the model (trtllm-serve --backend). pytorch, the default "
+        "of current releases: the KV cache is free_gpu_memory_fraction of what its estimation run leaves free. trt: "
+        "an engine built by trtllm-build and run by the C++ executor (Triton's tensorrtllm_backend, trtllm-serve "
+        "before the PyTorch backend became its default): the engine's activation memory, sized at build time for "
+        "max_num_tokens (maxNumBatchedTokens), and the logits and decoder buffers of max_batch_size (maxNumSeqs) "
+        "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
+        "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built "
+        "(trtllm-build's defaults 8192 and 2048)"))
 
     @property
     def chunk_tokens(self) -> int:
@@ -354,6 +369,8 @@ class Inference(_Model):
             raise ValueError(rules["engine_version"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":
             raise ValueError(rules["extensible_kv_cache"].message)
+        if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
+            raise ValueError(rules["tensorrt_llm_backend"].message)
         return self
 
     @field_validator("extensible_kv_cache")
@@ -378,6 +395,11 @@ class Inference(_Model):
     def vllm_before(self, release: tuple[int, ...]) -> bool:
         """The spec names a vLLM release older than `release` (unset, or another engine: a current one)."""
         return self.engine == "vllm" and _older(self.engine_version, release)
+
+    @property
+    def trt_engine(self) -> bool:
+        """TensorRT-LLM's TRT-engine runtime (the C++ executor), not its PyTorch backend."""
+        return self.engine == "tensorrt-llm" and self.tensorrt_llm_backend == "trt"
 
     def sglang_before(self, release: tuple[int, ...]) -> bool:
         """The spec names an SGLang release older than `release` (unset, or another engine: a current one)."""

@@ -38,7 +38,15 @@ from rackfit.estimator.startup import (
     outside_budget_bytes,
     warmup_refusal,
 )
-from rackfit.estimator.trtllm import TOKENS_PER_BLOCK, allreduce_workspace_bytes, estimation_refusal
+from rackfit.estimator.trtllm import (
+    TOKENS_PER_BLOCK,
+    allreduce_workspace_bytes,
+    engine_allreduce_workspace_bytes,
+    engine_cache_bytes,
+    engine_decoder_bytes,
+    engine_logits_bytes,
+    estimation_refusal,
+)
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -231,7 +239,17 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     else:
         graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
-    if inf.engine == "tensorrt-llm":
+    if inf.trt_engine:
+        # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
+        # planned for max_num_tokens (no profile run, no sampler of torch's), the runtime buffers the logits of
+        # max_batch_size sequences, the decoder its per-slot state (trtllm.engine_decoder_bytes); the C++ executor
+        # captures no CUDA graphs unless asked (cudaGraphMode false)
+        act = (forward_peak_bytes(a, layout, s.max_num_batched_tokens)
+               + engine_logits_bytes(a.vocab_size, layout.tensor, s.max_num_seqs)
+               + engine_decoder_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
+        graphs = 0
+        nt += engine_allreduce_workspace_bytes(layout, gpu)
+    elif inf.engine == "tensorrt-llm":
         nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
@@ -283,8 +301,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # once the run is done (CUDA context, NCCL, CUDA graphs): the fraction of what that run leaves free.
         free = total - context - weights - act - nt - graphs
         pool = int(s.gpu_memory_utilization * free)
+        if inf.trt_engine:  # trtllm.engine_cache_bytes: fraction x what is free after engine, context and buffers
+            pool = engine_cache_bytes(s.gpu_memory_utilization, free, per_token) if free > 0 else pool
         budget = weights + act + nt + graphs + max(pool, 0)
-        if plan.refused is None:
+        if plan.refused is None and not inf.trt_engine:
             plan = replace(plan, refused=estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt,
                                                             per_token, s.max_num_batched_tokens, s.max_model_len))
     return replace(plan, budget=budget, kv_pool=max(pool, 0))

@@ -66,3 +66,74 @@ def estimation_refusal(fraction: float, free_after_load: int, per_token: int, ma
             f"less than one of its {need}-token dummy requests (min(max_num_tokens, max_seq_len - 1) + 1, in "
             f"{TOKENS_PER_BLOCK}-token blocks); raise gpuMemoryUtilization, lower maxNumBatchedTokens, or use more "
             "GPUs")
+
+
+# --- The TRT-engine backend (spec.inference.tensorrtLlmBackend: trt): a trtllm-build engine run by the C++ executor
+# (cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp, TrtGptModelInflightBatching's constructor), in this
+# order: the engine is deserialized ("Loaded engine size: X MiB": its weights), the execution context takes the
+# engine's device memory (runtime/tllmRuntime.cpp, TllmRuntime: "[MemUsageChange] Allocated X MiB for execution context
+# memory", the activation memory TensorRT planned at build time for the largest profile, max_num_tokens tokens),
+# createBuffers ("Allocated X GPU memory for runtime buffers": batch_manager/runtimeBuffers.cpp RuntimeBuffers,
+# setMaxBufferSizes/reshape: the logits of max_batch_size x beam sequences, [numLogits, vocabSizePadded] in the
+# engine's logits dtype, trtllm-build's --logits_dtype float32), createDecoder ("... for decoder"), and only then
+# createKvCacheManager: KVCacheManager::calculateFreeMemBytes (kvCacheManager.cpp; calculateMaxNumBlocks before it)
+# takes cudaMemGetInfo's free memory plus the memory pool's free bytes ("Memory usage when calculating max tokens in
+# paged kv cache: total: X GiB, available: Y GiB") times kv_cache_free_gpu_mem_fraction (KvCacheConfig
+# kDefaultGpuMemFraction 0.9), and the cache is that in whole blocks ("Allocated Z GiB for max tokens in paged KV cache
+# (N)"). The same formula in the 2024 source (KVCacheManager::calculateMaxNumBlocks: maxTokens = fraction x (free +
+# memoryPoolFree()) / bytes a token) and the current one (calculateFreeMemBytes); the closed 0.5-0.7 batch manager
+# logged "Using N tokens in paged KV cache" (NVIDIA/TensorRT-LLM issue 224).
+# trtllm-build's paged cache block (--tokens_per_block, default 64: "Number of tokens per block: 64.").
+ENGINE_TOKENS_PER_BLOCK = 64
+# The engine's logits tensor dtype (trtllm-build --logits_dtype / PretrainedConfig.logits_dtype, default float32).
+ENGINE_LOGITS_BYTES = 4
+# The C++ runtime's custom all-reduce workspace (runtime/ipcUtils.cpp AllReduceBuffers, sized by
+# utils::customAllReduceUtils::getMaxRequiredWorkspaceSize: 16,000,000 bytes at tp_size <= 2, 8,000,000 above;
+# tensorrt_llm/plugin/plugin.py's CustomAllReduceHelper has the same), an IPC buffer and its Lamport copies per peer.
+ENGINE_ALLREDUCE_SMALL_TP = 16_000_000
+ENGINE_ALLREDUCE_LARGE_TP = 8_000_000
+
+
+def engine_logits_bytes(vocab_size: int, tensor: int, max_batch_size: int, beam: int = 1) -> int:
+    """The runtime buffers' logits: [max_batch_size x beam, vocabSizePadded] (runtimeBuffers.cpp, setMaxBufferSizes:
+    numLogits = maxBatchSize x maxBeamWidth when every request is generating; ModelConfig::getVocabSizePadded pads the
+    vocabulary to a multiple of the tensor-parallel size) in ENGINE_LOGITS_BYTES."""
+    padded = -(-vocab_size // tensor) * tensor
+    return max_batch_size * beam * padded * ENGINE_LOGITS_BYTES
+
+
+def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int, beam: int = 1) -> int:
+    """What createDecoder allocates before the cache ("Allocated X GPU memory for decoder"), as read in the current
+    source: DecoderState::reshapeBuffers (runtime/decoderState.cpp) holds output ids, parent ids and log probs of
+    [max_batch_size, beam, max_seq_len] and the tiled log probs of [max_seq_len, max_batch_size, beam], 4 bytes each
+    (int32 and float32), and an embedding bias of [max_batch_size, vocabSizePadded]; the DecodingLayerWorkspace
+    (runtime/decodingLayerWorkspace.cpp, built by GptDecoder's constructor, runtime/gptDecoder.cpp) holds the runtime
+    logits [max_batch_size, 1, beam, vocabSizePadded], both in the logits dtype; the penalty layer
+    (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
+    an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
+    (DynamicDecodeLayer::getWorkspaceSize: top-k/top-p's sort of every slot's logits) is not counted, so this is
+    below what the log prints: 1.71 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots,
+    4,098 tokens, 32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder"."""
+    padded = -(-vocab_size // tensor) * tensor
+    per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
+    return (max_batch_size * beam * max_seq_len * per_slot_token
+            + max_batch_size * padded * ENGINE_LOGITS_BYTES * (1 + beam)
+            + max_batch_size * beam * vocab_size * 4)
+
+
+def engine_allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
+    """allreduce_workspace_bytes at the C++ runtime's size (ENGINE_ALLREDUCE_SMALL_TP / ENGINE_ALLREDUCE_LARGE_TP)."""
+    t = layout.tensor
+    if t == 1 or (gpu is not None and not gpu.nvlink):
+        return 0
+    size = ENGINE_ALLREDUCE_SMALL_TP if t <= 2 else ENGINE_ALLREDUCE_LARGE_TP
+    return (1 + ALLREDUCE_LAMPORT_BUFFERS) * size * t + ALLREDUCE_BARRIER_BYTES * t
+
+
+def engine_cache_bytes(fraction: float, free_before_cache: int, per_token: int) -> int:
+    """The TRT-engine backend's KV cache: fraction x the memory free once the engine, its execution context and the
+    runtime and decoder buffers are allocated (KVCacheManager::calculateFreeMemBytes), in whole
+    ENGINE_TOKENS_PER_BLOCK-token blocks (calculateMaxNumBlocks: freePrimaryMemBytes // the bytes of one block)."""
+    budget = int(fraction * max(free_before_cache, 0))
+    block = ENGINE_TOKENS_PER_BLOCK * per_token
+    return budget // block * block
