@@ -24,6 +24,7 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes
 from rackfit.estimator.engines import serve
+from rackfit.estimator.errorband import runtime_of
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
@@ -80,8 +81,8 @@ def measure(path: Path = CASES) -> list[dict]:
             quantity, error = "weights", _err(est.breakdown.weights_bytes, _bytes(m["weightsBytes"]))
         else:  # a fit/no-fit fact alone (the log says whether it started, no number): no error to band
             continue
-        out.append(dict(id=row["id"], engine=est.engine.engine, gpu=row["gpu"]["architecture"], quantity=quantity,
-                        error=error))
+        out.append(dict(id=row["id"], engine=runtime_of(parse_spec(row["spec"])), gpu=row["gpu"]["architecture"],
+                        quantity=quantity, error=error))
     return out
 
 

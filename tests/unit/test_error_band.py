@@ -31,6 +31,9 @@ def _spec(runtime: str, workload: str):
     if workload == "training":
         return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training",
                                training=dict(framework=runtime, method="full")))
+    if runtime == "tensorrt-llm trt engine":  # TensorRT-LLM's TRT-engine backend is its own regime
+        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                               inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=4096)))
     return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine=runtime, contextLength=4096)))
 
@@ -51,6 +54,10 @@ def test_a_regime_without_rows_is_unmeasured_not_guessed():
     assert ("tensorrt-llm", "inference", "blackwell") not in BANDS
     band = estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("blackwell")).error_band
     assert band.startswith("unmeasured") and "tensorrt-llm" in band
+    # nor is the PyTorch backend's band borrowed from the TRT-engine backend's rows, or the other way round
+    assert ("tensorrt-llm trt engine", "inference", "ampere") in BANDS
+    assert ("tensorrt-llm", "inference", "ampere") not in BANDS
+    assert estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("ampere")).error_band.startswith("unmeasured")
     families = {k[2] for k in BANDS if k[:2] == ("megatron", "training")}
     missing = next(f for f in ("ampere", "ada", "hopper", "blackwell") if f not in families)
     assert estimate(_spec("megatron", "training"), gpu=_gpu(missing)).error_band.startswith("unmeasured")

@@ -11,10 +11,19 @@ _UNSAFE = {"memory": "negative: memory underestimated",
            "kv cache": "positive: more KV cache promised than the engine allocates"}
 
 
+def runtime_of(spec: LLMWorkloadSpec) -> str:
+    """The framework or engine whose rows measure this spec: TensorRT-LLM's TRT-engine backend is its own regime
+    (different buffers before the cache than the PyTorch backend's)."""
+    if spec.workload == "training":
+        return spec.training.framework
+    inf = spec.inference
+    return "tensorrt-llm trt engine" if inf.engine == "tensorrt-llm" and inf.tensorrt_llm_backend == "trt" \
+        else inf.engine
+
+
 def regime(spec: LLMWorkloadSpec, gpu: GPU | None) -> tuple[str, str, str]:
     """(runtime, workload, GPU family); the family is "any" when no GPU is given."""
-    runtime = spec.training.framework if spec.workload == "training" else spec.inference.engine
-    return runtime, spec.workload, gpu.architecture if gpu is not None else "any"
+    return runtime_of(spec), spec.workload, gpu.architecture if gpu is not None else "any"
 
 
 def band(spec: LLMWorkloadSpec, gpu: GPU | None) -> tuple[float, float, int, str] | None:
