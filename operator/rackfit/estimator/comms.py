@@ -24,12 +24,13 @@ COMM_NVLINK = NCCL_EP_GROUP_NVLINK
 # communicators of a tensor group (PyNccl and torch's), so one communicator costs half of it per peer.
 COMM_PCIE_PER_PEER = NCCL_PER_PEER // 2
 # NVLink SHARP (NVLS) on NVSwitch nodes (Hopper and Blackwell HGX, GB200): NCCL's default NCCL_NVLS_ENABLE=2 turns it on
-# where the device supports multicast, and torch does not set NCCL_CUMEM_ENABLE, so NCCL's cuMem default (on since
-# 2.19) holds (vLLM turns it off: no NVLS there). Per communicator, ncclNvlsBufferSetup (src/transport/nvls.cc,
-# NCCL 2.22.3 onwards; read at v2.30) maps nvlsChannels x 2 x (NCCL_NVLS_CHUNKSIZE 128 KiB x NCCL_STEPS 8) x nHeads bytes of device memory, nHeads the
-# communicator's GPUs on the node (search.cc: the intra-node NVLS graph pulls from every GPU), plus its credit buffer
-# (64 B per channel and head) rounded up to the 2 MiB allocation granularity. nvlsChannels: NVLS_NCHANNELS_SM90 16,
-# NVLS_NCHANNELS_SM100_NVL 24 on one Blackwell node. Empirically NCCL builds no NVLS graph for 2 GPUs (vllm#9699).
+# where the device supports multicast, and torch does not set NCCL_CUMEM_ENABLE, so NCCL's cuMem default (on since 2.19)
+# holds (vLLM turns it off: no NVLS there). Per communicator, ncclNvlsBufferSetup (src/transport/nvls.cc, NCCL 2.22.3
+# onwards; read at v2.30) maps nvlsChannels x 2 x (NCCL_NVLS_CHUNKSIZE 128 KiB x NCCL_STEPS 8) x nHeads bytes of device
+# memory, nHeads the communicator's GPUs on the node (search.cc: the intra-node NVLS graph pulls from every GPU), plus
+# its credit buffer (64 B per channel and head) rounded up to the 2 MiB allocation granularity. nvlsChannels:
+# NVLS_NCHANNELS_SM90 16, NVLS_NCHANNELS_SM100_NVL 24 on one Blackwell node. Empirically NCCL builds no NVLS graph for 2
+# GPUs (vllm#9699).
 NVLS_STEP = 128 * 1024 * 8
 NVLS_CHANNELS = {"hopper": 16, "blackwell": 24}
 NVLS_GRANULARITY = 2 * MiB
