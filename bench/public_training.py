@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, estimate
+from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate
+from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.training import model_states
@@ -65,7 +66,7 @@ def comparable(quantity: str, spec, est) -> int:
             return r.weights + r.gradients + r.optimizer + r.activations
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
-        nccl = NCCL_BYTES if est.layout.total_gpus > 1 else 0
+        nccl = training_nccl_bytes(spec.training, est.layout)
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
     if quantity == "steady_with_logits":
         # memory_allocated() read after the training loop while the script's loop variable still holds the last

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, Layout, estimate
+from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
+from rackfit.estimator.comms import COMM_NVLINK, training_nccl_bytes  # a D2 job's one communicator (the default group)
 from rackfit.estimator.framework_activations import runtime_activations
 from rackfit.estimator.frameworks import ZERO_MAX_LIVE_PARAMETERS, ZERO_PREFETCH_BUCKET, runtime_peak
 from rackfit.estimator.params import count_params
@@ -113,11 +114,11 @@ def test_step_temporaries_take_new_segments_without_expandable_segments():
     """The default allocator keeps the backward's per-layer blocks cached; the step's foreach lists are
     larger, so the reservation is the backward's plus the step's. torchtitan (fsdp + per-op SAC) sets
     expandable segments: the step reuses the freed pages."""
-    from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, SLACK_RECOMPUTE, SLACK_TRAINING
+    from rackfit.estimator import CUDA_CONTEXT_BYTES, SLACK_RECOMPUTE, SLACK_TRAINING
     for ckpt, layout in (("full", Layout(data=2)), ("selective", Layout(data=2))):
         e = estimate(spec("fsdp", dict(data=2), activationCheckpointing=ckpt, sequenceLength=1024))
         r = peak("fsdp", layout, activationCheckpointing=ckpt, sequenceLength=1024)
-        slack = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
+        slack = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - COMM_NVLINK
         if ckpt == "full":
             assert not r.expandable_segments
             assert slack == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
@@ -203,7 +204,8 @@ def test_fsdp_gathered_parameters_strand_no_slack():
     assert r.phase != "optimizer step" and r.reused > 0
     assert r.reused == r.weights - (r.states - r.gradients - r.optimizer)  # the gathered part of the live weights
     e = estimate(spec("fsdp", dict(data=8), **lora))
-    stranded = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES
+    stranded = e.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - training_nccl_bytes(Training(framework="fsdp"),
+                                                                                     Layout(data=8))
     assert stranded == int(r.backward_transient + SLACK_RECOMPUTE * (r.backward_transient - r.reused)
                            + r.step_transient) - r.transient
     assert stranded < SLACK_RECOMPUTE * r.backward_transient
@@ -215,13 +217,13 @@ def test_expandable_segments_as_the_spec_says():
     """training.expandableSegments overrides the default (torchtitan's per-op SAC sets it, the rest not);
     with it the full-checkpointing reservation is the larger phase plus SLACK_TRAINING of it, less than
     the default allocator's backward-plus-step; the transformers model refuses it, naming the field."""
-    from rackfit.estimator import CUDA_CONTEXT_BYTES, NCCL_BYTES, SLACK_TRAINING
+    from rackfit.estimator import CUDA_CONTEXT_BYTES, SLACK_TRAINING
     kw = dict(activationCheckpointing="full", sequenceLength=1024)
     default = estimate(spec("fsdp", dict(data=2), **kw))
     expandable = estimate(spec("fsdp", dict(data=2), expandableSegments=True, **kw))
     r = peak("fsdp", Layout(data=2), expandableSegments=True, **kw)
     assert r.expandable_segments
-    assert expandable.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - NCCL_BYTES == int(SLACK_TRAINING * r.transient)
+    assert expandable.breakdown.overhead_bytes - CUDA_CONTEXT_BYTES - COMM_NVLINK == int(SLACK_TRAINING * r.transient)
     assert expandable.total_bytes < default.total_bytes
     assert not any("expandable" in n for n in expandable.notes)
     assert not peak("fsdp", Layout(data=2), expandableSegments=False, activationCheckpointing="selective",

@@ -12,6 +12,7 @@ from typing import Any
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
+from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
@@ -37,7 +38,8 @@ __all__ = ["estimate", "estimate_arch", "refusal", "check_context", "fp8_unsuppo
 # used_after_cublas_bytes).
 CUDA_CONTEXT_BYTES = 751_632_384
 # NCCL communicators and buffers once more than one GPU talks (not measured here; NCCL's defaults
-# of 4 MiB per channel and peer, a few hundred MiB on an 8-GPU node).
+# of 4 MiB per channel and peer, a few hundred MiB on an 8-GPU node). Inference without a serving
+# engine only: training counts its communicators (comms.training_nccl_bytes).
 NCCL_BYTES = 512 << 20
 # The caching allocator holds freed blocks it cannot reuse for differently sized requests. Measured
 # slack, as a share of the memory allocated and freed during the step: per row of
@@ -75,7 +77,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
     inference = None if training else spec.inference
     weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime, gpu_arch, inference, training)
-    comm = NCCL_BYTES if layout.total_gpus > 1 else 0
+    comm = (training_nccl_bytes(spec.training, layout, gpu) if training  # per communicator: comms.py
+            else NCCL_BYTES if layout.total_gpus > 1 else 0)
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
     q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize, inference)
     notes = [q.note(spec.precision)] if arch.quantization is not None else []
