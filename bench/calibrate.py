@@ -69,8 +69,9 @@ def derive(paths: list[Path]) -> list[Derived]:
     out = [Derived("CUDA_CONTEXT_BYTES", est_mod.CUDA_CONTEXT_BYTES, 1,
                    env["used_after_cublas_bytes"] if env else None, "environment row: used_after_cublas_bytes",
                    {"environment": env["used_after_cublas_bytes"]} if env else {}),
-           Derived("NCCL_BYTES", est_mod.NCCL_BYTES, 1, None, "not measured: every row is one GPU (NCCL defaults; inference without a serving engine "
-                   "only, training counts communicators in estimator/comms.py)")]
+           Derived("NCCL_BYTES", est_mod.NCCL_BYTES, 1, None,
+                   "not measured: every row is one GPU (NCCL defaults; inference without a serving engine only, "
+                   "training counts communicators in estimator/comms.py)")]
 
     # allocator slack: measured slack over the estimator's transient bytes, by branch of the estimator
     share: dict[str, dict[str, float]] = {"prefill": {}, "training": {}, "recompute": {}, "split": {}}
