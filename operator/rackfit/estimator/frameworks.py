@@ -265,8 +265,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # a model built outside zero.Init and handed to deepspeed.initialize: counted as the latter
                 # (the upper bound). A checkpointed layer saves nothing but its input.
                 gathered = max(gathered, p.total // (t * pp) * compute_bytes)
-        elif zero in (1, 2):
-            step_extra += min(ZERO_ALLGATHER_BUCKET, n) * compute_bytes  # the updated partitions' all-gather
+        # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
     else:  # megatron
         # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
         # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
@@ -281,6 +280,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
+    if fw == "deepspeed" and full and zero in (1, 2):
+        step_extra, temp = zero12_step(n // d, compute_bytes, temp)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp
@@ -298,6 +299,27 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
                        load=load, load_cached=load_cached)
+
+
+def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-1/2's step (deepspeed/runtime/zero/stage_1_and_2.py,
+    DeepSpeedZeroOptimizer.step, read at DeepSpeed edaa722, August 2026; the same since 0.9) holds beyond the states
+    kept between steps, for a rank's partition of `part` elements (its 16-bit gradients are among the states), `temp`
+    the optimizer's own temporary (training.step_temporary_bytes).
+    Without offload, per parameter group: `free_grad_in_param_list(self.params_not_in_partition[i])` frees the
+    gradients outside the partition; `flat_grad_partition = self.flatten(self.averaged_gradients[i])` makes a 16-bit
+    copy of the partition's gradients (torch.cat) and `.to(self.single_partition_of_fp32_groups[i].dtype)` its fp32
+    upcast, with the 16-bit gradients still alive (moment A: 16-bit partition, its flat copy and the fp32 copy); then
+    `del flat_grad_partition`, `free_grad_in_param_list(self.params_in_partition[i])` and `self.averaged_gradients[i] =
+    None` free every 16-bit gradient before `self._optimizer_step(i)` (moment B: the fp32 gradient partition and the
+    optimizer's temporary, no 16-bit gradient). After the step, `all_gather_dp_groups` (runtime/utils.py) all-gathers
+    the updated partitions in place into the flat 16-bit buffer (`all_gather_into_tensor` into `bit16_groups_flat`,
+    or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
+    gradients outside the partition, freed first, are still counted among the states (the upper bound): what the step
+    allocates is the same as under stage 2, and without expandable segments it takes new segments."""
+    a = part * compute_bytes + part * 4
+    b = part * 4 - part * compute_bytes
+    return (a, 0) if a >= b + temp else (b, temp)
 
 
 def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int, int]:

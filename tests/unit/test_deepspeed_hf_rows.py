@@ -1,0 +1,75 @@
+"""DeepSpeed ZeRO-1/2's optimizer step as stage_1_and_2.py runs it, and the PEFT / DeepSpeed rows and facts (T60-T63)
+of bench/cases/public/training.yaml (issue 22). Expected bytes are computed by hand from the source's operations."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from rackfit.estimator import Layout
+from rackfit.estimator.frameworks import runtime_peak, zero12_step
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
+from rackfit.spec import ModelSource, Training
+
+REPO = Path(__file__).resolve().parents[2]
+LLAMA = resolve(ModelSource(preset="llama-3.1-8b"))
+P = count_params(LLAMA)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("public_training", REPO / "bench" / "public_training.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def peak(layout: Layout, **training):
+    return runtime_peak(LLAMA, P, Training(framework="deepspeed", masterWeights="fp32", **training), "bf16",
+                        layout, 0)
+
+
+def test_zero12_step_moments_by_hand():
+    """Moment A: the 16-bit partition (a state), its flat copy (torch.cat, 2 bytes) and the fp32 upcast (4 bytes);
+    moment B: the 16-bit gradients freed, the fp32 partition and the optimizer's temporary."""
+    part = 1_000_000
+    assert zero12_step(part, 2, 0) == (6 * part, 0)             # FusedAdam: the flatten moment
+    assert zero12_step(part, 2, 4 * part) == (6 * part, 0)      # foreach AdamW: 4 + 4 - 2 ties the flatten
+    assert zero12_step(part, 2, 8 * part) == (2 * part, 8 * part)  # two partition temporaries (torch's single-tensor)
+    assert zero12_step(part, 4, 0) == (8 * part, 0)             # fp32 module: the copy is 4 bytes too
+
+
+def test_zero2_step_holds_no_allgather_bucket_and_frees_the_16bit_gradients():
+    """LLaMA-style 8B over 8 GPUs, ZeRO-2: the step's transient is 6 bytes per partition element, fused or foreach
+    AdamW; before, the all-gather bucket (5e8 x 2 bytes) and the 16-bit gradients were counted beside the step."""
+    part = P.total // 8
+    fused = peak(Layout(data=8), zeroStage=2)
+    foreach = peak(Layout(data=8), zeroStage=2, adamwImplementation="foreach")
+    assert fused.step_transient == part * 6
+    assert foreach.step_transient == part * 6
+    # ZeRO-3 unchanged: one sub-group's fp32 gradients, plus the client AdamW's partition-sized temporary
+    z3 = peak(Layout(data=8), zeroStage=3)
+    assert z3.step_transient == min(part, 1_000_000_000) * 4
+
+
+def test_zero2_on_one_gpu_runs_the_whole_partition():
+    """OpenRLHF issue 698 (T19): ZeRO-2 on one A100, FusedAdam; the step's flatten moment is the whole model's
+    16-bit copy and fp32 copy beside the 16-bit gradients: 6 bytes a parameter."""
+    one = peak(Layout(data=1), zeroStage=2)
+    assert one.step_transient == P.total * 6
+    assert one.phase == "optimizer step"
+
+
+def test_peft_deepspeed_and_fsdp_rows_and_facts():
+    """T60-T62 within 10% of what PEFT's guides report; the facts T60, T61 (ran) and T63 (OOM) right; T27's ZeRO-2
+    OOM at the step still said."""
+    mod = _bench()
+    rows = {(r["id"], r["variant"]): r for r in mod.measure()}
+    for key in [("T60", "nvidia-smi (80% of 79.65 GiB)"), ("T61", "per GPU"), ("T62", "without CPU offload")]:
+        r = rows[key]
+        assert abs(mod.err(r["rackfit"], r["measured"])) <= 10, key
+    facts = {(f["id"], f["variant"]): f for f in mod.fit_facts()}
+    for fid in ("T60", "T61", "T63", "T27"):
+        for (i, _), f in facts.items():
+            if i == fid:
+                assert f["said"] == f["fits"], (i, f["variant"])
