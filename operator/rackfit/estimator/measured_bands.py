@@ -6,9 +6,11 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-2.8, -2.8, 1, 'memory'),
+    ('deepspeed', 'training', 'any'): (-6.5, 8.7, 9, 'memory'),
+    ('deepspeed', 'training', 'hopper'): (6.2, 6.2, 1, 'memory'),
     ('fsdp', 'training', 'ampere'): (-25.3, 27.2, 34, 'memory'),
-    ('fsdp', 'training', 'any'): (-25.3, 27.2, 69, 'memory'),
+    ('fsdp', 'training', 'any'): (-25.3, 27.2, 70, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-3.6, 3.2, 22, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.8, -0.1, 13, 'memory'),
     ('megatron', 'training', 'any'): (-5.9, -1.2, 4, 'memory'),
