@@ -282,6 +282,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
     if fw == "deepspeed" and full and zero in (1, 2):
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
+    elif fw == "deepspeed" and full and zero == 3:
+        sub = min(n // d, ZERO_SUB_GROUP)
+        sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
+        step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp
@@ -320,6 +324,20 @@ def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     a = part * compute_bytes + part * 4
     b = part * 4 - part * compute_bytes
     return (a, 0) if a >= b + temp else (b, temp)
+
+
+def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-3's step holds beyond the states for one sub-group of `sub`
+    elements (deepspeed/runtime/zero/stage3.py, DeepSpeed edaa722): `step` runs `_prepare_sub_group`, `_optimizer_step`
+    and the release one sub-group (at most sub_group_size elements) at a time. `_prepare_fp32_grad_for_sub_group`
+    makes `self.flatten(self.averaged_gradients[sub_group_id]).to(fp32)`: a flat 16-bit copy of the sub-group's
+    gradients (torch.cat) and its fp32 upcast, the copy freed when the statement ends; the 16-bit gradients are views
+    of the partitioned-gradient buffer kept between steps (among the states). `_optimizer_step` then points the
+    optimizer's param group at the sub-group's fp32 partition alone (`self.optimizer.param_groups[param_group_id]
+    ['params'] = [fp32_param]`) and steps it, so a client torch AdamW's temporary (`temp`) is one sub-group's, beside
+    the fp32 gradients. The larger moment is returned."""
+    flat = sub * compute_bytes
+    return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
 
 
 def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int, int]:
