@@ -71,8 +71,8 @@ def test_zero2_on_one_gpu_runs_the_whole_partition():
 
 
 def test_peft_deepspeed_and_fsdp_rows_and_facts():
-    """T60-T62 within 10% of what PEFT's guides report, T5's checkpointed ZeRO-3 row within 2% (the flat copy); the facts T60, T61 (ran) and T63 (OOM) right; T27's ZeRO-2
-    OOM at the step still said."""
+    """T60-T62 within 10% of what PEFT's guides report, T5's checkpointed ZeRO-3 row within 2% (the flat copy);
+    the facts T60, T61 (ran) and T63 (OOM) right; T27's ZeRO-2 OOM at the step still said."""
     mod = _bench()
     rows = {(r["id"], r["variant"]): r for r in mod.measure()}
     for key in [("T60", "nvidia-smi (80% of 79.65 GiB)"), ("T61", "per GPU"), ("T62", "without CPU offload")]:
