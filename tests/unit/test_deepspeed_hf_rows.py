@@ -9,6 +9,7 @@ from pathlib import Path
 from rackfit.estimator import Layout
 from rackfit.estimator.frameworks import runtime_peak, zero3_step, zero12_step
 from rackfit.estimator.params import count_params
+from rackfit.estimator.training import lora_params
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training
 
@@ -84,3 +85,23 @@ def test_peft_deepspeed_and_fsdp_rows_and_facts():
         for (i, _), f in facts.items():
             if i == fid:
                 assert f["said"] == f["fits"], (i, f["variant"])
+
+
+def test_lora_under_zero3_is_built_under_zero_init():
+    """PEFT's ZeRO-3 path builds the base under deepspeed.zero.Init, whose patched linear saves the parameter, so
+    without checkpointing the frozen base is not kept gathered to its backward: the live parameters and the prefetch
+    bucket (1e9 + 5e7 elements in 16 bits) bound what is gathered, as with checkpointing. A full fine-tune keeps the
+    upper bound (a model handed to deepspeed.initialize outside zero.Init): every 16-bit weight."""
+    bound = min(1_000_000_000 + 50_000_000, P.total) * 2
+
+    def lora(ckpt):
+        tr = Training(framework="deepspeed", zeroStage=3, activationCheckpointing=ckpt, method="lora", loraRank=16)
+        return tr, runtime_peak(LLAMA, P, tr, "bf16", Layout(data=8), P.total * 2)
+
+    tr, none = lora("none")
+    _, full_ac = lora("full")
+    sharded = (P.total * 2 + lora_params(LLAMA, tr) * 4) // 8   # frozen base and fp32 adapters over 8 ranks
+    assert none.phase != "optimizer step" and full_ac.phase != "optimizer step"
+    assert none.weights == full_ac.weights == sharded + bound
+    full = peak(Layout(data=8), zeroStage=3, activationCheckpointing="none")
+    assert full.weights == P.total * 2 // 8 + P.total * 2   # every layer's 16-bit weights kept (upper bound)

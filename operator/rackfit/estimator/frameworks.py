@@ -263,8 +263,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # which saves the parameter itself, replaces F.linear when a zero.Init context is entered
                 # (runtime/zero/partition_parameters.py, patch_init_and_builtins; it then persists), not for
                 # a model built outside zero.Init and handed to deepspeed.initialize: counted as the latter
-                # (the upper bound). A checkpointed layer saves nothing but its input.
-                gathered = max(gathered, p.total // (t * pp) * compute_bytes)
+                # (the upper bound). A checkpointed layer saves nothing but its input. LoRA/QLoRA under ZeRO-3 is
+                # PEFT's path, whose base is always built under zero.Init: transformers' from_pretrained enters
+                # deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py; HF Trainer's
+                # HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed guide sets),
+                # so its linears save the parameter and the frozen base is released after each module as usual.
+                if full:
+                    gathered = max(gathered, p.total // (t * pp) * compute_bytes)
         # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
     else:  # megatron
         # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
@@ -405,7 +410,7 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     if notes:
         return notes
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
-            and tr.activation_checkpointing != "full":
+            and tr.activation_checkpointing != "full" and tr.method == "full":
         return ["ZeRO-3 without full checkpointing: every layer's gathered weights are counted until their backward "
                 "(a model built outside deepspeed.zero.Init); HF from_pretrained under zero.Init needs less"]
     if tr.framework == "megatron":
