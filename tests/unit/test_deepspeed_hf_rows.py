@@ -105,3 +105,25 @@ def test_lora_under_zero3_is_built_under_zero_init():
     assert none.weights == full_ac.weights == sharded + bound
     full = peak(Layout(data=8), zeroStage=3, activationCheckpointing="none")
     assert full.weights == P.total * 2 // 8 + P.total * 2   # every layer's 16-bit weights kept (upper bound)
+
+
+def test_zero2_flatten_moment_matches_baichuan2_log():
+    """LlamaFactory issue 1158 (T67): Baichuan2-13B, ZeRO-2 over 4 A800, "Tried to allocate 12.94 GiB ... 77.65 GiB
+    already allocated". By stage_1_and_2.py's step the failed request is the fp32 upcast of the rank's partition, made
+    while the 16-bit weights, the fp32 master and Adam states, the 16-bit gradient partition and its flat copy are
+    allocated: rackfit's step peak less that upcast is the log's 77.65 GiB, and the upcast is 12.94 GiB."""
+    from rackfit.estimator.weights import weight_bytes
+    from rackfit.models import resolve as resolve_model
+    from rackfit.spec import parse_spec
+    from rackfit.units import GiB
+
+    case = next(c for c in _bench().load_cases(_bench().CASES) if c["id"] == "T67")
+    spec = parse_spec(case["spec"])
+    arch = resolve_model(spec.model)
+    p = count_params(arch)
+    layout = Layout(data=4)
+    r = runtime_peak(arch, p, spec.training, "bf16", layout, weight_bytes(p, "bf16", layout, arch.num_layers, arch))
+    upcast = p.total // 4 * 4
+    assert r.phase == "optimizer step"
+    assert abs(upcast / GiB - 12.94) < 0.01
+    assert abs((r.weights + r.gradients + r.optimizer - upcast) / GiB - 77.65) < 0.05
