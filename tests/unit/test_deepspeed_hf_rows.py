@@ -127,3 +127,14 @@ def test_zero2_flatten_moment_matches_baichuan2_log():
     assert r.phase == "optimizer step"
     assert abs(upcast / GiB - 12.94) < 0.01
     assert abs((r.weights + r.gradients + r.optimizer - upcast) / GiB - 77.65) < 0.05
+
+
+def test_zero12_keeps_no_16bit_gradients_between_steps():
+    """stage_1_and_2.py's step frees every 16-bit gradient and the next backward re-creates the partition buffer, so
+    what stays allocated between steps (RuntimePeak.states, the steady reading) is the 16-bit module and the fp32
+    master and Adam partitions; ZeRO-3 keeps its partitioned-gradient buffer and reduce bucket."""
+    part = P.total // 8
+    z2 = peak(Layout(data=8), zeroStage=2)
+    assert z2.states == P.total * 2 + part * 12
+    z3 = peak(Layout(data=8), zeroStage=3)
+    assert z3.states == part * 2 + part * 2 + 500_000_000 * 2 + part * 12

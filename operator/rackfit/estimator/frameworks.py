@@ -285,8 +285,12 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
+    kept_grads = grads
     if fw == "deepspeed" and full and zero in (1, 2):
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
+        # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
+        # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
+        kept_grads = 0
     elif fw == "deepspeed" and full and zero == 3:
         sub = min(n // d, ZERO_SUB_GROUP)
         sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
@@ -304,7 +308,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
-                       phase=phase, states=weights + grads + optimizer, transient=transient,
+                       phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
                        load=load, load_cached=load_cached)
