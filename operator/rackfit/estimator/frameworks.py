@@ -37,7 +37,7 @@ from rackfit.spec import Training
 ZERO_MAX_LIVE_PARAMETERS = 1_000_000_000   # stage3_max_live_parameters: gathered elements kept at once
 ZERO_PREFETCH_BUCKET = 50_000_000          # stage3_prefetch_bucket_size: elements fetched ahead
 ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elements per reduce(-scatter)
-ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2, after the step)
+ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2): all-gathers in place (zero12_step)
 ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
 
 
@@ -221,7 +221,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 optimizer = (optimizer + master) // d
                 trainable_here = n // d
                 # the step upcasts the gradient partition to fp32 (stage_1_and_2.py: .float() of the
-                # flat partition; stage3.py: one sub_group_size at a time)
+                # flat partition; stage3.py: one sub_group_size at a time); refined by zero12_step / zero3_step
                 part = n // d
                 step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
             if zero >= 2:
@@ -328,7 +328,7 @@ def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     optimizer's temporary, no 16-bit gradient). After the step, `all_gather_dp_groups` (runtime/utils.py) all-gathers
     the updated partitions in place into the flat 16-bit buffer (`all_gather_into_tensor` into `bit16_groups_flat`,
     or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
-    gradients outside the partition, freed first, are still counted among the states (the upper bound): what the step
+    gradients outside the partition, freed first, are still counted live at the step (the upper bound): what the step
     allocates is the same as under stage 2, and without expandable segments it takes new segments."""
     a = part * compute_bytes + part * 4
     b = part * 4 - part * compute_bytes
