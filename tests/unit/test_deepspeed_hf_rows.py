@@ -138,3 +138,17 @@ def test_zero12_keeps_no_16bit_gradients_between_steps():
     assert z2.states == P.total * 2 + part * 12
     z3 = peak(Layout(data=8), zeroStage=3)
     assert z3.states == part * 2 + part * 2 + 500_000_000 * 2 + part * 12
+
+
+def test_fp16_without_zero_runs_fp16_optimizer():
+    """engine.py picks FP16_Optimizer for fp16 without ZeRO (runtime/fp16/fused_optimizer.py): fp16 gradients in the
+    backward, each one's fp32 copy and their flat concatenation at the step (8 bytes a parameter beside the fp16
+    gradients), nothing kept between steps; bf16 without ZeRO keeps BF16_Optimizer's fp32 gradient buffer."""
+    def opt_peak(precision):
+        tr = Training(framework="deepspeed", zeroStage=0, masterWeights="fp32")
+        return runtime_peak(LLAMA, P, tr, precision, Layout(), 0)
+
+    fp16, bf16 = opt_peak("fp16"), opt_peak("bf16")
+    assert fp16.step_transient == P.total * 8
+    assert fp16.states == P.total * 2 + P.total * 12           # fp16 module, fp32 master and two Adam states
+    assert bf16.states == P.total * 2 + P.total * 4 + P.total * 12   # and BF16_Optimizer's fp32 gradients

@@ -126,6 +126,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
+    fp16_optimizer = False
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -214,7 +215,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             weights = n * compute_bytes
             grads = n * compute_bytes
             master = masters if mixed else 0
-            if zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
+            if zero == 0 and mixed and precision == "fp16":
+                # without ZeRO, fp16 runs DeepSpeed's FP16_Optimizer (engine.py _configure_fp16_optimizer; runtime/fp16/
+                # fused_optimizer.py, read at edaa722): the backward leaves fp16 gradients in each p.grad; step()
+                # builds `_flatten_dense_tensors([p.grad.to(fp32) for p in group])` (every gradient's fp32 copy, then
+                # their flat concatenation, beside the fp16 ones), sets `p.grad = None`, steps the fp32 flat master and
+                # sets `group.grad = None`: no gradient is kept between steps
+                optimizer += master
+                step_extra = n * 4 + n * 4
+                fp16_optimizer = True
+            elif zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
                 grads = n * 4 if mixed else grads
                 optimizer += master
             else:
@@ -285,7 +295,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
-    kept_grads = grads
+    kept_grads = 0 if fp16_optimizer else grads
     if fw == "deepspeed" and full and zero in (1, 2):
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
         # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
