@@ -37,7 +37,7 @@ def test_zero12_step_moments_by_hand():
     assert zero12_step(part, 2, 0) == (6 * part, 0)             # FusedAdam: the flatten moment
     assert zero12_step(part, 2, 4 * part) == (6 * part, 0)      # foreach AdamW: 4 + 4 - 2 ties the flatten
     assert zero12_step(part, 2, 8 * part) == (2 * part, 8 * part)  # two partition temporaries (torch's single-tensor)
-    assert zero12_step(part, 4, 0) == (8 * part, 0)             # fp32 module: the copy is 4 bytes too
+    assert zero12_step(part, 4, 0) == (4 * part, 0)             # fp32 module: the flat copy is the fp32 one
 
 
 def test_zero2_step_holds_no_allgather_bucket_and_frees_the_16bit_gradients():
@@ -152,3 +152,14 @@ def test_fp16_without_zero_runs_fp16_optimizer():
     assert fp16.step_transient == P.total * 8
     assert fp16.states == P.total * 2 + P.total * 12           # fp16 module, fp32 master and two Adam states
     assert bf16.states == P.total * 2 + P.total * 4 + P.total * 12   # and BF16_Optimizer's fp32 gradients
+
+
+def test_fp32_module_upcast_is_the_flat_copy():
+    """With an fp32 module the step's `.to(fp32)` returns the flat copy itself: ZeRO-1/2 hold the flat fp32 copy
+    beside the fp32 gradients (then the optimizer's temporary once those are freed); ZeRO-3 one sub-group's flat
+    copy and the temporary."""
+    part = 1_000_000
+    assert zero12_step(part, 4, 0) == (4 * part, 0)
+    assert zero12_step(part, 4, 4 * part) == (4 * part, 0)       # a tie: the flat copy, or the temporary alone
+    assert zero12_step(part, 4, 8 * part) == (0, 8 * part)
+    assert zero3_step(part, 4, 4 * part) == (4 * part, 4 * part)

@@ -340,8 +340,10 @@ def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
     gradients outside the partition, freed first, are still counted live at the step (the upper bound): what the step
     allocates is the same as under stage 2, and without expandable segments it takes new segments."""
-    a = part * compute_bytes + part * 4
-    b = part * 4 - part * compute_bytes
+    flat = part * compute_bytes
+    upcast = 0 if compute_bytes == 4 else part * 4   # an fp32 module's `.to(fp32)` returns the flat copy itself
+    a = flat + upcast
+    b = max(flat, part * 4) - flat
     return (a, 0) if a >= b + temp else (b, temp)
 
 
@@ -356,6 +358,8 @@ def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     ['params'] = [fp32_param]`) and steps it, so a client torch AdamW's temporary (`temp`) is one sub-group's, beside
     the fp32 gradients. The larger moment is returned."""
     flat = sub * compute_bytes
+    if compute_bytes == 4:  # an fp32 module: `.to(fp32)` returns the flat copy itself
+        return (flat, temp)
     return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
 
 
