@@ -249,12 +249,14 @@ def test_adamw_implementation_says_whether_the_step_makes_a_temporary():
 def test_a_client_torch_adamw_under_zero_steps_on_the_whole_fp32_partition():
     """HF Trainer hands DeepSpeed its torch AdamW when the config names no optimizer; ZeRO points its param groups at
     the flat fp32 partition, so the step's temporary is the partition's size (LlamaFactory issue 1221: 3.14 GiB for
-    LLaMA-7B over 8 GPUs). DeepSpeed's FusedAdam (the default) makes none."""
-    for zero in (1, 2, 3):
+    LLaMA-7B over 8 GPUs). DeepSpeed's FusedAdam (the default) makes none. The step's flat 16-bit gradient copy is a
+    moment of its own (test_deepspeed_hf_rows.py): under ZeRO-3 the client's temporary (one sub-group's fp32, 4 bytes)
+    replaces that copy (2 bytes) as the larger moment."""
+    for zero in (3,):
         fused = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32")
         client = peak("deepspeed", Layout(data=8), zeroStage=zero, masterWeights="fp32",
                       adamwImplementation="foreach")
-        assert client.step_transient - fused.step_transient == P.total // 8 * 4
+        assert client.step_transient - fused.step_transient == min(P.total // 8, 1_000_000_000) * (4 - 2)
     with pytest.raises(InvalidWorkload, match="spec.training.adamwImplementation"):
         spec("deepspeed", zeroStage=2, optimizer="sgd", adamwImplementation="foreach")
 
@@ -396,8 +398,13 @@ def test_megatron_distributed_optimizer_shards_states_over_data():
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_stages_shard_more(stage):
-    lower = peak("deepspeed", Layout(data=8), zeroStage=stage - 1).states
-    assert peak("deepspeed", Layout(data=8), zeroStage=stage).states < lower
+    # the backward's live gradients too: ZeRO-1 and ZeRO-2 keep the same between steps (no 16-bit gradient,
+    # test_deepspeed_hf_rows.py) and differ while the backward holds them
+    def held(r):
+        return r.states + r.gradients
+
+    lower = held(peak("deepspeed", Layout(data=8), zeroStage=stage - 1))
+    assert held(peak("deepspeed", Layout(data=8), zeroStage=stage)) < lower
 
 
 def test_zero3_live_parameters_are_bounded():

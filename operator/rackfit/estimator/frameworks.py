@@ -43,7 +43,7 @@ from rackfit.spec import Training
 ZERO_MAX_LIVE_PARAMETERS = 1_000_000_000   # stage3_max_live_parameters: gathered elements kept at once
 ZERO_PREFETCH_BUCKET = 50_000_000          # stage3_prefetch_bucket_size: elements fetched ahead
 ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elements per reduce(-scatter)
-ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2, after the step)
+ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2): all-gathers in place (zero12_step)
 ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
 
 
@@ -151,6 +151,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
+    fp16_optimizer = False
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -244,14 +245,23 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             weights = n * compute_bytes
             grads = n * compute_bytes
             master = masters if mixed else 0
-            if zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
+            if zero == 0 and mixed and precision == "fp16":
+                # without ZeRO, fp16 runs DeepSpeed's FP16_Optimizer (engine.py _configure_fp16_optimizer; runtime/fp16/
+                # fused_optimizer.py, read at edaa722): the backward leaves fp16 gradients in each p.grad; step()
+                # builds `_flatten_dense_tensors([p.grad.to(fp32) for p in group])` (every gradient's fp32 copy, then
+                # their flat concatenation, beside the fp16 ones), sets `p.grad = None`, steps the fp32 flat master and
+                # sets `group.grad = None`: no gradient is kept between steps
+                optimizer += master
+                step_extra = n * 4 + n * 4
+                fp16_optimizer = True
+            elif zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
                 grads = n * 4 if mixed else grads
                 optimizer += master
             else:
                 optimizer = (optimizer + master) // d
                 trainable_here = n // d
                 # the step upcasts the gradient partition to fp32 (stage_1_and_2.py: .float() of the
-                # flat partition; stage3.py: one sub_group_size at a time)
+                # flat partition; stage3.py: one sub_group_size at a time); refined by zero12_step / zero3_step
                 part = n // d
                 step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
             if zero >= 2:
@@ -293,10 +303,14 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # which saves the parameter itself, replaces F.linear when a zero.Init context is entered
                 # (runtime/zero/partition_parameters.py, patch_init_and_builtins; it then persists), not for
                 # a model built outside zero.Init and handed to deepspeed.initialize: counted as the latter
-                # (the upper bound). A checkpointed layer saves nothing but its input.
-                gathered = max(gathered, p.total // (t * pp) * compute_bytes)
-        elif zero in (1, 2):
-            step_extra += min(ZERO_ALLGATHER_BUCKET, n) * compute_bytes  # the updated partitions' all-gather
+                # (the upper bound). A checkpointed layer saves nothing but its input. LoRA/QLoRA under ZeRO-3 is
+                # PEFT's path, whose base is always built under zero.Init: transformers' from_pretrained enters
+                # deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py; HF Trainer's
+                # HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed guide sets),
+                # so its linears save the parameter and the frozen base is released after each module as usual.
+                if full:
+                    gathered = max(gathered, p.total // (t * pp) * compute_bytes)
+        # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
     else:  # megatron
         # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
         # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
@@ -319,6 +333,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
+    kept_grads = 0 if fp16_optimizer else grads
+    if fw == "deepspeed" and full and zero in (1, 2):
+        step_extra, temp = zero12_step(n // d, compute_bytes, temp)
+        # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
+        # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
+        kept_grads = 0
+    elif fw == "deepspeed" and full and zero == 3:
+        sub = min(n // d, ZERO_SUB_GROUP)
+        sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
+        step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
     loss = max(act.loss_backward, act.loss_forward)
     backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
     step_transient = step_extra + temp
@@ -332,10 +356,49 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
-                       phase=phase, states=weights + grads + optimizer, transient=transient,
+                       phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
                        load=load, load_cached=load_cached)
+
+
+def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-1/2's step (deepspeed/runtime/zero/stage_1_and_2.py,
+    DeepSpeedZeroOptimizer.step, read at DeepSpeed edaa722, August 2026; the same since 0.9) holds beyond the states
+    kept between steps, for a rank's partition of `part` elements (its 16-bit gradients are among the states), `temp`
+    the optimizer's own temporary (training.step_temporary_bytes).
+    Without offload, per parameter group: `free_grad_in_param_list(self.params_not_in_partition[i])` frees the
+    gradients outside the partition; `flat_grad_partition = self.flatten(self.averaged_gradients[i])` makes a 16-bit
+    copy of the partition's gradients (torch.cat) and `.to(self.single_partition_of_fp32_groups[i].dtype)` its fp32
+    upcast, with the 16-bit gradients still alive (moment A: 16-bit partition, its flat copy and the fp32 copy); then
+    `del flat_grad_partition`, `free_grad_in_param_list(self.params_in_partition[i])` and `self.averaged_gradients[i] =
+    None` free every 16-bit gradient before `self._optimizer_step(i)` (moment B: the fp32 gradient partition and the
+    optimizer's temporary, no 16-bit gradient). After the step, `all_gather_dp_groups` (runtime/utils.py) all-gathers
+    the updated partitions in place into the flat 16-bit buffer (`all_gather_into_tensor` into `bit16_groups_flat`,
+    or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
+    gradients outside the partition, freed first, are still counted live at the step (the upper bound): what the step
+    allocates is the same as under stage 2, and without expandable segments it takes new segments."""
+    flat = part * compute_bytes
+    upcast = 0 if compute_bytes == 4 else part * 4   # an fp32 module's `.to(fp32)` returns the flat copy itself
+    a = flat + upcast
+    b = max(flat, part * 4) - flat
+    return (a, 0) if a >= b + temp else (b, temp)
+
+
+def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-3's step holds beyond the states for one sub-group of `sub`
+    elements (deepspeed/runtime/zero/stage3.py, DeepSpeed edaa722): `step` runs `_prepare_sub_group`, `_optimizer_step`
+    and the release one sub-group (at most sub_group_size elements) at a time. `_prepare_fp32_grad_for_sub_group`
+    makes `self.flatten(self.averaged_gradients[sub_group_id]).to(fp32)`: a flat 16-bit copy of the sub-group's
+    gradients (torch.cat) and its fp32 upcast, the copy freed when the statement ends; the 16-bit gradients are views
+    of the partitioned-gradient buffer kept between steps (among the states). `_optimizer_step` then points the
+    optimizer's param group at the sub-group's fp32 partition alone (`self.optimizer.param_groups[param_group_id]
+    ['params'] = [fp32_param]`) and steps it, so a client torch AdamW's temporary (`temp`) is one sub-group's, beside
+    the fp32 gradients. The larger moment is returned."""
+    flat = sub * compute_bytes
+    if compute_bytes == 4:  # an fp32 module: `.to(fp32)` returns the flat copy itself
+        return (flat, temp)
+    return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
 
 
 def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int, int]:
@@ -407,7 +470,7 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     if notes:
         return notes
     if tr.framework == "deepspeed" and tr.zero_stage == 3 and layout.data > 1 \
-            and tr.activation_checkpointing != "full":
+            and tr.activation_checkpointing != "full" and tr.method == "full":
         return ["ZeRO-3 without full checkpointing: every layer's gathered weights are counted until their backward "
                 "(a model built outside deepspeed.zero.Init); HF from_pretrained under zero.Init needs less"]
     if tr.framework == "megatron":

@@ -6,10 +6,12 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-1.6, -1.6, 1, 'memory'),
+    ('deepspeed', 'training', 'any'): (-5.5, 16.8, 13, 'memory'),
+    ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
     ('fsdp', 'training', 'ada'): (6.7, 41.5, 3, 'memory'),
     ('fsdp', 'training', 'ampere'): (-25.3, 35.9, 36, 'memory'),
-    ('fsdp', 'training', 'any'): (-25.3, 41.5, 77, 'memory'),
+    ('fsdp', 'training', 'any'): (-25.3, 41.5, 78, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-3.6, 3.2, 25, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.8, -0.1, 13, 'memory'),
     ('megatron', 'training', 'ampere'): (-6.8, -0.3, 2, 'memory'),
@@ -27,8 +29,9 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('tensorrt-llm trt engine', 'inference', 'any'): (-15.2, -2.3, 2, 'kv cache'),
     ('transformers', 'inference', 'any'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
+    ('transformers', 'training', 'ada'): (-26.7, -8.6, 2, 'memory'),
     ('transformers', 'training', 'ampere'): (-5.3, 0.9, 16, 'memory'),
-    ('transformers', 'training', 'any'): (-5.3, 3.9, 31, 'memory'),
+    ('transformers', 'training', 'any'): (-26.7, 3.9, 33, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
