@@ -163,3 +163,15 @@ def test_fp32_module_upcast_is_the_flat_copy():
     assert zero12_step(part, 4, 4 * part) == (4 * part, 0)       # a tie: the flat copy, or the temporary alone
     assert zero12_step(part, 4, 8 * part) == (0, 8 * part)
     assert zero3_step(part, 4, 4 * part) == (4 * part, 4 * part)
+
+
+def test_an_8bit_lora_base_runs_with_the_fp32_residual_of_kbit_training():
+    """peft's prepare_model_for_kbit_training applies to a model loaded in 8 bits as in 4: LoRA on an int8 base under
+    transformers keeps fp32 layer inputs (training.kbit_fp32_residual), a 16-bit LoRA does not."""
+    from rackfit.estimator.training import kbit_fp32_residual
+    from rackfit.spec import Training
+
+    lora = Training(framework="transformers", method="lora", microBatchSize=1)
+    assert kbit_fp32_residual(lora, "int8") and not kbit_fp32_residual(lora, "bf16")
+    assert kbit_fp32_residual(Training(framework="transformers", method="qlora"), "nf4")
+    assert not kbit_fp32_residual(Training(framework="deepspeed", zeroStage=3, method="lora"), "int8")

@@ -200,7 +200,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
         return _runtime(spec, arch, p, layout, weights)
     mixed = tr.method == "full" and tr.master_weights == "fp32"
     states = model_states(arch, p, tr, spec.precision, layout, weights)
-    act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr))
+    act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr, spec.precision))
     logits_on_this_stage = layout.pipeline == 1
     loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step

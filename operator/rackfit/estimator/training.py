@@ -80,15 +80,19 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
-def kbit_fp32_residual(tr: Training) -> bool:
-    """QLoRA under transformers (HF Trainer with peft and bitsandbytes, unsharded: not ZeRO-3) runs with an fp32
-    residual stream. peft's prepare_model_for_kbit_training (peft/utils/other.py), which TRL's SFTTrainer applies to a
-    4-bit model it does not shard (trl/trainer/sft_trainer.py), casts every parameter that is not 4-bit to fp32; with
+def kbit_fp32_residual(tr: Training, precision: str) -> bool:
+    """QLoRA, or LoRA on an 8-bit (LLM.int8) base, under transformers (HF Trainer with peft and bitsandbytes,
+    unsharded: not ZeRO-3) runs with an fp32 residual stream. peft's prepare_model_for_kbit_training
+    (peft/utils/other.py), which TRL's SFTTrainer and axolotl apply to a model loaded in 4 or 8 bits
+    (`is_loaded_in_4bit or is_loaded_in_8bit`) that they do not shard (trl/trainer/sft_trainer.py), casts every
+    parameter that is not quantized to fp32; with
     --bf16 TRL's peft_module_casting_to_bf16 casts the embeddings and head back but keeps the norms fp32. A norm's fp32
     output makes bitsandbytes' Linear4bit return fp32 (bitsandbytes/nn/modules.py, Linear4bit.forward:
-    `out.to(inp_dtype)`), so the MLP's down projection adds an fp32 tensor into the residual and every layer's input
-    (what checkpointing keeps) is fp32, as under autocast over fp32 weights."""
-    return tr.framework == "transformers" and tr.method == "qlora" and tr.zero_stage < 3
+    `out.to(inp_dtype)`; Linear8bitLt's MatMul8bitLt returns the input's dtype too), so the MLP's down projection
+    adds an fp32 tensor into the residual and every layer's input (what checkpointing keeps) is fp32, as under
+    autocast over fp32 weights."""
+    kbit = tr.method == "qlora" or (tr.method == "lora" and precision == "int8")
+    return tr.framework == "transformers" and kbit and tr.zero_stage < 3
 
 
 def adamw_foreach(tr: Training) -> bool:
