@@ -206,6 +206,11 @@ class Architecture(_Model):
     qk_rope_head_dim: int | None = Positive
     qk_nope_head_dim: int | None = Positive
     v_head_dim: int | None = Positive
+    qk_norm: bool | None = Field(None, description=(
+        "the attention normalises each head's queries and keys (an RMSNorm over head_dim before rope: Qwen3, "
+        "Qwen3-MoE, Gemma 3; over the whole projection: OLMo 2; Megatron's --qk-layernorm). Training keeps each "
+        "norm's input for the backward, a query- and key-sized activation more a layer. Read from a "
+        "huggingFaceConfig's model_type; set by the qwen3-* presets"))
     # sliding-window attention (Gemma-2, gpt-oss, Mistral v0.1)
     sliding_window: int | None = Positive
     sliding_window_layers: int | None = Field(None, ge=0)

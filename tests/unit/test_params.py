@@ -41,6 +41,12 @@ TOTALS = [
     ("gpt-oss-120b-mxfp4", 116.8e9, 1e-3),
     ("llama-3-8b-bnb-4bit-fp4", 8.030e9, 5e-4),  # Llama 3 8B: the published count, as llama-3.1-8b
     ("qwen2.5-72b-instruct-awq", 72.958e9, 5e-5),  # (computed) its MLP padded to 29696
+    # Qwen3 model cards' "Number of Parameters" (one decimal): 8.2B, 14.8B, 32.8B, 30.5B, 235B
+    ("qwen3-8b", 8.2e9, 5e-3),
+    ("qwen3-14b", 14.8e9, 5e-3),
+    ("qwen3-32b", 32.8e9, 5e-3),
+    ("qwen3-30b-a3b", 30.5e9, 5e-3),
+    ("qwen3-235b-a22b", 235e9, 5e-3),
 ]
 
 

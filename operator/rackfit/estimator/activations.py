@@ -88,6 +88,29 @@ SHIFT_COPY_BYTES = 4
 COMPILED_NORM_BYTES_PER_H = 2 * 2 * ACT_BYTES   # two norms per layer, input and output each
 
 
+# Query/key normalization (ModelArch.qk_norm). transformers' eager Qwen3RMSNorm (models/qwen3/modeling_qwen3.py, the
+# q_norm / k_norm of Qwen3Attention over each head's head_dim, on the q_proj / k_proj outputs): `hidden_states.to(
+# torch.float32)`, `.pow(2)` (saves the fp32 upcast), `* torch.rsqrt(variance + eps)` (saves the upcast again and the
+# fp32 rstd, one a head and token), `self.weight * hidden_states.to(input_dtype)` (saves the 16-bit normalised copy for
+# the weight's gradient): 4 + 2 bytes an element of q and k, and the rstd. Its output goes to apply_rotary_pos_emb,
+# whose `q * cos` saves only cos (no gradient to cos), and SDPA saves the rotated q, k as before: nothing else. Without
+# QK-norm nothing saved the projections' outputs.
+QK_NORM_EAGER_BYTES = 4 + 2
+# A fused norm (nn.RMSNorm's aten._fused_rms_norm in torchtitan, Transformer Engine's RMSNorm in Megatron) or one
+# compiled by Inductor keeps its 16-bit input and the fp32 rstd (a reduction the partitioner does not recompute).
+QK_NORM_FUSED_BYTES = ACT_BYTES
+QK_NORM_RSTD_BYTES = 4
+
+
+def qk_norm_bytes(a: ModelArch, t: int, per_element: float) -> float:
+    """Bytes a token and layer that the q and k norms keep, `per_element` for each element of the queries and keys on
+    this rank (heads split over tensor parallel) and an fp32 rstd a head; 0 without QK-norm."""
+    if not a.qk_norm or a.is_mla:
+        return 0.0
+    heads = a.num_attention_heads + a.num_key_value_heads
+    return (per_element * heads * a.head_dim + QK_NORM_RSTD_BYTES * heads) / t
+
+
 def compile_savings(a: ModelArch, t: int) -> float:
     """Bytes per token per layer that torch.compile does not keep. Inductor's min-cut partitioner
     (torch/_functorch/partitioners.py, min_cut_rematerialization_partition) recomputes pointwise ops in the
@@ -101,6 +124,9 @@ def compile_savings(a: ModelArch, t: int) -> float:
         inter = a.moe_intermediate_size * (a.num_experts_per_token + a.num_shared_experts) if a.is_moe \
             else a.intermediate_size
         saved += ACT_BYTES * inter
+    # q_norm / k_norm: the 16-bit input (the q/k projections' output, an mm's: not recomputable) and the rstd, not the
+    # eager fp32 upcast and normalised copy
+    saved += qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES) - qk_norm_bytes(a, 1, QK_NORM_FUSED_BYTES)
     return saved / t
 
 
@@ -145,7 +171,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
             a.num_shared_experts * ffn_saved * a.moe_intermediate_size
     else:
         mlp = ffn_saved * a.intermediate_size
-    per = attention + ACT_BYTES * mlp + NORM_BYTES_PER_H * h
+    per = attention + ACT_BYTES * mlp + NORM_BYTES_PER_H * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":

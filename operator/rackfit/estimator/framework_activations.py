@@ -16,12 +16,15 @@ from rackfit.estimator.activations import (
     COMPILED_NORM_BYTES_PER_H,
     FUSED_NORM_BYTES_PER_H,
     NORM_BYTES_PER_H,
+    QK_NORM_EAGER_BYTES,
+    QK_NORM_FUSED_BYTES,
     SHIFT_COPY_BYTES,
     _dims,
     _layer_bytes_per_token,
     compile_savings,
     kept_input_layers,
     lora_dropout_bytes,
+    qk_norm_bytes,
 )
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
@@ -106,6 +109,11 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
         norm_split = t if sequence_parallel(tr, t) else 1
         per -= NORM_BYTES_PER_H * a.hidden_size / t
         per += FUSED_NORM_BYTES_PER_H * a.hidden_size / norm_split + NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+        # torchtitan's q_norm / k_norm are nn.RMSNorm too (torchtitan/models/qwen3/model/model.py Attention, now
+        # models/common/attention.py GQAttention qk_norm): the fused kernel keeps the 16-bit input and the rstd; the
+        # output goes to rope (apply_rotary_emb: `xq * cos`, no gradient to cos, saves nothing of it). Heads
+        # are split over tensor parallel (colwise wq/wk), not over the sequence.
+        per += qk_norm_bytes(a, t, QK_NORM_FUSED_BYTES) - qk_norm_bytes(a, t, QK_NORM_EAGER_BYTES)
     return per
 
 
@@ -201,6 +209,10 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     else:
         core = 4 * a.num_attention_heads  # flash: an fp32 log-sum-exp per head
     split = ACT_BYTES * (2 * q + kv) + core + ACT_BYTES * (fc1 + inter)
+    # --qk-layernorm (megatron/core/transformer/attention.py, SelfAttention.get_query_key_value_tensors: q_layernorm /
+    # k_layernorm, TENorm over hidden_size_per_attention_head): Transformer Engine's RMSNorm saves its 16-bit input and
+    # the fp32 rsigma a head; core-attention recompute does not cover them; heads split over t
+    split += qk_norm_bytes(a, 1, QK_NORM_FUSED_BYTES)
     per = (replicated / t if sp else replicated) + split / t
     return per, core / t
 

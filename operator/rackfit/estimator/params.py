@@ -78,7 +78,8 @@ def count_params(a: ModelArch) -> ParamCounts:
         dense_mlp=dense_layers * mlp_params(h, a.intermediate_size, a.gated_mlp),
         experts=a.moe_layers * a.num_experts * expert,
         shared=a.moe_layers * (a.num_shared_experts * expert + a.num_experts * h),
-        norms=(2 * L + 1) * h,
+        # + q_norm and k_norm of head_dim each a layer (transformers' Qwen3Attention, Gemma3Attention)
+        norms=(2 * L + 1) * h + (2 * L * a.head_dim if a.qk_norm else 0),
         active_experts=a.moe_layers * a.num_experts_per_token * expert,
         vision=a.vision_parameters,
     )

@@ -30,6 +30,7 @@ class ModelArch(BaseModel):
     vocab_size: int
     tie_word_embeddings: bool = False
     attention_bias: bool = False
+    qk_norm: bool = False  # an RMSNorm/LayerNorm on each head's queries and keys (Qwen3, OLMo 2, Gemma 3)
     gated_mlp: bool = True
     num_experts: int = 0
     num_experts_per_token: int = 0
@@ -109,6 +110,29 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Model types whose transformers attention builds q_norm and k_norm unconditionally: Qwen3Attention
+# (models/qwen3/modeling_qwen3.py: Qwen3RMSNorm(head_dim), "unlike olmo, only on the head dim!"), Qwen3MoeAttention,
+# Qwen3NextAttention, Qwen3VL's text attention, Olmo2Attention and OlmoeAttention (over the whole q and k projections),
+# Gemma3Attention (Gemma3RMSNorm(head_dim)), ChameleonAttention (a LayerNorm per head).
+_QK_NORM_TYPES = ("qwen3", "qwen3_moe", "qwen3_next", "qwen3_vl", "qwen3_vl_moe", "qwen3_vl_text", "qwen3_vl_moe_text",
+                  "olmo2", "olmo3", "olmoe", "gemma3", "gemma3_text", "chameleon")
+_QK_NORM_ARCHITECTURES = ("qwen3", "olmo2", "olmo3", "olmoe", "gemma3", "chameleon")
+# Model types that build them when their config says so: Cohere's and GLM-4-MoE's `use_qk_norm`, StableLM's and
+# Persimmon's `qk_layernorm`.
+_QK_NORM_FLAGS = ("use_qk_norm", "qk_layernorm")
+
+
+def has_qk_norm(config: dict[str, Any]) -> bool:
+    """Whether a config.json's model normalises queries and keys per head: by model_type or architectures, or by a
+    flag its config class reads."""
+    if any(config.get(flag) is True for flag in _QK_NORM_FLAGS):
+        return True
+    if str(config.get("model_type", "")).lower() in _QK_NORM_TYPES:
+        return True
+    archs = config.get("architectures") or []
+    return isinstance(archs, list) and any(str(a).lower().startswith(_QK_NORM_ARCHITECTURES) for a in archs)
+
+
 def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     """A config.json dict -> Architecture. Unknown keys are ignored; missing ones stay unset."""
     if not isinstance(config, dict):
@@ -120,6 +144,8 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
             if config.get(key) is not None:
                 fields[ours] = config[key]
                 break
+    if has_qk_norm(config):
+        fields["qk_norm"] = True
     if "qwen2" in str(config.get("model_type", "")) and "attention_bias" not in fields:
         fields["attention_bias"] = True  # Qwen2 always has q/k/v bias; its config does not say so
     act = str(config.get("hidden_act", config.get("hidden_activation", "silu")))
