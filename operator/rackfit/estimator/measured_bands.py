@@ -7,9 +7,9 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'any'): (-6.5, 8.7, 7, 'memory'),
-    ('fsdp', 'training', 'ada'): (6.7, 41.5, 3, 'memory'),
+    ('fsdp', 'training', 'ada'): (6.7, 40.8, 3, 'memory'),
     ('fsdp', 'training', 'ampere'): (-25.3, 35.9, 36, 'memory'),
-    ('fsdp', 'training', 'any'): (-25.3, 41.5, 77, 'memory'),
+    ('fsdp', 'training', 'any'): (-25.3, 40.8, 77, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-3.6, 3.2, 25, 'memory'),
     ('fsdp', 'training', 'hopper'): (-12.8, -0.1, 13, 'memory'),
     ('megatron', 'training', 'ampere'): (-6.8, -0.3, 2, 'memory'),
