@@ -65,6 +65,9 @@ class RuntimePeak:
     reused: int = 0
     load: int = 0                # FSDP1's wrap: what is allocated at its peak (fsdp1_wrap_peak), 0 elsewhere
     load_cached: int = 0         # and what the allocator holds free beside it then
+    # of `gradients`, the bytes held as cached blocks of the gradients' own stream, not allocated, at the backward's
+    # peak (grads_at_loss_backward): in what nvidia-smi and max_memory_reserved show, not in max_memory_allocated
+    cached_gradients: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -344,22 +347,70 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
         step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
     loss = max(act.loss_backward, act.loss_forward)
-    backward_transient = act.kept + max(loss, act.recompute) + gathered + buckets
+    # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
+    # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two
+    held, cached = grads_at_loss_backward(tr, layout, grads, output * state_bytes if full else 0)
+    start = act.kept + max(loss, act.recompute) - (grads - held)
+    backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
-    if backward_transient >= step_transient:
+    if backward_transient >= step_transient and start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
         live_act = act.kept + max(loss, act.recompute)
+        weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
+        transient = backward_transient
+    elif backward_transient >= step_transient:
+        phase, live_act, cached = "backward end", 0, 0
         weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
         transient = backward_transient
     else:
-        phase, live_act = "optimizer step", 0
+        phase, live_act, cached = "optimizer step", 0, 0
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
-                       load=load, load_cached=load_cached)
+                       load=load, load_cached=load_cached, cached_gradients=cached)
+
+
+def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
+    """(held, cached): of the `grads` bytes of trained gradients the runtime keeps between its backward and its step,
+    those that hold GPU memory while the loss's backward (or the first layer's recompute) runs, and of those the ones
+    held only as cached allocator blocks, not allocated. Without gradient accumulation (the spec has no field for it;
+    with it every later micro-batch's backward finds the gradients made). Each runtime frees its gradients before the
+    next forward: torchtitan's train_step calls optimizers.zero_grad() first (train.py, December 2024 and April 2025;
+    set_to_none=False only with CUDA graphs, trainer.py since PR 3559, August 2026), torchtune's recipes
+    zero_grad(set_to_none=True) after the step, the HF Trainer model.zero_grad() after it (torch's default set_to_none
+    since 2.0). What that frees depends on where the gradients were made:
+    - fsdp over `data` > 1: FSDP2 makes each group's sharded gradients as views of the reduce-scatter output, allocated
+      in the reduce-scatter stream (foreach_reduce in torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
+      _composable/fsdp/ before torch 2.6: `with device_handle.stream(reduce_scatter_stream): reduce_output =
+      reduce_scatter_input.new_empty(...)`),
+      FSDP1 in its post-backward stream (fsdp/_runtime_utils.py _reduce_grad, `new_sharded_grad` "produced in the
+      post-backward stream"). The caching allocator hands a freed block only to its own stream
+      (c10/cuda/CUDACachingAllocator.cpp get_free_block: `(*it)->stream != p.stream()` -> no), so from the second step
+      on the previous step's gradient blocks stay reserved, unusable by the forward and the loss: held, all cached.
+    - fsdp on one GPU and one stage: torchtitan applies no FSDP then (dp_shard 1) nor do torchtune's single-device
+      recipes, so autograd's AccumulateGrad makes the gradients in the default stream, as they are needed, and the
+      next forward reuses the freed blocks: only the output projection's, made by the loss's backward, is held (as the
+      transformers path on one GPU counts none). Under pipeline stages (no FSDP either) the micro-batches accumulate
+      into them: all held, allocated.
+    - megatron: one gradient buffer for the run, zeroed in place (megatron/core/distributed/param_and_grad_buffer.py:
+      `grad_data = torch.zeros(...)`, reset() `grad_data.zero_()`): held, allocated.
+    - deepspeed ZeRO-3: `grad_partitions_flat_buffer` is allocated by the optimizer's constructor and kept
+      (runtime/zero/stage3.py, since DeepSpeed PR 1453), ZeRO-0's bf16 optimizer its fp32 gradient buffers: held,
+      allocated. ZeRO-1/2: `grads_in_partition` is created by the first copy of each backward and dropped by its
+      epilogue (stage_1_and_2.py copy_grads_in_partition, _release_ipg_buffers), the flat `averaged_gradients` after
+      the step: none allocated. They are made in the reduction stream under overlap_comm (held as cached blocks),
+      in the default stream without it (DeepSpeed's default for stages 1-2: not held); the spec cannot say which,
+      so held, all cached: an upper bound."""
+    if tr.framework == "fsdp":
+        if layout.data == 1:
+            return (min(output_grad, grads) if layout.pipeline == 1 else grads), 0
+        return grads, grads
+    if tr.framework == "deepspeed" and tr.zero_stage in (1, 2):
+        return grads, grads
+    return grads, 0
 
 
 def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
