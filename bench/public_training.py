@@ -64,6 +64,14 @@ def comparable(quantity: str, spec, est) -> int:
             frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
             r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen, stage="last")
             return r.weights + r.gradients + r.optimizer + r.activations
+        if spec.training.framework == "fsdp" and est.peak_phase != "load":
+            # gradient blocks another stream made and freed are reserved at the loss backward, not allocated
+            # (frameworks.grads_at_loss_backward, RuntimePeak.cached_gradients)
+            arch = resolve(spec.model)
+            p = count_params(arch)
+            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
+            r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen)
+            return max(r.states + r.backward_transient - r.cached_gradients, r.states + r.step_transient)
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
         nccl = training_nccl_bytes(spec.training, est.layout)
