@@ -226,7 +226,11 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "Trainer's torch AdamW stepping on ZeRO's flat fp32 partition (T27 ZeRO-2, said fits before), "
              "Megatron's unfused attention keeping 5 bytes a score and --fp16's 16-bit gradient buffer (T25, "
              "said fits before); Hugging Face eager attention's 8 bytes a score (T28, still wrong: 26.6 -> 28.8 GiB "
-             "on 31.75). "
+             "on 31.75); NCCL per communicator of a 2-D mesh and query/key norms (T40 exp. 15, said fits before). "
+             "Later: a frozen projection without an adapter saving no input (T80 A6000, +19% before), "
+             "FP16_Optimizer under DeepSpeed without ZeRO (T73 steady, +27% before), peft's fp32 residual on an "
+             "8-bit base (T72, -27% before), gradient blocks cached by another stream not counted in max_allocated "
+             "(T15 b4, +19% before). "
              "Allocator slack shares: the H200 rows' (docs/accuracy.md).")
 
 
