@@ -17,7 +17,7 @@ test: ## Unit tests, then e2e tests on the local control plane (builds it once)
 unit: ## Unit tests only (seconds; no cluster)
 	$(PYTHON) -m pytest -q
 
-bench: ## Estimator accuracy (H200, public training and serving), its fitted constants re-derived, each regime's error band (estimator/measured_bands.py), written into docs/accuracy.md; planner latency, placement policy; CASES=FILE: your own training and serving rows (`rackfit observed -o jsonl > FILE`), printed only
+bench: ## Estimator accuracy (H200, public training and serving), its fitted constants re-derived, each regime's error band (estimator/measured_bands.py), written into docs/accuracy.md and README's summary; planner latency, placement policy; CASES=FILE: your own training and serving rows (`rackfit observed -o jsonl > FILE`), printed only
 	$(PYTHON) bench/doc_tables.py $(if $(CASES),--cases $(CASES))
 	$(PYTHON) bench/calibrate.py
 	$(PYTHON) bench/planner_speed.py

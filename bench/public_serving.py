@@ -67,73 +67,71 @@ def _err(pred: float, meas: float) -> float:
     return (pred - meas) / meas * 100
 
 
-def measure(path: Path = CASES) -> list[dict]:
-    """One result per row: its id, engine, GPU family, what was compared (kv cache or weights) and the error
-    (positive: rackfit promises more than the engine allocated, the unsafe direction for the cache)."""
+def _setup(row: dict) -> str:
+    spec = row["spec"]
+    pipeline = spec.get('parallelism', {}).get('pipeline', 1)
+    # a preset reshaped by `architecture` (gpt-oss-20b: gpt-oss-120b-mxfp4, fewer layers) goes by the row's name
+    name = (row.get('name') if spec['model'].get('architecture') else None) or spec['model'].get('preset')
+    return (f"{name or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
+            f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}"
+            f"{f' x pipeline {pipeline}' if pipeline > 1 else ''}, {row['version']}")
+
+
+def results(path: Path = CASES) -> list[dict]:
+    """One result per row: id, runtime (the error band's), GPU family, setup, what was compared (`quantity`: kv
+    cache, weights, or None for a fit/no-fit fact alone), the logged and rackfit cells, the error (positive:
+    rackfit promises more than the engine allocated, the unsafe direction for the cache), the rule of thumb's cell
+    and error (KV rows), and the fact: `starts` (the log's, None without one) and `said` (rackfit's)."""
     out = []
-    for row, est, pool, _rule_kv in rows(path):
+    for row, est, pool, rule_kv in rows(path):
         m = row["measured"]
+        r = dict(id=row["id"], engine=runtime_of(parse_spec(row["spec"])), gpu=row["gpu"]["architecture"],
+                 setup=_setup(row), quantity=None, error=None, rule="", rule_error=None,
+                 starts=bool(m["starts"]) if "starts" in m else None, said=bool(est.engine_starts))
         if "kvCacheTokens" in m:
-            quantity, error = "kv cache", _err(est.kv_cache_tokens, m["kvCacheTokens"])
+            ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
+            rule = rule_kv * est.kv_cache_tokens / pool
+            r.update(quantity="kv cache", logged=f"{logged:,} tokens", ours=f"{ours:,}", error=_err(ours, logged),
+                     rule=f"{rule:,.0f}", rule_error=_err(rule, logged))
         elif "kvCacheBytes" in m:
-            quantity, error = "kv cache", _err(pool, _bytes(m["kvCacheBytes"]))
+            logged = _bytes(m["kvCacheBytes"])
+            r.update(quantity="kv cache", logged=f"KV {logged / GiB:.2f} GiB", ours=f"{pool / GiB:.2f}",
+                     error=_err(pool, logged), rule=f"{rule_kv / GiB:.2f}", rule_error=_err(rule_kv, logged))
         elif "weightsBytes" in m:
-            quantity, error = "weights", _err(est.breakdown.weights_bytes, _bytes(m["weightsBytes"]))
-        else:  # a fit/no-fit fact alone (the log says whether it started, no number): no error to band
-            continue
-        out.append(dict(id=row["id"], engine=runtime_of(parse_spec(row["spec"])), gpu=row["gpu"]["architecture"],
-                        quantity=quantity, error=error))
+            logged, ours = _bytes(m["weightsBytes"]), est.breakdown.weights_bytes
+            r.update(quantity="weights", logged=f"weights {logged / GiB:.2f} GiB", ours=f"{ours / GiB:.2f}",
+                     error=_err(ours, logged))
+        else:  # a fit/no-fit fact alone: the log (or its reporter) says whether the server came up, no number
+            r.update(logged="started" if m["starts"] else "did not start", ours="fits" if r["said"] else "no fit")
+        out.append(r)
     return out
+
+
+def measure(path: Path = CASES) -> list[dict]:
+    """The rows with an error (KV cache or weights; facts alone have none to band)."""
+    return [r for r in results(path) if r["error"] is not None]
 
 
 def table(path: Path = CASES) -> tuple[str, list[float]]:
     lines = ["| row | engine | setup | logged | rackfit | error | rule: budget - 2 B/param | error |",
              "|---|---|---|---|---|---:|---|---:|"]
-    errors, kv_errors, facts = [], [], []
-    for row, est, pool, rule_kv in rows(path):
-        m = row["measured"]
-        spec = row["spec"]
-        pipeline = spec.get('parallelism', {}).get('pipeline', 1)
-        # a preset reshaped by `architecture` (gpt-oss-20b: gpt-oss-120b-mxfp4, fewer layers) goes by the row's name
-        name = (row.get('name') if spec['model'].get('architecture') else None) or spec['model'].get('preset')
-        setup = (f"{name or row.get('name', 'custom')} {spec.get('precision', 'bf16')}, "
-                 f"{row['gpu']['model']} x {spec.get('parallelism', {}).get('tensor', 1)}"
-                 f"{f' x pipeline {pipeline}' if pipeline > 1 else ''}, {row['version']}")
-        if "kvCacheTokens" in m:
-            ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
-            tokens_per_byte = est.kv_cache_tokens / pool
-            rule = rule_kv * tokens_per_byte
-            cells = (f"{logged:,} tokens", f"{ours:,}", _err(ours, logged), f"{rule:,.0f}", _err(rule, logged))
-        elif "kvCacheBytes" in m:
-            logged = _bytes(m["kvCacheBytes"])
-            ours = pool
-            cells = (f"KV {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), f"{rule_kv / GiB:.2f}",
-                     _err(rule_kv, logged))
-        elif "weightsBytes" in m:
-            logged, ours = _bytes(m["weightsBytes"]), est.breakdown.weights_bytes
-            cells = (f"weights {logged / GiB:.2f} GiB", f"{ours / GiB:.2f}", _err(ours, logged), "", 0.0)
-        else:  # a fit/no-fit fact alone: the log (or its reporter) says whether the server came up, no number
-            cells = ("started" if m["starts"] else "did not start",
-                     "fits" if est.engine_starts else "no fit", None, "", 0.0)
-        if "starts" in m:  # a fit/no-fit fact: the engine started, or refused / died at graph capture
-            facts.append((row["id"], bool(m["starts"]), bool(est.engine_starts)))
-        if cells[2] is None:
-            lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} |  |  |  |")
-            continue
-        errors.append(cells[2])
-        if "kvCacheTokens" in m or "kvCacheBytes" in m:
-            kv_errors.append(cells[2])
-        rule = f"{cells[3]} | {cells[4]:+.1f}%" if cells[3] else " | "
-        lines.append(f"| {row['id']} | {est.engine.engine} | {setup} | {cells[0]} | {cells[1]} | {cells[2]:+.1f}% | "
-                     f"{rule} |")
+    found = results(path)
+    for r in found:
+        error = "" if r["error"] is None else f"{r['error']:+.1f}%"
+        rule = "" if r["rule_error"] is None else f"{r['rule_error']:+.1f}%"
+        lines.append(f"| {r['id']} | {r['engine']} | {r['setup']} | {r['logged']} | {r['ours']} | {error} | "
+                     f"{r['rule']} | {rule} |")
     lines.append("")
+    errors = [r["error"] for r in found if r["error"] is not None]
+    kv = [r["error"] for r in found if r["quantity"] == "kv cache"]
     if errors:  # a file of fit/no-fit facts alone has no error to sum up
         lines.append(f"median |error| {statistics.median(abs(e) for e in errors):.1f}%, "
                      f"worst unsafe error (more KV cache promised than the engine allocated) "
-                     f"{max(kv_errors, default=0):+.1f}%, worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
+                     f"{max(kv, default=0):+.1f}%, worst underestimate {min(errors):+.1f}% ({len(errors)} rows)")
+    facts = [r for r in found if r["starts"] is not None]
     if facts:
-        wrong = [f"{i} ({'started' if started else 'did not start'}, rackfit: {'fits' if said else 'no fit'})"
-                 for i, started, said in facts if started != said]
+        wrong = [f"{r['id']} ({'started' if r['starts'] else 'did not start'}, rackfit: "
+                 f"{'fits' if r['said'] else 'no fit'})" for r in facts if r["starts"] != r["said"]]
         lines.append(f"fit/no-fit facts right: {len(facts) - len(wrong)} of {len(facts)}"
                      + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
     return "\n".join(lines), errors

@@ -36,3 +36,22 @@ def test_a_stale_table_is_named(tmp_path, monkeypatch, capsys):
     assert doc_tables.main(["--check"]) == 1
     assert "is stale for public_training.py: run `make bench`" in capsys.readouterr().err
     assert doc.read_text() == stale  # --check writes nothing
+
+
+def test_a_stale_readme_summary_is_named(tmp_path, monkeypatch, capsys):
+    """README.md's "How close it is" table is make bench's summary too: a hand-edited number there is stale."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import doc_tables
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    text = doc_tables.README.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| H200 single GPU"))
+    stale = text.replace(line, line.replace("| 32 |", "| 31 |"), 1)
+    assert stale != text
+    readme = tmp_path / "README.md"
+    readme.write_text(stale)
+    monkeypatch.setattr(doc_tables, "README", readme)
+    assert doc_tables.main(["--check"]) == 1
+    assert "summary (README.md)" in capsys.readouterr().err
+    assert readme.read_text() == stale
