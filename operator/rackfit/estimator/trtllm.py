@@ -111,14 +111,43 @@ def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_
     logits [max_batch_size, 1, beam, vocabSizePadded], both in the logits dtype; the penalty layer
     (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
     an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
-    (DynamicDecodeLayer::getWorkspaceSize: top-k/top-p's sort of every slot's logits) is not counted, so this is
-    below what the log prints: 1.71 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots,
-    4,098 tokens, 32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder"."""
+    (DynamicDecodeLayer::getWorkspaceSize) is engine_sampling_workspace_bytes, at beam 1 only (beam search runs the
+    beam-search layer instead, DecodingMode::BeamSearch); engines.py does not add it yet. Both together are below what
+    the log prints: 2.45 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots, 4,098 tokens,
+    32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder" (GB is GiB: MemoryCounters::bytesToString
+    divides by 1024); docs/accuracy.md says what of the rest was read and not placed."""
     padded = -(-vocab_size // tensor) * tensor
     per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
     return (max_batch_size * beam * max_seq_len * per_slot_token
             + max_batch_size * padded * ENGINE_LOGITS_BYTES * (1 + beam)
             + max_batch_size * beam * vocab_size * 4)
+
+
+# The sampling layers' scratch (issue 22): TopKSamplingLayer::allocateBuffer
+# (cpp/tensorrt_llm/layers/topKSamplingLayer.cpp, the same in the 2024 IAllocator layers and the current BufferManager
+# ones) sizes it with kernels::getTopKWorkspaceSize<T>(maxBatchSize, 1, TOP_K_MAX, vocabSizePadded)
+# (samplingTopKKernels.h): a copy of every slot's logits [batch, vocabSizePadded] in T and the stage-1 candidates
+# of TOP_K_MAX x 8 blocks a slot (maxBlockPerBeam), int32 ids and T values, each buffer aligned to 256 bytes
+# (common::calcAlignedSize). SamplingLayer::getWorkspaceSize takes the largest of its sub-layers'; the top-P layer's is smaller at the default
+# AIR top-P (TopPSamplingLayer isAirTopP = true: getAirTopPWorkspaceSizes, histograms of 2^11 buckets and candidate
+# buffers of vocab/32 a slot). The decoder's T is the logits dtype, float32 by default.
+ENGINE_TOP_K_MAX = 1024
+ENGINE_TOP_K_BLOCKS_PER_BEAM = 8
+ENGINE_WORKSPACE_ALIGN = 256
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ENGINE_WORKSPACE_ALIGN) * ENGINE_WORKSPACE_ALIGN
+
+
+def engine_sampling_workspace_bytes(vocab_size: int, tensor: int, max_batch_size: int,
+                                    logits_bytes: int = ENGINE_LOGITS_BYTES) -> int:
+    """The sampling layers' workspace the decoder holds for max_batch_size slots (getTopKWorkspaceSize, above):
+    [slots, vocabSizePadded] logits in the logits dtype plus TOP_K_MAX x 8 candidate ids (int32) and values a slot."""
+    padded = -(-vocab_size // tensor) * tensor
+    candidates = max_batch_size * ENGINE_TOP_K_MAX * ENGINE_TOP_K_BLOCKS_PER_BEAM
+    return (_aligned(logits_bytes * max_batch_size * padded) + _aligned(4 * candidates)
+            + _aligned(logits_bytes * candidates))
 
 
 def engine_allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
