@@ -126,11 +126,11 @@ def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_
 # The sampling layers' scratch (issue 22): TopKSamplingLayer::allocateBuffer
 # (cpp/tensorrt_llm/layers/topKSamplingLayer.cpp, the same in the 2024 IAllocator layers and the current BufferManager
 # ones) sizes it with kernels::getTopKWorkspaceSize<T>(maxBatchSize, 1, TOP_K_MAX, vocabSizePadded)
-# (samplingTopKKernels.h): a copy of every slot's logits [batch, vocabSizePadded] in T and the stage-1 candidates
-# of TOP_K_MAX x 8 blocks a slot (maxBlockPerBeam), int32 ids and T values, each buffer aligned to 256 bytes
-# (common::calcAlignedSize). SamplingLayer::getWorkspaceSize takes the largest of its sub-layers'; the top-P layer's is smaller at the default
-# AIR top-P (TopPSamplingLayer isAirTopP = true: getAirTopPWorkspaceSizes, histograms of 2^11 buckets and candidate
-# buffers of vocab/32 a slot). The decoder's T is the logits dtype, float32 by default.
+# (samplingTopKKernels.h): a copy of every slot's logits [batch, vocabSizePadded] in T and the stage-1 candidates of
+# TOP_K_MAX x 8 blocks a slot (maxBlockPerBeam), int32 ids and T values, each buffer aligned to 256 bytes
+# (common::calcAlignedSize). SamplingLayer::getWorkspaceSize takes the largest of its sub-layers'; the top-P layer's is
+# smaller at the default AIR top-P (TopPSamplingLayer isAirTopP = true: getAirTopPWorkspaceSizes, histograms of 2^11
+# buckets and candidate buffers of vocab/32 a slot). The decoder's T is the logits dtype, float32 by default.
 ENGINE_TOP_K_MAX = 1024
 ENGINE_TOP_K_BLOCKS_PER_BEAM = 8
 ENGINE_WORKSPACE_ALIGN = 256
