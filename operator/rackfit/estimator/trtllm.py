@@ -112,10 +112,8 @@ def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_
     (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
     an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
     (DynamicDecodeLayer::getWorkspaceSize) is engine_sampling_workspace_bytes, at beam 1 only (beam search runs the
-    beam-search layer instead, DecodingMode::BeamSearch); engines.py does not add it yet. Both together are below what
-    the log prints: 2.45 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots, 4,098 tokens,
-    32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder" (GB is GiB: MemoryCounters::bytesToString
-    divides by 1024); docs/accuracy.md says what of the rest was read and not placed."""
+    beam-search layer instead, DecodingMode::BeamSearch); engine_decoder_total_bytes adds it and the 2024 draft
+    logits."""
     padded = -(-vocab_size // tensor) * tensor
     per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
     return (max_batch_size * beam * max_seq_len * per_slot_token
@@ -148,6 +146,48 @@ def engine_sampling_workspace_bytes(vocab_size: int, tensor: int, max_batch_size
     candidates = max_batch_size * ENGINE_TOP_K_MAX * ENGINE_TOP_K_BLOCKS_PER_BEAM
     return (_aligned(logits_bytes * max_batch_size * padded) + _aligned(4 * candidates)
             + _aligned(logits_bytes * candidates))
+
+
+# What the two log lines cover, read in the 2024 executor (TrtGptModelInflightBatching's constructor: createBuffers,
+# then createDecoder, each between two MemoryCounters reads; batch_manager/trtGptModelInflightBatching.cpp as first
+# published, the 0.12-0.13 layout) and checked against two logs below. createBuffers ("Allocated X GPU memory for
+# runtime buffers") builds RuntimeBuffers (runtimeBuffers.cpp: the logits of engine_logits_bytes; its
+# TransformerBuffers' cacheIndirection [slots, beam, maxAttentionWindow] int32), DecoderBuffers (decoderBuffers.cpp:
+# cacheIndirectionInput and cacheIndirectionOutput [slots, beam, maxAttentionWindow] int32, logProbs [slots, beam,
+# maxSeqLen] float32) and one SlotDecoderBuffers per sequence slot (outputIds [beam, maxSeqLen] int32 and logProbs
+# [beam, maxSeqLen] float32 on the GPU). createDecoder ("... for decoder") is engine_decoder_bytes plus
+# GptDecoderBatched::setup's draft logits [slots, maxTokensPerStep, vocabSizePadded] float32 (reshaped whatever the
+# speculative mode, runtime/gptDecoderBatched.cpp of mid-2024; the current DecoderState allocates them only for
+# external draft tokens) and the sampling workspace above. MemoryCounters::bytesToString divides by 1024 ("GB" is
+# GiB). The trtllm-bench README's H100 log (0.12.0.dev2024073000, 4,096 slots, maxSequenceLen 4,098, "Allocated
+# 1.14 GB GPU memory for runtime buffers", "Allocated 4.35 GB GPU memory for decoder") is reproduced with GPT-J-6B's
+# 50,400-token vocabulary (1.144 and 4.345 GiB plus per-slot scalars; its cache, 62.99 GiB for 294,848 tokens, is
+# 229,376 bytes a token: GPT-J's 28 layers x 2 x 4,096 in fp8, not the Llama-2-7B its text names), and the memory
+# documentation's Llama-2-7B example ("43.29 MB", "180.30 MB", 32 pages of 64 tokens: maxSequenceLen 2,048) at
+# trtllm-build's then-default 256 slots (43.25 and 180.25 MiB plus per-slot scalars).
+ENGINE_DRAFT_LOGITS_ALWAYS = True
+
+
+def engine_runtime_buffer_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
+                                beam: int = 1, attention_window: int | None = None) -> int:
+    """What createBuffers allocates ("Allocated X GPU memory for runtime buffers"): the logits (engine_logits_bytes),
+    three int32 cache-indirection tensors of [slots, beam, maxAttentionWindow] (TransformerBuffers, DecoderBuffers'
+    input and output), DecoderBuffers' float32 logProbs and every SlotDecoderBuffers' int32 outputIds and float32
+    logProbs of [slots, beam, maxSeqLen]. The attention window is max_seq_len unless the engine caps it."""
+    window = max_seq_len if attention_window is None else attention_window
+    return (engine_logits_bytes(vocab_size, tensor, max_batch_size, beam)
+            + max_batch_size * beam * (3 * window + 3 * max_seq_len) * 4)
+
+
+def engine_decoder_total_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
+                               beam: int = 1) -> int:
+    """What createDecoder allocates ("Allocated X GPU memory for decoder"): engine_decoder_bytes, the draft logits
+    [slots, 1, vocabSizePadded] float32 (ENGINE_DRAFT_LOGITS_ALWAYS) and, without beam search, the sampling layers'
+    workspace (beam search runs the beam-search layer instead, DecodingMode::BeamSearch)."""
+    padded = -(-vocab_size // tensor) * tensor
+    draft = max_batch_size * padded * 4 if ENGINE_DRAFT_LOGITS_ALWAYS else 0
+    sampling = engine_sampling_workspace_bytes(vocab_size, tensor, max_batch_size) if beam == 1 else 0
+    return engine_decoder_bytes(vocab_size, tensor, max_batch_size, max_seq_len, beam) + draft + sampling
 
 
 def engine_allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
