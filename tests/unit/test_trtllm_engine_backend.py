@@ -70,9 +70,9 @@ def test_engine_backend_pool_by_hand():
     logits = 64 * 128256 * 4
     decoder = 64 * 4096 * 16 + 64 * 128256 * 4 * 3
     # issue 22 (test_trtllm_decoder_buffers.py): three cache indirections and three per-slot id/log-prob tensors in
-    # the runtime buffers; the draft logits and the top-k sampling workspace in the decoder
+    # the runtime buffers; the top-k sampling workspace in the decoder
     runtime_slots = 64 * 4096 * 6 * 4
-    decoder_rest = 64 * 128256 * 4 + (64 * 128256 * 4 + 2 * 4 * 64 * 1024 * 8)
+    decoder_rest = 64 * 128256 * 4 + 2 * 4 * 64 * 1024 * 8
     held = context_memory + logits + decoder + runtime_slots + decoder_rest
     free = cuda_total_bytes(H100) - est.breakdown.overhead_bytes - est.breakdown.weights_bytes - held - NON_TORCH_BASE
     block = 64 * LLAMA8_TOKEN

@@ -112,8 +112,7 @@ def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_
     (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
     an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
     (DynamicDecodeLayer::getWorkspaceSize) is engine_sampling_workspace_bytes, at beam 1 only (beam search runs the
-    beam-search layer instead, DecodingMode::BeamSearch); engine_decoder_total_bytes adds it and the 2024 draft
-    logits."""
+    beam-search layer instead, DecodingMode::BeamSearch); engine_decoder_total_bytes adds it."""
     padded = -(-vocab_size // tensor) * tensor
     per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
     return (max_batch_size * beam * max_seq_len * per_slot_token
@@ -148,24 +147,24 @@ def engine_sampling_workspace_bytes(vocab_size: int, tensor: int, max_batch_size
             + _aligned(logits_bytes * candidates))
 
 
-# What the two log lines cover, read in the 2024 executor (TrtGptModelInflightBatching's constructor: createBuffers,
-# then createDecoder, each between two MemoryCounters reads; batch_manager/trtGptModelInflightBatching.cpp as first
-# published, the 0.12-0.13 layout) and checked against two logs below. createBuffers ("Allocated X GPU memory for
+# What the two log lines cover (TrtGptModelInflightBatching's constructor,
+# batch_manager/trtGptModelInflightBatching.cpp: createBuffers, then createDecoder, each between two MemoryCounters
+# reads; MemoryCounters::bytesToString divides by 1024, so "GB" is GiB). createBuffers ("Allocated X GPU memory for
 # runtime buffers") builds RuntimeBuffers (runtimeBuffers.cpp: the logits of engine_logits_bytes; its
 # TransformerBuffers' cacheIndirection [slots, beam, maxAttentionWindow] int32), DecoderBuffers (decoderBuffers.cpp:
-# cacheIndirectionInput and cacheIndirectionOutput [slots, beam, maxAttentionWindow] int32, logProbs [slots, beam,
-# maxSeqLen] float32) and one SlotDecoderBuffers per sequence slot (outputIds [beam, maxSeqLen] int32 and logProbs
-# [beam, maxSeqLen] float32 on the GPU). createDecoder ("... for decoder") is engine_decoder_bytes plus
-# GptDecoderBatched::setup's draft logits [slots, maxTokensPerStep, vocabSizePadded] float32 (reshaped whatever the
-# speculative mode, runtime/gptDecoderBatched.cpp of mid-2024; the current DecoderState allocates them only for
-# external draft tokens) and the sampling workspace above. MemoryCounters::bytesToString divides by 1024 ("GB" is
-# GiB). The trtllm-bench README's H100 log (0.12.0.dev2024073000, 4,096 slots, maxSequenceLen 4,098, "Allocated
-# 1.14 GB GPU memory for runtime buffers", "Allocated 4.35 GB GPU memory for decoder") is reproduced with GPT-J-6B's
-# 50,400-token vocabulary (1.144 and 4.345 GiB plus per-slot scalars; its cache, 62.99 GiB for 294,848 tokens, is
-# 229,376 bytes a token: GPT-J's 28 layers x 2 x 4,096 in fp8, not the Llama-2-7B its text names), and the memory
-# documentation's Llama-2-7B example ("43.29 MB", "180.30 MB", 32 pages of 64 tokens: maxSequenceLen 2,048) at
-# trtllm-build's then-default 256 slots (43.25 and 180.25 MiB plus per-slot scalars).
-ENGINE_DRAFT_LOGITS_ALWAYS = True
+# cacheIndirectionInput and cacheIndirectionOutput of that shape, logProbs [slots, beam, maxSeqLen] float32) and one
+# SlotDecoderBuffers per sequence slot (outputIds [beam, maxSeqLen] int32 and logProbs [beam, maxSeqLen] float32 on the
+# GPU). createDecoder ("... for decoder") is engine_decoder_bytes plus the sampling workspace above;
+# GptDecoderBatched::setup of mid-2024 (0.12-0.13) also reshaped draft logits [slots, maxTokensPerStep, vocabSizePadded]
+# float32 whatever the speculative mode, which the later DecoderState allocates for external draft tokens only
+# (draft_logits=True adds them). Checked against three logs (tests/unit/test_trtllm_decoder_buffers.py):
+# NVIDIA/TensorRT-LLM issue 1188 (November 2024, Qwen2.5-Coder-0.5B, trtllm-build's defaults of 2,048 slots and
+# max_seq_len 32,768: "2.66 GB" and "5.76 GB", without draft logits); the trtllm-bench README's H100 log
+# (0.12.0.dev2024073000, 4,096 slots, 4,098: "1.14 GB" and "4.35 GB" with GPT-J-6B's 50,400-token vocabulary and the
+# draft logits; its cache, 229,376 bytes a token, is GPT-J's 28 layers x 2 x 4,096 in fp8, not the Llama-2-7B its text
+# names); the memory documentation's Llama-2-7B example ("43.29 MB", "180.30 MB", 2,048 tokens) at
+# trtllm-build's then-default 256 slots, with them. The per-slot scalars (lengths, flags, curand states, about 200 bytes
+# a slot) are not counted.
 
 
 def engine_runtime_buffer_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
@@ -180,12 +179,12 @@ def engine_runtime_buffer_bytes(vocab_size: int, tensor: int, max_batch_size: in
 
 
 def engine_decoder_total_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
-                               beam: int = 1) -> int:
-    """What createDecoder allocates ("Allocated X GPU memory for decoder"): engine_decoder_bytes, the draft logits
-    [slots, 1, vocabSizePadded] float32 (ENGINE_DRAFT_LOGITS_ALWAYS) and, without beam search, the sampling layers'
-    workspace (beam search runs the beam-search layer instead, DecodingMode::BeamSearch)."""
+                               beam: int = 1, draft_logits: bool = False) -> int:
+    """What createDecoder allocates ("Allocated X GPU memory for decoder"): engine_decoder_bytes and, without beam
+    search, the sampling layers' workspace (beam search runs the beam-search layer instead, DecodingMode::BeamSearch);
+    with draft_logits the mid-2024 releases' draft logits [slots, 1, vocabSizePadded] float32 too."""
     padded = -(-vocab_size // tensor) * tensor
-    draft = max_batch_size * padded * 4 if ENGINE_DRAFT_LOGITS_ALWAYS else 0
+    draft = max_batch_size * padded * 4 if draft_logits else 0
     sampling = engine_sampling_workspace_bytes(vocab_size, tensor, max_batch_size) if beam == 1 else 0
     return engine_decoder_bytes(vocab_size, tensor, max_batch_size, max_seq_len, beam) + draft + sampling
 
