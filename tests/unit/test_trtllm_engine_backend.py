@@ -69,7 +69,11 @@ def test_engine_backend_pool_by_hand():
     context_memory = 4096 * (2 * 4096 + 3 * 14336) * 2
     logits = 64 * 128256 * 4
     decoder = 64 * 4096 * 16 + 64 * 128256 * 4 * 3
-    held = context_memory + logits + decoder
+    # issue 22 (test_trtllm_decoder_buffers.py): three cache indirections and three per-slot id/log-prob tensors in
+    # the runtime buffers; the top-k sampling workspace in the decoder
+    runtime_slots = 64 * 4096 * 6 * 4
+    decoder_rest = 64 * 128256 * 4 + 2 * 4 * 64 * 1024 * 8
+    held = context_memory + logits + decoder + runtime_slots + decoder_rest
     free = cuda_total_bytes(H100) - est.breakdown.overhead_bytes - est.breakdown.weights_bytes - held - NON_TORCH_BASE
     block = 64 * LLAMA8_TOKEN
     assert est.kv_cache_tokens is not None

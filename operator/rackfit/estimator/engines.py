@@ -43,8 +43,8 @@ from rackfit.estimator.trtllm import (
     allreduce_workspace_bytes,
     engine_allreduce_workspace_bytes,
     engine_cache_bytes,
-    engine_decoder_bytes,
-    engine_logits_bytes,
+    engine_decoder_total_bytes,
+    engine_runtime_buffer_bytes,
     estimation_refusal,
 )
 from rackfit.models import ModelArch
@@ -241,12 +241,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
-        # planned for max_num_tokens (no profile run, no sampler of torch's), the runtime buffers the logits of
-        # max_batch_size sequences, the decoder its per-slot state (trtllm.engine_decoder_bytes); the C++ executor
+        # planned for max_num_tokens (no profile run, no sampler of torch's), the runtime buffers the logits and the
+        # per-slot ids and cache indirection of max_batch_size sequences (trtllm.engine_runtime_buffer_bytes), the
+        # decoder its per-slot state and sampling workspace (trtllm.engine_decoder_total_bytes); the C++ executor
         # captures no CUDA graphs unless asked (cudaGraphMode false)
         act = (forward_peak_bytes(a, layout, s.max_num_batched_tokens)
-               + engine_logits_bytes(a.vocab_size, layout.tensor, s.max_num_seqs)
-               + engine_decoder_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
+               + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
+               + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
         nt += engine_allreduce_workspace_bytes(layout, gpu)
     elif inf.engine == "tensorrt-llm":

@@ -111,14 +111,82 @@ def engine_decoder_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_
     logits [max_batch_size, 1, beam, vocabSizePadded], both in the logits dtype; the penalty layer
     (layers/penaltyLayer.cpp, PenaltyLayer::allocateWorkspace, with the default decoding mode's occurrence penalties)
     an int32 workspace of [max_batch_size, 1, beam, vocab]. The sampling layers' scratch buffer
-    (DynamicDecodeLayer::getWorkspaceSize: top-k/top-p's sort of every slot's logits) is not counted, so this is
-    below what the log prints: 1.71 GiB where the trtllm-bench README's H100 example of 0.12.0.dev (4,096 slots,
-    4,098 tokens, 32,000-token vocabulary) prints "Allocated 4.35 GB GPU memory for decoder"."""
+    (DynamicDecodeLayer::getWorkspaceSize) is engine_sampling_workspace_bytes, at beam 1 only (beam search runs the
+    beam-search layer instead, DecodingMode::BeamSearch); engine_decoder_total_bytes adds it."""
     padded = -(-vocab_size // tensor) * tensor
     per_slot_token = 4 * 4  # ids, parentIds, logProbs, logProbsTiled
     return (max_batch_size * beam * max_seq_len * per_slot_token
             + max_batch_size * padded * ENGINE_LOGITS_BYTES * (1 + beam)
             + max_batch_size * beam * vocab_size * 4)
+
+
+# The sampling layers' scratch (issue 22): TopKSamplingLayer::allocateBuffer
+# (cpp/tensorrt_llm/layers/topKSamplingLayer.cpp, the same in the 2024 IAllocator layers and the current BufferManager
+# ones) sizes it with kernels::getTopKWorkspaceSize<T>(maxBatchSize, 1, TOP_K_MAX, vocabSizePadded)
+# (samplingTopKKernels.h): a copy of every slot's logits [batch, vocabSizePadded] in T and the stage-1 candidates of
+# TOP_K_MAX x 8 blocks a slot (maxBlockPerBeam), int32 ids and T values, each buffer aligned to 256 bytes
+# (common::calcAlignedSize). SamplingLayer::getWorkspaceSize takes the largest of its sub-layers'; the top-P layer's is
+# smaller at the default AIR top-P (TopPSamplingLayer isAirTopP = true: getAirTopPWorkspaceSizes, histograms of 2^11
+# buckets and candidate buffers of vocab/32 a slot). The decoder's T is the logits dtype, float32 by default.
+ENGINE_TOP_K_MAX = 1024
+ENGINE_TOP_K_BLOCKS_PER_BEAM = 8
+ENGINE_WORKSPACE_ALIGN = 256
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ENGINE_WORKSPACE_ALIGN) * ENGINE_WORKSPACE_ALIGN
+
+
+def engine_sampling_workspace_bytes(vocab_size: int, tensor: int, max_batch_size: int,
+                                    logits_bytes: int = ENGINE_LOGITS_BYTES) -> int:
+    """The sampling layers' workspace the decoder holds for max_batch_size slots (getTopKWorkspaceSize, above):
+    [slots, vocabSizePadded] logits in the logits dtype plus TOP_K_MAX x 8 candidate ids (int32) and values a slot."""
+    padded = -(-vocab_size // tensor) * tensor
+    candidates = max_batch_size * ENGINE_TOP_K_MAX * ENGINE_TOP_K_BLOCKS_PER_BEAM
+    return (_aligned(logits_bytes * max_batch_size * padded) + _aligned(4 * candidates)
+            + _aligned(logits_bytes * candidates))
+
+
+# What the two log lines cover (TrtGptModelInflightBatching's constructor,
+# batch_manager/trtGptModelInflightBatching.cpp: createBuffers, then createDecoder, each between two MemoryCounters
+# reads; MemoryCounters::bytesToString divides by 1024, so "GB" is GiB). createBuffers ("Allocated X GPU memory for
+# runtime buffers") builds RuntimeBuffers (runtimeBuffers.cpp: the logits of engine_logits_bytes; its
+# TransformerBuffers' cacheIndirection [slots, beam, maxAttentionWindow] int32), DecoderBuffers (decoderBuffers.cpp:
+# cacheIndirectionInput and cacheIndirectionOutput of that shape, logProbs [slots, beam, maxSeqLen] float32) and one
+# SlotDecoderBuffers per sequence slot (outputIds [beam, maxSeqLen] int32 and logProbs [beam, maxSeqLen] float32 on the
+# GPU). createDecoder ("... for decoder") is engine_decoder_bytes plus the sampling workspace above;
+# GptDecoderBatched::setup of mid-2024 (0.12-0.13) also reshaped draft logits [slots, maxTokensPerStep, vocabSizePadded]
+# float32 whatever the speculative mode, which the later DecoderState allocates for external draft tokens only
+# (draft_logits=True adds them). Checked against three logs (tests/unit/test_trtllm_decoder_buffers.py):
+# NVIDIA/TensorRT-LLM issue 1188 (November 2024, Qwen2.5-Coder-0.5B, trtllm-build's defaults of 2,048 slots and
+# max_seq_len 32,768: "2.66 GB" and "5.76 GB", without draft logits); the trtllm-bench README's H100 log
+# (0.12.0.dev2024073000, 4,096 slots, 4,098: "1.14 GB" and "4.35 GB" with GPT-J-6B's 50,400-token vocabulary and the
+# draft logits; its cache, 229,376 bytes a token, is GPT-J's 28 layers x 2 x 4,096 in fp8, not the Llama-2-7B its text
+# names); the memory documentation's Llama-2-7B example ("43.29 MB", "180.30 MB", 2,048 tokens) at
+# trtllm-build's then-default 256 slots, with them. The per-slot scalars (lengths, flags, curand states, about 200 bytes
+# a slot) are not counted.
+
+
+def engine_runtime_buffer_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
+                                beam: int = 1, attention_window: int | None = None) -> int:
+    """What createBuffers allocates ("Allocated X GPU memory for runtime buffers"): the logits (engine_logits_bytes),
+    three int32 cache-indirection tensors of [slots, beam, maxAttentionWindow] (TransformerBuffers, DecoderBuffers'
+    input and output), DecoderBuffers' float32 logProbs and every SlotDecoderBuffers' int32 outputIds and float32
+    logProbs of [slots, beam, maxSeqLen]. The attention window is max_seq_len unless the engine caps it."""
+    window = max_seq_len if attention_window is None else attention_window
+    return (engine_logits_bytes(vocab_size, tensor, max_batch_size, beam)
+            + max_batch_size * beam * (3 * window + 3 * max_seq_len) * 4)
+
+
+def engine_decoder_total_bytes(vocab_size: int, tensor: int, max_batch_size: int, max_seq_len: int,
+                               beam: int = 1, draft_logits: bool = False) -> int:
+    """What createDecoder allocates ("Allocated X GPU memory for decoder"): engine_decoder_bytes and, without beam
+    search, the sampling layers' workspace (beam search runs the beam-search layer instead, DecodingMode::BeamSearch);
+    with draft_logits the mid-2024 releases' draft logits [slots, 1, vocabSizePadded] float32 too."""
+    padded = -(-vocab_size // tensor) * tensor
+    draft = max_batch_size * padded * 4 if draft_logits else 0
+    sampling = engine_sampling_workspace_bytes(vocab_size, tensor, max_batch_size) if beam == 1 else 0
+    return engine_decoder_bytes(vocab_size, tensor, max_batch_size, max_seq_len, beam) + draft + sampling
 
 
 def engine_allreduce_workspace_bytes(layout: Layout, gpu: GPU | None) -> int:
