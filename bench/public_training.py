@@ -52,6 +52,14 @@ def _merge(spec: dict, m: dict) -> dict:
     return out
 
 
+def _peak(spec, est, stage: str = "max"):
+    """frameworks.runtime_peak for this spec at its estimate's layout (the step's phases, the states, the wrap)."""
+    arch = resolve(spec.model)
+    p = count_params(arch)
+    frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
+    return runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen, stage=stage)
+
+
 def comparable(quantity: str, spec, est) -> int:
     """The part of the estimate that the logged number measures (bytes)."""
     if quantity == "device_used":
@@ -59,18 +67,12 @@ def comparable(quantity: str, spec, est) -> int:
     if quantity == "max_allocated":
         if spec.training.framework == "megatron" and est.layout.pipeline > 1:
             # Megatron logs its last rank, the last pipeline stage: one micro-batch in flight, the loss
-            arch = resolve(spec.model)
-            p = count_params(arch)
-            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
-            r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen, stage="last")
+            r = _peak(spec, est, stage="last")
             return r.weights + r.gradients + r.optimizer + r.activations
         if spec.training.framework == "fsdp" and est.peak_phase != "load":
             # gradient blocks another stream made and freed are reserved at the loss backward, not allocated
             # (frameworks.grads_at_loss_backward, RuntimePeak.cached_gradients)
-            arch = resolve(spec.model)
-            p = count_params(arch)
-            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
-            r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen)
+            r = _peak(spec, est)
             return max(r.states + r.backward_transient - r.cached_gradients, r.states + r.step_transient)
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
@@ -80,24 +82,20 @@ def comparable(quantity: str, spec, est) -> int:
         # memory_allocated() read after the training loop while the script's loop variable still holds the last
         # micro-batch's logits (DeepSpeedExamples training/bf16_master_weight/train.py: `logits = model_engine(...)`
         # in the loop, get_memory_stats() after it): the states plus those 16-bit logits (the module is bf16)
-        arch = resolve(spec.model)
         tr = spec.training
-        logits = tr.micro_batch_size * tr.sequence_length * arch.vocab_size * 2 // est.layout.tensor
+        logits = tr.micro_batch_size * tr.sequence_length * resolve(spec.model).vocab_size * 2 // est.layout.tensor
         return comparable("steady", spec, est) + logits
     if quantity == "wrap_reserved":
-        arch = resolve(spec.model)
-        p = count_params(arch)
-        frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
-        r = runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen)
+        r = _peak(spec, est)
         return r.load + r.load_cached
     if quantity == "steady":
-        arch = resolve(spec.model)
-        p = count_params(arch)
-        frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
         if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
+            arch = resolve(spec.model)
+            p = count_params(arch)
+            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
             s = model_states(arch, p, spec.training, spec.precision, est.layout, frozen)
             return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0)
-        return runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen).states
+        return _peak(spec, est).states
     raise ValueError(f"unknown quantity {quantity!r}")
 
 
