@@ -260,8 +260,8 @@ def _projector_params(config: dict[str, Any], v: dict[str, Any], width: int, tex
 # (smart_resize: 3584 x 3584), so get_max_image_tokens is 12845056 / 14^2 = 65536 patches, merged 2 x 2 into 16384
 # tokens (Qwen2_5_VLProcessingInfo inherits it).
 QWEN_VL_MAX_PIXELS = 12845056
-# The model types whose largest image rackfit reads (others keep no encoder profile: mllama's tiles, LLaVA-NeXT's
-# anyres grids, Pixtral's and InternVL's dynamic sizes are not modelled).
+# The model types whose largest image rackfit reads (Qwen3-VL, Llama 4, InternVL, Mistral 3 and LLaVA-NeXT/OneVision
+# below, _tiled_vision_encoder; others keep no encoder profile).
 _QWEN_VL = ("qwen2_vl", "qwen2_5_vl")
 _FIXED_IMAGE = ("gemma3", "llava")
 # Issue 22's further types (vision_encoder_from_hf_config; mllama is not among them: vLLM ran it on V0 only,
@@ -294,7 +294,8 @@ def vision_encoder_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
     patch_size^2, merged spatial_merge_size^2 to a token. Gemma 3 (SigLIP, pan-and-scan off by default): (image_size /
     patch_size)^2 patches pooled to config.json's mm_tokens_per_image (vLLM's gemma3_mm.py). LLaVA-1.5 (CLIP):
     (image_size / patch_size)^2 patches and as many tokens (vision_feature_select_strategy "default" drops the CLS
-    token; vLLM's llava.py get_num_image_tokens). Empty for other model types."""
+    token; vLLM's llava.py get_num_image_tokens). Qwen3-VL, Llama 4, InternVL, Mistral 3 and LLaVA-NeXT/OneVision:
+    _tiled_vision_encoder. Empty for other model types."""
     v = config.get("vision_config")
     kind = str(config.get("model_type", ""))
     if isinstance(v, dict) and kind in _QWEN3_VL + ("llama4", "mistral3") + _INTERNVL + _ANYRES:
