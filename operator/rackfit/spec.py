@@ -238,6 +238,11 @@ class Architecture(_Model):
         "LLaVA-1.5 576). It sets the encoder cache's budget and how many images vLLM's profile run encodes; counted "
         "with visionHiddenSize and visionPatchesPerItem, all three set. 0 or unset for text-only models, or to model "
         "--limit-mm-per-prompt image=0 (no encoder profile)"))
+    vision_output_width: int | None = Field(None, ge=0, description=(
+        "width of one vision encoder output row that vLLM keeps in its encoder cache, when it is not hiddenSize: "
+        "Qwen3-VL concatenates its deepstack mergers' outputs to the last one's (out_hidden_size x (1 + "
+        "len(deepstack_visual_indexes)), 4 x hiddenSize). Read from a huggingFaceConfig's vision_config; 0 or "
+        "unset: hiddenSize"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "

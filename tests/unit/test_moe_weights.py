@@ -12,7 +12,8 @@ from rackfit.spec import parse_spec
 SCOUT = {"numLayers": 48, "hiddenSize": 5120, "intermediateSize": 16384, "numAttentionHeads": 40,
          "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 202048, "numExperts": 16, "numExpertsPerToken": 1,
          "moeIntermediateSize": 8192, "numSharedExperts": 1, "maxPositionEmbeddings": 10485760,
-         "visionParameters": 830644736}
+         "visionParameters": 830644736, "visionHiddenSize": 1408, "visionIntermediateSize": 5632,
+         "visionPatchesPerItem": 9809, "visionTokensPerItem": 2448}
 
 
 def _spec(model: dict, engine: str = "vllm", tensor: int = 4):

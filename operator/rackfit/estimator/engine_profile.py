@@ -387,7 +387,14 @@ def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     first, until = MM_OUTPUTS_EXPANDED
     if not inf.vllm_before(first) and inf.vllm_before(until):
         rows = max(s.max_num_batched_tokens, rows)
-    return items * rows * a.hidden_size * ACT_BYTES
+    return items * rows * encoder_output_width(a) * ACT_BYTES
+
+
+def encoder_output_width(a: ModelArch) -> int:
+    """One encoder output row: the language model's width, or visionOutputWidth where the encoder concatenates more
+    (Qwen3-VL: vLLM qwen3_vl.py Qwen3_VisionTransformer.forward cats the deepstack mergers' outputs, "[seq_len,
+    hidden_size * (1 + depth_of_deepstack)]", and 0.11.0's expanded copy keeps that width, output.shape[-1])."""
+    return a.vision_output_width or a.hidden_size
 
 
 def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
@@ -406,5 +413,5 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     inter = a.vision_intermediate_size or 4 * w
     widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
     patches = items * a.vision_patches_per_item
-    outputs = items * a.vision_tokens_per_item * a.hidden_size * ACT_BYTES
+    outputs = items * a.vision_tokens_per_item * encoder_output_width(a) * ACT_BYTES
     return int(patches * (2 * w + widest) * ACT_BYTES) + outputs

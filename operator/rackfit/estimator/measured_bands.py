@@ -35,6 +35,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.5, 73.0, 57, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 47, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 64, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 16.5, 54, 'kv cache'),
 }
