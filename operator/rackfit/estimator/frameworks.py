@@ -209,6 +209,11 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 held = 2 if tr.reshard_after_forward is not False else a.num_layers
                 gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
+            if d > 1:
+                # the all-gather outputs' own pool (fsdp2_copy_in_pool); where blocks are resharded after the forward
+                # (held 2) the second block in flight counted above is the one in that pool
+                second = layer * compute_bytes if held == 2 else 0
+                gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes) - second
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
             # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
@@ -465,6 +470,29 @@ def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int
     Returns (allocated at that peak, cached beside it). `resident`: the sharded states as the step keeps them (no
     gradients or optimizer states yet: torch.optim builds AdamW's lazily)."""
     return resident + 2 * max(root_unit, layer_unit), 2 * min(root_unit, layer_unit)
+
+
+def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
+    """Bytes FSDP2 keeps reserved for its all-gather copy-in stream (full fine-tune, `data` > 1), beside the gathered
+    parameters the default stream holds. `foreach_all_gather` allocates each group's all-gather output inside
+    `with device_handle.stream(all_gather_copy_in_stream)` (torch/distributed/_composable/fsdp/_fsdp_collectives.py in
+    torch 2.4-2.6, fsdp/_fully_shard/_fsdp_collectives.py since; the input is a slice of that output, no second
+    buffer), and `foreach_all_gather_copy_out` copies it into each parameter's unsharded storage, allocated in the
+    default stream. In the forward `wait_for_unshard` defers freeing a group's output until the next group's
+    all-gather has been issued (_fsdp_param_group.py, "[Note: Overlapping all-gather copy-in and all-gather]",
+    `comm_ctx.all_gather_state`), so two consecutive groups' outputs are allocated at once; in the backward each is
+    freed after its copy-out. The caching allocator gives a freed block back only to the stream it was allocated on
+    (c10/cuda/CUDACachingAllocator.cpp get_free_block; expandable segments are per stream too), so that pool stays
+    reserved at the loss's backward, unusable by the default stream. Its largest pair is a vocabulary matrix's group
+    with a decoder block: torchtitan shards tok_embeddings and [norm, output] as their own groups since PR 1094 (July
+    2025; parallelize.py / distributed/fsdp.py apply_fsdp), so tok_embeddings' output is allocated beside block 0's
+    and [norm, output]'s beside the last block's. Before that (December 2024 to July 2025) the root group held the
+    embeddings, norm and output together, twice this vocabulary part in the pool and kept unsharded in the default
+    stream to the end of the backward: not modelled (the spec names no torchtitan release; docs/accuracy.md,
+    "torchtitan's Hopper rows, audited")."""
+    layer = _largest_layer_params(a, p) // layout.tensor
+    vocab = max(p.embedding, p.lm_head) // layout.tensor
+    return (vocab + layer) * compute_bytes
 
 
 def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
