@@ -135,6 +135,12 @@ def has_qk_norm(config: dict[str, Any]) -> bool:
     return isinstance(archs, list) and any(str(a).lower().startswith(_QK_NORM_ARCHITECTURES) for a in archs)
 
 
+# transformers' default sliding_window_pattern where a config.json names neither it nor layer_types (Gemma 2's
+# configuration_gemma2.py alternates, (i + 1) % 2; configuration_gemma3.py kwargs.get("sliding_window_pattern", 6);
+# configuration_cohere2.py kwargs.get("sliding_window_pattern", 4))
+_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6, "cohere2": 4}
+
+
 def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     """A config.json dict -> Architecture. Unknown keys are ignored; missing ones stay unset."""
     if not isinstance(config, dict):
@@ -159,10 +165,18 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     fields.setdefault("gated_mlp", act in ("silu", "swiglu", "gelu_pytorch_tanh", "geglu") or "glu" in act)
     if fields.get("sliding_window"):
         layer_types = config.get("layer_types")
+        pattern = config.get("sliding_window_pattern") or _SLIDING_PATTERN.get(str(config.get("model_type", "")))
         if isinstance(layer_types, list):
             fields["sliding_window_layers"] = sum(1 for t in layer_types if "sliding" in str(t))
         elif config.get("use_sliding_window") is False:
             fields.pop("sliding_window")
+        elif isinstance(pattern, int) and pattern > 0 and fields.get("num_layers"):
+            # transformers' Gemma3TextConfig / Cohere2Config / Gemma2Config default layer_types: layer i slides
+            # unless (i + 1) % sliding_window_pattern == 0 (every Nth layer global; Gemma 3 27B: 10 of 62)
+            fields["sliding_window_layers"] = fields["num_layers"] - fields["num_layers"] // pattern
+        elif config.get("use_sliding_window") and config.get("max_window_layers") is not None:
+            # Qwen2Config's layer_types: layer i slides when i >= max_window_layers
+            fields["sliding_window_layers"] = max(0, fields.get("num_layers", 0) - int(config["max_window_layers"]))
     if str(config.get("model_type", "")).startswith("llama4") and fields.get("num_experts"):
         # vLLM's llama4.py Llama4MoE: one shared expert (n_shared_experts 1, not in config.json) of the expert width;
         # Llama4DecoderLayer: a layer is MoE when (i + 1) % interleave_moe_layer_step == 0, else a dense MLP of
