@@ -96,3 +96,31 @@ def test_hf_sliding_window_pattern():
     assert architecture_from_hf_config({"model_type": "qwen2", "num_hidden_layers": 28, "sliding_window": 4096,
                                         "use_sliding_window": True,
                                         "max_window_layers": 21}).sliding_window_layers == 7
+
+
+# google/gemma-3-4b-it's config.json (text_config abridged to the keys read here)
+GEMMA3_4B_CONFIG = {"model_type": "gemma3", "text_config": {
+    "model_type": "gemma3_text", "num_hidden_layers": 34, "hidden_size": 2560, "intermediate_size": 10240,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262208,
+    "sliding_window": 1024, "sliding_window_pattern": 6, "max_position_embeddings": 131072,
+    "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "rope_local_base_freq": 10000.0,
+    "rope_theta": 1000000.0}}
+
+
+def test_gemma3_rope_caches_and_max_len():
+    from rackfit.estimator.weights import rope_cache_bytes
+    from rackfit.models import max_context_from_hf_config, rope_cache_positions_from_hf_config
+
+    # vLLM's _get_and_verify_max_len skips rope_scaling for gemma3: 131,072, not 8 x
+    assert max_context_from_hf_config({**GEMMA3_4B_CONFIG["text_config"], **GEMMA3_4B_CONFIG}) == 131072
+    # the global layers' linear cache (131,072 x 8) and the local layers' default one (131,072)
+    assert rope_cache_positions_from_hf_config(GEMMA3_4B_CONFIG) == 131072 * 9
+    spec = parse_spec(dict(model=dict(huggingFaceConfig="google/gemma-3-4b-it"), workload="inference"))
+    a = resolve(spec.model, hf_config=GEMMA3_4B_CONFIG)
+    assert a.sliding_window_layers == 29 and a.max_position_embeddings == 131072
+    assert rope_cache_bytes(a, "vllm") == 131072 * 9 * 256 * 2  # 576 MiB, bf16
+    # Gemma 3 1B: no scaling, two caches of 32,768
+    one_b = {"model_type": "gemma3_text", "max_position_embeddings": 32768, "rope_scaling": None}
+    assert rope_cache_positions_from_hf_config(one_b) == 65536
+    # other models: one cache, the field unset
+    assert rope_cache_positions_from_hf_config({"model_type": "llama", "max_position_embeddings": 131072}) == 0

@@ -54,6 +54,9 @@ class ModelArch(BaseModel):
     vision_patches_per_item: int = 0
     vision_tokens_per_item: int = 0
     vision_output_width: int = 0  # one encoder output row (0: hidden_size; Qwen3-VL's deepstack concatenates more)
+    # positions of all the cos/sin caches vLLM's rotary embeddings hold (0: one of max_position_embeddings;
+    # rope_cache_positions_from_hf_config, set from a config.json only)
+    rope_cache_positions: int = 0
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -439,7 +442,9 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
         return None
     longest: float = min(lengths)
     rope = config.get("rope_scaling")
-    if isinstance(rope, dict):
+    # _get_and_verify_max_len (vllm/config/model.py, 0.19.0): `"gemma3" not in hf_config.model_type`: Gemma 3's linear
+    # factor (8, its global layers' only) does not lengthen max_model_len
+    if isinstance(rope, dict) and "gemma3" not in str(config.get("model_type", "")):
         kind = rope.get("rope_type") or rope.get("type") or "default"
         if kind not in ("su", "longrope", "llama3", "default"):
             factor = rope.get("factor") or 1.0
@@ -447,6 +452,24 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
                 longest = rope["original_max_position_embeddings"]
             longest *= factor
     return int(longest)
+
+
+def rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:
+    """The positions of every cos/sin cache vLLM builds for this config.json where more than one of
+    max_position_embeddings (0 otherwise). Gemma 3 (vLLM gemma3.py Gemma3Attention): the sliding layers get a default
+    rope at rope_local_base_freq, the global ones config.json's rope_scaling, so get_rope (rotary_embedding/__init__.py,
+    _ROPE_DICT keyed by the rope parameters) builds two; a linear one's cache spans max_position_embeddings x factor
+    positions (linear_scaling_rope.py LinearScalingRotaryEmbedding._compute_cos_sin_cache). Gemma 3 4B-27B: 131,072 x
+    (8 + 1); 1B (no scaling): 32,768 x 2."""
+    config = {**config.get("text_config", {}), **config}
+    positions = config.get("max_position_embeddings")
+    if "gemma3" not in str(config.get("model_type", "")) or not isinstance(positions, int) or positions <= 0:
+        return 0
+    rope = config.get("rope_scaling")
+    factor = 1.0
+    if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type")) in ("linear", "dynamic"):
+        factor = float(rope.get("factor") or 1.0)
+    return int(positions * factor) + positions
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
@@ -475,6 +498,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         if hf_config is None:
             raise InvalidWorkload([("spec.model.huggingFaceConfig", "the config.json could not be read")])
         fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
+        if rope_cache_positions_from_hf_config(hf_config):
+            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(hf_config)
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
