@@ -442,8 +442,8 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
         return None
     longest: float = min(lengths)
     rope = config.get("rope_scaling")
-    # _get_and_verify_max_len (vllm/config.py from 0.8.0, config/model.py 0.19.0): `"gemma3" not in model_type`: Gemma 3's linear
-    # factor (8, its global layers' only) does not lengthen max_model_len
+    # _get_and_verify_max_len (vllm/config.py from 0.8.0, config/model.py 0.19.0) skips rope_scaling where "gemma3" is
+    # in model_type: Gemma 3's linear factor (8, its global layers' only) does not lengthen max_model_len
     if isinstance(rope, dict) and "gemma3" not in str(config.get("model_type", "")):
         kind = rope.get("rope_type") or rope.get("type") or "default"
         if kind not in ("su", "longrope", "llama3", "default"):
