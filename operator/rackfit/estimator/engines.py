@@ -28,7 +28,14 @@ from rackfit.estimator.engine_profile import (
     sampler_state_bytes,
     trtllm_graph_bytes,
 )
-from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
+from rackfit.estimator.kvcache import (
+    GROUP_SIZE_SPREAD,
+    HYBRID_MANAGER,
+    kv_bytes_per_token_layer,
+    kv_cache_bytes,
+    vllm_paged_layers,
+    vllm_request_bytes,
+)
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
@@ -258,6 +265,15 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                  mla_latent=latent)
     per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
                  * -(-a.num_layers // layout.pipeline))
+    if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
+        # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
+        # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
+        hybrid = not inf.vllm_before(HYBRID_MANAGER)
+        spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+        per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
+                     * vllm_paged_layers(a, layout.pipeline, hybrid, spread))
+        per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
+                                         s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
     plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
                   refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None)
     if gpu is None:

@@ -34,3 +34,59 @@ def kv_cache_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int
     full_layers = min(stage_layers, a.num_layers - a.sliding_window_layers)
     tokens = full_layers * context + (stage_layers - full_layers) * window_tokens  # layer-tokens per sequence
     return tokens * per_layer * sequences
+
+
+# vLLM V1's hybrid KV cache manager (vllm/v1/core/kv_cache_utils.py). Before 0.9.1 get_kv_cache_config called
+# unify_hybrid_kv_cache_specs unconditionally: a model with both full-attention and sliding-window layers had every
+# SlidingWindowSpec turned into a FullAttentionSpec, so its sliding layers cached the whole context. From 0.9.1
+# (_get_kv_cache_config_uniform_page_size, 0.11.0 on _get_kv_cache_groups_uniform_page_size) the layers of each
+# attention type are split into groups of `group_size` layers, the last group of a type padded, and every group pages
+# one shared pool: num_blocks = pool // page_size // group_size, and the logged "GPU KV cache size" is
+# num_blocks // len(groups) x block_size (_report_kv_cache_config). Gemma 3 27B (10 full, 52 sliding layers): group
+# size 10, 1 + cdiv(52, 10) = 7 groups, so a token costs 70 layers' worth of the pool, not 62.
+HYBRID_MANAGER = (0, 9, 1)
+# group_size is the fewest layers of a type; from 0.12.0 the most when max < 1.25 x min (gpt-oss + an EAGLE drafter:
+# 12 sliding + 13 full padded to 13 + 13, not 12 + 24), 1.5 from 0.18.0
+GROUP_SIZE_SPREAD = (((0, 18), 1.5), ((0, 12), 1.25))
+BLOCK_TOKENS = 16  # CacheConfig.block_size on CUDA
+
+
+def vllm_kv_groups(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0) -> tuple[int, int, int]:
+    """(group_size, full-attention groups, sliding-window groups) of the heaviest pipeline stage's KV cache under
+    vLLM V1. `hybrid`: the hybrid manager groups the two types apart (else a model with both caches every layer in
+    full, unify_hybrid_kv_cache_specs); `spread`: the release's max/min ratio under which the group size is the larger
+    count (0: always the smaller). A model of one type is one group of all its layers. Under pipeline parallel the
+    stage's own counts are grouped (as 0.9.1-0.10.x did; later releases group the whole model and project it on the
+    stage, about the same for the n:1 patterns of real models)."""
+    stage_layers = -(-a.num_layers // pipeline)
+    full = min(stage_layers, a.num_layers - a.sliding_window_layers) if a.sliding_window else stage_layers
+    sliding = stage_layers - full
+    if not sliding:
+        return stage_layers, 1, 0
+    if not full:
+        return stage_layers, 0, 1
+    if not hybrid:
+        return stage_layers, 1, 0
+    small, large = min(full, sliding), max(full, sliding)
+    group = large if large < small * spread else small
+    return group, -(-full // group), -(-sliding // group)
+
+
+def vllm_paged_layers(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0) -> int:
+    """The layers' worth of pool one token costs: group_size x number of groups (padding layers included)."""
+    group, full, sliding = vllm_kv_groups(a, pipeline, hybrid, spread)
+    return group * (full + sliding)
+
+
+def vllm_request_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int, chunk_tokens: int,
+                       hybrid: bool, spread: float = 0.0, mla_latent: bool = True) -> int:
+    """One `context`-token request's KV cache as vLLM V1 counts it for "Maximum concurrency"
+    (get_max_concurrency_for_kv_cache_config: group_size x page_size x the blocks each group's spec needs).
+    FullAttentionSpec.max_memory_usage_bytes: cdiv(max_model_len, block_size) blocks; SlidingWindowSpec's:
+    cdiv(min(sliding_window - 1 + max_num_batched_tokens, max_model_len), block_size) + 1 blocks."""
+    group, full, sliding = vllm_kv_groups(a, layout.pipeline, hybrid, spread)
+    page = BLOCK_TOKENS * kv_bytes_per_token_layer(a, kv_precision, layout.tensor, mla_latent)
+    blocks = full * -(-context // BLOCK_TOKENS)
+    if sliding:
+        blocks += sliding * (-(-min(a.sliding_window - 1 + chunk_tokens, context) // BLOCK_TOKENS) + 1)
+    return group * page * blocks

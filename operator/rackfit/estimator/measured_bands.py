@@ -36,5 +36,5 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
     ('vllm', 'inference', 'any'): (-20.5, 73.0, 64, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 16.5, 54, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 54, 'kv cache'),
 }

@@ -54,6 +54,9 @@ class ModelArch(BaseModel):
     vision_patches_per_item: int = 0
     vision_tokens_per_item: int = 0
     vision_output_width: int = 0  # one encoder output row (0: hidden_size; Qwen3-VL's deepstack concatenates more)
+    # positions of all the cos/sin caches vLLM's rotary embeddings hold (0: one of max_position_embeddings;
+    # rope_cache_positions_from_hf_config, set from a config.json only)
+    rope_cache_positions: int = 0
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -135,6 +138,12 @@ def has_qk_norm(config: dict[str, Any]) -> bool:
     return isinstance(archs, list) and any(str(a).lower().startswith(_QK_NORM_ARCHITECTURES) for a in archs)
 
 
+# transformers' default sliding_window_pattern where a config.json names neither it nor layer_types (Gemma 2's
+# configuration_gemma2.py alternates, (i + 1) % 2; configuration_gemma3.py kwargs.get("sliding_window_pattern", 6);
+# configuration_cohere2.py kwargs.get("sliding_window_pattern", 4))
+_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6, "cohere2": 4}
+
+
 def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     """A config.json dict -> Architecture. Unknown keys are ignored; missing ones stay unset."""
     if not isinstance(config, dict):
@@ -159,10 +168,18 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     fields.setdefault("gated_mlp", act in ("silu", "swiglu", "gelu_pytorch_tanh", "geglu") or "glu" in act)
     if fields.get("sliding_window"):
         layer_types = config.get("layer_types")
+        pattern = config.get("sliding_window_pattern") or _SLIDING_PATTERN.get(str(config.get("model_type", "")))
         if isinstance(layer_types, list):
             fields["sliding_window_layers"] = sum(1 for t in layer_types if "sliding" in str(t))
         elif config.get("use_sliding_window") is False:
             fields.pop("sliding_window")
+        elif isinstance(pattern, int) and pattern > 0 and fields.get("num_layers"):
+            # transformers' Gemma3TextConfig / Cohere2Config / Gemma2Config default layer_types: layer i slides
+            # unless (i + 1) % sliding_window_pattern == 0 (every Nth layer global; Gemma 3 27B: 10 of 62)
+            fields["sliding_window_layers"] = fields["num_layers"] - fields["num_layers"] // pattern
+        elif config.get("use_sliding_window") and config.get("max_window_layers") is not None:
+            # Qwen2Config's layer_types: layer i slides when i >= max_window_layers
+            fields["sliding_window_layers"] = max(0, fields.get("num_layers", 0) - int(config["max_window_layers"]))
     if str(config.get("model_type", "")).startswith("llama4") and fields.get("num_experts"):
         # vLLM's llama4.py Llama4MoE: one shared expert (n_shared_experts 1, not in config.json) of the expert width;
         # Llama4DecoderLayer: a layer is MoE when (i + 1) % interleave_moe_layer_step == 0, else a dense MLP of
@@ -425,7 +442,9 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
         return None
     longest: float = min(lengths)
     rope = config.get("rope_scaling")
-    if isinstance(rope, dict):
+    # _get_and_verify_max_len (vllm/config.py from 0.8.0, config/model.py 0.19.0) skips rope_scaling where "gemma3" is
+    # in model_type: Gemma 3's linear factor (8, its global layers' only) does not lengthen max_model_len
+    if isinstance(rope, dict) and "gemma3" not in str(config.get("model_type", "")):
         kind = rope.get("rope_type") or rope.get("type") or "default"
         if kind not in ("su", "longrope", "llama3", "default"):
             factor = rope.get("factor") or 1.0
@@ -433,6 +452,24 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
                 longest = rope["original_max_position_embeddings"]
             longest *= factor
     return int(longest)
+
+
+def rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:
+    """The positions of every cos/sin cache vLLM builds for this config.json where more than one of
+    max_position_embeddings (0 otherwise). Gemma 3 (vLLM gemma3.py Gemma3Attention): the sliding layers get a default
+    rope at rope_local_base_freq, the global ones config.json's rope_scaling, so get_rope (rotary_embedding/__init__.py,
+    _ROPE_DICT keyed by the rope parameters) builds two; a linear one's cache spans max_position_embeddings x factor
+    positions (linear_scaling_rope.py LinearScalingRotaryEmbedding._compute_cos_sin_cache). Gemma 3 4B-27B: 131,072 x
+    (8 + 1); 1B (no scaling): 32,768 x 2."""
+    config = {**config.get("text_config", {}), **config}
+    positions = config.get("max_position_embeddings")
+    if "gemma3" not in str(config.get("model_type", "")) or not isinstance(positions, int) or positions <= 0:
+        return 0
+    rope = config.get("rope_scaling")
+    factor = 1.0
+    if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type")) in ("linear", "dynamic"):
+        factor = float(rope.get("factor") or 1.0)
+    return int(positions * factor) + positions
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
@@ -461,6 +498,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         if hf_config is None:
             raise InvalidWorkload([("spec.model.huggingFaceConfig", "the config.json could not be read")])
         fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
+        if rope_cache_positions_from_hf_config(hf_config):
+            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(hf_config)
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
