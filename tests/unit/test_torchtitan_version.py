@@ -105,3 +105,14 @@ def test_eager_final_norm_split_over_the_sequence_under_tensor_parallel():
     whole = dict(t12, sequence_parallel=False)
     assert (runtime_activations(llama70, Training(**whole, torchtitan_version="0.0"), layout).loss_backward
             - runtime_activations(llama70, Training(**whole), layout).loss_backward) == tokens * 8192 * 6
+
+
+def test_eager_block_norms_without_checkpointing():
+    # without checkpointing (and without compile) each block's two norms were eager too before 0.1: 4 + 2 bytes a
+    # hidden element each where the fused nn.RMSNorm keeps its 16-bit input (2): 8 bytes a hidden element a layer more
+    layout = Layout(data=8)
+    tr = dict(T1, activation_checkpointing="none")
+    tokens = 2 * 8192
+    new = runtime_activations(LLAMA, Training(**tr), layout)
+    old = runtime_activations(LLAMA, Training(**tr, torchtitan_version="0.0"), layout)
+    assert old.kept - new.kept == pytest.approx(32 * tokens * 4096 * 8, abs=64)
