@@ -53,6 +53,11 @@ class Rule(NamedTuple):
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+# torchtitan (pytorch/torchtitan): the first release whose final RMSNorm is torch's fused nn.RMSNorm (PR 985, 3b39d7ab0,
+# March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
+# their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
+TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
+TORCHTITAN_SPLIT_ROOT = (0, 2)
 
 RULES: dict[str, dict[str, Rule]] = {
     "ModelSource": {
@@ -169,6 +174,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: "
             "only with framework transformers, or fsdp with fsdpVersion 1 (accelerate's FSDP over transformers "
             "models)", ".transformersVersion"),
+        "torchtitan_version": Rule(
+            "!has(self.torchtitanVersion) || "
+            "(self.framework == 'fsdp' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.torchtitanVersion is the torchtitan release (or, for a commit of main, the release its code "
+            "matches: 0.0, 0.1, 0.2 ...) the job runs: only with framework fsdp and FSDP2 (fsdpVersion unset or 2)",
+            ".torchtitanVersion"),
         "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
                                    "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
                                    "only with framework deepspeed", ".reduceBucketSize"),
@@ -545,6 +556,17 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    torchtitan_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+        "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
+        "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
+        "group holding the embeddings, final norm and output: gathered from the forward to the end of the backward "
+        "and held a second time in FSDP2's all-gather pool, two vocabulary matrices in 16 bits more (1.96 GiB on "
+        "Llama 3.1 8B). Before 0.1 (PR 985, March 19, 2025) RMSNorm was torchtitan's own eager one, which keeps its "
+        "fp32 input and 16-bit normalised tensor: 6 bytes a hidden element more at the final norm, and 4 more at "
+        "each block's two norms without activation checkpointing or compile. For a job that ran a "
+        "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
+        "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
+        "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
     hidden_dropout: float | None = Field(None, ge=0, lt=1, description=(
         "framework megatron: --hidden-dropout, the dropout after each layer's attention projection and MLP. Above 0 "
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
@@ -592,6 +614,8 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.fsdp_version == 1)):
             raise ValueError(rules["transformers_version"].message)
+        if self.torchtitan_version is not None and not (self.framework == "fsdp" and self.fsdp == 2):
+            raise ValueError(rules["torchtitan_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
@@ -626,6 +650,18 @@ class Training(_Model):
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
         transformers PR 35646, which pads the labels instead)."""
         return _older(self.transformers_version, HF_LOSS_WITHOUT_SHIFT_COPY)
+
+    @property
+    def torchtitan_root_group(self) -> bool:
+        """torchtitan before 0.2 (PR 1094): apply_fsdp shards each block and then `fully_shard(model)`, one root group
+        holding tok_embeddings, norm and output (parallelize_llama.py apply_fsdp)."""
+        return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
+
+    @property
+    def torchtitan_eager_final_norm(self) -> bool:
+        """torchtitan before 0.1 (PR 985): norm_type "rmsnorm" builds torchtitan's own eager RMSNorm (models/norms.py:
+        `self._norm(x.float()).type_as(x) * self.weight`), not torch's fused nn.RMSNorm."""
+        return _older(self.torchtitan_version, TORCHTITAN_FUSED_FINAL_NORM)
 
     @property
     def loss_compiled(self) -> bool:

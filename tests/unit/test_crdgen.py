@@ -96,7 +96,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
                                                   ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",
-                                                  ".adamwImplementation", ".transformersVersion", ".reduceBucketSize",
+                                                  ".adamwImplementation", ".transformersVersion", ".torchtitanVersion",
+                                                  ".reduceBucketSize",
                                                   ".hiddenDropout"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)

@@ -109,6 +109,10 @@ def eager_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
         norm_split = t if sequence_parallel(tr, t) else 1
         per -= NORM_BYTES_PER_H * a.hidden_size / t
         per += FUSED_NORM_BYTES_PER_H * a.hidden_size / norm_split + NORM_OUTPUT_BYTES_PER_H * a.hidden_size
+        if tr.torchtitan_eager_final_norm:
+            # before PR 985 (torchtitanVersion below 0.1) every norm was torchtitan's eager RMSNorm: the fp32 upcast
+            # and the 16-bit normalised tensor (EAGER_RMSNORM_BYTES_PER_H) where the fused kernel keeps the input
+            per += 2 * (EAGER_RMSNORM_BYTES_PER_H - FUSED_NORM_BYTES_PER_H / 2) * a.hidden_size / norm_split
         # torchtitan's q_norm / k_norm are nn.RMSNorm too (torchtitan/models/qwen3/model/model.py Attention, now
         # models/common/attention.py GQAttention qk_norm): the fused kernel keeps the 16-bit input and the rstd; the
         # output goes to rope (apply_rotary_emb: `xq * cos`, no gradient to cos, saves nothing of it). Heads
@@ -423,6 +427,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
         # input_layouts=Shard(1), so its input is all-gathered), alive through the loss forward and backward
         final = tokens * a.hidden_size * ACT_BYTES
+        if tr.torchtitan_eager_final_norm:
+            final += eager_final_norm_bytes(a, tr, t)
         loss = loss[0] + final, loss[1] + final
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:
@@ -432,6 +438,22 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+# torchtitan's own RMSNorm before PR 985 (torchtitan/models/norms.py, removed by 3b39d7ab0, March 19, 2025):
+# `self._norm(x.float()).type_as(x) * self.weight`: pow and the rsqrt product save the fp32 upcast (4 bytes), the
+# weight multiply saves the 16-bit normalised tensor (2 bytes); the per-token rsqrt is negligible
+EAGER_RMSNORM_BYTES_PER_H = 4 + 2
+
+
+def eager_final_norm_bytes(a: ModelArch, tr: Training, t: int) -> int:
+    """What torchtitan's final norm kept for its backward before 0.1 (`torchtitanVersion` below 0.1) beyond its output
+    (counted by the caller): the eager RMSNorm's fp32 input and 16-bit normalised tensor. The final norm is outside
+    the checkpointed and compiled blocks (apply_ac / apply_compile wrap the TransformerBlocks), so neither per-op
+    SAC, full AC nor torch.compile drops them. Its input is split over the sequence under tensor parallel with
+    sequence parallel (apply_tp: "norm" is SequenceParallel), whole without."""
+    split = t if sequence_parallel(tr, t) else 1
+    return int(_tokens(tr) * a.hidden_size * EAGER_RMSNORM_BYTES_PER_H / split)
 
 
 def chunk_backward_loss(a: ModelArch, tr: Training, t: int) -> tuple[int, int]:

@@ -214,6 +214,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # (held 2) the second block in flight counted above is the one in that pool
                 second = layer * compute_bytes if held == 2 else 0
                 gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes) - second
+                if pp == 1 and tr.torchtitan_root_group:
+                    gathered += fsdp2_root_group_extra(p, layout, compute_bytes)
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
             # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
@@ -488,11 +490,29 @@ def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_byt
     2025; parallelize.py / distributed/fsdp.py apply_fsdp), so tok_embeddings' output is allocated beside block 0's
     and [norm, output]'s beside the last block's. Before that (December 2024 to July 2025) the root group held the
     embeddings, norm and output together, twice this vocabulary part in the pool and kept unsharded in the default
-    stream to the end of the backward: not modelled (the spec names no torchtitan release; docs/accuracy.md,
+    stream to the end of the backward: fsdp2_root_group_extra, for `torchtitanVersion` below 0.2 (docs/accuracy.md,
     "torchtitan's Hopper rows, audited")."""
     layer = _largest_layer_params(a, p) // layout.tensor
     vocab = max(p.embedding, p.lm_head) // layout.tensor
     return (vocab + layer) * compute_bytes
+
+
+def fsdp2_root_group_extra(p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
+    """Bytes torchtitan before 0.2 (`torchtitanVersion` below 0.2; PR 1094, 83e694105, July 28, 2025) held beyond
+    the split groups counted above, full fine-tune without pipeline stages, `data` > 1. Its apply_fsdp
+    (torchtitan/parallelisms/parallelize_llama.py in December 2024, models/llama3/infra/parallelize.py by June 2025)
+    shards each block and then calls `fully_shard(model, reshard_after_forward=not pp_enabled)`, one root group holding
+    tok_embeddings, norm and output. torch does not reshard the root after the forward (FSDP2's _fsdp_state.py
+    `_lazy_init`: the root's post_forward_mesh_info is None), so the embeddings stay gathered in the default stream
+    beside the output to the end of the backward (beyond the output counted), and the copy-in pool
+    (fsdp2_copy_in_pool) holds that whole group's all-gather output beside block 0's, where the split groups put one
+    vocabulary matrix. Untied: two vocabulary matrices more (1.96 GiB in 16 bits on Llama 3.1 8B); tied, one matrix:
+    nothing more. Under pipeline stages each stage's root holds one end's matrix, as counted."""
+    t = layout.tensor
+    root = (p.embedding + p.lm_head) // t
+    output = p.embedding // t
+    vocab = max(p.embedding, p.lm_head) // t
+    return ((root - output) + (root - vocab)) * compute_bytes
 
 
 def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:

@@ -13,7 +13,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp', 'training', 'ampere'): (-25.3, 35.9, 36, 'memory'),
     ('fsdp', 'training', 'any'): (-25.3, 40.8, 86, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-0.2, 8.1, 25, 'memory'),
-    ('fsdp', 'training', 'hopper'): (-12.5, 2.4, 21, 'memory'),
+    ('fsdp', 'training', 'hopper'): (-10.7, 2.4, 21, 'memory'),
     ('megatron', 'training', 'ampere'): (-0.5, -0.3, 2, 'memory'),
     ('megatron', 'training', 'any'): (-10.2, -0.3, 11, 'memory'),
     ('megatron', 'training', 'blackwell'): (-8.3, -8.3, 1, 'memory'),
