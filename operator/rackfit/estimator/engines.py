@@ -26,6 +26,7 @@ from rackfit.estimator.engine_profile import (
     sampler_path,
     sampler_peak_bytes,
     sampler_state_bytes,
+    sampler_warmup_bytes,
     trtllm_graph_bytes,
 )
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
@@ -228,7 +229,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler
     cache = encoder_cache_bytes(inf, a, s)
-    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests), gpu)
+    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
               + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
@@ -280,7 +281,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             pool = (budget - weights - act - state - nt - in_budget
                     - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs))
         if plan.refused is None and not inf.extensible:
-            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
+            warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
+            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, warm,
                                                          context - in_budget, a.is_moe))
         if plan.refused is None:
             plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
