@@ -200,9 +200,9 @@ def vllm_architecture(a: ModelArch) -> str | None:
     n = a.name.lower().replace("_", "-")
     if any(r.replace("_", "-") in n for r in RECURRENT_NAMES):
         return None
-    for arch, marks in (("DeepseekV4ForCausalLM", ("deepseek-v4",)), ("KimiK3ForConditionalGeneration", ("kimi-k3",)),
-                        ("LongcatFlashNgramForCausalLM", ("longcat-flash-ngram",)), ("InklingForCausalLM", ("inkling",))):
-        if any(m in n for m in marks):
+    for arch, mark in (("DeepseekV4ForCausalLM", "deepseek-v4"), ("KimiK3ForConditionalGeneration", "kimi-k3"),
+                       ("LongcatFlashNgramForCausalLM", "longcat-flash-ngram"), ("InklingForCausalLM", "inkling")):
+        if mark in n:
             return arch
     if a.vision_parameters:
         return None
