@@ -121,3 +121,16 @@ def test_a_small_max_num_batched_tokens_caps_the_warm_up_requests():
     s = settings(inf, H100, 1, 1)
     held = profile_held_bytes(inf, a, Layout(), s, 512)
     assert sampler_warmup_bytes(inf, a, Layout(), s, 0, H100) == 256 * VOCAB * 14 + held
+
+
+def test_the_warm_up_must_fit_what_the_lighter_profile_left():
+    """Under the new runner the profile freed only the 0.78 GiB forward, but warmup_kernels samples 1,024 requests
+    with for_sampler_warmup (FlashInfer, 1.71 GiB, and what is held): at 0.985 of an H100 0.29.0 dies there, where
+    0.22.0's old runner re-runs the sampler its profile measured, and 0.30.0 warms up before capture, beside the graph
+    pool the budget set aside but has not taken."""
+    def refused(version):
+        e = estimate(spec(engineVersion=version, contextLength=8192, gpuMemoryUtilization=0.985), None, gpu=H100)
+        return e.refused
+    assert "warming up the sampler" in refused("0.29.0")
+    assert refused("0.22.0") is None
+    assert refused("0.30.0") is None

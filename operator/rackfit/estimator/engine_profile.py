@@ -191,6 +191,11 @@ RECURRENT_NAMES = ("mamba", "jamba", "zamba", "nemotron-h", "falcon-h1", "granit
 # with for_sampler_warmup's parameters: that sampler, not the profile's, is what the start-up must fit after the cache.
 V2_SAMPLER_WARMUP_PASS = (0, 33)
 WARMUP_PROMPT_TOKENS = 2
+# gpu_worker.py compile_or_warm_up_model runs the new runner's warmup_kernels in place of the old runner's sampler
+# warm-up, after capture_model through 0.29.x and before it from 0.30.0 (read in 0.22.0 and 0.27.0-0.33.0); 0.34.0
+# warms the sampler up after capture again, for every model. Before capture the graph pool, which the KV cache's
+# budget already set aside (engines.GRAPHS_IN_BUDGET), is not taken yet.
+V2_WARMUP_BEFORE_CAPTURE = ((0, 30), V2_RUNNER)
 
 
 def vllm_architecture(a: ModelArch) -> str | None:
@@ -517,3 +522,9 @@ def sampler_warmup_bytes(inf: Inference, a: ModelArch, layout: Layout, s: Engine
     path = sampler_path(inf, requests, a, warmup=True)
     held = profile_held_bytes(inf, a, layout, s, min(s.max_num_batched_tokens, s.max_num_seqs))
     return sampler_peak_bytes(a, layout, requests, path, gpu) + held
+
+
+def warmup_before_capture(inf: Inference, a: ModelArch) -> bool:
+    """The sampler's warm-up runs before CUDA graph capture (V2_WARMUP_BEFORE_CAPTURE, under the new runner)."""
+    first, until = V2_WARMUP_BEFORE_CAPTURE
+    return v2_runner(inf, a) and not inf.vllm_before(first) and inf.vllm_before(until)

@@ -28,6 +28,7 @@ from rackfit.estimator.engine_profile import (
     sampler_state_bytes,
     sampler_warmup_bytes,
     trtllm_graph_bytes,
+    warmup_before_capture,
 )
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer, kv_cache_bytes
 from rackfit.estimator.result import EngineSettings, Layout
@@ -282,7 +283,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                     - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs))
         if plan.refused is None and not inf.extensible:
             warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
-            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, warm,
+            # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
+            early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
+            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
                                                          context - in_budget, a.is_moe))
         if plan.refused is None:
             plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
