@@ -134,3 +134,14 @@ def test_the_warm_up_must_fit_what_the_lighter_profile_left():
     assert "warming up the sampler" in refused("0.29.0")
     assert refused("0.22.0") is None
     assert refused("0.30.0") is None
+
+
+def test_fewer_than_8_requests_sort_until_0_30_0():
+    """topk_topp_sampler.py apply_top_k_top_p: `HAS_TRITON and logits.shape[0] >= 8` through 0.29.x, PyTorch's sort
+    below; `if HAS_TRITON:` from 0.30.0, for the new runner's warm-up pass as for the old runner."""
+    a = resolve(spec().model)
+    native = {v: spec(engineVersion=v, flashinferSampler=False).inference for v in ("0.21.0", "0.29.0", "0.30.0")}
+    assert sampler_path(native["0.29.0"], 4, a, warmup=True) == "sort"
+    assert sampler_path(native["0.29.0"], 1024, a, warmup=True) == "gumbel"
+    assert sampler_path(native["0.30.0"], 4, a, warmup=True) == "gumbel"
+    assert sampler_path(native["0.21.0"], 4, a) == "sort"

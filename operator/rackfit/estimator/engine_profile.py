@@ -116,6 +116,9 @@ NATIVE_SORT_PEAK_BYTES = 2 + 4 + 4 + 8 + NATIVE_SORT_TEMP_BYTES
 TRITON_SAMPLER_BYTES = 14
 TRITON_SAMPLER_FROM = (0, 17)
 TRITON_SAMPLER_MIN_BATCH = 8
+# From 0.30.0 apply_top_k_top_p takes the Triton kernel at any batch where Triton is (`if HAS_TRITON:`; read in 0.29.0,
+# `HAS_TRITON and logits.shape[0] >= 8`, and 0.30.0-0.34.0), for either runner.
+TRITON_SAMPLER_ANY_BATCH = (0, 30)
 FLASHINFER_SAMPLER_DEFAULT = (0, 21)
 # Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
 # GPUs take an H100's, as ASSUMED_TOTAL does.
@@ -320,9 +323,10 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
         return "logits"
     if flashinfer:
         return "flashinfer"
+    few = requests < TRITON_SAMPLER_MIN_BATCH and inf.vllm_before(TRITON_SAMPLER_ANY_BATCH)
     if v2:
-        return "gumbel"
-    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
+        return "sort" if few else "gumbel"
+    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or few else "triton"
 
 
 def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
