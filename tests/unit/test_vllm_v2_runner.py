@@ -145,3 +145,18 @@ def test_fewer_than_8_requests_sort_until_0_30_0():
     assert sampler_path(native["0.29.0"], 1024, a, warmup=True) == "gumbel"
     assert sampler_path(native["0.30.0"], 4, a, warmup=True) == "gumbel"
     assert sampler_path(native["0.21.0"], 4, a) == "sort"
+
+
+def test_the_new_runner_leaves_the_graphs_out_of_the_budget_until_0_29_0():
+    """v1/worker/gpu/model_runner.py profile_cudagraph_memory returns 0 through 0.28.x: the cache is the budget less
+    weights, peak, state and non-torch memory, the graph pool captured afterwards; from 0.29.0 it is estimated (and
+    taken from the cache) again. Between 0.28.0 and 0.29.0 the model moves by exactly the pool."""
+    v028 = estimate(spec(engineVersion="0.28.0", contextLength=8192), None, gpu=H100)
+    v029 = estimate(spec(engineVersion="0.29.0", contextLength=8192), None, gpu=H100)
+    graphs = v028.breakdown.cuda_graph_bytes
+    assert graphs == v029.breakdown.cuda_graph_bytes > 0
+    per_token = 32 * 2 * 8 * 128 * 2
+    assert v028.kv_cache_tokens - v029.kv_cache_tokens == pytest.approx(graphs / per_token, abs=16)
+    # so --enforce-eager plans the same cache there
+    eager = estimate(spec(engineVersion="0.28.0", contextLength=8192, cudaGraphs=False), None, gpu=H100)
+    assert eager.kv_cache_tokens == v028.kv_cache_tokens

@@ -199,6 +199,11 @@ WARMUP_PROMPT_TOKENS = 2
 # warms the sampler up after capture again, for every model. Before capture the graph pool, which the KV cache's
 # budget already set aside (engines.GRAPHS_IN_BUDGET), is not taken yet.
 V2_WARMUP_BEFORE_CAPTURE = ((0, 30), V2_RUNNER)
+# The new runner's profile_cudagraph_memory returns 0 through 0.28.x ("It is TBD whether we keep this API or not", read
+# in 0.22.0-0.28.0; no "Estimated CUDA graph memory" line in its logs) and estimates the graphs from 0.29.0
+# (_profile_cudagraph_memory, as the old runner does from engines.GRAPHS_IN_BUDGET): before it the graph pool is left
+# out of the KV cache's budget and captured afterwards in the 1 - util share, as before 0.20.0.
+V2_GRAPH_ESTIMATE = (0, 29)
 
 
 def vllm_architecture(a: ModelArch) -> str | None:
@@ -532,3 +537,8 @@ def warmup_before_capture(inf: Inference, a: ModelArch) -> bool:
     """The sampler's warm-up runs before CUDA graph capture (V2_WARMUP_BEFORE_CAPTURE, under the new runner)."""
     first, until = V2_WARMUP_BEFORE_CAPTURE
     return v2_runner(inf, a) and not inf.vllm_before(first) and inf.vllm_before(until)
+
+
+def graphs_unbudgeted(inf: Inference, a: ModelArch) -> bool:
+    """The new runner before V2_GRAPH_ESTIMATE: no CUDA graph estimate in the KV cache's budget."""
+    return v2_runner(inf, a) and inf.vllm_before(V2_GRAPH_ESTIMATE)

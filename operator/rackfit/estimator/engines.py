@@ -20,6 +20,7 @@ from rackfit.estimator.engine_profile import (
     encoder_cache_bytes,
     encoder_peak_bytes,
     forward_peak_bytes,
+    graphs_unbudgeted,
     non_torch_bytes,
     pipeline_buffer_bytes,
     profile_held_bytes,
@@ -131,9 +132,11 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
 
 
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
-                    graphs: int, sampler: int, context: int, moe: bool = False) -> str | None:
+                    graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False
+                    ) -> str | None:
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
-    graph pool (before GRAPHS_IN_BUDGET) and V1's sampler warm-up in what the allocated cache leaves. From
+    graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: engine_profile.graphs_unbudgeted) and V1's sampler warm-up
+    in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
     comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
     communicators."""
@@ -145,7 +148,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     outside = outside_budget_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
-        inf.cuda_graphs and inf.vllm_before(GRAPHS_IN_BUDGET), v1)
+        inf.cuda_graphs and (inf.vllm_before(GRAPHS_IN_BUDGET) or unbudgeted), v1)
 
 
 @dataclass(frozen=True)
@@ -280,13 +283,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             pool = min(budget - held, total - baseline - held - margin) - act
         else:
             pool = (budget - weights - act - state - nt - in_budget
-                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs))
+                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
         if plan.refused is None and not inf.extensible:
             warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
             # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
             early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
             plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                                         context - in_budget, a.is_moe))
+                                                         context - in_budget, a.is_moe, graphs_unbudgeted(inf, a)))
         if plan.refused is None:
             plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
     elif inf.engine == "sglang":
