@@ -65,7 +65,7 @@ def test_the_new_runner_keeps_sampler_state_and_drops_the_random_rows():
     structured_outputs.py's grammar bitmask for max_num_seqs requests, from 0.34.0; its _dummy_sampler_run makes no
     torch.rand_like copy of the sampled rows."""
     a = resolve(inference_spec().model)
-    inf_now, inf_old = inference(), inference(engineVersion="0.33.0")
+    inf_now, inf_old = inference(), inference(engineVersion="0.22.0")  # 0.22.0: Llama on the old runner
     s = settings(inf_now, H100, 1, 1)
     assert sampler_state_bytes(inf_old, a, s) == 0
     assert sampler_state_bytes(inf_now, a, s) == 1024 * (128256 + 2 * 4008) * 4  # 0.49 GiB
@@ -113,10 +113,11 @@ def test_older_releases_do_not_move_on_b200(version):
 
 def test_the_new_runner_samples_natively_through_triton_and_gumbel_at_6_bytes_a_logit():
     """0.34.0 without FlashInfer: apply_top_k_top_p_triton at any batch and gumbel.py's Triton draws, so the bf16 logits
-    and their fp32 copy (6 bytes a logit) and the kernel's buffer rows; 0.33.0's runner held 14 and sorted below 8."""
+    and their fp32 copy (6 bytes a logit) and the kernel's buffer rows; the old runner (0.21.0) held 14 and sorted
+    below 8."""
     from rackfit.estimator.engine_profile import sampler_path, sampler_peak_bytes
     a = resolve(inference_spec().model)
-    now, old = inference(flashinferSampler=False), inference(engineVersion="0.33.0", flashinferSampler=False)
+    now, old = inference(flashinferSampler=False), inference(engineVersion="0.21.0", flashinferSampler=False)
     assert sampler_path(now, 1024) == sampler_path(now, 4) == "gumbel"
     assert sampler_path(old, 1024) == "triton" and sampler_path(old, 4) == "sort"
     buffer = 132 * a.vocab_size * 4

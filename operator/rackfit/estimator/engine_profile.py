@@ -116,6 +116,9 @@ NATIVE_SORT_PEAK_BYTES = 2 + 4 + 4 + 8 + NATIVE_SORT_TEMP_BYTES
 TRITON_SAMPLER_BYTES = 14
 TRITON_SAMPLER_FROM = (0, 17)
 TRITON_SAMPLER_MIN_BATCH = 8
+# From 0.30.0 apply_top_k_top_p takes the Triton kernel at any batch where Triton is (`if HAS_TRITON:`; read in 0.29.0,
+# `HAS_TRITON and logits.shape[0] >= 8`, and 0.30.0-0.34.0), for either runner.
+TRITON_SAMPLER_ANY_BATCH = (0, 30)
 FLASHINFER_SAMPLER_DEFAULT = (0, 21)
 # Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
 # GPUs take an H100's, as ASSUMED_TOTAL does.
@@ -136,8 +139,8 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
 # 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
-# _make_model_runner no longer imports gpu_model_runner.py; 0.28.0-0.33.x chose it by model and
-# VLLM_USE_V2_MODEL_RUNNER, which rackfit does not follow, so the gate is the release where it is the only runner).
+# _make_model_runner no longer imports gpu_model_runner.py; 0.22.0-0.33.x chose it by model and
+# VLLM_USE_V2_MODEL_RUNNER: v2_runner below).
 # What changes for the memory:
 # - its _dummy_sampler_run computes the logits and samples them twice (a default pass on the bf16 logits, then one with
 #   SamplingParams.for_sampler_warmup: the fp32 copy of apply_sampling_params, penalties, bias, min-p and temperature
@@ -155,6 +158,102 @@ MOE_WORKSPACE_HELD = (0, 14)
 #   (V2_NATIVE_SAMPLER_BYTES), plus the Triton kernel's buffer rows (path "gumbel").
 V2_RUNNER = (0, 34)
 V2_NATIVE_SAMPLER_BYTES = 2 + 4
+# Before 0.34.0 the new runner is the default only for some models (vllm/config/vllm.py VllmConfig.use_v2_model_runner,
+# read in the 0.21.0-0.33.0 wheels; VLLM_USE_V2_MODEL_RUNNER, unset, overrides it): _is_default_v2_model_runner_model
+# from 0.22.0 takes the architectures of DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES (V2_ARCHITECTURES: release first listed,
+# release dropped), dense and unquantized only through 0.23.x (`not is_moe and not is_quantized`, V2_LISTED_ANY), every
+# listed one in 0.24.x; from 0.25.0 (V2_DENSE_DEFAULT) every model that is not MoE, plus the listed MoE ones, never a
+# hybrid or attention-free one (0.27.0, V2_LISTED_HYBRID: unless listed); from 0.29.0 (V2_EVERY_MODEL) the check is
+# gone and every model takes it. _get_v2_model_runner_unsupported_features sends a spec back to the old runner for
+# what rackfit's spec does not say (ngram or draft-model speculation, custom logits processors, prompt embeds, dual
+# batch overlap, stock torch.compile, sequence parallelism, pipeline parallel under external_launcher, 0.22.0-0.24.x:
+# hybrid/mamba models); rackfit plans the default.
+V2_BY_ARCHITECTURE = (0, 22)
+V2_LISTED_ANY = (0, 24)
+V2_DENSE_DEFAULT = (0, 25)
+V2_LISTED_HYBRID = (0, 27)
+V2_EVERY_MODEL = (0, 29)
+V2_ARCHITECTURES = (
+    ("Qwen3ForCausalLM", (0, 22), (0, 25)), ("LlamaForCausalLM", (0, 23), (0, 25)),
+    ("MistralForCausalLM", (0, 23), (0, 25)), ("DeepseekV2ForCausalLM", (0, 24), V2_EVERY_MODEL),
+    ("Qwen2MoeForCausalLM", (0, 24), V2_EVERY_MODEL), ("GraniteMoeForCausalLM", (0, 24), V2_EVERY_MODEL),
+    ("InklingForCausalLM", (0, 26), V2_EVERY_MODEL), ("LongcatFlashNgramForCausalLM", (0, 26), V2_EVERY_MODEL),
+    ("KimiK3ForConditionalGeneration", (0, 27), V2_EVERY_MODEL), ("DeepseekV4ForCausalLM", (0, 28), V2_EVERY_MODEL))
+# Names of checkpoints whose layers are recurrent (Mamba, gated delta-net) or attention-free: vLLM's is_hybrid /
+# is_attention_free / has_inner_state.
+RECURRENT_NAMES = ("mamba", "jamba", "zamba", "nemotron-h", "falcon-h1", "granite-4.0-h", "qwen3-next", "qwen3.5",
+                   "qwen3.6", "qwen3_5", "qwen3_next", "rwkv", "minimax-m1", "lfm2")
+# What the new runner's profile samples (v1/worker/gpu/model_runner.py _dummy_sampler_run): through 0.32.x once, over
+# InputBatch.make_dummy's requests, which no add_request has given sampling parameters (sample/states.py: temperature
+# 0, top_k the vocabulary, top_p 1.0), so _requires_logits_processing is false, no fp32 copy is made and gumbel_sample
+# reads the bf16 logits (its per-block argmax and max, vocab / 1024 a row, are left out): the logits alone, 2 bytes a
+# logit (path "logits"; "the sampler may skip top_k, top_p, and logprobs"). From 0.33.0 (V2_SAMPLER_WARMUP_PASS) a
+# second pass with SamplingParams.for_sampler_warmup, as 0.34.0 (above). In every release the runner's warmup_kernels
+# (v1/worker/gpu/warmup.py, from compile_or_warm_up_model once the cache is allocated; enable_jit_warmup defaults to
+# True) runs min(max_num_seqs, max_num_batched_tokens // WARMUP_PROMPT_TOKENS) requests of decode_query_len + 1 tokens
+# with for_sampler_warmup's parameters: that sampler, not the profile's, is what the start-up must fit after the cache.
+V2_SAMPLER_WARMUP_PASS = (0, 33)
+WARMUP_PROMPT_TOKENS = 2
+# gpu_worker.py compile_or_warm_up_model runs the new runner's warmup_kernels in place of the old runner's sampler
+# warm-up, after capture_model through 0.29.x and before it from 0.30.0 (read in 0.22.0 and 0.27.0-0.33.0); 0.34.0
+# warms the sampler up after capture again, for every model. Before capture the graph pool, which the KV cache's
+# budget already set aside (engines.GRAPHS_IN_BUDGET), is not taken yet.
+V2_WARMUP_BEFORE_CAPTURE = ((0, 30), V2_RUNNER)
+# The new runner's profile_cudagraph_memory returns 0 through 0.28.x ("It is TBD whether we keep this API or not", read
+# in 0.22.0-0.28.0; no "Estimated CUDA graph memory" line in its logs) and estimates the graphs from 0.29.0
+# (_profile_cudagraph_memory, as the old runner does from engines.GRAPHS_IN_BUDGET): before it the graph pool is left
+# out of the KV cache's budget and captured afterwards in the 1 - util share, as before 0.20.0.
+V2_GRAPH_ESTIMATE = (0, 29)
+
+
+def vllm_architecture(a: ModelArch) -> str | None:
+    """The vLLM architecture class a checkpoint's config.json names, as far as V2_ARCHITECTURES needs it, from the
+    model's name (preset, _name_or_path or model_type, as gpt_oss does); None for any other or a bare architecture.
+    Multimodal checkpoints load as ...ForConditionalGeneration, none of which the lists name before 0.27.0."""
+    n = a.name.lower().replace("_", "-")
+    if any(r.replace("_", "-") in n for r in RECURRENT_NAMES):
+        return None
+    for arch, mark in (("DeepseekV4ForCausalLM", "deepseek-v4"), ("KimiK3ForConditionalGeneration", "kimi-k3"),
+                       ("LongcatFlashNgramForCausalLM", "longcat-flash-ngram"), ("InklingForCausalLM", "inkling")):
+        if mark in n:
+            return arch
+    if a.vision_parameters:
+        return None
+    if "deepseek-v2" in n or "deepseek-coder-v2" in n:
+        return "DeepseekV2ForCausalLM"
+    if a.is_moe:
+        if "qwen1.5-moe" in n or "qwen2-moe" in n or "qwen2-57b" in n:
+            return "Qwen2MoeForCausalLM"
+        return "GraniteMoeForCausalLM" if "granite" in n else None
+    if "qwen3" in n:
+        return "Qwen3ForCausalLM"
+    if "llama" in n and "llama-4" not in n and "llama4" not in n:
+        return "LlamaForCausalLM"
+    if "mistral" in n:
+        return "MistralForCausalLM"
+    return None
+
+
+def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
+    """Whether vLLM runs this model through its new GPU model runner (V2_BY_ARCHITECTURE ... V2_EVERY_MODEL, V2_RUNNER):
+    by release, then by the model (`a`; without one, only from V2_EVERY_MODEL)."""
+    if inf.engine != "vllm" or inf.vllm_before(V2_BY_ARCHITECTURE):
+        return False
+    if not inf.vllm_before(V2_EVERY_MODEL):
+        return True
+    if a is None:
+        return False
+    arch = vllm_architecture(a)
+    listed = any(arch == name and not inf.vllm_before(first) and inf.vllm_before(until)
+                 for name, first, until in V2_ARCHITECTURES)
+    n = a.name.lower().replace("_", "-")
+    recurrent = any(r.replace("_", "-") in n for r in RECURRENT_NAMES)
+    if inf.vllm_before(V2_DENSE_DEFAULT):
+        return listed and not recurrent and (not inf.vllm_before(V2_LISTED_ANY)
+                                             or (not a.is_moe and a.quantization is None))
+    if recurrent and (not listed or inf.vllm_before(V2_LISTED_HYBRID)):
+        return False
+    return listed or not a.is_moe
 
 
 def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
@@ -198,6 +297,9 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     if path == "sort":
         # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
         return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
+    if path == "logits":  # the new runner's dummy pass before V2_SAMPLER_WARMUP_PASS: the gathered bf16 logits alone
+        shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
+        return requests * (a.vocab_size + shard) * ACT_BYTES
     if path in ("triton", "gumbel"):
         sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
         rows = min(1 << max(0, requests - 1).bit_length(), sms)
@@ -207,23 +309,29 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     return requests * (a.vocab_size * FLASHINFER_SAMPLER_BYTES + shard * 2)
 
 
-def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH) -> str:
+def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: ModelArch | None = None,
+                 warmup: bool = False) -> str:
     """How vLLM samples top-k/top-p: through FlashInfer as the spec says (`flashinferSampler`), else by the
     release's default (FLASHINFER_SAMPLER_DEFAULT); natively by sort before TRITON_SAMPLER_FROM or below
     TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it, and from V2_RUNNER by the
-    Triton kernel and Gumbel draws at any batch ("gumbel"). V0 sorts too (V0_SORT_SAMPLER).
-    Other engines take FlashInfer's count."""
+    Triton kernel and Gumbel draws at any batch ("gumbel"), as the new runner does wherever it runs `a` (v2_runner);
+    its profile before V2_SAMPLER_WARMUP_PASS samples the bare logits ("logits"), its warm-up (`warmup`) with
+    for_sampler_warmup's parameters. V0 sorts too (V0_SORT_SAMPLER). Other engines take FlashInfer's count."""
     if inf.engine != "vllm":
         return "flashinfer"
     flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
                   else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
     if inf.vllm_before(V1_DEFAULT):
         return "flashinfer" if flashinfer else "sort"
+    v2 = v2_runner(inf, a) or not inf.vllm_before(V2_RUNNER)
+    if v2 and not warmup and inf.vllm_before(V2_SAMPLER_WARMUP_PASS):
+        return "logits"
     if flashinfer:
         return "flashinfer"
-    if not inf.vllm_before(V2_RUNNER):
-        return "gumbel"
-    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or requests < TRITON_SAMPLER_MIN_BATCH else "triton"
+    few = requests < TRITON_SAMPLER_MIN_BATCH and inf.vllm_before(TRITON_SAMPLER_ANY_BATCH)
+    if v2:
+        return "sort" if few else "gumbel"
+    return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or few else "triton"
 
 
 def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
@@ -252,7 +360,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     if inf.vllm_before(V1_DEFAULT):
         return s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
     tokens = s.max_num_batched_tokens
-    random_rows = not inf.vllm_before(SAMPLER_RANDOM_ROWS) and inf.vllm_before(V2_RUNNER)
+    random_rows = not inf.vllm_before(SAMPLER_RANDOM_ROWS) and not v2_runner(inf, a) and inf.vllm_before(V2_RUNNER)
     held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
     if not inf.vllm_before(MOE_WORKSPACE_HELD):
@@ -261,10 +369,11 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
 
 
 def sampler_state_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
-    """The new runner's per-request sampler state (V2_RUNNER), held on every rank of the last pipeline stage from load
-    to exit: output_bin_counts (max_num_seqs x vocab int32), prompt_bin_mask and the grammar bitmask (max_num_seqs x
-    ceil(vocab / 32) int32 each). Older runners and other engines: none counted."""
-    if inf.engine != "vllm" or inf.vllm_before(V2_RUNNER):
+    """The new runner's per-request sampler state (V2_RUNNER, and wherever v2_runner picks it before), held on every
+    rank of the last pipeline stage from load to exit: output_bin_counts (max_num_seqs x vocab int32), prompt_bin_mask
+    and the grammar bitmask (max_num_seqs x ceil(vocab / 32) int32 each; sample/penalties.py and structured_outputs.py
+    from 0.22.0, built after the baseline snapshot). Older runners and other engines: none counted."""
+    if inf.engine != "vllm" or (inf.vllm_before(V2_RUNNER) and not v2_runner(inf, a)):
         return 0
     return s.max_num_seqs * (a.vocab_size + 2 * -(-a.vocab_size // 32)) * 4
 
@@ -415,3 +524,28 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     patches = items * a.vision_patches_per_item
     outputs = items * a.vision_tokens_per_item * encoder_output_width(a) * ACT_BYTES
     return int(patches * (2 * w + widest) * ACT_BYTES) + outputs
+
+
+def sampler_warmup_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, profiled: int,
+                         gpu: GPU | None = None) -> int:
+    """What the sampler's warm-up allocates once the KV cache is: the profile's sampler run again (`profiled`), except
+    under the new runner before V2_SAMPLER_WARMUP_PASS, whose profile sampled bare logits but whose warmup_kernels
+    samples min(max_num_seqs, max_num_batched_tokens // WARMUP_PROMPT_TOKENS) requests with for_sampler_warmup's
+    parameters, beside what the profile held."""
+    if not v2_runner(inf, a) or not inf.vllm_before(V2_SAMPLER_WARMUP_PASS):
+        return profiled
+    requests = max(1, min(s.max_num_seqs, s.max_num_batched_tokens // WARMUP_PROMPT_TOKENS))
+    path = sampler_path(inf, requests, a, warmup=True)
+    held = profile_held_bytes(inf, a, layout, s, min(s.max_num_batched_tokens, s.max_num_seqs))
+    return sampler_peak_bytes(a, layout, requests, path, gpu) + held
+
+
+def warmup_before_capture(inf: Inference, a: ModelArch) -> bool:
+    """The sampler's warm-up runs before CUDA graph capture (V2_WARMUP_BEFORE_CAPTURE, under the new runner)."""
+    first, until = V2_WARMUP_BEFORE_CAPTURE
+    return v2_runner(inf, a) and not inf.vllm_before(first) and inf.vllm_before(until)
+
+
+def graphs_unbudgeted(inf: Inference, a: ModelArch) -> bool:
+    """The new runner before V2_GRAPH_ESTIMATE: no CUDA graph estimate in the KV cache's budget."""
+    return v2_runner(inf, a) and inf.vllm_before(V2_GRAPH_ESTIMATE)

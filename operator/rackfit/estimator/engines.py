@@ -20,13 +20,16 @@ from rackfit.estimator.engine_profile import (
     encoder_cache_bytes,
     encoder_peak_bytes,
     forward_peak_bytes,
+    graphs_unbudgeted,
     non_torch_bytes,
     pipeline_buffer_bytes,
     profile_held_bytes,
     sampler_path,
     sampler_peak_bytes,
     sampler_state_bytes,
+    sampler_warmup_bytes,
     trtllm_graph_bytes,
+    warmup_before_capture,
 )
 from rackfit.estimator.kvcache import (
     GROUP_SIZE_SPREAD,
@@ -136,9 +139,11 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
 
 
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
-                    graphs: int, sampler: int, context: int, moe: bool = False) -> str | None:
+                    graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False
+                    ) -> str | None:
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
-    graph pool (before GRAPHS_IN_BUDGET) and V1's sampler warm-up in what the allocated cache leaves. From
+    graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: engine_profile.graphs_unbudgeted) and V1's sampler warm-up
+    in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
     comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
     communicators."""
@@ -150,7 +155,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     outside = outside_budget_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
-        inf.cuda_graphs and inf.vllm_before(GRAPHS_IN_BUDGET), v1)
+        inf.cuda_graphs and (inf.vllm_before(GRAPHS_IN_BUDGET) or unbudgeted), v1)
 
 
 @dataclass(frozen=True)
@@ -235,7 +240,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler
     cache = encoder_cache_bytes(inf, a, s)
-    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests), gpu)
+    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
     act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
               + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
@@ -295,10 +300,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             pool = min(budget - held, total - baseline - held - margin) - act
         else:
             pool = (budget - weights - act - state - nt - in_budget
-                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) else graphs))
+                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
         if plan.refused is None and not inf.extensible:
-            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act, graphs, sampler,
-                                                         context - in_budget, a.is_moe))
+            warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
+            # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
+            early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
+            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
+                                                         context - in_budget, a.is_moe, graphs_unbudgeted(inf, a)))
         if plan.refused is None:
             plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
     elif inf.engine == "sglang":

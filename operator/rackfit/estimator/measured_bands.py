@@ -33,8 +33,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-5.3, 0.9, 16, 'memory'),
     ('transformers', 'training', 'any'): (-9.9, 3.9, 33, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (0.5, 19.2, 3, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 7, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.5, 73.0, 64, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (-2.8, 19.2, 5, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 8, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 67, 'kv cache'),
     ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 54, 'kv cache'),
 }

@@ -92,14 +92,15 @@ def init_refusal(inf: Inference, total: int, util: float, held: int) -> str | No
 def warmup_refusal(inf: Inference, util: float, total: int, budget: int, activations: int, graphs: int,
                    sampler: int, outside: int, graphs_outside: bool, v1: bool) -> str | None:
     """After the cache is allocated the device has total - budget - `outside` + the profile's freed `activations`;
-    the graph pool (when `graphs_outside` the budget) and, on V1, the sampler's warm-up after it must fit there. V0's
+    the graph pool (when `graphs_outside` the budget) and, on V1, the sampler's warm-up (after the capture; before it
+    under the new runner from 0.30.0, engine_profile.V2_WARMUP_BEFORE_CAPTURE) must fit there. V0's
     _warm_up_model (vllm/worker/worker.py, read in 0.6.4) captures the graphs and runs nothing after them."""
     need = (graphs if graphs_outside else 0) + (sampler if v1 else 0)
     free = total - budget - outside + activations
     if need <= free:
         return None
     parts = ([f"the CUDA graphs ({graphs / GiB:.2f} GiB)"] if graphs_outside else []) + (
-        [f"the sampler's warm-up after them ({sampler / GiB:.2f} GiB)"] if v1 else [])
+        [f"the sampler's warm-up ({sampler / GiB:.2f} GiB)"] if v1 else [])
     where = "at CUDA graph capture" if graphs_outside and graphs > free else "warming up the sampler"
     return (f"{_vllm(inf)} would die {where}: {' and '.join(parts)} need "
             f"{need / GiB:.2f} GiB, more than the {max(free, 0) / GiB:.2f} GiB left once the KV cache is allocated "
