@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from rackfit.estimator.activations import (
     ACT_BYTES,
     _dims,
+    kept_input_layers,
 )
 from rackfit.estimator.framework_activations import (
+    LOSS_PARALLEL_BACKWARD_BYTES,
+    Activations,
+    eager_final_norm_bytes,
     loss_parallel,
     runtime_activations,
     sequence_parallel,
@@ -360,7 +364,25 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     start = act.kept + max(loss, act.recompute) - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
-    if backward_transient >= step_transient and start >= 0:
+    reused = fsdp_gathered_reuse(tr, gathered)
+    moment = None
+    if fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1:
+        # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
+        # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
+        # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
+        moment = fsdp2_backward_peak(fsdp2_backward_moments(
+            **fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output, (p.embedding + p.lm_head) // t,
+                                   compute_bytes, reduce_bytes)))
+        backward_transient, reused = moment.total, moment.gathered
+    if moment is not None and backward_transient >= step_transient:
+        phase, live_act, transient = moment.name, moment.activations, backward_transient
+        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
+        cached = 0 if moment.name == "backward end" else held
+    elif moment is not None:
+        phase, live_act, cached = "optimizer step", 0, 0
+        weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
+        transient = step_transient
+    elif backward_transient >= step_transient and start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
         live_act = act.kept + max(loss, act.recompute)
         weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
@@ -376,7 +398,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
-                       expandable_segments=expandable_segments(tr), reused=fsdp_gathered_reuse(tr, gathered),
+                       expandable_segments=expandable_segments(tr), reused=reused,
                        load=load, load_cached=load_cached, cached_gradients=cached)
 
 
@@ -513,6 +535,122 @@ def fsdp2_root_group_extra(p: ParamCounts, layout: Layout, compute_bytes: int) -
     output = p.embedding // t
     vocab = max(p.embedding, p.lm_head) // t
     return ((root - output) + (root - vocab)) * compute_bytes
+
+
+@dataclass(frozen=True)
+class BackwardMoment:
+    """One moment of FSDP2's backward (fsdp2_backward_moments): what it holds beyond the states kept between steps."""
+
+    name: str
+    activations: int   # saved activations, the loss's buffers, a block's recompute
+    gathered: int      # unsharded 16-bit parameters in the default stream and the all-gather copy-in pool
+    buffers: int       # unsharded gradients and reduce-scatter inputs (the sharded gradients are among the states)
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.gathered + self.buffers
+
+
+def fsdp2_backward_moments(kept: int, kept_block: int, loss: int, output_backward: int, output_reduce_act: int,
+                           output_grad_made: int, recompute: int, gathered: int, output_weight: int, layer_weight: int,
+                           layer_grad: int, layer_rs: int, output_grad: int, output_rs: int, end_weight: int,
+                           end_grad: int, end_rs: int, root_group: bool) -> list[BackwardMoment]:
+    """FSDP2's backward (full fine-tune, `data` > 1, no pipeline stages), in autograd's order, as a list of moments
+    with what each holds beyond the states, read in torch's FSDP2 (torch/distributed/fsdp/_fully_shard/ at pytorch
+    010ae4a, 2026; `_composable/fsdp/` in torch 2.5-2.6, the same): `FSDPParamGroup.post_backward`
+    (_fsdp_param_group.py) takes the group's unsharded gradients, reshards its parameters (reshard_after_backward),
+    waits for and drops the previous group's `comm_ctx.reduce_scatter_state`, and calls `foreach_reduce`
+    (_fsdp_collectives.py): the reduce-scatter input is allocated in the default stream in the reduce dtype, beside
+    the 16-bit gradients until the copy-in is done (`unsharded_grads.clear()`), and kept in `ReduceScatterState`
+    until the NEXT group's post_backward (the last one until `_root_post_backward_final_callback`); the output (the
+    sharded gradient) is allocated in the reduce-scatter stream (grads_at_loss_backward: held, cached, throughout).
+    A group's post_backward runs when autograd reaches its inputs (`RegisterPostBackwardFunction`); a root group
+    whose inputs need no gradient (token ids) runs it only in the final callback. Moments, in order (the caller
+    passes each term's bytes):
+    1. loss backward: the kept activations, the loss's buffers, the gathered parameters (the last block prefetched);
+    2. output backward: the loss's fp32 buffers freed, the 16-bit logits' gradient and the final norm's output
+       (`output_backward`) while the output projection makes its 16-bit gradient (`output_grad_made`: 0 where the
+       loss makes it chunk by chunk, inside its own count);
+    3. output reduce-scatter (torchtitan's `[norm, output]` group, PR 1094; not with a root group): after the final
+       norm's backward, the output resharded, its gradient and reduce-scatter input (`output_reduce_act`: what the
+       loss still holds, where it reduces inside the loss);
+    4. the last block's recompute (or backward): its working set beside the kept activations, its 16-bit gradients,
+       and the previous group's reduce-scatter input (the output's) or, with a root group, the output's 16-bit
+       gradient, kept unreduced to the end;
+    5. its reduce-scatter: its parameters resharded, its saved activations freed, its gradients and fp32 input;
+    6. the next block's recompute: one block's activations fewer, the last block's reduce-scatter input held; every
+       later block holds less (fewer kept activations, the same buffers);
+    7. backward end: the activations freed, the last group (tok_embeddings; the root group) resharded, its
+       gradients and reduce-scatter input beside the copy-in pool."""
+    out_held = output_grad if root_group else 0
+    out_freed = 0 if root_group else output_weight
+    prev_rs = 0 if root_group else output_rs
+    block = "layer recompute" if recompute else "layer backward"
+    moments = [
+        BackwardMoment("loss backward", kept + loss, gathered, 0),
+        BackwardMoment("output backward", kept + output_backward, gathered, output_grad_made),
+    ]
+    if not root_group:
+        moments.append(BackwardMoment("output reduce-scatter", kept + output_reduce_act, gathered - output_weight,
+                                      output_grad + output_rs))
+    kept_rest = max(kept - kept_block, 0)
+    moments += [
+        BackwardMoment(block, kept + recompute, gathered - out_freed, prev_rs + out_held + layer_grad),
+        BackwardMoment("layer reduce-scatter", kept_rest, gathered - out_freed - layer_weight,
+                       out_held + layer_grad + layer_rs),
+        BackwardMoment("next " + block, kept_rest + recompute, gathered - out_freed, out_held + layer_rs + layer_grad),
+        BackwardMoment("backward end", 0, gathered - out_freed - layer_weight - end_weight, end_grad + end_rs),
+    ]
+    return moments
+
+
+def fsdp2_backward_peak(moments: list[BackwardMoment]) -> BackwardMoment:
+    """The moment that holds the most (the earliest of equals)."""
+    return max(moments, key=lambda m: m.total)
+
+
+def fsdp2_backward_inputs(a: ModelArch, tr: Training, layout: Layout, act: Activations, gathered: int, layer: int,
+                          output: int, root: int, compute_bytes: int, reduce_bytes: int) -> dict:
+    """fsdp2_backward_moments' terms for runtime_peak's FSDP2 full fine-tune (`layer`, `output`, `root`: a block's,
+    the output projection's and the embeddings' with it on this rank; `gathered`: as runtime_peak counts it, the
+    copy-in pool included). The last group reduced is tok_embeddings' (one matrix, as big as the output untied), or
+    before torchtitan 0.2 the root group, embeddings and output together (`root`).
+    The output projection's backward (torchtitan's `cross_entropy(pred.flatten(0, 1).float(), labels)`,
+    components/loss.py) gets the 16-bit logits' gradient and saves the final norm's output (whole sequence on every
+    tensor rank, as framework_activations counts it; before 0.1 the eager norm's fp32 input and normalised tensor
+    too). With ChunkedCELoss (`lossChunkBackward`) the loss makes the output's gradient itself, accumulated in the
+    reduce dtype, and reduces it at the last chunk's backward while its `during` buffers (framework_activations
+    chunk_backward_loss) are alive, less that chunk's loss buffers (freed by then; its 16-bit logits stay)."""
+    t = layout.tensor
+    tokens = tr.micro_batch_size * tr.sequence_length
+    vocab_split = t if loss_parallel(tr, t) else 1
+    final = tokens * a.hidden_size * ACT_BYTES
+    if tr.torchtitan_eager_final_norm:
+        final += eager_final_norm_bytes(a, tr, t)
+    root_group = tr.torchtitan_root_group
+    end = root if root_group else output
+    if tr.loss_chunk_backward:
+        chunk = tokens * a.vocab_size / vocab_split / (tr.loss_chunks or 1)
+        if tr.loss_compiled:
+            freed = ACT_BYTES
+        elif t > 1:
+            freed = LOSS_PARALLEL_BACKWARD_BYTES
+        else:
+            freed = 4 + 4 + 4
+        output_backward, output_grad_made = act.loss_backward, 0
+        output_reduce_act, output_grad = int(act.loss_forward - chunk * freed), 0
+    else:
+        output_backward = final + int(tokens * a.vocab_size / vocab_split) * ACT_BYTES
+        output_grad_made = output * compute_bytes
+        output_reduce_act, output_grad = 0, output * compute_bytes
+    kept_layers = kept_input_layers(tr, a.num_layers) if tr.activation_checkpointing == "full" else a.num_layers
+    return dict(kept=act.kept, kept_block=act.kept // max(kept_layers, 1),
+                loss=max(act.loss_backward, act.loss_forward), output_backward=output_backward,
+                output_reduce_act=output_reduce_act, output_grad_made=output_grad_made, recompute=act.recompute,
+                gathered=gathered, output_weight=output * compute_bytes, layer_weight=layer * compute_bytes,
+                layer_grad=layer * compute_bytes, layer_rs=layer * reduce_bytes, output_grad=output_grad,
+                output_rs=output * reduce_bytes, end_weight=end * compute_bytes if root_group else 0,
+                end_grad=end * compute_bytes, end_rs=end * reduce_bytes, root_group=root_group)
 
 
 def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
