@@ -63,10 +63,10 @@ def test_engine_allreduce_workspace_is_the_c_plus_plus_runtime_size():
 def test_engine_backend_pool_by_hand():
     est = estimate(spec(tensorrtLlmBackend="trt", contextLength=4096, maxNumBatchedTokens=4096, maxNumSeqs=64),
                    gpu=H100)
-    # weights, then the execution context (the widest layer's live tensors for 4,096 tokens: residual and normed copy
-    # 2 x 4096 plus the fused gate/up output and its activation 3 x 14336, bf16), the logits of 64 sequences and the
-    # decoder's state of 64 slots x 4,096 tokens
-    context_memory = 4096 * (2 * 4096 + 3 * 14336) * 2
+    # weights, then the execution context (the widest layer's live tensors for 4,096 tokens: the residual plus the
+    # fused gate/up output and its SwiGLU output, 4096 + 3 x 14336, bf16, and the lm_head's 16-bit output for 64
+    # sequences: trtllm.engine_context_bytes), the logits of 64 sequences and the decoder's state of 64 slots x 4,096
+    context_memory = 4096 * (4096 + 3 * 14336) * 2 + 64 * 128256 * 2
     logits = 64 * 128256 * 4
     decoder = 64 * 4096 * 16 + 64 * 128256 * 4 * 3
     # issue 22 (test_trtllm_decoder_buffers.py): three cache indirections and three per-slot id/log-prob tensors in

@@ -53,6 +53,7 @@ from rackfit.estimator.trtllm import (
     allreduce_workspace_bytes,
     engine_allreduce_workspace_bytes,
     engine_cache_bytes,
+    engine_context_bytes,
     engine_decoder_total_bytes,
     engine_runtime_buffer_bytes,
     estimation_refusal,
@@ -253,11 +254,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
-        # planned for max_num_tokens (no profile run, no sampler of torch's), the runtime buffers the logits and the
+        # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
+        # (trtllm.engine_context_bytes; no profile run, no sampler of torch's), the runtime buffers the logits and the
         # per-slot ids and cache indirection of max_batch_size sequences (trtllm.engine_runtime_buffer_bytes), the
         # decoder its per-slot state and sampling workspace (trtllm.engine_decoder_total_bytes); the C++ executor
         # captures no CUDA graphs unless asked (cudaGraphMode false)
-        act = (forward_peak_bytes(a, layout, s.max_num_batched_tokens)
+        act = (engine_context_bytes(a, layout, s.max_num_batched_tokens, s.max_num_seqs)
                + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
                + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0

@@ -7,7 +7,10 @@ Pure: no I/O. Every mechanism names the TensorRT-LLM source it was read in.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.activations import _dims
+from rackfit.estimator.engine_profile import ACT_BYTES
 from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
 from rackfit.units import MiB
 
 # The custom all-reduce's IPC workspace at tensor parallel above 1 (tensorrt_llm/_torch/distributed/ops.py
@@ -205,3 +208,58 @@ def engine_cache_bytes(fraction: float, free_before_cache: int, per_token: int) 
     budget = int(fraction * max(free_before_cache, 0))
     block = ENGINE_TOKENS_PER_BLOCK * per_token
     return budget // block * block
+
+
+# The execution context's memory (issue 22): "[MemUsageChange] Allocated X MiB for execution context memory" is
+# ICudaEngine::getDeviceMemorySizeV2 (runtime/tllmRuntime.cpp, TllmRuntime's constructor; the Python runtime's
+# Session prints engine.device_memory_size_v2 the same way), the activation memory TensorRT planned at build time for
+# the optimisation profiles' max shapes: max_num_tokens packed tokens through the layers, and, with
+# gather_generation_logits off, only the last token of each of max_batch_size x beam sequences through the output
+# projection (tensorrt_llm/models/modeling_utils.py, DecoderModelForCausalLM.forward: gather_last_token_logits, then
+# lm_head, then lm_logits.mark_output('logits', logits_dtype)). The lm_head is a 16-bit ColumnLinear (the quantizers
+# exclude it by default) with gather_output=True, so its output [slots, vocabSizePadded] is in the activation dtype
+# (the engine's float32 'logits' output is a cast of it into the runtime buffers' tensor, engine_logits_bytes); at
+# tensor parallel above 1 its local shard [slots, vocabSizePadded / tp] lives beside the all-gathered copy.
+# TensorRT reuses memory between the layers (only one layer's live tensors count), but in every public log that
+# prints the line with its build settings the head's output is not laid over the layers' memory: the context is the
+# widest layer's live set PLUS the head's output (tests/unit/test_trtllm_context_memory.py reproduces 773.51, 921.51
+# and 1298.01 MiB to 0.01 MiB). The layer's live set is, at max_num_tokens: the residual and its normed copy and the
+# MLP's outputs. How many MLP outputs are live depends on the build: modeling_utils.fuse_gate_mlp (trtllm-build's
+# --use_fused_mlp, default enable) fuses gate and up into one GEMM only for unquantized and FP8 linears and skips
+# int8/int4 ones (`if layer_quant_algo != QuantAlgo.FP8 and layer_quant_algo is not None: continue`). Unfused
+# (GatedMLP: fc and gate, then act(gate) x fc, same shapes) TensorRT computes the elementwise in place, and the peak is
+# at the second GEMM: residual, normed input, gate and up outputs, 2 x hidden + 2 x intermediate (the three int4/int8
+# logs, exactly). Fused (FusedGatedMLP: fused_fc [tokens, 2 x intermediate], then swiglu to [tokens, intermediate],
+# which cannot be written over its twice-as-wide input) the SwiGLU step holds the residual, the fused output and the
+# activation: hidden + 3 x intermediate; so did 0.5.0's unfused 16-bit engine (S161's out-of-memory needs more than
+# the in-place count). The attention step (q/k/v, the attention output, residual and normed copy) is counted as
+# engine_profile.forward_peak_bytes does. The plugins' workspaces (the GEMM plugin's 32 MiB cuBLAS workspace,
+# gemmPlugin.cpp getWorkspaceSize -> CUBLAS_WORKSPACE_SIZE; the attention plugin's getWorkspaceSizeForContext) do not
+# show in the three logs and are not counted.
+
+
+def engine_context_bytes(a: ModelArch, layout: Layout, max_num_tokens: int, max_batch_size: int, beam: int = 1,
+                         in_place_mlp: bool = False) -> int:
+    """TensorRT's activation memory for a trtllm-build engine (the execution context, above): the widest layer's
+    live tensors at max_num_tokens plus the output projection's 16-bit output for max_batch_size x beam sequences.
+    in_place_mlp: the int8/int4 builds' unfused gated MLP (2 x hidden + 2 x intermediate live); otherwise the fused
+    gate-up and its SwiGLU output (hidden + 3 x intermediate), the larger."""
+    t, h = layout.tensor, a.hidden_size
+    q, kv = _dims(a)
+    widths = [2 * h + q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
+    gated = 2 if a.gated_mlp else 1  # the MLP's up-projection outputs (gate and up, or fc alone)
+    if a.num_layers > a.moe_layers:
+        inter = a.intermediate_size / t
+        widths.append(2 * h + gated * inter)  # at the (last) up-projection GEMM
+        if not in_place_mlp:
+            widths.append(h + (gated + 1) * inter)  # the activation's output beside its input
+    if a.is_moe:  # no public log of a TRT-engine MoE: engine_profile.forward_peak_bytes's count
+        mult = 3 if a.gated_mlp else 2
+        width = a.moe_intermediate_size / (1 if layout.expert > 1 else t)
+        widths.append(2 * h + a.num_experts_per_token * (mult * width + h)
+                      + a.num_shared_experts * mult * a.moe_intermediate_size / t)
+    layer = int(max_num_tokens * max(widths) * ACT_BYTES)
+    padded = -(-a.vocab_size // t) * t
+    rows = max_batch_size * beam
+    head = rows * padded * ACT_BYTES + (rows * (padded // t) * ACT_BYTES if t > 1 else 0)
+    return layer + head
