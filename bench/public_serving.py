@@ -59,7 +59,7 @@ def rows(path: Path):
         tensor = spec.parallelism.tensor if spec.parallelism else 1
         rule_kv = est.engine.gpu_memory_utilization * cuda_total_bytes(gpu) - RULE[spec.precision] * p / tensor
         pool = serve(spec.inference, resolve(spec.model), est.layout, est.breakdown.weights_bytes,
-                     est.breakdown.overhead_bytes, gpu).kv_pool
+                     est.breakdown.overhead_bytes, gpu, spec.precision).kv_pool
         yield row, est, pool, rule_kv
 
 

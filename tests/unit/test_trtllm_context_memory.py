@@ -102,3 +102,19 @@ def test_serve_counts_the_context_for_trt_engines():
                 + trtllm.engine_runtime_buffer_bytes(151_936, 1, 2048, 32_768)
                 + trtllm.engine_decoder_total_bytes(151_936, 1, 2048, 32_768))
     assert s.activations == expected
+
+
+def test_an_int8_or_int4_engine_is_counted_in_place():
+    """The spec's precision reaches the engine model: an int8/int4 TRT build's unfused MLP (in place), any other the
+    fused SwiGLU step, intermediate - hidden 16-bit values a token more, at the engine's max_num_tokens."""
+    from rackfit.estimator.engines import settings
+
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=4096)))
+    a = resolve(spec.model)
+    served = {p: serve(spec.inference, a, ONE, 16 << 30, 0, None, p).activations for p in ("bf16", "int8", "int4")}
+    s = settings(spec.inference, None, 1, 1, a)
+    fused = trtllm.engine_context_bytes(a, ONE, s.max_num_batched_tokens, s.max_num_seqs)
+    in_place = trtllm.engine_context_bytes(a, ONE, s.max_num_batched_tokens, s.max_num_seqs, in_place_mlp=True)
+    assert fused - in_place == s.max_num_batched_tokens * (a.intermediate_size - a.hidden_size) * 2  # 16-bit
+    assert served["int8"] == served["int4"] == served["bf16"] - (fused - in_place)

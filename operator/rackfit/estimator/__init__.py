@@ -117,7 +117,7 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
             notes: list[str]) -> Estimate:
     """A serving engine: the cache `concurrency` requests need, beside what the engine would allocate."""
     inf = spec.inference
-    s = serve(inf, arch, layout, weights, CUDA_CONTEXT_BYTES, gpu)
+    s = serve(inf, arch, layout, weights, CUDA_CONTEXT_BYTES, gpu, spec.precision)
     breakdown = Breakdown(weights_bytes=weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
                           cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch,
                           overhead_bytes=CUDA_CONTEXT_BYTES)

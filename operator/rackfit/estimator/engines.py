@@ -232,9 +232,10 @@ def profile_requests(inf: Inference, s: EngineSettings) -> int:
     return min(s.max_num_batched_tokens, s.max_num_seqs)
 
 
-def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None
-          ) -> Served:
-    """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts)."""
+def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None,
+          precision: str = "bf16") -> Served:
+    """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts). `precision`, the
+    spec's weights: a TRT engine's int8/int4 build keeps its gated MLP unfused (trtllm.engine_context_bytes)."""
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
@@ -259,7 +260,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # per-slot ids and cache indirection of max_batch_size sequences (trtllm.engine_runtime_buffer_bytes), the
         # decoder its per-slot state and sampling workspace (trtllm.engine_decoder_total_bytes); the C++ executor
         # captures no CUDA graphs unless asked (cudaGraphMode false)
-        act = (engine_context_bytes(a, layout, s.max_num_batched_tokens, s.max_num_seqs)
+        act = (engine_context_bytes(a, layout, s.max_num_batched_tokens, s.max_num_seqs,
+                                    in_place_mlp=precision in ("int8", "int4"))
                + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
                + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
