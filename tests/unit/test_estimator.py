@@ -379,7 +379,8 @@ def test_moe_training():
     layout = Layout(tensor=8, data=4)
     z0, z1 = train("mixtral-8x7b", layout=layout), train("mixtral-8x7b", layout=layout, zeroStage=1)
     assert z1.breakdown.optimizer_states_bytes == pytest.approx(z0.breakdown.optimizer_states_bytes / 4, rel=1e-6)
-    assert z1.breakdown.gradients_bytes == z0.breakdown.gradients_bytes > 0  # ZeRO-1 shards the states only
+    # ZeRO-1 shards the states only; DDP (z0) holds param.grad beside its buckets at its peak (test_ddp_buckets.py)
+    assert z1.breakdown.gradients_bytes == z0.breakdown.gradients_bytes // 2 > 0
 
 
 # --- rough mode ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
+    ddp_param_grads,
     kbit_fp32_residual,
     largest_parameter,
     model_states,
@@ -205,26 +206,33 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
     grads_during_backward = states.gradients if layout.data > 1 else 0
+    param_grads = ddp_param_grads(tr, layout, states.gradients)
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
     largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
     temp = step_temporary_bytes(tr, stepping, trained_bytes, largest)
-    step_peak = states.gradients + temp
+    step_peak = states.gradients + param_grads + temp
+    # DDP: every param.grad made beside the buckets, layer 0's recompute still live (docs/accuracy.md, issue 22)
+    backward_end = states.gradients + param_grads + act.recompute if param_grads else 0
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"
     optimizer = states.optimizer
-    if backward_peak >= step_peak:
+    if backward_peak >= step_peak and backward_peak >= backward_end:
         live_act, live_grads = act.layers + max(loss, act.recompute), grads_during_backward
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
+    elif backward_end > step_peak:
+        live_act, live_grads, phase = act.recompute, states.gradients + param_grads, "backward end"
     else:
-        live_act, live_grads, phase = 0, states.gradients, "optimizer step"
+        live_act, live_grads, phase = 0, states.gradients + param_grads, "optimizer step"
         optimizer += temp
-    # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step.
+    # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step, and so
+    # does DDP its param.grad (freed by the Trainer's zero_grad, set_to_none).
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
     transient = live_act + (live_grads if layout.data == 1 else 0)
+    transient += param_grads if phase in ("backward end", "optimizer step") else 0
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
-    if recompute and tr.method == "full" and phase != "optimizer step" and states.optimizer:
+    if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
     slack = int(share * transient)
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,

@@ -80,6 +80,28 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        trainable=trainable)
 
 
+
+def ddp_param_grads(tr: Training, layout: Layout, bucket_bytes: int) -> int:
+    """The `param.grad` tensors that DDP holds beside its gradient buckets under the transformers path (HF Trainer
+    over accelerate, `data` > 1, no ZeRO): `bucket_bytes` (the trainable parameters' gradients, ModelStates.gradients)
+    again, or 0 where there is no DDP.
+
+    torch's Reducer (torch/csrc/distributed/c10d/reducer.cpp, `Reducer::initialize_buckets`) allocates one flat
+    bucket tensor per bucket (`bucket_cap_mb` 25, the first `_DEFAULT_FIRST_BUCKET_BYTES` 1 MiB; together every
+    parameter with requires_grad, in its dtype: under peft only the adapters) when the model is wrapped, and keeps
+    them for the run. Autograd's AccumulateGrad still makes `param.grad`; `mark_variable_ready_dense` copies it into
+    its bucket view (`at::mul_out(bucket_view, grad, 1/world)`) and only with `gradient_as_bucket_view=True` points
+    `grad` at the bucket (`grad = bucket_view`); otherwise `finalize_bucket_dense` copies the reduced bucket back
+    into the separate `param.grad` (`copy_bucket_to_grad`). accelerate's DistributedDataParallelKwargs leaves
+    gradient_as_bucket_view False (accelerate/utils/dataclasses.py), and transformers' Trainer passes only
+    find_unused_parameters, bucket_cap_mb, broadcast_buffers and static_graph (trainer.py
+    `_build_accelerator_args`; `_wrap_model` in releases before accelerate), so from the end of the backward to
+    the Trainer's `model.zero_grad()` (set_to_none) the gradients are held twice; the buckets stay after it.
+    PyTorch PR 41954 (the option's origin) measured the difference: roberta-base's peak 8250 -> 7183 MB."""
+    if layout.data <= 1 or tr.zero_stage or tr.framework != "transformers":
+        return 0
+    return bucket_bytes
+
 def kbit_fp32_residual(tr: Training, precision: str) -> bool:
     """QLoRA, or LoRA on an 8-bit (LLM.int8) base, under transformers (HF Trainer with peft and bitsandbytes,
     unsharded: not ZeRO-3) runs with an fp32 residual stream. peft's prepare_model_for_kbit_training
