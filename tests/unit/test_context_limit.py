@@ -6,7 +6,8 @@ import pytest
 
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate, refusal
-from rackfit.models import max_context_from_hf_config, presets, resolve
+from rackfit.models import presets, resolve
+from rackfit.models.hf_config import max_context_from_hf_config
 from rackfit.spec import ModelSource, parse_spec
 
 

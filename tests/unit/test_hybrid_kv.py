@@ -6,7 +6,8 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout
 from rackfit.estimator.engines import serve
 from rackfit.estimator.kvcache import vllm_kv_groups, vllm_paged_layers, vllm_request_bytes
-from rackfit.models import ModelArch, architecture_from_hf_config, resolve
+from rackfit.models import ModelArch, resolve
+from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import parse_spec
 
 H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
@@ -109,7 +110,7 @@ GEMMA3_4B_CONFIG = {"model_type": "gemma3", "text_config": {
 
 def test_gemma3_rope_caches_and_max_len():
     from rackfit.estimator.weights import rope_cache_bytes
-    from rackfit.models import max_context_from_hf_config, rope_cache_positions_from_hf_config
+    from rackfit.models.hf_config import max_context_from_hf_config, rope_cache_positions_from_hf_config
 
     # vLLM's _get_and_verify_max_len skips rope_scaling for gemma3: 131,072, not 8 x
     assert max_context_from_hf_config({**GEMMA3_4B_CONFIG["text_config"], **GEMMA3_4B_CONFIG}) == 131072

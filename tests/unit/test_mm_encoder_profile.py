@@ -9,7 +9,8 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
-from rackfit.models import architecture_from_hf_config, resolve
+from rackfit.models import resolve
+from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import parse_spec
 
 H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")

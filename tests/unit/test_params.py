@@ -7,7 +7,8 @@ import pytest
 
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator.params import count_params
-from rackfit.models import architecture_from_hf_config, presets, resolve
+from rackfit.models import presets, resolve
+from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import Architecture, ModelSource
 
 

@@ -14,7 +14,8 @@ from rackfit.estimator.framework_activations import (
     torchtitan_sac_bytes,
 )
 from rackfit.estimator.params import count_params
-from rackfit.models import architecture_from_hf_config, resolve
+from rackfit.models import resolve
+from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import Architecture, ModelSource, Training
 
 QWEN3 = resolve(ModelSource(preset="qwen3-14b"))

@@ -187,7 +187,7 @@ def rope_cache_bytes(arch: ModelArch | None, runtime: str | None) -> int:
     if arch is None or runtime != "vllm":
         return 0
     rotary = arch.qk_rope_head_dim if arch.is_mla else arch.head_dim
-    # Gemma 3's two caches, its global layers' linear-scaled (models.rope_cache_positions_from_hf_config)
+    # Gemma 3's two caches, its global layers' linear-scaled (models/hf_config.py, rope_cache_positions_from_hf_config)
     return (arch.rope_cache_positions or arch.max_position_embeddings) * rotary * ROPE_CACHE_BYTES
 
 
