@@ -19,7 +19,7 @@ ACT_BYTES = 2  # bf16/fp16 activations
 EAGER_SCORE_BYTES = 8  # eager attention: masked 16-bit scores, fp32 softmax output, its 16-bit copy (a score)
 
 
-def _dims(a: ModelArch) -> tuple[int, int]:
+def attention_dims(a: ModelArch) -> tuple[int, int]:
     """Width of the query and of the key+value projections' outputs."""
     if a.is_mla:
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
@@ -38,7 +38,7 @@ def inference_activation_bytes(a: ModelArch, layout: Layout, chunk_tokens: int, 
     """Peak transient memory of one prefill chunk: the widest layer's live tensors, plus the logits
     of the chunk's last positions (bf16, then fp32 for sampling)."""
     t, h = layout.tensor, a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     # the residual stream, its normed copy and the block output stay live around each block
     attention = 3 * h + 3 * (q + kv) / t
     widths = [attention]
@@ -157,7 +157,7 @@ class TrainingActivations:
 def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel."""
     h = a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     attention = ACT_BYTES * (2 * q + kv)  # SDPA keeps q, k, v and its output
     if tr.flash_attention is False:
         # eager attention (transformers 4.28 LlamaAttention.forward, the eager path of later releases): matmul scores,
@@ -183,7 +183,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
 def lora_input_width(a: ModelArch, tr: Training) -> int:
     """Elements per token of the adapted projections' inputs (training.loraTargets): the hidden size for q, k, v, gate
     and up, the attention's width for o, the MLP's (a token's routed experts under MoE) for down."""
-    q, _ = _dims(a)
+    q, _ = attention_dims(a)
     inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
     width = {"o": q, "down": inter}
     return sum(width.get(role, a.hidden_size) for role in tr.targets if role != "gate" or a.gated_mlp)

@@ -8,7 +8,7 @@ Pure: no I/O. Every mechanism names the engine source it comes from.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.activations import _dims
+from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
@@ -273,7 +273,7 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
     (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3)."""
     t, h = layout.tensor, a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
     mult = 3 if a.gated_mlp else 2
     if a.num_layers > a.moe_layers:

@@ -19,7 +19,7 @@ from rackfit.estimator.activations import (
     QK_NORM_EAGER_BYTES,
     QK_NORM_FUSED_BYTES,
     SHIFT_COPY_BYTES,
-    _dims,
+    attention_dims,
     _layer_bytes_per_token,
     compile_savings,
     kept_input_layers,
@@ -158,7 +158,7 @@ def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:
     add, whose backward reads nothing, so they are not kept (wo's reduce-scatter output is: the MLP norm's input is
     recomputed from it)."""
     h = a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     fc1, inter = _mlp_widths(a)
     # (width per token, rowwise: a partial sum over the whole sequence under tensor parallel)
     mms = [(q, False), (kv / 2, False), (kv / 2, False), (h, True)]
@@ -201,7 +201,7 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     Recomputing core attention (selective) still keeps its inputs q, k, v (the checkpoint's) and its output
     (the projection's): only the per-head fp32 softmax statistics go."""
     h = a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     fc1, inter = _mlp_widths(a)
     replicated = ACT_BYTES * (2 * h + h + h) + megatron_dropout_masks(tr) * MEGATRON_DROPOUT_MASK_BYTES * h
     if tr.flash_attention is False:

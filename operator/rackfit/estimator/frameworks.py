@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from rackfit.estimator.activations import (
     ACT_BYTES,
-    _dims,
+    attention_dims,
     kept_input_layers,
 )
 from rackfit.estimator.framework_activations import (
@@ -125,7 +125,7 @@ def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t
 def largest_matrix(a: ModelArch) -> int:
     """Elements of the largest linear weight of a decoder layer (an MLP matrix, or the query projection)."""
     inter = a.moe_intermediate_size if a.is_moe else a.intermediate_size
-    q, _ = _dims(a)
+    q, _ = attention_dims(a)
     return a.hidden_size * max(inter, q)
 
 

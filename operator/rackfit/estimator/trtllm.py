@@ -7,7 +7,7 @@ Pure: no I/O. Every mechanism names the TensorRT-LLM source it was read in.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.activations import _dims
+from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_profile import ACT_BYTES
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
@@ -245,7 +245,7 @@ def engine_context_bytes(a: ModelArch, layout: Layout, max_num_tokens: int, max_
     in_place_mlp: the int8/int4 builds' unfused gated MLP (2 x hidden + 2 x intermediate live); otherwise the fused
     gate-up and its SwiGLU output (hidden + 3 x intermediate), the larger."""
     t, h = layout.tensor, a.hidden_size
-    q, kv = _dims(a)
+    q, kv = attention_dims(a)
     widths = [2 * h + q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
     gated = 2 if a.gated_mlp else 1  # the MLP's up-projection outputs (gate and up, or fc alone)
     if a.num_layers > a.moe_layers:
