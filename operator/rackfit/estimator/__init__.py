@@ -263,7 +263,8 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     checkpointing, as on the H200 rows that set it), else SLACK_TRAINING, is stranded. Without expandable
     segments the optimizer step's temporaries (a foreach list per parameter, a flat fp32 partition) are
     larger than those cached per-layer blocks, so they take new segments: the reservation is the
-    backward's plus the step's. With expandable segments (torchtitan) freed pages are remapped for any
+    backward's plus the step's (not FSDP2's per-shard tensors where they fit the blocks the backward freed:
+    _step_segments). With expandable segments (torchtitan) freed pages are remapped for any
     size: the step reuses them, and recomputation strands no more than the backward does. FSDP's gathered parameters
     (`reused`, frameworks.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
     tr = spec.training
