@@ -239,6 +239,22 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
                 optimizer_states_bytes=optimizer, slack=slack), phase
 
 
+def _step_segments(r) -> int:
+    """Bytes of the optimizer step's temporaries that take new segments without expandable segments. The caching
+    allocator (c10/cuda/CUDACachingAllocator.cpp `malloc`) serves a request from the smallest cached block of its stream
+    at least as large (`get_free_block`: the pool ordered by stream and size, `lower_bound`), splits off the remainder
+    (`should_split`: over 1 MiB, max_split_size unlimited by default) and calls cudaMalloc (`alloc_block`, a segment of
+    the request rounded to 2 MiB) only when no such block exists. FSDP2 over `data` > 1 steps one tensor per parameter
+    shard (frameworks.step_segment_inputs): the largest no larger than the logits' block the loss's backward freed, and
+    with the first step's optimizer states no more than the backward freed in all, they are served from its cached
+    blocks and add none. Elsewhere (FSDP1's flat parameters, ZeRO's and Megatron's flat partitions) the step's
+    temporaries are counted in new segments, as before."""
+    if r.step_largest and r.step_largest <= r.freed_block and \
+            r.step_first_states + r.step_transient <= r.backward_transient - r.reused:
+        return 0
+    return r.step_transient
+
+
 def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
              ) -> tuple[dict, str]:
     """fsdp, deepspeed, megatron (estimator/frameworks.py), and the caching allocator's reservation.
@@ -247,7 +263,8 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     checkpointing, as on the H200 rows that set it), else SLACK_TRAINING, is stranded. Without expandable
     segments the optimizer step's temporaries (a foreach list per parameter, a flat fp32 partition) are
     larger than those cached per-layer blocks, so they take new segments: the reservation is the
-    backward's plus the step's. With expandable segments (torchtitan) freed pages are remapped for any
+    backward's plus the step's (not FSDP2's per-shard tensors where they fit the blocks the backward freed:
+    _step_segments). With expandable segments (torchtitan) freed pages are remapped for any
     size: the step reuses them, and recomputation strands no more than the backward does. FSDP's gathered parameters
     (`reused`, frameworks.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
     tr = spec.training
@@ -256,7 +273,7 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
         slack = int(SLACK_TRAINING * (r.transient - (r.reused if r.transient == r.backward_transient else 0)))
     else:
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
-        slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + r.step_transient) - r.transient
+        slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + _step_segments(r)) - r.transient
     if r.load + r.load_cached > r.weights + r.activations + r.gradients + r.optimizer + slack:
         # FSDP1's wrap (frameworks.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
         # does not run, and the blocks it leaves cached are reserved when the step begins

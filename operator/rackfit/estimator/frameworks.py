@@ -72,6 +72,12 @@ class RuntimePeak:
     # of `gradients`, the bytes held as cached blocks of the gradients' own stream, not allocated, at the backward's
     # peak (grads_at_loss_backward): in what nvidia-smi and max_memory_reserved show, not in max_memory_allocated
     cached_gradients: int = 0
+    # FSDP2 over `data` > 1 on one stage only (step_segment_inputs; 0 elsewhere): the largest single tensor the step
+    # allocates (a parameter shard's temporary or state), the optimizer states its first step allocates, and the
+    # largest block the backward frees in the default stream (the micro-batch's 16-bit logits)
+    step_largest: int = 0
+    step_first_states: int = 0
+    freed_block: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -395,11 +401,36 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         phase, live_act, cached = "optimizer step", 0, 0
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
+    step_largest = step_first = freed_block = 0
+    if fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1:
+        step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
+                                                                    compute_bytes)
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
                        phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=reused,
-                       load=load, load_cached=load_cached, cached_gradients=cached)
+                       load=load, load_cached=load_cached, cached_gradients=cached,
+                       step_largest=step_largest, step_first_states=step_first, freed_block=freed_block)
+
+
+def step_segment_inputs(a: ModelArch, tr: Training, t: int, largest: int, state_bytes: int, optimizer: int,
+                        compute_bytes: int) -> tuple[int, int, int]:
+    """(largest step tensor, first-step states, largest freed block) in bytes, for FSDP2 over `data` > 1 on one stage:
+    what `_runtime` compares to tell whether the optimizer step's temporaries fit in the blocks the backward left
+    cached without expandable segments (docs/accuracy.md, "Where FSDP2's step temporaries go without expandable
+    segments"). FSDP2 (torch/distributed/_composable/fsdp, _fully_shard since torch 2.6) registers each parameter as
+    a DTensor of its dim-0 shard (`_fsdp_param.py`, FSDPParam's sharded_param), and torch/distributed/_tensor appends
+    DTensor to `torch.optim.optimizer._foreach_supported_types`, so the foreach optimizer groups the shards by device
+    and dtype and each `_foreach_*` output is one tensor per parameter shard (torch/optim/adamw.py
+    `_multi_tensor_adamw`: `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`; SGD's weight-decay copy
+    likewise; Adafactor loops one parameter at a time, in fp32). AdamW's first step makes `exp_avg` and `exp_avg_sq`
+    one shard at a time before that (`_init_group`, `torch.zeros_like(p)`). The largest of them is the largest
+    parameter's shard (`largest`, elements). The largest block the backward frees in the default stream is at least
+    the micro-batch's 16-bit logits (whole also with a chunked loss: framework_activations._loss), one allocation
+    freed by the loss's backward."""
+    width = 4 if tr.optimizer == "adafactor" else state_bytes
+    logits = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t * compute_bytes
+    return largest * width, optimizer, logits
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

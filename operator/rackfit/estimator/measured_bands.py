@@ -13,7 +13,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp', 'training', 'ampere'): (-25.3, 35.9, 36, 'memory'),
     ('fsdp', 'training', 'any'): (-25.3, 40.8, 88, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-7.3, 7.3, 25, 'memory'),
-    ('fsdp', 'training', 'hopper'): (-11.9, 16.9, 23, 'memory'),
+    ('fsdp', 'training', 'hopper'): (-11.9, 11.5, 23, 'memory'),
     ('megatron', 'training', 'ampere'): (-0.5, -0.3, 2, 'memory'),
     ('megatron', 'training', 'any'): (-10.2, -0.3, 11, 'memory'),
     ('megatron', 'training', 'blackwell'): (-8.3, -8.3, 1, 'memory'),
