@@ -9,7 +9,7 @@ Each published number is compared with the estimate's comparable quantity, as th
   memory_allocated() while its loop variable still holds them (DeepSpeedExamples' train.py);
 - device_used (nvidia-smi): the whole estimate;
 - wrap_reserved: torch.cuda.memory_reserved() read as FSDP1's constructor returns (fsdp_qlora's train.py logs it,
-  reserved_after_model_wrap): the wrap's peak and the blocks it leaves cached (frameworks.fsdp1_wrap_peak).
+  reserved_after_model_wrap): the wrap's peak and the blocks it leaves cached (fsdp.fsdp1_wrap_peak).
 Beside it, the guide's rule (fine-tuning = 4x inference, 2 bytes per parameter: 8 B/param), divided by the
 GPUs the model is sharded over. Out of sample: no constant of the estimator was set from these rows
 (see docs/accuracy.md, "Public training measurements").

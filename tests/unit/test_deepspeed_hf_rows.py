@@ -7,9 +7,10 @@ import importlib.util
 from pathlib import Path
 
 from rackfit.estimator import Layout
-from rackfit.estimator.frameworks import runtime_peak, zero3_step, zero12_step
+from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.training import lora_params
+from rackfit.estimator.zero import zero3_step, zero12_step
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training
 

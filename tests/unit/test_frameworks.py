@@ -14,8 +14,9 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
 from rackfit.estimator.comms import COMM_NVLINK, training_nccl_bytes  # a D2 job's one communicator (the default group)
 from rackfit.estimator.framework_activations import runtime_activations
-from rackfit.estimator.frameworks import ZERO_MAX_LIVE_PARAMETERS, ZERO_PREFETCH_BUCKET, runtime_peak
+from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
+from rackfit.estimator.zero import ZERO_MAX_LIVE_PARAMETERS, ZERO_PREFETCH_BUCKET
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training, parse_spec
 
@@ -198,7 +199,7 @@ def test_fsdp_gathered_parameters_strand_no_slack():
     free_storage; FSDP1's _full_param_padded), so the allocator's slack share applies to the backward's transient
     memory less the gathered parameters; DeepSpeed ZeRO-3's per-parameter gathers get no such reuse."""
     from rackfit.estimator import SLACK_RECOMPUTE
-    from rackfit.estimator.frameworks import fsdp_gathered_reuse
+    from rackfit.estimator.fsdp import fsdp_gathered_reuse
     lora = dict(method="lora", masterWeights="none", activationCheckpointing="full", microBatchSize=2,
                 sequenceLength=2048)
     r = peak("fsdp", Layout(data=8), **lora)

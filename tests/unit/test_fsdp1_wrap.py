@@ -5,7 +5,8 @@ parameter), and the decoder layers' freed copies stay cached; the estimate is th
 from __future__ import annotations
 
 from rackfit.estimator import estimate
-from rackfit.estimator.frameworks import fsdp1_wrap_peak, runtime_peak
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.fsdp import fsdp1_wrap_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.weights import weight_bytes
 from rackfit.models import resolve

@@ -6,7 +6,8 @@ bytes computed by hand."""
 from __future__ import annotations
 
 from rackfit.estimator.framework_activations import runtime_activations
-from rackfit.estimator.frameworks import fsdp2_backward_moments, fsdp2_backward_peak, runtime_peak
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.fsdp import fsdp2_backward_moments, fsdp2_backward_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
 from rackfit.models import resolve

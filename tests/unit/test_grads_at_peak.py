@@ -29,7 +29,7 @@ def test_fsdp_sharded_grads_held_but_cached_at_the_loss_backward():
     assert r.phase == "loss backward"
     assert r.cached_gradients == grads == 4_015_130_624   # 8,030,261,248 parameters x 4 bytes / 8
     # the total still counts them (reserved in the reduce-scatter stream's pool); no unsharded gradient nor
-    # reduce-scatter input exists yet at the loss's backward (frameworks.fsdp2_backward_moments)
+    # reduce-scatter input exists yet at the loss's backward (fsdp.fsdp2_backward_moments)
     assert r.gradients == grads
     assert r.weights + r.gradients + r.optimizer + r.activations == r.states + r.backward_transient
     assert grads_at_loss_backward(tr, Layout(data=8), grads, P.embedding * 4) == (grads, grads)

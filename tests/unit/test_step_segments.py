@@ -1,5 +1,5 @@
 """Where the optimizer step's temporaries go without expandable segments (estimator/__init__.py `_step_segments`,
-frameworks.step_segment_inputs; docs/accuracy.md, "Where FSDP2's step temporaries go without expandable segments").
+fsdp.step_segment_inputs; docs/accuracy.md, "Where FSDP2's step temporaries go without expandable segments").
 The caching allocator serves a request from the smallest cached block of its stream that is large enough and makes a
 new segment only when none is; FSDP2's foreach AdamW makes one temporary per parameter shard. Expected bytes by hand
 from Llama 3.1 8B's shapes (vocabulary 128,256 x hidden 4,096) on FSDP2 over 8, micro-batch 1 x 8192 (T130)."""

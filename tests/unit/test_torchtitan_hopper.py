@@ -7,7 +7,8 @@ or [norm, output]) with a decoder block. Expected bytes computed by hand from Ll
 from __future__ import annotations
 
 from rackfit.estimator import estimate
-from rackfit.estimator.frameworks import fsdp2_copy_in_pool, runtime_peak
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.fsdp import fsdp2_copy_in_pool
 from rackfit.estimator.params import count_params
 from rackfit.estimator.weights import weight_bytes
 from rackfit.models import resolve

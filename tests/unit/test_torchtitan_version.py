@@ -1,5 +1,5 @@
 """torchtitan's release-dependent memory (`training.torchtitanVersion`, issue 22): before 0.2 (PR 1094, July 2025) one
-FSDP2 root group held embeddings, final norm and output (frameworks.fsdp2_root_group_extra); before 0.1 (PR 985,
+FSDP2 root group held embeddings, final norm and output (fsdp.fsdp2_root_group_extra); before 0.1 (PR 985,
 March 2025) the final RMSNorm was torchtitan's eager one (framework_activations.eager_final_norm_bytes). Expected
 bytes computed by hand from the source's layout."""
 
@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from rackfit.estimator.framework_activations import runtime_activations
-from rackfit.estimator.frameworks import fsdp2_root_group_extra, runtime_peak
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.fsdp import fsdp2_root_group_extra
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
 from rackfit.models import resolve

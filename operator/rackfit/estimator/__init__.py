@@ -245,7 +245,7 @@ def _step_segments(r) -> int:
     at least as large (`get_free_block`: the pool ordered by stream and size, `lower_bound`), splits off the remainder
     (`should_split`: over 1 MiB, max_split_size unlimited by default) and calls cudaMalloc (`alloc_block`, a segment of
     the request rounded to 2 MiB) only when no such block exists. FSDP2 over `data` > 1 steps one tensor per parameter
-    shard (frameworks.step_segment_inputs): the largest no larger than the logits' block the loss's backward freed, and
+    shard (fsdp.step_segment_inputs): the largest no larger than the logits' block the loss's backward freed, and
     with the first step's optimizer states no more than the backward freed in all, they are served from its cached
     blocks and add none. Elsewhere (FSDP1's flat parameters, ZeRO's and Megatron's flat partitions) the step's
     temporaries are counted in new segments, as before."""
@@ -266,7 +266,7 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     backward's plus the step's (not FSDP2's per-shard tensors where they fit the blocks the backward freed:
     _step_segments). With expandable segments (torchtitan) freed pages are remapped for any
     size: the step reuses them, and recomputation strands no more than the backward does. FSDP's gathered parameters
-    (`reused`, frameworks.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
+    (`reused`, fsdp.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
     tr = spec.training
     r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
     if r.expandable_segments:
@@ -275,7 +275,7 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
         slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + _step_segments(r)) - r.transient
     if r.load + r.load_cached > r.weights + r.activations + r.gradients + r.optimizer + slack:
-        # FSDP1's wrap (frameworks.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
+        # FSDP1's wrap (fsdp.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
         # does not run, and the blocks it leaves cached are reserved when the step begins
         return dict(weights_bytes=r.load, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
                     slack=r.load_cached), "load"

@@ -25,30 +25,38 @@ from dataclasses import dataclass
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
-    kept_input_layers,
 )
 from rackfit.estimator.framework_activations import (
-    LOSS_PARALLEL_BACKWARD_BYTES,
-    Activations,
-    eager_final_norm_bytes,
     loss_parallel,
     runtime_activations,
     sequence_parallel,
-    torchtitan,
     torchtune_eager_chunked_loss,
+)
+from rackfit.estimator.fsdp import (
+    expandable_segments,
+    fsdp1_wrap_peak,
+    fsdp2_backward_inputs,
+    fsdp2_backward_moments,
+    fsdp2_backward_peak,
+    fsdp2_copy_in_pool,
+    fsdp2_root_group_extra,
+    fsdp_gathered_reuse,
+    largest_layer_params,
+    step_segment_inputs,
 )
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
+from rackfit.estimator.zero import (
+    ZERO_MAX_LIVE_PARAMETERS,
+    ZERO_PREFETCH_BUCKET,
+    ZERO_REDUCE_BUCKET,
+    ZERO_SUB_GROUP,
+    zero3_step,
+    zero12_step,
+)
 from rackfit.models import ModelArch
 from rackfit.spec import Training
-
-# --- DeepSpeed ZeRO defaults (deepspeed/runtime/zero/config.py, DeepSpeedZeroConfig) --------------------
-ZERO_MAX_LIVE_PARAMETERS = 1_000_000_000   # stage3_max_live_parameters: gathered elements kept at once
-ZERO_PREFETCH_BUCKET = 50_000_000          # stage3_prefetch_bucket_size: elements fetched ahead
-ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elements per reduce(-scatter)
-ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2): all-gathers in place (zero12_step)
-ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
 
 
 @dataclass(frozen=True)
@@ -81,9 +89,6 @@ class RuntimePeak:
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
-
-def _largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
-    return max(p.total - 2 * p.embedding, 0) // max(a.num_layers, 1)
 
 
 def stage_params(a: ModelArch, p: ParamCounts, tr: Training, pipeline: int) -> int:
@@ -156,7 +161,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
     state_bytes = 4 if mixed or precision == "fp32" else 2
     n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr) // (t * pp)
-    layer = _largest_layer_params(a, p) // t
+    layer = largest_layer_params(a, p) // t
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
@@ -413,26 +418,6 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block)
 
 
-def step_segment_inputs(a: ModelArch, tr: Training, t: int, largest: int, state_bytes: int, optimizer: int,
-                        compute_bytes: int) -> tuple[int, int, int]:
-    """(largest step tensor, first-step states, largest freed block) in bytes, for FSDP2 over `data` > 1 on one stage:
-    what `_runtime` compares to tell whether the optimizer step's temporaries fit in the blocks the backward left
-    cached without expandable segments (docs/accuracy.md, "Where FSDP2's step temporaries go without expandable
-    segments"). FSDP2 (torch/distributed/_composable/fsdp, _fully_shard since torch 2.6) registers each parameter as
-    a DTensor of its dim-0 shard (`_fsdp_param.py`, FSDPParam's sharded_param), and torch/distributed/_tensor appends
-    DTensor to `torch.optim.optimizer._foreach_supported_types`, so the foreach optimizer groups the shards by device
-    and dtype and each `_foreach_*` output is one tensor per parameter shard (torch/optim/adamw.py
-    `_multi_tensor_adamw`: `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`; SGD's weight-decay copy
-    likewise; Adafactor loops one parameter at a time, in fp32). AdamW's first step makes `exp_avg` and `exp_avg_sq`
-    one shard at a time before that (`_init_group`, `torch.zeros_like(p)`). The largest of them is the largest
-    parameter's shard (`largest`, elements). The largest block the backward frees in the default stream is at least
-    the micro-batch's 16-bit logits (whole also with a chunked loss: framework_activations._loss), one allocation
-    freed by the loss's backward."""
-    width = 4 if tr.optimizer == "adafactor" else state_bytes
-    logits = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t * compute_bytes
-    return largest * width, optimizer, logits
-
-
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
     """(held, cached): of the `grads` bytes of trained gradients the runtime keeps between its backward and its step,
     those that hold GPU memory while the loss's backward (or the first layer's recompute) runs, and of those the ones
@@ -471,241 +456,6 @@ def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad
     if tr.framework == "deepspeed" and tr.zero_stage in (1, 2):
         return grads, grads
     return grads, 0
-
-
-def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
-    """(gradient side, optimizer side) of what ZeRO-1/2's step (deepspeed/runtime/zero/stage_1_and_2.py,
-    DeepSpeedZeroOptimizer.step, read at DeepSpeed edaa722, August 2026; the same since 0.9) holds beyond the states
-    kept between steps, for a rank's partition of `part` elements (its 16-bit gradients are among the states), `temp`
-    the optimizer's own temporary (training.step_temporary_bytes).
-    Without offload, per parameter group: `free_grad_in_param_list(self.params_not_in_partition[i])` frees the
-    gradients outside the partition; `flat_grad_partition = self.flatten(self.averaged_gradients[i])` makes a 16-bit
-    copy of the partition's gradients (torch.cat) and `.to(self.single_partition_of_fp32_groups[i].dtype)` its fp32
-    upcast, with the 16-bit gradients still alive (moment A: 16-bit partition, its flat copy and the fp32 copy); then
-    `del flat_grad_partition`, `free_grad_in_param_list(self.params_in_partition[i])` and `self.averaged_gradients[i] =
-    None` free every 16-bit gradient before `self._optimizer_step(i)` (moment B: the fp32 gradient partition and the
-    optimizer's temporary, no 16-bit gradient). After the step, `all_gather_dp_groups` (runtime/utils.py) all-gathers
-    the updated partitions in place into the flat 16-bit buffer (`all_gather_into_tensor` into `bit16_groups_flat`,
-    or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
-    gradients outside the partition, freed first, are still counted live at the step (the upper bound): what the step
-    allocates is the same as under stage 2, and without expandable segments it takes new segments."""
-    flat = part * compute_bytes
-    upcast = 0 if compute_bytes == 4 else part * 4   # an fp32 module's `.to(fp32)` returns the flat copy itself
-    a = flat + upcast
-    b = max(flat, part * 4) - flat
-    return (a, 0) if a >= b + temp else (b, temp)
-
-
-def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
-    """(gradient side, optimizer side) of what ZeRO-3's step holds beyond the states for one sub-group of `sub`
-    elements (deepspeed/runtime/zero/stage3.py, DeepSpeed edaa722): `step` runs `_prepare_sub_group`, `_optimizer_step`
-    and the release one sub-group (at most sub_group_size elements) at a time. `_prepare_fp32_grad_for_sub_group`
-    makes `self.flatten(self.averaged_gradients[sub_group_id]).to(fp32)`: a flat 16-bit copy of the sub-group's
-    gradients (torch.cat) and its fp32 upcast, the copy freed when the statement ends; the 16-bit gradients are views
-    of the partitioned-gradient buffer kept between steps (among the states). `_optimizer_step` then points the
-    optimizer's param group at the sub-group's fp32 partition alone (`self.optimizer.param_groups[param_group_id]
-    ['params'] = [fp32_param]`) and steps it, so a client torch AdamW's temporary (`temp`) is one sub-group's, beside
-    the fp32 gradients. The larger moment is returned."""
-    flat = sub * compute_bytes
-    if compute_bytes == 4:  # an fp32 module: `.to(fp32)` returns the flat copy itself
-        return (flat, temp)
-    return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
-
-
-def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int, int]:
-    """FSDP1's wrap of a model that is not yet on the GPU (on CPU, or on meta and materialised by `param_init_fn`,
-    as accelerate's and Answer.AI's fsdp_qlora loaders hand it over), unit by unit, children first
-    (torch/distributed/fsdp/_init_utils.py, `_init_param_handle_from_module`): the unit's parameters are moved to
-    (or materialised on) the GPU (`_move_module_to_device` / `_materialize_with_param_init_fn`), broadcast from rank
-    0 with sync_module_states, then flattened into one padded flat parameter (FlatParamHandle.flatten_tensors:
-    `torch.cat`, a second unsharded copy) while `managed_params` still holds the originals, and `handle.shard()`
-    clones this rank's chunk before it frees the flat storage (`orig_storage._resize_(0)`). So at the root, wrapped
-    last, the GPU holds every shard (`resident`) and the root's unsharded parameters twice; the decoder layers'
-    blocks of the same two kinds, freed, stay cached (the next layer reused them) until the step.
-    Returns (allocated at that peak, cached beside it). `resident`: the sharded states as the step keeps them (no
-    gradients or optimizer states yet: torch.optim builds AdamW's lazily)."""
-    return resident + 2 * max(root_unit, layer_unit), 2 * min(root_unit, layer_unit)
-
-
-def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
-    """Bytes FSDP2 keeps reserved for its all-gather copy-in stream (full fine-tune, `data` > 1), beside the gathered
-    parameters the default stream holds. `foreach_all_gather` allocates each group's all-gather output inside
-    `with device_handle.stream(all_gather_copy_in_stream)` (torch/distributed/_composable/fsdp/_fsdp_collectives.py in
-    torch 2.4-2.6, fsdp/_fully_shard/_fsdp_collectives.py since; the input is a slice of that output, no second
-    buffer), and `foreach_all_gather_copy_out` copies it into each parameter's unsharded storage, allocated in the
-    default stream. In the forward `wait_for_unshard` defers freeing a group's output until the next group's
-    all-gather has been issued (_fsdp_param_group.py, "[Note: Overlapping all-gather copy-in and all-gather]",
-    `comm_ctx.all_gather_state`), so two consecutive groups' outputs are allocated at once; in the backward each is
-    freed after its copy-out. The caching allocator gives a freed block back only to the stream it was allocated on
-    (c10/cuda/CUDACachingAllocator.cpp get_free_block; expandable segments are per stream too), so that pool stays
-    reserved at the loss's backward, unusable by the default stream. Its largest pair is a vocabulary matrix's group
-    with a decoder block: torchtitan shards tok_embeddings and [norm, output] as their own groups since PR 1094 (July
-    2025; parallelize.py / distributed/fsdp.py apply_fsdp), so tok_embeddings' output is allocated beside block 0's
-    and [norm, output]'s beside the last block's. Before that (December 2024 to July 2025) the root group held the
-    embeddings, norm and output together, twice this vocabulary part in the pool and kept unsharded in the default
-    stream to the end of the backward: fsdp2_root_group_extra, for `torchtitanVersion` below 0.2 (docs/accuracy.md,
-    "torchtitan's Hopper rows, audited")."""
-    layer = _largest_layer_params(a, p) // layout.tensor
-    vocab = max(p.embedding, p.lm_head) // layout.tensor
-    return (vocab + layer) * compute_bytes
-
-
-def fsdp2_root_group_extra(p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
-    """Bytes torchtitan before 0.2 (`torchtitanVersion` below 0.2; PR 1094, 83e694105, July 28, 2025) held beyond
-    the split groups counted above, full fine-tune without pipeline stages, `data` > 1. Its apply_fsdp
-    (torchtitan/parallelisms/parallelize_llama.py in December 2024, models/llama3/infra/parallelize.py by June 2025)
-    shards each block and then calls `fully_shard(model, reshard_after_forward=not pp_enabled)`, one root group holding
-    tok_embeddings, norm and output. torch does not reshard the root after the forward (FSDP2's _fsdp_state.py
-    `_lazy_init`: the root's post_forward_mesh_info is None), so the embeddings stay gathered in the default stream
-    beside the output to the end of the backward (beyond the output counted), and the copy-in pool
-    (fsdp2_copy_in_pool) holds that whole group's all-gather output beside block 0's, where the split groups put one
-    vocabulary matrix. Untied: two vocabulary matrices more (1.96 GiB in 16 bits on Llama 3.1 8B); tied, one matrix:
-    nothing more. Under pipeline stages each stage's root holds one end's matrix, as counted."""
-    t = layout.tensor
-    root = (p.embedding + p.lm_head) // t
-    output = p.embedding // t
-    vocab = max(p.embedding, p.lm_head) // t
-    return ((root - output) + (root - vocab)) * compute_bytes
-
-
-@dataclass(frozen=True)
-class BackwardMoment:
-    """One moment of FSDP2's backward (fsdp2_backward_moments): what it holds beyond the states kept between steps."""
-
-    name: str
-    activations: int   # saved activations, the loss's buffers, a block's recompute
-    gathered: int      # unsharded 16-bit parameters in the default stream and the all-gather copy-in pool
-    buffers: int       # unsharded gradients and reduce-scatter inputs (the sharded gradients are among the states)
-
-    @property
-    def total(self) -> int:
-        return self.activations + self.gathered + self.buffers
-
-
-def fsdp2_backward_moments(kept: int, kept_block: int, loss: int, output_backward: int, output_reduce_act: int,
-                           output_grad_made: int, recompute: int, gathered: int, output_weight: int, layer_weight: int,
-                           layer_grad: int, layer_rs: int, output_grad: int, output_rs: int, end_weight: int,
-                           end_grad: int, end_rs: int, root_group: bool) -> list[BackwardMoment]:
-    """FSDP2's backward (full fine-tune, `data` > 1, no pipeline stages), in autograd's order, as a list of moments
-    with what each holds beyond the states, read in torch's FSDP2 (torch/distributed/fsdp/_fully_shard/ at pytorch
-    010ae4a, 2026; `_composable/fsdp/` in torch 2.5-2.6, the same): `FSDPParamGroup.post_backward`
-    (_fsdp_param_group.py) takes the group's unsharded gradients, reshards its parameters (reshard_after_backward),
-    waits for and drops the previous group's `comm_ctx.reduce_scatter_state`, and calls `foreach_reduce`
-    (_fsdp_collectives.py): the reduce-scatter input is allocated in the default stream in the reduce dtype, beside
-    the 16-bit gradients until the copy-in is done (`unsharded_grads.clear()`), and kept in `ReduceScatterState`
-    until the NEXT group's post_backward (the last one until `_root_post_backward_final_callback`); the output (the
-    sharded gradient) is allocated in the reduce-scatter stream (grads_at_loss_backward: held, cached, throughout).
-    A group's post_backward runs when autograd reaches its inputs (`RegisterPostBackwardFunction`); a root group
-    whose inputs need no gradient (token ids) runs it only in the final callback. Moments, in order (the caller
-    passes each term's bytes):
-    1. loss backward: the kept activations, the loss's buffers, the gathered parameters (the last block prefetched);
-    2. output backward: the loss's fp32 buffers freed, the 16-bit logits' gradient and the final norm's output
-       (`output_backward`) while the output projection makes its 16-bit gradient (`output_grad_made`: 0 where the
-       loss makes it chunk by chunk, inside its own count);
-    3. output reduce-scatter (torchtitan's `[norm, output]` group, PR 1094; not with a root group): after the final
-       norm's backward, the output resharded, its gradient and reduce-scatter input (`output_reduce_act`: what the
-       loss still holds, where it reduces inside the loss);
-    4. the last block's recompute (or backward): its working set beside the kept activations, its 16-bit gradients,
-       and the previous group's reduce-scatter input (the output's) or, with a root group, the output's 16-bit
-       gradient, kept unreduced to the end;
-    5. its reduce-scatter: its parameters resharded, its saved activations freed, its gradients and fp32 input;
-    6. the next block's recompute: one block's activations fewer, the last block's reduce-scatter input held; every
-       later block holds less (fewer kept activations, the same buffers);
-    7. backward end: the activations freed, the last group (tok_embeddings; the root group) resharded, its
-       gradients and reduce-scatter input beside the copy-in pool."""
-    out_held = output_grad if root_group else 0
-    out_freed = 0 if root_group else output_weight
-    prev_rs = 0 if root_group else output_rs
-    block = "layer recompute" if recompute else "layer backward"
-    moments = [
-        BackwardMoment("loss backward", kept + loss, gathered, 0),
-        BackwardMoment("output backward", kept + output_backward, gathered, output_grad_made),
-    ]
-    if not root_group:
-        moments.append(BackwardMoment("output reduce-scatter", kept + output_reduce_act, gathered - output_weight,
-                                      output_grad + output_rs))
-    kept_rest = max(kept - kept_block, 0)
-    moments += [
-        BackwardMoment(block, kept + recompute, gathered - out_freed, prev_rs + out_held + layer_grad),
-        BackwardMoment("layer reduce-scatter", kept_rest, gathered - out_freed - layer_weight,
-                       out_held + layer_grad + layer_rs),
-        BackwardMoment("next " + block, kept_rest + recompute, gathered - out_freed, out_held + layer_rs + layer_grad),
-        BackwardMoment("backward end", 0, gathered - out_freed - layer_weight - end_weight, end_grad + end_rs),
-    ]
-    return moments
-
-
-def fsdp2_backward_peak(moments: list[BackwardMoment]) -> BackwardMoment:
-    """The moment that holds the most (the earliest of equals)."""
-    return max(moments, key=lambda m: m.total)
-
-
-def fsdp2_backward_inputs(a: ModelArch, tr: Training, layout: Layout, act: Activations, gathered: int, layer: int,
-                          output: int, root: int, compute_bytes: int, reduce_bytes: int) -> dict:
-    """fsdp2_backward_moments' terms for runtime_peak's FSDP2 full fine-tune (`layer`, `output`, `root`: a block's,
-    the output projection's and the embeddings' with it on this rank; `gathered`: as runtime_peak counts it, the
-    copy-in pool included). The last group reduced is tok_embeddings' (one matrix, as big as the output untied), or
-    before torchtitan 0.2 the root group, embeddings and output together (`root`).
-    The output projection's backward (torchtitan's `cross_entropy(pred.flatten(0, 1).float(), labels)`,
-    components/loss.py) gets the 16-bit logits' gradient and saves the final norm's output (whole sequence on every
-    tensor rank, as framework_activations counts it; before 0.1 the eager norm's fp32 input and normalised tensor
-    too). With ChunkedCELoss (`lossChunkBackward`) the loss makes the output's gradient itself, accumulated in the
-    reduce dtype, and reduces it at the last chunk's backward while its `during` buffers (framework_activations
-    chunk_backward_loss) are alive, less that chunk's loss buffers (freed by then; its 16-bit logits stay)."""
-    t = layout.tensor
-    tokens = tr.micro_batch_size * tr.sequence_length
-    vocab_split = t if loss_parallel(tr, t) else 1
-    final = tokens * a.hidden_size * ACT_BYTES
-    if tr.torchtitan_eager_final_norm:
-        final += eager_final_norm_bytes(a, tr, t)
-    root_group = tr.torchtitan_root_group
-    end = root if root_group else output
-    if tr.loss_chunk_backward:
-        chunk = tokens * a.vocab_size / vocab_split / (tr.loss_chunks or 1)
-        if tr.loss_compiled:
-            freed = ACT_BYTES
-        elif t > 1:
-            freed = LOSS_PARALLEL_BACKWARD_BYTES
-        else:
-            freed = 4 + 4 + 4
-        output_backward, output_grad_made = act.loss_backward, 0
-        output_reduce_act, output_grad = int(act.loss_forward - chunk * freed), 0
-    else:
-        output_backward = final + int(tokens * a.vocab_size / vocab_split) * ACT_BYTES
-        output_grad_made = output * compute_bytes
-        output_reduce_act, output_grad = 0, output * compute_bytes
-    kept_layers = kept_input_layers(tr, a.num_layers) if tr.activation_checkpointing == "full" else a.num_layers
-    return dict(kept=act.kept, kept_block=act.kept // max(kept_layers, 1),
-                loss=max(act.loss_backward, act.loss_forward), output_backward=output_backward,
-                output_reduce_act=output_reduce_act, output_grad_made=output_grad_made, recompute=act.recompute,
-                gathered=gathered, output_weight=output * compute_bytes, layer_weight=layer * compute_bytes,
-                layer_grad=layer * compute_bytes, layer_rs=layer * reduce_bytes, output_grad=output_grad,
-                output_rs=output * reduce_bytes, end_weight=end * compute_bytes if root_group else 0,
-                end_grad=end * compute_bytes, end_rs=end * reduce_bytes, root_group=root_group)
-
-
-def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
-    """Bytes of the gathered parameters on which the caching allocator strands no slack: FSDP's, whose unsharded
-    storage is freed and re-requested at the same sizes layer after layer, so each request is served by the block the
-    previous layer freed. FSDP2 allocates each parameter's all-gather output once (torch/distributed/fsdp/
-    _fully_shard/_fsdp_param.py, FSDPParam.init_all_gather_outputs) and frees and re-allocates its storage with
-    `free_storage` / `alloc_storage` (`storage.resize_`) at every reshard and unshard; its decoder layers are
-    alike, so the sizes repeat. FSDP1 does the same with each unit's padded flat parameter
-    (torch/distributed/fsdp/_flat_param.py, FlatParamHandle `_full_param_padded`, `_alloc_storage` /
-    `_free_storage`). The allocator's slack shares (estimator/__init__.py, set on the H200 rows, single GPU, where the
-    step's transient memory is activations of every size) then apply to the rest of the backward's transient memory.
-    DeepSpeed ZeRO-3 gathers parameter by parameter into buffers of varying sizes: no such reuse is assumed."""
-    return gathered if tr.framework == "fsdp" else 0
-
-
-def expandable_segments(tr: Training) -> bool:
-    """The spec's expandableSegments, else: torchtitan's launcher (run_train.sh) exports
-    expandable_segments:True and per-op SAC (fsdp + selective) is torchtitan's; accelerate and
-    torchtune's releases keep PyTorch's default (torchtune's main sets expandable_segments:True when imported since
-    June 2025, torchtune/__init__.py, PR 2841: such runs say expandableSegments: true)."""
-    if tr.expandable_segments is not None:
-        return tr.expandable_segments
-    return torchtitan(tr) and tr.activation_checkpointing == "selective"
 
 
 def runtime_notes(tr: Training, layout: Layout) -> list[str]:

@@ -1,0 +1,51 @@
+"""DeepSpeed ZeRO's defaults and the memory of its optimizer step (deepspeed/runtime/zero, cited where used);
+frameworks.runtime_peak calls these. Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+# --- DeepSpeed ZeRO defaults (deepspeed/runtime/zero/config.py, DeepSpeedZeroConfig) --------------------
+ZERO_MAX_LIVE_PARAMETERS = 1_000_000_000   # stage3_max_live_parameters: gathered elements kept at once
+ZERO_PREFETCH_BUCKET = 50_000_000          # stage3_prefetch_bucket_size: elements fetched ahead
+ZERO_REDUCE_BUCKET = 500_000_000           # reduce_bucket_size: gradient elements per reduce(-scatter)
+ZERO_ALLGATHER_BUCKET = 500_000_000        # allgather_bucket_size (stages 1-2): all-gathers in place (zero12_step)
+ZERO_SUB_GROUP = 1_000_000_000             # sub_group_size: stage-3 step upcasts one sub-group's grads at a time
+
+
+def zero12_step(part: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-1/2's step (deepspeed/runtime/zero/stage_1_and_2.py,
+    DeepSpeedZeroOptimizer.step, read at DeepSpeed edaa722, August 2026; the same since 0.9) holds beyond the states
+    kept between steps, for a rank's partition of `part` elements (its 16-bit gradients are among the states), `temp`
+    the optimizer's own temporary (training.step_temporary_bytes).
+    Without offload, per parameter group: `free_grad_in_param_list(self.params_not_in_partition[i])` frees the
+    gradients outside the partition; `flat_grad_partition = self.flatten(self.averaged_gradients[i])` makes a 16-bit
+    copy of the partition's gradients (torch.cat) and `.to(self.single_partition_of_fp32_groups[i].dtype)` its fp32
+    upcast, with the 16-bit gradients still alive (moment A: 16-bit partition, its flat copy and the fp32 copy); then
+    `del flat_grad_partition`, `free_grad_in_param_list(self.params_in_partition[i])` and `self.averaged_gradients[i] =
+    None` free every 16-bit gradient before `self._optimizer_step(i)` (moment B: the fp32 gradient partition and the
+    optimizer's temporary, no 16-bit gradient). After the step, `all_gather_dp_groups` (runtime/utils.py) all-gathers
+    the updated partitions in place into the flat 16-bit buffer (`all_gather_into_tensor` into `bit16_groups_flat`,
+    or narrowed views of it on torch without it): no allocation. The larger moment is returned. Under stage 1 the
+    gradients outside the partition, freed first, are still counted live at the step (the upper bound): what the step
+    allocates is the same as under stage 2, and without expandable segments it takes new segments."""
+    flat = part * compute_bytes
+    upcast = 0 if compute_bytes == 4 else part * 4   # an fp32 module's `.to(fp32)` returns the flat copy itself
+    a = flat + upcast
+    b = max(flat, part * 4) - flat
+    return (a, 0) if a >= b + temp else (b, temp)
+
+
+def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
+    """(gradient side, optimizer side) of what ZeRO-3's step holds beyond the states for one sub-group of `sub`
+    elements (deepspeed/runtime/zero/stage3.py, DeepSpeed edaa722): `step` runs `_prepare_sub_group`, `_optimizer_step`
+    and the release one sub-group (at most sub_group_size elements) at a time. `_prepare_fp32_grad_for_sub_group`
+    makes `self.flatten(self.averaged_gradients[sub_group_id]).to(fp32)`: a flat 16-bit copy of the sub-group's
+    gradients (torch.cat) and its fp32 upcast, the copy freed when the statement ends; the 16-bit gradients are views
+    of the partitioned-gradient buffer kept between steps (among the states). `_optimizer_step` then points the
+    optimizer's param group at the sub-group's fp32 partition alone (`self.optimizer.param_groups[param_group_id]
+    ['params'] = [fp32_param]`) and steps it, so a client torch AdamW's temporary (`temp`) is one sub-group's, beside
+    the fp32 gradients. The larger moment is returned."""
+    flat = sub * compute_bytes
+    if compute_bytes == 4:  # an fp32 module: `.to(fp32)` returns the flat copy itself
+        return (flat, temp)
+    return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
