@@ -12,6 +12,7 @@ from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
+from rackfit.models.vision import qwen3_vl_video_item
 from rackfit.spec import Inference
 from rackfit.units import GiB
 
@@ -470,11 +471,35 @@ def encoder_profiled(inf: Inference, a: ModelArch) -> bool:
             and bool(a.vision_tokens_per_item and a.vision_patches_per_item and a.vision_hidden_size))
 
 
+# Qwen3-VL's dummy video in vLLM 0.11.0-0.12.x (QWEN3_VL_VIDEO_PROFILE; models/vision.py qwen3_vl_video_item):
+# qwen3_vl.py Qwen3VLProcessingInfo.get_max_video_tokens counts the video's soft tokens x 12.5 (the timestamp text),
+# so the video modality's "largest item" (about 151,000-153,600 tokens) beats the image's 16,384 and is the profile's
+# item (gpu_model_runner.py profile_run, MultiModalBudget.get_modality_with_max_tokens); the encoder budget becomes
+# that count (compute_mm_encoder_budget) and the one output, 12,288 rows at a long max_model_len, is widened to it.
+# 0.13.0 dropped the x 12.5: the video (at most ~12,288 tokens) loses to the image again. Recognised by the deepstack
+# output row (visionOutputWidth wider than the text: Qwen3-VL's alone among the types rackfit reads).
+QWEN3_VL_VIDEO_PROFILE = ((0, 11), (0, 13))
+
+
+def mm_video_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int, int, int] | None:
+    """Qwen3-VL's profiled video in QWEN3_VL_VIDEO_PROFILE's releases, where it outranks the image: (the item's
+    counted tokens, the patches the ViT runs over, the encoder's output rows); None elsewhere."""
+    first, until = QWEN3_VL_VIDEO_PROFILE
+    if (not encoder_profiled(inf, a) or inf.vllm_before(first) or not inf.vllm_before(until)
+            or a.vision_output_width <= a.hidden_size):
+        return None
+    item = qwen3_vl_video_item(s.max_model_len, a.vision_patches_per_item, a.vision_tokens_per_item)
+    return item if item and item[0] > a.vision_tokens_per_item else None
+
+
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
     if not encoder_profiled(inf, a):
         return 0
     tokens = a.vision_tokens_per_item
+    video = mm_video_item(inf, a, s)
+    if video:
+        tokens = video[0]
     budget = max(s.max_num_batched_tokens, tokens)
     per_prompt = MM_LIMIT_PER_PROMPT
     if inf.vllm_before(MM_ITEMS_FLOOR):
@@ -493,6 +518,9 @@ def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     if not items:
         return 0
     rows = a.vision_tokens_per_item
+    video = mm_video_item(inf, a, s)
+    if video:
+        rows = video[0]
     first, until = MM_OUTPUTS_EXPANDED
     if not inf.vllm_before(first) and inf.vllm_before(until):
         rows = max(s.max_num_batched_tokens, rows)
@@ -523,6 +551,10 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
     patches = items * a.vision_patches_per_item
     outputs = items * a.vision_tokens_per_item * encoder_output_width(a) * ACT_BYTES
+    video = mm_video_item(inf, a, s)
+    if video:
+        patches = items * video[1]
+        outputs = items * video[2] * encoder_output_width(a) * ACT_BYTES
     return int(patches * (2 * w + widest) * ACT_BYTES) + outputs
 
 

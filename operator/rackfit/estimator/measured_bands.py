@@ -34,8 +34,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'any'): (-9.9, 3.9, 33, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
     ('vllm', 'inference', 'ada'): (-11.3, 19.2, 6, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-20.5, 85.0, 16, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-20.5, 85.0, 80, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-20.5, 73.0, 16, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-20.5, 73.0, 80, 'kv cache'),
     ('vllm', 'inference', 'blackwell'): (1.4, 9.7, 2, 'kv cache'),
     ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 56, 'kv cache'),
 }

@@ -3,6 +3,7 @@ image as vLLM V1's multimodal profile builds it, per model type."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -85,6 +86,14 @@ _FIXED_IMAGE = ("gemma3", "llava")
 # (0.13.0, 0.19.0): 65,536 patches of 16, merged 2 x 2 into 16,384 tokens.
 _QWEN3_VL = ("qwen3_vl", "qwen3_vl_moe")
 QWEN3_VL_MAX_PIXELS = 16777216
+# Qwen3-VL's video processor: video_preprocessor_config.json size.longest_edge 25165824 (all frames' pixels together:
+# transformers' video_processing_qwen3_vl.py smart_resize scales t x h x w under it, sides multiples of patch x merge,
+# at least one such unit), frames padded to temporal_patch_size 2; vLLM qwen3_vl.py _MAX_FRAMES_PER_VIDEO 24576 and
+# the x 12.5 of get_max_video_tokens (0.11.0-0.12.x: "<{timestamp} seconds>" text around each token).
+QWEN3_VL_VIDEO_MAX_PIXELS = 25165824
+QWEN3_VL_MAX_FRAMES = 24576
+QWEN3_VL_TEMPORAL_PATCH = 2
+QWEN3_VL_TIMESTAMP_FACTOR = 12.5
 # Llama 4: Llama4ImageProcessorFast max_patches 16 (preprocessor_config.json); vLLM's mllama4.py
 # Mllama4ProcessingInfo.get_image_size_with_most_features takes a 16:1 image of that many tiles, which the processor
 # cuts into 16 tiles plus the global one (patches_per_image = 1 + r_h x r_w).
@@ -221,3 +230,41 @@ def _tiled_vision_encoder(config: dict[str, Any], v: dict[str, Any], kind: str) 
     if not patches or not tokens:
         return {}
     return {**out, "vision_patches_per_item": patches, "vision_tokens_per_item": tokens}
+
+
+def _qwen3_vl_video_tokens(frames: int, side: int, patch: int, merge: int) -> tuple[int, int]:
+    """vLLM qwen3_vl.py Qwen3VLProcessingInfo._get_vision_info for a video of `frames` frames of the largest image
+    (side x side) through the video processor (transformers' video smart_resize under QWEN3_VL_VIDEO_MAX_PIXELS):
+    (patches, soft tokens)."""
+    unit = patch * merge
+    t = QWEN3_VL_TEMPORAL_PATCH
+    h_bar = round(side / unit) * unit
+    t_bar = round(frames / t) * t
+    if t_bar * h_bar * h_bar > QWEN3_VL_VIDEO_MAX_PIXELS:
+        beta = math.sqrt(frames * side * side / QWEN3_VL_VIDEO_MAX_PIXELS)
+        h_bar = max(unit, math.floor(side / beta / unit) * unit)
+    grid_t = max((frames + frames % t) // t, 1)
+    patches = grid_t * (h_bar // patch) ** 2
+    return patches, patches // (merge * merge)
+
+
+@functools.lru_cache(maxsize=64)
+def qwen3_vl_video_item(max_model_len: int, image_patches: int, image_tokens: int) -> tuple[int, int, int] | None:
+    """Qwen3-VL's dummy video in vLLM 0.11.0-0.12.x (estimator/engine_profile.py mm_video_item): the frames are
+    qwen2_vl.py _get_max_video_frames(max_model_len) from 2 (the first count whose next one's tokens exceed
+    max_model_len), at most _MAX_FRAMES_PER_VIDEO (get_num_frames_with_most_features, one video); get_max_video_tokens
+    is their soft tokens x 12.5, and get_dummy_mm_data builds that many frames at the video processor's size. Returns
+    (counted tokens, patches, soft tokens), from the largest image's patches and tokens (patch side and merge
+    recovered from QWEN3_VL_MAX_PIXELS); None when they do not fit that shape."""
+    if not image_patches or not image_tokens:
+        return None
+    patch = math.isqrt(QWEN3_VL_MAX_PIXELS // image_patches)
+    merge = math.isqrt(image_patches // image_tokens)
+    if patch * patch * image_patches != QWEN3_VL_MAX_PIXELS or merge * merge * image_tokens != image_patches:
+        return None
+    side = math.isqrt(QWEN3_VL_MAX_PIXELS)
+    frames = 2
+    while frames < QWEN3_VL_MAX_FRAMES and _qwen3_vl_video_tokens(frames + 1, side, patch, merge)[1] <= max_model_len:
+        frames += 1
+    patches, tokens = _qwen3_vl_video_tokens(frames, side, patch, merge)
+    return int(tokens * QWEN3_VL_TIMESTAMP_FACTOR), patches, tokens
