@@ -299,7 +299,7 @@ def mxfp4_vllm_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, ba
 # SGLang's MXFP4 experts by release and GPU (read in the sglang wheels 0.5.3, 0.5.4, 0.5.9, 0.5.10, 0.5.16, 0.5.17 and
 # 0.5.23: python/sglang/srt/layers/quantization/mxfp4.py Mxfp4MoEMethod.create_weights and
 # process_weights_after_loading; layers/moe/fused_moe_triton/layer.py FusedMoE.__init__; the GPT-OSS runner choice in
-# server_args.py, from 0.5.2x arg_groups/model_overrides/gpt_oss.py). With --moe-runner-backend auto:
+# server_args.py, in 0.5.23 arg_groups/model_overrides/gpt_oss.py). With --moe-runner-backend auto:
 # - SM100 (Blackwell): flashinfer_mxfp4 (trtllm-gen). FusedMoE.__init__ rounds the hidden size to 256 for it and
 #   create_weights the width per rank to 256, to 128 from SGLANG_MXFP4_FLASHINFER_128 (PR comment: "Using 128
 #   alignment (not 256) since 256 was overly conservative"). process_weights_after_loading shuffles values, scales
