@@ -41,7 +41,8 @@ def test_sglang_mxfp4_alignment_follows_its_moe_runner():
     assert mxfp4_expert_padding(a, a.quantization, 8, 8, (32, 1)) == 384 / 360
     # S90: gpt-oss-20b on a B200 logged "mem usage=14.53 GB"; unpadded it would be 12.8 GiB
     assert 14.0 * GiB < _sglang_weights("blackwell", model=GPT_OSS_20B) < 14.6 * GiB
-    assert _sglang_weights("hopper", model=GPT_OSS_20B) < 12.9 * GiB
+    # Hopper's triton_kernel keeps the scales twice (+0.58 GiB) and fp32 biases: test_sglang_mxfp4.py
+    assert _sglang_weights("hopper", model=GPT_OSS_20B) < 13.5 * GiB
 
 
 def test_when_experts_are_dequantized():

@@ -296,6 +296,78 @@ def mxfp4_vllm_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, ba
     return (values + scales + bias) / logical
 
 
+# SGLang's MXFP4 experts by release and GPU (read in the sglang wheels 0.5.3, 0.5.4, 0.5.9, 0.5.10, 0.5.16, 0.5.17 and
+# 0.5.23: python/sglang/srt/layers/quantization/mxfp4.py Mxfp4MoEMethod.create_weights and
+# process_weights_after_loading; layers/moe/fused_moe_triton/layer.py FusedMoE.__init__; the GPT-OSS runner choice in
+# server_args.py, in 0.5.23 arg_groups/model_overrides/gpt_oss.py). With --moe-runner-backend auto:
+# - SM100 (Blackwell): flashinfer_mxfp4 (trtllm-gen). FusedMoE.__init__ rounds the hidden size to 256 for it and
+#   create_weights the width per rank to 256, to 128 from SGLANG_MXFP4_FLASHINFER_128 (PR comment: "Using 128
+#   alignment (not 256) since 256 was overly conservative"). process_weights_after_loading shuffles values, scales
+#   and biases into new tensors (shuffle_matrix_a / shuffle_matrix_sf_a, stacked) that replace the parameters: one
+#   copy of each stays, the same size. The freed originals are not given back there (it returns before
+#   torch.cuda.empty_cache), but ModelRunner.load_model's "mem usage" is a free-memory difference taken with
+#   get_available_gpu_memory(..., empty_cache=True), which empties PyTorch's cache first: no transient counts.
+# - elsewhere with expert parallel 1: triton_kernel. create_weights rounds the width to the MX block (32) before
+#   SGLANG_MXFP4_TRITON_64, to triton_kernels_padding_alignment = 64 from it; _swizzle_mxfp4 hands values and scales
+#   to triton_kernels' default layouts and deletes w13_weight/w2_weight but not w13_weight_scale/w2_weight_scale. On
+#   Hopper those layouts are HopperMXValueLayout / HopperMXScaleLayout (num_warps 8), new padded tensors, as under
+#   vLLM's Triton backend: values tiled (MXFP4_TRITON_VALUE_TILE), scales kept twice, the copy's rows padded to
+#   MXFP4_TRITON_SCALE_ROWS. On Ampere and Ada triton_kernels keeps a strided layout (views of the parameters):
+#   values and scales once.
+# - both paths cast the experts' biases (w13_weight_bias (E, 2 x width), w2_weight_bias (E, hidden), created bf16
+#   at the padded sizes) to fp32 and keep only that: SGLANG_MXFP4_BIAS_BYTES.
+# Expert parallel above 1 off Blackwell: bf16 experts (`mxfp4_dequantized`), not this.
+SGLANG_MXFP4_TRITON_64 = (0, 5, 10)
+SGLANG_MXFP4_FLASHINFER_128 = (0, 5, 17)
+SGLANG_MXFP4_FLASHINFER_WIDTH = {True: 256, False: 128}    # before SGLANG_MXFP4_FLASHINFER_128 or not
+SGLANG_MXFP4_FLASHINFER_HIDDEN = 256
+SGLANG_MXFP4_BIAS_BYTES = 4
+
+
+def mxfp4_sglang_backend(architecture: str | None) -> str:
+    """SGLang's MoE runner for an MXFP4 gpt-oss checkpoint with expert parallel 1: "flashinfer" on Blackwell,
+    "triton_hopper" on Hopper (and a GPU not known, the larger of the two Triton cases), "triton" on Ampere/Ada."""
+    if architecture == "blackwell":
+        return "flashinfer"
+    return "triton" if architecture in ("ampere", "ada") else "triton_hopper"
+
+
+def mxfp4_sglang_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, architecture: str | None,
+                               inference: Inference | None = None) -> float:
+    """Stored over logical bytes of MXFP4 routed experts on one rank under SGLang's MoE runner for the GPU and
+    release (`mxfp4_sglang_backend`): padded width and hidden size, the scales' second copy on Hopper's
+    triton_kernel path, and fp32 biases. The logical bytes are the checkpoint's values and scales of the rank's
+    exact share, as in `mxfp4_vllm_expert_factor`."""
+    exact, width = _expert_width(arch, expert_shard, tensor)
+    h, mult = arch.hidden_size, (2 if arch.gated_mlp else 1)
+    block = MXFP4_BLOCK
+    # a spec without engineVersion is the SGLang the rest of rackfit's SGLang model was read in (late 2025, v0.5.3-
+    # v0.5.8: engine_defaults.py _sglang_defaults, engines.py profile_max_num_token): the older paddings
+    def old(release: tuple[int, ...]) -> bool:
+        return inference is None or inference.engine_version is None or inference.sglang_before(release)
+    backend = mxfp4_sglang_backend(architecture)
+    if backend == "flashinfer":
+        w = _round_up(width, SGLANG_MXFP4_FLASHINFER_WIDTH[old(SGLANG_MXFP4_FLASHINFER_128)])
+        hp = _round_up(h, SGLANG_MXFP4_FLASHINFER_HIDDEN)
+        values = (mult + 1) * w * hp // 2
+        scales = (mult + 1) * w * hp // block
+    else:
+        hp = h
+        w = _round_up(width, MXFP4_BLOCK if old(SGLANG_MXFP4_TRITON_64) else MXFP4_WIDTH_ALIGN)
+        scales = (mult * w * h + h * w) // block                                  # w13/w2_weight_scale, kept
+        if backend == "triton_hopper":
+            n_al, k_al = MXFP4_TRITON_VALUE_TILE
+            values = _round_up(mult * w, n_al) * _round_up(h // 2, k_al) + _round_up(h, n_al) * _round_up(w // 2, k_al)
+            rows = MXFP4_TRITON_SCALE_ROWS
+            scales += (_round_up(mult * w, rows) * _round_up(h // block, 2)       # the swizzled copy
+                       + _round_up(h, rows) * _round_up(w // block, 2))
+        else:
+            values = (mult + 1) * w * h // 2
+    bias = (mult * w + hp) * SGLANG_MXFP4_BIAS_BYTES
+    logical = (mult + 1) * exact * h * (PRECISION_FORMATS["mxfp4"].value_bytes + MXFP4_SCALE_BYTES_PER_VALUE)
+    return (values + scales + bias) / logical
+
+
 def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout: Layout, training: bool
                           ) -> str | None:
     """The note of `mxfp4_dequantized` for `layout`, None where MXFP4 experts stay MXFP4."""
@@ -371,6 +443,10 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         # what vLLM's backend for the GPU and release stores, biases included (mxfp4_vllm_expert_factor)
         pad = mxfp4_vllm_expert_factor(arch, expert_shard, tensor, mxfp4_vllm_backend(architecture, inference),
                                        inference)
+    if (runtime == "sglang" and arch is not None and arch.is_moe and q.method == "mxfp4" and not training
+            and not mxfp4_dequantized(runtime, architecture, layout.expert, training)):
+        # what SGLang's MoE runner for the GPU and release stores, biases included (mxfp4_sglang_expert_factor)
+        pad = mxfp4_sglang_expert_factor(arch, expert_shard, tensor, architecture, inference)
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
