@@ -47,7 +47,7 @@ BYTES_PER_PARAM: dict[str, float] = {
 #   non-uniform sharded tensor as well as swizzling") and the scales kept twice (`mxfp4_triton_expert_factor`);
 #   before that release Marlin's padding, the larger, is taken for Hopper.
 # - FlashInfer on Blackwell (SM100_FI_MXFP4_BF16, the default there with FlashInfer): width and hidden to 256.
-# Other runtimes: `mxfp4_align_other` (SGLang, transformers, the training frameworks).
+# Other runtimes: `mxfp4_align` (transformers, the training frameworks), `mxfp4_sglang_expert_factor` (SGLang).
 MXFP4_WIDTH_ALIGN = 64
 MXFP4_MARLIN_ALIGN = (128, 256)       # (width, hidden)
 MXFP4_FLASHINFER_ALIGN = (256, 256)
@@ -74,8 +74,8 @@ def mxfp4_align(runtime: str | None, architecture: str | None, inference: Infere
     """(width, hidden) alignment of an MXFP4 checkpoint's routed experts as `runtime` stores them on a GPU of
     `architecture` (None: not known, taken as Marlin's, the Ampere/Ada/Hopper case); `inference` names the vLLM
     release (Blackwell without FlashInfer: `mxfp4_vllm_backend`)."""
-    if runtime != "vllm":
-        return mxfp4_align_other(runtime, architecture)
+    if runtime != "vllm":  # transformers: the checkpoint's shapes (gpt-oss's 2880 is 45 x 64); SGLang: weight_bytes
+        return MXFP4_WIDTH_ALIGN, 1  # takes mxfp4_sglang_expert_factor
     if architecture == "blackwell" and mxfp4_vllm_backend(architecture, inference) == "flashinfer":
         return MXFP4_FLASHINFER_ALIGN
     return MXFP4_MARLIN_ALIGN
@@ -128,13 +128,6 @@ def mxfp4_vllm_backend(architecture: str | None, inference: Inference | None) ->
 # Megatron-Bridge's gpt-oss bridge dequantizes the blocks at import (conversion/quantization_utils.py
 # dequantize_mxfp4). So a training workload holds bf16 experts; serving under transformers is taken with its kernels
 # installed (the gpt-oss model card's setup).
-def mxfp4_align_other(runtime: str | None, architecture: str | None) -> tuple[int, int]:
-    """(width, hidden) alignment of an MXFP4 checkpoint's routed experts under a runtime other than vLLM."""
-    if runtime == "sglang":
-        return MXFP4_FLASHINFER_ALIGN if architecture == "blackwell" else (MXFP4_BLOCK, 1)
-    return MXFP4_WIDTH_ALIGN, 1    # transformers: the checkpoint's shapes (gpt-oss's 2880 is 45 x 64); as before
-
-
 def mxfp4_dequantized(runtime: str | None, architecture: str | None, expert: int, training: bool) -> bool:
     """Whether `runtime` holds an MXFP4 checkpoint's routed experts dequantized to torch_dtype: any training
     workload, and SGLang off Blackwell with expert parallelism (no MXFP4 MoE runner there)."""
