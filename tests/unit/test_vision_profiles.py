@@ -6,6 +6,8 @@ pixtral.py, llava_next.py, llava_onevision.py)."""
 
 from __future__ import annotations
 
+from vision_configs import QWEN3_TEXT, QWEN3_VL_8B
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
@@ -16,15 +18,6 @@ from rackfit.spec import ModelSource, parse_spec
 
 H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 
-QWEN3_TEXT = {"model_type": "qwen3_vl_text", "num_hidden_layers": 36, "hidden_size": 4096, "intermediate_size": 12288,
-              "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
-              "hidden_act": "silu", "max_position_embeddings": 262144}
-# Qwen/Qwen3-VL-8B-Instruct config.json
-QWEN3_VL_8B = {"model_type": "qwen3_vl", "text_config": QWEN3_TEXT,
-               "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304,
-                                 "hidden_act": "gelu_pytorch_tanh", "in_channels": 3, "num_heads": 16,
-                                 "out_hidden_size": 4096, "patch_size": 16, "spatial_merge_size": 2,
-                                 "temporal_patch_size": 2, "deepstack_visual_indexes": [8, 16, 24]}}
 QWEN25_TEXT = {"model_type": "qwen2", "num_hidden_layers": 28, "hidden_size": 3584, "intermediate_size": 18944,
                "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 151674, "hidden_act": "silu",
                "max_position_embeddings": 32768}
