@@ -17,6 +17,7 @@ from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import runtime_notes, runtime_peak
+from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
@@ -274,10 +275,19 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     else:
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
         slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + _step_segments(r)) - r.transient
+    step_total = r.weights + r.activations + r.gradients + r.optimizer + slack
+    if r.load_unshard_pool and step_total - r.load_unshard_pool < r.load + r.load_cached <= step_total:
+        # FSDP1 LoRA/QLoRA: the wrap's cached blocks serve the step's default stream only; its all-gathers reserve
+        # their own stream's pool beside them (fsdp.fsdp1_reserved_union)
+        union = fsdp1_reserved_union(r.load + r.load_cached, step_total, r.load_unshard_pool)
+        return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
+                    optimizer_states_bytes=r.optimizer, slack=slack + union - step_total), r.phase
     if r.load + r.load_cached > r.weights + r.activations + r.gradients + r.optimizer + slack:
         # FSDP1's wrap (fsdp.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
         # does not run, and the blocks it leaves cached are reserved when the step begins
+        # (FSDP1 LoRA/QLoRA: plus the step's unshard stream pool, fsdp.fsdp1_reserved_union)
+        union = fsdp1_reserved_union(r.load + r.load_cached, step_total, r.load_unshard_pool)
         return dict(weights_bytes=r.load, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
-                    slack=r.load_cached), "load"
+                    slack=union - r.load), "load"
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
                 optimizer_states_bytes=r.optimizer, slack=slack), r.phase

@@ -77,6 +77,9 @@ class RuntimePeak:
     reused: int = 0
     load: int = 0                # FSDP1's wrap: what is allocated at its peak (fsdp1_wrap_peak), 0 elsewhere
     load_cached: int = 0         # and what the allocator holds free beside it then
+    # FSDP1 LoRA/QLoRA: of the step, the bytes its all-gathers hold in FSDP1's unshard stream pool, which cannot
+    # reuse the wrap's cached default-stream blocks (fsdp.fsdp1_reserved_union); 0 elsewhere
+    load_unshard_pool: int = 0
     # of `gradients`, the bytes held as cached blocks of the gradients' own stream, not allocated, at the backward's
     # peak (grads_at_loss_backward): in what nvidia-smi and max_memory_reserved show, not in max_memory_allocated
     cached_gradients: int = 0
@@ -169,6 +172,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
+    unshard_pool = 0
     fp16_optimizer = False
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
@@ -256,6 +260,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             gathered = 2 * stored_layer + root * compute_bytes
             if tr.fsdp == 1:
                 load, load_cached = fsdp1_wrap_peak(weights, stored_layer, root * compute_bytes)
+                unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
         trainable_here = n // d
@@ -414,7 +419,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        phase=phase, states=weights + kept_grads + optimizer, transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=reused,
-                       load=load, load_cached=load_cached, cached_gradients=cached,
+                       load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block)
 
 

@@ -61,6 +61,20 @@ def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int
     return resident + 2 * max(root_unit, layer_unit), 2 * min(root_unit, layer_unit)
 
 
+def fsdp1_reserved_union(wrap_reserved: int, step_reserved: int, unshard_pool: int) -> int:
+    """Reserved at the step's peak after FSDP1's wrap (fsdp1_wrap_peak), LoRA/QLoRA. The wrap runs on the default
+    stream, so the blocks it leaves cached (`wrap_reserved`, its shards plus freed copies) belong to that stream's
+    pool. The step's all-gathers do not: FSDP1 unshards inside `with device_handle.stream(unshard_stream):
+    handle.unshard()` (torch/distributed/fsdp/_runtime_utils.py `_unshard`, torch 2.2), so the padded unsharded flat
+    parameters (`_alloc_padded_unsharded_flat_param`) are allocated in `_unshard_stream`'s pool, and the caching
+    allocator hands a freed block back only to the stream it was allocated on (c10/cuda/CUDACachingAllocator.cpp
+    get_free_block: the pool is searched with the allocating stream in the key). `unshard_pool`: the root unit, kept
+    unsharded from the forward to the end of the backward (`_post_forward_reshard`: not for the root), plus the two
+    layer units `limit_all_gathers` lets run ahead. So the reading is the default stream's larger of the wrap and
+    the step without its gathers, plus the unshard stream's pool, which cannot reuse the wrap's cached blocks."""
+    return max(wrap_reserved, step_reserved - unshard_pool) + unshard_pool
+
+
 def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
     """Bytes FSDP2 keeps reserved for its all-gather copy-in stream (full fine-tune, `data` > 1), beside the gathered
     parameters the default stream holds. `foreach_all_gather` allocates each group's all-gather output inside
