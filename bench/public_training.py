@@ -28,12 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate
+from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, training_peak, training_states
 from rackfit.estimator.comms import training_nccl_bytes
-from rackfit.estimator.frameworks import runtime_peak
-from rackfit.estimator.params import count_params
-from rackfit.estimator.training import model_states
-from rackfit.estimator.weights import weight_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
@@ -52,14 +48,6 @@ def _merge(spec: dict, m: dict) -> dict:
     return out
 
 
-def _peak(spec, est, stage: str = "max"):
-    """frameworks.runtime_peak for this spec at its estimate's layout (the step's phases, the states, the wrap)."""
-    arch = resolve(spec.model)
-    p = count_params(arch)
-    frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
-    return runtime_peak(arch, p, spec.training, spec.precision, est.layout, frozen, stage=stage)
-
-
 def comparable(quantity: str, spec, est) -> int:
     """The part of the estimate that the logged number measures (bytes)."""
     if quantity == "device_used":
@@ -67,12 +55,12 @@ def comparable(quantity: str, spec, est) -> int:
     if quantity == "max_allocated":
         if spec.training.framework == "megatron" and est.layout.pipeline > 1:
             # Megatron logs its last rank, the last pipeline stage: one micro-batch in flight, the loss
-            r = _peak(spec, est, stage="last")
+            r = training_peak(spec, est.layout, stage="last")
             return r.weights + r.gradients + r.optimizer + r.activations
         if spec.training.framework == "fsdp" and est.peak_phase != "load":
             # gradient blocks another stream made and freed are reserved at the loss backward, not allocated
             # (frameworks.grads_at_loss_backward, RuntimePeak.cached_gradients)
-            r = _peak(spec, est)
+            r = training_peak(spec, est.layout)
             return max(r.states + r.backward_transient - r.cached_gradients, r.states + r.step_transient)
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
@@ -86,16 +74,13 @@ def comparable(quantity: str, spec, est) -> int:
         logits = tr.micro_batch_size * tr.sequence_length * resolve(spec.model).vocab_size * 2 // est.layout.tensor
         return comparable("steady", spec, est) + logits
     if quantity == "wrap_reserved":
-        r = _peak(spec, est)
+        r = training_peak(spec, est.layout)
         return r.load + r.load_cached
     if quantity == "steady":
         if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
-            arch = resolve(spec.model)
-            p = count_params(arch)
-            frozen = weight_bytes(p, spec.precision, est.layout, arch.num_layers, arch)
-            s = model_states(arch, p, spec.training, spec.precision, est.layout, frozen)
+            s = training_states(spec, est.layout)
             return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0)
-        return _peak(spec, est).states
+        return training_peak(spec, est.layout).states
     raise ValueError(f"unknown quantity {quantity!r}")
 
 

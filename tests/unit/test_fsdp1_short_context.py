@@ -5,36 +5,13 @@ so the reading is max(wrap, step less its gathers) plus the gathers."""
 
 from __future__ import annotations
 
-from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate
+from training_specs import llama2_7b_fsdp
+
+from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, training_peak
 from rackfit.estimator.comms import training_nccl_bytes
-from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.fsdp import fsdp1_reserved_union
-from rackfit.estimator.params import count_params
-from rackfit.estimator.weights import weight_bytes
-from rackfit.models import resolve
-from rackfit.spec import parse_spec
 
 GiB = 1 << 30
-
-
-def _spec(seq: int, method: str = "lora", precision: str = "bf16", vocab: int = 32000):
-    # Llama-2 7B's shapes (bench T21/T22), untied 32k vocabulary, two GPUs
-    arch = dict(numLayers=32, hiddenSize=4096, intermediateSize=11008, numAttentionHeads=32, numKeyValueHeads=32,
-                headDim=128, vocabSize=vocab, tieWordEmbeddings=False)
-    return parse_spec(dict(model=dict(preset="mistral-7b-v0.3", architecture=arch), workload="training",
-                           precision=precision,
-                           training=dict(framework="fsdp", fsdpVersion=1, method=method,
-                                         **(dict(loraRank=64) if method != "full" else {}), masterWeights="none",
-                                         optimizer="adamw", microBatchSize=1,
-                                         sequenceLength=seq, activationCheckpointing="full"),
-                           parallelism=dict(data=2)))
-
-
-def _peak(s):
-    arch = resolve(s.model)
-    p = count_params(arch)
-    frozen = weight_bytes(p, s.precision, s.parallelism, arch.num_layers, arch)
-    return runtime_peak(arch, p, s.training, s.precision, s.parallelism, frozen)
 
 
 def test_union_adds_the_unshard_pool_to_the_larger_default_stream_part():
@@ -47,7 +24,7 @@ def test_union_adds_the_unshard_pool_to_the_larger_default_stream_part():
 
 
 def test_lora_unshard_pool_is_root_and_two_layers_in_16_bit():
-    r = _peak(_spec(512))
+    r = training_peak(llama2_7b_fsdp(512))
     root = 2 * 32000 * 4096 * 2                                   # embeddings + output, bf16, kept gathered
     layer = (4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096) * 2   # one decoder layer's base, bf16
     assert abs(r.load_unshard_pool - (root + 2 * layer)) < 16 << 20  # within the units' padding/adapters
@@ -56,8 +33,8 @@ def test_lora_unshard_pool_is_root_and_two_layers_in_16_bit():
 
 def test_lora_short_context_reads_wrap_plus_gathers_long_context_unchanged():
     for seq in (512, 2048):
-        s = _spec(seq)
-        r = _peak(s)
+        s = llama2_7b_fsdp(seq)
+        r = training_peak(s)
         est = estimate(s)
         wrap = r.load + r.load_cached
         # what max_memory_reserved measures (bench/public_training.py comparable)
@@ -73,4 +50,4 @@ def test_lora_short_context_reads_wrap_plus_gathers_long_context_unchanged():
 
 
 def test_full_finetune_has_no_unshard_pool_term():
-    assert _peak(_spec(512, method="full")).load_unshard_pool == 0
+    assert training_peak(llama2_7b_fsdp(512, method="full")).load_unshard_pool == 0

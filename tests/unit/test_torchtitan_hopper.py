@@ -1,4 +1,4 @@
-"""FSDP2's all-gather copy-in stream pool (estimator/frameworks.py, fsdp2_copy_in_pool): each group's all-gather
+"""FSDP2's all-gather copy-in stream pool (estimator/fsdp.py, fsdp2_copy_in_pool): each group's all-gather
 output is allocated in the copy-in stream (torch `_fsdp_collectives.py` foreach_all_gather), two consecutive
 groups' outputs are alive at once in the forward (`_fsdp_param_group.py` wait_for_unshard defers the free), and the
 blocks stay reserved for that stream. Its largest pair is a vocabulary matrix's group (torchtitan's tok_embeddings
@@ -6,11 +6,9 @@ or [norm, output]) with a decoder block. Expected bytes computed by hand from Ll
 
 from __future__ import annotations
 
-from rackfit.estimator import estimate
-from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator import training_peak
 from rackfit.estimator.fsdp import fsdp2_copy_in_pool
 from rackfit.estimator.params import count_params
-from rackfit.estimator.weights import weight_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 
@@ -31,10 +29,7 @@ def _spec(data: int = 8, tensor: int = 1, **training):
 
 def _peak(s):
     arch = resolve(s.model)
-    p = count_params(arch)
-    layout = estimate(s).layout
-    frozen = weight_bytes(p, s.precision, layout, arch.num_layers, arch)
-    return arch, p, layout, runtime_peak(arch, p, s.training, s.precision, layout, frozen)
+    return arch, count_params(arch), s.parallelism, training_peak(s)
 
 
 def test_pool_is_a_vocabulary_matrix_and_a_block_in_16_bit():

@@ -16,12 +16,13 @@ from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
-from rackfit.estimator.frameworks import runtime_notes, runtime_peak
+from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
 from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
+    ModelStates,
     ddp_param_grads,
     kbit_fp32_residual,
     largest_parameter,
@@ -32,8 +33,8 @@ from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, we
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
-__all__ = ["estimate", "estimate_arch", "refusal", "check_context", "fp8_unsupported", "Estimate", "Breakdown",
-           "Layout"]
+__all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
+           "fp8_unsupported", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -71,6 +72,32 @@ def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dic
     return estimate_arch(spec, resolve(spec.model, hf_config), layout, gpu)
 
 
+def _weights(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, gpu: GPU | None) -> int:
+    """The weights as `spec`'s runtime holds them on this GPU (weights.weight_bytes)."""
+    training = spec.workload == "training"
+    runtime = spec.training.framework if training else spec.inference.engine
+    return weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
+                        gpu.architecture if gpu is not None else None, None if training else spec.inference, training)
+
+
+def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max") -> RuntimePeak:
+    """frameworks.runtime_peak of a fsdp, deepspeed or megatron training spec at `layout` (as `estimate`'s), over the
+    weights `estimate` counts: the step's phases, the states kept between steps, the wrap (read by bench and tests)."""
+    layout = layout or spec.parallelism or Layout()
+    arch = resolve(spec.model)
+    p = count_params(arch)
+    return runtime_peak(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None), stage)
+
+
+def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> ModelStates:
+    """training.model_states of a transformers training spec at `layout` (as `estimate`'s), over the weights
+    `estimate` counts."""
+    layout = layout or spec.parallelism or Layout()
+    arch = resolve(spec.model)
+    p = count_params(arch)
+    return model_states(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None))
+
+
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
     check_context(spec, arch)
@@ -78,7 +105,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
     inference = None if training else spec.inference
-    weights = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime, gpu_arch, inference, training)
+    weights = _weights(spec, arch, p, layout, gpu)
     comm = (training_nccl_bytes(spec.training, layout, gpu) if training  # per communicator: comms.py
             else NCCL_BYTES if layout.total_gpus > 1 else 0)
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
