@@ -16,12 +16,13 @@ import json
 import re
 import statistics
 import sys
+from functools import cache
 from pathlib import Path
 
 import yaml
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator import estimate
+from rackfit.estimator import Estimate, estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import runtime_of
@@ -39,16 +40,22 @@ def _bytes(v) -> float:
     return float(m.group(1)) * GiB if m else float(v)
 
 
-def load_cases(path: Path) -> list[dict]:
+@cache
+def load_cases(path: Path) -> tuple[dict, ...]:
     """A YAML list (bench/cases/public/serving.yaml), or JSON lines as `rackfit observed -o jsonl` writes them
-    (rows without a serving engine's KV cache, e.g. training rows, are skipped)."""
+    (rows without a serving engine's KV cache, e.g. training rows, are skipped). Read once per file and run."""
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [r for r in rows if "kvCacheTokens" in r.get("measured", {}) or "kvCacheBytes" in r.get("measured", {})]
-    return yaml.safe_load(path.read_text())
+        return tuple(r for r in rows
+                     if "kvCacheTokens" in r.get("measured", {}) or "kvCacheBytes" in r.get("measured", {}))
+    return tuple(yaml.safe_load(path.read_text()))
 
 
-def rows(path: Path):
+@cache
+def rows(path: Path) -> tuple[tuple[dict, Estimate, int, float], ...]:
+    """(row, rackfit's estimate, its KV pool, the rule of thumb's pool) per row, estimated once per file and run: the
+    table, the components, the error bands and the README summary all read them."""
+    out = []
     for row in load_cases(path):
         g = row["gpu"]
         gpu = GPU(model=g["model"], product=g["model"], memoryGB=g["memoryMiB"] / 954, memoryMiB=g["memoryMiB"],
@@ -60,7 +67,8 @@ def rows(path: Path):
         rule_kv = est.engine.gpu_memory_utilization * cuda_total_bytes(gpu) - RULE[spec.precision] * p / tensor
         pool = serve(spec.inference, resolve(spec.model), est.layout, est.breakdown.weights_bytes,
                      est.breakdown.overhead_bytes, gpu, spec.precision).kv_pool
-        yield row, est, pool, rule_kv
+        out.append((row, est, pool, rule_kv))
+    return tuple(out)
 
 
 def _err(pred: float, meas: float) -> float:

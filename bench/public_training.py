@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -114,15 +116,18 @@ def observed_case(row: dict) -> dict | None:
             "measured": [{"variant": "", "quantity": "device_used", "gib": peak / GiB}]}
 
 
-def load_cases(path: Path) -> list[dict]:
-    """training.yaml's cases, or the training rows of a `rackfit observed -o jsonl` file (.jsonl)."""
+@cache
+def load_cases(path: Path) -> tuple[dict, ...]:
+    """training.yaml's cases, or the training rows of a `rackfit observed -o jsonl` file (.jsonl). Read once per file
+    and run."""
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [c for c in map(observed_case, rows) if c is not None]
-    return yaml.safe_load(path.read_text())["cases"]
+        return tuple(c for c in map(observed_case, rows) if c is not None)
+    return tuple(yaml.safe_load(path.read_text())["cases"])
 
 
-def fit_facts(path: Path = CASES) -> list[dict]:
+@cache
+def fit_facts(path: Path = CASES) -> tuple[dict, ...]:
     """The cases' fit/no-fit facts: a stated setup that ran (`fits: true`) or died with CUDA out of memory
     (`fits: false`) on a GPU of `capacityGib` (torch's total capacity, as its OOM message prints it). rackfit says
     it fits when its whole estimate (context, NCCL and allocator slack included) is within that capacity."""
@@ -134,10 +139,10 @@ def fit_facts(path: Path = CASES) -> list[dict]:
             out.append(dict(id=case["id"], variant=f.get("variant", ""), setup=summary(spec, est),
                             capacity=f["capacityGib"] * GiB, fits=bool(f["fits"]), rackfit=est.total_bytes,
                             said=est.total_bytes <= f["capacityGib"] * GiB))
-    return out
+    return tuple(out)
 
 
-def facts_table(facts: list[dict]) -> str:
+def facts_table(facts: Sequence[dict]) -> str:
     lines = ["| fact | setup (rackfit spec) | GPU capacity GiB | ran | rackfit GiB | rackfit says |",
              "|---|---|---:|---|---:|---|"]
     for f in facts:
@@ -150,7 +155,10 @@ def facts_table(facts: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def measure(path: Path = CASES) -> list[dict]:
+@cache
+def measure(path: Path = CASES) -> tuple[dict, ...]:
+    """One result per logged number, estimated once per file and run (the table, the error bands and the README
+    summary read them)."""
     out = []
     for case in load_cases(path):
         for m in case.get("measured", []):
@@ -163,14 +171,14 @@ def measure(path: Path = CASES) -> list[dict]:
                             measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est),
                             guide=guide, phase=est.peak_phase,
                             approximated=m.get("approximated") or case.get("approximated")))
-    return out
+    return tuple(out)
 
 
 def err(pred: float, meas: float) -> float:
     return (pred - meas) / meas * 100
 
 
-def table(results: list[dict]) -> str:
+def table(results: Sequence[dict]) -> str:
     lines = ["| row | setup (rackfit spec) | logged as | measured GiB | rackfit GiB | error | guide rule GiB | error |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
