@@ -83,6 +83,16 @@ SERVING_SET = ("public serving: vLLM (V0 0.5-0.7, V1 0.8-0.34), SGLang, TensorRT
 SUMMARY = "summary"
 
 
+def filled(doc: str, name: str, text: str, path: Path) -> str | None:
+    """`doc` with `text` between its `make bench: bench/NAME` line and the end line; None (said on stderr) when
+    `path` has no such block."""
+    m = block(name).search(doc)
+    if not m:
+        print(f"{path.relative_to(ROOT)} has no block for bench/{name}", file=sys.stderr)
+        return None
+    return doc[:m.start()] + f"{m.group(1)}\n{text}\n{m.group(2)}" + doc[m.end():]
+
+
 def block(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- make bench: bench/{re.escape(name)} -->\n).*?(\n{re.escape(END)})", re.S)
 
@@ -104,20 +114,16 @@ def main(argv: list[str]) -> int:
         status |= rc
         if not check:
             print(text, end="\n\n")
-        m = block(name).search(doc)
-        if not m:
-            print(f"{DOC.relative_to(ROOT)} has no block for bench/{name}", file=sys.stderr)
+        new = filled(doc, name, text, DOC)
+        if new is None:
             return 2
-        new = doc[:m.start()] + f"{m.group(1)}\n{text}\n{m.group(2)}" + doc[m.end():]
         if new != doc:
             stale.append(name)
         doc = new
     readme = README.read_text()
-    m = block(SUMMARY).search(readme)
-    if not m:
-        print(f"{README.relative_to(ROOT)} has no block for bench/{SUMMARY}", file=sys.stderr)
+    new_readme = filled(readme, SUMMARY, summary(), README)
+    if new_readme is None:
         return 2
-    new_readme = readme[:m.start()] + f"{m.group(1)}\n{summary()}\n{m.group(2)}" + readme[m.end():]
     if new_readme != readme:
         stale.append(f"{SUMMARY} (README.md)")
     if check:
