@@ -309,7 +309,7 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
         union = fsdp1_reserved_union(r.load + r.load_cached, step_total, r.load_unshard_pool)
         return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
                     optimizer_states_bytes=r.optimizer, slack=slack + union - step_total), r.phase
-    if r.load + r.load_cached > r.weights + r.activations + r.gradients + r.optimizer + slack:
+    if r.load + r.load_cached > step_total:
         # FSDP1's wrap (fsdp.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
         # does not run, and the blocks it leaves cached are reserved when the step begins
         # (FSDP1 LoRA/QLoRA: plus the step's unshard stream pool, fsdp.fsdp1_reserved_union)

@@ -244,14 +244,6 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     cache = encoder_cache_bytes(inf, a, s)
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
-    act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
-              + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
-    if not inf.cuda_graphs:
-        graphs = 0
-    elif inf.engine == "tensorrt-llm":
-        graphs = trtllm_graph_bytes(a, layout, s)
-    else:
-        graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
@@ -266,21 +258,29 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
         nt += engine_allreduce_workspace_bytes(layout, gpu)
-    elif inf.engine == "tensorrt-llm":
-        nt += allreduce_workspace_bytes(layout, gpu)
+    else:
+        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
+                  + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
+        if not inf.cuda_graphs:
+            graphs = 0
+        elif inf.engine == "tensorrt-llm":
+            graphs = trtllm_graph_bytes(a, layout, s)
+        else:
+            graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
+        if inf.engine == "tensorrt-llm":
+            nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
                                  mla_latent=latent)
-    per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
-                 * -(-a.num_layers // layout.pipeline))
+    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
+    per_token = per_layer * -(-a.num_layers // layout.pipeline)
     if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
         # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
         # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
         hybrid = not inf.vllm_before(HYBRID_MANAGER)
         spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
-        per_token = (kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
-                     * vllm_paged_layers(a, layout.pipeline, hybrid, spread))
+        per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
         per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
                                          s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
     plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
