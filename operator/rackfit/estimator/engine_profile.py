@@ -207,12 +207,18 @@ V2_WARMUP_BEFORE_CAPTURE = ((0, 30), V2_RUNNER)
 V2_GRAPH_ESTIMATE = (0, 29)
 
 
+def recurrent(a: ModelArch) -> bool:
+    """A hybrid recurrent (Mamba-style) or linear-attention model, by its name (RECURRENT_NAMES)."""
+    n = a.name.lower().replace("_", "-")
+    return any(r.replace("_", "-") in n for r in RECURRENT_NAMES)
+
+
 def vllm_architecture(a: ModelArch) -> str | None:
     """The vLLM architecture class a checkpoint's config.json names, as far as V2_ARCHITECTURES needs it, from the
     model's name (preset, _name_or_path or model_type, as gpt_oss does); None for any other or a bare architecture.
     Multimodal checkpoints load as ...ForConditionalGeneration, none of which the lists name before 0.27.0."""
     n = a.name.lower().replace("_", "-")
-    if any(r.replace("_", "-") in n for r in RECURRENT_NAMES):
+    if recurrent(a):
         return None
     for arch, mark in (("DeepseekV4ForCausalLM", "deepseek-v4"), ("KimiK3ForConditionalGeneration", "kimi-k3"),
                        ("LongcatFlashNgramForCausalLM", "longcat-flash-ngram"), ("InklingForCausalLM", "inkling")):
@@ -247,12 +253,11 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
     arch = vllm_architecture(a)
     listed = any(arch == name and not inf.vllm_before(first) and inf.vllm_before(until)
                  for name, first, until in V2_ARCHITECTURES)
-    n = a.name.lower().replace("_", "-")
-    recurrent = any(r.replace("_", "-") in n for r in RECURRENT_NAMES)
+    hybrid = recurrent(a)
     if inf.vllm_before(V2_DENSE_DEFAULT):
-        return listed and not recurrent and (not inf.vllm_before(V2_LISTED_ANY)
+        return listed and not hybrid and (not inf.vllm_before(V2_LISTED_ANY)
                                              or (not a.is_moe and a.quantization is None))
-    if recurrent and (not listed or inf.vllm_before(V2_LISTED_HYBRID)):
+    if hybrid and (not listed or inf.vllm_before(V2_LISTED_HYBRID)):
         return False
     return listed or not a.is_moe
 
@@ -492,14 +497,17 @@ def mm_video_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int,
     return item if item and item[0] > a.vision_tokens_per_item else None
 
 
+def mm_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int, int, int]:
+    """The profile's item as (counted tokens, the patches the ViT runs over, the encoder's output rows): Qwen3-VL's
+    video where it outranks the image (mm_video_item), else one largest image."""
+    return mm_video_item(inf, a, s) or (a.vision_tokens_per_item, a.vision_patches_per_item, a.vision_tokens_per_item)
+
+
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
     if not encoder_profiled(inf, a):
         return 0
-    tokens = a.vision_tokens_per_item
-    video = mm_video_item(inf, a, s)
-    if video:
-        tokens = video[0]
+    tokens = mm_item(inf, a, s)[0]
     budget = max(s.max_num_batched_tokens, tokens)
     per_prompt = MM_LIMIT_PER_PROMPT
     if inf.vllm_before(MM_ITEMS_FLOOR):
@@ -517,10 +525,7 @@ def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     items = mm_profile_items(inf, a, s)
     if not items:
         return 0
-    rows = a.vision_tokens_per_item
-    video = mm_video_item(inf, a, s)
-    if video:
-        rows = video[0]
+    rows = mm_item(inf, a, s)[0]
     first, until = MM_OUTPUTS_EXPANDED
     if not inf.vllm_before(first) and inf.vllm_before(until):
         rows = max(s.max_num_batched_tokens, rows)
@@ -549,13 +554,8 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     t, w = layout.tensor, a.vision_hidden_size
     inter = a.vision_intermediate_size or 4 * w
     widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
-    patches = items * a.vision_patches_per_item
-    outputs = items * a.vision_tokens_per_item * encoder_output_width(a) * ACT_BYTES
-    video = mm_video_item(inf, a, s)
-    if video:
-        patches = items * video[1]
-        outputs = items * video[2] * encoder_output_width(a) * ACT_BYTES
-    return int(patches * (2 * w + widest) * ACT_BYTES) + outputs
+    _, patches, rows = mm_item(inf, a, s)
+    return int(items * patches * (2 * w + widest) * ACT_BYTES) + items * rows * encoder_output_width(a) * ACT_BYTES
 
 
 def sampler_warmup_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, profiled: int,
