@@ -382,7 +382,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     step_transient = step_extra + temp
     reused = fsdp_gathered_reuse(tr, gathered)
     moment = None
-    if fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1:
+    fsdp2 = fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1
+    if fsdp2:
         # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
         # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
         # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
@@ -390,29 +391,25 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             **fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output, (p.embedding + p.lm_head) // t,
                                    compute_bytes, reduce_bytes)))
         backward_transient, reused = moment.total, moment.gathered
-    if moment is not None and backward_transient >= step_transient:
-        phase, live_act, transient = moment.name, moment.activations, backward_transient
-        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
-        cached = 0 if moment.name == "backward end" else held
-    elif moment is not None:
+    if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, 0
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
-    elif backward_transient >= step_transient and start >= 0:
+    elif moment is not None:
+        phase, live_act, transient = moment.name, moment.activations, backward_transient
+        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
+        cached = 0 if moment.name == "backward end" else held
+    elif start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
         live_act = act.kept + max(loss, act.recompute)
         weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
         transient = backward_transient
-    elif backward_transient >= step_transient:
+    else:
         phase, live_act, cached = "backward end", 0, 0
         weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
         transient = backward_transient
-    else:
-        phase, live_act, cached = "optimizer step", 0, 0
-        weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
-        transient = step_transient
     step_largest = step_first = freed_block = 0
-    if fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1:
+    if fsdp2:
         step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
                                                                     compute_bytes)
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
