@@ -13,7 +13,6 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
 from rackfit.estimator.weights import (
     mxfp4_align,
-    mxfp4_triton_expert_factor,
     mxfp4_vllm_backend,
     mxfp4_vllm_expert_factor,
 )
@@ -70,7 +69,8 @@ def test_triton_on_hopper_one_layer_by_hand():
     f = mxfp4_vllm_expert_factor(_arch(), 1, 1, "triton", Inference(engineVersion="0.14.1"))
     assert f == pytest.approx(stored / LOGICAL, rel=1e-12)
     # without the biases: the factor rackfit had (values and both copies of the scales)
-    assert mxfp4_triton_expert_factor(_arch(), 1, 1) == pytest.approx((stored - biases) / LOGICAL, rel=1e-12)
+    assert mxfp4_vllm_expert_factor(_arch(), 1, 1, "triton", biases=False) == pytest.approx((stored - biases) / LOGICAL,
+                                                                             rel=1e-12)
 
 
 def test_triton_value_prepad_in_0_17_to_0_21():

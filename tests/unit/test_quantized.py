@@ -353,7 +353,7 @@ def test_vllm_mxfp4_triton_backend_on_hopper_from_0_12():
     """From 0.12.0 vLLM ships triton_kernels and takes its Triton MXFP4 backend on Hopper: the width rounded to 64 (none
     for 2880), no hidden padding, and a second copy of the E8M0 scales with its rows padded to 256. gpt-oss-120b on
     one H100: 0.14.1 logged 64.38 GiB (issue 33155, "Using Triton backend"); Marlin's count was 65.8."""
-    from rackfit.estimator.weights import mxfp4_triton, mxfp4_triton_expert_factor
+    from rackfit.estimator.weights import mxfp4_triton, mxfp4_vllm_expert_factor
     from rackfit.spec import Inference
     a = resolve(ModelSource(preset="gpt-oss-120b-mxfp4"))
     assert mxfp4_triton("vllm", "hopper", Inference(engineVersion="0.12.0"))
@@ -361,7 +361,7 @@ def test_vllm_mxfp4_triton_backend_on_hopper_from_0_12():
     assert not mxfp4_triton("vllm", "ampere", Inference()) and not mxfp4_triton("sglang", "hopper", Inference())
     rows13, rows2 = 5888, 3072  # 2 x 2880 and 2880 rounded to 256
     scales = (rows13 * 2880 + rows2 * 2880) / 32
-    assert mxfp4_triton_expert_factor(a, 1, 1) == pytest.approx(
+    assert mxfp4_vllm_expert_factor(a, 1, 1, "triton", biases=False) == pytest.approx(
         (3 * 2880 * 2880 * (0.5 + 1 / 32) + scales) / (3 * 2880 * 2880 * (0.5 + 1 / 32)))
     assert 64.0 * GiB < _vllm_weights("hopper") < 64.38 * GiB < _vllm_weights("hopper", release="0.11.0")
     # at tensor 8 the width 360 is rounded to 384 as Marlin rounds it to 384, without Marlin's hidden padding

@@ -44,7 +44,7 @@ BYTES_PER_PARAM: dict[str, float] = {
 #   the Marlin kernel"): "The moe marlin kernel requires that for each linear n % 256 == 0 and k % 128 == 0":
 #   width to 128, hidden to 256. gpt-oss-120b at tensor 1: 2880 x 2880 stored as 2944 x 3072 (+9.0%).
 # - Triton (Hopper with triton_kernels, from MXFP4_TRITON_FROM below): width to 64 (2 x the MX block, "to hold
-#   non-uniform sharded tensor as well as swizzling") and the scales kept twice (`mxfp4_triton_expert_factor`);
+#   non-uniform sharded tensor as well as swizzling") and the scales kept twice (`_triton_hopper_layout`);
 #   before that release Marlin's padding, the larger, is taken for Hopper.
 # - FlashInfer on Blackwell (SM100_FI_MXFP4_BF16, the default there with FlashInfer): width and hidden to 256.
 # Other runtimes: `mxfp4_align` (transformers, the training frameworks), `mxfp4_sglang_expert_factor` (SGLang).
@@ -226,15 +226,6 @@ def mxfp4_triton(runtime: str | None, architecture: str | None, inference: Infer
             and not inference.vllm_before(MXFP4_TRITON_FROM))
 
 
-def mxfp4_triton_expert_factor(arch: ModelArch, expert_shard: int, tensor: int,
-                               inference: Inference | None = None) -> float:
-    """Stored over logical bytes of MXFP4 routed experts' values and scales under vLLM's Triton backend on Hopper:
-    the width per rank rounded to 64, the swizzled values' padding (MXFP4_TRITON_VALUE_TILE; MXFP4_TRITON_VALUE_PREPAD
-    in 0.17.0-0.21.x) and a second, row-padded copy of the E8M0 scales (MXFP4_TRITON_SCALE_ROWS); the biases are
-    `mxfp4_vllm_expert_factor`'s."""
-    return mxfp4_vllm_expert_factor(arch, expert_shard, tensor, "triton", inference, biases=False)
-
-
 # vLLM's Mxfp4MoEMethod.create_weights also allocates the experts' biases, w13_bias (E, 2 x padded width) and w2_bias
 # (E, padded hidden), bf16 (every release from 0.10.1; from 0.19.0, whose fused_moe oracle picks the backend, when the
 # model has them: `moe.has_bias`, gpt-oss does). process_weights_after_loading keeps them bf16 for Marlin
@@ -259,6 +250,30 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
+def _padded_layout(mult: int, w: int, hp: int) -> tuple[int, int]:
+    """(values, scales) bytes of MXFP4 experts stored at padded width `w` and hidden size `hp`, one scale a block:
+    Marlin's and FlashInfer's layouts (w13 is `mult` x w by hp, w2 hp by w)."""
+    return (mult + 1) * w * hp // 2, (mult + 1) * w * hp // MXFP4_BLOCK
+
+
+def _triton_hopper_layout(mult: int, w: int, h: int, value_tile: tuple[int, int]) -> tuple[int, int]:
+    """(values, scales) bytes of MXFP4 experts in triton_kernels' Hopper layout: the packed values padded to the mma
+    tile `value_tile` (MXFP4_TRITON_VALUE_TILE, or vLLM's pre-pad), the scales kept as loaded beside their swizzled
+    copy, its rows padded to MXFP4_TRITON_SCALE_ROWS (vLLM's and SGLang's triton_kernel paths alike)."""
+    n_al, k_al = value_tile
+    values = _round_up(mult * w, n_al) * _round_up(h // 2, k_al) + _round_up(h, n_al) * _round_up(w // 2, k_al)
+    rows = MXFP4_TRITON_SCALE_ROWS
+    scales = ((mult * w * h + h * w) // MXFP4_BLOCK                           # w13/w2_weight_scale, kept
+              + _round_up(mult * w, rows) * _round_up(h // MXFP4_BLOCK, 2)     # the swizzled copy
+              + _round_up(h, rows) * _round_up(w // MXFP4_BLOCK, 2))
+    return values, scales
+
+
+def _logical_bytes(mult: int, exact: float, h: int) -> float:
+    """The checkpoint's MXFP4 values and scales of a rank's exact share of the routed experts."""
+    return (mult + 1) * exact * h * (PRECISION_FORMATS["mxfp4"].value_bytes + MXFP4_SCALE_BYTES_PER_VALUE)
+
+
 def mxfp4_vllm_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, backend: str,
                              inference: Inference | None = None, biases: bool = True) -> float:
     """Stored over logical bytes of MXFP4 routed experts on one rank under vLLM's `backend` (`mxfp4_vllm_backend`):
@@ -266,27 +281,19 @@ def mxfp4_vllm_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, ba
     biases (MXFP4_BIAS_BYTES). The logical bytes are the checkpoint's values and scales of the rank's exact share."""
     exact, width = _expert_width(arch, expert_shard, tensor)
     h, mult = arch.hidden_size, (2 if arch.gated_mlp else 1)
-    block = MXFP4_BLOCK
     if backend == "triton":
-        w = _round_up(width, MXFP4_WIDTH_ALIGN)
-        n_al, k_al = MXFP4_TRITON_VALUE_TILE
+        w, hp = _round_up(width, MXFP4_WIDTH_ALIGN), h
+        tile = MXFP4_TRITON_VALUE_TILE
         if inference is not None and not inference.vllm_before(MXFP4_TRITON_VALUE_PREPAD[0]) \
                 and inference.vllm_before(MXFP4_TRITON_VALUE_PREPAD[1]):
-            n_al = k_al = MXFP4_TRITON_VALUE_PREPAD_BYTES
-        values = (_round_up(mult * w, n_al) * _round_up(h // 2, k_al) + _round_up(h, n_al) * _round_up(w // 2, k_al))
-        rows = MXFP4_TRITON_SCALE_ROWS
-        scales = ((mult * w * h + h * w) // block                                 # w13/w2_weight_scale, kept
-                  + _round_up(mult * w, rows) * _round_up(h // block, 2)        # the swizzled copy
-                  + _round_up(h, rows) * _round_up(w // block, 2))
-        hp = h
+            tile = (MXFP4_TRITON_VALUE_PREPAD_BYTES, MXFP4_TRITON_VALUE_PREPAD_BYTES)
+        values, scales = _triton_hopper_layout(mult, w, h, tile)
     else:
         wa, ha = MXFP4_FLASHINFER_ALIGN if backend == "flashinfer" else MXFP4_MARLIN_ALIGN
         w, hp = _round_up(width, wa), _round_up(h, ha)
-        values = (mult + 1) * w * hp // 2
-        scales = (mult + 1) * w * hp // block
+        values, scales = _padded_layout(mult, w, hp)
     bias = (mult * w + hp) * MXFP4_BIAS_BYTES[backend] if biases else 0
-    logical = (mult + 1) * exact * h * (PRECISION_FORMATS["mxfp4"].value_bytes + MXFP4_SCALE_BYTES_PER_VALUE)
-    return (values + scales + bias) / logical
+    return (values + scales + bias) / _logical_bytes(mult, exact, h)
 
 
 # SGLang's MXFP4 experts by release and GPU (read in the sglang wheels 0.5.3, 0.5.4, 0.5.9, 0.5.10, 0.5.16, 0.5.17 and
@@ -333,7 +340,6 @@ def mxfp4_sglang_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, 
     exact share, as in `mxfp4_vllm_expert_factor`."""
     exact, width = _expert_width(arch, expert_shard, tensor)
     h, mult = arch.hidden_size, (2 if arch.gated_mlp else 1)
-    block = MXFP4_BLOCK
     # a spec without engineVersion is the SGLang the rest of rackfit's SGLang model was read in (late 2025, v0.5.3-
     # v0.5.8: engine_defaults.py _sglang_defaults, engines.py profile_max_num_token): the older paddings
     def old(release: tuple[int, ...]) -> bool:
@@ -342,23 +348,14 @@ def mxfp4_sglang_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, 
     if backend == "flashinfer":
         w = _round_up(width, SGLANG_MXFP4_FLASHINFER_WIDTH[old(SGLANG_MXFP4_FLASHINFER_128)])
         hp = _round_up(h, SGLANG_MXFP4_FLASHINFER_HIDDEN)
-        values = (mult + 1) * w * hp // 2
-        scales = (mult + 1) * w * hp // block
+        values, scales = _padded_layout(mult, w, hp)
     else:
         hp = h
         w = _round_up(width, MXFP4_BLOCK if old(SGLANG_MXFP4_TRITON_64) else MXFP4_WIDTH_ALIGN)
-        scales = (mult * w * h + h * w) // block                                  # w13/w2_weight_scale, kept
-        if backend == "triton_hopper":
-            n_al, k_al = MXFP4_TRITON_VALUE_TILE
-            values = _round_up(mult * w, n_al) * _round_up(h // 2, k_al) + _round_up(h, n_al) * _round_up(w // 2, k_al)
-            rows = MXFP4_TRITON_SCALE_ROWS
-            scales += (_round_up(mult * w, rows) * _round_up(h // block, 2)       # the swizzled copy
-                       + _round_up(h, rows) * _round_up(w // block, 2))
-        else:
-            values = (mult + 1) * w * h // 2
+        values, scales = (_triton_hopper_layout(mult, w, h, MXFP4_TRITON_VALUE_TILE) if backend == "triton_hopper"
+                          else _padded_layout(mult, w, h))
     bias = (mult * w + hp) * SGLANG_MXFP4_BIAS_BYTES
-    logical = (mult + 1) * exact * h * (PRECISION_FORMATS["mxfp4"].value_bytes + MXFP4_SCALE_BYTES_PER_VALUE)
-    return (values + scales + bias) / logical
+    return (values + scales + bias) / _logical_bytes(mult, exact, h)
 
 
 def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout: Layout, training: bool
