@@ -62,10 +62,11 @@ def rows(path: Path) -> tuple[tuple[dict, Estimate, int, float], ...]:
                   architecture=g["architecture"])
         spec = parse_spec(row["spec"])
         est = estimate(spec, gpu=gpu)
-        p = count_params(resolve(spec.model)).total
+        arch = resolve(spec.model)
+        p = count_params(arch).total
         tensor = spec.parallelism.tensor if spec.parallelism else 1
         rule_kv = est.engine.gpu_memory_utilization * cuda_total_bytes(gpu) - RULE[spec.precision] * p / tensor
-        pool = serve(spec.inference, resolve(spec.model), est.layout, est.breakdown.weights_bytes,
+        pool = serve(spec.inference, arch, est.layout, est.breakdown.weights_bytes,
                      est.breakdown.overhead_bytes, gpu, spec.precision).kv_pool
         out.append((row, est, pool, rule_kv))
     return tuple(out)
