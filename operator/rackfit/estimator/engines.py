@@ -55,6 +55,7 @@ from rackfit.estimator.trtllm import (
     engine_cache_bytes,
     engine_context_bytes,
     engine_decoder_total_bytes,
+    engine_non_torch_bytes,
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
@@ -257,7 +258,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
                + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
-        nt += engine_allreduce_workspace_bytes(layout, gpu)
+        # one NCCL communicator a tensor group, not vLLM's two (trtllm.engine_non_torch_bytes)
+        nt = engine_non_torch_bytes(layout, gpu) + engine_allreduce_workspace_bytes(layout, gpu)
     else:
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache, sampler, encoder_peak_bytes(inf, a, layout, s))

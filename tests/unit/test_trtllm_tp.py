@@ -1,0 +1,73 @@
+"""TensorRT-LLM at tensor parallel (issue 22; docs/accuracy.md "TensorRT-LLM at tensor parallel"): the TRT-engine
+backend holds one NCCL communicator per tensor group (getComm's commMap), half of the two that
+engine_profile.non_torch_bytes's NCCL terms were set on (vLLM: PyNccl and torch's process group), and row S340
+(tensorrtllm_backend issue 576, Llama 3 8B int4 AWQ at tensor 2 on H100) checked by hand."""
+
+from __future__ import annotations
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator import Layout, estimate
+from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE, non_torch_bytes
+from rackfit.estimator.trtllm import engine_allreduce_workspace_bytes, engine_non_torch_bytes
+from rackfit.spec import parse_spec
+
+GiB = 1 << 30
+MiB = 1 << 20
+H100 = GPU(model="H100", product="H100", memoryGB=81559 / 954, memoryMiB=81559, architecture="hopper")
+L40S = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
+
+
+def test_one_rank_holds_no_nccl():
+    assert engine_non_torch_bytes(Layout(), H100) == NON_TORCH_BASE == non_torch_bytes(Layout(), H100)
+
+
+def test_nvlink_group_is_one_communicator_of_two():
+    # over NVLink vLLM's two communicators cost NCCL_NVLINK_GROUP whatever the group's size; the engine's one, half
+    for t in (2, 4, 8):
+        assert engine_non_torch_bytes(Layout(tensor=t), H100) == NON_TORCH_BASE + NCCL_NVLINK_GROUP // 2
+    assert NON_TORCH_BASE + NCCL_NVLINK_GROUP // 2 == 107_374_182 + 977_105_059
+
+
+def test_pcie_peers_are_halved_too():
+    # over PCIe vLLM's communicators grow with the peers (NCCL_PER_PEER each, two communicators); the engine's half
+    assert engine_non_torch_bytes(Layout(tensor=4), L40S) == NON_TORCH_BASE + 3 * NCCL_PER_PEER // 2
+    assert engine_non_torch_bytes(Layout(tensor=4), L40S) < non_torch_bytes(Layout(tensor=4), L40S)
+
+
+def test_allreduce_workspace_at_tensor_2():
+    # C++ runtime: 16,000,000 bytes at tp <= 2, an IPC buffer and three Lamport copies per peer, 256 B barriers a peer
+    assert engine_allreduce_workspace_bytes(Layout(tensor=2), H100) == 4 * 16_000_000 * 2 + 256 * 2
+    assert engine_allreduce_workspace_bytes(Layout(tensor=2), L40S) == 0
+
+
+def s340():
+    return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", precision="int4",
+                           parallelism=dict(tensor=2),
+                           inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=8000,
+                                          maxNumBatchedTokens=4096, maxNumSeqs=8)))
+
+
+def test_s340_block_arithmetic():
+    # a 64-token block of Llama 3 8B at tensor 2: 32 layers x (K, V) x 4 KV heads a rank x 128 x fp16 = 4 MiB;
+    # "Number of blocks in KV cache primary pool: 17210" is 67.23 GiB, 1,101,440 tokens; 0.9 x the logged
+    # "available: 74.69 GiB" is 17,208 blocks, 74.695 (the print's rounding) 17,209: the two more are the memory
+    # pool's free bytes, which calculateFreeMemBytes adds to what the line prints (as in issue 2268's log)
+    block = 64 * 32 * 2 * 4 * 128 * 2
+    assert block == 4 * MiB
+    assert 17210 * 64 == 1_101_440
+    assert round(17210 * block / GiB, 2) == 67.23
+    assert int(0.9 * 74.69 * GiB) // block == 17208
+    assert int(0.9 * 74.695 * GiB) // block == 17209
+
+
+def test_s340_within_a_percent_and_below():
+    est = estimate(s340(), gpu=H100)
+    assert est.engine_starts
+    # the engine's weights: "TensorRT-managed allocation ... now: GPU 2723 (MiB)" (int4 AWQ, embedding and lm_head
+    # split over the two ranks), rackfit 2,731 MiB
+    assert abs(est.breakdown.weights_bytes / MiB - 2723) < 10
+    # NCCL one communicator (0.91 GiB over NVLink) + cuBLAS base + the 128 MB all-reduce workspace
+    assert est.breakdown.non_torch_bytes == (NON_TORCH_BASE + NCCL_NVLINK_GROUP // 2
+                                             + engine_allreduce_workspace_bytes(Layout(tensor=2), H100))
+    logged = 1_101_440
+    assert -0.01 < (est.kv_cache_tokens - logged) / logged < 0
