@@ -20,9 +20,10 @@ from rackfit.units import MiB
 # June 2026): LL NCCL_LL_LINES_PER_THREAD 8 x NCCL_LL_MAX_NTHREADS 512 x NCCL_STEPS 8 x 16 B = 512 KiB, LL128
 # NCCL_LL128_ELEMS_PER_THREAD 120 x NCCL_LL128_MAX_NTHREADS 640 x 8 steps x 8 B = 4,915,200 B, Simple
 # DEFAULT_BUFFSIZE 4 MiB (NCCL_BUFFSIZE). src/transport/p2p.cc p2pRecvSetup puts every protocol's buffer in the
-# receiver's device memory unless the path reads from the sender (useRead: NVLink on Ampere and later only, never
-# PCIe), rounded up to CUDA_IPC_MIN (2 MiB) with the ncclRecvMem header: 10 MiB a receive connection; p2pSendSetup
-# holds only the ncclSendMem header there, rounded up to 2 MiB. (src/transport/shm.cc, used where the GPUs lack peer
+# receiver's device memory unless the path reads from the sender (src/graph/paths.cc ncclTopoCheckP2p: read only over
+# NVLink between two sm_80 GPUs, never over PCIe), with the ncclRecvMem header (src/include/comm.h: MEM_ALIGN, 4 KiB)
+# rounded up to CUDA_IPC_MIN (2 MiB): 10 MiB a receive connection; p2pSendSetup holds only the ncclSendMem header
+# there, rounded up to 2 MiB. (src/transport/shm.cc, used where the GPUs lack peer
 # access, e.g. GeForce boards, maps the same buffers in host memory: no device memory; counting P2P's is the safe side.)
 LL_BUFFSIZE = 8 * 512 * 8 * 16
 LL128_BUFFSIZE = 120 * 640 * 8 * 8
