@@ -39,6 +39,7 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
+from rackfit.estimator.pcie_serving import pcie_outside_bytes, serving_non_torch_bytes
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
@@ -154,7 +155,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     v1 = not inf.vllm_before(V1_DEFAULT)
     if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
         context = min(context, CONTEXT_BEFORE_CUBLAS)
-    outside = outside_budget_bytes(inf, layout, gpu, context, moe)
+    outside = outside_budget_bytes(inf, layout, gpu, context, moe) + pcie_outside_bytes(inf, layout, gpu, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
         inf.cuda_graphs and (inf.vllm_before(GRAPHS_IN_BUDGET) or unbudgeted), v1)
@@ -245,7 +246,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     cache = encoder_cache_bytes(inf, a, s)
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
-    nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
+    nt = budgeted_non_torch(inf, serving_non_torch_bytes(inf, layout, gpu, a.is_moe, non_torch_bytes(layout, gpu)))
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
@@ -302,7 +303,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if inf.extensible:
             held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
-            baseline = outside_budget_bytes(inf, layout, gpu, context, a.is_moe)
+            baseline = outside_budget_bytes(inf, layout, gpu, context, a.is_moe) + pcie_outside_bytes(inf, layout, gpu,
+                                                                                                  a.is_moe)
             pool = min(budget - held, total - baseline - held - margin) - act
         else:
             pool = (budget - weights - act - state - nt - in_budget
