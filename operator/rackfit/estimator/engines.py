@@ -39,6 +39,7 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
+from rackfit.estimator.moe_serving import dp_expert_nccl_bytes
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
@@ -245,6 +246,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
     nt = budgeted_non_torch(inf, non_torch_bytes(layout, gpu))
+    if a.is_moe:  # a data-parallel MoE deployment's DP and EP groups (moe_serving.dp_expert_nccl_bytes)
+        nt += dp_expert_nccl_bytes(inf, layout.data, layout.expert, gpu is None or gpu.nvlink)
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
@@ -259,7 +262,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         graphs = 0
         nt += engine_allreduce_workspace_bytes(layout, gpu)
     else:
-        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
+        # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
+        # later: Ampere takes Marlin's weight-only fp8)
+        fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
+               and (gpu is None or gpu.architecture not in ("ampere", "turing", "volta")))
+        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
+                  + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
         if not inf.cuda_graphs:
             graphs = 0
