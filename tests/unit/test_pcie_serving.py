@@ -82,10 +82,12 @@ def test_expert_and_data_parallel_groups():
     assert side_groups(inf("0.10.1"), Layout(data=8, expert=8), moe) == [8, 8]
     # data replicas without expert parallelism are separate engines: no shared group
     assert side_groups(inf("0.10.1"), Layout(data=8), moe) == []
-    # before 0.11 both count inside the budget, on NVLink one communicator each (startup.NCCL_EP_GROUP_NVLINK)
+    # before 0.11 both count inside the budget, on NVLink one communicator each (startup.NCCL_EP_GROUP_NVLINK), and
+    # the data group's torch communicator that the MoE layer's naive dispatch broadcasts over
     one = Layout(data=8, expert=8)
     base = non_torch_bytes(one, H100)
-    assert serving_non_torch_bytes(inf("0.10.1"), one, H100, moe, base) == base + 2 * NCCL_EP_GROUP_NVLINK
+    assert serving_non_torch_bytes(inf("0.10.1"), one, H100, moe, base) == base + 3 * NCCL_EP_GROUP_NVLINK
+    assert serving_non_torch_bytes(inf("0.10.1"), one, H100, False, base) == base + 2 * NCCL_EP_GROUP_NVLINK
     assert serving_non_torch_bytes(inf("0.11.0"), one, H100, moe, base) == base   # from 0.11 in the baseline
 
 

@@ -10,6 +10,13 @@ from __future__ import annotations
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_defaults import V1_DEFAULT
+from rackfit.estimator.moe_serving import (
+    chunked_tokens,
+    dispatched_tokens,
+    fp8_input_bytes,
+    fused_experts_bytes,
+    moe_layer_extra_bytes,
+)
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
 from rackfit.models.vision import qwen3_vl_video_item
@@ -272,18 +279,23 @@ def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
     return NON_TORCH_BASE + NCCL_PER_PEER * (layout.tensor - 1 + pipe)
 
 
-def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
+def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None = None,
+                       fp8: bool = False) -> int:
     """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
     residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
     output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
     SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
-    (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3)."""
+    (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3); given a vLLM `inf`, as vLLM's
+    release allocates them (vllm_moe_layer_bytes; `fp8`: fp8 activations)."""
     t, h = layout.tensor, a.hidden_size
     q, kv = attention_dims(a)
     widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
     mult = 3 if a.gated_mlp else 2
     if a.num_layers > a.moe_layers:
         widths.append(mult * a.intermediate_size / t)
+    if a.is_moe and inf is not None and inf.engine == "vllm":
+        dense = int(tokens * (2 * h + max(widths)) * ACT_BYTES)
+        return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
     if a.is_moe:
         width = a.moe_intermediate_size / (1 if layout.expert > 1 else t)
         widths.append(a.num_experts_per_token * (mult * width + h)
@@ -340,6 +352,23 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or few else "triton"
 
 
+def vllm_moe_layer_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int, fp8: bool = False) -> int:
+    """One vLLM MoE layer's live memory beside the residual while its experts run over a forward of `tokens` tokens
+    (estimator/moe_serving.py): the tokens dispatched to it (every data-parallel rank's under expert parallelism),
+    chunked by the release's VLLM_FUSED_MOE_CHUNK_SIZE, through fused_experts_impl's caches before
+    MOE_WORKSPACE_HELD and the modular kernel's workspaces (moe_workspace_bytes) from it, with fp8 activations'
+    input copies, the dispatched inputs, the router's outputs and the shared experts' output."""
+    dispatched = dispatched_tokens(inf, layout.data, layout.expert, tokens)
+    m = chunked_tokens(inf, dispatched)
+    if inf.vllm_before(MOE_WORKSPACE_HELD):
+        experts = fused_experts_bytes(a, layout.tensor, layout.expert, m)
+    else:
+        experts = moe_workspace_bytes(a, layout, m)
+    if fp8:
+        experts += fp8_input_bytes(a, layout.tensor, layout.expert, m)
+    return experts + moe_layer_extra_bytes(a, layout.tensor, tokens, dispatched)
+
+
 def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     """The fused-MoE workspace a forward of `tokens` tokens leaves in vLLM's WorkspaceManager (MOE_WORKSPACE_HELD):
     TritonExperts.workspace_shapes (fused_moe/fused_moe.py; experts/triton_moe.py in 0.34.0) with M tokens, top-k,
@@ -370,7 +399,9 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
     if not inf.vllm_before(MOE_WORKSPACE_HELD):
-        held += moe_workspace_bytes(a, layout, tokens)
+        # grown to the dispatched tokens' chunk (moe_serving.dispatched_tokens, chunked_tokens)
+        held += moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data, layout.expert,
+                                                                                    tokens)))
     return held + pipeline_buffer_bytes(inf, a, layout, s)
 
 

@@ -262,7 +262,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # one NCCL communicator a tensor group, not vLLM's two (trtllm.engine_non_torch_bytes)
         nt = engine_non_torch_bytes(layout, gpu) + engine_allreduce_workspace_bytes(layout, gpu)
     else:
-        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens) + pipeline_buffer_bytes(inf, a, layout, s)
+        # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
+        # later: Ampere takes Marlin's weight-only fp8)
+        fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
+               and (gpu is None or gpu.architecture not in ("ampere", "turing", "volta")))
+        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
+                  + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
         if not inf.cuda_graphs:
             graphs = 0

@@ -97,7 +97,8 @@ def serving_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe
     - over PCIe a tensor group holds two communicators (PyNccl's, and torch's process group's, made at the profile
       run's first collective on the device group: the logits' gather), each pcie_comm_bytes; from
       startup.NCCL_BEFORE_SNAPSHOT PyNccl's is in the baseline (pcie_outside_bytes) and only torch's is counted;
-    - before NCCL_BEFORE_SNAPSHOT the side groups' communicators (side_groups) count too, on either interconnect."""
+    - before NCCL_BEFORE_SNAPSHOT the side groups' communicators (side_groups) count too, on either interconnect, and
+      the data group's torch communicator that the MoE layer's naive dispatch opens."""
     pcie = gpu is not None and not gpu.nvlink
     nt = base
     if pcie and layout.tensor > 1:
@@ -105,6 +106,12 @@ def serving_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe
         nt += (2 if before else 1) * pcie_comm_bytes(layout.tensor) - NCCL_PER_PEER * (layout.tensor - 1)
     if inf.vllm_before(NCCL_BEFORE_SNAPSHOT):
         nt += sum(_comm(s, gpu) for s in side_groups(inf, layout, moe))
+        if moe and layout.data > 1 and layout.expert > 1 and not inf.vllm_before(EP_GROUP_FROM):
+            # the MoE layer's naive dispatch (the default all2all before 0.11) broadcasts over the data group's torch
+            # process group (device_communicators/all2all.py NaiveAll2AllManager.naive_multicast ->
+            # GroupCoordinator.broadcast -> torch.distributed.broadcast, read in 0.10.1): torch's communicator for
+            # that group is made in the profile run, inside the budget
+            nt += _comm(layout.data, gpu)
     return max(nt, NON_TORCH_BASE)
 
 
