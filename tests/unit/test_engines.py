@@ -157,9 +157,13 @@ def test_sglang_default_fraction_follows_its_formula():
     inf = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
                       "inference": {"engine": "sglang"}}).inference
     s = settings(inf, H100, 1, 1)
-    reserve = 512 + 8192 * 1.5 + 256 * 2 + 1 / 8 * 1024  # metadata, prefill chunk, graphs, tp x pp / 8
+    # metadata, prefill chunk, graphs, tp x pp / 8, and (current releases, from 0.5.10) 58 piecewise graphs of 8 MiB
+    reserve = 512 + 8192 * 1.5 + 256 * 2 + 1 / 8 * 1024 + 58 * 8
     assert s.gpu_memory_utilization == round((H100.memory_mib - reserve) / H100.memory_mib, 3)
-    l40s = settings(inf, L40S, 1, 1)
+    # PR 13023's log (2025-11, main between 0.5.5 and 0.5.6): before the piecewise reserve of 0.5.10
+    nov = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                      "inference": {"engine": "sglang", "engineVersion": "0.5.5"}}).inference
+    l40s = settings(nov, L40S, 1, 1)
     assert (l40s.max_num_batched_tokens, l40s.max_num_seqs, l40s.gpu_memory_utilization) == (4096, 32, 0.851)
     # a 2,048-token chunk (--chunked-prefill-size) reserves 512 + 3,072 + 512 + 128 MiB: the 10 GiB floor applies
     small = parse_spec({"model": {"preset": "llama-3.1-8b"}, "workload": "inference",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.result import EngineSettings
+from rackfit.estimator.sglang import piecewise_reserve_mib
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
@@ -69,6 +70,9 @@ SGLANG_BY_MEMORY = (0, 4, 6)
 SGLANG_TP_PP = (0, 4, 7)
 SGLANG_RESERVE_TABLE = (0, 4, 8)
 SGLANG_RESERVE_FORMULA = (0, 5, 3)
+# The graph batch on GPUs of 20-35 GiB below tensor 4 was 16 in 0.5.3 and 0.5.4, 24 from 0.5.5
+# (_handle_gpu_memory_settings, read in the 0.5.3-0.5.8 wheels).
+SGLANG_GRAPH_BS_24 = (0, 5, 5)
 # vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
 # (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); in 0.34.0 1.0 with the extensible KV cache, on by default
 # (CacheConfig.resolved_gpu_memory_utilization, VllmConfig._resolve_extensible_kv_cache), else
@@ -103,8 +107,13 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
             util = _sglang_fraction_before(inf, mib, tensor, pipeline)
         else:
             tokens, seqs = _sglang_defaults(mib, tensor)
-            # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted
-            util = _sglang_fraction(mib, inf.max_num_batched_tokens or tokens, seqs, tensor, pipeline)
+            if seqs == 24 and inf.sglang_before(SGLANG_GRAPH_BS_24):
+                seqs = 16
+            # the reserve takes the chunk as set (--chunked-prefill-size), the graph batch as defaulted, and from
+            # 0.5.10 the piecewise CUDA graphs captured up to that chunk (sglang.py SGLANG_PIECEWISE_RESERVE)
+            chunk = inf.max_num_batched_tokens or tokens
+            util = _sglang_fraction(mib, chunk, seqs, tensor, pipeline,
+                                    piecewise_reserve_mib(inf, a, chunk, pipeline))
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
@@ -146,12 +155,14 @@ def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:
     return 16384, 512
 
 
-def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipeline: int) -> float:
+def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipeline: int, piecewise: float = 0.0
+                     ) -> float:
     """SGLang's default mem_fraction_static (the same _handle_gpu_memory_settings): what is left after a reserve in MiB
     for metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups (tp x pp / 8 GiB),
     at least 10 GiB on GPUs above 60 GiB. On an L40S (46,068 MiB) that is 0.851, which SGLang logged there
-    (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851)."""
-    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024
+    (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851). `piecewise`: the piecewise
+    CUDA graphs' MiB from 0.5.10 (sglang.piecewise_reserve_mib), added before the floor."""
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024 + piecewise
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((mib - reserved) / mib, 3)

@@ -41,6 +41,15 @@ from rackfit.estimator.kvcache import (
 )
 from rackfit.estimator.pcie_serving import pcie_outside_bytes, serving_non_torch_bytes
 from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.sglang import (
+    cell_bytes,
+    hybrid_swa,
+    max_num_reqs,
+    max_running_requests,
+    page_size,
+    pool_tokens,
+    req_to_token_bytes,
+)
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
     INIT_FREE_CHECK,
@@ -176,18 +185,27 @@ class Served:
     budget: int | None = None
     kv_pool: int | None = None
     refused: str | None = None  # why the engine would not start on this layout (then no request fits)
+    # SGLang: max_total_num_tokens and max_running_requests as its source derives them (sglang.py)
+    engine_tokens: int | None = None
+    running_limit: int | None = None
 
     @property
     def kv_tokens(self) -> int | None:
         if self.kv_pool is None:
             return None
+        if self.engine_tokens is not None:
+            return self.engine_tokens
         return self.kv_pool // (BLOCK_TOKENS * self.per_token) * BLOCK_TOKENS
 
     @property
     def max_concurrency(self) -> float | None:
         if self.kv_pool is None:
             return None
-        return 0.0 if self.refused else round(self.kv_pool / self.per_request, 2)
+        if self.refused:
+            return 0.0
+        fit = self.kv_pool / self.per_request
+        # SGLang runs at most max_running_requests at once (sglang.max_running_requests)
+        return round(fit if self.running_limit is None else min(fit, self.running_limit), 2)
 
     @property
     def starts(self) -> bool | None:
@@ -220,6 +238,25 @@ def pipeline_check_refusal(inf: Inference, a: ModelArch, layout: Layout, pool: i
             f"contextLength {inf.context_length} against the whole model's KV cache ({whole / GiB:.2f} GiB, every "
             f"stage's layers), more than one stage's {max(pool, 0) / GiB:.2f} GiB (fixed in vLLM 0.17.0); lower "
             f"contextLength or use a newer release")
+
+
+def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU, pool: int, per_layer: int,
+                 hybrid: bool, reserve: int) -> Served:
+    """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its request slots
+    and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
+    allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
+    tokens = pool_tokens(pool, per_layer, -(-a.num_layers // layout.pipeline), a, hybrid, page_size(inf, a, gpu))
+    reqs = inf.max_num_seqs or max_num_reqs(inf, tokens, inf.context_length)
+    table = req_to_token_bytes(inf, reqs, inf.context_length)
+    refused = plan.refused
+    if refused is None and tokens >= SGLANG_MIN_POOL_TOKENS and table + NON_TORCH_BASE > reserve:
+        refused = (f"sglang would run out of memory at start: its request-to-token table ({reqs} requests x "
+                   f"contextLength {inf.context_length} int32, {table / GiB:.2f} GiB, allocated with the KV pool) "
+                   f"and cuBLAS's workspace need more than the {max(reserve, 0) / GiB:.2f} GiB that "
+                   f"mem_fraction_static {plan.settings.gpu_memory_utilization:g} leaves; lower contextLength, set "
+                   f"maxNumSeqs (--max-running-requests) or lower gpuMemoryUtilization")
+    return replace(plan, engine_tokens=tokens, running_limit=max_running_requests(inf, tokens, reqs),
+                   refused=refused)
 
 
 def profile_requests(inf: Inference, s: EngineSettings) -> int:
@@ -291,6 +328,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
         per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
                                          s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
+    sglang_hybrid = inf.engine == "sglang" and hybrid_swa(inf, a, gpu)
+    if inf.engine == "sglang":
+        # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
+        # windows included), or with the hybrid sliding-window pool (sglang.hybrid_swa) its full layers' tokens and
+        # SGLANG_SWA_RATIO of a sliding token each (sglang.cell_bytes)
+        per_token = cell_bytes(per_layer, -(-a.num_layers // layout.pipeline), a, sglang_hybrid)
+        per_request = per_token * inf.context_length
     plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
                   refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None)
     if gpu is None:
@@ -332,6 +376,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         before = min(context, CONTEXT_BEFORE_CUBLAS) + nt - NON_TORCH_BASE
         budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
+        plan = _sglang_pool(plan, inf, a, layout, gpu, max(pool, 0), per_layer, sglang_hybrid,
+                            total - before - budget)
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's

@@ -1,0 +1,161 @@
+"""SGLang's token pool beyond its memory fraction, by release: how many tokens the pool's bytes hold (the hybrid
+sliding-window pool, the page size), the request-to-token table and max_running_requests, and the piecewise CUDA
+graphs' share of the default fraction's reserve.
+
+Read in the sglang wheels 0.3.0, 0.3.6, 0.4.0, 0.4.4, 0.4.6-0.4.10, 0.5.1-0.5.10, 0.5.13, 0.5.16, 0.5.19, 0.5.21 and
+0.5.23 (python/sglang/srt/model_executor/model_runner.py and, from 0.5.7, model_runner_kv_cache_mixin.py:
+profile_max_num_token, init_memory_pool, set_num_token_hybrid / set_num_tokens_hybrid_swa; server_args.py
+_handle_gpu_memory_settings, model_specific_adjustments, _handle_attention_backend_compatibility; configs/
+model_config.py is_hybrid_swa_model). A spec without engineVersion is the current release, as elsewhere.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from rackfit.catalog.types import GPU
+from rackfit.models import ModelArch
+from rackfit.spec import Inference
+
+# --- The hybrid sliding-window pool -------------------------------------------------------------------------------
+# With a hybrid SWA pool (set_num_tokens_hybrid_swa) the tokens profile_max_num_token computes for every layer are
+# re-split: total = tokens x num_hidden_layers, full_tokens = int(total / (swa_full_tokens_ratio x swa_layers +
+# full_layers)), swa_tokens = int(full_tokens x ratio), each rounded down to the page; max_total_num_tokens (what the
+# scheduler logs) is then full_tokens. swa_full_tokens_ratio defaults to 0.8 (server_args.py, 0.4.10-0.5.21).
+SGLANG_SWA_RATIO = 0.8
+# Which models get it: gpt-oss (GptOssForCausalLM) from 0.5.8 (model_config.py is_hybrid_swa_model lists it with
+# Llama 4 and MiMo-V2-Flash; through 0.5.7 model_specific_adjustments set disable_hybrid_swa_memory for gpt-oss
+# unconditionally), except with the trtllm_mha attention backend, gpt-oss's default on SM100 (B200, GB200, B300), in
+# 0.5.8 and 0.5.9 ("Disable hybrid SWA memory for GPT-OSS model with trtllm_mha attention backend"; gone in 0.5.10).
+# Gemma 2 and 3 and OLMo 2 keep disable_hybrid_swa_memory through 0.5.23 ("not yet supported"), and dense models with
+# a sliding window keep every layer of every token in one pool. rackfit has no architecture name: a mixture of experts
+# with some (not all) sliding layers stands for gpt-oss (and MiMo-V2-Flash).
+SGLANG_SWA_GPT_OSS = (0, 5, 8)
+SGLANG_SWA_GPT_OSS_SM100 = (0, 5, 10)
+# The token-to-KV pool's page (server_args.page_size, default 1; init_memory_pool rounds max_total_num_tokens down to
+# it). The trtllm_mha backend forces 64 (_handle_attention_backend_compatibility: "TensorRT-LLM MHA only supports
+# page_size of 16, 32 or 64, changing page_size ... to 64"); it is gpt-oss's default on SM100 from 0.5.1
+# (model_specific_adjustments) and every non-MLA model's on SM100 from 0.5.7 (the auto-selected backend).
+SGLANG_TRTLLM_MHA_PAGE = 64
+SGLANG_TRTLLM_MHA_GPT_OSS = (0, 5, 1)
+SGLANG_TRTLLM_MHA_DEFAULT = (0, 5, 7)
+SM100 = ("B200", "GB200", "B300", "GB300")
+
+# --- The request-to-token table --------------------------------------------------------------------------------------
+# init_memory_pool, after the pool's tokens are known: max_num_reqs = min(max(int(max_total_num_tokens / context_len x
+# 512), 2048), cap) unless --max-running-requests is given; ReqToTokenPool holds an int32 (size, max_context_len)
+# tensor of size = max_num_reqs (+1 in 0.3.6-0.4.6) rows and max_context_len = context_len + 4 (+ 8 before 0.3.6).
+# The cap was 5120 in 0.3.0, 4096 from 0.3.6. The table is allocated after profile_max_num_token, out of the
+# (1 - mem_fraction_static) reserve, with the pool itself.
+SGLANG_REQ_4096 = (0, 3, 6)
+SGLANG_REQ_NO_SPARE_ROW = (0, 4, 7)
+REQ_INDEX_BYTES = 4
+
+# --- The piecewise CUDA graphs' reserve ------------------------------------------------------------------------------
+# From 0.5.10 piecewise (prefill) CUDA graphs are on by default (disable_piecewise_cuda_graph False; 0.5.3-0.5.9 had
+# enable_piecewise_cuda_graph False) and the default mem_fraction_static's reserve adds 8 MiB per captured token count
+# up to piecewise_cuda_graph_max_tokens (the chunk; "Only non-torch memory is counted"), 1.5 GiB with an MLA backend,
+# before the 10 GiB floor (_handle_gpu_memory_settings; reserve_for_graph_mb from 0.5.16, read to 0.5.21). They are
+# off under pipeline parallel, for multimodal models, with speculative decoding or DP attention (_handle_piecewise_
+# cuda_graph), none of which rackfit's default settings take but the first two.
+SGLANG_PIECEWISE_RESERVE = (0, 5, 10)
+PIECEWISE_MIB_PER_SIZE = 8
+PIECEWISE_MLA_MIB = 1.5 * 1024
+
+
+def gpt_oss_shaped(a: ModelArch | None) -> bool:
+    """A mixture of experts with some, not all, layers on a sliding window: SGLang's hybrid-SWA architectures."""
+    return a is not None and a.is_moe and a.sliding_window > 0 and 0 < a.sliding_window_layers < a.num_layers
+
+
+def _sm100(gpu: GPU | None) -> bool:
+    return gpu is not None and gpu.model.upper() in SM100
+
+
+def hybrid_swa(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> bool:
+    """Whether SGLang sizes this model's pool as a hybrid sliding-window pool (SGLANG_SWA_GPT_OSS)."""
+    if not gpt_oss_shaped(a) or inf.sglang_before(SGLANG_SWA_GPT_OSS):
+        return False
+    return not (_sm100(gpu) and inf.sglang_before(SGLANG_SWA_GPT_OSS_SM100))
+
+
+def page_size(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> int:
+    """The token-to-KV pool's page under the release's default attention backend (SGLANG_TRTLLM_MHA_PAGE)."""
+    if not _sm100(gpu) or (a is not None and a.is_mla):
+        return 1
+    if not inf.sglang_before(SGLANG_TRTLLM_MHA_DEFAULT):
+        return SGLANG_TRTLLM_MHA_PAGE
+    if gpt_oss_shaped(a) and not inf.sglang_before(SGLANG_TRTLLM_MHA_GPT_OSS):
+        return SGLANG_TRTLLM_MHA_PAGE
+    return 1
+
+
+def layer_split(a: ModelArch, stage_layers: int) -> tuple[int, int]:
+    """(full, sliding) layers of a stage, full-attention ones first (as kvcache.kv_cache_bytes counts them)."""
+    full = min(stage_layers, a.num_layers - a.sliding_window_layers)
+    return full, stage_layers - full
+
+
+def cell_bytes(per_layer: int, stage_layers: int, a: ModelArch, hybrid: bool) -> int:
+    """Bytes of pool one max_total_num_tokens token costs: every layer, or with the hybrid pool its full layers and
+    SGLANG_SWA_RATIO of a token in each sliding one."""
+    if not hybrid:
+        return per_layer * stage_layers
+    full, swa = layer_split(a, stage_layers)
+    return int(round(per_layer * (full + SGLANG_SWA_RATIO * swa)))
+
+
+def pool_tokens(pool: int, per_layer: int, stage_layers: int, a: ModelArch, hybrid: bool, page: int) -> int:
+    """max_total_num_tokens from the pool's bytes: profile_max_num_token's rest_memory // cell_size (every layer),
+    rounded down to the page, then with the hybrid pool re-split into full-layer tokens (set_num_tokens_hybrid_swa)."""
+    if pool <= 0 or per_layer <= 0 or stage_layers <= 0:
+        return 0
+    tokens = pool // (per_layer * stage_layers) // page * page
+    if not hybrid:
+        return tokens
+    full, swa = layer_split(a, stage_layers)
+    return int(tokens * stage_layers / (SGLANG_SWA_RATIO * swa + full)) // page * page
+
+
+def max_num_reqs(inf: Inference, tokens: int, context: int) -> int:
+    """init_memory_pool's default request slots: 512 per context of pool tokens, between 2048 and the cap."""
+    cap = 5120 if inf.sglang_before(SGLANG_REQ_4096) else 4096
+    return min(max(int(tokens / max(context, 1) * 512), 2048), cap)
+
+
+def req_table_rows(inf: Inference, reqs: int) -> int:
+    spare = not inf.sglang_before(SGLANG_REQ_4096) and inf.sglang_before(SGLANG_REQ_NO_SPARE_ROW)
+    return reqs + 1 if spare else reqs
+
+
+def req_to_token_bytes(inf: Inference, reqs: int, context: int) -> int:
+    """ReqToTokenPool's int32 table: rows x (context_len + 4, 8 before 0.3.6)."""
+    width = context + (8 if inf.sglang_before(SGLANG_REQ_4096) else 4)
+    return req_table_rows(inf, reqs) * width * REQ_INDEX_BYTES
+
+
+def max_running_requests(inf: Inference, tokens: int, reqs: int) -> int:
+    """The scheduler's limit without --max-running-requests: min(max_total_num_tokens // 2, the table's rows; one
+    fewer row before 0.3.6) (tp_worker.py TpModelWorker.__init__; model_runner.py from 0.5.8)."""
+    rows = req_table_rows(inf, reqs) - (1 if inf.sglang_before(SGLANG_REQ_4096) else 0)
+    return max(0, min(tokens // 2, rows))
+
+
+def piecewise_graph_sizes(max_tokens: int) -> list[int]:
+    """The token counts piecewise CUDA graphs are captured for up to `max_tokens` (server_args.py
+    _generate_piecewise_cuda_graph_tokens, 0.5.10; _generate_prefill_cuda_graph_batch_sizes from 0.5.16)."""
+    sizes = (list(range(4, 33, 4)) + list(range(48, 257, 16)) + list(range(288, 513, 32))
+             + list(range(576, 1024 + 1, 64)) + list(range(1280, 4096 + 1, 256))
+             + list(range(4608, max_tokens + 1, 512)))
+    return [s for s in sizes if s <= max_tokens]
+
+
+def piecewise_reserve_mib(inf: Inference, a: ModelArch | None, chunk: int, pipeline: int) -> float:
+    """What the default fraction reserves for piecewise CUDA graphs (SGLANG_PIECEWISE_RESERVE), in MiB."""
+    if inf.engine != "sglang" or inf.sglang_before(SGLANG_PIECEWISE_RESERVE) or pipeline > 1:
+        return 0.0
+    if a is not None and a.vision_parameters:
+        return 0.0
+    if a is not None and a.is_mla:
+        return PIECEWISE_MLA_MIB
+    return float(len(piecewise_graph_sizes(chunk)) * PIECEWISE_MIB_PER_SIZE)
