@@ -110,3 +110,12 @@ def test_runtime_helper_by_framework():
 def test_kept_buffers_unchanged(framework, extra):
     one, acc = estimate(_spec(framework, 8, None, **extra)), estimate(_spec(framework, 8, 16, **extra))
     assert (one.total_bytes, one.breakdown) == (acc.total_bytes, acc.breakdown)
+
+
+def test_notes_only_with_accumulation_over_data():
+    assert not any("accumulation" in n for n in estimate(_spec("fsdp", 8, None)).notes)
+    assert not any("accumulation" in n for n in estimate(_spec("transformers", 1, 8)).notes)
+    assert any("torchtitan and torchtune" in n for n in estimate(_spec("fsdp", 8, 4)).notes)
+    assert any("no_sync" in n for n in estimate(_spec("fsdp", 8, 4, fsdpVersion=1)).notes)
+    assert any("no_sync" in n for n in estimate(_spec("transformers", 2, 4)).notes)
+    assert not any("accumulation" in n for n in estimate(_spec("deepspeed", 8, 4, zeroStage=2)).notes)

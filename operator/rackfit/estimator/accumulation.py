@@ -72,3 +72,17 @@ def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: in
     if tr.framework == "fsdp" or (tr.framework == "deepspeed" and tr.zero_stage in (1, 2)):
         return grads, 0
     return held, cached
+
+
+def accumulation_notes(tr: Training, layout: Layout) -> list[str]:
+    """What the estimate assumed about accumulation that the spec does not say (none without accumulation)."""
+    if accumulation_steps(tr) == 1 or layout.data == 1:
+        return []
+    if tr.framework == "fsdp" and tr.fsdp == 2:
+        return ["gradient accumulation under fsdp is modelled as torchtitan and torchtune run it (a reduce-scatter "
+                "every micro-batch, sharded gradients); accelerate's FSDP2 without sync_each_batch keeps every "
+                "unsharded gradient in the reduce dtype between micro-batches, which needs more"]
+    if tr.framework == "fsdp" or (tr.framework == "transformers" and not tr.zero_stage):
+        return ["gradient accumulation is modelled as the HF Trainer runs it: every micro-batch but the last under "
+                "no_sync (accelerate's default, sync_each_batch false); sync_each_batch true needs less"]
+    return []
