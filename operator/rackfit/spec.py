@@ -572,6 +572,12 @@ class Training(_Model):
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
         "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
         "configs and many recipes set 0.0"))
+    gradient_accumulation_steps: int | None = Field(None, gt=0, description=(
+        "micro-batches whose gradients are added up before each optimizer step (HF Trainer's, DeepSpeed's and "
+        "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "
+        "data-parallel size). Each micro-batch runs alone, so the activations stay those of one microBatchSize; from "
+        "the second micro-batch on, the gradients of the earlier ones are held while it runs (on one GPU, under DDP "
+        "beside its buckets, under accelerate's FSDP1 unsharded), which can raise the peak. Default 1: none"))
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:

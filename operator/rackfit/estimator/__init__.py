@@ -11,6 +11,7 @@ from typing import Any
 
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
+from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
@@ -133,6 +134,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         if spec.training.optimizer == "adamw8bit":
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
+        notes.extend(accumulation_notes(spec.training, layout))
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
     # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
     load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0
@@ -233,7 +235,9 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     logits_on_this_stage = layout.pipeline == 1
     loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
-    grads_during_backward = states.gradients if layout.data > 1 else 0
+    # gradient accumulation: every param.grad held from the second micro-batch on (accumulation.py)
+    accumulated = transformers_accumulated_grads(tr, layout, states.gradients)
+    grads_during_backward = (states.gradients if layout.data > 1 else 0) + accumulated
     param_grads = ddp_param_grads(tr, layout, states.gradients)
     backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
@@ -258,6 +262,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # does DDP its param.grad (freed by the Trainer's zero_grad, set_to_none).
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
     transient = live_act + (live_grads if layout.data == 1 else 0)
+    transient += accumulated if layout.data > 1 and phase in ("loss backward", "layer recompute") else 0
     transient += param_grads if phase in ("backward end", "optimizer step") else 0
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rackfit.estimator.accumulation import runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
@@ -377,6 +378,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two
     held, cached = grads_at_loss_backward(tr, layout, grads, output * state_bytes if full else 0)
+    # gradient accumulation: micro-batches 2..N find the earlier ones' gradients (accumulation.py)
+    held, cached = runtime_accumulated_grads(tr, layout, grads, held, cached, n * compute_bytes if full else 0)
     start = act.kept + max(loss, act.recompute) - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
@@ -398,7 +401,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     elif moment is not None:
         phase, live_act, transient = moment.name, moment.activations, backward_transient
         weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
-        cached = 0 if moment.name == "backward end" else held
+        cached = 0 if moment.name == "backward end" else cached
     elif start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
         live_act = act.kept + max(loss, act.recompute)

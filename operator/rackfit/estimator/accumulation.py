@@ -1,0 +1,88 @@
+"""Gradient accumulation (`training.gradientAccumulationSteps`): what each runtime holds at a micro-batch's peak from
+the second micro-batch of a step on, beyond what one micro-batch step holds. Every micro-batch's forward and backward
+run alone (activations, loss and gathered weights are those of one micro-batch); what changes is which gradients
+exist then. Read from the runtimes' sources (docs/accuracy.md, "Gradient accumulation"):
+
+- HF Trainer (transformers, accelerate): `model.zero_grad()` runs only after `optimizer.step()`, once per
+  accumulation window (transformers trainer.py `_inner_training_loop`), so every trained parameter's `param.grad`,
+  made by autograd's AccumulateGrad in the first micro-batch's backward, is allocated through the later micro-batches'
+  forward and backward. Under DDP the Trainer runs every micro-batch but the last under `accelerator.no_sync`
+  (trainer.py since 4.46: `functools.partial(self.accelerator.no_sync, model=model) if i != len(batch_samples) - 1
+  and distributed_type != DEEPSPEED`; `accelerator.accumulate` before, accelerate's `sync_each_batch` False by default),
+  which is DDP's `no_sync` (accelerate/accelerator.py `no_sync`: `getattr(model, "no_sync", ...)`): the Reducer's
+  autograd hook returns early (`expect_autograd_hooks_` false, torch reducer.cpp `autograd_hook`), so `param.grad`
+  accumulates beside the buckets, which stay allocated: both copies held.
+- accelerate's FSDP1 (`fsdpVersion: 1`): the same `no_sync` is FSDP1's, whose post-backward hook returns before the
+  reduce-scatter (`if not state._sync_gradients: ... return`, torch/distributed/fsdp/_runtime_utils.py
+  `_post_backward_hook`) and whose final callback keeps "`.grad` ... the unsharded gradient from prior `no_sync()`
+  iterations" (`_finalize_params`): every unit's unsharded flat gradient, in the 16-bit param dtype autograd made it
+  in, made in the default stream and held from the first micro-batch's backward to the last one's reduce-scatter.
+- FSDP2 as torchtitan and torchtune run it: no `set_requires_gradient_sync(False)` (torchtitan trainer.py
+  `train_step` loops `forward_backward_step` over the accumulation steps after one `optimizers.zero_grad()`;
+  torchtune's recipes step every `gradient_accumulation_steps` batches), so every micro-batch reduce-scatters and
+  FSDP2 adds the new shard into the sharded gradient (`_fsdp_collectives.py` `foreach_reduce`: `sharded_param.grad`
+  accumulated when it exists): the sharded gradients are allocated, not cached blocks, from the second micro-batch on.
+  accelerate's FSDP2 `no_sync` (`set_requires_gradient_sync(False)`, unsharded gradients kept in the reduce dtype by
+  `_fsdp_param.py` `to_accumulated_grad_if_needed`) is not modelled: the spec cannot tell accelerate's FSDP2 from
+  torchtitan's.
+- DeepSpeed ZeRO-1/2: the partition's gradients persist across micro-batches (stage_1_and_2.py
+  `independent_gradient_partition_epilogue`: `all_grad_tensors` / `averaged_gradients` accumulated with `add_` until
+  `is_gradient_accumulation_boundary()`): allocated, not cached. ZeRO-3's `grad_partitions_flat_buffer` and Megatron's
+  `main_grad` buffer are kept for the run anyway (accumulated into: stage3.py `__partition_grads`, `micro_step_id >
+  0`; megatron/core/distributed/param_and_grad_buffer.py, `no_sync` between micro-batches): no change.
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+from rackfit.estimator.result import Layout
+from rackfit.spec import Training
+
+
+def accumulation_steps(tr: Training) -> int:
+    """Micro-batches a step: training.gradientAccumulationSteps, 1 when unset."""
+    return tr.gradient_accumulation_steps or 1
+
+
+def transformers_accumulated_grads(tr: Training, layout: Layout, gradients: int) -> int:
+    """transformers path (estimator._training): the `param.grad` bytes held at micro-batches 2..N's loss backward
+    beyond one micro-batch step, `gradients` the trained parameters' gradients (ModelStates.gradients). One GPU and
+    DDP: every `param.grad` (on one GPU nothing is held otherwise; under DDP's `no_sync` beside the buckets, which are
+    counted already). ZeRO over `data` > 1 (DeepSpeed's own accumulation, no `no_sync`): its gradients are counted as
+    held already. 0 without accumulation."""
+    if accumulation_steps(tr) == 1 or (tr.zero_stage and layout.data > 1):
+        return 0
+    return gradients
+
+
+def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: int, cached: int,
+                              unsharded: int) -> tuple[int, int]:
+    """runtime_peak (fsdp, deepspeed, megatron): (held, cached) at micro-batches 2..N's loss backward in place of one
+    micro-batch step's (frameworks.grads_at_loss_backward), `grads` the runtime's kept gradients and `unsharded` the
+    16-bit bytes of every trained parameter on this rank (FSDP1's unsharded flat gradients under `no_sync`).
+    - fsdp FSDP2 (torchtitan, torchtune), one GPU or `data` > 1, and deepspeed ZeRO-1/2: every kept gradient,
+      allocated (none is a cached block any more);
+    - fsdp FSDP1 over `data` > 1 (accelerate's `no_sync`): the sharded gradients as before (the last step's blocks in
+      the post-backward stream) and the unsharded ones beside them, allocated;
+    - megatron, ZeRO-0 and ZeRO-3: unchanged (their gradient buffers are held anyway)."""
+    if accumulation_steps(tr) == 1:
+        return held, cached
+    if tr.framework == "fsdp" and tr.fsdp == 1 and layout.data > 1:
+        return held + unsharded, cached
+    if tr.framework == "fsdp" or (tr.framework == "deepspeed" and tr.zero_stage in (1, 2)):
+        return grads, 0
+    return held, cached
+
+
+def accumulation_notes(tr: Training, layout: Layout) -> list[str]:
+    """What the estimate assumed about accumulation that the spec does not say (none without accumulation)."""
+    if accumulation_steps(tr) == 1 or layout.data == 1:
+        return []
+    if tr.framework == "fsdp" and tr.fsdp == 2:
+        return ["gradient accumulation under fsdp is modelled as torchtitan and torchtune run it (a reduce-scatter "
+                "every micro-batch, sharded gradients); accelerate's FSDP2 without sync_each_batch keeps every "
+                "unsharded gradient in the reduce dtype between micro-batches, which needs more"]
+    if tr.framework == "fsdp" or (tr.framework == "transformers" and not tr.zero_stage):
+        return ["gradient accumulation is modelled as the HF Trainer runs it: every micro-batch but the last under "
+                "no_sync (accelerate's default, sync_each_batch false); sync_each_batch true needs less"]
+    return []
