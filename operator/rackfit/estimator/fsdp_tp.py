@@ -19,8 +19,9 @@ def whole_sequence_gradient_excess(a: ModelArch, tr: Training, t: int) -> int:
     same) makes w2 (and wo) `RowwiseParallel(output_layouts=Shard(1))`: the output is a Partial DTensor
     reduce-scattered to Shard(1) by `redistribute` (torch/distributed/tensor/parallel/style.py,
     RowwiseParallel._prepare_output_fn). In the backward, `Redistribute.backward`
-    (torch/distributed/tensor/_redistribute.py, torch 2.5 to 2.13) turns a Partial source placement into
-    Replicate ("we keep the grad as replicate"), so the Shard(1) gradient is all-gathered: a [batch, sequence,
+    (torch/distributed/tensor/_redistribute.py; _tensor/redistribute.py in older releases, the same rule) turns a
+    Partial source placement into Replicate ("for backward shard -> partial, we just do shard -> replicate"), so
+    the Shard(1) gradient is all-gathered: a [batch, sequence,
     hidden] 16-bit tensor on every rank, alive through w2's backward while every tensor the block saved (or its
     recompute restored, under full checkpointing) still is. Without sequence parallel (`sequenceParallel: false`)
     the output is Replicate and its gradient arrives whole as well. The per-token count
