@@ -16,6 +16,7 @@ from rackfit.estimator.framework_activations import (
     loss_parallel,
     torchtitan,
 )
+from rackfit.estimator.fsdp_tp import whole_sequence_gradient_excess
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
@@ -133,7 +134,7 @@ class BackwardMoment:
 def fsdp2_backward_moments(kept: int, kept_block: int, loss: int, output_backward: int, output_reduce_act: int,
                            output_grad_made: int, recompute: int, gathered: int, output_weight: int, layer_weight: int,
                            layer_grad: int, layer_rs: int, output_grad: int, output_rs: int, end_weight: int,
-                           end_grad: int, end_rs: int, root_group: bool) -> list[BackwardMoment]:
+                           end_grad: int, end_rs: int, root_group: bool, block_grad: int = 0) -> list[BackwardMoment]:
     """FSDP2's backward (full fine-tune, `data` > 1, no pipeline stages), in autograd's order, as a list of moments
     with what each holds beyond the states, read in torch's FSDP2 (torch/distributed/fsdp/_fully_shard/ at pytorch
     010ae4a, 2026; `_composable/fsdp/` in torch 2.5-2.6, the same): `FSDPParamGroup.post_backward`
@@ -160,7 +161,9 @@ def fsdp2_backward_moments(kept: int, kept_block: int, loss: int, output_backwar
     6. the next block's recompute: one block's activations fewer, the last block's reduce-scatter input held; every
        later block holds less (fewer kept activations, the same buffers);
     7. backward end: the activations freed, the last group (tok_embeddings; the root group) resharded, its
-       gradients and reduce-scatter input beside the copy-in pool."""
+       gradients and reduce-scatter input beside the copy-in pool.
+    `block_grad`: what a block's backward holds at its start beyond its per-token count under tensor parallel
+    (fsdp_tp.whole_sequence_gradient_excess), added to moments 4 and 6."""
     out_held = output_grad if root_group else 0
     out_freed = 0 if root_group else output_weight
     prev_rs = 0 if root_group else output_rs
@@ -174,10 +177,11 @@ def fsdp2_backward_moments(kept: int, kept_block: int, loss: int, output_backwar
                                       output_grad + output_rs))
     kept_rest = max(kept - kept_block, 0)
     moments += [
-        BackwardMoment(block, kept + recompute, gathered - out_freed, prev_rs + out_held + layer_grad),
+        BackwardMoment(block, kept + recompute + block_grad, gathered - out_freed, prev_rs + out_held + layer_grad),
         BackwardMoment("layer reduce-scatter", kept_rest, gathered - out_freed - layer_weight,
                        out_held + layer_grad + layer_rs),
-        BackwardMoment("next " + block, kept_rest + recompute, gathered - out_freed, out_held + layer_rs + layer_grad),
+        BackwardMoment("next " + block, kept_rest + recompute + block_grad, gathered - out_freed,
+                       out_held + layer_rs + layer_grad),
         BackwardMoment("backward end", 0, gathered - out_freed - layer_weight - end_weight, end_grad + end_rs),
     ]
     return moments
@@ -229,7 +233,8 @@ def fsdp2_backward_inputs(a: ModelArch, tr: Training, layout: Layout, act: Activ
                 gathered=gathered, output_weight=output * compute_bytes, layer_weight=layer * compute_bytes,
                 layer_grad=layer * compute_bytes, layer_rs=layer * reduce_bytes, output_grad=output_grad,
                 output_rs=output * reduce_bytes, end_weight=end * compute_bytes if root_group else 0,
-                end_grad=end * compute_bytes, end_rs=end * reduce_bytes, root_group=root_group)
+                end_grad=end * compute_bytes, end_rs=end * reduce_bytes, root_group=root_group,
+                block_grad=whole_sequence_gradient_excess(a, tr, t))
 
 
 def fsdp_gathered_reuse(tr: Training, gathered: int) -> int:
