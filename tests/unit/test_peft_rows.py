@@ -9,6 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from rackfit.estimator import estimate
+from rackfit.estimator.peft import largest_layer_block, unfit_step_temporaries
+from rackfit.estimator.result import Layout
 from rackfit.estimator.training import ADAPTER_BYTES, lora_params, optimizer_state_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
@@ -64,3 +67,48 @@ def test_rows_t190_t194_are_facts_with_a_source():
         case = cases[cid]
         assert case["source"] and case["setup"] and case["facts"]
         assert all("capacityGib" in f and "fits" in f for f in case["facts"])
+
+
+# --- foreach AdamW's step temporaries against the backward's cached blocks (estimator/peft.py) ---
+
+ONE_GPU = Layout(data=1, tensor=1, pipeline=1)
+MLP_TEMP = 3072 * 8192 * 2            # one bf16 MLP matrix's sqrt temporary: 50,331,648 B
+EMBED_TEMP = 128256 * 3072 * 2        # the tied embedding's: 788,004,864 B
+
+
+def _full(seq: int, implementation: str = "foreach", **t):
+    return _training(method="full", masterWeights="none", optimizer="adamw", adamwImplementation=implementation,
+                     sequenceLength=seq, activationCheckpointing="none", **t)
+
+
+def test_largest_block_is_the_mlp_activation_of_the_micro_batch():
+    spec, arch = _full(640)
+    assert largest_layer_block(arch, spec.training) == 4 * 640 * 8192 * 2 == 41_943_040
+
+
+def test_below_hidden_size_tokens_the_mlp_and_embedding_temporaries_do_not_fit():
+    # 4 x 640 = 2,560 tokens < hidden 3,072: each MLP matrix's 50.3 MB temporary exceeds the 41.9 MB MLP block;
+    # q/o (18.9 MB) and k/v (6.3 MB) fit; 28 layers x 3 MLP matrices + the tied embedding once
+    spec, arch = _full(640)
+    assert unfit_step_temporaries(arch, spec.training, ONE_GPU, 2) == 28 * 3 * MLP_TEMP + EMBED_TEMP == 5_015_863_296
+
+
+def test_at_hidden_size_tokens_the_mlp_temporaries_fit_exactly():
+    spec, arch = _full(768)   # 4 x 768 = 3,072 tokens: the MLP block is 50,331,648 B, the MLP temporary's size
+    assert unfit_step_temporaries(arch, spec.training, ONE_GPU, 2) == EMBED_TEMP
+
+
+def test_fused_adamw_and_lora_adapters_leave_nothing_unfit():
+    spec, arch = _full(640, implementation="fused")
+    assert unfit_step_temporaries(arch, spec.training, ONE_GPU, 2) == 0
+    spec, arch = _training(loraRank=32, loraTargets=["q", "v"], optimizer="adamw", adamwImplementation="foreach",
+                           sequenceLength=640, activationCheckpointing="none")
+    assert unfit_step_temporaries(arch, spec.training, ONE_GPU, 4) == 0   # A: 32 x 3072 x 4 B, 0.4 MB
+
+
+def test_the_step_reserves_the_backward_plus_the_unfit_temporaries():
+    # fused AdamW peaks in the loss's backward; foreach's step reserves that backward and its slack, plus the
+    # temporaries that take new segments: the totals differ by exactly those bytes
+    foreach, fused = (estimate(_full(640, implementation=i)[0]) for i in ("foreach", "fused"))
+    assert fused.peak_phase == "loss backward" and foreach.peak_phase == "optimizer step"
+    assert foreach.total_bytes - fused.total_bytes == 5_015_863_296
