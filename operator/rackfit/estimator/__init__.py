@@ -21,6 +21,7 @@ from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_pea
 from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.params import ParamCounts, count_params
+from rackfit.estimator.peft import unfit_step_temporaries
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
     ModelStates,
@@ -268,6 +269,19 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
     slack = int(share * transient)
+    unfit = unfit_step_temporaries(arch, tr, layout, trained_bytes)
+    if unfit:
+        # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
+        # (estimator/peft.py): the step reserves the backward's peak and its slack, plus those temporaries
+        backward_share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
+        if recompute and tr.method == "full" and states.optimizer:
+            backward_share += SLACK_STATE_SPLIT
+        backward_act = act.layers + max(loss, act.recompute)
+        step_reserved = backward_peak + int(backward_share * backward_act) + unfit
+        if step_reserved > live_act + live_grads + (optimizer - states.optimizer) + slack:
+            live_act, live_grads, phase = 0, states.gradients, "optimizer step"
+            optimizer = states.optimizer + temp
+            slack = step_reserved - live_grads - temp
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
                 optimizer_states_bytes=optimizer, slack=slack), phase
 
