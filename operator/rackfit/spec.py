@@ -555,11 +555,11 @@ class Training(_Model):
         "16-bit elements when it starts and keeps it for the whole run; ZeRO-1 and 2 reduce gradients through "
         "buckets of this size. Default 500000000 (5e8, DeepSpeed's default: about 0.93 GiB in bf16 per GPU)"))
     overlap_comm: bool | None = Field(None, description=(
-        "framework deepspeed: zero_optimization.overlap_comm of the DeepSpeed config. With ZeRO-1 and 2, true keeps two "
-        "gradient buckets of reduceBucketSize during the backward instead of one, and copies the rank's gradient "
-        "partition on a separate CUDA stream, whose memory the next forward cannot reuse. Default: DeepSpeed's, false "
-        "for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 and "
-        "ZeRO-3 configs set it true: copy the value from the config the job runs"))
+        "framework deepspeed: zero_optimization.overlap_comm of the DeepSpeed config. With ZeRO-1 and 2, true keeps "
+        "two gradient buckets of reduceBucketSize during the backward instead of one, and copies the rank's gradient "
+        "partition on a separate CUDA stream, whose memory the next forward cannot reuse. Default: DeepSpeed's, "
+        "false for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 "
+        "and ZeRO-3 configs set it true: copy the value from the config the job runs"))
     transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
