@@ -183,6 +183,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
                                    "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
                                    "only with framework deepspeed", ".reduceBucketSize"),
+        "overlap_comm": Rule("!has(self.overlapComm) || self.framework == 'deepspeed'",
+                             "training.overlapComm is DeepSpeed's zero_optimization.overlap_comm: only with framework "
+                             "deepspeed", ".overlapComm"),
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
@@ -551,6 +554,12 @@ class Training(_Model):
         "and contiguous_gradients (DeepSpeed's default) the optimizer allocates a gradient bucket of this many "
         "16-bit elements when it starts and keeps it for the whole run; ZeRO-1 and 2 reduce gradients through "
         "buckets of this size. Default 500000000 (5e8, DeepSpeed's default: about 0.93 GiB in bf16 per GPU)"))
+    overlap_comm: bool | None = Field(None, description=(
+        "framework deepspeed: zero_optimization.overlap_comm of the DeepSpeed config. With ZeRO-1 and 2, true keeps "
+        "two gradient buckets of reduceBucketSize during the backward instead of one, and copies the rank's gradient "
+        "partition on a separate CUDA stream, whose memory the next forward cannot reuse. Default: DeepSpeed's, "
+        "false for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 "
+        "and ZeRO-3 configs set it true: copy the value from the config the job runs"))
     transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
@@ -624,6 +633,8 @@ class Training(_Model):
             raise ValueError(rules["torchtitan_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
+        if self.overlap_comm is not None and self.framework != "deepspeed":
+            raise ValueError(rules["overlap_comm"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

@@ -97,7 +97,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion", ".torchtitanVersion",
-                                                  ".reduceBucketSize",
+                                                  ".reduceBucketSize", ".overlapComm",
                                                   ".hiddenDropout"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)

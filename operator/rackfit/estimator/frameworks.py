@@ -54,7 +54,11 @@ from rackfit.estimator.zero import (
     ZERO_REDUCE_BUCKET,
     ZERO_SUB_GROUP,
     zero3_step,
+    zero12_ipg_buffers,
+    zero12_partition_held,
+    zero12_reduce_copy,
     zero12_step,
+    zero_overlap_comm,
 )
 from rackfit.models import ModelArch
 from rackfit.spec import Training
@@ -269,6 +273,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
         # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
         zero = tr.zero_stage
+        overlap = zero_overlap_comm(zero, tr.overlap_comm)   # zero_optimization.overlap_comm, or its default by stage
         trainable_here = n
         if full:
             # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
@@ -295,7 +300,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # flat partition; stage3.py: one sub_group_size at a time); refined by zero12_step / zero3_step
                 part = n // d
                 step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
-            if zero >= 2:
+            if zero >= 2 or (zero == 1 and overlap):
+                # stage 1 under overlap_comm reduces in the backward's hooks as stage 2 does: the partition's
+                # gradients are copied into grads_in_partition, the others left as views of the IPG bucket
+                # (stage_1_and_2.py process_gradients, reduce_ipg_grads "zero stage 1"; contiguous_gradients)
                 grads //= d
             if zero >= 3:
                 weights //= d
@@ -320,9 +328,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads += ipg
             buckets = layer * compute_bytes
         elif zero >= 1:
-            # reduce_bucket_size elements of 16-bit gradients per reduce (stage 1-2: the ipg bucket), beside one
-            # layer's unpartitioned gradients as autograd makes them
-            buckets = min(reduce_bucket, n) * compute_bytes + layer * compute_bytes
+            # the IPG bucket(s) of reduce_bucket_size 16-bit elements, two under overlap_comm (zero.zero12_ipg_buffers),
+            # beside one layer's unpartitioned gradients as autograd makes them
+            buckets = zero12_ipg_buffers(reduce_bucket, overlap, compute_bytes) + layer * compute_bytes
         if zero == 3:
             # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
             # fetched ahead of their module), and never more than the whole model's 16-bit weights
@@ -378,8 +386,14 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two
     held, cached = grads_at_loss_backward(tr, layout, grads, output * state_bytes if full else 0)
+    logits_block = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t * compute_bytes
+    if fw == "deepspeed" and full and zero == 2 and not zero12_partition_held(grads, overlap, logits_block):
+        held = cached = 0   # grads_in_partition served by the 16-bit logits' freed block (zero.zero12_partition_held)
     # gradient accumulation: micro-batches 2..N find the earlier ones' gradients (accumulation.py)
     held, cached = runtime_accumulated_grads(tr, layout, grads, held, cached, n * compute_bytes if full else 0)
+    if fw == "deepspeed" and full and zero in (1, 2) and d > 1 and overlap:
+        copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes)   # the reduction stream's cached flat copy
+        held, cached = held + copy, cached + copy
     start = act.kept + max(loss, act.recompute) - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
@@ -451,9 +465,9 @@ def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad
       (runtime/zero/stage3.py, since DeepSpeed PR 1453), ZeRO-0's bf16 optimizer its fp32 gradient buffers: held,
       allocated. ZeRO-1/2: `grads_in_partition` is created by the first copy of each backward and dropped by its
       epilogue (stage_1_and_2.py copy_grads_in_partition, _release_ipg_buffers), the flat `averaged_gradients` after
-      the step: none allocated. They are made in the reduction stream under overlap_comm (held as cached blocks),
-      in the default stream without it (DeepSpeed's default for stages 1-2: not held); the spec cannot say which,
-      so held, all cached: an upper bound."""
+      the step: none allocated. Held, all cached: under overlap_comm they are made in the reduction stream, and
+      without it one allocation made after the loss's backward takes a new segment in the first step
+      (zero.zero12_partition_held; runtime_peak drops them where the freed logits' block serves it)."""
     if tr.framework == "fsdp":
         if layout.data == 1:
             return (min(output_grad, grads) if layout.pipeline == 1 else grads), 0

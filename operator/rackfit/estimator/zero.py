@@ -49,3 +49,50 @@ def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     if compute_bytes == 4:  # an fp32 module: `.to(fp32)` returns the flat copy itself
         return (flat, temp)
     return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
+
+
+def zero_overlap_comm(stage: int, overlap_comm: bool | None) -> bool:
+    """Whether ZeRO overlaps the gradients' reduction with the backward: zero_optimization.overlap_comm as the job
+    sets it, else DeepSpeed's default, True for stage 3 and False for stages 1 and 2 (deepspeed/runtime/zero/config.py,
+    DeepSpeedZeroConfig.overlap_comm None, validator `overlap_comm_valid`: `self.stage == ZeroStageEnum.weights`;
+    DeepSpeed edaa722, the same since 0.6)."""
+    return (stage == 3) if overlap_comm is None else overlap_comm
+
+
+def zero12_ipg_buffers(reduce_bucket: int, overlap: bool, compute_bytes: int) -> int:
+    """Bytes of ZeRO-1/2's IPG gradient buckets during the backward (deepspeed/runtime/zero/stage_1_and_2.py, DeepSpeed
+    edaa722; with contiguous_gradients, DeepSpeed's default): `torch.empty(int(self.reduce_bucket_size), dtype=
+    self.dtype)` (the module's 16-bit dtype), whatever the model's size, and with overlap_comm a second one ("Use double
+    buffers to avoid data access conflict when overlap_comm is enabled": `buf_1`; the reduction of one bucket runs on
+    `reduction_stream` while the next fills the other, `bucket.index = 1 - bucket.index` in
+    reduce_independent_p_g_buckets_and_remove_grads). Allocated in DeepSpeedZeroOptimizer.backward before
+    `loss.backward()` up to 0.18.2, at the first gradient hook (`setup_buckets`, PR 7665) from 0.18.3; freed by the
+    epilogue (`_release_ipg_buffers`). Stage 3 keeps one bucket whatever overlap_comm (stage3.py `bucket.buffer =
+    torch.empty(self.reduce_bucket_size)` in __init__; overlap_comm only picks its reduce_and_partition_stream)."""
+    return (2 if overlap else 1) * reduce_bucket * compute_bytes
+
+
+def zero12_partition_held(partition_bytes: int, overlap: bool, freed_block: int) -> bool:
+    """Whether ZeRO-2's 16-bit gradient partition holds GPU memory (reserved, not allocated) at the loss's backward.
+    copy_grads_in_partition (stage_1_and_2.py, DeepSpeed edaa722; the same since 0.9) allocates `grads_in_partition`,
+    the whole partition in one `torch.empty`, at the first bucket's reduction, after the loss's backward, and the step
+    frees it. Under overlap_comm reduce_ipg_grads runs that copy in `with stream(self.reduction_stream)`: the block
+    belongs to that stream's pool, which the caching allocator never hands to the default stream's forward
+    (CUDACachingAllocator.cpp get_free_block): held from the second step on. Without overlap_comm it is made in the
+    default stream, from a cached free block at least as large or else a new segment (`malloc`, `alloc_block`); the
+    largest block the loss's backward frees before it is the micro-batch's 16-bit logits (`freed_block`, as
+    fsdp.step_segment_inputs counts it). Larger than that, the first step reserves a segment for it beside what the
+    loss's backward reserved: held all the same. Not larger, it reuses the logits' block: not held."""
+    return overlap or partition_bytes > freed_block
+
+
+def zero12_reduce_copy(reduce_bucket: int, params: int, compute_bytes: int) -> int:
+    """Bytes of the flat copy each ZeRO-1/2 bucket reduction makes over data parallel > 1 (stage_1_and_2.py, DeepSpeed
+    0.12.4 on, PR 4695; edaa722): average_tensor splits the bucket into one slice per destination rank and, with
+    use_multi_rank_bucket_allreduce (default True), allreduce_and_scatter -> allreduce_bucket runs
+    `tensor = self.flatten(bucket)`: torch's flatten_dense_tensors, a `cat` of the slices (a new tensor the bucket's
+    size) whenever the bucket spans two ranks' partitions, all-reduced and copied back. Under overlap_comm it is made
+    in `reduction_stream` and stays in that stream's pool between reductions and steps, so from the second step it is
+    reserved at the loss's backward beside the gradient partition. Before 0.12.4 average_tensor reduced the slices in
+    place (`dist.reduce(grad_slice, ...)`): no copy."""
+    return min(reduce_bucket, params) * compute_bytes
