@@ -103,6 +103,10 @@ RULES: dict[str, dict[str, Rule]] = {
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
+        "lora": Rule("self.engine in ['vllm', 'sglang'] || !(has(self.maxLoras) || has(self.maxLoraRank))",
+                     "maxLoras and maxLoraRank size the LoRA adapters' GPU buffers of engines vllm (--enable-lora "
+                     "--max-loras --max-lora-rank) and sglang (--lora-paths --max-loras-per-batch --max-lora-rank) "
+                     "only", ".maxLoras"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -363,6 +367,16 @@ class Inference(_Model):
         "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
         "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built "
         "(trtllm-build's defaults 8192 and 2048)"))
+    max_loras: int | None = Field(None, gt=0, description=(
+        "serve LoRA adapters: how many the GPU holds at once (vLLM's --max-loras with --enable-lora, default 1; "
+        "SGLang's --max-loras-per-batch with --lora-paths, default 8). Each slot takes maxLoraRank x (every wrapped "
+        "layer's input + output width) in the model's 16-bit dtype from the KV cache's budget, whatever the "
+        "adapters' own ranks; adapters kept in CPU memory (--max-cpu-loras) cost no GPU memory. Unset, with "
+        "maxLoraRank unset: no LoRA. Engines vllm and sglang only"))
+    max_lora_rank: int | None = Field(None, gt=0, description=(
+        "serve LoRA adapters: the largest adapter rank the engine sizes its buffers for (vLLM's and SGLang's "
+        "--max-lora-rank; vLLM's default 16; SGLang's default is the largest rank among --lora-paths, give it "
+        "here). Setting it alone turns LoRA on with the engine's default maxLoras. Engines vllm and sglang only"))
 
     @property
     def chunk_tokens(self) -> int:
@@ -392,6 +406,8 @@ class Inference(_Model):
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
             raise ValueError(rules["tensorrt_llm_backend"].message)
+        if self.engine not in ("vllm", "sglang") and (self.max_loras is not None or self.max_lora_rank is not None):
+            raise ValueError(rules["lora"].message)
         return self
 
     @field_validator("extensible_kv_cache")
