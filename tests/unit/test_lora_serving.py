@@ -76,6 +76,34 @@ def test_sglang_default_eight_slots_no_vocab():
     assert lora_buffer_bytes(inf, arch(), Layout()) == 8 * 32 * LAYER_T1 * 2
 
 
+# Qwen3-30B-A3B's shape: 48 layers, all MoE, 128 experts of width 768, no shared experts
+MOE = {"architecture": {"numLayers": 48, "hiddenSize": 2048, "intermediateSize": 6144, "numAttentionHeads": 32,
+                        "numKeyValueHeads": 4, "headDim": 128, "vocabSize": 151936, "numExperts": 128,
+                        "numExpertsPerToken": 8, "moeIntermediateSize": 768}}
+
+
+def test_moe_experts_from_0_11_1():
+    a = resolve(parse_spec(dict(model=MOE, workload="inference")).model)
+    attention = 98_304 + 65_536 + 81_920 + 32_768  # qkv A, o A, qkv B (4096 + 2 x 4 x 128), o B
+    router = 16 * 2048 + 128 * 16
+    experts = 128 * (2 * 16 * 2048 + 2 * 768 * 16 + 16 * 768 + 2048 * 16)  # w13 A, w13 B, w2 A, w2 B
+    vocab = 2 * (151_936 * 16 + 2048 * 16)
+
+    def lora(version, layout=None):
+        layout = layout or Layout()
+        inf = parse_spec(dict(model=MOE, workload="inference",
+                              inference=dict(engineVersion=version, maxLoras=1))).inference
+        return lora_buffer_bytes(inf, a, layout)
+
+    assert lora("0.19.0") == (48 * (attention + router + experts) + vocab) * 2 == 1_700_880_384
+    extra = 256 * 16 + 2 * 256 * 2048
+    assert lora("0.11.0") == (48 * (attention + router) + vocab + extra) * 2
+    # expert parallel 4: a quarter of the experts, each whole
+    ep = 32 * (2 * 16 * 2048 + 2 * 768 * 16 + 16 * 768 + 2048 * 16)
+    attention_t4 = 98_304 + 16_384 + 16 * (1024 + 256) + 32_768
+    assert lora("0.19.0", Layout(tensor=4, expert=4)) == (48 * (attention_t4 + router + ep) + vocab) * 2
+
+
 def test_unset_is_no_lora():
     inf = spec(engineVersion="0.19.0").inference
     s = settings(inf, H100, 1, 1, arch())

@@ -34,14 +34,14 @@ LORA_BYTES = 2
 EXTRA_VOCAB = 256
 EXTRA_VOCAB_UNTIL = (0, 12)
 # vLLM V0 from 0.6.4 to 0.7.x (V1 is the default from 0.8.0): vllm/worker/model_runner.py load_model measures
-# model_memory_usage inside `with DeviceMemoryProfiler()` around get_model only, then builds the LRUCacheWorkerLoRAManager
-# and create_lora_manager (which allocates the stacked buffers) after it (read in 0.7.3: lines 1110-1143), and
-# memory_profiling (vllm/utils.py) counts the weights from that argument and the activations as the torch peak's
-# increase during profile_run, measured from after the buffers: the buffers are counted nowhere, and come out of the
-# 1 - gpu_memory_utilization share (vllm-project/vllm issue 14450: "different LoRa Rank and Max LoRas did not affect
-# the number of kv cache blocks"; jeejeelee: "V1 of LoRA should not have this issue"). Before 0.6.4 worker.py took
-# peak_memory = init_gpu_memory - free after the profile, everything counted. V1 (gpu_model_runner.py load_model: the
-# DeviceMemoryProfiler block wraps load_lora_model, read in 0.19.0) counts them in "Model loading took".
+# model_memory_usage inside `with DeviceMemoryProfiler()` around get_model only, then builds the
+# LRUCacheWorkerLoRAManager and create_lora_manager (which allocates the stacked buffers) after it (read in 0.7.3: lines
+# 1110-1143), and memory_profiling (vllm/utils.py) counts the weights from that argument and the activations as the
+# torch peak's increase during profile_run, measured from after the buffers: the buffers are counted nowhere, and come
+# out of the 1 - gpu_memory_utilization share (vllm-project/vllm issue 14450: "different LoRa Rank and Max LoRas did not
+# affect the number of kv cache blocks"; jeejeelee: "V1 of LoRA should not have this issue"). Before 0.6.4 worker.py
+# took peak_memory = init_gpu_memory - free after the profile, everything counted. V1 (gpu_model_runner.py load_model:
+# the DeviceMemoryProfiler block wraps load_lora_model, read in 0.19.0) counts them in "Model loading took".
 V0_LORA_UNCOUNTED = ((0, 6, 4), V1_DEFAULT)
 # vLLM from 0.11.1 captures every CUDA graph twice with LoRA on (vllm/config/compilation.py cudagraph_specialize_lora,
 # default True, absent in 0.11.0): v1/cudagraph_dispatcher.py builds the capture keys over lora_cases (without and
@@ -56,6 +56,12 @@ GRAPH_LORA_CASES = 2
 # (v1/worker/lora_model_runner_mixin.py maybe_profile_with_lora / maybe_dummy_run_with_lora, add_dummy_lora: rank
 # max_lora_rank, one per slot) are built on the CPU and copied into the stacked buffers, so they add nothing beside.
 SHRINK_SLICES = 3
+# vLLM wraps FusedMoE with FusedMoEWithLoRA from 0.11.1 (vllm/lora/layers/fused_moe.py, absent from the 0.11.0 wheel;
+# read in 0.11.1, 0.12.0 and 0.19.0 _create_lora_a_weights / _create_lora_b_weights): per slot and local expert,
+# w13_lora_a_stacked (gate and up: 2 slices) rank x hidden, w13_lora_b_stacked intermediate_size_per_partition x rank,
+# w2_lora_a_stacked rank x intermediate_size_per_partition and w2_lora_b_stacked hidden x rank. Before it the routed
+# experts take no LoRA; the router (a ReplicatedLinear) and shared experts (linear layers) are wrapped in every release.
+MOE_LORA_FROM = (0, 11, 1)
 SHRINK_BYTES = 4
 # The punica wrapper's metadata, sized by max_num_batched_tokens and max_num_seqs (punica_wrapper/punica_base.py
 # PunicaWrapperBase.__init__: _token_lora_indices and _embeddings_indices (2 rows), int64 per token, _sampler_indices
@@ -106,12 +112,34 @@ def layer_lora_elements(a: ModelArch, tensor: int, rank: int, fully_sharded: boo
     return elements
 
 
+def moe_lora_elements(inf: Inference, a: ModelArch, layout: Layout, rank: int, fully_sharded: bool = False) -> int:
+    """One slot's LoRA elements in a mixture-of-experts layer's MLP on one rank, beside its attention: the router
+    (ReplicatedLinear: rank x hidden and experts x rank, whole), the shared experts as a gated MLP of their width
+    (column and row parallel), and for vLLM from MOE_LORA_FROM the routed experts (local experts: all of them split over
+    tensor, or experts / expert degree whole under expert parallelism). SGLang's routed-expert LoRA (gate_up_proj_moe,
+    down_proj_moe in newer mem_pool.py) is counted only for adapters that target it: not counted."""
+    t, h = layout.tensor, a.hidden_size
+    elements = rank * h + a.num_experts * rank  # the router
+    if a.num_shared_experts:
+        width = a.num_shared_experts * a.moe_intermediate_size
+        a_rank = rank // t if fully_sharded else rank
+        out = h // t if fully_sharded else h
+        elements += 2 * a_rank * h + rank * width // t + rank * 2 * width // t + rank * out
+    if inf.engine == "vllm" and not inf.vllm_before(MOE_LORA_FROM):
+        local = a.num_experts // layout.expert if layout.expert > 1 else a.num_experts
+        inter = a.moe_intermediate_size // (1 if layout.expert > 1 else t)
+        a_rank = rank // t if fully_sharded else rank
+        out = h // t if fully_sharded else h
+        elements += local * (2 * a_rank * h + 2 * inter * rank + rank * inter + out * rank)
+    return elements
+
+
 def vocab_lora_elements(inf: Inference, a: ModelArch, rank: int, first: bool, last: bool) -> int:
-    """One vLLM slot's embedding and lm_head LoRA elements: the models' embedding_modules (embed_tokens, lm_head) are
-    wrapped in every release (lora/utils.py get_supported_lora_modules) by VocabParallelEmbeddingWithLoRA (lora_a_stacked
-    vocab x rank, lora_b_stacked hidden x rank) and LogitsProcessorWithLoRA (lora_a_stacked rank x hidden, lora_b_stacked
-    the whole vocabulary x rank: the logits are gathered), plus the extra vocabulary before EXTRA_VOCAB_UNTIL. SGLang
-    wraps them only for adapters that target them: none counted."""
+    """One vLLM slot's embedding and lm_head LoRA elements: the models' embedding_modules (embed_tokens, lm_head)
+    are wrapped in every release (lora/utils.py get_supported_lora_modules) by VocabParallelEmbeddingWithLoRA
+    (lora_a_stacked vocab x rank, lora_b_stacked hidden x rank) and LogitsProcessorWithLoRA (lora_a_stacked rank x
+    hidden, lora_b_stacked the whole vocabulary x rank: the logits are gathered), plus the extra vocabulary before
+    EXTRA_VOCAB_UNTIL. SGLang wraps them only for adapters that target them: none counted."""
     if inf.engine != "vllm":
         return 0
     extra = EXTRA_VOCAB if inf.vllm_before(EXTRA_VOCAB_UNTIL) else 0
@@ -125,16 +153,17 @@ def vocab_lora_elements(inf: Inference, a: ModelArch, rank: int, first: bool, la
 
 
 def lora_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, fully_sharded: bool = False) -> int:
-    """The stacked A/B buffers on the heaviest rank: every decoder layer of its pipeline stage (the MLP of a
-    mixture-of-experts layer not counted: see docs/accuracy.md), and the embedding and lm_head for vLLM (one stage
-    holds both where pipeline is 1, else the last stage's lm_head), x slots, in the model's 16-bit dtype."""
+    """The stacked A/B buffers on the heaviest rank: every decoder layer of its pipeline stage (a mixture-of-experts
+    layer's MLP as moe_lora_elements says), and the embedding and lm_head for vLLM (one stage holds both where pipeline
+    is 1, else the last stage's lm_head), x slots, in the model's 16-bit dtype."""
     if not lora_on(inf):
         return 0
     rank = lora_rank(inf)
     stage_layers = -(-a.num_layers // layout.pipeline)
     moe_layers = min(stage_layers, a.moe_layers) if a.is_moe else 0
     per_slot = ((stage_layers - moe_layers) * layer_lora_elements(a, layout.tensor, rank, fully_sharded)
-                + moe_layers * layer_lora_elements(a, layout.tensor, rank, fully_sharded, mlp=False)
+                + moe_layers * (layer_lora_elements(a, layout.tensor, rank, fully_sharded, mlp=False)
+                                + moe_lora_elements(inf, a, layout, rank, fully_sharded))
                 + vocab_lora_elements(inf, a, rank, layout.pipeline == 1, True))
     return lora_slots(inf) * per_slot * LORA_BYTES
 
