@@ -103,6 +103,14 @@ RULES: dict[str, dict[str, Rule]] = {
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
+        "lora": Rule("self.engine in ['vllm', 'sglang'] || !(has(self.maxLoras) || has(self.maxLoraRank))",
+                     "maxLoras and maxLoraRank size the LoRA adapters' GPU buffers of engines vllm (--enable-lora "
+                     "--max-loras --max-lora-rank) and sglang (--lora-paths --max-loras-per-batch --max-lora-rank) "
+                     "only", ".maxLoras"),
+        "vllm_lora_rank": Rule("self.engine != 'vllm' || !has(self.maxLoraRank) || "
+                               "self.maxLoraRank in [1, 8, 16, 32, 64, 128, 256, 320, 512]",
+                               "maxLoraRank under engine vllm is one of the ranks vLLM accepts for --max-lora-rank: "
+                               "8, 16, 32, 64, 128, 256, 320 or 512 (and 1 in recent releases)", ".maxLoraRank"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -366,6 +374,16 @@ class Inference(_Model):
         "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
         "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built "
         "(trtllm-build's defaults 8192 and 2048)"))
+    max_loras: int | None = Field(None, gt=0, description=(
+        "serve LoRA adapters: how many the GPU holds at once (vLLM's --max-loras with --enable-lora, default 1; "
+        "SGLang's --max-loras-per-batch with --lora-paths, default 8). Each slot takes maxLoraRank x (every wrapped "
+        "layer's input + output width) in the model's 16-bit dtype from the KV cache's budget, whatever the "
+        "adapters' own ranks; adapters kept in CPU memory (--max-cpu-loras) cost no GPU memory. Unset, with "
+        "maxLoraRank unset: no LoRA. Engines vllm and sglang only"))
+    max_lora_rank: int | None = Field(None, gt=0, description=(
+        "serve LoRA adapters: the largest adapter rank the engine sizes its buffers for (vLLM's and SGLang's "
+        "--max-lora-rank; vLLM's default 16; SGLang's default is the largest rank among --lora-paths, give it "
+        "here). Setting it alone turns LoRA on with the engine's default maxLoras. Engines vllm and sglang only"))
 
     @property
     def chunk_tokens(self) -> int:
@@ -395,6 +413,11 @@ class Inference(_Model):
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
             raise ValueError(rules["tensorrt_llm_backend"].message)
+        if self.engine not in ("vllm", "sglang") and (self.max_loras is not None or self.max_lora_rank is not None):
+            raise ValueError(rules["lora"].message)
+        # vllm/config/lora.py: possible_max_ranks (0.8-0.11) and MaxLoRARanks (read in 0.19.0, which adds 1)
+        if self.engine == "vllm" and self.max_lora_rank not in (None, 1, 8, 16, 32, 64, 128, 256, 320, 512):
+            raise ValueError(rules["vllm_lora_rank"].message)
         return self
 
     @field_validator("extensible_kv_cache")

@@ -39,6 +39,7 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
+from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
 from rackfit.estimator.pcie_serving import pcie_outside_bytes, serving_non_torch_bytes
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.sglang import (
@@ -276,6 +277,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts). `precision`, the
     spec's weights: a TRT engine's int8/int4 build keeps its gated MLP unfused (trtllm.engine_context_bytes)."""
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
+    # LoRA adapters' stacked buffers, counted with the weights where the engine measures them so (lora_serving.py)
+    weights += lora_held_bytes(inf, a, layout, s)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
@@ -305,13 +308,13 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                and (gpu is None or gpu.architecture not in ("ampere", "turing", "volta")))
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
-                  + cache, sampler, encoder_peak_bytes(inf, a, layout, s))
+                  + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
         if not inf.cuda_graphs:
             graphs = 0
         elif inf.engine == "tensorrt-llm":
             graphs = trtllm_graph_bytes(a, layout, s)
         else:
-            graphs = cuda_graph_bytes(a, layout, s, inf, gpu)
+            graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf))
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
