@@ -2,7 +2,8 @@
 
 Each published number is compared with the estimate's comparable quantity, as the runtime logged it:
 - max_reserved (torchtitan): the estimate less the CUDA context and NCCL buffers (allocated + allocator slack);
-- max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack);
+- max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack), and under fsdp
+  and deepspeed less the gradient blocks the estimate holds only as cached (RuntimePeak.cached_gradients);
   Megatron logs its last rank, so with pipeline stages the last stage's (one micro-batch, the loss);
 - steady: the model states kept between steps (weights, gradients, optimizer states);
 - steady_with_logits: the states plus the last micro-batch's 16-bit logits, where the script reads
@@ -59,9 +60,10 @@ def comparable(quantity: str, spec, est) -> int:
             # Megatron logs its last rank, the last pipeline stage: one micro-batch in flight, the loss
             r = training_peak(spec, est.layout, stage="last")
             return r.weights + r.gradients + r.optimizer + r.activations
-        if spec.training.framework == "fsdp" and est.peak_phase != "load":
-            # gradient blocks another stream made and freed are reserved at the loss backward, not allocated
-            # (frameworks.grads_at_loss_backward, RuntimePeak.cached_gradients)
+        if spec.training.framework in ("fsdp", "deepspeed") and est.peak_phase != "load":
+            # gradient blocks another stream made and freed (FSDP's post-backward stream, DeepSpeed's reduction
+            # stream) are reserved at the loss backward, not allocated (frameworks.grads_at_loss_backward,
+            # RuntimePeak.cached_gradients)
             r = training_peak(spec, est.layout)
             return max(r.states + r.backward_transient - r.cached_gradients, r.states + r.step_transient)
         return est.total_bytes - est.breakdown.overhead_bytes

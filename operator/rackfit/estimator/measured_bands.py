@@ -7,7 +7,7 @@
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'ampere'): (-15.9, 12.2, 5, 'memory'),
-    ('deepspeed', 'training', 'any'): (-23.2, 16.8, 19, 'memory'),
+    ('deepspeed', 'training', 'any'): (-23.2, 13.4, 19, 'memory'),
     ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
     ('fsdp', 'training', 'ada'): (6.7, 40.8, 3, 'memory'),
     ('fsdp', 'training', 'ampere'): (-24.0, 35.9, 36, 'memory'),
