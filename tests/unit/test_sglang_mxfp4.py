@@ -41,7 +41,7 @@ def test_blackwell_flashinfer_by_release():
     assert _factor("blackwell", "0.5.16") == pytest.approx(old / LOGICAL)
     new = 3 * E * 2944 * 3072 // 2 + 3 * E * 2944 * 3072 // 32 + bias(2944, 3072)
     assert _factor("blackwell", "0.5.17") == pytest.approx(new / LOGICAL)
-    assert _factor("blackwell", None) == pytest.approx(old / LOGICAL)    # unset: late 2025's SGLang (0.5.3-0.5.8)
+    assert _factor("blackwell", None) == pytest.approx(new / LOGICAL)    # unset: a current SGLang
 
 
 def test_hopper_triton_kernel_keeps_scales_twice():
@@ -64,8 +64,8 @@ def test_triton_width_by_release_at_tensor_8():
     logical = 3 * E * 480 * H // 2 + 3 * E * 480 * H // 32
     assert mxfp4_sglang_expert_factor(arch, 6, 6, "ampere", old) == pytest.approx(width(480) / logical)
     assert mxfp4_sglang_expert_factor(arch, 6, 6, "ampere", new) == pytest.approx(width(512) / logical)
-    unset = Inference(engine="sglang")     # late 2025's SGLang: the MX block
-    assert mxfp4_sglang_expert_factor(arch, 6, 6, "ampere", unset) == pytest.approx(width(480) / logical)
+    unset = Inference(engine="sglang")     # a current SGLang: 64
+    assert mxfp4_sglang_expert_factor(arch, 6, 6, "ampere", unset) == pytest.approx(width(512) / logical)
 
 
 def test_weights_follow_the_factor_and_expert_parallel_stays_bf16():

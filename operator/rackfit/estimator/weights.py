@@ -340,10 +340,9 @@ def mxfp4_sglang_expert_factor(arch: ModelArch, expert_shard: int, tensor: int, 
     exact share, as in `mxfp4_vllm_expert_factor`."""
     exact, width = _expert_width(arch, expert_shard, tensor)
     h, mult = arch.hidden_size, (2 if arch.gated_mlp else 1)
-    # a spec without engineVersion is the SGLang the rest of rackfit's SGLang model was read in (late 2025, v0.5.3-
-    # v0.5.8: engine_defaults.py _sglang_defaults, engines.py profile_max_num_token): the older paddings
+    # a spec without engineVersion is a current SGLang, as everywhere else in rackfit's SGLang model (sglang.py)
     def old(release: tuple[int, ...]) -> bool:
-        return inference is None or inference.engine_version is None or inference.sglang_before(release)
+        return inference is not None and inference.sglang_before(release)
     backend = mxfp4_sglang_backend(architecture)
     if backend == "flashinfer":
         w = _round_up(width, SGLANG_MXFP4_FLASHINFER_WIDTH[old(SGLANG_MXFP4_FLASHINFER_128)])
