@@ -3,8 +3,9 @@ of bench/cases/public/training.yaml (issue 22). Expected bytes are computed by h
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from bench_modules import bench
 
 from rackfit.estimator import Layout
 from rackfit.estimator.frameworks import runtime_peak
@@ -17,13 +18,6 @@ from rackfit.spec import ModelSource, Training
 REPO = Path(__file__).resolve().parents[2]
 LLAMA = resolve(ModelSource(preset="llama-3.1-8b"))
 P = count_params(LLAMA)
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("public_training", REPO / "bench" / "public_training.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def peak(layout: Layout, **training):
@@ -75,7 +69,7 @@ def test_zero2_on_one_gpu_runs_the_whole_partition():
 def test_peft_deepspeed_and_fsdp_rows_and_facts():
     """T60-T62 within 10% of what PEFT's guides report, T5's checkpointed ZeRO-3 row within 2% (the flat copy);
     the facts T60, T61 (ran) and T63 (OOM) right; T27's ZeRO-2 OOM at the step still said."""
-    mod = _bench()
+    mod = bench("public_training")
     rows = {(r["id"], r["variant"]): r for r in mod.measure()}
     for key in [("T60", "nvidia-smi (80% of 79.65 GiB)"), ("T61", "per GPU"), ("T62", "without CPU offload")]:
         r = rows[key]
@@ -118,7 +112,7 @@ def test_zero2_flatten_moment_matches_baichuan2_log():
     from rackfit.spec import parse_spec
     from rackfit.units import GiB
 
-    case = next(c for c in _bench().load_cases(_bench().CASES) if c["id"] == "T67")
+    case = next(c for c in bench("public_training").load_cases(bench("public_training").CASES) if c["id"] == "T67")
     spec = parse_spec(case["spec"])
     arch = resolve_model(spec.model)
     p = count_params(arch)

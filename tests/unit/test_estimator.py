@@ -3,11 +3,11 @@ rough parameter-count mode; DeepSpeed's anchor; and a pin to the measured H200 d
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 from pathlib import Path
 
 import pytest
+from bench_modules import bench
 
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.params import count_params
@@ -399,17 +399,10 @@ def test_preset_has_no_rough_note():
 
 # --- measured data ------------------------------------------------------------------------------------
 
-def _accuracy():
-    spec = importlib.util.spec_from_file_location("rackfit_bench_accuracy", REPO / "bench" / "accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_measured_data_within_targets():
     paths = sorted(DATA.glob("*.jsonl"))
     assert paths, f"no measurements at {DATA}"
-    acc = _accuracy()
+    acc = bench("accuracy")
     results = acc.measure(paths)
     assert len(results) >= 20
     errors = {acc.describe(r["row"]): acc.err(r["est"].total_bytes, r["measured"]) for r in results}

@@ -4,11 +4,11 @@ combinations a runtime cannot run."""
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 from pathlib import Path
 
 import pytest
+from bench_modules import bench
 
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
@@ -534,9 +534,7 @@ def test_zero_stage_with_deepspeed_runtimes(framework):
 def test_public_training_rows_stay_within_the_issue_targets():
     """A regression guard on the public rows (the held-back ones judge the estimator): median |error|
     at most 10%."""
-    loc = importlib.util.spec_from_file_location("rackfit_bench_public_training", REPO / "bench" / "public_training.py")
-    mod = importlib.util.module_from_spec(loc)
-    loc.loader.exec_module(mod)
+    mod = bench("public_training")
     errors = [mod.err(r["rackfit"], r["measured"]) for r in mod.measure()]
     assert len(errors) >= 16
     assert statistics.median(abs(e) for e in errors) <= 10

@@ -4,8 +4,9 @@ parallelism and its groups' NCCL buffers; the expected bytes computed by hand fr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from bench_modules import bench
 
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_profile import (
@@ -108,18 +109,10 @@ def test_other_engines_keep_the_old_count():
     assert old == int(8192 * (2 * 6144 + 8 * (3 * 320 + 6144)) * 2)
 
 
-def _public_serving():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return __import__("public_serving")
-    finally:
-        sys.path.pop(0)
-
-
 def test_s257_s258_within_five_percent():
     """Qwen3-Coder-480B-FP8 at data 8 x expert 8 on H20 (vLLM 0.10.1): +8.1% / +7.1% before the dispatch and the
     DP/EP groups' NCCL buffers (pcie_serving.serving_non_torch_bytes) were counted."""
-    ps = _public_serving()
+    ps = bench("public_serving")
     got = {r["id"]: r for r in ps.results()}
     for rid in ("S257", "S258"):
         assert 0 < got[rid]["error"] < 5.0, got[rid]

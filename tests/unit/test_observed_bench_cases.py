@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench_modules import bench
 
 from rackfit.api.status import plan_view
 from rackfit.catalog import load_catalog
@@ -22,14 +23,6 @@ from rackfit.units import GiB
 
 ROOT = Path(__file__).resolve().parents[2]
 AT = "2026-01-01T00:00:00Z"
-
-
-def _bench(name: str):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def _workload(example: str, name: str, observed: dict, **inference) -> dict:
@@ -63,7 +56,7 @@ def rows_file(tmp_path) -> Path:
 
 
 def test_serving_rows_feed_public_serving(rows_file):
-    public_serving = _bench("public_serving")
+    public_serving = bench("public_serving")
     cases = public_serving.load_cases(rows_file)
     assert [c["id"] for c in cases] == ["ml/chat"]
     [result] = public_serving.measure(rows_file)
@@ -73,7 +66,7 @@ def test_serving_rows_feed_public_serving(rows_file):
 
 
 def test_training_rows_feed_public_training(rows_file):
-    public_training = _bench("public_training")
+    public_training = bench("public_training")
     [c] = public_training.load_cases(rows_file)
     row = next(json.loads(line) for line in rows_file.read_text().splitlines() if '"ml/train"' in line)
     assert c["id"] == "ml/train" and c["gpu"] == row["gpu"]["architecture"]  # the regime's GPU family
@@ -93,9 +86,9 @@ def test_make_bench_cases_runs_both_benches_on_the_file(rows_file):
                                            check=True).stdout
     env = {"PYTHONPATH": f"{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"}
     doc = (ROOT / "docs" / "accuracy.md").read_text()
-    for bench, rows in (("public_serving.py", ["| ml/chat |"]), ("public_training.py", ["| ml/train |"]),
-                        ("doc_tables.py", ["| ml/chat |", "| ml/train |"])):
-        out = subprocess.run([sys.executable, str(ROOT / "bench" / bench), "--cases", str(rows_file)], env=env,
+    for script, rows in (("public_serving.py", ["| ml/chat |"]), ("public_training.py", ["| ml/train |"]),
+                         ("doc_tables.py", ["| ml/chat |", "| ml/train |"])):
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--cases", str(rows_file)], env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert all(row in out.stdout for row in rows) and "ml/hf" not in out.stdout
@@ -106,7 +99,7 @@ def test_a_file_without_rows_of_its_kind_is_said_not_failed(tmp_path):
     empty = tmp_path / "none.jsonl"
     empty.write_text("")
     env = {"PYTHONPATH": f"{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"}
-    for bench in ("public_serving.py", "public_training.py"):
-        out = subprocess.run([sys.executable, str(ROOT / "bench" / bench), "--cases", str(empty)], env=env,
+    for script in ("public_serving.py", "public_training.py"):
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--cases", str(empty)], env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "no " in out.stdout, out.stderr

@@ -4,11 +4,11 @@ bench/public_serving.py --cases takes (the calibration loop of issue 21). The cl
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from bench_modules import bench
 
 from rackfit.api.status import plan_view
 from rackfit.catalog import load_catalog
@@ -64,10 +64,6 @@ def test_jsonl_rows_feed_the_serving_bench(cluster, capsys, tmp_path):
         assert "target" not in r["spec"]
     cases = tmp_path / "mine.jsonl"
     cases.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import public_serving
-    finally:
-        sys.path.pop(0)
+    public_serving = bench("public_serving")
     text, errors = public_serving.table(cases)
     assert len(errors) == 1 and "150,000 tokens" in text  # the serving row; the training row is not a KV case

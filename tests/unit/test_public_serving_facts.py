@@ -4,20 +4,12 @@ the error bands (measure())."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
+from bench_modules import bench
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _public_serving():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return __import__("public_serving")
-    finally:
-        sys.path.pop(0)
 
 
 def _rows(tmp_path: Path) -> Path:
@@ -42,7 +34,7 @@ def _rows(tmp_path: Path) -> Path:
 
 
 def test_fact_only_rows_are_facts_not_errors(tmp_path):
-    ps = _public_serving()
+    ps = bench("public_serving")
     path = _rows(tmp_path)
     assert [r["id"] for r in ps.measure(path)] == ["N1"]
     text, errors = ps.table(path)
