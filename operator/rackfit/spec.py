@@ -194,6 +194,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "overlap_comm": Rule("!has(self.overlapComm) || self.framework == 'deepspeed'",
                              "training.overlapComm is DeepSpeed's zero_optimization.overlap_comm: only with framework "
                              "deepspeed", ".overlapComm"),
+        "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
+                               "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
+                               ".hiddenDropout"),
         "offload_optimizer": Rule(
             "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
             "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
@@ -205,9 +208,6 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.offloadParameters is DeepSpeed's zero_optimization.offload_param (ZeRO-3 only) or FSDP's CPU "
             "offload (FSDP2's CPUOffloadPolicy, FSDP1's CPUOffload(offload_params=True)): only with framework "
             "deepspeed and zeroStage 3, or framework fsdp", ".offloadParameters"),
-        "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
-                               "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
-                               ".hiddenDropout"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}

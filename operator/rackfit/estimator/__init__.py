@@ -18,9 +18,9 @@ from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
-from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
+from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import unfit_step_temporaries
 from rackfit.estimator.result import Breakdown, Estimate, Layout
