@@ -33,6 +33,7 @@ import yaml
 
 from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, training_peak, training_states
 from rackfit.estimator.comms import training_nccl_bytes
+from rackfit.estimator.errorband import runtime_of
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
@@ -169,7 +170,7 @@ def measure(path: Path = CASES) -> tuple[dict, ...]:
             gpus = est.layout.total_gpus
             guide = 8 * est.parameters / gpus
             out.append(dict(id=case["id"], variant=m["variant"], quantity=m["quantity"], setup=summary(spec, est),
-                            framework=spec.training.framework, gpu=case.get("gpu"),
+                            framework=runtime_of(spec), gpu=case.get("gpu"),
                             measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est),
                             guide=guide, phase=est.peak_phase,
                             approximated=m.get("approximated") or case.get("approximated")))

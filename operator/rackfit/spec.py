@@ -197,6 +197,17 @@ RULES: dict[str, dict[str, Rule]] = {
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
+        "offload_optimizer": Rule(
+            "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
+            "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
+            "with framework deepspeed and zeroStage 1, 2 or 3; under framework fsdp the optimizer steps on the CPU "
+            "with the parameters offloaded (offloadParameters)", ".offloadOptimizer"),
+        "offload_parameters": Rule(
+            "!has(self.offloadParameters) || self.framework == 'fsdp' || "
+            "(self.framework == 'deepspeed' && self.zeroStage == 3)",
+            "training.offloadParameters is DeepSpeed's zero_optimization.offload_param (ZeRO-3 only) or FSDP's CPU "
+            "offload (FSDP2's CPUOffloadPolicy, FSDP1's CPUOffload(offload_params=True)): only with framework "
+            "deepspeed and zeroStage 3, or framework fsdp", ".offloadParameters"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -611,6 +622,23 @@ class Training(_Model):
         "the second micro-batch on, the gradients of the earlier ones are held while it runs (on one GPU, under DDP "
         "beside its buckets, under accelerate's FSDP1 unsharded), which can raise the peak. Default 1: none"))
 
+    offload_optimizer: bool | None = Field(None, description=(
+        "framework deepspeed with zeroStage 1-3: ZeRO-Offload, zero_optimization.offload_optimizer.device cpu (or "
+        "nvme, ZeRO-Infinity) in the DeepSpeed config. The fp32 master partition, the optimizer states and the fp32 "
+        "gradient partition live in host memory and DeepSpeedCPUAdam steps there; the GPU keeps the 16-bit "
+        "parameters (ZeRO-1/2: all of them; ZeRO-3: this GPU's partition unless offloadParameters), the gradient "
+        "buckets and, under ZeRO-1/2, one 16-bit buffer the size of the largest parameter. Host memory must hold "
+        "about 18 bytes a parameter of the GPU's partition (the estimate's notes say how much). Default false"))
+    offload_parameters: bool | None = Field(None, description=(
+        "framework deepspeed with zeroStage 3: zero_optimization.offload_param.device cpu (or nvme): the 16-bit "
+        "parameter partition stays in host memory and each module's parameters are fetched to the GPU and "
+        "all-gathered before use (stage3_max_live_parameters, stage3_prefetch_bucket_size bound them as without "
+        "offload). framework fsdp: CPU offload of the sharded parameters, gradients and optimizer states, the "
+        "optimizer stepping on the CPU: FSDP2's fully_shard(offload_policy=CPUOffloadPolicy()) (torchtune's "
+        "fsdp_cpu_offload: True, accelerate's fsdp_offload_params: true with fsdp_version 2), FSDP1's "
+        "FullyShardedDataParallel(cpu_offload=CPUOffload(offload_params=True)) (accelerate's fsdp_offload_params: "
+        "true). Each block's all-gathered 16-bit copy is still on the GPU. Default false"))
+
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
@@ -658,6 +686,11 @@ class Training(_Model):
             raise ValueError(rules["reduce_bucket_size"].message)
         if self.overlap_comm is not None and self.framework != "deepspeed":
             raise ValueError(rules["overlap_comm"].message)
+        if self.offload_optimizer is not None and not (self.framework == "deepspeed" and self.zero_stage >= 1):
+            raise ValueError(rules["offload_optimizer"].message)
+        if self.offload_parameters is not None and not (
+                self.framework == "fsdp" or (self.framework == "deepspeed" and self.zero_stage == 3)):
+            raise ValueError(rules["offload_parameters"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

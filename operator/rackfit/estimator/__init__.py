@@ -20,6 +20,7 @@ from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
 from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
+from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import unfit_step_temporaries
 from rackfit.estimator.result import Breakdown, Estimate, Layout
@@ -136,6 +137,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
         notes.extend(accumulation_notes(spec.training, layout))
+        if offloads(spec.training) and spec.training.framework != "transformers":
+            host = runtime_peak(arch, p, spec.training, spec.precision, layout, weights).host_offload
+            notes.extend(offload_notes(spec.training, host, layout.total_gpus,
+                                       gpu.host_memory_gb if gpu is not None else 0))
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
     # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
     load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0

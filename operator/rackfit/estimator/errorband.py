@@ -13,9 +13,11 @@ _UNSAFE = {"memory": "negative: memory underestimated",
 
 def runtime_of(spec: LLMWorkloadSpec) -> str:
     """The framework or engine whose rows measure this spec: TensorRT-LLM's TRT-engine backend is its own regime
-    (different buffers before the cache than the PyTorch backend's)."""
+    (different buffers before the cache than the PyTorch backend's), and so is training with CPU offload (what stays
+    on the GPU is the allocator's cache of gathers and copies more than the model states)."""
     if spec.workload == "training":
-        return spec.training.framework
+        tr = spec.training
+        return f"{tr.framework} offload" if tr.offload_optimizer or tr.offload_parameters else tr.framework
     inf = spec.inference
     return "tensorrt-llm trt engine" if inf.engine == "tensorrt-llm" and inf.tensorrt_llm_backend == "trt" \
         else inf.engine

@@ -45,6 +45,7 @@ from rackfit.estimator.fsdp import (
     largest_layer_params,
     step_segment_inputs,
 )
+from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
@@ -85,6 +86,7 @@ class RuntimePeak:
     # FSDP1 LoRA/QLoRA: of the step, the bytes its all-gathers hold in FSDP1's unshard stream pool, which cannot
     # reuse the wrap's cached default-stream blocks (fsdp.fsdp1_reserved_union); 0 elsewhere
     load_unshard_pool: int = 0
+    host_offload: int = 0        # training.offloadOptimizer / offloadParameters: host memory per GPU (offload.py)
     # of `gradients`, the bytes held as cached blocks of the gradients' own stream, not allocated, at the backward's
     # peak (grads_at_loss_backward): in what nvidia-smi and max_memory_reserved show, not in max_memory_allocated
     cached_gradients: int = 0
@@ -394,6 +396,20 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     if fw == "deepspeed" and full and zero in (1, 2) and d > 1 and overlap:
         copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes)   # the reduction stream's cached flat copy
         held, cached = held + copy, cached + copy
+    host = 0
+    if offloads(tr) and (fw == "fsdp" or (fw == "deepspeed" and zero >= 1)):
+        # CPU offload (offload.py): the offloaded states leave the GPU, the step runs on the host
+        if fw == "fsdp":
+            o = fsdp_offloaded(weights, grads, optimizer)
+            load = max(load - weights, 0) if load else 0   # FSDP1's wrap: the shards go to the host (offload.py)
+        else:
+            copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes) if zero in (1, 2) and d > 1 and overlap else 0
+            o = zero_offloaded(zero, overlap, bool(tr.offload_parameters), n, d, full, compute_bytes, weights, grads,
+                               optimizer, kept_grads, held, cached, reduce_bucket * compute_bytes if zero == 3 else 0,
+                               copy, largest_parameter(a, tr, t * pp))
+        weights, grads, optimizer, kept_grads = o.weights, o.grads, o.optimizer, o.kept_grads
+        step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host
+        buckets += o.buckets_extra
     start = act.kept + max(loss, act.recompute) - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
@@ -426,7 +442,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
         transient = backward_transient
     step_largest = step_first = freed_block = 0
-    if fsdp2:
+    if fsdp2 and not host:   # offloaded: the step runs on the host
         step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
                                                                     compute_bytes)
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
@@ -434,7 +450,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=reused,
                        load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
-                       step_largest=step_largest, step_first_states=step_first, freed_block=freed_block)
+                       step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
+                       host_offload=host)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

@@ -1,0 +1,123 @@
+"""CPU offload in training (estimator/offload.py): DeepSpeed ZeRO-Offload / offload_param and FSDP's CPU offload."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator import estimate
+from rackfit.estimator.errorband import runtime_of
+from rackfit.estimator.offload import GB, fsdp_offloaded, offload_notes, zero_offloaded
+from rackfit.spec import RULES, LLMWorkloadSpec, Training, parse_spec
+
+_ZERO = dict(n=1000, d=4, full=True, compute_bytes=2, weights=2000, grads=500, optimizer=6000, kept_grads=0,
+             held=500, cached=500, ipg=0, reduce_copy=0, largest=100)
+
+
+def test_zero2_offload_keeps_the_16bit_params_and_a_largest_parameter_buffer():
+    # stage_1_and_2.py cpu_offload: no grads_in_partition on the GPU, temp_grad_buffer_for_gpu_offload (100 x 2 bytes)
+    # kept; each parameter slice upcast to fp32 on the GPU (min(100, 250) x 4) when it is copied to the host
+    o = zero_offloaded(zero=2, overlap=False, offload_param=False, **_ZERO)
+    assert (o.weights, o.grads, o.optimizer, o.step_extra, o.temp) == (2000, 200, 0, 0, 0)
+    assert (o.held, o.cached, o.kept_grads, o.buckets_extra) == (200, 0, 200, 400)
+    # host: optimizer states and masters 6000, fp32 gradient partition 250 x 4, 16-bit host buffer 250 x 2
+    assert o.host == 6000 + 1000 + 500
+
+
+def test_zero2_offload_under_overlap_keeps_the_reduction_copy():
+    o = zero_offloaded(zero=2, overlap=True, offload_param=False, **{**_ZERO, "reduce_copy": 300})
+    assert (o.grads, o.held, o.cached) == (200, 500, 300)
+
+
+def test_zero1_without_overlap_keeps_every_16bit_gradient():
+    # stage 1 without overlap_comm reduces after the backward: p.grad of the whole model (grads 2000) is on the GPU
+    o = zero_offloaded(zero=1, overlap=False, offload_param=False, **{**_ZERO, "grads": 2000, "held": 2000})
+    assert (o.grads, o.held, o.kept_grads) == (2200, 2200, 200)
+
+
+def test_zero3_offload_keeps_only_the_ipg_bucket_and_with_offload_param_no_partition():
+    # stage3.py: grad_partitions_flat_buffer on self.device (cpu); the IPG bucket stays
+    args = {**_ZERO, "weights": 500, "grads": 250 * 2 + 64, "ipg": 64}
+    o = zero_offloaded(zero=3, overlap=True, offload_param=False, **args)
+    assert (o.weights, o.grads, o.held, o.optimizer, o.step_extra, o.temp) == (500, 64, 64, 0, 0, 0)
+    assert o.host == 6000 + 250 * 4 + 250 * 2
+    p = zero_offloaded(zero=3, overlap=True, offload_param=True, **args)
+    assert (p.weights, p.host) == (0, o.host + 500)
+
+
+def test_fsdp_offload_moves_every_sharded_state():
+    o = fsdp_offloaded(weights=10, grads=20, optimizer=30)
+    assert (o.weights, o.grads, o.optimizer, o.held, o.temp, o.host) == (0, 0, 0, 0, 0, 60)
+
+
+def _spec(training: dict, data: int = 8) -> LLMWorkloadSpec:
+    return LLMWorkloadSpec.model_validate({"workload": "training", "model": {"preset": "llama-3.1-8b"},
+                                           "precision": "bf16", "parallelism": {"data": data}, "training": training})
+
+
+def test_zero2_offload_on_llama_8b():
+    base = estimate(_spec({"framework": "deepspeed", "zeroStage": 2}))
+    off = estimate(_spec({"framework": "deepspeed", "zeroStage": 2, "offloadOptimizer": True}))
+    assert off.breakdown.optimizer_states_bytes == 0
+    assert off.breakdown.weights_bytes == base.breakdown.weights_bytes   # the 16-bit model stays whole on the GPU
+    assert off.total_bytes < base.total_bytes
+    assert any(n.startswith("offload:") for n in off.notes)
+
+
+def test_unset_and_false_are_the_same_estimate():
+    for tr in ({"framework": "deepspeed", "zeroStage": 3}, {"framework": "fsdp"}):
+        key = "offloadParameters"
+        assert estimate(_spec({**tr, key: False})).total_bytes == estimate(_spec(tr)).total_bytes
+
+
+def test_fsdp_offload_on_llama_8b_keeps_the_gathered_blocks():
+    off = estimate(_spec({"framework": "fsdp", "offloadParameters": True}))
+    assert off.breakdown.gradients_bytes == 0 and off.breakdown.optimizer_states_bytes == 0
+    assert off.breakdown.weights_bytes > 0   # each block's 16-bit copy is still gathered on the GPU
+
+
+def test_rules():
+    msgs = RULES["Training"]
+    with pytest.raises(ValidationError, match="offloadOptimizer"):
+        Training(framework="fsdp", offload_optimizer=True)
+    with pytest.raises(ValidationError, match="offloadOptimizer"):
+        Training(framework="deepspeed", zero_stage=0, offload_optimizer=True)
+    with pytest.raises(ValidationError, match="offloadParameters"):
+        Training(framework="deepspeed", zero_stage=2, offload_parameters=True)
+    with pytest.raises(ValidationError, match="offloadParameters"):
+        Training(framework="megatron", offload_parameters=True)
+    assert "zeroStage 3" in msgs["offload_parameters"].message
+    Training(framework="deepspeed", zero_stage=3, offload_parameters=True)
+    Training(framework="fsdp", fsdp_version=1, offload_parameters=True)
+
+
+def test_host_memory_note_against_gh200():
+    gh200 = GPU(model="GH200", product="NVIDIA-GH200-480GB", memory_gb=96, memory_mib=97871, architecture="hopper",
+                host_memory_gb=480)
+    tr = Training(framework="fsdp", offload_parameters=True)
+    note = offload_notes(tr, 20 * GB, 4, gh200.host_memory_gb)[0]
+    assert "about 20.0 GB" in note and "80.0 GB over the job's 4 GPUs" in note and "fits in the 480 GB" in note
+    assert "exceeds" in offload_notes(tr, 500 * GB, 4, 480)[0]
+    assert offload_notes(Training(framework="fsdp"), 0, 4, 480) == []
+
+
+def test_estimate_note_names_the_gh200_host_memory():
+    gh200 = GPU(model="GH200", product="NVIDIA-GH200-480GB", memory_gb=96, memory_mib=97871, architecture="hopper",
+                host_memory_gb=480)
+    e = estimate(_spec({"framework": "deepspeed", "zeroStage": 3, "offloadOptimizer": True,
+                        "offloadParameters": True}, data=4), gpu=gh200)
+    note = next(n for n in e.notes if n.startswith("offload:"))
+    # 8.03e9 parameters over 4 GPUs: 12 bytes of masters and AdamW states, 4 of fp32 gradients, 2 of the 16-bit
+    # gradient partition and 2 of the 16-bit parameter partition, about 20 bytes a parameter of the partition
+    assert "about 40.2 GB" in note and "fits in the 480 GB" in note
+
+
+def test_offloaded_training_is_its_own_error_regime():
+    """Its rows (nvidia-smi readings of ZeRO-3 offload, T230/T233) do not widen the band of DeepSpeed jobs that keep
+    their states on the GPU."""
+    base = dict(model=dict(preset="llama-3.1-8b"), workload="training")
+    plain = parse_spec(dict(base, training=dict(framework="deepspeed", zeroStage=3)))
+    off = parse_spec(dict(base, training=dict(framework="deepspeed", zeroStage=3, offloadOptimizer=True)))
+    fsdp = parse_spec(dict(base, training=dict(framework="fsdp", offloadParameters=True)))
+    assert (runtime_of(plain), runtime_of(off), runtime_of(fsdp)) == ("deepspeed", "deepspeed offload", "fsdp offload")
