@@ -29,8 +29,12 @@ def _gpu(architecture: str):
 
 def _spec(runtime: str, workload: str):
     if workload == "training":
-        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training",
-                               training=dict(framework=runtime, method="full")))
+        framework, _, offload = runtime.partition(" ")  # training with CPU offload is its own regime
+        training = dict(framework=framework, method="full")
+        if offload:
+            training |= dict(zeroStage=3, offloadOptimizer=True) if framework == "deepspeed" else \
+                dict(offloadParameters=True)
+        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", training=training))
     if runtime == "tensorrt-llm trt engine":  # TensorRT-LLM's TRT-engine backend is its own regime
         return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                                inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=4096)))
