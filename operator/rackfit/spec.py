@@ -208,6 +208,21 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.offloadParameters is DeepSpeed's zero_optimization.offload_param (ZeRO-3 only) or FSDP's CPU "
             "offload (FSDP2's CPUOffloadPolicy, FSDP1's CPUOffload(offload_params=True)): only with framework "
             "deepspeed and zeroStage 3, or framework fsdp", ".offloadParameters"),
+        "float8": Rule(
+            "!has(self.float8) || self.float8 == 'none' || (self.method == 'full' && (self.framework == 'megatron' || "
+            "(self.framework == 'fsdp' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))))",
+            "training.float8 is float8 training of the linears (torchao's Float8Linear under FSDP2, Transformer "
+            "Engine under Megatron): only with method full and framework fsdp (fsdpVersion 2) or megatron", ".float8"),
+        "float8_megatron_rowwise": Rule(
+            "!has(self.float8) || self.float8 != 'rowwise' || self.framework != 'megatron'",
+            "training.float8 rowwise is torchao's recipe; Transformer Engine under megatron runs tensorwise "
+            "(--fp8-recipe delayed or tensorwise) or mxfp8 (--fp8-recipe mxfp8)", ".float8"),
+        "float8_all_gather": Rule(
+            "!has(self.float8AllGather) || !self.float8AllGather || (has(self.float8) && "
+            "(self.float8 == 'tensorwise' || (self.framework == 'megatron' && self.float8 == 'mxfp8')))",
+            "training.float8AllGather needs training.float8: tensorwise under fsdp (torchao's "
+            "enable_fsdp_float8_all_gather supports tensorwise scaling only), tensorwise or mxfp8 under megatron "
+            "(--fp8-param-gather)", ".float8AllGather"),
     },
 }
 _FIELD_OF = {r.message: r.field for rules in RULES.values() for r in rules.values()}
@@ -621,6 +636,20 @@ class Training(_Model):
         "data-parallel size). Each micro-batch runs alone, so the activations stay those of one microBatchSize; from "
         "the second micro-batch on, the gradients of the earlier ones are held while it runs (on one GPU, under DDP "
         "beside its buckets, under accelerate's FSDP1 unsharded), which can raise the peak. Default 1: none"))
+    float8: Literal["none", "tensorwise", "rowwise", "mxfp8"] | None = Field(None, description=(
+        "float8 training of the linear layers, method full: framework fsdp, torchao's Float8Linear as torchtitan's "
+        "--model.converters float8 applies it (tensorwise, its default recipe; rowwise, --float8.recipe_name "
+        "rowwise; mxfp8, the MX recipe on Blackwell); framework megatron, Transformer Engine's --fp8-format hybrid "
+        "(tensorwise: --fp8-recipe delayed or tensorwise; mxfp8: --fp8-recipe mxfp8). The master weights, gradients "
+        "and optimizer states stay as without it. torchao saves the linears' 16-bit inputs and casts them again in "
+        "the backward, so the activations do not shrink; Transformer Engine saves each linear's input in fp8 (1 byte "
+        "instead of 2) and keeps an fp8 copy of every weight and its transpose for the whole step. Default none"))
+    float8_all_gather: bool | None = Field(None, description=(
+        "with training.float8: the weights are all-gathered in fp8, 1 byte a parameter instead of 2. framework fsdp: "
+        "torchao's enable_fsdp_float8_all_gather (torchtitan's --float8.enable_fsdp_float8_all_gather; tensorwise "
+        "only), which halves the gathered decoder blocks' linear weights; framework megatron: --fp8-param-gather, "
+        "whose model parameters are Transformer Engine fp8 tensors in place of the 16-bit parameter buffer. Default "
+        "false"))
 
     offload_optimizer: bool | None = Field(None, description=(
         "framework deepspeed with zeroStage 1-3: ZeRO-Offload, zero_optimization.offload_optimizer.device cpu (or "
@@ -697,6 +726,14 @@ class Training(_Model):
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):
             raise ValueError(rules["compile_loss"].message)
+        if self.float8 not in (None, "none") and not (self.method == "full" and (
+                self.framework == "megatron" or (self.framework == "fsdp" and self.fsdp == 2))):
+            raise ValueError(rules["float8"].message)
+        if self.float8 == "rowwise" and self.framework == "megatron":
+            raise ValueError(rules["float8_megatron_rowwise"].message)
+        if self.float8_all_gather and not (self.float8 == "tensorwise" or (
+                self.framework == "megatron" and self.float8 == "mxfp8")):
+            raise ValueError(rules["float8_all_gather"].message)
         return self
 
     @property

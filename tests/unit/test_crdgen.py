@@ -98,7 +98,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion", ".torchtitanVersion",
                                                   ".reduceBucketSize", ".overlapComm",
-                                                  ".hiddenDropout", ".offloadOptimizer", ".offloadParameters"]
+                                                  ".hiddenDropout", ".offloadOptimizer", ".offloadParameters",
+                                                  ".float8", ".float8", ".float8AllGather"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
     assert any("stands alone" in r["message"] for r in model)
     for node in (spec, spec["properties"]["training"], spec["properties"]["model"]):

@@ -11,6 +11,7 @@ from typing import Any
 
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
+from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
@@ -136,6 +137,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         if spec.training.optimizer == "adamw8bit":
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
+        notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))
         if offloads(spec.training) and spec.training.framework != "transformers":
             host = runtime_peak(arch, p, spec.training, spec.precision, layout, weights).host_offload

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rackfit.estimator import float8
 from rackfit.estimator.activations import (
     ACT_BYTES,
     COMPILED_NORM_BYTES_PER_H,
@@ -217,6 +218,9 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     # k_layernorm, TENorm over hidden_size_per_attention_head): Transformer Engine's RMSNorm saves its 16-bit input and
     # the fp32 rsigma a head; core-attention recompute does not cover them; heads split over t
     split += qk_norm_bytes(a, 1, QK_NORM_FUSED_BYTES)
+    # Transformer Engine's float8 linears save their inputs in fp8 (float8.te_saved_input_delta)
+    fp8_replicated, fp8_split = float8.te_saved_input_delta(a, tr)
+    replicated, split = replicated + fp8_replicated, split + fp8_split
     per = (replicated / t if sp else replicated) + split / t
     return per, core / t
 

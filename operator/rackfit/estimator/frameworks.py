@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rackfit.estimator import float8
 from rackfit.estimator.accumulation import runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
@@ -242,6 +243,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes) - second
                 if pp == 1 and tr.torchtitan_root_group:
                     gathered += fsdp2_root_group_extra(p, layout, compute_bytes)
+            # torchao's float8 all-gather: the gathered blocks' linear weights in fp8 (float8.fsdp2_gathered_saving);
+            # the copy-in pool holds one block's all-gather output beside the default stream's, unless counted above
+            gathered -= float8.fsdp2_gathered_saving(a, tr, t, held + (1 if d > 1 and held != 2 else 0), compute_bytes)
         else:
             # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
             # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
@@ -363,6 +367,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
+        # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
+        fp8_weights = float8.te_weight_bytes(a, tr, math.ceil(a.num_layers / pp), t, compute_bytes)
         if full and a.is_moe and layout.expert > 1:
             dense_n, expert_n, edp = megatron_expert_split(a, p, tr, layout)
             n = dense_n + expert_n
@@ -371,6 +377,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             optimizer = (optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)) // d + \
                 (optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)) // edp
             trainable_here = dense_n // d + expert_n // edp
+        weights += fp8_weights
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
@@ -420,9 +427,11 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
         # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
         # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
-        moment = fsdp2_backward_peak(fsdp2_backward_moments(
-            **fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output, (p.embedding + p.lm_head) // t,
-                                   compute_bytes, reduce_bytes)))
+        moment_inputs = fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output,
+                                              (p.embedding + p.lm_head) // t, compute_bytes, reduce_bytes)
+        if float8.active(tr):   # a freed block gives back its fp8-gathered bytes (float8.fsdp2_block_weight)
+            moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, layer, compute_bytes)
+        moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
         backward_transient, reused = moment.total, moment.gathered
     if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, 0
