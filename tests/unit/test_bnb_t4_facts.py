@@ -47,10 +47,15 @@ def test_peft_prepare_keeps_llama_7b_embeddings_head_and_norms_fp32_before_trl_0
 
 
 def test_no_fp32_vocab_where_trl_casts_it_back_or_nothing_prepares():
-    # transformers 4.36 onward (TRL 0.7.5's peft_module_casting_to_bf16 under --bf16) or no release named: as today
+    # a 4-bit base from transformers 4.36 on (TRL 0.7.5's peft_module_casting_to_bf16 under --bf16) or no release
+    # named: as today
     for version in ("4.36.0", None):
         spec, arch = _spec(LLAMA_7B, "nf4", transformersVersion=version)
         assert kbit_fp32_vocab_bytes(count_params(arch), spec.training, spec.precision) == 0
+    # TRL casts only a 4-bit base back: an 8-bit one keeps them fp32 in every release
+    spec, arch = _spec(LLAMA_7B, "int8")
+    fp32_cast = 2 * (2 * 32000 * 4096 + 65 * 4096)
+    assert kbit_fp32_vocab_bytes(count_params(arch), spec.training, spec.precision) == fp32_cast
     # a LoRA over a 16-bit base is not a bitsandbytes model: peft's prepare does not run
     spec, arch = _spec(LLAMA_7B, "bf16", transformersVersion="4.30.0")
     assert kbit_fp32_vocab_bytes(count_params(arch), spec.training, spec.precision) == 0

@@ -66,9 +66,10 @@ def unfit_step_temporaries(a: ModelArch, tr: Training, layout: Layout, state_byt
 
 # --- bitsandbytes bases under peft's prepare, by release (issue 22, acc-h15: the 4-bit blog's T4 table) -------------
 
-# transformers 4.36.0 (December 11, 2023) is the first release contemporary with TRL 0.7.5, whose SFTTrainer casts
-# the embeddings and head that peft's prepare upcast back to bf16 under --bf16 (trl/trainer/utils.py
-# `peft_module_casting_to_bf16`, TRL PR 1110, December 19, 2023). A job naming an older transformers release
+# transformers 4.36.0 (December 11, 2023) is the first release contemporary with TRL 0.7.5 (December 22, 2023), whose
+# SFTTrainer casts the embeddings and head that peft's prepare upcast back to bf16 -- for a 4-bit base under --bf16 only
+# (trl/trainer/sft_trainer.py: `if args.bf16 and getattr(model, "is_loaded_in_4bit", False):
+# peft_module_casting_to_bf16(model)`; trl/trainer/utils.py, TRL PR 1110). A job naming an older transformers release
 # (`training.transformersVersion`) ran a TRL without it.
 TRL_CASTS_VOCAB_BACK = (4, 36)
 
@@ -77,14 +78,16 @@ def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
     """Bytes that peft's prepare adds to a bitsandbytes base's weights by keeping the parameters it does not
     quantize -- the input embedding, the (untied) LM head and the norms -- in fp32 rather than the checkpoint's 16
     bits: 2 bytes each. peft's `prepare_model_for_int8_training` (peft 0.3.0, src/peft/utils/other.py) and
-    `prepare_model_for_kbit_training` (peft main from PR 476, May 20, 2023; 0.4.0) run `param.data =
-    param.data.to(torch.float32)` on every fp16/bf16 parameter, and nothing casts them back until TRL 0.7.5 under
-    --bf16 (TRL_CASTS_VOCAB_BACK). Counted where rackfit counts peft's fp32 residual (training.kbit_fp32_residual:
-    QLoRA or LoRA on an int8 base under transformers) and the job names a transformers release before 4.36.0; 0
-    otherwise (a current TRL with --bf16, which casts the embeddings and head back, as rackfit assumes)."""
+    `prepare_model_for_kbit_training` (peft main from PR 476, May 20, 2023; 0.4.0 on) run `param.data =
+    param.data.to(torch.float32)` on every fp16/bf16 parameter. Counted where rackfit counts peft's fp32 residual
+    (training.kbit_fp32_residual: QLoRA or LoRA on an int8 base under transformers): for an 8-bit base always (TRL
+    never casts it back), for a 4-bit base where the job names a transformers release before 4.36.0
+    (TRL_CASTS_VOCAB_BACK); a current 4-bit run is taken as TRL's --bf16 one, whose head and embeddings are bf16."""
+    if not kbit_fp32_residual(tr, precision):
+        return 0
     v = tr.transformers_version
-    if not kbit_fp32_residual(tr, precision) or v is None or \
-            tuple(int(x) for x in v.split(".")) >= TRL_CASTS_VOCAB_BACK:
+    current = v is None or tuple(int(x) for x in v.split(".")) >= TRL_CASTS_VOCAB_BACK
+    if tr.method == "qlora" and current:
         return 0
     return 2 * (p.embedding + p.lm_head + p.norms)
 
