@@ -103,7 +103,9 @@ def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
 #   the first forward, so `undo_layout(state.CxB, state.tile_indices).to(ctx.dtype_A).mul_(SCB / 127)`: a row-major
 #   int8 copy (1 byte an element) alive while `.to` makes the dequantized matrix in the input's dtype -- fp32 under
 #   peft's fp32 residual (kbit_fp32_residual), else 16 bits. (0.39.0's `undo_layout` itself peaks at two int8 copies,
-#   `empty_like` and the `.contiguous()` of the permuted view, less than that.)
+#   `empty_like` and the `.contiguous()` of the permuted view, less than that.) Read in 0.39.0 and 0.43 (June 2024);
+#   a release that keeps the row-major `state.CB` runs `state.CB.to(ctx.dtype_A, copy=True)` without the int8 copy,
+#   1 byte an element less than counted here.
 # One matrix at a time: the largest, a dense MLP projection (hidden x intermediate), at the start of its layer's
 # backward, beside everything that layer keeps.
 BNB4_DEQUANT_BYTES = 2
