@@ -23,7 +23,7 @@ from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
-from rackfit.estimator.peft import unfit_step_temporaries
+from rackfit.estimator.peft import bnb_backward_dequant_bytes, kbit_fp32_vocab_bytes, unfit_step_temporaries
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
     ModelStates,
@@ -238,8 +238,12 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     if tr.framework != "transformers":
         return _runtime(spec, arch, p, layout, weights)
     mixed = tr.method == "full" and tr.master_weights == "fp32"
-    states = model_states(arch, p, tr, spec.precision, layout, weights)
+    # peft's prepare keeps a bitsandbytes base's embeddings, head and norms in fp32 before TRL 0.7.5 (estimator/peft.py)
+    states = model_states(arch, p, tr, spec.precision, layout, weights + kbit_fp32_vocab_bytes(p, tr, spec.precision))
     act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr, spec.precision))
+    # bitsandbytes' backward dequantizes one whole frozen matrix beside the layer it runs in (estimator/peft.py)
+    # (its block is freed and re-requested at the same sizes layer after layer, so it adds no slack)
+    dequant = bnb_backward_dequant_bytes(arch, tr, spec.precision, layout)
     logits_on_this_stage = layout.pipeline == 1
     loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
@@ -247,7 +251,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     accumulated = transformers_accumulated_grads(tr, layout, states.gradients)
     grads_during_backward = (states.gradients if layout.data > 1 else 0) + accumulated
     param_grads = ddp_param_grads(tr, layout, states.gradients)
-    backward_peak = act.layers + max(loss, act.recompute) + grads_during_backward
+    backward_peak = act.layers + max(loss, act.recompute + dequant) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
     largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
@@ -258,9 +262,12 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"
     optimizer = states.optimizer
+    held_dequant = 0  # the dequantized matrix when it is part of the peak
     if backward_peak >= step_peak and backward_peak >= backward_end:
-        live_act, live_grads = act.layers + max(loss, act.recompute), grads_during_backward
-        phase = "loss backward" if loss >= act.recompute else "layer recompute"
+        live_act, live_grads = act.layers + max(loss, act.recompute + dequant), grads_during_backward
+        phase = "loss backward" if loss >= act.recompute + dequant else \
+            "layer recompute" if act.recompute else "layer backward"
+        held_dequant = dequant if phase != "loss backward" else 0
     elif backward_end > step_peak:
         live_act, live_grads, phase = act.recompute, states.gradients + param_grads, "backward end"
     else:
@@ -270,12 +277,12 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # does DDP its param.grad (freed by the Trainer's zero_grad, set_to_none).
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
     transient = live_act + (live_grads if layout.data == 1 else 0)
-    transient += accumulated if layout.data > 1 and phase in ("loss backward", "layer recompute") else 0
+    transient += accumulated if layout.data > 1 and phase not in ("backward end", "optimizer step") else 0
     transient += param_grads if phase in ("backward end", "optimizer step") else 0
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
-    slack = int(share * transient)
+    slack = int(share * (transient - held_dequant))
     unfit = unfit_step_temporaries(arch, tr, layout, trained_bytes)
     if unfit:
         # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them

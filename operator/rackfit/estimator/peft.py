@@ -19,9 +19,9 @@ per-layer blocks are too small).
 
 from __future__ import annotations
 
-from rackfit.estimator.params import lora_projections
+from rackfit.estimator.params import ParamCounts, lora_projections
 from rackfit.estimator.result import Layout
-from rackfit.estimator.training import adamw_foreach
+from rackfit.estimator.training import adamw_foreach, kbit_fp32_residual
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
@@ -62,3 +62,72 @@ def unfit_step_temporaries(a: ModelArch, tr: Training, layout: Layout, state_byt
         return 0
     block = largest_layer_block(a, tr)
     return sum(n * count * state_bytes for n, count in trained_matrices(a, tr) if n * state_bytes > block)
+
+
+# --- bitsandbytes bases under peft's prepare, by release (issue 22, acc-h15: the 4-bit blog's T4 table) -------------
+
+# transformers 4.36.0 (December 11, 2023) is the first release contemporary with TRL 0.7.5 (December 22, 2023), whose
+# SFTTrainer casts the embeddings and head that peft's prepare upcast back to bf16 -- for a 4-bit base under --bf16 only
+# (trl/trainer/sft_trainer.py: `if args.bf16 and getattr(model, "is_loaded_in_4bit", False):
+# peft_module_casting_to_bf16(model)`; trl/trainer/utils.py, TRL PR 1110). A job naming an older transformers release
+# (`training.transformersVersion`) ran a TRL without it.
+TRL_CASTS_VOCAB_BACK = (4, 36)
+
+
+def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
+    """Bytes that peft's prepare adds to a bitsandbytes base's weights by keeping the parameters it does not
+    quantize -- the input embedding, the (untied) LM head and the norms -- in fp32 rather than the checkpoint's 16
+    bits: 2 bytes each. peft's `prepare_model_for_int8_training` (peft 0.3.0, src/peft/utils/other.py) and
+    `prepare_model_for_kbit_training` (peft main from PR 476, May 20, 2023; 0.4.0 on) run `param.data =
+    param.data.to(torch.float32)` on every fp16/bf16 parameter. Counted where rackfit counts peft's fp32 residual
+    (training.kbit_fp32_residual: QLoRA or LoRA on an int8 base under transformers): for an 8-bit base always (TRL
+    never casts it back), for a 4-bit base where the job names a transformers release before 4.36.0
+    (TRL_CASTS_VOCAB_BACK); a current 4-bit run is taken as TRL's --bf16 one, whose head and embeddings are bf16."""
+    if not kbit_fp32_residual(tr, precision):
+        return 0
+    v = tr.transformers_version
+    current = v is None or tuple(int(x) for x in v.split(".")) >= TRL_CASTS_VOCAB_BACK
+    if tr.method == "qlora" and current:
+        return 0
+    return 2 * (p.embedding + p.lm_head + p.norms)
+
+
+# bitsandbytes' autograd functions dequantize the whole frozen matrix for the input's gradient in each backward
+# (bitsandbytes/autograd/_functions.py, 0.39.0 of May 2023 and every later release):
+# - MatMul4Bit.backward: `torch.matmul(grad_output, F.dequantize_4bit(B, ctx.state).to(grad_output.dtype).t())` --
+#   the matrix in the dtype it was quantized from (quant_state's dtype, the checkpoint's 16 bits); a second 16-bit
+#   copy when the compute dtype differs from it (bf16 compute over an fp16 checkpoint, which the spec cannot say:
+#   not counted).
+# - MatMul8bitLt.backward (Linear8bitLt with has_fp16_weights=False, the LLM.int8 base transformers loads): on GPUs
+#   with int8 tensor cores (supports_igemmlt, Turing and later) the weight is held in the tiled layout (state.CxB) after
+#   the first forward, so `undo_layout(state.CxB, state.tile_indices).to(ctx.dtype_A).mul_(SCB / 127)`: a row-major
+#   int8 copy (1 byte an element) alive while `.to` makes the dequantized matrix in the input's dtype -- fp32 under
+#   peft's fp32 residual (kbit_fp32_residual), else 16 bits. (0.39.0's `undo_layout` itself peaks at two int8 copies,
+#   `empty_like` and the `.contiguous()` of the permuted view, less than that.) Read in 0.39.0 and 0.43 (June 2024);
+#   a release that keeps the row-major `state.CB` runs `state.CB.to(ctx.dtype_A, copy=True)` without the int8 copy,
+#   1 byte an element less than counted here.
+# One matrix at a time: the largest, a dense MLP projection (hidden x intermediate), at the start of its layer's
+# backward, beside everything that layer keeps.
+BNB4_DEQUANT_BYTES = 2
+
+
+def bnb_backward_dequant_bytes(a: ModelArch, tr: Training, precision: str, layout: Layout) -> int:
+    """Bytes of the dequantized copy of the largest frozen bitsandbytes matrix that one layer's backward makes
+    (above) under framework transformers on one unsharded GPU: QLoRA over nf4/int4 (MatMul4Bit) or LoRA over an int8
+    base (MatMul8bitLt); 0 otherwise."""
+    if tr.framework != "transformers" or tr.method == "full" or tr.zero_stage >= 3:
+        return 0
+    if layout.tensor * layout.pipeline != 1:
+        return 0
+    if a.is_moe and not a.first_dense_layers:
+        inter = a.moe_intermediate_size  # every layer's MLP is its experts (bitsandbytes Linear4bit per expert)
+    else:
+        inter = max(a.intermediate_size, a.moe_intermediate_size if a.is_moe else 0)
+    q = a.num_attention_heads * (a.head_dim or a.hidden_size // a.num_attention_heads)
+    largest = a.hidden_size * max(inter, q, a.hidden_size)
+    if precision in ("nf4", "int4") and tr.method == "qlora":
+        return largest * BNB4_DEQUANT_BYTES
+    if precision == "int8" and tr.method == "lora":
+        a_bytes = 4 if kbit_fp32_residual(tr, precision) else 2
+        return largest * (1 + a_bytes)
+    return 0
