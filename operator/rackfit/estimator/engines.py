@@ -70,6 +70,7 @@ from rackfit.estimator.trtllm import (
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
+from rackfit.estimator.vllm_tp import vllm_tp_non_torch_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -287,6 +288,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
     nt = budgeted_non_torch(inf, serving_non_torch_bytes(inf, layout, gpu, a.is_moe, non_torch_bytes(layout, gpu)))
+    # 0.11.0-0.17.x on NVLink: only torch's tensor communicator is made inside the profile (vllm_tp.py)
+    nt = vllm_tp_non_torch_bytes(inf, layout, gpu, nt)
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
