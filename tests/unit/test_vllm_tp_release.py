@@ -43,3 +43,33 @@ def test_estimate_moves_only_in_the_window():
     old = estimate(spec("0.11.0"), Layout(tensor=2), gpu=H100).breakdown.non_torch_bytes
     new = estimate(spec("0.19.0"), Layout(tensor=2), gpu=H100).breakdown.non_torch_bytes
     assert new - old == NCCL_NVLINK_GROUP // 2
+
+
+def qwen3_vl_spec(version, context=65536):
+    arch = dict(maxPositionEmbeddings=262144, visionParameters=535523328, visionHiddenSize=1152,
+                visionIntermediateSize=4304, visionOutputWidth=8192, visionPatchesPerItem=65536,
+                visionTokensPerItem=16384)
+    return parse_spec(dict(model=dict(preset="qwen3-30b-a3b", architecture=arch), workload="inference",
+                           parallelism=dict(tensor=4),
+                           inference=dict(contextLength=context, engineVersion=version, gpuMemoryUtilization=0.9)))
+
+
+def test_qwen3_vl_pixel_values_held_through_the_profile():
+    from rackfit.estimator.engines import settings
+    from rackfit.estimator.vllm_tp import mm_inputs_held_bytes
+    from rackfit.models import resolve
+
+    rtx3090 = GPU(model="RTX 3090", product="RTX 3090", memoryGB=24, memoryMiB=24576, architecture="ampere")
+    for version, patches in (("0.11.0", 49152), ("0.13.0", 65536)):
+        sp = qwen3_vl_spec(version)
+        a = resolve(sp.model)
+        s = settings(sp.inference, rtx3090, 4, 1, a)
+        # S262's 0.11.0 profile: one video of 12,288 soft tokens x 4 patches; 0.13.0: one 4096 x 4096 image
+        # (65,536 patches); a row of 3 x 2 x 16 x 16 bf16 values
+        assert mm_inputs_held_bytes(sp.inference, a, s) == patches * 1536 * 2
+    sp = qwen3_vl_spec("0.34.0")
+    a = resolve(sp.model)
+    assert mm_inputs_held_bytes(sp.inference, a, settings(sp.inference, rtx3090, 4, 1, a)) == 0
+    text = spec("0.11.0")
+    a = resolve(text.model)
+    assert mm_inputs_held_bytes(text.inference, a, settings(text.inference, rtx3090, 1, 1, a)) == 0

@@ -70,7 +70,7 @@ from rackfit.estimator.trtllm import (
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
-from rackfit.estimator.vllm_tp import vllm_tp_non_torch_bytes
+from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, vllm_tp_non_torch_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -312,6 +312,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
+        # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
+        act += mm_inputs_held_bytes(inf, a, s)
         if not inf.cuda_graphs:
             graphs = 0
         elif inf.engine == "tensorrt-llm":

@@ -22,10 +22,20 @@ pcie_serving.serving_non_torch_bytes already counts only torch's communicator fr
 
 from __future__ import annotations
 
+import math
+
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP
-from rackfit.estimator.result import Layout
+from rackfit.estimator.engine_profile import (
+    ACT_BYTES,
+    NCCL_NVLINK_GROUP,
+    encoder_profiled,
+    mm_item,
+    mm_profile_items,
+)
+from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.startup import NCCL_BEFORE_SNAPSHOT
+from rackfit.models import ModelArch
+from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
 from rackfit.spec import Inference
 
 # gpu_worker.py determine_available_memory calls profile_cudagraph_memory() inside memory_profiling from 0.18.0 (read
@@ -48,3 +58,31 @@ def vllm_tp_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, nt:
     if not profile_only_torch_comm(inf, layout, gpu):
         return nt
     return nt - NCCL_NVLINK_GROUP // NVLINK_COMMUNICATORS
+
+
+# The profile's multimodal inputs stay on the device until profile_run returns: gpu_model_runner.py profile_run binds
+# `batched_dummy_mm_inputs = self._get_mm_dummy_batch(...)` (group_mm_kwargs_by_modality(..., device=self.device)) as a
+# local and never drops it, so the pixel values live through the encoder, _dummy_run and _dummy_sampler_run (read in
+# the 0.8.5, 0.10.1, 0.10.2, 0.11.0, 0.13.0, 0.19.0, 0.22.0-0.33.0 wheels; 0.34.0 builds them in
+# mm/encoder_runner.py instead, not read for this). The HF processor's float outputs are cast to the model's dtype first
+# (multimodal/processing.py InputProcessingContext._postprocess_output, "mimics transformers.BatchFeature"). Qwen3-VL's
+# pixel_values and pixel_values_videos hold one row a patch of in_channels 3 x temporal_patch_size 2 x patch x patch
+# values (qwen3_vl.py Qwen3_VisionPatchEmbed.forward: x.view(L, C, T, P, P)): 1,536 at patch 16. Other encoders'
+# patch sides are not in rackfit's model fields (a few tens of MiB for Gemma 3's eight 896 x 896 images): left out.
+MM_INPUTS_HELD_UNTIL = (0, 34)
+PIXEL_CHANNELS = 3
+
+
+def mm_inputs_held_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The profile's pixel values, held beside every phase of vLLM V1's profile run (MM_INPUTS_HELD_UNTIL), for
+    Qwen3-VL (its deepstack output row wider than the text model's, as engine_profile.mm_video_item recognises it):
+    items x patches x 3 x 2 x patch^2 values at 16 bits, the patch side recovered from QWEN3_VL_MAX_PIXELS."""
+    if (not encoder_profiled(inf, a) or not inf.vllm_before(MM_INPUTS_HELD_UNTIL)
+            or a.vision_output_width <= a.hidden_size):
+        return 0
+    patch = math.isqrt(QWEN3_VL_MAX_PIXELS // a.vision_patches_per_item)
+    if patch * patch * a.vision_patches_per_item != QWEN3_VL_MAX_PIXELS:
+        return 0
+    items = mm_profile_items(inf, a, s)
+    patches = mm_item(inf, a, s)[1]
+    return items * patches * PIXEL_CHANNELS * QWEN3_VL_TEMPORAL_PATCH * patch * patch * ACT_BYTES
