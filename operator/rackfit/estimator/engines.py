@@ -70,6 +70,7 @@ from rackfit.estimator.trtllm import (
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
+from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, vllm_tp_non_torch_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -287,6 +288,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
     nt = budgeted_non_torch(inf, serving_non_torch_bytes(inf, layout, gpu, a.is_moe, non_torch_bytes(layout, gpu)))
+    # 0.11.0-0.17.x on NVLink: only torch's tensor communicator is made inside the profile (vllm_tp.py)
+    nt = vllm_tp_non_torch_bytes(inf, layout, gpu, nt)
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
@@ -309,6 +312,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
+        # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
+        act += mm_inputs_held_bytes(inf, a, s)
         if not inf.cuda_graphs:
             graphs = 0
         elif inf.engine == "tensorrt-llm":

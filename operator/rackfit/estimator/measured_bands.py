@@ -41,5 +41,5 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ampere'): (-15.9, 73.0, 16, 'kv cache'),
     ('vllm', 'inference', 'any'): (-15.9, 73.0, 80, 'kv cache'),
     ('vllm', 'inference', 'blackwell'): (2.6, 9.7, 2, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-4.3, 9.6, 56, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-1.4, 9.6, 56, 'kv cache'),
 }

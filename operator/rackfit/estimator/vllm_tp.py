@@ -1,0 +1,88 @@
+"""What a vLLM tensor-parallel rank on an NVLink node counts inside the KV cache's budget as non-torch memory, by
+release (issue 22).
+
+vLLM's budget counts as non-torch what the device holds outside torch's allocator at the end of the profile run less
+what it held at the baseline snapshot (vllm/utils/__init__.py memory_profiling: non_torch_increase is
+after_profile - before_create; read in 0.11.0). From 0.11.0 (startup.NCCL_BEFORE_SNAPSHOT) init_device takes that
+snapshot after init_worker_distributed_environment, so the tensor group's PyNccl communicator, the custom all-reduce's
+IPC buffers and, from 0.11.0 (VLLM_ALLREDUCE_USE_SYMM_MEM defaults to 1 there, 0 in 0.10.2), the symmetric-memory
+all-reduce buffer (device_communicators/symm_mem.py SymmMemCommunicator.__init__, all of them made in
+CudaCommunicator.__init__) are in the baseline: startup.NCCL_INIT_NVLINK, outside the budget. What the profile run
+still makes is torch's own communicator for the tensor group's device group: the logits' gather
+(layers/logits_processor.py _gather_logits -> tensor_model_parallel_all_gather -> base_device_communicator.py
+DeviceCommunicatorBase.all_gather, which CudaCommunicator does not override: dist.all_gather_into_tensor on
+device_group) is the first torch collective on it, and ProcessGroupNCCL creates its NCCL communicator lazily there.
+So through 0.17.x one communicator of the two that engine_profile.NCCL_NVLINK_GROUP prices is inside the budget.
+From 0.18.0 determine_available_memory runs model_runner.profile_cudagraph_memory() inside memory_profiling
+(gpu_worker.py, read in 0.18.0 and 0.19.0; absent from 0.11.0-0.17.x, whatever VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS
+says: that variable only gates the subtraction): it captures graphs under graph_capture() at tensor > 1 within the
+profile's window, and the 0.19.0 rows that set NCCL_NVLINK_GROUP (S15, S16) measured that window. Over PCIe
+pcie_serving.serving_non_torch_bytes already counts only torch's communicator from 0.11.0. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rackfit.catalog.types import GPU
+from rackfit.estimator.engine_profile import (
+    ACT_BYTES,
+    NCCL_NVLINK_GROUP,
+    encoder_profiled,
+    mm_item,
+    mm_profile_items,
+)
+from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.startup import NCCL_BEFORE_SNAPSHOT
+from rackfit.models import ModelArch
+from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
+from rackfit.spec import Inference
+
+# gpu_worker.py determine_available_memory calls profile_cudagraph_memory() inside memory_profiling from 0.18.0 (read
+# in the 0.17.0 and 0.18.0 wheels: absent from 0.17.0).
+GRAPH_PROFILE_IN_WINDOW = (0, 18)
+# engine_profile.NCCL_NVLINK_GROUP is the tensor group's two communicators (PyNccl's and torch's process group's).
+NVLINK_COMMUNICATORS = 2
+
+
+def profile_only_torch_comm(inf: Inference, layout: Layout, gpu: GPU | None) -> bool:
+    """vLLM from NCCL_BEFORE_SNAPSHOT until GRAPH_PROFILE_IN_WINDOW on a tensor group of an NVLink node (or no GPU
+    given, taken as NVLink as engine_profile.non_torch_bytes does): only torch's communicator is made in the profile."""
+    return (inf.engine == "vllm" and layout.tensor > 1 and (gpu is None or gpu.nvlink)
+            and not inf.vllm_before(NCCL_BEFORE_SNAPSHOT) and inf.vllm_before(GRAPH_PROFILE_IN_WINDOW))
+
+
+def vllm_tp_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, nt: int) -> int:
+    """`nt` (what pcie_serving.serving_non_torch_bytes counts) less the PyNccl communicator's share of
+    NCCL_NVLINK_GROUP where profile_only_torch_comm: it sits in the baseline (startup.NCCL_INIT_NVLINK) there."""
+    if not profile_only_torch_comm(inf, layout, gpu):
+        return nt
+    return nt - NCCL_NVLINK_GROUP // NVLINK_COMMUNICATORS
+
+
+# The profile's multimodal inputs stay on the device until profile_run returns: gpu_model_runner.py profile_run binds
+# `batched_dummy_mm_inputs = self._get_mm_dummy_batch(...)` (group_mm_kwargs_by_modality(..., device=self.device)) as a
+# local and never drops it, so the pixel values live through the encoder, _dummy_run and _dummy_sampler_run (read in
+# the 0.8.5, 0.10.1, 0.10.2, 0.11.0, 0.13.0, 0.19.0, 0.22.0-0.33.0 wheels; 0.34.0 builds them in
+# mm/encoder_runner.py instead, not read for this). The HF processor's float outputs are cast to the model's dtype first
+# (multimodal/processing.py InputProcessingContext._postprocess_output, "mimics transformers.BatchFeature"). Qwen3-VL's
+# pixel_values and pixel_values_videos hold one row a patch of in_channels 3 x temporal_patch_size 2 x patch x patch
+# values (qwen3_vl.py Qwen3_VisionPatchEmbed.forward: x.view(L, C, T, P, P)): 1,536 at patch 16. Other encoders'
+# patch sides are not in rackfit's model fields (a few tens of MiB for Gemma 3's eight 896 x 896 images): left out.
+MM_INPUTS_HELD_UNTIL = (0, 34)
+PIXEL_CHANNELS = 3
+
+
+def mm_inputs_held_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The profile's pixel values, held beside every phase of vLLM V1's profile run (MM_INPUTS_HELD_UNTIL), for
+    Qwen3-VL (its deepstack output row wider than the text model's, as engine_profile.mm_video_item recognises it):
+    items x patches x 3 x 2 x patch^2 values at 16 bits, the patch side recovered from QWEN3_VL_MAX_PIXELS."""
+    if (not encoder_profiled(inf, a) or not inf.vllm_before(MM_INPUTS_HELD_UNTIL)
+            or a.vision_output_width <= a.hidden_size):
+        return 0
+    patch = math.isqrt(QWEN3_VL_MAX_PIXELS // a.vision_patches_per_item)
+    if patch * patch * a.vision_patches_per_item != QWEN3_VL_MAX_PIXELS:
+        return 0
+    items = mm_profile_items(inf, a, s)
+    patches = mm_item(inf, a, s)[1]
+    return items * patches * PIXEL_CHANNELS * QWEN3_VL_TEMPORAL_PATCH * patch * patch * ACT_BYTES
