@@ -19,12 +19,12 @@ from rackfit.estimator.speculative import (
     draft_kv_bytes_per_token,
     draft_layers,
     draft_weight_bytes,
+    held_bytes,
     proposals,
     sampler_profile_bytes,
     sglang_extra_tokens,
     sglang_reserve_mib,
     sglang_running_default,
-    vllm_held_bytes,
 )
 from rackfit.models import resolve
 from rackfit.spec import Inference, parse_spec
@@ -84,8 +84,12 @@ def test_draft_model_weights_whole_model():
     params = V * h + 16 * (2 * h * h + 2 * h * 512 + 3 * h * 8192) + 33 * h
     i = inf(speculativeMethod="draft", draftModel=DRAFT)
     assert draft_weight_bytes(i, arch(), Layout()) == 2 * params
-    assert vllm_held_bytes(i, arch(), Layout()) == 2 * params
-    assert vllm_held_bytes(inf(engine="sglang", speculativeMethod="draft", draftModel=DRAFT), arch(), Layout()) == 0
+    assert held_bytes(i, arch(), Layout()) == 2 * params
+    # SGLang loaded its draft worker after sizing the pool before 0.5.14, and counts it from 0.5.14
+    old = inf(engine="sglang", engineVersion="0.5.13", speculativeMethod="draft", draftModel=DRAFT)
+    new = inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="draft", draftModel=DRAFT)
+    assert held_bytes(old, arch(), Layout()) == 0
+    assert held_bytes(new, arch(), Layout()) == 2 * params
 
 
 def test_mtp_layer_keeps_its_own_head():
@@ -154,21 +158,41 @@ def test_sglang_reserve_and_headroom():
     assert eagle.gpu_memory_utilization == round(base - 2048 / 81559, 3)
     assert draft.gpu_memory_utilization == round(base - 6144 / 81559, 3)
     assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.4.7", speculativeMethod="eagle")) == 0
-    assert sglang_reserve_mib(inf(engine="sglang", speculativeMethod="ngram")) == 0
-    i = inf(engine="sglang", speculativeMethod="eagle", speculativeTokens=3)
+    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.10", speculativeMethod="eagle")) == 4096
+    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="eagle")) == 0
+    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram")) == 0
+    i = inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="eagle", speculativeTokens=3)
     assert sglang_running_default(i) == 48
     # draft_runner_cache_size: 48 x 3 x topk 1 + 48 x (3 + 1) + 100
     assert sglang_extra_tokens(i, 48) == 48 * 3 + 48 * 4 + 100
-    assert sglang_extra_tokens(inf(engine="sglang", speculativeMethod="ngram"), 48) == 0
+    assert sglang_extra_tokens(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram"), 48) == 0
+    # from 0.5.7 the draft pool is the target's size: no headroom; before 0.4.6 no 48
+    assert sglang_extra_tokens(inf(engine="sglang", engineVersion="0.5.7", speculativeMethod="eagle"), 48) == 0
+    assert sglang_running_default(inf(engine="sglang", engineVersion="0.4.5", speculativeMethod="eagle")) is None
 
 
 def test_sglang_pool_grows_by_headroom_and_running_limit_48():
     a = arch()
     # an explicit fraction keeps the pool's bytes equal; the tokens grow by the headroom of 48 requests
-    base = serve(inf(engine="sglang", gpuMemoryUtilization=0.85), a, Layout(), 16 * 2**30, 0, H100)
-    eagle = serve(inf(engine="sglang", gpuMemoryUtilization=0.85, speculativeMethod="eagle"), a, Layout(),
-                  16 * 2**30, 0, H100)
+    base = serve(inf(engine="sglang", engineVersion="0.5.4", gpuMemoryUtilization=0.85), a, Layout(), 16 * 2**30, 0,
+                 H100)
+    eagle = serve(inf(engine="sglang", engineVersion="0.5.4", gpuMemoryUtilization=0.85, speculativeMethod="eagle"),
+                  a, Layout(), 16 * 2**30, 0, H100)
     assert eagle.engine_tokens - base.engine_tokens == 48 * 3 + 48 * 4 + 100
+    assert eagle.running_limit == 48
+
+
+def test_sglang_counts_draft_from_0_5_14():
+    a = arch()
+    w = 16 * 2**30
+    base = serve(inf(engine="sglang", engineVersion="0.5.14", gpuMemoryUtilization=0.85), a, Layout(), w, 0, H100)
+    eagle = serve(inf(engine="sglang", engineVersion="0.5.14", gpuMemoryUtilization=0.85, speculativeMethod="eagle"),
+                  a, Layout(), w, 0, H100)
+    head = LAYER + 2 * 2 * H * H
+    # the head's weights come out of the pool, whose cell grows by 1/32 (pool_configurator.py); no headroom
+    pool = base.kv_pool - head
+    assert eagle.kv_pool == pool
+    assert eagle.engine_tokens == pool // int(32 * 4096 * (1 + 1 / 32))
     assert eagle.running_limit == 48
 
 

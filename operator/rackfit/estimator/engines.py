@@ -53,11 +53,12 @@ from rackfit.estimator.sglang import (
 )
 from rackfit.estimator.speculative import (
     draft_graph_pieces,
+    held_bytes,
     sampler_profile_bytes,
+    sglang_cell_bytes,
     sglang_extra_tokens,
     sglang_running_default,
     speculative_weights_outside_pool,
-    vllm_held_bytes,
     vllm_kv_per_token,
 )
 from rackfit.estimator.startup import (
@@ -255,7 +256,12 @@ def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu
     """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its request slots
     and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
     allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
-    tokens = pool_tokens(pool, per_layer, -(-a.num_layers // layout.pipeline), a, hybrid, page_size(inf, a, gpu))
+    stage_layers = -(-a.num_layers // layout.pipeline)
+    tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page_size(inf, a, gpu))
+    cell = per_layer * stage_layers
+    if not hybrid and sglang_cell_bytes(inf, a, cell, stage_layers) != cell:  # the draft's pool inside (speculative.py)
+        page = page_size(inf, a, gpu)
+        tokens = pool // sglang_cell_bytes(inf, a, cell, stage_layers) // page * page if pool > 0 else 0
     reqs = inf.max_num_seqs or sglang_running_default(inf) or max_num_reqs(inf, tokens, inf.context_length)
     tokens += sglang_extra_tokens(inf, reqs) if tokens > 0 else 0  # draft_runner_cache_size (speculative.py)
     table = req_to_token_bytes(inf, reqs, inf.context_length)
@@ -296,8 +302,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     # LoRA adapters' stacked buffers, counted with the weights where the engine measures them so (lora_serving.py)
     weights += lora_held_bytes(inf, a, layout, s)
-    # a speculative drafter's weights, loaded with the target's where vLLM measures them (speculative.py)
-    weights += vllm_held_bytes(inf, a, layout, precision, gpu)
+    # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
+    weights += held_bytes(inf, a, layout, precision, gpu)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,

@@ -43,17 +43,30 @@ EAGLE3_DRAFT_VOCAB = 32000
 # an fp32 q of requests x vocab.
 SPEC_LOGITS_BYTES = 2  # the sampler's bf16 logits, still held; target_logits' own 2 bytes are in the sort's peak
 SPEC_PROBS_BYTES = 2 + 4 + 4  # target_logits, the fp32 probabilities and q, after the sort's buffers are freed
-# SGLang server_args.py: its default mem_fraction_static reserves 2 GiB more for EAGLE/EAGLE3/NEXTN ("eagle draft
-# models and cuda graphs") and 6 GiB more for STANDALONE ("standalone draft model and cuda graphs"), none for NGRAM,
-# from the reserve table of 0.4.8 (added after the table's value) and in _handle_gpu_memory_settings's formula from
-# 0.5.3 (after its 10 GiB floor).
-SGLANG_RESERVE_MIB = {"draft": 6 * 1024, "eagle": 2 * 1024, "eagle3": 2 * 1024, "mtp": 2 * 1024}
-SGLANG_RESERVE_FROM = (0, 4, 8)
-# SGLang's target and draft pools share indices (model_runner.py init_memory_pool, model_runner_kv_cache_mixin.py
-# in 0.5.x): the target's max_total_num_tokens becomes draft_runner_cache_size = the profiled tokens + max_num_reqs x
-# speculative_num_steps x speculative_eagle_topk (draft) + max_num_reqs x speculative_num_draft_tokens (verify) + 100.
+# SGLang server_args.py: its default mem_fraction_static reserves more for EAGLE/EAGLE3/NEXTN ("eagle draft models and
+# cuda graphs") and STANDALONE ("standalone draft model and cuda graphs"), none for NGRAM, added after the reserve
+# table's value (0.4.8-0.5.2) or after the formula's 10 GiB floor (_handle_gpu_memory_settings, 0.5.3 on): 2 GiB and
+# 6 GiB from 0.4.8 (read in the 0.4.8, 0.5.3, 0.5.5, 0.5.7, 0.5.8 and 0.5.9 wheels), 4 GiB and 6 GiB from 0.5.10
+# (0.5.10, 0.5.11, 0.5.13); gone from 0.5.14, which counts the draft instead (SGLANG_DRAFT_COUNTED).
+SGLANG_RESERVE_MIB = (((0, 5, 14), None), ((0, 5, 10), {"draft": 6 * 1024, "eagle": 4 * 1024, "eagle3": 4 * 1024,
+                                                         "mtp": 4 * 1024}),
+                      ((0, 4, 8), {"draft": 6 * 1024, "eagle": 2 * 1024, "eagle3": 2 * 1024, "mtp": 2 * 1024}))
+# SGLang's target and draft pools share indices (model_runner.py init_memory_pool, 0.4.6-0.5.6): the target's
+# max_total_num_tokens becomes draft_runner_cache_size = the profiled tokens + max_num_reqs x speculative_num_steps x
+# speculative_eagle_topk (draft) + max_num_reqs x speculative_num_draft_tokens (verify) + 100; from 0.5.7
+# (model_runner_kv_cache_mixin.py) draft_runner_cache_size is the target's max_total_num_tokens, no headroom.
 SGLANG_HEADROOM = 100
+SGLANG_HEADROOM_RELEASES = ((0, 4, 6), (0, 5, 7))
+# server_args.py sets max_running_requests to 48 when unset for EAGLE, EAGLE3, NEXTN and STANDALONE ("Max running
+# requests is reset to 48 for speculative decoding", from 0.4.6; read in 0.4.6, 0.5.5-0.5.9, 0.5.12).
 SGLANG_SPEC_RUNNING = 48
+SGLANG_SPEC_RUNNING_FROM = (0, 4, 6)
+# From 0.5.14 (sgl-project/sglang PRs 23862 and 28855, "account draft weights in --mem-fraction-static"): the
+# scheduler loads the target's and the draft's weights before the pool is profiled, so the draft's weights come out of
+# mem_fraction_static's budget (model_runner_kv_cache_mixin.py: "If using speculative decoding, draft weights are now
+# counted"), and pool_configurator.py scales the target's cell_size by (1 + eagle_draft_num_layers / num_layers) for
+# EAGLE and STANDALONE ("Assumes draft and target share the same per-layer KV size"), the draft's pool inside it.
+SGLANG_DRAFT_COUNTED = (0, 5, 14)
 
 
 def speculative_on(inf: Inference) -> bool:
@@ -138,13 +151,14 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
             + 8 * EAGLE3_DRAFT_VOCAB)
 
 
-def vllm_held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
-                    gpu: GPU | None = None) -> int:
+def held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
+               gpu: GPU | None = None) -> int:
     """What vLLM counts with the weights: V1's gpu_model_runner.py load_model loads the drafter
     (self.drafter.load_model(self.model)) inside the DeviceMemoryProfiler block that gives "Model loading took";
-    V0's SpecDecodeWorker loads the proposer worker before profiling as well. SGLang loads its draft worker after
-    the target's pool is sized (speculative_weights_outside_pool), so none here."""
-    if inf.engine != "vllm" or not speculative_on(inf):
+    V0's SpecDecodeWorker loads the proposer worker before profiling as well. SGLang from SGLANG_DRAFT_COUNTED
+    likewise; before it SGLang loaded its draft worker after the target's pool was sized
+    (speculative_weights_outside_pool), so none here."""
+    if not (inf.engine == "vllm" and speculative_on(inf)) and not sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu)
 
@@ -199,16 +213,32 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
 
 def sglang_reserve_mib(inf: Inference) -> float:
     """The MiB SGLang's default mem_fraction_static sets aside for speculative decoding (SGLANG_RESERVE_MIB)."""
-    if inf.engine != "sglang" or not speculative_on(inf) or inf.sglang_before(SGLANG_RESERVE_FROM):
+    if inf.engine != "sglang" or not speculative_on(inf):
         return 0.0
-    return float(SGLANG_RESERVE_MIB.get(inf.speculative_method or "", 0))
+    table = next((t for v, t in SGLANG_RESERVE_MIB if not inf.sglang_before(v)), None)
+    return float(table.get(inf.speculative_method or "", 0)) if table else 0.0
+
+
+def sglang_counted(inf: Inference) -> bool:
+    """SGLang counts the drafter inside mem_fraction_static's budget (SGLANG_DRAFT_COUNTED)."""
+    return (inf.engine == "sglang" and speculative_on(inf) and inf.speculative_method != "ngram"
+            and not inf.sglang_before(SGLANG_DRAFT_COUNTED))
+
+
+def sglang_cell_bytes(inf: Inference, a: ModelArch, cell: int, stage_layers: int) -> int:
+    """The target's per-token cell scaled for the draft's pool from SGLANG_DRAFT_COUNTED: int(cell x (1 + draft
+    layers / layers)); the cell itself before."""
+    if not sglang_counted(inf) or stage_layers <= 0:
+        return cell
+    return int(cell * (1 + draft_layers(inf, a) / stage_layers))
 
 
 def sglang_running_default(inf: Inference) -> int | None:
     """SGLang sets max_running_requests to SGLANG_SPEC_RUNNING when it is not given, for EAGLE, EAGLE3, NEXTN and
     STANDALONE ("Max running requests is reset to 48 for speculative decoding", server_args.py
     _handle_speculative_decoding), which then sizes the request table and the headroom."""
-    if inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram":
+    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+            or inf.sglang_before(SGLANG_SPEC_RUNNING_FROM)):
         return None
     return SGLANG_SPEC_RUNNING
 
@@ -216,7 +246,9 @@ def sglang_running_default(inf: Inference) -> int | None:
 def sglang_extra_tokens(inf: Inference, reqs: int) -> int:
     """SGLang's target pool grows to draft_runner_cache_size (SGLANG_HEADROOM): reqs x steps x topk (1) + reqs x
     draft tokens (steps + 1, SGLang's rule with topk 1) + 100. ngram (NGRAM) runs no draft worker: none."""
-    if inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram":
+    first, until = SGLANG_HEADROOM_RELEASES
+    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+            or inf.sglang_before(first) or not inf.sglang_before(until)):
         return 0
     steps = proposals(inf)
     return reqs * steps + reqs * (steps + 1) + SGLANG_HEADROOM
@@ -226,7 +258,7 @@ def speculative_weights_outside_pool(inf: Inference, a: ModelArch, layout: Layou
                                      precision: str = "bf16", gpu: GPU | None = None) -> int:
     """SGLang's draft worker: its weights and a pool of `tokens` (draft_runner_cache_size) of its layers, allocated
     after the target's pool out of the 1 - mem_fraction_static reserve (eagle_worker.py EAGLEWorker builds its
-    TpModelWorker with is_draft_worker=True after the target's)."""
-    if inf.engine != "sglang" or not speculative_on(inf):
+    TpModelWorker with is_draft_worker=True after the target's), before SGLANG_DRAFT_COUNTED."""
+    if inf.engine != "sglang" or not speculative_on(inf) or sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu) + tokens * draft_kv_bytes_per_token(inf, a, layout)
