@@ -26,6 +26,7 @@ LoraTarget = Literal["q", "k", "v", "o", "gate", "up", "down"]
 LORA_TARGETS: tuple[str, ...] = get_args(LoraTarget)
 Objective = Literal["fewestGPUs", "lowestCost"]
 Engine = Literal["vllm", "sglang", "tensorrt-llm", "transformers"]
+SpeculativeMethod = Literal["none", "draft", "eagle", "eagle3", "mtp", "ngram"]
 TrtllmBackend = Literal["pytorch", "trt"]
 Framework = Literal["transformers", "fsdp", "deepspeed", "megatron"]
 
@@ -111,6 +112,23 @@ RULES: dict[str, dict[str, Rule]] = {
                                "self.maxLoraRank in [1, 8, 16, 32, 64, 128, 256, 320, 512]",
                                "maxLoraRank under engine vllm is one of the ranks vLLM accepts for --max-lora-rank: "
                                "8, 16, 32, 64, 128, 256, 320 or 512 (and 1 in recent releases)", ".maxLoraRank"),
+        "speculative": Rule("self.engine in ['vllm', 'sglang'] || !has(self.speculativeMethod) || "
+                            "self.speculativeMethod == 'none'",
+                            "speculativeMethod plans speculative decoding of engines vllm (--speculative-config) and "
+                            "sglang (--speculative-algorithm) only; TensorRT-LLM's speculative decoding is not "
+                            "modelled", ".speculativeMethod"),
+        "draft_model": Rule("has(self.draftModel) == (has(self.speculativeMethod) && "
+                            "self.speculativeMethod == 'draft')",
+                            "draftModel names the draft model of speculativeMethod draft (vLLM's --speculative-config "
+                            "model, SGLang's --speculative-draft-model-path with STANDALONE), and it needs one; other "
+                            "methods take no draftModel", ".draftModel"),
+        "draft_model_source": Rule("!has(self.draftModel) || !has(self.draftModel.huggingFaceConfig)",
+                                   "draftModel takes a preset, an architecture or a parameter count; a "
+                                   "huggingFaceConfig is read for the main model only", ".draftModel"),
+        "speculative_tokens": Rule("!has(self.speculativeTokens) || (has(self.speculativeMethod) && "
+                                   "self.speculativeMethod != 'none')",
+                                   "speculativeTokens is only allowed with a speculativeMethod other than none",
+                                   ".speculativeTokens"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -410,6 +428,22 @@ class Inference(_Model):
         "serve LoRA adapters: the largest adapter rank the engine sizes its buffers for (vLLM's and SGLang's "
         "--max-lora-rank; vLLM's default 16; SGLang's default is the largest rank among --lora-paths, give it "
         "here). Setting it alone turns LoRA on with the engine's default maxLoras. Engines vllm and sglang only"))
+    speculative_method: SpeculativeMethod | None = Field(None, description=(
+        "speculative decoding: draft (a separate draft model, draftModel: vLLM's --speculative-config method "
+        "draft_model, SGLang's --speculative-algorithm STANDALONE), eagle or eagle3 (an EAGLE head of one decoder "
+        "layer that shares the target's embedding; SGLang EAGLE, EAGLE3), mtp (the checkpoint's own multi-token "
+        "prediction layer: DeepSeek-V3, Qwen3-Next, GLM; vLLM method mtp/deepseek_mtp, SGLang NEXTN) or ngram "
+        "(prompt lookup: no weights). The drafter's weights, its layers' KV cache (vLLM: in the same budget, every "
+        "token costs the draft's layers too) and its CUDA graphs are counted. Unset or none: no speculative "
+        "decoding. Engines vllm and sglang only"))
+    speculative_tokens: int | None = Field(None, gt=0, description=(
+        "tokens proposed per step: vLLM's num_speculative_tokens in --speculative-config, SGLang's "
+        "--speculative-num-steps (with --speculative-eagle-topk 1 and --speculative-num-draft-tokens one more). "
+        "Default 1 for mtp, else 3"))
+    draft_model: ModelSource | None = Field(None, description=(
+        "the draft model of speculativeMethod draft, as spec.model says a model (a preset, an architecture or a "
+        "parameter count); it runs at the target's tensor parallel size, in 16-bit unless its preset is "
+        "quantized"))
 
     @property
     def chunk_tokens(self) -> int:
@@ -444,6 +478,15 @@ class Inference(_Model):
         # vllm/config/lora.py: possible_max_ranks (0.8-0.11) and MaxLoRARanks (read in 0.19.0, which adds 1)
         if self.engine == "vllm" and self.max_lora_rank not in (None, 1, 8, 16, 32, 64, 128, 256, 320, 512):
             raise ValueError(rules["vllm_lora_rank"].message)
+        speculative = self.speculative_method not in (None, "none")
+        if speculative and self.engine not in ("vllm", "sglang"):
+            raise ValueError(rules["speculative"].message)
+        if (self.draft_model is not None) != (self.speculative_method == "draft"):
+            raise ValueError(rules["draft_model"].message)
+        if self.draft_model is not None and self.draft_model.hugging_face_config is not None:
+            raise ValueError(rules["draft_model_source"].message)
+        if self.speculative_tokens is not None and not speculative:
+            raise ValueError(rules["speculative_tokens"].message)
         return self
 
     @field_validator("extensible_kv_cache")

@@ -116,6 +116,9 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
                                     piecewise_reserve_mib(inf, a, chunk, pipeline))
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
+    if inf.engine == "sglang" and inf.speculative_method not in (None, "none"):
+        from rackfit.estimator.speculative import sglang_reserve_mib  # its reserve for the drafter, after the floor
+        util = round(util - sglang_reserve_mib(inf) / mib, 3)
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
@@ -179,7 +182,7 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
       min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
     - 0.4.8-0.5.2: memory less a reserve in GiB of 2.8 + tensor x pipeline / 10 below 35 GiB, 9.5 + tp x pp / 2 below
       90, 12 + tp x pp / 2 below 160, else 32 (rounded to 3 places).
-    Speculative decoding and DP attention, which reserve more, are not modelled."""
+    DP attention, which reserves more, is not modelled; speculative decoding's reserve is (speculative.py)."""
     ranks = tensor * pipeline
     if inf.sglang_before(SGLANG_RESERVE_TABLE):
         eight = 0.83 if inf.sglang_before(SGLANG_082) else 0.82 if inf.sglang_before(SGLANG_081) else 0.81

@@ -450,11 +450,12 @@ def graph_ceiling(inf: Inference | None, gpu: GPU | None) -> int:
 
 
 def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None,
-                     gpu: GPU | None = None, lora_cases: int = 1) -> int:
+                     gpu: GPU | None = None, lora_cases: int = 1, draft_pieces: int = 0) -> int:
     """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
     (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger or smaller capture
     has: gpt-oss's, SM100's ceiling (graph_ceiling), a max_num_seqs under 256, V0's list of decode batches), each
-    captured `lora_cases` times (lora_serving.lora_graph_cases: with and without LoRA)."""
+    captured `lora_cases` times (lora_serving.lora_graph_cases: with and without LoRA), and a speculative drafter's
+    `draft_pieces` per size (speculative.draft_graph_pieces)."""
     default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
     tokens, sizes = default, GRAPH_SIZES
     vllm = inf is not None and inf.engine == "vllm"
@@ -475,7 +476,8 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
         # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
         sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / full
     stage_layers = -(-a.num_layers // layout.pipeline)
-    return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1) * GRAPH_PRIVATE_BYTES)
+    return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1 + draft_pieces)
+                                                       * GRAPH_PRIVATE_BYTES)
 
 
 def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:

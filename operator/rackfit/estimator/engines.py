@@ -51,6 +51,16 @@ from rackfit.estimator.sglang import (
     pool_tokens,
     req_to_token_bytes,
 )
+from rackfit.estimator.speculative import (
+    draft_graph_pieces,
+    held_bytes,
+    sampler_profile_bytes,
+    sglang_cell_bytes,
+    sglang_extra_tokens,
+    sglang_running_default,
+    speculative_weights_outside_pool,
+    vllm_kv_per_token,
+)
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
     INIT_FREE_CHECK,
@@ -243,14 +253,27 @@ def pipeline_check_refusal(inf: Inference, a: ModelArch, layout: Layout, pool: i
 
 
 def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU, pool: int, per_layer: int,
-                 hybrid: bool, reserve: int) -> Served:
+                 hybrid: bool, reserve: int, precision: str = "bf16") -> Served:
     """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its request slots
     and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
     allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
-    tokens = pool_tokens(pool, per_layer, -(-a.num_layers // layout.pipeline), a, hybrid, page_size(inf, a, gpu))
-    reqs = inf.max_num_seqs or max_num_reqs(inf, tokens, inf.context_length)
+    stage_layers = -(-a.num_layers // layout.pipeline)
+    tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page_size(inf, a, gpu))
+    cell = per_layer * stage_layers
+    if not hybrid and sglang_cell_bytes(inf, a, cell, stage_layers) != cell:  # the draft's pool inside (speculative.py)
+        page = page_size(inf, a, gpu)
+        tokens = pool // sglang_cell_bytes(inf, a, cell, stage_layers) // page * page if pool > 0 else 0
+    reqs = inf.max_num_seqs or sglang_running_default(inf) or max_num_reqs(inf, tokens, inf.context_length)
+    tokens += sglang_extra_tokens(inf, reqs) if tokens > 0 else 0  # draft_runner_cache_size (speculative.py)
     table = req_to_token_bytes(inf, reqs, inf.context_length)
     refused = plan.refused
+    # the draft worker's weights and pool come after the target's pool, out of the same reserve (speculative.py)
+    draft = speculative_weights_outside_pool(inf, a, layout, tokens, precision, gpu)
+    if refused is None and draft and tokens >= SGLANG_MIN_POOL_TOKENS and draft + table + NON_TORCH_BASE > reserve:
+        refused = (f"sglang would run out of memory at start: the {inf.speculative_method} drafter's weights and KV "
+                   f"pool ({draft / GiB:.2f} GiB, loaded after the target's pool) with the request-to-token table "
+                   f"need more than the {max(reserve, 0) / GiB:.2f} GiB that mem_fraction_static "
+                   f"{plan.settings.gpu_memory_utilization:g} leaves; lower gpuMemoryUtilization")
     if refused is None and tokens >= SGLANG_MIN_POOL_TOKENS and table + NON_TORCH_BASE > reserve:
         refused = (f"sglang would run out of memory at start: its request-to-token table ({reqs} requests x "
                    f"contextLength {inf.context_length} int32, {table / GiB:.2f} GiB, allocated with the KV pool) "
@@ -280,6 +303,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
     # LoRA adapters' stacked buffers, counted with the weights where the engine measures them so (lora_serving.py)
     weights += lora_held_bytes(inf, a, layout, s)
+    # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
+    weights += held_bytes(inf, a, layout, precision, gpu)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
@@ -312,6 +337,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
+        # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
+        spec = sampler_profile_bytes(inf, a, requests, sampler_peak_bytes(a, layout, requests, "sort", gpu))
+        if spec:
+            act = max(act, spec + profile_held_bytes(inf, a, layout, s, requests) + cache)
         # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
         act += mm_inputs_held_bytes(inf, a, s)
         if not inf.cuda_graphs:
@@ -319,7 +348,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         elif inf.engine == "tensorrt-llm":
             graphs = trtllm_graph_bytes(a, layout, s)
         else:
-            graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf))
+            graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
@@ -336,6 +365,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
         per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
                                          s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
+    draft_kv = vllm_kv_per_token(inf, a, layout)
+    if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
+        per_token += draft_kv
+        per_request += draft_kv * -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
     sglang_hybrid = inf.engine == "sglang" and hybrid_swa(inf, a, gpu)
     if inf.engine == "sglang":
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
@@ -385,7 +418,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
         plan = _sglang_pool(plan, inf, a, layout, gpu, max(pool, 0), per_layer, sglang_hybrid,
-                            total - before - budget)
+                            total - before - budget, precision)
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
