@@ -24,7 +24,6 @@ import yaml
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Estimate, estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes
-from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import runtime_of
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
@@ -66,9 +65,7 @@ def rows(path: Path) -> tuple[tuple[dict, Estimate, int, float], ...]:
         p = count_params(arch).total
         tensor = spec.parallelism.tensor if spec.parallelism else 1
         rule_kv = est.engine.gpu_memory_utilization * cuda_total_bytes(gpu) - RULE[spec.precision] * p / tensor
-        pool = serve(spec.inference, arch, est.layout, est.breakdown.weights_bytes,
-                     est.breakdown.overhead_bytes, gpu, spec.precision).kv_pool
-        out.append((row, est, pool, rule_kv))
+        out.append((row, est, est.kv_cache_pool_bytes, rule_kv))
     return tuple(out)
 
 

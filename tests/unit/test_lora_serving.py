@@ -11,7 +11,6 @@ from rackfit.catalog.types import GPU
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engines import serve
 from rackfit.estimator.lora_serving import (
     layer_lora_elements,
     lora_buffer_bytes,
@@ -139,9 +138,7 @@ def test_graph_cases_from_0_11_1():
 
 def pool(**inference):
     sp = spec(**inference)
-    est = estimate(sp, Layout(), gpu=H100)
-    return serve(sp.inference, arch(), est.layout, est.breakdown.weights_bytes, est.breakdown.overhead_bytes,
-                 H100).kv_pool
+    return estimate(sp, Layout(), gpu=H100).kv_cache_pool_bytes
 
 
 def test_pool_shrinks_by_the_buffers_on_v1():
@@ -183,3 +180,13 @@ def test_vllm_refuses_a_rank_it_does_not_accept():
     assert parse_spec(dict(base, inference=dict(maxLoraRank=320))).inference.max_lora_rank == 320
     # SGLang takes any rank
     assert parse_spec(dict(base, inference=dict(engine="sglang", maxLoraRank=24))).inference.max_lora_rank == 24
+
+
+def test_the_breakdown_shows_the_adapters_with_the_weights():
+    """vLLM's "Model loading took" includes the adapters' buffers: the estimate's weights do too."""
+    base = estimate(spec(), Layout(), gpu=H100)
+    lora_spec = spec(maxLoras=4, maxLoraRank=16)
+    lora = estimate(lora_spec, Layout(), gpu=H100)
+    held = lora_held_bytes(lora_spec.inference, arch(), Layout(), settings(lora_spec.inference, H100, 1, 1, arch()))
+    assert held > 4 * 92_356_608 - 1  # four rank-16 slots of Llama 3.1 8B's layers, at least
+    assert lora.breakdown.weights_bytes - base.breakdown.weights_bytes == held

@@ -157,7 +157,7 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     """A serving engine: the cache `concurrency` requests need, beside what the engine would allocate."""
     inf = spec.inference
     s = serve(inf, arch, layout, weights, CUDA_CONTEXT_BYTES, gpu, spec.precision)
-    breakdown = Breakdown(weights_bytes=weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
+    breakdown = Breakdown(weights_bytes=s.weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
                           cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch,
                           overhead_bytes=CUDA_CONTEXT_BYTES)
     if gpu is None:
@@ -170,7 +170,8 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
-                    engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, max_concurrency=s.max_concurrency,
+                    engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, kv_cache_pool_bytes=s.kv_pool,
+                    max_concurrency=s.max_concurrency,
                     refused=s.refused, engine_starts=s.starts)
 
 

@@ -200,6 +200,8 @@ class Served:
     # SGLang: max_total_num_tokens and max_running_requests as its source derives them (sglang.py)
     engine_tokens: int | None = None
     running_limit: int | None = None
+    # the model's weights on this rank with what the engine loads beside them (LoRA adapters' buffers, a drafter)
+    weights: int = 0
 
     @property
     def kv_tokens(self) -> int | None:
@@ -377,7 +379,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_token = cell_bytes(per_layer, -(-a.num_layers // layout.pipeline), a, sglang_hybrid)
         per_request = per_token * inf.context_length
     plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
-                  refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None)
+                  refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None,
+                  weights=weights)
     if gpu is None:
         return plan
     total = cuda_total_bytes(gpu)

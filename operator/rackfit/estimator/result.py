@@ -59,6 +59,8 @@ class Estimate(_Out):
                                           "estimated, defaults resolved")
     kv_cache_tokens: int | None = Field(None, description="serving engines on a known GPU: tokens the KV cache "
                                         "holds per replica")
+    kv_cache_pool_bytes: int | None = Field(None, description="serving engines on a known GPU: the KV cache the "
+                                            "engine allocates per GPU (vLLM's 'Available KV cache memory')")
     max_concurrency: float | None = Field(None, description="serving engines on a known GPU: contextLength "
                                           "requests that fit at once (vLLM's 'Maximum concurrency')")
     refused: str | None = Field(None, description=(
