@@ -5,6 +5,8 @@ and the CUDA context, inside the KV cache's budget before 0.9.1."""
 
 from __future__ import annotations
 
+from gpus import H100
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_profile import (
@@ -20,7 +22,6 @@ from rackfit.estimator.engine_profile import (
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 ARCH = {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336, "numAttentionHeads": 32,
                          "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 151936}}
 

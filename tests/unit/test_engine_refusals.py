@@ -5,6 +5,8 @@ them (engines.py `fp8_block_refusal`, `startup_refusal`; startup.py)."""
 
 from __future__ import annotations
 
+from gpus import H100
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import V0_CHUNK_TOKENS, V0_CHUNK_TOKENS_BEFORE, V0_LONG_CONTEXT
@@ -17,7 +19,6 @@ QWEN3_30B_FP8 = {"model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_siz
                  "max_position_embeddings": 40960, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
                  "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                          "weight_block_size": [128, 128]}}
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 RTX_3090 = GPU(model="RTX 3090", product="RTX 3090", memoryGB=24, memoryMiB=24576, architecture="ampere")
 
 

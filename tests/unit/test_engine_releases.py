@@ -3,6 +3,8 @@ tokens and its sampler, MLA cached as full K/V before v0.7.1, and V1's batch def
 
 from __future__ import annotations
 
+from gpus import H100
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import V0_CHUNK_TOKENS, V0_LONG_CONTEXT, settings
@@ -94,7 +96,6 @@ def sglang(gpu: GPU, tensor: int, version: str | None, pipeline: int = 1):
 
 
 L4 = GPU(model="L4", product="L4", memoryGB=24, memoryMiB=23034, architecture="ada")
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 H200 = GPU(model="H200", product="H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
 
 

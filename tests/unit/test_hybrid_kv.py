@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rackfit.catalog.types import GPU
+from gpus import H100
+
 from rackfit.estimator import Layout
 from rackfit.estimator.engines import serve
 from rackfit.estimator.kvcache import vllm_kv_groups, vllm_paged_layers, vllm_request_bytes
@@ -10,7 +11,6 @@ from rackfit.models import ModelArch, resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import parse_spec
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 # Gemma 3 27B's text model: 62 layers, every 6th global (10 full, 52 sliding of 1024 tokens), 16 KV heads of 128
 GEMMA3_27B = dict(numLayers=62, hiddenSize=5376, intermediateSize=21504, numAttentionHeads=32, numKeyValueHeads=16,
                   headDim=128, vocabSize=262208, tieWordEmbeddings=True, slidingWindow=1024, slidingWindowLayers=52,

@@ -5,9 +5,9 @@ run, and its CUDA graphs captured with and without LoRA from 0.11.1. Unset: no L
 from __future__ import annotations
 
 import pytest
+from gpus import H100
 from pydantic import ValidationError
 
-from rackfit.catalog.types import GPU
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
@@ -22,7 +22,6 @@ from rackfit.estimator.lora_serving import (
 from rackfit.models import resolve
 from rackfit.spec import Inference, parse_spec
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 # Llama 3.1 8B's shape
 ARCH = {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336, "numAttentionHeads": 32,
                          "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 128256}}

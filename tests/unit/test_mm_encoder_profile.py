@@ -5,7 +5,8 @@ vision_encoder_from_hf_config)."""
 
 from __future__ import annotations
 
-from rackfit.catalog.types import GPU
+from gpus import H100
+
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
@@ -13,7 +14,6 @@ from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import parse_spec
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 # Qwen/Qwen2.5-VL-7B-Instruct config.json (text keys and vision_config)
 QWEN25_VL_7B = {"model_type": "qwen2_5_vl", "num_hidden_layers": 28, "hidden_size": 3584, "intermediate_size": 18944,
                 "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "hidden_act": "silu",

@@ -5,7 +5,8 @@ init_distributed_environment)."""
 
 from __future__ import annotations
 
-from rackfit.catalog.types import GPU
+from gpus import H100, L40S
+
 from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE, non_torch_bytes
 from rackfit.estimator.pcie_serving import (
     LL128_BUFFSIZE,
@@ -21,9 +22,6 @@ from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
 from rackfit.spec import parse_spec
 from rackfit.units import GiB, MiB
-
-L40S = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 
 
 def inf(version=None, engine="vllm"):

@@ -5,19 +5,15 @@ smart_resize (video_preprocessor_config.json longest_edge 25165824) and v1/worke
 
 from __future__ import annotations
 
+from gpus import H100
 from vision_configs import QWEN3_VL_8B
 
-from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items, mm_video_item
 from rackfit.models import resolve
 from rackfit.models.vision import qwen3_vl_video_item
 from rackfit.spec import parse_spec
-
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
-
-
 
 
 def parts(context, version, batched=2048):

@@ -5,6 +5,8 @@ of 0.5.3-0.5.4. Expected values are worked by hand from the formulas read in the
 
 from __future__ import annotations
 
+from gpus import H100, L40S
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
 from rackfit.estimator.engine_defaults import settings
@@ -25,9 +27,7 @@ from rackfit.models import resolve
 from rackfit.spec import Inference, ModelSource, parse_spec
 from rackfit.units import GiB
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 B200 = GPU(model="B200", product="B200", memoryGB=180, memoryMiB=183359, architecture="blackwell")
-L40S = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
 RTX3090 = GPU(model="RTX 3090", product="RTX 3090", memoryGB=24, memoryMiB=24576, architecture="ampere")
 
 

@@ -6,9 +6,9 @@ pool's headroom. Unset: nothing changes. Expected bytes are computed by hand fro
 from __future__ import annotations
 
 import pytest
+from gpus import H100
 from pydantic import ValidationError
 
-from rackfit.catalog.types import GPU
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
@@ -29,7 +29,6 @@ from rackfit.estimator.speculative import (
 from rackfit.models import resolve
 from rackfit.spec import Inference, parse_spec
 
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 # Llama 3.1 8B's shape
 ARCH = {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336, "numAttentionHeads": 32,
                          "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 128256}}

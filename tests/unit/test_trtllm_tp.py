@@ -5,6 +5,8 @@ engine_profile.non_torch_bytes's NCCL terms were set on (vLLM: PyNccl and torch'
 
 from __future__ import annotations
 
+from gpus import L40S
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE, non_torch_bytes
@@ -14,7 +16,6 @@ from rackfit.spec import parse_spec
 GiB = 1 << 30
 MiB = 1 << 20
 H100 = GPU(model="H100", product="H100", memoryGB=81559 / 954, memoryMiB=81559, architecture="hopper")
-L40S = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
 
 
 def test_one_rank_holds_no_nccl():

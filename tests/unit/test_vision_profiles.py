@@ -6,17 +6,15 @@ pixtral.py, llava_next.py, llava_onevision.py)."""
 
 from __future__ import annotations
 
+from gpus import H100
 from vision_configs import QWEN3_TEXT, QWEN3_VL_8B
 
-from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
 from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import ModelSource, parse_spec
-
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
 
 QWEN25_TEXT = {"model_type": "qwen2", "num_hidden_layers": 28, "hidden_size": 3584, "intermediate_size": 18944,
                "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 151674, "hidden_act": "silu",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from gpus import H100, L40S
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
 from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE, non_torch_bytes
@@ -10,9 +12,6 @@ from rackfit.estimator.result import Layout
 from rackfit.estimator.vllm_tp import profile_only_torch_comm, vllm_tp_non_torch_bytes
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
-
-H100 = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
-L40S = GPU(model="L40S", product="L40S", memoryGB=48, memoryMiB=46068, architecture="ada")
 
 
 def spec(version, engine="vllm"):
