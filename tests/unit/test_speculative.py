@@ -16,10 +16,10 @@ from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_byt
 from rackfit.estimator.engines import serve
 from rackfit.estimator.speculative import (
     draft_graph_pieces,
+    draft_held_bytes,
     draft_kv_bytes_per_token,
     draft_layers,
     draft_weight_bytes,
-    held_bytes,
     proposals,
     sampler_profile_bytes,
     sglang_extra_tokens,
@@ -84,12 +84,12 @@ def test_draft_model_weights_whole_model():
     params = V * h + 16 * (2 * h * h + 2 * h * 512 + 3 * h * 8192) + 33 * h
     i = inf(speculativeMethod="draft", draftModel=DRAFT)
     assert draft_weight_bytes(i, arch(), Layout()) == 2 * params
-    assert held_bytes(i, arch(), Layout()) == 2 * params
+    assert draft_held_bytes(i, arch(), Layout()) == 2 * params
     # SGLang loaded its draft worker after sizing the pool before 0.5.14, and counts it from 0.5.14
     old = inf(engine="sglang", engineVersion="0.5.13", speculativeMethod="draft", draftModel=DRAFT)
     new = inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="draft", draftModel=DRAFT)
-    assert held_bytes(old, arch(), Layout()) == 0
-    assert held_bytes(new, arch(), Layout()) == 2 * params
+    assert draft_held_bytes(old, arch(), Layout()) == 0
+    assert draft_held_bytes(new, arch(), Layout()) == 2 * params
 
 
 def test_mtp_layer_keeps_its_own_head():

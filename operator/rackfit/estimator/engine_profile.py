@@ -40,6 +40,9 @@ NCCL_PER_PEER = GiB // 5
 # memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
 # more at tensor 2.
 NCCL_NVLINK_GROUP = int(1.82 * GiB)
+# The communicators a vLLM tensor group holds per rank, which NCCL_NVLINK_GROUP and NCCL_PER_PEER price together:
+# PyNccl's and the torch process group's (one communicator's share is the price over this count).
+VLLM_TENSOR_COMMUNICATORS = 2
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
 # max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
 # of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14

@@ -119,17 +119,15 @@ def moe_lora_elements(inf: Inference, a: ModelArch, layout: Layout, rank: int, f
     tensor, or experts / expert degree whole under expert parallelism). SGLang's routed-expert LoRA (gate_up_proj_moe,
     down_proj_moe in newer mem_pool.py) is counted only for adapters that target it: not counted."""
     t, h = layout.tensor, a.hidden_size
+    a_rank = rank // t if fully_sharded else rank  # column layers' A rank
+    out = h // t if fully_sharded else h  # row layers' B output
     elements = rank * h + a.num_experts * rank  # the router
     if a.num_shared_experts:
         width = a.num_shared_experts * a.moe_intermediate_size
-        a_rank = rank // t if fully_sharded else rank
-        out = h // t if fully_sharded else h
         elements += 2 * a_rank * h + rank * width // t + rank * 2 * width // t + rank * out
     if inf.engine == "vllm" and not inf.vllm_before(MOE_LORA_FROM):
         local = a.num_experts // layout.expert if layout.expert > 1 else a.num_experts
         inter = a.moe_intermediate_size // (1 if layout.expert > 1 else t)
-        a_rank = rank // t if fully_sharded else rank
-        out = h // t if fully_sharded else h
         elements += local * (2 * a_rank * h + 2 * inter * rank + rank * inter + out * rank)
     return elements
 

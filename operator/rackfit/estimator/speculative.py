@@ -151,13 +151,13 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
             + 8 * EAGLE3_DRAFT_VOCAB)
 
 
-def held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
+def draft_held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
                gpu: GPU | None = None) -> int:
     """What vLLM counts with the weights: V1's gpu_model_runner.py load_model loads the drafter
     (self.drafter.load_model(self.model)) inside the DeviceMemoryProfiler block that gives "Model loading took";
     V0's SpecDecodeWorker loads the proposer worker before profiling as well. SGLang from SGLANG_DRAFT_COUNTED
     likewise; before it SGLang loaded its draft worker after the target's pool was sized
-    (speculative_weights_outside_pool), so none here."""
+    (sglang_draft_worker_bytes), so none here."""
     if not (inf.engine == "vllm" and speculative_on(inf)) and not sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu)
@@ -169,19 +169,15 @@ def draft_kv_bytes_per_token(inf: Inference, a: ModelArch, layout: Layout) -> in
     layer is MLA like the rest). vLLM V1 puts these layers in the KV cache spec with the target's
     (gpu_model_runner.py get_kv_cache_spec walks every Attention layer of the vLLM config, the drafter's included:
     eagle.py load_model's draft_attn_layer_names), so the budget is split over target + draft layers."""
-    if not speculative_on(inf):
+    layers = draft_layers(inf, a)
+    if not layers:
         return 0
-    latent = True
-    if inf.speculative_method == "draft":
-        d = draft_arch(inf)
-        if d is None:
-            return 0
-        return kv_bytes_per_token_layer(d, inf.kv_cache_precision, layout.tensor, mla_latent=latent) * d.num_layers
-    return kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent) * \
-        draft_layers(inf, a)
+    d = draft_arch(inf)
+    shape = d if d is not None else a  # the draft model's own shape, else the target's (EAGLE head, MTP layer)
+    return kv_bytes_per_token_layer(shape, inf.kv_cache_precision, layout.tensor, mla_latent=True) * layers
 
 
-def vllm_kv_per_token(inf: Inference, a: ModelArch, layout: Layout) -> int:
+def vllm_draft_kv_bytes_per_token(inf: Inference, a: ModelArch, layout: Layout) -> int:
     """vLLM's share: the draft layers' bytes join every token's (V1 and V0 alike: V0's draft worker sized its own
     blocks in the same count, spec_decode_worker.py determine_num_available_blocks splits by both workers' block
     sizes)."""
@@ -254,7 +250,7 @@ def sglang_extra_tokens(inf: Inference, reqs: int) -> int:
     return reqs * steps + reqs * (steps + 1) + SGLANG_HEADROOM
 
 
-def speculative_weights_outside_pool(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
+def sglang_draft_worker_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
                                      precision: str = "bf16", gpu: GPU | None = None) -> int:
     """SGLang's draft worker: its weights and a pool of `tokens` (draft_runner_cache_size) of its layers, allocated
     after the target's pool out of the 1 - mem_fraction_static reserve (eagle_worker.py EAGLEWorker builds its
