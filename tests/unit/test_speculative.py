@@ -14,6 +14,7 @@ from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes
 from rackfit.estimator.engines import serve
+from rackfit.estimator.sglang import speculative_reserve_mib
 from rackfit.estimator.speculative import (
     draft_graph_pieces,
     draft_held_bytes,
@@ -23,7 +24,6 @@ from rackfit.estimator.speculative import (
     proposals,
     sampler_profile_bytes,
     sglang_extra_tokens,
-    sglang_reserve_mib,
     sglang_running_default,
 )
 from rackfit.models import resolve
@@ -157,10 +157,10 @@ def test_sglang_reserve_and_headroom():
                      H100, 1, 1, a)
     assert eagle.gpu_memory_utilization == round(base - 2048 / 81559, 3)
     assert draft.gpu_memory_utilization == round(base - 6144 / 81559, 3)
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.4.7", speculativeMethod="eagle")) == 0
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.10", speculativeMethod="eagle")) == 4096
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="eagle")) == 0
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.4.7", speculativeMethod="eagle")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.10", speculativeMethod="eagle")) == 4096
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="eagle")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram")) == 0
     i = inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="eagle", speculativeTokens=3)
     assert sglang_running_default(i) == 48
     # draft_runner_cache_size: 48 x 3 x topk 1 + 48 x (3 + 1) + 100

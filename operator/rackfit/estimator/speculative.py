@@ -43,14 +43,6 @@ EAGLE3_DRAFT_VOCAB = 32000
 # an fp32 q of requests x vocab.
 SPEC_LOGITS_BYTES = 2  # the sampler's bf16 logits, still held; target_logits' own 2 bytes are in the sort's peak
 SPEC_PROBS_BYTES = 2 + 4 + 4  # target_logits, the fp32 probabilities and q, after the sort's buffers are freed
-# SGLang server_args.py: its default mem_fraction_static reserves more for EAGLE/EAGLE3/NEXTN ("eagle draft models and
-# cuda graphs") and STANDALONE ("standalone draft model and cuda graphs"), none for NGRAM, added after the reserve
-# table's value (0.4.8-0.5.2) or after the formula's 10 GiB floor (_handle_gpu_memory_settings, 0.5.3 on): 2 GiB and
-# 6 GiB from 0.4.8 (read in the 0.4.8, 0.5.3, 0.5.5, 0.5.7, 0.5.8 and 0.5.9 wheels), 4 GiB and 6 GiB from 0.5.10
-# (0.5.10, 0.5.11, 0.5.13); gone from 0.5.14, which counts the draft instead (SGLANG_DRAFT_COUNTED).
-SGLANG_RESERVE_MIB = (((0, 5, 14), None), ((0, 5, 10), {"draft": 6 * 1024, "eagle": 4 * 1024, "eagle3": 4 * 1024,
-                                                         "mtp": 4 * 1024}),
-                      ((0, 4, 8), {"draft": 6 * 1024, "eagle": 2 * 1024, "eagle3": 2 * 1024, "mtp": 2 * 1024}))
 # SGLang's target and draft pools share indices (model_runner.py init_memory_pool, 0.4.6-0.5.6): the target's
 # max_total_num_tokens becomes draft_runner_cache_size = the profiled tokens + max_num_reqs x speculative_num_steps x
 # speculative_eagle_topk (draft) + max_num_reqs x speculative_num_draft_tokens (verify) + 100; from 0.5.7
@@ -205,14 +197,6 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
-
-
-def sglang_reserve_mib(inf: Inference) -> float:
-    """The MiB SGLang's default mem_fraction_static sets aside for speculative decoding (SGLANG_RESERVE_MIB)."""
-    if inf.engine != "sglang" or not speculative_on(inf):
-        return 0.0
-    table = next((t for v, t in SGLANG_RESERVE_MIB if not inf.sglang_before(v)), None)
-    return float(table.get(inf.speculative_method or "", 0)) if table else 0.0
 
 
 def sglang_counted(inf: Inference) -> bool:
