@@ -116,7 +116,7 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
                                     piecewise_reserve_mib(inf, a, chunk, pipeline))
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
-    if inf.engine == "sglang" and inf.speculative_method not in (None, "none"):
+    if inf.engine == "sglang" and inf.speculative_on:
         util = round(util - speculative_reserve_mib(inf) / mib, 3)  # its reserve for the drafter, after the floor
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,

@@ -61,10 +61,6 @@ SGLANG_SPEC_RUNNING_FROM = (0, 4, 6)
 SGLANG_DRAFT_COUNTED = (0, 5, 14)
 
 
-def speculative_on(inf: Inference) -> bool:
-    return inf.speculative_method not in (None, "none")
-
-
 def proposals(inf: Inference) -> int:
     """num_speculative_tokens (vLLM), --speculative-num-steps (SGLang)."""
     if inf.speculative_tokens is not None:
@@ -116,7 +112,7 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
       (deepseek_mtp.py SharedHead, read in 0.11.0); the embedding is the target's.
     - ngram: nothing."""
     method = inf.speculative_method
-    if not speculative_on(inf) or method == "ngram":
+    if not inf.speculative_on or method == "ngram":
         return 0
     t = layout.tensor
     runtime = inf.engine
@@ -150,7 +146,7 @@ def draft_held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: st
     V0's SpecDecodeWorker loads the proposer worker before profiling as well. SGLang from SGLANG_DRAFT_COUNTED
     likewise; before it SGLang loaded its draft worker after the target's pool was sized
     (sglang_draft_worker_bytes), so none here."""
-    if not (inf.engine == "vllm" and speculative_on(inf)) and not sglang_counted(inf):
+    if not (inf.engine == "vllm" and inf.speculative_on) and not sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu)
 
@@ -183,7 +179,7 @@ def sampler_profile_bytes(inf: Inference, a: ModelArch, requests: int, sort_peak
     with the rejection sampler's native top-k/top-p sort (`sort_peak`: engine_profile.sampler_peak_bytes "sort" for
     these requests, target_logits included) or target_logits with its fp32 probabilities and q (SPEC_PROBS_BYTES),
     whichever is larger."""
-    if inf.engine != "vllm" or not speculative_on(inf) or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
         return 0
     return requests * a.vocab_size * SPEC_LOGITS_BYTES + max(sort_peak, requests * a.vocab_size * SPEC_PROBS_BYTES)
 
@@ -193,7 +189,7 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
     target's (@support_torch_compile on the EAGLE/MTP/draft models) and captured at the target's sizes
     (gpu_model_runner.py capture_model runs self.drafter.dummy_run(num_tokens) for each size under capture), one
     piece per attention layer plus one. ngram has no model."""
-    if inf.engine != "vllm" or not speculative_on(inf) or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
@@ -201,7 +197,7 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
 
 def sglang_counted(inf: Inference) -> bool:
     """SGLang counts the drafter inside mem_fraction_static's budget (SGLANG_DRAFT_COUNTED)."""
-    return (inf.engine == "sglang" and speculative_on(inf) and inf.speculative_method != "ngram"
+    return (inf.engine == "sglang" and inf.speculative_on and inf.speculative_method != "ngram"
             and not inf.sglang_before(SGLANG_DRAFT_COUNTED))
 
 
@@ -217,7 +213,7 @@ def sglang_running_default(inf: Inference) -> int | None:
     """SGLang sets max_running_requests to SGLANG_SPEC_RUNNING when it is not given, for EAGLE, EAGLE3, NEXTN and
     STANDALONE ("Max running requests is reset to 48 for speculative decoding", server_args.py
     _handle_speculative_decoding), which then sizes the request table and the headroom."""
-    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+    if (inf.engine != "sglang" or not inf.speculative_on or inf.speculative_method == "ngram"
             or inf.sglang_before(SGLANG_SPEC_RUNNING_FROM)):
         return None
     return SGLANG_SPEC_RUNNING
@@ -227,7 +223,7 @@ def sglang_extra_tokens(inf: Inference, reqs: int) -> int:
     """SGLang's target pool grows to draft_runner_cache_size (SGLANG_HEADROOM): reqs x steps x topk (1) + reqs x
     draft tokens (steps + 1, SGLang's rule with topk 1) + 100. ngram (NGRAM) runs no draft worker: none."""
     first, until = SGLANG_HEADROOM_RELEASES
-    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+    if (inf.engine != "sglang" or not inf.speculative_on or inf.speculative_method == "ngram"
             or inf.sglang_before(first) or not inf.sglang_before(until)):
         return 0
     steps = proposals(inf)
@@ -239,6 +235,6 @@ def sglang_draft_worker_bytes(inf: Inference, a: ModelArch, layout: Layout, toke
     """SGLang's draft worker: its weights and a pool of `tokens` (draft_runner_cache_size) of its layers, allocated
     after the target's pool out of the 1 - mem_fraction_static reserve (eagle_worker.py EAGLEWorker builds its
     TpModelWorker with is_draft_worker=True after the target's), before SGLANG_DRAFT_COUNTED."""
-    if inf.engine != "sglang" or not speculative_on(inf) or sglang_counted(inf):
+    if inf.engine != "sglang" or not inf.speculative_on or sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu) + tokens * draft_kv_bytes_per_token(inf, a, layout)
