@@ -343,7 +343,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
-               and (gpu is None or gpu.architecture not in ("ampere", "turing", "volta")))
+               and (gpu is None or gpu.architecture != "ampere"))
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))

@@ -66,7 +66,7 @@ def pcie_comm_bytes(size: int) -> int:
     return PCIE_COMM_TWO_RANKS + channel_bytes(size) - channel_bytes(2)
 
 
-def _comm(size: int, gpu: GPU | None) -> int:
+def _group_comm_bytes(size: int, gpu: GPU | None) -> int:
     if size < 2:
         return 0
     if gpu is not None and not gpu.nvlink:
@@ -106,13 +106,13 @@ def serving_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe
         nt += ((VLLM_TENSOR_COMMUNICATORS if before else 1) * pcie_comm_bytes(layout.tensor)
                - NCCL_PER_PEER * (layout.tensor - 1))
     if inf.vllm_before(NCCL_BEFORE_SNAPSHOT):
-        nt += sum(_comm(s, gpu) for s in side_groups(inf, layout, moe))
+        nt += sum(_group_comm_bytes(s, gpu) for s in side_groups(inf, layout, moe))
         if moe and layout.data > 1 and layout.expert > 1 and not inf.vllm_before(EP_GROUP_FROM):
             # the MoE layer's naive dispatch (the default all2all before 0.11) broadcasts over the data group's torch
             # process group (device_communicators/all2all.py NaiveAll2AllManager.naive_multicast ->
             # GroupCoordinator.broadcast -> torch.distributed.broadcast, read in 0.10.1): torch's communicator for
             # that group is made in the profile run, inside the budget
-            nt += _comm(layout.data, gpu)
+            nt += _group_comm_bytes(layout.data, gpu)
     return max(nt, NON_TORCH_BASE)
 
 
