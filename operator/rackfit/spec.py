@@ -473,19 +473,18 @@ class Inference(_Model):
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
             raise ValueError(rules["tensorrt_llm_backend"].message)
-        if self.engine not in ("vllm", "sglang") and (self.max_loras is not None or self.max_lora_rank is not None):
+        if self.engine not in ("vllm", "sglang") and self.lora_on:
             raise ValueError(rules["lora"].message)
         # vllm/config/lora.py: possible_max_ranks (0.8-0.11) and MaxLoRARanks (read in 0.19.0, which adds 1)
         if self.engine == "vllm" and self.max_lora_rank not in (None, 1, 8, 16, 32, 64, 128, 256, 320, 512):
             raise ValueError(rules["vllm_lora_rank"].message)
-        speculative = self.speculative_method not in (None, "none")
-        if speculative and self.engine not in ("vllm", "sglang"):
+        if self.speculative_on and self.engine not in ("vllm", "sglang"):
             raise ValueError(rules["speculative"].message)
         if (self.draft_model is not None) != (self.speculative_method == "draft"):
             raise ValueError(rules["draft_model"].message)
         if self.draft_model is not None and self.draft_model.hugging_face_config is not None:
             raise ValueError(rules["draft_model_source"].message)
-        if self.speculative_tokens is not None and not speculative:
+        if self.speculative_tokens is not None and not self.speculative_on:
             raise ValueError(rules["speculative_tokens"].message)
         return self
 
@@ -507,6 +506,16 @@ class Inference(_Model):
             return False
         return bool(self.extensible_kv_cache) or (self.engine_version is not None
                                                   and not self.vllm_before(EXTENSIBLE_KV_CACHE))
+
+    @property
+    def lora_on(self) -> bool:
+        """The spec serves LoRA adapters (maxLoras or maxLoraRank set)."""
+        return self.max_loras is not None or self.max_lora_rank is not None
+
+    @property
+    def speculative_on(self) -> bool:
+        """The spec decodes speculatively (speculativeMethod set, and not none)."""
+        return self.speculative_method not in (None, "none")
 
     def vllm_before(self, release: tuple[int, ...]) -> bool:
         """The spec names a vLLM release older than `release` (unset, or another engine: a current one)."""

@@ -14,16 +14,16 @@ from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes
 from rackfit.estimator.engines import serve
+from rackfit.estimator.sglang import speculative_reserve_mib
 from rackfit.estimator.speculative import (
     draft_graph_pieces,
+    draft_held_bytes,
     draft_kv_bytes_per_token,
     draft_layers,
     draft_weight_bytes,
-    held_bytes,
     proposals,
     sampler_profile_bytes,
     sglang_extra_tokens,
-    sglang_reserve_mib,
     sglang_running_default,
 )
 from rackfit.models import resolve
@@ -83,12 +83,12 @@ def test_draft_model_weights_whole_model():
     params = V * h + 16 * (2 * h * h + 2 * h * 512 + 3 * h * 8192) + 33 * h
     i = inf(speculativeMethod="draft", draftModel=DRAFT)
     assert draft_weight_bytes(i, arch(), Layout()) == 2 * params
-    assert held_bytes(i, arch(), Layout()) == 2 * params
+    assert draft_held_bytes(i, arch(), Layout()) == 2 * params
     # SGLang loaded its draft worker after sizing the pool before 0.5.14, and counts it from 0.5.14
     old = inf(engine="sglang", engineVersion="0.5.13", speculativeMethod="draft", draftModel=DRAFT)
     new = inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="draft", draftModel=DRAFT)
-    assert held_bytes(old, arch(), Layout()) == 0
-    assert held_bytes(new, arch(), Layout()) == 2 * params
+    assert draft_held_bytes(old, arch(), Layout()) == 0
+    assert draft_held_bytes(new, arch(), Layout()) == 2 * params
 
 
 def test_mtp_layer_keeps_its_own_head():
@@ -156,10 +156,10 @@ def test_sglang_reserve_and_headroom():
                      H100, 1, 1, a)
     assert eagle.gpu_memory_utilization == round(base - 2048 / 81559, 3)
     assert draft.gpu_memory_utilization == round(base - 6144 / 81559, 3)
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.4.7", speculativeMethod="eagle")) == 0
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.10", speculativeMethod="eagle")) == 4096
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="eagle")) == 0
-    assert sglang_reserve_mib(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.4.7", speculativeMethod="eagle")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.10", speculativeMethod="eagle")) == 4096
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.14", speculativeMethod="eagle")) == 0
+    assert speculative_reserve_mib(inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="ngram")) == 0
     i = inf(engine="sglang", engineVersion="0.5.4", speculativeMethod="eagle", speculativeTokens=3)
     assert sglang_running_default(i) == 48
     # draft_runner_cache_size: 48 x 3 x topk 1 + 48 x (3 + 1) + 100

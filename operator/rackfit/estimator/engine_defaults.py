@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.result import EngineSettings
-from rackfit.estimator.sglang import piecewise_reserve_mib
+from rackfit.estimator.sglang import piecewise_reserve_mib, speculative_reserve_mib
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
@@ -116,9 +116,8 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
                                     piecewise_reserve_mib(inf, a, chunk, pipeline))
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
-    if inf.engine == "sglang" and inf.speculative_method not in (None, "none"):
-        from rackfit.estimator.speculative import sglang_reserve_mib  # its reserve for the drafter, after the floor
-        util = round(util - sglang_reserve_mib(inf) / mib, 3)
+    if inf.engine == "sglang" and inf.speculative_on:
+        util = round(util - speculative_reserve_mib(inf) / mib, 3)  # its reserve for the drafter, after the floor
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)

@@ -13,8 +13,10 @@ from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.moe_serving import (
     chunked_tokens,
     dispatched_tokens,
+    expert_width,
     fp8_input_bytes,
     fused_experts_bytes,
+    gate_up_width,
     moe_layer_extra_bytes,
 )
 from rackfit.estimator.result import EngineSettings, Layout
@@ -40,6 +42,9 @@ NCCL_PER_PEER = GiB // 5
 # memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
 # more at tensor 2.
 NCCL_NVLINK_GROUP = int(1.82 * GiB)
+# The communicators a vLLM tensor group holds per rank, which NCCL_NVLINK_GROUP and NCCL_PER_PEER price together:
+# PyNccl's and the torch process group's (one communicator's share is the price over this count).
+VLLM_TENSOR_COMMUNICATORS = 2
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
 # max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
 # of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14
@@ -297,7 +302,7 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
         dense = int(tokens * (2 * h + max(widths)) * ACT_BYTES)
         return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
     if a.is_moe:
-        width = a.moe_intermediate_size / (1 if layout.expert > 1 else t)
+        width = expert_width(a, t, layout.expert)
         widths.append(a.num_experts_per_token * (mult * width + h)
                       + a.num_shared_experts * mult * a.moe_intermediate_size / t)
     return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
@@ -376,8 +381,8 @@ def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     also holding the output (M, K), and workspace2 (M, top_k, max(N, K)), in the activations' dtype."""
     if not a.is_moe:
         return 0
-    width = a.moe_intermediate_size / (1 if layout.expert > 1 else layout.tensor)
-    n = (2 if a.gated_mlp else 1) * width
+    width = expert_width(a, layout.tensor, layout.expert)
+    n = gate_up_width(a, layout.tensor, layout.expert)
     h = a.hidden_size
     return int(tokens * a.num_experts_per_token * (max(width, h) + max(n, h)) * ACT_BYTES)
 

@@ -53,13 +53,13 @@ from rackfit.estimator.sglang import (
 )
 from rackfit.estimator.speculative import (
     draft_graph_pieces,
-    held_bytes,
+    draft_held_bytes,
     sampler_profile_bytes,
     sglang_cell_bytes,
+    sglang_draft_worker_bytes,
     sglang_extra_tokens,
     sglang_running_default,
-    speculative_weights_outside_pool,
-    vllm_kv_per_token,
+    vllm_draft_kv_bytes_per_token,
 )
 from rackfit.estimator.startup import (
     CUBLAS_BEFORE_SNAPSHOT,
@@ -116,7 +116,7 @@ V1_CONTEXT_IN_BUDGET_UNTIL = (0, 9, 1)
 # engine holds, free - margin) less the profiled activation peak, the margin max(KV_CACHE_MARGIN_FLOOR_BYTES 1 GiB,
 # KV_CACHE_MARGIN_FRACTION 0.75 x that peak). The free memory it measures is after everything the process holds,
 # the baseline's too (CUDA context, NCCL's communicators from startup.NCCL_BEFORE_SNAPSHOT, cuBLAS's handles from
-# startup.CUBLAS_BEFORE_SNAPSHOT: startup.outside_budget_bytes), and at the default utilization of 1.0 that side binds.
+# startup.CUBLAS_BEFORE_SNAPSHOT: outside_snapshot_bytes), and at the default utilization of 1.0 that side binds.
 EXTENSIBLE_MARGIN_FLOOR = GiB
 EXTENSIBLE_MARGIN_FRACTION = 0.75
 # vLLM 0.14.0-0.16.x check one max_model_len request against the WHOLE model's KV cache under pipeline parallel:
@@ -162,6 +162,13 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
     return None
 
 
+def outside_snapshot_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int, moe: bool) -> int:
+    """What the process holds outside the KV cache's budget: the CUDA context and, from startup.NCCL_BEFORE_SNAPSHOT,
+    NCCL's communicators, on an NVLink node (startup.outside_budget_bytes) or over PCIe
+    (pcie_serving.pcie_outside_bytes)."""
+    return outside_budget_bytes(inf, layout, gpu, context, moe) + pcie_outside_bytes(inf, layout, gpu, moe)
+
+
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
                     graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False
                     ) -> str | None:
@@ -176,7 +183,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     v1 = not inf.vllm_before(V1_DEFAULT)
     if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
         context = min(context, CONTEXT_BEFORE_CUBLAS)
-    outside = outside_budget_bytes(inf, layout, gpu, context, moe) + pcie_outside_bytes(inf, layout, gpu, moe)
+    outside = outside_snapshot_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
         inf.cuda_graphs and (inf.vllm_before(GRAPHS_IN_BUDGET) or unbudgeted), v1)
@@ -260,17 +267,18 @@ def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu
     and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
     allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
     stage_layers = -(-a.num_layers // layout.pipeline)
-    tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page_size(inf, a, gpu))
+    page = page_size(inf, a, gpu)
+    tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page)
     cell = per_layer * stage_layers
-    if not hybrid and sglang_cell_bytes(inf, a, cell, stage_layers) != cell:  # the draft's pool inside (speculative.py)
-        page = page_size(inf, a, gpu)
-        tokens = pool // sglang_cell_bytes(inf, a, cell, stage_layers) // page * page if pool > 0 else 0
+    with_draft = sglang_cell_bytes(inf, a, cell, stage_layers)
+    if not hybrid and with_draft != cell:  # the draft's pool inside (speculative.py)
+        tokens = pool // with_draft // page * page if pool > 0 else 0
     reqs = inf.max_num_seqs or sglang_running_default(inf) or max_num_reqs(inf, tokens, inf.context_length)
     tokens += sglang_extra_tokens(inf, reqs) if tokens > 0 else 0  # draft_runner_cache_size (speculative.py)
     table = req_to_token_bytes(inf, reqs, inf.context_length)
     refused = plan.refused
     # the draft worker's weights and pool come after the target's pool, out of the same reserve (speculative.py)
-    draft = speculative_weights_outside_pool(inf, a, layout, tokens, precision, gpu)
+    draft = sglang_draft_worker_bytes(inf, a, layout, tokens, precision, gpu)
     if refused is None and draft and tokens >= SGLANG_MIN_POOL_TOKENS and draft + table + NON_TORCH_BASE > reserve:
         refused = (f"sglang would run out of memory at start: the {inf.speculative_method} drafter's weights and KV "
                    f"pool ({draft / GiB:.2f} GiB, loaded after the target's pool) with the request-to-token table "
@@ -306,7 +314,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # LoRA adapters' stacked buffers, counted with the weights where the engine measures them so (lora_serving.py)
     weights += lora_held_bytes(inf, a, layout, s)
     # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
-    weights += held_bytes(inf, a, layout, precision, gpu)
+    weights += draft_held_bytes(inf, a, layout, precision, gpu)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     requests = profile_requests(inf, s)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
@@ -335,7 +343,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
-               and (gpu is None or gpu.architecture not in ("ampere", "turing", "volta")))
+               and (gpu is None or gpu.architecture != "ampere"))
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
@@ -367,7 +375,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
         per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
                                          s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
-    draft_kv = vllm_kv_per_token(inf, a, layout)
+    draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
     if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
         per_token += draft_kv
         per_request += draft_kv * -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
@@ -396,8 +404,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if inf.extensible:
             held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
-            baseline = outside_budget_bytes(inf, layout, gpu, context, a.is_moe) + pcie_outside_bytes(inf, layout, gpu,
-                                                                                                  a.is_moe)
+            baseline = outside_snapshot_bytes(inf, layout, gpu, context, a.is_moe)
             pool = min(budget - held, total - baseline - held - margin) - act
         else:
             pool = (budget - weights - act - state - nt - in_budget

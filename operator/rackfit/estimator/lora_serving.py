@@ -71,11 +71,6 @@ META_BYTES_PER_TOKEN = 8 * 3 + 4 * 2 * 2
 META_BYTES_PER_SEQ = 8 * 2
 
 
-def lora_on(inf: Inference) -> bool:
-    """The spec serves LoRA adapters (maxLoras or maxLoraRank set)."""
-    return inf.max_loras is not None or inf.max_lora_rank is not None
-
-
 def lora_slots(inf: Inference) -> int:
     """GPU slots: vLLM's --max-loras (LoRAModelManager.lora_slots), SGLang's --max-loras-per-batch."""
     if inf.max_loras is not None:
@@ -119,17 +114,15 @@ def moe_lora_elements(inf: Inference, a: ModelArch, layout: Layout, rank: int, f
     tensor, or experts / expert degree whole under expert parallelism). SGLang's routed-expert LoRA (gate_up_proj_moe,
     down_proj_moe in newer mem_pool.py) is counted only for adapters that target it: not counted."""
     t, h = layout.tensor, a.hidden_size
+    a_rank = rank // t if fully_sharded else rank  # column layers' A rank
+    out = h // t if fully_sharded else h  # row layers' B output
     elements = rank * h + a.num_experts * rank  # the router
     if a.num_shared_experts:
         width = a.num_shared_experts * a.moe_intermediate_size
-        a_rank = rank // t if fully_sharded else rank
-        out = h // t if fully_sharded else h
         elements += 2 * a_rank * h + rank * width // t + rank * 2 * width // t + rank * out
     if inf.engine == "vllm" and not inf.vllm_before(MOE_LORA_FROM):
         local = a.num_experts // layout.expert if layout.expert > 1 else a.num_experts
         inter = a.moe_intermediate_size // (1 if layout.expert > 1 else t)
-        a_rank = rank // t if fully_sharded else rank
-        out = h // t if fully_sharded else h
         elements += local * (2 * a_rank * h + 2 * inter * rank + rank * inter + out * rank)
     return elements
 
@@ -156,7 +149,7 @@ def lora_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, fully_sharde
     """The stacked A/B buffers on the heaviest rank: every decoder layer of its pipeline stage (a mixture-of-experts
     layer's MLP as moe_lora_elements says), and the embedding and lm_head for vLLM (one stage holds both where pipeline
     is 1, else the last stage's lm_head), x slots, in the model's 16-bit dtype."""
-    if not lora_on(inf):
+    if not inf.lora_on:
         return 0
     rank = lora_rank(inf)
     stage_layers = -(-a.num_layers // layout.pipeline)
@@ -170,7 +163,7 @@ def lora_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, fully_sharde
 
 def lora_meta_bytes(inf: Inference, s: EngineSettings) -> int:
     """vLLM's punica metadata (META_BYTES_PER_TOKEN, META_BYTES_PER_SEQ), allocated with the LoRA manager."""
-    if not lora_on(inf) or inf.engine != "vllm":
+    if not inf.lora_on or inf.engine != "vllm":
         return 0
     return s.max_num_batched_tokens * META_BYTES_PER_TOKEN + s.max_num_seqs * META_BYTES_PER_SEQ
 
@@ -180,7 +173,7 @@ def lora_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSetti
     took" (and V0 before 0.6.4: everything), SGLang's LoRA manager built in ModelRunner.initialize before
     init_memory_pool (its profile_max_num_token reads the free memory after it). V0 from 0.6.4 counts none
     (V0_LORA_UNCOUNTED)."""
-    if not lora_on(inf) or inf.engine not in ("vllm", "sglang"):
+    if not inf.lora_on or inf.engine not in ("vllm", "sglang"):
         return 0
     first, until = V0_LORA_UNCOUNTED
     if inf.engine == "vllm" and not inf.vllm_before(first) and inf.vllm_before(until):
@@ -191,13 +184,13 @@ def lora_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSetti
 def lora_profile_bytes(inf: Inference, s: EngineSettings) -> int:
     """What vLLM V1's profile run with dummy LoRAs adds to the forward's peak: the shrink buffer (SHRINK_SLICES fp32
     rows of max_lora_rank per token of max_num_batched_tokens)."""
-    if not lora_on(inf) or inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+    if not inf.lora_on or inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
         return 0
     return SHRINK_SLICES * s.max_num_batched_tokens * lora_rank(inf) * SHRINK_BYTES
 
 
 def lora_graph_cases(inf: Inference) -> int:
     """How many times vLLM captures each CUDA graph piece (GRAPH_LORA_CASES_FROM): 2 with LoRA from 0.11.1, else 1."""
-    if not lora_on(inf) or inf.engine != "vllm" or inf.vllm_before(GRAPH_LORA_CASES_FROM):
+    if not inf.lora_on or inf.engine != "vllm" or inf.vllm_before(GRAPH_LORA_CASES_FROM):
         return 1
     return GRAPH_LORA_CASES

@@ -61,6 +61,11 @@ def expert_width(a: ModelArch, tensor: int, expert: int) -> float:
     return a.moe_intermediate_size / (1 if expert > 1 else tensor)
 
 
+def gate_up_width(a: ModelArch, tensor: int, expert: int) -> float:
+    """N: a routed expert's gate/up output width on one rank (2 x expert_width for gated MLPs)."""
+    return (2 if a.gated_mlp else 1) * expert_width(a, tensor, expert)
+
+
 def chunked_tokens(inf: Inference | None, tokens: int) -> int:
     """The M of the experts' buffers: `tokens` capped by the release's chunk (fused_moe_chunk)."""
     chunk = fused_moe_chunk(inf)
@@ -73,7 +78,7 @@ def fused_experts_bytes(a: ModelArch, tensor: int, expert: int, m: int) -> int:
     if not a.is_moe:
         return 0
     k, top_k = a.hidden_size, a.num_experts_per_token
-    n = (2 if a.gated_mlp else 1) * expert_width(a, tensor, expert)
+    n = gate_up_width(a, tensor, expert)
     return int(m * top_k * (max(n, k) + n / 2) * ACT_BYTES)
 
 
@@ -82,7 +87,7 @@ def fp8_input_bytes(a: ModelArch, tensor: int, expert: int, m: int) -> int:
     m x top_k x N / 2 in fp8, each with one fp32 scale per FP8_GROUP values (per_token_group_quant_fp8)."""
     if not a.is_moe:
         return 0
-    n = (2 if a.gated_mlp else 1) * expert_width(a, tensor, expert)
+    n = gate_up_width(a, tensor, expert)
     return int((m * a.hidden_size + m * a.num_experts_per_token * n / 2) * (1 + 4 / FP8_GROUP))
 
 

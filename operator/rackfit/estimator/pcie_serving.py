@@ -10,7 +10,7 @@ far less than a per-peer count). Pure: no I/O.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE
+from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE, VLLM_TENSOR_COMMUNICATORS
 from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import EP_GROUP_MOE_ONLY, NCCL_BEFORE_SNAPSHOT, NCCL_EP_GROUP_NVLINK
 from rackfit.spec import Inference
@@ -39,7 +39,7 @@ PCIE_CHANNELS = 2
 # communicators at tensor 2 on L40S, 0.20 GiB beside NON_TORCH_BASE) sets it: half of it. It holds the channel buffers
 # above (24 MiB at 2 ranks) and what NCCL allocates whatever the group (its device-side channel and work structures,
 # proxy state).
-PCIE_COMM_PAIR = NCCL_PER_PEER // 2
+PCIE_COMM_TWO_RANKS = NCCL_PER_PEER // VLLM_TENSOR_COMMUNICATORS
 # vLLM opened the expert-parallel group from 0.9.0 (vllm/distributed/parallel_state.py initialize_model_parallel:
 # `_EP = init_model_parallel_group(... group_name="ep")` over data x tensor ranks; absent from 0.8.5), and the
 # data-parallel group `_DP` over the data ranks beside it; each GroupCoordinator of more than one rank opens a PyNccl
@@ -59,14 +59,14 @@ def channel_bytes(size: int) -> int:
 
 
 def pcie_comm_bytes(size: int) -> int:
-    """One NCCL communicator of `size` ranks over PCIe: PCIE_COMM_PAIR at 2 ranks, plus the second neighbour's
+    """One NCCL communicator of `size` ranks over PCIe: PCIE_COMM_TWO_RANKS at 2 ranks, plus the second neighbour's
     connections from 3 ranks on; flat beyond."""
     if size < 2:
         return 0
-    return PCIE_COMM_PAIR + channel_bytes(size) - channel_bytes(2)
+    return PCIE_COMM_TWO_RANKS + channel_bytes(size) - channel_bytes(2)
 
 
-def _comm(size: int, gpu: GPU | None) -> int:
+def _group_comm_bytes(size: int, gpu: GPU | None) -> int:
     if size < 2:
         return 0
     if gpu is not None and not gpu.nvlink:
@@ -103,15 +103,16 @@ def serving_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe
     nt = base
     if pcie and layout.tensor > 1:
         before = inf.engine != "vllm" or inf.vllm_before(NCCL_BEFORE_SNAPSHOT)
-        nt += (2 if before else 1) * pcie_comm_bytes(layout.tensor) - NCCL_PER_PEER * (layout.tensor - 1)
+        nt += ((VLLM_TENSOR_COMMUNICATORS if before else 1) * pcie_comm_bytes(layout.tensor)
+               - NCCL_PER_PEER * (layout.tensor - 1))
     if inf.vllm_before(NCCL_BEFORE_SNAPSHOT):
-        nt += sum(_comm(s, gpu) for s in side_groups(inf, layout, moe))
+        nt += sum(_group_comm_bytes(s, gpu) for s in side_groups(inf, layout, moe))
         if moe and layout.data > 1 and layout.expert > 1 and not inf.vllm_before(EP_GROUP_FROM):
             # the MoE layer's naive dispatch (the default all2all before 0.11) broadcasts over the data group's torch
             # process group (device_communicators/all2all.py NaiveAll2AllManager.naive_multicast ->
             # GroupCoordinator.broadcast -> torch.distributed.broadcast, read in 0.10.1): torch's communicator for
             # that group is made in the profile run, inside the budget
-            nt += _comm(layout.data, gpu)
+            nt += _group_comm_bytes(layout.data, gpu)
     return max(nt, NON_TORCH_BASE)
 
 

@@ -62,6 +62,19 @@ SGLANG_PIECEWISE_RESERVE = (0, 5, 10)
 PIECEWISE_MIB_PER_SIZE = 8
 PIECEWISE_MLA_MIB = 1.5 * 1024
 
+# --- Speculative decoding's reserve -------------------------------------------------------------------------------
+# server_args.py: the default mem_fraction_static reserves more for EAGLE/EAGLE3/NEXTN ("eagle draft models and cuda
+# graphs") and STANDALONE ("standalone draft model and cuda graphs"), none for NGRAM, added after the reserve table's
+# value (0.4.8-0.5.2) or after the formula's 10 GiB floor (_handle_gpu_memory_settings, 0.5.3 on): 2 GiB and 6 GiB
+# from 0.4.8 (read in the 0.4.8, 0.5.3, 0.5.5, 0.5.7, 0.5.8 and 0.5.9 wheels), 4 GiB and 6 GiB from 0.5.10 (0.5.10,
+# 0.5.11, 0.5.13); gone from 0.5.14, which counts the draft instead (speculative.SGLANG_DRAFT_COUNTED). Keyed by
+# inference.speculativeMethod; a method not named (none, ngram) reserves nothing.
+SGLANG_SPECULATIVE_RESERVE_MIB = (((0, 5, 14), None),
+                                  ((0, 5, 10), {"draft": 6 * 1024, "eagle": 4 * 1024, "eagle3": 4 * 1024,
+                                                "mtp": 4 * 1024}),
+                                  ((0, 4, 8), {"draft": 6 * 1024, "eagle": 2 * 1024, "eagle3": 2 * 1024,
+                                               "mtp": 2 * 1024}))
+
 
 def gpt_oss_shaped(a: ModelArch | None) -> bool:
     """A mixture of experts with some, not all, layers on a sliding window: SGLang's hybrid-SWA architectures."""
@@ -159,3 +172,12 @@ def piecewise_reserve_mib(inf: Inference, a: ModelArch | None, chunk: int, pipel
     if a is not None and a.is_mla:
         return PIECEWISE_MLA_MIB
     return float(len(piecewise_graph_sizes(chunk)) * PIECEWISE_MIB_PER_SIZE)
+
+
+def speculative_reserve_mib(inf: Inference) -> float:
+    """The MiB SGLang's default mem_fraction_static sets aside for speculative decoding
+    (SGLANG_SPECULATIVE_RESERVE_MIB)."""
+    if inf.engine != "sglang":
+        return 0.0
+    table = next((t for v, t in SGLANG_SPECULATIVE_RESERVE_MIB if not inf.sglang_before(v)), None)
+    return float(table.get(inf.speculative_method or "", 0)) if table else 0.0

@@ -43,14 +43,6 @@ EAGLE3_DRAFT_VOCAB = 32000
 # an fp32 q of requests x vocab.
 SPEC_LOGITS_BYTES = 2  # the sampler's bf16 logits, still held; target_logits' own 2 bytes are in the sort's peak
 SPEC_PROBS_BYTES = 2 + 4 + 4  # target_logits, the fp32 probabilities and q, after the sort's buffers are freed
-# SGLang server_args.py: its default mem_fraction_static reserves more for EAGLE/EAGLE3/NEXTN ("eagle draft models and
-# cuda graphs") and STANDALONE ("standalone draft model and cuda graphs"), none for NGRAM, added after the reserve
-# table's value (0.4.8-0.5.2) or after the formula's 10 GiB floor (_handle_gpu_memory_settings, 0.5.3 on): 2 GiB and
-# 6 GiB from 0.4.8 (read in the 0.4.8, 0.5.3, 0.5.5, 0.5.7, 0.5.8 and 0.5.9 wheels), 4 GiB and 6 GiB from 0.5.10
-# (0.5.10, 0.5.11, 0.5.13); gone from 0.5.14, which counts the draft instead (SGLANG_DRAFT_COUNTED).
-SGLANG_RESERVE_MIB = (((0, 5, 14), None), ((0, 5, 10), {"draft": 6 * 1024, "eagle": 4 * 1024, "eagle3": 4 * 1024,
-                                                         "mtp": 4 * 1024}),
-                      ((0, 4, 8), {"draft": 6 * 1024, "eagle": 2 * 1024, "eagle3": 2 * 1024, "mtp": 2 * 1024}))
 # SGLang's target and draft pools share indices (model_runner.py init_memory_pool, 0.4.6-0.5.6): the target's
 # max_total_num_tokens becomes draft_runner_cache_size = the profiled tokens + max_num_reqs x speculative_num_steps x
 # speculative_eagle_topk (draft) + max_num_reqs x speculative_num_draft_tokens (verify) + 100; from 0.5.7
@@ -67,10 +59,6 @@ SGLANG_SPEC_RUNNING_FROM = (0, 4, 6)
 # counted"), and pool_configurator.py scales the target's cell_size by (1 + eagle_draft_num_layers / num_layers) for
 # EAGLE and STANDALONE ("Assumes draft and target share the same per-layer KV size"), the draft's pool inside it.
 SGLANG_DRAFT_COUNTED = (0, 5, 14)
-
-
-def speculative_on(inf: Inference) -> bool:
-    return inf.speculative_method not in (None, "none")
 
 
 def proposals(inf: Inference) -> int:
@@ -124,7 +112,7 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
       (deepseek_mtp.py SharedHead, read in 0.11.0); the embedding is the target's.
     - ngram: nothing."""
     method = inf.speculative_method
-    if not speculative_on(inf) or method == "ngram":
+    if not inf.speculative_on or method == "ngram":
         return 0
     t = layout.tensor
     runtime = inf.engine
@@ -151,14 +139,14 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
             + 8 * EAGLE3_DRAFT_VOCAB)
 
 
-def held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
+def draft_held_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: str = "bf16",
                gpu: GPU | None = None) -> int:
     """What vLLM counts with the weights: V1's gpu_model_runner.py load_model loads the drafter
     (self.drafter.load_model(self.model)) inside the DeviceMemoryProfiler block that gives "Model loading took";
     V0's SpecDecodeWorker loads the proposer worker before profiling as well. SGLang from SGLANG_DRAFT_COUNTED
     likewise; before it SGLang loaded its draft worker after the target's pool was sized
-    (speculative_weights_outside_pool), so none here."""
-    if not (inf.engine == "vllm" and speculative_on(inf)) and not sglang_counted(inf):
+    (sglang_draft_worker_bytes), so none here."""
+    if not (inf.engine == "vllm" and inf.speculative_on) and not sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu)
 
@@ -169,19 +157,15 @@ def draft_kv_bytes_per_token(inf: Inference, a: ModelArch, layout: Layout) -> in
     layer is MLA like the rest). vLLM V1 puts these layers in the KV cache spec with the target's
     (gpu_model_runner.py get_kv_cache_spec walks every Attention layer of the vLLM config, the drafter's included:
     eagle.py load_model's draft_attn_layer_names), so the budget is split over target + draft layers."""
-    if not speculative_on(inf):
+    layers = draft_layers(inf, a)
+    if not layers:
         return 0
-    latent = True
-    if inf.speculative_method == "draft":
-        d = draft_arch(inf)
-        if d is None:
-            return 0
-        return kv_bytes_per_token_layer(d, inf.kv_cache_precision, layout.tensor, mla_latent=latent) * d.num_layers
-    return kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent) * \
-        draft_layers(inf, a)
+    d = draft_arch(inf)
+    shape = d if d is not None else a  # the draft model's own shape, else the target's (EAGLE head, MTP layer)
+    return kv_bytes_per_token_layer(shape, inf.kv_cache_precision, layout.tensor, mla_latent=True) * layers
 
 
-def vllm_kv_per_token(inf: Inference, a: ModelArch, layout: Layout) -> int:
+def vllm_draft_kv_bytes_per_token(inf: Inference, a: ModelArch, layout: Layout) -> int:
     """vLLM's share: the draft layers' bytes join every token's (V1 and V0 alike: V0's draft worker sized its own
     blocks in the same count, spec_decode_worker.py determine_num_available_blocks splits by both workers' block
     sizes)."""
@@ -195,7 +179,7 @@ def sampler_profile_bytes(inf: Inference, a: ModelArch, requests: int, sort_peak
     with the rejection sampler's native top-k/top-p sort (`sort_peak`: engine_profile.sampler_peak_bytes "sort" for
     these requests, target_logits included) or target_logits with its fp32 probabilities and q (SPEC_PROBS_BYTES),
     whichever is larger."""
-    if inf.engine != "vllm" or not speculative_on(inf) or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
         return 0
     return requests * a.vocab_size * SPEC_LOGITS_BYTES + max(sort_peak, requests * a.vocab_size * SPEC_PROBS_BYTES)
 
@@ -205,23 +189,15 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
     target's (@support_torch_compile on the EAGLE/MTP/draft models) and captured at the target's sizes
     (gpu_model_runner.py capture_model runs self.drafter.dummy_run(num_tokens) for each size under capture), one
     piece per attention layer plus one. ngram has no model."""
-    if inf.engine != "vllm" or not speculative_on(inf) or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
 
 
-def sglang_reserve_mib(inf: Inference) -> float:
-    """The MiB SGLang's default mem_fraction_static sets aside for speculative decoding (SGLANG_RESERVE_MIB)."""
-    if inf.engine != "sglang" or not speculative_on(inf):
-        return 0.0
-    table = next((t for v, t in SGLANG_RESERVE_MIB if not inf.sglang_before(v)), None)
-    return float(table.get(inf.speculative_method or "", 0)) if table else 0.0
-
-
 def sglang_counted(inf: Inference) -> bool:
     """SGLang counts the drafter inside mem_fraction_static's budget (SGLANG_DRAFT_COUNTED)."""
-    return (inf.engine == "sglang" and speculative_on(inf) and inf.speculative_method != "ngram"
+    return (inf.engine == "sglang" and inf.speculative_on and inf.speculative_method != "ngram"
             and not inf.sglang_before(SGLANG_DRAFT_COUNTED))
 
 
@@ -237,7 +213,7 @@ def sglang_running_default(inf: Inference) -> int | None:
     """SGLang sets max_running_requests to SGLANG_SPEC_RUNNING when it is not given, for EAGLE, EAGLE3, NEXTN and
     STANDALONE ("Max running requests is reset to 48 for speculative decoding", server_args.py
     _handle_speculative_decoding), which then sizes the request table and the headroom."""
-    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+    if (inf.engine != "sglang" or not inf.speculative_on or inf.speculative_method == "ngram"
             or inf.sglang_before(SGLANG_SPEC_RUNNING_FROM)):
         return None
     return SGLANG_SPEC_RUNNING
@@ -247,18 +223,18 @@ def sglang_extra_tokens(inf: Inference, reqs: int) -> int:
     """SGLang's target pool grows to draft_runner_cache_size (SGLANG_HEADROOM): reqs x steps x topk (1) + reqs x
     draft tokens (steps + 1, SGLang's rule with topk 1) + 100. ngram (NGRAM) runs no draft worker: none."""
     first, until = SGLANG_HEADROOM_RELEASES
-    if (inf.engine != "sglang" or not speculative_on(inf) or inf.speculative_method == "ngram"
+    if (inf.engine != "sglang" or not inf.speculative_on or inf.speculative_method == "ngram"
             or inf.sglang_before(first) or not inf.sglang_before(until)):
         return 0
     steps = proposals(inf)
     return reqs * steps + reqs * (steps + 1) + SGLANG_HEADROOM
 
 
-def speculative_weights_outside_pool(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
+def sglang_draft_worker_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
                                      precision: str = "bf16", gpu: GPU | None = None) -> int:
     """SGLang's draft worker: its weights and a pool of `tokens` (draft_runner_cache_size) of its layers, allocated
     after the target's pool out of the 1 - mem_fraction_static reserve (eagle_worker.py EAGLEWorker builds its
     TpModelWorker with is_draft_worker=True after the target's), before SGLANG_DRAFT_COUNTED."""
-    if inf.engine != "sglang" or not speculative_on(inf) or sglang_counted(inf):
+    if inf.engine != "sglang" or not inf.speculative_on or sglang_counted(inf):
         return 0
     return draft_weight_bytes(inf, a, layout, precision, gpu) + tokens * draft_kv_bytes_per_token(inf, a, layout)

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import attention_dims
-from rackfit.estimator.engine_profile import ACT_BYTES, NON_TORCH_BASE, non_torch_bytes
+from rackfit.estimator.engine_profile import (
+    ACT_BYTES,
+    NON_TORCH_BASE,
+    VLLM_TENSOR_COMMUNICATORS,
+    non_torch_bytes,
+)
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.units import MiB
@@ -274,13 +279,12 @@ def engine_context_bytes(a: ModelArch, layout: Layout, max_num_tokens: int, max_
 # group (PyNccl and torch's process group), each with the same channels and peers, so the same buffers: the engine
 # holds half of them. Checked by S340 (0.13.0.dev, Llama 3 8B int4 AWQ at tensor 2 on H100).
 ENGINE_NCCL_COMMUNICATORS = 1
-VLLM_NCCL_COMMUNICATORS = 2
 
 
 def engine_non_torch_bytes(layout: Layout, gpu: GPU | None) -> int:
     """What a TRT-engine rank holds outside its engine, buffers and cache besides the CUDA context: the cuBLAS
     handles and workspaces (NON_TORCH_BASE) and one NCCL communicator per tensor group (ENGINE_NCCL_COMMUNICATORS of
-    the VLLM_NCCL_COMMUNICATORS that non_torch_bytes's NCCL terms count); the custom all-reduce's IPC workspace is
+    the VLLM_TENSOR_COMMUNICATORS that non_torch_bytes's NCCL terms count); the custom all-reduce's IPC workspace is
     engine_allreduce_workspace_bytes."""
     nccl = non_torch_bytes(layout, gpu) - NON_TORCH_BASE
-    return NON_TORCH_BASE + nccl * ENGINE_NCCL_COMMUNICATORS // VLLM_NCCL_COMMUNICATORS
+    return NON_TORCH_BASE + nccl * ENGINE_NCCL_COMMUNICATORS // VLLM_TENSOR_COMMUNICATORS

@@ -28,6 +28,7 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
     NCCL_NVLINK_GROUP,
+    VLLM_TENSOR_COMMUNICATORS,
     encoder_profiled,
     mm_item,
     mm_profile_items,
@@ -41,8 +42,6 @@ from rackfit.spec import Inference
 # gpu_worker.py determine_available_memory calls profile_cudagraph_memory() inside memory_profiling from 0.18.0 (read
 # in the 0.17.0 and 0.18.0 wheels: absent from 0.17.0).
 GRAPH_PROFILE_IN_WINDOW = (0, 18)
-# engine_profile.NCCL_NVLINK_GROUP is the tensor group's two communicators (PyNccl's and torch's process group's).
-NVLINK_COMMUNICATORS = 2
 
 
 def profile_only_torch_comm(inf: Inference, layout: Layout, gpu: GPU | None) -> bool:
@@ -54,10 +53,11 @@ def profile_only_torch_comm(inf: Inference, layout: Layout, gpu: GPU | None) -> 
 
 def vllm_tp_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, nt: int) -> int:
     """`nt` (what pcie_serving.serving_non_torch_bytes counts) less the PyNccl communicator's share of
-    NCCL_NVLINK_GROUP where profile_only_torch_comm: it sits in the baseline (startup.NCCL_INIT_NVLINK) there."""
+    NCCL_NVLINK_GROUP (one of VLLM_TENSOR_COMMUNICATORS) where profile_only_torch_comm: it sits in the baseline
+    (startup.NCCL_INIT_NVLINK) there."""
     if not profile_only_torch_comm(inf, layout, gpu):
         return nt
-    return nt - NCCL_NVLINK_GROUP // NVLINK_COMMUNICATORS
+    return nt - NCCL_NVLINK_GROUP // VLLM_TENSOR_COMMUNICATORS
 
 
 # The profile's multimodal inputs stay on the device until profile_run returns: gpu_model_runner.py profile_run binds
