@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes
+from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes, v2_runner
 from rackfit.estimator.engines import serve
 from rackfit.estimator.sglang import speculative_reserve_mib
 from rackfit.estimator.speculative import (
@@ -27,7 +27,7 @@ from rackfit.estimator.speculative import (
     sglang_running_default,
 )
 from rackfit.models import resolve
-from rackfit.spec import Inference, parse_spec
+from rackfit.spec import Inference, ModelSource, parse_spec
 
 # Llama 3.1 8B's shape
 ARCH = {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336, "numAttentionHeads": 32,
@@ -215,3 +215,16 @@ def test_unset_and_none_change_nothing():
 def test_refused(kw):
     with pytest.raises((ValidationError, RackfitError)):
         spec(**kw)
+
+
+def test_draft_model_and_ngram_speculation_fall_back_to_the_old_runner_by_release():
+    """vllm/config/vllm.py _get_v2_model_runner_unsupported_features: draft_model unsupported by the new runner before
+    0.31.0, ngram before 0.32.0; EAGLE runs on it."""
+    def runner(release: str, **speculative) -> bool:
+        return v2_runner(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", inference=dict(
+            engineVersion=release, **speculative))).inference, resolve(ModelSource(preset="llama-3.1-8b")))
+
+    draft = dict(speculativeMethod="draft", draftModel=dict(preset="llama-3.2-1b"))
+    assert runner("0.30.0") and runner("0.30.0", speculativeMethod="eagle")
+    assert not runner("0.30.0", **draft) and runner("0.31.0", **draft)
+    assert not runner("0.31.0", speculativeMethod="ngram") and runner("0.32.0", speculativeMethod="ngram")

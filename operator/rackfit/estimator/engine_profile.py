@@ -178,9 +178,13 @@ V2_NATIVE_SAMPLER_BYTES = 2 + 4
 # listed one in 0.24.x; from 0.25.0 (V2_DENSE_DEFAULT) every model that is not MoE, plus the listed MoE ones, never a
 # hybrid or attention-free one (0.27.0, V2_LISTED_HYBRID: unless listed); from 0.29.0 (V2_EVERY_MODEL) the check is
 # gone and every model takes it. _get_v2_model_runner_unsupported_features sends a spec back to the old runner for
-# what rackfit's spec does not say (ngram or draft-model speculation, custom logits processors, prompt embeds, dual
-# batch overlap, stock torch.compile, sequence parallelism, pipeline parallel under external_launcher, 0.22.0-0.24.x:
-# hybrid/mamba models); rackfit plans the default.
+# speculation by a draft model before 0.31.0 (V2_DRAFT_MODEL, vLLM PR 43091) and by n-grams before 0.32.0 (V2_NGRAM,
+# PR 40704; both read in the 0.22.0, 0.26.0, 0.30.0-0.33.0 wheels; EAGLE, EAGLE-3 and MTP run on it from 0.22.0), and
+# for what rackfit's spec does not say (custom logits processors, prompt embeds, dual batch overlap, stock
+# torch.compile, sequence parallelism, pipeline parallel under external_launcher, 0.22.0-0.24.x: hybrid/mamba models);
+# rackfit plans the default.
+V2_DRAFT_MODEL = (0, 31)
+V2_NGRAM = (0, 32)
 V2_BY_ARCHITECTURE = (0, 22)
 V2_LISTED_ANY = (0, 24)
 V2_DENSE_DEFAULT = (0, 25)
@@ -257,6 +261,9 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
     """Whether vLLM runs this model through its new GPU model runner (V2_BY_ARCHITECTURE ... V2_EVERY_MODEL, V2_RUNNER):
     by release, then by the model (`a`; without one, only from V2_EVERY_MODEL)."""
     if inf.engine != "vllm" or inf.vllm_before(V2_BY_ARCHITECTURE):
+        return False
+    if ((inf.speculative_method == "draft" and inf.vllm_before(V2_DRAFT_MODEL))
+            or (inf.speculative_method == "ngram" and inf.vllm_before(V2_NGRAM))):
         return False
     if not inf.vllm_before(V2_EVERY_MODEL):
         return True
