@@ -66,7 +66,9 @@ def comparable(quantity: str, spec, est) -> int:
             # stream) are reserved at the loss backward, not allocated (frameworks.grads_at_loss_backward,
             # RuntimePeak.cached_gradients)
             r = training_peak(spec, est.layout)
-            return max(r.states + r.backward_transient - r.cached_gradients, r.states + r.step_transient)
+            # and the blocks ZeRO-1/2's step leaves reserved beside its peak (zero.zero12_step_cached)
+            return max(r.states + r.backward_transient - r.cached_gradients,
+                       r.states + r.step_transient - r.step_cached)
         return est.total_bytes - est.breakdown.overhead_bytes
     if quantity == "max_reserved":
         nccl = training_nccl_bytes(spec.training, est.layout)

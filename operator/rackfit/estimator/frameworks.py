@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from rackfit.estimator import float8
-from rackfit.estimator.accumulation import runtime_accumulated_grads
+from rackfit.estimator.accumulation import accumulation_steps, runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
@@ -60,6 +60,7 @@ from rackfit.estimator.zero import (
     zero12_partition_held,
     zero12_reduce_copy,
     zero12_step,
+    zero12_step_cached,
     zero_overlap_comm,
 )
 from rackfit.models import ModelArch
@@ -97,6 +98,8 @@ class RuntimePeak:
     step_largest: int = 0
     step_first_states: int = 0
     freed_block: int = 0
+    # deepspeed ZeRO-1/2 (zero.zero12_step_cached; 0 elsewhere): of step_transient, the bytes reserved, not allocated
+    step_cached: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -180,6 +183,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
+    step_cached = 0
     unshard_pool = 0
     fp16_optimizer = False
     if fw == "fsdp":
@@ -383,7 +387,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
     kept_grads = 0 if fp16_optimizer else grads
     if fw == "deepspeed" and full and zero in (1, 2):
+        step_cached = zero12_step_cached(n // d, compute_bytes, temp, accumulation_steps(tr))
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
+        step_extra += step_cached   # reserved beside the step's peak (zero.zero12_step_cached)
         # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
         # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
         kept_grads = 0
@@ -415,6 +421,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                                optimizer, kept_grads, held, cached, reduce_bucket * compute_bytes if zero == 3 else 0,
                                copy, largest_parameter(a, tr, t * pp))
         weights, grads, optimizer, kept_grads = o.weights, o.grads, o.optimizer, o.kept_grads
+        step_cached = 0
         step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host
         buckets += o.buckets_extra
     start = act.kept + max(loss, act.recompute) - (grads - held)
@@ -434,7 +441,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
         backward_transient, reused = moment.total, moment.gathered
     if backward_transient < step_transient:
-        phase, live_act, cached = "optimizer step", 0, 0
+        phase, live_act, cached = "optimizer step", 0, step_cached
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
     elif moment is not None:
@@ -460,7 +467,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        expandable_segments=expandable_segments(tr), reused=reused,
                        load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
-                       host_offload=host)
+                       host_offload=host, step_cached=step_cached)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

@@ -96,3 +96,34 @@ def zero12_reduce_copy(reduce_bucket: int, params: int, compute_bytes: int) -> i
     reserved at the loss's backward beside the gradient partition. Before 0.12.4 average_tensor reduced the slices in
     place (`dist.reduce(grad_slice, ...)`): no copy."""
     return min(reduce_bucket, params) * compute_bytes
+
+
+def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: int) -> int:
+    """Bytes ZeRO-1/2's step (zero12_step) leaves reserved but not allocated at its peak, beside what zero12_step
+    counts, for a rank's partition of `part` elements, `temp` the optimizer's own temporary (before zero12_step), on
+    the caching allocator without expandable segments. Read in deepspeed/runtime/zero/stage_1_and_2.py at v0.13.5
+    (March 2024) and edaa722 (August 2026), the same:
+    - gradient accumulation (`accumulation` > 1): `independent_gradient_partition_epilogue` sets
+      `self.averaged_gradients[i] = self.get_flat_partition(..., return_tensor_list=True)` after the first
+      micro-batch: views of that micro-batch's `grads_in_partition`. `_release_ipg_buffers` then sets
+      `self.grads_in_partition = None`, so the next micro-batch's `copy_grads_in_partition` allocates a new partition
+      (`torch.empty(total_size)`) and points `p.grad` at it, and its epilogue adds it into `averaged_gradients`
+      (`accumulated_grad.add_(new_avg_grad)`): from the second micro-batch on two 16-bit partitions are live, the first
+      kept to the step. Counted here beside the one zero12_step counts.
+    - the step's blocks: `self.flatten(self.averaged_gradients[i]).to(fp32)` makes the flat 16-bit copy (one partition,
+      a new block while the gradient partitions are live) and the fp32 partition; `free_grad_in_param_list` and
+      `self.averaged_gradients[i] = None` then free the 16-bit blocks before `_optimizer_step`. The optimizer's
+      temporary (torch AdamW foreach's `exp_avg_sq_sqrt`, the fp32 partition's size) is larger than any freed 16-bit
+      block, and blocks of separate segments do not merge (CUDACachingAllocator: a block is split, never joined across
+      segments), so it takes a segment of its own: nvidia-smi shows the flat copy, the fp32 gradients and the
+      temporary together, where zero12_step's larger moment (allocated) has two of them. A temporary no larger than
+      one freed 16-bit block reuses it. 0 for an fp32 module (its `.to(fp32)` is the flat copy itself) and without
+      a temporary."""
+    if compute_bytes == 4:
+        return 0
+    flat = part * compute_bytes
+    kept = flat if accumulation > 1 else 0          # averaged_gradients: the first micro-batch's partition
+    union = flat + flat + part * 4 + (temp if temp > flat else 0)   # partition, flat copy, fp32, temporary
+    moment = max(flat + flat + part * 4, part * 4 + temp)          # zero12_step's larger moment, with the partition
+    return kept + max(union - moment, 0)
+
