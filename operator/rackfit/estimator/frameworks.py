@@ -46,6 +46,7 @@ from rackfit.estimator.fsdp import (
     largest_layer_params,
     step_segment_inputs,
 )
+from rackfit.estimator.hf_fsdp2 import hf_fsdp2
 from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -511,6 +512,11 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                 "transformers' model code and reentrant checkpointing"
                 + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
     notes = []
+    if hf_fsdp2(tr):
+        notes.append("fsdp with modelCode transformers is modelled as accelerate's FSDP2 runs transformers' models: "
+                     "fully_shard per decoder layer and one root group (embeddings, final norm, lm_head), eager "
+                     "RMSNorm with its fp32 upcast, transformers' causal-LM loss"
+                     + (", tp_plan's whole-sequence norms and whole logits" if layout.tensor > 1 else ""))
     if tr.framework == "fsdp" and layout.tensor > 1:
         t = layout.tensor
         sp = "sequence parallel norms" if sequence_parallel(tr, t) else "no sequence parallel (whole-sequence norms " \
