@@ -124,3 +124,35 @@ def test_spec_accepts_transformers_version_with_hf_model_code():
     assert s.training.hf_model_code and s.training.copies_shifted_logits
     assert parse_spec(_spec(fsdpVersion=1)).training.hf_model_code
     assert not parse_spec(_spec()).training.hf_model_code
+
+
+def test_accelerate_reduces_in_16_bits():
+    """accelerate's FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=bf16): a block's reduce-scatter input
+    is 16-bit where torchtitan's mixed_precision_reduce float32 makes it fp32. At 1 x 128 tokens the peak is the next
+    layer's recompute: the sharded fp32 gradients, the last block's 16-bit reduce-scatter input and the next block's
+    16-bit gradients, and the root group's output gradient, kept unreduced to the end."""
+    from rackfit.estimator.fsdp import largest_layer_params
+
+    p = count_params(LLAMA8)
+    r = runtime_peak(LLAMA8, p, tr(activationCheckpointing="full", sequenceLength=128), "bf16", Layout(data=8), 0)
+    layer = largest_layer_params(LLAMA8, p)
+    assert r.phase == "next layer recompute"
+    assert r.gradients == p.total * 4 // 8 + layer * 2 + layer * 2 + p.embedding * 2
+
+
+def test_gradient_accumulation_under_accelerate_no_sync_holds_every_unsharded_16_bit_gradient():
+    """HF Trainer runs every micro-batch but the last under accelerate's no_sync, which under FSDP2 is
+    set_requires_gradient_sync(False): each group's post_backward keeps its unsharded gradient (bf16: the reduce
+    dtype equals the param dtype), the whole model's 16-bit gradients, as FSDP1 under no_sync."""
+    from rackfit.estimator.accumulation import accumulation_notes, runtime_accumulated_grads
+
+    layout = Layout(data=8)
+    acc = tr(gradientAccumulationSteps=4)
+    assert runtime_accumulated_grads(acc, layout, 100, 10, 5, 1000) == (1010, 5)
+    assert runtime_accumulated_grads(tr(modelCode=None, gradientAccumulationSteps=4), layout, 100, 10, 5, 1000) == \
+        (100, 0)
+    assert any("no_sync" in n for n in accumulation_notes(acc, layout))
+    p = count_params(LLAMA8)
+    one = runtime_peak(LLAMA8, p, tr(activationCheckpointing="full"), "bf16", layout, 0)
+    four = runtime_peak(LLAMA8, p, acc.model_copy(update={"activation_checkpointing": "full"}), "bf16", layout, 0)
+    assert four.gradients - one.gradients == p.total * 2

@@ -20,7 +20,7 @@ Pure: bytes in, bytes out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rackfit.estimator import float8
 from rackfit.estimator.accumulation import runtime_accumulated_grads
@@ -214,6 +214,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             reduce_bytes = 4 if mixed else compute_bytes
+            if hf_fsdp2(tr):
+                # accelerate's FSDP2 (utils/dataclasses.py FullyShardedDataParallelPlugin.set_mixed_precision):
+                # MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype): gradients reduced in 16 bits
+                reduce_bytes = compute_bytes
             if pp > 1:
                 # FSDP2 under pipeline stages, as torchtitan applies it (torchtitan/distributed/fsdp.py, apply_fsdp;
                 # parallelize_llama.py in 2024): "For PP, do not reshard after forward to avoid per-microbatch
@@ -434,6 +438,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, layer, compute_bytes)
         moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
         backward_transient, reused = moment.total, moment.gathered
+        if hf_fsdp2(tr) and held > grads:   # accelerate's no_sync: every unsharded gradient held (accumulation.py)
+            moment = replace(moment, buffers=moment.buffers + held - grads)
+            backward_transient = moment.total
     if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, 0
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
