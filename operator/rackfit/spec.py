@@ -682,7 +682,9 @@ class Training(_Model):
         "models (fused nn.RMSNorm, their attention, rotary and loss, their tensor-parallel plans). transformers: "
         "Hugging Face transformers' models (LlamaForCausalLM and the like: an eager RMSNorm that keeps an fp32 copy "
         "of its input, transformers' causal-LM loss, and under tensor parallel transformers' tp_plan, which leaves "
-        "the norms, block inputs and logits whole on every rank), as accelerate's FSDP plugin with fsdp_version: 2, "
+        "the norms, block inputs and logits whole on every rank; accelerate's 16-bit gradient reduce-scatter and, "
+        "with gradientAccumulationSteps, its no_sync, which keeps every unsharded gradient between micro-batches), "
+        "as accelerate's FSDP plugin with fsdp_version: 2, "
         "HF Trainer or TRL with --fsdp and fsdp_version 2, or transformers' tp_plan with FSDP2 run it. Default: "
         "torchtitan with FSDP2 (fsdpVersion unset or 2), transformers with fsdpVersion 1 (the only one modelled "
         "there). With transformers, training.transformersVersion names its release"))
