@@ -536,7 +536,7 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                          "(it skips compile under tensor parallel), every chunk's fp32 log-softmax kept until the "
                          "backward")
     if tr.framework == "fsdp" and tr.expandable_segments is None:
-        if tr.activation_checkpointing == "selective":
+        if tr.activation_checkpointing == "selective" and not hf_fsdp2(tr):
             return notes + ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable "
                             "segments, foreach AdamW"]
         return notes + ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (torchtune, accelerate "
