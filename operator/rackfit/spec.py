@@ -54,6 +54,9 @@ class Rule(NamedTuple):
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+TRANSFORMERS_VERSION_MESSAGE = (
+    "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: only with "
+    "framework transformers, or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)")
 # torchtitan (pytorch/torchtitan): the first release whose final RMSNorm is torch's fused nn.RMSNorm (PR 985, 3b39d7ab0,
 # March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
@@ -195,17 +198,23 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw",
             ".adamwImplementation"),
         "transformers_version": Rule(
-            "!has(self.transformersVersion) || self.framework == 'transformers' || "
-            "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)",
-            "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: "
-            "only with framework transformers, or fsdp with fsdpVersion 1 (accelerate's FSDP over transformers "
-            "models)", ".transformersVersion"),
+            "!has(self.transformersVersion) || self.framework in ['transformers', 'fsdp']",
+            TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
+        "transformers_version_fsdp": Rule(
+            "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
+            "self.modelCode == 'transformers' : has(self.fsdpVersion) && self.fsdpVersion == 1)",
+            TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
         "torchtitan_version": Rule(
-            "!has(self.torchtitanVersion) || "
-            "(self.framework == 'fsdp' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "!has(self.torchtitanVersion) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
+            "self.fsdpVersion == 2) && (!has(self.modelCode) || self.modelCode == 'torchtitan'))",
             "training.torchtitanVersion is the torchtitan release (or, for a commit of main, the release its code "
-            "matches: 0.0, 0.1, 0.2 ...) the job runs: only with framework fsdp and FSDP2 (fsdpVersion unset or 2)",
-            ".torchtitanVersion"),
+            "matches: 0.0, 0.1, 0.2 ...) the job runs: only with framework fsdp and FSDP2 (fsdpVersion unset or 2) "
+            "running torchtitan's model code (modelCode unset or torchtitan)", ".torchtitanVersion"),
+        "model_code": Rule(
+            "!has(self.modelCode) || (self.framework == 'fsdp' && (self.modelCode == 'transformers' || "
+            "!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.modelCode says whose model code framework fsdp runs: only with framework fsdp; torchtitan's "
+            "model code is modelled with FSDP2 only (fsdpVersion 1 runs transformers' models)", ".modelCode"),
         "reduce_bucket_size": Rule("!has(self.reduceBucketSize) || self.framework == 'deepspeed'",
                                    "training.reduceBucketSize is DeepSpeed's zero_optimization.reduce_bucket_size: "
                                    "only with framework deepspeed", ".reduceBucketSize"),
@@ -677,6 +686,17 @@ class Training(_Model):
         "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
         "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
         "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
+    model_code: Literal["torchtitan", "transformers"] | None = Field(None, description=(
+        "framework fsdp: whose model code the sharded model runs. torchtitan: torchtitan's or torchtune's own "
+        "models (fused nn.RMSNorm, their attention, rotary and loss, their tensor-parallel plans). transformers: "
+        "Hugging Face transformers' models (LlamaForCausalLM and the like: an eager RMSNorm that keeps an fp32 copy "
+        "of its input, transformers' causal-LM loss, and under tensor parallel transformers' tp_plan, which leaves "
+        "the norms, block inputs and logits whole on every rank; accelerate's 16-bit gradient reduce-scatter and, "
+        "with gradientAccumulationSteps, its no_sync, which keeps every unsharded gradient between micro-batches), "
+        "as accelerate's FSDP plugin with fsdp_version: 2, "
+        "HF Trainer or TRL with --fsdp and fsdp_version 2, or transformers' tp_plan with FSDP2 run it. Default: "
+        "torchtitan with FSDP2 (fsdpVersion unset or 2), transformers with fsdpVersion 1 (the only one modelled "
+        "there). With transformers, training.transformersVersion names its release"))
     hidden_dropout: float | None = Field(None, ge=0, lt=1, description=(
         "framework megatron: --hidden-dropout, the dropout after each layer's attention projection and MLP. Above 0 "
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
@@ -758,10 +778,14 @@ class Training(_Model):
             raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":
             raise ValueError(rules["fsdp_version"].message)
+        if self.model_code is not None and not (
+                self.framework == "fsdp" and (self.model_code == "transformers" or self.fsdp == 2)):
+            raise ValueError(rules["model_code"].message)
         if self.transformers_version is not None and not (
-                self.framework == "transformers" or (self.framework == "fsdp" and self.fsdp_version == 1)):
+                self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
-        if self.torchtitan_version is not None and not (self.framework == "fsdp" and self.fsdp == 2):
+        if self.torchtitan_version is not None and not (
+                self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchtitan_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
@@ -807,6 +831,14 @@ class Training(_Model):
         return self.fsdp_version or 2
 
     @property
+    def hf_model_code(self) -> bool:
+        """framework fsdp running Hugging Face transformers' model code: modelCode transformers, or unset with
+        fsdpVersion 1."""
+        if self.framework != "fsdp":
+            return False
+        return self.model_code == "transformers" if self.model_code is not None else self.fsdp == 1
+
+    @property
     def copies_shifted_logits(self) -> bool:
         """Hugging Face transformers before 4.49.0: ForCausalLMLoss (loss/loss_utils.py) shifts the fp32 logits with
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
@@ -816,7 +848,12 @@ class Training(_Model):
     @property
     def torchtitan_root_group(self) -> bool:
         """torchtitan before 0.2 (PR 1094): apply_fsdp shards each block and then `fully_shard(model)`, one root group
-        holding tok_embeddings, norm and output (parallelize_llama.py apply_fsdp)."""
+        holding tok_embeddings, norm and output (parallelize_llama.py apply_fsdp). accelerate's FSDP2 does the same
+        with transformers' models (modelCode transformers): accelerate/utils/fsdp_utils.py fsdp2_prepare_model applies
+        fully_shard to each module its auto-wrap policy matches (the decoder layers), then `fully_shard(model)`, one
+        root group holding embed_tokens, norm and lm_head (estimator/hf_fsdp2.py)."""
+        if self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code:
+            return True
         return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
 
     @property

@@ -96,7 +96,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
                                                   ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",
-                                                  ".adamwImplementation", ".transformersVersion", ".torchtitanVersion",
+                                                  ".adamwImplementation", ".transformersVersion",
+                                                  ".transformersVersion", ".torchtitanVersion", ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm",
                                                   ".hiddenDropout", ".offloadOptimizer", ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]

@@ -23,8 +23,8 @@ exist then. Read from the runtimes' sources (docs/accuracy.md, "Gradient accumul
   FSDP2 adds the new shard into the sharded gradient (`_fsdp_collectives.py` `foreach_reduce`: `sharded_param.grad`
   accumulated when it exists): the sharded gradients are allocated, not cached blocks, from the second micro-batch on.
   accelerate's FSDP2 `no_sync` (`set_requires_gradient_sync(False)`, unsharded gradients kept in the reduce dtype by
-  `_fsdp_param.py` `to_accumulated_grad_if_needed`) is not modelled: the spec cannot tell accelerate's FSDP2 from
-  torchtitan's.
+  `_fsdp_param.py` `to_accumulated_grad_if_needed`; bf16, accelerate's reduce dtype) is counted as FSDP1's where the
+  spec says `modelCode: transformers` (estimator/hf_fsdp2.py).
 - DeepSpeed ZeRO-1/2: the partition's gradients persist across micro-batches (stage_1_and_2.py
   `independent_gradient_partition_epilogue`: `all_grad_tensors` / `averaged_gradients` accumulated with `add_` until
   `is_gradient_accumulation_boundary()`): allocated, not cached. ZeRO-3's `grad_partitions_flat_buffer` and Megatron's
@@ -35,6 +35,7 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
+from rackfit.estimator.hf_fsdp2 import hf_fsdp2
 from rackfit.estimator.result import Layout
 from rackfit.spec import Training
 
@@ -67,7 +68,13 @@ def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: in
     - megatron, ZeRO-0 and ZeRO-3: unchanged (their gradient buffers are held anyway)."""
     if accumulation_steps(tr) == 1:
         return held, cached
-    if tr.framework == "fsdp" and tr.fsdp == 1 and layout.data > 1:
+    if tr.framework == "fsdp" and (tr.fsdp == 1 or hf_fsdp2(tr)) and layout.data > 1:
+        # FSDP2 under accelerate (`modelCode: transformers`): HF Trainer's no_sync is accelerate's
+        # `model.set_requires_gradient_sync(False)` (accelerator.py no_sync, `if self.is_fsdp2`), and FSDP2's
+        # post_backward then reshards and keeps each parameter's unsharded gradient
+        # (_fsdp_param_group.py, `if not self.reduce_grads`; _fsdp_param.py to_accumulated_grad_if_needed leaves it in
+        # the param dtype where the reduce dtype equals it, accelerate's bf16 MixedPrecisionPolicy): 16-bit, every
+        # parameter, held from the first micro-batch's backward to the last one's reduce-scatter, as FSDP1's
         return held + unsharded, cached
     if tr.framework == "fsdp" or (tr.framework == "deepspeed" and tr.zero_stage in (1, 2)):
         return grads, 0
@@ -78,7 +85,7 @@ def accumulation_notes(tr: Training, layout: Layout) -> list[str]:
     """What the estimate assumed about accumulation that the spec does not say (none without accumulation)."""
     if accumulation_steps(tr) == 1 or layout.data == 1:
         return []
-    if tr.framework == "fsdp" and tr.fsdp == 2:
+    if tr.framework == "fsdp" and tr.fsdp == 2 and not hf_fsdp2(tr):
         return ["gradient accumulation under fsdp is modelled as torchtitan and torchtune run it (a reduce-scatter "
                 "every micro-batch, sharded gradients); accelerate's FSDP2 without sync_each_batch keeps every "
                 "unsharded gradient in the reduce dtype between micro-batches, which needs more"]

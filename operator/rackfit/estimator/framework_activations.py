@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rackfit.estimator import float8
+from rackfit.estimator import float8, hf_fsdp2
 from rackfit.estimator.activations import (
     ACT_BYTES,
     COMPILED_NORM_BYTES_PER_H,
@@ -70,7 +70,7 @@ NORM_OUTPUT_BYTES_PER_H = 2 * ACT_BYTES
 def torchtitan(tr: Training) -> bool:
     """framework fsdp as FSDP2 runs it with torchtitan's (or torchtune's) model code; fsdpVersion 1 is FSDP1 with
     Hugging Face transformers' models (accelerate, llama-recipes)."""
-    return tr.framework == "fsdp" and tr.fsdp == 2
+    return tr.framework == "fsdp" and tr.fsdp == 2 and not tr.hf_model_code
 
 
 def sequence_parallel(tr: Training, t: int) -> bool:
@@ -82,6 +82,8 @@ def sequence_parallel(tr: Training, t: int) -> bool:
     if t == 1:
         return False
     if tr.framework == "fsdp":
+        if tr.sequence_parallel is None and hf_fsdp2.hf_fsdp2(tr):
+            return False  # transformers' tp_plan under FSDP2 (`modelCode: transformers`): no sequence parallel
         return tr.sequence_parallel is not False
     return bool(tr.sequence_parallel)
 
@@ -91,6 +93,8 @@ def loss_parallel(tr: Training, t: int) -> bool:
     "output" is ColwiseParallel(output_layouts=Shard(-1)) with the loss in loss_parallel() (disable_loss_parallel
     false by default); torchtune's training plan gathers it (ColwiseParallel(input_layouts=Shard(1),
     output_layouts=Replicate())) and transformers' lm_head is "colwise_rep": the whole vocabulary on every rank."""
+    if tr.loss_parallel is None and hf_fsdp2.hf_fsdp2(tr):
+        return False  # transformers' lm_head "colwise_rep" under FSDP2 (`modelCode: transformers`)
     return t > 1 and tr.loss_parallel is not False
 
 
@@ -373,6 +377,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         dropout = lora_dropout_bytes(a, tr, ACT_BYTES) / t - frozen_input_bytes(a, tr, t)
         tr = tr.model_copy(update={"method": "full"})
     per = layer_bytes(a, tr, t) + dropout
+    if hf_fsdp2.hf_fsdp2(tr):  # transformers' tp_plan: the norms whole on every tensor rank
+        per += hf_fsdp2.whole_norm_bytes(a, tr, t)
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
         kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
@@ -433,6 +439,10 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         final = tokens * a.hidden_size * ACT_BYTES
         if tr.torchtitan_eager_final_norm:
             final += eager_final_norm_bytes(a, tr, t)
+        loss = loss[0] + final, loss[1] + final
+    elif hf_fsdp2.hf_fsdp2(tr):
+        # transformers' final LlamaRMSNorm under FSDP2: its eager upcast, normalised copy and output, whole sequence
+        final = hf_fsdp2.final_norm_bytes(a, tr)
         loss = loss[0] + final, loss[1] + final
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:

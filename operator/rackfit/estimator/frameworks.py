@@ -20,7 +20,7 @@ Pure: bytes in, bytes out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_steps, runtime_accumulated_grads
@@ -46,6 +46,7 @@ from rackfit.estimator.fsdp import (
     largest_layer_params,
     step_segment_inputs,
 )
+from rackfit.estimator.hf_fsdp2 import hf_fsdp2
 from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -217,6 +218,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             reduce_bytes = 4 if mixed else compute_bytes
+            if hf_fsdp2(tr):
+                # accelerate's FSDP2 (utils/dataclasses.py FullyShardedDataParallelPlugin.set_mixed_precision):
+                # MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype): gradients reduced in 16 bits
+                reduce_bytes = compute_bytes
             if pp > 1:
                 # FSDP2 under pipeline stages, as torchtitan applies it (torchtitan/distributed/fsdp.py, apply_fsdp;
                 # parallelize_llama.py in 2024): "For PP, do not reshard after forward to avoid per-microbatch
@@ -440,6 +445,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, layer, compute_bytes)
         moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
         backward_transient, reused = moment.total, moment.gathered
+        if hf_fsdp2(tr) and held > grads:   # accelerate's no_sync: every unsharded gradient held (accumulation.py)
+            moment = replace(moment, buffers=moment.buffers + held - grads)
+            backward_transient = moment.total
     if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, step_cached
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
@@ -518,6 +526,11 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                 "transformers' model code and reentrant checkpointing"
                 + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
     notes = []
+    if hf_fsdp2(tr):
+        notes.append("fsdp with modelCode transformers is modelled as accelerate's FSDP2 runs transformers' models: "
+                     "fully_shard per decoder layer and one root group (embeddings, final norm, lm_head), eager "
+                     "RMSNorm with its fp32 upcast, transformers' causal-LM loss"
+                     + (", tp_plan's whole-sequence norms and whole logits" if layout.tensor > 1 else ""))
     if tr.framework == "fsdp" and layout.tensor > 1:
         t = layout.tensor
         sp = "sequence parallel norms" if sequence_parallel(tr, t) else "no sequence parallel (whole-sequence norms " \
@@ -530,7 +543,7 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                          "(it skips compile under tensor parallel), every chunk's fp32 log-softmax kept until the "
                          "backward")
     if tr.framework == "fsdp" and tr.expandable_segments is None:
-        if tr.activation_checkpointing == "selective":
+        if tr.activation_checkpointing == "selective" and not hf_fsdp2(tr):
             return notes + ["fsdp with selective checkpointing is modelled as torchtitan: per-op SAC, expandable "
                             "segments, foreach AdamW"]
         return notes + ["fsdp is modelled with PyTorch's default allocator and foreach AdamW (torchtune, accelerate "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rackfit.estimator import hf_fsdp2
 from rackfit.estimator.activations import ACT_BYTES, kept_input_layers
 from rackfit.estimator.framework_activations import (
     LOSS_PARALLEL_BACKWARD_BYTES,
@@ -210,6 +211,8 @@ def fsdp2_backward_inputs(a: ModelArch, tr: Training, layout: Layout, act: Activ
     final = tokens * a.hidden_size * ACT_BYTES
     if tr.torchtitan_eager_final_norm:
         final += eager_final_norm_bytes(a, tr, t)
+    if hf_fsdp2.hf_fsdp2(tr):  # transformers' eager final norm: its fp32 upcast and normalised copy too
+        final += hf_fsdp2.final_norm_beyond_output(a, tr)
     root_group = tr.torchtitan_root_group
     end = root if root_group else output
     if tr.loss_chunk_backward:

@@ -1,0 +1,73 @@
+"""FSDP2 running Hugging Face transformers' model code (`training.modelCode: transformers` with framework fsdp and
+fsdpVersion 2): accelerate's FSDP plugin with fsdp_version 2, HF Trainer / TRL with --fsdp and fsdp_version 2, and
+transformers' own tensor-parallel `tp_plan` beside FSDP2. FSDP2's own memory (shards, gathered blocks, the copy-in
+pool, the backward moment by moment) is the same as torchtitan's; what differs is the model code, read in
+transformers' models/llama/modeling_llama.py (4.48-4.57) and accelerate's utils/fsdp_utils.py (1.6-1.10):
+- the norms: LlamaRMSNorm is eager (`hidden_states.to(torch.float32)`, `pow(2).mean`, `* torch.rsqrt(...)`,
+  `self.weight * hidden_states.to(input_dtype)`): the fp32 upcast (4 bytes a hidden element) and the 16-bit normalised
+  copy (2) are saved, and the 16-bit output (2) is what the next matmuls save: activations.NORM_BYTES_PER_H for a
+  block's two norms, as the FSDP1 path counts them (framework_activations.torchtitan is false for this code);
+- the final norm, outside the decoder layers (LlamaModel.norm), whose 8 bytes a hidden element of the whole sequence
+  live through the loss (lm_head saves its output), on every tensor rank;
+- the loss: ForCausalLMLoss (transformers/loss/loss_utils.py, `logits.float()` then cross_entropy; before 4.49.0 the
+  shifted fp32 copy: training.transformersVersion), the logits whole on every tensor rank (`lm_head` is
+  "colwise_rep" in LlamaForCausalLM._tp_plan: its output is gathered, Replicate; no loss parallel);
+- tensor parallel: LlamaConfig.base_model_tp_plan makes q_proj, k_proj, v_proj, gate_proj, up_proj "colwise" and
+  o_proj, down_proj "rowwise" (all-reduced output, Replicate), and names no norm and no "sequence_parallel" entry: the
+  norms, the residual and each block's input are whole on every rank (sequence_parallel false by default);
+- the root group: accelerate's fsdp2_prepare_model applies fully_shard to each module its auto-wrap policy matches
+  (`fsdp_transformer_layer_cls_to_wrap`, the decoder layers), then `fully_shard(model)`: one root group of
+  embed_tokens, norm and lm_head, which torch does not reshard after the forward (spec.Training.torchtitan_root_group,
+  as torchtitan before 0.2);
+- checkpointing: accelerate's `fsdp_activation_checkpointing` wraps each decoder layer in torch's checkpoint_wrapper
+  (fsdp_utils.py fsdp2_apply_ac: `checkpoint_wrapper(layer, preserve_rng_state=False)`, CheckpointImpl.NO_REENTRANT),
+  HF Trainer's `gradient_checkpointing` calls `gradient_checkpointing_enable` (modeling_utils.py: `use_reentrant`
+  True unless gradient_checkpointing_kwargs say otherwise). Either keeps each layer's input and recomputes one
+  layer in the backward for a full fine-tune; FSDP1's held input gradients of frozen LoRA units
+  (framework_activations.fsdp1_held_input_grads) come from FSDP1's `_register_post_backward_reshard_only_hook`, which
+  FSDP2 does not have. Not modelled here: accelerate's `no_sync` under gradient accumulation.
+Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+from rackfit.estimator.activations import ACT_BYTES, COMPILED_NORM_BYTES_PER_H, NORM_BYTES_PER_H
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+# transformers' eager LlamaRMSNorm, one norm: the saved fp32 upcast (4), the saved 16-bit normalised copy the weight's
+# gradient needs (2) and its 16-bit output, saved by the next matmul (2): NORM_BYTES_PER_H / 2
+HF_NORM_BYTES_PER_H = NORM_BYTES_PER_H // 2
+
+
+def hf_fsdp2(tr: Training) -> bool:
+    """framework fsdp, FSDP2, transformers' model code (`modelCode: transformers`)."""
+    return tr.framework == "fsdp" and tr.fsdp == 2 and tr.hf_model_code
+
+
+def whole_norm_bytes(a: ModelArch, tr: Training, t: int) -> float:
+    """Bytes a token and layer that transformers' tp_plan keeps beyond the per-token count's t-th share of the norms
+    (activations._layer_bytes_per_token divides every term by t): without sequence parallel (tp_plan names no norm)
+    both norms' saved tensors are the whole sequence on every rank, (1 - 1/t) of them more. Eager: the upcast, the
+    normalised copy and the output (NORM_BYTES_PER_H, 16 bytes a hidden element); compiled, the 16-bit input and
+    output (COMPILED_NORM_BYTES_PER_H, activations.compile_savings). 0 on one tensor rank or with sequence parallel."""
+    from rackfit.estimator.framework_activations import sequence_parallel
+
+    if t == 1 or sequence_parallel(tr, t):
+        return 0.0
+    per_h = COMPILED_NORM_BYTES_PER_H if tr.compile else NORM_BYTES_PER_H
+    return per_h * a.hidden_size * (1 - 1 / t)
+
+
+def final_norm_bytes(a: ModelArch, tr: Training) -> int:
+    """Bytes transformers' final norm (LlamaModel.norm, outside every checkpointed layer) keeps through the loss, the
+    whole sequence on every rank: its fp32 upcast, normalised copy and output (8 bytes a hidden element), or compiled
+    its 16-bit input and output (4)."""
+    per_h = COMPILED_NORM_BYTES_PER_H // 2 if tr.compile else HF_NORM_BYTES_PER_H
+    return tr.micro_batch_size * tr.sequence_length * a.hidden_size * per_h
+
+
+def final_norm_beyond_output(a: ModelArch, tr: Training) -> int:
+    """Of final_norm_bytes, what FSDP2's output backward holds beyond the norm's 16-bit output that
+    fsdp.fsdp2_backward_inputs counts as `final`."""
+    return final_norm_bytes(a, tr) - tr.micro_batch_size * tr.sequence_length * a.hidden_size * ACT_BYTES
