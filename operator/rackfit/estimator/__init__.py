@@ -310,7 +310,10 @@ def _step_segments(r) -> int:
     shard (fsdp.step_segment_inputs): the largest no larger than the logits' block the loss's backward freed, and
     with the first step's optimizer states no more than the backward freed in all, they are served from its cached
     blocks and add none. Elsewhere (FSDP1's flat parameters, ZeRO's and Megatron's flat partitions) the step's
-    temporaries are counted in new segments, as before."""
+    temporaries are counted in new segments, as before; ZeRO-3's step against the blocks its loss's backward freed
+    (zero.zero3_step_segments, RuntimePeak.step_segments)."""
+    if r.step_segments >= 0:
+        return r.step_segments
     if r.step_largest and r.step_largest <= r.freed_block and \
             r.step_first_states + r.step_transient <= r.backward_transient - r.reused:
         return 0

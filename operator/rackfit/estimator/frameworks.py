@@ -56,7 +56,9 @@ from rackfit.estimator.zero import (
     ZERO_PREFETCH_BUCKET,
     ZERO_REDUCE_BUCKET,
     ZERO_SUB_GROUP,
+    loss_freed_blocks,
     zero3_step,
+    zero3_step_segments,
     zero12_ipg_buffers,
     zero12_partition_held,
     zero12_reduce_copy,
@@ -101,6 +103,9 @@ class RuntimePeak:
     freed_block: int = 0
     # deepspeed ZeRO-1/2 (zero.zero12_step_cached; 0 elsewhere): of step_transient, the bytes reserved, not allocated
     step_cached: int = 0
+    # deepspeed ZeRO-3 (zero.zero3_step_segments; -1 elsewhere): the bytes of new segments its step reserves beyond the
+    # blocks the backward freed, in place of step_transient (__init__._step_segments)
+    step_segments: int = -1
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -185,6 +190,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
     step_cached = 0
+    step_segments = -1
     unshard_pool = 0
     fp16_optimizer = False
     if fw == "fsdp":
@@ -402,6 +408,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         sub = min(n // d, ZERO_SUB_GROUP)
         sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
         step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
+        # the step's blocks against those the loss's backward freed (zero.zero3_step_segments)
+        logits = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t
+        step_segments = zero3_step_segments(sub, compute_bytes, sub_temp,
+                                            loss_freed_blocks(logits, act.loss_backward, compute_bytes))
     loss = max(act.loss_backward, act.loss_forward)
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two
@@ -427,6 +437,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                                copy, largest_parameter(a, tr, t * pp))
         weights, grads, optimizer, kept_grads = o.weights, o.grads, o.optimizer, o.kept_grads
         step_cached = 0
+        step_segments = -1
         step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host
         buckets += o.buckets_extra
     start = act.kept + max(loss, act.recompute) - (grads - held)
@@ -475,7 +486,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        expandable_segments=expandable_segments(tr), reused=reused,
                        load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
-                       host_offload=host, step_cached=step_cached)
+                       host_offload=host, step_cached=step_cached,
+                       step_segments=step_segments)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

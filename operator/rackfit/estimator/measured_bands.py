@@ -6,7 +6,7 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'ampere'): (-15.9, 12.2, 5, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-12.5, 3.1, 5, 'memory'),
     ('deepspeed', 'training', 'any'): (-23.2, 13.4, 19, 'memory'),
     ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
     ('deepspeed offload', 'training', 'ampere'): (-42.9, -42.9, 1, 'memory'),

@@ -127,3 +127,79 @@ def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: i
     moment = max(flat + flat + part * 4, part * 4 + temp)          # zero12_step's larger moment, with the partition
     return kept + max(union - moment, 0)
 
+
+
+def allocator_new_segments(free_blocks: list[int], events: list[tuple[str, int, int]]) -> int:
+    """Bytes of new segments the caching allocator (c10/cuda/CUDACachingAllocator.cpp, one stream's large pool, no
+    expandable segments) reserves for `events`, ("alloc", key, bytes) / ("free", key, 0) in program order, given the
+    free blocks the pool already caches (`free_blocks`, one segment each). As `malloc` does: `get_free_block` takes the
+    smallest cached free block at least as large as the request (`lower_bound` in the size-ordered pool); `should_split`
+    leaves the remainder a free block of the same segment (large pool: remainder over 1 MiB; max_split_size unlimited
+    by default); `free_block` merges a freed block with its free neighbours in the same segment (`try_merge_blocks`),
+    never across segments; no fitting block: `alloc_block` cudaMallocs a new segment of the request. Rounding (512
+    bytes, 2 MiB segments) is below what the estimator resolves and is left out."""
+    segments = [[[size, None]] for size in free_blocks if size > 0]
+    new = 0
+    for op, key, size in events:
+        if op == "alloc":
+            if size <= 0:
+                continue
+            best = None
+            for seg in segments:
+                for i, (piece, owner) in enumerate(seg):
+                    if owner is None and piece >= size and (best is None or piece < best[0][best[1]][0]):
+                        best = (seg, i)
+            if best is None:
+                segments.append([[size, key]])
+                new += size
+                continue
+            seg, i = best
+            rest = seg[i][0] - size
+            seg[i] = [size, key]
+            if rest > 0:
+                seg.insert(i + 1, [rest, None])
+        else:
+            for seg in segments:
+                for piece in seg:
+                    if piece[1] == key:
+                        piece[1] = None
+                merged: list = []
+                for piece in seg:
+                    if merged and merged[-1][1] is None and piece[1] is None:
+                        merged[-1][0] += piece[0]
+                    else:
+                        merged.append(list(piece))
+                seg[:] = merged
+    return new
+
+
+def zero3_step_segments(sub: int, compute_bytes: int, temp: int, freed_blocks: list[int]) -> int:
+    """Bytes of new segments ZeRO-3's optimizer step reserves beyond the blocks the backward left cached, without
+    expandable segments (deepspeed/runtime/zero/stage3.py, DeepSpeedZeroOptimizer_Stage3.step, DeepSpeed edaa722;
+    the same since 0.9): one sub-group at a time, `_prepare_fp32_grad_for_sub_group` runs
+    `self.flatten(self.averaged_gradients[sub_group_id]).to(fp32)`: the flat 16-bit copy (torch.cat, `sub` x
+    `compute_bytes`) and then its fp32 upcast (`sub` x 4) while the copy is live; the copy is freed when the statement
+    ends; `_optimizer_step` steps the sub-group's fp32 partition alone, a client torch AdamW foreach making
+    `exp_avg_sq_sqrt` (`temp`) beside the fp32 gradients; `_release_sub_group` drops the fp32 gradients. The first
+    sub-group (sub_group_size elements, zero.ZERO_SUB_GROUP) is the largest; each later one's requests are no larger
+    and are served by the blocks the first freed. `freed_blocks`: the blocks the backward freed in the default stream
+    that the step can reuse (the loss's buffers, frameworks.runtime_peak). A temporary twice the flat copy does not
+    fit the copy's freed block, and segments never merge: the copy's block stays reserved beside it (as for ZeRO-1/2,
+    zero12_step_cached). An fp32 module's `.to(fp32)` returns the flat copy itself."""
+    if compute_bytes == 4:
+        events = [("alloc", 1, sub * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
+    else:
+        events = [("alloc", 0, sub * compute_bytes), ("alloc", 1, sub * 4), ("free", 0, 0),
+                  ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
+    return allocator_new_segments(freed_blocks, events)
+
+
+def loss_freed_blocks(logits: int, loss_backward: int, compute_bytes: int) -> list[int]:
+    """The blocks the loss's backward frees before ZeRO's step, for a micro-batch of `logits` logits on this rank: the
+    16-bit logits (one allocation, as fsdp.step_segment_inputs and zero12_partition_held count it) and the fp32
+    buffers of one logit each that the unchunked eager cross-entropy holds at its backward (torch's
+    `cross_entropy(logits.float())`: the saved log-softmax, nll's gradient and log-softmax's gradient, the estimator's
+    `loss_backward`, framework_activations), each its own allocation of `logits` x 4 bytes, all freed when the loss's
+    backward ends and cached, whole, at the step (blocks split by the layers' backward merge back when freed)."""
+    fp32 = logits * 4
+    return [logits * compute_bytes] + [fp32] * (loss_backward // fp32 if fp32 else 0)
