@@ -1,6 +1,6 @@
 """TensorRT-LLM at tensor parallel (issue 22; docs/accuracy.md "TensorRT-LLM at tensor parallel"): the TRT-engine
-backend holds one NCCL communicator per tensor group (getComm's commMap), half of the two that
-engine_profile.non_torch_bytes's NCCL terms were set on (vLLM: PyNccl and torch's process group), and row S340
+backend holds one NCCL communicator per tensor group (getComm's commMap), one of the two that the NVLink price was
+set on (vLLM: PyNccl and torch's process group; serving_nccl.py), and row S340
 (tensorrtllm_backend issue 576, Llama 3 8B int4 AWQ at tensor 2 on H100) checked by hand."""
 
 from __future__ import annotations

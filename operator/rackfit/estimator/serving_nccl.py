@@ -9,7 +9,9 @@ Which communicators (`communicators`):
   device group, the logits' gather); TensorRT-LLM's TRT engine one: its NCCL plugins take it from getComm(group)
   (cpp/tensorrt_llm/plugins/common/plugin.cpp; cpp/tensorrt_llm/common/opUtils.cpp later), one ncclComm_t per set of
   ranks in a static commMap, and its executor talks to the other ranks over MPI;
-- the pipeline group: a stage's send/recv peer (two communicators, the TRT engine's one);
+- the pipeline group: a stage's send/recv peer (two communicators; the TRT engine's one: SendPlugin::initialize and
+  RecvPlugin's (cpp/tensorrt_llm/plugins/ncclPlugin/sendPlugin.cpp) open their own two-rank communicator,
+  ncclCommInitRank(&mComm, 2, id, ...), not getComm's; a middle stage holds a send's and a recv's, counted as one);
 - vLLM's side groups from EP_GROUP_FROM (parallel_state.py initialize_model_parallel, read in 0.11.0: `_DP` over the
   data ranks, group_name "dp", and `_EP` over data x tensor ranks, group_name "ep"; the "ep" group for every model
   through 0.13, MoE models only from startup.EP_GROUP_MOE_ONLY), one PyNccl communicator each (CudaCommunicator makes
