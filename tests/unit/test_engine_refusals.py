@@ -91,18 +91,20 @@ def test_nccl_before_the_snapshot_comes_out_of_the_headroom():
     """From 0.11.0 NCCL's communicators are set up before vLLM's baseline snapshot (startup.py NCCL_BEFORE_SNAPSHOT):
     outside the budget, they shrink what the graph capture and the sampler's warm-up have, not the KV cache."""
     from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP
-    from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK, NCCL_INIT_NVLINK, outside_budget_bytes
+    from rackfit.estimator.engines import outside_snapshot_bytes as outside_budget_bytes
+    from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK, NCCL_INIT_NVLINK
     inf = lambda v: parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",  # noqa: E731
                                     inference=dict(contextLength=8192, engineVersion=v))).inference
     # the expert-parallel group's communicator: every model through 0.13.0, MoE models only from 0.14.0
-    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), H100, 7) == 7 + NCCL_INIT_NVLINK
+    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), H100, 7, False) == 7 + NCCL_INIT_NVLINK
     with_ep = 7 + NCCL_INIT_NVLINK + NCCL_EP_GROUP_NVLINK
     assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), H100, 7, moe=True) == with_ep
-    assert outside_budget_bytes(inf("0.13.0"), Layout(tensor=2), H100, 7) == with_ep
+    assert outside_budget_bytes(inf("0.13.0"), Layout(tensor=2), H100, 7, False) == with_ep
     assert outside_budget_bytes(inf("0.14.0"), Layout(pipeline=2), H100, 7, moe=True) == 7 + NCCL_INIT_NVLINK
-    assert outside_budget_bytes(inf("0.10.1"), Layout(tensor=2), H100, 7) == 7       # snapshot before NCCL
-    assert outside_budget_bytes(inf("0.11.0"), Layout(), H100, 7) == 7               # one GPU: no communicator
-    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), RTX_3090, 7) == 7   # PCIe: pcie_serving's
+    assert outside_budget_bytes(inf("0.10.1"), Layout(tensor=2), H100, 7, False) == 7       # snapshot before NCCL
+    assert outside_budget_bytes(inf("0.11.0"), Layout(), H100, 7, False) == 7               # one GPU: no communicator
+    from rackfit.estimator.pcie_serving import pcie_comm_bytes
+    assert outside_budget_bytes(inf("0.14.0"), Layout(tensor=2), RTX_3090, 7, False) == 7 + pcie_comm_bytes(2)  # PCIe
 
     def llama_70b(version, util):
         spec = parse_spec(dict(model={"preset": "llama-3.1-70b"}, workload="inference", precision="fp8",

@@ -111,7 +111,7 @@ def test_other_engines_keep_the_old_count():
 
 def test_s257_s258_within_five_percent():
     """Qwen3-Coder-480B-FP8 at data 8 x expert 8 on H20 (vLLM 0.10.1): +8.1% / +7.1% before the dispatch and the
-    DP/EP groups' NCCL buffers (pcie_serving.serving_non_torch_bytes) were counted."""
+    DP/EP groups' NCCL buffers (serving_nccl.communicators) were counted."""
     ps = bench("public_serving")
     got = {r["id"]: r for r in ps.results()}
     for rid in ("S257", "S258"):

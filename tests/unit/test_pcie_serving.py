@@ -1,4 +1,5 @@
-"""NCCL over PCIe on a serving rank and vLLM's expert-/data-parallel groups (estimator/pcie_serving.py): a
+"""NCCL over PCIe on a serving rank and vLLM's expert-/data-parallel groups (estimator/pcie_serving.py,
+estimator/serving_nccl.py): a
 communicator's buffers from NCCL's sizes (src/init.cc, src/transport/p2p.cc), flat in the group's size beyond 3 ranks,
 and where vLLM's snapshot puts each communicator by release (0.9.0's "ep"/"dp" groups, 0.11.0's snapshot after
 init_distributed_environment)."""
@@ -7,18 +8,16 @@ from __future__ import annotations
 
 from gpus import H100, L40S
 
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE, non_torch_bytes
+from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE
 from rackfit.estimator.pcie_serving import (
     LL128_BUFFSIZE,
     LL_BUFFSIZE,
     RECV_CONNECTION,
     channel_bytes,
     pcie_comm_bytes,
-    pcie_outside_bytes,
-    serving_non_torch_bytes,
-    side_groups,
 )
 from rackfit.estimator.result import Layout
+from rackfit.estimator.serving_nccl import non_torch_bytes, outside_bytes, side_groups
 from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
 from rackfit.spec import parse_spec
 from rackfit.units import GiB, MiB
@@ -50,25 +49,22 @@ def test_pcie_communicator_is_flat_in_the_group_size():
 
 def test_tensor_group_over_pcie_by_release():
     t8 = Layout(tensor=8)
-    base = non_torch_bytes(t8, L40S)
-    assert base == NON_TORCH_BASE + 7 * NCCL_PER_PEER           # the old per-peer count, replaced below
     # 0.10.2 (snapshot before NCCL): PyNccl's and torch's communicators, plus the "ep" group (every model then)
-    old = serving_non_torch_bytes(inf("0.10.2"), t8, L40S, False, base)
+    old = non_torch_bytes(inf("0.10.2"), t8, L40S, False)
     assert old == NON_TORCH_BASE + 3 * (NCCL_PER_PEER // 2 + 24 * MiB)
     assert abs(old / GiB - 0.47) < 0.01                          # S261 logged 0.21 GiB, rackfit counted 1.50
     # 0.19.0, dense: PyNccl's communicator is in the baseline, torch's in the budget; no "ep" group from 0.14
-    new = serving_non_torch_bytes(inf("0.19.0"), t8, L40S, False, base)
+    new = non_torch_bytes(inf("0.19.0"), t8, L40S, False)
     assert new == NON_TORCH_BASE + pcie_comm_bytes(8)
-    assert pcie_outside_bytes(inf("0.19.0"), t8, L40S, False) == pcie_comm_bytes(8)
-    assert pcie_outside_bytes(inf("0.19.0"), t8, L40S, True) == 2 * pcie_comm_bytes(8)
-    assert pcie_outside_bytes(inf("0.10.2"), t8, L40S, True) == 0
+    assert outside_bytes(inf("0.19.0"), t8, L40S, False) == pcie_comm_bytes(8)
+    assert outside_bytes(inf("0.19.0"), t8, L40S, True) == 2 * pcie_comm_bytes(8)
+    assert outside_bytes(inf("0.10.2"), t8, L40S, True) == 0
     # tensor 2 before 0.9.0 (V0 0.7.1, S3's run): the two communicators as NCCL_PER_PEER had them
     two = Layout(tensor=2)
-    assert serving_non_torch_bytes(inf("0.7.1"), two, L40S, False, non_torch_bytes(two, L40S)) == \
-        NON_TORCH_BASE + NCCL_PER_PEER
+    assert non_torch_bytes(inf("0.7.1"), two, L40S, False) == NON_TORCH_BASE + NCCL_PER_PEER
     # SGLang: both communicators at start-up, counted as before but flat
-    assert serving_non_torch_bytes(inf(engine="sglang"), Layout(tensor=4), L40S, False,
-                                   non_torch_bytes(Layout(tensor=4), L40S)) == NON_TORCH_BASE + 2 * pcie_comm_bytes(4)
+    assert non_torch_bytes(inf(engine="sglang"), Layout(tensor=4), L40S, False) == \
+        NON_TORCH_BASE + 2 * pcie_comm_bytes(4)
 
 
 def test_expert_and_data_parallel_groups():
@@ -83,10 +79,10 @@ def test_expert_and_data_parallel_groups():
     # before 0.11 both count inside the budget, on NVLink one communicator each (startup.NCCL_EP_GROUP_NVLINK), and
     # the data group's torch communicator that the MoE layer's naive dispatch broadcasts over
     one = Layout(data=8, expert=8)
-    base = non_torch_bytes(one, H100)
-    assert serving_non_torch_bytes(inf("0.10.1"), one, H100, moe, base) == base + 3 * NCCL_EP_GROUP_NVLINK
-    assert serving_non_torch_bytes(inf("0.10.1"), one, H100, False, base) == base + 2 * NCCL_EP_GROUP_NVLINK
-    assert serving_non_torch_bytes(inf("0.11.0"), one, H100, moe, base) == base   # from 0.11 in the baseline
+    base = NON_TORCH_BASE
+    assert non_torch_bytes(inf("0.10.1"), one, H100, moe) == base + 3 * NCCL_EP_GROUP_NVLINK
+    assert non_torch_bytes(inf("0.10.1"), one, H100, False) == base + 2 * NCCL_EP_GROUP_NVLINK
+    assert non_torch_bytes(inf("0.11.0"), one, H100, moe) == base   # from 0.11 in the baseline
 
 
 def test_estimates_move_for_pcie_rows():

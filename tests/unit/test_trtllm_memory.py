@@ -41,13 +41,13 @@ def test_allreduce_workspace_is_four_64_mib_buffers_per_peer(tensor, gpu, expect
 def test_the_workspace_comes_out_of_tensorrt_llm_s_cache_only():
     """At tensor 4 on H100 the workspace (1 GiB a rank) is memory outside torch that the estimation run counts: the
     cache loses 0.9 x 1 GiB; vLLM's plan is untouched."""
-    from rackfit.estimator.engine_profile import non_torch_bytes
+    from rackfit.estimator.serving_nccl import non_torch_bytes
     from rackfit.estimator.startup import budgeted_non_torch
     trt = serve(preset="llama-3.1-70b", layout=4, engine="tensorrt-llm", contextLength=8192)
     workspace = 4 * 64 * MiB * 4 + 256 * 4
-    nccl = budgeted_non_torch(parse_spec(dict(model=dict(preset="llama-3.1-70b"), workload="inference",
-                                              inference=dict(engine="tensorrt-llm"))).inference,
-                              non_torch_bytes(Layout(tensor=4), H100))
+    inference = parse_spec(dict(model=dict(preset="llama-3.1-70b"), workload="inference",
+                                inference=dict(engine="tensorrt-llm"))).inference
+    nccl = budgeted_non_torch(inference, non_torch_bytes(inference, Layout(tensor=4), H100, False))
     assert trt.breakdown.non_torch_bytes == nccl + workspace
     b = trt.breakdown
     free = cuda_total_bytes(H100) - b.overhead_bytes - b.weights_bytes - b.activations_bytes - b.non_torch_bytes \

@@ -1,6 +1,6 @@
 """TensorRT-LLM at tensor parallel (issue 22; docs/accuracy.md "TensorRT-LLM at tensor parallel"): the TRT-engine
-backend holds one NCCL communicator per tensor group (getComm's commMap), half of the two that
-engine_profile.non_torch_bytes's NCCL terms were set on (vLLM: PyNccl and torch's process group), and row S340
+backend holds one NCCL communicator per tensor group (getComm's commMap), one of the two that the NVLink price was
+set on (vLLM: PyNccl and torch's process group; serving_nccl.py), and row S340
 (tensorrtllm_backend issue 576, Llama 3 8B int4 AWQ at tensor 2 on H100) checked by hand."""
 
 from __future__ import annotations
@@ -9,17 +9,27 @@ from gpus import L40S
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE, non_torch_bytes
-from rackfit.estimator.trtllm import engine_allreduce_workspace_bytes, engine_non_torch_bytes
+from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+from rackfit.estimator.pcie_serving import pcie_comm_bytes
+from rackfit.estimator.serving_nccl import non_torch_bytes
+from rackfit.estimator.trtllm import engine_allreduce_workspace_bytes
 from rackfit.spec import parse_spec
 
 GiB = 1 << 30
 MiB = 1 << 20
 H100 = GPU(model="H100", product="H100", memoryGB=81559 / 954, memoryMiB=81559, architecture="hopper")
+TRT = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                      inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt"))).inference
+PYT = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                      inference=dict(engine="tensorrt-llm"))).inference
+
+
+def engine_non_torch_bytes(layout, gpu):
+    return non_torch_bytes(TRT, layout, gpu, False)
 
 
 def test_one_rank_holds_no_nccl():
-    assert engine_non_torch_bytes(Layout(), H100) == NON_TORCH_BASE == non_torch_bytes(Layout(), H100)
+    assert engine_non_torch_bytes(Layout(), H100) == NON_TORCH_BASE == non_torch_bytes(PYT, Layout(), H100, False)
 
 
 def test_nvlink_group_is_one_communicator_of_two():
@@ -29,10 +39,15 @@ def test_nvlink_group_is_one_communicator_of_two():
     assert NON_TORCH_BASE + NCCL_NVLINK_GROUP // 2 == 107_374_182 + 977_105_059
 
 
-def test_pcie_peers_are_halved_too():
-    # over PCIe vLLM's communicators grow with the peers (NCCL_PER_PEER each, two communicators); the engine's half
-    assert engine_non_torch_bytes(Layout(tensor=4), L40S) == NON_TORCH_BASE + 3 * NCCL_PER_PEER // 2
-    assert engine_non_torch_bytes(Layout(tensor=4), L40S) < non_torch_bytes(Layout(tensor=4), L40S)
+def test_pcie_one_communicator_priced_by_nccl_buffers():
+    # over PCIe the engine's one communicator is priced as vLLM's and SGLang's are (pcie_serving.pcie_comm_bytes):
+    # S3's half at 2 ranks, the second neighbour's 2 channels x (10 + 2) MiB from 3 ranks on, flat beyond. It was
+    # half the old per-peer count (3 x NCCL_PER_PEER / 2 at tensor 4, 0.70 GiB at 8), which pcie_serving replaced
+    assert engine_non_torch_bytes(Layout(tensor=2), L40S) == NON_TORCH_BASE + NCCL_PER_PEER // 2
+    for t in (4, 8):
+        assert engine_non_torch_bytes(Layout(tensor=t), L40S) == NON_TORCH_BASE + NCCL_PER_PEER // 2 + 24 * MiB
+    # the PyTorch backend keeps two (PyNccl-like and torch's count, not read for it)
+    assert non_torch_bytes(PYT, Layout(tensor=4), L40S, False) == NON_TORCH_BASE + 2 * pcie_comm_bytes(4)
 
 
 def test_allreduce_workspace_at_tensor_2():

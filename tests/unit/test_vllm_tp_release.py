@@ -7,9 +7,9 @@ from gpus import H100, L40S
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE, non_torch_bytes
+from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE
 from rackfit.estimator.result import Layout
-from rackfit.estimator.vllm_tp import profile_only_torch_comm, vllm_tp_non_torch_bytes
+from rackfit.estimator.serving_nccl import communicators, non_torch_bytes
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
 
@@ -19,6 +19,12 @@ def spec(version, engine="vllm"):
     return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", inference=inference))
 
 
+def profile_only_torch_comm(inf, layout, gpu):
+    """Only torch's tensor communicator is inside the budget (serving_nccl.communicators)."""
+    inside = [(c.group, c.owner) for c in communicators(inf, layout, gpu, False) if c.inside and c.group == "tensor"]
+    return inside == [("tensor", "torch")]
+
+
 def test_release_window_and_interconnect():
     two = Layout(tensor=2)
     assert not profile_only_torch_comm(spec("0.10.2").inference, two, H100)   # snapshot before NCCL: both inside
@@ -26,16 +32,19 @@ def test_release_window_and_interconnect():
     assert profile_only_torch_comm(spec("0.17.1").inference, two, H100)
     assert not profile_only_torch_comm(spec("0.18.0").inference, two, H100)   # graph profile inside the window
     assert not profile_only_torch_comm(spec("0.11.0").inference, Layout(tensor=1), H100)
-    assert not profile_only_torch_comm(spec("0.11.0").inference, two, L40S)   # PCIe: pcie_serving's rule
+    assert profile_only_torch_comm(spec("0.11.0").inference, two, L40S)   # PCIe: the same communicator, its own price
+    assert not profile_only_torch_comm(spec("0.10.2").inference, two, L40S)
     assert not profile_only_torch_comm(spec("0.11.0", "sglang").inference, two, H100)
 
 
 def test_one_of_two_communicators_inside():
-    nt = non_torch_bytes(Layout(tensor=2), H100)
+    nt = non_torch_bytes(spec("0.19.0").inference, Layout(tensor=2), H100, False)
     assert nt == NON_TORCH_BASE + NCCL_NVLINK_GROUP
-    got = vllm_tp_non_torch_bytes(spec("0.11.0").inference, Layout(tensor=2), H100, nt)
+    got = non_torch_bytes(spec("0.11.0").inference, Layout(tensor=2), H100, False)
     assert got == NON_TORCH_BASE + int(1.82 * GiB) - int(1.82 * GiB) // 2      # 0.10 + 0.91 GiB: torch's only
-    assert vllm_tp_non_torch_bytes(spec("0.19.0").inference, Layout(tensor=2), H100, nt) == nt
+    # 0.10.2: both of the tensor group's communicators and the "ep" group's (every model then) inside
+    from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
+    assert non_torch_bytes(spec("0.10.2").inference, Layout(tensor=2), H100, False) == nt + NCCL_EP_GROUP_NVLINK
 
 
 def test_estimate_moves_only_in_the_window():

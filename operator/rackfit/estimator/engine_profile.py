@@ -281,16 +281,6 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
     return listed or not a.is_moe
 
 
-def non_torch_bytes(layout: Layout, gpu: GPU | None = None) -> int:
-    """NCCL communicators: over PCIe they grow with the tensor-parallel group's peers, over NVLink a tensor group
-    costs NCCL_NVLINK_GROUP whatever its size (without a GPU, an NVLink one is assumed, as ASSUMED_TOTAL assumes an
-    H100); the pipeline's send/recv peer counts as one PCIe peer."""
-    pipe = 1 if layout.pipeline > 1 else 0
-    if layout.tensor > 1 and (gpu is None or gpu.nvlink):
-        return NON_TORCH_BASE + NCCL_NVLINK_GROUP + NCCL_PER_PEER * pipe
-    return NON_TORCH_BASE + NCCL_PER_PEER * (layout.tensor - 1 + pipe)
-
-
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None = None,
                        fp8: bool = False) -> int:
     """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the

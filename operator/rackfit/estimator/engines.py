@@ -21,7 +21,6 @@ from rackfit.estimator.engine_profile import (
     encoder_peak_bytes,
     forward_peak_bytes,
     graphs_unbudgeted,
-    non_torch_bytes,
     pipeline_buffer_bytes,
     profile_held_bytes,
     sampler_path,
@@ -40,8 +39,9 @@ from rackfit.estimator.kvcache import (
     vllm_request_bytes,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
-from rackfit.estimator.pcie_serving import pcie_outside_bytes, serving_non_torch_bytes
 from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
+from rackfit.estimator.serving_nccl import outside_bytes as nccl_outside_bytes
 from rackfit.estimator.sglang import (
     cell_bytes,
     hybrid_swa,
@@ -66,7 +66,6 @@ from rackfit.estimator.startup import (
     INIT_FREE_CHECK,
     budgeted_non_torch,
     init_refusal,
-    outside_budget_bytes,
     warmup_refusal,
 )
 from rackfit.estimator.trtllm import (
@@ -76,11 +75,10 @@ from rackfit.estimator.trtllm import (
     engine_cache_bytes,
     engine_context_bytes,
     engine_decoder_total_bytes,
-    engine_non_torch_bytes,
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
-from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, vllm_tp_non_torch_bytes
+from rackfit.estimator.vllm_tp import mm_inputs_held_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -164,9 +162,8 @@ def fp8_block_refusal(engine: str, a: ModelArch, layout: Layout) -> str | None:
 
 def outside_snapshot_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int, moe: bool) -> int:
     """What the process holds outside the KV cache's budget: the CUDA context and, from startup.NCCL_BEFORE_SNAPSHOT,
-    NCCL's communicators, on an NVLink node (startup.outside_budget_bytes) or over PCIe
-    (pcie_serving.pcie_outside_bytes)."""
-    return outside_budget_bytes(inf, layout, gpu, context, moe) + pcie_outside_bytes(inf, layout, gpu, moe)
+    NCCL's communicators in the baseline (serving_nccl.outside_bytes)."""
+    return context + nccl_outside_bytes(inf, layout, gpu, moe)
 
 
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
@@ -322,9 +319,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     cache = encoder_cache_bytes(inf, a, s)
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
                + profile_held_bytes(inf, a, layout, s, requests) + cache)
-    nt = budgeted_non_torch(inf, serving_non_torch_bytes(inf, layout, gpu, a.is_moe, non_torch_bytes(layout, gpu)))
-    # 0.11.0-0.17.x on NVLink: only torch's tensor communicator is made inside the profile (vllm_tp.py)
-    nt = vllm_tp_non_torch_bytes(inf, layout, gpu, nt)
+    # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
+    nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
     if inf.trt_engine:
         # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
         # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
@@ -337,8 +333,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
                + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
         graphs = 0
-        # one NCCL communicator a tensor group, not vLLM's two (trtllm.engine_non_torch_bytes)
-        nt = engine_non_torch_bytes(layout, gpu) + engine_allreduce_workspace_bytes(layout, gpu)
+        # one NCCL communicator a tensor group, not two (serving_nccl.communicators), and the all-reduce workspace
+        nt += engine_allreduce_workspace_bytes(layout, gpu)
     else:
         # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
         # later: Ampere takes Marlin's weight-only fp8)

@@ -4,16 +4,13 @@ or not (outside, with the CUDA context).
 
 Over PCIe NCCL finds few channels and each rank of a ring or of the intra-node tree (a chain) connects to its two
 neighbours only, so a communicator's buffers do not grow with the group's size beyond 3 ranks (rows S261, S72 logged
-far less than a per-peer count). Pure: no I/O.
+far less than a per-peer count). Which communicators a rank holds and where the snapshot puts each: serving_nccl.py.
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE, VLLM_TENSOR_COMMUNICATORS
-from rackfit.estimator.result import Layout
-from rackfit.estimator.startup import EP_GROUP_MOE_ONLY, NCCL_BEFORE_SNAPSHOT, NCCL_EP_GROUP_NVLINK
-from rackfit.spec import Inference
+from rackfit.estimator.engine_profile import NCCL_PER_PEER, VLLM_TENSOR_COMMUNICATORS
 from rackfit.units import MiB
 
 # NCCL's buffers of one connection (src/init.cc computeBuffSizes, src/include/device.h; read at NVIDIA/nccl master,
@@ -64,62 +61,3 @@ def pcie_comm_bytes(size: int) -> int:
     if size < 2:
         return 0
     return PCIE_COMM_TWO_RANKS + channel_bytes(size) - channel_bytes(2)
-
-
-def _group_comm_bytes(size: int, gpu: GPU | None) -> int:
-    if size < 2:
-        return 0
-    if gpu is not None and not gpu.nvlink:
-        return pcie_comm_bytes(size)
-    return NCCL_EP_GROUP_NVLINK  # one more communicator on an NVLink node (startup.NCCL_EP_GROUP_NVLINK)
-
-
-def side_groups(inf: Inference, layout: Layout, moe: bool) -> list[int]:
-    """The sizes of vLLM's expert- and data-parallel groups a rank opens at start-up beside its tensor group (one PyNccl
-    communicator each): the "ep" group over data x tensor ranks (every model from EP_GROUP_FROM, MoE models only from
-    startup.EP_GROUP_MOE_ONLY), the "dp" group over the data ranks. The data ranks join one world only under
-    data-parallel serving with expert parallelism (`--data-parallel-size` with `--enable-expert-parallel`; rackfit's
-    `parallelism.data` is otherwise separate replicas)."""
-    if inf.engine != "vllm" or inf.vllm_before(EP_GROUP_FROM):
-        return []
-    data = layout.data if layout.expert > 1 else 1
-    sizes = []
-    if moe or inf.vllm_before(EP_GROUP_MOE_ONLY):
-        sizes.append(data * layout.tensor)
-    if data > 1:
-        sizes.append(data)
-    return [s for s in sizes if s > 1]
-
-
-def serving_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool, base: int) -> int:
-    """What vLLM's profile counts outside torch (`base`: engine_profile.non_torch_bytes) with the PCIe tensor group
-    priced by communicator, not by peer, and the side groups' communicators where the snapshot predates them:
-    - over PCIe a tensor group holds two communicators (PyNccl's, and torch's process group's, made at the profile
-      run's first collective on the device group: the logits' gather), each pcie_comm_bytes; from
-      startup.NCCL_BEFORE_SNAPSHOT PyNccl's is in the baseline (pcie_outside_bytes) and only torch's is counted;
-    - before NCCL_BEFORE_SNAPSHOT the side groups' communicators (side_groups) count too, on either interconnect, and
-      the data group's torch communicator that the MoE layer's naive dispatch opens."""
-    pcie = gpu is not None and not gpu.nvlink
-    nt = base
-    if pcie and layout.tensor > 1:
-        before = inf.engine != "vllm" or inf.vllm_before(NCCL_BEFORE_SNAPSHOT)
-        nt += ((VLLM_TENSOR_COMMUNICATORS if before else 1) * pcie_comm_bytes(layout.tensor)
-               - NCCL_PER_PEER * (layout.tensor - 1))
-    if inf.vllm_before(NCCL_BEFORE_SNAPSHOT):
-        nt += sum(_group_comm_bytes(s, gpu) for s in side_groups(inf, layout, moe))
-        if moe and layout.data > 1 and layout.expert > 1 and not inf.vllm_before(EP_GROUP_FROM):
-            # the MoE layer's naive dispatch (the default all2all before 0.11) broadcasts over the data group's torch
-            # process group (device_communicators/all2all.py NaiveAll2AllManager.naive_multicast ->
-            # GroupCoordinator.broadcast -> torch.distributed.broadcast, read in 0.10.1): torch's communicator for
-            # that group is made in the profile run, inside the budget
-            nt += _group_comm_bytes(layout.data, gpu)
-    return max(nt, NON_TORCH_BASE)
-
-
-def pcie_outside_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> int:
-    """From startup.NCCL_BEFORE_SNAPSHOT, what a PCIe rank's NCCL holds before vLLM's snapshot (outside the budget,
-    beside startup.outside_budget_bytes's NVLink counts): the tensor group's PyNccl communicator and the side
-    groups'."""
-    if inf.engine != "vllm" or inf.vllm_before(NCCL_BEFORE_SNAPSHOT) or gpu is None or gpu.nvlink:
-        return 0
-    return pcie_comm_bytes(layout.tensor) + sum(pcie_comm_bytes(s) for s in side_groups(inf, layout, moe))

@@ -15,9 +15,7 @@ Pure: no I/O. engines.serve passes the sizes it has computed.
 
 from __future__ import annotations
 
-from rackfit.catalog.types import GPU
 from rackfit.estimator.engine_profile import NON_TORCH_BASE
-from rackfit.estimator.result import Layout
 from rackfit.spec import Inference
 from rackfit.units import GiB
 
@@ -55,16 +53,6 @@ CUBLAS_BEFORE_SNAPSHOT = (0, 33)
 
 def _vllm(inf: Inference) -> str:
     return f"vllm {inf.engine_version}" if inf.engine_version else "vllm"
-
-
-def outside_budget_bytes(inf: Inference, layout: Layout, gpu: GPU | None, context: int, moe: bool = False) -> int:
-    """What the process holds that the KV cache's budget does not count (`context` is the CUDA context when the release
-    keeps it outside, 0 when inside): NCCL's communicators from NCCL_BEFORE_SNAPSHOT on a multi-GPU NVLink group, with
-    the expert-parallel group's over the tensor ranks (every model before EP_GROUP_MOE_ONLY, MoE models from it)."""
-    if gpu is None or not gpu.nvlink or inf.vllm_before(NCCL_BEFORE_SNAPSHOT) or layout.tensor * layout.pipeline == 1:
-        return context
-    ep = layout.tensor > 1 and (moe or inf.vllm_before(EP_GROUP_MOE_ONLY))
-    return context + NCCL_INIT_NVLINK + (NCCL_EP_GROUP_NVLINK if ep else 0)
 
 
 def budgeted_non_torch(inf: Inference, non_torch: int) -> int:

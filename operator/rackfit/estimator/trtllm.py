@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import attention_dims
-from rackfit.estimator.engine_profile import (
-    ACT_BYTES,
-    NON_TORCH_BASE,
-    VLLM_TENSOR_COMMUNICATORS,
-    non_torch_bytes,
-)
+from rackfit.estimator.engine_profile import ACT_BYTES
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.units import MiB
@@ -33,7 +28,7 @@ ALLREDUCE_LAMPORT_BUFFERS = 3
 ALLREDUCE_BARRIER_BYTES = 256
 # IpcMemory (tensorrt_llm/_ipc_utils.py) allocates only where the TP peers can access each other
 # (can_access_peer: cudaDeviceCanAccessPeer, same node); otherwise the pointers are 0 and NCCL does the reduce.
-# rackfit takes NVLink for peer access (engine_profile.non_torch_bytes assumes the same without a GPU).
+# rackfit takes NVLink for peer access (serving_nccl assumes the same without a GPU).
 
 # The paged cache's block (KvCacheConfig.tokens_per_block, 32 in the PyTorch backend's logs: "Number of tokens per
 # block: 32."). KVCacheManager.__init__ (tensorrt_llm/_torch/pyexecutor/resource_manager.py,
@@ -268,23 +263,3 @@ def engine_context_bytes(a: ModelArch, layout: Layout, max_num_tokens: int, max_
     rows = max_batch_size * beam
     head = rows * padded * ACT_BYTES + (rows * (padded // t) * ACT_BYTES if t > 1 else 0)
     return layer + head
-
-
-# NCCL at tensor parallel in the TRT-engine backend (issue 22, "TensorRT-LLM at tensor parallel"): the engine's NCCL
-# plugins (AllReduce, AllGather: cpp/tensorrt_llm/plugins/ncclPlugin/*.cpp, initialize()) take their communicator from
-# getComm(group) (cpp/tensorrt_llm/plugins/common/plugin.cpp; cpp/tensorrt_llm/common/opUtils.cpp later), which keeps
-# one ncclComm_t per set of ranks in a static commMap: every plugin of the tensor group shares ONE communicator, and
-# the C++ executor talks to the other ranks through MPI, not a second NCCL group. engine_profile.non_torch_bytes's NCCL
-# terms (NCCL_NVLINK_GROUP, NCCL_PER_PEER) were set on vLLM's logs, whose ranks hold two communicators per tensor
-# group (PyNccl and torch's process group), each with the same channels and peers, so the same buffers: the engine
-# holds half of them. Checked by S340 (0.13.0.dev, Llama 3 8B int4 AWQ at tensor 2 on H100).
-ENGINE_NCCL_COMMUNICATORS = 1
-
-
-def engine_non_torch_bytes(layout: Layout, gpu: GPU | None) -> int:
-    """What a TRT-engine rank holds outside its engine, buffers and cache besides the CUDA context: the cuBLAS
-    handles and workspaces (NON_TORCH_BASE) and one NCCL communicator per tensor group (ENGINE_NCCL_COMMUNICATORS of
-    the VLLM_TENSOR_COMMUNICATORS that non_torch_bytes's NCCL terms count); the custom all-reduce's IPC workspace is
-    engine_allreduce_workspace_bytes."""
-    nccl = non_torch_bytes(layout, gpu) - NON_TORCH_BASE
-    return NON_TORCH_BASE + nccl * ENGINE_NCCL_COMMUNICATORS // VLLM_TENSOR_COMMUNICATORS

@@ -17,48 +17,24 @@ From 0.18.0 determine_available_memory runs model_runner.profile_cudagraph_memor
 (gpu_worker.py, read in 0.18.0 and 0.19.0; absent from 0.11.0-0.17.x, whatever VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS
 says: that variable only gates the subtraction): it captures graphs under graph_capture() at tensor > 1 within the
 profile's window, and the 0.19.0 rows that set NCCL_NVLINK_GROUP (S15, S16) measured that window. Over PCIe
-pcie_serving.serving_non_torch_bytes already counts only torch's communicator from 0.11.0. Pure: no I/O.
+only torch's communicator is counted from 0.11.0 too. The communicators themselves: serving_nccl.communicators
+(serving_nccl.GRAPH_PROFILE_IN_WINDOW). Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import math
 
-from rackfit.catalog.types import GPU
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
-    NCCL_NVLINK_GROUP,
-    VLLM_TENSOR_COMMUNICATORS,
     encoder_profiled,
     mm_item,
     mm_profile_items,
 )
-from rackfit.estimator.result import EngineSettings, Layout
-from rackfit.estimator.startup import NCCL_BEFORE_SNAPSHOT
+from rackfit.estimator.result import EngineSettings
 from rackfit.models import ModelArch
 from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
 from rackfit.spec import Inference
-
-# gpu_worker.py determine_available_memory calls profile_cudagraph_memory() inside memory_profiling from 0.18.0 (read
-# in the 0.17.0 and 0.18.0 wheels: absent from 0.17.0).
-GRAPH_PROFILE_IN_WINDOW = (0, 18)
-
-
-def profile_only_torch_comm(inf: Inference, layout: Layout, gpu: GPU | None) -> bool:
-    """vLLM from NCCL_BEFORE_SNAPSHOT until GRAPH_PROFILE_IN_WINDOW on a tensor group of an NVLink node (or no GPU
-    given, taken as NVLink as engine_profile.non_torch_bytes does): only torch's communicator is made in the profile."""
-    return (inf.engine == "vllm" and layout.tensor > 1 and (gpu is None or gpu.nvlink)
-            and not inf.vllm_before(NCCL_BEFORE_SNAPSHOT) and inf.vllm_before(GRAPH_PROFILE_IN_WINDOW))
-
-
-def vllm_tp_non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, nt: int) -> int:
-    """`nt` (what pcie_serving.serving_non_torch_bytes counts) less the PyNccl communicator's share of
-    NCCL_NVLINK_GROUP (one of VLLM_TENSOR_COMMUNICATORS) where profile_only_torch_comm: it sits in the baseline
-    (startup.NCCL_INIT_NVLINK) there."""
-    if not profile_only_torch_comm(inf, layout, gpu):
-        return nt
-    return nt - NCCL_NVLINK_GROUP // VLLM_TENSOR_COMMUNICATORS
-
 
 # The profile's multimodal inputs stay on the device until profile_run returns: gpu_model_runner.py profile_run binds
 # `batched_dummy_mm_inputs = self._get_mm_dummy_batch(...)` (group_mm_kwargs_by_modality(..., device=self.device)) as a
