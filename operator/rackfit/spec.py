@@ -7,6 +7,7 @@ operator receives (a whole manifest or a bare spec) into a validated `LLMWorkloa
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -367,9 +368,15 @@ class ModelSource(_Model):
 EXTENSIBLE_KV_CACHE = (0, 34)
 
 
+@functools.cache
+def _release(version: str) -> tuple[int, ...]:
+    """ "0.8.5" -> (0, 8, 5), parsed once a string: an estimate asks a spec's release dozens of times."""
+    return tuple(int(x) for x in version.split("."))
+
+
 def _older(version: str | None, release: tuple[int, ...]) -> bool:
     """A named release ("0.8.5", "4.48") older than `release`; unset means a current one."""
-    return version is not None and tuple(int(x) for x in version.split(".")) < release
+    return version is not None and _release(version) < release
 
 
 class Inference(_Model):

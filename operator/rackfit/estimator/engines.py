@@ -388,6 +388,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if gpu is None:
         return plan
     total = cuda_total_bytes(gpu)
+    refused = plan.refused
     if inf.engine == "vllm":
         # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
         # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
@@ -405,14 +406,14 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         else:
             pool = (budget - weights - act - state - nt - in_budget
                     - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
-        if plan.refused is None and not inf.extensible:
+        if refused is None and not inf.extensible:
             warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
             # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
             early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
-            plan = replace(plan, refused=startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                                         context - in_budget, a.is_moe, graphs_unbudgeted(inf, a)))
-        if plan.refused is None:
-            plan = replace(plan, refused=pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent))
+            refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
+                                      context - in_budget, a.is_moe, graphs_unbudgeted(inf, a))
+        if refused is None:
+            refused = pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
@@ -425,6 +426,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         pool = budget - weights
         plan = _sglang_pool(plan, inf, a, layout, gpu, max(pool, 0), per_layer, sglang_hybrid,
                             total - before - budget, precision)
+        refused = plan.refused
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
@@ -435,7 +437,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if inf.trt_engine:  # trtllm.engine_cache_bytes: fraction x what is free after engine, context and buffers
             pool = engine_cache_bytes(s.gpu_memory_utilization, free, per_token) if free > 0 else pool
         budget = weights + act + nt + graphs + max(pool, 0)
-        if plan.refused is None and not inf.trt_engine:
-            plan = replace(plan, refused=estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt,
-                                                            per_token, s.max_num_batched_tokens, s.max_model_len))
-    return replace(plan, budget=budget, kv_pool=max(pool, 0))
+        if refused is None and not inf.trt_engine:
+            refused = estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt, per_token,
+                                         s.max_num_batched_tokens, s.max_model_len)
+    # one copy of the plan, not one a verdict (dataclasses.replace is a planner's hot path)
+    return replace(plan, budget=budget, kv_pool=max(pool, 0), refused=refused)

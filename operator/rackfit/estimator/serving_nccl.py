@@ -33,6 +33,7 @@ on either interconnect (engine_profile.NCCL_PER_PEER's half, no NVLink row sets 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from rackfit.catalog.types import GPU
@@ -88,7 +89,7 @@ def side_groups(inf: Inference, layout: Layout, moe: bool) -> list[int]:
     return [s for s in sizes if s > 1]
 
 
-def communicators(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> list[Comm]:
+def communicators(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> tuple[Comm, ...]:
     """The NCCL communicators a serving rank holds and where vLLM's snapshot puts each (module docstring)."""
     t, p = layout.tensor, layout.pipeline
     nvlink = _nvlink(gpu)
@@ -115,7 +116,7 @@ def communicators(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) ->
         # GroupCoordinator.broadcast -> torch.distributed.broadcast, read in 0.10.1): torch's communicator for
         # that group is made in the profile run, inside the budget
         comms.append(Comm(DP, TORCH, layout.data, True))
-    return comms
+    return tuple(comms)
 
 
 def comm_bytes(c: Comm, gpu: GPU | None) -> int:
@@ -139,14 +140,27 @@ def comm_bytes(c: Comm, gpu: GPU | None) -> int:
     return NCCL_EP_GROUP_NVLINK
 
 
+@functools.lru_cache(maxsize=4096)
+def _priced(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> tuple[int, int]:
+    """(inside, outside) the budget: the communicators' bytes. Cached: an estimate asks for both, and a planner asks
+    for the same layouts on the same GPUs plan after plan."""
+    inside = outside = 0
+    for c in communicators(inf, layout, gpu, moe):
+        if c.inside:
+            inside += comm_bytes(c, gpu)
+        else:
+            outside += comm_bytes(c, gpu)
+    return inside, outside
+
+
 def non_torch_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> int:
     """What the engine counts outside torch with its non-torch memory: NON_TORCH_BASE (cuBLAS's handles, the
     sampler's workspaces) and the communicators inside the budget (startup.budgeted_non_torch then takes
     NON_TORCH_BASE out from startup.CUBLAS_BEFORE_SNAPSHOT)."""
-    return NON_TORCH_BASE + sum(comm_bytes(c, gpu) for c in communicators(inf, layout, gpu, moe) if c.inside)
+    return NON_TORCH_BASE + _priced(inf, layout, gpu, moe)[0]
 
 
 def outside_bytes(inf: Inference, layout: Layout, gpu: GPU | None, moe: bool) -> int:
     """What NCCL holds before vLLM's baseline snapshot (from startup.NCCL_BEFORE_SNAPSHOT), outside the budget: the
     PyNccl communicators of the tensor (or pipeline) group and of the side groups."""
-    return sum(comm_bytes(c, gpu) for c in communicators(inf, layout, gpu, moe) if not c.inside)
+    return _priced(inf, layout, gpu, moe)[1]
