@@ -330,6 +330,9 @@ class Architecture(_Model):
     linear_conv_kernel_dim: int | None = Field(None, ge=0, description=(
         "the short convolution's kernel (linear_conv_kernel_dim, mamba_d_conv, conv_kernel): vLLM keeps its last "
         "kernel - 1 inputs per request"))
+    attention_output_gate: bool | None = Field(None, description=(
+        "the full-attention layers gate their output with a second query-sized projection (Qwen3-Next, Qwen3.5: "
+        "config.json attn_output_gate), doubling q_proj's width; counted in the weights"))
     linear_state_float32: bool | None = Field(None, description=(
         "the recurrent (ssm) state is kept in float32, not the model's dtype: vLLM's mamba_ssm_cache_dtype as "
         "config.json's mamba_ssm_dtype sets it (Qwen3.5) or NemotronH's float32 default"))
@@ -408,6 +411,10 @@ class Inference(_Model):
         "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    prefix_caching: bool | None = Field(None, description=(
+        "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
+        "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
+        "on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 (mamba_cache_mode 'align')"))
     engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "

@@ -77,3 +77,13 @@ def test_unset_fields_change_nothing():
     arch = resolve(ModelSource(preset="qwen3-30b-a3b"))
     assert arch.linear_attention_layers == 0
     assert architecture_from_hf_config({"num_hidden_layers": 2, "hidden_size": 64}).linear_attention_layers is None
+
+
+def test_linear_layer_and_gate_weights():
+    # Qwen3NextGatedDeltaNet: 2048 x (4096 + 8192) + 2048 x 64 + 8192 x 4 + 64 + 128 + 4096 x 2048
+    from rackfit.estimator.linear_attention import linear_layer_params
+    from rackfit.estimator.params import attention_params, linear_layer_params_delta
+    a = _next()
+    assert linear_layer_params(a) == 33_718_464
+    assert linear_layer_params_delta(a, attention_params(a)) == 36 * (33_718_464 - 18_874_368) + 12 * 2048 * 4096
+    assert architecture_from_hf_config(QWEN3_NEXT).attention_output_gate

@@ -39,7 +39,7 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
-from rackfit.estimator.linear_attention import TOKENS_FROM_CONCURRENCY, vllm_linear_kv
+from rackfit.estimator.linear_attention import MAMBA_ALIGN_MODE, TOKENS_FROM_CONCURRENCY, vllm_linear_kv
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
 from rackfit.estimator.pcie_serving import pcie_outside_bytes, serving_non_torch_bytes
 from rackfit.estimator.result import EngineSettings, Layout
@@ -371,8 +371,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
         # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool (linear_attention.py)
         spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+        states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
         per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, inf.context_length,
-                                                spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY))
+                                                spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY), states=states)
     draft_kv = vllm_kv_per_token(inf, a, layout)
     if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
         per_token += draft_kv

@@ -32,10 +32,30 @@ KERNEL_BLOCK_ALIGNMENT = 16
 # _report_kv_cache_config: GPU KV cache size = max_concurrency x max_model_len from 0.21.0 (num_blocks // groups x block
 # before)
 TOKENS_FROM_CONCURRENCY = (0, 21)
+# MambaModelConfig.verify_and_update_config from 0.15.0: prefix caching (off by default for hybrid models,
+# is_prefix_caching_supported) sets mamba_cache_mode 'align' (2 pages a linear layer, MambaSpec.max_memory_usage_bytes)
+# for models without SupportsMambaPrefixCaching (Qwen3-Next, Qwen3.5); 'all' for those with it (Mamba hybrids: one
+# page per block of context, the block aligned to the mamba chunk size), not modelled
+MAMBA_ALIGN_MODE = (0, 15)
 
 
 def is_hybrid_linear(a: ModelArch) -> bool:
     return a.linear_attention_layers > 0
+
+
+def linear_layer_params(a: ModelArch) -> int:
+    """One linear layer's weights (vLLM qwen3_next.py Qwen3NextGatedDeltaNet, transformers' modeling_qwen3_next.py):
+    in_proj_qkvz (hidden x (2 key heads x key dim + 2 value heads x value dim)), in_proj_ba (hidden x 2 value heads),
+    the depthwise conv1d (conv_dim x kernel), dt_bias and A_log (a value head each), the gated RMSNorm (value dim) and
+    out_proj (value heads x value dim x hidden). A Mamba-2 layer (mamba_mixer2.py: in_proj of 2 x inner + 2 x groups x
+    d_state + heads, the conv with its bias, dt_bias, A, D, the norm over inner, out_proj) differs by a few heads'
+    and conv_dim's worth."""
+    h = a.hidden_size
+    keys = a.linear_num_key_heads * a.linear_key_head_dim
+    values = a.linear_num_value_heads * a.linear_value_head_dim
+    conv_dim = 2 * keys + values
+    return (h * (2 * keys + 2 * values) + h * 2 * a.linear_num_value_heads + conv_dim * a.linear_conv_kernel_dim
+            + 2 * a.linear_num_value_heads + a.linear_value_head_dim + values * h)
 
 
 def state_bytes(a: ModelArch, tensor: int, dtype_bytes: int = 2) -> int:
@@ -72,15 +92,17 @@ def linear_kv_groups(a: ModelArch, pipeline: int, spread: float = 0.0) -> tuple[
 
 
 def vllm_linear_kv(a: ModelArch, attn_bytes_per_token: int, tensor: int, pipeline: int, context: int,
-                   spread: float, tokens_from_concurrency: bool, dtype_bytes: int = 2) -> tuple[int, int]:
+                   spread: float, tokens_from_concurrency: bool, dtype_bytes: int = 2,
+                   states: int = 1) -> tuple[int, int]:
     """(bytes a logged token costs, bytes one `context`-token request takes) of a hybrid linear model under vLLM V1.
     A request holds cdiv(context, block) pages in each full-attention layer and one page in each linear layer, paged as
     group_size x groups (padding included). The token cost is what makes the pool // cost the logged "GPU KV cache
-    size": group_size x groups attention layers a token up to 0.20.0, one request's bytes / context from 0.21.0."""
+    size": group_size x groups attention layers a token up to 0.20.0, one request's bytes / context from 0.21.0.
+    `states`: pages a linear layer holds a request (2 under mamba_cache_mode 'align')."""
     block = attention_block_tokens(a, tensor, attn_bytes_per_token, dtype_bytes)
     page = block * attn_bytes_per_token
     group, full, linear = linear_kv_groups(a, pipeline, spread)
-    request = group * page * (full * -(-context // block) + linear)
+    request = group * page * (full * -(-context // block) + linear * states)
     if tokens_from_concurrency:
         return -(-request // context), request
     return attn_bytes_per_token * group * (full + linear), request

@@ -66,6 +66,7 @@ class ModelArch(BaseModel):
     linear_value_head_dim: int = 0
     linear_conv_kernel_dim: int = 0
     linear_state_float32: bool = False
+    attention_output_gate: bool = False  # q_proj twice as wide, its second half gating the output (Qwen3-Next)
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision

@@ -201,6 +201,8 @@ def linear_attention_from_hf_config(config: dict[str, Any], layers: int, hidden:
                    linear_key_head_dim=config["linear_key_head_dim"],
                    linear_value_head_dim=config.get("linear_value_head_dim") or config["linear_key_head_dim"],
                    linear_conv_kernel_dim=config.get("linear_conv_kernel_dim") or 4)
+        if config.get("attn_output_gate", str(config.get("model_type", "")).startswith("qwen3_next")):
+            out["attention_output_gate"] = True  # Qwen3NextAttention: q_proj of 2 x heads x head_dim
         if str(config.get("mamba_ssm_dtype", "")).endswith("float32"):  # Qwen3_5ForConditionalGenerationConfig
             out["linear_state_float32"] = True
         return out
