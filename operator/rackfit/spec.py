@@ -319,6 +319,33 @@ class Architecture(_Model):
         "Qwen3-VL concatenates its deepstack mergers' outputs to the last one's (out_hidden_size x (1 + "
         "len(deepstack_visual_indexes)), 4 x hiddenSize). Read from a huggingFaceConfig's vision_config; 0 or "
         "unset: hiddenSize"))
+    # linear-attention / state-space layers of a hybrid model (estimator/linear_attention.py)
+    linear_attention_layers: int | None = Field(None, ge=0, description=(
+        "layers of numLayers that keep a fixed-size recurrent state per request instead of a KV cache: Qwen3-Next's "
+        "and Qwen3.5's Gated DeltaNet layers (config.json layer_types 'linear_attention', or all but every "
+        "full_attention_interval-th), a Mamba hybrid's mamba layers (Granite 4.0-H layer_types 'mamba', Jamba, "
+        "Bamba). 0 or unset: every layer is attention. The state's shape is the five linear* fields below"))
+    linear_num_key_heads: int | None = Field(None, ge=0, description=(
+        "key heads of a linear-attention layer (linear_num_key_heads); for a Mamba-2 layer its groups (n_groups, "
+        "replicated on every tensor rank when fewer than the ranks), for Mamba-1 0"))
+    linear_num_value_heads: int | None = Field(None, ge=0, description=(
+        "value heads of a linear-attention layer (linear_num_value_heads); for a Mamba-2 layer its heads "
+        "(mamba_n_heads), for Mamba-1 its inner width (mamba_expand x hiddenSize)"))
+    linear_key_head_dim: int | None = Field(None, ge=0, description=(
+        "key head width of a linear-attention layer (linear_key_head_dim); for a Mamba layer its state size "
+        "(mamba_d_state / ssm_state_size)"))
+    linear_value_head_dim: int | None = Field(None, ge=0, description=(
+        "value head width of a linear-attention layer (linear_value_head_dim); for a Mamba-2 layer its head width "
+        "(mamba_head_dim), for Mamba-1 1"))
+    linear_conv_kernel_dim: int | None = Field(None, ge=0, description=(
+        "the short convolution's kernel (linear_conv_kernel_dim, mamba_d_conv, conv_kernel): vLLM keeps its last "
+        "kernel - 1 inputs per request"))
+    attention_output_gate: bool | None = Field(None, description=(
+        "the full-attention layers gate their output with a second query-sized projection (Qwen3-Next, Qwen3.5: "
+        "config.json attn_output_gate), doubling q_proj's width; counted in the weights"))
+    linear_state_float32: bool | None = Field(None, description=(
+        "the recurrent (ssm) state is kept in float32, not the model's dtype: vLLM's mamba_ssm_cache_dtype as "
+        "config.json's mamba_ssm_dtype sets it (Qwen3.5) or NemotronH's float32 default"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "
@@ -400,6 +427,10 @@ class Inference(_Model):
         "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    prefix_caching: bool | None = Field(None, description=(
+        "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
+        "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
+        "on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 (mamba_cache_mode 'align')"))
     engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "

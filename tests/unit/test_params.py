@@ -48,6 +48,7 @@ TOTALS = [
     ("qwen3-32b", 32.8e9, 5e-3),
     ("qwen3-30b-a3b", 30.5e9, 5e-3),
     ("qwen3-235b-a22b", 235e9, 5e-3),
+    ("qwen3-next-80b-a3b", 79_674_391_296, 1e-5),  # safetensors total (Qwen3-Coder-Next, the same shape)
 ]
 
 

@@ -38,6 +38,7 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
+from rackfit.estimator.linear_attention import MAMBA_ALIGN_MODE, TOKENS_FROM_CONCURRENCY, vllm_linear_kv
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
@@ -371,6 +372,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
         per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
                                          s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
+    if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
+        # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool (linear_attention.py)
+        spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+        states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
+        per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, inf.context_length,
+                                                spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY), states=states)
     draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
     if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
         per_token += draft_kv

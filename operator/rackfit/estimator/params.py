@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rackfit.estimator.linear_attention import linear_layer_params
 from rackfit.models import ModelArch
 
 
@@ -62,6 +63,16 @@ def lora_projections(a: ModelArch, targets: frozenset[str]) -> list[tuple[int, i
     return [w for role, w in widths.items() if role in targets and (role != "gate" or a.gated_mlp)]
 
 
+def linear_layer_params_delta(a: ModelArch, attention: int) -> int:
+    """What a hybrid model's layers hold beyond L x attention_params (0 unless linear layers or an output gate are
+    set; linear_attention.linear_layer_params)."""
+    if not a.linear_attention_layers and not a.attention_output_gate:
+        return 0
+    full = a.num_layers - a.linear_attention_layers
+    gate = a.hidden_size * a.num_attention_heads * a.head_dim if a.attention_output_gate else 0
+    return a.linear_attention_layers * (linear_layer_params(a) - attention) + full * gate
+
+
 def mlp_params(hidden: int, inter: int, gated: bool) -> int:
     return (3 if gated else 2) * hidden * inter
 
@@ -74,7 +85,7 @@ def count_params(a: ModelArch) -> ParamCounts:
     counts = ParamCounts(
         embedding=a.vocab_size * h,
         lm_head=0 if a.tie_word_embeddings else a.vocab_size * h,
-        attention=L * attention_params(a),
+        attention=L * attention_params(a) + linear_layer_params_delta(a, attention_params(a)),
         dense_mlp=dense_layers * mlp_params(h, a.intermediate_size, a.gated_mlp),
         experts=a.moe_layers * a.num_experts * expert,
         shared=a.moe_layers * (a.num_shared_experts * expert + a.num_experts * h),

@@ -57,6 +57,16 @@ class ModelArch(BaseModel):
     # positions of all the cos/sin caches vLLM's rotary embeddings hold (0: one of max_position_embeddings;
     # rope_cache_positions_from_hf_config, set from a config.json only)
     rope_cache_positions: int = 0
+    # linear-attention / state-space layers holding one recurrent state per request (spec Architecture;
+    # estimator/linear_attention.py; 0: every layer is attention)
+    linear_attention_layers: int = 0
+    linear_num_key_heads: int = 0
+    linear_num_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel_dim: int = 0
+    linear_state_float32: bool = False
+    attention_output_gate: bool = False  # q_proj twice as wide, its second half gating the output (Qwen3-Next)
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -164,6 +174,8 @@ def _check(a: ModelArch) -> None:
         errs.append((base + "firstDenseLayers", f"exceeds numLayers {a.num_layers}"))
     if a.sliding_window_layers > a.num_layers:
         errs.append((base + "slidingWindowLayers", f"exceeds numLayers {a.num_layers}"))
+    if a.linear_attention_layers >= a.num_layers and a.linear_attention_layers:
+        errs.append((base + "linearAttentionLayers", f"must be below numLayers {a.num_layers}"))
     if errs:
         raise InvalidWorkload(errs)
 

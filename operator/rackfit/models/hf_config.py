@@ -116,6 +116,7 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
         fields["num_shared_experts"] = -(-int(shared) // int(fields["moe_intermediate_size"]))
     if fields.get("num_experts") and "moe_intermediate_size" not in fields and "intermediate_size" in fields:
         fields["moe_intermediate_size"] = fields["intermediate_size"]
+    fields.update(linear_attention_from_hf_config(config, fields.get("num_layers", 0), fields.get("hidden_size", 0)))
     vision = vision_parameters_from_hf_config(config)
     if vision:
         fields["vision_parameters"] = vision
@@ -173,3 +174,59 @@ def rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:
     if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type")) in ("linear", "dynamic"):
         factor = float(rope.get("factor") or 1.0)
     return int(positions * factor) + positions
+
+
+def linear_attention_from_hf_config(config: dict[str, Any], layers: int, hidden: int) -> dict[str, Any]:
+    """A hybrid model's linear-attention / state-space layers and their state's shape (estimator/linear_attention.py),
+    as vLLM's model files read them: Qwen3-Next and Qwen3.5 (qwen3_next.py Qwen3NextGatedDeltaNet:
+    linear_num_key_heads
+    ... linear_conv_kernel_dim; layer_types, else layer i is full attention when (i + 1) % full_attention_interval
+    == 0, Qwen3NextConfig's default), Granite 4.0-H and Bamba (granitemoehybrid.py, bamba.py: Mamba-2 with
+    mamba_n_heads, mamba_d_head, mamba_n_groups, mamba_d_state, mamba_d_conv; layer_types 'mamba' or the layers not in
+    attn_layer_indices) and Jamba (jamba.py: Mamba-1 of mamba_expand x hidden_size, attention where
+    i % attn_layer_period == attn_layer_offset). Mamba layers map onto the linear fields: groups as key heads, d_state
+    as the key width, heads as value heads (Mamba-1: its inner width, value width 1), whose state shapes
+    (mamba_utils.py MambaStateShapeCalculator) take the same form. Empty for any other model."""
+    out: dict[str, Any] = {}
+    types = config.get("layer_types")
+    kinds = [str(t) for t in types] if isinstance(types, list) else []
+    if config.get("linear_num_value_heads") and config.get("linear_key_head_dim"):  # Gated DeltaNet
+        if kinds:
+            linear = sum(1 for t in kinds if t == "linear_attention")
+        else:
+            interval = int(config.get("full_attention_interval") or 4)
+            linear = layers - layers // interval
+        out.update(linear_attention_layers=linear, linear_num_key_heads=config.get("linear_num_key_heads") or 0,
+                   linear_num_value_heads=config["linear_num_value_heads"],
+                   linear_key_head_dim=config["linear_key_head_dim"],
+                   linear_value_head_dim=config.get("linear_value_head_dim") or config["linear_key_head_dim"],
+                   linear_conv_kernel_dim=config.get("linear_conv_kernel_dim") or 4)
+        if config.get("attn_output_gate", str(config.get("model_type", "")).startswith("qwen3_next")):
+            out["attention_output_gate"] = True  # Qwen3NextAttention: q_proj of 2 x heads x head_dim
+        if str(config.get("mamba_ssm_dtype", "")).endswith("float32"):  # Qwen3_5ForConditionalGenerationConfig
+            out["linear_state_float32"] = True
+        return out
+    state = config.get("mamba_d_state") or config.get("ssm_state_size")
+    if not state or not layers:
+        return out
+    if kinds and any(t == "mamba" for t in kinds):
+        linear = sum(1 for t in kinds if t == "mamba")
+    elif isinstance(config.get("attn_layer_indices"), list):
+        linear = layers - len(config["attn_layer_indices"])
+    elif config.get("attn_layer_period"):
+        period, offset = int(config["attn_layer_period"]), int(config.get("attn_layer_offset") or 0)
+        linear = layers - sum(1 for i in range(layers) if i % period == offset)
+    else:
+        return out
+    conv = config.get("mamba_d_conv") or config.get("conv_kernel") or 4
+    heads = config.get("mamba_n_heads") or config.get("mamba_num_heads")
+    if heads:  # Mamba-2
+        head_dim = config.get("mamba_d_head") or config.get("mamba_head_dim") \
+            or int(config.get("mamba_expand") or 2) * hidden // heads
+        out.update(linear_num_key_heads=config.get("mamba_n_groups") or config.get("n_groups") or 1,
+                   linear_num_value_heads=heads, linear_value_head_dim=head_dim)
+    else:  # Mamba-1 (Jamba): conv and ssm over the inner width
+        out.update(linear_num_key_heads=0, linear_num_value_heads=int(config.get("mamba_expand") or 2) * hidden,
+                   linear_value_head_dim=1)
+    out.update(linear_attention_layers=linear, linear_key_head_dim=state, linear_conv_kernel_dim=conv)
+    return out
