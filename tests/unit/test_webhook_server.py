@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import aiohttp.web
 import kopf
 
 from rackfit.operator.startup import RecyclingWebhookServer
@@ -42,3 +43,22 @@ def test_a_connection_older_than_max_age_is_closed_after_its_response():
     assert aged.keep_alive is False  # "Connection: close"
     assert fresh.keep_alive is not False
     assert isinstance(server, kopf.WebhookServer)
+
+
+def test_a_request_without_a_verdict_in_time_is_given_up():
+    """A request still unanswered after the API server's timeout gets a 504, and holds no shutdown: aiohttp would
+    otherwise wait up to 60 s for it on SIGTERM."""
+    server = RecyclingWebhookServer(port=1)
+    server.request_timeout = 0.05
+
+    async def hangs(data, **_):
+        await asyncio.sleep(3600)
+
+    async def run():
+        started = asyncio.get_running_loop().time()
+        try:
+            await server._serve(hangs, _request(_Transport()))
+        except aiohttp.web.HTTPGatewayTimeout:
+            return asyncio.get_running_loop().time() - started
+    took = asyncio.run(run())
+    assert took is not None and took < 1

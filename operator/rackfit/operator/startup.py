@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -9,6 +10,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import kopf
 
 from rackfit.certs import write_serving_pair
@@ -80,16 +82,26 @@ class RecyclingWebhookServer(kopf.WebhookServer):
     request in flight when that replica closes it fails ("use of closed network connection", seen in
     tests/real during `helm upgrade`: Go's client retries no POST). Recycled, every connection is a
     fresh one to a live endpoint within `max_age`, well inside the preStop pause; costing one TLS
-    handshake a connection every `max_age` seconds."""
+    handshake a connection every `max_age` seconds.
+
+    A request is answered within `request_timeout` or given up with a 504: the API server stops waiting on an
+    admission call after the webhook's timeoutSeconds (Kubernetes' default 10 s, which rackfit keeps), and on SIGTERM
+    aiohttp holds the process for a request in progress up to its shutdown_timeout (60 s, web_runner.BaseRunner),
+    longer than kubelet's grace period: one left hanging while kopf stops (seen in tests/e2e/test_contention.py's
+    restart mid-burst) kept the operator from exiting for 60 s."""
 
     max_age = 2.0
+    request_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def _serve(self, fn, request):  # type: ignore[override]  # kopf's, per request (kopf 1.45)
-        response = await kopf.WebhookServer._serve(fn, request)
+        try:
+            response = await asyncio.wait_for(kopf.WebhookServer._serve(fn, request), self.request_timeout)
+        except TimeoutError:
+            raise aiohttp.web.HTTPGatewayTimeout(text="rackfit: no admission verdict in time") from None
         if request.transport is not None:
             born = self._born.setdefault(request.transport, time.monotonic())
             if time.monotonic() - born >= self.max_age:
