@@ -240,3 +240,21 @@ def test_without_webhooks_a_pod_outside_the_placement_is_not_deleted(monkeypatch
         asyncio.run(gating.ungate_new_pod(type="ADDED", body=pod, labels=pod["metadata"]["labels"], namespace=NS,
                                           name="p", uid="u", placements={}, memo=kopf.Memo(ctx=ctx), logger=LOG))
         assert deleted == expected, webhooks
+
+
+def test_a_node_that_changes_while_it_decides_is_planned_on_at_the_next_tick(api, monkeypatch):
+    """The fleet version a decision is marked with is the one it planned on: a rack cordoned node by node while
+    a tick decides (the e2e cordon test, under load) must make the next tick plan again, not count as seen."""
+    spec = {**SERVE_8B, "target": {"kind": "Deployment", "name": "w"}}
+    api.objects["Deployment"] = _target("Deployment", SERVE_8B)
+    ctx = _context()
+    memo = kopf.Memo(ctx=ctx)
+    real_view = ctx.ledger.view
+
+    def view_then_a_node_changes(*args, **kwargs):
+        fleet = real_view(*args, **kwargs)
+        ctx.fleet_version += 1  # the informer's thread, between the decision's view and its end
+        return fleet
+    monkeypatch.setattr(ctx.ledger, "view", view_then_a_node_changes)
+    _reconcile(ctx, memo, spec, _indexes())
+    assert memo.get("fleet_seen") == ctx.fleet_version - 1  # the next tick's fleet_same is False

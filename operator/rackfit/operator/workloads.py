@@ -70,6 +70,9 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
     owner = (namespace, name)
     ledger = ctx.ledger
     freed = -1  # not planned against the ledger: plan again at the next tick
+    # the fleet it plans on, read before planning: a node that changes while it decides (a rack cordoned node by
+    # node) makes the next tick plan again, where reading it after the decision had marked that change as seen
+    fleet = ctx.fleet_version
     old = dict(status)
     unschedulable = tuple(sorted(indexes["unschedulable_pods"].get(owner, [])))
     try:
@@ -88,6 +91,8 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
         since = meta.get("creationTimestamp") or ""
 
         def decide_and_book() -> tuple[Decision, int]:
+            nonlocal fleet
+            fleet = ctx.fleet_version
             seen = ledger.freed  # what it has seen: a later release must wake it
             held = ledger.reservation(owner)
             # strict FIFO for those without a place; one that holds a domain is never queued out of it
@@ -118,7 +123,7 @@ def _reconcile(ctx: OperatorContext, memo: kopf.Memo, body, spec, meta, status, 
         ctx.metrics.reconcile_errors.inc()
         raise
     apply(ctx, d, body, namespace, name, patch, logger, workload_target(spec), indexes, memo.ungated)
-    memo.fleet_seen, memo.freed_seen = ctx.fleet_version, freed
+    memo.fleet_seen, memo.freed_seen = fleet, freed
     memo.unschedulable_seen = unschedulable
     ctx.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
