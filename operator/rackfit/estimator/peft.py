@@ -23,7 +23,7 @@ from rackfit.estimator.params import ParamCounts, lora_projections
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import adamw_foreach, kbit_fp32_residual
 from rackfit.models import ModelArch
-from rackfit.spec import Training
+from rackfit.spec import LORA_TARGETS, Training
 
 ACT_BLOCK_BYTES = 2  # the activations' 16-bit dtype (bf16/fp16 compute)
 
@@ -45,7 +45,7 @@ def trained_matrices(a: ModelArch, tr: Training) -> list[tuple[int, int]]:
         for i, o in lora_projections(a, tr.targets):
             out += [(tr.rank * i, L), (o * tr.rank, L)]
         return out
-    widths = lora_projections(a, frozenset({"q", "k", "v", "o", "gate", "up", "down"}))
+    widths = lora_projections(a, frozenset(LORA_TARGETS))
     out = [(i * o, L) for i, o in widths]
     out.append((a.vocab_size * a.hidden_size, 1 if a.tie_word_embeddings else 2))
     return out
