@@ -44,7 +44,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     external = os.environ.get("RACKFIT_E2E_KUBECONFIG")
     if external:
         with api_client(Path(external)) as api:
@@ -55,8 +55,13 @@ def cluster() -> Iterator[Cluster]:
     except binaries.BinariesMissing as e:
         unavailable(str(e))
     with ControlPlane() as plane, api_client(plane.kubeconfig) as api:
-        apply_fleet(client.CoreV1Api(api), build_nodes(E2E_FLEET))
-        yield Cluster(plane.kubeconfig, api, local=True, started=time.monotonic())
+        try:
+            apply_fleet(client.CoreV1Api(api), build_nodes(E2E_FLEET))
+            yield Cluster(plane.kubeconfig, api, local=True, started=time.monotonic())
+        finally:
+            # stopping deletes the plane's directory: keep its components' logs beside the operators' (in
+            # pytest's basetemp, the last three sessions) to read what a failed test's control plane did
+            shutil.copytree(plane.log_dir, tmp_path_factory.getbasetemp() / "control-plane-logs", dirs_exist_ok=True)
 
 
 @pytest.fixture
