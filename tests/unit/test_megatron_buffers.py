@@ -91,3 +91,20 @@ def test_the_buffers_are_in_the_states_megatron_reports_between_steps():
     assert r.states == stage // 4 * 18 + 33_555_456
     # fsdp counts neither
     assert megatron_global_buffer_bytes(GPT70, tr(framework="fsdp", flashAttention=False), Layout(tensor=4), 2) == 0
+
+
+def test_the_moe_allgather_dispatcher_gathers_tokens_over_tensor_x_expert_into_the_buffer():
+    """MoEAllGatherTokenDispatcher.token_dispatch: [(S/TP)*B, H] -> [S*B*EP, H] into the "mpu" buffer. Mixtral 8x7B
+    (hidden 4096) at TP 2, EP 8, micro-batch 1 x 4096 with sequence parallel: 4096 x 8 x 4096 x 2 bytes = 256 MiB,
+    larger than the output layer's 4096 x 4096 x 2 gather, so the buffer is that."""
+    from rackfit.models import resolve
+    from rackfit.spec import ModelSource
+    a = resolve(ModelSource(preset="mixtral-8x7b"))
+    t = tr(sequenceParallel=True)
+    assert megatron_global_buffer_bytes(a, t, Layout(tensor=2, pipeline=4, data=8, expert=8), 2) == 256 * 2**20
+    # no expert parallel: TP 2 gathers [S*B, H], the size of the output layer's gather
+    assert megatron_global_buffer_bytes(a, t, Layout(tensor=2, data=8), 2) == 4096 * 4096 * 2
+    # EP 8 alone (TP 1, no sequence parallel): still gathered over the expert group
+    assert megatron_global_buffer_bytes(a, tr(), Layout(data=8, expert=8), 2) == 4096 * 8 * 4096 * 2
+    # a dense model at TP 1: nothing
+    assert megatron_global_buffer_bytes(GPT70, tr(), Layout(data=8), 2) == 0

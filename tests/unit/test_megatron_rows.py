@@ -94,9 +94,9 @@ def test_megatron_splits_routed_experts_over_expert_parallel():
     assert dense == (stage_params(a, p, tr, 4) - stage_experts) // 2
     assert edp == 1
     r = runtime_peak(a, p, tr, "bf16", lay, 0)
-    # beside Megatron-Core's GlobalMemoryBuffer (sequence parallel's gathered 4096 x 4096 bf16 input of the output
-    # layer) and Transformer Engine's cuBLAS workspace (megatron_buffers.py)
-    assert r.states == (dense + experts) * (2 + 4) + dense * 12 // 8 + experts * 12 // 1 + 4096 * 4096 * 2 + \
+    # beside Megatron-Core's GlobalMemoryBuffer (the allgather token dispatcher's [4096 x EP 8, 4096] bf16 tokens) and
+    # Transformer Engine's cuBLAS workspace (megatron_buffers.py)
+    assert r.states == (dense + experts) * (2 + 4) + dense * 12 // 8 + experts * 12 // 1 + 4096 * 8 * 4096 * 2 + \
         TE_CUBLAS_WORKSPACE_HOPPER_BYTES
     # without expert parallelism every rank keeps the stage's experts (split over TP only)
     flat = runtime_peak(a, p, tr, "bf16", Layout(tensor=2, pipeline=4, data=8), 0)

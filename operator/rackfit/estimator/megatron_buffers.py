@@ -19,6 +19,8 @@ Its users (name "mpu"):
   (the default) the layers' linears gather with TE's own fresh tensors, but the GPT model's `output_layer` stays
   Megatron's `tensor_parallel.ColumnParallelLinear` (megatron/core/models/gpt/gpt_model.py) and gathers the final
   norm's output here, on the stage that has the output layer (the last).
+- the MoE allgather token dispatcher (the default dispatcher): each MoE layer's tokens gathered over the tensor x
+  expert group, [s x b x ep, h].
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, com
         output_stage = layout.pipeline == 1 or stage != "first"
         if local or output_stage:
             requests.append(s * b * h)  # the all-gathered [s, b, h] input of a column-parallel linear
+    if a.is_moe and (t > 1 or layout.expert > 1):
+        # the allgather token dispatcher (--moe-token-dispatcher-type, default "allgather": TransformerConfig
+        # moe_token_dispatcher_type; megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.
+        # token_dispatch): every MoE layer gathers its [(s / t) b, h] tokens over the TP x EP group with
+        # use_global_buffer=True (tensor_parallel/mappings.py _gather_along_first_dim): [s b ep, h]
+        requests.append(s * b * layout.expert * h)
     return max(requests) * compute_bytes
 
 
