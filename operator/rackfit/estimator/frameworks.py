@@ -47,6 +47,7 @@ from rackfit.estimator.fsdp import (
     step_segment_inputs,
 )
 from rackfit.estimator.hf_fsdp2 import hf_fsdp2
+from rackfit.estimator.megatron_buffers import megatron_global_buffer_bytes, te_workspace_bytes
 from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -393,6 +394,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 (optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)) // edp
             trainable_here = dense_n // d + expert_n // edp
         weights += fp8_weights
+        # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
+        # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
+        # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes)
+        weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, stage) + te_workspace_bytes(tr)
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)

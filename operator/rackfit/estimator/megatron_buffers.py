@@ -1,0 +1,82 @@
+"""Megatron-Core's persistent buffers outside the model states (framework megatron).
+
+Megatron-Core keeps one process-wide `GlobalMemoryBuffer` (megatron/core/utils.py; created by
+parallel_state.initialize_model_parallel -> _set_global_memory_buffer, core_v0.15.0 and d98e8a6 of August 2026):
+`get_tensor(shape, dtype, name)` returns a view of `self.buffer[(name, dtype)]`, re-allocated with `torch.empty` only
+when a request is larger, and never freed. Every user in the dense training path asks for the name "mpu" in the
+activations' dtype, so the buffer is ONE tensor of the largest request, allocated from the first forward to the end of
+the run: it is in `torch.cuda.memory_allocated()` between steps (Megatron's "allocated" reading) and under every peak.
+
+Its users (name "mpu"):
+- the unfused core attention, `DotProductAttention.forward` (megatron/core/transformer/dot_product_attention.py; the
+  legacy CoreAttention of megatron/model/transformer.py likewise): `matmul_input_buffer` of [b x heads / t, sq, sk]
+  for `torch.baddbmm(..., beta=0.0)`, the raw scores. The scores are not saved for the backward (baddbmm saves q and
+  k, FusedScaleMaskSoftmax its output): beyond Korthikanti's 5 bytes a score that the layer keeps.
+- sequence parallel's all-gather, `LinearWithGradAccumulationAndAsyncCommunication.forward` and its backward
+  (megatron/core/tensor_parallel/layers.py): the whole sequence's [s, b, h] input of a ColumnParallelLinear, gathered
+  into the buffer in the forward (the LOCAL shard is what `ctx.save_for_backward` keeps) and re-gathered into it in the
+  backward. Under `--transformer-impl local` every column-parallel linear (QKV, fc1) runs it; under Transformer Engine
+  (the default) the layers' linears gather with TE's own fresh tensors, but the GPT model's `output_layer` stays
+  Megatron's `tensor_parallel.ColumnParallelLinear` (megatron/core/models/gpt/gpt_model.py) and gathers the final
+  norm's output here, on the stage that has the output layer (the last).
+- the MoE allgather token dispatcher (the default dispatcher): each MoE layer's tokens gathered over the tensor x
+  expert group, [s x b x ep, h].
+"""
+
+from __future__ import annotations
+
+from rackfit.estimator.framework_activations import sequence_parallel
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+
+def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, compute_bytes: int,
+                                 stage: str = "max") -> int:
+    """Bytes of Megatron-Core's GlobalMemoryBuffer ("mpu", the activations' dtype) on a rank of pipeline stage `stage`
+    ("first", "last" or "max", as runtime_activations): the largest of its requests, since they share one tensor.
+    `flashAttention: false` is read as Megatron's own (local) layers, as megatron_layer_bytes reads it: the unfused
+    DotProductAttention and Megatron's column-parallel linears. 0 for other frameworks."""
+    if tr.framework != "megatron":
+        return 0
+    t = layout.tensor
+    b, s, h = tr.micro_batch_size, tr.sequence_length, a.hidden_size
+    local = tr.flash_attention is False
+    requests = [0]
+    if local:
+        # [b * np, sq, sk], np = the heads of this tensor rank (GQA's keys are repeated to np first)
+        requests.append(b * (a.num_attention_heads // t) * s * s)
+    if sequence_parallel(tr, t):
+        output_stage = layout.pipeline == 1 or stage != "first"
+        if local or output_stage:
+            requests.append(s * b * h)  # the all-gathered [s, b, h] input of a column-parallel linear
+    if a.is_moe and (t > 1 or layout.expert > 1):
+        # the allgather token dispatcher (--moe-token-dispatcher-type, default "allgather": TransformerConfig
+        # moe_token_dispatcher_type; megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.
+        # token_dispatch): every MoE layer gathers its [(s / t) b, h] tokens over the TP x EP group with
+        # use_global_buffer=True (tensor_parallel/mappings.py _gather_along_first_dim): [s b ep, h]
+        requests.append(s * b * layout.expert * h)
+    return max(requests) * compute_bytes
+
+
+# Transformer Engine's cuBLAS workspace (transformer_engine/pytorch/module/base.py in v2.9, `get_workspace` /
+# `get_cublas_workspace_size_bytes`; cpp_extensions/gemm.py `get_cublas_workspace` later): one `torch.empty` of
+# 32 MiB + 1,024 B ("32 MiB for NVFP4 GEMM, plus additional 1024 B for alignment and misc scales") where the compute
+# capability's major is 9 or more, else 4 MiB, kept for the process (a module global, or lru_cache'd). Every TE
+# linear's GEMM takes it, so it exists from the first forward on, in `memory_allocated` between steps.
+TE_CUBLAS_WORKSPACE_HOPPER_BYTES = 32 * 1024 * 1024 + 1024
+TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4_194_304
+
+
+def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None) -> int:
+    """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
+    `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
+    use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
+    Hopper-and-later size (the larger). Grouped GEMM (`--moe-grouped-gemm`, 4 more workspaces, one a compute stream of
+    transformer_engine/common/util/multi_stream.cpp) and userbuffers (`--tp-comm-overlap`, 3 more) are not defaults
+    and are not counted."""
+    if tr.framework != "megatron" or tr.flash_attention is False:
+        return 0
+    if compute_capability_major is not None and compute_capability_major < 9:
+        return TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+    return TE_CUBLAS_WORKSPACE_HOPPER_BYTES
