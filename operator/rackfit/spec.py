@@ -105,6 +105,11 @@ RULES: dict[str, dict[str, Rule]] = {
                                      "with engine tensorrt-llm; pytorch (the default) or trt (a trtllm-build engine "
                                      "run by the C++ executor, as Triton's tensorrtllm_backend runs it)",
                                      ".tensorrtLlmBackend"),
+        "tensorrt_llm_parallel_embedding": Rule(
+            "!has(self.tensorrtLlmParallelEmbedding) || (self.engine == 'tensorrt-llm' && has(self.tensorrtLlmBackend) "
+            "&& self.tensorrtLlmBackend == 'trt')",
+            "tensorrtLlmParallelEmbedding says how a trtllm-build engine's checkpoint holds the embedding table: only "
+            "with engine tensorrt-llm and tensorrtLlmBackend trt", ".tensorrtLlmParallelEmbedding"),
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
@@ -465,6 +470,13 @@ class Inference(_Model):
         "sequences are held first, and the cache gets kv_cache_free_gpu_mem_fraction (gpuMemoryUtilization) of "
         "what is free then; no CUDA graphs. Give maxNumBatchedTokens and maxNumSeqs as the engine was built "
         "(trtllm-build's defaults 8192 and 2048)"))
+    tensorrt_llm_parallel_embedding: bool | None = Field(None, description=(
+        "engine tensorrt-llm with tensorrtLlmBackend trt: whether the engine's checkpoint splits the embedding table "
+        "over the tensor-parallel ranks. Default false, as examples/*/convert_checkpoint.py writes it without "
+        "--use_parallel_embedding: every tensor rank then holds the whole vocabulary x hidden table (0.49 GiB more a "
+        "rank for Llama 3 8B in 16-bit at tensor 2). true for checkpoints written with --use_parallel_embedding, by "
+        "examples/quantization/quantize.py (ModelOpt), or by the LLM API (trtllm-serve --backend trt from a Hugging "
+        "Face model; embedding_parallel_mode SHARDING_ALONG_VOCAB)"))
     max_loras: int | None = Field(None, gt=0, description=(
         "serve LoRA adapters: how many the GPU holds at once (vLLM's --max-loras with --enable-lora, default 1; "
         "SGLang's --max-loras-per-batch with --lora-paths, default 8). Each slot takes maxLoraRank x (every wrapped "
@@ -520,6 +532,8 @@ class Inference(_Model):
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
             raise ValueError(rules["tensorrt_llm_backend"].message)
+        if self.tensorrt_llm_parallel_embedding is not None and not self.trt_engine:
+            raise ValueError(rules["tensorrt_llm_parallel_embedding"].message)
         if self.engine not in ("vllm", "sglang") and self.lora_on:
             raise ValueError(rules["lora"].message)
         # vllm/config/lora.py: possible_max_ranks (0.8-0.11) and MaxLoRARanks (read in 0.19.0, which adds 1)

@@ -60,7 +60,8 @@ def s340():
     return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", precision="int4",
                            parallelism=dict(tensor=2),
                            inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=8000,
-                                          maxNumBatchedTokens=4096, maxNumSeqs=8)))
+                                          maxNumBatchedTokens=4096, maxNumSeqs=8,
+                                          tensorrtLlmParallelEmbedding=True)))
 
 
 def test_s340_block_arithmetic():

@@ -76,10 +76,12 @@ from rackfit.estimator.trtllm import (
     engine_cache_bytes,
     engine_context_bytes,
     engine_decoder_total_bytes,
+    engine_replicated_embedding_bytes,
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
 from rackfit.estimator.vllm_tp import mm_inputs_held_bytes
+from rackfit.estimator.weights import quantization_of
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -336,6 +338,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         graphs = 0
         # one NCCL communicator a tensor group, not two (serving_nccl.communicators), and the all-reduce workspace
         nt += engine_allreduce_workspace_bytes(layout, gpu)
+        # convert_checkpoint.py's engine holds the whole embedding table on every tensor rank unless the spec says its
+        # checkpoint splits it (tensorrtLlmParallelEmbedding; trtllm.engine_replicated_embedding_bytes)
+        if layout.tensor > 1 and not inf.tensorrt_llm_parallel_embedding:
+            q = quantization_of(a, precision, a.num_layers, inf.engine, inference=inf)
+            weights += engine_replicated_embedding_bytes(a.vocab_size, a.hidden_size, q.embedding, layout,
+                                                         a.vocab_size * a.hidden_size * q.lm_head)
     else:
         # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
         # later: Ampere takes Marlin's weight-only fp8)

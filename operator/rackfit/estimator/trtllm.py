@@ -263,3 +263,34 @@ def engine_context_bytes(a: ModelArch, layout: Layout, max_num_tokens: int, max_
     rows = max_batch_size * beam
     head = rows * padded * ACT_BYTES + (rows * (padded // t) * ACT_BYTES if t > 1 else 0)
     return layer + head
+
+
+# --- The TRT engine's embedding table at tensor parallel (issue 22). The spec's weights split the embedding over the
+# tensor ranks (weights.weight_bytes, vocab-parallel as vLLM, SGLang and the PyTorch backend hold it: the latter's
+# LlamaModel builds `Embedding(..., tensor_parallel_mode=TensorParallelMode.COLUMN, gather_output=True)`,
+# tensorrt_llm/_torch/models/modeling_llama.py). A trtllm-build engine holds what its checkpoint holds:
+# examples/<model>/convert_checkpoint.py leaves `--use_parallel_embedding` off ("By default embedding parallelism is
+# disabled"), PretrainedConfig's use_parallel_embedding defaults to False (tensorrt_llm/models/modeling_utils.py), the
+# converters' split_embedding returns the whole table when it is off, and the engine's Embedding is built with
+# `tp_size=mapping.tp_size if use_parallel_embedding else 1` (tensorrt_llm/models/llama/model.py, LLaMAModel): every
+# tensor rank of the first stage holds the whole vocabulary x hidden table. The output projection is split either way
+# (`lm_head = ColumnLinear(..., tp_size=mapping.tp_size, gather_output=True)`). Engines whose checkpoint was written
+# otherwise split it: the LLM API (`trtllm-serve --backend trt` from a Hugging Face model; llmapi/llm_args.py
+# TrtLlmArgs.embedding_parallel_mode default 'SHARDING_ALONG_VOCAB', which _setup_embedding_parallel_mode turns into
+# use_parallel_embedding True) and examples/quantization/quantize.py (ModelOpt's export,
+# modelopt/torch/export/tensorrt_llm_utils.py convert_to_tensorrt_llm_config: "use_parallel_embedding": True). An
+# engine file does not say which converter wrote it: rackfit counts convert_checkpoint.py's default, the larger (the
+# safe side), unless spec.inference.tensorrtLlmParallelEmbedding says the checkpoint splits the table.
+def engine_replicated_embedding_bytes(vocab_size: int, hidden_size: int, embedding_bytes: float, layout: Layout,
+                                      lm_head_bytes: float = 0.0) -> int:
+    """Bytes a TRT-engine rank holds beyond the vocab-parallel embedding weights.weight_bytes counts: the whole table
+    less its 1/tensor share. With pipeline stages the first holds the embedding and the last the (split) lm_head, and
+    weight_bytes counted max(embedding, lm_head) / tensor: the engine's heaviest end is max(embedding, lm_head /
+    tensor). `lm_head_bytes`, the output projection's bytes (0 at one stage, where it is split as counted)."""
+    t = layout.tensor
+    if t == 1:
+        return 0
+    table = vocab_size * hidden_size * embedding_bytes
+    if layout.pipeline == 1:
+        return int(table - table / t)
+    return int(max(table, lm_head_bytes / t) - max(table, lm_head_bytes) / t)
