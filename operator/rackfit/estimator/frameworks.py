@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from rackfit.estimator import float8
+from rackfit.estimator import float8, torchtune
 from rackfit.estimator.accumulation import accumulation_steps, runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
@@ -290,6 +290,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
+            if torchtune.single_device_recipe(tr, layout):
+                # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
+                # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
+                gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
         trainable_here = n // d
     elif fw == "deepspeed":
         # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
