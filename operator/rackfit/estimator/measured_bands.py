@@ -6,11 +6,11 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'ampere'): (-12.5, 3.1, 5, 'memory'),
-    ('deepspeed', 'training', 'any'): (-23.2, 13.4, 19, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-45.8, 13.5, 14, 'memory'),
+    ('deepspeed', 'training', 'any'): (-45.8, 13.5, 28, 'memory'),
     ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
-    ('deepspeed offload', 'training', 'ampere'): (-42.9, -42.9, 1, 'memory'),
-    ('deepspeed offload', 'training', 'any'): (-73.1, -42.9, 2, 'memory'),
+    ('deepspeed offload', 'training', 'ampere'): (-42.9, 54.7, 4, 'memory'),
+    ('deepspeed offload', 'training', 'any'): (-73.1, 54.7, 5, 'memory'),
     ('deepspeed offload', 'training', 'hopper'): (-73.1, -73.1, 1, 'memory'),
     ('fsdp', 'training', 'ada'): (-10.9, 11.6, 5, 'memory'),
     ('fsdp', 'training', 'ampere'): (-24.0, 35.9, 36, 'memory'),
