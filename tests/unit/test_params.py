@@ -49,6 +49,8 @@ TOTALS = [
     ("qwen3-30b-a3b", 30.5e9, 5e-3),
     ("qwen3-235b-a22b", 235e9, 5e-3),
     ("qwen3-next-80b-a3b", 79_674_391_296, 1e-5),  # safetensors total (Qwen3-Coder-Next, the same shape)
+    # the model card's "35B" total (vision tower included, the MTP layer not); computed: 35,107,115,376
+    ("qwen3.6-35b-a3b-nvfp4", 35.1e9, 1e-2),
 ]
 
 

@@ -80,7 +80,7 @@ from rackfit.estimator.trtllm import (
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
-from rackfit.estimator.vllm_tp import mm_inputs_held_bytes
+from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, qwen3_vit_extra_bytes
 from rackfit.estimator.weights import quantization_of
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
@@ -351,7 +351,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                and (gpu is None or gpu.architecture != "ampere"))
         act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
                   + pipeline_buffer_bytes(inf, a, layout, s)
-                  + cache + lora_profile_bytes(inf, s), sampler, encoder_peak_bytes(inf, a, layout, s))
+                  + cache + lora_profile_bytes(inf, s), sampler,
+                  encoder_peak_bytes(inf, a, layout, s) + qwen3_vit_extra_bytes(inf, a, layout, s))
         # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
         spec = sampler_profile_bytes(inf, a, requests, sampler_peak_bytes(a, layout, requests, "sort", gpu))
         if spec:

@@ -31,7 +31,7 @@ from rackfit.estimator.engine_profile import (
     mm_item,
     mm_profile_items,
 )
-from rackfit.estimator.result import EngineSettings
+from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
 from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
 from rackfit.spec import Inference
@@ -54,7 +54,7 @@ def mm_inputs_held_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int
     Qwen3-VL (its deepstack output row wider than the text model's, as engine_profile.mm_video_item recognises it):
     items x patches x 3 x 2 x patch^2 values at 16 bits, the patch side recovered from QWEN3_VL_MAX_PIXELS."""
     if (not encoder_profiled(inf, a) or not inf.vllm_before(MM_INPUTS_HELD_UNTIL)
-            or a.vision_output_width <= a.hidden_size):
+            or (a.vision_output_width <= a.hidden_size and not qwen3_5_vit(a))):
         return 0
     patch = math.isqrt(QWEN3_VL_MAX_PIXELS // a.vision_patches_per_item)
     if patch * patch * a.vision_patches_per_item != QWEN3_VL_MAX_PIXELS:
@@ -62,3 +62,43 @@ def mm_inputs_held_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int
     items = mm_profile_items(inf, a, s)
     patches = mm_item(inf, a, s)[1]
     return items * patches * PIXEL_CHANNELS * QWEN3_VL_TEMPORAL_PATCH * patch * patch * ACT_BYTES
+
+
+def qwen3_5_vit(a: ModelArch) -> bool:
+    """Qwen3.5/3.6's vision tower: vLLM's Qwen3_5ForConditionalGeneration and Qwen3_5MoeForConditionalGeneration
+    (models/qwen3_5.py, read in 0.24.0) build Qwen3-VL's Qwen3_VisionTransformer over the Gated DeltaNet hybrid, with
+    no deepstack mergers (its output row is the text model's width, which mm_inputs_held_bytes' deepstack test cannot
+    see). Recognised as a linear-attention hybrid with an output gate (the Qwen3-Next family: the only one vLLM pairs
+    with a ViT) whose image patches are QWEN3_VL_MAX_PIXELS at a whole patch side."""
+    if not (a.linear_attention_layers and a.attention_output_gate and a.vision_patches_per_item):
+        return False
+    patch = math.isqrt(QWEN3_VL_MAX_PIXELS // a.vision_patches_per_item)
+    return patch * patch * a.vision_patches_per_item == QWEN3_VL_MAX_PIXELS
+
+
+# Qwen3-VL's ViT block from 0.15.0 (models/qwen2_5_vl.py Qwen2_5_VisionAttention.forward, which qwen3_vl.py's
+# Qwen3_VisionBlock uses; read in 0.15.0, 0.19.0, 0.22.0, 0.24.0 and 0.33.0): the qkv projection's output (3 x width /
+# tp) stays referenced while its q and k halves are rearranged into a contiguous copy (`qk_reshaped.contiguous()`,
+# 2 x width / tp) and rotated into another (`apply_rotary_emb`, 2 x width / tp), and the attention's output is
+# rearranged into a contiguous (seq, width / tp) copy before `proj`: 3 + 2 + 2 + 1 + 1 = 9 x width / tp at the
+# attention, where engine_profile.encoder_peak_bytes counts 4 (q/k/v and the output). The interpolated position
+# embeddings (Qwen3_VisionTransformer.fast_pos_embed_interpolate, a (patches, width) tensor, the Triton kernel from
+# 0.19.0) stay in `encoder_metadata` / a local through every block: one more width, whole on each rank.
+QWEN3_VIT_BLOCK_FROM = (0, 15)
+QWEN3_VIT_ATTENTION_WIDTHS = 9
+
+
+def qwen3_vit_extra_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
+    """What Qwen3-VL's ViT (deepstack, or Qwen3.5/3.6's, qwen3_5_vit) holds at its widest block beyond
+    engine_profile.encoder_peak_bytes' count, from QWEN3_VIT_BLOCK_FROM: the attention's copies where they outgrow the
+    MLP, and the position embeddings beside them; items x patches at 16 bits."""
+    if not encoder_profiled(inf, a) or inf.vllm_before(QWEN3_VIT_BLOCK_FROM):
+        return 0
+    if not (qwen3_5_vit(a) or (a.vision_output_width > a.hidden_size and mm_inputs_held_bytes(inf, a, s))):
+        return 0
+    t, w = layout.tensor, a.vision_hidden_size
+    inter = a.vision_intermediate_size or 4 * w
+    counted = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
+    widest = max(counted, QWEN3_VIT_ATTENTION_WIDTHS * w / t)
+    _, patches, _ = mm_item(inf, a, s)
+    return int(mm_profile_items(inf, a, s) * patches * (widest - counted + w) * ACT_BYTES)

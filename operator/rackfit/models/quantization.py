@@ -193,9 +193,13 @@ def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
         attn = q + [Projection(names("self_attn.kv_a_proj_with_mqa"), a.kv_lora_rank + a.qk_rope_head_dim, h),
                     Projection(names("self_attn.kv_b_proj"), kv_b, a.kv_lora_rank),
                     Projection(names("self_attn.o_proj"), h, heads * a.v_head_dim)]
+    elif linear_attention_layer(a, layer):
+        attn = linear_attention_projections(a, names)
     else:
         qd, kvd = heads * a.head_dim, a.num_key_value_heads * a.head_dim
-        attn = [Projection(names("self_attn.q_proj"), qd, h), Projection(names("self_attn.k_proj"), kvd, h),
+        # Qwen3-Next/Qwen3.5's output gate doubles q_proj (vLLM Qwen3NextAttention: q and gate in one projection)
+        qo = 2 * qd if getattr(a, "attention_output_gate", False) else qd
+        attn = [Projection(names("self_attn.q_proj"), qo, h), Projection(names("self_attn.k_proj"), kvd, h),
                 Projection(names("self_attn.v_proj"), kvd, h), Projection(names("self_attn.o_proj"), h, qd)]
 
     def mlp(prefixes: tuple[str, ...], inter: int, mixtral: bool = False) -> list[Projection]:
@@ -215,6 +219,32 @@ def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
                                 a.moe_intermediate_size * a.num_shared_experts)
         out["router"] = [Projection(names("mlp.gate", "mlp.router", "block_sparse_moe.gate"), a.num_experts, h)]
     return out
+
+
+def linear_attention_layer(a: Any, layer: int) -> bool:
+    """Whether decoder layer `layer` of a hybrid model is a linear-attention (Gated DeltaNet) layer: Qwen3-Next and
+    Qwen3.5/3.6 put full attention on every `full_attention_interval`-th layer (config.json layer_types:
+    linear, linear, linear, full, ...), the interval being numLayers over the full layers."""
+    linear = getattr(a, "linear_attention_layers", 0) or 0
+    if not linear:
+        return False
+    interval = a.num_layers // max(1, a.num_layers - linear)
+    return (layer + 1) % interval != 0
+
+
+def linear_attention_projections(a: Any, names: Any) -> list[Projection]:
+    """A Gated DeltaNet layer's matrices as Hugging Face checkpoints name them: Qwen3.5/3.6's in_proj_qkv, in_proj_z,
+    in_proj_b, in_proj_a and out_proj (Qwen3-Next fuses them as in_proj_qkvz and in_proj_ba; vLLM qwen3_5.py
+    `packed_modules_mapping` maps both onto its fused in_proj_qkvz / in_proj_ba). The conv1d, A_log, dt_bias and
+    norm are no Linear and stay in torch_dtype with the norms."""
+    h = a.hidden_size
+    k = a.linear_num_key_heads * a.linear_key_head_dim
+    v = a.linear_num_value_heads * a.linear_value_head_dim
+    return [Projection(names("linear_attn.in_proj_qkv", "linear_attn.in_proj_qkvz"), 2 * k + v, h),
+            Projection(names("linear_attn.in_proj_z"), v, h),
+            Projection(names("linear_attn.in_proj_b", "linear_attn.in_proj_ba"), a.linear_num_value_heads, h),
+            Projection(names("linear_attn.in_proj_a"), a.linear_num_value_heads, h),
+            Projection(names("linear_attn.out_proj"), h, v)]
 
 
 # A multimodal checkpoint names its language model under a wrapper: Mllama and Llava
@@ -328,6 +358,8 @@ def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
         inner = cfg.get("quantization") if isinstance(cfg.get("quantization"), dict) else cfg
         algo = str(inner.get("quant_algo", "FP8")).upper()
         exclude = _list(inner.get("exclude_modules")) or _list(cfg.get("exclude_modules"))
+        if algo == "MIXED_PRECISION":
+            return _modelopt_mixed(inner, cfg, exclude)
         if "AWQ" in algo or "INT4" in algo:  # W4A16_AWQ, W4A8_AWQ: int4 + a 16-bit scale per group
             g = int(inner.get("group_size", 128))
             return [_Scheme(Format("int4", 0.5, 2.0, 1, g), exclude)], f"modelopt {algo}, 16-bit scale per {g}"
@@ -357,6 +389,46 @@ def _schemes(cfg: dict[str, Any]) -> tuple[list[_Scheme], str]:
             f"{cfg.get('quant_method')} read as int{bits} with a scale and zero per {g if g > 0 else 'row'}"
     raise ValueError(f"quant_method {cfg.get('quant_method')!r} is not modelled; "
                      "known: fp8, fbgemm_fp8, compressed-tensors, modelopt, awq, gptq, bitsandbytes, mxfp4")
+
+
+# ModelOpt MIXED_PRECISION (vLLM `ModelOptMixedPrecisionConfig`, quantization/modelopt.py, read in 0.24.0; what
+# vLLM logs as quantization=modelopt_mixed): each module's algorithm is its entry in `quantized_layers` (config.json's
+# quantization_config, or hf_quant_config.json's "quantization"), looked up by the module's name, its fused shards'
+# names, or as a parent prefix (a layer's `mlp.experts` entry covers every routed expert; `lm_head` the head);
+# `get_quant_method` gives FP8 (ModelOptFp8LinearMethod: fp8 + per-tensor scales), NVFP4 and W4A16_NVFP4
+# (ModelOptNvFp4LinearMethod / W4A16 / ModelOptNvFp4FusedMoE: uint8 holding two e2m1 values + an fp8 scale per
+# `group_size` 16 + fp32 global scales) and leaves any module NOT listed unquantized ("Layer not in quantized_layers
+# -- leave unquantized"): the router, shared_expert_gate, the linear-attention in_proj_b/a, the vision tower.
+# `exclude_modules` (mtp*) are unquantized too. Formats of other per-layer algorithms as the uniform modelopt ones.
+_MODELOPT_LAYER_FORMATS = {
+    "FP8": Format("fp8", 1.0, 4.0, 0, 0),
+    "FP8_PER_CHANNEL_PER_TOKEN": Format("fp8", 1.0, 4.0, 1, 0),
+    "FP8_PB_WO": Format("fp8", 1.0, 4.0, 128, 128),
+}
+
+
+def _modelopt_mixed(inner: dict[str, Any], cfg: dict[str, Any],
+                    exclude: tuple[str, ...]) -> tuple[list[_Scheme], str]:
+    layers = inner.get("quantized_layers") or cfg.get("quantized_layers") or {}
+    if not isinstance(layers, dict) or not layers:
+        raise ValueError("MIXED_PRECISION quant_algo requires a non-empty 'quantized_layers' mapping")
+    by_algo: dict[str, list[str]] = {}
+    for name, info in layers.items():
+        algo = str((info or {}).get("quant_algo", "")).upper()
+        by_algo.setdefault(algo, []).append(str(name))
+    out: list[_Scheme] = []
+    parts = []
+    for algo, targets in sorted(by_algo.items()):
+        if algo in ("NVFP4", "W4A16_NVFP4"):
+            g = int(next((layers[t] or {}).get("group_size") or 16 for t in targets))
+            fmt = Format("nvfp4", 0.5, 1.0, 1, g)
+        elif algo in _MODELOPT_LAYER_FORMATS:
+            fmt = _MODELOPT_LAYER_FORMATS[algo]
+        else:  # an algorithm get_quant_method does not build: UnquantizedLinearMethod
+            continue
+        out.append(_Scheme(fmt, exclude, targets=tuple(targets), lm_head=any(matches(t, "lm_head") for t in targets)))
+        parts.append(f"{algo} on {len(targets)} modules")
+    return out, "modelopt MIXED_PRECISION (" + ", ".join(parts) + "; the rest unquantized)"
 
 
 def _stored(schemes: list[_Scheme], klass: str, proj: Projection, dtype: float) -> float:
