@@ -98,6 +98,14 @@ GRAPHS_IN_BUDGET = (0, 20)
 # vLLM's DeepSeek models; before it, deepseek_v2.py's DeepseekV2Attention cached full K and V per head at
 # qk_head_dim (V zero-padded from v_head_dim to qk_nope + qk_rope).
 MLA_LATENT = (0, 7, 1)
+# ...and before v0.7.0 at a head size of 256, not 192: ModelConfig.get_head_size (vllm/config.py) returned 256 for
+# model_type deepseek_v2 (and deepseek_v3 in 0.6.6) "FlashAttention supports only head_size 32, 64, 128, 256, we need
+# to pad head_size 192 to 256", and CacheEngine.get_cache_block_size (vllm/worker/cache_engine.py) sizes K and V
+# blocks at num_kv_heads (num_key_value_heads = 128 over tensor) x get_head_size(); deepseek_v2.py's
+# DeepseekV2Attention pads q, k and v to 256 (torch.nn.functional.pad) into Attention(num_local_heads, 256). Read in the
+# 0.5.1, 0.5.3-0.5.5 and 0.6.0-0.6.6 wheels; 0.7.0 returns qk_nope_head_dim + qk_rope_head_dim (192).
+MLA_UNPADDED = (0, 7, 0)
+MLA_PADDED_HEAD = 256
 # SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
 # caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
@@ -316,6 +324,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
     weights += draft_held_bytes(inf, a, layout, precision, gpu)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
+    mla_head = MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None
     requests = profile_requests(inf, s)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler
@@ -370,8 +379,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
     per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
-                                 mla_latent=latent)
-    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent)
+                                 mla_latent=latent, mla_head_size=mla_head)
+    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent,
+                                         mla_head_size=mla_head)
     per_token = per_layer * -(-a.num_layers // layout.pipeline)
     if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
         # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
