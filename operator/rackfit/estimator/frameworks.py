@@ -58,6 +58,7 @@ from rackfit.estimator.zero import (
     ZERO_REDUCE_BUCKET,
     ZERO_SUB_GROUP,
     loss_freed_blocks,
+    zero3_gathered_elements,
     zero3_step,
     zero3_step_segments,
     zero12_ipg_buffers,
@@ -361,6 +362,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
             # fetched ahead of their module), and never more than the whole model's 16-bit weights
             gathered = min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, p.total) * compute_bytes
+            # the output projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
+            gathered = max(gathered, zero3_gathered_elements(p.total, output) * compute_bytes)
             if tr.activation_checkpointing != "full":
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay

@@ -51,6 +51,20 @@ def zero3_step(sub: int, compute_bytes: int, temp: int) -> tuple[int, int]:
     return (sub * 4 + flat, 0) if flat >= temp else (sub * 4, temp)
 
 
+def zero3_gathered_elements(total: int, output: int) -> int:
+    """Elements ZeRO-3 holds gathered at once at most (16-bit), for a model of `total` parameters whose output
+    projection has `output`. deepspeed/runtime/zero/partitioned_param_coordinator.py (`fetch_sub_module`, v0.13.5 and
+    v0.16.4): the current module's parameters are always fetched, and only the prefetch is capped,
+    `max_params_to_prefetch = min(self.__max_n_available_params - self.__n_available_params,
+    self.__prefetch_bucket_sz)`: stage3_max_live_parameters plus the prefetch bucket bound what is gathered beside a
+    module, not the module itself. The output projection (lm_head) is one module whose forward is followed at once by
+    the loss and its own backward, so `__params_to_release` keeps it gathered from its forward through the loss's
+    backward (its reuse distance is 0, within stage3_max_reuse_distance). Where that one matrix exceeds the bound
+    (Qwen-72B: 152,064 x 8,192 = 1.25e9 elements), it is what is gathered at the loss's backward, with no prefetch
+    beside it (the cap is then negative)."""
+    return max(min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, total), output)
+
+
 def zero_overlap_comm(stage: int, overlap_comm: bool | None) -> bool:
     """Whether ZeRO overlaps the gradients' reduction with the backward: zero_optimization.overlap_comm as the job
     sets it, else DeepSpeed's default, True for stage 3 and False for stages 1 and 2 (deepspeed/runtime/zero/config.py,
