@@ -88,7 +88,8 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
 # `memory_allocated`. Handles are per thread: the forward's thread and autograd's device thread each get one. Every
 # Megatron GPT uses torch's matmul on both (the output layer is Megatron's ColumnParallelLinear,
 # megatron/core/tensor_parallel/layers.py LinearWithGradAccumulationAndAsyncCommunication, forward and backward;
-# the MoE router's gating linear). Size: CUBLAS_WORKSPACE_CONFIG, ":4096:8" (4,096 KiB x 8 = 32 MiB), which
+# the MoE router's gating linear, moe_utils.RouterGatingLinearFunction, takes TE's general_gemm instead where TE is
+# installed). Size: CUBLAS_WORKSPACE_CONFIG, ":4096:8" (4,096 KiB x 8 = 32 MiB), which
 # Megatron-LM's functional tests set and which is torch's default on Hopper (":4096:2:16:8", 8.125 MiB, before).
 TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES = 4096 * 1024 * 8
 TORCH_CUBLAS_THREADS = 2
