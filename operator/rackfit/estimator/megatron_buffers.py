@@ -72,9 +72,9 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
     """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
     `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
     use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
-    Hopper-and-later size (the larger). Grouped GEMM (`--moe-grouped-gemm`, 4 more workspaces, one a compute stream of
-    transformer_engine/common/util/multi_stream.cpp) and userbuffers (`--tp-comm-overlap`, 3 more) are not defaults
-    and are not counted."""
+    Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
+    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own;
+    userbuffers' (`--tp-comm-overlap`, 3 more) are not a default and are not counted."""
     if tr.framework != "megatron" or tr.flash_attention is False:
         return 0
     if compute_capability_major is not None and compute_capability_major < 9:
