@@ -230,6 +230,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
+        "moe_grouped_gemm": Rule("!has(self.moeGroupedGemm) || self.framework == 'megatron'",
+                                 "training.moeGroupedGemm is Megatron's --moe-grouped-gemm: only with framework "
+                                 "megatron", ".moeGroupedGemm"),
         "offload_optimizer": Rule(
             "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
             "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
@@ -754,6 +757,10 @@ class Training(_Model):
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
         "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
         "configs and many recipes set 0.0"))
+    moe_grouped_gemm: bool | None = Field(None, description=(
+        "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
+        "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
+        "workspaces (32 MiB each on Hopper and later) for the process. Default false, Megatron-LM's default"))
     gradient_accumulation_steps: int | None = Field(None, gt=0, description=(
         "micro-batches whose gradients are added up before each optimizer step (HF Trainer's, DeepSpeed's and "
         "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "
@@ -850,6 +857,8 @@ class Training(_Model):
             raise ValueError(rules["offload_parameters"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
+        if self.moe_grouped_gemm is not None and self.framework != "megatron":
+            raise ValueError(rules["moe_grouped_gemm"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):

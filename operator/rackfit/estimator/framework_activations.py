@@ -226,7 +226,32 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     fp8_replicated, fp8_split = float8.te_saved_input_delta(a, tr)
     replicated, split = replicated + fp8_replicated, split + fp8_split
     per = (replicated / t if sp else replicated) + split / t
-    return per, core / t
+    return per + megatron_moe_saved_bytes(a, t), core / t
+
+
+def megatron_moe_saved_bytes(a: ModelArch, t: int) -> float:
+    """Bytes a Megatron-Core MoE layer keeps per token beyond the dense count (Megatron-LM d98e8a6), routing taken
+    as balanced:
+    - the routed experts' fc1 input: the dispatcher's permuted tokens, [top-k x tokens, h] on each rank
+      (megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.dispatch_postprocess ->
+      moe_utils.permute, an index_select that saves only the indices, so the copy the experts' GroupedLinear /
+      Linear fc1 saves is the only one kept). The allgather over the TP x EP group brings s b ep tokens, the
+      rank's 1/ep of the experts take top-k of them each: top-k x s x b rows of h, split over neither t nor ep.
+      The router's gating linear (moe_utils.RouterGatingLinearFunction) saves the norm output, the dense count's
+      fc1 input.
+    - non-gated (GELU) experts: experts.py TEGroupedMLP.forward bias_act_func's unfused branch multiplies the
+      activation by the fp32 router probabilities and casts back (`intermediate_parallel * permuted_probs`,
+      `.to(original_dtype)`): the multiply saves the activation output (counted) and fc2 saves the weighted 16-bit
+      copy, top-k x moe_intermediate / t more a token (expert tensor parallel = TP, Megatron's default). Gated
+      experts with --bias-swiglu-fusion (the default) go through weighted_bias_swiglu_impl, which saves fc1's output
+      and the probabilities only: nothing more.
+    The probabilities (fp32, one a routed copy) and the routing indices are under 1% of these and not counted."""
+    if not a.is_moe:
+        return 0.0
+    k = a.num_experts_per_token
+    permuted = ACT_BYTES * k * a.hidden_size
+    weighted = 0.0 if a.gated_mlp else ACT_BYTES * k * a.moe_intermediate_size / t
+    return permuted + weighted
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,11 @@ from rackfit.estimator.fsdp import (
     step_segment_inputs,
 )
 from rackfit.estimator.hf_fsdp2 import hf_fsdp2
-from rackfit.estimator.megatron_buffers import megatron_global_buffer_bytes, te_workspace_bytes
+from rackfit.estimator.megatron_buffers import (
+    megatron_global_buffer_bytes,
+    megatron_workspace_bytes,
+    te_workspace_bytes,
+)
 from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
@@ -405,6 +409,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
         # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes)
         weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, stage) + te_workspace_bytes(tr)
+        # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
+        weights += megatron_workspace_bytes(a, tr)
     # the largest tensor the step holds: as sharded as the trained parameters here
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)

@@ -72,11 +72,41 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
     """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
     `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
     use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
-    Hopper-and-later size (the larger). Grouped GEMM (`--moe-grouped-gemm`, 4 more workspaces, one a compute stream of
-    transformer_engine/common/util/multi_stream.cpp) and userbuffers (`--tp-comm-overlap`, 3 more) are not defaults
-    and are not counted."""
+    Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
+    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own;
+    userbuffers' (`--tp-comm-overlap`, 3 more) are not a default and are not counted."""
     if tr.framework != "megatron" or tr.flash_attention is False:
         return 0
     if compute_capability_major is not None and compute_capability_major < 9:
         return TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
     return TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+
+
+# PyTorch's cuBLAS workspace (aten/src/ATen/cuda/CublasHandlePool.cpp, getCurrentCUDABlasHandle /
+# cublas_handle_stream_to_workspace): one workspace per (cuBLAS handle, stream), allocated through the CUDA caching
+# allocator (getNewWorkspace -> CUDACachingAllocator allocate) and kept for the process, so inside
+# `memory_allocated`. Handles are per thread: the forward's thread and autograd's device thread each get one. Every
+# Megatron GPT uses torch's matmul on both (the output layer is Megatron's ColumnParallelLinear,
+# megatron/core/tensor_parallel/layers.py LinearWithGradAccumulationAndAsyncCommunication, forward and backward;
+# the MoE router's gating linear, moe_utils.RouterGatingLinearFunction, takes TE's general_gemm instead where TE is
+# installed). Size: CUBLAS_WORKSPACE_CONFIG, ":4096:8" (4,096 KiB x 8 = 32 MiB), which
+# Megatron-LM's functional tests set and which is torch's default on Hopper (":4096:2:16:8", 8.125 MiB, before).
+TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES = 4096 * 1024 * 8
+TORCH_CUBLAS_THREADS = 2
+# Transformer Engine's grouped GEMM (--moe-grouped-gemm: TEGroupedMLP's GroupedLinear,
+# transformer_engine/pytorch/module/base.py get_multi_stream_cublas_workspace): one more workspace of
+# get_cublas_workspace_size_bytes() for each of tex.get_num_cublas_streams() = 4 streams
+# (transformer_engine/common/util/multi_stream.cpp), kept for the process.
+TE_GROUPED_GEMM_STREAMS = 4
+
+
+def megatron_workspace_bytes(a: ModelArch, tr: Training) -> int:
+    """Bytes of cuBLAS workspaces a Megatron rank keeps beyond TE's one (te_workspace_bytes): torch's, one for the
+    forward's thread and one for autograd's, and with `moeGroupedGemm` on an MoE under Transformer Engine the four
+    multi-stream workspaces of TE's grouped GEMM. Hopper sizes, as te_workspace_bytes (the GPU is not known here)."""
+    if tr.framework != "megatron":
+        return 0
+    n = TORCH_CUBLAS_THREADS * TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+    if a.is_moe and tr.moe_grouped_gemm and tr.flash_attention is not False:
+        n += TE_GROUPED_GEMM_STREAMS * TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+    return n

@@ -1,0 +1,68 @@
+"""Megatron-Core MoE (issue 22): the cuBLAS workspaces a rank keeps (torch's per thread, Transformer Engine's grouped
+GEMM streams) and what an MoE layer saves beyond the dense count (the permuted expert input, GELU experts' weighted
+copy), against bytes computed by hand from Megatron-LM d98e8a6, PyTorch's CublasHandlePool.cpp and TE's base.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.estimator.framework_activations import megatron_layer_bytes, megatron_moe_saved_bytes
+from rackfit.estimator.megatron_buffers import megatron_workspace_bytes
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+# T260's model: 12 x 512, 8 heads, GELU experts of 1024, 8 experts top-2, vocab 50304 tied
+MOE = ModelArch(name="gpt-moe", num_layers=12, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                num_key_value_heads=8, head_dim=64, vocab_size=50304, tie_word_embeddings=True, gated_mlp=False,
+                num_experts=8, num_experts_per_token=2, moe_intermediate_size=1024)
+DENSE = ModelArch(name="gpt-dense", num_layers=12, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                  num_key_value_heads=8, head_dim=64, vocab_size=50304, tie_word_embeddings=True, gated_mlp=False)
+BASE = dict(framework="megatron", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=4,
+            sequenceLength=1024, activationCheckpointing="none")
+
+
+def tr(**kw) -> Training:
+    return Training(**{**BASE, **kw})
+
+
+def test_torch_cublas_workspaces_one_a_thread():
+    """CUBLAS_WORKSPACE_CONFIG :4096:8 = 4096 KiB x 8 = 33,554,432 B, for the forward's and autograd's threads."""
+    assert megatron_workspace_bytes(DENSE, tr()) == 2 * 33_554_432
+    assert megatron_workspace_bytes(MOE, tr()) == 2 * 33_554_432
+    assert megatron_workspace_bytes(DENSE, Training(framework="fsdp", method="full")) == 0
+
+
+def test_grouped_gemm_adds_four_te_workspaces():
+    """get_multi_stream_cublas_workspace: 4 streams x (32 MiB + 1,024 B) on Hopper; only for an MoE under TE."""
+    assert megatron_workspace_bytes(MOE, tr(moeGroupedGemm=True)) == 2 * 33_554_432 + 4 * (33_554_432 + 1024)
+    assert megatron_workspace_bytes(DENSE, tr(moeGroupedGemm=True)) == 2 * 33_554_432
+    # Megatron's own layers (flashAttention false = --transformer-impl local): no TE grouped GEMM
+    assert megatron_workspace_bytes(MOE, tr(moeGroupedGemm=True, flashAttention=False)) == 2 * 33_554_432
+
+
+def test_moe_grouped_gemm_is_megatron_only():
+    with pytest.raises(ValueError):
+        Training(framework="fsdp", method="full", moeGroupedGemm=True)
+
+
+def test_moe_layer_saves_the_permuted_tokens_and_the_weighted_copy():
+    """T260 (t 1): permuted input 2 (top-k) x 512 x 2 B = 2,048 B a token, the GELU experts' weighted bf16 copy
+    2 x 1024 x 2 B = 4,096 B: 6,144 B a token, 4 x 1024 tokens x 12 layers = 288 MiB. T261's (top-1, experts of
+    2048, TP 2): 1 x 512 x 2 + 1 x 2048 x 2 / 2 = 3,072 B a token."""
+    assert megatron_moe_saved_bytes(MOE, 1) == 6144
+    assert megatron_moe_saved_bytes(MOE, 1) * 4 * 1024 * 12 == 288 * 1024 * 1024
+    t261 = ModelArch(name="t261", num_layers=12, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                     num_key_value_heads=8, head_dim=64, vocab_size=50432, tie_word_embeddings=True,
+                     gated_mlp=False, num_experts=8, num_experts_per_token=1, moe_intermediate_size=2048)
+    assert megatron_moe_saved_bytes(t261, 2) == 3072
+    assert megatron_moe_saved_bytes(DENSE, 1) == 0
+    # gated experts (fused weighted SwiGLU): only the permuted input, 2 x 512 x 2
+    gated = ModelArch(name="gated", num_layers=12, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                      num_key_value_heads=8, head_dim=64, vocab_size=50304, tie_word_embeddings=True, gated_mlp=True,
+                      num_experts=8, num_experts_per_token=2, moe_intermediate_size=1024)
+    assert megatron_moe_saved_bytes(gated, 1) == 2048
+
+
+def test_layer_count_carries_the_moe_term():
+    dense_like = megatron_layer_bytes(MOE, tr(), 1, False)[0] - megatron_moe_saved_bytes(MOE, 1)
+    assert megatron_layer_bytes(MOE, tr(), 1, False)[0] == pytest.approx(dense_like + 6144)
