@@ -6,11 +6,11 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'ampere'): (-45.8, 13.5, 14, 'memory'),
-    ('deepspeed', 'training', 'any'): (-45.8, 13.5, 28, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-19.3, 3.1, 7, 'memory'),
+    ('deepspeed', 'training', 'any'): (-23.2, 13.4, 21, 'memory'),
     ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
-    ('deepspeed offload', 'training', 'ampere'): (-42.9, 54.7, 4, 'memory'),
-    ('deepspeed offload', 'training', 'any'): (-73.1, 54.7, 5, 'memory'),
+    ('deepspeed offload', 'training', 'ampere'): (-42.9, -42.9, 1, 'memory'),
+    ('deepspeed offload', 'training', 'any'): (-73.1, -42.9, 2, 'memory'),
     ('deepspeed offload', 'training', 'hopper'): (-73.1, -73.1, 1, 'memory'),
     ('fsdp', 'training', 'ada'): (-10.9, 11.6, 5, 'memory'),
     ('fsdp', 'training', 'ampere'): (-24.0, 35.9, 36, 'memory'),
@@ -18,9 +18,9 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp', 'training', 'blackwell'): (-7.3, 7.3, 25, 'memory'),
     ('fsdp', 'training', 'hopper'): (-11.9, 24.4, 37, 'memory'),
     ('megatron', 'training', 'ampere'): (-0.4, 0.1, 2, 'memory'),
-    ('megatron', 'training', 'any'): (-10.0, 0.1, 11, 'memory'),
+    ('megatron', 'training', 'any'): (-25.8, 0.1, 15, 'memory'),
     ('megatron', 'training', 'blackwell'): (-7.0, -7.0, 1, 'memory'),
-    ('megatron', 'training', 'hopper'): (-10.0, -1.1, 6, 'memory'),
+    ('megatron', 'training', 'hopper'): (-25.8, -1.1, 10, 'memory'),
     ('sglang', 'inference', 'ada'): (-1.9, -1.9, 1, 'kv cache'),
     ('sglang', 'inference', 'ampere'): (-1.6, 7.2, 2, 'kv cache'),
     ('sglang', 'inference', 'any'): (-1.9, 7.2, 6, 'kv cache'),
