@@ -170,9 +170,10 @@ RULES: dict[str, dict[str, Rule]] = {
                              ".fsdpVersion"),
         "sgd_momentum": Rule("!has(self.sgdMomentum) || self.optimizer == 'sgd'",
                              "training.sgdMomentum is only allowed with optimizer sgd", ".sgdMomentum"),
-        "compile_loss": Rule("!has(self.compileLoss) || (self.framework == 'fsdp' && self.compile)",
-                             "training.compileLoss is only allowed with framework fsdp and compile: true",
-                             ".compileLoss"),
+        "compile_loss": Rule("!has(self.compileLoss) || (self.framework == 'fsdp' && (self.compile || "
+                             "self.compileLoss))",
+                             "training.compileLoss is only allowed with framework fsdp, and only true with compile: "
+                             "false (the loss compiled alone)", ".compileLoss"),
         "sequence_parallel": Rule("!has(self.sequenceParallel) || !self.sequenceParallel || "
                                   "self.framework in ['megatron', 'fsdp']",
                                   "training.sequenceParallel says how tensor parallel splits the norms and the "
@@ -690,7 +691,9 @@ class Training(_Model):
         "framework fsdp with compile: the loss is compiled too, so no fp32 copy of the logits is kept (16-bit "
         "logits saved, a 16-bit gradient). Default true: torchtitan compiles the loss with the model since April "
         "2025 (components model and loss) and torchtune compiles its loss (not under tensor parallel since June "
-        "2025: that loss runs eager whatever this says); false for torchtitan before that"))
+        "2025: that loss runs eager whatever this says); false for torchtitan before that. true with compile false: "
+        "the loss compiled alone, the model's blocks eager (torchtitan's compile.components = [\"loss\"], the "
+        "DeepSeek-V3 tomls' default)"))
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
@@ -861,7 +864,7 @@ class Training(_Model):
             raise ValueError(rules["moe_grouped_gemm"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
-        if self.compile_loss is not None and not (self.framework == "fsdp" and self.compile):
+        if self.compile_loss is not None and not (self.framework == "fsdp" and (self.compile or self.compile_loss)):
             raise ValueError(rules["compile_loss"].message)
         if self.float8 not in (None, "none") and not (self.method == "full" and (
                 self.framework == "megatron" or (self.framework == "fsdp" and self.fsdp == 2))):
@@ -925,8 +928,9 @@ class Training(_Model):
 
     @property
     def loss_compiled(self) -> bool:
-        """fsdp + compile compiles the loss unless compileLoss says not."""
-        return self.framework == "fsdp" and self.compile and self.compile_loss is not False
+        """fsdp + compile compiles the loss unless compileLoss says not; compileLoss true compiles it alone."""
+        return self.framework == "fsdp" and (self.compile_loss is True
+                                             or (self.compile and self.compile_loss is not False))
 
 
 class Parallelism(_Model):

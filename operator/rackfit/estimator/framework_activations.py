@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rackfit.estimator import float8, hf_fsdp2
+from rackfit.estimator import float8, hf_fsdp2, moe_training
 from rackfit.estimator.activations import (
     ACT_BYTES,
     COMPILED_NORM_BYTES_PER_H,
@@ -404,9 +404,15 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     per = layer_bytes(a, tr, t) + dropout
     if hf_fsdp2.hf_fsdp2(tr):  # transformers' tp_plan: the norms whole on every tensor rank
         per += hf_fsdp2.whole_norm_bytes(a, tr, t)
+    if moe_training.applies(a, torchtitan(tr), t):  # torchtitan's router, fp32 scoring copy, padded token groups
+        per += moe_training.eager_extra_bytes(a, tr, layout, tokens)
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
         kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
+    elif ckpt == "selective" and moe_training.flex_sac(a, torchtitan(tr), t):
+        # torchtitan's DeepSeek-V3: per-op SAC on each MoE / feed-forward module, full AC on the attention
+        kept_per = moe_training.sac_layer_bytes(a, tr, layout)
+        recompute = max(per - moe_training.sac_layer_bytes(a, tr, layout, all_to_all=False), 0.0)
     elif ckpt == "selective" and torchtitan(tr):
         kept_per = torchtitan_sac_bytes(a, tr, t)
         recompute = max(per - kept_per, 0.0)

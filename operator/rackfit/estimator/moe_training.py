@@ -1,0 +1,135 @@
+"""What torchtitan's MoE layers keep for the backward, per GPU, beyond activations.py's count of the experts'
+matmul inputs and outputs (issue 22; read at torchtitan 8ec37d2, October 2, 2025, and 5fb7cc2, October 15, 2025).
+
+torchtitan/models/moe.py (torchtitan/models/moe/moe.py from 5fb7cc2), MoE.forward, for each of a rank's T tokens:
+- TokenChoiceTopKRouter: `scores = self.gate(x)`, then `F.softmax(scores.to(torch.float32))` (or sigmoid), whose fp32
+  output [T, num_experts] the backward reads (ROUTER_SCORE_BYTES a score); `scores.gather(dim=1, index=...)` and
+  TokenReorderer's `top_scores.view(-1)[token_indices_experts_sorted]` save int64 indices of the top-k copies, and
+  the gather / scatter_add of the routed tokens save the [T*k] int64 token indices (INDEX_BYTES, three of them),
+- GroupedExperts (`_run_experts_grouped_mm`): x (the permuted copies), w1's output, silu's output, w3's output and
+  their product, each of the padded rows (activations.py's routed term, one copy a row),
+- `routed_output.to(torch.float32) * top_scores_experts_sorted.reshape(-1, 1)` (score_before_experts False, every
+  DeepSeek-V3 flavor in torchtitan/models/deepseek_v3/__init__.py; with True the same product is taken of the routed
+  input): the multiply saves the fp32 copy of every routed copy for the scores' gradient, 4 bytes an element of
+  [T*k, dim]; the `.to(x.dtype)` result goes to scatter_add, whose backward needs only the index. Under torch.compile
+  the partitioner keeps the 16-bit routed output instead (the upcast is pointwise, recomputed): 2 bytes.
+- the token groups padded for grouped_mm (torchtitan/distributed/expert_parallel.py, expert_parallel wrapper at
+  8ec37d2; torchtitan/models/moe/utils.py _permute from 5fb7cc2): `padded_max_len = _round_up(x.shape[0] +
+  num_local_experts * TOKEN_GROUP_ALIGN_SIZE_M, TOKEN_GROUP_ALIGN_SIZE_M)` rows go through the grouped mms, so each
+  layer keeps num_local_experts * 8 rows more than the routed copies (TOKEN_GROUP_ALIGN_SIZE_M 8 for bf16).
+
+Expert parallel (ExpertParallel._token_dispatch / _token_combine): all_to_all_single_autograd sends each rank's
+T*k routed copies and receives the copies routed to its local experts; balanced routing (what is modelled) receives
+T*k again, so the experts' saved tensors are the same as without it. Eager, the two all-to-all outputs are not saved
+(the collective's backward needs only the splits). Under torchtitan's per-op selective AC they are:
+torchtitan/models/deepseek_v3/infra/parallelize.py `_op_sac_save_list` holds
+`torch.ops._c10d_functional.all_to_all_single.default`, so the dispatched [T*k, dim] and the combined [T*k, dim]
+16-bit tensors are cached for the backward in every MoE layer (EP_SAC_BUFFERS).
+
+Per-op SAC with flex attention (every DeepSeek-V3 flavor, use_flex_attn True): torchtitan/distributed/
+activation_checkpoint.py `_apply_op_sac_to_transformer_block_with_flex` does not wrap the block: a MoE block's `moe`
+gets per-op SAC and its `attention` full AC when the model is not compiled (per-op SAC when it is); a dense block
+gets per-op SAC on its feed_forward and full AC on its attention (one SAC over the whole block when compiled). The
+norms and the residual stay outside any checkpoint. `_custom_policy` saves the outputs of the ops in the save list
+(aten.mm, flex_attention, the collectives above), every second aten.mm recomputed, the count restarting per wrapped
+module; torch._grouped_mm is not in the list, so the routed experts are recomputed. In a MoE module the mm order
+is router.gate (saved), then the shared experts' w1 (not), w3 (saved), w2 (not).
+
+Not modelled: unbalanced routing (a rank's experts may receive more than T*k copies; torchtitan's aux-loss-free
+expert_bias only evens the counts over steps), the all-to-all send/receive buffers alive during one layer's forward,
+expert tensor parallel, and FSDP over dp_shard_mod_ep (the experts' bf16 copy gathered over fewer ranks).
+"""
+
+from __future__ import annotations
+
+from rackfit.estimator.activations import ACT_BYTES, attention_dims
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+ROUTER_SCORE_BYTES = 4       # the fp32 softmax/sigmoid output, one a token and expert
+INDEX_BYTES = 8              # int64 indices
+ROUTING_INDEX_TENSORS = 3    # the top-k gather's index, the reorderer's sort order, the routed token indices
+SCORE_COPY_EAGER_BYTES = 4   # routed_output.to(torch.float32), saved by the scoring multiply
+TOKEN_GROUP_ALIGN_SIZE_M = 8  # torchtitan's default (bf16); fp8 16, mxfp8 32
+EP_SAC_BUFFERS = 2           # the dispatch and combine all_to_all_single outputs, cached by per-op SAC
+FUSED_NORM_RSTD_BYTES = 4    # nn.RMSNorm's fused kernel: one fp32 rstd a token
+
+
+def applies(a: ModelArch, titan: bool, t: int) -> bool:
+    """torchtitan's MoE model code under FSDP2 (`titan`: framework_activations.torchtitan), without tensor parallel
+    (the expert-tensor-parallel layouts are not modelled here)."""
+    return a.is_moe and titan and t == 1
+
+
+def local_experts(a: ModelArch, layout: Layout) -> int:
+    """Routed experts on one rank: all of them, or num_experts / expert-parallel degree (ExpertParallel's Shard(0))."""
+    return max(a.num_experts // max(layout.expert, 1), 1)
+
+
+def routing_bytes(a: ModelArch, tr: Training) -> float:
+    """Bytes a token and MoE layer that the router, the reorderer and the scoring multiply keep (module docstring),
+    beyond the experts' matmul tensors activations.py counts."""
+    k, h = a.num_experts_per_token, a.hidden_size
+    score_copy = ACT_BYTES if tr.compile else SCORE_COPY_EAGER_BYTES
+    return ROUTER_SCORE_BYTES * a.num_experts + ROUTING_INDEX_TENSORS * INDEX_BYTES * k + score_copy * k * h
+
+
+def padding_bytes(a: ModelArch, tr: Training, layout: Layout) -> int:
+    """Bytes one MoE layer keeps for the rows padded onto the token groups (num_local_experts * 8 rows, each as a
+    routed copy: its input, w1's and w3's outputs, silu's output and the product; silu's recomputed when
+    compiled)."""
+    rows = local_experts(a, layout) * TOKEN_GROUP_ALIGN_SIZE_M
+    kept = (3 if tr.compile else 4) if a.gated_mlp else 2
+    return int(rows * (a.hidden_size + kept * a.moe_intermediate_size) * ACT_BYTES)
+
+
+def eager_extra_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> float:
+    """Bytes a token and layer (averaged over all layers, as activations.py's count) that torchtitan's MoE layers
+    keep without checkpointing beyond activations.py's count: routing_bytes and padding_bytes of each MoE layer."""
+    per_moe = routing_bytes(a, tr) + padding_bytes(a, tr, layout) / max(tokens, 1)
+    return per_moe * a.moe_layers / a.num_layers
+
+
+def flex_sac(a: ModelArch, titan: bool, t: int) -> bool:
+    """Per-op SAC wraps modules, not blocks: torchtitan's DeepSeek-V3 (MLA, flex attention in every flavor)."""
+    return applies(a, titan, t) and a.is_mla
+
+
+def _saved_mms(widths: list[float]) -> float:
+    """Elements a token of the mm outputs `_custom_policy` saves: the 1st, 3rd, ... mm of a wrapped module."""
+    return sum(w for i, w in enumerate(widths) if i % 2 == 0)
+
+
+def mla_attention_sac_elements(a: ModelArch) -> float:
+    """Elements a token that per-op SAC keeps in torchtitan's MLA attention (compiled model: the attention is
+    SAC-wrapped). mm order (torchtitan/models/deepseek_v3/model/model.py Attention.forward): wq (or wq_a, wq_b),
+    wkv_a, wkv_b, wo; then flex_attention's output."""
+    q, _ = attention_dims(a)
+    heads = a.num_attention_heads
+    mms = [a.q_lora_rank, q] if a.q_lora_rank else [q]
+    mms += [a.kv_lora_rank + a.qk_rope_head_dim, heads * (a.qk_nope_head_dim + a.v_head_dim), a.hidden_size]
+    return _saved_mms(mms) + heads * a.v_head_dim
+
+
+def sac_layer_bytes(a: ModelArch, tr: Training, layout: Layout, all_to_all: bool = True) -> float:
+    """Bytes a token and layer (averaged over the layers) that torchtitan's per-op SAC keeps in a DeepSeek-V3 model
+    (module docstring): each block's two fused norms' inputs, outputs and rstd; a MoE layer's router logits and the
+    shared experts' w3 output, and under expert parallel the two all-to-all outputs; a dense layer's w1 and w2
+    outputs; the attention's saved mms and flex output (plus its fp32 log-sum-exp) only when the model is compiled
+    (else full AC: nothing beyond its input, the norm's output). `all_to_all` False leaves out the cached
+    all-to-all outputs (which the eager count does not hold: what the backward's recompute does not redo is the
+    rest)."""
+    h, k = a.hidden_size, a.num_experts_per_token
+    norms = 2 * (2 * ACT_BYTES * h + FUSED_NORM_RSTD_BYTES)
+    attention = 0.0
+    if tr.compile:
+        attention = ACT_BYTES * mla_attention_sac_elements(a) + 4 * a.num_attention_heads
+    shared = a.num_shared_experts * a.moe_intermediate_size
+    moe = _saved_mms([a.num_experts] + ([shared, shared, h] if shared else []))
+    if layout.expert > 1 and all_to_all:
+        moe += EP_SAC_BUFFERS * k * h
+    dense = _saved_mms([a.intermediate_size, a.intermediate_size, h] if a.gated_mlp else [a.intermediate_size, h])
+    per_moe = norms + attention + ACT_BYTES * moe
+    per_dense = norms + attention + ACT_BYTES * dense
+    return (per_moe * a.moe_layers + per_dense * (a.num_layers - a.moe_layers)) / a.num_layers

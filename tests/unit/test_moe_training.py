@@ -1,0 +1,91 @@
+"""torchtitan's MoE training memory against its source (estimator/moe_training.py; torchtitan 8ec37d2 / 5fb7cc2,
+torchtitan/models/moe.py MoE.forward, torchtitan/distributed/expert_parallel.py, the DeepSeek-V3 per-op SAC in
+torchtitan/distributed/activation_checkpoint.py and models/deepseek_v3/infra/parallelize.py), on the DeepSeek-V3 "16B"
+shapes of T262/T263 (27 layers x 2048, the first dense with MLP 10944, then 64 routed experts of 1408, top-6, 2 shared;
+MLA, 16 heads, qk 128 + 64, v 128, kv_lora_rank 512). Expected bytes computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.estimator import moe_training
+from rackfit.estimator.framework_activations import runtime_activations
+from rackfit.estimator.result import Layout
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+DSV3_16B = ModelArch(name="dsv3-16b", num_layers=27, hidden_size=2048, intermediate_size=10944, num_attention_heads=16,
+                     num_key_value_heads=16, head_dim=128, vocab_size=102400, num_experts=64,
+                     num_experts_per_token=6, moe_intermediate_size=1408, num_shared_experts=2, first_dense_layers=1,
+                     kv_lora_rank=512, qk_rope_head_dim=64, qk_nope_head_dim=128, v_head_dim=128)
+TOKENS = 8 * 4096
+
+
+def _tr(ckpt: str, compile_model: bool) -> Training:
+    extra = {} if compile_model else {"compileLoss": True}
+    return Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=8,
+                    sequenceLength=4096, activationCheckpointing=ckpt, compile=compile_model,
+                    torchtitanVersion="0.2", **extra)
+
+
+def test_compile_loss_alone_compiles_the_loss_not_the_model():
+    tr = _tr("selective", compile_model=False)
+    assert tr.loss_compiled and not tr.compile
+    with pytest.raises(ValueError):
+        Training(framework="fsdp", method="full", microBatchSize=1, sequenceLength=8, compileLoss=False)
+
+
+def test_routing_keeps_the_fp32_scores_indices_and_the_fp32_scoring_copy():
+    # softmax output 4 B x 64 experts; three int64 index tensors of the 6 copies; routed_output.to(float32) saved
+    # by the scoring multiply: 4 B x 6 x 2048 (2 B under compile: the 16-bit routed output)
+    assert moe_training.routing_bytes(DSV3_16B, _tr("none", False)) == 256 + 3 * 8 * 6 + 4 * 6 * 2048 == 49552
+    assert moe_training.routing_bytes(DSV3_16B, _tr("none", True)) == 256 + 144 + 2 * 6 * 2048 == 24976
+
+
+def test_padded_token_groups():
+    # padded_max_len = round_up(T*k + local_experts * 8, 8): 8 rows an expert, each kept as a routed copy
+    eager = _tr("none", False)
+    assert moe_training.padding_bytes(DSV3_16B, eager, Layout(data=8)) == 64 * 8 * (2048 + 4 * 1408) * 2 == 7864320
+    assert moe_training.padding_bytes(DSV3_16B, eager, Layout(data=8, expert=8)) == 8 * 8 * 7680 * 2
+    assert moe_training.padding_bytes(DSV3_16B, _tr("none", True), Layout(data=8)) == 512 * (2048 + 3 * 1408) * 2
+
+
+def test_flex_sac_keeps_norms_router_logits_shared_w3_and_the_all_to_all_outputs():
+    tr = _tr("selective", False)
+    norms = 2 * (2 * 2 * 2048 + 4)                    # two fused norms: 16-bit input and output, fp32 rstd
+    moe = norms + 2 * (64 + 2 * 1408)                 # router.gate (1st mm), shared w3 (3rd mm)
+    dense = norms + 2 * (10944 + 2048)                # w1 (1st), w2 (3rd)
+    no_ep = moe_training.sac_layer_bytes(DSV3_16B, tr, Layout(data=8))
+    assert no_ep == pytest.approx((26 * moe + dense) / 27)
+    ep = moe_training.sac_layer_bytes(DSV3_16B, tr, Layout(data=8, expert=8))
+    assert ep - no_ep == pytest.approx(26 * 2 * 2 * 6 * 2048 / 27)   # dispatch + combine, [T*k, dim] bf16 each
+    assert moe_training.sac_layer_bytes(DSV3_16B, tr, Layout(data=8, expert=8), all_to_all=False) == no_ep
+
+
+def test_compiled_model_sac_wraps_the_attention_too():
+    # wq (3072, saved), wkv_a (576), wkv_b (16 x 256, saved), wo; flex output 16 x 128; lse 4 B a head
+    attention = 2 * (3072 + 4096 + 2048) + 4 * 16
+    diff = moe_training.sac_layer_bytes(DSV3_16B, _tr("selective", True), Layout(data=8)) - \
+        moe_training.sac_layer_bytes(DSV3_16B, _tr("selective", False), Layout(data=8))
+    assert diff == pytest.approx(attention)
+
+
+def test_expert_parallel_moves_the_sac_estimate_by_the_cached_all_to_all_outputs():
+    tr = _tr("selective", False)
+    one = runtime_activations(DSV3_16B, tr, Layout(data=8))
+    ep = runtime_activations(DSV3_16B, tr, Layout(data=8, expert=8))
+    cached = 26 * 2 * 2 * 6 * 2048 * TOKENS
+    assert ep.kept - one.kept == pytest.approx(cached, abs=64)
+    # the recompute does not lose the cached all-to-all outputs (the eager count never held them); it differs only
+    # by the padded rows (64 local experts x 8 rows against 8 x 8)
+    assert one.recompute - ep.recompute == pytest.approx((64 - 8) * 8 * 7680 * 2 * 26 / 27, abs=64)
+
+
+def test_eager_extra_is_added_without_checkpointing_and_not_for_dense_models():
+    tr = _tr("none", True)
+    extra = moe_training.eager_extra_bytes(DSV3_16B, tr, Layout(data=8), TOKENS)
+    assert extra == pytest.approx((24976 + 6422528 / TOKENS) * 26 / 27)
+    assert not moe_training.applies(DSV3_16B, True, 2)  # expert tensor parallel layouts not modelled
+    dense = ModelArch(name="dense", num_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                      num_key_value_heads=4, head_dim=16, vocab_size=100)
+    assert not moe_training.applies(dense, True, 1)
