@@ -479,7 +479,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     elif lora_gathered is not None:
         # lora_finetune_distributed's backward moment by moment (torchtune.distributed_moments)
         moment = fsdp2_backward_peak(torchtune.distributed_moments(act.kept, loss, act.recompute, lora_gathered))
-        backward_transient, reused = moment.total + buckets, moment.gathered
+        backward_transient, reused = moment.total, moment.gathered   # buckets: 0 for LoRA (no FSDP1 unit)
     if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, step_cached
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
