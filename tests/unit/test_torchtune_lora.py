@@ -59,6 +59,8 @@ def test_qlora_on_one_gpu_holds_one_dequantized_matrix():
 
 
 def test_two_gpus_keep_fsdp2s_gathered_layers_and_root():
-    """lora_finetune_distributed (FSDP2, data 2): two 16-bit layers of the stored base and the root, unsharded."""
+    """lora_finetune_distributed (FSDP2, data 2): at the loss's backward (this row's peak) the root unsharded and the
+    copy-in stream's root + one 16-bit layer (torchtune.distributed_gathered, tests/unit/test_fsdp2_lora_gathers.py)."""
     r = runtime_peak(LLAMA8, P8, tr(), "bf16", Layout(data=2), FROZEN)
-    assert r.reused == 2 * (FROZEN - 2 * EMB * 2) // L + 2 * EMB * 2
+    assert r.phase == "loss backward"
+    assert r.reused == (FROZEN - 2 * EMB * 2) // L + 2 * (2 * EMB * 2)

@@ -78,6 +78,9 @@ def test_peft_adapters_and_full_fine_tunes_do_not_move():
 
 
 def _lora_peak(preset: str, precision: str = "bf16", method: str = "lora", data: int = 8):
+    """(peak, params, what lora_finetune_distributed holds gathered beside the root at that peak): at the loss's
+    backward the copy-in stream's root + one stored layer, at a layer's backward one stored layer more and QLoRA's
+    dequantized matrix (torchtune.distributed_gathered; tests/unit/test_fsdp2_lora_gathers.py)."""
     from rackfit.estimator.frameworks import frozen_layer_bytes, largest_matrix, runtime_peak
     from rackfit.estimator.params import count_params
     from rackfit.estimator.weights import weight_bytes
@@ -89,17 +92,20 @@ def _lora_peak(preset: str, precision: str = "bf16", method: str = "lora", data:
                   sequenceLength=2048, activationCheckpointing="full")
     r = runtime_peak(arch, p, tr, precision, layout, frozen)
     dequantized = largest_matrix(arch) * 2 if method == "qlora" else 0
-    return r, p, 2 * frozen_layer_bytes(arch, p, frozen, 1) + dequantized
+    root = (p.embedding + p.lm_head) * 2
+    stored = frozen_layer_bytes(arch, p, frozen, 1)
+    beside = root + stored if r.phase == "loss backward" else root + 2 * stored + dequantized
+    return r, p, beside
 
 
 def test_torchtunes_fsdp2_root_keeps_embeddings_and_output_gathered():
     """torchtune's shard_model applies fully_shard to the whole model last, and the root is not resharded after the
     forward (torch _fsdp_state._lazy_init; torchtune sets reshard_after_forward=False for it): the 16-bit embeddings
-    and output of an untied model (Llama 3.1 70B: 2 x 128256 x 8192 x 2 bytes) stay gathered beside two layers,
-    whatever `data` is; a tied model (Llama 3.2 3B) holds its one matrix once."""
-    r, p, layers = _lora_peak("llama-3.1-70b")
-    assert r.reused == 2 * 128256 * 8192 * 2 + layers
-    r3, p3, layers3 = _lora_peak("llama-3.2-3b")
-    assert p3.lm_head == 0 and r3.reused == 128256 * 3072 * 2 + layers3
-    rq, _, layers_q = _lora_peak("llama-3.1-70b", "nf4", "qlora")
-    assert rq.reused == 2 * 128256 * 8192 * 2 + layers_q
+    and output of an untied model (Llama 3.1 70B: 2 x 128256 x 8192 x 2 bytes) stay gathered beside the layers and
+    the copy-in pool, whatever `data` is; a tied model (Llama 3.2 3B) holds its one matrix once."""
+    r, p, beside = _lora_peak("llama-3.1-70b")
+    assert r.reused == 2 * 128256 * 8192 * 2 + beside
+    r3, p3, beside3 = _lora_peak("llama-3.2-3b")
+    assert p3.lm_head == 0 and r3.reused == 128256 * 3072 * 2 + beside3
+    rq, _, beside_q = _lora_peak("llama-3.1-70b", "nf4", "qlora")
+    assert rq.reused == 2 * 128256 * 8192 * 2 + beside_q

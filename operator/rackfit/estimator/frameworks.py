@@ -199,6 +199,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     step_segments = -1
     unshard_pool = 0
     fp16_optimizer = False
+    lora_gathered = None   # torchtune's lora_finetune_distributed: (loss's backward, a layer's backward) gathered bytes
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -295,6 +296,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
+            if torchtune.distributed_recipe(tr, layout):
+                # torchtune's lora_finetune_distributed: no layer gathered at the loss's backward, one at a layer's
+                # backward with the next prefetched, and the copy-in stream's root + layer
+                # (torchtune.distributed_gathered)
+                dequant = largest_matrix(a) // t * compute_bytes if tr.method == "qlora" else 0
+                lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
+                gathered = lora_gathered[1]
             if torchtune.single_device_recipe(tr, layout):
                 # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
                 # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
@@ -477,6 +485,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         if hf_fsdp2(tr) and held > grads:   # accelerate's no_sync: every unsharded gradient held (accumulation.py)
             moment = replace(moment, buffers=moment.buffers + held - grads)
             backward_transient = moment.total
+    elif lora_gathered is not None:
+        # lora_finetune_distributed's backward moment by moment (torchtune.distributed_moments)
+        moment = fsdp2_backward_peak(torchtune.distributed_moments(act.kept, loss, act.recompute, lora_gathered))
+        backward_transient, reused = moment.total, moment.gathered   # buckets: 0 for LoRA (no FSDP1 unit)
     if backward_transient < step_transient:
         phase, live_act, cached = "optimizer step", 0, step_cached
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp

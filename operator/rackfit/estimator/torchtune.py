@@ -17,6 +17,7 @@ torchtune's FrozenNF4Linear (torchtune/modules/low_precision/nf4_linear.py) call
 
 from __future__ import annotations
 
+from rackfit.estimator.fsdp import BackwardMoment
 from rackfit.estimator.result import Layout
 from rackfit.spec import Training
 
@@ -33,3 +34,58 @@ def single_device_gathered(tr: Training, largest_matrix: int, compute_bytes: int
     LoRA (the 16-bit base is used in place); for QLoRA one dequantized 16-bit matrix at a time (`largest_matrix`
     elements: torchao LinearNF4's `weight.to(input.dtype)`, module docstring)."""
     return largest_matrix * compute_bytes if tr.method == "qlora" else 0
+
+
+# --- lora_finetune_distributed: what FSDP2 holds gathered, moment by moment (issue 22, acc-h12) ---------------------
+
+
+def distributed_recipe(tr: Training, layout: Layout) -> bool:
+    """LoRA/QLoRA under framework fsdp (FSDP2, torchtune's model code) over `data` > 1 without pipeline stages:
+    torchtune's lora_finetune_distributed. Its `_setup_model` (recipes/lora_finetune_distributed.py at 30b8519e8)
+    calls training.shard_model (torchtune/training/_distributed.py) with `shard_conditions=[_is_layer_name]` (the
+    modules named `layers.i`) and `reshard_after_forward=cfg.get("fsdp_reshard_after_forward", True)`: fully_shard
+    on each decoder layer, then `fully_shard(model)`, the root group holding tok_embeddings, the final norm and
+    output; no custom_sharded_layers in that recipe."""
+    return (tr.framework == "fsdp" and tr.method in ("lora", "qlora") and tr.fsdp == 2 and not tr.hf_model_code
+            and layout.data > 1 and layout.pipeline == 1)
+
+
+def distributed_gathered(root: int, stored_layer: int, dequant: int) -> tuple[int, int]:
+    """(at the loss's backward, at a decoder layer's backward) the bytes lora_finetune_distributed holds gathered
+    beside the shards, read in torch's FSDP2 (torch/distributed/_composable/fsdp/ in torch 2.4.1 and 2.5.1, the
+    releases torchtune ran on in September 2024). `root`: the root group's 16-bit embeddings, norm and output;
+    `stored_layer`: one decoder layer as stored (16-bit, or NF4 data and scalers: torchao's NF4Tensor gathers its
+    4-bit tensors through fsdp_pre_all_gather, viewed as uint8 by `foreach_all_gather`); `dequant`: QLoRA's one
+    16-bit matrix (LinearNF4 `weight.to(input.dtype)`).
+    - The root is never resharded after the forward (_fsdp_state.py `_lazy_init`: the root's
+      post_forward_mesh_info = None), so it stays in the default stream to the end of the backward (its inputs, the
+      token ids, need no gradient: its post_backward runs in `_root_post_backward_final_callback`).
+    - Each layer is resharded in its post_forward (`reshard`), the last one too. The backward prefetch starts in a
+      group's pre-backward hook, `tensor.register_hook(self._pre_backward)` on its forward outputs
+      (`_register_pre_backward_hook`), which autograd runs once it has made that output's gradient. The root's
+      outputs are the logits, so its pre_backward (unshard: a no-op; `_prefetch_unshard` of post_forward_order[-2],
+      the last layer) runs after the loss's backward has made the logits' gradient: during the loss's backward no
+      decoder layer is gathered. From the last layer's pre_backward on, one layer is unsharded in the default stream
+      (its post_backward reshards it before the next one's pre_backward) and the next one's all-gather output is
+      allocated in the copy-in stream until that one's `wait_for_unshard` copies it out.
+    - The copy-in pool: `foreach_all_gather` allocates each group's all-gather output (`torch.empty(
+      all_gather_input_numel * world_size)`) under `torch.cuda.stream(all_gather_copy_in_stream)` in the forward
+      and in the backward's prefetch (`get_all_gather_streams`: FORWARD, PRE_BACKWARD), and in the forward
+      `wait_for_unshard` keeps the previous group's output in `comm_ctx.all_gather_state` until the next group's
+      all-gather is issued. The root's is the first, so the root's and layer 0's outputs are allocated together: the
+      copy-in stream reserves `root + stored_layer` in the first step, and the caching allocator gives those blocks
+      back only to that stream (c10/cuda/CUDACachingAllocator.cpp get_free_block), so they stay reserved at every
+      later moment; the backward's prefetched layer is carved from them. Counted as gathered, as
+      fsdp.fsdp2_copy_in_pool and fsdp2_root_group_extra count it for the full fine-tune."""
+    pool = root + stored_layer
+    return root + pool, root + pool + stored_layer + dequant
+
+
+def distributed_moments(kept: int, loss: int, recompute: int, gathered: tuple[int, int]) -> list[BackwardMoment]:
+    """lora_finetune_distributed's backward moments (distributed_gathered): the loss's backward with the kept
+    activations and the loss's buffers, and the last layer's recompute (or backward) beside them. The frozen base
+    makes no gradient; the adapters' unsharded gradients and their reduce-scatter input (tiny: rank x width per
+    matrix) are left out."""
+    block = "layer recompute" if recompute else "layer backward"
+    return [BackwardMoment("loss backward", kept + loss, gathered[0], 0),
+            BackwardMoment(block, kept + recompute, gathered[1], 0)]
