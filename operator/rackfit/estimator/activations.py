@@ -24,7 +24,7 @@ def attention_dims(a: ModelArch) -> tuple[int, int]:
     if a.is_mla:
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
         return a.num_attention_heads * qk, a.num_attention_heads * (qk + a.v_head_dim)
-    return a.num_attention_heads * a.head_dim, 2 * a.num_key_value_heads * a.head_dim
+    return a.query_width, 2 * a.kv_width
 
 
 def _expert_shard(layout: Layout) -> tuple[int, int]:

@@ -46,7 +46,7 @@ def attention_params(a: ModelArch) -> int:
         kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank \
             + a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim)
         return q + kv + heads * a.v_head_dim * h
-    q_dim, kv_dim = heads * a.head_dim, a.num_key_value_heads * a.head_dim
+    q_dim, kv_dim = a.query_width, a.kv_width
     bias = q_dim + 2 * kv_dim if a.attention_bias else 0
     return h * q_dim + 2 * h * kv_dim + q_dim * h + bias
 
@@ -55,9 +55,7 @@ def lora_projections(a: ModelArch, targets: frozenset[str]) -> list[tuple[int, i
     """(in, out) features of one layer's adapted projections, by role (spec.LORA_TARGETS; no gate without a gated
     MLP). The MLP's width is the dense one, as peft's target names match it."""
     h = a.hidden_size
-    q = a.num_attention_heads * (a.head_dim or h // a.num_attention_heads)
-    kv = a.num_key_value_heads * (a.head_dim or h // a.num_attention_heads)
-    inter = a.intermediate_size
+    q, kv, inter = a.query_width, a.kv_width, a.intermediate_size
     widths = {"q": (h, q), "k": (h, kv), "v": (h, kv), "o": (q, h), "gate": (h, inter), "up": (h, inter),
               "down": (inter, h)}
     return [w for role, w in widths.items() if role in targets and (role != "gate" or a.gated_mlp)]
@@ -69,7 +67,7 @@ def linear_layer_params_delta(a: ModelArch, attention: int) -> int:
     if not a.linear_attention_layers and not a.attention_output_gate:
         return 0
     full = a.num_layers - a.linear_attention_layers
-    gate = a.hidden_size * a.num_attention_heads * a.head_dim if a.attention_output_gate else 0
+    gate = a.hidden_size * a.query_width if a.attention_output_gate else 0
     return a.linear_attention_layers * (linear_layer_params(a) - attention) + full * gate
 
 

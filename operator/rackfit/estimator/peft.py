@@ -31,8 +31,8 @@ ACT_BLOCK_BYTES = 2  # the activations' 16-bit dtype (bf16/fp16 compute)
 def largest_layer_block(a: ModelArch, tr: Training) -> int:
     """Bytes of the largest per-layer activation tensor the backward frees: tokens of the micro-batch times the widest
     of the hidden size, the dense MLP's intermediate size and the attention's query width, in 16 bits."""
-    q = a.num_attention_heads * (a.head_dim or a.hidden_size // a.num_attention_heads)
-    return tr.micro_batch_size * tr.sequence_length * max(a.hidden_size, a.intermediate_size, q) * ACT_BLOCK_BYTES
+    widest = max(a.hidden_size, a.intermediate_size, a.query_width)
+    return tr.micro_batch_size * tr.sequence_length * widest * ACT_BLOCK_BYTES
 
 
 def trained_matrices(a: ModelArch, tr: Training) -> list[tuple[int, int]]:
@@ -123,8 +123,7 @@ def bnb_backward_dequant_bytes(a: ModelArch, tr: Training, precision: str, layou
         inter = a.moe_intermediate_size  # every layer's MLP is its experts (bitsandbytes Linear4bit per expert)
     else:
         inter = max(a.intermediate_size, a.moe_intermediate_size if a.is_moe else 0)
-    q = a.num_attention_heads * (a.head_dim or a.hidden_size // a.num_attention_heads)
-    largest = a.hidden_size * max(inter, q, a.hidden_size)
+    largest = a.hidden_size * max(inter, a.query_width, a.hidden_size)
     if precision in ("nf4", "int4") and tr.method == "qlora":
         return largest * BNB4_DEQUANT_BYTES
     if precision == "int8" and tr.method == "lora":

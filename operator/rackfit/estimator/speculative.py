@@ -132,9 +132,7 @@ def draft_weight_bytes(inf: Inference, a: ModelArch, layout: Layout, precision: 
     layer = weight_bytes(count_params(head), "bf16", one, 1, head, runtime, gpu_arch, inf)
     if method == "eagle":
         return layer + HEAD_BYTES * 2 * h * h
-    q = a.num_attention_heads * a.head_dim
-    kv = 2 * a.num_key_value_heads * a.head_dim
-    wide_qkv = h * (q + kv) // t  # the second hidden of qkv_proj's 2 x hidden input
+    wide_qkv = h * (a.query_width + 2 * a.kv_width) // t  # the second hidden of qkv_proj's 2 x hidden input
     return (layer + HEAD_BYTES * (wide_qkv + 3 * h * h + EAGLE3_DRAFT_VOCAB * h // t + h)
             + 8 * EAGLE3_DRAFT_VOCAB)
 

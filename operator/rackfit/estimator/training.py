@@ -147,7 +147,7 @@ def largest_parameter(a: ModelArch, tr: Training, shard: int) -> int:
     """Elements of the largest trained tensor on one GPU, `shard` the model-parallel split: the
     embedding or LM head (vocab x hidden) or an MLP matrix for a full fine-tune; a LoRA B or A matrix."""
     if tr.method != "full":
-        return tr.rank * max(a.hidden_size, a.intermediate_size, a.num_attention_heads * a.head_dim) // shard
+        return tr.rank * max(a.hidden_size, a.intermediate_size, a.query_width) // shard
     return max(a.vocab_size * a.hidden_size, a.intermediate_size * a.hidden_size) // shard
 
 

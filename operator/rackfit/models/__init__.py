@@ -85,6 +85,16 @@ class ModelArch(BaseModel):
         return self.kv_lora_rank > 0
 
     @property
+    def query_width(self) -> int:
+        """Width of q_proj's output (and o_proj's input): heads x head_dim."""
+        return self.num_attention_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        """Width of k_proj's (or v_proj's) output: key-value heads x head_dim."""
+        return self.num_key_value_heads * self.head_dim
+
+    @property
     def moe_layers(self) -> int:
         return self.num_layers - self.first_dense_layers if self.is_moe else 0
 

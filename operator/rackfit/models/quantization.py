@@ -196,7 +196,7 @@ def projections(a: Any, layer: int) -> dict[str, list[Projection]]:
     elif linear_attention_layer(a, layer):
         attn = linear_attention_projections(a, names)
     else:
-        qd, kvd = heads * a.head_dim, a.num_key_value_heads * a.head_dim
+        qd, kvd = a.query_width, a.kv_width
         # Qwen3-Next/Qwen3.5's output gate doubles q_proj (vLLM Qwen3NextAttention: q and gate in one projection)
         qo = 2 * qd if getattr(a, "attention_output_gate", False) else qd
         attn = [Projection(names("self_attn.q_proj"), qo, h), Projection(names("self_attn.k_proj"), kvd, h),
