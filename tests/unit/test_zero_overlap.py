@@ -85,9 +85,17 @@ def test_zero1_overlap_partitions_the_backwards_gradients():
     assert z1.cached_gradients == P.total * 2
 
 
-def test_zero3_overlap_comm_changes_nothing():
-    """stage3.py keeps one IPG bucket whatever overlap_comm; it picks only the reduce-and-partition stream."""
-    assert peak(Layout(data=8), zeroStage=3, overlapComm=False) == peak(Layout(data=8), zeroStage=3)
+def test_zero3_overlap_comm_changes_only_the_reduce_stream_copy():
+    """stage3.py keeps one IPG bucket whatever overlap_comm; it picks only the reduce-and-partition stream, whose pool
+    keeps reduce_scatter_coalesced's flat copy of a bucket (zero.zero3_reduce_copy, test_zero3_overlap.py): the default
+    5e8 elements x 2 bytes over 8 ranks (Llama's 128,256 x 4,096 lm_head divides by 8), reserved, not allocated."""
+    from dataclasses import replace
+    off, on = peak(Layout(data=8), zeroStage=3, overlapComm=False), peak(Layout(data=8), zeroStage=3)
+    copy = 500_000_000 * 2
+    assert on.gradients - off.gradients == on.cached_gradients - off.cached_gradients == copy
+    assert on.transient - off.transient == on.backward_transient - off.backward_transient == copy
+    assert replace(on, gradients=off.gradients, cached_gradients=off.cached_gradients, transient=off.transient,
+                   backward_transient=off.backward_transient) == off
 
 
 def test_overlap_comm_only_with_deepspeed():

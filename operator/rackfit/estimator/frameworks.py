@@ -63,6 +63,7 @@ from rackfit.estimator.zero import (
     ZERO_SUB_GROUP,
     loss_freed_blocks,
     zero3_gathered_elements,
+    zero3_reduce_copy,
     zero3_step,
     zero3_step_segments,
     zero12_ipg_buffers,
@@ -449,6 +450,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     held, cached = runtime_accumulated_grads(tr, layout, grads, held, cached, n * compute_bytes if full else 0)
     if fw == "deepspeed" and full and zero in (1, 2) and d > 1 and overlap:
         copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes)   # the reduction stream's cached flat copy
+        held, cached = held + copy, cached + copy
+    if fw == "deepspeed" and zero == 3 and d > 1 and overlap:
+        # reduce_and_partition_stream's flat copy of a bucket, reserved in that stream's pool (zero.zero3_reduce_copy)
+        copy = zero3_reduce_copy(reduce_bucket, n, largest_parameter(a, tr, t * pp), d, compute_bytes)
         held, cached = held + copy, cached + copy
     host = 0
     if offloads(tr) and (fw == "fsdp" or (fw == "deepspeed" and zero >= 1)):

@@ -6,9 +6,9 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'ampere'): (-19.3, 3.1, 7, 'memory'),
-    ('deepspeed', 'training', 'any'): (-23.2, 13.4, 21, 'memory'),
-    ('deepspeed', 'training', 'hopper'): (7.7, 7.7, 1, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-19.2, 3.1, 7, 'memory'),
+    ('deepspeed', 'training', 'any'): (-23.0, 13.4, 21, 'memory'),
+    ('deepspeed', 'training', 'hopper'): (8.1, 8.1, 1, 'memory'),
     ('deepspeed offload', 'training', 'ampere'): (-42.9, -42.9, 1, 'memory'),
     ('deepspeed offload', 'training', 'any'): (-73.1, -42.9, 2, 'memory'),
     ('deepspeed offload', 'training', 'hopper'): (-73.1, -73.1, 1, 'memory'),

@@ -112,6 +112,34 @@ def zero12_reduce_copy(reduce_bucket: int, params: int, compute_bytes: int) -> i
     return min(reduce_bucket, params) * compute_bytes
 
 
+def zero3_reduce_copy(reduce_bucket: int, trainable: int, largest: int, d: int, compute_bytes: int) -> int:
+    """Bytes the reduce_and_partition_stream's pool keeps reserved under ZeRO-3 with overlap_comm over data parallel
+    `d` > 1: the flat copy reduce_scatter_coalesced makes of a bucket, for `trainable` trained elements on this rank
+    (before partitioning), `largest` the largest trained tensor's elements. Read in deepspeed/runtime/zero/stage3.py
+    and runtime/comm/coalesced_collectives.py at v0.13.5 and v0.16.4 (the same):
+    - `__reduce_and_partition_ipg_grads` runs in `with get_accelerator().stream(self.reduce_and_partition_stream)`,
+      its own `Stream()` under overlap_comm (the default stream without it). With `reduce_scatter` True (the
+      default) it always takes `__avg_scatter_grads`, which calls `reduce_scatter_coalesced([p.grad ...])`.
+    - reduce_scatter_coalesced reduces a lone tensor in place when its elements divide by the world size
+      (`tensors[0].view(-1)`). Otherwise, several tensors or padding, it interleaves the ranks' chunks with
+      `torch.cat`: a new tensor of the bucket's padded size, made in that stream.
+    - `__add_grad_to_ipg_bucket` groups gradients up to reduce_bucket_size elements
+      (`elements_in_ipg_bucket + param.ds_numel > reduce_bucket_size` closes a bucket), and a tensor over it goes
+      alone. So the copy is at most min(reduce_bucket_size, trainable) elements, or a lone tensor that does not
+      divide by the world size, padded up.
+    The block is freed once partition_grads has copied the partitions into grad_partitions_flat_buffer (no
+    allocation: the accumulation dtype is the 16-bit model dtype under ZeRO, engine.py get_data_types, so
+    `.to(gradient_accumulation_dtype)` returns the partition itself). Freed in a side stream's pool, it is not
+    handed to the default stream's allocations (CUDACachingAllocator.cpp get_free_block: a block of another stream is
+    skipped): from the second micro-batch on it is reserved, not allocated, at the loss's backward. Without
+    overlap_comm it is made in the default stream and reused. The bucket bound is an upper bound: with HF's "auto"
+    bucket (hidden^2) most reductions are one matrix reduced in place."""
+    if d <= 1:
+        return 0
+    lone = -(-largest // d) * d if largest > reduce_bucket and largest % d else 0
+    return max(min(reduce_bucket, trainable), lone) * compute_bytes
+
+
 def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: int) -> int:
     """Bytes ZeRO-1/2's step (zero12_step) leaves reserved but not allocated at its peak, beside what zero12_step
     counts, for a rank's partition of `part` elements, `temp` the optimizer's own temporary (before zero12_step), on
