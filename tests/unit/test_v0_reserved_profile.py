@@ -119,3 +119,19 @@ def test_only_s530_moves():
     assert not got["S530"]["said"] and not got["S500"]["said"]  # no fit, as measured
     for rid in ("S94", "S95", "S97"):
         assert got[rid]["said"] and got[rid]["starts"], got[rid]
+
+
+def test_flash_output_by_release_and_unreplayed_releases():
+    """0.6.2-0.6.3 return flash_attn_varlen_func's output as it is: o_proj's output then takes the segment the copy
+    left (same total for Llama at 2,048 tokens); DeepSeek-V2-Lite at 0.6.3 loses the copy's 4,096 B a token (o reuses
+    ao's freed block). 0.2.5-0.4.0 measure free memory, but their attention backends were not read: no replay."""
+    a = resolve(_spec("0.6.3").model)
+    per_token = 8192 + 8192 + 12288 + 8192 + 8192 + 57344 + 28672
+    sp = _spec("0.6.3")
+    assert v0_reserved_forward_bytes(sp.inference, a, sp.parallelism, 2048) == per_token * 2048
+    lite = _spec("0.6.3", arch=LITE, tensor=2)
+    got = v0_reserved_forward_bytes(lite.inference, resolve(lite.model), lite.parallelism, 163840)
+    assert got == (74944 - 4096) * 163840
+    old = _spec("0.4.0")
+    assert free_memory_profile(old.inference)
+    assert v0_reserved_forward_bytes(old.inference, a, old.parallelism, 2048) is None

@@ -38,6 +38,8 @@ from rackfit.spec import Inference
 ACT_BYTES = 2  # fp16/bf16 activations
 FREE_MEMORY_PROFILE_FROM = (0, 2, 5)  # 0.2.0-0.2.4 took torch.cuda.max_memory_allocated()
 FREE_MEMORY_PROFILE_UNTIL = (0, 6, 4)  # worker.py measures allocated_bytes.all.peak from 0.6.4
+REPLAYED_FROM = (0, 4, 1)  # the FlashAttention backend's sequence (flash_attn.py) read from 0.4.1; 0.2.5-0.4.0 not
+FLASH_COPY_UNTIL = (0, 6, 2)  # 0.6.2 returns flash_attn_varlen_func's output as is (no empty_like + copy)
 MLA_PADDED_HEAD = 256  # deepseek_v2.py before 0.7.0 pads q, k and v to 256 (docs/accuracy.md, MLA_PADDED_HEAD)
 SMALL_SIZE = 1 << 20  # kSmallSize: the large pool serves requests above 1 MiB
 MIN_BLOCK = 512  # kMinBlockSize: requests rounded up to 512 B
@@ -105,11 +107,12 @@ def replay_reserved(events: list[Event]) -> tuple[int, int]:
     return peak_allocated, peak_reserved
 
 
-def _attention_events(a: ModelArch, t: int, tokens: int) -> list[Event]:
+def _attention_events(a: ModelArch, t: int, tokens: int, copy: bool = True) -> list[Event]:
     """One attention block's large tensors on a rank, as V0's model code and FlashAttention backend allocate them.
     Llama-style (`models/llama.py` LlamaAttention.forward: qkv_proj, split views, rotary in place, `self.attn`,
-    o_proj); `attention/backends/flash_attn.py` FlashAttentionImpl.forward (0.5.x): `output = torch.empty_like(query)`,
-    then `out = flash_attn_varlen_func(...)` (with its fp32 softmax_lse, heads x tokens) copied into it.
+    o_proj); `attention/backends/flash_attn.py` FlashAttentionImpl.forward (0.4.1-0.6.1, `copy`):
+    `output = torch.empty_like(query)`, then `out = flash_attn_varlen_func(...)` (with its fp32 softmax_lse, heads x
+    tokens) copied into it; from 0.6.2 `prefill_output` is returned as it is (one tensor).
     DeepSeek-V2's MLA before 0.7.0 (`models/deepseek_v2.py` DeepseekV2Attention.forward, read in 0.5.1): q (q_proj, or
     q_a_proj -> q_a_layernorm -> q_b_proj), the latent (kv_a_proj_with_mqa), kv_a's contiguous copy and its norm,
     kv_b_proj's k_nope|v, `k = torch.empty_like(q)`, q, k and v padded to 256 a head, the attention's output at 256
@@ -132,16 +135,21 @@ def _attention_events(a: ModelArch, t: int, tokens: int) -> list[Event]:
                ("a", "qp", T * heads * MLA_PADDED_HEAD * b), ("a", "kp", T * heads * MLA_PADDED_HEAD * b),
                ("f", "k", 0),
                ("a", "vp", T * heads * MLA_PADDED_HEAD * b),
-               ("a", "ao", T * heads * MLA_PADDED_HEAD * b), ("a", "fo", T * heads * MLA_PADDED_HEAD * b),
+               ("a", "ao", T * heads * MLA_PADDED_HEAD * b)] + _flash_copy(copy, T * heads * MLA_PADDED_HEAD * b) + [
                ("a", "lse", T * heads * 4), ("f", "lse", 0), ("f", "fo", 0),
                ("a", "ao2", T * heads * a.v_head_dim * b), ("f", "ao", 0),
                ("a", "o", T * h * b)]
         return ev + [("f", x, 0) for x in ("q", "lat", "kva", "kv", "qp", "kp", "vp", "ao2")]
     kv_heads = max(1, a.num_key_value_heads // t)
     q, kv = heads * a.head_dim, kv_heads * a.head_dim
-    return [("a", "qkv", T * (q + 2 * kv) * b), ("a", "ao", T * q * b), ("a", "fo", T * q * b),
-            ("a", "lse", T * heads * 4), ("f", "lse", 0), ("f", "fo", 0), ("a", "o", T * h * b),
-            ("f", "qkv", 0), ("f", "ao", 0)]
+    return ([("a", "qkv", T * (q + 2 * kv) * b), ("a", "ao", T * q * b)] + _flash_copy(copy, T * q * b)
+            + [("a", "lse", T * heads * 4), ("f", "lse", 0), ("f", "fo", 0), ("a", "o", T * h * b),
+               ("f", "qkv", 0), ("f", "ao", 0)])
+
+
+def _flash_copy(copy: bool, nbytes: int) -> list[Event]:
+    """flash_attn_varlen_func's own output, copied into the preallocated one (0.4.1-0.6.1)."""
+    return [("a", "fo", nbytes)] if copy else []
 
 
 def _mlp_events(width: int, h: int, tokens: int, prefix: str = "") -> list[Event]:
@@ -178,15 +186,18 @@ def v0_forward_events(inf: Inference, a: ModelArch, layout: Layout, tokens: int)
     """The profile forward's large tensors on one rank in V0's order: the embedding's output (the first residual),
     the first layer's input_layernorm copy (later layers' fused add-norm runs in place), then each block; the first
     dense layer and the first MoE layer and one more of each kind (the allocator's state repeats after that). None
-    where the sequence is not modelled (ungated MLPs, hybrid/recurrent models)."""
-    if not a.gated_mlp or a.linear_attention_layers:
+    where the sequence is not modelled (ungated MLPs, hybrid/recurrent models, releases before 0.4.1, whose attention
+    backends were not read). Read in 0.5.1 (llama.py, deepseek_v2.py, flash_attn.py, fused_moe.py) and checked in
+    0.4.1-0.4.3, 0.5.3-0.5.5 and 0.6.0-0.6.3 (flash_attn.py's output, fused_moe.py's three caches)."""
+    if not a.gated_mlp or a.linear_attention_layers or inf.vllm_before(REPLAYED_FROM):
         return None
+    copy = inf.vllm_before(FLASH_COPY_UNTIL)
     t, h, T = layout.tensor, a.hidden_size, tokens
     dense = a.num_layers - a.moe_layers
     kinds = ["dense"] * min(dense, 2) + ["moe"] * min(a.moe_layers, 2)
     ev: list[Event] = [("a", "emb", T * h * ACT_BYTES), ("a", "hs", T * h * ACT_BYTES)]
     for kind in kinds:
-        ev += _attention_events(a, t, T)
+        ev += _attention_events(a, t, T, copy)
         # the layer's input (the first layer's normed copy; later ones the previous output, normed in place) is
         # freed when the attention returns; the attention's output is the MLP's input, alive through it
         ev += [("f", "hs", 0), ("r", "o", 0)]
