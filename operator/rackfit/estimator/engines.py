@@ -360,8 +360,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
         forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
-        # vLLM 0.4.0-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
-        # (v0_reserved.py: worker.py determine_num_available_blocks, no empty_cache after profile_run)
+        # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
+        # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
+        # profile_run)
         forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens) or 0)
         act = max(forward
                   + pipeline_buffer_bytes(inf, a, layout, s)
