@@ -80,6 +80,7 @@ from rackfit.estimator.trtllm import (
     engine_runtime_buffer_bytes,
     estimation_refusal,
 )
+from rackfit.estimator.v0_reserved import v0_reserved_forward_bytes
 from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, qwen3_vit_extra_bytes
 from rackfit.estimator.weights import quantization_of
 from rackfit.models import ModelArch
@@ -358,7 +359,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
-        act = max(forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
+        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
+        # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
+        # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
+        # profile_run)
+        forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens) or 0)
+        act = max(forward
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler,
                   encoder_peak_bytes(inf, a, layout, s) + qwen3_vit_extra_bytes(inf, a, layout, s))

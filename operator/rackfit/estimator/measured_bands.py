@@ -37,7 +37,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-6.9, 4.4, 46, 'memory'),
     ('transformers', 'training', 'any'): (-8.1, 4.4, 63, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.5, 3.9, 14, 'memory'),
-    ('vllm', 'inference', 'ada'): (-2.8, 44.7, 8, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (-2.8, 19.2, 8, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 73.0, 18, 'kv cache'),
     ('vllm', 'inference', 'any'): (-15.9, 73.0, 88, 'kv cache'),
     ('vllm', 'inference', 'blackwell'): (2.6, 9.7, 4, 'kv cache'),
