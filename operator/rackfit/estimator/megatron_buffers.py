@@ -106,8 +106,9 @@ def torch_workspace_bytes(tr: Training) -> int:
     each holding a handle, so TORCH_CUBLAS_THREADS of TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES, in `memory_allocated`
     from the first backward on. The size is torch's default on Hopper and later (getChosenWorkspaceSize: ":4096:8"
     at compute capability 9+, ":4096:2:16:8" = 8.125 MiB before); the H200 calibration's `environment` row reads
-    reserved_after = 33,554,432 B after one bf16 matmul on torch 2.11, one 32 MiB workspace, cuBLASLt's not a second
-    one beside it. The GPU is not known where the training peak is counted: the Hopper size, as te_workspace_bytes.
+    reserved_after = 33,554,432 B after one bf16 matmul on torch 2.11, one 32 MiB workspace (cuBLASLt's shares it in
+    recent releases' default, getCUDABlasLtWorkspace; an older release's separate cuBLASLt workspace is not counted).
+    The GPU is not known where the training peak is counted: the Hopper size, as te_workspace_bytes.
     The forward thread's workspace is also inside CUDA_CONTEXT_BYTES (the same row's used_after_cublas_bytes, read
     with it reserved), as it is inside that calibration's measured total (used_after_cublas_bytes + max_reserved)."""
     return TORCH_CUBLAS_THREADS * TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
