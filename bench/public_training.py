@@ -34,6 +34,7 @@ import yaml
 from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, training_peak, training_states
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.errorband import runtime_of
+from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB
@@ -67,9 +68,11 @@ def comparable(quantity: str, spec, est) -> int:
             # RuntimePeak.cached_gradients)
             r = training_peak(spec, est.layout)
             # and the blocks ZeRO-1/2's step leaves reserved beside its peak (zero.zero12_step_cached)
+            ws = torch_workspace_bytes_outside_megatron(spec.training)
             return max(r.states + r.backward_transient - r.cached_gradients,
-                       r.states + r.step_transient - r.step_cached)
-        return est.total_bytes - est.breakdown.overhead_bytes
+                       r.states + r.step_transient - r.step_cached) + ws
+        # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
+        return est.total_bytes - est.breakdown.overhead_bytes + torch_workspace_bytes_outside_megatron(spec.training)
     if quantity == "max_reserved":
         nccl = training_nccl_bytes(spec.training, est.layout)
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
@@ -84,10 +87,11 @@ def comparable(quantity: str, spec, est) -> int:
         r = training_peak(spec, est.layout)
         return r.load + r.load_cached
     if quantity == "steady":
+        ws = torch_workspace_bytes_outside_megatron(spec.training)   # allocated, in the estimate's overhead
         if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
             s = training_states(spec, est.layout)
-            return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0)
-        return training_peak(spec, est.layout).states
+            return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0) + ws
+        return training_peak(spec, est.layout).states + ws
     raise ValueError(f"unknown quantity {quantity!r}")
 
 

@@ -21,6 +21,7 @@ from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
 from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.kvcache import kv_cache_bytes
+from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import bnb_backward_dequant_bytes, kbit_fp32_vocab_bytes, unfit_step_temporaries
@@ -147,6 +148,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
     load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0
     overhead = CUDA_CONTEXT_BYTES + comm + max(load_slack, parts.pop("slack"))
+    if training:
+        # torch's cuBLAS workspaces, the forward's thread and autograd's, in memory_allocated from the first backward
+        # on (megatron_buffers.torch_workspace_bytes; Megatron counts them among its buffers, frameworks.runtime_peak)
+        overhead += torch_workspace_bytes_outside_megatron(spec.training)
     breakdown = Breakdown(overhead_bytes=overhead, **parts)
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase=phase, notes=notes, error_band=error_band(spec, gpu))

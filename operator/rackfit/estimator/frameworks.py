@@ -41,9 +41,9 @@ from rackfit.estimator.fsdp import (
     fsdp2_backward_moments,
     fsdp2_backward_peak,
     fsdp2_copy_in_pool,
+    fsdp2_gathered_layer_params,
     fsdp2_root_group_extra,
     fsdp_gathered_reuse,
-    largest_layer_params,
     step_segment_inputs,
 )
 from rackfit.estimator.hf_fsdp2 import hf_fsdp2
@@ -188,7 +188,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
     state_bytes = 4 if mixed or precision == "fp32" else 2
     n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr) // (t * pp)
-    layer = largest_layer_params(a, p) // t
+    # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts only
+    # (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
+    layer = fsdp2_gathered_layer_params(a, p, tr, layout) // t
     output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
@@ -263,7 +265,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # the all-gather outputs' own pool (fsdp2_copy_in_pool); where blocks are resharded after the forward
                 # (held 2) the second block in flight counted above is the one in that pool
                 second = layer * compute_bytes if held == 2 else 0
-                gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes) - second
+                gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes, tr) - second
                 if pp == 1 and tr.torchtitan_root_group:
                     gathered += fsdp2_root_group_extra(p, layout, compute_bytes)
             # torchao's float8 all-gather: the gathered blocks' linear weights in fp8 (float8.fsdp2_gathered_saving);

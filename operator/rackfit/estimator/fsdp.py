@@ -28,6 +28,29 @@ def largest_layer_params(a: ModelArch, p: ParamCounts) -> int:
     return max(p.total - 2 * p.embedding, 0) // max(a.num_layers, 1)
 
 
+def fsdp2_gathered_layer_params(a: ModelArch, p: ParamCounts, tr: Training, layout: Layout) -> int:
+    """Parameters one decoder block's FSDP2 unshard gathers (all tensor ranks together; as largest_layer_params, an
+    average over the layers). torchtitan's MoE under expert parallel (parallelism.expert > 1, full fine-tune, no
+    tensor parallel: moe_training.applies) gathers only the rank's local routed experts: its apply_fsdp
+    (torchtitan/experiments/llama4/infra/parallelize.py at 8ec37d2, models/llama4/infra/parallelize.py at 5fb7cc2,
+    called by models/deepseek_v3/infra/parallelize.py) wraps `transformer_block.moe.experts` in its own
+    fully_shard over `dp_mod_ep_mesh` ("the routed experts are sharded with the remaining dp_mod_ep_mesh"; the
+    router and shared experts stay in the block's group over the whole dp_shard mesh), after apply_moe_ep_tp has
+    made each expert weight a DTensor Shard(0) over EP (num_experts / ep local experts). The experts' group
+    all-gathers over dp_shard_mod_ep = dp_shard x cp / ep (distributed/parallel_dims.py) and rebuilds the local
+    experts only, num_experts / ep of them in 16 bits; the explicit prefetch under EP
+    (`set_modules_to_forward_prefetch([next_block, next_block.moe.experts])`, backward alike) keeps two blocks in
+    flight as without EP. Their unsharded gradients are the local experts' likewise. The sharded states are
+    unchanged: ep x dp_shard_mod_ep = dp_shard ranks hold one shard each (Shard(1) where dp_shard_mod_ep x ep >
+    num_experts), experts / dp_shard per rank as for the dense parameters."""
+    layer = largest_layer_params(a, p)
+    if not (tr.method == "full" and tr.fsdp != 1 and torchtitan(tr) and a.is_moe and layout.expert > 1
+            and layout.tensor == 1):
+        return layer
+    remote = p.experts - p.experts // layout.expert   # the other EP ranks' routed experts, all MoE layers
+    return layer - remote // max(a.num_layers, 1)
+
+
 def step_segment_inputs(a: ModelArch, tr: Training, t: int, largest: int, state_bytes: int, optimizer: int,
                         compute_bytes: int) -> tuple[int, int, int]:
     """(largest step tensor, first-step states, largest freed block) in bytes, for FSDP2 over `data` > 1 on one stage:
@@ -77,7 +100,8 @@ def fsdp1_reserved_union(wrap_reserved: int, step_reserved: int, unshard_pool: i
     return max(wrap_reserved, step_reserved - unshard_pool) + unshard_pool
 
 
-def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_bytes: int) -> int:
+def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_bytes: int,
+                       tr: Training | None = None) -> int:
     """Bytes FSDP2 keeps reserved for its all-gather copy-in stream (full fine-tune, `data` > 1), beside the gathered
     parameters the default stream holds. `foreach_all_gather` allocates each group's all-gather output inside
     `with device_handle.stream(all_gather_copy_in_stream)` (torch/distributed/_composable/fsdp/_fsdp_collectives.py in
@@ -95,7 +119,9 @@ def fsdp2_copy_in_pool(a: ModelArch, p: ParamCounts, layout: Layout, compute_byt
     embeddings, norm and output together, twice this vocabulary part in the pool and kept unsharded in the default
     stream to the end of the backward: fsdp2_root_group_extra, for `torchtitanVersion` below 0.2 (docs/accuracy.md,
     "torchtitan's Hopper rows, audited")."""
-    layer = largest_layer_params(a, p) // layout.tensor
+    # `tr` given: a block's gathered parameters as fsdp2_gathered_layer_params counts them (EP-local experts)
+    layer = (fsdp2_gathered_layer_params(a, p, tr, layout) if tr is not None else largest_layer_params(a, p)) \
+        // layout.tensor
     vocab = max(p.embedding, p.lm_head) // layout.tensor
     return (vocab + layer) * compute_bytes
 

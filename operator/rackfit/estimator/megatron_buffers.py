@@ -100,13 +100,34 @@ TORCH_CUBLAS_THREADS = 2
 TE_GROUPED_GEMM_STREAMS = 4
 
 
+def torch_workspace_bytes(tr: Training) -> int:
+    """PyTorch's own cuBLAS workspaces on a training rank of any framework: one per (handle, stream) pair
+    (CublasHandlePool.cpp, cublas_handle_stream_to_workspace), the forward's thread and autograd's device thread
+    each holding a handle, so TORCH_CUBLAS_THREADS of TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES, in `memory_allocated`
+    from the first backward on. The size is torch's default on Hopper and later (getChosenWorkspaceSize: ":4096:8"
+    at compute capability 9+, ":4096:2:16:8" = 8.125 MiB before); the H200 calibration's `environment` row reads
+    reserved_after = 33,554,432 B after one bf16 matmul on torch 2.11, one 32 MiB workspace (cuBLASLt's shares it in
+    recent releases' default, getCUDABlasLtWorkspace; an older release's separate cuBLASLt workspace is not counted).
+    The GPU is not known where the training peak is counted: the Hopper size, as te_workspace_bytes.
+    The forward thread's workspace is also inside CUDA_CONTEXT_BYTES (the same row's used_after_cublas_bytes, read
+    with it reserved), as it is inside that calibration's measured total (used_after_cublas_bytes + max_reserved)."""
+    return TORCH_CUBLAS_THREADS * TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+
+
+def torch_workspace_bytes_outside_megatron(tr: Training) -> int:
+    """torch_workspace_bytes for fsdp, deepspeed and transformers training, counted in the estimate's overhead (with
+    the CUDA context, beside the allocator's slack); 0 for megatron, whose rank counts them in megatron_workspace_bytes.
+    bench/public_training.py's allocated comparables add them back (they are in memory_allocated)."""
+    return 0 if tr.framework == "megatron" else torch_workspace_bytes(tr)
+
+
 def megatron_workspace_bytes(a: ModelArch, tr: Training) -> int:
     """Bytes of cuBLAS workspaces a Megatron rank keeps beyond TE's one (te_workspace_bytes): torch's, one for the
     forward's thread and one for autograd's, and with `moeGroupedGemm` on an MoE under Transformer Engine the four
     multi-stream workspaces of TE's grouped GEMM. Hopper sizes, as te_workspace_bytes (the GPU is not known here)."""
     if tr.framework != "megatron":
         return 0
-    n = TORCH_CUBLAS_THREADS * TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+    n = torch_workspace_bytes(tr)
     if a.is_moe and tr.moe_grouped_gemm and tr.flash_attention is not False:
         n += TE_GROUPED_GEMM_STREAMS * TE_CUBLAS_WORKSPACE_HOPPER_BYTES
     return n

@@ -37,7 +37,8 @@ is router.gate (saved), then the shared experts' w1 (not), w3 (saved), w2 (not).
 
 Not modelled: unbalanced routing (a rank's experts may receive more than T*k copies; torchtitan's aux-loss-free
 expert_bias only evens the counts over steps), the all-to-all send/receive buffers alive during one layer's forward,
-expert tensor parallel, and FSDP over dp_shard_mod_ep (the experts' bf16 copy gathered over fewer ranks).
+and expert tensor parallel. FSDP over dp_shard_mod_ep (each block gathers its EP-local experts only) is counted by
+fsdp.fsdp2_gathered_layer_params.
 """
 
 from __future__ import annotations
