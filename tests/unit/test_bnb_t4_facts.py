@@ -1,4 +1,4 @@
-"""T190-T193 (issue 22, acc-h15): the 4-bit blog's T4 table. The mechanisms the facts rest on, each computed by hand
+"""T190-T193 (issue 22): the 4-bit blog's T4 table. The mechanisms the facts rest on, each computed by hand
 from the runtimes' source:
 - transformers 4.30's eager LlamaAttention (the rows' flashAttention false): 8 bytes a score a layer kept without
   checkpointing;

@@ -1,4 +1,4 @@
-"""T190-T194 (issue 22, acc-h8): transformers + PEFT single-GPU fit/no-fit facts. No mechanism was added with
+"""T190-T194 (issue 22): transformers + PEFT single-GPU fit/no-fit facts. No mechanism was added with
 them; these tests pin what the rows rest on, computed by hand from peft's formula (LoRA's A is r x in, B is out x r,
 peft/tuners/lora/layer.py `update_layer`) and checked against the trainable-parameter counts PEFT's MetaMathQA
 results log (`num_trainable_params`)."""

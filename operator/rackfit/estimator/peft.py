@@ -1,4 +1,4 @@
-"""The Hugging Face transformers path's optimizer step against the caching allocator (issue 22, acc-h8): which of
+"""The Hugging Face transformers path's optimizer step against the caching allocator (issue 22): which of
 foreach AdamW's per-parameter temporaries the blocks the backward freed cannot hold.
 
 torch.optim.AdamW built with neither `foreach` nor `fused` (PEFT's MetaMathQA run.py, accelerate's and most custom
@@ -64,7 +64,7 @@ def unfit_step_temporaries(a: ModelArch, tr: Training, layout: Layout, state_byt
     return sum(n * count * state_bytes for n, count in trained_matrices(a, tr) if n * state_bytes > block)
 
 
-# --- bitsandbytes bases under peft's prepare, by release (issue 22, acc-h15: the 4-bit blog's T4 table) -------------
+# --- bitsandbytes bases under peft's prepare, by release (issue 22: the 4-bit blog's T4 table) -------------
 
 # transformers 4.36.0 (December 11, 2023) is the first release contemporary with TRL 0.7.5 (December 22, 2023), whose
 # SFTTrainer casts the embeddings and head that peft's prepare upcast back to bf16 -- for a 4-bit base under --bf16 only

@@ -36,7 +36,7 @@ def single_device_gathered(tr: Training, largest_matrix: int, compute_bytes: int
     return largest_matrix * compute_bytes if tr.method == "qlora" else 0
 
 
-# --- lora_finetune_distributed: what FSDP2 holds gathered, moment by moment (issue 22, acc-h12) ---------------------
+# --- lora_finetune_distributed: what FSDP2 holds gathered, moment by moment (issue 22) ---------------------
 
 
 def distributed_recipe(tr: Training, layout: Layout) -> bool:
