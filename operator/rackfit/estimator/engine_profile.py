@@ -10,6 +10,7 @@ from __future__ import annotations
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_defaults import V1_DEFAULT
+from rackfit.estimator.linear_attention import gated_delta_net, gdn_profile_width
 from rackfit.estimator.moe_serving import (
     chunked_tokens,
     dispatched_tokens,
@@ -224,9 +225,10 @@ V2_GRAPH_ESTIMATE = (0, 29)
 
 
 def recurrent(a: ModelArch) -> bool:
-    """A hybrid recurrent (Mamba-style) or linear-attention model, by its name (RECURRENT_NAMES)."""
+    """A hybrid recurrent (Mamba-style) or linear-attention model, by its name (RECURRENT_NAMES) or, for an architecture
+    given without one, by its linear layers (linearAttentionLayers: vLLM's is_hybrid model classes)."""
     n = a.name.lower().replace("_", "-")
-    return any(r.replace("_", "-") in n for r in RECURRENT_NAMES)
+    return a.linear_attention_layers > 0 or any(r.replace("_", "-") in n for r in RECURRENT_NAMES)
 
 
 def vllm_architecture(a: ModelArch) -> str | None:
@@ -295,8 +297,18 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
     mult = 3 if a.gated_mlp else 2
     if a.num_layers > a.moe_layers:
         widths.append(mult * a.intermediate_size / t)
+    # a Gated DeltaNet hybrid's linear layers as the profile runs them: projections only (linear_attention.py
+    # gdn_profile_width; the FLA chunk kernels return early without attention metadata)
+    gdn = inf is not None and inf.engine == "vllm" and gated_delta_net(a) and not inf.vllm_before(V1_DEFAULT)
+    if gdn:
+        widths.append(gdn_profile_width(a, t))
     if a.is_moe and inf is not None and inf.engine == "vllm":
         dense = int(tokens * (2 * h + max(widths)) * ACT_BYTES)
+        if gdn and not inf.vllm_before(MOE_WORKSPACE_HELD):
+            # every layer of Qwen3-Next/3.5 ends in a MoE block, so from the first one on the WorkspaceManager's
+            # buffer (MOE_WORKSPACE_HELD, never freed) lies under each later layer's attention or Gated DeltaNet part
+            dense += moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data,
+                                                                                          layout.expert, tokens)))
         return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
     if a.is_moe:
         width = expert_width(a, t, layout.expert)
@@ -617,3 +629,27 @@ def warmup_before_capture(inf: Inference, a: ModelArch) -> bool:
 def graphs_unbudgeted(inf: Inference, a: ModelArch) -> bool:
     """The new runner before V2_GRAPH_ESTIMATE: no CUDA graph estimate in the KV cache's budget."""
     return v2_runner(inf, a) and inf.vllm_before(V2_GRAPH_ESTIMATE)
+
+
+# FlashInfer's workspace in vLLM's CUDA graph estimate (read in 0.24.0 and 0.27.1): FlashInferMetadataBuilder
+# (v1/attention/backends/flashinfer.py) allocates its workspace lazily, `_get_workspace_buffer`: torch.zeros of
+# VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE = 394 MiB (envs.py), on the first build of attention metadata. The profile run
+# builds none (_dummy_run without force_attention), so the first build is in profile_cudagraph_memory
+# (gpu_model_runner.py): _warmup_and_capture of the first FULL descriptor forces attention, and mem_get_info's
+# difference around it ("first-capture") takes the workspace in; determine_available_memory subtracts that estimate
+# from the KV cache's budget (engines.GRAPHS_IN_BUDGET), and the real capture builds it again after the cache. FULL
+# descriptors exist under V1's default cudagraph_mode FULL_AND_PIECEWISE (FlashInfer: UNIFORM_SINGLE_TOKEN_DECODE, so
+# not with speculative decoding, which falls back to PIECEWISE: no attention is built in the estimate). FlashInfer is
+# the backend (platforms/cuda.py _get_backend_priorities) first on SM100, and elsewhere where FLASH_ATTN is refused:
+# an fp8 KV cache off Hopper (FlashAttentionBackend.supports_kv_cache_dtype: fp8 only with FA3 on SM90). One builder
+# (one full-attention group) is counted; the SM100 TRT-LLM kernels' global workspace of the same size is not.
+FLASHINFER_WORKSPACE_BYTES = 394 * 1024 * 1024
+
+
+def flashinfer_graph_workspace_bytes(inf: Inference, gpu: GPU | None) -> int:
+    """The FlashInfer workspace vLLM's CUDA graph estimate takes in (the comment above), or 0."""
+    if inf.engine != "vllm" or gpu is None or not inf.cuda_graphs or inf.speculative_on:
+        return 0
+    sm100 = gpu.model.upper() in SM100_MODELS
+    fp8_kv = inf.kv_cache_precision == "fp8" and gpu.architecture != "hopper"
+    return FLASHINFER_WORKSPACE_BYTES if sm100 or fp8_kv else 0

@@ -19,6 +19,7 @@ from rackfit.estimator.engine_profile import (
     cuda_graph_bytes,
     encoder_cache_bytes,
     encoder_peak_bytes,
+    flashinfer_graph_workspace_bytes,
     forward_peak_bytes,
     graphs_unbudgeted,
     pipeline_buffer_bytes,
@@ -380,6 +381,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             graphs = trtllm_graph_bytes(a, layout, s)
         else:
             graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
+            if not inf.vllm_before(GRAPHS_IN_BUDGET) and not graphs_unbudgeted(inf, a):
+                # vLLM's estimate builds FlashInfer's workspace in its first FULL capture
+                # (engine_profile.flashinfer_graph_workspace_bytes)
+                graphs += flashinfer_graph_workspace_bytes(inf, gpu)
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)

@@ -106,3 +106,32 @@ def vllm_linear_kv(a: ModelArch, attn_bytes_per_token: int, tensor: int, pipelin
     if tokens_from_concurrency:
         return -(-request // context), request
     return attn_bytes_per_token * group * (full + linear), request
+
+
+# vLLM's profile run and a Gated DeltaNet layer (read in 0.15.0 models/qwen3_next.py Qwen3NextGatedDeltaNet, 0.24.0 and
+# 0.27.1 layers/mamba/gdn/qwen_gdn_linear_attn.py QwenGatedDeltaNetAttention.forward_cuda / _forward_core): the
+# profile's _dummy_run passes no attention metadata, and _forward_core returns at `attn_metadata is None` ("V1 profile
+# run"; from 0.24 after _warmup_prefill_kernels, one chunk_gated_delta_rule over T = FLA_CHUNK_SIZE = 64 tokens on the
+# first layer). So the causal conv1d and the FLA chunk kernels (chunk_fwd_h's per-chunk states, the w/u/A tensors of
+# recompute_w_u_fwd / solve_tril) never run at max_num_batched_tokens in the profile: what the layer holds there is
+# its projections. forward_cuda keeps in_proj_qkvz's output (2 x keys + 2 x values a token on this rank; split into
+# q/k/v and z as views), in_proj_ba's (2 x value heads) with contiguous copies of b and a, core_attn_out =
+# torch.zeros(tokens, value heads, value dim), and _output_projection's gated RMSNorm output (values) and out_proj's
+# result (hidden) beside the decoder layer's self_attention_output = torch.empty_like(hidden_states)
+# (Qwen3NextDecoderLayer.forward): all live when out_proj returns, as `z` still views in_proj_qkvz's output.
+def gated_delta_net(a: ModelArch) -> bool:
+    """A Gated DeltaNet hybrid (Qwen3-Next, Qwen3.5/3.6/3.8), told from the Mamba hybrids that share the linear fields
+    by its key heads and the full-attention layers' output gate, which Qwen3NextAttention has and Mamba hybrids lack."""
+    return is_hybrid_linear(a) and a.linear_num_key_heads > 0 and a.attention_output_gate
+
+
+def gdn_profile_width(a: ModelArch, tensor: int) -> int:
+    """Elements a token that a Gated DeltaNet layer holds at its widest in vLLM's profile forward on one tensor rank,
+    beside the residual and the normed input (the comment above): in_proj_qkvz's output, in_proj_ba's and the b/a
+    copies, core_attn_out, the gated norm's output, out_proj's result and the layer's output buffer."""
+    key_heads = max(1, a.linear_num_key_heads // tensor)
+    value_heads = max(1, a.linear_num_value_heads // tensor)
+    keys = key_heads * a.linear_key_head_dim
+    values = value_heads * a.linear_value_head_dim
+    qkvz = 2 * keys + 2 * values
+    return qkvz + 2 * 2 * value_heads + 2 * values + 2 * a.hidden_size

@@ -40,6 +40,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ada'): (-2.8, 19.2, 8, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 73.0, 18, 'kv cache'),
     ('vllm', 'inference', 'any'): (-15.9, 73.0, 88, 'kv cache'),
-    ('vllm', 'inference', 'blackwell'): (2.6, 9.7, 4, 'kv cache'),
+    ('vllm', 'inference', 'blackwell'): (0.4, 9.7, 4, 'kv cache'),
     ('vllm', 'inference', 'hopper'): (-1.4, 9.6, 58, 'kv cache'),
 }
