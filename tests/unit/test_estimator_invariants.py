@@ -309,3 +309,19 @@ def _assert_fits(spec, o) -> None:
     else:
         assert pl.gpu_memory_bytes == capacity
         assert e.total_bytes <= capacity
+
+
+def test_a_pool_short_of_one_request_does_not_read_as_one():
+    """Found by the planner property's `kv_cache_bytes <= kv_cache_pool_bytes`: maxConcurrency was rounded to two
+    decimals, so a pool 0.06% short of one contextLength request read 1.0, the engine "started" and the planner placed
+    it, where vLLM refuses it (v1/core/kv_cache_utils.py check_enough_kv_cache_memory: needed_memory >
+    available_memory). Now rounded down. Llama 3.1 8B on an L40S at gpuMemoryUtilization 0.5, contextLength 47,300."""
+    from gpus import L40S
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine="vllm", contextLength=47300, gpuMemoryUtilization=0.5)))
+    e = estimate(spec, gpu=L40S)
+    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens
+    assert e.breakdown.kv_cache_bytes == 131072 * 47300
+    assert e.kv_cache_pool_bytes < e.breakdown.kv_cache_bytes
+    assert e.max_concurrency == 0.99 and e.engine_starts is False
+    assert e.max_concurrency == e.kv_cache_pool_bytes * 100 // e.breakdown.kv_cache_bytes / 100
