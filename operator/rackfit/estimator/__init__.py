@@ -263,8 +263,13 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
     temp = step_temporary_bytes(tr, stepping, trained_bytes, largest)
     step_peak = states.gradients + param_grads + temp
-    # DDP: every param.grad made beside the buckets, layer 0's recompute still live (docs/accuracy.md, issue 22)
-    backward_end = states.gradients + param_grads + act.recompute if param_grads else 0
+    # DDP: every param.grad made beside the buckets, layer 0's recompute still live (docs/accuracy.md, issue 22).
+    # Without whole-layer recompute layer 0's saved activations are live there instead: autograd frees a node's saved
+    # tensors only when its backward has run (torch/csrc/autograd/function.h `release_variables`), and layer 0's
+    # param.grad is made by that backward (AccumulateGrad); selective keeps the rest of the layer beside its recomputed
+    # attention (activations.training_activations: kept = layers x (per_layer - attention)).
+    layer0 = act.recompute + (act.layers // arch.num_layers if tr.activation_checkpointing != "full" else 0)
+    backward_end = states.gradients + param_grads + layer0 if param_grads else 0
     # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = tr.activation_checkpointing == "full"
     optimizer = states.optimizer
@@ -275,7 +280,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
             "layer recompute" if act.recompute else "layer backward"
         held_dequant = dequant if phase != "loss backward" else 0
     elif backward_end > step_peak:
-        live_act, live_grads, phase = act.recompute, states.gradients + param_grads, "backward end"
+        live_act, live_grads, phase = layer0, states.gradients + param_grads, "backward end"
     else:
         live_act, live_grads, phase = 0, states.gradients + param_grads, "optimizer step"
         optimizer += temp

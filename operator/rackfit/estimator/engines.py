@@ -234,9 +234,13 @@ class Served:
             return None
         if self.refused:
             return 0.0
-        fit = self.kv_pool / self.per_request
+        # two decimals as vLLM logs it ("Maximum concurrency ... %.2fx"), rounded down (in integers): a pool short of
+        # one request must not read 1.00, since vLLM refuses it (v1/core/kv_cache_utils.py
+        # check_enough_kv_cache_memory: `needed_memory > available_memory`) and the planner and `starts` compare this
+        # value with the requests
+        fit = self.kv_pool * 100 // self.per_request / 100
         # SGLang runs at most max_running_requests at once (sglang.max_running_requests)
-        return round(fit if self.running_limit is None else min(fit, self.running_limit), 2)
+        return float(fit if self.running_limit is None else min(fit, self.running_limit))
 
     @property
     def starts(self) -> bool | None:

@@ -1,0 +1,345 @@
+"""Property tests (hypothesis) of the estimator's invariants across presets (dense, MoE, MLA, hybrid
+linear-attention, vision), precisions, serving engines and releases, and training frameworks and methods.
+
+Each property holds where the runtime's mechanism says so; where the estimator models a runtime behaviour that
+breaks the naive invariant, the property is restricted and the comment cites the mechanism. Draws are derandomized
+(fixed examples in CI) and few, so the file runs in `make unit`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import cache
+
+import pytest
+from gpus import H100
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from rackfit.catalog import load_catalog
+from rackfit.errors import InvalidWorkload
+from rackfit.estimator import estimate
+from rackfit.planner import plan
+from rackfit.spec import parse_spec
+
+# RACKFIT_PROPERTY_EXAMPLES raises the draws for a local search (the fixed 25 keep `make unit` fast)
+FAST = settings(max_examples=int(os.environ.get("RACKFIT_PROPERTY_EXAMPLES", 25)), derandomize=True, deadline=None,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+# dense, dense with sliding windows, MoE, MLA (+MoE), hybrid linear attention (+vision, nvfp4 checkpoint), vision
+SERVING_PRESETS = ["llama-3.2-1b", "llama-3.1-8b", "gemma-2-27b", "qwen3-30b-a3b", "deepseek-v3",
+                   "qwen3-next-80b-a3b", "qwen3.6-35b-a3b-nvfp4", "llama-4-scout"]
+TRAINING_PRESETS = ["llama-3.2-1b", "llama-3.1-8b", "gemma-2-27b", "qwen3-30b-a3b", "qwen3-next-80b-a3b"]
+# (engine, engineVersion): vLLM's V0 releases, V1, and the latest; SGLang's; TensorRT-LLM; transformers
+ENGINES = [("vllm", None), ("vllm", "0.5.4"), ("vllm", "0.7.3"), ("vllm", "0.9.2"), ("vllm", "0.11.0"),
+           ("vllm", "0.19.0"), ("sglang", None), ("sglang", "0.4.3"), ("tensorrt-llm", None), ("transformers", None)]
+SERVING_ENGINES = [e for e in ENGINES if e[0] != "transformers"]
+PRECISIONS = ["bf16", "fp8", "int4"]
+FRAMEWORKS = [dict(framework="transformers"), dict(framework="transformers", zeroStage=3),
+              dict(framework="fsdp"), dict(framework="fsdp", fsdpVersion=1),
+              dict(framework="deepspeed", zeroStage=2), dict(framework="deepspeed", zeroStage=3),
+              dict(framework="megatron")]
+
+
+def _freeze(d: dict) -> tuple:
+    return tuple(sorted((k, _freeze(v) if isinstance(v, dict) else v) for k, v in d.items()))
+
+
+@cache
+def _estimate(doc: tuple, gpu: bool):
+    def thaw(t):
+        return {k: thaw(v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else v for k, v in t}
+    try:
+        return estimate(parse_spec(thaw(doc)), gpu=H100 if gpu else None)
+    except InvalidWorkload:
+        return None
+
+
+def serve(preset, precision, engine, version, ctx=4096, conc=1, tp=1, gmu=None, gpu=False, kv="bf16"):
+    inf = dict(engine=engine, contextLength=ctx, concurrency=conc, kvCachePrecision=kv)
+    if version:
+        inf["engineVersion"] = version
+    if gmu is not None:
+        inf["gpuMemoryUtilization"] = gmu
+    doc = dict(model=dict(preset=preset), workload="inference", precision=precision, inference=inf,
+               parallelism=dict(tensor=tp))
+    return _estimate(_freeze(doc), gpu)
+
+
+def train(preset, fw, data=1, precision="bf16", **training):
+    """`data`: the data-parallel degree, or a whole parallelism (a dict)."""
+    doc = dict(model=dict(preset=preset), workload="training", precision=precision, training={**fw, **training},
+               parallelism=data if isinstance(data, dict) else dict(data=data))
+    return _estimate(_freeze(doc), False)
+
+
+def tp_for(preset: str) -> int:
+    return 8 if preset in ("deepseek-v3", "llama-4-scout") else 1
+
+
+def _states(e) -> int:
+    b = e.breakdown
+    return b.weights_bytes + b.gradients_bytes + b.optimizer_states_bytes
+
+
+def assert_well_formed(e) -> None:
+    """Every breakdown field a finite, non-negative integer of bytes; the parts add up to total_bytes
+    (result.Breakdown.total, as `estimate` sets Estimate.total_bytes)."""
+    b = e.breakdown
+    for name, v in b.model_dump().items():
+        assert isinstance(v, int) and not isinstance(v, bool), (name, v)
+        assert v >= 0 and math.isfinite(v), (name, v)
+    assert e.total_bytes == b.total == sum(b.model_dump().values())
+    for v in (e.engine_budget_bytes, e.kv_cache_tokens, e.kv_cache_pool_bytes):
+        assert v is None or (isinstance(v, int) and v >= 0)
+    assert e.max_concurrency is None or (math.isfinite(e.max_concurrency) and e.max_concurrency >= 0)
+
+
+# ---------------------------------------------------------------- serving
+
+@FAST
+@given(st.sampled_from(SERVING_PRESETS), st.sampled_from(PRECISIONS), st.sampled_from(ENGINES),
+       st.sampled_from([1024, 4096, 8192]), st.sampled_from([2, 4, 8]), st.sampled_from([1, 4, 16]),
+       st.sampled_from([1, 2, 8]), st.booleans(), st.sampled_from(["bf16", "fp8"]))
+def test_serving_longer_context_and_more_sequences_never_need_less(preset, precision, engine, ctx, factor, conc,
+                                                                     growth, gpu, kv):
+    base = serve(preset, precision, *engine, ctx=ctx, conc=conc, tp=tp_for(preset), gpu=gpu, kv=kv)
+    assume(base is not None)
+    assert_well_formed(base)
+    longer = serve(preset, precision, *engine, ctx=ctx * factor, conc=conc, tp=tp_for(preset), gpu=gpu, kv=kv)
+    more = serve(preset, precision, *engine, ctx=ctx, conc=conc * growth, tp=tp_for(preset), gpu=gpu, kv=kv)
+    for e in (longer, more):
+        if e is None:  # beyond the model's maxPositionEmbeddings: refused (estimator.check_context)
+            continue
+        assert_well_formed(e)
+        assert e.total_bytes >= base.total_bytes
+        assert e.breakdown.kv_cache_bytes >= base.breakdown.kv_cache_bytes
+        if e.max_concurrency is not None:
+            # the same engine budget on the same GPU holds no more of the larger requests
+            assert e.max_concurrency <= base.max_concurrency
+
+
+@FAST
+@given(st.sampled_from(SERVING_PRESETS), st.sampled_from(PRECISIONS), st.sampled_from(ENGINES))
+def test_more_tensor_parallelism_never_increases_weights_per_gpu(preset, precision, engine):
+    weights = [e.breakdown.weights_bytes for tp in (1, 2, 4, 8)
+               if (e := serve(preset, precision, *engine, tp=tp)) is not None]
+    assert weights == sorted(weights, reverse=True)
+
+
+@FAST
+@given(st.sampled_from(SERVING_PRESETS), st.sampled_from(PRECISIONS), st.sampled_from(SERVING_ENGINES),
+       st.sampled_from([4096, 32768]))
+def test_higher_gpu_memory_utilization_never_lowers_kv_tokens(preset, precision, engine, ctx):
+    tokens = []
+    for gmu in (0.7, 0.8, 0.9, 0.95):
+        e = serve(preset, precision, *engine, ctx=ctx, tp=8, gmu=gmu, gpu=True)
+        assume(e is not None)
+        assert_well_formed(e)
+        tokens.append(e.kv_cache_tokens or 0)
+    assert tokens == sorted(tokens)
+
+
+# ---------------------------------------------------------------- training
+
+def _method(draw_method: str) -> dict:
+    return dict(method=draw_method, precision="nf4" if draw_method == "qlora" else "bf16")
+
+
+LAYOUTS = [dict(data=1), dict(data=2), dict(data=4), dict(data=2, tensor=2), dict(data=1, tensor=4),
+           dict(data=2, pipeline=2)]
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from(FRAMEWORKS), st.sampled_from(["full", "lora", "qlora"]),
+       st.sampled_from(LAYOUTS), st.sampled_from(["none", "selective", "full"]),
+       st.sampled_from(["adamw", "sgd", "adamw8bit"]))
+def test_larger_micro_batch_or_sequence_never_needs_less(preset, fw, method, layout, ckpt, optimizer):
+    """The allocated bytes (total less overhead: the CUDA context, NCCL and the allocator's slack) never shrink. The
+    total may, where the smaller step peaks at the optimizer step and its temporaries took new segments that the larger
+    backward's freed blocks serve (estimator/__init__.py _step_segments: c10's CUDACachingAllocator `malloc` reuses the
+    smallest cached block at least as large), e.g. llama-3.1-8b FSDP2, data 2 x tensor 2, full checkpointing, SGD:
+    b1 32.3 GiB (optimizer step, 9.8 GiB overhead), b2 30.5 GiB (loss backward, 5.2 GiB)."""
+    m = _method(method)
+    base = train(preset, fw, layout, activationCheckpointing=ckpt, optimizer=optimizer, **m)
+    assume(base is not None)
+    assert_well_formed(base)
+    for bigger in (dict(microBatchSize=2), dict(sequenceLength=8192)):
+        e = train(preset, fw, layout, activationCheckpointing=ckpt, optimizer=optimizer, **m, **bigger)
+        if e is None:
+            continue
+        assert_well_formed(e)
+        assert e.total_bytes - e.breakdown.overhead_bytes >= base.total_bytes - base.breakdown.overhead_bytes, bigger
+        if e.total_bytes < base.total_bytes:
+            assert base.peak_phase == "optimizer step" != e.peak_phase, bigger
+            assert e.breakdown.overhead_bytes < base.breakdown.overhead_bytes, bigger
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from(FRAMEWORKS), st.sampled_from(["full", "lora", "qlora"]),
+       st.sampled_from(LAYOUTS), st.sampled_from([1, 4]), st.sampled_from(["adamw", "sgd"]))
+def test_activation_checkpointing_full_selective_none(preset, fw, method, data, mbs, optimizer):
+    """The activations held at the peak: full <= selective <= none. The total is not ordered so: the estimator
+    strands SLACK_RECOMPUTE (0.28) rather than SLACK_TRAINING (0.07) of the backward's blocks in the caching
+    allocator where whole layers are recomputed (estimator/__init__.py, measured on the H200 rows with
+    checkpointing, applied by _training to the live activations and DDP's param.grad, by _runtime to FSDP's,
+    DeepSpeed's and Megatron's backward_transient): e.g. llama-3.2-1b FSDP2 full fine-tune, data 2, b1 s4096:
+    none 23.85, selective 20.05, full 21.69 GiB."""
+    m = _method(method)
+    es = {c: train(preset, fw, data, activationCheckpointing=c, microBatchSize=mbs, optimizer=optimizer, **m)
+          for c in ("none", "selective", "full")}
+    assume(all(e is not None for e in es.values()))
+    act = {c: e.breakdown.activations_bytes for c, e in es.items()}
+    # at an optimizer-step peak no activation is live: the ordering is of the backward's peaks
+    if all(e.peak_phase not in ("optimizer step", "load") for e in es.values()):
+        assert act["full"] <= act["selective"] <= act["none"], act
+    # allocated bytes (total less the allocator's slack and the fixed context/NCCL in overhead) are ordered
+    alloc = {c: e.total_bytes - e.breakdown.overhead_bytes for c, e in es.items()}
+    assert alloc["full"] <= alloc["selective"] <= alloc["none"], alloc
+
+
+def test_ddp_backward_end_counts_layer_zero_in_every_checkpointing_mode():
+    """Found by the property above (qwen3-30b-a3b, transformers, data 2, b1 s4096): at DDP's `backward end` the
+    estimator counted layer 0's recompute under full checkpointing but nothing without it (and only the recomputed
+    attention under selective), so `selective` and `full` allocated more than `none`. Layer 0's saved activations
+    are live while its backward makes its param.grad: one layer's activations in every mode."""
+    es = {c: train("qwen3-30b-a3b", dict(framework="transformers"), 2, activationCheckpointing=c)
+          for c in ("none", "selective", "full")}
+    assert {e.peak_phase for e in es.values()} == {"backward end"}
+    # one layer's activations (activations._layer_bytes_per_token x 4096 tokens): what full checkpointing
+    # recomputes, now held by all three
+    full_layer = es["full"].breakdown.activations_bytes
+    assert full_layer > 0
+    assert es["none"].breakdown.activations_bytes == es["selective"].breakdown.activations_bytes == \
+        pytest.approx(full_layer, rel=1e-6)
+    # beside the buckets and every param.grad (bf16 masters in fp32: 4 bytes each, twice), as before
+    p = es["none"].parameters
+    assert es["none"].breakdown.gradients_bytes == pytest.approx(2 * 4 * p, rel=1e-6)
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from([f for f in FRAMEWORKS if f["framework"] != "megatron"]),
+       st.sampled_from(LAYOUTS), st.sampled_from(["none", "full"]), st.sampled_from([1, 4]))
+def test_lora_needs_no_more_than_full_and_qlora_weights_below_lora(preset, fw, data, ckpt, mbs):
+    # megatron trains every weight: method must be full (spec rule)
+    full = train(preset, fw, data, activationCheckpointing=ckpt, microBatchSize=mbs)
+    lora = train(preset, fw, data, activationCheckpointing=ckpt, microBatchSize=mbs, method="lora")
+    qlora = train(preset, fw, data, activationCheckpointing=ckpt, microBatchSize=mbs, method="qlora",
+                  precision="nf4")
+    assume(full is not None and lora is not None)
+    # the trained states: LoRA's frozen base, adapters' gradients and optimizer states against every weight's
+    assert _states(lora) <= _states(full)
+    # The peak: not where LoRA's activations exceed the full fine-tune's. peft's LoRA Linear casts each adapted
+    # projection's input to the adapters' fp32 dtype (peft/tuners/lora/layer.py, `_cast_input_dtype(x,
+    # lora_A.weight.dtype)`) and lora_A saves it for its weight gradient (activations._layer_bytes_per_token,
+    # LORA_INPUT_BYTES): without checkpointing, on a small model at a long micro-batch, that outgrows the sharded
+    # gradients and optimizer states LoRA saves, e.g. llama-3.2-1b FSDP2, data 2, b4 s4096: LoRA 66.2 GiB, full 60.8.
+    if lora.breakdown.activations_bytes <= full.breakdown.activations_bytes:
+        assert lora.total_bytes <= full.total_bytes
+    if qlora is not None:
+        assert qlora.breakdown.weights_bytes < lora.breakdown.weights_bytes
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from([f for f in FRAMEWORKS
+                                                           if f["framework"] == "fsdp" or f.get("zeroStage") == 3]),
+       st.sampled_from(["full", "lora", "qlora"]))
+def test_more_sharded_data_ranks_never_increase_model_states(preset, fw, method):
+    """From data 2 on. At data 1 framework fsdp's LoRA/QLoRA is torchtune's lora_finetune_single_device, which does
+    not shard (estimator/torchtune.py single_device_recipe): no gathered layers and no unsharded root, while from
+    data 2 the root (embeddings and output, frameworks.runtime_peak: torch's _fsdp_state.py `_lazy_init`, the root
+    is not resharded after the forward) and two gathered layers are held beside the shards, e.g. llama-3.2-1b fsdp
+    qlora: 1.03 GiB of weights at data 1, 1.51 at data 2, 1.26 at data 4."""
+    m = _method(method)
+    states = [_states(e) for d in (2, 4, 8) if (e := train(preset, fw, d, **m)) is not None]
+    assert states == sorted(states, reverse=True)
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from([2, 3]), st.sampled_from(["full", "lora"]),
+       st.sampled_from([1, 2, 4]), st.sampled_from(["none", "full"]))
+def test_offload_optimizer_never_increases_gpu_memory(preset, zero, method, data, ckpt):
+    # offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer: refused elsewhere (spec rule)
+    fw = dict(framework="deepspeed", zeroStage=zero)
+    base = train(preset, fw, data, method=method, activationCheckpointing=ckpt)
+    off = train(preset, fw, data, method=method, activationCheckpointing=ckpt, offloadOptimizer=True)
+    assume(base is not None and off is not None)
+    assert_well_formed(off)
+    assert off.total_bytes <= base.total_bytes
+
+
+# ---------------------------------------------------------------- planner
+
+CATALOG = load_catalog()
+
+
+@FAST
+@given(st.sampled_from(SERVING_PRESETS + ["llama-3.1-70b"]), st.sampled_from(ENGINES),
+       st.sampled_from([4096, 32768]), st.sampled_from([1, 16]), st.sampled_from([0.0, 0.1, 0.3]))
+def test_planned_serving_fits_its_gpu(preset, engine, ctx, conc, headroom):
+    inf = dict(engine=engine[0], contextLength=ctx, concurrency=conc)
+    if engine[1]:
+        inf["engineVersion"] = engine[1]
+    try:
+        spec = parse_spec(dict(model=dict(preset=preset), workload="inference", inference=inf,
+                               placement=dict(headroom=headroom)))
+        p = plan(spec, CATALOG)
+    except InvalidWorkload:
+        assume(False)
+    for o in p.options:
+        _assert_fits(spec, o)
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS + ["llama-3.1-70b"]), st.sampled_from(FRAMEWORKS),
+       st.sampled_from(["full", "lora"]), st.sampled_from([0.0, 0.1, 0.3]))
+def test_planned_training_fits_its_gpu(preset, fw, method, headroom):
+    assume(not (fw["framework"] == "megatron" and method != "full"))
+    try:
+        spec = parse_spec(dict(model=dict(preset=preset), workload="training",
+                               training={**fw, "method": method, "activationCheckpointing": "full"},
+                               placement=dict(headroom=headroom)))
+        p = plan(spec, CATALOG)
+    except InvalidWorkload:
+        assume(False)
+    for o in p.options:
+        _assert_fits(spec, o)
+
+
+def _assert_fits(spec, o) -> None:
+    e, pl = o.estimate, o.placement
+    assert_well_formed(e)
+    gpu = CATALOG.get(pl.instance_type).gpu
+    capacity = int(gpu.memory_bytes * (1 - spec.placement.headroom))
+    if e.max_concurrency is not None:
+        # a serving engine claims its own fraction of the GPU whatever the headroom (planner._option): the
+        # engine's budget, within the GPU, must hold every requested sequence per replica in its KV cache
+        assert pl.gpu_memory_bytes == e.engine_budget_bytes <= gpu.memory_bytes
+        assert e.max_concurrency >= spec.inference.per_replica(pl.data)
+        # the cache those sequences need within the pool the engine allocates, and everything within the GPU.
+        # (kvCacheTokens is not compared: for hybrid linear-attention models before vLLM 0.21 it is the logged "GPU
+        # KV cache size", num_blocks // groups x block_size, not what one request can use: linear_attention.py)
+        assert e.breakdown.kv_cache_bytes <= e.kv_cache_pool_bytes
+        assert e.total_bytes <= gpu.memory_bytes
+        assert e.refused is None and e.engine_starts is not False
+    else:
+        assert pl.gpu_memory_bytes == capacity
+        assert e.total_bytes <= capacity
+
+
+def test_a_pool_short_of_one_request_does_not_read_as_one():
+    """Found by the planner property's `kv_cache_bytes <= kv_cache_pool_bytes`: maxConcurrency was rounded to two
+    decimals, so a pool 0.06% short of one contextLength request read 1.0, the engine "started" and the planner placed
+    it, where vLLM refuses it (v1/core/kv_cache_utils.py check_enough_kv_cache_memory: needed_memory >
+    available_memory). Now rounded down. Llama 3.1 8B on an L40S at gpuMemoryUtilization 0.5, contextLength 47,300."""
+    from gpus import L40S
+    spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                           inference=dict(engine="vllm", contextLength=47300, gpuMemoryUtilization=0.5)))
+    e = estimate(spec, gpu=L40S)
+    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens
+    assert e.breakdown.kv_cache_bytes == 131072 * 47300
+    assert e.kv_cache_pool_bytes < e.breakdown.kv_cache_bytes
+    assert e.max_concurrency == 0.99 and e.engine_starts is False
+    assert e.max_concurrency == e.kv_cache_pool_bytes * 100 // e.breakdown.kv_cache_bytes / 100
