@@ -78,7 +78,9 @@ from rackfit.estimator.trtllm import (
     engine_context_bytes,
     engine_decoder_total_bytes,
     engine_replicated_embedding_bytes,
+    engine_rotary_table_bytes,
     engine_runtime_buffer_bytes,
+    engine_tied_lm_head_bytes,
     estimation_refusal,
 )
 from rackfit.estimator.v0_reserved import v0_reserved_forward_bytes
@@ -355,8 +357,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         nt += engine_allreduce_workspace_bytes(layout, gpu)
         # convert_checkpoint.py's engine holds the whole embedding table on every tensor rank unless the spec says its
         # checkpoint splits it (tensorrtLlmParallelEmbedding; trtllm.engine_replicated_embedding_bytes)
+        q = quantization_of(a, precision, a.num_layers, inf.engine, inference=inf)
+        # the engine's fp32 rotary table on every rank, and a tied checkpoint's separate lm_head copy
+        # (trtllm.engine_rotary_table_bytes, trtllm.engine_tied_lm_head_bytes)
+        weights += engine_rotary_table_bytes(a) + engine_tied_lm_head_bytes(a, layout, q.lm_head)
         if layout.tensor > 1 and not inf.tensorrt_llm_parallel_embedding:
-            q = quantization_of(a, precision, a.num_layers, inf.engine, inference=inf)
             weights += engine_replicated_embedding_bytes(a.vocab_size, a.hidden_size, q.embedding, layout,
                                                          a.vocab_size * a.hidden_size * q.lm_head)
     else:

@@ -294,3 +294,47 @@ def engine_replicated_embedding_bytes(vocab_size: int, hidden_size: int, embeddi
     if layout.pipeline == 1:
         return int(table - table / t)
     return int(max(table, lm_head_bytes / t) - max(table, lm_head_bytes) / t)
+
+
+# --- Two engine constants a trtllm-build engine holds beside the checkpoint's layers (issue 22).
+# The rotary table: Attention.create_attention_const_params (tensorrt_llm/layers/attention.py; called once by the
+# decoder model, e.g. LLaMAModel.__init__, and handed to every layer by fill_attention_params) registers
+# `rotary_inv_freq` [rotary_dim / 2] and `embed_positions_for_gpt_attention`, the float32 (cos, sin) pairs of every
+# position, from RopeEmbeddingUtils.create_sinusoidal_positions_for_attention_plugin(max_position_embeddings,
+# rotary_dim, ...) (tensorrt_llm/functional.py): [1, max_position_embeddings x rotary_dim] float32. Rope scaling
+# (rotary_scaling, llama3 type: apply_llama3_scaling; linear: scale) changes the frequencies, not the positions, so the
+# table spans the config's max_position_embeddings as it stands (131,072 for Llama 3.1: 64 MiB; 8,192 for Llama 3:
+# 4 MiB). The mapping does not split it: every rank's engine, every pipeline stage (each builds the decoder model),
+# holds the whole table. The attention plugin reads only these two (the non-plugin `embed_positions` is pruned by
+# TensorRT with its unused path). Long-rope (Phi-3) registers a second set and Gemma 3 a local one
+# (`rope_local_base_freq`); rackfit counts one set. Seen in S490 (0.10.0, Meta-Llama-3-8B at tensor 2: 8,163 MiB a
+# rank against 8,159.5 counted without it) and tensorrtllm_backend issue 577 (Llama 3.1 8B, 8,231 MiB a rank).
+ENGINE_ROTARY_TABLE_BYTES = 4
+
+
+def engine_rotary_table_bytes(a: ModelArch) -> int:
+    """The TRT engine's fp32 rotary constants on each rank: max_position_embeddings x rotary_dim (cos, sin pairs)
+    plus the rotary_dim / 2 inverse frequencies (0 where the length is unknown)."""
+    if a.max_position_embeddings <= 0:
+        return 0
+    rotary = a.qk_rope_head_dim if a.is_mla else a.head_dim
+    return (a.max_position_embeddings * rotary + rotary // 2) * ENGINE_ROTARY_TABLE_BYTES
+
+
+# A tied checkpoint's lm_head: convert_checkpoint.py's `--use_embedding_sharing` defaults to False ("Try to reduce the
+# engine size by sharing the embedding lookup table between two layers. Note: the flag might not take effect when the
+# criteria are not met", examples/<model>/convert_checkpoint.py; PretrainedConfig.share_embedding_table False, and
+# tensorrt_llm/models/model_weights_loader.py ModelWeightsLoader.check_share_embedding returns at once when it is off;
+# on, it shares when the checkpoint has no lm_head.weight or an equal one), and
+# sharing also needs the lookup and GEMM plugins (TensorRT-LLM's performance best-practices documentation, "Embedding
+# parallelism and sharing"); otherwise the converter writes the embedding into `lm_head` too (a Qwen2.5 checkpoint
+# with tie_word_embeddings has no lm_head.weight: the copy is made at conversion) and the engine holds both. S190's
+# "Loaded engine size: 875 MiB" (Qwen2.5-Coder-0.5B, int8 weight-only, tied) is its int8 layers plus two 16-bit
+# 151,936 x 896 tables (260 MiB each). The lm_head is a ColumnLinear split over the tensor ranks; with pipeline
+# stages it sits on the last stage and weights.weight_bytes already counts each end's table.
+def engine_tied_lm_head_bytes(a: ModelArch, layout: Layout, lm_head_bytes: float) -> int:
+    """The separate lm_head a TRT engine holds for a checkpoint with tied embeddings: vocabulary x hidden x its bytes
+    / tensor on a one-stage rank (weights.weight_bytes counted one table for a tied model)."""
+    if not a.tie_word_embeddings or layout.pipeline > 1:
+        return 0
+    return int(a.vocab_size * a.hidden_size * lm_head_bytes / layout.tensor)
