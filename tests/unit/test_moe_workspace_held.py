@@ -86,6 +86,11 @@ def test_gpt_oss_mxfp4_on_hopper_holds_no_workspace():
     # Ampere has no triton_kernels path (SM90-SM10x): MarlinExperts, a modular kernel, whose workspace_shapes
     # (M x top_k x max(N, K), M x top_k x max(2N, K)) are the same bytes: 8,192 x 4 x (2,880 + 5,760) x 2 B
     assert moe_workspace_held(inf, a, Layout(), _gpu("ampere"))
+    # 0.14.0-0.16.x: Marlin called fused_marlin_moe directly (torch.empty caches); from 0.17.0 MarlinExperts in a
+    # FusedMoEKernel. Hopper before 0.19.0: triton_kernel_moe_forward whatever the data parallel
+    assert not moe_workspace_held(Inference(engineVersion="0.16.0"), a, Layout(), _gpu("ampere"))
+    assert moe_workspace_held(Inference(engineVersion="0.17.0"), a, Layout(), _gpu("ampere"))
+    assert not moe_workspace_held(Inference(engineVersion="0.18.0"), a, Layout(data=2), _gpu("hopper"))
     assert moe_workspace_bytes(a, Layout(), TOKENS) == TOKENS * 4 * (2880 + 5760) * 2 == 566_231_040
     assert not moe_workspace_held(Inference(engineVersion="0.13.0"), _mixtral(), Layout(), _gpu("hopper"))
     hopper = forward_peak_bytes(a, Layout(), TOKENS, inf, gpu=_gpu("hopper"))

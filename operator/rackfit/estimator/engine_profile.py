@@ -152,12 +152,16 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
-# Not for gpt-oss's mxfp4 experts on Hopper: Mxfp4MoEMethod.apply's TRITON backend calls triton_kernel_moe_forward
-# (fused_moe/gpt_oss_triton_kernels_moe.py, own per-call buffers) in 0.14.0-0.18.0, and from 0.19.0 (through 0.34.0)
-# fused_moe/oracle/mxfp4.py picks OAITritonMxfp4ExpertsMonolithic first, which wraps the same call;
-# FusedMoEKernelMonolithicImpl takes nothing from the WorkspaceManager (only FusedMoEKernelModularImpl does). The
-# monolithic kernel requires dp_size 1 (_supports_parallel_config); with data parallel the modular OAITritonExperts
-# runs (moe_workspace_held).
+# Not for gpt-oss's mxfp4 experts where they bypass the modular kernel: on Hopper (the TRITON backend, SM90-SM10x with
+# triton_kernels) Mxfp4MoEMethod.apply calls triton_kernel_moe_forward (fused_moe/gpt_oss_triton_kernels_moe.py, its
+# own per-call buffers) in 0.14.0-0.18.0, and from 0.19.0 (through 0.34.0) fused_moe/oracle/mxfp4.py picks
+# OAITritonMxfp4ExpertsMonolithic first, which wraps the same call; FusedMoEKernelMonolithicImpl takes nothing from the
+# WorkspaceManager (only FusedMoEKernelModularImpl does). From 0.19.0 the monolithic kernel requires dp_size 1
+# (_supports_parallel_config); with data parallel the modular OAITritonExperts runs. The Marlin backend (Ampere) calls
+# fused_marlin_moe directly (torch.empty caches, freed) in 0.14.0-0.16.x and runs MarlinExperts in a FusedMoEKernel from
+# 0.17.0 (process_weights_after_loading), held. Read in 0.14.0, 0.14.1, 0.15.0, 0.15.1, 0.16.0-0.19.0, 0.24.0, 0.34.0.
+GPT_OSS_MARLIN_MODULAR = (0, 17)
+GPT_OSS_MXFP4_ORACLE = (0, 19)
 # 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
 # _make_model_runner no longer imports gpu_model_runner.py; 0.22.0-0.33.x chose it by model and
 # VLLM_USE_V2_MODEL_RUNNER: v2_runner below).
@@ -328,11 +332,15 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
 
 def moe_workspace_held(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None = None) -> bool:
     """Whether vLLM's fused-MoE layers leave their workspace in the WorkspaceManager (MOE_WORKSPACE_HELD): every MoE
-    model from 0.14.0, except gpt-oss's mxfp4 experts on Hopper without data parallel (the note under it)."""
+    model from 0.14.0, except gpt-oss's mxfp4 experts on Hopper (from GPT_OSS_MXFP4_ORACLE: without data parallel)
+    and, before GPT_OSS_MARLIN_MODULAR, on the Marlin backend (the note under MOE_WORKSPACE_HELD)."""
     if not a.is_moe or inf.engine != "vllm" or inf.vllm_before(MOE_WORKSPACE_HELD):
         return False
-    mxfp4 = a.quantization is not None and a.quantization.method == "mxfp4"
-    return not (mxfp4 and gpt_oss(a) and gpu is not None and gpu.architecture == "hopper" and layout.data == 1)
+    if not (gpt_oss(a) and a.quantization is not None and a.quantization.method == "mxfp4"):
+        return True
+    if gpu is not None and gpu.architecture == "hopper":
+        return not inf.vllm_before(GPT_OSS_MXFP4_ORACLE) and layout.data > 1
+    return not inf.vllm_before(GPT_OSS_MARLIN_MODULAR)
 
 
 def moe_interleaved(a: ModelArch) -> bool:
