@@ -152,6 +152,16 @@ SAMPLER_RANDOM_ROWS = (0, 9)
 # 8,192-token forward leaves it allocated through the sampler run. 0.13.0 still called fused_experts directly, whose
 # caches are freed after each layer (unquantized_fused_moe_method.py; read in 0.13.0, 0.14.0, 0.19.0, 0.34.0).
 MOE_WORKSPACE_HELD = (0, 14)
+# Not for gpt-oss's mxfp4 experts where they bypass the modular kernel: on Hopper (the TRITON backend, SM90-SM10x with
+# triton_kernels) Mxfp4MoEMethod.apply calls triton_kernel_moe_forward (fused_moe/gpt_oss_triton_kernels_moe.py, its
+# own per-call buffers) in 0.14.0-0.18.0, and from 0.19.0 (through 0.34.0) fused_moe/oracle/mxfp4.py picks
+# OAITritonMxfp4ExpertsMonolithic first, which wraps the same call; FusedMoEKernelMonolithicImpl takes nothing from the
+# WorkspaceManager (only FusedMoEKernelModularImpl does). From 0.19.0 the monolithic kernel requires dp_size 1
+# (_supports_parallel_config); with data parallel the modular OAITritonExperts runs. The Marlin backend (Ampere) calls
+# fused_marlin_moe directly (torch.empty caches, freed) in 0.14.0-0.16.x and runs MarlinExperts in a FusedMoEKernel from
+# 0.17.0 (process_weights_after_loading), held. Read in 0.14.0, 0.14.1, 0.15.0, 0.15.1, 0.16.0-0.19.0, 0.24.0, 0.34.0.
+GPT_OSS_MARLIN_MODULAR = (0, 17)
+GPT_OSS_MXFP4_ORACLE = (0, 19)
 # 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
 # _make_model_runner no longer imports gpu_model_runner.py; 0.22.0-0.33.x chose it by model and
 # VLLM_USE_V2_MODEL_RUNNER: v2_runner below).
@@ -284,13 +294,14 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
 
 
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None = None,
-                       fp8: bool = False) -> int:
+                       fp8: bool = False, gpu: GPU | None = None) -> int:
     """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
     residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
     output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
     SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
     (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3); given a vLLM `inf`, as vLLM's
-    release allocates them (vllm_moe_layer_bytes; `fp8`: fp8 activations)."""
+    release allocates them (vllm_moe_layer_bytes; `fp8`: fp8 activations), and from MOE_WORKSPACE_HELD the workspace
+    under the layers after a MoE layer (moe_workspace_held on `gpu`, moe_held_widths)."""
     t, h = layout.tensor, a.hidden_size
     q, kv = attention_dims(a)
     widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
@@ -304,17 +315,55 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
         widths.append(gdn_profile_width(a, t))
     if a.is_moe and inf is not None and inf.engine == "vllm":
         dense = int(tokens * (2 * h + max(widths)) * ACT_BYTES)
-        if gdn and not inf.vllm_before(MOE_WORKSPACE_HELD):
-            # every layer of Qwen3-Next/3.5 ends in a MoE block, so from the first one on the WorkspaceManager's
-            # buffer (MOE_WORKSPACE_HELD, never freed) lies under each later layer's attention or Gated DeltaNet part
-            dense += moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data,
-                                                                                          layout.expert, tokens)))
+        if moe_workspace_held(inf, a, layout, gpu):
+            # from the first MoE layer on the WorkspaceManager's buffer (MOE_WORKSPACE_HELD, never freed) lies under
+            # each later layer's transient (moe_held_widths: attention, Gated DeltaNet, an interleaved dense MLP)
+            after = moe_held_widths(a, t, widths, gdn)
+            dense = max(dense, int(tokens * (2 * h + max(after)) * ACT_BYTES)
+                        + moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data,
+                                                                                               layout.expert, tokens))))
         return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
     if a.is_moe:
         width = expert_width(a, t, layout.expert)
         widths.append(a.num_experts_per_token * (mult * width + h)
                       + a.num_shared_experts * mult * a.moe_intermediate_size / t)
     return int(tokens * (2 * h + max(widths)) * ACT_BYTES)
+
+
+def moe_workspace_held(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None = None) -> bool:
+    """Whether vLLM's fused-MoE layers leave their workspace in the WorkspaceManager (MOE_WORKSPACE_HELD): every MoE
+    model from 0.14.0, except gpt-oss's mxfp4 experts on Hopper (from GPT_OSS_MXFP4_ORACLE: without data parallel)
+    and, before GPT_OSS_MARLIN_MODULAR, on the Marlin backend (the note under MOE_WORKSPACE_HELD)."""
+    if not a.is_moe or inf.engine != "vllm" or inf.vllm_before(MOE_WORKSPACE_HELD):
+        return False
+    if not (gpt_oss(a) and a.quantization is not None and a.quantization.method == "mxfp4"):
+        return True
+    if gpu is not None and gpu.architecture == "hopper":
+        return not inf.vllm_before(GPT_OSS_MXFP4_ORACLE) and layout.data > 1
+    return not inf.vllm_before(GPT_OSS_MARLIN_MODULAR)
+
+
+def moe_interleaved(a: ModelArch) -> bool:
+    """Dense MLP layers that follow MoE layers: Llama 4's interleave_moe_layer_step (Llama4DecoderLayer, vLLM
+    models/llama4.py: layer i is MoE when (i + 1) % step == 0), which hf_config.py gives as first_dense_layers. Other
+    models with dense layers have them first (DeepSeek's first_k_dense_replace), before any MoE layer runs."""
+    n = a.name.lower().replace("_", "-")
+    return a.is_moe and a.num_layers > a.moe_layers and ("llama-4" in n or "llama4" in n)
+
+
+def moe_held_widths(a: ModelArch, tensor: int, widths: list[float], gdn: bool = False) -> list[float]:
+    """The per-token widths (forward_peak_bytes' `widths`: attention first, then a dense MLP's, then a Gated
+    DeltaNet layer's, `gdn`) of the layers that run after a MoE layer has left the fused-MoE workspace allocated
+    (MOE_WORKSPACE_HELD): every layer's attention (each MoE layer is followed by the next layer's), a Gated DeltaNet
+    hybrid's linear layers (every Qwen3-Next/3.5 layer ends in a MoE block), and the dense MLP only where it comes
+    after a MoE layer (moe_interleaved); DeepSeek's first dense layers run before the workspace exists."""
+    after = [widths[0]]
+    if a.num_layers > a.moe_layers and moe_interleaved(a):
+        mult = 3 if a.gated_mlp else 2
+        after.append(mult * a.intermediate_size / tensor)
+    if gdn:
+        after.append(widths[-1])
+    return after
 
 
 def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = "flashinfer",
@@ -396,7 +445,8 @@ def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     return int(tokens * a.num_experts_per_token * (max(width, h) + max(n, h)) * ACT_BYTES)
 
 
-def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int) -> int:
+def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int,
+                       gpu: GPU | None = None) -> int:
     """What vLLM V1's profile run holds beside the sampler's own tensors on the last pipeline stage: the dummy
     forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
     sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
@@ -412,7 +462,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     random_rows = not inf.vllm_before(SAMPLER_RANDOM_ROWS) and not v2_runner(inf, a) and inf.vllm_before(V2_RUNNER)
     held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
-    if not inf.vllm_before(MOE_WORKSPACE_HELD):
+    if moe_workspace_held(inf, a, layout, gpu):
         # grown to the dispatched tokens' chunk (moe_serving.dispatched_tokens, chunked_tokens)
         held += moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data, layout.expert,
                                                                                     tokens)))
@@ -616,7 +666,7 @@ def sampler_warmup_bytes(inf: Inference, a: ModelArch, layout: Layout, s: Engine
         return profiled
     requests = max(1, min(s.max_num_seqs, s.max_num_batched_tokens // WARMUP_PROMPT_TOKENS))
     path = sampler_path(inf, requests, a, warmup=True)
-    held = profile_held_bytes(inf, a, layout, s, min(s.max_num_batched_tokens, s.max_num_seqs))
+    held = profile_held_bytes(inf, a, layout, s, min(s.max_num_batched_tokens, s.max_num_seqs), gpu)
     return sampler_peak_bytes(a, layout, requests, path, gpu) + held
 
 

@@ -338,7 +338,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # then its outputs stay in the encoder cache through the text forward and the sampler
     cache = encoder_cache_bytes(inf, a, s)
     sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
-               + profile_held_bytes(inf, a, layout, s, requests) + cache)
+               + profile_held_bytes(inf, a, layout, s, requests, gpu) + cache)
     # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
     nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
     if inf.trt_engine:
@@ -369,7 +369,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
-        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8)
+        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu)
         # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
         # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
         # profile_run)
@@ -381,7 +381,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
         spec = sampler_profile_bytes(inf, a, requests, sampler_peak_bytes(a, layout, requests, "sort", gpu))
         if spec:
-            act = max(act, spec + profile_held_bytes(inf, a, layout, s, requests) + cache)
+            act = max(act, spec + profile_held_bytes(inf, a, layout, s, requests, gpu) + cache)
         # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
         act += mm_inputs_held_bytes(inf, a, s)
         if not inf.cuda_graphs:
