@@ -21,7 +21,7 @@ from rackfit.estimator.moe_serving import (
     moe_layer_extra_bytes,
 )
 from rackfit.estimator.result import EngineSettings, Layout
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.models.vision import qwen3_vl_video_item
 from rackfit.spec import Inference
 from rackfit.units import GiB
@@ -539,7 +539,7 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
                      s.max_num_batched_tokens)
         # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
         sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / full
-    stage_layers = -(-a.num_layers // layout.pipeline)
+    stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1 + draft_pieces)
                                                        * GRAPH_PRIVATE_BYTES)
 

@@ -86,7 +86,7 @@ from rackfit.estimator.trtllm import (
 from rackfit.estimator.v0_reserved import v0_reserved_forward_bytes
 from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, qwen3_vit_extra_bytes
 from rackfit.estimator.weights import quantization_of
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.spec import Inference
 from rackfit.units import GiB
 
@@ -282,7 +282,7 @@ def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu
     """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its request slots
     and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
     allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
-    stage_layers = -(-a.num_layers // layout.pipeline)
+    stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     page = page_size(inf, a, gpu)
     tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page)
     cell = per_layer * stage_layers
@@ -402,7 +402,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                  mla_latent=latent, mla_head_size=mla_head)
     per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent,
                                          mla_head_size=mla_head)
-    per_token = per_layer * -(-a.num_layers // layout.pipeline)
+    per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
     if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
         # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
         # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
@@ -426,7 +426,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
         # windows included), or with the hybrid sliding-window pool (sglang.hybrid_swa) its full layers' tokens and
         # SGLANG_SWA_RATIO of a sliding token each (sglang.cell_bytes)
-        per_token = cell_bytes(per_layer, -(-a.num_layers // layout.pipeline), a, sglang_hybrid)
+        per_token = cell_bytes(per_layer, heaviest_stage_layers(a.num_layers, layout.pipeline), a, sglang_hybrid)
         per_request = per_token * inf.context_length
     plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
                   refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None,

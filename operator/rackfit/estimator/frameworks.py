@@ -19,7 +19,6 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from rackfit.estimator import float8, torchtune
@@ -73,7 +72,7 @@ from rackfit.estimator.zero import (
     zero12_step_cached,
     zero_overlap_comm,
 )
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.spec import Training
 
 
@@ -131,7 +130,7 @@ def stage_params(a: ModelArch, p: ParamCounts, tr: Training, pipeline: int) -> i
     if tr.framework not in ("megatron", "fsdp"):
         return p.total // pipeline
     layers = p.total - p.embedding - p.lm_head
-    return math.ceil(a.num_layers / pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
+    return heaviest_stage_layers(a.num_layers, pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
 
 
 def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: Layout) -> tuple[int, int, int]:
@@ -148,7 +147,7 @@ def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: La
     stage's share of the experts is its share of the layers."""
     t, pp, d, ep = layout.tensor, layout.pipeline, layout.data, layout.expert
     stage = stage_params(a, p, tr, pp)
-    stage_experts = p.experts * math.ceil(a.num_layers / pp) // max(a.num_layers, 1) if pp > 1 else p.experts
+    stage_experts = p.experts * heaviest_stage_layers(a.num_layers, pp) // max(a.num_layers, 1) if pp > 1 else p.experts
     edp = max(t * d // (ep * t), 1)
     return (stage - stage_experts) // t, stage_experts // (ep * t), edp
 
@@ -248,7 +247,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # unsharded gradients, cast to the reduce dtype (fp32 with fp32 masters) and accumulated
                 # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
                 # every parameter of the stage until the last micro-batch's reduce-scatter.
-                stage_layers = math.ceil(a.num_layers / pp)
+                stage_layers = heaviest_stage_layers(a.num_layers, pp)
                 held = 2 if tr.reshard_after_forward else stage_layers  # "always" reshards under PP too
                 gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
@@ -406,7 +405,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         optimizer = (optimizer + masters) // d
         trainable_here = n // d
         # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
-        fp8_weights = float8.te_weight_bytes(a, tr, math.ceil(a.num_layers / pp), t, compute_bytes)
+        fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
         if full and a.is_moe and layout.expert > 1:
             dense_n, expert_n, edp = megatron_expert_split(a, p, tr, layout)
             n = dense_n + expert_n

@@ -4,7 +4,7 @@ exceeds the KV heads, as vLLM does), MLA's latent replicated on every rank, slid
 from __future__ import annotations
 
 from rackfit.estimator.result import Layout
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 
 KV_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -33,7 +33,7 @@ def kv_cache_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int
     per_layer = kv_bytes_per_token_layer(a, kv_precision, layout.tensor, mla_latent, mla_head_size)
     window_tokens = min(context, a.sliding_window + chunk_tokens) if a.sliding_window else context
     # the heaviest pipeline stage: ceil(L / p) layers, full-attention ones first
-    stage_layers = -(-a.num_layers // layout.pipeline)
+    stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     full_layers = min(stage_layers, a.num_layers - a.sliding_window_layers)
     tokens = full_layers * context + (stage_layers - full_layers) * window_tokens  # layer-tokens per sequence
     return tokens * per_layer * sequences
@@ -61,7 +61,7 @@ def vllm_kv_groups(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.
     count (0: always the smaller). A model of one type is one group of all its layers. Under pipeline parallel the
     stage's own counts are grouped (as 0.9.1-0.10.x did; later releases group the whole model and project it on the
     stage, about the same for the n:1 patterns of real models)."""
-    stage_layers = -(-a.num_layers // pipeline)
+    stage_layers = heaviest_stage_layers(a.num_layers, pipeline)
     full = min(stage_layers, a.num_layers - a.sliding_window_layers) if a.sliding_window else stage_layers
     sliding = stage_layers - full
     if not sliding:

@@ -25,7 +25,7 @@ Read in vLLM 0.22.0 (the same in 0.10.2-0.29 where noted):
 
 from __future__ import annotations
 
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 
 # FlashAttention's MultipleOf(16) and CacheConfig.block_size 16 (get_supported_kernel_block_sizes)
 KERNEL_BLOCK_ALIGNMENT = 16
@@ -81,7 +81,7 @@ def linear_kv_groups(a: ModelArch, pipeline: int, spread: float = 0.0) -> tuple[
     """(group_size, full-attention groups, linear groups) of the heaviest stage: each type split into groups of
     group_size layers, the smaller type's count (the larger when under `spread` x the smaller), the last one padded
     (as kvcache.vllm_kv_groups groups sliding layers)."""
-    stage = -(-a.num_layers // pipeline)
+    stage = heaviest_stage_layers(a.num_layers, pipeline)
     full = min(stage, a.num_layers - a.linear_attention_layers)
     linear = stage - full
     if not linear or not full:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from rackfit.estimator.activations import attention_dims
 from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.result import EngineSettings, Layout
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.spec import Inference
 
 # vllm/config/lora.py LoRAConfig (vllm/config/__init__.py before 0.11.0): max_lora_rank 16, max_loras 1; lora_dtype
@@ -152,7 +152,7 @@ def lora_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, fully_sharde
     if not inf.lora_on:
         return 0
     rank = lora_rank(inf)
-    stage_layers = -(-a.num_layers // layout.pipeline)
+    stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     moe_layers = min(stage_layers, a.moe_layers) if a.is_moe else 0
     per_slot = ((stage_layers - moe_layers) * layer_lora_elements(a, layout.tensor, rank, fully_sharded)
                 + moe_layers * (layer_lora_elements(a, layout.tensor, rank, fully_sharded, mlp=False)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.models.quantization import (
     NF4_FP32_ABSMAX,
     PRECISION_FORMATS,
@@ -366,7 +366,7 @@ def mxfp4_dequantize_note(runtime: str | None, architecture: str | None, layout:
 
 def stage_share(num_layers: int, pipeline: int) -> float:
     """Share of the layers on the heaviest pipeline stage: ceil(L / p) of L."""
-    return -(-num_layers // pipeline) / num_layers
+    return heaviest_stage_layers(num_layers, pipeline) / num_layers
 
 
 _uniform = lru_cache(maxsize=64)(uniform)
@@ -450,7 +450,7 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
     # pipeline stages hold ceil(L / p) consecutive layers; the heaviest stage counts
-    per_stage_layers = -(-num_layers // layout.pipeline)
+    per_stage_layers = heaviest_stage_layers(num_layers, layout.pipeline)
     stages = [sum(per_layer[s:s + per_stage_layers]) for s in range(0, num_layers, per_stage_layers)]
     # a vision tower stays in the checkpoint's 16-bit dtype (quantization configs skip it), split over tensor
     # parallel as vLLM's encoders build their layers, on the first stage with the embedding

@@ -16,6 +16,12 @@ from rackfit.models.quantization import Quantization, checkpoint_quantization
 from rackfit.spec import Architecture, ModelSource
 
 
+def heaviest_stage_layers(num_layers: int, pipeline: int) -> int:
+    """Layers on the heaviest pipeline stage: the engines and frameworks give each of `pipeline` stages ceil(L / p)
+    consecutive layers (the last one may hold fewer)."""
+    return -(-num_layers // pipeline)
+
+
 class ModelArch(BaseModel):
     """A complete transformer shape. Zero means absent (no experts, no MLA, no sliding window)."""
 
