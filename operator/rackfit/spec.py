@@ -584,7 +584,9 @@ class Inference(_Model):
 
     def vllm_before(self, release: tuple[int, ...]) -> bool:
         """The spec names a vLLM release older than `release` (unset, or another engine: a current one)."""
-        return self.engine == "vllm" and _older(self.engine_version, release)
+        # `_older` written out: an estimate asks this some seventy times, a plan some thousands
+        version = self.engine_version
+        return version is not None and self.engine == "vllm" and _release(version) < release
 
     @property
     def trt_engine(self) -> bool:
@@ -593,7 +595,8 @@ class Inference(_Model):
 
     def sglang_before(self, release: tuple[int, ...]) -> bool:
         """The spec names an SGLang release older than `release` (unset, or another engine: a current one)."""
-        return self.engine == "sglang" and _older(self.engine_version, release)
+        version = self.engine_version  # `_older` written out, as in vllm_before
+        return version is not None and self.engine == "sglang" and _release(version) < release
 
 
 class Training(_Model):
