@@ -320,8 +320,7 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
             # each later layer's transient (moe_held_widths: attention, Gated DeltaNet, an interleaved dense MLP)
             after = moe_held_widths(a, t, widths, gdn)
             dense = max(dense, int(tokens * (2 * h + max(after)) * ACT_BYTES)
-                        + moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data,
-                                                                                               layout.expert, tokens))))
+                        + held_moe_workspace_bytes(inf, a, layout, tokens))
         return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
     if a.is_moe:
         width = expert_width(a, t, layout.expert)
@@ -422,7 +421,7 @@ def vllm_moe_layer_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: i
     MOE_WORKSPACE_HELD and the modular kernel's workspaces (moe_workspace_bytes) from it, with fp8 activations'
     input copies, the dispatched inputs, the router's outputs and the shared experts' output."""
     dispatched = dispatched_tokens(inf, layout.data, layout.expert, tokens)
-    m = chunked_tokens(inf, dispatched)
+    m = chunked_tokens(inf, dispatched)  # as held_moe_workspace_bytes
     if inf.vllm_before(MOE_WORKSPACE_HELD):
         experts = fused_experts_bytes(a, layout.tensor, layout.expert, m)
     else:
@@ -445,6 +444,13 @@ def moe_workspace_bytes(a: ModelArch, layout: Layout, tokens: int) -> int:
     return int(tokens * a.num_experts_per_token * (max(width, h) + max(n, h)) * ACT_BYTES)
 
 
+def held_moe_workspace_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int) -> int:
+    """The workspace a vLLM forward of `tokens` tokens leaves in the WorkspaceManager (MOE_WORKSPACE_HELD): grown to
+    the chunk of the tokens dispatched to this rank's MoE layer (moe_serving.dispatched_tokens, chunked_tokens)."""
+    return moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data, layout.expert,
+                                                                                tokens)))
+
+
 def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int,
                        gpu: GPU | None = None) -> int:
     """What vLLM V1's profile run holds beside the sampler's own tensors on the last pipeline stage: the dummy
@@ -463,9 +469,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
     if moe_workspace_held(inf, a, layout, gpu):
-        # grown to the dispatched tokens' chunk (moe_serving.dispatched_tokens, chunked_tokens)
-        held += moe_workspace_bytes(a, layout, chunked_tokens(inf, dispatched_tokens(inf, layout.data, layout.expert,
-                                                                                    tokens)))
+        held += held_moe_workspace_bytes(inf, a, layout, tokens)
     return held + pipeline_buffer_bytes(inf, a, layout, s)
 
 

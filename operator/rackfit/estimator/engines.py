@@ -337,8 +337,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler
     cache = encoder_cache_bytes(inf, a, s)
-    sampler = (sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu)
-               + profile_held_bytes(inf, a, layout, s, requests, gpu) + cache)
+    held = profile_held_bytes(inf, a, layout, s, requests, gpu) + cache  # beside either sampler of the profile
+    sampler = sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu) + held
     # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
     nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
     if inf.trt_engine:
@@ -379,9 +379,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                   + cache + lora_profile_bytes(inf, s), sampler,
                   encoder_peak_bytes(inf, a, layout, s) + qwen3_vit_extra_bytes(inf, a, layout, s))
         # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
-        spec = sampler_profile_bytes(inf, a, requests, sampler_peak_bytes(a, layout, requests, "sort", gpu))
-        if spec:
-            act = max(act, spec + profile_held_bytes(inf, a, layout, s, requests, gpu) + cache)
+        if inf.speculative_on:
+            sort_peak = sampler_peak_bytes(a, layout, requests, "sort", gpu)
+            act = max(act, sampler_profile_bytes(inf, a, requests, sort_peak) + held)
         # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
         act += mm_inputs_held_bytes(inf, a, s)
         if not inf.cuda_graphs:
