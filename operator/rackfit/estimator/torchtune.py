@@ -22,11 +22,15 @@ from rackfit.estimator.result import Layout
 from rackfit.spec import Training
 
 
+def _torchtune_lora(tr: Training) -> bool:
+    """LoRA/QLoRA under framework fsdp with FSDP2 and torchtune's model code (not transformers')."""
+    return tr.framework == "fsdp" and tr.method in ("lora", "qlora") and tr.fsdp == 2 and not tr.hf_model_code
+
+
 def single_device_recipe(tr: Training, layout: Layout) -> bool:
     """LoRA/QLoRA under framework fsdp (FSDP2, torchtune's model code, not transformers') on one GPU: torchtune's
     lora_finetune_single_device, which does not shard (module docstring)."""
-    return (tr.framework == "fsdp" and tr.method in ("lora", "qlora") and tr.fsdp == 2 and not tr.hf_model_code
-            and layout.data == 1 and layout.tensor == 1 and layout.pipeline == 1)
+    return _torchtune_lora(tr) and layout.data == 1 and layout.tensor == 1 and layout.pipeline == 1
 
 
 def single_device_gathered(tr: Training, largest_matrix: int, compute_bytes: int) -> int:
@@ -46,8 +50,7 @@ def distributed_recipe(tr: Training, layout: Layout) -> bool:
     modules named `layers.i`) and `reshard_after_forward=cfg.get("fsdp_reshard_after_forward", True)`: fully_shard
     on each decoder layer, then `fully_shard(model)`, the root group holding tok_embeddings, the final norm and
     output; no custom_sharded_layers in that recipe."""
-    return (tr.framework == "fsdp" and tr.method in ("lora", "qlora") and tr.fsdp == 2 and not tr.hf_model_code
-            and layout.data > 1 and layout.pipeline == 1)
+    return _torchtune_lora(tr) and layout.data > 1 and layout.pipeline == 1
 
 
 def distributed_gathered(root: int, stored_layer: int, dequant: int) -> tuple[int, int]:
