@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rackfit.estimator import hf_fsdp2
+from rackfit.estimator import hf_fsdp2, moe_training
 from rackfit.estimator.activations import ACT_BYTES, kept_input_layers
 from rackfit.estimator.framework_activations import (
     LOSS_PARALLEL_BACKWARD_BYTES,
@@ -44,8 +44,8 @@ def fsdp2_gathered_layer_params(a: ModelArch, p: ParamCounts, tr: Training, layo
     unchanged: ep x dp_shard_mod_ep = dp_shard ranks hold one shard each (Shard(1) where dp_shard_mod_ep x ep >
     num_experts), experts / dp_shard per rank as for the dense parameters."""
     layer = largest_layer_params(a, p)
-    if not (tr.method == "full" and tr.fsdp != 1 and torchtitan(tr) and a.is_moe and layout.expert > 1
-            and layout.tensor == 1):
+    if not (tr.method == "full" and tr.fsdp != 1 and layout.expert > 1
+            and moe_training.applies(a, torchtitan(tr), layout.tensor)):
         return layer
     remote = p.experts - p.experts // layout.expert   # the other EP ranks' routed experts, all MoE layers
     return layer - remote // max(a.num_layers, 1)
