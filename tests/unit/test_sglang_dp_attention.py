@@ -16,6 +16,7 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.sglang import attention_tensor, dp_reserve_mib, piecewise_graph_sizes, vocab_shards
+from rackfit.observed.compare import estimate_figures
 from rackfit.spec import Inference, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,6 +143,13 @@ def test_a_given_running_limit_is_shared_among_the_ranks_from_0_4_2():
 
     assert limit("0.4.1") > 32  # tp_worker.py of 0.4.1 does not divide --max-running-requests
     assert limit("0.4.2") == 32
+
+
+def test_observed_comparison_takes_a_rank_s_share():
+    spec = {"workload": "inference", "inference": {"engine": "sglang", "concurrency": 16, "contextLength": 1000,
+                                                   "dataParallelAttention": 8}}
+    fig = estimate_figures(spec, {"estimate": {"totalBytes": 1, "layout": {"tensor": 8}}})
+    assert (fig.concurrency, fig.required_kv_tokens) == (2, 2000)
 
 
 # --- the default fraction --------------------------------------------------------------------------------------------
