@@ -86,6 +86,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "qlora_precision": Rule(
             "!has(self.training) || self.training.method != 'qlora' || self.precision in ['nf4', 'int4']",
             "training.method qlora needs precision nf4 (or int4)", ".precision"),
+        "data_parallel_attention_tensor": Rule(
+            "!has(self.inference) || !has(self.inference.dataParallelAttention) || (has(self.parallelism) && "
+            "self.parallelism.tensor % self.inference.dataParallelAttention == 0 && self.parallelism.data == 1)",
+            "inference.dataParallelAttention splits SGLang's tensor-parallel group into attention data-parallel ranks: "
+            "it needs parallelism.tensor set to a multiple of it (--tp-size; every GPU of the group is one DP rank's "
+            "attention share) and parallelism.data 1", ".inference.dataParallelAttention"),
         "full_precision": Rule(
             "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
             "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
@@ -138,6 +144,9 @@ RULES: dict[str, dict[str, Rule]] = {
                                    "self.speculativeMethod != 'none')",
                                    "speculativeTokens is only allowed with a speculativeMethod other than none",
                                    ".speculativeTokens"),
+        "data_parallel_attention": Rule("self.engine == 'sglang' || !has(self.dataParallelAttention)",
+                                        "dataParallelAttention is SGLang's DP attention (--enable-dp-attention with "
+                                        "--dp-size): only with engine sglang", ".dataParallelAttention"),
         "prefill_chunk": Rule("self.engine == 'transformers' || !has(self.prefillChunkTokens)",
                               "prefillChunkTokens is only allowed with engine transformers; the serving engines "
                               "chunk prefills by maxNumBatchedTokens", ".prefillChunkTokens"),
@@ -400,6 +409,10 @@ class ModelSource(_Model):
         return self
 
 
+# SGLang's first release that takes --dp-size under --enable-dp-attention (1 < dp-size, dividing tp-size; attention
+# then split over tp / dp GPUs); 0.4.1-0.4.4 set dp_size = tp_size (server_args.py __post_init__, read in the wheels)
+SGLANG_DP_ATTENTION_SIZE = (0, 4, 5)
+
 # vLLM's extensible KV cache, on by default from 0.34.0 (vllm/config/vllm.py, _resolve_extensible_kv_cache).
 EXTENSIBLE_KV_CACHE = (0, 34)
 
@@ -503,6 +516,13 @@ class Inference(_Model):
         "tokens proposed per step: vLLM's num_speculative_tokens in --speculative-config, SGLang's "
         "--speculative-num-steps (with --speculative-eagle-topk 1 and --speculative-num-draft-tokens one more). "
         "Default 1 for mtp, else 3"))
+    data_parallel_attention: int | None = Field(None, ge=2, description=(
+        "engine sglang: DP attention (--enable-dp-attention with --dp-size N). The tensor-parallel group of "
+        "parallelism.tensor GPUs runs attention as N data-parallel ranks of tensor / N GPUs each: every rank holds "
+        "its own requests' KV cache (concurrency / N requests each, at tensor / N for the KV heads; MLA's latent is "
+        "whole either way) and attention weights split over tensor / N GPUs only, while MoE experts and dense MLPs "
+        "stay split over the whole group. Before SGLang 0.4.5 --dp-size is forced to the tensor size (give "
+        "parallelism.tensor) and the embedding and lm_head are whole on every GPU. Unset: no DP attention"))
     draft_model: ModelSource | None = Field(None, description=(
         "the draft model of speculativeMethod draft, as spec.model says a model (a preset, an architecture or a "
         "parameter count); it runs at the target's tensor parallel size, in 16-bit unless its preset is "
@@ -519,8 +539,10 @@ class Inference(_Model):
         return self.engine != "transformers"
 
     def per_replica(self, data: int) -> int:
-        """The sequences each of `data` data-parallel replicas must hold at once."""
-        return -(-self.concurrency // data)
+        """The sequences each of `data` data-parallel replicas must hold at once; with SGLang's DP attention each
+        of a replica's dataParallelAttention ranks holds its own share (the scheduler's load balancer spreads
+        requests over them, data_parallel_controller.py)."""
+        return -(-self.concurrency // (data * (self.data_parallel_attention or 1)))
 
     @model_validator(mode="after")
     def _engine_settings(self) -> Inference:
@@ -551,6 +573,8 @@ class Inference(_Model):
             raise ValueError(rules["draft_model_source"].message)
         if self.speculative_tokens is not None and not self.speculative_on:
             raise ValueError(rules["speculative_tokens"].message)
+        if self.data_parallel_attention is not None and self.engine != "sglang":
+            raise ValueError(rules["data_parallel_attention"].message)
         return self
 
     @field_validator("extensible_kv_cache")
@@ -985,6 +1009,14 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["training_block"].message)
             if self.inference is None:
                 object.__setattr__(self, "inference", Inference())
+            dp = self.inference.data_parallel_attention
+            par = self.parallelism
+            if dp is not None and (par is None or par.tensor % dp or par.data != 1):
+                raise ValueError(rules["data_parallel_attention_tensor"].message)
+            if dp is not None and self.inference.sglang_before(SGLANG_DP_ATTENTION_SIZE) and par.tensor != dp:
+                raise ValueError(f"inference.dataParallelAttention: SGLang {self.inference.engine_version} sets "
+                                 f"--dp-size to the tensor size ({par.tensor}) under --enable-dp-attention; give "
+                                 f"{par.tensor} or engineVersion 0.4.5 or later")
         else:
             if self.inference is not None:
                 raise ValueError(rules["inference_block"].message)

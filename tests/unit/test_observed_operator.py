@@ -47,22 +47,25 @@ async def _serve(handler) -> tuple[web.AppRunner, str]:
 def test_one_batched_query_per_interval_for_a_thousand_workloads():
     queries: list[str] = []
     samples = [_fb(f"w{i}", 1024 + i) for i in range(1000)]
+    third = asyncio.Event()
 
     async def handler(request):
         queries.append(request.query["query"])
+        if len(queries) == 3:
+            third.set()
         return web.json_response(_vector(*samples))
 
     async def go():
         runner, url = await _serve(handler)
-        obs = Observer(url, interval=0.2, window="5m", timeout=2)
+        obs = Observer(url, interval=0.2, window="5m", timeout=10)
         task = asyncio.create_task(obs.run())
-        await asyncio.sleep(0.5)
-        task.cancel()
+        await asyncio.wait_for(third.wait(), 60)   # three intervals, however slow the machine
+        task.cancel()   # while the third answer is on its way: no fourth query can have started
         await runner.cleanup()
         return obs
 
     obs = asyncio.run(go())
-    assert 2 <= len(queries) <= 4  # one per interval, never one per workload
+    assert len(queries) == obs.queries == 3  # one per interval, never one per workload
     assert len(set(queries)) == 1 and "DCGM_FI_DEV_FB_USED[5m]" in queries[0]
     assert len(obs.observations) == 1000 and obs.observations[("ml", "w7")].gpu_memory_bytes == (1024 + 7) * 2**20
     assert obs.error is None

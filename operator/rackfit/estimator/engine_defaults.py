@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.result import EngineSettings
-from rackfit.estimator.sglang import piecewise_reserve_mib, speculative_reserve_mib
+from rackfit.estimator.sglang import dp_reserve_mib, piecewise_reserve_mib, speculative_reserve_mib
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
@@ -104,7 +104,7 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         mib = gpu.memory_mib if gpu else (ASSUMED_TOTAL + DRIVER_RESERVED) // MiB
         if inf.sglang_before(SGLANG_RESERVE_FORMULA):
             tokens, seqs = _sglang_defaults_before(inf, mib, tensor)
-            util = _sglang_fraction_before(inf, mib, tensor, pipeline)
+            util = _sglang_fraction_before(inf, mib, tensor, pipeline, dp_reserve_mib(inf, seqs))
         else:
             tokens, seqs = _sglang_defaults(mib, tensor)
             if seqs == 24 and inf.sglang_before(SGLANG_GRAPH_BS_24):
@@ -113,7 +113,7 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
             # 0.5.10 the piecewise CUDA graphs captured up to that chunk (sglang.py SGLANG_PIECEWISE_RESERVE)
             chunk = inf.max_num_batched_tokens or tokens
             util = _sglang_fraction(mib, chunk, seqs, tensor, pipeline,
-                                    piecewise_reserve_mib(inf, a, chunk, pipeline))
+                                    piecewise_reserve_mib(inf, a, chunk, pipeline) + dp_reserve_mib(inf, seqs))
     else:
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     if inf.engine == "sglang" and inf.speculative_on:
@@ -163,14 +163,15 @@ def _sglang_fraction(mib: float, chunk: int, graph_bs: int, tensor: int, pipelin
     for metadata (512), prefill activations (1.5 x chunk), CUDA graphs (2 x batch) and large groups (tp x pp / 8 GiB),
     at least 10 GiB on GPUs above 60 GiB. On an L40S (46,068 MiB) that is 0.851, which SGLang logged there
     (sgl-project/sglang PR 13023, 2025-11-11: server_args ... mem_fraction_static=0.851). `piecewise`: the piecewise
-    CUDA graphs' MiB from 0.5.10 (sglang.piecewise_reserve_mib), added before the floor."""
+    CUDA graphs' MiB from 0.5.10 (sglang.piecewise_reserve_mib) and DP attention's (sglang.dp_reserve_mib), added
+    before the floor."""
     reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tensor * pipeline / 8 * 1024 + piecewise
     if mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((mib - reserved) / mib, 3)
 
 
-def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int) -> float:
+def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: int, dp_mib: float = 0.0) -> float:
     """SGLang's default mem_fraction_static before SGLANG_RESERVE_FORMULA (ServerArgs.__post_init__ in
     python/sglang/srt/server_args.py, by the GPU's memory in MiB, get_nvgpu_memory_capacity):
     - before 0.4.6, by tensor size alone: 0.79 from 16 ranks, 0.81 from 8 (0.82 in 0.3.6, 0.83 before it), 0.85 from
@@ -181,7 +182,8 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
       min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory);
     - 0.4.8-0.5.2: memory less a reserve in GiB of 2.8 + tensor x pipeline / 10 below 35 GiB, 9.5 + tp x pp / 2 below
       90, 12 + tp x pp / 2 below 160, else 32 (rounded to 3 places).
-    DP attention, which reserves more, is not modelled; speculative decoding's reserve is (speculative.py)."""
+    `dp_mib`: DP attention's 4 GiB more of the 0.4.8-0.5.2 reserve (sglang.dp_reserve_mib); speculative decoding's
+    reserve is counted after (speculative.py)."""
     ranks = tensor * pipeline
     if inf.sglang_before(SGLANG_RESERVE_TABLE):
         eight = 0.83 if inf.sglang_before(SGLANG_082) else 0.82 if inf.sglang_before(SGLANG_081) else 0.81
@@ -200,7 +202,7 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
         return frac
     gib = 2.8 + ranks / 10 if mib < 35 * 1024 else 9.5 + ranks / 2 if mib < 90 * 1024 else \
         12 + ranks / 2 if mib < 160 * 1024 else 32
-    return round((mib - gib * 1024) / mib, 3)
+    return round((mib - gib * 1024 - dp_mib) / mib, 3)
 
 
 def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:

@@ -45,7 +45,10 @@ from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
 from rackfit.estimator.serving_nccl import outside_bytes as nccl_outside_bytes
 from rackfit.estimator.sglang import (
+    attention_tensor,
     cell_bytes,
+    dp_attention,
+    dp_running_cap,
     hybrid_swa,
     max_num_reqs,
     max_running_requests,
@@ -306,7 +309,9 @@ def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu
                    f"and cuBLAS's workspace need more than the {max(reserve, 0) / GiB:.2f} GiB that "
                    f"mem_fraction_static {plan.settings.gpu_memory_utilization:g} leaves; lower contextLength, set "
                    f"maxNumSeqs (--max-running-requests) or lower gpuMemoryUtilization")
-    return replace(plan, engine_tokens=tokens, running_limit=max_running_requests(inf, tokens, reqs),
+    limit = max_running_requests(inf, tokens, reqs)
+    share = dp_running_cap(inf)  # a DP attention rank's share of --max-running-requests (sglang.dp_running_cap)
+    return replace(plan, engine_tokens=tokens, running_limit=limit if share is None else min(limit, share),
                    refused=refused)
 
 
@@ -398,9 +403,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
-    per_request = kv_cache_bytes(a, inf.kv_cache_precision, layout, inf.context_length, 1, s.max_num_batched_tokens,
-                                 mla_latent=latent, mla_head_size=mla_head)
-    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, layout.tensor, mla_latent=latent,
+    # SGLang's DP attention: a rank caches its own requests at tensor / dp for the KV heads (sglang.attention_tensor)
+    kv_layout = layout if dp_attention(inf) == 1 else \
+        layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
+    per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, inf.context_length, 1,
+                                 s.max_num_batched_tokens, mla_latent=latent, mla_head_size=mla_head)
+    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=latent,
                                          mla_head_size=mla_head)
     per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
     if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):

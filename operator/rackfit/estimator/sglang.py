@@ -57,7 +57,7 @@ REQ_INDEX_BYTES = 4
 # up to piecewise_cuda_graph_max_tokens (the chunk; "Only non-torch memory is counted"), 1.5 GiB with an MLA backend,
 # before the 10 GiB floor (_handle_gpu_memory_settings; reserve_for_graph_mb from 0.5.16, read to 0.5.21). They are
 # off under pipeline parallel, for multimodal models, with speculative decoding or DP attention (_handle_piecewise_
-# cuda_graph), none of which rackfit's default settings take but the first two.
+# cuda_graph), none of which rackfit's default settings take but the first two (DP attention: dataParallelAttention).
 SGLANG_PIECEWISE_RESERVE = (0, 5, 10)
 PIECEWISE_MIB_PER_SIZE = 8
 PIECEWISE_MLA_MIB = 1.5 * 1024
@@ -165,7 +165,8 @@ def piecewise_graph_sizes(max_tokens: int) -> list[int]:
 
 def piecewise_reserve_mib(inf: Inference, a: ModelArch | None, chunk: int, pipeline: int) -> float:
     """What the default fraction reserves for piecewise CUDA graphs (SGLANG_PIECEWISE_RESERVE), in MiB."""
-    if inf.engine != "sglang" or inf.sglang_before(SGLANG_PIECEWISE_RESERVE) or pipeline > 1:
+    if inf.engine != "sglang" or inf.sglang_before(SGLANG_PIECEWISE_RESERVE) or pipeline > 1 \
+            or inf.data_parallel_attention:
         return 0.0
     if a is not None and a.vision_parameters:
         return 0.0
@@ -181,3 +182,73 @@ def speculative_reserve_mib(inf: Inference) -> float:
         return 0.0
     table = next((t for v, t in SGLANG_SPECULATIVE_RESERVE_MIB if not inf.sglang_before(v)), None)
     return float(table.get(inf.speculative_method or "", 0)) if table else 0.0
+
+
+# --- DP attention (inference.dataParallelAttention: --enable-dp-attention with --dp-size) -------------------------
+# Read in the 0.4.1, 0.4.3-0.4.8, 0.5.3, 0.5.5-0.5.8, 0.5.10, 0.5.16, 0.5.19 and 0.5.23 wheels (server_args.py;
+# models/deepseek_v2.py, the model DP attention was written for; managers/tp_worker.py; data_parallel_controller.py).
+# Every GPU of the tensor group is one DP rank's scheduler (launch_tensor_parallel_process) with its own pool and
+# request table, sized as without DP attention (profile_max_num_token) from what its weights leave.
+# - Attention: split over attn_tp = tp / dp GPUs (get_attention_tp_size; DeepseekV2AttentionMLA's q_b/kv_b/o
+#   projections with tp_size=attn_tp_size from 0.4.5); 0.4.1-0.4.4 force dp_size = tp_size (spec.py
+#   SGLANG_DP_ATTENTION_SIZE) and build them ReplicatedLinear (use_dp=True): whole on every GPU, the same as attn_tp 1.
+#   MoE experts, shared experts and dense MLPs stay split over the whole tp group (moe_dense_tp_size unset).
+# - KV pool: a rank caches its own requests at attn_tp for the KV heads (model_config.get_num_kv_heads(
+#   get_attention_tp_size())); MLA's latent is whole on every rank either way.
+# - Embedding: VocabParallelEmbedding(enable_tp=not enable_dp_attention), whole on every GPU, before 0.5.8; from 0.5.8
+#   split over the attention group (use_attn_tp_group=is_dp_attention_enabled(); get_embedding_tp_kwargs from 0.5.16).
+# - lm_head: ReplicatedLinear before 0.4.5, then ParallelLMHead over the whole tp group (use_attn_tp_group only with
+#   --enable-dp-lm-head, off by default).
+SGLANG_DP_EMBEDDING_ATTN_TP = (0, 5, 8)
+SGLANG_DP_LM_HEAD_SPLIT = (0, 4, 5)
+# - The running limit: from 0.4.2 a given --max-running-requests is divided among the DP ranks (tp_worker.py
+#   `server_args.max_running_requests // (server_args.dp_size if server_args.enable_dp_attention else 1)`; not in
+#   0.4.1); the request table keeps the whole value's rows.
+# - The default mem_fraction_static's reserve: 4 GiB more in 0.4.8-0.5.2 (`if self.enable_dp_attention:
+#   reserved_mem += 4 * 1024`); from 0.5.3 cuda_graph_max_bs x dp x 3 MiB more, and x 1.5 more above a graph batch of
+#   300 ("DP attention needs more padding for some operations"; reserve_for_graph_mb in 0.5.23), before the 10 GiB
+#   floor. Piecewise CUDA graphs are off under DP attention (SGLANG_PIECEWISE_RESERVE). The chunk SGLang halves (before
+#   0.4.5) or divides by dp (after) is taken after the fraction is set (_handle_data_parallelism after
+#   _handle_gpu_memory_settings), so the fraction's reserve sees the chunk as given.
+SGLANG_DP_RUNNING_SHARE = (0, 4, 2)
+SGLANG_DP_RESERVE_GIB = (0, 4, 8)
+SGLANG_DP_RESERVE_BY_GRAPHS = (0, 5, 3)
+DP_RESERVE_GIB = 4
+DP_GRAPH_MIB = 3
+DP_LARGE_GRAPH_MIB = 1.5
+DP_LARGE_GRAPH_BS = 300
+
+
+def dp_attention(inf: Inference | None) -> int:
+    """SGLang's DP attention ranks of a tensor group (1: none)."""
+    return (inf.data_parallel_attention or 1) if inf is not None and inf.engine == "sglang" else 1
+
+
+def attention_tensor(inf: Inference | None, tensor: int) -> int:
+    """The GPUs one attention layer is split over: attn_tp = tp / dp under DP attention, else the tensor group."""
+    return max(1, tensor // dp_attention(inf))
+
+
+def vocab_shards(inf: Inference, tensor: int) -> tuple[int, int]:
+    """(embedding, lm_head) shards under DP attention (SGLANG_DP_EMBEDDING_ATTN_TP, SGLANG_DP_LM_HEAD_SPLIT)."""
+    embedding = 1 if inf.sglang_before(SGLANG_DP_EMBEDDING_ATTN_TP) else attention_tensor(inf, tensor)
+    return embedding, 1 if inf.sglang_before(SGLANG_DP_LM_HEAD_SPLIT) else tensor
+
+
+def dp_running_cap(inf: Inference) -> int | None:
+    """A rank's share of a given --max-running-requests under DP attention (SGLANG_DP_RUNNING_SHARE; None: no cap
+    of its own)."""
+    dp = dp_attention(inf)
+    if dp == 1 or inf.max_num_seqs is None or inf.sglang_before(SGLANG_DP_RUNNING_SHARE):
+        return None
+    return inf.max_num_seqs // dp
+
+
+def dp_reserve_mib(inf: Inference, graph_bs: int) -> float:
+    """What the default mem_fraction_static reserves more for DP attention, in MiB (SGLANG_DP_RESERVE_GIB)."""
+    dp = dp_attention(inf)
+    if dp == 1 or inf.sglang_before(SGLANG_DP_RESERVE_GIB):
+        return 0.0
+    if inf.sglang_before(SGLANG_DP_RESERVE_BY_GRAPHS):
+        return float(DP_RESERVE_GIB * 1024)
+    return graph_bs * dp * (DP_GRAPH_MIB + (DP_LARGE_GRAPH_MIB if graph_bs > DP_LARGE_GRAPH_BS else 0))

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
+from rackfit.estimator.sglang import attention_tensor, dp_attention, vocab_shards
 from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.models.quantization import (
     NF4_FP32_ABSMAX,
@@ -436,6 +437,8 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
             and not mxfp4_dequantized(runtime, architecture, layout.expert, training)):
         # what SGLang's MoE runner for the GPU and release stores, biases included (mxfp4_sglang_expert_factor)
         pad = mxfp4_sglang_expert_factor(arch, expert_shard, tensor, architecture, inference)
+    # SGLang's DP attention splits attention over tensor / dp GPUs only (sglang.attention_tensor)
+    attn_shard = attention_tensor(inference, tensor) if runtime == "sglang" else tensor
     per_layer: list[float] = []
     # walk the runs of alike layers of both (few: dense/MoE, and a checkpoint's exceptions)
     params, quant = _layer_params(p, num_layers, arch), list(q.runs)
@@ -443,7 +446,9 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
         (n_p, (attn, mlp, experts, shared, router)), (n_q, b) = params[0], quant[0]
         n = min(n_p, n_q)
         whole = min(attn, mla_replicated_params(arch, runtime)) if attn else 0
-        one = (((attn - whole) * b.attention + mlp * b.mlp + shared * b.shared) / tensor + whole * b.attention
+        split = ((attn - whole) * b.attention + mlp * b.mlp + shared * b.shared) / tensor if attn_shard == tensor \
+            else (attn - whole) * b.attention / attn_shard + (mlp * b.mlp + shared * b.shared) / tensor
+        one = (split + whole * b.attention
                + experts * b.experts * pad / expert_shard + router * b.router
                + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime))
         per_layer.extend([one] * n)
@@ -460,5 +465,10 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     # vocab-parallel embedding/lm_head; with pipelining the first stage holds the embedding, the last the
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
     emb, head = p.embedding * q.embedding, (p.lm_head or p.embedding) * q.lm_head
+    if runtime == "sglang" and dp_attention(inference) > 1:  # whole or split by release (sglang.vocab_shards)
+        emb_shards, head_shards = vocab_shards(inference, tensor)
+        emb, head = emb / emb_shards, head / (head_shards if p.lm_head else emb_shards)
+        vocab = emb + (head if p.lm_head else 0) if layout.pipeline == 1 else max(emb, head)
+        return int(per_stage + vocab) + rope_cache_bytes(arch, runtime)
     vocab = p.embedding * q.embedding + p.lm_head * q.lm_head if layout.pipeline == 1 else max(emb, head)
     return int(per_stage + vocab / layout.tensor) + rope_cache_bytes(arch, runtime)

@@ -49,7 +49,9 @@ def estimate_figures(spec: dict[str, Any], status: dict[str, Any]) -> EstimateFi
         return EstimateFigures(FRAMEBUFFER, int(est["totalBytes"]))
     engine = inference.get("engine", "vllm")
     data = int(((est.get("layout") or {}).get("data")) or 1)
-    per_replica = -(-int(inference.get("concurrency", 1)) // data)
+    # each of SGLang's DP attention ranks holds its own share (spec.Inference.per_replica)
+    ranks = data * int(inference.get("dataParallelAttention") or 1) if engine == "sglang" else data
+    per_replica = -(-int(inference.get("concurrency", 1)) // ranks)
     context = int(inference.get("contextLength", 4096))
     return EstimateFigures(KV_CACHE if engine in PREALLOCATING else FRAMEBUFFER, int(est["totalBytes"]),
                            engine=engine, estimate_kv_tokens=est.get("kvCacheTokens"),
