@@ -15,6 +15,7 @@ from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
+from rackfit.estimator.engine_defaults import cuda_total_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
@@ -39,7 +40,7 @@ from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
 __all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
-           "fp8_unsupported", "Estimate", "Breakdown", "Layout"]
+           "fp8_unsupported", "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -178,6 +179,16 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, kv_cache_pool_bytes=s.kv_pool,
                     max_concurrency=s.max_concurrency,
                     refused=s.refused, engine_starts=s.starts)
+
+
+def vllm_weights_overflow(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU) -> bool:
+    """Whether a vLLM spec's weights alone fill `gpu` at `layout`, so that `estimate_arch` there gives no request a
+    place (a kv_pool of 0, max_concurrency 0), at a tenth of its cost: the planner skips such layouts. Sound because
+    engines.serve's KV pool is at most gpuMemoryUtilization (at most 1) x cuda_total_bytes less these weights (the
+    engine adds adapters and drafters to them, and subtracts activations, graphs and buffers, none negative)."""
+    if spec.workload != "inference" or spec.inference.engine != "vllm":
+        return False
+    return _weights(spec, arch, count_params(arch), layout, gpu) >= cuda_total_bytes(gpu)
 
 
 def fp8_unsupported(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU) -> str | None:
