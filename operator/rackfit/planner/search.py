@@ -94,9 +94,6 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= max_gpus] if sharded_data(spec) else [1]
     degrees = tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus))
     seen: dict[tuple[int, int, int, int], Estimate | None] = {}  # bisection and rounding revisit layouts
-    # n GPUs together hold at least what one would: a lower bound on the stages worth trying
-    seen[(1, 1, 1, 1)] = estimate_arch(spec, a, Layout(), device(t, spec))
-    single = seen[(1, 1, 1, 1)].total_bytes
     fewest = max_gpus + 1
     for data in datas:
         def layout(p: int, tensor: int, data: int = data) -> Layout:
@@ -119,6 +116,10 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         hi = min(a.num_layers, max_gpus // (tensor * data))
         if hi < 2:
             continue
+        if seen.get((1, 1, 1, 1)) is None:  # one GPU's weights overflowed it: estimated only now that it is needed
+            seen[(1, 1, 1, 1)] = estimate_arch(spec, a, Layout(), device(t, spec))
+        # n GPUs together hold at least what one would: a lower bound on the stages worth trying
+        single = seen[(1, 1, 1, 1)].total_bytes
         lo = min(hi, max(2, -(-single // (capacity * tensor * data))))
         p = _fewest_stages(lambda p, tensor=tensor: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
         if p is None:
