@@ -6,7 +6,7 @@ import pytest
 
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Layout, estimate_arch, layout_weights, vllm_weights_overflow
+from rackfit.estimator import Layout, estimate_arch, vllm_weights, vllm_weights_overflow
 from rackfit.models import resolve
 from rackfit.planner import Inventory, plan
 from rackfit.planner.search import tensor_degrees
@@ -267,8 +267,7 @@ def test_layouts_skipped_for_overflowing_weights_never_fit(preset, release, util
         for tensor in tensor_degrees(a, t.tensor_parallel_limit):
             for pipeline in (1, 2, 4):
                 layout = Layout(tensor=tensor, pipeline=pipeline)
-                weights = layout_weights(spec, a, layout, t.gpu)
-                if vllm_weights_overflow(spec, weights, t.gpu):
+                if vllm_weights_overflow(vllm_weights(spec, a, layout, t.gpu), t.gpu):
                     skipped += 1
                     est = estimate_arch(spec, a, layout, t.gpu)
                     assert est.kv_cache_pool_bytes == 0 and est.max_concurrency == 0, (t.name, layout)

@@ -40,7 +40,7 @@ from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
 __all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
-           "fp8_unsupported", "layout_weights", "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
+           "fp8_unsupported", "vllm_weights", "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -107,7 +107,7 @@ def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> Mode
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None,
                   weights: int | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec). `weights`: what
-    layout_weights gives for these arguments, where the caller has it (the planner's vllm_weights_overflow)."""
+    vllm_weights gives for these arguments, where the caller has it (the planner's vllm_weights_overflow)."""
     check_context(spec, arch)
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
@@ -183,18 +183,20 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
                     refused=s.refused, engine_starts=s.starts)
 
 
-def layout_weights(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None) -> int:
-    """The weights `estimate_arch` counts for `spec` at `layout` on `gpu` (weights.weight_bytes), before it adds what
-    the runtime loads beside them."""
+def vllm_weights(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU) -> int | None:
+    """A vLLM spec's weights at `layout` on `gpu` as `estimate_arch` counts them (weights.weight_bytes), before what
+    the engine loads beside them; None for other runtimes."""
+    if spec.workload != "inference" or spec.inference.engine != "vllm":
+        return None
     return _weights(spec, arch, count_params(arch), layout, gpu)
 
 
-def vllm_weights_overflow(spec: LLMWorkloadSpec, weights: int, gpu: GPU) -> bool:
-    """Whether a vLLM spec's `weights` (layout_weights) alone fill `gpu`, so that `estimate_arch` gives no request a
+def vllm_weights_overflow(weights: int, gpu: GPU) -> bool:
+    """Whether a vLLM spec's `weights` (vllm_weights) alone fill `gpu`, so that `estimate_arch` gives no request a
     place (a kv_pool of 0, max_concurrency 0): the planner skips such layouts unestimated. Sound because
     engines.serve's KV pool is at most gpuMemoryUtilization (at most 1) x cuda_total_bytes less these weights (the
     engine adds adapters and drafters to them, and subtracts activations, graphs and buffers, none negative)."""
-    return spec.workload == "inference" and spec.inference.engine == "vllm" and weights >= cuda_total_bytes(gpu)
+    return weights >= cuda_total_bytes(gpu)
 
 
 def fp8_unsupported(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from rackfit.catalog import InstanceType
 from rackfit.catalog.types import GPU
-from rackfit.estimator import Estimate, Layout, estimate_arch, layout_weights, vllm_weights_overflow
+from rackfit.estimator import Estimate, Layout, estimate_arch, vllm_weights, vllm_weights_overflow
 from rackfit.models import ModelArch
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import MiB
@@ -68,8 +68,9 @@ def _fits(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout, 
     key = (layout.tensor, layout.pipeline, layout.data, layout.expert)  # tuples hash faster than models
     if key not in seen:
         gpu = device(t, spec)
-        weights = layout_weights(spec, a, layout, gpu)
-        seen[key] = None if vllm_weights_overflow(spec, weights, gpu) else estimate_arch(spec, a, layout, gpu, weights)
+        weights = vllm_weights(spec, a, layout, gpu)  # None for other runtimes
+        seen[key] = (None if weights is not None and vllm_weights_overflow(weights, gpu)
+                     else estimate_arch(spec, a, layout, gpu, weights))
     est = seen[key]
     return est is not None and fits(spec, est, capacity), est
 
