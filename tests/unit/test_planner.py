@@ -6,6 +6,7 @@ import pytest
 
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
+from rackfit.estimator import Layout, estimate_arch, vllm_weights, vllm_weights_overflow
 from rackfit.models import resolve
 from rackfit.planner import Inventory, plan
 from rackfit.planner.search import tensor_degrees
@@ -246,3 +247,28 @@ def test_a_type_the_engine_refuses_says_why_not_how_many_gpus():
     (rejected,) = p.rejected
     assert p.chosen is None and rejected.reason.startswith("vllm 0.10.1 would refuse to start: at start-up")
     assert "needs more than" not in rejected.reason and "lower gpuMemoryUtilization" in rejected.reason
+
+
+@pytest.mark.parametrize("preset,release,utilization", [
+    ("deepseek-v3", None, None), ("deepseek-v3", "0.8.5", 1.0), ("llama-3.1-405b", "0.34.0", None),
+    ("qwen3-235b-a22b", "0.14.0", 0.95), ("gpt-oss-120b-mxfp4", "0.10.1", None), ("llama-3.1-70b", "0.7.3", 1.0)])
+def test_layouts_skipped_for_overflowing_weights_never_fit(preset, release, utilization):
+    """The planner skips estimating a vLLM layout whose weights alone fill the GPU (vllm_weights_overflow): wherever
+    the check says so, the estimate gives no request a place, so the plan is the one the estimates would give."""
+    inf = dict(contextLength=4096, concurrency=1)
+    if release:
+        inf["engineVersion"] = release
+    if utilization:
+        inf["gpuMemoryUtilization"] = utilization
+    spec = parse_spec(dict(model={"preset": preset}, workload="inference", precision="fp8", inference=inf))
+    a = resolve(spec.model)
+    skipped = 0
+    for t in CATALOG.instance_types.values():
+        for tensor in tensor_degrees(a, t.tensor_parallel_limit):
+            for pipeline in (1, 2, 4):
+                layout = Layout(tensor=tensor, pipeline=pipeline)
+                if vllm_weights_overflow(vllm_weights(spec, a, layout, t.gpu), t.gpu):
+                    skipped += 1
+                    est = estimate_arch(spec, a, layout, t.gpu)
+                    assert est.kv_cache_pool_bytes == 0 and est.max_concurrency == 0, (t.name, layout)
+    assert skipped  # each model overflows some GPU at tensor 1

@@ -15,6 +15,7 @@ from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
+from rackfit.estimator.engine_defaults import cuda_total_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
@@ -39,7 +40,7 @@ from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
 __all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
-           "fp8_unsupported", "Estimate", "Breakdown", "Layout"]
+           "fp8_unsupported", "vllm_weights", "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
@@ -103,14 +104,16 @@ def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> Mode
     return model_states(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None))
 
 
-def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None) -> Estimate:
-    """As `estimate`, for an already resolved architecture (the planner resolves once per spec)."""
+def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None,
+                  weights: int | None = None) -> Estimate:
+    """As `estimate`, for an already resolved architecture (the planner resolves once per spec). `weights`: what
+    vllm_weights gives for these arguments, where the caller has it (the planner's vllm_weights_overflow)."""
     check_context(spec, arch)
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
     inference = None if training else spec.inference
-    weights = _weights(spec, arch, p, layout, gpu)
+    weights = _weights(spec, arch, p, layout, gpu) if weights is None else weights
     comm = (training_nccl_bytes(spec.training, layout, gpu) if training  # per communicator: comms.py
             else NCCL_BYTES if layout.total_gpus > 1 else 0)
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
@@ -178,6 +181,22 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
                     engine_budget_bytes=s.budget, kv_cache_tokens=s.kv_tokens, kv_cache_pool_bytes=s.kv_pool,
                     max_concurrency=s.max_concurrency,
                     refused=s.refused, engine_starts=s.starts)
+
+
+def vllm_weights(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU) -> int | None:
+    """A vLLM spec's weights at `layout` on `gpu` as `estimate_arch` counts them (weights.weight_bytes), before what
+    the engine loads beside them; None for other runtimes."""
+    if spec.workload != "inference" or spec.inference.engine != "vllm":
+        return None
+    return _weights(spec, arch, count_params(arch), layout, gpu)
+
+
+def vllm_weights_overflow(weights: int, gpu: GPU) -> bool:
+    """Whether a vLLM spec's `weights` (vllm_weights) alone fill `gpu`, so that `estimate_arch` gives no request a
+    place (a kv_pool of 0, max_concurrency 0): the planner skips such layouts unestimated. Sound because
+    engines.serve's KV pool is at most gpuMemoryUtilization (at most 1) x cuda_total_bytes less these weights (the
+    engine adds adapters and drafters to them, and subtracts activations, graphs and buffers, none negative)."""
+    return weights >= cuda_total_bytes(gpu)
 
 
 def fp8_unsupported(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU) -> str | None:

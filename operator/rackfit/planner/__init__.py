@@ -173,14 +173,15 @@ def place(anywhere: Plan, catalog: Catalog, inventory: Inventory | InventoryView
 
 def _alternatives(ranked: list[Option]) -> list[Option]:
     """The best option of each other instance type, then further layouts, after the chosen one."""
-    rest = ranked[1:]
     seen = {ranked[0].placement.instance_type} if ranked else set()
-    first = []
-    for o in rest:
+    first, further = [], []  # split in one pass: `o not in first` compared whole options field by field
+    for o in ranked[1:]:
         if o.placement.instance_type not in seen:
             seen.add(o.placement.instance_type)
             first.append(o)
-    return (first + [o for o in rest if o not in first])[:MAX_ALTERNATIVES]
+        else:
+            further.append(o)
+    return (first + further)[:MAX_ALTERNATIVES]
 
 
 def _in_domain(o: Option, t: InstanceType, inventory: Inventory | InventoryView, prefer: str | None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from rackfit.catalog import InstanceType
 from rackfit.catalog.types import GPU
-from rackfit.estimator import Estimate, Layout, estimate_arch
+from rackfit.estimator import Estimate, Layout, estimate_arch, vllm_weights, vllm_weights_overflow
 from rackfit.models import ModelArch
 from rackfit.spec import LLMWorkloadSpec
 from rackfit.units import MiB
@@ -63,11 +63,16 @@ def fits(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> bool:
 
 
 def _fits(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout, capacity: int,
-          seen: dict[tuple[int, int, int, int], Estimate]) -> tuple[bool, Estimate]:
+          seen: dict[tuple[int, int, int, int], Estimate | None]) -> tuple[bool, Estimate | None]:
+    """Whether `layout` fits, and its estimate (None where the weights alone overflow: no estimate is made)."""
     key = (layout.tensor, layout.pipeline, layout.data, layout.expert)  # tuples hash faster than models
     if key not in seen:
-        seen[key] = estimate_arch(spec, a, layout, device(t, spec))
-    return fits(spec, seen[key], capacity), seen[key]
+        gpu = device(t, spec)
+        weights = vllm_weights(spec, a, layout, gpu)  # None for other runtimes
+        seen[key] = (None if weights is not None and vllm_weights_overflow(weights, gpu)
+                     else estimate_arch(spec, a, layout, gpu, weights))
+    est = seen[key]
+    return est is not None and fits(spec, est, capacity), est
 
 
 def sharded_data(spec: LLMWorkloadSpec) -> bool:
@@ -89,9 +94,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
     optimizer); elsewhere a replica must hold the whole model."""
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= max_gpus] if sharded_data(spec) else [1]
     degrees = tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus))
-    seen: dict[tuple[int, int, int, int], Estimate] = {}  # bisection and rounding revisit layouts
-    # n GPUs together hold at least what one would: a lower bound on the stages worth trying
-    single = _fits(spec, a, t, Layout(), capacity, seen)[1].total_bytes
+    seen: dict[tuple[int, int, int, int], Estimate | None] = {}  # bisection and rounding revisit layouts
     fewest = max_gpus + 1
     for data in datas:
         def layout(p: int, tensor: int, data: int = data) -> Layout:
@@ -114,6 +117,10 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         hi = min(a.num_layers, max_gpus // (tensor * data))
         if hi < 2:
             continue
+        if seen.get((1, 1, 1, 1)) is None:  # one GPU's weights overflowed it: estimated only now that it is needed
+            seen[(1, 1, 1, 1)] = estimate_arch(spec, a, Layout(), device(t, spec))
+        # n GPUs together hold at least what one would: a lower bound on the stages worth trying
+        single = seen[(1, 1, 1, 1)].total_bytes
         lo = min(hi, max(2, -(-single // (capacity * tensor * data))))
         p = _fewest_stages(lambda p, tensor=tensor: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
         if p is None:
