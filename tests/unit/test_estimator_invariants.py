@@ -342,3 +342,52 @@ def test_a_pool_short_of_one_request_does_not_read_as_one():
     assert e.kv_cache_pool_bytes < e.breakdown.kv_cache_bytes
     assert e.max_concurrency == 0.99 and e.engine_starts is False
     assert e.max_concurrency == e.kv_cache_pool_bytes * 100 // e.breakdown.kv_cache_bytes / 100
+
+
+# ---------------------------------------------------------------- round 2 (issue 22): more properties
+
+# framework deepspeed across its ZeRO stages; stage 0 is DeepSpeed's BF16/FP16 optimizer without partitioning
+DEEPSPEED_STAGES = [dict(framework="deepspeed", zeroStage=z) for z in (0, 1, 2, 3)]
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from([1, 2, 3]), st.sampled_from([dict(data=2), dict(data=4)]),
+       st.sampled_from(["none", "full"]), st.sampled_from(["adamw", "sgd"]))
+def test_deepspeed_runs_pipeline_stages_under_zero_0_and_1_only(preset, zero, layout, ckpt, optimizer):
+    """deepspeed/runtime/pipe/engine.py PipelineEngine.__init__ asserts `zero_optimization_stage() <
+    ZeroStageEnum.gradients` ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism"): a pipelined layout is
+    estimated under ZeRO-1 and refused, naming zeroStage, under ZeRO-2 and 3."""
+    e = train(preset, dict(framework="deepspeed", zeroStage=zero), {**layout, "pipeline": 2},
+              activationCheckpointing=ckpt, optimizer=optimizer)
+    assert (e is not None) == (zero < 2)
+
+
+def test_deepspeed_pipeline_with_zero_2_or_3_is_refused_naming_the_field():
+    doc = dict(model=dict(preset="llama-3.1-8b"), workload="training",
+               training=dict(framework="deepspeed", zeroStage=3), parallelism=dict(data=2, pipeline=2))
+    with pytest.raises(InvalidWorkload) as err:
+        parse_spec(doc)
+    assert err.value.errors[0][0] == "spec.training.zeroStage"
+    assert "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" in err.value.errors[0][1]
+    doc["training"]["zeroStage"] = 1
+    assert parse_spec(doc).parallelism.pipeline == 2
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS + ["llama-3.1-70b"]), st.sampled_from([2, 3]), st.sampled_from([4096, 8192]),
+       st.sampled_from([1, 4]))
+def test_planner_never_offers_deepspeed_pipeline_stages_under_zero_2_or_3(preset, zero, seq, mbs):
+    """Found by stating every planned option as a fixed layout: the planner's pipeline search (search.candidates)
+    offered e.g. llama-3.1-8b ZeRO-3 at s8192 b4 on 8 L40S as tensor 8 x pipeline 3, a layout DeepSpeed refuses
+    (above). Each option the planner offers must itself be a spec rackfit accepts."""
+    spec = dict(model=dict(preset=preset), workload="training",
+                training=dict(framework="deepspeed", zeroStage=zero, sequenceLength=seq, microBatchSize=mbs))
+    p = plan(parse_spec(spec), CATALOG)
+    for o in p.options:
+        pl = o.placement
+        fixed = parse_spec({**spec, "parallelism": dict(tensor=pl.tensor, pipeline=pl.pipeline, data=pl.data,
+                                                        expert=pl.expert)})
+        assert fixed.parallelism.pipeline == 1
+    # a model no single stage holds is rejected with the stageless layout's shortfall, not planned in stages
+    for r in p.rejected:
+        assert "pipeline 1 " in r.reason or "needs more than" not in r.reason
