@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rackfit.catalog import load_catalog
+from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
 from rackfit.planner import plan
@@ -427,3 +428,78 @@ def test_zero3_gathers_a_qlora_base_packed():
     stored = z2.breakdown.weights_bytes   # the whole base and adapters, replicated under stage 2
     assert stored < 1.1 * 2**30
     assert z3.breakdown.weights_bytes == stored // 4 + stored
+
+
+# ---------------------------------------------------------------- round 2: serving engines on a GPU
+
+# one architecture, two sizes: Hopper at 80 and 141 GB, Ampere at 40 and 80 GB
+H200 = GPU(model="H200", product="NVIDIA-H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
+A100_40 = GPU(model="A100", product="NVIDIA-A100-SXM4-40GB", memoryGB=40, memoryMiB=40960, architecture="ampere")
+A100_80 = GPU(model="A100", product="NVIDIA-A100-SXM4-80GB", memoryGB=80, memoryMiB=81920, architecture="ampere")
+GPUS = {"H100": H100, "H200": H200, "A100-40": A100_40, "A100-80": A100_80}
+
+
+@cache
+def _served_on(gpu: str, preset: str, precision: str, engine: tuple, tp: int, kv: str, ctx: int, conc: int,
+               settings_: tuple = ()):
+    inf = dict(engine=engine[0], contextLength=ctx, concurrency=conc, kvCachePrecision=kv, **dict(settings_))
+    if engine[1]:
+        inf["engineVersion"] = engine[1]
+    doc = dict(model=dict(preset=preset), workload="inference", precision=precision, inference=inf,
+               parallelism=dict(tensor=tp))
+    try:
+        return estimate(parse_spec(doc), gpu=GPUS[gpu])
+    except InvalidWorkload:
+        return None
+
+
+def _admits(e, conc: int) -> bool:
+    return e is not None and not e.refused and e.engine_starts is not False and e.max_concurrency >= conc
+
+
+SERVE_DRAW = (st.sampled_from(SERVING_PRESETS + ["llama-3.1-70b"]), st.sampled_from(PRECISIONS),
+              st.sampled_from(SERVING_ENGINES), st.sampled_from([1, 2, 4, 8]), st.sampled_from(["bf16", "fp8"]),
+              st.sampled_from([4096, 16384, 65536]), st.sampled_from([1, 3, 16]))
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from(list(GPUS)))
+def test_serving_admission_is_monotone_in_concurrency_and_kv_precision(preset, precision, engine, tp, kv, ctx, conc,
+                                                                         gpu):
+    """What admits `conc` requests admits `conc - 1` (vLLM: check_enough_kv_cache_memory and max_num_seqs; the budget
+    does not depend on concurrency, engine_defaults.settings), and an fp8 KV cache (half a bf16 token's bytes, the same
+    pages) holds no fewer tokens or requests than bf16 on the same layout."""
+    e = _served_on(gpu, preset, precision, engine, tp, kv, ctx, conc)
+    assume(e is not None)
+    assert_well_formed(e)
+    if conc > 1 and _admits(e, conc):
+        assert _admits(_served_on(gpu, preset, precision, engine, tp, kv, ctx, conc - 1), conc - 1)
+    if kv == "bf16":
+        f = _served_on(gpu, preset, precision, engine, tp, "fp8", ctx, conc)
+        if f is not None and not f.refused and not e.refused:
+            assert f.kv_cache_tokens >= e.kv_cache_tokens and f.max_concurrency >= e.max_concurrency
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from([("H100", "H200"), ("A100-40", "A100-80")]))
+def test_a_larger_gpu_of_the_same_architecture_admits_what_a_smaller_one_does(preset, precision, engine, tp, kv, ctx,
+                                                                                conc, pair):
+    """The same kernels, graphs and profile on more memory: the engine's fraction of it leaves a larger KV cache."""
+    small, large = (_served_on(g, preset, precision, engine, tp, kv, ctx, conc) for g in pair)
+    assume(_admits(small, conc))
+    assert _admits(large, conc)
+    assert large.kv_cache_tokens >= small.kv_cache_tokens
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from([("maxNumSeqs", 64, 512), ("maxNumBatchedTokens", 4096, 16384)]))
+def test_more_scheduled_sequences_or_batched_tokens_never_leave_more_kv_cache(preset, precision, engine, tp, kv, ctx,
+                                                                                conc, knob):
+    """The profile forward runs max_num_batched_tokens tokens and the sampler max_num_seqs sequences (vLLM
+    gpu_model_runner.profile_run, _dummy_sampler_run; SGLang's and TensorRT-LLM's estimation runs alike), and CUDA
+    graphs are captured up to max_num_seqs: the memory they take comes out of the KV cache."""
+    name, lo, hi = knob
+    assume(engine[0] != "tensorrt-llm" or name == "maxNumSeqs")
+    few, many = (_served_on("H100", preset, precision, engine, tp, kv, ctx, conc, ((name, v),)) for v in (lo, hi))
+    assume(few is not None and many is not None and not few.refused and not many.refused)
+    assert many.kv_cache_tokens <= few.kv_cache_tokens
