@@ -21,7 +21,9 @@ from rackfit.catalog import load_catalog
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
-from rackfit.planner import plan
+from rackfit.names import INSTANCE_TYPE_LABEL
+from rackfit.planner import place, plan
+from rackfit.planner.inventory import Inventory
 from rackfit.spec import parse_spec
 
 # RACKFIT_PROPERTY_EXAMPLES raises the draws for a local search (the fixed 25 keep `make unit` fast)
@@ -503,3 +505,32 @@ def test_more_scheduled_sequences_or_batched_tokens_never_leave_more_kv_cache(pr
     few, many = (_served_on("H100", preset, precision, engine, tp, kv, ctx, conc, ((name, v),)) for v in (lo, hi))
     assume(few is not None and many is not None and not few.refused and not many.refused)
     assert many.kv_cache_tokens <= few.kv_cache_tokens
+
+
+@cache
+def _anywhere(preset: str, workload: str):
+    doc = dict(model=dict(preset=preset), workload=workload)
+    if workload == "training":
+        doc["training"] = dict(framework="fsdp", activationCheckpointing="full")
+    return plan(parse_spec(doc), CATALOG)
+
+
+@FAST
+@given(st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "qwen3-30b-a3b"]), st.sampled_from(["inference", "training"]),
+       st.lists(st.tuples(st.sampled_from(sorted(CATALOG.instance_types)), st.floats(0, 1), st.floats(0, 1)),
+                min_size=1, max_size=5), st.sampled_from(sorted(CATALOG.instance_types)))
+def test_a_fleet_with_more_free_gpus_places_what_a_smaller_one_does(preset, workload, nodes, extra):
+    """planner.place on a fleet whose nodes have as many free GPUs or more, and one more node, never answers "no room"
+    where the smaller fleet placed the workload."""
+    def fleet(free_share: list[float], more: bool) -> Inventory:
+        rows = [(f"n{i}", {INSTANCE_TYPE_LABEL: t}, CATALOG.get(t).gpus_per_node,
+                 CATALOG.get(t).gpus_per_node - int(CATALOG.get(t).gpus_per_node * f))
+                for i, ((t, _, _), f) in enumerate(zip(nodes, free_share, strict=True))]
+        if more:
+            rows.append(("extra", {INSTANCE_TYPE_LABEL: extra}, CATALOG.get(extra).gpus_per_node, 0))
+        return Inventory.from_nodes(rows)
+    anywhere = _anywhere(preset, workload)
+    small = place(anywhere, CATALOG, fleet([a for _, a, _ in nodes], False))
+    large = place(anywhere, CATALOG, fleet([max(a, b) for _, a, b in nodes], True))
+    if small.chosen is not None:
+        assert large.chosen is not None
