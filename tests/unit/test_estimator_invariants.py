@@ -534,3 +534,39 @@ def test_a_fleet_with_more_free_gpus_places_what_a_smaller_one_does(preset, work
     large = place(anywhere, CATALOG, fleet([max(a, b) for _, a, b in nodes], True))
     if small.chosen is not None:
         assert large.chosen is not None
+
+
+@FAST
+@given(st.sampled_from(["llama-3.1-8b", "gemma-2-27b", "qwen3-next-80b-a3b", "qwen3.6-35b-a3b-nvfp4", "llama-4-scout"]),
+       st.sampled_from([("vllm", None), ("vllm", "0.11.0"), ("vllm", "0.19.0"), ("sglang", None)]),
+       st.sampled_from(["H100", "A100-40"]), st.sampled_from([1, 2, 4]), st.sampled_from([0.5, 0.7, 0.9]),
+       st.sampled_from([131072, 262144]))
+def test_the_largest_context_that_fits_fits(preset, engine, gpu, tp, gmu, ctx):
+    """Where one contextLength request does not fit, the context the refusal names fits when asked for (vLLM V1:
+    check_enough_kv_cache_memory's estimate_max_model_len; SGLang: its pool, max_req_len)."""
+    e = _served_on(gpu, preset, "bf16", engine, tp, "bf16", ctx, 1, (("gpuMemoryUtilization", gmu),))
+    assume(e is not None and not e.refused and e.max_concurrency < 1)
+    note = next(n for n in e.notes if f"one request of contextLength {ctx} " in n)
+    largest = int(note.split("about ")[1].split(" tokens")[0])
+    assume(largest >= 16)
+    f = _served_on(gpu, preset, "bf16", engine, tp, "bf16", largest, 1, (("gpuMemoryUtilization", gmu),))
+    assert f is not None and not f.refused and f.max_concurrency >= 1, (largest, f and f.max_concurrency)
+
+
+def test_a_hybrid_models_largest_context_is_the_longest_request_its_pool_holds():
+    """Found by the property above: for a hybrid linear-attention model the refusal named the cache's logged tokens
+    as the largest context. From vLLM 0.21 those are max_concurrency x max_model_len, a request's pages amortized over
+    contextLength with its linear states; a shorter request carries the same states over fewer tokens, so the named
+    context did not fit (Qwen3-Next-80B on 2 x H200 at 0.6, contextLength 262,144: 259,392 named, 0.99 of a request
+    fits). Before 0.21 the logged tokens (num_blocks // groups x block) named 65,776 where 261,120 fit. vLLM names
+    the longest max_model_len whose pages fit (kv_cache_utils.estimate_max_model_len)."""
+    for version, named in ((None, 258_944), ("0.11.0", 261_120)):
+        e = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", 262144, 1,
+                       (("gpuMemoryUtilization", 0.6),))
+        assert e.max_concurrency < 1 and e.kv_cache_tokens != named
+        assert any(f"the largest context that fits is about {named} tokens" in n for n in e.notes)
+        fits = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", named, 1,
+                          (("gpuMemoryUtilization", 0.6),))
+        longer = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", named + 16, 1,
+                            (("gpuMemoryUtilization", 0.6),))
+        assert fits.max_concurrency >= 1 > longer.max_concurrency

@@ -379,9 +379,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # ...as they are stored: partition_parameters.py `_all_gather` gathers `param.ds_numel` elements of
                 # `param.dtype`, so a QLoRA base (bitsandbytes Params4bit packed into bnb_4bit_quant_storage, as
                 # ZeRO-3 needs it) is gathered packed, 4 bits a weight: never more than the whole stored base and its
-                # adapters (the bound, in elements of that storage, is the same bytes), and the 16-bit output
-                # projection (bitsandbytes leaves lm_head unquantized)
-                gathered = max(min(gathered, frozen_weight_bytes + n * state_bytes), output * compute_bytes)
+                # adapters (the bound, in elements of that storage, is the same bytes), which hold the 16-bit output
+                # projection whole (bitsandbytes leaves lm_head unquantized)
+                gathered = min(gathered, frozen_weight_bytes + n * state_bytes)
             if tr.activation_checkpointing != "full":
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
