@@ -536,10 +536,10 @@ def test_a_fleet_with_more_free_gpus_places_what_a_smaller_one_does(preset, work
         assert large.chosen is not None
 
 
-@FAST
-@given(st.sampled_from(["llama-3.1-8b", "gemma-2-27b", "qwen3-next-80b-a3b", "qwen3.6-35b-a3b-nvfp4", "llama-4-scout"]),
+@settings(FAST, max_examples=min(FAST.max_examples, 12))
+@given(st.sampled_from(["llama-3.1-8b", "qwen3-next-80b-a3b"]),
        st.sampled_from([("vllm", None), ("vllm", "0.11.0"), ("vllm", "0.19.0"), ("sglang", None)]),
-       st.sampled_from(["H100", "A100-40"]), st.sampled_from([1, 2, 4]), st.sampled_from([0.5, 0.7, 0.9]),
+       st.sampled_from(["H100", "H200"]), st.sampled_from([2, 4]), st.sampled_from([0.3, 0.6]),
        st.sampled_from([131072, 262144]))
 def test_the_largest_context_that_fits_fits(preset, engine, gpu, tp, gmu, ctx):
     """Where one contextLength request does not fit, the context the refusal names fits when asked for (vLLM V1:
