@@ -340,8 +340,9 @@ def test_a_pool_short_of_one_request_does_not_read_as_one():
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="vllm", contextLength=47300, gpuMemoryUtilization=0.5)))
     e = estimate(spec, gpu=L40S)
-    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens
-    assert e.breakdown.kv_cache_bytes == 131072 * 47300
+    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens in
+    # whole 16-token pages (2,957 of them: test_a_request_holds_whole_pages)
+    assert e.breakdown.kv_cache_bytes == 131072 * 47312
     assert e.kv_cache_pool_bytes < e.breakdown.kv_cache_bytes
     assert e.max_concurrency == 0.99 and e.engine_starts is False
     assert e.max_concurrency == e.kv_cache_pool_bytes * 100 // e.breakdown.kv_cache_bytes / 100
@@ -570,3 +571,23 @@ def test_a_hybrid_models_largest_context_is_the_longest_request_its_pool_holds()
         longer = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", named + 16, 1,
                             (("gpuMemoryUtilization", 0.6),))
         assert fits.max_concurrency >= 1 > longer.max_concurrency
+
+
+def test_a_request_holds_whole_pages():
+    """Found stating "admitted implies the cache holds contextLength tokens" (kvCacheTokens counts whole blocks): vLLM
+    V1 sizes one request as cdiv(max_model_len, block_size) pages of each full-attention layer (kv_cache_interface.py
+    FullAttentionSpec.max_memory_usage_bytes), checks that against the pool (check_enough_kv_cache_memory) and divides
+    the pool's blocks by it (get_max_concurrency_for_kv_cache_config); rackfit counted contextLength tokens, so a pool
+    within 15 tokens of the last page admitted a request vLLM refuses. Llama 3.1 8B, contextLength 47,300 (2,957
+    pages: 47,312 tokens) on an L40S, with gpuMemoryUtilization set so the pool holds 47,305 tokens."""
+    from gpus import L40S
+
+    def at(gmu: float):
+        return estimate(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", inference=dict(
+            engine="vllm", contextLength=47300, gpuMemoryUtilization=gmu))), gpu=L40S)
+    e = at(0.5)
+    # the budget is gpuMemoryUtilization x the GPU's memory, and the pool what the rest leaves: 47,305 tokens' bytes
+    e = at(0.5 + (131072 * 47305 - e.kv_cache_pool_bytes) / (e.engine_budget_bytes / 0.5))
+    assert 131072 * 47300 <= e.kv_cache_pool_bytes < 131072 * 47312, e.kv_cache_pool_bytes
+    assert e.kv_cache_tokens == 47296 and e.max_concurrency < 1 and e.engine_starts is False
+    assert any("the largest context that fits is about 47296 tokens" in n for n in e.notes)

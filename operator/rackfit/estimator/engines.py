@@ -431,6 +431,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
 
     draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
     per_token, per_request = kv_request(inf.context_length)
+    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    if v1:
+        # a request holds whole pages: a full-attention layer's spec needs cdiv(max_model_len, block_size) of them
+        # (v1/kv_cache_interface.py FullAttentionSpec.max_memory_usage_bytes), which check_enough_kv_cache_memory
+        # sums against the pool and get_max_concurrency_for_kv_cache_config divides it by
+        per_request = kv_request(-(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS)[1]
     sglang_hybrid = inf.engine == "sglang" and hybrid_swa(inf, a, gpu)
     if inf.engine == "sglang":
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
@@ -498,9 +504,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                          s.max_num_batched_tokens, s.max_model_len)
     pool = max(pool, 0)
     largest = None
-    if inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT) and refused is None and pool < per_request:
-        # a full-attention layer's spec needs cdiv(max_model_len, block_size) pages (FullAttentionSpec
-        # max_memory_usage_bytes)
+    if v1 and refused is None and pool < per_request:
+        # in whole pages, as above
         largest = largest_context(lambda n: kv_request(-(-n // BLOCK_TOKENS) * BLOCK_TOKENS)[1], pool,
                                   inf.context_length)
     # one copy of the plan, not one a verdict (dataclasses.replace is a planner's hot path)
