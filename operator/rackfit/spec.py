@@ -96,6 +96,15 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
             "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
             "use method qlora for 4-bit bases", ".precision"),
+        # deepspeed/runtime/pipe/engine.py PipelineEngine.__init__ (DeepSpeed 0.3 to master, 03f6f75):
+        # `assert self.zero_optimization_stage() < ZeroStageEnum.gradients, "ZeRO-2 and ZeRO-3 are incompatible with
+        # pipeline parallelism"`
+        "deepspeed_pipeline_zero": Rule(
+            "!has(self.training) || self.training.framework != 'deepspeed' || self.training.zeroStage < 2 || "
+            "!has(self.parallelism) || self.parallelism.pipeline == 1",
+            "DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only (\"ZeRO-2 and ZeRO-3 are incompatible with "
+            "pipeline parallelism\"): with framework deepspeed and parallelism.pipeline above 1, zeroStage must be "
+            "0 or 1", ".training.zeroStage"),
     },
     "Inference": {
         "engine_settings": Rule(
@@ -1027,8 +1036,8 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["qlora_precision"].message)
             if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):
                 raise ValueError(rules["full_precision"].message)
-            if t.zero_stage and self.parallelism and self.parallelism.data == 1:
-                pass  # ZeRO over one replica shards nothing; allowed, as DeepSpeed allows it
+            if t.framework == "deepspeed" and t.zero_stage >= 2 and self.parallelism and self.parallelism.pipeline > 1:
+                raise ValueError(rules["deepspeed_pipeline_zero"].message)
         return self
 
 

@@ -68,5 +68,5 @@ def test_a_config_json_maximum_is_enforced_and_named():
 
 
 def test_the_largest_context_that_fits_is_capped_by_the_maximum():
-    assert "about 131072 tokens" in refusal("vllm", 131072, 400_000, max_context=131072)
-    assert "about 90000 tokens" in refusal("vllm", 131072, 90_000, max_context=131072)
+    assert "about 131072 tokens" in refusal("vllm", 131072, 400_000, 400_000, max_context=131072)
+    assert "about 90000 tokens" in refusal("vllm", 131072, 90_000, 90_000, max_context=131072)

@@ -18,9 +18,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rackfit.catalog import load_catalog
+from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
-from rackfit.planner import plan
+from rackfit.names import INSTANCE_TYPE_LABEL
+from rackfit.planner import place, plan
+from rackfit.planner.inventory import Inventory
 from rackfit.spec import parse_spec
 
 # RACKFIT_PROPERTY_EXAMPLES raises the draws for a local search (the fixed 25 keep `make unit` fast)
@@ -337,8 +340,254 @@ def test_a_pool_short_of_one_request_does_not_read_as_one():
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="vllm", contextLength=47300, gpuMemoryUtilization=0.5)))
     e = estimate(spec, gpu=L40S)
-    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens
-    assert e.breakdown.kv_cache_bytes == 131072 * 47300
+    # one request: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131,072 B a token, x 47,300 tokens in
+    # whole 16-token pages (2,957 of them: test_a_request_holds_whole_pages)
+    assert e.breakdown.kv_cache_bytes == 131072 * 47312
     assert e.kv_cache_pool_bytes < e.breakdown.kv_cache_bytes
     assert e.max_concurrency == 0.99 and e.engine_starts is False
     assert e.max_concurrency == e.kv_cache_pool_bytes * 100 // e.breakdown.kv_cache_bytes / 100
+
+
+# ---------------------------------------------------------------- round 2 (issue 22): more properties
+
+# framework deepspeed across its ZeRO stages; stage 0 is DeepSpeed's BF16/FP16 optimizer without partitioning
+DEEPSPEED_STAGES = [dict(framework="deepspeed", zeroStage=z) for z in (0, 1, 2, 3)]
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from([1, 2, 3]), st.sampled_from([dict(data=2), dict(data=4)]),
+       st.sampled_from(["none", "full"]), st.sampled_from(["adamw", "sgd"]))
+def test_deepspeed_runs_pipeline_stages_under_zero_0_and_1_only(preset, zero, layout, ckpt, optimizer):
+    """deepspeed/runtime/pipe/engine.py PipelineEngine.__init__ asserts `zero_optimization_stage() <
+    ZeroStageEnum.gradients` ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism"): a pipelined layout is
+    estimated under ZeRO-1 and refused, naming zeroStage, under ZeRO-2 and 3."""
+    e = train(preset, dict(framework="deepspeed", zeroStage=zero), {**layout, "pipeline": 2},
+              activationCheckpointing=ckpt, optimizer=optimizer)
+    assert (e is not None) == (zero < 2)
+
+
+def test_deepspeed_pipeline_with_zero_2_or_3_is_refused_naming_the_field():
+    doc = dict(model=dict(preset="llama-3.1-8b"), workload="training",
+               training=dict(framework="deepspeed", zeroStage=3), parallelism=dict(data=2, pipeline=2))
+    with pytest.raises(InvalidWorkload) as err:
+        parse_spec(doc)
+    assert err.value.errors[0][0] == "spec.training.zeroStage"
+    assert "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" in err.value.errors[0][1]
+    doc["training"]["zeroStage"] = 1
+    assert parse_spec(doc).parallelism.pipeline == 2
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS + ["llama-3.1-70b"]), st.sampled_from([2, 3]), st.sampled_from([4096, 8192]),
+       st.sampled_from([1, 4]))
+def test_planner_never_offers_deepspeed_pipeline_stages_under_zero_2_or_3(preset, zero, seq, mbs):
+    """Found by stating every planned option as a fixed layout: the planner's pipeline search (search.candidates)
+    offered e.g. llama-3.1-8b ZeRO-3 at s8192 b4 on 8 L40S as tensor 8 x pipeline 3, a layout DeepSpeed refuses
+    (above). Each option the planner offers must itself be a spec rackfit accepts."""
+    spec = dict(model=dict(preset=preset), workload="training",
+                training=dict(framework="deepspeed", zeroStage=zero, sequenceLength=seq, microBatchSize=mbs))
+    p = plan(parse_spec(spec), CATALOG)
+    for o in p.options:
+        pl = o.placement
+        fixed = parse_spec({**spec, "parallelism": dict(tensor=pl.tensor, pipeline=pl.pipeline, data=pl.data,
+                                                        expert=pl.expert)})
+        assert fixed.parallelism.pipeline == 1
+    # a model no single stage holds is rejected with the stageless layout's shortfall, not planned in stages
+    for r in p.rejected:
+        assert "pipeline 1 " in r.reason or "needs more than" not in r.reason
+
+
+@FAST
+@given(st.sampled_from(TRAINING_PRESETS), st.sampled_from(["full", "lora", "qlora"]), st.sampled_from([2, 4, 8]),
+       st.sampled_from(["none", "selective", "full"]), st.sampled_from(["adamw", "sgd", "adamw8bit"]),
+       st.sampled_from([1, 4]))
+def test_zero_stages_partition_more_as_they_rise(preset, method, data, ckpt, optimizer, mbs):
+    """Per GPU over the same data-parallel GPUs: the optimizer states (with the step's temporaries) never grow from
+    stage 1 on, nor the gradients from stage 2 on (stage 1 keeps every gradient until its step; stage 2 partitions
+    them in the backward's hooks). The weights of stage 3 may exceed stage 2's replica, as it holds its partition
+    beside the parameters it has gathered, but never by more than that partition: what is gathered at once is at most
+    the whole stored model (partition_parameters.py `_all_gather`: `param.ds_numel` elements of the stored dtype;
+    more only with the weights torch's linear keeps for its backward without checkpointing, all of them)."""
+    m = _method(method)
+    kw = dict(activationCheckpointing=ckpt, optimizer=optimizer, microBatchSize=mbs, **m)
+    es = {z: train(preset, dict(framework="deepspeed", zeroStage=z), data, **kw) for z in (1, 2, 3)}
+    assume(all(e is not None for e in es.values()))
+    b = {z: e.breakdown for z, e in es.items()}
+    if es[1].peak_phase == es[2].peak_phase == es[3].peak_phase:
+        assert b[3].optimizer_states_bytes <= b[2].optimizer_states_bytes <= b[1].optimizer_states_bytes
+    w2 = b[2].weights_bytes
+    assert b[3].weights_bytes <= w2 + -(-w2 // data), (b[3].weights_bytes, w2)
+
+
+def test_zero3_gathers_a_qlora_base_packed():
+    """Found by the property above (llama-3.2-1b QLoRA, ZeRO-3 over 4 GPUs): ZeRO-3's gathered parameters were
+    bounded by stage3_max_live_parameters + the prefetch bucket in 16-bit elements of the parameter count, so a 1B
+    QLoRA base (0.96 GiB stored) was counted as 1.96 GiB gathered beside its partition. DeepSpeed gathers each
+    parameter as it is stored (`param.ds_numel` elements of `param.dtype`): the packed 4-bit base, never more than
+    it all."""
+    kw = dict(method="qlora", precision="nf4", activationCheckpointing="full")
+    z2 = train("llama-3.2-1b", dict(framework="deepspeed", zeroStage=2), 4, **kw)
+    z3 = train("llama-3.2-1b", dict(framework="deepspeed", zeroStage=3), 4, **kw)
+    stored = z2.breakdown.weights_bytes   # the whole base and adapters, replicated under stage 2
+    assert stored < 1.1 * 2**30
+    assert z3.breakdown.weights_bytes == stored // 4 + stored
+
+
+# ---------------------------------------------------------------- round 2: serving engines on a GPU
+
+# one architecture, two sizes: Hopper at 80 and 141 GB, Ampere at 40 and 80 GB
+H200 = GPU(model="H200", product="NVIDIA-H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
+A100_40 = GPU(model="A100", product="NVIDIA-A100-SXM4-40GB", memoryGB=40, memoryMiB=40960, architecture="ampere")
+A100_80 = GPU(model="A100", product="NVIDIA-A100-SXM4-80GB", memoryGB=80, memoryMiB=81920, architecture="ampere")
+GPUS = {"H100": H100, "H200": H200, "A100-40": A100_40, "A100-80": A100_80}
+
+
+@cache
+def _served_on(gpu: str, preset: str, precision: str, engine: tuple, tp: int, kv: str, ctx: int, conc: int,
+               settings_: tuple = ()):
+    inf = dict(engine=engine[0], contextLength=ctx, concurrency=conc, kvCachePrecision=kv, **dict(settings_))
+    if engine[1]:
+        inf["engineVersion"] = engine[1]
+    doc = dict(model=dict(preset=preset), workload="inference", precision=precision, inference=inf,
+               parallelism=dict(tensor=tp))
+    try:
+        return estimate(parse_spec(doc), gpu=GPUS[gpu])
+    except InvalidWorkload:
+        return None
+
+
+def _admits(e, conc: int) -> bool:
+    return e is not None and not e.refused and e.engine_starts is not False and e.max_concurrency >= conc
+
+
+SERVE_DRAW = (st.sampled_from(SERVING_PRESETS + ["llama-3.1-70b"]), st.sampled_from(PRECISIONS),
+              st.sampled_from(SERVING_ENGINES), st.sampled_from([1, 2, 4, 8]), st.sampled_from(["bf16", "fp8"]),
+              st.sampled_from([4096, 16384, 65536]), st.sampled_from([1, 3, 16]))
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from(list(GPUS)))
+def test_serving_admission_is_monotone_in_concurrency_and_kv_precision(preset, precision, engine, tp, kv, ctx, conc,
+                                                                         gpu):
+    """What admits `conc` requests admits `conc - 1` (vLLM: check_enough_kv_cache_memory and max_num_seqs; the budget
+    does not depend on concurrency, engine_defaults.settings), and an fp8 KV cache (half a bf16 token's bytes, the same
+    pages) holds no fewer tokens or requests than bf16 on the same layout."""
+    e = _served_on(gpu, preset, precision, engine, tp, kv, ctx, conc)
+    assume(e is not None)
+    assert_well_formed(e)
+    if conc > 1 and _admits(e, conc):
+        assert _admits(_served_on(gpu, preset, precision, engine, tp, kv, ctx, conc - 1), conc - 1)
+    if kv == "bf16":
+        f = _served_on(gpu, preset, precision, engine, tp, "fp8", ctx, conc)
+        if f is not None and not f.refused and not e.refused:
+            assert f.kv_cache_tokens >= e.kv_cache_tokens and f.max_concurrency >= e.max_concurrency
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from([("H100", "H200"), ("A100-40", "A100-80")]))
+def test_a_larger_gpu_of_the_same_architecture_admits_what_a_smaller_one_does(preset, precision, engine, tp, kv, ctx,
+                                                                                conc, pair):
+    """The same kernels, graphs and profile on more memory: the engine's fraction of it leaves a larger KV cache."""
+    small, large = (_served_on(g, preset, precision, engine, tp, kv, ctx, conc) for g in pair)
+    assume(_admits(small, conc))
+    assert _admits(large, conc)
+    assert large.kv_cache_tokens >= small.kv_cache_tokens
+
+
+@FAST
+@given(*SERVE_DRAW, st.sampled_from([("maxNumSeqs", 64, 512), ("maxNumBatchedTokens", 4096, 16384)]))
+def test_more_scheduled_sequences_or_batched_tokens_never_leave_more_kv_cache(preset, precision, engine, tp, kv, ctx,
+                                                                                conc, knob):
+    """The profile forward runs max_num_batched_tokens tokens and the sampler max_num_seqs sequences (vLLM
+    gpu_model_runner.profile_run, _dummy_sampler_run; SGLang's and TensorRT-LLM's estimation runs alike), and CUDA
+    graphs are captured up to max_num_seqs: the memory they take comes out of the KV cache."""
+    name, lo, hi = knob
+    assume(engine[0] != "tensorrt-llm" or name == "maxNumSeqs")
+    few, many = (_served_on("H100", preset, precision, engine, tp, kv, ctx, conc, ((name, v),)) for v in (lo, hi))
+    assume(few is not None and many is not None and not few.refused and not many.refused)
+    assert many.kv_cache_tokens <= few.kv_cache_tokens
+
+
+@cache
+def _anywhere(preset: str, workload: str):
+    doc = dict(model=dict(preset=preset), workload=workload)
+    if workload == "training":
+        doc["training"] = dict(framework="fsdp", activationCheckpointing="full")
+    return plan(parse_spec(doc), CATALOG)
+
+
+@FAST
+@given(st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "qwen3-30b-a3b"]), st.sampled_from(["inference", "training"]),
+       st.lists(st.tuples(st.sampled_from(sorted(CATALOG.instance_types)), st.floats(0, 1), st.floats(0, 1)),
+                min_size=1, max_size=5), st.sampled_from(sorted(CATALOG.instance_types)))
+def test_a_fleet_with_more_free_gpus_places_what_a_smaller_one_does(preset, workload, nodes, extra):
+    """planner.place on a fleet whose nodes have as many free GPUs or more, and one more node, never answers "no room"
+    where the smaller fleet placed the workload."""
+    def fleet(free_share: list[float], more: bool) -> Inventory:
+        rows = [(f"n{i}", {INSTANCE_TYPE_LABEL: t}, CATALOG.get(t).gpus_per_node,
+                 CATALOG.get(t).gpus_per_node - int(CATALOG.get(t).gpus_per_node * f))
+                for i, ((t, _, _), f) in enumerate(zip(nodes, free_share, strict=True))]
+        if more:
+            rows.append(("extra", {INSTANCE_TYPE_LABEL: extra}, CATALOG.get(extra).gpus_per_node, 0))
+        return Inventory.from_nodes(rows)
+    anywhere = _anywhere(preset, workload)
+    small = place(anywhere, CATALOG, fleet([a for _, a, _ in nodes], False))
+    large = place(anywhere, CATALOG, fleet([max(a, b) for _, a, b in nodes], True))
+    if small.chosen is not None:
+        assert large.chosen is not None
+
+
+@settings(FAST, max_examples=min(FAST.max_examples, 12))
+@given(st.sampled_from(["llama-3.1-8b", "qwen3-next-80b-a3b"]),
+       st.sampled_from([("vllm", None), ("vllm", "0.11.0"), ("vllm", "0.19.0"), ("sglang", None)]),
+       st.sampled_from(["H100", "H200"]), st.sampled_from([2, 4]), st.sampled_from([0.3, 0.6]),
+       st.sampled_from([131072, 262144]))
+def test_the_largest_context_that_fits_fits(preset, engine, gpu, tp, gmu, ctx):
+    """Where one contextLength request does not fit, the context the refusal names fits when asked for (vLLM V1:
+    check_enough_kv_cache_memory's estimate_max_model_len; SGLang: its pool, max_req_len)."""
+    e = _served_on(gpu, preset, "bf16", engine, tp, "bf16", ctx, 1, (("gpuMemoryUtilization", gmu),))
+    assume(e is not None and not e.refused and e.max_concurrency < 1)
+    note = next(n for n in e.notes if f"one request of contextLength {ctx} " in n)
+    largest = int(note.split("about ")[1].split(" tokens")[0])
+    assume(largest >= 16)
+    f = _served_on(gpu, preset, "bf16", engine, tp, "bf16", largest, 1, (("gpuMemoryUtilization", gmu),))
+    assert f is not None and not f.refused and f.max_concurrency >= 1, (largest, f and f.max_concurrency)
+
+
+def test_a_hybrid_models_largest_context_is_the_longest_request_its_pool_holds():
+    """Found by the property above: for a hybrid linear-attention model the refusal named the cache's logged tokens
+    as the largest context. From vLLM 0.21 those are max_concurrency x max_model_len, a request's pages amortized over
+    contextLength with its linear states; a shorter request carries the same states over fewer tokens, so the named
+    context did not fit (Qwen3-Next-80B on 2 x H200 at 0.6, contextLength 262,144: 259,392 named, 0.99 of a request
+    fits). Before 0.21 the logged tokens (num_blocks // groups x block) named 65,776 where 261,120 fit. vLLM names
+    the longest max_model_len whose pages fit (kv_cache_utils.estimate_max_model_len)."""
+    for version, named in ((None, 258_944), ("0.11.0", 261_120)):
+        e = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", 262144, 1,
+                       (("gpuMemoryUtilization", 0.6),))
+        assert e.max_concurrency < 1 and e.kv_cache_tokens != named
+        assert any(f"the largest context that fits is about {named} tokens" in n for n in e.notes)
+        fits = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", named, 1,
+                          (("gpuMemoryUtilization", 0.6),))
+        longer = _served_on("H200", "qwen3-next-80b-a3b", "bf16", ("vllm", version), 2, "bf16", named + 16, 1,
+                            (("gpuMemoryUtilization", 0.6),))
+        assert fits.max_concurrency >= 1 > longer.max_concurrency
+
+
+def test_a_request_holds_whole_pages():
+    """Found stating "admitted implies the cache holds contextLength tokens" (kvCacheTokens counts whole blocks): vLLM
+    V1 sizes one request as cdiv(max_model_len, block_size) pages of each full-attention layer (kv_cache_interface.py
+    FullAttentionSpec.max_memory_usage_bytes), checks that against the pool (check_enough_kv_cache_memory) and divides
+    the pool's blocks by it (get_max_concurrency_for_kv_cache_config); rackfit counted contextLength tokens, so a pool
+    within 15 tokens of the last page admitted a request vLLM refuses. Llama 3.1 8B, contextLength 47,300 (2,957
+    pages: 47,312 tokens) on an L40S, with gpuMemoryUtilization set so the pool holds 47,305 tokens."""
+    from gpus import L40S
+
+    def at(gmu: float):
+        return estimate(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference", inference=dict(
+            engine="vllm", contextLength=47300, gpuMemoryUtilization=gmu))), gpu=L40S)
+    e = at(0.5)
+    # the budget is gpuMemoryUtilization x the GPU's memory, and the pool what the rest leaves: 47,305 tokens' bytes
+    e = at(0.5 + (131072 * 47305 - e.kv_cache_pool_bytes) / (e.engine_budget_bytes / 0.5))
+    assert 131072 * 47300 <= e.kv_cache_pool_bytes < 131072 * 47312, e.kv_cache_pool_bytes
+    assert e.kv_cache_tokens == 47296 and e.max_concurrency < 1 and e.engine_starts is False
+    assert any("the largest context that fits is about 47296 tokens" in n for n in e.notes)

@@ -174,7 +174,9 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     if s.refused:  # the engine would not start on this layout, whatever its cache holds
         notes.append(s.refused)
     elif gpu is not None and s.max_concurrency < 1:
-        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, arch.max_position_embeddings, s.starts))
+        largest = s.kv_tokens if s.largest_context is None else s.largest_context
+        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, largest, arch.max_position_embeddings,
+                             s.starts))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
@@ -233,11 +235,13 @@ def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
                             f"tokens ({source}); the engines refuse a longer max_model_len")])
 
 
-def refusal(engine: str, context: int, kv_tokens: int, max_context: int = 0, starts: bool | None = False) -> str:
+def refusal(engine: str, context: int, kv_tokens: int, largest: int, max_context: int = 0,
+            starts: bool | None = False) -> str:
     """What the engine says when one full-length request does not fit (vLLM: vllm/v1/core/kv_cache_utils.py,
-    check_enough_kv_cache_memory); the largest context that fits is capped by the model's maximum. SGLang starts
-    anyway and rejects longer requests (engines.py SGLANG_MIN_POOL_TOKENS)."""
-    largest = min(kv_tokens, max_context) if max_context else kv_tokens
+    check_enough_kv_cache_memory, naming the longest request that fits: engines.largest_context); the largest context
+    that fits is capped by the model's maximum. SGLang starts anyway and rejects requests longer than its pool
+    (engines.py SGLANG_MIN_POOL_TOKENS)."""
+    largest = min(largest, max_context) if max_context else largest
     if starts:
         return (f"{engine} would start but reject requests longer than about {largest} tokens: one request of "
                 f"contextLength {context} needs more KV cache than the {kv_tokens} tokens left on this GPU "

@@ -224,6 +224,8 @@ class Served:
     running_limit: int | None = None
     # the model's weights on this rank with what the engine loads beside them (LoRA adapters' buffers, a drafter)
     weights: int = 0
+    # vLLM V1 where one contextLength request does not fit: the longest that does (largest_context)
+    largest_context: int | None = None
 
     @property
     def kv_tokens(self) -> int | None:
@@ -406,29 +408,44 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # SGLang's DP attention: a rank caches its own requests at tensor / dp for the KV heads (sglang.attention_tensor)
     kv_layout = layout if dp_attention(inf) == 1 else \
         layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
-    per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, inf.context_length, 1,
-                                 s.max_num_batched_tokens, mla_latent=latent, mla_head_size=mla_head)
     per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=latent,
                                          mla_head_size=mla_head)
-    per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
-    if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
-        # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
-        # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
-        hybrid = not inf.vllm_before(HYBRID_MANAGER)
-        spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
-        per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
-        per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, inf.context_length,
-                                         s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
-    if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
-        # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool (linear_attention.py)
-        spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
-        states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
-        per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, inf.context_length,
-                                                spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY), states=states)
+
+    def kv_request(context: int) -> tuple[int, int]:
+        """(KV bytes a logged token costs, KV bytes one `context`-token request takes) on this rank."""
+        per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, context, 1, s.max_num_batched_tokens,
+                                     mla_latent=latent, mla_head_size=mla_head)
+        per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
+        if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
+            # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
+            # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
+            hybrid = not inf.vllm_before(HYBRID_MANAGER)
+            spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+            per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
+            per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, context,
+                                             s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
+        if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
+            # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool
+            # (linear_attention.py)
+            spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+            states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
+            per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, context,
+                                                    spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY),
+                                                    states=states)
+        if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
+            per_token += draft_kv
+            per_request += draft_kv * -(-context // BLOCK_TOKENS) * BLOCK_TOKENS
+        return per_token, per_request
+
     draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
-    if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
-        per_token += draft_kv
-        per_request += draft_kv * -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
+    per_token, per_request = kv_request(inf.context_length)
+    # V1: a request holds whole pages: a full-attention layer's spec needs cdiv(max_model_len, block_size) of them
+    # (v1/kv_cache_interface.py FullAttentionSpec.max_memory_usage_bytes), which check_enough_kv_cache_memory
+    # sums against the pool and get_max_concurrency_for_kv_cache_config divides it by
+    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    pages = -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
+    if v1 and pages != inf.context_length:
+        per_request = kv_request(pages)[1]
     sglang_hybrid = inf.engine == "sglang" and hybrid_swa(inf, a, gpu)
     if inf.engine == "sglang":
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
@@ -494,5 +511,28 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if refused is None and not inf.trt_engine:
             refused = estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt, per_token,
                                          s.max_num_batched_tokens, s.max_model_len)
+    pool = max(pool, 0)
+    largest = None
+    if v1 and refused is None and pool < per_request:
+        # in whole pages, as above
+        largest = largest_context(lambda n: kv_request(-(-n // BLOCK_TOKENS) * BLOCK_TOKENS)[1], pool,
+                                  inf.context_length)
     # one copy of the plan, not one a verdict (dataclasses.replace is a planner's hot path)
-    return replace(plan, budget=budget, kv_pool=max(pool, 0), refused=refused)
+    return replace(plan, budget=budget, kv_pool=pool, refused=refused, largest_context=largest)
+
+
+def largest_context(request_bytes, pool: int, context: int) -> int:
+    """The longest request below `context` tokens whose KV cache (`request_bytes(tokens)`, growing with tokens) fits
+    `pool`, 0 when none does: what vLLM V1 names when it refuses a max_model_len its cache cannot hold
+    (v1/core/kv_cache_utils.py check_enough_kv_cache_memory -> estimate_max_model_len, a binary search over
+    max_model_len of the summed max_memory_usage_bytes of every layer's spec against the available memory). Not the
+    cache's logged tokens where a request's pages are not its tokens' share of the pool: sliding-window layers hold a
+    window, a linear-attention layer one state whatever the length (linear_attention.vllm_linear_kv)."""
+    lo, hi = 0, context - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if request_bytes(mid) <= pool:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -56,8 +56,6 @@ from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
 from rackfit.estimator.zero import (
-    ZERO_MAX_LIVE_PARAMETERS,
-    ZERO_PREFETCH_BUCKET,
     ZERO_REDUCE_BUCKET,
     ZERO_SUB_GROUP,
     loss_freed_blocks,
@@ -374,10 +372,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             buckets = zero12_ipg_buffers(reduce_bucket, overlap, compute_bytes) + layer * compute_bytes
         if zero == 3:
             # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
-            # fetched ahead of their module), and never more than the whole model's 16-bit weights
-            gathered = min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, p.total) * compute_bytes
-            # the output projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
-            gathered = max(gathered, zero3_gathered_elements(p.total, output) * compute_bytes)
+            # fetched ahead of their module), and never more than the whole model's 16-bit weights; the output
+            # projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
+            gathered = zero3_gathered_elements(p.total, output) * compute_bytes
+            if not full:
+                # ...as they are stored: partition_parameters.py `_all_gather` gathers `param.ds_numel` elements of
+                # `param.dtype`, so a QLoRA base (bitsandbytes Params4bit packed into bnb_4bit_quant_storage, as
+                # ZeRO-3 needs it) is gathered packed, 4 bits a weight: never more than the whole stored base and its
+                # adapters (the bound, in elements of that storage, is the same bytes), which hold the 16-bit output
+                # projection whole (bitsandbytes leaves lm_head unquantized)
+                gathered = min(gathered, frozen_weight_bytes + n * state_bytes)
             if tr.activation_checkpointing != "full":
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay

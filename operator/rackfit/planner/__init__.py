@@ -10,7 +10,7 @@ from typing import Any
 
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Estimate, Layout, estimate_arch, fp8_unsupported, refusal
+from rackfit.estimator import Estimate, Layout, estimate_arch, fp8_unsupported
 from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
@@ -57,9 +57,9 @@ def _shortfall(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> str:
             rest = b.weights_bytes + b.activations_bytes + b.cuda_graph_bytes + b.non_torch_bytes
             return (f"weights, activations and buffers take {fmt_bytes(rest)} per GPU, leaving nothing of the "
                     f"{spec.inference.engine} budget of {fmt_bytes(est.engine_budget_bytes)} for the KV cache")
-        if est.max_concurrency < 1:  # the engine's own refusal (SGLang: its cap), with the largest context that fits
-            return refusal(spec.inference.engine, spec.inference.context_length, est.kv_cache_tokens,
-                           starts=est.engine_starts)
+        if est.max_concurrency < 1:  # the engine's own refusal (SGLang: its cap), as the estimate words it, with
+            # the largest context that fits (estimator.refusal)
+            return next(n for n in est.notes if f"one request of contextLength {spec.inference.context_length} " in n)
         return (f"the {spec.inference.engine} KV cache holds {est.kv_cache_tokens} tokens per replica: "
                 f"{est.max_concurrency:g} requests of contextLength {spec.inference.context_length}, "
                 f"{need} needed")

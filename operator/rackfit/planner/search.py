@@ -83,13 +83,21 @@ def sharded_data(spec: LLMWorkloadSpec) -> bool:
     return tr is not None and (tr.zero_stage > 0 or tr.framework in ("fsdp", "megatron"))
 
 
+def pipeline_stages_allowed(spec: LLMWorkloadSpec) -> bool:
+    """Whether the runtime runs pipeline stages: not DeepSpeed under ZeRO-2 or 3, whose PipelineEngine asserts "ZeRO-2
+    and ZeRO-3 are incompatible with pipeline parallelism" (spec rule deepspeed_pipeline_zero)."""
+    tr = spec.training
+    return not (tr is not None and tr.framework == "deepspeed" and tr.zero_stage >= 2)
+
+
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
                ) -> Iterator[tuple[Layout, Estimate]]:
     """Layouts as the engines and frameworks run them, fewest GPUs first for each data degree:
     - one pipeline stage, at the smallest tensor degree that fits inside the NVLink domain;
     - else tensor fills the domain (a whole HGX node, or up to 64 GPUs of an NVL72 rack) and pipeline
       stages cross nodes, rounded to whole nodes (vLLM's multi-node recipe: tensor parallel within the
-      node, pipeline parallel across; Megatron's the same).
+      node, pipeline parallel across; Megatron's the same), where the runtime runs stages
+      (pipeline_stages_allowed).
     Data parallelism is tried first where it shards the states (FSDP, ZeRO, Megatron's distributed
     optimizer); elsewhere a replica must hold the whole model."""
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= max_gpus] if sharded_data(spec) else [1]
@@ -115,7 +123,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             continue
         tensor = degrees[-1]
         hi = min(a.num_layers, max_gpus // (tensor * data))
-        if hi < 2:
+        if hi < 2 or not pipeline_stages_allowed(spec):
             continue
         if seen.get((1, 1, 1, 1)) is None:  # one GPU's weights overflowed it: estimated only now that it is needed
             seen[(1, 1, 1, 1)] = estimate_arch(spec, a, Layout(), device(t, spec))
@@ -158,5 +166,5 @@ def _fewest_stages(fits, lo: int, hi: int) -> int | None:
 def smallest_need(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, max_gpus: int) -> Estimate:
     """The lowest per-GPU estimate reachable on this type within `max_gpus`, for rejection messages."""
     tensor = max(tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus)))
-    pipeline = max(1, min(a.num_layers, max_gpus // tensor))
+    pipeline = max(1, min(a.num_layers, max_gpus // tensor)) if pipeline_stages_allowed(spec) else 1
     return estimate_arch(spec, a, Layout(tensor=tensor, pipeline=pipeline), device(t, spec))
