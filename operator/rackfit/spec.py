@@ -92,6 +92,15 @@ RULES: dict[str, dict[str, Rule]] = {
             "inference.dataParallelAttention splits SGLang's tensor-parallel group into attention data-parallel ranks: "
             "it needs parallelism.tensor set to a multiple of it (--tp-size; every GPU of the group is one DP rank's "
             "attention share) and parallelism.data 1", ".inference.dataParallelAttention"),
+        # SGLANG_DP_ATTENTION_SIZE: a named release before 0.4.5 (0.0-0.3.x, 0.4, 0.4.0-0.4.4, as _older compares)
+        "data_parallel_attention_size": Rule(
+            "!has(self.inference) || !has(self.inference.dataParallelAttention) || "
+            "!has(self.inference.engineVersion) || "
+            "!self.inference.engineVersion.matches('^0*[.]0*([0-3]([.][0-9]+)?|4([.]0*[0-4])?)$') || "
+            "(has(self.parallelism) && self.parallelism.tensor == self.inference.dataParallelAttention)",
+            "inference.dataParallelAttention: SGLang before 0.4.5 sets --dp-size to the tensor size under "
+            "--enable-dp-attention: give parallelism.tensor, or engineVersion 0.4.5 or later",
+            ".inference.dataParallelAttention"),
         "full_precision": Rule(
             "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
             "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
@@ -462,7 +471,7 @@ class Inference(_Model):
         "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
         "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
         "on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 (mamba_cache_mode 'align')"))
-    engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+    engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", max_length=16, description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "
         "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
@@ -1023,9 +1032,7 @@ class LLMWorkloadSpec(_Model):
             if dp is not None and (par is None or par.tensor % dp or par.data != 1):
                 raise ValueError(rules["data_parallel_attention_tensor"].message)
             if dp is not None and self.inference.sglang_before(SGLANG_DP_ATTENTION_SIZE) and par.tensor != dp:
-                raise ValueError(f"inference.dataParallelAttention: SGLang {self.inference.engine_version} sets "
-                                 f"--dp-size to the tensor size ({par.tensor}) under --enable-dp-attention; give "
-                                 f"{par.tensor} or engineVersion 0.4.5 or later")
+                raise ValueError(rules["data_parallel_attention_size"].message)
         else:
             if self.inference is not None:
                 raise ValueError(rules["inference_block"].message)

@@ -67,6 +67,10 @@ GOOD = [
     ("defaults-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {}}),
     ("arch-override", {"model": {"preset": "llama-3.1-8b", "architecture": {"numLayers": 16}},
                        "workload": "inference"}),
+    ("dp-attention", {"model": {"preset": "deepseek-v3"}, "workload": "inference", "parallelism": {"tensor": 8},
+                      "inference": {"engine": "sglang", "engineVersion": "0.4.1", "dataParallelAttention": 8}}),
+    ("dp-attention-split", {"model": {"preset": "deepseek-v3"}, "workload": "inference", "parallelism": {"tensor": 8},
+                            "inference": {"engine": "sglang", "engineVersion": "0.5.2", "dataParallelAttention": 2}}),
 ]
 
 
@@ -122,6 +126,14 @@ BAD = [
     ("engine-version-text", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
                              "inference": {"engineVersion": "latest"}},
      ["spec.inference.engineVersion", "should match"]),
+    ("dp-attention-vllm", {"model": {"preset": "deepseek-v3"}, "workload": "inference", "parallelism": {"tensor": 8},
+                           "inference": {"dataParallelAttention": 8}},
+     ["spec.inference.dataParallelAttention", "SGLang"]),
+    ("dp-attention-before-0.4.5", {"model": {"preset": "deepseek-v3"}, "workload": "inference",
+                                   "parallelism": {"tensor": 8},
+                                   "inference": {"engine": "sglang", "engineVersion": "0.4.1",
+                                                 "dataParallelAttention": 2}},
+     ["spec.inference.dataParallelAttention", "0.4.5"]),
     ("unknown-field", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "contextLength": 4096},
      ["contextLength", "unknown field"]),
     ("no-workload", {"model": {"preset": "llama-3.1-8b"}}, ["spec.workload", "Required value"]),

@@ -106,7 +106,9 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert any("stands alone" in r["message"] for r in model)
     for node in (spec, spec["properties"]["training"], spec["properties"]["model"]):
         for r in node["x-kubernetes-validations"]:
-            assert r["message"] and len(r["rule"]) < 200  # simple rules: well within the CEL cost budget
+            # simple rules: well within the CEL cost budget (no loops; the one matches() reads engineVersion, at
+            # most 16 characters; the longest, SGLang's dp-size before 0.4.5, guards 3 optional fields, 286)
+            assert r["message"] and len(r["rule"]) < 300
 
 
 def test_status_schema(crd):

@@ -63,8 +63,9 @@ def test_data_parallel_attention_needs_a_tensor_group_it_divides():
 
 def test_dp_size_is_the_tensor_size_before_0_4_5():
     path, msg = _error(_spec(tensor=8, engineVersion="0.4.4", dataParallelAttention=4))
-    assert path == "spec"
-    assert msg.startswith("inference.dataParallelAttention: SGLang 0.4.4 sets --dp-size to the tensor size (8)")
+    # the field, as the CRD's CEL rule's fieldPath (invariant audit, round 3: it named the bare spec)
+    assert path == "spec.inference.dataParallelAttention"
+    assert msg.startswith("inference.dataParallelAttention: SGLang before 0.4.5 sets --dp-size to the tensor size")
     parse_spec(_spec(tensor=8, engineVersion="0.4.4", dataParallelAttention=8))
     parse_spec(_spec(tensor=8, engineVersion="0.4.5", dataParallelAttention=4))
 
