@@ -55,6 +55,17 @@ class Rule(NamedTuple):
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+# transformers' first release whose decoder layers take a Cache object (DynamicCache, models/llama/modeling_llama.py
+# LlamaModel.forward, 4.36.0) and update it in place: a recompute under an external checkpoint wrapper updates it again
+HF_CACHE_OBJECT = (4, 36)
+USE_CACHE_MESSAGE = (
+    "training.useCache says transformers' model code returned each layer's key and value (use_cache) in training, "
+    "kept by an external checkpoint wrapper: only with framework fsdp running transformers' model code (fsdpVersion "
+    "1, or modelCode transformers) and activationCheckpointing full")
+USE_CACHE_VERSION_MESSAGE = (
+    "training.useCache needs training.transformersVersion before 4.36: from 4.36 each layer updates a DynamicCache in "
+    "place, the checkpoint's recompute updates it again and the backward fails (transformers issues 28056, 34928), "
+    "so a run that trained had use_cache off")
 TRANSFORMERS_VERSION_MESSAGE = (
     "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: only with "
     "framework transformers, or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)")
@@ -238,6 +249,15 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
             "self.modelCode == 'transformers' : has(self.fsdpVersion) && self.fsdpVersion == 1)",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
+        "use_cache": Rule(
+            "!has(self.useCache) || !self.useCache || (self.framework == 'fsdp' && self.activationCheckpointing == "
+            "'full' && (has(self.modelCode) ? self.modelCode == 'transformers' : has(self.fsdpVersion) && "
+            "self.fsdpVersion == 1))", USE_CACHE_MESSAGE, ".useCache"),
+        # a named release before 4.36 (0-3.x, 4.0-4.35.x, as _older compares)
+        "use_cache_version": Rule(
+            "!has(self.useCache) || !self.useCache || (has(self.transformersVersion) && "
+            "self.transformersVersion.matches('^0*([0-3]|4[.]0*([0-9]|[12][0-9]|3[0-5]))([.][0-9]+)*$'))",
+            USE_CACHE_VERSION_MESSAGE, ".useCache"),
         "torchtitan_version": Rule(
             "!has(self.torchtitanVersion) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
             "self.fsdpVersion == 2) && (!has(self.modelCode) || self.modelCode == 'torchtitan'))",
@@ -778,6 +798,16 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    use_cache: bool | None = Field(None, description=(
+        "framework fsdp running transformers' model code with activationCheckpointing full applied by an external "
+        "checkpoint wrapper (FSDP1's apply_activation_checkpointing, as llama-recipes and accelerate's FSDP plugin "
+        "apply it), transformersVersion before 4.36: true when the model ran with use_cache on in training (the "
+        "config's default, e.g. Llama's; llama-recipes until September 2023, PR 165). LlamaModel.forward then "
+        "collects every layer's post-rotary key and value (16-bit, at the key-value heads) into past_key_values, "
+        "which the checkpoint does not drop: all layers' are alive at the end of the forward, beside the logits and "
+        "the loss, until the output is dropped before the backward. transformers turns use_cache off itself only "
+        "under its own gradient_checkpointing (HF Trainer's --gradient_checkpointing); from 4.36 a run with it on "
+        "under an external wrapper fails in the backward. Default: false"))
     torchtitan_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
         "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
@@ -891,6 +921,11 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
+        if self.use_cache and not (self.hf_model_code and self.activation_checkpointing == "full"):
+            raise ValueError(rules["use_cache"].message)
+        if self.use_cache and not (self.transformers_version is not None
+                                   and _older(self.transformers_version, HF_CACHE_OBJECT)):
+            raise ValueError(rules["use_cache_version"].message)
         if self.torchtitan_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchtitan_version"].message)

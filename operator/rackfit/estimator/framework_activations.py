@@ -27,8 +27,9 @@ from rackfit.estimator.activations import (
     lora_dropout_bytes,
     qk_norm_bytes,
 )
+from rackfit.estimator.kvcache import kv_bytes_per_token_layer
 from rackfit.estimator.result import Layout
-from rackfit.models import ModelArch
+from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.spec import Training
 
 # Megatron's hidden dropout (megatron/training/arguments.py --hidden-dropout 0.1): a 1-byte mask after
@@ -475,6 +476,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # transformers' final LlamaRMSNorm under FSDP2: its eager upcast, normalised copy and output, whole sequence
         final = hf_fsdp2.final_norm_bytes(a, tr)
         loss = loss[0] + final, loss[1] + final
+    if tr.use_cache:  # every layer's key and value, alive beside the loss's forward buffers (training_kv_cache_bytes)
+        loss = loss[0] + training_kv_cache_bytes(a, tr, layout), loss[1]
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:
         held = pipelining_held(a, tr, layout)
@@ -527,6 +530,23 @@ def chunk_backward_loss(a: ModelArch, tr: Training, t: int) -> tuple[int, int]:
     if tr.method == "full":
         during += a.vocab_size * h / t * 4
     return int(during), int(tokens * h * ACT_BYTES)
+
+
+def training_kv_cache_bytes(a: ModelArch, tr: Training, layout: Layout) -> int:
+    """The key-value cache transformers' model code returns in training with use_cache on (`useCache`), read in
+    transformers 4.31.0 models/llama/modeling_llama.py: LlamaAttention.forward returns `past_key_value = (key_states,
+    value_states)`, the key after apply_rotary_pos_emb and before repeat_kv (16-bit, [batch, kv heads, sequence,
+    head_dim]); LlamaModel.forward appends each layer's to `next_decoder_cache` and returns it as past_key_values,
+    and LlamaForCausalLM.forward computes the logits and the loss with it alive and returns it in the output.
+    LlamaModel turns use_cache off only under its own `self.gradient_checkpointing`; under an external checkpoint
+    wrapper the layer runs as itself and its outputs, the cache included, leave the checkpoint (only the saved tensors
+    are dropped and recomputed). Nothing the loss saves references the cache, so it is freed when the output is
+    dropped (`loss = model(**batch).loss`) before the backward: at the end of the forward, every layer's key and value
+    beside the checkpointed inputs and the loss's forward buffers, what llama-recipes PR 165 measured ("peak memory at
+    the end of forward ... saving past key/value states", ~4 GB on Llama-2-7b). The loss's pipeline stage holds its
+    own layers' (heaviest_stage_layers); key-value heads split over tensor parallel."""
+    per_token_layer = kv_bytes_per_token_layer(a, "bf16", layout.tensor, mla_latent=False)
+    return heaviest_stage_layers(a.num_layers, layout.pipeline) * _tokens(tr) * per_token_layer
 
 
 def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:
