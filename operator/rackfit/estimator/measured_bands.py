@@ -13,7 +13,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed offload', 'training', 'any'): (-72.8, -42.5, 2, 'memory'),
     ('deepspeed offload', 'training', 'hopper'): (-72.8, -72.8, 1, 'memory'),
     ('fsdp', 'training', 'ada'): (-10.3, 12.4, 5, 'memory'),
-    ('fsdp', 'training', 'ampere'): (-41.2, 53.5, 37, 'memory'),
+    ('fsdp', 'training', 'ampere'): (-22.7, 53.5, 37, 'memory'),
     ('fsdp', 'training', 'any'): (-49.3, 53.5, 115, 'memory'),
     ('fsdp', 'training', 'blackwell'): (-7.1, 7.3, 25, 'memory'),
     ('fsdp', 'training', 'hopper'): (-49.3, 36.9, 42, 'memory'),
