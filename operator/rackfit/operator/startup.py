@@ -42,6 +42,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_: Any
     settings.watching.field_selectors["pods"] = ACTIVE_POD_FIELD_SELECTOR
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # - A deleted LLMWorkload keeps its finalizer until its replan timer has exited. kopf gives the
+    #   timer ten zero-time loop cycles; a tick mid-run (a synchronous handler in its thread) misses
+    #   them, and kopf looks again only after `cancellation_polling`, 60 s by default
+    #   (kopf/_core/engines/daemons.py stop_daemons): a delete then hung for a minute ("Timer
+    #   'replan' is still exiting. The next check is in 60 seconds", an e2e teardown under load).
+    #   Wait for the tick a few seconds instead, then look again every 2 s.
+    settings.background.instant_exit_timeout = 5.0
+    settings.background.cancellation_polling = 2.0
     # The replicas of one peering need distinct priorities: kopf pauses every operator that sees a
     # live peer of its own priority (0 for all by default), so two replicas would both stand by
     # (seen with the chart's 2 replicas on a real node). The older replica ranks higher: a replica
