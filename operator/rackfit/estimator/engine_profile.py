@@ -294,14 +294,15 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
 
 
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None = None,
-                       fp8: bool = False, gpu: GPU | None = None) -> int:
+                       fp8: bool = False, gpu: GPU | None = None, workspace: int | None = None) -> int:
     """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
     residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
     output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
     SiluAndMul). MoE layers hold fused_moe's intermediate caches for every top-k copy of each token
     (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3); given a vLLM `inf`, as vLLM's
     release allocates them (vllm_moe_layer_bytes; `fp8`: fp8 activations), and from MOE_WORKSPACE_HELD the workspace
-    under the layers after a MoE layer (moe_workspace_held on `gpu`, moe_held_widths)."""
+    under the layers after a MoE layer (moe_workspace_held on `gpu`, moe_held_widths). `workspace`:
+    held_moe_workspace_bytes of these tokens, where the caller has it (engines.serve computes it once an estimate)."""
     t, h = layout.tensor, a.hidden_size
     q, kv = attention_dims(a)
     widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]
@@ -319,9 +320,11 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
             # from the first MoE layer on the WorkspaceManager's buffer (MOE_WORKSPACE_HELD, never freed) lies under
             # each later layer's transient (moe_held_widths: attention, Gated DeltaNet, an interleaved dense MLP)
             after = moe_held_widths(a, t, widths, gdn)
-            dense = max(dense, int(tokens * (2 * h + max(after)) * ACT_BYTES)
-                        + held_moe_workspace_bytes(inf, a, layout, tokens))
-        return max(dense, int(tokens * 2 * h * ACT_BYTES) + vllm_moe_layer_bytes(inf, a, layout, tokens, fp8))
+            if workspace is None:
+                workspace = held_moe_workspace_bytes(inf, a, layout, tokens)
+            dense = max(dense, int(tokens * (2 * h + max(after)) * ACT_BYTES) + workspace)
+        layer = vllm_moe_layer_bytes(inf, a, layout, tokens, fp8, workspace)
+        return max(dense, int(tokens * 2 * h * ACT_BYTES) + layer)
     if a.is_moe:
         width = expert_width(a, t, layout.expert)
         widths.append(a.num_experts_per_token * (mult * width + h)
@@ -414,18 +417,20 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or few else "triton"
 
 
-def vllm_moe_layer_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int, fp8: bool = False) -> int:
+def vllm_moe_layer_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int, fp8: bool = False,
+                         workspace: int | None = None) -> int:
     """One vLLM MoE layer's live memory beside the residual while its experts run over a forward of `tokens` tokens
     (estimator/moe_serving.py): the tokens dispatched to it (every data-parallel rank's under expert parallelism),
     chunked by the release's VLLM_FUSED_MOE_CHUNK_SIZE, through fused_experts_impl's caches before
     MOE_WORKSPACE_HELD and the modular kernel's workspaces (moe_workspace_bytes) from it, with fp8 activations'
-    input copies, the dispatched inputs, the router's outputs and the shared experts' output."""
+    input copies, the dispatched inputs, the router's outputs and the shared experts' output. `workspace`: that
+    workspace (held_moe_workspace_bytes of these tokens), where the caller has it."""
     dispatched = dispatched_tokens(inf, layout.data, layout.expert, tokens)
     m = chunked_tokens(inf, dispatched)  # as held_moe_workspace_bytes
     if inf.vllm_before(MOE_WORKSPACE_HELD):
         experts = fused_experts_bytes(a, layout.tensor, layout.expert, m)
     else:
-        experts = moe_workspace_bytes(a, layout, m)
+        experts = moe_workspace_bytes(a, layout, m) if workspace is None else workspace
     if fp8:
         experts += fp8_input_bytes(a, layout.tensor, layout.expert, m)
     return experts + moe_layer_extra_bytes(a, layout.tensor, tokens, dispatched)
@@ -452,13 +457,14 @@ def held_moe_workspace_bytes(inf: Inference, a: ModelArch, layout: Layout, token
 
 
 def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int,
-                       gpu: GPU | None = None) -> int:
+                       gpu: GPU | None = None, workspace: int | None = None) -> int:
     """What vLLM V1's profile run holds beside the sampler's own tensors on the last pipeline stage: the dummy
     forward's sampled rows, all its hidden states from FULL_HIDDEN_HELD, and _dummy_sampler_run's random copy of the
     sampled rows from SAMPLER_RANDOM_ROWS; the fused-MoE workspace (MOE_WORKSPACE_HELD); on a stage after the first, the
     IntermediateTensors buffer it receives into (gpu_model_runner.py _dummy_run: make_empty_intermediate_tensors of
     max_num_tokens, hidden states and residual: pipeline_buffer_bytes). V0 holds the whole forward's hidden states
-    (V0_SORT_SAMPLER); other engines the sampled rows."""
+    (V0_SORT_SAMPLER); other engines the sampled rows. `workspace`: held_moe_workspace_bytes of max_num_batched_tokens,
+    where the caller has it."""
     rows = requests * a.hidden_size * ACT_BYTES
     if inf.engine != "vllm":
         return rows
@@ -469,7 +475,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     held = rows + (rows if random_rows else 0)
     held += 0 if inf.vllm_before(FULL_HIDDEN_HELD) else tokens * a.hidden_size * ACT_BYTES
     if moe_workspace_held(inf, a, layout, gpu):
-        held += held_moe_workspace_bytes(inf, a, layout, tokens)
+        held += held_moe_workspace_bytes(inf, a, layout, tokens) if workspace is None else workspace
     return held + pipeline_buffer_bytes(inf, a, layout, s)
 
 

@@ -10,7 +10,8 @@ Pure: no I/O. Every mechanism names the engine source it comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings
@@ -22,6 +23,7 @@ from rackfit.estimator.engine_profile import (
     flashinfer_graph_workspace_bytes,
     forward_peak_bytes,
     graphs_unbudgeted,
+    held_moe_workspace_bytes,
     pipeline_buffer_bytes,
     profile_held_bytes,
     sampler_path,
@@ -282,11 +284,13 @@ def pipeline_check_refusal(inf: Inference, a: ModelArch, layout: Layout, pool: i
             f"contextLength or use a newer release")
 
 
-def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU, pool: int, per_layer: int,
-                 hybrid: bool, reserve: int, precision: str = "bf16") -> Served:
-    """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its request slots
-    and running limit, and whether the (1 - mem_fraction_static) reserve holds the request-to-token table it
-    allocates with the pool, with cuBLAS's workspace after it (sglang.req_to_token_bytes; init_memory_pool)."""
+def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU,
+                 pool: int, per_layer: int, hybrid: bool, reserve: int, precision: str = "bf16"
+                 ) -> tuple[int, int, str | None]:
+    """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its running limit, and
+    why it would not start (`refused` so far, else whether the (1 - mem_fraction_static) reserve holds the
+    request-to-token table it allocates with the pool, with cuBLAS's workspace after it: sglang.req_to_token_bytes;
+    init_memory_pool)."""
     stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     page = page_size(inf, a, gpu)
     tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page)
@@ -297,24 +301,22 @@ def _sglang_pool(plan: Served, inf: Inference, a: ModelArch, layout: Layout, gpu
     reqs = inf.max_num_seqs or sglang_running_default(inf) or max_num_reqs(inf, tokens, inf.context_length)
     tokens += sglang_extra_tokens(inf, reqs) if tokens > 0 else 0  # draft_runner_cache_size (speculative.py)
     table = req_to_token_bytes(inf, reqs, inf.context_length)
-    refused = plan.refused
     # the draft worker's weights and pool come after the target's pool, out of the same reserve (speculative.py)
     draft = sglang_draft_worker_bytes(inf, a, layout, tokens, precision, gpu)
     if refused is None and draft and tokens >= SGLANG_MIN_POOL_TOKENS and draft + table + NON_TORCH_BASE > reserve:
         refused = (f"sglang would run out of memory at start: the {inf.speculative_method} drafter's weights and KV "
                    f"pool ({draft / GiB:.2f} GiB, loaded after the target's pool) with the request-to-token table "
                    f"need more than the {max(reserve, 0) / GiB:.2f} GiB that mem_fraction_static "
-                   f"{plan.settings.gpu_memory_utilization:g} leaves; lower gpuMemoryUtilization")
+                   f"{s.gpu_memory_utilization:g} leaves; lower gpuMemoryUtilization")
     if refused is None and tokens >= SGLANG_MIN_POOL_TOKENS and table + NON_TORCH_BASE > reserve:
         refused = (f"sglang would run out of memory at start: its request-to-token table ({reqs} requests x "
                    f"contextLength {inf.context_length} int32, {table / GiB:.2f} GiB, allocated with the KV pool) "
                    f"and cuBLAS's workspace need more than the {max(reserve, 0) / GiB:.2f} GiB that "
-                   f"mem_fraction_static {plan.settings.gpu_memory_utilization:g} leaves; lower contextLength, set "
+                   f"mem_fraction_static {s.gpu_memory_utilization:g} leaves; lower contextLength, set "
                    f"maxNumSeqs (--max-running-requests) or lower gpuMemoryUtilization")
     limit = max_running_requests(inf, tokens, reqs)
     share = dp_running_cap(inf)  # a DP attention rank's share of --max-running-requests (sglang.dp_running_cap)
-    return replace(plan, engine_tokens=tokens, running_limit=limit if share is None else min(limit, share),
-                   refused=refused)
+    return tokens, limit if share is None else min(limit, share), refused
 
 
 def profile_requests(inf: Inference, s: EngineSettings) -> int:
@@ -344,7 +346,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler
     cache = encoder_cache_bytes(inf, a, s)
-    held = profile_held_bytes(inf, a, layout, s, requests, gpu) + cache  # beside either sampler of the profile
+    # vLLM's fused-MoE workspace for the profile's max_num_batched_tokens, which the profile holds and its forward's MoE
+    # layer takes (engine_profile.held_moe_workspace_bytes): computed once here for both
+    workspace = (held_moe_workspace_bytes(inf, a, layout, s.max_num_batched_tokens)
+                 if a.is_moe and inf.engine == "vllm" else None)
+    # beside either sampler of the profile
+    held = profile_held_bytes(inf, a, layout, s, requests, gpu, workspace) + cache
     sampler = sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu) + held
     # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
     nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
@@ -376,7 +383,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
-        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu)
+        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu, workspace)
         # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
         # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
         # profile_run)
@@ -453,13 +460,14 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # SGLANG_SWA_RATIO of a sliding token each (sglang.cell_bytes)
         per_token = cell_bytes(per_layer, heaviest_stage_layers(a.num_layers, layout.pipeline), a, sglang_hybrid)
         per_request = per_token * inf.context_length
-    plan = Served(s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
-                  refused=fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None,
-                  weights=weights)
+    refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
+    # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
+    served = partial(Served, s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
+                     weights=weights)
     if gpu is None:
-        return plan
+        return served(refused=refused)
     total = cuda_total_bytes(gpu)
-    refused = plan.refused
+    engine_tokens = running_limit = None  # SGLang's (_sglang_pool)
     if inf.engine == "vllm":
         # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
         # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
@@ -495,9 +503,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         before = min(context, CONTEXT_BEFORE_CUBLAS) + nt - NON_TORCH_BASE
         budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
-        plan = _sglang_pool(plan, inf, a, layout, gpu, max(pool, 0), per_layer, sglang_hybrid,
-                            total - before - budget, precision)
-        refused = plan.refused
+        engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0), per_layer,
+                                                             sglang_hybrid, total - before - budget, precision)
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
@@ -516,19 +523,28 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     if v1 and refused is None and pool < per_request:
         # in whole pages, as above
         largest = largest_context(lambda n: kv_request(-(-n // BLOCK_TOKENS) * BLOCK_TOKENS)[1], pool,
-                                  inf.context_length)
-    # one copy of the plan, not one a verdict (dataclasses.replace is a planner's hot path)
-    return replace(plan, budget=budget, kv_pool=pool, refused=refused, largest_context=largest)
+                                  inf.context_length, pool // (BLOCK_TOKENS * per_token) * BLOCK_TOKENS)
+    return served(budget=budget, kv_pool=pool, refused=refused, engine_tokens=engine_tokens,
+                  running_limit=running_limit, largest_context=largest)
 
 
-def largest_context(request_bytes, pool: int, context: int) -> int:
+def largest_context(request_bytes, pool: int, context: int, guess: int = 0) -> int:
     """The longest request below `context` tokens whose KV cache (`request_bytes(tokens)`, growing with tokens) fits
     `pool`, 0 when none does: what vLLM V1 names when it refuses a max_model_len its cache cannot hold
     (v1/core/kv_cache_utils.py check_enough_kv_cache_memory -> estimate_max_model_len, a binary search over
     max_model_len of the summed max_memory_usage_bytes of every layer's spec against the available memory). Not the
     cache's logged tokens where a request's pages are not its tokens' share of the pool: sliding-window layers hold a
-    window, a linear-attention layer one state whatever the length (linear_attention.vllm_linear_kv)."""
+    window, a linear-attention layer one state whatever the length (linear_attention.vllm_linear_kv). `guess`, where
+    the answer likely lies (the whole pages the pool holds at a token's cost), narrows the search before it bisects:
+    two probes instead of some fifteen where it is right, the same answer whatever it is (request_bytes grows)."""
     lo, hi = 0, context - 1
+    if 0 <= guess < hi:  # probed from 1 token on, as the bisection does (0 is the answer where none fits)
+        if guess and request_bytes(guess) > pool:
+            hi = guess - 1
+        elif request_bytes(guess + 1) > pool:
+            return guess
+        else:
+            lo = guess + 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if request_bytes(mid) <= pool:

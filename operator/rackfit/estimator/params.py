@@ -75,8 +75,24 @@ def mlp_params(hidden: int, inter: int, gated: bool) -> int:
     return (3 if gated else 2) * hidden * inter
 
 
-@lru_cache(maxsize=256)
+# the architecture count_params answered last, and its counts: compared by identity, held so that its id stays its own
+_last_counted: tuple[ModelArch | None, ParamCounts | None] = (None, None)
+
+
 def count_params(a: ModelArch) -> ParamCounts:
+    """`a`'s parameters by what holds them. The last architecture asked about is answered by identity first: a plan
+    asks for one architecture's counts some sixty times, and the cache below compares an equal architecture resolved
+    anew (each plan resolves its own) field by field, which costs more than the lookup."""
+    global _last_counted
+    arch, counts = _last_counted
+    if arch is not a:
+        counts = _count_params(a)
+        _last_counted = (a, counts)
+    return counts
+
+
+@lru_cache(maxsize=256)
+def _count_params(a: ModelArch) -> ParamCounts:
     h, L = a.hidden_size, a.num_layers
     dense_layers = L - a.moe_layers
     expert = mlp_params(h, a.moe_intermediate_size, a.gated_mlp)

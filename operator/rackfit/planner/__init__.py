@@ -76,8 +76,10 @@ def _placement(t: InstanceType, layout: Layout, capacity: int) -> Placement:
                      node_selector={INSTANCE_TYPE_LABEL: t.name})
 
 
-def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[list[Option], str | None]:
-    """Options that fit on this type, or the reason none does."""
+def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType,
+                 weighed: dict[tuple[int, int, int, int, str], int | None]) -> tuple[list[Option], str | None]:
+    """Options that fit on this type, or the reason none does. `weighed`: the plan's vLLM weights by layout and GPU
+    architecture (search.candidates)."""
     if spec.precision not in t.gpu.formats:
         return [], (f"precision {spec.precision} is not supported by {t.gpu.model} ({t.gpu.architecture}); "
                     f"it runs {', '.join(sorted(t.gpu.formats))}")
@@ -97,7 +99,7 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType) -> tuple[
         if not fits(spec, est, capacity):
             return [], f"the fixed layout does not fit {t.gpu.model}: {_shortfall(spec, est, capacity)}"
         return [_option(t, est, capacity)], None
-    found = [_option(t, est, capacity) for _, est in candidates(spec, a, t, capacity, max_gpus)]
+    found = [_option(t, est, capacity) for _, est in candidates(spec, a, t, capacity, max_gpus, weighed)]
     if not found:
         need = smallest_need(spec, a, t, max_gpus)
         if need.refused:  # the engine refuses even the largest layout: its reason says what to change
@@ -141,8 +143,9 @@ def plan(spec: LLMWorkloadSpec, catalog: Catalog, inventory: Inventory | Invento
     options: list[Option] = []
     rejected: list[Rejection] = []
     rank = _ranking(spec, catalog)
+    weighed: dict[tuple[int, int, int, int, str], int | None] = {}  # the same weights recur on GPUs of a generation
     for t in allowed_types(spec, catalog):
-        found, why = _options_for(spec, a, t)
+        found, why = _options_for(spec, a, t, weighed)
         if why:
             rejected.append(Rejection(instance_type=t.name, reason=why))
         options.extend(sorted(found, key=rank)[:MAX_ALTERNATIVES])

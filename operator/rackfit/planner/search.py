@@ -63,12 +63,18 @@ def fits(spec: LLMWorkloadSpec, est: Estimate, capacity: int) -> bool:
 
 
 def _fits(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, layout: Layout, capacity: int,
-          seen: dict[tuple[int, int, int, int], Estimate | None]) -> tuple[bool, Estimate | None]:
-    """Whether `layout` fits, and its estimate (None where the weights alone overflow: no estimate is made)."""
+          seen: dict[tuple[int, int, int, int], Estimate | None],
+          weighed: dict[tuple[int, int, int, int, str], int | None]) -> tuple[bool, Estimate | None]:
+    """Whether `layout` fits, and its estimate (None where the weights alone overflow: no estimate is made). `weighed`:
+    vllm_weights by layout and GPU architecture, the only property of the GPU they read (weights.weight_bytes), kept
+    over the instance types of a plan."""
     key = (layout.tensor, layout.pipeline, layout.data, layout.expert)  # tuples hash faster than models
     if key not in seen:
         gpu = device(t, spec)
-        weights = vllm_weights(spec, a, layout, gpu)  # None for other runtimes
+        by_arch = (*key, gpu.architecture)
+        if by_arch not in weighed:
+            weighed[by_arch] = vllm_weights(spec, a, layout, gpu)  # None for other runtimes
+        weights = weighed[by_arch]
         seen[key] = (None if weights is not None and vllm_weights_overflow(weights, gpu)
                      else estimate_arch(spec, a, layout, gpu, weights))
     est = seen[key]
@@ -90,7 +96,8 @@ def pipeline_stages_allowed(spec: LLMWorkloadSpec) -> bool:
     return not (tr is not None and tr.framework == "deepspeed" and tr.zero_stage >= 2)
 
 
-def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int
+def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int,
+               weighed: dict[tuple[int, int, int, int, str], int | None] | None = None
                ) -> Iterator[tuple[Layout, Estimate]]:
     """Layouts as the engines and frameworks run them, fewest GPUs first for each data degree:
     - one pipeline stage, at the smallest tensor degree that fits inside the NVLink domain;
@@ -99,7 +106,9 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
       node, pipeline parallel across; Megatron's the same), where the runtime runs stages
       (pipeline_stages_allowed).
     Data parallelism is tried first where it shards the states (FSDP, ZeRO, Megatron's distributed
-    optimizer); elsewhere a replica must hold the whole model."""
+    optimizer); elsewhere a replica must hold the whole model. `weighed`: the plan's vLLM weights by layout and GPU
+    architecture (_fits), shared by its instance types."""
+    weighed = {} if weighed is None else weighed
     datas = [d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= max_gpus] if sharded_data(spec) else [1]
     degrees = tensor_degrees(a, min(t.tensor_parallel_limit, max_gpus))
     seen: dict[tuple[int, int, int, int], Estimate | None] = {}  # bisection and rounding revisit layouts
@@ -114,7 +123,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         for tensor in degrees:
             if tensor * data >= fewest:
                 break
-            ok, est = _fits(spec, a, t, layout(1, tensor), capacity, seen)
+            ok, est = _fits(spec, a, t, layout(1, tensor), capacity, seen, weighed)
             if ok:
                 fewest, found = tensor * data, True
                 yield est.layout, est
@@ -130,7 +139,8 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
         # n GPUs together hold at least what one would: a lower bound on the stages worth trying
         single = seen[(1, 1, 1, 1)].total_bytes
         lo = min(hi, max(2, -(-single // (capacity * tensor * data))))
-        p = _fewest_stages(lambda p, tensor=tensor: _fits(spec, a, t, layout(p, tensor), capacity, seen)[0], lo, hi)
+        p = _fewest_stages(lambda p, tensor=tensor: _fits(spec, a, t, layout(p, tensor), capacity, seen, weighed)[0],
+                           lo, hi)
         if p is None:
             continue
         n = tensor * p * data
@@ -139,7 +149,7 @@ def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: i
             p = -(-p // step) * step
             if tensor * p * data > max_gpus or p > a.num_layers:
                 continue
-        ok, est = _fits(spec, a, t, layout(p, tensor), capacity, seen)
+        ok, est = _fits(spec, a, t, layout(p, tensor), capacity, seen, weighed)
         if ok and tensor * p * data < fewest:
             fewest = tensor * p * data
             yield est.layout, est
