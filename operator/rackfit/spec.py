@@ -461,6 +461,13 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
+def replica_share(concurrency: int, data: int, data_parallel_attention: int | None) -> int:
+    """The sequences each of `data` data-parallel replicas must hold at once; with SGLang's DP attention each of a
+    replica's `data_parallel_attention` ranks holds its own share (the scheduler's load balancer spreads requests over
+    them, data_parallel_controller.py)."""
+    return -(-concurrency // (data * (data_parallel_attention or 1)))
+
+
 def _older(version: str | None, release: tuple[int, ...]) -> bool:
     """A named release ("0.8.5", "4.48") older than `release`; unset means a current one."""
     return version is not None and _release(version) < release
@@ -577,10 +584,8 @@ class Inference(_Model):
         return self.engine != "transformers"
 
     def per_replica(self, data: int) -> int:
-        """The sequences each of `data` data-parallel replicas must hold at once; with SGLang's DP attention each
-        of a replica's dataParallelAttention ranks holds its own share (the scheduler's load balancer spreads
-        requests over them, data_parallel_controller.py)."""
-        return -(-self.concurrency // (data * (self.data_parallel_attention or 1)))
+        """The sequences each of `data` data-parallel replicas must hold at once (replica_share)."""
+        return replica_share(self.concurrency, data, self.data_parallel_attention)
 
     @model_validator(mode="after")
     def _engine_settings(self) -> Inference:
@@ -975,6 +980,12 @@ class Training(_Model):
         return self.fsdp_version or 2
 
     @property
+    def runs_pipeline_stages(self) -> bool:
+        """Whether the framework runs pipeline stages: not DeepSpeed under ZeRO-2 or 3, whose PipelineEngine asserts
+        "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" (rule deepspeed_pipeline_zero)."""
+        return not (self.framework == "deepspeed" and self.zero_stage >= 2)
+
+    @property
     def hf_model_code(self) -> bool:
         """framework fsdp running Hugging Face transformers' model code: modelCode transformers, or unset with
         fsdpVersion 1."""
@@ -1078,7 +1089,7 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["qlora_precision"].message)
             if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):
                 raise ValueError(rules["full_precision"].message)
-            if t.framework == "deepspeed" and t.zero_stage >= 2 and self.parallelism and self.parallelism.pipeline > 1:
+            if not t.runs_pipeline_stages and self.parallelism and self.parallelism.pipeline > 1:
                 raise ValueError(rules["deepspeed_pipeline_zero"].message)
         return self
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rackfit.api import conditions as c
 from rackfit.observed.promql import Observation
+from rackfit.spec import replica_share
 from rackfit.units import fmt_bytes
 
 FRAMEBUFFER, KV_CACHE = "framebuffer", "kv_cache"
@@ -49,9 +50,8 @@ def estimate_figures(spec: dict[str, Any], status: dict[str, Any]) -> EstimateFi
         return EstimateFigures(FRAMEBUFFER, int(est["totalBytes"]))
     engine = inference.get("engine", "vllm")
     data = int(((est.get("layout") or {}).get("data")) or 1)
-    # each of SGLang's DP attention ranks holds its own share (spec.Inference.per_replica)
-    ranks = data * int(inference.get("dataParallelAttention") or 1) if engine == "sglang" else data
-    per_replica = -(-int(inference.get("concurrency", 1)) // ranks)
+    per_replica = replica_share(int(inference.get("concurrency", 1)), data,
+                                int(inference.get("dataParallelAttention") or 1) if engine == "sglang" else None)
     context = int(inference.get("contextLength", 4096))
     return EstimateFigures(KV_CACHE if engine in PREALLOCATING else FRAMEBUFFER, int(est["totalBytes"]),
                            engine=engine, estimate_kv_tokens=est.get("kvCacheTokens"),

@@ -90,10 +90,8 @@ def sharded_data(spec: LLMWorkloadSpec) -> bool:
 
 
 def pipeline_stages_allowed(spec: LLMWorkloadSpec) -> bool:
-    """Whether the runtime runs pipeline stages: not DeepSpeed under ZeRO-2 or 3, whose PipelineEngine asserts "ZeRO-2
-    and ZeRO-3 are incompatible with pipeline parallelism" (spec rule deepspeed_pipeline_zero)."""
-    tr = spec.training
-    return not (tr is not None and tr.framework == "deepspeed" and tr.zero_stage >= 2)
+    """Whether the runtime runs pipeline stages (Training.runs_pipeline_stages; serving engines do)."""
+    return spec.training is None or spec.training.runs_pipeline_stages
 
 
 def candidates(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType, capacity: int, max_gpus: int,
