@@ -2,21 +2,17 @@
 reduce_and_partition_stream's flat copy of a bucket (zero.zero3_reduce_copy, reserved in that stream's pool), and
 the bound on the gradient blocks still in flight to that stream, which one layer's gradients already cover."""
 
+from archs import qwen
+
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
 from rackfit.estimator.zero import zero3_reduce_copy
-from rackfit.models import resolve
-from rackfit.spec import ModelSource, Training
+from rackfit.spec import Training
 
 MiB = 2**20
 
 
-def qwen(layers, hidden, inter, vocab):
-    return resolve(ModelSource(architecture=dict(numLayers=layers, hiddenSize=hidden, intermediateSize=inter,
-                                                 numAttentionHeads=hidden // 128, numKeyValueHeads=hidden // 128,
-                                                 headDim=128, vocabSize=vocab, tieWordEmbeddings=False,
-                                                 attentionBias=True)))
 
 
 def test_bucket_copy_bound():

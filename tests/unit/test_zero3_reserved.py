@@ -3,23 +3,19 @@ allocator"): the output projection gathered beyond stage3_max_live_parameters (z
 replays of the caching allocator's rules that back the section's negative findings (zero.Init's build-then-partition
 leaves almost no holes; the all-gather stream's pool holds about one vocabulary matrix more than it has live)."""
 
+from archs import qwen
+
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
 from rackfit.estimator.zero import ZERO_MAX_LIVE_PARAMETERS, ZERO_PREFETCH_BUCKET, zero3_gathered_elements
-from rackfit.models import resolve
-from rackfit.spec import ModelSource, Training
+from rackfit.spec import Training
 
 GiB = 2**30
 MiB = 2**20
 BOUND = ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET   # 1.05e9
 
 
-def qwen(layers, hidden, inter, vocab):
-    return resolve(ModelSource(architecture=dict(numLayers=layers, hiddenSize=hidden, intermediateSize=inter,
-                                                 numAttentionHeads=hidden // 128, numKeyValueHeads=hidden // 128,
-                                                 headDim=128, vocabSize=vocab, tieWordEmbeddings=False,
-                                                 attentionBias=True)))
 
 
 def test_output_projection_beyond_the_bound():
