@@ -464,11 +464,11 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     per_stage = heaviest + p.norms * q.dtype_bytes * stage_share(num_layers, layout.pipeline)
     # vocab-parallel embedding/lm_head; with pipelining the first stage holds the embedding, the last the
     # lm_head: the heaviest stage holds the larger one (both when there is one stage).
-    emb, head = p.embedding * q.embedding, (p.lm_head or p.embedding) * q.lm_head
-    if runtime == "sglang" and dp_attention(inference) > 1:  # whole or split by release (sglang.vocab_shards)
-        emb_shards, head_shards = vocab_shards(inference, tensor)
-        emb, head = emb / emb_shards, head / (head_shards if p.lm_head else emb_shards)
-        vocab = emb + (head if p.lm_head else 0) if layout.pipeline == 1 else max(emb, head)
-        return int(per_stage + vocab) + rope_cache_bytes(arch, runtime)
-    vocab = p.embedding * q.embedding + p.lm_head * q.lm_head if layout.pipeline == 1 else max(emb, head)
-    return int(per_stage + vocab / layout.tensor) + rope_cache_bytes(arch, runtime)
+    # Under SGLang's DP attention each is whole or split by release (sglang.vocab_shards); a tied lm_head is the
+    # embedding's own tensor.
+    emb_shards, head_shards = vocab_shards(inference, tensor) if runtime == "sglang" and dp_attention(inference) > 1 \
+        else (tensor, tensor)
+    emb = p.embedding * q.embedding / emb_shards
+    head = (p.lm_head or p.embedding) * q.lm_head / (head_shards if p.lm_head else emb_shards)
+    vocab = emb + (head if p.lm_head else 0) if layout.pipeline == 1 else max(emb, head)
+    return int(per_stage + vocab) + rope_cache_bytes(arch, runtime)
