@@ -7,8 +7,11 @@ from __future__ import annotations
 import pytest
 from bench_modules import bench
 
+from rackfit.catalog.types import GPU
+from rackfit.estimator import estimate
 from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.estimator.v0_reserved import (
+    context_outside_budget,
     free_memory_profile,
     replay_reserved,
     segment_bytes,
@@ -135,3 +138,33 @@ def test_flash_output_by_release_and_unreplayed_releases():
     old = _spec("0.4.0")
     assert free_memory_profile(old.inference)
     assert v0_reserved_forward_bytes(old.inference, a, old.parallelism, 2048) is None
+
+
+@pytest.mark.parametrize(("version", "outside"), [
+    ("0.3.2", 0),  # total - free: the whole context is inside util x total
+    ("0.3.3", 500 * MiB),  # init_gpu_memory after the bare context: that context is outside, cuBLAS inside
+    ("0.6.3", 500 * MiB),
+    ("0.6.4", None),  # not a free-memory release
+])
+def test_context_outside_budget_by_release(version, outside):
+    assert context_outside_budget(_spec(version).inference, 700 * MiB, 500 * MiB) == outside
+
+
+def _a2_llama2(context_length: int):
+    """S650/S651 (vllm issue 2248): Llama-2-7B fp16 on an A2 (15,356 MiB) with vLLM 0.3.3 at utilization 0.98, eager."""
+    spec = parse_spec({"model": {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 11008,
+                                                  "numAttentionHeads": 32, "numKeyValueHeads": 32, "headDim": 128,
+                                                  "vocabSize": 32000, "maxPositionEmbeddings": 4096}},
+                       "workload": "inference", "precision": "fp16",
+                       "inference": {"contextLength": context_length, "engineVersion": "0.3.3",
+                                     "gpuMemoryUtilization": 0.98, "cudaGraphs": False}})
+    gpu = GPU(model="A2", product="A2", memoryGB=15356 / 954, memoryMiB=15356, architecture="ampere")
+    return estimate(spec, gpu=gpu)
+
+
+def test_v0_033_eager_at_098_starts_when_the_cache_holds_a_request():
+    # 0.02 of the A2 (0.30 GiB) plus the profile's freed activations hold the bare context: with no graph capture
+    # nothing else runs after the cache, so the engine starts (S650) and refuses only where the cache is short (S651)
+    fits, short = _a2_llama2(2048), _a2_llama2(4096)
+    assert fits.refused is None and fits.engine_starts is True
+    assert short.refused is None and short.engine_starts is False and short.kv_cache_tokens < 4096

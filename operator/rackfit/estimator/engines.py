@@ -88,7 +88,7 @@ from rackfit.estimator.trtllm import (
     engine_tied_lm_head_bytes,
     estimation_refusal,
 )
-from rackfit.estimator.v0_reserved import v0_reserved_forward_bytes
+from rackfit.estimator.v0_reserved import context_outside_budget, v0_reserved_forward_bytes
 from rackfit.estimator.vllm_tp import mm_inputs_held_bytes, qwen3_vit_extra_bytes
 from rackfit.estimator.weights import quantization_of
 from rackfit.models import ModelArch, heaviest_stage_layers
@@ -477,6 +477,12 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # V1 before 0.9.1 counted the CUDA context inside the budget (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache
         # leaves free for graph capture is total - budget + the freed activations, the context already paid
         in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
+        # V0 0.2.5-0.6.3 measured the profile as free memory lost (v0_reserved.context_outside_budget): before 0.3.3 the
+        # bare context is inside the budget, from it only the bare context is outside (cuBLAS's handles, in the
+        # non-torch count, and NCCL's communicators came after the baseline)
+        outside_v0 = context_outside_budget(inf, context, CONTEXT_BEFORE_CUBLAS)
+        if outside_v0 is not None:
+            in_budget = min(context, CONTEXT_BEFORE_CUBLAS) - outside_v0
         if inf.extensible:
             held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
@@ -490,7 +496,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
             early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
             refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                      context - in_budget, a.is_moe, graphs_unbudgeted(inf, a))
+                                      context - in_budget if outside_v0 is None else outside_v0, a.is_moe,
+                                      graphs_unbudgeted(inf, a))
         if refused is None:
             refused = pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
     elif inf.engine == "sglang":

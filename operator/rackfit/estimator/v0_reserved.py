@@ -38,6 +38,12 @@ from rackfit.spec import Inference
 ACT_BYTES = 2  # fp16/bf16 activations
 FREE_MEMORY_PROFILE_FROM = (0, 2, 5)  # 0.2.0-0.2.4 took torch.cuda.max_memory_allocated()
 FREE_MEMORY_PROFILE_UNTIL = (0, 6, 4)  # worker.py measures allocated_bytes.all.peak from 0.6.4
+# ...and against which baseline (the same reading): 0.2.5-0.3.2 subtract the free memory from the TOTAL, so the whole
+# device's use, the CUDA context included, is inside the "peak" and so inside util x total; from 0.3.3 `init_device`
+# takes `init_gpu_memory` after `torch.cuda.set_device` and `empty_cache` (the bare context exists, cuBLAS's handles and
+# NCCL's communicators not yet: those come with the profile run and init_worker_distributed_environment, after it), so
+# the bare context is outside the budget and everything after it inside (context_outside_budget).
+INIT_SNAPSHOT_FROM = (0, 3, 3)
 REPLAYED_FROM = (0, 4, 1)  # the FlashAttention backend's sequence (flash_attn.py) read from 0.4.1; 0.2.5-0.4.0 not
 FLASH_COPY_UNTIL = (0, 6, 2)  # 0.6.2 returns flash_attn_varlen_func's output as is (no empty_like + copy)
 MLA_PADDED_HEAD = 256  # deepseek_v2.py before 0.7.0 pads q, k and v to 256 (docs/accuracy.md, MLA_PADDED_HEAD)
@@ -54,6 +60,15 @@ def free_memory_profile(inf: Inference | None) -> bool:
     """The release measures its profile as free memory lost (vLLM 0.2.5-0.6.3, worker.py)."""
     return (inf is not None and inf.engine == "vllm" and inf.vllm_before(FREE_MEMORY_PROFILE_UNTIL)
             and not inf.vllm_before(FREE_MEMORY_PROFILE_FROM))
+
+
+def context_outside_budget(inf: Inference, context: int, bare_context: int) -> int | None:
+    """For the free-memory releases (free_memory_profile), the part of the process's `context` (the CUDA context with
+    cuBLAS's handles) that is outside util x total: none before INIT_SNAPSHOT_FROM (total - free counts it all), the
+    bare context (`bare_context`, before cuBLAS) from it. None for other releases."""
+    if not free_memory_profile(inf):
+        return None
+    return min(context, bare_context) if not inf.vllm_before(INIT_SNAPSHOT_FROM) else 0
 
 
 def segment_bytes(size: int) -> int:
