@@ -18,7 +18,7 @@ from rackfit.names import KIND
 from rackfit.units import parse_count
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4"]
-KVPrecision = Literal["bf16", "fp16", "fp8"]
+KVPrecision = Literal["fp32", "bf16", "fp16", "fp8"]
 Method = Literal["full", "lora", "qlora"]
 Optimizer = Literal["adamw", "adamw8bit", "sgd", "adafactor"]
 MasterWeights = Literal["fp32", "none"]
@@ -481,7 +481,10 @@ class Inference(_Model):
     context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output (the engine's "
                                 "max_model_len)")
     concurrency: int = Field(1, gt=0, description="sequences that must fit at full contextLength at once")
-    kv_cache_precision: KVPrecision = "bf16"
+    kv_cache_precision: KVPrecision | None = Field(None, description=(
+        "the KV cache's element type (vLLM's and SGLang's --kv-cache-dtype). Unset: their `auto`, the model's dtype "
+        "(vLLM gpu_model_runner.py and V0 cache_engine.py: kv_cache_dtype = model_config.dtype), so fp32 where "
+        "precision is fp32 (--dtype float32) and bf16 otherwise"))
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
         "the engine's memory fraction: vLLM's --gpu-memory-utilization (default 0.9 before 0.20.0, 0.92 from "
         "0.20.0, 1.0 with the extensible KV cache of 0.34.0), SGLang's "
@@ -590,6 +593,8 @@ class Inference(_Model):
     @model_validator(mode="after")
     def _engine_settings(self) -> Inference:
         rules = RULES["Inference"]
+        if self.kv_cache_precision is None:  # `auto` in a 16-bit model; LLMWorkloadSpec makes it fp32 under fp32
+            object.__setattr__(self, "kv_cache_precision", "bf16")
         if self.engine == "transformers" and (self.gpu_memory_utilization or self.max_num_batched_tokens
                                               or self.max_num_seqs):
             raise ValueError(rules["engine_settings"].message)
@@ -1073,6 +1078,8 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["training_block"].message)
             if self.inference is None:
                 object.__setattr__(self, "inference", Inference())
+            if self.precision == "fp32" and "kv_cache_precision" not in self.inference.model_fields_set:
+                object.__setattr__(self.inference, "kv_cache_precision", "fp32")  # the engines' `auto` KV dtype
             dp = self.inference.data_parallel_attention
             par = self.parallelism
             if dp is not None and (par is None or par.tensor % dp or par.data != 1):

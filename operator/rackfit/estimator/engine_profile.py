@@ -294,7 +294,8 @@ def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
 
 
 def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None = None,
-                       fp8: bool = False, gpu: GPU | None = None, workspace: int | None = None) -> int:
+                       fp8: bool = False, gpu: GPU | None = None, workspace: int | None = None,
+                       act_bytes: int = ACT_BYTES) -> int:
     """The widest layer's live tensors in an inference forward of `tokens` tokens on one rank: the
     residual and its normed copy, plus the attention's q/k/v and output, or the MLP's fused gate/up
     output and its activation (vllm/model_executor/models/llama.py: qkv_proj, o_proj, gate_up_proj,
@@ -302,7 +303,15 @@ def forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference
     (vllm/model_executor/layers/fused_moe/fused_moe.py: intermediate_cache1..3); given a vLLM `inf`, as vLLM's
     release allocates them (vllm_moe_layer_bytes; `fp8`: fp8 activations), and from MOE_WORKSPACE_HELD the workspace
     under the layers after a MoE layer (moe_workspace_held on `gpu`, moe_held_widths). `workspace`:
-    held_moe_workspace_bytes of these tokens, where the caller has it (engines.serve computes it once an estimate)."""
+    held_moe_workspace_bytes of these tokens, where the caller has it (engines.serve computes it once an estimate).
+    `act_bytes`: the model's dtype, which every one of these tensors has (4 under vLLM's --dtype float32: the profile's
+    dummy forward runs in model_config.dtype); an fp8 model is never float32, so `fp8` and 4 do not meet."""
+    return _forward_peak_bytes(a, layout, tokens, inf, fp8, gpu, workspace) * act_bytes // ACT_BYTES
+
+
+def _forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inference | None, fp8: bool,
+                        gpu: GPU | None, workspace: int | None) -> int:
+    """forward_peak_bytes in 16-bit activations."""
     t, h = layout.tensor, a.hidden_size
     q, kv = attention_dims(a)
     widths = [q / t + kv / max(1, min(t, a.num_key_value_heads or t)) + q / t]

@@ -16,6 +16,7 @@ from functools import partial
 from rackfit.catalog.types import GPU
 from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings
 from rackfit.estimator.engine_profile import (
+    ACT_BYTES,
     NON_TORCH_BASE,
     cuda_graph_bytes,
     encoder_cache_bytes,
@@ -383,7 +384,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # later: Ampere takes Marlin's weight-only fp8)
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
-        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu, workspace)
+        # the profile's forward in the model's dtype: float32 under precision fp32 (vLLM --dtype float32)
+        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu, workspace,
+                                     4 if precision == "fp32" else ACT_BYTES)
         # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
         # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
         # profile_run)

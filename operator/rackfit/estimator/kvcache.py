@@ -6,7 +6,7 @@ from __future__ import annotations
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch, heaviest_stage_layers
 
-KV_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
+KV_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 
 def kv_bytes_per_token_layer(a: ModelArch, kv_precision: str, tensor: int, mla_latent: bool = True,

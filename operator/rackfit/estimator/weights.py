@@ -167,7 +167,8 @@ def _expert_width(arch: ModelArch, expert_shard: int, tensor: int) -> tuple[floa
 # vLLM's RotaryEmbedding (model_executor/layers/rotary_embedding/base.py, RotaryEmbedding.__init__ ->
 # _compute_cos_sin_cache over torch.arange(max_position_embeddings), `cache.to(dtype)`, register_buffer) precomputes
 # cos and sin of every position the config allows, rotary_dim values a position, in the model's 16-bit dtype, on every
-# rank; get_rope (rotary_embedding/__init__.py, _ROPE_DICT) hands one instance to all the layers. It is loaded with
+# rank (float32 under --dtype float32: `dtype` is model_config.dtype); get_rope (rotary_embedding/__init__.py,
+# _ROPE_DICT) hands one instance to all the layers. It is loaded with
 # the model, so vLLM's "Model loading took" counts it. For most models it is 8-40 MiB (Llama 3.1: 131,072 x 128 x 2 B
 # = 32 MiB, the 0.03 GiB the 0.19.0 rows' weights were short by); Llama 4 declares 10,485,760 positions (Scout;
 # config.json max_position_embeddings, used as is by llama4.py Llama4Attention's get_rope): 2.5 GiB a rank. Read in
@@ -176,13 +177,14 @@ def _expert_width(arch: ModelArch, expert_shard: int, tensor: int) -> tuple[floa
 ROPE_CACHE_BYTES = 2
 
 
-def rope_cache_bytes(arch: ModelArch | None, runtime: str | None) -> int:
-    """The cos/sin cache vLLM's rotary embedding holds on each rank (0 for other runtimes, or an unknown length)."""
+def rope_cache_bytes(arch: ModelArch | None, runtime: str | None, dtype_bytes: float = ROPE_CACHE_BYTES) -> int:
+    """The cos/sin cache vLLM's rotary embedding holds on each rank (0 for other runtimes, or an unknown length), in
+    the model's dtype (`dtype_bytes`: 4 for an fp32 model)."""
     if arch is None or runtime != "vllm":
         return 0
     rotary = arch.qk_rope_head_dim if arch.is_mla else arch.head_dim
     # Gemma 3's two caches, its global layers' linear-scaled (models/hf_config.py, rope_cache_positions_from_hf_config)
-    return (arch.rope_cache_positions or arch.max_position_embeddings) * rotary * ROPE_CACHE_BYTES
+    return int((arch.rope_cache_positions or arch.max_position_embeddings) * rotary * dtype_bytes)
 
 
 # vLLM's MLA attention (model_executor/layers/attention/mla_attention.py, MLAAttention.process_weights_after_loading;
@@ -471,4 +473,4 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     emb = p.embedding * q.embedding / emb_shards
     head = (p.lm_head or p.embedding) * q.lm_head / (head_shards if p.lm_head else emb_shards)
     vocab = emb + (head if p.lm_head else 0) if layout.pipeline == 1 else max(emb, head)
-    return int(per_stage + vocab) + rope_cache_bytes(arch, runtime)
+    return int(per_stage + vocab) + rope_cache_bytes(arch, runtime, q.dtype_bytes)
