@@ -230,7 +230,8 @@ IN_SAMPLE = ("Constants set from these rows: none. Mechanisms added after a row 
              "Later: a frozen projection without an adapter saving no input (T80 A6000, +19% before), "
              "FP16_Optimizer under DeepSpeed without ZeRO (T73 steady, +27% before), peft's fp32 residual on an "
              "8-bit base (T72, -27% before), gradient blocks cached by another stream not counted in max_allocated "
-             "(T15 b4, +19% before). "
+             "(T15 b4, +19% before), accelerate's FSDP2 LoRA holding torchtune's FSDP2 groups and copy-in pool "
+             "(T340, -28.2% before). "
              "Allocator slack shares: the H200 rows' (docs/accuracy.md).")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rackfit.estimator import Layout
 from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.hf_fsdp2 import sharded_lora
 from rackfit.estimator.params import count_params
 from rackfit.estimator.torchtune import distributed_gathered, distributed_moments, distributed_recipe
 from rackfit.models import resolve
@@ -77,3 +78,23 @@ def test_llama_8b_qlora_on_2_gpus_gathers_nf4_layers_and_a_16_bit_matrix():
     root = 2 * V * 4096 * 2
     stored = max(frozen - root, 0) // 32
     assert r.reused in (2 * root + stored, 2 * root + 2 * stored + 117_440_512)
+
+
+def test_accelerate_fsdp2_lora_holds_the_same_groups_as_torchtune():
+    """accelerate's fsdp2_prepare_model shards each decoder layer, then the root (embeddings, final norm, lm_head):
+    torchtune's groups, so on Llama 3.1 8B LoRA over 2 GPUs the backward holds root + (root + layer) at the loss's
+    backward, root 2 x 128256 x 4096 x 2 = 2,101,346,304 bytes, where the count before held the root and two decoder
+    layers and no copy-in pool."""
+    layout = Layout(data=2)
+    hf = tr(modelCode="transformers")
+    assert sharded_lora(hf, 2, 1) and sharded_lora(hf.model_copy(update={"method": "qlora"}), 2, 1)
+    assert not sharded_lora(hf, 1, 1) and not sharded_lora(hf, 2, 2) and not sharded_lora(tr(), 2, 1)
+    assert not sharded_lora(tr(modelCode="transformers", fsdpVersion=1), 2, 1)
+    root = 2 * V * 4096 * 2
+    assert root == 2_101_346_304
+    stored = (P8.total * 2 - (P8.embedding + P8.lm_head) * 2) // 32
+    loss_g, layer_g = distributed_gathered(root, stored, 0)
+    r = runtime_peak(LLAMA8, P8, hf, "bf16", layout, P8.total * 2)
+    assert r.reused in (loss_g, layer_g) and r.reused >= 2 * root + stored
+    # the same gathered bytes as torchtune's recipe on the same layout (the model code changes the activations only)
+    assert runtime_peak(LLAMA8, P8, tr(), "bf16", layout, P8.total * 2).reused in (loss_g, layer_g)

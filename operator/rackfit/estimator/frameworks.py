@@ -46,6 +46,7 @@ from rackfit.estimator.fsdp import (
     step_segment_inputs,
 )
 from rackfit.estimator.hf_fsdp2 import hf_fsdp2
+from rackfit.estimator.hf_fsdp2 import sharded_lora as hf_fsdp2_sharded_lora
 from rackfit.estimator.megatron_buffers import (
     megatron_global_buffer_bytes,
     megatron_workspace_bytes,
@@ -199,7 +200,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     step_segments = -1
     unshard_pool = 0
     fp16_optimizer = False
-    lora_gathered = None   # torchtune's lora_finetune_distributed: (loss's backward, a layer's backward) gathered bytes
+    lora_gathered = None   # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -296,10 +297,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
-            if torchtune.distributed_recipe(tr, layout):
-                # torchtune's lora_finetune_distributed: no layer gathered at the loss's backward, one at a layer's
-                # backward with the next prefetched, and the copy-in stream's root + layer
-                # (torchtune.distributed_gathered)
+            if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, d, pp):
+                # torchtune's lora_finetune_distributed and accelerate's FSDP2 (the same groups, hf_fsdp2.sharded_lora):
+                # no layer gathered at the loss's backward, one at a layer's backward with the next prefetched, and
+                # the copy-in stream's root + layer (torchtune.distributed_gathered)
                 dequant = largest_matrix(a) // t * compute_bytes if tr.method == "qlora" else 0
                 lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
                 gathered = lora_gathered[1]

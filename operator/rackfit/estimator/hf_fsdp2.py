@@ -45,6 +45,22 @@ def hf_fsdp2(tr: Training) -> bool:
     return tr.framework == "fsdp" and tr.fsdp == 2 and tr.hf_model_code
 
 
+def sharded_lora(tr: Training, data: int, pipeline: int) -> bool:
+    """LoRA/QLoRA under accelerate's FSDP2 (hf_fsdp2) over `data` > 1 without pipeline stages. accelerate's
+    fsdp2_prepare_model (utils/fsdp_utils.py, 1.6.0-1.13.x) walks `get_module_children_bottom_up(model)[:-1]`,
+    applying fully_shard to each module its auto-wrap policy matches (TRANSFORMER_BASED_WRAP: the decoder layers,
+    `_no_split_modules`), then `fully_shard(model)`: a root group of the embeddings, final norm and lm_head, the peft
+    adapters in their layer's group. Those are the groups torchtune's lora_finetune_distributed makes, on the same
+    torch FSDP2, so the backward holds what torchtune.distributed_gathered counts: the root, never resharded after the
+    forward, and the copy-in stream's pool of the root's and the first layer's all-gather outputs, with no layer
+    gathered at the loss's backward (reshard_after_forward, accelerate's `fsdp_reshard_after_forward`, true by
+    default). As the full fine-tune's root group (spec.Training.torchtitan_root_group), this is accelerate before
+    1.14.0, whose PR 4015 shards the embeddings and [norm, lm_head] as their own units. Not counted: accelerate
+    1.6.0-1.12.x's `model.to(torch.float32)` after sharding when mixed precision is on (a base stored in fp32). The
+    spec cannot say the accelerate release (docs/accuracy.md, T340)."""
+    return hf_fsdp2(tr) and tr.method in ("lora", "qlora") and data > 1 and pipeline == 1
+
+
 def whole_norm_bytes(a: ModelArch, tr: Training, t: int) -> float:
     """Bytes a token and layer that transformers' tp_plan keeps beyond the per-token count's t-th share of the norms
     (activations._layer_bytes_per_token divides every term by t): without sequence parallel (tp_plan names no norm)
