@@ -97,6 +97,11 @@ RULES: dict[str, dict[str, Rule]] = {
         "qlora_precision": Rule(
             "!has(self.training) || self.training.method != 'qlora' || self.precision in ['nf4', 'int4']",
             "training.method qlora needs precision nf4 (or int4)", ".precision"),
+        "kv_cache_fp32": Rule(
+            "!has(self.inference) || !has(self.inference.kvCachePrecision) || "
+            "self.inference.kvCachePrecision != 'fp32' || self.precision == 'fp32'",
+            "inference.kvCachePrecision fp32 is the engines' `auto` cache of a float32 model (precision fp32); "
+            "with other weights they offer bf16, fp16 or fp8", ".inference.kvCachePrecision"),
         "data_parallel_attention_tensor": Rule(
             "!has(self.inference) || !has(self.inference.dataParallelAttention) || (has(self.parallelism) && "
             "self.parallelism.tensor % self.inference.dataParallelAttention == 0 && self.parallelism.data == 1)",
@@ -1080,6 +1085,8 @@ class LLMWorkloadSpec(_Model):
                 object.__setattr__(self, "inference", Inference())
             if self.precision == "fp32" and "kv_cache_precision" not in self.inference.model_fields_set:
                 object.__setattr__(self.inference, "kv_cache_precision", "fp32")  # the engines' `auto` KV dtype
+            if self.inference.kv_cache_precision == "fp32" and self.precision != "fp32":
+                raise ValueError(rules["kv_cache_fp32"].message)
             dp = self.inference.data_parallel_attention
             par = self.parallelism
             if dp is not None and (par is None or par.tensor % dp or par.data != 1):

@@ -73,6 +73,8 @@ GOOD = [
                    "training": {"framework": "fsdp", "fsdpVersion": 1, "method": "lora",
                                 "activationCheckpointing": "full", "transformersVersion": "4.31.0",
                                 "useCache": True}}),
+    ("fp32-serving", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "precision": "fp32",
+                      "inference": {"kvCachePrecision": "fp32"}}),
     ("dp-attention-split", {"model": {"preset": "deepseek-v3"}, "workload": "inference", "parallelism": {"tensor": 8},
                             "inference": {"engine": "sglang", "engineVersion": "0.5.2", "dataParallelAttention": 2}}),
 ]
@@ -143,6 +145,9 @@ BAD = [
                                      "activationCheckpointing": "full", "transformersVersion": "4.40.0",
                                      "useCache": True}},
      ["spec.training.useCache", "before 4.36"]),
+    ("kv-cache-fp32-bf16-model", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
+                                  "inference": {"kvCachePrecision": "fp32"}},
+     ["spec.inference.kvCachePrecision", "float32 model"]),
     ("unknown-field", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "contextLength": 4096},
      ["contextLength", "unknown field"]),
     ("no-workload", {"model": {"preset": "llama-3.1-8b"}}, ["spec.workload", "Required value"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rackfit.catalog import load_catalog
+from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer
 from rackfit.estimator.weights import rope_cache_bytes
@@ -48,3 +49,11 @@ def test_an_fp32_model_doubles_its_weights_and_its_profile_forward():
     assert full.breakdown.activations_bytes == pytest.approx(2 * half.breakdown.activations_bytes, abs=2)
     assert full.kv_cache_pool_bytes / full.kv_cache_tokens == pytest.approx(
         2 * half.kv_cache_pool_bytes / half.kv_cache_tokens, rel=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp8", "int4"])
+def test_an_fp32_cache_beside_other_weights_is_refused_naming_the_field(precision):
+    # the engines' --kv-cache-dtype offers no float32: an fp32 cache is only `auto` under --dtype float32
+    with pytest.raises(InvalidWorkload, match=r"spec\.inference\.kvCachePrecision: .*float32 model"):
+        _spec(precision, kvCachePrecision="fp32")
+    assert _spec("fp32", kvCachePrecision="fp32").inference.kv_cache_precision == "fp32"
