@@ -40,7 +40,8 @@ from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec
 
 __all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
-           "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights", "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
+           "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights", "vllm_weights_overflow", "Estimate",
+           "Breakdown", "Layout"]
 
 # Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
 # with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
