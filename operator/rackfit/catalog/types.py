@@ -9,14 +9,22 @@ from pydantic.alias_generators import to_camel
 
 from rackfit.units import GB, MiB
 
-Architecture = Literal["ampere", "hopper", "ada", "blackwell"]
+Architecture = Literal["volta", "turing", "ampere", "hopper", "ada", "blackwell"]
 
 # Weight formats each architecture runs. FP8 tensor cores arrived with Ada and Hopper, FP4 (NVFP4) with
 # Blackwell; MXFP4 checkpoints (gpt-oss) also run on Hopper through weight-only kernels. FP8 checkpoints run on
 # Ampere weight-only: vLLM's Fp8LinearMethod falls back to the FP8 Marlin kernel below compute capability 8.9
 # (vllm/model_executor/layers/quantization/fp8.py, `use_marlin = not current_platform.has_device_capability(89)`),
 # the weights stored in fp8 as on Hopper; the estimate notes that other runtimes need 8.9 (estimator/__init__.py).
+# Volta (V100, 7.0) and Turing (T4, 7.5) have no bf16 tensor cores and run no fp8 or fp4: vLLM's Fp8Config,
+# FBGEMMFp8Config, the FP8 Marlin kernel (utils/marlin_utils_fp8.py is_fp8_marlin_supported) and the int4 Marlin
+# kernels all need capability 8.0 (get_min_capability, read in vLLM 0.9.0), so int4/int8 checkpoints run through the
+# older kernels (GPTQConfig 6.0, AWQConfig 7.5, BitsAndBytesConfig 7.0) with the same storage. A bf16 model is cast to
+# fp16 by vLLM from 0.9.0 and refused before it (estimator/__init__.py pre_ampere_refusal); bf16 is not among
+# their formats.
 _FORMATS: dict[str, frozenset[str]] = {
+    "volta": frozenset({"fp32", "fp16", "int8", "int4", "nf4"}),
+    "turing": frozenset({"fp32", "fp16", "int8", "int4", "nf4"}),
     "ampere": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8"}),
     "ada": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8"}),
     "hopper": frozenset({"fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp8", "mxfp4"}),
@@ -25,10 +33,13 @@ _FORMATS: dict[str, frozenset[str]] = {
 
 
 # GPUs that HGX/SXM boards join by NVLink (NVSwitch) inside a node: A100 SXM, H100 SXM, H20 (HGX H20, NVLink
-# 900 GB/s), H200, GH200, B200, B300, GB200, GB300. Their PCIe variants (product label "...-PCIe-..." /
-# "...-PCIE-...") and the PCIe-only cards (L4, L20, L40S, A10, RTX) talk over PCIe. NCCL opens many more channels
-# over NVLink (estimator/engine_profile.py, NCCL_NVLINK_GROUP).
-_NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200", "GB300")
+# 900 GB/s), H200, GH200, B200, B300, GB200, GB300; and V100 SXM2, whose boards (AWS p3.8xlarge/p3.16xlarge and
+# p3dn.24xlarge, DGX-1) join 4 or 8 GPUs by NVLink 2 in a hybrid cube mesh without NVSwitch (DGX-2's are behind
+# NVSwitch). Their PCIe variants (product label "...-PCIe-..." / "...-PCIE-...") and the PCIe-only cards (T4, L4, L20,
+# L40S, A10, RTX) talk over PCIe. NCCL opens many more channels over NVLink (estimator/engine_profile.py,
+# NCCL_NVLINK_GROUP, measured on H100's NVSwitch: on the V100's cube mesh unmeasured); NVLink SHARP needs NVSwitch
+# and Hopper or later (estimator/comms.py NVLS_CHANNELS has no Volta entry).
+_NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200", "GB300", "V100")
 
 
 class _Frozen(BaseModel):

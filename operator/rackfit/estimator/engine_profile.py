@@ -137,7 +137,7 @@ FLASHINFER_SAMPLER_DEFAULT = (0, 21)
 # Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
 # GPUs take an H100's, as ASSUMED_TOTAL does.
 SM_COUNT = {"A10": 72, "A100": 108, "B200": 148, "GB200": 148, "GH200": 132, "H100": 132, "H200": 132, "L4": 58,
-            "L40": 142, "L40S": 142, "RTX 3090": 82, "RTX Pro 6000 Blackwell": 188}
+            "L40": 142, "L40S": 142, "RTX 3090": 82, "RTX Pro 6000 Blackwell": 188, "T4": 40, "V100": 80}
 ASSUMED_SMS = 132
 # What the profile run holds while the sampler runs (vllm/v1/worker/gpu_model_runner.py profile_run): from 0.9.2
 # _dummy_run returns the whole forward's hidden states beside the sampled rows (`return hidden_states,
@@ -720,5 +720,7 @@ def flashinfer_graph_workspace_bytes(inf: Inference, gpu: GPU | None) -> int:
     if inf.engine != "vllm" or gpu is None or not inf.cuda_graphs or inf.speculative_on:
         return 0
     sm100 = gpu.model.upper() in SM100_MODELS
-    fp8_kv = inf.kv_cache_precision == "fp8" and gpu.architecture != "hopper"
+    # below compute capability 8.0 V1 takes FlexAttention, not FlashInfer (platforms/cuda.py get_attn_backend_cls,
+    # "FlexAttention is the default for older GPUs", read in 0.11.0; V0 before 0.10.2 there: engine_defaults.py)
+    fp8_kv = inf.kv_cache_precision == "fp8" and gpu.architecture not in ("hopper", "volta", "turing")
     return FLASHINFER_WORKSPACE_BYTES if sm100 or fp8_kv else 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from rackfit.catalog import Catalog, InstanceType
 from rackfit.errors import InvalidWorkload
-from rackfit.estimator import Estimate, Layout, estimate_arch, fp8_unsupported
+from rackfit.estimator import Estimate, Layout, bf16_cast, estimate_arch, fp8_unsupported, pre_ampere_refusal
 from rackfit.models import ModelArch, resolve
 from rackfit.names import INSTANCE_TYPE_LABEL
 from rackfit.planner.inventory import Inventory, InventoryView
@@ -80,7 +80,9 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType,
                  weighed: dict[tuple[int, int, int, int, str], int | None]) -> tuple[list[Option], str | None]:
     """Options that fit on this type, or the reason none does. `weighed`: the plan's vLLM weights by layout and GPU
     architecture (search.candidates)."""
-    if spec.precision not in t.gpu.formats:
+    if refused := pre_ampere_refusal(spec, a, t.gpu):
+        return [], f"{refused[0]}: {refused[1]}"
+    if spec.precision not in t.gpu.formats and not bf16_cast(spec, t.gpu):
         return [], (f"precision {spec.precision} is not supported by {t.gpu.model} ({t.gpu.architecture}); "
                     f"it runs {', '.join(sorted(t.gpu.formats))}")
     if why := fp8_unsupported(spec, a, t.gpu):
@@ -113,10 +115,11 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType,
 
 
 # Without prices, lowestCost ranks a job held by one NVLink domain before one that crosses domains over
-# the network, then by the GPU memory it reserves (GPUs x memory each) weighted by generation (x1 Ampere,
-# x1.25 Ada, x1.5 Hopper, x1.75 Blackwell): a proxy for price that sends a small job to the smallest GPU
-# that holds it and keeps the newest, largest GPUs for what needs them (docs/placement.md, "Which GPU").
-GENERATION_WEIGHT = {"ampere": 1.0, "ada": 1.25, "hopper": 1.5, "blackwell": 1.75}
+# the network, then by the GPU memory it reserves (GPUs x memory each) weighted by generation (x0.5 Turing,
+# x0.75 Volta, x1 Ampere, x1.25 Ada, x1.5 Hopper, x1.75 Blackwell): a proxy for price that sends a small job to the
+# smallest GPU that holds it and keeps the newest, largest GPUs for what needs them (docs/placement.md, "Which GPU").
+# Turing's T4 is an inference card (70 W), below the V100 that trained the models of its time.
+GENERATION_WEIGHT = {"turing": 0.5, "volta": 0.75, "ampere": 1.0, "ada": 1.25, "hopper": 1.5, "blackwell": 1.75}
 
 
 def _ranking(spec: LLMWorkloadSpec, catalog: Catalog):
