@@ -124,3 +124,16 @@ def test_fp8_kv_cache_takes_no_flashinfer_workspace_before_ampere():
     inf = serving("fp16", kvCachePrecision="fp8").inference
     assert flashinfer_graph_workspace_bytes(inf, A100) == FLASHINFER_WORKSPACE_BYTES
     assert flashinfer_graph_workspace_bytes(inf, T4) == 0 == flashinfer_graph_workspace_bytes(inf, V100)
+
+
+def test_a_bf16_model_goes_to_a_pre_ampere_type_only_where_the_spec_names_it():
+    # vLLM would cast it to fp16 (a narrower range): the planner never picks that for the user
+    spec = parse_spec(dict(model={"preset": "llama-3.2-1b"}, workload="inference", precision="bf16",
+                           inference=dict(contextLength=4096)))
+    p = plan(spec, CATALOG)
+    assert p.chosen.placement.instance_type not in ("g4dn.xlarge", "g4dn.12xlarge", "g4dn.metal", "p3.2xlarge")
+    (why,) = [r.reason for r in p.rejected if r.instance_type == "g4dn.xlarge"]
+    assert "name the type in placement.instanceTypes" in why
+    named = spec.model_copy(update={"placement": spec.placement.model_copy(update={"instance_types": ["g4dn.xlarge"]})})
+    chosen = plan(named, CATALOG).chosen
+    assert chosen.placement.instance_type == "g4dn.xlarge" and any("as fp16" in n for n in chosen.estimate.notes)

@@ -82,9 +82,14 @@ def _options_for(spec: LLMWorkloadSpec, a: ModelArch, t: InstanceType,
     architecture (search.candidates)."""
     if refused := pre_ampere_refusal(spec, a, t.gpu):
         return [], f"{refused[0]}: {refused[1]}"
-    if spec.precision not in t.gpu.formats and not bf16_cast(spec, t.gpu):
+    # vLLM's cast of a bf16 model to fp16 below Ampere changes its numerics (fp16's range): taken only on a type the
+    # spec names, never picked for it
+    cast = bf16_cast(spec, t.gpu)
+    if spec.precision not in t.gpu.formats and not (cast and t.name in (spec.placement.instance_types or ())):
         return [], (f"precision {spec.precision} is not supported by {t.gpu.model} ({t.gpu.architecture}); "
-                    f"it runs {', '.join(sorted(t.gpu.formats))}")
+                    f"it runs {', '.join(sorted(t.gpu.formats))}"
+                    + ("; vLLM would serve the bf16 model as fp16: name the type in placement.instanceTypes to "
+                       "allow that" if cast else ""))
     if why := fp8_unsupported(spec, a, t.gpu):
         return [], why
     capacity = usable_bytes(t, spec)
