@@ -249,6 +249,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
             "self.modelCode == 'transformers' : has(self.fsdpVersion) && self.fsdpVersion == 1)",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
+        "kbit_norms_fp32": Rule(
+            "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
+            "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
+            "only with framework transformers and method qlora or lora", ".kbitNormsFp32"),
         "use_cache": Rule(
             "!has(self.useCache) || !self.useCache || (self.framework == 'fsdp' && self.activationCheckpointing == "
             "'full' && (has(self.modelCode) ? self.modelCode == 'transformers' : has(self.fsdpVersion) && "
@@ -808,6 +812,15 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    kbit_norms_fp32: bool | None = Field(None, description=(
+        "framework transformers, method qlora or lora on an int8 base: whether the norms, embeddings and head stay in "
+        "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (TRL's SFTTrainer, peft's own "
+        "recipe): a norm's fp32 output makes bitsandbytes' layers return fp32, so the residual stream and every "
+        "checkpointed layer input are fp32. false: the trainer casts them back to the 16-bit dtype after the "
+        "prepare, as axolotl does for every 4- and 8-bit adapter from 1991946c5 (September 1, 2023; "
+        "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
+        "3a011ea1e (August 27, 2023) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
+        "Default true"))
     use_cache: bool | None = Field(None, description=(
         "framework fsdp running transformers' model code with activationCheckpointing full applied by an external "
         "checkpoint wrapper (FSDP1's apply_activation_checkpointing, as llama-recipes and accelerate's FSDP plugin "
@@ -931,6 +944,8 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
+        if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
+            raise ValueError(rules["kbit_norms_fp32"].message)
         if self.use_cache and not (self.hf_model_code and self.activation_checkpointing == "full"):
             raise ValueError(rules["use_cache"].message)
         if self.use_cache and not (self.transformers_version is not None
