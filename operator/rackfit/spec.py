@@ -824,7 +824,7 @@ class Training(_Model):
         "checkpointed layer input are fp32. false: the trainer casts them back to the 16-bit dtype after the "
         "prepare, as axolotl does for every 4- and 8-bit adapter from 1991946c5 (September 1, 2023; "
         "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
-        "3a011ea1e (August 27, 2023) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
+        "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
         "Default true"))
     pre_wrap_optimizer: bool | None = Field(None, description=(
         "framework fsdp, fsdpVersion 1, method full: the job built its optimizer over the model before FSDP1 wrapped "
