@@ -254,6 +254,15 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
             "self.modelCode == 'transformers' : has(self.fsdpVersion) && self.fsdpVersion == 1)",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
+        "kbit_norms_fp32": Rule(
+            "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
+            "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
+            "only with framework transformers and method qlora or lora", ".kbitNormsFp32"),
+        "pre_wrap_optimizer": Rule(
+            "!has(self.preWrapOptimizer) || (self.framework == 'fsdp' && has(self.fsdpVersion) && "
+            "self.fsdpVersion == 1 && self.method == 'full')",
+            "training.preWrapOptimizer says an optimizer built before FSDP1's wrap keeps the original parameters: "
+            "only with framework fsdp, fsdpVersion 1 and method full", ".preWrapOptimizer"),
         "use_cache": Rule(
             "!has(self.useCache) || !self.useCache || (self.framework == 'fsdp' && self.activationCheckpointing == "
             "'full' && (has(self.modelCode) ? self.modelCode == 'transformers' : has(self.fsdpVersion) && "
@@ -813,6 +822,24 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    kbit_norms_fp32: bool | None = Field(None, description=(
+        "framework transformers, method qlora or lora on an int8 base: whether the norms, embeddings and head stay in "
+        "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (TRL's SFTTrainer, peft's own "
+        "recipe): a norm's fp32 output makes bitsandbytes' layers return fp32, so the residual stream and every "
+        "checkpointed layer input are fp32. false: the trainer casts them back to the 16-bit dtype after the "
+        "prepare, as axolotl does for every 4- and 8-bit adapter from 1991946c5 (September 1, 2023; "
+        "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
+        "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
+        "Default true"))
+    pre_wrap_optimizer: bool | None = Field(None, description=(
+        "framework fsdp, fsdpVersion 1, method full: the job built its optimizer over the model before FSDP1 wrapped "
+        "it and kept that optimizer referenced. FSDP1 moves each unit's original parameters to the GPU and copies "
+        "them into its flat parameter (torch.cat); the old optimizer's param_groups keep the originals alive: one "
+        "unsharded copy of the model, in its loaded dtype, on every GPU for the whole run. Hugging Face's Trainer "
+        "4.30.0-4.31.x does this: `_inner_training_loop` builds the optimizer and lr scheduler over the unwrapped "
+        "model, `accelerator.prepare(self.model, self.optimizer)` wraps it and accelerate's `_prepare_fsdp` builds a "
+        "new optimizer, but the lr scheduler still holds the first (transformers issue 25580; 4.32.0 prepares the "
+        "model first). Default false"))
     use_cache: bool | None = Field(None, description=(
         "framework fsdp running transformers' model code with activationCheckpointing full applied by an external "
         "checkpoint wrapper (FSDP1's apply_activation_checkpointing, as llama-recipes and accelerate's FSDP plugin "
@@ -936,6 +963,11 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
+        if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
+            raise ValueError(rules["kbit_norms_fp32"].message)
+        if self.pre_wrap_optimizer is not None and not (
+                self.framework == "fsdp" and self.fsdp_version == 1 and self.method == "full"):
+            raise ValueError(rules["pre_wrap_optimizer"].message)
         if self.use_cache and not (self.hf_model_code and self.activation_checkpointing == "full"):
             raise ValueError(rules["use_cache"].message)
         if self.use_cache and not (self.transformers_version is not None

@@ -221,6 +221,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             # (accelerate's MixedPrecision: param, reduce and buffer dtype all bf16), then cast to the fp32
             # shard (_cast_grad_to_param_dtype).
             weights = n * state_bytes // d
+            # an optimizer built before the wrap (HF Trainer 4.30-4.31) keeps the original parameters, unsharded, from
+            # the wrap on (training.preWrapOptimizer)
+            weights += n * state_bytes if tr.pre_wrap_optimizer else 0
             grads = n * state_bytes // d
             optimizer //= d
             root = (p.embedding + p.lm_head) // t

@@ -112,9 +112,10 @@ def kbit_fp32_residual(tr: Training, precision: str) -> bool:
     output makes bitsandbytes' Linear4bit return fp32 (bitsandbytes/nn/modules.py, Linear4bit.forward:
     `out.to(inp_dtype)`; Linear8bitLt's MatMul8bitLt returns the input's dtype too), so the MLP's down projection
     adds an fp32 tensor into the residual and every layer's input (what checkpointing keeps) is fp32, as under
-    autocast over fp32 weights."""
+    autocast over fp32 weights. Not where the trainer casts the norms, embeddings and head back to 16 bits after the
+    prepare (training.kbitNormsFp32 false: axolotl's load_model from September 2023)."""
     kbit = tr.method == "qlora" or (tr.method == "lora" and precision == "int8")
-    return tr.framework == "transformers" and kbit and tr.zero_stage < 3
+    return tr.framework == "transformers" and kbit and tr.zero_stage < 3 and tr.kbit_norms_fp32 is not False
 
 
 def adamw_foreach(tr: Training) -> bool:
