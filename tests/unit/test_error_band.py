@@ -30,7 +30,8 @@ def _gpu(architecture: str):
 def _spec(runtime: str, workload: str):
     if workload == "training":
         framework, _, offload = runtime.partition(" ")  # training with CPU offload is its own regime
-        training = dict(framework=framework, method="full")
+        training = dict(framework="fsdp", fsdpVersion=1) if framework == "fsdp1" else dict(framework=framework)
+        training |= dict(method="full")
         if offload:
             training |= dict(zeroStage=3, offloadOptimizer=True) if framework == "deepspeed" else \
                 dict(offloadParameters=True)
@@ -83,3 +84,10 @@ def test_the_cli_prints_the_band_and_refuses_a_context_past_the_maximum(capsys):
     assert f"measured error of this regime: {expected}" in capsys.readouterr().out
     assert main(["estimate", "--model", "llama-3.1-8b", "--context", "99999999999"]) == 2
     assert "spec.inference.contextLength" in capsys.readouterr().err
+
+
+def test_fsdp1_is_its_own_regime():
+    # FSDP1 (flat parameters, the rate limiter) errs unlike FSDP2: its rows do not widen FSDP2's band
+    assert regime(_spec("fsdp1", "training"), None)[0] == "fsdp1"
+    assert regime(_spec("fsdp", "training"), None)[0] == "fsdp"
+    assert ("fsdp1", "training", "any") in BANDS and ("fsdp", "training", "any") in BANDS

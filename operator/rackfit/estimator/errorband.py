@@ -15,11 +15,13 @@ _UNSAFE = {"memory": "negative: memory underestimated",
 
 def runtime_of(spec: LLMWorkloadSpec) -> str:
     """The framework or engine whose rows measure this spec: TensorRT-LLM's TRT-engine backend is its own regime
-    (different buffers before the cache than the PyTorch backend's), and so is training with CPU offload (what stays
-    on the GPU is the allocator's cache of gathers and copies more than the model states)."""
+    (different buffers before the cache than the PyTorch backend's), FSDP1 is not FSDP2 (flat parameters, the rate
+    limiter, no per-parameter shards: "fsdp1"), and training with CPU offload is its own regime (what stays on the GPU
+    is the allocator's cache of gathers and copies more than the model states)."""
     if spec.workload == "training":
         tr = spec.training
-        return f"{tr.framework} offload" if tr.offload_optimizer or tr.offload_parameters else tr.framework
+        name = "fsdp1" if tr.framework == "fsdp" and tr.fsdp == 1 else tr.framework
+        return f"{name} offload" if tr.offload_optimizer or tr.offload_parameters else name
     inf = spec.inference
     return "tensorrt-llm trt engine" if inf.engine == "tensorrt-llm" and inf.tensorrt_llm_backend == "trt" \
         else inf.engine
