@@ -97,6 +97,11 @@ RULES: dict[str, dict[str, Rule]] = {
         "qlora_precision": Rule(
             "!has(self.training) || self.training.method != 'qlora' || self.precision in ['nf4', 'int4']",
             "training.method qlora needs precision nf4 (or int4)", ".precision"),
+        "kbit_norms_base": Rule(
+            "!has(self.training) || !has(self.training.kbitNormsFp32) || self.training.method == 'qlora' || "
+            "self.precision == 'int8'",
+            "training.kbitNormsFp32 is about peft's prepare of a 4- or 8-bit base: only with method qlora, or lora "
+            "with precision int8", ".training.kbitNormsFp32"),
         "kv_cache_fp32": Rule(
             "!has(self.inference) || !has(self.inference.kvCachePrecision) || "
             "self.inference.kvCachePrecision != 'fp32' || self.precision == 'fp32'",
@@ -1135,6 +1140,8 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["qlora_precision"].message)
             if t.method == "full" and self.precision not in ("fp32", "bf16", "fp16"):
                 raise ValueError(rules["full_precision"].message)
+            if t.kbit_norms_fp32 is not None and t.method != "qlora" and self.precision != "int8":
+                raise ValueError(rules["kbit_norms_base"].message)
             if not t.runs_pipeline_stages and self.parallelism and self.parallelism.pipeline > 1:
                 raise ValueError(rules["deepspeed_pipeline_zero"].message)
         return self

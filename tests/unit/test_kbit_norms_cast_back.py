@@ -47,3 +47,11 @@ def test_the_field_belongs_to_adapters_under_transformers():
     with pytest.raises(InvalidWorkload, match="kbitNormsFp32"):
         parse_spec(dict(model=dict(architecture=MISTRAL), workload="training", precision="bf16",
                         training=dict(framework="transformers", method="full", kbitNormsFp32=False)))
+
+
+def test_a_16_bit_lora_base_has_no_kbit_prepare_to_say_anything_about():
+    with pytest.raises(InvalidWorkload, match=r"spec\.training\.kbitNormsFp32: .*4- or 8-bit base"):
+        parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="bf16",
+                        training=dict(method="lora", kbitNormsFp32=False)))
+    assert parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", precision="int8",
+                           training=dict(method="lora", kbitNormsFp32=False))).training.kbit_norms_fp32 is False
