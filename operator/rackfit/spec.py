@@ -365,6 +365,15 @@ class Architecture(_Model):
     # sliding-window attention (Gemma-2, gpt-oss, Mistral v0.1)
     sliding_window: int | None = Positive
     sliding_window_layers: int | None = Field(None, ge=0)
+    # chunked local attention (Llama 4)
+    attention_chunk_size: int | None = Field(None, ge=1, description=(
+        "chunked local attention (Llama 4's attention_chunk_size): a chunked layer attends within blocks of this "
+        "many tokens, so vLLM's hybrid KV cache manager (ChunkedLocalAttentionSpec) keeps a request's "
+        "min(attentionChunkSize + max_num_batched_tokens, contextLength) tokens there, not the whole context; "
+        "see inference.chunkedLocalAttentionHybrid. Read from a huggingFaceConfig"))
+    chunked_attention_layers: int | None = Field(None, ge=0, description=(
+        "how many layers use chunked local attention (Llama 4: the layers with rope, no_rope_layers 1; Scout 36 of "
+        "48); the rest attend to the whole context. Default: every layer when attentionChunkSize is set"))
     vision_parameters: int | None = Field(None, ge=0, description=(
         "parameters of a multimodal checkpoint's vision encoder and its projector to the language model, stored in "
         "the checkpoint's 16-bit dtype whatever the text layers' quantization (bitsandbytes' and unsloth's skip "
@@ -528,6 +537,12 @@ class Inference(_Model):
         "the latent. SGLang (engine sglang) chose its default --mem-fraction-static by tensor size before 0.4.8, "
         "from a table of the GPU's memory before 0.5.3, by its reserve formula from 0.5.3 (a .postN is its "
         "release). Default: current releases"))
+    chunked_local_attention_hybrid: bool | None = Field(None, description=(
+        "vLLM: whether a model with chunked local attention (architecture.attentionChunkSize, Llama 4) is paged by "
+        "the hybrid KV cache manager, its chunked layers holding one chunk a request "
+        "(VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1; vllm/config/vllm.py VllmConfig.__post_init__ turns "
+        "the manager off for such a model unless it is set, and for EAGLE drafts). Default: the release's, on in "
+        "0.10.0 and from 0.14.0, off in 0.10.1-0.13.x; before 0.10.0 every layer caches the whole context"))
     flashinfer_sampler: bool | None = Field(None, description=(
         "vLLM: whether top-k/top-p sampling runs through FlashInfer (its log says \"Using FlashInfer for top-p & "
         "top-k sampling\"; before 0.11.1 where it is installed, as in the official images, then only with "

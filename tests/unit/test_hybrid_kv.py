@@ -125,3 +125,82 @@ def test_gemma3_rope_caches_and_max_len():
     assert rope_cache_positions_from_hf_config(one_b) == 65536
     # other models: one cache, the field unset
     assert rope_cache_positions_from_hf_config({"model_type": "llama", "max_position_embeddings": 131072}) == 0
+
+
+# Llama 4 Scout: 48 layers, 36 chunked (attention_chunk_size 8192) and 12 global, 8 KV heads of 128
+def _scout(version: str | None, context: int, allow: bool | None = None, **inference):
+    inf = dict(contextLength=context, gpuMemoryUtilization=0.9, **inference)
+    if version:
+        inf["engineVersion"] = version
+    if allow is not None:
+        inf["chunkedLocalAttentionHybrid"] = allow
+    return parse_spec(dict(model=dict(preset="llama-4-scout"), workload="inference", parallelism=dict(tensor=8),
+                           inference=inf))
+
+
+def test_chunked_attention_groups_and_request():
+    a = resolve(_scout("0.14.0", 8_388_608).model)
+    assert (a.attention_chunk_size, a.chunked_attention_layers) == (8192, 36)
+    # paged apart: 12 full + 36 chunked layers, groups of 12, 4 groups, no padding
+    assert vllm_kv_groups(a, 1, hybrid=True, chunked=True) == (12, 1, 3)
+    assert vllm_paged_layers(a, 1, hybrid=True, chunked=True) == 48
+    # not paged apart: one group of every layer, each caching the whole context
+    assert vllm_kv_groups(a, 1, hybrid=True) == (48, 1, 0)
+    per_layer = 2 * 1 * 128 * 2  # one KV head a rank at tensor 8, bf16
+    page = 16 * per_layer
+    # ChunkedLocalAttentionSpec: cdiv(min(8192 + 8192, 8,388,608), 16) = 1024 blocks a chunked group
+    expect = 12 * page * (8_388_608 // 16 + 3 * 1024)
+    assert vllm_request_bytes(a, "bf16", Layout(tensor=8), 8_388_608, 8192, hybrid=True, chunked=True) == expect
+    # a context under chunk + batched tokens: the chunked groups need the whole context, as a full layer does
+    assert vllm_request_bytes(a, "bf16", Layout(tensor=8), 8192, 8192, hybrid=True, chunked=True) == \
+        vllm_request_bytes(a, "bf16", Layout(tensor=8), 8192, 8192, hybrid=True)
+
+
+def test_chunked_hybrid_by_release_and_setting():
+    from rackfit.estimator.kvcache import vllm_chunked_hybrid
+    on = [v for v in ("0.10.0", "0.10.1", "0.12.0", "0.13.0", "0.14.0", "0.19.0", None)
+          if vllm_chunked_hybrid(_scout(v, 8192).inference)]
+    # the release's default: on in 0.10.0 and from 0.14.0 (a spec without a release is a current one)
+    assert on == ["0.10.0", "0.14.0", "0.19.0", None]
+    assert vllm_chunked_hybrid(_scout("0.12.0", 8192, allow=True).inference)
+    assert not vllm_chunked_hybrid(_scout("0.19.0", 8192, allow=False).inference)
+    # before 0.10.0 ChunkedLocalAttentionSpec did not exist, whatever the variable; an EAGLE drafter turns it off
+    assert not vllm_chunked_hybrid(_scout("0.9.2", 8192, allow=True).inference)
+    assert not vllm_chunked_hybrid(_scout("0.19.0", 8192, speculativeMethod="eagle3").inference)
+
+
+def test_chunked_attention_decides_a_long_context_start():
+    # S773: 8 x H200 at 8,388,608 tokens: the 48 layers in full need more than the pool; 12 full layers do not
+    from rackfit.catalog.types import GPU
+    from rackfit.estimator import estimate
+    h200 = GPU(model="H200", product="H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
+    on = estimate(_scout("0.12.0", 8_388_608, allow=True), gpu=h200)
+    off = estimate(_scout("0.12.0", 8_388_608), gpu=h200)
+    assert on.engine_starts and not off.engine_starts
+    assert on.kv_cache_tokens == off.kv_cache_tokens  # the same 48 layers' worth a logged token
+    assert 1.8 < on.max_concurrency < 1.9  # the log's 1.86x
+
+
+def test_hf_chunked_layers_from_no_rope_layers():
+    cfg = {"model_type": "llama4", "text_config": {"model_type": "llama4_text", "num_hidden_layers": 8,
+                                                   "hidden_size": 512, "intermediate_size": 1024,
+                                                   "num_attention_heads": 8, "num_key_value_heads": 2,
+                                                   "vocab_size": 1000, "attention_chunk_size": 8192,
+                                                   "no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0]}}
+    arch = architecture_from_hf_config(cfg)
+    assert (arch.attention_chunk_size, arch.chunked_attention_layers) == (8192, 6)
+
+
+def test_chunked_attention_errors_name_the_field():
+    import pytest
+
+    from rackfit.errors import InvalidWorkload
+    base = dict(GEMMA3_27B, slidingWindow=None, slidingWindowLayers=None)
+    for extra, field in ((dict(attentionChunkSize=8192, chunkedAttentionLayers=63), "chunkedAttentionLayers"),
+                         (dict(attentionChunkSize=8192, slidingWindow=1024), "attentionChunkSize")):
+        arch = {k: v for k, v in {**base, **extra}.items() if v is not None}
+        spec = parse_spec(dict(model=dict(architecture=arch), workload="inference",
+                               inference=dict(contextLength=8192)))
+        with pytest.raises(InvalidWorkload) as err:
+            resolve(spec.model)
+        assert err.value.errors[0][0] == f"spec.model.architecture.{field}"

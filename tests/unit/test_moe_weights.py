@@ -12,6 +12,7 @@ from rackfit.spec import parse_spec
 SCOUT = {"numLayers": 48, "hiddenSize": 5120, "intermediateSize": 16384, "numAttentionHeads": 40,
          "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 202048, "numExperts": 16, "numExpertsPerToken": 1,
          "moeIntermediateSize": 8192, "numSharedExperts": 1, "maxPositionEmbeddings": 10485760,
+         "attentionChunkSize": 8192, "chunkedAttentionLayers": 36,
          "visionParameters": 830644736, "visionHiddenSize": 1408, "visionIntermediateSize": 5632,
          "visionPatchesPerItem": 9809, "visionTokensPerItem": 2448}
 

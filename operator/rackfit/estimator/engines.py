@@ -39,6 +39,7 @@ from rackfit.estimator.kvcache import (
     HYBRID_MANAGER,
     kv_bytes_per_token_layer,
     kv_cache_bytes,
+    vllm_chunked_hybrid,
     vllm_paged_layers,
     vllm_request_bytes,
 )
@@ -426,14 +427,17 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, context, 1, s.max_num_batched_tokens,
                                      mla_latent=latent, mla_head_size=mla_head)
         per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
-        if inf.engine == "vllm" and a.sliding_window and not inf.vllm_before(V1_DEFAULT):
-            # V1 pages a model with sliding layers as kvcache.vllm_kv_groups says: a token costs group_size x groups
+        chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
+        if inf.engine == "vllm" and (a.sliding_window or chunked) and not inf.vllm_before(V1_DEFAULT):
+            # V1 pages a model with sliding layers, or chunked ones under the hybrid manager
+            # (kvcache.vllm_chunked_hybrid), as kvcache.vllm_kv_groups says: a token costs group_size x groups
             # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
             hybrid = not inf.vllm_before(HYBRID_MANAGER)
             spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
-            per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread)
+            per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread, chunked)
             per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, context,
-                                             s.max_num_batched_tokens, hybrid, spread, mla_latent=latent)
+                                             s.max_num_batched_tokens, hybrid, spread, mla_latent=latent,
+                                             chunked=chunked)
         if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
             # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool
             # (linear_attention.py)

@@ -1,10 +1,12 @@
 """KV cache bytes per token per GPU: GQA heads split over tensor parallel (replicated when tensor
-exceeds the KV heads, as vLLM does), MLA's latent replicated on every rank, sliding-window caps."""
+exceeds the KV heads, as vLLM does), MLA's latent replicated on every rank, sliding-window and chunked-attention
+caps."""
 
 from __future__ import annotations
 
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch, heaviest_stage_layers
+from rackfit.spec import Inference
 
 KV_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -54,16 +56,38 @@ GROUP_SIZE_SPREAD = (((0, 18), 1.5), ((0, 12), 1.25))
 BLOCK_TOKENS = 16  # CacheConfig.block_size on CUDA
 
 
-def vllm_kv_groups(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0) -> tuple[int, int, int]:
-    """(group_size, full-attention groups, sliding-window groups) of the heaviest pipeline stage's KV cache under
-    vLLM V1. `hybrid`: the hybrid manager groups the two types apart (else a model with both caches every layer in
-    full, unify_hybrid_kv_cache_specs); `spread`: the release's max/min ratio under which the group size is the larger
-    count (0: always the smaller). A model of one type is one group of all its layers. Under pipeline parallel the
-    stage's own counts are grouped (as 0.9.1-0.10.x did; later releases group the whole model and project it on the
-    stage, about the same for the n:1 patterns of real models)."""
+# Llama 4's chunked local attention (ChunkedLocalAttentionSpec, v1/kv_cache_interface.py) joined the hybrid manager in
+# 0.10.0; VllmConfig.__post_init__ (vllm/config/vllm.py) turns the manager off for a model with attention_chunk_size
+# unless VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE is set ("There is a latency regression when using chunked
+# local attention with the hybrid KV cache manager. Disabling it, by default"), and with an EAGLE drafter whatever it
+# says; envs.py defaults the variable to False in 0.10.1-0.13.x and to True from 0.14.0. Off, every chunked layer is a
+# FullAttentionSpec caching the whole context.
+CHUNKED_HYBRID = (0, 10)
+CHUNKED_HYBRID_OPT_IN = ((0, 10, 1), (0, 14))  # the releases whose default is off
+
+
+def _local_layers(a: ModelArch, stage_layers: int, chunked: bool) -> int:
+    """The stage's layers that keep a window, not the whole context: its sliding-window layers, or with `chunked`
+    (the hybrid manager pages chunked local attention apart) its chunked ones; full-attention layers first."""
+    if a.sliding_window:
+        return stage_layers - min(stage_layers, a.num_layers - a.sliding_window_layers)
+    if chunked and a.attention_chunk_size:
+        return stage_layers - min(stage_layers, a.num_layers - a.chunked_attention_layers)
+    return 0
+
+
+def vllm_kv_groups(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0,
+                   chunked: bool = False) -> tuple[int, int, int]:
+    """(group_size, full-attention groups, sliding-window or chunked groups) of the heaviest pipeline stage's KV cache
+    under vLLM V1. `hybrid`: the hybrid manager groups the two types apart (else a model with both caches every layer
+    in full, unify_hybrid_kv_cache_specs); `spread`: the release's max/min ratio under which the group size is the
+    larger count (0: always the smaller); `chunked`: chunked local attention is paged apart too (CHUNKED_HYBRID). A
+    model of one type is one group of all its layers. Under pipeline parallel the stage's own counts are grouped (as
+    0.9.1-0.10.x did; later releases group the whole model and project it on the stage, about the same for the n:1
+    patterns of real models)."""
     stage_layers = heaviest_stage_layers(a.num_layers, pipeline)
-    full = min(stage_layers, a.num_layers - a.sliding_window_layers) if a.sliding_window else stage_layers
-    sliding = stage_layers - full
+    sliding = _local_layers(a, stage_layers, chunked)
+    full = stage_layers - sliding
     if not sliding:
         return stage_layers, 1, 0
     if not full:
@@ -75,21 +99,36 @@ def vllm_kv_groups(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.
     return group, -(-full // group), -(-sliding // group)
 
 
-def vllm_paged_layers(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0) -> int:
+def vllm_paged_layers(a: ModelArch, pipeline: int, hybrid: bool, spread: float = 0.0, chunked: bool = False) -> int:
     """The layers' worth of pool one token costs: group_size x number of groups (padding layers included)."""
-    group, full, sliding = vllm_kv_groups(a, pipeline, hybrid, spread)
+    group, full, sliding = vllm_kv_groups(a, pipeline, hybrid, spread, chunked)
     return group * (full + sliding)
 
 
 def vllm_request_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int, chunk_tokens: int,
-                       hybrid: bool, spread: float = 0.0, mla_latent: bool = True) -> int:
+                       hybrid: bool, spread: float = 0.0, mla_latent: bool = True, chunked: bool = False) -> int:
     """One `context`-token request's KV cache as vLLM V1 counts it for "Maximum concurrency"
     (get_max_concurrency_for_kv_cache_config: group_size x page_size x the blocks each group's spec needs).
     FullAttentionSpec.max_memory_usage_bytes: cdiv(max_model_len, block_size) blocks; SlidingWindowSpec's:
-    cdiv(min(sliding_window - 1 + max_num_batched_tokens, max_model_len), block_size) + 1 blocks."""
-    group, full, sliding = vllm_kv_groups(a, layout.pipeline, hybrid, spread)
+    cdiv(min(sliding_window - 1 + max_num_batched_tokens, max_model_len), block_size) + 1 blocks;
+    ChunkedLocalAttentionSpec's (with `chunked`): cdiv(min(attention_chunk_size + max_num_batched_tokens,
+    max_model_len), block_size) blocks."""
+    group, full, sliding = vllm_kv_groups(a, layout.pipeline, hybrid, spread, chunked)
     page = BLOCK_TOKENS * kv_bytes_per_token_layer(a, kv_precision, layout.tensor, mla_latent)
     blocks = full * -(-context // BLOCK_TOKENS)
-    if sliding:
+    if sliding and a.sliding_window:
         blocks += sliding * (-(-min(a.sliding_window - 1 + chunk_tokens, context) // BLOCK_TOKENS) + 1)
+    elif sliding:
+        blocks += sliding * -(-min(a.attention_chunk_size + chunk_tokens, context) // BLOCK_TOKENS)
     return group * page * blocks
+
+
+def vllm_chunked_hybrid(inf: Inference) -> bool:
+    """Whether vLLM V1 pages chunked local attention apart (CHUNKED_HYBRID): the spec's
+    chunkedLocalAttentionHybrid, else the release's default; never with an EAGLE drafter."""
+    if inf.engine != "vllm" or inf.vllm_before(CHUNKED_HYBRID) or inf.speculative_method in ("eagle", "eagle3"):
+        return False
+    if inf.chunked_local_attention_hybrid is not None:
+        return inf.chunked_local_attention_hybrid
+    start, end = CHUNKED_HYBRID_OPT_IN
+    return inf.vllm_before(start) or not inf.vllm_before(end)

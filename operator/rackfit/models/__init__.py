@@ -51,6 +51,8 @@ class ModelArch(BaseModel):
     v_head_dim: int = 0
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    attention_chunk_size: int = 0  # chunked local attention (Llama 4; 0: none)
+    chunked_attention_layers: int = 0
     max_position_embeddings: int = 0  # the longest context supported (0: unknown)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
     # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, engine_profile.py)
@@ -164,6 +166,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         fields.setdefault("moe_intermediate_size", fields["intermediate_size"])
     if fields.get("sliding_window") and "sliding_window_layers" not in fields:
         fields["sliding_window_layers"] = fields["num_layers"]
+    if fields.get("attention_chunk_size") and "chunked_attention_layers" not in fields:
+        fields["chunked_attention_layers"] = fields["num_layers"]
     arch = ModelArch(name=name, **fields)
     _check(arch)
     if quant is not None:
@@ -190,6 +194,12 @@ def _check(a: ModelArch) -> None:
         errs.append((base + "firstDenseLayers", f"exceeds numLayers {a.num_layers}"))
     if a.sliding_window_layers > a.num_layers:
         errs.append((base + "slidingWindowLayers", f"exceeds numLayers {a.num_layers}"))
+    if a.chunked_attention_layers > a.num_layers:
+        errs.append((base + "chunkedAttentionLayers", f"exceeds numLayers {a.num_layers}"))
+    if a.attention_chunk_size and a.sliding_window:
+        # vLLM's FullAttentionSpec.merge: "Model with both sliding window layers and chunked local attention layers
+        # is not supported."
+        errs.append((base + "attentionChunkSize", "a model has either a sliding window or chunked attention, not both"))
     if a.linear_attention_layers >= a.num_layers and a.linear_attention_layers:
         errs.append((base + "linearAttentionLayers", f"must be below numLayers {a.num_layers}"))
     if errs:

@@ -31,6 +31,7 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
     "qk_nope_head_dim": ("qk_nope_head_dim",),
     "v_head_dim": ("v_head_dim",),
     "sliding_window": ("sliding_window",),
+    "attention_chunk_size": ("attention_chunk_size",),
 }
 
 
@@ -99,6 +100,10 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
         elif config.get("use_sliding_window") and config.get("max_window_layers") is not None:
             # Qwen2Config's layer_types: layer i slides when i >= max_window_layers
             fields["sliding_window_layers"] = max(0, fields.get("num_layers", 0) - int(config["max_window_layers"]))
+    if fields.get("attention_chunk_size") and isinstance(config.get("no_rope_layers"), list):
+        # vLLM's llama4.py Llama4Attention: a layer is chunked when it has rope (`use_chunked_local_attn = not
+        # self.nope and config.attention_chunk_size`, nope where no_rope_layers[i] == 0): Scout 36 of 48
+        fields["chunked_attention_layers"] = sum(1 for x in config["no_rope_layers"] if x)
     if str(config.get("model_type", "")).startswith("llama4") and fields.get("num_experts"):
         # vLLM's llama4.py Llama4MoE: one shared expert (n_shared_experts 1, not in config.json) of the expert width;
         # Llama4DecoderLayer: a layer is MoE when (i + 1) % interleave_moe_layer_step == 0, else a dense MLP of
