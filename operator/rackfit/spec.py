@@ -74,6 +74,10 @@ TRANSFORMERS_VERSION_MESSAGE = (
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
 TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
 TORCHTITAN_SPLIT_ROOT = (0, 2)
+# torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
+# to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
+# February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
+TORCHTITAN_SAC_WITHOUT_ABS = (0, 1)
 
 RULES: dict[str, dict[str, Rule]] = {
     "ModelSource": {
@@ -1078,6 +1082,12 @@ class Training(_Model):
         """torchtitan before 0.1 (PR 985): norm_type "rmsnorm" builds torchtitan's own eager RMSNorm (models/norms.py:
         `self._norm(x.float()).type_as(x) * self.weight`), not torch's fused nn.RMSNorm."""
         return _older(self.torchtitan_version, TORCHTITAN_FUSED_FINAL_NORM)
+
+    @property
+    def torchtitan_sac_saves_abs(self) -> bool:
+        """torchtitan before 0.1 (`torchtitanVersion` 0.0): per-op SAC caches every aten.abs output of a checkpointed
+        block (TORCHTITAN_SAC_WITHOUT_ABS); unset means a current release, which does not."""
+        return _older(self.torchtitan_version, TORCHTITAN_SAC_WITHOUT_ABS)
 
     @property
     def loss_compiled(self) -> bool:

@@ -89,6 +89,33 @@ def te_weight_bytes(a: ModelArch, tr: Training, layers: int, tensor: int, comput
     return int(linear * cached)
 
 
+def sac_abs_bytes(a: ModelArch, tr: Training, t: int, tokens: int) -> float:
+    """Bytes a token and layer that torchtitan's per-op SAC kept, eager, for torchao's tensorwise or rowwise casts
+    while its save list held aten.abs.default (torchtitanVersion 0.0: spec.TORCHTITAN_SAC_WITHOUT_ABS; the list of
+    torchtitan/parallelisms/parallelize_llama.py at d4c86e375, January 30, 2025). torchao 0.8.0 (January 2025)
+    Float8Linear.forward casts its input and its weight to fp8 in every forward (cast_input_to_float8,
+    get_weight_scale; hp_tensor_to_float8_dynamic / tensor_to_scale), and float8_utils.tensor_to_amax takes
+    `torch.max(torch.abs(x))` (rowwise: `torch.amax(torch.abs(x), dim=...)`): the policy caches each abs output, a
+    16-bit copy of the linear's input and of its gathered weight (FSDP2's bf16 unsharded parameter), until the block's
+    backward. Per block: q, k and v each abs their (shared) input, wo its attention output, w1 and w3 the MLP input,
+    w2 the activation output; the weights are block_linear_params, a per-block constant spread over the tokens. With
+    enable_fsdp_float8_all_gather the weight arrives already in fp8 (tensor_already_casted_to_fp8), no abs of it.
+    Under torch.compile the abs feeds the max reduction inside one fused kernel and is not kept (T1's compiled
+    float8 run of December 2024 logged no more than bf16; T438 compiled). Tensor parallel: the column-wise linears'
+    inputs are the whole sequence's, the row-wise ones split over t, the weights split over t."""
+    from rackfit.estimator.activations import ACT_BYTES
+    if not (tr.float8 in ("tensorwise", "rowwise") and tr.framework == "fsdp" and not tr.compile
+            and tr.activation_checkpointing == "selective" and tr.torchtitan_sac_saves_abs):
+        return 0.0
+    h = a.hidden_size
+    q, _kv = attention_dims(a)
+    inputs = 3 * h + q / t   # wq, wk, wv: the normed block input each; wo: the attention output
+    if not a.is_moe:         # a MoE block's routed experts are grouped weights, not Float8Linear
+        inputs += ((2 * h) if a.gated_mlp else h) + a.intermediate_size / t
+    weights = 0 if tr.float8_all_gather else block_linear_params(a) / t
+    return ACT_BYTES * (inputs + weights / max(tokens, 1))
+
+
 def te_saved_input_delta(a: ModelArch, tr: Training) -> tuple[float, float]:
     """(replicated, split over tensor) bytes a token a layer keeps more (negative: fewer) when Transformer Engine saves
     each linear's input in fp8, against megatron_layer_bytes' 16-bit count: the QKV and fc1 inputs (the norms' outputs,

@@ -415,8 +415,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         kept_per = moe_training.sac_layer_bytes(a, tr, layout)
         recompute = max(per - moe_training.sac_layer_bytes(a, tr, layout, all_to_all=False), 0.0)
     elif ckpt == "selective" and torchtitan(tr):
-        kept_per = torchtitan_sac_bytes(a, tr, t)
-        recompute = max(per - kept_per, 0.0)
+        sac = torchtitan_sac_bytes(a, tr, t)
+        kept_per = sac + float8.sac_abs_bytes(a, tr, t, tokens)  # torchao's abs copies, cached by SAC before 0.1
+        recompute = max(per - sac, 0.0)
     elif ckpt == "selective":  # DeepSpeed, FSDP1 with transformers models: Korthikanti's attention recompute
         _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
         kept_per, recompute = per - attention, attention
