@@ -76,9 +76,9 @@ def summary() -> str:
 
 
 TRAINING_SET = ("public training: torchtitan (FSDP, TP, PP, per-op SAC, compiled), Megatron (TP, PP, interleaved, "
-                "EP), DeepSpeed (ZeRO 0-3), accelerate FSDP1 and HF Trainer (full, LoRA, QLoRA), torchtune and "
-                "Answer.AI's fsdp_qlora (LoRA/QLoRA), PEFT, Axolotl, LLaMA-Factory")
-SERVING_SET = ("public serving: vLLM (V0 0.5-0.7, V1 0.8-0.34), SGLang, TensorRT-LLM (PyTorch and TRT-engine "
+                "EP), DeepSpeed (ZeRO 0-3), accelerate FSDP1 and FSDP2, HF Trainer (full, LoRA, QLoRA), torchtune and "
+                "Answer.AI's fsdp_qlora (LoRA/QLoRA), PEFT, Axolotl, LLaMA-Factory, ms-swift")
+SERVING_SET = ("public serving: vLLM (V0 0.3-0.7, V1 0.8-0.34), SGLang, TensorRT-LLM (PyTorch and TRT-engine "
                "backends) KV cache and weights")
 SUMMARY = "summary"
 
