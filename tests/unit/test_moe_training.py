@@ -89,3 +89,18 @@ def test_eager_extra_is_added_without_checkpointing_and_not_for_dense_models():
     dense = ModelArch(name="dense", num_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
                       num_key_value_heads=4, head_dim=16, vocab_size=100)
     assert not moe_training.applies(dense, True, 1)
+
+
+def test_pr_1672_policy_difference_is_the_all_to_all_cache_of_4096_tokens():
+    # torchtitan c4e229115 (PR 1672) logged 70.02 GiB without all_to_all_single in the save list and 74.53 GiB with
+    # it (EP 4, step 10); its tps and tflops say 4,096 tokens a rank (local batch 8, seq 512: T436). The modelled
+    # cache at 4,096 tokens is within 10% of that difference; at the toml's seq 4096 it would be 8 x larger.
+    tr = Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=8,
+                  sequenceLength=512, activationCheckpointing="selective", compileLoss=True, torchtitanVersion="0.2")
+    layout = Layout(data=4, expert=4)
+    per_token = moe_training.sac_layer_bytes(DSV3_16B, tr, layout) - \
+        moe_training.sac_layer_bytes(DSV3_16B, tr, layout, all_to_all=False)
+    cached_gib = per_token * 27 * 8 * 512 / 2**30
+    assert cached_gib == pytest.approx(26 * 4096 * 2 * 6 * 2048 * 2 / 2**30)   # 4.875 GiB
+    assert cached_gib == pytest.approx(74.53 - 70.02, rel=0.1)
+    assert cached_gib * 8 > 74.53 - 70.02 + 30                                  # seq 4096: 39 GiB, not what it logged
