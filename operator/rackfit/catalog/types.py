@@ -20,7 +20,7 @@ Architecture = Literal["volta", "turing", "ampere", "hopper", "ada", "blackwell"
 # FBGEMMFp8Config, the FP8 Marlin kernel (utils/marlin_utils_fp8.py is_fp8_marlin_supported) and the int4 Marlin
 # kernels all need capability 8.0 (get_min_capability, read in vLLM 0.9.0), so int4/int8 checkpoints run through the
 # older kernels (GPTQConfig 6.0, AWQConfig 7.5, BitsAndBytesConfig 7.0) with the same storage. A bf16 model is cast to
-# fp16 by vLLM from 0.9.0 and refused before it (estimator/__init__.py pre_ampere_refusal); bf16 is not among
+# fp16 by vLLM from 0.9.0 and refused before it (estimator/pre_ampere.py pre_ampere_refusal); bf16 is not among
 # their formats.
 _FORMATS: dict[str, frozenset[str]] = {
     "volta": frozenset({"fp32", "fp16", "int8", "int4", "nf4"}),

@@ -15,7 +15,7 @@ from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
-from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes
+from rackfit.estimator.engine_defaults import cuda_total_bytes
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
@@ -26,6 +26,7 @@ from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_meg
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import bnb_backward_dequant_bytes, kbit_fp32_vocab_bytes, unfit_step_temporaries
+from rackfit.estimator.pre_ampere import COMPUTE_CAPABILITY, bf16_cast, pre_ampere_refusal, v0_fallback
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
     ModelStates,
@@ -222,67 +223,6 @@ def fp8_unsupported(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU) -> str | N
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     return (f"fp8 weights on {gpu.model} ({gpu.architecture}) run only weight-only in vLLM and SGLang (Marlin "
             f"kernels); {runtime} needs compute capability 8.9 (Ada, Hopper) for fp8")
-
-
-# Volta and Turing (compute capability below 8.0) and what runs there. vLLM with dtype auto casts a bf16 model to fp16
-# from 0.9.0 (vllm/config.py _get_and_verify_dtype: "Falling back to %s for compatibility", the first of
-# current_platform.supported_dtypes, [float16, float32] below 8.0 in platforms/cuda.py; read in 0.9.0); 0.8.5 and
-# earlier keep the checkpoint's bf16 and the worker refuses it (worker/worker.py _check_if_gpu_supports_dtype:
-# "Bfloat16 is only supported on GPUs with compute capability of at least 8.0 ... --dtype=half"). fp8 checkpoints
-# (Fp8Config, FBGEMMFp8Config, FP8 Marlin: is_fp8_marlin_supported), modelopt's and mxfp4's need 8.0 or more
-# (get_min_capability, read in 0.9.0); AWQ needs 7.5 (AWQConfig.get_min_capability), so not Volta. The other runtimes
-# are not modelled without bf16: rackfit refuses bf16 there rather than guess their cast.
-PRE_AMPERE = ("volta", "turing")
-COMPUTE_CAPABILITY = {"volta": "7.0", "turing": "7.5"}
-VLLM_BF16_TO_FP16 = (0, 9)
-# V1 (the default from 0.8.0) falls back to V0 below compute capability 8.0 until 0.10.2 (engine/arg_utils.py
-# _is_v1_supported_oracle: "Compute Capability < 8.0", read in 0.8.5, 0.9.0, 0.10.0 and 0.10.1.1; gone in 0.10.2,
-# where V1 runs FlexAttention there). rackfit's V0 model is keyed by release, so these are noted, not re-modelled.
-VLLM_V1_PRE_AMPERE = (0, 10, 2)
-_NEEDS_SM80 = ("fp8", "fbgemm_fp8", "mxfp4", "modelopt")
-
-
-def bf16_cast(spec: LLMWorkloadSpec, gpu: GPU | None) -> bool:
-    """vLLM (0.9.0 on) serves a bf16 `spec` as fp16 on this pre-Ampere GPU (the comment above)."""
-    return (gpu is not None and gpu.architecture in PRE_AMPERE and spec.precision == "bf16"
-            and spec.workload == "inference" and spec.inference.engine == "vllm"
-            and not spec.inference.vllm_before(VLLM_BF16_TO_FP16))
-
-
-def v0_fallback(spec: LLMWorkloadSpec, gpu: GPU | None) -> bool:
-    """vLLM's release runs V0 on this pre-Ampere GPU although it defaults to V1 (the comment above)."""
-    return (gpu is not None and gpu.architecture in PRE_AMPERE and spec.workload == "inference"
-            and spec.inference.engine == "vllm" and spec.inference.engine_version is not None
-            and not spec.inference.vllm_before(V1_DEFAULT) and spec.inference.vllm_before(VLLM_V1_PRE_AMPERE))
-
-
-def pre_ampere_refusal(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU | None) -> tuple[str, str] | None:
-    """(field, why) where `spec` cannot run on a Volta or Turing GPU (the comment above), else None."""
-    if gpu is None or gpu.architecture not in PRE_AMPERE:
-        return None
-    where = f"{gpu.model} ({gpu.architecture}, compute capability {COMPUTE_CAPABILITY[gpu.architecture]})"
-    q = arch.quantization
-    if q is not None:  # the checkpoint's quantization_config decides the weights, not spec.precision
-        if q.method in _NEEDS_SM80:
-            return "spec.model", (f"the checkpoint's {q.method} weights do not run on {where}: vLLM's {q.method} "
-                                  "kernels need compute capability 8.0 or more; give an Ampere or later GPU")
-        if q.method == "awq" and gpu.architecture == "volta":
-            return "spec.model", (f"the checkpoint's awq weights do not run on {where}: vLLM's AWQ kernels need "
-                                  "compute capability 7.5 (Turing) or more")
-        return None
-    if spec.precision not in gpu.formats and spec.precision != "bf16":
-        return "spec.precision", (f"{spec.precision} does not run on {where}: fp8 and fp4 kernels need compute "
-                                  f"capability 8.0 or more; it runs {', '.join(sorted(gpu.formats))}")
-    if spec.precision == "bf16" and not bf16_cast(spec, gpu):
-        inference = spec.workload == "inference"
-        if inference and spec.inference.engine == "vllm":
-            return "spec.precision", (f"bf16 does not run on {where}: vLLM {spec.inference.engine_version} refuses "
-                                      "bfloat16 below compute capability 8.0; give fp16 (vLLM --dtype half), or "
-                                      "engineVersion 0.9.0 or later, which casts a bf16 model to fp16")
-        runtime = spec.inference.engine if inference else spec.training.framework
-        return "spec.precision", (f"bf16 does not run on {where}: no bf16 tensor cores below compute capability "
-                                  f"8.0, and rackfit does not model how {runtime} casts it; give fp16")
-    return None
 
 
 def _fp8_weights(spec: LLMWorkloadSpec, arch: ModelArch) -> bool:
