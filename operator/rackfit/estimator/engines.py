@@ -422,26 +422,29 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=latent,
                                          mla_head_size=mla_head)
 
+    # what the paging of a V1 request depends on, the same for every length kv_request is asked about
+    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
+    spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
+    draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
+
     def kv_request(context: int) -> tuple[int, int]:
         """(KV bytes a logged token costs, KV bytes one `context`-token request takes) on this rank."""
         per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, context, 1, s.max_num_batched_tokens,
                                      mla_latent=latent, mla_head_size=mla_head)
         per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
-        chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
-        if inf.engine == "vllm" and (a.sliding_window or chunked) and not inf.vllm_before(V1_DEFAULT):
+        if v1 and (a.sliding_window or chunked):
             # V1 pages a model with sliding layers, or chunked ones under the hybrid manager
             # (kvcache.vllm_chunked_hybrid), as kvcache.vllm_kv_groups says: a token costs group_size x groups
             # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
             hybrid = not inf.vllm_before(HYBRID_MANAGER)
-            spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
             per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread, chunked)
             per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, context,
                                              s.max_num_batched_tokens, hybrid, spread, mla_latent=latent,
                                              chunked=chunked)
-        if inf.engine == "vllm" and a.linear_attention_layers and not inf.vllm_before(V1_DEFAULT):
+        if v1 and a.linear_attention_layers:
             # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool
             # (linear_attention.py)
-            spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
             states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
             per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, context,
                                                     spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY),
@@ -451,12 +454,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             per_request += draft_kv * -(-context // BLOCK_TOKENS) * BLOCK_TOKENS
         return per_token, per_request
 
-    draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
     per_token, per_request = kv_request(inf.context_length)
     # V1: a request holds whole pages: a full-attention layer's spec needs cdiv(max_model_len, block_size) of them
     # (v1/kv_cache_interface.py FullAttentionSpec.max_memory_usage_bytes), which check_enough_kv_cache_memory
     # sums against the pool and get_max_concurrency_for_kv_cache_config divides it by
-    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
     pages = -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
     if v1 and pages != inf.context_length:
         per_request = kv_request(pages)[1]
@@ -481,15 +482,19 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # graph pool (counted since v0.20.0; before, the graphs were captured after the cache was
         # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
         budget = int(s.gpu_memory_utilization * total)
-        # V1 before 0.9.1 counted the CUDA context inside the budget (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache
-        # leaves free for graph capture is total - budget + the freed activations, the context already paid
-        in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) else 0
-        # V0 0.2.5-0.6.3 measured the profile as free memory lost (v0_reserved.context_outside_budget): before 0.3.3 the
+        # How much of the CUDA context the budget holds (in_budget) and how much lies outside it (outside). V0
+        # 0.2.5-0.6.3 measured the profile as free memory lost (v0_reserved.context_outside_budget): before 0.3.3 the
         # bare context is inside the budget, from it only the bare context is outside (cuBLAS's handles, in the
-        # non-torch count, and NCCL's communicators came after the baseline)
-        outside_v0 = context_outside_budget(inf, context, CONTEXT_BEFORE_CUBLAS)
-        if outside_v0 is not None:
-            in_budget = min(context, CONTEXT_BEFORE_CUBLAS) - outside_v0
+        # non-torch count, and NCCL's communicators came after the baseline). V1 before 0.9.1 counted the whole
+        # context inside (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache leaves free for graph capture is total -
+        # budget + the freed activations, the context already paid. Other releases: all of it outside.
+        outside = context_outside_budget(inf, context, CONTEXT_BEFORE_CUBLAS)
+        if outside is not None:
+            in_budget = min(context, CONTEXT_BEFORE_CUBLAS) - outside
+        else:
+            in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
+                else 0
+            outside = context - in_budget
         if inf.extensible:
             held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
@@ -503,8 +508,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
             early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
             refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                      context - in_budget if outside_v0 is None else outside_v0, a.is_moe,
-                                      graphs_unbudgeted(inf, a))
+                                      outside, a.is_moe, graphs_unbudgeted(inf, a))
         if refused is None:
             refused = pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
     elif inf.engine == "sglang":
