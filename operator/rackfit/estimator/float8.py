@@ -29,7 +29,7 @@ Float8Tensors (1 byte, and their column-wise copy) in place of the 16-bit buffer
 
 from __future__ import annotations
 
-from rackfit.estimator.activations import attention_dims
+from rackfit.estimator.activations import ACT_BYTES, attention_dims
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 
@@ -103,7 +103,6 @@ def sac_abs_bytes(a: ModelArch, tr: Training, t: int, tokens: int) -> float:
     Under torch.compile the abs feeds the max reduction inside one fused kernel and is not kept (T1's compiled
     float8 run of December 2024 logged no more than bf16; T438 compiled). Tensor parallel: the column-wise linears'
     inputs are the whole sequence's, the row-wise ones split over t, the weights split over t."""
-    from rackfit.estimator.activations import ACT_BYTES
     if not (tr.float8 in ("tensorwise", "rowwise") and tr.framework == "fsdp" and not tr.compile
             and tr.activation_checkpointing == "selective" and tr.torchtitan_sac_saves_abs):
         return 0.0
@@ -123,7 +122,6 @@ def te_saved_input_delta(a: ModelArch, tr: Training) -> tuple[float, float]:
     second copy, since the attention kernel keeps its 16-bit output for its own backward."""
     if not (active(tr) and tr.framework == "megatron"):
         return 0.0, 0.0
-    from rackfit.estimator.activations import ACT_BYTES
     q, _kv = attention_dims(a)
     if a.is_moe:
         inter = a.num_experts_per_token * a.moe_intermediate_size + a.num_shared_experts * a.moe_intermediate_size
