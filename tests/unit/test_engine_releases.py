@@ -151,3 +151,18 @@ def test_v0_warms_no_sampler_up_after_graph_capture():
         return estimate(spec, gpu=rtx3090).engine_starts
 
     assert starts("0.7.0") and not starts("0.10.1")
+
+
+def test_v1_0_8_under_pipeline_parallel_is_noted_as_v0():
+    """0.8.x falls back to V0 for pipeline parallel without the Ray executor (_is_v1_supported_oracle, 0.8.5);
+    0.9.0 admits mp. Noted only: the estimate stays V1's."""
+    def spec(version, pipeline, engine="vllm"):
+        inference = dict(engine=engine, contextLength=8192, **({"engineVersion": version} if version else {}))
+        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                               parallelism=dict(pipeline=pipeline), inference=inference))
+
+    def noted(s):
+        return any("runs its V0 engine under pipeline parallel" in n for n in estimate(s, gpu=H100).notes)
+    assert noted(spec("0.8.0", 2)) and noted(spec("0.8.5", 4))
+    assert not noted(spec("0.9.0", 2)) and not noted(spec("0.7.3", 2)) and not noted(spec("0.8.5", 1))
+    assert not noted(spec(None, 2)) and not noted(spec("0.4.5", 2, engine="sglang"))

@@ -15,7 +15,7 @@ from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
-from rackfit.estimator.engine_defaults import cuda_total_bytes
+from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
@@ -142,6 +142,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if v0_fallback(spec, gpu):
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine on {gpu.model} (V1 needs compute "
                      "capability 8.0 before 0.10.2); estimated as V1, which rackfit models for this release")
+    if spec.workload == "inference" and v0_under_pipeline(spec.inference, layout.pipeline):
+        notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine under pipeline parallel unless started "
+                     "with --distributed-executor-backend ray (V1 admits mp from 0.9.0); estimated as V1, which "
+                     "rackfit models for this release")
     if spec.workload == "inference" and spec.inference.serving_engine:
         return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":

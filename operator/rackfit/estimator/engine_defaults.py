@@ -25,6 +25,11 @@ TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
 # vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, V0 (vllm/worker/).
 V1_DEFAULT = (0, 8)
+# ...but V1 0.8.x ran pipeline parallel only under the Ray executor: any other --distributed-executor-backend, the
+# unset default included, falls back to V0 (vllm/engine/arg_utils.py _is_v1_supported_oracle, "Pipeline Parallelism
+# without Ray distributed executor"; read in 0.8.5); 0.9.0 admits mp and external_launcher too. The spec does not name
+# the executor, so the fallback is noted (v0_under_pipeline), not re-modelled.
+V1_PIPELINE_MP = (0, 9)
 # V1's batch defaults for `vllm serve` by release (vllm/engine/arg_utils.py _set_default_args_v1, read in the
 # 0.8.0-0.8.5, 0.9.0, 0.9.2, 0.10.0 and 0.10.1 wheels): 0.8.0-0.8.3 gave 8192 batched tokens to devices whose name
 # holds "h100" or "h200" (current_platform.get_device_name(); GH200 included, B200 not) and 2048 to the rest, and 1024
@@ -215,3 +220,10 @@ def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[in
     large = (mib >= 160 * 1024) if not inf.sglang_before(SGLANG_RESERVE_TABLE) else \
         (mib > 180_000 and not inf.sglang_before(SGLANG_TP_PP))
     return (16384 if large else 8192), 160
+
+
+def v0_under_pipeline(inf: Inference, pipeline: int) -> bool:
+    """vLLM's release defaults to V1 but runs V0 at this pipeline degree unless started with the Ray executor
+    (V1_PIPELINE_MP above)."""
+    return (pipeline > 1 and inf.engine == "vllm" and inf.engine_version is not None
+            and not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_PIPELINE_MP))
