@@ -1,10 +1,20 @@
 """Hybrid linear-attention / Mamba models under vLLM V1 (estimator/linear_attention.py): the state's bytes from
 mamba_utils.py's shapes, the raised attention block size, the groups and the logged token count."""
 
-from rackfit.estimator.linear_attention import attention_block_tokens, linear_kv_groups, state_bytes, vllm_linear_kv
+from gpus import L40S
+
+from rackfit.estimator import Layout, estimate
+from rackfit.estimator.linear_attention import (
+    attention_block_tokens,
+    linear_kv_groups,
+    mamba_blocks_refusal,
+    state_bytes,
+    vllm_linear_blocks,
+    vllm_linear_kv,
+)
 from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
-from rackfit.spec import ModelSource
+from rackfit.spec import Inference, ModelSource, parse_spec
 
 QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 2048, "num_hidden_layers": 48, "vocab_size": 151936,
               "head_dim": 256, "num_attention_heads": 16, "num_key_value_heads": 2, "intermediate_size": 5120,
@@ -87,3 +97,41 @@ def test_linear_layer_and_gate_weights():
     assert linear_layer_params(a) == 33_718_464
     assert linear_layer_params_delta(a, attention_params(a)) == 36 * (33_718_464 - 18_874_368) + 12 * 2048 * 4096
     assert architecture_from_hf_config(QWEN3_NEXT).attention_output_gate
+
+
+# Qwen3-Next at tensor 4: a 272-token block of 1,024 bytes a token a layer, groups of 12 layer slots
+NEXT_TP4_BLOCK_BYTES = 272 * 1024 * 12
+
+
+def test_blocks_are_the_pool_over_page_and_group_size():
+    # get_num_blocks: available_memory // page_size // group_size
+    assert vllm_linear_blocks(_next(), 1024, 4, 1, 134 * NEXT_TP4_BLOCK_BYTES, 1.5) == 134
+    assert vllm_linear_blocks(_next(), 1024, 4, 1, 134 * NEXT_TP4_BLOCK_BYTES - 1, 1.5) == 133
+    assert vllm_linear_blocks(_next(), 1024, 4, 1, -1, 1.5) == 0
+
+
+def test_max_num_seqs_above_the_mamba_blocks_is_refused_from_0_20_with_graphs():
+    pool = 134 * NEXT_TP4_BLOCK_BYTES  # S902's count: "max_num_seqs (256) exceeds available Mamba cache blocks (134)"
+    why = mamba_blocks_refusal(Inference(engineVersion="0.24.0"), _next(), 1024, 4, 1, pool, 1.5, 256)
+    assert why and "256 exceeds the 134 Mamba cache blocks" in why
+    assert mamba_blocks_refusal(Inference(engineVersion="0.24.0"), _next(), 1024, 4, 1, pool, 1.5, 134) is None
+    assert mamba_blocks_refusal(Inference(engineVersion="0.19.1"), _next(), 1024, 4, 1, pool, 1.5, 256) is None
+    eager = Inference(engineVersion="0.24.0", cudaGraphs=False)
+    assert mamba_blocks_refusal(eager, _next(), 1024, 4, 1, pool, 1.5, 256) is None
+    dense = resolve(ModelSource(preset="qwen3-30b-a3b"))
+    assert mamba_blocks_refusal(Inference(engineVersion="0.24.0"), dense, 1024, 4, 1, 0, 1.5, 256) is None
+
+
+def _coder_next(**inference):
+    spec = parse_spec({"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
+                       "inference": dict(contextLength=16384, engineVersion="0.24.0", gpuMemoryUtilization=0.9,
+                                         prefixCaching=True, **inference)})
+    return estimate(spec, Layout(tensor=4), gpu=L40S)
+
+
+def test_qwen3_coder_next_on_four_l40s_needs_fewer_sequences():
+    # S902-S903: the default 256 sequences are refused at graph capture, 128 start
+    refused = _coder_next()
+    assert not refused.engine_starts
+    assert any("Mamba cache blocks" in n for n in refused.notes)
+    assert _coder_next(maxNumSeqs=128).engine_starts

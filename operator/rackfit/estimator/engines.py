@@ -43,7 +43,12 @@ from rackfit.estimator.kvcache import (
     vllm_paged_layers,
     vllm_request_bytes,
 )
-from rackfit.estimator.linear_attention import MAMBA_ALIGN_MODE, TOKENS_FROM_CONCURRENCY, vllm_linear_kv
+from rackfit.estimator.linear_attention import (
+    MAMBA_ALIGN_MODE,
+    TOKENS_FROM_CONCURRENCY,
+    mamba_blocks_refusal,
+    vllm_linear_kv,
+)
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
@@ -511,6 +516,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                       outside, a.is_moe, graphs_unbudgeted(inf, a))
         if refused is None:
             refused = pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
+        if refused is None and pool >= per_request:
+            # after the cache is sized: vLLM refuses a pool short of one request first (check_enough_kv_cache_memory,
+            # the largest context below)
+            refused = mamba_blocks_refusal(inf, a, per_layer, layout.tensor, layout.pipeline, pool, spread,
+                                           s.max_num_seqs)
     elif inf.engine == "sglang":
         # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
         # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA

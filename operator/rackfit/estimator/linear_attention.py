@@ -26,6 +26,8 @@ Read in vLLM 0.22.0 (the same in 0.10.2-0.29 where noted):
 from __future__ import annotations
 
 from rackfit.models import ModelArch, heaviest_stage_layers
+from rackfit.spec import Inference
+from rackfit.units import GiB
 
 # FlashAttention's MultipleOf(16) and CacheConfig.block_size 16 (get_supported_kernel_block_sizes)
 KERNEL_BLOCK_ALIGNMENT = 16
@@ -37,6 +39,13 @@ TOKENS_FROM_CONCURRENCY = (0, 21)
 # for models without SupportsMambaPrefixCaching (Qwen3-Next, Qwen3.5); 'all' for those with it (Mamba hybrids: one
 # page per block of context, the block aligned to the mamba chunk size), not modelled
 MAMBA_ALIGN_MODE = (0, 15)
+# config/compilation.py CompilationConfig.resolve_cudagraph_mode_and_sizes from 0.20.0 (read in 0.20.0 and 0.24.0; not
+# in 0.19.1): with full decode CUDA graphs (V1's default cudagraph_mode FULL_AND_PIECEWISE; none under --enforce-eager)
+# a model with Mamba / linear-attention layers needs one cache block a decode sequence, and once the cache is sized
+# the engine refuses when max_num_seqs > kv_cache_config.num_blocks ("max_num_seqs (256) exceeds available Mamba cache
+# blocks (134) ... CUDA graph capture cannot proceed"), num_blocks = pool // page // group_size
+# (v1/core/kv_cache_utils.py get_num_blocks).
+MAMBA_BLOCKS_CHECK = (0, 20)
 
 
 def is_hybrid_linear(a: ModelArch) -> bool:
@@ -106,6 +115,30 @@ def vllm_linear_kv(a: ModelArch, attn_bytes_per_token: int, tensor: int, pipelin
     if tokens_from_concurrency:
         return -(-request // context), request
     return attn_bytes_per_token * group * (full + linear), request
+
+
+def vllm_linear_blocks(a: ModelArch, attn_bytes_per_token: int, tensor: int, pipeline: int, pool: int, spread: float,
+                       dtype_bytes: int = 2) -> int:
+    """The blocks a hybrid linear model's pool of `pool` bytes holds under vLLM V1 (kv_cache_config.num_blocks): every
+    block is a page in each of group_size layer slots, the page the raised attention block's (vllm_linear_kv)."""
+    page = attention_block_tokens(a, tensor, attn_bytes_per_token, dtype_bytes) * attn_bytes_per_token
+    return max(pool, 0) // page // linear_kv_groups(a, pipeline, spread)[0]
+
+
+def mamba_blocks_refusal(inf: Inference, a: ModelArch, attn_bytes_per_token: int, tensor: int, pipeline: int,
+                         pool: int, spread: float, max_num_seqs: int) -> str | None:
+    """vLLM from MAMBA_BLOCKS_CHECK with CUDA graphs: a hybrid linear model refuses to start when max_num_seqs exceeds
+    the cache's blocks, one of which every decode sequence's state takes."""
+    if (inf.engine != "vllm" or inf.vllm_before(MAMBA_BLOCKS_CHECK) or not inf.cuda_graphs
+            or not is_hybrid_linear(a)):
+        return None
+    blocks = vllm_linear_blocks(a, attn_bytes_per_token, tensor, pipeline, pool, spread)
+    if max_num_seqs <= blocks:
+        return None
+    return (f"{f'vllm {inf.engine_version}' if inf.engine_version else 'vllm'} would refuse to start: maxNumSeqs "
+            f"{max_num_seqs} exceeds the {blocks} Mamba cache blocks its {max(pool, 0) / GiB:.2f} GiB KV cache holds "
+            "(one a decode sequence, checked before CUDA graph capture); lower maxNumSeqs to at most "
+            f"{blocks}, raise gpuMemoryUtilization or set cudaGraphs false")
 
 
 # vLLM's profile run and a Gated DeltaNet layer (read in 0.15.0 models/qwen3_next.py Qwen3NextGatedDeltaNet, 0.24.0 and
