@@ -104,7 +104,7 @@ def summary(spec, est) -> str:
               f"{tr.virtual_stages} chunks a stage" if tr.virtual_stages and lay.pipeline > 1 else "",
               "compile" if tr.compile else "",
               f"{tr.method} r{tr.rank}" if tr.method != "full" else
-              "fp32 masters" if tr.master_weights == "fp32" else "pure bf16",
+              "fp32 masters" if tr.master_weights == "fp32" else f"pure {spec.precision}",
               f"{tr.activation_checkpointing} AC"]
     return (f"{tr.framework} {spec.model.label}, {split or 'one GPU'}, b{tr.micro_batch_size} "
             f"s{tr.sequence_length}, " + ", ".join(x for x in extras if x))

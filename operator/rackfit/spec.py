@@ -298,6 +298,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "overlap_comm": Rule("!has(self.overlapComm) || self.framework == 'deepspeed'",
                              "training.overlapComm is DeepSpeed's zero_optimization.overlap_comm: only with framework "
                              "deepspeed", ".overlapComm"),
+        "cpu_checkpointing": Rule(
+            "!has(self.cpuCheckpointing) || (self.framework == 'deepspeed' && self.activationCheckpointing == 'full')",
+            "training.cpuCheckpointing is DeepSpeed's activation_checkpointing.cpu_checkpointing "
+            "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
+            "activationCheckpointing full",
+            ".cpuCheckpointing"),
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
@@ -943,6 +949,16 @@ class Training(_Model):
         "FullyShardedDataParallel(cpu_offload=CPUOffload(offload_params=True)) (accelerate's fsdp_offload_params: "
         "true). Each block's all-gathered 16-bit copy is still on the GPU. Default false"))
 
+    cpu_checkpointing: bool | None = Field(None, description=(
+        "framework deepspeed with activationCheckpointing full, a model that checkpoints its layers through "
+        "deepspeed.checkpointing (Megatron-DeepSpeed's --deepspeed-activation-checkpointing, DeepSpeed's Megatron-LM "
+        "examples, GPT-NeoX): the DeepSpeed config's activation_checkpointing.cpu_checkpointing true "
+        "(Megatron-DeepSpeed's --checkpoint-in-cpu; before DeepSpeed 0.5.2 it acts only with partition_activations "
+        "true). CheckpointFunction.forward copies each checkpointed layer's input to host memory and frees the GPU "
+        "copy; the backward brings one back at a time to recompute its layer, so at most one layer's input is on the "
+        "GPU at the backward's peak. Hugging Face models checkpoint with torch.utils.checkpoint, which this setting "
+        "does not change. Default false"))
+
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
@@ -1009,6 +1025,9 @@ class Training(_Model):
         if self.offload_parameters is not None and not (
                 self.framework == "fsdp" or (self.framework == "deepspeed" and self.zero_stage == 3)):
             raise ValueError(rules["offload_parameters"].message)
+        if self.cpu_checkpointing is not None and not (
+                self.framework == "deepspeed" and self.activation_checkpointing == "full"):
+            raise ValueError(rules["cpu_checkpointing"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
         if self.moe_grouped_gemm is not None and self.framework != "megatron":

@@ -100,7 +100,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".transformersVersion", ".kbitNormsFp32", ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
                                                   ".torchtitanVersion", ".modelCode",
-                                                  ".reduceBucketSize", ".overlapComm",
+                                                  ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".moeGroupedGemm", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]

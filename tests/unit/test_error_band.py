@@ -27,7 +27,7 @@ def _gpu(architecture: str):
     return next(t.gpu for t in load_catalog().instance_types.values() if t.gpu.architecture == architecture)
 
 
-def _spec(runtime: str, workload: str):
+def _spec(runtime: str, workload: str, family: str = "any"):
     if workload == "training":
         framework, _, offload = runtime.partition(" ")  # training with CPU offload is its own regime
         training = dict(framework="fsdp", fsdpVersion=1) if framework == "fsdp1" else dict(framework=framework)
@@ -35,7 +35,10 @@ def _spec(runtime: str, workload: str):
         if offload:
             training |= dict(zeroStage=3, offloadOptimizer=True) if framework == "deepspeed" else \
                 dict(offloadParameters=True)
-        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", training=training))
+        # before Ampere there is no bf16 (estimator/pre_ampere.py): a V100 or T4 row trains in fp16
+        precision = "fp16" if family in ("volta", "turing") else "bf16"
+        return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="training", precision=precision,
+                               training=training))
     if runtime == "tensorrt-llm trt engine":  # TensorRT-LLM's TRT-engine backend is its own regime
         return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                                inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=4096)))
@@ -45,7 +48,7 @@ def _spec(runtime: str, workload: str):
 
 def test_each_measured_regime_gives_its_band_with_its_row_count():
     for (runtime, workload, family), (lo, hi, rows, quantity) in BANDS.items():
-        spec = _spec(runtime, workload)
+        spec = _spec(runtime, workload, family)
         gpu = None if family == "any" else _gpu(family)
         assert regime(spec, gpu) == (runtime, workload, family)
         band = estimate(spec, gpu=gpu).error_band

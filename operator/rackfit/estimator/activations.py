@@ -140,9 +140,19 @@ def compile_savings(a: ModelArch, t: int) -> float:
 OFFLOAD_FWD_STASH = 5
 
 
+# DeepSpeed's cpu_checkpointing (deepspeed/runtime/activation_checkpointing/checkpointing.py, CheckpointFunction; v0.3.0
+# to v0.19): forward copies each checkpointed input to host memory (`partition.cpu()`, or a CPU contiguous buffer
+# with contiguous_memory_optimization; from 0.5.2 also without partition_activations, copy_to_device(args, cpu)) and
+# `arg.data = inp.data` frees the GPU copy; backward brings it back (get_full_inputs(..., device=cuda_device)) just
+# before recomputing that layer. At the peak (the loss, or the last layer's recompute) one layer's input is on the GPU.
+CPU_CHECKPOINT_ON_GPU = 1
+
+
 def kept_input_layers(tr: Training, layers: int) -> int:
-    """Layers whose checkpointed input is on the GPU at the backward's peak: all of them, or with
-    `activationOffloading` at most OffloadActivations' forward stash."""
+    """Layers whose checkpointed input is on the GPU at the backward's peak: all of them; with `activationOffloading`
+    at most OffloadActivations' forward stash; with DeepSpeed's `cpuCheckpointing` the one being recomputed."""
+    if tr.cpu_checkpointing:
+        return min(layers, CPU_CHECKPOINT_ON_GPU)
     return min(layers, OFFLOAD_FWD_STASH) if tr.activation_offloading else layers
 
 
