@@ -66,6 +66,10 @@ USE_CACHE_VERSION_MESSAGE = (
     "training.useCache needs training.transformersVersion before 4.36: from 4.36 each layer updates a DynamicCache in "
     "place, the checkpoint's recompute updates it again and the backward fails (transformers issues 28056, 34928), "
     "so a run that trained had use_cache off")
+# PyTorch's first release whose ProcessGroupNCCL keeps an async collective's tensors alive by stashing them and
+# releases them at work.wait(), instead of record_stream on its stream (pytorch PR 150398, relanding PR 148590, merged
+# April 2025 after the 2.7 branch: "Decision is to not include this in 2.7 release")
+TORCH_STASHED_COLLECTIVES = (2, 8)
 TRANSFORMERS_VERSION_MESSAGE = (
     "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: only with "
     "framework transformers, or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)")
@@ -263,6 +267,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
             "self.modelCode == 'transformers' : has(self.fsdpVersion) && self.fsdpVersion == 1)",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
+        "torch_version": Rule(
+            "!has(self.torchVersion) || self.framework == 'transformers'",
+            "training.torchVersion is the PyTorch release the job runs, modelled for framework transformers (DDP's "
+            "construction before 2.8) only", ".torchVersion"),
         "kbit_norms_fp32": Rule(
             "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
             "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
@@ -857,6 +865,15 @@ class Training(_Model):
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Default: current releases"))
+    torch_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+        "framework transformers: the PyTorch release the job runs, e.g. 2.5.1, where older releases held more memory. "
+        "Over data > 1 without ZeRO (HF Trainer's DDP) the DistributedDataParallel constructor broadcasts every "
+        "parameter and buffer from rank 0 in flattened buckets of 250 MiB (_sync_module_states, "
+        "broadcast_coalesced) with no CPU synchronisation between them; before 2.8 ProcessGroupNCCL called "
+        "record_stream on each bucket, so a bucket's flat copy stays reserved until the GPU has sent it and the "
+        "CPU's lead keeps up to a second copy of the whole model on every GPU at wrap time (counted at that bound). "
+        "From 2.8 each is released at its wait() and two buckets are in flight. A job that exported "
+        "TORCH_NCCL_AVOID_RECORD_STREAMS=1 on an older release behaves as 2.8 here. Default: current releases"))
     kbit_norms_fp32: bool | None = Field(None, description=(
         "framework transformers, method qlora or lora on an int8 base: whether the norms, embeddings and head stay in "
         "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (TRL's SFTTrainer, peft's own "
@@ -1020,6 +1037,8 @@ class Training(_Model):
         if self.transformers_version is not None and not (
                 self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
+        if self.torch_version is not None and self.framework != "transformers":
+            raise ValueError(rules["torch_version"].message)
         if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
             raise ValueError(rules["kbit_norms_fp32"].message)
         if self.pre_wrap_optimizer is not None and not (
@@ -1097,6 +1116,14 @@ class Training(_Model):
         if self.framework != "fsdp":
             return False
         return self.model_code == "transformers" if self.model_code is not None else self.fsdp == 1
+
+    @property
+    def records_collective_streams(self) -> bool:
+        """PyTorch before 2.8: ProcessGroupNCCL calls record_stream on an async collective's tensors
+        (torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp `collective`), so the caching allocator reuses a freed one
+        only when the GPU has passed the collective; pytorch PR 150398 stashes them on the CPU side and releases them
+        at work.wait() (TORCH_STASHED_COLLECTIVES)."""
+        return _older(self.torch_version, TORCH_STASHED_COLLECTIVES)
 
     @property
     def copies_shifted_logits(self) -> bool:

@@ -31,6 +31,7 @@ from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
     ModelStates,
     ddp_param_grads,
+    ddp_wrap_copies,
     kbit_fp32_residual,
     largest_parameter,
     model_states,
@@ -344,6 +345,12 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
             live_act, live_grads, phase = 0, states.gradients, "optimizer step"
             optimizer = states.optimizer + temp
             slack = step_reserved - live_grads - temp
+    copies = ddp_wrap_copies(tr, layout, states.weights)
+    if copies > live_act + live_grads + optimizer + slack:
+        # DDP's construction before torch 2.8 (training.ddp_wrap_copies) reserves more than the step: the model and a
+        # flat copy of its buckets; the step's blocks are served from that cache afterwards
+        return dict(weights_bytes=states.weights, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
+                    slack=copies), "load"
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
                 optimizer_states_bytes=optimizer, slack=slack), phase
 

@@ -102,6 +102,30 @@ def ddp_param_grads(tr: Training, layout: Layout, bucket_bytes: int) -> int:
         return 0
     return bucket_bytes
 
+def ddp_wrap_copies(tr: Training, layout: Layout, module_bytes: int) -> int:
+    """Bytes of flat copies DDP's construction holds beside the model under the transformers path (HF Trainer over
+    accelerate, `data` > 1, no ZeRO) on a PyTorch before 2.8 (`training.torchVersion`), given `module_bytes`, the
+    parameters and buffers as stored on this GPU (ModelStates.weights); 0 elsewhere.
+
+    DistributedDataParallel.__init__ (torch/nn/parallel/distributed.py) calls `_sync_module_states`
+    (torch/distributed/utils.py), which broadcasts every parameter, frozen or not, and every buffer from rank 0 with
+    `dist._broadcast_coalesced` in buckets of `broadcast_bucket_size` (250 MiB). `broadcast_coalesced`
+    (torch/csrc/distributed/c10d/comm.cpp) flattens each bucket into a new tensor (`flatten_dense_tensors`), starts
+    its broadcast, and with two in flight `finish()`es the oldest: `work_->wait()` makes the current stream wait for
+    NCCL's, the copy back is non-blocking, and the flat tensor is freed. Nothing in the loop waits on the CPU. Before
+    PyTorch 2.8 ProcessGroupNCCL had called `record_stream` on the flat tensor for its stream
+    (Training.records_collective_streams), so the caching allocator keeps a freed flat block (`insert_events`) until
+    the GPU has passed that broadcast: the CPU runs through all the buckets while the GPU sends the first, and every
+    bucket the GPU has not yet sent stays allocated on every rank (the root flattens what it sends, the others what
+    they receive). How far the CPU is ahead no source sets; counted at its bound, a flat copy of every bucket: the
+    module's bytes again. The blocks return to the allocator's cache afterwards, so they raise max_memory_reserved
+    once, at wrap time. From 2.8 the stashed tensors are released at `wait()` and two buckets are in flight (at most
+    two 250 MiB buckets plus one tensor each), which is not counted."""
+    if layout.data <= 1 or tr.zero_stage or tr.framework != "transformers" or not tr.records_collective_streams:
+        return 0
+    return module_bytes
+
+
 def kbit_fp32_residual(tr: Training, precision: str) -> bool:
     """QLoRA, or LoRA on an 8-bit (LLM.int8) base, under transformers (HF Trainer with peft and bitsandbytes,
     unsharded: not ZeRO-3) runs with an fp32 residual stream. peft's prepare_model_for_kbit_training
