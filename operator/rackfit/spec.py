@@ -287,6 +287,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.torchtitanVersion is the torchtitan release (or, for a commit of main, the release its code "
             "matches: 0.0, 0.1, 0.2 ...) the job runs: only with framework fsdp and FSDP2 (fsdpVersion unset or 2) "
             "running torchtitan's model code (modelCode unset or torchtitan)", ".torchtitanVersion"),
+        "cpu_ram_efficient_loading": Rule(
+            "!has(self.cpuRamEfficientLoading) || (self.framework == 'fsdp' && has(self.modelCode) && "
+            "self.modelCode == 'transformers' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.cpuRamEfficientLoading is accelerate's fsdp_cpu_ram_efficient_loading under FSDP2: only with "
+            "framework fsdp, fsdpVersion 2 (or unset) and modelCode transformers", ".cpuRamEfficientLoading"),
         "model_code": Rule(
             "!has(self.modelCode) || (self.framework == 'fsdp' && (self.modelCode == 'transformers' || "
             "!has(self.fsdpVersion) || self.fsdpVersion == 2))",
@@ -948,6 +953,18 @@ class Training(_Model):
         "fsdp_cpu_offload: True, accelerate's fsdp_offload_params: true with fsdp_version 2), FSDP1's "
         "FullyShardedDataParallel(cpu_offload=CPUOffload(offload_params=True)) (accelerate's fsdp_offload_params: "
         "true). Each block's all-gathered 16-bit copy is still on the GPU. Default false"))
+    cpu_ram_efficient_loading: bool | None = Field(None, description=(
+        "framework fsdp with FSDP2 running transformers' model code (accelerate's FSDP plugin with fsdp_version 2, "
+        "modelCode transformers): accelerate's fsdp_cpu_ram_efficient_loading. false (accelerate's default) with a "
+        "bitsandbytes base (precision nf4 or int8, method qlora or lora): transformers' bitsandbytes quantizer puts "
+        "the whole model on each rank's GPU to quantize it (update_device_map: {'': torch.cuda.current_device()}), and "
+        "accelerate's fsdp2_prepare_model (utils/fsdp_utils.py; axolotl's patched copy alike) takes `original_sd = "
+        "model.state_dict()` before fully_shard, so every original tensor stays referenced while the shards are made: "
+        "the whole quantized model and this rank's shards at once, the originals then freed into the allocator's "
+        "cache. true: the low-memory path (rank 0 loads on the CPU, the other ranks on meta, and "
+        "fsdp2_load_full_state_dict sends each rank its shards): no whole copy is counted. A 16-bit base is loaded "
+        "on the CPU either way (the Trainer does not place an FSDP model on the GPU) and fully_shard moves it a block "
+        "at a time. Default false"))
 
     cpu_checkpointing: bool | None = Field(None, description=(
         "framework deepspeed with activationCheckpointing full, a model that checkpoints its layers through "
@@ -1028,6 +1045,9 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.cpu_ram_efficient_loading is not None and not (
+                self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
+            raise ValueError(rules["cpu_ram_efficient_loading"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
         if self.moe_grouped_gemm is not None and self.framework != "megatron":

@@ -99,7 +99,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".kbitNormsFp32", ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
-                                                  ".torchtitanVersion", ".modelCode",
+                                                  ".torchtitanVersion", ".cpuRamEfficientLoading", ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".moeGroupedGemm", ".offloadOptimizer",
                                                   ".offloadParameters",

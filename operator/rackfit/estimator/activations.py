@@ -111,7 +111,7 @@ def qk_norm_bytes(a: ModelArch, t: int, per_element: float) -> float:
     return (per_element * heads * a.head_dim + QK_NORM_RSTD_BYTES * heads) / t
 
 
-def compile_savings(a: ModelArch, t: int) -> float:
+def compile_savings(a: ModelArch, tr: Training, t: int) -> float:
     """Bytes per token per layer that torch.compile does not keep. Inductor's min-cut partitioner
     (torch/_functorch/partitioners.py, min_cut_rematerialization_partition) recomputes pointwise ops in the
     backward, but `should_ban_recomputation` bans any node that `is_materialized_backwards`, one a non-fusible op
@@ -121,7 +121,7 @@ def compile_savings(a: ModelArch, t: int) -> float:
     input) and recomputes only act(gate)."""
     saved = (NORM_BYTES_PER_H - COMPILED_NORM_BYTES_PER_H) * a.hidden_size
     if a.gated_mlp:
-        inter = a.moe_intermediate_size * (a.num_experts_per_token + a.num_shared_experts) if a.is_moe \
+        inter = a.moe_intermediate_size * (routed_copies(a, tr) + a.num_shared_experts) if a.is_moe \
             else a.intermediate_size
         saved += ACT_BYTES * inter
     # q_norm / k_norm: the 16-bit input (the q/k projections' output, an mm's: not recomputable) and the rstd, not the
@@ -164,6 +164,20 @@ class TrainingActivations:
     loss_backward: int  # saved log-softmax + its gradient + the logits' gradient
 
 
+def routed_copies(a: ModelArch, tr: Training) -> int:
+    """Copies of each token a MoE layer's routed experts run on in training: its top-k, except in Hugging Face
+    transformers' Llama 4. Its Llama4TextMoe.forward (models/llama4/modeling_llama4.py, from 4.51.0, the first release
+    with Llama 4) repeats the tokens for every expert, `routed_in = hidden_states.repeat(router_scores.shape[1], 1)`,
+    scales each copy by its router score (0 off the token's top-k) and runs self.experts over all of them
+    (Llama4TextExperts' bmm over [experts, tokens, hidden], or axolotl's linearized experts, one nn.Linear an expert
+    over the input "organized by expert", src/axolotl/monkeypatch/models/llama4/modeling.py): every expert keeps its
+    gate, up, activation and product for every token. Llama 4 is the MoE with chunked attention (its
+    attention_chunk_size). transformers' model code runs under framework transformers and deepspeed, and fsdp with
+    it; torchtitan's and torchtune's Llama 4 send each token to its top-k experts only (grouped GEMM)."""
+    transformers_code = tr.framework in ("transformers", "deepspeed") or tr.hf_model_code
+    return a.num_experts if a.attention_chunk_size and transformers_code else a.num_experts_per_token
+
+
 def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel."""
     h = a.hidden_size
@@ -177,7 +191,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
     ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
     if a.is_moe:
-        mlp = a.num_experts_per_token * (ffn_saved * a.moe_intermediate_size + h) + \
+        mlp = routed_copies(a, tr) * (ffn_saved * a.moe_intermediate_size + h) + \
             a.num_shared_experts * ffn_saved * a.moe_intermediate_size
     else:
         mlp = ffn_saved * a.intermediate_size
@@ -215,7 +229,7 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     t = layout.tensor
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
     if tr.compile:
-        per_layer -= compile_savings(a, t)
+        per_layer -= compile_savings(a, tr, t)
     residual = (4 if mixed else ACT_BYTES) * a.hidden_size / t
     layers = a.num_layers
     recompute = 0.0

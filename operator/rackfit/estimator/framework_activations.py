@@ -132,7 +132,7 @@ def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
     fp32 upcast and SwiGLU's act(gate) are recomputed). Under torchtitan's tensor parallel the saved norm outputs
     are the gathered whole-sequence tensors (the all-gather is not recomputable either), not a t-th of them; without
     sequence parallel the norms' inputs are whole too (COMPILED_NORM_BYTES_PER_H: input and output)."""
-    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, t)
+    per = _layer_bytes_per_token(a, tr, t, mixed=False)[0] - compile_savings(a, tr, t)
     if torchtitan(tr) and t > 1:
         whole = NORM_OUTPUT_BYTES_PER_H if sequence_parallel(tr, t) else COMPILED_NORM_BYTES_PER_H
         per += whole * a.hidden_size * (1 - 1 / t)

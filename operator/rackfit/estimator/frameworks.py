@@ -45,7 +45,7 @@ from rackfit.estimator.fsdp import (
     fsdp_gathered_reuse,
     step_segment_inputs,
 )
-from rackfit.estimator.hf_fsdp2 import hf_fsdp2
+from rackfit.estimator.hf_fsdp2 import hf_fsdp2, whole_quantized_load
 from rackfit.estimator.hf_fsdp2 import sharded_lora as hf_fsdp2_sharded_lora
 from rackfit.estimator.megatron_buffers import (
     megatron_global_buffer_bytes,
@@ -298,6 +298,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             if tr.fsdp == 1:
                 load, load_cached = fsdp1_wrap_peak(weights, stored_layer, root * compute_bytes)
                 unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
+            elif whole_quantized_load(tr, precision, d):
+                # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
+                load = frozen_weight_bytes + n * state_bytes + weights
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
             if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, d, pp):

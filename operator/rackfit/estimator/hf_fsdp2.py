@@ -45,6 +45,18 @@ def hf_fsdp2(tr: Training) -> bool:
     return tr.framework == "fsdp" and tr.fsdp == 2 and tr.hf_model_code
 
 
+def whole_quantized_load(tr: Training, precision: str, data: int) -> bool:
+    """accelerate's FSDP2 over `data` > 1 loading a bitsandbytes base without fsdp_cpu_ram_efficient_loading
+    (spec.Training.cpu_ram_efficient_loading): transformers' bitsandbytes quantizers (quantizers/quantizer_bnb_4bit.py
+    and quantizer_bnb_8bit.py, update_device_map) set device_map {'': torch.cuda.current_device()} when none is given,
+    so each rank loads and quantizes the whole model on its GPU, and accelerate's fsdp2_prepare_model (utils/
+    fsdp_utils.py, 1.6.0 on; axolotl's monkeypatch/accelerate/fsdp2.py copy, 753906cfc) holds `original_sd =
+    model.state_dict()` from before the first fully_shard until it returns: the whole quantized model and this
+    rank's new shards are allocated at once."""
+    return hf_fsdp2(tr) and tr.method != "full" and precision in ("nf4", "int8") and data > 1 and \
+        not tr.cpu_ram_efficient_loading
+
+
 def sharded_lora(tr: Training, data: int, pipeline: int) -> bool:
     """LoRA/QLoRA under accelerate's FSDP2 (hf_fsdp2) over `data` > 1 without pipeline stages. accelerate's
     fsdp2_prepare_model (utils/fsdp_utils.py, 1.6.0-1.13.x) walks `get_module_children_bottom_up(model)[:-1]`,
