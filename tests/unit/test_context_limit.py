@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate, refusal
 from rackfit.models import presets, resolve
@@ -70,3 +71,28 @@ def test_a_config_json_maximum_is_enforced_and_named():
 def test_the_largest_context_that_fits_is_capped_by_the_maximum():
     assert "about 131072 tokens" in refusal("vllm", 131072, 400_000, 400_000, max_context=131072)
     assert "about 90000 tokens" in refusal("vllm", 131072, 90_000, 90_000, max_context=131072)
+
+
+# deepseek-coder v1's config.json (6.7b): 16,384 positions with a linear rope_scaling factor of 4
+DEEPSEEK_CODER_6_7B = dict(num_hidden_layers=32, hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
+                           num_key_value_heads=32, vocab_size=32256, max_position_embeddings=16384,
+                           rope_scaling=dict(type="linear", factor=4.0), tie_word_embeddings=False)
+
+
+def test_a_linear_rope_factor_sets_v0s_default_length_and_its_profile():
+    """vLLM 0.4.x with no --max-model-len serves deepseek-coder at 65,536 tokens (_get_and_verify_max_len applies the
+    linear factor), and V0's profile runs max(max_model_len, 2048) tokens: on two T4 that no longer fits (S655's
+    refusal), where the 16,384 the config names would."""
+    t4 = GPU(model="T4", product="T4", memoryGB=16, memoryMiB=15360, architecture="turing")
+    assert max_context_from_hf_config(DEEPSEEK_CODER_6_7B) == 65536
+
+    def run(context: int):
+        spec = parse_spec(dict(model=dict(huggingFaceConfig="config.json"), workload="inference", precision="fp16",
+                               parallelism=dict(tensor=2),
+                               inference=dict(contextLength=context, engineVersion="0.4.3")))
+        return estimate(spec, gpu=t4, hf_config=DEEPSEEK_CODER_6_7B)
+
+    derived, named = run(65536), run(16384)
+    assert derived.engine.max_num_batched_tokens == 65536 and named.engine.max_num_batched_tokens == 16384
+    assert derived.breakdown.activations_bytes > 3 * named.breakdown.activations_bytes
+    assert derived.engine_starts is False and named.engine_starts is True

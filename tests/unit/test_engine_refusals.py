@@ -155,3 +155,26 @@ def test_v0_runs_nothing_after_its_graphs_v1_warms_the_sampler_up():
     assert "would die at CUDA graph capture" in warmup_refusal(inf, v1=False, **{**room, "graphs": 2 * GiB})
     # graphs inside the budget (from GRAPHS_IN_BUDGET): only the sampler's warm-up has to fit
     assert warmup_refusal(inf, v1=True, **{**room, "graphs_outside": False}) is None
+
+
+def test_v0_under_pipeline_checks_one_request_against_one_virtual_engines_share():
+    """vLLM 0.8.x falls back to V0 under pipeline parallel without Ray, and V0 splits the cache's blocks between
+    pipeline_parallel_size virtual engines: 0.8.x's raise_if_cache_size_invalid refuses a request longer than one
+    share, though the whole pool would hold it (S930). 0.7.x checks the whole count; 0.9.0 runs V1."""
+    qwen = {"model": {"preset": "qwen2.5-7b", "architecture": {"maxPositionEmbeddings": 1 << 20}},
+            "workload": "inference", "parallelism": {"pipeline": 2}}
+
+    def run(version: str, context: int):
+        spec = parse_spec({**qwen, "inference": dict(contextLength=context, engineVersion=version)})
+        return estimate(spec, gpu=RTX_3090)
+
+    whole = run("0.8.5", 8192).kv_cache_tokens
+    share = whole // 16 // 2 * 16
+    over = share + 16  # past one share, well inside the whole pool
+    assert whole >= 2 * over - 32
+    refused = run("0.8.5", over)
+    assert refused.engine_starts is False
+    assert any("virtual engines" in n and f"{share} tokens" in n for n in refused.notes)
+    assert run("0.8.5", share).engine_starts is True
+    assert run("0.7.3", over).engine_starts is True
+    assert run("0.9.0", over).engine_starts is True

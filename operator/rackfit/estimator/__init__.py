@@ -146,7 +146,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if spec.workload == "inference" and v0_under_pipeline(spec.inference, layout.pipeline):
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine under pipeline parallel unless started "
                      "with --distributed-executor-backend ray (V1 admits mp from 0.9.0); estimated as V1, which "
-                     "rackfit models for this release")
+                     "rackfit models for this release, with V0's start-up check of one request against one "
+                     "virtual engine's share of the KV cache (the cache split in pipeline-parallel-size parts)")
     if spec.workload == "inference" and spec.inference.serving_engine:
         return _served(spec, arch, p, layout, weights, gpu, notes)
     if spec.workload == "inference":

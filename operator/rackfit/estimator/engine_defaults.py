@@ -28,7 +28,8 @@ V1_DEFAULT = (0, 8)
 # ...but V1 0.8.x ran pipeline parallel only under the Ray executor: any other --distributed-executor-backend, the
 # unset default included, falls back to V0 (vllm/engine/arg_utils.py _is_v1_supported_oracle, "Pipeline Parallelism
 # without Ray distributed executor"; read in 0.8.5); 0.9.0 admits mp and external_launcher too. The spec does not name
-# the executor, so the fallback is noted (v0_under_pipeline), not re-modelled.
+# the executor, so the fallback is noted (v0_under_pipeline) and its memory estimated as V1's; V0's split of the cache
+# between virtual engines, which its start-up check applies, is modelled (engines.v0_virtual_engine_refusal).
 V1_PIPELINE_MP = (0, 9)
 # V1's batch defaults for `vllm serve` by release (vllm/engine/arg_utils.py _set_default_args_v1, read in the
 # 0.8.0-0.8.5, 0.9.0, 0.9.2, 0.10.0 and 0.10.1 wheels): 0.8.0-0.8.3 gave 8192 batched tokens to devices whose name

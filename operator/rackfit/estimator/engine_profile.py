@@ -71,7 +71,9 @@ GRAPH_SIZES_STEP16 = (0, 11, 1)
 # sizes; V0 (vllm/worker/model_runner.py capture_model, read in 0.5.3 and 0.6.4) captures one
 # whole-model decode graph for each of _BATCH_SIZES_TO_CAPTURE (1, 2, 4, then every 8 up to V0_GRAPH_MAX_BATCH) up to
 # _get_graph_batch_size(max_num_seqs), a batch of that many one-token sequences. Either count scales the pieces
-# against its release's default count, so the default settings give what S14 set.
+# against its release's default count, so the default settings give what S14 set. Under pipeline parallel V0 captures
+# that list once per virtual engine (`for virtual_engine in range(pipeline_parallel_size)`, each set of graphs over its
+# own KV cache, one shared pool; read in 0.5.1, 0.5.5, 0.6.3 and 0.7.3): pipeline x the pieces, the forward once.
 V0_GRAPH_MAX_BATCH = 256
 V1_CAPTURE_BY_SEQS = (0, 10)
 # From 0.28.0 the default largest capture is min(2 x max_num_seqs, 1024) on data-center Blackwell
@@ -536,7 +538,8 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
                      gpu: GPU | None = None, lora_cases: int = 1, draft_pieces: int = 0) -> int:
     """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
     (GRAPH_SIZES sizes x (layers + 1) at vLLM's default largest size, scaled by the sizes a larger or smaller capture
-    has: gpt-oss's, SM100's ceiling (graph_ceiling), a max_num_seqs under 256, V0's list of decode batches), each
+    has: gpt-oss's, SM100's ceiling (graph_ceiling), a max_num_seqs under 256, V0's list of decode batches, once per
+    virtual engine under pipeline parallel), each
     captured `lora_cases` times (lora_serving.lora_graph_cases: with and without LoRA), and a speculative drafter's
     `draft_pieces` per size (speculative.draft_graph_pieces)."""
     default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
@@ -551,7 +554,8 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
     if vllm and inf.vllm_before(V1_DEFAULT):
         # V0: the padded max_num_seqs, capped at V0_GRAPH_MAX_BATCH, is the largest batch (one token a sequence)
         tokens = min(V0_GRAPH_MAX_BATCH, s.max_num_seqs if s.max_num_seqs <= 4 else -(-s.max_num_seqs // 8) * 8)
-        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
+        sizes = (GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
+                 * layout.pipeline)  # once per virtual engine
     elif vllm and gpt_oss(a):
         # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
         tokens = min(max(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, default),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings
+from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
     NON_TORCH_BASE,
@@ -291,6 +291,25 @@ def pipeline_check_refusal(inf: Inference, a: ModelArch, layout: Layout, pool: i
             f"contextLength or use a newer release")
 
 
+def v0_virtual_engine_refusal(inf: Inference, layout: Layout, pool: int, per_token: int) -> str | None:
+    """vLLM 0.8.x's V0 fallback under pipeline parallel (engine_defaults.v0_under_pipeline): V0 gives each of its
+    pipeline_parallel_size virtual engines its own scheduler and cache (vllm/worker/cache_engine.py CacheEngine and
+    vllm/core/scheduler.py Scheduler: `num_gpu_blocks //= pipeline_parallel_size`, from 0.5.1), and from 0.8.0
+    worker.py raise_if_cache_size_invalid checks one contextLength request against one virtual engine's share,
+    `block_size * (num_gpu_blocks // pipeline_parallel_size)`, not the whole pool (read in 0.8.0, 0.8.2, 0.8.4 and
+    0.8.5; 0.5.1-0.7.3 check the whole count, so those start and leave the longer request unschedulable)."""
+    if not v0_under_pipeline(inf, layout.pipeline) or per_token <= 0:
+        return None
+    share = pool // (BLOCK_TOKENS * per_token) // layout.pipeline * BLOCK_TOKENS
+    if share >= inf.context_length:
+        return None
+    return (f"vllm {inf.engine_version} would refuse to start: under pipeline parallel its V0 engine splits the KV "
+            f"cache between {layout.pipeline} virtual engines and one request of contextLength {inf.context_length} "
+            f"must fit one share, {share} tokens (\"The model's max seq len ... is larger than the maximum number of "
+            "tokens that can be stored in KV cache\"); lower contextLength, or start V1 with "
+            "--distributed-executor-backend ray")
+
+
 def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU,
                  pool: int, per_layer: int, hybrid: bool, reserve: int, precision: str = "bf16"
                  ) -> tuple[int, int, str | None]:
@@ -515,7 +534,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
                                       outside, a.is_moe, graphs_unbudgeted(inf, a))
         if refused is None:
-            refused = pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
+            refused = (pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
+                       or v0_virtual_engine_refusal(inf, layout, max(pool, 0), per_token))
         if refused is None and pool >= per_request:
             # after the cache is sized: vLLM refuses a pool short of one request first (check_enough_kv_cache_memory,
             # the largest context below)

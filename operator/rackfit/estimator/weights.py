@@ -193,9 +193,34 @@ def rope_cache_bytes(arch: ModelArch | None, runtime: str | None, dtype_bytes: f
 # they are views of its weight (get_and_maybe_dequant_weights returns `weight.to(out_dtype)`), for a quantized one
 # (DeepSeek-V3/R1's block fp8) a dequantized 16-bit copy held beside the fp8 weight the prefill still uses:
 # kv_lora_rank x heads per rank x (qk_nope_head_dim + v_head_dim) x 2 B a layer (0.24 GiB a rank for DeepSeek-V3 at
-# tensor 8). Read in 0.8.0, 0.8.5, 0.10.1 and 0.19.0; 0.7.x multiplied the up-projections into q and o instead
-# (W_Q_UK, W_UV_O; not modelled), so this counts the 0.8.0 copies for every vLLM release.
+# tensor 8). Read in 0.8.0, 0.8.5, 0.10.1 and 0.19.0; 0.7.1-0.7.3 keep the same split of kv_b_proj's (dequantized)
+# weight as self.W_UK / self.W_UV, so this counts for every vLLM release, and add the absorbed matrices below.
 MLA_COPY_BYTES = 2
+# vLLM 0.7.1-0.7.3's V0 MLA backend (vllm/attention/backends/mla/utils.py MLACommonImpl.process_weights_after_loading,
+# read in 0.7.1, 0.7.2 and 0.7.3; VLLM_MLA_PERFORM_MATRIX_ABSORPTION defaults to 1) multiplies the up-projections for
+# its decode and keeps the products beside the raw q_proj / kv_b_proj / o_proj the prefill still runs:
+# W_Q_UK = einsum(W_Q, W_UK), (q_lora_rank, or hidden without one) x heads per rank x kv_lora_rank, and
+# W_UV_O = einsum(W_UV, W_O), heads per rank x kv_lora_rank x hidden, requantized to fp8 with the weights' own group
+# shapes (scaled_quantize) when the checkpoint is fp8, else cast to the activations' dtype; and W_QR, q_proj's rope
+# part, (q_lora_rank or hidden) x heads per rank x qk_rope_head_dim, in the activations' dtype ("W_QR is small so for
+# simplicity we dont bother requantizing it"). DeepSeek-V3/R1 in block fp8 at tensor 8: 74 MB a layer. 0.7.0 has no
+# MLA backend (deepseek_v2.py pads the heads, v0_reserved.MLA_PADDED_HEAD); 0.8.0 replaced the products by W_UK_T.
+MLA_ABSORBED = ((0, 7, 1), (0, 8))
+
+
+def mla_absorbed_bytes(arch: ModelArch | None, layout: Layout, attention_bytes: float, dtype_bytes: float,
+                       runtime: str | None, inference: Inference | None) -> float:
+    """One layer's absorbed MLA matrices on a rank under vLLM 0.7.1-0.7.3 (MLA_ABSORBED)."""
+    first, until = MLA_ABSORBED
+    if (arch is None or not arch.is_mla or runtime != "vllm" or inference is None or inference.vllm_before(first)
+            or not inference.vllm_before(until)):
+        return 0.0
+    heads = arch.num_attention_heads / layout.tensor
+    rows = arch.q_lora_rank or arch.hidden_size
+    fp8 = 1.0 <= attention_bytes < 1.5  # requantized as the weights are (value and group scales per element)
+    stored = attention_bytes if fp8 else dtype_bytes
+    products = (rows * heads * arch.kv_lora_rank + heads * arch.kv_lora_rank * arch.hidden_size) * stored
+    return products + rows * heads * arch.qk_rope_head_dim * dtype_bytes
 
 
 def mla_dequant_copy_bytes(arch: ModelArch | None, layout: Layout, attention_bytes: float, dtype_bytes: float,
@@ -452,7 +477,8 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
             else (attn - whole) * b.attention / attn_shard + (mlp * b.mlp + shared * b.shared) / tensor
         one = (split + whole * b.attention
                + experts * b.experts * pad / expert_shard + router * b.router
-               + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime))
+               + mla_dequant_copy_bytes(arch, layout, b.attention, q.dtype_bytes, runtime)
+               + mla_absorbed_bytes(arch, layout, b.attention, q.dtype_bytes, runtime, inference))
         per_layer.extend([one] * n)
         params[0], quant[0] = (n_p - n, params[0][1]), (n_q - n, b)
         params, quant = [r for r in params if r[0]], [r for r in quant if r[0]]
