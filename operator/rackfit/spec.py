@@ -74,6 +74,10 @@ TRANSFORMERS_VERSION_MESSAGE = (
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
 TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
 TORCHTITAN_SPLIT_ROOT = (0, 2)
+# torchtitan's MoE built its shared experts as GroupedExperts(num_experts=1), weights [1, dim, hidden], until PR 1561
+# (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
+# spec can only say "before 0.2"
+TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
 # torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
@@ -1115,6 +1119,14 @@ class Training(_Model):
         if self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code:
             return True
         return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
+
+    @property
+    def torchtitan_grouped_shared_experts(self) -> bool:
+        """torchtitan before 0.2 (TORCHTITAN_FFN_SHARED_EXPERTS): a MoE's shared experts are one GroupedExperts with
+        num_experts=1 (models/deepseek_v3/model/moe.py and experiments/llama4/model/moe.py `MoE.__init__` at
+        b109f7d71), whose [1, ...] weights FSDP2 cannot split on dim 0 (estimator/moe_training.py
+        grouped_shared_params)."""
+        return _older(self.torchtitan_version, TORCHTITAN_FFN_SHARED_EXPERTS)
 
     @property
     def torchtitan_eager_final_norm(self) -> bool:
