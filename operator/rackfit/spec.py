@@ -896,7 +896,9 @@ class Training(_Model):
         "and held a second time in FSDP2's all-gather pool, two vocabulary matrices in 16 bits more (1.96 GiB on "
         "Llama 3.1 8B). Before 0.1 (PR 985, March 19, 2025) RMSNorm was torchtitan's own eager one, which keeps its "
         "fp32 input and 16-bit normalised tensor: 6 bytes a hidden element more at the final norm, and 4 more at "
-        "each block's two norms without activation checkpointing or compile. For a job that ran a "
+        "each block's two norms without activation checkpointing or compile. Before 0.2 a MoE's shared experts were "
+        "one [1, ...] GroupedExperts that FSDP2 cannot split on dim 0: whole on the rank holding the row, with its "
+        "gradients and optimizer states (PR 1561 replaced it on August 13, 2025). For a job that ran a "
         "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
         "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
         "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
