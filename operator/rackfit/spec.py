@@ -78,6 +78,10 @@ TRANSFORMERS_VERSION_MESSAGE = (
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
 TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
 TORCHTITAN_SPLIT_ROOT = (0, 2)
+# torchtitan's MoE built its shared experts as GroupedExperts(num_experts=1), weights [1, dim, hidden], until PR 1561
+# (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
+# spec can only say "before 0.2"
+TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
 # torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
@@ -909,7 +913,9 @@ class Training(_Model):
         "and held a second time in FSDP2's all-gather pool, two vocabulary matrices in 16 bits more (1.96 GiB on "
         "Llama 3.1 8B). Before 0.1 (PR 985, March 19, 2025) RMSNorm was torchtitan's own eager one, which keeps its "
         "fp32 input and 16-bit normalised tensor: 6 bytes a hidden element more at the final norm, and 4 more at "
-        "each block's two norms without activation checkpointing or compile. For a job that ran a "
+        "each block's two norms without activation checkpointing or compile. Before 0.2 a MoE's shared experts were "
+        "one [1, ...] GroupedExperts that FSDP2 cannot split on dim 0: whole on the rank holding the row, with its "
+        "gradients and optimizer states (PR 1561 replaced it on August 13, 2025). For a job that ran a "
         "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
         "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
         "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
@@ -1142,6 +1148,14 @@ class Training(_Model):
         if self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code:
             return True
         return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
+
+    @property
+    def torchtitan_grouped_shared_experts(self) -> bool:
+        """torchtitan before 0.2 (TORCHTITAN_FFN_SHARED_EXPERTS): a MoE's shared experts are one GroupedExperts with
+        num_experts=1 (models/deepseek_v3/model/moe.py and experiments/llama4/model/moe.py `MoE.__init__` at
+        b109f7d71), whose [1, ...] weights FSDP2 cannot split on dim 0 (estimator/moe_training.py
+        grouped_shared_params)."""
+        return _older(self.torchtitan_version, TORCHTITAN_FFN_SHARED_EXPERTS)
 
     @property
     def torchtitan_eager_final_norm(self) -> bool:

@@ -104,3 +104,44 @@ def test_pr_1672_policy_difference_is_the_all_to_all_cache_of_4096_tokens():
     assert cached_gib == pytest.approx(26 * 4096 * 2 * 6 * 2048 * 2 / 2**30)   # 4.875 GiB
     assert cached_gib == pytest.approx(74.53 - 70.02, rel=0.1)
     assert cached_gib * 8 > 74.53 - 70.02 + 30                                  # seq 4096: 39 GiB, not what it logged
+
+
+def _pr_1513(version: str, optimizer: str = "sgd"):
+    """T522's spec (torchtitan b109f7d71: DeepSeek-V3 16B with vocab 129280, FSDP over 8, full AC)."""
+    from rackfit.spec import parse_spec
+    arch = {"numLayers": 27, "hiddenSize": 2048, "intermediateSize": 10944, "numAttentionHeads": 16,
+            "numKeyValueHeads": 16, "headDim": 128, "vocabSize": 129280, "tieWordEmbeddings": False,
+            "numExperts": 64, "numExpertsPerToken": 6, "moeIntermediateSize": 1408, "numSharedExperts": 2,
+            "firstDenseLayers": 1, "kvLoraRank": 512, "qkRopeHeadDim": 64, "qkNopeHeadDim": 128, "vHeadDim": 128}
+    training = {"framework": "fsdp", "method": "full", "masterWeights": "fp32", "optimizer": optimizer,
+                "microBatchSize": 8, "sequenceLength": 2048, "activationCheckpointing": "full",
+                "expandableSegments": True, "torchtitanVersion": version}
+    if optimizer == "sgd":
+        training["sgdMomentum"] = False
+    return parse_spec({"model": {"architecture": arch}, "workload": "training", "precision": "bf16",
+                       "training": training, "parallelism": {"data": 8}})
+
+
+def test_shared_experts_are_unsplit_only_before_0_2_under_fsdp():
+    # GroupedExperts(num_experts=1): w1, w2, w3 of [1, 2048, 2 x 1408] - FSDP2 pads dim 0's one row to a whole chunk
+    def tr(version: str) -> Training:
+        return Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=8,
+                        sequenceLength=2048, activationCheckpointing="full", torchtitanVersion=version)
+    assert moe_training.grouped_shared_params(DSV3_16B, True, tr("0.1"), Layout(data=8)) == 3 * 2048 * 2816
+    assert moe_training.grouped_shared_params(DSV3_16B, True, tr("0.2"), Layout(data=8)) == 0   # PR 1561's FFN
+    assert moe_training.grouped_shared_params(DSV3_16B, True, tr("0.1"), Layout(data=1)) == 0   # nothing sharded
+    assert moe_training.grouped_shared_params(DSV3_16B, False, tr("0.1"), Layout(data=8)) == 0  # not torchtitan's
+
+
+def test_pr_1513_model_memory_line_is_the_sharded_masters_plus_the_unsplit_shared_experts():
+    # b109f7d71's run logged "CUDA memory usage for model: 8.84GiB" before step 1: the fp32 masters of its
+    # "15,816,584,704 total parameters" over 8 ranks are 7.37 GiB; the 26 MoE layers' shared experts
+    # (3 x 2048 x 2816 each) held whole instead of an eighth add 26 x 17,301,504 x 7/8 x 4 B = 1.47 GiB
+    from rackfit.estimator import training_peak
+    gib = 2**30
+    step1 = training_peak(_pr_1513("0.1"))            # no optimizer state: masters + fp32 gradients, equal
+    assert step1.states / 2 / gib == pytest.approx(8.84, abs=0.02)
+    assert training_peak(_pr_1513("0.2")).states / 2 / gib == pytest.approx(15_816_584_704 * 4 / 8 / gib, abs=0.01)
+    # rank 0's DTensor shard is the whole weight, so AdamW's two states are whole there too: states = 2 x masters
+    adamw = training_peak(_pr_1513("0.1", "adamw"))
+    assert adamw.states - step1.states == step1.states

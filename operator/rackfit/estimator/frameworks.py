@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from rackfit.estimator import float8, torchtune
+from rackfit.estimator import float8, moe_training, torchtune
 from rackfit.estimator.accumulation import accumulation_steps, runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
@@ -31,6 +31,7 @@ from rackfit.estimator.framework_activations import (
     loss_parallel,
     runtime_activations,
     sequence_parallel,
+    torchtitan,
     torchtune_eager_chunked_loss,
 )
 from rackfit.estimator.fsdp import (
@@ -196,6 +197,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     masters = n * 4 if mixed else 0
     fw = tr.framework
     gathered = buckets = step_extra = load = load_cached = 0
+    shared_pad = unsplit = 0   # torchtitan's unsplit shared experts (moe_training.grouped_shared_params)
     step_cached = 0
     step_segments = -1
     unshard_pool = 0
@@ -235,6 +237,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             grads = n * state_bytes // d
             optimizer //= d
             reduce_bytes = 4 if mixed else compute_bytes
+            # torchtitan's shared experts before 0.2, [1, ...] weights FSDP2 cannot split on dim 0
+            # (moe_training.grouped_shared_params): whole on the rank that holds the row, in the master dtype,
+            # with its gradients and states; padded copies in every all-gather and reduce-scatter
+            shared_pad = moe_training.grouped_shared_params(a, torchtitan(tr), tr, layout)
+            if shared_pad:
+                moe_here = min(heaviest_stage_layers(a.num_layers, pp), a.moe_layers) if pp > 1 else a.moe_layers
+                unsplit = shared_pad * moe_here - shared_pad * moe_here // d
+                weights += unsplit * state_bytes
+                grads += unsplit * state_bytes
+                optimizer += optimizer_state_bytes(tr, unsplit, state_bytes, a)
             if hf_fsdp2(tr):
                 # accelerate's FSDP2 (utils/dataclasses.py FullyShardedDataParallelPlugin.set_mixed_precision):
                 # MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype): gradients reduced in 16 bits
@@ -267,6 +279,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # (held 2) the second block in flight counted above is the one in that pool
                 second = layer * compute_bytes if held == 2 else 0
                 gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes, tr) - second
+                gathered += shared_pad * (d - 1) * compute_bytes   # the pool's block output, padded
                 if pp == 1 and tr.torchtitan_root_group:
                     gathered += fsdp2_root_group_extra(p, layout, compute_bytes)
             # torchao's float8 all-gather: the gathered blocks' linear weights in fp8 (float8.fsdp2_gathered_saving);
@@ -314,7 +327,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
                 # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
                 gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
-        trainable_here = n // d
+        trainable_here = n // d + unsplit
     elif fw == "deepspeed":
         # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
         # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
@@ -495,6 +508,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
         moment_inputs = fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output,
                                               (p.embedding + p.lm_head) // t, compute_bytes, reduce_bytes)
+        # a block's reduce-scatter input holds `data` padded copies of unsplit shared experts (grouped_shared_params)
+        moment_inputs["layer_rs"] += shared_pad * (d - 1) * reduce_bytes
         if float8.active(tr):   # a freed block gives back its fp8-gathered bytes (float8.fsdp2_block_weight)
             moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, layer, compute_bytes)
         moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))

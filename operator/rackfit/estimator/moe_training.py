@@ -44,6 +44,7 @@ fsdp.fsdp2_gathered_layer_params.
 from __future__ import annotations
 
 from rackfit.estimator.activations import ACT_BYTES, attention_dims
+from rackfit.estimator.params import mlp_params
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
@@ -134,3 +135,25 @@ def sac_layer_bytes(a: ModelArch, tr: Training, layout: Layout, all_to_all: bool
     per_moe = norms + attention + ACT_BYTES * moe
     per_dense = norms + attention + ACT_BYTES * dense
     return (per_moe * a.moe_layers + per_dense * (a.num_layers - a.moe_layers)) / a.num_layers
+
+
+def grouped_shared_params(a: ModelArch, titan: bool, tr: Training, layout: Layout) -> int:
+    """Elements of one MoE layer's shared-expert weights that FSDP2 leaves unsplit on a rank, 0 where it splits them.
+
+    Before 0.2 (`torchtitanVersion`, Training.torchtitan_grouped_shared_experts) torchtitan's MoE built its shared
+    experts as `GroupedExperts(dim, hidden_dim * n_shared_experts, num_experts=1)` (models/deepseek_v3/model/moe.py
+    `MoE.__init__` at b109f7d71, August 1, 2025; experiments/llama4/model/moe.py alike): w1, w2, w3 of shape
+    [1, dim, hidden]. FSDP2 shards dim 0 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py `_init_sharded_param`:
+    `chunks = _chunk_with_empty(param_data, shard_world_size, dim=0)`, `padded_sharded_size = chunks[0].size()  # 0th
+    always padded`, `padded_sharded_param = param_data.new_zeros(padded_sharded_size)`): one row cannot be split, so
+    every rank allocates the whole [1, dim, hidden] in the master dtype - rank 0 holding the row, the others zeros -
+    and rank 0's DTensor shard is the whole weight, so its optimizer states are too (the others' local shards are
+    empty). The gradients are views of the reduce-scatter output, padded alike (`_fsdp_collectives.py`
+    `foreach_reduce`: dim 0 padded to a multiple of the world size), and each all-gather moves the padded shards: a
+    block's all-gather output and reduce-scatter input hold `data` copies of these weights where one is used.
+    torchtitan PR 1561 (7354848df, August 13, 2025) rewrote the shared experts as a FeedForward of nn.Linear
+    ("FSDP's default dim-0 sharding ... will be inefficient"), which shards as any linear."""
+    if not (applies(a, titan, layout.tensor) and a.num_shared_experts and tr.method == "full" and tr.fsdp != 1
+            and layout.data > 1 and tr.torchtitan_grouped_shared_experts):
+        return 0
+    return a.num_shared_experts * mlp_params(a.hidden_size, a.moe_intermediate_size, a.gated_mlp)
