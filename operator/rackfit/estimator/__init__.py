@@ -25,7 +25,12 @@ from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
-from rackfit.estimator.peft import bnb_backward_dequant_bytes, kbit_fp32_vocab_bytes, unfit_step_temporaries
+from rackfit.estimator.peft import (
+    bnb_backward_dequant_bytes,
+    kbit_fp32_vocab_bytes,
+    kbit_vocab_recast_bytes,
+    unfit_step_temporaries,
+)
 from rackfit.estimator.pre_ampere import COMPUTE_CAPABILITY, bf16_cast, pre_ampere_refusal, v0_fallback
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
@@ -344,6 +349,14 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
             live_act, live_grads, phase = 0, states.gradients, "optimizer step"
             optimizer = states.optimizer + temp
             slack = step_reserved - live_grads - temp
+    # the fp32 embeddings, head and norms a trainer casts back to 16 bits (estimator/peft.py), all alive before the
+    # cast back: allocated, the 16-bit weights less their 16-bit copies plus the fp32 ones (2 bytes a parameter more);
+    # cached, the freed 16-bit blocks (2 bytes). No gradient or optimizer state exists yet; the step is served from
+    # these blocks, so the larger of the two counts
+    recast = kbit_vocab_recast_bytes(p, tr, spec.precision)
+    if recast > live_act + live_grads + optimizer + slack:
+        return dict(weights_bytes=states.weights + recast // 2, activations_bytes=0, gradients_bytes=0,
+                    optimizer_states_bytes=0, slack=recast - recast // 2), "load"
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
                 optimizer_states_bytes=optimizer, slack=slack), phase
 
