@@ -25,7 +25,12 @@ from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
-from rackfit.estimator.peft import bnb_backward_dequant_bytes, kbit_fp32_vocab_bytes, unfit_step_temporaries
+from rackfit.estimator.peft import (
+    bnb_backward_dequant_bytes,
+    kbit_fp32_vocab_bytes,
+    kbit_vocab_recast_bytes,
+    unfit_step_temporaries,
+)
 from rackfit.estimator.pre_ampere import COMPUTE_CAPABILITY, bf16_cast, pre_ampere_refusal, v0_fallback
 from rackfit.estimator.result import Breakdown, Estimate, Layout
 from rackfit.estimator.training import (
@@ -346,12 +351,19 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
             live_act, live_grads, phase = 0, states.gradients, "optimizer step"
             optimizer = states.optimizer + temp
             slack = step_reserved - live_grads - temp
+    # two moments before the first step can reserve more than it; the step is then served from their cached blocks,
+    # so the larger counts. DDP's construction before torch 2.8 (training.ddp_wrap_copies): the model and a flat copy
+    # of its buckets. The fp32 embeddings, head and norms a trainer casts back to 16 bits (estimator/peft.py), all
+    # alive before the cast back: allocated, the 16-bit weights less their 16-bit copies plus the fp32 ones (2 bytes a
+    # parameter more); cached, the freed 16-bit blocks (2 bytes). No gradient or optimizer state exists yet at either
     copies = ddp_wrap_copies(tr, layout, states.weights)
-    if copies > live_act + live_grads + optimizer + slack:
-        # DDP's construction before torch 2.8 (training.ddp_wrap_copies) reserves more than the step: the model and a
-        # flat copy of its buckets; the step's blocks are served from that cache afterwards
-        return dict(weights_bytes=states.weights, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
-                    slack=copies), "load"
+    recast = kbit_vocab_recast_bytes(p, tr, spec.precision)
+    if max(copies, recast) > live_act + live_grads + optimizer + slack:
+        if copies >= recast:
+            return dict(weights_bytes=states.weights, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
+                        slack=copies), "load"
+        return dict(weights_bytes=states.weights + recast // 2, activations_bytes=0, gradients_bytes=0,
+                    optimizer_states_bytes=0, slack=recast - recast // 2), "load"
     return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
                 optimizer_states_bytes=optimizer, slack=slack), phase
 

@@ -42,7 +42,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'ada'): (-7.7, -6.1, 2, 'memory'),
     ('transformers', 'training', 'ampere'): (-6.7, 5.8, 47, 'memory'),
-    ('transformers', 'training', 'any'): (-54.3, 15.2, 77, 'memory'),
+    ('transformers', 'training', 'any'): (-42.3, 15.2, 77, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.3, 4.1, 15, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 19.2, 13, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 73.0, 28, 'kv cache'),

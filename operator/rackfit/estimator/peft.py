@@ -92,6 +92,23 @@ def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
     return 2 * (p.embedding + p.lm_head + p.norms)
 
 
+def kbit_vocab_recast_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
+    """Bytes the caching allocator holds free at load where the trainer casts the fp32 embeddings, head and norms of a
+    bitsandbytes base back to 16 bits (training.kbitNormsFp32 false): the fp32 copies' blocks. axolotl (loaders/
+    model.py `_configure_embedding_dtypes` at c11938233 and 753906cfc; utils/models.py `load_model` at 682a9cf79), on a
+    model it does not shard, first runs `module.to(torch.float32)` on every module named like a norm or an embedding
+    (`before_kbit_train_or_finetune=True`), then peft's prepare_model_for_kbit_training casts the remaining 16-bit
+    parameters to fp32, then `should_convert` casts the norms, embeddings and head back to the 16-bit dtype. All fp32
+    copies are alive at once (4 bytes a parameter, each a new block: the freed 16-bit blocks are half their size);
+    the cast back reuses the freed 16-bit blocks and frees the fp32 ones into the cache. axolotl's log resets the peak
+    at "after adapters" (utils/bench.py `gpu_memory_usage_all`: max_memory_reserved, then reset_peak_memory_stats)
+    before its `torch.cuda.empty_cache()`, so its first step's memory/device_reserved still holds them."""
+    kbit = tr.method == "qlora" or (tr.method == "lora" and precision == "int8")
+    if tr.framework != "transformers" or not kbit or tr.zero_stage >= 3 or tr.kbit_norms_fp32 is not False:
+        return 0
+    return 4 * (p.embedding + p.lm_head + p.norms)
+
+
 # bitsandbytes' autograd functions dequantize the whole frozen matrix for the input's gradient in each backward
 # (bitsandbytes/autograd/_functions.py, 0.39.0 of May 2023 and every later release):
 # - MatMul4Bit.backward: `torch.matmul(grad_output, F.dequantize_4bit(B, ctx.state).to(grad_output.dtype).t())` --
