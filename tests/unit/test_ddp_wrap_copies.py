@@ -35,6 +35,7 @@ def test_lora_under_ddp_before_2_8_reserves_a_second_copy_at_wrap_time():
     est = estimate(old)
     module = training_states(old).weights   # the frozen 16-bit base and the fp32 adapters
     assert est.peak_phase == "load"
+    assert any(n.startswith("peak at load") and "training.torchVersion" in n for n in est.notes)
     assert est.breakdown.weights_bytes == module
     assert _reserved(old) == 2 * module + torch_workspace_bytes_outside_megatron(old.training)
     # about 28.5 GiB for Qwen2.5-7B (T339 logged 27.5), where the step alone is near 15
@@ -46,6 +47,7 @@ def test_lora_under_ddp_before_2_8_reserves_a_second_copy_at_wrap_time():
 def test_stashed_collectives_from_2_8_leave_the_step_peak(version):
     est = estimate(_spec(torchVersion=version))
     assert est.peak_phase != "load"
+    assert not any(n.startswith("peak at load") for n in est.notes)
     assert est.total_bytes == estimate(_spec()).total_bytes
 
 

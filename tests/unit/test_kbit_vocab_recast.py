@@ -37,6 +37,7 @@ def test_fp32_copies_of_embeddings_head_and_norms_are_held_at_load(precision):
     assert kbit_vocab_recast_bytes(p, spec.training, spec.precision) == 4 * vocab
     est = estimate(spec)
     assert est.peak_phase == "load"
+    assert any(n.startswith("peak at load") and "kbitNormsFp32 false" in n for n in est.notes)
     assert est.breakdown.weights_bytes == training_states(spec).weights + 2 * vocab
     assert est.breakdown.activations_bytes == est.breakdown.gradients_bytes == 0
 

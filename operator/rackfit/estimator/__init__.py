@@ -21,6 +21,7 @@ from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
 from rackfit.estimator.fsdp import fsdp1_reserved_union
+from rackfit.estimator.hf_fsdp2 import whole_quantized_load
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
 from rackfit.estimator.offload import offload_notes, offloads
@@ -44,7 +45,7 @@ from rackfit.estimator.training import (
 )
 from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
-from rackfit.spec import LLMWorkloadSpec
+from rackfit.spec import LLMWorkloadSpec, Training
 
 __all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
            "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights", "vllm_weights_overflow", "Estimate",
@@ -159,6 +160,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         parts, phase = _inference(spec, arch, layout, weights)
     else:
         parts, phase = _training(spec, arch, p, layout, weights)
+        if phase == "load":
+            notes.append(_load_note(spec.training, spec.precision, p, layout))
         if spec.training.optimizer == "adamw8bit":
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
@@ -280,6 +283,24 @@ def _inference(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, weights: 
     act = inference_activation_bytes(arch, layout, chunk, sequences)
     return dict(weights_bytes=weights, kv_cache_bytes=kv, activations_bytes=act,
                 slack=int(SLACK_PREFILL * (kv + act))), "prefill"
+
+
+def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> str:
+    """Why the peak comes before the first step, and what a user can change, for each load-time mechanism that
+    applies to the job (the larger of them set the peak)."""
+    why = []
+    if whole_quantized_load(tr, precision, layout.data):
+        why.append("each rank loads and quantizes the whole model on its GPU before FSDP2 shards it (accelerate's "
+                   "fsdp_cpu_ram_efficient_loading off); training.cpuRamEfficientLoading: true loads it on the CPU")
+    elif tr.framework == "fsdp" and tr.fsdp == 1:
+        why.append("FSDP1's wrap holds the unsharded model's blocks beside the new shards")
+    if ddp_wrap_copies(tr, layout, 1):
+        why.append("DDP's construction on PyTorch before 2.8 (training.torchVersion) keeps flat copies of the "
+                   "buckets it broadcasts; PyTorch 2.8 or TORCH_NCCL_AVOID_RECORD_STREAMS=1 frees each as it is sent")
+    if kbit_vocab_recast_bytes(p, tr, precision):
+        why.append("the trainer casts the 4/8-bit base's embeddings, head and norms to fp32 and back "
+                   "(kbitNormsFp32 false), all fp32 copies alive at once")
+    return "peak at load, before the first step: " + "; ".join(why or ["the model's load"])
 
 
 def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
