@@ -88,6 +88,22 @@ def test_v1_batch_defaults_by_release():
     assert [batch(l40s, v) for v in ("0.8.0", "0.8.4", None)] == [(2048, 1024), (2048, 256), (2048, 256)]
 
 
+def test_v1_keeps_gb10_on_the_small_batch_defaults_whatever_its_memory():
+    """GB10's NVML has no memory query, so get_batch_defaults takes 0 bytes (0.29.0), and 0.33.0 keeps capability 12.1
+    small by name: 2048 tokens and 256 sequences where a discrete card of its 119.7 GiB gets 8192 and 1024 (S904's
+    log: "max_num_batched_tokens=2048")."""
+    gb10 = GPU(model="GB10", product="GB10", memoryGB=128, memoryMiB=123085, architecture="blackwell")
+    same_size = gb10.model_copy(update={"model": "RTX PRO 6000"})
+
+    def batch(gpu, version):
+        s = settings(vllm("llama-3.1-8b", 8192, version).inference, gpu, 1, 1)
+        return s.max_num_batched_tokens, s.max_num_seqs
+
+    assert [batch(gb10, v) for v in ("0.8.3", "0.11.0", "0.29.0", None)] \
+        == [(2048, 1024), (2048, 256), (2048, 256), (2048, 256)]
+    assert batch(same_size, "0.29.0") == (8192, 1024)
+
+
 def sglang(gpu: GPU, tensor: int, version: str | None, pipeline: int = 1):
     inf = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                           parallelism=dict(tensor=tensor, pipeline=pipeline),

@@ -43,7 +43,14 @@ V1_LARGE_DEVICE_NAMES = ("h100", "h200")
 # From 0.28.0 GPUs of 160 GiB or more (get_device_total_memory: B200, GB200, B300, GB300; not H200's 140) get the
 # largest defaults under `vllm serve` too, 16384 batched tokens and 1024 sequences (EngineArgs.get_batch_defaults: "for
 # GPUs like B200/B300 with >= 160GB memory, use the largest defaults"; read in the 0.28.0-0.34.0 wheels, absent from
-# 0.19.0-0.27.0). 0.33.0 also keeps GB10 (DGX Spark, capability 12.1) on the small tier; no catalog GPU is a GB10.
+# 0.19.0-0.27.0).
+# GB10 (DGX Spark, unified memory) takes the small tier, 2048 batched tokens and 256 sequences, in every V1 release
+# whatever its memory: NVML implements no device memory query there (nvidia-smi's "Not Supported"), so
+# NvmlCudaPlatform.get_device_total_memory (pynvml.nvmlDeviceGetMemoryInfo) raises and get_batch_defaults takes 0 bytes
+# (read in the 0.24.0 and 0.29.0 wheels); 0.33.0 falls back to CUDA's total there but keeps GB10 on the small tier by
+# its capability, 12.1 ("has the memory but not the compute of a large discrete GPU"); before 0.8.5 the tier went by
+# name (V1_LARGE_DEVICE_NAMES). S904's log (0.11.0) prints "max_num_batched_tokens=2048".
+NVML_NO_MEMORY_MODELS = ("GB10",)
 V1_LARGEST_BY_MEMORY = (0, 28)
 V1_LARGEST_MEMORY = 160 * GiB
 V1_LARGEST_TOKENS = 16384
@@ -133,9 +140,12 @@ def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tu
     """vLLM V1's max_num_batched_tokens and max_num_seqs for `vllm serve` (EngineArgs.get_batch_defaults, before it
     _set_default_args_v1): GPUs of 70 GiB or more other than A100 get 8192 tokens and 1024 sequences, the rest 2048 and
     256; from V1_LARGEST_BY_MEMORY GPUs of 160 GiB or more get 16384 and 1024; releases before 0.9.0 decided otherwise
-    (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100). Without a GPU the large defaults are assumed."""
+    (V1_SEQS_BY_DEVICE, V1_LARGE_BY_MEMORY, V1_LARGE_NOT_A100); GB10 the small tier always (NVML_NO_MEMORY_MODELS).
+    Without a GPU the large defaults are assumed."""
     if total is None:
         return 8192, 1024
+    if gpu.model.upper() in NVML_NO_MEMORY_MODELS:
+        return 2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256
     if total >= V1_LARGEST_MEMORY and not inf.vllm_before(V1_LARGEST_BY_MEMORY):
         return V1_LARGEST_TOKENS, 1024
     if inf.vllm_before(V1_LARGE_BY_MEMORY):

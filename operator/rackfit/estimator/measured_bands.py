@@ -47,6 +47,6 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('vllm', 'inference', 'ada'): (-10.5, 19.2, 13, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 73.0, 28, 'kv cache'),
     ('vllm', 'inference', 'any'): (-15.9, 73.0, 117, 'kv cache'),
-    ('vllm', 'inference', 'blackwell'): (0.4, 64.3, 8, 'kv cache'),
+    ('vllm', 'inference', 'blackwell'): (0.4, 71.6, 8, 'kv cache'),
     ('vllm', 'inference', 'hopper'): (-1.4, 9.6, 68, 'kv cache'),
 }
