@@ -302,7 +302,8 @@ def bnb_quant_state_bytes(p: ParamCounts, tr: Training, precision: str, t: int) 
     loader under FSDP (modeling_utils.py `_load_state_dict_into_meta_model`, 4.40-4.46: `type(value)(value.data.to(
     "cpu"), **value.__dict__)` moves the packed data, not the quant_state kwarg) and Answer.AI's fsdp_qlora
     `load_and_quantize` alike; `QuantState.to` (functional.py) moves them only with the Params4bit's own `.to`, which
-    FSDP1's sync_module_states move to the GPU calls. FSDP1 with `accelerate`/peft (fsdpVersion 1) and accelerate's
+    torch's FSDP1 calls as it moves a unit to the GPU (fsdp/_init_utils.py `_move_states_to_device`: `param.data =
+    param.to(device)`). FSDP1 with `accelerate`/peft (fsdpVersion 1) and accelerate's
     FSDP2 (hf_fsdp2) on `precision: nf4`; torchtune's NF4Tensor shards its scales with its data
     (fsdp_pre_all_gather), so not there. The states of `p.linear` (what quantization compresses) at the nf4 format's
     scale bytes; the small per-matrix code tables are left out."""
