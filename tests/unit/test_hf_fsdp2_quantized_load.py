@@ -8,6 +8,9 @@ from __future__ import annotations
 import pytest
 
 from rackfit.estimator import estimate, training_peak
+from rackfit.estimator.fsdp import bnb_quant_state_bytes
+from rackfit.estimator.params import count_params
+from rackfit.models import resolve
 from rackfit.spec import Training, parse_spec
 
 SHAPE = {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336, "numAttentionHeads": 32,
@@ -30,10 +33,15 @@ def test_bitsandbytes_base_holds_the_whole_model_and_its_shards_at_load(precisio
         spec = _spec(precision, data)
         return training_peak(spec, estimate(spec).layout).load
 
-    # whole + whole / data: at two ranks 1.5 wholes, at four 1.25, so the two differ by a quarter of the whole
-    whole = 4 * (load(2) - load(4))
-    assert whole > 0
-    assert load(2) == pytest.approx(1.5 * whole, rel=1e-6)
+    # whole + sharded / data, where the sharded part is the whole less a 4-bit base's quantization states, which are
+    # not sharded (fsdp.bnb_quant_state_bytes; 0 for int8): at two ranks whole + sharded / 2, at four whole +
+    # sharded / 4, so the two differ by a quarter of the sharded part
+    sharded = 4 * (load(2) - load(4))
+    assert sharded > 0
+    spec = _spec(precision)
+    states = bnb_quant_state_bytes(count_params(resolve(spec.model)), spec.training, precision, 1)
+    assert (states > 0) == (precision == "nf4")
+    assert load(2) == pytest.approx(1.5 * sharded + states, rel=1e-6)
     est = estimate(_spec(precision))
     assert est.peak_phase == "load"
     # the note says why and names the field that avoids it

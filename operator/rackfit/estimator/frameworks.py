@@ -35,6 +35,7 @@ from rackfit.estimator.framework_activations import (
     torchtune_eager_chunked_loss,
 )
 from rackfit.estimator.fsdp import (
+    bnb_quant_state_bytes,
     expandable_segments,
     fsdp1_wrap_peak,
     fsdp2_backward_inputs,
@@ -201,6 +202,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     step_cached = 0
     step_segments = -1
     unshard_pool = 0
+    quant_states = 0   # fsdp.bnb_quant_state_bytes, kept on the GPU under CPU offload
     fp16_optimizer = False
     lora_gathered = None   # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
     if fw == "fsdp":
@@ -294,10 +296,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             # (torchao/dtypes/nf4tensor.py, fsdp_pre_all_gather/fsdp_post_all_gather) gathers its 4-bit data
             # and scales, and LinearNF4 dequantizes one matrix at a time (`weight.to(input.dtype)`, freed
             # after the matmul, again in the backward). Embeddings and the output stay 16-bit in the root.
-            weights = frozen_weight_bytes // d + n * state_bytes // d
+            # a bitsandbytes base's quantization states stay whole on every rank (fsdp.bnb_quant_state_bytes); the
+            # all-gathers carry the packed 4-bit data only
+            quant_states = bnb_quant_state_bytes(p, tr, precision, t)
+            weights = (frozen_weight_bytes - quant_states) // d + quant_states + n * state_bytes // d
             grads = n * state_bytes // d
             optimizer //= d
-            stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes, t)
+            stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes - quant_states, t)
             # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
             # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
             # full fine-tune. So does FSDP2 under torchtune: shard_model (torchtune/training/_distributed.py) applies
@@ -313,7 +318,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
             elif whole_quantized_load(tr, precision, d):
                 # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
-                load = frozen_weight_bytes + n * state_bytes + weights
+                load = frozen_weight_bytes + n * state_bytes + weights - quant_states   # the states once
             if tr.method == "qlora":
                 gathered += largest_matrix(a) // t * compute_bytes
             if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, d, pp):
@@ -484,14 +489,15 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     if offloads(tr) and (fw == "fsdp" or (fw == "deepspeed" and zero >= 1)):
         # CPU offload (offload.py): the offloaded states leave the GPU, the step runs on the host
         if fw == "fsdp":
-            o = fsdp_offloaded(weights, grads, optimizer)
-            load = max(load - weights, 0) if load else 0   # FSDP1's wrap: the shards go to the host (offload.py)
+            # the shards go to the host (offload.py), FSDP1's wrap's too; a 4-bit base's quantization states stay
+            o = fsdp_offloaded(weights - quant_states, grads, optimizer)
+            load = max(load - weights + quant_states, 0) if load else 0
         else:
             copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes) if zero in (1, 2) and d > 1 and overlap else 0
             o = zero_offloaded(zero, overlap, bool(tr.offload_parameters), n, d, full, compute_bytes, weights, grads,
                                optimizer, kept_grads, held, cached, reduce_bucket * compute_bytes if zero == 3 else 0,
                                copy, largest_parameter(a, tr, t * pp))
-        weights, grads, optimizer, kept_grads = o.weights, o.grads, o.optimizer, o.kept_grads
+        weights, grads, optimizer, kept_grads = o.weights + quant_states, o.grads, o.optimizer, o.kept_grads
         step_cached = 0
         step_segments = -1
         step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host

@@ -21,6 +21,7 @@ from rackfit.estimator.fsdp_tp import whole_sequence_gradient_excess
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
+from rackfit.models.quantization import PRECISION_FORMATS
 from rackfit.spec import Training
 
 
@@ -288,3 +289,26 @@ def expandable_segments(tr: Training) -> bool:
     if tr.expandable_segments is not None:
         return tr.expandable_segments
     return torchtitan(tr) and tr.activation_checkpointing == "selective"
+
+
+def bnb_quant_state_bytes(p: ParamCounts, tr: Training, precision: str, t: int) -> int:
+    """Bytes of a bitsandbytes 4-bit base's quantization states (absmax and double quantization's nested absmax, the
+    `QuantState` of each Linear4bit) that FSDP neither shards nor offloads: the whole model's on every rank's GPU.
+    bitsandbytes keeps each matrix's QuantState on the Params4bit and on its module (nn/modules.py, 0.43.1 to 2026:
+    `Params4bit._quantize` sets `self.module.quant_state`), not as a parameter or buffer; FSDP1's FlatParameter and
+    FSDP2's DTensor replace the Params4bit by a plain tensor (Linear4bit.forward: "the quant state got lost when the
+    parameter got converted. This happens for example for fsdp since we registered the module, we can recover the
+    state here", from `module.quant_state`). The states are made on the GPU where the matrix is quantized: transformers'
+    loader under FSDP (modeling_utils.py `_load_state_dict_into_meta_model`, 4.40-4.46: `type(value)(value.data.to(
+    "cpu"), **value.__dict__)` moves the packed data, not the quant_state kwarg) and Answer.AI's fsdp_qlora
+    `load_and_quantize` alike; `QuantState.to` (functional.py) moves them only with the Params4bit's own `.to`, which
+    torch's FSDP1 calls as it moves a unit to the GPU (fsdp/_init_utils.py `_move_states_to_device`: `param.data =
+    param.to(device)`). FSDP1 with `accelerate`/peft (fsdpVersion 1) and accelerate's
+    FSDP2 (hf_fsdp2) on `precision: nf4`; torchtune's NF4Tensor shards its scales with its data
+    (fsdp_pre_all_gather), so not there. The states of `p.linear` (what quantization compresses) at the nf4 format's
+    scale bytes; the small per-matrix code tables are left out."""
+    if tr.framework != "fsdp" or tr.method != "qlora" or precision != "nf4" or \
+            not (tr.fsdp == 1 or hf_fsdp2.hf_fsdp2(tr)):
+        return 0
+    f = PRECISION_FORMATS["nf4"]
+    return int(p.linear * f.scale_bytes / (f.rows * f.cols)) // t
