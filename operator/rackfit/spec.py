@@ -324,6 +324,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
+        "distributed_optimizer": Rule("!has(self.distributedOptimizer) || self.framework == 'megatron'",
+                                      "training.distributedOptimizer is Megatron's --use-distributed-optimizer: "
+                                      "only with framework megatron", ".distributedOptimizer"),
         "moe_grouped_gemm": Rule("!has(self.moeGroupedGemm) || self.framework == 'megatron'",
                                  "training.moeGroupedGemm is Megatron's --moe-grouped-gemm: only with framework "
                                  "megatron", ".moeGroupedGemm"),
@@ -935,6 +938,12 @@ class Training(_Model):
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
         "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
         "configs and many recipes set 0.0"))
+    distributed_optimizer: bool | None = Field(None, description=(
+        "framework megatron: --use-distributed-optimizer, the fp32 main parameters and Adam moments sharded over "
+        "parallelism.data (megatron/core/optimizer/distrib_optimizer.py). false is Megatron-LM's own default "
+        "(OptimizerConfig.use_distributed_optimizer False): Float16OptimizerWithFloat16Params keeps an fp32 copy of "
+        "every parameter of the rank and the optimizer its moments for all of them (megatron/core/optimizer/"
+        "optimizer.py). Default true, as most recipes set it"))
     moe_grouped_gemm: bool | None = Field(None, description=(
         "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
         "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
@@ -1075,6 +1084,8 @@ class Training(_Model):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
+        if self.distributed_optimizer is not None and self.framework != "megatron":
+            raise ValueError(rules["distributed_optimizer"].message)
         if self.moe_grouped_gemm is not None and self.framework != "megatron":
             raise ValueError(rules["moe_grouped_gemm"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

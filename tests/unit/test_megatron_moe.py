@@ -66,3 +66,42 @@ def test_moe_layer_saves_the_permuted_tokens_and_the_weighted_copy():
 def test_layer_count_carries_the_moe_term():
     dense_like = megatron_layer_bytes(MOE, tr(), 1, False)[0] - megatron_moe_saved_bytes(MOE, 1)
     assert megatron_layer_bytes(MOE, tr(), 1, False)[0] == pytest.approx(dense_like + 6144)
+
+
+
+def _states(data: int, expert: int, **kw) -> int:
+    """The states a Megatron rank holds (training_peak(...).states): bf16 weights, fp32 gradient buffer, fp32 main
+    copies and Adam moments, plus the buffers Megatron keeps for the run."""
+    from rackfit.estimator import training_peak
+    from rackfit.spec import parse_spec
+    arch = dict(numLayers=12, hiddenSize=512, intermediateSize=2048, numAttentionHeads=8, numKeyValueHeads=8,
+                headDim=64, vocabSize=50304, tieWordEmbeddings=True, gatedMlp=False)
+    if expert > 1:
+        arch.update(numExperts=8, numExpertsPerToken=2, moeIntermediateSize=1024)
+    spec = parse_spec({"model": {"architecture": arch}, "workload": "training", "precision": "bf16",
+                       "training": {**BASE, **kw}, "parallelism": {"data": data, "expert": expert}})
+    return training_peak(spec, spec.parallelism).states
+
+
+# 12 x (4 x 512^2 + 2 x 512 x 2048) + 50304 x 512, the dense model's parameters (norms aside)
+DENSE_N = 12 * (4 * 512 ** 2 + 2 * 512 * 2048) + 50304 * 512
+
+
+def test_without_distributed_optimizer_the_fp32_copies_and_moments_are_whole():
+    """Float16OptimizerWithFloat16Params (megatron/core/optimizer/optimizer.py): every parameter's fp32 main copy and
+    both Adam moments on every data-parallel rank, 12 bytes a parameter; the distributed optimizer shards them over
+    the 8 data-parallel ranks (12 / 8 bytes a parameter)."""
+    grown = _states(8, 1, distributedOptimizer=False) - _states(8, 1)
+    assert abs(grown - (12 - 12 / 8) * DENSE_N) < 0.01 * DENSE_N
+    # on one data-parallel rank there is nothing to shard
+    assert _states(1, 1, distributedOptimizer=False) == _states(1, 1)
+
+
+def test_without_distributed_optimizer_the_experts_states_stay_whole_too():
+    """EP 8 over 8 GPUs: the experts' expert data-parallel group is 1, so only the dense part's states grow."""
+    assert _states(8, 8, distributedOptimizer=False) > _states(8, 8)
+
+
+def test_distributed_optimizer_is_megatron_only():
+    with pytest.raises(ValueError, match="distributedOptimizer"):
+        Training(framework="fsdp", method="full", distributedOptimizer=False)
