@@ -447,8 +447,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             weights = n * compute_bytes
             grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
             eshards = edp if shards > 1 else 1
-            optimizer = (optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)) // shards + \
-                (optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)) // eshards
+            dense_states = optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)
+            expert_states = optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)
+            optimizer = dense_states // shards + expert_states // eshards
             trainable_here = dense_n // shards + expert_n // eshards
         weights += fp8_weights
         # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
