@@ -327,6 +327,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "distributed_optimizer": Rule("!has(self.distributedOptimizer) || self.framework == 'megatron'",
                                       "training.distributedOptimizer is Megatron's --use-distributed-optimizer: "
                                       "only with framework megatron", ".distributedOptimizer"),
+        "expert_tensor_parallel": Rule("!has(self.expertTensorParallel) || self.framework == 'megatron'",
+                                       "training.expertTensorParallel is Megatron's --expert-tensor-parallel-size: "
+                                       "only with framework megatron", ".expertTensorParallel"),
         "moe_grouped_gemm": Rule("!has(self.moeGroupedGemm) || self.framework == 'megatron'",
                                  "training.moeGroupedGemm is Megatron's --moe-grouped-gemm: only with framework "
                                  "megatron", ".moeGroupedGemm"),
@@ -944,6 +947,10 @@ class Training(_Model):
         "(OptimizerConfig.use_distributed_optimizer False): Float16OptimizerWithFloat16Params keeps an fp32 copy of "
         "every parameter of the rank and the optimizer its moments for all of them (megatron/core/optimizer/"
         "optimizer.py). Default true, as most recipes set it"))
+    expert_tensor_parallel: int | None = Field(None, gt=0, description=(
+        "framework megatron, an MoE model: --expert-tensor-parallel-size, the ranks each routed expert's linears are "
+        "split over (megatron/core/transformer/moe/experts.py). Default parallelism.tensor, as "
+        "megatron/training/arguments.py sets it when the flag is not given"))
     moe_grouped_gemm: bool | None = Field(None, description=(
         "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
         "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
@@ -1086,6 +1093,8 @@ class Training(_Model):
             raise ValueError(rules["hidden_dropout"].message)
         if self.distributed_optimizer is not None and self.framework != "megatron":
             raise ValueError(rules["distributed_optimizer"].message)
+        if self.expert_tensor_parallel is not None and self.framework != "megatron":
+            raise ValueError(rules["expert_tensor_parallel"].message)
         if self.moe_grouped_gemm is not None and self.framework != "megatron":
             raise ValueError(rules["moe_grouped_gemm"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

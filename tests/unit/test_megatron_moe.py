@@ -105,3 +105,34 @@ def test_without_distributed_optimizer_the_experts_states_stay_whole_too():
 def test_distributed_optimizer_is_megatron_only():
     with pytest.raises(ValueError, match="distributedOptimizer"):
         Training(framework="fsdp", method="full", distributedOptimizer=False)
+
+
+def _moe_split(tensor: int, data: int, expert: int, **kw):
+    from rackfit.estimator.frameworks import megatron_expert_split
+    from rackfit.estimator.params import count_params
+    from rackfit.estimator.result import Layout
+    return megatron_expert_split(MOE, count_params(MOE), tr(**kw), Layout(tensor=tensor, data=data, expert=expert))
+
+
+def test_expert_tensor_parallel_one_keeps_each_expert_whole():
+    """T555's layout (TP 2, EP 4, DP 4 on 8 GPUs): --expert-tensor-parallel-size 1 puts 8 / 4 = 2 whole experts on a
+    rank (twice the routed parameters of ETP = TP 2) and the expert data-parallel group is 8 / (4 x 1) = 2."""
+    _, default_experts, default_edp = _moe_split(2, 4, 4)
+    dense, experts, edp = _moe_split(2, 4, 4, expertTensorParallel=1)
+    assert (experts, edp) == (2 * default_experts, 2)
+    assert default_edp == 1
+    assert experts == 12 * 2 * (2 * 512 * 1024)   # 12 layers x 2 experts x fc1 + fc2
+    assert dense == _moe_split(2, 4, 4)[0]
+
+
+def test_expert_tensor_parallel_one_keeps_the_expert_activations_whole():
+    with_tp, _ = megatron_layer_bytes(MOE, tr(), 2, True)
+    whole, _ = megatron_layer_bytes(MOE, tr(expertTensorParallel=1), 2, True)
+    # GELU experts, top-2 of 1024: fc1 + activation outputs (2 x 2 x 2048 B) and the weighted copy (2 x 2048 B)
+    assert whole - with_tp == pytest.approx((2 * 2 * 2048 + 2 * 2048) / 2)
+    assert megatron_layer_bytes(MOE, tr(expertTensorParallel=2), 2, True)[0] == with_tp
+
+
+def test_expert_tensor_parallel_is_megatron_only():
+    with pytest.raises(ValueError, match="expertTensorParallel"):
+        Training(framework="fsdp", method="full", expertTensorParallel=1)

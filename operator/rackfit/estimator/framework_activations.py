@@ -227,10 +227,18 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     fp8_replicated, fp8_split = float8.te_saved_input_delta(a, tr)
     replicated, split = replicated + fp8_replicated, split + fp8_split
     per = (replicated / t if sp else replicated) + split / t
-    return per + megatron_moe_saved_bytes(a, t), core / t
+    # the routed experts' fc1 and activation outputs are split over the expert-tensor group, not over t
+    # (--expert-tensor-parallel-size, training.expertTensorParallel; experts.py TEGroupedMLP's linears)
+    etp = tr.expert_tensor_parallel or t
+    if a.is_moe and etp != t:
+        k_inter = a.num_experts_per_token * a.moe_intermediate_size
+        routed = ACT_BYTES * ((2 * k_inter if a.gated_mlp else k_inter) + k_inter)
+        per += routed / etp - routed / t
+    return per + megatron_moe_saved_bytes(a, etp), core / t
 
 
 def megatron_moe_saved_bytes(a: ModelArch, t: int) -> float:
+    # `t`: the expert-tensor-parallel size (parallelism.tensor unless training.expertTensorParallel says otherwise)
     """Bytes a Megatron-Core MoE layer keeps per token beyond the dense count (Megatron-LM d98e8a6), routing taken
     as balanced:
     - the routed experts' fc1 input: the dispatcher's permuted tokens, [top-k x tokens, h] on each rank

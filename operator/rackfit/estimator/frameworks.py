@@ -147,10 +147,11 @@ def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: La
     per group: `expert_data_parallel_group`, of world / (expert tensor x expert parallel x pipeline) ranks). A
     stage's share of the experts is its share of the layers."""
     t, pp, d, ep = layout.tensor, layout.pipeline, layout.data, layout.expert
+    etp = tr.expert_tensor_parallel or t   # --expert-tensor-parallel-size (training.expertTensorParallel)
     stage = stage_params(a, p, tr, pp)
     stage_experts = p.experts * heaviest_stage_layers(a.num_layers, pp) // max(a.num_layers, 1) if pp > 1 else p.experts
-    edp = max(t * d // (ep * t), 1)
-    return (stage - stage_experts) // t, stage_experts // (ep * t), edp
+    edp = max(t * d // (ep * etp), 1)
+    return (stage - stage_experts) // t, stage_experts // (ep * etp), edp
 
 
 def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t: int) -> int:
