@@ -324,6 +324,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
+        "attention_dropout": Rule("!has(self.attentionDropout) || self.framework == 'megatron'",
+                                  "training.attentionDropout is Megatron's --attention-dropout: only with framework "
+                                  "megatron", ".attentionDropout"),
         "distributed_optimizer": Rule("!has(self.distributedOptimizer) || self.framework == 'megatron'",
                                       "training.distributedOptimizer is Megatron's --use-distributed-optimizer: "
                                       "only with framework megatron", ".distributedOptimizer"),
@@ -941,6 +944,11 @@ class Training(_Model):
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
         "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
         "configs and many recipes set 0.0"))
+    attention_dropout: float | None = Field(None, ge=0, lt=1, description=(
+        "framework megatron: --attention-dropout, the dropout on the attention probabilities. It matters with "
+        "unfused attention (flashAttention false): above 0 each score keeps a 1-byte mask and the 16-bit dropped-out "
+        "probabilities beside the softmax output; 0 keeps the softmax output only (torch's dropout returns its "
+        "input at p = 0). Default 0.1, Megatron-LM's default"))
     distributed_optimizer: bool | None = Field(None, description=(
         "framework megatron: --use-distributed-optimizer, the fp32 main parameters and Adam moments sharded over "
         "parallelism.data (megatron/core/optimizer/distrib_optimizer.py). false is Megatron-LM's own default "
@@ -1091,6 +1099,8 @@ class Training(_Model):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
+        if self.attention_dropout is not None and self.framework != "megatron":
+            raise ValueError(rules["attention_dropout"].message)
         if self.distributed_optimizer is not None and self.framework != "megatron":
             raise ValueError(rules["distributed_optimizer"].message)
         if self.expert_tensor_parallel is not None and self.framework != "megatron":

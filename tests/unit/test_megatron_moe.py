@@ -136,3 +136,16 @@ def test_expert_tensor_parallel_one_keeps_the_expert_activations_whole():
 def test_expert_tensor_parallel_is_megatron_only():
     with pytest.raises(ValueError, match="expertTensorParallel"):
         Training(framework="fsdp", method="full", expertTensorParallel=1)
+
+
+def test_unfused_attention_without_attention_dropout_keeps_the_softmax_output_only():
+    """--attention-dropout 0: 2 bytes a score (the softmax output) instead of 5 (plus the mask and the dropped-out
+    copy), 8 heads over t 2 at seq 1024: (5 - 2) x 4 x 1024 bytes a token less."""
+    dropped, _ = megatron_layer_bytes(DENSE, tr(flashAttention=False), 2, True)
+    kept, core = megatron_layer_bytes(DENSE, tr(flashAttention=False, attentionDropout=0.0), 2, True)
+    assert dropped - kept == pytest.approx(3 * 8 * 1024 / 2)
+    assert core == 2 * 8 * 1024 / 2
+    # flash attention keeps no scores: the dropout setting changes nothing
+    assert megatron_layer_bytes(DENSE, tr(attentionDropout=0.0), 2, True) == megatron_layer_bytes(DENSE, tr(), 2, True)
+    with pytest.raises(ValueError, match="attentionDropout"):
+        Training(framework="fsdp", method="full", attentionDropout=0.0)

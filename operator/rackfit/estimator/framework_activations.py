@@ -38,6 +38,10 @@ MEGATRON_DROPOUT_MASK_BYTES = 1
 # Unfused attention's score bytes (Korthikanti et al. 2022, Table 2, 5as^2b): softmax output 2, dropout mask 1,
 # dropped-out probabilities 2.
 MEGATRON_UNFUSED_SCORE_BYTES = 5
+# At --attention-dropout 0 (training.attentionDropout) the dropout returns its input (torch's _dropout_impl at p == 0,
+# as for the hidden dropout): Megatron's DotProductAttention and TE's UnfusedDotProductAttention then keep only the
+# 16-bit softmax output, which the softmax and the bmm with the values both save.
+MEGATRON_UNFUSED_SCORE_BYTES_NO_DROPOUT = 2
 
 def _tokens(tr: Training) -> int:
     return tr.micro_batch_size * tr.sequence_length
@@ -215,7 +219,8 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
         # dot_product_attention.py DotProductAttention): baddbmm scores, FusedScaleMaskSoftmax saving its 16-bit
         # output, attention_dropout (--attention-dropout 0.1: a 1-byte mask and the 16-bit dropped-out
         # probabilities that the bmm with the values saves): Korthikanti's 5as/(ht) per token, no softmax statistics
-        core = MEGATRON_UNFUSED_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
+        score = MEGATRON_UNFUSED_SCORE_BYTES_NO_DROPOUT if tr.attention_dropout == 0 else MEGATRON_UNFUSED_SCORE_BYTES
+        core = score * a.num_attention_heads * tr.sequence_length
     else:
         core = 4 * a.num_attention_heads  # flash: an fp32 log-sum-exp per head
     split = ACT_BYTES * (2 * q + kv) + core + ACT_BYTES * (fc1 + inter)
