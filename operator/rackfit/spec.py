@@ -324,6 +324,15 @@ RULES: dict[str, dict[str, Rule]] = {
         "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
                                "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
                                ".hiddenDropout"),
+        "attention_dropout": Rule("!has(self.attentionDropout) || self.framework == 'megatron'",
+                                  "training.attentionDropout is Megatron's --attention-dropout: only with framework "
+                                  "megatron", ".attentionDropout"),
+        "distributed_optimizer": Rule("!has(self.distributedOptimizer) || self.framework == 'megatron'",
+                                      "training.distributedOptimizer is Megatron's --use-distributed-optimizer: "
+                                      "only with framework megatron", ".distributedOptimizer"),
+        "expert_tensor_parallel": Rule("!has(self.expertTensorParallel) || self.framework == 'megatron'",
+                                       "training.expertTensorParallel is Megatron's --expert-tensor-parallel-size: "
+                                       "only with framework megatron", ".expertTensorParallel"),
         "moe_grouped_gemm": Rule("!has(self.moeGroupedGemm) || self.framework == 'megatron'",
                                  "training.moeGroupedGemm is Megatron's --moe-grouped-gemm: only with framework "
                                  "megatron", ".moeGroupedGemm"),
@@ -935,6 +944,21 @@ class Training(_Model):
         "each keeps a 1-byte mask a token and hidden unit for the backward; 0 keeps none (torch's dropout returns "
         "its input at p = 0). Default 0.1, Megatron-LM's default; Megatron-Bridge's Llama provider, ms-swift's Qwen "
         "configs and many recipes set 0.0"))
+    attention_dropout: float | None = Field(None, ge=0, lt=1, description=(
+        "framework megatron: --attention-dropout, the dropout on the attention probabilities. It matters with "
+        "unfused attention (flashAttention false): above 0 each score keeps a 1-byte mask and the 16-bit dropped-out "
+        "probabilities beside the softmax output; 0 keeps the softmax output only (torch's dropout returns its "
+        "input at p = 0). Default 0.1, Megatron-LM's default"))
+    distributed_optimizer: bool | None = Field(None, description=(
+        "framework megatron: --use-distributed-optimizer, the fp32 main parameters and Adam moments sharded over "
+        "parallelism.data (megatron/core/optimizer/distrib_optimizer.py). false is Megatron-LM's own default "
+        "(OptimizerConfig.use_distributed_optimizer False): Float16OptimizerWithFloat16Params keeps an fp32 copy of "
+        "every parameter of the rank and the optimizer its moments for all of them (megatron/core/optimizer/"
+        "optimizer.py). Default true, as most recipes set it"))
+    expert_tensor_parallel: int | None = Field(None, gt=0, description=(
+        "framework megatron, an MoE model: --expert-tensor-parallel-size, the ranks each routed expert's linears are "
+        "split over (megatron/core/transformer/moe/experts.py). Default parallelism.tensor, as "
+        "megatron/training/arguments.py sets it when the flag is not given"))
     moe_grouped_gemm: bool | None = Field(None, description=(
         "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
         "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
@@ -1075,6 +1099,12 @@ class Training(_Model):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)
         if self.hidden_dropout is not None and self.framework != "megatron":
             raise ValueError(rules["hidden_dropout"].message)
+        if self.attention_dropout is not None and self.framework != "megatron":
+            raise ValueError(rules["attention_dropout"].message)
+        if self.distributed_optimizer is not None and self.framework != "megatron":
+            raise ValueError(rules["distributed_optimizer"].message)
+        if self.expert_tensor_parallel is not None and self.framework != "megatron":
+            raise ValueError(rules["expert_tensor_parallel"].message)
         if self.moe_grouped_gemm is not None and self.framework != "megatron":
             raise ValueError(rules["moe_grouped_gemm"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

@@ -102,7 +102,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".useCache", ".useCache",
                                                   ".torchtitanVersion", ".cpuRamEfficientLoading", ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
-                                                  ".hiddenDropout", ".moeGroupedGemm", ".offloadOptimizer",
+                                                  ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
+                                                  ".expertTensorParallel", ".moeGroupedGemm", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]

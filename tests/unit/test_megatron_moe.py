@@ -66,3 +66,86 @@ def test_moe_layer_saves_the_permuted_tokens_and_the_weighted_copy():
 def test_layer_count_carries_the_moe_term():
     dense_like = megatron_layer_bytes(MOE, tr(), 1, False)[0] - megatron_moe_saved_bytes(MOE, 1)
     assert megatron_layer_bytes(MOE, tr(), 1, False)[0] == pytest.approx(dense_like + 6144)
+
+
+
+def _states(data: int, expert: int, **kw) -> int:
+    """The states a Megatron rank holds (training_peak(...).states): bf16 weights, fp32 gradient buffer, fp32 main
+    copies and Adam moments, plus the buffers Megatron keeps for the run."""
+    from rackfit.estimator import training_peak
+    from rackfit.spec import parse_spec
+    arch = dict(numLayers=12, hiddenSize=512, intermediateSize=2048, numAttentionHeads=8, numKeyValueHeads=8,
+                headDim=64, vocabSize=50304, tieWordEmbeddings=True, gatedMlp=False)
+    if expert > 1:
+        arch.update(numExperts=8, numExpertsPerToken=2, moeIntermediateSize=1024)
+    spec = parse_spec({"model": {"architecture": arch}, "workload": "training", "precision": "bf16",
+                       "training": {**BASE, **kw}, "parallelism": {"data": data, "expert": expert}})
+    return training_peak(spec, spec.parallelism).states
+
+
+# 12 x (4 x 512^2 + 2 x 512 x 2048) + 50304 x 512, the dense model's parameters (norms aside)
+DENSE_N = 12 * (4 * 512 ** 2 + 2 * 512 * 2048) + 50304 * 512
+
+
+def test_without_distributed_optimizer_the_fp32_copies_and_moments_are_whole():
+    """Float16OptimizerWithFloat16Params (megatron/core/optimizer/optimizer.py): every parameter's fp32 main copy and
+    both Adam moments on every data-parallel rank, 12 bytes a parameter; the distributed optimizer shards them over
+    the 8 data-parallel ranks (12 / 8 bytes a parameter)."""
+    grown = _states(8, 1, distributedOptimizer=False) - _states(8, 1)
+    assert abs(grown - (12 - 12 / 8) * DENSE_N) < 0.01 * DENSE_N
+    # on one data-parallel rank there is nothing to shard
+    assert _states(1, 1, distributedOptimizer=False) == _states(1, 1)
+
+
+def test_without_distributed_optimizer_the_experts_states_stay_whole_too():
+    """EP 8 over 8 GPUs: the experts' expert data-parallel group is 1, so only the dense part's states grow."""
+    assert _states(8, 8, distributedOptimizer=False) > _states(8, 8)
+
+
+def test_distributed_optimizer_is_megatron_only():
+    with pytest.raises(ValueError, match="distributedOptimizer"):
+        Training(framework="fsdp", method="full", distributedOptimizer=False)
+
+
+def _moe_split(tensor: int, data: int, expert: int, **kw):
+    from rackfit.estimator.frameworks import megatron_expert_split
+    from rackfit.estimator.params import count_params
+    from rackfit.estimator.result import Layout
+    return megatron_expert_split(MOE, count_params(MOE), tr(**kw), Layout(tensor=tensor, data=data, expert=expert))
+
+
+def test_expert_tensor_parallel_one_keeps_each_expert_whole():
+    """T555's layout (TP 2, EP 4, DP 4 on 8 GPUs): --expert-tensor-parallel-size 1 puts 8 / 4 = 2 whole experts on a
+    rank (twice the routed parameters of ETP = TP 2) and the expert data-parallel group is 8 / (4 x 1) = 2."""
+    _, default_experts, default_edp = _moe_split(2, 4, 4)
+    dense, experts, edp = _moe_split(2, 4, 4, expertTensorParallel=1)
+    assert (experts, edp) == (2 * default_experts, 2)
+    assert default_edp == 1
+    assert experts == 12 * 2 * (2 * 512 * 1024)   # 12 layers x 2 experts x fc1 + fc2
+    assert dense == _moe_split(2, 4, 4)[0]
+
+
+def test_expert_tensor_parallel_one_keeps_the_expert_activations_whole():
+    with_tp, _ = megatron_layer_bytes(MOE, tr(), 2, True)
+    whole, _ = megatron_layer_bytes(MOE, tr(expertTensorParallel=1), 2, True)
+    # GELU experts, top-2 of 1024: fc1 + activation outputs (2 x 2 x 2048 B) and the weighted copy (2 x 2048 B)
+    assert whole - with_tp == pytest.approx((2 * 2 * 2048 + 2 * 2048) / 2)
+    assert megatron_layer_bytes(MOE, tr(expertTensorParallel=2), 2, True)[0] == with_tp
+
+
+def test_expert_tensor_parallel_is_megatron_only():
+    with pytest.raises(ValueError, match="expertTensorParallel"):
+        Training(framework="fsdp", method="full", expertTensorParallel=1)
+
+
+def test_unfused_attention_without_attention_dropout_keeps_the_softmax_output_only():
+    """--attention-dropout 0: 2 bytes a score (the softmax output) instead of 5 (plus the mask and the dropped-out
+    copy), 8 heads over t 2 at seq 1024: (5 - 2) x 4 x 1024 bytes a token less."""
+    dropped, _ = megatron_layer_bytes(DENSE, tr(flashAttention=False), 2, True)
+    kept, core = megatron_layer_bytes(DENSE, tr(flashAttention=False, attentionDropout=0.0), 2, True)
+    assert dropped - kept == pytest.approx(3 * 8 * 1024 / 2)
+    assert core == 2 * 8 * 1024 / 2
+    # flash attention keeps no scores: the dropout setting changes nothing
+    assert megatron_layer_bytes(DENSE, tr(attentionDropout=0.0), 2, True) == megatron_layer_bytes(DENSE, tr(), 2, True)
+    with pytest.raises(ValueError, match="attentionDropout"):
+        Training(framework="fsdp", method="full", attentionDropout=0.0)

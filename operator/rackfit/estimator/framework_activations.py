@@ -38,6 +38,10 @@ MEGATRON_DROPOUT_MASK_BYTES = 1
 # Unfused attention's score bytes (Korthikanti et al. 2022, Table 2, 5as^2b): softmax output 2, dropout mask 1,
 # dropped-out probabilities 2.
 MEGATRON_UNFUSED_SCORE_BYTES = 5
+# At --attention-dropout 0 (training.attentionDropout) the dropout returns its input (torch's _dropout_impl at p == 0,
+# as for the hidden dropout): Megatron's DotProductAttention and TE's UnfusedDotProductAttention then keep only the
+# 16-bit softmax output, which the softmax and the bmm with the values both save.
+MEGATRON_UNFUSED_SCORE_BYTES_NO_DROPOUT = 2
 
 def _tokens(tr: Training) -> int:
     return tr.micro_batch_size * tr.sequence_length
@@ -215,7 +219,8 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
         # dot_product_attention.py DotProductAttention): baddbmm scores, FusedScaleMaskSoftmax saving its 16-bit
         # output, attention_dropout (--attention-dropout 0.1: a 1-byte mask and the 16-bit dropped-out
         # probabilities that the bmm with the values saves): Korthikanti's 5as/(ht) per token, no softmax statistics
-        core = MEGATRON_UNFUSED_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
+        score = MEGATRON_UNFUSED_SCORE_BYTES_NO_DROPOUT if tr.attention_dropout == 0 else MEGATRON_UNFUSED_SCORE_BYTES
+        core = score * a.num_attention_heads * tr.sequence_length
     else:
         core = 4 * a.num_attention_heads  # flash: an fp32 log-sum-exp per head
     split = ACT_BYTES * (2 * q + kv) + core + ACT_BYTES * (fc1 + inter)
@@ -227,10 +232,18 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     fp8_replicated, fp8_split = float8.te_saved_input_delta(a, tr)
     replicated, split = replicated + fp8_replicated, split + fp8_split
     per = (replicated / t if sp else replicated) + split / t
-    return per + megatron_moe_saved_bytes(a, t), core / t
+    # the routed experts' fc1 and activation outputs are split over the expert-tensor group, not over t
+    # (--expert-tensor-parallel-size, training.expertTensorParallel; experts.py TEGroupedMLP's linears)
+    etp = tr.expert_tensor_parallel or t
+    if a.is_moe and etp != t:
+        k_inter = a.num_experts_per_token * a.moe_intermediate_size
+        routed = ACT_BYTES * ((2 * k_inter if a.gated_mlp else k_inter) + k_inter)
+        per += routed / etp - routed / t
+    return per + megatron_moe_saved_bytes(a, etp), core / t
 
 
 def megatron_moe_saved_bytes(a: ModelArch, t: int) -> float:
+    # `t`: the expert-tensor-parallel size (parallelism.tensor unless training.expertTensorParallel says otherwise)
     """Bytes a Megatron-Core MoE layer keeps per token beyond the dense count (Megatron-LM d98e8a6), routing taken
     as balanced:
     - the routed experts' fc1 input: the dispatcher's permuted tokens, [top-k x tokens, h] on each rank

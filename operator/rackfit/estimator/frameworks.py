@@ -147,10 +147,11 @@ def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: La
     per group: `expert_data_parallel_group`, of world / (expert tensor x expert parallel x pipeline) ranks). A
     stage's share of the experts is its share of the layers."""
     t, pp, d, ep = layout.tensor, layout.pipeline, layout.data, layout.expert
+    etp = tr.expert_tensor_parallel or t   # --expert-tensor-parallel-size (training.expertTensorParallel)
     stage = stage_params(a, p, tr, pp)
     stage_experts = p.experts * heaviest_stage_layers(a.num_layers, pp) // max(a.num_layers, 1) if pp > 1 else p.experts
-    edp = max(t * d // (ep * t), 1)
-    return (stage - stage_experts) // t, stage_experts // (ep * t), edp
+    edp = max(t * d // (ep * etp), 1)
+    return (stage - stage_experts) // t, stage_experts // (ep * etp), edp
 
 
 def frozen_layer_bytes(a: ModelArch, p: ParamCounts, frozen_weight_bytes: int, t: int) -> int:
@@ -429,10 +430,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # (megatron/core/optimizer/distrib_optimizer.py) shards fp32 main parameters and Adam states over data.
         # --fp16 leaves accumulate_allreduce_grads_in_fp32 False (arguments.py forces it for bf16 only; Megatron-LM
         # issue 525's log prints it False), so the gradient buffer is fp16 (the main_grad dtype is params_dtype).
+        # Without --use-distributed-optimizer (training.distributedOptimizer false, Megatron-LM's own default:
+        # megatron/core/optimizer/optimizer_config.py use_distributed_optimizer False), get_megatron_optimizer
+        # (megatron/core/optimizer/__init__.py) wraps the optimizer in Float16OptimizerWithFloat16Params, which
+        # clones every parameter of the rank to fp32 (optimizer.py, `param.detach().clone().float()`), and the
+        # optimizer keeps moments for all of them: nothing is sharded over data (Megatron-LM d98e8a6).
+        shards = d if tr.distributed_optimizer is not False else 1
         weights = n * compute_bytes
         grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
-        optimizer = (optimizer + masters) // d
-        trainable_here = n // d
+        optimizer = (optimizer + masters) // shards
+        trainable_here = n // shards
         # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
         fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
         if full and a.is_moe and layout.expert > 1:
@@ -440,9 +447,11 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             n = dense_n + expert_n
             weights = n * compute_bytes
             grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
-            optimizer = (optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)) // d + \
-                (optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)) // edp
-            trainable_here = dense_n // d + expert_n // edp
+            eshards = edp if shards > 1 else 1
+            dense_states = optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)
+            expert_states = optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)
+            optimizer = dense_states // shards + expert_states // eshards
+            trainable_here = dense_n // shards + expert_n // eshards
         weights += fp8_weights
         # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
         # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
@@ -638,7 +647,9 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
                 "(a model built outside deepspeed.zero.Init); HF from_pretrained under zero.Init needs less"]
     if tr.framework == "megatron":
         sp = "sequence parallel" if tr.sequence_parallel else "no sequence parallel (sequenceParallel: false)"
-        notes = [f"megatron is modelled with the distributed optimizer, flash attention, hidden dropout and {sp}"]
+        opt = "the distributed optimizer" if tr.distributed_optimizer is not False else \
+            "the optimizer unsharded (distributedOptimizer: false)"
+        notes = [f"megatron is modelled with {opt}, flash attention, hidden dropout and {sp}"]
         if layout.expert > 1:
             notes.append("megatron's routed experts are split over expert parallel x tensor parallel (Megatron's "
                          "default --expert-tensor-parallel-size, the tensor-parallel size), their optimizer states "
