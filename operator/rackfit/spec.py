@@ -147,6 +147,15 @@ RULES: dict[str, dict[str, Rule]] = {
             "DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only (\"ZeRO-2 and ZeRO-3 are incompatible with "
             "pipeline parallelism\"): with framework deepspeed and parallelism.pipeline above 1, zeroStage must be "
             "0 or 1", ".training.zeroStage"),
+        # megatron/core/parallel_state.py initialize_model_parallel: the world size must be a multiple of expert
+        # tensor x expert x pipeline ("world_size ... is not divisible by expert_tensor_model_pipeline_parallel_size")
+        "expert_tensor_parallel_layout": Rule(
+            "!has(self.training) || !has(self.training.expertTensorParallel) || (has(self.parallelism) && "
+            "(self.parallelism.tensor * self.parallelism.data) % "
+            "(self.training.expertTensorParallel * self.parallelism.expert) == 0)",
+            "training.expertTensorParallel needs parallelism set, with expertTensorParallel x parallelism.expert "
+            "dividing parallelism.tensor x parallelism.data (Megatron's world size must be a multiple of expert "
+            "tensor x expert x pipeline)", ".training.expertTensorParallel"),
     },
     "Inference": {
         "engine_settings": Rule(
@@ -1279,6 +1288,10 @@ class LLMWorkloadSpec(_Model):
                 raise ValueError(rules["kbit_norms_base"].message)
             if not t.runs_pipeline_stages and self.parallelism and self.parallelism.pipeline > 1:
                 raise ValueError(rules["deepspeed_pipeline_zero"].message)
+            par = self.parallelism
+            if t.expert_tensor_parallel is not None and (
+                    par is None or (par.tensor * par.data) % (t.expert_tensor_parallel * par.expert)):
+                raise ValueError(rules["expert_tensor_parallel_layout"].message)
         return self
 
 

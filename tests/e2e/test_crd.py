@@ -81,6 +81,9 @@ GOOD = [
                             "training": {"framework": "fsdp", "fsdpVersion": 1, "preWrapOptimizer": True}}),
     ("dp-attention-split", {"model": {"preset": "deepseek-v3"}, "workload": "inference", "parallelism": {"tensor": 8},
                             "inference": {"engine": "sglang", "engineVersion": "0.5.2", "dataParallelAttention": 2}}),
+    ("expert-tensor-parallel", {"model": {"preset": "mixtral-8x7b"}, "workload": "training",
+                                "parallelism": {"tensor": 2, "data": 4, "expert": 4},
+                                "training": {"framework": "megatron", "expertTensorParallel": 1}}),
 ]
 
 
@@ -162,6 +165,16 @@ BAD = [
                                  "training": {"framework": "fsdp", "fsdpVersion": 1, "method": "lora",
                                               "preWrapOptimizer": True}},
      ["spec.training.preWrapOptimizer", "fsdpVersion 1 and method full"]),
+    ("expert-tensor-parallel-layout", {"model": {"preset": "mixtral-8x7b"}, "workload": "training",
+                                       "parallelism": {"tensor": 2, "data": 4, "expert": 4},
+                                       "training": {"framework": "megatron", "expertTensorParallel": 4}},
+     ["spec.training.expertTensorParallel", "dividing parallelism.tensor x parallelism.data"]),
+    ("expert-tensor-parallel-no-layout", {"model": {"preset": "mixtral-8x7b"}, "workload": "training",
+                                          "training": {"framework": "megatron", "expertTensorParallel": 1}},
+     ["spec.training.expertTensorParallel", "needs parallelism set"]),
+    ("distributed-optimizer-fsdp", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                                    "training": {"framework": "fsdp", "distributedOptimizer": False}},
+     ["spec.training.distributedOptimizer", "only with framework megatron"]),
     ("unknown-field", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "contextLength": 4096},
      ["contextLength", "unknown field"]),
     ("no-workload", {"model": {"preset": "llama-3.1-8b"}}, ["spec.workload", "Required value"]),

@@ -149,3 +149,22 @@ def test_unfused_attention_without_attention_dropout_keeps_the_softmax_output_on
     assert megatron_layer_bytes(DENSE, tr(attentionDropout=0.0), 2, True) == megatron_layer_bytes(DENSE, tr(), 2, True)
     with pytest.raises(ValueError, match="attentionDropout"):
         Training(framework="fsdp", method="full", attentionDropout=0.0)
+
+
+@pytest.mark.parametrize("layout,ok", [(dict(tensor=2, data=4, expert=4), True),
+                                       (dict(tensor=2, data=4, expert=8), False),
+                                       (None, False)])
+def test_expert_tensor_parallel_must_fit_the_layout(layout, ok):
+    """Megatron's initialize_model_parallel: the world size a multiple of expert tensor x expert x pipeline; a
+    refusal names the field and what is allowed."""
+    from rackfit.errors import InvalidWorkload
+    from rackfit.spec import parse_spec
+    spec = dict(model=dict(preset="mixtral-8x7b"), workload="training",
+                training=dict(framework="megatron", expertTensorParallel=2))
+    if layout:
+        spec["parallelism"] = layout
+    if ok:
+        assert parse_spec(spec).training.expert_tensor_parallel == 2
+    else:
+        with pytest.raises(InvalidWorkload, match="spec.training.expertTensorParallel: .* dividing parallelism"):
+            parse_spec(spec)

@@ -243,9 +243,9 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
 
 
 def megatron_moe_saved_bytes(a: ModelArch, t: int) -> float:
-    # `t`: the expert-tensor-parallel size (parallelism.tensor unless training.expertTensorParallel says otherwise)
     """Bytes a Megatron-Core MoE layer keeps per token beyond the dense count (Megatron-LM d98e8a6), routing taken
-    as balanced:
+    as balanced, at an expert-tensor-parallel size `t` (parallelism.tensor unless training.expertTensorParallel says
+    otherwise):
     - the routed experts' fc1 input: the dispatcher's permuted tokens, [top-k x tokens, h] on each rank
       (megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.dispatch_postprocess ->
       moe_utils.permute, an index_select that saves only the indices, so the copy the experts' GroupedLinear /

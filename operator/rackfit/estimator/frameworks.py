@@ -651,8 +651,9 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
             "the optimizer unsharded (distributedOptimizer: false)"
         notes = [f"megatron is modelled with {opt}, flash attention, hidden dropout and {sp}"]
         if layout.expert > 1:
-            notes.append("megatron's routed experts are split over expert parallel x tensor parallel (Megatron's "
-                         "default --expert-tensor-parallel-size, the tensor-parallel size), their optimizer states "
-                         "over the expert data-parallel group")
+            etp = (f"expertTensorParallel {tr.expert_tensor_parallel}" if tr.expert_tensor_parallel else
+                   "Megatron's default --expert-tensor-parallel-size, the tensor-parallel size")
+            notes.append(f"megatron's routed experts are split over expert parallel x expert tensor parallel ({etp}), "
+                         "their optimizer states over the expert data-parallel group")
         return notes
     return []
