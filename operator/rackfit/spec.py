@@ -87,6 +87,21 @@ TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
 TORCHTITAN_SAC_WITHOUT_ABS = (0, 1)
 
+# Training fields that are Megatron-LM command-line flags, by their snake_case name: (the spec field, the flag)
+MEGATRON_FLAGS = {
+    "hidden_dropout": ("hiddenDropout", "--hidden-dropout"),
+    "attention_dropout": ("attentionDropout", "--attention-dropout"),
+    "distributed_optimizer": ("distributedOptimizer", "--use-distributed-optimizer"),
+    "expert_tensor_parallel": ("expertTensorParallel", "--expert-tensor-parallel-size"),
+    "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
+}
+
+
+def _megatron_flag(field: str, flag: str) -> Rule:
+    return Rule(f"!has(self.{field}) || self.framework == 'megatron'",
+                f"training.{field} is Megatron's {flag}: only with framework megatron", f".{field}")
+
+
 RULES: dict[str, dict[str, Rule]] = {
     "ModelSource": {
         "parameters_alone": Rule(
@@ -330,21 +345,7 @@ RULES: dict[str, dict[str, Rule]] = {
             "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
             "activationCheckpointing full",
             ".cpuCheckpointing"),
-        "hidden_dropout": Rule("!has(self.hiddenDropout) || self.framework == 'megatron'",
-                               "training.hiddenDropout is Megatron's --hidden-dropout: only with framework megatron",
-                               ".hiddenDropout"),
-        "attention_dropout": Rule("!has(self.attentionDropout) || self.framework == 'megatron'",
-                                  "training.attentionDropout is Megatron's --attention-dropout: only with framework "
-                                  "megatron", ".attentionDropout"),
-        "distributed_optimizer": Rule("!has(self.distributedOptimizer) || self.framework == 'megatron'",
-                                      "training.distributedOptimizer is Megatron's --use-distributed-optimizer: "
-                                      "only with framework megatron", ".distributedOptimizer"),
-        "expert_tensor_parallel": Rule("!has(self.expertTensorParallel) || self.framework == 'megatron'",
-                                       "training.expertTensorParallel is Megatron's --expert-tensor-parallel-size: "
-                                       "only with framework megatron", ".expertTensorParallel"),
-        "moe_grouped_gemm": Rule("!has(self.moeGroupedGemm) || self.framework == 'megatron'",
-                                 "training.moeGroupedGemm is Megatron's --moe-grouped-gemm: only with framework "
-                                 "megatron", ".moeGroupedGemm"),
+        **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
         "offload_optimizer": Rule(
             "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
             "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
@@ -1106,16 +1107,9 @@ class Training(_Model):
         if self.cpu_ram_efficient_loading is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)
-        if self.hidden_dropout is not None and self.framework != "megatron":
-            raise ValueError(rules["hidden_dropout"].message)
-        if self.attention_dropout is not None and self.framework != "megatron":
-            raise ValueError(rules["attention_dropout"].message)
-        if self.distributed_optimizer is not None and self.framework != "megatron":
-            raise ValueError(rules["distributed_optimizer"].message)
-        if self.expert_tensor_parallel is not None and self.framework != "megatron":
-            raise ValueError(rules["expert_tensor_parallel"].message)
-        if self.moe_grouped_gemm is not None and self.framework != "megatron":
-            raise ValueError(rules["moe_grouped_gemm"].message)
+        for megatron_field in MEGATRON_FLAGS:
+            if getattr(self, megatron_field) is not None and self.framework != "megatron":
+                raise ValueError(rules[megatron_field].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and (self.compile or self.compile_loss)):

@@ -38,6 +38,7 @@ from rackfit.estimator.training import (
     ModelStates,
     ddp_param_grads,
     ddp_wrap_copies,
+    ddp_wrap_holds_copies,
     kbit_fp32_residual,
     largest_parameter,
     model_states,
@@ -294,7 +295,7 @@ def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> 
                    "fsdp_cpu_ram_efficient_loading off); training.cpuRamEfficientLoading: true loads it on the CPU")
     elif tr.framework == "fsdp" and tr.fsdp == 1:
         why.append("FSDP1's wrap holds the unsharded model's blocks beside the new shards")
-    if ddp_wrap_copies(tr, layout, 1):
+    if ddp_wrap_holds_copies(tr, layout):
         why.append("DDP's construction on PyTorch before 2.8 (training.torchVersion) keeps flat copies of the "
                    "buckets it broadcasts; PyTorch 2.8 or TORCH_NCCL_AVOID_RECORD_STREAMS=1 frees each as it is sent")
     if kbit_vocab_recast_bytes(p, tr, precision):

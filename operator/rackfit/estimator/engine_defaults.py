@@ -144,15 +144,16 @@ def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tu
     Without a GPU the large defaults are assumed."""
     if total is None:
         return 8192, 1024
+    small = (2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256)
     if gpu.model.upper() in NVML_NO_MEMORY_MODELS:
-        return 2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256
+        return small
     if total >= V1_LARGEST_MEMORY and not inf.vllm_before(V1_LARGEST_BY_MEMORY):
         return V1_LARGEST_TOKENS, 1024
     if inf.vllm_before(V1_LARGE_BY_MEMORY):
         large = any(name in gpu.model.lower() for name in V1_LARGE_DEVICE_NAMES)
-        return (8192, 1024) if large else (2048, 1024 if inf.vllm_before(V1_SEQS_BY_DEVICE) else 256)
-    large = total >= 70 * GiB and (inf.vllm_before(V1_LARGE_NOT_A100) or "A100" not in gpu.model)
-    return (8192, 1024) if large else (2048, 256)
+    else:
+        large = total >= 70 * GiB and (inf.vllm_before(V1_LARGE_NOT_A100) or "A100" not in gpu.model)
+    return (8192, 1024) if large else small
 
 
 def _sglang_defaults(mib: float, tensor: int) -> tuple[int, int]:

@@ -121,9 +121,13 @@ def ddp_wrap_copies(tr: Training, layout: Layout, module_bytes: int) -> int:
     module's bytes again. The blocks return to the allocator's cache afterwards, so they raise max_memory_reserved
     once, at wrap time. From 2.8 the stashed tensors are released at `wait()` and two buckets are in flight (at most
     two 250 MiB buckets plus one tensor each), which is not counted."""
-    if layout.data <= 1 or tr.zero_stage or tr.framework != "transformers" or not tr.records_collective_streams:
-        return 0
-    return module_bytes
+    return module_bytes if ddp_wrap_holds_copies(tr, layout) else 0
+
+
+def ddp_wrap_holds_copies(tr: Training, layout: Layout) -> bool:
+    """Whether DDP's construction holds the flat copies ddp_wrap_copies counts: HF Trainer's DDP (framework
+    transformers, `data` > 1, no ZeRO) on a PyTorch before 2.8."""
+    return layout.data > 1 and not tr.zero_stage and tr.framework == "transformers" and tr.records_collective_streams
 
 
 def kbit_fp32_residual(tr: Training, precision: str) -> bool:
