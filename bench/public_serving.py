@@ -96,9 +96,10 @@ def results(path: Path = CASES) -> list[dict]:
                  starts=bool(m["starts"]) if "starts" in m else None, said=bool(est.engine_starts))
         if "kvCacheTokens" in m:
             ours, logged = est.kv_cache_tokens, m["kvCacheTokens"]
-            rule = rule_kv * est.kv_cache_tokens / pool
-            r.update(quantity="kv cache", logged=f"{logged:,} tokens", ours=f"{ours:,}", error=_err(ours, logged),
-                     rule=f"{rule:,.0f}", rule_error=_err(rule, logged))
+            r.update(quantity="kv cache", logged=f"{logged:,} tokens", ours=f"{ours:,}", error=_err(ours, logged))
+            if pool:  # the rule's tokens at rackfit's bytes a token; no pool (a refusal) leaves no such ratio
+                rule = rule_kv * est.kv_cache_tokens / pool
+                r.update(rule=f"{rule:,.0f}", rule_error=_err(rule, logged))
         elif "kvCacheBytes" in m:
             logged = _bytes(m["kvCacheBytes"])
             r.update(quantity="kv cache", logged=f"KV {logged / GiB:.2f} GiB", ours=f"{pool / GiB:.2f}",

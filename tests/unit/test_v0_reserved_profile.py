@@ -127,7 +127,8 @@ def test_only_s530_moves():
 def test_flash_output_by_release_and_unreplayed_releases():
     """0.6.2-0.6.3 return flash_attn_varlen_func's output as it is: o_proj's output then takes the segment the copy
     left (same total for Llama at 2,048 tokens); DeepSeek-V2-Lite at 0.6.3 loses the copy's 4,096 B a token (o reuses
-    ao's freed block). 0.2.5-0.4.0 measure free memory, but their attention backends were not read: no replay."""
+    ao's freed block). 0.4.0 measures free memory, but its attention backends were not read: no replay (0.3.x's
+    xformers path: test_xformers_releases_replay_the_flash_sequence_without_the_copy)."""
     a = resolve(_spec("0.6.3").model)
     per_token = 8192 + 8192 + 12288 + 8192 + 8192 + 57344 + 28672
     sp = _spec("0.6.3")
@@ -168,3 +169,42 @@ def test_v0_033_eager_at_098_starts_when_the_cache_holds_a_request():
     fits, short = _a2_llama2(2048), _a2_llama2(4096)
     assert fits.refused is None and fits.engine_starts is True
     assert short.refused is None and short.engine_starts is False and short.kv_cache_tokens < 4096
+
+
+def test_xformers_releases_replay_the_flash_sequence_without_the_copy():
+    """0.3.x hands the prompt to xformers 0.0.23.post1, whose flash.FwOp (Ampere and later) allocates only its output
+    and the softmax_lse (v0_reserved.XFORMERS_FLASH): Llama 3.1 8B at 2,048 tokens reserves what 0.6.3's copy-less
+    flash backend does (emb, hs, qkv, ao, gate/up, act and the o_proj output in its own segment). Before Ampere
+    (cutlass.FwOp), before 0.3.0 and at 0.4.0 the sequence was not read: no replay."""
+    a = resolve(_spec("0.6.3").model)
+    newer = _spec("0.6.3")
+    expected = v0_reserved_forward_bytes(newer.inference, a, newer.parallelism, 2048)
+    for version in ("0.3.0", "0.3.3"):
+        sp = _spec(version)
+        assert v0_reserved_forward_bytes(sp.inference, a, sp.parallelism, 2048) == expected
+        assert v0_reserved_forward_bytes(sp.inference, a, sp.parallelism, 2048, pre_ampere=True) is None
+    for version in ("0.2.7", "0.4.0"):
+        sp = _spec(version)
+        assert v0_reserved_forward_bytes(sp.inference, a, sp.parallelism, 2048) is None
+
+
+def test_xformers_release_at_32k_profiled_tokens_reserves_past_the_allocated_peak():
+    """S1032 (bonito-v1, Mistral-7B-v0.1's shape, vLLM 0.3.3, 32,768 profiled tokens): the MLP's gate/up (57,344 B a
+    token) and activation take two segments no freed attention block can hold, on top of the attention's: the
+    reserved high-water is 0.9 GiB over the allocated peak, and the bench row (16,816 tokens logged) moves from
+    +49.4% to within 10%."""
+    sp = parse_spec({"model": {"architecture": {"numLayers": 32, "hiddenSize": 4096, "intermediateSize": 14336,
+                                                "numAttentionHeads": 32, "numKeyValueHeads": 8, "headDim": 128,
+                                                "vocabSize": 32000, "slidingWindow": 4096,
+                                                "maxPositionEmbeddings": 32768}},
+                     "workload": "inference", "parallelism": {"tensor": 1},
+                     "inference": {"contextLength": 32768, "engineVersion": "0.3.3"}})
+    a = resolve(sp.model)
+    tokens = 32768
+    reserved = v0_reserved_forward_bytes(sp.inference, a, sp.parallelism, tokens)
+    allocated = forward_peak_bytes(a, sp.parallelism, tokens, sp.inference)
+    assert reserved - allocated > 0.8 * (1 << 30)
+    got = {r["id"]: r for r in bench("public_serving").results()}
+    assert 0 < got["S1032"]["error"] < 10.0, got["S1032"]
+    assert got["S1032"]["said"] is False and got["S1033"]["said"] is True
+    assert 0 < got["S803"]["error"] < 5.0, got["S803"]  # 0.3.0's GPTQ Qwen1.5-7B on an RTX 3090: +5.7% before

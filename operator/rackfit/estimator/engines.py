@@ -50,6 +50,7 @@ from rackfit.estimator.linear_attention import (
     vllm_linear_kv,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
+from rackfit.estimator.pre_ampere import PRE_AMPERE
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
 from rackfit.estimator.serving_nccl import outside_bytes as nccl_outside_bytes
@@ -413,9 +414,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu, workspace,
                                      4 if precision == "fp32" else ACT_BYTES)
         # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
-        # (v0_reserved.py, replayed for 0.4.1-0.6.3: worker.py determine_num_available_blocks, no empty_cache after
-        # profile_run)
-        forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens) or 0)
+        # (v0_reserved.py, replayed for 0.3.x on Ampere and later and 0.4.1-0.6.3: worker.py
+        # determine_num_available_blocks, no empty_cache after profile_run)
+        pre_ampere = gpu is not None and gpu.architecture in PRE_AMPERE
+        forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens, pre_ampere) or 0)
         act = max(forward
                   + pipeline_buffer_bytes(inf, a, layout, s)
                   + cache + lora_profile_bytes(inf, s), sampler,

@@ -44,7 +44,15 @@ FREE_MEMORY_PROFILE_UNTIL = (0, 6, 4)  # worker.py measures allocated_bytes.all.
 # NCCL's communicators not yet: those come with the profile run and init_worker_distributed_environment, after it), so
 # the bare context is outside the budget and everything after it inside (context_outside_budget).
 INIT_SNAPSHOT_FROM = (0, 3, 3)
-REPLAYED_FROM = (0, 4, 1)  # the FlashAttention backend's sequence (flash_attn.py) read from 0.4.1; 0.2.5-0.4.0 not
+REPLAYED_FROM = (0, 4, 1)  # the FlashAttention backend's sequence (flash_attn.py) read from 0.4.1
+# 0.3.x hands the prompt to xformers (vllm/model_executor/layers/attention.py PagedAttention.forward, read in the 0.3.0
+# and 0.3.3 wheels; both pin xformers 0.0.23.post1): memory_efficient_attention_forward dispatches to flash.FwOp on
+# compute capability 8.0 and later (fmha/dispatch.py _dispatch_fw_priority_list: flash first, cutlass never preferred,
+# the decoder op takes no causal block mask), which folds GQA's expanded k and v back to the kv heads as views
+# (flash.py _convert_input_format with supports_mqa=True: no copy), allocates its output with query.new_empty
+# (_flash_fwd) and flash-attn's varlen kernel its fp32 softmax_lse: the flash backend's sequence without the copy.
+# Before Ampere xformers takes cutlass.FwOp (not read), and 0.4.0's attention backends were not read: no replay there.
+XFORMERS_FLASH = ((0, 3, 0), (0, 4, 0))
 FLASH_COPY_UNTIL = (0, 6, 2)  # 0.6.2 returns flash_attn_varlen_func's output as is (no empty_like + copy)
 MLA_PADDED_HEAD = 256  # deepseek_v2.py before 0.7.0 pads q, k and v to 256 (docs/accuracy.md, MLA_PADDED_HEAD)
 SMALL_SIZE = 1 << 20  # kSmallSize: the large pool serves requests above 1 MiB
@@ -197,16 +205,21 @@ def _moe_events(inf: Inference, a: ModelArch, t: int, tokens: int) -> list[Event
     return ev + ([("f", "sdn", 0)] if a.num_shared_experts else [])
 
 
-def v0_forward_events(inf: Inference, a: ModelArch, layout: Layout, tokens: int) -> list[Event] | None:
+def v0_forward_events(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
+                      pre_ampere: bool = False) -> list[Event] | None:
     """The profile forward's large tensors on one rank in V0's order: the embedding's output (the first residual),
     the first layer's input_layernorm copy (later layers' fused add-norm runs in place), then each block; the first
     dense layer and the first MoE layer and one more of each kind (the allocator's state repeats after that). None
-    where the sequence is not modelled (ungated MLPs, hybrid/recurrent models, releases before 0.4.1, whose attention
-    backends were not read). Read in 0.5.1 (llama.py, deepseek_v2.py, flash_attn.py, fused_moe.py) and checked in
-    0.4.1-0.4.3, 0.5.3-0.5.5 and 0.6.0-0.6.3 (flash_attn.py's output, fused_moe.py's three caches)."""
-    if not a.gated_mlp or a.linear_attention_layers or inf.vllm_before(REPLAYED_FROM):
+    where the sequence is not modelled (ungated MLPs, hybrid/recurrent models, releases before 0.3.0 and 0.4.0, whose
+    attention was not read, and 0.3.x on a `pre_ampere` GPU, XFORMERS_FLASH). Read in 0.5.1 (llama.py,
+    deepseek_v2.py, flash_attn.py, fused_moe.py) and checked in 0.4.1-0.4.3, 0.5.3-0.5.5 and 0.6.0-0.6.3
+    (flash_attn.py's output, fused_moe.py's three caches); 0.3.0 and 0.3.3's llama.py allocate in the same order."""
+    first, until = XFORMERS_FLASH
+    xformers = not inf.vllm_before(first) and inf.vllm_before(until)
+    if not a.gated_mlp or a.linear_attention_layers or (inf.vllm_before(REPLAYED_FROM) and not xformers) or (
+            xformers and pre_ampere):
         return None
-    copy = inf.vllm_before(FLASH_COPY_UNTIL)
+    copy = not xformers and inf.vllm_before(FLASH_COPY_UNTIL)
     t, h, T = layout.tensor, a.hidden_size, tokens
     dense = a.num_layers - a.moe_layers
     kinds = ["dense"] * min(dense, 2) + ["moe"] * min(a.moe_layers, 2)
@@ -241,12 +254,13 @@ def _resolve_renames(events: list[Event]) -> list[Event]:
     return out
 
 
-def v0_reserved_forward_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int) -> int | None:
+def v0_reserved_forward_bytes(inf: Inference, a: ModelArch, layout: Layout, tokens: int,
+                              pre_ampere: bool = False) -> int | None:
     """The reserved high-water of the profile forward's large tensors on one rank in a release that measures free
     memory (free_memory_profile); None otherwise or where the sequence is not modelled."""
     if not free_memory_profile(inf):
         return None
-    events = v0_forward_events(inf, a, layout, tokens)
+    events = v0_forward_events(inf, a, layout, tokens, pre_ampere)
     if events is None:
         return None
     return replay_reserved(events)[1]
