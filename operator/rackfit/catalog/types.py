@@ -45,7 +45,8 @@ _NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200
 # Streaming multiprocessors and compute capability per GPU model (NVIDIA's data sheets: CUDA cores / 128 a GA10x, Ada
 # or Blackwell-consumer SM, / 64 an A100, Hopper or B200 SM; capability from NVIDIA's CUDA GPUs list). The RTX 3050 is
 # the 8 GB desktop part (2,560 cores; the 6 GB desktop has 18 SMs): the larger, so its CUDA context is not
-# under-counted. A model not here has None (estimator/context.py then keeps the H200's measured context).
+# under-counted. A model not here has None (estimator/context.py then keeps the H200's measured context): the H20 and
+# GB300, whose SM counts NVIDIA does not publish.
 _SM_COUNT: dict[str, tuple[int, tuple[int, int]]] = {
     "V100": (80, (7, 0)), "T4": (40, (7, 5)),
     "A100": (108, (8, 0)), "A100 PCIe": (108, (8, 0)), "A800": (108, (8, 0)),
@@ -54,7 +55,7 @@ _SM_COUNT: dict[str, tuple[int, tuple[int, int]]] = {
     "L4": (58, (8, 9)), "L20": (92, (8, 9)), "L40": (142, (8, 9)), "L40S": (142, (8, 9)), "RTX 4060": (24, (8, 9)),
     "RTX 4070 SUPER": (56, (8, 9)), "RTX 4080": (76, (8, 9)), "RTX 4090": (128, (8, 9)),
     "H100": (132, (9, 0)), "H100 NVL": (132, (9, 0)), "H100 PCIe": (114, (9, 0)), "H800": (132, (9, 0)),
-    "H20": (78, (9, 0)), "H200": (132, (9, 0)), "GH200": (132, (9, 0)),
+    "H200": (132, (9, 0)), "GH200": (132, (9, 0)),
     "B200": (148, (10, 0)), "GB200": (148, (10, 0)),
     "RTX 5080": (84, (12, 0)), "RTX 5090": (170, (12, 0)), "RTX PRO 6000": (188, (12, 0)),
     "RTX Pro 6000 Blackwell": (188, (12, 0)), "GB10": (48, (12, 1)),
