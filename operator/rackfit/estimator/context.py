@@ -8,7 +8,7 @@ measured:
 - the local-memory reservation the driver makes at context creation for the per-thread stack: cudaLimitStackSize
   (1,024 B by default) x the SM's resident threads x the SMs (NVlabs/cuda-oxide PR 699, cms-sw/cmssw PR 51395:
   "`cudaLimitStackSize x maxResidentThreads` bytes per CUDA context"; 216 MiB on a 108-SM A100, arcs-skku/EMDC_llvm
-  issue 13): 264 MiB on the H200's 132 SMs, 27 MiB on a 20-SM RTX 3050;
+  issue 13): 264 MiB on the H200's 132 SMs, 30 MiB on a 20-SM RTX 3050;
 - torch's cuBLAS workspace, allocated at the first matmul through the caching allocator (the H200 row's
   reserved_after, 32 MiB): aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize, ":4096:8" (32 MiB) at
   compute capability 9, 10, 11 and 12 ("32MiB for Hopper and Blackwell"), ":4096:2:16:8" (8.125 MiB) below; cuBLASLt
@@ -27,7 +27,7 @@ from rackfit.estimator.megatron_buffers import (
 
 CUDA_CONTEXT_BYTES = 751_632_384
 CONTEXT_BEFORE_CUBLAS = 552_402_944
-# The GPU those two were measured on (the catalog's entry gives its SMs and capability).
+# The GPU those two were measured on (the catalog's SM table gives its SMs and capability).
 CALIBRATION_GPU = GPU(model="H200", product="NVIDIA-H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
 # cudaLimitStackSize's default (cuCtxGetLimit on a fresh context), bytes a resident thread.
 DEFAULT_STACK_BYTES = 1024
