@@ -7,9 +7,9 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
+from rackfit.estimator.context import CONTEXT_BEFORE_CUBLAS
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
 from rackfit.estimator.engine_profile import NON_TORCH_BASE
-from rackfit.estimator.engines import CONTEXT_BEFORE_CUBLAS
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 

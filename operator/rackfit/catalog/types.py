@@ -42,6 +42,29 @@ _FORMATS: dict[str, frozenset[str]] = {
 _NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200", "GB300", "V100")
 
 
+# Streaming multiprocessors and compute capability per GPU model (NVIDIA's data sheets: CUDA cores / 128 a GA10x, Ada
+# or Blackwell-consumer SM, / 64 an A100, Hopper or B200 SM; capability from NVIDIA's CUDA GPUs list). The RTX 3050 is
+# the 8 GB desktop part (2,560 cores; the 6 GB desktop has 18 SMs): the larger, so its CUDA context is not
+# under-counted. A model not here has None (estimator/context.py then keeps the H200's measured context): the H20 and
+# GB300, whose SM counts NVIDIA does not publish.
+_SM_COUNT: dict[str, tuple[int, tuple[int, int]]] = {
+    "V100": (80, (7, 0)), "T4": (40, (7, 5)),
+    "A100": (108, (8, 0)), "A100 PCIe": (108, (8, 0)), "A800": (108, (8, 0)),
+    "A10": (72, (8, 6)), "A10G": (80, (8, 6)), "A40": (84, (8, 6)), "A2": (10, (8, 6)), "RTX A4000": (48, (8, 6)),
+    "RTX 3050": (20, (8, 6)), "RTX 3090": (82, (8, 6)),
+    "L4": (58, (8, 9)), "L20": (92, (8, 9)), "L40": (142, (8, 9)), "L40S": (142, (8, 9)), "RTX 4060": (24, (8, 9)),
+    "RTX 4070 SUPER": (56, (8, 9)), "RTX 4080": (76, (8, 9)), "RTX 4090": (128, (8, 9)),
+    "H100": (132, (9, 0)), "H100 NVL": (132, (9, 0)), "H100 PCIe": (114, (9, 0)), "H800": (132, (9, 0)),
+    "H200": (132, (9, 0)), "GH200": (132, (9, 0)),
+    "B200": (148, (10, 0)), "GB200": (148, (10, 0)),
+    "RTX 5080": (84, (12, 0)), "RTX 5090": (170, (12, 0)), "RTX PRO 6000": (188, (12, 0)),
+    "RTX Pro 6000 Blackwell": (188, (12, 0)), "GB10": (48, (12, 1)),
+}
+# Resident threads an SM holds at most, by compute capability (CUDA C++ Programming Guide, "Technical Specifications
+# per Compute Capability": 1,024 on Turing, 1,536 on GA10x, Ada and consumer Blackwell, 2,048 on the rest).
+_THREADS_PER_SM = {(7, 5): 1024, (8, 6): 1536, (8, 9): 1536, (12, 0): 1536, (12, 1): 1536}
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -66,6 +89,22 @@ class GPU(_Frozen):
     @property
     def formats(self) -> frozenset[str]:
         return _FORMATS[self.architecture]
+
+    @property
+    def sm_count(self) -> int | None:
+        """Streaming multiprocessors (_SM_COUNT), None for a model not listed."""
+        known = _SM_COUNT.get(self.model)
+        return known[0] if known else None
+
+    @property
+    def compute_capability(self) -> tuple[int, int] | None:
+        known = _SM_COUNT.get(self.model)
+        return known[1] if known else None
+
+    @property
+    def max_threads_per_sm(self) -> int | None:
+        cc = self.compute_capability
+        return None if cc is None else _THREADS_PER_SM.get(cc, 2048)
 
     @property
     def nvlink(self) -> bool:

@@ -15,6 +15,7 @@ from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
 from rackfit.estimator.activations import inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
+from rackfit.estimator.context import CUDA_CONTEXT_BYTES, cuda_context_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
 from rackfit.estimator.engine_profile import encoder_profiled
 from rackfit.estimator.engines import serve
@@ -48,14 +49,10 @@ from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, we
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import LLMWorkloadSpec, Training
 
-__all__ = ["estimate", "estimate_arch", "training_peak", "training_states", "refusal", "check_context",
-           "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights", "vllm_weights_overflow", "Estimate",
-           "Breakdown", "Layout"]
+__all__ = ["CUDA_CONTEXT_BYTES", "estimate", "estimate_arch", "training_peak", "training_states", "refusal",
+           "check_context", "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights",
+           "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
 
-# Driver, CUDA context and cuBLAS workspace before any tensor: 751,632,384 B measured on an H200
-# with PyTorch 2.11 / CUDA 13 (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row,
-# used_after_cublas_bytes).
-CUDA_CONTEXT_BYTES = 751_632_384
 # NCCL communicators and buffers once more than one GPU talks (not measured here; NCCL's defaults
 # of 4 MiB per channel and peer, a few hundred MiB on an 8-GPU node). Inference without a serving
 # engine only: training counts its communicators (comms.training_nccl_bytes).
@@ -175,7 +172,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
     # keeps that block, which later allocations reuse, so it counts only when the slack is smaller.
     load_slack = p.embedding * 2 // layout.tensor if arch.tie_word_embeddings else 0
-    overhead = CUDA_CONTEXT_BYTES + comm + max(load_slack, parts.pop("slack"))
+    overhead = cuda_context_bytes(gpu) + comm + max(load_slack, parts.pop("slack"))
     if training:
         # torch's cuBLAS workspaces, the forward's thread and autograd's, in memory_allocated from the first backward
         # on (megatron_buffers.torch_workspace_bytes; Megatron counts them among its buffers, frameworks.runtime_peak)
@@ -189,10 +186,10 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
             notes: list[str]) -> Estimate:
     """A serving engine: the cache `concurrency` requests need, beside what the engine would allocate."""
     inf = spec.inference
-    s = serve(inf, arch, layout, weights, CUDA_CONTEXT_BYTES, gpu, spec.precision)
+    context = cuda_context_bytes(gpu)
+    s = serve(inf, arch, layout, weights, context, gpu, spec.precision)
     breakdown = Breakdown(weights_bytes=s.weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
-                          cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch,
-                          overhead_bytes=CUDA_CONTEXT_BYTES)
+                          cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch, overhead_bytes=context)
     if gpu is None:
         notes.append("no GPU given: the KV cache shown is what `concurrency` requests need; give an instance "
                      "type to see what the engine allocates (kvCacheTokens, maxConcurrency)")

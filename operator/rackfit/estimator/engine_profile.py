@@ -136,10 +136,8 @@ TRITON_SAMPLER_MIN_BATCH = 8
 # `HAS_TRITON and logits.shape[0] >= 8`, and 0.30.0-0.34.0), for either runner.
 TRITON_SAMPLER_ANY_BATCH = (0, 30)
 FLASHINFER_SAMPLER_DEFAULT = (0, 21)
-# Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows), from NVIDIA's data sheets; other
-# GPUs take an H100's, as ASSUMED_TOTAL does.
-SM_COUNT = {"A10": 72, "A100": 108, "B200": 148, "GB200": 148, "GH200": 132, "H100": 132, "H200": 132, "L4": 58,
-            "L40": 142, "L40S": 142, "RTX 3090": 82, "RTX Pro 6000 Blackwell": 188, "T4": 40, "V100": 80}
+# Streaming multiprocessors (num_compute_units: the Triton sampler's buffer rows): the catalog's GPU.sm_count; GPUs
+# it does not list take an H100's, as ASSUMED_TOTAL does.
 ASSUMED_SMS = 132
 # What the profile run holds while the sampler runs (vllm/v1/worker/gpu_model_runner.py profile_run): from 0.9.2
 # _dummy_run returns the whole forward's hidden states beside the sampled rows (`return hidden_states,
@@ -395,7 +393,7 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
         shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
         return requests * (a.vocab_size + shard) * ACT_BYTES
     if path in ("triton", "gumbel"):
-        sms = SM_COUNT.get(gpu.model, ASSUMED_SMS) if gpu else ASSUMED_SMS
+        sms = (gpu.sm_count if gpu else None) or ASSUMED_SMS
         rows = min(1 << max(0, requests - 1).bit_length(), sms)
         per_logit = TRITON_SAMPLER_BYTES if path == "triton" else V2_NATIVE_SAMPLER_BYTES
         return requests * a.vocab_size * per_logit + rows * a.vocab_size * 4

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.context import context_before_cublas
 from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
@@ -128,10 +129,6 @@ MLA_PADDED_HEAD = 256
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
 # request ("Input length ... exceeds the maximum allowed length"). vLLM refuses a max_model_len its cache cannot hold.
 SGLANG_MIN_POOL_TOKENS = 7
-# The CUDA context alone, before cuBLAS creates its handle and workspace: 552,402,944 B on the H200 that measured
-# CUDA_CONTEXT_BYTES (bench/cases/h200/h200-memory-calibration.jsonl, `environment` row: used_before_bytes;
-# used_after_cublas_bytes is CUDA_CONTEXT_BYTES). SGLang takes its baseline before cuBLAS exists (below).
-CONTEXT_BEFORE_CUBLAS = 552_402_944
 # V1 releases before 0.9.1 sized the cache as util x total less torch's allocated peak and everything else the GPU
 # holds (vllm/v1/worker/gpu_worker.py determine_available_memory: total_allocated_bytes = mem_get_info()[1] -
 # mem_get_info()[0]; non_torch_allocations added to peak_memory): the CUDA context is inside the budget. From 0.9.1
@@ -200,14 +197,14 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
     graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: engine_profile.graphs_unbudgeted) and V1's sampler warm-up
     in what the allocated cache leaves. From
-    INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (CONTEXT_BEFORE_CUBLAS: cuBLAS's workspace
+    INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (context_before_cublas: cuBLAS's workspace
     comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
     communicators."""
     if inf.engine != "vllm":
         return None
     v1 = not inf.vllm_before(V1_DEFAULT)
     if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
-        context = min(context, CONTEXT_BEFORE_CUBLAS)
+        context = min(context, context_before_cublas(gpu))
     outside = outside_snapshot_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
         inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
@@ -514,9 +511,10 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # non-torch count, and NCCL's communicators came after the baseline). V1 before 0.9.1 counted the whole
         # context inside (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache leaves free for graph capture is total -
         # budget + the freed activations, the context already paid. Other releases: all of it outside.
-        outside = context_outside_budget(inf, context, CONTEXT_BEFORE_CUBLAS)
+        bare = context_before_cublas(gpu)
+        outside = context_outside_budget(inf, context, bare)
         if outside is not None:
-            in_budget = min(context, CONTEXT_BEFORE_CUBLAS) - outside
+            in_budget = min(context, bare) - outside
         else:
             in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
                 else 0
@@ -550,7 +548,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # ModelRunner.__init__ (model_runner.py, 0.2 through 0.5) calls init_cublas() after init_memory_pool: cuBLAS's
         # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
         # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
-        before = min(context, CONTEXT_BEFORE_CUBLAS) + nt - NON_TORCH_BASE
+        before = min(context, context_before_cublas(gpu)) + nt - NON_TORCH_BASE
         budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
         engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0), per_layer,

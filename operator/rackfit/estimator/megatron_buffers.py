@@ -92,6 +92,7 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
 # installed). Size: CUBLAS_WORKSPACE_CONFIG, ":4096:8" (4,096 KiB x 8 = 32 MiB), which
 # Megatron-LM's functional tests set and which is torch's default on Hopper (":4096:2:16:8", 8.125 MiB, before).
 TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES = 4096 * 1024 * 8
+TORCH_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4096 * 1024 * 2 + 16 * 1024 * 8
 TORCH_CUBLAS_THREADS = 2
 # Transformer Engine's grouped GEMM (--moe-grouped-gemm: TEGroupedMLP's GroupedLinear,
 # transformer_engine/pytorch/module/base.py get_multi_stream_cublas_workspace): one more workspace of

@@ -46,7 +46,7 @@ EP_GROUP_MOE_ONLY = (0, 14)
 # the snapshot, so they count as baseline like the NCCL buffers": a torch.mm and a biased linear on 16 x 16; read in
 # 0.33.0 and 0.34.0, absent from 0.30.0-0.32.0): their memory leaves the profile's non-torch count, which the KV cache's
 # budget pays, for the baseline, which it does not, and the free-memory check at start-up sees it taken. The H200
-# calibration measured them at 0.19 GiB (CUDA_CONTEXT_BYTES less engines.CONTEXT_BEFORE_CUBLAS), more than
+# calibration measured them at 0.19 GiB (context.CUDA_CONTEXT_BYTES less context.CONTEXT_BEFORE_CUBLAS), more than
 # NON_TORCH_BASE (0.10 GiB, "cuBLAS/cuDNN handles"), so all of NON_TORCH_BASE moves out (budgeted_non_torch).
 CUBLAS_BEFORE_SNAPSHOT = (0, 33)
 
