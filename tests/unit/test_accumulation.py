@@ -79,6 +79,24 @@ def test_fsdp1_no_sync_keeps_unsharded_16bit_gradients():
     assert acc.states == one.states
 
 
+def test_fsdp1_no_sync_keeps_unsharded_gradients_on_the_gpu_under_cpu_offload():
+    # torch 2.0 FSDP1 no_sync: "the gradients will not be offloaded to CPU when inside the context manager"
+    off = {"fsdpVersion": 1, "offloadParameters": True}
+    one, acc = training_peak(_spec("fsdp", 8, None, **off)), training_peak(_spec("fsdp", 8, 4, **off))
+    assert one.host_offload > 0   # the sharded parameters, gradients and optimizer states are on the host
+    assert acc.backward_transient - one.backward_transient == LLAMA_1B * 2
+    assert acc.host_offload == one.host_offload
+    # one GPU (no no_sync), torchtitan's FSDP2 (a reduce-scatter every micro-batch) and LoRA (no full gradient):
+    # accumulation adds nothing under offload
+    for extra, data in (({"fsdpVersion": 1}, 1), ({}, 8)):
+        kw = {**extra, "offloadParameters": True}
+        assert training_peak(_spec("fsdp", data, 4, **kw)).backward_transient == \
+            training_peak(_spec("fsdp", data, None, **kw)).backward_transient
+    lora = {"fsdpVersion": 1, "offloadParameters": True, "method": "lora", "masterWeights": "none"}
+    assert training_peak(_spec("fsdp", 8, 4, **lora)).backward_transient == \
+        training_peak(_spec("fsdp", 8, None, **lora)).backward_transient
+
+
 def test_fsdp2_gradients_allocated_not_cached():
     one, acc = training_peak(_spec("fsdp", 8, None)), training_peak(_spec("fsdp", 8, 4))
     assert one.cached_gradients == LLAMA_1B * 4 // 8   # the last step's shards, cached in the reduce-scatter stream

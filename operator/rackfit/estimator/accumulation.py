@@ -56,6 +56,21 @@ def transformers_accumulated_grads(tr: Training, layout: Layout, gradients: int)
     return gradients
 
 
+def no_sync_unsharded(tr: Training, layout: Layout, unsharded: int) -> int:
+    """The unsharded 16-bit gradients accelerate's `no_sync` keeps on every rank from the first micro-batch's backward
+    to the last one's reduce-scatter (FSDP1, and FSDP2 under accelerate), `unsharded` every trained parameter's 16-bit
+    bytes on this rank; 0 otherwise. CPU offload does not move them: FSDP1 offloads a gradient only in its
+    post-backward reduce-scatter, which `no_sync` skips ("When used with CPU offloading, the gradients will not be
+    offloaded to CPU when inside the context manager. Instead, they will only be offloaded right after the eventual
+    sync", torch/distributed/fsdp/fully_sharded_data_parallel.py `no_sync`, read at pytorch 005df1d67, of the torch 2.0
+    line; _runtime_utils.py `_post_backward_hook`, read at 00ae0bc91, returns when not `_sync_gradients` before the
+    reduce-scatter and the copy into `flat_param._cpu_grad`, and `_finalize_params` keeps `.grad` unsharded), and
+    FSDP2 moves the sharded gradient to the CPU in `foreach_reduce`, which does not run while gradient sync is off."""
+    if accumulation_steps(tr) > 1 and tr.framework == "fsdp" and (tr.fsdp == 1 or hf_fsdp2(tr)) and layout.data > 1:
+        return unsharded
+    return 0
+
+
 def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: int, cached: int,
                               unsharded: int) -> tuple[int, int]:
     """runtime_peak (fsdp, deepspeed, megatron): (held, cached) at micro-batches 2..N's loss backward in place of one
@@ -68,7 +83,7 @@ def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: in
     - megatron, ZeRO-0 and ZeRO-3: unchanged (their gradient buffers are held anyway)."""
     if accumulation_steps(tr) == 1:
         return held, cached
-    if tr.framework == "fsdp" and (tr.fsdp == 1 or hf_fsdp2(tr)) and layout.data > 1:
+    if no_sync_unsharded(tr, layout, 1):
         # FSDP2 under accelerate (`modelCode: transformers`): HF Trainer's no_sync is accelerate's
         # `model.set_requires_gradient_sync(False)` (accelerator.py no_sync, `if self.is_fsdp2`), and FSDP2's
         # post_backward then reshards and keeps each parameter's unsharded gradient

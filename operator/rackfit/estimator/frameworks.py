@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from rackfit.estimator import float8, moe_training, torchtune
-from rackfit.estimator.accumulation import accumulation_steps, runtime_accumulated_grads
+from rackfit.estimator.accumulation import accumulation_steps, no_sync_unsharded, runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
@@ -510,6 +510,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         step_cached = 0
         step_segments = -1
         step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host
+        # accelerate's no_sync keeps the unsharded 16-bit gradients on the GPU under offload too
+        # (accumulation.no_sync_unsharded: offloaded only at the eventual sync)
+        held += no_sync_unsharded(tr, layout, n * compute_bytes if full else 0) if fw == "fsdp" else 0
         buckets += o.buckets_extra
     start = act.kept + max(loss, act.recompute) - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
