@@ -3,7 +3,9 @@
 Each published number is compared with the estimate's comparable quantity, as the runtime logged it:
 - max_reserved (torchtitan): the estimate less the CUDA context and NCCL buffers (allocated + allocator slack);
 - max_allocated (Megatron-LM, DeepSpeed, HF): the estimate less its overhead (context, NCCL, slack), and under fsdp
-  and deepspeed less the gradient blocks the estimate holds only as cached (RuntimePeak.cached_gradients);
+  and deepspeed less the gradient blocks the estimate holds only as cached (RuntimePeak.cached_gradients) and the
+  16-bit logits' block transformers before 4.46 leaves cached at the loss (RuntimePeak.cached_logits; under framework
+  transformers the estimate counts it in its overhead);
   Megatron logs its last rank, so with pipeline stages the last stage's (one micro-batch, the loss);
 - steady: the model states kept between steps (weights, gradients, optimizer states);
 - steady_with_logits: the states plus the last micro-batch's 16-bit logits, where the script reads
@@ -69,7 +71,8 @@ def comparable(quantity: str, spec, est) -> int:
             r = training_peak(spec, est.layout)
             # and the blocks ZeRO-1/2's step leaves reserved beside its peak (zero.zero12_step_cached)
             ws = torch_workspace_bytes_outside_megatron(spec.training)
-            return max(r.states + r.backward_transient - r.cached_gradients,
+            # and the 16-bit logits' block transformers before 4.46 frees at its upcast (RuntimePeak.cached_logits)
+            return max(r.states + r.backward_transient - r.cached_gradients - r.cached_logits,
                        r.states + r.step_transient - r.step_cached) + ws
         # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
         return est.total_bytes - est.breakdown.overhead_bytes + torch_workspace_bytes_outside_megatron(spec.training)

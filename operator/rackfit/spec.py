@@ -55,6 +55,9 @@ class Rule(NamedTuple):
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+# transformers' first release whose Llama and Qwen2 pass the 16-bit logits to self.loss_function (ForCausalLMLoss
+# upcasts them inside it, the caller's 16-bit tensor still referenced): 4.45.2's models upcast in their own forward
+HF_LOSS_FUNCTION = (4, 46)
 # transformers' first release whose decoder layers take a Cache object (DynamicCache, models/llama/modeling_llama.py
 # LlamaModel.forward, 4.36.0) and update it in place: a recompute under an external checkpoint wrapper updates it again
 HF_CACHE_OBJECT = (4, 36)
@@ -1170,6 +1173,20 @@ class Training(_Model):
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
         transformers PR 35646, which pads the labels instead)."""
         return _older(self.transformers_version, HF_LOSS_WITHOUT_SHIFT_COPY)
+
+    @property
+    def holds_16bit_logits_at_loss(self) -> bool:
+        """Whether transformers' causal-LM forward keeps the 16-bit logits alive beside the fp32 upcast while the loss
+        runs. Before 4.46 every model upcasts in its own forward and rebinds the name (4.45.2
+        models/llama/modeling_llama.py LlamaForCausalLM.forward `logits = self.lm_head(...).float()`, Mistral's and
+        Qwen2's `logits = logits.float()`, Granite's `logits = logits / self.config.logits_scaling` then
+        `logits = logits.float()`): the 16-bit tensor has no reference left once the cast returns (the cast's backward
+        saves nothing), so the forward's end holds only the fp32 upcast, its shifted copy and the log-softmax. From
+        4.46 Llama and Qwen2 call self.loss_function(logits=logits, ...) (loss/loss_utils.py ForCausalLMLoss upcasts
+        inside it) and the caller's 16-bit logits stay referenced; Mistral and Granite kept the in-forward upcast in
+        4.46.0 and call loss_function by 4.48.1, counted as held from 4.46 (the larger count). Unset (a current
+        release): held."""
+        return not _older(self.transformers_version, HF_LOSS_FUNCTION)
 
     @property
     def torchtitan_root_group(self) -> bool:

@@ -13,7 +13,7 @@ from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
-from rackfit.estimator.activations import inference_activation_bytes, training_activations
+from rackfit.estimator.activations import freed_16bit_logits_bytes, inference_activation_bytes, training_activations
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.context import CUDA_CONTEXT_BYTES, cuda_context_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
@@ -353,10 +353,24 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     transient = live_act + (live_grads if layout.data == 1 else 0)
     transient += accumulated if layout.data > 1 and phase not in ("backward end", "optimizer step") else 0
     transient += param_grads if phase in ("backward end", "optimizer step") else 0
+    # before transformers 4.46 the 16-bit logits' block, freed at the model's upcast, is cached (not allocated)
+    # beside the loss's fp32 buffers (activations.freed_16bit_logits_bytes): reserved at the loss's moments
+    cached_logits = freed_16bit_logits_bytes(arch, tr, layout.tensor) if logits_on_this_stage else 0
+    transient += cached_logits if phase == "loss backward" else 0
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
-    slack = int(share * (transient - held_dequant))
+    slack = int(share * (transient - held_dequant)) + (cached_logits if phase == "loss backward" else 0)
+    if phase in ("backward end", "optimizer step"):
+        # the caching allocator keeps what the backward reserved (nothing is released between them): the step's or
+        # the backward end's moment reserves no less than the backward before it (the backward phase's count above)
+        b_act = act.layers + max(loss, act.recompute + dequant)
+        b_cached = cached_logits if loss >= act.recompute + dequant else 0
+        b_transient = b_act + b_cached + (grads_during_backward if layout.data == 1 else accumulated)
+        b_share = share + (SLACK_STATE_SPLIT if recompute and tr.method == "full" and states.optimizer else 0)
+        b_dequant = dequant if loss < act.recompute + dequant else 0
+        backward_reserved = b_act + grads_during_backward + int(b_share * (b_transient - b_dequant)) + b_cached
+        slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - states.optimizer))
     unfit = unfit_step_temporaries(arch, tr, layout, trained_bytes)
     if unfit:
         # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
@@ -365,7 +379,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
         if recompute and tr.method == "full" and states.optimizer:
             backward_share += SLACK_STATE_SPLIT
         backward_act = act.layers + max(loss, act.recompute)
-        step_reserved = backward_peak + int(backward_share * backward_act) + unfit
+        cached = cached_logits if loss >= act.recompute + dequant else 0   # reserved at the loss (above)
+        step_reserved = backward_peak + cached + int(backward_share * (backward_act + cached)) + unfit
         if step_reserved > live_act + live_grads + (optimizer - states.optimizer) + slack:
             live_act, live_grads, phase = 0, states.gradients, "optimizer step"
             optimizer = states.optimizer + temp

@@ -156,6 +156,19 @@ def kept_input_layers(tr: Training, layers: int) -> int:
     return min(layers, OFFLOAD_FWD_STASH) if tr.activation_offloading else layers
 
 
+def freed_16bit_logits_bytes(a: ModelArch, tr: Training, vocab_split: int) -> int:
+    """Bytes of the 16-bit logits' block that transformers before 4.46 frees at its in-forward upcast
+    (Training.holds_16bit_logits_at_loss) and the caching allocator keeps through the loss: the fp32 upcast, its
+    shifted copy, the log-softmax and their gradients each ask for twice its size, so none is served from it
+    (c10/cuda/CUDACachingAllocator.cpp `get_free_block`: the smallest cached block at least as large), until the
+    upcast's backward asks for a 16-bit gradient of its size. Reserved, not allocated, at the loss's forward and
+    backward; 0 where the 16-bit logits stay referenced (4.46 and later, a chunked loss). Granite's division by
+    logits_scaling frees a second such block (not a spec field: one counted)."""
+    if tr.holds_16bit_logits_at_loss or (tr.loss_chunks or 1) > 1:
+        return 0
+    return int(tr.micro_batch_size * tr.sequence_length * a.vocab_size / vocab_split * ACT_BYTES)
+
+
 @dataclass(frozen=True)
 class TrainingActivations:
     layers: int        # kept for backward across all layers (the most loaded pipeline stage)
@@ -245,9 +258,11 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     # transformers before 4.49: ForCausalLMLoss's `logits[..., :-1, :].contiguous()` of the fp32 upcast, alive with it
     # and the log-softmax until the loss returns (an unchunked loss only)
     shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
+    # transformers before 4.46: the model upcasts in its forward and drops the 16-bit logits (an unchunked loss only)
+    logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (2 + (4 + 4) / chunks + shift_copy)),
+        loss_forward=int(tokens * vocab * (logits16 + (4 + 4) / chunks + shift_copy)),
         loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0))),
     )

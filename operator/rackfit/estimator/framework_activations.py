@@ -474,8 +474,11 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
         # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py).
         # FSDP1 over transformers models before 4.49: ForCausalLMLoss's shifted fp32 copy too (SHIFT_COPY_BYTES)
-        shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and (tr.loss_chunks or 1) == 1 else 0
-        loss = _loss(a, tr, vocab_split, 2 + 4 + 4 + shift_copy, 4 + 4 + 4)
+        # and, before 4.46, no 16-bit logits beside the upcast (Training.holds_16bit_logits_at_loss)
+        unchunked = (tr.loss_chunks or 1) == 1
+        shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and unchunked else 0
+        logits16 = 0 if unchunked and not tr.holds_16bit_logits_at_loss else 2
+        loss = _loss(a, tr, vocab_split, logits16 + 4 + 4 + shift_copy, 4 + 4 + 4)
     if tr.loss_chunk_backward:
         loss = chunk_backward_loss(a, tr, vocab_split)
     if torchtitan(tr):

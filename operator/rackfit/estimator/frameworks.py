@@ -26,6 +26,7 @@ from rackfit.estimator.accumulation import accumulation_steps, no_sync_unsharded
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
+    freed_16bit_logits_bytes,
 )
 from rackfit.estimator.framework_activations import (
     loss_parallel,
@@ -113,6 +114,9 @@ class RuntimePeak:
     # deepspeed ZeRO-3 (zero.zero3_step_segments; -1 elsewhere): the bytes of new segments its step reserves beyond the
     # blocks the backward freed, in place of step_transient (__init__._step_segments)
     step_segments: int = -1
+    # transformers before 4.46 (activations.freed_16bit_logits_bytes): of `activations` at the loss's backward, the
+    # 16-bit logits' block held cached, not allocated; 0 elsewhere
+    cached_logits: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -514,12 +518,18 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # (accumulation.no_sync_unsharded: offloaded only at the eventual sync)
         held += no_sync_unsharded(tr, layout, n * compute_bytes if full else 0) if fw == "fsdp" else 0
         buckets += o.buckets_extra
-    start = act.kept + max(loss, act.recompute) - (grads - held)
+    # before transformers 4.46 the 16-bit logits' block freed at the model's upcast stays cached beside the loss's
+    # fp32 buffers (activations.freed_16bit_logits_bytes): reserved, not allocated, while the loss dominates
+    vocab_split = t if fw != "fsdp" or loss_parallel(tr, t) else 1
+    cached_logits = freed_16bit_logits_bytes(a, tr, vocab_split) if loss >= act.recompute and pp == 1 else 0
+    start = act.kept + max(loss, act.recompute) + cached_logits - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
     step_transient = step_extra + temp
     reused = fsdp_gathered_reuse(tr, gathered)
     moment = None
     fsdp2 = fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1
+    if fsdp2 or lora_gathered is not None:
+        cached_logits = 0   # the moment-by-moment counts below replace `start`
     if fsdp2:
         # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
         # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
@@ -549,7 +559,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         cached = 0 if moment.name == "backward end" else cached
     elif start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
-        live_act = act.kept + max(loss, act.recompute)
+        live_act = act.kept + max(loss, act.recompute) + cached_logits
         weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
         transient = backward_transient
     else:
@@ -567,7 +577,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
                        host_offload=host, step_cached=step_cached,
-                       step_segments=step_segments)
+                       step_segments=step_segments,
+                       cached_logits=cached_logits if phase == "loss backward" else 0)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
