@@ -94,6 +94,7 @@ MEGATRON_FLAGS = {
     "distributed_optimizer": ("distributedOptimizer", "--use-distributed-optimizer"),
     "expert_tensor_parallel": ("expertTensorParallel", "--expert-tensor-parallel-size"),
     "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
+    "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
 }
 
 
@@ -346,6 +347,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "activationCheckpointing full",
             ".cpuCheckpointing"),
         **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
+        # megatron/training/arguments.py (d98e8a6): "Tensor parallel communication/GEMM overlap can happen only when
+        # sequence parallelism is enabled"
+        "tp_comm_overlap_sequence_parallel": Rule(
+            "!has(self.tpCommOverlap) || !self.tpCommOverlap || (has(self.sequenceParallel) && self.sequenceParallel)",
+            "training.tpCommOverlap (Megatron's --tp-comm-overlap) needs training.sequenceParallel true: Megatron "
+            "overlaps the tensor-parallel communication only under sequence parallel", ".tpCommOverlap"),
         "offload_optimizer": Rule(
             "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
             "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
@@ -973,6 +980,12 @@ class Training(_Model):
         "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
         "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
         "workspaces (32 MiB each on Hopper and later) for the process. Default false, Megatron-LM's default"))
+    tp_comm_overlap: bool | None = Field(None, description=(
+        "framework megatron with sequenceParallel: --tp-comm-overlap, Transformer Engine's userbuffers overlapping "
+        "the tensor-parallel all-gathers and reduce-scatters with the GEMMs. Transformer Engine then keeps a cuBLAS "
+        "workspace of three streams (3 x 32 MiB on Hopper and later) for the overlapped GEMMs beside its usual one; "
+        "the userbuffers themselves are cudaMalloc'd, outside PyTorch's allocator. Default false, Megatron-LM's "
+        "default"))
     gradient_accumulation_steps: int | None = Field(None, gt=0, description=(
         "micro-batches whose gradients are added up before each optimizer step (HF Trainer's, DeepSpeed's and "
         "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "
@@ -1110,6 +1123,8 @@ class Training(_Model):
         for megatron_field in MEGATRON_FLAGS:
             if getattr(self, megatron_field) is not None and self.framework != "megatron":
                 raise ValueError(rules[megatron_field].message)
+        if self.tp_comm_overlap and not self.sequence_parallel:
+            raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and (self.compile or self.compile_loss)):

@@ -4,6 +4,8 @@ workspace (transformer_engine/pytorch/module/base.py get_workspace), each agains
 
 from __future__ import annotations
 
+import pytest
+
 from rackfit.estimator import Layout
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.megatron_buffers import (
@@ -76,6 +78,31 @@ def test_te_workspace_by_compute_capability():
     assert te_workspace_bytes(tr(), 8) == TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES == 4 * 2**20
     assert te_workspace_bytes(tr(flashAttention=False)) == 0
     assert te_workspace_bytes(tr(framework="fsdp")) == 0
+
+
+def test_tp_comm_overlap_adds_the_userbuffers_gemms_three_stream_workspace():
+    """--tp-comm-overlap: TE's get_cublas_workspace(device, ub=True) is one more tensor of 3 x (32 MiB + 1 KiB) beside
+    the plain one (cpp_extensions/gemm.py, _NUM_MAX_UB_STREAMS 3); 3 x 4 MiB more before Hopper; none under local
+    layers, which run no userbuffers GEMM."""
+    on = tr(sequenceParallel=True, tpCommOverlap=True)
+    assert te_workspace_bytes(on) == 4 * 33_555_456
+    assert te_workspace_bytes(on) - te_workspace_bytes(tr(sequenceParallel=True)) == 3 * 33_555_456
+    assert te_workspace_bytes(on, 8) == 4 * 4 * 2**20
+    assert te_workspace_bytes(tr(sequenceParallel=True, tpCommOverlap=True, flashAttention=False)) == 0
+    # a rank's kept states grow by exactly that (T554's last stage, TP 2 x PP 2)
+    lay = Layout(tensor=2, pipeline=2)
+    p = count_params(GPT70)
+    base = runtime_peak(GPT70, p, tr(sequenceParallel=True), "bf16", lay, 0, stage="last").states
+    assert runtime_peak(GPT70, p, on, "bf16", lay, 0, stage="last").states - base == 3 * 33_555_456
+
+
+def test_tp_comm_overlap_needs_sequence_parallel_and_megatron():
+    """megatron/training/arguments.py asserts sequence parallel under --tp-comm-overlap; the field is Megatron's."""
+    with pytest.raises(ValueError, match="tpCommOverlap.*sequenceParallel"):
+        tr(tpCommOverlap=True)
+    with pytest.raises(ValueError, match="tpCommOverlap is Megatron's --tp-comm-overlap"):
+        Training(framework="fsdp", method="full", tpCommOverlap=True)
+    assert tr(tpCommOverlap=False).tp_comm_overlap is False
 
 
 def test_the_buffers_are_in_the_states_megatron_reports_between_steps():

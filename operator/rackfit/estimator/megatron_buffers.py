@@ -66,6 +66,17 @@ def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, com
 # linear's GEMM takes it, so it exists from the first forward on, in `memory_allocated` between steps.
 TE_CUBLAS_WORKSPACE_HOPPER_BYTES = 32 * 1024 * 1024 + 1024
 TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4_194_304
+# --tp-comm-overlap (training.tpCommOverlap): Megatron-LM's initialize.py `_initialize_tp_communicators` (d98e8a6)
+# calls TE's `initialize_ub`, and every GEMM that runs with a userbuffers communicator (`general_gemm(..., ub=...)`:
+# the overlapped fprop, dgrad and bulk wgrad GEMMs of module/linear.py, layernorm_linear.py, layernorm_mlp.py) takes
+# `get_cublas_workspace(device, ub=True, ...)` (transformer_engine/pytorch/cpp_extensions/gemm.py at 4329ff84, TE
+# 2.17.1, the commit Megatron-LM's uv.lock pins; the same since v2.11, PR 2377): an lru_cache'd `torch.empty` of
+# `get_cublas_workspace_size_bytes() * _NUM_MAX_UB_STREAMS` (3) bytes, kept for the process beside the plain
+# workspace that the GEMMs without userbuffers (the row-parallel layers' wgrad) take. Before v2.11 `initialize_ub`
+# replaced the one workspace by `get_workspace().repeat(_NUM_MAX_UB_STREAMS)` (module/base.py): two more, not three;
+# counted as the current release. The userbuffers are `cudaMalloc`'d (common/comm_gemm_overlap/userbuffers/
+# userbuffers-host.cpp, register_user_buffer_collective), outside PyTorch's allocator and its memory_allocated.
+TE_UB_STREAMS = 3
 
 
 def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None) -> int:
@@ -73,13 +84,15 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
     `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
     use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
     Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
-    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own;
-    userbuffers' (`--tp-comm-overlap`, 3 more) are not a default and are not counted."""
+    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own; with
+    `tpCommOverlap` the userbuffers GEMMs' workspace of TE_UB_STREAMS more is added here."""
     if tr.framework != "megatron" or tr.flash_attention is False:
         return 0
     if compute_capability_major is not None and compute_capability_major < 9:
-        return TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
-    return TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+        size = TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+    else:
+        size = TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+    return size * (1 + (TE_UB_STREAMS if tr.tp_comm_overlap else 0))
 
 
 # PyTorch's cuBLAS workspace (aten/src/ATen/cuda/CublasHandlePool.cpp, getCurrentCUDABlasHandle /
