@@ -95,6 +95,7 @@ MEGATRON_FLAGS = {
     "expert_tensor_parallel": ("expertTensorParallel", "--expert-tensor-parallel-size"),
     "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
     "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
+    "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
 }
 
 
@@ -986,6 +987,12 @@ class Training(_Model):
         "workspace of three streams (3 x 32 MiB on Hopper and later) for the overlapped GEMMs beside its usual one; "
         "the userbuffers themselves are cudaMalloc'd, outside PyTorch's allocator. Default false, Megatron-LM's "
         "default"))
+    mtp_num_layers: int | None = Field(None, gt=0, description=(
+        "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
+        "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "
+        "model) with two norms, a projection from 2 x hiddenSize to hiddenSize and a final norm, all on the last "
+        "pipeline stage, which then also builds the word embedding; its own logits' cross-entropy keeps an fp32 "
+        "softmax of the vocabulary share until the backward. Default none (no MTP), Megatron-LM's default"))
     gradient_accumulation_steps: int | None = Field(None, gt=0, description=(
         "micro-batches whose gradients are added up before each optimizer step (HF Trainer's, DeepSpeed's and "
         "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "

@@ -104,7 +104,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
-                                                  ".tpCommOverlap", ".offloadOptimizer",
+                                                  ".mtpNumLayers", ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]
