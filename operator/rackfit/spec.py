@@ -96,6 +96,7 @@ MEGATRON_FLAGS = {
     "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
     "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
     "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
+    "transformer_impl": ("transformerImpl", "--transformer-impl"),
 }
 
 
@@ -350,6 +351,13 @@ RULES: dict[str, dict[str, Rule]] = {
         **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
         # megatron/training/arguments.py (d98e8a6): "Tensor parallel communication/GEMM overlap can happen only when
         # sequence parallelism is enabled"
+        # megatron/core/models/backends.py (d98e8a6): LocalSpecProvider.core_attention is Megatron's own unfused
+        # DotProductAttention, TESpecProvider's TEDotProductAttention
+        "transformer_impl_local": Rule(
+            "!has(self.transformerImpl) || self.transformerImpl != 'local' || "
+            "(has(self.flashAttention) && !self.flashAttention)",
+            "training.transformerImpl local (Megatron's --transformer-impl local) runs Megatron's own unfused "
+            "attention: set training.flashAttention false with it", ".transformerImpl"),
         "tp_comm_overlap_sequence_parallel": Rule(
             "!has(self.tpCommOverlap) || !self.tpCommOverlap || (has(self.sequenceParallel) && self.sequenceParallel)",
             "training.tpCommOverlap (Megatron's --tp-comm-overlap) needs training.sequenceParallel true: Megatron "
@@ -987,6 +995,13 @@ class Training(_Model):
         "workspace of three streams (3 x 32 MiB on Hopper and later) for the overlapped GEMMs beside its usual one; "
         "the userbuffers themselves are cudaMalloc'd, outside PyTorch's allocator. Default false, Megatron-LM's "
         "default"))
+    transformer_impl: Literal["transformer_engine", "local"] | None = Field(None, description=(
+        "framework megatron: --transformer-impl. transformer_engine (Megatron-LM's default): Transformer Engine's "
+        "layers, which keep TE's cuBLAS workspaces for the process; with flashAttention false that is "
+        "--attention-backend unfused, TE's UnfusedDotProductAttention, whose scores are a fresh tensor each call. "
+        "local: Megatron's own layers and unfused DotProductAttention, whose scores live in Megatron's global memory "
+        "buffer for the whole run (needs flashAttention false). Default: local with flashAttention false, else "
+        "transformer_engine"))
     mtp_num_layers: int | None = Field(None, gt=0, description=(
         "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
         "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "
@@ -1130,6 +1145,8 @@ class Training(_Model):
         for megatron_field in MEGATRON_FLAGS:
             if getattr(self, megatron_field) is not None and self.framework != "megatron":
                 raise ValueError(rules[megatron_field].message)
+        if self.transformer_impl == "local" and self.flash_attention is not False:
+            raise ValueError(rules["transformer_impl_local"].message)
         if self.tp_comm_overlap and not self.sequence_parallel:
             raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":

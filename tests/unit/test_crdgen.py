@@ -104,7 +104,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
-                                                  ".mtpNumLayers", ".tpCommOverlap", ".offloadOptimizer",
+                                                  ".mtpNumLayers", ".transformerImpl", ".transformerImpl",
+                                                  ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]

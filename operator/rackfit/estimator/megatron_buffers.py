@@ -31,17 +31,30 @@ from rackfit.models import ModelArch
 from rackfit.spec import Training
 
 
+def megatron_local_layers(tr: Training) -> bool:
+    """The rank runs Megatron's own layers (`--transformer-impl local`: megatron/core/models/backends.py
+    LocalSpecProvider, whose core attention is the unfused DotProductAttention and whose linears are Megatron's
+    column- and row-parallel ones), not Transformer Engine's (TESpecProvider, Megatron-LM's default).
+    `training.transformerImpl`; unset, local where `flashAttention: false`, as rackfit has read it. Transformer
+    Engine with flashAttention false is `--attention-backend unfused`: TE's UnfusedDotProductAttention
+    (transformer_engine/pytorch/attention/dot_product_attention/backends.py at 4329ff84) `torch.empty`s its scores
+    for each call, outside Megatron's buffer, and TE's layers keep TE's workspaces."""
+    if tr.transformer_impl is not None:
+        return tr.transformer_impl == "local"
+    return tr.flash_attention is False
+
+
 def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, compute_bytes: int,
                                  stage: str = "max") -> int:
     """Bytes of Megatron-Core's GlobalMemoryBuffer ("mpu", the activations' dtype) on a rank of pipeline stage `stage`
     ("first", "last" or "max", as runtime_activations): the largest of its requests, since they share one tensor.
-    `flashAttention: false` is read as Megatron's own (local) layers, as megatron_layer_bytes reads it: the unfused
-    DotProductAttention and Megatron's column-parallel linears. 0 for other frameworks."""
+    Megatron's own (local) layers (megatron_local_layers): the unfused DotProductAttention and Megatron's
+    column-parallel linears. 0 for other frameworks."""
     if tr.framework != "megatron":
         return 0
     t = layout.tensor
     b, s, h = tr.micro_batch_size, tr.sequence_length, a.hidden_size
-    local = tr.flash_attention is False
+    local = megatron_local_layers(tr)
     requests = [0]
     if local:
         # [b * np, sq, sk], np = the heads of this tensor rank (GQA's keys are repeated to np first)
@@ -81,12 +94,12 @@ TE_UB_STREAMS = 3
 
 def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None) -> int:
     """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
-    `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
-    use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
+    `--transformer-impl transformer_engine`; not under Megatron's own layers, megatron_local_layers, which use
+    torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
     Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
     transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own; with
     `tpCommOverlap` the userbuffers GEMMs' workspace of TE_UB_STREAMS more is added here."""
-    if tr.framework != "megatron" or tr.flash_attention is False:
+    if tr.framework != "megatron" or megatron_local_layers(tr):
         return 0
     if compute_capability_major is not None and compute_capability_major < 9:
         size = TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
@@ -142,6 +155,6 @@ def megatron_workspace_bytes(a: ModelArch, tr: Training) -> int:
     if tr.framework != "megatron":
         return 0
     n = torch_workspace_bytes(tr)
-    if a.is_moe and tr.moe_grouped_gemm and tr.flash_attention is not False:
+    if a.is_moe and tr.moe_grouped_gemm and not megatron_local_layers(tr):
         n += TE_GROUPED_GEMM_STREAMS * TE_CUBLAS_WORKSPACE_HOPPER_BYTES
     return n
