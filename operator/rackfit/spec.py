@@ -97,6 +97,9 @@ MEGATRON_FLAGS = {
     "distributed_optimizer": ("distributedOptimizer", "--use-distributed-optimizer"),
     "expert_tensor_parallel": ("expertTensorParallel", "--expert-tensor-parallel-size"),
     "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
+    "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
+    "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
+    "transformer_impl": ("transformerImpl", "--transformer-impl"),
 }
 
 
@@ -349,6 +352,19 @@ RULES: dict[str, dict[str, Rule]] = {
             "activationCheckpointing full",
             ".cpuCheckpointing"),
         **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
+        # megatron/training/arguments.py (d98e8a6): "Tensor parallel communication/GEMM overlap can happen only when
+        # sequence parallelism is enabled"
+        # megatron/core/models/backends.py (d98e8a6): LocalSpecProvider.core_attention is Megatron's own unfused
+        # DotProductAttention, TESpecProvider's TEDotProductAttention
+        "transformer_impl_local": Rule(
+            "!has(self.transformerImpl) || self.transformerImpl != 'local' || "
+            "(has(self.flashAttention) && !self.flashAttention)",
+            "training.transformerImpl local (Megatron's --transformer-impl local) runs Megatron's own unfused "
+            "attention: set training.flashAttention false with it", ".transformerImpl"),
+        "tp_comm_overlap_sequence_parallel": Rule(
+            "!has(self.tpCommOverlap) || !self.tpCommOverlap || (has(self.sequenceParallel) && self.sequenceParallel)",
+            "training.tpCommOverlap (Megatron's --tp-comm-overlap) needs training.sequenceParallel true: Megatron "
+            "overlaps the tensor-parallel communication only under sequence parallel", ".tpCommOverlap"),
         "offload_optimizer": Rule(
             "!has(self.offloadOptimizer) || (self.framework == 'deepspeed' && self.zeroStage >= 1)",
             "training.offloadOptimizer is DeepSpeed's zero_optimization.offload_optimizer (device cpu or nvme): only "
@@ -976,6 +992,25 @@ class Training(_Model):
         "framework megatron, an MoE model: --moe-grouped-gemm, the routed experts as one grouped GEMM (Transformer "
         "Engine's GroupedLinear) rather than one GEMM an expert. Transformer Engine then keeps four more cuBLAS "
         "workspaces (32 MiB each on Hopper and later) for the process. Default false, Megatron-LM's default"))
+    tp_comm_overlap: bool | None = Field(None, description=(
+        "framework megatron with sequenceParallel: --tp-comm-overlap, Transformer Engine's userbuffers overlapping "
+        "the tensor-parallel all-gathers and reduce-scatters with the GEMMs. Transformer Engine then keeps a cuBLAS "
+        "workspace of three streams (3 x 32 MiB on Hopper and later) for the overlapped GEMMs beside its usual one; "
+        "the userbuffers themselves are cudaMalloc'd, outside PyTorch's allocator. Default false, Megatron-LM's "
+        "default"))
+    transformer_impl: Literal["transformer_engine", "local"] | None = Field(None, description=(
+        "framework megatron: --transformer-impl. transformer_engine (Megatron-LM's default): Transformer Engine's "
+        "layers, which keep TE's cuBLAS workspaces for the process; with flashAttention false that is "
+        "--attention-backend unfused, TE's UnfusedDotProductAttention, whose scores are a fresh tensor each call. "
+        "local: Megatron's own layers and unfused DotProductAttention, whose scores live in Megatron's global memory "
+        "buffer for the whole run (needs flashAttention false). Default: local with flashAttention false, else "
+        "transformer_engine"))
+    mtp_num_layers: int | None = Field(None, gt=0, description=(
+        "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
+        "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "
+        "model) with two norms, a projection from 2 x hiddenSize to hiddenSize and a final norm, all on the last "
+        "pipeline stage, which then also builds the word embedding; its own logits' cross-entropy keeps an fp32 "
+        "softmax of the vocabulary share until the backward. Default none (no MTP), Megatron-LM's default"))
     gradient_accumulation_steps: int | None = Field(None, gt=0, description=(
         "micro-batches whose gradients are added up before each optimizer step (HF Trainer's, DeepSpeed's and "
         "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "
@@ -1113,6 +1148,10 @@ class Training(_Model):
         for megatron_field in MEGATRON_FLAGS:
             if getattr(self, megatron_field) is not None and self.framework != "megatron":
                 raise ValueError(rules[megatron_field].message)
+        if self.transformer_impl == "local" and self.flash_attention is not False:
+            raise ValueError(rules["transformer_impl_local"].message)
+        if self.tp_comm_overlap and not self.sequence_parallel:
+            raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and (self.compile or self.compile_loss)):

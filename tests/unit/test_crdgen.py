@@ -103,7 +103,9 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".torchtitanVersion", ".cpuRamEfficientLoading", ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
-                                                  ".expertTensorParallel", ".moeGroupedGemm", ".offloadOptimizer",
+                                                  ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
+                                                  ".mtpNumLayers", ".transformerImpl", ".transformerImpl",
+                                                  ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]
     model = spec["properties"]["model"]["x-kubernetes-validations"]

@@ -4,12 +4,16 @@ workspace (transformer_engine/pytorch/module/base.py get_workspace), each agains
 
 from __future__ import annotations
 
+import pytest
+
 from rackfit.estimator import Layout
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.megatron_buffers import (
     TE_CUBLAS_WORKSPACE_HOPPER_BYTES,
     TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES,
     megatron_global_buffer_bytes,
+    megatron_local_layers,
+    megatron_workspace_bytes,
     te_workspace_bytes,
 )
 from rackfit.estimator.params import count_params
@@ -76,6 +80,60 @@ def test_te_workspace_by_compute_capability():
     assert te_workspace_bytes(tr(), 8) == TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES == 4 * 2**20
     assert te_workspace_bytes(tr(flashAttention=False)) == 0
     assert te_workspace_bytes(tr(framework="fsdp")) == 0
+
+
+def test_tp_comm_overlap_adds_the_userbuffers_gemms_three_stream_workspace():
+    """--tp-comm-overlap: TE's get_cublas_workspace(device, ub=True) is one more tensor of 3 x (32 MiB + 1 KiB) beside
+    the plain one (cpp_extensions/gemm.py, _NUM_MAX_UB_STREAMS 3); 3 x 4 MiB more before Hopper; none under local
+    layers, which run no userbuffers GEMM."""
+    on = tr(sequenceParallel=True, tpCommOverlap=True)
+    assert te_workspace_bytes(on) == 4 * 33_555_456
+    assert te_workspace_bytes(on) - te_workspace_bytes(tr(sequenceParallel=True)) == 3 * 33_555_456
+    assert te_workspace_bytes(on, 8) == 4 * 4 * 2**20
+    assert te_workspace_bytes(tr(sequenceParallel=True, tpCommOverlap=True, flashAttention=False)) == 0
+    # a rank's kept states grow by exactly that (T554's last stage, TP 2 x PP 2)
+    lay = Layout(tensor=2, pipeline=2)
+    p = count_params(GPT70)
+    base = runtime_peak(GPT70, p, tr(sequenceParallel=True), "bf16", lay, 0, stage="last").states
+    assert runtime_peak(GPT70, p, on, "bf16", lay, 0, stage="last").states - base == 3 * 33_555_456
+
+
+def test_te_s_unfused_attention_keeps_te_s_workspaces_and_no_scores_in_the_buffer():
+    """--transformer-impl transformer_engine with --attention-backend unfused (flashAttention false): TE's
+    UnfusedDotProductAttention torch.empty's its scores each call, so the "mpu" buffer holds only the output layer's
+    sequence-parallel gather, and TE's workspace (and grouped GEMM's four on an MoE) are kept as with flash attention.
+    Unset, flashAttention false stays Megatron's own layers."""
+    local = tr(flashAttention=False, sequenceParallel=True, sequenceLength=4096)
+    te = tr(flashAttention=False, sequenceParallel=True, sequenceLength=4096, transformerImpl="transformer_engine")
+    assert megatron_local_layers(local) and not megatron_local_layers(te)
+    assert megatron_local_layers(tr(flashAttention=False, transformerImpl="local"))
+    assert not megatron_local_layers(tr())
+    lay = Layout(tensor=8)
+    assert megatron_global_buffer_bytes(GPT70, local, lay, 2) == 8 * 4096 * 4096 * 2
+    assert megatron_global_buffer_bytes(GPT70, te, lay, 2) == 4096 * 8192 * 2   # the output layer's gather only
+    assert te_workspace_bytes(te) == 33_555_456 and te_workspace_bytes(local) == 0
+    moe = ModelArch(name="moe", num_layers=12, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                    num_key_value_heads=8, head_dim=64, vocab_size=50304, num_experts=8, num_experts_per_token=2,
+                    moe_intermediate_size=1024)
+    grouped = dict(flashAttention=False, moeGroupedGemm=True)
+    assert megatron_workspace_bytes(moe, tr(**grouped, transformerImpl="transformer_engine")) \
+        - megatron_workspace_bytes(moe, tr(**grouped)) == 4 * 33_555_456
+
+
+def test_transformer_impl_local_needs_flash_attention_false():
+    with pytest.raises(ValueError, match="transformerImpl local"):
+        tr(transformerImpl="local")
+    with pytest.raises(ValueError, match="transformerImpl is Megatron's --transformer-impl"):
+        Training(framework="fsdp", method="full", transformerImpl="transformer_engine")
+
+
+def test_tp_comm_overlap_needs_sequence_parallel_and_megatron():
+    """megatron/training/arguments.py asserts sequence parallel under --tp-comm-overlap; the field is Megatron's."""
+    with pytest.raises(ValueError, match="tpCommOverlap.*sequenceParallel"):
+        tr(tpCommOverlap=True)
+    with pytest.raises(ValueError, match="tpCommOverlap is Megatron's --tp-comm-overlap"):
+        Training(framework="fsdp", method="full", tpCommOverlap=True)
+    assert tr(tpCommOverlap=False).tp_comm_overlap is False
 
 
 def test_the_buffers_are_in_the_states_megatron_reports_between_steps():

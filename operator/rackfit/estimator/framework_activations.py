@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rackfit.estimator import float8, hf_fsdp2, moe_training
+from rackfit.estimator import float8, hf_fsdp2, megatron_mtp, moe_training
 from rackfit.estimator.activations import (
     ACT_BYTES,
     COMPILED_NORM_BYTES_PER_H,
@@ -404,8 +404,12 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
             kept_per, recompute = per, 0.0
         # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
         # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
+        # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
+        mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
         kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
-                                   tr.virtual_stages or 1)
+                                   tr.virtual_stages or 1, held=(0, mtp))
+        if layout.pipeline == 1:
+            kept += mtp
         return Activations(kept, int(recompute * tokens), fwd, bwd)
     dropout = 0.0
     if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from rackfit.estimator import float8, moe_training, torchtune
+from rackfit.estimator import float8, megatron_mtp, moe_training, torchtune
 from rackfit.estimator.accumulation import accumulation_steps, no_sync_unsharded, runtime_accumulated_grads
 from rackfit.estimator.activations import (
     ACT_BYTES,
@@ -131,11 +131,13 @@ def stage_params(a: ModelArch, p: ParamCounts, tr: Training, pipeline: int) -> i
     and one vocabulary matrix, not a pipeline-th of the whole model. DeepSpeed's PipelineModule partitions its
     layers by parameter count (deepspeed/runtime/pipe/module.py, partition_method "parameters"): an even split."""
     if pipeline == 1:
-        return p.total
+        return p.total + sum(megatron_mtp.stage_params(a, tr, pipeline))
     if tr.framework not in ("megatron", "fsdp"):
         return p.total // pipeline
     layers = p.total - p.embedding - p.lm_head
-    return heaviest_stage_layers(a.num_layers, pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
+    stage = heaviest_stage_layers(a.num_layers, pipeline) * layers // max(a.num_layers, 1) + max(p.embedding, p.lm_head)
+    # Megatron's MTP layers and the word embedding they need sit on the last stage (megatron_mtp.stage_params)
+    return stage + sum(megatron_mtp.stage_params(a, tr, pipeline))
 
 
 def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: Layout) -> tuple[int, int, int]:
@@ -154,6 +156,7 @@ def megatron_expert_split(a: ModelArch, p: ParamCounts, tr: Training, layout: La
     etp = tr.expert_tensor_parallel or t   # --expert-tensor-parallel-size (training.expertTensorParallel)
     stage = stage_params(a, p, tr, pp)
     stage_experts = p.experts * heaviest_stage_layers(a.num_layers, pp) // max(a.num_layers, 1) if pp > 1 else p.experts
+    stage_experts += megatron_mtp.stage_params(a, tr, pp)[1]   # the MTP layers' routed experts, on the last stage
     edp = max(t * d // (ep * etp), 1)
     return (stage - stage_experts) // t, stage_experts // (ep * etp), edp
 

@@ -31,17 +31,30 @@ from rackfit.models import ModelArch
 from rackfit.spec import Training
 
 
+def megatron_local_layers(tr: Training) -> bool:
+    """The rank runs Megatron's own layers (`--transformer-impl local`: megatron/core/models/backends.py
+    LocalSpecProvider, whose core attention is the unfused DotProductAttention and whose linears are Megatron's
+    column- and row-parallel ones), not Transformer Engine's (TESpecProvider, Megatron-LM's default).
+    `training.transformerImpl`; unset, local where `flashAttention: false`, as rackfit has read it. Transformer
+    Engine with flashAttention false is `--attention-backend unfused`: TE's UnfusedDotProductAttention
+    (transformer_engine/pytorch/attention/dot_product_attention/backends.py at 4329ff84) `torch.empty`s its scores
+    for each call, outside Megatron's buffer, and TE's layers keep TE's workspaces."""
+    if tr.transformer_impl is not None:
+        return tr.transformer_impl == "local"
+    return tr.flash_attention is False
+
+
 def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, compute_bytes: int,
                                  stage: str = "max") -> int:
     """Bytes of Megatron-Core's GlobalMemoryBuffer ("mpu", the activations' dtype) on a rank of pipeline stage `stage`
     ("first", "last" or "max", as runtime_activations): the largest of its requests, since they share one tensor.
-    `flashAttention: false` is read as Megatron's own (local) layers, as megatron_layer_bytes reads it: the unfused
-    DotProductAttention and Megatron's column-parallel linears. 0 for other frameworks."""
+    Megatron's own (local) layers (megatron_local_layers): the unfused DotProductAttention and Megatron's
+    column-parallel linears. 0 for other frameworks."""
     if tr.framework != "megatron":
         return 0
     t = layout.tensor
     b, s, h = tr.micro_batch_size, tr.sequence_length, a.hidden_size
-    local = tr.flash_attention is False
+    local = megatron_local_layers(tr)
     requests = [0]
     if local:
         # [b * np, sq, sk], np = the heads of this tensor rank (GQA's keys are repeated to np first)
@@ -66,20 +79,33 @@ def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, com
 # linear's GEMM takes it, so it exists from the first forward on, in `memory_allocated` between steps.
 TE_CUBLAS_WORKSPACE_HOPPER_BYTES = 32 * 1024 * 1024 + 1024
 TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4_194_304
+# --tp-comm-overlap (training.tpCommOverlap): Megatron-LM's initialize.py `_initialize_tp_communicators` (d98e8a6)
+# calls TE's `initialize_ub`, and every GEMM that runs with a userbuffers communicator (`general_gemm(..., ub=...)`:
+# the overlapped fprop, dgrad and bulk wgrad GEMMs of module/linear.py, layernorm_linear.py, layernorm_mlp.py) takes
+# `get_cublas_workspace(device, ub=True, ...)` (transformer_engine/pytorch/cpp_extensions/gemm.py at 4329ff84, TE
+# 2.17.1, the commit Megatron-LM's uv.lock pins; the same since v2.11, PR 2377): an lru_cache'd `torch.empty` of
+# `get_cublas_workspace_size_bytes() * _NUM_MAX_UB_STREAMS` (3) bytes, kept for the process beside the plain
+# workspace that the GEMMs without userbuffers (the row-parallel layers' wgrad) take. Before v2.11 `initialize_ub`
+# replaced the one workspace by `get_workspace().repeat(_NUM_MAX_UB_STREAMS)` (module/base.py): two more, not three;
+# counted as the current release. The userbuffers are `cudaMalloc`'d (common/comm_gemm_overlap/userbuffers/
+# userbuffers-host.cpp, register_user_buffer_collective), outside PyTorch's allocator and its memory_allocated.
+TE_UB_STREAMS = 3
 
 
 def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None) -> int:
     """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
-    `--transformer-impl transformer_engine`; `flashAttention: false` is read as `local`, Megatron's own layers, which
-    use torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
+    `--transformer-impl transformer_engine`; not under Megatron's own layers, megatron_local_layers, which use
+    torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
     Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
-    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own;
-    userbuffers' (`--tp-comm-overlap`, 3 more) are not a default and are not counted."""
-    if tr.framework != "megatron" or tr.flash_attention is False:
+    transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own; with
+    `tpCommOverlap` the userbuffers GEMMs' workspace of TE_UB_STREAMS more is added here."""
+    if tr.framework != "megatron" or megatron_local_layers(tr):
         return 0
     if compute_capability_major is not None and compute_capability_major < 9:
-        return TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
-    return TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+        size = TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+    else:
+        size = TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+    return size * (1 + (TE_UB_STREAMS if tr.tp_comm_overlap else 0))
 
 
 # PyTorch's cuBLAS workspace (aten/src/ATen/cuda/CublasHandlePool.cpp, getCurrentCUDABlasHandle /
@@ -129,6 +155,6 @@ def megatron_workspace_bytes(a: ModelArch, tr: Training) -> int:
     if tr.framework != "megatron":
         return 0
     n = torch_workspace_bytes(tr)
-    if a.is_moe and tr.moe_grouped_gemm and tr.flash_attention is not False:
+    if a.is_moe and tr.moe_grouped_gemm and not megatron_local_layers(tr):
         n += TE_GROUPED_GEMM_STREAMS * TE_CUBLAS_WORKSPACE_HOPPER_BYTES
     return n
