@@ -61,6 +61,11 @@ HF_LOSS_FUNCTION = (4, 46)
 # transformers' first release whose decoder layers take a Cache object (DynamicCache, models/llama/modeling_llama.py
 # LlamaModel.forward, 4.36.0) and update it in place: a recompute under an external checkpoint wrapper updates it again
 HF_CACHE_OBJECT = (4, 36)
+# transformers' first release whose Trainer leaves FSDP1's limit_all_gathers to accelerate's plugin default
+# (trainer.py 4.33.0: `fsdp_config.get("limit_all_gathers", fsdp_plugin.limit_all_gathers)`). 4.27-4.29 wrap FSDP1
+# themselves with `self.limit_all_gathers = False` unless fsdp_config sets it, and 4.30-4.32 set the plugin's to
+# `fsdp_config.get("limit_all_gathers", False)` (read in the 4.27.0, 4.28.1 and 4.30.0 wheels)
+HF_FSDP1_LIMITER_FROM_PLUGIN = (4, 33)
 USE_CACHE_MESSAGE = (
     "training.useCache says transformers' model code returned each layer's key and value (use_cache) in training, "
     "kept by an external checkpoint wrapper: only with framework fsdp running transformers' model code (fsdpVersion "
@@ -906,7 +911,9 @@ class Training(_Model):
         "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
-        "logit more at the end of the forward. Default: current releases"))
+        "logit more at the end of the forward. Under fsdpVersion 1 a Trainer before 4.33 built FSDP1 with "
+        "limit_all_gathers False unless its fsdp_config set it: the estimate notes it and counts two units gathered "
+        "ahead, as with the rate limiter. Default: current releases"))
     torch_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
         "framework transformers: the PyTorch release the job runs, e.g. 2.5.1, where older releases held more memory. "
         "Over data > 1 without ZeRO (HF Trainer's DDP) the DistributedDataParallel constructor broadcasts every "
@@ -1205,6 +1212,13 @@ class Training(_Model):
         only when the GPU has passed the collective; pytorch PR 150398 stashes them on the CPU side and releases them
         at work.wait() (TORCH_STASHED_COLLECTIVES)."""
         return _older(self.torch_version, TORCH_STASHED_COLLECTIVES)
+
+    @property
+    def hf_fsdp1_without_rate_limiter(self) -> bool:
+        """FSDP1 under a Hugging Face Trainer before 4.33, which builds FullyShardedDataParallel with
+        limit_all_gathers False unless its fsdp_config sets it (HF_FSDP1_LIMITER_FROM_PLUGIN)."""
+        return self.framework == "fsdp" and self.fsdp == 1 and _older(self.transformers_version,
+                                                                      HF_FSDP1_LIMITER_FROM_PLUGIN)
 
     @property
     def copies_shifted_logits(self) -> bool:

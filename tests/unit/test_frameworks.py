@@ -661,3 +661,21 @@ def test_eager_attention_keeps_eight_bytes_a_score():
     full = dict(microBatchSize=b, sequenceLength=s, activationCheckpointing="full")
     assert acts("fsdp", Layout(data=4), fsdpVersion=1, flashAttention=False, **full).kept == \
         acts("fsdp", Layout(data=4), fsdpVersion=1, **full).kept
+
+
+def test_hf_trainer_fsdp1_before_4_33_is_noted_without_the_rate_limiter():
+    # transformers 4.27-4.32's Trainer builds FSDP1 with limit_all_gathers False unless fsdp_config sets it
+    # (trainer.py, 4.28.1: `self.limit_all_gathers = False`; 4.30.0: `fsdp_config.get("limit_all_gathers", False)`);
+    # from 4.33 it takes accelerate's plugin default. Noted, not counted: the estimate stays the same.
+    def notes(version):
+        extra = {"transformersVersion": version} if version else {}
+        est = estimate(spec("fsdp", {"data": 4}, fsdpVersion=1, **extra))
+        return est, [n for n in est.notes if "limit_all_gathers False" in n]
+    old, flagged = notes("4.28.1")
+    assert len(flagged) == 1 and "4.28.1" in flagged[0] and "may be under" in flagged[0]
+    assert notes("4.32.1")[1]
+    assert not notes("4.33.0")[1] and not notes("4.35.0")[1] and not notes(None)[1]
+    # the version moves nothing else here (4.28 and 4.33 both copy the shifted logits)
+    assert old.total_bytes == notes("4.33.0")[0].total_bytes
+    assert not Training(framework="fsdp", model_code="transformers",
+                        transformers_version="4.28.1").hf_fsdp1_without_rate_limiter   # FSDP2: accelerate's fully_shard

@@ -627,10 +627,21 @@ def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad
 def runtime_notes(tr: Training, layout: Layout) -> list[str]:
     """What the estimate assumed about the runtime that the spec does not say."""
     if tr.framework == "fsdp" and tr.fsdp == 1:
-        return ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
-                "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
-                "transformers' model code and reentrant checkpointing"
-                + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
+        notes = ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
+                 "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
+                 "transformers' model code and reentrant checkpointing"
+                 + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
+        if tr.hf_fsdp1_without_rate_limiter:
+            # Without the rate limiter FSDP1 frees a gathered unit only once the compute stream has passed it
+            # (torch 2.0 flat_param.py `_free_unsharded_flat_param`: record_stream, then free) and nothing else stops
+            # the CPU (`_unshard` waits on a free event only under limit_all_gathers); the Trainer's one sync a
+            # micro-batch (`torch.isnan(tr_loss_step)`, logging_nan_inf_filter) bounds the lead at every unit of a
+            # micro-batch. How many are alive at once depends on GPU timing: not counted (docs/accuracy.md, "The third
+            # pass's wrong training facts").
+            notes.append(f"transformersVersion {tr.transformers_version}: the HF Trainer of that release runs FSDP1 "
+                         "with limit_all_gathers False unless its fsdp_config sets it; the units the CPU gathers "
+                         "ahead of the GPU are then not counted beyond two, and the estimate may be under")
+        return notes
     notes = []
     if hf_fsdp2(tr):
         notes.append("fsdp with modelCode transformers is modelled as accelerate's FSDP2 runs transformers' models: "
