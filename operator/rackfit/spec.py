@@ -94,6 +94,11 @@ TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
 TORCHTITAN_SAC_WITHOUT_ABS = (0, 1)
+# DeepSpeed (deepspeedai/DeepSpeed): ZeRO-1/2's step checks its gradients for overflow only under fp16 from PR 4512
+# (244040c18, October 27, 2023; first tag v0.11.2), and from PR 5115 (1c9e5ef2d, February 15, 2024; first tag v0.13.3)
+# checks them on the device (`_has_inf_or_nan`: float_x, isnan, isinf, logical_or, .float() live together)
+DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK = (0, 11, 2)
+DEEPSPEED_DEVICE_OVERFLOW_CHECK = (0, 13, 3)
 
 # Training fields that are Megatron-LM command-line flags, by their snake_case name: (the spec field, the flag)
 MEGATRON_FLAGS = {
@@ -334,6 +339,9 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.torchtitanVersion is the torchtitan release (or, for a commit of main, the release its code "
             "matches: 0.0, 0.1, 0.2 ...) the job runs: only with framework fsdp and FSDP2 (fsdpVersion unset or 2) "
             "running torchtitan's model code (modelCode unset or torchtitan)", ".torchtitanVersion"),
+        "deepspeed_version": Rule("!has(self.deepspeedVersion) || self.framework == 'deepspeed'",
+                                  "training.deepspeedVersion is the DeepSpeed release the job runs: only with "
+                                  "framework deepspeed", ".deepspeedVersion"),
         "cpu_ram_efficient_loading": Rule(
             "!has(self.cpuRamEfficientLoading) || (self.framework == 'fsdp' && has(self.modelCode) && "
             "self.modelCode == 'transformers' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
@@ -964,6 +972,13 @@ class Training(_Model):
         "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
         "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
         "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
+    deepspeed_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+        "framework deepspeed: the DeepSpeed release the job runs, e.g. 0.9.0, where ZeRO-1/2's step made other "
+        "copies of its largest gradient. Before the step proper it checks each gradient for overflow and takes each "
+        "one's norm over an fp64 copy (8 bytes an element); the overflow check makes one fp32 copy before 0.13.3 and "
+        "from 0.13.3 an fp32 copy, three boolean masks and a second fp32 tensor at once (11 bytes an element), and "
+        "runs under fp16 only from 0.11.2 (under bf16 too before). On the rank whose partition holds the embedding "
+        "or the head these blocks can stay reserved beside the step's. Default: the current DeepSpeed"))
     model_code: Literal["torchtitan", "transformers"] | None = Field(None, description=(
         "framework fsdp: whose model code the sharded model runs. torchtitan: torchtitan's or torchtune's own "
         "models (fused nn.RMSNorm, their attention, rotary and loss, their tensor-parallel plans). transformers: "
@@ -1137,6 +1152,8 @@ class Training(_Model):
         if self.torchtitan_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchtitan_version"].message)
+        if self.deepspeed_version is not None and self.framework != "deepspeed":
+            raise ValueError(rules["deepspeed_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
         if self.overlap_comm is not None and self.framework != "deepspeed":
@@ -1259,6 +1276,18 @@ class Training(_Model):
         b109f7d71), whose [1, ...] weights FSDP2 cannot split on dim 0 (estimator/moe_training.py
         grouped_shared_params)."""
         return _older(self.torchtitan_version, TORCHTITAN_FFN_SHARED_EXPERTS)
+
+    @property
+    def deepspeed_overflow_check_every_dtype(self) -> bool:
+        """DeepSpeed before 0.11.2 (DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK): ZeRO-1/2's step runs check_overflow whatever
+        the module's dtype; unset means a current release, which checks fp16 only."""
+        return _older(self.deepspeed_version, DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK)
+
+    @property
+    def deepspeed_device_overflow_check(self) -> bool:
+        """DeepSpeed 0.13.3 on (DEEPSPEED_DEVICE_OVERFLOW_CHECK): `_has_inf_or_nan` builds its masks on the device;
+        unset means a current release."""
+        return not _older(self.deepspeed_version, DEEPSPEED_DEVICE_OVERFLOW_CHECK)
 
     @property
     def torchtitan_eager_final_norm(self) -> bool:

@@ -46,9 +46,12 @@ def test_runtime_peak_counts_it_at_the_step_as_cached():
     one = runtime_peak(LLAMA, P, Training(**base), "bf16", layout, 0)
     acc = runtime_peak(LLAMA, P, Training(**{**base, "gradientAccumulationSteps": 16}), "bf16", layout, 0)
     part = P.total // 4
+    # the norm's fp64 copy of the embedding's gradient (zero.zero12_prestep, bf16: no overflow check) is cached
+    # before the step; the flat copy fits in it, and the 0.2 GB it leaves is reserved beside the step's own blocks
+    norm = 8 * LLAMA.vocab_size * LLAMA.hidden_size - 2 * part
     assert one.phase == acc.phase == "optimizer step"
-    assert one.step_cached == part * 4                       # flat copy beside + temporary, less the moment
-    assert acc.step_cached == part * 4 + part * 2            # and micro-batch 1's partition
+    assert one.step_cached == part * 4 + norm                # flat copy beside + temporary, less the moment
+    assert acc.step_cached == part * 4 + part * 2 + norm     # and micro-batch 1's partition
     assert acc.step_transient - one.step_transient == part * 2
     # what max_memory_allocated sees is zero12_step's moment, unchanged
     extra, temp = zero12_step(part, 2, part * 4)

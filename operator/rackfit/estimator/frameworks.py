@@ -69,6 +69,7 @@ from rackfit.estimator.zero import (
     zero3_step_segments,
     zero12_ipg_buffers,
     zero12_partition_held,
+    zero12_prestep,
     zero12_reduce_copy,
     zero12_step,
     zero12_step_cached,
@@ -472,8 +473,18 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     kept_grads = 0 if fp16_optimizer else grads
     if fw == "deepspeed" and full and zero in (1, 2):
         step_cached = zero12_step_cached(n // d, compute_bytes, temp, accumulation_steps(tr))
+        # the overflow check's and the norm's copies of the largest gradient before it (zero.zero12_prestep), on the
+        # rank whose partition holds that tensor
+        pre_peak, pre_segments = zero12_prestep(
+            min(largest_parameter(a, tr, t * pp), n // d), n // d, compute_bytes, temp,
+            precision == "fp16" or tr.deepspeed_overflow_check_every_dtype, tr.deepspeed_device_overflow_check,
+            loss_freed_blocks(tr.micro_batch_size * tr.sequence_length * a.vocab_size // t, act.loss_backward,
+                              compute_bytes))
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
-        step_extra += step_cached   # reserved beside the step's peak (zero.zero12_step_cached)
+        # reserved at the step: its own blocks and the pre-step ones it cannot reuse; allocated: the larger moment
+        reserved = step_extra + temp + step_cached + pre_segments
+        step_cached = reserved - max(step_extra + temp, pre_peak)
+        step_extra = reserved - temp   # reserved beside the step's peak (zero.zero12_step_cached, zero12_prestep)
         # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
         # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
         kept_grads = 0

@@ -171,6 +171,47 @@ def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: i
 
 
 
+def zero12_prestep(largest: int, part: int, compute_bytes: int, temp: int, overflow_check: bool,
+                   device_overflow_check: bool, freed_blocks: list[int]) -> tuple[int, int]:
+    """(allocated peak, new segments) of what ZeRO-1/2's step makes before zero12_step's blocks, beyond what those
+    reserve without it, for the largest gradient tensor of the rank's partition (`largest` elements; its
+    `averaged_gradients` entries are one view per parameter) and a partition of `part` elements, `temp` the
+    optimizer's own temporary. deepspeed/runtime/zero/stage_1_and_2.py `step`, read at v0.9.0, v0.13.5 and 38327e07f
+    (February 2025):
+    - `check_overflow()` (for every dtype before 0.11.2; only `if self.dtype == torch.float16` from 0.11.2, PR 4512)
+      runs `_has_inf_or_nan` on each gradient view in turn (has_overflow_partitioned_grads_serial). Before 0.13.3 it
+      is `float(x.float().sum())`: an fp32 copy of the gradient (`overflow_check`); from 0.13.3 (PR 5115,
+      `device_overflow_check`) `float_x = x.float()`, `float_x.isnan()`, `float_x.isinf()`, `nan.logical_or(inf)` and
+      `inf_or_nan.float()` are live together: 4 + 1 + 1 + 1 + 4 bytes an element. An fp32 module's `.float()` returns
+      the gradient itself.
+    - then `scaled_global_norm()` -> `get_grad_norm_direct` takes each view's norm over `g.data.double()`: an fp64
+      copy (8 bytes an element), the norm kept, the copy freed (every release read).
+    The largest tensor sets both; each is freed before the next, and their blocks stay cached (CUDACachingAllocator
+    frees to the pool) where zero12_step's flat copy, fp32 gradients and temporary may or may not fit
+    (allocator_new_segments). `freed_blocks`: the blocks the loss's backward left cached (loss_freed_blocks), which
+    may serve them. Only the rank whose partition holds the largest tensor (the embedding or the head) makes these
+    large copies: the busiest GPU."""
+    if largest <= 0:
+        return 0, 0
+    pre: list[tuple[str, int, int]] = []
+    peak = 0
+    if overflow_check and device_overflow_check:
+        sizes = [largest * 4 if compute_bytes < 4 else 0, largest, largest, largest, largest * 4]
+        pre += [("alloc", 10 + i, b) for i, b in enumerate(sizes)] + [("free", 10 + i, 0) for i in range(len(sizes))]
+        peak = sum(sizes)
+    elif overflow_check and compute_bytes < 4:
+        pre += [("alloc", 10, largest * 4), ("free", 10, 0)]
+        peak = largest * 4
+    pre += [("alloc", 20, largest * 8), ("free", 20, 0)]
+    peak = max(peak, largest * 8)
+    step = [("alloc", 0, part * compute_bytes), ("alloc", 1, part * 4), ("free", 0, 0), ("alloc", 2, temp),
+            ("free", 2, 0), ("free", 1, 0)]
+    if compute_bytes == 4:   # an fp32 module: `.to(fp32)` returns the flat copy itself
+        step = [("alloc", 1, part * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
+    extra = allocator_new_segments(freed_blocks, pre + step) - allocator_new_segments(freed_blocks, step)
+    return peak, max(extra, 0)
+
+
 def allocator_new_segments(free_blocks: list[int], events: list[tuple[str, int, int]]) -> int:
     """Bytes of new segments the caching allocator (c10/cuda/CUDACachingAllocator.cpp, one stream's large pool, no
     expandable segments) reserves for `events`, ("alloc", key, bytes) / ("free", key, 0) in program order, given the
