@@ -64,6 +64,7 @@ from rackfit.estimator.zero import (
     ZERO_SUB_GROUP,
     loss_freed_blocks,
     zero3_gathered_elements,
+    zero3_norm_copy,
     zero3_reduce_copy,
     zero3_step,
     zero3_step_segments,
@@ -492,10 +493,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         sub = min(n // d, ZERO_SUB_GROUP)
         sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
         step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
+        # the norm's fp64 copy of the largest gradient partition before the sub-groups (zero.zero3_norm_copy)
+        norm_copy = zero3_norm_copy(largest_parameter(a, tr, t * pp), d)
+        step_extra = max(step_extra, norm_copy - temp)
         # the step's blocks against those the loss's backward freed (zero.zero3_step_segments)
         logits = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t
         step_segments = zero3_step_segments(sub, compute_bytes, sub_temp,
-                                            loss_freed_blocks(logits, act.loss_backward, compute_bytes))
+                                            loss_freed_blocks(logits, act.loss_backward, compute_bytes), norm_copy)
     loss = max(act.loss_backward, act.loss_forward)
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two

@@ -9,7 +9,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('deepspeed', 'training', 'ampere'): (-19.1, 4.6, 7, 'memory'),
     ('deepspeed', 'training', 'any'): (-22.6, 13.7, 31, 'memory'),
     ('deepspeed', 'training', 'hopper'): (8.2, 8.2, 1, 'memory'),
-    ('deepspeed', 'training', 'turing'): (-21.4, 13.6, 9, 'memory'),
+    ('deepspeed', 'training', 'turing'): (-19.3, 13.6, 9, 'memory'),
     ('deepspeed', 'training', 'volta'): (-9.3, -9.3, 1, 'memory'),
     ('deepspeed offload', 'training', 'ampere'): (-42.5, -42.5, 1, 'memory'),
     ('deepspeed offload', 'training', 'any'): (-72.8, -42.5, 2, 'memory'),

@@ -256,7 +256,7 @@ def allocator_new_segments(free_blocks: list[int], events: list[tuple[str, int, 
     return new
 
 
-def zero3_step_segments(sub: int, compute_bytes: int, temp: int, freed_blocks: list[int]) -> int:
+def zero3_step_segments(sub: int, compute_bytes: int, temp: int, freed_blocks: list[int], norm_copy: int = 0) -> int:
     """Bytes of new segments ZeRO-3's optimizer step reserves beyond the blocks the backward left cached, without
     expandable segments (deepspeed/runtime/zero/stage3.py, DeepSpeedZeroOptimizer_Stage3.step, DeepSpeed edaa722;
     the same since 0.9): one sub-group at a time, `_prepare_fp32_grad_for_sub_group` runs
@@ -268,13 +268,28 @@ def zero3_step_segments(sub: int, compute_bytes: int, temp: int, freed_blocks: l
     and are served by the blocks the first freed. `freed_blocks`: the blocks the backward freed in the default stream
     that the step can reuse (the loss's buffers, frameworks.runtime_peak). A temporary twice the flat copy does not
     fit the copy's freed block, and segments never merge: the copy's block stays reserved beside it (as for ZeRO-1/2,
-    zero12_step_cached). An fp32 module's `.to(fp32)` returns the flat copy itself."""
+    zero12_step_cached). An fp32 module's `.to(fp32)` returns the flat copy itself.
+    Before the sub-groups, `step` takes `_get_norm_groups()` -> `get_grad_norm_direct(self.averaged_gradients[i],
+    ...)`, which appends `g.to(device).double().norm(2)` for each gradient partition in turn (stage3.py, the same at
+    v0.9.0, v0.13.5, v0.16.4 and 38327e07f, February 2025): an fp64 copy of each, freed once its norm is taken, the
+    largest a rank's partition of the largest parameter (`norm_copy` bytes, zero3_norm_copy). Its block stays cached
+    where the sub-group's copy and fp32 gradients may or may not fit."""
+    pre = [("alloc", 20, norm_copy), ("free", 20, 0)] if norm_copy > 0 else []
     if compute_bytes == 4:
         events = [("alloc", 1, sub * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
     else:
         events = [("alloc", 0, sub * compute_bytes), ("alloc", 1, sub * 4), ("free", 0, 0),
                   ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
-    return allocator_new_segments(freed_blocks, events)
+    return allocator_new_segments(freed_blocks, pre + events)
+
+
+def zero3_norm_copy(largest: int, d: int) -> int:
+    """Bytes of the fp64 copy ZeRO-3's gradient norm makes of a rank's partition of the largest trained parameter of
+    `largest` elements over `d` data-parallel ranks (stage3.py `get_grad_norm_direct`: `g.double()` of each entry of
+    `averaged_gradients`, views of the partitioned-gradient buffer one parameter each; partition_parameters.py
+    `_partition_param`: every rank holds `ceil(numel / world_size)` elements of every parameter, so every rank makes
+    it). 8 bytes an element."""
+    return -(-largest // max(d, 1)) * 8
 
 
 def loss_freed_blocks(logits: int, loss_backward: int, compute_bytes: int) -> list[int]:
