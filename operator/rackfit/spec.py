@@ -98,6 +98,9 @@ TORCHTITAN_SAC_WITHOUT_ABS = (0, 1)
 # (244040c18, October 27, 2023; first tag v0.11.2), and from PR 5115 (1c9e5ef2d, February 15, 2024; first tag v0.13.3)
 # checks them on the device (`_has_inf_or_nan`: float_x, isnan, isinf, logical_or, .float() live together)
 DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK = (0, 11, 2)
+# torchao 0.2.0 quantizes a tensor to NF4 in chunks of CHUNK_SIZE = 1024**2 elements (torchao/dtypes/nf4tensor.py,
+# PR 196); torchao 0.1 compared the whole tensor with the 16 NF4 values at once (estimator/torchtune.py).
+TORCHAO_CHUNKED_NF4 = (0, 2)
 DEEPSPEED_DEVICE_OVERFLOW_CHECK = (0, 13, 3)
 
 # Training fields that are Megatron-LM command-line flags, by their snake_case name: (the spec field, the flag)
@@ -342,6 +345,13 @@ RULES: dict[str, dict[str, Rule]] = {
         "deepspeed_version": Rule("!has(self.deepspeedVersion) || self.framework == 'deepspeed'",
                                   "training.deepspeedVersion is the DeepSpeed release the job runs: only with "
                                   "framework deepspeed", ".deepspeedVersion"),
+        "torchao_version": Rule(
+            "!has(self.torchaoVersion) || (self.framework == 'fsdp' && self.method == 'qlora' && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2) && (!has(self.modelCode) || "
+            "self.modelCode == 'torchtitan'))",
+            "training.torchaoVersion is the torchao release whose NF4Tensor holds torchtune's QLoRA base: only with "
+            "framework fsdp, method qlora and torchtune's model code (FSDP2, modelCode unset or torchtitan)",
+            ".torchaoVersion"),
         "cpu_ram_efficient_loading": Rule(
             "!has(self.cpuRamEfficientLoading) || (self.framework == 'fsdp' && has(self.modelCode) && "
             "self.modelCode == 'transformers' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
@@ -979,6 +989,12 @@ class Training(_Model):
         "from 0.13.3 an fp32 copy, three boolean masks and a second fp32 tensor at once (11 bytes an element), and "
         "runs under fp16 only from 0.11.2 (under bf16 too before). On the rank whose partition holds the embedding "
         "or the head these blocks can stay reserved beside the step's. Default: the current DeepSpeed"))
+    torchao_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", max_length=16, description=(
+        "method qlora under framework fsdp with torchtune's model code: the torchao release whose NF4Tensor holds the "
+        "frozen base, e.g. 0.1 (torchtune pinned torchao==0.1 in April 2024). Before 0.2 to_nf4 compares every "
+        "element of a matrix with the 16 NF4 values at once, a 16-wide 16-bit difference and its absolute value (64 "
+        "bytes an element), as the model is built and again as the checkpoint is copied in; on one GPU that can be "
+        "the job's peak. Default: the current torchao, which quantizes in chunks"))
     model_code: Literal["torchtitan", "transformers"] | None = Field(None, description=(
         "framework fsdp: whose model code the sharded model runs. torchtitan: torchtitan's or torchtune's own "
         "models (fused nn.RMSNorm, their attention, rotary and loss, their tensor-parallel plans). transformers: "
@@ -1154,6 +1170,9 @@ class Training(_Model):
             raise ValueError(rules["torchtitan_version"].message)
         if self.deepspeed_version is not None and self.framework != "deepspeed":
             raise ValueError(rules["deepspeed_version"].message)
+        if self.torchao_version is not None and not (
+                self.framework == "fsdp" and self.method == "qlora" and self.fsdp == 2 and not self.hf_model_code):
+            raise ValueError(rules["torchao_version"].message)
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
         if self.overlap_comm is not None and self.framework != "deepspeed":
@@ -1282,6 +1301,12 @@ class Training(_Model):
         """DeepSpeed before 0.11.2 (DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK): ZeRO-1/2's step runs check_overflow whatever
         the module's dtype; unset means a current release, which checks fp16 only."""
         return _older(self.deepspeed_version, DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK)
+
+    @property
+    def torchao_whole_tensor_nf4(self) -> bool:
+        """torchao before 0.2 (TORCHAO_CHUNKED_NF4): to_nf4 quantizes a whole matrix at once; unset means a current
+        release, which quantizes in chunks of 1024**2 elements."""
+        return _older(self.torchao_version, TORCHAO_CHUNKED_NF4)
 
     @property
     def deepspeed_device_overflow_check(self) -> bool:

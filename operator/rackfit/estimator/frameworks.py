@@ -342,6 +342,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
                 # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
                 gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
+                # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load)
+                load, load_cached = torchtune.nf4_whole_tensor_load(
+                    tr, layout, weights, largest_matrix(a), a.hidden_size * attention_dims(a)[0])
         trainable_here = n // d + unsplit
     elif fw == "deepspeed":
         # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,

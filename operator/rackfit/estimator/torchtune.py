@@ -92,3 +92,33 @@ def distributed_moments(kept: int, loss: int, recompute: int, gathered: tuple[in
     block = "layer recompute" if recompute else "layer backward"
     return [BackwardMoment("loss backward", kept + loss, gathered[0], 0),
             BackwardMoment(block, kept + recompute, gathered[1], 0)]
+
+
+# --- torchao before 0.2: the NF4 base quantized a whole matrix at a time (issue 22) --------------------------------
+
+# Bytes an element torchao 0.1's to_nf4 holds at once (torchao/dtypes/nf4tensor.py of torchao 0.1, NF4Tensor.
+# from_tensor -> convert_to_norm_float_weight -> quantize_tensor_nearest): the bf16 source on the GPU (2; torchtune's
+# inplace_copy moves the checkpoint's tensor there, `to_nf4(args[0][1].to(dest_tensor.device))` in
+# torchtune/utils/_register_nf4_dispatch_ops.py at 20747cd87), the scaled blocks `blocks / scales` (2), and in
+# quantize_tensor_nearest `diff = (value - nf4).abs()` over value (numel, 1) and the 16 bf16 NF4 values: the
+# subtraction's (numel, 16) bf16 result (32) and its absolute value (32) live together. torchao 0.2.0 runs the same
+# comparison over chunks of CHUNK_SIZE = 1024**2 elements (PR 196), a few dozen MiB whatever the matrix.
+NF4_WHOLE_TENSOR_BYTES = 2 + 2 + 2 * 16 * 2
+NF4_DIFF_BYTES = 2 * 16 * 2   # the two (numel, 16) bf16 blocks alone
+
+
+def nf4_whole_tensor_load(tr: Training, layout: Layout, stored: int, largest_matrix: int,
+                          attention_matrix: int) -> tuple[int, int]:
+    """(allocated at the load's peak, reserved free beside it) for torchtune's single-device QLoRA recipe under
+    torchao before 0.2 (training.torchaoVersion); (0, 0) elsewhere. The recipe builds the model on the GPU (each
+    frozen linear quantized by to_nf4 as it is made) and then load_state_dict copies the checkpoint in through
+    inplace_copy, which quantizes each tensor again (recipes/lora_finetune_single_device.py `_setup_model` at
+    20747cd87). When the decoder's largest matrix (an MLP projection) is quantized the whole model is stored
+    (`stored`: NF4 base, 16-bit embeddings, output and adapters) beside NF4_WHOLE_TENSOR_BYTES of it. The attention
+    projections come first in each layer: their two (numel, 16) blocks, freed and cached, are smaller than the MLP
+    matrix's and cannot serve them (the caching allocator gives a request a cached block at least its size,
+    c10/cuda/CUDACachingAllocator.cpp get_free_block), so they stay reserved beside the peak."""
+    if not (single_device_recipe(tr, layout) and tr.method == "qlora" and tr.torchao_whole_tensor_nf4):
+        return 0, 0
+    cached = NF4_DIFF_BYTES * attention_matrix if attention_matrix < largest_matrix else 0
+    return stored + NF4_WHOLE_TENSOR_BYTES * largest_matrix, cached
