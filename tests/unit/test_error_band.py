@@ -57,10 +57,11 @@ def test_each_measured_regime_gives_its_band_with_its_row_count():
 
 
 def test_a_regime_without_rows_is_unmeasured_not_guessed():
-    # TensorRT-LLM's public rows (S70, S71 on Ada, S100 on Hopper): on Blackwell its band is not borrowed from them
-    assert ("tensorrt-llm", "inference", "ada") in BANDS
-    assert ("tensorrt-llm", "inference", "blackwell") not in BANDS
-    band = estimate(_spec("tensorrt-llm", "inference"), gpu=_gpu("blackwell")).error_band
+    # the TRT-engine backend's public rows with a number are on Ampere, Hopper and Blackwell (S1000-S1005, S700): on
+    # Ada (S1004 is a fact alone) its band is not borrowed from its neighbours
+    assert ("tensorrt-llm trt engine", "inference", "ampere") in BANDS
+    assert ("tensorrt-llm trt engine", "inference", "ada") not in BANDS
+    band = estimate(_spec("tensorrt-llm trt engine", "inference"), gpu=_gpu("ada")).error_band
     assert band.startswith("unmeasured") and "tensorrt-llm" in band
     # nor is the PyTorch backend's band borrowed from the TRT-engine backend's rows, or the other way round
     assert ("tensorrt-llm trt engine", "inference", "ampere") in BANDS

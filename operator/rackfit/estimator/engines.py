@@ -47,6 +47,7 @@ from rackfit.estimator.kvcache import (
 from rackfit.estimator.linear_attention import (
     MAMBA_ALIGN_MODE,
     TOKENS_FROM_CONCURRENCY,
+    gated_delta_net,
     mamba_blocks_refusal,
     vllm_linear_kv,
 )
@@ -60,7 +61,11 @@ from rackfit.estimator.sglang import (
     cell_bytes,
     dp_attention,
     dp_running_cap,
+    gdn_running_cap,
+    gdn_state_bytes,
+    gdn_states,
     hybrid_swa,
+    kv_layers,
     max_num_reqs,
     max_running_requests,
     page_size,
@@ -309,13 +314,13 @@ def v0_virtual_engine_refusal(inf: Inference, layout: Layout, pool: int, per_tok
 
 
 def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU,
-                 pool: int, per_layer: int, hybrid: bool, reserve: int, precision: str = "bf16"
-                 ) -> tuple[int, int, str | None]:
+                 pool: int, per_layer: int, hybrid: bool, reserve: int, precision: str = "bf16",
+                 states: int | None = None) -> tuple[int, int, str | None]:
     """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its running limit, and
     why it would not start (`refused` so far, else whether the (1 - mem_fraction_static) reserve holds the
     request-to-token table it allocates with the pool, with cuBLAS's workspace after it: sglang.req_to_token_bytes;
-    init_memory_pool)."""
-    stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
+    init_memory_pool). `states`: a Gated DeltaNet hybrid's request states (sglang.gdn_states), capping the requests."""
+    stage_layers = kv_layers(a, heaviest_stage_layers(a.num_layers, layout.pipeline))
     page = page_size(inf, a, gpu)
     tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page)
     cell = per_layer * stage_layers
@@ -323,6 +328,8 @@ def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: Mode
     if not hybrid and with_draft != cell:  # the draft's pool inside (speculative.py)
         tokens = pool // with_draft // page * page if pool > 0 else 0
     reqs = inf.max_num_seqs or sglang_running_default(inf) or max_num_reqs(inf, tokens, inf.context_length)
+    if states is not None:
+        reqs = min(reqs, gdn_running_cap(inf, states))
     tokens += sglang_extra_tokens(inf, reqs) if tokens > 0 else 0  # draft_runner_cache_size (speculative.py)
     table = req_to_token_bytes(inf, reqs, inf.context_length)
     # the draft worker's weights and pool come after the target's pool, out of the same reserve (speculative.py)
@@ -489,7 +496,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
         # windows included), or with the hybrid sliding-window pool (sglang.hybrid_swa) its full layers' tokens and
         # SGLANG_SWA_RATIO of a sliding token each (sglang.cell_bytes)
-        per_token = cell_bytes(per_layer, heaviest_stage_layers(a.num_layers, layout.pipeline), a, sglang_hybrid)
+        # (a Gated DeltaNet hybrid: its full-attention layers only, sglang.kv_layers)
+        per_token = cell_bytes(per_layer, kv_layers(a, heaviest_stage_layers(a.num_layers, layout.pipeline)), a,
+                               sglang_hybrid)
         per_request = per_token * inf.context_length
     refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
     # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
@@ -551,8 +560,15 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         before = min(context, context_before_cublas(gpu)) + nt - NON_TORCH_BASE
         budget = int(s.gpu_memory_utilization * (total - before))
         pool = budget - weights
+        states = None
+        if gated_delta_net(a):  # the linear layers' request states come out of the pool first (sglang.gdn_states)
+            per_state = gdn_state_bytes(a, attention_tensor(inf, layout.tensor),
+                                        heaviest_stage_layers(a.num_layers, layout.pipeline))
+            states = gdn_states(inf, pool, per_state)
+            pool -= states * per_state
         engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0), per_layer,
-                                                             sglang_hybrid, total - before - budget, precision)
+                                                             sglang_hybrid, total - before - budget, precision,
+                                                             states)
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's

@@ -67,15 +67,17 @@ def linear_layer_params(a: ModelArch) -> int:
             + 2 * a.linear_num_value_heads + a.linear_value_head_dim + values * h)
 
 
-def state_bytes(a: ModelArch, tensor: int, dtype_bytes: int = 2) -> int:
+def state_bytes(a: ModelArch, tensor: int, dtype_bytes: int = 2, float32_state: bool | None = None) -> int:
     """One linear layer's state for one request on one tensor rank (MambaSpec.page_size_bytes before padding): the conv
-    state in the model's dtype, the temporal state in it or in float32 (linear_state_float32)."""
+    state in the model's dtype, the temporal state in it or in float32 (linear_state_float32, or `float32_state` where
+    the engine decides: SGLang's default)."""
     key_heads = max(1, a.linear_num_key_heads // tensor) if a.linear_num_key_heads else 0
     value_heads = max(1, a.linear_num_value_heads // tensor)
     conv = (2 * key_heads * a.linear_key_head_dim + value_heads * a.linear_value_head_dim) \
         * max(0, a.linear_conv_kernel_dim - 1)
     temporal = value_heads * a.linear_key_head_dim * a.linear_value_head_dim
-    return conv * dtype_bytes + temporal * (4 if a.linear_state_float32 else dtype_bytes)
+    wide = a.linear_state_float32 if float32_state is None else float32_state
+    return conv * dtype_bytes + temporal * (4 if wide else dtype_bytes)
 
 
 def attention_block_tokens(a: ModelArch, tensor: int, attn_bytes_per_token: int, dtype_bytes: int = 2) -> int:

@@ -14,6 +14,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.linear_attention import gated_delta_net, state_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 
@@ -101,6 +102,51 @@ def page_size(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> int:
     if gpt_oss_shaped(a) and not inf.sglang_before(SGLANG_TRTLLM_MHA_GPT_OSS):
         return SGLANG_TRTLLM_MHA_PAGE
     return 1
+
+
+# --- Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5/3.6): a state a request beside the token pool ------------------------
+# profile_max_num_token (model_runner.py, model_runner_kv_cache_mixin.py from 0.5.7; read in 0.5.3, 0.5.4 and 0.5.10):
+# the cell counts the full-attention layers only (full_attention_layer_ids), and the rest memory first pays
+# max_mamba_cache_size request states of mamba_cache_per_req each (handle_max_mamba_cache): every linear layer's conv
+# state in bfloat16 (SGLANG_MAMBA_CONV_DTYPE) and temporal state in float32 (configs/mamba_utils.py mamba2_state_dtype:
+# float32 unless the config's mamba_ssm_dtype says otherwise). Through 0.5.3 these models run without radix cache and
+# max_mamba_cache_size is --max-running-requests or 512 (model_runner.__init__); from 0.5.4, with radix cache, the
+# rest splits mamba_full_memory_ratio (server_args, 0.9) to 1 between the states and the tokens,
+# max_mamba_cache_size = floor(rest x 0.9 / 1.9 / mamba_cache_per_req), and max_num_reqs is at most
+# max_mamba_cache_size // MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO (3; 1 without radix cache). The Mamba-2 hybrids
+# (NemotronH, Falcon-H1) kept radix cache off longer and are not modelled here.
+SGLANG_GDN_RATIO_SPLIT = (0, 5, 4)
+MAMBA_FULL_MEMORY_RATIO = 0.9
+MAMBA_CACHE_SIZE_DEFAULT = 512
+MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO = 3
+
+
+def kv_layers(a: ModelArch, stage_layers: int) -> int:
+    """The layers of a stage SGLang's token pool holds: the full-attention ones of a Gated DeltaNet hybrid, else all."""
+    if not gated_delta_net(a):
+        return stage_layers
+    return min(stage_layers, a.num_layers - a.linear_attention_layers)
+
+
+def gdn_state_bytes(a: ModelArch, tensor: int, stage_layers: int) -> int:
+    """mamba_cache_per_req on a rank: the stage's linear layers' states, the temporal one in float32."""
+    return state_bytes(a, tensor, float32_state=True) * (stage_layers - kv_layers(a, stage_layers))
+
+
+def gdn_states(inf: Inference, rest: int, per_request: int) -> int:
+    """max_mamba_cache_size: the request states SGLang allocates out of `rest` bytes."""
+    if inf.sglang_before(SGLANG_GDN_RATIO_SPLIT):
+        return inf.max_num_seqs or MAMBA_CACHE_SIZE_DEFAULT
+    if rest <= 0 or per_request <= 0:
+        return 0
+    return int(rest * MAMBA_FULL_MEMORY_RATIO / (1 + MAMBA_FULL_MEMORY_RATIO)) // per_request
+
+
+def gdn_running_cap(inf: Inference, states: int) -> int:
+    """The requests the states serve at once (_resolve_max_num_reqs): a third of them with radix cache (0.5.4 on)."""
+    if inf.sglang_before(SGLANG_GDN_RATIO_SPLIT):
+        return states
+    return states // MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO
 
 
 def layer_split(a: ModelArch, stage_layers: int) -> tuple[int, int]:
