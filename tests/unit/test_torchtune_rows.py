@@ -63,6 +63,28 @@ def test_without_checkpointing_every_layer_keeps_less():
     assert (qv.loss_forward, qv.loss_backward) == (all7.loss_forward, all7.loss_backward)
 
 
+def test_lora_dropout_leaves_the_adapted_inputs_unsaved():
+    """torchtune's lora_llama2_7b defaults lora_dropout to 0.05 (torchtune/models/llama2/_model_builders.py at
+    fef3ed10d): lora_a saves the dropout's copy (3 bytes an element with its mask, lora_dropout_bytes) and the frozen
+    base and the dropout save nothing of the input, so q and v no longer keep the attention norm's output: both norms'
+    outputs and down's input go, as with no adapter at all."""
+    assert frozen_input_bytes(LLAMA_8B, lora(["q", "v"], loraDropout=0.05), 1) == 2 * H + 2 * H + 2 * INTER
+    assert frozen_input_bytes(LLAMA_8B, lora(None, loraDropout=0.05), 1) == 4 * H + 2 * INTER
+    assert frozen_input_bytes(LLAMA_8B, lora(None), 1) == 0
+    layout = Layout(data=2)
+    none = runtime_activations(LLAMA_8B, lora(["q", "v"], activationCheckpointing="none"), layout)
+    drop = runtime_activations(LLAMA_8B, lora(["q", "v"], activationCheckpointing="none", loraDropout=0.05), layout)
+    # per token and layer: two dropout copies and masks (2 x 3 x 4096) in, the attention norm's output (2 x 4096) out
+    assert drop.kept - none.kept == pytest.approx(32 * 2 * 2048 * (6 * H - 2 * H), abs=64)
+
+
+def test_qlora_with_dropout_keeps_the_adapted_inputs():
+    """bitsandbytes before 0.45 saves its 4-bit matmul's input (MatMul4Bit.forward, `ctx.tensors = (A, B)` at
+    0.43.0), and the spec cannot tell it from torchao's NF4: under qlora the dropout takes nothing off."""
+    qlora = lora(["q", "v"], loraDropout=0.1).model_copy(update={"method": "qlora"})
+    assert frozen_input_bytes(LLAMA_8B, qlora, 1) == 2 * H + 2 * INTER
+
+
 def test_peft_adapters_and_full_fine_tunes_do_not_move():
     """Only torchtune's 16-bit adapters under FSDP2 take the path: peft's fp32 adapters (masterWeights fp32) keep the
     calibrated count, and a full fine-tune saves every input for its weight gradients."""

@@ -370,8 +370,15 @@ def frozen_input_bytes(a: ModelArch, tr: Training, t: int) -> float:
     nor up carries an adapter, the attention norm's when none of q, k, v does (an eager norm's frozen scale saves no
     output either: `x_normed * self.scale`), and down's input (SwiGLU's act(gate) x up, or the act of a plain MLP)
     when down carries none; o's input is the attention output that SDPA saves for itself. Dense MLPs only: an MoE's
-    experts are not adapted linears."""
-    targets = tr.targets
+    experts are not adapted linears.
+    With lora_dropout above 0 an adapted projection's input goes unsaved too: LoRALinear.forward (torchtune/modules/
+    peft/lora.py at fef3ed10d: `out = F.linear(x, self.weight)`, `self.lora_a(self.dropout(x))`; peft's
+    Linear.forward the same) gives lora_a the dropout's new tensor, which it saves (lora_dropout_bytes), and
+    aten.native_dropout's backward needs only its mask (derivatives.yaml, `native_dropout_backward(grad, result1,
+    ...)`), so under method lora each projection is then treated as unadapted here. Not under qlora: bitsandbytes
+    before 0.45 saves the input of its frozen 4-bit matmul (bitsandbytes/autograd/_functions.py, MatMul4Bit.forward
+    at 0.43.0: `ctx.tensors = (A, B)`; 0.45.0: `(None, B)`), which the spec cannot tell from torchao's NF4."""
+    targets = frozenset() if tr.lora_dropout and tr.method == "lora" else tr.targets
     h = a.hidden_size
     norm_out = NORM_OUTPUT_BYTES_PER_H / 2 * h  # one norm's 16-bit output, whole under torchtitan's tensor parallel
     saved = 0.0
