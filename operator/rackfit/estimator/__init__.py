@@ -361,26 +361,26 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
     slack = int(share * (transient - held_dequant)) + (cached_logits if phase == "loss backward" else 0)
+    # the backward phase's share and the logits' block it keeps cached (the loss's moment), for the moments after it
+    backward_share = (SLACK_RECOMPUTE if recompute else SLACK_TRAINING) + (
+        SLACK_STATE_SPLIT if recompute and tr.method == "full" and states.optimizer else 0)
+    backward_cached = cached_logits if loss >= act.recompute + dequant else 0
     if phase in ("backward end", "optimizer step"):
         # the caching allocator keeps what the backward reserved (nothing is released between them): the step's or
         # the backward end's moment reserves no less than the backward before it (the backward phase's count above)
         b_act = act.layers + max(loss, act.recompute + dequant)
-        b_cached = cached_logits if loss >= act.recompute + dequant else 0
-        b_transient = b_act + b_cached + (grads_during_backward if layout.data == 1 else accumulated)
-        b_share = share + (SLACK_STATE_SPLIT if recompute and tr.method == "full" and states.optimizer else 0)
+        b_transient = b_act + backward_cached + (grads_during_backward if layout.data == 1 else accumulated)
         b_dequant = dequant if loss < act.recompute + dequant else 0
-        backward_reserved = b_act + grads_during_backward + int(b_share * (b_transient - b_dequant)) + b_cached
+        backward_reserved = (b_act + grads_during_backward + int(backward_share * (b_transient - b_dequant))
+                             + backward_cached)
         slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - states.optimizer))
     unfit = unfit_step_temporaries(arch, tr, layout, trained_bytes)
     if unfit:
         # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
         # (estimator/peft.py): the step reserves the backward's peak and its slack, plus those temporaries
-        backward_share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
-        if recompute and tr.method == "full" and states.optimizer:
-            backward_share += SLACK_STATE_SPLIT
         backward_act = act.layers + max(loss, act.recompute)
-        cached = cached_logits if loss >= act.recompute + dequant else 0   # reserved at the loss (above)
-        step_reserved = backward_peak + cached + int(backward_share * (backward_act + cached)) + unfit
+        step_reserved = (backward_peak + backward_cached + int(backward_share * (backward_act + backward_cached))
+                         + unfit)
         if step_reserved > live_act + live_grads + (optimizer - states.optimizer) + slack:
             live_act, live_grads, phase = 0, states.gradients, "optimizer step"
             optimizer = states.optimizer + temp
