@@ -80,7 +80,8 @@ USE_CACHE_VERSION_MESSAGE = (
 TORCH_STASHED_COLLECTIVES = (2, 8)
 TRANSFORMERS_VERSION_MESSAGE = (
     "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: only with "
-    "framework transformers, or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)")
+    "framework transformers, deepspeed (the HF Trainer's, accelerate's or DeepSpeed-Chat's transformers model under "
+    "ZeRO), or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)")
 # torchtitan (pytorch/torchtitan): the first release whose final RMSNorm is torch's fused nn.RMSNorm (PR 985, 3b39d7ab0,
 # March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
@@ -308,7 +309,7 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw",
             ".adamwImplementation"),
         "transformers_version": Rule(
-            "!has(self.transformersVersion) || self.framework in ['transformers', 'fsdp']",
+            "!has(self.transformersVersion) || self.framework in ['transformers', 'fsdp', 'deepspeed']",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),
         "transformers_version_fsdp": Rule(
             "!has(self.transformersVersion) || self.framework != 'fsdp' || (has(self.modelCode) ? "
@@ -352,6 +353,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.torchaoVersion is the torchao release whose NF4Tensor holds torchtune's QLoRA base: only with "
             "framework fsdp, method qlora and torchtune's model code (FSDP2, modelCode unset or torchtitan)",
             ".torchaoVersion"),
+        "zero_init": Rule(
+            "!has(self.zeroInit) || (self.framework == 'deepspeed' && self.zeroStage == 3)",
+            "training.zeroInit is whether the model is built under deepspeed.zero.Init: only with framework deepspeed "
+            "and zeroStage 3", ".zeroInit"),
         "cpu_ram_efficient_loading": Rule(
             "!has(self.cpuRamEfficientLoading) || (self.framework == 'fsdp' && has(self.modelCode) && "
             "self.modelCode == 'transformers' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
@@ -926,7 +931,9 @@ class Training(_Model):
         "false for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 "
         "and ZeRO-3 configs set it true: copy the value from the config the job runs"))
     transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
-        "framework transformers, or fsdp with fsdpVersion 1: the Hugging Face transformers release the job runs, "
+        "framework transformers, deepspeed (the HF Trainer's DeepSpeed integration, accelerate and DeepSpeed-Chat run "
+        "the release's PreTrainedModel under ZeRO, so its forward and loss are that release's), or fsdp with "
+        "fsdpVersion 1: the Hugging Face transformers release the job runs, "
         "e.g. 4.48.1, where its causal-LM loss held more memory: before 4.49.0 ForCausalLMLoss copied the shifted "
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Under fsdpVersion 1 a Trainer before 4.33 built FSDP1 with "
@@ -1098,6 +1105,14 @@ class Training(_Model):
         "fsdp2_load_full_state_dict sends each rank its shards): no whole copy is counted. A 16-bit base is loaded "
         "on the CPU either way (the Trainer does not place an FSDP model on the GPU) and fully_shard moves it a block "
         "at a time. Default false"))
+    zero_init: bool | None = Field(None, description=(
+        "framework deepspeed with zeroStage 3: whether the model is built under deepspeed.zero.Init, which partitions "
+        "each parameter as it is created (transformers' from_pretrained enters it when is_deepspeed_zero3_enabled(): "
+        "the HF Trainer's DeepSpeed config, or accelerate's zero3_init_flag true). false (accelerate's "
+        "zero3_init_flag: false): the model is loaded whole and deepspeed.initialize's engine moves it to the GPU "
+        "before ZeRO-3 partitions it (runtime/engine.py _configure_distributed_model: `self.module.to(self.device)` "
+        "unless a parameter already has ds_id), so every GPU holds the whole 16-bit model once at start. Default "
+        "true"))
 
     cpu_checkpointing: bool | None = Field(None, description=(
         "framework deepspeed with activationCheckpointing full, a model that checkpoints its layers through "
@@ -1151,7 +1166,7 @@ class Training(_Model):
                 self.framework == "fsdp" and (self.model_code == "transformers" or self.fsdp == 2)):
             raise ValueError(rules["model_code"].message)
         if self.transformers_version is not None and not (
-                self.framework == "transformers" or (self.framework == "fsdp" and self.hf_model_code)):
+                self.framework in ("transformers", "deepspeed") or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
         if self.torch_version is not None and self.framework != "transformers":
             raise ValueError(rules["torch_version"].message)
@@ -1185,6 +1200,8 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.zero_init is not None and not (self.framework == "deepspeed" and self.zero_stage == 3):
+            raise ValueError(rules["zero_init"].message)
         if self.cpu_ram_efficient_loading is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)

@@ -101,7 +101,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
                                                   ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion",
-                                                  ".cpuRamEfficientLoading",
+                                                  ".zeroInit", ".cpuRamEfficientLoading",
                                                   ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",

@@ -497,6 +497,36 @@ def test_transformers_before_4_49_copies_the_shifted_fp32_logits():
     assert hf[0].loss_forward - hf[1].loss_forward == pytest.approx(4 * n, abs=2)
 
 
+def test_deepspeed_runs_the_transformers_release_loss():
+    """The HF Trainer's DeepSpeed integration runs the release's PreTrainedModel under ZeRO, so transformers 4.46.1's
+    ForCausalLMLoss (loss/loss_utils.py: the fp32 upcast, its shifted .contiguous() copy and the log-softmax) is what a
+    ZeRO-3 LoRA job of that release holds at the loss (T665): 4 bytes a logit more than 4.49 or unset at the forward's
+    end, which becomes the job's peak."""
+    n = 15000 * LLAMA.vocab_size
+    ds = dict(zeroStage=3, method="lora", microBatchSize=1, sequenceLength=15000, activationCheckpointing="full")
+    old, new, unset = (acts("deepspeed", Layout(data=4), transformersVersion=v, **ds)
+                       for v in ("4.46.1", "4.49.0", None))
+    assert old.loss_forward - unset.loss_forward == pytest.approx(4 * n, abs=2)
+    assert new.loss_forward == unset.loss_forward and old.loss_backward == unset.loss_backward
+    est = [estimate(spec("deepspeed", dict(data=4), transformersVersion=v, **ds)).total_bytes for v in ("4.46.1", None)]
+    assert est[0] > est[1]
+
+
+def test_zero3_without_zero_init_holds_the_whole_model_at_start():
+    """accelerate's zero3_init_flag false: DeepSpeed's engine moves the whole 16-bit model to each GPU before ZeRO-3
+    partitions it (engine.py _configure_distributed_model), so a LoRA job whose step fits a 24 GB card can die at start
+    (T666, a 14B model on two 4090s); unset keeps the partitioned load, and the step's own peak is unchanged."""
+    lora = dict(zeroStage=3, method="lora", loraTargets=["q", "v"], microBatchSize=1, sequenceLength=1024,
+                activationCheckpointing="full")
+    outside, inside = (estimate(spec("deepspeed", dict(data=2), zeroInit=v, **lora)) for v in (False, None))
+    whole = P.total * 2
+    assert outside.peak_phase == "load" and outside.breakdown.weights_bytes >= whole
+    assert inside.peak_phase != "load" and inside.total_bytes < outside.total_bytes
+    assert any("zero.Init" in n for n in outside.notes)
+    step = [peak("deepspeed", Layout(data=2), zeroInit=v, **lora) for v in (False, None)]
+    assert step[0].weights == step[1].weights and step[0].load > 0 and step[1].load == 0
+
+
 def test_the_estimate_says_what_it_assumed_of_the_runtime():
     assert any("torchtitan" in n for n in estimate(spec("fsdp", activationCheckpointing="selective")).notes)
     assert any("default allocator" in n for n in estimate(spec("fsdp")).notes)
@@ -518,7 +548,9 @@ def test_the_estimate_says_what_it_assumed_of_the_runtime():
     ("megatron", dict(optimizer="sgd", adamwImplementation="fused"), "spec.training.adamwImplementation"),
     ("transformers", dict(optimizer="sgd", adamwImplementation="foreach"), "spec.training.adamwImplementation"),
     ("fsdp", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
-    ("deepspeed", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
+    ("megatron", dict(transformersVersion="4.48.1"), "spec.training.transformersVersion"),
+    ("deepspeed", dict(zeroStage=2, zeroInit=False), "spec.training.zeroInit"),
+    ("fsdp", dict(zeroInit=False), "spec.training.zeroInit"),
     ("fsdp", dict(reduceBucketSize=50_000_000), "spec.training.reduceBucketSize"),
     ("fsdp", dict(activationOffloading=True, activationCheckpointing="selective"),
      "spec.training.activationOffloading"),

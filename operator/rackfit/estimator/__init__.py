@@ -295,6 +295,9 @@ def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> 
     if ddp_wrap_holds_copies(tr, layout):
         why.append("DDP's construction on PyTorch before 2.8 (training.torchVersion) keeps flat copies of the "
                    "buckets it broadcasts; PyTorch 2.8 or TORCH_NCCL_AVOID_RECORD_STREAMS=1 frees each as it is sent")
+    if tr.framework == "deepspeed" and tr.zero_init is False:
+        why.append("deepspeed.initialize moves the whole model, built outside deepspeed.zero.Init, to each GPU before "
+                   "ZeRO-3 partitions it; zeroInit true (accelerate's zero3_init_flag: true) partitions it as it loads")
     if kbit_vocab_recast_bytes(p, tr, precision):
         why.append("the trainer casts the 4/8-bit base's embeddings, head and norms to fp32 and back "
                    "(kbitNormsFp32 false), all fp32 copies alive at once")

@@ -383,6 +383,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # (stage_1_and_2.py process_gradients, reduce_ipg_grads "zero stage 1"; contiguous_gradients)
                 grads //= d
             if zero >= 3:
+                whole = weights
                 weights //= d
         else:
             weights = frozen_weight_bytes + n * state_bytes
@@ -392,7 +393,13 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             if zero >= 2:
                 grads //= d
             if zero >= 3:
-                weights = (frozen_weight_bytes + n * state_bytes) // d
+                whole = frozen_weight_bytes + n * state_bytes
+                weights = whole // d
+        if zero == 3 and tr.zero_init is False:
+            # a model built outside deepspeed.zero.Init (accelerate's zero3_init_flag false): DeepSpeed 0.14's
+            # engine.py _configure_distributed_model moves the whole module to the GPU (`self.module.to(self.device)`,
+            # skipped only when a parameter has ds_id) before stage3.py partitions it parameter by parameter
+            load = whole
         reduce_bucket = tr.reduce_bucket_size or ZERO_REDUCE_BUCKET
         if zero == 3:
             # stage3.py (DeepSpeedZeroOptimizer_Stage3.__init__): with contiguous_gradients (DeepSpeed's default) one
