@@ -23,8 +23,8 @@ DRIVER_RESERVED = GiB // 2
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
-# vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, V0 (vllm/worker/).
-V1_DEFAULT = (0, 8)
+# vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, or under VLLM_USE_V1=0 (inference.vllmUseV1
+# false), V0 (vllm/worker/): Inference.vllm_v0.
 # ...but V1 0.8.x ran pipeline parallel only under the Ray executor: any other --distributed-executor-backend, the
 # unset default included, falls back to V0 (vllm/engine/arg_utils.py _is_v1_supported_oracle, "Pipeline Parallelism
 # without Ray distributed executor"; read in 0.8.5); 0.9.0 admits mp and external_launcher too. The spec does not name
@@ -102,7 +102,7 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
              ) -> EngineSettings:
     """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
     total = cuda_total_bytes(gpu) if gpu else None
-    if inf.engine == "vllm" and inf.vllm_before(V1_DEFAULT):
+    if inf.vllm_v0:
         # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
         # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
@@ -238,4 +238,4 @@ def v0_under_pipeline(inf: Inference, pipeline: int) -> bool:
     """vLLM's release defaults to V1 but runs V0 at this pipeline degree unless started with the Ray executor
     (V1_PIPELINE_MP above)."""
     return (pipeline > 1 and inf.engine == "vllm" and inf.engine_version is not None
-            and not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_PIPELINE_MP))
+            and not inf.vllm_v0 and inf.vllm_before(V1_PIPELINE_MP))

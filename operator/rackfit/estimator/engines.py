@@ -15,7 +15,7 @@ from functools import partial
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.context import context_before_cublas
-from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings, v0_under_pipeline
+from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
     NON_TORCH_BASE,
@@ -207,7 +207,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     communicators."""
     if inf.engine != "vllm":
         return None
-    v1 = not inf.vllm_before(V1_DEFAULT)
+    v1 = not inf.vllm_v0
     if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
         context = min(context, context_before_cublas(gpu))
     outside = outside_snapshot_bytes(inf, layout, gpu, context, moe)
@@ -453,7 +453,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                          mla_head_size=mla_head)
 
     # what the paging of a V1 request depends on, the same for every length kv_request is asked about
-    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    v1 = inf.engine == "vllm" and not inf.vllm_v0
     chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
     spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
     draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
@@ -525,7 +525,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if outside is not None:
             in_budget = min(context, bare) - outside
         else:
-            in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
+            in_budget = context if not inf.vllm_v0 and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
                 else 0
             outside = context - in_budget
         if inf.extensible:
