@@ -70,6 +70,12 @@ V0_CHUNK_TOKENS = 2048
 # 2024-11-21, first released in v0.6.5) raised SchedulerConfig's chunked-prefill default from 512.
 V0_CHUNK_2048 = (0, 6, 5)
 V0_CHUNK_TOKENS_BEFORE = 512
+# A multimodal model's default max_num_batched_tokens is at least _MULTIMODAL_MODEL_MAX_NUM_BATCHED_TOKENS 5120,
+# chunked or not ("The value needs to be at least the number of multimodal tokens": vllm/config.py
+# SchedulerConfig.__post_init__, read in 0.8.0 and 0.8.3; config/scheduler.py in 0.10.2); releases before 0.8.0 not
+# read for this. Here for V0 on 0.8.0-0.10.x (V1's defaults are _v1_batch_defaults').
+V0_MM_TOKENS_FROM = (0, 8)
+V0_MM_TOKENS = 5120
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 # SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
@@ -109,6 +115,8 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         if (inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window
                 and not inf.vllm_before(V0_AUTO_CHUNK)):
             tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
+        if a is not None and a.vision_parameters and not inf.vllm_before(V0_MM_TOKENS_FROM):
+            tokens = max(tokens, V0_MM_TOKENS)
     elif inf.engine == "vllm":
         util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
         tokens, seqs = _v1_batch_defaults(inf, gpu, total)

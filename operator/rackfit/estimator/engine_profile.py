@@ -621,8 +621,39 @@ def mm_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int, int, 
     return mm_video_item(inf, a, s) or (a.vision_tokens_per_item, a.vision_patches_per_item, a.vision_tokens_per_item)
 
 
+# vLLM V0's multimodal profile (vllm/worker/model_runner.py GPUModelRunnerBase._dummy_run, read in 0.8.0, 0.8.3 and
+# 0.10.2): max_num_seqs is lowered to max(1, min(max_num_seqs, max_num_batched_tokens // max_mm_tokens)), max_mm_tokens
+# being the sum over modalities of limit_mm_per_prompt (1 a modality) x the largest item's tokens
+# (multimodal/registry.py get_max_multimodal_tokens), and every dummy sequence of max_num_batched_tokens //
+# max_num_seqs tokens carries one largest item (multimodal/profiling.py get_decoder_dummy_data); the model's forward
+# encodes them all (Gemma 3: gemma3_mm.py forward, get_multimodal_embeddings, the SigLIP tower over every image at
+# once) and keeps the outputs (vision_embeddings) through the text forward, not the sampler (execute_model samples
+# after the forward returns). An item longer than max_num_batched_tokens is dropped from the profile in 0.8.0 but kept
+# from 0.8.3 with the sequence lengthened past the budget (and Qwen2-VL's family adds a video): not modelled, no items.
+# Releases before 0.8.0 not read for this.
+V0_MM_PROFILE_FROM = (0, 8)
+
+
+def v0_mm_profiled(inf: Inference, a: ModelArch) -> bool:
+    """Whether vLLM V0's profile run (V0_MM_PROFILE_FROM) runs images whose encoder rackfit can size."""
+    return (inf.engine == "vllm" and inf.vllm_v0 and not inf.vllm_before(V0_MM_PROFILE_FROM)
+            and bool(a.vision_tokens_per_item and a.vision_patches_per_item and a.vision_hidden_size))
+
+
+def v0_mm_sequences(inf: Inference, a: ModelArch, s: EngineSettings) -> int | None:
+    """V0's dummy sequences in a multimodal profile (V0_MM_PROFILE_FROM), lowered to one a largest image, each
+    encoded; None where V0 does not profile images rackfit can size, or one image outgrows max_num_batched_tokens (not
+    modelled). A second modality (Qwen2-VL's video) would lower them further: not counted."""
+    if not v0_mm_profiled(inf, a) or a.vision_tokens_per_item > s.max_num_batched_tokens:
+        return None
+    return max(1, min(s.max_num_seqs, s.max_num_batched_tokens // a.vision_tokens_per_item))
+
+
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
-    """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
+    """How many largest images vLLM's profile run encodes at once (0: no encoder profile): V1's encoder budget, or
+    V0's one a dummy sequence (v0_mm_sequences)."""
+    if inf.vllm_v0:
+        return v0_mm_sequences(inf, a, s) or 0
     if not encoder_profiled(inf, a):
         return 0
     tokens = mm_item(inf, a, s)[0]
@@ -638,8 +669,8 @@ def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
 
 def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """The encoder outputs vLLM V1's profile run keeps in self.encoder_cache during the text forward and the
-    sampler: `items` outputs of the item's tokens at the language model's width (16-bit), each widened to the encoder
-    budget in MM_OUTPUTS_EXPANDED's releases."""
+    sampler (V0's forward holds them through the text forward only): `items` outputs of the item's tokens at the
+    language model's width (16-bit), each widened to the encoder budget in MM_OUTPUTS_EXPANDED's releases."""
     items = mm_profile_items(inf, a, s)
     if not items:
         return 0
