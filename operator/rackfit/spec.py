@@ -201,6 +201,22 @@ RULES: dict[str, dict[str, Rule]] = {
         "engine_version": Rule("self.engine in ['vllm', 'sglang'] || !has(self.engineVersion)",
                                "engineVersion is modelled for engines vllm and sglang only (other engines: their "
                                "current releases)", ".engineVersion"),
+        "vllm_use_v1": Rule("self.engine == 'vllm' || !has(self.vllmUseV1)",
+                            "vllmUseV1 is vLLM's VLLM_USE_V1: only with engine vllm", ".vllmUseV1"),
+        # VLLM_USE_V1=0 is honoured through 0.10.x; 0.11.0 removed V0 (VLLM_V0_REMOVED below)
+        "vllm_v0_removed": Rule(
+            "!has(self.vllmUseV1) || self.vllmUseV1 || !has(self.engineVersion) || "
+            "!self.engineVersion.matches('^(0*[1-9][0-9]*[.][0-9]+|0*[.]0*(1[1-9]|[2-9][0-9]|[1-9][0-9][0-9]+))"
+            "([.][0-9]+)?$')",
+            "vllmUseV1 false runs vLLM's V0 engine, which 0.11.0 removed (VLLM_USE_V1=0 then fails): give "
+            "engineVersion 0.10.2 or earlier, or leave vllmUseV1 unset", ".vllmUseV1"),
+        # V1 before 0.8.0 was the opt-in alpha (VLLM_USE_V1=1 from 0.7.0): not modelled
+        "vllm_v1_before_default": Rule(
+            "!has(self.vllmUseV1) || !self.vllmUseV1 || !has(self.engineVersion) || "
+            "!self.engineVersion.matches('^0*[.]0*[0-7]([.][0-9]+)?$')",
+            "vllmUseV1 true before vLLM 0.8.0: that release runs V0 by default and its opt-in V1 (VLLM_USE_V1=1 "
+            "from 0.7.0, an alpha) is not modelled: give engineVersion 0.8.0 or later, or leave vllmUseV1 unset",
+            ".vllmUseV1"),
         "tensorrt_llm_backend": Rule("self.engine == 'tensorrt-llm' || !has(self.tensorrtLlmBackend)",
                                      "tensorrtLlmBackend is TensorRT-LLM's runtime (trtllm-serve --backend): only "
                                      "with engine tensorrt-llm; pytorch (the default) or trt (a trtllm-build engine "
@@ -572,6 +588,13 @@ class ModelSource(_Model):
 # then split over tp / dp GPUs); 0.4.1-0.4.4 set dp_size = tp_size (server_args.py __post_init__, read in the wheels)
 SGLANG_DP_ATTENTION_SIZE = (0, 4, 5)
 
+# vLLM's first release without the V0 engine: 0.11.0's vllm/engine/llm_engine.py is `LLMEngine = V1LLMEngine`, and
+# V1's LLMEngine/AsyncLLM raise "Using V1 LLMEngine, but envs.VLLM_USE_V1=False" under VLLM_USE_V1=0; 0.10.2 still
+# ships V0 (vllm/worker/model_runner.py) and EngineArgs.create_engine_config honours VLLM_USE_V1=0.
+VLLM_V0_REMOVED = (0, 11)
+# vLLM's first release that runs V1 by default (envs.py VLLM_USE_V1 default "1"; 0.7.0's default was "0").
+VLLM_V1_DEFAULT = (0, 8)
+
 # vLLM's extensible KV cache, on by default from 0.34.0 (vllm/config/vllm.py, _resolve_extensible_kv_cache).
 EXTENSIBLE_KV_CACHE = (0, 34)
 
@@ -630,6 +653,10 @@ class Inference(_Model):
         "the latent. SGLang (engine sglang) chose its default --mem-fraction-static by tensor size before 0.4.8, "
         "from a table of the GPU's memory before 0.5.3, by its reserve formula from 0.5.3 (a .postN is its "
         "release). Default: current releases"))
+    vllm_use_v1: bool | None = Field(None, description=(
+        "vLLM's VLLM_USE_V1: false runs the V0 engine on a release that defaults to V1 (0.8.0-0.10.x; 0.11.0 "
+        "removed V0); true is V1, from 0.8.0 (the opt-in V1 of 0.7.x is not modelled). Default: the release's "
+        "default engine"))
     chunked_local_attention_hybrid: bool | None = Field(None, description=(
         "vLLM: whether a model with chunked local attention (architecture.attentionChunkSize, Llama 4) is paged by "
         "the hybrid KV cache manager, its chunked layers holding one chunk a request "
@@ -729,6 +756,13 @@ class Inference(_Model):
             raise ValueError(rules["prefill_chunk"].message)
         if self.engine not in ("vllm", "sglang") and self.engine_version is not None:
             raise ValueError(rules["engine_version"].message)
+        if self.vllm_use_v1 is not None and self.engine != "vllm":
+            raise ValueError(rules["vllm_use_v1"].message)
+        if self.vllm_use_v1 is False and self.engine_version is not None \
+                and not _older(self.engine_version, VLLM_V0_REMOVED):
+            raise ValueError(rules["vllm_v0_removed"].message)
+        if self.vllm_use_v1 and _older(self.engine_version, VLLM_V1_DEFAULT):
+            raise ValueError(rules["vllm_v1_before_default"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
@@ -786,6 +820,11 @@ class Inference(_Model):
         # `_older` written out: an estimate asks this some seventy times, a plan some thousands
         version = self.engine_version
         return version is not None and self.engine == "vllm" and _release(version) < release
+
+    @property
+    def vllm_v0(self) -> bool:
+        """vLLM's V0 engine serves: a named release before 0.8.0, or vllmUseV1 false (VLLM_USE_V1=0)."""
+        return self.engine == "vllm" and (self.vllm_use_v1 is False or self.vllm_before(VLLM_V1_DEFAULT))
 
     @property
     def trt_engine(self) -> bool:

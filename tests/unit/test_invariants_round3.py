@@ -369,7 +369,7 @@ def _values(annotation, info) -> st.SearchStrategy:
     if kind is float:
         return st.sampled_from([-0.1, 0.0, 0.05, 0.5, 0.9, 1.0, 1.5])
     if kind is str:
-        return st.sampled_from(["0.4.3", "0.4.5", "0.5.8", "0.8.5", "0.11.0", "4.48", "x"])
+        return st.sampled_from(["0.4.3", "0.4.5", "0.5.8", "0.7.3", "0.8.5", "0.10.2", "0.11.0", "4.48", "x"])
     return st.nothing()
 
 
@@ -380,7 +380,7 @@ def _block(model, names: list[str]) -> st.SearchStrategy:
 
 _INF = ["engine", "context_length", "concurrency", "gpu_memory_utilization", "max_num_seqs", "engine_version",
         "tensorrt_llm_backend", "extensible_kv_cache", "data_parallel_attention", "speculative_method",
-        "speculative_tokens", "kv_cache_precision", "max_loras", "cuda_graphs"]
+        "speculative_tokens", "kv_cache_precision", "max_loras", "cuda_graphs", "vllm_use_v1"]
 _TRAIN = ["framework", "method", "optimizer", "micro_batch_size", "sequence_length", "activation_checkpointing",
           "lora_rank", "lora_targets", "lora_dropout", "zero_stage", "fsdp_version", "float8", "float8_all_gather",
           "offload_optimizer", "offload_parameters", "gradient_accumulation_steps", "sgd_momentum",

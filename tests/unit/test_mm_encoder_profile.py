@@ -79,7 +79,7 @@ def test_profile_items_follow_the_encoder_budget_by_release():
     inf, a, s = parts(QWEN25_VL_7B, engineVersion="0.19.0")
     assert mm_profile_items(inf, a, s) == 1  # one 16,384-token image: the budget is the item
     inf, a, s = parts(QWEN25_VL_7B, engineVersion="0.7.3")
-    assert mm_profile_items(inf, a, s) == 0  # V0 is not modelled
+    assert mm_profile_items(inf, a, s) == 0  # V0 before 0.8.0 is not read for this
 
 
 def test_encoder_cache_widened_to_the_budget_in_0_11_and_0_12():
@@ -128,3 +128,37 @@ def test_profile_peak_is_the_encoder_or_the_text_profile_with_the_cache_held():
         assert vl == max(plain + cache, encoder_peak_bytes(inf, a, Layout(), s))
     inf, a, s = parts(GEMMA3_27B, engineVersion="0.11.0")
     assert encoder_cache_bytes(inf, a, s) == 32 * s.max_num_batched_tokens * 5376 * ACT_BYTES
+
+
+def test_v0_profile_encodes_one_largest_image_a_dummy_sequence():
+    """vLLM V0 on 0.8.x under VLLM_USE_V1=0 (engine_profile.v0_mm_sequences, model_runner.py _dummy_run): the profile's
+    256 sequences are lowered to max_num_batched_tokens // the image's tokens, each with one image; a multimodal
+    model's default max_num_batched_tokens is at least 5120; an image longer than that budget is not modelled."""
+    from rackfit.estimator.engines import profile_requests, serve
+
+    def v0(config, context, version="0.8.3", **kw):
+        s = parse_spec(dict(model={"huggingFaceConfig": "org/model"}, workload="inference",
+                            inference=dict(contextLength=context, engineVersion=version, **kw)))
+        a = resolve(s.model, config)
+        return s.inference, a, settings(s.inference, H100, 1, 1, a)
+
+    inf, a, s = v0(GEMMA3_27B, 8192, vllmUseV1=False)
+    assert (s.max_num_batched_tokens, s.max_num_seqs) == (8192, 256)
+    assert mm_profile_items(inf, a, s) == profile_requests(inf, s, a) == 32
+    assert encoder_cache_bytes(inf, a, s) == 32 * 256 * 5376 * 2
+    inf, a, s = v0(GEMMA3_27B, 128, vllmUseV1=False)
+    assert s.max_num_batched_tokens == 5120 and mm_profile_items(inf, a, s) == 20
+    text = {k: v for k, v in GEMMA3_27B.items() if k != "vision_config"}
+    inf_t, a_t, s_t = v0(text, 128, vllmUseV1=False)
+    assert s_t.max_num_batched_tokens == 2048 and profile_requests(inf_t, s_t, a_t) == 256
+    # the encoder's outputs stay beside the text forward, not the sampler: 20 sequences' logits, not 256
+    vl = serve(inf, a, Layout(), 0, 0, None).activations
+    assert vl >= encoder_peak_bytes(inf, a, Layout(), s) > 0
+    assert vl < serve(inf_t, a_t, Layout(), 0, 0, None).activations
+    # Qwen2.5-VL's 16,384-token image outgrows 8,192 batched tokens: no images, 256 sequences, as before
+    inf, a, s = v0(QWEN25_VL_7B, 8192, version="0.8.4", vllmUseV1=False)
+    assert mm_profile_items(inf, a, s) == encoder_peak_bytes(inf, a, Layout(), s) == 0
+    assert profile_requests(inf, s, a) == 256
+    # 0.7.3's V0 is not read for this: neither the 5120 floor nor the images
+    inf, a, s = v0(GEMMA3_27B, 128, version="0.7.3")
+    assert s.max_num_batched_tokens == 2048 and mm_profile_items(inf, a, s) == 0

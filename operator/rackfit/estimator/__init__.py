@@ -17,7 +17,7 @@ from rackfit.estimator.activations import freed_16bit_logits_bytes, inference_ac
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.context import CUDA_CONTEXT_BYTES, cuda_context_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
-from rackfit.estimator.engine_profile import encoder_profiled
+from rackfit.estimator.engine_profile import encoder_profiled, v0_mm_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
@@ -135,9 +135,11 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
                      "(a Llama-shaped stand-in); give a preset or architecture for a real estimate")
     if arch.vision_parameters:
         profiled = inference is not None and encoder_profiled(inference, arch)
+        v0 = inference is not None and v0_mm_profiled(inference, arch)
         notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; "
                      + ("vLLM's profile of its images (encoder peak and cache) is counted" if profiled else
-                        "the images' activations are not counted"))
+                        "vLLM V0's profile of its images (one a dummy sequence) is counted where one image fits "
+                        "max_num_batched_tokens" if v0 else "the images' activations are not counted"))
     if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
         notes.append(fp8_unsupported(spec, arch, gpu) or
                      "fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)")

@@ -23,8 +23,8 @@ DRIVER_RESERVED = GiB // 2
 TRTLLM_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
-# vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, V0 (vllm/worker/).
-V1_DEFAULT = (0, 8)
+# vLLM's V1 engine is the default (VLLM_USE_V1) from 0.8.0; before it, or under VLLM_USE_V1=0 (inference.vllmUseV1
+# false), V0 (vllm/worker/): Inference.vllm_v0.
 # ...but V1 0.8.x ran pipeline parallel only under the Ray executor: any other --distributed-executor-backend, the
 # unset default included, falls back to V0 (vllm/engine/arg_utils.py _is_v1_supported_oracle, "Pipeline Parallelism
 # without Ray distributed executor"; read in 0.8.5); 0.9.0 admits mp and external_launcher too. The spec does not name
@@ -70,6 +70,12 @@ V0_CHUNK_TOKENS = 2048
 # 2024-11-21, first released in v0.6.5) raised SchedulerConfig's chunked-prefill default from 512.
 V0_CHUNK_2048 = (0, 6, 5)
 V0_CHUNK_TOKENS_BEFORE = 512
+# A multimodal model's default max_num_batched_tokens is at least _MULTIMODAL_MODEL_MAX_NUM_BATCHED_TOKENS 5120,
+# chunked or not ("The value needs to be at least the number of multimodal tokens": vllm/config.py
+# SchedulerConfig.__post_init__, read in 0.8.0 and 0.8.3; config/scheduler.py in 0.10.2); releases before 0.8.0 not
+# read for this. Here for V0 on 0.8.0-0.10.x (V1's defaults are _v1_batch_defaults').
+V0_MM_TOKENS_FROM = (0, 8)
+V0_MM_TOKENS = 5120
 # Without a GPU, the engines' GPU-dependent defaults are taken for an 80 GB one (H100, the common case).
 ASSUMED_TOTAL = 80 * GiB
 # SGLang's default mem_fraction_static by release (python/sglang/srt/server_args.py ServerArgs.__post_init__, read in
@@ -102,13 +108,15 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
              ) -> EngineSettings:
     """The engine's settings on `gpu`: the spec's, else the engine's defaults for that GPU."""
     total = cuda_total_bytes(gpu) if gpu else None
-    if inf.engine == "vllm" and inf.vllm_before(V1_DEFAULT):
+    if inf.vllm_v0:
         # V0 without chunked prefill (vllm/config.py SchedulerConfig before 0.8): the profile run takes
         # max(max_model_len, 2048) tokens over max_num_seqs 256 sequences; above 32K tokens V0 chunked them
         util, tokens, seqs = 0.9, max(inf.context_length, 2048), 256
         if (inf.context_length > V0_LONG_CONTEXT and a is not None and not a.sliding_window
                 and not inf.vllm_before(V0_AUTO_CHUNK)):
             tokens = V0_CHUNK_TOKENS_BEFORE if inf.vllm_before(V0_CHUNK_2048) else V0_CHUNK_TOKENS
+        if a is not None and a.vision_parameters and not inf.vllm_before(V0_MM_TOKENS_FROM):
+            tokens = max(tokens, V0_MM_TOKENS)
     elif inf.engine == "vllm":
         util = 1.0 if inf.extensible else 0.9 if inf.vllm_before(VLLM_UTIL_092) else 0.92
         tokens, seqs = _v1_batch_defaults(inf, gpu, total)
@@ -238,4 +246,4 @@ def v0_under_pipeline(inf: Inference, pipeline: int) -> bool:
     """vLLM's release defaults to V1 but runs V0 at this pipeline degree unless started with the Ray executor
     (V1_PIPELINE_MP above)."""
     return (pipeline > 1 and inf.engine == "vllm" and inf.engine_version is not None
-            and not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_PIPELINE_MP))
+            and not inf.vllm_v0 and inf.vllm_before(V1_PIPELINE_MP))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.activations import attention_dims
-from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.linear_attention import gated_delta_net, gdn_profile_width
 from rackfit.estimator.moe_serving import (
     chunked_tokens,
@@ -320,7 +319,7 @@ def _forward_peak_bytes(a: ModelArch, layout: Layout, tokens: int, inf: Inferenc
         widths.append(mult * a.intermediate_size / t)
     # a Gated DeltaNet hybrid's linear layers as the profile runs them: projections only (linear_attention.py
     # gdn_profile_width; the FLA chunk kernels return early without attention metadata)
-    gdn = inf is not None and inf.engine == "vllm" and gated_delta_net(a) and not inf.vllm_before(V1_DEFAULT)
+    gdn = inf is not None and inf.engine == "vllm" and gated_delta_net(a) and not inf.vllm_v0
     if gdn:
         widths.append(gdn_profile_width(a, t))
     if a.is_moe and inf is not None and inf.engine == "vllm":
@@ -413,7 +412,7 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
         return "flashinfer"
     flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
                   else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
-    if inf.vllm_before(V1_DEFAULT):
+    if inf.vllm_v0:
         return "flashinfer" if flashinfer else "sort"
     v2 = v2_runner(inf, a) or not inf.vllm_before(V2_RUNNER)
     if v2 and not warmup and inf.vllm_before(V2_SAMPLER_WARMUP_PASS):
@@ -477,7 +476,7 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     rows = requests * a.hidden_size * ACT_BYTES
     if inf.engine != "vllm":
         return rows
-    if inf.vllm_before(V1_DEFAULT):
+    if inf.vllm_v0:
         return s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
     tokens = s.max_num_batched_tokens
     random_rows = not inf.vllm_before(SAMPLER_RANDOM_ROWS) and not v2_runner(inf, a) and inf.vllm_before(V2_RUNNER)
@@ -503,7 +502,7 @@ def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: Engin
     max_num_tokens tokens) that _dummy_run allocates and keeps (gpu_model_runner.py, self.intermediate_tensors; read in
     0.8.5, 0.9.2 and 0.19.0). 0.34.0's runner allocates it when loading the model (v1/worker/gpu/model_runner.py), so
     its log counts it with the weights; either way it comes out of the KV cache's budget."""
-    if inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT) or layout.pipeline == 1:
+    if inf.engine != "vllm" or inf.vllm_v0 or layout.pipeline == 1:
         return 0
     return 2 * s.max_num_batched_tokens * a.hidden_size * ACT_BYTES
 
@@ -549,7 +548,7 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
         largest = GRAPH_MAX_TOKENS if inf.vllm_before(V1_CAPTURE_BY_SEQS) else default
         tokens = min(largest, s.max_num_batched_tokens)
         sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16) / full
-    if vllm and inf.vllm_before(V1_DEFAULT):
+    if vllm and inf.vllm_v0:
         # V0: the padded max_num_seqs, capped at V0_GRAPH_MAX_BATCH, is the largest batch (one token a sequence)
         tokens = min(V0_GRAPH_MAX_BATCH, s.max_num_seqs if s.max_num_seqs <= 4 else -(-s.max_num_seqs // 8) * 8)
         sizes = (GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
@@ -591,7 +590,7 @@ MM_LIMIT_PER_PROMPT = 999
 
 def encoder_profiled(inf: Inference, a: ModelArch) -> bool:
     """Whether vLLM V1's profile run encodes images that rackfit can size (the vision encoder's fields set)."""
-    return (inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    return (inf.engine == "vllm" and not inf.vllm_v0
             and bool(a.vision_tokens_per_item and a.vision_patches_per_item and a.vision_hidden_size))
 
 
@@ -622,8 +621,39 @@ def mm_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int, int, 
     return mm_video_item(inf, a, s) or (a.vision_tokens_per_item, a.vision_patches_per_item, a.vision_tokens_per_item)
 
 
+# vLLM V0's multimodal profile (vllm/worker/model_runner.py GPUModelRunnerBase._dummy_run, read in 0.8.0, 0.8.3 and
+# 0.10.2): max_num_seqs is lowered to max(1, min(max_num_seqs, max_num_batched_tokens // max_mm_tokens)), max_mm_tokens
+# being the sum over modalities of limit_mm_per_prompt (1 a modality) x the largest item's tokens
+# (multimodal/registry.py get_max_multimodal_tokens), and every dummy sequence of max_num_batched_tokens //
+# max_num_seqs tokens carries one largest item (multimodal/profiling.py get_decoder_dummy_data); the model's forward
+# encodes them all (Gemma 3: gemma3_mm.py forward, get_multimodal_embeddings, the SigLIP tower over every image at
+# once) and keeps the outputs (vision_embeddings) through the text forward, not the sampler (execute_model samples
+# after the forward returns). An item longer than max_num_batched_tokens is dropped from the profile in 0.8.0 but kept
+# from 0.8.3 with the sequence lengthened past the budget (and Qwen2-VL's family adds a video): not modelled, no items.
+# Releases before 0.8.0 not read for this.
+V0_MM_PROFILE_FROM = (0, 8)
+
+
+def v0_mm_profiled(inf: Inference, a: ModelArch) -> bool:
+    """Whether vLLM V0's profile run (V0_MM_PROFILE_FROM) runs images whose encoder rackfit can size."""
+    return (inf.engine == "vllm" and inf.vllm_v0 and not inf.vllm_before(V0_MM_PROFILE_FROM)
+            and bool(a.vision_tokens_per_item and a.vision_patches_per_item and a.vision_hidden_size))
+
+
+def v0_mm_sequences(inf: Inference, a: ModelArch, s: EngineSettings) -> int | None:
+    """V0's dummy sequences in a multimodal profile (V0_MM_PROFILE_FROM), lowered to one a largest image, each
+    encoded; None where V0 does not profile images rackfit can size, or one image outgrows max_num_batched_tokens (not
+    modelled). A second modality (Qwen2-VL's video) would lower them further: not counted."""
+    if not v0_mm_profiled(inf, a) or a.vision_tokens_per_item > s.max_num_batched_tokens:
+        return None
+    return max(1, min(s.max_num_seqs, s.max_num_batched_tokens // a.vision_tokens_per_item))
+
+
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
-    """How many largest images vLLM V1's profile run encodes at once (0: no encoder profile)."""
+    """How many largest images vLLM's profile run encodes at once (0: no encoder profile): V1's encoder budget, or
+    V0's one a dummy sequence (v0_mm_sequences)."""
+    if inf.vllm_v0:
+        return v0_mm_sequences(inf, a, s) or 0
     if not encoder_profiled(inf, a):
         return 0
     tokens = mm_item(inf, a, s)[0]
@@ -639,8 +669,8 @@ def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
 
 def encoder_cache_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """The encoder outputs vLLM V1's profile run keeps in self.encoder_cache during the text forward and the
-    sampler: `items` outputs of the item's tokens at the language model's width (16-bit), each widened to the encoder
-    budget in MM_OUTPUTS_EXPANDED's releases."""
+    sampler (V0's forward holds them through the text forward only): `items` outputs of the item's tokens at the
+    language model's width (16-bit), each widened to the encoder budget in MM_OUTPUTS_EXPANDED's releases."""
     items = mm_profile_items(inf, a, s)
     if not items:
         return 0

@@ -15,7 +15,7 @@ from functools import partial
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.context import context_before_cublas
-from rackfit.estimator.engine_defaults import V1_DEFAULT, cuda_total_bytes, settings, v0_under_pipeline
+from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
     NON_TORCH_BASE,
@@ -33,6 +33,7 @@ from rackfit.estimator.engine_profile import (
     sampler_state_bytes,
     sampler_warmup_bytes,
     trtllm_graph_bytes,
+    v0_mm_sequences,
     warmup_before_capture,
 )
 from rackfit.estimator.kvcache import (
@@ -207,7 +208,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
     communicators."""
     if inf.engine != "vllm":
         return None
-    v1 = not inf.vllm_before(V1_DEFAULT)
+    v1 = not inf.vllm_v0
     if v1 and not inf.vllm_before(INIT_FREE_CHECK) and inf.vllm_before(CUBLAS_BEFORE_SNAPSHOT):
         context = min(context, context_before_cublas(gpu))
     outside = outside_snapshot_bytes(inf, layout, gpu, context, moe)
@@ -350,12 +351,16 @@ def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: Mode
     return tokens, limit if share is None else min(limit, share), refused
 
 
-def profile_requests(inf: Inference, s: EngineSettings) -> int:
+def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch | None = None) -> int:
     """The requests whose logits the engine's profile run samples. vLLM V1's _dummy_sampler_run: one per sequence slot
     (max_num_seqs, at most max_num_batched_tokens). TensorRT-LLM's PyTorch backend estimates the KV cache with dummy
     context requests of min(max_num_tokens, max_seq_len - 1) tokens until max_num_tokens are used, each generating one
     token (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._create_dummy_context_requests, called with
-    net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048."""
+    net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048. vLLM V0's
+    multimodal profile: its dummy sequences, one a largest image (engine_profile.v0_mm_sequences)."""
+    v0_mm = v0_mm_sequences(inf, a, s) if a is not None else None
+    if v0_mm is not None:
+        return v0_mm
     if inf.engine == "tensorrt-llm":
         per_request = max(1, min(s.max_num_batched_tokens, s.max_model_len - 1))
         return -(-s.max_num_batched_tokens // per_request)
@@ -373,16 +378,17 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     weights += draft_held_bytes(inf, a, layout, precision, gpu)
     latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
     mla_head = MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None
-    requests = profile_requests(inf, s)
+    requests = profile_requests(inf, s, a)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
-    # then its outputs stay in the encoder cache through the text forward and the sampler
+    # then its outputs stay in the encoder cache through the text forward and the sampler (V0: through the text
+    # forward only, engine_profile.V0_MM_PROFILE_FROM)
     cache = encoder_cache_bytes(inf, a, s)
     # vLLM's fused-MoE workspace for the profile's max_num_batched_tokens, which the profile holds and its forward's MoE
     # layer takes (engine_profile.held_moe_workspace_bytes): computed once here for both
     workspace = (held_moe_workspace_bytes(inf, a, layout, s.max_num_batched_tokens)
                  if a.is_moe and inf.engine == "vllm" else None)
     # beside either sampler of the profile
-    held = profile_held_bytes(inf, a, layout, s, requests, gpu, workspace) + cache
+    held = profile_held_bytes(inf, a, layout, s, requests, gpu, workspace) + (0 if inf.vllm_v0 else cache)
     sampler = sampler_peak_bytes(a, layout, requests, sampler_path(inf, requests, a), gpu) + held
     # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
     nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
@@ -453,7 +459,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                          mla_head_size=mla_head)
 
     # what the paging of a V1 request depends on, the same for every length kv_request is asked about
-    v1 = inf.engine == "vllm" and not inf.vllm_before(V1_DEFAULT)
+    v1 = inf.engine == "vllm" and not inf.vllm_v0
     chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
     spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
     draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
@@ -525,7 +531,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if outside is not None:
             in_budget = min(context, bare) - outside
         else:
-            in_budget = context if not inf.vllm_before(V1_DEFAULT) and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
+            in_budget = context if not inf.vllm_v0 and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
                 else 0
             outside = context - in_budget
         if inf.extensible:

@@ -14,7 +14,6 @@ None) means no LoRA and every function returns 0 (or 1 graph case): the plans wi
 from __future__ import annotations
 
 from rackfit.estimator.activations import attention_dims
-from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.spec import Inference
@@ -41,8 +40,10 @@ EXTRA_VOCAB_UNTIL = (0, 12)
 # out of the 1 - gpu_memory_utilization share (vllm-project/vllm issue 14450: "different LoRa Rank and Max LoRas did not
 # affect the number of kv cache blocks"; jeejeelee: "V1 of LoRA should not have this issue"). Before 0.6.4 worker.py
 # took peak_memory = init_gpu_memory - free after the profile, everything counted. V1 (gpu_model_runner.py load_model:
-# the DeviceMemoryProfiler block wraps load_lora_model, read in 0.19.0) counts them in "Model loading took".
-V0_LORA_UNCOUNTED = ((0, 6, 4), V1_DEFAULT)
+# the DeviceMemoryProfiler block wraps load_lora_model, read in 0.19.0) counts them in "Model loading took", and so
+# does V0 from 0.8.0 (VLLM_USE_V1=0: create_lora_manager inside the profiler block, read in 0.8.0 and 0.10.2): the end
+# of this window is a release, not the engine.
+V0_LORA_UNCOUNTED = ((0, 6, 4), (0, 8))
 # vLLM from 0.11.1 captures every CUDA graph twice with LoRA on (vllm/config/compilation.py cudagraph_specialize_lora,
 # default True, absent in 0.11.0): v1/cudagraph_dispatcher.py builds the capture keys over lora_cases (without and
 # with LoRA; from 0.19.0 get_captured_lora_counts(max_loras, specialize_active_lora) gives [max_loras + 1] beside the
@@ -184,7 +185,7 @@ def lora_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSetti
 def lora_profile_bytes(inf: Inference, s: EngineSettings) -> int:
     """What vLLM V1's profile run with dummy LoRAs adds to the forward's peak: the shrink buffer (SHRINK_SLICES fp32
     rows of max_lora_rank per token of max_num_batched_tokens)."""
-    if not inf.lora_on or inf.engine != "vllm" or inf.vllm_before(V1_DEFAULT):
+    if not inf.lora_on or inf.engine != "vllm" or inf.vllm_v0:
         return 0
     return SHRINK_SLICES * s.max_num_batched_tokens * lora_rank(inf) * SHRINK_BYTES
 

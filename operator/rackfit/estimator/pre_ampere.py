@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.models import ModelArch
 from rackfit.spec import LLMWorkloadSpec
 
@@ -36,7 +35,7 @@ def v0_fallback(spec: LLMWorkloadSpec, gpu: GPU | None) -> bool:
     """vLLM's release runs V0 on this pre-Ampere GPU although it defaults to V1 (the comment above)."""
     return (gpu is not None and gpu.architecture in PRE_AMPERE and spec.workload == "inference"
             and spec.inference.engine == "vllm" and spec.inference.engine_version is not None
-            and not spec.inference.vllm_before(V1_DEFAULT) and spec.inference.vllm_before(VLLM_V1_PRE_AMPERE))
+            and not spec.inference.vllm_v0 and spec.inference.vllm_before(VLLM_V1_PRE_AMPERE))
 
 
 def pre_ampere_refusal(spec: LLMWorkloadSpec, arch: ModelArch, gpu: GPU | None) -> tuple[str, str] | None:

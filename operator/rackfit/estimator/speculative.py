@@ -17,7 +17,6 @@ Pure: no I/O. Every mechanism names the engine source it comes from. Unset (infe
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_defaults import V1_DEFAULT
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
@@ -177,7 +176,7 @@ def sampler_profile_bytes(inf: Inference, a: ModelArch, requests: int, sort_peak
     with the rejection sampler's native top-k/top-p sort (`sort_peak`: engine_profile.sampler_peak_bytes "sort" for
     these requests, target_logits included) or target_logits with its fp32 probabilities and q (SPEC_PROBS_BYTES),
     whichever is larger."""
-    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_v0:
         return 0
     return requests * a.vocab_size * SPEC_LOGITS_BYTES + max(sort_peak, requests * a.vocab_size * SPEC_PROBS_BYTES)
 
@@ -187,7 +186,7 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
     target's (@support_torch_compile on the EAGLE/MTP/draft models) and captured at the target's sizes
     (gpu_model_runner.py capture_model runs self.drafter.dummy_run(num_tokens) for each size under capture), one
     piece per attention layer plus one. ngram has no model."""
-    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_before(V1_DEFAULT):
+    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_v0:
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
