@@ -205,11 +205,12 @@ RULES: dict[str, dict[str, Rule]] = {
                             "vllmUseV1 is vLLM's VLLM_USE_V1: only with engine vllm", ".vllmUseV1"),
         # VLLM_USE_V1=0 is honoured through 0.10.x; 0.11.0 removed V0 (VLLM_V0_REMOVED below)
         "vllm_v0_removed": Rule(
-            "!has(self.vllmUseV1) || self.vllmUseV1 || !has(self.engineVersion) || "
+            "!has(self.vllmUseV1) || self.vllmUseV1 || (has(self.engineVersion) && "
             "!self.engineVersion.matches('^(0*[1-9][0-9]*[.][0-9]+|0*[.]0*(1[1-9]|[2-9][0-9]|[1-9][0-9][0-9]+))"
-            "([.][0-9]+)?$')",
-            "vllmUseV1 false runs vLLM's V0 engine, which 0.11.0 removed (VLLM_USE_V1=0 then fails): give "
-            "engineVersion 0.10.2 or earlier, or leave vllmUseV1 unset", ".vllmUseV1"),
+            "([.][0-9]+)?$'))",
+            "vllmUseV1 false runs vLLM's V0 engine, which 0.11.0 removed (VLLM_USE_V1=0 then fails; an unset "
+            "engineVersion means a current release): give engineVersion 0.10.2 or earlier, or leave vllmUseV1 unset",
+            ".vllmUseV1"),
         # V1 before 0.8.0 was the opt-in alpha (VLLM_USE_V1=1 from 0.7.0): not modelled
         "vllm_v1_before_default": Rule(
             "!has(self.vllmUseV1) || !self.vllmUseV1 || !has(self.engineVersion) || "
@@ -758,8 +759,7 @@ class Inference(_Model):
             raise ValueError(rules["engine_version"].message)
         if self.vllm_use_v1 is not None and self.engine != "vllm":
             raise ValueError(rules["vllm_use_v1"].message)
-        if self.vllm_use_v1 is False and self.engine_version is not None \
-                and not _older(self.engine_version, VLLM_V0_REMOVED):
+        if self.vllm_use_v1 is False and not _older(self.engine_version, VLLM_V0_REMOVED):
             raise ValueError(rules["vllm_v0_removed"].message)
         if self.vllm_use_v1 and _older(self.engine_version, VLLM_V1_DEFAULT):
             raise ValueError(rules["vllm_v1_before_default"].message)

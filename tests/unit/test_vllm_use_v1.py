@@ -23,7 +23,7 @@ def _spec(**inference):
 @pytest.mark.parametrize("inference,v0", [
     ({}, False), ({"engineVersion": "0.7.3"}, True), ({"engineVersion": "0.8.5"}, False),
     ({"engineVersion": "0.8.5", "vllmUseV1": False}, True), ({"engineVersion": "0.10.2", "vllmUseV1": False}, True),
-    ({"engineVersion": "0.8.5", "vllmUseV1": True}, False), ({"vllmUseV1": False}, True),
+    ({"engineVersion": "0.8.5", "vllmUseV1": True}, False),
     ({"engineVersion": "0.7.3", "vllmUseV1": False}, True), ({"engine": "sglang", "engineVersion": "0.4.3"}, False),
 ])
 def test_vllm_v0_is_a_release_before_0_8_or_vllm_use_v1_false(inference, v0):
@@ -35,6 +35,7 @@ def test_vllm_v0_is_a_release_before_0_8_or_vllm_use_v1_false(inference, v0):
     ({"engine": "tensorrt-llm", "vllmUseV1": True}, "only with engine vllm"),
     ({"engineVersion": "0.11.0", "vllmUseV1": False}, "0.11.0 removed"),
     ({"engineVersion": "0.19.1", "vllmUseV1": False}, "0.11.0 removed"),
+    ({"vllmUseV1": False}, "an unset engineVersion means a current release"),
     ({"engineVersion": "0.7.3", "vllmUseV1": True}, "before vLLM 0.8.0"),
 ])
 def test_vllm_use_v1_is_refused_where_the_release_has_no_such_engine(inference, words):
