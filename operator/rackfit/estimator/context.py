@@ -19,6 +19,8 @@ A GPU the catalog has no SM count for (GPU.sm_count None), or none given, keeps 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rackfit.catalog.types import GPU
 from rackfit.estimator.megatron_buffers import (
     TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES,
@@ -50,6 +52,7 @@ def torch_cublas_workspace_bytes(gpu: GPU) -> int:
     return TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
 
 
+@lru_cache(maxsize=256)  # a plan asks it for every candidate of every GPU; a GPU is frozen, so hashable
 def context_before_cublas(gpu: GPU | None) -> int:
     """The bare CUDA context on `gpu`: the H200's, with the H200's stack reservation swapped for `gpu`'s."""
     if gpu is None or gpu.sm_count is None:
@@ -57,6 +60,7 @@ def context_before_cublas(gpu: GPU | None) -> int:
     return CONTEXT_BEFORE_CUBLAS - stack_reservation_bytes(CALIBRATION_GPU) + stack_reservation_bytes(gpu)
 
 
+@lru_cache(maxsize=256)
 def cuda_context_bytes(gpu: GPU | None) -> int:
     """The context with cuBLAS's handle and torch's workspace on `gpu`: context_before_cublas, plus the H200's cuBLAS
     share with its workspace swapped for `gpu`'s."""
