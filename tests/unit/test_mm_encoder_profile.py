@@ -9,7 +9,13 @@ from gpus import H100
 
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
+from rackfit.estimator.engine_profile import (
+    encoder_cache_bytes,
+    encoder_peak_bytes,
+    mm_profile_items,
+    profile_forward_tokens,
+    v0_mm_long_items,
+)
 from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import parse_spec
@@ -133,7 +139,8 @@ def test_profile_peak_is_the_encoder_or_the_text_profile_with_the_cache_held():
 def test_v0_profile_encodes_one_largest_image_a_dummy_sequence():
     """vLLM V0 on 0.8.x under VLLM_USE_V1=0 (engine_profile.v0_mm_sequences, model_runner.py _dummy_run): the profile's
     256 sequences are lowered to max_num_batched_tokens // the image's tokens, each with one image; a multimodal
-    model's default max_num_batched_tokens is at least 5120; an image longer than that budget is not modelled."""
+    model's default max_num_batched_tokens is at least 5120; an image longer than that budget is kept from 0.8.3
+    (engine_profile.v0_mm_long_items), dropped by 0.8.0 (not modelled)."""
     from rackfit.estimator.engines import profile_requests, serve
 
     def v0(config, context, version="0.8.3", **kw):
@@ -155,10 +162,24 @@ def test_v0_profile_encodes_one_largest_image_a_dummy_sequence():
     vl = serve(inf, a, Layout(), 0, 0, None).activations
     assert vl >= encoder_peak_bytes(inf, a, Layout(), s) > 0
     assert vl < serve(inf_t, a_t, Layout(), 0, 0, None).activations
-    # Qwen2.5-VL's 16,384-token image outgrows 8,192 batched tokens: no images, 256 sequences, as before
+    # Qwen2.5-VL's 16,384-token image outgrows 8,192 batched tokens: from 0.8.3 one sequence of the image and a
+    # one-frame video (32,768 tokens), two ViT runs one at a time, nothing of theirs beside the text forward
     inf, a, s = v0(QWEN25_VL_7B, 8192, version="0.8.4", vllmUseV1=False)
-    assert mm_profile_items(inf, a, s) == encoder_peak_bytes(inf, a, Layout(), s) == 0
-    assert profile_requests(inf, s, a) == 256
+    assert profile_requests(inf, s, a) == 1 and mm_profile_items(inf, a, s) == 0
+    assert v0_mm_long_items(inf, a, s) == 2 and profile_forward_tokens(inf, a, s) == 32768
+    one_run = 65536 * (2 * 1280 + 3 * 3420) * 2
+    assert encoder_peak_bytes(inf, a, Layout(), s) == one_run + 2 * 16384 * 3584 * 2 + 32768 * 3584 * 2
+    text_q = {k: v for k, v in QWEN25_VL_7B.items() if k != "vision_config"}
+    inf_q, a_q, s_q = v0(text_q, 8192, version="0.8.4", vllmUseV1=False)
+    assert serve(inf, a, Layout(), 0, 0, None).activations > serve(inf_q, a_q, Layout(), 0, 0, None).activations
+    # 0.8.0 drops the long image from its profile (not modelled): the text profile of 256 sequences, as before
+    inf, a, s = v0(QWEN25_VL_7B, 8192, version="0.8.0", vllmUseV1=False)
+    assert mm_profile_items(inf, a, s) == encoder_peak_bytes(inf, a, Layout(), s) == v0_mm_long_items(inf, a, s) == 0
+    assert profile_requests(inf, s, a) == 256 and profile_forward_tokens(inf, a, s) == 8192
+    # an image of as many patches as tokens (no 2 x 2 merge: not Qwen2-VL's family) brings no video
+    inf, a, s = v0(QWEN25_VL_7B, 8192, version="0.8.4", vllmUseV1=False)
+    a = a.model_copy(update={"vision_patches_per_item": 16384})
+    assert v0_mm_long_items(inf, a, s) == 1 and profile_forward_tokens(inf, a, s) == 16384
     # 0.7.3's V0 is not read for this: neither the 5120 floor nor the images
     inf, a, s = v0(GEMMA3_27B, 128, version="0.7.3")
     assert s.max_num_batched_tokens == 2048 and mm_profile_items(inf, a, s) == 0

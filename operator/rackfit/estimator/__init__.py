@@ -139,7 +139,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.append(f"vision tower: {arch.vision_parameters / 1e9:.2f}B parameters counted as 16-bit weights; "
                      + ("vLLM's profile of its images (encoder peak and cache) is counted" if profiled else
                         "vLLM V0's profile of its images (one a dummy sequence) is counted where one image fits "
-                        "max_num_batched_tokens" if v0 else "the images' activations are not counted"))
+                        "max_num_batched_tokens, and from 0.8.3 where it does not (one longer sequence with the image "
+                        "and, for Qwen2-VL's family, a one-frame video)" if v0 else
+                        "the images' activations are not counted"))
     if gpu is not None and gpu.architecture == "ampere" and _fp8_weights(spec, arch):
         notes.append(fp8_unsupported(spec, arch, gpu) or
                      "fp8 weights on Ampere run weight-only (FP8 Marlin kernels, upcast to 16-bit per matmul)")

@@ -628,10 +628,20 @@ def mm_item(inf: Inference, a: ModelArch, s: EngineSettings) -> tuple[int, int, 
 # max_num_seqs tokens carries one largest item (multimodal/profiling.py get_decoder_dummy_data); the model's forward
 # encodes them all (Gemma 3: gemma3_mm.py forward, get_multimodal_embeddings, the SigLIP tower over every image at
 # once) and keeps the outputs (vision_embeddings) through the text forward, not the sampler (execute_model samples
-# after the forward returns). An item longer than max_num_batched_tokens is dropped from the profile in 0.8.0 but kept
-# from 0.8.3 with the sequence lengthened past the budget (and Qwen2-VL's family adds a video): not modelled, no items.
-# Releases before 0.8.0 not read for this.
+# after the forward returns). An item longer than max_num_batched_tokens is dropped from the profile in 0.8.0 (not
+# modelled: no items) but kept from 0.8.3 (V0_MM_LONG_ITEM_FROM). Releases before 0.8.0 not read for this.
 V0_MM_PROFILE_FROM = (0, 8)
+# V0's profile where the largest item outgrows max_num_batched_tokens (read in the 0.8.3 and 0.10.2 wheels): _dummy_run
+# runs one sequence (max_num_seqs lowered to max(1, budget // max_mm_tokens) = 1), get_decoder_dummy_data keeps its
+# items and, V0 not chunking, lengthens the prompt past the budget to their placeholders (multimodal/profiling.py, "too
+# short to hold the multi-modal embeddings"). Qwen2-VL's family (qwen2_vl.py Qwen2VLDummyInputsBuilder) adds a video of
+# get_num_frames_with_most_features = max(frames, 1) frames: none fit seq_len - the image's tokens, so one, padded to
+# temporal_patch_size 2, grid_t 1: the image's patches and tokens again. qwen2_5_vl.py get_input_embeddings_v0 runs the
+# ViT over the image, then over the video with image_embeds and inputs_embeds (the whole prompt at the text width)
+# still held, merges both into inputs_embeds and returns it alone; the text forward then runs over the whole prompt.
+# Recognised as a ViT merging 2 x 2 patches a token (spatial_merge_size 2) with no deepstack output row.
+V0_MM_LONG_ITEM_FROM = (0, 8, 3)
+QWEN2_VL_MERGE = 4
 
 
 def v0_mm_profiled(inf: Inference, a: ModelArch) -> bool:
@@ -642,18 +652,40 @@ def v0_mm_profiled(inf: Inference, a: ModelArch) -> bool:
 
 def v0_mm_sequences(inf: Inference, a: ModelArch, s: EngineSettings) -> int | None:
     """V0's dummy sequences in a multimodal profile (V0_MM_PROFILE_FROM), lowered to one a largest image, each
-    encoded; None where V0 does not profile images rackfit can size, or one image outgrows max_num_batched_tokens (not
-    modelled). A second modality (Qwen2-VL's video) would lower them further: not counted."""
-    if not v0_mm_profiled(inf, a) or a.vision_tokens_per_item > s.max_num_batched_tokens:
+    encoded; one where the image outgrows max_num_batched_tokens from V0_MM_LONG_ITEM_FROM; None where V0 does not
+    profile images rackfit can size, or 0.8.0 drops the long image (not modelled). A second modality (Qwen2-VL's video)
+    would lower them further where the image fits: not counted."""
+    if not v0_mm_profiled(inf, a):
         return None
+    if a.vision_tokens_per_item > s.max_num_batched_tokens:
+        return 1 if v0_mm_long_items(inf, a, s) else None
     return max(1, min(s.max_num_seqs, s.max_num_batched_tokens // a.vision_tokens_per_item))
+
+
+def v0_mm_long_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The items V0's one profile sequence encodes, one ViT run each, where the largest image outgrows
+    max_num_batched_tokens (V0_MM_LONG_ITEM_FROM): the image and, for Qwen2-VL's family, its one-frame video; 0
+    elsewhere."""
+    if (not v0_mm_profiled(inf, a) or a.vision_tokens_per_item <= s.max_num_batched_tokens
+            or inf.vllm_before(V0_MM_LONG_ITEM_FROM)):
+        return 0
+    qwen2_vl = (a.vision_patches_per_item == QWEN2_VL_MERGE * a.vision_tokens_per_item
+                and a.vision_output_width <= a.hidden_size)
+    return 2 if qwen2_vl else 1
+
+
+def profile_forward_tokens(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The tokens of vLLM's profile forward: max_num_batched_tokens, or V0's one sequence lengthened to its long
+    items' placeholders (v0_mm_long_items)."""
+    return max(s.max_num_batched_tokens, v0_mm_long_items(inf, a, s) * a.vision_tokens_per_item)
 
 
 def mm_profile_items(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """How many largest images vLLM's profile run encodes at once (0: no encoder profile): V1's encoder budget, or
     V0's one a dummy sequence (v0_mm_sequences)."""
     if inf.vllm_v0:
-        return v0_mm_sequences(inf, a, s) or 0
+        # V0's long items run one at a time and leave no output beside the text forward (encoder_peak_bytes)
+        return 0 if v0_mm_long_items(inf, a, s) else v0_mm_sequences(inf, a, s) or 0
     if not encoder_profiled(inf, a):
         return 0
     tokens = mm_item(inf, a, s)[0]
@@ -696,14 +728,20 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     clip.py (Column/RowParallelLinear); the attention runs flash/SDPA kernels, no scores kept. The outputs already
     written (the encoder cache) sit beside it. Left out: the pixel values and rotary tables (a width of 1176 or less
     a patch against the block's 2 x width + 4 x width) and the Qwen merger's last projection (a quarter of the
-    patches)."""
+    patches). V0's long items (v0_mm_long_items): one item's run, beside the outputs of every item so far and
+    inputs_embeds over the whole prompt at the text width."""
     items = mm_profile_items(inf, a, s)
-    if not items:
+    long_items = v0_mm_long_items(inf, a, s)
+    if not items and not long_items:
         return 0
     t, w = layout.tensor, a.vision_hidden_size
     inter = a.vision_intermediate_size or 4 * w
     widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
     _, patches, rows = mm_item(inf, a, s)
+    if long_items:
+        held = profile_forward_tokens(inf, a, s) * a.hidden_size * ACT_BYTES
+        return int(patches * (2 * w + widest) * ACT_BYTES) + long_items * rows * encoder_output_width(a) * ACT_BYTES \
+            + held
     return int(items * patches * (2 * w + widest) * ACT_BYTES) + items * rows * encoder_output_width(a) * ACT_BYTES
 
 

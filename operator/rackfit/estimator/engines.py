@@ -27,6 +27,7 @@ from rackfit.estimator.engine_profile import (
     graphs_unbudgeted,
     held_moe_workspace_bytes,
     pipeline_buffer_bytes,
+    profile_forward_tokens,
     profile_held_bytes,
     sampler_path,
     sampler_peak_bytes,
@@ -421,7 +422,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
                and (gpu is None or gpu.architecture != "ampere"))
         # the profile's forward in the model's dtype: float32 under precision fp32 (vLLM --dtype float32)
-        forward = forward_peak_bytes(a, layout, s.max_num_batched_tokens, inf, fp8, gpu, workspace,
+        # (V0's one long multimodal sequence: engine_profile.profile_forward_tokens)
+        forward = forward_peak_bytes(a, layout, profile_forward_tokens(inf, a, s), inf, fp8, gpu, workspace,
                                      4 if precision == "fp32" else ACT_BYTES)
         # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
         # (v0_reserved.py, replayed for 0.3.x on Ampere and later and 0.4.1-0.6.3: worker.py
