@@ -208,10 +208,10 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="tensorrt-llm", contextLength=8192)))
     s = settings(spec.inference, H100, 1, 1)
-    assert profile_requests(spec.inference, s) == 2
-    short = spec.inference.model_copy(update={"context_length": 1024})
-    assert profile_requests(short, settings(short, H100, 1, 1)) == 9  # 8 of 1,023 tokens and one of 8
     a = resolve(spec.model)
+    assert profile_requests(spec.inference, s, a) == 2
+    short = spec.inference.model_copy(update={"context_length": 1024})
+    assert profile_requests(short, settings(short, H100, 1, 1), a) == 9  # 8 of 1,023 tokens and one of 8
     e = serve(engine="tensorrt-llm", contextLength=8192)
     assert e.breakdown.activations_bytes == max(forward_peak_bytes(a, Layout(), 8192),
                                                 sampler_peak_bytes(a, Layout(), 2) + 2 * 4096 * 2)

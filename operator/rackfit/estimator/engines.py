@@ -352,14 +352,14 @@ def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: Mode
     return tokens, limit if share is None else min(limit, share), refused
 
 
-def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch | None = None) -> int:
+def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch) -> int:
     """The requests whose logits the engine's profile run samples. vLLM V1's _dummy_sampler_run: one per sequence slot
     (max_num_seqs, at most max_num_batched_tokens). TensorRT-LLM's PyTorch backend estimates the KV cache with dummy
     context requests of min(max_num_tokens, max_seq_len - 1) tokens until max_num_tokens are used, each generating one
     token (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._create_dummy_context_requests, called with
     net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048. vLLM V0's
     multimodal profile: its dummy sequences, one a largest image (engine_profile.v0_mm_sequences)."""
-    v0_mm = v0_mm_sequences(inf, a, s) if a is not None else None
+    v0_mm = v0_mm_sequences(inf, a, s)
     if v0_mm is not None:
         return v0_mm
     if inf.engine == "tensorrt-llm":

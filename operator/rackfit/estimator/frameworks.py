@@ -482,15 +482,16 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
     temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
     kept_grads = 0 if fp16_optimizer else grads
+    # the blocks the loss's backward left cached, which ZeRO's step may reuse (zero.loss_freed_blocks)
+    freed = (loss_freed_blocks(tr.micro_batch_size * tr.sequence_length * a.vocab_size // t, act.loss_backward,
+                               compute_bytes) if fw == "deepspeed" and full else [])
     if fw == "deepspeed" and full and zero in (1, 2):
         step_cached = zero12_step_cached(n // d, compute_bytes, temp, accumulation_steps(tr))
         # the overflow check's and the norm's copies of the largest gradient before it (zero.zero12_prestep), on the
         # rank whose partition holds that tensor
         pre_peak, pre_segments = zero12_prestep(
             min(largest_parameter(a, tr, t * pp), n // d), n // d, compute_bytes, temp,
-            precision == "fp16" or tr.deepspeed_overflow_check_every_dtype, tr.deepspeed_device_overflow_check,
-            loss_freed_blocks(tr.micro_batch_size * tr.sequence_length * a.vocab_size // t, act.loss_backward,
-                              compute_bytes))
+            precision == "fp16" or tr.deepspeed_overflow_check_every_dtype, tr.deepspeed_device_overflow_check, freed)
         step_extra, temp = zero12_step(n // d, compute_bytes, temp)
         # reserved at the step: its own blocks and the pre-step ones it cannot reuse; allocated: the larger moment
         reserved = step_extra + temp + step_cached + pre_segments
@@ -507,9 +508,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         norm_copy = zero3_norm_copy(largest_parameter(a, tr, t * pp), d)
         step_extra = max(step_extra, norm_copy - temp)
         # the step's blocks against those the loss's backward freed (zero.zero3_step_segments)
-        logits = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t
-        step_segments = zero3_step_segments(sub, compute_bytes, sub_temp,
-                                            loss_freed_blocks(logits, act.loss_backward, compute_bytes), norm_copy)
+        step_segments = zero3_step_segments(sub, compute_bytes, sub_temp, freed, norm_copy)
     loss = max(act.loss_backward, act.loss_forward)
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two

@@ -171,6 +171,17 @@ def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: i
 
 
 
+def step_events(elements: int, compute_bytes: int, temp: int) -> list[tuple[str, int, int]]:
+    """A ZeRO step over `elements` gradient elements as allocator events (allocator_new_segments), the same in
+    stage_1_and_2.py and stage3.py (one sub-group): the flat 16-bit copy, its fp32 gradients (`.to(fp32)`), the copy
+    freed, the optimizer's `temp` made and freed, the fp32 gradients freed. An fp32 module's `.to(fp32)` returns the
+    flat copy itself."""
+    if compute_bytes == 4:
+        return [("alloc", 1, elements * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
+    return [("alloc", 0, elements * compute_bytes), ("alloc", 1, elements * 4), ("free", 0, 0), ("alloc", 2, temp),
+            ("free", 2, 0), ("free", 1, 0)]
+
+
 def zero12_prestep(largest: int, part: int, compute_bytes: int, temp: int, overflow_check: bool,
                    device_overflow_check: bool, freed_blocks: list[int]) -> tuple[int, int]:
     """(allocated peak, new segments) of what ZeRO-1/2's step makes before zero12_step's blocks, beyond what those
@@ -204,10 +215,7 @@ def zero12_prestep(largest: int, part: int, compute_bytes: int, temp: int, overf
         peak = largest * 4
     pre += [("alloc", 20, largest * 8), ("free", 20, 0)]
     peak = max(peak, largest * 8)
-    step = [("alloc", 0, part * compute_bytes), ("alloc", 1, part * 4), ("free", 0, 0), ("alloc", 2, temp),
-            ("free", 2, 0), ("free", 1, 0)]
-    if compute_bytes == 4:   # an fp32 module: `.to(fp32)` returns the flat copy itself
-        step = [("alloc", 1, part * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
+    step = step_events(part, compute_bytes, temp)
     extra = allocator_new_segments(freed_blocks, pre + step) - allocator_new_segments(freed_blocks, step)
     return peak, max(extra, 0)
 
@@ -275,12 +283,7 @@ def zero3_step_segments(sub: int, compute_bytes: int, temp: int, freed_blocks: l
     largest a rank's partition of the largest parameter (`norm_copy` bytes, zero3_norm_copy). Its block stays cached
     where the sub-group's copy and fp32 gradients may or may not fit."""
     pre = [("alloc", 20, norm_copy), ("free", 20, 0)] if norm_copy > 0 else []
-    if compute_bytes == 4:
-        events = [("alloc", 1, sub * 4), ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
-    else:
-        events = [("alloc", 0, sub * compute_bytes), ("alloc", 1, sub * 4), ("free", 0, 0),
-                  ("alloc", 2, temp), ("free", 2, 0), ("free", 1, 0)]
-    return allocator_new_segments(freed_blocks, pre + events)
+    return allocator_new_segments(freed_blocks, pre + step_events(sub, compute_bytes, temp))
 
 
 def zero3_norm_copy(largest: int, d: int) -> int:
