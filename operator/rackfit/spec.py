@@ -52,6 +52,8 @@ class Rule(NamedTuple):
 
 # By the model (its `$defs` name) whose validator checks them. Defaults are applied before CEL
 # runs, so `method` and `precision` are always set there.
+# A runtime release as the version fields take it: "0.8.5", "4.48" (the *Version fields; _release parses it)
+RELEASE_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
@@ -646,7 +648,7 @@ class Inference(_Model):
         "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
         "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
         "on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 (mamba_cache_mode 'align')"))
-    engine_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", max_length=16, description=(
+    engine_version: str | None = Field(None, pattern=RELEASE_PATTERN, max_length=16, description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "
         "graphs came out of the 1 - gpuMemoryUtilization share, not the KV cache's budget; V0 chunked prefills "
@@ -969,7 +971,7 @@ class Training(_Model):
         "partition on a separate CUDA stream, whose memory the next forward cannot reuse. Default: DeepSpeed's, "
         "false for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 "
         "and ZeRO-3 configs set it true: copy the value from the config the job runs"))
-    transformers_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+    transformers_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers, deepspeed (the HF Trainer's DeepSpeed integration, accelerate and DeepSpeed-Chat run "
         "the release's PreTrainedModel under ZeRO, so its forward and loss are that release's), or fsdp with "
         "fsdpVersion 1: the Hugging Face transformers release the job runs, "
@@ -978,7 +980,7 @@ class Training(_Model):
         "logit more at the end of the forward. Under fsdpVersion 1 a Trainer before 4.33 built FSDP1 with "
         "limit_all_gathers False unless its fsdp_config set it: the estimate notes it and counts two units gathered "
         "ahead, as with the rate limiter. Default: current releases"))
-    torch_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+    torch_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers: the PyTorch release the job runs, e.g. 2.5.1, where older releases held more memory. "
         "Over data > 1 without ZeRO (HF Trainer's DDP) the DistributedDataParallel constructor broadcasts every "
         "parameter and buffer from rank 0 in flattened buckets of 250 MiB (_sync_module_states, "
@@ -1015,7 +1017,7 @@ class Training(_Model):
         "the loss, until the output is dropped before the backward. transformers turns use_cache off itself only "
         "under its own gradient_checkpointing (HF Trainer's --gradient_checkpointing); from 4.36 a run with it on "
         "under an external wrapper fails in the backward. Default: false"))
-    torchtitan_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+    torchtitan_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
         "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
         "group holding the embeddings, final norm and output: gathered from the forward to the end of the backward "
@@ -1028,14 +1030,14 @@ class Training(_Model):
         "commit of torchtitan's main branch rather than a release, name the release its code matches: 0.0 for a "
         "commit before March 19, 2025; 0.1 for one from then to July 28, 2025 (v0.1.0 came out June 17); for a later "
         "one the newest release before it (0.2 from July 28, 2025). Default: the current torchtitan"))
-    deepspeed_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description=(
+    deepspeed_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework deepspeed: the DeepSpeed release the job runs, e.g. 0.9.0, where ZeRO-1/2's step made other "
         "copies of its largest gradient. Before the step proper it checks each gradient for overflow and takes each "
         "one's norm over an fp64 copy (8 bytes an element); the overflow check makes one fp32 copy before 0.13.3 and "
         "from 0.13.3 an fp32 copy, three boolean masks and a second fp32 tensor at once (11 bytes an element), and "
         "runs under fp16 only from 0.11.2 (under bf16 too before). On the rank whose partition holds the embedding "
         "or the head these blocks can stay reserved beside the step's. Default: the current DeepSpeed"))
-    torchao_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", max_length=16, description=(
+    torchao_version: str | None = Field(None, pattern=RELEASE_PATTERN, max_length=16, description=(
         "method qlora under framework fsdp with torchtune's model code: the torchao release whose NF4Tensor holds the "
         "frozen base, e.g. 0.1 (torchtune pinned torchao==0.1 in April 2024). Before 0.2 to_nf4 compares every "
         "element of a matrix with the 16 NF4 values at once, a 16-wide 16-bit difference and its absolute value (64 "
