@@ -49,7 +49,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'hopper'): (-4.3, 4.1, 15, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 82.2, 27, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 36, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-15.9, 1202.0, 147, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-15.9, 1202.0, 148, 'kv cache'),
     ('vllm', 'inference', 'blackwell'): (0.4, 71.6, 13, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-2.2, 9.6, 71, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-2.2, 9.6, 72, 'kv cache'),
 }
