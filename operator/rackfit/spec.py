@@ -398,6 +398,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
             "activationCheckpointing full",
             ".cpuCheckpointing"),
+        "first_step": Rule(
+            "!has(self.firstStep) || self.framework == 'fsdp'",
+            "training.firstStep is step 1 of a torch.optim optimizer, whose states its first step() creates: only "
+            "with framework fsdp", ".firstStep"),
         **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
         # megatron/training/arguments.py (d98e8a6): "Tensor parallel communication/GEMM overlap can happen only when
         # sequence parallelism is enabled"
@@ -1165,6 +1169,14 @@ class Training(_Model):
         "GPU at the backward's peak. Hugging Face models checkpoint with torch.utils.checkpoint, which this setting "
         "does not change. Default false"))
 
+    first_step: bool | None = Field(None, description=(
+        "framework fsdp: the peak is step 1's. torch.optim creates a parameter's states in its first step() "
+        "(torch/optim/adamw.py and adam.py, _init_group: state['exp_avg'] = torch.zeros_like(p) when the state is "
+        "empty; torchtitan's OptimizersContainer materializes them earlier only for a checkpoint's state_dict), so "
+        "step 1's forward and backward run without the optimizer's states and its step allocates them: the peak "
+        "is the larger of the backward's without them and the step's with them (torchtitan logs step 1 apart). "
+        "Default false: a later step, the states held throughout"))
+
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
@@ -1241,6 +1253,8 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.first_step is not None and self.framework != "fsdp":
+            raise ValueError(rules["first_step"].message)
         if self.zero_init is not None and not (self.framework == "deepspeed" and self.zero_stage == 3):
             raise ValueError(rules["zero_init"].message)
         if self.cpu_ram_efficient_loading is not None and not (

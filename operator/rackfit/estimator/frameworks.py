@@ -110,6 +110,9 @@ class RuntimePeak:
     # largest block the backward frees in the default stream (the micro-batch's 16-bit logits)
     step_largest: int = 0
     step_first_states: int = 0
+    # training.firstStep: of `states` (the model states after the step), the optimizer's that step 1's forward and
+    # backward run without (torch.optim creates them in the step); 0 elsewhere
+    unheld_optimizer: int = 0
     freed_block: int = 0
     # deepspeed ZeRO-1/2 (zero.zero12_step_cached; 0 elsewhere): of step_transient, the bytes reserved, not allocated
     step_cached: int = 0
@@ -576,29 +579,36 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         # lora_finetune_distributed's backward moment by moment (torchtune.distributed_moments)
         moment = fsdp2_backward_peak(torchtune.distributed_moments(act.kept, loss, act.recompute, lora_gathered))
         backward_transient, reused = moment.total, moment.gathered   # buckets: 0 for LoRA (no FSDP1 unit)
-    if backward_transient < step_transient:
+    # training.firstStep: torch.optim creates a parameter's states in its first step() (torch/optim/adamw.py and
+    # adam.py `_init_group`: `state["exp_avg"] = torch.zeros_like(p, ...)` when the state is empty; torchtitan's
+    # OptimizersContainer materializes them earlier only for a checkpoint's state_dict), so step 1's forward and
+    # backward run without them and its step allocates them: they count in the step's rise, not beside the backward
+    unheld = optimizer if tr.first_step else 0
+    held_opt = optimizer - unheld
+    if backward_transient < step_transient + unheld:
         phase, live_act, cached = "optimizer step", 0, step_cached
         weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
         transient = step_transient
     elif moment is not None:
         phase, live_act, transient = moment.name, moment.activations, backward_transient
-        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
+        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, held_opt
         cached = 0 if moment.name == "backward end" else cached
     elif start >= 0:
         phase = "loss backward" if loss >= act.recompute else "layer recompute"
         live_act = act.kept + max(loss, act.recompute) + cached_logits
-        weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
+        weights_live, grads_live, opt_live = weights + gathered, held + buckets, held_opt
         transient = backward_transient
     else:
         phase, live_act, cached = "backward end", 0, 0
-        weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
+        weights_live, grads_live, opt_live = weights + gathered, grads + buckets, held_opt
         transient = backward_transient
     step_largest = step_first = freed_block = 0
     if fsdp2 and not host:   # offloaded: the step runs on the host
         step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
                                                                     compute_bytes)
     return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
-                       phase=phase, states=weights + kept_grads + optimizer, transient=transient,
+                       phase=phase, states=weights + kept_grads + optimizer, unheld_optimizer=unheld,
+                       transient=transient,
                        backward_transient=backward_transient, step_transient=step_transient,
                        expandable_segments=expandable_segments(tr), reused=reused,
                        load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
