@@ -398,6 +398,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
             "activationCheckpointing full",
             ".cpuCheckpointing"),
+        "hybridep_capacity_factor": Rule(
+            "!has(self.hybridepCapacityFactor) || self.framework == 'fsdp'",
+            "training.hybridepCapacityFactor is torchtitan's HybridEP non-blocking dispatch (moe_comm_backend "
+            "hybridep): only with framework fsdp", ".hybridepCapacityFactor"),
         **{name: _megatron_flag(field, flag) for name, (field, flag) in MEGATRON_FLAGS.items()},
         # megatron/training/arguments.py (d98e8a6): "Tensor parallel communication/GEMM overlap can happen only when
         # sequence parallelism is enabled"
@@ -1165,6 +1169,14 @@ class Training(_Model):
         "GPU at the backward's peak. Hugging Face models checkpoint with torch.utils.checkpoint, which this setting "
         "does not change. Default false"))
 
+    hybridep_capacity_factor: float | None = Field(None, gt=0, le=1, description=(
+        "framework fsdp, a MoE model under expert parallel: torchtitan's HybridEP dispatch in non-blocking mode "
+        "(moe_comm_backend hybridep with non_blocking_capacity_factor, as deepseek_v3_16b_hybridep sets 1.0). With "
+        "no device-to-host sync the permuted-token buffer is sized before the routing is known, num_tokens x expert "
+        "parallel x min(local experts, top-k) x this factor rows (torchtitan/distributed/deepep/hybridep.py, "
+        "_num_permuted_tokens_for_non_blocking; 1.0 is the worst case), and the routed experts' tensors are that "
+        "many rows. Default unset: the routed copies as routed (torchtitan's all-to-all, DeepEP, blocking HybridEP)"))
+
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
         rules = RULES["Training"]
@@ -1241,6 +1253,8 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.hybridep_capacity_factor is not None and self.framework != "fsdp":
+            raise ValueError(rules["hybridep_capacity_factor"].message)
         if self.zero_init is not None and not (self.framework == "deepspeed" and self.zero_stage == 3):
             raise ValueError(rules["zero_init"].message)
         if self.cpu_ram_efficient_loading is not None and not (

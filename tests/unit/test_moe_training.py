@@ -145,3 +145,31 @@ def test_pr_1513_model_memory_line_is_the_sharded_masters_plus_the_unsplit_share
     # rank 0's DTensor shard is the whole weight, so AdamW's two states are whole there too: states = 2 x masters
     adamw = training_peak(_pr_1513("0.1", "adamw"))
     assert adamw.states - step1.states == step1.states
+
+
+def test_hybridep_non_blocking_buffer_rows():
+    # torchtitan/distributed/deepep/hybridep.py _num_permuted_tokens_for_non_blocking: num_tokens x ep x
+    # min(local experts, top_k) x capacity factor rows; T744: 16,384 tokens, EP 4 (16 local experts), top-6, 1.0
+    # -> 393,216 rows against the 98,304 routed copies, each row kept as a routed copy (eager: 2048 + 4 x 1408)
+    worst = Training(framework="fsdp", method="full", microBatchSize=4, sequenceLength=4096,
+                     activationCheckpointing="full", hybridepCapacityFactor=1.0)
+    ep4 = Layout(data=4, expert=4)
+    assert moe_training.hybridep_buffer_bytes(DSV3_16B, worst, ep4, 16384) == (393216 - 98304) * 7680 * 2
+    # half the capacity: 196,608 rows; a factor that sizes no more than the routed copies adds nothing
+    half = worst.model_copy(update={"hybridep_capacity_factor": 0.5})
+    assert moe_training.hybridep_buffer_bytes(DSV3_16B, half, ep4, 16384) == (196608 - 98304) * 7680 * 2
+    quarter = worst.model_copy(update={"hybridep_capacity_factor": 0.25})
+    assert moe_training.hybridep_buffer_bytes(DSV3_16B, quarter, ep4, 16384) == 0
+    # no expert parallel, or the blocking dispatch (unset): the exact routed copies
+    assert moe_training.hybridep_buffer_bytes(DSV3_16B, worst, Layout(data=4), 16384) == 0
+    plain = worst.model_copy(update={"hybridep_capacity_factor": None})
+    assert moe_training.hybridep_buffer_bytes(DSV3_16B, plain, ep4, 16384) == 0
+    # full AC: the recomputed layer holds the buffer's rows
+    grown = runtime_activations(DSV3_16B, worst, ep4).recompute - runtime_activations(DSV3_16B, plain, ep4).recompute
+    assert grown == pytest.approx((393216 - 98304) * 7680 * 2 * 26 / 27, rel=1e-6)
+
+
+@pytest.mark.parametrize("framework", ["deepspeed", "megatron"])
+def test_hybridep_is_torchtitans(framework):
+    with pytest.raises(ValueError, match="hybridepCapacityFactor"):
+        Training(framework=framework, method="full", microBatchSize=1, sequenceLength=8, hybridepCapacityFactor=1.0)

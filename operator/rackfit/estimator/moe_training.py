@@ -77,19 +77,41 @@ def routing_bytes(a: ModelArch, tr: Training) -> float:
     return ROUTER_SCORE_BYTES * a.num_experts + ROUTING_INDEX_TENSORS * INDEX_BYTES * k + score_copy * k * h
 
 
+def routed_row_bytes(a: ModelArch, tr: Training) -> int:
+    """Bytes a row through the routed experts' grouped mms keeps: its input, w1's and w3's outputs, silu's output
+    and the product (silu's recomputed when compiled)."""
+    kept = (3 if tr.compile else 4) if a.gated_mlp else 2
+    return (a.hidden_size + kept * a.moe_intermediate_size) * ACT_BYTES
+
+
 def padding_bytes(a: ModelArch, tr: Training, layout: Layout) -> int:
     """Bytes one MoE layer keeps for the rows padded onto the token groups (num_local_experts * 8 rows, each as a
-    routed copy: its input, w1's and w3's outputs, silu's output and the product; silu's recomputed when
-    compiled)."""
-    rows = local_experts(a, layout) * TOKEN_GROUP_ALIGN_SIZE_M
-    kept = (3 if tr.compile else 4) if a.gated_mlp else 2
-    return int(rows * (a.hidden_size + kept * a.moe_intermediate_size) * ACT_BYTES)
+    routed copy, routed_row_bytes)."""
+    return local_experts(a, layout) * TOKEN_GROUP_ALIGN_SIZE_M * routed_row_bytes(a, tr)
+
+
+def hybridep_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> int:
+    """Bytes one MoE layer keeps for the rows of HybridEP's non-blocking dispatch buffer beyond its `tokens` x top-k
+    routed copies (training.hybridepCapacityFactor). Without a device-to-host sync the permuted-token buffer is sized
+    before the routing is known: num_tokens x ep x min(num_local_experts, top_k) x capacity_factor rows
+    (torchtitan/distributed/deepep/hybridep.py, _num_permuted_tokens_for_non_blocking, read at aa1d37414^, June
+    2026; 1.0 "sizes for the worst case (every token routed to every local expert)"), and the routed experts'
+    tensors are that many rows (FusedGroupedExperts' offset-aware kernels, PR 3659, skip the unused rows' compute,
+    not their memory). 0 without it or expert parallel."""
+    cf = tr.hybridep_capacity_factor
+    if not cf or layout.expert <= 1:
+        return 0
+    k = a.num_experts_per_token
+    rows = int(tokens * layout.expert * min(local_experts(a, layout), k) * cf)
+    return max(rows - tokens * k, 0) * routed_row_bytes(a, tr)
 
 
 def eager_extra_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> float:
     """Bytes a token and layer (averaged over all layers, as activations.py's count) that torchtitan's MoE layers
-    keep without checkpointing beyond activations.py's count: routing_bytes and padding_bytes of each MoE layer."""
-    per_moe = routing_bytes(a, tr) + padding_bytes(a, tr, layout) / max(tokens, 1)
+    keep without checkpointing beyond activations.py's count: routing_bytes, padding_bytes and hybridep_buffer_bytes
+    of each MoE layer."""
+    rows = padding_bytes(a, tr, layout) + hybridep_buffer_bytes(a, tr, layout, tokens)
+    per_moe = routing_bytes(a, tr) + rows / max(tokens, 1)
     return per_moe * a.moe_layers / a.num_layers
 
 
