@@ -519,6 +519,12 @@ class Architecture(_Model):
         "Qwen3-VL concatenates its deepstack mergers' outputs to the last one's (out_hidden_size x (1 + "
         "len(deepstack_visual_indexes)), 4 x hiddenSize). Read from a huggingFaceConfig's vision_config; 0 or "
         "unset: hiddenSize"))
+    vision_num_hidden_layers: int | None = Field(None, ge=0, description=(
+        "the vision_config's num_hidden_layers where the config names its ViT depth so (SigLIP, CLIP, InternViT); "
+        "unset where it names it depth (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). SGLang's default mem_fraction_static for a "
+        "multimodal model shrinks with num_hidden_layers x visionHiddenSize^2, taking 24 layers when the config has no "
+        "num_hidden_layers (server_args.py adjust_mem_fraction_for_vlm). Read from a huggingFaceConfig's "
+        "vision_config"))
     # linear-attention / state-space layers of a hybrid model (estimator/linear_attention.py)
     linear_attention_layers: int | None = Field(None, ge=0, description=(
         "layers of numLayers that keep a fixed-size recurrent state per request instead of a KV cache: Qwen3-Next's "

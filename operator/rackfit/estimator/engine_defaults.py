@@ -92,6 +92,14 @@ SGLANG_RESERVE_FORMULA = (0, 5, 3)
 # The graph batch on GPUs of 20-35 GiB below tensor 4 was 16 in 0.5.3 and 0.5.4, 24 from 0.5.5
 # (_handle_gpu_memory_settings, read in the 0.5.3-0.5.8 wheels).
 SGLANG_GRAPH_BS_24 = (0, 5, 5)
+# A multimodal model's default mem_fraction_static (server_args.py, after the fraction above and its speculative
+# reserve, when ModelConfig.is_multimodal): x 0.90 in 0.4.9 (read in the 0.4.9 wheel; none in 0.4.8); from 0.4.10
+# adjust_mem_fraction_for_vlm (read in the 0.4.9.post6, 0.4.10, 0.5.0rc0, 0.5.2, 0.5.3 and 0.5.10 wheels) x 0.95 x
+# clamp(1 - 0.1 x (L x H^2 / (24 x 1024^2) - 1), 0.8, 1.05), L and H the vision_config's num_hidden_layers and
+# hidden_size (24 and 1024 where the config has none: Qwen3-VL's names its depth `depth`). S1212 logged 0.8388 on
+# an H200 at 0.5.10 (0.907 x 0.95 x 0.9734, Qwen3-VL-8B's 1152-wide ViT).
+SGLANG_VLM_FLAT = (0, 4, 9)
+SGLANG_VLM_BY_VIT = (0, 4, 10)
 # vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
 # (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); in 0.34.0 1.0 with the extensible KV cache, on by default
 # (CacheConfig.resolved_gpu_memory_utilization, VllmConfig._resolve_extensible_kv_cache), else
@@ -139,9 +147,23 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     if inf.engine == "sglang" and inf.speculative_on:
         util = round(util - speculative_reserve_mib(inf) / mib, 3)  # its reserve for the drafter, after the floor
+    if inf.engine == "sglang":
+        util *= sglang_vlm_factor(inf, a)
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
+
+
+def sglang_vlm_factor(inf: Inference, a: ModelArch | None) -> float:
+    """What SGLang's default mem_fraction_static is multiplied by for a multimodal model (one with a vision tower):
+    SGLANG_VLM_FLAT's 0.90, then SGLANG_VLM_BY_VIT's adjust_mem_fraction_for_vlm by the ViT's layers x width^2 against
+    ViT-L/14's 24 x 1024^2. 1 for text-only models and before 0.4.9."""
+    if a is None or not a.vision_parameters or inf.sglang_before(SGLANG_VLM_FLAT):
+        return 1.0
+    if inf.sglang_before(SGLANG_VLM_BY_VIT):
+        return 0.90
+    ratio = (a.vision_num_hidden_layers or 24) * (a.vision_hidden_size or 1024) ** 2 / (24 * 1024 ** 2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
 
 
 def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tuple[int, int]:

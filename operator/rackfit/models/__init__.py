@@ -62,6 +62,7 @@ class ModelArch(BaseModel):
     vision_patches_per_item: int = 0
     vision_tokens_per_item: int = 0
     vision_output_width: int = 0  # one encoder output row (0: hidden_size; Qwen3-VL's deepstack concatenates more)
+    vision_num_hidden_layers: int = 0  # vision_config num_hidden_layers (0: the config names none; SGLang takes 24)
     # positions of all the cos/sin caches vLLM's rotary embeddings hold (0: one of max_position_embeddings;
     # rope_cache_positions_from_hf_config, set from a config.json only)
     rope_cache_positions: int = 0

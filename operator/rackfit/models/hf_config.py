@@ -126,6 +126,9 @@ def architecture_from_hf_config(config: dict[str, Any]) -> Architecture:
     if vision:
         fields["vision_parameters"] = vision
         fields.update(vision_encoder_from_hf_config(config))
+        layers = (config.get("vision_config") or {}).get("num_hidden_layers")
+        if isinstance(layers, int) and layers > 0:
+            fields["vision_num_hidden_layers"] = layers
     longest = max_context_from_hf_config(config)
     if longest:
         fields["max_position_embeddings"] = longest
