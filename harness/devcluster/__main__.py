@@ -13,6 +13,7 @@ is Placed, and a table of where the pods of each target were bound.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from devcluster.controlplane import (
 )
 from devcluster.fleet import DEFAULT_FLEET, apply_fleet, build_nodes, label_nodes, parse_fleet
 from devcluster.ports import free_port
-from devcluster.waiting import WaitTimeout, wait_for
+from devcluster.waiting import WaitTimeout, wait_established, wait_for
 from rackfit import __version__
 from rackfit.errors import CatalogError
 from rackfit.names import GPU
@@ -196,7 +197,7 @@ def _dev(args: argparse.Namespace) -> ControlPlane:
         _kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(f))
     names = [d["metadata"]["name"] for f in crds for d in yaml.safe_load_all(f.read_text())
              if d and d.get("kind") == "CustomResourceDefinition"]
-    _kubectl(plane, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    wait_established(functools.partial(_kubectl, plane, check=False), *names)
     _say(f"CRDs established: {', '.join(names)}")
     _start_operator(plane, args)
     _say(f"dev cluster ready in {time.monotonic() - started:.1f}s; kubectl: {binaries.bin_dir() / 'kubectl'}")

@@ -37,7 +37,7 @@ import yaml
 
 from devcluster import binaries
 from devcluster.ports import free_port
-from devcluster.waiting import wait_for
+from devcluster.waiting import wait_established, wait_for
 from rackfit.certs import write_serving_pair
 
 # Must equal the versions in tools/k8s/lws/go.mod and tools/k8s/jobset/go.mod (a unit test checks it).
@@ -226,7 +226,7 @@ def start(plane, kubectl: Path | None = None, addons: tuple[Addon, ...] = ADDONS
     applied = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
     if applied.returncode:
         raise RuntimeError(f"{', '.join(a.name for a in addons)}: CRDs not applied: {applied.stderr}")
-    run("wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{c['metadata']['name']}" for c in docs))
+    wait_established(run, *(c["metadata"]["name"] for c in docs), timeout=30)
     processes, hooks = [], []
     for addon in addons:
         port, health = free_port(), free_port()

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from devcluster.fleet import SIMULATED_LABEL
+from devcluster.waiting import wait_established
 
 log = logging.getLogger("rackfit.computedomain-sim")
 CRD_FILE = Path(__file__).with_name("crds") / "resource.nvidia.com_computedomains.yaml"
@@ -102,9 +103,7 @@ def install(kubectl: Path, env: dict[str, str]) -> None:
     out = run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all([crd(), device_class()]))
     if out.returncode:
         raise RuntimeError(f"ComputeDomain CRD or DeviceClass not applied: {out.stderr}")
-    out = run("wait", "--for=condition=Established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    if out.returncode:
-        raise RuntimeError(f"ComputeDomain CRD not established: {out.stderr}")
+    wait_established(run, f"{PLURAL}.{GROUP}", timeout=30)
 
 
 class Simulator:

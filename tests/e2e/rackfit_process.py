@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from devcluster.controlplane import free_port
+from devcluster.waiting import wait_established
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "rackfit.io_llmworkloads.yaml"
@@ -77,18 +77,10 @@ def webhooks_in_effect(kubectl) -> bool:
 
 
 def install_crd(kubectl) -> None:
-    """Apply the CRD and wait until it is Established. `kubectl wait` exits at once on an error from
-    the API server (seen under load, right after the control plane starts), so it is asked again
-    until its own 30 s wait says the condition holds or 60 s have passed; the last error is shown."""
+    """Apply the CRD and wait until it is Established."""
     applied = kubectl("apply", "--server-side", "-f", str(CRD))
     assert applied.returncode == 0, applied.stderr
-    deadline = time.monotonic() + 60
-    while True:
-        waited = kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/llmworkloads.rackfit.io")
-        if waited.returncode == 0:
-            return
-        assert time.monotonic() < deadline, f"the CRD is not Established: {waited.stderr}"
-        time.sleep(1)
+    wait_established(kubectl, "llmworkloads.rackfit.io")
 
 
 @contextmanager

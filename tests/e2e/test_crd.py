@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devcluster.waiting import wait_established
 from rackfit.api import conditions as c
 from rackfit.api.status import LLMWorkloadStatus
 from rackfit.cli import main as cli
@@ -26,8 +27,7 @@ def crd(kubectl):
     """The CRD, applied idempotently (the apiserver is shared by the session) and Established."""
     applied = kubectl("apply", "--server-side", "-f", str(CRD))
     assert applied.returncode == 0, applied.stderr
-    waited = kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llmworkloads.rackfit.io")
-    assert waited.returncode == 0, waited.stderr
+    wait_established(kubectl, "llmworkloads.rackfit.io")
 
 
 def _workload(name, spec) -> dict:
@@ -202,6 +202,9 @@ BAD = [
     ("torchao-version-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
                               "training": {"framework": "fsdp", "torchaoVersion": "0.1"}},
      ["spec.training.torchaoVersion", "only with"]),
+    ("hybridep-on-deepspeed", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                               "training": {"framework": "deepspeed", "hybridepCapacityFactor": 1.0}},
+     ["spec.training.hybridepCapacityFactor", "only with framework fsdp"]),
     ("zero-init-zero2", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
                          "training": {"framework": "deepspeed", "zeroStage": 2, "zeroInit": False}},
      ["spec.training.zeroInit", "zeroStage 3"]),

@@ -24,6 +24,7 @@ import yaml
 from kubernetes import client
 
 from devcluster import binaries
+from devcluster.waiting import wait_established
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rackfit"
@@ -73,8 +74,7 @@ def helm(cluster, kubectl, tmp_path_factory) -> Iterator[Helm]:
     for path in [*sorted((CHART / "crds").glob("*.yaml")), *sorted(STUBS.glob("*.yaml"))]:
         out = kubectl("apply", "--server-side", "-f", str(path))
         assert out.returncode == 0, out.stderr
-    out = kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
-    assert out.returncode == 0, out.stderr
+    wait_established(kubectl, timeout=30)
     yield h
     h("uninstall", RELEASE, "-n", NS, "--wait", check=False)
     # The kept CRD's fields belong to helm now, and other modules' `kubectl apply --server-side -f crds/`
