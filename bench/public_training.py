@@ -77,7 +77,7 @@ def comparable(quantity: str, spec, est) -> int:
         # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
         return est.total_bytes - est.breakdown.overhead_bytes + torch_workspace_bytes_outside_megatron(spec.training)
     if quantity == "max_reserved":
-        nccl = training_nccl_bytes(spec.training, est.layout)
+        nccl = training_nccl_bytes(spec.training, est.layout, moe=resolve(spec.model).is_moe)
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes
     if quantity == "steady_with_logits":
         # memory_allocated() read after the training loop while the script's loop variable still holds the last

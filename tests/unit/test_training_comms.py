@@ -73,3 +73,30 @@ def test_inference_without_an_engine_keeps_the_flat_nccl_bytes(monkeypatch):
     before = estimate(inf, Layout(tensor=2)).total_bytes
     monkeypatch.setattr(est_mod, "NCCL_BYTES", 0)
     assert before - estimate(inf, Layout(tensor=2)).total_bytes == 512 * MiB
+
+
+def test_megatron_moe_adds_the_expert_groups():
+    """Megatron-Core MoE (core_r0.11.0-0.13.0): the expert-tensor-and-model group, which both token dispatchers gather
+    over, and the expert data-parallel group of the experts' gradients and optimizer, each its own communicator; a
+    one-rank group holds none. T780's layout: TP 2, DP 4, EP 4, expert tensor parallel defaulting to TP 2."""
+    mega = Training(framework="megatron")
+    assert communicators(mega, Layout(tensor=2, data=4, expert=4), moe=True) == [8, 4, 2, 8]   # expert DP 1
+    assert communicators(mega, Layout(tensor=2, data=4, expert=4)) == [8, 4, 2]                # a dense model
+    # T781: PP 2, DP 4, EP 4, ETP 1: the 4-rank tp-ep group beside the EP ranks' own, expert DP 8 / (1 x 4 x 2) = 1
+    assert communicators(mega, Layout(pipeline=2, data=4, expert=4), moe=True) == [8, 4, 2, 4]
+    # expertTensorParallel 1 at TP 2, DP 4, EP 2: tp-ep 2, expert DP 8 / 2 = 4
+    etp1 = Training(framework="megatron", expertTensorParallel=1)
+    assert communicators(etp1, Layout(tensor=2, data=4, expert=2), moe=True) == [8, 4, 2, 2, 4]
+    # no expert parallelism: nothing more
+    assert communicators(mega, Layout(tensor=2, data=4), moe=True) == [8, 4, 2]
+    # the estimate passes the model's experts: T780's MoE pays one communicator more than the same layout dense
+    arch = dict(numLayers=4, hiddenSize=1024, intermediateSize=2816, numAttentionHeads=8, numKeyValueHeads=8,
+                headDim=128, vocabSize=32000)
+    tr = dict(framework="megatron", activationCheckpointing="full", sequenceLength=1024)
+    layout = Layout(tensor=2, data=4, expert=4)
+
+    def overhead(a):
+        return estimate(parse_spec(dict(model=dict(architecture=a), workload="training", training=tr)), layout,
+                        gpu=A100).breakdown.overhead_bytes
+    moe = dict(arch, numExperts=8, numExpertsPerToken=2, moeIntermediateSize=704)
+    assert overhead(moe) - overhead(arch) == comm_bytes(8, A100) == NCCL_EP_GROUP_NVLINK

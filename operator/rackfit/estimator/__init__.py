@@ -123,7 +123,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
     inference = None if training else spec.inference
     weights = _weights(spec, arch, p, layout, gpu) if weights is None else weights
-    comm = (training_nccl_bytes(spec.training, layout, gpu) if training  # per communicator: comms.py
+    comm = (training_nccl_bytes(spec.training, layout, gpu, arch.is_moe) if training  # per communicator: comms.py
             else NCCL_BYTES if layout.total_gpus > 1 else 0)
     dequantize = mxfp4_dequantize_note(runtime, gpu_arch, layout, training)
     q = quantization_of(arch, spec.precision, arch.num_layers, runtime, dequantize, inference)

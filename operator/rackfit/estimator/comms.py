@@ -37,8 +37,9 @@ NVLS_GRANULARITY = 2 * MiB
 NODE_GPUS = 8  # an HGX node: the NVLS heads of a group spanning nodes
 
 
-def communicators(training: Training, layout: Layout) -> list[int]:
-    """The sizes of the NCCL communicators one rank holds (those that run a collective)."""
+def communicators(training: Training, layout: Layout, moe: bool = False) -> list[int]:
+    """The sizes of the NCCL communicators one rank holds (those that run a collective); `moe`: the model has routed
+    experts."""
     n = layout.total_gpus
     if n == 1:
         return []
@@ -56,12 +57,36 @@ def communicators(training: Training, layout: Layout) -> list[int]:
         # (gradients, the distributed optimizer's gathers), tp, pp (send/recv) and the default group: start-up
         # barriers, and the distributed optimizer's gradient norm and found-inf (distrib_optimizer.py
         # get_grad_stats_parallel_group returns None, the world; the model-parallel group only without it).
-        return [n, *dims]
+        return [n, *dims] + (megatron_expert_communicators(training, layout) if moe else [])
     if training.framework == "deepspeed" or training.zero_stage:
         # deepspeed/utils/groups.py _get_data_parallel_group: without an mpu, ZeRO's group is _clone_world_group(), a
         # new_group of every rank, beside the default group that barriers use.
         return [n, *dims]
     return [n]  # HF Trainer / accelerate: DDP and FSDP1 on the default group
+
+
+def megatron_expert_communicators(training: Training, layout: Layout) -> list[int]:
+    """The groups beyond world, data, tensor and pipeline on which a Megatron-Core MoE runs collectives whatever its
+    token dispatcher (read at core_r0.11.0-core_r0.13.0):
+    - the expert-tensor-and-model-parallel group (expert tensor x expert parallel ranks): both the allgather and the
+      alltoall dispatcher all-gather over it (transformer/moe/token_dispatcher.py: `gather_from_sequence_parallel_region
+      (..., group=self.tp_ep_group)`, the hidden states and routing map under allgather, each rank's tokens per expert
+      under alltoall `if self.ep_size > 1 or self.tp_size > 1`);
+    - the expert data-parallel group (world / (expert tensor x expert parallel x pipeline) ranks): the experts'
+      gradient buffers reduce over it (distributed/distributed_data_parallel.py, `expert_parallel_buffers` built with
+      `get_expert_data_parallel_group()`) and the distributed optimizer gathers the experts' parameters over it
+      (optimizer/__init__.py, the MoE optimizer's `data_parallel_group`).
+    Each is its own torch group (parallel_state.initialize_model_parallel creates every group with its own
+    create_group), so its own communicator, even where its ranks are those of another group. A one-rank group has no
+    peer and no channel buffer: not counted. Not counted either, as the spec does not say them: the alltoall
+    dispatcher's all-to-all over the expert-parallel group (point-to-point buffers, not the ring and tree channels
+    COMM_NVLINK measures) and its expert-tensor group's gathers, and the router's auxiliary-loss all-reduce over the
+    tensor-and-context group (only with moe_aux_loss_coeff > 0)."""
+    if layout.expert == 1:
+        return []
+    etp = training.expert_tensor_parallel or layout.tensor
+    edp = layout.total_gpus // (etp * layout.expert * layout.pipeline)
+    return [size for size in (etp * layout.expert, edp) if size > 1]
 
 
 def _nvls(size: int, gpu: GPU | None) -> int:
@@ -81,6 +106,6 @@ def comm_bytes(size: int, gpu: GPU | None) -> int:
     return COMM_NVLINK + _nvls(size, gpu)
 
 
-def training_nccl_bytes(training: Training, layout: Layout, gpu: GPU | None = None) -> int:
+def training_nccl_bytes(training: Training, layout: Layout, gpu: GPU | None = None, moe: bool = False) -> int:
     """NCCL's device memory on one rank of a training job: its communicators, each at its interconnect's cost."""
-    return sum(comm_bytes(size, gpu) for size in communicators(training, layout))
+    return sum(comm_bytes(size, gpu) for size in communicators(training, layout, moe))
