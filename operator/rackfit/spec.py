@@ -863,7 +863,11 @@ class Training(_Model):
         "momentum=0, which HF Trainer's optim='sgd' keeps); true for megatron (--sgd-momentum 0.9)"))
     master_weights: MasterWeights = Field("fp32", description=(
         "fp32: mixed precision; none: pure 16-bit. For lora/qlora under framework fsdp it is the adapters' dtype: "
-        "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them"))
+        "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them. "
+        "A model loaded in 16 bits and trained under accelerate's FSDP1 (HF Trainer --fsdp) with --bf16 or --fp16 is "
+        "fp32: from accelerate 0.30.0 (PR 2674) Accelerator.prepare_model upcasts every trainable FlatParameter to "
+        "fp32 when mixed precision is set, so its gradients and AdamW states are fp32 too; without the flag (mixed "
+        "precision no) it stays none"))
     micro_batch_size: int = Field(1, gt=0)
     sequence_length: int = Field(4096, gt=0, description=(
         "tokens per sample as the runtime feeds them: the length it pads or packs every sample to (HF "
