@@ -184,8 +184,25 @@ RULES: dict[str, dict[str, Rule]] = {
             "DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only (\"ZeRO-2 and ZeRO-3 are incompatible with "
             "pipeline parallelism\"): with framework deepspeed and parallelism.pipeline above 1, zeroStage must be "
             "0 or 1", ".training.zeroStage"),
+        # expert parallelism adds no GPU (Layout.total_gpus): vLLM's expert group is its tensor x data ranks
+        # (FusedMoEParallelConfig.make), SGLang's ep_size divides tp_size, Megatron's and torchtitan's experts take
+        # the data (and tensor) ranks
+        "expert_layout": Rule(
+            "!has(self.parallelism) || "
+            "(self.parallelism.tensor * self.parallelism.data) % self.parallelism.expert == 0",
+            "parallelism.expert must divide parallelism.tensor x parallelism.data: expert parallelism spreads the "
+            "experts over the tensor- and data-parallel GPUs and adds none", ".parallelism.expert"),
         # megatron/core/parallel_state.py initialize_model_parallel: the world size must be a multiple of expert
-        # tensor x expert x pipeline ("world_size ... is not divisible by expert_tensor_model_pipeline_parallel_size")
+        # tensor x expert x pipeline ("world_size ... is not divisible by expert_tensor_model_pipeline_parallel_size"),
+        # expert tensor defaulting to tensor (arguments.py: `args.expert_tensor_parallel_size =
+        # args.tensor_model_parallel_size` when unset, core_r0.10.0 on)
+        "megatron_expert_layout": Rule(
+            "!has(self.training) || self.training.framework != 'megatron' || has(self.training.expertTensorParallel) "
+            "|| !has(self.parallelism) || self.parallelism.data % self.parallelism.expert == 0",
+            "with framework megatron, parallelism.expert must divide parallelism.data: Megatron splits the experts "
+            "over expert tensor (by default parallelism.tensor) x expert ranks, and the world must be a multiple of "
+            "that; set training.expertTensorParallel (e.g. 1) to take expert ranks from the tensor group too",
+            ".parallelism.expert"),
         "expert_tensor_parallel_layout": Rule(
             "!has(self.training) || !has(self.training.expertTensorParallel) || (has(self.parallelism) && "
             "(self.parallelism.tensor * self.parallelism.data) % "
@@ -1419,7 +1436,10 @@ class Parallelism(_Model):
     tensor: int = Field(1, gt=0)
     pipeline: int = Field(1, gt=0)
     data: int = Field(1, gt=0)
-    expert: int = Field(1, gt=0)
+    expert: int = Field(1, gt=0, description=(
+        "expert-parallel degree of a MoE model: its routed experts are spread over this many of the tensor x data "
+        "GPUs (vLLM's --enable-expert-parallel uses all of them, tensor x data). It adds no GPU, so it must divide "
+        "tensor x data; with framework megatron, data (expert tensor parallel defaults to tensor)"))
 
     @property
     def total_gpus(self) -> int:
@@ -1459,6 +1479,8 @@ class LLMWorkloadSpec(_Model):
     @model_validator(mode="after")
     def _cross_field(self) -> LLMWorkloadSpec:
         rules = RULES["LLMWorkloadSpec"]
+        if self.parallelism is not None and (self.parallelism.tensor * self.parallelism.data) % self.parallelism.expert:
+            raise ValueError(rules["expert_layout"].message)
         if self.workload == "inference":
             if self.training is not None:
                 raise ValueError(rules["training_block"].message)
@@ -1489,6 +1511,9 @@ class LLMWorkloadSpec(_Model):
             if not t.runs_pipeline_stages and self.parallelism and self.parallelism.pipeline > 1:
                 raise ValueError(rules["deepspeed_pipeline_zero"].message)
             par = self.parallelism
+            if (t.framework == "megatron" and t.expert_tensor_parallel is None and par is not None
+                    and par.data % par.expert):
+                raise ValueError(rules["megatron_expert_layout"].message)
             if t.expert_tensor_parallel is not None and (
                     par is None or (par.tensor * par.data) % (t.expert_tensor_parallel * par.expert)):
                 raise ValueError(rules["expert_tensor_parallel_layout"].message)

@@ -229,3 +229,25 @@ def test_every_model_source_has_a_label_for_the_model_column():
     arch = {"num_layers": 16, "hidden_size": 2048, "intermediate_size": 8192, "num_attention_heads": 32,
             "num_key_value_heads": 8, "vocab_size": 128256}
     assert label({"architecture": arch}) == "custom (16 layers x 2048)"
+
+
+@pytest.mark.parametrize("workload, par", [("inference", {"tensor": 2, "expert": 8}),
+                                           ("training", {"data": 2, "expert": 8})])
+def test_expert_parallel_adds_no_gpus(workload, par):
+    # expert 8 over 2 GPUs: every engine builds its expert group from the tensor and data ranks
+    doc = {"model": {"preset": "qwen3-30b-a3b"}, "workload": workload, "parallelism": par,
+           **({"training": {"framework": "fsdp"}} if workload == "training" else {})}
+    with pytest.raises(InvalidWorkload, match=r"spec\.parallelism\.expert: parallelism\.expert must divide"):
+        parse_spec(doc)
+    parse_spec({**doc, "parallelism": {**par, "expert": 2}})
+
+
+def test_megatron_experts_split_over_expert_tensor_times_expert():
+    # tensor 2 x data 2 with expert 4: expert tensor defaults to 2, so 2 x 4 ranks do not divide the 4 GPUs
+    doc = {"model": {"preset": "qwen3-30b-a3b"}, "workload": "training", "training": {"framework": "megatron"},
+           "parallelism": {"tensor": 2, "data": 2, "expert": 4}}
+    with pytest.raises(InvalidWorkload, match="with framework megatron, parallelism.expert must divide "
+                                              "parallelism.data"):
+        parse_spec(doc)
+    parse_spec({**doc, "training": {"framework": "megatron", "expertTensorParallel": 1}})
+    parse_spec({**doc, "training": {"framework": "fsdp"}})
