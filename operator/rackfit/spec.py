@@ -1133,7 +1133,10 @@ class Training(_Model):
         "torchtune's gradient_accumulation_steps; torchtitan's global batch over its local batch times the "
         "data-parallel size). Each micro-batch runs alone, so the activations stay those of one microBatchSize; from "
         "the second micro-batch on, the gradients of the earlier ones are held while it runs (on one GPU, under DDP "
-        "beside its buckets, under accelerate's FSDP1 unsharded), which can raise the peak. Default 1: none"))
+        "beside its buckets, under accelerate's FSDP1 unsharded), which can raise the peak. Under framework "
+        "megatron with pipeline stages, the step's micro-batches (Megatron's num_microbatches: global batch over "
+        "micro-batch times data parallel): no stage holds more of them than the step has; unsaid, the first stage "
+        "is taken to hold as many as the schedule could. Default 1: none"))
     float8: Literal["none", "tensorwise", "rowwise", "mxfp8"] | None = Field(None, description=(
         "float8 training of the linear layers, method full: framework fsdp, torchao's Float8Linear as torchtitan's "
         "--model.converters float8 applies it (tensorwise, its default recipe; rowwise, --float8.recipe_name "

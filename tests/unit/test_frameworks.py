@@ -376,6 +376,24 @@ def test_megatron_interleaved_stages_hold_their_warmup_chunks():
     assert acts("megatron", Layout(pipeline=1), virtualStages=8).kept == acts("megatron").kept
 
 
+def test_megatron_stages_hold_no_more_micro_batches_than_the_step_has():
+    """schedules.py caps 1F1B's warmup at num_microbatches (min(p - rank - 1, m), the steady forward only when some
+    remain) and the interleaved one at m x v chunk forwards: a step of fewer micro-batches than stages (T847, PP 2 with
+    one micro-batch a step) holds only those on the first stage. Unsaid, the upper bound stays."""
+    one = acts("megatron", Layout(pipeline=4), stage="last").kept
+    assert acts("megatron", Layout(pipeline=4), stage="first", gradientAccumulationSteps=2).kept == 2 * one
+    assert acts("megatron", Layout(pipeline=4), stage="first", gradientAccumulationSteps=8).kept == 4 * one
+    assert acts("megatron", Layout(pipeline=4), stage="first").kept == 4 * one
+    assert acts("megatron", Layout(pipeline=4), stage="last", gradientAccumulationSteps=1).kept == one
+    # interleaved, 8 one-layer chunks a stage: one micro-batch runs all 8 chunks (instead of 35 and 29 held)
+    for stage in ("first", "last"):
+        held = acts("megatron", Layout(pipeline=4), stage=stage, virtualStages=8, gradientAccumulationSteps=1).kept
+        assert held == pytest.approx(one, rel=1e-6)
+    # the most loaded stage is then the last, which also holds the loss
+    capped = acts("megatron", Layout(pipeline=2), gradientAccumulationSteps=1)
+    assert capped.loss_backward > 0
+
+
 def test_megatron_end_stages_hold_their_layers_and_a_vocabulary_matrix():
     """gpt_model.py builds the embedding on the first stage and the output layer on the last: each end stage
     holds its L/p layers and one vocabulary matrix, more than a p-th of the model."""

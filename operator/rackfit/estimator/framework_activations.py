@@ -323,7 +323,8 @@ def eager_chunked_loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd
 
 
 def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,
-              virtual: int = 1, held: tuple[int, int] = (0, 0), recompute: int = 0) -> tuple[int, int, int]:
+              virtual: int = 1, held: tuple[int, int] = (0, 0), recompute: int = 0,
+              microbatches: int | None = None) -> tuple[int, int, int]:
     """(kept, loss forward, loss backward) of the pipeline stage asked for: "first" holds `pipeline` micro-batches
     of its layers and no loss, "last" one micro-batch and the loss, "max" the larger. 1F1B as Megatron runs it
     (megatron/core/pipeline_parallel/schedules.py, forward_backward_pipelining_without_interleaving:
@@ -334,8 +335,13 @@ def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[i
     schedules.py get_pp_rank_microbatches, forward_backward_pipelining_with_interleaving) runs
     2 (pipeline - rank - 1) + (virtual - 1) x microbatch_group_size_per_vp_stage warmup forwards of one chunk
     each (the group size defaults to the pipeline size, megatron/core/model_parallel_config.py), plus the one in steady
-    state: the last stage holds (virtual - 1) pipeline + 1 chunks' activations, the first 2 (pipeline - 1) more
-    (fewer when the step has fewer micro-batches than that, which the spec does not say: the upper bound).
+    state: the last stage holds (virtual - 1) pipeline + 1 chunks' activations, the first 2 (pipeline - 1) more.
+    `microbatches`: the step's micro-batches where the spec says them (Megatron's num_microbatches, the spec's
+    gradientAccumulationSteps); a stage never holds more than the step has: schedules.py at the row releases
+    (Megatron-LM main of 2025-09-01 and d98e8a6) caps the 1F1B warmup, `num_warmup_microbatches =
+    min(num_warmup_microbatches, num_microbatches)` with the steady-state forward only when micro-batches remain, and
+    get_pp_rank_microbatches the interleaved one at total_num_microbatches = num_microbatches x num_model_chunks
+    (are_all_microbatches_in_warmup). Unsaid (None): the upper bound above.
     `held`: what the runtime's schedule keeps beside the activations on the (first, last) stage (fsdp:
     torch.distributed.pipelining's buffers and output chunks), counted with the kept activations. "max" compares
     each end stage at its own peak: the first's kept activations and a layer's recompute, the last's and the larger
@@ -344,12 +350,13 @@ def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[i
     if pipeline == 1:
         return int(L * kept_per * tokens), fwd, bwd
     stage_layers = math.ceil(L / pipeline)
+    cap = math.inf if microbatches is None else microbatches * virtual  # the step's chunk forwards on a stage
     if virtual > 1:
         chunk_layers = stage_layers / virtual
-        first = int((2 * (pipeline - 1) + (virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
-        last = int(((virtual - 1) * pipeline + 1) * chunk_layers * kept_per * tokens)
+        first = int(min(2 * (pipeline - 1) + (virtual - 1) * pipeline + 1, cap) * chunk_layers * kept_per * tokens)
+        last = int(min((virtual - 1) * pipeline + 1, cap) * chunk_layers * kept_per * tokens)
     else:
-        first = int(stage_layers * pipeline * kept_per * tokens)
+        first = int(stage_layers * min(pipeline, cap) * kept_per * tokens)
         last = int(stage_layers * kept_per * tokens)
     first, last = first + held[0], last + held[1]
     if stage == "first" or (stage == "max" and first + recompute >= last + max(fwd, bwd, recompute)):
@@ -414,7 +421,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
         mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
         kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
-                                   tr.virtual_stages or 1, held=(0, mtp))
+                                   tr.virtual_stages or 1, held=(0, mtp),
+                                   microbatches=tr.gradient_accumulation_steps)
         if layout.pipeline == 1:
             kept += mtp
         return Activations(kept, int(recompute * tokens), fwd, bwd)
