@@ -398,6 +398,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
             "activationCheckpointing full",
             ".cpuCheckpointing"),
+        "joint_graph": Rule(
+            "!has(self.jointGraph) || !self.jointGraph || (self.framework == 'fsdp' && self.compile && "
+            "(!has(self.modelCode) || self.modelCode != 'transformers') && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.jointGraph is torchtitan's whole-model joint-graph trainers (graph_trainer, compiler_toolkit): "
+            "only with framework fsdp (FSDP2, torchtitan's model code) and compile true", ".jointGraph"),
         "hybridep_capacity_factor": Rule(
             "!has(self.hybridepCapacityFactor) || self.framework == 'fsdp'",
             "training.hybridepCapacityFactor is torchtitan's HybridEP non-blocking dispatch (moe_comm_backend "
@@ -1179,6 +1185,16 @@ class Training(_Model):
         "GPU at the backward's peak. Hugging Face models checkpoint with torch.utils.checkpoint, which this setting "
         "does not change. Default false"))
 
+    joint_graph: bool | None = Field(None, description=(
+        "framework fsdp with compile: torchtitan's whole-model joint-graph trainers of 2026 (experiments graph_trainer "
+        "in its default AOT mode, compiler_toolkit): the model, SimpleFSDP's all-gathers included, is exported as one "
+        "forward-backward graph and split by AOTAutograd's default_partition, run without Inductor. Without "
+        "activation checkpointing that partitioner saves every forward node the backward uses except the all-gathers "
+        "(tagged MUST_RECOMPUTE): eager autograd's saved set, and the views of each gathered 16-bit weight that the "
+        "matmuls' backward reads, so every block stays gathered from its forward to its backward. With "
+        "checkpointing, as compiled. The loss is as compile / compileLoss say (the compiler toolkit leaves "
+        "compile.enable false: its loss is not compiled, compileLoss false). Default false"))
+
     hybridep_capacity_factor: float | None = Field(None, gt=0, le=1, description=(
         "framework fsdp, a MoE model under expert parallel: torchtitan's HybridEP dispatch in non-blocking mode "
         "(moe_comm_backend hybridep with non_blocking_capacity_factor, as deepseek_v3_16b_hybridep sets 1.0). With "
@@ -1263,6 +1279,9 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.joint_graph and not (
+                self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code and self.compile):
+            raise ValueError(rules["joint_graph"].message)
         if self.hybridep_capacity_factor is not None and self.framework != "fsdp":
             raise ValueError(rules["hybridep_capacity_factor"].message)
         if self.zero_init is not None and not (self.framework == "deepspeed" and self.zero_stage == 3):
