@@ -93,6 +93,11 @@ TORCHTITAN_SPLIT_ROOT = (0, 2)
 # (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
 # spec can only say "before 0.2"
 TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
+# torchtitan's MoE.forward scored the routed outputs with torch.bmm over a [bs*slen*top_k, dim] zeros tensor of the whole
+# sequence, `.float()`-ed (PR 1974, e1f7f318a, November 21, 2025, "remove scatter_add in MoE implementation") until PR
+# 2775 (8bc267dea, April 6, 2026, "change torch.bmm back to scatter add"): the releases between are v0.2.1 (December 26,
+# 2025) and v0.2.2 (February 20, 2026)
+TORCHTITAN_BMM_SCORES = ((0, 2, 1), (0, 2, 3))
 # torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
@@ -1388,6 +1393,15 @@ class Training(_Model):
         if self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code:
             return True
         return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
+
+    @property
+    def torchtitan_bmm_scores(self) -> bool:
+        """torchtitan 0.2.1-0.2.2 (TORCHTITAN_BMM_SCORES): MoE.forward scores the routed outputs by torch.bmm over
+        `routed_output_unsorted`, a [bs*slen*top_k, dim] tensor of the layer's whole input, upcast with `.float()`
+        (torchtitan/models/common/moe/moe.py at 72f89d206^); unset means a current main, which scatter-adds."""
+        first, after = TORCHTITAN_BMM_SCORES
+        return self.torchtitan_version is not None and not _older(self.torchtitan_version, first) \
+            and _older(self.torchtitan_version, after)
 
     @property
     def torchtitan_grouped_shared_experts(self) -> bool:

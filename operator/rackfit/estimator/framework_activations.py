@@ -457,6 +457,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         per += hf_fsdp2.whole_norm_bytes(a, tr, t)
     if moe_training.applies(a, torchtitan(tr), t):  # torchtitan's router, fp32 scoring copy, padded token groups
         per += moe_training.eager_extra_bytes(a, tr, layout, tokens)
+    elif moe_training.sequence_parallel_routing(a, torchtitan(tr), layout):  # the same, the router on every rank
+        per += moe_training.sequence_parallel_routing_bytes(a, tr, layout, tokens)
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
         kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
