@@ -93,10 +93,10 @@ TORCHTITAN_SPLIT_ROOT = (0, 2)
 # (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
 # spec can only say "before 0.2"
 TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
-# torchtitan's MoE.forward scored the routed outputs with torch.bmm over a [bs*slen*top_k, dim] zeros tensor of the whole
-# sequence, `.float()`-ed (PR 1974, e1f7f318a, November 21, 2025, "remove scatter_add in MoE implementation") until PR
-# 2775 (8bc267dea, April 6, 2026, "change torch.bmm back to scatter add"): the releases between are v0.2.1 (December 26,
-# 2025) and v0.2.2 (February 20, 2026)
+# torchtitan's MoE.forward scored the routed outputs with torch.bmm over a [bs*slen*top_k, dim] zeros tensor of the
+# whole sequence, `.float()`-ed (PR 1974, e1f7f318a, November 21, 2025, "remove scatter_add in MoE implementation")
+# until PR 2775 (8bc267dea, April 6, 2026, "change torch.bmm back to scatter add"): the releases between are v0.2.1
+# (December 26, 2025) and v0.2.2 (February 20, 2026)
 TORCHTITAN_BMM_SCORES = ((0, 2, 1), (0, 2, 3))
 # torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
