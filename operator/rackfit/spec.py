@@ -93,6 +93,11 @@ TORCHTITAN_SPLIT_ROOT = (0, 2)
 # (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
 # spec can only say "before 0.2"
 TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
+# torchtitan's MoE.forward scored the routed outputs with torch.bmm over a [bs*slen*top_k, dim] zeros tensor of the
+# whole sequence, `.float()`-ed (PR 1974, e1f7f318a, November 21, 2025, "remove scatter_add in MoE implementation")
+# until PR 2775 (8bc267dea, April 6, 2026, "change torch.bmm back to scatter add"): the releases between are v0.2.1
+# (December 26, 2025) and v0.2.2 (February 20, 2026)
+TORCHTITAN_BMM_SCORES = ((0, 2, 1), (0, 2, 3))
 # torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
 # to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
 # February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
@@ -415,6 +420,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "(deepspeed.checkpointing, as Megatron-DeepSpeed runs it): only with framework deepspeed and "
             "activationCheckpointing full",
             ".cpuCheckpointing"),
+        "joint_graph": Rule(
+            "!has(self.jointGraph) || !self.jointGraph || (self.framework == 'fsdp' && self.compile && "
+            "(!has(self.modelCode) || self.modelCode != 'transformers') && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2))",
+            "training.jointGraph is torchtitan's whole-model joint-graph trainers (graph_trainer, compiler_toolkit): "
+            "only with framework fsdp (FSDP2, torchtitan's model code) and compile true", ".jointGraph"),
         "hybridep_capacity_factor": Rule(
             "!has(self.hybridepCapacityFactor) || self.framework == 'fsdp'",
             "training.hybridepCapacityFactor is torchtitan's HybridEP non-blocking dispatch (moe_comm_backend "
@@ -1199,6 +1210,16 @@ class Training(_Model):
         "GPU at the backward's peak. Hugging Face models checkpoint with torch.utils.checkpoint, which this setting "
         "does not change. Default false"))
 
+    joint_graph: bool | None = Field(None, description=(
+        "framework fsdp with compile: torchtitan's whole-model joint-graph trainers of 2026 (experiments graph_trainer "
+        "in its default AOT mode, compiler_toolkit): the model, SimpleFSDP's all-gathers included, is exported as one "
+        "forward-backward graph and split by AOTAutograd's default_partition, run without Inductor. Without "
+        "activation checkpointing that partitioner saves every forward node the backward uses except the all-gathers "
+        "(tagged MUST_RECOMPUTE): eager autograd's saved set, and the views of each gathered 16-bit weight that the "
+        "matmuls' backward reads, so every block stays gathered from its forward to its backward. With "
+        "checkpointing, as compiled. The loss is as compile / compileLoss say (the compiler toolkit leaves "
+        "compile.enable false: its loss is not compiled, compileLoss false). Default false"))
+
     hybridep_capacity_factor: float | None = Field(None, gt=0, le=1, description=(
         "framework fsdp, a MoE model under expert parallel: torchtitan's HybridEP dispatch in non-blocking mode "
         "(moe_comm_backend hybridep with non_blocking_capacity_factor, as deepseek_v3_16b_hybridep sets 1.0). With "
@@ -1283,6 +1304,9 @@ class Training(_Model):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+        if self.joint_graph and not (
+                self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code and self.compile):
+            raise ValueError(rules["joint_graph"].message)
         if self.hybridep_capacity_factor is not None and self.framework != "fsdp":
             raise ValueError(rules["hybridep_capacity_factor"].message)
         if self.zero_init is not None and not (self.framework == "deepspeed" and self.zero_stage == 3):
@@ -1389,6 +1413,15 @@ class Training(_Model):
         if self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code:
             return True
         return _older(self.torchtitan_version, TORCHTITAN_SPLIT_ROOT)
+
+    @property
+    def torchtitan_bmm_scores(self) -> bool:
+        """torchtitan 0.2.1-0.2.2 (TORCHTITAN_BMM_SCORES): MoE.forward scores the routed outputs by torch.bmm over
+        `routed_output_unsorted`, a [bs*slen*top_k, dim] tensor of the layer's whole input, upcast with `.float()`
+        (torchtitan/models/common/moe/moe.py at 72f89d206^); unset means a current main, which scatter-adds."""
+        first, after = TORCHTITAN_BMM_SCORES
+        return self.torchtitan_version is not None and not _older(self.torchtitan_version, first) \
+            and _older(self.torchtitan_version, after)
 
     @property
     def torchtitan_grouped_shared_experts(self) -> bool:

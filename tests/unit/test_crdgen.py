@@ -104,7 +104,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".zeroInit", ".cpuRamEfficientLoading",
                                                   ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
-                                                  ".hybridepCapacityFactor",
+                                                  ".jointGraph", ".hybridepCapacityFactor",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
                                                   ".mtpNumLayers", ".transformerImpl", ".transformerImpl",

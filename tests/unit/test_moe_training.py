@@ -173,3 +173,36 @@ def test_hybridep_non_blocking_buffer_rows():
 def test_hybridep_is_torchtitans(framework):
     with pytest.raises(ValueError, match="hybridepCapacityFactor"):
         Training(framework=framework, method="full", microBatchSize=1, sequenceLength=8, hybridepCapacityFactor=1.0)
+
+
+def _tp_ep(version: str | None, compile_model: bool = False) -> Training:
+    return Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=2,
+                    sequenceLength=4096, activationCheckpointing="none", compile=compile_model,
+                    torchtitanVersion=version)
+
+
+def test_sequence_parallel_routing_keeps_the_whole_sequence_scoring_copy_at_0_2_1_to_0_2_2():
+    # T742's layout: tensor 2 borrowed for expert parallel 2 (apply_moe_ep_tp's ReordererSequenceParallel). At 0.2.2
+    # MoE.forward's bmm saves routed_output_unsorted.float(), [bs*slen*top_k, dim] of the whole sequence on every
+    # tensor rank: 4 B x 6 x 2048 a token; the router's fp32 sigmoid scores (64) and top-k index (6 x int64) of every
+    # token; the reorderer's two int64 indices of this rank's half of the copies; 32 local experts x 8 padded rows
+    layout = Layout(data=4, tensor=2, expert=2)
+    tokens = 2 * 4096
+    assert moe_training.sequence_parallel_routing(DSV3_16B, True, layout)
+    assert not moe_training.sequence_parallel_routing(DSV3_16B, True, Layout(data=4, tensor=2))
+    padded = 32 * 8 * (2048 + 4 * 1408) * 2 / tokens
+    per_moe = 4 * 6 * 2048 + 4 * 64 + 8 * 6 + 2 * 8 * 6 / 2 + padded
+    got = moe_training.sequence_parallel_routing_bytes(DSV3_16B, _tp_ep("0.2.2"), layout, tokens)
+    assert got == pytest.approx(per_moe * 26 / 27)
+    # the scatter-add form (0.2.0, or a current main): this rank's half of the copies
+    half = moe_training.sequence_parallel_routing_bytes(DSV3_16B, _tp_ep("0.2.0"), layout, tokens)
+    assert got - half == pytest.approx(4 * 6 * 2048 / 2 * 26 / 27)
+    assert moe_training.sequence_parallel_routing_bytes(DSV3_16B, _tp_ep(None), layout, tokens) == half
+    # compiled: the 16-bit routed outputs (the upcast recomputed), padded rows without silu's output
+    compiled = moe_training.sequence_parallel_routing_bytes(DSV3_16B, _tp_ep("0.2.2", True), layout, tokens)
+    padded_compiled = 32 * 8 * (2048 + 3 * 1408) * 2 / tokens
+    assert compiled == pytest.approx((2 * 6 * 2048 + 4 * 64 + 8 * 6 + 8 * 6 + padded_compiled) * 26 / 27)
+    # in the layer count: runtime_activations adds it under tensor and expert parallel
+    kept = runtime_activations(DSV3_16B, _tp_ep("0.2.2"), layout).kept - \
+        runtime_activations(DSV3_16B, _tp_ep("0.2.0"), layout).kept
+    assert kept == pytest.approx((got - half) * tokens * 27, rel=1e-6)

@@ -399,11 +399,37 @@ def frozen_input_bytes(a: ModelArch, tr: Training, t: int) -> float:
     return saved
 
 
+def joint_graph_keeps_gathered(tr: Training) -> bool:
+    """`jointGraph` without activation checkpointing: torchtitan's graph_trainer (AOT mode, its default) and
+    compiler_toolkit export the whole model, SimpleFSDP's all-gathers included, as one forward-backward graph and
+    split it with aot_compile_joint_with_descriptors' default partition_fn, default_partition (torch 2.11,
+    torch/_functorch/aot_autograd.py; graph_utils.joint_graph_builder at torchtitan 72f89d206^ and a764c9815^ passes
+    none). Its only recompute tags are the FSDP all-gathers': reshard_after_forward.annotate_fsdp_all_gather marks the
+    all_gather, its wait_tensor, a slice right after it and the cast before it MUST_RECOMPUTE. default_partition
+    (torch/_functorch/partitioners.py) saves every other forward node the backward uses, so (1) the saved set is
+    eager autograd's, not the min-cut partitioner's (no recompute of pointwise ops: activations.compile_savings does
+    not apply), and (2) the untagged views of each gathered weight that a matmul's backward reads (`t` / `transpose`
+    of the 16-bit all-gather output, aten.mm's and _grouped_mm's saved `mat2`) are saved, so every block's gathered
+    16-bit weights stay alive from its forward to its backward, as with reshard_after_forward false. With
+    checkpointing the regions' ops all carry tags (MUST_SAVE or PREFER_RECOMPUTE), the views among them: as
+    compiled, resharded after the forward."""
+    return bool(tr.joint_graph) and tr.activation_checkpointing == "none"
+
+
+def partitioned_as(tr: Training) -> Training:
+    """The job as its saved set is estimated: under joint_graph_keeps_gathered the same job eager (compile off, the
+    loss as `tr` states it), else `tr`."""
+    if joint_graph_keeps_gathered(tr):
+        return tr.model_copy(update={"compile": False, "compile_loss": tr.loss_compiled})
+    return tr
+
+
 def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
     """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
     (Megatron logs its last rank's memory)."""
     t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
     ckpt = tr.activation_checkpointing
+    tr = partitioned_as(tr)
     frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
     if tr.framework == "megatron":
         sp = sequence_parallel(tr, t)
@@ -439,6 +465,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         per += hf_fsdp2.whole_norm_bytes(a, tr, t)
     if moe_training.applies(a, torchtitan(tr), t):  # torchtitan's router, fp32 scoring copy, padded token groups
         per += moe_training.eager_extra_bytes(a, tr, layout, tokens)
+    elif moe_training.sequence_parallel_routing(a, torchtitan(tr), layout):  # the same, the router on every rank
+        per += moe_training.sequence_parallel_routing_bytes(a, tr, layout, tokens)
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
         kept_per, recompute = ACT_BYTES * a.hidden_size / split, per

@@ -29,6 +29,7 @@ from rackfit.estimator.activations import (
     freed_16bit_logits_bytes,
 )
 from rackfit.estimator.framework_activations import (
+    joint_graph_keeps_gathered,
     loss_parallel,
     runtime_activations,
     sequence_parallel,
@@ -283,7 +284,9 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # block stays gathered from its forward until its backward (FSDPParamGroup.post_forward skips the
                 # reshard; post_backward reshards, reshard_after_backward=True), so the backward starts with every
                 # block's 16-bit copy on the GPU, not two
-                held = 2 if tr.reshard_after_forward is not False else a.num_layers
+                # jointGraph without checkpointing keeps them too (framework_activations.joint_graph_keeps_gathered)
+                held = 2 if tr.reshard_after_forward is not False and not joint_graph_keeps_gathered(tr) \
+                    else a.num_layers
                 gathered = held * layer * compute_bytes + output * compute_bytes
                 buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
             if d > 1:

@@ -17,7 +17,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp', 'training', 'ada'): (-16.0, 12.4, 7, 'memory'),
     ('fsdp', 'training', 'ampere'): (-17.3, 53.5, 9, 'memory'),
     ('fsdp', 'training', 'any'): (-49.3, 53.5, 139, 'memory'),
-    ('fsdp', 'training', 'blackwell'): (-19.8, 8.3, 36, 'memory'),
+    ('fsdp', 'training', 'blackwell'): (-7.1, 8.3, 36, 'memory'),
     ('fsdp', 'training', 'hopper'): (-49.3, 35.5, 76, 'memory'),
     ('fsdp1', 'training', 'ada'): (-30.2, 8.3, 3, 'memory'),
     ('fsdp1', 'training', 'ampere'): (-22.0, 219.9, 62, 'memory'),

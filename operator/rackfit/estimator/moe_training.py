@@ -115,6 +115,33 @@ def eager_extra_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -
     return per_moe * a.moe_layers / a.num_layers
 
 
+def sequence_parallel_routing(a: ModelArch, titan: bool, layout: Layout) -> bool:
+    """torchtitan's MoE under tensor and expert parallel with expert_tensor_parallel_degree 1 (its default):
+    apply_moe_ep_tp (models/llama4/parallelize.py at 72f89d206^; the DeepSeek-V3 models call it) all-gathers the MoE
+    input to every tensor rank (PrepareModuleInputOutput, Shard(1) -> Replicate), runs the router on the whole
+    sequence (`moe.router.gate`: NoParallel) and, "if TP is borrowed for EP", splits the routed copies over the tensor
+    ranks (ReordererSequenceParallel: each takes bs*slen/t tokens' top-k)."""
+    return a.is_moe and titan and layout.tensor > 1 and layout.expert > 1
+
+
+def sequence_parallel_routing_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> float:
+    """Bytes a token (of `tokens`, the whole sequence) and layer, averaged over the layers as eager_extra_bytes, that
+    torchtitan's MoE keeps under sequence_parallel_routing beyond the experts' matmul tensors (activations.py's routed
+    term, split over the tensor ranks) and the gathered input (the norm's output, whole): the router's fp32 scores
+    and top-k index of every token (the router runs on the whole sequence), the reorderer's two indices of this
+    rank's copies, the padded token-group rows, and the scores' upcast copy of the routed outputs - at 0.2.1-0.2.2
+    (Training.torchtitan_bmm_scores) MoE.forward scatters this rank's outputs into `routed_output_unsorted =
+    torch.zeros((bs * slen * top_k, dim))` and the bmm with the scores saves its `.float()` (eager; the 16-bit tensor
+    compiled) for the scores' gradient: the whole sequence's top-k copies on every tensor rank; else the
+    scatter-add form's copy of this rank's copies."""
+    k, h, t = a.num_experts_per_token, a.hidden_size, layout.tensor
+    score_copy = (ACT_BYTES if tr.compile else SCORE_COPY_EAGER_BYTES) * k * h / (1 if tr.torchtitan_bmm_scores else t)
+    router = ROUTER_SCORE_BYTES * a.num_experts + INDEX_BYTES * k
+    reorder = (ROUTING_INDEX_TENSORS - 1) * INDEX_BYTES * k / t
+    per_moe = router + reorder + score_copy + padding_bytes(a, tr, layout) / max(tokens, 1)
+    return per_moe * a.moe_layers / a.num_layers
+
+
 def flex_sac(a: ModelArch, titan: bool, t: int) -> bool:
     """Per-op SAC wraps modules, not blocks: torchtitan's DeepSeek-V3 (MLA, flex attention in every flavor)."""
     return applies(a, titan, t) and a.is_mla
