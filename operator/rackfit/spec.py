@@ -580,6 +580,12 @@ class Architecture(_Model):
     linear_state_float32: bool | None = Field(None, description=(
         "the recurrent (ssm) state is kept in float32, not the model's dtype: vLLM's mamba_ssm_cache_dtype as "
         "config.json's mamba_ssm_dtype sets it (Qwen3.5) or NemotronH's float32 default"))
+    index_head_dim: int | None = Field(None, ge=0, description=(
+        "the lightning indexer of DeepSeek-V3.2's sparse attention (config.json index_head_dim, with index_topk): "
+        "its key width, cached a token and layer beside the MLA latent (SGLang's NSA pool) and its projections "
+        "held whole on every rank; 0 or unset: no indexer"))
+    index_num_heads: int | None = Field(None, ge=0, description=(
+        "the lightning indexer's query heads (config.json index_n_heads): the width of its wq_b and weights_proj"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "

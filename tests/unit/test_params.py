@@ -51,6 +51,7 @@ TOTALS = [
     ("qwen3-next-80b-a3b", 79_674_391_296, 1e-5),  # safetensors total (Qwen3-Coder-Next, the same shape)
     # the model card's "35B" total (vision tower included, the MTP layer not); computed: 35,107,115,376
     ("qwen3.6-35b-a3b-nvfp4", 35.1e9, 1e-2),
+    ("kimi-k2-thinking", 1.0264e12, 1e-4),  # (computed) Moonshot's "1T total": 384 experts x 60 MoE layers
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.result import EngineSettings
-from rackfit.estimator.sglang import dp_reserve_mib, piecewise_reserve_mib, speculative_reserve_mib
+from rackfit.estimator.sglang import dp_reserve_mib, nsa_fraction, piecewise_reserve_mib, speculative_reserve_mib
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
@@ -149,7 +149,9 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         util = round(util - speculative_reserve_mib(inf) / mib, 3)  # its reserve for the drafter, after the floor
     if inf.engine == "sglang":
         util *= sglang_vlm_factor(inf, a)
-    return EngineSettings(engine=inf.engine, gpu_memory_utilization=inf.gpu_memory_utilization or util,
+    # SGLang 0.5.3 sets DeepSeek-V3.2's fraction over the flag too (sglang.nsa_fraction)
+    forced = nsa_fraction(inf, a) if inf.engine == "sglang" else None
+    return EngineSettings(engine=inf.engine, gpu_memory_utilization=forced or inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
 

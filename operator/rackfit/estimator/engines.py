@@ -70,6 +70,9 @@ from rackfit.estimator.sglang import (
     kv_layers,
     max_num_reqs,
     max_running_requests,
+    nsa,
+    nsa_kv_precision,
+    nsa_layer_bytes,
     page_size,
     pool_tokens,
     req_to_token_bytes,
@@ -317,14 +320,18 @@ def v0_virtual_engine_refusal(inf: Inference, layout: Layout, pool: int, per_tok
 
 def _sglang_pool(s: EngineSettings, refused: str | None, inf: Inference, a: ModelArch, layout: Layout, gpu: GPU,
                  pool: int, per_layer: int, hybrid: bool, reserve: int, precision: str = "bf16",
-                 states: int | None = None) -> tuple[int, int, str | None]:
+                 states: int | None = None, allocated_layer: int | None = None) -> tuple[int, int, str | None]:
     """SGLang's pool in tokens (sglang.pool_tokens: the page, the hybrid sliding-window split), its running limit, and
     why it would not start (`refused` so far, else whether the (1 - mem_fraction_static) reserve holds the
     request-to-token table it allocates with the pool, with cuBLAS's workspace after it: sglang.req_to_token_bytes;
-    init_memory_pool). `states`: a Gated DeltaNet hybrid's request states (sglang.gdn_states), capping the requests."""
+    init_memory_pool). `states`: a Gated DeltaNet hybrid's request states (sglang.gdn_states), capping the requests.
+    `allocated_layer`: what a token of a layer takes where the pool allocates more than the cell `per_layer` it was
+    sized with (DeepSeek-V3.2's NSA pool, sglang.nsa_layer_bytes): the excess comes out of the reserve."""
     stage_layers = kv_layers(a, heaviest_stage_layers(a.num_layers, layout.pipeline))
     page = page_size(inf, a, gpu)
     tokens = pool_tokens(pool, per_layer, stage_layers, a, hybrid, page)
+    if allocated_layer is not None and allocated_layer > per_layer:
+        reserve -= tokens * (allocated_layer - per_layer) * stage_layers
     cell = per_layer * stage_layers
     with_draft = sglang_cell_bytes(inf, a, cell, stage_layers)
     if not hybrid and with_draft != cell:  # the draft's pool inside (speculative.py)
@@ -459,6 +466,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
     per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=latent,
                                          mla_head_size=mla_head)
+    # DeepSeek-V3.2 under SGLang: the NSA pool's record and indexer keys a layer (what a token costs), and the smaller
+    # cell its profile sizes the pool with (sglang.nsa_layer_bytes)
+    sizing_layer = per_layer
+    if nsa(inf, a):
+        sizing_layer, per_layer = nsa_layer_bytes(inf, a, nsa_kv_precision(inf, gpu))
 
     # what the paging of a V1 request depends on, the same for every length kv_request is asked about
     v1 = inf.engine == "vllm" and not inf.vllm_v0
@@ -574,9 +586,9 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
                                         heaviest_stage_layers(a.num_layers, layout.pipeline))
             states = gdn_states(inf, pool, per_state)
             pool -= states * per_state
-        engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0), per_layer,
-                                                             sglang_hybrid, total - before - budget, precision,
-                                                             states)
+        engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0),
+                                                             sizing_layer, sglang_hybrid, total - before - budget,
+                                                             precision, states, per_layer)
     else:
         # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
         # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's

@@ -45,10 +45,20 @@ def attention_params(a: ModelArch) -> int:
             else h * heads * qk_head
         kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank \
             + a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim)
-        return q + kv + heads * a.v_head_dim * h
+        return q + kv + heads * a.v_head_dim * h + indexer_params(a)
     q_dim, kv_dim = a.query_width, a.kv_width
     bias = q_dim + 2 * kv_dim if a.attention_bias else 0
     return h * q_dim + 2 * h * kv_dim + q_dim * h + bias
+
+
+def indexer_params(a: ModelArch) -> int:
+    """One layer's lightning indexer (DeepSeek-V3.2; 0 without one): wq_b (q_lora_rank, or hidden, to heads x
+    index_head_dim), wk (hidden to index_head_dim), k_norm (a LayerNorm's weight and bias) and weights_proj (hidden to
+    heads): the Indexer of SGLang's layers/attention/nsa/nsa_indexer.py (read in 0.5.3) and vLLM's deepseek_v2.py."""
+    if not a.has_indexer:
+        return 0
+    d, n, h = a.index_head_dim, a.index_num_heads, a.hidden_size
+    return (a.q_lora_rank or h) * n * d + h * d + 2 * d + h * n
 
 
 def lora_projections(a: ModelArch, targets: frozenset[str]) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.kvcache import KV_BYTES
 from rackfit.estimator.linear_attention import gated_delta_net, state_bytes
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
@@ -94,7 +95,10 @@ def hybrid_swa(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> bool:
 
 
 def page_size(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> int:
-    """The token-to-KV pool's page under the release's default attention backend (SGLANG_TRTLLM_MHA_PAGE)."""
+    """The token-to-KV pool's page under the release's default attention backend (SGLANG_TRTLLM_MHA_PAGE), or
+    DeepSeek-V3.2's NSA pool's (NSA_PAGE)."""
+    if nsa(inf, a):
+        return NSA_PAGE
     if not _sm100(gpu) or (a is not None and a.is_mla):
         return 1
     if not inf.sglang_before(SGLANG_TRTLLM_MHA_DEFAULT):
@@ -102,6 +106,74 @@ def page_size(inf: Inference, a: ModelArch | None, gpu: GPU | None) -> int:
     if gpt_oss_shaped(a) and not inf.sglang_before(SGLANG_TRTLLM_MHA_GPT_OSS):
         return SGLANG_TRTLLM_MHA_PAGE
     return 1
+
+
+# --- DeepSeek-V3.2's sparse attention (NSA): a model with the lightning indexer (ModelArch.has_indexer) ------------
+# Read in the 0.5.3, 0.5.4, 0.5.5 and 0.5.10 wheels: server_args.py model_specific_adjustments (`is_deepseek_nsa`:
+# DeepseekV3/V32ForCausalLM with index_topk), model_runner.py profile_max_num_token (0.5.3-0.5.5) and
+# model_runner_kv_cache_mixin.py get_cell_size_per_token (0.5.10), mem_cache/memory_pool.py NSATokenToKVPool and
+# MLATokenToKVPool's kv_cache_dim. From 0.5.3, DeepSeek-V3.2's first release, SGLang:
+# - keeps an NSATokenToKVPool: a token and layer hold the MLA record and the indexer's keys, index_head_dim fp8 bytes
+#   and a float32 scale a 128 (index_k_with_scale_buffer, uint8): 132 B for V3.2 (nsa_index_bytes);
+# - stores an fp8 record as kv_lora_rank fp8 values, a float32 scale a 128 of them and the rope part in 16 bits (the
+#   kv_cache_dim 656 MLATokenToKVPool hard-codes in 0.5.3 and 0.5.4, calculate_mla_kv_cache_dim's override after), any
+#   other dtype as (kv_lora_rank + qk_rope_head_dim) x its bytes;
+# - caches in fp8 on Blackwell (compute capability 10 and up, "for Blackwell, we support fp8 only currently"): over
+#   whatever was asked in 0.5.3 and 0.5.4, for kv_cache_dtype auto only from 0.5.5 (nsa_kv_precision);
+# - sizes the pool with a cell of (kv_lora_rank + qk_rope_head_dim) x the dtype's bytes a layer, without the fp8
+#   record's scales and 16-bit rope, and without the indexer's keys before 0.5.4 (PR 11309, "Include indexer kv cache
+#   when estimating kv cache size", from 0.5.4): the pool then allocates more than rest_memory, and the difference
+#   comes out of the (1 - mem_fraction_static) reserve (S1233: "avail mem=15.38 GB" after a 65.49 GiB pool);
+# - pages by 64 (page_size = 64, NSA_PAGE);
+# - sets mem_fraction_static to 0.8 over any other in 0.5.3 ("Setting mem fraction static to 0.8 for DeepSeek NSA";
+#   gone in 0.5.4: nsa_fraction);
+# - turns DP attention on at dp = tp, which rackfit does not infer: inference.dataParallelAttention states it.
+# Later releases (0.5.10's trtllm/tilelang backends keep the unscaled record) are taken as 0.5.5's.
+SGLANG_NSA = (0, 5, 3)
+SGLANG_NSA_INDEXER_CELL = (0, 5, 4)
+SGLANG_NSA_FP8_ONLY_AUTO = (0, 5, 5)
+SGLANG_NSA_FRACTION_UNTIL = (0, 5, 4)
+NSA_FRACTION = 0.8
+NSA_PAGE = 64
+NSA_SCALE_BLOCK = 128  # values a float32 scale covers (NSATokenToKVPool.quant_block_size)
+NSA_SCALE_BYTES = 4
+
+
+def nsa(inf: Inference | None, a: ModelArch | None) -> bool:
+    """SGLang keeps this model's cache in its NSA pool (a lightning indexer, from SGLANG_NSA)."""
+    return (inf is not None and inf.engine == "sglang" and a is not None and a.has_indexer
+            and not inf.sglang_before(SGLANG_NSA))
+
+
+def nsa_kv_precision(inf: Inference, gpu: GPU | None) -> str:
+    """The NSA pool's dtype: fp8 on Blackwell (whatever was asked before SGLANG_NSA_FP8_ONLY_AUTO, else unless
+    inference.kvCachePrecision says otherwise), the spec's elsewhere."""
+    blackwell = gpu is not None and gpu.architecture == "blackwell"
+    asked = "kv_cache_precision" in inf.model_fields_set
+    if blackwell and (inf.sglang_before(SGLANG_NSA_FP8_ONLY_AUTO) or not asked):
+        return "fp8"
+    return inf.kv_cache_precision or "bf16"
+
+
+def nsa_index_bytes(a: ModelArch) -> int:
+    """The indexer's cached key a token and layer: index_head_dim fp8 bytes and a float32 scale a 128."""
+    return a.index_head_dim + a.index_head_dim // NSA_SCALE_BLOCK * NSA_SCALE_BYTES
+
+
+def nsa_layer_bytes(inf: Inference, a: ModelArch, precision: str) -> tuple[int, int]:
+    """(profile_max_num_token's cell, what the NSA pool allocates) a token and layer, in bytes."""
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    cell = latent * KV_BYTES[precision]
+    if not inf.sglang_before(SGLANG_NSA_INDEXER_CELL):
+        cell += nsa_index_bytes(a)
+    record = (a.kv_lora_rank + a.kv_lora_rank // NSA_SCALE_BLOCK * NSA_SCALE_BYTES + 2 * a.qk_rope_head_dim
+              if precision == "fp8" else latent * KV_BYTES[precision])
+    return cell, record + nsa_index_bytes(a)
+
+
+def nsa_fraction(inf: Inference, a: ModelArch | None) -> float | None:
+    """The mem_fraction_static SGLang sets for an NSA model over the default and the flag (0.5.3), else None."""
+    return NSA_FRACTION if nsa(inf, a) and inf.sglang_before(SGLANG_NSA_FRACTION_UNTIL) else None
 
 
 # --- Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5/3.6): a state a request beside the token pool ------------------------

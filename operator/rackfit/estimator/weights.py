@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from rackfit.estimator.params import ParamCounts
+from rackfit.estimator.params import ParamCounts, indexer_params
 from rackfit.estimator.result import Layout
 from rackfit.estimator.sglang import attention_tensor, dp_attention, vocab_shards
 from rackfit.models import ModelArch, heaviest_stage_layers
@@ -237,15 +237,19 @@ def mla_dequant_copy_bytes(arch: ModelArch | None, layout: Layout, attention_byt
 # DeepSeekV2FusedQkvAProjLinear, a MergedColumnParallelLinear with disable_tp=True (0.19.0); SGLang's
 # DeepseekV2AttentionMLA keeps them ReplicatedLinear too. Every rank holds hidden x (q_lora_rank + kv_lora_rank +
 # qk_rope_head_dim) a layer: for DeepSeek-V3 at tensor 8, 15.1M parameters a layer, 0.75 GiB of fp8 a rank more than
-# an even split.
+# an even split. DeepSeek-V3.2's lightning indexer is whole on every rank too: SGLang's Indexer (layers/attention/nsa/
+# nsa_indexer.py, read in 0.5.3) builds wq_b, wk and weights_proj as ReplicatedLinear, as vLLM's deepseek_v2.py
+# Indexer does ("no tensor parallel, just replicated"); 14M parameters a layer for V3.2 (params.indexer_params), priced
+# at the attention's bytes (weights_proj, 0.5M of them, is left unquantized there).
 REPLICATED_MLA_RUNTIMES = ("vllm", "sglang")
 
 
 def mla_replicated_params(arch: ModelArch | None, runtime: str | None) -> int:
-    """One layer's attention parameters every tensor rank holds whole (MLA's q_a and kv_a projections)."""
+    """One layer's attention parameters every tensor rank holds whole (MLA's q_a and kv_a projections, and the
+    lightning indexer's projections where the model has one)."""
     if arch is None or not arch.is_mla or runtime not in REPLICATED_MLA_RUNTIMES:
         return 0
-    return arch.hidden_size * (arch.q_lora_rank + arch.kv_lora_rank + arch.qk_rope_head_dim)
+    return arch.hidden_size * (arch.q_lora_rank + arch.kv_lora_rank + arch.qk_rope_head_dim) + indexer_params(arch)
 
 
 def mxfp4_triton(runtime: str | None, architecture: str | None, inference: Inference | None) -> bool:

@@ -76,6 +76,9 @@ class ModelArch(BaseModel):
     linear_conv_kernel_dim: int = 0
     linear_state_float32: bool = False
     attention_output_gate: bool = False  # q_proj twice as wide, its second half gating the output (Qwen3-Next)
+    # DeepSeek-V3.2's lightning indexer (spec Architecture; 0: none): its key width and query heads
+    index_head_dim: int = 0
+    index_num_heads: int = 0
     # Set when only a parameter count is known: weights come from it, the rest is a rough stand-in.
     declared_parameters: int = 0
     # A pre-quantized checkpoint: what each module stores (models/quantization.py); None = the spec's precision
@@ -92,6 +95,11 @@ class ModelArch(BaseModel):
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank > 0
+
+    @property
+    def has_indexer(self) -> bool:
+        """An MLA model with DeepSeek-V3.2's lightning indexer (sparse attention)."""
+        return self.is_mla and self.index_head_dim > 0
 
     @property
     def query_width(self) -> int:

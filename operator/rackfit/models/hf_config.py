@@ -32,6 +32,8 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
     "v_head_dim": ("v_head_dim",),
     "sliding_window": ("sliding_window",),
     "attention_chunk_size": ("attention_chunk_size",),
+    "index_head_dim": ("index_head_dim",),
+    "index_num_heads": ("index_n_heads",),
 }
 
 
