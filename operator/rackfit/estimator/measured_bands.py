@@ -46,7 +46,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'ada'): (-7.7, -6.1, 2, 'memory'),
     ('transformers', 'training', 'ampere'): (-15.4, 37.0, 78, 'memory'),
-    ('transformers', 'training', 'any'): (-45.8, 37.0, 114, 'memory'),
+    ('transformers', 'training', 'any'): (-45.8, 37.0, 112, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.3, 4.1, 15, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 82.2, 27, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 36, 'kv cache'),
