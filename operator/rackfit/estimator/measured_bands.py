@@ -49,8 +49,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'any'): (-45.8, 37.0, 112, 'memory'),
     ('transformers', 'training', 'hopper'): (-4.3, 4.1, 15, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 82.2, 27, 'kv cache'),
-    ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 36, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-15.9, 1202.0, 151, 'kv cache'),
-    ('vllm', 'inference', 'blackwell'): (0.4, 71.6, 13, 'kv cache'),
-    ('vllm', 'inference', 'hopper'): (-2.2, 199.8, 75, 'kv cache'),
+    ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 37, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-17.6, 1202.0, 154, 'kv cache'),
+    ('vllm', 'inference', 'blackwell'): (0.4, 71.6, 14, 'kv cache'),
+    ('vllm', 'inference', 'hopper'): (-17.6, 199.8, 76, 'kv cache'),
 }
