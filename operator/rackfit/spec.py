@@ -176,6 +176,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "inference.dataParallelAttention: SGLang before 0.4.5 sets --dp-size to the tensor size under "
             "--enable-dp-attention: give parallelism.tensor, or engineVersion 0.4.5 or later",
             ".inference.dataParallelAttention"),
+        "optimizer_in_backward_layout": Rule(
+            "!has(self.training) || !has(self.training.optimizerInBackward) || "
+            "!self.training.optimizerInBackward || (has(self.parallelism) && "
+            "self.parallelism.data * self.parallelism.tensor * self.parallelism.pipeline == 1)",
+            "training.optimizerInBackward is torchtune's optimizer_in_bwd in its single-device recipes: only on one "
+            "GPU, so set parallelism with data, tensor and pipeline 1 (without it the planner may pick more GPUs)",
+            ".training.optimizerInBackward"),
         "full_precision": Rule(
             "!has(self.training) || self.training.method != 'full' || self.precision in ['fp32', 'bf16', 'fp16']",
             "a full fine-tune trains the weights: precision must be fp32, bf16 or fp16; "
@@ -331,6 +338,18 @@ RULES: dict[str, dict[str, Rule]] = {
         "loss_parallel": Rule("!has(self.lossParallel) || self.framework == 'fsdp'",
                               "training.lossParallel says whether fsdp's tensor parallel keeps the logits split over "
                               "the vocabulary: only with framework fsdp", ".lossParallel"),
+        "optimizer_in_backward": Rule(
+            "!has(self.optimizerInBackward) || !self.optimizerInBackward || (self.framework == 'transformers' && "
+            "self.method == 'full' && (!has(self.gradientAccumulationSteps) || self.gradientAccumulationSteps == 1))",
+            "training.optimizerInBackward is torchtune's optimizer_in_bwd: only with framework transformers (its "
+            "single-device full recipe, as its rows state it), method full and no gradient accumulation",
+            ".optimizerInBackward"),
+        "paged_optimizer": Rule(
+            "!has(self.pagedOptimizer) || !self.pagedOptimizer || "
+            "(self.optimizer == 'adamw8bit' && self.framework == 'transformers')",
+            "training.pagedOptimizer is bitsandbytes' PagedAdamW8bit (states in CUDA managed memory): only with "
+            "optimizer adamw8bit and framework transformers (torchtune's single-device recipes; bitsandbytes' paged "
+            "optimizers do not run under its FSDP recipes)", ".pagedOptimizer"),
         "activation_offloading": Rule(
             "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
             "self.activationCheckpointing == 'full')",
@@ -971,6 +990,18 @@ class Training(_Model):
         "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm) with its reentrant gradient "
         "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
         "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
+    paged_optimizer: bool | None = Field(None, description=(
+        "optimizer adamw8bit as bitsandbytes' PagedAdamW8bit (bitsandbytes/functional.py get_paged: "
+        "cudaMallocManaged, outside PyTorch's caching allocator, for every state of a tensor of 1e5 elements or "
+        "more): the CUDA driver pages the states between host and GPU as the GPU fills, so they are not counted "
+        "on it. Only with framework transformers (torchtune's single-device recipes). Default false: the 8-bit "
+        "states are counted on the GPU"))
+    optimizer_in_backward: bool | None = Field(None, description=(
+        "torchtune's optimizer_in_bwd (training/memory.py register_optim_in_bwd_hooks): one optimizer per parameter, "
+        "stepped by the parameter's post-accumulate-grad hook, which then frees its gradient, so no moment holds "
+        "every gradient and no step follows the backward. Only with framework transformers (torchtune's "
+        "single-device full recipe), method full, one GPU and no gradient accumulation (the recipe refuses "
+        "gradient_accumulation_steps > 1 with it). Default false"))
     activation_offloading: bool = Field(False, description=(
         "torchtune's enable_activation_offloading (training/_activation_offloading.py, OffloadActivations) with full "
         "activation checkpointing: each checkpointed layer's input is copied to pinned CPU memory as the forward goes "
@@ -1255,6 +1286,11 @@ class Training(_Model):
         if self.activation_offloading and not (
                 self.framework in ("fsdp", "transformers") and self.activation_checkpointing == "full"):
             raise ValueError(rules["activation_offloading"].message)
+        if self.optimizer_in_backward and not (self.framework == "transformers" and self.method == "full"
+                                               and (self.gradient_accumulation_steps or 1) == 1):
+            raise ValueError(rules["optimizer_in_backward"].message)
+        if self.paged_optimizer and not (self.optimizer == "adamw8bit" and self.framework == "transformers"):
+            raise ValueError(rules["paged_optimizer"].message)
         if self.loss_chunk_backward is not None and not (
                 self.framework == "fsdp" and (self.loss_chunks or 1) > 1):
             raise ValueError(rules["loss_chunk_backward"].message)
@@ -1553,6 +1589,8 @@ class LLMWorkloadSpec(_Model):
             if not t.runs_pipeline_stages and self.parallelism and self.parallelism.pipeline > 1:
                 raise ValueError(rules["deepspeed_pipeline_zero"].message)
             par = self.parallelism
+            if t.optimizer_in_backward and (par is None or par.data * par.tensor * par.pipeline != 1):
+                raise ValueError(rules["optimizer_in_backward_layout"].message)
             if (t.framework == "megatron" and t.expert_tensor_parallel is None and par is not None
                     and par.data % par.expert):
                 raise ValueError(rules["megatron_expert_layout"].message)

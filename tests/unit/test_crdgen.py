@@ -89,11 +89,14 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     assert rules["self.workload == 'training' || !has(self.training)"]["fieldPath"] == ".training"
     assert any("qlora" in r and "'nf4'" in r for r in rules)
     assert any("'full'" in r and "'fp32', 'bf16', 'fp16'" in r for r in rules)
+    assert [r["fieldPath"] for r in rules.values() if "optimizerInBackward" in r["rule"]] == [
+        ".training.optimizerInBackward"]
     training = spec["properties"]["training"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in training] == [".loraRank", ".loraTargets", ".loraDropout", ".zeroStage",
                                                   ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
+                                                  ".optimizerInBackward", ".pagedOptimizer",
                                                   ".activationOffloading", ".lossChunkBackward",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion",

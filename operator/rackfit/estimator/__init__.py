@@ -165,7 +165,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         if phase == "load":
             notes.append(_load_note(spec.training, spec.precision, p, layout))
         if spec.training.optimizer == "adamw8bit":
-            notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
+            notes.append("bitsandbytes' paged 8-bit states (training.pagedOptimizer) are CUDA managed memory the "
+                         "driver pages to the host as the GPU fills; not counted on the GPU"
+                         if spec.training.paged_optimizer else
+                         "paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
         notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))
@@ -327,12 +330,20 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     accumulated = transformers_accumulated_grads(tr, layout, states.gradients)
     grads_during_backward = (states.gradients if layout.data > 1 else 0) + accumulated
     param_grads = ddp_param_grads(tr, layout, states.gradients)
-    backward_peak = act.layers + max(loss, act.recompute + dequant) + grads_during_backward
     trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
     largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
     temp = step_temporary_bytes(tr, stepping, trained_bytes, largest)
     step_peak = states.gradients + param_grads + temp
+    if tr.optimizer_in_backward:
+        # torchtune's optimizer_in_bwd (torchtune/training/memory.py register_optim_in_bwd_hooks, at 30b8519e8 and
+        # 1814feb17): one optimizer per parameter, `p.register_post_accumulate_grad_hook(optim_step)` with optim_step
+        # `optim_dict[param].step(); optim_dict[param].zero_grad()` (set_to_none). A gradient lives from its
+        # accumulation to its step, inside the backward beside the activations; no moment holds them all and no
+        # step follows. Counted at the backward's peak: the largest parameter's gradient and its step's temporaries.
+        grads_during_backward += largest * trained_bytes + step_temporary_bytes(tr, largest, trained_bytes, largest)
+        step_peak = 0
+    backward_peak = act.layers + max(loss, act.recompute + dequant) + grads_during_backward
     # DDP: every param.grad made beside the buckets, layer 0's recompute still live (docs/accuracy.md, issue 22).
     # Without whole-layer recompute layer 0's saved activations are live there instead: autograd frees a node's saved
     # tensors only when its backward has run (torch/csrc/autograd/function.h `release_variables`), and layer 0's
@@ -381,7 +392,8 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
         backward_reserved = (b_act + grads_during_backward + int(backward_share * (b_transient - b_dequant))
                              + backward_cached)
         slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - states.optimizer))
-    unfit = unfit_step_temporaries(arch, tr, layout, trained_bytes)
+    # optimizer_in_bwd steps one parameter at a time, its temporaries counted in the backward above
+    unfit = 0 if tr.optimizer_in_backward else unfit_step_temporaries(arch, tr, layout, trained_bytes)
     if unfit:
         # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
         # (estimator/peft.py): the step reserves the backward's peak and its slack, plus those temporaries

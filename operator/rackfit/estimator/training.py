@@ -40,7 +40,10 @@ def optimizer_state_bytes(tr: Training, n: int, state_dtype_bytes: int, a: Model
     if optimizer == "sgd" and not tr.momentum:
         return 0
     if optimizer == "adamw8bit":
-        return n * 2  # two 8-bit states (+ negligible block scales)
+        # bitsandbytes' paged states (training.pagedOptimizer; bitsandbytes 0.43 functional.py get_paged,
+        # optim/optimizer.py get_state_buffer: cudaMallocManaged for a tensor of 1e5 elements or more) are CUDA
+        # managed memory, outside PyTorch's allocator, which the driver pages to the host as the GPU fills: none on it
+        return 0 if tr.paged_optimizer else n * 2  # two 8-bit states (+ negligible block scales)
     if optimizer == "adafactor":
         # factored second moment: a row and a column vector per matrix, about 2h per h^2 matrix
         return int(n * 2 / a.hidden_size * state_dtype_bytes) + 1
