@@ -94,7 +94,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".method", ".optimizer", ".compile",
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
-                                                  ".activationOffloading", ".lossChunkBackward",
+                                                  ".activationOffloading", ".lossUpcast", ".lossChunkBackward",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".kbitNormsFp32",
