@@ -356,6 +356,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.activationOffloading is torchtune's enable_activation_offloading, modelled with full "
             "activation checkpointing (only the checkpointed layer inputs go to CPU): only with framework fsdp or "
             "transformers and activationCheckpointing full", ".activationOffloading"),
+        "loss_upcast": Rule(
+            "!has(self.lossUpcast) || self.lossUpcast || (self.framework == 'transformers' && self.method != 'qlora' "
+            "&& !has(self.lossChunks))",
+            "training.lossUpcast false is a job's own cross-entropy on transformers' 16-bit logits: only with "
+            "framework transformers, method full or lora (a 16-bit head) and no lossChunks", ".lossUpcast"),
         "loss_chunk_backward": Rule(
             "!has(self.lossChunkBackward) || (self.framework == 'fsdp' && has(self.lossChunks) && self.lossChunks > 1)",
             "training.lossChunkBackward is torchtitan's ChunkedCELoss, which runs each chunk's backward in the loss: "
@@ -1019,6 +1024,15 @@ class Training(_Model):
     loss_chunks: int | None = Field(None, gt=0, description=(
         "cross-entropy computed over this many chunks of the tokens, the fp32 buffers of one chunk alive at a "
         "time (chunked or fused-linear cross-entropy); default 1: the whole fp32 log-softmax at once"))
+    loss_upcast: bool | None = Field(None, description=(
+        "framework transformers, method full or lora: whether the cross-entropy runs on fp32 logits. Default true: "
+        "transformers' own loss (the model called with labels; ForCausalLMLoss, loss/loss_utils.py, upcasts with "
+        "`logits.float()`). false: the job calls the model without labels and computes the loss itself on the "
+        "16-bit logits it gets back (a plain PyTorch loop's nn.CrossEntropyLoss over `logits[:, :-1, :].reshape(-1, "
+        "vocab)`) and drops the model's output before the backward: a 16-bit shifted copy and a 16-bit log-softmax, "
+        "no fp32 buffer. From transformers 4.46 the causal-LM models return the lm_head's 16-bit output when no labels "
+        "are given (4.49.0 models/llama/modeling_llama.py LlamaForCausalLM.forward); before 4.46 their forward "
+        "upcasts the logits whatever the caller does, so false changes nothing there"))
     loss_chunk_backward: bool | None = Field(None, description=(
         "framework fsdp with lossChunks > 1: the loss computes each chunk's logits from the hidden states and runs "
         "that chunk's backward before the next one (torchtitan's ChunkedCELoss, components/loss.py, from April 2026), "
@@ -1291,6 +1305,9 @@ class Training(_Model):
             raise ValueError(rules["optimizer_in_backward"].message)
         if self.paged_optimizer and not (self.optimizer == "adamw8bit" and self.framework == "transformers"):
             raise ValueError(rules["paged_optimizer"].message)
+        if self.loss_upcast is False and not (
+                self.framework == "transformers" and self.method != "qlora" and self.loss_chunks is None):
+            raise ValueError(rules["loss_upcast"].message)
         if self.loss_chunk_backward is not None and not (
                 self.framework == "fsdp" and (self.loss_chunks or 1) > 1):
             raise ValueError(rules["loss_chunk_backward"].message)
@@ -1430,6 +1447,12 @@ class Training(_Model):
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by
         transformers PR 35646, which pads the labels instead)."""
         return _older(self.transformers_version, HF_LOSS_WITHOUT_SHIFT_COPY)
+
+    @property
+    def own_16bit_loss(self) -> bool:
+        """The job's own cross-entropy over 16-bit logits (lossUpcast false): the model returns its lm_head's 16-bit
+        output only from transformers 4.46 (holds_16bit_logits_at_loss); before, its forward upcasts them itself."""
+        return self.loss_upcast is False and self.holds_16bit_logits_at_loss
 
     @property
     def holds_16bit_logits_at_loss(self) -> bool:

@@ -97,7 +97,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
                                                   ".optimizerInBackward", ".pagedOptimizer",
-                                                  ".activationOffloading", ".lossChunkBackward",
+                                                  ".activationOffloading", ".lossUpcast", ".lossChunkBackward",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".kbitNormsFp32",

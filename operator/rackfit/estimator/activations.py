@@ -83,6 +83,16 @@ FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
 SHIFT_COPY_BYTES = 4
 
 
+# A job's own loss on the model's 16-bit logits (Training.own_16bit_loss; ljm565/universal-llm-trainer 1c4dca8
+# src/models/llama3.py Llama3.forward: `self.criterion(output.logits[:, :-1, :].reshape(-1, vocab), ...)`, then
+# `del output`): at the end of the forward the 16-bit logits, the 16-bit copy reshape makes of the non-contiguous
+# shifted slice and the 16-bit log-softmax F.cross_entropy saves (torch's log_softmax keeps the input's dtype); in the
+# backward the saved log-softmax, nll_loss's gradient of it and log_softmax_backward's gradient of the shifted copy,
+# all 16-bit (the logits and the copy have no reference left once the loss returns and the output is dropped).
+OWN_LOSS_FORWARD_BYTES = 2 + 2 + 2
+OWN_LOSS_BACKWARD_BYTES = 2 + 2 + 2
+
+
 # Under torch.compile a norm keeps its 16-bit input and its 16-bit output: the output feeds the next matmuls, whose
 # weight gradient (an mm in the backward) needs it, so the partitioner may not recompute it (below).
 COMPILED_NORM_BYTES_PER_H = 2 * 2 * ACT_BYTES   # two norms per layer, input and output each
@@ -260,6 +270,10 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
     # transformers before 4.46: the model upcasts in its forward and drops the 16-bit logits (an unchunked loss only)
     logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
+    if tr.own_16bit_loss:
+        return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
+                                   loss_forward=int(tokens * vocab * OWN_LOSS_FORWARD_BYTES),
+                                   loss_backward=int(tokens * vocab * OWN_LOSS_BACKWARD_BYTES))
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
