@@ -147,10 +147,9 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
         util, tokens, seqs = TRTLLM_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
     if inf.engine == "sglang" and inf.speculative_on:
         util = round(util - speculative_reserve_mib(inf) / mib, 3)  # its reserve for the drafter, after the floor
-    if inf.engine == "sglang":
-        util *= sglang_vlm_factor(inf, a)
+    util *= sglang_vlm_factor(inf, a)
     # SGLang 0.5.3 sets DeepSeek-V3.2's fraction over the flag too (sglang.nsa_fraction)
-    forced = nsa_fraction(inf, a) if inf.engine == "sglang" else None
+    forced = nsa_fraction(inf, a)
     return EngineSettings(engine=inf.engine, gpu_memory_utilization=forced or inf.gpu_memory_utilization or util,
                           max_num_batched_tokens=inf.max_num_batched_tokens or tokens,
                           max_num_seqs=inf.max_num_seqs or seqs, max_model_len=inf.context_length)
@@ -159,8 +158,8 @@ def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: Mod
 def sglang_vlm_factor(inf: Inference, a: ModelArch | None) -> float:
     """What SGLang's default mem_fraction_static is multiplied by for a multimodal model (one with a vision tower):
     SGLANG_VLM_FLAT's 0.90, then SGLANG_VLM_BY_VIT's adjust_mem_fraction_for_vlm by the ViT's layers x width^2 against
-    ViT-L/14's 24 x 1024^2. 1 for text-only models and before 0.4.9."""
-    if a is None or not a.vision_parameters or inf.sglang_before(SGLANG_VLM_FLAT):
+    ViT-L/14's 24 x 1024^2. 1 for other engines, text-only models and before 0.4.9."""
+    if inf.engine != "sglang" or a is None or not a.vision_parameters or inf.sglang_before(SGLANG_VLM_FLAT):
         return 1.0
     if inf.sglang_before(SGLANG_VLM_BY_VIT):
         return 0.90

@@ -738,11 +738,11 @@ def encoder_peak_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     inter = a.vision_intermediate_size or 4 * w
     widest = max(4 * w / t, (3 if a.vision_gated_mlp else 2) * inter / t)
     _, patches, rows = mm_item(inf, a, s)
-    if long_items:
-        held = profile_forward_tokens(inf, a, s) * a.hidden_size * ACT_BYTES
-        return int(patches * (2 * w + widest) * ACT_BYTES) + long_items * rows * encoder_output_width(a) * ACT_BYTES \
-            + held
-    return int(items * patches * (2 * w + widest) * ACT_BYTES) + items * rows * encoder_output_width(a) * ACT_BYTES
+    # (runs at once, outputs held): V0's long items run one at a time beside inputs_embeds over the whole prompt
+    runs, outputs = (1, long_items) if long_items else (items, items)
+    held = profile_forward_tokens(inf, a, s) * a.hidden_size * ACT_BYTES if long_items else 0
+    return int(runs * patches * (2 * w + widest) * ACT_BYTES) + outputs * rows * encoder_output_width(a) * ACT_BYTES \
+        + held
 
 
 def sampler_warmup_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, profiled: int,
