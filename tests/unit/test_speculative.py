@@ -148,6 +148,26 @@ def test_drafter_graph_pieces():
     assert more - base == pytest.approx(67 * 17 * GRAPH_PRIVATE_BYTES, rel=0.02)
 
 
+def test_v0_drafter_captures_its_own_graphs():
+    # V0's SpecDecodeWorker.initialize_cache runs the MultiStepWorker's initialize_cache after the target's, and its
+    # _warm_up_model captures the draft at the target's batch sizes (vllm 0.6.1 spec_decode_worker.py, worker.py)
+    a = arch()
+    i = inf(speculativeMethod="draft", draftModel=DRAFT, engineVersion="0.6.1")
+    assert i.vllm_v0
+    assert draft_graph_pieces(i, a) == 17
+    assert draft_graph_pieces(inf(speculativeMethod="eagle", engineVersion="0.6.1"), a) == 2
+    assert draft_graph_pieces(inf(speculativeMethod="ngram", engineVersion="0.6.1"), a) == 0
+    s = settings(i, H100, 1, 1, a)
+    base = cuda_graph_bytes(a, Layout(), s, i, H100)
+    more = cuda_graph_bytes(a, Layout(), s, i, H100, 1, draft_graph_pieces(i, a))
+    # V0's 35 decode batches up to 256 stand for GRAPH_SIZES' 67 at the default, 17 more pieces each
+    assert more - base == pytest.approx(67 * 17 * GRAPH_PRIVATE_BYTES, rel=0.02)
+    # serve's graph pool carries them; V0's cache is sized before capture, so the pool leaves it as it was
+    plain = serve(inf(engineVersion="0.6.1"), a, Layout(), 0, 0, H100)
+    drafted = serve(i, a, Layout(), 0, 0, H100)
+    assert drafted.cuda_graphs - plain.cuda_graphs == pytest.approx(67 * 17 * GRAPH_PRIVATE_BYTES, rel=0.02)
+
+
 def test_sglang_reserve_and_headroom():
     a = arch()
     base = settings(inf(engine="sglang", engineVersion="0.5.4"), H100, 1, 1, a).gpu_memory_utilization

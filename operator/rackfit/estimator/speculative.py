@@ -182,11 +182,15 @@ def sampler_profile_bytes(inf: Inference, a: ModelArch, requests: int, sort_peak
 
 
 def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
-    """Piecewise CUDA graph pieces the drafter adds per captured size in vLLM V1: its model is compiled like the
-    target's (@support_torch_compile on the EAGLE/MTP/draft models) and captured at the target's sizes
-    (gpu_model_runner.py capture_model runs self.drafter.dummy_run(num_tokens) for each size under capture), one
-    piece per attention layer plus one. ngram has no model."""
-    if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_v0:
+    """CUDA graph pieces the drafter adds per captured size in vLLM, one per attention layer plus one, as the
+    target's. V1: its model is compiled like the target's (@support_torch_compile on the EAGLE/MTP/draft models) and
+    captured at the target's sizes (gpu_model_runner.py capture_model runs self.drafter.dummy_run(num_tokens) for each
+    size under capture). V0: the drafter is a MultiStepWorker (a Worker; spec_decode_worker.py create_worker, for a
+    draft model and an EAGLE head alike) given the target's enforce_eager (config.py SpeculativeConfig
+    maybe_create_spec_config), and SpecDecodeWorker.initialize_cache runs its initialize_cache after the target's, whose
+    _warm_up_model captures its own graphs at the same batch sizes, after the cache, outside the budget (read in 0.4.1,
+    0.4.3, 0.5.1, 0.5.5, 0.6.1, 0.6.6 and 0.7.0). ngram has no model."""
+    if inf.engine != "vllm" or not inf.speculative_on:
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
