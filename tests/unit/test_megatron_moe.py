@@ -125,12 +125,29 @@ def test_expert_tensor_parallel_one_keeps_each_expert_whole():
     assert dense == _moe_split(2, 4, 4)[0]
 
 
-def test_expert_tensor_parallel_one_keeps_the_expert_activations_whole():
+def test_expert_tensor_parallel_one_keeps_the_expert_outputs_split_over_tp():
+    """A rank routes its s / t tokens (sequence parallel), the dispatcher gathers them over the expert-tensor x EP
+    group: at ETP 1 under TP 2 half the rows of ETP 2 reach the rank's whole experts, so the fc1 and activation
+    outputs and the GELU weighted copy are the same bytes as at ETP = TP; only the permuted input (2 x 512 x 2 B a
+    token at ETP 2) halves."""
     with_tp, _ = megatron_layer_bytes(MOE, tr(), 2, True)
-    whole, _ = megatron_layer_bytes(MOE, tr(expertTensorParallel=1), 2, True)
-    # GELU experts, top-2 of 1024: fc1 + activation outputs (2 x 2 x 2048 B) and the weighted copy (2 x 2048 B)
-    assert whole - with_tp == pytest.approx((2 * 2 * 2048 + 2 * 2048) / 2)
+    etp1, _ = megatron_layer_bytes(MOE, tr(expertTensorParallel=1), 2, True)
+    assert with_tp - etp1 == pytest.approx(2 * 2 * 512 / 2)
     assert megatron_layer_bytes(MOE, tr(expertTensorParallel=2), 2, True)[0] == with_tp
+    # permuted 2 x 512 x 2 B x 1 / 2 = 1,024, the weighted copy 2 x 1024 x 2 B / 2 = 2,048
+    assert megatron_moe_saved_bytes(MOE, 2, 1) == 3072
+    assert megatron_moe_saved_bytes(MOE, 2) == megatron_moe_saved_bytes(MOE, 2, 2) == 4096
+
+
+def test_allgather_buffer_gathers_over_the_expert_tensor_group():
+    """MoEAllGatherTokenDispatcher gathers [(s / t) b, h] over tp_ep_group (ETP x EP) into the global buffer: TP 2,
+    EP 4, 4 x 1,024 tokens of 512: [4096 / 2 x 1 x 4, 512] x 2 B at ETP 1, twice that at ETP 2 (= TP)."""
+    from rackfit.estimator.megatron_buffers import megatron_global_buffer_bytes
+    from rackfit.estimator.result import Layout
+    layout = Layout(tensor=2, data=4, expert=4)
+    assert megatron_global_buffer_bytes(MOE, tr(sequenceParallel=True, expertTensorParallel=1), layout, 2) == \
+        4 * 1024 // 2 * 4 * 512 * 2
+    assert megatron_global_buffer_bytes(MOE, tr(sequenceParallel=True), layout, 2) == 4 * 1024 * 4 * 512 * 2
 
 
 def test_expert_tensor_parallel_is_megatron_only():

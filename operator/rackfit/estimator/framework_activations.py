@@ -232,38 +232,41 @@ def megatron_layer_bytes(a: ModelArch, tr: Training, t: int, sp: bool) -> tuple[
     fp8_replicated, fp8_split = float8.te_saved_input_delta(a, tr)
     replicated, split = replicated + fp8_replicated, split + fp8_split
     per = (replicated / t if sp else replicated) + split / t
-    # the routed experts' fc1 and activation outputs are split over the expert-tensor group, not over t
-    # (--expert-tensor-parallel-size, training.expertTensorParallel; experts.py TEGroupedMLP's linears)
+    # The routed experts' fc1 and activation outputs stay split over t whatever --expert-tensor-parallel-size says
+    # (training.expertTensorParallel, etp): Megatron-LM d98e8a6 trains an MoE under tensor parallel only with
+    # sequence parallel (moe_layer.py MoELayer.forward raises otherwise), so a rank routes its s / t tokens, and the
+    # dispatcher gathers them over the expert-tensor x expert group (token_dispatcher.py: tp_group = expt_tp,
+    # tp_ep_group = tp_ep; MoEAllGatherTokenDispatcher.token_dispatch, MoEAlltoAllTokenDispatcher.dispatch_postprocess):
+    # (s / t) x etp x top-k rows reach the rank's experts, whose fc1 is split over etp (experts.py TEGroupedMLP), so
+    # (s / t) x top-k x the expert's whole width a rank, as with etp = t. Only the permuted input grows with etp.
     etp = tr.expert_tensor_parallel or t
-    if a.is_moe and etp != t:
-        k_inter = a.num_experts_per_token * a.moe_intermediate_size
-        routed = ACT_BYTES * ((2 * k_inter if a.gated_mlp else k_inter) + k_inter)
-        per += routed / etp - routed / t
-    return per + megatron_moe_saved_bytes(a, etp), core / t
+    return per + megatron_moe_saved_bytes(a, t, etp), core / t
 
 
-def megatron_moe_saved_bytes(a: ModelArch, t: int) -> float:
+def megatron_moe_saved_bytes(a: ModelArch, t: int, etp: int | None = None) -> float:
     """Bytes a Megatron-Core MoE layer keeps per token beyond the dense count (Megatron-LM d98e8a6), routing taken
-    as balanced, at an expert-tensor-parallel size `t` (parallelism.tensor unless training.expertTensorParallel says
-    otherwise):
+    as balanced, at tensor-parallel size `t` and expert-tensor-parallel size `etp` (training.expertTensorParallel;
+    unset: t, Megatron's default):
     - the routed experts' fc1 input: the dispatcher's permuted tokens, [top-k x tokens, h] on each rank
       (megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.dispatch_postprocess ->
       moe_utils.permute, an index_select that saves only the indices, so the copy the experts' GroupedLinear /
-      Linear fc1 saves is the only one kept). The allgather over the TP x EP group brings s b ep tokens, the
-      rank's 1/ep of the experts take top-k of them each: top-k x s x b rows of h, split over neither t nor ep.
+      Linear fc1 saves is the only one kept). The gather over the expert-tensor x EP group (tp_ep_group) brings the
+      (s / t) b tokens of etp x ep ranks, the rank's 1/ep of the experts take top-k of them each: top-k x etp x s / t
+      x b rows of h (top-k x s x b at etp = t).
       The router's gating linear (moe_utils.RouterGatingLinearFunction) saves the norm output, the dense count's
       fc1 input.
     - non-gated (GELU) experts: experts.py TEGroupedMLP.forward bias_act_func's unfused branch multiplies the
       activation by the fp32 router probabilities and casts back (`intermediate_parallel * permuted_probs`,
       `.to(original_dtype)`): the multiply saves the activation output (counted) and fc2 saves the weighted 16-bit
-      copy, top-k x moe_intermediate / t more a token (expert tensor parallel = TP, Megatron's default). Gated
+      copy, top-k x moe_intermediate / t more a token (the rows x etp, the width / etp). Gated
       experts with --bias-swiglu-fusion (the default) go through weighted_bias_swiglu_impl, which saves fc1's output
       and the probabilities only: nothing more.
     The probabilities (fp32, one a routed copy) and the routing indices are under 1% of these and not counted."""
     if not a.is_moe:
         return 0.0
+    etp = etp or t
     k = a.num_experts_per_token
-    permuted = ACT_BYTES * k * a.hidden_size
+    permuted = ACT_BYTES * k * a.hidden_size * etp / t
     weighted = 0.0 if a.gated_mlp else ACT_BYTES * k * a.moe_intermediate_size / t
     return permuted + weighted
 

@@ -63,12 +63,14 @@ def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, com
         output_stage = layout.pipeline == 1 or stage != "first"
         if local or output_stage:
             requests.append(s * b * h)  # the all-gathered [s, b, h] input of a column-parallel linear
-    if a.is_moe and (t > 1 or layout.expert > 1):
+    etp = tr.expert_tensor_parallel or t
+    if a.is_moe and (etp > 1 or layout.expert > 1):
         # the allgather token dispatcher (--moe-token-dispatcher-type, default "allgather": TransformerConfig
         # moe_token_dispatcher_type; megatron/core/transformer/moe/token_dispatcher.py MoEAllGatherTokenDispatcher.
-        # token_dispatch): every MoE layer gathers its [(s / t) b, h] tokens over the TP x EP group with
-        # use_global_buffer=True (tensor_parallel/mappings.py _gather_along_first_dim): [s b ep, h]
-        requests.append(s * b * layout.expert * h)
+        # token_dispatch, `if self.tp_size > 1 or self.ep_size > 1`, tp_size the expert-tensor group's): every MoE
+        # layer gathers its [(s / t) b, h] tokens over the expert-tensor x EP group (tp_ep_group) with
+        # use_global_buffer=True (tensor_parallel/mappings.py _gather_along_first_dim): [s b ep etp / t, h]
+        requests.append(s * b * layout.expert * etp // t * h)
     return max(requests) * compute_bytes
 
 
