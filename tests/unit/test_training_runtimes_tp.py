@@ -213,6 +213,18 @@ def test_fsdp1_keeps_the_root_unit_gathered():
     assert two.weights - P.embedding * 2 == shards + 2 * layer * 2 + P.embedding * 2
 
 
+def test_fsdp1_layer_moment_reports_the_cached_logits_block():
+    """Where FSDP1's last layer moment outweighs the loss's (a short sequence), the 16-bit logits' block transformers
+    before 4.46 freed at its upcast is still among the peak's activations, and is reported as cached, not allocated."""
+    old = runtime_peak(LLAMA, P, tr(fsdpVersion=1, sequenceLength=512, transformersVersion="4.40.0"), "bf16",
+                       Layout(data=8), 0)
+    new = runtime_peak(LLAMA, P, tr(fsdpVersion=1, sequenceLength=512, transformersVersion="4.46.0"), "bf16",
+                       Layout(data=8), 0)
+    assert old.phase == new.phase == "layer backward"
+    assert old.cached_logits == 512 * LLAMA.vocab_size * 2
+    assert old.activations - old.cached_logits == new.activations
+
+
 def test_fsdp1_loss_moment_forward_holds_the_root_alone():
     """At the loss's forward only the root is gathered (every other unit resharded after its forward); the loss's
     backward adds the prefetched unit, so the larger of the two moments is taken with what it gathers."""

@@ -616,6 +616,10 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         phase, live_act, cached = "backward end", 0, 0
         weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
         transient = backward_transient
+    # the 16-bit logits' cached block is in the peak's activations at the loss's backward, and at FSDP1's layer moment
+    # after it (`start` counts it there too)
+    logits_at_peak = cached_logits if phase == "loss backward" or (
+        phase.startswith("layer") and fsdp1_loss_gathered is not None and pp == 1) else 0
     step_largest = step_first = freed_block = 0
     if fsdp2 and not host:   # offloaded: the step runs on the host
         step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
@@ -628,7 +632,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
                        host_offload=host, step_cached=step_cached,
                        step_segments=step_segments,
-                       cached_logits=cached_logits if phase == "loss backward" else 0)
+                       cached_logits=logits_at_peak)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
