@@ -72,8 +72,12 @@ def comparable(quantity: str, spec, est) -> int:
             # and the blocks ZeRO-1/2's step leaves reserved beside its peak (zero.zero12_step_cached)
             ws = torch_workspace_bytes_outside_megatron(spec.training)
             # and the 16-bit logits' block transformers before 4.46 frees at its upcast (RuntimePeak.cached_logits)
+            # at a step peak, what the step holds live: ZeRO-1/2 keeps no gradient between steps (its states), yet
+            # its 16-bit gradient partition is alive at the step's first moment (zero.zero12_step)
+            step = (r.weights + r.gradients + r.optimizer if est.peak_phase == "optimizer step"
+                    else r.states + r.step_transient)
             return max(r.states + r.backward_transient - r.cached_gradients - r.cached_logits,
-                       r.states + r.step_transient - r.step_cached) + ws
+                       step - r.step_cached) + ws
         # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
         return est.total_bytes - est.breakdown.overhead_bytes + torch_workspace_bytes_outside_megatron(spec.training)
     if quantity == "max_reserved":

@@ -21,6 +21,7 @@ from rackfit.estimator.framework_activations import (
     torchtitan_sac_bytes,
 )
 from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.fsdp import fsdp1_loss_moment
 from rackfit.estimator.params import count_params
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, Training, parse_spec
@@ -197,13 +198,38 @@ def test_fsdp_version_only_with_fsdp():
 
 
 def test_fsdp1_keeps_the_root_unit_gathered():
-    """The root (embeddings and output) is not resharded after the forward: both stay gathered in 16-bit."""
+    """The root (embeddings and output) is not resharded after the forward: both stay gathered in 16-bit. At the
+    loss's backward the root's pre-backward hook has prefetched the last decoder layer (fsdp.fsdp1_loss_moment), and
+    no unsharded gradient exists yet: the peak holds the sharded states, the root, that one unit with its 16-bit
+    shard, and no layer or output gradient."""
     two = runtime_peak(LLAMA, P, tr(fsdpVersion=2), "bf16", Layout(data=8), 0)
     one = runtime_peak(LLAMA, P, tr(fsdpVersion=1), "bf16", Layout(data=8), 0)
     layer = (P.total - 2 * P.embedding) // LLAMA.num_layers
+    shards = 4 * P.total // 8
+    assert one.phase == "loss backward"
+    assert one.weights - shards == P.embedding * 2 * 2 + layer * 2 + layer * 2 // 8
+    assert one.gradients == shards   # the fp32 gradient shards (held), no unsharded gradient or reduce shard
     # FSDP2's own count without its copy-in stream pool (fsdp2_copy_in_pool: a vocabulary matrix beyond two blocks)
-    assert one.weights - (two.weights - P.embedding * 2) >= P.embedding * 2
-    assert two.weights - P.embedding * 2 == 4 * P.total // 8 + 2 * layer * 2 + P.embedding * 2
+    assert two.weights - P.embedding * 2 == shards + 2 * layer * 2 + P.embedding * 2
+
+
+def test_fsdp1_layer_moment_reports_the_cached_logits_block():
+    """Where FSDP1's last layer moment outweighs the loss's (a short sequence), the 16-bit logits' block transformers
+    before 4.46 freed at its upcast is still among the peak's activations, and is reported as cached, not allocated."""
+    old = runtime_peak(LLAMA, P, tr(fsdpVersion=1, sequenceLength=512, transformersVersion="4.40.0"), "bf16",
+                       Layout(data=8), 0)
+    new = runtime_peak(LLAMA, P, tr(fsdpVersion=1, sequenceLength=512, transformersVersion="4.46.0"), "bf16",
+                       Layout(data=8), 0)
+    assert old.phase == new.phase == "layer backward"
+    assert old.cached_logits == 512 * LLAMA.vocab_size * 2
+    assert old.activations - old.cached_logits == new.activations
+
+
+def test_fsdp1_loss_moment_forward_holds_the_root_alone():
+    """At the loss's forward only the root is gathered (every other unit resharded after its forward); the loss's
+    backward adds the prefetched unit, so the larger of the two moments is taken with what it gathers."""
+    assert fsdp1_loss_moment(10, 14, 12, 3, 5) == (27, 3)    # 10 + 14 + 3 against 10 + 12 + 5
+    assert fsdp1_loss_moment(10, 14, 12, 3, 7) == (29, 7)    # a larger prefetched unit: the backward's moment
 
 
 def test_fsdp1_runs_transformers_model_code():

@@ -39,6 +39,7 @@ from rackfit.estimator.framework_activations import (
 from rackfit.estimator.fsdp import (
     bnb_quant_state_bytes,
     expandable_segments,
+    fsdp1_loss_moment,
     fsdp1_wrap_peak,
     fsdp2_backward_inputs,
     fsdp2_backward_moments,
@@ -216,6 +217,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     quant_states = 0   # fsdp.bnb_quant_state_bytes, kept on the GPU under CPU offload
     fp16_optimizer = False
     lora_gathered = None   # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
+    fsdp1_loss_gathered = None   # FSDP1 full: (loss's forward, loss's backward) gathered bytes (fsdp1_loss_moment)
     if fw == "fsdp":
         # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
         # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
@@ -245,6 +247,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             gathered = 2 * layer * compute_bytes + layer * compute_bytes // d + root * compute_bytes
             buckets = layer * compute_bytes + layer * compute_bytes // d + output * compute_bytes
             load, load_cached = fsdp1_wrap_peak(weights, layer * state_bytes, root * state_bytes)
+            fsdp1_loss_gathered = (root * compute_bytes,
+                                   root * compute_bytes + layer * compute_bytes + layer * compute_bytes // d)
         elif full:
             weights = n * state_bytes // d
             grads = n * state_bytes // d
@@ -554,8 +558,18 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
     cached_logits = freed_16bit_logits_bytes(a, tr, vocab_split) if loss >= act.recompute and pp == 1 else 0
     start = act.kept + max(loss, act.recompute) + cached_logits - (grads - held)
     backward_transient = max(start, 0) + gathered + buckets
+    loss_gathered = None   # FSDP1 full, the loss's moment the peak: what is gathered then (no gradient yet)
+    if fsdp1_loss_gathered is not None and pp == 1 and start >= 0:
+        base = start - max(loss, act.recompute)
+        loss_moment, loss_gathered = fsdp1_loss_moment(base, act.loss_forward, act.loss_backward,
+                                                       *fsdp1_loss_gathered)
+        layer_moment = base + act.recompute + gathered + buckets
+        if loss_moment >= layer_moment:
+            backward_transient = loss_moment
+        else:
+            backward_transient, loss_gathered = layer_moment, None
     step_transient = step_extra + temp
-    reused = fsdp_gathered_reuse(tr, gathered)
+    reused = fsdp_gathered_reuse(tr, gathered if loss_gathered is None else loss_gathered)
     moment = None
     fsdp2 = fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1
     if fsdp2 or lora_gathered is not None:
@@ -587,15 +601,25 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         phase, live_act, transient = moment.name, moment.activations, backward_transient
         weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
         cached = 0 if moment.name == "backward end" else cached
+    elif loss_gathered is not None:   # FSDP1's loss moment: the root (and the prefetched unit) gathered, no gradient
+        phase, live_act = "loss backward", act.kept + loss + cached_logits
+        weights_live, grads_live, opt_live = weights + loss_gathered, held, optimizer
+        transient = backward_transient
     elif start >= 0:
-        phase = "loss backward" if loss >= act.recompute else "layer recompute"
-        live_act = act.kept + max(loss, act.recompute) + cached_logits
+        fsdp1_layer = fsdp1_loss_gathered is not None and pp == 1
+        phase = "loss backward" if loss >= act.recompute and not fsdp1_layer else \
+            "layer recompute" if act.recompute else "layer backward"
+        live_act = act.kept + (act.recompute if fsdp1_layer else max(loss, act.recompute)) + cached_logits
         weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
         transient = backward_transient
     else:
         phase, live_act, cached = "backward end", 0, 0
         weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
         transient = backward_transient
+    # the 16-bit logits' cached block is in the peak's activations at the loss's backward, and at FSDP1's layer moment
+    # after it (`start` counts it there too)
+    logits_at_peak = cached_logits if phase == "loss backward" or (
+        phase.startswith("layer") and fsdp1_loss_gathered is not None and pp == 1) else 0
     step_largest = step_first = freed_block = 0
     if fsdp2 and not host:   # offloaded: the step runs on the host
         step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
@@ -608,7 +632,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
                        host_offload=host, step_cached=step_cached,
                        step_segments=step_segments,
-                       cached_logits=cached_logits if phase == "loss backward" else 0)
+                       cached_logits=logits_at_peak)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

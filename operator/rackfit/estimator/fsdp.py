@@ -87,6 +87,23 @@ def fsdp1_wrap_peak(resident: int, layer_unit: int, root_unit: int) -> tuple[int
     return resident + 2 * max(root_unit, layer_unit), 2 * min(root_unit, layer_unit)
 
 
+def fsdp1_loss_moment(base: int, loss_forward: int, loss_backward: int, root: int, root_and_unit: int
+                      ) -> tuple[int, int]:
+    """(what it holds beyond the states, what is gathered then) at FSDP1's loss, a full fine-tune, `base` the kept
+    activations (less the gradients not yet made). Read in torch/distributed/fsdp/_runtime_utils.py (torch 2.1-2.5,
+    the same): `_post_forward_reshard` frees every unit's unsharded flat parameter after its forward but the root's
+    (`not state._is_root`), so at the loss's forward (the fp32 upcast, its shifted copy and the log-softmax, with
+    the 16-bit logits) only the root unit, embeddings and output, is gathered. `_register_pre_backward_hooks` hooks
+    the root's output tensors (the loss among them); the first gradient, the loss's, runs `_pre_backward_hook`,
+    whose `_prefetch_handle(state, handle, _PrefetchMode.BACKWARD)` (BACKWARD_PRE, the default) all-gathers the next
+    unit in backward order, the last decoder layer (`root_and_unit`, its 16-bit low-precision shard counted with
+    it), before the loss's own backward runs. No parameter's gradient exists before the output projection's
+    backward, after the loss's buffers are freed: the loss moments hold no unsharded gradient and no reduce-scatter
+    shard. The larger of the two moments is returned."""
+    forward, backward = base + loss_forward + root, base + loss_backward + root_and_unit
+    return (forward, root) if forward >= backward else (backward, root_and_unit)
+
+
 def fsdp1_reserved_union(wrap_reserved: int, step_reserved: int, unshard_pool: int) -> int:
     """Reserved at the step's peak after FSDP1's wrap (fsdp1_wrap_peak), LoRA/QLoRA. The wrap runs on the default
     stream, so the blocks it leaves cached (`wrap_reserved`, its shards plus freed copies) belong to that stream's
