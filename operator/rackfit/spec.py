@@ -614,6 +614,11 @@ class Architecture(_Model):
         "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
         "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "
         "An inference contextLength above it is refused, as vLLM refuses such a max_model_len"))
+    final_logit_softcapping: float | None = Field(None, ge=0, description=(
+        "config.json's final_logit_softcapping (Gemma 2: 30.0): transformers' forward computes logits = cap x "
+        "tanh(logits / cap) over the whole vocabulary, and tanh keeps its output for the backward, one more "
+        "logit-sized tensor through the training loss (framework transformers). 0 or unset: none. Read from a "
+        "huggingFaceConfig"))
 
 
 class ModelSource(_Model):

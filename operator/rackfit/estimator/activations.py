@@ -93,6 +93,15 @@ OWN_LOSS_FORWARD_BYTES = 2 + 2 + 2
 OWN_LOSS_BACKWARD_BYTES = 2 + 2 + 2
 
 
+# Final logit soft-capping (ModelArch.final_logit_softcapping; transformers' Gemma2ForCausalLM.forward, 4.42.0 to 4.49.0
+# and later, models/gemma2/modeling_gemma2.py): `logits = logits / cap; logits = torch.tanh(logits); logits = logits *
+# cap` over the lm_head's output, before the loss. Division and multiplication by a Python scalar save nothing for the
+# backward; tanh saves its output (TanhBackward0's `result`), a logit-sized tensor in the logits' 16-bit dtype that
+# stays alive from the end of the forward until the capping's backward runs, after the loss's. One 16-bit tensor a
+# logit more at the loss's forward and backward, whatever loss follows.
+SOFTCAP_TANH_BYTES = ACT_BYTES
+
+
 # Under torch.compile a norm keeps its 16-bit input and its 16-bit output: the output feeds the next matmuls, whose
 # weight gradient (an mm in the backward) needs it, so the partitioner may not recompute it (below).
 COMPILED_NORM_BYTES_PER_H = 2 * 2 * ACT_BYTES   # two norms per layer, input and output each
@@ -270,13 +279,15 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
     # transformers before 4.46: the model upcasts in its forward and drops the 16-bit logits (an unchunked loss only)
     logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
+    # Gemma 2's final soft-capping: tanh's saved output beside the loss (SOFTCAP_TANH_BYTES)
+    capped = SOFTCAP_TANH_BYTES if a.final_logit_softcapping else 0
     if tr.own_16bit_loss:
         return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
-                                   loss_forward=int(tokens * vocab * OWN_LOSS_FORWARD_BYTES),
-                                   loss_backward=int(tokens * vocab * OWN_LOSS_BACKWARD_BYTES))
+                                   loss_forward=int(tokens * vocab * (OWN_LOSS_FORWARD_BYTES + capped)),
+                                   loss_backward=int(tokens * vocab * (OWN_LOSS_BACKWARD_BYTES + capped)))
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (logits16 + (4 + 4) / chunks + shift_copy)),
-        loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0))),
+        loss_forward=int(tokens * vocab * (logits16 + (4 + 4) / chunks + shift_copy + capped)),
+        loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0) + capped)),
     )

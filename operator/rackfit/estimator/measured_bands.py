@@ -49,7 +49,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ada'): (-7.7, 4.5, 4, 'memory'),
     ('transformers', 'training', 'ampere'): (-15.4, 37.0, 81, 'memory'),
     ('transformers', 'training', 'any'): (-45.8, 37.0, 127, 'memory'),
-    ('transformers', 'training', 'hopper'): (-8.2, 12.9, 25, 'memory'),
+    ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 82.2, 28, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 38, 'kv cache'),
     ('vllm', 'inference', 'any'): (-17.6, 1202.0, 157, 'kv cache'),

@@ -54,6 +54,7 @@ class ModelArch(BaseModel):
     attention_chunk_size: int = 0  # chunked local attention (Llama 4; 0: none)
     chunked_attention_layers: int = 0
     max_position_embeddings: int = 0  # the longest context supported (0: unknown)
+    final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
     # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, engine_profile.py)
     vision_hidden_size: int = 0

@@ -31,6 +31,7 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
     "qk_nope_head_dim": ("qk_nope_head_dim",),
     "v_head_dim": ("v_head_dim",),
     "sliding_window": ("sliding_window",),
+    "final_logit_softcapping": ("final_logit_softcapping",),
     "attention_chunk_size": ("attention_chunk_size",),
     "index_head_dim": ("index_head_dim",),
     "index_num_heads": ("index_n_heads",),
