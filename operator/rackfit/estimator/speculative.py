@@ -71,10 +71,11 @@ SGLANG_DRAFT_COUNTED = (0, 5, 14)
 # approximately 1.4GB multiplied by the TP count". S1117's OOM (vLLM issue 8731, 0.6.1, tensor 4) lists the three
 # peers at 1.62 GiB each on GPU 0. rackfit counts a bare context per peer (context.context_before_cublas: no kernel
 # or matmul ever runs there); the rest of the 1.4-1.62 GiB is not derived here.
-# Where that context falls: the mp executor starts the workers, which build their SpecDecodeWorker first, before the
-# driver builds its own and runs init_device, whose free-memory reading (init_gpu_memory; the baseline from 0.6.6)
-# predates the profile, so the peers' contexts are outside util x total; 0.6.4's profile counts the device's whole
-# non-torch memory (total - free - torch's, worker.py determine_num_available_blocks), the peers' inside it.
+# Where that context falls: the mp executor starts the workers, which build their SpecDecodeWorker first (0.7.3 waits
+# for all in _run_workers("init_worker"); 0.6.1 and 0.6.6 build them at process start, ahead of the driver), before
+# init_device, whose free-memory reading (init_gpu_memory; the baseline from 0.6.6) predates the profile, so the peers'
+# contexts are outside util x total; 0.6.4's profile counts the device's whole non-torch memory (total - free - torch's,
+# worker.py determine_num_available_blocks), the peers' inside it (0.6.5 not read, taken as 0.6.4).
 PEERS_IN_PROFILE = ((0, 6, 4), (0, 6, 6))
 
 
