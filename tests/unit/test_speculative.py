@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout
+from rackfit.estimator.context import context_before_cublas
 from rackfit.estimator.engine_defaults import settings
 from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes, v2_runner
 from rackfit.estimator.engines import serve
@@ -25,6 +26,7 @@ from rackfit.estimator.speculative import (
     sampler_profile_bytes,
     sglang_extra_tokens,
     sglang_running_default,
+    v0_peer_contexts,
 )
 from rackfit.models import resolve
 from rackfit.spec import Inference, ModelSource, parse_spec
@@ -166,6 +168,37 @@ def test_v0_drafter_captures_its_own_graphs():
     plain = serve(inf(engineVersion="0.6.1"), a, Layout(), 0, 0, H100)
     drafted = serve(i, a, Layout(), 0, 0, H100)
     assert drafted.cuda_graphs - plain.cuda_graphs == pytest.approx(67 * 17 * GRAPH_PRIVATE_BYTES, rel=0.02)
+
+
+def test_v0_speculative_peers_open_contexts_on_gpu0():
+    # AsyncMetricsCollector's pinned counters, built in SpecDecodeWorker.__init__ before set_device (vllm 0.4.1-0.8.5
+    # spec_decode/metrics.py): every other rank opens a bare context on device 0 (vllm PR 15886, issue 8731)
+    bare = context_before_cublas(H100)
+    drafted = inf(speculativeMethod="draft", draftModel=DRAFT, engineVersion="0.6.1")
+    assert v0_peer_contexts(drafted, Layout(tensor=4), H100) == (3 * bare, 0)
+    assert v0_peer_contexts(drafted, Layout(tensor=2, pipeline=2), H100) == (3 * bare, 0)
+    # the collector is the SpecDecodeWorker's whatever proposes: ngram too
+    assert v0_peer_contexts(inf(speculativeMethod="ngram", engineVersion="0.7.3"), Layout(tensor=8), H100) == (
+        7 * bare, 0)
+    # none alone, none without speculation, none on V1
+    assert v0_peer_contexts(drafted, Layout(), H100) == (0, 0)
+    assert v0_peer_contexts(inf(engineVersion="0.6.1"), Layout(tensor=4), H100) == (0, 0)
+    assert v0_peer_contexts(inf(speculativeMethod="ngram", engineVersion="0.10.0"), Layout(tensor=4), H100) == (0, 0)
+    # 0.6.4's profile counts the device's whole non-torch memory: inside the budget there, the cache shrinks by it
+    at_064 = inf(speculativeMethod="ngram", engineVersion="0.6.4")
+    assert v0_peer_contexts(at_064, Layout(tensor=4), H100) == (0, 3 * bare)
+    a = arch()
+    alone = serve(at_064, a, Layout(tensor=4), 0, 0, H100)
+    tensor1 = serve(at_064, a, Layout(), 0, 0, H100)
+    plain = serve(inf(engineVersion="0.6.4"), a, Layout(tensor=4), 0, 0, H100)
+    assert plain.kv_pool - alone.kv_pool == 3 * bare
+    assert tensor1.kv_pool - serve(inf(engineVersion="0.6.4"), a, Layout(), 0, 0, H100).kv_pool == 0
+    # 0.6.1 reads its free memory before them: outside the budget, in what graph capture has left
+    refused = serve(inf(speculativeMethod="ngram", engineVersion="0.6.1", gpuMemoryUtilization=0.99), a,
+                    Layout(tensor=8), 0, 0, H100).refused
+    assert refused is not None and "at CUDA graph capture" in refused
+    assert serve(inf(engineVersion="0.6.1", gpuMemoryUtilization=0.99), a, Layout(tensor=8), 0, 0,
+                 H100).refused is None
 
 
 def test_sglang_reserve_and_headroom():

@@ -85,6 +85,7 @@ from rackfit.estimator.speculative import (
     sglang_draft_worker_bytes,
     sglang_extra_tokens,
     sglang_running_default,
+    v0_peer_contexts,
     vllm_draft_kv_bytes_per_token,
 )
 from rackfit.estimator.startup import (
@@ -548,6 +549,11 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             in_budget = context if not inf.vllm_v0 and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
                 else 0
             outside = context - in_budget
+        # ...and, V0 speculative at tensor/pipeline > 1, the other ranks' contexts on this GPU
+        # (speculative.v0_peer_contexts)
+        peers_outside, peers_inside = v0_peer_contexts(inf, layout, gpu)
+        outside += peers_outside
+        in_budget += peers_inside
         if inf.extensible:
             held = weights + nt + graphs + state
             margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))

@@ -8,7 +8,8 @@ costs in GPU memory beside the target model.
   target's layers plus the draft's out of the one budget; SGLang gives the draft worker its own pool of the target's
   token count (plus headroom) after the target's pool is sized, out of the 1 - mem_fraction_static reserve, which its
   default fraction enlarges for speculative decoding;
-- the profile run's rejection sampler (vLLM V1 _dummy_sampler_run) and the drafter's CUDA graphs.
+- the profile run's rejection sampler (vLLM V1 _dummy_sampler_run) and the drafter's CUDA graphs;
+- under V0 at tensor/pipeline > 1, the other ranks' CUDA contexts on the first GPU (v0_peer_contexts).
 
 Pure: no I/O. Every mechanism names the engine source it comes from. Unset (inference.speculativeMethod None or
 "none") means no speculative decoding and every function returns 0: the plans without it are unchanged.
@@ -17,6 +18,7 @@ Pure: no I/O. Every mechanism names the engine source it comes from. Unset (infe
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
+from rackfit.estimator.context import context_before_cublas
 from rackfit.estimator.kvcache import kv_bytes_per_token_layer
 from rackfit.estimator.params import count_params
 from rackfit.estimator.result import Layout
@@ -58,6 +60,23 @@ SGLANG_SPEC_RUNNING_FROM = (0, 4, 6)
 # counted"), and pool_configurator.py scales the target's cell_size by (1 + eagle_draft_num_layers / num_layers) for
 # EAGLE and STANDALONE ("Assumes draft and target share the same per-layer KV size"), the draft's pool inside it.
 SGLANG_DRAFT_COUNTED = (0, 5, 14)
+# V0's SpecDecodeWorker.__init__ builds an AsyncMetricsCollector (vllm/spec_decode/metrics.py, read in 0.4.1, 0.4.3,
+# 0.6.1, 0.7.3 and 0.8.5) whose two counters are CPU tensors with pin_memory=is_pin_memory_available(), in the
+# constructor ("We don't have a device set yet": init_gpu_tensors later takes the rank). Every worker runs that
+# constructor (create_spec_worker) before init_device's torch.cuda.set_device(cuda:local_rank), so its first pinned
+# allocation (cudaHostAlloc in torch's CachingHostAllocator, on the current device when no primary context exists yet,
+# pytorch issue 21081) creates a CUDA context on device 0: every worker's CUDA_VISIBLE_DEVICES lists all the node's
+# GPUs (the mp executor's inherited one; the Ray executor's node_gpus), so device 0 is local rank 0's GPU. vLLM PR
+# 15886 ("Disable pin_memory in AsyncMetricsCollector", April 2025, closed unmerged): "On rank 0, it consumes
+# approximately 1.4GB multiplied by the TP count". S1117's OOM (vLLM issue 8731, 0.6.1, tensor 4) lists the three
+# peers at 1.62 GiB each on GPU 0. rackfit counts a bare context per peer (context.context_before_cublas: no kernel
+# or matmul ever runs there); the rest of the 1.4-1.62 GiB is not derived here.
+# Where that context falls: the mp executor starts the workers, which build their SpecDecodeWorker first (0.7.3 waits
+# for all in _run_workers("init_worker"); 0.6.1 and 0.6.6 build them at process start, ahead of the driver), before
+# init_device, whose free-memory reading (init_gpu_memory; the baseline from 0.6.6) predates the profile, so the peers'
+# contexts are outside util x total; 0.6.4's profile counts the device's whole non-torch memory (total - free - torch's,
+# worker.py determine_num_available_blocks), the peers' inside it (0.6.5 not read, taken as 0.6.4).
+PEERS_IN_PROFILE = ((0, 6, 4), (0, 6, 6))
 
 
 def proposals(inf: Inference) -> int:
@@ -194,6 +213,20 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
         return 0
     layers = draft_layers(inf, a)
     return layers + 1 if layers else 0
+
+
+def v0_peer_contexts(inf: Inference, layout: Layout, gpu: GPU | None) -> tuple[int, int]:
+    """(outside the budget, inside it): the bare CUDA contexts the other tensor x pipeline ranks of a V0 speculative
+    engine open on local rank 0's GPU (the AsyncMetricsCollector note above). rackfit's layout has no node count, so
+    all the engine's ranks are taken as on one node (the mp executor's only case). (0, 0) elsewhere."""
+    peers = layout.tensor * layout.pipeline - 1
+    if inf.engine != "vllm" or not inf.vllm_v0 or not inf.speculative_on or peers == 0:
+        return 0, 0
+    held = peers * context_before_cublas(gpu)
+    start, end = PEERS_IN_PROFILE
+    if not inf.vllm_before(start) and inf.vllm_before(end):
+        return 0, held
+    return held, 0
 
 
 def sglang_counted(inf: Inference) -> bool:
