@@ -17,6 +17,7 @@ from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_byt
 from rackfit.estimator.engines import serve
 from rackfit.estimator.sglang import speculative_reserve_mib
 from rackfit.estimator.speculative import (
+    V0_PEER_CONTEXT_BYTES,
     draft_graph_pieces,
     draft_held_bytes,
     draft_kv_bytes_per_token,
@@ -172,8 +173,9 @@ def test_v0_drafter_captures_its_own_graphs():
 
 def test_v0_speculative_peers_open_contexts_on_gpu0():
     # AsyncMetricsCollector's pinned counters, built in SpecDecodeWorker.__init__ before set_device (vllm 0.4.1-0.8.5
-    # spec_decode/metrics.py): every other rank opens a bare context on device 0 (vllm PR 15886, issue 8731)
-    bare = context_before_cublas(H100)
+    # spec_decode/metrics.py): every other rank opens a context on device 0, 1.4 GB by vllm PR 15886 (issue 8731)
+    bare = max(V0_PEER_CONTEXT_BYTES, context_before_cublas(H100))
+    assert bare == 1_400_000_000
     drafted = inf(speculativeMethod="draft", draftModel=DRAFT, engineVersion="0.6.1")
     assert v0_peer_contexts(drafted, Layout(tensor=4), H100) == (3 * bare, 0)
     assert v0_peer_contexts(drafted, Layout(tensor=2, pipeline=2), H100) == (3 * bare, 0)

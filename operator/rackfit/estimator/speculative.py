@@ -69,14 +69,16 @@ SGLANG_DRAFT_COUNTED = (0, 5, 14)
 # GPUs (the mp executor's inherited one; the Ray executor's node_gpus), so device 0 is local rank 0's GPU. vLLM PR
 # 15886 ("Disable pin_memory in AsyncMetricsCollector", April 2025, closed unmerged): "On rank 0, it consumes
 # approximately 1.4GB multiplied by the TP count". S1117's OOM (vLLM issue 8731, 0.6.1, tensor 4) lists the three
-# peers at 1.62 GiB each on GPU 0. rackfit counts a bare context per peer (context.context_before_cublas: no kernel
-# or matmul ever runs there); the rest of the 1.4-1.62 GiB is not derived here.
+# peers at 1.62 GiB each on GPU 0. The source does not say why a context holding no tensor weighs that much (a bare
+# one is 0.47 GiB on an A100: context.context_before_cublas); rackfit counts each peer at what PR 15886's two reporters
+# measured of this very mechanism, the larger of that and a bare context.
 # Where that context falls: the mp executor starts the workers, which build their SpecDecodeWorker first (0.7.3 waits
 # for all in _run_workers("init_worker"); 0.6.1 and 0.6.6 build them at process start, ahead of the driver), before
 # init_device, whose free-memory reading (init_gpu_memory; the baseline from 0.6.6) predates the profile, so the peers'
 # contexts are outside util x total; 0.6.4's profile counts the device's whole non-torch memory (total - free - torch's,
 # worker.py determine_num_available_blocks), the peers' inside it (0.6.5 not read, taken as 0.6.4).
 PEERS_IN_PROFILE = ((0, 6, 4), (0, 6, 6))
+V0_PEER_CONTEXT_BYTES = 1_400_000_000  # vllm PR 15886: "approximately 1.4GB multiplied by the TP count"
 
 
 def proposals(inf: Inference) -> int:
@@ -216,13 +218,13 @@ def draft_graph_pieces(inf: Inference, a: ModelArch) -> int:
 
 
 def v0_peer_contexts(inf: Inference, layout: Layout, gpu: GPU | None) -> tuple[int, int]:
-    """(outside the budget, inside it): the bare CUDA contexts the other tensor x pipeline ranks of a V0 speculative
+    """(outside the budget, inside it): the CUDA contexts the other tensor x pipeline ranks of a V0 speculative
     engine open on local rank 0's GPU (the AsyncMetricsCollector note above). rackfit's layout has no node count, so
     all the engine's ranks are taken as on one node (the mp executor's only case). (0, 0) elsewhere."""
     peers = layout.tensor * layout.pipeline - 1
     if inf.engine != "vllm" or not inf.vllm_v0 or not inf.speculative_on or peers == 0:
         return 0, 0
-    held = peers * context_before_cublas(gpu)
+    held = peers * max(V0_PEER_CONTEXT_BYTES, context_before_cublas(gpu))
     start, end = PEERS_IN_PROFILE
     if not inf.vllm_before(start) and inf.vllm_before(end):
         return 0, held
