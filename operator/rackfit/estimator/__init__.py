@@ -459,6 +459,8 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     else:
         share = SLACK_RECOMPUTE if tr.activation_checkpointing == "full" else SLACK_TRAINING
         slack = int(r.backward_transient + share * (r.backward_transient - r.reused) + _step_segments(r)) - r.transient
+    # FSDP1's unshard streams' pools beside the default stream's at its loss moment (fsdp.fsdp1_unshard_pool_cached)
+    slack += r.unshard_cached
     step_total = r.weights + r.activations + r.gradients + r.optimizer + slack
     if r.load_unshard_pool and step_total - r.load_unshard_pool < r.load + r.load_cached <= step_total:
         # FSDP1 LoRA/QLoRA: the wrap's cached blocks serve the step's default stream only; its all-gathers reserve

@@ -40,6 +40,7 @@ from rackfit.estimator.fsdp import (
     bnb_quant_state_bytes,
     expandable_segments,
     fsdp1_loss_moment,
+    fsdp1_unshard_pool_cached,
     fsdp1_wrap_peak,
     fsdp2_backward_inputs,
     fsdp2_backward_moments,
@@ -121,6 +122,9 @@ class RuntimePeak:
     # transformers before 4.46 (activations.freed_16bit_logits_bytes): of `activations` at the loss's backward, the
     # 16-bit logits' block held cached, not allocated; 0 elsewhere
     cached_logits: int = 0
+    # FSDP1 full fine-tune whose backward peaks at the loss (fsdp.fsdp1_unshard_pool_cached): the gathered units' blocks
+    # freed after the forward that FSDP1's unshard and pre-unshard streams keep reserved then; 0 elsewhere
+    unshard_cached: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -570,6 +574,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
             backward_transient, loss_gathered = layer_moment, None
     step_transient = step_extra + temp
     reused = fsdp_gathered_reuse(tr, gathered if loss_gathered is None else loss_gathered)
+    # the units gathered in the forward, freed by the loss, stay in their streams' pools (fsdp1_unshard_pool_cached)
+    unshard_cached = fsdp1_unshard_pool_cached(gathered, loss_gathered) if loss_gathered is not None else 0
     moment = None
     fsdp2 = fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1
     if fsdp2 or lora_gathered is not None:
@@ -632,7 +638,7 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                        step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
                        host_offload=host, step_cached=step_cached,
                        step_segments=step_segments,
-                       cached_logits=logits_at_peak)
+                       cached_logits=logits_at_peak, unshard_cached=unshard_cached)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

@@ -104,6 +104,24 @@ def fsdp1_loss_moment(base: int, loss_forward: int, loss_backward: int, root: in
     return (forward, root) if forward >= backward else (backward, root_and_unit)
 
 
+def fsdp1_unshard_pool_cached(gathered: int, loss_gathered: int) -> int:
+    """Bytes FSDP1's own streams keep reserved at its loss moment (fsdp1_loss_moment, full fine-tune) beyond what is
+    gathered then: the larger of those pools' forward peak (`gathered`: the root, the two layer units
+    `limit_all_gathers` lets run ahead, a unit's 16-bit low-precision shard) less `loss_gathered`. Read in torch
+    2.1-2.5 (and 2.11, the same): `_unshard` (torch/distributed/fsdp/_runtime_utils.py) casts the shard inside
+    `with device_handle.stream(pre_unshard_stream): handle.pre_unshard()` (FlatParamHandle._use_low_precision_shard,
+    `_alloc_storage(flat_param._mp_shard, ...)`) and all-gathers inside `with device_handle.stream(unshard_stream):
+    handle.unshard()` (_flat_param.py `_alloc_padded_unsharded_flat_param`), so those blocks belong to the two
+    streams' pools; `_reshard` frees a unit after its forward (`_free_unsharded_flat_param`: record_stream on the
+    compute stream, then `_free_storage`), every unit but the root (`_post_forward_reshard`), and the rate limiter
+    (_limiter_utils._FreeEventQueue, `_max_num_inflight_all_gathers = 2`) waits on the free two units back, so the
+    forward holds the root and two layer units at once. The caching allocator gives a freed block only to an
+    allocation of the stream it was made on (c10/cuda/CUDACachingAllocator.cpp get_free_block: `(*it)->stream !=
+    p.stream()`), so at the loss, where the default stream's fp32 logit buffers peak, the freed layer units' blocks
+    stay reserved in their pools, unusable by it. They strand no slack of their own: the next unshard reuses them."""
+    return max(gathered - loss_gathered, 0)
+
+
 def fsdp1_reserved_union(wrap_reserved: int, step_reserved: int, unshard_pool: int) -> int:
     """Reserved at the step's peak after FSDP1's wrap (fsdp1_wrap_peak), LoRA/QLoRA. The wrap runs on the default
     stream, so the blocks it leaves cached (`wrap_reserved`, its shards plus freed copies) belong to that stream's
