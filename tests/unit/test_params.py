@@ -52,6 +52,7 @@ TOTALS = [
     # the model card's "35B" total (vision tower included, the MTP layer not); computed: 35,107,115,376
     ("qwen3.6-35b-a3b-nvfp4", 35.1e9, 1e-2),
     ("kimi-k2-thinking", 1.0264e12, 1e-4),  # (computed) Moonshot's "1T total": 384 experts x 60 MoE layers
+    ("grok-2", 269.56e9, 5e-4),  # SGLang 0.5.2rc2's "#parameters (actual): 269.56 B" (S1343's log)
 ]
 
 

@@ -187,6 +187,21 @@ def rope_cache_bytes(arch: ModelArch | None, runtime: str | None, dtype_bytes: f
     return int((arch.rope_cache_positions or arch.max_position_embeddings) * rotary * dtype_bytes)
 
 
+# SGLang's Grok (models/grok.py Grok1Attention, read in 0.5.2rc2) gives every layer its own ScalingRotaryEmbedding when
+# config.json sets rope_type (Grok 2), built at model construction on the GPU, so inside "Load weight end ... mem
+# usage": get_rope_scaling passes dtype torch.float and _compute_cos_sin_cache spans original_max_position_embeddings
+# x scaling_factor positions of rotary_dim values (Grok 2: 8,192 x 16 x 128 x 4 B = 64 MiB a layer, 4 GiB on every
+# rank at 64 layers). The one get_rope builds first and shares (fp32 on CUDA too) is the unmodelled cache above.
+LAYER_ROPE_CACHE_BYTES = 4
+
+
+def layer_rope_cache_bytes(arch: ModelArch | None, runtime: str | None, layers: int) -> int:
+    """The per-layer cos/sin caches SGLang's Grok holds on a rank with `layers` layers (0 for anything else)."""
+    if arch is None or runtime != "sglang" or not arch.layer_rope_cache_positions:
+        return 0
+    return layers * arch.layer_rope_cache_positions * arch.head_dim * LAYER_ROPE_CACHE_BYTES
+
+
 # vLLM's MLA attention (model_executor/layers/attention/mla_attention.py, MLAAttention.process_weights_after_loading;
 # v1/attention/backends/mla/common.py before) keeps W_UK_T and W_UV, the split of kv_b_proj's weight, for its decode
 # bmm's: "we currently do not have quantized bmm's ... we just store fp16/bf16 copies". For an unquantized kv_b_proj
@@ -503,4 +518,5 @@ def weight_bytes(p: ParamCounts, precision: str, layout: Layout, num_layers: int
     emb = p.embedding * q.embedding / emb_shards
     head = (p.lm_head or p.embedding) * q.lm_head / (head_shards if p.lm_head else emb_shards)
     vocab = emb + (head if p.lm_head else 0) if layout.pipeline == 1 else max(emb, head)
-    return int(per_stage + vocab) + rope_cache_bytes(arch, runtime, q.dtype_bytes)
+    return int(per_stage + vocab) + rope_cache_bytes(arch, runtime, q.dtype_bytes) \
+        + layer_rope_cache_bytes(arch, runtime, per_stage_layers)

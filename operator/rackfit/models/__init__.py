@@ -11,7 +11,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from rackfit.errors import InvalidWorkload
-from rackfit.models.hf_config import architecture_from_hf_config, rope_cache_positions_from_hf_config
+from rackfit.models.hf_config import (
+    architecture_from_hf_config,
+    layer_rope_cache_positions_from_hf_config,
+    rope_cache_positions_from_hf_config,
+)
 from rackfit.models.quantization import Quantization, checkpoint_quantization
 from rackfit.spec import Architecture, ModelSource
 
@@ -67,6 +71,9 @@ class ModelArch(BaseModel):
     # positions of all the cos/sin caches vLLM's rotary embeddings hold (0: one of max_position_embeddings;
     # rope_cache_positions_from_hf_config, set from a config.json only)
     rope_cache_positions: int = 0
+    # positions of the fp32 cos/sin cache SGLang's model file builds in every layer outside get_rope's sharing (Grok 2:
+    # models/grok.py ScalingRotaryEmbedding; layer_rope_cache_positions_from_hf_config; 0: none)
+    layer_rope_cache_positions: int = 0
     # linear-attention / state-space layers holding one recurrent state per request (spec Architecture;
     # estimator/linear_attention.py; 0: every layer is attention)
     linear_attention_layers: int = 0
@@ -126,6 +133,10 @@ def presets() -> dict[str, dict[str, Any]]:
 # Preset keys that describe the published checkpoint rather than the shape: its config.json's
 # `quantization_config` and `torch_dtype`, as Hugging Face writes them.
 _CHECKPOINT_KEYS = ("quantizationConfig", "torchDtype")
+# Preset keys read from config.json fields outside the spec's shape: Grok 2's rope_type,
+# original_max_position_embeddings and scaling_factor as layer_rope_cache_positions_from_hf_config turns them into
+# positions.
+_CONFIG_KEYS = {"layerRopeCachePositions": "layer_rope_cache_positions"}
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
@@ -146,7 +157,9 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
                                     f"known: {', '.join(sorted(presets()))}")])
         entry = dict(presets()[key])
         checkpoint = {k: entry.pop(k) for k in _CHECKPOINT_KEYS if k in entry}
+        config_fields = {field: entry.pop(key) for key, field in _CONFIG_KEYS.items() if key in entry}
         fields.update(Architecture.model_validate(entry).model_dump(exclude_none=True))
+        fields.update(config_fields)
         name = key
         if "quantizationConfig" in checkpoint:
             quant = ("spec.model.preset", checkpoint["quantizationConfig"], checkpoint.get("torchDtype"))
@@ -156,6 +169,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
         if rope_cache_positions_from_hf_config(hf_config):
             fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(hf_config)
+        if layer_rope_cache_positions_from_hf_config(hf_config):
+            fields["layer_rope_cache_positions"] = layer_rope_cache_positions_from_hf_config(hf_config)
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:

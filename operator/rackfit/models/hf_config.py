@@ -187,6 +187,21 @@ def rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:
     return int(positions * factor) + positions
 
 
+def layer_rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:
+    """The positions of the cos/sin cache SGLang's Grok builds in each layer (0 for any other config.json). SGLang's
+    models/grok.py (read in 0.5.2rc2), Grok1Attention: where config.json sets rope_type (Grok 2: "original"),
+    get_rope_scaling makes a ScalingRotaryEmbedding of the layer's own, not through get_rope's shared _ROPE_DICT, whose
+    _compute_cos_sin_cache spans original_max_position_embeddings x scaling_factor positions."""
+    grok = {"Grok1ForCausalLM", "Grok1ModelForCausalLM"}  # grok.py's EntryClass
+    if not grok & set(config.get("architectures") or []) or not config.get("rope_type"):
+        return 0
+    original = config.get("original_max_position_embeddings")
+    factor = config.get("scaling_factor")
+    if not isinstance(original, int) or original <= 0 or not isinstance(factor, (int, float)) or factor <= 0:
+        return 0
+    return int(original * factor)
+
+
 def linear_attention_from_hf_config(config: dict[str, Any], layers: int, hidden: int) -> dict[str, Any]:
     """A hybrid model's linear-attention / state-space layers and their state's shape (estimator/linear_attention.py),
     as vLLM's model files read them: Qwen3-Next and Qwen3.5 (qwen3_next.py Qwen3NextGatedDeltaNet:
