@@ -1193,7 +1193,7 @@ class Training(_Model):
     cross_entropy_fusion: Literal["none", "native"] | None = Field(None, description=(
         "framework megatron: the loss's cross-entropy. none (Megatron-LM's default, cross_entropy_loss_fusion False): "
         "tensor_parallel/cross_entropy.py, eager and in place. native: --cross-entropy-loss-fusion with "
-        "--cross-entropy-fusion-impl native (Megatron-Bridge's and NeMo's model providers set the fusion on), "
+        "--cross-entropy-fusion-impl native (on in Megatron-Bridge's Llama provider as T51 printed it), "
         "fusions/fused_cross_entropy.py, the same steps compiled with torch.compile; its backward keeps one more "
         "fp32 copy of the vocabulary share of the logits beside the saved softmax. Under --cross-entropy-fusion-impl "
         "te (Transformer Engine's kernel, not modelled) give none, which counts more. Default none"))
