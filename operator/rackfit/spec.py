@@ -121,6 +121,7 @@ MEGATRON_FLAGS = {
     "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
     "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
     "transformer_impl": ("transformerImpl", "--transformer-impl"),
+    "cross_entropy_fusion": ("crossEntropyFusion", "--cross-entropy-loss-fusion"),
 }
 
 
@@ -1189,6 +1190,13 @@ class Training(_Model):
         "local: Megatron's own layers and unfused DotProductAttention, whose scores live in Megatron's global memory "
         "buffer for the whole run (needs flashAttention false). Default: local with flashAttention false, else "
         "transformer_engine"))
+    cross_entropy_fusion: Literal["none", "native"] | None = Field(None, description=(
+        "framework megatron: the loss's cross-entropy. none (Megatron-LM's default, cross_entropy_loss_fusion False): "
+        "tensor_parallel/cross_entropy.py, eager and in place. native: --cross-entropy-loss-fusion with "
+        "--cross-entropy-fusion-impl native (Megatron-Bridge's Llama recipes turn it on), "
+        "fusions/fused_cross_entropy.py, the same steps compiled with torch.compile; its backward keeps one more "
+        "fp32 copy of the vocabulary share of the logits beside the saved softmax. Under --cross-entropy-fusion-impl "
+        "te (Transformer Engine's kernel, not modelled) give none, which counts more. Default none"))
     mtp_num_layers: int | None = Field(None, gt=0, description=(
         "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
         "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "

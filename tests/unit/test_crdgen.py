@@ -110,7 +110,8 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".jointGraph", ".hybridepCapacityFactor",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
-                                                  ".mtpNumLayers", ".transformerImpl", ".transformerImpl",
+                                                  ".mtpNumLayers", ".transformerImpl", ".crossEntropyFusion",
+                                                  ".transformerImpl",
                                                   ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]

@@ -295,6 +295,31 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
 CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
 
 
+# The fp32 buffer a logit that Inductor's lowering of a functional index_put allocates (torch/_inductor/lowering.py,
+# `index_put` returns `index_put_(clone(x), ...)`), in the backward of Megatron's native fused cross-entropy
+MEGATRON_FUSED_CE_CLONE_BYTES = 4
+
+
+def megatron_loss_backward_bytes(tr: Training) -> float:
+    """Bytes a logit (of this rank's vocabulary share) at the backward of Megatron's cross-entropy. Unfused
+    (megatron/core/tensor_parallel/cross_entropy.py, _VocabParallelCrossEntropy.backward; Megatron-LM's default,
+    cross_entropy_loss_fusion False in megatron/core/model_parallel_config.py from core 0.8 to d98e8a6): the saved fp32
+    softmax becomes the gradient in place (an indexed `-=` on its 2-D view, `mul_`) and autograd casts it to the 16-bit
+    logits' dtype: 4 + 2. Native fused (`crossEntropyFusion` native: megatron/core/fusions/fused_cross_entropy.py,
+    the same steps from core 0.8.0 to d98e8a6): the same steps run in `calculate_gradients`, decorated with jit_fuser,
+    which is torch.compile from torch 2.2 (megatron/core/jit.py). Compiled, the saved softmax is a graph input that the
+    function mutates; AOTAutograd functionalises the indexed `-=` on its view into `index_put(view, ...)` and the
+    `mul_` into a `mul` copied back into the input (`copy_` epilogue, kept in the graph for an inference graph: the
+    custom Function's backward runs without grad). Inductor's reinplace pass (torch/_inductor/fx_passes/reinplace.py,
+    reinplace_inplaceable_ops_core) makes an index_put on a view of a graph input in place only when a copy_ writes
+    that index_put's result (or a view of it) back into the input; here the copy_ writes the `mul`, so the index_put
+    stays functional and its lowering clones the whole softmax (torch/_inductor/lowering.py `index_put`:
+    `index_put_(clone(x), ...)`). The mul kernel then reads the clone while it writes the input and the 16-bit
+    `.to(torch.bfloat16)` output: 4 (saved softmax) + 4 (clone) + 2. The forward's in-place subtract, exp and divide
+    are pointwise, which Inductor writes into the input (realize_into with a MutationLayout): counted as eager."""
+    return 4 + 2 + (MEGATRON_FUSED_CE_CLONE_BYTES if tr.cross_entropy_fusion == "native" else 0)
+
+
 def torchtune_eager_chunked_loss(tr: Training, t: int) -> bool:
     """fsdp (FSDP2) with `lossChunks` > 1 and no per-chunk backward is torchtune's chunked cross-entropy
     (LinearCrossEntropyLoss, the recipes' default since PR 2531 of April 2025; CEWithChunkedOutputLoss before it),
@@ -446,10 +471,12 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         else:
             kept_per, recompute = per, 0.0
         # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
-        # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way
+        # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way (the native fused
+        # cross-entropy's backward one fp32 buffer more: megatron_loss_backward_bytes)
         # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
         mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
-        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, _loss(a, tr, t, 2 + 4, 4 + 2), stage,
+        loss = _loss(a, tr, t, 2 + 4, megatron_loss_backward_bytes(tr))
+        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage,
                                    tr.virtual_stages or 1, held=(0, mtp),
                                    microbatches=tr.gradient_accumulation_steps)
         if layout.pipeline == 1:
