@@ -256,7 +256,7 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
 def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:
     """SGLang's chunked_prefill_size and cuda_graph_max_bs before SGLANG_RESERVE_FORMULA (server_args.py): a chunk of
     2048 below 25,000 MiB (below 35 GiB from 0.4.8), else 8192 (16384 above 180,000 MiB in 0.4.7, from 160 GiB from
-    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else the capture's default 160."""
+    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else _sglang_graph_bs_before's."""
     small = mib < (35 * 1024 if not inf.sglang_before(SGLANG_RESERVE_TABLE) else 25_000)
     if small:
         return 2048, 8 if tensor < 4 else 80
