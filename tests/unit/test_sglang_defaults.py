@@ -180,3 +180,24 @@ def test_request_table_beyond_the_reserve_refuses():
     assert ok.refused is None and ok.starts
     _, _, few = _served("llama-3.1-8b", RTX3090, 131_072, "0.5.8", gpuMemoryUtilization=0.97, maxNumSeqs=64)
     assert few.refused is None                         # --max-running-requests 64: 64 rows, 32 MiB
+
+
+H200 = GPU(model="H200", product="H200", memoryGB=141, memoryMiB=143771, architecture="hopper")
+H20 = GPU(model="H20", product="H20", memoryGB=96, memoryMiB=97871, architecture="hopper")
+
+
+def _graph_bs(gpu: GPU, version: str) -> int:
+    inf = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                          inference=dict(engine="sglang", engineVersion=version))).inference
+    return settings(inf, gpu, 1, 1, _arch("llama-3.1-8b")).max_num_seqs
+
+
+def test_graph_batch_by_card_before_the_reserve_formula():
+    """cuda_graph_runner.get_batch_sizes_to_capture (0.4.5-0.5.2 wheels): 160, extended to 256 over 96 GiB in
+    0.4.6-0.4.7 (over 90 GiB from 0.4.8: the H20's 97,871 MiB) and to 512 over 180,000 MiB in 0.4.7 (160,000 from
+    0.4.8); 0.4.5 extended on ROCm only."""
+    assert _graph_bs(H100, "0.4.6") == 160 and _graph_bs(H200, "0.4.5") == 160
+    assert _graph_bs(H200, "0.4.6") == 256 and _graph_bs(B200, "0.4.6") == 256
+    assert _graph_bs(H20, "0.4.7") == 160 and _graph_bs(H20, "0.4.8") == 256
+    assert _graph_bs(B200, "0.4.7") == 512 and _graph_bs(B200, "0.5.2") == 512
+    assert _graph_bs(RTX3090, "0.4.6") == 8

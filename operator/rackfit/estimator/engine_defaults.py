@@ -256,13 +256,28 @@ def _sglang_fraction_before(inf: Inference, mib: float, tensor: int, pipeline: i
 def _sglang_defaults_before(inf: Inference, mib: float, tensor: int) -> tuple[int, int]:
     """SGLang's chunked_prefill_size and cuda_graph_max_bs before SGLANG_RESERVE_FORMULA (server_args.py): a chunk of
     2048 below 25,000 MiB (below 35 GiB from 0.4.8), else 8192 (16384 above 180,000 MiB in 0.4.7, from 160 GiB from
-    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else the capture's default 160."""
+    0.4.8); graphs up to 8 requests on those small GPUs below tensor 4, 80 from it, else _sglang_graph_bs_before's."""
     small = mib < (35 * 1024 if not inf.sglang_before(SGLANG_RESERVE_TABLE) else 25_000)
     if small:
         return 2048, 8 if tensor < 4 else 80
     large = (mib >= 160 * 1024) if not inf.sglang_before(SGLANG_RESERVE_TABLE) else \
         (mib > 180_000 and not inf.sglang_before(SGLANG_TP_PP))
-    return (16384 if large else 8192), 160
+    return (16384 if large else 8192), _sglang_graph_bs_before(inf, mib)
+
+
+def _sglang_graph_bs_before(inf: Inference, mib: float) -> int:
+    """The largest batch SGLang captures by default on a GPU over 25,000 MiB before SGLANG_RESERVE_FORMULA
+    (model_executor/cuda_graph_runner.py get_batch_sizes_to_capture; cuda_graph_max_bs stays unset there): 160, and
+    on large cards up to 256 from 0.4.6 (over 96 GiB in 0.4.6.post2-0.4.7, over 90 GiB from 0.4.8, "H200, H20") and
+    512 from 0.4.7 (over 180,000 MiB in 0.4.7, 160,000 from 0.4.8, "B200, MI300"). Read in the 0.4.5, 0.4.6-0.4.6.post5,
+    0.4.7, 0.4.8, 0.4.9 and 0.5.2 wheels; 0.4.5.post3 and 0.4.6-0.4.6.post1 extended already above 81,920 MiB (a
+    .postN is its release, so 0.4.6 is taken as its later posts; 0.4.5 as the base release, which did not)."""
+    if inf.sglang_before(SGLANG_BY_MEMORY):
+        return 160
+    before_table = inf.sglang_before(SGLANG_RESERVE_TABLE)
+    if mib > (180_000 if before_table else 160_000) and not inf.sglang_before(SGLANG_TP_PP):
+        return 512
+    return 256 if mib > (96 if before_table else 90) * 1024 else 160
 
 
 def v0_under_pipeline(inf: Inference, pipeline: int) -> bool:
