@@ -385,6 +385,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.torchVersion) || self.framework == 'transformers'",
             "training.torchVersion is the PyTorch release the job runs, modelled for framework transformers (DDP's "
             "construction before 2.8) only", ".torchVersion"),
+        "flash_attention_varlen": Rule(
+            "!has(self.flashAttentionVarlen) || (self.framework in ['transformers', 'deepspeed'] && "
+            "(!has(self.flashAttention) || self.flashAttention))",
+            "training.flashAttentionVarlen says transformers' FlashAttention-2 path unpads a padded batch: only with "
+            "framework transformers or deepspeed and flashAttention not false", ".flashAttentionVarlen"),
         "kbit_norms_fp32": Rule(
             "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
             "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
@@ -1088,6 +1093,13 @@ class Training(_Model):
         "CPU's lead keeps up to a second copy of the whole model on every GPU at wrap time (counted at that bound). "
         "From 2.8 each is released at its wait() and two buckets are in flight. A job that exported "
         "TORCH_NCCL_AVOID_RECORD_STREAMS=1 on an older release behaves as 2.8 here. Default: current releases"))
+    flash_attention_varlen: bool | None = Field(None, description=(
+        "framework transformers or deepspeed with attn_implementation flash_attention_2: the batches carry padding "
+        "that the attention_mask marks with 0 (axolotl's pad_to_sequence_len, padding='max_length', samples of "
+        "unequal length in one batch), so every layer runs flash_attn_varlen_func on the unpadded tokens and "
+        "pads its output back: the layer keeps one more query-wide 16-bit tensor a token (the padded output o_proj "
+        "saves, beside the unpadded output flash-attn saves). false or unset: no padding zero (a batch of one "
+        "unpadded sample, trl's packing into full rows), or SDPA"))
     kbit_norms_fp32: bool | None = Field(None, description=(
         "framework transformers, method qlora or lora on an int8 base: whether the norms, embeddings and head stay in "
         "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (TRL's SFTTrainer, peft's own "
@@ -1346,6 +1358,9 @@ class Training(_Model):
             raise ValueError(rules["transformers_version"].message)
         if self.torch_version is not None and self.framework != "transformers":
             raise ValueError(rules["torch_version"].message)
+        if self.flash_attention_varlen is not None and not (
+                self.framework in ("transformers", "deepspeed") and self.flash_attention is not False):
+            raise ValueError(rules["flash_attention_varlen"].message)
         if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
             raise ValueError(rules["kbit_norms_fp32"].message)
         if self.pre_wrap_optimizer is not None and not (

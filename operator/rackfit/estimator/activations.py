@@ -215,6 +215,13 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
     h = a.hidden_size
     q, kv = attention_dims(a)
     attention = ACT_BYTES * (2 * q + kv)  # SDPA keeps q, k, v and its output
+    if tr.flash_attention_varlen:
+        # transformers' FlashAttention-2 path with a padding zero in the attention_mask (modeling_flash_attention_utils
+        # _flash_attention_forward, 4.49.0; LlamaFlashAttention2 from 4.34): `_upad_input` gathers q, k, v into new
+        # unpadded tensors (flash_attn bert_padding IndexFirstAxis saves only the indices), flash_attn_varlen_func
+        # saves them and its output (flash_attn_interface.py FlashAttnVarlenFunc, 2.7.4.post1), and `pad_input` writes
+        # that output into a new zeroed padded tensor, which o_proj saves: one more query-wide tensor a token
+        attention += ACT_BYTES * q
     if tr.flash_attention is False:
         # eager attention (transformers 4.28 LlamaAttention.forward, the eager path of later releases): matmul scores,
         # `attn_weights + attention_mask`, `torch.max(attn_weights, finfo.min)` (saves its 16-bit input), `softmax(...,
