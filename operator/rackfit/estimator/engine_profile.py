@@ -487,6 +487,17 @@ def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSe
     return held + pipeline_buffer_bytes(inf, a, layout, s)
 
 
+# vLLM 0.27.0 sizes the cache by the free memory lost since init_device's snapshot (utils/mem_utils.py
+# memory_profiling: non_kv_cache_memory = total_consumed + torch_peak - torch_allocated after the profile). Through
+# 0.26.x the sum was weights_memory (load_model's allocated bytes, "Model loading took"), the profile's torch peak above
+# what was allocated before it, and the non-torch growth (gpu_worker.py determine_available_memory; read in 0.22.0,
+# 0.24.0 and 0.26.0): a torch tensor made after the snapshot, outside the weights' measurement and before the profile
+# is in none of the three. The new runner's sampler state is one (Sampler built in GPUModelRunner.__init__ in 0.22.0,
+# after "Model loading took" in load_model in 0.24.0-0.28.0; init_device takes init_snapshot before it makes the
+# runner): before 0.27.0 the cache's budget leaves it out and it is held in the 1 - util share beside the cache.
+TOTAL_CONSUMED = (0, 27)
+
+
 def sampler_state_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """The new runner's per-request sampler state (V2_RUNNER, and wherever v2_runner picks it before), held on every
     rank of the last pipeline stage from load to exit: output_bin_counts (max_num_seqs x vocab int32), prompt_bin_mask
@@ -495,6 +506,12 @@ def sampler_state_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     if inf.engine != "vllm" or (inf.vllm_before(V2_RUNNER) and not v2_runner(inf, a)):
         return 0
     return s.max_num_seqs * (a.vocab_size + 2 * -(-a.vocab_size // 32)) * 4
+
+
+def unbudgeted_state_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
+    """The part of sampler_state_bytes the KV cache's budget does not count: all of it before TOTAL_CONSUMED (held
+    outside the budget, beside the cache), none from it."""
+    return sampler_state_bytes(inf, a, s) if inf.vllm_before(TOTAL_CONSUMED) else 0
 
 
 def pipeline_buffer_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:

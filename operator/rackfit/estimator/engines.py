@@ -34,6 +34,7 @@ from rackfit.estimator.engine_profile import (
     sampler_state_bytes,
     sampler_warmup_bytes,
     trtllm_graph_bytes,
+    unbudgeted_state_bytes,
     v0_mm_sequences,
     warmup_before_capture,
 )
@@ -203,14 +204,15 @@ def outside_snapshot_bytes(inf: Inference, layout: Layout, gpu: GPU | None, cont
 
 
 def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU, total: int, budget: int, act: int,
-                    graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False
-                    ) -> str | None:
+                    graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False,
+                    state_outside: int = 0) -> str | None:
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
     graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: engine_profile.graphs_unbudgeted) and V1's sampler warm-up
     in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (context_before_cublas: cuBLAS's workspace
     comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
-    communicators."""
+    communicators. `state_outside`: the sampler state the budget left out (engine_profile.unbudgeted_state_bytes),
+    allocated before the cache and still held after it."""
     if inf.engine != "vllm":
         return None
     v1 = not inf.vllm_v0
@@ -218,7 +220,7 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
         context = min(context, context_before_cublas(gpu))
     outside = outside_snapshot_bytes(inf, layout, gpu, context, moe)
     return (init_refusal(inf, total, s.gpu_memory_utilization, outside) if v1 else None) or warmup_refusal(
-        inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside,
+        inf, s.gpu_memory_utilization, total, budget, act, graphs, sampler, outside + state_outside,
         inf.cuda_graphs and (inf.vllm_before(GRAPHS_IN_BUDGET) or unbudgeted), v1)
 
 
@@ -461,6 +463,8 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
+    # ...of which vLLM's budget before 0.27.0 counts none (engine_profile.TOTAL_CONSUMED): held beside the cache
+    state_outside = unbudgeted_state_bytes(inf, a, s)
     sequences = inf.per_replica(layout.data)
     # SGLang's DP attention: a rank caches its own requests at tensor / dp for the KV heads (sglang.attention_tensor)
     kv_layout = layout if dp_attention(inf) == 1 else \
@@ -560,14 +564,14 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             baseline = outside_snapshot_bytes(inf, layout, gpu, context, a.is_moe)
             pool = min(budget - held, total - baseline - held - margin) - act
         else:
-            pool = (budget - weights - act - state - nt - in_budget
+            pool = (budget - weights - act - (state - state_outside) - nt - in_budget
                     - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
         if refused is None and not inf.extensible:
             warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
             # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
             early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
             refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                      outside, a.is_moe, graphs_unbudgeted(inf, a))
+                                      outside, a.is_moe, graphs_unbudgeted(inf, a), state_outside)
         if refused is None:
             refused = (pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
                        or v0_virtual_engine_refusal(inf, layout, max(pool, 0), per_token))

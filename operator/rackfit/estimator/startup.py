@@ -93,5 +93,6 @@ def warmup_refusal(inf: Inference, util: float, total: int, budget: int, activat
     return (f"{_vllm(inf)} would die {where}: {' and '.join(parts)} need "
             f"{need / GiB:.2f} GiB, more than the {max(free, 0) / GiB:.2f} GiB left once the KV cache is allocated "
             f"(1 - gpuMemoryUtilization {util:g} of the GPU and the profile run's freed "
-            f"activations, less {outside / GiB:.2f} GiB the budget never counts: CUDA context, NCCL); lower "
-            "gpuMemoryUtilization or maxNumSeqs" + (", or set cudaGraphs: false" if graphs_outside else ""))
+            f"activations, less {outside / GiB:.2f} GiB the budget never counts: CUDA context, NCCL, before 0.27.0 "
+            "the new runner's sampler state); lower gpuMemoryUtilization or maxNumSeqs"
+            + (", or set cudaGraphs: false" if graphs_outside else ""))
