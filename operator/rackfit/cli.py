@@ -172,11 +172,14 @@ def _only_type(args: argparse.Namespace, spec: LLMWorkloadSpec) -> LLMWorkloadSp
         update={"instance_types": [args.instance_type]})})
 
 
-def _fixed_layout(args: argparse.Namespace, arch: ModelArch) -> Layout | None:
+def _fixed_layout(args: argparse.Namespace, arch: ModelArch, workload: str) -> Layout | None:
     if args.gpus is None:
         return None
     if args.gpus < 1:
         raise RackfitError("--gpus must be at least 1")
+    if workload == "training":
+        # every training framework's own default: FSDP and ZeRO shard over the data ranks, DDP and Megatron replicate
+        return Layout(data=args.gpus)
     if arch.num_attention_heads % args.gpus == 0:
         return Layout(tensor=args.gpus)
     return Layout(pipeline=args.gpus)
@@ -269,7 +272,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     doc, base = _spec_doc(args)
     spec = parse_spec(doc)
     arch = resolve(spec.model, _hf_config(doc, base))
-    layout = _fixed_layout(args, arch)
+    layout = _fixed_layout(args, arch, spec.workload)
     if layout is not None and spec.parallelism is not None and layout != spec.parallelism:
         _note(f"--gpus {args.gpus} overrides spec.parallelism in {_source(args)}")
     layout = layout or spec.parallelism
@@ -450,8 +453,9 @@ def parser() -> argparse.ArgumentParser:
                                    "smallest layout that fits that type (noted on stderr).")
     placement = common(e, "measure against this type's usable memory (see `rackfit catalog`)",
                        "with --instance-type: YAML file merged over the built-in catalog")
-    placement.add_argument("--gpus", type=int, metavar="N", help="fixed layout of N GPUs: tensor parallel when "
-                                                                "the heads divide by N, else pipeline (1: none)")
+    placement.add_argument("--gpus", type=int, metavar="N", help="fixed layout of N GPUs: training, data parallel "
+                                   "(FSDP/ZeRO shards); inference, tensor parallel when the heads divide by N, else "
+                                   "pipeline (1: none)")
     e.set_defaults(func=cmd_estimate)
     pl = sub.add_parser("plan", help="instance type, nodes and parallel layout",
                         description="Pick the instance type, node count and parallel layout that fit a workload. "

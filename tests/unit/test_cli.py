@@ -191,6 +191,14 @@ def test_gpus_overrides_the_files_parallelism(tmp_path, capsys):
     assert json.loads(out)["estimate"]["layout"]["tensor"] == 4 and "--gpus 4 overrides spec.parallelism" in err
 
 
+def test_gpus_is_data_parallel_for_training(capsys):
+    # FSDP, ZeRO, DDP and Megatron all default to data parallel over the job's GPUs
+    assert main(["estimate", "--model", "llama-3.1-8b", "--workload", "training", "--framework", "fsdp",
+                 "--gpus", "8", "-o", "json"]) == 0
+    layout = json.loads(capsys.readouterr().out)["estimate"]["layout"]
+    assert (layout["tensor"], layout["pipeline"], layout["data"]) == (1, 1, 8)
+
+
 def test_estimate_with_instance_type_and_no_gpus_estimates_the_smallest_layout(capsys):
     assert main(["estimate", "--model", "llama-3.1-405b", "--instance-type", "gd-8xh100ib-i128", "-o", "json"]) == 0
     out, err = capsys.readouterr()
