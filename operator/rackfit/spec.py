@@ -80,6 +80,11 @@ USE_CACHE_VERSION_MESSAGE = (
 # releases them at work.wait(), instead of record_stream on its stream (pytorch PR 150398, relanding PR 148590, merged
 # April 2025 after the 2.7 branch: "Decision is to not include this in 2.7 release")
 TORCH_STASHED_COLLECTIVES = (2, 8)
+TORCHTUNE_LOSS_MESSAGE = (
+    "training.torchtuneLoss is the chunked cross-entropy class a torchtune config names (loss._component_): only "
+    "with lossChunks above 1 (its num_output_chunks) and framework transformers (the single-device recipes) or fsdp "
+    "with FSDP2 and torchtune's model code (fsdpVersion unset or 2, modelCode unset or torchtitan, no "
+    "lossChunkBackward)")
 TRANSFORMERS_VERSION_MESSAGE = (
     "training.transformersVersion is the Hugging Face transformers release whose model code and loss run: only with "
     "framework transformers, deepspeed (the HF Trainer's, accelerate's or DeepSpeed-Chat's transformers model under "
@@ -366,6 +371,14 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.lossChunkBackward) || (self.framework == 'fsdp' && has(self.lossChunks) && self.lossChunks > 1)",
             "training.lossChunkBackward is torchtitan's ChunkedCELoss, which runs each chunk's backward in the loss: "
             "only with framework fsdp and lossChunks above 1", ".lossChunkBackward"),
+        "torchtune_loss": Rule(
+            "!has(self.torchtuneLoss) || (has(self.lossChunks) && self.lossChunks > 1 && "
+            "(self.framework == 'transformers' || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
+            "self.fsdpVersion == 2) && (!has(self.modelCode) || self.modelCode == 'torchtitan'))))",
+            TORCHTUNE_LOSS_MESSAGE, ".torchtuneLoss"),
+        "torchtune_loss_backward": Rule(
+            "!has(self.torchtuneLoss) || !has(self.lossChunkBackward) || !self.lossChunkBackward",
+            TORCHTUNE_LOSS_MESSAGE, ".torchtuneLoss"),
         "virtual_stages": Rule("!has(self.virtualStages) || self.framework == 'megatron'",
                                "training.virtualStages is Megatron's interleaved pipeline schedule: only with "
                                "framework megatron", ".virtualStages"),
@@ -1051,6 +1064,20 @@ class Training(_Model):
         "fp32 gradient accumulator the size of the hidden states. Default false: torchtune's chunked loss, one "
         "backward after all chunks: compiled, each chunk's 16-bit logits kept until its backward; eager (loss not "
         "compiled, or under tensor parallel), every chunk's fp32 log-softmax kept until the backward"))
+    torchtune_loss: Literal["chunkedOutput", "linear"] | None = Field(None, description=(
+        "a torchtune recipe's chunked cross-entropy, as its config's loss._component_ names it, with lossChunks its "
+        "num_output_chunks. chunkedOutput: CEWithChunkedOutputLoss, the configs' loss in every release to 0.6.1 "
+        "(torchtune/modules/loss/ce_chunked_output_loss.py): the model returns every chunk's 16-bit logits as one "
+        "list (TransformerDecoder.chunked_output), alive through the loss's forward, and the loss upcasts one chunk "
+        "at a time; torchtitan's chunked_cross_entropy_loss (PR 996, main from March 24 to April 2, 2025), which "
+        "chunks the model's whole logits, is the same. linear: LinearCrossEntropyLoss, the configs' loss on main "
+        "from PR 2531 (April 30, 2025; torchtune/modules/loss/cross_entropy_loss.py): the loss projects each chunk "
+        "of the hidden states itself, so one chunk's logits exist at a time. Both sum the chunks' losses for one "
+        "backward: not compiled (compile false, the configs' default), every chunk's fp32 log-softmax stays saved "
+        "until the backward; compiled, each chunk's 16-bit logits and no fp32 buffer. framework transformers (the "
+        "single-device recipes) or fsdp (FSDP2 with torchtune's model code). Unset: under fsdp as linear; under "
+        "transformers lossChunks is a generic chunked or fused-linear cross-entropy (the 16-bit logits whole, one "
+        "chunk's fp32 buffers at a time), as axolotl's Cut Cross Entropy is stated"))
     adamw_implementation: Literal["fused", "foreach"] | None = Field(None, description=(
         "optimizer adamw under framework transformers, fsdp, deepspeed or megatron: which AdamW runs the step. fused "
         "(torch.optim.AdamW(fused=True); HF Trainer's optim adamw_torch_fused, its default from torch 2.8; "
@@ -1336,6 +1363,12 @@ class Training(_Model):
         if self.loss_chunk_backward is not None and not (
                 self.framework == "fsdp" and (self.loss_chunks or 1) > 1):
             raise ValueError(rules["loss_chunk_backward"].message)
+        if self.torchtune_loss is not None and not (
+                (self.loss_chunks or 1) > 1 and (self.framework == "transformers" or (
+                    self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code))):
+            raise ValueError(rules["torchtune_loss"].message)
+        if self.torchtune_loss is not None and self.loss_chunk_backward:
+            raise ValueError(rules["torchtune_loss_backward"].message)
         if self.reshard_after_forward is not None and not (
                 self.framework == "fsdp" and self.method == "full" and self.fsdp == 2):
             raise ValueError(rules["reshard_after_forward"].message)

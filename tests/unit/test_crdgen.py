@@ -98,6 +98,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
                                                   ".optimizerInBackward", ".pagedOptimizer",
                                                   ".activationOffloading", ".lossUpcast", ".lossChunkBackward",
+                                                  ".torchtuneLoss", ".torchtuneLoss",
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",

@@ -188,6 +188,41 @@ def freed_16bit_logits_bytes(a: ModelArch, tr: Training, vocab_split: int) -> in
     return int(tr.micro_batch_size * tr.sequence_length * a.vocab_size / vocab_split * ACT_BYTES)
 
 
+# The fp32 log-softmax each chunk of an eager chunked cross-entropy keeps for the backward: torch's _log_softmax saves
+# its `result` (tools/autograd/derivatives.yaml) and nll_loss saves the same tensor as `self`; DTensor's loss-parallel
+# _log_softmax returns it as the DTensor the same ops save (torch/distributed/tensor/parallel/loss.py)
+CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
+
+
+def eager_chunked_loss_bytes(tr: Training, fwd_bytes: float, bwd_bytes: float) -> tuple[float, float]:
+    """(forward, backward) bytes a logit of torchtune's eager chunked cross-entropy, whose chunks' losses are summed for
+    one backward: every chunk's saved fp32 log-softmax (CHUNK_SAVED_LOG_SOFTMAX_BYTES) and the cross-entropy's other
+    buffers (`fwd_bytes`, `bwd_bytes` a logit, less the saved one) for one chunk at a time. CEWithChunkedOutputLoss
+    (`torchtuneLoss` chunkedOutput; torchtune 0.3.1-0.6.1 modules/loss/ce_chunked_output_loss.py) gets its input from
+    TransformerDecoder.chunked_output (modules/transformer.py), `[self.output(chunk) for chunk in h.chunk(...)]`: the
+    recipe's `logits` holds every chunk's 16-bit logits until `del logits`, after the loss returns and before
+    `backward()` (recipes/lora_finetune_single_device.py and lora_finetune_distributed.py, _loss_step / train), so the
+    other chunks' 16-bit logits are alive beside the one counted in `fwd_bytes` through the forward, not the
+    backward (nothing saves them: the projection saves its input, `.float()` nothing). LinearCrossEntropyLoss projects
+    each chunk inside the loss: one chunk's 16-bit logits at a time."""
+    c = tr.loss_chunks or 1
+    s = CHUNK_SAVED_LOG_SOFTMAX_BYTES
+    other_chunks = ACT_BYTES * (1 - 1 / c) if tr.torchtune_loss == "chunkedOutput" else 0.0
+    return s + other_chunks + (fwd_bytes - s) / c, s + (bwd_bytes - s) / c
+
+
+def torchtune_loss_bytes(tr: Training) -> tuple[float, float]:
+    """(forward, backward) bytes a logit of a torchtune single-device recipe's chunked loss (`torchtuneLoss` under
+    framework transformers). Compiled (`compile`: the recipe's `training.compile_loss(self._loss_fn)`, which compiles
+    compute_cross_entropy alone, torchtune 0.4.0 recipes/lora_finetune_single_device.py _setup_model / __init__):
+    each chunk's call saves its 16-bit logits and no fp32 buffer, and the backward holds the whole 16-bit gradient and
+    one chunk more, as under fsdp (framework_activations, the loss_compiled branch). Eager: torch's cross_entropy on
+    each chunk's `logits.float()` (2 + 4 + 4 forward, 4 + 4 + 4 backward, eager_chunked_loss_bytes)."""
+    if tr.compile:
+        return ACT_BYTES, ACT_BYTES * (1 + 1 / (tr.loss_chunks or 1))
+    return eager_chunked_loss_bytes(tr, 2 + 4 + 4, 4 + 4 + 4)
+
+
 @dataclass(frozen=True)
 class TrainingActivations:
     layers: int        # kept for backward across all layers (the most loaded pipeline stage)
@@ -288,6 +323,11 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
     # Gemma 2's final soft-capping: tanh's saved output beside the loss (SOFTCAP_TANH_BYTES)
     capped = SOFTCAP_TANH_BYTES if a.final_logit_softcapping else 0
+    if tr.torchtune_loss:
+        fwd, bwd = torchtune_loss_bytes(tr)
+        return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
+                                   loss_forward=int(tokens * vocab * (fwd + capped)),
+                                   loss_backward=int(tokens * vocab * (bwd + capped)))
     if tr.own_16bit_loss:
         return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
                                    loss_forward=int(tokens * vocab * (OWN_LOSS_FORWARD_BYTES + capped)),

@@ -23,6 +23,7 @@ from rackfit.estimator.activations import (
     _layer_bytes_per_token,
     attention_dims,
     compile_savings,
+    eager_chunked_loss_bytes,
     kept_input_layers,
     lora_dropout_bytes,
     qk_norm_bytes,
@@ -289,12 +290,6 @@ def _loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float
     return int(n * fwd_bytes), int(n * bwd_bytes)
 
 
-# The fp32 log-softmax each chunk of an eager chunked cross-entropy keeps for the backward: torch's _log_softmax saves
-# its `result` (tools/autograd/derivatives.yaml) and nll_loss saves the same tensor as `self`; DTensor's loss-parallel
-# _log_softmax returns it as the DTensor the same ops save (torch/distributed/tensor/parallel/loss.py)
-CHUNK_SAVED_LOG_SOFTMAX_BYTES = 4
-
-
 # The fp32 buffer a logit that Inductor's lowering of a functional index_put allocates (torch/_inductor/lowering.py,
 # `index_put` returns `index_put_(clone(x), ...)`), in the backward of Megatron's native fused cross-entropy
 MEGATRON_FUSED_CE_CLONE_BYTES = 4
@@ -326,10 +321,13 @@ def torchtune_eager_chunked_loss(tr: Training, t: int) -> bool:
     eager unless compiled: under tensor parallel always (since PR 2782, June 2025, its apply_compile_strategy skips
     compile "as it is not supported with both masking and tensor parallelism enabled"; mask_ignored_tokens is True by
     default, torchtune/modules/loss/cross_entropy_loss.py; the recipe sets `tp_enabled` in _setup_model before
-    compile_loss), whatever `compile` says; without it when the loss is not compiled. torchtitan's own chunked loss
-    (ChunkedCELoss) runs each chunk's backward inside the loss (`lossChunkBackward`)."""
+    compile_loss), whatever `compile` says; without it when the loss is not compiled. That skip is
+    LinearCrossEntropyLoss.apply_compile_strategy's: CEWithChunkedOutputLoss (`torchtuneLoss` chunkedOutput) is eager
+    only when not compiled. torchtitan's own chunked loss (ChunkedCELoss) runs each chunk's backward inside the loss
+    (`lossChunkBackward`)."""
+    skips_compile = t > 1 and tr.torchtune_loss != "chunkedOutput"
     return torchtitan(tr) and (tr.loss_chunks or 1) > 1 and not tr.loss_chunk_backward \
-        and (t > 1 or not tr.loss_compiled)
+        and (skips_compile or not tr.loss_compiled)
 
 
 def eager_chunked_loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd_bytes: float) -> tuple[int, int]:
@@ -343,11 +341,11 @@ def eager_chunked_loss(a: ModelArch, tr: Training, t: int, fwd_bytes: float, bwd
     saves its input, `.float()` nothing); the inputs it saves, the whole sequence's hidden states, are counted with the
     final norm's output. Under tensor parallel (PR 2782, June 2025) patch_tp_plan makes the projection
     ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False) and the recipe runs the
-    loss in loss_parallel(): DTensor's buffers over the vocabulary's t-th."""
+    loss in loss_parallel(): DTensor's buffers over the vocabulary's t-th. CEWithChunkedOutputLoss (`torchtuneLoss`
+    chunkedOutput) gets every chunk's 16-bit logits from the model at once (eager_chunked_loss_bytes)."""
     n = _tokens(tr) * a.vocab_size / t
-    c = tr.loss_chunks or 1
-    s = CHUNK_SAVED_LOG_SOFTMAX_BYTES
-    return int(n * (s + (fwd_bytes - s) / c)), int(n * (s + (bwd_bytes - s) / c))
+    fwd, bwd = eager_chunked_loss_bytes(tr, fwd_bytes, bwd_bytes)
+    return int(n * fwd), int(n * bwd)
 
 
 def _pipeline(kept_per: float, tokens: int, L: int, pipeline: int, loss: tuple[int, int], stage: str,

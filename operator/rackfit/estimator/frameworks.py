@@ -712,7 +712,7 @@ def runtime_notes(tr: Training, layout: Layout) -> list[str]:
         lp = "loss parallel" if loss_parallel(tr, t) else "the logits gathered to the whole vocabulary on every rank"
         plan = "torchtitan's plan" if sequence_parallel(tr, t) and loss_parallel(tr, t) else "its tensor-parallel plan"
         notes.append(f"fsdp with tensor parallel is modelled as {plan}: {sp}, all-gathered norm outputs, {lp}")
-        if torchtune_eager_chunked_loss(tr, t):
+        if torchtune_eager_chunked_loss(tr, t) and tr.torchtune_loss != "chunkedOutput":
             notes.append("lossChunks under tensor parallel is modelled as torchtune's LinearCrossEntropyLoss: eager "
                          "(it skips compile under tensor parallel), every chunk's fp32 log-softmax kept until the "
                          "backward")
