@@ -6,9 +6,9 @@
 "kv cache" a positive one (more KV cache promised than the engine allocated)."""
 
 BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
-    ('deepspeed', 'training', 'ampere'): (-19.1, 28.9, 13, 'memory'),
-    ('deepspeed', 'training', 'any'): (-22.6, 28.9, 37, 'memory'),
-    ('deepspeed', 'training', 'hopper'): (8.2, 8.2, 1, 'memory'),
+    ('deepspeed', 'training', 'ampere'): (-19.1, 31.2, 15, 'memory'),
+    ('deepspeed', 'training', 'any'): (-22.6, 49.0, 41, 'memory'),
+    ('deepspeed', 'training', 'hopper'): (8.2, 49.0, 2, 'memory'),
     ('deepspeed', 'training', 'turing'): (-19.3, 13.6, 9, 'memory'),
     ('deepspeed', 'training', 'volta'): (-1.1, -1.1, 1, 'memory'),
     ('deepspeed offload', 'training', 'ampere'): (-42.5, 27.6, 5, 'memory'),
@@ -27,8 +27,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('fsdp1', 'training', 'hopper'): (-7.7, 36.5, 2, 'memory'),
     ('fsdp1 offload', 'training', 'ampere'): (-6.1, -6.1, 1, 'memory'),
     ('fsdp1 offload', 'training', 'any'): (-25.8, -6.1, 2, 'memory'),
-    ('megatron', 'training', 'ampere'): (-25.0, 0.7, 9, 'memory'),
-    ('megatron', 'training', 'any'): (-25.0, 4.5, 105, 'memory'),
+    ('megatron', 'training', 'ampere'): (-25.0, 0.7, 11, 'memory'),
+    ('megatron', 'training', 'any'): (-25.0, 4.5, 108, 'memory'),
     ('megatron', 'training', 'blackwell'): (-7.6, 2.0, 5, 'memory'),
     ('megatron', 'training', 'hopper'): (-8.5, 1.8, 84, 'memory'),
     ('sglang', 'inference', 'ada'): (-0.2, 13.8, 4, 'kv cache'),
@@ -48,7 +48,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory'),
     ('transformers', 'training', 'ada'): (-7.7, 4.5, 4, 'memory'),
     ('transformers', 'training', 'ampere'): (-15.4, 37.0, 81, 'memory'),
-    ('transformers', 'training', 'any'): (-45.8, 37.0, 127, 'memory'),
+    ('transformers', 'training', 'any'): (-45.8, 37.0, 128, 'memory'),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory'),
     ('vllm', 'inference', 'ada'): (-10.5, 82.2, 28, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 38, 'kv cache'),
