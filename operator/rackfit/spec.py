@@ -1300,8 +1300,11 @@ class Training(_Model):
         "the HF Trainer's DeepSpeed config, or accelerate's zero3_init_flag true). false (accelerate's "
         "zero3_init_flag: false): the model is loaded whole and deepspeed.initialize's engine moves it to the GPU "
         "before ZeRO-3 partitions it (runtime/engine.py _configure_distributed_model: `self.module.to(self.device)` "
-        "unless a parameter already has ds_id), so every GPU holds the whole 16-bit model once at start. Default "
-        "true"))
+        "unless a parameter already has ds_id), so every GPU holds the whole 16-bit model once at start. zero.Init "
+        "also replaces F.linear with DeepSpeed's memory-efficient linear (runtime/zero/linear.py), which saves the "
+        "parameter itself: without activation checkpointing each layer's gathered weights are released after its "
+        "module; built outside it, torch's linear saves weight.t() and every layer's gathered 16-bit weights stay "
+        "until its backward. Default true"))
 
     cpu_checkpointing: bool | None = Field(None, description=(
         "framework deepspeed with activationCheckpointing full, a model that checkpoints its layers through "

@@ -453,12 +453,15 @@ def test_zero3_gathers_at_most_the_whole_model():
     assert r.weights - 2 * ps.total // 8 == 2 * ps.total
 
 
-def test_zero3_without_checkpointing_keeps_every_layers_weights():
-    """torch's linear saves weight.t(), a view of the gathered storage: without DeepSpeed's memory-efficient
-    linear every layer's bf16 weights outlive their release until the backward; checkpointing drops them."""
-    none = peak("deepspeed", Layout(data=8), zeroStage=3)
+def test_zero3_without_checkpointing_keeps_every_layers_weights_only_outside_zero_init():
+    """torch's linear saves weight.t(), a view of the gathered storage: a model built outside zero.Init keeps every
+    layer's bf16 weights until the backward; zero.Init swaps in DeepSpeed's memory-efficient linear, which saves the
+    parameter itself, so without checkpointing the gathered weights are as bounded as with it (T1050)."""
+    outside = peak("deepspeed", Layout(data=8), zeroStage=3, zeroInit=False)
+    inside, unset = (peak("deepspeed", Layout(data=8), zeroStage=3, zeroInit=v) for v in (True, None))
     full = peak("deepspeed", Layout(data=8), zeroStage=3, activationCheckpointing="full")
-    assert none.weights - 2 * P.total // 8 == 2 * P.total
+    assert outside.weights - 2 * P.total // 8 == 2 * P.total
+    assert inside.weights == unset.weights == full.weights
     assert full.weights - 2 * P.total // 8 == (ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET) * 2
 
 

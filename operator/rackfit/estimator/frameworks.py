@@ -442,15 +442,18 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
                 # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
                 # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
                 # until their backward. DeepSpeed's LinearFunctionForZeroStage3 (runtime/zero/linear.py),
-                # which saves the parameter itself, replaces F.linear when a zero.Init context is entered
-                # (runtime/zero/partition_parameters.py, patch_init_and_builtins; it then persists), not for
-                # a model built outside zero.Init and handed to deepspeed.initialize: counted as the latter
-                # (the upper bound). A checkpointed layer saves nothing but its input. LoRA/QLoRA under ZeRO-3 is
-                # PEFT's path, whose base is always built under zero.Init: transformers' from_pretrained enters
-                # deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py; HF Trainer's
-                # HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed guide sets),
-                # so its linears save the parameter and the frozen base is released after each module as usual.
-                if full:
+                # which saves the parameter itself (setup_context: ctx.save_for_backward(input, weight, bias)),
+                # replaces F.linear when a zero.Init context is entered (runtime/zero/partition_parameters.py,
+                # patch_init_and_builtins: `torch.nn.functional.linear = zero3_linear_wrap` under
+                # mem_efficient_linear, Init's default, 0.9.0 to 0.19.1; it then persists), so a model built under
+                # zero.Init (zeroInit, its default true) releases each layer after its module as with
+                # checkpointing; a model built outside it and handed to deepspeed.initialize (zeroInit false) keeps
+                # torch's linear: the upper bound. A checkpointed layer saves nothing but its input. LoRA/QLoRA
+                # under ZeRO-3 is PEFT's path, whose base is always built under zero.Init: transformers'
+                # from_pretrained enters deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py;
+                # HF Trainer's HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed
+                # guide sets), so its linears save the parameter and the frozen base is released as usual.
+                if full and tr.zero_init is False:
                     gathered = max(gathered, p.total // (t * pp) * compute_bytes)
         # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
     else:  # megatron
