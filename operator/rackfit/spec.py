@@ -1506,6 +1506,11 @@ class Training(_Model):
                                                                       HF_FSDP1_LIMITER_FROM_PLUGIN)
 
     @property
+    def transformers_release(self) -> tuple[int, ...] | None:
+        """transformersVersion parsed ("4.39.3" -> (4, 39, 3)); None where unset (current releases)."""
+        return None if self.transformers_version is None else _release(self.transformers_version)
+
+    @property
     def copies_shifted_logits(self) -> bool:
         """Hugging Face transformers before 4.49.0: ForCausalLMLoss (loss/loss_utils.py) shifts the fp32 logits with
         `logits[..., :-1, :].contiguous()`, a third fp32 copy alive with the upcast and the log-softmax (removed by

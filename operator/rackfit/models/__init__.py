@@ -58,6 +58,8 @@ class ModelArch(BaseModel):
     attention_chunk_size: int = 0  # chunked local attention (Llama 4; 0: none)
     chunked_attention_layers: int = 0
     max_position_embeddings: int = 0  # the longest context supported (0: unknown)
+    # config.json's model_type (a huggingFaceConfig's, or a preset's modelType; "" where the spec names none)
+    model_type: str = ""
     final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
     # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, engine_profile.py)
@@ -135,8 +137,8 @@ def presets() -> dict[str, dict[str, Any]]:
 _CHECKPOINT_KEYS = ("quantizationConfig", "torchDtype")
 # Preset keys read from config.json fields outside the spec's shape: Grok 2's rope_type,
 # original_max_position_embeddings and scaling_factor as layer_rope_cache_positions_from_hf_config turns them into
-# positions.
-_CONFIG_KEYS = {"layerRopeCachePositions": "layer_rope_cache_positions"}
+# positions, and the checkpoint's model_type.
+_CONFIG_KEYS = {"layerRopeCachePositions": "layer_rope_cache_positions", "modelType": "model_type"}
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
@@ -172,6 +174,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         if layer_rope_cache_positions_from_hf_config(hf_config):
             fields["layer_rope_cache_positions"] = layer_rope_cache_positions_from_hf_config(hf_config)
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
+        if hf_config.get("model_type"):
+            fields["model_type"] = str(hf_config["model_type"])
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
             dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") \
