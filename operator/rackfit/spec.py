@@ -1110,7 +1110,10 @@ class Training(_Model):
         "fp32 logits (logits[..., :-1, :].contiguous()) beside the fp32 upcast and the log-softmax, 4 bytes a "
         "logit more at the end of the forward. Under fsdpVersion 1 a Trainer before 4.33 built FSDP1 with "
         "limit_all_gathers False unless its fsdp_config set it: the estimate notes it and counts two units gathered "
-        "ahead, as with the rate limiter. Default: current releases"))
+        "ahead, as with the rate limiter. Releases before 4.41 (Llama), 4.42 (Mistral), 4.45 (Qwen2) and 4.48 "
+        "(Mixtral; a bare architecture, whose family the spec cannot say) keep rotary cos/sin tables of "
+        "maxPositionEmbeddings x headDim in every attention layer, whole on every GPU: counted where the "
+        "architecture gives maxPositionEmbeddings. Default: current releases"))
     torch_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers: the PyTorch release the job runs, e.g. 2.5.1, where older releases held more memory. "
         "Over data > 1 without ZeRO (HF Trainer's DDP) the DistributedDataParallel constructor broadcasts every "
