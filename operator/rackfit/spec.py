@@ -351,11 +351,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "single-device full recipe, as its rows state it), method full and no gradient accumulation",
             ".optimizerInBackward"),
         "paged_optimizer": Rule(
-            "!has(self.pagedOptimizer) || !self.pagedOptimizer || "
-            "(self.optimizer == 'adamw8bit' && self.framework == 'transformers')",
-            "training.pagedOptimizer is bitsandbytes' PagedAdamW8bit (states in CUDA managed memory): only with "
-            "optimizer adamw8bit and framework transformers (torchtune's single-device recipes; bitsandbytes' paged "
-            "optimizers do not run under its FSDP recipes)", ".pagedOptimizer"),
+            "!has(self.pagedOptimizer) || !self.pagedOptimizer || (self.framework == 'transformers' && "
+            "(self.optimizer == 'adamw8bit' || (self.optimizer == 'adamw' && !has(self.adamwImplementation))))",
+            "training.pagedOptimizer is bitsandbytes' PagedAdamW8bit or 32-bit PagedAdamW (states in CUDA managed "
+            "memory): only with framework transformers and optimizer adamw8bit, or adamw without "
+            "adamwImplementation (bitsandbytes' own kernel, not torch's AdamW; torchtune's single-device recipes; "
+            "bitsandbytes' paged optimizers do not run under its FSDP recipes)", ".pagedOptimizer"),
         "activation_offloading": Rule(
             "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
             "self.activationCheckpointing == 'full')",
@@ -1020,11 +1021,12 @@ class Training(_Model):
         "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
         "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
     paged_optimizer: bool | None = Field(None, description=(
-        "optimizer adamw8bit as bitsandbytes' PagedAdamW8bit (bitsandbytes/functional.py get_paged: "
-        "cudaMallocManaged, outside PyTorch's caching allocator, for every state of a tensor of 1e5 elements or "
-        "more): the CUDA driver pages the states between host and GPU as the GPU fills, so they are not counted "
-        "on it. Only with framework transformers (torchtune's single-device recipes). Default false: the 8-bit "
-        "states are counted on the GPU"))
+        "optimizer adamw8bit as bitsandbytes' PagedAdamW8bit, or adamw as its 32-bit PagedAdamW (fp32 states "
+        "whatever the parameters' dtype; bitsandbytes/functional.py get_paged: cudaMallocManaged, outside "
+        "PyTorch's caching allocator, for every state of a tensor of 1e5 elements or more): the CUDA driver pages "
+        "the states between host and GPU as the GPU fills, so they are not counted on it. Only with framework "
+        "transformers (torchtune's single-device recipes), and with adamw only without adamwImplementation. "
+        "Default false: the states are counted on the GPU"))
     optimizer_in_backward: bool | None = Field(None, description=(
         "torchtune's optimizer_in_bwd (training/memory.py register_optim_in_bwd_hooks): one optimizer per parameter, "
         "stepped by the parameter's post-accumulate-grad hook, which then frees its gradient, so no moment holds "
@@ -1361,7 +1363,8 @@ class Training(_Model):
         if self.optimizer_in_backward and not (self.framework == "transformers" and self.method == "full"
                                                and (self.gradient_accumulation_steps or 1) == 1):
             raise ValueError(rules["optimizer_in_backward"].message)
-        if self.paged_optimizer and not (self.optimizer == "adamw8bit" and self.framework == "transformers"):
+        if self.paged_optimizer and not (self.framework == "transformers" and (
+                self.optimizer == "adamw8bit" or (self.optimizer == "adamw" and self.adamw_implementation is None))):
             raise ValueError(rules["paged_optimizer"].message)
         if self.loss_upcast is False and not (
                 self.framework == "transformers" and self.method != "qlora" and self.loss_chunks is None):

@@ -49,6 +49,19 @@ def test_paged_8bit_states_are_not_counted_on_the_gpu():
     assert any("pagedOptimizer" in n for n in e.notes)
 
 
+def test_paged_32bit_adamw_states_are_not_counted_on_the_gpu():
+    """bitsandbytes' PagedAdamW (optim_bits 32, is_paged; T1070: torchtune's llama2/7B_full_low_memory of May 2024)
+    keeps fp32 states in managed memory: the two states torch's AdamW would hold on the GPU drop out."""
+    torch_adamw = training_states(_spec(adamwImplementation=None))
+    paged = training_states(_spec(adamwImplementation=None, pagedOptimizer=True))
+    assert torch_adamw.optimizer == 2 * torch_adamw.weights   # two bf16 states a bf16 parameter
+    assert paged.optimizer == 0
+    assert paged.weights == torch_adamw.weights and paged.gradients == torch_adamw.gradients
+    e = estimate(_spec(adamwImplementation=None, pagedOptimizer=True))
+    assert any("pagedOptimizer" in n for n in e.notes)
+    assert e.total_bytes < estimate(_spec(adamwImplementation=None)).total_bytes
+
+
 @pytest.mark.parametrize("training,parallelism", [
     (dict(optimizerInBackward=True), dict(data=2)),
     (dict(optimizerInBackward=True, gradientAccumulationSteps=4), None),
@@ -63,7 +76,9 @@ def test_optimizer_in_backward_is_refused_outside_the_single_device_full_recipe(
 @pytest.mark.parametrize("training", [
     dict(pagedOptimizer=True),
     dict(pagedOptimizer=True, optimizer="adamw8bit", adamwImplementation=None, framework="fsdp"),
+    dict(pagedOptimizer=True, adamwImplementation=None, framework="fsdp"),
+    dict(pagedOptimizer=True, optimizer="sgd", adamwImplementation=None),
 ])
-def test_paged_optimizer_is_refused_outside_adamw8bit_under_transformers(training):
+def test_paged_optimizer_is_refused_outside_bitsandbytes_adamw_under_transformers(training):
     with pytest.raises(InvalidWorkload, match="pagedOptimizer"):
         _spec(**training)

@@ -164,11 +164,11 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         parts, phase = _training(spec, arch, p, layout, weights)
         if phase == "load":
             notes.append(_load_note(spec.training, spec.precision, p, layout))
-        if spec.training.optimizer == "adamw8bit":
-            notes.append("bitsandbytes' paged 8-bit states (training.pagedOptimizer) are CUDA managed memory the "
-                         "driver pages to the host as the GPU fills; not counted on the GPU"
-                         if spec.training.paged_optimizer else
-                         "paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
+        if spec.training.paged_optimizer:
+            notes.append("bitsandbytes' paged optimizer states (training.pagedOptimizer) are CUDA managed memory "
+                         "the driver pages to the host as the GPU fills; not counted on the GPU")
+        elif spec.training.optimizer == "adamw8bit":
+            notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
         notes.extend(runtime_notes(spec.training, layout))
         notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))

@@ -45,6 +45,12 @@ def optimizer_state_bytes(tr: Training, n: int, state_dtype_bytes: int, a: Model
         # optim/optimizer.py get_state_buffer: cudaMallocManaged for a tensor of 1e5 elements or more) are CUDA
         # managed memory, outside PyTorch's allocator, which the driver pages to the host as the GPU fills: none on it
         return 0 if tr.paged_optimizer else n * 2  # two 8-bit states (+ negligible block scales)
+    if optimizer == "adamw" and tr.paged_optimizer:
+        # bitsandbytes' 32-bit PagedAdamW (bitsandbytes 0.43.1 optim/adamw.py PagedAdamW: Optimizer2State("adam",
+        # optim_bits=32, is_paged=True); optim/optimizer.py init_state: state1 and state2 from
+        # get_state_buffer(p, dtype=torch.float32), get_paged for a tensor of 1e5 elements or more): fp32 states in
+        # CUDA managed memory, outside PyTorch's allocator, as the 8-bit ones above: none on the GPU
+        return 0
     if optimizer == "adafactor":
         # factored second moment: a row and a column vector per matrix, about 2h per h^2 matrix
         return int(n * 2 / a.hidden_size * state_dtype_bytes) + 1
