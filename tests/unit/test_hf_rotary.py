@@ -76,16 +76,16 @@ def _training(version: str | None):
 ])
 def test_releases_by_family(model_type, version, held):
     expected = 32 * 2 * 4096 * 128 * 2 if held else 0
-    assert hf_rotary_table_bytes(_arch(model_type), _training(version), 2) == expected
+    assert hf_rotary_table_bytes(_arch(model_type), _training(version), "fp16") == expected
 
 
 def test_unset_release_or_length_counts_none():
-    assert hf_rotary_table_bytes(_arch("qwen2"), _training(None), 2) == 0
-    assert hf_rotary_table_bytes(_arch("qwen2", positions=0), _training("4.39.1"), 2) == 0
+    assert hf_rotary_table_bytes(_arch("qwen2"), _training(None), "fp16") == 0
+    assert hf_rotary_table_bytes(_arch("qwen2", positions=0), _training("4.39.1"), "fp16") == 0
 
 
 def test_pipeline_stage_holds_its_layers_tables():
-    assert hf_rotary_table_bytes(_arch("llama"), _training("4.36.2"), 2, pipeline=3) == 11 * 2 * 4096 * 128 * 2
+    assert hf_rotary_table_bytes(_arch("llama"), _training("4.36.2"), "fp16", pipeline=3) == 11 * 2 * 4096 * 128 * 2
 
 
 def test_family_from_preset_and_config():

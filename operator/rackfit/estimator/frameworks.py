@@ -561,8 +561,8 @@ def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         held += no_sync_unsharded(tr, layout, n * compute_bytes if full else 0) if fw == "fsdp" else 0
         buckets += o.buckets_extra
     # transformers' per-attention-layer rotary tables (an older transformersVersion, hf_rotary.py): buffers, whole
-    # on every GPU and not offloaded; DeepSpeed's engine casts the module to 16 bits, FSDP1 keeps an fp32 one's
-    weights += hf_rotary_table_bytes(a, tr, 4 if precision == "fp32" or (mixed and fw != "deepspeed") else 2, pp)
+    # on every GPU and not offloaded
+    weights += hf_rotary_table_bytes(a, tr, precision, pp)
     # before transformers 4.46 the 16-bit logits' block freed at the model's upcast stays cached beside the loss's
     # fp32 buffers (activations.freed_16bit_logits_bytes): reserved, not allocated, while the loss dominates
     vocab_split = t if fw != "fsdp" or loss_parallel(tr, t) else 1

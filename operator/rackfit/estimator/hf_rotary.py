@@ -44,10 +44,12 @@ HF_ROTARY_TABLE_RELEASES: dict[str, tuple[tuple[tuple[int, ...], tuple[int, ...]
 HF_ROTARY_TABLES_GONE = (4, 48)
 
 
-def hf_rotary_table_bytes(a: ModelArch, tr: Training, element_bytes: int, pipeline: int = 1) -> int:
-    """The cos and sin tables (max_position_embeddings x head_dim each, `element_bytes` an element) every attention
-    layer on this GPU keeps under training.transformersVersion; 0 for current releases (unset) and where the spec gives
-    no max_position_embeddings."""
+def hf_rotary_table_bytes(a: ModelArch, tr: Training, precision: str, pipeline: int = 1) -> int:
+    """The cos and sin tables (max_position_embeddings x head_dim each) every attention layer on this GPU keeps under
+    training.transformersVersion; 0 for current releases (unset) and where the spec gives no max_position_embeddings.
+    Their dtype is the model's as built: fp32 for an fp32 model or a full fine-tune with fp32 masters (the Trainer's
+    AMP and FSDP keep an fp32 model), except under DeepSpeed, whose engine casts the module, buffers with it, to 16
+    bits; else 16-bit."""
     release = tr.transformers_release
     if release is None or not a.max_position_embeddings:
         return 0
@@ -56,5 +58,6 @@ def hf_rotary_table_bytes(a: ModelArch, tr: Training, element_bytes: int, pipeli
             else any(first <= release < end for first, end in ranges))
     if not held:
         return 0
+    fp32 = precision == "fp32" or (tr.method == "full" and tr.master_weights == "fp32" and tr.framework != "deepspeed")
     layers = -(-a.num_layers // pipeline)
-    return layers * 2 * a.max_position_embeddings * a.head_dim * element_bytes
+    return layers * 2 * a.max_position_embeddings * a.head_dim * (4 if fp32 else 2)

@@ -88,8 +88,7 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         cache //= d  # each rank casts only the layers it gathers
     # transformers' per-attention-layer rotary tables (an older transformersVersion, hf_rotary.py), in the model's
     # dtype (fp32 under the Trainer's AMP) and whole on every GPU
-    weights += hf_rotary_table_bytes(a, tr, 4 if tr.method == "full" and tr.master_weights == "fp32"
-                                     or precision == "fp32" else 2, layout.pipeline)
+    weights += hf_rotary_table_bytes(a, tr, precision, layout.pipeline)
     return ModelStates(weights=weights, gradients=grads, optimizer=optimizer, autocast_cache=cache,
                        trainable=trainable)
 
