@@ -315,26 +315,24 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     else:
         kept = layers * per_layer
     vocab = a.vocab_size / t  # vocab-parallel cross-entropy
-    chunks = tr.loss_chunks or 1  # chunked cross-entropy: 16-bit logits whole, fp32 buffers per chunk
-    # transformers before 4.49: ForCausalLMLoss's `logits[..., :-1, :].contiguous()` of the fp32 upcast, alive with it
-    # and the log-softmax until the loss returns (an unchunked loss only)
-    shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
-    # transformers before 4.46: the model upcasts in its forward and drops the 16-bit logits (an unchunked loss only)
-    logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
     # Gemma 2's final soft-capping: tanh's saved output beside the loss (SOFTCAP_TANH_BYTES)
     capped = SOFTCAP_TANH_BYTES if a.final_logit_softcapping else 0
     if tr.torchtune_loss:
         fwd, bwd = torchtune_loss_bytes(tr)
-        return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
-                                   loss_forward=int(tokens * vocab * (fwd + capped)),
-                                   loss_backward=int(tokens * vocab * (bwd + capped)))
-    if tr.own_16bit_loss:
-        return TrainingActivations(layers=int(kept * tokens), recompute=int(recompute * tokens),
-                                   loss_forward=int(tokens * vocab * (OWN_LOSS_FORWARD_BYTES + capped)),
-                                   loss_backward=int(tokens * vocab * (OWN_LOSS_BACKWARD_BYTES + capped)))
+    elif tr.own_16bit_loss:
+        fwd, bwd = OWN_LOSS_FORWARD_BYTES, OWN_LOSS_BACKWARD_BYTES
+    else:
+        chunks = tr.loss_chunks or 1  # chunked cross-entropy: 16-bit logits whole, fp32 buffers per chunk
+        # transformers before 4.49: ForCausalLMLoss's `logits[..., :-1, :].contiguous()` of the fp32 upcast, alive
+        # with it and the log-softmax until the loss returns (an unchunked loss only)
+        shift_copy = SHIFT_COPY_BYTES if tr.copies_shifted_logits and chunks == 1 else 0
+        # transformers before 4.46: the model upcasts in its forward and drops the 16-bit logits (an unchunked loss)
+        logits16 = 2 if tr.holds_16bit_logits_at_loss or chunks > 1 else 0
+        fwd = logits16 + (4 + 4) / chunks + shift_copy
+        bwd = (4 + 4 + 4) / chunks + (2 if chunks > 1 else 0)
     return TrainingActivations(
         layers=int(kept * tokens),
         recompute=int(recompute * tokens),
-        loss_forward=int(tokens * vocab * (logits16 + (4 + 4) / chunks + shift_copy + capped)),
-        loss_backward=int(tokens * vocab * ((4 + 4 + 4) / chunks + (2 if chunks > 1 else 0) + capped)),
+        loss_forward=int(tokens * vocab * (fwd + capped)),
+        loss_backward=int(tokens * vocab * (bwd + capped)),
     )
