@@ -50,10 +50,10 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
     ('transformers', 'training', 'ampere'): (-15.4, 37.0, 83, 'memory'),
     ('transformers', 'training', 'any'): (-45.8, 37.0, 130, 'memory'),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory'),
-    ('vllm', 'inference', 'ada'): (-10.5, 82.2, 29, 'kv cache'),
+    ('vllm', 'inference', 'ada'): (-10.5, 82.2, 32, 'kv cache'),
     ('vllm', 'inference', 'ampere'): (-15.9, 1202.0, 38, 'kv cache'),
-    ('vllm', 'inference', 'any'): (-17.6, 1202.0, 165, 'kv cache'),
-    ('vllm', 'inference', 'blackwell'): (-1.2, 71.6, 15, 'kv cache'),
+    ('vllm', 'inference', 'any'): (-17.6, 1202.0, 171, 'kv cache'),
+    ('vllm', 'inference', 'blackwell'): (-1.2, 71.6, 18, 'kv cache'),
     ('vllm', 'inference', 'hopper'): (-17.6, 199.8, 76, 'kv cache'),
     ('vllm', 'inference', 'turing'): (-1.6, 6.9, 7, 'kv cache'),
 }
