@@ -76,7 +76,7 @@ _CUDA_TOTAL_GIB: dict[tuple[str, int], float] = {
     # 40,339 MiB (39.39) under CUDA 12.2 in bottlerocket-os/bottlerocket PR 3873
     ("A100", 40960): 39.50,
     # github.com/HiDream-ai/VAREdit/issues/6 (2025-12): "GPU 0 has a total capacity of 79.25 GiB"; 79.25 also in
-    # levihsu/OOTDiffusion#235 (2025-03), 79.14 in lianqi1008/Control-GIC#6 (2025-10), 79.15 in 2023 logs
+    # levihsu/OOTDiffusion#235 (2025-03), 79.14 in lianqi1008/Control-GIC#6 (2025-10)
     ("A100", 81920): 79.25,
     # github.com/OpenBMB/MiniCPM-V/issues/640 (2024-10, vLLM on one A10): "GPU 0 has a total capacity of 22.18 GiB"
     ("A10", 23028): 22.18,
