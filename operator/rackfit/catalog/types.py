@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from rackfit.units import GB, MiB
+from rackfit.units import GB, GiB, MiB
 
 Architecture = Literal["volta", "turing", "ampere", "hopper", "ada", "blackwell"]
 
@@ -60,6 +60,55 @@ _SM_COUNT: dict[str, tuple[int, tuple[int, int]]] = {
     "RTX 5080": (84, (12, 0)), "RTX 5090": (170, (12, 0)), "RTX PRO 6000": (188, (12, 0)),
     "RTX Pro 6000 Blackwell": (188, (12, 0)), "GB10": (48, (12, 1)),
 }
+# The total memory CUDA reports (cudaMemGetInfo's total, what torch prints as "GPU 0 has a total capacity of X GiB"
+# and vLLM as its total, and what the engines' memory fractions multiply: estimator/engine_defaults.cuda_total_bytes),
+# in GiB, per GPU model and GPU Feature Discovery memory label (nvidia.com/gpu.memory, MiB): the driver keeps a
+# different share of each card. Read from public logs of 2024 on, the newest where they disagree: the driver's share
+# has grown (a T4 of 15,360 MiB printed 14.75-14.76 GiB in 2021-2024 and 14.56 in 2025-2026; an RTX 4090 23.64-23.68
+# in 2023-2025, 23.52 under R580 in 2026). A model or label not here (V100, RTX 3090 and A10G, whose logs found are
+# of 2021-2023; L4, L40, H20, H800, GB200, GB300, the PCIe A100/H100, ...) keeps the label less
+# engine_defaults.DRIVER_RESERVED.
+_CUDA_TOTAL_GIB: dict[tuple[str, int], float] = {
+    # github.com/facebookresearch/tribev2/issues/28 (2026-04, Colab): "GPU 0 has a total capacity of 14.56 GiB";
+    # github.com/Zheng-Chong/CatVTON/issues/133 (2025-11, GCP T4) the same; 14.74-14.76 before (CogVideo#741, 2025-03)
+    ("T4", 15360): 14.56,
+    # github.com/TianheWu/CoSeR/issues/10 (2025-01): "GPU 0 has a total capacity of 39.50 GiB"; deviceQuery's
+    # 40,339 MiB (39.39) under CUDA 12.2 in bottlerocket-os/bottlerocket PR 3873
+    ("A100", 40960): 39.50,
+    # github.com/HiDream-ai/VAREdit/issues/6 (2025-12): "GPU 0 has a total capacity of 79.25 GiB"; 79.25 also in
+    # levihsu/OOTDiffusion#235 (2025-03), 79.14 in lianqi1008/Control-GIC#6 (2025-10)
+    ("A100", 81920): 79.25,
+    # github.com/OpenBMB/MiniCPM-V/issues/640 (2024-10, vLLM on one A10): "GPU 0 has a total capacity of 22.18 GiB"
+    ("A10", 23028): 22.18,
+    # github.com/pytorch/pytorch/issues/182941 (2026-05, R580, CUDA 13.0): "(GPU 0; 23.52 GiB total; 0 bytes free)";
+    # 23.64 in 3DTopia/Phidias-Diffusion#8 (2025-08), 23.68 in zai-org/CogVideo#36 (2023)
+    ("RTX 4090", 24564): 23.52,
+    # github.com/Wan-Video/Wan2.1/issues/465 (2025-07): "GPU 0 has a total capacity of 31.37 GiB"; deviceQuery's
+    # 32,117-32,120 MiB in NVIDIA/nccl#1637 and aikitoria/open-gpu-kernel-modules#1
+    ("RTX 5090", 32607): 31.37,
+    # github.com/DengKaiCQ/VGGT-Long/issues/6 (2025-07): "GPU 0 has a total capacity of 15.61 GiB"
+    ("RTX A4000", 16376): 15.61,
+    # github.com/stepfun-ai/Step-Video-T2V/issues/8 (2025-02, 8 x L40S): "GPU  has a total capacity of 44.42 GiB"
+    # (vLLM's 44.42 in S261's log, bench/cases/public/public-measurements.md)
+    ("L40S", 46068): 44.42,
+    # github.com/vllm-project/vllm/issues/27508 (2025-10): "GPU 0 has a total capacity of 79.11 GiB"; vLLM's own
+    # logs gave 79.22 in PR 10511 (2024-12) and PR 12126 (2025-01)
+    ("H100", 81559): 79.11,
+    # github.com/ali-vilab/VACE/issues/56 (2025-05, RunPod H100 NVL): "GPU 0 has a total capacity of 93.00 GiB"
+    ("H100 NVL", 95830): 93.00,
+    # this project's own H200 run (bench/cases/h200/h200-memory-calibration.jsonl, environment row, torch 2.11.0+cu130):
+    # torch.cuda.mem_get_info's total 150,109,880,320 bytes
+    ("H200", 143771): 139.80,
+    # github.com/Lightning-AI/litgpt/issues/1892 (2024-12, nvidia-smi 97,871 MiB): "GPU 0 has a total capacity of
+    # 94.88 GiB"
+    ("GH200", 97871): 94.88,
+    # github.com/pytorch/ao PR 4002 (2026-03, a cudaGetDeviceProperties query): "Total Global Memory: 178.35 GB"
+    # (GiB: the label is 179.06 GiB)
+    ("B200", 183359): 178.35,
+    # github.com/AlexGS74/glm47-nvfp4-sm120 docs/vllm-sm120-nvfp4-working-state.md (2026-02, the Max-Q edition, S1322's
+    # source): "GPU 3 has a total capacity of 94.97 GiB"
+    ("RTX PRO 6000", 97887): 94.97, ("RTX Pro 6000 Blackwell", 97887): 94.97,
+}
 # Resident threads an SM holds at most, by compute capability (CUDA C++ Programming Guide, "Technical Specifications
 # per Compute Capability": 1,024 on Turing, 1,536 on GA10x, Ada and consumer Blackwell, 2,048 on the rest).
 _THREADS_PER_SM = {(7, 5): 1024, (8, 6): 1536, (8, 9): 1536, (12, 0): 1536, (12, 1): 1536}
@@ -89,6 +138,12 @@ class GPU(_Frozen):
     @property
     def formats(self) -> frozenset[str]:
         return _FORMATS[self.architecture]
+
+    @property
+    def published_cuda_total_bytes(self) -> int | None:
+        """The total CUDA reports on this model at this label (_CUDA_TOTAL_GIB), None where no log gives it."""
+        gib = _CUDA_TOTAL_GIB.get((self.model, self.memory_mib))
+        return None if gib is None else round(gib * GiB)
 
     @property
     def sm_count(self) -> int | None:

@@ -13,10 +13,12 @@ from rackfit.models import ModelArch
 from rackfit.spec import Inference
 from rackfit.units import GiB, MiB
 
-# cudaMemGetInfo's total is below the GPU Feature Discovery label (nvidia.com/gpu.memory): the driver
-# keeps some. Published pairs (bench/cases/public/public-measurements.md, "What each logged number is"):
-# H100 80GB 81,559 MiB label vs 79.22 GiB in vLLM's logs (0.43 GiB less), A100 40GB 40,960 vs 39.38-39.50
-# (0.50-0.62), L40S 46,068 vs 44.42 (0.57). The median of the three, 0.5 GiB, is used for every GPU.
+# cudaMemGetInfo's total is below the GPU Feature Discovery label (nvidia.com/gpu.memory): the driver keeps some, a
+# different share on each card (0.44 GiB on a T4, 0.54 on an H100, 0.70 on a GH200 in current logs). Where a public log
+# gives a model's total at its label, that total is used (catalog.types._CUDA_TOTAL_GIB); elsewhere the label less
+# this median of the first three published pairs (bench/cases/public/public-measurements.md, "What each logged number
+# is": H100 80GB 81,559 MiB label vs 79.22 GiB in vLLM's logs, 0.43 GiB less; A100 40GB 40,960 vs 39.38-39.50,
+# 0.50-0.62; L40S 46,068 vs 44.42, 0.57).
 DRIVER_RESERVED = GiB // 2
 # TensorRT-LLM's defaults (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9,
 # BuildConfig max_num_tokens 8192, max_batch_size 2048).
@@ -108,8 +110,10 @@ VLLM_UTIL_092 = (0, 20)
 
 
 def cuda_total_bytes(gpu: GPU) -> int:
-    """Total memory as CUDA reports it on this GPU: what the engines' fractions multiply."""
-    return gpu.memory_bytes - DRIVER_RESERVED
+    """Total memory as CUDA reports it on this GPU: what the engines' fractions multiply. The published total for
+    the model at its label where a log gives one, else the label less DRIVER_RESERVED."""
+    published = gpu.published_cuda_total_bytes
+    return gpu.memory_bytes - DRIVER_RESERVED if published is None else published
 
 
 def settings(inf: Inference, gpu: GPU | None, tensor: int, pipeline: int, a: ModelArch | None = None
