@@ -459,8 +459,10 @@ def test_sglang_dp_size_before_0_4_5_names_its_field_in_pydantic_and_cel():
     (spec.SGLANG_DP_ATTENTION_SIZE) raised a message of its own, which validation_errors could not map to a field:
     the error named the bare `spec`, and the CRD had no rule for it (kubectl accepted what the webhook refused). It
     is now a Rule: the error names spec.inference.dataParallelAttention, and its CEL rule's release pattern agrees with
-    the pydantic side's release comparison (`_older`) on every release form engineVersion's pattern allows."""
-    from rackfit.spec import RULES, SGLANG_DP_ATTENTION_SIZE, _older
+    the pydantic side's release comparison (`older`) on every release form engineVersion's pattern allows."""
+    from rackfit.spec import RULES
+    from rackfit.spec.base import older
+    from rackfit.spec.releases import SGLANG_DP_ATTENTION_SIZE
     with pytest.raises(InvalidWorkload) as err:
         parse_spec(_dp_doc("0.4.4", 8, 4, 1))
     assert err.value.errors == [("spec.inference.dataParallelAttention", RULES["LLMWorkloadSpec"][
@@ -471,4 +473,4 @@ def test_sglang_dp_size_before_0_4_5_names_its_field_in_pydantic_and_cel():
     pattern = re.search(r"matches\('([^']+)'\)", cel).group(1)
     for v in ("0.3", "0.3.5", "0.3.10", "0.4", "0.4.0", "0.4.4", "0.04.4", "0.4.04", "00.4.3", "0.4.5", "0.4.10",
               "0.4.40", "0.5", "0.5.8", "0.10.0", "1.0", "1.0.3", "10.4.3"):
-        assert bool(re.fullmatch(pattern, v)) == _older(v, SGLANG_DP_ATTENTION_SIZE), v
+        assert bool(re.fullmatch(pattern, v)) == older(v, SGLANG_DP_ATTENTION_SIZE), v

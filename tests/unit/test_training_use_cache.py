@@ -12,7 +12,9 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.framework_activations import runtime_activations, training_kv_cache_bytes
 from rackfit.models import resolve
-from rackfit.spec import HF_CACHE_OBJECT, RULES, ModelSource, Training, _older, parse_spec
+from rackfit.spec import RULES, ModelSource, Training, parse_spec
+from rackfit.spec.base import older
+from rackfit.spec.releases import HF_CACHE_OBJECT
 
 GiB = 1 << 30
 # Llama-2-7b (32 layers, 32 key-value heads of 128) as T325 gives it
@@ -90,4 +92,4 @@ def test_use_cache_is_refused_with_transformers_own_checkpointing():
                                      "4.40.0", "4.360", "5.0.0", "10.0", "14.1"])
 def test_the_cel_version_rule_agrees_with_the_validator(version):
     pattern = re.search(r"matches\('(.*)'\)", RULES["Training"]["use_cache_version"].cel).group(1)
-    assert bool(re.search(pattern, version)) == _older(version, HF_CACHE_OBJECT)
+    assert bool(re.search(pattern, version)) == older(version, HF_CACHE_OBJECT)

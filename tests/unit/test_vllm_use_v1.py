@@ -11,7 +11,9 @@ from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.spec import RULES, VLLM_V0_REMOVED, VLLM_V1_DEFAULT, _older, parse_spec
+from rackfit.spec import RULES, parse_spec
+from rackfit.spec.base import older
+from rackfit.spec.releases import VLLM_V0_REMOVED, VLLM_V1_DEFAULT
 
 H100 = load_catalog().get("gd-8xh100ib-i128").gpu
 
@@ -46,8 +48,8 @@ def test_vllm_use_v1_is_refused_where_the_release_has_no_such_engine(inference, 
 
 
 @pytest.mark.parametrize("rule,refused", [
-    ("vllm_v0_removed", lambda v: not _older(v, VLLM_V0_REMOVED)),
-    ("vllm_v1_before_default", lambda v: _older(v, VLLM_V1_DEFAULT)),
+    ("vllm_v0_removed", lambda v: not older(v, VLLM_V0_REMOVED)),
+    ("vllm_v1_before_default", lambda v: older(v, VLLM_V1_DEFAULT)),
 ])
 def test_the_cel_release_patterns_agree_with_the_validator(rule, refused):
     pattern = re.search(r"matches\('([^']+)'\)", RULES["Inference"][rule].cel).group(1)

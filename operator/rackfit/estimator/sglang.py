@@ -308,7 +308,7 @@ def speculative_reserve_mib(inf: Inference) -> float:
 # Every GPU of the tensor group is one DP rank's scheduler (launch_tensor_parallel_process) with its own pool and
 # request table, sized as without DP attention (profile_max_num_token) from what its weights leave.
 # - Attention: split over attn_tp = tp / dp GPUs (get_attention_tp_size; DeepseekV2AttentionMLA's q_b/kv_b/o
-#   projections with tp_size=attn_tp_size from 0.4.5); 0.4.1-0.4.4 force dp_size = tp_size (spec.py
+#   projections with tp_size=attn_tp_size from 0.4.5); 0.4.1-0.4.4 force dp_size = tp_size (spec/releases.py
 #   SGLANG_DP_ATTENTION_SIZE) and build them ReplicatedLinear (use_dp=True): whole on every GPU, the same as attn_tp 1.
 #   MoE experts, shared experts and dense MLPs stay split over the whole tp group (moe_dense_tp_size unset).
 # - KV pool: a rank caches its own requests at attn_tp for the KV heads (model_config.get_num_kv_heads(

@@ -1,0 +1,63 @@
+"""The runtime releases whose behaviour the spec's rules and properties turn on: each the first release of a change,
+with the change and where it was read."""
+
+# transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
+# merged after 4.48.0 of January 2025)
+HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+# transformers' first release whose Llama and Qwen2 pass the 16-bit logits to self.loss_function (ForCausalLMLoss
+# upcasts them inside it, the caller's 16-bit tensor still referenced): 4.45.2's models upcast in their own forward
+HF_LOSS_FUNCTION = (4, 46)
+# transformers' first release whose decoder layers take a Cache object (DynamicCache, models/llama/modeling_llama.py
+# LlamaModel.forward, 4.36.0) and update it in place: a recompute under an external checkpoint wrapper updates it again
+HF_CACHE_OBJECT = (4, 36)
+# transformers' first release whose Trainer leaves FSDP1's limit_all_gathers to accelerate's plugin default
+# (trainer.py 4.33.0: `fsdp_config.get("limit_all_gathers", fsdp_plugin.limit_all_gathers)`). 4.27-4.29 wrap FSDP1
+# themselves with `self.limit_all_gathers = False` unless fsdp_config sets it, and 4.30-4.32 set the plugin's to
+# `fsdp_config.get("limit_all_gathers", False)` (read in the 4.27.0, 4.28.1 and 4.30.0 wheels)
+HF_FSDP1_LIMITER_FROM_PLUGIN = (4, 33)
+# PyTorch's first release whose ProcessGroupNCCL keeps an async collective's tensors alive by stashing them and
+# releases them at work.wait(), instead of record_stream on its stream (pytorch PR 150398, relanding PR 148590, merged
+# April 2025 after the 2.7 branch: "Decision is to not include this in 2.7 release")
+TORCH_STASHED_COLLECTIVES = (2, 8)
+# torchtitan (pytorch/torchtitan): the first release whose final RMSNorm is torch's fused nn.RMSNorm (PR 985, 3b39d7ab0,
+# March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
+# their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
+TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
+TORCHTITAN_SPLIT_ROOT = (0, 2)
+# torchtitan's MoE built its shared experts as GroupedExperts(num_experts=1), weights [1, dim, hidden], until PR 1561
+# (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a
+# spec can only say "before 0.2"
+TORCHTITAN_FFN_SHARED_EXPERTS = (0, 2)
+# torchtitan's MoE.forward scored the routed outputs with torch.bmm over a [bs*slen*top_k, dim] zeros tensor of the
+# whole sequence, `.float()`-ed (PR 1974, e1f7f318a, November 21, 2025, "remove scatter_add in MoE implementation")
+# until PR 2775 (8bc267dea, April 6, 2026, "change torch.bmm back to scatter add"): the releases between are v0.2.1
+# (December 26, 2025) and v0.2.2 (February 20, 2026)
+TORCHTITAN_BMM_SCORES = ((0, 2, 1), (0, 2, 3))
+# torchtitan's per-op SAC save list held aten.abs.default and aten.max.default ("for low precision training, it's useful
+# to always save the result of max(abs(tensor))", PR 701, bcebc0de5, November 26, 2024) until PR 820 (88247277c,
+# February 6, 2025) took abs out; both commits lie before v0.1.0, so a spec can only say "before 0.1"
+TORCHTITAN_SAC_WITHOUT_ABS = (0, 1)
+# DeepSpeed (deepspeedai/DeepSpeed): ZeRO-1/2's step checks its gradients for overflow only under fp16 from PR 4512
+# (244040c18, October 27, 2023; first tag v0.11.2), and from PR 5115 (1c9e5ef2d, February 15, 2024; first tag v0.13.3)
+# checks them on the device (`_has_inf_or_nan`: float_x, isnan, isinf, logical_or, .float() live together)
+DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK = (0, 11, 2)
+# torchao 0.2.0 quantizes a tensor to NF4 in chunks of CHUNK_SIZE = 1024**2 elements (torchao/dtypes/nf4tensor.py,
+# PR 196); torchao 0.1 compared the whole tensor with the 16 NF4 values at once (estimator/torchtune.py).
+TORCHAO_CHUNKED_NF4 = (0, 2)
+DEEPSPEED_DEVICE_OVERFLOW_CHECK = (0, 13, 3)
+
+# SGLang's first release that takes --dp-size under --enable-dp-attention (1 < dp-size, dividing tp-size; attention
+# then split over tp / dp GPUs); 0.4.1-0.4.4 set dp_size = tp_size (server_args.py __post_init__, read in the wheels)
+SGLANG_DP_ATTENTION_SIZE = (0, 4, 5)
+
+# vLLM's first release without the V0 engine: 0.11.0's vllm/engine/llm_engine.py is `LLMEngine = V1LLMEngine`, and
+# V1's LLMEngine/AsyncLLM raise "Using V1 LLMEngine, but envs.VLLM_USE_V1=False" under VLLM_USE_V1=0; 0.10.2 still
+# ships V0 (vllm/worker/model_runner.py) and EngineArgs.create_engine_config honours VLLM_USE_V1=0.
+VLLM_V0_REMOVED = (0, 11)
+# vLLM's first release that runs V1 by default (envs.py VLLM_USE_V1 default "1"; 0.7.0's default was "0").
+VLLM_V1_DEFAULT = (0, 8)
+
+# vLLM's extensible KV cache, on by default from 0.34.0 (vllm/config/vllm.py, _resolve_extensible_kv_cache).
+EXTENSIBLE_KV_CACHE = (0, 34)
+
+
