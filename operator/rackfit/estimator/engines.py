@@ -118,6 +118,12 @@ from rackfit.units import GiB
 
 # vLLM's block size (vllm/config/cache.py: block_size 16 on CUDA): the cache holds whole blocks.
 BLOCK_TOKENS = 16
+# vLLM checks one max_model_len request against the cache at start-up from 0.2.7 (vllm/engine/llm_engine.py
+# _init_cache: "The model's max seq len (...) is larger than the maximum number of tokens that can be stored in KV
+# cache"); 0.2.6 and before raise only at `num_gpu_blocks <= 0` ("No available memory for the cache blocks") and start
+# with any block, a longer prompt then refused per request ("exceeds the capacity of block_manager"). Read in the
+# 0.2.6 and 0.2.7 wheels.
+MAX_LEN_CHECK = (0, 2, 7)
 # The CUDA graph pool is counted inside the KV cache's budget from 0.20.0: determine_available_memory subtracts the
 # profile_cudagraph_memory estimate (PR 30515, "Account for CUDA graphs during memory profiling", opt-in) when
 # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS is set, and envs.py defaults it to "0" through 0.19.1 and to "1" from 0.20.0
@@ -246,6 +252,8 @@ class Served:
     weights: int = 0
     # vLLM V1 where one contextLength request does not fit: the longest that does (largest_context)
     largest_context: int | None = None
+    # vLLM before MAX_LEN_CHECK: starts with one block of cache, whatever contextLength
+    any_block_starts: bool = False
 
     @property
     def kv_tokens(self) -> int | None:
@@ -272,8 +280,9 @@ class Served:
     @property
     def starts(self) -> bool | None:
         """Whether the engine process starts on this GPU (None without one): not when it refuses the layout; vLLM
-        not below one contextLength request; SGLang whenever its pool holds SGLANG_MIN_POOL_TOKENS, TensorRT-LLM
-        whenever its cache holds a block, each capping requests at what the cache holds."""
+        not below one contextLength request (before MAX_LEN_CHECK: with one block); SGLang whenever its pool holds
+        SGLANG_MIN_POOL_TOKENS, TensorRT-LLM whenever its cache holds a block, each capping requests at what the cache
+        holds."""
         if self.kv_pool is None:
             return None
         if self.refused:
@@ -282,6 +291,8 @@ class Served:
             return self.kv_pool // self.per_token >= SGLANG_MIN_POOL_TOKENS
         if self.settings.engine == "tensorrt-llm":  # caps max_seq_len to the cache (trtllm.TOKENS_PER_BLOCK)
             return self.kv_pool // self.per_token >= TOKENS_PER_BLOCK
+        if self.any_block_starts:
+            return self.kv_tokens >= BLOCK_TOKENS
         return self.max_concurrency >= 1
 
 
@@ -528,7 +539,7 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
     # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
     served = partial(Served, s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
-                     weights=weights)
+                     weights=weights, any_block_starts=inf.vllm_before(MAX_LEN_CHECK))
     if gpu is None:
         return served(refused=refused)
     total = cuda_total_bytes(gpu)
