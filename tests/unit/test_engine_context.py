@@ -119,3 +119,19 @@ def test_rope_scaling_over_a_config_json_needs_its_length():
                                                                                               factor=2.0))),
                 GEMMA3_4B)
     assert e.value.errors[0][0] == "spec.model.architecture.ropeScaling"
+
+
+def test_an_architecture_with_rope_scaling_resolves_as_its_config_json():
+    """modelType and ropeScaling written out give what config.json gives: both maxima and Gemma 3's two rotary
+    caches (131,072 x (8 + 1) positions), which the block without them leaves at one."""
+    block = dict(numLayers=34, hiddenSize=2560, intermediateSize=10240, numAttentionHeads=8, numKeyValueHeads=4,
+                 headDim=256, vocabSize=262208, slidingWindow=1024, slidingWindowLayers=29, qkNorm=True,
+                 maxPositionEmbeddings=131072)
+    written = resolve(ModelSource(architecture=dict(block, modelType="gemma3",
+                                                    ropeScaling=dict(type="linear", factor=8.0))))
+    config = resolve(ModelSource(hugging_face_config="config.json"), GEMMA3_4B)
+    fields = ("max_position_embeddings", "sglang_max_context", "rope_cache_positions", "model_type")
+    assert [getattr(written, f) for f in fields] == [getattr(config, f) for f in fields] \
+        == [131072, 1048576, 131072 * 9, "gemma3"]
+    bare = resolve(ModelSource(architecture=block))
+    assert (bare.max_position_embeddings, bare.sglang_max_context, bare.rope_cache_positions) == (131072, 0, 0)

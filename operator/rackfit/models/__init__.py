@@ -202,6 +202,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         config = context_config(fields["max_position_embeddings"], rope, fields.get("model_type", ""))
         fields["max_position_embeddings"] = max_context_from_hf_config(config)
         fields["sglang_max_context"] = sglang_context_from_hf_config(config)
+        if rope_cache_positions_from_hf_config(config):  # Gemma 3's two rotary caches, as from its config.json
+            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(config)
     missing = [f for f in _REQUIRED if f not in fields]
     if missing:
         from pydantic.alias_generators import to_camel
