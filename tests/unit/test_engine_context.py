@@ -119,6 +119,12 @@ def test_rope_scaling_over_a_config_json_needs_its_length():
                                                                                               factor=2.0))),
                 GEMMA3_4B)
     assert e.value.errors[0][0] == "spec.model.architecture.ropeScaling"
+    bare = dict(numLayers=2, hiddenSize=256, intermediateSize=512, numAttentionHeads=4, vocabSize=1000,
+                ropeScaling=dict(type="linear", factor=2.0))
+    with pytest.raises(InvalidWorkload) as e:
+        resolve(ModelSource(architecture=bare))
+    assert e.value.errors[0][0] == "spec.model.architecture.ropeScaling"
+    assert resolve(ModelSource(architecture=dict(bare, maxPositionEmbeddings=2048))).max_position_embeddings == 4096
 
 
 def test_an_architecture_with_rope_scaling_resolves_as_its_config_json():

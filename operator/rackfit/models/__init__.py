@@ -190,7 +190,9 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
             quant = ("spec.model.huggingFaceConfig", qc, dtype)
     if source.architecture is not None:
         given = source.architecture.model_dump(exclude_none=True)
-        if "rope_scaling" in given and "max_position_embeddings" not in given and source.hugging_face_config:
+        if "rope_scaling" in given and "max_position_embeddings" not in given \
+                and (source.hugging_face_config or "max_position_embeddings" not in fields):
+            # a config.json's maximum is vLLM's, already scaled; a bare architecture has none to scale
             raise InvalidWorkload([("spec.model.architecture.ropeScaling", "give maxPositionEmbeddings with it "
                                     "(config.json's max_position_embeddings as it stands), which it scales")])
         if "max_position_embeddings" in given:  # a stated maximum holds for every engine, unless ropeScaling scales it
