@@ -47,7 +47,7 @@ from rackfit.estimator.training import (
 )
 from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
-from rackfit.spec import LLMWorkloadSpec, Training
+from rackfit.spec import Inference, LLMWorkloadSpec, Training
 
 __all__ = ["CUDA_CONTEXT_BYTES", "estimate", "estimate_arch", "training_peak", "training_states", "refusal",
            "check_context", "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights",
@@ -204,8 +204,10 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
         notes.append(s.refused)
     elif gpu is not None and s.max_concurrency < 1:
         largest = s.kv_tokens if s.largest_context is None else s.largest_context
-        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, largest, arch.max_position_embeddings,
-                             s.starts))
+        # the engine's own maximum caps it, or the longer context an SGLang before 0.5.1 serves
+        cap = model_maximum(inf, arch)
+        cap = cap if _refuses_longer(inf) or not cap else max(cap, inf.context_length)
+        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, largest, cap, s.starts))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
@@ -249,19 +251,46 @@ def _fp8_weights(spec: LLMWorkloadSpec, arch: ModelArch) -> bool:
     return q.method in ("fp8", "fbgemm_fp8") if q is not None else spec.precision == "fp8"
 
 
+# SGLang serves a context_length above the one it derives, with a warning, before 0.5.1: configs/model_config.py
+# ModelConfig.__init__ reads SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN with default "True" (0.4.4.post2 to 0.5.0rc2;
+# 0.3.0 takes context_length unchecked); 0.5.1 reads it with get_bool_env_var's default "false" (sglang PR 9388) and
+# raises "User-specified context_length ... is greater than the derived context_length".
+SGLANG_REFUSES_LONGER_CONTEXT = (0, 5, 1)
+
+
+def model_maximum(inf: Inference, arch: ModelArch) -> int:
+    """The longest context `inf.engine` derives for this model (0: unknown): SGLang's get_context_length
+    (ModelArch.sglang_max_context) for sglang, vLLM's _get_and_verify_max_len (max_position_embeddings) for the
+    others."""
+    if inf.engine == "sglang" and arch.sglang_max_context:
+        return arch.sglang_max_context
+    return arch.max_position_embeddings
+
+
+def _refuses_longer(inf: Inference) -> bool:
+    """Whether the engine refuses a context above the model's maximum rather than serving it."""
+    return not inf.sglang_before(SGLANG_REFUSES_LONGER_CONTEXT)
+
+
 def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
-    """An inference contextLength beyond the model's maximum is refused, as vLLM refuses a max_model_len
-    above the one it derives from config.json (vllm/config.py, _get_and_verify_max_len: "User-specified
-    max_model_len ... is greater than the derived max_model_len"); SGLang and TensorRT-LLM refuse it too."""
-    longest = arch.max_position_embeddings
-    if spec.workload != "inference" or not longest or spec.inference.context_length <= longest:
+    """An inference contextLength beyond the model's maximum, as the engine derives it, is refused as the engine
+    refuses it: vLLM (vllm/config.py, _get_and_verify_max_len: "User-specified max_model_len ... is greater than the
+    derived max_model_len"), SGLang from 0.5.1 (SGLANG_REFUSES_LONGER_CONTEXT); TensorRT-LLM is held to vLLM's."""
+    if spec.workload != "inference":
         return
-    source = ("config.json's max_position_embeddings (rope_scaling applied)" if spec.model.hugging_face_config
-              else f"maxPositionEmbeddings of preset {spec.model.preset}" if spec.model.preset
-              else "spec.model.architecture.maxPositionEmbeddings")
+    inf = spec.inference
+    longest = model_maximum(inf, arch)
+    if not longest or inf.context_length <= longest or not _refuses_longer(inf):
+        return
+    where = ("config.json's max_position_embeddings" if spec.model.hugging_face_config
+             else f"maxPositionEmbeddings of preset {spec.model.preset}" if spec.model.preset
+             else "spec.model.architecture.maxPositionEmbeddings")
+    how = ("SGLang's get_context_length: x rope_scaling's factor unless it names original_max_position_embeddings "
+           "or is llama3" if inf.engine == "sglang" and arch.sglang_max_context
+           else "rope_scaling applied as vLLM's _get_and_verify_max_len does")
     raise InvalidWorkload([("spec.inference.contextLength",
-                            f"{spec.inference.context_length} exceeds the model's maximum context of {longest} "
-                            f"tokens ({source}); the engines refuse a longer max_model_len")])
+                            f"{inf.context_length} exceeds the model's maximum context of {longest} tokens as "
+                            f"{inf.engine} derives it from {where} ({how}); {inf.engine} refuses a longer context")])
 
 
 def refusal(engine: str, context: int, kv_tokens: int, largest: int, max_context: int = 0,

@@ -13,8 +13,11 @@ from pydantic import BaseModel, ConfigDict
 from rackfit.errors import InvalidWorkload
 from rackfit.models.hf_config import (
     architecture_from_hf_config,
+    context_config,
     layer_rope_cache_positions_from_hf_config,
+    max_context_from_hf_config,
     rope_cache_positions_from_hf_config,
+    sglang_context_from_hf_config,
 )
 from rackfit.models.quantization import Quantization, checkpoint_quantization
 from rackfit.spec import Architecture, ModelSource
@@ -57,8 +60,10 @@ class ModelArch(BaseModel):
     sliding_window_layers: int = 0
     attention_chunk_size: int = 0  # chunked local attention (Llama 4; 0: none)
     chunked_attention_layers: int = 0
-    max_position_embeddings: int = 0  # the longest context supported (0: unknown)
-    # config.json's model_type (a huggingFaceConfig's, or a preset's modelType; "" where the spec names none)
+    max_position_embeddings: int = 0  # the longest context supported, as vLLM derives it (0: unknown)
+    # the longest context SGLang derives (hf_config.sglang_context_from_hf_config; 0: max_position_embeddings)
+    sglang_max_context: int = 0
+    # config.json's model_type (a huggingFaceConfig's, or modelType of a preset or architecture; "" where none)
     model_type: str = ""
     final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
@@ -137,8 +142,8 @@ def presets() -> dict[str, dict[str, Any]]:
 _CHECKPOINT_KEYS = ("quantizationConfig", "torchDtype")
 # Preset keys read from config.json fields outside the spec's shape: Grok 2's rope_type,
 # original_max_position_embeddings and scaling_factor as layer_rope_cache_positions_from_hf_config turns them into
-# positions, and the checkpoint's model_type.
-_CONFIG_KEYS = {"layerRopeCachePositions": "layer_rope_cache_positions", "modelType": "model_type"}
+# positions.
+_CONFIG_KEYS = {"layerRopeCachePositions": "layer_rope_cache_positions"}
 
 
 _REQUIRED = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
@@ -176,13 +181,31 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
         if hf_config.get("model_type"):
             fields["model_type"] = str(hf_config["model_type"])
+        if sglang_context_from_hf_config(hf_config):
+            fields["sglang_max_context"] = sglang_context_from_hf_config(hf_config)
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
             dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") \
                 or (hf_config.get("text_config") or {}).get("torch_dtype")
             quant = ("spec.model.huggingFaceConfig", qc, dtype)
     if source.architecture is not None:
-        fields.update(source.architecture.model_dump(exclude_none=True))
+        given = source.architecture.model_dump(exclude_none=True)
+        if "rope_scaling" in given and "max_position_embeddings" not in given \
+                and (source.hugging_face_config or "max_position_embeddings" not in fields):
+            # a config.json's maximum is vLLM's, already scaled; a bare architecture has none to scale
+            raise InvalidWorkload([("spec.model.architecture.ropeScaling", "give maxPositionEmbeddings with it "
+                                    "(config.json's max_position_embeddings as it stands), which it scales")])
+        if "max_position_embeddings" in given:  # a stated maximum holds for every engine, unless ropeScaling scales it
+            fields.pop("sglang_max_context", None)
+        fields.update(given)
+    rope = fields.pop("rope_scaling", None)
+    if rope is not None and fields.get("max_position_embeddings"):
+        # maxPositionEmbeddings as config.json states it: each engine's own derivation from it
+        config = context_config(fields["max_position_embeddings"], rope, fields.get("model_type", ""))
+        fields["max_position_embeddings"] = max_context_from_hf_config(config)
+        fields["sglang_max_context"] = sglang_context_from_hf_config(config)
+        if rope_cache_positions_from_hf_config(config):  # Gemma 3's two rotary caches, as from its config.json
+            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(config)
     missing = [f for f in _REQUIRED if f not in fields]
     if missing:
         from pydantic.alias_generators import to_camel

@@ -1,5 +1,6 @@
 """Hugging Face config.json parsing: a model's architecture, its query/key normalisation, sliding-window layers, the
-longest context vLLM accepts and the rotary caches it builds, as `spec.model.huggingFaceConfig` hands them over."""
+longest context vLLM and SGLang each derive and the rotary caches vLLM builds, as `spec.model.huggingFaceConfig` hands
+them over."""
 
 from __future__ import annotations
 
@@ -167,6 +168,42 @@ def max_context_from_hf_config(config: dict[str, Any]) -> int | None:
                 longest = rope["original_max_position_embeddings"]
             longest *= factor
     return int(longest)
+
+
+# The keys SGLang reads for a model's context, the first one found winning (sglang/srt/hf_transformers_utils.py
+# CONTEXT_LENGTH_KEYS, read in 0.4.4.post2 and 0.5.2; utils/hf_transformers_utils.py in 0.5.3; 0.3.0 tried
+# max_position_embeddings third).
+_SGLANG_LENGTH_KEYS = ("max_sequence_length", "seq_length", "max_seq_len", "model_max_length",
+                       "max_position_embeddings")
+
+
+def sglang_context_from_hf_config(config: dict[str, Any]) -> int | None:
+    """The context SGLang derives for this config.json (None when it names no length): get_context_length
+    (sglang/srt/hf_transformers_utils.py, read in 0.3.0, 0.4.4.post2 and 0.5.2; utils/ in 0.5.3) on the text
+    config: the first of its length keys times rope_scaling's factor, unless the scaling names
+    original_max_position_embeddings or is llama3 (0.3.0 to 0.5.3 alike). So Gemma 3's linear factor 8 lengthens
+    131,072 to 1,048,576 (vLLM leaves it), and a yarn scaling with its original length (Qwen2.5's 4 x 32,768) keeps
+    max_position_embeddings as it stands (vLLM: 131,072)."""
+    config = {**config.get("text_config", {}), **config}  # ModelConfig passes hf_text_config
+    length = next((config[k] for k in _SGLANG_LENGTH_KEYS if isinstance(config.get(k), int) and config[k] > 0), None)
+    if length is None:
+        return None
+    rope = config.get("rope_scaling")
+    factor = 1.0
+    # get_context_length reads rope_type for llama3; transformers' LlamaConfig copies a `type` key into it
+    if isinstance(rope, dict) and "original_max_position_embeddings" not in rope \
+            and "llama3" not in (rope.get("rope_type"), rope.get("type")):
+        factor = float(rope.get("factor") or 1)
+    return int(factor * length)
+
+
+def context_config(max_position_embeddings: int, rope: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """The config.json fields the engines derive a longest context from, rebuilt from a spec's maxPositionEmbeddings,
+    ropeScaling (RopeScaling's fields) and modelType."""
+    scaling = {"rope_type": rope["type"], "factor": rope.get("factor", 1.0)}
+    if rope.get("original_max_position_embeddings"):
+        scaling["original_max_position_embeddings"] = rope["original_max_position_embeddings"]
+    return {"max_position_embeddings": max_position_embeddings, "model_type": model_type, "rope_scaling": scaling}
 
 
 def rope_cache_positions_from_hf_config(config: dict[str, Any]) -> int:

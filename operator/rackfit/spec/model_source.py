@@ -11,6 +11,17 @@ from rackfit.spec.rules import RULES
 from rackfit.units import parse_count
 
 
+class RopeScaling(SpecModel):
+    """config.json's rope_scaling, as the engines read it to derive a model's longest context."""
+
+    type: str = Field(min_length=1, description=(
+        "rope_scaling's rope_type (or type): linear, dynamic, yarn, llama3, longrope, su, default, ..."))
+    factor: float = Field(1.0, gt=0, description="rope_scaling's factor (default 1: none)")
+    original_max_position_embeddings: int | None = Field(None, gt=0, description=(
+        "rope_scaling's original_max_position_embeddings, where it names one: vLLM scales it (yarn), SGLang scales "
+        "nothing when it is there"))
+
+
 class Architecture(SpecModel):
     """Transformer shape, as in a Hugging Face config.json. Every field is optional here:
     given with a preset, they override it; alone, the dense core (layers, sizes, heads, vocab) is required."""
@@ -123,9 +134,20 @@ class Architecture(SpecModel):
     index_num_heads: int | None = Field(None, ge=0, description=(
         "the lightning indexer's query heads (config.json index_n_heads): the width of its wq_b and weights_proj"))
     max_position_embeddings: int | None = Field(None, gt=0, description=(
-        "the longest context the model supports, in tokens: config.json's max_position_embeddings with its "
-        "rope_scaling applied as vLLM derives max_model_len (yarn: original_max_position_embeddings x factor). "
-        "An inference contextLength above it is refused, as vLLM refuses such a max_model_len"))
+        "the longest context the model supports, in tokens. Without ropeScaling: that longest context for every "
+        "engine (config.json's max_position_embeddings with its rope_scaling applied as vLLM derives max_model_len; "
+        "yarn: original_max_position_embeddings x factor). With ropeScaling: config.json's max_position_embeddings as "
+        "it stands, which each engine scales as its own source does. An inference contextLength above the engine's "
+        "longest is refused where the engine refuses it"))
+    model_type: str | None = Field(None, min_length=1, description=(
+        "config.json's model_type (gemma3, llama, qwen2, ...): vLLM leaves a gemma3 model's rope_scaling out of its "
+        "longest context, and transformers' model code for training.transformersVersion is chosen by it. Read from "
+        "a huggingFaceConfig; set by the presets"))
+    rope_scaling: RopeScaling | None = Field(None, description=(
+        "config.json's rope_scaling, from which each engine derives the model's longest context from "
+        "maxPositionEmbeddings (then config.json's own value): vLLM's _get_and_verify_max_len, SGLang's "
+        "get_context_length; given beside a huggingFaceConfig or without a preset, maxPositionEmbeddings must be "
+        "given with it. Unset: maxPositionEmbeddings is that longest context for every engine"))
     final_logit_softcapping: float | None = Field(None, ge=0, description=(
         "config.json's final_logit_softcapping (Gemma 2: 30.0): transformers' forward computes logits = cap x "
         "tanh(logits / cap) over the whole vocabulary, and tanh keeps its output for the backward, one more "
