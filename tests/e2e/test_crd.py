@@ -107,6 +107,10 @@ GOOD = [
     ("expert-tensor-parallel", {"model": {"preset": "mixtral-8x7b"}, "workload": "training",
                                 "parallelism": {"tensor": 2, "data": 4, "expert": 4},
                                 "training": {"framework": "megatron", "expertTensorParallel": 1}}),
+    ("rope-scaling", {"model": {"preset": "qwen2.5-7b", "architecture": {
+        "maxPositionEmbeddings": 32768, "modelType": "qwen2",
+        "ropeScaling": {"type": "yarn", "factor": 4.0, "originalMaxPositionEmbeddings": 32768}}},
+        "workload": "inference", "inference": {"contextLength": 131072}}),
 ]
 
 
