@@ -31,8 +31,10 @@ class Inference(SpecModel):
         "the serving runtime whose memory plan is modelled: vllm (V1; engineVersion for older releases), sglang, "
         "tensorrt-llm, or transformers "
         "(Hugging Face generate: no preallocated KV pool)"))
-    context_length: int = Field(4096, gt=0, description="tokens per sequence, prompt plus output (the engine's "
-                                "max_model_len)")
+    context_length: int = Field(4096, gt=0, description=(
+        "tokens per sequence, prompt plus output (the engine's max_model_len / --context-length). Unset: 4096, where "
+        "the engines' own default is the model's longest context; the operator hands the planned length to the "
+        "containers as RACKFIT_MAX_MODEL_LEN, for the engine's command line"))
     concurrency: int = Field(1, gt=0, description="sequences that must fit at full contextLength at once")
     kv_cache_precision: KVPrecision | None = Field(None, description=(
         "the KV cache's element type (vLLM's and SGLang's --kv-cache-dtype). Unset: their `auto`, the model's dtype "
