@@ -29,6 +29,7 @@ from rackfit.estimator.activations import (
     freed_16bit_logits_bytes,
 )
 from rackfit.estimator.framework_activations import (
+    Activations,
     joint_graph_keeps_gathered,
     loss_parallel,
     runtime_activations,
@@ -37,6 +38,7 @@ from rackfit.estimator.framework_activations import (
     torchtune_eager_chunked_loss,
 )
 from rackfit.estimator.fsdp import (
+    BackwardMoment,
     bnb_quant_state_bytes,
     expandable_segments,
     fsdp1_loss_moment,
@@ -198,454 +200,690 @@ def adapter_bytes(tr: Training, compute_bytes: int) -> int:
 def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
                  frozen_weight_bytes: int, stage: str = "max") -> RuntimePeak:
     """The step's peak per GPU for framework fsdp, deepspeed or megatron (`stage`: runtime_activations)."""
-    act = runtime_activations(a, tr, layout, stage)
+    g = _given(a, p, tr, precision, layout, frozen_weight_bytes, stage)
+    c = _Count(n=g.n, optimizer=g.optimizer)
+    if tr.framework == "fsdp":
+        _fsdp_states(g, c)
+    elif tr.framework == "deepspeed":
+        _deepspeed_states(g, c)
+    else:
+        _megatron_states(g, c)
+    _step_temporaries(g, c)
+    _grads_held(g, c)
+    _offload(g, c)
+    # transformers' per-attention-layer rotary tables (an older transformersVersion, hf_rotary.py): buffers, whole
+    # on every GPU and not offloaded
+    c.weights += hf_rotary_table_bytes(a, tr, precision, g.pp)
+    return _peak(g, c)
+
+
+# --- runtime_peak's phases -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Given:
+    """runtime_peak's inputs and what follows from them alone, shared by its phases."""
+
+    a: ModelArch
+    p: ParamCounts
+    tr: Training
+    precision: str
+    layout: Layout
+    frozen_weight_bytes: int
+    stage: str
+    act: Activations
+    full: bool
+    mixed: bool
+    t: int
+    pp: int
+    d: int
+    compute_bytes: int
+    state_bytes: int
+    n: int             # trained parameters of this rank
+    layer: int         # a block's gathered parameters on this rank
+    output: int        # the output projection's parameters on this rank
+    optimizer: int     # the optimizer states of the n parameters, unsharded
+    masters: int       # their fp32 master copies (mixed precision), unsharded
+
+
+def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout, frozen_weight_bytes: int,
+           stage: str) -> _Given:
+    """The dtypes, the trained parameters of this rank, their optimizer states and the activations."""
     full = tr.method == "full"
     mixed = full and tr.master_weights == "fp32"
-    t, pp, d = layout.tensor, layout.pipeline, layout.data
+    t, pp = layout.tensor, layout.pipeline
     compute_bytes = 4 if precision == "fp32" else 2   # the 16-bit compute copy (fp32 stays fp32)
     state_bytes = 4 if mixed or precision == "fp32" else 2
     n = stage_params(a, p, tr, pp) // t if full else lora_params(a, tr) // (t * pp)
-    # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts only
-    # (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
-    layer = fsdp2_gathered_layer_params(a, p, tr, layout) // t
-    output = p.embedding // t  # the output projection's parameters on this rank
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
-    optimizer = optimizer_state_bytes(tr, n, state_bytes, a)
-    masters = n * 4 if mixed else 0
-    fw = tr.framework
-    gathered = buckets = step_extra = load = load_cached = 0
-    shared_pad = unsplit = 0   # torchtitan's unsplit shared experts (moe_training.grouped_shared_params)
-    step_cached = 0
-    step_segments = -1
-    unshard_pool = 0
-    quant_states = 0   # fsdp.bnb_quant_state_bytes, kept on the GPU under CPU offload
-    fp16_optimizer = False
-    lora_gathered = None   # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
-    fsdp1_loss_gathered = None   # FSDP1 full: (loss's forward, loss's backward) gathered bytes (fsdp1_loss_moment)
-    if fw == "fsdp":
-        # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
-        # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
-        # parameters are the fp32 masters and each block's bf16 copy is all-gathered before use and freed
-        # after (reshard_after_forward=True), the next block prefetched: two blocks in flight. The root
-        # (embeddings, output) is gathered for the loss; its gradients wait for the end of the backward.
-        if full and tr.fsdp == 1:
-            # FSDP1 (torch/distributed/fsdp/_flat_param.py, _runtime_utils.py): one FlatParameter per wrapped unit
-            # (each decoder layer under accelerate's TRANSFORMER_BASED_WRAP; the root holds the embeddings, final
-            # norm and output). The unit's sharded flat parameter is cast to the 16-bit MixedPrecision param_dtype
-            # (_mp_shard, freed after the all-gather) and all-gathered into _full_param_padded. limit_all_gathers
-            # (_limiter_utils._FreeEventQueue, _max_num_inflight_all_gathers = 2) keeps at most two units gathered
-            # ahead of their free; the backward's BACKWARD_PRE prefetch holds the current and the next unit. The
-            # root is not resharded after the forward (_post_forward_reshard: `not state._is_root`), so the
-            # embeddings and output stay gathered to the end of the backward, and the root's flat gradient
-            # (output first, embeddings last) is reduced only when the whole unit's gradient is ready. Each
-            # unit's unsharded gradient is in the param dtype and reduce-scattered in the reduce dtype
-            # (accelerate's MixedPrecision: param, reduce and buffer dtype all bf16), then cast to the fp32
-            # shard (_cast_grad_to_param_dtype).
-            weights = n * state_bytes // d
-            # an optimizer built before the wrap (HF Trainer 4.30-4.31) keeps the original parameters, unsharded, from
-            # the wrap on (training.preWrapOptimizer)
-            weights += n * state_bytes if tr.pre_wrap_optimizer else 0
-            grads = n * state_bytes // d
-            optimizer //= d
-            root = (p.embedding + p.lm_head) // t
-            gathered = 2 * layer * compute_bytes + layer * compute_bytes // d + root * compute_bytes
-            buckets = layer * compute_bytes + layer * compute_bytes // d + output * compute_bytes
-            load, load_cached = fsdp1_wrap_peak(weights, layer * state_bytes, root * state_bytes)
-            fsdp1_loss_gathered = (root * compute_bytes,
-                                   root * compute_bytes + layer * compute_bytes + layer * compute_bytes // d)
-        elif full:
-            weights = n * state_bytes // d
-            grads = n * state_bytes // d
-            optimizer //= d
-            reduce_bytes = 4 if mixed else compute_bytes
-            # torchtitan's shared experts before 0.2, [1, ...] weights FSDP2 cannot split on dim 0
-            # (moe_training.grouped_shared_params): whole on the rank that holds the row, in the master dtype,
-            # with its gradients and states; padded copies in every all-gather and reduce-scatter
-            shared_pad = moe_training.grouped_shared_params(a, torchtitan(tr), tr, layout)
-            if shared_pad:
-                moe_here = min(heaviest_stage_layers(a.num_layers, pp), a.moe_layers) if pp > 1 else a.moe_layers
-                unsplit = shared_pad * moe_here - shared_pad * moe_here // d
-                weights += unsplit * state_bytes
-                grads += unsplit * state_bytes
-                optimizer += optimizer_state_bytes(tr, unsplit, state_bytes, a)
-            if hf_fsdp2(tr):
-                # accelerate's FSDP2 (utils/dataclasses.py FullyShardedDataParallelPlugin.set_mixed_precision):
-                # MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype): gradients reduced in 16 bits
-                reduce_bytes = compute_bytes
-            if pp > 1:
-                # FSDP2 under pipeline stages, as torchtitan applies it (torchtitan/distributed/fsdp.py, apply_fsdp;
-                # parallelize_llama.py in 2024): "For PP, do not reshard after forward to avoid per-microbatch
-                # all-gathers" (reshard_after_forward = not pp_enabled), so every layer of the stage stays gathered
-                # in 16-bit from its first forward to the step. The schedule runs each micro-batch's backward with
-                # set_requires_gradient_sync(False) and set_reshard_after_backward(False) until the last one
-                # (torch/distributed/pipelining/stage.py, backward_maybe_with_nosync), and FSDP2 keeps those
-                # unsharded gradients, cast to the reduce dtype (fp32 with fp32 masters) and accumulated
-                # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
-                # every parameter of the stage until the last micro-batch's reduce-scatter.
-                stage_layers = heaviest_stage_layers(a.num_layers, pp)
-                held = 2 if tr.reshard_after_forward else stage_layers  # "always" reshards under PP too
-                gathered = held * layer * compute_bytes + output * compute_bytes
-                buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
-            else:
-                # reshardAfterForward false (fully_shard(reshard_after_forward=False); torchtitan's
-                # fsdp_reshard_after_forward "never", torchtune's and accelerate's fsdp_reshard_after_forward): each
-                # block stays gathered from its forward until its backward (FSDPParamGroup.post_forward skips the
-                # reshard; post_backward reshards, reshard_after_backward=True), so the backward starts with every
-                # block's 16-bit copy on the GPU, not two
-                # jointGraph without checkpointing keeps them too (framework_activations.joint_graph_keeps_gathered)
-                held = 2 if tr.reshard_after_forward is not False and not joint_graph_keeps_gathered(tr) \
-                    else a.num_layers
-                gathered = held * layer * compute_bytes + output * compute_bytes
-                buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
-            if d > 1:
-                # the all-gather outputs' own pool (fsdp2_copy_in_pool); where blocks are resharded after the forward
-                # (held 2) the second block in flight counted above is the one in that pool
-                second = layer * compute_bytes if held == 2 else 0
-                gathered += fsdp2_copy_in_pool(a, p, layout, compute_bytes, tr) - second
-                gathered += shared_pad * (d - 1) * compute_bytes   # the pool's block output, padded
-                if pp == 1 and tr.torchtitan_root_group:
-                    gathered += fsdp2_root_group_extra(p, layout, compute_bytes)
-            # torchao's float8 all-gather: the gathered blocks' linear weights in fp8 (float8.fsdp2_gathered_saving);
-            # the copy-in pool holds one block's all-gather output beside the default stream's, unless counted above
-            gathered -= float8.fsdp2_gathered_saving(a, tr, t, held + (1 if d > 1 and held != 2 else 0), compute_bytes)
-        else:
-            # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
-            # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
-            # are parameters of the same layer, so both are sharded over `data`; the base gets no gradient,
-            # no master and no optimizer state (the optimizer is built over the adapters only). The base is
-            # all-gathered in the dtype it is stored in: 16-bit for LoRA; for QLoRA, torchao's NF4Tensor
-            # (torchao/dtypes/nf4tensor.py, fsdp_pre_all_gather/fsdp_post_all_gather) gathers its 4-bit data
-            # and scales, and LinearNF4 dequantizes one matrix at a time (`weight.to(input.dtype)`, freed
-            # after the matmul, again in the backward). Embeddings and the output stay 16-bit in the root.
-            # a bitsandbytes base's quantization states stay whole on every rank (fsdp.bnb_quant_state_bytes); the
-            # all-gathers carry the packed 4-bit data only
-            quant_states = bnb_quant_state_bytes(p, tr, precision, t)
-            weights = (frozen_weight_bytes - quant_states) // d + quant_states + n * state_bytes // d
-            grads = n * state_bytes // d
-            optimizer //= d
-            stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes - quant_states, t)
-            # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
-            # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
-            # full fine-tune. So does FSDP2 under torchtune: shard_model (torchtune/training/_distributed.py) applies
-            # fully_shard to each decoder layer and then to the whole model, which holds the embeddings, final norm
-            # and output, and the root is not resharded after the forward (torch's _fsdp_state.py `_lazy_init`: "For
-            # the root, do not reshard after forward", post_forward_mesh_info = None; torchtune sets the root's
-            # reshard_after_forward=False itself since 2025); its custom_sharded_layers (PR 2072, commented out in the
-            # 70B configs) is not modelled. Tied embeddings are one matrix (lm_head 0).
-            root = (p.embedding + p.lm_head) // t
-            gathered = 2 * stored_layer + root * compute_bytes
-            if tr.fsdp == 1:
-                load, load_cached = fsdp1_wrap_peak(weights, stored_layer, root * compute_bytes)
-                unshard_pool = gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
-            elif whole_quantized_load(tr, precision, d):
-                # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
-                load = frozen_weight_bytes + n * state_bytes + weights - quant_states   # the states once
-            if tr.method == "qlora":
-                gathered += largest_matrix(a) // t * compute_bytes
-            if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, d, pp):
-                # torchtune's lora_finetune_distributed and accelerate's FSDP2 (the same groups, hf_fsdp2.sharded_lora):
-                # no layer gathered at the loss's backward, one at a layer's backward with the next prefetched, and
-                # the copy-in stream's root + layer (torchtune.distributed_gathered)
-                dequant = largest_matrix(a) // t * compute_bytes if tr.method == "qlora" else 0
-                lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
-                gathered = lora_gathered[1]
-            if torchtune.single_device_recipe(tr, layout):
-                # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
-                # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
-                gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
-                # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load)
-                load, load_cached = torchtune.nf4_whole_tensor_load(
-                    tr, layout, weights, largest_matrix(a), a.hidden_size * attention_dims(a)[0])
-        trainable_here = n // d + unsplit
-    elif fw == "deepspeed":
-        # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
-        # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
-        zero = tr.zero_stage
-        overlap = zero_overlap_comm(zero, tr.overlap_comm)   # zero_optimization.overlap_comm, or its default by stage
-        trainable_here = n
-        if full:
-            # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
-            # (runtime/zero/stage_1_and_2.py single_partition_of_fp32_groups; stage3.py fp32_partitioned_groups_flat)
-            weights = n * compute_bytes
-            grads = n * compute_bytes
-            master = masters if mixed else 0
-            if zero == 0 and mixed and precision == "fp16":
-                # without ZeRO, fp16 runs DeepSpeed's FP16_Optimizer (engine.py _configure_fp16_optimizer; runtime/fp16/
-                # fused_optimizer.py, read at edaa722): the backward leaves fp16 gradients in each p.grad; step()
-                # builds `_flatten_dense_tensors([p.grad.to(fp32) for p in group])` (every gradient's fp32 copy, then
-                # their flat concatenation, beside the fp16 ones), sets `p.grad = None`, steps the fp32 flat master and
-                # sets `group.grad = None`: no gradient is kept between steps
-                optimizer += master
-                step_extra = n * 4 + n * 4
-                fp16_optimizer = True
-            elif zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
-                grads = n * 4 if mixed else grads
-                optimizer += master
-            else:
-                optimizer = (optimizer + master) // d
-                trainable_here = n // d
-                # the step upcasts the gradient partition to fp32 (stage_1_and_2.py: .float() of the
-                # flat partition; stage3.py: one sub_group_size at a time); refined by zero12_step / zero3_step
-                part = n // d
-                step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
-            if zero >= 2 or (zero == 1 and overlap):
-                # stage 1 under overlap_comm reduces in the backward's hooks as stage 2 does: the partition's
-                # gradients are copied into grads_in_partition, the others left as views of the IPG bucket
-                # (stage_1_and_2.py process_gradients, reduce_ipg_grads "zero stage 1"; contiguous_gradients)
-                grads //= d
-            if zero >= 3:
-                whole = weights
-                weights //= d
-        else:
-            weights = frozen_weight_bytes + n * state_bytes
-            grads = n * state_bytes
-            if zero >= 1:
-                optimizer //= d
-            if zero >= 2:
-                grads //= d
-            if zero >= 3:
-                whole = frozen_weight_bytes + n * state_bytes
-                weights = whole // d
-        if zero == 3 and tr.zero_init is False:
-            # a model built outside deepspeed.zero.Init (accelerate's zero3_init_flag false): DeepSpeed 0.14's
-            # engine.py _configure_distributed_model moves the whole module to the GPU (`self.module.to(self.device)`,
-            # skipped only when a parameter has ds_id) before stage3.py partitions it parameter by parameter
-            load = whole
-        reduce_bucket = tr.reduce_bucket_size or ZERO_REDUCE_BUCKET
-        if zero == 3:
-            # stage3.py (DeepSpeedZeroOptimizer_Stage3.__init__): with contiguous_gradients (DeepSpeed's default) one
-            # IPG bucket of reduce_bucket_size elements per communication dtype (the model's 16-bit dtype unless
-            # communication_data_type says otherwise, engine.py) is allocated with torch.empty when the optimizer is
-            # built and kept for the run: the gradients are copied into it and reduce-scattered from it. Kept
-            # between steps, whatever the model's size; beside it one layer's unpartitioned gradients as autograd
-            # makes them.
-            ipg = reduce_bucket * compute_bytes
-            grads += ipg
-            buckets = layer * compute_bytes
-        elif zero >= 1:
-            # the IPG bucket(s) of reduce_bucket_size 16-bit elements, two under overlap_comm (zero.zero12_ipg_buffers),
-            # beside one layer's unpartitioned gradients as autograd makes them
-            buckets = zero12_ipg_buffers(reduce_bucket, overlap, compute_bytes) + layer * compute_bytes
-        if zero == 3:
-            # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
-            # fetched ahead of their module), and never more than the whole model's 16-bit weights; the output
-            # projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
-            gathered = zero3_gathered_elements(p.total, output) * compute_bytes
-            if not full:
-                # ...as they are stored: partition_parameters.py `_all_gather` gathers `param.ds_numel` elements of
-                # `param.dtype`, so a QLoRA base (bitsandbytes Params4bit packed into bnb_4bit_quant_storage, as
-                # ZeRO-3 needs it) is gathered packed, 4 bits a weight: never more than the whole stored base and its
-                # adapters (the bound, in elements of that storage, is the same bytes), which hold the 16-bit output
-                # projection whole (bitsandbytes leaves lm_head unquantized)
-                gathered = min(gathered, frozen_weight_bytes + n * state_bytes)
-            if tr.activation_checkpointing != "full":
-                # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
-                # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
-                # until their backward. DeepSpeed's LinearFunctionForZeroStage3 (runtime/zero/linear.py),
-                # which saves the parameter itself (setup_context: ctx.save_for_backward(input, weight, bias)),
-                # replaces F.linear when a zero.Init context is entered (runtime/zero/partition_parameters.py,
-                # patch_init_and_builtins: `torch.nn.functional.linear = zero3_linear_wrap` under
-                # mem_efficient_linear, Init's default, 0.9.0 to 0.19.1; it then persists), so a model built under
-                # zero.Init (zeroInit, its default true) releases each layer after its module as with
-                # checkpointing; a model built outside it and handed to deepspeed.initialize (zeroInit false) keeps
-                # torch's linear: the upper bound. A checkpointed layer saves nothing but its input. LoRA/QLoRA
-                # under ZeRO-3 is PEFT's path, whose base is always built under zero.Init: transformers'
-                # from_pretrained enters deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py;
-                # HF Trainer's HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed
-                # guide sets), so its linears save the parameter and the frozen base is released as usual.
-                if full and tr.zero_init is False:
-                    gathered = max(gathered, p.total // (t * pp) * compute_bytes)
-        # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
-    else:  # megatron
-        # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
-        # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
-        # megatron/training/arguments.py); the distributed optimizer
-        # (megatron/core/optimizer/distrib_optimizer.py) shards fp32 main parameters and Adam states over data.
-        # --fp16 leaves accumulate_allreduce_grads_in_fp32 False (arguments.py forces it for bf16 only; Megatron-LM
-        # issue 525's log prints it False), so the gradient buffer is fp16 (the main_grad dtype is params_dtype).
-        # Without --use-distributed-optimizer (training.distributedOptimizer false, Megatron-LM's own default:
-        # megatron/core/optimizer/optimizer_config.py use_distributed_optimizer False), get_megatron_optimizer
-        # (megatron/core/optimizer/__init__.py) wraps the optimizer in Float16OptimizerWithFloat16Params, which
-        # clones every parameter of the rank to fp32 (optimizer.py, `param.detach().clone().float()`), and the
-        # optimizer keeps moments for all of them: nothing is sharded over data (Megatron-LM d98e8a6).
-        shards = d if tr.distributed_optimizer is not False else 1
-        weights = n * compute_bytes
-        grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
-        optimizer = (optimizer + masters) // shards
-        trainable_here = n // shards
-        # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
-        fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
-        if full and a.is_moe and layout.expert > 1:
-            dense_n, expert_n, edp = megatron_expert_split(a, p, tr, layout)
-            n = dense_n + expert_n
-            weights = n * compute_bytes
-            grads = n * (4 if mixed and precision != "fp16" else compute_bytes)
-            eshards = edp if shards > 1 else 1
-            dense_states = optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if mixed else 0)
-            expert_states = optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if mixed else 0)
-            optimizer = dense_states // shards + expert_states // eshards
-            trainable_here = dense_n // shards + expert_n // eshards
-        weights += fp8_weights
-        # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
-        # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
-        # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes)
-        weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, stage) + te_workspace_bytes(tr)
-        # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
-        weights += megatron_workspace_bytes(a, tr)
+    return _Given(a=a, p=p, tr=tr, precision=precision, layout=layout, frozen_weight_bytes=frozen_weight_bytes,
+                  stage=stage, act=runtime_activations(a, tr, layout, stage), full=full, mixed=mixed, t=t, pp=pp,
+                  d=layout.data, compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
+                  # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts
+                  # only (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
+                  layer=fsdp2_gathered_layer_params(a, p, tr, layout) // t,
+                  output=p.embedding // t,  # the output projection's parameters on this rank
+                  optimizer=optimizer_state_bytes(tr, n, state_bytes, a), masters=n * 4 if mixed else 0)
+
+
+@dataclass
+class _Count:
+    """runtime_peak's running count (bytes per GPU): the framework's states and buffers, then the step's
+    temporaries, the gradients held at the loss's backward and what offload moves, each phase adjusting it."""
+
+    n: int                 # trained parameters of this rank (Megatron's expert split recounts them)
+    optimizer: int
+    weights: int = 0
+    grads: int = 0
+    trainable_here: int = 0   # trained parameters whose optimizer step runs on this rank
+    gathered: int = 0       # unsharded parameters at the backward's peak
+    buckets: int = 0        # the backward's gradient buffers beside them
+    step_extra: int = 0     # the step's allocations beside `temp` (fp32 partitions, flat copies)
+    load: int = 0           # what loading the model allocates at its peak, 0 where not counted (RuntimePeak.load)
+    load_cached: int = 0
+    shared_pad: int = 0   # torchtitan's unsplit shared experts (moe_training.grouped_shared_params)
+    unsplit: int = 0
+    step_cached: int = 0
+    step_segments: int = -1
+    unshard_pool: int = 0
+    quant_states: int = 0   # fsdp.bnb_quant_state_bytes, kept on the GPU under CPU offload
+    fp16_optimizer: bool = False
+    # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
+    lora_gathered: tuple[int, int] | None = None
+    # FSDP1 full: (loss's forward, loss's backward) gathered bytes (fsdp1_loss_moment)
+    fsdp1_loss_gathered: tuple[int, int] | None = None
+    reduce_bytes: int = 0   # FSDP2 full: the dtype its gradients are reduced in
+    zero: int = 0           # deepspeed: the ZeRO stage
+    overlap: bool = False   # deepspeed: zero_optimization.overlap_comm
+    reduce_bucket: int = 0  # deepspeed: reduce_bucket_size
+    largest: int = 0        # the largest tensor the step holds
+    temp: int = 0           # the optimizer step's temporaries (step_temporary_bytes)
+    kept_grads: int = 0     # gradients kept between steps
+    held: int = 0           # gradients holding memory at the loss's backward (grads_at_loss_backward)
+    cached: int = 0         # of `held`, those held as cached blocks
+    host: int = 0           # host memory per GPU under CPU offload
+
+
+def _fsdp_states(g: _Given, c: _Count) -> None:
+    """fsdp: states sharded over `data`, and the gathered blocks of FSDP1 or FSDP2, full or LoRA/QLoRA."""
+    # FSDP2 (torch/distributed/fsdp/_fully_shard): parameters, gradients and optimizer states are all
+    # sharded over `data`; with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32) the sharded
+    # parameters are the fp32 masters and each block's bf16 copy is all-gathered before use and freed
+    # after (reshard_after_forward=True), the next block prefetched: two blocks in flight. The root
+    # (embeddings, output) is gathered for the loss; its gradients wait for the end of the backward.
+    if g.full and g.tr.fsdp == 1:
+        _fsdp1_full(g, c)
+    elif g.full:
+        _fsdp2_full(g, c)
+    else:
+        _fsdp_lora(g, c)
+    c.trainable_here = g.n // g.d + c.unsplit
+
+
+def _fsdp1_full(g: _Given, c: _Count) -> None:
+    """FSDP1, a full fine-tune: its flat units, the root gathered from the forward to the end of the backward."""
+    # FSDP1 (torch/distributed/fsdp/_flat_param.py, _runtime_utils.py): one FlatParameter per wrapped unit
+    # (each decoder layer under accelerate's TRANSFORMER_BASED_WRAP; the root holds the embeddings, final
+    # norm and output). The unit's sharded flat parameter is cast to the 16-bit MixedPrecision param_dtype
+    # (_mp_shard, freed after the all-gather) and all-gathered into _full_param_padded. limit_all_gathers
+    # (_limiter_utils._FreeEventQueue, _max_num_inflight_all_gathers = 2) keeps at most two units gathered
+    # ahead of their free; the backward's BACKWARD_PRE prefetch holds the current and the next unit. The
+    # root is not resharded after the forward (_post_forward_reshard: `not state._is_root`), so the
+    # embeddings and output stay gathered to the end of the backward, and the root's flat gradient
+    # (output first, embeddings last) is reduced only when the whole unit's gradient is ready. Each
+    # unit's unsharded gradient is in the param dtype and reduce-scattered in the reduce dtype
+    # (accelerate's MixedPrecision: param, reduce and buffer dtype all bf16), then cast to the fp32
+    # shard (_cast_grad_to_param_dtype).
+    n, d, layer, compute_bytes, state_bytes = g.n, g.d, g.layer, g.compute_bytes, g.state_bytes
+    c.weights = n * state_bytes // d
+    # an optimizer built before the wrap (HF Trainer 4.30-4.31) keeps the original parameters, unsharded, from
+    # the wrap on (training.preWrapOptimizer)
+    c.weights += n * state_bytes if g.tr.pre_wrap_optimizer else 0
+    c.grads = n * state_bytes // d
+    c.optimizer //= d
+    root = (g.p.embedding + g.p.lm_head) // g.t
+    c.gathered = 2 * layer * compute_bytes + layer * compute_bytes // d + root * compute_bytes
+    c.buckets = layer * compute_bytes + layer * compute_bytes // d + g.output * compute_bytes
+    c.load, c.load_cached = fsdp1_wrap_peak(c.weights, layer * state_bytes, root * state_bytes)
+    c.fsdp1_loss_gathered = (root * compute_bytes,
+                             root * compute_bytes + layer * compute_bytes + layer * compute_bytes // d)
+
+
+def _fsdp2_full(g: _Given, c: _Count) -> None:
+    """FSDP2, a full fine-tune: sharded states (with torchtitan's unsplit shared experts), the blocks held
+    gathered, the all-gather copy-in pool and torchao's float8 all-gather."""
+    a, tr, t, pp, d = g.a, g.tr, g.t, g.pp, g.d
+    compute_bytes, state_bytes = g.compute_bytes, g.state_bytes
+    c.weights = g.n * state_bytes // d
+    c.grads = g.n * state_bytes // d
+    c.optimizer //= d
+    c.reduce_bytes = 4 if g.mixed else compute_bytes
+    # torchtitan's shared experts before 0.2, [1, ...] weights FSDP2 cannot split on dim 0
+    # (moe_training.grouped_shared_params): whole on the rank that holds the row, in the master dtype,
+    # with its gradients and states; padded copies in every all-gather and reduce-scatter
+    c.shared_pad = moe_training.grouped_shared_params(a, torchtitan(tr), tr, g.layout)
+    if c.shared_pad:
+        moe_here = min(heaviest_stage_layers(a.num_layers, pp), a.moe_layers) if pp > 1 else a.moe_layers
+        c.unsplit = c.shared_pad * moe_here - c.shared_pad * moe_here // d
+        c.weights += c.unsplit * state_bytes
+        c.grads += c.unsplit * state_bytes
+        c.optimizer += optimizer_state_bytes(tr, c.unsplit, state_bytes, a)
+    if hf_fsdp2(tr):
+        # accelerate's FSDP2 (utils/dataclasses.py FullyShardedDataParallelPlugin.set_mixed_precision):
+        # MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype): gradients reduced in 16 bits
+        c.reduce_bytes = compute_bytes
+    held = _fsdp2_held_blocks(g, c)
+    if d > 1:
+        # the all-gather outputs' own pool (fsdp2_copy_in_pool); where blocks are resharded after the forward
+        # (held 2) the second block in flight counted above is the one in that pool
+        second = g.layer * compute_bytes if held == 2 else 0
+        c.gathered += fsdp2_copy_in_pool(a, g.p, g.layout, compute_bytes, tr) - second
+        c.gathered += c.shared_pad * (d - 1) * compute_bytes   # the pool's block output, padded
+        if pp == 1 and tr.torchtitan_root_group:
+            c.gathered += fsdp2_root_group_extra(g.p, g.layout, compute_bytes)
+    # torchao's float8 all-gather: the gathered blocks' linear weights in fp8 (float8.fsdp2_gathered_saving);
+    # the copy-in pool holds one block's all-gather output beside the default stream's, unless counted above
+    c.gathered -= float8.fsdp2_gathered_saving(a, tr, t, held + (1 if d > 1 and held != 2 else 0), compute_bytes)
+
+
+def _fsdp2_held_blocks(g: _Given, c: _Count) -> int:
+    """FSDP2's gathered blocks and gradient buffers under pipeline stages or one stage; returns the blocks held
+    gathered in the default stream."""
+    a, tr, layer, output = g.a, g.tr, g.layer, g.output
+    compute_bytes, reduce_bytes = g.compute_bytes, c.reduce_bytes
+    if g.pp > 1:
+        # FSDP2 under pipeline stages, as torchtitan applies it (torchtitan/distributed/fsdp.py, apply_fsdp;
+        # parallelize_llama.py in 2024): "For PP, do not reshard after forward to avoid per-microbatch
+        # all-gathers" (reshard_after_forward = not pp_enabled), so every layer of the stage stays gathered
+        # in 16-bit from its first forward to the step. The schedule runs each micro-batch's backward with
+        # set_requires_gradient_sync(False) and set_reshard_after_backward(False) until the last one
+        # (torch/distributed/pipelining/stage.py, backward_maybe_with_nosync), and FSDP2 keeps those
+        # unsharded gradients, cast to the reduce dtype (fp32 with fp32 masters) and accumulated
+        # (_fsdp_param.py, to_accumulated_grad_if_needed / accumulate_unsharded_grad_if_needed), for
+        # every parameter of the stage until the last micro-batch's reduce-scatter.
+        stage_layers = heaviest_stage_layers(a.num_layers, g.pp)
+        held = 2 if tr.reshard_after_forward else stage_layers  # "always" reshards under PP too
+        c.gathered = held * layer * compute_bytes + output * compute_bytes
+        c.buckets = (stage_layers * layer + output) * reduce_bytes + layer * compute_bytes
+    else:
+        # reshardAfterForward false (fully_shard(reshard_after_forward=False); torchtitan's
+        # fsdp_reshard_after_forward "never", torchtune's and accelerate's fsdp_reshard_after_forward): each
+        # block stays gathered from its forward until its backward (FSDPParamGroup.post_forward skips the
+        # reshard; post_backward reshards, reshard_after_backward=True), so the backward starts with every
+        # block's 16-bit copy on the GPU, not two
+        # jointGraph without checkpointing keeps them too (framework_activations.joint_graph_keeps_gathered)
+        held = 2 if tr.reshard_after_forward is not False and not joint_graph_keeps_gathered(tr) \
+            else a.num_layers
+        c.gathered = held * layer * compute_bytes + output * compute_bytes
+        c.buckets = layer * (compute_bytes + reduce_bytes) + output * compute_bytes
+    return held
+
+
+def _fsdp_lora(g: _Given, c: _Count) -> None:
+    """LoRA/QLoRA under FSDP1 or FSDP2: the frozen base sharded beside the adapters, gathered as stored."""
+    # LoRA/QLoRA under FSDP2 (torchtune's lora_finetune_distributed, torchtune/training/_distributed.py
+    # shard_model: fully_shard per decoder layer, then the root): the frozen base and the adapters
+    # are parameters of the same layer, so both are sharded over `data`; the base gets no gradient,
+    # no master and no optimizer state (the optimizer is built over the adapters only). The base is
+    # all-gathered in the dtype it is stored in: 16-bit for LoRA; for QLoRA, torchao's NF4Tensor
+    # (torchao/dtypes/nf4tensor.py, fsdp_pre_all_gather/fsdp_post_all_gather) gathers its 4-bit data
+    # and scales, and LinearNF4 dequantizes one matrix at a time (`weight.to(input.dtype)`, freed
+    # after the matmul, again in the backward). Embeddings and the output stay 16-bit in the root.
+    a, p, tr, t, d = g.a, g.p, g.tr, g.t, g.d
+    n, compute_bytes, state_bytes, frozen_weight_bytes = g.n, g.compute_bytes, g.state_bytes, g.frozen_weight_bytes
+    # a bitsandbytes base's quantization states stay whole on every rank (fsdp.bnb_quant_state_bytes); the
+    # all-gathers carry the packed 4-bit data only
+    c.quant_states = bnb_quant_state_bytes(p, tr, g.precision, t)
+    c.weights = (frozen_weight_bytes - c.quant_states) // d + c.quant_states + n * state_bytes // d
+    c.grads = n * state_bytes // d
+    c.optimizer //= d
+    stored_layer = frozen_layer_bytes(a, p, frozen_weight_bytes - c.quant_states, t)
+    # FSDP1 (peft + accelerate's FSDP plugin) keeps its root unit, embeddings and output, unsharded from the
+    # forward to the end of the backward (_runtime_utils._post_forward_reshard: not for the root), as for a
+    # full fine-tune. So does FSDP2 under torchtune: shard_model (torchtune/training/_distributed.py) applies
+    # fully_shard to each decoder layer and then to the whole model, which holds the embeddings, final norm
+    # and output, and the root is not resharded after the forward (torch's _fsdp_state.py `_lazy_init`: "For
+    # the root, do not reshard after forward", post_forward_mesh_info = None; torchtune sets the root's
+    # reshard_after_forward=False itself since 2025); its custom_sharded_layers (PR 2072, commented out in the
+    # 70B configs) is not modelled. Tied embeddings are one matrix (lm_head 0).
+    root = (p.embedding + p.lm_head) // t
+    c.gathered = 2 * stored_layer + root * compute_bytes
+    if tr.fsdp == 1:
+        c.load, c.load_cached = fsdp1_wrap_peak(c.weights, stored_layer, root * compute_bytes)
+        c.unshard_pool = c.gathered  # root + two layer units, in _unshard_stream's pool (fsdp1_reserved_union)
+    elif whole_quantized_load(tr, g.precision, d):
+        # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
+        c.load = frozen_weight_bytes + n * state_bytes + c.weights - c.quant_states   # the states once
+    if tr.method == "qlora":
+        c.gathered += largest_matrix(a) // t * compute_bytes
+    _lora_recipe_gathered(g, c, root, stored_layer)
+
+
+def _lora_recipe_gathered(g: _Given, c: _Count, root: int, stored_layer: int) -> None:
+    """What torchtune's LoRA recipes and accelerate's sharded FSDP2 LoRA hold gathered, in place of the count of
+    _fsdp_lora (`root`: the root group's parameters, `stored_layer`: a layer's stored bytes)."""
+    a, tr, layout, t, compute_bytes = g.a, g.tr, g.layout, g.t, g.compute_bytes
+    if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, g.d, g.pp):
+        # torchtune's lora_finetune_distributed and accelerate's FSDP2 (the same groups, hf_fsdp2.sharded_lora):
+        # no layer gathered at the loss's backward, one at a layer's backward with the next prefetched, and
+        # the copy-in stream's root + layer (torchtune.distributed_gathered)
+        dequant = largest_matrix(a) // t * compute_bytes if tr.method == "qlora" else 0
+        c.lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
+        c.gathered = c.lora_gathered[1]
+    if torchtune.single_device_recipe(tr, layout):
+        # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
+        # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
+        c.gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
+        # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load)
+        c.load, c.load_cached = torchtune.nf4_whole_tensor_load(
+            tr, layout, c.weights, largest_matrix(a), a.hidden_size * attention_dims(a)[0])
+
+
+def _deepspeed_states(g: _Given, c: _Count) -> None:
+    """deepspeed: ZeRO's partitioned states, its IPG buckets and ZeRO-3's gathered parameters."""
+    tr = g.tr
+    # DeepSpeed builds its ZeRO optimizer for any zero stage above 0 whatever the world size (engine.py,
+    # _do_optimizer_sanity_check returns ZERO_OPTIMIZATION): ZeRO on one GPU runs its stage, over one partition
+    c.zero = tr.zero_stage
+    c.overlap = zero_overlap_comm(c.zero, tr.overlap_comm)   # zero_optimization.overlap_comm, or its default by stage
+    c.trainable_here = g.n
+    if g.full:
+        _zero_full_states(g, c)
+    else:
+        _zero_lora_states(g, c)
+    whole = c.weights
+    if c.zero >= 3:
+        c.weights //= g.d
+    if c.zero == 3 and tr.zero_init is False:
+        # a model built outside deepspeed.zero.Init (accelerate's zero3_init_flag false): DeepSpeed 0.14's
+        # engine.py _configure_distributed_model moves the whole module to the GPU (`self.module.to(self.device)`,
+        # skipped only when a parameter has ds_id) before stage3.py partitions it parameter by parameter
+        c.load = whole
+    c.reduce_bucket = tr.reduce_bucket_size or ZERO_REDUCE_BUCKET
+    _zero_buckets(g, c)
+    if c.zero == 3:
+        _zero3_gathered(g, c)
+    # stages 1-2: the updated partitions' all-gather after the step allocates nothing (zero12_step)
+
+
+def _zero_full_states(g: _Given, c: _Count) -> None:
+    """ZeRO, a full fine-tune: the 16-bit module whole (ZeRO-3 partitions it after), the partitioned fp32 masters,
+    optimizer states and gradients, and the step's fp32 copy of the gradient partition."""
+    n, d, zero = g.n, g.d, c.zero
+    # bf16 module (engine.py casts it) + fp32 master partition in the optimizer
+    # (runtime/zero/stage_1_and_2.py single_partition_of_fp32_groups; stage3.py fp32_partitioned_groups_flat)
+    c.weights = n * g.compute_bytes
+    c.grads = n * g.compute_bytes
+    master = g.masters if g.mixed else 0
+    if zero == 0 and g.mixed and g.precision == "fp16":
+        # without ZeRO, fp16 runs DeepSpeed's FP16_Optimizer (engine.py _configure_fp16_optimizer; runtime/fp16/
+        # fused_optimizer.py, read at edaa722): the backward leaves fp16 gradients in each p.grad; step()
+        # builds `_flatten_dense_tensors([p.grad.to(fp32) for p in group])` (every gradient's fp32 copy, then
+        # their flat concatenation, beside the fp16 ones), sets `p.grad = None`, steps the fp32 flat master and
+        # sets `group.grad = None`: no gradient is kept between steps
+        c.optimizer += master
+        c.step_extra = n * 4 + n * 4
+        c.fp16_optimizer = True
+    elif zero == 0:  # bf16_optimizer.py: fp32 gradient accumulation beside the masters
+        c.grads = n * 4 if g.mixed else c.grads
+        c.optimizer += master
+    else:
+        c.optimizer = (c.optimizer + master) // d
+        c.trainable_here = n // d
+        # the step upcasts the gradient partition to fp32 (stage_1_and_2.py: .float() of the
+        # flat partition; stage3.py: one sub_group_size at a time); refined by zero12_step / zero3_step
+        part = n // d
+        c.step_extra = min(part, ZERO_SUB_GROUP) * 4 if zero == 3 else part * 4
+    if zero >= 2 or (zero == 1 and c.overlap):
+        # stage 1 under overlap_comm reduces in the backward's hooks as stage 2 does: the partition's
+        # gradients are copied into grads_in_partition, the others left as views of the IPG bucket
+        # (stage_1_and_2.py process_gradients, reduce_ipg_grads "zero stage 1"; contiguous_gradients)
+        c.grads //= g.d
+
+
+def _zero_lora_states(g: _Given, c: _Count) -> None:
+    """ZeRO, LoRA/QLoRA: the frozen base and the adapters whole (ZeRO-3 partitions them after), the adapters'
+    optimizer states partitioned from stage 1 and their gradients from stage 2."""
+    c.weights = g.frozen_weight_bytes + g.n * g.state_bytes
+    c.grads = g.n * g.state_bytes
+    if c.zero >= 1:
+        c.optimizer //= g.d
+    if c.zero >= 2:
+        c.grads //= g.d
+
+
+def _zero_buckets(g: _Given, c: _Count) -> None:
+    """ZeRO's IPG buckets beside one layer's unpartitioned gradients."""
+    if c.zero == 3:
+        # stage3.py (DeepSpeedZeroOptimizer_Stage3.__init__): with contiguous_gradients (DeepSpeed's default) one
+        # IPG bucket of reduce_bucket_size elements per communication dtype (the model's 16-bit dtype unless
+        # communication_data_type says otherwise, engine.py) is allocated with torch.empty when the optimizer is
+        # built and kept for the run: the gradients are copied into it and reduce-scattered from it. Kept
+        # between steps, whatever the model's size; beside it one layer's unpartitioned gradients as autograd
+        # makes them.
+        ipg = c.reduce_bucket * g.compute_bytes
+        c.grads += ipg
+        c.buckets = g.layer * g.compute_bytes
+    elif c.zero >= 1:
+        # the IPG bucket(s) of reduce_bucket_size 16-bit elements, two under overlap_comm (zero.zero12_ipg_buffers),
+        # beside one layer's unpartitioned gradients as autograd makes them
+        c.buckets = zero12_ipg_buffers(c.reduce_bucket, c.overlap, g.compute_bytes) + g.layer * g.compute_bytes
+
+
+def _zero3_gathered(g: _Given, c: _Count) -> None:
+    """ZeRO-3's gathered parameters: the live-parameter and prefetch bounds, as stored, and every layer's until
+    its backward where torch's linear keeps them."""
+    # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
+    # fetched ahead of their module), and never more than the whole model's 16-bit weights; the output
+    # projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
+    c.gathered = zero3_gathered_elements(g.p.total, g.output) * g.compute_bytes
+    if not g.full:
+        # ...as they are stored: partition_parameters.py `_all_gather` gathers `param.ds_numel` elements of
+        # `param.dtype`, so a QLoRA base (bitsandbytes Params4bit packed into bnb_4bit_quant_storage, as
+        # ZeRO-3 needs it) is gathered packed, 4 bits a weight: never more than the whole stored base and its
+        # adapters (the bound, in elements of that storage, is the same bytes), which hold the 16-bit output
+        # projection whole (bitsandbytes leaves lm_head unquantized)
+        c.gathered = min(c.gathered, g.frozen_weight_bytes + g.n * g.state_bytes)
+    if g.tr.activation_checkpointing != "full":
+        # torch's linear saves `weight.t()` for its backward, a view that keeps the gathered storage
+        # after ZeRO-3 frees the parameter (param.data = empty): every layer's 16-bit weights stay
+        # until their backward. DeepSpeed's LinearFunctionForZeroStage3 (runtime/zero/linear.py),
+        # which saves the parameter itself (setup_context: ctx.save_for_backward(input, weight, bias)),
+        # replaces F.linear when a zero.Init context is entered (runtime/zero/partition_parameters.py,
+        # patch_init_and_builtins: `torch.nn.functional.linear = zero3_linear_wrap` under
+        # mem_efficient_linear, Init's default, 0.9.0 to 0.19.1; it then persists), so a model built under
+        # zero.Init (zeroInit, its default true) releases each layer after its module as with
+        # checkpointing; a model built outside it and handed to deepspeed.initialize (zeroInit false) keeps
+        # torch's linear: the upper bound. A checkpointed layer saves nothing but its input. LoRA/QLoRA
+        # under ZeRO-3 is PEFT's path, whose base is always built under zero.Init: transformers'
+        # from_pretrained enters deepspeed.zero.Init when is_deepspeed_zero3_enabled() (modeling_utils.py;
+        # HF Trainer's HfTrainerDeepSpeedConfig and accelerate's zero3_init_flag, which PEFT's DeepSpeed
+        # guide sets), so its linears save the parameter and the frozen base is released as usual.
+        if g.full and g.tr.zero_init is False:
+            c.gathered = max(c.gathered, g.p.total // (g.t * g.pp) * g.compute_bytes)
+
+
+def _megatron_states(g: _Given, c: _Count) -> None:
+    """megatron: the 16-bit parameter and gradient buffers, the distributed optimizer's shards, and the buffers
+    and workspaces Megatron-Core and Transformer Engine keep."""
+    a, tr, layout, pp, t, compute_bytes = g.a, g.tr, g.layout, g.pp, g.t, g.compute_bytes
+    # Megatron-Core DDP (megatron/core/distributed/param_and_grad_buffer.py): bf16 parameters in one
+    # buffer, gradients in an fp32 buffer (--accumulate-allreduce-grads-in-fp32 is set with --bf16,
+    # megatron/training/arguments.py); the distributed optimizer
+    # (megatron/core/optimizer/distrib_optimizer.py) shards fp32 main parameters and Adam states over data.
+    # --fp16 leaves accumulate_allreduce_grads_in_fp32 False (arguments.py forces it for bf16 only; Megatron-LM
+    # issue 525's log prints it False), so the gradient buffer is fp16 (the main_grad dtype is params_dtype).
+    # Without --use-distributed-optimizer (training.distributedOptimizer false, Megatron-LM's own default:
+    # megatron/core/optimizer/optimizer_config.py use_distributed_optimizer False), get_megatron_optimizer
+    # (megatron/core/optimizer/__init__.py) wraps the optimizer in Float16OptimizerWithFloat16Params, which
+    # clones every parameter of the rank to fp32 (optimizer.py, `param.detach().clone().float()`), and the
+    # optimizer keeps moments for all of them: nothing is sharded over data (Megatron-LM d98e8a6).
+    shards = g.d if tr.distributed_optimizer is not False else 1
+    grad_bytes = 4 if g.mixed and g.precision != "fp16" else compute_bytes
+    c.weights = g.n * compute_bytes
+    c.grads = g.n * grad_bytes
+    c.optimizer = (c.optimizer + g.masters) // shards
+    c.trainable_here = g.n // shards
+    # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
+    fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
+    if g.full and a.is_moe and layout.expert > 1:
+        _megatron_expert_states(g, c, shards, grad_bytes)
+    c.weights += fp8_weights
+    # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
+    # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
+    # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes)
+    c.weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, g.stage) + te_workspace_bytes(tr)
+    # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
+    c.weights += megatron_workspace_bytes(a, tr)
+
+
+def _megatron_expert_states(g: _Given, c: _Count, shards: int, grad_bytes: int) -> None:
+    """Megatron's MoE under expert parallel: the rank's dense and routed-expert parameters recounted, their
+    optimizer states sharded over the data-parallel and the expert data-parallel group (megatron_expert_split)."""
+    a, tr, state_bytes = g.a, g.tr, g.state_bytes
+    dense_n, expert_n, edp = megatron_expert_split(a, g.p, tr, g.layout)
+    c.n = dense_n + expert_n
+    c.weights = c.n * g.compute_bytes
+    c.grads = c.n * grad_bytes
+    eshards = edp if shards > 1 else 1
+    dense_states = optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if g.mixed else 0)
+    expert_states = optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if g.mixed else 0)
+    c.optimizer = dense_states // shards + expert_states // eshards
+    c.trainable_here = dense_n // shards + expert_n // eshards
+
+
+def _step_temporaries(g: _Given, c: _Count) -> None:
+    """The optimizer step's temporaries, and ZeRO's step against the blocks the loss's backward left cached."""
+    a, tr, t, pp = g.a, g.tr, g.t, g.pp
     # the largest tensor the step holds: as sharded as the trained parameters here
-    largest = largest_parameter(a, tr, t * pp) * trainable_here // max(n, 1)
-    temp = step_temporary_bytes(tr, trainable_here, state_bytes, largest)
-    kept_grads = 0 if fp16_optimizer else grads
+    c.largest = largest_parameter(a, tr, t * pp) * c.trainable_here // max(c.n, 1)
+    c.temp = step_temporary_bytes(tr, c.trainable_here, g.state_bytes, c.largest)
+    c.kept_grads = 0 if c.fp16_optimizer else c.grads
+    if tr.framework != "deepspeed" or not g.full:
+        return
     # the blocks the loss's backward left cached, which ZeRO's step may reuse (zero.loss_freed_blocks)
-    freed = (loss_freed_blocks(tr.micro_batch_size * tr.sequence_length * a.vocab_size // t, act.loss_backward,
-                               compute_bytes) if fw == "deepspeed" and full else [])
-    if fw == "deepspeed" and full and zero in (1, 2):
-        step_cached = zero12_step_cached(n // d, compute_bytes, temp, accumulation_steps(tr))
-        # the overflow check's and the norm's copies of the largest gradient before it (zero.zero12_prestep), on the
-        # rank whose partition holds that tensor
-        pre_peak, pre_segments = zero12_prestep(
-            min(largest_parameter(a, tr, t * pp), n // d), n // d, compute_bytes, temp,
-            precision == "fp16" or tr.deepspeed_overflow_check_every_dtype, tr.deepspeed_device_overflow_check, freed)
-        step_extra, temp = zero12_step(n // d, compute_bytes, temp)
-        # reserved at the step: its own blocks and the pre-step ones it cannot reuse; allocated: the larger moment
-        reserved = step_extra + temp + step_cached + pre_segments
-        step_cached = reserved - max(step_extra + temp, pre_peak)
-        step_extra = reserved - temp   # reserved beside the step's peak (zero.zero12_step_cached, zero12_prestep)
-        # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
-        # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
-        kept_grads = 0
-    elif fw == "deepspeed" and full and zero == 3:
-        sub = min(n // d, ZERO_SUB_GROUP)
-        sub_temp = step_temporary_bytes(tr, sub, state_bytes, min(largest, sub))
-        step_extra, temp = zero3_step(sub, compute_bytes, sub_temp)
-        # the norm's fp64 copy of the largest gradient partition before the sub-groups (zero.zero3_norm_copy)
-        norm_copy = zero3_norm_copy(largest_parameter(a, tr, t * pp), d)
-        step_extra = max(step_extra, norm_copy - temp)
-        # the step's blocks against those the loss's backward freed (zero.zero3_step_segments)
-        step_segments = zero3_step_segments(sub, compute_bytes, sub_temp, freed, norm_copy)
-    loss = max(act.loss_backward, act.loss_forward)
+    freed = loss_freed_blocks(tr.micro_batch_size * tr.sequence_length * a.vocab_size // t, g.act.loss_backward,
+                              g.compute_bytes)
+    if c.zero in (1, 2):
+        _zero12_step(g, c, freed)
+    elif c.zero == 3:
+        _zero3_step(g, c, freed)
+
+
+def _zero12_step(g: _Given, c: _Count, freed: list[int]) -> None:
+    """ZeRO-1/2's step: the pre-step copies, the step's blocks, and what it reserves beside its peak."""
+    a, tr, part, compute_bytes = g.a, g.tr, c.n // g.d, g.compute_bytes
+    c.step_cached = zero12_step_cached(part, compute_bytes, c.temp, accumulation_steps(tr))
+    # the overflow check's and the norm's copies of the largest gradient before it (zero.zero12_prestep), on the
+    # rank whose partition holds that tensor
+    pre_peak, pre_segments = zero12_prestep(
+        min(largest_parameter(a, tr, g.t * g.pp), part), part, compute_bytes, c.temp,
+        g.precision == "fp16" or tr.deepspeed_overflow_check_every_dtype, tr.deepspeed_device_overflow_check, freed)
+    c.step_extra, c.temp = zero12_step(part, compute_bytes, c.temp)
+    # reserved at the step: its own blocks and the pre-step ones it cannot reuse; allocated: the larger moment
+    reserved = c.step_extra + c.temp + c.step_cached + pre_segments
+    c.step_cached = reserved - max(c.step_extra + c.temp, pre_peak)
+    c.step_extra = reserved - c.temp   # reserved beside the step's peak (zero.zero12_step_cached, zero12_prestep)
+    # the step frees every 16-bit gradient (zero12_step) and the next backward allocates them again
+    # (stage_1_and_2.py: grads_in_partition re-created on the first gradient): none is kept between steps
+    c.kept_grads = 0
+
+
+def _zero3_step(g: _Given, c: _Count, freed: list[int]) -> None:
+    """ZeRO-3's step, one sub-group at a time, after the norm's fp64 copy, against the backward's freed blocks."""
+    sub = min(c.n // g.d, ZERO_SUB_GROUP)
+    sub_temp = step_temporary_bytes(g.tr, sub, g.state_bytes, min(c.largest, sub))
+    c.step_extra, c.temp = zero3_step(sub, g.compute_bytes, sub_temp)
+    # the norm's fp64 copy of the largest gradient partition before the sub-groups (zero.zero3_norm_copy)
+    norm_copy = zero3_norm_copy(largest_parameter(g.a, g.tr, g.t * g.pp), g.d)
+    c.step_extra = max(c.step_extra, norm_copy - c.temp)
+    # the step's blocks against those the loss's backward freed (zero.zero3_step_segments)
+    c.step_segments = zero3_step_segments(sub, g.compute_bytes, sub_temp, freed, norm_copy)
+
+
+def _grads_held(g: _Given, c: _Count) -> None:
+    """The gradients that hold GPU memory at the loss's backward (`held`) and of those the cached (`cached`):
+    grads_at_loss_backward, gradient accumulation and ZeRO's reduction copies."""
+    a, tr, layout, t, d, full = g.a, g.tr, g.layout, g.t, g.d, g.full
+    deepspeed = tr.framework == "deepspeed"
     # the gradients not yet made when the loss's backward runs hold nothing then (grads_at_loss_backward); the
     # backward's end, every gradient made and the activations freed, holds them all: its peak is the larger of the two
-    held, cached = grads_at_loss_backward(tr, layout, grads, output * state_bytes if full else 0)
-    logits_block = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t * compute_bytes
-    if fw == "deepspeed" and full and zero == 2 and not zero12_partition_held(grads, overlap, logits_block):
-        held = cached = 0   # grads_in_partition served by the 16-bit logits' freed block (zero.zero12_partition_held)
+    c.held, c.cached = grads_at_loss_backward(tr, layout, c.grads, g.output * g.state_bytes if full else 0)
+    logits_block = tr.micro_batch_size * tr.sequence_length * a.vocab_size // t * g.compute_bytes
+    if deepspeed and full and c.zero == 2 and not zero12_partition_held(c.grads, c.overlap, logits_block):
+        # grads_in_partition served by the 16-bit logits' freed block (zero.zero12_partition_held)
+        c.held = c.cached = 0
     # gradient accumulation: micro-batches 2..N find the earlier ones' gradients (accumulation.py)
-    held, cached = runtime_accumulated_grads(tr, layout, grads, held, cached, n * compute_bytes if full else 0)
-    if fw == "deepspeed" and full and zero in (1, 2) and d > 1 and overlap:
-        copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes)   # the reduction stream's cached flat copy
-        held, cached = held + copy, cached + copy
-    if fw == "deepspeed" and zero == 3 and d > 1 and overlap:
+    c.held, c.cached = runtime_accumulated_grads(tr, layout, c.grads, c.held, c.cached,
+                                                 c.n * g.compute_bytes if full else 0)
+    if deepspeed and full and c.zero in (1, 2) and d > 1 and c.overlap:
+        copy = zero12_reduce_copy(c.reduce_bucket, c.n, g.compute_bytes)   # the reduction stream's cached flat copy
+        c.held, c.cached = c.held + copy, c.cached + copy
+    if deepspeed and c.zero == 3 and d > 1 and c.overlap:
         # reduce_and_partition_stream's flat copy of a bucket, reserved in that stream's pool (zero.zero3_reduce_copy)
-        copy = zero3_reduce_copy(reduce_bucket, n, largest_parameter(a, tr, t * pp), d, compute_bytes)
-        held, cached = held + copy, cached + copy
-    host = 0
-    if offloads(tr) and (fw == "fsdp" or (fw == "deepspeed" and zero >= 1)):
-        # CPU offload (offload.py): the offloaded states leave the GPU, the step runs on the host
-        if fw == "fsdp":
-            # the shards go to the host (offload.py), FSDP1's wrap's too; a 4-bit base's quantization states stay
-            o = fsdp_offloaded(weights - quant_states, grads, optimizer)
-            load = max(load - weights + quant_states, 0) if load else 0
-        else:
-            copy = zero12_reduce_copy(reduce_bucket, n, compute_bytes) if zero in (1, 2) and d > 1 and overlap else 0
-            o = zero_offloaded(zero, overlap, bool(tr.offload_parameters), n, d, full, compute_bytes, weights, grads,
-                               optimizer, kept_grads, held, cached, reduce_bucket * compute_bytes if zero == 3 else 0,
-                               copy, largest_parameter(a, tr, t * pp))
-        weights, grads, optimizer, kept_grads = o.weights + quant_states, o.grads, o.optimizer, o.kept_grads
-        step_cached = 0
-        step_segments = -1
-        step_extra, temp, held, cached, host = o.step_extra, o.temp, o.held, o.cached, o.host
-        # accelerate's no_sync keeps the unsharded 16-bit gradients on the GPU under offload too
-        # (accumulation.no_sync_unsharded: offloaded only at the eventual sync)
-        held += no_sync_unsharded(tr, layout, n * compute_bytes if full else 0) if fw == "fsdp" else 0
-        buckets += o.buckets_extra
-    # transformers' per-attention-layer rotary tables (an older transformersVersion, hf_rotary.py): buffers, whole
-    # on every GPU and not offloaded
-    weights += hf_rotary_table_bytes(a, tr, precision, pp)
+        copy = zero3_reduce_copy(c.reduce_bucket, c.n, largest_parameter(a, tr, t * g.pp), d, g.compute_bytes)
+        c.held, c.cached = c.held + copy, c.cached + copy
+
+
+def _offload(g: _Given, c: _Count) -> None:
+    """training.offloadOptimizer / offloadParameters under fsdp or ZeRO 1-3: what leaves the GPU for the host."""
+    tr, fw = g.tr, g.tr.framework
+    if not (offloads(tr) and (fw == "fsdp" or (fw == "deepspeed" and c.zero >= 1))):
+        return
+    # CPU offload (offload.py): the offloaded states leave the GPU, the step runs on the host
+    if fw == "fsdp":
+        # the shards go to the host (offload.py), FSDP1's wrap's too; a 4-bit base's quantization states stay
+        o = fsdp_offloaded(c.weights - c.quant_states, c.grads, c.optimizer)
+        c.load = max(c.load - c.weights + c.quant_states, 0) if c.load else 0
+    else:
+        zero, overlap, d, compute_bytes = c.zero, c.overlap, g.d, g.compute_bytes
+        copy = zero12_reduce_copy(c.reduce_bucket, c.n, compute_bytes) if zero in (1, 2) and d > 1 and overlap else 0
+        o = zero_offloaded(zero, overlap, bool(tr.offload_parameters), c.n, d, g.full, compute_bytes, c.weights,
+                           c.grads, c.optimizer, c.kept_grads, c.held, c.cached,
+                           c.reduce_bucket * compute_bytes if zero == 3 else 0, copy,
+                           largest_parameter(g.a, tr, g.t * g.pp))
+    c.weights, c.grads, c.optimizer, c.kept_grads = o.weights + c.quant_states, o.grads, o.optimizer, o.kept_grads
+    c.step_cached = 0
+    c.step_segments = -1
+    c.step_extra, c.temp, c.held, c.cached, c.host = o.step_extra, o.temp, o.held, o.cached, o.host
+    # accelerate's no_sync keeps the unsharded 16-bit gradients on the GPU under offload too
+    # (accumulation.no_sync_unsharded: offloaded only at the eventual sync)
+    c.held += no_sync_unsharded(tr, g.layout, c.n * g.compute_bytes if g.full else 0) if fw == "fsdp" else 0
+    c.buckets += o.buckets_extra
+
+
+@dataclass
+class _Backward:
+    """The backward's count beyond the states: where the loss's backward `start`s, its peak `transient`, what is
+    gathered at FSDP1's loss moment, the gathered bytes that strand no slack, and FSDP2's or torchtune's moment."""
+
+    loss: int
+    cached_logits: int
+    start: int
+    transient: int
+    loss_gathered: int | None = None   # FSDP1 full, the loss's moment the peak: what is gathered then (no gradient yet)
+    reused: int = 0
+    moment: BackwardMoment | None = None
+
+
+def _fsdp2_over_data(g: _Given) -> bool:
+    """FSDP2, a full fine-tune, over `data` > 1 on one stage: its backward is counted moment by moment."""
+    return g.tr.framework == "fsdp" and g.full and g.tr.fsdp != 1 and g.pp == 1 and g.d > 1
+
+
+def _backward(g: _Given, c: _Count) -> _Backward:
+    """The backward's peak beyond the states: the loss's backward or a layer's, FSDP1's loss moment, FSDP2's and
+    torchtune's moments."""
+    a, tr, act, t, pp = g.a, g.tr, g.act, g.t, g.pp
+    loss = max(act.loss_backward, act.loss_forward)
     # before transformers 4.46 the 16-bit logits' block freed at the model's upcast stays cached beside the loss's
     # fp32 buffers (activations.freed_16bit_logits_bytes): reserved, not allocated, while the loss dominates
-    vocab_split = t if fw != "fsdp" or loss_parallel(tr, t) else 1
+    vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
     cached_logits = freed_16bit_logits_bytes(a, tr, vocab_split) if loss >= act.recompute and pp == 1 else 0
-    start = act.kept + max(loss, act.recompute) + cached_logits - (grads - held)
-    backward_transient = max(start, 0) + gathered + buckets
-    loss_gathered = None   # FSDP1 full, the loss's moment the peak: what is gathered then (no gradient yet)
-    if fsdp1_loss_gathered is not None and pp == 1 and start >= 0:
+    start = act.kept + max(loss, act.recompute) + cached_logits - (c.grads - c.held)
+    b = _Backward(loss=loss, cached_logits=cached_logits, start=start,
+                  transient=max(start, 0) + c.gathered + c.buckets)
+    if c.fsdp1_loss_gathered is not None and pp == 1 and start >= 0:
         base = start - max(loss, act.recompute)
-        loss_moment, loss_gathered = fsdp1_loss_moment(base, act.loss_forward, act.loss_backward,
-                                                       *fsdp1_loss_gathered)
-        layer_moment = base + act.recompute + gathered + buckets
+        loss_moment, b.loss_gathered = fsdp1_loss_moment(base, act.loss_forward, act.loss_backward,
+                                                         *c.fsdp1_loss_gathered)
+        layer_moment = base + act.recompute + c.gathered + c.buckets
         if loss_moment >= layer_moment:
-            backward_transient = loss_moment
+            b.transient = loss_moment
         else:
-            backward_transient, loss_gathered = layer_moment, None
-    step_transient = step_extra + temp
-    reused = fsdp_gathered_reuse(tr, gathered if loss_gathered is None else loss_gathered)
-    # the units gathered in the forward, freed by the loss, stay in their streams' pools (fsdp1_unshard_pool_cached)
-    unshard_cached = fsdp1_unshard_pool_cached(gathered, loss_gathered) if loss_gathered is not None else 0
-    moment = None
-    fsdp2 = fw == "fsdp" and full and tr.fsdp != 1 and pp == 1 and d > 1
-    if fsdp2 or lora_gathered is not None:
-        cached_logits = 0   # the moment-by-moment counts below replace `start`
+            b.transient, b.loss_gathered = layer_moment, None
+    b.reused = fsdp_gathered_reuse(tr, c.gathered if b.loss_gathered is None else b.loss_gathered)
+    fsdp2 = _fsdp2_over_data(g)
+    if fsdp2 or c.lora_gathered is not None:
+        b.cached_logits = 0   # the moment-by-moment counts below replace `start`
     if fsdp2:
-        # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
-        # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
-        # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
-        moment_inputs = fsdp2_backward_inputs(a, tr, layout, act, gathered, layer, output,
-                                              (p.embedding + p.lm_head) // t, compute_bytes, reduce_bytes)
-        # a block's reduce-scatter input holds `data` padded copies of unsplit shared experts (grouped_shared_params)
-        moment_inputs["layer_rs"] += shared_pad * (d - 1) * reduce_bytes
-        if float8.active(tr):   # a freed block gives back its fp8-gathered bytes (float8.fsdp2_block_weight)
-            moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, layer, compute_bytes)
-        moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
-        backward_transient, reused = moment.total, moment.gathered
-        if hf_fsdp2(tr) and held > grads:   # accelerate's no_sync: every unsharded gradient held (accumulation.py)
-            moment = replace(moment, buffers=moment.buffers + held - grads)
-            backward_transient = moment.total
-    elif lora_gathered is not None:
+        _fsdp2_moments(g, c, b)
+    elif c.lora_gathered is not None:
         # lora_finetune_distributed's backward moment by moment (torchtune.distributed_moments)
-        moment = fsdp2_backward_peak(torchtune.distributed_moments(act.kept, loss, act.recompute, lora_gathered))
-        backward_transient, reused = moment.total, moment.gathered   # buckets: 0 for LoRA (no FSDP1 unit)
-    if backward_transient < step_transient:
-        phase, live_act, cached = "optimizer step", 0, step_cached
-        weights_live, grads_live, opt_live = weights, grads + step_extra, optimizer + temp
-        transient = step_transient
-    elif moment is not None:
-        phase, live_act, transient = moment.name, moment.activations, backward_transient
-        weights_live, grads_live, opt_live = weights + moment.gathered, grads + moment.buffers, optimizer
-        cached = 0 if moment.name == "backward end" else cached
-    elif loss_gathered is not None:   # FSDP1's loss moment: the root (and the prefetched unit) gathered, no gradient
-        phase, live_act = "loss backward", act.kept + loss + cached_logits
-        weights_live, grads_live, opt_live = weights + loss_gathered, held, optimizer
-        transient = backward_transient
-    elif start >= 0:
-        fsdp1_layer = fsdp1_loss_gathered is not None and pp == 1
-        phase = "loss backward" if loss >= act.recompute and not fsdp1_layer else \
+        b.moment = fsdp2_backward_peak(torchtune.distributed_moments(act.kept, loss, act.recompute, c.lora_gathered))
+        b.transient, b.reused = b.moment.total, b.moment.gathered   # buckets: 0 for LoRA (no FSDP1 unit)
+    return b
+
+
+def _fsdp2_moments(g: _Given, c: _Count, b: _Backward) -> None:
+    """FSDP2 over `data`: its backward's peak moment, with unsplit shared experts and float8 all-gathers."""
+    a, p, tr, t, d = g.a, g.p, g.tr, g.t, g.d
+    # FSDP2's backward moment by moment (fsdp2_backward_moments) in place of the single count above, which put
+    # `buckets` (a block's 16-bit gradients and reduce-scatter input, the output's gradient) at the loss's backward
+    # where none exists yet; the sharded gradients are held (cached) at every moment but the end, as above
+    moment_inputs = fsdp2_backward_inputs(a, tr, g.layout, g.act, c.gathered, g.layer, g.output,
+                                          (p.embedding + p.lm_head) // t, g.compute_bytes, c.reduce_bytes)
+    # a block's reduce-scatter input holds `data` padded copies of unsplit shared experts (grouped_shared_params)
+    moment_inputs["layer_rs"] += c.shared_pad * (d - 1) * c.reduce_bytes
+    if float8.active(tr):   # a freed block gives back its fp8-gathered bytes (float8.fsdp2_block_weight)
+        moment_inputs["layer_weight"] = float8.fsdp2_block_weight(a, tr, t, g.layer, g.compute_bytes)
+    b.moment = fsdp2_backward_peak(fsdp2_backward_moments(**moment_inputs))
+    b.transient, b.reused = b.moment.total, b.moment.gathered
+    if hf_fsdp2(tr) and c.held > c.grads:   # accelerate's no_sync: every unsharded gradient held (accumulation.py)
+        b.moment = replace(b.moment, buffers=b.moment.buffers + c.held - c.grads)
+        b.transient = b.moment.total
+
+
+@dataclass(frozen=True)
+class _Phase:
+    """The peak's phase and what is live then (bytes per GPU)."""
+
+    name: str
+    activations: int
+    weights: int
+    gradients: int
+    optimizer: int
+    transient: int
+    cached: int
+
+
+def _phase(g: _Given, c: _Count, b: _Backward, step_transient: int) -> _Phase:
+    """Whichever is larger, the optimizer step or the backward's peak moment, and what is live at it."""
+    act = g.act
+    if b.transient < step_transient:
+        return _Phase("optimizer step", 0, c.weights, c.grads + c.step_extra, c.optimizer + c.temp, step_transient,
+                      c.step_cached)
+    if b.moment is not None:
+        return _Phase(b.moment.name, b.moment.activations, c.weights + b.moment.gathered, c.grads + b.moment.buffers,
+                      c.optimizer, b.transient, 0 if b.moment.name == "backward end" else c.cached)
+    if b.loss_gathered is not None:   # FSDP1's loss moment: the root (and the prefetched unit) gathered, no gradient
+        return _Phase("loss backward", act.kept + b.loss + b.cached_logits, c.weights + b.loss_gathered, c.held,
+                      c.optimizer, b.transient, c.cached)
+    if b.start >= 0:
+        fsdp1_layer = c.fsdp1_loss_gathered is not None and g.pp == 1
+        phase = "loss backward" if b.loss >= act.recompute and not fsdp1_layer else \
             "layer recompute" if act.recompute else "layer backward"
-        live_act = act.kept + (act.recompute if fsdp1_layer else max(loss, act.recompute)) + cached_logits
-        weights_live, grads_live, opt_live = weights + gathered, held + buckets, optimizer
-        transient = backward_transient
-    else:
-        phase, live_act, cached = "backward end", 0, 0
-        weights_live, grads_live, opt_live = weights + gathered, grads + buckets, optimizer
-        transient = backward_transient
+        live_act = act.kept + (act.recompute if fsdp1_layer else max(b.loss, act.recompute)) + b.cached_logits
+        return _Phase(phase, live_act, c.weights + c.gathered, c.held + c.buckets, c.optimizer, b.transient,
+                      c.cached)
+    return _Phase("backward end", 0, c.weights + c.gathered, c.grads + c.buckets, c.optimizer, b.transient, 0)
+
+
+def _peak(g: _Given, c: _Count) -> RuntimePeak:
+    """The step's peak from the running count: the backward's against the optimizer step's."""
+    tr, pp = g.tr, g.pp
+    b = _backward(g, c)
+    step_transient = c.step_extra + c.temp
+    # the units gathered in the forward, freed by the loss, stay in their streams' pools (fsdp1_unshard_pool_cached)
+    unshard_cached = fsdp1_unshard_pool_cached(c.gathered, b.loss_gathered) if b.loss_gathered is not None else 0
+    ph = _phase(g, c, b, step_transient)
     # the 16-bit logits' cached block is in the peak's activations at the loss's backward, and at FSDP1's layer moment
     # after it (`start` counts it there too)
-    logits_at_peak = cached_logits if phase == "loss backward" or (
-        phase.startswith("layer") and fsdp1_loss_gathered is not None and pp == 1) else 0
+    logits_at_peak = b.cached_logits if ph.name == "loss backward" or (
+        ph.name.startswith("layer") and c.fsdp1_loss_gathered is not None and pp == 1) else 0
     step_largest = step_first = freed_block = 0
-    if fsdp2 and not host:   # offloaded: the step runs on the host
-        step_largest, step_first, freed_block = step_segment_inputs(a, tr, t, largest, state_bytes, optimizer,
-                                                                    compute_bytes)
-    return RuntimePeak(weights=weights_live, gradients=grads_live, optimizer=opt_live, activations=live_act,
-                       phase=phase, states=weights + kept_grads + optimizer, transient=transient,
-                       backward_transient=backward_transient, step_transient=step_transient,
-                       expandable_segments=expandable_segments(tr), reused=reused,
-                       load=load, load_cached=load_cached, load_unshard_pool=unshard_pool, cached_gradients=cached,
-                       step_largest=step_largest, step_first_states=step_first, freed_block=freed_block,
-                       host_offload=host, step_cached=step_cached,
-                       step_segments=step_segments,
-                       cached_logits=logits_at_peak, unshard_cached=unshard_cached)
+    if _fsdp2_over_data(g) and not c.host:   # offloaded: the step runs on the host
+        step_largest, step_first, freed_block = step_segment_inputs(g.a, tr, g.t, c.largest, g.state_bytes,
+                                                                    c.optimizer, g.compute_bytes)
+    return RuntimePeak(weights=ph.weights, gradients=ph.gradients, optimizer=ph.optimizer, activations=ph.activations,
+                       phase=ph.name, states=c.weights + c.kept_grads + c.optimizer, transient=ph.transient,
+                       backward_transient=b.transient, step_transient=step_transient,
+                       expandable_segments=expandable_segments(tr), reused=b.reused,
+                       load=c.load, load_cached=c.load_cached, load_unshard_pool=c.unshard_pool,
+                       cached_gradients=ph.cached, step_largest=step_largest, step_first_states=step_first,
+                       freed_block=freed_block, host_offload=c.host, step_cached=c.step_cached,
+                       step_segments=c.step_segments, cached_logits=logits_at_peak, unshard_cached=unshard_cached)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
