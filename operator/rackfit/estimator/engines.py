@@ -392,14 +392,82 @@ def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch) -> int:
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None,
           precision: str = "bf16") -> Served:
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts). `precision`, the
-    spec's weights: a TRT engine's int8/int4 build keeps its gated MLP unfused (trtllm.engine_context_bytes)."""
-    s = settings(inf, gpu, layout.tensor, layout.pipeline, a)
+    spec's weights: a TRT engine's int8/int4 build keeps its gated MLP unfused (trtllm.engine_context_bytes). `context`:
+    the CUDA context's bytes."""
+    r = _rank(inf, a, layout, gpu, context, precision)
+    m = _measured(r, weights)
+    paging = _paging(r)
+    per_token, per_request, sglang_hybrid = _kv_costs(r, paging)
+    refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
+    # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
+    served = partial(Served, r.s, m.act + m.state, m.graphs, m.nt, per_request * inf.per_replica(layout.data),
+                     per_token, per_request, weights=m.weights, any_block_starts=inf.vllm_before(MAX_LEN_CHECK))
+    if gpu is None:
+        return served(refused=refused)
+    if inf.engine == "vllm":
+        plan = _vllm_plan(r, m, paging, per_token, per_request, refused)
+    elif inf.engine == "sglang":
+        plan = _sglang_plan(r, m, paging, sglang_hybrid, refused)
+    else:
+        plan = _trtllm_plan(r, m, per_token, refused)
+    pool = max(plan.pool, 0)
+    largest = None
+    if paging.v1 and plan.refused is None and pool < per_request:
+        # in whole pages, as _kv_costs counts a request
+        largest = largest_context(lambda n: paging.kv_request(-(-n // BLOCK_TOKENS) * BLOCK_TOKENS)[1], pool,
+                                  inf.context_length, pool // (BLOCK_TOKENS * per_token) * BLOCK_TOKENS)
+    return served(budget=plan.budget, kv_pool=pool, refused=plan.refused, engine_tokens=plan.engine_tokens,
+                  running_limit=plan.running_limit, largest_context=largest)
+
+
+# --- serve's phases ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rank:
+    """serve's inputs and the engine's settings for them, shared by its phases."""
+
+    inf: Inference
+    a: ModelArch
+    layout: Layout
+    gpu: GPU | None
+    context: int            # the CUDA context's bytes
+    precision: str          # the spec's weights
+    s: EngineSettings
+    latent: bool            # MLA cached as its latent (MLA_LATENT)
+    mla_head: int | None    # vLLM's padded MLA head size before MLA_UNPADDED
+
+
+def _rank(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None, context: int, precision: str) -> _Rank:
+    """The engine's settings on this GPU and how its release caches MLA."""
+    return _Rank(inf=inf, a=a, layout=layout, gpu=gpu, context=context, precision=precision,
+                 s=settings(inf, gpu, layout.tensor, layout.pipeline, a),
+                 latent=not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT)),
+                 mla_head=MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the engine loads, measures and holds beside its KV cache on this rank, in bytes."""
+
+    weights: int        # the model's with what the engine loads beside them (Served.weights)
+    act: int            # the profile run's peak
+    graphs: int         # the CUDA graph pool
+    nt: int             # non-torch memory inside the budget
+    cache: int          # the multimodal encoder cache the profile holds
+    sampler: int        # the profile's sampler peak with what it holds beside it
+    state: int          # the sampler's persistent state
+    state_outside: int  # of `state`, what the budget does not count
+
+
+def _measured(r: _Rank, weights: int) -> _Measured:
+    """The weights with what the engine loads beside them, the profile's sampler and what it holds, the
+    communicators, then per backend the activation peak and CUDA graphs, and the sampler's state."""
+    inf, a, layout, s, gpu = r.inf, r.a, r.layout, r.s, r.gpu
     # LoRA adapters' stacked buffers, counted with the weights where the engine measures them so (lora_serving.py)
     weights += lora_held_bytes(inf, a, layout, s)
     # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
-    weights += draft_held_bytes(inf, a, layout, precision, gpu)
-    latent = not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT))
-    mla_head = MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None
+    weights += draft_held_bytes(inf, a, layout, r.precision, gpu)
     requests = profile_requests(inf, s, a)
     # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler (V0: through the text
@@ -415,89 +483,111 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
     # the communicators inside the budget, per engine, release and interconnect (serving_nccl.py)
     nt = budgeted_non_torch(inf, nccl_non_torch_bytes(inf, layout, gpu, a.is_moe))
     if inf.trt_engine:
-        # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
-        # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
-        # (trtllm.engine_context_bytes; no profile run, no sampler of torch's), the runtime buffers the logits and the
-        # per-slot ids and cache indirection of max_batch_size sequences (trtllm.engine_runtime_buffer_bytes), the
-        # decoder its per-slot state and sampling workspace (trtllm.engine_decoder_total_bytes); the C++ executor
-        # captures no CUDA graphs unless asked (cudaGraphMode false)
-        act = (engine_context_bytes(a, layout, s.max_num_batched_tokens, s.max_num_seqs,
-                                    in_place_mlp=precision in ("int8", "int4"))
-               + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
-               + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
-        graphs = 0
-        # one NCCL communicator a tensor group, not two (serving_nccl.communicators), and the all-reduce workspace
-        nt += engine_allreduce_workspace_bytes(layout, gpu)
-        # convert_checkpoint.py's engine holds the whole embedding table on every tensor rank unless the spec says its
-        # checkpoint splits it (tensorrtLlmParallelEmbedding; trtllm.engine_replicated_embedding_bytes)
-        q = quantization_of(a, precision, a.num_layers, inf.engine, inference=inf)
-        # the engine's fp32 rotary table on every rank, and a tied checkpoint's separate lm_head copy
-        # (trtllm.engine_rotary_table_bytes, trtllm.engine_tied_lm_head_bytes)
-        weights += engine_rotary_table_bytes(a) + engine_tied_lm_head_bytes(a, layout, q.lm_head)
-        if layout.tensor > 1 and not inf.tensorrt_llm_parallel_embedding:
-            weights += engine_replicated_embedding_bytes(a.vocab_size, a.hidden_size, q.embedding, layout,
-                                                         a.vocab_size * a.hidden_size * q.lm_head)
+        weights, act, graphs, nt = _trt_engine_memory(r, weights, nt)
     else:
-        # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
-        # later: Ampere takes Marlin's weight-only fp8)
-        fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
-               and (gpu is None or gpu.architecture != "ampere"))
-        # the profile's forward in the model's dtype: float32 under precision fp32 (vLLM --dtype float32)
-        # (V0's one long multimodal sequence: engine_profile.profile_forward_tokens)
-        forward = forward_peak_bytes(a, layout, profile_forward_tokens(inf, a, s), inf, fp8, gpu, workspace,
-                                     4 if precision == "fp32" else ACT_BYTES)
-        # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
-        # (v0_reserved.py, replayed for 0.3.x on Ampere and later and 0.4.1-0.6.3: worker.py
-        # determine_num_available_blocks, no empty_cache after profile_run)
-        pre_ampere = gpu is not None and gpu.architecture in PRE_AMPERE
-        forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens, pre_ampere) or 0)
-        act = max(forward
-                  + pipeline_buffer_bytes(inf, a, layout, s)
-                  + cache + lora_profile_bytes(inf, s), sampler,
-                  encoder_peak_bytes(inf, a, layout, s) + qwen3_vit_extra_bytes(inf, a, layout, s))
-        # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
-        if inf.speculative_on:
-            sort_peak = sampler_peak_bytes(a, layout, requests, "sort", gpu)
-            act = max(act, sampler_profile_bytes(inf, a, requests, sort_peak) + held)
-        # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
-        act += mm_inputs_held_bytes(inf, a, s)
-        if not inf.cuda_graphs:
-            graphs = 0
-        elif inf.engine == "tensorrt-llm":
-            graphs = trtllm_graph_bytes(a, layout, s)
-        else:
-            graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
-            if not inf.vllm_before(GRAPHS_IN_BUDGET) and not graphs_unbudgeted(inf, a):
-                # vLLM's estimate builds FlashInfer's workspace in its first FULL capture
-                # (engine_profile.flashinfer_graph_workspace_bytes)
-                graphs += flashinfer_graph_workspace_bytes(inf, gpu)
+        act = _profile_peak(r, requests, cache, workspace, held, sampler)
+        graphs = _graph_pool(r)
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
     # ...of which vLLM's budget before 0.27.0 counts none (engine_profile.TOTAL_CONSUMED): held beside the cache
     state_outside = unbudgeted_state_bytes(inf, a, s)
-    sequences = inf.per_replica(layout.data)
-    # SGLang's DP attention: a rank caches its own requests at tensor / dp for the KV heads (sglang.attention_tensor)
-    kv_layout = layout if dp_attention(inf) == 1 else \
-        layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
-    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=latent,
-                                         mla_head_size=mla_head)
-    # DeepSeek-V3.2 under SGLang: the NSA pool's record and indexer keys a layer (what a token costs), and the smaller
-    # cell its profile sizes the pool with (sglang.nsa_layer_bytes)
-    sizing_layer = per_layer
-    if nsa(inf, a):
-        sizing_layer, per_layer = nsa_layer_bytes(inf, a, nsa_kv_precision(inf, gpu))
+    return _Measured(weights=weights, act=act, graphs=graphs, nt=nt, cache=cache, sampler=sampler, state=state,
+                     state_outside=state_outside)
 
-    # what the paging of a V1 request depends on, the same for every length kv_request is asked about
-    v1 = inf.engine == "vllm" and not inf.vllm_v0
-    chunked = bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf)
-    spread = next((r for v, r in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0)
-    draft_kv = vllm_draft_kv_bytes_per_token(inf, a, layout)
 
-    def kv_request(context: int) -> tuple[int, int]:
+def _trt_engine_memory(r: _Rank, weights: int, nt: int) -> tuple[int, int, int, int]:
+    """TensorRT-LLM's TRT-engine backend: (weights, activations, CUDA graphs, non-torch) with what the engine adds to
+    the weights and the communicators given."""
+    inf, a, layout, s, gpu, precision = r.inf, r.a, r.layout, r.s, r.gpu, r.precision
+    # TensorRT-LLM's TRT-engine backend (trtllm.py): the execution context holds the activation memory TensorRT
+    # planned for max_num_tokens and the output projection's 16-bit output for max_batch_size sequences
+    # (trtllm.engine_context_bytes; no profile run, no sampler of torch's), the runtime buffers the logits and the
+    # per-slot ids and cache indirection of max_batch_size sequences (trtllm.engine_runtime_buffer_bytes), the
+    # decoder its per-slot state and sampling workspace (trtllm.engine_decoder_total_bytes); the C++ executor
+    # captures no CUDA graphs unless asked (cudaGraphMode false)
+    act = (engine_context_bytes(a, layout, s.max_num_batched_tokens, s.max_num_seqs,
+                                in_place_mlp=precision in ("int8", "int4"))
+           + engine_runtime_buffer_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len)
+           + engine_decoder_total_bytes(a.vocab_size, layout.tensor, s.max_num_seqs, s.max_model_len))
+    graphs = 0
+    # one NCCL communicator a tensor group, not two (serving_nccl.communicators), and the all-reduce workspace
+    nt += engine_allreduce_workspace_bytes(layout, gpu)
+    # convert_checkpoint.py's engine holds the whole embedding table on every tensor rank unless the spec says its
+    # checkpoint splits it (tensorrtLlmParallelEmbedding; trtllm.engine_replicated_embedding_bytes)
+    q = quantization_of(a, precision, a.num_layers, inf.engine, inference=inf)
+    # the engine's fp32 rotary table on every rank, and a tied checkpoint's separate lm_head copy
+    # (trtllm.engine_rotary_table_bytes, trtllm.engine_tied_lm_head_bytes)
+    weights += engine_rotary_table_bytes(a) + engine_tied_lm_head_bytes(a, layout, q.lm_head)
+    if layout.tensor > 1 and not inf.tensorrt_llm_parallel_embedding:
+        weights += engine_replicated_embedding_bytes(a.vocab_size, a.hidden_size, q.embedding, layout,
+                                                     a.vocab_size * a.hidden_size * q.lm_head)
+    return weights, act, graphs, nt
+
+
+def _profile_peak(r: _Rank, requests: int, cache: int, workspace: int | None, held: int, sampler: int) -> int:
+    """The profile run's activation peak (vLLM, SGLang, TensorRT-LLM's PyTorch backend): the forward, the sampler, the
+    encoder, each with what the profile holds beside it."""
+    inf, a, layout, s, gpu, precision = r.inf, r.a, r.layout, r.s, r.gpu, r.precision
+    # vLLM's MoE layers as its release allocates them (moe_serving.py); fp8 activations where W8A8 runs (Ada and
+    # later: Ampere takes Marlin's weight-only fp8)
+    fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
+           and (gpu is None or gpu.architecture != "ampere"))
+    # the profile's forward in the model's dtype: float32 under precision fp32 (vLLM --dtype float32)
+    # (V0's one long multimodal sequence: engine_profile.profile_forward_tokens)
+    forward = forward_peak_bytes(a, layout, profile_forward_tokens(inf, a, s), inf, fp8, gpu, workspace,
+                                 4 if precision == "fp32" else ACT_BYTES)
+    # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
+    # (v0_reserved.py, replayed for 0.3.x on Ampere and later and 0.4.1-0.6.3: worker.py
+    # determine_num_available_blocks, no empty_cache after profile_run)
+    pre_ampere = gpu is not None and gpu.architecture in PRE_AMPERE
+    forward = max(forward, v0_reserved_forward_bytes(inf, a, layout, s.max_num_batched_tokens, pre_ampere) or 0)
+    act = max(forward
+              + pipeline_buffer_bytes(inf, a, layout, s)
+              + cache + lora_profile_bytes(inf, s), sampler,
+              encoder_peak_bytes(inf, a, layout, s) + qwen3_vit_extra_bytes(inf, a, layout, s))
+    # the profile's rejection sampler beside the sampler's logits (speculative.sampler_profile_bytes)
+    if inf.speculative_on:
+        sort_peak = sampler_peak_bytes(a, layout, requests, "sort", gpu)
+        act = max(act, sampler_profile_bytes(inf, a, requests, sort_peak) + held)
+    # the profile's pixel values, held through all of it (vllm_tp.mm_inputs_held_bytes)
+    return act + mm_inputs_held_bytes(inf, a, s)
+
+
+def _graph_pool(r: _Rank) -> int:
+    """The CUDA graph pool the engine captures (vLLM, SGLang, TensorRT-LLM's PyTorch backend), 0 without graphs."""
+    inf, a, layout, s, gpu = r.inf, r.a, r.layout, r.s, r.gpu
+    if not inf.cuda_graphs:
+        return 0
+    if inf.engine == "tensorrt-llm":
+        return trtllm_graph_bytes(a, layout, s)
+    graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
+    if not inf.vllm_before(GRAPHS_IN_BUDGET) and not graphs_unbudgeted(inf, a):
+        # vLLM's estimate builds FlashInfer's workspace in its first FULL capture
+        # (engine_profile.flashinfer_graph_workspace_bytes)
+        graphs += flashinfer_graph_workspace_bytes(inf, gpu)
+    return graphs
+
+
+@dataclass(frozen=True)
+class _Paging:
+    """What a token of a layer costs in the KV cache on this rank, and what the paging of a V1 request depends on."""
+
+    r: _Rank
+    kv_layout: Layout   # the layout the KV heads split over (SGLang's DP attention: sglang.attention_tensor)
+    per_layer: int      # KV bytes a token of a layer
+    sizing_layer: int   # ...as SGLang's profile sizes its pool (DeepSeek-V3.2's NSA pool: smaller)
+    v1: bool
+    chunked: bool
+    spread: float
+    draft_kv: int
+
+    def kv_request(self, context: int) -> tuple[int, int]:
         """(KV bytes a logged token costs, KV bytes one `context`-token request takes) on this rank."""
-        per_request = kv_cache_bytes(a, inf.kv_cache_precision, kv_layout, context, 1, s.max_num_batched_tokens,
-                                     mla_latent=latent, mla_head_size=mla_head)
+        inf, a, layout, s = self.r.inf, self.r.a, self.r.layout, self.r.s
+        latent, per_layer, v1, chunked, spread = self.r.latent, self.per_layer, self.v1, self.chunked, self.spread
+        per_request = kv_cache_bytes(a, inf.kv_cache_precision, self.kv_layout, context, 1, s.max_num_batched_tokens,
+                                     mla_latent=latent, mla_head_size=self.r.mla_head)
         per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
         if v1 and (a.sliding_window or chunked):
             # V1 pages a model with sliding layers, or chunked ones under the hybrid manager
@@ -515,122 +605,186 @@ def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: i
             per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, context,
                                                     spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY),
                                                     states=states)
-        if draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
-            per_token += draft_kv
-            per_request += draft_kv * -(-context // BLOCK_TOKENS) * BLOCK_TOKENS
+        if self.draft_kv:  # the drafter's layers share the cache's budget (speculative.draft_kv_bytes_per_token)
+            per_token += self.draft_kv
+            per_request += self.draft_kv * -(-context // BLOCK_TOKENS) * BLOCK_TOKENS
         return per_token, per_request
 
-    per_token, per_request = kv_request(inf.context_length)
+
+def _paging(r: _Rank) -> _Paging:
+    """A token's KV bytes a layer on this rank, and the paging inputs of a V1 request."""
+    inf, a, layout, gpu = r.inf, r.a, r.layout, r.gpu
+    # SGLang's DP attention: a rank caches its own requests at tensor / dp for the KV heads (sglang.attention_tensor)
+    kv_layout = layout if dp_attention(inf) == 1 else \
+        layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
+    per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=r.latent,
+                                         mla_head_size=r.mla_head)
+    # DeepSeek-V3.2 under SGLang: the NSA pool's record and indexer keys a layer (what a token costs), and the smaller
+    # cell its profile sizes the pool with (sglang.nsa_layer_bytes)
+    sizing_layer = per_layer
+    if nsa(inf, a):
+        sizing_layer, per_layer = nsa_layer_bytes(inf, a, nsa_kv_precision(inf, gpu))
+
+    # what the paging of a V1 request depends on, the same for every length kv_request is asked about
+    return _Paging(r=r, kv_layout=kv_layout, per_layer=per_layer, sizing_layer=sizing_layer,
+                   v1=inf.engine == "vllm" and not inf.vllm_v0,
+                   chunked=bool(a.attention_chunk_size) and vllm_chunked_hybrid(inf),
+                   spread=next((ratio for v, ratio in GROUP_SIZE_SPREAD if not inf.vllm_before(v)), 0.0),
+                   draft_kv=vllm_draft_kv_bytes_per_token(inf, a, layout))
+
+
+def _kv_costs(r: _Rank, paging: _Paging) -> tuple[int, int, bool]:
+    """(KV bytes a token costs, KV bytes one contextLength request takes, whether SGLang's pool is its hybrid
+    sliding-window pool) on this rank, as the engine counts them."""
+    inf, a, layout, gpu = r.inf, r.a, r.layout, r.gpu
+    per_token, per_request = paging.kv_request(inf.context_length)
     # V1: a request holds whole pages: a full-attention layer's spec needs cdiv(max_model_len, block_size) of them
     # (v1/kv_cache_interface.py FullAttentionSpec.max_memory_usage_bytes), which check_enough_kv_cache_memory
     # sums against the pool and get_max_concurrency_for_kv_cache_config divides it by
     pages = -(-inf.context_length // BLOCK_TOKENS) * BLOCK_TOKENS
-    if v1 and pages != inf.context_length:
-        per_request = kv_request(pages)[1]
+    if paging.v1 and pages != inf.context_length:
+        per_request = paging.kv_request(pages)[1]
     sglang_hybrid = inf.engine == "sglang" and hybrid_swa(inf, a, gpu)
     if inf.engine == "sglang":
         # SGLang keeps one token pool across all layers: a request takes contextLength tokens of every layer (sliding
         # windows included), or with the hybrid sliding-window pool (sglang.hybrid_swa) its full layers' tokens and
         # SGLANG_SWA_RATIO of a sliding token each (sglang.cell_bytes)
         # (a Gated DeltaNet hybrid: its full-attention layers only, sglang.kv_layers)
-        per_token = cell_bytes(per_layer, kv_layers(a, heaviest_stage_layers(a.num_layers, layout.pipeline)), a,
-                               sglang_hybrid)
+        per_token = cell_bytes(paging.per_layer, kv_layers(a, heaviest_stage_layers(a.num_layers, layout.pipeline)),
+                               a, sglang_hybrid)
         per_request = per_token * inf.context_length
-    refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
-    # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
-    served = partial(Served, s, act + state, graphs, nt, per_request * sequences, per_token, per_request,
-                     weights=weights, any_block_starts=inf.vllm_before(MAX_LEN_CHECK))
-    if gpu is None:
-        return served(refused=refused)
+    return per_token, per_request, sglang_hybrid
+
+
+@dataclass(frozen=True)
+class _PoolPlan:
+    """An engine's budget and KV cache pool on a GPU (the pool not yet floored at 0), why it would not start, and
+    SGLang's tokens and running limit (_sglang_pool)."""
+
+    budget: int
+    pool: int
+    refused: str | None
+    engine_tokens: int | None = None
+    running_limit: int | None = None
+
+
+def _vllm_plan(r: _Rank, m: _Measured, paging: _Paging, per_token: int, per_request: int, refused: str | None
+               ) -> _PoolPlan:
+    """vLLM's budget and KV cache pool, then its start-up checks (`refused` so far, else the first that fails)."""
+    inf, a, s, gpu, context = r.inf, r.a, r.s, r.gpu, r.context
     total = cuda_total_bytes(gpu)
-    engine_tokens = running_limit = None  # SGLang's (_sglang_pool)
-    if inf.engine == "vllm":
-        # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
-        # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
-        # graph pool (counted since v0.20.0; before, the graphs were captured after the cache was
-        # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
-        budget = int(s.gpu_memory_utilization * total)
-        # How much of the CUDA context the budget holds (in_budget) and how much lies outside it (outside). V0
-        # 0.2.5-0.6.3 measured the profile as free memory lost (v0_reserved.context_outside_budget): before 0.3.3 the
-        # bare context is inside the budget, from it only the bare context is outside (cuBLAS's handles, in the
-        # non-torch count, and NCCL's communicators came after the baseline). V1 before 0.9.1 counted the whole
-        # context inside (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache leaves free for graph capture is total -
-        # budget + the freed activations, the context already paid. Other releases: all of it outside.
-        bare = context_before_cublas(gpu)
-        outside = context_outside_budget(inf, context, bare)
-        if outside is not None:
-            in_budget = min(context, bare) - outside
-        else:
-            in_budget = context if not inf.vllm_v0 and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
-                else 0
-            outside = context - in_budget
-        # ...and, V0 speculative at tensor/pipeline > 1, the other ranks' contexts on this GPU
-        # (speculative.v0_peer_contexts)
-        peers_outside, peers_inside = v0_peer_contexts(inf, layout, gpu)
-        outside += peers_outside
-        in_budget += peers_inside
-        if inf.extensible:
-            held = weights + nt + graphs + state
-            margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
-            baseline = outside_snapshot_bytes(inf, layout, gpu, context, a.is_moe)
-            pool = min(budget - held, total - baseline - held - margin) - act
-        else:
-            pool = (budget - weights - act - (state - state_outside) - nt - in_budget
-                    - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
-        if refused is None and not inf.extensible:
-            warm = sampler_warmup_bytes(inf, a, layout, s, sampler - cache, gpu) + cache  # the new runner's warm-up
-            # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
-            early = graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
-            refused = startup_refusal(inf, s, layout, gpu, total, budget, act + early, graphs, warm,
-                                      outside, a.is_moe, graphs_unbudgeted(inf, a), state_outside)
-        if refused is None:
-            refused = (pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, latent)
-                       or v0_virtual_engine_refusal(inf, layout, max(pool, 0), per_token))
-        if refused is None and pool >= per_request:
-            # after the cache is sized: vLLM refuses a pool short of one request first (check_enough_kv_cache_memory,
-            # the largest context below)
-            refused = mamba_blocks_refusal(inf, a, per_layer, layout.tensor, layout.pipeline, pool, spread,
-                                           s.max_num_seqs)
-    elif inf.engine == "sglang":
-        # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
-        # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
-        # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
-        # ModelRunner.__init__ (model_runner.py, 0.2 through 0.5) calls init_cublas() after init_memory_pool: cuBLAS's
-        # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
-        # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
-        before = min(context, context_before_cublas(gpu)) + nt - NON_TORCH_BASE
-        budget = int(s.gpu_memory_utilization * (total - before))
-        pool = budget - weights
-        states = None
-        if gated_delta_net(a):  # the linear layers' request states come out of the pool first (sglang.gdn_states)
-            per_state = gdn_state_bytes(a, attention_tensor(inf, layout.tensor),
-                                        heaviest_stage_layers(a.num_layers, layout.pipeline))
-            states = gdn_states(inf, pool, per_state)
-            pool -= states * per_state
-        engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0),
-                                                             sizing_layer, sglang_hybrid, total - before - budget,
-                                                             precision, states, per_layer)
+    # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
+    # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
+    # graph pool (counted since v0.20.0; before, the graphs were captured after the cache was
+    # sized and came out of the 1 - util). The CUDA context predates the baseline snapshot.
+    budget = int(s.gpu_memory_utilization * total)
+    in_budget, outside = _vllm_context_split(r)
+    weights, act, graphs, nt, state = m.weights, m.act, m.graphs, m.nt, m.state
+    if inf.extensible:
+        held = weights + nt + graphs + state
+        margin = max(EXTENSIBLE_MARGIN_FLOOR, int(EXTENSIBLE_MARGIN_FRACTION * act))
+        baseline = outside_snapshot_bytes(inf, r.layout, gpu, context, a.is_moe)
+        pool = min(budget - held, total - baseline - held - margin) - act
     else:
-        # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
-        # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
-        # (weights, the dummy requests' forward of max_num_tokens, that temporary cache) plus everything outside torch
-        # once the run is done (CUDA context, NCCL, CUDA graphs): the fraction of what that run leaves free.
-        free = total - context - weights - act - nt - graphs
-        pool = int(s.gpu_memory_utilization * free)
-        if inf.trt_engine:  # trtllm.engine_cache_bytes: fraction x what is free after engine, context and buffers
-            pool = engine_cache_bytes(s.gpu_memory_utilization, free, per_token) if free > 0 else pool
-        budget = weights + act + nt + graphs + max(pool, 0)
-        if refused is None and not inf.trt_engine:
-            refused = estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt, per_token,
-                                         s.max_num_batched_tokens, s.max_model_len)
-    pool = max(pool, 0)
-    largest = None
-    if v1 and refused is None and pool < per_request:
-        # in whole pages, as above
-        largest = largest_context(lambda n: kv_request(-(-n // BLOCK_TOKENS) * BLOCK_TOKENS)[1], pool,
-                                  inf.context_length, pool // (BLOCK_TOKENS * per_token) * BLOCK_TOKENS)
-    return served(budget=budget, kv_pool=pool, refused=refused, engine_tokens=engine_tokens,
-                  running_limit=running_limit, largest_context=largest)
+        pool = (budget - weights - act - (state - m.state_outside) - nt - in_budget
+                - (0 if inf.vllm_before(GRAPHS_IN_BUDGET) or graphs_unbudgeted(inf, a) else graphs))
+    if refused is None:
+        refused = _vllm_startup_checks(r, m, paging, budget, pool, outside, per_token, per_request)
+    return _PoolPlan(budget=budget, pool=pool, refused=refused)
+
+
+def _vllm_context_split(r: _Rank) -> tuple[int, int]:
+    """(the CUDA context's bytes inside vLLM's budget, those outside it) on this rank's GPU."""
+    inf, gpu, context = r.inf, r.gpu, r.context
+    # How much of the CUDA context the budget holds (in_budget) and how much lies outside it (outside). V0
+    # 0.2.5-0.6.3 measured the profile as free memory lost (v0_reserved.context_outside_budget): before 0.3.3 the
+    # bare context is inside the budget, from it only the bare context is outside (cuBLAS's handles, in the
+    # non-torch count, and NCCL's communicators came after the baseline). V1 before 0.9.1 counted the whole
+    # context inside (V1_CONTEXT_IN_BUDGET_UNTIL); then what the cache leaves free for graph capture is total -
+    # budget + the freed activations, the context already paid. Other releases: all of it outside.
+    bare = context_before_cublas(gpu)
+    outside = context_outside_budget(inf, context, bare)
+    if outside is not None:
+        in_budget = min(context, bare) - outside
+    else:
+        in_budget = context if not inf.vllm_v0 and inf.vllm_before(V1_CONTEXT_IN_BUDGET_UNTIL) \
+            else 0
+        outside = context - in_budget
+    # ...and, V0 speculative at tensor/pipeline > 1, the other ranks' contexts on this GPU
+    # (speculative.v0_peer_contexts)
+    peers_outside, peers_inside = v0_peer_contexts(inf, r.layout, gpu)
+    outside += peers_outside
+    in_budget += peers_inside
+    return in_budget, outside
+
+
+def _vllm_startup_checks(r: _Rank, m: _Measured, paging: _Paging, budget: int, pool: int, outside: int,
+                         per_token: int, per_request: int) -> str | None:
+    """Why vLLM would not start with this budget and pool, in the order it checks: the start-up outside the budget
+    (startup_refusal), the pipeline checks of one request, then a hybrid model's Mamba blocks."""
+    inf, a, layout, s, gpu = r.inf, r.a, r.layout, r.s, r.gpu
+    refused = None
+    if not inf.extensible:
+        warm = sampler_warmup_bytes(inf, a, layout, s, m.sampler - m.cache, gpu) + m.cache  # the new runner's warm-up
+        # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
+        early = m.graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
+        refused = startup_refusal(inf, s, layout, gpu, cuda_total_bytes(gpu), budget, m.act + early, m.graphs, warm,
+                                  outside, a.is_moe, graphs_unbudgeted(inf, a), m.state_outside)
+    if refused is None:
+        refused = (pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, r.latent)
+                   or v0_virtual_engine_refusal(inf, layout, max(pool, 0), per_token))
+    if refused is None and pool >= per_request:
+        # after the cache is sized: vLLM refuses a pool short of one request first (check_enough_kv_cache_memory,
+        # serve's largest context)
+        refused = mamba_blocks_refusal(inf, a, paging.per_layer, layout.tensor, layout.pipeline, pool, paging.spread,
+                                       s.max_num_seqs)
+    return refused
+
+
+def _sglang_plan(r: _Rank, m: _Measured, paging: _Paging, hybrid: bool, refused: str | None) -> _PoolPlan:
+    """SGLang's budget (mem_fraction_static of what is free before loading) and its pool (_sglang_pool)."""
+    inf, a, layout, s, gpu, context = r.inf, r.a, r.layout, r.s, r.gpu, r.context
+    total = cuda_total_bytes(gpu)
+    # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
+    # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
+    # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
+    # ModelRunner.__init__ (model_runner.py, 0.2 through 0.5) calls init_cublas() after init_memory_pool: cuBLAS's
+    # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
+    # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
+    before = min(context, context_before_cublas(gpu)) + m.nt - NON_TORCH_BASE
+    budget = int(s.gpu_memory_utilization * (total - before))
+    pool = budget - m.weights
+    states = None
+    if gated_delta_net(a):  # the linear layers' request states come out of the pool first (sglang.gdn_states)
+        per_state = gdn_state_bytes(a, attention_tensor(inf, layout.tensor),
+                                    heaviest_stage_layers(a.num_layers, layout.pipeline))
+        states = gdn_states(inf, pool, per_state)
+        pool -= states * per_state
+    engine_tokens, running_limit, refused = _sglang_pool(s, refused, inf, a, layout, gpu, max(pool, 0),
+                                                         paging.sizing_layer, hybrid, total - before - budget,
+                                                         r.precision, states, paging.per_layer)
+    return _PoolPlan(budget=budget, pool=pool, refused=refused, engine_tokens=engine_tokens,
+                     running_limit=running_limit)
+
+
+def _trtllm_plan(r: _Rank, m: _Measured, per_token: int, refused: str | None) -> _PoolPlan:
+    """TensorRT-LLM's KV cache: its fraction of what the estimation run leaves free, and whether that run fits."""
+    inf, s, context = r.inf, r.s, r.context
+    total = cuda_total_bytes(r.gpu)
+    weights, act, nt, graphs = m.weights, m.act, m.nt, m.graphs
+    # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
+    # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's
+    # (weights, the dummy requests' forward of max_num_tokens, that temporary cache) plus everything outside torch
+    # once the run is done (CUDA context, NCCL, CUDA graphs): the fraction of what that run leaves free.
+    free = total - context - weights - act - nt - graphs
+    pool = int(s.gpu_memory_utilization * free)
+    if inf.trt_engine:  # trtllm.engine_cache_bytes: fraction x what is free after engine, context and buffers
+        pool = engine_cache_bytes(s.gpu_memory_utilization, free, per_token) if free > 0 else pool
+    budget = weights + act + nt + graphs + max(pool, 0)
+    if refused is None and not inf.trt_engine:
+        refused = estimation_refusal(s.gpu_memory_utilization, total - context - weights - nt, per_token,
+                                     s.max_num_batched_tokens, s.max_model_len)
+    return _PoolPlan(budget=budget, pool=pool, refused=refused)
 
 
 def largest_context(request_bytes, pool: int, context: int, guess: int = 0) -> int:
