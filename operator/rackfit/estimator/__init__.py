@@ -7,13 +7,19 @@ and the breakdown reports what is live at the larger one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import float8
 from rackfit.estimator.accumulation import accumulation_notes, transformers_accumulated_grads
-from rackfit.estimator.activations import freed_16bit_logits_bytes, inference_activation_bytes, training_activations
+from rackfit.estimator.activations import (
+    TrainingActivations,
+    freed_16bit_logits_bytes,
+    inference_activation_bytes,
+    training_activations,
+)
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.context import CUDA_CONTEXT_BYTES, cuda_context_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
@@ -342,9 +348,49 @@ def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> 
 
 def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
               ) -> tuple[dict, str]:
+    """The breakdown at the step's peak per GPU and its phase: the transformers Trainer's moments here, the other
+    frameworks' in _runtime."""
     tr = spec.training
     if tr.framework != "transformers":
         return _runtime(spec, arch, p, layout, weights)
+    s = _trainer_step(spec, arch, p, layout, weights)
+    live = _largest_moment(s)
+    # optimizer_in_bwd steps one parameter at a time, its temporaries counted in the backward above
+    unfit = 0 if tr.optimizer_in_backward else unfit_step_temporaries(arch, tr, layout, s.trained_bytes)
+    if unfit:
+        live = _unfit_step(s, live, unfit)
+    return _before_first_step(spec, p, s, live)
+
+
+# --- _training's phases (the transformers Trainer) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TrainerStep:
+    """The Trainer's step on this rank: its model states, activations and the bytes of each of its moments."""
+
+    tr: Training
+    layout: Layout
+    states: ModelStates
+    act: TrainingActivations
+    dequant: int                # bitsandbytes' dequantized frozen matrix in the backward
+    loss: int                   # the loss's peak on this stage (0 without the logits)
+    accumulated: int            # the param.grad held under gradient accumulation
+    grads_during_backward: int  # the gradients live in the backward
+    param_grads: int            # DDP's param.grad beside its buckets
+    trained_bytes: int          # bytes a trained parameter
+    temp: int                   # the optimizer step's temporaries
+    step_peak: int
+    backward_peak: int
+    layer0: int                 # what layer 0 keeps live at the backward's end
+    backward_end: int
+    cached_logits: int          # the freed 16-bit logits' block the allocator keeps cached
+
+
+def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout,
+                  weights: int) -> _TrainerStep:
+    """The model states and activations, then the backward's, its end's and the optimizer step's bytes."""
+    tr = spec.training
     mixed = tr.method == "full" and tr.master_weights == "fp32"
     # peft's prepare keeps a bitsandbytes base's embeddings, head and norms in fp32 before TRL 0.7.5 (estimator/peft.py)
     states = model_states(arch, p, tr, spec.precision, layout, weights + kbit_fp32_vocab_bytes(p, tr, spec.precision))
@@ -380,74 +426,117 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     # attention (activations.training_activations: kept = layers x (per_layer - attention)).
     layer0 = act.recompute + (act.layers // arch.num_layers if tr.activation_checkpointing != "full" else 0)
     backward_end = states.gradients + param_grads + layer0 if param_grads else 0
-    # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
-    recompute = tr.activation_checkpointing == "full"
+    # before transformers 4.46 the 16-bit logits' block, freed at the model's upcast, is cached (not allocated)
+    # beside the loss's fp32 buffers (activations.freed_16bit_logits_bytes): reserved at the loss's moments
+    cached_logits = freed_16bit_logits_bytes(arch, tr, layout.tensor) if logits_on_this_stage else 0
+    return _TrainerStep(tr=tr, layout=layout, states=states, act=act, dequant=dequant, loss=loss,
+                        accumulated=accumulated, grads_during_backward=grads_during_backward,
+                        param_grads=param_grads, trained_bytes=trained_bytes, temp=temp, step_peak=step_peak,
+                        backward_peak=backward_peak, layer0=layer0, backward_end=backward_end,
+                        cached_logits=cached_logits)
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """The breakdown of one moment of the step, in bytes, and its phase."""
+
+    act: int
+    grads: int
+    optimizer: int
+    slack: int
+    phase: str
+
+
+def _largest_moment(s: _TrainerStep) -> _Moment:
+    """The largest of the backward's peak, its end and the optimizer step, with the slack the allocator keeps."""
+    act, states = s.act, s.states
     optimizer = states.optimizer
     held_dequant = 0  # the dequantized matrix when it is part of the peak
-    if backward_peak >= step_peak and backward_peak >= backward_end:
-        live_act, live_grads = act.layers + max(loss, act.recompute + dequant), grads_during_backward
-        phase = "loss backward" if loss >= act.recompute + dequant else \
+    if s.backward_peak >= s.step_peak and s.backward_peak >= s.backward_end:
+        live_act, live_grads = act.layers + max(s.loss, act.recompute + s.dequant), s.grads_during_backward
+        phase = "loss backward" if s.loss >= act.recompute + s.dequant else \
             "layer recompute" if act.recompute else "layer backward"
-        held_dequant = dequant if phase != "loss backward" else 0
-    elif backward_end > step_peak:
-        live_act, live_grads, phase = layer0, states.gradients + param_grads, "backward end"
+        held_dequant = s.dequant if phase != "loss backward" else 0
+    elif s.backward_end > s.step_peak:
+        live_act, live_grads, phase = s.layer0, states.gradients + s.param_grads, "backward end"
     else:
-        live_act, live_grads, phase = 0, states.gradients + param_grads, "optimizer step"
-        optimizer += temp
+        live_act, live_grads, phase = 0, states.gradients + s.param_grads, "optimizer step"
+        optimizer += s.temp
+    return _Moment(live_act, live_grads, optimizer,
+                   _slack(s, phase, live_act, live_grads, optimizer, held_dequant), phase)
+
+
+def _slack(s: _TrainerStep, phase: str, live_act: int, live_grads: int, optimizer: int, held_dequant: int) -> int:
+    """What the caching allocator keeps reserved beside the moment `phase`'s live bytes."""
+    tr, layout, states = s.tr, s.layout, s.states
+    # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
+    recompute = tr.activation_checkpointing == "full"
     # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step, and so
     # does DDP its param.grad (freed by the Trainer's zero_grad, set_to_none).
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
     transient = live_act + (live_grads if layout.data == 1 else 0)
-    transient += accumulated if layout.data > 1 and phase not in ("backward end", "optimizer step") else 0
-    transient += param_grads if phase in ("backward end", "optimizer step") else 0
-    # before transformers 4.46 the 16-bit logits' block, freed at the model's upcast, is cached (not allocated)
-    # beside the loss's fp32 buffers (activations.freed_16bit_logits_bytes): reserved at the loss's moments
-    cached_logits = freed_16bit_logits_bytes(arch, tr, layout.tensor) if logits_on_this_stage else 0
-    transient += cached_logits if phase == "loss backward" else 0
+    transient += s.accumulated if layout.data > 1 and phase not in ("backward end", "optimizer step") else 0
+    transient += s.param_grads if phase in ("backward end", "optimizer step") else 0
+    transient += s.cached_logits if phase == "loss backward" else 0
     share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
     if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
         share += SLACK_STATE_SPLIT
-    slack = int(share * (transient - held_dequant)) + (cached_logits if phase == "loss backward" else 0)
-    # the backward phase's share and the logits' block it keeps cached (the loss's moment), for the moments after it
-    backward_share = (SLACK_RECOMPUTE if recompute else SLACK_TRAINING) + (
-        SLACK_STATE_SPLIT if recompute and tr.method == "full" and states.optimizer else 0)
-    backward_cached = cached_logits if loss >= act.recompute + dequant else 0
+    slack = int(share * (transient - held_dequant)) + (s.cached_logits if phase == "loss backward" else 0)
     if phase in ("backward end", "optimizer step"):
+        backward_share, backward_cached = _backward_cache(s)
         # the caching allocator keeps what the backward reserved (nothing is released between them): the step's or
         # the backward end's moment reserves no less than the backward before it (the backward phase's count above)
-        b_act = act.layers + max(loss, act.recompute + dequant)
-        b_transient = b_act + backward_cached + (grads_during_backward if layout.data == 1 else accumulated)
-        b_dequant = dequant if loss < act.recompute + dequant else 0
-        backward_reserved = (b_act + grads_during_backward + int(backward_share * (b_transient - b_dequant))
+        b_act = s.act.layers + max(s.loss, s.act.recompute + s.dequant)
+        b_transient = b_act + backward_cached + (s.grads_during_backward if layout.data == 1 else s.accumulated)
+        b_dequant = s.dequant if s.loss < s.act.recompute + s.dequant else 0
+        backward_reserved = (b_act + s.grads_during_backward + int(backward_share * (b_transient - b_dequant))
                              + backward_cached)
         slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - states.optimizer))
-    # optimizer_in_bwd steps one parameter at a time, its temporaries counted in the backward above
-    unfit = 0 if tr.optimizer_in_backward else unfit_step_temporaries(arch, tr, layout, trained_bytes)
-    if unfit:
-        # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
-        # (estimator/peft.py): the step reserves the backward's peak and its slack, plus those temporaries
-        backward_act = act.layers + max(loss, act.recompute)
-        step_reserved = (backward_peak + backward_cached + int(backward_share * (backward_act + backward_cached))
-                         + unfit)
-        if step_reserved > live_act + live_grads + (optimizer - states.optimizer) + slack:
-            live_act, live_grads, phase = 0, states.gradients, "optimizer step"
-            optimizer = states.optimizer + temp
-            slack = step_reserved - live_grads - temp
+    return slack
+
+
+def _backward_cache(s: _TrainerStep) -> tuple[float, int]:
+    """The backward phase's slack share and the logits' block it keeps cached."""
+    recompute = s.tr.activation_checkpointing == "full"
+    # the backward phase's share and the logits' block it keeps cached (the loss's moment), for the moments after it
+    backward_share = (SLACK_RECOMPUTE if recompute else SLACK_TRAINING) + (
+        SLACK_STATE_SPLIT if recompute and s.tr.method == "full" and s.states.optimizer else 0)
+    backward_cached = s.cached_logits if s.loss >= s.act.recompute + s.dequant else 0
+    return backward_share, backward_cached
+
+
+def _unfit_step(s: _TrainerStep, live: _Moment, unfit: int) -> _Moment:
+    """The optimizer step's moment when its `unfit` temporaries take new segments, if it reserves more than `live`."""
+    backward_share, backward_cached = _backward_cache(s)
+    # foreach AdamW's temporaries too large for the backward's cached blocks take new segments beside them
+    # (estimator/peft.py): the step reserves the backward's peak and its slack, plus those temporaries
+    backward_act = s.act.layers + max(s.loss, s.act.recompute)
+    step_reserved = (s.backward_peak + backward_cached + int(backward_share * (backward_act + backward_cached))
+                     + unfit)
+    if step_reserved > live.act + live.grads + (live.optimizer - s.states.optimizer) + live.slack:
+        grads = s.states.gradients
+        return _Moment(0, grads, s.states.optimizer + s.temp, step_reserved - grads - s.temp, "optimizer step")
+    return live
+
+
+def _before_first_step(spec: LLMWorkloadSpec, p: ParamCounts, s: _TrainerStep, live: _Moment) -> tuple[dict, str]:
+    """`live`'s breakdown, or the load's where a moment before the first step reserves more."""
+    tr, states = s.tr, s.states
     # two moments before the first step can reserve more than it; the step is then served from their cached blocks,
     # so the larger counts. DDP's construction before torch 2.8 (training.ddp_wrap_copies): the model and a flat copy
     # of its buckets. The fp32 embeddings, head and norms a trainer casts back to 16 bits (estimator/peft.py), all
     # alive before the cast back: allocated, the 16-bit weights less their 16-bit copies plus the fp32 ones (2 bytes a
     # parameter more); cached, the freed 16-bit blocks (2 bytes). No gradient or optimizer state exists yet at either
-    copies = ddp_wrap_copies(tr, layout, states.weights)
+    copies = ddp_wrap_copies(tr, s.layout, states.weights)
     recast = kbit_vocab_recast_bytes(p, tr, spec.precision)
-    if max(copies, recast) > live_act + live_grads + optimizer + slack:
+    if max(copies, recast) > live.act + live.grads + live.optimizer + live.slack:
         if copies >= recast:
             return dict(weights_bytes=states.weights, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
                         slack=copies), "load"
         return dict(weights_bytes=states.weights + recast // 2, activations_bytes=0, gradients_bytes=0,
                     optimizer_states_bytes=0, slack=recast - recast // 2), "load"
-    return dict(weights_bytes=states.weights, activations_bytes=live_act, gradients_bytes=live_grads,
-                optimizer_states_bytes=optimizer, slack=slack), phase
+    return dict(weights_bytes=states.weights, activations_bytes=live.act, gradients_bytes=live.grads,
+                optimizer_states_bytes=live.optimizer, slack=live.slack), live.phase
 
 
 def _step_segments(r) -> int:

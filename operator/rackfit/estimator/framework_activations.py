@@ -453,33 +453,65 @@ def partitioned_as(tr: Training) -> Training:
 def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
     """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
     (Megatron logs its last rank's memory)."""
-    t, tokens, L = layout.tensor, _tokens(tr), a.num_layers
-    ckpt = tr.activation_checkpointing
+    tokens, ckpt = _tokens(tr), tr.activation_checkpointing
     tr = partitioned_as(tr)
-    frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
     if tr.framework == "megatron":
-        sp = sequence_parallel(tr, t)
-        per, core = megatron_layer_bytes(a, tr, t, sp)
-        if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
-            kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
-        elif ckpt == "selective":  # --recompute-granularity selective (core_attn): drops the scores or statistics
-            # the recomputed output lives only within its layer's backward, like the activation gradients
-            # not counted without checkpointing either
-            kept_per, recompute = per - core, 0.0
-        else:
-            kept_per, recompute = per, 0.0
-        # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
-        # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way (the native fused
-        # cross-entropy's backward one fp32 buffer more: megatron_loss_backward_bytes)
-        # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
-        mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
-        loss = _loss(a, tr, t, 2 + 4, megatron_loss_backward_bytes(tr))
-        kept, fwd, bwd = _pipeline(kept_per, tokens, L, layout.pipeline, loss, stage,
-                                   tr.virtual_stages or 1, held=(0, mtp),
-                                   microbatches=tr.gradient_accumulation_steps)
-        if layout.pipeline == 1:
-            kept += mtp
-        return Activations(kept, int(recompute * tokens), fwd, bwd)
+        return _megatron_activations(a, tr, layout, stage, tokens, ckpt)
+    t = layout.tensor
+    frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
+    tr, per = _runtime_layer_bytes(a, tr, layout, tokens)
+    kept_per, recompute = _checkpointed(a, tr, layout, tokens, per, ckpt)
+    if frozen_fsdp1_units:
+        recompute += fsdp1_held_input_grads(a, t)
+    # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
+    vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
+    loss = _held_at_loss(a, tr, layout, tokens, _loss_bytes(a, tr, t, vocab_split))
+    held = (0, 0)
+    if tr.framework == "fsdp" and layout.pipeline > 1:
+        held = pipelining_held(a, tr, layout)
+    # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
+    kept_layers = kept_input_layers(tr, a.num_layers) if ckpt == "full" and layout.pipeline == 1 else a.num_layers
+    kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
+                               recompute=int(recompute * tokens))
+    return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+# --- runtime_activations' parts ------------------------------------------------------------------------------
+
+
+def _megatron_activations(a: ModelArch, tr: Training, layout: Layout, stage: str, tokens: int,
+                          ckpt: str) -> Activations:
+    """Megatron's stage: each layer's kept bytes under its recompute setting, the MTP block and the loss's softmax."""
+    t = layout.tensor
+    sp = sequence_parallel(tr, t)
+    per, core = megatron_layer_bytes(a, tr, t, sp)
+    if ckpt == "full":  # --recompute-granularity full --recompute-method uniform: each layer's input
+        kept_per, recompute = ACT_BYTES * a.hidden_size / (t if sp else 1), per
+    elif ckpt == "selective":  # --recompute-granularity selective (core_attn): drops the scores or statistics
+        # the recomputed output lives only within its layer's backward, like the activation gradients
+        # not counted without checkpointing either
+        kept_per, recompute = per - core, 0.0
+    else:
+        kept_per, recompute = per, 0.0
+    # megatron/core/tensor_parallel/cross_entropy.py: logits.float(), then exp/div in place; the
+    # softmax is reused as the gradient in place, cast back to 16-bit: 2 + 4 bytes each way (the native fused
+    # cross-entropy's backward one fp32 buffer more: megatron_loss_backward_bytes)
+    # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
+    mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
+    loss = _loss(a, tr, t, 2 + 4, megatron_loss_backward_bytes(tr))
+    kept, fwd, bwd = _pipeline(kept_per, tokens, a.num_layers, layout.pipeline, loss, stage,
+                               tr.virtual_stages or 1, held=(0, mtp),
+                               microbatches=tr.gradient_accumulation_steps)
+    if layout.pipeline == 1:
+        kept += mtp
+    return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def _runtime_layer_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> tuple[Training, float]:
+    """A layer's bytes a token without checkpointing (FSDP, DeepSpeed): with 16-bit adapters in a 16-bit model
+    counted as a full fine-tune (the Training returned) plus their dropout's copy, the norms transformers' tp_plan
+    keeps whole and torchtitan's MoE routing."""
+    t = layout.tensor
     dropout = 0.0
     if tr.framework == "fsdp" and tr.method != "full" and tr.master_weights == "none":
         # 16-bit adapters in a 16-bit model: peft's cast of each adapted input to the adapters' fp32 dtype
@@ -495,26 +527,33 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         per += moe_training.eager_extra_bytes(a, tr, layout, tokens)
     elif moe_training.sequence_parallel_routing(a, torchtitan(tr), layout):  # the same, the router on every rank
         per += moe_training.sequence_parallel_routing_bytes(a, tr, layout, tokens)
+    return tr, per
+
+
+def _checkpointed(a: ModelArch, tr: Training, layout: Layout, tokens: int, per: float,
+                  ckpt: str) -> tuple[float, float]:
+    """What a layer keeps a token and what its backward recomputes, under each framework's checkpointing."""
+    t = layout.tensor
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
-        kept_per, recompute = ACT_BYTES * a.hidden_size / split, per
-    elif ckpt == "selective" and moe_training.flex_sac(a, torchtitan(tr), t):
+        return ACT_BYTES * a.hidden_size / split, per
+    if ckpt == "selective" and moe_training.flex_sac(a, torchtitan(tr), t):
         # torchtitan's DeepSeek-V3: per-op SAC on each MoE / feed-forward module, full AC on the attention
         kept_per = moe_training.sac_layer_bytes(a, tr, layout)
-        recompute = max(per - moe_training.sac_layer_bytes(a, tr, layout, all_to_all=False), 0.0)
-    elif ckpt == "selective" and torchtitan(tr):
+        return kept_per, max(per - moe_training.sac_layer_bytes(a, tr, layout, all_to_all=False), 0.0)
+    if ckpt == "selective" and torchtitan(tr):
         sac = torchtitan_sac_bytes(a, tr, t)
         kept_per = sac + float8.sac_abs_bytes(a, tr, t, tokens)  # torchao's abs copies, cached by SAC before 0.1
-        recompute = max(per - sac, 0.0)
-    elif ckpt == "selective":  # DeepSpeed, FSDP1 with transformers models: Korthikanti's attention recompute
+        return kept_per, max(per - sac, 0.0)
+    if ckpt == "selective":  # DeepSpeed, FSDP1 with transformers models: Korthikanti's attention recompute
         _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
-        kept_per, recompute = per - attention, attention
-    else:
-        kept_per, recompute = per, 0.0
-    if frozen_fsdp1_units:
-        recompute += fsdp1_held_input_grads(a, t)
-    # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)
-    vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
+        return per - attention, attention
+    return per, 0.0
+
+
+def _loss_bytes(a: ModelArch, tr: Training, t: int, vocab_split: int) -> tuple[int, int]:
+    """The loss's forward and backward bytes on this rank, per the runtime's cross-entropy (`vocab_split`: the
+    logits' split over the vocabulary)."""
     if torchtune_eager_chunked_loss(tr, t):
         # torchtune's eager chunked loss: every chunk's log-softmax kept for the one backward; DTensor's buffers under
         # loss parallel, torch's fused kernels on the whole vocabulary without
@@ -556,13 +595,20 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         loss = _loss(a, tr, vocab_split, logits16 + 4 + 4 + shift_copy, 4 + 4 + 4)
     if tr.loss_chunk_backward:
         loss = chunk_backward_loss(a, tr, vocab_split)
+    return loss
+
+
+def _held_at_loss(a: ModelArch, tr: Training, layout: Layout, tokens: int,
+                  loss: tuple[int, int]) -> tuple[int, int]:
+    """`loss` with what lives beside it: the final norm's output (and torchtitan's eager norm's or transformers'
+    under FSDP2), and the KV cache a `use_cache` forward keeps."""
     if torchtitan(tr):
         # the final norm's output, a new tensor (nn.RMSNorm) that the output projection saves for its backward: under
         # torchtitan's tensor parallel the whole sequence on every rank (apply_tp: "output" is ColwiseParallel with
         # input_layouts=Shard(1), so its input is all-gathered), alive through the loss forward and backward
         final = tokens * a.hidden_size * ACT_BYTES
         if tr.torchtitan_eager_final_norm:
-            final += eager_final_norm_bytes(a, tr, t)
+            final += eager_final_norm_bytes(a, tr, layout.tensor)
         loss = loss[0] + final, loss[1] + final
     elif hf_fsdp2.hf_fsdp2(tr):
         # transformers' final LlamaRMSNorm under FSDP2: its eager upcast, normalised copy and output, whole sequence
@@ -570,14 +616,7 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
         loss = loss[0] + final, loss[1] + final
     if tr.use_cache:  # every layer's key and value, alive beside the loss's forward buffers (training_kv_cache_bytes)
         loss = loss[0] + training_kv_cache_bytes(a, tr, layout), loss[1]
-    held = (0, 0)
-    if tr.framework == "fsdp" and layout.pipeline > 1:
-        held = pipelining_held(a, tr, layout)
-    # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
-    kept_layers = kept_input_layers(tr, L) if ckpt == "full" and layout.pipeline == 1 else L
-    kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
-                               recompute=int(recompute * tokens))
-    return Activations(kept, int(recompute * tokens), fwd, bwd)
+    return loss
 
 
 # torchtitan's own RMSNorm before PR 985 (torchtitan/models/norms.py, removed by 3b39d7ab0, March 19, 2025):

@@ -15,6 +15,7 @@ from rackfit.spec.base import (
     MasterWeights,
     Method,
     Optimizer,
+    Rule,
     SpecModel,
     older,
     parse_release,
@@ -446,7 +447,22 @@ class Training(SpecModel):
 
     @model_validator(mode="after")
     def _framework_rules(self) -> Training:
+        """RULES' checks, in the order that decides which message a spec breaking several rules gets."""
         rules = RULES["Training"]
+        self._method_rules(rules)
+        self._memory_saving_rules(rules)
+        self._loss_rules(rules)
+        self._framework_option_rules(rules)
+        self._release_rules(rules)
+        self._deepspeed_rules(rules)
+        self._loading_rules(rules)
+        self._megatron_rules(rules)
+        self._optimizer_and_float8_rules(rules)
+        return self
+
+    def _method_rules(self, rules: dict[str, Rule]) -> None:
+        """Adapters only with LoRA/QLoRA, ZeRO stages only where they exist, Megatron's method, optimizers and
+        compile, and sequence parallel only under Megatron or FSDP."""
         if self.method == "full":
             for adapter_field in ("lora_rank", "lora_dropout", "lora_targets"):
                 if getattr(self, adapter_field) is not None:
@@ -462,6 +478,9 @@ class Training(SpecModel):
                 raise ValueError(rules["megatron_compile"].message)
         elif self.sequence_parallel and self.framework != "fsdp":
             raise ValueError(rules["sequence_parallel"].message)
+
+    def _memory_saving_rules(self, rules: dict[str, Rule]) -> None:
+        """Activation offloading, the optimizer in the backward and paged optimizers where their runtimes have them."""
         if self.activation_offloading and not (
                 self.framework in ("fsdp", "transformers") and self.activation_checkpointing == "full"):
             raise ValueError(rules["activation_offloading"].message)
@@ -471,6 +490,9 @@ class Training(SpecModel):
         if self.paged_optimizer and not (self.framework == "transformers" and (
                 self.optimizer == "adamw8bit" or (self.optimizer == "adamw" and self.adamw_implementation is None))):
             raise ValueError(rules["paged_optimizer"].message)
+
+    def _loss_rules(self, rules: dict[str, Rule]) -> None:
+        """The loss's upcast, chunked backward and torchtune's chunked loss."""
         if self.loss_upcast is False and not (
                 self.framework == "transformers" and self.method != "qlora" and self.loss_chunks is None):
             raise ValueError(rules["loss_upcast"].message)
@@ -483,6 +505,10 @@ class Training(SpecModel):
             raise ValueError(rules["torchtune_loss"].message)
         if self.torchtune_loss is not None and self.loss_chunk_backward:
             raise ValueError(rules["torchtune_loss_backward"].message)
+
+    def _framework_option_rules(self, rules: dict[str, Rule]) -> None:
+        """Options only some frameworks read: FSDP's resharding, loss parallel, version and model code, Megatron's
+        virtual stages, the AdamW implementation, and expandable segments outside the Trainer."""
         if self.reshard_after_forward is not None and not (
                 self.framework == "fsdp" and self.method == "full" and self.fsdp == 2):
             raise ValueError(rules["reshard_after_forward"].message)
@@ -500,6 +526,10 @@ class Training(SpecModel):
         if self.model_code is not None and not (
                 self.framework == "fsdp" and (self.model_code == "transformers" or self.fsdp == 2)):
             raise ValueError(rules["model_code"].message)
+
+    def _release_rules(self, rules: dict[str, Rule]) -> None:
+        """Each runtime's release where that runtime runs, with the transformers model code's options (varlen flash
+        attention, fp32 norms under k-bit, the KV cache in training) and FSDP1's pre-wrap optimizer."""
         if self.transformers_version is not None and not (
                 self.framework in ("transformers", "deepspeed") or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
@@ -526,6 +556,9 @@ class Training(SpecModel):
         if self.torchao_version is not None and not (
                 self.framework == "fsdp" and self.method == "qlora" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchao_version"].message)
+
+    def _deepspeed_rules(self, rules: dict[str, Rule]) -> None:
+        """DeepSpeed's buckets, communication overlap and CPU checkpointing, and offloading where it exists."""
         if self.reduce_bucket_size is not None and self.framework != "deepspeed":
             raise ValueError(rules["reduce_bucket_size"].message)
         if self.overlap_comm is not None and self.framework != "deepspeed":
@@ -538,6 +571,10 @@ class Training(SpecModel):
         if self.cpu_checkpointing is not None and not (
                 self.framework == "deepspeed" and self.activation_checkpointing == "full"):
             raise ValueError(rules["cpu_checkpointing"].message)
+
+    def _loading_rules(self, rules: dict[str, Rule]) -> None:
+        """torchtitan's joint graph and HybridEP factor, and how the model loads: zero.Init, CPU-RAM-efficient
+        loading."""
         if self.joint_graph and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code and self.compile):
             raise ValueError(rules["joint_graph"].message)
@@ -548,6 +585,10 @@ class Training(SpecModel):
         if self.cpu_ram_efficient_loading is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
             raise ValueError(rules["cpu_ram_efficient_loading"].message)
+
+    def _megatron_rules(self, rules: dict[str, Rule]) -> None:
+        """Megatron's flags only under Megatron, its local transformer without flash attention, and TP communication
+        overlap only with sequence parallel."""
         for megatron_field in MEGATRON_FLAGS:
             if getattr(self, megatron_field) is not None and self.framework != "megatron":
                 raise ValueError(rules[megatron_field].message)
@@ -555,6 +596,9 @@ class Training(SpecModel):
             raise ValueError(rules["transformer_impl_local"].message)
         if self.tp_comm_overlap and not self.sequence_parallel:
             raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
+
+    def _optimizer_and_float8_rules(self, rules: dict[str, Rule]) -> None:
+        """SGD's momentum, the compiled loss, and float8 training where its runtimes have it."""
         if self.sgd_momentum is not None and self.optimizer != "sgd":
             raise ValueError(rules["sgd_momentum"].message)
         if self.compile_loss is not None and not (self.framework == "fsdp" and (self.compile or self.compile_loss)):
@@ -567,7 +611,6 @@ class Training(SpecModel):
         if self.float8_all_gather and not (self.float8 == "tensorwise" or (
                 self.framework == "megatron" and self.float8 == "mxfp8")):
             raise ValueError(rules["float8_all_gather"].message)
-        return self
 
     @property
     def rank(self) -> int:
