@@ -14,11 +14,11 @@ from rackfit.estimator.engine_profile import (
     NATIVE_SAMPLER_BYTES,
     NATIVE_SORT_PEAK_BYTES,
     NATIVE_SORT_TEMP_BYTES,
-    NCCL_NVLINK_GROUP,
     moe_workspace_bytes,
     sampler_path,
     sampler_peak_bytes,
 )
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 

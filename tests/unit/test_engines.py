@@ -9,7 +9,7 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.context import CONTEXT_BEFORE_CUBLAS
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -102,7 +102,7 @@ def test_nccl_buffers_over_nvlink_are_one_flat_group_cost_over_pcie_per_peer():
     group's size (vLLM 0.19.0 logged 2.07 GiB of non-torch memory at tensor 2 and 2.13 at 4 on H100, 0.25 alone);
     over PCIe (L40S) the buffers stay small, flat from 3 ranks on (pcie_serving.py; from 0.11.0 PyNccl's communicator
     is in the baseline and only torch's counts)."""
-    from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+    from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
     nt = {(gpu.model, t): serve(contextLength=8192, gpu=gpu, layout=Layout(tensor=t),
                                 engineVersion="0.19.0").breakdown.non_torch_bytes
           for gpu in (H100, L40S) for t in (1, 2, 4)}

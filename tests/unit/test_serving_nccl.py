@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gpus import H100, L40S
 
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.result import Layout
 from rackfit.estimator.serving_nccl import comm_bytes, communicators, non_torch_bytes, outside_bytes
 from rackfit.spec import parse_spec

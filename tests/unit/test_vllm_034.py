@@ -8,8 +8,9 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import NON_TORCH_BASE, cuda_graph_bytes, profile_held_bytes, sampler_state_bytes
+from rackfit.estimator.engine_profile import cuda_graph_bytes, profile_held_bytes, sampler_state_bytes
 from rackfit.estimator.engines import EXTENSIBLE_MARGIN_FLOOR, EXTENSIBLE_MARGIN_FRACTION
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.startup import NCCL_INIT_NVLINK
 from rackfit.models import resolve
 from rackfit.spec import parse_spec

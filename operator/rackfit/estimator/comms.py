@@ -9,7 +9,7 @@ does not set by default. Pure: no I/O.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_PER_PEER
+from rackfit.estimator.non_torch import NCCL_PER_PEER
 from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
 from rackfit.spec import Training

@@ -1,6 +1,7 @@
 """What a serving engine measures or holds beside its KV cache: the profile run's forward peak, its sampler and what
 it keeps alive, the fused-MoE workspace, the pipeline's receive buffer, memory outside PyTorch's allocator (NCCL), and
 the CUDA graph pool.
+Of these, their own modules now hold: memory outside PyTorch's allocator (non_torch.py).
 
 Pure: no I/O. Every mechanism names the engine source it comes from.
 """
@@ -23,28 +24,8 @@ from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch, heaviest_stage_layers
 from rackfit.models.vision import qwen3_vl_video_item
 from rackfit.spec import Inference
-from rackfit.units import GiB
 
 ACT_BYTES = 2  # bf16/fp16 activations
-# Memory outside PyTorch's allocator on one GPU (cuBLAS/cuDNN handles, the sampler's workspaces):
-# vLLM logs non_torch_memory 0.10 GiB on one A100 (row S4).
-NON_TORCH_BASE = GiB // 10
-# NCCL communicators per peer in the tensor-parallel group over PCIe: 0.30 GiB at tensor 2 on L40S (row S3)
-# = base + 0.2.
-NCCL_PER_PEER = GiB // 5
-# ...and over NVLink (GPU.nvlink: SXM boards), one flat 1.82 GiB per rank whatever the group's size. NCCL gives each
-# channel, for each peer a rank connects to, a receive buffer per protocol (src/init.cc: DEFAULT_BUFFSIZE 4 MiB for
-# Simple, DEFAULT_LL128_BUFFSIZE 120 x 640 x 8 x 8 B = 4.69 MiB, DEFAULT_LL_BUFFSIZE 512 KiB), and opens up to
-# MAXCHANNELS (32) channels where the links are fast (NVLink) but a few over PCIe; a rank of a ring or tree connects
-# to the same neighbours at tensor 2 as at 8, so the total does not grow with the group. vLLM runs NCCL without cuMem
-# (env_override.py NCCL_CUMEM_ENABLE=0: no NVLS buffers) and holds two communicators per tensor group (PyNccl and
-# the torch process group). Set by row S15 (vLLM 0.19.0, Llama 3.1 8B at tensor 2 on H100: "2.07 GiB for non-torch
-# memory" against 0.25 GiB alone, S14); S16 logged 2.13 GiB at tensor 4 (checks it), and S1/S2 (V0, H100) 1.79 GiB
-# more at tensor 2.
-NCCL_NVLINK_GROUP = int(1.82 * GiB)
-# The communicators a vLLM tensor group holds per rank, which NCCL_NVLINK_GROUP and NCCL_PER_PEER price together:
-# PyNccl's and the torch process group's (one communicator's share is the price over this count).
-VLLM_TENSOR_COMMUNICATORS = 2
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
 # max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
 # of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14
@@ -164,7 +145,8 @@ GPT_OSS_MXFP4_ORACLE = (0, 19)
 # 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
 # _make_model_runner no longer imports gpu_model_runner.py; 0.22.0-0.33.x chose it by model and
 # VLLM_USE_V2_MODEL_RUNNER: v2_runner below).
-# What changes for the memory:
+V2_RUNNER = (0, 34)
+# What changes for the memory under the new GPU model runner (vllm_runner.V2_RUNNER, 0.34.0):
 # - its _dummy_sampler_run computes the logits and samples them twice (a default pass on the bf16 logits, then one with
 #   SamplingParams.for_sampler_warmup: the fp32 copy of apply_sampling_params, penalties, bias, min-p and temperature
 #   in place, FlashInfer's top_k_top_p_sampling_from_logits, Triton log-probs), so its peak is FlashInfer's 14 bytes a
@@ -179,7 +161,6 @@ GPT_OSS_MXFP4_ORACLE = (0, 19)
 #   (topk_topp_sampler.py apply_top_k_top_p: Triton whenever HAS_TRITON) and draws in gumbel.py's Triton kernel, which
 #   allocates nothing the size of the logits: the bf16 logits and the fp32 copy, 6 bytes a logit
 #   (V2_NATIVE_SAMPLER_BYTES), plus the Triton kernel's buffer rows (path "gumbel").
-V2_RUNNER = (0, 34)
 V2_NATIVE_SAMPLER_BYTES = 2 + 4
 # Before 0.34.0 the new runner is the default only for some models (vllm/config/vllm.py VllmConfig.use_v2_model_runner,
 # read in the 0.21.0-0.33.0 wheels; VLLM_USE_V2_MODEL_RUNNER, unset, overrides it): _is_default_v2_model_runner_model

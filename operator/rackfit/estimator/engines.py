@@ -18,7 +18,6 @@ from rackfit.estimator.context import context_before_cublas
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
-    NON_TORCH_BASE,
     cuda_graph_bytes,
     encoder_cache_bytes,
     encoder_peak_bytes,
@@ -55,6 +54,7 @@ from rackfit.estimator.linear_attention import (
     vllm_linear_kv,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.pre_ampere import PRE_AMPERE
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes

@@ -10,7 +10,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, VLLM_TENSOR_COMMUNICATORS
+from rackfit.estimator.non_torch import NCCL_PER_PEER, VLLM_TENSOR_COMMUNICATORS
 from rackfit.units import MiB
 
 # NCCL's buffers of one connection (src/init.cc computeBuffSizes, src/include/device.h; read at NVIDIA/nccl master,

@@ -37,7 +37,7 @@ import functools
 from dataclasses import dataclass
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NON_TORCH_BASE
 from rackfit.estimator.pcie_serving import EP_GROUP_FROM, pcie_comm_bytes
 from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import (

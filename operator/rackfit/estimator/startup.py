@@ -15,7 +15,7 @@ Pure: no I/O. engines.serve passes the sizes it has computed.
 
 from __future__ import annotations
 
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.spec import Inference
 from rackfit.units import GiB
 
