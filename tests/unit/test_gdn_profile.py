@@ -99,7 +99,8 @@ def test_flashinfer_workspace_in_graph_estimate():
 
 
 def test_bare_hybrid_architecture_is_recurrent():
-    from rackfit.estimator.engine_profile import graphs_unbudgeted, recurrent, v2_runner
+    from rackfit.estimator.engine_profile import graphs_unbudgeted
+    from rackfit.estimator.vllm_runner import recurrent, v2_runner
     a = _qwen38_27b()
     assert recurrent(a)
     # 0.27.x leaves hybrids on the old runner, whose graph estimate is in the budget

@@ -16,8 +16,8 @@ from rackfit.estimator.engine_profile import (
     sampler_peak_bytes,
     sampler_state_bytes,
     sampler_warmup_bytes,
-    v2_runner,
 )
+from rackfit.estimator.vllm_runner import v2_runner
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 
