@@ -9,16 +9,16 @@ from gpus import H100
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.engine_profile import moe_workspace_bytes
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP
+from rackfit.estimator.sampler import (
     FLASHINFER_SAMPLER_BYTES,
     NATIVE_SAMPLER_BYTES,
     NATIVE_SORT_PEAK_BYTES,
     NATIVE_SORT_TEMP_BYTES,
-    moe_workspace_bytes,
     sampler_path,
     sampler_peak_bytes,
 )
-from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 

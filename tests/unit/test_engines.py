@@ -202,8 +202,9 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     """TensorRT-LLM's estimation run fills max_num_tokens with requests of max_seq_len - 1 tokens (KvCacheCreator.
     _create_dummy_context_requests): two at 8,192 tokens, so its activations are the forward's, not 2,048 requests'
     logits (3.4 GiB for Llama 3.1 8B at 14 bytes a logit), which vLLM's _dummy_sampler_run would take."""
-    from rackfit.estimator.engine_profile import forward_peak_bytes, sampler_peak_bytes
+    from rackfit.estimator.engine_profile import forward_peak_bytes
     from rackfit.estimator.engines import profile_requests
+    from rackfit.estimator.sampler import sampler_peak_bytes
     from rackfit.models import resolve
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="tensorrt-llm", contextLength=8192)))

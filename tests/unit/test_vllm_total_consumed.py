@@ -12,8 +12,8 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import Layout, engines
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import sampler_state_bytes, unbudgeted_state_bytes
 from rackfit.estimator.engines import outside_snapshot_bytes, serve, startup_refusal
+from rackfit.estimator.sampler import sampler_state_bytes, unbudgeted_state_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB

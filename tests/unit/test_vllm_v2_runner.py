@@ -10,7 +10,7 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.sampler import (
     profile_held_bytes,
     sampler_path,
     sampler_peak_bytes,

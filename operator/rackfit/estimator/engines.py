@@ -27,15 +27,8 @@ from rackfit.estimator.engine_profile import (
     held_moe_workspace_bytes,
     pipeline_buffer_bytes,
     profile_forward_tokens,
-    profile_held_bytes,
-    sampler_path,
-    sampler_peak_bytes,
-    sampler_state_bytes,
-    sampler_warmup_bytes,
     trtllm_graph_bytes,
-    unbudgeted_state_bytes,
     v0_mm_sequences,
-    warmup_before_capture,
 )
 from rackfit.estimator.kvcache import (
     GROUP_SIZE_SPREAD,
@@ -57,6 +50,15 @@ from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lo
 from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.pre_ampere import PRE_AMPERE
 from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.sampler import (
+    profile_held_bytes,
+    sampler_path,
+    sampler_peak_bytes,
+    sampler_state_bytes,
+    sampler_warmup_bytes,
+    unbudgeted_state_bytes,
+    warmup_before_capture,
+)
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
 from rackfit.estimator.serving_nccl import outside_bytes as nccl_outside_bytes
 from rackfit.estimator.sglang import (
