@@ -223,7 +223,8 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
     """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
     all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
     vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
-    from rackfit.estimator.engine_profile import cuda_graph_bytes, forward_peak_bytes
+    from rackfit.estimator.cuda_graphs import cuda_graph_bytes
+    from rackfit.estimator.engine_profile import forward_peak_bytes
     from rackfit.models import resolve
     a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
     e = serve(engine="tensorrt-llm", contextLength=8192)
@@ -304,7 +305,7 @@ def test_the_plan_refuses_as_the_engine_would_with_the_largest_context():
 
 
 def test_vllm_capture_sizes_by_release():
-    from rackfit.estimator.engine_profile import graph_capture_sizes
+    from rackfit.estimator.cuda_graphs import graph_capture_sizes
     # VllmConfig._set_cudagraph_sizes: every 8 up to 512 through 0.11.0 (67), every 16 from 256 on from 0.11.1 (51,
     # what 0.19.0 logged: "PIECEWISE=51 (largest=512)"); gpt-oss's 1024 gives 83 ("PIECEWISE=83 (largest=1024)"), its
     # own list of 0.10.1-0.11.0 up to 992 gives 81

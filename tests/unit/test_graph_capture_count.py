@@ -6,13 +6,8 @@ The defaults keep what S14 set; a --max-num-seqs under 256 captures fewer pieces
 from __future__ import annotations
 
 from rackfit.estimator import Layout
-from rackfit.estimator.engine_profile import (
-    GRAPH_PRIVATE_BYTES,
-    GRAPH_SIZES,
-    cuda_graph_bytes,
-    forward_peak_bytes,
-    graph_capture_sizes,
-)
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes, graph_capture_sizes
+from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.estimator.result import EngineSettings
 from rackfit.models import resolve
 from rackfit.spec import parse_spec

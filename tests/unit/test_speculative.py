@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout
 from rackfit.estimator.context import context_before_cublas
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, cuda_graph_bytes
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes
 from rackfit.estimator.engines import serve
 from rackfit.estimator.sampler import sampler_peak_bytes
 from rackfit.estimator.sglang import speculative_reserve_mib

@@ -7,8 +7,9 @@ from __future__ import annotations
 from gpus import L40S
 
 from rackfit.estimator import Layout, estimate
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes, forward_peak_bytes
+from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, parse_spec
 

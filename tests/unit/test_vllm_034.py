@@ -7,8 +7,8 @@ import pytest
 
 from rackfit.catalog import load_catalog
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
+from rackfit.estimator.cuda_graphs import cuda_graph_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import cuda_graph_bytes
 from rackfit.estimator.engines import EXTENSIBLE_MARGIN_FLOOR, EXTENSIBLE_MARGIN_FRACTION
 from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.sampler import profile_held_bytes, sampler_state_bytes

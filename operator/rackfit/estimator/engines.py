@@ -15,19 +15,21 @@ from functools import partial
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.context import context_before_cublas
+from rackfit.estimator.cuda_graphs import (
+    cuda_graph_bytes,
+    flashinfer_graph_workspace_bytes,
+    graphs_unbudgeted,
+    trtllm_graph_bytes,
+)
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
-    cuda_graph_bytes,
     encoder_cache_bytes,
     encoder_peak_bytes,
-    flashinfer_graph_workspace_bytes,
     forward_peak_bytes,
-    graphs_unbudgeted,
     held_moe_workspace_bytes,
     pipeline_buffer_bytes,
     profile_forward_tokens,
-    trtllm_graph_bytes,
     v0_mm_sequences,
 )
 from rackfit.estimator.kvcache import (
