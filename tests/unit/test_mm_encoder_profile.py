@@ -9,7 +9,7 @@ from gpus import H100
 
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.mm_profile import (
     encoder_cache_bytes,
     encoder_peak_bytes,
     mm_profile_items,

@@ -24,13 +24,9 @@ from rackfit.estimator.cuda_graphs import (
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
-    encoder_cache_bytes,
-    encoder_peak_bytes,
     forward_peak_bytes,
     held_moe_workspace_bytes,
     pipeline_buffer_bytes,
-    profile_forward_tokens,
-    v0_mm_sequences,
 )
 from rackfit.estimator.kvcache import (
     GROUP_SIZE_SPREAD,
@@ -49,6 +45,12 @@ from rackfit.estimator.linear_attention import (
     vllm_linear_kv,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
+from rackfit.estimator.mm_profile import (
+    encoder_cache_bytes,
+    encoder_peak_bytes,
+    profile_forward_tokens,
+    v0_mm_sequences,
+)
 from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.pre_ampere import PRE_AMPERE
 from rackfit.estimator.result import EngineSettings, Layout

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 
-from rackfit.estimator.engine_profile import ACT_BYTES, encoder_profiled, mm_item, mm_profile_items
+from rackfit.estimator.engine_profile import ACT_BYTES
+from rackfit.estimator.mm_profile import encoder_profiled, mm_item, mm_profile_items
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
 from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
