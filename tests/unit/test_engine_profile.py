@@ -72,7 +72,7 @@ def test_sampler_path_by_release():
                     "0.19.0": "triton", "0.20.0": "triton", "0.21.0": "flashinfer"}
     assert sampler_path(spec().inference, 1024) == "flashinfer"
     assert sampler_path(spec(flashinferSampler=False, engineVersion="0.21.0").inference, 1024) == "triton"
-    # the current release's new runner: Triton masking and Gumbel draws (engine_profile.V2_RUNNER)
+    # the current release's new runner: Triton masking and Gumbel draws (vllm_runner.V2_RUNNER)
     assert sampler_path(spec(flashinferSampler=False).inference, 1024) == "gumbel"
     assert sampler_path(spec(engineVersion="0.19.0").inference, 4) == "sort"  # apply_top_k_top_p: below 8 rows
     assert sampler_path(spec(engineVersion="0.19.0", flashinferSampler=True).inference, 1024) == "flashinfer"

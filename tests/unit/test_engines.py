@@ -73,7 +73,7 @@ def test_the_extensible_kv_cache_takes_what_warmup_leaves_less_the_activation_pe
     assert pool // per_token - 16 < capped.kv_cache_tokens <= pool // per_token
     assert serve(contextLength=8192, extensibleKvCache=True).kv_cache_tokens == e.kv_cache_tokens
     # turned off, or no release named, 0.34.0 plans by the profile at 0.92, as 0.33.0 did: 0.33.0 runs Llama through
-    # the new runner too (engine_profile.v2_runner), its sampler state held and no random copy of the sampled rows
+    # the new runner too (vllm_runner.v2_runner), its sampler state held and no random copy of the sampled rows
     off = serve(contextLength=8192, engineVersion="0.34.0", extensibleKvCache=False)
     v033 = serve(contextLength=8192, engineVersion="0.33.0")
     assert off.kv_cache_tokens == serve(contextLength=8192).kv_cache_tokens < e.kv_cache_tokens
@@ -253,11 +253,11 @@ def test_older_vllm_releases_plan_as_they_did():
     per_token = 32 * 2 * 8 * 128 * 2
     graphs_in_tokens = in_budget.breakdown.cuda_graph_bytes // per_token
     assert graphs_in_tokens - 16 <= v019.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
-    # (0.22.0 runs Llama on the old runner still: engine_profile.v2_runner)
+    # (0.22.0 runs Llama on the old runner still: vllm_runner.v2_runner)
     assert serve(contextLength=8192, engineVersion="0.22.0").kv_cache_tokens == in_budget.kv_cache_tokens
     assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == in_budget.kv_cache_tokens
     # from 0.33.0 cuBLAS's handles are in the baseline (startup.CUBLAS_BEFORE_SNAPSHOT): NON_TORCH_BASE more cache, less
-    # what the new runner's second sampler pass (engine_profile.V2_SAMPLER_WARMUP_PASS) adds to the profile's peak
+    # what the new runner's second sampler pass (sampler.V2_SAMPLER_WARMUP_PASS) adds to the profile's peak
     v032, v033 = (serve(contextLength=8192, engineVersion=v) for v in ("0.32.0", "0.33.0"))
     more_peak = v033.breakdown.activations_bytes - v032.breakdown.activations_bytes
     moved = (NON_TORCH_BASE - more_peak) / per_token

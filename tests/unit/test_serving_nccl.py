@@ -14,7 +14,7 @@ from rackfit.spec import parse_spec
 
 GiB = 1 << 30
 MiB = 1 << 20
-# the constants as their rows set them, by hand: engine_profile.NCCL_PER_PEER GiB // 5 (S3), NCCL_NVLINK_GROUP
+# the constants as their rows set them, by hand: non_torch.NCCL_PER_PEER GiB // 5 (S3), NCCL_NVLINK_GROUP
 # int(1.82 GiB) (S15), startup.NCCL_INIT_NVLINK int(1.02 GiB) (S15's snapshot), NCCL_EP_GROUP_NVLINK int(0.48 GiB) (S22)
 PER_PEER = GiB // 5
 NVLINK_GROUP = int(1.82 * GiB)

@@ -1,4 +1,4 @@
-"""vLLM's KV budget and the new runner's sampler state across 0.27.0 (engine_profile.TOTAL_CONSUMED). Through 0.26.x
+"""vLLM's KV budget and the new runner's sampler state across 0.27.0 (sampler.TOTAL_CONSUMED). Through 0.26.x
 determine_available_memory subtracts weights_memory ("Model loading took"), the profile's torch peak above what was
 allocated before it and the non-torch growth: none of the three holds a tensor made after init_snapshot, outside
 load_model's measurement and before the profile, as the new runner's Sampler state is (GPUModelRunner.__init__ in

@@ -1,4 +1,4 @@
-"""vLLM's new GPU model runner before 0.34.0 (engine_profile.v2_runner): which model each release runs through it
+"""vLLM's new GPU model runner before 0.34.0 (vllm_runner.v2_runner): which model each release runs through it
 (vllm/config/vllm.py VllmConfig.use_v2_model_runner, _is_default_v2_model_runner_model,
 DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, read in the 0.21.0-0.34.0 wheels), and what its profile and warm-up allocate
 (v1/worker/gpu/model_runner.py _dummy_sampler_run, sample/penalties.py, structured_outputs.py, warmup.py)."""

@@ -1,7 +1,7 @@
-"""vLLM's profile run's forward peak and what the forward leaves beside it: the fused-MoE workspace and the pipeline's
-receive buffer. The sampler (sampler.py), the CUDA graph pool (cuda_graphs.py), the multimodal encoder profile
-(mm_profile.py), memory outside PyTorch's allocator (non_torch.py) and the model runner (vllm_runner.py) have their own
-modules.
+"""A serving engine's profile forward: its peak (vLLM's profile run; TensorRT-LLM's and the CUDA graphs' forwards count
+the same way) and what vLLM's forward leaves beside it, the fused-MoE workspace and the pipeline's receive buffer. The
+sampler (sampler.py), the CUDA graph pool (cuda_graphs.py), the multimodal encoder profile (mm_profile.py), memory
+outside PyTorch's allocator (non_torch.py) and the model runner (vllm_runner.py) have their own modules.
 
 Pure: no I/O. Every mechanism names the engine source it comes from.
 """
