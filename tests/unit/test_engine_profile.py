@@ -9,13 +9,13 @@ from gpus import H100
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.engine_profile import moe_workspace_bytes
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP
+from rackfit.estimator.sampler import (
     FLASHINFER_SAMPLER_BYTES,
     NATIVE_SAMPLER_BYTES,
     NATIVE_SORT_PEAK_BYTES,
     NATIVE_SORT_TEMP_BYTES,
-    NCCL_NVLINK_GROUP,
-    moe_workspace_bytes,
     sampler_path,
     sampler_peak_bytes,
 )
@@ -72,7 +72,7 @@ def test_sampler_path_by_release():
                     "0.19.0": "triton", "0.20.0": "triton", "0.21.0": "flashinfer"}
     assert sampler_path(spec().inference, 1024) == "flashinfer"
     assert sampler_path(spec(flashinferSampler=False, engineVersion="0.21.0").inference, 1024) == "triton"
-    # the current release's new runner: Triton masking and Gumbel draws (engine_profile.V2_RUNNER)
+    # the current release's new runner: Triton masking and Gumbel draws (vllm_runner.V2_RUNNER)
     assert sampler_path(spec(flashinferSampler=False).inference, 1024) == "gumbel"
     assert sampler_path(spec(engineVersion="0.19.0").inference, 4) == "sort"  # apply_top_k_top_p: below 8 rows
     assert sampler_path(spec(engineVersion="0.19.0", flashinferSampler=True).inference, 1024) == "flashinfer"

@@ -96,8 +96,8 @@ def test_free_memory_at_start_up_must_cover_the_requested_share():
 def test_nccl_before_the_snapshot_comes_out_of_the_headroom():
     """From 0.11.0 NCCL's communicators are set up before vLLM's baseline snapshot (startup.py NCCL_BEFORE_SNAPSHOT):
     outside the budget, they shrink what the graph capture and the sampler's warm-up have, not the KV cache."""
-    from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP
     from rackfit.estimator.engines import outside_snapshot_bytes as outside_budget_bytes
+    from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP
     from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK, NCCL_INIT_NVLINK
     inf = lambda v: parse_spec(dict(model={"preset": "llama-3.1-8b"}, workload="inference",  # noqa: E731
                                     inference=dict(contextLength=8192, engineVersion=v))).inference

@@ -9,7 +9,7 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.context import CONTEXT_BEFORE_CUBLAS
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.planner import plan
 from rackfit.spec import parse_spec
 
@@ -73,7 +73,7 @@ def test_the_extensible_kv_cache_takes_what_warmup_leaves_less_the_activation_pe
     assert pool // per_token - 16 < capped.kv_cache_tokens <= pool // per_token
     assert serve(contextLength=8192, extensibleKvCache=True).kv_cache_tokens == e.kv_cache_tokens
     # turned off, or no release named, 0.34.0 plans by the profile at 0.92, as 0.33.0 did: 0.33.0 runs Llama through
-    # the new runner too (engine_profile.v2_runner), its sampler state held and no random copy of the sampled rows
+    # the new runner too (vllm_runner.v2_runner), its sampler state held and no random copy of the sampled rows
     off = serve(contextLength=8192, engineVersion="0.34.0", extensibleKvCache=False)
     v033 = serve(contextLength=8192, engineVersion="0.33.0")
     assert off.kv_cache_tokens == serve(contextLength=8192).kv_cache_tokens < e.kv_cache_tokens
@@ -102,7 +102,7 @@ def test_nccl_buffers_over_nvlink_are_one_flat_group_cost_over_pcie_per_peer():
     group's size (vLLM 0.19.0 logged 2.07 GiB of non-torch memory at tensor 2 and 2.13 at 4 on H100, 0.25 alone);
     over PCIe (L40S) the buffers stay small, flat from 3 ranks on (pcie_serving.py; from 0.11.0 PyNccl's communicator
     is in the baseline and only torch's counts)."""
-    from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+    from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
     nt = {(gpu.model, t): serve(contextLength=8192, gpu=gpu, layout=Layout(tensor=t),
                                 engineVersion="0.19.0").breakdown.non_torch_bytes
           for gpu in (H100, L40S) for t in (1, 2, 4)}
@@ -202,8 +202,9 @@ def test_tensorrt_llm_samples_only_its_few_dummy_requests():
     """TensorRT-LLM's estimation run fills max_num_tokens with requests of max_seq_len - 1 tokens (KvCacheCreator.
     _create_dummy_context_requests): two at 8,192 tokens, so its activations are the forward's, not 2,048 requests'
     logits (3.4 GiB for Llama 3.1 8B at 14 bytes a logit), which vLLM's _dummy_sampler_run would take."""
-    from rackfit.estimator.engine_profile import forward_peak_bytes, sampler_peak_bytes
+    from rackfit.estimator.engine_profile import forward_peak_bytes
     from rackfit.estimator.engines import profile_requests
+    from rackfit.estimator.sampler import sampler_peak_bytes
     from rackfit.models import resolve
     spec = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine="tensorrt-llm", contextLength=8192)))
@@ -222,7 +223,8 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
     """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
     all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
     vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
-    from rackfit.estimator.engine_profile import cuda_graph_bytes, forward_peak_bytes
+    from rackfit.estimator.cuda_graphs import cuda_graph_bytes
+    from rackfit.estimator.engine_profile import forward_peak_bytes
     from rackfit.models import resolve
     a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
     e = serve(engine="tensorrt-llm", contextLength=8192)
@@ -251,11 +253,11 @@ def test_older_vllm_releases_plan_as_they_did():
     per_token = 32 * 2 * 8 * 128 * 2
     graphs_in_tokens = in_budget.breakdown.cuda_graph_bytes // per_token
     assert graphs_in_tokens - 16 <= v019.kv_cache_tokens - in_budget.kv_cache_tokens <= graphs_in_tokens + 16
-    # (0.22.0 runs Llama on the old runner still: engine_profile.v2_runner)
+    # (0.22.0 runs Llama on the old runner still: vllm_runner.v2_runner)
     assert serve(contextLength=8192, engineVersion="0.22.0").kv_cache_tokens == in_budget.kv_cache_tokens
     assert serve(contextLength=8192, engineVersion="0.21.0").kv_cache_tokens == in_budget.kv_cache_tokens
     # from 0.33.0 cuBLAS's handles are in the baseline (startup.CUBLAS_BEFORE_SNAPSHOT): NON_TORCH_BASE more cache, less
-    # what the new runner's second sampler pass (engine_profile.V2_SAMPLER_WARMUP_PASS) adds to the profile's peak
+    # what the new runner's second sampler pass (sampler.V2_SAMPLER_WARMUP_PASS) adds to the profile's peak
     v032, v033 = (serve(contextLength=8192, engineVersion=v) for v in ("0.32.0", "0.33.0"))
     more_peak = v033.breakdown.activations_bytes - v032.breakdown.activations_bytes
     moved = (NON_TORCH_BASE - more_peak) / per_token
@@ -303,7 +305,7 @@ def test_the_plan_refuses_as_the_engine_would_with_the_largest_context():
 
 
 def test_vllm_capture_sizes_by_release():
-    from rackfit.estimator.engine_profile import graph_capture_sizes
+    from rackfit.estimator.cuda_graphs import graph_capture_sizes
     # VllmConfig._set_cudagraph_sizes: every 8 up to 512 through 0.11.0 (67), every 16 from 256 on from 0.11.1 (51,
     # what 0.19.0 logged: "PIECEWISE=51 (largest=512)"); gpt-oss's 1024 gives 83 ("PIECEWISE=83 (largest=1024)"), its
     # own list of 0.10.1-0.11.0 up to 992 gives 81

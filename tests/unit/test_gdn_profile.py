@@ -78,7 +78,7 @@ def _gpu(model, arch):
 
 
 def test_flashinfer_workspace_in_graph_estimate():
-    from rackfit.estimator.engine_profile import FLASHINFER_WORKSPACE_BYTES, flashinfer_graph_workspace_bytes
+    from rackfit.estimator.cuda_graphs import FLASHINFER_WORKSPACE_BYTES, flashinfer_graph_workspace_bytes
     # envs.py VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE: 394 x 1024 x 1024 bytes
     assert FLASHINFER_WORKSPACE_BYTES == 413_138_944
     fp8 = Inference(engineVersion="0.24.0", kvCachePrecision="fp8")
@@ -99,7 +99,8 @@ def test_flashinfer_workspace_in_graph_estimate():
 
 
 def test_bare_hybrid_architecture_is_recurrent():
-    from rackfit.estimator.engine_profile import graphs_unbudgeted, recurrent, v2_runner
+    from rackfit.estimator.cuda_graphs import graphs_unbudgeted
+    from rackfit.estimator.vllm_runner import recurrent, v2_runner
     a = _qwen38_27b()
     assert recurrent(a)
     # 0.27.x leaves hybrids on the old runner, whose graph estimate is in the budget

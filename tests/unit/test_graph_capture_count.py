@@ -1,4 +1,4 @@
-"""vLLM's CUDA graph capture list follows max_num_seqs (engine_profile.py cuda_graph_bytes): V1's largest size is
+"""vLLM's CUDA graph capture list follows max_num_seqs (cuda_graphs.py cuda_graph_bytes): V1's largest size is
 min(2 x max_num_seqs, 512), V0 captures one decode graph for each of 1, 2, 4, 8, 16, ... 256 up to the padded
 max_num_seqs (vllm/worker/model_runner.py _BATCH_SIZES_TO_CAPTURE, _get_graph_batch_size, read in 0.5.3 and 0.6.4).
 The defaults keep what S14 set; a --max-num-seqs under 256 captures fewer pieces."""
@@ -6,13 +6,8 @@ The defaults keep what S14 set; a --max-num-seqs under 256 captures fewer pieces
 from __future__ import annotations
 
 from rackfit.estimator import Layout
-from rackfit.estimator.engine_profile import (
-    GRAPH_PRIVATE_BYTES,
-    GRAPH_SIZES,
-    cuda_graph_bytes,
-    forward_peak_bytes,
-    graph_capture_sizes,
-)
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes, graph_capture_sizes
+from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.estimator.result import EngineSettings
 from rackfit.models import resolve
 from rackfit.spec import parse_spec

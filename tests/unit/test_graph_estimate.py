@@ -8,7 +8,8 @@ from __future__ import annotations
 from gpus import H100
 
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, forward_peak_bytes
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, GRAPH_SIZES
+from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.estimator.engines import GRAPHS_IN_BUDGET
 from rackfit.models import resolve
 from rackfit.spec import parse_spec

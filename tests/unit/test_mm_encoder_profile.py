@@ -1,4 +1,4 @@
-"""vLLM V1's multimodal encoder profile (engine_profile.py mm_profile_items, encoder_cache_bytes, encoder_peak_bytes):
+"""vLLM V1's multimodal encoder profile (mm_profile.py mm_profile_items, encoder_cache_bytes, encoder_peak_bytes):
 the vision encoder's forward over the profile's largest images, and their outputs kept in the encoder cache through
 the text forward and the sampler; read from a huggingFaceConfig's vision_config (models/__init__.py
 vision_encoder_from_hf_config)."""
@@ -9,7 +9,7 @@ from gpus import H100
 
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.mm_profile import (
     encoder_cache_bytes,
     encoder_peak_bytes,
     mm_profile_items,
@@ -137,10 +137,10 @@ def test_profile_peak_is_the_encoder_or_the_text_profile_with_the_cache_held():
 
 
 def test_v0_profile_encodes_one_largest_image_a_dummy_sequence():
-    """vLLM V0 on 0.8.x under VLLM_USE_V1=0 (engine_profile.v0_mm_sequences, model_runner.py _dummy_run): the profile's
+    """vLLM V0 on 0.8.x under VLLM_USE_V1=0 (mm_profile.v0_mm_sequences, model_runner.py _dummy_run): the profile's
     256 sequences are lowered to max_num_batched_tokens // the image's tokens, each with one image; a multimodal
     model's default max_num_batched_tokens is at least 5120; an image longer than that budget is kept from 0.8.3
-    (engine_profile.v0_mm_long_items), dropped by 0.8.0 (not modelled)."""
+    (mm_profile.v0_mm_long_items), dropped by 0.8.0 (not modelled)."""
     from rackfit.estimator.engines import profile_requests, serve
 
     def v0(config, context, version="0.8.3", **kw):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gpus import H100, L40S
 
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, NON_TORCH_BASE
+from rackfit.estimator.non_torch import NCCL_PER_PEER, NON_TORCH_BASE
 from rackfit.estimator.pcie_serving import (
     LL128_BUFFSIZE,
     LL_BUFFSIZE,

@@ -7,7 +7,7 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate_arch
-from rackfit.estimator.engine_profile import FLASHINFER_WORKSPACE_BYTES, flashinfer_graph_workspace_bytes
+from rackfit.estimator.cuda_graphs import FLASHINFER_WORKSPACE_BYTES, flashinfer_graph_workspace_bytes
 from rackfit.estimator.result import Layout
 from rackfit.models import resolve
 from rackfit.planner import GENERATION_WEIGHT, plan

@@ -10,7 +10,7 @@ from vision_configs import QWEN3_VL_8B
 
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items, mm_video_item
+from rackfit.estimator.mm_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items, mm_video_item
 from rackfit.models import resolve
 from rackfit.models.vision import qwen3_vl_video_item
 from rackfit.spec import parse_spec

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from gpus import H100, L40S
 
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.result import Layout
 from rackfit.estimator.serving_nccl import comm_bytes, communicators, non_torch_bytes, outside_bytes
 from rackfit.spec import parse_spec
 
 GiB = 1 << 30
 MiB = 1 << 20
-# the constants as their rows set them, by hand: engine_profile.NCCL_PER_PEER GiB // 5 (S3), NCCL_NVLINK_GROUP
+# the constants as their rows set them, by hand: non_torch.NCCL_PER_PEER GiB // 5 (S3), NCCL_NVLINK_GROUP
 # int(1.82 GiB) (S15), startup.NCCL_INIT_NVLINK int(1.02 GiB) (S15's snapshot), NCCL_EP_GROUP_NVLINK int(0.48 GiB) (S22)
 PER_PEER = GiB // 5
 NVLINK_GROUP = int(1.82 * GiB)

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from rackfit.errors import RackfitError
 from rackfit.estimator import Layout
 from rackfit.estimator.context import context_before_cublas
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, cuda_graph_bytes
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, cuda_graph_bytes, sampler_peak_bytes, v2_runner
 from rackfit.estimator.engines import serve
+from rackfit.estimator.sampler import sampler_peak_bytes
 from rackfit.estimator.sglang import speculative_reserve_mib
 from rackfit.estimator.speculative import (
     V0_PEER_CONTEXT_BYTES,
@@ -29,6 +30,7 @@ from rackfit.estimator.speculative import (
     sglang_running_default,
     v0_peer_contexts,
 )
+from rackfit.estimator.vllm_runner import v2_runner
 from rackfit.models import resolve
 from rackfit.spec import Inference, ModelSource, parse_spec
 

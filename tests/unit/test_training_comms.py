@@ -7,7 +7,7 @@ from __future__ import annotations
 from rackfit.catalog.types import GPU
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
 from rackfit.estimator.comms import comm_bytes, communicators, training_nccl_bytes
-from rackfit.estimator.engine_profile import NCCL_PER_PEER
+from rackfit.estimator.non_torch import NCCL_PER_PEER
 from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
 from rackfit.spec import Training, parse_spec
 from rackfit.units import GiB, MiB

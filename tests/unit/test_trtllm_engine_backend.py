@@ -11,7 +11,7 @@ from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.trtllm import (
     ENGINE_TOKENS_PER_BLOCK,
     engine_allreduce_workspace_bytes,

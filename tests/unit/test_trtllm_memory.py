@@ -8,7 +8,7 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import cuda_total_bytes
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.trtllm import allreduce_workspace_bytes, estimation_request_tokens
 from rackfit.spec import parse_spec
 

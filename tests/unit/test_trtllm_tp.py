@@ -9,7 +9,7 @@ from gpus import L40S
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import Layout, estimate
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NCCL_PER_PEER, NON_TORCH_BASE
 from rackfit.estimator.pcie_serving import pcie_comm_bytes
 from rackfit.estimator.serving_nccl import non_torch_bytes
 from rackfit.estimator.trtllm import engine_allreduce_workspace_bytes

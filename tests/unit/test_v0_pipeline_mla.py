@@ -1,5 +1,5 @@
 """vLLM V0 under pipeline parallel and 0.7.x's MLA: the CUDA graphs V0 captures once per virtual engine
-(engine_profile.cuda_graph_bytes; model_runner.py capture_model) and the absorbed MLA matrices vLLM 0.7.1-0.7.3 keep
+(cuda_graphs.cuda_graph_bytes; model_runner.py capture_model) and the absorbed MLA matrices vLLM 0.7.1-0.7.3 keep
 beside the raw projections (weights.mla_absorbed_bytes; attention/backends/mla/utils.py)."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from __future__ import annotations
 from gpus import L40S
 
 from rackfit.estimator import Layout, estimate
+from rackfit.estimator.cuda_graphs import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import GRAPH_PRIVATE_BYTES, GRAPH_SIZES, cuda_graph_bytes, forward_peak_bytes
+from rackfit.estimator.engine_profile import forward_peak_bytes
 from rackfit.models import resolve
 from rackfit.spec import ModelSource, parse_spec
 

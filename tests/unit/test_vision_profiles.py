@@ -11,7 +11,7 @@ from vision_configs import QWEN3_TEXT, QWEN3_VL_8B
 
 from rackfit.estimator import Layout
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
+from rackfit.estimator.mm_profile import encoder_cache_bytes, encoder_peak_bytes, mm_profile_items
 from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import ModelSource, parse_spec

@@ -7,9 +7,11 @@ import pytest
 
 from rackfit.catalog import load_catalog
 from rackfit.estimator import CUDA_CONTEXT_BYTES, Layout, estimate
+from rackfit.estimator.cuda_graphs import cuda_graph_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import NON_TORCH_BASE, cuda_graph_bytes, profile_held_bytes, sampler_state_bytes
 from rackfit.estimator.engines import EXTENSIBLE_MARGIN_FLOOR, EXTENSIBLE_MARGIN_FRACTION
+from rackfit.estimator.non_torch import NON_TORCH_BASE
+from rackfit.estimator.sampler import profile_held_bytes, sampler_state_bytes
 from rackfit.estimator.startup import NCCL_INIT_NVLINK
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
@@ -115,7 +117,7 @@ def test_the_new_runner_samples_natively_through_triton_and_gumbel_at_6_bytes_a_
     """0.34.0 without FlashInfer: apply_top_k_top_p_triton at any batch and gumbel.py's Triton draws, so the bf16 logits
     and their fp32 copy (6 bytes a logit) and the kernel's buffer rows; the old runner (0.21.0) held 14 and sorted
     below 8."""
-    from rackfit.estimator.engine_profile import sampler_path, sampler_peak_bytes
+    from rackfit.estimator.sampler import sampler_path, sampler_peak_bytes
     a = resolve(inference_spec().model)
     now, old = inference(flashinferSampler=False), inference(engineVersion="0.21.0", flashinferSampler=False)
     assert sampler_path(now, 1024) == sampler_path(now, 4) == "gumbel"

@@ -1,4 +1,4 @@
-"""vLLM's KV budget and the new runner's sampler state across 0.27.0 (engine_profile.TOTAL_CONSUMED). Through 0.26.x
+"""vLLM's KV budget and the new runner's sampler state across 0.27.0 (sampler.TOTAL_CONSUMED). Through 0.26.x
 determine_available_memory subtracts weights_memory ("Model loading took"), the profile's torch peak above what was
 allocated before it and the non-torch growth: none of the three holds a tensor made after init_snapshot, outside
 load_model's measurement and before the profile, as the new runner's Sampler state is (GPUModelRunner.__init__ in
@@ -12,8 +12,8 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import Layout, engines
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings
-from rackfit.estimator.engine_profile import sampler_state_bytes, unbudgeted_state_bytes
 from rackfit.estimator.engines import outside_snapshot_bytes, serve, startup_refusal
+from rackfit.estimator.sampler import sampler_state_bytes, unbudgeted_state_bytes
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 from rackfit.units import GiB

@@ -7,7 +7,7 @@ from gpus import H100, L40S
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator import estimate
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NON_TORCH_BASE
 from rackfit.estimator.result import Layout
 from rackfit.estimator.serving_nccl import communicators, non_torch_bytes
 from rackfit.spec import parse_spec

@@ -1,4 +1,4 @@
-"""vLLM's new GPU model runner before 0.34.0 (engine_profile.v2_runner): which model each release runs through it
+"""vLLM's new GPU model runner before 0.34.0 (vllm_runner.v2_runner): which model each release runs through it
 (vllm/config/vllm.py VllmConfig.use_v2_model_runner, _is_default_v2_model_runner_model,
 DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, read in the 0.21.0-0.34.0 wheels), and what its profile and warm-up allocate
 (v1/worker/gpu/model_runner.py _dummy_sampler_run, sample/penalties.py, structured_outputs.py, warmup.py)."""
@@ -10,14 +10,14 @@ import pytest
 from rackfit.catalog import load_catalog
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.engine_defaults import settings
-from rackfit.estimator.engine_profile import (
+from rackfit.estimator.sampler import (
     profile_held_bytes,
     sampler_path,
     sampler_peak_bytes,
     sampler_state_bytes,
     sampler_warmup_bytes,
-    v2_runner,
 )
+from rackfit.estimator.vllm_runner import v2_runner
 from rackfit.models import resolve
 from rackfit.spec import parse_spec
 

@@ -36,7 +36,7 @@ _FORMATS: dict[str, frozenset[str]] = {
 # 900 GB/s), H200, GH200, B200, B300, GB200, GB300; and V100 SXM2, whose boards (AWS p3.8xlarge/p3.16xlarge and
 # p3dn.24xlarge, DGX-1) join 4 or 8 GPUs by NVLink 2 in a hybrid cube mesh without NVSwitch (DGX-2's are behind
 # NVSwitch). Their PCIe variants (product label "...-PCIe-..." / "...-PCIE-...") and the PCIe-only cards (T4, L4, L20,
-# L40S, A10, RTX) talk over PCIe. NCCL opens many more channels over NVLink (estimator/engine_profile.py,
+# L40S, A10, RTX) talk over PCIe. NCCL opens many more channels over NVLink (estimator/non_torch.py,
 # NCCL_NVLINK_GROUP, measured on H100's NVSwitch: on the V100's cube mesh unmeasured); NVLink SHARP needs NVSwitch
 # and Hopper or later (estimator/comms.py NVLS_CHANNELS has no Volta entry).
 _NVLINK_MODELS = ("A100", "H100", "H20", "H200", "GH200", "B200", "B300", "GB200", "GB300", "V100")

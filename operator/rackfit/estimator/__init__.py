@@ -23,7 +23,6 @@ from rackfit.estimator.activations import (
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.context import CUDA_CONTEXT_BYTES, cuda_context_bytes
 from rackfit.estimator.engine_defaults import cuda_total_bytes, v0_under_pipeline
-from rackfit.estimator.engine_profile import encoder_profiled, v0_mm_profiled
 from rackfit.estimator.engines import serve
 from rackfit.estimator.errorband import error_band
 from rackfit.estimator.frameworks import RuntimePeak, runtime_notes, runtime_peak
@@ -31,6 +30,7 @@ from rackfit.estimator.fsdp import fsdp1_reserved_union
 from rackfit.estimator.hf_fsdp2 import whole_quantized_load
 from rackfit.estimator.kvcache import kv_cache_bytes
 from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
+from rackfit.estimator.mm_profile import encoder_profiled, v0_mm_profiled
 from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import (

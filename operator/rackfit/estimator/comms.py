@@ -9,7 +9,7 @@ does not set by default. Pure: no I/O.
 from __future__ import annotations
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_PER_PEER
+from rackfit.estimator.non_torch import NCCL_PER_PEER
 from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import NCCL_EP_GROUP_NVLINK
 from rackfit.spec import Training
@@ -20,7 +20,7 @@ from rackfit.units import MiB
 # (startup.NCCL_EP_GROUP_NVLINK, rows S22/S38). NVIDIA/nccl#964 checks it: torch groups on 4 x A100 NVLink after a
 # 4 MB all-reduce, 544 MB a 2-rank group, 688 MB a larger one.
 COMM_NVLINK = NCCL_EP_GROUP_NVLINK
-# Over PCIe a communicator's buffers grow with its peers: engine_profile.NCCL_PER_PEER (row S3, L40S) is vLLM's two
+# Over PCIe a communicator's buffers grow with its peers: non_torch.NCCL_PER_PEER (row S3, L40S) is vLLM's two
 # communicators of a tensor group (PyNccl and torch's), so one communicator costs half of it per peer.
 COMM_PCIE_PER_PEER = NCCL_PER_PEER // 2
 # NVLink SHARP (NVLS) on NVSwitch nodes (Hopper and Blackwell HGX, GB200): NCCL's default NCCL_NVLS_ENABLE=2 turns it on

@@ -15,28 +15,18 @@ from functools import partial
 
 from rackfit.catalog.types import GPU
 from rackfit.estimator.context import context_before_cublas
+from rackfit.estimator.cuda_graphs import (
+    cuda_graph_bytes,
+    flashinfer_graph_workspace_bytes,
+    graphs_unbudgeted,
+    trtllm_graph_bytes,
+)
 from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
-    NON_TORCH_BASE,
-    cuda_graph_bytes,
-    encoder_cache_bytes,
-    encoder_peak_bytes,
-    flashinfer_graph_workspace_bytes,
     forward_peak_bytes,
-    graphs_unbudgeted,
     held_moe_workspace_bytes,
     pipeline_buffer_bytes,
-    profile_forward_tokens,
-    profile_held_bytes,
-    sampler_path,
-    sampler_peak_bytes,
-    sampler_state_bytes,
-    sampler_warmup_bytes,
-    trtllm_graph_bytes,
-    unbudgeted_state_bytes,
-    v0_mm_sequences,
-    warmup_before_capture,
 )
 from rackfit.estimator.kvcache import (
     GROUP_SIZE_SPREAD,
@@ -55,8 +45,24 @@ from rackfit.estimator.linear_attention import (
     vllm_linear_kv,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
+from rackfit.estimator.mm_profile import (
+    encoder_cache_bytes,
+    encoder_peak_bytes,
+    profile_forward_tokens,
+    v0_mm_sequences,
+)
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.estimator.pre_ampere import PRE_AMPERE
 from rackfit.estimator.result import EngineSettings, Layout
+from rackfit.estimator.sampler import (
+    profile_held_bytes,
+    sampler_path,
+    sampler_peak_bytes,
+    sampler_state_bytes,
+    sampler_warmup_bytes,
+    unbudgeted_state_bytes,
+    warmup_before_capture,
+)
 from rackfit.estimator.serving_nccl import non_torch_bytes as nccl_non_torch_bytes
 from rackfit.estimator.serving_nccl import outside_bytes as nccl_outside_bytes
 from rackfit.estimator.sglang import (
@@ -213,11 +219,11 @@ def startup_refusal(inf: Inference, s: EngineSettings, layout: Layout, gpu: GPU,
                     graphs: int, sampler: int, context: int, moe: bool = False, unbudgeted: bool = False,
                     state_outside: int = 0) -> str | None:
     """vLLM's start-up outside the KV cache's budget (startup.py): the free-memory check at init_device, then the
-    graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: engine_profile.graphs_unbudgeted) and V1's sampler warm-up
+    graph pool (before GRAPHS_IN_BUDGET, or `unbudgeted`: cuda_graphs.graphs_unbudgeted) and V1's sampler warm-up
     in what the allocated cache leaves. From
     INIT_FREE_CHECK the baseline snapshot holds only the bare CUDA context (context_before_cublas: cuBLAS's workspace
     comes later, inside the non-torch count, until CUBLAS_BEFORE_SNAPSHOT), and from NCCL_BEFORE_SNAPSHOT NCCL's
-    communicators. `state_outside`: the sampler state the budget left out (engine_profile.unbudgeted_state_bytes),
+    communicators. `state_outside`: the sampler state the budget left out (sampler.unbudgeted_state_bytes),
     allocated before the cache and still held after it."""
     if inf.engine != "vllm":
         return None
@@ -236,7 +242,7 @@ class Served:
     take; `kv_pool` what the engine allocates on `gpu` (None without one)."""
 
     settings: EngineSettings
-    activations: int  # the profile run's peak and, from engine_profile.V2_RUNNER, the sampler's persistent state
+    activations: int  # the profile run's peak and, from vllm_runner.V2_RUNNER, the sampler's persistent state
     cuda_graphs: int
     non_torch: int
     kv_needed: int
@@ -379,7 +385,7 @@ def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch) -> int:
     context requests of min(max_num_tokens, max_seq_len - 1) tokens until max_num_tokens are used, each generating one
     token (tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator._create_dummy_context_requests, called with
     net_max_seq_len - 1): at 8,192 tokens and a context of 8,192 that is two requests, not 2,048. vLLM V0's
-    multimodal profile: its dummy sequences, one a largest image (engine_profile.v0_mm_sequences)."""
+    multimodal profile: its dummy sequences, one a largest image (mm_profile.v0_mm_sequences)."""
     v0_mm = v0_mm_sequences(inf, a, s)
     if v0_mm is not None:
         return v0_mm
@@ -469,9 +475,9 @@ def _measured(r: _Rank, weights: int) -> _Measured:
     # a speculative drafter's weights, loaded with the target's where the engine measures them (speculative.py)
     weights += draft_held_bytes(inf, a, layout, r.precision, gpu)
     requests = profile_requests(inf, s, a)
-    # a multimodal model's encoder profile (engine_profile.py mm_profile_items): the encoder's forward comes first,
+    # a multimodal model's encoder profile (mm_profile.py mm_profile_items): the encoder's forward comes first,
     # then its outputs stay in the encoder cache through the text forward and the sampler (V0: through the text
-    # forward only, engine_profile.V0_MM_PROFILE_FROM)
+    # forward only, mm_profile.V0_MM_PROFILE_FROM)
     cache = encoder_cache_bytes(inf, a, s)
     # vLLM's fused-MoE workspace for the profile's max_num_batched_tokens, which the profile holds and its forward's MoE
     # layer takes (engine_profile.held_moe_workspace_bytes): computed once here for both
@@ -490,7 +496,7 @@ def _measured(r: _Rank, weights: int) -> _Measured:
         if inf.engine == "tensorrt-llm":
             nt += allreduce_workspace_bytes(layout, gpu)
     state = sampler_state_bytes(inf, a, s)
-    # ...of which vLLM's budget before 0.27.0 counts none (engine_profile.TOTAL_CONSUMED): held beside the cache
+    # ...of which vLLM's budget before 0.27.0 counts none (sampler.TOTAL_CONSUMED): held beside the cache
     state_outside = unbudgeted_state_bytes(inf, a, s)
     return _Measured(weights=weights, act=act, graphs=graphs, nt=nt, cache=cache, sampler=sampler, state=state,
                      state_outside=state_outside)
@@ -534,7 +540,7 @@ def _profile_peak(r: _Rank, requests: int, cache: int, workspace: int | None, he
     fp8 = ((precision == "fp8" or (a.quantization is not None and a.quantization.method == "fp8"))
            and (gpu is None or gpu.architecture != "ampere"))
     # the profile's forward in the model's dtype: float32 under precision fp32 (vLLM --dtype float32)
-    # (V0's one long multimodal sequence: engine_profile.profile_forward_tokens)
+    # (V0's one long multimodal sequence: mm_profile.profile_forward_tokens)
     forward = forward_peak_bytes(a, layout, profile_forward_tokens(inf, a, s), inf, fp8, gpu, workspace,
                                  4 if precision == "fp32" else ACT_BYTES)
     # vLLM 0.2.5-0.6.3 measured the profile as free memory lost, so the allocator's reserved high-water counts
@@ -564,7 +570,7 @@ def _graph_pool(r: _Rank) -> int:
     graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
     if not inf.vllm_before(GRAPHS_IN_BUDGET) and not graphs_unbudgeted(inf, a):
         # vLLM's estimate builds FlashInfer's workspace in its first FULL capture
-        # (engine_profile.flashinfer_graph_workspace_bytes)
+        # (cuda_graphs.flashinfer_graph_workspace_bytes)
         graphs += flashinfer_graph_workspace_bytes(inf, gpu)
     return graphs
 

@@ -10,7 +10,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from rackfit.estimator.engine_profile import NCCL_PER_PEER, VLLM_TENSOR_COMMUNICATORS
+from rackfit.estimator.non_torch import NCCL_PER_PEER, VLLM_TENSOR_COMMUNICATORS
 from rackfit.units import MiB
 
 # NCCL's buffers of one connection (src/init.cc computeBuffSizes, src/include/device.h; read at NVIDIA/nccl master,
@@ -32,7 +32,7 @@ SEND_CONNECTION = CUDA_IPC_MIN
 # bandwidth, and ncclTopoDupChannels does not double a graph under 25 GB/s; NCCL's logs on PCIe boards show "Ring 00"
 # and "Ring 01" (NVIDIA/nccl-tests issue 307, eight RTX 4090: two rings, trees as chains "1/-1/-1->0->-1").
 PCIE_CHANNELS = 2
-# One communicator of a tensor group of 2 over PCIe, as engine_profile.NCCL_PER_PEER (row S3: vLLM 0.7.1's two
+# One communicator of a tensor group of 2 over PCIe, as non_torch.NCCL_PER_PEER (row S3: vLLM 0.7.1's two
 # communicators at tensor 2 on L40S, 0.20 GiB beside NON_TORCH_BASE) sets it: half of it. It holds the channel buffers
 # above (24 MiB at 2 ranks) and what NCCL allocates whatever the group (its device-side channel and work structures,
 # proxy state).

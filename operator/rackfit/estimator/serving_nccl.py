@@ -25,10 +25,10 @@ GRAPH_PROFILE_IN_WINDOW (0.18.0) the graph capture's profile runs inside the win
 TensorRT-LLM take no snapshot before NCCL: their communicators are all counted with the non-torch memory.
 
 What each costs (`comm_bytes`): over PCIe by size from NCCL's buffer sizes (pcie_serving.pcie_comm_bytes); over NVLink
-no source gives the channel count, so each role keeps the log that measured it (engine_profile.NCCL_NVLINK_GROUP for
+no source gives the channel count, so each role keeps the log that measured it (non_torch.NCCL_NVLINK_GROUP for
 the tensor group's two in the profile, startup.NCCL_INIT_NVLINK for the baseline of the tensor or pipeline group,
 startup.NCCL_EP_GROUP_NVLINK for a side group's). A pipeline stage's peer is priced as one two-rank PCIe communicator
-on either interconnect (engine_profile.NCCL_PER_PEER's half, no NVLink row sets it). Pure: no I/O.
+on either interconnect (non_torch.NCCL_PER_PEER's half, no NVLink row sets it). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import functools
 from dataclasses import dataclass
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_profile import NCCL_NVLINK_GROUP, NON_TORCH_BASE
+from rackfit.estimator.non_torch import NCCL_NVLINK_GROUP, NON_TORCH_BASE
 from rackfit.estimator.pcie_serving import EP_GROUP_FROM, pcie_comm_bytes
 from rackfit.estimator.result import Layout
 from rackfit.estimator.startup import (

@@ -194,7 +194,7 @@ def vllm_draft_kv_bytes_per_token(inf: Inference, a: ModelArch, layout: Layout) 
 
 def sampler_profile_bytes(inf: Inference, a: ModelArch, requests: int, sort_peak: int) -> int:
     """vLLM V1's profile with speculative decoding: the bf16 logits and target_logits of one draft token per request,
-    with the rejection sampler's native top-k/top-p sort (`sort_peak`: engine_profile.sampler_peak_bytes "sort" for
+    with the rejection sampler's native top-k/top-p sort (`sort_peak`: sampler.sampler_peak_bytes "sort" for
     these requests, target_logits included) or target_logits with its fp32 probabilities and q (SPEC_PROBS_BYTES),
     whichever is larger."""
     if inf.engine != "vllm" or not inf.speculative_on or inf.vllm_v0:

@@ -15,7 +15,7 @@ Pure: no I/O. engines.serve passes the sizes it has computed.
 
 from __future__ import annotations
 
-from rackfit.estimator.engine_profile import NON_TORCH_BASE
+from rackfit.estimator.non_torch import NON_TORCH_BASE
 from rackfit.spec import Inference
 from rackfit.units import GiB
 
@@ -81,7 +81,7 @@ def warmup_refusal(inf: Inference, util: float, total: int, budget: int, activat
                    sampler: int, outside: int, graphs_outside: bool, v1: bool) -> str | None:
     """After the cache is allocated the device has total - budget - `outside` + the profile's freed `activations`;
     the graph pool (when `graphs_outside` the budget) and, on V1, the sampler's warm-up (after the capture; before it
-    under the new runner from 0.30.0, engine_profile.V2_WARMUP_BEFORE_CAPTURE) must fit there. V0's
+    under the new runner from 0.30.0, sampler.V2_WARMUP_BEFORE_CAPTURE) must fit there. V0's
     _warm_up_model (vllm/worker/worker.py, read in 0.6.4) captures the graphs and runs nothing after them."""
     need = (graphs if graphs_outside else 0) + (sampler if v1 else 0)
     free = total - budget - outside + activations

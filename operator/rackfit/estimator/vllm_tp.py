@@ -12,7 +12,7 @@ still makes is torch's own communicator for the tensor group's device group: the
 (layers/logits_processor.py _gather_logits -> tensor_model_parallel_all_gather -> base_device_communicator.py
 DeviceCommunicatorBase.all_gather, which CudaCommunicator does not override: dist.all_gather_into_tensor on
 device_group) is the first torch collective on it, and ProcessGroupNCCL creates its NCCL communicator lazily there.
-So through 0.17.x one communicator of the two that engine_profile.NCCL_NVLINK_GROUP prices is inside the budget.
+So through 0.17.x one communicator of the two that non_torch.NCCL_NVLINK_GROUP prices is inside the budget.
 From 0.18.0 determine_available_memory runs model_runner.profile_cudagraph_memory() inside memory_profiling
 (gpu_worker.py, read in 0.18.0 and 0.19.0; absent from 0.11.0-0.17.x, whatever VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS
 says: that variable only gates the subtraction): it captures graphs under graph_capture() at tensor > 1 within the
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import math
 
-from rackfit.estimator.engine_profile import (
-    ACT_BYTES,
-    encoder_profiled,
-    mm_item,
-    mm_profile_items,
-)
+from rackfit.estimator.engine_profile import ACT_BYTES
+from rackfit.estimator.mm_profile import encoder_profiled, mm_item, mm_profile_items
 from rackfit.estimator.result import EngineSettings, Layout
 from rackfit.models import ModelArch
 from rackfit.models.vision import QWEN3_VL_MAX_PIXELS, QWEN3_VL_TEMPORAL_PATCH
@@ -51,7 +47,7 @@ PIXEL_CHANNELS = 3
 
 def mm_inputs_held_bytes(inf: Inference, a: ModelArch, s: EngineSettings) -> int:
     """The profile's pixel values, held beside every phase of vLLM V1's profile run (MM_INPUTS_HELD_UNTIL), for
-    Qwen3-VL (its deepstack output row wider than the text model's, as engine_profile.mm_video_item recognises it):
+    Qwen3-VL (its deepstack output row wider than the text model's, as mm_profile.mm_video_item recognises it):
     items x patches x 3 x 2 x patch^2 values at 16 bits, the patch side recovered from QWEN3_VL_MAX_PIXELS."""
     if (not encoder_profiled(inf, a) or not inf.vllm_before(MM_INPUTS_HELD_UNTIL)
             or (a.vision_output_width <= a.hidden_size and not qwen3_5_vit(a))):
@@ -81,7 +77,7 @@ def qwen3_5_vit(a: ModelArch) -> bool:
 # tp) stays referenced while its q and k halves are rearranged into a contiguous copy (`qk_reshaped.contiguous()`,
 # 2 x width / tp) and rotated into another (`apply_rotary_emb`, 2 x width / tp), and the attention's output is
 # rearranged into a contiguous (seq, width / tp) copy before `proj`: 3 + 2 + 2 + 1 + 1 = 9 x width / tp at the
-# attention, where engine_profile.encoder_peak_bytes counts 4 (q/k/v and the output). The interpolated position
+# attention, where mm_profile.encoder_peak_bytes counts 4 (q/k/v and the output). The interpolated position
 # embeddings (Qwen3_VisionTransformer.fast_pos_embed_interpolate, a (patches, width) tensor, the Triton kernel from
 # 0.19.0) stay in `encoder_metadata` / a local through every block: one more width, whole on each rank.
 QWEN3_VIT_BLOCK_FROM = (0, 15)
@@ -90,7 +86,7 @@ QWEN3_VIT_ATTENTION_WIDTHS = 9
 
 def qwen3_vit_extra_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings) -> int:
     """What Qwen3-VL's ViT (deepstack, or Qwen3.5/3.6's, qwen3_5_vit) holds at its widest block beyond
-    engine_profile.encoder_peak_bytes' count, from QWEN3_VIT_BLOCK_FROM: the attention's copies where they outgrow the
+    mm_profile.encoder_peak_bytes' count, from QWEN3_VIT_BLOCK_FROM: the attention's copies where they outgrow the
     MLP, and the position embeddings beside them; items x patches at 16 bits."""
     if not encoder_profiled(inf, a) or inf.vllm_before(QWEN3_VIT_BLOCK_FROM):
         return 0

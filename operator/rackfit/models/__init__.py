@@ -67,7 +67,7 @@ class ModelArch(BaseModel):
     model_type: str = ""
     final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
-    # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, engine_profile.py)
+    # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, mm_profile.py)
     vision_hidden_size: int = 0
     vision_intermediate_size: int = 0
     vision_gated_mlp: bool = False

@@ -111,7 +111,7 @@ ONEVISION_LARGEST_IMAGE = (944, 1153)  # (height, width)
 
 
 def vision_encoder_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The vision encoder's shape and its largest image, for vLLM's encoder profile (estimator/engine_profile.py
+    """The vision encoder's shape and its largest image, for vLLM's encoder profile (estimator/mm_profile.py
     mm_profile_items): the ViT's width and MLP as vision_parameters_from_hf_config reads them, and per model_type the
     patches and language-model tokens of one largest image. Qwen2-VL/Qwen2.5-VL: QWEN_VL_MAX_PIXELS over
     patch_size^2, merged spatial_merge_size^2 to a token. Gemma 3 (SigLIP, pan-and-scan off by default): (image_size /
@@ -250,7 +250,7 @@ def _qwen3_vl_video_tokens(frames: int, side: int, patch: int, merge: int) -> tu
 
 @functools.lru_cache(maxsize=64)
 def qwen3_vl_video_item(max_model_len: int, image_patches: int, image_tokens: int) -> tuple[int, int, int] | None:
-    """Qwen3-VL's dummy video in vLLM 0.11.0-0.12.x (estimator/engine_profile.py mm_video_item): the frames are
+    """Qwen3-VL's dummy video in vLLM 0.11.0-0.12.x (estimator/mm_profile.py mm_video_item): the frames are
     qwen2_vl.py _get_max_video_frames(max_model_len) from 2 (the first count whose next one's tokens exceed
     max_model_len), at most _MAX_FRAMES_PER_VIDEO (get_num_frames_with_most_features, one video); get_max_video_tokens
     is their soft tokens x 12.5, and get_dummy_mm_data builds that many frames at the video processor's size. Returns
