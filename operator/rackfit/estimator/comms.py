@@ -99,7 +99,7 @@ def _nvls(size: int, gpu: GPU | None) -> int:
 
 
 def comm_bytes(size: int, gpu: GPU | None) -> int:
-    """One communicator of `size` ranks: over NVLink (assumed without a GPU, as engine_profile assumes an H100 SXM
+    """One communicator of `size` ranks: over NVLink (assumed without a GPU, as sampler.ASSUMED_SMS assumes an H100 SXM
     node) COMM_NVLINK plus NVLS's buffers, over PCIe COMM_PCIE_PER_PEER per peer."""
     if gpu is not None and not gpu.nvlink:
         return COMM_PCIE_PER_PEER * (size - 1)
