@@ -3,7 +3,9 @@
 A regime is the runtime (training framework or serving engine), the workload kind and the GPU family. Its band is
 the lowest and highest error of the bench rows in it: the H200 rows (bench/accuracy.py: transformers on Hopper),
 the public training rows (bench/public_training.py, each case's `gpu`) and the public serving rows
-(bench/public_serving.py: the KV cache each engine logged; weights-only rows are not a verdict and are left out).
+(bench/public_serving.py: the KV cache each engine logged; weights-only rows are not a verdict and are left out),
+and, beside it, the range of its middle 80% (the 10th to the 90th percentile), which a few outlying rows do not
+stretch; the estimate words it for regimes of errorband.MIDDLE_ROWS rows or more.
 Each runtime and workload also gets an "any" family over all its rows (rows whose GPU the source does not name
 count only there), for estimates made without a GPU. A regime with no rows has no band: the estimate says
 "unmeasured". Usage: python bench/error_bands.py [--check]  (--check: exit 1 when the committed file is stale)
@@ -11,6 +13,7 @@ count only there), for estimates made without a GPU. A regime with no rows has n
 
 from __future__ import annotations
 
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,9 +30,10 @@ HEADER = '''"""Measured error of each regime, taken from make bench's tables. Ge
 
 (runtime, workload, GPU family or "any") -> (lowest error %, highest error %, rows, quantity compared). The error is
 (rackfit - measured) / measured: for "memory" a negative error is the unsafe one (memory underestimated), for
-"kv cache" a positive one (more KV cache promised than the engine allocated)."""
+"kv cache" a positive one (more KV cache promised than the engine allocated). Then the 10th and 90th percentile of
+the errors, the range of the middle 80% of the rows."""
 
-BANDS: dict[tuple[str, str, str], tuple[float, float, int, str]] = {
+BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] = {
 '''
 
 
@@ -49,7 +53,18 @@ def regime_rows() -> list[tuple[tuple[str, str, str | None], str, float]]:
     return out
 
 
-def bands() -> dict[tuple[str, str, str], tuple[float, float, int, str]]:
+def _middle(errors: list[float]) -> tuple[float, float]:
+    """The 10th and 90th percentile (statistics.quantiles, inclusive: between the rows' own errors)."""
+    if len(errors) < 2:
+        return errors[0], errors[0]
+    deciles = statistics.quantiles(errors, n=10, method="inclusive")
+    return round(deciles[0], 1), round(deciles[-1], 1)
+
+
+Band = tuple[float, float, int, str, float, float]
+
+
+def bands() -> dict[tuple[str, str, str], Band]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     quantity = {}
     for (runtime, workload, family), q, error in regime_rows():
@@ -57,10 +72,10 @@ def bands() -> dict[tuple[str, str, str], tuple[float, float, int, str]]:
         for key in keys:
             groups[key].append(round(error, 1))
             quantity[key] = q
-    return {k: (min(v), max(v), len(v), quantity[k]) for k, v in sorted(groups.items())}
+    return {k: (min(v), max(v), len(v), quantity[k], *_middle(v)) for k, v in sorted(groups.items())}
 
 
-def render(measured: dict[tuple[str, str, str], tuple[float, float, int, str]]) -> str:
+def render(measured: dict[tuple[str, str, str], Band]) -> str:
     lines = [HEADER.rstrip("\n")]
     for key, value in measured.items():
         lines.append(f"    {key!r}: {value!r},")
@@ -68,10 +83,11 @@ def render(measured: dict[tuple[str, str, str], tuple[float, float, int, str]]) 
     return "\n".join(lines) + "\n"
 
 
-def table(measured: dict[tuple[str, str, str], tuple[float, float, int, str]]) -> str:
-    lines = ["| regime | rows | measured error | compared |", "|---|---:|---|---|"]
-    for (runtime, workload, family), (lo, hi, n, q) in measured.items():
-        lines.append(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | {q} |")
+def table(measured: dict[tuple[str, str, str], Band]) -> str:
+    lines = ["| regime | rows | measured error | middle 80% of the rows | compared |", "|---|---:|---|---|---|"]
+    for (runtime, workload, family), (lo, hi, n, q, mid_lo, mid_hi) in measured.items():
+        lines.append(f"| {runtime} {workload}, {family} | {n} | {lo:+.1f}%..{hi:+.1f}% | "
+                     f"{mid_lo:+.1f}%..{mid_hi:+.1f}% | {q} |")
     return "\n".join(lines)
 
 

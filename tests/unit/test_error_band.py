@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rackfit.catalog import load_catalog
 from rackfit.estimator import estimate
-from rackfit.estimator.errorband import regime
+from rackfit.estimator.errorband import MIDDLE_ROWS, regime
 from rackfit.estimator.measured_bands import BANDS
 from rackfit.spec import parse_spec
 
@@ -47,13 +47,27 @@ def _spec(runtime: str, workload: str, family: str = "any"):
 
 
 def test_each_measured_regime_gives_its_band_with_its_row_count():
-    for (runtime, workload, family), (lo, hi, rows, quantity) in BANDS.items():
+    for (runtime, workload, family), (lo, hi, rows, quantity, mid_lo, mid_hi) in BANDS.items():
         spec = _spec(runtime, workload, family)
         gpu = None if family == "any" else _gpu(family)
         assert regime(spec, gpu) == (runtime, workload, family)
         band = estimate(spec, gpu=gpu).error_band
         assert band.startswith(f"{lo:+.1f}%..{hi:+.1f}% of {quantity} on {rows} measured row"), band
-        assert lo <= hi
+        assert lo <= mid_lo <= mid_hi <= hi
+        # the middle 80% is worded for large regimes only, where one or two rows set the whole range
+        middle = f"the middle 80% within {mid_lo:+.1f}%..{mid_hi:+.1f}%"
+        assert (middle in band) == (rows >= MIDDLE_ROWS), band
+
+
+def test_the_middle_band_is_the_10th_to_90th_percentile_of_the_rows():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from error_bands import _middle
+
+    errors = [float(e) for e in range(-10, 91)]  # 101 rows, -10..+90
+    assert _middle(errors) == (0.0, 80.0)
+    assert _middle([5.0]) == (5.0, 5.0)
+    # one outlier moves the whole range, not the middle
+    assert _middle([*errors, 1202.0])[1] < 90
 
 
 def test_a_regime_without_rows_is_unmeasured_not_guessed():
@@ -73,7 +87,7 @@ def test_a_regime_without_rows_is_unmeasured_not_guessed():
 
 
 def test_serving_bands_name_the_unsafe_direction_of_the_cache():
-    for (runtime, workload, family), (_, _, _, quantity) in BANDS.items():
+    for (runtime, workload, family), (_, _, _, quantity, _, _) in BANDS.items():
         if workload == "inference" and runtime != "transformers":
             assert quantity == "kv cache"
             gpu = None if family == "any" else _gpu(family)

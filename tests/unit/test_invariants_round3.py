@@ -77,7 +77,7 @@ def _band_names_a_measured_regime(text: str, spec, gpu) -> None:
     if key not in BANDS:
         assert text.startswith("unmeasured (no measured rows for "), text
         return
-    lo, hi, rows, quantity = BANDS[key]
+    lo, hi, rows, quantity, _, _ = BANDS[key]
     assert text.startswith(f"{lo:+.1f}%..{hi:+.1f}% of {quantity} on {rows} measured row"), (text, key)
     assert f"({key[0]} {key[1]}, " in text
 

@@ -9,6 +9,9 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator.measured_bands import BANDS
 from rackfit.spec import LLMWorkloadSpec
 
+# From this many rows a regime's words add the range of its middle 80% (10th to 90th percentile): the whole range of
+# a large regime is set by its one or two worst rows, which says little of the next estimate.
+MIDDLE_ROWS = 20
 _UNSAFE = {"memory": "negative: memory underestimated",
            "kv cache": "positive: more KV cache promised than the engine allocates"}
 
@@ -32,14 +35,10 @@ def regime(spec: LLMWorkloadSpec, gpu: GPU | None) -> tuple[str, str, str]:
     return runtime_of(spec), spec.workload, gpu.architecture if gpu is not None else "any"
 
 
-def band(spec: LLMWorkloadSpec, gpu: GPU | None) -> tuple[float, float, int, str] | None:
-    """(lowest %, highest %, rows, quantity) of this regime, None when it has no measured rows."""
-    return BANDS.get(regime(spec, gpu))
-
-
 def error_band(spec: LLMWorkloadSpec, gpu: GPU | None) -> str:
     """e.g. "-4.5%..+3.9% of memory on 14 measured rows (transformers training, hopper; negative: memory
-    underestimated)", or "unmeasured (no measured rows for fsdp training on ada)"."""
+    underestimated)", "-49.3%..+35.5% of memory on 78 measured rows, the middle 80% within -9.1%..+6.0% (...)", or
+    "unmeasured (no measured rows for fsdp training on ada)"."""
     return _worded(*regime(spec, gpu))
 
 
@@ -50,6 +49,7 @@ def _worded(runtime: str, workload: str, family: str) -> str:
     where = "any GPU" if family == "any" else family
     if found is None:
         return f"unmeasured (no measured rows for {runtime} {workload} on {where})"
-    lo, hi, rows, quantity = found
-    return (f"{lo:+.1f}%..{hi:+.1f}% of {quantity} on {rows} measured row{'s' if rows > 1 else ''} "
+    lo, hi, rows, quantity, mid_lo, mid_hi = found
+    middle = f", the middle 80% within {mid_lo:+.1f}%..{mid_hi:+.1f}%" if rows >= MIDDLE_ROWS else ""
+    return (f"{lo:+.1f}%..{hi:+.1f}% of {quantity} on {rows} measured row{'s' if rows > 1 else ''}{middle} "
             f"({runtime} {workload}, {where}; {_UNSAFE[quantity]})")
