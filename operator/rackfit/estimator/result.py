@@ -72,7 +72,8 @@ class Estimate(_Out):
         "rejects requests longer than it holds (then maxConcurrency is below 1 although it starts)"))
     error_band: str | None = Field(None, description=(
         "the measured error of this estimate's regime (runtime, workload kind, GPU family) on make bench's rows, "
-        "e.g. '-4.5%..+3.9% of memory on 14 measured rows (...)', or 'unmeasured' where no row was measured; "
+        "e.g. '-4.5%..+3.9% of memory on 14 measured rows (...)', from 20 rows with the range of the middle 80% of "
+        "them, or 'unmeasured' where no row was measured; "
         "for serving engines the error is of the KV cache (positive: more cache promised than the engine "
         "allocates)"))
     notes: list[str] = Field(default_factory=list)
