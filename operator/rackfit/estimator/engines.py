@@ -442,6 +442,7 @@ class _Rank:
     s: EngineSettings
     latent: bool            # MLA cached as its latent (MLA_LATENT)
     mla_head: int | None    # vLLM's padded MLA head size before MLA_UNPADDED
+    total: int              # the GPU's memory as CUDA reports it (engine_defaults.cuda_total_bytes; 0 without a GPU)
 
 
 def _rank(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None, context: int, precision: str) -> _Rank:
@@ -449,7 +450,8 @@ def _rank(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None, context
     return _Rank(inf=inf, a=a, layout=layout, gpu=gpu, context=context, precision=precision,
                  s=settings(inf, gpu, layout.tensor, layout.pipeline, a),
                  latent=not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT)),
-                 mla_head=MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None)
+                 mla_head=MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None,
+                 total=cuda_total_bytes(gpu) if gpu is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -678,7 +680,7 @@ def _vllm_plan(r: _Rank, m: _Measured, paging: _Paging, per_token: int, per_requ
                ) -> _PoolPlan:
     """vLLM's budget and KV cache pool, then its start-up checks (`refused` so far, else the first that fails)."""
     inf, a, s, gpu, context = r.inf, r.a, r.s, r.gpu, r.context
-    total = cuda_total_bytes(gpu)
+    total = r.total
     # vllm/v1/worker/gpu_worker.py, determine_available_memory: the KV cache gets
     # util x total less weights, the profile run's torch peak, non-torch memory and the CUDA
     # graph pool (counted since v0.20.0; before, the graphs were captured after the cache was
@@ -734,7 +736,7 @@ def _vllm_startup_checks(r: _Rank, m: _Measured, paging: _Paging, budget: int, p
         warm = sampler_warmup_bytes(inf, a, layout, s, m.sampler - m.cache, gpu) + m.cache  # the new runner's warm-up
         # ...which from 0.30.0 runs before capture, beside the budget's graph pool not yet taken
         early = m.graphs if warmup_before_capture(inf, a) and not inf.vllm_before(GRAPHS_IN_BUDGET) else 0
-        refused = startup_refusal(inf, s, layout, gpu, cuda_total_bytes(gpu), budget, m.act + early, m.graphs, warm,
+        refused = startup_refusal(inf, s, layout, gpu, r.total, budget, m.act + early, m.graphs, warm,
                                   outside, a.is_moe, graphs_unbudgeted(inf, a), m.state_outside)
     if refused is None:
         refused = (pipeline_check_refusal(inf, a, layout, pool, s.max_num_batched_tokens, r.latent)
@@ -750,7 +752,7 @@ def _vllm_startup_checks(r: _Rank, m: _Measured, paging: _Paging, budget: int, p
 def _sglang_plan(r: _Rank, m: _Measured, paging: _Paging, hybrid: bool, refused: str | None) -> _PoolPlan:
     """SGLang's budget (mem_fraction_static of what is free before loading) and its pool (_sglang_pool)."""
     inf, a, layout, s, gpu, context = r.inf, r.a, r.layout, r.s, r.gpu, r.context
-    total = cuda_total_bytes(gpu)
+    total = r.total
     # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py, profile_max_num_token (v0.5.8): the pool
     # is what is free after loading less (1 - mem_fraction_static) x what was free before it (after the CUDA
     # context and NCCL's buffers, init_torch_distributed): mem_fraction_static x (total - context - NCCL) - weights.
@@ -776,7 +778,7 @@ def _sglang_plan(r: _Rank, m: _Measured, paging: _Paging, hybrid: bool, refused:
 def _trtllm_plan(r: _Rank, m: _Measured, per_token: int, refused: str | None) -> _PoolPlan:
     """TensorRT-LLM's KV cache: its fraction of what the estimation run leaves free, and whether that run fits."""
     inf, s, context = r.inf, r.s, r.context
-    total = cuda_total_bytes(r.gpu)
+    total = r.total
     weights, act, nt, graphs = m.weights, m.act, m.nt, m.graphs
     # tensorrt_llm/_torch/pyexecutor/_util.py, KvCacheCreator.configure_kv_cache_capacity and _cal_max_memory:
     # (total - peak + the estimation run's temporary cache) x free_gpu_memory_fraction, the peak being torch's

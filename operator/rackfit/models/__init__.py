@@ -174,15 +174,15 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         if hf_config is None:
             raise InvalidWorkload([("spec.model.huggingFaceConfig", "the config.json could not be read")])
         fields.update(architecture_from_hf_config(hf_config).model_dump(exclude_none=True))
-        if rope_cache_positions_from_hf_config(hf_config):
-            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(hf_config)
-        if layer_rope_cache_positions_from_hf_config(hf_config):
-            fields["layer_rope_cache_positions"] = layer_rope_cache_positions_from_hf_config(hf_config)
+        if positions := rope_cache_positions_from_hf_config(hf_config):
+            fields["rope_cache_positions"] = positions
+        if positions := layer_rope_cache_positions_from_hf_config(hf_config):
+            fields["layer_rope_cache_positions"] = positions
         name = str(hf_config.get("_name_or_path") or hf_config.get("model_type") or "custom")
         if hf_config.get("model_type"):
             fields["model_type"] = str(hf_config["model_type"])
-        if sglang_context_from_hf_config(hf_config):
-            fields["sglang_max_context"] = sglang_context_from_hf_config(hf_config)
+        if longest := sglang_context_from_hf_config(hf_config):
+            fields["sglang_max_context"] = longest
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
             dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") \
@@ -204,8 +204,9 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         config = context_config(fields["max_position_embeddings"], rope, fields.get("model_type", ""))
         fields["max_position_embeddings"] = max_context_from_hf_config(config)
         fields["sglang_max_context"] = sglang_context_from_hf_config(config)
-        if rope_cache_positions_from_hf_config(config):  # Gemma 3's two rotary caches, as from its config.json
-            fields["rope_cache_positions"] = rope_cache_positions_from_hf_config(config)
+        # Gemma 3's two rotary caches, as from its config.json
+        if positions := rope_cache_positions_from_hf_config(config):
+            fields["rope_cache_positions"] = positions
     missing = [f for f in _REQUIRED if f not in fields]
     if missing:
         from pydantic.alias_generators import to_camel
