@@ -210,10 +210,8 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
         notes.append(s.refused)
     elif gpu is not None and s.max_concurrency < 1:
         largest = s.kv_tokens if s.largest_context is None else s.largest_context
-        # the engine's own maximum caps it, or the longer context an SGLang before 0.5.1 serves
-        cap = model_maximum(inf, arch)
-        cap = cap if _refuses_longer(inf) or not cap else max(cap, inf.context_length)
-        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, largest, cap, s.starts))
+        notes.append(refusal(inf.engine, inf.context_length, s.kv_tokens, largest, _served_maximum(inf, arch),
+                             s.starts))
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase="serving", notes=notes, engine=s.settings,
                     error_band=error_band(spec, gpu),
@@ -273,9 +271,13 @@ def model_maximum(inf: Inference, arch: ModelArch) -> int:
     return arch.max_position_embeddings
 
 
-def _refuses_longer(inf: Inference) -> bool:
-    """Whether the engine refuses a context above the model's maximum rather than serving it."""
-    return not inf.sglang_before(SGLANG_REFUSES_LONGER_CONTEXT)
+def _served_maximum(inf: Inference, arch: ModelArch) -> int:
+    """The longest context the engine serves (0: unknown): the model's maximum as it derives it, or, where it serves
+    a longer one with a warning (SGLang before 0.5.1), contextLength when above it."""
+    longest = model_maximum(inf, arch)
+    if not longest or not inf.sglang_before(SGLANG_REFUSES_LONGER_CONTEXT):
+        return longest
+    return max(longest, inf.context_length)
 
 
 def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
@@ -285,8 +287,7 @@ def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
     if spec.workload != "inference":
         return
     inf = spec.inference
-    longest = model_maximum(inf, arch)
-    if not longest or inf.context_length <= longest or not _refuses_longer(inf):
+    if inf.context_length <= _served_maximum(inf, arch) or not (longest := model_maximum(inf, arch)):
         return
     where = ("config.json's max_position_embeddings" if spec.model.hugging_face_config
              else f"maxPositionEmbeddings of preset {spec.model.preset}" if spec.model.preset
@@ -468,9 +469,7 @@ def _largest_moment(s: _TrainerStep) -> _Moment:
 
 def _slack(s: _TrainerStep, phase: str, live_act: int, live_grads: int, optimizer: int, held_dequant: int) -> int:
     """What the caching allocator keeps reserved beside the moment `phase`'s live bytes."""
-    tr, layout, states = s.tr, s.layout, s.states
-    # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
-    recompute = tr.activation_checkpointing == "full"
+    layout = s.layout
     # DDP/ZeRO gradient buckets are allocated once and kept; a lone GPU allocates gradients each step, and so
     # does DDP its param.grad (freed by the Trainer's zero_grad, set_to_none).
     # The slack is what the backward leaves cached; the step's temporaries come after it and add none.
@@ -478,9 +477,7 @@ def _slack(s: _TrainerStep, phase: str, live_act: int, live_grads: int, optimize
     transient += s.accumulated if layout.data > 1 and phase not in ("backward end", "optimizer step") else 0
     transient += s.param_grads if phase in ("backward end", "optimizer step") else 0
     transient += s.cached_logits if phase == "loss backward" else 0
-    share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
-    if recompute and tr.method == "full" and phase in ("loss backward", "layer recompute") and states.optimizer:
-        share += SLACK_STATE_SPLIT
+    share = _slack_share(s, phase in ("loss backward", "layer recompute"))
     slack = int(share * (transient - held_dequant)) + (s.cached_logits if phase == "loss backward" else 0)
     if phase in ("backward end", "optimizer step"):
         backward_share, backward_cached = _backward_cache(s)
@@ -491,16 +488,24 @@ def _slack(s: _TrainerStep, phase: str, live_act: int, live_grads: int, optimize
         b_dequant = s.dequant if s.loss < s.act.recompute + s.dequant else 0
         backward_reserved = (b_act + s.grads_during_backward + int(backward_share * (b_transient - b_dequant))
                              + backward_cached)
-        slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - states.optimizer))
+        slack = max(slack, backward_reserved - (live_act + live_grads + optimizer - s.states.optimizer))
     return slack
 
 
-def _backward_cache(s: _TrainerStep) -> tuple[float, int]:
-    """The backward phase's slack share and the logits' block it keeps cached."""
+def _slack_share(s: _TrainerStep, backward: bool) -> float:
+    """The share of a moment's transient bytes the caching allocator keeps reserved beside them."""
+    # whole layers recomputed (the H200 rows' checkpointing); selective recomputes only attention's core
     recompute = s.tr.activation_checkpointing == "full"
-    # the backward phase's share and the logits' block it keeps cached (the loss's moment), for the moments after it
-    backward_share = (SLACK_RECOMPUTE if recompute else SLACK_TRAINING) + (
-        SLACK_STATE_SPLIT if recompute and s.tr.method == "full" and s.states.optimizer else 0)
+    share = SLACK_RECOMPUTE if recompute else SLACK_TRAINING
+    if backward and recompute and s.tr.method == "full" and s.states.optimizer:
+        share += SLACK_STATE_SPLIT
+    return share
+
+
+def _backward_cache(s: _TrainerStep) -> tuple[float, int]:
+    """The backward phase's slack share and the logits' block it keeps cached (the loss's moment), for the
+    moments after it."""
+    backward_share = _slack_share(s, backward=True)
     backward_cached = s.cached_logits if s.loss >= s.act.recompute + s.dequant else 0
     return backward_share, backward_cached
 

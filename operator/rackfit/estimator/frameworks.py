@@ -234,9 +234,6 @@ class _Given:
     act: Activations
     full: bool
     mixed: bool
-    t: int
-    pp: int
-    d: int
     compute_bytes: int
     state_bytes: int
     n: int             # trained parameters of this rank
@@ -244,6 +241,18 @@ class _Given:
     output: int        # the output projection's parameters on this rank
     optimizer: int     # the optimizer states of the n parameters, unsharded
     masters: int       # their fp32 master copies (mixed precision), unsharded
+
+    @property
+    def t(self) -> int:
+        return self.layout.tensor
+
+    @property
+    def pp(self) -> int:
+        return self.layout.pipeline
+
+    @property
+    def d(self) -> int:
+        return self.layout.data
 
 
 def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout, frozen_weight_bytes: int,
@@ -258,8 +267,8 @@ def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: L
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
     return _Given(a=a, p=p, tr=tr, precision=precision, layout=layout, frozen_weight_bytes=frozen_weight_bytes,
-                  stage=stage, act=runtime_activations(a, tr, layout, stage), full=full, mixed=mixed, t=t, pp=pp,
-                  d=layout.data, compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
+                  stage=stage, act=runtime_activations(a, tr, layout, stage), full=full, mixed=mixed,
+                  compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
                   # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts
                   # only (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
                   layer=fsdp2_gathered_layer_params(a, p, tr, layout) // t,
