@@ -41,6 +41,7 @@ def _spec(runtime: str, workload: str, family: str = "any"):
                                training=training))
     if runtime == "tensorrt-llm trt engine":  # TensorRT-LLM's TRT-engine backend is its own regime
         return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
+                               precision="fp16" if family in ("volta", "turing") else "bf16",
                                inference=dict(engine="tensorrt-llm", tensorrtLlmBackend="trt", contextLength=4096)))
     return parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference",
                            inference=dict(engine=runtime, contextLength=4096)))
@@ -71,11 +72,11 @@ def test_the_middle_band_is_the_10th_to_90th_percentile_of_the_rows():
 
 
 def test_a_regime_without_rows_is_unmeasured_not_guessed():
-    # the TRT-engine backend's public rows with a number are on Ampere, Hopper and Blackwell (S1000-S1005, S700): on
-    # Ada (S1004 is a fact alone) its band is not borrowed from its neighbours
+    # the TRT-engine backend's public rows with a number are on Ampere, Ada, Hopper and Blackwell (S1000-S1005, S700,
+    # S1352): on Turing, with none, its band is not borrowed from its neighbours
     assert ("tensorrt-llm trt engine", "inference", "ampere") in BANDS
-    assert ("tensorrt-llm trt engine", "inference", "ada") not in BANDS
-    band = estimate(_spec("tensorrt-llm trt engine", "inference"), gpu=_gpu("ada")).error_band
+    assert ("tensorrt-llm trt engine", "inference", "turing") not in BANDS
+    band = estimate(_spec("tensorrt-llm trt engine", "inference", "turing"), gpu=_gpu("turing")).error_band
     assert band.startswith("unmeasured") and "tensorrt-llm" in band
     # nor is the PyTorch backend's band borrowed from the TRT-engine backend's rows, or the other way round
     assert ("tensorrt-llm trt engine", "inference", "ampere") in BANDS
