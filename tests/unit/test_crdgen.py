@@ -112,6 +112,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
                                                   ".mtpNumLayers", ".transformerImpl", ".crossEntropyFusion",
+                                                  ".gradReduceInFp32",
                                                   ".transformerImpl",
                                                   ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",

@@ -628,8 +628,12 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     # (megatron/core/optimizer/__init__.py) wraps the optimizer in Float16OptimizerWithFloat16Params, which
     # clones every parameter of the rank to fp32 (optimizer.py, `param.detach().clone().float()`), and the
     # optimizer keeps moments for all of them: nothing is sharded over data (Megatron-LM d98e8a6).
+    # training.gradReduceInFp32 false (Megatron-Core DistributedDataParallelConfig.grad_reduce_in_fp32, which
+    # Megatron-Bridge's performance recipes turn off; Megatron-LM's --grad-reduce-in-bf16) keeps the buffer in the
+    # 16-bit dtype (distributed_data_parallel.py group_params_for_buffers, Megatron-LM d98e8a6).
     shards = g.d if tr.distributed_optimizer is not False else 1
-    grad_bytes = 4 if g.mixed and g.precision != "fp16" else compute_bytes
+    fp32_grads = g.mixed and (g.precision != "fp16" if tr.grad_reduce_in_fp32 is None else tr.grad_reduce_in_fp32)
+    grad_bytes = 4 if fp32_grads else compute_bytes
     c.weights = g.n * compute_bytes
     c.grads = g.n * grad_bytes
     c.optimizer = (c.optimizer + g.masters) // shards
@@ -638,6 +642,12 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
     if g.full and a.is_moe and layout.expert > 1:
         _megatron_expert_states(g, c, shards, grad_bytes)
+    if g.mixed and not fp32_grads:
+        # the step's fp32 copy of the rank's 16-bit gradients: `shard_main_param.grad = shard_model_grad.float()`
+        # (distrib_optimizer.py DistributedOptimizer._copy_model_grads_to_main_grads; `main_grad.float()` in
+        # optimizer.py Float16OptimizerWithFloat16Params without the distributed optimizer), held until the next
+        # step's zero_grad; an fp32 buffer's .float() is the buffer itself (Megatron-LM d98e8a6)
+        c.step_extra = c.trainable_here * 4
     c.weights += fp8_weights
     # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
     # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer

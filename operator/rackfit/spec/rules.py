@@ -34,6 +34,7 @@ MEGATRON_FLAGS = {
     "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
     "transformer_impl": ("transformerImpl", "--transformer-impl"),
     "cross_entropy_fusion": ("crossEntropyFusion", "--cross-entropy-loss-fusion"),
+    "grad_reduce_in_fp32": ("gradReduceInFp32", "--accumulate-allreduce-grads-in-fp32"),
 }
 
 

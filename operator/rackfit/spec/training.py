@@ -347,6 +347,14 @@ class Training(SpecModel):
         "fusions/fused_cross_entropy.py, the same steps compiled with torch.compile; its backward keeps one more "
         "fp32 copy of the vocabulary share of the logits beside the saved softmax. Under --cross-entropy-fusion-impl "
         "te (Transformer Engine's kernel, not modelled) give none, which counts more. Default none"))
+    grad_reduce_in_fp32: bool | None = Field(None, description=(
+        "framework megatron: the dtype of Megatron-Core DDP's gradient buffer (DistributedDataParallelConfig."
+        "grad_reduce_in_fp32; megatron/core/distributed/distributed_data_parallel.py group_params_for_buffers). "
+        "true: fp32 main gradients (Megatron-LM's --accumulate-allreduce-grads-in-fp32, which arguments.py sets with "
+        "--bf16 unless --grad-reduce-in-bf16). false: gradients in the parameters' 16-bit dtype (Megatron-Bridge's "
+        "performance recipes set ddp.grad_reduce_in_fp32 False), and the optimizer step copies the rank's share of "
+        "them to fp32 (the distributed optimizer's _copy_model_grads_to_main_grads, `shard_model_grad.float()`). "
+        "Default: true with bf16, false with fp16"))
     mtp_num_layers: int | None = Field(None, gt=0, description=(
         "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
         "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "

@@ -1,0 +1,56 @@
+"""Megatron-Core DDP's gradient buffer dtype (issue 22, `training.gradReduceInFp32`): fp32 main gradients with bf16
+(Megatron-LM's --accumulate-allreduce-grads-in-fp32), the parameters' 16-bit dtype when grad_reduce_in_fp32 is off
+(Megatron-Bridge's performance recipes) or with fp16, and then the optimizer step's fp32 copy of the rank's share
+(distrib_optimizer.py _copy_model_grads_to_main_grads, `shard_model_grad.float()`); counts by hand."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from rackfit.estimator import Layout
+from rackfit.estimator.frameworks import runtime_peak
+from rackfit.estimator.params import count_params
+from rackfit.models import ModelArch
+from rackfit.spec import Training
+
+GPT = ModelArch(name="gpt", num_layers=8, hidden_size=1024, intermediate_size=4096, num_attention_heads=8,
+                num_key_value_heads=8, head_dim=128, vocab_size=64000, tie_word_embeddings=False, gated_mlp=False)
+BASE = dict(framework="megatron", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=1,
+            sequenceLength=1024, activationCheckpointing="none", distributedOptimizer=True)
+LAY = Layout(data=8)
+N = count_params(GPT).total   # TP 1, PP 1: every parameter on the rank
+
+
+def peak(precision: str = "bf16", **kw):
+    return runtime_peak(GPT, count_params(GPT), Training(**{**BASE, **kw}), precision, LAY, 0)
+
+
+def test_bf16_gradients_halve_the_buffer_and_add_the_step_s_fp32_copy_of_the_shard():
+    fp32, bf16 = peak(), peak(gradReduceInFp32=False)
+    assert fp32.gradients - bf16.gradients == N * 2
+    assert fp32.weights == bf16.weights and fp32.optimizer == bf16.optimizer
+    # the distributed optimizer's shard over 8 ranks, 4 bytes a gradient, only in the step
+    assert bf16.step_transient - fp32.step_transient == N // 8 * 4
+    assert peak(gradReduceInFp32=True) == fp32
+
+
+def test_fp16_keeps_16_bit_gradients_unless_told_and_copies_them_at_the_step():
+    fp16 = peak("fp16")
+    assert fp16.gradients == peak(gradReduceInFp32=False).gradients
+    assert fp16.step_transient == peak(gradReduceInFp32=False).step_transient
+    told = peak("fp16", gradReduceInFp32=True)
+    assert told.gradients - fp16.gradients == N * 2
+    assert fp16.step_transient - told.step_transient == N // 8 * 4
+
+
+def test_without_the_distributed_optimizer_the_copy_is_every_gradient():
+    whole = peak(gradReduceInFp32=False, distributedOptimizer=False)
+    fp32 = peak(distributedOptimizer=False)
+    assert whole.step_transient - fp32.step_transient == N * 4
+
+
+def test_the_field_is_megatron_s():
+    with pytest.raises(ValidationError, match="gradReduceInFp32 is Megatron's --accumulate-allreduce-grads-in-fp32"):
+        Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=1,
+                 sequenceLength=1024, gradReduceInFp32=False)
