@@ -395,7 +395,8 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     mixed = tr.method == "full" and tr.master_weights == "fp32"
     # peft's prepare keeps a bitsandbytes base's embeddings, head and norms in fp32 before TRL 0.7.5 (estimator/peft.py)
     states = model_states(arch, p, tr, spec.precision, layout, weights + kbit_fp32_vocab_bytes(p, tr, spec.precision))
-    act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr, spec.precision))
+    act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr, spec.precision),
+                               fp16=spec.precision == "fp16")
     # bitsandbytes' backward dequantizes one whole frozen matrix beside the layer it runs in (estimator/peft.py)
     # (its block is freed and re-requested at the same sizes layer after layer, so it adds no slack)
     dequant = bnb_backward_dequant_bytes(arch, tr, spec.precision, layout)
@@ -425,7 +426,9 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     # tensors only when its backward has run (torch/csrc/autograd/function.h `release_variables`), and layer 0's
     # param.grad is made by that backward (AccumulateGrad); selective keeps the rest of the layer beside its recomputed
     # attention (activations.training_activations: kept = layers x (per_layer - attention)).
-    layer0 = act.recompute + (act.layers // arch.num_layers if tr.activation_checkpointing != "full" else 0)
+    # (layer 0's attention backward has run by then: its transient is gone)
+    layer0 = act.recompute - act.attention_backward + \
+        (act.layers // arch.num_layers if tr.activation_checkpointing != "full" else 0)
     backward_end = states.gradients + param_grads + layer0 if param_grads else 0
     # before transformers 4.46 the 16-bit logits' block, freed at the model's upcast, is cached (not allocated)
     # beside the loss's fp32 buffers (activations.freed_16bit_logits_bytes): reserved at the loss's moments

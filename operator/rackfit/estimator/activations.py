@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
+from rackfit.spec.base import older
+from rackfit.spec.releases import HF_EAGER_WITHOUT_CLAMP
 
 ACT_BYTES = 2  # bf16/fp16 activations
 EAGER_SCORE_BYTES = 8  # eager attention: masked 16-bit scores, fp32 softmax output, its 16-bit copy (a score)
+EAGER_SAVED_WITHOUT_CLAMP_BYTES = 6  # from transformers 4.31: the fp32 softmax output and its 16-bit copy
+# eager attention's backward at its peak (the softmax's node), a score beyond the forward's saved (eager_backward_bytes)
+EAGER_BACKWARD_FP16_BYTES = 4  # the fp32 gradient (4) and the fp16 scores' gradient (2), less the 16-bit copy freed (2)
+EAGER_BACKWARD_BYTES = 6       # bf16: the fp32 gradient (4) and the fp32 scores' gradient (4), less the 16-bit copy (2)
 
 
 def attention_dims(a: ModelArch) -> tuple[int, int]:
@@ -229,6 +235,7 @@ class TrainingActivations:
     recompute: int     # one layer recomputed in the backward (checkpointing), after the loss is done
     loss_forward: int  # logits bf16 + fp32 upcast + log-softmax, at the end of the forward
     loss_backward: int  # saved log-softmax + its gradient + the logits' gradient
+    attention_backward: int = 0  # of `recompute`: eager attention's backward beyond its count (eager_backward_bytes)
 
 
 def routed_copies(a: ModelArch, tr: Training) -> int:
@@ -263,19 +270,48 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
         # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
-    if a.is_moe:
-        mlp = routed_copies(a, tr) * (ffn_saved * a.moe_intermediate_size + h) + \
-            a.num_shared_experts * ffn_saved * a.moe_intermediate_size
-    else:
-        mlp = ffn_saved * a.intermediate_size
-    per = attention + ACT_BYTES * mlp + NORM_BYTES_PER_H * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
+    per = attention + ACT_BYTES * _mlp_saved(a, tr) + NORM_BYTES_PER_H * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
         # inputs of q, k, v, o, gate, up, down copied to the adapters' fp32 dtype
         per += LORA_INPUT_BYTES * lora_input_width(a, tr) + lora_dropout_bytes(a, tr, 4)
     return per / t, attention / t
+
+
+def _mlp_saved(a: ModelArch, tr: Training) -> int:
+    """Elements a token one layer's MLP saves for the backward (its routed copies and shared experts under MoE)."""
+    ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
+    if a.is_moe:
+        return routed_copies(a, tr) * (ffn_saved * a.moe_intermediate_size + a.hidden_size) + \
+            a.num_shared_experts * ffn_saved * a.moe_intermediate_size
+    return ffn_saved * a.intermediate_size
+
+
+def eager_backward_bytes(a: ModelArch, tr: Training, t: int, fp16: bool) -> float:
+    """Bytes a token that a recomputed layer's eager attention backward (training.flashAttention false, Hugging Face
+    models) holds beyond what the layer's count (_layer_bytes_per_token) says at its start.
+
+    The forward (transformers 4.31-4.57 LlamaAttention.forward / eager_attention_forward, Qwen2 of 4.40): scores P16 =
+    `softmax(S, dim=-1, dtype=torch.float32).to(query.dtype)`, then `dropout(P16, p)` (p 0.0 returns its input,
+    aten/src/ATen/native/Dropout.cpp `_dropout_impl`) and `torch.matmul(P16, value_states)`. Saved a score: the fp32
+    softmax output P32 (tools/autograd/derivatives.yaml `_softmax`: `_softmax_backward_data(grad, result, dim,
+    self.scalar_type())`) and P16 (bmm's `self`); 4.28-4.30 also the clamp's 16-bit input (HF_EAGER_WITHOUT_CLAMP).
+    The backward, node by node (the engine frees a node's saved tensors once it has run, its input gradients when it
+    returns: torch/csrc/autograd/engine.cpp evaluate_function, release_variables): bmm makes dP16 (2) and frees P16;
+    `_to_copy`'s backward (`_to_copy_backward`, grad.to(fp32)) makes dP32 (4) beside dP16; then `_softmax_backward_data`
+    writes the scores' gradient beside dP32 and P32 in the input's dtype (SoftMax.cpp's meta function, output dtype
+    `input_dtype`): fp16 on CUDA calls `_softmax(S, dim, half_to_float=true)` (2 bytes), bf16 (and fp32) converts S to
+    fp32 first (4 bytes; its `_to_copy` casts it back after). Peak: P32 + dP32 + dS, the saved bytes plus
+    EAGER_BACKWARD_FP16_BYTES or EAGER_BACKWARD_BYTES (a dropout's 1-byte mask and dropped-out copy are freed by then,
+    so dropout leaves the peak as it is). By then the layer's MLP has run its backward and freed what it saved."""
+    if tr.flash_attention is not False:
+        return 0.0
+    clamp = older(tr.transformers_version, HF_EAGER_WITHOUT_CLAMP)
+    saved = EAGER_SCORE_BYTES if clamp else EAGER_SAVED_WITHOUT_CLAMP_BYTES
+    peak = saved + (EAGER_BACKWARD_FP16_BYTES if fp16 else EAGER_BACKWARD_BYTES)
+    scores = (peak - EAGER_SCORE_BYTES) * a.num_attention_heads * tr.sequence_length
+    return max(scores - ACT_BYTES * _mlp_saved(a, tr), 0.0) / t
 
 
 def lora_input_width(a: ModelArch, tr: Training) -> int:
@@ -298,7 +334,9 @@ def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
     return (adapter_bytes + 1) * lora_input_width(a, tr)
 
 
-def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool) -> TrainingActivations:
+def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool,
+                         fp16: bool = False) -> TrainingActivations:
+    """`fp16`: the activations are fp16 (precision fp16), not bf16 (eager_backward_bytes)."""
     tokens = tr.micro_batch_size * tr.sequence_length
     t = layout.tensor
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
@@ -314,6 +352,9 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
         kept, recompute = layers * (per_layer - attention), attention  # attention recomputed (Korthikanti §4)
     else:
         kept = layers * per_layer
+    # a recomputed layer's eager attention backward holds more than its count (not counted without checkpointing)
+    attention_backward = eager_backward_bytes(a, tr, t, fp16) if recompute else 0.0
+    recompute += attention_backward
     vocab = a.vocab_size / t  # vocab-parallel cross-entropy
     # Gemma 2's final soft-capping: tanh's saved output beside the loss (SOFTCAP_TANH_BYTES)
     capped = SOFTCAP_TANH_BYTES if a.final_logit_softcapping else 0
@@ -335,4 +376,5 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
         recompute=int(recompute * tokens),
         loss_forward=int(tokens * vocab * (fwd + capped)),
         loss_backward=int(tokens * vocab * (bwd + capped)),
+        attention_backward=int(attention_backward * tokens),
     )

@@ -23,6 +23,7 @@ from rackfit.estimator.activations import (
     _layer_bytes_per_token,
     attention_dims,
     compile_savings,
+    eager_backward_bytes,
     eager_chunked_loss_bytes,
     kept_input_layers,
     lora_dropout_bytes,
@@ -450,9 +451,10 @@ def partitioned_as(tr: Training) -> Training:
     return tr
 
 
-def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max") -> Activations:
+def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str = "max",
+                        fp16: bool = False) -> Activations:
     """Activations of the most loaded pipeline stage (`stage` "max"), or of the "first" or "last" one
-    (Megatron logs its last rank's memory)."""
+    (Megatron logs its last rank's memory). `fp16`: fp16 activations, not bf16 (activations.eager_backward_bytes)."""
     tokens, ckpt = _tokens(tr), tr.activation_checkpointing
     tr = partitioned_as(tr)
     if tr.framework == "megatron":
@@ -461,6 +463,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
     tr, per = _runtime_layer_bytes(a, tr, layout, tokens)
     kept_per, recompute = _checkpointed(a, tr, layout, tokens, per, ckpt)
+    if recompute:  # a recomputed layer's eager attention backward holds more than its count
+        recompute += eager_backward_bytes(a, tr, t, fp16)
     if frozen_fsdp1_units:
         recompute += fsdp1_held_input_grads(a, t)
     # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)

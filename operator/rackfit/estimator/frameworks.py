@@ -267,7 +267,8 @@ def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: L
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
     return _Given(a=a, p=p, tr=tr, precision=precision, layout=layout, frozen_weight_bytes=frozen_weight_bytes,
-                  stage=stage, act=runtime_activations(a, tr, layout, stage), full=full, mixed=mixed,
+                  stage=stage, act=runtime_activations(a, tr, layout, stage, fp16=precision == "fp16"), full=full,
+                  mixed=mixed,
                   compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
                   # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts
                   # only (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params

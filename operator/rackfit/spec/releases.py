@@ -4,6 +4,10 @@ with the change and where it was read."""
 # transformers' first release whose ForCausalLMLoss pads the labels instead of copying the shifted logits (PR 35646,
 # merged after 4.48.0 of January 2025)
 HF_LOSS_WITHOUT_SHIFT_COPY = (4, 49)
+# transformers' first release whose eager LlamaAttention has no `torch.max(attn_weights, finfo.min)` clamp after the
+# mask (read in the 4.30.0 and 4.31.0 wheels, models/llama/modeling_llama.py LlamaAttention.forward): the clamp saved
+# its 16-bit input for the backward, 2 bytes a score more
+HF_EAGER_WITHOUT_CLAMP = (4, 31)
 # transformers' first release whose Llama and Qwen2 pass the 16-bit logits to self.loss_function (ForCausalLMLoss
 # upcasts them inside it, the caller's 16-bit tensor still referenced): 4.45.2's models upcast in their own forward
 HF_LOSS_FUNCTION = (4, 46)

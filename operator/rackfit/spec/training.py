@@ -110,7 +110,8 @@ class Training(SpecModel):
         "sequence^2 scores a layer (split over tensor): Megatron's unfused attention (--transformer-impl local "
         "without --use-flash-attn) 5 bytes a score (softmax output, dropout mask, dropped-out probabilities); Hugging "
         "Face models' eager attention (attn_implementation eager, the only one before transformers 4.36 made SDPA "
-        "the default) 8 (the masked scores, the fp32 softmax and its 16-bit copy). Default true"))
+        "the default) 8 (the masked scores, the fp32 softmax and its 16-bit copy), and a recomputed layer's attention "
+        "backward about 2 more in fp16, 4 in bf16 (the fp32 gradient and the scores' gradient). Default true"))
     expandable_segments: bool | None = Field(None, description=(
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
