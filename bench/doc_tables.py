@@ -77,7 +77,7 @@ def summary() -> str:
 
 TRAINING_SET = ("public training: torchtitan (FSDP, TP, PP, per-op SAC, compiled), Megatron (TP, PP, interleaved, "
                 "EP), DeepSpeed (ZeRO 0-3), accelerate FSDP1 and FSDP2, HF Trainer (full, LoRA, QLoRA), torchtune and "
-                "Answer.AI's fsdp_qlora (LoRA/QLoRA), PEFT, Axolotl, LLaMA-Factory, ms-swift")
+                "Answer.AI's fsdp_qlora (LoRA/QLoRA), PEFT, TRL, Axolotl, LLaMA-Factory, ms-swift, Lit-GPT")
 SERVING_SET = ("public serving: vLLM (V0 0.2-0.10, V1 0.8-0.34), SGLang, TensorRT-LLM (PyTorch and TRT-engine "
                "backends) KV cache and weights")
 SUMMARY = "summary"
