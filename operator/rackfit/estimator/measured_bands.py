@@ -53,10 +53,10 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'any'): (-45.8, 45.1, 149, 'memory', -6.9, 12.9),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-19.5, -19.5, 1, 'memory', -19.5, -19.5),
-    ('vllm', 'inference', 'ada'): (-10.5, 82.2, 33, 'kv cache', -2.2, 13.2),
+    ('vllm', 'inference', 'ada'): (-10.5, 82.2, 36, 'kv cache', -2.3, 12.5),
     ('vllm', 'inference', 'ampere'): (-19.7, 1202.0, 46, 'kv cache', -8.1, 30.2),
-    ('vllm', 'inference', 'any'): (-19.7, 1202.0, 181, 'kv cache', -2.2, 9.7),
+    ('vllm', 'inference', 'any'): (-25.1, 1202.0, 186, 'kv cache', -2.3, 9.3),
     ('vllm', 'inference', 'blackwell'): (-3.6, 71.6, 18, 'kv cache', -0.5, 40.4),
-    ('vllm', 'inference', 'hopper'): (-17.6, 195.6, 76, 'kv cache', -0.4, 1.9),
+    ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 78, 'kv cache', -0.4, 1.9),
     ('vllm', 'inference', 'turing'): (-0.8, 7.7, 8, 'kv cache', -0.1, 7.3),
 }
