@@ -292,9 +292,9 @@ def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
     refuses it: vLLM (vllm/config.py, _get_and_verify_max_len: "User-specified max_model_len ... is greater than the
     derived max_model_len"), SGLang from 0.5.1 (SGLANG_REFUSES_LONGER_CONTEXT). TensorRT-LLM's PyTorch backend starts,
     lowering max_seq_len to its maximum ("Specified max_seq_len=... is larger than what the model can support ...
-    Setting max_seq_len to ...", _torch/pyexecutor/model_engine.py _init_max_seq_len), and then rejects every longer
-    request ("The sum of prompt length ... should not exceed max_seq_len", llmapi/llm.py _check_arguments); only
-    TLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (PR 10600, January 2026) keeps the longer one, which a spec cannot state."""
+    Setting max_seq_len to ...", _torch/pyexecutor/model_engine.py _init_max_seq_len; "py_executor_creator makes sure
+    that the executor uses this smaller value"), so no request runs past it; only TLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    (PR 10600, January 2026) keeps the longer one, which a spec cannot state."""
     if spec.workload != "inference":
         return
     inf = spec.inference
@@ -310,7 +310,7 @@ def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
         how = "TensorRT-LLM's infer_max_seq_len: x rope_scaling's factor unless su, longrope, llama3 or yarn"
     else:
         how = "rope_scaling applied as vLLM's _get_and_verify_max_len does"
-    refuses = (f"{inf.engine} lowers max_seq_len to {longest} with a warning and rejects longer requests"
+    refuses = (f"{inf.engine} lowers max_seq_len to {longest} with a warning, so no request runs past it"
                if inf.engine == "tensorrt-llm" else f"{inf.engine} refuses a longer context")
     raise InvalidWorkload([("spec.inference.contextLength",
                             f"{inf.context_length} exceeds the model's maximum context of {longest} tokens as "
