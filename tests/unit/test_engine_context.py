@@ -9,7 +9,11 @@ from rackfit.catalog.types import GPU
 from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate, model_maximum
 from rackfit.models import resolve
-from rackfit.models.hf_config import max_context_from_hf_config, sglang_context_from_hf_config
+from rackfit.models.hf_config import (
+    max_context_from_hf_config,
+    sglang_context_from_hf_config,
+    trtllm_context_from_hf_config,
+)
 from rackfit.spec import ModelSource, parse_spec
 
 # google/gemma-3-4b-it's config.json, the language model nested in text_config as published
@@ -141,3 +145,81 @@ def test_an_architecture_with_rope_scaling_resolves_as_its_config_json():
         == [131072, 1048576, 131072 * 9, "gemma3"]
     bare = resolve(ModelSource(architecture=block))
     assert (bare.max_position_embeddings, bare.sglang_max_context, bare.rope_cache_positions) == (131072, 0, 0)
+
+
+# microsoft/Phi-3-mini-128k-instruct's config.json: longrope states the scaled length already
+PHI3_LONGROPE = dict(SHAPE, model_type="phi3", max_position_embeddings=131072,
+                     rope_scaling=dict(type="longrope", long_factor=[1.0], short_factor=[1.0]))
+
+
+@pytest.mark.parametrize(("config", "trtllm"), [
+    (GEMMA3_4B, 1048576),  # linear x 8 on text_config's 131,072, as SGLang (vLLM skips a gemma3 factor)
+    (QWEN25_YARN, 32768),  # yarn: no factor (vLLM 131,072: original x factor)
+    (DEEPSEEK_V3_YARN, 163840),  # yarn: max_position_embeddings as it stands
+    (LLAMA31, 131072),  # llama3: no factor
+    (DEEPSEEK_CODER_LINEAR, 65536),  # linear: x 4
+    (PHI3_LONGROPE, 131072),  # longrope: no factor
+    (dict(QWEN25, rope_scaling=dict(type="dynamic", factor=2.5)), 81920),  # dynamic: x 2.5
+    (QWEN25, 32768),
+])
+def test_trtllm_pytorch_backend_derives_its_own_maximum(config, trtllm):
+    """TensorRT-LLM's infer_max_seq_len (_torch/models/modeling_utils.py; model_engine.py
+    _infer_max_seq_len_from_config): x factor unless su, longrope, llama3 or yarn."""
+    assert trtllm_context_from_hf_config(config) == trtllm
+    arch = resolve(ModelSource(hugging_face_config="config.json"), config)
+    assert arch.trtllm_max_context == trtllm
+    trt = parse_spec(dict(model=dict(huggingFaceConfig="config.json"), workload="inference",
+                          inference=dict(engine="tensorrt-llm", contextLength=2048)))
+    assert model_maximum(trt.inference, arch) == trtllm
+
+
+def trt_spec(context: int, backend: str | None = None, **model) -> dict:
+    inf = dict(engine="tensorrt-llm", contextLength=context)
+    if backend:
+        inf["tensorrtLlmBackend"] = backend
+    return dict(model=model, workload="inference", inference=inf)
+
+
+def test_trtllm_pytorch_backend_holds_a_yarn_model_to_its_unscaled_length():
+    """Qwen2.5 with its README's yarn x 4: vLLM serves 131,072; TensorRT-LLM's PyTorch backend lowers max_seq_len to
+    32,768, so a longer contextLength is refused, naming the number and the rule."""
+    model = dict(huggingFaceConfig="config.json")
+    assert estimate(parse_spec(trt_spec(32768, **model)), hf_config=QWEN25_YARN).total_bytes > 0
+    with pytest.raises(InvalidWorkload) as e:
+        estimate(parse_spec(trt_spec(32769, **model)), hf_config=QWEN25_YARN)
+    (field, message), = e.value.errors
+    assert field == "spec.inference.contextLength" and "32769" in message and "32768" in message
+    assert "infer_max_seq_len" in message and "yarn" in message and "lowers max_seq_len to 32768" in message
+
+
+def test_trtllm_pytorch_backend_serves_gemma3_beyond_vllms_maximum():
+    model = dict(huggingFaceConfig="config.json")
+    assert estimate(parse_spec(trt_spec(1048576, **model)), hf_config=GEMMA3_4B).total_bytes > 0
+    with pytest.raises(InvalidWorkload) as e:
+        estimate(parse_spec(trt_spec(1048577, **model)), hf_config=GEMMA3_4B)
+    assert "1048576" in e.value.errors[0][1]
+
+
+def test_llama31_preset_under_trtllm():
+    """A preset states the maximum every engine derives (Llama 3.1's llama3 scaling: 131,072)."""
+    assert estimate(parse_spec(trt_spec(131072, preset="llama-3.1-8b"))).total_bytes > 0
+    with pytest.raises(InvalidWorkload) as e:
+        estimate(parse_spec(trt_spec(131073, preset="llama-3.1-8b")))
+    message = e.value.errors[0][1]
+    assert "131072" in message and "preset llama-3.1-8b" in message and "no request runs past it" in message
+
+
+def test_trt_engine_builds_a_longer_max_seq_len_with_a_warning():
+    """trtllm-build warns ("the model accuracy might be affected") and builds the longer engine: 200,000 tokens, above
+    vLLM's 131,072 and the PyTorch backend's 32,768, is estimated, and the note's largest context is the pool's."""
+    l4 = GPU(model="L4", product="NVIDIA-L4", memoryGB=24, memoryMiB=23034, architecture="ada")
+    raw = trt_spec(200000, "trt", huggingFaceConfig="config.json")
+    raw["inference"].update(maxNumBatchedTokens=8192, maxNumSeqs=8)
+    est = estimate(parse_spec(raw), gpu=l4, hf_config=QWEN25_YARN)
+    assert est.max_concurrency < 1
+    note, = [n for n in est.notes if "reject requests longer than about" in n]
+    largest = int(note.split("longer than about ")[1].split()[0])
+    assert 32768 < largest == est.kv_cache_tokens < 200000
+    raw["inference"].pop("tensorrtLlmBackend")
+    with pytest.raises(InvalidWorkload):
+        estimate(parse_spec(raw), gpu=l4, hf_config=QWEN25_YARN)

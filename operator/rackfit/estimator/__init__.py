@@ -264,18 +264,25 @@ SGLANG_REFUSES_LONGER_CONTEXT = (0, 5, 1)
 
 def model_maximum(inf: Inference, arch: ModelArch) -> int:
     """The longest context `inf.engine` derives for this model (0: unknown): SGLang's get_context_length
-    (ModelArch.sglang_max_context) for sglang, vLLM's _get_and_verify_max_len (max_position_embeddings) for the
-    others."""
+    (ModelArch.sglang_max_context) for sglang, the PyTorch backend's infer_max_seq_len (ModelArch.trtllm_max_context)
+    for tensorrt-llm, vLLM's _get_and_verify_max_len (max_position_embeddings) for the others. trtllm-build's own
+    deduction (builder.py _init_max_seq_len: x factor unless su, longrope or llama3, so yarn too) is no limit
+    (_served_maximum), and is not derived."""
     if inf.engine == "sglang" and arch.sglang_max_context:
         return arch.sglang_max_context
+    if inf.engine == "tensorrt-llm" and not inf.trt_engine and arch.trtllm_max_context:
+        return arch.trtllm_max_context
     return arch.max_position_embeddings
 
 
 def _served_maximum(inf: Inference, arch: ModelArch) -> int:
     """The longest context the engine serves (0: unknown): the model's maximum as it derives it, or, where it serves
-    a longer one with a warning (SGLang before 0.5.1), contextLength when above it."""
+    a longer one with a warning, contextLength when above it: SGLang before 0.5.1, and TensorRT-LLM's TRT engine, which
+    trtllm-build builds at a longer max_seq_len with "max_seq_len ... is larger than max_position_embeddings ... *
+    rotary scaling ..., the model accuracy might be affected" (builder.py _init_max_seq_len, read in the code index;
+    the earlier commands/build.py main, of args.max_seq_len and weight_streaming, warned alike)."""
     longest = model_maximum(inf, arch)
-    if not longest or not inf.sglang_before(SGLANG_REFUSES_LONGER_CONTEXT):
+    if not longest or not (inf.sglang_before(SGLANG_REFUSES_LONGER_CONTEXT) or inf.trt_engine):
         return longest
     return max(longest, inf.context_length)
 
@@ -283,7 +290,11 @@ def _served_maximum(inf: Inference, arch: ModelArch) -> int:
 def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
     """An inference contextLength beyond the model's maximum, as the engine derives it, is refused as the engine
     refuses it: vLLM (vllm/config.py, _get_and_verify_max_len: "User-specified max_model_len ... is greater than the
-    derived max_model_len"), SGLang from 0.5.1 (SGLANG_REFUSES_LONGER_CONTEXT); TensorRT-LLM is held to vLLM's."""
+    derived max_model_len"), SGLang from 0.5.1 (SGLANG_REFUSES_LONGER_CONTEXT). TensorRT-LLM's PyTorch backend starts,
+    lowering max_seq_len to its maximum ("Specified max_seq_len=... is larger than what the model can support ...
+    Setting max_seq_len to ...", _torch/pyexecutor/model_engine.py _init_max_seq_len; "py_executor_creator makes sure
+    that the executor uses this smaller value"), so no request runs past it; only TLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    (PR 10600, January 2026) keeps the longer one, which a spec cannot state."""
     if spec.workload != "inference":
         return
     inf = spec.inference
@@ -292,12 +303,18 @@ def check_context(spec: LLMWorkloadSpec, arch: ModelArch) -> None:
     where = ("config.json's max_position_embeddings" if spec.model.hugging_face_config
              else f"maxPositionEmbeddings of preset {spec.model.preset}" if spec.model.preset
              else "spec.model.architecture.maxPositionEmbeddings")
-    how = ("SGLang's get_context_length: x rope_scaling's factor unless it names original_max_position_embeddings "
-           "or is llama3" if inf.engine == "sglang" and arch.sglang_max_context
-           else "rope_scaling applied as vLLM's _get_and_verify_max_len does")
+    if inf.engine == "sglang" and arch.sglang_max_context:
+        how = ("SGLang's get_context_length: x rope_scaling's factor unless it names original_max_position_embeddings "
+               "or is llama3")
+    elif inf.engine == "tensorrt-llm" and arch.trtllm_max_context:
+        how = "TensorRT-LLM's infer_max_seq_len: x rope_scaling's factor unless su, longrope, llama3 or yarn"
+    else:
+        how = "rope_scaling applied as vLLM's _get_and_verify_max_len does"
+    refuses = (f"{inf.engine} lowers max_seq_len to {longest} with a warning, so no request runs past it"
+               if inf.engine == "tensorrt-llm" else f"{inf.engine} refuses a longer context")
     raise InvalidWorkload([("spec.inference.contextLength",
                             f"{inf.context_length} exceeds the model's maximum context of {longest} tokens as "
-                            f"{inf.engine} derives it from {where} ({how}); {inf.engine} refuses a longer context")])
+                            f"{inf.engine} derives it from {where} ({how}); {refuses}")])
 
 
 def refusal(engine: str, context: int, kv_tokens: int, largest: int, max_context: int = 0,

@@ -18,6 +18,7 @@ from rackfit.models.hf_config import (
     max_context_from_hf_config,
     rope_cache_positions_from_hf_config,
     sglang_context_from_hf_config,
+    trtllm_context_from_hf_config,
 )
 from rackfit.models.quantization import Quantization, checkpoint_quantization
 from rackfit.spec import Architecture, ModelSource
@@ -63,6 +64,9 @@ class ModelArch(BaseModel):
     max_position_embeddings: int = 0  # the longest context supported, as vLLM derives it (0: unknown)
     # the longest context SGLang derives (hf_config.sglang_context_from_hf_config; 0: max_position_embeddings)
     sglang_max_context: int = 0
+    # the longest context TensorRT-LLM's PyTorch backend infers (hf_config.trtllm_context_from_hf_config; 0:
+    # max_position_embeddings)
+    trtllm_max_context: int = 0
     # config.json's model_type (a huggingFaceConfig's, or modelType of a preset or architecture; "" where none)
     model_type: str = ""
     final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
@@ -183,6 +187,8 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
             fields["model_type"] = str(hf_config["model_type"])
         if longest := sglang_context_from_hf_config(hf_config):
             fields["sglang_max_context"] = longest
+        if longest := trtllm_context_from_hf_config(hf_config):
+            fields["trtllm_max_context"] = longest
         qc = hf_config.get("quantization_config") or (hf_config.get("text_config") or {}).get("quantization_config")
         if qc:
             dtype = hf_config.get("torch_dtype") or hf_config.get("dtype") \
@@ -197,6 +203,7 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
                                     "(config.json's max_position_embeddings as it stands), which it scales")])
         if "max_position_embeddings" in given:  # a stated maximum holds for every engine, unless ropeScaling scales it
             fields.pop("sglang_max_context", None)
+            fields.pop("trtllm_max_context", None)
         fields.update(given)
     rope = fields.pop("rope_scaling", None)
     if rope is not None and fields.get("max_position_embeddings"):
@@ -204,6 +211,7 @@ def resolve(source: ModelSource, hf_config: dict[str, Any] | None = None) -> Mod
         config = context_config(fields["max_position_embeddings"], rope, fields.get("model_type", ""))
         fields["max_position_embeddings"] = max_context_from_hf_config(config)
         fields["sglang_max_context"] = sglang_context_from_hf_config(config)
+        fields["trtllm_max_context"] = trtllm_context_from_hf_config(config)
         # Gemma 3's two rotary caches, as from its config.json
         if positions := rope_cache_positions_from_hf_config(config):
             fields["rope_cache_positions"] = positions

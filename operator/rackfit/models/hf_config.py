@@ -1,9 +1,10 @@
 """Hugging Face config.json parsing: a model's architecture, its query/key normalisation, sliding-window layers, the
-longest context vLLM and SGLang each derive and the rotary caches vLLM builds, as `spec.model.huggingFaceConfig` hands
-them over."""
+longest context vLLM, SGLang and TensorRT-LLM each derive and the rotary caches vLLM builds, as
+`spec.model.huggingFaceConfig` hands them over."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rackfit.errors import InvalidWorkload
@@ -195,6 +196,26 @@ def sglang_context_from_hf_config(config: dict[str, Any]) -> int | None:
             and "llama3" not in (rope.get("rope_type"), rope.get("type")):
         factor = float(rope.get("factor") or 1)
     return int(factor * length)
+
+
+def trtllm_context_from_hf_config(config: dict[str, Any]) -> int | None:
+    """The max_seq_len TensorRT-LLM's PyTorch backend infers for this config.json (None when it names no
+    max_position_embeddings; the engine then takes 2,048): DecoderModelForCausalLM.infer_max_seq_len
+    (_torch/models/modeling_utils.py, "Modified from tensorrt_llm/builder.py _init_max_seq_len"), since moved to
+    PyTorchModelEngine._infer_max_seq_len_from_config (_torch/pyexecutor/model_engine.py), both read in the code
+    index: the text config's max_position_embeddings times rope_scaling's factor, rounded up, unless its `type` (else
+    `rope_type`) is su, longrope, llama3 or yarn. So a yarn scaling keeps max_position_embeddings as it stands
+    (Qwen2.5 with its README's 4 x 32,768: 32,768, vLLM 131,072), and Gemma 3's linear 8 lengthens 131,072 to
+    1,048,576 (vLLM leaves it)."""
+    config = {**config.get("text_config", {}), **config}  # VLM wrappers hand their llm's config (post_config)
+    length = config.get("max_position_embeddings")
+    if not isinstance(length, int) or length <= 0:
+        return None
+    rope = config.get("rope_scaling")
+    factor = 1.0
+    if isinstance(rope, dict) and rope.get("type", rope.get("rope_type")) not in ("su", "longrope", "llama3", "yarn"):
+        factor = float(rope.get("factor") or 1.0)
+    return math.ceil(length * factor)
 
 
 def context_config(max_position_embeddings: int, rope: dict[str, Any], model_type: str) -> dict[str, Any]:

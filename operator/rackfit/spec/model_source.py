@@ -146,8 +146,9 @@ class Architecture(SpecModel):
     rope_scaling: RopeScaling | None = Field(None, description=(
         "config.json's rope_scaling, from which each engine derives the model's longest context from "
         "maxPositionEmbeddings (then config.json's own value): vLLM's _get_and_verify_max_len, SGLang's "
-        "get_context_length; given beside a huggingFaceConfig or without a preset, maxPositionEmbeddings must be "
-        "given with it. Unset: maxPositionEmbeddings is that longest context for every engine"))
+        "get_context_length, TensorRT-LLM's infer_max_seq_len (PyTorch backend); given beside a huggingFaceConfig "
+        "or without a preset, maxPositionEmbeddings must be given with it. Unset: maxPositionEmbeddings is that "
+        "longest context for every engine"))
     final_logit_softcapping: float | None = Field(None, ge=0, description=(
         "config.json's final_logit_softcapping (Gemma 2: 30.0): transformers' forward computes logits = cap x "
         "tanh(logits / cap) over the whole vocabulary, and tanh keeps its output for the backward, one more "
