@@ -104,7 +104,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
                                                   ".kbitNormsFp32", ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
-                                                  ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion",
+                                                  ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion", ".torchtuneVersion",
                                                   ".zeroInit", ".cpuRamEfficientLoading",
                                                   ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",

@@ -485,11 +485,12 @@ def _lora_recipe_gathered(g: _Given, c: _Count, root: int, stored_layer: int) ->
     if torchtune.single_device_recipe(tr, layout):
         # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
         # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
-        c.gathered = torchtune.single_device_gathered(tr, torchtune.nf4_largest_matrix(a, tr, largest_matrix(a)),
-                                                      compute_bytes)
-        # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load)
+        nf4_largest = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a))
+        c.gathered = torchtune.single_device_gathered(tr, nf4_largest, compute_bytes)
+        # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load); only the
+        # NF4 matrices go through to_nf4 (torchtune before 0.3: the adapted ones, nf4_largest_matrix)
         c.load, c.load_cached = torchtune.nf4_whole_tensor_load(
-            tr, layout, c.weights, largest_matrix(a), a.hidden_size * attention_dims(a)[0])
+            tr, layout, c.weights, nf4_largest, a.hidden_size * attention_dims(a)[0])
 
 
 def _deepspeed_states(g: _Given, c: _Count) -> None:
