@@ -112,6 +112,9 @@ GOOD = [
         "maxPositionEmbeddings": 32768, "modelType": "qwen2",
         "ropeScaling": {"type": "yarn", "factor": 4.0, "originalMaxPositionEmbeddings": 32768}}},
         "workload": "inference", "inference": {"contextLength": 131072}}),
+    ("torchtune-version", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "precision": "nf4",
+                           "training": {"framework": "fsdp", "method": "qlora", "loraTargets": ["q", "v"],
+                                        "torchtuneVersion": "0.2.1"}}),
 ]
 
 
@@ -246,6 +249,9 @@ BAD = [
     ("torchao-version-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
                               "training": {"framework": "fsdp", "torchaoVersion": "0.1"}},
      ["spec.training.torchaoVersion", "only with"]),
+    ("torchtune-version-full", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                                "training": {"framework": "fsdp", "torchtuneVersion": "0.2.1"}},
+     ["spec.training.torchtuneVersion", "only with"]),
     ("joint-graph-without-compile", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
                                      "training": {"framework": "fsdp", "jointGraph": True}},
      ["spec.training.jointGraph", "compile true"]),

@@ -105,7 +105,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".kbitNormsFp32", ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
                                                   ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion",
-                                                  ".zeroInit", ".cpuRamEfficientLoading",
+                                                  ".torchtuneVersion", ".zeroInit", ".cpuRamEfficientLoading",
                                                   ".modelCode",
                                                   ".reduceBucketSize", ".overlapComm", ".cpuCheckpointing",
                                                   ".jointGraph", ".hybridepCapacityFactor",

@@ -41,6 +41,7 @@ from rackfit.estimator.peft import (
 )
 from rackfit.estimator.pre_ampere import COMPUTE_CAPABILITY, bf16_cast, pre_ampere_refusal, v0_fallback
 from rackfit.estimator.result import Breakdown, Estimate, Layout
+from rackfit.estimator.torchtune import unadapted_16bit_bytes
 from rackfit.estimator.training import (
     ModelStates,
     ddp_param_grads,
@@ -95,8 +96,13 @@ def _weights(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     """The weights as `spec`'s runtime holds them on this GPU (weights.weight_bytes)."""
     training = spec.workload == "training"
     runtime = spec.training.framework if training else spec.inference.engine
-    return weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
-                        gpu.architecture if gpu is not None else None, None if training else spec.inference, training)
+    stored = weight_bytes(p, spec.precision, layout, arch.num_layers, arch, runtime,
+                          gpu.architecture if gpu is not None else None, None if training else spec.inference, training)
+    if not training:
+        return stored
+    # torchtune before 0.3 keeps QLoRA's unadapted projections 16-bit (torchtune.unadapted_16bit_bytes)
+    return stored + unadapted_16bit_bytes(arch, spec.training, layout,
+                                          quantization_of(arch, spec.precision, arch.num_layers, runtime))
 
 
 def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max") -> RuntimePeak:

@@ -466,7 +466,7 @@ def _fsdp_lora(g: _Given, c: _Count) -> None:
         # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
         c.load = frozen_weight_bytes + n * state_bytes + c.weights - c.quant_states   # the states once
     if tr.method == "qlora":
-        c.gathered += largest_matrix(a) // t * compute_bytes
+        c.gathered += torchtune.nf4_largest_matrix(a, tr, largest_matrix(a)) // t * compute_bytes
     _lora_recipe_gathered(g, c, root, stored_layer)
 
 
@@ -478,16 +478,19 @@ def _lora_recipe_gathered(g: _Given, c: _Count, root: int, stored_layer: int) ->
         # torchtune's lora_finetune_distributed and accelerate's FSDP2 (the same groups, hf_fsdp2.sharded_lora):
         # no layer gathered at the loss's backward, one at a layer's backward with the next prefetched, and
         # the copy-in stream's root + layer (torchtune.distributed_gathered)
-        dequant = largest_matrix(a) // t * compute_bytes if tr.method == "qlora" else 0
+        dequant = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a)) // t * compute_bytes \
+            if tr.method == "qlora" else 0
         c.lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
         c.gathered = c.lora_gathered[1]
     if torchtune.single_device_recipe(tr, layout):
         # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
         # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
-        c.gathered = torchtune.single_device_gathered(tr, largest_matrix(a), compute_bytes)
-        # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load)
+        nf4_largest = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a))
+        c.gathered = torchtune.single_device_gathered(tr, nf4_largest, compute_bytes)
+        # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load); only the
+        # NF4 matrices go through to_nf4 (torchtune before 0.3: the adapted ones, nf4_largest_matrix)
         c.load, c.load_cached = torchtune.nf4_whole_tensor_load(
-            tr, layout, c.weights, largest_matrix(a), a.hidden_size * attention_dims(a)[0])
+            tr, layout, c.weights, nf4_largest, a.hidden_size * attention_dims(a)[0])
 
 
 def _deepspeed_states(g: _Given, c: _Count) -> None:

@@ -17,7 +17,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('deepspeed offload', 'training', 'hopper'): (-72.8, -72.8, 1, 'memory', -72.8, -72.8),
     ('fsdp', 'training', 'ada'): (-16.0, 12.4, 7, 'memory', -12.6, 10.8),
     ('fsdp', 'training', 'ampere'): (-17.3, 53.5, 11, 'memory', -17.3, 35.9),
-    ('fsdp', 'training', 'any'): (-62.5, 53.5, 147, 'memory', -10.8, 9.3),
+    ('fsdp', 'training', 'any'): (-49.3, 53.5, 147, 'memory', -10.5, 9.3),
     ('fsdp', 'training', 'blackwell'): (-7.1, 8.3, 36, 'memory', -5.8, 7.5),
     ('fsdp', 'training', 'hopper'): (-49.3, 35.5, 78, 'memory', -8.9, 6.4),
     ('fsdp offload', 'training', 'ampere'): (25.2, 25.2, 1, 'memory', 25.2, 25.2),

@@ -18,8 +18,11 @@ torchtune's FrozenNF4Linear (torchtune/modules/low_precision/nf4_linear.py) call
 from __future__ import annotations
 
 from rackfit.estimator.fsdp import BackwardMoment
+from rackfit.estimator.params import lora_projections
 from rackfit.estimator.result import Layout
-from rackfit.spec import Training
+from rackfit.models import ModelArch, heaviest_stage_layers
+from rackfit.models.quantization import Quantization
+from rackfit.spec import LORA_TARGETS, Training
 
 
 def _torchtune_lora(tr: Training) -> bool:
@@ -38,6 +41,39 @@ def single_device_gathered(tr: Training, largest_matrix: int, compute_bytes: int
     LoRA (the 16-bit base is used in place); for QLoRA one dequantized 16-bit matrix at a time (`largest_matrix`
     elements: torchao LinearNF4's `weight.to(input.dtype)`, module docstring)."""
     return largest_matrix * compute_bytes if tr.method == "qlora" else 0
+
+
+# --- torchtune before 0.3: QLoRA quantized only the adapted projections (issue 22, T1104) --------------------------
+
+ATTENTION_ROLES = frozenset(("q", "k", "v", "o"))
+
+
+def unadapted_16bit_bytes(a: ModelArch, tr: Training, layout: Layout, q: Quantization) -> int:
+    """Bytes the weights hold beyond weights.weight_bytes' count (every decoder projection in `q`'s 4-bit format)
+    under QLoRA with torchtune before 0.3 (training.torchtuneVersion, spec.releases.TORCHTUNE_FROZEN_NF4_UNADAPTED):
+    its builders quantize only the adapted projections. torchtune/models/llama3_1/_component_builders.py at v0.2.1
+    and 3d7ca3869: `lora_llama3_1_self_attention` builds `LoRALinear(..., quantize_base=quantize_base) if "q_proj"
+    in lora_modules else nn.Linear(...)` (k, v, output_proj alike) and `lora_llama3_1` a plain `llama3_mlp` when
+    apply_lora_to_mlp is False; llama2, llama3, mistral, gemma and phi3 the same until PR 1119. So each projection
+    outside loraTargets stays in the recipe's 16-bit dtype. The output projection is 16-bit at every release ("TODO:
+    quantize_base is not applied to final output_proj", with or without apply_lora_to_output), as weight_bytes counts
+    it. 0 elsewhere, and for a checkpoint's own quantization or an MoE (torchtune had none before 0.3)."""
+    if not tr.torchtune_unadapted_16bit or q.checkpoint or a.is_moe:
+        return 0
+    unadapted = frozenset(LORA_TARGETS) - tr.targets
+    b = q.layers[0]
+    per_layer = sum(i * o * (q.dtype_bytes - b.attention) for i, o in lora_projections(a, unadapted & ATTENTION_ROLES))
+    per_layer += sum(i * o * (q.dtype_bytes - b.mlp) for i, o in lora_projections(a, unadapted - ATTENTION_ROLES))
+    return int(per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline) / layout.tensor)
+
+
+def nf4_largest_matrix(a: ModelArch, tr: Training, largest: int) -> int:
+    """Elements of the largest decoder matrix QLoRA dequantizes to 16 bits for its matmul (LinearNF4's
+    `weight.to(input.dtype)`): `largest`, every projection's, unless torchtune before 0.3 keeps the unadapted ones
+    plain 16-bit nn.Linear (unadapted_16bit_bytes), whose matmul makes no copy: then the largest adapted one."""
+    if not tr.torchtune_unadapted_16bit or a.is_moe:
+        return largest
+    return max(i * o for i, o in lora_projections(a, tr.targets))
 
 
 # --- lora_finetune_distributed: what FSDP2 holds gathered, moment by moment (issue 22) ---------------------

@@ -49,6 +49,11 @@ DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK = (0, 11, 2)
 # PR 196); torchao 0.1 compared the whole tensor with the 16 NF4 values at once (estimator/torchtune.py).
 TORCHAO_CHUNKED_NF4 = (0, 2)
 DEEPSPEED_DEVICE_OVERFLOW_CHECK = (0, 13, 3)
+# torchtune's first release whose QLoRA builders quantize the projections without an adapter too (FrozenNF4Linear):
+# PR 1119 (898670f0e, July 29, 2024) for llama2, llama3, mistral, gemma and phi3, PR 1485 (cb476cfdc, September 3,
+# 2024) for llama3_1; both first tagged v0.3.0 (September 17, 2024). Through v0.2.1 `lora_llama3_self_attention` and
+# the like build an unadapted projection as a plain bf16 nn.Linear (torchtune/models/*/_component_builders.py)
+TORCHTUNE_FROZEN_NF4_UNADAPTED = (0, 3)
 
 # SGLang's first release that takes --dp-size under --enable-dp-attention (1 < dp-size, dividing tp-size; attention
 # then split over tp / dp GPUs); 0.4.1-0.4.4 set dp_size = tp_size (server_args.py __post_init__, read in the wheels)

@@ -347,6 +347,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.torchaoVersion is the torchao release whose NF4Tensor holds torchtune's QLoRA base: only with "
             "framework fsdp, method qlora and torchtune's model code (FSDP2, modelCode unset or torchtitan)",
             ".torchaoVersion"),
+        "torchtune_version": Rule(
+            "!has(self.torchtuneVersion) || (self.framework == 'fsdp' && self.method in ['lora', 'qlora'] && "
+            "(!has(self.fsdpVersion) || self.fsdpVersion == 2) && (!has(self.modelCode) || "
+            "self.modelCode == 'torchtitan'))",
+            "training.torchtuneVersion is the torchtune release whose LoRA recipe and model builders run: only with "
+            "framework fsdp, method lora or qlora and torchtune's model code (FSDP2, modelCode unset or torchtitan)",
+            ".torchtuneVersion"),
         "zero_init": Rule(
             "!has(self.zeroInit) || (self.framework == 'deepspeed' && self.zeroStage == 3)",
             "training.zeroInit is whether the model is built under deepspeed.zero.Init: only with framework deepspeed "

@@ -34,6 +34,7 @@ from rackfit.spec.releases import (
     TORCHTITAN_FUSED_FINAL_NORM,
     TORCHTITAN_SAC_WITHOUT_ABS,
     TORCHTITAN_SPLIT_ROOT,
+    TORCHTUNE_FROZEN_NF4_UNADAPTED,
 )
 from rackfit.spec.rules import MEGATRON_FLAGS, RULES
 
@@ -293,6 +294,13 @@ class Training(SpecModel):
         "element of a matrix with the 16 NF4 values at once, a 16-wide 16-bit difference and its absolute value (64 "
         "bytes an element), as the model is built and again as the checkpoint is copied in; on one GPU that can be "
         "the job's peak. Default: the current torchao, which quantizes in chunks"))
+    torchtune_version: str | None = Field(None, pattern=RELEASE_PATTERN, max_length=16, description=(
+        "method lora or qlora under framework fsdp with torchtune's model code: the torchtune release whose recipe "
+        "and model builders run, e.g. 0.2.1. Under qlora, before 0.3 a projection without an adapter (not in "
+        "loraTargets) is a plain 16-bit nn.Linear and only the adapted ones hold an NF4 base; from 0.3 every "
+        "decoder projection is NF4. For a commit of torchtune's main branch name the release its code matches: "
+        "0.2.1 for one before September 3, 2024 (Llama 3.1's builders; July 29 for Llama 2 and 3, Mistral, Gemma "
+        "and Phi-3). Default: the current torchtune"))
     model_code: Literal["torchtitan", "transformers"] | None = Field(None, description=(
         "framework fsdp: whose model code the sharded model runs. torchtitan: torchtitan's or torchtune's own "
         "models (fused nn.RMSNorm, their attention, rotary and loss, their tensor-parallel plans). transformers: "
@@ -565,6 +573,10 @@ class Training(SpecModel):
         if self.torchao_version is not None and not (
                 self.framework == "fsdp" and self.method == "qlora" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchao_version"].message)
+        if self.torchtune_version is not None and not (
+                self.framework == "fsdp" and self.method in ("lora", "qlora") and self.fsdp == 2
+                and not self.hf_model_code):
+            raise ValueError(rules["torchtune_version"].message)
 
     def _deepspeed_rules(self, rules: dict[str, Rule]) -> None:
         """DeepSpeed's buckets, communication overlap and CPU checkpointing, and offloading where it exists."""
@@ -739,6 +751,12 @@ class Training(SpecModel):
         """torchao before 0.2 (TORCHAO_CHUNKED_NF4): to_nf4 quantizes a whole matrix at once; unset means a current
         release, which quantizes in chunks of 1024**2 elements."""
         return older(self.torchao_version, TORCHAO_CHUNKED_NF4)
+
+    @property
+    def torchtune_unadapted_16bit(self) -> bool:
+        """QLoRA under torchtune before 0.3 (TORCHTUNE_FROZEN_NF4_UNADAPTED): the projections outside loraTargets are
+        plain 16-bit nn.Linear, not NF4; unset means a current release, which quantizes them too."""
+        return self.method == "qlora" and older(self.torchtune_version, TORCHTUNE_FROZEN_NF4_UNADAPTED)
 
     @property
     def deepspeed_device_overflow_check(self) -> bool:
