@@ -274,8 +274,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
-        # inputs of q, k, v, o, gate, up, down copied to the adapters' fp32 dtype
-        per += LORA_INPUT_BYTES * lora_input_width(a, tr) + lora_dropout_bytes(a, tr, 4)
+        per += lora_adapter_bytes(a, tr)
     return per / t, attention / t
 
 
@@ -321,6 +320,22 @@ def lora_input_width(a: ModelArch, tr: Training) -> int:
     inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
     width = {"o": q, "down": inter}
     return sum(width.get(role, a.hidden_size) for role in tr.targets if role != "gate" or a.gated_mlp)
+
+
+def lora_adapter_bytes(a: ModelArch, tr: Training) -> float:
+    """Bytes per token per layer the adapters keep beyond the layer's own count.
+
+    peft keeps its adapters in fp32 and casts each adapted matrix's input to them (LORA_INPUT_BYTES). Under DeepSpeed
+    no adapter is fp32: DeepSpeedEngine._configure_distributed_model casts the whole module, adapters included, to
+    the 16-bit dtype (`self.module.half()` with fp16, `self.module.bfloat16()` with bf16; deepspeed/runtime/engine.py,
+    0.9.0, the same in 0.16.x), and without either the base is fp32 as well. The adapter's first matmul then saves
+    the 16-bit input the layer's count already holds (peft's lora_A(x), `_cast_input_dtype` a no-op; DeepSpeed-Chat's
+    LinearLayer_LoRA `input @ self.lora_right_weight`, utils/module/lora.py), and the second saves the first's
+    rank-wide 16-bit output (lora_B's input; `@ self.lora_left_weight`)."""
+    if tr.framework == "deepspeed":
+        adapted = len([role for role in tr.targets if role != "gate" or a.gated_mlp])
+        return ACT_BYTES * tr.rank * adapted + lora_dropout_bytes(a, tr, ACT_BYTES)
+    return LORA_INPUT_BYTES * lora_input_width(a, tr) + lora_dropout_bytes(a, tr, 4)
 
 
 def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
