@@ -98,7 +98,10 @@ def comparable(quantity: str, spec, est) -> int:
         if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
             s = training_states(spec, est.layout)
             return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0) + ws
-        return training_peak(spec, est.layout).states + ws
+        # and what the step leaves allocated until the next one begins (RuntimePeak.after_step: Megatron's fp32 copy
+        # of a 16-bit gradient buffer, freed by the next step's zero_grad)
+        r = training_peak(spec, est.layout)
+        return r.states + r.after_step + ws
     raise ValueError(f"unknown quantity {quantity!r}")
 
 

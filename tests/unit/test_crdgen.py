@@ -111,9 +111,10 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".jointGraph", ".hybridepCapacityFactor",
                                                   ".hiddenDropout", ".attentionDropout", ".distributedOptimizer",
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
-                                                  ".mtpNumLayers", ".transformerImpl", ".crossEntropyFusion",
+                                                  ".mtpNumLayers", ".deferEmbeddingWgrad", ".wgradDeferralLimit",
+                                                  ".transformerImpl", ".crossEntropyFusion",
                                                   ".gradReduceInFp32",
-                                                  ".transformerImpl",
+                                                  ".transformerImpl", ".wgradDeferralLimit",
                                                   ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]

@@ -503,12 +503,36 @@ def _megatron_activations(a: ModelArch, tr: Training, layout: Layout, stage: str
     # --mtp-num-layers: the MTP block's one micro-batch and its loss's softmax on the last stage (megatron_mtp)
     mtp = int(megatron_mtp.kept_bytes_per_token(a, tr, t, sp, kept_per) * tokens)
     loss = _loss(a, tr, t, 2 + 4, megatron_loss_backward_bytes(tr))
+    # --defer-embedding-wgrad-compute: the last stage's deferred output-layer inputs and logits' gradients
+    deferred = megatron_deferred_wgrad_bytes(a, tr, layout, tokens)
     kept, fwd, bwd = _pipeline(kept_per, tokens, a.num_layers, layout.pipeline, loss, stage,
-                               tr.virtual_stages or 1, held=(0, mtp),
+                               tr.virtual_stages or 1, held=(0, mtp + deferred),
                                microbatches=tr.gradient_accumulation_steps)
     if layout.pipeline == 1:
         kept += mtp
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def megatron_deferred_wgrad_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> int:
+    """Bytes the last pipeline stage keeps for `training.deferEmbeddingWgrad` (--defer-embedding-wgrad-compute) at
+    its peak, a micro-batch's loss backward. The output layer (a ColumnParallelLinear, megatron/core/tensor_parallel/
+    layers.py at d98e8a6) appends its input to `embedding_activation_buffer` in the forward, and its backward
+    (LinearWithGradAccumulationAndAsyncCommunication.backward) appends the logits' gradient to `grad_output_buffer`
+    instead of computing the weight gradient, for the step's first wgradDeferralLimit micro-batches (0: all);
+    finish_embedding_wgrad_compute (megatron/core/pipeline_parallel/schedules.py) runs the GEMMs at the pipeline's
+    drain (utils.py drain_embedding_wgrad_compute). So at the loss backward of a later micro-batch the earlier deferred
+    ones are still held: min(limit, micro-batches - 1) of them, each its [s, b, vocab / t] gradient and its
+    [s, b, h] input (divided by t under sequence parallel, where the layer takes the sharded input), both in the
+    activations' 16-bit dtype. The step's micro-batches unsaid (gradientAccumulationSteps unset): the limit, or the
+    pipeline's depth at limit 0. 0 without pipeline stages (Megatron refuses the flag) or without the flag."""
+    if tr.framework != "megatron" or not tr.defer_embedding_wgrad or layout.pipeline == 1:
+        return 0
+    limit = tr.wgrad_deferral_limit or 0
+    microbatches = tr.gradient_accumulation_steps or (limit or layout.pipeline)
+    held = min(limit, microbatches - 1) if limit else microbatches - 1
+    t = layout.tensor
+    per_token = a.vocab_size / t + a.hidden_size / (t if sequence_parallel(tr, t) else 1)
+    return int(max(held, 0) * tokens * per_token * ACT_BYTES)
 
 
 def _runtime_layer_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> tuple[Training, float]:

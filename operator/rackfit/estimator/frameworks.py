@@ -128,6 +128,10 @@ class RuntimePeak:
     # FSDP1 full fine-tune whose backward peaks at the loss (fsdp.fsdp1_unshard_pool_cached): the gathered units' blocks
     # freed after the forward that FSDP1's unshard and pre-unshard streams keep reserved then; 0 elsewhere
     unshard_cached: int = 0
+    # Megatron with a 16-bit gradient buffer (0 elsewhere): the step's fp32 copy of the rank's gradients, which the
+    # optimizer leaves in each main parameter's .grad until the next step's zero_grad (_megatron_states): allocated
+    # between steps beside `states`, freed before the next forward, so in a reading taken after the step only
+    after_step: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -310,6 +314,7 @@ class _Count:
     largest: int = 0        # the largest tensor the step holds
     temp: int = 0           # the optimizer step's temporaries (step_temporary_bytes)
     kept_grads: int = 0     # gradients kept between steps
+    after_step: int = 0     # allocated after the step until the next one begins (RuntimePeak.after_step)
     held: int = 0           # gradients holding memory at the loss's backward (grads_at_loss_backward)
     cached: int = 0         # of `held`, those held as cached blocks
     host: int = 0           # host memory per GPU under CPU offload
@@ -652,6 +657,12 @@ def _megatron_states(g: _Given, c: _Count) -> None:
         # optimizer.py Float16OptimizerWithFloat16Params without the distributed optimizer), held until the next
         # step's zero_grad; an fp32 buffer's .float() is the buffer itself (Megatron-LM d98e8a6)
         c.step_extra = c.trainable_here * 4
+        # ... and still allocated when Megatron logs its memory after the step: train_step calls
+        # optimizer.zero_grad() (set_to_none, which frees the fp32 main parameters' .grad: optimizer.py
+        # Float16OptimizerWithFloat16Params.zero_grad, distrib_optimizer.py DistributedOptimizer.zero_grad) at its
+        # start, before the forward, and training_log reads "mem-allocated-bytes" after it returns
+        # (megatron/training/training.py, Megatron-LM d98e8a6)
+        c.after_step = c.step_extra
     c.weights += fp8_weights
     # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
     # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
@@ -906,7 +917,8 @@ def _peak(g: _Given, c: _Count) -> RuntimePeak:
                        load=c.load, load_cached=c.load_cached, load_unshard_pool=c.unshard_pool,
                        cached_gradients=ph.cached, step_largest=step_largest, step_first_states=step_first,
                        freed_block=freed_block, host_offload=c.host, step_cached=c.step_cached,
-                       step_segments=c.step_segments, cached_logits=logits_at_peak, unshard_cached=unshard_cached)
+                       step_segments=c.step_segments, cached_logits=logits_at_peak, unshard_cached=unshard_cached,
+                       after_step=c.after_step)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:

@@ -32,6 +32,8 @@ MEGATRON_FLAGS = {
     "moe_grouped_gemm": ("moeGroupedGemm", "--moe-grouped-gemm"),
     "tp_comm_overlap": ("tpCommOverlap", "--tp-comm-overlap"),
     "mtp_num_layers": ("mtpNumLayers", "--mtp-num-layers"),
+    "defer_embedding_wgrad": ("deferEmbeddingWgrad", "--defer-embedding-wgrad-compute"),
+    "wgrad_deferral_limit": ("wgradDeferralLimit", "--wgrad-deferral-limit"),
     "transformer_impl": ("transformerImpl", "--transformer-impl"),
     "cross_entropy_fusion": ("crossEntropyFusion", "--cross-entropy-loss-fusion"),
     "grad_reduce_in_fp32": ("gradReduceInFp32", "--accumulate-allreduce-grads-in-fp32"),
@@ -400,6 +402,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "(has(self.flashAttention) && !self.flashAttention)",
             "training.transformerImpl local (Megatron's --transformer-impl local) runs Megatron's own unfused "
             "attention: set training.flashAttention false with it", ".transformerImpl"),
+        "wgrad_deferral_limit_defer": Rule(
+            "!has(self.wgradDeferralLimit) || (has(self.deferEmbeddingWgrad) && self.deferEmbeddingWgrad)",
+            "training.wgradDeferralLimit (Megatron's --wgrad-deferral-limit) needs training.deferEmbeddingWgrad true: "
+            "it limits the deferred embedding weight-gradient micro-batches", ".wgradDeferralLimit"),
         "tp_comm_overlap_sequence_parallel": Rule(
             "!has(self.tpCommOverlap) || !self.tpCommOverlap || (has(self.sequenceParallel) && self.sequenceParallel)",
             "training.tpCommOverlap (Megatron's --tp-comm-overlap) needs training.sequenceParallel true: Megatron "

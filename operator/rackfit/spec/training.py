@@ -364,6 +364,16 @@ class Training(SpecModel):
         "performance recipes set ddp.grad_reduce_in_fp32 False), and the optimizer step copies the rank's share of "
         "them to fp32 (the distributed optimizer's _copy_model_grads_to_main_grads, `shard_model_grad.float()`). "
         "Default: true with bf16, false with fp16"))
+    defer_embedding_wgrad: bool | None = Field(None, description=(
+        "framework megatron with parallelism.pipeline > 1: --defer-embedding-wgrad-compute, the output layer's weight "
+        "gradient GEMMs of the step's first micro-batches (wgradDeferralLimit) deferred to the pipeline's drain. The "
+        "last stage keeps each deferred micro-batch's output-layer input and its logits' gradient (the vocabulary "
+        "share, 16-bit) until the step's end (megatron/core/tensor_parallel/layers.py embedding_activation_buffer, "
+        "grad_output_buffer; megatron/core/utils.py drain_embedding_wgrad_compute). Megatron refuses it without "
+        "pipeline stages; rackfit then counts nothing. Default false, Megatron-LM's default"))
+    wgrad_deferral_limit: int | None = Field(None, ge=0, description=(
+        "framework megatron with deferEmbeddingWgrad: --wgrad-deferral-limit, how many micro-batches of a step "
+        "defer their output-layer weight gradient; 0 (Megatron-LM's default) all of them"))
     mtp_num_layers: int | None = Field(None, gt=0, description=(
         "framework megatron: --mtp-num-layers, DeepSeek-V3's multi-token prediction (megatron/core/transformer/"
         "multi_token_prediction.py). Each MTP layer is one more layer of the decoder's last kind (a MoE layer in a MoE "
@@ -617,6 +627,8 @@ class Training(SpecModel):
             raise ValueError(rules["transformer_impl_local"].message)
         if self.tp_comm_overlap and not self.sequence_parallel:
             raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
+        if self.wgrad_deferral_limit is not None and not self.defer_embedding_wgrad:
+            raise ValueError(rules["wgrad_deferral_limit_defer"].message)
 
     def _optimizer_and_float8_rules(self, rules: dict[str, Rule]) -> None:
         """SGD's momentum, the compiled loss, and float8 training where its runtimes have it."""
