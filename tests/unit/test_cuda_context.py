@@ -59,3 +59,12 @@ def test_the_estimate_counts_the_gpus_context():
 def test_the_catalogs_gpus_have_their_sms():
     missing = {t.gpu.model for t in load_catalog().instance_types.values() if t.gpu.sm_count is None}
     assert missing <= {"GB300"}, missing
+
+
+def test_the_rtx_3070_laptop_and_rtx_5060_ti_have_their_sms():
+    # NVIDIA's data sheets: 5,120 CUDA cores (GA104 laptop, capability 8.6) and 4,608 (GB206, 12.0), 128 an SM
+    laptop, ti = gpu("RTX 3070 Laptop", "ampere", 8192), gpu("RTX 5060 Ti", "blackwell", 16311)
+    assert (laptop.sm_count, laptop.compute_capability) == (40, (8, 6))
+    assert (ti.sm_count, ti.compute_capability) == (36, (12, 0))
+    assert stack_reservation_bytes(laptop) == 40 * 1536 * 1024
+    assert context_before_cublas(laptop) == CONTEXT_BEFORE_CUBLAS - 264 * MiB + 60 * MiB
