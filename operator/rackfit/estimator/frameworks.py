@@ -128,6 +128,11 @@ class RuntimePeak:
     # FSDP1 full fine-tune whose backward peaks at the loss (fsdp.fsdp1_unshard_pool_cached): the gathered units' blocks
     # freed after the forward that FSDP1's unshard and pre-unshard streams keep reserved then; 0 elsewhere
     unshard_cached: int = 0
+    # framework megatron with a 16-bit gradient buffer (_megatron_states; 0 elsewhere): of step_transient, the fp32
+    # copies of the rank's gradients the step makes (`main_param.grad = model_param.main_grad.float()`) and leaves
+    # allocated until the next step's zero_grad, which train_step calls before its forward: in memory_allocated()
+    # between steps (Megatron's "(after N iterations)" report), not at the next backward's peak
+    step_held: int = 0
 
 
 # --- model states and sharding buffers ------------------------------------------------------------------
@@ -298,6 +303,7 @@ class _Count:
     step_segments: int = -1
     unshard_pool: int = 0
     quant_states: int = 0   # fsdp.bnb_quant_state_bytes, kept on the GPU under CPU offload
+    step_held: int = 0      # of step_extra, what the step leaves allocated until the next zero_grad (RuntimePeak)
     fp16_optimizer: bool = False
     # FSDP2 LoRA's groups: (loss's backward, a layer's backward) gathered bytes
     lora_gathered: tuple[int, int] | None = None
@@ -650,8 +656,12 @@ def _megatron_states(g: _Given, c: _Count) -> None:
         # the step's fp32 copy of the rank's 16-bit gradients: `shard_main_param.grad = shard_model_grad.float()`
         # (distrib_optimizer.py DistributedOptimizer._copy_model_grads_to_main_grads; `main_grad.float()` in
         # optimizer.py Float16OptimizerWithFloat16Params without the distributed optimizer), held until the next
-        # step's zero_grad; an fp32 buffer's .float() is the buffer itself (Megatron-LM d98e8a6)
+        # step's zero_grad; an fp32 buffer's .float() is the buffer itself (Megatron-LM d98e8a6). train_step calls
+        # optimizer.zero_grad() (set_to_none) before its forward, so the copies stay allocated between steps, where
+        # Megatron's report_memory reads them (training_log after train_step: megatron/training.py at 992da75 and
+        # core_r0.5.0, megatron/training/training.py at 21924d8): RuntimePeak.step_held
         c.step_extra = c.trainable_here * 4
+        c.step_held = c.step_extra
     c.weights += fp8_weights
     # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
     # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
@@ -906,7 +916,8 @@ def _peak(g: _Given, c: _Count) -> RuntimePeak:
                        load=c.load, load_cached=c.load_cached, load_unshard_pool=c.unshard_pool,
                        cached_gradients=ph.cached, step_largest=step_largest, step_first_states=step_first,
                        freed_block=freed_block, host_offload=c.host, step_cached=c.step_cached,
-                       step_segments=c.step_segments, cached_logits=logits_at_peak, unshard_cached=unshard_cached)
+                       step_segments=c.step_segments, cached_logits=logits_at_peak, unshard_cached=unshard_cached,
+                       step_held=c.step_held)
 
 
 def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad: int) -> tuple[int, int]:
