@@ -7,7 +7,9 @@ Each published number is compared with the estimate's comparable quantity, as th
   16-bit logits' block transformers before 4.46 leaves cached at the loss (RuntimePeak.cached_logits; under framework
   transformers the estimate counts it in its overhead);
   Megatron logs its last rank, so with pipeline stages the last stage's (one micro-batch, the loss);
-- steady: the model states kept between steps (weights, gradients, optimizer states);
+- steady: the model states kept between steps (weights, gradients, optimizer states; under Megatron with a 16-bit
+  gradient buffer also the step's fp32 copies of the gradients, held until the next step's zero_grad,
+  RuntimePeak.after_step);
 - steady_with_logits: the states plus the last micro-batch's 16-bit logits, where the script reads
   memory_allocated() while its loop variable still holds them (DeepSpeedExamples' train.py);
 - device_used (nvidia-smi): the whole estimate;

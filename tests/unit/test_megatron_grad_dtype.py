@@ -1,18 +1,20 @@
 """Megatron-Core DDP's gradient buffer dtype (issue 22, `training.gradReduceInFp32`): fp32 main gradients with bf16
 (Megatron-LM's --accumulate-allreduce-grads-in-fp32), the parameters' 16-bit dtype when grad_reduce_in_fp32 is off
 (Megatron-Bridge's performance recipes) or with fp16, and then the optimizer step's fp32 copy of the rank's share
-(distrib_optimizer.py _copy_model_grads_to_main_grads, `shard_model_grad.float()`); counts by hand."""
+(distrib_optimizer.py _copy_model_grads_to_main_grads, `shard_model_grad.float()`), held until the next step's zero_grad
+(RuntimePeak.after_step, the `steady` reading); counts by hand."""
 
 from __future__ import annotations
 
 import pytest
+from bench_modules import bench
 from pydantic import ValidationError
 
-from rackfit.estimator import Layout
+from rackfit.estimator import Layout, estimate
 from rackfit.estimator.frameworks import runtime_peak
 from rackfit.estimator.params import count_params
 from rackfit.models import ModelArch
-from rackfit.spec import Training
+from rackfit.spec import Training, parse_spec
 
 GPT = ModelArch(name="gpt", num_layers=8, hidden_size=1024, intermediate_size=4096, num_attention_heads=8,
                 num_key_value_heads=8, head_dim=128, vocab_size=64000, tie_word_embeddings=False, gated_mlp=False)
@@ -54,3 +56,30 @@ def test_the_field_is_megatron_s():
     with pytest.raises(ValidationError, match="gradReduceInFp32 is Megatron's --accumulate-allreduce-grads-in-fp32"):
         Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=1,
                  sequenceLength=1024, gradReduceInFp32=False)
+
+
+def test_the_copy_is_held_between_steps_and_not_at_the_backward():
+    # train_step calls optimizer.zero_grad() before its forward, so the fp32 copies the step made stay allocated until
+    # then: in Megatron's "(after N iterations)" allocated reading, not at the next backward's peak (after_step)
+    whole = peak("fp16", distributedOptimizer=False)
+    assert whole.after_step == N * 4
+    assert peak(gradReduceInFp32=False).after_step == N // 8 * 4
+    # an fp32 buffer's .float() is the buffer itself: nothing held
+    assert peak().after_step == 0 and peak("fp16", gradReduceInFp32=True).after_step == 0
+    # the held copies are of the step's transient, not of the states the backward's peak holds
+    assert whole.step_transient >= whole.after_step
+    assert whole.states == peak("fp16", distributedOptimizer=False, gradReduceInFp32=True).states - N * 2
+
+
+def test_steady_reading_adds_the_held_copies():
+    comparable = bench("public_training").comparable
+    spec = parse_spec({"model": {"architecture": {"numLayers": 8, "hiddenSize": 1024, "intermediateSize": 4096,
+                                                  "numAttentionHeads": 8, "numKeyValueHeads": 8, "headDim": 128,
+                                                  "vocabSize": 64000, "tieWordEmbeddings": False, "gatedMlp": False}},
+                       "workload": "training", "precision": "fp16",
+                       "training": {**BASE, "distributedOptimizer": False}, "parallelism": {"data": 8}})
+    est = estimate(spec)
+    told = parse_spec({**spec.model_dump(by_alias=True, exclude_none=True),
+                       "training": {**BASE, "distributedOptimizer": False, "gradReduceInFp32": True}})
+    # fp16 buffer (2 bytes) + its held fp32 copy (4) against an fp32 buffer (4) and none
+    assert comparable("steady", spec, est) - comparable("steady", told, estimate(told)) == N * 2

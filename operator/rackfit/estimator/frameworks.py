@@ -660,8 +660,9 @@ def _megatron_states(g: _Given, c: _Count) -> None:
         # ... and still allocated when Megatron logs its memory after the step: train_step calls
         # optimizer.zero_grad() (set_to_none, which frees the fp32 main parameters' .grad: optimizer.py
         # Float16OptimizerWithFloat16Params.zero_grad, distrib_optimizer.py DistributedOptimizer.zero_grad) at its
-        # start, before the forward, and training_log reads "mem-allocated-bytes" after it returns
-        # (megatron/training/training.py, Megatron-LM d98e8a6)
+        # start, before the forward, and training_log reads the memory after it returns (report_memory's
+        # "(after N iterations)" line and "mem-allocated-bytes": megatron/training.py at 992da75 and core_r0.5.0,
+        # megatron/training/training.py at 21924d8 and d98e8a6)
         c.after_step = c.step_extra
     c.weights += fp8_weights
     # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
