@@ -9,7 +9,8 @@ import pytest
 from vision_configs import QWEN3_VL_8B
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.engine_defaults import settings, sglang_vlm_factor
+from rackfit.estimator import estimate
+from rackfit.estimator.engine_defaults import settings, sglang_runner_vlm_factor, sglang_vlm_factor
 from rackfit.models import resolve
 from rackfit.models.hf_config import architecture_from_hf_config
 from rackfit.spec import ModelSource, parse_spec
@@ -52,8 +53,9 @@ def test_num_hidden_layers_and_the_clamp():
 
 
 def test_by_release_and_only_for_the_default():
-    """0.4.8: no adjustment; 0.4.9: x 0.90 (0.4.8-0.5.2 reserve on an H200: (12 + 0.5) GiB -> 0.911); a
-    --mem-fraction-static the user sets is never adjusted."""
+    """0.4.8: no adjustment to the fraction (ModelRunner's x 0.90 comes on the budget, below); 0.4.9: x 0.90
+    (0.4.8-0.5.2 reserve on an H200: (12 + 0.5) GiB -> 0.911); a --mem-fraction-static the user sets is never
+    adjusted here."""
     assert _util(VIT, "0.4.8") == 0.911
     assert _util(VIT, "0.4.9") == pytest.approx(0.911 * 0.90)
     assert _util(VIT, "0.5.10", gpuMemoryUtilization=0.8) == 0.8
@@ -64,3 +66,40 @@ def test_hf_config_reads_num_hidden_layers_only_where_the_config_names_it():
     assert architecture_from_hf_config(QWEN3_VL_8B).vision_num_hidden_layers is None
     siglip = {**QWEN3_VL_8B, "vision_config": {**QWEN3_VL_8B["vision_config"], "num_hidden_layers": 27}}
     assert architecture_from_hf_config(siglip).vision_num_hidden_layers == 27
+
+
+# Llama-3.2-11B-Vision's text model (S1455), its vision tower and projector counted by hand
+MLLAMA = dict(numLayers=40, hiddenSize=4096, intermediateSize=14336, numAttentionHeads=32, numKeyValueHeads=8,
+              headDim=128, vocabSize=128256, tieWordEmbeddings=False, maxPositionEmbeddings=131072,
+              visionParameters=850000000, visionHiddenSize=1280, visionIntermediateSize=5120)
+H100_CI = GPU(model="H100", product="H100", memoryGB=80, memoryMiB=81559, architecture="hopper")
+
+
+def _mllama(version: str | None, **inf):
+    return parse_spec(dict(model=dict(architecture=MLLAMA), workload="inference",
+                           inference=dict(engine="sglang", contextLength=131072,
+                                          **({"engineVersion": version} if version else {}), **inf)))
+
+
+def test_model_runner_factor_by_release():
+    """ModelRunner.__init__ (model_runner.py): `if self.is_multimodal: self.mem_fraction_static *= 0.95` from 0.3.5
+    (0.3.5-0.4.4 wheels), 0.90 from 0.4.5 (0.4.5-0.4.8); none before 0.3.5 (server_args scaled after ModelRunner's
+    copy) or from 0.4.9 (server_args' own x 0.90, sglang_vlm_factor); none for a text-only model or unknown release."""
+    a = resolve(_mllama(None).model)
+    for version, factor in (("0.3.4", 1.0), ("0.3.5", 0.95), ("0.4.4", 0.95), ("0.4.5", 0.90), ("0.4.8", 0.90),
+                            ("0.4.9", 1.0), ("0.5.10", 1.0), (None, 1.0)):
+        assert sglang_runner_vlm_factor(_mllama(version).inference, a) == factor, version
+    text = a.model_copy(update=dict(vision_parameters=None))
+    assert sglang_runner_vlm_factor(_mllama("0.4.2").inference, text) == 1.0
+
+
+def test_s1455_pool_at_0_836():
+    """S1455: Llama-3.2-11B-Vision on an H100 at 0.3.5, default 0.88 logged, max_total_num_tokens=298440 (the pool of
+    0.88 x 0.95). The set fraction is scaled too; 0.3.4's pool is the unscaled one."""
+    logged = 298_440
+    at_035 = estimate(_mllama("0.3.5"), gpu=H100_CI).kv_cache_tokens
+    assert abs(at_035 - logged) / logged < 0.02
+    assert estimate(_mllama("0.3.4"), gpu=H100_CI).kv_cache_tokens > logged * 1.05
+    set_08 = estimate(_mllama("0.4.2", gpuMemoryUtilization=0.8), gpu=H100_CI).kv_cache_tokens
+    set_08_old = estimate(_mllama("0.3.4", gpuMemoryUtilization=0.8), gpu=H100_CI).kv_cache_tokens
+    assert set_08 < set_08_old * 0.95

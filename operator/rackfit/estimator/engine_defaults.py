@@ -102,6 +102,15 @@ SGLANG_GRAPH_BS_24 = (0, 5, 5)
 # an H200 at 0.5.10 (0.907 x 0.95 x 0.9734, Qwen3-VL-8B's 1152-wide ViT).
 SGLANG_VLM_FLAT = (0, 4, 9)
 SGLANG_VLM_BY_VIT = (0, 4, 10)
+# Before that, ModelRunner.__init__ (python/sglang/srt/model_executor/model_runner.py) scaled its own copy of
+# mem_fraction_static for a multimodal model (model_config.is_multimodal), after server_args was logged and whether
+# the fraction was set or defaulted: x 0.95 from 0.3.5 (read in the 0.3.5, 0.3.6 and 0.4.0-0.4.4 wheels), x 0.90 from
+# 0.4.5 (0.4.5-0.4.8 wheels). 0.2.15-0.3.4.post1 scaled server_args.mem_fraction_static there instead, after
+# ModelRunner had copied it, so their pool never saw it; from 0.4.9 ModelRunner scales nothing (0.4.9, 0.4.9.post6 and
+# 0.4.10 wheels) and server_args does it (above). S1455 (Llama-3.2-11B-Vision on an H100 at 0.3.5) and its 0.4.2 log
+# ("K size: 22.85 GB" for 299,531 tokens: 40 layers) allocate the pool of 0.88 x 0.95 = 0.836.
+SGLANG_RUNNER_VLM = (0, 3, 5)
+SGLANG_RUNNER_VLM_090 = (0, 4, 5)
 # vLLM's default gpu_memory_utilization (vllm/config/cache.py, CacheConfig): 0.9 through 0.19.x, 0.92 from 0.20.0
 # (read in the 0.14.1-0.19.0 and 0.20.0-0.33.0 wheels); in 0.34.0 1.0 with the extensible KV cache, on by default
 # (CacheConfig.resolved_gpu_memory_utilization, VllmConfig._resolve_extensible_kv_cache), else
@@ -169,6 +178,18 @@ def sglang_vlm_factor(inf: Inference, a: ModelArch | None) -> float:
         return 0.90
     ratio = (a.vision_num_hidden_layers or 24) * (a.vision_hidden_size or 1024) ** 2 / (24 * 1024 ** 2)
     return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
+
+
+def sglang_runner_vlm_factor(inf: Inference, a: ModelArch | None) -> float:
+    """What SGLang's ModelRunner multiplied mem_fraction_static by for a multimodal model (one with a vision tower)
+    from 0.3.5 to 0.4.8 (SGLANG_RUNNER_VLM): 0.95, 0.90 from 0.4.5. It scaled the fraction as the server ran with
+    it, set or defaulted, and the log's server_args kept the unscaled value, so it multiplies the budget
+    (engines._sglang_plan), not the fraction rackfit hands the container. 1 for other engines, text-only models,
+    releases outside that span and without engineVersion."""
+    if (inf.engine != "sglang" or a is None or not a.vision_parameters or inf.sglang_before(SGLANG_RUNNER_VLM)
+            or not inf.sglang_before(SGLANG_VLM_FLAT)):
+        return 1.0
+    return 0.95 if inf.sglang_before(SGLANG_RUNNER_VLM_090) else 0.90
 
 
 def _v1_batch_defaults(inf: Inference, gpu: GPU | None, total: int | None) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from rackfit.estimator.cuda_graphs import (
     graphs_unbudgeted,
     trtllm_graph_bytes,
 )
-from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, v0_under_pipeline
+from rackfit.estimator.engine_defaults import cuda_total_bytes, settings, sglang_runner_vlm_factor, v0_under_pipeline
 from rackfit.estimator.engine_profile import (
     ACT_BYTES,
     forward_peak_bytes,
@@ -760,7 +760,8 @@ def _sglang_plan(r: _Rank, m: _Measured, paging: _Paging, hybrid: bool, refused:
     # handle and workspace and the other non-torch workspaces (NON_TORCH_BASE) come later, out of the
     # 1 - mem_fraction_static reserve, so the baseline holds the bare context and NCCL's communicators only.
     before = min(context, context_before_cublas(gpu)) + m.nt - NON_TORCH_BASE
-    budget = int(s.gpu_memory_utilization * (total - before))
+    # 0.3.5-0.4.8 scaled the fraction for a multimodal model inside ModelRunner (sglang_runner_vlm_factor)
+    budget = int(s.gpu_memory_utilization * sglang_runner_vlm_factor(inf, a) * (total - before))
     pool = budget - m.weights
     states = None
     if gated_delta_net(a):  # the linear layers' request states come out of the pool first (sglang.gdn_states)
