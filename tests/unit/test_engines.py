@@ -223,7 +223,7 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
     """TensorRT-LLM's PyTorch backend captures a whole-forward decode graph per CudaGraphConfig batch size (up to 128),
     all in one memory pool (cuda_graph_runner.py CUDAGraphRunner.capture): the largest batch's forward and logits, not
     vLLM's 67 sizes x (layers + 1) piecewise graphs (0.83 GiB for Llama 3.1 8B)."""
-    from rackfit.estimator.cuda_graphs import cuda_graph_bytes
+    from rackfit.estimator.cuda_graphs import cuda_graph_bytes, fa3_split_bytes
     from rackfit.estimator.engine_profile import forward_peak_bytes
     from rackfit.models import resolve
     a = resolve(parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).model)
@@ -231,9 +231,10 @@ def test_tensorrt_llm_graphs_share_one_pool_of_the_largest_decode_batch():
     assert e.breakdown.cuda_graph_bytes == forward_peak_bytes(a, Layout(), 128) + 128 * a.vocab_size * 2
     assert e.breakdown.cuda_graph_bytes < 100 << 20
     vllm = serve(contextLength=8192)
-    assert vllm.breakdown.cuda_graph_bytes == cuda_graph_bytes(a, Layout(), vllm.engine,
-                                                               parse_spec(dict(model=dict(preset="llama-3.1-8b"),
-                                                                               workload="inference")).inference)
+    inf = parse_spec(dict(model=dict(preset="llama-3.1-8b"), workload="inference")).inference
+    # on the H100 vLLM's pool also holds FlashAttention 3's split buffers (cuda_graphs.fa3_split_bytes)
+    assert vllm.breakdown.cuda_graph_bytes == (cuda_graph_bytes(a, Layout(), vllm.engine, inf)
+                                               + fa3_split_bytes(a, Layout(), vllm.engine, inf, H100, "bf16"))
     assert serve(engine="tensorrt-llm", contextLength=8192, cudaGraphs=False).breakdown.cuda_graph_bytes == 0
 
 
@@ -329,7 +330,7 @@ def test_gpt_oss_captures_larger_cuda_graphs_under_vllm():
                                inference=inference))
         return estimate(spec, gpu=H100).breakdown.cuda_graph_bytes
 
-    piece = 67 * 25 * (408 << 10)  # GRAPH_SIZES x (layers + 1) x GRAPH_PRIVATE_BYTES at the default capture
+    piece = 67 * 25 * (288 << 10)  # GRAPH_SIZES x (layers + 1) x GRAPH_PRIVATE_BYTES at the default capture
     gpt = graphs("gpt-oss-120b-mxfp4", "0.19.0")
     assert gpt - graphs("gpt-oss-120b-mxfp4", "0.19.0", engine="sglang") > piece * (83 / 51 - 1) * 0.99
     assert graphs("gpt-oss-120b-mxfp4", "0.10.1") - graphs("gpt-oss-120b-mxfp4", "0.10.1", engine="sglang") > \

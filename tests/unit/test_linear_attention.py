@@ -123,9 +123,10 @@ def test_max_num_seqs_above_the_mamba_blocks_is_refused_from_0_20_with_graphs():
 
 
 def _coder_next(**inference):
+    # S902-S903's setup, their native sampler included
     spec = parse_spec({"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
                        "inference": dict(contextLength=16384, engineVersion="0.24.0", gpuMemoryUtilization=0.9,
-                                         prefixCaching=True, **inference)})
+                                         prefixCaching=True, flashinferSampler=False, **inference)})
     return estimate(spec, Layout(tensor=4), gpu=L40S)
 
 

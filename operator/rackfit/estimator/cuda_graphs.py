@@ -15,15 +15,16 @@ from rackfit.spec import Inference
 
 # vLLM's CUDA graph capture sizes go up to 512 tokens (vllm/config/compilation.py,
 # max_cudagraph_capture_size); the graphs share one memory pool sized by the largest capture, and each
-# of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 408 KiB a piece: set by row S14
+# of the ~67 sizes x (layers + 1) piecewise graphs keeps private memory of its own. 288 KiB a piece: set by row S14
 # (vLLM 0.19.0, Llama 3.1 8B on one H100: "Graph capturing finished in 3 secs, took 0.91 GiB", less the 512-token
-# forward, over 67 x 33 pieces; it was 64 KiB, an estimate, 0.18 GiB where the log says 0.91). The other 0.19.0 logs
-# read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.87 and 0.86). It counts inside the KV cache's budget from
-# GRAPHS_IN_BUDGET (vLLM's own estimate there, "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and
-# in the start-up verdict (startup.py) before it.
+# forward and FlashAttention 3's split buffers (fa3_split_bytes, 0.25 GiB there), over 67 x 33 pieces; it was 64 KiB,
+# an estimate, 0.18 GiB where the log says 0.91, then 408 KiB with the split buffers counted in the pieces). The other
+# 0.19.0 logs read took 0.76 and 0.67 GiB at tensor 2 and 4 (rackfit 0.76 and 0.69; 0.89 and 0.88 while the pieces
+# held the split buffers). It counts inside the KV cache's budget from GRAPHS_IN_BUDGET (vLLM's own estimate there,
+# "Estimated CUDA graph memory", is 0.6-1.8 GiB on S14-S34's models) and in the start-up verdict (startup.py) before it.
 GRAPH_MAX_TOKENS = 512
 GRAPH_SIZES = 67
-GRAPH_PRIVATE_BYTES = 408 << 10
+GRAPH_PRIVATE_BYTES = 288 << 10
 # The sizes vLLM captures (vllm/config/vllm.py VllmConfig._set_cudagraph_sizes): 1, 2, 4, then every 8 up to the largest
 # (min(2 x max_num_seqs, 512)) through 0.11.0; from 0.11.1 every 8 below 256 and every 16 from 256 on (51 sizes at 512,
 # where S14 logged "PIECEWISE=51 (largest=512)"), filtered by max_num_batched_tokens. gpt-oss raises the largest
@@ -64,6 +65,29 @@ TRTLLM_GRAPH_MAX_BATCH = 128
 # (_profile_cudagraph_memory, as the old runner does from engines.GRAPHS_IN_BUDGET): before it the graph pool is left
 # out of the KV cache's budget and captured afterwards in the 1 - util share, as before 0.20.0.
 V2_GRAPH_ESTIMATE = (0, 29)
+
+
+# FlashAttention 3's split-KV buffers in the graph pool (read in the 0.11.0, 0.19.0, 0.27.1 and 0.28.0 wheels). From
+# 0.11.0 V1's default cudagraph_mode is FULL_AND_PIECEWISE (config/__init__.py; 0.10.2: PIECEWISE), and
+# FlashAttentionMetadataBuilder (v1/attention/backends/flash_attn.py), with FA3 (`aot_schedule`: get_flash_attn_version
+# 3, Hopper) and full graphs on, sets max_num_splits to VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH /
+# attention_config.flash_attn_max_num_splits_for_cuda_graph, 32, for every batch up to max_cudagraph_capture_size "so
+# that large enough intermediate buffers are pre-allocated during capture". FA3's mha_fwd (vllm-project/flash-attention
+# hopper/flash_api.cpp: `params.num_splits = num_splits <= 0 ? get_num_splits(params) : num_splits`) then allocates
+# out_accum [num_splits, num_heads, total_q, head_size_v] and softmax_lse_accum [num_splits, num_heads, total_q], fp32,
+# on every attention call. The FULL decode graphs (sizes up to max_num_seqs x the decode query length: the old runner's
+# cudagraph_dispatcher.py initialize_cudagraph_keys, the new runner's cudagraph_utils.py _init_candidates) capture it
+# in the shared pool, the largest first, each later capture reusing the block; the eager warm-up's copy before each
+# capture is cached outside the pool, and torch.cuda.graph's own empty_cache on entering the capture returns it (vLLM
+# patches that empty_cache out only for the second and later piecewise pieces of a forward). The old runner's
+# piecewise captures run no attention (no metadata without force_attention); the new runner's run it eagerly between
+# the pieces, in the same default pool the next forward's first piece empties. So one buffer at the largest FULL size
+# stays: S14-S16's logs fall by 0.15 and 0.09 GiB from tensor 1 to 2 to 4 (the buffer 0.25, 0.13, 0.06 GiB), S29-S30's
+# by 0.13 (0.13). Not with MLA (its own backends), fp32 (no FlashAttention), or FlashAttention 2 off Hopper (no
+# AOT schedule, max_num_splits 0).
+FA3_SPLITS_FROM = (0, 11)
+FA3_MAX_SPLITS = 32
+FA3_MAX_HEAD_DIM = 256
 
 
 def graph_capture_sizes(largest: int, step16: bool) -> int:
@@ -115,6 +139,24 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
     stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1 + draft_pieces)
                                                        * GRAPH_PRIVATE_BYTES)
+
+
+def fa3_split_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference, gpu: GPU | None,
+                    precision: str) -> int:
+    """FlashAttention 3's split-KV buffers (out_accum and softmax_lse_accum, fp32, FA3_MAX_SPLITS splits) for the
+    largest FULL decode graph vLLM captures on Hopper from FA3_SPLITS_FROM (the comment above), or 0."""
+    if (inf.engine != "vllm" or inf.vllm_v0 or inf.vllm_before(FA3_SPLITS_FROM) or not inf.cuda_graphs
+            or gpu is None or gpu.architecture != "hopper" or a.is_mla or precision == "fp32"
+            or not a.num_attention_heads or a.head_dim > FA3_MAX_HEAD_DIM):
+        return 0
+    largest = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
+    if gpt_oss(a):
+        largest = max(GPT_OSS_CAPTURE_TOKENS if not inf.vllm_before(GRAPH_SIZES_STEP16)
+                      else GPT_OSS_CAPTURE_TOKENS_BEFORE, largest)
+    decode = s.max_num_seqs * (1 + ((inf.speculative_tokens or 0) if inf.speculative_on else 0))
+    tokens = min(largest, s.max_num_batched_tokens, decode)
+    heads = -(-a.num_attention_heads // layout.tensor)
+    return FA3_MAX_SPLITS * heads * tokens * (a.head_dim + 1) * 4
 
 
 def trtllm_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings) -> int:

@@ -17,6 +17,7 @@ from rackfit.catalog.types import GPU
 from rackfit.estimator.context import context_before_cublas
 from rackfit.estimator.cuda_graphs import (
     cuda_graph_bytes,
+    fa3_split_bytes,
     flashinfer_graph_workspace_bytes,
     graphs_unbudgeted,
     trtllm_graph_bytes,
@@ -570,6 +571,8 @@ def _graph_pool(r: _Rank) -> int:
     if inf.engine == "tensorrt-llm":
         return trtllm_graph_bytes(a, layout, s)
     graphs = cuda_graph_bytes(a, layout, s, inf, gpu, lora_graph_cases(inf), draft_graph_pieces(inf, a))
+    # FlashAttention 3's split buffers in the largest FULL decode graph (Hopper, from 0.11.0)
+    graphs += fa3_split_bytes(a, layout, s, inf, gpu, r.precision)
     if not inf.vllm_before(GRAPHS_IN_BUDGET) and not graphs_unbudgeted(inf, a):
         # vLLM's estimate builds FlashInfer's workspace in its first FULL capture
         # (cuda_graphs.flashinfer_graph_workspace_bytes)

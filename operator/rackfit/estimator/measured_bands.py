@@ -55,9 +55,9 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-19.5, -19.5, 1, 'memory', -19.5, -19.5),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 43, 'kv cache', -2.3, 11.3),
-    ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 56, 'kv cache', -8.1, 30.2),
-    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 211, 'kv cache', -2.4, 8.9),
-    ('vllm', 'inference', 'blackwell'): (-3.6, 71.6, 21, 'kv cache', -0.1, 33.3),
+    ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 56, 'kv cache', -7.2, 30.2),
+    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 211, 'kv cache', -2.3, 8.9),
+    ('vllm', 'inference', 'blackwell'): (-3.6, 73.8, 21, 'kv cache', -0.1, 33.3),
     ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 83, 'kv cache', -0.4, 1.9),
-    ('vllm', 'inference', 'turing'): (-0.8, 7.7, 8, 'kv cache', -0.1, 7.3),
+    ('vllm', 'inference', 'turing'): (0.8, 8.1, 8, 'kv cache', 1.0, 8.0),
 }
