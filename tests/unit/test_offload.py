@@ -17,12 +17,50 @@ _ZERO = dict(n=1000, d=4, full=True, compute_bytes=2, weights=2000, grads=500, o
 
 def test_zero2_offload_keeps_the_16bit_params_and_a_largest_parameter_buffer():
     # stage_1_and_2.py cpu_offload: no grads_in_partition on the GPU, temp_grad_buffer_for_gpu_offload (100 x 2 bytes)
-    # kept; each parameter slice upcast to fp32 on the GPU (min(100, 250) x 4) when it is copied to the host
+    # kept; before each gradient goes to the host, _has_inf_or_nan over the whole 16-bit gradient (from 0.13.3: fp32
+    # copy, isnan, isinf, logical_or, .float() = 11 x 100) is the largest of the transients
     o = zero_offloaded(zero=2, overlap=False, offload_param=False, **_ZERO)
     assert (o.weights, o.grads, o.optimizer, o.step_extra, o.temp) == (2000, 200, 0, 0, 0)
-    assert (o.held, o.cached, o.kept_grads, o.buckets_extra) == (200, 0, 200, 400)
+    assert (o.held, o.cached, o.kept_grads, o.buckets_extra) == (200, 0, 200, 1100)
     # host: optimizer states and masters 6000, fp32 gradient partition 250 x 4, 16-bit host buffer 250 x 2
     assert o.host == 6000 + 1000 + 500
+
+
+def test_zero12_offload_transients_follow_the_release():
+    # copy_grads_in_partition (v0.10.0 - v0.19.5): set_norm_for_param_grad_in_gpu's .double() of the partition's
+    # slice (8 bytes), the overflow tracker over the whole gradient with no fp16 gate, the slice's fp32 upcast (4)
+    old = zero_offloaded(zero=2, overlap=False, offload_param=False, device_overflow_check=False, **_ZERO)
+    assert old.buckets_extra == 100 * 8                  # fp64 norm copy over the fp32 copy (400) and upcast (400)
+    new = zero_offloaded(zero=2, overlap=False, offload_param=False, device_overflow_check=True, **_ZERO)
+    assert new.buckets_extra == 100 * 11
+    # a largest tensor split over the partitions: the norm and upcast take the slice, the overflow check the whole
+    split = zero_offloaded(zero=2, overlap=False, offload_param=False, device_overflow_check=False,
+                           **{**_ZERO, "largest": 400})
+    assert split.buckets_extra == max(250 * 8, 400 * 4)
+    # fp32 training: .float() returns the gradient itself; no upcast, the masks and their .float() remain
+    fp32 = zero_offloaded(zero=2, overlap=False, offload_param=False, device_overflow_check=True,
+                          **{**_ZERO, "compute_bytes": 4})
+    assert fp32.buckets_extra == max(100 * 8, 100 * 7)
+    # ZeRO-3's offload path is unchanged: no such transient
+    z3 = zero_offloaded(zero=3, overlap=True, offload_param=False, device_overflow_check=True, **_ZERO)
+    assert z3.buckets_extra == 0
+
+
+def test_zero2_offload_overflow_check_by_release_on_a_model():
+    # deepseek-math-7b shapes (T1204) under ZeRO-2 with the optimizer offloaded: 0.13.3 on costs the 11-byte check
+    # of the vocabulary matrix's gradient (102400 x 4096) where 0.13.2 costs its 8-byte norm copy
+    arch = {"numLayers": 30, "hiddenSize": 4096, "intermediateSize": 11008, "numAttentionHeads": 32,
+            "numKeyValueHeads": 32, "headDim": 128, "vocabSize": 102400, "tieWordEmbeddings": False}
+
+    def total(version: str) -> int:
+        return estimate(LLMWorkloadSpec.model_validate({
+            "workload": "training", "model": {"architecture": arch}, "precision": "bf16",
+            "parallelism": {"data": 2},
+            "training": {"framework": "deepspeed", "zeroStage": 2, "microBatchSize": 1, "sequenceLength": 512,
+                         "activationCheckpointing": "full", "offloadOptimizer": True, "overlapComm": True,
+                         "deepspeedVersion": version}})).total_bytes
+
+    assert total("0.13.3") > total("0.13.2")
 
 
 def test_zero2_offload_under_overlap_keeps_the_reduction_copy():

@@ -777,7 +777,7 @@ def _offload(g: _Given, c: _Count) -> None:
         o = zero_offloaded(zero, overlap, bool(tr.offload_parameters), c.n, d, g.full, compute_bytes, c.weights,
                            c.grads, c.optimizer, c.kept_grads, c.held, c.cached,
                            c.reduce_bucket * compute_bytes if zero == 3 else 0, copy,
-                           largest_parameter(g.a, tr, g.t * g.pp))
+                           largest_parameter(g.a, tr, g.t * g.pp), tr.deepspeed_device_overflow_check)
     c.weights, c.grads, c.optimizer, c.kept_grads = o.weights + c.quant_states, o.grads, o.optimizer, o.kept_grads
     c.step_cached = 0
     c.step_segments = -1

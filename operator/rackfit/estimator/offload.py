@@ -38,7 +38,7 @@ class Offloaded:
 
 def zero_offloaded(zero: int, overlap: bool, offload_param: bool, n: int, d: int, full: bool, compute_bytes: int,
                    weights: int, grads: int, optimizer: int, kept_grads: int, held: int, cached: int,
-                   ipg: int, reduce_copy: int, largest: int) -> Offloaded:
+                   ipg: int, reduce_copy: int, largest: int, device_overflow_check: bool = True) -> Offloaded:
     """DeepSpeed ZeRO with offload_optimizer (and, ZeRO-3, offload_param) device cpu.
     ZeRO-1/2 (deepspeed/runtime/zero/stage_1_and_2.py, DeepSpeedZeroOptimizer with `cpu_offload`):
     `self.device = 'cpu'`, so `single_partition_of_fp32_groups` (the fp32 master partition, pinned with pin_memory)
@@ -51,8 +51,16 @@ def zero_offloaded(zero: int, overlap: bool, offload_param: bool, n: int, d: int
     overlap_comm, the reduction's flat copy stay. The constructor keeps `temp_grad_buffer_for_gpu_offload`, a 16-bit
     GPU buffer of the largest parameter's elements, for the whole run. `step` runs `_optimizer_step` on the host and
     copies the host 16-bit buffer into the GPU partition in place (`.copy_(..., non_blocking=True)`): nothing
-    allocated on the GPU (zero.zero12_step's flat copy and fp32 upcast are gone). Stage 1 without overlap_comm still
-    holds every 16-bit gradient (p.grad) to the end of the backward, reduced afterwards (reduce_gradients): kept.
+    allocated on the GPU (zero.zero12_step's flat copy and fp32 upcast are gone). Before that copy,
+    `copy_grads_in_partition` (every release read, v0.10.0 to v0.19.5) runs on each reduced gradient of the partition
+    `set_norm_for_param_grad_in_gpu` (`accumulated_grad.data.double().norm(2)` over the partition's slice: an fp64
+    copy, 8 bytes an element) and `update_overflow_tracker_for_param_grad` / `update_offload_overflow_tracker` (named
+    so from 0.16) - `_has_inf_or_nan` over the whole gradient for every dtype (the offload path has no fp16 gate,
+    unlike the step's check_overflow): before 0.13.3 `x.float().sum()` (an fp32 copy), from 0.13.3 `float_x`,
+    `isnan`, `isinf`, `logical_or` and `.float()` live together (11 bytes an element; zero.zero12_prestep) - each
+    freed before the next: the largest of the three is the backward's transient (`buckets_extra`). Stage 1 without
+    overlap_comm still holds every 16-bit gradient (p.grad) to the end of the backward, reduced afterwards
+    (reduce_gradients): kept.
     ZeRO-3 (stage3.py, DeepSpeedZeroOptimizer_Stage3): with offload_optimizer `self.device` is cpu, so
     `grad_partitions_flat_buffer` (the partitioned gradients, `torch.zeros(..., device=self.device)`, pinned) and
     `fp32_partitioned_groups_flat` (subgroup_to_device 'cpu' for every sub-group at offload_optimizer.ratio 1.0, the
@@ -75,13 +83,20 @@ def zero_offloaded(zero: int, overlap: bool, offload_param: bool, n: int, d: int
         return Offloaded(weights=weights, grads=gpu_grads, optimizer=0, kept_grads=gpu_grads, step_extra=0, temp=0,
                          held=gpu_grads, cached=0, buckets_extra=0, host=host)
     gpu_buffer = largest * compute_bytes if full else 0  # temp_grad_buffer_for_gpu_offload
-    slice_upcast = min(largest, part) * 4 if compute_bytes != 4 else 0
+    piece = min(largest, part)
+    slice_upcast = piece * 4 if compute_bytes != 4 else 0
+    norm64 = piece * 8                                   # set_norm_for_param_grad_in_gpu's .double()
+    if device_overflow_check:                            # _has_inf_or_nan from 0.13.3 (zero.zero12_prestep)
+        overflow = (largest * 4 if compute_bytes < 4 else 0) + largest * 3 + largest * 4
+    else:                                                # float(x.float().sum())
+        overflow = largest * 4 if compute_bytes < 4 else 0
+    transient = max(slice_upcast, norm64, overflow)
     if partition_kept:
         grads, held, cached = gpu_buffer, gpu_buffer + reduce_copy, reduce_copy
     else:
         grads, held = grads + gpu_buffer, held + gpu_buffer
     return Offloaded(weights=weights, grads=grads, optimizer=0, kept_grads=gpu_buffer, step_extra=0, temp=0,
-                     held=held, cached=cached, buckets_extra=slice_upcast, host=host)
+                     held=held, cached=cached, buckets_extra=transient, host=host)
 
 
 def fsdp_offloaded(weights: int, grads: int, optimizer: int) -> Offloaded:
