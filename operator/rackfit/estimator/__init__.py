@@ -116,11 +116,13 @@ def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: st
 
 def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> ModelStates:
     """training.model_states of a transformers training spec at `layout` (as `estimate`'s), over the weights
-    `estimate` counts."""
+    `estimate` counts (with the fp32 embeddings, head and norms peft's prepare leaves on a bitsandbytes base,
+    estimator/peft.py kbit_fp32_vocab_bytes, as _trainer_step counts them)."""
     layout = layout or spec.parallelism or Layout()
     arch = resolve(spec.model)
     p = count_params(arch)
-    return model_states(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None))
+    weights = _weights(spec, arch, p, layout, None) + kbit_fp32_vocab_bytes(p, spec.training, spec.precision)
+    return model_states(arch, p, spec.training, spec.precision, layout, weights)
 
 
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None,
