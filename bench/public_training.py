@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, training_peak, training_states
+from rackfit.estimator import CUDA_CONTEXT_BYTES, estimate, trainer_allocated_peak, training_peak, training_states
 from rackfit.estimator.comms import training_nccl_bytes
 from rackfit.estimator.errorband import runtime_of
 from rackfit.estimator.megatron_buffers import torch_workspace_bytes_outside_megatron
@@ -81,7 +81,12 @@ def comparable(quantity: str, spec, est) -> int:
             return max(r.states + r.backward_transient - r.cached_gradients - r.cached_logits,
                        step - r.step_cached) + ws
         # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
-        return est.total_bytes - est.breakdown.overhead_bytes + torch_workspace_bytes_outside_megatron(spec.training)
+        ws = torch_workspace_bytes_outside_megatron(spec.training)
+        allocated = est.total_bytes - est.breakdown.overhead_bytes + ws
+        if spec.training.framework == "transformers" and est.peak_phase == "optimizer step":
+            # the estimate's moment is the one reserving the most; max_memory_allocated is the step's largest
+            return max(allocated, trainer_allocated_peak(spec, est.layout) + ws)
+        return allocated
     if quantity == "max_reserved":
         nccl = training_nccl_bytes(spec.training, est.layout, moe=resolve(spec.model).is_moe)
         return est.total_bytes - CUDA_CONTEXT_BYTES - nccl - est.breakdown.non_torch_bytes

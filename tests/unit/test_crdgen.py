@@ -102,7 +102,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
-                                                  ".kbitNormsFp32", ".preWrapOptimizer",
+                                                  ".kbitNormsFp32", ".mixedPrecision", ".preWrapOptimizer",
                                                   ".useCache", ".useCache",
                                                   ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion",
                                                   ".torchtuneVersion", ".zeroInit", ".cpuRamEfficientLoading",

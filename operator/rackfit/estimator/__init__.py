@@ -56,7 +56,8 @@ from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, we
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import Inference, LLMWorkloadSpec, Training
 
-__all__ = ["CUDA_CONTEXT_BYTES", "estimate", "estimate_arch", "training_peak", "training_states", "refusal",
+__all__ = ["CUDA_CONTEXT_BYTES", "estimate", "estimate_arch", "trainer_allocated_peak", "training_peak",
+           "training_states", "refusal",
            "check_context", "fp8_unsupported", "pre_ampere_refusal", "bf16_cast", "vllm_weights",
            "vllm_weights_overflow", "Estimate", "Breakdown", "Layout"]
 
@@ -116,11 +117,26 @@ def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: st
 
 def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> ModelStates:
     """training.model_states of a transformers training spec at `layout` (as `estimate`'s), over the weights
-    `estimate` counts."""
+    `estimate` counts (with the fp32 embeddings, head and norms peft's prepare leaves on a bitsandbytes base,
+    estimator/peft.py kbit_fp32_vocab_bytes, as _trainer_step counts them)."""
     layout = layout or spec.parallelism or Layout()
     arch = resolve(spec.model)
     p = count_params(arch)
-    return model_states(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None))
+    weights = _weights(spec, arch, p, layout, None) + kbit_fp32_vocab_bytes(p, spec.training, spec.precision)
+    return model_states(arch, p, spec.training, spec.precision, layout, weights)
+
+
+def trainer_allocated_peak(spec: LLMWorkloadSpec, layout: Layout | None = None) -> int:
+    """framework transformers: the largest allocation of the Trainer's step (torch's max_memory_allocated), the
+    weights and optimizer states plus the most the backward's peak, its end or the optimizer step holds beside them.
+    The estimate reports the moment that reserves the most (_training), which is not this one where the step's
+    foreach temporaries take new segments (_unfit_step): the step then reserves more while the loss's backward
+    allocated more."""
+    layout = layout or spec.parallelism or Layout()
+    arch = resolve(spec.model)
+    p = count_params(arch)
+    s = _trainer_step(spec, arch, p, layout, _weights(spec, arch, p, layout, None))
+    return s.states.weights + s.states.optimizer + max(s.backward_peak, s.backward_end, s.step_peak)
 
 
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None,

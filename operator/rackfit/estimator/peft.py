@@ -82,12 +82,15 @@ def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
     param.data.to(torch.float32)` on every fp16/bf16 parameter. Counted where rackfit counts peft's fp32 residual
     (training.kbit_fp32_residual: QLoRA or LoRA on an int8 base under transformers): for an 8-bit base always (TRL
     never casts it back), for a 4-bit base where the job names a transformers release before 4.36.0
-    (TRL_CASTS_VOCAB_BACK); a current 4-bit run is taken as TRL's --bf16 one, whose head and embeddings are bf16."""
+    (TRL_CASTS_VOCAB_BACK); a current 4-bit run is taken as TRL's --bf16 one, whose head and embeddings are bf16,
+    unless training.mixedPrecision says --fp16 or neither flag: TRL casts them back under args.bf16 only
+    (trl/trainer/sft_trainer.py of 0.9.6, `if args is not None and args.bf16 and getattr(model,
+    "is_loaded_in_4bit", False) and not is_sharded_qlora: peft_module_casting_to_bf16(model)`), so they stay fp32."""
     if not kbit_fp32_residual(tr, precision):
         return 0
     v = tr.transformers_version
     current = v is None or tuple(int(x) for x in v.split(".")) >= TRL_CASTS_VOCAB_BACK
-    if tr.method == "qlora" and current:
+    if tr.method == "qlora" and current and tr.mixed_precision in (None, "bf16"):
         return 0
     return 2 * (p.embedding + p.lm_head + p.norms)
 

@@ -319,6 +319,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
             "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
             "only with framework transformers and method qlora or lora", ".kbitNormsFp32"),
+        "mixed_precision": Rule(
+            "!has(self.mixedPrecision) || (self.framework == 'transformers' && self.method == 'qlora')",
+            "training.mixedPrecision says whether TRL casts a 4-bit base's fp32 embedding and head back to bf16: "
+            "only with framework transformers and method qlora", ".mixedPrecision"),
         "pre_wrap_optimizer": Rule(
             "!has(self.preWrapOptimizer) || (self.framework == 'fsdp' && has(self.fsdpVersion) && "
             "self.fsdpVersion == 1 && self.method == 'full')",

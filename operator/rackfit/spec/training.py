@@ -249,6 +249,15 @@ class Training(SpecModel):
         "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
         "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
         "Default true"))
+    mixed_precision: Literal["bf16", "fp16", "no"] | None = Field(None, description=(
+        "framework transformers, method qlora: the Trainer's mixed-precision flag, --bf16, --fp16 or neither (bf16 and "
+        "fp16 in TrainingArguments or SFTConfig). peft's prepare_model_for_kbit_training upcasts the parameters a "
+        "4-bit base keeps in 16 bits (the input embedding, the head, the norms) to fp32; TRL's SFTTrainer casts the "
+        "embedding and head back to bf16 under --bf16 only (trl/trainer/sft_trainer.py of 0.9.6: `if args is not "
+        "None and args.bf16 and getattr(model, \"is_loaded_in_4bit\", False) and not is_sharded_qlora: "
+        "peft_module_casting_to_bf16(model)`; prepare_peft_model in trl/models/utils.py of 0.24.0). fp16 or no: "
+        "they stay fp32, 2 bytes a parameter more than the 16-bit weights. Unset: taken as --bf16 (SFTConfig's "
+        "default in TRL 0.24 when fp16 is unset)"))
     pre_wrap_optimizer: bool | None = Field(None, description=(
         "framework fsdp, fsdpVersion 1, method full: the job built its optimizer over the model before FSDP1 wrapped "
         "it and kept that optimizer referenced. FSDP1 moves each unit's original parameters to the GPU and copies "
@@ -567,6 +576,8 @@ class Training(SpecModel):
             raise ValueError(rules["flash_attention_varlen"].message)
         if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
             raise ValueError(rules["kbit_norms_fp32"].message)
+        if self.mixed_precision is not None and not (self.framework == "transformers" and self.method == "qlora"):
+            raise ValueError(rules["mixed_precision"].message)
         if self.pre_wrap_optimizer is not None and not (
                 self.framework == "fsdp" and self.fsdp_version == 1 and self.method == "full"):
             raise ValueError(rules["pre_wrap_optimizer"].message)
