@@ -51,7 +51,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory', -1.4, 1.3),
     ('transformers', 'training', 'ada'): (-7.7, 4.5, 4, 'memory', -7.2, 2.1),
     ('transformers', 'training', 'ampere'): (-15.4, 45.1, 122, 'memory', -5.7, 13.0),
-    ('transformers', 'training', 'any'): (-45.8, 45.1, 171, 'memory', -8.2, 11.9),
+    ('transformers', 'training', 'any'): (-45.8, 45.1, 175, 'memory', -8.2, 13.0),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-19.5, -19.5, 1, 'memory', -19.5, -19.5),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 45, 'kv cache', -2.3, 12.3),
