@@ -121,6 +121,8 @@ GOOD = [
     ("torchtune-version", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "precision": "nf4",
                            "training": {"framework": "fsdp", "method": "qlora", "loraTargets": ["q", "v"],
                                         "torchtuneVersion": "0.2.1"}}),
+    ("online-fp8-quantization", {"model": {"preset": "qwen3-8b"}, "workload": "inference", "precision": "fp8",
+                                 "inference": {"engine": "sglang", "onlineQuantization": True}}),
 ]
 
 
@@ -304,6 +306,16 @@ BAD = [
     ("unknown-field", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference", "contextLength": 4096},
      ["contextLength", "unknown field"]),
     ("no-workload", {"model": {"preset": "llama-3.1-8b"}}, ["spec.workload", "Required value"]),
+    ("online-quantization-vllm", {"model": {"preset": "qwen3-8b"}, "workload": "inference", "precision": "fp8",
+                                  "inference": {"engine": "vllm", "onlineQuantization": True}},
+     ["spec.inference.onlineQuantization", "only with engine sglang"]),
+    ("online-quantization-bf16", {"model": {"preset": "qwen3-8b"}, "workload": "inference",
+                                  "inference": {"engine": "sglang", "onlineQuantization": True}},
+     ["spec.inference.onlineQuantization", "only with precision fp8"]),
+    ("online-quantization-not-boolean", {"model": {"preset": "qwen3-8b"}, "workload": "inference",
+                                         "precision": "fp8", "inference": {"engine": "sglang",
+                                                                           "onlineQuantization": "fp8"}},
+     ["spec.inference.onlineQuantization", "boolean"]),
 ]
 
 

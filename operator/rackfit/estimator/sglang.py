@@ -370,3 +370,24 @@ def dp_reserve_mib(inf: Inference, graph_bs: int) -> float:
     if inf.sglang_before(SGLANG_DP_RESERVE_BY_GRAPHS):
         return float(DP_RESERVE_GIB * 1024)
     return graph_bs * dp * (DP_GRAPH_MIB + (DP_LARGE_GRAPH_MIB if graph_bs > DP_LARGE_GRAPH_BS else 0))
+
+
+# --quantization fp8 on a 16-bit checkpoint (inference.onlineQuantization): SGLang's DefaultModelLoader builds the
+# whole model on the GPU first (_initialize_model under `with target_device`), and Fp8LinearMethod.create_weights /
+# Fp8MoEMethod.create_weights make each weight `torch.float8_e4m3fn if self.is_checkpoint_fp8_serialized else
+# params_dtype`, so every layer is 16-bit until load_weights_and_postprocess has loaded all of them and calls
+# process_weights_after_loading, which quantizes (layers/quantization/fp8.py, model_loader/loader.py; read in the
+# 0.4.9 and 0.5.16 wheels). LayeredModelLoader (--load-format layered) quantizes layer by layer instead.
+def online_quantization_refusal(inf: Inference, precision: str, a: ModelArch, weights_16bit: int,
+                                free: int) -> str | None:
+    """Why SGLang would run out of memory creating a 16-bit checkpoint's weights before quantizing them to fp8 at
+    load: `weights_16bit`, this rank's weights at 16 bits, beyond `free`, the GPU's memory less the CUDA context."""
+    if inf.engine != "sglang" or not inf.online_quantization or precision != "fp8" or a.quantization is not None:
+        return None
+    if weights_16bit <= free:
+        return None
+    return (f"sglang would run out of memory loading the model: --quantization fp8 on a 16-bit checkpoint creates "
+            f"every layer's weights at 16 bits and quantizes them only once all are loaded (fp8.py create_weights, "
+            f"loader.py load_weights_and_postprocess): {weights_16bit / 2**30:.1f} GiB a GPU against "
+            f"{free / 2**30:.1f} GiB free; load an fp8 checkpoint, use --load-format layered, or more tensor "
+            f"parallelism")

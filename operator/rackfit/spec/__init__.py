@@ -96,6 +96,8 @@ class LLMWorkloadSpec(SpecModel):
                 object.__setattr__(self.inference, "kv_cache_precision", "fp32")  # the engines' `auto` KV dtype
             if self.inference.kv_cache_precision == "fp32" and self.precision != "fp32":
                 raise ValueError(rules["kv_cache_fp32"].message)
+            if self.inference.online_quantization and self.precision != "fp8":
+                raise ValueError(rules["online_quantization_fp8"].message)
             dp = self.inference.data_parallel_attention
             par = self.parallelism
             if dp is not None and (par is None or par.tensor % dp or par.data != 1):

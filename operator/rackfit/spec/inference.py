@@ -52,6 +52,14 @@ class Inference(SpecModel):
         "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    online_quantization: bool | None = Field(None, description=(
+        "true: the checkpoint is 16-bit and the engine quantizes it to `precision` fp8 as it loads (SGLang's "
+        "--quantization fp8 on a bf16/fp16 checkpoint). Read for engine sglang: its default loader creates every "
+        "layer's weights at 16 bits (Fp8LinearMethod and Fp8MoEMethod create_weights use params_dtype unless the "
+        "checkpoint is fp8-serialized) and quantizes them only after all are loaded "
+        "(DefaultModelLoader.load_weights_and_postprocess), so the 16-bit model must fit the GPU first; read in "
+        "the 0.4.9 and 0.5.16 wheels. Not with --load-format layered, which quantizes layer by layer. Default: the "
+        "checkpoint is stored at `precision`"))
     prefix_caching: bool | None = Field(None, description=(
         "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
         "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
@@ -173,6 +181,8 @@ class Inference(SpecModel):
             raise ValueError(rules["vllm_v0_removed"].message)
         if self.vllm_use_v1 and older(self.engine_version, VLLM_V1_DEFAULT):
             raise ValueError(rules["vllm_v1_before_default"].message)
+        if self.online_quantization is not None and self.engine != "sglang":
+            raise ValueError(rules["online_quantization"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":
             raise ValueError(rules["extensible_kv_cache"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":

@@ -78,6 +78,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "self.inference.kvCachePrecision != 'fp32' || self.precision == 'fp32'",
             "inference.kvCachePrecision fp32 is the engines' `auto` cache of a float32 model (precision fp32); "
             "with other weights they offer bf16, fp16 or fp8", ".inference.kvCachePrecision"),
+        "online_quantization_fp8": Rule(
+            "!has(self.inference) || !has(self.inference.onlineQuantization) || "
+            "!self.inference.onlineQuantization || self.precision == 'fp8'",
+            "inference.onlineQuantization quantizes a 16-bit checkpoint to fp8 as it loads: only with precision fp8",
+            ".inference.onlineQuantization"),
         "data_parallel_attention_tensor": Rule(
             "!has(self.inference) || !has(self.inference.dataParallelAttention) || (has(self.parallelism) && "
             "self.parallelism.tensor % self.inference.dataParallelAttention == 0 && self.parallelism.data == 1)",
@@ -179,6 +184,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
+        "online_quantization": Rule("self.engine == 'sglang' || !has(self.onlineQuantization)",
+                                    "onlineQuantization is SGLang's --quantization fp8 on a 16-bit checkpoint (its "
+                                    "loader read): only with engine sglang", ".onlineQuantization"),
         "lora": Rule("self.engine in ['vllm', 'sglang'] || !(has(self.maxLoras) || has(self.maxLoraRank))",
                      "maxLoras and maxLoraRank size the LoRA adapters' GPU buffers of engines vllm (--enable-lora "
                      "--max-loras --max-lora-rank) and sglang (--lora-paths --max-loras-per-batch --max-lora-rank) "
