@@ -242,9 +242,10 @@ class Training(SpecModel):
         "unpadded sample, trl's packing into full rows), or SDPA"))
     kbit_norms_fp32: bool | None = Field(None, description=(
         "framework transformers, method qlora or lora on an int8 base: whether the norms, embeddings and head stay in "
-        "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (TRL's SFTTrainer, peft's own "
-        "recipe): a norm's fp32 output makes bitsandbytes' layers return fp32, so the residual stream and every "
-        "checkpointed layer input are fp32. false: the trainer casts them back to the 16-bit dtype after the "
+        "fp32 after peft's prepare_model_for_kbit_training upcasts them. true (peft's own recipe, and TRL's "
+        "SFTTrainer until it stopped calling the prepare, trl 20cc2e1d3 of December 16, 2025): a norm's fp32 "
+        "output makes bitsandbytes' layers return fp32, so the residual stream and every checkpointed layer input "
+        "are fp32. false: the trainer casts them back to the 16-bit dtype after the "
         "prepare, as axolotl does for every 4- and 8-bit adapter from 1991946c5 (September 1, 2023; "
         "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
         "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
