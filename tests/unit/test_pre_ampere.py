@@ -109,6 +109,20 @@ def test_v0_fallback_is_noted_between_0_8_and_0_10_2():
     assert not any("V0" in n for n in _estimate(serving("fp16", "0.9.0"), A100).notes)
 
 
+def test_v0_fallback_is_estimated_as_v0():
+    """0.8.x-0.10.1 serve with V0 below 8.0 (S1552: "Initializing a V0 LLM engine (v0.8.2)" on a T4, VLLM_USE_V1 not
+    set): the cache is V0's, the one the spec would get with vllmUseV1 false, not V1's (the context inside the
+    budget before 0.9.1)."""
+    for version in ("0.8.2", "0.10.1"):
+        fallback = _estimate(serving("fp16", version, preset="llama-3.2-3b"), T4)
+        v0 = _estimate(serving("fp16", version, preset="llama-3.2-3b", vllmUseV1=False), T4)
+        assert fallback.kv_cache_tokens == v0.kv_cache_tokens > 0
+        assert any("estimated as V0" in n for n in fallback.notes)
+    v1 = _estimate(serving("fp16", "0.8.2", preset="llama-3.2-3b"), A100)
+    assert v1.kv_cache_tokens != _estimate(serving("fp16", "0.8.2", preset="llama-3.2-3b", vllmUseV1=False),
+                                           A100).kv_cache_tokens  # Ampere keeps V1
+
+
 def test_plan_on_g4dn_picks_t4():
     spec = parse_spec(dict(model={"preset": "llama-3.2-1b"}, workload="inference", precision="fp16",
                            inference=dict(contextLength=4096)))

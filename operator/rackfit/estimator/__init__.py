@@ -147,6 +147,11 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     check_context(spec, arch)
     if refused := pre_ampere_refusal(spec, arch, gpu):
         raise InvalidWorkload([refused])
+    # V1 falls back to V0 below compute capability 8.0 (pre_ampere.v0_fallback): the V0 engine is what serves, and
+    # rackfit's V0 model is keyed by release, so the spec is estimated as if it said VLLM_USE_V1=0
+    fallback = v0_fallback(spec, gpu)
+    if fallback:
+        spec = spec.model_copy(update={"inference": spec.inference.model_copy(update={"vllm_use_v1": False})})
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
@@ -177,9 +182,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if bf16_cast(spec, gpu):
         notes.append(f"vLLM runs the bf16 model as fp16 on {gpu.model} ({gpu.architecture}, compute capability "
                      f"{COMPUTE_CAPABILITY[gpu.architecture]}: no bf16); both are 2 bytes, the estimate is the same")
-    if v0_fallback(spec, gpu):
+    if fallback:
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine on {gpu.model} (V1 needs compute "
-                     "capability 8.0 before 0.10.2); estimated as V1, which rackfit models for this release")
+                     "capability 8.0 before 0.10.2); estimated as V0, as with VLLM_USE_V1=0")
     if spec.workload == "inference" and v0_under_pipeline(spec.inference, layout.pipeline):
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine under pipeline parallel unless started "
                      "with --distributed-executor-backend ray (V1 admits mp from 0.9.0); estimated as V1, which "

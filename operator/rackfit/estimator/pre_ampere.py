@@ -19,7 +19,9 @@ COMPUTE_CAPABILITY = {"volta": "7.0", "turing": "7.5"}
 VLLM_BF16_TO_FP16 = (0, 9)
 # V1 (the default from 0.8.0) falls back to V0 below compute capability 8.0 until 0.10.2 (engine/arg_utils.py
 # _is_v1_supported_oracle: "Compute Capability < 8.0", read in 0.8.5, 0.9.0, 0.10.0 and 0.10.1.1; gone in 0.10.2,
-# where V1 runs FlexAttention there). rackfit's V0 model is keyed by release, so these are noted, not re-modelled.
+# where V1 runs FlexAttention there). The V0 engine then sizes the cache (vllm/worker/worker.py
+# determine_num_available_blocks, memory_profiling against the snapshot taken in init_device, after the CUDA context:
+# "Initializing a V0 LLM engine (v0.8.2)" on a T4, S1552), so `estimate` estimates these as VLLM_USE_V1=0.
 VLLM_V1_PRE_AMPERE = (0, 10, 2)
 _NEEDS_SM80 = ("fp8", "fbgemm_fp8", "mxfp4", "modelopt")
 
