@@ -107,23 +107,28 @@ def _weights(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
                                           quantization_of(arch, spec.precision, arch.num_layers, runtime))
 
 
-def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max") -> RuntimePeak:
-    """frameworks.runtime_peak of a fsdp, deepspeed or megatron training spec at `layout` (as `estimate`'s), over the
-    weights `estimate` counts: the step's phases, the states kept between steps, the wrap (read by bench and tests)."""
+def _training_inputs(spec: LLMWorkloadSpec, layout: Layout | None) -> tuple[Layout, ModelArch, ParamCounts, int]:
+    """`layout` (else `estimate`'s), the model, its parameter counts and the weights `estimate` counts: what the
+    bench's readers below share."""
     layout = layout or spec.parallelism or Layout()
     arch = resolve(spec.model)
     p = count_params(arch)
-    return runtime_peak(arch, p, spec.training, spec.precision, layout, _weights(spec, arch, p, layout, None), stage)
+    return layout, arch, p, _weights(spec, arch, p, layout, None)
+
+
+def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max") -> RuntimePeak:
+    """frameworks.runtime_peak of a fsdp, deepspeed or megatron training spec at `layout` (as `estimate`'s), over the
+    weights `estimate` counts: the step's phases, the states kept between steps, the wrap (read by bench and tests)."""
+    layout, arch, p, weights = _training_inputs(spec, layout)
+    return runtime_peak(arch, p, spec.training, spec.precision, layout, weights, stage)
 
 
 def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> ModelStates:
     """training.model_states of a transformers training spec at `layout` (as `estimate`'s), over the weights
     `estimate` counts (with the fp32 embeddings, head and norms peft's prepare leaves on a bitsandbytes base,
     estimator/peft.py kbit_fp32_vocab_bytes, as _trainer_step counts them)."""
-    layout = layout or spec.parallelism or Layout()
-    arch = resolve(spec.model)
-    p = count_params(arch)
-    weights = _weights(spec, arch, p, layout, None) + kbit_fp32_vocab_bytes(p, spec.training, spec.precision)
+    layout, arch, p, weights = _training_inputs(spec, layout)
+    weights += kbit_fp32_vocab_bytes(p, spec.training, spec.precision)
     return model_states(arch, p, spec.training, spec.precision, layout, weights)
 
 
@@ -133,10 +138,8 @@ def trainer_allocated_peak(spec: LLMWorkloadSpec, layout: Layout | None = None) 
     The estimate reports the moment that reserves the most (_training), which is not this one where the step's
     foreach temporaries take new segments (_unfit_step): the step then reserves more while the loss's backward
     allocated more."""
-    layout = layout or spec.parallelism or Layout()
-    arch = resolve(spec.model)
-    p = count_params(arch)
-    s = _trainer_step(spec, arch, p, layout, _weights(spec, arch, p, layout, None))
+    layout, arch, p, weights = _training_inputs(spec, layout)
+    s = _trainer_step(spec, arch, p, layout, weights)
     return s.states.weights + s.states.optimizer + max(s.backward_peak, s.backward_end, s.step_peak)
 
 

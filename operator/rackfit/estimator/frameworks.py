@@ -272,8 +272,7 @@ def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: L
         state_bytes = adapter_bytes(tr, compute_bytes)
     return _Given(a=a, p=p, tr=tr, precision=precision, layout=layout, frozen_weight_bytes=frozen_weight_bytes,
                   stage=stage, act=runtime_activations(a, tr, layout, stage, fp16=precision == "fp16"), full=full,
-                  mixed=mixed,
-                  compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
+                  mixed=mixed, compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
                   # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts
                   # only (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
                   layer=fsdp2_gathered_layer_params(a, p, tr, layout) // t,
@@ -470,27 +469,28 @@ def _fsdp_lora(g: _Given, c: _Count) -> None:
     elif whole_quantized_load(tr, g.precision, d):
         # the whole quantized model with its adapters beside this rank's shards (whole_quantized_load)
         c.load = frozen_weight_bytes + n * state_bytes + c.weights - c.quant_states   # the states once
+    # QLoRA dequantizes one NF4 matrix at a time to 16 bits for its matmul (torchtune.nf4_largest_matrix)
+    nf4_largest = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a))
     if tr.method == "qlora":
-        c.gathered += torchtune.nf4_largest_matrix(a, tr, largest_matrix(a)) // t * compute_bytes
-    _lora_recipe_gathered(g, c, root, stored_layer)
+        c.gathered += nf4_largest // t * compute_bytes
+    _lora_recipe_gathered(g, c, root, stored_layer, nf4_largest)
 
 
-def _lora_recipe_gathered(g: _Given, c: _Count, root: int, stored_layer: int) -> None:
+def _lora_recipe_gathered(g: _Given, c: _Count, root: int, stored_layer: int, nf4_largest: int) -> None:
     """What torchtune's LoRA recipes and accelerate's sharded FSDP2 LoRA hold gathered, in place of the count of
-    _fsdp_lora (`root`: the root group's parameters, `stored_layer`: a layer's stored bytes)."""
+    _fsdp_lora (`root`: the root group's parameters, `stored_layer`: a layer's stored bytes, `nf4_largest`: the
+    elements of the largest matrix QLoRA dequantizes)."""
     a, tr, layout, t, compute_bytes = g.a, g.tr, g.layout, g.t, g.compute_bytes
     if torchtune.distributed_recipe(tr, layout) or hf_fsdp2_sharded_lora(tr, g.d, g.pp):
         # torchtune's lora_finetune_distributed and accelerate's FSDP2 (the same groups, hf_fsdp2.sharded_lora):
         # no layer gathered at the loss's backward, one at a layer's backward with the next prefetched, and
         # the copy-in stream's root + layer (torchtune.distributed_gathered)
-        dequant = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a)) // t * compute_bytes \
-            if tr.method == "qlora" else 0
+        dequant = nf4_largest // t * compute_bytes if tr.method == "qlora" else 0
         c.lora_gathered = torchtune.distributed_gathered(root * compute_bytes, stored_layer, dequant)
         c.gathered = c.lora_gathered[1]
     if torchtune.single_device_recipe(tr, layout):
         # torchtune's lora_finetune_single_device does not shard: no gathered copies, no root group, only
         # QLoRA's one dequantized matrix (torchtune.single_device_gathered)
-        nf4_largest = torchtune.nf4_largest_matrix(a, tr, largest_matrix(a))
         c.gathered = torchtune.single_device_gathered(tr, nf4_largest, compute_bytes)
         # under torchao before 0.2 the NF4 base's load can be the larger (torchtune.nf4_whole_tensor_load); only the
         # NF4 matrices go through to_nf4 (torchtune before 0.3: the adapted ones, nf4_largest_matrix)
