@@ -108,6 +108,17 @@ def graph_ceiling(inf: Inference | None, gpu: GPU | None) -> int:
     return GRAPH_MAX_TOKENS
 
 
+def v1_largest_capture(a: ModelArch, s: EngineSettings, inf: Inference, gpu: GPU | None) -> int:
+    """The largest batch vLLM V1 captures before max_num_batched_tokens filters the list: min(graph_ceiling,
+    2 x max_num_seqs) from V1_CAPTURE_BY_SEQS (GRAPH_MAX_TOKENS before), raised for gpt-oss by its own list
+    (GptOssForCausalLMConfig.verify_and_update_config: GPT_OSS_CAPTURE_TOKENS)."""
+    default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
+    if gpt_oss(a):
+        return max(GPT_OSS_CAPTURE_TOKENS if not inf.vllm_before(GRAPH_SIZES_STEP16) else GPT_OSS_CAPTURE_TOKENS_BEFORE,
+                   default)
+    return GRAPH_MAX_TOKENS if inf.vllm_before(V1_CAPTURE_BY_SEQS) else default
+
+
 def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Inference | None = None,
                      gpu: GPU | None = None, lora_cases: int = 1, draft_pieces: int = 0) -> int:
     """The graph pool: one forward of the largest captured batch, and GRAPH_PRIVATE_BYTES for each captured piece
@@ -116,26 +127,20 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
     virtual engine under pipeline parallel), each
     captured `lora_cases` times (lora_serving.lora_graph_cases: with and without LoRA), and a speculative drafter's
     `draft_pieces` per size (speculative.draft_graph_pieces)."""
-    default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
-    tokens, sizes = default, GRAPH_SIZES
+    tokens, sizes = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs), GRAPH_SIZES
     vllm = inf is not None and inf.engine == "vllm"
     step16 = vllm and not inf.vllm_before(GRAPH_SIZES_STEP16)
     full = graph_capture_sizes(GRAPH_MAX_TOKENS, step16)  # the default's count, which GRAPH_SIZES stands for
-    if vllm:
-        largest = GRAPH_MAX_TOKENS if inf.vllm_before(V1_CAPTURE_BY_SEQS) else default
-        tokens = min(largest, s.max_num_batched_tokens)
-        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16) / full
     if vllm and inf.vllm_v0:
         # V0: the padded max_num_seqs, capped at V0_GRAPH_MAX_BATCH, is the largest batch (one token a sequence)
         tokens = min(V0_GRAPH_MAX_BATCH, s.max_num_seqs if s.max_num_seqs <= 4 else -(-s.max_num_seqs // 8) * 8)
         sizes = (GRAPH_SIZES * graph_capture_sizes(tokens, False) / graph_capture_sizes(V0_GRAPH_MAX_BATCH, False)
                  * layout.pipeline)  # once per virtual engine
-    elif vllm and gpt_oss(a):
-        # GptOssForCausalLMConfig.verify_and_update_config; the sizes are then filtered by max_num_batched_tokens
-        tokens = min(max(GPT_OSS_CAPTURE_TOKENS if step16 else GPT_OSS_CAPTURE_TOKENS_BEFORE, default),
-                     s.max_num_batched_tokens)
-        # (before 0.11.1 gpt-oss's own list already stepped by 16 from 256: 81 sizes against the default's 67)
-        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, True) / full
+    elif vllm:
+        # the sizes are filtered by max_num_batched_tokens; before 0.11.1 gpt-oss's own list already stepped by 16
+        # from 256 (81 sizes against the default's 67)
+        tokens = min(v1_largest_capture(a, s, inf, gpu), s.max_num_batched_tokens)
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16 or gpt_oss(a)) / full
     stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1 + draft_pieces)
                                                        * GRAPH_PRIVATE_BYTES)
@@ -149,12 +154,8 @@ def fa3_split_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infere
             or gpu is None or gpu.architecture != "hopper" or a.is_mla or precision == "fp32"
             or not a.num_attention_heads or a.head_dim > FA3_MAX_HEAD_DIM):
         return 0
-    largest = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
-    if gpt_oss(a):
-        largest = max(GPT_OSS_CAPTURE_TOKENS if not inf.vllm_before(GRAPH_SIZES_STEP16)
-                      else GPT_OSS_CAPTURE_TOKENS_BEFORE, largest)
     decode = s.max_num_seqs * (1 + ((inf.speculative_tokens or 0) if inf.speculative_on else 0))
-    tokens = min(largest, s.max_num_batched_tokens, decode)
+    tokens = min(v1_largest_capture(a, s, inf, gpu), s.max_num_batched_tokens, decode)
     heads = -(-a.num_attention_heads // layout.tensor)
     return FA3_MAX_SPLITS * heads * tokens * (a.head_dim + 1) * 4
 
