@@ -63,3 +63,15 @@ def test_refused_outside_sglang_fp8_naming_the_field(kw, message):
 def test_tensor_parallel_splits_the_16bit_weights():
     two = estimate(_spec(True, tensor=2), gpu=L40S)
     assert two.refused is None and two.engine_starts
+
+
+
+def test_the_load_refusal_comes_before_the_pools():
+    # at fraction 0.99 the request-to-token table outgrows the reserve, which SGLang finds only once the model is
+    # loaded; a 16-bit load that does not fit fails before that, so it is the refusal named
+    def spec(online):
+        s = _spec(online)
+        return s.model_copy(update=dict(inference=s.inference.model_copy(update=dict(
+            gpu_memory_utilization=0.99, context_length=131072))))
+    assert "request-to-token table" in estimate(spec(None), gpu=L40S).refused
+    assert "16 bits" in estimate(spec(True), gpu=L40S).refused

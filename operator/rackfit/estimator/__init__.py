@@ -7,7 +7,7 @@ and the breakdown reports what is live at the larger one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rackfit.catalog.types import GPU
@@ -41,7 +41,6 @@ from rackfit.estimator.peft import (
 )
 from rackfit.estimator.pre_ampere import COMPUTE_CAPABILITY, bf16_cast, pre_ampere_refusal, v0_fallback
 from rackfit.estimator.result import Breakdown, Estimate, Layout
-from rackfit.estimator.sglang import online_quantization_refusal
 from rackfit.estimator.torchtune import unadapted_16bit_bytes
 from rackfit.estimator.training import (
     ModelStates,
@@ -231,13 +230,11 @@ def _served(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layo
     """A serving engine: the cache `concurrency` requests need, beside what the engine would allocate."""
     inf = spec.inference
     context = cuda_context_bytes(gpu)
-    s = serve(inf, arch, layout, weights, context, gpu, spec.precision)
-    if gpu is not None and s.refused is None and inf.online_quantization:
+    weights_16bit = 0
+    if gpu is not None and inf.online_quantization:
         weights_16bit = weight_bytes(p, "bf16", layout, arch.num_layers, arch, inf.engine, gpu.architecture, inf,
                                      False)
-        why = online_quantization_refusal(inf, spec.precision, arch, weights_16bit, cuda_total_bytes(gpu) - context)
-        if why:
-            s = replace(s, refused=why)
+    s = serve(inf, arch, layout, weights, context, gpu, spec.precision, weights_16bit)
     breakdown = Breakdown(weights_bytes=s.weights, kv_cache_bytes=s.kv_needed, activations_bytes=s.activations,
                           cuda_graph_bytes=s.cuda_graphs, non_torch_bytes=s.non_torch, overhead_bytes=context)
     if gpu is None:

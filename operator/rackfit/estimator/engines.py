@@ -81,6 +81,7 @@ from rackfit.estimator.sglang import (
     nsa,
     nsa_kv_precision,
     nsa_layer_bytes,
+    online_quantization_refusal,
     page_size,
     pool_tokens,
     req_to_token_bytes,
@@ -397,15 +398,19 @@ def profile_requests(inf: Inference, s: EngineSettings, a: ModelArch) -> int:
 
 
 def serve(inf: Inference, a: ModelArch, layout: Layout, weights: int, context: int, gpu: GPU | None,
-          precision: str = "bf16") -> Served:
+          precision: str = "bf16", weights_16bit: int = 0) -> Served:
     """The engine's plan for this rank (the heaviest stage: the minimum over ranks is what counts). `precision`, the
     spec's weights: a TRT engine's int8/int4 build keeps its gated MLP unfused (trtllm.engine_context_bytes). `context`:
-    the CUDA context's bytes."""
+    the CUDA context's bytes. `weights_16bit`: this rank's weights at 16 bits, which SGLang's online fp8
+    quantization loads first (inference.onlineQuantization; 0 when it is not asked)."""
     r = _rank(inf, a, layout, gpu, context, precision)
     m = _measured(r, weights)
     paging = _paging(r)
     per_token, per_request, sglang_hybrid = _kv_costs(r, paging)
+    # refusals before the profile, in the order the engine meets them: the checkpoint's config, then its load
     refused = fp8_block_refusal(inf.engine, a, layout) if inf.engine in ("vllm", "sglang") else None
+    if refused is None and gpu is not None:
+        refused = online_quantization_refusal(inf, precision, a, weights_16bit, r.total - context)
     # built once, at the end: a Served is frozen, and copies of it are a planner's hot path
     served = partial(Served, r.s, m.act + m.state, m.graphs, m.nt, per_request * inf.per_replica(layout.data),
                      per_token, per_request, weights=m.weights, any_block_starts=inf.vllm_before(MAX_LEN_CHECK))
