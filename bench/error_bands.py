@@ -58,7 +58,13 @@ def _middle(errors: list[float]) -> tuple[float, float]:
     if len(errors) < 2:
         return errors[0], errors[0]
     deciles = statistics.quantiles(errors, n=10, method="inclusive")
-    return round(deciles[0], 1), round(deciles[-1], 1)
+    return _tenth(deciles[0]), _tenth(deciles[-1])
+
+
+def _tenth(x: float) -> float:
+    """x to a tenth of a percent; + 0.0 turns the -0.0 that round() gives a small negative into 0.0, so that no band
+    reads "-0.0%"."""
+    return round(x, 1) + 0.0
 
 
 Band = tuple[float, float, int, str, float, float]
@@ -70,7 +76,7 @@ def bands() -> dict[tuple[str, str, str], Band]:
     for (runtime, workload, family), q, error in regime_rows():
         keys = [(runtime, workload, "any")] + ([(runtime, workload, family)] if family else [])
         for key in keys:
-            groups[key].append(round(error, 1))
+            groups[key].append(_tenth(error))
             quantity[key] = q
     return {k: (min(v), max(v), len(v), quantity[k], *_middle(v)) for k, v in sorted(groups.items())}
 
