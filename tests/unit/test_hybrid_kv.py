@@ -76,6 +76,26 @@ def test_serve_uses_groups_by_release():
     assert old.per_request == 62 * 8192 * PER_LAYER
 
 
+def test_logged_tokens_from_concurrency_from_0_21():
+    # v1/core/kv_cache_utils.py _report_kv_cache_config: up to 0.20.x "GPU KV cache size" is num_blocks // groups x
+    # block (a token costs group_size x groups layers); from 0.21.0 it is max_concurrency x max_model_len for every
+    # model, so a sliding-window hybrid logs one request's pages / contextLength a token (S1610, gpt-oss-120b)
+    a = resolve(_spec("0.21.0").model)
+    before = serve(_spec("0.20.0").inference, a, Layout(), 0, 0, H100)
+    assert before.per_token == 70 * PER_LAYER
+    after = serve(_spec("0.21.0").inference, a, Layout(), 0, 0, H100)
+    assert after.per_request == before.per_request
+    assert after.per_token == -(-after.per_request // 8192)
+    # the logged tokens are the concurrency times the context (to a block), not the pool over 70 layers a token
+    assert abs(after.kv_tokens - after.kv_pool / after.per_request * 8192) <= 16
+    # at 65,536 tokens the sliding groups hold their window, not the context: more tokens logged than 70 layers allow
+    long = serve(_spec("0.21.0", context=65536).inference, a, Layout(), 0, 0, H100)
+    assert long.kv_tokens > long.kv_pool // (70 * PER_LAYER) * 1.5
+    # a context off the 16-token block: the request's whole pages over the context
+    odd = serve(_spec("0.21.0", context=8200).inference, a, Layout(), 0, 0, H100)
+    assert odd.per_token == -(-odd.per_request // 8200)
+
+
 def test_hf_sliding_window_pattern():
     gemma3 = {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "num_hidden_layers": 62,
                                                        "hidden_size": 5376, "sliding_window": 1024,
