@@ -44,3 +44,13 @@ def test_fsdp2_and_qlora_step_keep_their_phase():
     # fully_shard: no flat copy (not modelled)
     assert estimate(llama2_7b_fsdp(128, vocab=256000, fsdp=2)).peak_phase != "load"
     assert training_peak(llama2_7b_fsdp(128, vocab=256000, fsdp=2)).load == 0
+
+
+def test_the_runtime_note_names_the_precision_the_spec_states():
+    # T1340: a pure fp16 full fine-tune (masterWeights none) runs without a MixedPrecision policy; with fp32 masters
+    # accelerate casts the fp32 shards to the 16-bit param dtype
+    pure = estimate(llama2_7b_fsdp(512, method="full", precision="fp16"))
+    assert any("no MixedPrecision (fp16 parameters" in n for n in pure.notes)
+    mixed = llama2_7b_fsdp(512, method="full")
+    mixed = mixed.model_copy(update=dict(training=mixed.training.model_copy(update=dict(master_weights="fp32"))))
+    assert any("bf16 MixedPrecision over fp32 shards" in n for n in estimate(mixed).notes)

@@ -99,8 +99,10 @@ def test_unset_model_code_keeps_every_existing_estimate():
 
 
 def test_notes_say_the_model_code():
-    assert any("modelCode transformers" in n and "tp_plan" in n for n in runtime_notes(tr(), Layout(data=4, tensor=2)))
-    assert not any("per-op SAC" in n for n in runtime_notes(tr(activationCheckpointing="selective"), Layout(data=8)))
+    notes = runtime_notes(tr(), Layout(data=4, tensor=2), "bf16")
+    assert any("modelCode transformers" in n and "tp_plan" in n for n in notes)
+    selective = runtime_notes(tr(activationCheckpointing="selective"), Layout(data=8), "bf16")
+    assert not any("per-op SAC" in n for n in selective)
 
 
 def _spec(**training):

@@ -205,7 +205,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
                          "the driver pages to the host as the GPU fills; not counted on the GPU")
         elif spec.training.optimizer == "adamw8bit":
             notes.append("paged 8-bit optimizers can move states to host memory under pressure; counted on the GPU")
-        notes.extend(runtime_notes(spec.training, layout))
+        notes.extend(runtime_notes(spec.training, layout, spec.precision))
         notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))
         if offloads(spec.training) and spec.training.framework != "transformers":

@@ -962,11 +962,15 @@ def grads_at_loss_backward(tr: Training, layout: Layout, grads: int, output_grad
     return grads, 0
 
 
-def runtime_notes(tr: Training, layout: Layout) -> list[str]:
-    """What the estimate assumed about the runtime that the spec does not say."""
+def runtime_notes(tr: Training, layout: Layout, precision: str) -> list[str]:
+    """What the estimate assumed about the runtime that the spec does not say. `precision`: the spec's."""
     if tr.framework == "fsdp" and tr.fsdp == 1:
+        # accelerate's MixedPrecision only where mixed precision is asked (masterWeights fp32: the fp32 shards cast
+        # to the 16-bit param dtype, _fsdp1_full); pure 16-bit runs have no policy
+        mixed = (f"{precision} MixedPrecision over fp32 shards" if tr.master_weights == "fp32" else
+                 f"no MixedPrecision ({precision} parameters, gradients and optimizer states)")
         notes = ["fsdp (FSDP1) is modelled as accelerate's FSDP plugin runs it: FullyShardedDataParallel with "
-                 "transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, bf16 MixedPrecision, "
+                 f"transformer-layer wrapping, limit_all_gathers, BACKWARD_PRE prefetch, {mixed}, "
                  "transformers' model code and reentrant checkpointing"
                  + ("" if tr.expandable_segments else ", PyTorch's default allocator")]
         if tr.hf_fsdp1_without_rate_limiter:
