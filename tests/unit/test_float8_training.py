@@ -113,3 +113,32 @@ def test_te_weight_workspace_and_fp8_params():
     base = runtime_peak(LLAMA, P, megatron(activationCheckpointing="full"), "bf16", layout, 0)
     fp8 = runtime_peak(LLAMA, P, megatron(activationCheckpointing="full", float8="tensorwise"), "bf16", layout, 0)
     assert fp8.states - base.states == layers * BLOCK_LINEAR // 2 * 2
+
+
+def test_te_caches_moe_mlp_weights_under_megatron():
+    """Megatron MoE under Transformer Engine float8: TEGroupedLinear passes is_first_microbatch, so GroupedLinear keeps
+    each local expert's fp8 weight and transpose in _fp8_workspaces (2 bytes a parameter), as the shared expert's and
+    a dense first layer's TE linears do; block_linear_params (torchao's rule) counts the attention only. A 4-layer MoE,
+    one dense first layer (MLP 3 x 1024 x 4096) then 8 routed SwiGLU experts of 512 and one shared of 512, at TP 2,
+    EP 4 (ETP 1), PP 2: the heaviest stage's share (2 of 4 layers, megatron_expert_split's rule) of the routed experts
+    over EP x ETP, and of the shared experts and the dense MLP over TP."""
+    from rackfit.spec import ModelSource as MS
+    moe = resolve(MS(architecture=dict(numLayers=4, hiddenSize=1024, intermediateSize=4096, numAttentionHeads=8,
+                                       numKeyValueHeads=8, headDim=128, vocabSize=32768, tieWordEmbeddings=False,
+                                       numExperts=8, numExpertsPerToken=2, moeIntermediateSize=512,
+                                       numSharedExperts=1, firstDenseLayers=1)))
+    p = count_params(moe)
+    layout = Layout(tensor=2, pipeline=2, data=4, expert=4)
+    tr = dict(activationCheckpointing="full", expertTensorParallel=1, gradientAccumulationSteps=2)
+    base = runtime_peak(moe, p, megatron(**tr), "bf16", layout, 0)
+    fp8 = runtime_peak(moe, p, megatron(float8="tensorwise", **tr), "bf16", layout, 0)
+    expert = 3 * 1024 * 512
+    assert p.experts == 3 * 8 * expert
+    routed = p.experts * 2 // 4 // (4 * 1)                # the stage's half of the layers, over EP 4 x ETP 1
+    other = (p.shared + p.dense_mlp) * 2 // 4 // 2        # the stage's half of the layers, over TP 2
+    attention = 2 * float8.block_linear_params(moe) // 2
+    assert fp8.states - base.states == 2 * (attention + routed + other)
+    assert p.dense_mlp == 3 * 1024 * 4096 and p.shared >= 3 * 3 * 1024 * 512
+    # with --fp8-param-gather (tensorwise) the fp8 parameters replace the 16-bit ones: nothing more, experts included
+    gathered = runtime_peak(moe, p, megatron(float8="tensorwise", float8AllGather=True, **tr), "bf16", layout, 0)
+    assert gathered.states == base.states

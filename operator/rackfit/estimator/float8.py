@@ -82,7 +82,15 @@ def te_weight_bytes(a: ModelArch, tr: Training, layers: int, tensor: int, comput
     16-bit ones (2 bytes against `compute_bytes`: nothing more in tensorwise, the scales in MXFP8)."""
     if not (active(tr) and tr.framework == "megatron"):
         return 0
-    linear = layers * block_linear_params(a) // tensor
+    return te_cached_bytes(tr, layers * block_linear_params(a) // tensor, compute_bytes)
+
+
+def te_cached_bytes(tr: Training, linear: int, compute_bytes: int) -> int:
+    """Bytes Transformer Engine keeps for `linear` weight elements of this GPU under Megatron's float8 (see
+    te_weight_bytes): the cached row-wise and column-wise fp8 copies, or with --fp8-param-gather what the fp8
+    parameters add to the 16-bit buffer. 0 without float8 or outside Megatron."""
+    if not (active(tr) and tr.framework == "megatron"):
+        return 0
     cached = 2 * element_bytes(tr)
     if tr.float8_all_gather:
         return int(linear * max(cached - compute_bytes, 0))

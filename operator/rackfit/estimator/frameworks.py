@@ -649,6 +649,8 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     c.trainable_here = g.n // shards
     # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
     fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
+    # ... and, in a MoE, the MLP linears block_linear_params leaves out (torchao's are 16-bit there; TE's are not)
+    fp8_weights += float8.te_cached_bytes(tr, _megatron_moe_mlp_linear(g), compute_bytes)
     if g.full and a.is_moe and layout.expert > 1:
         _megatron_expert_states(g, c, shards, grad_bytes)
     if g.mixed and not fp32_grads:
@@ -671,6 +673,26 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     c.weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, g.stage) + te_workspace_bytes(tr)
     # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
     c.weights += megatron_workspace_bytes(a, tr)
+
+
+def _megatron_moe_mlp_linear(g: _Given) -> int:
+    """MLP weight elements of a Megatron MoE rank that Transformer Engine runs in fp8 under --fp8-format and caches
+    in fp8 (float8.te_cached_bytes): the routed experts of the rank (TEGroupedMLP's GroupedLinear, or SequentialMLP's
+    TE linears, one an expert; the MTP layers' on the last stage), over expert and expert-tensor parallel
+    (megatron_expert_split), and the stage's share of the shared experts and of the dense layers' MLPs over tensor.
+    Megatron's TEGroupedLinear.forward passes `is_first_microbatch` unless --disable-parameter-transpose-cache
+    (megatron/core/extensions/transformer_engine.py at adc69dba2d and d98e8a6), and GroupedLinear then keeps each
+    expert's quantised weight in `_fp8_workspaces` under cache_name "weight{i}" (transformer_engine/pytorch/module/
+    grouped_linear.py `get_weight_workspace`, v2.8 to v2.18), kept between steps as a dense linear's. 0 for a dense
+    model (block_linear_params counts its MLPs) or without Megatron's float8."""
+    a, tr, p, pp = g.a, g.tr, g.p, g.pp
+    if not (a.is_moe and float8.active(tr) and tr.framework == "megatron"):
+        return 0
+    routed = megatron_expert_split(a, p, tr, g.layout)[1]
+    other = p.shared + p.dense_mlp
+    if pp > 1:
+        other = other * heaviest_stage_layers(a.num_layers, pp) // max(a.num_layers, 1)
+    return routed + other // g.t
 
 
 def _megatron_expert_states(g: _Given, c: _Count, shards: int, grad_bytes: int) -> None:
