@@ -159,3 +159,53 @@ def test_offloaded_training_is_its_own_error_regime():
     off = parse_spec(dict(base, training=dict(framework="deepspeed", zeroStage=3, offloadOptimizer=True)))
     fsdp = parse_spec(dict(base, training=dict(framework="fsdp", offloadParameters=True)))
     assert (runtime_of(plain), runtime_of(off), runtime_of(fsdp)) == ("deepspeed", "deepspeed offload", "fsdp offload")
+
+
+def test_zero12_offload_reduction_transient_is_not_at_the_loss_moment():
+    # stage_1_and_2.py (v0.14.2): a bucket is reduced, and copy_grads_in_partition's norm / overflow-check copies made,
+    # only from a gradient hook or the backward's epilogue; the first hook (the output projection's AccumulateGrad) runs
+    # after the logits' gradients are freed. Qwen1.5-0.5B (T1381: 151,936-entry vocabulary, tied) at 2,048 tokens, b1:
+    # the loss's moment is the peak and holds none of the transient, so the release's 11-byte check (0.13.3 on) and
+    # the older 8-byte norm copy give the same backward peak, and it sits below the layer moment with the transient
+    from rackfit.estimator import training_peak
+    from rackfit.estimator.offload import reduction_after_loss
+
+    arch = {"numLayers": 24, "hiddenSize": 1024, "intermediateSize": 2816, "numAttentionHeads": 16,
+            "numKeyValueHeads": 16, "headDim": 64, "vocabSize": 151936, "tieWordEmbeddings": True,
+            "attentionBias": True}
+
+    def peak(version: str, seq: int):
+        spec = LLMWorkloadSpec.model_validate({
+            "workload": "training", "model": {"architecture": arch}, "precision": "fp16",
+            "training": {"framework": "deepspeed", "zeroStage": 2, "microBatchSize": 1, "sequenceLength": seq,
+                         "activationCheckpointing": "full", "offloadOptimizer": True, "deepspeedVersion": version,
+                         "transformersVersion": "4.40.0"}})
+        est = estimate(spec)
+        return est, training_peak(spec, est.layout)
+
+    new, r_new = peak("0.14.2", 2048)
+    old, r_old = peak("0.13.2", 2048)
+    assert new.peak_phase == old.peak_phase == "loss backward"
+    assert r_new.backward_transient == r_old.backward_transient
+    # the vocabulary matrix's 11-byte check: 155.6M x 11 bytes, not in the loss's moment
+    assert new.breakdown.gradients_bytes < 151936 * 1024 * 11
+    assert reduction_after_loss(100, 1100) == 1200
+
+
+def test_zero12_offload_reduction_transient_meets_a_layer_moment():
+    # a small vocabulary and wide layers: the recomputed layer beside the largest gradient's overflow check (an MLP
+    # matrix of 8192 x 28672) outweighs the loss, and the release's check (11 bytes from 0.13.3, else the 8-byte norm
+    # copy) shows there
+    arch = {"numLayers": 4, "hiddenSize": 8192, "intermediateSize": 28672, "numAttentionHeads": 64,
+            "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 8000, "tieWordEmbeddings": False}
+
+    def est(version: str):
+        return estimate(LLMWorkloadSpec.model_validate({
+            "workload": "training", "model": {"architecture": arch}, "precision": "bf16",
+            "training": {"framework": "deepspeed", "zeroStage": 2, "microBatchSize": 1, "sequenceLength": 8192,
+                         "activationCheckpointing": "full", "offloadOptimizer": True,
+                         "deepspeedVersion": version}}))
+
+    new, old = est("0.14.2"), est("0.13.2")
+    assert new.peak_phase in ("layer recompute", "backward end")
+    assert new.total_bytes > old.total_bytes

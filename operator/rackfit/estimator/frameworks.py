@@ -61,7 +61,7 @@ from rackfit.estimator.megatron_buffers import (
     megatron_workspace_bytes,
     te_workspace_bytes,
 )
-from rackfit.estimator.offload import fsdp_offloaded, offloads, zero_offloaded
+from rackfit.estimator.offload import fsdp_offloaded, offloads, reduction_after_loss, zero_offloaded
 from rackfit.estimator.params import ParamCounts
 from rackfit.estimator.result import Layout
 from rackfit.estimator.training import largest_parameter, lora_params, optimizer_state_bytes, step_temporary_bytes
@@ -292,6 +292,9 @@ class _Count:
     trainable_here: int = 0   # trained parameters whose optimizer step runs on this rank
     gathered: int = 0       # unsharded parameters at the backward's peak
     buckets: int = 0        # the backward's gradient buffers beside them
+    # ZeRO-1/2 offload: the largest transient of a bucket's reduction (offload.zero_offloaded's `buckets_extra`), made
+    # in a gradient hook: beside a layer's backward or the epilogue, never the loss's (offload.reduction_after_loss)
+    buckets_extra: int = 0
     step_extra: int = 0     # the step's allocations beside `temp` (fp32 partitions, flat copies)
     load: int = 0           # what loading the model allocates at its peak, 0 where not counted (RuntimePeak.load)
     load_cached: int = 0
@@ -807,7 +810,7 @@ def _offload(g: _Given, c: _Count) -> None:
     # accelerate's no_sync keeps the unsharded 16-bit gradients on the GPU under offload too
     # (accumulation.no_sync_unsharded: offloaded only at the eventual sync)
     c.held += no_sync_unsharded(tr, g.layout, c.n * g.compute_bytes if g.full else 0) if fw == "fsdp" else 0
-    c.buckets += o.buckets_extra
+    c.buckets_extra = o.buckets_extra
 
 
 @dataclass
@@ -837,8 +840,10 @@ def _backward(g: _Given, c: _Count) -> _Backward:
     # before transformers 4.46 the 16-bit logits' block freed at the model's upcast stays cached beside the loss's
     # fp32 buffers (activations.freed_16bit_logits_bytes): reserved, not allocated, while the loss dominates
     vocab_split = t if tr.framework != "fsdp" or loss_parallel(tr, t) else 1
-    cached_logits = freed_16bit_logits_bytes(a, tr, vocab_split) if loss >= act.recompute and pp == 1 else 0
-    start = act.kept + max(loss, act.recompute) + cached_logits - (c.grads - c.held)
+    # a layer's moment, with ZeRO-1/2 offload's reduction transient beside it (offload.reduction_after_loss)
+    layer = reduction_after_loss(act.recompute, c.buckets_extra)
+    cached_logits = freed_16bit_logits_bytes(a, tr, vocab_split) if loss >= layer and pp == 1 else 0
+    start = act.kept + max(loss, layer) + cached_logits - (c.grads - c.held)
     b = _Backward(loss=loss, cached_logits=cached_logits, start=start,
                   transient=max(start, 0) + c.gathered + c.buckets)
     if c.fsdp1_loss_gathered is not None and pp == 1 and start >= 0:
@@ -909,12 +914,15 @@ def _phase(g: _Given, c: _Count, b: _Backward, step_transient: int) -> _Phase:
                       c.optimizer, b.transient, c.cached)
     if b.start >= 0:
         fsdp1_layer = c.fsdp1_loss_gathered is not None and g.pp == 1
-        phase = "loss backward" if b.loss >= act.recompute and not fsdp1_layer else \
+        at_layer = b.loss < act.recompute + c.buckets_extra
+        phase = "loss backward" if not at_layer and not fsdp1_layer else \
             "layer recompute" if act.recompute else "layer backward"
-        live_act = act.kept + (act.recompute if fsdp1_layer else max(b.loss, act.recompute)) + b.cached_logits
-        return _Phase(phase, live_act, c.weights + c.gathered, c.held + c.buckets, c.optimizer, b.transient,
+        live_act = act.kept + (act.recompute if fsdp1_layer or at_layer else b.loss) + b.cached_logits
+        extra = c.buckets_extra if at_layer else 0
+        return _Phase(phase, live_act, c.weights + c.gathered, c.held + c.buckets + extra, c.optimizer, b.transient,
                       c.cached)
-    return _Phase("backward end", 0, c.weights + c.gathered, c.grads + c.buckets, c.optimizer, b.transient, 0)
+    return _Phase("backward end", 0, c.weights + c.gathered, c.grads + c.buckets + c.buckets_extra, c.optimizer,
+                  b.transient, 0)
 
 
 def _peak(g: _Given, c: _Count) -> RuntimePeak:

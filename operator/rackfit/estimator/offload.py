@@ -36,6 +36,24 @@ class Offloaded:
     host: int            # host memory per GPU
 
 
+def reduction_after_loss(recompute: int, extra: int) -> int:
+    """The layer moment of a ZeRO-1/2 backward under offload_optimizer: a layer's recompute (or backward) beside
+    `extra`, the largest transient of a bucket's reduction (zero_offloaded's `buckets_extra`: the fp64 norm, the
+    overflow check's copies and the fp32 upcast of a gradient slice).
+    deepspeed/runtime/zero/stage_1_and_2.py (v0.14.2, the same structure from v0.10 to edaa722): a bucket is reduced,
+    and `copy_grads_in_partition` run on each of its gradients, only from a gradient hook
+    (`reduce_independent_p_g_buckets_and_remove_grads`: `if self.elements_in_ipg_bucket + param.numel() >
+    self.reduce_bucket_size: self.reduce_ipg_grads()`) or from the backward's epilogue
+    (`independent_gradient_partition_epilogue`). The first hook of the backward is the output projection's
+    AccumulateGrad, which autograd runs after the projection's MmBackward has returned: the loss's fp32 and 16-bit
+    logits gradients are freed by then, and that first hook reduces nothing yet (an empty bucket, or the projection
+    kept as `extra_large_param_to_reduce` for the next hook). So a reduction's transients meet a layer's backward
+    (its recomputed activations and the earlier layers' checkpoints) or the end of the backward, never the loss's
+    moment, which is counted without them. A model whose every gradient fits one bucket reduces only in the epilogue,
+    after the activations are freed; the layer moment is then an upper bound."""
+    return recompute + extra
+
+
 def zero_offloaded(zero: int, overlap: bool, offload_param: bool, n: int, d: int, full: bool, compute_bytes: int,
                    weights: int, grads: int, optimizer: int, kept_grads: int, held: int, cached: int,
                    ipg: int, reduce_copy: int, largest: int, device_overflow_check: bool = True) -> Offloaded:
@@ -58,7 +76,8 @@ def zero_offloaded(zero: int, overlap: bool, offload_param: bool, n: int, d: int
     so from 0.16) - `_has_inf_or_nan` over the whole gradient for every dtype (the offload path has no fp16 gate,
     unlike the step's check_overflow): before 0.13.3 `x.float().sum()` (an fp32 copy), from 0.13.3 `float_x`,
     `isnan`, `isinf`, `logical_or` and `.float()` live together (11 bytes an element; zero.zero12_prestep) - each
-    freed before the next: the largest of the three is the backward's transient (`buckets_extra`). Stage 1 without
+    freed before the next: the largest of the three is the backward's transient (`buckets_extra`), beside a layer's
+    backward or the epilogue but never the loss's (reduction_after_loss). Stage 1 without
     overlap_comm still holds every 16-bit gradient (p.grad) to the end of the backward, reduced afterwards
     (reduce_gradients): kept.
     ZeRO-3 (stage3.py, DeepSpeedZeroOptimizer_Stage3): with offload_optimizer `self.device` is cpu, so
