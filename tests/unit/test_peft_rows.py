@@ -64,7 +64,9 @@ def test_blog_rows_adapters_are_small_beside_a_t4():
 
 def test_rows_t190_t202_have_a_source_and_facts_or_readings():
     cases = {c["id"]: c for c in yaml.safe_load(CASES.read_text())["cases"]}
-    for cid in [f"T{i}" for i in range(190, 203)]:
+    withdrawn = {"T195", "T196", "T197", "T198"}  # repeats of T15-T17's lines, withdrawn (training.yaml says so)
+    assert withdrawn.isdisjoint(cases)
+    for cid in [f"T{i}" for i in range(190, 203) if f"T{i}" not in withdrawn]:
         case = cases[cid]
         assert case["source"] and case["setup"] and (case.get("facts") or case.get("measured"))
         assert all("capacityGib" in f and "fits" in f for f in case.get("facts", []))
