@@ -57,22 +57,23 @@ def _merge(spec: dict, m: dict) -> dict:
     return out
 
 
-def comparable(quantity: str, spec, est) -> int:
-    """The part of the estimate that the logged number measures (bytes)."""
+def comparable(quantity: str, spec, est, architecture: str | None = None) -> int:
+    """The part of the estimate that the logged number measures (bytes), on a GPU of `architecture` (the case's
+    `gpu`, which sizes the cuBLAS workspaces as `estimate` was told)."""
     if quantity == "device_used":
         return est.total_bytes
     if quantity == "max_allocated":
         if spec.training.framework == "megatron" and est.layout.pipeline > 1:
             # Megatron logs its last rank, the last pipeline stage: one micro-batch in flight, the loss
-            r = training_peak(spec, est.layout, stage="last")
+            r = training_peak(spec, est.layout, stage="last", gpu_architecture=architecture)
             return r.weights + r.gradients + r.optimizer + r.activations
         if spec.training.framework in ("fsdp", "deepspeed") and est.peak_phase != "load":
             # gradient blocks another stream made and freed (FSDP's post-backward stream, DeepSpeed's reduction
             # stream) are reserved at the loss backward, not allocated (frameworks.grads_at_loss_backward,
             # RuntimePeak.cached_gradients)
-            r = training_peak(spec, est.layout)
+            r = training_peak(spec, est.layout, gpu_architecture=architecture)
             # and the blocks ZeRO-1/2's step leaves reserved beside its peak (zero.zero12_step_cached)
-            ws = torch_workspace_bytes_outside_megatron(spec.training)
+            ws = torch_workspace_bytes_outside_megatron(spec.training, architecture)
             # and the 16-bit logits' block transformers before 4.46 frees at its upcast (RuntimePeak.cached_logits)
             # at a step peak, what the step holds live: ZeRO-1/2 keeps no gradient between steps (its states), yet
             # its 16-bit gradient partition is alive at the step's first moment (zero.zero12_step)
@@ -81,7 +82,7 @@ def comparable(quantity: str, spec, est) -> int:
             return max(r.states + r.backward_transient - r.cached_gradients - r.cached_logits,
                        step - r.step_cached) + ws
         # torch's cuBLAS workspaces are in memory_allocated; the estimate counts them in its overhead outside Megatron
-        ws = torch_workspace_bytes_outside_megatron(spec.training)
+        ws = torch_workspace_bytes_outside_megatron(spec.training, architecture)
         allocated = est.total_bytes - est.breakdown.overhead_bytes + ws
         if spec.training.framework == "transformers" and est.peak_phase == "optimizer step":
             # the estimate's moment is the one reserving the most; max_memory_allocated is the step's largest
@@ -96,18 +97,18 @@ def comparable(quantity: str, spec, est) -> int:
         # in the loop, get_memory_stats() after it): the states plus those 16-bit logits (the module is bf16)
         tr = spec.training
         logits = tr.micro_batch_size * tr.sequence_length * resolve(spec.model).vocab_size * 2 // est.layout.tensor
-        return comparable("steady", spec, est) + logits
+        return comparable("steady", spec, est, architecture) + logits
     if quantity == "wrap_reserved":
-        r = training_peak(spec, est.layout)
+        r = training_peak(spec, est.layout, gpu_architecture=architecture)
         return r.load + r.load_cached
     if quantity == "steady":
-        ws = torch_workspace_bytes_outside_megatron(spec.training)   # allocated, in the estimate's overhead
+        ws = torch_workspace_bytes_outside_megatron(spec.training, architecture)   # allocated, in the overhead
         if spec.training.framework == "transformers":  # a lone GPU frees its gradients after the step
             s = training_states(spec, est.layout)
             return s.weights + s.optimizer + (s.gradients if est.layout.data > 1 else 0) + ws
         # and what the step leaves allocated until the next one begins (RuntimePeak.after_step: Megatron's fp32 copy
         # of a 16-bit gradient buffer, freed by the next step's zero_grad)
-        r = training_peak(spec, est.layout)
+        r = training_peak(spec, est.layout, gpu_architecture=architecture)
         return r.states + r.after_step + ws
     raise ValueError(f"unknown quantity {quantity!r}")
 
@@ -161,7 +162,7 @@ def fit_facts(path: Path = CASES) -> tuple[dict, ...]:
     for case in load_cases(path):
         for f in case.get("facts", []):
             spec = parse_spec(_merge(case["spec"], f))
-            est = estimate(spec)
+            est = estimate(spec, gpu_architecture=case.get("gpu"))   # the case's GPU architecture, where named
             out.append(dict(id=case["id"], variant=f.get("variant", ""), setup=summary(spec, est),
                             capacity=f["capacityGib"] * GiB, fits=bool(f["fits"]), rackfit=est.total_bytes,
                             said=est.total_bytes <= f["capacityGib"] * GiB))
@@ -189,12 +190,12 @@ def measure(path: Path = CASES) -> tuple[dict, ...]:
     for case in load_cases(path):
         for m in case.get("measured", []):
             spec = parse_spec(_merge(case["spec"], m))
-            est = estimate(spec)
+            est = estimate(spec, gpu_architecture=case.get("gpu"))   # the case's GPU architecture, where named
             gpus = est.layout.total_gpus
             guide = 8 * est.parameters / gpus
             out.append(dict(id=case["id"], variant=m["variant"], quantity=m["quantity"], setup=summary(spec, est),
                             framework=runtime_of(spec), gpu=case.get("gpu"),
-                            measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est),
+                            measured=m["gib"] * GiB, rackfit=comparable(m["quantity"], spec, est, case.get("gpu")),
                             guide=guide, phase=est.peak_phase,
                             approximated=m.get("approximated") or case.get("approximated")))
     return tuple(out)

@@ -73,11 +73,13 @@ def test_one_buffer_holds_the_larger_request_not_the_sum():
 
 
 def test_te_workspace_by_compute_capability():
-    """get_cublas_workspace_size_bytes: 32 MiB + 1,024 B at major >= 9, 4 MiB before; none under local layers."""
+    """get_cublas_workspace_size_bytes: 32 MiB + 1,024 B at major >= 9 (Hopper, Blackwell), 4 MiB before (the GPU's
+    architecture; none given: Hopper's); none under local layers."""
     assert TE_CUBLAS_WORKSPACE_HOPPER_BYTES == 33_555_456
     assert te_workspace_bytes(tr()) == 33_555_456
-    assert te_workspace_bytes(tr(), 9) == te_workspace_bytes(tr(), 10) == 33_555_456
-    assert te_workspace_bytes(tr(), 8) == TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES == 4 * 2**20
+    assert te_workspace_bytes(tr(), "hopper") == te_workspace_bytes(tr(), "blackwell") == 33_555_456
+    for pre in ("volta", "turing", "ampere", "ada"):
+        assert te_workspace_bytes(tr(), pre) == TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES == 4 * 2**20
     assert te_workspace_bytes(tr(flashAttention=False)) == 0
     assert te_workspace_bytes(tr(framework="fsdp")) == 0
 
@@ -89,7 +91,7 @@ def test_tp_comm_overlap_adds_the_userbuffers_gemms_three_stream_workspace():
     on = tr(sequenceParallel=True, tpCommOverlap=True)
     assert te_workspace_bytes(on) == 4 * 33_555_456
     assert te_workspace_bytes(on) - te_workspace_bytes(tr(sequenceParallel=True)) == 3 * 33_555_456
-    assert te_workspace_bytes(on, 8) == 4 * 4 * 2**20
+    assert te_workspace_bytes(on, "ampere") == 4 * 4 * 2**20
     assert te_workspace_bytes(tr(sequenceParallel=True, tpCommOverlap=True, flashAttention=False)) == 0
     # a rank's kept states grow by exactly that (T554's last stage, TP 2 x PP 2)
     lay = Layout(tensor=2, pipeline=2)

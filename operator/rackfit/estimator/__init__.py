@@ -85,12 +85,14 @@ SLACK_STATE_SPLIT = 0.15      # a full fine-tune's first step allocates optimize
 
 
 def estimate(spec: LLMWorkloadSpec, layout: Layout | None = None, hf_config: dict[str, Any] | None = None,
-             gpu: GPU | None = None) -> Estimate:
+             gpu: GPU | None = None, gpu_architecture: str | None = None) -> Estimate:
     """Per-GPU memory of `spec` on `layout` (default: the spec's parallelism, else one GPU). With `gpu`,
-    a serving engine's KV cache is sized as the engine sizes it there (kvCacheTokens, maxConcurrency)."""
+    a serving engine's KV cache is sized as the engine sizes it there (kvCacheTokens, maxConcurrency).
+    `gpu_architecture`: where only the GPU's architecture is known (the training bench's cases), what depends on it
+    alone, the training's cuBLAS workspaces (megatron_buffers); `gpu`'s own architecture wins."""
     if layout is None:
         layout = spec.parallelism or Layout()
-    return estimate_arch(spec, resolve(spec.model, hf_config), layout, gpu)
+    return estimate_arch(spec, resolve(spec.model, hf_config), layout, gpu, gpu_architecture=gpu_architecture)
 
 
 def _weights(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, gpu: GPU | None) -> int:
@@ -115,11 +117,13 @@ def _training_inputs(spec: LLMWorkloadSpec, layout: Layout | None) -> tuple[Layo
     return layout, arch, p, _weights(spec, arch, p, layout, None)
 
 
-def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max") -> RuntimePeak:
+def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max",
+                  gpu_architecture: str | None = None) -> RuntimePeak:
     """frameworks.runtime_peak of a fsdp, deepspeed or megatron training spec at `layout` (as `estimate`'s), over the
-    weights `estimate` counts: the step's phases, the states kept between steps, the wrap (read by bench and tests)."""
+    weights `estimate` counts, on a GPU of `gpu_architecture` (as `estimate`'s): the step's phases, the states kept
+    between steps, the wrap (read by bench and tests)."""
     layout, arch, p, weights = _training_inputs(spec, layout)
-    return runtime_peak(arch, p, spec.training, spec.precision, layout, weights, stage)
+    return runtime_peak(arch, p, spec.training, spec.precision, layout, weights, stage, gpu_architecture)
 
 
 def training_states(spec: LLMWorkloadSpec, layout: Layout | None = None) -> ModelStates:
@@ -143,7 +147,7 @@ def trainer_allocated_peak(spec: LLMWorkloadSpec, layout: Layout | None = None) 
 
 
 def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: GPU | None = None,
-                  weights: int | None = None) -> Estimate:
+                  weights: int | None = None, gpu_architecture: str | None = None) -> Estimate:
     """As `estimate`, for an already resolved architecture (the planner resolves once per spec). `weights`: what
     vllm_weights gives for these arguments, where the caller has it (the planner's vllm_weights_overflow)."""
     check_context(spec, arch)
@@ -157,6 +161,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
+    # the training's cuBLAS workspaces: the GPU's architecture, else the one given alone, else none (Hopper's sizes)
+    workspace_arch = gpu_arch or gpu_architecture
     inference = None if training else spec.inference
     weights = _weights(spec, arch, p, layout, gpu) if weights is None else weights
     comm = (training_nccl_bytes(spec.training, layout, gpu, arch.is_moe) if training  # per communicator: comms.py
@@ -197,7 +203,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if spec.workload == "inference":
         parts, phase = _inference(spec, arch, layout, weights)
     else:
-        parts, phase = _training(spec, arch, p, layout, weights)
+        parts, phase = _training(spec, arch, p, layout, weights, workspace_arch)
         if phase == "load":
             notes.append(_load_note(spec.training, spec.precision, p, layout))
         if spec.training.paged_optimizer:
@@ -209,7 +215,8 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))
         if offloads(spec.training) and spec.training.framework != "transformers":
-            host = runtime_peak(arch, p, spec.training, spec.precision, layout, weights).host_offload
+            host = runtime_peak(arch, p, spec.training, spec.precision, layout, weights,
+                                architecture=workspace_arch).host_offload
             notes.extend(offload_notes(spec.training, host, layout.total_gpus,
                                        gpu.host_memory_gb if gpu is not None else 0))
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
@@ -218,8 +225,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     overhead = cuda_context_bytes(gpu) + comm + max(load_slack, parts.pop("slack"))
     if training:
         # torch's cuBLAS workspaces, the forward's thread and autograd's, in memory_allocated from the first backward
-        # on (megatron_buffers.torch_workspace_bytes; Megatron counts them among its buffers, frameworks.runtime_peak)
-        overhead += torch_workspace_bytes_outside_megatron(spec.training)
+        # on (megatron_buffers.torch_workspace_bytes, by the GPU's architecture; Megatron counts them among its
+        # buffers, frameworks.runtime_peak)
+        overhead += torch_workspace_bytes_outside_megatron(spec.training, workspace_arch)
     breakdown = Breakdown(overhead_bytes=overhead, **parts)
     return Estimate(total_bytes=breakdown.total, breakdown=breakdown, layout=layout, parameters=p.total,
                     active_parameters=p.active, peak_phase=phase, notes=notes, error_band=error_band(spec, gpu))
@@ -398,13 +406,13 @@ def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> 
     return "peak at load, before the first step: " + "; ".join(why or ["the model's load"])
 
 
-def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
-              ) -> tuple[dict, str]:
+def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int,
+              architecture: str | None = None) -> tuple[dict, str]:
     """The breakdown at the step's peak per GPU and its phase: the transformers Trainer's moments here, the other
-    frameworks' in _runtime."""
+    frameworks' in _runtime (on a GPU of `architecture`, runtime_peak)."""
     tr = spec.training
     if tr.framework != "transformers":
-        return _runtime(spec, arch, p, layout, weights)
+        return _runtime(spec, arch, p, layout, weights, architecture)
     s = _trainer_step(spec, arch, p, layout, weights)
     live = _largest_moment(s)
     # optimizer_in_bwd steps one parameter at a time, its temporaries counted in the backward above
@@ -617,8 +625,8 @@ def _step_segments(r) -> int:
     return r.step_transient
 
 
-def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int
-             ) -> tuple[dict, str]:
+def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int,
+             architecture: str | None = None) -> tuple[dict, str]:
     """fsdp, deepspeed, megatron (estimator/frameworks.py), and the caching allocator's reservation.
 
     The backward leaves its blocks cached: SLACK_RECOMPUTE of them where whole layers are recomputed (full
@@ -630,7 +638,7 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
     size: the step reuses them, and recomputation strands no more than the backward does. FSDP's gathered parameters
     (`reused`, fsdp.fsdp_gathered_reuse) are re-requested at the sizes just freed and strand none."""
     tr = spec.training
-    r = runtime_peak(arch, p, tr, spec.precision, layout, weights)
+    r = runtime_peak(arch, p, tr, spec.precision, layout, weights, architecture=architecture)
     if r.expandable_segments:
         slack = int(SLACK_TRAINING * (r.transient - (r.reused if r.transient == r.backward_transient else 0)))
     else:

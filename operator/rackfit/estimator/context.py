@@ -10,10 +10,10 @@ measured:
   "`cudaLimitStackSize x maxResidentThreads` bytes per CUDA context"; 216 MiB on a 108-SM A100, arcs-skku/EMDC_llvm
   issue 13): 264 MiB on the H200's 132 SMs, 30 MiB on a 20-SM RTX 3050;
 - torch's cuBLAS workspace, allocated at the first matmul through the caching allocator (the H200 row's
-  reserved_after, 32 MiB): aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize, ":4096:8" (32 MiB) at
-  compute capability 9, 10, 11 and 12 ("32MiB for Hopper and Blackwell"), ":4096:2:16:8" (8.125 MiB) below; cuBLASLt
-  shares it (getCUDABlasLtWorkspaceSize, TORCH_CUBLASLT_UNIFIED_WORKSPACE on by default); megatron_buffers has the
-  two sizes.
+  reserved_after, 32 MiB): aten/src/ATen/cuda/CublasHandlePool.cpp parseChosenWorkspaceSize, ":4096:8" (32 MiB) on
+  Hopper and (from torch's PR 175344) Blackwell, ":4096:2:16:8" (8.125 MiB) before Hopper; cuBLASLt shares it in
+  recent releases (TORCH_CUBLASLT_UNIFIED_WORKSPACE on by default); megatron_buffers.torch_cublas_workspace_size
+  has the sizes, by the GPU's architecture.
 A GPU the catalog has no SM count for (GPU.sm_count None), or none given, keeps the H200's numbers.
 """
 
@@ -22,10 +22,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from rackfit.catalog.types import GPU
-from rackfit.estimator.megatron_buffers import (
-    TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES,
-    TORCH_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES,
-)
+from rackfit.estimator.megatron_buffers import torch_cublas_workspace_size
 
 CUDA_CONTEXT_BYTES = 751_632_384
 CONTEXT_BEFORE_CUBLAS = 552_402_944
@@ -44,12 +41,8 @@ def stack_reservation_bytes(gpu: GPU) -> int:
 
 
 def torch_cublas_workspace_bytes(gpu: GPU) -> int:
-    """torch's default cuBLAS workspace on `gpu` (parseChosenWorkspaceSize); Hopper's where the capability is not
-    known."""
-    cc = gpu.compute_capability
-    if cc is not None and cc[0] < 9:
-        return TORCH_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
-    return TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+    """torch's default cuBLAS workspace on `gpu` (parseChosenWorkspaceSize, by its architecture)."""
+    return torch_cublas_workspace_size(gpu.architecture)
 
 
 @lru_cache(maxsize=256)  # a plan asks it for every candidate of every GPU; a GPU is frozen, so hashable

@@ -202,9 +202,10 @@ def adapter_bytes(tr: Training, compute_bytes: int) -> int:
 
 
 def runtime_peak(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout,
-                 frozen_weight_bytes: int, stage: str = "max") -> RuntimePeak:
-    """The step's peak per GPU for framework fsdp, deepspeed or megatron (`stage`: runtime_activations)."""
-    g = _given(a, p, tr, precision, layout, frozen_weight_bytes, stage)
+                 frozen_weight_bytes: int, stage: str = "max", architecture: str | None = None) -> RuntimePeak:
+    """The step's peak per GPU for framework fsdp, deepspeed or megatron (`stage`: runtime_activations), on a GPU of
+    `architecture` (None: not known; it sizes Megatron's cuBLAS workspaces, megatron_buffers)."""
+    g = _given(a, p, tr, precision, layout, frozen_weight_bytes, stage, architecture)
     c = _Count(n=g.n, optimizer=g.optimizer)
     if tr.framework == "fsdp":
         _fsdp_states(g, c)
@@ -235,6 +236,7 @@ class _Given:
     layout: Layout
     frozen_weight_bytes: int
     stage: str
+    architecture: str | None  # the GPU's, None where not known (megatron_buffers.hopper_or_later)
     act: Activations
     full: bool
     mixed: bool
@@ -260,7 +262,7 @@ class _Given:
 
 
 def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: Layout, frozen_weight_bytes: int,
-           stage: str) -> _Given:
+           stage: str, architecture: str | None = None) -> _Given:
     """The dtypes, the trained parameters of this rank, their optimizer states and the activations."""
     full = tr.method == "full"
     mixed = full and tr.master_weights == "fp32"
@@ -271,7 +273,8 @@ def _given(a: ModelArch, p: ParamCounts, tr: Training, precision: str, layout: L
     if not full:
         state_bytes = adapter_bytes(tr, compute_bytes)
     return _Given(a=a, p=p, tr=tr, precision=precision, layout=layout, frozen_weight_bytes=frozen_weight_bytes,
-                  stage=stage, act=runtime_activations(a, tr, layout, stage, fp16=precision == "fp16"), full=full,
+                  stage=stage, architecture=architecture,
+                  act=runtime_activations(a, tr, layout, stage, fp16=precision == "fp16"), full=full,
                   mixed=mixed, compute_bytes=compute_bytes, state_bytes=state_bytes, n=n,
                   # a block's gathered parameters: torchtitan's MoE under expert parallel gathers its local experts
                   # only (fsdp.fsdp2_gathered_layer_params); elsewhere largest_layer_params
@@ -672,10 +675,11 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     c.weights += fp8_weights
     # Megatron-Core's GlobalMemoryBuffer, allocated once and kept (megatron_buffers.py: the unfused attention's
     # scores, sequence parallel's all-gathered input; megatron/core/utils.py GlobalMemoryBuffer) and Transformer
-    # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes)
-    c.weights += megatron_global_buffer_bytes(a, tr, layout, compute_bytes, g.stage) + te_workspace_bytes(tr)
+    # Engine's cuBLAS workspace (megatron_buffers.te_workspace_bytes), sized by the GPU's architecture
+    c.weights += (megatron_global_buffer_bytes(a, tr, layout, compute_bytes, g.stage)
+                  + te_workspace_bytes(tr, g.architecture))
     # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
-    c.weights += megatron_workspace_bytes(a, tr)
+    c.weights += megatron_workspace_bytes(a, tr, g.architecture)
 
 
 def _megatron_moe_mlp_linear(g: _Given) -> int:

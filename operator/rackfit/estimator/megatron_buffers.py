@@ -74,10 +74,23 @@ def megatron_global_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, com
     return max(requests) * compute_bytes
 
 
+# cuBLAS workspace sizes by the GPU. Transformer Engine and PyTorch choose them from the device's compute capability at
+# run time; rackfit takes the GPU's architecture where the estimate has a GPU (estimate(spec, gpu=...), the planner's
+# candidates) and the larger, Hopper-and-later sizes where it has none (the safe side). Volta, Turing, Ampere and Ada
+# are compute capability 7.x-8.x; Hopper is 9.0, Blackwell 10.x and 12.x.
+PRE_HOPPER_ARCHITECTURES = frozenset({"volta", "turing", "ampere", "ada"})
+
+
+def hopper_or_later(architecture: str | None) -> bool:
+    """Compute capability 9 or more: Hopper or Blackwell, or no GPU given (the larger workspaces, the safe side)."""
+    return architecture not in PRE_HOPPER_ARCHITECTURES
+
+
 # Transformer Engine's cuBLAS workspace (transformer_engine/pytorch/module/base.py in v2.9, `get_workspace` /
 # `get_cublas_workspace_size_bytes`; cpp_extensions/gemm.py `get_cublas_workspace` later): one `torch.empty` of
 # 32 MiB + 1,024 B ("32 MiB for NVFP4 GEMM, plus additional 1024 B for alignment and misc scales") where the compute
-# capability's major is 9 or more, else 4 MiB, kept for the process (a module global, or lru_cache'd). Every TE
+# capability's major is 9 or more, else 4 MiB, in every release from v1.0 to v2.18 (the + 1,024 B from v2.8, TE PR
+# 2223; counted in all), kept for the process (a module global, or lru_cache'd). Every TE
 # linear's GEMM takes it, so it exists from the first forward on, in `memory_allocated` between steps.
 TE_CUBLAS_WORKSPACE_HOPPER_BYTES = 32 * 1024 * 1024 + 1024
 TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4_194_304
@@ -94,20 +107,22 @@ TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4_194_304
 TE_UB_STREAMS = 3
 
 
-def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None) -> int:
+def te_cublas_workspace_size(architecture: str | None) -> int:
+    """One Transformer Engine cuBLAS workspace (get_cublas_workspace_size_bytes) on a GPU of `architecture` (None: no
+    GPU given, the Hopper size)."""
+    return TE_CUBLAS_WORKSPACE_HOPPER_BYTES if hopper_or_later(architecture) else TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+
+
+def te_workspace_bytes(tr: Training, architecture: str | None = None) -> int:
     """Transformer Engine's cuBLAS workspace on a Megatron rank whose layers are TE's (the default
     `--transformer-impl transformer_engine`; not under Megatron's own layers, megatron_local_layers, which use
-    torch's matmuls and no TE workspace). The GPU is not known where the training peak is counted: without it the
-    Hopper-and-later size (the larger). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
+    torch's matmuls and no TE workspace), on a GPU of `architecture` (te_cublas_workspace_size; None: the Hopper
+    size). Grouped GEMM's 4 more workspaces (`--moe-grouped-gemm`, one a compute stream of
     transformer_engine/common/util/multi_stream.cpp) are counted by megatron_workspace_bytes with torch's own; with
     `tpCommOverlap` the userbuffers GEMMs' workspace of TE_UB_STREAMS more is added here."""
     if tr.framework != "megatron" or megatron_local_layers(tr):
         return 0
-    if compute_capability_major is not None and compute_capability_major < 9:
-        size = TE_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
-    else:
-        size = TE_CUBLAS_WORKSPACE_HOPPER_BYTES
-    return size * (1 + (TE_UB_STREAMS if tr.tp_comm_overlap else 0))
+    return te_cublas_workspace_size(architecture) * (1 + (TE_UB_STREAMS if tr.tp_comm_overlap else 0))
 
 
 # PyTorch's cuBLAS workspace (aten/src/ATen/cuda/CublasHandlePool.cpp, getCurrentCUDABlasHandle /
@@ -117,8 +132,11 @@ def te_workspace_bytes(tr: Training, compute_capability_major: int | None = None
 # Megatron GPT uses torch's matmul on both (the output layer is Megatron's ColumnParallelLinear,
 # megatron/core/tensor_parallel/layers.py LinearWithGradAccumulationAndAsyncCommunication, forward and backward;
 # the MoE router's gating linear, moe_utils.RouterGatingLinearFunction, takes TE's general_gemm instead where TE is
-# installed). Size: CUBLAS_WORKSPACE_CONFIG, ":4096:8" (4,096 KiB x 8 = 32 MiB), which
-# Megatron-LM's functional tests set and which is torch's default on Hopper (":4096:2:16:8", 8.125 MiB, before).
+# installed). Size (parseChosenWorkspaceSize): CUBLAS_WORKSPACE_CONFIG where set (training.cublasWorkspaceConfig;
+# Megatron-LM's functional tests set ":4096:8"), else torch's default: ":4096:8" (4,096 KiB x 8 = 32 MiB) on sm 9.0
+# and ":4096:2:16:8" (8.125 MiB) on every other GPU from torch 2.0 (PR 91564, "32MiB for Hopper") until PR 175344
+# (February 2026) also gave 32 MiB to majors 10 and 12 (Blackwell; 11 added later). Blackwell is counted at 32 MiB:
+# the spec does not say the torch release of a non-transformers job, and 32 MiB is the safe side there.
 TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES = 4096 * 1024 * 8
 TORCH_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 4096 * 1024 * 2 + 16 * 1024 * 8
 TORCH_CUBLAS_THREADS = 2
@@ -129,34 +147,49 @@ TORCH_CUBLAS_THREADS = 2
 TE_GROUPED_GEMM_STREAMS = 4
 
 
-def torch_workspace_bytes(tr: Training) -> int:
+def workspace_config_bytes(config: str) -> int:
+    """CUBLAS_WORKSPACE_CONFIG's total (parseChosenWorkspaceSize: the sum of SIZE KiB x COUNT over its ":SIZE:COUNT"
+    pairs)."""
+    sizes = [int(n) for n in config.split(":")[1:]]
+    return sum(size * 1024 * count for size, count in zip(sizes[::2], sizes[1::2], strict=True))
+
+
+def torch_cublas_workspace_size(architecture: str | None, tr: Training | None = None) -> int:
+    """One PyTorch cuBLAS workspace on a GPU of `architecture` (None: no GPU given, the Hopper size):
+    `tr.cublas_workspace_config` where the job sets CUBLAS_WORKSPACE_CONFIG, else torch's default."""
+    if tr is not None and tr.cublas_workspace_config is not None:
+        return workspace_config_bytes(tr.cublas_workspace_config)
+    if hopper_or_later(architecture):
+        return TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+    return TORCH_CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+
+
+def torch_workspace_bytes(tr: Training, architecture: str | None = None) -> int:
     """PyTorch's own cuBLAS workspaces on a training rank of any framework: one per (handle, stream) pair
     (CublasHandlePool.cpp, cublas_handle_stream_to_workspace), the forward's thread and autograd's device thread
-    each holding a handle, so TORCH_CUBLAS_THREADS of TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES, in `memory_allocated`
-    from the first backward on. The size is torch's default on Hopper and later (getChosenWorkspaceSize: ":4096:8"
-    at compute capability 9+, ":4096:2:16:8" = 8.125 MiB before); the H200 calibration's `environment` row reads
+    each holding a handle, so TORCH_CUBLAS_THREADS of torch_cublas_workspace_size on a GPU of `architecture` (None:
+    the Hopper size), in `memory_allocated` from the first backward on. The H200 calibration's `environment` row reads
     reserved_after = 33,554,432 B after one bf16 matmul on torch 2.11, one 32 MiB workspace (cuBLASLt's shares it in
     recent releases' default, getCUDABlasLtWorkspace; an older release's separate cuBLASLt workspace is not counted).
-    The GPU is not known where the training peak is counted: the Hopper size, as te_workspace_bytes.
     The forward thread's workspace is also inside CUDA_CONTEXT_BYTES (the same row's used_after_cublas_bytes, read
     with it reserved), as it is inside that calibration's measured total (used_after_cublas_bytes + max_reserved)."""
-    return TORCH_CUBLAS_THREADS * TORCH_CUBLAS_WORKSPACE_HOPPER_BYTES
+    return TORCH_CUBLAS_THREADS * torch_cublas_workspace_size(architecture, tr)
 
 
-def torch_workspace_bytes_outside_megatron(tr: Training) -> int:
+def torch_workspace_bytes_outside_megatron(tr: Training, architecture: str | None = None) -> int:
     """torch_workspace_bytes for fsdp, deepspeed and transformers training, counted in the estimate's overhead (with
     the CUDA context, beside the allocator's slack); 0 for megatron, whose rank counts them in megatron_workspace_bytes.
     bench/public_training.py's allocated comparables add them back (they are in memory_allocated)."""
-    return 0 if tr.framework == "megatron" else torch_workspace_bytes(tr)
+    return 0 if tr.framework == "megatron" else torch_workspace_bytes(tr, architecture)
 
 
-def megatron_workspace_bytes(a: ModelArch, tr: Training) -> int:
+def megatron_workspace_bytes(a: ModelArch, tr: Training, architecture: str | None = None) -> int:
     """Bytes of cuBLAS workspaces a Megatron rank keeps beyond TE's one (te_workspace_bytes): torch's, one for the
     forward's thread and one for autograd's, and with `moeGroupedGemm` on an MoE under Transformer Engine the four
-    multi-stream workspaces of TE's grouped GEMM. Hopper sizes, as te_workspace_bytes (the GPU is not known here)."""
+    multi-stream workspaces of TE's grouped GEMM, on a GPU of `architecture` (None: the Hopper sizes)."""
     if tr.framework != "megatron":
         return 0
-    n = torch_workspace_bytes(tr)
+    n = torch_workspace_bytes(tr, architecture)
     if a.is_moe and tr.moe_grouped_gemm and not megatron_local_layers(tr):
-        n += TE_GROUPED_GEMM_STREAMS * TE_CUBLAS_WORKSPACE_HOPPER_BYTES
+        n += TE_GROUPED_GEMM_STREAMS * te_cublas_workspace_size(architecture)
     return n

@@ -224,6 +224,13 @@ class Training(SpecModel):
         "(Mixtral; a bare architecture, whose family the spec cannot say) keep rotary cos/sin tables of "
         "maxPositionEmbeddings x headDim in every attention layer, whole on every GPU: counted where the "
         "architecture gives maxPositionEmbeddings. Default: current releases"))
+    cublas_workspace_config: str | None = Field(None, pattern=r"^(:[0-9]{1,7}:[0-9]{1,3})+$", max_length=64,
+                                                description=(
+        "The job's CUBLAS_WORKSPACE_CONFIG environment variable, e.g. :4096:8 (Megatron-LM's functional tests set it "
+        "for deterministic GEMMs): PyTorch's cuBLAS workspace, one a (handle, stream) and kept for the process, is "
+        "the sum of SIZE KiB x COUNT over its :SIZE:COUNT pairs. Default: unset, torch's own size by the GPU, 32 MiB "
+        "(:4096:8) on Hopper and Blackwell and 8.125 MiB (:4096:2:16:8) before Hopper (aten/src/ATen/cuda/"
+        "CublasHandlePool.cpp); without a GPU the larger"))
     torch_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers: the PyTorch release the job runs, e.g. 2.5.1, where older releases held more memory. "
         "Over data > 1 without ZeRO (HF Trainer's DDP) the DistributedDataParallel constructor broadcasts every "
