@@ -126,6 +126,10 @@ GOOD = [
                                         "torchtuneVersion": "0.2.1"}}),
     ("online-fp8-quantization", {"model": {"preset": "qwen3-8b"}, "workload": "inference", "precision": "fp8",
                                  "inference": {"engine": "sglang", "onlineQuantization": True}}),
+    ("foreach-adamw-torch-2-0", {"model": {"preset": "llama-3.2-3b"}, "workload": "training",
+                                 "parallelism": {"data": 3},
+                                 "training": {"framework": "transformers", "optimizer": "adamw",
+                                              "adamwImplementation": "foreach", "torchVersion": "2.0.0"}}),
 ]
 
 
@@ -322,6 +326,9 @@ BAD = [
                                          "precision": "fp8", "inference": {"engine": "sglang",
                                                                            "onlineQuantization": "fp8"}},
      ["spec.inference.onlineQuantization", "boolean"]),
+    ("torch-version-on-deepspeed", {"model": {"preset": "llama-3.2-3b"}, "workload": "training",
+                                    "training": {"framework": "deepspeed", "zeroStage": 3, "torchVersion": "2.0.0"}},
+     ["spec.training.torchVersion", "foreach AdamW's step before 2.1"]),
 ]
 
 

@@ -61,7 +61,9 @@ def unfit_step_temporaries(a: ModelArch, tr: Training, layout: Layout, state_byt
     if layout.total_gpus != 1 or a.is_moe:
         return 0
     block = largest_layer_block(a, tr)
-    return sum(n * count * state_bytes for n, count in trained_matrices(a, tr) if n * state_bytes > block)
+    # before PyTorch 2.1 each parameter has two such temporaries, both alive (Training.foreach_adamw_intermediates)
+    return tr.foreach_adamw_intermediates * sum(n * count * state_bytes for n, count in trained_matrices(a, tr)
+                                                if n * state_bytes > block)
 
 
 # --- bitsandbytes bases under peft's prepare, by release (issue 22: the 4-bit blog's T4 table) -------------

@@ -204,7 +204,9 @@ def step_temporary_bytes(tr: Training, trainable: int, state_bytes: int, largest
       adamw_torch_fused; DeepSpeed's FusedAdam; Megatron's TE/apex FusedAdam): none, the kernel updates in
       place. AdamW foreach (torch.optim.AdamW without fused=True, as torchtitan's 2024 default and
       accelerate's FSDP loops construct it): torch/optim/adam.py `_multi_tensor_adam` makes
-      `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized tensor per parameter.
+      `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)`, one state-sized tensor per parameter; before
+      PyTorch 2.1 (training.torchVersion) `denom = torch._foreach_add(exp_avg_sq_sqrt, eps)` a second one beside it
+      (Training.foreach_adamw_intermediates).
     - SGD (torch/optim/sgd.py `_multi_tensor_sgd`): with weight decay, a new gradient list
       (`device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)`): one copy of
       the gradients in the master dtype; without one the momentum update is in place and the step
@@ -221,7 +223,8 @@ def step_temporary_bytes(tr: Training, trainable: int, state_bytes: int, largest
     """
     optimizer = tr.optimizer
     if optimizer == "adamw":
-        return trainable * state_bytes if adamw_foreach(tr) else 0
+        # before PyTorch 2.1 foreach AdamW holds two state-sized lists at once (Training.foreach_adamw_intermediates)
+        return trainable * state_bytes * tr.foreach_adamw_intermediates if adamw_foreach(tr) else 0
     if optimizer == "sgd":
         return 0 if tr.framework == "transformers" else trainable * state_bytes
     if optimizer == "adafactor":

@@ -23,6 +23,13 @@ HF_FSDP1_LIMITER_FROM_PLUGIN = (4, 33)
 # releases them at work.wait(), instead of record_stream on its stream (pytorch PR 150398, relanding PR 148590, merged
 # April 2025 after the 2.7 branch: "Decision is to not include this in 2.7 release")
 TORCH_STASHED_COLLECTIVES = (2, 8)
+# PyTorch's first release whose foreach AdamW keeps one state-sized intermediate per parameter: until pytorch PR
+# 104898 ("[foreach][AdamW] Minimize intermediates to save peak memory", merged July 10, 2023, after the 2.0 releases;
+# issue 97712 "Foreach optimizers use higher memory due to intermediates") torch/optim/adamw.py `_multi_tensor_adamw`
+# made `exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)` and then `denom = torch._foreach_add(exp_avg_sq_sqrt,
+# eps)`, a second list, both alive at `torch._foreach_addcdiv_(device_params, device_exp_avgs, denom, step_size)`;
+# from 2.1 the eps is added in place (`torch._foreach_add_(exp_avg_sq_sqrt, eps)`)
+TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE = (2, 1)
 # torchtitan (pytorch/torchtitan): the first release whose final RMSNorm is torch's fused nn.RMSNorm (PR 985, 3b39d7ab0,
 # March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)

@@ -317,7 +317,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "torch_version": Rule(
             "!has(self.torchVersion) || self.framework == 'transformers'",
             "training.torchVersion is the PyTorch release the job runs, modelled for framework transformers (DDP's "
-            "construction before 2.8) only", ".torchVersion"),
+            "construction before 2.8, foreach AdamW's step before 2.1) only", ".torchVersion"),
         "flash_attention_varlen": Rule(
             "!has(self.flashAttentionVarlen) || (self.framework in ['transformers', 'deepspeed'] && "
             "(!has(self.flashAttention) || self.flashAttention))",

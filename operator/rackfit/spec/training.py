@@ -27,6 +27,7 @@ from rackfit.spec.releases import (
     HF_FSDP1_LIMITER_FROM_PLUGIN,
     HF_LOSS_FUNCTION,
     HF_LOSS_WITHOUT_SHIFT_COPY,
+    TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE,
     TORCH_STASHED_COLLECTIVES,
     TORCHAO_CHUNKED_NF4,
     TORCHTITAN_BMM_SCORES,
@@ -239,7 +240,10 @@ class Training(SpecModel):
         "record_stream on each bucket, so a bucket's flat copy stays reserved until the GPU has sent it and the "
         "CPU's lead keeps up to a second copy of the whole model on every GPU at wrap time (counted at that bound). "
         "From 2.8 each is released at its wait() and two buckets are in flight. A job that exported "
-        "TORCH_NCCL_AVOID_RECORD_STREAMS=1 on an older release behaves as 2.8 here. Default: current releases"))
+        "TORCH_NCCL_AVOID_RECORD_STREAMS=1 on an older release behaves as 2.8 here. Before 2.1 torch's foreach AdamW "
+        "step (adamwImplementation foreach) held two state-sized intermediates per parameter at once (exp_avg_sq's "
+        "square root and a second list, denom, for the eps), from 2.1 one (pytorch PR 104898). Default: current "
+        "releases"))
     flash_attention_varlen: bool | None = Field(None, description=(
         "framework transformers or deepspeed with attn_implementation flash_attention_2: the batches carry padding "
         "that the attention_mask marks with 0 (axolotl's pad_to_sequence_len, padding='max_length', samples of "
@@ -703,6 +707,14 @@ class Training(SpecModel):
         only when the GPU has passed the collective; pytorch PR 150398 stashes them on the CPU side and releases them
         at work.wait() (TORCH_STASHED_COLLECTIVES)."""
         return older(self.torch_version, TORCH_STASHED_COLLECTIVES)
+
+    @property
+    def foreach_adamw_intermediates(self) -> int:
+        """State-sized intermediates torch's foreach AdamW step holds per parameter at once: 2 before PyTorch 2.1
+        (`_multi_tensor_adamw`'s `exp_avg_sq_sqrt` and `denom = torch._foreach_add(exp_avg_sq_sqrt, eps)`, both
+        alive at its addcdiv), 1 from 2.1 (pytorch PR 104898 adds eps in place: TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE).
+        Unset: a current release."""
+        return 2 if older(self.torch_version, TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE) else 1
 
     @property
     def hf_fsdp1_without_rate_limiter(self) -> bool:
