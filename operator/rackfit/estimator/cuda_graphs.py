@@ -53,6 +53,13 @@ GRAPH_MAX_TOKENS_SM100 = 1024
 SM100_MODELS = ("B200", "GB200", "B300", "GB300")
 GPT_OSS_CAPTURE_TOKENS = 1024
 GPT_OSS_CAPTURE_TOKENS_BEFORE = 992
+# A largest size the user sets (inference.maxCudaGraphCaptureSize: --max-cudagraph-capture-size, 0.11.1 on; before,
+# --cuda-graph-sizes N) replaces the default: VllmConfig._set_cudagraph_sizes (config/vllm.py, read in 0.21.0 and
+# 0.24.0) takes compilation_config.max_cudagraph_capture_size when set, min(it, max_num_batched_tokens), and builds the
+# same 1, 2, 4, every-8, every-16-from-256 list up to it; GptOssForCausalLMConfig.verify_and_update_config
+# (model_executor/models/config.py) raises the largest to 1024 "only when the user has not set either of
+# cudagraph_capture_sizes or max_cudagraph_capture_size"; the SM100 ceiling is the default's only. The user's list
+# steps as the release's default list does (gpt-oss's own every-16 list of 0.10.1-0.11.0 is not used).
 # TensorRT-LLM's PyTorch backend captures one whole-forward decode graph per batch size of its CudaGraphConfig
 # (tensorrt_llm/llmapi/llm_args.py CudaGraphConfig: max_batch_size 0 -> 128; sizes 1-31, 32, 64, 128, or with
 # enable_padding 1, 2, 4 and every 8), every graph in one shared pool
@@ -111,7 +118,10 @@ def graph_ceiling(inf: Inference | None, gpu: GPU | None) -> int:
 def v1_largest_capture(a: ModelArch, s: EngineSettings, inf: Inference, gpu: GPU | None) -> int:
     """The largest batch vLLM V1 captures before max_num_batched_tokens filters the list: min(graph_ceiling,
     2 x max_num_seqs) from V1_CAPTURE_BY_SEQS (GRAPH_MAX_TOKENS before), raised for gpt-oss by its own list
-    (GptOssForCausalLMConfig.verify_and_update_config: GPT_OSS_CAPTURE_TOKENS)."""
+    (GptOssForCausalLMConfig.verify_and_update_config: GPT_OSS_CAPTURE_TOKENS); the user's
+    maxCudaGraphCaptureSize where set."""
+    if inf.max_cuda_graph_capture_size is not None:  # the user's, as stated (filtered by max_num_batched_tokens)
+        return inf.max_cuda_graph_capture_size
     default = min(graph_ceiling(inf, gpu), 2 * s.max_num_seqs)
     if gpt_oss(a):
         return max(GPT_OSS_CAPTURE_TOKENS if not inf.vllm_before(GRAPH_SIZES_STEP16) else GPT_OSS_CAPTURE_TOKENS_BEFORE,
@@ -140,7 +150,8 @@ def cuda_graph_bytes(a: ModelArch, layout: Layout, s: EngineSettings, inf: Infer
         # the sizes are filtered by max_num_batched_tokens; before 0.11.1 gpt-oss's own list already stepped by 16
         # from 256 (81 sizes against the default's 67)
         tokens = min(v1_largest_capture(a, s, inf, gpu), s.max_num_batched_tokens)
-        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16 or gpt_oss(a)) / full
+        own_list = gpt_oss(a) and inf.max_cuda_graph_capture_size is None
+        sizes = GRAPH_SIZES * graph_capture_sizes(tokens, step16 or own_list) / full
     stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
     return forward_peak_bytes(a, layout, tokens) + int(lora_cases * sizes * (stage_layers + 1 + draft_pieces)
                                                        * GRAPH_PRIVATE_BYTES)

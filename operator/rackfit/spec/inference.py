@@ -52,6 +52,13 @@ class Inference(SpecModel):
         "sequences per engine step (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's "
         "max_batch_size); default as the engine picks it for the GPU"))
     cuda_graphs: bool = Field(True, description="false: vLLM's --enforce-eager, SGLang's --disable-cuda-graph")
+    max_cuda_graph_capture_size: int | None = Field(None, gt=0, description=(
+        "engine vllm (V1): the largest batch the CUDA graphs are captured for, --max-cudagraph-capture-size "
+        "(compilation_config.max_cudagraph_capture_size; --cuda-graph-sizes N before 0.11.1). vLLM captures 1, 2, 4, "
+        "then every 8 (from 0.11.1 every 16 from 256 on) up to it, none above maxNumBatchedTokens, and a value the "
+        "user sets replaces the model's own (gpt-oss's). Read for the V1 engine only. Default: min(2 x maxNumSeqs, "
+        "512), raised to 1024 on B200/B300-class GPUs from 0.28.0, and gpt-oss's own largest (992 from 0.10.1, 1024 "
+        "from 0.11.1)"))
     online_quantization: bool | None = Field(None, description=(
         "true: the checkpoint is 16-bit and the engine quantizes it to `precision` fp8 as it loads (SGLang's "
         "--quantization fp8 on a bf16/fp16 checkpoint). Read for engine sglang: its default loader creates every "
@@ -185,6 +192,8 @@ class Inference(SpecModel):
             raise ValueError(rules["online_quantization"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":
             raise ValueError(rules["extensible_kv_cache"].message)
+        if self.max_cuda_graph_capture_size is not None and self.engine != "vllm":
+            raise ValueError(rules["max_cuda_graph_capture_size"].message)
         if self.tensorrt_llm_backend is not None and self.engine != "tensorrt-llm":
             raise ValueError(rules["tensorrt_llm_backend"].message)
         if self.tensorrt_llm_parallel_embedding is not None and not self.trt_engine:

@@ -184,6 +184,10 @@ RULES: dict[str, dict[str, Rule]] = {
         "extensible_kv_cache": Rule("self.engine == 'vllm' || !has(self.extensibleKvCache)",
                                     "extensibleKvCache is vLLM's (--enable-extensible-kv-cache, from 0.34.0): only "
                                     "with engine vllm", ".extensibleKvCache"),
+        "max_cuda_graph_capture_size": Rule(
+            "self.engine == 'vllm' || !has(self.maxCudaGraphCaptureSize)",
+            "maxCudaGraphCaptureSize is vLLM's --max-cudagraph-capture-size: only with engine vllm",
+            ".maxCudaGraphCaptureSize"),
         "online_quantization": Rule("self.engine == 'sglang' || !has(self.onlineQuantization)",
                                     "onlineQuantization is SGLang's --quantization fp8 on a 16-bit checkpoint (its "
                                     "loader read): only with engine sglang", ".onlineQuantization"),
