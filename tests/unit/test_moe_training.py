@@ -164,9 +164,11 @@ def test_hybridep_non_blocking_buffer_rows():
     assert moe_training.hybridep_buffer_bytes(DSV3_16B, worst, Layout(data=4), 16384) == 0
     plain = worst.model_copy(update={"hybridep_capacity_factor": None})
     assert moe_training.hybridep_buffer_bytes(DSV3_16B, plain, ep4, 16384) == 0
-    # full AC: the recomputed layer holds the buffer's rows
+    # full AC: the recomputed layer holds the buffer's rows; the all-to-all's scoring backward
+    # (scoring_backward_bytes) is HybridEP's kernel's, not torch's multiply
     grown = runtime_activations(DSV3_16B, worst, ep4).recompute - runtime_activations(DSV3_16B, plain, ep4).recompute
-    assert grown == pytest.approx((393216 - 98304) * 7680 * 2 * 26 / 27, rel=1e-6)
+    scoring = moe_training.scoring_backward_bytes(DSV3_16B, plain, ep4) * 16384
+    assert grown == pytest.approx((393216 - 98304) * 7680 * 2 * 26 / 27 - scoring, rel=1e-6)
 
 
 @pytest.mark.parametrize("framework", ["deepspeed", "megatron"])
@@ -206,3 +208,34 @@ def test_sequence_parallel_routing_keeps_the_whole_sequence_scoring_copy_at_0_2_
     kept = runtime_activations(DSV3_16B, _tp_ep("0.2.2"), layout).kept - \
         runtime_activations(DSV3_16B, _tp_ep("0.2.0"), layout).kept
     assert kept == pytest.approx((got - half) * tokens * 27, rel=1e-6)
+
+
+def _full_ac(version: str | None, compile_model: bool = False, **extra) -> Training:
+    return Training(framework="fsdp", method="full", masterWeights="fp32", optimizer="adamw", microBatchSize=16,
+                    sequenceLength=4096, activationCheckpointing="full", compile=compile_model,
+                    torchtitanVersion=version, **extra)
+
+
+def test_eager_scoring_backward_holds_three_fp32_routed_buffers_beyond_the_saved_tensors():
+    # T1420's layer (torchtitan 8ea2b961b, token_dispatcher.py combine): MulBackward0 of
+    # routed_output.to(float32) * scores holds the incoming fp32 gradient, grad * scores and grad * routed (before
+    # its sum to [N, 1]): 3 x 4 B x 6 copies x 2048; the shared experts' backward ran first (their gate, up, silu
+    # output and product of 2 x 1408 freed, their input's 16-bit gradient held)
+    layout = Layout(data=8, expert=4)
+    per = moe_training.scoring_backward_bytes(DSV3_16B, _full_ac(None), layout)
+    assert per == 3 * 4 * 6 * 2048 + 2 * 2048 - 2 * 4 * 1408 * 2 == 129024
+    # 7.875 GiB at 65,536 tokens a rank
+    assert per * 16 * 4096 == 7.875 * 2 ** 30
+    # 0.2.1-0.2.2's bmm: one fp32 [T, k, dim] gradient, the shared experts not yet run backward
+    assert moe_training.scoring_backward_bytes(DSV3_16B, _full_ac("0.2.2"), layout) == 4 * 6 * 2048
+    assert moe_training.scoring_backward_bytes(DSV3_16B, _full_ac("0.2"), layout) == per
+    # compiled (Inductor fuses the product's backward) and HybridEP (its combine kernel scores): nothing
+    assert moe_training.scoring_backward_bytes(DSV3_16B, _full_ac(None, True), layout) == 0
+    hybridep = _full_ac(None, hybridepCapacityFactor=1.0)
+    assert moe_training.scoring_backward_bytes(DSV3_16B, hybridep, layout) == 0
+    # in the recomputed layer's working set, not in what the layers keep (a current main against 0.2.2's bmm,
+    # which differ in nothing else at tensor 1)
+    main = runtime_activations(DSV3_16B, _full_ac(None), layout)
+    bmm = runtime_activations(DSV3_16B, _full_ac("0.2.2"), layout)
+    assert main.kept == bmm.kept
+    assert main.recompute - bmm.recompute == pytest.approx((per - 4 * 6 * 2048) * 16 * 4096, abs=16)

@@ -465,6 +465,8 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     kept_per, recompute = _checkpointed(a, tr, layout, tokens, per, ckpt)
     if recompute:  # a recomputed layer's eager attention backward holds more than its count
         recompute += eager_backward_bytes(a, tr, t, fp16)
+        if moe_training.applies(a, torchtitan(tr), t):  # and torchtitan's eager MoE scoring backward
+            recompute += moe_training.scoring_backward_bytes(a, tr, layout)
     if frozen_fsdp1_units:
         recompute += fsdp1_held_input_grads(a, t)
     # the logits on this rank: split over the vocabulary, or gathered whole without loss parallel (fsdp)

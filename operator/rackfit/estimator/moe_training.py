@@ -115,6 +115,48 @@ def eager_extra_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -
     return per_moe * a.moe_layers / a.num_layers
 
 
+SCORE_GRAD_BYTES = 4         # the scoring's gradients are fp32, as its product
+SCORE_MUL_GRAD_BUFFERS = 3   # the incoming gradient, the routed copies' and the scores' before their reduction
+
+
+def scoring_backward_bytes(a: ModelArch, tr: Training, layout: Layout) -> float:
+    """Bytes a token that an eager MoE layer's backward holds, at its scoring of the routed outputs, beyond the
+    layer's saved tensors (the `recompute` count): the moment of its backward when the most is alive.
+
+    Read at torchtitan 8ea2b961b (June 2026; the same form at b109f7d71, f738a03bf and 951f6ff48, 2025, and from PR
+    2775, 8bc267dea, April 6, 2026): with score_before_experts False (every DeepSeek-V3 and Qwen3 flavor) the combine
+    computes `(routed_output_RD.to(torch.float32) * topk_scores_experts_sorted_N.reshape(-1, 1)).to(dtype)` and
+    scatter-adds it into the tokens (models/common/token_dispatcher.py `combine`, after the all-to-all back; the
+    scatter-add's backward is a gather, torchtitan/ops/scatter_add.py). Backward, node by node (autograd runs the
+    later-created node first, so the shared experts' backward, created after the routed path or consumed after it,
+    runs before and frees their saved tensors; their input's 16-bit gradient waits in the input buffer): the gather
+    makes the 16-bit gradient of the N = T x top-k copies, `_to_copy`'s backward casts it to fp32 [N, dim] (the
+    16-bit one freed once the node returns), and MulBackward0 (tools/autograd/derivatives.yaml `mul.Tensor`:
+    `mul_tensor_backward(grad, other)` for each input) writes `grad * scores` [N, dim] and `grad * routed` [N, dim]
+    in fp32 before the engine's validate_outputs sums the second to the scores' [N, 1] and release_variables frees
+    the saved fp32 copy: three fp32 [N, dim] buffers beside everything the layer saved - 12 bytes a routed element,
+    10 GiB more than the saved count on DeepSeek-V3 16B at 65,536 tokens a rank. The grouped mms' backward that
+    follows holds less (16-bit [N, dim] and [N, hidden] gradients, each node freeing its saved inputs).
+
+    torchtitan 0.2.1-0.2.2 (Training.torchtitan_bmm_scores) scored by `torch.bmm(top_scores.reshape(-1, 1, k),
+    routed_output_unsorted.float())` instead (models/common/moe/moe.py at 72f89d206^), created after the shared
+    experts: its backward runs first and writes one fp32 [T, k, dim] gradient (the scores' is [T, 1, k]) with every
+    saved tensor still alive.
+
+    0 when compiled (Inductor fuses the product's backward and the scores' reduction, no [N, dim] buffer), for
+    Llama 4 (score_before_experts True: the product is taken at the dispatch, whose backward runs after the grouped
+    mms' have freed the routed tensors; told by its chunked attention, as activations.routed_copies) and for
+    HybridEP (hybridepCapacityFactor: its combine kernel applies the scores). DeepEP and blocking HybridEP, which
+    also score inside their kernels, cannot be stated and are counted as the all-to-all."""
+    if tr.compile or a.attention_chunk_size or tr.hybridep_capacity_factor:
+        return 0.0
+    k, h = a.num_experts_per_token, a.hidden_size
+    if tr.torchtitan_bmm_scores:
+        return SCORE_GRAD_BYTES * k * h
+    shared_saved = a.num_shared_experts * (4 if a.gated_mlp else 2) * a.moe_intermediate_size * ACT_BYTES
+    return max(SCORE_MUL_GRAD_BUFFERS * SCORE_GRAD_BYTES * k * h + ACT_BYTES * h - shared_saved, 0.0)
+
+
 def sequence_parallel_routing(a: ModelArch, titan: bool, layout: Layout) -> bool:
     """torchtitan's MoE under tensor and expert parallel with expert_tensor_parallel_degree 1 (its default):
     apply_moe_ep_tp (models/llama4/parallelize.py at 72f89d206^; the DeepSeek-V3 models call it) all-gathers the MoE
