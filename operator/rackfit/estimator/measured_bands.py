@@ -57,8 +57,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'turing'): (-19.8, 0.1, 2, 'memory', -17.8, -1.9),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 45, 'kv cache', -2.3, 12.3),
     ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 58, 'kv cache', -7.1, 25.0),
-    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 231, 'kv cache', -2.3, 10.1),
+    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 234, 'kv cache', -2.3, 10.0),
     ('vllm', 'inference', 'blackwell'): (-3.6, 73.8, 23, 'kv cache', -0.1, 30.5),
     ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 88, 'kv cache', -0.4, 1.8),
-    ('vllm', 'inference', 'turing'): (-3.2, 8.1, 17, 'kv cache', -0.6, 6.0),
+    ('vllm', 'inference', 'turing'): (-3.2, 8.1, 20, 'kv cache', -0.9, 5.0),
 }
