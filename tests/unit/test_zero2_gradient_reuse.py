@@ -1,7 +1,8 @@
-"""ZeRO-2's contiguous gradients and the allocator slack (docs/accuracy.md, "DeepSpeed's own memory handling and the
-allocator slack"): each gradient autograd makes is copied into the IPG buffer and its block freed at once, so the next
-layer's gradients, the same shapes, are served by those blocks and strand no slack (zero.zero2_gradient_reuse); the
-IPG buffers themselves and ZeRO-3's gathered parameters and gradients keep their share."""
+"""ZeRO-2's contiguous gradients, and stage 1's under overlap_comm, and the allocator slack (docs/accuracy.md,
+"DeepSpeed's own memory handling and the allocator slack"): each gradient autograd makes is copied into the IPG buffer
+and its block freed at once, so the next layer's gradients, the same shapes, are served by those blocks and strand no
+slack (zero.zero2_gradient_reuse); the IPG buffers themselves and ZeRO-3's gathered parameters and gradients keep
+their share."""
 
 from archs import qwen
 
@@ -15,10 +16,12 @@ from rackfit.spec import Training
 def test_only_the_layer_gradients_beside_the_ipg_buffers():
     ipg = zero12_ipg_buffers(500_000_000, False, 2)   # DeepSpeed's default bucket, one buffer without overlap_comm
     layer = 218_112_000 * 2                           # one Llama-3-8B layer's 16-bit gradients
-    assert zero2_gradient_reuse(2, ipg + layer, ipg) == layer
-    # stage 1 (no gradient hook without overlap_comm) and stage 3 (record_stream on the reduce stream): none
-    assert zero2_gradient_reuse(1, ipg + layer, ipg) == 0
-    assert zero2_gradient_reuse(3, layer, 0) == 0
+    assert zero2_gradient_reuse(2, False, ipg + layer, ipg) == layer
+    # stage 1 runs the same hooks under overlap_comm (two IPG buffers then), none without it (its gradients kept)
+    assert zero2_gradient_reuse(1, True, 2 * ipg + layer, 2 * ipg) == layer
+    assert zero2_gradient_reuse(1, False, ipg + layer, ipg) == 0
+    # stage 3 (its gradients copied on the reduce stream under record_stream): none
+    assert zero2_gradient_reuse(3, True, layer, 0) == 0
 
 
 def _peak(stage, offload=False):

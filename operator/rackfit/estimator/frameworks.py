@@ -864,8 +864,8 @@ def _backward(g: _Given, c: _Count) -> _Backward:
     if tr.framework == "deepspeed":
         # ZeRO-2's gradients copied into the contiguous IPG buffer, autograd's blocks freed at the sizes the next
         # layer asks for (zero.zero2_gradient_reuse)
-        b.reused = zero2_gradient_reuse(c.zero, c.buckets, zero12_ipg_buffers(c.reduce_bucket, c.overlap,
-                                                                              g.compute_bytes))
+        b.reused = zero2_gradient_reuse(c.zero, c.overlap, c.buckets,
+                                        zero12_ipg_buffers(c.reduce_bucket, c.overlap, g.compute_bytes))
     fsdp2 = _fsdp2_over_data(g)
     if fsdp2 or c.lora_gathered is not None:
         b.cached_logits = 0   # the moment-by-moment counts below replace `start`

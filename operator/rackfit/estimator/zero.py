@@ -86,7 +86,7 @@ def zero12_ipg_buffers(reduce_bucket: int, overlap: bool, compute_bytes: int) ->
     return (2 if overlap else 1) * reduce_bucket * compute_bytes
 
 
-def zero2_gradient_reuse(stage: int, buckets: int, ipg: int) -> int:
+def zero2_gradient_reuse(stage: int, overlap: bool, buckets: int, ipg: int) -> int:
     """Bytes of ZeRO-2's backward transient (frameworks.runtime_peak's `reused`) on which the caching allocator strands
     no slack, as fsdp.fsdp_gathered_reuse for FSDP's gathered parameters: of `buckets` (the IPG buffers, `ipg` bytes,
     zero12_ipg_buffers, and one layer's unpartitioned gradients beside them), the layer's gradients. Read in
@@ -98,14 +98,15 @@ def zero2_gradient_reuse(stage: int, buckets: int, ipg: int) -> int:
     grad_reduc)`, "keeping the gradients contiguous to prevent memory fragmentation"): autograd's block is freed on the
     default stream at once, and the next layer's gradients, the same shapes, take those blocks back. The IPG buffers
     themselves (allocated whole in `backward` before `loss.backward()`, freed by the epilogue) stay counted: which
-    block serves them each step depends on the forward before it. Stage 1 adds no gradient hook without overlap_comm
-    (`if self.partition_gradients or self.overlap_comm`), and keeps its gradients: 0. ZeRO-3 is left as it was
-    (docs/accuracy.md, "DeepSpeed's own memory handling and the allocator slack"): its gathered parameters are
-    allocated in the all-gather stream's pool but freed with `record_stream` on the compute stream (partition_
-    parameters.py free_param) while the prefetch runs ahead, and its gradients are copied on reduce_and_partition_stream
-    with `param.grad.record_stream(...)` (stage3.py __add_grad_to_ipg_bucket), so neither is re-requested into a block
-    known free."""
-    return max(buckets - ipg, 0) if stage == 2 else 0
+    block serves them each step depends on the forward before it. Stage 1 under overlap_comm (`overlap`) runs the same
+    hooks (`if self.partition_gradients or self.overlap_comm: self.create_reduce_and_remove_grad_hooks()`, reducing at
+    the accumulation boundary), as stage 2; without overlap_comm it adds no hook and keeps its gradients: 0. ZeRO-3 is
+    left as it was (docs/accuracy.md, "DeepSpeed's own memory handling and the allocator slack"): its gathered
+    parameters are allocated in the all-gather stream's pool but freed with `record_stream` on the compute stream
+    (partition_parameters.py free_param) while the prefetch runs ahead, and its gradients are copied on
+    reduce_and_partition_stream with `param.grad.record_stream(...)` (stage3.py __add_grad_to_ipg_bucket), so neither
+    is re-requested into a block known free."""
+    return max(buckets - ipg, 0) if stage == 2 or (stage == 1 and overlap) else 0
 
 
 def zero12_partition_held(partition_bytes: int, overlap: bool, freed_block: int) -> bool:
