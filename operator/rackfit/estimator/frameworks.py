@@ -69,6 +69,7 @@ from rackfit.estimator.zero import (
     ZERO_REDUCE_BUCKET,
     ZERO_SUB_GROUP,
     loss_freed_blocks,
+    zero2_gradient_reuse,
     zero3_gathered_elements,
     zero3_norm_copy,
     zero3_reduce_copy,
@@ -860,6 +861,11 @@ def _backward(g: _Given, c: _Count) -> _Backward:
         else:
             b.transient, b.loss_gathered = layer_moment, None
     b.reused = fsdp_gathered_reuse(tr, c.gathered if b.loss_gathered is None else b.loss_gathered)
+    if tr.framework == "deepspeed":
+        # ZeRO-2's gradients copied into the contiguous IPG buffer, autograd's blocks freed at the sizes the next
+        # layer asks for (zero.zero2_gradient_reuse)
+        b.reused = zero2_gradient_reuse(c.zero, c.overlap, c.buckets,
+                                        zero12_ipg_buffers(c.reduce_bucket, c.overlap, g.compute_bytes))
     fsdp2 = _fsdp2_over_data(g)
     if fsdp2 or c.lora_gathered is not None:
         b.cached_logits = 0   # the moment-by-moment counts below replace `start`

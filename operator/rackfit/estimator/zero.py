@@ -86,6 +86,29 @@ def zero12_ipg_buffers(reduce_bucket: int, overlap: bool, compute_bytes: int) ->
     return (2 if overlap else 1) * reduce_bucket * compute_bytes
 
 
+def zero2_gradient_reuse(stage: int, overlap: bool, buckets: int, ipg: int) -> int:
+    """Bytes of ZeRO-2's backward transient (frameworks.runtime_peak's `reused`) on which the caching allocator strands
+    no slack, as fsdp.fsdp_gathered_reuse for FSDP's gathered parameters: of `buckets` (the IPG buffers, `ipg` bytes,
+    zero12_ipg_buffers, and one layer's unpartitioned gradients beside them), the layer's gradients. Read in
+    deepspeed/runtime/zero/stage_1_and_2.py and config.py at v0.9.0, v0.12.4, v0.14.2 and v0.16.4 (the same):
+    contiguous_gradients (config.py: default True, "Copies the gradients to a contiguous buffer as they are produced.
+    Avoids memory fragmentation during backward pass"; forced on by offload_optimizer, `contiguous_gradients or
+    self.cpu_offload`) makes each gradient hook (`reduce_independent_p_g_buckets_and_remove_grads`) copy the gradient
+    autograd made into the IPG buffer and point `param.grad` at it (`grad_reduc.data = new_grad_tensor.data.view_as(
+    grad_reduc)`, "keeping the gradients contiguous to prevent memory fragmentation"): autograd's block is freed on the
+    default stream at once, and the next layer's gradients, the same shapes, take those blocks back. The IPG buffers
+    themselves (allocated whole in `backward` before `loss.backward()`, freed by the epilogue) stay counted: which
+    block serves them each step depends on the forward before it. Stage 1 under overlap_comm (`overlap`) runs the same
+    hooks (`if self.partition_gradients or self.overlap_comm: self.create_reduce_and_remove_grad_hooks()`, reducing at
+    the accumulation boundary), as stage 2; without overlap_comm it adds no hook and keeps its gradients: 0. ZeRO-3 is
+    left as it was (docs/accuracy.md, "DeepSpeed's own memory handling and the allocator slack"): its gathered
+    parameters are allocated in the all-gather stream's pool but freed with `record_stream` on the compute stream
+    (partition_parameters.py free_param) while the prefetch runs ahead, and its gradients are copied on
+    reduce_and_partition_stream with `param.grad.record_stream(...)` (stage3.py __add_grad_to_ipg_bucket), so neither
+    is re-requested into a block known free."""
+    return max(buckets - ipg, 0) if stage == 2 or (stage == 1 and overlap) else 0
+
+
 def zero12_partition_held(partition_bytes: int, overlap: bool, freed_block: int) -> bool:
     """Whether ZeRO-2's 16-bit gradient partition holds GPU memory (reserved, not allocated) at the loss's backward.
     copy_grads_in_partition (stage_1_and_2.py, DeepSpeed edaa722; the same since 0.9) allocates `grads_in_partition`,
