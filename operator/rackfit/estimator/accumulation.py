@@ -75,8 +75,9 @@ def no_sync_reuse(tr: Training, layout: Layout, unsharded: int, transient: int) 
     """Of a backward's transient bytes (`transient`, frameworks.runtime_peak's backward_transient), those FSDP1's
     `no_sync` unsharded gradients hold (no_sync_unsharded of `unsharded`), on which the caching allocator strands no
     slack: each is allocated once and stays allocated to the sync micro-batch's post-backward hook, so no block of
-    theirs is freed and re-requested between the first micro-batch's backward and the peak. Read at torch 2.1
-    (the rows' release) and on to 2.5: in the first micro-batch autograd's gradient of each unit's flat parameter is
+    theirs is freed and re-requested between the first micro-batch's backward and the peak. Read in the torch 2.x
+    FSDP1 source (T1441's and T463's torch 2.1 has the same no_sync branch): in the first micro-batch autograd's
+    gradient of each unit's flat parameter is
     made once, in the default stream, and AccumulateGrad keeps it as `flat_param.grad` (no `.grad` before it);
     `_post_backward_hook` (_runtime_utils.py) reshards the parameter and, `if not state._sync_gradients`, returns
     with `.grad` kept (`_use_unsharded_grad_views` with use_orig_params); `_post_backward_final_callback` /
