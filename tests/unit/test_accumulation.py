@@ -10,6 +10,7 @@ from rackfit.errors import InvalidWorkload
 from rackfit.estimator import estimate, training_peak, training_states
 from rackfit.estimator.accumulation import (
     accumulation_steps,
+    no_sync_reuse,
     runtime_accumulated_grads,
     transformers_accumulated_grads,
 )
@@ -77,6 +78,26 @@ def test_fsdp1_no_sync_keeps_unsharded_16bit_gradients():
     assert acc.backward_transient - one.backward_transient == LLAMA_1B * 2
     assert acc.cached_gradients == one.cached_gradients == LLAMA_1B * 4 // 8
     assert acc.states == one.states
+
+
+def test_fsdp1_no_sync_unsharded_gradients_strand_no_allocator_slack():
+    # allocated once in the first micro-batch, held to the sync micro-batch's reduce-scatter: reused, no slack share
+    one, acc = training_peak(_spec("fsdp", 8, None, fsdpVersion=1)), training_peak(_spec("fsdp", 8, 4, fsdpVersion=1))
+    assert acc.reused - one.reused == LLAMA_1B * 2
+    # the estimate grows by the held bytes alone: the allocator's share is the one-step backward's
+    est_one, est_acc = estimate(_spec("fsdp", 8, None, fsdpVersion=1)), estimate(_spec("fsdp", 8, 4, fsdpVersion=1))
+    assert est_one.peak_phase == est_acc.peak_phase == "loss backward"
+    assert est_acc.total_bytes - est_one.total_bytes == LLAMA_1B * 2
+    def tr(**kw):
+        return Training.model_validate({"framework": "fsdp", **kw})
+
+    tr1, layout = tr(fsdpVersion=1, gradientAccumulationSteps=4), Layout(data=8)
+    assert no_sync_reuse(tr1, layout, 1000, 5000) == 1000
+    assert no_sync_reuse(tr1, layout, 1000, 600) == 600    # never more than the backward's transient
+    assert no_sync_reuse(tr1, layout, 1000, -5) == 0
+    assert no_sync_reuse(tr(fsdpVersion=1), layout, 1000, 5000) == 0                  # no accumulation
+    assert no_sync_reuse(tr1, Layout(data=1), 1000, 5000) == 0                       # no no_sync on one GPU
+    assert no_sync_reuse(tr(fsdpVersion=2, gradientAccumulationSteps=4), layout, 1000, 5000) == 0   # not FSDP1
 
 
 def test_fsdp1_no_sync_keeps_unsharded_gradients_on_the_gpu_under_cpu_offload():

@@ -71,6 +71,30 @@ def no_sync_unsharded(tr: Training, layout: Layout, unsharded: int) -> int:
     return 0
 
 
+def no_sync_reuse(tr: Training, layout: Layout, unsharded: int, transient: int) -> int:
+    """Of a backward's transient bytes (`transient`, frameworks.runtime_peak's backward_transient), those FSDP1's
+    `no_sync` unsharded gradients hold (no_sync_unsharded of `unsharded`), on which the caching allocator strands no
+    slack: each is allocated once and stays allocated to the sync micro-batch's post-backward hook, so no block of
+    theirs is freed and re-requested between the first micro-batch's backward and the peak. Read in the torch 2.x
+    FSDP1 source (T1441's and T463's torch 2.1 has the same no_sync branch): in the first micro-batch autograd's
+    gradient of each unit's flat parameter is
+    made once, in the default stream, and AccumulateGrad keeps it as `flat_param.grad` (no `.grad` before it);
+    `_post_backward_hook` (_runtime_utils.py) reshards the parameter and, `if not state._sync_gradients`, returns
+    with `.grad` kept (`_use_unsharded_grad_views` with use_orig_params); `_post_backward_final_callback` /
+    `_finalize_params` keep it ("`.grad` remains the unsharded gradient from prior `no_sync()` iterations");
+    the next micro-batch's `prepare_gradient_for_backward` (_flat_param.py) sets `.grad` to None only when its size is
+    not the unpadded unsharded size, which under no_sync it is, so AccumulateGrad adds the next micro-batch's gradient
+    into it in place; the sync micro-batch's hook takes `flat_param.grad.data`, reduce-scatters it in the post-backward
+    stream and drops it only then. The slack shares (estimator/__init__.py) are set on transients freed and
+    re-requested layer by layer; these bytes are held, as the sharded gradients are (not in the transient). The
+    micro-batch's own new gradient of each unit (added in and freed, the same size unit after unit) stays counted
+    as before. FSDP1 only: accelerate's FSDP2 keeps `unsharded_param.grad` the same way (_fsdp_param.py
+    `to_accumulated_grad_if_needed`), not modelled here (no measured row)."""
+    if tr.fsdp != 1:
+        return 0
+    return min(no_sync_unsharded(tr, layout, unsharded), max(transient, 0))
+
+
 def runtime_accumulated_grads(tr: Training, layout: Layout, grads: int, held: int, cached: int,
                               unsharded: int) -> tuple[int, int]:
     """runtime_peak (fsdp, deepspeed, megatron): (held, cached) at micro-batches 2..N's loss backward in place of one

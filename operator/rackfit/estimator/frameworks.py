@@ -22,7 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from rackfit.estimator import float8, megatron_mtp, moe_training, torchtune
-from rackfit.estimator.accumulation import accumulation_steps, no_sync_unsharded, runtime_accumulated_grads
+from rackfit.estimator.accumulation import (
+    accumulation_steps,
+    no_sync_reuse,
+    no_sync_unsharded,
+    runtime_accumulated_grads,
+)
 from rackfit.estimator.activations import (
     ACT_BYTES,
     attention_dims,
@@ -861,6 +866,8 @@ def _backward(g: _Given, c: _Count) -> _Backward:
         else:
             b.transient, b.loss_gathered = layer_moment, None
     b.reused = fsdp_gathered_reuse(tr, c.gathered if b.loss_gathered is None else b.loss_gathered)
+    # FSDP1's no_sync unsharded gradients, allocated once in the first micro-batch and held (accumulation.no_sync_reuse)
+    b.reused += no_sync_reuse(tr, g.layout, c.n * g.compute_bytes if g.full else 0, b.transient - b.reused)
     if tr.framework == "deepspeed":
         # ZeRO-2's gradients copied into the contiguous IPG buffer, autograd's blocks freed at the sizes the next
         # layer asks for (zero.zero2_gradient_reuse)
