@@ -76,6 +76,7 @@ from rackfit.estimator.zero import (
     loss_freed_blocks,
     zero2_gradient_reuse,
     zero3_gathered_elements,
+    zero3_gathers,
     zero3_norm_copy,
     zero3_reduce_copy,
     zero3_step,
@@ -604,6 +605,11 @@ def _zero_buckets(g: _Given, c: _Count) -> None:
 def _zero3_gathered(g: _Given, c: _Count) -> None:
     """ZeRO-3's gathered parameters: the live-parameter and prefetch bounds, as stored, and every layer's until
     its backward where torch's linear keeps them."""
+    if not zero3_gathers(g.d, bool(g.tr.offload_parameters)):
+        # one GPU, partitions on it: `param.data` points at the partition itself, nothing is gathered
+        # (zero.zero3_gathers)
+        c.gathered = 0
+        return
     # gathered parameters: at most stage3_max_live_parameters live, plus the prefetch bucket (parameters
     # fetched ahead of their module), and never more than the whole model's 16-bit weights; the output
     # projection is fetched whole beyond that bound (zero.zero3_gathered_elements)
@@ -790,8 +796,9 @@ def _grads_held(g: _Given, c: _Count) -> None:
     if deepspeed and full and c.zero in (1, 2) and d > 1 and c.overlap:
         copy = zero12_reduce_copy(c.reduce_bucket, c.n, g.compute_bytes)   # the reduction stream's cached flat copy
         c.held, c.cached = c.held + copy, c.cached + copy
-    if deepspeed and c.zero == 3 and d > 1 and c.overlap:
-        # reduce_and_partition_stream's flat copy of a bucket, reserved in that stream's pool (zero.zero3_reduce_copy)
+    if deepspeed and c.zero == 3 and c.overlap:
+        # reduce_and_partition_stream's flat copy of a bucket, reserved in that stream's pool, one rank included
+        # (zero.zero3_reduce_copy)
         copy = zero3_reduce_copy(c.reduce_bucket, c.n, largest_parameter(a, tr, t * g.pp), d, g.compute_bytes)
         c.held, c.cached = c.held + copy, c.cached + copy
 

@@ -65,6 +65,24 @@ def zero3_gathered_elements(total: int, output: int) -> int:
     return max(min(ZERO_MAX_LIVE_PARAMETERS + ZERO_PREFETCH_BUCKET, total), output)
 
 
+def zero3_gathers(d: int, offload_parameters: bool) -> bool:
+    """Whether ZeRO-3 allocates a gathered copy of a parameter when it fetches it, over `d` data-parallel ranks (the
+    partitions' count). Read in deepspeed/runtime/zero/partition_parameters.py and partitioned_param_coordinator.py at
+    v0.9.0, v0.10.0, v0.11.0, v0.12.3, v0.13.5, v0.14.2, v0.15.4 and v0.16.4: the coordinator's
+    `__all_gather_params_` calls `all_gather_coalesced`, which on one partition (`if self.num_partitions == 1`,
+    `self.world_size == 1` in 0.9.0) returns `_no_gather_coalesced(params)`: NoGatherHandle / NoGatherCoalescedHandle
+    set `param.data = param.ds_tensor.data.to(device=current_device_name(), non_blocking=True).view(param.ds_shape)`.
+    With the partition on the GPU (no offload_param) `.to` of a tensor already on that device returns it and `.view`
+    is a view: `param.data` points at the partition itself (`_partition_param`: `partition_size = tensor_size //
+    self.num_partitions`, the whole parameter; stage3.py's defragment moves the partitions into
+    fp16_partitioned_groups_flat, counted among the weights). `free_param` then points `param.data` at an empty
+    tensor, freeing nothing. So on one GPU nothing is gathered: not the live-parameter and prefetch bound
+    (zero3_gathered_elements), not the output projection, and not the weights torch's linear saves for its backward
+    without zero.Init (`weight.t()`, a view of the same flat partition buffer). With offload_param the partition is on
+    the host and `.to(device)` copies it to the GPU: gathered as over several ranks."""
+    return d > 1 or offload_parameters
+
+
 def zero_overlap_comm(stage: int, overlap_comm: bool | None) -> bool:
     """Whether ZeRO overlaps the gradients' reduction with the backward: zero_optimization.overlap_comm as the job
     sets it, else DeepSpeed's default, True for stage 3 and False for stages 1 and 2 (deepspeed/runtime/zero/config.py,
@@ -137,9 +155,9 @@ def zero12_reduce_copy(reduce_bucket: int, params: int, compute_bytes: int) -> i
 
 def zero3_reduce_copy(reduce_bucket: int, trainable: int, largest: int, d: int, compute_bytes: int) -> int:
     """Bytes the reduce_and_partition_stream's pool keeps reserved under ZeRO-3 with overlap_comm over data parallel
-    `d` > 1: the flat copy reduce_scatter_coalesced makes of a bucket, for `trainable` trained elements on this rank
-    (before partitioning), `largest` the largest trained tensor's elements. Read in deepspeed/runtime/zero/stage3.py
-    and runtime/comm/coalesced_collectives.py at v0.13.5 and v0.16.4 (the same):
+    `d` (one rank included): the flat copy reduce_scatter_coalesced makes of a bucket, for `trainable` trained
+    elements on this rank (before partitioning), `largest` the largest trained tensor's elements. Read in
+    deepspeed/runtime/zero/stage3.py and runtime/comm/coalesced_collectives.py at v0.13.5 and v0.16.4 (the same):
     - `__reduce_and_partition_ipg_grads` runs in `with get_accelerator().stream(self.reduce_and_partition_stream)`,
       its own `Stream()` under overlap_comm (the default stream without it). With `reduce_scatter` True (the
       default) it always takes `__avg_scatter_grads`, which calls `reduce_scatter_coalesced([p.grad ...])`.
@@ -156,9 +174,13 @@ def zero3_reduce_copy(reduce_bucket: int, trainable: int, largest: int, d: int, 
     handed to the default stream's allocations (CUDACachingAllocator.cpp get_free_block: a block of another stream is
     skipped): from the second micro-batch on it is reserved, not allocated, at the loss's backward. Without
     overlap_comm it is made in the default stream and reused. The bucket bound is an upper bound: with HF's "auto"
-    bucket (hidden^2) most reductions are one matrix reduced in place."""
-    if d <= 1:
-        return 0
+    bucket (hidden^2) most reductions are one matrix reduced in place.
+    On one rank (`d` 1; the same releases, and v0.9.0, v0.12.3 and v0.14.2) nothing skips this: stage3.py's gradient
+    hooks and `__reduce_and_partition_ipg_grads` run whatever the world size, and reduce_scatter_coalesced's in-place
+    path is still `len(tensors) == 1 and tensors[0].numel() % world_sz == 0`: a bucket of several gradients is
+    concatenated by `torch.cat` (no padding, the chunk is the whole tensor). With DeepSpeed's default 5e8-element
+    bucket and a model smaller than that (Qwen1.5-0.5B's 464M), every gradient waits in the bucket until
+    `independent_gradient_partition_epilogue` and the copy is all of them."""
     lone = -(-largest // d) * d if largest > reduce_bucket and largest % d else 0
     return max(min(reduce_bucket, trainable), lone) * compute_bytes
 
