@@ -150,6 +150,15 @@ MLA_LATENT = (0, 7, 1)
 # 0.5.1, 0.5.3-0.5.5 and 0.6.0-0.6.6 wheels; 0.7.0 returns qk_nope_head_dim + qk_rope_head_dim (192).
 MLA_UNPADDED = (0, 7, 0)
 MLA_PADDED_HEAD = 256
+# V0's CacheEngine (vllm/worker/cache_engine.py) in 0.7.2 and 0.7.3 pads each MLA cache entry to 256 bytes:
+# get_cache_block_size rounds key_cache_entry (num_kv_heads x head_size, 1 x 576 for DeepSeek) up with
+# align_to_256bytes(extent, model_config.dtype) (vllm/utils.py: a multiple of 256 // the model dtype's size elements,
+# 128 for a 16-bit model) when _align_cache holds (model_config.use_mla, CUDA, VLLM_CUDA_MEM_ALIGN_KV_CACHE, default
+# "1"), and _allocate_kv_cache strides the cache at that size: 576 -> 640, a token 11% dearer. The swap space's CPU
+# blocks use the same block size. Read in the 0.7.2 and 0.7.3 wheels; absent from 0.7.1 and from 0.8.0 (0.8.2, 0.8.5
+# and 0.10.1.1 read too). V1's MLA spec pages the bare 576.
+MLA_ALIGN = ((0, 7, 2), (0, 8, 0))
+MLA_ALIGN_BYTES = 256
 # SGLang starts with any pool that holds a few tokens: TpModelWorker.__init__ (python/sglang/srt/managers/tp_worker.py)
 # caps each request at max_req_len = min(context_len - 1, max_total_num_tokens - 1) and asserts only that
 # max_req_input_len = max_req_len - 5 is positive ("Memory pool size is too small"); longer inputs are rejected per
@@ -448,7 +457,17 @@ class _Rank:
     s: EngineSettings
     latent: bool            # MLA cached as its latent (MLA_LATENT)
     mla_head: int | None    # vLLM's padded MLA head size before MLA_UNPADDED
+    mla_align: int | None   # the elements V0 pads an MLA latent entry to (MLA_ALIGN)
     total: int              # the GPU's memory as CUDA reports it (engine_defaults.cuda_total_bytes; 0 without a GPU)
+
+
+def mla_align_elements(inf: Inference, precision: str) -> int | None:
+    """The elements vLLM V0 pads an MLA latent cache entry to (MLA_ALIGN: 0.7.2-0.7.3), else None: 256 bytes of the
+    model's dtype (fp32 for a float32 model, else 16-bit)."""
+    start, end = MLA_ALIGN
+    if not inf.vllm_v0 or inf.vllm_before(start) or not inf.vllm_before(end):
+        return None
+    return MLA_ALIGN_BYTES // (4 if precision == "fp32" else 2)
 
 
 def _rank(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None, context: int, precision: str) -> _Rank:
@@ -457,6 +476,7 @@ def _rank(inf: Inference, a: ModelArch, layout: Layout, gpu: GPU | None, context
                  s=settings(inf, gpu, layout.tensor, layout.pipeline, a),
                  latent=not (inf.engine == "vllm" and inf.vllm_before(MLA_LATENT)),
                  mla_head=MLA_PADDED_HEAD if inf.engine == "vllm" and inf.vllm_before(MLA_UNPADDED) else None,
+                 mla_align=mla_align_elements(inf, precision),
                  total=cuda_total_bytes(gpu) if gpu is not None else 0)
 
 
@@ -603,7 +623,7 @@ class _Paging:
         inf, a, layout, s = self.r.inf, self.r.a, self.r.layout, self.r.s
         latent, per_layer, v1, chunked, spread = self.r.latent, self.per_layer, self.v1, self.chunked, self.spread
         per_request = kv_cache_bytes(a, inf.kv_cache_precision, self.kv_layout, context, 1, s.max_num_batched_tokens,
-                                     mla_latent=latent, mla_head_size=self.r.mla_head)
+                                     mla_latent=latent, mla_head_size=self.r.mla_head, mla_align=self.r.mla_align)
         per_token = per_layer * heaviest_stage_layers(a.num_layers, layout.pipeline)
         if v1 and (a.sliding_window or chunked):
             # V1 pages a model with sliding layers, or chunked ones under the hybrid manager
@@ -643,7 +663,7 @@ def _paging(r: _Rank) -> _Paging:
     kv_layout = layout if dp_attention(inf) == 1 else \
         layout.model_copy(update={"tensor": attention_tensor(inf, layout.tensor)})
     per_layer = kv_bytes_per_token_layer(a, inf.kv_cache_precision, kv_layout.tensor, mla_latent=r.latent,
-                                         mla_head_size=r.mla_head)
+                                         mla_head_size=r.mla_head, mla_align=r.mla_align)
     # DeepSeek-V3.2 under SGLang: the NSA pool's record and indexer keys a layer (what a token costs), and the smaller
     # cell its profile sizes the pool with (sglang.nsa_layer_bytes)
     sizing_layer = per_layer

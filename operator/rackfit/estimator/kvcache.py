@@ -12,27 +12,32 @@ KV_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 
 def kv_bytes_per_token_layer(a: ModelArch, kv_precision: str, tensor: int, mla_latent: bool = True,
-                             mla_head_size: int | None = None) -> int:
+                             mla_head_size: int | None = None, mla_align: int | None = None) -> int:
     """`mla_latent` False: an MLA model cached as full K and V per head at qk_head_dim, as vLLM before
     v0.7.1 did (engines.py MLA_LATENT); `mla_head_size`, the head size those full heads are cached at where the
-    release pads it (vLLM before 0.7.0: 256, engines.py MLA_PADDED_HEAD)."""
+    release pads it (vLLM before 0.7.0: 256, engines.py MLA_PADDED_HEAD); `mla_align`, the multiple of elements the
+    latent entry is padded to where the release aligns it (vLLM V0 0.7.2-0.7.3: 256 bytes, engines.py MLA_ALIGN)."""
     b = KV_BYTES[kv_precision]
     if a.is_mla and not mla_latent:
         head = mla_head_size or (a.qk_nope_head_dim + a.qk_rope_head_dim)
         return 2 * max(1, a.num_attention_heads // tensor) * head * b
     if a.is_mla:
         # one compressed latent + the decoupled RoPE key, shared by all heads, on every rank
-        return (a.kv_lora_rank + a.qk_rope_head_dim) * b
+        entry = a.kv_lora_rank + a.qk_rope_head_dim
+        if mla_align:
+            entry = -(-entry // mla_align) * mla_align
+        return entry * b
     heads_per_gpu = max(1, a.num_key_value_heads // tensor)
     return 2 * heads_per_gpu * a.head_dim * b
 
 
 def kv_cache_bytes(a: ModelArch, kv_precision: str, layout: Layout, context: int, sequences: int,
-                   chunk_tokens: int, mla_latent: bool = True, mla_head_size: int | None = None) -> int:
+                   chunk_tokens: int, mla_latent: bool = True, mla_head_size: int | None = None,
+                   mla_align: int | None = None) -> int:
     """Per GPU, for `sequences` sequences of `context` tokens on this data-parallel replica.
 
     Sliding-window layers keep at most window + one prefill chunk tokens (vLLM's SlidingWindowSpec)."""
-    per_layer = kv_bytes_per_token_layer(a, kv_precision, layout.tensor, mla_latent, mla_head_size)
+    per_layer = kv_bytes_per_token_layer(a, kv_precision, layout.tensor, mla_latent, mla_head_size, mla_align)
     window_tokens = min(context, a.sliding_window + chunk_tokens) if a.sliding_window else context
     # the heaviest pipeline stage: ceil(L / p) layers, full-attention ones first
     stage_layers = heaviest_stage_layers(a.num_layers, layout.pipeline)
