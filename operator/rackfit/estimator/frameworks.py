@@ -78,6 +78,7 @@ from rackfit.estimator.zero import (
     zero3_gathered_elements,
     zero3_gathers,
     zero3_norm_copy,
+    zero3_overflow_cached,
     zero3_reduce_copy,
     zero3_step,
     zero3_step_segments,
@@ -801,6 +802,12 @@ def _grads_held(g: _Given, c: _Count) -> None:
         # (zero.zero3_reduce_copy)
         copy = zero3_reduce_copy(c.reduce_bucket, c.n, largest_parameter(a, tr, t * g.pp), d, g.compute_bytes)
         c.held, c.cached = c.held + copy, c.cached + copy
+        if tr.deepspeed_zero3_flat_overflow_check and not tr.offload_optimizer and (
+                g.precision == "fp16" or tr.deepspeed_overflow_check_every_dtype):
+            # has_overflow's abs copy and bool mask of the whole gradient partition, in the same stream's pool
+            # beside the reduce copy (zero.zero3_overflow_cached)
+            extra = zero3_overflow_cached(-(-c.n // d), g.compute_bytes, copy)
+            c.held, c.cached = c.held + extra, c.cached + extra
 
 
 def _offload(g: _Given, c: _Count) -> None:

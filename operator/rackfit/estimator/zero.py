@@ -185,6 +185,34 @@ def zero3_reduce_copy(reduce_bucket: int, trainable: int, largest: int, d: int, 
     return max(min(reduce_bucket, trainable), lone) * compute_bytes
 
 
+def zero3_overflow_cached(part: int, compute_bytes: int, reduce_copy: int) -> int:
+    """Bytes ZeRO-3's overflow check leaves reserved in reduce_and_partition_stream's pool beyond the reduce copy
+    (`reduce_copy`, zero3_reduce_copy, the block already cached there), for a rank's gradient partition of `part`
+    elements in the module's `compute_bytes` dtype. Read in deepspeed/runtime/zero/stage3.py at v0.9.4, v0.10.0,
+    v0.11.0, v0.11.2, v0.12.3, v0.13.0, v0.14.2, v0.15.0 and v0.16.4 (the same) and torch's TensorCompare.cpp:
+    - `has_overflow(partition_gradients=True)` runs `torch.isinf(self.grad_partitions_flat_buffer).any()` and then
+      `torch.isnan(...)` inside `with get_accelerator().stream(self.reduce_and_partition_stream)`: the rank's whole
+      flat gradient partition, not a bucket. torch's `isinf` is `self.abs() == infinity`: a copy in the gradient's
+      dtype and a bool mask (1 byte an element) live together; `isnan` (`self != self`) then makes one mask, which
+      the freed blocks serve.
+    - Made in that stream (its own `Stream()` under overlap_comm) and freed there, the blocks stay in its pool: the
+      default stream's allocations skip them (CUDACachingAllocator get_free_block), so from the first step on they
+      are reserved, not allocated. The pool already holds the reduce copy's freed block, which serves the `abs` copy
+      (and the mask too when large enough): a block is split, never joined across segments.
+    - `_overflow_check_and_loss_scale_update` calls check_overflow `if self.dtype == torch.float16` from 0.11.2
+      (before it, every dtype: Training.deepspeed_overflow_check_every_dtype); before 0.9.4 partition_grads checked
+      each parameter's partition in turn (small, not counted). With offload_optimizer the buffer is in pinned host
+      memory and the check runs on the host: 0 then (not called)."""
+    copy, mask = part * compute_bytes, part
+    if reduce_copy >= copy + mask:
+        return 0
+    if reduce_copy >= copy:
+        return mask
+    if reduce_copy >= mask:
+        return copy
+    return copy + mask
+
+
 def zero12_step_cached(part: int, compute_bytes: int, temp: int, accumulation: int) -> int:
     """Bytes ZeRO-1/2's step (zero12_step) leaves reserved but not allocated at its peak, beside what zero12_step
     counts, for a rank's partition of `part` elements, `temp` the optimizer's own temporary (before zero12_step), on

@@ -56,6 +56,10 @@ DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK = (0, 11, 2)
 # PR 196); torchao 0.1 compared the whole tensor with the 16 NF4 values at once (estimator/torchtune.py).
 TORCHAO_CHUNKED_NF4 = (0, 2)
 DEEPSPEED_DEVICE_OVERFLOW_CHECK = (0, 13, 3)
+# DeepSpeed ZeRO-3's has_overflow checks the rank's whole grad_partitions_flat_buffer (isinf, isnan) in the reduce
+# stream from v0.9.4 (stage3.py; v0.9.3's partition_grads checked each parameter's partition); estimator/zero.py
+# zero3_overflow_cached
+DEEPSPEED_ZERO3_FLAT_OVERFLOW_CHECK = (0, 9, 4)
 # torchtune's first release whose QLoRA builders quantize the projections without an adapter too (FrozenNF4Linear):
 # PR 1119 (898670f0e, July 29, 2024) for llama2, llama3, mistral, gemma and phi3, PR 1485 (cb476cfdc, September 3,
 # 2024) for llama3_1; both first tagged v0.3.0 (September 17, 2024). Through v0.2.1 `lora_llama3_self_attention` and

@@ -23,6 +23,7 @@ from rackfit.spec.base import (
 from rackfit.spec.releases import (
     DEEPSPEED_DEVICE_OVERFLOW_CHECK,
     DEEPSPEED_FP16_ONLY_OVERFLOW_CHECK,
+    DEEPSPEED_ZERO3_FLAT_OVERFLOW_CHECK,
     HF_CACHE_OBJECT,
     HF_FSDP1_LIMITER_FROM_PLUGIN,
     HF_LOSS_FUNCTION,
@@ -806,6 +807,12 @@ class Training(SpecModel):
         """DeepSpeed 0.13.3 on (DEEPSPEED_DEVICE_OVERFLOW_CHECK): `_has_inf_or_nan` builds its masks on the device;
         unset means a current release."""
         return not older(self.deepspeed_version, DEEPSPEED_DEVICE_OVERFLOW_CHECK)
+
+    @property
+    def deepspeed_zero3_flat_overflow_check(self) -> bool:
+        """DeepSpeed 0.9.4 on (DEEPSPEED_ZERO3_FLAT_OVERFLOW_CHECK): ZeRO-3's has_overflow checks the rank's whole flat
+        gradient partition in the reduce stream; unset means a current release."""
+        return not older(self.deepspeed_version, DEEPSPEED_ZERO3_FLAT_OVERFLOW_CHECK)
 
     @property
     def torchtitan_eager_final_norm(self) -> bool:
