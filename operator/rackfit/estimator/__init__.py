@@ -52,6 +52,7 @@ from rackfit.estimator.training import (
     model_states,
     step_temporary_bytes,
 )
+from rackfit.estimator.v1_oracle import v1_unsupported
 from rackfit.estimator.weights import mxfp4_dequantize_note, quantization_of, weight_bytes
 from rackfit.models import ModelArch, resolve
 from rackfit.spec import Inference, LLMWorkloadSpec, Training
@@ -156,7 +157,10 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     # V1 falls back to V0 below compute capability 8.0 (pre_ampere.v0_fallback): the V0 engine is what serves, and
     # rackfit's V0 model is keyed by release, so the spec is estimated as if it said VLLM_USE_V1=0
     fallback = v0_fallback(spec, gpu)
-    if fallback:
+    # and for what the release's V1 does not take yet (v1_oracle.v1_unsupported: bitsandbytes, LoRA, speculative
+    # decoding, an fp8 KV cache off Hopper, fp32 in 0.8.x-0.9.x), the same way
+    unsupported = None if fallback else v1_unsupported(spec, arch, gpu)
+    if fallback or unsupported:
         spec = spec.model_copy(update={"inference": spec.inference.model_copy(update={"vllm_use_v1": False})})
     p = count_params(arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
@@ -193,6 +197,9 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if fallback:
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine on {gpu.model} (V1 needs compute "
                      "capability 8.0 before 0.10.2); estimated as V0, as with VLLM_USE_V1=0")
+    if unsupported:
+        notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine for {unsupported} (not taken by its V1 "
+                     "engine yet: \"Falling back to V0\"); estimated as V0, as with VLLM_USE_V1=0")
     if spec.workload == "inference" and v0_under_pipeline(spec.inference, layout.pipeline):
         notes.append(f"vLLM {spec.inference.engine_version} runs its V0 engine under pipeline parallel unless started "
                      "with --distributed-executor-backend ray (V1 admits mp from 0.9.0); estimated as V1, which "
