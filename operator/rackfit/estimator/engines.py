@@ -630,19 +630,19 @@ class _Paging:
             # (kvcache.vllm_chunked_hybrid), as kvcache.vllm_kv_groups says: a token costs group_size x groups
             # layers (padding included), a request what each group's spec needs (hybrid manager from 0.9.1)
             hybrid = not inf.vllm_before(HYBRID_MANAGER)
+
+            def request(tokens: int) -> int:
+                return vllm_request_bytes(a, inf.kv_cache_precision, layout, tokens, s.max_num_batched_tokens, hybrid,
+                                          spread, mla_latent=latent, chunked=chunked)
+
             per_token = per_layer * vllm_paged_layers(a, layout.pipeline, hybrid, spread, chunked)
-            per_request = vllm_request_bytes(a, inf.kv_cache_precision, layout, context,
-                                             s.max_num_batched_tokens, hybrid, spread, mla_latent=latent,
-                                             chunked=chunked)
+            per_request = request(context)
             if hybrid and not inf.vllm_before(TOKENS_FROM_CONCURRENCY):
                 # from 0.21.0 the logged "GPU KV cache size" is max_concurrency x max_model_len
                 # (v1/core/kv_cache_utils.py _report_kv_cache_config, for every model): a logged token costs one
                 # request's pages (its windowed groups' few included) / contextLength, not group_size x groups layers
                 pages = -(-context // BLOCK_TOKENS) * BLOCK_TOKENS
-                paged = per_request if pages == context else vllm_request_bytes(
-                    a, inf.kv_cache_precision, layout, pages, s.max_num_batched_tokens, hybrid, spread,
-                    mla_latent=latent, chunked=chunked)
-                per_token = -(-paged // context)
+                per_token = -(-(per_request if pages == context else request(pages)) // context)
         if v1 and a.linear_attention_layers:
             # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool
             # (linear_attention.py)

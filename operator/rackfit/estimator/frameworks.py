@@ -885,8 +885,8 @@ def _backward(g: _Given, c: _Count) -> _Backward:
     if tr.framework == "deepspeed":
         # ZeRO-2's gradients copied into the contiguous IPG buffer, autograd's blocks freed at the sizes the next
         # layer asks for (zero.zero2_gradient_reuse)
-        b.reused = zero2_gradient_reuse(c.zero, c.overlap, c.buckets,
-                                        zero12_ipg_buffers(c.reduce_bucket, c.overlap, g.compute_bytes))
+        b.reused += zero2_gradient_reuse(c.zero, c.overlap, c.buckets,
+                                         zero12_ipg_buffers(c.reduce_bucket, c.overlap, g.compute_bytes))
     fsdp2 = _fsdp2_over_data(g)
     if fsdp2 or c.lora_gathered is not None:
         b.cached_logits = 0   # the moment-by-moment counts below replace `start`
@@ -945,7 +945,7 @@ def _phase(g: _Given, c: _Count, b: _Backward, step_transient: int) -> _Phase:
                       c.optimizer, b.transient, c.cached)
     if b.start >= 0:
         fsdp1_layer = c.fsdp1_loss_gathered is not None and g.pp == 1
-        at_layer = b.loss < act.recompute + c.buckets_extra
+        at_layer = b.loss < reduction_after_loss(act.recompute, c.buckets_extra)   # as _backward's layer moment
         phase = "loss backward" if not at_layer and not fsdp1_layer else \
             "layer recompute" if act.recompute else "layer backward"
         live_act = act.kept + (act.recompute if fsdp1_layer or at_layer else b.loss) + b.cached_logits
