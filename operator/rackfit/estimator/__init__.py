@@ -210,7 +210,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     if spec.workload == "inference":
         parts, phase = _inference(spec, arch, layout, weights)
     else:
-        parts, phase = _training(spec, arch, p, layout, weights, workspace_arch)
+        parts, phase, host = _training(spec, arch, p, layout, weights, workspace_arch)
         if phase == "load":
             notes.append(_load_note(spec.training, spec.precision, p, layout))
         if spec.training.paged_optimizer:
@@ -222,8 +222,6 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
         notes.extend(float8.notes(spec.training))
         notes.extend(accumulation_notes(spec.training, layout))
         if offloads(spec.training) and spec.training.framework != "transformers":
-            host = runtime_peak(arch, p, spec.training, spec.precision, layout, weights,
-                                architecture=workspace_arch).host_offload
             notes.extend(offload_notes(spec.training, host, layout.total_gpus,
                                        gpu.host_memory_gb if gpu is not None else 0))
     # Loaders that tie embeddings materialise the output projection first and free it: the allocator
@@ -414,9 +412,10 @@ def _load_note(tr: Training, precision: str, p: ParamCounts, layout: Layout) -> 
 
 
 def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int,
-              architecture: str | None = None) -> tuple[dict, str]:
-    """The breakdown at the step's peak per GPU and its phase: the transformers Trainer's moments here, the other
-    frameworks' in _runtime (on a GPU of `architecture`, runtime_peak)."""
+              architecture: str | None = None) -> tuple[dict, str, int]:
+    """The breakdown at the step's peak per GPU, its phase and the host memory an offload takes per GPU: the
+    transformers Trainer's moments here, the other frameworks' in _runtime (on a GPU of `architecture`,
+    runtime_peak)."""
     tr = spec.training
     if tr.framework != "transformers":
         return _runtime(spec, arch, p, layout, weights, architecture)
@@ -426,7 +425,7 @@ def _training(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: La
     unfit = 0 if tr.optimizer_in_backward else unfit_step_temporaries(arch, tr, layout, s.trained_bytes)
     if unfit:
         live = _unfit_step(s, live, unfit)
-    return _before_first_step(spec, p, s, live)
+    return *_before_first_step(spec, p, s, live), 0
 
 
 # --- _training's phases (the transformers Trainer) -----------------------------------------------------------
@@ -633,8 +632,9 @@ def _step_segments(r) -> int:
 
 
 def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Layout, weights: int,
-             architecture: str | None = None) -> tuple[dict, str]:
-    """fsdp, deepspeed, megatron (estimator/frameworks.py), and the caching allocator's reservation.
+             architecture: str | None = None) -> tuple[dict, str, int]:
+    """fsdp, deepspeed, megatron (estimator/frameworks.py), and the caching allocator's reservation; with them
+    the host memory an offload takes per GPU.
 
     The backward leaves its blocks cached: SLACK_RECOMPUTE of them where whole layers are recomputed (full
     checkpointing, as on the H200 rows that set it), else SLACK_TRAINING, is stranded. Without expandable
@@ -659,13 +659,13 @@ def _runtime(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout: Lay
         # their own stream's pool beside them (fsdp.fsdp1_reserved_union)
         union = fsdp1_reserved_union(r.load + r.load_cached, step_total, r.load_unshard_pool)
         return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
-                    optimizer_states_bytes=r.optimizer, slack=slack + union - step_total), r.phase
+                    optimizer_states_bytes=r.optimizer, slack=slack + union - step_total), r.phase, r.host_offload
     if r.load + r.load_cached > step_total:
         # FSDP1's wrap (fsdp.fsdp1_wrap_peak) reserves more than the step: a job that cannot wrap its model
         # does not run, and the blocks it leaves cached are reserved when the step begins
         # (FSDP1 LoRA/QLoRA: plus the step's unshard stream pool, fsdp.fsdp1_reserved_union)
         union = fsdp1_reserved_union(r.load + r.load_cached, step_total, r.load_unshard_pool)
         return dict(weights_bytes=r.load, activations_bytes=0, gradients_bytes=0, optimizer_states_bytes=0,
-                    slack=union - r.load), "load"
+                    slack=union - r.load), "load", r.host_offload
     return dict(weights_bytes=r.weights, activations_bytes=r.activations, gradients_bytes=r.gradients,
-                optimizer_states_bytes=r.optimizer, slack=slack), r.phase
+                optimizer_states_bytes=r.optimizer, slack=slack), r.phase, r.host_offload
