@@ -113,8 +113,10 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".expertTensorParallel", ".moeGroupedGemm", ".tpCommOverlap",
                                                   ".mtpNumLayers", ".deferEmbeddingWgrad", ".wgradDeferralLimit",
                                                   ".transformerImpl", ".crossEntropyFusion",
-                                                  ".gradReduceInFp32",
+                                                  ".gradReduceInFp32", ".precisionAwareOptimizer",
+                                                  ".adamMomentsDtype",
                                                   ".transformerImpl", ".wgradDeferralLimit",
+                                                  ".precisionAwareOptimizer", ".adamMomentsDtype",
                                                   ".tpCommOverlap", ".offloadOptimizer",
                                                   ".offloadParameters",
                                                   ".float8", ".float8", ".float8AllGather"]

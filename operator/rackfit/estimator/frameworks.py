@@ -664,7 +664,7 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     grad_bytes = 4 if fp32_grads else compute_bytes
     c.weights = g.n * compute_bytes
     c.grads = g.n * grad_bytes
-    c.optimizer = (c.optimizer + g.masters) // shards
+    c.optimizer = _megatron_optimizer_bytes(g, g.n) // shards
     c.trainable_here = g.n // shards
     # Transformer Engine's fp8 weight workspaces or fp8 parameters (float8.te_weight_bytes), the stage's layers
     fp8_weights = float8.te_weight_bytes(a, tr, heaviest_stage_layers(a.num_layers, pp), t, compute_bytes)
@@ -672,7 +672,7 @@ def _megatron_states(g: _Given, c: _Count) -> None:
     fp8_weights += float8.te_cached_bytes(tr, _megatron_moe_mlp_linear(g), compute_bytes)
     if g.full and a.is_moe and layout.expert > 1:
         _megatron_expert_states(g, c, shards, grad_bytes)
-    if g.mixed and not fp32_grads:
+    if g.mixed and not fp32_grads and not tr.precision_aware_optimizer:
         # the step's fp32 copy of the rank's 16-bit gradients: `shard_main_param.grad = shard_model_grad.float()`
         # (distrib_optimizer.py DistributedOptimizer._copy_model_grads_to_main_grads; `main_grad.float()` in
         # optimizer.py Float16OptimizerWithFloat16Params without the distributed optimizer), held until the next
@@ -693,6 +693,24 @@ def _megatron_states(g: _Given, c: _Count) -> None:
                   + te_workspace_bytes(tr, g.architecture))
     # torch's cuBLAS workspaces (two threads) and TE's grouped-GEMM ones (megatron_buffers.megatron_workspace_bytes)
     c.weights += megatron_workspace_bytes(a, tr, g.architecture)
+
+
+def _megatron_optimizer_bytes(g: _Given, n: int) -> int:
+    """Megatron's optimizer tensors for `n` trained parameters, unsharded: Adam's two moments and the fp32 main
+    parameters (mixed precision). Under training.precisionAwareOptimizer (Megatron-Core 24bad8e6 and d98e8a6:
+    megatron/core/optimizer/__init__.py hands Transformer Engine's FusedAdam `master_weights=True`,
+    `use_decoupled_grad=True`, `exp_avg_dtype`, `exp_avg_sq_dtype` and `store_param_remainders`, True by default in
+    optimizer_config.py; distrib_optimizer.py builds no fp32 shard, `shard_main_param = None`, "main params are held
+    by FusedAdam") the moments are training.adamMomentsDtype wide (transformer_engine/pytorch/optimizers/fused_adam.py
+    _initialize_state, `torch.empty_like(param, dtype=dtype)`) and, for bf16 parameters, the main parameters are
+    their 16-bit remainders (`torch.zeros_like(param, dtype=torch.int16)`; the step rebuilds the fp32 value from the
+    bf16 parameter and the remainder, multi_tensor_adam_param_remainder); fp16 parameters keep a 4-byte copy."""
+    tr = g.tr
+    if not (tr.precision_aware_optimizer and g.mixed):
+        return optimizer_state_bytes(tr, n, g.state_bytes, g.a) + (n * 4 if g.mixed else 0)
+    moment_bytes = 2 if tr.adam_moments_dtype == "bf16" else 4
+    master_bytes = 2 if g.precision == "bf16" else 4
+    return optimizer_state_bytes(tr, n, moment_bytes, g.a) + n * master_bytes
 
 
 def _megatron_moe_mlp_linear(g: _Given) -> int:
@@ -718,15 +736,13 @@ def _megatron_moe_mlp_linear(g: _Given) -> int:
 def _megatron_expert_states(g: _Given, c: _Count, shards: int, grad_bytes: int) -> None:
     """Megatron's MoE under expert parallel: the rank's dense and routed-expert parameters recounted, their
     optimizer states sharded over the data-parallel and the expert data-parallel group (megatron_expert_split)."""
-    a, tr, state_bytes = g.a, g.tr, g.state_bytes
+    a, tr = g.a, g.tr
     dense_n, expert_n, edp = megatron_expert_split(a, g.p, tr, g.layout)
     c.n = dense_n + expert_n
     c.weights = c.n * g.compute_bytes
     c.grads = c.n * grad_bytes
     eshards = edp if shards > 1 else 1
-    dense_states = optimizer_state_bytes(tr, dense_n, state_bytes, a) + (dense_n * 4 if g.mixed else 0)
-    expert_states = optimizer_state_bytes(tr, expert_n, state_bytes, a) + (expert_n * 4 if g.mixed else 0)
-    c.optimizer = dense_states // shards + expert_states // eshards
+    c.optimizer = _megatron_optimizer_bytes(g, dense_n) // shards + _megatron_optimizer_bytes(g, expert_n) // eshards
     c.trainable_here = dense_n // shards + expert_n // eshards
 
 

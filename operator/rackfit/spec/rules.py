@@ -37,6 +37,8 @@ MEGATRON_FLAGS = {
     "transformer_impl": ("transformerImpl", "--transformer-impl"),
     "cross_entropy_fusion": ("crossEntropyFusion", "--cross-entropy-loss-fusion"),
     "grad_reduce_in_fp32": ("gradReduceInFp32", "--accumulate-allreduce-grads-in-fp32"),
+    "precision_aware_optimizer": ("precisionAwareOptimizer", "--use-precision-aware-optimizer"),
+    "adam_moments_dtype": ("adamMomentsDtype", "--exp-avg-dtype and --exp-avg-sq-dtype"),
 }
 
 
@@ -422,6 +424,20 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.wgradDeferralLimit) || (has(self.deferEmbeddingWgrad) && self.deferEmbeddingWgrad)",
             "training.wgradDeferralLimit (Megatron's --wgrad-deferral-limit) needs training.deferEmbeddingWgrad true: "
             "it limits the deferred embedding weight-gradient micro-batches", ".wgradDeferralLimit"),
+        # megatron/core/optimizer/optimizer_config.py (24bad8e6, d98e8a6): "--use-precision-aware-optimizer only
+        # supported with adam", "... only supported with distributed optimizer"; without it "exp_avg_dtype can only be
+        # fp32 when not using precision-aware optimizer"
+        "precision_aware_optimizer_adam": Rule(
+            "!has(self.precisionAwareOptimizer) || !self.precisionAwareOptimizer || (self.optimizer == 'adamw' && "
+            "self.method == 'full' && (!has(self.distributedOptimizer) || self.distributedOptimizer))",
+            "training.precisionAwareOptimizer (Megatron's --use-precision-aware-optimizer) needs optimizer adamw, "
+            "method full and the distributed optimizer (distributedOptimizer unset or true)",
+            ".precisionAwareOptimizer"),
+        "adam_moments_dtype_precision_aware": Rule(
+            "!has(self.adamMomentsDtype) || self.adamMomentsDtype == 'fp32' || "
+            "(has(self.precisionAwareOptimizer) && self.precisionAwareOptimizer)",
+            "training.adamMomentsDtype other than fp32 (Megatron's --exp-avg-dtype, --exp-avg-sq-dtype) needs "
+            "training.precisionAwareOptimizer true: Megatron keeps fp32 moments otherwise", ".adamMomentsDtype"),
         "tp_comm_overlap_sequence_parallel": Rule(
             "!has(self.tpCommOverlap) || !self.tpCommOverlap || (has(self.sequenceParallel) && self.sequenceParallel)",
             "training.tpCommOverlap (Megatron's --tp-comm-overlap) needs training.sequenceParallel true: Megatron "

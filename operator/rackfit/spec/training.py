@@ -386,6 +386,21 @@ class Training(SpecModel):
         "performance recipes set ddp.grad_reduce_in_fp32 False), and the optimizer step copies the rank's share of "
         "them to fp32 (the distributed optimizer's _copy_model_grads_to_main_grads, `shard_model_grad.float()`). "
         "Default: true with bf16, false with fp16"))
+    precision_aware_optimizer: bool | None = Field(None, description=(
+        "framework megatron with the distributed optimizer: --use-precision-aware-optimizer, Transformer Engine's "
+        "FusedAdam holding the optimizer's tensors (megatron/core/optimizer/__init__.py: master_weights True, "
+        "use_decoupled_grad True, store_param_remainders True by default). Under bf16 the fp32 main parameters are "
+        "kept as the 16-bit remainders beside the bf16 parameters, 2 bytes a parameter (transformer_engine/pytorch/"
+        "optimizers/fused_adam.py `torch.zeros_like(param, dtype=torch.int16)`), not a 4-byte copy; the step reads "
+        "each gradient shard in place (distrib_optimizer.py `shard_main_param.decoupled_grad = shard_model_grad`), "
+        "so a 16-bit gradient buffer gets no fp32 copy. Megatron-Bridge's MoE recipes set it "
+        "(optimizer.use_precision_aware_optimizer). Default false, Megatron-LM's default"))
+    adam_moments_dtype: Literal["fp32", "bf16"] | None = Field(None, description=(
+        "framework megatron with precisionAwareOptimizer: --exp-avg-dtype and --exp-avg-sq-dtype, the dtype "
+        "Transformer Engine's FusedAdam keeps both Adam moments in (its _initialize_state: `torch.empty_like(param, "
+        "dtype=dtype)`); bf16 halves them and the kernel updates them in place (fused_adam.py fuse_unscale). fp16 "
+        "and uint8 moments, which the step unscales into fp32 copies (get_unscaled_state), are not modelled. "
+        "Default fp32"))
     defer_embedding_wgrad: bool | None = Field(None, description=(
         "framework megatron with parallelism.pipeline > 1: --defer-embedding-wgrad-compute, the output layer's weight "
         "gradient GEMMs of the step's first micro-batches (wgradDeferralLimit) deferred to the pipeline's drain. The "
@@ -653,6 +668,11 @@ class Training(SpecModel):
             raise ValueError(rules["tp_comm_overlap_sequence_parallel"].message)
         if self.wgrad_deferral_limit is not None and not self.defer_embedding_wgrad:
             raise ValueError(rules["wgrad_deferral_limit_defer"].message)
+        if self.precision_aware_optimizer and not (self.optimizer == "adamw" and self.method == "full"
+                                                   and self.distributed_optimizer is not False):
+            raise ValueError(rules["precision_aware_optimizer_adam"].message)
+        if self.adam_moments_dtype not in (None, "fp32") and not self.precision_aware_optimizer:
+            raise ValueError(rules["adam_moments_dtype_precision_aware"].message)
 
     def _optimizer_and_float8_rules(self, rules: dict[str, Rule]) -> None:
         """SGD's momentum, the compiled loss, and float8 training where its runtimes have it."""
