@@ -103,7 +103,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
                                                   ".kbitNormsFp32", ".mixedPrecision", ".preWrapOptimizer",
-                                                  ".useCache", ".useCache",
+                                                  ".useCache", ".useCache", ".loopKeepsOutput",
                                                   ".torchtitanVersion", ".deepspeedVersion", ".torchaoVersion",
                                                   ".torchtuneVersion", ".zeroInit", ".cpuRamEfficientLoading",
                                                   ".modelCode",

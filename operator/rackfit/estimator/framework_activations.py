@@ -475,11 +475,39 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     held = (0, 0)
     if tr.framework == "fsdp" and layout.pipeline > 1:
         held = pipelining_held(a, tr, layout)
+    # the model output a loop of the job's own keeps through the backward (loopKeepsOutput), on the loss's stage
+    out = loop_output_bytes(a, tr, layout, vocab_split)
+    held = held[0], held[1] + out
     # torchtune's activation offloading keeps only its forward stash of checkpointed inputs (activations.py)
     kept_layers = kept_input_layers(tr, a.num_layers) if ckpt == "full" and layout.pipeline == 1 else a.num_layers
     kept, fwd, bwd = _pipeline(kept_per, tokens, kept_layers, layout.pipeline, loss, stage, held=held,
                                recompute=int(recompute * tokens))
+    if layout.pipeline == 1:   # _pipeline's one stage holds its `held` too
+        kept += out
     return Activations(kept, int(recompute * tokens), fwd, bwd)
+
+
+def loop_output_bytes(a: ModelArch, tr: Training, layout: Layout, vocab_split: int) -> int:
+    """Bytes of transformers' model output that the job's loop keeps referenced through the backward
+    (`loopKeepsOutput`), counted with the kept activations at every moment of the step from the loss on. Read in
+    transformers 4.31.0 models/llama/modeling_llama.py LlamaForCausalLM.forward: `logits = logits.float()`, then the
+    loss over a shifted copy, and `CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=...)`: the output
+    carries the fp32 upcast (4 bytes a logit) and, with use_cache, every layer's key and value
+    (training_kv_cache_bytes). From 4.46 the output carries the lm_head's 16-bit logits (the loss function upcasts
+    inside, Training.holds_16bit_logits_at_loss). Neither is saved by the loss's backward (the cast's backward keeps
+    nothing, cross_entropy keeps its log-softmax), so a loop that drops the output (`loss = model(**batch).loss`, the
+    HF Trainer's compute_loss) frees them before the backward; one that keeps `outputs` (dlrover ATorch's
+    examples/llama2/fsdp_llama2.py at 3a442b728: `outputs = model(**batch); loss = loss_func(None, outputs);
+    loss.backward()`) holds them through the backward, and the previous step's through the next forward until the name
+    is rebound when the forward returns: beside the loss's own forward buffers (the new output's logits and cache),
+    which the loss counts. The optimizer step's moment, between the two, is not given them (not counted there)."""
+    if not tr.loop_keeps_output:
+        return 0
+    logit_bytes = ACT_BYTES if tr.holds_16bit_logits_at_loss else 4
+    out = int(_tokens(tr) * a.vocab_size / vocab_split * logit_bytes)
+    if tr.use_cache:
+        out += training_kv_cache_bytes(a, tr, layout)
+    return out
 
 
 # --- runtime_activations' parts ------------------------------------------------------------------------------

@@ -351,6 +351,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.useCache) || !self.useCache || (has(self.transformersVersion) && "
             "self.transformersVersion.matches('^0*([0-3]|4[.]0*([0-9]|[12][0-9]|3[0-5]))([.][0-9]+)*$'))",
             USE_CACHE_VERSION_MESSAGE, ".useCache"),
+        "loop_keeps_output": Rule(
+            "!has(self.loopKeepsOutput) || self.framework == 'deepspeed' || (self.framework == 'fsdp' && "
+            "(has(self.modelCode) ? self.modelCode == 'transformers' : has(self.fsdpVersion) && "
+            "self.fsdpVersion == 1))",
+            "training.loopKeepsOutput says the job's own loop keeps transformers' model output (its logits and, with "
+            "useCache, the key-value cache) referenced through the backward: only with framework deepspeed or fsdp "
+            "running transformers' model code (fsdpVersion 1, or modelCode transformers)", ".loopKeepsOutput"),
         "torchtitan_version": Rule(
             "!has(self.torchtitanVersion) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
             "self.fsdpVersion == 2) && (!has(self.modelCode) || self.modelCode == 'torchtitan'))",

@@ -290,6 +290,19 @@ class Training(SpecModel):
         "the loss, until the output is dropped before the backward. transformers turns use_cache off itself only "
         "under its own gradient_checkpointing (HF Trainer's --gradient_checkpointing); from 4.36 a run with it on "
         "under an external wrapper fails in the backward. Default: false"))
+    loop_keeps_output: bool | None = Field(None, description=(
+        "framework fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers) or deepspeed: true "
+        "when the job's own training loop keeps the model's output object referenced through the backward, as in "
+        "`outputs = model(**batch); loss = outputs.loss; loss.backward()` where `outputs` lives in the loop's scope "
+        "(dlrover ATorch's examples/llama2/fsdp_llama2.py, November 2023; llama-recipes before PR 41, which "
+        "measured the drop when it wrote `loss = model(**batch).loss`). The output holds the logits - the fp32 "
+        "upcast before "
+        "transformers 4.46, whose models cast in their own forward and return the cast (`logits = logits.float()`), "
+        "the 16-bit lm_head output from 4.46 - and, with useCache, every layer's key and value: none of them is "
+        "saved by the loss, so without the reference they are freed before the backward; with it they stay through "
+        "the whole backward, and the previous step's stay through the next forward until the name is rebound after "
+        "it returns, beside the new step's own at its loss. The HF Trainer drops the output inside compute_loss. "
+        "Default false"))
     torchtitan_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
         "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
@@ -614,6 +627,9 @@ class Training(SpecModel):
         if self.use_cache and not (self.transformers_version is not None
                                    and older(self.transformers_version, HF_CACHE_OBJECT)):
             raise ValueError(rules["use_cache_version"].message)
+        if self.loop_keeps_output is not None and not (
+                self.framework == "deepspeed" or (self.framework == "fsdp" and self.hf_model_code)):
+            raise ValueError(rules["loop_keeps_output"].message)
         if self.torchtitan_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchtitan_version"].message)
