@@ -57,8 +57,8 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'turing'): (-19.8, 0.1, 2, 'memory', -17.8, -1.9),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 46, 'kv cache', -2.3, 12.2),
     ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 60, 'kv cache', -7.0, 19.8),
-    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 240, 'kv cache', -2.5, 10.1),
+    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 241, 'kv cache', -2.4, 10.1),
     ('vllm', 'inference', 'blackwell'): (-3.6, 73.8, 23, 'kv cache', -0.1, 30.5),
-    ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 89, 'kv cache', -0.4, 1.9),
+    ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 90, 'kv cache', -0.4, 1.9),
     ('vllm', 'inference', 'turing'): (-7.1, 8.1, 22, 'kv cache', -3.0, 4.7),
 }
