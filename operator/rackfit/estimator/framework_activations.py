@@ -146,7 +146,8 @@ def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    return compiled_layer_bytes(a, tr, t) if tr.compile else eager_layer_bytes(a, tr, t)
+    # Liger's RMSNorm and SwiGLU keep what Inductor leaves of transformers' eager code (hf_fsdp2.liger)
+    return compiled_layer_bytes(a, tr, t) if tr.compile or hf_fsdp2.liger(tr) else eager_layer_bytes(a, tr, t)
 
 
 def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:

@@ -45,6 +45,18 @@ def hf_fsdp2(tr: Training) -> bool:
     return tr.framework == "fsdp" and tr.fsdp == 2 and tr.hf_model_code
 
 
+def liger(tr: Training) -> bool:
+    """transformers' model code under FSDP2 with Liger's kernels patched in (`ligerKernel`): liger_kernel.transformers
+    apply_liger_kernel_to_llama / _qwen2 / ... (rms_norm, swiglu, rope True by default) swap each LlamaRMSNorm for
+    LigerRMSNorm, whose LigerRMSNormFunction saves the 16-bit input X and the per-row fp32 RSTD (ops/rms_norm.py
+    `ctx.save_for_backward(X, W, RSTD)`), and LlamaMLP for LigerSwiGLUMLP, whose LigerSiLUMulFunction saves gate and up
+    (ops/swiglu.py `ctx.save_for_backward(a, b)`) and recomputes silu(gate) in the backward. What a layer keeps is then
+    what torch.compile leaves of the eager code (activations.compile_savings: each norm's 16-bit input and output,
+    gate, up and their product), and the final norm keeps its input and output. Liger's rope (LigerRopeFunction) saves
+    cos and sin only, as transformers' rotary does for q and k."""
+    return hf_fsdp2(tr) and bool(tr.liger_kernel)
+
+
 def whole_quantized_load(tr: Training, precision: str, data: int) -> bool:
     """accelerate's FSDP2 over `data` > 1 loading a bitsandbytes base without fsdp_cpu_ram_efficient_loading
     (spec.Training.cpu_ram_efficient_loading): transformers' bitsandbytes quantizers (quantizers/quantizer_bnb_4bit.py
@@ -83,15 +95,15 @@ def whole_norm_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
     if t == 1 or sequence_parallel(tr, t):
         return 0.0
-    per_h = COMPILED_NORM_BYTES_PER_H if tr.compile else NORM_BYTES_PER_H
+    per_h = COMPILED_NORM_BYTES_PER_H if tr.compile or liger(tr) else NORM_BYTES_PER_H
     return per_h * a.hidden_size * (1 - 1 / t)
 
 
 def final_norm_bytes(a: ModelArch, tr: Training) -> int:
     """Bytes transformers' final norm (LlamaModel.norm, outside every checkpointed layer) keeps through the loss, the
     whole sequence on every rank: its fp32 upcast, normalised copy and output (8 bytes a hidden element), or compiled
-    its 16-bit input and output (4)."""
-    per_h = COMPILED_NORM_BYTES_PER_H // 2 if tr.compile else HF_NORM_BYTES_PER_H
+    its 16-bit input and output (4), as LigerRMSNorm keeps (`ligerKernel`, liger)."""
+    per_h = COMPILED_NORM_BYTES_PER_H // 2 if tr.compile or liger(tr) else HF_NORM_BYTES_PER_H
     return tr.micro_batch_size * tr.sequence_length * a.hidden_size * per_h
 
 

@@ -303,6 +303,17 @@ class Training(SpecModel):
         "the whole backward, and the previous step's stay through the next forward until the name is rebound after "
         "it returns, beside the new step's own at its loss. The HF Trainer drops the output inside compute_loss. "
         "Default false"))
+    liger_kernel: bool | None = Field(None, description=(
+        "framework fsdp with modelCode transformers (FSDP2): Liger's kernels patched into transformers' model "
+        "(liger_kernel.transformers _apply_liger_kernel_to_instance; NeMo Automodel's "
+        "NeMoAutoModelForCausalLM.from_pretrained does it by default, use_liger_kernel=True, for a model it has no "
+        "custom class for and without tensor or context parallel). LigerRMSNorm saves its 16-bit input and the "
+        "per-token rstd, not the eager norm's fp32 upcast and normalised copy; LigerSiLUMulFunction saves gate and "
+        "up and recomputes act(gate); so a layer keeps what torch.compile leaves (each norm's input and output, "
+        "gate, up and their product), the final norm its input and output. The loss is unchanged: the job calls "
+        "the model without labels (Automodel pops them and runs its own cross-entropy), so Liger's fused linear "
+        "cross-entropy forward returns the logits as transformers' does (a call with labels, as the HF Trainer's, "
+        "is not modelled). Default false"))
     torchtitan_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
         "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
@@ -630,6 +641,9 @@ class Training(SpecModel):
         if self.loop_keeps_output is not None and not (
                 self.framework == "deepspeed" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["loop_keeps_output"].message)
+        if self.liger_kernel is not None and not (
+                self.framework == "fsdp" and self.fsdp == 2 and self.model_code == "transformers"):
+            raise ValueError(rules["liger_kernel"].message)
         if self.torchtitan_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
             raise ValueError(rules["torchtitan_version"].message)
