@@ -15,7 +15,7 @@ from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
 from rackfit.spec.base import older
-from rackfit.spec.releases import HF_EAGER_WITHOUT_CLAMP
+from rackfit.spec.releases import HF_EAGER_WITHOUT_CLAMP, HF_LOGITS_UPCAST_FROM
 
 ACT_BYTES = 2  # bf16/fp16 activations
 EAGER_SCORE_BYTES = 8  # eager attention: masked 16-bit scores, fp32 softmax output, its 16-bit copy (a score)
@@ -97,6 +97,34 @@ SHIFT_COPY_BYTES = 4
 # all 16-bit (the logits and the copy have no reference left once the loss returns and the output is dropped).
 OWN_LOSS_FORWARD_BYTES = 2 + 2 + 2
 OWN_LOSS_BACKWARD_BYTES = 2 + 2 + 2
+
+
+
+def hf_forward_upcasts_logits(a: ModelArch, tr: Training) -> bool:
+    """Whether the model's causal-LM forward in transformersVersion upcasts its logits to fp32 itself (before 4.46, the
+    output's logits are then the fp32 upcast): false for a family of spec.releases.HF_LOGITS_UPCAST_FROM before its
+    first upcasting release, whose forward returns the lm_head's 16-bit output. True where the release or the
+    model_type is unset (a current release, or a family read as upcasting)."""
+    first = HF_LOGITS_UPCAST_FROM.get(a.model_type)
+    return first is None or not older(tr.transformers_version, first)
+
+
+def hf_16bit_cross_entropy(a: ModelArch, tr: Training) -> bool:
+    """transformers' own loss taken over the 16-bit logits, no fp32 buffer: a model family whose causal-LM forward
+    did not upcast at the job's release (spec.releases.HF_LOGITS_UPCAST_FROM, by the model's model_type: Llama before
+    4.31, OPT, GPT-2, GPT-J, GPT-NeoX, BLOOM, Falcon and GPTBigCode before 4.49) run where no autocast is active, so
+    CrossEntropyLoss over `logits[..., :-1, :].contiguous()` runs in the logits' dtype: the 16-bit logits, the 16-bit
+    shifted copy and torch's 16-bit log-softmax at the end of the forward, their 16-bit gradients in the backward
+    (OWN_LOSS_FORWARD_BYTES, OWN_LOSS_BACKWARD_BYTES: the same ops as a job's own 16-bit loss). Counted under framework
+    deepspeed: DeepSpeed's engine casts the module to fp16 or bf16 and runs its forward as it is (runtime/engine.py
+    has no autocast from 0.9.0 to 0.17.0; the opt-in torch_autocast config arrived after), and the HF Trainer turns
+    its own autocast off under DeepSpeed (trainer.py 4.31.0: `if (args.fp16 or args.bf16) and not
+    (self.is_deepspeed_enabled or is_sagemaker_mp_enabled()): # deepspeed and SageMaker Model Parallel manage their
+    own half precision`). Not under framework transformers, whose autocast puts cross_entropy and log_softmax on its
+    fp32 list (the widths stay fp32 whatever the model does), nor under fsdp, where the loop decides: accelerate's
+    FSDP (HF Trainer --fsdp with --bf16) autocasts the forward, llama-recipes' pure bf16 does not, and the spec does
+    not say which. Unset transformersVersion (a current release) or model type: the model upcasts."""
+    return tr.framework == "deepspeed" and not hf_forward_upcasts_logits(a, tr) and (tr.loss_chunks or 1) == 1
 
 
 # Final logit soft-capping (ModelArch.final_logit_softcapping; transformers' Gemma2ForCausalLM.forward, 4.42.0 to 4.49.0
@@ -187,9 +215,10 @@ def freed_16bit_logits_bytes(a: ModelArch, tr: Training, vocab_split: int) -> in
     shifted copy, the log-softmax and their gradients each ask for twice its size, so none is served from it
     (c10/cuda/CUDACachingAllocator.cpp `get_free_block`: the smallest cached block at least as large), until the
     upcast's backward asks for a 16-bit gradient of its size. Reserved, not allocated, at the loss's forward and
-    backward; 0 where the 16-bit logits stay referenced (4.46 and later, a chunked loss). Granite's division by
+    backward; 0 where the 16-bit logits stay referenced (4.46 and later, a chunked loss, a family that does not upcast
+    at the release without autocast, hf_16bit_cross_entropy). Granite's division by
     logits_scaling frees a second such block (not a spec field: one counted)."""
-    if tr.holds_16bit_logits_at_loss or (tr.loss_chunks or 1) > 1:
+    if tr.holds_16bit_logits_at_loss or (tr.loss_chunks or 1) > 1 or hf_16bit_cross_entropy(a, tr):
         return 0
     return int(tr.micro_batch_size * tr.sequence_length * a.vocab_size / vocab_split * ACT_BYTES)
 

@@ -17,6 +17,8 @@ from rackfit.estimator.activations import (
     COMPILED_NORM_BYTES_PER_H,
     FUSED_NORM_BYTES_PER_H,
     NORM_BYTES_PER_H,
+    OWN_LOSS_BACKWARD_BYTES,
+    OWN_LOSS_FORWARD_BYTES,
     QK_NORM_EAGER_BYTES,
     QK_NORM_FUSED_BYTES,
     SHIFT_COPY_BYTES,
@@ -25,6 +27,8 @@ from rackfit.estimator.activations import (
     compile_savings,
     eager_backward_bytes,
     eager_chunked_loss_bytes,
+    hf_16bit_cross_entropy,
+    hf_forward_upcasts_logits,
     kept_input_layers,
     lora_dropout_bytes,
     qk_norm_bytes,
@@ -492,19 +496,22 @@ def loop_output_bytes(a: ModelArch, tr: Training, layout: Layout, vocab_split: i
     """Bytes of transformers' model output that the job's loop keeps referenced through the backward
     (`loopKeepsOutput`), counted with the kept activations at every moment of the step from the loss on. Read in
     transformers 4.31.0 models/llama/modeling_llama.py LlamaForCausalLM.forward: `logits = logits.float()`, then the
-    loss over a shifted copy, and `CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=...)`: the output
-    carries the fp32 upcast (4 bytes a logit) and, with use_cache, every layer's key and value
+    loss over a shifted copy, and `CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=...)`: the
+    output carries the fp32 upcast (4 bytes a logit) and, with use_cache, every layer's key and value
     (training_kv_cache_bytes). From 4.46 the output carries the lm_head's 16-bit logits (the loss function upcasts
-    inside, Training.holds_16bit_logits_at_loss). Neither is saved by the loss's backward (the cast's backward keeps
-    nothing, cross_entropy keeps its log-softmax), so a loop that drops the output (`loss = model(**batch).loss`, the
-    HF Trainer's compute_loss) frees them before the backward; one that keeps `outputs` (dlrover ATorch's
+    inside, Training.holds_16bit_logits_at_loss), and before 4.49 OPT's, GPT-NeoX's and the other families' that
+    never upcast their 16-bit logits, whatever autocast does inside the loss
+    (activations.hf_forward_upcasts_logits). Neither is saved by the loss's backward (the cast's backward keeps
+    nothing, cross_entropy keeps its log-softmax), so a loop that drops the output (`loss = model(**batch).loss`,
+    the HF Trainer's compute_loss) frees them before the backward; one that keeps `outputs` (dlrover ATorch's
     examples/llama2/fsdp_llama2.py at 3a442b728: `outputs = model(**batch); loss = loss_func(None, outputs);
-    loss.backward()`) holds them through the backward, and the previous step's through the next forward until the name
-    is rebound when the forward returns: beside the loss's own forward buffers (the new output's logits and cache),
-    which the loss counts. The optimizer step's moment, between the two, is not given them (not counted there)."""
+    loss.backward()`) holds them through the backward, and the previous step's through the next forward until the
+    name is rebound when the forward returns: beside the loss's own forward buffers (the new output's logits and
+    cache), which the loss counts. The optimizer step's moment, between the two, is not given them (not counted
+    there)."""
     if not tr.loop_keeps_output:
         return 0
-    logit_bytes = ACT_BYTES if tr.holds_16bit_logits_at_loss else 4
+    logit_bytes = ACT_BYTES if tr.holds_16bit_logits_at_loss or not hf_forward_upcasts_logits(a, tr) else 4
     out = int(_tokens(tr) * a.vocab_size / vocab_split * logit_bytes)
     if tr.use_cache:
         out += training_kv_cache_bytes(a, tr, layout)
@@ -643,6 +650,10 @@ def _loss_bytes(a: ModelArch, tr: Training, t: int, vocab_split: int) -> tuple[i
         # `_nll_loss_and_log_softmax_backward` holds the saved log-softmax, `grad_input = torch.zeros_like(x)`,
         # `grad_input + torch.exp(x)` and its product with the gradient: 4 x 4 bytes backward.
         loss = _loss(a, tr, t, LOSS_PARALLEL_FORWARD_BYTES, LOSS_PARALLEL_BACKWARD_BYTES)
+    elif hf_16bit_cross_entropy(a, tr):
+        # transformers' CrossEntropyLoss over a non-upcasting family's 16-bit logits, no autocast (DeepSpeed's engine):
+        # 16-bit logits, shifted copy and log-softmax; their 16-bit gradients (activations.hf_16bit_cross_entropy)
+        loss = _loss(a, tr, vocab_split, OWN_LOSS_FORWARD_BYTES, OWN_LOSS_BACKWARD_BYTES)
     else:
         # torch cross_entropy(logits.float()): bf16 logits, fp32 copy, fp32 log-softmax (forward); saved
         # log-softmax, nll's gradient, log-softmax's gradient (backward) (torchtitan/components/loss.py).

@@ -11,6 +11,25 @@ HF_EAGER_WITHOUT_CLAMP = (4, 31)
 # transformers' first release whose Llama and Qwen2 pass the 16-bit logits to self.loss_function (ForCausalLMLoss
 # upcasts them inside it, the caller's 16-bit tensor still referenced): 4.45.2's models upcast in their own forward
 HF_LOSS_FUNCTION = (4, 46)
+# transformers' causal-LM families whose forward took CrossEntropyLoss on the lm_head's 16-bit output, with no
+# `logits.float()`, by config.json's model_type: the first release whose forward upcasts. Read in the 4.28.0, 4.29.0,
+# 4.30.0, 4.31.0, 4.35.0, 4.40.0, 4.45.2, 4.46.0, 4.47.0, 4.48.0 and 4.49.0 wheels: LlamaForCausalLM.forward has
+# `logits = self.lm_head(hidden_states)` and `shift_logits = logits[..., :-1, :].contiguous()` to 4.30.0 and
+# `logits = logits.float()` from 4.31.0; OPT's `logits = self.lm_head(outputs[0]).contiguous()`, GPT-2's, GPT-J's,
+# BLOOM's, Falcon's and GPTBigCode's `lm_logits = self.lm_head(hidden_states)` and GPT-NeoX's `lm_logits =
+# self.embed_out(hidden_states)` go to CrossEntropyLoss over `lm_logits[..., :-1, :].contiguous()` through 4.48.0, and
+# call self.loss_function (loss/loss_utils.py ForCausalLMLoss, `logits = logits.float()`) from 4.49.0. Mistral,
+# Mixtral, Qwen2, Qwen2-MoE, Gemma, Phi-3 and Granite upcast in each of those wheels that has them
+HF_LOGITS_UPCAST_FROM = {
+    "llama": (4, 31),
+    "opt": (4, 49),
+    "gpt2": (4, 49),
+    "gptj": (4, 49),
+    "gpt_neox": (4, 49),
+    "bloom": (4, 49),
+    "falcon": (4, 49),
+    "gpt_bigcode": (4, 49),
+}
 # transformers' first release whose decoder layers take a Cache object (DynamicCache, models/llama/modeling_llama.py
 # LlamaModel.forward, 4.36.0) and update it in place: a recompute under an external checkpoint wrapper updates it again
 HF_CACHE_OBJECT = (4, 36)

@@ -225,7 +225,10 @@ class Training(SpecModel):
         "ahead, as with the rate limiter. Releases before 4.41 (Llama), 4.42 (Mistral), 4.45 (Qwen2) and 4.48 "
         "(Mixtral; a bare architecture, whose family the spec cannot say) keep rotary cos/sin tables of "
         "maxPositionEmbeddings x headDim in every attention layer, whole on every GPU: counted where the "
-        "architecture gives maxPositionEmbeddings. Default: current releases"))
+        "architecture gives maxPositionEmbeddings. Under deepspeed (no autocast) the model's modelType opt, gpt2, "
+        "gptj, gpt_neox, bloom, falcon or gpt_bigcode before 4.49 (llama before 4.31), whose forward takes "
+        "CrossEntropyLoss on the 16-bit logits without `logits.float()`, runs a 16-bit cross-entropy: 6 bytes a "
+        "logit, no fp32 buffer. Default: current releases"))
     cublas_workspace_config: str | None = Field(None, pattern=r"^(:[0-9]{1,7}:[0-9]{1,3})+$", max_length=64,
                                                 description=(
         "The job's CUBLAS_WORKSPACE_CONFIG environment variable, e.g. :4096:8 (Megatron-LM's functional tests set it "
@@ -298,7 +301,9 @@ class Training(SpecModel):
         "measured the drop when it wrote `loss = model(**batch).loss`). The output holds the logits - the fp32 "
         "upcast before "
         "transformers 4.46, whose models cast in their own forward and return the cast (`logits = logits.float()`), "
-        "the 16-bit lm_head output from 4.46 - and, with useCache, every layer's key and value: none of them is "
+        "the 16-bit lm_head output from 4.46 and, before 4.49, of the families whose forward never upcast (the "
+        "model's modelType opt, gpt2, gptj, gpt_neox, bloom, falcon or gpt_bigcode; llama before 4.31) - and, with "
+        "useCache, every layer's key and value: none of them is "
         "saved by the loss, so without the reference they are freed before the backward; with it they stay through "
         "the whole backward, and the previous step's stay through the next forward until the name is rebound after "
         "it returns, beside the new step's own at its loss. The HF Trainer drops the output inside compute_loss. "
@@ -795,7 +800,9 @@ class Training(SpecModel):
     @property
     def holds_16bit_logits_at_loss(self) -> bool:
         """Whether transformers' causal-LM forward keeps the 16-bit logits alive beside the fp32 upcast while the loss
-        runs. Before 4.46 every model upcasts in its own forward and rebinds the name (4.45.2
+        runs. Before 4.46 the upcasting families (Llama from 4.31, Mistral, Qwen2, Granite, ...; the others are
+        estimator/activations.py hf_forward_upcasts_logits's, by model type) upcast in their own forward and rebind the
+        name (4.45.2
         models/llama/modeling_llama.py LlamaForCausalLM.forward `logits = self.lm_head(...).float()`, Mistral's and
         Qwen2's `logits = logits.float()`, Granite's `logits = logits / self.config.logits_scaling` then
         `logits = logits.float()`): the 16-bit tensor has no reference left once the cast returns (the cast's backward
