@@ -150,6 +150,11 @@ GOOD = [
                                  "parallelism": {"data": 3},
                                  "training": {"framework": "transformers", "optimizer": "adamw",
                                               "adamwImplementation": "foreach", "torchVersion": "2.0.0"}}),
+    # a hybrid model's prefixCaching left unset (vLLM's default, on from 0.28.0) or set off explicitly
+    ("hybrid-prefix-caching-default", {"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
+                                       "inference": {"engineVersion": "0.29.0"}}),
+    ("hybrid-prefix-caching-off", {"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
+                                   "inference": {"engineVersion": "0.29.0", "prefixCaching": False}}),
 ]
 
 

@@ -1,13 +1,14 @@
 """Hybrid linear-attention / Mamba models under vLLM V1 (estimator/linear_attention.py): the state's bytes from
 mamba_utils.py's shapes, the raised attention block size, the groups and the logged token count."""
 
-from gpus import L40S
+from gpus import H100, L40S
 
 from rackfit.estimator import Layout, estimate
 from rackfit.estimator.linear_attention import (
     attention_block_tokens,
     linear_kv_groups,
     mamba_blocks_refusal,
+    prefix_caching,
     state_bytes,
     vllm_linear_blocks,
     vllm_linear_kv,
@@ -136,3 +137,37 @@ def test_qwen3_coder_next_on_four_l40s_needs_fewer_sequences():
     assert not refused.engine_starts
     assert any("Mamba cache blocks" in n for n in refused.notes)
     assert _coder_next(maxNumSeqs=128).engine_starts
+
+
+def test_prefix_caching_is_on_by_default_for_hybrids_from_0_28():
+    # EngineArgs: 0.27.1 kept hybrids opt-in ("... and not model_config.is_hybrid"), 0.28.0 takes
+    # is_prefix_caching_supported, True for them; a spec's own setting wins, an unset release is a current one
+    assert not prefix_caching(Inference(engineVersion="0.27.1"))
+    assert prefix_caching(Inference(engineVersion="0.28.0")) and prefix_caching(Inference())
+    assert not prefix_caching(Inference(engineVersion="0.29.0", prefixCaching=False))
+    assert prefix_caching(Inference(engineVersion="0.27.1", prefixCaching=True))
+
+
+def _qwen38_27b(version: str, **inference):
+    # S1803's shape and setup: 64 layers, 16 full (4 KV heads of 256), 48 Gated DeltaNet (16/48 heads, fp32 state)
+    arch = {"numLayers": 64, "hiddenSize": 5120, "intermediateSize": 17408, "numAttentionHeads": 24,
+            "numKeyValueHeads": 4, "headDim": 256, "vocabSize": 248320, "qkNorm": True, "maxPositionEmbeddings": 262144,
+            "linearAttentionLayers": 48, "linearNumKeyHeads": 16, "linearNumValueHeads": 48, "linearKeyHeadDim": 128,
+            "linearValueHeadDim": 128, "linearConvKernelDim": 4, "linearStateFloat32": True,
+            "attentionOutputGate": True}
+    spec = parse_spec({"model": {"architecture": arch}, "workload": "inference",
+                       "inference": dict(contextLength=8192, engineVersion=version, gpuMemoryUtilization=0.9,
+                                         maxNumSeqs=256, **inference)})
+    return estimate(spec, Layout(tensor=1), gpu=H100)
+
+
+def test_default_prefix_caching_costs_each_linear_group_a_second_block_a_request():
+    # S1803 (0.29.0, the report's 652 blocks of 784): 38.35x = 652 / (cdiv(8192, 784) + 3 groups x 2 'align' blocks);
+    # without prefix caching a request would draw 11 + 3 blocks
+    assert round(652 / (-(-8192 // 784) + 3 * 2), 2) == 38.35
+    default, align, none = (_qwen38_27b("0.29.0"), _qwen38_27b("0.29.0", prefixCaching=True),
+                            _qwen38_27b("0.29.0", prefixCaching=False))
+    assert default.kv_cache_tokens == align.kv_cache_tokens < none.kv_cache_tokens
+    assert default.kv_cache_pool_bytes == none.kv_cache_pool_bytes  # the pool is the same, a request draws more
+    assert abs(none.kv_cache_tokens / align.kv_cache_tokens - 17 / 14) < 0.01
+    assert _qwen38_27b("0.27.1").kv_cache_tokens == _qwen38_27b("0.27.1", prefixCaching=False).kv_cache_tokens

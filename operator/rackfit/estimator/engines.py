@@ -43,6 +43,7 @@ from rackfit.estimator.linear_attention import (
     TOKENS_FROM_CONCURRENCY,
     gated_delta_net,
     mamba_blocks_refusal,
+    prefix_caching,
     vllm_linear_kv,
 )
 from rackfit.estimator.lora_serving import lora_graph_cases, lora_held_bytes, lora_profile_bytes
@@ -646,7 +647,7 @@ class _Paging:
         if v1 and a.linear_attention_layers:
             # a hybrid linear-attention / Mamba model: KV pages and one state a linear layer, one pool
             # (linear_attention.py)
-            states = 2 if inf.prefix_caching and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
+            states = 2 if prefix_caching(inf) and not inf.vllm_before(MAMBA_ALIGN_MODE) else 1
             per_token, per_request = vllm_linear_kv(a, per_layer, layout.tensor, layout.pipeline, context,
                                                     spread, not inf.vllm_before(TOKENS_FROM_CONCURRENCY),
                                                     states=states)

@@ -39,6 +39,14 @@ TOKENS_FROM_CONCURRENCY = (0, 21)
 # for models without SupportsMambaPrefixCaching (Qwen3-Next, Qwen3.5); 'all' for those with it (Mamba hybrids: one
 # page per block of context, the block aligned to the mamba chunk size), not modelled
 MAMBA_ALIGN_MODE = (0, 15)
+# engine/arg_utils.py EngineArgs (_set_default_chunked_prefill_and_prefix_caching_args): from 0.28.0 an unset
+# --enable-prefix-caching is model_config.is_prefix_caching_supported, True for a generative hybrid model
+# (config/model.py: attn_type 'hybrid'), so the mode above is 'align' by default (0.29.0's log: "Mamba cache mode is set
+# to 'align' ... by default when prefix caching is enabled", and a request at max_model_len draws 2 blocks from each
+# linear group, MambaSpec.max_memory_usage_bytes, get_max_concurrency_for_kv_cache_config); through 0.27.1 the default
+# left hybrids out ("Hybrid models support prefix caching but keep it opt-in for now": ... and not
+# model_config.is_hybrid). Read in the 0.27.1, 0.28.0, 0.29.0 and 0.34.0 wheels.
+HYBRID_PREFIX_CACHING_DEFAULT = (0, 28)
 # config/compilation.py CompilationConfig.resolve_cudagraph_mode_and_sizes from 0.20.0 (read in 0.20.0 and 0.24.0; not
 # in 0.19.1): with full decode CUDA graphs (V1's default cudagraph_mode FULL_AND_PIECEWISE; none under --enforce-eager)
 # a model with Mamba / linear-attention layers needs one cache block a decode sequence, and once the cache is sized
@@ -46,6 +54,14 @@ MAMBA_ALIGN_MODE = (0, 15)
 # blocks (134) ... CUDA graph capture cannot proceed"), num_blocks = pool // page // group_size
 # (v1/core/kv_cache_utils.py get_num_blocks).
 MAMBA_BLOCKS_CHECK = (0, 20)
+
+
+def prefix_caching(inf: Inference) -> bool:
+    """--enable-prefix-caching as vLLM resolves it for a hybrid model: the spec's prefixCaching, unset on from 0.28.0
+    (a spec without engineVersion is a current release) and off before (HYBRID_PREFIX_CACHING_DEFAULT)."""
+    if inf.prefix_caching is not None:
+        return inf.prefix_caching
+    return not inf.vllm_before(HYBRID_PREFIX_CACHING_DEFAULT)
 
 
 def is_hybrid_linear(a: ModelArch) -> bool:

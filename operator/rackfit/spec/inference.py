@@ -69,8 +69,9 @@ class Inference(SpecModel):
         "checkpoint is stored at `precision`"))
     prefix_caching: bool | None = Field(None, description=(
         "vLLM's --enable-prefix-caching, read for hybrid linear-attention / Mamba models only (architecture "
-        "linearAttentionLayers): vLLM leaves it off for them by default (ModelConfig.is_prefix_caching_supported); "
-        "on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 (mamba_cache_mode 'align')"))
+        "linearAttentionLayers): on, from 0.15.0 each linear layer keeps 2 states a request instead of 1 "
+        "(mamba_cache_mode 'align'). Default: vLLM's, on for them from 0.28.0 (EngineArgs takes "
+        "ModelConfig.is_prefix_caching_supported) and off before, where hybrids were opt-in"))
     engine_version: str | None = Field(None, pattern=RELEASE_PATTERN, max_length=16, description=(
         "the engine's release, e.g. 0.7.3. vLLM planned memory differently: before 0.8.0 (the V0 engine) the "
         "profile run took max(contextLength, 2048) tokens and 256 sequences unless set; before 0.20.0 the CUDA "
