@@ -183,6 +183,36 @@ def compile_savings(a: ModelArch, tr: Training, t: int) -> float:
     return saved / t
 
 
+def liger_savings(a: ModelArch, tr: Training, t: int, fp32_residual: bool = False) -> float:
+    """Bytes per token per layer that Liger's kernels (`ligerKernel`, not compiled) do not keep of transformers' eager
+    layer. liger_kernel.transformers' _apply_liger_kernel_to_instance (what the HF Trainer's use_liger_kernel runs on
+    the model, or on a PeftModel's get_base_model(); NeMo Automodel's from_pretrained) calls the model type's
+    apply_liger_kernel_to_* with the instance (monkey_patch.py, 0.5.3 to 0.6.2): each decoder layer's
+    input_layernorm and post_attention_layernorm get LigerRMSNorm's forward (_patch_rms_norm_module), its mlp
+    LigerSwiGLUMLP's (`down_proj(LigerSiLUMulFunction.apply(gate_proj(x), up_proj(x)))`), whatever peft put in the
+    projections. LigerRMSNormFunction saves the input X in its own dtype, W and the per-row rstd (ops/rms_norm.py
+    `ctx.save_for_backward(X, W, RSTD)`), not transformers' fp32 upcast nor the normalised copy `self.weight *
+    hidden_states.to(input_dtype)` saves when the weight is trained; LigerSiLUMulFunction saves gate and up
+    (ops/swiglu.py `ctx.save_for_backward(a, b)`) and recomputes silu(gate), which eager's mul saves. So a norm keeps
+    4 bytes a hidden element less in a full fine-tune (16-bit residual: the upcast's 4 against X's 2 and the 16-bit
+    normalised copy; fp32 residual under autocast: the fp32 normalised copy), and under LoRA / QLoRA, whose frozen
+    norm saves no normalised copy, 4 - the residual's bytes (2 a 16-bit residual, 0 the fp32 one of
+    kbit_fp32_residual); a dense SwiGLU MLP keeps act(gate), 2 bytes an intermediate element, less. Not counted: the
+    q_norm / k_norm of QK-norm models (the instance patch leaves them transformers' Qwen3RMSNorm: only the class
+    swap `modeling_qwen3.Qwen3RMSNorm = LigerRMSNorm` before the model is built reaches them) and MoE experts.
+    Liger's rope (LigerRopeFunction) saves cos and sin, as transformers' rotary does; the final norm is not in a
+    layer's count."""
+    if not tr.liger_kernel or tr.compile:
+        return 0.0
+    per_norm = (NORM_BYTES_PER_H - COMPILED_NORM_BYTES_PER_H) / 2
+    if tr.method != "full":
+        per_norm = 4 - (4 if fp32_residual else ACT_BYTES)
+    saved = 2 * per_norm * a.hidden_size
+    if a.gated_mlp and not a.is_moe:
+        saved += ACT_BYTES * a.intermediate_size
+    return saved / t
+
+
 # torchtune's activation offloading (torchtune/training/_activation_offloading.py, OffloadActivations): its
 # saved-tensor hook copies every saved tensor of 1 KiB or more to pinned CPU memory; with full checkpointing those are
 # the checkpointed layers' inputs (torchtune's memory tutorial: "only the checkpointed tensors will be offloaded"). With
@@ -386,6 +416,7 @@ def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
     if tr.compile:
         per_layer -= compile_savings(a, tr, t)
+    per_layer -= liger_savings(a, tr, t, mixed)  # Liger's RMSNorm and SwiGLU (`ligerKernel`)
     residual = (4 if mixed else ACT_BYTES) * a.hidden_size / t
     layers = a.num_layers
     recompute = 0.0

@@ -30,6 +30,7 @@ from rackfit.estimator.activations import (
     hf_16bit_cross_entropy,
     hf_forward_upcasts_logits,
     kept_input_layers,
+    liger_savings,
     lora_dropout_bytes,
     qk_norm_bytes,
 )
@@ -150,8 +151,11 @@ def compiled_layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
 
 
 def layer_bytes(a: ModelArch, tr: Training, t: int) -> float:
-    # Liger's RMSNorm and SwiGLU keep what Inductor leaves of transformers' eager code (hf_fsdp2.liger)
-    return compiled_layer_bytes(a, tr, t) if tr.compile or hf_fsdp2.liger(tr) else eager_layer_bytes(a, tr, t)
+    # Liger's RMSNorm and SwiGLU (`ligerKernel`, activations.liger_savings): transformers' model code under FSDP1/2 and
+    # DeepSpeed, 16-bit activations
+    if tr.compile:
+        return compiled_layer_bytes(a, tr, t)
+    return eager_layer_bytes(a, tr, t) - liger_savings(a, tr, t)
 
 
 def torchtitan_sac_bytes(a: ModelArch, tr: Training, t: int) -> float:

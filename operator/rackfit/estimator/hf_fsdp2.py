@@ -46,14 +46,10 @@ def hf_fsdp2(tr: Training) -> bool:
 
 
 def liger(tr: Training) -> bool:
-    """transformers' model code under FSDP2 with Liger's kernels patched in (`ligerKernel`): liger_kernel.transformers
-    apply_liger_kernel_to_llama / _qwen2 / ... (rms_norm, swiglu, rope True by default) swap each LlamaRMSNorm for
-    LigerRMSNorm, whose LigerRMSNormFunction saves the 16-bit input X and the per-row fp32 RSTD (ops/rms_norm.py
-    `ctx.save_for_backward(X, W, RSTD)`), and LlamaMLP for LigerSwiGLUMLP, whose LigerSiLUMulFunction saves gate and up
-    (ops/swiglu.py `ctx.save_for_backward(a, b)`) and recomputes silu(gate) in the backward. What a layer keeps is then
-    what torch.compile leaves of the eager code (activations.compile_savings: each norm's 16-bit input and output,
-    gate, up and their product), and the final norm keeps its input and output. Liger's rope (LigerRopeFunction) saves
-    cos and sin only, as transformers' rotary does for q and k."""
+    """transformers' model code under FSDP2 with Liger's kernels patched in (`ligerKernel`): a layer keeps what
+    activations.liger_savings leaves (LigerRMSNorm's input and rstd, LigerSiLUMulFunction's gate and up; in a full
+    fine-tune what torch.compile leaves of the eager code, QK-norms aside), and the final norm, patched by the same
+    _patch_rms_norm_module(base_model.norm), keeps its 16-bit input and its output."""
     return hf_fsdp2(tr) and bool(tr.liger_kernel)
 
 

@@ -54,7 +54,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'ampere'): (-48.1, 74.7, 154, 'memory', -8.5, 14.4),
     ('transformers', 'training', 'any'): (-48.1, 74.7, 212, 'memory', -10.8, 14.2),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
-    ('transformers', 'training', 'turing'): (-19.8, 0.1, 2, 'memory', -17.8, -1.9),
+    ('transformers', 'training', 'turing'): (-20.1, 0.1, 2, 'memory', -18.1, -1.9),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 48, 'kv cache', -3.2, 13.1),
     ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 61, 'kv cache', -7.0, 17.2),
     ('vllm', 'inference', 'any'): (-30.8, 1202.0, 245, 'kv cache', -2.8, 10.2),

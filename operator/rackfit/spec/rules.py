@@ -359,12 +359,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "useCache, the key-value cache) referenced through the backward: only with framework deepspeed or fsdp "
             "running transformers' model code (fsdpVersion 1, or modelCode transformers)", ".loopKeepsOutput"),
         "liger_kernel": Rule(
-            "!has(self.ligerKernel) || (self.framework == 'fsdp' && has(self.modelCode) && "
-            "self.modelCode == 'transformers' && (!has(self.fsdpVersion) || self.fsdpVersion == 2))",
-            "training.ligerKernel says Liger's kernels replace the RMSNorm and SwiGLU of transformers' model code "
-            "(NeMo Automodel's NeMoAutoModelForCausalLM.from_pretrained, use_liger_kernel True by default for a model "
-            "without a custom class): only with framework fsdp running transformers' model code under FSDP2 "
-            "(modelCode transformers, fsdpVersion unset or 2)", ".ligerKernel"),
+            "!has(self.ligerKernel) || self.framework == 'transformers' || self.framework == 'deepspeed' || "
+            "(self.framework == 'fsdp' && (has(self.modelCode) ? self.modelCode == 'transformers' : "
+            "has(self.fsdpVersion) && self.fsdpVersion == 1))",
+            "training.ligerKernel says Liger's kernels replace the RMSNorm and SwiGLU of transformers' model code (the "
+            "HF Trainer's use_liger_kernel, NeMo Automodel's from_pretrained): only with framework transformers, "
+            "deepspeed, or fsdp running transformers' model code (fsdpVersion 1, or modelCode transformers)",
+            ".ligerKernel"),
         "torchtitan_version": Rule(
             "!has(self.torchtitanVersion) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
             "self.fsdpVersion == 2) && (!has(self.modelCode) || self.modelCode == 'torchtitan'))",

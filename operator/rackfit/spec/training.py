@@ -309,16 +309,25 @@ class Training(SpecModel):
         "it returns, beside the new step's own at its loss. The HF Trainer drops the output inside compute_loss. "
         "Default false"))
     liger_kernel: bool | None = Field(None, description=(
-        "framework fsdp with modelCode transformers (FSDP2): Liger's kernels patched into transformers' model "
-        "(liger_kernel.transformers _apply_liger_kernel_to_instance; NeMo Automodel's "
-        "NeMoAutoModelForCausalLM.from_pretrained does it by default, use_liger_kernel=True, for a model it has no "
-        "custom class for and without tensor or context parallel). LigerRMSNorm saves its 16-bit input and the "
-        "per-token rstd, not the eager norm's fp32 upcast and normalised copy; LigerSiLUMulFunction saves gate and "
-        "up and recomputes act(gate); so a layer keeps what torch.compile leaves (each norm's input and output, "
-        "gate, up and their product), the final norm its input and output. The loss is unchanged: the job calls "
-        "the model without labels (Automodel pops them and runs its own cross-entropy), so Liger's fused linear "
-        "cross-entropy forward returns the logits as transformers' does (a call with labels, as the HF Trainer's, "
-        "is not modelled). Default false"))
+        "Liger's kernels patched into transformers' model code (liger_kernel.transformers "
+        "_apply_liger_kernel_to_instance): the HF Trainer's use_liger_kernel (TRL's use_liger_kernel / use_liger, "
+        "ms-swift's --use_liger_kernel, LLaMA-Factory's enable_liger_kernel, axolotl's Liger plugin) under framework "
+        "transformers (one GPU, DDP), deepspeed, or fsdp running transformers' model code (FSDP1 through accelerate, "
+        "or FSDP2 with modelCode transformers: NeMo Automodel's from_pretrained does it by default, "
+        "use_liger_kernel=True, for a model it has no custom class for). Only for a model type Liger patches "
+        "(MODEL_TYPE_TO_APPLY_LIGER_FN: llama, mistral, qwen2, qwen3 from 0.5.10, smollm3 from 0.6.1, gemma, phi3 "
+        "...), and not for a PeftModel under the HF Trainer before transformers 4.49 (PR 35680: earlier releases "
+        "patch only a PreTrainedModel and log 'No liger kernels will be applied'). "
+        "LigerRMSNorm saves its input in its own dtype and the per-token rstd, not the eager norm's fp32 upcast and "
+        "normalised copy (4 bytes a hidden element a norm less in a full fine-tune; under LoRA/QLoRA, whose frozen "
+        "norm saves no normalised copy, 2 with a 16-bit residual, none with QLoRA's fp32 one); "
+        "LigerSiLUMulFunction saves gate and up and recomputes act(gate) (a dense SwiGLU MLP's act(gate) less). The "
+        "q_norm / k_norm of QK-norm models are left to transformers by the instance patch and MoE experts are not "
+        "counted. Under full activation checkpointing only the recomputed layer changes; under compile nothing. "
+        "Under FSDP2 the final norm keeps its 16-bit input and output. Liger's fused linear cross-entropy (the model "
+        "called with labels, as the HF Trainer does unless the job computes its own loss) is stated as lossChunks "
+        "(Liger's chunk count: ceil(vocabulary / hidden), a chunk of the next power of two of ceil(tokens / that)). "
+        "Default false"))
     torchtitan_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework fsdp with FSDP2: the torchtitan release the job runs, e.g. 0.2.1, where older releases held more "
         "memory. Before 0.2 (PR 1094, July 28, 2025) torchtitan applied fully_shard to the whole model last, one "
@@ -647,7 +656,7 @@ class Training(SpecModel):
                 self.framework == "deepspeed" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["loop_keeps_output"].message)
         if self.liger_kernel is not None and not (
-                self.framework == "fsdp" and self.fsdp == 2 and self.model_code == "transformers"):
+                self.framework in ("transformers", "deepspeed") or self.hf_model_code):
             raise ValueError(rules["liger_kernel"].message)
         if self.torchtitan_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and not self.hf_model_code):
