@@ -38,7 +38,6 @@ import argparse
 import importlib.util
 import json
 import math
-import subprocess
 import sys
 import threading
 import time
@@ -51,7 +50,6 @@ from pathlib import Path
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from devcluster import binaries
 from devcluster.controlplane import ControlPlane, api_client, free_port
 from devcluster.fleet import apply_fleet, build_nodes
 from rackfit.observed.promql import FB_USED, VLLM, VLLM_LABELS, batched_query
@@ -274,18 +272,7 @@ def run(n: int, observed: bool, args: argparse.Namespace) -> dict:
     with ControlPlane() as plane, api_client(plane.kubeconfig, pool_size=32) as api:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         apply_fleet(core, build_nodes({INSTANCE_TYPE: math.ceil((n + 1) * 1.1 / 8) + 1}), workers=16)
-        kubectl = str(binaries.bin_dir() / "kubectl")
-        for cmd in (["apply", "--server-side", "-f", str(CRD)],
-                    ["wait", "--for=condition=Established", "--timeout=300s", "crd/llmworkloads.rackfit.io"]):
-            for _attempt in range(3):  # on a loaded machine the CRD may not be listed yet when `wait` looks
-                out = subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *cmd], capture_output=True,
-                                     text=True)
-                if out.returncode == 0:
-                    break
-                say(f"  {kind}: kubectl {cmd[0]}: {out.stderr.strip()}")
-                time.sleep(2)
-            else:
-                raise SystemExit(f"{kind}: kubectl {' '.join(cmd)} failed: {out.stderr.strip()}")
+        plane.apply_crds(CRD, "llmworkloads.rackfit.io")
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         create_all(api, workload_docs(SENTINEL, 0, ns))
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from kubernetes import client
 
-from devcluster import binaries
 from devcluster.controlplane import ControlPlane, api_client
 from devcluster.fleet import apply_fleet, build_nodes
 
@@ -78,10 +77,7 @@ def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with ControlPlane() as plane, api_client(plane.kubeconfig) as api:
         apply_fleet(client.CoreV1Api(api), build_nodes())
-        subprocess.run([str(binaries.bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig), "apply",
-                        "--server-side", "-f", str(CRD)], check=True, capture_output=True)
-        subprocess.run([str(binaries.bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig), "wait",
-                        "--for=condition=Established", "crd/llmworkloads.rackfit.io"], check=True, capture_output=True)
+        plane.apply_crds(CRD, "llmworkloads.rackfit.io")
         noop = run("noop", n, plane.kubeconfig, api)
         rackfit = run("rackfit", n, plane.kubeconfig, api)
     ratio = rackfit / noop

@@ -266,10 +266,7 @@ def run_size(n: int, per_node: int, burst: int, restart: bool, webhook_pods: int
     with ControlPlane() as plane, api_client(plane.kubeconfig, pool_size=32) as api:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         nodes = make_nodes(core, n)
-        kubectl = str(binaries.bin_dir() / "kubectl")
-        for args in (["apply", "--server-side", "-f", str(CRD)],
-                     ["wait", "--for=condition=Established", "crd/llmworkloads.rackfit.io"]):
-            subprocess.run([kubectl, "--kubeconfig", str(plane.kubeconfig), *args], check=True, capture_output=True)
+        plane.apply_crds(CRD, "llmworkloads.rackfit.io")
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
         pods = run_pods(api, core, n, nodes, per_node)
         row["pods"] = len(pods)

@@ -43,7 +43,7 @@ import yaml
 
 from devcluster import addons, binaries, computedomains
 from devcluster.ports import free_port
-from devcluster.waiting import WaitTimeout, wait_for
+from devcluster.waiting import WaitTimeout, wait_established, wait_for
 from rackfit.certs import write_rsa_key, write_serving_pair
 
 STATE_FILE = "state.json"
@@ -165,6 +165,19 @@ class ControlPlane:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    def apply_crds(self, path: Path, *names: str, timeout: float = 300) -> None:
+        """Apply the CRDs in `path` server-side and wait until `names` are Established (waiting.wait_established,
+        not `kubectl wait`, which gives up while a new CRD has no status yet)."""
+        kubectl = binaries.require("kubectl")["kubectl"]
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([str(kubectl), "--kubeconfig", str(self.kubeconfig), *args], capture_output=True,
+                                  text=True, timeout=120)
+        applied = run("apply", "--server-side", "-f", str(path))
+        if applied.returncode:
+            raise ControlPlaneError(f"{path}: not applied: {applied.stderr.strip()}")
+        wait_established(run, *names, timeout=timeout)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
