@@ -103,7 +103,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".adamwImplementation", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
                                                   ".kbitNormsFp32", ".mixedPrecision", ".preWrapOptimizer",
-                                                  ".useCache", ".useCache", ".loopKeepsOutput",
+                                                  ".useCache", ".useCache", ".loopKeepsOutput", ".checkpointWrapper",
                                                   ".ligerKernel", ".torchtitanVersion", ".deepspeedVersion",
                                                   ".torchaoVersion",
                                                   ".torchtuneVersion", ".zeroInit", ".cpuRamEfficientLoading",

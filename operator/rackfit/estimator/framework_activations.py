@@ -469,7 +469,9 @@ def runtime_activations(a: ModelArch, tr: Training, layout: Layout, stage: str =
     if tr.framework == "megatron":
         return _megatron_activations(a, tr, layout, stage, tokens, ckpt)
     t = layout.tensor
-    frozen_fsdp1_units = tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
+    # transformers' reentrant checkpointing around each frozen FSDP1 unit (not torch's checkpoint_wrapper inside it)
+    frozen_fsdp1_units = (tr.framework == "fsdp" and tr.fsdp == 1 and tr.method != "full" and ckpt == "full"
+                          and not tr.checkpoint_wrapper)
     tr, per = _runtime_layer_bytes(a, tr, layout, tokens)
     kept_per, recompute = _checkpointed(a, tr, layout, tokens, per, ckpt)
     if recompute:  # a recomputed layer's eager attention backward holds more than its count
@@ -768,7 +770,17 @@ def fsdp1_held_input_grads(a: ModelArch, t: int) -> float:
     (`_post_backward_hook_state[-1].remove()`), so each layer's detached input, with the `.grad` the layer's backward
     wrote into it, stays until the whole backward ends: at layer 0's recompute the inputs (counted as the
     checkpointed ones) and L - 1 input gradients. A unit whose flat parameter requires gradients (a full
-    fine-tune) registers its hook on the flat parameter instead and keeps nothing."""
+    fine-tune) registers its hook on the flat parameter instead and keeps nothing.
+    Not under `checkpointWrapper` (read in Answer.AI's fsdp_qlora train.py at 05ed9f2 and torch 2.2): there
+    `apply_activation_checkpointing(model, checkpoint_wrapper_fn=partial(checkpoint_wrapper,
+    checkpoint_impl=CheckpointImpl.REENTRANT), check_fn=...)` runs on the FSDP model after the wrap, and its
+    `_recursive_wrap(..., only_wrap_children=True)` replaces each unit's wrapped LlamaDecoderLayer, so the units are
+    FSDP(CheckpointWrapper(layer)): the unit's pre-forward runs once, in the forward with gradients on, and registers
+    the reshard-only hook on the previous unit's output (not a leaf: the hook keeps its grad_fn, which holds no
+    gradient; `register_multi_grad_hook` drops its buffer once its one tensor's gradient arrives), and the reentrant
+    backward reruns the inner layer alone, whose nested units (peft's adapters) are trainable and hook their flat
+    parameters. Only the first layer's input, the embeddings' output that `enable_input_require_grads` makes a leaf,
+    keeps an accumulator: one hidden-sized tensor, not counted."""
     return (a.num_layers - 1) * a.hidden_size * ACT_BYTES / t
 
 

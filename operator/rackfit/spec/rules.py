@@ -358,6 +358,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "training.loopKeepsOutput says the job's own loop keeps transformers' model output (its logits and, with "
             "useCache, the key-value cache) referenced through the backward: only with framework deepspeed or fsdp "
             "running transformers' model code (fsdpVersion 1, or modelCode transformers)", ".loopKeepsOutput"),
+        "checkpoint_wrapper": Rule(
+            "!has(self.checkpointWrapper) || (self.framework == 'fsdp' && has(self.fsdpVersion) && "
+            "self.fsdpVersion == 1 && self.activationCheckpointing == 'full')",
+            "training.checkpointWrapper says torch's checkpoint_wrapper checkpoints the layers inside the FSDP1 units: "
+            "only with framework fsdp, fsdpVersion 1 and activationCheckpointing full", ".checkpointWrapper"),
         "liger_kernel": Rule(
             "!has(self.ligerKernel) || self.framework == 'transformers' || self.framework == 'deepspeed' || "
             "(self.framework == 'fsdp' && (has(self.modelCode) ? self.modelCode == 'transformers' : "

@@ -129,7 +129,8 @@ class Training(SpecModel):
         "backward, at most two all-gathers in flight (limit_all_gathers), the current unit's unsharded gradient in "
         "the reduce dtype, Hugging Face transformers' model code (unfused RMSNorm) with its reentrant gradient "
         "checkpointing (for lora and qlora, whose layer units are frozen, every layer's input gradient is held to the "
-        "end of the backward), and PyTorch's default allocator unless expandableSegments says otherwise"))
+        "end of the backward; not under checkpointWrapper), and PyTorch's default allocator unless expandableSegments "
+        "says otherwise"))
     paged_optimizer: bool | None = Field(None, description=(
         "optimizer adamw8bit as bitsandbytes' PagedAdamW8bit, or adamw as its 32-bit PagedAdamW (fp32 states "
         "whatever the parameters' dtype; bitsandbytes/functional.py get_paged: cudaMallocManaged, outside "
@@ -308,6 +309,15 @@ class Training(SpecModel):
         "the whole backward, and the previous step's stay through the next forward until the name is rebound after "
         "it returns, beside the new step's own at its loss. The HF Trainer drops the output inside compute_loss. "
         "Default false"))
+    checkpoint_wrapper: bool | None = Field(None, description=(
+        "framework fsdp with fsdpVersion 1 and activationCheckpointing full: true when the layers are checkpointed "
+        "by torch's checkpoint_wrapper applied inside the FSDP1 units after the wrap (apply_activation_checkpointing "
+        "on the FSDP model, as Answer.AI's fsdp_qlora train.py does), not by transformers' own "
+        "gradient_checkpointing (HF Trainer's --gradient_checkpointing), which calls each wrapped layer inside the "
+        "checkpoint. Inside the unit, the unit's pre-forward runs once, in the forward, on the previous layer's "
+        "output, and the reentrant recompute in the backward runs the layer alone: a frozen unit (lora, qlora) "
+        "registers its reshard-only hook on no detached input, so no layer's input gradient is held to the end of "
+        "the backward. Default false"))
     liger_kernel: bool | None = Field(None, description=(
         "Liger's kernels patched into transformers' model code (liger_kernel.transformers "
         "_apply_liger_kernel_to_instance): the HF Trainer's use_liger_kernel (TRL's use_liger_kernel / use_liger, "
@@ -655,6 +665,9 @@ class Training(SpecModel):
         if self.loop_keeps_output is not None and not (
                 self.framework == "deepspeed" or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["loop_keeps_output"].message)
+        if self.checkpoint_wrapper is not None and not (
+                self.framework == "fsdp" and self.fsdp == 1 and self.activation_checkpointing == "full"):
+            raise ValueError(rules["checkpoint_wrapper"].message)
         if self.liger_kernel is not None and not (
                 self.framework in ("transformers", "deepspeed") or self.hf_model_code):
             raise ValueError(rules["liger_kernel"].message)
