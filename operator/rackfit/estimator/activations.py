@@ -77,6 +77,20 @@ AUTOCAST_RESIDUAL_BYTES_PER_H = 20  # fp32 weights under bf16 autocast: the resi
 LORA_INPUT_BYTES = 2.5
 
 
+# transformers' OPT decoder layer (models/opt/modeling_opt.py OPTDecoderLayer, the same from 4.28 to the current
+# release): two nn.LayerNorm (self_attn_layer_norm, final_layer_norm), and fc1 -> ACT2FN[config.activation_function]
+# -> fc2 with "relu" in every OPT checkpoint's config.json. aten's native_layer_norm saves its input, weight, bias and
+# the per-token mean and rstd (tools/autograd/derivatives.yaml), no upcast copy, so where the layer runs in its 16-bit
+# dtype (DeepSpeed casts the module to fp16 or bf16 and has no autocast: hf_16bit_cross_entropy) each norm keeps its
+# 16-bit input and the next linear its 16-bit output: LAYERNORM_16BIT_BYTES_PER_H a layer, not transformers' eager
+# RMSNorm count (NORM_BYTES_PER_H). relu's backward reads its result (derivatives.yaml `relu: threshold_backward(grad,
+# result, 0)`), the very tensor fc2 saves as its input, so fc1's output is not kept: one intermediate-wide tensor a
+# token (_mlp_saved), not GELU's two.
+HF_LAYERNORM_MODEL_TYPES = frozenset({"opt"})
+HF_RELU_MLP_MODEL_TYPES = frozenset({"opt"})
+LAYERNORM_16BIT_BYTES_PER_H = 2 * (ACT_BYTES + ACT_BYTES)   # two norms, each its input and its output
+
+
 # A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
 # input (the rstd is one float per token), against NORM_BYTES_PER_H/2 per norm in transformers' eager RMSNorm.
 FUSED_NORM_BYTES_PER_H = 2 * ACT_BYTES   # two norms per layer
@@ -329,7 +343,8 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
         # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    per = attention + ACT_BYTES * _mlp_saved(a, tr) + NORM_BYTES_PER_H * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
+    norms = LAYERNORM_16BIT_BYTES_PER_H if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H
+    per = attention + ACT_BYTES * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
@@ -337,9 +352,16 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
     return per / t, attention / t
 
 
+def hf_16bit_layernorm(a: ModelArch, tr: Training, mixed: bool) -> bool:
+    """Whether the model's decoder layers norm with nn.LayerNorm in their 16-bit dtype (HF_LAYERNORM_MODEL_TYPES under
+    framework deepspeed, no autocast and no fp32 residual): LAYERNORM_16BIT_BYTES_PER_H a token and layer."""
+    return a.model_type in HF_LAYERNORM_MODEL_TYPES and tr.framework == "deepspeed" and not mixed
+
+
 def _mlp_saved(a: ModelArch, tr: Training) -> int:
     """Elements a token one layer's MLP saves for the backward (its routed copies and shared experts under MoE)."""
-    ffn_saved = 4 if a.gated_mlp else 2   # gate, up, act, product | fc1, act
+    # gate, up, act, product | fc1, act | relu's output alone (HF_RELU_MLP_MODEL_TYPES)
+    ffn_saved = 4 if a.gated_mlp else (1 if a.model_type in HF_RELU_MLP_MODEL_TYPES else 2)
     if a.is_moe:
         return routed_copies(a, tr) * (ffn_saved * a.moe_intermediate_size + a.hidden_size) + \
             a.num_shared_experts * ffn_saved * a.moe_intermediate_size
