@@ -86,9 +86,40 @@ LORA_INPUT_BYTES = 2.5
 # RMSNorm count (NORM_BYTES_PER_H). relu's backward reads its result (derivatives.yaml `relu: threshold_backward(grad,
 # result, 0)`), the very tensor fc2 saves as its input, so fc1's output is not kept: one intermediate-wide tensor a
 # token (_mlp_saved), not GELU's two.
-HF_LAYERNORM_MODEL_TYPES = frozenset({"opt"})
+# The other transformers families that norm with nn.LayerNorm, by config.json's model_type: (LayerNorms a decoder layer
+# runs, distinct tensors they read). Each norm keeps its input (shared where two norms read the same tensor) and the
+# next linear its output, 2 bytes each a hidden unit in 16 bits (LAYERNORM_16BIT_BYTES_PER_H for OPT's two sequential
+# norms). Read in the models' modeling files:
+#   gpt2 (GPT2Block): ln_1 -> attn -> residual add, ln_2 -> mlp on that sum: two norms, two inputs
+#   gpt_bigcode (GPTBigCodeBlock, StarCoder, SantaCoder): as GPT-2
+#   bloom (BloomBlock): input_layernorm, then post_attention_layernorm on the attention's residual sum: two, two
+#   gpt_neox (GPTNeoXLayer, pythia; use_parallel_residual true in every pythia config): `self.attention(
+#     self.input_layernorm(hidden_states))` and `self.mlp(self.post_attention_layernorm(hidden_states))`, both on the
+#     layer's input: two norms, one input
+#   gptj (GPTJBlock): one ln_1 whose output both the attention and the MLP read: one norm, one input
+# Falcon is not listed: its norms depend on the config, not the model_type (new_decoder_architecture: ln_attn and
+# ln_mlp on the input; parallel_attn alone: one input_layernorm; neither: two sequential norms).
+# Their MLPs are GELU (fc -> act -> fc): the activation keeps its input, the next linear the activation's output, which
+# _mlp_saved already counts for a non-gated MLP (BLOOM's bloom_gelu_forward runs as GeLUFunction in training, saving
+# its input; GPT-NeoX's config hidden_act "gelu" is F.gelu, saving its input).
+HF_LAYERNORM_LAYERS = {
+    "opt": (2, 2),
+    "gpt2": (2, 2),
+    "gpt_bigcode": (2, 2),
+    "bloom": (2, 2),
+    "gpt_neox": (2, 1),
+    "gptj": (1, 1),
+}
+HF_LAYERNORM_MODEL_TYPES = frozenset(HF_LAYERNORM_LAYERS)
 HF_RELU_MLP_MODEL_TYPES = frozenset({"opt"})
 LAYERNORM_16BIT_BYTES_PER_H = 2 * (ACT_BYTES + ACT_BYTES)   # two norms, each its input and its output
+
+
+def layernorm_16bit_bytes_per_h(a: ModelArch) -> int:
+    """Bytes a hidden unit a token and layer the decoder layer's 16-bit nn.LayerNorms keep (HF_LAYERNORM_LAYERS): each
+    distinct input once and each norm's output."""
+    norms, inputs = HF_LAYERNORM_LAYERS[a.model_type]
+    return ACT_BYTES * (norms + inputs)
 
 
 # A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
@@ -343,7 +374,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
         # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    norms = LAYERNORM_16BIT_BYTES_PER_H if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H
+    norms = layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H
     per = attention + ACT_BYTES * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
@@ -354,7 +385,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
 
 def hf_16bit_layernorm(a: ModelArch, tr: Training, mixed: bool) -> bool:
     """Whether the model's decoder layers norm with nn.LayerNorm in their 16-bit dtype (HF_LAYERNORM_MODEL_TYPES under
-    framework deepspeed, no autocast and no fp32 residual): LAYERNORM_16BIT_BYTES_PER_H a token and layer."""
+    framework deepspeed, no autocast and no fp32 residual): layernorm_16bit_bytes_per_h a token and layer."""
     return a.model_type in HF_LAYERNORM_MODEL_TYPES and tr.framework == "deepspeed" and not mixed
 
 

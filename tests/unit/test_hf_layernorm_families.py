@@ -1,0 +1,78 @@
+"""transformers' LayerNorm families under DeepSpeed (issue 22; T391, T620, T621 BLOOM, T1116-T1119, T1142, T1143 OPT):
+each family's decoder layer norms with nn.LayerNorm, which keeps its 16-bit input where no autocast runs, and the next
+linear its output. GPT-2, GPTBigCode, BLOOM and OPT run two sequential norms (two inputs), GPT-NeoX's parallel residual
+two norms on the layer's one input, GPT-J one norm whose output the attention and the MLP share
+(estimator/activations.py HF_LAYERNORM_LAYERS)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rackfit.estimator import estimate
+from rackfit.estimator.activations import (
+    HF_LAYERNORM_LAYERS,
+    LAYERNORM_16BIT_BYTES_PER_H,
+    NORM_BYTES_PER_H,
+    hf_16bit_layernorm,
+    layernorm_16bit_bytes_per_h,
+    training_activations,
+)
+from rackfit.estimator.result import Layout
+from rackfit.models import resolve
+from rackfit.spec import parse_spec
+
+ARCH = dict(numLayers=24, hiddenSize=2048, intermediateSize=8192, numAttentionHeads=32, numKeyValueHeads=32,
+            headDim=64, vocabSize=50272, tieWordEmbeddings=True, gatedMlp=False)
+TRAIN = dict(framework="deepspeed", zeroStage=0, method="full", masterWeights="fp32", optimizer="adamw",
+             microBatchSize=8, sequenceLength=512, activationCheckpointing="none", flashAttention=False)
+
+
+def _spec(model_type=None, **training):
+    training = {**TRAIN, **training}
+    if training["framework"] != "deepspeed":
+        training.pop("zeroStage")
+    arch = dict(ARCH, **({"modelType": model_type} if model_type else {}))
+    return parse_spec(dict(model=dict(architecture=arch), workload="training", precision="fp16",
+                           training=training, parallelism=dict(data=1)))
+
+
+@pytest.mark.parametrize(("model_type", "per_h"), [
+    ("opt", 8), ("gpt2", 8), ("gpt_bigcode", 8), ("bloom", 8), ("gpt_neox", 6), ("gptj", 4)])
+def test_each_family_keeps_its_norms_inputs_and_outputs(model_type, per_h):
+    spec = _spec(model_type)
+    a = resolve(spec.model)
+    assert layernorm_16bit_bytes_per_h(a) == per_h
+    assert hf_16bit_layernorm(a, spec.training, mixed=False)
+    assert not hf_16bit_layernorm(a, spec.training, mixed=True)   # autocast: not this count
+
+
+def test_opt_keeps_its_count_and_falcon_is_not_listed():
+    assert layernorm_16bit_bytes_per_h(resolve(_spec("opt").model)) == LAYERNORM_16BIT_BYTES_PER_H
+    # Falcon's norms follow its config (new_decoder_architecture, parallel_attn), not its model_type
+    assert "falcon" not in HF_LAYERNORM_LAYERS
+    falcon = _spec("falcon")
+    assert not hf_16bit_layernorm(resolve(falcon.model), falcon.training, mixed=False)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "gpt_bigcode", "bloom", "gpt_neox", "gptj"])
+def test_the_kept_activations_drop_by_the_norms_difference_alone(model_type):
+    # GELU MLPs keep fc1's output (the activation's input) and the activation's output, as before: only the norms move
+    fam, bare = _spec(model_type), _spec()
+    layout = Layout()
+    kept = training_activations(resolve(fam.model), fam.training, layout, mixed=False, fp16=True).layers
+    kept_bare = training_activations(resolve(bare.model), bare.training, layout, mixed=False, fp16=True).layers
+    tokens, h, layers = 8 * 512, 2048, 24
+    per_h = layernorm_16bit_bytes_per_h(resolve(fam.model))
+    assert kept_bare - kept == tokens * layers * (NORM_BYTES_PER_H - per_h) * h
+
+
+def test_not_under_the_trainer_or_fsdp():
+    for framework in ("transformers", "fsdp"):
+        spec = _spec("bloom", framework=framework)
+        assert not hf_16bit_layernorm(resolve(spec.model), spec.training, mixed=False)
+
+
+def test_the_whole_estimate_drops_under_deepspeed():
+    bloom, bare = _spec("bloom"), _spec()
+    drop = 8 * 512 * 24 * (NORM_BYTES_PER_H - 8) * 2048
+    assert estimate(bare).breakdown.activations_bytes - estimate(bloom).breakdown.activations_bytes == drop
