@@ -172,6 +172,10 @@ def adamw_foreach(tr: Training) -> bool:
     (`denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)` in `_single_tensor_adam`, `_foreach_sqrt` in
     `_multi_tensor_adam`) allocates one temporary the size of the GPU's whole fp32 partition: the 3.14 GiB a
     LLaMA-7B ZeRO-2 run over 8 V100 failed to allocate in LlamaFactory issue 1221 (6.74e9 / 8 x 4 bytes)."""
+    if tr.paged_optimizer:
+        # bitsandbytes' PagedAdamW (training.pagedOptimizer, the HF Trainer's optim paged_adamw_32bit also under
+        # accelerate's FSDP1): its blockwise optimizer kernel updates the parameter and both states in place
+        return False
     if tr.framework == "megatron":
         # Megatron-Core imports Transformer Engine's FusedAdam, else Apex's, else falls back to torch.optim.AdamW
         # (megatron/core/optimizer/__init__.py: USING_PYTORCH_OPTIMIZER, "Transformer Engine and Apex are not

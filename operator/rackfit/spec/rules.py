@@ -276,12 +276,14 @@ RULES: dict[str, dict[str, Rule]] = {
             "single-device full recipe, as its rows state it), method full and no gradient accumulation",
             ".optimizerInBackward"),
         "paged_optimizer": Rule(
-            "!has(self.pagedOptimizer) || !self.pagedOptimizer || (self.framework == 'transformers' && "
+            "!has(self.pagedOptimizer) || !self.pagedOptimizer || ((self.framework == 'transformers' || "
+            "(self.framework == 'fsdp' && has(self.fsdpVersion) && self.fsdpVersion == 1)) && "
             "(self.optimizer == 'adamw8bit' || (self.optimizer == 'adamw' && !has(self.adamwImplementation))))",
             "training.pagedOptimizer is bitsandbytes' PagedAdamW8bit or 32-bit PagedAdamW (states in CUDA managed "
-            "memory): only with framework transformers and optimizer adamw8bit, or adamw without "
+            "memory): only with framework transformers, or fsdp with fsdpVersion 1 (the HF Trainer's optim "
+            "paged_adamw_* under accelerate's FSDP1), and optimizer adamw8bit, or adamw without "
             "adamwImplementation (bitsandbytes' own kernel, not torch's AdamW; torchtune's single-device recipes; "
-            "bitsandbytes' paged optimizers do not run under its FSDP recipes)", ".pagedOptimizer"),
+            "bitsandbytes' paged optimizers do not run under torchtune's FSDP2 recipes)", ".pagedOptimizer"),
         "activation_offloading": Rule(
             "!self.activationOffloading || (self.framework in ['fsdp', 'transformers'] && "
             "self.activationCheckpointing == 'full')",

@@ -136,7 +136,9 @@ class Training(SpecModel):
         "whatever the parameters' dtype; bitsandbytes/functional.py get_paged: cudaMallocManaged, outside "
         "PyTorch's caching allocator, for every state of a tensor of 1e5 elements or more): the CUDA driver pages "
         "the states between host and GPU as the GPU fills, so they are not counted on it. Only with framework "
-        "transformers (torchtune's single-device recipes), and with adamw only without adamwImplementation. "
+        "transformers (torchtune's single-device recipes, the HF Trainer's optim paged_adamw_32bit or "
+        "paged_adamw_8bit) or fsdp with fsdpVersion 1 (the HF Trainer's optim under accelerate's FSDP1, built over "
+        "the sharded parameters), and with adamw only without adamwImplementation. "
         "Default false: the states are counted on the GPU"))
     optimizer_in_backward: bool | None = Field(None, description=(
         "torchtune's optimizer_in_bwd (training/memory.py register_optim_in_bwd_hooks): one optimizer per parameter, "
@@ -599,7 +601,8 @@ class Training(SpecModel):
         if self.optimizer_in_backward and not (self.framework == "transformers" and self.method == "full"
                                                and (self.gradient_accumulation_steps or 1) == 1):
             raise ValueError(rules["optimizer_in_backward"].message)
-        if self.paged_optimizer and not (self.framework == "transformers" and (
+        if self.paged_optimizer and not ((self.framework == "transformers" or (
+                self.framework == "fsdp" and self.fsdp_version == 1)) and (
                 self.optimizer == "adamw8bit" or (self.optimizer == "adamw" and self.adamw_implementation is None))):
             raise ValueError(rules["paged_optimizer"].message)
 
