@@ -70,7 +70,7 @@ def test_the_16bit_loss_is_6_bytes_a_logit_forward_and_backward():
     n = TOKENS * V
     assert (a_opt.loss_forward, a_opt.loss_backward) == (n * 6, n * 6)
     assert (a_llama.loss_forward, a_llama.loss_backward) == (n * 12, n * 12)
-    # the layers' kept tensors differ by OPT's LayerNorm and relu (test_opt_layernorm_relu_activations), not the loss
+    # the layers' kept tensors differ by OPT's LayerNorm and relu (test_hf_layernorm_families), not the loss
 
 
 def test_no_16bit_block_is_left_cached_and_a_kept_output_is_16bit():

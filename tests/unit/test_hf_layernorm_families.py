@@ -1,8 +1,10 @@
-"""transformers' LayerNorm families under DeepSpeed (issue 22; T391, T620, T621 BLOOM, T1116-T1119, T1142, T1143 OPT):
-each family's decoder layer norms with nn.LayerNorm, which keeps its 16-bit input where no autocast runs, and the next
-linear its output. GPT-2, GPTBigCode, BLOOM and OPT run two sequential norms (two inputs), GPT-NeoX's parallel residual
-two norms on the layer's one input, GPT-J one norm whose output the attention and the MLP share
-(estimator/activations.py HF_LAYERNORM_LAYERS)."""
+"""transformers' LayerNorm families under DeepSpeed (issue 22; T391, T620, T621 BLOOM, T1116-T1119, T1142, T1143,
+T1603, T68, T73 OPT): each family's decoder layer norms with nn.LayerNorm, whose native_layer_norm saves its input and
+the per-token mean and rstd (no fp32 upcast copy as transformers' eager RMSNorm makes), so it keeps its 16-bit input
+where no autocast runs, and the next linear its output. GPT-2, GPTBigCode, BLOOM and OPT run two sequential norms (two
+inputs), GPT-NeoX's parallel residual two norms on the layer's one input, GPT-J one norm whose output the attention and
+the MLP share (estimator/activations.py HF_LAYERNORM_LAYERS). OPT runs fc1 -> relu -> fc2, where relu's backward reads
+its result, the tensor fc2 saves, so fc1's output is not kept (HF_RELU_MLP_MODEL_TYPES)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import pytest
 from rackfit.estimator import estimate
 from rackfit.estimator.activations import (
     HF_LAYERNORM_LAYERS,
-    LAYERNORM_16BIT_BYTES_PER_H,
     NORM_BYTES_PER_H,
     hf_16bit_layernorm,
     layernorm_16bit_bytes_per_h,
@@ -46,8 +47,7 @@ def test_each_family_keeps_its_norms_inputs_and_outputs(model_type, per_h):
     assert not hf_16bit_layernorm(a, spec.training, mixed=True)   # autocast: not this count
 
 
-def test_opt_keeps_its_count_and_falcon_is_not_listed():
-    assert layernorm_16bit_bytes_per_h(resolve(_spec("opt").model)) == LAYERNORM_16BIT_BYTES_PER_H
+def test_falcon_is_not_listed():
     # Falcon's norms follow its config (new_decoder_architecture, parallel_attn), not its model_type
     assert "falcon" not in HF_LAYERNORM_LAYERS
     falcon = _spec("falcon")
@@ -66,13 +66,29 @@ def test_the_kept_activations_drop_by_the_norms_difference_alone(model_type):
     assert kept_bare - kept == tokens * layers * (NORM_BYTES_PER_H - per_h) * h
 
 
-def test_not_under_the_trainer_or_fsdp():
+def test_not_under_the_trainer_or_fsdp_nor_without_a_model_type():
     for framework in ("transformers", "fsdp"):
         spec = _spec("bloom", framework=framework)
         assert not hf_16bit_layernorm(resolve(spec.model), spec.training, mixed=False)
+    bare = _spec()
+    assert not hf_16bit_layernorm(resolve(bare.model), bare.training, mixed=False)
+
+
+def test_opt_keeps_8_bytes_of_norms_and_one_mlp_tensor_less_a_token_and_layer():
+    opt, bare = _spec("opt"), _spec()
+    layout = Layout()
+    kept_opt = training_activations(resolve(opt.model), opt.training, layout, mixed=False, fp16=True).layers
+    kept_bare = training_activations(resolve(bare.model), bare.training, layout, mixed=False, fp16=True).layers
+    tokens, h, inter, layers = 8 * 512, 2048, 8192, 24
+    # two norms: 16 -> 8 bytes a hidden unit; the MLP: fc1's 16-bit output no longer kept
+    assert kept_bare - kept_opt == tokens * layers * ((NORM_BYTES_PER_H - 8) * h + 2 * inter)
 
 
 def test_the_whole_estimate_drops_under_deepspeed():
-    bloom, bare = _spec("bloom"), _spec()
-    drop = 8 * 512 * 24 * (NORM_BYTES_PER_H - 8) * 2048
-    assert estimate(bare).breakdown.activations_bytes - estimate(bloom).breakdown.activations_bytes == drop
+    # no checkpointing: the peak is in the backward, where every layer's kept activations are still alive (T1603)
+    bloom, opt, bare = _spec("bloom"), _spec("opt"), _spec()
+    tokens, h, inter, layers = 8 * 512, 2048, 8192, 24
+    base = estimate(bare).breakdown.activations_bytes
+    assert base - estimate(bloom).breakdown.activations_bytes == tokens * layers * (NORM_BYTES_PER_H - 8) * h
+    assert base - estimate(opt).breakdown.activations_bytes == tokens * layers * (
+        (NORM_BYTES_PER_H - 8) * h + 2 * inter)

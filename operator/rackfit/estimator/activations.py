@@ -82,14 +82,14 @@ LORA_INPUT_BYTES = 2.5
 # -> fc2 with "relu" in every OPT checkpoint's config.json. aten's native_layer_norm saves its input, weight, bias and
 # the per-token mean and rstd (tools/autograd/derivatives.yaml), no upcast copy, so where the layer runs in its 16-bit
 # dtype (DeepSpeed casts the module to fp16 or bf16 and has no autocast: hf_16bit_cross_entropy) each norm keeps its
-# 16-bit input and the next linear its 16-bit output: LAYERNORM_16BIT_BYTES_PER_H a layer, not transformers' eager
+# 16-bit input and the next linear its 16-bit output: 8 bytes a hidden unit a layer, not transformers' eager
 # RMSNorm count (NORM_BYTES_PER_H). relu's backward reads its result (derivatives.yaml `relu: threshold_backward(grad,
 # result, 0)`), the very tensor fc2 saves as its input, so fc1's output is not kept: one intermediate-wide tensor a
 # token (_mlp_saved), not GELU's two.
 # The other transformers families that norm with nn.LayerNorm, by config.json's model_type: (LayerNorms a decoder layer
 # runs, distinct tensors they read). Each norm keeps its input (shared where two norms read the same tensor) and the
-# next linear its output, 2 bytes each a hidden unit in 16 bits (LAYERNORM_16BIT_BYTES_PER_H for OPT's two sequential
-# norms). Read in the models' modeling files:
+# next linear its output, 2 bytes each a hidden unit in 16 bits (8 for OPT's two sequential norms). Read in the
+# models' modeling files:
 #   gpt2 (GPT2Block): ln_1 -> attn -> residual add, ln_2 -> mlp on that sum: two norms, two inputs
 #   gpt_bigcode (GPTBigCodeBlock, StarCoder, SantaCoder): as GPT-2
 #   bloom (BloomBlock): input_layernorm, then post_attention_layernorm on the attention's residual sum: two, two
@@ -110,9 +110,7 @@ HF_LAYERNORM_LAYERS = {
     "gpt_neox": (2, 1),
     "gptj": (1, 1),
 }
-HF_LAYERNORM_MODEL_TYPES = frozenset(HF_LAYERNORM_LAYERS)
 HF_RELU_MLP_MODEL_TYPES = frozenset({"opt"})
-LAYERNORM_16BIT_BYTES_PER_H = 2 * (ACT_BYTES + ACT_BYTES)   # two norms, each its input and its output
 
 
 def layernorm_16bit_bytes_per_h(a: ModelArch) -> int:
@@ -142,7 +140,6 @@ SHIFT_COPY_BYTES = 4
 # all 16-bit (the logits and the copy have no reference left once the loss returns and the output is dropped).
 OWN_LOSS_FORWARD_BYTES = 2 + 2 + 2
 OWN_LOSS_BACKWARD_BYTES = 2 + 2 + 2
-
 
 
 def hf_forward_upcasts_logits(a: ModelArch, tr: Training) -> bool:
@@ -384,9 +381,9 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> t
 
 
 def hf_16bit_layernorm(a: ModelArch, tr: Training, mixed: bool) -> bool:
-    """Whether the model's decoder layers norm with nn.LayerNorm in their 16-bit dtype (HF_LAYERNORM_MODEL_TYPES under
+    """Whether the model's decoder layers norm with nn.LayerNorm in their 16-bit dtype (HF_LAYERNORM_LAYERS under
     framework deepspeed, no autocast and no fp32 residual): layernorm_16bit_bytes_per_h a token and layer."""
-    return a.model_type in HF_LAYERNORM_MODEL_TYPES and tr.framework == "deepspeed" and not mixed
+    return a.model_type in HF_LAYERNORM_LAYERS and tr.framework == "deepspeed" and not mixed
 
 
 def _mlp_saved(a: ModelArch, tr: Training) -> int:
