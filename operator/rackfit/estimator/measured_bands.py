@@ -56,9 +56,10 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-20.1, 0.1, 2, 'memory', -18.1, -1.9),
     ('vllm', 'inference', 'ada'): (-12.1, 82.2, 48, 'kv cache', -3.2, 13.1),
-    ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 63, 'kv cache', -6.7, 16.6),
-    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 254, 'kv cache', -2.5, 10.9),
+    ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 64, 'kv cache', -6.6, 16.3),
+    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 258, 'kv cache', -2.9, 10.7),
     ('vllm', 'inference', 'blackwell'): (-3.6, 158.6, 31, 'kv cache', -1.4, 73.8),
     ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 90, 'kv cache', -0.4, 1.9),
-    ('vllm', 'inference', 'turing'): (-7.1, 8.1, 22, 'kv cache', -3.0, 4.7),
+    ('vllm', 'inference', 'turing'): (-7.1, 8.1, 23, 'kv cache', -4.8, 4.6),
+    ('vllm', 'inference', 'volta'): (-2.8, 0.4, 2, 'kv cache', -2.5, 0.1),
 }
