@@ -100,7 +100,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".activationOffloading", ".lossUpcast", ".lossChunkBackward",
                                                   ".torchtuneLoss", ".torchtuneLoss",
                                                   ".virtualStages",
-                                                  ".adamwImplementation", ".transformersVersion",
+                                                  ".adamwImplementation", ".accelerateVersion", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
                                                   ".kbitNormsFp32", ".mixedPrecision", ".preWrapOptimizer",
                                                   ".useCache", ".useCache", ".loopKeepsOutput", ".checkpointWrapper",

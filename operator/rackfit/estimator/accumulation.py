@@ -38,6 +38,7 @@ from __future__ import annotations
 from rackfit.estimator.hf_fsdp2 import hf_fsdp2
 from rackfit.estimator.result import Layout
 from rackfit.spec import Training
+from rackfit.spec.base import older
 
 
 def accumulation_steps(tr: Training) -> int:
@@ -66,9 +67,24 @@ def no_sync_unsharded(tr: Training, layout: Layout, unsharded: int) -> int:
     line; _runtime_utils.py `_post_backward_hook`, read at 00ae0bc91, returns when not `_sync_gradients` before the
     reduce-scatter and the copy into `flat_param._cpu_grad`, and `_finalize_params` keeps `.grad` unsharded), and
     FSDP2 moves the sharded gradient to the CPU in `foreach_reduce`, which does not run while gradient sync is off."""
-    if accumulation_steps(tr) > 1 and tr.framework == "fsdp" and (tr.fsdp == 1 or hf_fsdp2(tr)) and layout.data > 1:
+    if accumulation_steps(tr) > 1 and tr.framework == "fsdp" and (tr.fsdp == 1 or accelerate_fsdp2_no_sync(tr)) \
+            and layout.data > 1:
         return unsharded
     return 0
+
+
+# accelerate ec92b1af ("fix: model.set_requires_gradient_sync(False) should be called to turn off gradient
+# synchronization in FSDP2 (#3762)", September 7, 2025), first in 1.11.0
+ACCELERATE_FSDP2_NO_SYNC = (1, 11, 0)
+
+
+def accelerate_fsdp2_no_sync(tr: Training) -> bool:
+    """accelerate's FSDP2 (hf_fsdp2) whose `no_sync` turns FSDP2's gradient sync off: accelerate 1.11.0 on
+    (`if self.is_fsdp2: model.set_requires_gradient_sync(False)`, src/accelerate/accelerator.py). Before it
+    `Accelerator.no_sync` was `context = getattr(model, "no_sync", contextlib.nullcontext)` (read at 9359a0194, July
+    30, 2025), and torch's FSDPModule has no `no_sync`: a null context, every micro-batch reduce-scatters, as
+    torchtitan and torchtune run FSDP2 (training.accelerateVersion; unset is a current release)."""
+    return hf_fsdp2(tr) and not older(tr.accelerate_version, ACCELERATE_FSDP2_NO_SYNC)
 
 
 def no_sync_reuse(tr: Training, layout: Layout, unsharded: int, transient: int) -> int:
@@ -124,6 +140,9 @@ def accumulation_notes(tr: Training, layout: Layout) -> list[str]:
     """What the estimate assumed about accumulation that the spec does not say (none without accumulation)."""
     if accumulation_steps(tr) == 1 or layout.data == 1:
         return []
+    if hf_fsdp2(tr) and not accelerate_fsdp2_no_sync(tr):
+        return ["gradient accumulation under accelerate's FSDP2 before 1.11.0: its no_sync is a null context for an "
+                "FSDP2 module, so every micro-batch reduce-scatters (sharded gradients, as torchtitan runs it)"]
     if tr.framework == "fsdp" and tr.fsdp == 2 and not hf_fsdp2(tr):
         return ["gradient accumulation under fsdp is modelled as torchtitan and torchtune run it (a reduce-scatter "
                 "every micro-batch, sharded gradients); accelerate's FSDP2 without sync_each_batch keeps every "

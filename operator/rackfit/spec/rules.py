@@ -315,6 +315,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "(self.optimizer == 'adamw' && self.framework in ['transformers', 'fsdp', 'deepspeed', 'megatron'])",
             "training.adamwImplementation says which torch AdamW runs: only with optimizer adamw",
             ".adamwImplementation"),
+        "accelerate_version": Rule(
+            "!has(self.accelerateVersion) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
+            "self.fsdpVersion == 2) && has(self.modelCode) && self.modelCode == 'transformers')",
+            "training.accelerateVersion is the accelerate release whose FSDP2 integration runs: only with framework "
+            "fsdp, fsdpVersion 2 and modelCode transformers", ".accelerateVersion"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework in ['transformers', 'fsdp', 'deepspeed']",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),

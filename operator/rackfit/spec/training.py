@@ -217,6 +217,13 @@ class Training(SpecModel):
         "partition on a separate CUDA stream, whose memory the next forward cannot reuse. Default: DeepSpeed's, "
         "false for ZeRO-1 and 2 and true for ZeRO-3 (where it changes no memory here). Hugging Face's example ZeRO-2 "
         "and ZeRO-3 configs set it true: copy the value from the config the job runs"))
+    accelerate_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
+        "framework fsdp with fsdpVersion 2 and modelCode transformers (accelerate's FSDP2 under the HF Trainer or "
+        "axolotl): the accelerate release the job runs, e.g. 1.10.1. Before 1.11.0 accelerate's no_sync is a null "
+        "context for an FSDP2 module (getattr(model, 'no_sync', nullcontext), and torch's FSDPModule has no no_sync), "
+        "so under gradient accumulation every micro-batch reduce-scatters into the sharded gradients; from 1.11.0 it "
+        "calls set_requires_gradient_sync(False), and every rank keeps each trained parameter's unsharded 16-bit "
+        "gradient between micro-batches. Default: a current release"))
     transformers_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers, deepspeed (the HF Trainer's DeepSpeed integration, accelerate and DeepSpeed-Chat run "
         "the release's PreTrainedModel under ZeRO, so its forward and loss are that release's), or fsdp with "
@@ -647,6 +654,9 @@ class Training(SpecModel):
         if self.transformers_version is not None and not (
                 self.framework in ("transformers", "deepspeed") or (self.framework == "fsdp" and self.hf_model_code)):
             raise ValueError(rules["transformers_version"].message)
+        if self.accelerate_version is not None and not (
+                self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
+            raise ValueError(rules["accelerate_version"].message)
         if self.torch_version is not None and self.framework != "transformers":
             raise ValueError(rules["torch_version"].message)
         if self.flash_attention_varlen is not None and not (
