@@ -35,6 +35,7 @@ from rackfit.estimator.offload import offload_notes, offloads
 from rackfit.estimator.params import ParamCounts, count_params
 from rackfit.estimator.peft import (
     bnb_backward_dequant_bytes,
+    kbit_fp32_head_cast_bytes,
     kbit_fp32_vocab_bytes,
     kbit_vocab_recast_bytes,
     unfit_step_temporaries,
@@ -466,7 +467,10 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     # (its block is freed and re-requested at the same sizes layer after layer, so it adds no slack)
     dequant = bnb_backward_dequant_bytes(arch, tr, spec.precision, layout)
     logits_on_this_stage = layout.pipeline == 1
-    loss = max(act.loss_backward, act.loss_forward + states.autocast_cache) if logits_on_this_stage else 0
+    # the 16-bit copy autocast makes of a frozen fp32 head, saved by the head for its backward (estimator/peft.py)
+    head_cast = kbit_fp32_head_cast_bytes(arch, p, tr, spec.precision)
+    loss = (max(act.loss_backward, act.loss_forward + states.autocast_cache) + head_cast
+            if logits_on_this_stage else 0)
     # DDP (and ZeRO) keep gradient buckets allocated across steps; a lone GPU frees them after each step
     # gradient accumulation: every param.grad held from the second micro-batch on (accumulation.py)
     accumulated = transformers_accumulated_grads(tr, layout, states.gradients)

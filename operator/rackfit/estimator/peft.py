@@ -97,6 +97,21 @@ def kbit_fp32_vocab_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
     return 2 * (p.embedding + p.lm_head + p.norms)
 
 
+def kbit_fp32_head_cast_bytes(a: ModelArch, p: ParamCounts, tr: Training, precision: str) -> int:
+    """Bytes of the 16-bit copy of the fp32 LM head that autocast makes in every forward where peft's prepare keeps the
+    head fp32 (kbit_fp32_vocab_bytes) and the Trainer runs autocast (mixedPrecision fp16 or bf16, not "no").
+    PyTorch's autocast caches a cast only for a weight that requires grad (aten/src/ATen/autocast_mode.cpp
+    `cached_cast`: `can_try_cache = (to_type == get_lower_precision_fp_from_device_type(device_type) &&
+    arg.scalar_type() == at::kFloat && arg.requires_grad() && arg.is_leaf() ...)`, else `arg.to(to_type)`); the
+    frozen head is cast afresh, and the linear saves that copy for its input's gradient (the hidden states require
+    grad: peft's enable_input_require_grads and the adapters). It lives from the head's forward through the loss to
+    the head's backward: the loss's peak. The fp32 embedding and norms make no copy (embedding and the eager RMSNorm
+    are not autocast ops)."""
+    if tr.mixed_precision == "no" or not kbit_fp32_vocab_bytes(p, tr, precision):
+        return 0
+    return 2 * a.vocab_size * a.hidden_size
+
+
 def kbit_vocab_recast_bytes(p: ParamCounts, tr: Training, precision: str) -> int:
     """Bytes the caching allocator holds free at load where the trainer casts the fp32 embeddings, head and norms of a
     bitsandbytes base back to 16 bits (training.kbitNormsFp32 false): the fp32 copies' blocks. axolotl (loaders/
