@@ -164,6 +164,10 @@ GOOD = [
                                  "parallelism": {"data": 3},
                                  "training": {"framework": "transformers", "optimizer": "adamw",
                                               "adamwImplementation": "foreach", "torchVersion": "2.0.0"}}),
+    # the bare decoder under a task head (transformers' AutoModel): no LM head
+    ("bare-decoder-lora", {"model": {"preset": "llama-3.2-1b"}, "workload": "training", "precision": "fp32",
+                           "training": {"framework": "transformers", "method": "lora", "masterWeights": "none",
+                                        "lmHead": False}}),
     # a hybrid model's prefixCaching left unset (vLLM's default, on from 0.28.0) or set off explicitly
     ("hybrid-prefix-caching-default", {"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
                                        "inference": {"engineVersion": "0.29.0"}}),
@@ -396,6 +400,9 @@ BAD = [
     ("torch-version-on-deepspeed", {"model": {"preset": "llama-3.2-3b"}, "workload": "training",
                                     "training": {"framework": "deepspeed", "zeroStage": 3, "torchVersion": "2.0.0"}},
      ["spec.training.torchVersion", "foreach AdamW's step before 2.1"]),
+    ("lm-head-on-fsdp", {"model": {"preset": "llama-3.2-1b"}, "workload": "training",
+                         "training": {"framework": "fsdp", "method": "full", "lmHead": False}},
+     ["spec.training.lmHead", "only with framework transformers"]),
 ]
 
 

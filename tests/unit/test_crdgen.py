@@ -102,7 +102,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
                                                   ".virtualStages",
                                                   ".adamwImplementation", ".accelerateVersion", ".transformersVersion",
                                                   ".transformersVersion", ".torchVersion", ".flashAttentionVarlen",
-                                                  ".kbitNormsFp32", ".mixedPrecision", ".preWrapOptimizer",
+                                                  ".kbitNormsFp32", ".lmHead", ".mixedPrecision", ".preWrapOptimizer",
                                                   ".useCache", ".useCache", ".loopKeepsOutput", ".checkpointWrapper",
                                                   ".ligerKernel", ".torchtitanVersion", ".deepspeedVersion",
                                                   ".torchaoVersion",

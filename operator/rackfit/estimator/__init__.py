@@ -7,7 +7,7 @@ and the breakdown reports what is live at the larger one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rackfit.catalog.types import GPU
@@ -115,8 +115,17 @@ def _training_inputs(spec: LLMWorkloadSpec, layout: Layout | None) -> tuple[Layo
     bench's readers below share."""
     layout = layout or spec.parallelism or Layout()
     arch = resolve(spec.model)
-    p = count_params(arch)
+    p = _run_params(spec, arch)
     return layout, arch, p, _weights(spec, arch, p, layout, None)
+
+
+def _run_params(spec: LLMWorkloadSpec, arch: ModelArch) -> ParamCounts:
+    """The parameters the job loads: without an untied lm_head where the training runs the bare decoder
+    (training.lmHead false: transformers' AutoModel builds no lm_head)."""
+    p = count_params(arch)
+    if spec.workload == "training" and spec.training.lm_head is False and p.lm_head:
+        return replace(p, lm_head=0)
+    return p
 
 
 def training_peak(spec: LLMWorkloadSpec, layout: Layout | None = None, stage: str = "max",
@@ -163,7 +172,7 @@ def estimate_arch(spec: LLMWorkloadSpec, arch: ModelArch, layout: Layout, gpu: G
     unsupported = None if fallback else v1_unsupported(spec, arch, gpu)
     if fallback or unsupported:
         spec = spec.model_copy(update={"inference": spec.inference.model_copy(update={"vllm_use_v1": False})})
-    p = count_params(arch)
+    p = _run_params(spec, arch)
     runtime = spec.inference.engine if spec.workload == "inference" else spec.training.framework
     gpu_arch, training = (gpu.architecture if gpu is not None else None), spec.workload == "training"
     # the training's cuBLAS workspaces: the GPU's architecture, else the one given alone, else none (Hopper's sizes)
@@ -466,7 +475,9 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     # bitsandbytes' backward dequantizes one whole frozen matrix beside the layer it runs in (estimator/peft.py)
     # (its block is freed and re-requested at the same sizes layer after layer, so it adds no slack)
     dequant = bnb_backward_dequant_bytes(arch, tr, spec.precision, layout)
-    logits_on_this_stage = layout.pipeline == 1
+    # the bare decoder (training.lmHead false: transformers' AutoModel, "outputting raw hidden-states without any
+    # specific head on top") makes no vocabulary-wide logits; its task head's over a few pooled tokens is not counted
+    logits_on_this_stage = layout.pipeline == 1 and tr.lm_head is not False
     # the 16-bit copy autocast makes of a frozen fp32 head, saved by the head for its backward (estimator/peft.py)
     head_cast = kbit_fp32_head_cast_bytes(arch, p, tr, spec.precision)
     loss = (max(act.loss_backward, act.loss_forward + states.autocast_cache) + head_cast

@@ -340,6 +340,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
             "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
             "only with framework transformers and method qlora or lora", ".kbitNormsFp32"),
+        "lm_head": Rule(
+            "!has(self.lmHead) || self.framework == 'transformers'",
+            "training.lmHead says whether the model runs its LM head (false: transformers' bare AutoModel under a "
+            "small task head): only with framework transformers", ".lmHead"),
         "mixed_precision": Rule(
             "!has(self.mixedPrecision) || (self.framework == 'transformers' && self.method == 'qlora')",
             "training.mixedPrecision says whether TRL casts a 4-bit base's fp32 embedding and head back to bf16: "

@@ -275,6 +275,12 @@ class Training(SpecModel):
         "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
         "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
         "Default true"))
+    lm_head: bool | None = Field(None, description=(
+        "framework transformers: whether the trained model runs its LM head. false: the job loads the bare decoder "
+        "(transformers' AutoModel, e.g. LlamaModel, \"the bare ... Model outputting raw hidden-states without any "
+        "specific head on top\") and trains a small task head over a few pooled hidden states (sequence "
+        "classification, embeddings): no vocabulary-wide logits nor a cross-entropy over them, and an untied "
+        "model's lm_head weight is never loaded. Default true"))
     mixed_precision: Literal["bf16", "fp16", "no"] | None = Field(None, description=(
         "framework transformers, method qlora: the Trainer's mixed-precision flag, --bf16, --fp16 or neither (bf16 and "
         "fp16 in TrainingArguments or SFTConfig). peft's prepare_model_for_kbit_training upcasts the parameters a "
@@ -664,6 +670,8 @@ class Training(SpecModel):
             raise ValueError(rules["flash_attention_varlen"].message)
         if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
             raise ValueError(rules["kbit_norms_fp32"].message)
+        if self.lm_head is not None and self.framework != "transformers":
+            raise ValueError(rules["lm_head"].message)
         if self.mixed_precision is not None and not (self.framework == "transformers" and self.method == "qlora"):
             raise ValueError(rules["mixed_precision"].message)
         if self.pre_wrap_optimizer is not None and not (
