@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from rackfit.models import ModelArch
 from rackfit.spec import Inference
+from rackfit.spec.releases import VLLM_V2_RUNNER_BY_MODEL, VLLM_V2_RUNNER_ONLY
 
 # 0.34.0 runs every model through the new GPU model runner (v1/worker/gpu/model_runner.py; gpu_worker.py
 # _make_model_runner no longer imports gpu_model_runner.py; 0.22.0-0.33.x chose it by model and
 # VLLM_USE_V2_MODEL_RUNNER: v2_runner below).
-V2_RUNNER = (0, 34)
+V2_RUNNER = VLLM_V2_RUNNER_ONLY
 # Before 0.34.0 the new runner is the default only for some models (vllm/config/vllm.py VllmConfig.use_v2_model_runner,
 # read in the 0.21.0-0.33.0 wheels; VLLM_USE_V2_MODEL_RUNNER, unset, overrides it): _is_default_v2_model_runner_model
 # from 0.22.0 takes the architectures of DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES (V2_ARCHITECTURES: release first listed,
@@ -27,7 +28,7 @@ V2_RUNNER = (0, 34)
 # rackfit plans the default.
 V2_DRAFT_MODEL = (0, 31)
 V2_NGRAM = (0, 32)
-V2_BY_ARCHITECTURE = (0, 22)
+V2_BY_ARCHITECTURE = VLLM_V2_RUNNER_BY_MODEL
 V2_LISTED_ANY = (0, 24)
 V2_DENSE_DEFAULT = (0, 25)
 V2_LISTED_HYBRID = (0, 27)
@@ -81,9 +82,13 @@ def vllm_architecture(a: ModelArch) -> str | None:
 
 def v2_runner(inf: Inference, a: ModelArch | None = None) -> bool:
     """Whether vLLM runs this model through its new GPU model runner (V2_BY_ARCHITECTURE ... V2_EVERY_MODEL, V2_RUNNER):
-    by release, then by the model (`a`; without one, only from V2_EVERY_MODEL)."""
+    as the spec says (v2ModelRunner: VLLM_USE_V2_MODEL_RUNNER, which VllmConfig.use_v2_model_runner returns before any
+    other test when set, read in the 0.26.0 wheel; the spec allows it from V2_BY_ARCHITECTURE and `false` only before
+    V2_RUNNER), else by release, then by the model (`a`; without one, only from V2_EVERY_MODEL)."""
     if inf.engine != "vllm" or inf.vllm_before(V2_BY_ARCHITECTURE):
         return False
+    if inf.v2_model_runner is not None:
+        return inf.v2_model_runner
     if ((inf.speculative_method == "draft" and inf.vllm_before(V2_DRAFT_MODEL))
             or (inf.speculative_method == "ngram" and inf.vllm_before(V2_NGRAM))):
         return False

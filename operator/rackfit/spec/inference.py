@@ -15,7 +15,13 @@ from rackfit.spec.base import (
     parse_release,
 )
 from rackfit.spec.model_source import ModelSource
-from rackfit.spec.releases import EXTENSIBLE_KV_CACHE, VLLM_V0_REMOVED, VLLM_V1_DEFAULT
+from rackfit.spec.releases import (
+    EXTENSIBLE_KV_CACHE,
+    VLLM_V0_REMOVED,
+    VLLM_V1_DEFAULT,
+    VLLM_V2_RUNNER_BY_MODEL,
+    VLLM_V2_RUNNER_ONLY,
+)
 from rackfit.spec.rules import RULES
 
 
@@ -84,6 +90,12 @@ class Inference(SpecModel):
         "vLLM's VLLM_USE_V1: false runs the V0 engine on a release that defaults to V1 (0.8.0-0.10.x; 0.11.0 "
         "removed V0); true is V1, from 0.8.0 (the opt-in V1 of 0.7.x is not modelled). Default: the release's "
         "default engine"))
+    v2_model_runner: bool | None = Field(None, description=(
+        "vLLM's VLLM_USE_V2_MODEL_RUNNER: true runs the model through the new GPU model runner "
+        "(v1/worker/gpu/model_runner.py), false through the old one (v1/worker/gpu_model_runner.py), whatever the "
+        "release would choose for it (vllm/config/vllm.py VllmConfig.use_v2_model_runner returns the variable when "
+        "set). Read from 0.22.0, the first release that defaults some models to the new runner, through 0.33.x; "
+        "0.34.0 has only the new one. Default: the release's choice by model"))
     chunked_local_attention_hybrid: bool | None = Field(None, description=(
         "vLLM: whether a model with chunked local attention (architecture.attentionChunkSize, Llama 4) is paged by "
         "the hybrid KV cache manager, its chunked layers holding one chunk a request "
@@ -189,6 +201,12 @@ class Inference(SpecModel):
             raise ValueError(rules["vllm_v0_removed"].message)
         if self.vllm_use_v1 and older(self.engine_version, VLLM_V1_DEFAULT):
             raise ValueError(rules["vllm_v1_before_default"].message)
+        if self.v2_model_runner is not None and self.engine != "vllm":
+            raise ValueError(rules["v2_model_runner"].message)
+        if self.v2_model_runner is False and not older(self.engine_version, VLLM_V2_RUNNER_ONLY):
+            raise ValueError(rules["v2_model_runner_only"].message)
+        if self.v2_model_runner and older(self.engine_version, VLLM_V2_RUNNER_BY_MODEL):
+            raise ValueError(rules["v2_model_runner_before_default"].message)
         if self.online_quantization is not None and self.engine != "sglang":
             raise ValueError(rules["online_quantization"].message)
         if self.extensible_kv_cache is not None and self.engine != "vllm":

@@ -96,6 +96,15 @@ VLLM_V0_REMOVED = (0, 11)
 # vLLM's first release that runs V1 by default (envs.py VLLM_USE_V1 default "1"; 0.7.0's default was "0").
 VLLM_V1_DEFAULT = (0, 8)
 
+# vLLM's GPU model runners (VLLM_USE_V2_MODEL_RUNNER, v2ModelRunner): 0.22.0 is the first release whose new runner
+# (v1/worker/gpu/model_runner.py) is a default for some models (vllm/config/vllm.py VllmConfig.use_v2_model_runner
+# returns the env var when set, else _is_default_v2_model_runner_model and the unsupported features; 0.21.0's envs.py
+# has it default "0", an opt-in); 0.34.0 is the first with only the new runner (its envs.py and config/vllm.py no
+# longer read VLLM_USE_V2_MODEL_RUNNER; gpu_worker.py no longer imports gpu_model_runner.py). Read in the 0.21.0,
+# 0.26.0 and 0.34.0 wheels.
+VLLM_V2_RUNNER_BY_MODEL = (0, 22)
+VLLM_V2_RUNNER_ONLY = (0, 34)
+
 # vLLM's extensible KV cache, on by default from 0.34.0 (vllm/config/vllm.py, _resolve_extensible_kv_cache).
 EXTENSIBLE_KV_CACHE = (0, 34)
 

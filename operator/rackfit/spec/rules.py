@@ -173,6 +173,24 @@ RULES: dict[str, dict[str, Rule]] = {
             "vllmUseV1 true before vLLM 0.8.0: that release runs V0 by default and its opt-in V1 (VLLM_USE_V1=1 "
             "from 0.7.0, an alpha) is not modelled: give engineVersion 0.8.0 or later, or leave vllmUseV1 unset",
             ".vllmUseV1"),
+        "v2_model_runner": Rule("self.engine == 'vllm' || !has(self.v2ModelRunner)",
+                                "v2ModelRunner is vLLM's VLLM_USE_V2_MODEL_RUNNER: only with engine vllm",
+                                ".v2ModelRunner"),
+        # VLLM_USE_V2_MODEL_RUNNER=0 is read through 0.33.x; 0.34.0 has only the new runner (VLLM_V2_RUNNER_ONLY)
+        "v2_model_runner_only": Rule(
+            "!has(self.v2ModelRunner) || self.v2ModelRunner || (has(self.engineVersion) && "
+            "!self.engineVersion.matches('^(0*[1-9][0-9]*[.][0-9]+|0*[.]0*(3[4-9]|[4-9][0-9]|[1-9][0-9][0-9]+))"
+            "([.][0-9]+)?$'))",
+            "v2ModelRunner false runs vLLM's old GPU model runner, which 0.34.0 removed (it no longer reads "
+            "VLLM_USE_V2_MODEL_RUNNER; an unset engineVersion means a current release): give engineVersion 0.33.x or "
+            "earlier, or leave v2ModelRunner unset", ".v2ModelRunner"),
+        # the new runner before 0.22.0 was an opt-in (VLLM_USE_V2_MODEL_RUNNER=1, default 0): not modelled
+        "v2_model_runner_before_default": Rule(
+            "!has(self.v2ModelRunner) || !self.v2ModelRunner || !has(self.engineVersion) || "
+            "!self.engineVersion.matches('^0*[.]0*([0-9]|1[0-9]|2[01])([.][0-9]+)?$')",
+            "v2ModelRunner true before vLLM 0.22.0: that release runs the old GPU model runner and its opt-in new "
+            "one (VLLM_USE_V2_MODEL_RUNNER=1) is not modelled: give engineVersion 0.22.0 or later, or leave "
+            "v2ModelRunner unset", ".v2ModelRunner"),
         "tensorrt_llm_backend": Rule("self.engine == 'tensorrt-llm' || !has(self.tensorrtLlmBackend)",
                                      "tensorrtLlmBackend is TensorRT-LLM's runtime (trtllm-serve --backend): only "
                                      "with engine tensorrt-llm; pytorch (the default) or trt (a trtllm-build engine "
