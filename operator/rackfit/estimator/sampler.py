@@ -51,6 +51,36 @@ from rackfit.spec import Inference
 # samples, and execute_model keeps the whole forward's hidden states alive meanwhile (read in the 0.6.4, 0.7.0 and
 # 0.7.1 wheels). S1 and S2 (PR 10511: "PyTorch activation peak memory 1.26GiB" for Llama 3 8B at 8,192 tokens, tensor
 # 1 and 2) agree: 1.23 GiB with the sort, 0.78 (the forward) without it; sets nothing. V0_SORT_SAMPLER names this note.
+# That note holds from 0.6.2. Earlier V0 releases sort other tensors (sampler.py read in the 0.2.0, 0.2.1.post1,
+# 0.2.4-0.2.7, 0.3.0, 0.3.1, 0.3.3, 0.4.1-0.4.3, 0.5.0-0.5.5, 0.6.0-0.6.4, 0.7.0, 0.7.3, 0.8.3 and 0.10.0 wheels):
+# - before 0.2.6 (V0_INVERSE_SCATTER), _apply_top_p_top_k sorts the bf16 logits descending, builds the top-p softmax,
+#   its cumsum and two bool masks, then re-sorts by `torch.gather(logits_sort, dim=-1, index=torch.argsort(logits_idx,
+#   dim=-1))`: a second segmented sort, of the int64 indices, whose values (8) and indices (8) and int64 temporaries
+#   (reverse index, CUB's alternate keys and values: 24) come beside the bf16 logits, the sorted values, the indices,
+#   the softmax, the cumsum and the masks (2 + 2 + 8 + 2 + 2 + 2): 58 bytes a logit (V0_ARGSORT_PEAK_BYTES);
+# - before 0.5.5 (V0_FP32_LOGITS) Sampler.forward has no `logits = logits.to(torch.float)`: the sort runs on the bf16
+#   logits (`logits.div_` in place, softmax and log_softmax take dtype=torch.float only afterwards), so at the sort the
+#   bf16 logits (2), the bf16 sorted values (2) and int64 indices (8), the reverse index (8) and CUB's alternate bf16
+#   keys (2) and int64 values (8): 30 bytes a logit (V0_BF16_SORT_PEAK_BYTES), above the 28-29 at the re-sort;
+# - from 0.2.6 until 0.6.2 the re-sort scatters an inverse index (`logits_idx_inv = torch.empty_like(logits_idx)
+#   .scatter_(...)`, int64) and gathers through it, while the top-k mask, the softmax and its separate cumsum
+#   (`probs_sum = probs_sort.cumsum(dim=-1)`) and the top-p mask are alive; from 0.6.2 `torch.empty_like(logits_sort)
+#   .scatter_(dim=-1, index=logits_idx, src=logits_sort)` needs no inverse index. With the fp32 cast (0.5.5-0.6.1) the
+#   gather holds the bf16 (2) and fp32 (4) logits, the sorted values (4), the indices (8), the top-k mask (1), the
+#   softmax (4), the cumsum (4), the top-p mask (1), the inverse index (8) and the gathered logits (4): 40 bytes a logit
+#   (V0_GATHER_PEAK_BYTES), over the sort's 38.
+# The profile's batch is the same in each: max_num_seqs dummy sequences, one sampled logit row each (model_runner.py
+# profile_run, SamplingParams(top_p=0.99, top_k=vocab_size - 1)), with no penalties, logprobs or min-p. V0 samples
+# through FlashInfer only from 0.5.5 (V0_FLASHINFER_SAMPLER: the 0.5.4 and older sampler.py import no flashinfer).
+V0_INVERSE_SCATTER = ((0, 2, 6), (0, 6, 2))
+V0_FP32_LOGITS = (0, 5, 5)
+V0_FLASHINFER_SAMPLER = V0_FP32_LOGITS
+V0_ARGSORT_PEAK_BYTES = 2 + 2 + 8 + 2 + 2 + 2 + 8 + 8 + 3 * 8
+V0_BF16_SORT_PEAK_BYTES = 2 + 2 + 8 + 8 + 2 + 8
+V0_GATHER_PEAK_BYTES = 2 + 4 + 4 + 8 + 1 + 4 + 4 + 1 + 8 + 4
+# sampler_path's V0 paths before 0.6.2, and each one's bytes a logit (the "sort" path: NATIVE_SORT_PEAK_BYTES)
+V0_SORT_PATHS = {"v0-argsort": V0_ARGSORT_PEAK_BYTES, "v0-bf16-sort": V0_BF16_SORT_PEAK_BYTES,
+                 "v0-gather": V0_GATHER_PEAK_BYTES}
 FLASHINFER_SAMPLER_BYTES = 14
 NATIVE_SAMPLER_BYTES = 28
 NATIVE_SORT_TEMP_BYTES = 8 + 4 + 8
@@ -118,6 +148,8 @@ def sampler_peak_bytes(a: ModelArch, layout: Layout, requests: int, path: str = 
     if path == "sort":
         # the sort's own buffers (SortStable.cu segmented_sort_pairs, CUB's temporary storage) over the scatter's peak
         return requests * a.vocab_size * max(NATIVE_SAMPLER_BYTES, NATIVE_SORT_PEAK_BYTES)
+    if path in V0_SORT_PATHS:  # V0 before 0.6.2 (V0_SORT_PATHS): the gathered bf16 logits, their shard freed
+        return requests * a.vocab_size * V0_SORT_PATHS[path]
     if path == "logits":  # the new runner's dummy pass before V2_SAMPLER_WARMUP_PASS: the gathered bf16 logits alone
         shard = a.vocab_size // layout.tensor if layout.tensor > 1 else 0
         return requests * (a.vocab_size + shard) * ACT_BYTES
@@ -137,13 +169,14 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
     TRITON_SAMPLER_MIN_BATCH requests (apply_top_k_top_p), by the Triton kernel from it, and from V2_RUNNER by the
     Triton kernel and Gumbel draws at any batch ("gumbel"), as the new runner does wherever it runs `a` (v2_runner);
     its profile before V2_SAMPLER_WARMUP_PASS samples the bare logits ("logits"), its warm-up (`warmup`) with
-    for_sampler_warmup's parameters. V0 sorts too (V0_SORT_SAMPLER). Other engines take FlashInfer's count."""
+    for_sampler_warmup's parameters. V0 sorts too (V0_SORT_SAMPLER), before 0.6.2 as its release does (v0_sort_path).
+    Other engines take FlashInfer's count."""
     if inf.engine != "vllm":
         return "flashinfer"
     flashinfer = (inf.flashinfer_sampler if inf.flashinfer_sampler is not None
                   else not inf.vllm_before(FLASHINFER_SAMPLER_DEFAULT))
     if inf.vllm_v0:
-        return "flashinfer" if flashinfer else "sort"
+        return "flashinfer" if flashinfer and not inf.vllm_before(V0_FLASHINFER_SAMPLER) else v0_sort_path(inf)
     v2 = v2_runner(inf, a) or not inf.vllm_before(V2_RUNNER)
     if v2 and not warmup and inf.vllm_before(V2_SAMPLER_WARMUP_PASS):
         return "logits"
@@ -153,6 +186,18 @@ def sampler_path(inf: Inference, requests: int = TRITON_SAMPLER_MIN_BATCH, a: Mo
     if v2:
         return "sort" if few else "gumbel"
     return "sort" if inf.vllm_before(TRITON_SAMPLER_FROM) or few else "triton"
+
+
+def v0_sort_path(inf: Inference) -> str:
+    """V0's native top-k/top-p sampler by release: the int64 argsort re-sort before V0_INVERSE_SCATTER ("v0-argsort"),
+    the sort of bf16 logits before V0_FP32_LOGITS ("v0-bf16-sort"), the fp32 logits' gather through an inverse index
+    until 0.6.2 ("v0-gather"), then the fp32 sort of V0_SORT_SAMPLER ("sort"). A release left unnamed is current."""
+    scatter_from, scatter_until = V0_INVERSE_SCATTER
+    if inf.vllm_before(scatter_from):
+        return "v0-argsort"
+    if inf.vllm_before(V0_FP32_LOGITS):
+        return "v0-bf16-sort"
+    return "v0-gather" if inf.vllm_before(scatter_until) else "sort"
 
 
 def profile_held_bytes(inf: Inference, a: ModelArch, layout: Layout, s: EngineSettings, requests: int,
