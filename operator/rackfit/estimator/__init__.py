@@ -18,6 +18,7 @@ from rackfit.estimator.activations import (
     TrainingActivations,
     freed_16bit_logits_bytes,
     inference_activation_bytes,
+    pure_fp32_activations,
     training_activations,
 )
 from rackfit.estimator.comms import training_nccl_bytes
@@ -471,7 +472,7 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     # peft's prepare keeps a bitsandbytes base's embeddings, head and norms in fp32 before TRL 0.7.5 (estimator/peft.py)
     states = model_states(arch, p, tr, spec.precision, layout, weights + kbit_fp32_vocab_bytes(p, tr, spec.precision))
     act = training_activations(arch, tr, layout, mixed or kbit_fp32_residual(tr, spec.precision),
-                               fp16=spec.precision == "fp16")
+                               fp16=spec.precision == "fp16", fp32=pure_fp32_activations(tr, spec.precision))
     # bitsandbytes' backward dequantizes one whole frozen matrix beside the layer it runs in (estimator/peft.py)
     # (its block is freed and re-requested at the same sizes layer after layer, so it adds no slack)
     dequant = bnb_backward_dequant_bytes(arch, tr, spec.precision, layout)

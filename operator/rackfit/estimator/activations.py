@@ -75,6 +75,15 @@ AUTOCAST_RESIDUAL_BYTES_PER_H = 20  # fp32 weights under bf16 autocast: the resi
 # gradient; the frozen base no longer keeps some bf16 inputs, which offsets part of it.
 # rows: lora_r16 Llama-3.2-1B b4 s2048, Llama-3.2-3B b8 s2048, Llama-3.1-8B b2 s2048 (2.45-2.49, median 2.45)
 LORA_INPUT_BYTES = 2.5
+# Pure fp32 training (precision fp32 without autocast, the HF Trainer with fp16 and bf16 False over a model loaded
+# without torch_dtype): every tensor the forward saves is fp32, 4 bytes an element where the counts above take 2, and
+# each of a layer's two RMSNorms (transformers' LlamaRMSNorm, 4.31 and later) keeps three fp32 tensors a token: its
+# input (`hidden_states.to(torch.float32)` returns the tensor itself; pow and the rsqrt multiply save it), the
+# normalized tensor before the weight (`hidden_states.to(input_dtype)`, again the same tensor, saved by the weight's
+# multiply for the weight gradient) and its output (saved by the q, k, v or gate, up projections for theirs): 3 x 4
+# bytes a norm, where NORM_BYTES_PER_H's 16 is the 16-bit run's fp32 upcast and two 16-bit copies (4 + 2 + 2 a norm).
+FP32_ACT_BYTES = 4
+FP32_NORM_BYTES_PER_H = 24
 
 
 # transformers' OPT decoder layer (models/opt/modeling_opt.py OPTDecoderLayer, the same from 4.28 to the current
@@ -353,26 +362,30 @@ def routed_copies(a: ModelArch, tr: Training) -> int:
     return a.num_experts if a.attention_chunk_size and transformers_code else a.num_experts_per_token
 
 
-def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool) -> tuple[float, float]:
-    """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel."""
+def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
+                           fp32: bool = False) -> tuple[float, float]:
+    """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel. `fp32`: a pure
+    fp32 full fine-tune (pure_fp32_activations), its saved tensors fp32."""
     h = a.hidden_size
     q, kv = attention_dims(a)
-    attention = ACT_BYTES * (2 * q + kv)  # SDPA keeps q, k, v and its output
+    act = FP32_ACT_BYTES if fp32 else ACT_BYTES
+    attention = act * (2 * q + kv)  # SDPA keeps q, k, v and its output
     if tr.flash_attention_varlen:
         # transformers' FlashAttention-2 path with a padding zero in the attention_mask (modeling_flash_attention_utils
         # _flash_attention_forward, 4.49.0; LlamaFlashAttention2 from 4.34): `_upad_input` gathers q, k, v into new
         # unpadded tensors (flash_attn bert_padding IndexFirstAxis saves only the indices), flash_attn_varlen_func
         # saves them and its output (flash_attn_interface.py FlashAttnVarlenFunc, 2.7.4.post1), and `pad_input` writes
         # that output into a new zeroed padded tensor, which o_proj saves: one more query-wide tensor a token
-        attention += ACT_BYTES * q
+        attention += act * q
     if tr.flash_attention is False:
         # eager attention (transformers 4.28 LlamaAttention.forward, the eager path of later releases): matmul scores,
         # `attn_weights + attention_mask`, `torch.max(attn_weights, finfo.min)` (saves its 16-bit input), `softmax(...,
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
         # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    norms = layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H
-    per = attention + ACT_BYTES * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
+    norms = (FP32_NORM_BYTES_PER_H if fp32 else
+             layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H)
+    per = attention + act * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
@@ -458,16 +471,26 @@ def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
     return (adapter_bytes + 1) * lora_input_width(a, tr)
 
 
+def pure_fp32_activations(tr: Training, precision: str) -> bool:
+    """Whether every activation the forward saves is fp32: a full fine-tune under framework transformers in precision
+    fp32 without autocast (masterWeights none; the Trainer's fp16 and bf16 False over a model loaded in fp32), so
+    transformers' modules run in the weights' dtype. LoRA and QLoRA keep their own counts (frozen projections and
+    norms save less, peft's adapter inputs are no cast there); fsdp, deepspeed and megatron keep theirs."""
+    return (tr.framework == "transformers" and tr.method == "full" and precision == "fp32"
+            and tr.master_weights != "fp32")
+
+
 def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool,
-                         fp16: bool = False) -> TrainingActivations:
-    """`fp16`: the activations are fp16 (precision fp16), not bf16 (eager_backward_bytes)."""
+                         fp16: bool = False, fp32: bool = False) -> TrainingActivations:
+    """`fp16`: the activations are fp16 (precision fp16), not bf16 (eager_backward_bytes). `fp32`: a pure fp32 full
+    fine-tune (pure_fp32_activations), every saved activation and each checkpointed layer input fp32."""
     tokens = tr.micro_batch_size * tr.sequence_length
     t = layout.tensor
-    per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed)
+    per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed, fp32)
     if tr.compile:
         per_layer -= compile_savings(a, tr, t)
     per_layer -= liger_savings(a, tr, t, mixed)  # Liger's RMSNorm and SwiGLU (`ligerKernel`)
-    residual = (4 if mixed else ACT_BYTES) * a.hidden_size / t
+    residual = (4 if mixed or fp32 else ACT_BYTES) * a.hidden_size / t
     layers = a.num_layers
     recompute = 0.0
     if tr.activation_checkpointing == "full":

@@ -52,7 +52,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory', -1.4, 1.3),
     ('transformers', 'training', 'ada'): (-8.0, 4.2, 4, 'memory', -7.5, 1.9),
     ('transformers', 'training', 'ampere'): (-48.1, 74.7, 163, 'memory', -8.4, 14.1),
-    ('transformers', 'training', 'any'): (-48.1, 74.7, 230, 'memory', -9.6, 13.8),
+    ('transformers', 'training', 'any'): (-48.1, 74.7, 234, 'memory', -10.3, 13.8),
     ('transformers', 'training', 'blackwell'): (-6.6, -1.4, 4, 'memory', -6.3, -1.5),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-20.1, 0.1, 2, 'memory', -18.1, -1.9),
