@@ -175,6 +175,13 @@ GOOD = [
                                        "inference": {"engineVersion": "0.29.0"}}),
     ("hybrid-prefix-caching-off", {"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
                                    "inference": {"engineVersion": "0.29.0", "prefixCaching": False}}),
+    # gpt-oss's clamped SwiGLU (config.json swiglu_limit) stated on an architecture
+    ("swiglu-limit", {"model": {"preset": "gpt-oss-120b", "architecture": {"numLayers": 24, "numExperts": 32,
+                                                                            "slidingWindowLayers": 12,
+                                                                            "swigluLimit": 7.0}},
+                      "workload": "training", "parallelism": {"data": 64},
+                      "training": {"framework": "fsdp", "method": "full", "activationCheckpointing": "none",
+                                   "microBatchSize": 4, "sequenceLength": 8192}}),
 ]
 
 
@@ -411,6 +418,9 @@ BAD = [
     ("lm-head-on-fsdp", {"model": {"preset": "llama-3.2-1b"}, "workload": "training",
                          "training": {"framework": "fsdp", "method": "full", "lmHead": False}},
      ["spec.training.lmHead", "only with framework transformers"]),
+    ("swiglu-limit-zero", {"model": {"preset": "gpt-oss-120b", "architecture": {"swigluLimit": 0}},
+                           "workload": "inference"},
+     ["spec.model.architecture.swigluLimit", "0"]),
 ]
 
 

@@ -56,6 +56,9 @@ SCORE_COPY_EAGER_BYTES = 4   # routed_output.to(torch.float32), saved by the sco
 TOKEN_GROUP_ALIGN_SIZE_M = 8  # torchtitan's default (bf16); fp8 16, mxfp8 32
 EP_SAC_BUFFERS = 2           # the dispatch and combine all_to_all_single outputs, cached by per-op SAC
 FUSED_NORM_RSTD_BYTES = 4    # nn.RMSNorm's fused kernel: one fp32 rstd a token
+# gpt-oss's clamped SwiGLU (ModelArch.swiglu_limit), eager: expert-width tensors a routed copy keeps beyond a plain
+# SwiGLU's gate, up, act and product (clamped_swiglu_elements)
+CLAMPED_SWIGLU_EXTRA = 3
 
 
 def applies(a: ModelArch, titan: bool, t: int) -> bool:
@@ -77,11 +80,31 @@ def routing_bytes(a: ModelArch, tr: Training) -> float:
     return ROUTER_SCORE_BYTES * a.num_experts + ROUTING_INDEX_TENSORS * INDEX_BYTES * k + score_copy * k * h
 
 
+def clamped_swiglu(a: ModelArch, tr: Training) -> bool:
+    """Whether the routed experts run gpt-oss's clamped SwiGLU eager (clamped_swiglu_elements)."""
+    return bool(a.swiglu_limit) and a.gated_mlp and not tr.compile
+
+
+def clamped_swiglu_elements(a: ModelArch, tr: Training) -> int:
+    """Expert-width elements a routed copy keeps in gpt-oss's experts beyond a plain SwiGLU, eager.
+
+    torchtitan/models/gpt_oss/moe.py (read at b5bcd76c6, August 2026, and 1690e0ae, May 2026) GptOssGroupedExperts:
+    `h_RG = grouped_mm(x, mlp1) + b1_RG` (the gate and linear halves interleaved, 2F wide), then `swiglu(h_RG)`:
+    `x_glu, x_linear = x[..., ::2], x[..., 1::2]`; `x_glu.clamp(max=limit)` and `x_linear.clamp(-limit, limit)`
+    save their input (views of the 2F output, which stays alive) and each write a new F-wide tensor; `out_glu =
+    x_glu * torch.sigmoid(alpha * x_glu)`: sigmoid saves its output, the multiply both factors (the clamped gate
+    and the sigmoid); `torch.addcmul(out_glu, out_glu, x_linear)` saves out_glu and the clamped linear half; its
+    output is mlp2's grouped_mm input. Kept: x (D), the 2F output, the clamped gate, the sigmoid, out_glu, the clamped
+    linear half and the product (F each) - D + 7F, where a plain SwiGLU (w1 and w3 outputs, silu's output, the
+    product) keeps D + 4F: three F-wide tensors more. Compiled, Inductor fuses the chain (not counted here)."""
+    return CLAMPED_SWIGLU_EXTRA * a.moe_intermediate_size if clamped_swiglu(a, tr) else 0
+
+
 def routed_row_bytes(a: ModelArch, tr: Training) -> int:
     """Bytes a row through the routed experts' grouped mms keeps: its input, w1's and w3's outputs, silu's output
-    and the product (silu's recomputed when compiled)."""
+    and the product (silu's recomputed when compiled), and gpt-oss's clamped SwiGLU's three more eager."""
     kept = (3 if tr.compile else 4) if a.gated_mlp else 2
-    return (a.hidden_size + kept * a.moe_intermediate_size) * ACT_BYTES
+    return (a.hidden_size + kept * a.moe_intermediate_size + clamped_swiglu_elements(a, tr)) * ACT_BYTES
 
 
 def padding_bytes(a: ModelArch, tr: Training, layout: Layout) -> int:
@@ -109,9 +132,10 @@ def hybridep_buffer_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: in
 def eager_extra_bytes(a: ModelArch, tr: Training, layout: Layout, tokens: int) -> float:
     """Bytes a token and layer (averaged over all layers, as activations.py's count) that torchtitan's MoE layers
     keep without checkpointing beyond activations.py's count: routing_bytes, padding_bytes and hybridep_buffer_bytes
-    of each MoE layer."""
+    of each MoE layer, and gpt-oss's clamped SwiGLU's extra tensors of each routed copy (clamped_swiglu_elements)."""
     rows = padding_bytes(a, tr, layout) + hybridep_buffer_bytes(a, tr, layout, tokens)
-    per_moe = routing_bytes(a, tr) + rows / max(tokens, 1)
+    clamped = a.num_experts_per_token * clamped_swiglu_elements(a, tr) * ACT_BYTES
+    per_moe = routing_bytes(a, tr) + clamped + rows / max(tokens, 1)
     return per_moe * a.moe_layers / a.num_layers
 
 

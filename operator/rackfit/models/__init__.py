@@ -70,6 +70,7 @@ class ModelArch(BaseModel):
     # config.json's model_type (a huggingFaceConfig's, or modelType of a preset or architecture; "" where none)
     model_type: str = ""
     final_logit_softcapping: float = 0.0  # logits = cap * tanh(logits / cap) in the model's forward (Gemma 2; 0: none)
+    swiglu_limit: float = 0.0  # the experts' clamped SwiGLU (gpt-oss's swiglu_limit; 0: a plain SwiGLU)
     vision_parameters: int = 0  # a multimodal checkpoint's vision tower, 16-bit (0: text only)
     # the vision encoder's shape and one largest image (spec Architecture; 0: no encoder profile, mm_profile.py)
     vision_hidden_size: int = 0

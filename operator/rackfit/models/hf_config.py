@@ -34,6 +34,7 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
     "v_head_dim": ("v_head_dim",),
     "sliding_window": ("sliding_window",),
     "final_logit_softcapping": ("final_logit_softcapping",),
+    "swiglu_limit": ("swiglu_limit",),
     "attention_chunk_size": ("attention_chunk_size",),
     "index_head_dim": ("index_head_dim",),
     "index_num_heads": ("index_n_heads",),

@@ -154,6 +154,13 @@ class Architecture(SpecModel):
         "tanh(logits / cap) over the whole vocabulary, and tanh keeps its output for the backward, one more "
         "logit-sized tensor through the training loss (framework transformers). 0 or unset: none. Read from a "
         "huggingFaceConfig"))
+    swiglu_limit: float | None = Field(None, gt=0, description=(
+        "config.json's swiglu_limit (gpt-oss: 7.0): the experts' SwiGLU clamps the gate and the linear half to this "
+        "limit (torchtitan's gpt_oss swiglu: clamp, sigmoid(1.702 x), product, addcmul), and eager its autograd "
+        "keeps the clamped gate, the sigmoid, the gated output and the clamped linear half beside the fused "
+        "gate/up output: three expert-width tensors a routed copy more than a plain SwiGLU (framework fsdp, "
+        "torchtitan's model code, not compiled). Unset: a plain SwiGLU. Read from a huggingFaceConfig; set by the "
+        "gpt-oss presets"))
 
 
 class ModelSource(SpecModel):
