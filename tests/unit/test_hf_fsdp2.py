@@ -159,3 +159,32 @@ def test_gradient_accumulation_under_accelerate_no_sync_holds_every_unsharded_16
     one = runtime_peak(LLAMA8, p, tr(activationCheckpointing="full"), "bf16", layout, 0)
     four = runtime_peak(LLAMA8, p, acc.model_copy(update={"activation_checkpointing": "full"}), "bf16", layout, 0)
     assert four.gradients - one.gradients == p.total * 2
+
+
+def test_accelerate_1_8_to_1_14_checkpoints_each_child_of_the_layer():
+    """fsdp2_apply_ac from accelerate 1.8.0 (d2e6b031) to 1.14.x wraps each module whose parent the policy matches:
+    input_layernorm, self_attn, post_attention_layernorm and mlp, each a non-reentrant checkpoint keeping its own
+    input - the layer's input, the first norm's output, the residual sum and the second norm's output, 4 x 2 bytes a
+    hidden element - and the backward recomputes one child at a time (the MLP with the norms, the larger here).
+    Before 1.8.0, from 1.15.0 (PR 4172), unset (a current release) or without fsdpActivationCheckpointing
+    (transformers' gradient_checkpointing): the layer's input and the whole layer recomputed."""
+    child = tr(activationCheckpointing="full", fsdpActivationCheckpointing=True, accelerateVersion="1.11.0")
+    act = runtime_activations(LLAMA8, child, Layout(data=8))
+    assert act.kept == L * TOKENS * 4 * 2 * H
+    assert act.recompute == TOKENS * max(ATTN, MLP + HF_NORMS) == TOKENS * (MLP + HF_NORMS)
+    layer = runtime_activations(LLAMA8, tr(activationCheckpointing="full"), Layout(data=8))
+    assert layer.kept == L * TOKENS * 2 * H and layer.recompute == TOKENS * (ATTN + MLP + HF_NORMS)
+    for kw in (dict(accelerateVersion="1.7.0"), dict(accelerateVersion="1.15.0"), dict(),
+               dict(fsdpActivationCheckpointing=False, accelerateVersion="1.11.0")):
+        other = runtime_activations(LLAMA8, tr(activationCheckpointing="full", **kw), Layout(data=8))
+        assert (other.kept, other.recompute) == (layer.kept, layer.recompute), kw
+    # the children's inputs are whole on every tensor rank: tp_plan replicates the norms and the residual stream
+    tp = runtime_activations(LLAMA8, child.model_copy(), Layout(data=4, tensor=2))
+    assert tp.kept == L * TOKENS * 4 * 2 * H
+
+
+def test_fsdp_activation_checkpointing_only_under_accelerates_fsdp2_with_full_checkpointing():
+    with pytest.raises(ValueError, match="fsdpActivationCheckpointing"):
+        tr(fsdpActivationCheckpointing=True)  # activationCheckpointing none
+    with pytest.raises(ValueError, match="fsdpActivationCheckpointing"):
+        tr(activationCheckpointing="full", fsdpActivationCheckpointing=True, modelCode=None)

@@ -606,6 +606,11 @@ def _checkpointed(a: ModelArch, tr: Training, layout: Layout, tokens: int, per: 
                   ckpt: str) -> tuple[float, float]:
     """What a layer keeps a token and what its backward recomputes, under each framework's checkpointing."""
     t = layout.tensor
+    if ckpt == "full" and hf_fsdp2.child_checkpoint(tr):
+        # accelerate 1.8.0-1.14.x: each child of the layer checkpointed, each child's input kept; the backward
+        # recomputes one child at a time: the attention's saved tensors, or the rest (MLP, norms, adapters)
+        _, attention = _layer_bytes_per_token(a, tr, t, mixed=False)
+        return ACT_BYTES * a.hidden_size + hf_fsdp2.child_checkpoint_bytes(a), max(attention, per - attention)
     if ckpt == "full":  # each block's input: split over the sequence, or whole without sequence parallel
         split = t if tr.framework != "fsdp" or t == 1 or sequence_parallel(tr, t) else 1
         return ACT_BYTES * a.hidden_size / split, per

@@ -20,12 +20,14 @@ transformers' models/llama/modeling_llama.py (4.48-4.57) and accelerate's utils/
   embed_tokens, norm and lm_head, which torch does not reshard after the forward (spec.Training.torchtitan_root_group,
   as torchtitan before 0.2);
 - checkpointing: accelerate's `fsdp_activation_checkpointing` wraps each decoder layer in torch's checkpoint_wrapper
-  (fsdp_utils.py fsdp2_apply_ac: `checkpoint_wrapper(layer, preserve_rng_state=False)`, CheckpointImpl.NO_REENTRANT),
-  HF Trainer's `gradient_checkpointing` calls `gradient_checkpointing_enable` (modeling_utils.py: `use_reentrant`
-  True unless gradient_checkpointing_kwargs say otherwise). Either keeps each layer's input and recomputes one
-  layer in the backward for a full fine-tune; FSDP1's held input gradients of frozen LoRA units
-  (framework_activations.fsdp1_held_input_grads) come from FSDP1's `_register_post_backward_reshard_only_hook`, which
-  FSDP2 does not have. Not modelled here: accelerate's `no_sync` under gradient accumulation.
+  up to 1.7.0 (fsdp2_prepare_model: `apply_activation_checkpointing` with the auto-wrap policy) and from 1.15.0
+  (fsdp2_apply_ac: `if auto_wrap_policy_func(layer)`, PR 4172); HF Trainer's `gradient_checkpointing` calls
+  `gradient_checkpointing_enable` (modeling_utils.py: `use_reentrant` True unless gradient_checkpointing_kwargs say
+  otherwise). Either keeps each layer's input and recomputes one layer in the backward for a full fine-tune.
+  accelerate 1.8.0-1.14.x wrap each child of the layer instead (child_checkpoint); FSDP1's held input gradients of
+  frozen LoRA units (framework_activations.fsdp1_held_input_grads) come from FSDP1's
+  `_register_post_backward_reshard_only_hook`, which FSDP2 does not have. Not modelled here: accelerate's `no_sync`
+  under gradient accumulation.
 Pure: bytes in, bytes out.
 """
 
@@ -34,6 +36,8 @@ from __future__ import annotations
 from rackfit.estimator.activations import ACT_BYTES, COMPILED_NORM_BYTES_PER_H, NORM_BYTES_PER_H
 from rackfit.models import ModelArch
 from rackfit.spec import Training
+from rackfit.spec.base import older
+from rackfit.spec.releases import ACCELERATE_FSDP2_CHILD_CHECKPOINT, ACCELERATE_FSDP2_LAYER_CHECKPOINT
 
 # transformers' eager LlamaRMSNorm, one norm: the saved fp32 upcast (4), the saved 16-bit normalised copy the weight's
 # gradient needs (2) and its 16-bit output, saved by the next matmul (2): NORM_BYTES_PER_H / 2
@@ -107,3 +111,33 @@ def final_norm_beyond_output(a: ModelArch, tr: Training) -> int:
     """Of final_norm_bytes, what FSDP2's output backward holds beyond the norm's 16-bit output that
     fsdp.fsdp2_backward_inputs counts as `final`."""
     return final_norm_bytes(a, tr) - tr.micro_batch_size * tr.sequence_length * a.hidden_size * ACT_BYTES
+
+
+# the inputs of a pre-norm decoder layer's checkpointed children beyond the layer's own input (which the first
+# norm's checkpoint keeps): the first norm's output (self_attn's input), the residual sum after the attention
+# (post_attention_layernorm's input) and the second norm's output (mlp's input), each 16-bit and hidden-wide
+CHILD_INPUTS_BEYOND_LAYER_INPUT = 3
+
+
+def child_checkpoint(tr: Training) -> bool:
+    """accelerate 1.8.0-1.14.x checkpointing each child of a decoder layer (`fsdpActivationCheckpointing` under full
+    checkpointing, spec.releases.ACCELERATE_FSDP2_CHILD_CHECKPOINT). fsdp2_apply_ac (utils/fsdp_utils.py, v1.8.0 to
+    v1.14.0) walks get_module_children_bottom_up(model) and wraps a module when `auto_wrap_policy_func(parent_module)`:
+    the policy matches the decoder layer (TRANSFORMER_BASED_WRAP, `_no_split_modules`), so LlamaDecoderLayer's (and
+    Qwen2's, Qwen3's, Mistral's) input_layernorm, self_attn, post_attention_layernorm and mlp each run in their own
+    non-reentrant torch checkpoint. Unset, the release is a current one (1.15.0 on, the layer wrapped again)."""
+    return hf_fsdp2(tr) and tr.activation_checkpointing == "full" and bool(tr.fsdp_activation_checkpointing) and \
+        not older(tr.accelerate_version, ACCELERATE_FSDP2_CHILD_CHECKPOINT) and \
+        older(tr.accelerate_version, ACCELERATE_FSDP2_LAYER_CHECKPOINT)
+
+
+def child_checkpoint_bytes(a: ModelArch) -> int:
+    """Bytes a token and layer that child_checkpoint keeps beyond the layer's input. torch's non-reentrant checkpoint
+    (torch/utils/checkpoint.py, _checkpoint_without_reentrant_generator) saves each region's inputs with
+    `_NoopSaveInputs.apply(dummy, kwargs, *args)` before it enters its own saved-tensor hooks, so every child's input
+    is held to the backward: in LlamaDecoderLayer.forward (`residual = hidden_states`, `self.input_layernorm`,
+    `self.self_attn`, `hidden_states = residual + hidden_states`, `self.post_attention_layernorm`, `self.mlp`, `residual
+    + hidden_states`) those are the layer's input, the first norm's output, the residual sum and the second norm's
+    output; the residual adds between them save nothing, and the attention's and MLP's outputs are freed at the adds.
+    Each is whole on every tensor rank (tp_plan replicates the norms and the residual stream)."""
+    return CHILD_INPUTS_BEYOND_LAYER_INPUT * ACT_BYTES * a.hidden_size

@@ -53,6 +53,15 @@ TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE = (2, 1)
 # March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
 TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
+# accelerate's FSDP2 activation checkpointing (fsdp_config fsdp_activation_checkpointing, utils/fsdp_utils.py): up to
+# 1.7.0 fsdp2_prepare_model calls torch's apply_activation_checkpointing with the auto-wrap policy (each decoder layer
+# wrapped); from 1.8.0 (d2e6b031, PR 3585 "[FSDP2] Refactor + FP8", June 10, 2025) Accelerator._prepare_fsdp2 calls
+# fsdp2_apply_ac, which wraps every module whose *parent* the policy matches (`if auto_wrap_policy_func(parent_module):
+# layer = checkpoint_wrapper(layer, preserve_rng_state=False)`): each child of a decoder layer (read at v1.8.0, v1.10.0,
+# v1.12.0, v1.14.0 and 16cb6eb8 of July 24, 2026); PR 4172 (merged August 2026; accelerate issue 3897) wraps the
+# matched layer itself again (`if auto_wrap_policy_func(layer):`, read in the 1.15.0 wheel)
+ACCELERATE_FSDP2_CHILD_CHECKPOINT = (1, 8)
+ACCELERATE_FSDP2_LAYER_CHECKPOINT = (1, 15)
 TORCHTITAN_SPLIT_ROOT = (0, 2)
 # torchtitan's MoE built its shared experts as GroupedExperts(num_experts=1), weights [1, dim, hidden], until PR 1561
 # (7354848df, August 13, 2025, "rewrite shared experts with FFN"); that lies inside 0.2's range (from July 28), so a

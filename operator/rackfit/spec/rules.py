@@ -338,6 +338,13 @@ RULES: dict[str, dict[str, Rule]] = {
             "self.fsdpVersion == 2) && has(self.modelCode) && self.modelCode == 'transformers')",
             "training.accelerateVersion is the accelerate release whose FSDP2 integration runs: only with framework "
             "fsdp, fsdpVersion 2 and modelCode transformers", ".accelerateVersion"),
+        "fsdp_activation_checkpointing": Rule(
+            "!has(self.fsdpActivationCheckpointing) || (self.framework == 'fsdp' && (!has(self.fsdpVersion) || "
+            "self.fsdpVersion == 2) && has(self.modelCode) && self.modelCode == 'transformers' && "
+            "self.activationCheckpointing == 'full')",
+            "training.fsdpActivationCheckpointing says accelerate's FSDP plugin checkpoints the layers: only with "
+            "framework fsdp, fsdpVersion 2, modelCode transformers and activationCheckpointing full",
+            ".fsdpActivationCheckpointing"),
         "transformers_version": Rule(
             "!has(self.transformersVersion) || self.framework in ['transformers', 'fsdp', 'deepspeed']",
             TRANSFORMERS_VERSION_MESSAGE, ".transformersVersion"),

@@ -224,6 +224,17 @@ class Training(SpecModel):
         "so under gradient accumulation every micro-batch reduce-scatters into the sharded gradients; from 1.11.0 it "
         "calls set_requires_gradient_sync(False), and every rank keeps each trained parameter's unsharded 16-bit "
         "gradient between micro-batches. Default: a current release"))
+    fsdp_activation_checkpointing: bool | None = Field(None, description=(
+        "framework fsdp with fsdpVersion 2, modelCode transformers and activationCheckpointing full: true when "
+        "accelerate's FSDP plugin checkpoints the layers itself (fsdp_config fsdp_activation_checkpointing true, "
+        "accelerate's fsdp2_apply_ac), not transformers' gradient_checkpointing (the HF Trainer's "
+        "--gradient_checkpointing). From accelerate 1.8.0 to 1.14.x fsdp2_apply_ac wraps each child of a decoder "
+        "layer (attention, MLP, both norms) in its own checkpoint instead of the layer (accelerate issue 3897, fixed "
+        "in 1.15.0 by PR 4172): each child keeps its input, four hidden-wide 16-bit tensors a token and layer "
+        "instead of one, and the backward recomputes one child at a time. Set false where the job's own code wraps "
+        "each decoder layer again outside them (axolotl's copy of fsdp2_prepare_model calls torch's "
+        "apply_activation_checkpointing after fsdp2_apply_ac): a checkpoint nested in another saves its inputs "
+        "under the outer one's hooks, which drop them. Read with accelerateVersion; default false"))
     transformers_version: str | None = Field(None, pattern=RELEASE_PATTERN, description=(
         "framework transformers, deepspeed (the HF Trainer's DeepSpeed integration, accelerate and DeepSpeed-Chat run "
         "the release's PreTrainedModel under ZeRO, so its forward and loss are that release's), or fsdp with "
@@ -663,6 +674,10 @@ class Training(SpecModel):
         if self.accelerate_version is not None and not (
                 self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code):
             raise ValueError(rules["accelerate_version"].message)
+        if self.fsdp_activation_checkpointing is not None and not (
+                self.framework == "fsdp" and self.fsdp == 2 and self.hf_model_code
+                and self.activation_checkpointing == "full"):
+            raise ValueError(rules["fsdp_activation_checkpointing"].message)
         if self.torch_version is not None and self.framework != "transformers":
             raise ValueError(rules["torch_version"].message)
         if self.flash_attention_varlen is not None and not (
