@@ -386,7 +386,7 @@ def routed_copies(a: ModelArch, tr: Training) -> int:
 def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
                            fp32: bool = False) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel. `fp32`: a pure
-    fp32 full fine-tune (pure_fp32_activations), its saved tensors fp32."""
+    fp32 full fine-tune or LoRA (pure_fp32_activations), its saved tensors fp32."""
     h = a.hidden_size
     q, kv = attention_dims(a)
     act = FP32_ACT_BYTES if fp32 else ACT_BYTES
@@ -568,10 +568,10 @@ def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
 
 
 def pure_fp32_activations(tr: Training, precision: str) -> bool:
-    """Whether every activation the forward saves is fp32: a full fine-tune under framework transformers in precision
-    fp32 without autocast (masterWeights none; the Trainer's fp16 and bf16 False over a model loaded in fp32), so
-    transformers' modules run in the weights' dtype. LoRA and QLoRA keep their own counts (frozen projections and
-    norms save less, peft's adapter inputs are no cast there); fsdp, deepspeed and megatron keep theirs."""
+    """Whether every activation the forward saves is fp32: a full fine-tune or LoRA under framework transformers in
+    precision fp32 without autocast (masterWeights none; the Trainer's fp16 and bf16 False over a model loaded in fp32),
+    so transformers' modules and peft's fp32 adapters run in the weights' dtype (LoRA's own fp32 count:
+    _fp32_lora_layer_bytes). QLoRA's base is 4-bit (another precision); fsdp, deepspeed and megatron keep theirs."""
     return (tr.framework == "transformers" and tr.method in ("full", "lora") and precision == "fp32"
             and tr.master_weights != "fp32")
 
@@ -579,7 +579,7 @@ def pure_fp32_activations(tr: Training, precision: str) -> bool:
 def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool,
                          fp16: bool = False, fp32: bool = False) -> TrainingActivations:
     """`fp16`: the activations are fp16 (precision fp16), not bf16 (eager_backward_bytes). `fp32`: a pure fp32 full
-    fine-tune (pure_fp32_activations), every saved activation and each checkpointed layer input fp32."""
+    fine-tune or LoRA (pure_fp32_activations), every saved activation and each checkpointed layer input fp32."""
     tokens = tr.micro_batch_size * tr.sequence_length
     t = layout.tensor
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed, fp32)
