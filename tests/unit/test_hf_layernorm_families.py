@@ -14,6 +14,7 @@ from rackfit.estimator import estimate
 from rackfit.estimator.activations import (
     HF_LAYERNORM_LAYERS,
     NORM_BYTES_PER_H,
+    gelu_new_bytes,
     hf_16bit_layernorm,
     layernorm_16bit_bytes_per_h,
     training_activations,
@@ -63,7 +64,10 @@ def test_the_kept_activations_drop_by_the_norms_difference_alone(model_type):
     kept_bare = training_activations(resolve(bare.model), bare.training, layout, mixed=False, fp16=True).layers
     tokens, h, layers = 8 * 512, 2048, 24
     per_h = layernorm_16bit_bytes_per_h(resolve(fam.model))
-    assert kept_bare - kept == tokens * layers * (NORM_BYTES_PER_H - per_h) * h
+    # GPT-2's and GPT-J's gelu_new keeps three intermediate-wide 16-bit tensors more (gelu_new_bytes)
+    gelu_new = gelu_new_bytes(resolve(fam.model), fam.training, 2)
+    assert gelu_new == (3 * 2 * resolve(fam.model).intermediate_size if model_type in ("gpt2", "gptj") else 0)
+    assert kept_bare - kept == tokens * layers * ((NORM_BYTES_PER_H - per_h) * h - gelu_new)
 
 
 def test_not_under_the_trainer_or_fsdp_nor_without_a_model_type():

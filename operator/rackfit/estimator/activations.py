@@ -84,6 +84,27 @@ LORA_INPUT_BYTES = 2.5
 # bytes a norm, where NORM_BYTES_PER_H's 16 is the 16-bit run's fp32 upcast and two 16-bit copies (4 + 2 + 2 a norm).
 FP32_ACT_BYTES = 4
 FP32_NORM_BYTES_PER_H = 24
+# Eager attention's saved scores in pure fp32 (transformers 4.31.0 LlamaAttention.forward, the eager path of later
+# releases): `nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query_states.dtype)` saves the fp32
+# softmax output (`_softmax`'s result), and `.to(torch.float32)` of an fp32 tensor returns that tensor, which the
+# matmul with the values saves again: 4 bytes a score, where the 16-bit count keeps the fp32 output and a 16-bit copy.
+# Before 4.31 (HF_EAGER_WITHOUT_CLAMP) `torch.max(attn_weights, torch.tensor(finfo.min))` also saved its fp32 input: 8.
+FP32_EAGER_SCORE_BYTES = 4
+FP32_EAGER_CLAMP_SCORE_BYTES = 8
+
+# transformers' NewGELUActivation (activations.py, "gelu_new": the same Python expression from 4.3.3's `gelu_new` to
+# 4.56.0's class), `0.5 * input * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (input + 0.044715 *
+# torch.pow(input, 3.0))))`, runs as eager ops, each keeping what its backward reads (tools/autograd/derivatives.yaml):
+# pow its input (fc1's output, which GELU's count already holds), tanh its result, and the last multiply both its
+# operands, `0.5 * input` and `1.0 + tanh(...)` (scalar multiplies and adds save nothing): three intermediate-wide
+# tensors a token beyond F.gelu's one saved input. Under autocast pow runs in fp32 (autocast's fp32 list), so the
+# saved input is an fp32 copy, tanh's result and `1 + tanh` fp32, `0.5 * input` 16-bit: 4 + 4 + 4 + 2 - 2 = 12 bytes
+# beyond the count's 16-bit fc1 output, as in pure fp32 (3 x 4). By config.json's model_type: every GPT-2 and GPT-J
+# checkpoint's config (and the GPT2Config and GPTJConfig defaults) has activation_function "gelu_new"; GPT-NeoX is
+# not listed (pythia's hidden_act is "gelu", F.gelu; gpt-neox-20b's "gelu_fast"), nor phi (remote code and LitGPT
+# run their own GELU). transformers' model code only: framework transformers or deepspeed, or fsdp with hfModelCode.
+HF_GELU_NEW_MODEL_TYPES = frozenset({"gpt2", "gptj"})
+GELU_NEW_EXTRA_TENSORS = 3
 
 
 # transformers' OPT decoder layer (models/opt/modeling_opt.py OPTDecoderLayer, the same from 4.28 to the current
@@ -365,7 +386,7 @@ def routed_copies(a: ModelArch, tr: Training) -> int:
 def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
                            fp32: bool = False) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel. `fp32`: a pure
-    fp32 full fine-tune (pure_fp32_activations), its saved tensors fp32."""
+    fp32 full fine-tune or LoRA (pure_fp32_activations), its saved tensors fp32."""
     h = a.hidden_size
     q, kv = attention_dims(a)
     act = FP32_ACT_BYTES if fp32 else ACT_BYTES
@@ -383,13 +404,88 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
         # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
         attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    norms = (FP32_NORM_BYTES_PER_H if fp32 else
+    if fp32 and tr.method != "full":
+        return _fp32_lora_layer_bytes(a, tr, t)
+    norms = (_fp32_norm_bytes_per_h(a) if fp32 else
              layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H)
     per = attention + act * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
+    if fp32 and tr.flash_attention is False:
+        # the fp32 softmax output alone (FP32_EAGER_SCORE_BYTES), not the 16-bit count's EAGER_SCORE_BYTES
+        scores = a.num_attention_heads * tr.sequence_length
+        per += (fp32_eager_score_bytes(tr) - EAGER_SCORE_BYTES) * scores
+        attention += (fp32_eager_score_bytes(tr) - EAGER_SCORE_BYTES) * scores
+    per += gelu_new_bytes(a, tr, 4 if mixed or fp32 else ACT_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
     if tr.method != "full":
         per += lora_adapter_bytes(a, tr)
+    return per / t, attention / t
+
+
+def fp32_eager_score_bytes(tr: Training) -> int:
+    """Bytes a score eager attention saves in pure fp32: the softmax output, and before 4.31 the clamp's input."""
+    return FP32_EAGER_CLAMP_SCORE_BYTES if older(tr.transformers_version, HF_EAGER_WITHOUT_CLAMP) \
+        else FP32_EAGER_SCORE_BYTES
+
+
+def _fp32_norm_bytes_per_h(a: ModelArch) -> int:
+    """Bytes a hidden unit a token and layer a pure fp32 full fine-tune's norms keep: transformers' RMSNorm three fp32
+    tensors a norm (FP32_NORM_BYTES_PER_H); nn.LayerNorm (HF_LAYERNORM_LAYERS) each distinct input and each output."""
+    if a.model_type in HF_LAYERNORM_LAYERS:
+        norms, inputs = HF_LAYERNORM_LAYERS[a.model_type]
+        return FP32_ACT_BYTES * (norms + inputs)
+    return FP32_NORM_BYTES_PER_H
+
+
+def gelu_new_bytes(a: ModelArch, tr: Training, saved_bytes: int) -> float:
+    """Bytes a token and layer NewGELUActivation keeps beyond a GELU's count (HF_GELU_NEW_MODEL_TYPES under
+    transformers' model code), `saved_bytes` each of its three extra intermediate-wide tensors (4 in pure fp32 and
+    under autocast, 2 in 16 bits)."""
+    hf_code = tr.framework in ("transformers", "deepspeed") or tr.hf_model_code
+    if a.model_type not in HF_GELU_NEW_MODEL_TYPES or a.gated_mlp or a.is_moe or not hf_code:
+        return 0.0
+    return float(GELU_NEW_EXTRA_TENSORS * saved_bytes * a.intermediate_size)
+
+
+def _fp32_lora_layer_bytes(a: ModelArch, tr: Training, t: int) -> tuple[float, float]:
+    """(bytes, attention's share) a token and layer of LoRA on an fp32 base under framework transformers
+    (pure_fp32_activations): every saved tensor fp32, and the frozen base saves only what an op with a trained input
+    needs. Read in transformers 4.31.0 models/llama/modeling_llama.py and peft 0.9.0 tuners/lora/layer.py:
+    - a frozen Linear saves no input (its weight needs no gradient); the adapted one runs `result = self.base_layer(x)`
+      and `result + lora_B(lora_A(dropout(x))) * scaling`, `x.to(lora_A.weight.dtype)` a no-op on an fp32 base: per
+      target the dropout's fp32 output and 1-byte mask with lora_dropout (lora_dropout_bytes), else the input itself,
+      shared by the targets that read the same tensor (q, k, v the first norm's output; gate, up the second's; o the
+      attention output, already saved under SDPA; down the MLP product), and lora_A's rank-wide output (lora_B's input)
+    - each norm its fp32 input (`hidden_states.pow(2)` and the rsqrt multiply); its output only through the adapters
+      (above), and no normalized copy (`self.weight * ...`, the weight frozen); nn.LayerNorm per distinct input
+    - rotary's `q * cos` saves cos only; the score and value matmuls (or SDPA) keep q, k and v, SDPA its output too;
+      eager the fp32 softmax output (fp32_eager_score_bytes)
+    - SwiGLU: gate (SiLU's input), SiLU's output and up (the product's operands), not the product (a frozen down's
+      input); a GELU MLP the activation's input (and gelu_new's intermediates), not its output (fc2 frozen); relu its
+      output (threshold_backward reads it)."""
+    h, b = a.hidden_size, FP32_ACT_BYTES
+    q, kv = attention_dims(a)
+    attention = b * (q + kv)
+    eager = tr.flash_attention is False
+    if eager:
+        attention += fp32_eager_score_bytes(tr) * a.num_attention_heads * tr.sequence_length
+    else:
+        attention += b * q
+    inputs = HF_LAYERNORM_LAYERS[a.model_type][1] if a.model_type in HF_LAYERNORM_LAYERS else 2
+    # the MLP's count less the down projection's input (relu's output stays: its backward reads it)
+    frozen_down = 0 if a.model_type in HF_RELU_MLP_MODEL_TYPES else \
+        (routed_copies(a, tr) * a.moe_intermediate_size if a.is_moe else a.intermediate_size)
+    mlp = b * (_mlp_saved(a, tr) - frozen_down)
+    per = attention + b * inputs * h + mlp + gelu_new_bytes(a, tr, b) + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
+    targets = [role for role in tr.targets if role != "gate" or a.gated_mlp]
+    if tr.lora_dropout:
+        per += lora_dropout_bytes(a, tr, b)
+    else:
+        inter = a.moe_intermediate_size * a.num_experts_per_token if a.is_moe else a.intermediate_size
+        seen = {"q": h, "k": h, "v": h, "gate": h, "up": h, "o": 0 if not eager else q, "down": inter}
+        groups = {"q": "norm1", "k": "norm1", "v": "norm1", "gate": "norm2", "up": "norm2", "o": "o", "down": "down"}
+        per += b * sum(seen[role] for role in {groups[r]: r for r in targets}.values())
+    per += b * tr.rank * len(targets)
     return per / t, attention / t
 
 
@@ -472,18 +568,18 @@ def lora_dropout_bytes(a: ModelArch, tr: Training, adapter_bytes: int) -> float:
 
 
 def pure_fp32_activations(tr: Training, precision: str) -> bool:
-    """Whether every activation the forward saves is fp32: a full fine-tune under framework transformers in precision
-    fp32 without autocast (masterWeights none; the Trainer's fp16 and bf16 False over a model loaded in fp32), so
-    transformers' modules run in the weights' dtype. LoRA and QLoRA keep their own counts (frozen projections and
-    norms save less, peft's adapter inputs are no cast there); fsdp, deepspeed and megatron keep theirs."""
-    return (tr.framework == "transformers" and tr.method == "full" and precision == "fp32"
+    """Whether every activation the forward saves is fp32: a full fine-tune or LoRA under framework transformers in
+    precision fp32 without autocast (masterWeights none; the Trainer's fp16 and bf16 False over a model loaded in fp32),
+    so transformers' modules and peft's fp32 adapters run in the weights' dtype (LoRA's own fp32 count:
+    _fp32_lora_layer_bytes). QLoRA's base is 4-bit (another precision); fsdp, deepspeed and megatron keep theirs."""
+    return (tr.framework == "transformers" and tr.method in ("full", "lora") and precision == "fp32"
             and tr.master_weights != "fp32")
 
 
 def training_activations(a: ModelArch, tr: Training, layout: Layout, mixed: bool,
                          fp16: bool = False, fp32: bool = False) -> TrainingActivations:
     """`fp16`: the activations are fp16 (precision fp16), not bf16 (eager_backward_bytes). `fp32`: a pure fp32 full
-    fine-tune (pure_fp32_activations), every saved activation and each checkpointed layer input fp32."""
+    fine-tune or LoRA (pure_fp32_activations), every saved activation and each checkpointed layer input fp32."""
     tokens = tr.micro_batch_size * tr.sequence_length
     t = layout.tensor
     per_layer, attention = _layer_bytes_per_token(a, tr, t, mixed, fp32)
