@@ -1,4 +1,4 @@
-"""training.adapterDtype under framework transformers: 16-bit LoRA adapters (peft before 0.12.0 on a 16-bit base,
+"""training.adapterDtype under framework transformers: 16-bit LoRA adapters (peft 0.6.0-0.11.x on a 16-bit base,
 LitGPT's bf16-true, Olive's QLoRA cast) keep their weights, gradients and AdamW states in 2 bytes and no fp32 copy of
 each adapted input; unset keeps peft's fp32 adapters (autocast_adapter_dtype, from 0.12.0)."""
 

@@ -454,7 +454,7 @@ def lora_adapter_bytes(a: ModelArch, tr: Training) -> float:
     the 16-bit input the layer's count already holds (peft's lora_A(x), `_cast_input_dtype` a no-op; DeepSpeed-Chat's
     LinearLayer_LoRA `input @ self.lora_right_weight`, utils/module/lora.py), and the second saves the first's
     rank-wide 16-bit output (lora_B's input; `@ self.lora_left_weight`). The same under framework transformers
-    where training.adapterDtype says 16bit (peft before 0.12.0 on a 16-bit base: update_layer's `self.to(...,
+    where training.adapterDtype says 16bit (peft 0.6.0-0.11.x on a 16-bit base: update_layer's `self.to(...,
     dtype=weight.dtype)`, and `_cast_input_dtype`/`x.to(lora_A.weight.dtype)` a no-op; LitGPT's bf16-true
     LoRALinear, `self.lora_dropout(x) @ self.lora_A.transpose(0, 1) @ self.lora_B.transpose(0, 1)`, all bf16)."""
     if tr.framework == "deepspeed" or tr.adapter_dtype == "16bit":

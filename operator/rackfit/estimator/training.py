@@ -24,7 +24,7 @@ ADAPTER_BYTES = 4  # peft keeps LoRA adapters in fp32
 
 def lora_element_bytes(tr: Training) -> int:
     """Bytes a LoRA adapter element (and its gradient and each AdamW state) takes under framework transformers:
-    training.adapterDtype 16bit keeps them in the model's 16-bit dtype (peft before 0.12.0 on a 16-bit base,
+    training.adapterDtype 16bit keeps them in the model's 16-bit dtype (peft 0.6.0-0.11.x on a 16-bit base,
     LitGPT's bf16-true, Olive's QLoRA), else peft's fp32 (from 0.12.0, tuners_utils._cast_adapter_dtype)."""
     return 2 if tr.adapter_dtype == "16bit" else ADAPTER_BYTES
 
