@@ -279,14 +279,14 @@ class Training(SpecModel):
     adapter_dtype: Literal["fp32", "16bit"] | None = Field(None, description=(
         "framework transformers, method lora or qlora: the dtype the trained LoRA adapters are kept and stepped in. "
         "fp32: peft's get_peft_model from 0.12.0 (autocast_adapter_dtype=True, tuners_utils._cast_adapter_dtype "
-        "upcasts bf16/fp16 adapters to float32), peft before 0.6.0, and peft before 0.12.0 on a 4- or 8-bit base "
-        "(the adapters are built in fp32 and only moved to the base's device): fp32 adapters, gradients and AdamW "
-        "states, and each adapted input cast to fp32 for lora_A. 16bit: adapters in the model's 16-bit dtype, their gradients and states "
-        "too, lora_A saving the 16-bit input the layer already keeps: peft 0.6.0-0.11.x on a bf16/fp16 base "
-        "(update_layer's `self.to(weight.device, dtype=weight.dtype)`), Lightning/LitGPT's --precision bf16-true "
-        "or 16-true (the whole module, adapters included, in the 16-bit dtype), Olive's QLoRA pass (every "
-        "LoraLayer `module.to(compute_dtype)`). Unset: fp32. masterWeights keeps its meaning (no fp32 master "
-        "copy of the weights)"))
+        "upcasts bf16/fp16 adapters to float32), peft before 0.6.0, and peft before 0.12.0 on a 4- or 8-bit base (the "
+        "adapters are built in fp32 and only moved to the base's device): fp32 adapters, gradients and AdamW states, "
+        "and each adapted input cast to fp32 for lora_A. 16bit: adapters in the model's 16-bit dtype, their gradients "
+        "and states too, lora_A saving the 16-bit input the layer already keeps: peft 0.6.0-0.11.x on a bf16/fp16 "
+        "base (update_layer's `self.to(weight.device, dtype=weight.dtype)`), Lightning/LitGPT's --precision bf16-true "
+        "or 16-true (the whole module, adapters included, in the 16-bit dtype), Olive's QLoRA pass (every LoraLayer "
+        "`module.to(compute_dtype)`). Unset: fp32. masterWeights keeps its meaning (no fp32 master copy of the "
+        "weights)"))
     lm_head: bool | None = Field(None, description=(
         "framework transformers: whether the trained model runs its LM head. false: the job loads the bare decoder "
         "(transformers' AutoModel, e.g. LlamaModel, \"the bare ... Model outputting raw hidden-states without any "
