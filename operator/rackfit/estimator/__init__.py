@@ -51,6 +51,7 @@ from rackfit.estimator.training import (
     ddp_wrap_holds_copies,
     kbit_fp32_residual,
     largest_parameter,
+    lora_element_bytes,
     model_states,
     step_temporary_bytes,
 )
@@ -488,7 +489,10 @@ def _trainer_step(spec: LLMWorkloadSpec, arch: ModelArch, p: ParamCounts, layout
     accumulated = transformers_accumulated_grads(tr, layout, states.gradients)
     grads_during_backward = (states.gradients if layout.data > 1 else 0) + accumulated
     param_grads = ddp_param_grads(tr, layout, states.gradients)
-    trained_bytes = 4 if tr.method != "full" or mixed or spec.precision == "fp32" else 2
+    if tr.method != "full":
+        trained_bytes = lora_element_bytes(tr)  # the adapters' dtype (training.adapterDtype)
+    else:
+        trained_bytes = 4 if mixed or spec.precision == "fp32" else 2
     stepping = states.trainable // layout.data if tr.zero_stage and layout.data > 1 else states.trainable
     largest = largest_parameter(arch, tr, layout.tensor * layout.pipeline)
     temp = step_temporary_bytes(tr, stepping, trained_bytes, largest)

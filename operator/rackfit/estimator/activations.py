@@ -549,8 +549,11 @@ def lora_adapter_bytes(a: ModelArch, tr: Training) -> float:
     0.9.0, the same in 0.16.x), and without either the base is fp32 as well. The adapter's first matmul then saves
     the 16-bit input the layer's count already holds (peft's lora_A(x), `_cast_input_dtype` a no-op; DeepSpeed-Chat's
     LinearLayer_LoRA `input @ self.lora_right_weight`, utils/module/lora.py), and the second saves the first's
-    rank-wide 16-bit output (lora_B's input; `@ self.lora_left_weight`)."""
-    if tr.framework == "deepspeed":
+    rank-wide 16-bit output (lora_B's input; `@ self.lora_left_weight`). The same under framework transformers
+    where training.adapterDtype says 16bit (peft 0.6.0-0.11.x on a 16-bit base: update_layer's `self.to(...,
+    dtype=weight.dtype)`, and `_cast_input_dtype`/`x.to(lora_A.weight.dtype)` a no-op; LitGPT's bf16-true
+    LoRALinear, `self.lora_dropout(x) @ self.lora_A.transpose(0, 1) @ self.lora_B.transpose(0, 1)`, all bf16)."""
+    if tr.framework == "deepspeed" or tr.adapter_dtype == "16bit":
         adapted = len([role for role in tr.targets if role != "gate" or a.gated_mlp])
         return ACT_BYTES * tr.rank * adapted + lora_dropout_bytes(a, tr, ACT_BYTES)
     return LORA_INPUT_BYTES * lora_input_width(a, tr) + lora_dropout_bytes(a, tr, 4)

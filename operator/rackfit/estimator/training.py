@@ -3,6 +3,7 @@ master-weight choice, LoRA/QLoRA adapters, ZeRO 1-3 over the data-parallel GPUs.
 
 Mixed precision is PyTorch AMP as the Hugging Face Trainer runs it: fp32 weights (the master copy),
 fp32 gradients and optimizer states, bf16 compute. Pure 16-bit keeps everything in the weights' dtype.
+LoRA adapters are peft's fp32 unless training.adapterDtype says 16bit (lora_element_bytes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from rackfit.spec import Training
 # buffer, which torch.optim.SGD creates only when momentum != 0 (torch/optim/sgd.py, `_init_group`).
 _STATE_ELEMS = {"adamw": 2, "adamw8bit": 2, "sgd": 1, "adafactor": 0}
 ADAPTER_BYTES = 4  # peft keeps LoRA adapters in fp32
+
+
+def lora_element_bytes(tr: Training) -> int:
+    """Bytes a LoRA adapter element (and its gradient and each AdamW state) takes under framework transformers:
+    training.adapterDtype 16bit keeps them in the model's 16-bit dtype (peft 0.6.0-0.11.x on a 16-bit base,
+    LitGPT's bf16-true, Olive's QLoRA), else peft's fp32 (from 0.12.0, tuners_utils._cast_adapter_dtype)."""
+    return 2 if tr.adapter_dtype == "16bit" else ADAPTER_BYTES
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,10 @@ def model_states(a: ModelArch, p: ParamCounts, tr: Training, precision: str, lay
         trainable = n
     else:
         n = lora_params(a, tr) // shard
-        weights = frozen_weight_bytes + n * ADAPTER_BYTES
-        grads = n * ADAPTER_BYTES
-        optimizer = optimizer_state_bytes(tr, n, ADAPTER_BYTES, a)
+        element = lora_element_bytes(tr)
+        weights = frozen_weight_bytes + n * element
+        grads = n * element
+        optimizer = optimizer_state_bytes(tr, n, element, a)
         cache, trainable = 0, n
     if zero >= 1:
         optimizer //= d

@@ -365,6 +365,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "!has(self.kbitNormsFp32) || (self.framework == 'transformers' && self.method != 'full')",
             "training.kbitNormsFp32 says whether peft's fp32 upcast of the norms survives on a 4- or 8-bit base: "
             "only with framework transformers and method qlora or lora", ".kbitNormsFp32"),
+        "adapter_dtype": Rule(
+            "!has(self.adapterDtype) || (self.framework == 'transformers' && self.method != 'full')",
+            "training.adapterDtype says the LoRA adapters' dtype under peft or LitGPT: only with framework "
+            "transformers and method lora or qlora (under fsdp masterWeights says it; DeepSpeed casts the whole "
+            "module to its 16-bit dtype)", ".adapterDtype"),
         "lm_head": Rule(
             "!has(self.lmHead) || self.framework == 'transformers'",
             "training.lmHead says whether the model runs its LM head (false: transformers' bare AutoModel under a "

@@ -55,7 +55,8 @@ class Training(SpecModel):
         "momentum=0, which HF Trainer's optim='sgd' keeps); true for megatron (--sgd-momentum 0.9)"))
     master_weights: MasterWeights = Field("fp32", description=(
         "fp32: mixed precision; none: pure 16-bit. For lora/qlora under framework fsdp it is the adapters' dtype: "
-        "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them. "
+        "none as torchtune builds them (16-bit, with 16-bit gradients and optimizer states), fp32 as peft keeps them; "
+        "under framework transformers the adapters' dtype is adapterDtype's, not this field's. "
         "A model loaded in 16 bits and trained under accelerate's FSDP1 (HF Trainer --fsdp) with --bf16 or --fp16 is "
         "fp32: from accelerate 0.30.0 (PR 2674) Accelerator.prepare_model upcasts every trainable FlatParameter to "
         "fp32 when mixed precision is set, so its gradients and AdamW states are fp32 too; without the flag (mixed "
@@ -286,6 +287,17 @@ class Training(SpecModel):
         "src/axolotl/utils/models.py load_model, \"converting modules to ... for flash attention\"), and from "
         "August 2023 (PR 333) with flash_attention on a Llama-derived model: 16-bit layer inputs. "
         "Default true"))
+    adapter_dtype: Literal["fp32", "16bit"] | None = Field(None, description=(
+        "framework transformers, method lora or qlora: the dtype the trained LoRA adapters are kept and stepped in. "
+        "fp32: peft's get_peft_model from 0.12.0 (autocast_adapter_dtype=True, tuners_utils._cast_adapter_dtype "
+        "upcasts bf16/fp16 adapters to float32), peft before 0.6.0, and peft before 0.12.0 on a 4- or 8-bit base (the "
+        "adapters are built in fp32 and only moved to the base's device): fp32 adapters, gradients and AdamW states, "
+        "and each adapted input cast to fp32 for lora_A. 16bit: adapters in the model's 16-bit dtype, their gradients "
+        "and states too, lora_A saving the 16-bit input the layer already keeps: peft 0.6.0-0.11.x on a bf16/fp16 "
+        "base (update_layer's `self.to(weight.device, dtype=weight.dtype)`), Lightning/LitGPT's --precision bf16-true "
+        "or 16-true (the whole module, adapters included, in the 16-bit dtype), Olive's QLoRA pass (every LoraLayer "
+        "`module.to(compute_dtype)`). Unset: fp32. masterWeights keeps its meaning (no fp32 master copy of the "
+        "weights)"))
     lm_head: bool | None = Field(None, description=(
         "framework transformers: whether the trained model runs its LM head. false: the job loads the bare decoder "
         "(transformers' AutoModel, e.g. LlamaModel, \"the bare ... Model outputting raw hidden-states without any "
@@ -685,6 +697,8 @@ class Training(SpecModel):
             raise ValueError(rules["flash_attention_varlen"].message)
         if self.kbit_norms_fp32 is not None and not (self.framework == "transformers" and self.method != "full"):
             raise ValueError(rules["kbit_norms_fp32"].message)
+        if self.adapter_dtype is not None and not (self.framework == "transformers" and self.method != "full"):
+            raise ValueError(rules["adapter_dtype"].message)
         if self.lm_head is not None and self.framework != "transformers":
             raise ValueError(rules["lm_head"].message)
         if self.mixed_precision is not None and not (self.framework == "transformers" and self.method == "qlora"):
