@@ -183,6 +183,11 @@ GOOD = [
                                        "inference": {"engineVersion": "0.29.0"}}),
     ("hybrid-prefix-caching-off", {"model": {"preset": "qwen3-next-80b-a3b"}, "workload": "inference",
                                    "inference": {"engineVersion": "0.29.0", "prefixCaching": False}}),
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True exported for a transformers job (T1940)
+    ("expandable-transformers", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
+                                 "training": {"framework": "transformers", "optimizer": "adamw8bit",
+                                              "pagedOptimizer": True, "activationCheckpointing": "full",
+                                              "expandableSegments": True}}),
     # gpt-oss's clamped SwiGLU (config.json swiglu_limit) stated on an architecture
     ("swiglu-limit", {"model": {"preset": "gpt-oss-120b", "architecture": {"numLayers": 24, "numExperts": 32,
                                                                             "slidingWindowLayers": 12,
@@ -243,9 +248,6 @@ BAD = [
      ["spec.placement.headroom", "less than 1"]),
     ("zero-stage", {"model": {"preset": "llama-3.1-8b"}, "workload": "training", "training": {"zeroStage": 4}},
      ["spec.training.zeroStage", "less than or equal to 3"]),
-    ("expandable-transformers", {"model": {"preset": "llama-3.1-8b"}, "workload": "training",
-                                 "training": {"expandableSegments": True}},
-     ["spec.training.expandableSegments", "only allowed with framework fsdp, deepspeed or megatron"]),
     ("engine-version-tensorrt-llm", {"model": {"preset": "llama-3.1-8b"}, "workload": "inference",
                                      "inference": {"engine": "tensorrt-llm", "engineVersion": "1.2.1"}},
      ["spec.inference.engineVersion", "modelled for engines vllm and sglang only"]),

@@ -94,7 +94,7 @@ def test_cel_rules_mirror_the_pydantic_validators(crd):
     training = spec["properties"]["training"]["x-kubernetes-validations"]
     assert [r["fieldPath"] for r in training] == [".loraRank", ".loraTargets", ".loraDropout", ".zeroStage",
                                                   ".method", ".optimizer", ".compile",
-                                                  ".expandableSegments", ".fsdpVersion", ".sgdMomentum", ".compileLoss",
+                                                  ".fsdpVersion", ".sgdMomentum", ".compileLoss",
                                                   ".sequenceParallel", ".reshardAfterForward", ".lossParallel",
                                                   ".optimizerInBackward", ".pagedOptimizer",
                                                   ".activationOffloading", ".lossUpcast", ".lossChunkBackward",

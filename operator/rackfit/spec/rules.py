@@ -262,10 +262,6 @@ RULES: dict[str, dict[str, Rule]] = {
         "megatron_compile": Rule("self.framework != 'megatron' || !self.compile",
                                  "framework megatron does not run torch.compile (Transformer Engine fuses its "
                                  "kernels): compile must be false", ".compile"),
-        "expandable_segments": Rule(
-            "self.framework != 'transformers' || !has(self.expandableSegments)",
-            "training.expandableSegments is only allowed with framework fsdp, deepspeed or megatron (the "
-            "transformers model is measured with PyTorch's default allocator)", ".expandableSegments"),
         "fsdp_version": Rule("self.framework == 'fsdp' || !has(self.fsdpVersion)",
                              "training.fsdpVersion says which FSDP runs framework fsdp: only with framework fsdp",
                              ".fsdpVersion"),

@@ -120,7 +120,9 @@ class Training(SpecModel):
         "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the training processes (torchtitan's run_train.sh "
         "exports it): freed pages are remapped for any size, so less memory is stranded between the backward "
         "and the optimizer step. Default: true for fsdp (FSDP2) with selective checkpointing (modelled as torchtitan), "
-        "else false (PyTorch's default). fsdp, deepspeed and megatron only"))
+        "else false (PyTorch's default). With framework transformers (a job or its launcher exporting the variable): "
+        "the backward's freed blocks are remapped for the recomputed layers' and the step's requests, so no more "
+        "than SLACK_TRAINING of its transient bytes stays reserved and the step's temporaries take no new segments"))
     fsdp_version: int | None = Field(None, ge=1, le=2, description=(
         "framework fsdp: which PyTorch FSDP shards the model. 2 (default): FSDP2, fully_shard (torchtitan, "
         "torchtune, accelerate with fsdp_version: 2): per-parameter shards, each block's 16-bit copy gathered before "
@@ -669,8 +671,6 @@ class Training(SpecModel):
         if self.adamw_implementation is not None and not (
                 self.optimizer == "adamw" and self.framework in ("transformers", "fsdp", "deepspeed", "megatron")):
             raise ValueError(rules["adamw_implementation"].message)
-        if self.framework == "transformers" and self.expandable_segments is not None:
-            raise ValueError(rules["expandable_segments"].message)
         if self.fsdp_version is not None and self.framework != "fsdp":
             raise ValueError(rules["fsdp_version"].message)
         if self.model_code is not None and not (
