@@ -58,9 +58,9 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'training', 'turing'): (-20.1, 8.6, 4, 'memory', -14.1, 6.0),
     ('vllm', 'inference', 'ada'): (-14.6, 109.1, 63, 'kv cache', -4.9, 12.6),
     ('vllm', 'inference', 'ampere'): (-30.8, 1202.0, 79, 'kv cache', -5.8, 11.2),
-    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 290, 'kv cache', -3.0, 10.3),
+    ('vllm', 'inference', 'any'): (-30.8, 1202.0, 293, 'kv cache', -3.0, 10.3),
     ('vllm', 'inference', 'blackwell'): (-3.6, 158.6, 32, 'kv cache', -1.3, 100.4),
-    ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 90, 'kv cache', -0.4, 1.9),
+    ('vllm', 'inference', 'hopper'): (-25.1, 195.6, 93, 'kv cache', -0.3, 1.9),
     ('vllm', 'inference', 'turing'): (-7.1, 8.1, 24, 'kv cache', -4.6, 4.6),
     ('vllm', 'inference', 'volta'): (-2.8, 0.4, 2, 'kv cache', -2.5, 0.1),
 }
