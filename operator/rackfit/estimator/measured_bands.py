@@ -52,7 +52,7 @@ BANDS: dict[tuple[str, str, str], tuple[float, float, int, str, float, float]] =
     ('transformers', 'inference', 'hopper'): (-1.7, 1.7, 18, 'memory', -1.4, 1.3),
     ('transformers', 'training', 'ada'): (-8.0, 4.2, 4, 'memory', -7.5, 1.9),
     ('transformers', 'training', 'ampere'): (-48.1, 72.7, 163, 'memory', -11.8, 11.1),
-    ('transformers', 'training', 'any'): (-48.1, 72.7, 244, 'memory', -12.4, 12.3),
+    ('transformers', 'training', 'any'): (-48.1, 72.7, 246, 'memory', -12.8, 12.8),
     ('transformers', 'training', 'blackwell'): (-6.6, 1.4, 10, 'memory', -5.6, -0.7),
     ('transformers', 'training', 'hopper'): (-8.2, 13.8, 25, 'memory', -1.4, 10.4),
     ('transformers', 'training', 'turing'): (-20.1, 8.6, 4, 'memory', -14.1, 6.0),
