@@ -15,6 +15,7 @@ from rackfit.estimator.params import ParamCounts, lora_projections
 from rackfit.estimator.result import Layout
 from rackfit.models import ModelArch
 from rackfit.spec import Training
+from rackfit.spec.base import older
 
 # Optimizer state elements per trainable parameter, and bytes per element. SGD's one is its momentum
 # buffer, which torch.optim.SGD creates only when momentum != 0 (torch/optim/sgd.py, `_init_group`).
@@ -38,9 +39,36 @@ class ModelStates:
     trainable: int
 
 
+# transformers 5.0 fuses a MoE block's experts into 3D parameters (no nn.Linear per expert for peft's
+# target_modules to match); before it every expert is its own MLP of nn.Linear (modeling_qwen3_moe.py of 4.51.3:
+# `self.experts = nn.ModuleList([Qwen3MoeMLP(config, intermediate_size=config.moe_intermediate_size) ...])`)
+HF_FUSED_EXPERTS = (5, 0)
+MLP_ROLES = frozenset({"gate", "up", "down"})
+
+
+def per_expert_adapters(a: ModelArch, tr: Training) -> bool:
+    """LoRA's MLP targets match every expert's (and shared expert's) own gate_proj, up_proj and down_proj: a MoE
+    model under Hugging Face transformers' model code (framework transformers or deepspeed) of a named release
+    before 5.0. peft matches target_modules by the module name's suffix (tuners_utils `check_target_module_exists`:
+    `key.endswith(f".{target_key}")`), so "gate_proj" adapts each of the E experts' projections of
+    (hidden x moeIntermediateSize), not one dense MLP; the router (`mlp.gate`) does not match."""
+    return (a.is_moe and tr.method != "full" and bool(tr.targets & MLP_ROLES)
+            and tr.framework in ("transformers", "deepspeed") and older(tr.transformers_version, HF_FUSED_EXPERTS))
+
+
 def lora_params(a: ModelArch, tr: Training) -> int:
-    """r x (in + out) for each adapted projection (training.loraTargets, all seven by default) of every layer."""
-    return a.num_layers * tr.rank * sum(i + o for i, o in lora_projections(a, tr.targets))
+    """r x (in + out) for each adapted projection (training.loraTargets, all seven by default) of every layer; with
+    per_expert_adapters the MoE layers' MLP adapters are the experts' own, (experts + shared) per layer."""
+    if not per_expert_adapters(a, tr):
+        return a.num_layers * tr.rank * sum(i + o for i, o in lora_projections(a, tr.targets))
+    attention = tr.rank * sum(i + o for i, o in lora_projections(a, tr.targets - MLP_ROLES))
+    dense_mlp = tr.rank * sum(i + o for i, o in lora_projections(a, tr.targets & MLP_ROLES))
+    h, e = a.hidden_size, a.moe_intermediate_size
+    expert = tr.rank * sum(i + o for role, (i, o) in {"gate": (h, e), "up": (h, e), "down": (e, h)}.items()
+                           if role in tr.targets and (role != "gate" or a.gated_mlp))
+    dense_layers = a.num_layers - a.moe_layers
+    return (a.num_layers * attention + dense_layers * dense_mlp
+            + a.moe_layers * (a.num_experts + a.num_shared_experts) * expert)
 
 
 def optimizer_state_bytes(tr: Training, n: int, state_dtype_bytes: int, a: ModelArch) -> int:
