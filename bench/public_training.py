@@ -257,12 +257,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--cases"]:  # rows of your own cluster: rackfit observed -o jsonl > FILE
         argv = argv[1:]
     path = Path(argv[0]) if argv else CASES
-    results = measure(path)
-    if not results:
+    results, facts = measure(path), fit_facts(path)
+    if not results and not facts:
         print(f"no training rows in {path}")
         return 0
-    print(table(results))
-    facts = fit_facts(path)
+    if results:
+        print(table(results))
     if facts:
         print()
         print(facts_table(facts))

@@ -104,3 +104,18 @@ def test_a_file_without_rows_of_its_kind_is_said_not_failed(tmp_path):
         out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--cases", str(empty)], env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "no " in out.stdout, out.stderr
+
+
+def test_a_training_file_of_facts_alone_lists_them(tmp_path):
+    """A pass whose rows are all fit/no-fit facts (no measured number) still gets its facts table."""
+    public_training = bench("public_training")
+    [row] = [c for c in yaml.safe_load((ROOT / "bench/cases/public/training.yaml").read_text())["cases"]
+             if c["id"] == "T1980"]
+    facts = tmp_path / "facts.yaml"
+    facts.write_text(yaml.safe_dump({"cases": [row]}))
+    assert not public_training.measure(facts)
+    env = {"PYTHONPATH": f"{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "public_training.py"), str(facts)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "fit/no-fit facts right: 1 of 1" in out.stdout and "no training rows" not in out.stdout
