@@ -39,6 +39,7 @@ from rackfit.estimator.hf_fsdp2 import hf_fsdp2
 from rackfit.estimator.result import Layout
 from rackfit.spec import Training
 from rackfit.spec.base import older
+from rackfit.spec.releases import ACCELERATE_FSDP2_NO_SYNC
 
 
 def accumulation_steps(tr: Training) -> int:
@@ -71,11 +72,6 @@ def no_sync_unsharded(tr: Training, layout: Layout, unsharded: int) -> int:
             and layout.data > 1:
         return unsharded
     return 0
-
-
-# accelerate ec92b1af ("fix: model.set_requires_gradient_sync(False) should be called to turn off gradient
-# synchronization in FSDP2 (#3762)", September 7, 2025), first in 1.11.0
-ACCELERATE_FSDP2_NO_SYNC = (1, 11, 0)
 
 
 def accelerate_fsdp2_no_sync(tr: Training) -> bool:

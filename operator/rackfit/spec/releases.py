@@ -53,6 +53,9 @@ TORCH_FOREACH_ADAMW_ONE_INTERMEDIATE = (2, 1)
 # March 19, 2025; first tag v0.1.0), and the first that shards tok_embeddings and [norm, output] as FSDP groups of
 # their own instead of one root group (PR 1094, 83e694105, July 28, 2025; first tag v0.2.0)
 TORCHTITAN_FUSED_FINAL_NORM = (0, 1)
+# accelerate's FSDP2 no_sync: ec92b1af ("fix: model.set_requires_gradient_sync(False) should be called to turn off
+# gradient synchronization in FSDP2 (#3762)", September 7, 2025), first in 1.11.0 (estimator/accumulation.py)
+ACCELERATE_FSDP2_NO_SYNC = (1, 11, 0)
 # accelerate's FSDP2 activation checkpointing (fsdp_config fsdp_activation_checkpointing, utils/fsdp_utils.py): up to
 # 1.7.0 fsdp2_prepare_model calls torch's apply_activation_checkpointing with the auto-wrap policy (each decoder layer
 # wrapped); from 1.8.0 (d2e6b031, PR 3585 "[FSDP2] Refactor + FP8", June 10, 2025) Accelerator._prepare_fsdp2 calls
