@@ -387,6 +387,8 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
                            fp32: bool = False) -> tuple[float, float]:
     """(bytes one layer keeps per token, of which attention's share) under tensor+sequence parallel. `fp32`: a pure
     fp32 full fine-tune or LoRA (pure_fp32_activations), its saved tensors fp32."""
+    if fp32 and tr.method != "full":
+        return _fp32_lora_layer_bytes(a, tr, t)
     h = a.hidden_size
     q, kv = attention_dims(a)
     act = FP32_ACT_BYTES if fp32 else ACT_BYTES
@@ -402,18 +404,13 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
         # eager attention (transformers 4.28 LlamaAttention.forward, the eager path of later releases): matmul scores,
         # `attn_weights + attention_mask`, `torch.max(attn_weights, finfo.min)` (saves its 16-bit input), `softmax(...,
         # dtype=torch.float32)` (saves its fp32 output), `.to(query_states.dtype)` (the 16-bit copy the matmul with
-        # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8
-        attention += EAGER_SCORE_BYTES * a.num_attention_heads * tr.sequence_length
-    if fp32 and tr.method != "full":
-        return _fp32_lora_layer_bytes(a, tr, t)
+        # the values saves): EAGER_SCORE_BYTES a score; releases without the torch.max clamp keep 6, counted as 8.
+        # Pure fp32 keeps the fp32 softmax output alone (fp32_eager_score_bytes)
+        score_bytes = fp32_eager_score_bytes(tr) if fp32 else EAGER_SCORE_BYTES
+        attention += score_bytes * a.num_attention_heads * tr.sequence_length
     norms = (_fp32_norm_bytes_per_h(a) if fp32 else
              layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H)
     per = attention + act * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
-    if fp32 and tr.flash_attention is False:
-        # the fp32 softmax output alone (FP32_EAGER_SCORE_BYTES), not the 16-bit count's EAGER_SCORE_BYTES
-        scores = a.num_attention_heads * tr.sequence_length
-        per += (fp32_eager_score_bytes(tr) - EAGER_SCORE_BYTES) * scores
-        attention += (fp32_eager_score_bytes(tr) - EAGER_SCORE_BYTES) * scores
     per += gelu_new_bytes(a, tr, 4 if mixed or fp32 else ACT_BYTES)
     if mixed:
         per += AUTOCAST_RESIDUAL_BYTES_PER_H * h
