@@ -16,7 +16,7 @@ from rackfit.estimator.activations import (
     NORM_BYTES_PER_H,
     gelu_new_bytes,
     hf_16bit_layernorm,
-    layernorm_16bit_bytes_per_h,
+    layernorm_bytes_per_h,
     training_activations,
 )
 from rackfit.estimator.result import Layout
@@ -43,7 +43,7 @@ def _spec(model_type=None, **training):
 def test_each_family_keeps_its_norms_inputs_and_outputs(model_type, per_h):
     spec = _spec(model_type)
     a = resolve(spec.model)
-    assert layernorm_16bit_bytes_per_h(a) == per_h
+    assert layernorm_bytes_per_h(a) == per_h
     assert hf_16bit_layernorm(a, spec.training, mixed=False)
     assert not hf_16bit_layernorm(a, spec.training, mixed=True)   # autocast: not this count
 
@@ -63,7 +63,7 @@ def test_the_kept_activations_drop_by_the_norms_difference_alone(model_type):
     kept = training_activations(resolve(fam.model), fam.training, layout, mixed=False, fp16=True).layers
     kept_bare = training_activations(resolve(bare.model), bare.training, layout, mixed=False, fp16=True).layers
     tokens, h, layers = 8 * 512, 2048, 24
-    per_h = layernorm_16bit_bytes_per_h(resolve(fam.model))
+    per_h = layernorm_bytes_per_h(resolve(fam.model))
     # GPT-2's and GPT-J's gelu_new keeps three intermediate-wide 16-bit tensors more (gelu_new_bytes)
     gelu_new = gelu_new_bytes(resolve(fam.model), fam.training, 2)
     assert gelu_new == (3 * 2 * resolve(fam.model).intermediate_size if model_type in ("gpt2", "gptj") else 0)

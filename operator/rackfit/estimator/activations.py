@@ -143,11 +143,11 @@ HF_LAYERNORM_LAYERS = {
 HF_RELU_MLP_MODEL_TYPES = frozenset({"opt"})
 
 
-def layernorm_16bit_bytes_per_h(a: ModelArch) -> int:
-    """Bytes a hidden unit a token and layer the decoder layer's 16-bit nn.LayerNorms keep (HF_LAYERNORM_LAYERS): each
-    distinct input once and each norm's output."""
+def layernorm_bytes_per_h(a: ModelArch, element_bytes: int = ACT_BYTES) -> int:
+    """Bytes a hidden unit a token and layer the decoder layer's nn.LayerNorms keep (HF_LAYERNORM_LAYERS), in their
+    dtype's `element_bytes` (16-bit unless said): each distinct input once and each norm's output."""
     norms, inputs = HF_LAYERNORM_LAYERS[a.model_type]
-    return ACT_BYTES * (norms + inputs)
+    return element_bytes * (norms + inputs)
 
 
 # A fused RMSNorm (nn.RMSNorm's CUDA kernel, or Inductor's fusion under torch.compile) keeps its 16-bit
@@ -409,7 +409,7 @@ def _layer_bytes_per_token(a: ModelArch, tr: Training, t: int, mixed: bool,
         score_bytes = fp32_eager_score_bytes(tr) if fp32 else EAGER_SCORE_BYTES
         attention += score_bytes * a.num_attention_heads * tr.sequence_length
     norms = (_fp32_norm_bytes_per_h(a) if fp32 else
-             layernorm_16bit_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H)
+             layernorm_bytes_per_h(a) if hf_16bit_layernorm(a, tr, mixed) else NORM_BYTES_PER_H)
     per = attention + act * _mlp_saved(a, tr) + norms * h + qk_norm_bytes(a, 1, QK_NORM_EAGER_BYTES)
     per += gelu_new_bytes(a, tr, 4 if mixed or fp32 else ACT_BYTES)
     if mixed:
@@ -429,8 +429,7 @@ def _fp32_norm_bytes_per_h(a: ModelArch) -> int:
     """Bytes a hidden unit a token and layer a pure fp32 full fine-tune's norms keep: transformers' RMSNorm three fp32
     tensors a norm (FP32_NORM_BYTES_PER_H); nn.LayerNorm (HF_LAYERNORM_LAYERS) each distinct input and each output."""
     if a.model_type in HF_LAYERNORM_LAYERS:
-        norms, inputs = HF_LAYERNORM_LAYERS[a.model_type]
-        return FP32_ACT_BYTES * (norms + inputs)
+        return layernorm_bytes_per_h(a, FP32_ACT_BYTES)
     return FP32_NORM_BYTES_PER_H
 
 
@@ -488,7 +487,7 @@ def _fp32_lora_layer_bytes(a: ModelArch, tr: Training, t: int) -> tuple[float, f
 
 def hf_16bit_layernorm(a: ModelArch, tr: Training, mixed: bool) -> bool:
     """Whether the model's decoder layers norm with nn.LayerNorm in their 16-bit dtype (HF_LAYERNORM_LAYERS under
-    framework deepspeed, no autocast and no fp32 residual): layernorm_16bit_bytes_per_h a token and layer."""
+    framework deepspeed, no autocast and no fp32 residual): layernorm_bytes_per_h a token and layer."""
     return a.model_type in HF_LAYERNORM_LAYERS and tr.framework == "deepspeed" and not mixed
 
 
